@@ -1,0 +1,7 @@
+# C-level view of the compiled codec, for other Cython modules (the RIB and
+# the load generator walk packed prefixes without going through Python).
+
+cdef Py_ssize_t nlri_count(const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+                           int maxbits, bint addpath) noexcept nogil
+cdef Py_ssize_t chunk_end(const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+                          Py_ssize_t room, bint addpath) noexcept nogil

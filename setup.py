@@ -1,0 +1,32 @@
+"""Builds fastbgp._codec from Cython.  FASTBGP_NO_EXTENSIONS=1 skips the
+compile and leaves the pure-Python twin in charge."""
+
+import os
+
+from setuptools import Extension, setup
+
+ext_modules = []
+if not os.environ.get("FASTBGP_NO_EXTENSIONS"):
+    from Cython.Build import cythonize
+
+    ext_modules = cythonize(
+        [
+            Extension(
+                "fastbgp._codec",
+                ["fastbgp/_codec.pyx"],
+                extra_compile_args=["-O3"],
+            )
+        ],
+        compiler_directives={
+            "language_level": "3",
+            # Every index in _codec.pyx is checked against the buffer length
+            # before use; these two are disabled per function, where proven.
+            "boundscheck": True,
+            "wraparound": True,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+        annotate=bool(os.environ.get("FASTBGP_ANNOTATE")),
+    )
+
+setup(ext_modules=ext_modules)
