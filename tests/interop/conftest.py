@@ -1,0 +1,47 @@
+"""pytest wiring for the interop tests (real BGP daemons in namespaces)."""
+
+import os
+import subprocess
+
+import pytest
+
+from . import lab as _lab
+
+
+def pytest_configure(config):
+    # Registered here (not only in pyproject.toml) so `-m interop` and
+    # --strict-markers work whatever the project-level config says.
+    config.addinivalue_line(
+        "markers",
+        "interop: runs real BGP daemons (bird2, gobgpd, frr, exabgp, openbgpd) in network namespaces; "
+        "needs root and .ci/install-peers.sh",
+    )
+
+
+def require(*daemon_classes):
+    """Skip (with the reason) unless we are root and every binary the given
+    lab helpers need is installed."""
+    if not _lab.is_root():
+        pytest.skip("interop lab needs root (network namespaces)")
+    missing = _lab.missing_binaries("ip", *[b for cls in daemon_classes for b in cls.binaries])
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (run .ci/install-peers.sh)")
+
+
+def lab_namespaces(prefix: str) -> list:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [l.split()[0] for l in out.splitlines() if l.startswith(prefix)]
+
+
+@pytest.fixture
+def lab():
+    """A started Lab; after the test, asserts that it left nothing behind."""
+    require()
+    with _lab.Lab() as l:
+        yield l
+    leftovers = lab_namespaces(l.prefix)
+    assert not leftovers, f"lab namespaces not deleted: {leftovers}"
+    alive = [p.pid for p in l._procs if p.poll() is None]
+    assert not alive, f"lab processes still running: {alive}"
+    if not l.keep_tmp:
+        assert not os.path.exists(l.tmpdir), "lab temp dir not removed"
