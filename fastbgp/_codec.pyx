@@ -530,12 +530,13 @@ cdef _overrun(_State state, Py_ssize_t n_ann, object mp_reach, object mp_unreach
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False):
+def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=False):
     """Validate one UPDATE body and split it (see ParsedUpdate).
 
     Errors whose RFC 7606 action is session reset or AFI/SAFI disable raise
     BGPError; attribute-discard and treat-as-withdraw are applied and listed
     in ``errors`` -- unless ``strict``, where the first error raises.
+    ``lenient`` is for inspecting captures only (see the twin).
     """
     cdef bytes b = _bytes(body)
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
@@ -610,7 +611,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False):
         seen[t] = 1
         expected = _expected_flags(t)
         if expected < 0:
-            if not flags & 0x80:
+            if not flags & 0x80 and not lenient:
                 # RFC 4271 §6.3: unrecognized well-known attribute.
                 raise BGPError(3, 2, _slice(p, start, ve), "unrecognized well-known attribute %d" % t, A_RESET, t)
             ks[nkeep] = start
@@ -626,7 +627,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False):
             dirty = True
             continue
         if t == 14:
-            mp_reach, c = _mp_reach(p + vs, ln, addpath_rx)
+            mp_reach, c = _mp_reach(p + vs, ln, addpath_rx, lenient)
             n_ann += c
             dirty = True
             continue
@@ -687,7 +688,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False):
                         state.action, tuple(state.errors))
 
 
-cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx):
+cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bint lenient):
     """((afi, safi, next_hop, nlri), count) of an MP_REACH_NLRI value."""
     if n < 5:
         raise BGPError(3, 9, b"", "MP_REACH_NLRI of %d octets" % n, A_RESET, 14)
@@ -702,7 +703,7 @@ cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx):
     cdef int bits = _known_bits(afi, safi)
     if bits:
         # RFC 4760 §3, RFC 2545 §3, RFC 8950 §3: next hop lengths we accept.
-        if not (nhlen == 16 or nhlen == 32 or (afi == 1 and nhlen == 4)):
+        if not lenient and not (nhlen == 16 or nhlen == 32 or (afi == 1 and nhlen == 4)):
             raise BGPError(3, 9, b"", "MP_REACH_NLRI next hop length %d" % nhlen, A_AFISAFI, 14)
         count = nlri_count(v, 5 + nhlen, n, bits, bool(addpath_rx) and (afi, safi) in addpath_rx)
         if count < 0:

@@ -414,7 +414,7 @@ def _validate(t, v, ctx):
     return None
 
 
-def _mp_reach(v, ctx, state):
+def _mp_reach(v, ctx, lenient):
     """(afi, safi, next_hop, nlri, count) of an MP_REACH_NLRI value."""
     n = len(v)
     if n < 5:
@@ -429,7 +429,7 @@ def _mp_reach(v, ctx, state):
     count = 0
     if _known_family(afi, safi):
         # RFC 4760 §3, RFC 2545 §3, RFC 8950 §3: next hop lengths we accept.
-        if nhlen not in ((4, 16, 32) if afi == AFI_IPV4 else (16, 32)):
+        if not lenient and nhlen not in ((4, 16, 32) if afi == AFI_IPV4 else (16, 32)):
             raise BGPError(3, 9, b"", "MP_REACH_NLRI next hop length %d" % nhlen, ACTION_AFISAFI_DISABLE, ATTR_MP_REACH_NLRI)
         count = _nlri_count(nlri, 0, len(nlri), _KNOWN_AFI_BITS[afi], (afi, safi) in ctx.addpath_rx)
         if count < 0:
@@ -453,13 +453,19 @@ def _mp_unreach(v, ctx):
     return (afi, safi, nlri), count
 
 
-def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False):
+def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
     """Validate one UPDATE body and split it (see ParsedUpdate).
 
     Errors whose RFC 7606 action is session reset or AFI/SAFI disable raise
     BGPError; attribute-discard and treat-as-withdraw are applied and listed
     in ``errors`` -- unless ``strict``, where the first error of any kind
     raises.
+
+    ``lenient`` is for inspecting captures (MRT files, decode tools), never
+    for a session: an unrecognized well-known attribute is kept like an
+    unknown optional one and an MP_REACH_NLRI next hop of unexpected length
+    is kept as it is, where a session must reset (RFC 4271 §6.3, RFC 7606
+    §7.11).
     """
     n = len(body)
     if n < 4:
@@ -522,7 +528,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False):
         seen.add(t)
         expected = WELL_KNOWN_FLAGS.get(t)
         if expected is None:
-            if not flags & 0x80:
+            if not flags & 0x80 and not lenient:
                 # RFC 4271 §6.3: unrecognized well-known attribute.
                 raise BGPError(3, 2, bytes(body[start:ve]), "unrecognized well-known attribute %d" % t, ACTION_SESSION_RESET, t)
             keep.append((start, ve))
@@ -537,7 +543,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False):
             continue
         v = body[vs:ve]
         if t == ATTR_MP_REACH_NLRI:
-            mp_reach, c = _mp_reach(v, ctx, state)
+            mp_reach, c = _mp_reach(v, ctx, lenient)
             n_ann += c
             dirty = True
             continue

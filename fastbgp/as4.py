@@ -9,6 +9,7 @@ it receives were already validated by the codec.
 from .constants import (
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,
+    AS_SEQUENCE,
     AS_SET,
     AS_TRANS,
     ATTR_AGGREGATOR,
@@ -103,6 +104,10 @@ def _merge_paths(segs2, segs4):
             take = asns[: drop_to - kept]
             kept += len(take)
             head.append((st, take))
+    if head and segs4 and head[-1][0] == segs4[0][0] == AS_SEQUENCE:
+        # One AS_SEQUENCE split only by the 2/4-octet boundary is one
+        # segment, as the 4-octet speaker that built it sent it.
+        return head[:-1] + [(AS_SEQUENCE, head[-1][1] + segs4[0][1])] + segs4[1:]
     return head + segs4
 
 
