@@ -636,14 +636,16 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
             n_wd += c
             dirty = True
             continue
+        if t == 5 and ctx.ebgp:
+            # RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded,
+            # whatever its length.
+            dirty = True
+            continue
         bad = _validate(t, p + vs, ln, as4_ctx)
         if bad is not None:
             sub = bad[0]
             state.record(BGPError(3, sub, b"" if sub == 11 else _slice(p, start, ve), bad[1], _malformed_action(t), t))
             dirty = True
-            continue
-        if t == 5 and ctx.ebgp:
-            dirty = True  # RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded.
             continue
         if as4_ctx and (t == 17 or t == 18):
             dirty = True  # RFC 6793 §3: a 4-octet speaker ignores AS4_* from a 4-octet peer.

@@ -552,15 +552,17 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
             n_wd += c
             dirty = True
             continue
+        if t == ATTR_LOCAL_PREF and ctx.ebgp:
+            # RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded,
+            # whatever its length.
+            dirty = True
+            continue
         bad = _validate(t, v, ctx)
         if bad is not None:
             sub, reason = bad
             data = b"" if sub == 11 else bytes(body[start:ve])
             _attr_error(state, BGPError(3, sub, data, reason, _MALFORMED_ACTION[t], t))
             dirty = True
-            continue
-        if t == ATTR_LOCAL_PREF and ctx.ebgp:
-            dirty = True  # RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded.
             continue
         if ctx.as4 and (t == ATTR_AS4_PATH or t == ATTR_AS4_AGGREGATOR):
             dirty = True  # RFC 6793 §3: a 4-octet speaker ignores AS4_* from a 4-octet peer.
