@@ -45,7 +45,7 @@ cdef int _min_len(int mtype) noexcept:
     if mtype == 4:
         return 19
     if mtype == 5:
-        return 23
+        return 19
     return 0
 
 
@@ -180,6 +180,8 @@ cpdef bytes frame(int mtype, body):
     cdef bytes b = _bytes(body)
     cdef Py_ssize_t blen = PyBytes_GET_SIZE(b)
     cdef Py_ssize_t n = HEADER_LEN + blen
+    if n > 0xFFFF:
+        raise ValueError("message of %d octets does not fit the 2-octet length field" % n)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)
     memset(o, 0xFF, 16)
@@ -488,7 +490,7 @@ cdef object _validate(int t, const unsigned char *v, Py_ssize_t n, bint as4_ctx)
         if not _as_path_ok(v, n, 4 if as4_ctx else 2):
             return 11, "malformed AS_PATH"
     elif t == 17:
-        if not _as_path_ok(v, n, 4):
+        if n < 6 or not _as_path_ok(v, n, 4):
             return 9, "malformed AS4_PATH"
     elif t == 3:
         if n != 4:
@@ -520,11 +522,11 @@ cdef object _validate(int t, const unsigned char *v, Py_ssize_t n, bint as4_ctx)
     return None
 
 
-cdef _overrun(_State state, Py_ssize_t n_ann, object mp_reach, object mp_unreach):
-    # RFC 7606 §4: an attribute running past the attribute block makes the
-    # list malformed; withdrawing is safe only if we can see every NLRI.
-    if n_ann == 0 and mp_reach is None and mp_unreach is None:
-        raise BGPError(3, 1, b"", "attribute overruns the attribute block", A_RESET)
+cdef _overrun(_State state, const unsigned char *p, Py_ssize_t pos, Py_ssize_t a1):
+    # RFC 7606 §4: treat-as-withdraw -- unless the truncated attribute is an
+    # MP_* whose NLRI we then cannot see (§3 j); §5.2 is applied at the end.
+    if a1 - pos >= 2 and (p[pos + 1] == 14 or p[pos + 1] == 15):
+        raise BGPError(3, 1, b"", "MP attribute overruns the attribute block", A_RESET, p[pos + 1])
     state.record(BGPError(3, 1, b"", "attribute overruns the attribute block", A_WITHDRAW))
 
 
@@ -553,6 +555,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
     if a1 > n:
         raise BGPError(3, 1, b"", "total path attribute length %d overruns the message" % alen)
     cdef bint as4_ctx = ctx.as4
+    cdef bint ebgp = ctx.ebgp
     cdef object addpath_rx = ctx.addpath_rx
     cdef bint v4_addpath = bool(addpath_rx) and (1, 1) in addpath_rx
     cdef Py_ssize_t n_wd = nlri_count(p, 2, 2 + wlen, 32, v4_addpath)
@@ -583,7 +586,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
     while pos < a1:
         start = pos
         if a1 - pos < 3 or (p[pos] & 0x10 and a1 - pos < 4):
-            _overrun(state, n_ann, mp_reach, mp_unreach)
+            _overrun(state, p, pos, a1)
             dirty = True
             break
         flags = p[pos]
@@ -596,7 +599,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
             vs = pos + 3
         ve = vs + ln
         if ve > a1:
-            _overrun(state, n_ann, mp_reach, mp_unreach)
+            _overrun(state, p, pos, a1)
             dirty = True
             break
         pos = ve
@@ -609,11 +612,17 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
             dirty = True
             continue
         seen[t] = 1
+        if ebgp and (t == 5 or t == 9 or t == 10):
+            dirty = True  # RFC 7606 §7.5, §7.9, §7.10: discarded from an external peer.
+            continue
         expected = _expected_flags(t)
         if expected < 0:
             if not flags & 0x80 and not lenient:
                 # RFC 4271 §6.3: unrecognized well-known attribute.
                 raise BGPError(3, 2, _slice(p, start, ve), "unrecognized well-known attribute %d" % t, A_RESET, t)
+            if not flags & 0x40 and not lenient:
+                dirty = True  # RFC 4271 §5: unrecognized non-transitive: quietly ignored.
+                continue
             ks[nkeep] = start
             ke[nkeep] = ve
             nkeep += 1
@@ -627,18 +636,13 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
             dirty = True
             continue
         if t == 14:
-            mp_reach, c = _mp_reach(p + vs, ln, addpath_rx, lenient)
+            mp_reach, c = _mp_reach(p + vs, ln, addpath_rx, lenient, _slice(p, start, ve))
             n_ann += c
             dirty = True
             continue
         if t == 15:
-            mp_unreach, c = _mp_unreach(p + vs, ln, addpath_rx)
+            mp_unreach, c = _mp_unreach(p + vs, ln, addpath_rx, _slice(p, start, ve))
             n_wd += c
-            dirty = True
-            continue
-        if t == 5 and ctx.ebgp:
-            # RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded,
-            # whatever its length.
             dirty = True
             continue
         bad = _validate(t, p + vs, ln, as4_ctx)
@@ -667,6 +671,12 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
 
     cdef bytes withdrawn = _slice(p, 2, 2 + wlen)
     cdef bytes nlri = _slice(p, a1, n)
+    if state.action == A_WITHDRAW and n_ann == 0 and (mp_reach is None or not mp_reach[3]):
+        # RFC 7606 §5.2: attributes without reachable NLRI -- any error
+        # stronger than attribute discard resets the session.
+        for e in state.errors:
+            if e.action == A_WITHDRAW:
+                raise BGPError(e.code, e.subcode, e.data, e.reason, A_RESET, e.attr_type)
     if state.action == A_WITHDRAW:
         return _as_withdraw(withdrawn, nlri, mp_reach, mp_unreach, n_ann, n_wd, state)
     cdef bytes attrs
@@ -690,15 +700,15 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
                         state.action, tuple(state.errors))
 
 
-cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bint lenient):
+cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bint lenient, bytes data):
     """((afi, safi, next_hop, nlri), count) of an MP_REACH_NLRI value."""
     if n < 5:
-        raise BGPError(3, 9, b"", "MP_REACH_NLRI of %d octets" % n, A_RESET, 14)
+        raise BGPError(3, 9, data, "MP_REACH_NLRI of %d octets" % n, A_RESET, 14)
     cdef int afi = (v[0] << 8) | v[1]
     cdef int safi = v[2]
     cdef Py_ssize_t nhlen = v[3]
     if 4 + nhlen + 1 > n:
-        raise BGPError(3, 9, b"", "MP_REACH_NLRI next hop overruns", A_RESET, 14)
+        raise BGPError(3, 9, data, "MP_REACH_NLRI next hop overruns", A_RESET, 14)
     cdef bytes nh = _slice(v, 4, 4 + nhlen)
     cdef bytes nlri = _slice(v, 5 + nhlen, n)
     cdef Py_ssize_t count = 0
@@ -706,17 +716,17 @@ cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bi
     if bits:
         # RFC 4760 §3, RFC 2545 §3, RFC 8950 §3: next hop lengths we accept.
         if not lenient and not (nhlen == 16 or nhlen == 32 or (afi == 1 and nhlen == 4)):
-            raise BGPError(3, 9, b"", "MP_REACH_NLRI next hop length %d" % nhlen, A_AFISAFI, 14)
+            raise BGPError(3, 9, data, "MP_REACH_NLRI next hop length %d" % nhlen, A_AFISAFI, 14)
         count = nlri_count(v, 5 + nhlen, n, bits, bool(addpath_rx) and (afi, safi) in addpath_rx)
         if count < 0:
             # RFC 7606 §5.3: NLRI we cannot parse leaves no withdraw option.
-            raise BGPError(3, 9, b"", "malformed MP_REACH_NLRI prefixes", A_AFISAFI, 14)
+            raise BGPError(3, 9, data, "malformed MP_REACH_NLRI prefixes", A_AFISAFI, 14)
     return (afi, safi, nh, nlri), count
 
 
-cdef tuple _mp_unreach(const unsigned char *v, Py_ssize_t n, object addpath_rx):
+cdef tuple _mp_unreach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bytes data):
     if n < 3:
-        raise BGPError(3, 9, b"", "MP_UNREACH_NLRI of %d octets" % n, A_RESET, 15)
+        raise BGPError(3, 9, data, "MP_UNREACH_NLRI of %d octets" % n, A_RESET, 15)
     cdef int afi = (v[0] << 8) | v[1]
     cdef int safi = v[2]
     cdef bytes nlri = _slice(v, 3, n)
@@ -725,7 +735,7 @@ cdef tuple _mp_unreach(const unsigned char *v, Py_ssize_t n, object addpath_rx):
     if bits:
         count = nlri_count(v, 3, n, bits, bool(addpath_rx) and (afi, safi) in addpath_rx)
         if count < 0:
-            raise BGPError(3, 9, b"", "malformed MP_UNREACH_NLRI prefixes", A_AFISAFI, 15)
+            raise BGPError(3, 9, data, "malformed MP_UNREACH_NLRI prefixes", A_AFISAFI, 15)
     return (afi, safi, nlri), count
 
 

@@ -57,7 +57,7 @@ _MARKER = b"\xff" * 16
 KEEPALIVE = _MARKER + b"\x00\x13\x04"
 
 # RFC 4271 §4.1-4.5 smallest legal message of each type (header included).
-_MIN_LEN = {MSG_OPEN: 29, MSG_UPDATE: 23, MSG_NOTIFICATION: 21, MSG_KEEPALIVE: 19, MSG_ROUTE_REFRESH: 23}
+_MIN_LEN = {MSG_OPEN: 29, MSG_UPDATE: 23, MSG_NOTIFICATION: 21, MSG_KEEPALIVE: 19, MSG_ROUTE_REFRESH: 19}
 
 # RFC 7606 §7: what a malformed instance of each attribute costs.  MP_* are
 # decided in place (AFI/SAFI disable once the family is known).
@@ -382,7 +382,7 @@ def _validate(t, v, ctx):
         if not _as_path_ok(v, 4 if ctx.as4 else 2):
             return 11, "malformed AS_PATH"
     elif t == ATTR_AS4_PATH:
-        if not _as_path_ok(v, 4):
+        if n < 6 or not _as_path_ok(v, 4):
             return 9, "malformed AS4_PATH"
     elif t == ATTR_NEXT_HOP:
         if n != 4:
@@ -414,34 +414,34 @@ def _validate(t, v, ctx):
     return None
 
 
-def _mp_reach(v, ctx, lenient):
+def _mp_reach(v, ctx, lenient, data=b""):
     """(afi, safi, next_hop, nlri, count) of an MP_REACH_NLRI value."""
     n = len(v)
     if n < 5:
-        raise BGPError(3, 9, b"", "MP_REACH_NLRI of %d octets" % n, ACTION_SESSION_RESET, ATTR_MP_REACH_NLRI)
+        raise BGPError(3, 9, data, "MP_REACH_NLRI of %d octets" % n, ACTION_SESSION_RESET, ATTR_MP_REACH_NLRI)
     afi = (v[0] << 8) | v[1]
     safi = v[2]
     nhlen = v[3]
     if 4 + nhlen + 1 > n:
-        raise BGPError(3, 9, b"", "MP_REACH_NLRI next hop overruns", ACTION_SESSION_RESET, ATTR_MP_REACH_NLRI)
+        raise BGPError(3, 9, data, "MP_REACH_NLRI next hop overruns", ACTION_SESSION_RESET, ATTR_MP_REACH_NLRI)
     nh = bytes(v[4 : 4 + nhlen])
     nlri = bytes(v[5 + nhlen :])
     count = 0
     if _known_family(afi, safi):
         # RFC 4760 §3, RFC 2545 §3, RFC 8950 §3: next hop lengths we accept.
         if not lenient and nhlen not in ((4, 16, 32) if afi == AFI_IPV4 else (16, 32)):
-            raise BGPError(3, 9, b"", "MP_REACH_NLRI next hop length %d" % nhlen, ACTION_AFISAFI_DISABLE, ATTR_MP_REACH_NLRI)
+            raise BGPError(3, 9, data, "MP_REACH_NLRI next hop length %d" % nhlen, ACTION_AFISAFI_DISABLE, ATTR_MP_REACH_NLRI)
         count = _nlri_count(nlri, 0, len(nlri), _KNOWN_AFI_BITS[afi], (afi, safi) in ctx.addpath_rx)
         if count < 0:
             # RFC 7606 §5.3: NLRI we cannot parse leaves no withdraw option.
-            raise BGPError(3, 9, b"", "malformed MP_REACH_NLRI prefixes", ACTION_AFISAFI_DISABLE, ATTR_MP_REACH_NLRI)
+            raise BGPError(3, 9, data, "malformed MP_REACH_NLRI prefixes", ACTION_AFISAFI_DISABLE, ATTR_MP_REACH_NLRI)
     return (afi, safi, nh, nlri), count
 
 
-def _mp_unreach(v, ctx):
+def _mp_unreach(v, ctx, data=b""):
     n = len(v)
     if n < 3:
-        raise BGPError(3, 9, b"", "MP_UNREACH_NLRI of %d octets" % n, ACTION_SESSION_RESET, ATTR_MP_UNREACH_NLRI)
+        raise BGPError(3, 9, data, "MP_UNREACH_NLRI of %d octets" % n, ACTION_SESSION_RESET, ATTR_MP_UNREACH_NLRI)
     afi = (v[0] << 8) | v[1]
     safi = v[2]
     nlri = bytes(v[3:])
@@ -449,7 +449,7 @@ def _mp_unreach(v, ctx):
     if _known_family(afi, safi):
         count = _nlri_count(nlri, 0, len(nlri), _KNOWN_AFI_BITS[afi], (afi, safi) in ctx.addpath_rx)
         if count < 0:
-            raise BGPError(3, 9, b"", "malformed MP_UNREACH_NLRI prefixes", ACTION_AFISAFI_DISABLE, ATTR_MP_UNREACH_NLRI)
+            raise BGPError(3, 9, data, "malformed MP_UNREACH_NLRI prefixes", ACTION_AFISAFI_DISABLE, ATTR_MP_UNREACH_NLRI)
     return (afi, safi, nlri), count
 
 
@@ -463,9 +463,10 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
 
     ``lenient`` is for inspecting captures (MRT files, decode tools), never
     for a session: an unrecognized well-known attribute is kept like an
-    unknown optional one and an MP_REACH_NLRI next hop of unexpected length
-    is kept as it is, where a session must reset (RFC 4271 §6.3, RFC 7606
-    §7.11).
+    unknown optional one, an MP_REACH_NLRI next hop of unexpected length is
+    kept as it is (a session must reset: RFC 4271 §6.3, RFC 7606 §7.11), and
+    unknown non-transitive attributes stay (a session drops them: RFC 4271
+    §5), so every octet of the capture can be shown.
     """
     n = len(body)
     if n < 4:
@@ -500,7 +501,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
     while pos < a1:
         start = pos
         if a1 - pos < 3 or (body[pos] & 0x10 and a1 - pos < 4):
-            _overrun(state, n_ann, mp_reach, mp_unreach)
+            _overrun(state, body, pos, a1)
             dirty = True
             break
         flags = body[pos]
@@ -513,7 +514,7 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
             vs = pos + 3
         ve = vs + ln
         if ve > a1:
-            _overrun(state, n_ann, mp_reach, mp_unreach)
+            _overrun(state, body, pos, a1)
             dirty = True
             break
         pos = ve
@@ -526,11 +527,17 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
             dirty = True
             continue
         seen.add(t)
+        if ctx.ebgp and (t == ATTR_LOCAL_PREF or t == ATTR_ORIGINATOR_ID or t == ATTR_CLUSTER_LIST):
+            dirty = True  # RFC 7606 §7.5, §7.9, §7.10: discarded from an external peer.
+            continue
         expected = WELL_KNOWN_FLAGS.get(t)
         if expected is None:
             if not flags & 0x80 and not lenient:
                 # RFC 4271 §6.3: unrecognized well-known attribute.
                 raise BGPError(3, 2, bytes(body[start:ve]), "unrecognized well-known attribute %d" % t, ACTION_SESSION_RESET, t)
+            if not flags & 0x40 and not lenient:
+                dirty = True  # RFC 4271 §5: unrecognized non-transitive: quietly ignored.
+                continue
             keep.append((start, ve))
             continue
         if (flags & 0xC0) != expected:
@@ -543,18 +550,13 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
             continue
         v = body[vs:ve]
         if t == ATTR_MP_REACH_NLRI:
-            mp_reach, c = _mp_reach(v, ctx, lenient)
+            mp_reach, c = _mp_reach(v, ctx, lenient, bytes(body[start:ve]))
             n_ann += c
             dirty = True
             continue
         if t == ATTR_MP_UNREACH_NLRI:
-            mp_unreach, c = _mp_unreach(v, ctx)
+            mp_unreach, c = _mp_unreach(v, ctx, bytes(body[start:ve]))
             n_wd += c
-            dirty = True
-            continue
-        if t == ATTR_LOCAL_PREF and ctx.ebgp:
-            # RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded,
-            # whatever its length.
             dirty = True
             continue
         bad = _validate(t, v, ctx)
@@ -581,6 +583,11 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
                 break
 
     action = state["action"]
+    if action == ACTION_TREAT_AS_WITHDRAW and n_ann == 0 and (mp_reach is None or not mp_reach[3]):
+        # RFC 7606 §5.2: attributes without reachable NLRI -- any error
+        # stronger than attribute discard resets the session.
+        e = next(e for e in state["errors"] if e.action == ACTION_TREAT_AS_WITHDRAW)
+        raise BGPError(e.code, e.subcode, e.data, e.reason, ACTION_SESSION_RESET, e.attr_type)
     if action == ACTION_TREAT_AS_WITHDRAW:
         return _as_withdraw(withdrawn, nlri, mp_reach, mp_unreach, n_ann, n_wd, state)
     if dirty or not ctx.as4:
@@ -593,12 +600,12 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
     return ParsedUpdate(withdrawn, attrs, nlri, next_hop, mp_reach, mp_unreach, n_ann, n_wd, action, tuple(state["errors"]))
 
 
-def _overrun(state, n_ann, mp_reach, mp_unreach):
-    # RFC 7606 §4: an attribute running past the attribute block makes the
-    # list malformed; withdrawing is safe only if we can see every NLRI,
-    # i.e. no MP_* may hide in the unparsed tail.
-    if n_ann == 0 and mp_reach is None and mp_unreach is None:
-        raise BGPError(3, 1, b"", "attribute overruns the attribute block", ACTION_SESSION_RESET)
+def _overrun(state, body, pos, a1):
+    # RFC 7606 §4: treat-as-withdraw -- unless the truncated attribute is an
+    # MP_* whose NLRI we then cannot see (§3 j: session reset).  Without any
+    # reachable NLRI, §5.2 escalates at the end of parse_update.
+    if a1 - pos >= 2 and body[pos + 1] in (ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI):
+        raise BGPError(3, 1, b"", "MP attribute overruns the attribute block", ACTION_SESSION_RESET, body[pos + 1])
     _attr_error(state, BGPError(3, 1, b"", "attribute overruns the attribute block", ACTION_TREAT_AS_WITHDRAW))
 
 

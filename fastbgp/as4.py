@@ -125,8 +125,8 @@ def merge_from_2octet(attrs):
         as4_path = decode_segments(by_type[ATTR_AS4_PATH], 4)
         if any(st in (AS_CONFED_SEQUENCE, AS_CONFED_SET) for st, _ in as4_path):
             # RFC 6793 §6: confederation segments have no place in AS4_PATH.
-            notes.append("AS4_PATH with confederation segments ignored")
-            as4_path = None
+            notes.append("AS_CONFED_* segments dropped from AS4_PATH")
+            as4_path = [(st, a) for st, a in as4_path if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
     agg = by_type.get(ATTR_AGGREGATOR)
     agg4 = by_type.get(ATTR_AS4_AGGREGATOR)
     new_agg = None
@@ -171,9 +171,10 @@ def to_2octet(block):
             wide = any(a > 0xFFFF for _st, asns in segs for a in asns)
             narrow = [(st, [a if a <= 0xFFFF else AS_TRANS for a in asns]) for st, asns in segs]
             out += encode_attr(f, t, encode_segments(narrow, 2))
-            if wide:
-                # RFC 6793 §4.2.2: AS4_PATH never carries confederation segments.
-                segs4 = [(st, a) for st, a in segs if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
+            # RFC 6793 §4.2.2: AS4_PATH never carries confederation segments
+            # (and an empty one would be malformed, §6).
+            segs4 = [(st, a) for st, a in segs if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
+            if wide and segs4:
                 extra.append(encode_attr(FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH, encode_segments(segs4, 4)))
         elif t == ATTR_AGGREGATOR and len(v) == 8:
             asn = int.from_bytes(v[:4], "big")

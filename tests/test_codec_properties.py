@@ -1,0 +1,305 @@
+"""Property tests (hypothesis) for both codecs.
+
+(a) round trip: pack_updates -> parse_update gives back exactly the input
+    prefixes, in order, and the canonical attribute block byte for byte;
+(b) parity: the compiled codec and its pure-Python twin agree on every
+    input, including random and damaged ones (same results, or BGPErrors
+    with the same code, subcode, data, action, attr_type);
+(c) robustness: nothing but BGPError ever escapes the parsers.
+"""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bgpgen as g
+from fastbgp.errors import BGPError
+
+# Fixtures here are stateless modules, so reusing one across examples is fine.
+# Budget: the whole file (both implementations) runs in well under 20 s.
+# CHEAP inputs are plain binaries; HEAVY ones build whole UPDATEs.
+SETTINGS = settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+CHEAP = settings(SETTINGS, max_examples=500)
+HEAVY = settings(SETTINGS, max_examples=80)
+
+flags = st.booleans()
+
+
+def outcome(f, *args, **kw):
+    """What a call did: its result, or the BGPError fields it raised."""
+    try:
+        return ("ok", f(*args, **kw))
+    except BGPError as e:
+        return ("error", e.code, e.subcode, e.data, e.action, e.attr_type)
+
+
+def raises_only_bgp_error(f, *args, **kw):
+    try:
+        f(*args, **kw)
+    except BGPError as e:
+        assert isinstance(e.code, int) and isinstance(e.data, bytes)
+
+
+def entry_size(packed, addpath):
+    off = 4 if addpath else 0
+    return off + 1 + (packed[off] + 7) // 8
+
+
+# ---------------------------------------------------------------- (a) round trip
+
+
+def pack_case(codec, case, attrs=None, packed=None):
+    attrs = case["attrs"] if attrs is None else attrs
+    if packed is None:
+        packed = g.pack(case["entries"], case["addpath"])
+    if case["nh"] is None:
+        return codec.pack_updates(attrs, packed, case["tx"])
+    return codec.pack_updates(attrs, packed, case["tx"], case["afi"], case["safi"], case["nh"])
+
+
+@HEAVY
+@given(case=g.update_cases())
+def test_pack_parse_round_trip(codec, case):
+    packed = g.pack(case["entries"], case["addpath"])
+    limit = 65535 if case["extended"] else 4096
+    msgs = pack_case(codec, case, packed=packed)
+    assert msgs
+    got = []
+    parsed = []
+    for m in msgs:
+        assert len(m) <= limit
+        pu = codec.parse_update(g.body_of(m), case["rx"])
+        assert pu.action == 0 and pu.errors == ()
+        # Canonical block: decode(encode(attrs)) == attrs, byte for byte.
+        assert pu.attrs == case["attrs"]
+        if case["nh"] is None:
+            assert pu.mp_reach is None
+            got.append(pu.nlri)
+        else:
+            assert pu.nlri == b"" and pu.mp_reach[:3] == (case["afi"], case["safi"], case["nh"])
+            got.append(pu.mp_reach[3])
+        parsed.append(pu)
+    assert b"".join(got) == packed
+    assert sum(p.n_announced for p in parsed) == len(case["entries"])
+    assert codec.unpack_prefixes(packed, case["afi"], case["addpath"]) == case["entries"]
+    # Fewest messages: the first prefix of each next message did not fit
+    # (1 octet of slack for the MP_REACH header growing from 3 to 4 octets).
+    slack = 0 if case["nh"] is None else 1
+    for k in range(len(msgs) - 1):
+        assert len(msgs[k]) + entry_size(got[k + 1], case["addpath"]) > limit - slack
+    # encode -> decode -> encode is byte-identical.
+    assert pack_case(codec, case, attrs=parsed[0].attrs, packed=b"".join(got)) == msgs
+
+
+@SETTINGS
+@given(afi=st.sampled_from((1, 2)), addpath=flags, extended=flags, data=st.data())
+def test_pack_withdraws_round_trip(codec, afi, addpath, extended, data):
+    safi = data.draw(st.sampled_from((1, 2)))
+    entries = data.draw(g.prefix_lists(afi, addpath, min_size=1, max_size=200))
+    packed = g.pack(entries, addpath)
+    fam = frozenset({(afi, safi)}) if addpath else frozenset()
+    tx = g.Context(addpath_tx=fam, extended_message=extended)
+    rx = g.Context(addpath_rx=fam, extended_message=extended)
+    msgs = codec.pack_withdraws(packed, tx, afi, safi)
+    got = []
+    for m in msgs:
+        assert len(m) <= (65535 if extended else 4096)
+        pu = codec.parse_update(g.body_of(m), rx)
+        assert pu.attrs == b"" and pu.nlri == b"" and pu.mp_reach is None and pu.errors == ()
+        if (afi, safi) == (1, 1):
+            got.append(pu.withdrawn)
+        else:
+            assert pu.withdrawn == b"" and pu.mp_unreach[:2] == (afi, safi)
+            got.append(pu.mp_unreach[2])
+    assert b"".join(got) == packed
+
+
+@CHEAP
+@given(afi=st.sampled_from((1, 2)), addpath=flags, data=st.data())
+def test_prefix_helpers_round_trip(codec, afi, addpath, data):
+    entries = data.draw(g.prefix_lists(afi, addpath))
+    packed = codec.pack_prefixes(entries, addpath)
+    assert packed == g.pack(entries, addpath)
+    assert codec.count_prefixes(packed, afi, addpath) == len(entries)
+    assert codec.unpack_prefixes(packed, afi, addpath) == entries
+
+
+@HEAVY
+@given(data=g.valid_update_bodies())
+def test_valid_updates_parse_clean(codec, data):
+    body, ctx = data
+    # From an internal peer: nothing in these bodies is subject to the
+    # eBGP discard rules of RFC 7606 §7.5, §7.9, §7.10.
+    ctx = g.Context(as4=ctx.as4, addpath_rx=ctx.addpath_rx)
+    pu = codec.parse_update(body, ctx)
+    assert pu.action == 0 and pu.errors == ()
+    # Re-packing the canonical attributes and parsing again is stable.
+    if pu.nlri:
+        msgs = codec.pack_updates(pu.attrs, pu.nlri, g.Context(as4=ctx.as4, addpath_tx=ctx.addpath_rx))
+        again = [codec.parse_update(g.body_of(m), ctx) for m in msgs]
+        assert all(p.attrs == pu.attrs for p in again)
+        assert b"".join(p.nlri for p in again) == pu.nlri
+
+
+# ---------------------------------------------------------------- (b) parity
+
+
+@CHEAP
+@given(body=st.binary(max_size=300), ctx=g.contexts, strict=flags, lenient=flags)
+def test_parity_parse_update_random(both_codecs, body, ctx, strict, lenient):
+    c, p = both_codecs
+    assert outcome(c.parse_update, body, ctx, strict, lenient) == outcome(p.parse_update, body, ctx, strict, lenient)
+
+
+@HEAVY
+@given(data=g.mutated_updates(), strict=flags, lenient=flags)
+def test_parity_parse_update_mutated(both_codecs, data, strict, lenient):
+    c, p = both_codecs
+    body, ctx = data
+    assert outcome(c.parse_update, body, ctx, strict, lenient) == outcome(p.parse_update, body, ctx, strict, lenient)
+
+
+@HEAVY
+@given(data=g.valid_update_bodies())
+def test_parity_parse_update_valid(both_codecs, data):
+    c, p = both_codecs
+    body, ctx = data
+    assert outcome(c.parse_update, body, ctx) == outcome(p.parse_update, body, ctx)
+
+
+@SETTINGS
+@given(body=st.one_of(st.binary(max_size=80), g.open_bodies(), g.open_bodies().flatmap(g.mutated)))
+def test_parity_parse_open(both_codecs, body):
+    c, p = both_codecs
+    assert outcome(c.parse_open, body) == outcome(p.parse_open, body)
+
+
+@CHEAP
+@given(body=st.binary(max_size=12))
+def test_parity_notification_and_refresh(both_codecs, body):
+    c, p = both_codecs
+    assert outcome(c.parse_notification, body) == outcome(p.parse_notification, body)
+    assert outcome(c.parse_route_refresh, body) == outcome(p.parse_route_refresh, body)
+    assert outcome(c.parse_header, body + bytes(8)) == outcome(p.parse_header, body + bytes(8))
+
+
+def feed_trace(codec, chunks, max_len):
+    r = codec.MessageReader(max_len)
+    trace = []
+    for ch in chunks:
+        res = outcome(r.feed, ch)
+        trace.append((res, r.buffered if res[0] == "ok" else None))
+    return trace
+
+
+@HEAVY
+@given(data=g.message_streams(), extended=flags)
+def test_parity_message_reader(both_codecs, data, extended):
+    c, p = both_codecs
+    stream, cuts = data
+    chunks = g.chunks(stream, cuts) + [g.KEEPALIVE]
+    max_len = 65535 if extended else 4096
+    assert feed_trace(c, chunks, max_len) == feed_trace(p, chunks, max_len)
+
+
+@CHEAP
+@given(stream=st.binary(max_size=200), cuts=st.lists(st.integers(0, 200), max_size=5))
+def test_parity_message_reader_random_bytes(both_codecs, stream, cuts):
+    c, p = both_codecs
+    chunks = g.chunks(stream, sorted(x for x in cuts if x <= len(stream)))
+    assert feed_trace(c, chunks, 4096) == feed_trace(p, chunks, 4096)
+
+
+@HEAVY
+@given(case=g.update_cases())
+def test_parity_pack_updates(both_codecs, case):
+    c, p = both_codecs
+    assert pack_case(c, case) == pack_case(p, case)
+
+
+@SETTINGS
+@given(afi=st.sampled_from((1, 2)), safi=st.sampled_from((1, 2)), addpath=flags, extended=flags, data=st.data())
+def test_parity_pack_withdraws(both_codecs, afi, safi, addpath, extended, data):
+    c, p = both_codecs
+    packed = g.pack(data.draw(g.prefix_lists(afi, addpath, max_size=300)), addpath)
+    ctx = g.Context(addpath_tx=frozenset({(afi, safi)}) if addpath else frozenset(), extended_message=extended)
+    assert c.pack_withdraws(packed, ctx, afi, safi) == p.pack_withdraws(packed, ctx, afi, safi)
+
+
+def value_outcome(f, *args):
+    try:
+        return ("ok", f(*args))
+    except ValueError:
+        return ("ValueError",)
+
+
+@CHEAP
+@given(packed=st.binary(max_size=60), afi=st.sampled_from((1, 2, 25)), addpath=flags)
+def test_parity_prefix_helpers_random(both_codecs, packed, afi, addpath):
+    c, p = both_codecs
+    assert value_outcome(c.count_prefixes, packed, afi, addpath) == value_outcome(p.count_prefixes, packed, afi, addpath)
+    assert value_outcome(c.unpack_prefixes, packed, afi, addpath) == value_outcome(p.unpack_prefixes, packed, afi, addpath)
+
+
+@CHEAP
+@given(attrs=st.binary(max_size=40), packed=st.binary(max_size=40), ctx=g.contexts)
+def test_parity_pack_updates_garbage(both_codecs, attrs, packed, ctx):
+    # Malformed packed prefixes: both refuse (ValueError) or both produce the same bytes.
+    c, p = both_codecs
+    ctx = g.Context(as4=True, addpath_tx=ctx.addpath_tx, extended_message=ctx.extended_message)
+    assert value_outcome(c.pack_updates, attrs, packed, ctx) == value_outcome(p.pack_updates, attrs, packed, ctx)
+    assert value_outcome(c.pack_withdraws, packed, ctx) == value_outcome(p.pack_withdraws, packed, ctx)
+
+
+# ---------------------------------------------------------------- (c) only BGPError escapes
+
+
+@HEAVY
+@given(body=st.one_of(st.binary(max_size=400), g.mutated_updates().map(lambda d: d[0])), ctx=g.contexts, strict=flags, lenient=flags)
+def test_parse_update_raises_only_bgp_error(codec, body, ctx, strict, lenient):
+    raises_only_bgp_error(codec.parse_update, body, ctx, strict, lenient)
+
+
+@SETTINGS
+@given(body=st.one_of(st.binary(max_size=100), g.open_bodies().flatmap(g.mutated)))
+def test_parse_open_raises_only_bgp_error(codec, body):
+    raises_only_bgp_error(codec.parse_open, body)
+
+
+@CHEAP
+@given(body=st.binary(max_size=30))
+def test_small_parsers_raise_only_bgp_error(codec, body):
+    raises_only_bgp_error(codec.parse_notification, body)
+    raises_only_bgp_error(codec.parse_route_refresh, body)
+    raises_only_bgp_error(codec.parse_header, body)
+
+
+@HEAVY
+@given(data=st.one_of(g.message_streams(), st.tuples(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))), max_len=st.sampled_from((4096, 65535)))
+def test_message_reader_raises_only_bgp_error(codec, data, max_len):
+    stream, cuts = data
+    r = codec.MessageReader(max_len)
+    for ch in g.chunks(stream, sorted(x for x in cuts if x <= len(stream))):
+        try:
+            for mtype, body in r.feed(ch):
+                assert mtype in (1, 2, 3, 4, 5) and isinstance(body, bytes)
+        except BGPError:
+            return
+
+
+@HEAVY
+@given(data=g.valid_update_bodies())
+def test_mutated_updates_never_crash_and_keep_invariants(codec, data):
+    body, ctx = data
+    for cut in range(0, len(body), max(1, len(body) // 8)):
+        try:
+            pu = codec.parse_update(body[:cut], ctx)
+        except BGPError:
+            continue
+        # Whatever is accepted is internally consistent.
+        if pu.treat_as_withdraw:
+            assert pu.attrs == b"" and pu.nlri == b"" and pu.mp_reach is None and pu.n_announced == 0
+        assert pu.n_announced >= 0 and pu.n_withdrawn >= 0
