@@ -292,6 +292,9 @@ def parse_open(body):
     cdef unsigned int asn = (p[1] << 8) | p[2]
     cdef unsigned int hold = (p[3] << 8) | p[4]
     cdef unsigned long bgp_id = (<unsigned long>p[5] << 24) | (p[6] << 16) | (p[7] << 8) | p[8]
+    if asn == 0:
+        # RFC 7607 §2: AS 0 is never a valid My Autonomous System.
+        raise BGPError(2, 2, b"", "peer AS 0")
     if hold == 1 or hold == 2:
         # RFC 4271 §6.2: a hold time of one or two seconds is unacceptable.
         raise BGPError(2, 6, b"", "hold time %d" % hold)
@@ -464,7 +467,7 @@ cdef class _State:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef bint _as_path_ok(const unsigned char *v, Py_ssize_t n, int width) noexcept nogil:
-    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t i = 0, k, end
     cdef int st, cnt
     while i < n:
         if n - i < 2:
@@ -474,7 +477,16 @@ cdef bint _as_path_ok(const unsigned char *v, Py_ssize_t n, int width) noexcept 
         # RFC 7606 §7.2: unknown segment type or a zero-length segment.
         if st < 1 or st > 4 or cnt == 0:
             return False
-        i += 2 + cnt * width
+        end = i + 2 + cnt * width
+        if end > n:
+            return False
+        # RFC 7607 §2: AS 0 anywhere in the path makes it malformed.
+        k = i + 2
+        while k < end:
+            if v[k] == 0 and v[k + 1] == 0 and (width == 2 or (v[k + 2] == 0 and v[k + 3] == 0)):
+                return False
+            k += width
+        i = end
     return i == n
 
 
@@ -507,9 +519,13 @@ cdef object _validate(int t, const unsigned char *v, Py_ssize_t n, bint as4_ctx)
     elif t == 7:
         if n != (8 if as4_ctx else 6):
             return 5, "AGGREGATOR length %d" % n
+        if v[0] == 0 and v[1] == 0 and (n == 6 or (v[2] == 0 and v[3] == 0)):
+            return 9, "AGGREGATOR AS 0"  # RFC 7607 §2
     elif t == 18:
         if n != 8:
             return 5, "AS4_AGGREGATOR length %d" % n
+        if v[0] == 0 and v[1] == 0 and v[2] == 0 and v[3] == 0:
+            return 9, "AS4_AGGREGATOR AS 0"  # RFC 7607 §2
     elif t == 8 or t == 10:
         if n == 0 or n & 3:
             return 5, "attribute %d length %d" % (t, n)

@@ -181,6 +181,9 @@ def parse_open(body):
     asn = (body[1] << 8) | body[2]
     hold = (body[3] << 8) | body[4]
     bgp_id = int.from_bytes(body[5:9], "big")
+    if asn == 0:
+        # RFC 7607 §2: AS 0 is never a valid My Autonomous System.
+        raise BGPError(2, 2, b"", "peer AS 0")
     if hold == 1 or hold == 2:
         # RFC 4271 §6.2: a hold time of one or two seconds is unacceptable.
         raise BGPError(2, 6, b"", "hold time %d" % hold)
@@ -365,7 +368,15 @@ def _as_path_ok(v, width):
         # RFC 7606 §7.2: unknown segment type or a zero-length segment.
         if st < 1 or st > 4 or cnt == 0:
             return False
-        i += 2 + cnt * width
+        end = i + 2 + cnt * width
+        if end > n:
+            return False
+        # RFC 7607 §2: AS 0 anywhere in the path makes it malformed.
+        zero = bytes(width)
+        for k in range(i + 2, end, width):
+            if v[k : k + width] == zero:
+                return False
+        i = end
     return i == n
 
 
@@ -399,9 +410,13 @@ def _validate(t, v, ctx):
     elif t == ATTR_AGGREGATOR:
         if n != (8 if ctx.as4 else 6):
             return 5, "AGGREGATOR length %d" % n
+        if not any(v[: n - 4]):
+            return 9, "AGGREGATOR AS 0"  # RFC 7607 §2
     elif t == ATTR_AS4_AGGREGATOR:
         if n != 8:
             return 5, "AS4_AGGREGATOR length %d" % n
+        if not any(v[:4]):
+            return 9, "AS4_AGGREGATOR AS 0"  # RFC 7607 §2
     elif t == ATTR_COMMUNITIES or t == ATTR_CLUSTER_LIST:
         if n == 0 or n & 3:
             return 5, "attribute %d length %d" % (t, n)
