@@ -15,7 +15,14 @@ if not os.environ.get("FASTBGP_NO_EXTENSIONS"):
                 "fastbgp._codec",
                 ["fastbgp/_codec.pyx"],
                 extra_compile_args=["-O3"],
-            )
+            ),
+            # The RIB: C++ containers; cimports nlri_count from _codec.pxd.
+            Extension(
+                "fastbgp.rib._rib",
+                ["fastbgp/rib/_rib.pyx"],
+                language="c++",
+                extra_compile_args=["-O3"],
+            ),
         ],
         compiler_directives={
             "language_level": "3",

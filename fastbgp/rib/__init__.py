@@ -1,0 +1,57 @@
+"""Routing Information Base: Adj-RIBs-In and Loc-RIB per address family.
+
+Loads the compiled ``fastbgp.rib._rib`` (C++ hash table, no Python object per
+route) when it is built, else the pure-Python twin ``fastbgp.rib._rib_py``
+with identical behaviour.  FASTBGP_NO_EXTENSIONS=1 forces the twin;
+``IMPLEMENTATION`` says which one is in use.
+
+Typical use, per UPDATE from peer ``pid`` (``u`` = codec.parse_update(...))::
+
+    aid = attrs.intern(u.attrs)                 # one reference for us
+    try:
+        cs = rib4.withdraw(pid, u.withdrawn, addpath)
+        cs2 = rib4.update(pid, u.nlri, addpath, aid)
+    finally:
+        attrs.release(aid)                      # the stored paths hold theirs
+    for attr_id, nlri in cs2.announced.items():
+        msgs = codec.pack_updates(attrs.attrs(attr_id), nlri, ctx)
+    msgs += codec.pack_withdraws(cs.withdrawn, ctx)
+
+For MP_REACH families intern ``(u.attrs, next_hop)`` and export with
+``attrs.mp_next_hop(attr_id)``.
+"""
+
+import os
+
+from ._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, ChangeSet  # noqa: F401
+from .attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
+
+# The names every implementation provides; tests check both modules export them.
+API = ("IMPLEMENTATION", "Rib")
+
+NO_EXTENSIONS = bool(os.environ.get("FASTBGP_NO_EXTENSIONS"))
+
+
+def load(name):
+    """The implementation module called ``name`` ("cython" or "python")."""
+    if name == "cython":
+        from . import _rib as mod
+    elif name == "python":
+        from . import _rib_py as mod
+    else:
+        raise ValueError("unknown RIB implementation %r" % name)
+    return mod
+
+
+def _select():
+    if not NO_EXTENSIONS:
+        try:
+            return load("cython")
+        except ImportError:
+            pass
+    return load("python")
+
+
+_impl = _select()
+IMPLEMENTATION = _impl.IMPLEMENTATION
+Rib = _impl.Rib

@@ -1,0 +1,1443 @@
+# distutils: language = c++
+# cython: language_level=3
+"""Compiled RIB: Adj-RIBs-In + Loc-RIB of one address family.
+
+Behaviour is identical to the pure-Python twin ``fastbgp/rib/_rib_py.py``
+(equal ChangeSets, same prefix order in every packed output, same attribute
+reference counts); the tests run every case on both and compare them on
+random operation sequences.  A change here is a change there.
+
+Layout, chosen so a full table costs tens of bytes per path and no Python
+object per route:
+
+* one open-addressing hash table (linear probing, backward-shift deletion,
+  no tombstones) of fixed-size slots, keyed by prefix: IPv4 ``addr << 8 |
+  len`` in one uint64, IPv6 (high 64 bits, low 64 bits, len); host bits are
+  cleared on the way in (RFC 4271 §4.3: they are irrelevant);
+* per slot, the paths of that prefix sorted by (peer_id, path_id): one path
+  is stored inline in the slot, two or more in a malloc'ed array sized
+  exactly, and the index of the best path;
+* a path is 12 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
+  (16 bits) and flags (stale, RFC 4724).
+
+Bulk operations walk the packed NLRI straight from ParsedUpdate in two
+phases: apply every path change (recording the old best of each prefix the
+first time it is touched), then select the best path once per touched prefix
+and emit the changes.  A prefix repeated in one call (ADD-PATH sends one per
+path id) is therefore reported once, against its state before the call.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memmove, memset
+from libcpp.algorithm cimport sort
+from libcpp.string cimport string
+from libcpp.unordered_map cimport unordered_map
+from libcpp.vector cimport vector
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython cimport array
+from cython.operator cimport dereference as deref
+cimport cython
+
+from fastbgp._codec cimport nlri_count
+
+import array  # noqa: F401  (initialises the array type cimported above)
+
+from . import attrs as _attrs
+from ._rib_py import (
+    empty_changeset,
+    family_bits,
+    make_changeset,
+    parse_address,
+    parse_prefix,
+    peer_dict,
+    peer_record,
+    prefix_str,
+)
+
+IMPLEMENTATION = "cython"
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    /* pack(4): a pointer in the path union must not force 8-octet alignment,
+       which would grow every IPv4 slot from 24 to 32 octets. */
+    #pragma pack(push, 4)
+    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint16_t flags; } RibPath;
+    typedef union { RibPath one; RibPath *many; } RibPaths;
+    typedef struct { uint16_t n; uint16_t best; RibPaths u; } SlotBody;
+    typedef struct { uint64_t key; SlotBody b; } Slot4;
+    typedef struct { uint64_t hi; uint64_t lo; uint32_t len; SlotBody b; } Slot6;
+    #pragma pack(pop)
+
+    /* The per-attribute-set record of fastbgp.rib.attrs (WORDS uint32). */
+    typedef struct {
+        uint32_t lp_inv, path, med, nbr_as, originator, cluster_len, flags, refs;
+    } AttrRec;
+
+    /* A prefix: IPv4 uses lo = addr << 8 | len (hi = 0), IPv6 hi/lo = address.
+       Ordering (hi, lo, len) is ascending (address, length) for both. */
+    struct PKey {
+        uint64_t hi, lo; uint32_t len;
+        bool operator<(const PKey &o) const {
+            if (hi != o.hi) return hi < o.hi;
+            if (lo != o.lo) return lo < o.lo;
+            return len < o.len;
+        }
+    };
+    struct EmitRec {
+        PKey key; uint64_t group; uint32_t path_id;
+        bool operator<(const EmitRec &o) const {
+            if (key < o.key) return true;
+            if (o.key < key) return false;
+            return path_id < o.path_id;
+        }
+    };
+    static const uint64_t RIB_EMPTY4 = 0xFFFFFFFFFFFFFFFFULL;
+    static const uint32_t RIB_EMPTY6 = 0xFFFFFFFFU;
+    static const uint64_t RIB_GOLDEN = 0x9E3779B97F4A7C15ULL;
+    static const uint64_t RIB_MIX = 0xC2B2AE3D27D4EB4FULL;
+    static const uint64_t RIB_WITHDRAW = 0xFFFFFFFFFFFFFFFFULL;
+    static const uint64_t RIB_ALL = 0xFFFFFFFFFFFFFFFFULL;
+
+    /* Hash probes are cache misses on a table of tens of MB: bulk operations
+       parse a chunk of prefixes first and prefetch slots a few ahead. */
+    static inline void rib_prefetch(const void *p) {
+    #if defined(__GNUC__) || defined(__clang__)
+        __builtin_prefetch(p, 1, 1);
+    #else
+        (void)p;
+    #endif
+    }
+
+    /* Slot arrays of full tables are tens of MB probed at random: with 4 KiB
+       pages nearly every probe is also a TLB miss.  Ask for transparent huge
+       pages (a hint; where unavailable this is a plain allocation). */
+    #include <stdlib.h>
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    static void *rib_alloc_table(size_t bytes) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (bytes >= ((size_t)4 << 20)) {
+            void *p = NULL;
+            if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+                return NULL;
+            (void)madvise(p, bytes, MADV_HUGEPAGE);
+            return p;
+        }
+    #endif
+        return malloc(bytes);
+    }
+
+    /* Network masks: the first plen bits set (plen = 0..64 / 0..32). */
+    static inline uint64_t rib_mask64(int plen) {
+        return plen <= 0 ? 0 : (plen >= 64 ? RIB_ALL : ~(RIB_ALL >> plen));
+    }
+    static inline uint32_t rib_mask32(int plen) {
+        return (uint32_t)(plen <= 0 ? 0 : (plen >= 32 ? 0xFFFFFFFFU : ~(0xFFFFFFFFU >> plen)));
+    }
+    """
+    ctypedef struct RibPath:
+        uint32_t attr_id
+        uint32_t path_id
+        uint16_t peer
+        uint16_t flags
+    ctypedef union RibPaths:
+        RibPath one
+        RibPath *many
+    ctypedef struct SlotBody:
+        uint16_t n
+        uint16_t best
+        RibPaths u
+    ctypedef struct Slot4:
+        uint64_t key
+        SlotBody b
+    ctypedef struct Slot6:
+        uint64_t hi
+        uint64_t lo
+        uint32_t len
+        SlotBody b
+    ctypedef struct AttrRec:
+        uint32_t lp_inv
+        uint32_t path
+        uint32_t med
+        uint32_t nbr_as
+        uint32_t originator
+        uint32_t cluster_len
+        uint32_t flags
+        uint32_t refs
+    ctypedef struct PKey:
+        uint64_t hi
+        uint64_t lo
+        uint32_t len
+    ctypedef struct EmitRec:
+        PKey key
+        uint64_t group
+        uint32_t path_id
+    const uint64_t RIB_EMPTY4
+    const uint32_t RIB_EMPTY6
+    const uint64_t RIB_GOLDEN
+    const uint64_t RIB_MIX
+    const uint64_t RIB_WITHDRAW
+    const uint64_t RIB_ALL
+    uint64_t rib_mask64(int plen) nogil
+    void rib_prefetch(const void *p) nogil
+    void *rib_alloc_table(size_t bytes) nogil
+    uint32_t rib_mask32(int plen) nogil
+
+
+cdef enum:
+    BEST_NONE = 0x7FFF  # SlotBody.best when the prefix has no path
+    BEST_MARK = 0x8000  # set on a slot touched by the current operation
+    MAXP = 0x7FFF  # paths per prefix: best is a 15-bit index beside BEST_MARK
+    STALE = 1  # RibPath.flags: RFC 4724 stale
+    F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
+    MIN_CAP = 64
+    SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
+    CHUNK = 512  # prefixes parsed ahead of the hash probes
+    SCRATCH_KEEP = 4096  # scratch entries kept allocated between operations
+    AHEAD = 12  # prefetch distance, in prefixes
+
+
+# The attribute record layout is shared with attrs.py: refuse to run on a
+# build that disagrees with it rather than read the wrong fields.
+if (sizeof(AttrRec) != 4 * _attrs.WORDS or _attrs.F_ORIGINATOR_ID != F_ORIGINATOR
+        or (_attrs.W_LP_INV, _attrs.W_PATH, _attrs.W_MED, _attrs.W_NEIGHBOR_AS, _attrs.W_ORIGINATOR_ID,
+            _attrs.W_CLUSTER_LEN, _attrs.W_FLAGS, _attrs.W_REFS) != (0, 1, 2, 3, 4, 5, 6, 7)):
+    raise ImportError("fastbgp.rib._rib was built against another attribute record layout; rebuild it")
+
+
+cdef struct PeerInfo:
+    uint8_t registered
+    uint8_t ebgp
+    uint32_t router_id
+    uint8_t addr[16]
+    uint64_t npaths
+
+
+cdef struct Item:
+    PKey key
+    size_t home
+    uint32_t path_id
+
+
+cdef struct Touch:
+    char *slot
+    uint32_t attr_id
+    uint32_t path_id
+    uint16_t peer
+    uint8_t had  # the prefix had a best path before the operation
+
+
+cdef inline bytes _as_bytes(object data):
+    if type(data) is bytes:
+        return <bytes>data
+    return bytes(data)
+
+
+cdef inline RibPath *_paths(SlotBody *b) noexcept nogil:
+    if b.n <= 1:
+        return &b.u.one
+    return b.u.many
+
+
+cdef inline int _path_pos(RibPath *p, int n, uint16_t peer, uint32_t pid, bint *found) noexcept nogil:
+    """Position of (peer, pid) among paths sorted by (peer, path_id): its
+    index when present, else where it would be inserted."""
+    cdef int lo = 0, hi = n, mid
+    cdef uint64_t want = (<uint64_t>peer << 32) | pid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ((<uint64_t>p[mid].peer << 32) | p[mid].path_id) < want:
+            lo = mid + 1
+        else:
+            hi = mid
+    found[0] = lo < n and p[lo].peer == peer and p[lo].path_id == pid
+    return lo
+
+
+@cython.final
+cdef class Rib:
+    """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
+
+    cdef readonly int afi
+    cdef readonly object attrs
+    cdef readonly bint always_compare_med
+    cdef public Py_ssize_t refused
+    cdef bint v6
+    cdef int bits
+    # hash table
+    cdef char *slots
+    cdef size_t cap, mask, used, ssize
+    cdef int shift
+    cdef size_t npaths
+    cdef size_t ovf_arrays, ovf_paths  # paths kept outside the slots, for memory_usage
+    cdef size_t len_count[129]
+    # peers
+    cdef vector[PeerInfo] peers
+    cdef dict peer_recs
+    # per-operation scratch
+    cdef AttrRec *arec
+    cdef uint16_t *cand
+    cdef uint64_t *medkeys
+    cdef vector[uint32_t] zero
+    cdef vector[Touch] touched
+    cdef vector[Item] items
+    cdef vector[PKey] dead
+    cdef vector[EmitRec] recs
+    cdef vector[uint64_t] g_key
+    cdef vector[string] g_buf
+    cdef unordered_map[uint64_t, size_t] g_idx
+    cdef uint64_t g_last
+    cdef size_t g_last_i
+    cdef string wd
+    cdef size_t n_ann, n_wd
+
+    def __cinit__(self, afi, attrs=None, always_compare_med=False):
+        self.bits = family_bits(afi)
+        self.afi = afi
+        self.v6 = self.bits == 128
+        self.attrs = attrs if attrs is not None else _attrs.AttrTable()
+        self.always_compare_med = bool(always_compare_med)
+        self.ssize = sizeof(Slot6) if self.v6 else sizeof(Slot4)
+        self.peer_recs = {}
+        memset(self.len_count, 0, sizeof(self.len_count))
+        # Sized for the worst case once; untouched pages of these large
+        # allocations are never faulted in, so they cost address space only.
+        self.cand = <uint16_t *>malloc(MAXP * sizeof(uint16_t))
+        self.medkeys = <uint64_t *>malloc(MAXP * sizeof(uint64_t))
+        if self.cand == NULL or self.medkeys == NULL:
+            raise MemoryError()
+        self._resize(MIN_CAP)
+
+    def __dealloc__(self):
+        cdef size_t i
+        cdef char *s
+        cdef SlotBody *b
+        if self.slots != NULL:
+            for i in range(self.cap):
+                s = self.slots + i * self.ssize
+                if not self._is_empty(s):
+                    b = self._body(s)
+                    if b.n > 1:
+                        free(b.u.many)
+            free(self.slots)
+        free(self.cand)
+        free(self.medkeys)
+
+    # ------------------------------------------------------------ slots
+
+    cdef inline SlotBody *_body(self, char *s) noexcept nogil:
+        if self.v6:
+            return &(<Slot6 *>s).b
+        return &(<Slot4 *>s).b
+
+    cdef inline bint _is_empty(self, const char *s) noexcept nogil:
+        if self.v6:
+            return (<Slot6 *>s).len == RIB_EMPTY6
+        return (<Slot4 *>s).key == RIB_EMPTY4
+
+    cdef inline void _get_key(self, const char *s, PKey *k) noexcept nogil:
+        if self.v6:
+            k.hi = (<Slot6 *>s).hi
+            k.lo = (<Slot6 *>s).lo
+            k.len = (<Slot6 *>s).len
+        else:
+            k.hi = 0
+            k.lo = (<Slot4 *>s).key
+            k.len = <uint32_t>(k.lo & 0xFF)
+
+    cdef inline bint _key_eq(self, const char *s, const PKey *k) noexcept nogil:
+        if self.v6:
+            return (<Slot6 *>s).hi == k.hi and (<Slot6 *>s).lo == k.lo and (<Slot6 *>s).len == k.len
+        return (<Slot4 *>s).key == k.lo
+
+    cdef inline size_t _home(self, const PKey *k) noexcept nogil:
+        # Fibonacci hashing keeps the top bits of key * 2^64/phi: consecutive
+        # prefixes (sorted dumps) spread over the whole table.
+        cdef uint64_t x
+        if self.v6:
+            x = (k.hi * RIB_GOLDEN) ^ (k.lo * RIB_MIX) ^ k.len
+            x ^= x >> 32
+        else:
+            x = k.lo
+        return <size_t>((x * RIB_GOLDEN) >> self.shift)
+
+    cdef inline char *_find(self, const PKey *k) noexcept nogil:
+        return self._find_at(k, self._home(k))
+
+    cdef char *_find_at(self, const PKey *k, size_t i) noexcept nogil:
+        cdef char *s
+        while True:
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                return NULL
+            if self._key_eq(s, k):
+                return s
+            i = (i + 1) & self.mask
+
+    cdef char *_find_or_add(self, const PKey *k, size_t i) noexcept nogil:
+        """The slot of ``k`` (home slot ``i``), created empty if absent.
+        Capacity must have been reserved by the caller (no resize here: slot
+        pointers held by the current operation stay valid)."""
+        cdef char *s
+        cdef SlotBody *b
+        while True:
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                break
+            if self._key_eq(s, k):
+                return s
+            i = (i + 1) & self.mask
+        if self.v6:
+            (<Slot6 *>s).hi = k.hi
+            (<Slot6 *>s).lo = k.lo
+            (<Slot6 *>s).len = k.len
+        else:
+            (<Slot4 *>s).key = k.lo
+        b = self._body(s)
+        b.n = 0
+        b.best = BEST_NONE
+        self.used += 1
+        self.len_count[k.len] += 1
+        return s
+
+    cdef void _delete(self, char *s) noexcept nogil:
+        """Empty slot ``s`` (which holds no path) and close the gap by moving
+        back later entries of the same probe run (backward-shift deletion,
+        so lookups never need tombstones)."""
+        cdef size_t i = <size_t>(s - self.slots) // self.ssize
+        cdef size_t j = i, h
+        cdef PKey k
+        cdef char *sj
+        self._get_key(s, &k)
+        self.len_count[k.len] -= 1
+        self.used -= 1
+        while True:
+            j = (j + 1) & self.mask
+            sj = self.slots + j * self.ssize
+            if self._is_empty(sj):
+                break
+            self._get_key(sj, &k)
+            h = self._home(&k)
+            # The entry at j may fill the hole at i only if its home slot is
+            # not cyclically within (i, j].
+            if i <= j:
+                if i < h and h <= j:
+                    continue
+            elif i < h or h <= j:
+                continue
+            memcpy(self.slots + i * self.ssize, sj, self.ssize)
+            i = j
+        memset(self.slots + i * self.ssize, 0xFF, self.ssize)
+
+    cdef int _resize(self, size_t newcap) except -1:
+        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize)
+        if new == NULL:
+            raise MemoryError()
+        memset(new, 0xFF, newcap * self.ssize)  # all-ones = empty for both layouts
+        cdef char *old = self.slots
+        cdef size_t oldcap = self.cap, i, j
+        cdef int log2 = 0
+        cdef PKey k
+        cdef char *s
+        while (<size_t>1 << log2) < newcap:
+            log2 += 1
+        self.slots = new
+        self.cap = newcap
+        self.mask = newcap - 1
+        self.shift = 64 - log2
+        for i in range(oldcap):
+            s = old + i * self.ssize
+            if self._is_empty(s):
+                continue
+            self._get_key(s, &k)
+            j = self._home(&k)
+            while not self._is_empty(new + j * self.ssize):
+                j = (j + 1) & self.mask
+            memcpy(new + j * self.ssize, s, self.ssize)
+        free(old)
+        return 0
+
+    cdef int _reserve(self, size_t extra) except -1:
+        # Grow at 80 % load: linear probing stays short below that.
+        cdef size_t need = self.used + extra
+        cdef size_t newcap = self.cap
+        while need * 5 > newcap * 4:
+            newcap *= 2
+        if newcap != self.cap:
+            self._resize(newcap)
+        return 0
+
+    cdef int _maybe_shrink(self) except -1:
+        # Give memory back once the table is under 1/8 full (a peer's table
+        # dropped), leaving it at most 40 % full.
+        cdef size_t newcap = self.cap
+        if self.cap <= MIN_CAP or self.used * 8 >= self.cap:
+            return 0
+        while newcap > MIN_CAP and self.used * 5 <= (newcap // 2) * 2:
+            newcap //= 2
+        if newcap != self.cap:
+            self._resize(newcap)
+        return 0
+
+    # ------------------------------------------------------------ paths
+
+    cdef int _insert_path(self, SlotBody *b, int pos, const RibPath *np) except -1:
+        cdef int n = b.n
+        cdef RibPath one
+        cdef RibPath *arr
+        if n == 0:
+            b.u.one = np[0]
+            b.n = 1
+            return 0
+        if n == 1:
+            one = b.u.one
+            arr = <RibPath *>malloc(2 * sizeof(RibPath))
+            if arr == NULL:
+                raise MemoryError()
+            if pos == 0:
+                arr[0] = np[0]
+                arr[1] = one
+            else:
+                arr[0] = one
+                arr[1] = np[0]
+            b.u.many = arr
+            b.n = 2
+            self.ovf_arrays += 1
+            self.ovf_paths += 2
+            return 0
+        # Exact size: a prefix gains paths one peer at a time, and glibc
+        # usually grows a small block in place.
+        arr = <RibPath *>realloc(b.u.many, (n + 1) * sizeof(RibPath))
+        if arr == NULL:
+            raise MemoryError()
+        memmove(arr + pos + 1, arr + pos, (n - pos) * sizeof(RibPath))
+        arr[pos] = np[0]
+        b.u.many = arr
+        b.n = n + 1
+        self.ovf_paths += 1
+        return 0
+
+    cdef void _remove_path(self, SlotBody *b, int pos) noexcept nogil:
+        cdef int n = b.n
+        cdef RibPath keep
+        cdef RibPath *arr
+        if n == 1:
+            b.n = 0
+        elif n == 2:
+            keep = b.u.many[1 - pos]
+            free(b.u.many)
+            b.u.one = keep
+            b.n = 1
+            self.ovf_arrays -= 1
+            self.ovf_paths -= 2
+        else:
+            arr = b.u.many
+            memmove(arr + pos, arr + pos + 1, (n - pos - 1) * sizeof(RibPath))
+            b.n = n - 1
+            self.ovf_paths -= 1
+            arr = <RibPath *>realloc(arr, (n - 1) * sizeof(RibPath))
+            if arr != NULL:
+                b.u.many = arr
+
+    # ------------------------------------------------------------ attributes
+
+    cdef inline void _begin(self):
+        """Fetch the attribute records for this operation.  The array may
+        have moved since the last one (intern appends); nothing interns
+        while an operation runs."""
+        cdef array.array rec = self.attrs._rec
+        self.arec = <AttrRec *>rec.data.as_uints
+
+    cdef inline int _decref(self, uint32_t aid) except -1:
+        cdef AttrRec *a = &self.arec[aid]
+        a.refs -= 1
+        if a.refs == 0:
+            self.zero.push_back(aid)
+        return 0
+
+    cdef int _collect_zero(self) except -1:
+        if self.zero.size():
+            ids = [self.zero[i] for i in range(self.zero.size())]
+            self.zero.clear()
+            self.attrs._collect(ids)
+        return 0
+
+    cdef uint32_t _check_attr(self, attr_id) except? 0xFFFFFFFF:
+        if not self.attrs.is_live(attr_id):
+            raise KeyError("attribute id %r is not allocated" % (attr_id,))
+        return <uint32_t>attr_id
+
+    # ------------------------------------------------------------ best path
+
+    cdef uint16_t _select(self, SlotBody *b) noexcept nogil:
+        """Index of the best path, RFC 4271 §9.1.
+
+        Each step removes candidates rather than comparing pairs, because the
+        MED step only orders routes from the same neighbour AS and is not
+        transitive: pairwise comparison would make the result depend on the
+        order paths arrived in.  Filtering keeps the candidates in stored
+        order, so the final order among equals is ascending (peer_id,
+        path_id).
+        """
+        cdef int n = b.n
+        if n == 0:
+            return BEST_NONE
+        if n == 1:
+            return 0
+        cdef RibPath *p = b.u.many
+        cdef AttrRec *R = self.arec
+        cdef PeerInfo *P = self.peers.data()
+        cdef uint16_t *c = self.cand
+        cdef int m = 0, i, k
+        cdef uint64_t r, rbest = 0
+        cdef uint32_t v, low
+        cdef AttrRec *a
+        cdef const uint8_t *addr
+        cdef const uint8_t *alow
+        # §9.1.1 / §9.1.2.1: highest degree of preference (LOCAL_PREF), then
+        # §9.1.2.2 (a) fewest AS numbers in AS_PATH, (b) lowest ORIGIN: one
+        # precomputed rank per attribute set, lower is better.
+        for i in range(n):
+            a = &R[p[i].attr_id]
+            r = (<uint64_t>a.lp_inv << 32) | a.path
+            if m == 0 or r < rbest:
+                rbest = r
+                c[0] = <uint16_t>i
+                m = 1
+            elif r == rbest:
+                c[m] = <uint16_t>i
+                m += 1
+        if m > 1:
+            # (c) lowest MULTI_EXIT_DISC among routes from the same neighbour AS.
+            m = self._med_filter(p, c, m)
+        if m > 1:
+            # (d) routes learned via eBGP beat routes learned via iBGP.
+            k = 0
+            for i in range(m):
+                if P[p[c[i]].peer].ebgp:
+                    c[k] = c[i]
+                    k += 1
+            if k:
+                m = k
+        # (e) interior cost: no IGP here, all equal.
+        if m > 1:
+            # (f) lowest BGP Identifier of the advertising speaker; RFC 4456
+            # §9: the ORIGINATOR_ID stands in for it when present.
+            low = 0xFFFFFFFF
+            for i in range(m):
+                a = &R[p[c[i]].attr_id]
+                v = a.originator if a.flags & F_ORIGINATOR else P[p[c[i]].peer].router_id
+                if v < low:
+                    low = v
+            k = 0
+            for i in range(m):
+                a = &R[p[c[i]].attr_id]
+                v = a.originator if a.flags & F_ORIGINATOR else P[p[c[i]].peer].router_id
+                if v == low:
+                    c[k] = c[i]
+                    k += 1
+            m = k
+        if m > 1:
+            # RFC 4456 §9: shortest CLUSTER_LIST (absent = 0).
+            low = 0xFFFFFFFF
+            for i in range(m):
+                v = R[p[c[i]].attr_id].cluster_len
+                if v < low:
+                    low = v
+            k = 0
+            for i in range(m):
+                if R[p[c[i]].attr_id].cluster_len == low:
+                    c[k] = c[i]
+                    k += 1
+            m = k
+        if m > 1:
+            # (g) lowest peer address (16 octets, IPv4 mapped).
+            alow = P[p[c[0]].peer].addr
+            for i in range(1, m):
+                addr = P[p[c[i]].peer].addr
+                if memcmp(addr, alow, 16) < 0:
+                    alow = addr
+            k = 0
+            for i in range(m):
+                if memcmp(P[p[c[i]].peer].addr, alow, 16) == 0:
+                    c[k] = c[i]
+                    k += 1
+            m = k
+        return c[0]
+
+    cdef int _med_filter(self, RibPath *p, uint16_t *c, int m) noexcept nogil:
+        cdef AttrRec *R = self.arec
+        cdef int i, j, k = 0, lo, hi, mid
+        cdef uint32_t low, med, nbr
+        cdef uint32_t keep = 0
+        cdef uint64_t want
+        cdef uint64_t *keys = self.medkeys
+        cdef bint ok
+        if self.always_compare_med:
+            low = 0xFFFFFFFF
+            for i in range(m):
+                if R[p[c[i]].attr_id].med < low:
+                    low = R[p[c[i]].attr_id].med
+            for i in range(m):
+                if R[p[c[i]].attr_id].med == low:
+                    c[k] = c[i]
+                    k += 1
+            return k
+        if m <= SMALL_MED:
+            # Keep a route unless another one from the same neighbour AS has
+            # a lower MED; decide for all before compacting.
+            for i in range(m):
+                med = R[p[c[i]].attr_id].med
+                nbr = R[p[c[i]].attr_id].nbr_as
+                ok = True
+                for j in range(m):
+                    if R[p[c[j]].attr_id].nbr_as == nbr and R[p[c[j]].attr_id].med < med:
+                        ok = False
+                        break
+                if ok:
+                    keep |= (<uint32_t>1) << i
+            for i in range(m):
+                if keep & ((<uint32_t>1) << i):
+                    c[k] = c[i]
+                    k += 1
+            return k
+        # Many candidates (a route server's table): sort (neighbour AS, MED)
+        # once; the lowest MED of each AS is the first key of its run.
+        for i in range(m):
+            keys[i] = (<uint64_t>R[p[c[i]].attr_id].nbr_as << 32) | R[p[c[i]].attr_id].med
+        sort(keys, keys + m)
+        for i in range(m):
+            nbr = R[p[c[i]].attr_id].nbr_as
+            want = <uint64_t>nbr << 32
+            lo = 0
+            hi = m
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if keys[mid] < want:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if <uint32_t>keys[lo] == R[p[c[i]].attr_id].med:
+                c[k] = c[i]
+                k += 1
+        return k
+
+    # ------------------------------------------------------------ output
+
+    cdef inline int _put_prefix(self, string *out, const PKey *k, bint with_pid, uint32_t pid) except -1:
+        cdef unsigned char buf[21]
+        cdef int plen = k.len, nb = (plen + 7) >> 3, o = 0, i
+        cdef uint64_t addr
+        if with_pid:
+            buf[0] = (pid >> 24) & 0xFF
+            buf[1] = (pid >> 16) & 0xFF
+            buf[2] = (pid >> 8) & 0xFF
+            buf[3] = pid & 0xFF
+            o = 4
+        buf[o] = <unsigned char>plen
+        o += 1
+        if self.v6:
+            for i in range(nb):
+                if i < 8:
+                    buf[o + i] = (k.hi >> (56 - 8 * i)) & 0xFF
+                else:
+                    buf[o + i] = (k.lo >> (120 - 8 * i)) & 0xFF
+        else:
+            addr = k.lo >> 8
+            for i in range(nb):
+                buf[o + i] = (addr >> (24 - 8 * i)) & 0xFF
+        out.append(<char *>buf, o + nb)
+        return 0
+
+    cdef string *_group(self, uint64_t g) except NULL:
+        cdef size_t i
+        cdef unordered_map[uint64_t, size_t].iterator it
+        if self.g_key.size() and g == self.g_last:
+            return &self.g_buf[self.g_last_i]
+        it = self.g_idx.find(g)
+        if it == self.g_idx.end():
+            i = self.g_key.size()
+            self.g_idx[g] = i
+            self.g_key.push_back(g)
+            self.g_buf.push_back(string())
+        else:
+            i = deref(it).second
+        self.g_last = g
+        self.g_last_i = i
+        return &self.g_buf[i]
+
+    cdef inline int _emit_ann(self, uint16_t peer, uint32_t aid, const PKey *k) except -1:
+        self._put_prefix(self._group((<uint64_t>peer << 32) | aid), k, False, 0)
+        self.n_ann += 1
+        return 0
+
+    cdef inline int _emit_wd(self, const PKey *k) except -1:
+        self._put_prefix(&self.wd, k, False, 0)
+        self.n_wd += 1
+        return 0
+
+    cdef int _emit_sorted(self) except -1:
+        """Emit self.recs (announce to group, or withdraw) in prefix order."""
+        cdef size_t i
+        cdef EmitRec *r
+        sort(self.recs.begin(), self.recs.end())
+        for i in range(self.recs.size()):
+            r = &self.recs[i]
+            if r.group == RIB_WITHDRAW:
+                self._emit_wd(&r.key)
+            else:
+                self._emit_ann(<uint16_t>(r.group >> 32), <uint32_t>(r.group & 0xFFFFFFFF), &r.key)
+        self.recs.clear()
+        return 0
+
+    cdef void _reset_output(self):
+        self.g_key.clear()
+        self.g_buf.clear()
+        self.g_idx.clear()
+        self.wd.clear()
+        self.n_ann = 0
+        self.n_wd = 0
+        # A full-table dump or drop leaves scratch sized for a million
+        # prefixes; do not keep tens of MB around for the next small UPDATE.
+        if self.wd.capacity() > SCRATCH_KEEP * 4:
+            self.wd.shrink_to_fit()
+        if self.recs.capacity() > SCRATCH_KEEP:
+            self.recs.clear()
+            self.recs.shrink_to_fit()
+        if self.touched.capacity() > SCRATCH_KEEP:
+            self.touched.clear()
+            self.touched.shrink_to_fit()
+        if self.dead.capacity() > SCRATCH_KEEP:
+            self.dead.clear()
+            self.dead.shrink_to_fit()
+        if self.g_buf.capacity() > SCRATCH_KEEP:
+            self.g_buf.shrink_to_fit()
+            self.g_key.shrink_to_fit()
+
+    cdef object _finish(self):
+        cdef size_t i
+        cdef uint64_t g
+        groups = {}
+        for i in range(self.g_key.size()):
+            g = self.g_key[i]
+            groups[(<int>(g >> 32), <long>(g & 0xFFFFFFFF))] = PyBytes_FromStringAndSize(
+                self.g_buf[i].data(), self.g_buf[i].size())
+        wd = PyBytes_FromStringAndSize(self.wd.data(), self.wd.size())
+        cs = make_changeset(groups, wd, self.n_ann, self.n_wd)
+        self._reset_output()
+        return cs
+
+    cdef list _finish_groups(self):
+        cdef size_t i
+        out = []
+        for i in range(self.g_key.size()):
+            out.append((<long>(self.g_key[i] & 0xFFFFFFFF),
+                        PyBytes_FromStringAndSize(self.g_buf[i].data(), self.g_buf[i].size())))
+        self._reset_output()
+        return out
+
+    # ------------------------------------------------------------ packed input
+
+    cdef inline Py_ssize_t _read(self, const unsigned char *p, Py_ssize_t pos, PKey *k) noexcept nogil:
+        """Parse one (already validated) prefix at p[pos]; host bits cleared."""
+        cdef int plen = p[pos], nb = (plen + 7) >> 3, i
+        cdef uint64_t hi = 0, lo = 0
+        cdef uint32_t addr = 0
+        if self.v6:
+            for i in range(nb):
+                if i < 8:
+                    hi |= <uint64_t>p[pos + 1 + i] << (56 - 8 * i)
+                else:
+                    lo |= <uint64_t>p[pos + 1 + i] << (120 - 8 * i)
+            k.hi = hi & rib_mask64(plen)
+            k.lo = lo & rib_mask64(plen - 64)
+        else:
+            for i in range(nb):
+                addr |= <uint32_t>p[pos + 1 + i] << (24 - 8 * i)
+            addr &= rib_mask32(plen)
+            k.hi = 0
+            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
+        k.len = plen
+        return pos + 1 + nb
+
+    cdef Py_ssize_t _validate(self, bytes b, bint addpath) except -1:
+        cdef Py_ssize_t c = nlri_count(<const unsigned char *>PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b),
+                                       self.bits, addpath)
+        if c < 0:
+            raise ValueError("malformed NLRI")
+        return c
+
+    cdef Py_ssize_t _parse_chunk(self, const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
+                                 bint addpath) except -1:
+        """Parse up to CHUNK prefixes from p[pos:n] into self.items with their
+        home slots, prefetching the first few; returns the new position."""
+        cdef Item it
+        cdef size_t i = 0
+        self.items.clear()
+        it.path_id = 0
+        while pos < n and i < CHUNK:
+            if addpath:
+                it.path_id = (<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16) | (<uint32_t>p[pos + 2] << 8) | p[pos + 3]
+                pos += 4
+            pos = self._read(p, pos, &it.key)
+            it.home = self._home(&it.key)
+            if i < AHEAD:
+                rib_prefetch(self.slots + it.home * self.ssize)
+            self.items.push_back(it)
+            i += 1
+        return pos
+
+    cdef inline void _prefetch_item(self, size_t i) noexcept nogil:
+        if i < self.items.size():
+            rib_prefetch(self.slots + self.items[i].home * self.ssize)
+
+    cdef inline int _touch(self, char *s, SlotBody *b) except -1:
+        """Record the best path of ``s`` before this operation changes it."""
+        cdef Touch t
+        cdef RibPath *bp
+        t.slot = s
+        t.had = b.best != BEST_NONE
+        if t.had:
+            bp = &_paths(b)[b.best]
+            t.peer = bp.peer
+            t.path_id = bp.path_id
+            t.attr_id = bp.attr_id
+        else:
+            t.peer = 0
+            t.path_id = 0
+            t.attr_id = 0
+        b.best |= BEST_MARK
+        self.touched.push_back(t)
+        return 0
+
+    # ------------------------------------------------------------ peers
+
+    def add_peer(self, peer_id, peer_as, local_as, router_id, address, ibgp=None, rr_client=False):
+        """Register a peer: what best-path selection needs to know about it.
+        ``ibgp`` defaults to peer_as == local_as; ``address`` (bytes or text)
+        is the session's remote address; ``router_id`` its BGP Identifier."""
+        rec = peer_record(peer_id, peer_as, local_as, router_id, address, ibgp, rr_client)
+        cdef int pid = peer_id
+        cdef PeerInfo info
+        if <size_t>pid < self.peers.size() and self.peers[pid].registered and self.peers[pid].npaths:
+            raise ValueError("peer %d still has paths: drop_peer first" % pid)
+        if <size_t>pid >= self.peers.size():
+            memset(&info, 0, sizeof(info))
+            self.peers.resize(pid + 1, info)
+        info.registered = 1
+        info.ebgp = rec[0]
+        info.router_id = rec[1]
+        memcpy(info.addr, <const char *>(<bytes>rec[2]), 16)
+        info.npaths = 0
+        self.peers[pid] = info
+        self.peer_recs[pid] = rec
+
+    def remove_peer(self, peer_id):
+        cs = self.drop_peer(peer_id)
+        self.peers[<int>peer_id].registered = 0
+        del self.peer_recs[peer_id]
+        return cs
+
+    def has_peer(self, peer_id):
+        return peer_id in self.peer_recs
+
+    def peer_info(self, peer_id):
+        self._check_peer(peer_id)
+        return peer_dict(self.peer_recs[peer_id])
+
+    def peer_path_count(self, peer_id):
+        return self.peers[self._check_peer(peer_id)].npaths
+
+    cdef int _check_peer(self, peer_id) except -1:
+        if peer_id not in self.peer_recs:
+            raise KeyError("peer %r is not registered (add_peer)" % (peer_id,))
+        return <int>peer_id
+
+    # ------------------------------------------------------------ bulk operations
+
+    cdef size_t _apply_update(self, const unsigned char *p, Py_ssize_t n, bint addpath, int peer,
+                              uint32_t aid) except? 0xFFFFFFFFFFFFFFFF:
+        """Phase 1 of update: store the paths; returns how many were added."""
+        cdef Py_ssize_t pos = 0
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef RibPath np
+        cdef Item *it
+        cdef bint found
+        cdef int at
+        cdef size_t j, added = 0
+        np.attr_id = aid
+        np.peer = <uint16_t>peer
+        np.flags = 0
+        while pos < n:
+            pos = self._parse_chunk(p, pos, n, addpath)
+            for j in range(self.items.size()):
+                self._prefetch_item(j + AHEAD)
+                it = &self.items[j]
+                s = self._find_or_add(&it.key, it.home)
+                body = self._body(s)
+                if not body.best & BEST_MARK:
+                    self._touch(s, body)
+                paths = _paths(body)
+                at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
+                if found:
+                    if paths[at].attr_id != aid:
+                        # New reference first: the old one may be the same set.
+                        self.arec[aid].refs += 1
+                        self._decref(paths[at].attr_id)
+                        paths[at].attr_id = aid
+                    paths[at].flags &= ~STALE
+                elif body.n >= MAXP:
+                    self.refused += 1
+                else:
+                    np.path_id = it.path_id
+                    self._insert_path(body, at, &np)
+                    self.arec[aid].refs += 1
+                    added += 1
+                    self.npaths += 1
+                    self.peers[peer].npaths += 1
+        return added
+
+    cdef size_t _apply_withdraw(self, const unsigned char *p, Py_ssize_t n, bint addpath,
+                                int peer) except? 0xFFFFFFFFFFFFFFFF:
+        """Phase 1 of withdraw: remove the paths; returns how many.  Slots
+        left without paths stay in the table until phase 3, so the slot
+        pointers recorded in self.touched stay valid."""
+        cdef Py_ssize_t pos = 0
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef Item *it
+        cdef bint found
+        cdef int at
+        cdef size_t j, removed = 0
+        while pos < n:
+            pos = self._parse_chunk(p, pos, n, addpath)
+            for j in range(self.items.size()):
+                self._prefetch_item(j + AHEAD)
+                it = &self.items[j]
+                s = self._find_at(&it.key, it.home)
+                if s == NULL:
+                    continue
+                body = self._body(s)
+                paths = _paths(body)
+                at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
+                if not found:
+                    continue
+                if not body.best & BEST_MARK:
+                    self._touch(s, body)
+                self._decref(paths[at].attr_id)
+                self._remove_path(body, at)
+                removed += 1
+                self.npaths -= 1
+                self.peers[peer].npaths -= 1
+        return removed
+
+    cdef void _abort(self):
+        """Phase 1 failed (out of memory): leave a consistent table -- every
+        touched prefix gets its best path back and loses its mark -- and
+        report nothing."""
+        cdef size_t i
+        cdef SlotBody *body
+        cdef PKey k
+        for i in range(self.touched.size()):
+            body = self._body(self.touched[i].slot)
+            body.best = self._select(body)
+            if body.n == 0:
+                self._get_key(self.touched[i].slot, &k)
+                self.dead.push_back(k)
+        self.touched.clear()
+        self.recs.clear()
+        self._reset_output()
+        try:
+            self._drop_dead()
+            self._collect_zero()
+        except MemoryError:
+            pass
+
+    def update(self, peer_id, packed, bint addpath=False, attr_id=None):
+        """Store the paths of ``peer_id`` for every prefix of packed NLRI with
+        the interned attributes ``attr_id`` (replacing that peer's previous
+        path of the same path id; clearing its stale mark)."""
+        cdef int peer = self._check_peer(peer_id)
+        cdef uint32_t aid = self._check_attr(attr_id)
+        cdef bytes b = _as_bytes(packed)
+        cdef Py_ssize_t count = self._validate(b, addpath)
+        if count == 0:
+            return empty_changeset()
+        cdef PKey k
+        cdef SlotBody *body
+        cdef RibPath *bp
+        cdef Touch *t
+        cdef size_t i
+        self._reserve(<size_t>count)
+        self._begin()
+        self.touched.clear()
+        try:
+            self._apply_update(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath, peer, aid)
+        except BaseException:
+            self._abort()
+            raise
+        # Phase 2: one best-path selection per touched prefix; report the
+        # prefixes whose best path is not the one they had before the call.
+        for i in range(self.touched.size()):
+            t = &self.touched[i]
+            body = self._body(t.slot)
+            body.best = self._select(body)
+            bp = &_paths(body)[body.best]
+            if not t.had or bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
+                self._get_key(t.slot, &k)
+                self._emit_ann(bp.peer, bp.attr_id, &k)
+        self.touched.clear()
+        self._collect_zero()
+        return self._finish()
+
+    def withdraw(self, peer_id, packed, bint addpath=False):
+        """Remove the paths of ``peer_id`` for every prefix of packed NLRI
+        (unknown prefixes and paths are ignored, RFC 4271 §9 has no error for
+        withdrawing what was never announced)."""
+        cdef int peer = self._check_peer(peer_id)
+        cdef bytes b = _as_bytes(packed)
+        cdef Py_ssize_t count = self._validate(b, addpath)
+        if count == 0:
+            return empty_changeset()
+        cdef PKey k
+        cdef SlotBody *body
+        cdef RibPath *bp
+        cdef Touch *t
+        cdef size_t i
+        self._begin()
+        self.touched.clear()
+        try:
+            self._apply_withdraw(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath, peer)
+        except BaseException:
+            self._abort()
+            raise
+        # Phase 2: new best paths, changes.
+        for i in range(self.touched.size()):
+            t = &self.touched[i]
+            body = self._body(t.slot)
+            self._get_key(t.slot, &k)
+            if body.n == 0:
+                body.best = BEST_NONE
+                self._emit_wd(&k)
+                self.dead.push_back(k)
+                continue
+            body.best = self._select(body)
+            bp = &_paths(body)[body.best]
+            if bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
+                self._emit_ann(bp.peer, bp.attr_id, &k)
+        self.touched.clear()
+        # Phase 3: drop prefixes without paths.
+        self._drop_dead()
+        self._collect_zero()
+        return self._finish()
+
+    cdef int _drop_dead(self) except -1:
+        cdef size_t i
+        cdef char *s
+        cdef size_t n = self.dead.size()
+        cdef vector[size_t] homes
+        homes.resize(n)
+        for i in range(n):
+            homes[i] = self._home(&self.dead[i])
+            if i < AHEAD:
+                rib_prefetch(self.slots + homes[i] * self.ssize)
+        for i in range(n):
+            if i + AHEAD < n:
+                rib_prefetch(self.slots + homes[i + AHEAD] * self.ssize)
+            # Homes stay valid: deletions move entries, never the table.
+            s = self._find_at(&self.dead[i], homes[i])
+            if s != NULL:
+                self._delete(s)
+        self.dead.clear()
+        self._maybe_shrink()
+        return 0
+
+    cdef object _remove_where(self, peer_id, bint stale_only):
+        cdef int peer = self._check_peer(peer_id)
+        if not self.peers[peer].npaths:
+            return empty_changeset()
+        cdef size_t i, removed = 0
+        cdef int j, lo, hi
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef RibPath *bp
+        cdef bint found, had
+        cdef RibPath old
+        cdef EmitRec rec
+        self._begin()
+        self.recs.clear()
+        for i in range(self.cap):
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                continue
+            body = self._body(s)
+            paths = _paths(body)
+            lo = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
+            hi = lo
+            while hi < body.n and paths[hi].peer == peer:
+                hi += 1
+            if hi == lo:
+                continue
+            had = False
+            for j in range(hi - 1, lo - 1, -1):
+                paths = _paths(body)
+                if stale_only and not paths[j].flags & STALE:
+                    continue
+                if not had:
+                    old = paths[body.best]
+                    had = True
+                self._decref(paths[j].attr_id)
+                self._remove_path(body, j)
+                removed += 1
+            if not had:
+                continue
+            self._get_key(s, &rec.key)
+            rec.path_id = 0
+            if body.n == 0:
+                body.best = BEST_NONE
+                rec.group = RIB_WITHDRAW
+                self.recs.push_back(rec)
+                self.dead.push_back(rec.key)
+                continue
+            body.best = self._select(body)
+            bp = &_paths(body)[body.best]
+            if bp.peer != old.peer or bp.path_id != old.path_id or bp.attr_id != old.attr_id:
+                rec.group = (<uint64_t>bp.peer << 32) | bp.attr_id
+                self.recs.push_back(rec)
+        self.npaths -= removed
+        self.peers[peer].npaths -= removed
+        self._drop_dead()
+        self._collect_zero()
+        self._emit_sorted()
+        return self._finish()
+
+    def drop_peer(self, peer_id):
+        """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
+        §9: its routes are withdrawn from the Loc-RIB)."""
+        return self._remove_where(peer_id, False)
+
+    def mark_stale(self, peer_id):
+        """RFC 4724 §4.2: the session of a Graceful Restart peer went down;
+        keep its paths (still used for forwarding and best path) but mark
+        them stale.  Returns the number of paths marked."""
+        cdef int peer = self._check_peer(peer_id)
+        if not self.peers[peer].npaths:
+            return 0
+        cdef size_t i, marked = 0
+        cdef int j
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef bint found
+        for i in range(self.cap):
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                continue
+            body = self._body(s)
+            paths = _paths(body)
+            j = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
+            while j < body.n and paths[j].peer == peer:
+                paths[j].flags |= STALE
+                marked += 1
+                j += 1
+        return marked
+
+    def sweep_stale(self, peer_id):
+        """RFC 4724 §4.2: End-of-RIB received (or the restart / stale timer
+        fired): delete the paths of ``peer_id`` still marked stale."""
+        return self._remove_where(peer_id, True)
+
+    # ------------------------------------------------------------ dumps
+
+    def dump_best(self, exclude_peer=None):
+        """Iterator of (attr_id, packed prefixes) covering every prefix's best
+        path (the Loc-RIB to send to a new peer), skipping prefixes whose best
+        path is from ``exclude_peer`` (split horizon).  Groups are ordered by
+        their first prefix, prefixes ascending."""
+        cdef long ex = -1 if exclude_peer is None else exclude_peer
+        cdef size_t i
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *bp
+        cdef EmitRec rec
+        self.recs.clear()
+        rec.path_id = 0
+        for i in range(self.cap):
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                continue
+            body = self._body(s)
+            if body.best == BEST_NONE:
+                continue
+            bp = &_paths(body)[body.best]
+            if bp.peer == ex:
+                continue
+            self._get_key(s, &rec.key)
+            rec.group = bp.attr_id
+            self.recs.push_back(rec)
+        sort(self.recs.begin(), self.recs.end())
+        for i in range(self.recs.size()):
+            self._put_prefix(self._group(self.recs[i].group), &self.recs[i].key, False, 0)
+        self.recs.clear()
+        return iter(self._finish_groups())
+
+    def dump_peer(self, peer_id, bint addpath=False):
+        """Iterator of (attr_id, packed prefixes) of one peer's Adj-RIB-In;
+        with ``addpath`` every prefix is preceded by its 4-octet path id
+        (RFC 7911 §3), else a prefix held under several path ids appears once
+        per path."""
+        cdef int peer = self._check_peer(peer_id)
+        cdef size_t i
+        cdef int j
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef bint found
+        cdef EmitRec rec
+        self.recs.clear()
+        for i in range(self.cap):
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                continue
+            body = self._body(s)
+            paths = _paths(body)
+            j = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
+            while j < body.n and paths[j].peer == peer:
+                self._get_key(s, &rec.key)
+                rec.group = paths[j].attr_id
+                rec.path_id = paths[j].path_id
+                self.recs.push_back(rec)
+                j += 1
+        sort(self.recs.begin(), self.recs.end())
+        for i in range(self.recs.size()):
+            self._put_prefix(self._group(self.recs[i].group), &self.recs[i].key, addpath, self.recs[i].path_id)
+        self.recs.clear()
+        return iter(self._finish_groups())
+
+    # ------------------------------------------------------------ lookups
+
+    cdef void _pkey(self, object addr, int plen, PKey *k):
+        if self.v6:
+            k.hi = <uint64_t>(addr >> 64)
+            k.lo = <uint64_t>(addr & 0xFFFFFFFFFFFFFFFF)
+        else:
+            k.hi = 0
+            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
+        k.len = plen
+
+    cdef object _key_int(self, const PKey *k):
+        if self.v6:
+            return (<object>k.hi << 64) | <object>k.lo
+        return <object>(k.lo >> 8)
+
+    cdef char *_slot_of(self, prefix) except? NULL:
+        addr, plen = parse_prefix(self.afi, prefix)
+        cdef PKey k
+        self._pkey(addr, plen, &k)
+        return self._find(&k)
+
+    def __len__(self):
+        return self.used
+
+    def __contains__(self, prefix):
+        return self._slot_of(prefix) != NULL
+
+    def path_count(self):
+        return self.npaths
+
+    def paths(self, prefix):
+        """[(peer_id, path_id, attr_id, flags)] ascending by (peer_id, path_id)."""
+        cdef char *s = self._slot_of(prefix)
+        if s == NULL:
+            return []
+        cdef SlotBody *b = self._body(s)
+        cdef RibPath *p = _paths(b)
+        return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].flags) for i in range(b.n)]
+
+    def best_path(self, prefix):
+        cdef char *s = self._slot_of(prefix)
+        if s == NULL:
+            return None
+        cdef SlotBody *b = self._body(s)
+        if b.best == BEST_NONE:
+            return None
+        cdef RibPath *p = &_paths(b)[b.best]
+        return (p.peer, p.path_id, p.attr_id, p.flags)
+
+    def best(self, prefix):
+        """(peer_id, attr_id) of the best path, or None."""
+        p = self.best_path(prefix)
+        return None if p is None else (p[0], p[2])
+
+    def lookup(self, prefix):
+        """Exact match: (prefix string, peer_id, attr_id) or None."""
+        addr, plen = parse_prefix(self.afi, prefix)
+        cdef PKey k
+        self._pkey(addr, plen, &k)
+        cdef char *s = self._find(&k)
+        if s == NULL:
+            return None
+        cdef SlotBody *b = self._body(s)
+        if b.best == BEST_NONE:
+            return None
+        cdef RibPath *p = &_paths(b)[b.best]
+        return (prefix_str(self.afi, addr, plen), p.peer, p.attr_id)
+
+    def longest_match(self, address):
+        """Most specific prefix covering ``address`` (an address, or a prefix:
+        then only prefixes at most that long): (prefix string, peer_id,
+        attr_id) or None.  Only lengths present in the table are probed."""
+        addr, top = parse_address(self.afi, address)
+        cdef PKey full, k
+        cdef int plen
+        cdef char *s
+        cdef SlotBody *b
+        cdef RibPath *p
+        self._pkey(addr, self.bits, &full)
+        for plen in range(top, -1, -1):
+            if not self.len_count[plen]:
+                continue
+            if self.v6:
+                k.hi = full.hi & rib_mask64(plen)
+                k.lo = full.lo & rib_mask64(plen - 64)
+            else:
+                k.hi = 0
+                k.lo = (<uint64_t>(<uint32_t>(full.lo >> 8) & rib_mask32(plen)) << 8) | <uint64_t>plen
+            k.len = plen
+            s = self._find(&k)
+            if s == NULL:
+                continue
+            b = self._body(s)
+            if b.best == BEST_NONE:
+                continue
+            p = &_paths(b)[b.best]
+            return (prefix_str(self.afi, self._key_int(&k), plen), p.peer, p.attr_id)
+        return None
+
+    def prefixes(self):
+        """Every prefix held, as strings, ascending (tests and debugging)."""
+        cdef vector[PKey] keys
+        cdef PKey k
+        cdef size_t i
+        for i in range(self.cap):
+            if not self._is_empty(self.slots + i * self.ssize):
+                self._get_key(self.slots + i * self.ssize, &k)
+                keys.push_back(k)
+        sort(keys.begin(), keys.end())
+        return [prefix_str(self.afi, self._key_int(&keys[i]), keys[i].len) for i in range(keys.size())]
+
+    def memory_usage(self):
+        """Bytes held by the structure itself (excluding the AttrTable): the
+        slot array plus the path arrays of multi-path prefixes (with glibc's
+        per-block overhead, estimated)."""
+        # glibc adds an 8-octet header and rounds up to 16: ~16 per block.
+        cdef size_t arrays = self.ovf_paths * sizeof(RibPath) + self.ovf_arrays * 16
+        return self.cap * self.ssize + arrays + self.peers.size() * sizeof(PeerInfo)

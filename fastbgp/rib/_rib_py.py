@@ -1,0 +1,675 @@
+"""Pure-Python twin of the compiled RIB (``fastbgp/rib/_rib.pyx``).
+
+Same API, same results (equal ChangeSets, same ordering of prefixes inside
+packed outputs, same attribute reference counts): the tests run every case on
+both and compare them on random operation sequences.  It is the fallback when
+the extension is not built or FASTBGP_NO_EXTENSIONS=1; it keeps one small list
+per prefix and is an order of magnitude slower and larger than the compiled
+RIB, which stores no Python object per route.
+
+This module also holds what both implementations share: ``ChangeSet``, the
+prefix/peer argument parsing used by the (non hot-path) lookup API, and the
+limits.
+"""
+
+import ipaddress
+
+import msgspec
+
+from .attrs import F_ORIGINATOR_ID, W_FLAGS, W_REFS, WORDS, AttrTable
+
+IMPLEMENTATION = "python"
+
+PATH_STALE = 1  # RFC 4724 §4.2: kept across a restart until refreshed or swept
+MAX_PATHS = 0x7FFF  # paths per prefix (the compiled RIB keeps the count in 15 bits)
+MAX_PEER_ID = 0xFFFF  # peer ids are 16-bit in the compiled path record
+
+
+class ChangeSet(msgspec.Struct, frozen=True, gc=False):
+    """Prefixes whose best path changed during one RIB operation, packed in
+    wire NLRI format (no path ids) and grouped for export.
+
+    ``announced``: attr_id -> packed prefixes whose new best path carries those
+    attributes; feed each group to ``codec.pack_updates``.
+    ``withdrawn``: packed prefixes left without any path (``pack_withdraws``).
+    ``by_source``: the same announced prefixes keyed by (peer_id, attr_id) of
+    the new best path, for export rules that depend on where a route came
+    from (split horizon, RFC 4271 §9.2 iBGP rules, RFC 4456 reflection).  When
+    one attribute set is best from a single peer (the usual case) both dicts
+    share the same bytes object.
+
+    Order: prefixes follow the order of the input for update/withdraw, and
+    ascending prefix order for whole-table operations; the order of dict
+    entries is the order of their first prefix.
+    """
+
+    announced: dict
+    withdrawn: bytes
+    n_announced: int
+    n_withdrawn: int
+    by_source: dict
+
+    def __bool__(self):
+        return bool(self.n_announced or self.n_withdrawn)
+
+
+# For comparisons only: operations return a fresh empty ChangeSet each time,
+# so a consumer that edits the dicts of one cannot affect another.
+EMPTY = ChangeSet({}, b"", 0, 0, {})
+
+
+def empty_changeset():
+    return ChangeSet({}, b"", 0, 0, {})
+
+
+def make_changeset(groups, withdrawn, n_announced, n_withdrawn):
+    """ChangeSet from {(peer_id, attr_id): bytes} in first-appearance order."""
+    if not groups and not withdrawn:
+        return empty_changeset()
+    announced = {}
+    for (_peer, aid), data in groups.items():
+        prev = announced.get(aid)
+        announced[aid] = data if prev is None else prev + data
+    return ChangeSet(announced, withdrawn, n_announced, n_withdrawn, groups)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def family_bits(afi):
+    if afi == 1:
+        return 32
+    if afi == 2:
+        return 128
+    raise ValueError("unsupported AFI %r (1 = IPv4, 2 = IPv6)" % (afi,))
+
+
+def parse_prefix(afi, prefix):
+    """(address int with host bits cleared, length) of a prefix given as
+    "a.b.c.d/len", an address (a host route), or an ipaddress object."""
+    bits = family_bits(afi)
+    if isinstance(prefix, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        net = prefix
+    elif isinstance(prefix, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        net = ipaddress.ip_network(prefix)
+    elif isinstance(prefix, str):
+        net = ipaddress.ip_network(prefix.strip(), strict=False)
+    else:
+        raise TypeError("prefix must be a string or an ipaddress object, not %r" % (prefix,))
+    if net.max_prefixlen != bits:
+        raise ValueError("%s is not an IPv%d prefix" % (prefix, 4 if afi == 1 else 6))
+    return int(net.network_address), net.prefixlen
+
+
+def parse_address(afi, addr):
+    """(address int, length) for longest_match: an address means all bits."""
+    return parse_prefix(afi, addr)
+
+
+def prefix_str(afi, addr, plen):
+    if afi == 1:
+        return "%s/%d" % (ipaddress.IPv4Address(addr), plen)
+    return "%s/%d" % (ipaddress.IPv6Address(addr), plen)
+
+
+def router_id_int(value):
+    """BGP Identifier as an int: from an int, 4 octets, or dotted quad."""
+    if isinstance(value, int):
+        rid = value
+    elif isinstance(value, (bytes, bytearray)):
+        if len(value) != 4:
+            raise ValueError("router id must be 4 octets")
+        rid = int.from_bytes(value, "big")
+    else:
+        rid = int(ipaddress.IPv4Address(value))
+    if not 0 <= rid <= 0xFFFFFFFF:
+        raise ValueError("router id out of range")
+    return rid
+
+
+def address16(value):
+    """Peer address as 16 octets (IPv4 as ::ffff:a.b.c.d), so peers of either
+    family compare in one order for RFC 4271 §9.1.2.2 (g)."""
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) == 4:
+            return b"\x00" * 10 + b"\xff\xff" + bytes(value)
+        if len(value) == 16:
+            return bytes(value)
+        raise ValueError("peer address must be 4 or 16 octets")
+    a = ipaddress.ip_address(value)
+    return address16(a.packed)
+
+
+def peer_record(peer_id, peer_as, local_as, router_id, address, ibgp, rr_client):
+    if not isinstance(peer_id, int) or not 0 <= peer_id <= MAX_PEER_ID:
+        raise ValueError("peer id must be an int in 0..%d" % MAX_PEER_ID)
+    if ibgp is None:
+        ibgp = peer_as == local_as
+    return (not ibgp, router_id_int(router_id), address16(address), int(peer_as), int(local_as), bool(rr_client))
+
+
+def peer_dict(rec):
+    ebgp, rid, addr, peer_as, local_as, rr = rec
+    return {
+        "ibgp": not ebgp,
+        "router_id": rid,
+        "address": addr,
+        "peer_as": peer_as,
+        "local_as": local_as,
+        "rr_client": rr,
+    }
+
+
+# ---------------------------------------------------------------- the RIB
+
+
+class Rib:
+    """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
+
+    def __init__(self, afi, attrs=None, always_compare_med=False):
+        self._bits = family_bits(afi)
+        self.afi = afi
+        self.attrs = attrs if attrs is not None else AttrTable()
+        self.always_compare_med = bool(always_compare_med)
+        self._width = self._bits // 8
+        full = (1 << self._bits) - 1
+        self._masks = [full ^ ((1 << (self._bits - n)) - 1) for n in range(self._bits + 1)]
+        # key (address << 8 | length) -> [best index or -1, path, path, ...];
+        # a path is (peer_id, path_id, attr_id, flags), sorted by (peer_id, path_id).
+        self._t = {}
+        self._peers = {}  # peer_id -> peer_record tuple
+        self._peer_paths = {}  # peer_id -> paths held
+        self._len_count = [0] * (self._bits + 1)
+        self._npaths = 0
+        self.refused = 0  # paths not stored because a prefix had MAX_PATHS
+
+    # ------------------------------------------------------------ peers
+
+    def add_peer(self, peer_id, peer_as, local_as, router_id, address, ibgp=None, rr_client=False):
+        rec = peer_record(peer_id, peer_as, local_as, router_id, address, ibgp, rr_client)
+        if self._peer_paths.get(peer_id):
+            raise ValueError("peer %d still has paths: drop_peer first" % peer_id)
+        self._peers[peer_id] = rec
+        self._peer_paths[peer_id] = 0
+
+    def remove_peer(self, peer_id):
+        cs = self.drop_peer(peer_id)
+        del self._peers[peer_id]
+        del self._peer_paths[peer_id]
+        return cs
+
+    def has_peer(self, peer_id):
+        return peer_id in self._peers
+
+    def peer_info(self, peer_id):
+        return peer_dict(self._peer(peer_id))
+
+    def peer_path_count(self, peer_id):
+        self._peer(peer_id)
+        return self._peer_paths[peer_id]
+
+    def _peer(self, peer_id):
+        rec = self._peers.get(peer_id)
+        if rec is None:
+            raise KeyError("peer %r is not registered (add_peer)" % (peer_id,))
+        return rec
+
+    # ------------------------------------------------------------ packed NLRI
+
+    def _parse(self, packed, addpath):
+        """[(path_id, key)] of packed NLRI.  Validated as a whole first (the
+        same rules as codec.count_prefixes) so a bad buffer changes nothing."""
+        p = packed if isinstance(packed, bytes) else bytes(packed)
+        n = len(p)
+        bits = self._bits
+        width = self._width
+        masks = self._masks
+        out = []
+        i = 0
+        pid = 0
+        while i < n:
+            if addpath:
+                if i + 4 >= n:
+                    raise ValueError("malformed NLRI")
+                pid = int.from_bytes(p[i : i + 4], "big")
+                i += 4
+            plen = p[i]
+            if plen > bits:
+                raise ValueError("malformed NLRI")
+            nb = (plen + 7) >> 3
+            end = i + 1 + nb
+            if end > n:
+                raise ValueError("malformed NLRI")
+            addr = (int.from_bytes(p[i + 1 : end], "big") << (8 * (width - nb))) & masks[plen]
+            out.append((pid, (addr << 8) | plen))
+            i = end
+        return out
+
+    def _wire(self, key):
+        plen = key & 0xFF
+        nb = (plen + 7) >> 3
+        return bytes((plen,)) + ((key >> 8) >> (8 * (self._width - nb))).to_bytes(nb, "big")
+
+    # ------------------------------------------------------------ best path
+
+    def _select(self, e):
+        """Index (into the paths, e[1:]) of the best path, RFC 4271 §9.1.
+
+        Each step removes candidates rather than comparing pairs, because the
+        MED step only orders routes from the same neighbour AS and is not
+        transitive: pairwise comparison would make the result depend on the
+        order paths arrived in.  The final order among equals is ascending
+        (peer_id, path_id), the order paths are stored in.
+        """
+        n = len(e) - 1
+        if n <= 1:
+            return n - 1
+        rec = self.attrs._rec
+        peers = self._peers
+        # §9.1.1 / §9.1.2.1: highest degree of preference (LOCAL_PREF), then
+        # §9.1.2.2 (a) fewest AS numbers in AS_PATH, (b) lowest ORIGIN -- one
+        # precomputed rank per attribute set, lower is better.
+        best = None
+        cand = []
+        for i in range(n):
+            b = e[i + 1][2] * WORDS
+            r = (rec[b] << 32) | rec[b + 1]
+            if best is None or r < best:
+                best = r
+                cand = [i]
+            elif r == best:
+                cand.append(i)
+        if len(cand) > 1:
+            # §9.1.2.2 (c): lowest MED, only among routes from the same
+            # neighbour AS unless always-compare-med is configured.
+            if self.always_compare_med:
+                low = min(rec[e[i + 1][2] * WORDS + 2] for i in cand)
+                cand = [i for i in cand if rec[e[i + 1][2] * WORDS + 2] == low]
+            else:
+                lows = {}
+                for i in cand:
+                    b = e[i + 1][2] * WORDS
+                    nbr, med = rec[b + 3], rec[b + 2]
+                    if nbr not in lows or med < lows[nbr]:
+                        lows[nbr] = med
+                cand = [i for i in cand if rec[e[i + 1][2] * WORDS + 2] == lows[rec[e[i + 1][2] * WORDS + 3]]]
+        if len(cand) > 1:
+            # (d): routes learned via eBGP beat routes learned via iBGP.
+            ebgp = [i for i in cand if peers[e[i + 1][0]][0]]
+            if ebgp:
+                cand = ebgp
+        # (e) interior cost: no IGP here, all equal.
+        if len(cand) > 1:
+            # (f) lowest BGP Identifier of the advertising speaker; RFC 4456
+            # §9: the ORIGINATOR_ID stands in for it when present.
+            def rid(i):
+                b = e[i + 1][2] * WORDS
+                if rec[b + W_FLAGS] & F_ORIGINATOR_ID:
+                    return rec[b + 4]
+                return peers[e[i + 1][0]][1]
+
+            low = min(rid(i) for i in cand)
+            cand = [i for i in cand if rid(i) == low]
+        if len(cand) > 1:
+            # RFC 4456 §9: shortest CLUSTER_LIST.
+            low = min(rec[e[i + 1][2] * WORDS + 5] for i in cand)
+            cand = [i for i in cand if rec[e[i + 1][2] * WORDS + 5] == low]
+        if len(cand) > 1:
+            # (g) lowest peer address.
+            low = min(peers[e[i + 1][0]][2] for i in cand)
+            cand = [i for i in cand if peers[e[i + 1][0]][2] == low]
+        return cand[0]
+
+    @staticmethod
+    def _triple(e):
+        b = e[0]
+        if b < 0:
+            return None
+        p = e[b + 1]
+        return (p[0], p[1], p[2])
+
+    # ------------------------------------------------------------ bulk operations
+
+    def update(self, peer_id, packed, addpath=False, attr_id=None):
+        """Store the paths of ``peer_id`` for every prefix of packed NLRI with
+        the interned attributes ``attr_id`` (replacing that peer's previous
+        path of the same path id; clearing its stale mark)."""
+        self._peer(peer_id)
+        table = self.attrs
+        if not table.is_live(attr_id):
+            raise KeyError("attribute id %r is not allocated" % (attr_id,))
+        items = self._parse(packed, addpath)
+        if not items:
+            return empty_changeset()
+        rec = table._rec
+        ri = attr_id * WORDS + W_REFS
+        t = self._t
+        touched = {}
+        zero = []
+        added = 0
+        for pid, key in items:
+            e = t.get(key)
+            if e is None:
+                e = t[key] = [-1]
+                self._len_count[key & 0xFF] += 1
+            if key not in touched:
+                touched[key] = self._triple(e)
+            ins = len(e)
+            found = 0
+            for j in range(1, len(e)):
+                q = e[j]
+                if q[0] == peer_id and q[1] == pid:
+                    found = j
+                    break
+                if q[0] > peer_id or (q[0] == peer_id and q[1] > pid):
+                    ins = j
+                    break
+            if found:
+                q = e[found]
+                if q[2] != attr_id:
+                    rec[ri] += 1
+                    oi = q[2] * WORDS + W_REFS
+                    rec[oi] -= 1
+                    if rec[oi] == 0:
+                        zero.append(q[2])
+                e[found] = (peer_id, pid, attr_id, q[3] & ~PATH_STALE)
+            elif len(e) - 1 >= MAX_PATHS:
+                self.refused += 1
+            else:
+                e.insert(ins, (peer_id, pid, attr_id, 0))
+                rec[ri] += 1
+                added += 1
+        self._npaths += added
+        self._peer_paths[peer_id] += added
+        groups = {}
+        n_ann = 0
+        for key, old in touched.items():
+            e = t[key]
+            e[0] = self._select(e)
+            new = self._triple(e)
+            if new != old:
+                g = (new[0], new[2])
+                buf = groups.get(g)
+                if buf is None:
+                    buf = groups[g] = bytearray()
+                buf += self._wire(key)
+                n_ann += 1
+        if zero:
+            table._collect(zero)
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, b"", n_ann, 0)
+
+    def withdraw(self, peer_id, packed, addpath=False):
+        """Remove the paths of ``peer_id`` for every prefix of packed NLRI
+        (unknown prefixes and paths are ignored, RFC 4271 §9 has no error for
+        withdrawing what was never announced)."""
+        self._peer(peer_id)
+        items = self._parse(packed, addpath)
+        if not items:
+            return empty_changeset()
+        rec = self.attrs._rec
+        t = self._t
+        touched = {}
+        zero = []
+        removed = 0
+        for pid, key in items:
+            e = t.get(key)
+            if e is None:
+                continue
+            found = 0
+            for j in range(1, len(e)):
+                q = e[j]
+                if q[0] == peer_id and q[1] == pid:
+                    found = j
+                    break
+            if not found:
+                continue
+            if key not in touched:
+                touched[key] = self._triple(e)
+            q = e.pop(found)
+            oi = q[2] * WORDS + W_REFS
+            rec[oi] -= 1
+            if rec[oi] == 0:
+                zero.append(q[2])
+            removed += 1
+        self._npaths -= removed
+        self._peer_paths[peer_id] -= removed
+        groups = {}
+        wd = bytearray()
+        n_ann = n_wd = 0
+        for key, old in touched.items():
+            e = t[key]
+            if len(e) == 1:
+                del t[key]
+                self._len_count[key & 0xFF] -= 1
+                wd += self._wire(key)
+                n_wd += 1
+                continue
+            e[0] = self._select(e)
+            new = self._triple(e)
+            if new != old:
+                g = (new[0], new[2])
+                buf = groups.get(g)
+                if buf is None:
+                    buf = groups[g] = bytearray()
+                buf += self._wire(key)
+                n_ann += 1
+        if zero:
+            self.attrs._collect(zero)
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
+
+    def _remove_where(self, peer_id, stale_only):
+        self._peer(peer_id)
+        if not self._peer_paths[peer_id]:
+            return empty_changeset()
+        rec = self.attrs._rec
+        t = self._t
+        zero = []
+        recs = []
+        dead = []
+        removed = 0
+        for key, e in t.items():
+            old = None
+            hit = False
+            for j in range(len(e) - 1, 0, -1):
+                q = e[j]
+                if q[0] == peer_id and (not stale_only or q[3] & PATH_STALE):
+                    if not hit:
+                        old = self._triple(e)
+                        hit = True
+                    del e[j]
+                    oi = q[2] * WORDS + W_REFS
+                    rec[oi] -= 1
+                    if rec[oi] == 0:
+                        zero.append(q[2])
+                    removed += 1
+            if not hit:
+                continue
+            if len(e) == 1:
+                dead.append(key)
+                recs.append((key, None))
+                continue
+            e[0] = self._select(e)
+            new = self._triple(e)
+            if new != old:
+                recs.append((key, (new[0], new[2])))
+        for key in dead:
+            del t[key]
+            self._len_count[key & 0xFF] -= 1
+        self._npaths -= removed
+        self._peer_paths[peer_id] -= removed
+        if zero:
+            self.attrs._collect(zero)
+        recs.sort(key=lambda r: r[0])
+        groups = {}
+        wd = bytearray()
+        n_ann = n_wd = 0
+        for key, g in recs:
+            if g is None:
+                wd += self._wire(key)
+                n_wd += 1
+            else:
+                buf = groups.get(g)
+                if buf is None:
+                    buf = groups[g] = bytearray()
+                buf += self._wire(key)
+                n_ann += 1
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
+
+    def drop_peer(self, peer_id):
+        """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
+        §9: its routes are withdrawn from the Loc-RIB)."""
+        return self._remove_where(peer_id, False)
+
+    def mark_stale(self, peer_id):
+        """RFC 4724 §4.2: the session of a Graceful Restart peer went down;
+        keep its paths (still used for forwarding and best path) but mark
+        them stale.  Returns the number of paths marked."""
+        self._peer(peer_id)
+        if not self._peer_paths[peer_id]:
+            return 0
+        marked = 0
+        for e in self._t.values():
+            for j in range(1, len(e)):
+                q = e[j]
+                if q[0] == peer_id:
+                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE)
+                    marked += 1
+        return marked
+
+    def sweep_stale(self, peer_id):
+        """RFC 4724 §4.2: End-of-RIB received (or the restart / stale timer
+        fired): delete the paths of ``peer_id`` still marked stale."""
+        return self._remove_where(peer_id, True)
+
+    # ------------------------------------------------------------ dumps
+
+    def dump_best(self, exclude_peer=None):
+        """Iterator of (attr_id, packed prefixes) covering every prefix's best
+        path (the Loc-RIB to send to a new peer), skipping prefixes whose best
+        path is from ``exclude_peer`` (split horizon).  Groups are ordered by
+        their first prefix, prefixes ascending."""
+        recs = []
+        for key, e in self._t.items():
+            b = e[0]
+            if b < 0:
+                continue
+            q = e[b + 1]
+            if q[0] == exclude_peer:
+                continue
+            recs.append((key, q[2]))
+        recs.sort()
+        groups = {}
+        for key, aid in recs:
+            buf = groups.get(aid)
+            if buf is None:
+                buf = groups[aid] = bytearray()
+            buf += self._wire(key)
+        return iter([(aid, bytes(b)) for aid, b in groups.items()])
+
+    def dump_peer(self, peer_id, addpath=False):
+        """Iterator of (attr_id, packed prefixes) of one peer's Adj-RIB-In;
+        with ``addpath`` every prefix is preceded by its 4-octet path id
+        (RFC 7911 §3), else a prefix held under several path ids appears once
+        per path."""
+        self._peer(peer_id)
+        recs = []
+        for key, e in self._t.items():
+            for q in e[1:]:
+                if q[0] == peer_id:
+                    recs.append((key, q[1], q[2]))
+        recs.sort()
+        groups = {}
+        for key, pid, aid in recs:
+            buf = groups.get(aid)
+            if buf is None:
+                buf = groups[aid] = bytearray()
+            if addpath:
+                buf += pid.to_bytes(4, "big")
+            buf += self._wire(key)
+        return iter([(aid, bytes(b)) for aid, b in groups.items()])
+
+    # ------------------------------------------------------------ lookups
+
+    def _entry(self, prefix):
+        addr, plen = parse_prefix(self.afi, prefix)
+        return self._t.get((addr << 8) | plen)
+
+    def __len__(self):
+        return len(self._t)
+
+    def __contains__(self, prefix):
+        return self._entry(prefix) is not None
+
+    def path_count(self):
+        return self._npaths
+
+    def paths(self, prefix):
+        """[(peer_id, path_id, attr_id, flags)] ascending by (peer_id, path_id)."""
+        e = self._entry(prefix)
+        return [] if e is None else list(e[1:])
+
+    def best_path(self, prefix):
+        e = self._entry(prefix)
+        if e is None or e[0] < 0:
+            return None
+        return e[e[0] + 1]
+
+    def best(self, prefix):
+        """(peer_id, attr_id) of the best path, or None."""
+        p = self.best_path(prefix)
+        return None if p is None else (p[0], p[2])
+
+    def lookup(self, prefix):
+        """Exact match: (prefix string, peer_id, attr_id) or None."""
+        addr, plen = parse_prefix(self.afi, prefix)
+        e = self._t.get((addr << 8) | plen)
+        if e is None or e[0] < 0:
+            return None
+        p = e[e[0] + 1]
+        return (prefix_str(self.afi, addr, plen), p[0], p[2])
+
+    def longest_match(self, address):
+        """Most specific prefix covering ``address`` (an address, or a prefix:
+        then only prefixes at most that long): (prefix string, peer_id,
+        attr_id) or None."""
+        addr, top = parse_address(self.afi, address)
+        counts = self._len_count
+        masks = self._masks
+        t = self._t
+        for plen in range(top, -1, -1):
+            if not counts[plen]:
+                continue
+            a = addr & masks[plen]
+            e = t.get((a << 8) | plen)
+            if e is not None and e[0] >= 0:
+                p = e[e[0] + 1]
+                return (prefix_str(self.afi, a, plen), p[0], p[2])
+        return None
+
+    def prefixes(self):
+        """Every prefix held, as strings, ascending (tests and debugging)."""
+        return [prefix_str(self.afi, k >> 8, k & 0xFF) for k in sorted(self._t)]
+
+    def memory_usage(self):
+        """Bytes held by the structure itself (excluding the AttrTable)."""
+        import sys
+
+        total = sys.getsizeof(self._t)
+        for k, e in self._t.items():
+            total += sys.getsizeof(k) + sys.getsizeof(e) + sum(sys.getsizeof(q) for q in e[1:])
+        return total
+
+
+__all__ = [
+    "IMPLEMENTATION",
+    "ChangeSet",
+    "EMPTY",
+    "empty_changeset",
+    "PATH_STALE",
+    "MAX_PATHS",
+    "MAX_PEER_ID",
+    "Rib",
+    "make_changeset",
+    "parse_prefix",
+    "prefix_str",
+]
