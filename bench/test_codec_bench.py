@@ -7,7 +7,7 @@ import pytest
 from fastbgp import bench as w
 from conftest import record
 
-CASES = ("ipv4-4k", "ipv6-mp", "table-1m")
+CASES = ("ipv4-4k", "ipv4-mixed", "ipv6-mp", "table-1m")
 
 
 @pytest.mark.parametrize("case", CASES)

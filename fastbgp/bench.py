@@ -35,6 +35,26 @@ def v4_prefixes(first, count, length=24):
     return bytes(out)
 
 
+def mixed_v4_prefixes(room, seed=4271):
+    """Distinct IPv4 prefixes filling ``room`` octets, lengths drawn like a
+    DFZ table (seeded, so every run times the same bytes)."""
+    import random
+
+    rnd = random.Random(seed)
+    lengths = [24] * 60 + [23] * 8 + [22] * 10 + [21] * 5 + [20] * 6 + [19] * 4 + [18] * 2 + [17] * 2 + [16] * 2 + [12, 8]
+    out = bytearray()
+    base = 0x0B000000
+    while True:
+        plen = rnd.choice(lengths)
+        nb = (plen + 7) >> 3
+        if len(out) + 1 + nb > room:
+            return bytes(out)
+        # The next aligned block of this length: distinct, host bits clear.
+        base = ((base >> (32 - plen)) + 1) << (32 - plen)
+        out.append(plen)
+        out += base.to_bytes(4, "big")[:nb]
+
+
 def v6_prefixes(count, length=48):
     """``count`` consecutive 2001:db8::/32-style IPv6 prefixes, packed."""
     base = 0x20010DB8 << 96
@@ -94,6 +114,11 @@ def workloads(impl, table_size=1_000_000, groups=1000):
     a = attrs_for(0)
     room = 4096 - 19 - 4 - len(a)
     v4 = Workload("ipv4-4k", "IPv4 UPDATE 4 KiB (%d x /24)" % (room // 4), [(a, v4_prefixes(0x0A000000, room // 4), 1, None)], impl)
+    # The same 4 KiB UPDATE with lengths mixed as in a real table (about
+    # 60% /24, the rest /8-/23, in random order): no runs of equal lengths,
+    # so the decoder walks prefix by prefix.
+    mixed = mixed_v4_prefixes(room)
+    v4m = Workload("ipv4-mixed", "IPv4 UPDATE 4 KiB (%d mixed lengths)" % impl.count_prefixes(mixed), [(a, mixed, 1, None)], impl)
     # One MP_REACH UPDATE with 500 IPv6 /48s and a global next hop.
     a6 = attrs_for(0, ipv6=True)
     v6 = Workload("ipv6-mp", "IPv6 MP_REACH (500 x /48)", [(a6, v6_prefixes(500), AFI_IPV6, bytes.fromhex("20010db8000000000000000000000001"))], impl)
@@ -101,7 +126,7 @@ def workloads(impl, table_size=1_000_000, groups=1000):
     per = table_size // groups
     table = [(attrs_for(g), v4_prefixes(0x01000000 + g * per * 256, per), 1, None) for g in range(groups)]
     full = Workload("table-1m", "%s-prefix table, %d attribute groups (stream)" % (format(table_size, ","), groups), table, impl)
-    return [v4, v6, full]
+    return [v4, v4m, v6, full]
 
 
 def time_call(fn, repeat=5, min_time=0.2):
