@@ -698,6 +698,18 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
     cdef bytes attrs
     cdef Py_ssize_t total, k
     cdef unsigned char *o
+    cdef bint has_as4 = False
+    if not as4_ctx:
+        for k in range(nkeep):
+            if p[ks[k] + 1] == 17 or p[ks[k] + 1] == 18:
+                has_as4 = True
+        if not has_as4:
+            # Nothing to merge (RFC 6793 §4.2.3 needs AS4_*): widening the
+            # 2-octet AS numbers is all there is, done here in C because old
+            # peers and old MRT dumps send nothing else.
+            attrs = _widen(p, ks, ke, nkeep)
+            return ParsedUpdate(withdrawn, attrs, nlri, next_hop, mp_reach, mp_unreach, n_ann, n_wd,
+                                state.action, tuple(state.errors))
     if dirty or not as4_ctx:
         total = 0
         for k in range(nkeep):
@@ -714,6 +726,88 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
         attrs = _slice(p, a0, a1)
     return ParsedUpdate(withdrawn, attrs, nlri, next_hop, mp_reach, mp_unreach, n_ann, n_wd,
                         state.action, tuple(state.errors))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef bytes _widen(const unsigned char *p, Py_ssize_t *ks, Py_ssize_t *ke, int nkeep):
+    """The kept attributes of a 2-octet-AS UPDATE with AS_PATH and AGGREGATOR
+    rewritten with 4-octet AS numbers: exactly what as4.merge_from_2octet
+    gives when no AS4_PATH / AS4_AGGREGATOR is present.  Every span was
+    validated by parse_update, so segment walks stay inside it."""
+    cdef Py_ssize_t total = 0, k, vs, ve, i, vlen
+    cdef int t, flags, cnt, j
+    cdef unsigned char *o
+    # First pass: the widened size of every attribute.
+    for k in range(nkeep):
+        t = p[ks[k] + 1]
+        flags = p[ks[k]]
+        vs = ks[k] + (4 if flags & 0x10 else 3)
+        if t == 2:
+            vlen = 0
+            i = vs
+            while i < ke[k]:
+                cnt = p[i + 1]
+                vlen += 2 + 4 * cnt
+                i += 2 + 2 * cnt
+            total += (4 if (flags & 0x10 or vlen > 255) else 3) + vlen
+        elif t == 7:
+            total += (4 if flags & 0x10 else 3) + 8
+        else:
+            total += ke[k] - ks[k]
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    o = <unsigned char *>PyBytes_AS_STRING(out)
+    for k in range(nkeep):
+        t = p[ks[k] + 1]
+        flags = p[ks[k]]
+        vs = ks[k] + (4 if flags & 0x10 else 3)
+        ve = ke[k]
+        if t == 2 or t == 7:
+            if t == 2:
+                vlen = 0
+                i = vs
+                while i < ve:
+                    cnt = p[i + 1]
+                    vlen += 2 + 4 * cnt
+                    i += 2 + 2 * cnt
+            else:
+                vlen = 8
+            # Same header rule as as4.encode_attr: Extended Length kept if
+            # set, added when the value needs it.
+            if flags & 0x10 or vlen > 255:
+                o[0] = flags | 0x10
+                o[1] = t
+                o[2] = (vlen >> 8) & 0xFF
+                o[3] = vlen & 0xFF
+                o += 4
+            else:
+                o[0] = flags
+                o[1] = t
+                o[2] = vlen
+                o += 3
+            if t == 7:
+                o[0] = 0
+                o[1] = 0
+                memcpy(o + 2, p + vs, 6)
+                o += 8
+            else:
+                i = vs
+                while i < ve:
+                    cnt = p[i + 1]
+                    o[0] = p[i]
+                    o[1] = cnt
+                    o += 2
+                    for j in range(cnt):
+                        o[0] = 0
+                        o[1] = 0
+                        o[2] = p[i + 2 + 2 * j]
+                        o[3] = p[i + 3 + 2 * j]
+                        o += 4
+                    i += 2 + 2 * cnt
+        else:
+            memcpy(o, p + ks[k], ve - ks[k])
+            o += ve - ks[k]
+    return out
 
 
 cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bint lenient, bytes data):

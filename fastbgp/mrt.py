@@ -16,11 +16,7 @@ attributes of TABLE_DUMP / TABLE_DUMP_V2 RIB entries, go through
 ``fastbgp.codec.parse_update`` (or the implementation passed as ``codec=``)
 with the session context the record type implies, so consumers see the same
 ``ParsedUpdate`` (canonical 4-octet attribute block, packed prefixes) a live
-session produces.  (Old 2-octet-AS records without AS4_PATH/AS4_AGGREGATOR
-have AS_PATH and AGGREGATOR widened first and are parsed with a 4-octet
-context: the same result as the codec's general RFC 6793 merge, which is
-pure Python and would dominate reading pre-2007 dumps; see widen_attrs.)
-A record that cannot be decoded does not stop the
+session produces.  A record that cannot be decoded does not stop the
 stream: it is yielded as :class:`CorruptRecord` (or the message keeps
 ``update=None`` and names the problem in ``error``), and a file cut short
 ends with a :class:`TruncatedRecord`, also left in ``reader.truncated``.
@@ -41,7 +37,6 @@ import zlib
 
 import msgspec
 
-from . import as4 as _as4
 from . import codec as _default_codec
 from .codec_types import Context
 from .constants import AFI_IPV4, AFI_IPV6, SAFI_MULTICAST, SAFI_UNICAST
@@ -584,93 +579,6 @@ _H_N = [struct.Struct(">%dH" % k).unpack_from for k in range(256)]
 _I_N = [struct.Struct(">%dI" % k).pack for k in range(256)]
 
 
-def widen_attrs(attrs):
-    """A 2-octet-AS attribute block with AS_PATH and AGGREGATOR rewritten
-    with 4-octet AS numbers, or None when that is not the whole story: the
-    block holds AS4_PATH / AS4_AGGREGATOR (RFC 6793 §4.2.3 merging needed)
-    or does not parse.
-
-    Parsing the result with a 4-octet context gives exactly what
-    parse_update does with a 2-octet one -- whose general merge runs in
-    Python and would dominate reading old (pre-2007) dumps."""
-    out = []
-    last = 0
-    i, n = 0, len(attrs)
-    while i < n:
-        if n - i < 3:
-            return None
-        f = attrs[i]
-        t = attrs[i + 1]
-        if f & 0x10:
-            if n - i < 4:
-                return None
-            vs = i + 4
-            ve = vs + ((attrs[i + 2] << 8) | attrs[i + 3])
-        else:
-            vs = i + 3
-            ve = vs + attrs[i + 2]
-        if ve > n:
-            return None
-        if t == 2:
-            segs = []
-            k = vs
-            while k < ve:
-                if ve - k < 2:
-                    return None
-                st, cnt = attrs[k], attrs[k + 1]
-                # RFC 7606 §7.2 cases are left to the codec's own report.
-                if st < 1 or st > 4 or cnt == 0 or k + 2 + 2 * cnt > ve:
-                    return None
-                segs.append(attrs[k : k + 2])
-                segs.append(_I_N[cnt](*_H_N[cnt](attrs, k + 2)))
-                k += 2 + 2 * cnt
-            out.append(attrs[last:i])
-            out.append(_as4.encode_attr(f, 2, b"".join(segs)))
-            last = ve
-        elif t == 7:
-            if ve - vs != 6:
-                return None
-            out.append(attrs[last:i])
-            out.append(_as4.encode_attr(f, 7, b"\x00\x00" + attrs[vs:ve]))
-            last = ve
-        elif t == 17 or t == 18:
-            return None
-        i = ve
-    if not last:
-        return attrs
-    out.append(attrs[last:])
-    return b"".join(out)
-
-
-def widen_update(body, cache=None):
-    """An UPDATE body from a 2-octet-AS session with widen_attrs applied to
-    its attributes, or None (see widen_attrs).  ``cache`` (a dict) keeps
-    the widened form of recent attribute blocks."""
-    n = len(body)
-    if n < 4:
-        return None
-    wlen = (body[0] << 8) | body[1]
-    if 4 + wlen > n:
-        return None
-    a0 = 4 + wlen
-    a1 = a0 + ((body[a0 - 2] << 8) | body[a0 - 1])
-    if a1 > n:
-        return None
-    raw = body[a0:a1]
-    if cache is None:
-        wide = widen_attrs(raw)
-    else:
-        wide = cache.get(raw, False)
-        if wide is False:
-            wide = widen_attrs(raw)
-            if len(cache) >= 1 << 14:
-                cache.clear()
-            cache[raw] = wide
-    if wide is None or len(wide) > 0xFFFF:
-        return None
-    return body[: a0 - 2] + _U16.pack(len(wide)) + wide + body[a1:]
-
-
 class _AttrCache:
     """Bounded cache of (ParsedUpdate, error) of attribute-only UPDATEs
     keyed by the raw attribute bytes: RIB dumps repeat the same attributes
@@ -695,9 +603,6 @@ class _AttrCache:
         block = attrs
         if self.family is None:
             ctx = CTX_AS2
-            wide = widen_attrs(block)
-            if wide is not None:
-                block, ctx = wide, CTX_AS4
         else:
             ctx = CTX_AS4
             if b"\x0e" in block:
@@ -745,7 +650,6 @@ class MrtReader:
         self._parse = self.codec.parse_update
         self._rib_caches = {}  # (afi, safi) -> _AttrCache of RIB entry attributes
         self._td1_cache = _AttrCache(self.codec.parse_update)  # TABLE_DUMP / BGP4MP_ENTRY
-        self._wide = {}  # raw 2-octet attribute block -> widen_attrs() of it
 
     def __iter__(self):
         f, own = _open_source(self.source)
@@ -900,10 +804,6 @@ class MrtReader:
     def _parse_update(self, body, as4, addpath):
         """(ParsedUpdate or None, error, addpath) of an UPDATE body."""
         parse = self._parse
-        if not as4:
-            wide = widen_update(body, self._wide)
-            if wide is not None:
-                body, as4 = wide, True
         try:
             return parse(body, message_context(as4, addpath)), None, addpath
         except BGPError as exc:

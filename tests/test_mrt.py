@@ -381,39 +381,6 @@ def test_compression_by_magic(codec, kind, tmp_path):
     assert len(recs) == 50
 
 
-# ---------------------------------------------------------------- 2-octet AS
-
-
-def test_widen_matches_two_octet_parse(codec):
-    from fastbgp.errors import BGPError
-
-    def parse(body, ctx):
-        try:
-            return codec.parse_update(body, ctx)
-        except BGPError as exc:
-            return exc
-
-    cases = [
-        BASE2,
-        BASE2 + attr(7, struct.pack(">H", 7) + mrt.ip_bytes("1.2.3.4")) + attr(6, b""),
-        origin() + as_path([(2, list(range(1, 200))), (1, [5, 6])], 2) + next_hop("192.0.2.1"),
-        origin() + as_path([(3, [1]), (2, [2])], 2) + next_hop("192.0.2.1"),
-        origin() + as_path([(2, [])], 2) + next_hop("192.0.2.1"),  # malformed: zero-length segment
-        origin() + attr(2, b"\x02\x03\x00\x01") + next_hop("192.0.2.1"),  # overrun
-        origin() + as_path([(2, [1])], 2) + next_hop("192.0.2.1") + attr(7, b"\x00\x07\x01\x02\x03"),  # bad length
-        BASE2 + attr(17, encode_segments([(2, [4200000001, 23456])], 4)),  # needs the RFC 6793 merge
-    ]
-    ctx2 = Context(as4=False, extended_message=True)
-    ctx4 = Context(as4=True, extended_message=True)
-    for attrs in cases:
-        body = update(withdrawn=pfx("10.9.0.0/16"), attrs=attrs, nlri=pfx("10.0.0.0/8"))[19:]
-        wide = mrt.widen_update(body)
-        if wide is None:
-            continue
-        assert parse(wide, ctx4) == parse(body, ctx2), attrs.hex()
-    assert mrt.widen_update(update(attrs=cases[-1])[19:]) is None
-
-
 # ---------------------------------------------------------------- corpora
 
 
