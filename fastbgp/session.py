@@ -34,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
+import struct
 import time
 from collections import deque
 from typing import Optional
@@ -83,6 +85,9 @@ WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 # How long close() may take flushing a final NOTIFICATION before abort().
 CLOSE_GRACE = 2.0
+# struct linger {l_onoff = 1, l_linger = 0}: close() then resets the
+# connection and discards the kernel send queue (see Connection.abort).
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 _A = Action
 
@@ -337,7 +342,7 @@ class Connection(asyncio.Protocol):
         if t is None or self.closed:
             return
         if abort or self.write_paused or t.get_write_buffer_size() > WRITE_HIGH_WATER:
-            t.abort()
+            self._reset(t)
             return
         if not t.is_closing():
             t.close()
@@ -345,12 +350,29 @@ class Connection(asyncio.Protocol):
             self._close_handle = self.loop.call_later(CLOSE_GRACE, self.abort)
 
     def abort(self):
+        """Drop the connection at once: RST, nothing more is sent."""
         self.detached = True
         self.session = None
         self._close_handle = None
         t = self.transport
         if t is not None and not self.closed:
-            t.abort()
+            self._reset(t)
+
+    @staticmethod
+    def _reset(t):
+        # transport.abort() only drops asyncio's/uvloop's own buffer and
+        # close()s the fd: the kernel would still deliver its send queue
+        # (up to megabytes of UPDATEs, to a peer we gave up on, e.g. after
+        # the hold timer expired on a stalled one) and then a FIN, keeping
+        # an orphan socket in FIN-WAIT-1 meanwhile.  Zero linger makes the
+        # close a real abort: RST, send queue discarded.
+        try:
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except (OSError, ValueError, AttributeError):
+            pass  # already closed, or not a TCP socket (tests)
+        t.abort()
 
     @property
     def socket(self):
