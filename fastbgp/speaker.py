@@ -652,6 +652,9 @@ _ANNOUNCE = 1
 _WITHDRAW = 2
 _EOR = 3
 _RAW = 4
+# A list of messages encoded elsewhere (the daemon's update groups encode
+# once for every member and hand each member the same list object).
+_MSGS = 5
 
 # Cease subcodes RFC 8538 §5 marks "Hard": with the N bit negotiated they
 # go out wrapped in Hard Reset so the peer does not keep our routes.
@@ -1111,7 +1114,13 @@ class Neighbor:
                     chunk = msgs[i : i + 64]
                     if not conn.writelines(chunk):
                         return
-                    sent.count(MSG_UPDATE, len(chunk))
+                    if kind == _RAW or kind == _MSGS:
+                        # Pre-encoded lists may hold ROUTE-REFRESH (RFC 7313
+                        # BoRR/EoRR) too: count by the header's type octet.
+                        for m in chunk:
+                            sent.count(m[18])
+                    else:
+                        sent.count(MSG_UPDATE, len(chunk))
                     since_yield += len(chunk)
                     if conn.write_paused:
                         await conn.drain()
@@ -1140,6 +1149,8 @@ class Neighbor:
             return [codec.build_eor(item[0], item[1])]
         if kind == _RAW:
             return [item]
+        if kind == _MSGS:
+            return item
         fam = item.family
         if fam not in neg.families:
             return []
@@ -1794,11 +1805,17 @@ def _notification_text(n) -> str:
 class Speaker:
     """A BGP speaker: local AS, router id, listening sockets, neighbours.
 
+    Subclasses may set :attr:`neighbor_class` (what :meth:`add_neighbor`
+    builds) and override :meth:`_unknown_peer` (a connection from an address
+    no neighbour is configured for; refused by default).
+
     ``listen``: [(address, port)] to accept connections on (port 0 picks a
     free port: see :attr:`listen_addresses`), or None for outbound only.
     ``restarting``: we come back from a restart (RFC 4724: the R bit is set
     in OPENs to neighbours with graceful restart, until each establishes).
     """
+
+    neighbor_class = Neighbor
 
     def __init__(self, asn: int, router_id: str, listen=None, *, neighbors=(), restarting: bool = False,
                  dual_stack: bool = False):
@@ -1841,7 +1858,7 @@ class Speaker:
             raise TypeError("add_neighbor takes a NeighborConfig")
         if config.address in self.neighbors:
             raise ValueError("neighbour %s already configured" % config.address)
-        nb = Neighbor(self, config)
+        nb = self.neighbor_class(self, config)
         self.neighbors[config.address] = nb
         for sock in self._listen_socks:
             if config.md5_password:
@@ -1966,12 +1983,15 @@ class Speaker:
     def _accept(self, conn):
         nb = self.neighbors.get(conn.peer_address)
         if nb is None:
-            # Not a configured peer: refuse (RFC 4271 §8: connections are
-            # only accepted from configured neighbours).
-            log.info("connection from unknown peer %s refused", conn.peer_address)
-            conn.abort()
+            self._unknown_peer(conn)
             return
         nb._accept(conn)
+
+    def _unknown_peer(self, conn):
+        """A connection from an address with no neighbour: refused (RFC 4271
+        §8: connections are only accepted from configured neighbours)."""
+        log.info("connection from unknown peer %s refused", conn.peer_address)
+        conn.abort()
 
     async def stop(self, notify: bool = True, message: str = "", timeout: float = 2.0):
         """Stop every neighbour (Cease / Administrative Shutdown with

@@ -1,0 +1,129 @@
+"""The fastbgp daemon between real BGP daemons (BIRD, GoBGP, FRR) in
+network namespaces: routes of each peer reach the others through it, over
+IPv4 and IPv6 sessions, with the eBGP export rules applied (our AS first,
+next hop self, MED of another AS not passed on) and withdrawals propagated.
+
+Needs root and the daemons (tests/interop/lab.py); marked ``interop``.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.interop import lab as L
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = textwrap.dedent("""
+    import asyncio, sys
+    import uvloop
+    from fastbgp.daemon import run_daemon
+    uvloop.install()
+    asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="debug"))
+""")
+
+
+def _require(*classes):
+    if not L.is_root():
+        pytest.skip("interop lab needs root (network namespaces)")
+    missing = L.missing_binaries("ip", *[b for c in classes for b in c.binaries])
+    if missing:
+        pytest.skip("not installed: %s" % ", ".join(missing))
+
+
+def _start_fastbgp(host, neighbors, extra=""):
+    """Run the daemon in ``host``; ``neighbors``: [(address, peer_as, extra toml)]."""
+    lines = ["[global]", "asn = 65000", 'router-id = "%s"' % host.ipv4, 'listen = ["%s", "%s"]' % (host.ipv4, host.ipv6)]
+    for address, asn, more in neighbors:
+        lines += ["[[neighbors]]", 'address = "%s"' % address, "peer-as = %d" % asn,
+                  'default-import = "accept"', 'default-export = "accept"',
+                  "timers = { connect-retry = 2, idle-hold = 1 }"]
+        if more:
+            lines.append(more)
+    path = os.path.join(host.workdir, "fastbgp.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n" + extra)
+    log = open(os.path.join(host.workdir, "fastbgp.log"), "ab")
+    proc = host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return proc, os.path.join(host.workdir, "fastbgp.log")
+
+
+def _log_tail(path, n=60):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def test_daemon_between_bird_and_gobgp():
+    _require(L.Bird, L.GoBGP)
+    with L.Lab() as lab:
+        f = lab.add_host("fb")
+        b = lab.add_host("bird")
+        g = lab.add_host("gobgp")
+        proc, logpath = _start_fastbgp(f, [(b.ipv4, 65001, ""), (b.ipv6, 65001, ""),
+                                           (g.ipv4, 65002, ""), (g.ipv6, 65002, "")])
+        try:
+            bird = L.Bird(b, 65001, neighbors=[L.Neighbor(f.ipv4, 65000), L.Neighbor(f.ipv6, 65000)],
+                          routes=[L.Route("198.51.100.0/24", as_path=(65100,), med=10, communities=("65001:100",),
+                                          large_communities=("65001:1:2",)),
+                                  L.Route("2001:db8:1::/48")]).start()
+            gobgp = L.GoBGP(g, 65002, neighbors=[L.Neighbor(f.ipv4, 65000), L.Neighbor(f.ipv6, 65000)],
+                            routes=[L.Route("203.0.113.0/24", communities=("65002:7",)),
+                                    L.Route("2001:db8:2::/48", med=5)]).start()
+            for fam in ("ipv4", "ipv6"):
+                bird.wait_established(f.addr(fam))
+                gobgp.wait_established(f.addr(fam))
+            # BIRD -> fastbgp -> GoBGP: our AS first, next hop self, the MED
+            # of AS 65001 not passed to AS 65002 (RFC 4271 §5.1.4).
+            r = gobgp.wait_route("198.51.100.0/24")
+            assert r == L.route(f.ipv4, [65000, 65001, 65100], "igp", None, None, ["65001:100"], ["65001:1:2"])
+            r = gobgp.wait_route("2001:db8:1::/48")
+            assert (r["next_hop"], r["as_path"]) == (f.ipv6, [65000, 65001])
+            # GoBGP -> fastbgp -> BIRD.
+            r = bird.wait_route("203.0.113.0/24")
+            assert (r["next_hop"], r["as_path"], r["communities"]) == (f.ipv4, [65000, 65002], ["65002:7"])
+            r = bird.wait_route("2001:db8:2::/48")
+            assert (r["next_hop"], r["as_path"], r["med"]) == (f.ipv6, [65000, 65002], None)
+            # Withdrawals travel through.
+            bird.withdraw("198.51.100.0/24")
+            gobgp.wait_route("198.51.100.0/24", present=False)
+            gobgp.withdraw("2001:db8:2::/48")
+            bird.wait_route("2001:db8:2::/48", present=False)
+            # BIRD goes away: its routes are withdrawn from GoBGP.
+            bird.stop()
+            gobgp.wait_route("2001:db8:1::/48", present=False)
+            assert proc.poll() is None, _log_tail(logpath)
+        except Exception:
+            print(_log_tail(logpath))
+            raise
+
+
+def test_daemon_route_server_with_frr_and_bird():
+    _require(L.Bird, L.FRR)
+    with L.Lab() as lab:
+        f = lab.add_host("fb")
+        b = lab.add_host("bird")
+        r = lab.add_host("frr")
+        rs = "route-server-client = true"
+        proc, logpath = _start_fastbgp(f, [(b.ipv4, 65001, rs), (r.ipv4, 65003, rs)])
+        try:
+            bird = L.Bird(b, 65001, neighbors=[L.Neighbor(f.ipv4, 65000)],
+                          routes=[L.Route("198.51.100.0/24", as_path=(65100,), med=10)]).start()
+            # FRR must accept a first AS that is not the route server's.
+            frr = L.FRR(r, 65003, neighbors=[L.Neighbor(f.ipv4, 65000, options={"extra": "no bgp enforce-first-as"})]
+                        ).start()
+            bird.wait_established(f.ipv4)
+            frr.wait_established(f.ipv4)
+            # RFC 7947 §2.2: no route-server AS, next hop and MED untouched.
+            got = frr.wait_route("198.51.100.0/24")
+            assert (got["next_hop"], got["as_path"], got["med"]) == (b.ipv4, [65001, 65100], 10)
+            assert proc.poll() is None, _log_tail(logpath)
+        except Exception:
+            print(_log_tail(logpath))
+            raise
