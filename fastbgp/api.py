@@ -31,6 +31,10 @@ Endpoints (all under /v1)
                                                  ``?stream=1`` NDJSON
     ``POST /rib/announce``                       Announce -> {"count": n}
     ``POST /rib/withdraw``                       Announce -> {"count": n}
+    ``POST /rib/inject``                         [InjectGroup] -> {"count": n, "groups": g}
+                                                 (bulk origination; JSON with
+                                                 base64 bytes, or msgpack with
+                                                 Content-Type application/msgpack)
     ``POST /reload``                             the daemon's summary of the change
     ``GET  /watch``                              NDJSON of control.AnyEvent
     ``POST /log-level``                          {"level": "debug"}
@@ -79,6 +83,8 @@ __all__ = [
     "LogLevel",
     "validate_announce",
     "BadRequest",
+    "InjectGroup",
+    "MSGPACK",
 ]
 
 log = logging.getLogger("fastbgp.api")
@@ -106,6 +112,7 @@ _FAMILY_VERSION = {"ipv4-unicast": 4, "ipv6-unicast": 6}
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+MSGPACK = "application/msgpack"
 
 _encoder = msgspec.json.Encoder()
 
@@ -122,6 +129,24 @@ class NeighborAction(msgspec.Struct, forbid_unknown_fields=True):
 
 class LogLevel(msgspec.Struct, forbid_unknown_fields=True):
     level: str
+
+
+class InjectGroup(msgspec.Struct, forbid_unknown_fields=True):
+    """One item of POST /v1/rib/inject (``fastbgp mrt inject``): prefixes
+    sharing one attribute set, as the daemon stores them -- so it interns the
+    set once and hands the packed prefixes to the RIB in one call.
+
+    ``attrs``: path attributes, canonical form (4-octet AS_PATH, no
+    MP_REACH/MP_UNREACH_NLRI).  ``nlri``: packed prefixes (RFC 4271 §4.3
+    length + address octets).  ``next_hop``: for IPv4 4 octets that replace
+    the block's NEXT_HOP, for IPv6 16 or 32 octets (RFC 2545 §3); empty
+    keeps the block's (IPv4) or means this router (both).  Bytes are base64
+    in JSON."""
+
+    afi: int  # 1 IPv4, 2 IPv6 (unicast)
+    attrs: bytes
+    nlri: bytes
+    next_hop: bytes = b""
 
 
 class BadRequest(ValueError):
@@ -389,6 +414,24 @@ class _Handlers:
         log.info("withdraw %d prefixes", len(req.prefixes), extra={"count": n})
         return _json({"count": n})
 
+    async def inject(self, request):
+        fn = getattr(self.control, "inject", None)
+        if fn is None:
+            raise NotImplementedError("bulk route injection")
+        body = await request.read()
+        if request.content_type in (MSGPACK, "application/x-msgpack"):
+            try:
+                groups = msgspec.msgpack.decode(body, type=list[InjectGroup])
+            except msgspec.ValidationError as exc:
+                raise _msgspec_problem(exc) from None
+            except msgspec.DecodeError as exc:
+                raise BadRequest("", "body is not valid msgpack: %s" % exc) from None
+        else:
+            groups = _decode(body, list[InjectGroup])
+        n = await fn(groups)
+        log.info("inject %d prefixes in %d groups", n, len(groups), extra={"count": n})
+        return _json({"count": n, "groups": len(groups)})
+
     # ---- daemon
 
     async def reload(self, request):
@@ -583,6 +626,7 @@ def make_app(control: ctl.Control, token: Optional[str] = None) -> web.Applicati
     r.add_get("/v1/rib/{family}", h.rib)
     r.add_post("/v1/rib/announce", h.announce)
     r.add_post("/v1/rib/withdraw", h.withdraw)
+    r.add_post("/v1/rib/inject", h.inject)
     r.add_post("/v1/reload", h.reload)
     r.add_get("/v1/watch", h.watch)
     r.add_post("/v1/log-level", h.log_level)

@@ -16,6 +16,7 @@ Client commands talk to a running daemon over its HTTP/JSON API
     fastbgp monitor [global rib | neighbor [ADDR]]    # one line per event
     fastbgp reload
     fastbgp log-level debug
+    fastbgp mrt inject rib.20240101.0000.bz2 [--nexthop ADDR] [--only-peer N|ADDR] [-a ipv4|ipv6]
 
 Where the daemon is: ``--socket PATH`` (env FASTBGP_API_SOCKET, default
 /run/fastbgp/fastbgp.sock), or ``--url http://HOST:PORT`` (env
@@ -154,12 +155,17 @@ class Client:
             hint = "is the daemon's TCP API (global.api.tcp) enabled?"
         return CliError("cannot reach the fastbgp daemon: %s; %s" % (why, hint))
 
-    async def _send(self, method, path, params=None, body=None, timeout=None):
+    async def _send(self, method, path, params=None, body=None, timeout=None, content_type=None):
         import aiohttp
         import msgspec
 
-        data = msgspec.json.encode(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            # Already encoded (e.g. msgpack for /v1/rib/inject).
+            data = bytes(body)
+            headers = {"Content-Type": content_type or "application/octet-stream"}
+        else:
+            data = msgspec.json.encode(body) if body is not None else None
+            headers = {"Content-Type": "application/json"} if data is not None else None
         t = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
         try:
             resp = await self._session.request(method, self.base + path, params=params, data=data,
@@ -176,12 +182,13 @@ class Client:
             raise _api_error(resp.status, text)
         return resp
 
-    async def request(self, method, path, params=None, body=None, type=None, raw=False):
-        """The answer decoded as ``type`` (or the raw bytes)."""
+    async def request(self, method, path, params=None, body=None, type=None, raw=False, content_type=None):
+        """The answer decoded as ``type`` (or the raw bytes).  ``body`` is
+        JSON-encoded, unless it is bytes: then sent as ``content_type``."""
         import aiohttp
         import msgspec
 
-        resp = await self._send(method, path, params, body, timeout=self.timeout)
+        resp = await self._send(method, path, params, body, timeout=self.timeout, content_type=content_type)
         try:
             data = await resp.read()
         except aiohttp.ClientError as exc:

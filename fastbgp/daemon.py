@@ -35,7 +35,9 @@ import asyncio
 import heapq
 import ipaddress
 import logging
+import os
 import signal
+import struct
 import sys
 import time
 from collections import deque
@@ -43,7 +45,7 @@ from typing import AsyncIterator, Optional
 
 import msgspec
 
-from . import codec, config as cfgmod, control as ctl, messages
+from . import codec, config as cfgmod, control as ctl, messages, mrt
 from .constants import (
     AFI_IPV4,
     AFI_IPV6,
@@ -72,6 +74,7 @@ from .constants import (
     RR_BORR,
     RR_EORR,
     RR_NORMAL,
+    WELL_KNOWN_FLAGS,
 )
 from .as4 import decode_segments, encode_attr, split_attrs
 from .errors import ACTION_TREAT_AS_WITHDRAW, CEASE_OTHER_CONFIG_CHANGE
@@ -458,6 +461,9 @@ class Daemon:
         self._stats_at = (-1, 0.0)
         self.events_dropped = 0
         self._cluster_id = ipaddress.IPv4Address(config.global_.effective_cluster_id).packed
+        self.mrt: Optional[_MrtDumper] = None  # global.mrt dumps, while running
+        self._injected = {IPV4_UNICAST: 0, IPV6_UNICAST: 0}  # prefixes injected (mrt inject), not tracked one by one
+        self._started_at = time.time()
         for rib in self.ribs.values():
             self._register_local(rib)
 
@@ -509,6 +515,8 @@ class Daemon:
             self.exports.close()
             raise
         self.started = True
+        self._started_at = time.time()
+        self._start_mrt(g.mrt)
         for r in self.config.routes:
             self._originate_route(r, "config")
         for n in self.config.neighbors:
@@ -521,6 +529,8 @@ class Daemon:
             return
         self.stopping = True
         await self.speaker.stop(message=message)
+        # After the speaker: the sessions' last state changes are in the dump.
+        await self._stop_mrt()
         self.exports.close()
         self.started = False
         for q in list(self._watchers):
@@ -635,6 +645,8 @@ class Daemon:
             if pre.has_peer(nb.pid):
                 pre.remove_peer(nb.pid)
         self._bind_policy(nb)
+        if self.mrt is not None:
+            self.mrt.hook(nb, session)
 
     def _peer_down(self, nb, keep, session):
         """The session ended: graceful restart keeps the families in
@@ -686,14 +698,18 @@ class Daemon:
     # -- import ------------------------------------------------------------------------------
 
     def _update_in(self, nb, session, parsed):
+        observe = self._observe
+        if observe is None:
+            # Metrics off: not even a clock read per UPDATE.
+            self._process_update(nb, session, parsed)
+            return
         t0 = time.perf_counter()
         self._process_update(nb, session, parsed)
-        if self._observe is not None:
-            # From the UPDATE being framed (at the latest when its burst
-            # arrived) to its routes being in the RIB and queued for export.
-            conn = session.conn
-            queued = self.loop.time() - conn.last_rx if conn is not None and conn.last_rx else 0.0
-            self._observe(max(time.perf_counter() - t0, queued))
+        # From the UPDATE being framed (at the latest when its burst
+        # arrived) to its routes being in the RIB and queued for export.
+        conn = session.conn
+        queued = self.loop.time() - conn.last_rx if conn is not None and conn.last_rx else 0.0
+        observe(max(time.perf_counter() - t0, queued))
 
     def _process_update(self, nb, session, parsed):
         c = nb.counters
@@ -1126,11 +1142,236 @@ class Daemon:
 
     def _unoriginate(self, fam, packed):
         if self.local_routes[fam].pop(packed, None) is None:
-            return False
+            # Injected routes (mrt inject) are not listed one by one: look in
+            # the RIB itself for a path of ours.
+            if not self._injected.get(fam) or not self._has_local_path(fam, packed):
+                return False
         if self._addpath_groups(fam):
             self._addpath_delta(fam, LOCAL_PID, None, None, packed, False)
         self._export_cs(fam, self.ribs[fam].withdraw(LOCAL_PID, packed, False))
         return True
+
+    def _has_local_path(self, fam, packed):
+        addr = packed[1:] + bytes((4 if fam[0] == AFI_IPV4 else 16) - (len(packed) - 1))
+        prefix = _prefix_text(fam[0], addr, packed[0])
+        return any(peer == LOCAL_PID for peer, _i, _a, _f in self.ribs[fam].paths(prefix))
+
+    # -- routes injected in bulk (fastbgp mrt inject) ----------------------------------------------
+
+    def _inject_check(self, i, g):
+        """(family, attrs to intern, MP next hop, prefix count) of one
+        injected group; ValueError naming the group when it is unusable."""
+        afi = g.afi
+        fam = (afi, 1)
+        if fam not in self.ribs:
+            raise ValueError("[%d].afi: %r is not a family this daemon routes (1 or 2)" % (i, afi))
+        try:
+            n = codec.count_prefixes(g.nlri, afi)
+        except ValueError:
+            raise ValueError("[%d].nlri: malformed packed prefixes" % i) from None
+        attrs, nh = g.attrs, bytes(g.next_hop or b"")
+        # The block goes through the session parser (4-octet AS), strict:
+        # whatever a received UPDATE could not carry (bad flags, lengths,
+        # duplicates, a malformed AS_PATH) is refused here rather than sent
+        # on to peers that would reset the session over it, and what is kept
+        # is the canonical form received paths are interned in.
+        if len(attrs) > 0xFFFF - 4:
+            raise ValueError("[%d].attrs: longer than an UPDATE can carry" % i)
+        try:
+            parsed = codec.parse_update(b"\x00\x00" + len(attrs).to_bytes(2, "big") + attrs, _INJECT_CTX, strict=True)
+        except Exception as exc:
+            raise ValueError("[%d].attrs: %s" % (i, exc)) from None
+        if parsed.mp_reach is not None or parsed.mp_unreach is not None:
+            raise ValueError("[%d].attrs: MP_REACH_NLRI/MP_UNREACH_NLRI do not belong in the block "
+                             "(the next hop goes in next_hop, prefixes in nlri)" % i)
+        block = parsed.attrs
+        types = {t for _f, t, _v in split_attrs(block)}
+        if ATTR_ORIGIN not in types or ATTR_AS_PATH not in types:
+            # RFC 4271 §5.1.1, §5.1.2: mandatory in every UPDATE we would send.
+            raise ValueError("[%d].attrs: ORIGIN and AS_PATH are required" % i)
+        if afi == AFI_IPV4:
+            if nh:
+                if len(nh) != 4:
+                    raise ValueError("[%d].next_hop: an IPv4 route needs a 4-octet next hop" % i)
+                block = _add_attr(block, ATTR_NEXT_HOP, WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], nh)
+            nh = b""  # IPv4 unicast: NEXT_HOP lives in the block (none: ours)
+        elif len(nh) not in (0, 16, 32):
+            # RFC 2545 §3: a global address, optionally followed by a link-local one.
+            raise ValueError("[%d].next_hop: an IPv6 next hop is 16 or 32 octets" % i)
+        return fam, block, nh, n
+
+    async def inject(self, groups) -> int:
+        """Originate routes in bulk: ``groups`` of (afi, attrs, next_hop,
+        nlri), each an attribute block in canonical form (4-octet AS) and the
+        packed prefixes that carry it.  Each group is interned once and goes
+        to the RIB with one Rib.update -- no Python object per prefix -- as
+        a locally originated path (replacing an earlier one of ours).  The
+        whole batch is checked first: a bad group changes nothing.  Large
+        batches yield to the loop between groups.  Returns the prefix count."""
+        loop = self.loop
+        t0 = loop.time()
+        checked = []
+        for i, g in enumerate(groups):
+            checked.append(self._inject_check(i, g) + (g.nlri,))
+            if not i & 63 and loop.time() - t0 > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                t0 = loop.time()
+        total = 0
+        table = self.attrs
+        for fam, block, nh, n, nlri in checked:
+            if not n:
+                continue
+            nlri = bytes(nlri)
+            aid = table.intern(block, source_tag(LOCAL_PID, nh))
+            try:
+                if self._addpath_groups(fam):
+                    self._addpath_delta(fam, LOCAL_PID, block, nh, nlri, False)
+                self._update_rib(fam, LOCAL_PID, nlri, False, aid)
+            finally:
+                table.release(aid)
+            self._injected[fam] += n
+            total += n
+            if loop.time() - t0 > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                t0 = loop.time()
+        return total
+
+    # -- MRT dumps (global.mrt) ---------------------------------------------------------------------
+
+    def _start_mrt(self, mcfg):
+        if mcfg.updates is None and mcfg.rib is None:
+            self.mrt = None
+            return
+        try:
+            self.mrt = _MrtDumper(self, mcfg)
+        except OSError as exc:
+            # A dump directory we cannot write to must not keep the router
+            # down: the routing goes on, the log says why there is no dump.
+            log.error("MRT dumps disabled: %s", exc)
+            self.mrt = None
+            return
+        # Sessions already up (a reload that turned dumping on).
+        for nb in list(self.speaker.neighbors.values()):
+            if nb.established and nb.session is not None and nb.session.conn is not None:
+                self.mrt.hook(nb, nb.session)
+
+    async def _stop_mrt(self):
+        d, self.mrt = self.mrt, None
+        if d is not None:
+            await d.close()
+
+    async def write_mrt_rib(self, path, timestamp=None) -> int:
+        """Write the RIBs as one TABLE_DUMP_V2 snapshot (RFC 6396 §4.3) to
+        ``path`` (.gz/.bz2 compress): PEER_INDEX_TABLE, then one
+        RIB_IPV4_UNICAST / RIB_IPV6_UNICAST record per prefix with every
+        path the RIB holds for it (the Adj-RIBs-In after import policy, and
+        our own routes as peer 0).  Built in slices that yield to the loop,
+        into ``path.tmp`` renamed at the end, so a reader never sees half a
+        snapshot.  Records come in the order of Rib.dump_best's groups
+        (RFC 6396 asks for none); sequence numbers count up from 0.
+        Returns the number of RIB records."""
+        loop = self.loop
+        ts = int(time.time() if timestamp is None else timestamp)
+        g = self.config.global_
+        # RFC 6396 §4.3.1: the peer index; entry 0 is this router (its own
+        # routes), then every peer with paths in the RIB.
+        peers = [mrt.Peer(g.router_id, "0.0.0.0", g.asn)]
+        index = {LOCAL_PID: 0}
+        srcs = {LOCAL_PID: self.sources.get(LOCAL_PID)}
+        # RFC 6396 §4.3.4 wants the time the route was received; the RIB does
+        # not keep one per path, so a peer's paths carry the time its session
+        # came up (the earliest they can be from), ours the daemon's start.
+        orig = {LOCAL_PID: int(self._started_at)}
+        up = {nb.pid: nb.counters.uptime for nb in self.speaker.neighbors.values()} if self.speaker else {}
+        for pid, src in sorted(self.sources.items()):
+            if pid == LOCAL_PID or not any(r.has_peer(pid) and r.peer_path_count(pid) for r in self.ribs.values()):
+                continue
+            index[pid] = len(peers)
+            srcs[pid] = src
+            orig[pid] = int(up.get(pid) or ts)
+            peers.append(mrt.Peer(str(ipaddress.IPv4Address(src.router_id or 0)), src.address or "0.0.0.0",
+                                  src.peer_as or 0))
+        tmp = "%s.tmp" % path
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        sp = os.fsdecode(path)
+        comp = "gz" if sp.endswith(".gz") else "bz2" if sp.endswith(".bz2") else ""
+        w = mrt.MrtWriter(tmp, compress=comp)
+        done = False
+        seq = 0
+        try:
+            w.write_raw(mrt.encode_peer_index(ts, g.router_id, peers))
+            hdr = _MRT_HDR.pack
+            u32, u16 = _U32.pack, _U16.pack
+            for fam, rib in self.ribs.items():
+                afi = fam[0]
+                sub = mrt.RIB_IPV4_UNICAST if afi == AFI_IPV4 else mrt.RIB_IPV6_UNICAST
+                width = 4 if afi == AFI_IPV4 else 16
+                pad = [bytes(width - k) for k in range(width + 1)]
+                # Every prefix, as packed groups (one C pass, no object per
+                # prefix): the walk below is what gets sliced.  The RIB moves
+                # on between slices; what it holds when a prefix's turn comes
+                # is what is written.
+                groups = list(rib.dump_best())
+                t0 = loop.time()
+                memo = {}  # attr id -> (peer index, originated, RIB attrs); valid for one slice
+                k = 0
+                for _best, packed in groups:
+                    i, end = 0, len(packed)
+                    while i < end:
+                        plen = packed[i]
+                        nb = (plen + 7) >> 3
+                        raw = packed[i : i + 1 + nb]
+                        i += 1 + nb
+                        k += 1
+                        if not k & 255 and loop.time() - t0 > SLICE_SECONDS:
+                            await asyncio.sleep(0)
+                            t0 = loop.time()
+                            memo = {}  # attribute ids may be reused once the RIB moved on
+                        paths = rib.paths(mrt.prefix_text(raw[1:] + pad[nb], plen))
+                        if not paths:
+                            continue  # withdrawn since
+                        ents = []
+                        addpath = False
+                        for peer, path_id, aid, _flags in paths:
+                            idx = index.get(peer)
+                            if idx is None or self.sources.get(peer) is not srcs[peer]:
+                                continue  # a peer that came (or came back) after the index was written
+                            e = memo.get(aid)
+                            if e is None:
+                                _pid, attrs, nh = tag_source(self.attrs, aid)
+                                if nh:
+                                    # RFC 6396 §4.3.4: the MP next hop in an
+                                    # abbreviated MP_REACH_NLRI.
+                                    attrs = mrt.rib_attrs(attrs, nh)
+                                e = memo[aid] = (idx, orig[peer], attrs)
+                            if path_id:
+                                addpath = True
+                            ents.append((e, path_id))
+                        if not ents:
+                            continue
+                        out = [u32(seq & 0xFFFFFFFF), raw, u16(len(ents))]
+                        for (idx, o, attrs), path_id in ents:
+                            # RFC 8050 §4: the _ADDPATH subtypes put a path
+                            # identifier in every entry.
+                            out.append(_RIB_ENT_AP.pack(idx, o, path_id, len(attrs)) if addpath
+                                       else _RIB_ENT.pack(idx, o, len(attrs)))
+                            out.append(attrs)
+                        body = b"".join(out)
+                        w.write_raw(hdr(ts, mrt.TABLE_DUMP_V2, sub + (6 if addpath else 0), len(body)) + body)
+                        seq += 1
+            w.close()
+            os.replace(tmp, path)
+            done = True
+        finally:
+            if not done:
+                w.close()
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        return seq
 
     # -- Control: neighbours ---------------------------------------------------------------------
 
@@ -1496,6 +1737,9 @@ class Daemon:
         self.config = new
         self.engine = engine
         self._setup_observe(new)
+        if g_old.mrt != g_new.mrt:
+            await self._stop_mrt()
+            self._start_mrt(g_new.mrt)
         self._cluster_id = ipaddress.IPv4Address(g_new.effective_cluster_id).packed
         if (g_old.asn, g_old.router_id) != (g_new.asn, g_new.router_id):
             # Every neighbour is reset (config.diff): the ones created below
@@ -1619,6 +1863,8 @@ class Daemon:
                 self.events_dropped += 1
 
     def _state_event(self, nb, old, new, reason):
+        if self.mrt is not None:
+            self.mrt.state_change(nb, old, new)
         if self._watchers:
             self._emit(ctl.StateChange(time=time.time(), neighbor=nb.address, old=old.name.lower(),
                                        new=new.name.lower(), reason=None if reason is None else reason.value))
@@ -1665,6 +1911,236 @@ class Daemon:
             logging.getLogger("fastbgp").setLevel(level.upper())
             return
         logs.set_level(level)
+
+
+# ---------------------------------------------------------------- MRT dumps
+
+# RFC 6396 §2 header with the §3 microsecond field of the _ET types.
+_MRT_ET_HDR = struct.Struct(">IHHII")
+_MRT_HDR = struct.Struct(">IHHI")
+_BGP_LEN_TYPE = struct.Struct(">HB")
+_RIB_ENT = struct.Struct(">HIH")  # RFC 6396 §4.3.4 RIB entry header
+_RIB_ENT_AP = struct.Struct(">HIIH")  # RFC 8050 §4: with a path identifier
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_MRT_FLUSH_S = 1.0
+_INJECT_CTX = codec.Context(as4=True, extended_message=True)
+
+
+def _update_family(body):
+    """(afi, safi) an UPDATE body is about: IPv4 unicast for withdrawn
+    routes or NLRI, else its MP_REACH/MP_UNREACH_NLRI; only needed to pick
+    the MRT subtype of ADD-PATH sessions (per family, RFC 7911)."""
+    try:
+        wlen = (body[0] << 8) | body[1]
+        if wlen:
+            return IPV4_UNICAST
+        alen = (body[2] << 8) | body[3]
+        i, end = 4, 4 + alen
+        while i + 3 <= end:
+            flags, t = body[i], body[i + 1]
+            if flags & 0x10:
+                ln, vs = (body[i + 2] << 8) | body[i + 3], i + 4
+            else:
+                ln, vs = body[i + 2], i + 3
+            if t in (14, 15):
+                return ((body[vs] << 8) | body[vs + 1], body[vs + 2])
+            i = vs + ln
+    except IndexError:
+        pass
+    return IPV4_UNICAST
+
+
+class _MrtDumper:
+    """``global.mrt``: what BIRD's and GoBGP's MRT dumpers write.
+
+    * updates: every UPDATE received on an Established session, as the
+      BGP4MP_ET MESSAGE_AS4 record (RFC 6396 §4.4.3; §3 for the microsecond
+      field; MESSAGE for 2-octet-AS sessions, the RFC 8050 _ADDPATH subtypes
+      for ADD-PATH families) around the message exactly as received, and
+      every FSM state change as STATE_CHANGE_AS4 (§4.4.4), into a file that
+      a timer rotates on interval boundaries (strftime template).
+    * rib: every interval, a TABLE_DUMP_V2 snapshot of the RIBs
+      (:meth:`Daemon.write_mrt_rib`).
+
+    The per-UPDATE cost is only paid while dumping: ``hook`` shadows the
+    session's ``_on_update`` with a closure that writes the record (one
+    buffered write of a precomputed header + the body) and goes on to the
+    real one; without a dump no session is hooked."""
+
+    def __init__(self, daemon, mcfg):
+        self.daemon = daemon
+        self.loop = daemon.loop
+        self.cfg = mcfg
+        self.updates = None
+        self.w = None  # current MrtWriter of the updates file
+        self.failed = None
+        self._handles = {}
+        self._flushed = 0
+        self._local_ip = {}  # neighbour -> our address on its last session
+        self.rib_task = None
+        self.rib_written = []  # snapshot files written, in order
+        if mcfg.updates is not None:
+            self.updates = mrt.RotatingMrtWriter(mcfg.updates.path, mcfg.updates.interval)
+            self.w = self.updates.current()
+            self._at_boundary("rotate", mcfg.updates.interval, self._rotate)
+            self._handles["flush"] = self.loop.call_later(_MRT_FLUSH_S, self._flush)
+        if mcfg.rib is not None:
+            self._at_boundary("rib", mcfg.rib.interval, self._rib_due)
+
+    def _at_boundary(self, name, interval, fn):
+        # Wall-clock aligned (files start on round times, like the names
+        # say); a little late rather than early, so the clock has moved on.
+        now = time.time()
+        nxt = (now // interval + 1) * interval
+        self._handles[name] = self.loop.call_later(nxt - now + 0.005, fn, int(nxt))
+
+    # -- updates
+
+    def _rotate(self, start):
+        self._at_boundary("rotate", self.updates.interval, self._rotate)
+        if self.w is None:
+            return
+        try:
+            self.w = self.updates.current()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _flush(self):
+        # Buffered writes keep the per-UPDATE cost at one write call; a
+        # flush a second makes the file follow the router closely anyway.
+        self._handles["flush"] = self.loop.call_later(_MRT_FLUSH_S, self._flush)
+        w = self.w
+        if w is not None and w.records != self._flushed:
+            try:
+                w.flush()
+                self._flushed = w.records
+            except OSError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc):
+        if self.failed is None:
+            log.error("MRT updates dump stopped: %s", exc)
+        self.failed = exc
+        self.w = None
+        self._unhook_all()
+        if self.updates is not None:
+            try:
+                self.updates.close()
+            except OSError:
+                pass
+
+    def _addrs(self, nb, conn):
+        peer_ip = nb.address
+        local_ip = (conn.local_address if conn is not None else None) or self._local_ip.get(peer_ip) \
+            or nb.cfg.local_address or ("::" if ":" in peer_ip else "0.0.0.0")
+        if (":" in peer_ip) != (":" in local_ip):
+            local_ip = "::" if ":" in peer_ip else "0.0.0.0"
+        return peer_ip, local_ip
+
+    def hook(self, nb, session):
+        if self.w is None:
+            return
+        conn = session.conn
+        peer_ip, local_ip = self._addrs(nb, conn)
+        self._local_ip[peer_ip] = local_ip
+        neg = session.negotiated
+        as4 = session.ctx.as4
+        # RFC 6396 §4.4.2/§4.4.3: the subtype says how wide the AS numbers
+        # are, in the header and in the message's AS_PATH alike.
+        head = mrt.bgp4mp_head(as4, neg.peer_asn, nb.local_as, peer_ip, local_ip) + b"\xff" * 16
+        sub = mrt.BGP4MP_MESSAGE_AS4 if as4 else mrt.BGP4MP_MESSAGE
+        sub_ap = mrt.BGP4MP_MESSAGE_AS4_ADDPATH if as4 else mrt.BGP4MP_MESSAGE_ADDPATH
+        rx = frozenset(session.ctx.addpath_rx)
+        real = type(session)._on_update.__get__(session)  # the method, not an older hook
+        dumper = self
+        pack = _MRT_ET_HDR.pack
+        lt = _BGP_LEN_TYPE.pack
+        clock = time.time
+        hlen = 4 + len(head) + 3  # after the MRT header: microseconds, BGP4MP part + marker, length + type
+
+        def on_update(body):
+            w = dumper.w
+            if w is not None:
+                now = clock()
+                sec = int(now)
+                n = len(body)
+                s = sub if not rx or _update_family(body) not in rx else sub_ap
+                try:
+                    # The message as received: the framer handed over the
+                    # body, so its 19-octet header (marker, length, type 2) is
+                    # rebuilt in front of it.
+                    w.write_raw(b"".join((pack(sec, mrt.BGP4MP_ET, s, hlen + n, int((now - sec) * 1e6)), head,
+                                          lt(n + 19, 2), body)))
+                except (OSError, ValueError) as exc:
+                    dumper._fail(exc)
+            real(body)
+
+        session._on_update = on_update
+
+    def _unhook_all(self):
+        sp = self.daemon.speaker
+        if sp is None:
+            return
+        for nb in list(sp.neighbors.values()):
+            s = nb.session
+            if s is not None:
+                s.__dict__.pop("_on_update", None)
+
+    def state_change(self, nb, old, new):
+        w = self.w
+        if w is None:
+            return
+        peer_ip, local_ip = self._addrs(nb, nb.connection)
+        neg = nb.negotiated
+        peer_as = neg.peer_asn if neg is not None else (nb.config.peer_as or 0)
+        try:
+            # RFC 6396 §4.4.1: states numbered as RFC 4271 §8.2.2 (= fsm.State).
+            w.write_state_change(int(old), int(new), peer_ip, peer_as, local_ip, nb.local_as)
+        except (OSError, ValueError, struct.error) as exc:
+            self._fail(exc)
+
+    # -- RIB snapshots
+
+    def _rib_due(self, start):
+        self._at_boundary("rib", self.cfg.rib.interval, self._rib_due)
+        if self.rib_task is not None and not self.rib_task.done():
+            log.warning("MRT RIB dump of %s skipped: the previous one is still being written",
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start)))
+            return
+        path = time.strftime(self.cfg.rib.path, time.gmtime(start))
+        self.rib_task = self.loop.create_task(self._rib(path, start))
+
+    async def _rib(self, path, start):
+        t0 = time.perf_counter()
+        try:
+            n = await self.daemon.write_mrt_rib(path, start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("MRT RIB dump to %s failed: %s", path, exc)
+            return
+        self.rib_written.append(path)
+        log.info("MRT RIB dump: %d prefixes to %s in %.2f s", n, path, time.perf_counter() - t0)
+
+    async def close(self):
+        for h in self._handles.values():
+            h.cancel()
+        self._handles.clear()
+        self._unhook_all()
+        t = self.rib_task
+        if t is not None and not t.done():
+            t.cancel()
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.w = None
+        if self.updates is not None:
+            try:
+                self.updates.close()
+            except OSError as exc:
+                log.error("closing the MRT updates dump: %s", exc)
 
 
 # ---------------------------------------------------------------- helpers

@@ -965,6 +965,21 @@ def _bgp4mp_head(as4, peer_as, local_as, ifindex, peer_ip, local_ip):
     return struct.pack(fmt, peer_as, local_as, ifindex, afi) + pb + lb
 
 
+# RFC 6793 §9: the 2-octet stand-in for a 4-octet AS number.
+AS_TRANS = 23456
+
+
+def bgp4mp_head(as4, peer_as, local_as, peer_ip, local_ip, ifindex=0):
+    """The BGP4MP part that follows the MRT header (RFC 6396 §4.4.1-§4.4.3):
+    peer AS, local AS, interface index, AFI, peer IP, local IP.  Constant
+    for a session, so a dumper builds it once.  In the 2-octet subtypes an
+    AS number above 65535 is written as AS_TRANS (RFC 6793 §9)."""
+    if not as4:
+        peer_as = peer_as if peer_as <= 0xFFFF else AS_TRANS
+        local_as = local_as if local_as <= 0xFFFF else AS_TRANS
+    return _bgp4mp_head(as4, peer_as, local_as, ifindex, peer_ip, local_ip)
+
+
 def encode_bgp4mp_message(timestamp, message, peer_ip, peer_as, local_ip, local_as, *, microsecond=None, subtype=BGP4MP_MESSAGE_AS4, ifindex=0, et=True):
     """A BGP4MP(_ET) MESSAGE* record around ``message`` (with its header)."""
     as4 = MESSAGE_SUBTYPES[subtype][0]
@@ -1158,11 +1173,14 @@ class MrtWriter:
         """Re-encode a decoded record (see encode_record)."""
         self.write_raw(encode_record(rec))
 
-    def write_update(self, message, peer_ip, peer_as, local_ip, local_as, timestamp=None, addpath=False, ifindex=0):
+    def write_update(self, message, peer_ip, peer_as, local_ip, local_as, timestamp=None, addpath=False, ifindex=0, as4=True):
         """One received BGP message (header included; a bare UPDATE body
         gets a header) as BGP4MP_ET MESSAGE_AS4 (RFC 6396 §4.4.3, §4.4; RFC
         8050 §3 for the _ADDPATH subtype).  The message must use 4-octet AS
-        numbers: the canonical form a fastbgp session produces."""
+        numbers (the canonical form a fastbgp session produces) unless
+        ``as4`` is False: a message as received on a session without the
+        4-octet AS capability goes in BGP4MP_MESSAGE (RFC 6396 §4.4.2),
+        whose subtype tells readers the AS_PATH is 2 octets wide."""
         if message[:16] != b"\xff" * 16:
             n = len(message) + 19
             message = b"\xff" * 16 + bytes((n >> 8, n & 0xFF, 2)) + message
@@ -1172,8 +1190,12 @@ class MrtWriter:
         usec = int(round((timestamp - sec) * 1e6))
         if usec >= 1000000:
             sec, usec = sec + 1, usec - 1000000
-        sub = BGP4MP_MESSAGE_AS4_ADDPATH if addpath else BGP4MP_MESSAGE_AS4
-        self.write_raw(encode_bgp4mp_message(sec, message, peer_ip, peer_as, local_ip, local_as, microsecond=usec, subtype=sub, ifindex=ifindex))
+        if as4:
+            sub = BGP4MP_MESSAGE_AS4_ADDPATH if addpath else BGP4MP_MESSAGE_AS4
+        else:
+            sub = BGP4MP_MESSAGE_ADDPATH if addpath else BGP4MP_MESSAGE
+        body = bgp4mp_head(as4, peer_as, local_as, peer_ip, local_ip, ifindex) + message
+        self.write_raw(encode_header(sec, BGP4MP_ET, sub, body, usec))
 
     def write_state_change(self, old_state, new_state, peer_ip, peer_as, local_ip, local_as, timestamp=None):
         if timestamp is None:
@@ -1259,10 +1281,14 @@ class RotatingMrtWriter:
         self._writer = MrtWriter(path, self.compress, append=True)
         self.paths.append(path)
 
-    def write_update(self, message, peer_ip, peer_as, local_ip, local_as, timestamp=None, addpath=False):
+    def write_update(self, message, peer_ip, peer_as, local_ip, local_as, timestamp=None, addpath=False, as4=True):
         if timestamp is None:
             timestamp = self.clock()
-        self.current(timestamp).write_update(message, peer_ip, peer_as, local_ip, local_as, timestamp, addpath)
+        self.current(timestamp).write_update(message, peer_ip, peer_as, local_ip, local_as, timestamp, addpath, as4=as4)
+
+    def path_for(self, start):
+        """The file name of the interval starting at ``start`` (epoch s)."""
+        return self._path(start)
 
     def write_state_change(self, old_state, new_state, peer_ip, peer_as, local_ip, local_as, timestamp=None):
         if timestamp is None:
