@@ -23,6 +23,13 @@ if not os.environ.get("FASTBGP_NO_EXTENSIONS"):
                 language="c++",
                 extra_compile_args=["-O3"],
             ),
+            # fastbgp loadtest: table generation/encoding, per-session
+            # patching, discard framing (needs a compiler with __int128).
+            Extension(
+                "fastbgp.loadtest._gen",
+                ["fastbgp/loadtest/_gen.pyx"],
+                extra_compile_args=["-O3"],
+            ),
         ],
         compiler_directives={
             "language_level": "3",
