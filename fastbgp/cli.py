@@ -1061,6 +1061,9 @@ def build_parser():
     bc.add_argument("-j", "--json", action="store_true", help="print JSON instead of a table")
     bc.set_defaults(func=_bench_codec)
 
+    from . import demo
+
+    demo.add_parser(sub)
     _add_optional(sub, "fastbgp.mrt_cli", "mrt")
     _add_optional(sub, "fastbgp.loadtest.cli", "loadtest")
     return parser
