@@ -45,18 +45,13 @@ from typing import AsyncIterator, Optional
 
 import msgspec
 
-from . import codec, config as cfgmod, control as ctl, messages, mrt
+from . import codec, config as cfgmod, control as ctl, mrt
 from .constants import (
     AFI_IPV4,
     AFI_IPV6,
     AS_SET,
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
-    ATTR_COMMUNITIES,
-    ATTR_EXT_COMMUNITIES,
-    ATTR_LARGE_COMMUNITY,
-    ATTR_LOCAL_PREF,
-    ATTR_MED,
     ATTR_NEXT_HOP,
     ATTR_ORIGIN,
     ATTR_ORIGINATOR_ID,
@@ -83,7 +78,7 @@ from .export import self_next_hops, source_tag, tag_source
 from .fsm import Reason, State
 from .policy import NEXT_HOP_SELF, PolicyContext, compile_policies, encode_route
 from .rib import AttrTable, Rib
-from .speaker import _MSGS, GracefulRestartConfig, Neighbor, NeighborConfig, Speaker
+from .speaker import _MSGS, GracefulRestartConfig, Neighbor, NeighborConfig, Speaker, _decode_path
 from . import capabilities as caps_mod
 
 __all__ = ["Daemon", "DaemonNeighbor", "run_daemon", "main_daemon", "neighbor_config", "FAMILIES"]
@@ -2199,34 +2194,28 @@ def _notif(n) -> str:
 
 
 def _route_fields(attrs, nh) -> dict:
-    """Route fields (fastbgp.control.Route) of one attribute set."""
+    """Route fields (fastbgp.control.Route) of one attribute set: the
+    speaker's decoded view, with each AS_SET kept as a nested list."""
+    ra = _decode_path((attrs, nh))
     kw = {}
-    for a in messages.decode_attributes(attrs):
-        t = a.type_code
-        if t == ATTR_ORIGIN:
-            kw["origin"] = ORIGIN_NAMES.get(a.value, str(a.value))
-        elif t == ATTR_AS_PATH:
-            path = []
-            for s in a.segments:
-                if s.type == AS_SET:
-                    path.append(list(s.asns))
-                else:
-                    path.extend(s.asns)
-            kw["as_path"] = path
-        elif t == ATTR_NEXT_HOP:
-            kw["next_hop"] = a.address
-        elif t == ATTR_MED:
-            kw["med"] = a.value
-        elif t == ATTR_LOCAL_PREF:
-            kw["local_pref"] = a.value
-        elif t == ATTR_COMMUNITIES:
-            kw["communities"] = a.strings()
-        elif t == ATTR_LARGE_COMMUNITY:
-            kw["large_communities"] = a.strings()
-        elif t == ATTR_EXT_COMMUNITIES:
-            kw["ext_communities"] = a.strings()
-    if nh:
-        kw["next_hop"] = _ip_text(nh[:16]) if len(nh) >= 16 else _ip_text(nh)
+    if ra.origin is not None:
+        kw["origin"] = ORIGIN_NAMES.get(ra.origin, str(ra.origin))
+    if ra.as_path_segments:
+        path = []
+        for st, asns in ra.as_path_segments:
+            if st == AS_SET:
+                path.append(list(asns))
+            else:
+                path.extend(asns)
+        kw["as_path"] = path
+    for name in ("next_hop", "med", "local_pref"):
+        value = getattr(ra, name)
+        if value is not None:
+            kw[name] = value
+    for name in ("communities", "large_communities", "ext_communities"):
+        value = getattr(ra, name)
+        if value:
+            kw[name] = list(value)
     return kw
 
 

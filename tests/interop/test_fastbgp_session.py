@@ -137,10 +137,13 @@ def test_hold_timer_expiry_and_peer_crash(lab):
         assert fb.state(hb.ipv4) == "established"  # the other peer is unaffected
     finally:
         os.killpg(gobgp.proc.pid, signal.SIGCONT)
-    # (GoBGP's own hold timer expired too while it was frozen; it still
-    # reads our NOTIFICATION, which went out before our FIN)
-    L.wait_for(lambda: re.search(r'received notification" Code=4 .*Subcode=0', gobgp.log_text()), 10,
-               what="GoBGP reading our Hold Timer Expired", on_timeout=gobgp.log_tail)
+    # GoBGP's own hold timer expired too while it was frozen.  Thawed, it
+    # either reads our NOTIFICATION first (logged as received 4/0) or runs
+    # its expired timer first and drops the connection unread -- a race
+    # inside GoBGP that we cannot order; either way the session was torn
+    # down for the hold timer on its side too.
+    L.wait_for(lambda: re.search(r'received notification" Code=4 .*Subcode=0|hold timer expired', gobgp.log_text()), 10,
+               what="GoBGP tearing down for the hold timer", on_timeout=gobgp.log_tail)
     fb.wait_established(hg.ipv4, timeout=30)
     L.wait_for(lambda: "203.0.113.0/24" in fb.received(hg.ipv4), 10, what="GoBGP route back")
 
