@@ -14,13 +14,11 @@ CLI in test_cli.py, a scrape in test_metrics.py (they import the harness).
 
 import asyncio
 import ipaddress
-import logging
 import os
 import pathlib
 import socket
 import stat
 import tempfile
-import threading
 import time
 
 import msgspec
@@ -29,19 +27,11 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 
 from fastbgp import api, control as ctl, logs  # noqa: E402
-from fastbgp.speaker import NeighborConfig, Speaker  # noqa: E402
+from daemon_harness import DaemonHarness, free_port  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
 PEER_PREFIXES = ["203.0.113.0/24", "203.0.113.128/25"]
 PEER_V6 = ["2001:db8:100::/48"]
-
-
-def free_port(host="127.0.0.1"):
-    # Config listeners need a fixed port; the window between closing this
-    # probe and the daemon binding it is harmless on a test machine.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 CONFIG = """\
@@ -79,111 +69,25 @@ passive = true
 """
 
 
-class Harness:
+class Harness(DaemonHarness):
     """The daemon and its peer in a background event loop."""
 
     def __init__(self, tmp: pathlib.Path):
-        self.tmp = tmp
-        # A directory that does not exist yet: the API must create it 0700.
-        self.socket = str(tmp / "run" / "fastbgp.sock")
-        self.config_path = tmp / "fastbgp.toml"
+        super().__init__(tmp)
         self.api_port = free_port()
-        self.metrics_port = free_port()
-        self.loop = None
-        self.daemon = None
-        self.speaker = None
-        self.peer = None
-        self.error = None
-        self._ready = threading.Event()
-        self._stop = None
-        self._thread = None
 
     def write_config(self, description="the peer", extra=""):
         self.config_path.write_text(CONFIG.format(
             socket=self.socket, api_port=self.api_port, metrics_port=self.metrics_port, token=TOKEN,
             peer_port=self.peer_port, description=description) + extra)
 
-    # -- the background loop
-
-    async def _main(self):
-        from fastbgp import daemon as daemon_mod
-
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self.speaker = Speaker(65002, "10.0.0.2", listen=[("127.0.0.2", 0)])
-        self.peer = self.speaker.add_neighbor(NeighborConfig(
-            address="127.0.0.1", peer_as=65001, passive=True, hold_time=30,
-            families=["ipv4-unicast", "ipv6-unicast"], idle_hold_time=0.2))
-        await self.speaker.start()
+    def announce(self):
         self.speaker.announce(PEER_PREFIXES, next_hop="127.0.0.2", as_path=[65020], med=7)
         self.speaker.announce(PEER_V6, next_hop="2001:db8::2", as_path=[65020])
-        self.peer_port = self.speaker.port
-        self.write_config()
 
-        def ready(d):
-            self.daemon = d
-            self._ready.set()
-
-        try:
-            await daemon_mod.run_daemon(str(self.config_path), ready=ready, stop_event=self._stop)
-        finally:
-            await self.speaker.stop()
-
-    def _thread_main(self):
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by start()
-            self.error = exc
-            self._ready.set()
-
-    def start(self, timeout=10.0):
-        self._thread = threading.Thread(target=self._thread_main, name="fastbgp-daemon", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout) or self.error is not None:
-            raise RuntimeError("daemon did not start: %r" % (self.error,))
-        self.wait_for(lambda: self.state("127.0.0.2") == "established", "session with the peer")
+    def started(self):
+        super().started()
         self.wait_for(lambda: len(self.call(self.daemon.rib, "ipv4-unicast")) >= len(PEER_PREFIXES), "peer routes")
-        return self
-
-    def stop(self):
-        if self.loop is not None and self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-        # run_daemon set up logging for the whole process: put the level
-        # back and drop its handler so later tests see the usual setup.
-        root = logging.getLogger()
-        for h in list(root.handlers):
-            if getattr(h, "_fastbgp_handler", False):
-                root.removeHandler(h)
-        root.setLevel(logging.WARNING)
-        logging.getLogger("fastbgp").setLevel(logging.NOTSET)
-
-    # -- helpers for tests
-
-    def run(self, coro, timeout=10.0):
-        """Run a coroutine on the daemon's loop (Speaker operations)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn, *args, **kw):
-        """Call a function on the daemon's loop thread (its state is not
-        thread-safe; only reads for waiting, never instead of the API)."""
-
-        async def go():
-            return fn(*args, **kw)
-
-        return self.run(go())
-
-    def state(self, address):
-        return self.call(lambda: self.daemon.neighbor(address).state)
-
-    def wait_for(self, predicate, what, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError("timed out waiting for %s" % what)
 
     @property
     def tcp_url(self):

@@ -15,7 +15,6 @@ corpus, and bgpdump's 2002 RouteViews table) after a reload turned the
 snapshots off.
 """
 
-import asyncio
 import glob
 import os
 import pathlib
@@ -23,7 +22,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 
 import msgspec
@@ -33,8 +31,8 @@ pytest.importorskip("aiohttp")
 
 from fastbgp import cli, codec, mrt  # noqa: E402
 from fastbgp.as4 import encode_attr, encode_segments  # noqa: E402
-from fastbgp.speaker import NeighborConfig, Speaker  # noqa: E402
-from test_api import free_port, http  # noqa: E402
+from daemon_harness import DaemonHarness  # noqa: E402
+from test_api import http  # noqa: E402
 
 CONFIG = """\
 [global]
@@ -74,92 +72,18 @@ V6 = ["2001:db8:100::/48"]
 BGPDUMP = shutil.which("bgpdump")
 
 
-class Harness:
+class Harness(DaemonHarness):
+    thread_name = "fastbgp-mrt-daemon"
+    call_timeout = 30.0
+
     def __init__(self, tmp: pathlib.Path):
-        self.tmp = tmp
-        self.socket = str(tmp / "run" / "fastbgp.sock")
+        super().__init__(tmp)
         self.dump = tmp / "dump"
-        self.config_path = tmp / "fastbgp.toml"
-        self.metrics_port = free_port()
-        self.loop = self.daemon = self.speaker = self.peer = self.error = None
-        self.peer_port = None
-        self._ready = threading.Event()
-        self._stop = None
-        self._thread = None
 
     def write_config(self, rib=True):
         self.config_path.write_text(CONFIG.format(
             socket=self.socket, metrics_port=self.metrics_port, dump=self.dump, peer_port=self.peer_port,
             rib=RIB_SECTION.format(dump=self.dump) if rib else ""))
-
-    async def _main(self):
-        from fastbgp import daemon as daemon_mod
-
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self.speaker = Speaker(65002, "10.0.0.2", listen=[("127.0.0.2", 0)])
-        self.peer = self.speaker.add_neighbor(NeighborConfig(
-            address="127.0.0.1", peer_as=65001, passive=True, hold_time=30,
-            families=["ipv4-unicast", "ipv6-unicast"], idle_hold_time=0.2))
-        await self.speaker.start()
-        self.peer_port = self.speaker.port
-        self.write_config()
-
-        def ready(d):
-            self.daemon = d
-            self._ready.set()
-
-        try:
-            await daemon_mod.run_daemon(str(self.config_path), ready=ready, stop_event=self._stop)
-        finally:
-            await self.speaker.stop()
-
-    def _thread_main(self):
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-
-    def start(self):
-        self._thread = threading.Thread(target=self._thread_main, name="fastbgp-mrt-daemon", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self.error is not None:
-            raise RuntimeError("daemon did not start: %r" % (self.error,))
-        self.wait_for(lambda: self.call(lambda: self.daemon.neighbor("127.0.0.2").state) == "established",
-                      "session with the peer")
-        return self
-
-    def stop(self):
-        import logging
-
-        if self.loop is not None and self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-        root = logging.getLogger()
-        for h in list(root.handlers):
-            if getattr(h, "_fastbgp_handler", False):
-                root.removeHandler(h)
-        root.setLevel(logging.WARNING)
-        logging.getLogger("fastbgp").setLevel(logging.NOTSET)
-
-    def run(self, coro, timeout=30.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn, *args, **kw):
-        async def go():
-            return fn(*args, **kw)
-
-        return self.run(go())
-
-    def wait_for(self, predicate, what, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.02)
-        raise AssertionError("timed out waiting for %s" % what)
 
     def rib(self, family, prefix=None):
         return self.call(self.daemon.rib, family, prefix)
