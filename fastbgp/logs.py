@@ -143,14 +143,27 @@ class JsonFormatter(logging.Formatter):
                                     for k, v in fields.items()}).decode()
 
 
-def setup(level="info", json: bool = False, stream: Optional[TextIO] = None) -> logging.Handler:
-    """Send every log record to ``stream`` (stderr by default) in the chosen
-    format, at ``level``.  Replaces a handler installed by an earlier call
-    and leaves other handlers alone (pytest's capture, for instance)."""
+def _remove_handler():
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, _HANDLER_MARK, False):
             root.removeHandler(h)
+
+
+def reset() -> None:
+    """Undo :func:`setup`: drop its handler and give the process logging's
+    defaults back (for embedding the daemon, and for tests)."""
+    _remove_handler()
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("fastbgp").setLevel(logging.NOTSET)
+
+
+def setup(level="info", json: bool = False, stream: Optional[TextIO] = None) -> logging.Handler:
+    """Send every log record to ``stream`` (stderr by default) in the chosen
+    format, at ``level``.  Replaces a handler installed by an earlier call
+    and leaves other handlers alone (pytest's capture, for instance)."""
+    _remove_handler()
+    root = logging.getLogger()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if json else KeyValueFormatter())
     setattr(handler, _HANDLER_MARK, True)

@@ -10,12 +10,12 @@ announces (``announce``); tests drive the daemon through its API or CLI and
 read its state with ``call`` (run on the daemon's own loop thread)."""
 
 import asyncio
-import logging
 import pathlib
 import socket
 import threading
 import time
 
+from fastbgp import logs
 from fastbgp.speaker import NeighborConfig, Speaker
 
 
@@ -100,14 +100,9 @@ class DaemonHarness:
             self.loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)
-        # run_daemon set up logging for the whole process: put the level
-        # back and drop its handler so later tests see the usual setup.
-        root = logging.getLogger()
-        for h in list(root.handlers):
-            if getattr(h, "_fastbgp_handler", False):
-                root.removeHandler(h)
-        root.setLevel(logging.WARNING)
-        logging.getLogger("fastbgp").setLevel(logging.NOTSET)
+        # run_daemon set up logging for the whole process: give later tests
+        # the usual setup back.
+        logs.reset()
 
     # -- helpers for tests
 

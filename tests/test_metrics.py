@@ -103,12 +103,7 @@ def test_collector_survives_a_failing_control():
 def logstream():
     buf = io.StringIO()
     yield buf
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_fastbgp_handler", False):
-            root.removeHandler(h)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("fastbgp").setLevel(logging.NOTSET)
+    logs.reset()
 
 
 def test_key_value_lines(logstream):
