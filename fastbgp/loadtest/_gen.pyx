@@ -74,6 +74,22 @@ cdef inline void _put_u16(unsigned char *p, Py_ssize_t v) noexcept nogil:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef inline Py_ssize_t _close_msg(unsigned char *out, Py_ssize_t pos, Py_ssize_t msg_start,
+                                  Py_ssize_t nlri_start, Py_ssize_t alen, Py_ssize_t mlen,
+                                  const unsigned char *tp, Py_ssize_t tlen) noexcept nogil:
+    """Finish the UPDATE started at ``msg_start`` whose NLRI ends at ``pos``:
+    fill in the lengths now that the NLRI is known (total attribute length
+    and the MP_REACH_NLRI length when the prefixes travel in it, followed by
+    the attributes after it), then the header length.  Returns the end."""
+    if mlen:
+        _put_u16(out + msg_start + HEADER_LEN + 2, alen + mlen + (pos - nlri_start) + tlen)
+        _put_u16(out + msg_start + HEADER_LEN + 4 + alen + 2, mlen - 4 + (pos - nlri_start))
+        memcpy(out + pos, tp, tlen)
+        pos += tlen
+    _put_u16(out + msg_start + 16, pos - msg_start)
+    return pos
+
+
 def gen_table(int width, bytes base, Py_ssize_t count, bytes lut, uint64_t seed, bytes start,
               Py_ssize_t per_group, Py_ssize_t group_base, bytes attrs,
               Py_ssize_t med_off, uint32_t med_base,
@@ -182,7 +198,7 @@ def gen_table(int width, bytes base, Py_ssize_t count, bytes lut, uint64_t seed,
     cdef unsigned char pid4[4]
     _put_u32(pid4, path_id)
     cdef Py_ssize_t pos = 0, pkpos = 0, msg_start = 0, nlri_start = 0, nmsg = 0
-    cdef Py_ssize_t k = 0, in_msg = 0, group, cur_group = -1, nb, need, total, v
+    cdef Py_ssize_t k = 0, in_msg = 0, group, cur_group = -1, nb, need
     cdef int plen
     cdef fbgp_u128 addr, off
     cdef bint overflow = False
@@ -216,15 +232,7 @@ def gen_table(int width, bytes base, Py_ssize_t count, bytes lut, uint64_t seed,
                 group = (k + group_base) // per_group
                 need = pid_len + 1 + nb
                 if open_msg and (group != cur_group or (cap and in_msg >= cap) or pos - nlri_start + need > room):
-                    # Close the message: lengths now that its NLRI is known.
-                    if mlen:
-                        v = alen + mlen + (pos - nlri_start) + tlen
-                        _put_u16(out + msg_start + HEADER_LEN + 2, v)
-                        _put_u16(out + msg_start + HEADER_LEN + 4 + alen + 2, mlen - 4 + (pos - nlri_start))
-                        memcpy(out + pos, tp, tlen)
-                        pos += tlen
-                    total = pos - msg_start
-                    _put_u16(out + msg_start + 16, total)
+                    pos = _close_msg(out, pos, msg_start, nlri_start, alen, mlen, tp, tlen)
                     ends[nmsg] = pos
                     cum[nmsg] = k
                     nmsg += 1
@@ -263,14 +271,7 @@ def gen_table(int width, bytes base, Py_ssize_t count, bytes lut, uint64_t seed,
                 in_msg += 1
             k += 1
         if encode and open_msg and not overflow:
-            if mlen:
-                v = alen + mlen + (pos - nlri_start) + tlen
-                _put_u16(out + msg_start + HEADER_LEN + 2, v)
-                _put_u16(out + msg_start + HEADER_LEN + 4 + alen + 2, mlen - 4 + (pos - nlri_start))
-                memcpy(out + pos, tp, tlen)
-                pos += tlen
-            total = pos - msg_start
-            _put_u16(out + msg_start + 16, total)
+            pos = _close_msg(out, pos, msg_start, nlri_start, alen, mlen, tp, tlen)
             ends[nmsg] = pos
             cum[nmsg] = k
             nmsg += 1
