@@ -366,6 +366,14 @@ def format_ext_community(value: int) -> str:
 # ---------------------------------------------------------------- path attributes
 
 
+def _ints(v, width, name):
+    """A list attribute of fixed-width unsigned values (RFC 1997 communities,
+    RFC 4360 extended communities) as ints."""
+    if len(v) % width:
+        raise ValueError("%s of %d octets" % (name, len(v)))
+    return [int.from_bytes(v[i : i + width], "big") for i in range(0, len(v), width)]
+
+
 def _u(value, width, what):
     try:
         return int(value).to_bytes(width, "big")
@@ -578,9 +586,7 @@ class Communities(Attribute, tag="communities"):
 
     @classmethod
     def _decode(cls, f, v, as4):
-        if len(v) % 4:
-            raise ValueError("COMMUNITIES of %d octets" % len(v))
-        return cls([int.from_bytes(v[i : i + 4], "big") for i in range(0, len(v), 4)], f)
+        return cls(_ints(v, 4, "COMMUNITIES"), f)
 
 
 class OriginatorId(Attribute, tag="originator-id"):
@@ -727,9 +733,7 @@ class ExtCommunities(Attribute, tag="ext-communities"):
 
     @classmethod
     def _decode(cls, f, v, as4):
-        if len(v) % 8:
-            raise ValueError("EXTENDED_COMMUNITIES of %d octets" % len(v))
-        return cls([int.from_bytes(v[i : i + 8], "big") for i in range(0, len(v), 8)], f)
+        return cls(_ints(v, 8, "EXTENDED_COMMUNITIES"), f)
 
 
 class LargeCommunities(Attribute, tag="large-communities"):
