@@ -5,7 +5,7 @@ twin ``fastbgp._codec_py`` with identical behaviour.  FASTBGP_NO_EXTENSIONS=1
 forces the twin.  ``IMPLEMENTATION`` says which one is in use.
 """
 
-import os
+from . import _select
 
 from .codec_types import DEFAULT_CONTEXT, Context, ParsedOpen, ParsedUpdate  # noqa: F401
 
@@ -31,30 +31,11 @@ API = (
     "pack_prefixes",
 )
 
-NO_EXTENSIONS = bool(os.environ.get("FASTBGP_NO_EXTENSIONS"))
+NO_EXTENSIONS = _select.NO_EXTENSIONS
+load = _select.loader(__package__, "._codec", "._codec_py", "codec")
 
 
-def load(name):
-    """The implementation module called ``name`` ("cython" or "python")."""
-    if name == "cython":
-        from . import _codec as mod
-    elif name == "python":
-        from . import _codec_py as mod
-    else:
-        raise ValueError("unknown codec implementation %r" % name)
-    return mod
-
-
-def _select():
-    if not NO_EXTENSIONS:
-        try:
-            return load("cython")
-        except ImportError:
-            pass
-    return load("python")
-
-
-_impl = _select()
+_impl = _select.select(load)
 for _name in API:
     globals()[_name] = getattr(_impl, _name)
 del _name

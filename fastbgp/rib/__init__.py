@@ -21,7 +21,7 @@ For MP_REACH families intern ``(u.attrs, next_hop)`` and export with
 ``attrs.mp_next_hop(attr_id)``.
 """
 
-import os
+from .. import _select
 
 from ._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, ChangeSet  # noqa: F401
 from .attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
@@ -29,29 +29,10 @@ from .attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
 # The names every implementation provides; tests check both modules export them.
 API = ("IMPLEMENTATION", "Rib")
 
-NO_EXTENSIONS = bool(os.environ.get("FASTBGP_NO_EXTENSIONS"))
+NO_EXTENSIONS = _select.NO_EXTENSIONS
+load = _select.loader(__package__, "._rib", "._rib_py", "RIB")
 
 
-def load(name):
-    """The implementation module called ``name`` ("cython" or "python")."""
-    if name == "cython":
-        from . import _rib as mod
-    elif name == "python":
-        from . import _rib_py as mod
-    else:
-        raise ValueError("unknown RIB implementation %r" % name)
-    return mod
-
-
-def _select():
-    if not NO_EXTENSIONS:
-        try:
-            return load("cython")
-        except ImportError:
-            pass
-    return load("python")
-
-
-_impl = _select()
+_impl = _select.select(load)
 IMPLEMENTATION = _impl.IMPLEMENTATION
 Rib = _impl.Rib
