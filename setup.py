@@ -1,4 +1,4 @@
-"""Builds fastbgp._codec from Cython.  FASTBGP_NO_EXTENSIONS=1 skips the
+"""Builds fastbgp.wire._codec from Cython.  FASTBGP_NO_EXTENSIONS=1 skips the
 compile and leaves the pure-Python twin in charge."""
 
 import os
@@ -12,8 +12,8 @@ if not os.environ.get("FASTBGP_NO_EXTENSIONS"):
     ext_modules = cythonize(
         [
             Extension(
-                "fastbgp._codec",
-                ["fastbgp/_codec.pyx"],
+                "fastbgp.wire._codec",
+                ["fastbgp/wire/_codec.pyx"],
                 extra_compile_args=["-O3"],
             ),
             # The RIB: C++ containers; cimports nlri_count from _codec.pxd.

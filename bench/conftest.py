@@ -7,8 +7,8 @@ Run:  python -m pytest bench/ --benchmark-only
 
 import pytest
 
-from fastbgp import bench as workloads_mod
-from fastbgp import codec as selector
+from fastbgp.wire import bench as workloads_mod
+from fastbgp.wire import codec as selector
 
 IMPLS = ("cython", "python")
 _rates = {}  # (case, op) -> {impl: prefixes/s}

@@ -93,7 +93,8 @@ async def _wait_count(mon, n, settle=1.0, timeout=900):
 async def child_raw(target, local, n):
     """Pre-encoded bytes written raw: OPEN / KEEPALIVE by hand, then one
     sendall of the whole table; the monitor times it."""
-    from fastbgp import capabilities as caps, codec, transport
+    from fastbgp.wire import capabilities as caps, codec
+    from fastbgp.session import transport
     from fastbgp.loadtest import generator as G, scenario as S
 
     plan = G.TablePlan(S.Table(prefixes=n))
@@ -340,7 +341,7 @@ def main(argv=None):
         asyncio.run(child_watch("192.0.2.1", args.prefixes))
         return 0
 
-    from fastbgp import bench as B
+    from fastbgp.wire import bench as B
 
     L = _lab()
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]

@@ -26,7 +26,7 @@ import time
 HERE = pathlib.Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))
 
-from fastbgp.bench import machine  # noqa: E402
+from fastbgp.wire.bench import machine  # noqa: E402
 
 CORPUS = HERE.parents[2] / "shared" / "corpora" / "bgpdump" / "test_data"
 DEFAULT_FILES = ("bview.20020722.2337.gz", "updates.et-header.2015.gz")
@@ -53,11 +53,11 @@ def run(cmd):
 
 def fastbgp_cmd(path):
     """The installed ``fastbgp mrt dump`` once the command is wired into
-    fastbgp/cli.py, else the same code through ``python -m fastbgp.mrt_cli``."""
+    fastbgp/cli.py, else the same code through ``python -m fastbgp.cli.mrt``."""
     exe = shutil.which("fastbgp", path=os.path.dirname(sys.executable)) or shutil.which("fastbgp")
     if exe and subprocess.run([exe, "mrt", "dump", "--help"], capture_output=True, check=False).returncode == 0:
         return [exe, "mrt", "dump", "-m", str(path)]
-    return [sys.executable, "-m", "fastbgp.mrt_cli", "mrt", "dump", "-m", str(path)]
+    return [sys.executable, "-m", "fastbgp.cli.mrt", "mrt", "dump", "-m", str(path)]
 
 
 def measure(path, repeat):

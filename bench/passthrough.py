@@ -75,7 +75,7 @@ class _Peer:
 
     # asyncio.Protocol
     def connection_made(self, transport):
-        from fastbgp import capabilities as caps, codec
+        from fastbgp.wire import capabilities as caps, codec
 
         self.transport = transport
         self.reader = codec.MessageReader()
@@ -83,7 +83,7 @@ class _Peer:
         transport.write(codec.build_open(self.asn if self.asn < 65536 else 23456, 240, self.router_id, pairs))
 
     def data_received(self, data):
-        from fastbgp import codec
+        from fastbgp.wire import codec
 
         for mtype, body in self.reader.feed(data):
             if mtype == 2:
@@ -103,7 +103,7 @@ class _Peer:
                 _status(self.status, event="notification", data=bytes(body).hex())
 
     def _keepalive(self):
-        from fastbgp import codec
+        from fastbgp.wire import codec
 
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(codec.KEEPALIVE)
@@ -127,8 +127,8 @@ def build_table(first, count, groups, sender_as, next_hop):
     import ipaddress
     import struct
 
-    from fastbgp import codec
-    from fastbgp.as4 import encode_attr, encode_segments
+    from fastbgp.wire import codec
+    from fastbgp.wire.as4 import encode_attr, encode_segments
 
     nh = ipaddress.IPv4Address(next_hop).packed
     per = -(-count // groups)
@@ -171,7 +171,7 @@ async def _sender(args):
 async def _receiver(args):
     import ipaddress
 
-    from fastbgp import codec
+    from fastbgp.wire import codec
 
     loop = asyncio.get_running_loop()
     ctx = codec.Context(as4=True)
@@ -217,7 +217,7 @@ def _role_main(args):
     elif args.role == "receiver":
         asyncio.run(_receiver(args))
     elif args.role == "fastbgp":
-        from fastbgp.daemon import run_daemon
+        from fastbgp.daemon.core import run_daemon
 
         asyncio.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
 
@@ -432,7 +432,7 @@ How it is measured (bench/passthrough.py):
   no routes; loaded = right after the receiver holds everything (FRR: bgpd
   only, zebra not counted);
 * the targets export nothing back to the senders, everything to the
-  receiver; fastbgp runs ``fastbgp.daemon.run_daemon`` on uvloop with the
+  receiver; fastbgp runs ``fastbgp.daemon.core.run_daemon`` on uvloop with the
   compiled codec and RIB, no API/metrics listeners.
 """
 
@@ -468,7 +468,7 @@ def main(argv=None):
     global PROFILE
     PROFILE = args.profile
 
-    from fastbgp.bench import machine
+    from fastbgp.wire.bench import machine
 
     console = Console(width=160)
     shapes = ["passthrough", "route-server"] if args.shape == "both" else [args.shape]

@@ -4,7 +4,7 @@ count of prefixes seen), so a fast wrong codec cannot pass."""
 
 import pytest
 
-from fastbgp import bench as w
+from fastbgp.wire import bench as w
 from conftest import record
 
 CASES = ("ipv4-4k", "ipv4-mixed", "ipv6-mp", "table-1m")

@@ -29,13 +29,13 @@ import sys
 
 import pytest
 
-from fastbgp import codec
-from fastbgp import config as cfgmod
-from fastbgp.as4 import encode_attr, encode_segments
-from fastbgp.constants import IPV4_UNICAST
-from fastbgp.daemon import Daemon, _slices
-from fastbgp.export import EBGP, Source, UpdateGroup, group_key
-from fastbgp.policy import PolicyContext
+from fastbgp.wire import codec
+from fastbgp.config import schema as cfgmod
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.constants import IPV4_UNICAST
+from fastbgp.daemon.core import Daemon, _slices
+from fastbgp.rib.export import EBGP, Source, UpdateGroup, group_key
+from fastbgp.rib.policy import PolicyContext
 
 GROUPS = 1000
 PER_GROUP = 1000

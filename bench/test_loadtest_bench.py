@@ -22,7 +22,7 @@ Run:  python -m pytest bench/test_loadtest_bench.py --benchmark-only
 
 import pytest
 
-from fastbgp import bench as workloads_mod
+from fastbgp.wire import bench as workloads_mod
 
 _gen = pytest.importorskip("fastbgp.loadtest._gen", reason="the compiled load generator is not built")
 

@@ -22,8 +22,8 @@ import tempfile
 
 import pytest
 
-from fastbgp import bench as workloads_mod
-from fastbgp import mrt_dump
+from fastbgp.wire import bench as workloads_mod
+from fastbgp.mrt import dump as mrt_dump
 
 FILE = "updates.et-header.2015.gz"
 CORPUS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bgpdump"
@@ -53,7 +53,7 @@ def _fastbgp_cmd(path):
     if exe and subprocess.run([exe, "mrt", "dump", "--help"], capture_output=True, check=False).returncode == 0:
         return [exe, "mrt", "dump", "-m", str(path)]
     # Until fastbgp/cli.py has the mrt command: the same code, same start-up.
-    return [sys.executable, "-m", "fastbgp.mrt_cli", "mrt", "dump", "-m", str(path)]
+    return [sys.executable, "-m", "fastbgp.cli.mrt", "mrt", "dump", "-m", str(path)]
 
 
 def test_bgpdump(benchmark):

@@ -27,8 +27,8 @@ import sys
 
 import pytest
 
-from fastbgp import as4
-from fastbgp import bench as workloads_mod
+from fastbgp.wire import as4
+from fastbgp.wire import bench as workloads_mod
 from fastbgp import rib as selector
 
 IMPLS = ("cython", "python")
@@ -163,7 +163,8 @@ def test_withdraw_all(benchmark, rib_impl, table_workload):
 # freed-but-kept memory.  The inputs are created before the baseline.
 _MEMORY_SCRIPT = r"""
 import gc, json, sys
-from fastbgp import rib, bench, as4
+from fastbgp import rib
+from fastbgp.wire import bench, as4
 
 def rss():
     with open("/proc/self/statm") as f:

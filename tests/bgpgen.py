@@ -19,7 +19,7 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from fastbgp.codec_types import Context
+from fastbgp.wire.types import Context
 
 MARKER = b"\xff" * 16
 
@@ -440,7 +440,7 @@ def valid_update_bodies(draw):
     nlri = pack(draw(prefix_lists(1, v4ap, max_size=8)), v4ap)
     attrs = draw(canonical_attrs(as4=True, need_next_hop=True))
     if not as4:
-        from fastbgp import as4 as as4mod  # the RFC 6793 encoder is shared by both codecs
+        from fastbgp.wire import as4 as as4mod  # the RFC 6793 encoder is shared by both codecs
 
         attrs = as4mod.to_2octet(attrs)
     parts = [attrs]

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from fastbgp import codec as _selector
+from fastbgp.wire import codec as _selector
 
 IMPLEMENTATIONS = ["cython", "python"]
 CORPORA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "corpora"

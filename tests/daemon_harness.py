@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 
-from fastbgp import logs
-from fastbgp.speaker import NeighborConfig, Speaker
+from fastbgp.control import logs
+from fastbgp.session.speaker import NeighborConfig, Speaker
 
 
 def free_port(host="127.0.0.1"):
@@ -58,7 +58,7 @@ class DaemonHarness:
     # -- the background loop
 
     async def _main(self):
-        from fastbgp import daemon as daemon_mod
+        from fastbgp.daemon import core as daemon_mod
 
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()

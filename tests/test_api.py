@@ -26,7 +26,7 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 
-from fastbgp import api, control as ctl, logs  # noqa: E402
+from fastbgp.control import api, contract as ctl, logs  # noqa: E402
 from daemon_harness import DaemonHarness, free_port  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"

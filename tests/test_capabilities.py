@@ -7,10 +7,10 @@ import random
 import msgspec
 import pytest
 
-from fastbgp import capabilities as caps
-from fastbgp.codec_types import Context
-from fastbgp.constants import AS_TRANS, IPV4_UNICAST, IPV6_UNICAST
-from fastbgp.errors import BGPError
+from fastbgp.wire import capabilities as caps
+from fastbgp.wire.types import Context
+from fastbgp.wire.constants import AS_TRANS, IPV4_UNICAST, IPV6_UNICAST
+from fastbgp.wire.errors import BGPError
 
 # (Struct, code, value octets) -- values written out by hand from the RFCs.
 ROUND_TRIPS = [

@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from fastbgp import cli, control as ctl  # noqa: E402
+from fastbgp.cli import main as cli
+from fastbgp.control import contract as ctl  # noqa: E402
 from test_api import PEER_PREFIXES, TOKEN, harness, http  # noqa: E402,F401 - harness is a fixture
 
 
@@ -300,7 +301,7 @@ def test_other_commands_are_wired(capsys):
         assert name in choices
     import importlib.util
 
-    for module, command in (("fastbgp.mrt_cli", "mrt"), ("fastbgp.loadtest.cli", "loadtest")):
+    for module, command in (("fastbgp.cli.mrt", "mrt"), ("fastbgp.loadtest.cli", "loadtest")):
         try:
             present = importlib.util.find_spec(module) is not None
         except ImportError:
@@ -327,7 +328,7 @@ def test_fastbgp_daemon_command_end_to_end(tmp_path):
                    '[global.api]\nsocket = "%s"\n'
                    '[[neighbors]]\naddress = "127.0.0.5"\npeer-as = 65005\npassive = true\n' % sock)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "fastbgp.cli", "daemon", "-c", str(cfg), "--log-json"],
+    proc = subprocess.Popen([sys.executable, "-m", "fastbgp", "daemon", "-c", str(cfg), "--log-json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 15
@@ -335,7 +336,7 @@ def test_fastbgp_daemon_command_end_to_end(tmp_path):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the API socket never appeared"
             time.sleep(0.05)
-        out = subprocess.run([sys.executable, "-m", "fastbgp.cli", "--socket", str(sock), "neighbor", "-j"],
+        out = subprocess.run([sys.executable, "-m", "fastbgp", "--socket", str(sock), "neighbor", "-j"],
                              capture_output=True, timeout=15)
         assert out.returncode == 0, out.stderr.decode()
         assert [n["address"] for n in json.loads(out.stdout)] == ["127.0.0.5"]

@@ -14,7 +14,7 @@ from bgpgen import (
     message,
     update,
 )
-from fastbgp.errors import ACTION_SESSION_RESET, BGPError
+from fastbgp.wire.errors import ACTION_SESSION_RESET, BGPError
 
 OPEN = message(1, bytes((4, 0xFD, 0xE9, 0, 90, 10, 0, 0, 1, 0)))
 UPDATE = update(attrs=BASE_ATTRS, nlri=BASE_NLRI)

@@ -4,8 +4,8 @@
 import pytest
 
 from bgpgen import caps_param, extended_open_body, message, open_body
-from fastbgp.codec_types import ParsedOpen
-from fastbgp.errors import ACTION_SESSION_RESET, BGPError
+from fastbgp.wire.types import ParsedOpen
+from fastbgp.wire.errors import ACTION_SESSION_RESET, BGPError
 
 CAPS = (
     (1, b"\x00\x01\x00\x01"),  # multiprotocol IPv4 unicast (RFC 4760)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bgpgen as g
-from fastbgp.errors import BGPError
+from fastbgp.wire.errors import BGPError
 
 # Fixtures here are stateless modules, so reusing one across examples is fine.
 # Budget: the whole file (both implementations) runs in well under 20 s.

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from fastbgp import codec as selector
-from fastbgp.codec_types import ParsedOpen, ParsedUpdate
-from fastbgp.errors import BGPError
+from fastbgp.wire import codec as selector
+from fastbgp.wire.types import ParsedOpen, ParsedUpdate
+from fastbgp.wire.errors import BGPError
 
 NO_EXT = bool(os.environ.get("FASTBGP_NO_EXTENSIONS"))
 
@@ -19,15 +19,15 @@ NO_EXT = bool(os.environ.get("FASTBGP_NO_EXTENSIONS"))
 @pytest.mark.skipif(NO_EXT, reason="FASTBGP_NO_EXTENSIONS is set: the twin is selected on purpose")
 def test_compiled_codec_is_selected():
     try:
-        import fastbgp._codec as compiled
+        import fastbgp.wire._codec as compiled
     except ImportError as exc:  # pragma: no cover - the failure this test exists for
         pytest.fail(
-            "fastbgp._codec did not import (%s): the Cython extension was not built. "
+            "fastbgp.wire._codec did not import (%s): the Cython extension was not built. "
             "Run `pip install -e .` (or `python setup.py build_ext --inplace`) with Cython installed." % exc
         )
     assert compiled.IMPLEMENTATION == "cython"
     assert selector.IMPLEMENTATION == "cython", (
-        "fastbgp.codec fell back to the pure-Python twin although FASTBGP_NO_EXTENSIONS is unset: "
+        "fastbgp.wire.codec fell back to the pure-Python twin although FASTBGP_NO_EXTENSIONS is unset: "
         "the compiled extension was not built or failed to load"
     )
     assert selector.NO_EXTENSIONS is False
@@ -35,7 +35,7 @@ def test_compiled_codec_is_selected():
 
 @pytest.mark.skipif(NO_EXT, reason="FASTBGP_NO_EXTENSIONS is set: the twin is selected on purpose")
 def test_selector_exports_the_compiled_functions():
-    import fastbgp._codec as compiled
+    import fastbgp.wire._codec as compiled
 
     for name in selector.API:
         assert getattr(selector, name) is getattr(compiled, name), name
@@ -47,7 +47,7 @@ def _implementation_in_subprocess(env_value):
     if env_value is not None:
         env["FASTBGP_NO_EXTENSIONS"] = env_value
     out = subprocess.run(
-        [sys.executable, "-c", "import fastbgp.codec as c; print(c.IMPLEMENTATION, c.NO_EXTENSIONS)"],
+        [sys.executable, "-c", "import fastbgp.wire.codec as c; print(c.IMPLEMENTATION, c.NO_EXTENSIONS)"],
         env=env,
         capture_output=True,
         text=True,
@@ -94,7 +94,7 @@ def test_keepalive_constant(codec):
 
 def test_shared_result_and_error_types(codec):
     """Both implementations return the shared types from codec_types and
-    raise fastbgp.errors.BGPError, so their results compare equal."""
+    raise fastbgp.wire.errors.BGPError, so their results compare equal."""
     assert type(codec.parse_update(b"\x00\x00\x00\x00")) is ParsedUpdate
     body = codec.build_open(65001, 90, 1)[19:]
     assert type(codec.parse_open(body)) is ParsedOpen

@@ -50,7 +50,7 @@ from bgpgen import (
     update,
     update_body,
 )
-from fastbgp.codec_types import Context, ParsedUpdate
+from fastbgp.wire.types import Context, ParsedUpdate
 
 GUA = ip6("2001:db8::1")
 LL = ip6("fe80::1")

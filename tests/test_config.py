@@ -1,4 +1,4 @@
-"""fastbgp.config: decoding, peer-group merge, semantic checks, diff."""
+"""fastbgp.config.schema: decoding, peer-group merge, semantic checks, diff."""
 
 import pathlib
 import textwrap
@@ -6,7 +6,7 @@ import textwrap
 import msgspec
 import pytest
 
-from fastbgp.config import (
+from fastbgp.config.schema import (
     UNSET,
     Config,
     ConfigError,

@@ -30,9 +30,9 @@ import re
 
 import pytest
 
-from fastbgp import messages as m
-from fastbgp.codec_types import Context
-from fastbgp.constants import (
+from fastbgp.wire import messages as m
+from fastbgp.wire.types import Context
+from fastbgp.wire.constants import (
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,
     AS_SEQUENCE,
@@ -42,7 +42,7 @@ from fastbgp.constants import (
     MSG_UPDATE,
     ORIGIN_NAMES,
 )
-from fastbgp.errors import ACTION_AFISAFI_DISABLE, ACTION_SESSION_RESET, BGPError
+from fastbgp.wire.errors import ACTION_AFISAFI_DISABLE, ACTION_SESSION_RESET, BGPError
 
 try:  # the one definition of where the corpora live
     from conftest import CORPORA as _CORPORA

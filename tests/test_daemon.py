@@ -11,12 +11,12 @@ import socket
 import msgspec
 import pytest
 
-from fastbgp import config as cfgmod
-from fastbgp import control as ctl
-from fastbgp import session as session_mod
-from fastbgp.daemon import Daemon, run_daemon
-from fastbgp.fsm import State
-from fastbgp.speaker import NeighborConfig, Speaker
+from fastbgp.config import schema as cfgmod
+from fastbgp.control import contract as ctl
+from fastbgp.session import protocol as session_mod
+from fastbgp.daemon.core import Daemon, run_daemon
+from fastbgp.session.fsm import State
+from fastbgp.session.speaker import NeighborConfig, Speaker
 
 # A /24 per test module run: addresses are never reused within a run, so a
 # socket in TIME_WAIT can never collide with a later test.
@@ -316,8 +316,8 @@ def test_route_reflection():
 
 
 def test_reflection_loops_rejected_on_import():
-    from fastbgp.as4 import encode_attr
-    from fastbgp.export import IBGP, Source
+    from fastbgp.wire.as4 import encode_attr
+    from fastbgp.rib.export import IBGP, Source
 
     async def main():
         i1 = addr()

@@ -3,11 +3,11 @@ the monitor on loopback; every announced prefix must reach the monitor."""
 
 import json
 
-from fastbgp import cli, demo
+from fastbgp.cli import main as cli, demo
 
 
 def test_demo_config_is_valid():
-    from fastbgp.config import load_config
+    from fastbgp.config.schema import load_config
 
     cfg = load_config(demo.config_text(17900, 3, "/tmp/x.sock"))
     assert [n.address for n in cfg.neighbors] == ["127.0.0.10", "127.0.0.11", "127.0.0.12", demo.MONITOR]

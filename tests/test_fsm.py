@@ -1,15 +1,15 @@
-"""Unit tests for the pure RFC 4271 §8 FSM in fastbgp.fsm."""
+"""Unit tests for the pure RFC 4271 §8 FSM in fastbgp.session.fsm."""
 
 import random
 
 import pytest
 
-from fastbgp.errors import (
+from fastbgp.wire.errors import (
     ACTION_SESSION_RESET,
     ACTION_TREAT_AS_WITHDRAW,
     BGPError,
 )
-from fastbgp.fsm import (
+from fastbgp.session.fsm import (
     FSM,
     Act,
     Action,

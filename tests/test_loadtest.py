@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("fastbgp.loadtest._gen", reason="the compiled load generator is not built")
 
-from fastbgp import as4, codec  # noqa: E402
-from fastbgp.codec_types import Context  # noqa: E402
+from fastbgp.wire import as4, codec  # noqa: E402
+from fastbgp.wire.types import Context  # noqa: E402
 from fastbgp.loadtest import _gen, cli, generator as G, report as R, scenario as S  # noqa: E402
 from fastbgp.loadtest import runner  # noqa: E402
 from fastbgp.loadtest.selftarget import PassThroughTarget  # noqa: E402
@@ -456,7 +456,7 @@ def test_ipv6_transport():
 
 
 def test_md5_sessions():
-    from fastbgp import transport
+    from fastbgp.session import transport
 
     import socket as _s
     probe = _s.socket()
@@ -524,7 +524,7 @@ def test_report_json_merge_and_plot(tmp_path):
 
 
 def _write_rib(path, peers, n):
-    from fastbgp import mrt
+    from fastbgp.mrt import reader as mrt
 
     def routes():
         for i in range(n):
@@ -553,7 +553,7 @@ def test_replay_rib_per_peer(tmp_path):
 
 
 def test_replay_updates_with_original_pacing(tmp_path):
-    from fastbgp import mrt
+    from fastbgp.mrt import reader as mrt
 
     f = tmp_path / "upd.mrt"
     attrs = as4.encode_attr(0x40, 1, b"\x00") + as4.encode_attr(0x40, 2, as4.encode_segments([(2, [64601])], 4)) + \
@@ -609,8 +609,8 @@ def test_thousand_sessions_held_without_hold_expiry(tmp_path):
 
 
 def _target_process(conn, n, hold):
-    from fastbgp.fsm import Reason, State
-    from fastbgp.speaker import NeighborConfig, Speaker
+    from fastbgp.session.fsm import Reason, State
+    from fastbgp.session.speaker import NeighborConfig, Speaker
 
     async def main():
         sp = Speaker(65000, "192.0.2.250", listen=[("127.0.0.1", 0)])

@@ -1,14 +1,14 @@
-"""The decoded message views (fastbgp.messages) on both codecs."""
+"""The decoded message views (fastbgp.wire.messages) on both codecs."""
 
 import msgspec
 import pytest
 
-from fastbgp import as4
-from fastbgp import capabilities as caps
-from fastbgp import messages as m
-from fastbgp.codec_types import Context
-from fastbgp.constants import AS_TRANS
-from fastbgp.errors import BGPError
+from fastbgp.wire import as4
+from fastbgp.wire import capabilities as caps
+from fastbgp.wire import messages as m
+from fastbgp.wire.types import Context
+from fastbgp.wire.constants import AS_TRANS
+from fastbgp.wire.errors import BGPError
 
 
 def attr(flags, t, value):

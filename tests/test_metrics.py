@@ -1,6 +1,6 @@
 """Prometheus metrics scraped from a real Daemon (the harness of
 test_api.py, metrics listener from its config), and the structured logging
-of fastbgp.logs."""
+of fastbgp.control.logs."""
 
 import asyncio
 import io
@@ -14,7 +14,7 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from fastbgp import logs, metrics  # noqa: E402
+from fastbgp.control import logs, metrics  # noqa: E402
 from test_api import PEER_PREFIXES, PEER_V6, harness, http  # noqa: E402,F401 - harness is a fixture
 
 

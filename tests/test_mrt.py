@@ -1,4 +1,4 @@
-"""MRT reader/writer (fastbgp.mrt), on hand-built records of every type and
+"""MRT reader/writer (fastbgp.mrt.reader), on hand-built records of every type and
 subtype, on the real files of the shared corpora, and against bgpdump.
 
 Every reader test runs on both codec implementations (``codec`` fixture)."""
@@ -14,9 +14,9 @@ import subprocess
 
 import pytest
 
-from fastbgp import mrt, mrt_dump
-from fastbgp.as4 import encode_attr, encode_segments
-from fastbgp.codec_types import Context
+from fastbgp.mrt import reader as mrt, dump as mrt_dump
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.types import Context
 
 # ---------------------------------------------------------------- builders
 
@@ -566,7 +566,7 @@ def test_json_update(codec):
 
 
 def test_cli_dump(tmp_path, capsys):
-    from fastbgp import mrt_cli
+    from fastbgp.cli import mrt as mrt_cli
 
     path = tmp_path / "x.mrt"
     path.write_bytes(message(update(attrs=BASE, nlri=pfx("10.0.0.0/8")), us=7) + b"\x00\x00\x00")
@@ -582,7 +582,7 @@ def test_cli_dump(tmp_path, capsys):
 def test_cli_add_parser():
     import argparse
 
-    from fastbgp import mrt_cli
+    from fastbgp.cli import mrt as mrt_cli
 
     parser = argparse.ArgumentParser(prog="fastbgp")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 
-from fastbgp import mrt, mrt_dump
-from fastbgp.as4 import encode_attr, encode_segments
+from fastbgp.mrt import reader as mrt, dump as mrt_dump
+from fastbgp.wire.as4 import encode_attr, encode_segments
 
 FILES = [
     "bview.20020722.2337.gz",

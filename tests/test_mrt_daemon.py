@@ -29,8 +29,10 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from fastbgp import cli, codec, mrt  # noqa: E402
-from fastbgp.as4 import encode_attr, encode_segments  # noqa: E402
+from fastbgp.cli import main as cli
+from fastbgp.wire import codec
+from fastbgp.mrt import reader as mrt  # noqa: E402
+from fastbgp.wire.as4 import encode_attr, encode_segments  # noqa: E402
 from daemon_harness import DaemonHarness  # noqa: E402
 from test_api import http  # noqa: E402
 
@@ -218,7 +220,7 @@ def test_updates_dump_holds_what_the_peer_sent(harness):
     assert [p for _i, a, p in codec.unpack_prefixes(wd[-1].update.withdrawn, 1)] == [25]
 
     # metrics: the receive path fed the latency histogram.
-    from fastbgp import metrics
+    from fastbgp.control import metrics
 
     count = [s.value for s in metrics.UPDATE_LATENCY.collect()[0].samples if s.name.endswith("_count")][0]
     assert count >= len(updates_sent)
@@ -350,7 +352,7 @@ def test_inject_small_table_dump_v2(harness, fastbgp):
 
 
 def test_inject_api_refuses_bad_groups(harness):
-    from fastbgp.api import InjectGroup
+    from fastbgp.control.api import InjectGroup
 
     good = InjectGroup(afi=1, attrs=_attrs((0x40, 1, b"\x00"), (0x40, 2, b"")), nlri=b"\x18\xc6\x33\x65")
     cases = [

@@ -1,4 +1,4 @@
-"""fastbgp.policy: conditions, actions, chains, defaults and the caches."""
+"""fastbgp.rib.policy: conditions, actions, chains, defaults and the caches."""
 
 import ipaddress
 import pathlib
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastbgp.as4 import decode_segments, encode_attr, encode_segments, split_attrs
-from fastbgp.config import load_config
-from fastbgp.constants import (
+from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
+from fastbgp.config.schema import load_config
+from fastbgp.wire.constants import (
     AFI_IPV4,
     AFI_IPV6,
     AS_CONFED_SEQUENCE,
@@ -25,7 +25,7 @@ from fastbgp.constants import (
     ATTR_MED,
     ATTR_NEXT_HOP,
 )
-from fastbgp.policy import (
+from fastbgp.rib.policy import (
     NEXT_HOP_SELF,
     PolicyContext,
     PrefixMatcher,

@@ -46,7 +46,7 @@ from bgpgen import (
     raw_attr,
     update_body,
 )
-from fastbgp.errors import (
+from fastbgp.wire.errors import (
     ACTION_AFISAFI_DISABLE as AFISAFI,
     ACTION_ATTRIBUTE_DISCARD as DISCARD,
     ACTION_NONE as NONE,

@@ -19,7 +19,7 @@ from bgpgen import (
     prefixes,
     update_body,
 )
-from fastbgp.errors import ACTION_ATTRIBUTE_DISCARD, ACTION_SESSION_RESET, ACTION_TREAT_AS_WITHDRAW, BGPError
+from fastbgp.wire.errors import ACTION_ATTRIBUTE_DISCARD, ACTION_SESSION_RESET, ACTION_TREAT_AS_WITHDRAW, BGPError
 
 NLRI = prefixes("192.0.2.0/24")
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastbgp import _codec_py as codec_py
+from fastbgp.wire import _codec_py as codec_py
 from fastbgp import rib as rib_pkg
-from fastbgp.as4 import encode_attr, encode_segments
-from fastbgp.codec_types import DEFAULT_CONTEXT
-from fastbgp.constants import (
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.types import DEFAULT_CONTEXT
+from fastbgp.wire.constants import (
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,
     AS_SEQUENCE,
@@ -808,7 +808,7 @@ def test_parity_random_operations(ops, always):
 def test_parity_bulk_table(both_ribs):
     # A few thousand prefixes over several attribute sets and peers: same
     # change sets and dumps from both implementations.
-    from fastbgp import bench
+    from fastbgp.wire import bench
 
     outs = []
     for impl in both_ribs:

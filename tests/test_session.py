@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from fastbgp import as4, codec, messages
-from fastbgp import capabilities as caps
-from fastbgp.constants import (
+from fastbgp.wire import as4, codec, messages
+from fastbgp.wire import capabilities as caps
+from fastbgp.wire.constants import (
     AS_TRANS,
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -23,8 +23,8 @@ from fastbgp.constants import (
     MSG_OPEN,
     MSG_UPDATE,
 )
-from fastbgp.fsm import Reason, State
-from fastbgp.speaker import GracefulRestartConfig, NeighborConfig, Speaker
+from fastbgp.session.fsm import Reason, State
+from fastbgp.session.speaker import GracefulRestartConfig, NeighborConfig, Speaker
 
 try:
     import uvloop

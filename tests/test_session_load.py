@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from fastbgp.fsm import State
-from fastbgp.speaker import NeighborConfig, Speaker
+from fastbgp.session.fsm import State
+from fastbgp.session.speaker import NeighborConfig, Speaker
 
 try:
     import uvloop

@@ -8,10 +8,10 @@ import ipaddress
 import msgspec
 import pytest
 
-from fastbgp import codec
-from fastbgp.constants import IPV4_UNICAST, IPV6_UNICAST
-from fastbgp.fsm import State
-from fastbgp.speaker import (
+from fastbgp.wire import codec
+from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
+from fastbgp.session.fsm import State
+from fastbgp.session.speaker import (
     GracefulRestartConfig,
     NeighborConfig,
     RibOut,

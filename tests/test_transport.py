@@ -1,5 +1,5 @@
 """Socket options: TCP MD5 (RFC 2385), TTL / GTSM (RFC 5082), binding,
-connecting and listening helpers of fastbgp.transport, on loopback.
+connecting and listening helpers of fastbgp.session.transport, on loopback.
 
 TCP_MD5SIG works on Linux loopback for root (or with CAP_NET_ADMIN in some
 sandboxes); MD5 tests skip with the reason when the kernel or the
@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from fastbgp import transport as T
-from fastbgp.speaker import NeighborConfig, Speaker
+from fastbgp.session import transport as T
+from fastbgp.session.speaker import NeighborConfig, Speaker
 
 A_ADDR, B_ADDR = "127.0.0.1", "127.0.0.2"
 

@@ -213,7 +213,7 @@ def _set(d: dict, path: str, value):
 def build_scenario(args):
     """The Scenario of a -c file plus flag overrides; ScenarioError names
     the field (and the flag that sets it)."""
-    from . import scenario as S
+    from fastbgp.loadtest import scenario as S
 
     raw = {}
     source = "<flags>"
@@ -264,7 +264,7 @@ def build_scenario(args):
 def _merge(args):
     from rich.console import Console
 
-    from . import report as R
+    from fastbgp.loadtest import report as R
 
     if len(args.files) < 1:
         print("fastbgp loadtest merge: give the JSON reports to merge", file=sys.stderr)
@@ -294,8 +294,8 @@ def main(args):
         return _merge(args)
     from rich.console import Console
 
-    from . import report as R
-    from .scenario import ScenarioError
+    from fastbgp.loadtest import report as R
+    from fastbgp.loadtest.scenario import ScenarioError
 
     try:
         sc = build_scenario(args)
@@ -307,7 +307,7 @@ def main(args):
 
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(sc), indent=2).decode() + "\n")
         return 0
-    from .runner import run_sync
+    from fastbgp.loadtest.runner import run_sync
 
     console = Console()
     try:

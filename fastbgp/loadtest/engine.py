@@ -20,9 +20,9 @@ import time
 import traceback
 from typing import Optional
 
-from . import generator as gen
-from .peer import ESTABLISHED, IDLE, STATE_NAMES, Job, LoadPeer, SessionConfig, Ticker
-from .scenario import Scenario, parse_slice, phases_of
+from fastbgp.loadtest import generator as gen
+from fastbgp.loadtest.peer import ESTABLISHED, IDLE, STATE_NAMES, Job, LoadPeer, SessionConfig, Ticker
+from fastbgp.loadtest.scenario import Scenario, parse_slice, phases_of
 
 log = logging.getLogger("fastbgp.loadtest")
 
@@ -100,7 +100,7 @@ def cap_for(sc: Scenario) -> int:
 def make_source(sc: Scenario):
     """The table source: synthetic (TablePlan) or an MRT replay."""
     if sc.replay is not None:
-        from .replay import ReplaySource
+        from fastbgp.loadtest.replay import ReplaySource
 
         return ReplaySource(sc)
     return gen.TablePlan(sc.table)

@@ -22,12 +22,12 @@ import math
 import struct
 from typing import Optional
 
-from .. import as4 as _as4
-from .. import codec
-from ..codec_types import Context
-from ..constants import AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST
-from . import _gen
-from .scenario import Table, length_weights, parse_community, parse_large
+from fastbgp.wire import as4 as _as4
+from fastbgp.wire import codec
+from fastbgp.wire.types import Context
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST
+from fastbgp.loadtest import _gen
+from fastbgp.loadtest.scenario import Table, length_weights, parse_community, parse_large
 
 __all__ = ["Encoding", "Stream", "TablePlan", "Attrs", "build_attrs", "lut_for", "CANARY_V4", "CANARY_V6",
            "canary_prefix", "DiscardSink"]

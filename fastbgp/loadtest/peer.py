@@ -1,6 +1,6 @@
 """Lean BGP sessions for load testing: many emulated peers on one event loop.
 
-The full :mod:`fastbgp.session` keeps an Adj-RIB-In, runs policy and an
+The full :mod:`fastbgp.session.protocol` keeps an Adj-RIB-In, runs policy and an
 RFC 4271 FSM object per connection; a load peer needs none of that.  Here a
 session is one :class:`asyncio.Protocol` with a four-state life (RFC 4271
 §8.2.2 reduced to the active side: Connect -> OpenSent -> OpenConfirm ->
@@ -29,15 +29,15 @@ import socket
 import time
 from typing import Callable, Optional
 
-from .. import capabilities as caps
-from .. import codec
-from .. import transport as _transport
-from ..codec_types import Context
-from ..constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
-from ..errors import BGPError
-from ..fsm import keepalive_interval, negotiate_hold_time
-from . import _gen
-from .generator import Encoding
+from fastbgp.wire import capabilities as caps
+from fastbgp.wire import codec
+from fastbgp.session import transport as _transport
+from fastbgp.wire.types import Context
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
+from fastbgp.wire.errors import BGPError
+from fastbgp.session.fsm import keepalive_interval, negotiate_hold_time
+from fastbgp.loadtest import _gen
+from fastbgp.loadtest.generator import Encoding
 
 log = logging.getLogger("fastbgp.loadtest")
 

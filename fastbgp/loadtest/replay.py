@@ -1,5 +1,5 @@
 """Replaying MRT files (RFC 6396) through emulated peers, with
-:mod:`fastbgp.mrt` as the reader.
+:mod:`fastbgp.mrt.reader` as the reader.
 
 * TABLE_DUMP_V2 RIB: ``rib-per-peer`` gives each original peer of the
   PEER_INDEX_TABLE its own feed (emulated peer i sends feed i mod the number
@@ -21,13 +21,13 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from .. import as4 as _as4
-from .. import codec
-from ..codec_types import Context
-from ..constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
-from . import _gen
-from .generator import CHUNK, Encoding, Stream, canary_prefix
-from .scenario import Scenario
+from fastbgp.wire import as4 as _as4
+from fastbgp.wire import codec
+from fastbgp.wire.types import Context
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
+from fastbgp.loadtest import _gen
+from fastbgp.loadtest.generator import CHUNK, Encoding, Stream, canary_prefix
+from fastbgp.loadtest.scenario import Scenario
 
 _I64 = struct.Struct("=q")
 
@@ -106,7 +106,7 @@ class ReplaySource:
     """The table source interface of TablePlan, fed from an MRT file."""
 
     def __init__(self, sc: Scenario):
-        from .. import mrt
+        from fastbgp.mrt import reader as mrt
 
         self.sc = sc
         r = sc.replay

@@ -15,11 +15,11 @@ from typing import Optional
 
 import msgspec
 
-from .. import bench as _bench
-from . import generator as gen
-from .engine import LocalGroup, RemoteGroup, slice_indices, split
-from .peer import ESTABLISHED, MonitorSession, SessionConfig, Ticker
-from .report import (
+from fastbgp.wire import bench as _bench
+from fastbgp.loadtest import generator as gen
+from fastbgp.loadtest.engine import LocalGroup, RemoteGroup, slice_indices, split
+from fastbgp.loadtest.peer import ESTABLISHED, MonitorSession, SessionConfig, Ticker
+from fastbgp.loadtest.report import (
     MonitorFigures,
     PhaseResult,
     Report,
@@ -28,7 +28,7 @@ from .report import (
     canary_stats,
     finish_figures,
 )
-from .scenario import Scenario, phases_of
+from fastbgp.loadtest.scenario import Scenario, phases_of
 
 log = logging.getLogger("fastbgp.loadtest")
 
@@ -610,7 +610,7 @@ class Runner:
 
 
 def _local_source(sc):
-    from .engine import make_source
+    from fastbgp.loadtest.engine import make_source
 
     return make_source(sc)
 

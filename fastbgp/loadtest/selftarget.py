@@ -1,4 +1,4 @@
-"""A fastbgp :class:`~fastbgp.speaker.Speaker` set up as a load-test target:
+"""A fastbgp :class:`~fastbgp.session.speaker.Speaker` set up as a load-test target:
 it accepts the emulated peers and the monitor (all passive neighbours) and
 passes every UPDATE it accepts from a peer on to the monitor, re-encoded for
 the monitor's session.  Used by the tests and for trying the tool on
@@ -7,9 +7,9 @@ RIB (no best-path selection), so what the monitor counts is what arrived."""
 
 from __future__ import annotations
 
-from .. import codec
-from ..constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
-from ..speaker import NeighborConfig, Speaker, _MSGS
+from fastbgp.wire import codec
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
+from fastbgp.session.speaker import NeighborConfig, Speaker, _MSGS
 
 __all__ = ["PassThroughTarget"]
 
@@ -56,7 +56,7 @@ class PassThroughTarget:
         return nb
 
     def _state(self, nb, old, new, reason):
-        from ..fsm import State
+        from fastbgp.session.fsm import State
 
         if old is State.ESTABLISHED and new is not State.ESTABLISHED:
             gone = self.owned.pop(nb.address, set())
@@ -76,7 +76,7 @@ class PassThroughTarget:
                     mon._enqueue(_MSGS, msgs)
 
     def _forward(self, nb, u):
-        from . import _gen
+        from fastbgp.loadtest import _gen
 
         src = nb.session.ctx.addpath_rx if nb.session is not None else frozenset()
         if src:

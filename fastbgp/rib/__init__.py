@@ -21,10 +21,10 @@ For MP_REACH families intern ``(u.attrs, next_hop)`` and export with
 ``attrs.mp_next_hop(attr_id)``.
 """
 
-from .. import _select
+from fastbgp import implementation as _select
 
-from ._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, ChangeSet  # noqa: F401
-from .attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
+from fastbgp.rib._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, ChangeSet  # noqa: F401
+from fastbgp.rib.attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
 
 # The names every implementation provides; tests check both modules export them.
 API = ("IMPLEMENTATION", "Rib")

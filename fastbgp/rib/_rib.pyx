@@ -39,12 +39,12 @@ from cpython cimport array
 from cython.operator cimport dereference as deref
 cimport cython
 
-from fastbgp._codec cimport nlri_count
+from fastbgp.wire._codec cimport nlri_count
 
 import array  # noqa: F401  (initialises the array type cimported above)
 
-from . import attrs as _attrs
-from ._rib_py import (
+from fastbgp.rib import attrs as _attrs
+from fastbgp.rib._rib_py import (
     empty_changeset,
     family_bits,
     make_changeset,

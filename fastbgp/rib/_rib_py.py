@@ -16,7 +16,7 @@ import ipaddress
 
 import msgspec
 
-from .attrs import F_ORIGINATOR_ID, W_FLAGS, W_REFS, WORDS, AttrTable
+from fastbgp.rib.attrs import F_ORIGINATOR_ID, W_FLAGS, W_REFS, WORDS, AttrTable
 
 IMPLEMENTATION = "python"
 

@@ -24,8 +24,8 @@ import heapq
 from array import array
 from typing import NamedTuple
 
-from ..as4 import decode_segments, split_attrs
-from ..constants import (
+from fastbgp.wire.as4 import decode_segments, split_attrs
+from fastbgp.wire.constants import (
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,
     AS_SEQUENCE,

@@ -1,4 +1,4 @@
-"""Run a fastbgp :class:`~fastbgp.speaker.Speaker` inside a lab namespace.
+"""Run a fastbgp :class:`~fastbgp.session.speaker.Speaker` inside a lab namespace.
 
 Two halves in one module:
 
@@ -143,7 +143,7 @@ class _Runner:
     async def cmd_start(self, asn, router_id, listen=None, neighbors=(), dual_stack=False):
         import msgspec
 
-        from fastbgp.speaker import NeighborConfig, Speaker
+        from fastbgp.session.speaker import NeighborConfig, Speaker
 
         self.speaker = Speaker(int(asn), router_id, listen=[tuple(x) for x in listen] if listen else None,
                                dual_stack=dual_stack)

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from fastbgp.session import Connection
+from fastbgp.session.protocol import Connection
 
 LOOPS = ["asyncio"]
 try:

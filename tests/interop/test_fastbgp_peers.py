@@ -2,7 +2,7 @@
 directions, withdrawals, route refresh and administrative shutdown.
 
 Every test runs one daemon (BIRD 2, GoBGP, FRR, ExaBGP, OpenBGPD) in one lab
-namespace and fastbgp (a real :class:`fastbgp.speaker.Speaker` on uvloop,
+namespace and fastbgp (a real :class:`fastbgp.session.speaker.Speaker` on uvloop,
 see :mod:`tests.interop.fastbgp_peer`) in another, on the lab bridge.
 
 What each daemon is expected to say about itself (capabilities it sends,

@@ -1,4 +1,4 @@
-"""fastbgp's socket options against real daemons (:mod:`fastbgp.transport`).
+"""fastbgp's socket options against real daemons (:mod:`fastbgp.session.transport`).
 
 * RFC 2385 TCP MD5: one lab, six sessions, both directions of connection
   and both address families.  With the same key on both ends a session

@@ -1,0 +1,143 @@
+"""``fastbgp demo``: the daemon and the load tester on loopback, one command.
+
+Starts a real ``fastbgp daemon`` in its own process on 127.0.0.1 (a port
+picked free, a private API socket, no metrics), points ``fastbgp loadtest``
+at it -- N emulated eBGP peers on 127.0.0.10.. announcing disjoint synthetic
+tables, and a monitor session on 127.0.0.3 that must receive every prefix
+from the daemon -- prints the load tester's result table, then stops the
+daemon and removes every file it made.  Nothing leaves the loopback range.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+MONITOR = "127.0.0.3"
+FIRST_PEER = 10  # peers are 127.0.0.10, .11, ...
+DAEMON_AS = 65000
+MONITOR_AS = 64999
+FIRST_PEER_AS = 64600
+
+
+def _free_port(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def config_text(port, peers, api_socket):
+    """The daemon's TOML: every emulated peer and the monitor as passive
+    eBGP neighbours with accept-all import and export (the demo measures the
+    speaker, not a policy)."""
+    lines = [
+        "[global]",
+        "asn = %d" % DAEMON_AS,
+        'router-id = "192.0.2.250"',
+        'listen = ["127.0.0.1:%d"]' % port,
+        "[global.api]",
+        'socket = "%s"' % api_socket,
+        "[global.log]",
+        'level = "warning"',
+        "",
+        "[[peer-groups]]",
+        'name = "demo"',
+        "passive = true",
+        'default-import = "accept"',
+        'default-export = "accept"',
+        "timers = { hold-time = 90 }",
+    ]
+    for i in range(peers):
+        lines += [
+            "[[neighbors]]",
+            'address = "127.0.0.%d"' % (FIRST_PEER + i),
+            "peer-as = %d" % (FIRST_PEER_AS + i),
+            'peer-group = "demo"',
+            'description = "loadtest peer %d"' % (i + 1),
+        ]
+    lines += ["[[neighbors]]", 'address = "%s"' % MONITOR, "peer-as = %d" % MONITOR_AS, 'peer-group = "demo"',
+              'description = "loadtest monitor"', ""]
+    return "\n".join(lines)
+
+
+def _wait_listening(port, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the daemon exited with status %d before listening" % proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the daemon did not listen on 127.0.0.1:%d within %.0f s" % (port, timeout))
+
+
+def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None, keep=False):
+    """Run the demo; returns the load tester's exit status."""
+    if peers < 1 or peers > 200:
+        raise ValueError("--peers must be 1..200 (loopback addresses 127.0.0.10 onwards)")
+    if prefixes < 1:
+        raise ValueError("--prefixes must be positive")
+    from fastbgp.cli import main as cli
+
+    workdir = tempfile.mkdtemp(prefix="fastbgp-demo-")
+    port = _free_port("127.0.0.1")
+    conf = os.path.join(workdir, "fastbgp.toml")
+    with open(conf, "w") as f:
+        f.write(config_text(port, peers, os.path.join(workdir, "api.sock")))
+    log = open(os.path.join(workdir, "daemon.log"), "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "fastbgp", "daemon", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(port, proc)
+        print("fastbgp demo: daemon pid %d on 127.0.0.1:%d; %d peers x %s prefixes; monitor %s"
+              % (proc.pid, port, peers, format(prefixes, ","), MONITOR), flush=True)
+        argv = [
+            "loadtest",
+            "--target", "127.0.0.1", "--target-port", str(port), "--target-as", str(DAEMON_AS),
+            "--target-pid", str(proc.pid),
+            "--peers", str(peers), "--peer-address", "127.0.0.%d" % FIRST_PEER, "--peer-as", str(FIRST_PEER_AS),
+            "--prefixes", str(prefixes), "--lengths", lengths, "--overlap", "0",
+            "--monitor", MONITOR, "--monitor-as", str(MONITOR_AS),
+            "--name", "fastbgp demo",
+        ]
+        if json_path:
+            argv += ["--json", json_path]
+        if plot_path:
+            argv += ["--plot", plot_path]
+        status = cli.main(argv)
+        if proc.poll() is not None:
+            print("fastbgp demo: the daemon died during the run (status %d); its log: %s" % (proc.returncode, log.name))
+            keep = True
+            return 1
+        return status
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        if keep:
+            print("fastbgp demo: files kept in %s" % workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def add_parser(sub):
+    d = sub.add_parser("demo", help="daemon plus load test on loopback: prints a result table",
+                       description="Start a fastbgp daemon on 127.0.0.1, blast it with emulated peers "
+                                   "and measure how fast a monitor session receives every prefix.")
+    d.add_argument("--peers", type=int, default=10, help="emulated eBGP peers (default 10)")
+    d.add_argument("--prefixes", type=int, default=100_000, help="prefixes per peer, disjoint (default 100,000)")
+    d.add_argument("--lengths", default="24", help='prefix lengths: "24" (default), "dfz" or "24:60,23:40"')
+    d.add_argument("--json", metavar="FILE", help="also write the JSON report")
+    d.add_argument("--plot", metavar="PNG", help="also write a plot (needs matplotlib)")
+    d.add_argument("--keep", action="store_true", help="keep the daemon's config and log")
+    d.set_defaults(func=lambda a: run(a.peers, a.prefixes, a.lengths, a.json, a.plot, a.keep))

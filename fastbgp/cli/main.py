@@ -1,0 +1,1119 @@
+"""The ``fastbgp`` command line.
+
+Client commands talk to a running daemon over its HTTP/JSON API
+(:mod:`fastbgp.control.api`) and use GoBGP's verbs::
+
+    fastbgp neighbor                                  # the neighbour table
+    fastbgp neighbor 192.0.2.2                        # one neighbour in detail
+    fastbgp neighbor 192.0.2.2 adj-in -a ipv6         # its Adj-RIB-In
+    fastbgp neighbor 192.0.2.2 disable --message "maintenance"
+    fastbgp neighbor 192.0.2.2 softreset in
+    fastbgp global rib [-a ipv4|ipv6] [PREFIX|ADDRESS]
+    fastbgp global rib summary
+    fastbgp global rib add 198.51.100.0/24 nexthop 192.0.2.1 aspath "65000 65001" \\
+        community 65000:1 no-export med 10 local-pref 200
+    fastbgp global rib del 198.51.100.0/24            # or: del all
+    fastbgp monitor [global rib | neighbor [ADDR]]    # one line per event
+    fastbgp reload
+    fastbgp log-level debug
+    fastbgp mrt inject rib.20240101.0000.bz2 [--nexthop ADDR] [--only-peer N|ADDR] [-a ipv4|ipv6]
+
+Where the daemon is: ``--socket PATH`` (env FASTBGP_API_SOCKET, default
+/run/fastbgp/fastbgp.sock), or ``--url http://HOST:PORT`` (env
+FASTBGP_API_URL) with ``--token`` (env FASTBGP_API_TOKEN) for the TCP
+listener.  ``-j/--json`` prints the API's JSON instead of tables.  These
+options go before or after the command.
+
+Other commands: ``daemon -c FILE`` runs the speaker, ``bench codec``,
+``mrt ...`` and ``loadtest ...`` (when those modules are installed).
+
+Exit status: 0 success, 1 failure (daemon unreachable, an error answer), 2
+bad usage.
+"""
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+import time
+
+# Only what every invocation needs is imported here: `fastbgp --help` and
+# `fastbgp mrt dump` should not pay for aiohttp and rich.
+
+
+def _bench_codec(args):
+    from rich.console import Console
+    from rich.table import Table
+
+    from fastbgp.wire import bench, codec
+
+    impls = []
+    for name in ("cython", "python"):
+        try:
+            impls.append(codec.load(name))
+        except ImportError as exc:
+            print("fastbgp: the %s codec is not available (%s)" % (name, exc), file=sys.stderr)
+    console = Console()
+    console.print("Codec throughput, median of %d rounds: %s" % (args.repeat, bench.machine()))
+    rows = bench.run(impls, table_size=args.table_size, repeat=args.repeat, min_time=args.min_time)
+    if args.json:
+        import msgspec
+
+        sys.stdout.write(msgspec.json.encode([{"case": c, "op": op, "prefixes_per_s": r} for c, op, r in rows]).decode() + "\n")
+        return 0
+    table = Table(title="fastbgp codec: prefixes per second (one core)")
+    table.add_column("case")
+    table.add_column("op")
+    for impl in impls:
+        table.add_column(impl.IMPLEMENTATION, justify="right")
+    if len(impls) == 2:
+        table.add_column("ratio", justify="right")
+    for case, op, rates in rows:
+        cells = ["{:,.0f}".format(rates[i.IMPLEMENTATION]) for i in impls]
+        if len(impls) == 2:
+            cells.append("%.0fx" % (rates["cython"] / rates["python"]))
+        table.add_row(case, op, *cells)
+    console.print(table)
+    return 0
+
+
+# ===================================================================== errors
+
+
+class UsageError(Exception):
+    """Bad command words: printed with the command's usage, exit 2."""
+
+
+class CliError(Exception):
+    """A failure to report in one line, exit 1 (no traceback)."""
+
+
+class ApiError(CliError):
+    def __init__(self, status, message):
+        self.status = status
+        super().__init__(message)
+
+
+# ===================================================================== client
+
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def _endpoint(args):
+    """(socket_path, url, token) from the options, then the environment."""
+    url = getattr(args, "url", None) or os.environ.get("FASTBGP_API_URL") or None
+    token = getattr(args, "token", None) or os.environ.get("FASTBGP_API_TOKEN") or None
+    sock = getattr(args, "socket", None) or os.environ.get("FASTBGP_API_SOCKET")
+    if not sock:
+        from fastbgp.config.schema import DEFAULT_API_SOCKET
+
+        sock = DEFAULT_API_SOCKET
+    return (None if url else sock), url, token
+
+
+class Client:
+    """A small aiohttp client of the API; answers decoded with the
+    control.py Structs, failures raised as CliError with a readable text."""
+
+    def __init__(self, socket_path=None, url=None, token=None, timeout=DEFAULT_TIMEOUT):
+        if url is None and socket_path is None:
+            raise ValueError("a socket path or a URL is needed")
+        self.socket_path = socket_path
+        self.base = (url or "http://localhost").rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._session = None
+
+    @property
+    def where(self):
+        return ("unix:" + self.socket_path) if self.socket_path else self.base
+
+    async def __aenter__(self):
+        import aiohttp
+
+        connector = aiohttp.UnixConnector(path=self.socket_path) if self.socket_path else None
+        headers = {"Authorization": "Bearer " + self.token} if self.token else {}
+        self._session = aiohttp.ClientSession(connector=connector, headers=headers)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self._session.close()
+
+    def _unreachable(self, exc):
+        if self.socket_path:
+            if not os.path.exists(self.socket_path):
+                why = "no socket at %s" % self.socket_path
+            elif isinstance(getattr(exc, "os_error", exc), PermissionError):
+                why = "permission denied on %s (the socket is mode 0600: run as the daemon's user)" % self.socket_path
+            else:
+                why = "%s does not answer (%s)" % (self.socket_path, _reason(exc))
+            hint = "is `fastbgp daemon` running? (--socket or FASTBGP_API_SOCKET choose another socket)"
+        else:
+            why = "%s does not answer (%s)" % (self.base, _reason(exc))
+            hint = "is the daemon's TCP API (global.api.tcp) enabled?"
+        return CliError("cannot reach the fastbgp daemon: %s; %s" % (why, hint))
+
+    async def _send(self, method, path, params=None, body=None, timeout=None, content_type=None):
+        import aiohttp
+        import msgspec
+
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            # Already encoded (e.g. msgpack for /v1/rib/inject).
+            data = bytes(body)
+            headers = {"Content-Type": content_type or "application/octet-stream"}
+        else:
+            data = msgspec.json.encode(body) if body is not None else None
+            headers = {"Content-Type": "application/json"} if data is not None else None
+        t = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
+        try:
+            resp = await self._session.request(method, self.base + path, params=params, data=data,
+                                               headers=headers, timeout=t)
+        except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise self._unreachable(exc) from None
+        except aiohttp.ClientError as exc:
+            raise CliError("API request %s %s failed: %s" % (method, path, _reason(exc))) from None
+        except asyncio.TimeoutError:
+            raise CliError("API request %s %s timed out after %.0f s" % (method, path, timeout)) from None
+        if resp.status >= 400:
+            text = await resp.read()
+            resp.release()
+            raise _api_error(resp.status, text)
+        return resp
+
+    async def request(self, method, path, params=None, body=None, type=None, raw=False, content_type=None):
+        """The answer decoded as ``type`` (or the raw bytes).  ``body`` is
+        JSON-encoded, unless it is bytes: then sent as ``content_type``."""
+        import aiohttp
+        import msgspec
+
+        resp = await self._send(method, path, params, body, timeout=self.timeout, content_type=content_type)
+        try:
+            data = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise CliError("API answer to %s %s cut short: %s" % (method, path, _reason(exc))) from None
+        finally:
+            resp.release()
+        if raw:
+            return data
+        try:
+            return msgspec.json.decode(data, type=type) if type is not None else msgspec.json.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise CliError("unexpected answer to %s %s: %s" % (method, path, exc)) from None
+
+    async def lines(self, path, params=None):
+        """Raw NDJSON lines of a streamed answer (blank heartbeats skipped)."""
+        import aiohttp
+
+        resp = await self._send("GET", path, params, timeout=None)
+        try:
+            while True:
+                try:
+                    line = await resp.content.readline()
+                except aiohttp.ClientPayloadError as exc:
+                    raise CliError("stream %s cut short: %s" % (path, _reason(exc))) from None
+                if not line:
+                    return
+                line = line.strip()
+                if line:
+                    yield line
+        finally:
+            resp.release()
+
+    async def chunks(self, path, params=None):
+        """A body piece by piece, as it comes (for -j of large tables)."""
+        import aiohttp
+
+        resp = await self._send("GET", path, params, timeout=None)
+        try:
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                yield chunk
+        except aiohttp.ClientPayloadError as exc:
+            raise CliError("answer to %s cut short: %s" % (path, _reason(exc))) from None
+        finally:
+            resp.release()
+
+
+def _reason(exc):
+    inner = getattr(exc, "os_error", None)
+    if inner is not None and getattr(inner, "strerror", None):
+        return inner.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _api_error(status, body):
+    import msgspec
+
+    message = None
+    try:
+        doc = msgspec.json.decode(body)
+        if isinstance(doc, dict):
+            message = doc.get("error")
+    except msgspec.DecodeError:
+        pass
+    if message is None:
+        message = body.decode(errors="replace").strip() or "HTTP %d" % status
+    if status == 401:
+        message += " (pass --token or set FASTBGP_API_TOKEN)"
+    return ApiError(status, message)
+
+
+def _client(args):
+    sock, url, token = _endpoint(args)
+    return Client(socket_path=sock, url=url, token=token)
+
+
+# ===================================================================== output
+
+
+def _console():
+    from rich.console import Console
+
+    # Piped output keeps whole lines: rich would otherwise wrap tables at 80
+    # columns, which breaks grep and awk.
+    tty = sys.stdout.isatty()
+    width = None if tty else int(os.environ.get("COLUMNS") or 0) or 250
+    return Console(file=sys.stdout, highlight=False, soft_wrap=not tty, width=width)
+
+
+def _table(*columns, right=()):
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, justify="right" if c in right else "left", no_wrap=True)
+    return t
+
+
+def _write(data: bytes):
+    sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") else sys.stdout.write(data.decode())
+
+
+def _print_json(value):
+    import msgspec
+
+    _write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.flush()
+
+
+def _duration(seconds):
+    """GoBGP's Up/Down spelling: 00:12:34, 3d 04:05:06."""
+    if seconds is None:
+        return "never"
+    s = int(max(0, seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return ("%dd " % d if d else "") + "%02d:%02d:%02d" % (h, m, s)
+
+
+_STATE = {
+    "idle": "Idle",
+    "connect": "Connect",
+    "active": "Active",
+    "opensent": "Sent",
+    "openconfirm": "Confirm",
+    "established": "Establ",
+}
+
+_STATE_LONG = {
+    "idle": "Idle",
+    "connect": "Connect",
+    "active": "Active",
+    "opensent": "OpenSent",
+    "openconfirm": "OpenConfirm",
+    "established": "Established",
+}
+
+
+def _state(n):
+    s = _STATE.get(n.state, n.state)
+    return s + "(Admin)" if n.admin_down else s
+
+
+def _as_path(path):
+    out = []
+    for a in path:
+        if isinstance(a, list):  # an AS_SET
+            out.append("{" + " ".join(str(x) for x in a) + "}")
+        else:
+            out.append(str(a))
+    return " ".join(out)
+
+
+def _attrs(r):
+    parts = ["{Origin: %s}" % {"igp": "i", "egp": "e", "incomplete": "?"}.get(r.origin, r.origin)]
+    if r.med is not None:
+        parts.append("{Med: %d}" % r.med)
+    if r.local_pref is not None:
+        parts.append("{LocalPref: %d}" % r.local_pref)
+    if r.communities:
+        parts.append("{Communities: %s}" % ", ".join(str(c) for c in r.communities))
+    if r.large_communities:
+        parts.append("{LargeCommunity: %s}" % ", ".join(str(c) for c in r.large_communities))
+    if r.ext_communities:
+        parts.append("{Extcomms: %s}" % ", ".join(str(c) for c in r.ext_communities))
+    if r.stale:
+        parts.append("{Stale}")
+    return "[" + " ".join(parts) + "]"
+
+
+_RIB_COLUMNS = ("", "Network", "Next Hop", "AS_PATH", "Age", "Attrs")
+
+
+def _route_row(r, with_id=False):
+    net = r.prefix if not (with_id and r.path_id) else "%s (id %d)" % (r.prefix, r.path_id)
+    return ("*>" if r.best else "* ", net, r.next_hop or "", _as_path(r.as_path), _duration(r.age) if r.age is not None else "", _attrs(r))
+
+
+# Above this many routes the human RIB view stops building a rich table (it
+# holds every row) and prints aligned lines as they stream in.
+TABLE_MAX_ROWS = 5000
+
+
+def _print_routes(rows):
+    """A rich table of route rows (tuples of _route_row)."""
+    if not rows:
+        print("Network not in table")
+        return
+    t = _table(*_RIB_COLUMNS)
+    for row in rows:
+        t.add_row(*row)
+    _console().print(t)
+
+
+def _start_plain_routes(rows):
+    """For tables too big for rich: print the header and ``rows`` aligned on
+    the widths of these first rows, and return the function that formats
+    the rows still to come the same way."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_RIB_COLUMNS)]
+
+    def line(row):
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+
+    out = sys.stdout
+    out.write(line(_RIB_COLUMNS) + "\n")
+    for row in rows:
+        out.write(line(row) + "\n")
+    return line
+
+
+# =================================================================== commands
+
+FAMILIES = {
+    "ipv4": "ipv4-unicast",
+    "ipv6": "ipv6-unicast",
+    "ipv4-unicast": "ipv4-unicast",
+    "ipv6-unicast": "ipv6-unicast",
+    "inet": "ipv4-unicast",
+    "inet6": "ipv6-unicast",
+}
+
+
+def _family(args, default="ipv4-unicast"):
+    fam = getattr(args, "family", None)
+    if fam is None:
+        return default
+    try:
+        return FAMILIES[fam.lower()]
+    except KeyError:
+        raise UsageError("-a: unknown address family %r (use ipv4 or ipv6)" % fam) from None
+
+
+def _addr(text):
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError("%r is not a neighbor address" % text) from None
+
+
+def _quote(addr):
+    from urllib.parse import quote
+
+    return quote(addr, safe="")
+
+
+# ------------------------------------------------------------------ neighbor
+
+_NEIGHBOR_ACTIONS = {
+    "enable": ("enable", None),
+    "disable": ("disable", None),
+    "shutdown": ("disable", None),
+    "reset": ("reset", None),
+    "softreset": ("softreset", "both"),
+    "softresetin": ("softreset", "in"),
+    "softresetout": ("softreset", "out"),
+}
+
+
+async def _cmd_neighbor(args):
+    from fastbgp.control import contract as ctl
+
+    words = list(args.words)
+    async with _client(args) as c:
+        if not words:
+            if args.json:
+                _write(await c.request("GET", "/v1/neighbors", raw=True) + b"\n")
+                return 0
+            _print_neighbors(await c.request("GET", "/v1/neighbors", type=list[ctl.NeighborSummary]))
+            return 0
+        addr = _addr(words.pop(0))
+        base = "/v1/neighbors/" + _quote(addr)
+        if not words:
+            if args.json:
+                _write(await c.request("GET", base, raw=True) + b"\n")
+                return 0
+            _print_neighbor(await c.request("GET", base, type=ctl.NeighborDetail))
+            return 0
+        verb = words.pop(0).lower()
+        if verb in ("adj-in", "adj-out"):
+            prefix = words.pop(0) if words else None
+            if words:
+                raise UsageError("unexpected %r after %s" % (" ".join(words), verb))
+            path = "%s/%s/%s" % (base, verb, _family(args))
+            if args.json and prefix is None:
+                _write(await c.request("GET", path, raw=True) + b"\n")
+                return 0
+            routes = await c.request("GET", path, type=list[ctl.Route])
+            if prefix is not None:
+                key = _net(prefix)
+                routes = [r for r in routes if _same_net(r.prefix, key)]
+            if args.json:
+                _print_json(routes)
+            else:
+                _print_routes([_route_row(r, True) for r in routes])
+            return 0
+        if verb not in _NEIGHBOR_ACTIONS:
+            raise UsageError("unknown neighbor command %r (use adj-in, adj-out, enable, disable, reset, softreset)" % verb)
+        action, direction = _NEIGHBOR_ACTIONS[verb]
+        body = {}
+        if action == "softreset":
+            if words and words[0].lower() in ("in", "out", "both"):
+                if direction != "both":
+                    raise UsageError("%s takes no direction" % verb)
+                direction = words.pop(0).lower()
+            body["direction"] = direction
+        elif args.message:
+            if action == "enable":
+                raise UsageError("--message goes with disable or reset")
+            body["message"] = args.message
+        if words:
+            raise UsageError("unexpected %r after %s" % (" ".join(words), verb))
+        answer = await c.request("POST", "%s/%s" % (base, action), body=body)
+        if args.json:
+            _print_json(answer)
+        else:
+            what = {"enable": "enabled", "disable": "disabled", "reset": "reset",
+                    "softreset": "soft reset (%s)" % direction}[action]
+            print("neighbor %s %s" % (addr, what))
+        return 0
+
+
+def _net(text):
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise UsageError("%r is not an IP prefix" % text) from None
+
+
+def _same_net(prefix, net):
+    try:
+        return ipaddress.ip_network(prefix, strict=False) == net
+    except ValueError:
+        return False
+
+
+def _print_neighbors(neighbors):
+    t = _table("Peer", "AS", "Up/Down", "State", "#Received", "Accepted", right=("AS", "Up/Down", "#Received", "Accepted"))
+    for n in sorted(neighbors, key=_addr_key):
+        updown = _duration(n.uptime if n.state == "established" else n.downtime)
+        t.add_row(n.address, str(n.peer_as), updown, _state(n), str(n.prefixes_received), str(n.prefixes_accepted))
+    _console().print(t)
+
+
+def _addr_key(n):
+    try:
+        ip = ipaddress.ip_address(n.address)
+        return (ip.version, int(ip))
+    except ValueError:
+        return (9, n.address)
+
+
+def _cap_names(caps):
+    names = []
+    for cap in caps or ():
+        if isinstance(cap, dict):
+            name = cap.get("kind", "?")
+            if name == "multiprotocol" and "afi" in cap:
+                name = "multiprotocol(%s/%s)" % (cap.get("afi"), cap.get("safi"))
+            names.append(name)
+        else:
+            names.append(str(cap))
+    return ", ".join(names) or "-"
+
+
+def _print_neighbor(n):
+    up = n.state == "established"
+    lines = [
+        "BGP neighbor is %s, remote AS %d, local AS %d" % (n.address, n.peer_as, n.local_as),
+    ]
+    if n.description:
+        lines.append("  Description: %s" % n.description)
+    lines.append("  BGP version 4, remote router ID %s" % (n.remote_id or "unknown"))
+    st = "BGP state = %s%s" % (_STATE_LONG.get(n.state, n.state), " (admin down)" if n.admin_down else "")
+    st += ", up for %s" % _duration(n.uptime) if up else (", down for %s" % _duration(n.downtime) if n.downtime is not None else "")
+    lines.append("  " + st)
+    lines.append("  Established %d time(s)" % n.established_count)
+    if n.last_reason or n.last_error:
+        lines.append("  Last reason: %s%s" % (n.last_reason or "-", ("; last error: %s" % n.last_error) if n.last_error else ""))
+    if n.last_notification_sent:
+        lines.append("  Last NOTIFICATION sent: %s" % n.last_notification_sent)
+    if n.last_notification_received:
+        lines.append("  Last NOTIFICATION received: %s" % n.last_notification_received)
+    if n.hold_time is not None:
+        lines.append("  Hold time is %d, keepalive interval is %s seconds" % (n.hold_time, n.keepalive if n.keepalive is not None else "-"))
+    if n.local_address or n.remote_port:
+        lines.append("  Local address %s, remote port %s" % (n.local_address or "-", n.remote_port or "-"))
+    if up:
+        lines.append("  Neighbor capabilities:")
+        lines.append("    Families: %s" % (", ".join(n.families) or "-"))
+        lines.append("    4-octet AS: %s, extended message: %s, graceful restart: %s"
+                     % (_yes(n.four_octet_as), _yes(n.extended_message), _yes(n.graceful_restart)))
+        if n.addpath_rx or n.addpath_tx:
+            lines.append("    ADD-PATH receive: %s; send: %s" % (", ".join(n.addpath_rx) or "-", ", ".join(n.addpath_tx) or "-"))
+        lines.append("    Sent: %s" % _cap_names(n.capabilities_sent))
+        lines.append("    Received: %s" % _cap_names(n.capabilities_received))
+    con = _console()
+    for line in lines:
+        con.print(line, markup=False)
+    c = n.counters
+    t = _table("  Message statistics:", "Sent", "Rcvd", right=("Sent", "Rcvd"))
+    for label, key in (("Opens", "open"), ("Notifications", "notification"), ("Updates", "update"),
+                       ("Keepalives", "keepalive"), ("Route Refresh", "refresh")):
+        t.add_row("    " + label, str(getattr(c, "sent_" + key)), str(getattr(c, "received_" + key)))
+    t.add_row("    Discarded", "", str(c.received_discarded))
+    t.add_row("    Total", str(c.sent_total), str(c.received_total))
+    con.print(t)
+    con.print("  Route statistics:", markup=False)
+    con.print("    Advertised: %10d" % n.prefixes_advertised, markup=False)
+    con.print("    Received:   %10d" % n.prefixes_received, markup=False)
+    con.print("    Accepted:   %10d" % n.prefixes_accepted, markup=False)
+
+
+def _yes(v):
+    return "yes" if v else "no"
+
+
+# -------------------------------------------------------------------- global
+
+_KEYWORDS = {
+    "nexthop": "next_hop", "next-hop": "next_hop",
+    "aspath": "as_path", "as-path": "as_path",
+    "origin": "origin",
+    "community": "communities", "communities": "communities",
+    "large-community": "large_communities", "large-communities": "large_communities", "largecommunity": "large_communities",
+    "med": "med",
+    "local-pref": "local_pref", "localpref": "local_pref", "local_pref": "local_pref",
+}
+
+_KEYWORD_LIST = "nexthop, aspath, origin, community, large-community, med, local-pref"
+
+
+def parse_route_words(words, family=None):
+    """``PREFIX... [nexthop A] [aspath "A B"] [origin O] [community C...]
+    [large-community L...] [med N] [local-pref N]`` -> Announce fields.
+    UsageError names the word that is wrong."""
+    out = {"prefixes": []}
+    i = 0
+    while i < len(words) and words[i].lower() not in _KEYWORDS:
+        p = words[i]
+        try:
+            net = ipaddress.ip_network(p, strict=True)
+        except ValueError as exc:
+            if out["prefixes"] and "/" not in p:
+                raise UsageError("unknown word %r (expected a prefix or one of %s)" % (p, _KEYWORD_LIST)) from None
+            raise UsageError("%r is not a prefix (%s)" % (p, exc)) from None
+        if family is not None and net.version != (4 if family == "ipv4-unicast" else 6):
+            raise UsageError("%s is not an %s prefix (-a)" % (p, family))
+        out["prefixes"].append(str(net))
+        i += 1
+    if not out["prefixes"]:
+        raise UsageError("no prefix given")
+    while i < len(words):
+        kw = words[i].lower()
+        field = _KEYWORDS.get(kw)
+        if field is None:
+            raise UsageError("unknown word %r (expected one of %s)" % (words[i], _KEYWORD_LIST))
+        i += 1
+        if field in out:
+            raise UsageError("%s given twice" % kw)
+        values = []
+        if field in ("as_path", "communities", "large_communities"):
+            # Several words until the next keyword; a quoted "65000 65001"
+            # or commas work too (GoBGP's spellings).
+            while i < len(words) and words[i].lower() not in _KEYWORDS:
+                values.extend(v for v in words[i].replace(",", " ").split() if v)
+                i += 1
+                if field == "as_path" and values and not all(v.isdigit() for v in values):
+                    break
+        elif i < len(words):
+            values = [words[i]]
+            i += 1
+        if not values and field != "as_path":
+            raise UsageError("%s needs a value" % kw)
+        if field == "as_path":
+            bad = [v for v in values if not v.isdigit() or not 0 < int(v) <= 0xFFFFFFFF]
+            if bad:
+                raise UsageError("aspath: %r is not an AS number" % bad[0])
+            out[field] = [int(v) for v in values]
+        elif field in ("med", "local_pref"):
+            if not values[0].isdigit() or int(values[0]) > 0xFFFFFFFF:
+                raise UsageError("%s: %r is not a number 0..4294967295" % (kw, values[0]))
+            out[field] = int(values[0])
+        elif field == "next_hop":
+            try:
+                out[field] = str(ipaddress.ip_address(values[0]))
+            except ValueError:
+                raise UsageError("nexthop: %r is not an IP address" % values[0]) from None
+        elif field == "origin":
+            o = values[0].lower()
+            o = {"i": "igp", "e": "egp", "?": "incomplete"}.get(o, o)
+            if o not in ("igp", "egp", "incomplete"):
+                raise UsageError("origin: %r is not igp, egp or incomplete" % values[0])
+            out[field] = o
+        else:
+            out[field] = values
+    return out
+
+
+async def _cmd_global(args):
+    from fastbgp.control import contract as ctl
+
+    words = list(args.words)
+    if not words or words[0].lower() != "rib":
+        raise UsageError("expected 'global rib ...'")
+    words.pop(0)
+    verb = words[0].lower() if words else None
+    async with _client(args) as c:
+        if verb == "summary":
+            if len(words) > 1:
+                raise UsageError("unexpected %r after summary" % " ".join(words[1:]))
+            if args.json:
+                _write(await c.request("GET", "/v1/rib/summary", raw=True) + b"\n")
+                return 0
+            rows = await c.request("GET", "/v1/rib/summary", type=list[ctl.RibSummary])
+            if getattr(args, "family", None):
+                fam = _family(args)
+                rows = [r for r in rows if r.family == fam]
+            t = _table("Family", "Prefixes", "Paths", "Attribute sets", right=("Prefixes", "Paths", "Attribute sets"))
+            for r in rows:
+                t.add_row(r.family, "{:,}".format(r.prefixes), "{:,}".format(r.paths), "{:,}".format(r.attribute_sets))
+            _console().print(t)
+            return 0
+        if verb in ("add", "del", "delete", "withdraw"):
+            return await _rib_change(c, args, verb, words[1:])
+        return await _show_rib(c, args, words)
+
+
+async def _rib_change(c, args, verb, words):
+    from fastbgp.control import contract as ctl
+
+    fam = _family(args, default=None)
+    if verb != "add" and words and words[0].lower() == "all":
+        if len(words) > 1:
+            raise UsageError("unexpected %r after 'del all'" % " ".join(words[1:]))
+        # Everything this daemon originates (source "local") in the family,
+        # or in both when no -a was given.
+        prefixes = []
+        for f in ([fam] if fam else ["ipv4-unicast", "ipv6-unicast"]):
+            routes = await c.request("GET", "/v1/rib/" + f, type=list[ctl.Route])
+            prefixes.extend(sorted({r.prefix for r in routes if r.source == "local"}))
+        if not prefixes:
+            print("nothing originated to withdraw")
+            return 0
+        fields = {"prefixes": prefixes}
+    else:
+        fields = parse_route_words(words, fam)
+        if verb != "add":
+            # `del` takes the same line as `add` (handy when editing the
+            # previous command); only the prefixes matter.
+            fields = {"prefixes": fields["prefixes"]}
+    path = "/v1/rib/announce" if verb == "add" else "/v1/rib/withdraw"
+    answer = await c.request("POST", path, body=ctl.Announce(**fields))
+    if args.json:
+        _print_json(answer)
+    else:
+        n = answer.get("count", len(fields["prefixes"])) if isinstance(answer, dict) else answer
+        print("%s %d prefix%s" % ("announced" if verb == "add" else "withdrew", n, "" if n == 1 else "es"))
+    return 0
+
+
+async def _show_rib(c, args, words):
+    import msgspec
+
+    from fastbgp.control import contract as ctl
+
+    params = {}
+    longest = False
+    if words:
+        key = words.pop(0)
+        if words and words[0].lower() in ("longest", "longest-match", "longer"):
+            words.pop(0)
+            longest = True
+        if words:
+            raise UsageError("unexpected %r (use: global rib [PREFIX|ADDRESS] [longest-match])" % " ".join(words))
+        if "/" not in key:
+            longest = True  # an address: the route that covers it
+        params["prefix"] = key
+        if longest:
+            params["longest"] = "1"
+        try:
+            version = ipaddress.ip_network(key, strict=False).version
+        except ValueError:
+            raise UsageError("%r is not a prefix or address" % key) from None
+        fam = _family(args, default="ipv4-unicast" if version == 4 else "ipv6-unicast")
+    else:
+        fam = _family(args)
+    path = "/v1/rib/" + fam
+    if args.json:
+        if params:
+            _write(await c.request("GET", path, params=params, raw=True) + b"\n")
+        else:
+            # A full table goes straight through as it streams in.
+            async for chunk in c.chunks(path):
+                _write(chunk)
+            _write(b"\n")
+        return 0
+    if params:
+        routes = await c.request("GET", path, params=params, type=list[ctl.Route])
+        _print_routes([_route_row(r) for r in routes])
+        return 0
+    decoder = msgspec.json.Decoder(ctl.Route)
+    rows = []
+    line = None
+    async for raw in c.lines(path, params={"stream": "1"}):
+        row = _route_row(decoder.decode(raw))
+        if line is not None:
+            sys.stdout.write(line(row) + "\n")
+        else:
+            rows.append(row)
+            if len(rows) > TABLE_MAX_ROWS:
+                line = _start_plain_routes(rows)
+                rows = None
+    if line is None:
+        _print_routes(rows)
+    return 0
+
+
+# ------------------------------------------------------------------- monitor
+
+
+def _event_line(ev):
+    from fastbgp.control import contract as ctl
+
+    ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev.time)) if isinstance(ev.time, (int, float)) else "-"
+    if isinstance(ev, ctl.StateChange):
+        return "%s [STATE] %s %s -> %s%s" % (ts, ev.neighbor, ev.old, ev.new, " (%s)" % ev.reason if ev.reason else "")
+    if isinstance(ev, ctl.BestChange):
+        r = ev.route
+        if r is None:
+            return "%s [DELROUTE] %s %s" % (ts, ev.family, ev.prefix)
+        return "%s [ROUTE] %s %s via %s aspath [%s] %s from %s" % (
+            ts, ev.family, ev.prefix, r.next_hop or "-", _as_path(r.as_path), _attrs(r), r.source or "-")
+    if isinstance(ev, ctl.UpdateReceived):
+        shown = " ".join(ev.prefixes)
+        return "%s [UPDATE] %s +%d -%d%s" % (ts, ev.neighbor, ev.announced, ev.withdrawn, (" " + shown) if shown else "")
+    return "%s [%s] %r" % (ts, type(ev).__name__.upper(), ev)
+
+
+def _monitor_filter(words):
+    """GoBGP's ``monitor global rib`` / ``monitor neighbor [ADDR]``."""
+    if not words:
+        return lambda kind, doc: True
+    what = words[0].lower()
+    if what == "global" and words[1:2] and words[1].lower() == "rib" and len(words) == 2:
+        return lambda kind, doc: kind == "bestchange"
+    if what in ("neighbor", "neighbour") and len(words) <= 2:
+        addr = _addr(words[1]) if len(words) == 2 else None
+        return lambda kind, doc: kind in ("statechange", "updatereceived") and (addr is None or doc.get("neighbor") == addr)
+    raise UsageError("use: monitor [global rib | neighbor [ADDR]]")
+
+
+async def _cmd_monitor(args):
+    import msgspec
+
+    from fastbgp.control import contract as ctl
+
+    keep = _monitor_filter(list(args.words))
+    decoder = msgspec.json.Decoder(ctl.AnyEvent)
+    seen = 0
+    async with _client(args) as c:
+        async for raw in c.lines("/v1/watch"):
+            try:
+                doc = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                continue
+            kind = doc.get("event") if isinstance(doc, dict) else None
+            if not keep(kind, doc):
+                continue
+            if args.json:
+                _write(raw + b"\n")
+            else:
+                try:
+                    line = _event_line(decoder.decode(raw))
+                except msgspec.ValidationError:
+                    line = raw.decode(errors="replace")  # an event kind newer than this CLI
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            seen += 1
+            if args.count and seen >= args.count:
+                return 0
+    print("fastbgp: the daemon closed the watch stream", file=sys.stderr)
+    return 1
+
+
+# --------------------------------------------------------- reload, log-level
+
+
+async def _cmd_reload(args):
+    async with _client(args) as c:
+        try:
+            answer = await c.request("POST", "/v1/reload")
+        except ApiError as exc:
+            if exc.status == 400:
+                raise CliError(str(exc)) from None
+            raise
+    if args.json:
+        _print_json(answer)
+        return 0
+    if isinstance(answer, dict) and answer:
+        print("configuration reloaded")
+        _print_change(answer)
+    else:
+        print("configuration reloaded: no change")
+    return 0
+
+
+def _print_change(answer, indent="  "):
+    # The daemon answers with what the reload did (config.ConfigDiff as a
+    # dict); print its non-empty parts, whatever their names, so a new
+    # kind of change shows up without a CLI change.
+    for key, value in answer.items():
+        if value in (None, [], {}, False, ""):
+            continue
+        name = key.replace("_", " ").replace("-", " ")
+        if isinstance(value, list):
+            items = []
+            for v in value:
+                if isinstance(v, dict):
+                    what = [v["action"]] if v.get("action") else []
+                    what += v.get("fields") or []
+                    items.append("%s (%s)" % (v.get("address", "?"), ", ".join(what)) if what else str(v.get("address", v)))
+                else:
+                    items.append(str(v))
+            print("%s%s: %s" % (indent, name, "; ".join(items)))
+        elif value is True:
+            print("%s%s" % (indent, name))
+        else:
+            print("%s%s: %s" % (indent, name, value))
+
+
+async def _cmd_log_level(args):
+    from fastbgp.control import logs
+
+    try:
+        logs.parse_level(args.level)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    async with _client(args) as c:
+        answer = await c.request("POST", "/v1/log-level", body={"level": args.level})
+    if args.json:
+        _print_json(answer)
+    else:
+        print("log level set to %s" % answer.get("level", args.level))
+    return 0
+
+
+# -------------------------------------------------------------------- daemon
+
+
+def _cmd_daemon(args):
+    if args.check:
+        from fastbgp.config.schema import ConfigError, load_config
+
+        try:
+            load_config(args.config)
+        except ConfigError as exc:
+            print("%s: configuration rejected:\n%s" % (args.config, exc), file=sys.stderr)
+            return 1
+        except OSError as exc:
+            raise CliError("cannot read %s: %s" % (args.config, exc.strerror or exc)) from None
+        print("%s: configuration OK" % args.config)
+        return 0
+    # Imported here: the daemon pulls in the whole speaker, which a client
+    # command has no use for.
+    from fastbgp.daemon.core import main_daemon
+
+    return main_daemon(args)
+
+
+# ==================================================================== parser
+
+
+def _client_options(parser, suppress):
+    """Where the daemon is, and -j.  Given to the top-level parser and, with
+    SUPPRESS defaults (so they do not undo what was given before the
+    command), to every client command, so they work in either place."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    g = parser.add_argument_group("daemon connection")
+    g.add_argument("--socket", metavar="PATH", default=d(None),
+                   help="API unix socket (env FASTBGP_API_SOCKET; default /run/fastbgp/fastbgp.sock)")
+    g.add_argument("--url", metavar="URL", default=d(None),
+                   help="TCP API, e.g. http://127.0.0.1:8179 (env FASTBGP_API_URL)")
+    g.add_argument("--token", metavar="TOKEN", default=d(None),
+                   help="bearer token for the TCP API (env FASTBGP_API_TOKEN; the environment keeps it out of ps)")
+    parser.add_argument("-j", "--json", action="store_true", default=d(False), help="print JSON")
+
+
+def _add_optional(sub, module, command):
+    """Wire ``fastbgp COMMAND`` from a teammate's module when it is installed.
+    A module that exists but fails to import still gets its command, which
+    reports the import error, rather than breaking every other command."""
+    import importlib.util
+
+    try:
+        present = importlib.util.find_spec(module) is not None
+    except ImportError:
+        present = False
+    if not present:
+        return
+    try:
+        mod = importlib.import_module(module)
+        mod.add_parser(sub)
+    except Exception as exc:  # noqa: BLE001 - any failure there must not break the CLI
+        err = "%s: %s" % (type(exc).__name__, exc)
+        p = sub.add_parser(command, help="(unavailable: %s)" % err)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def broken(args, err=err):
+            raise CliError("`fastbgp %s` is unavailable: %s" % (command, err))
+
+        p.set_defaults(func=broken)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastbgp", description="BGP-4 speaker with a compiled hot path",
+        epilog="`fastbgp COMMAND -h` for each command's words.")
+    _client_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _client_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    n = sub.add_parser(
+        "neighbor", aliases=["neighbour"], parents=[common], help="neighbours: list, show, RIBs, enable/disable/reset",
+        usage="fastbgp neighbor [ADDR [adj-in|adj-out [PREFIX] | enable | disable | reset | softreset [in|out]]] "
+              "[-a ipv4|ipv6] [--message TEXT] [-j]")
+    n.add_argument("words", nargs="*", metavar="ARG", help=argparse.SUPPRESS)
+    n.add_argument("-a", "--address-family", dest="family", metavar="FAMILY", help="ipv4 (default) or ipv6")
+    n.add_argument("-m", "--message", default="",
+                   help="shutdown communication sent with disable/reset (RFC 9003)")
+    n.set_defaults(func=_cmd_neighbor, words_command=True, subparser=n)
+
+    g = sub.add_parser(
+        "global", parents=[common], help="the Loc-RIB: show, summary, add/del originated routes",
+        usage="fastbgp global rib [PREFIX|ADDRESS [longest-match]] | summary | "
+              "add PREFIX... [nexthop A] [aspath \"A B\"] [origin igp|egp|incomplete] [community C...] "
+              "[large-community L...] [med N] [local-pref N] | del PREFIX...|all   [-a ipv4|ipv6] [-j]")
+    g.add_argument("words", nargs="*", metavar="ARG", help=argparse.SUPPRESS)
+    g.add_argument("-a", "--address-family", dest="family", metavar="FAMILY", help="ipv4 (default) or ipv6")
+    g.set_defaults(func=_cmd_global, words_command=True, subparser=g)
+
+    m = sub.add_parser("monitor", parents=[common], help="follow events: state changes, best-path changes, updates",
+                       usage="fastbgp monitor [global rib | neighbor [ADDR]] [--count N] [-j]")
+    m.add_argument("words", nargs="*", metavar="ARG", help=argparse.SUPPRESS)
+    m.add_argument("--count", type=int, default=0, metavar="N", help="exit after N events")
+    m.set_defaults(func=_cmd_monitor, words_command=True, subparser=m)
+
+    r = sub.add_parser("reload", parents=[common], help="re-read the daemon's configuration file")
+    r.set_defaults(func=_cmd_reload)
+
+    lv = sub.add_parser("log-level", parents=[common], help="change the daemon's log level")
+    lv.add_argument("level", choices=["debug", "info", "warning", "error", "critical"])
+    lv.set_defaults(func=_cmd_log_level)
+
+    d = sub.add_parser("daemon", help="run the BGP speaker")
+    d.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML configuration file")
+    d.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"],
+                   help="override global.log.level")
+    d.add_argument("--log-json", action="store_true", default=None, help="JSON log lines (overrides global.log.json)")
+    d.add_argument("--check", action="store_true", help="only validate the configuration and exit")
+    d.set_defaults(func=_cmd_daemon)
+
+    b = sub.add_parser("bench", help="built-in benchmarks")
+    bsub = b.add_subparsers(dest="what", required=True)
+    bc = bsub.add_parser("codec", help="codec throughput, compiled vs pure-Python twin")
+    bc.add_argument("--table-size", type=int, default=1_000_000, help="prefixes in the full-table case (default 1,000,000)")
+    bc.add_argument("--repeat", type=int, default=5, help="rounds per measurement; the median is shown (default 5)")
+    bc.add_argument("--min-time", type=float, default=0.2, help="seconds per round at least (default 0.2)")
+    bc.add_argument("-j", "--json", action="store_true", help="print JSON instead of a table")
+    bc.set_defaults(func=_bench_codec)
+
+    from fastbgp.cli import demo
+
+    demo.add_parser(sub)
+    _add_optional(sub, "fastbgp.cli.mrt", "mrt")
+    _add_optional(sub, "fastbgp.loadtest.cli", "loadtest")
+    return parser
+
+
+def _parse(parser, argv):
+    # parse_known_args so that options may sit among a command's words
+    # (`global rib add P -a ipv6 nexthop X`): argparse stops filling the
+    # words at the first option and hands back the rest, which go after.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "words_command", False):
+            bad = [w for w in extra if w.startswith("--")]
+            if bad:
+                parser.error("unrecognized arguments: %s" % " ".join(bad))
+            args.words = list(args.words) + extra
+        else:
+            parser.error("unrecognized arguments: %s" % " ".join(extra))
+    return args
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = _parse(parser, argv)
+    if getattr(args, "table_size", 1) <= 0:
+        parser.error("--table-size must be positive")
+    try:
+        result = args.func(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return result
+    except UsageError as exc:
+        sub = getattr(args, "subparser", None) or parser
+        sub.print_usage(sys.stderr)
+        print("%s: error: %s" % (sub.prog, exc), file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print("fastbgp: %s" % exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `fastbgp global rib | head`: the reader went away, which is fine;
+        # point stdout at /dev/null so the flush at exit does not fail too.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,801 @@
+"""HTTP/JSON API over any :class:`fastbgp.control.contract.Control`.
+
+Listeners
+    A unix socket always (``global.api.socket``, default
+    ``/run/fastbgp/fastbgp.sock``), created mode 0600 inside a directory
+    created 0700 when missing: file permissions are its access control, so
+    only the daemon's user (and root) can talk to it.  A TCP listener
+    (``global.api.tcp``) only together with a bearer token: every request on
+    it must carry ``Authorization: Bearer <token>`` (401 otherwise); the unix
+    socket does not ask for it.
+
+Bodies
+    JSON, encoded by msgspec from the Structs of :mod:`fastbgp.control.contract`, so a
+    client can decode them back with the same types.  Request bodies are
+    decoded into those Structs too; a bad one gets 400 with a message naming
+    the field (``{"error": "prefixes[1]: not an IP prefix: '10.0.0.1/33'"}``).
+    Every error is ``{"error": "..."}`` with a 4xx/5xx status.
+
+Endpoints (all under /v1)
+    ``GET  /neighbors``                          [NeighborSummary]
+    ``GET  /neighbors/{addr}``                   NeighborDetail (404 unknown)
+    ``POST /neighbors/{addr}/enable``            body optional
+    ``POST /neighbors/{addr}/disable``           {"message": "..."} (RFC 9003)
+    ``POST /neighbors/{addr}/reset``             {"message": "..."}
+    ``POST /neighbors/{addr}/softreset``         {"direction": "in"|"out"|"both"}
+    ``GET  /neighbors/{addr}/adj-in/{family}``   [Route]
+    ``GET  /neighbors/{addr}/adj-out/{family}``  [Route]
+    ``GET  /rib/summary``                        [RibSummary]
+    ``GET  /rib/{family}``                       [Route]; ``?prefix=P`` exact,
+                                                 ``&longest=1`` longest match,
+                                                 ``?stream=1`` NDJSON
+    ``POST /rib/announce``                       Announce -> {"count": n}
+    ``POST /rib/withdraw``                       Announce -> {"count": n}
+    ``POST /rib/inject``                         [InjectGroup] -> {"count": n, "groups": g}
+                                                 (bulk origination; JSON with
+                                                 base64 bytes, or msgpack with
+                                                 Content-Type application/msgpack)
+    ``POST /reload``                             the daemon's summary of the change
+    ``GET  /watch``                              NDJSON of control.AnyEvent
+    ``POST /log-level``                          {"level": "debug"}
+
+    ``{family}`` is ``ipv4-unicast`` / ``ipv6-unicast`` (``ipv4`` / ``ipv6``
+    accepted).  A full table is never built as one list when it is large:
+    above :data:`STREAM_THRESHOLD` paths (or with ``?stream=1``) it is sent
+    chunked from ``Control.iter_rib``, still as one JSON array unless
+    ``stream=1`` asked for NDJSON (one Route per line), so the format a
+    client gets does not depend on the table's size.
+
+Watch
+    One event per line until the client goes away.  A blank line is sent
+    every :data:`WATCH_HEARTBEAT` seconds without events (NDJSON readers
+    skip blank lines): it keeps idle proxies from closing the stream and
+    lets the server notice a client that vanished without closing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import socket
+import stat
+from typing import Literal, Optional
+
+import msgspec
+from aiohttp import web
+
+from fastbgp.control import contract as ctl
+from fastbgp.control import logs
+
+__all__ = [
+    "ApiServer",
+    "make_app",
+    "serve",
+    "FAMILY_ALIASES",
+    "STREAM_THRESHOLD",
+    "WATCH_HEARTBEAT",
+    "NeighborAction",
+    "LogLevel",
+    "validate_announce",
+    "BadRequest",
+    "InjectGroup",
+    "MSGPACK",
+]
+
+log = logging.getLogger("fastbgp.api")
+
+# Above this many paths a full-table GET is streamed from iter_rib instead of
+# being materialised as one list (memory, and the loop is not blocked for the
+# whole encode).
+STREAM_THRESHOLD = 10_000
+STREAM_CHUNK = 10_000
+WATCH_HEARTBEAT = 15.0
+# How often a watch stream looks whether its client is still there while no
+# event comes (the handler is not cancelled on disconnect by aiohttp).
+_WATCH_POLL = 0.5
+MAX_BODY = 64 * 1024 * 1024  # an announce of a few hundred thousand prefixes fits
+
+FAMILY_ALIASES = {
+    "ipv4-unicast": "ipv4-unicast",
+    "ipv6-unicast": "ipv6-unicast",
+    "ipv4": "ipv4-unicast",
+    "ipv6": "ipv6-unicast",
+    "inet": "ipv4-unicast",
+    "inet6": "ipv6-unicast",
+}
+_FAMILY_VERSION = {"ipv4-unicast": 4, "ipv6-unicast": 6}
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+MSGPACK = "application/msgpack"
+
+_encoder = msgspec.json.Encoder()
+
+
+# ------------------------------------------------------------ request bodies
+
+
+class NeighborAction(msgspec.Struct, forbid_unknown_fields=True):
+    """Optional body of POST /v1/neighbors/{addr}/{action}."""
+
+    message: str = ""  # RFC 9003 shutdown communication (disable, reset)
+    direction: Literal["in", "out", "both"] = "both"  # softreset
+
+
+class LogLevel(msgspec.Struct, forbid_unknown_fields=True):
+    level: str
+
+
+class InjectGroup(msgspec.Struct, forbid_unknown_fields=True):
+    """One item of POST /v1/rib/inject (``fastbgp mrt inject``): prefixes
+    sharing one attribute set, as the daemon stores them -- so it interns the
+    set once and hands the packed prefixes to the RIB in one call.
+
+    ``attrs``: path attributes, canonical form (4-octet AS_PATH, no
+    MP_REACH/MP_UNREACH_NLRI).  ``nlri``: packed prefixes (RFC 4271 §4.3
+    length + address octets).  ``next_hop``: for IPv4 4 octets that replace
+    the block's NEXT_HOP, for IPv6 16 or 32 octets (RFC 2545 §3); empty
+    keeps the block's (IPv4) or means this router (both).  Bytes are base64
+    in JSON."""
+
+    afi: int  # 1 IPv4, 2 IPv6 (unicast)
+    attrs: bytes
+    nlri: bytes
+    next_hop: bytes = b""
+
+
+class BadRequest(ValueError):
+    """A request the API refuses (400); ``field`` is the JSON path of the
+    offending value, empty when it is the body as a whole."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__("%s: %s" % (field, problem) if field else problem)
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str, **extra):
+        self.status = status
+        self.message = message
+        self.extra = extra
+        super().__init__(message)
+
+
+_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _msgspec_problem(exc: Exception) -> BadRequest:
+    """msgspec's "Expected `int`, got `str` - at `$.med`" -> ("med",
+    "expected int, got str"): the field first, in the body's own terms."""
+    m = _MSGSPEC_AT.match(str(exc))
+    msg, path = m.group("msg"), (m.group("path") or "").lstrip(".")
+    for pattern, fmt in (
+        (r"Object contains unknown field `(.*)`", "unknown field"),
+        (r"Object missing required field `(.*)`", "required field missing"),
+    ):
+        mm = re.match(pattern, msg)
+        if mm:
+            return BadRequest((path + "." if path else "") + mm.group(1), fmt)
+    msg = msg.replace("`", "")
+    if isinstance(exc, msgspec.DecodeError) and not path:
+        return BadRequest("", "body is not valid JSON: " + msg[:1].lower() + msg[1:])
+    return BadRequest(path, msg[:1].lower() + msg[1:])
+
+
+def _decode(body: bytes, typ):
+    if not body.strip():
+        raise BadRequest("", "a JSON body is required")
+    try:
+        return msgspec.json.decode(body, type=typ)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _msgspec_problem(exc) from None
+
+
+def _u32(value, field):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+        raise BadRequest(field, "expected an integer 0..4294967295, got %s" % _show(value))
+
+
+def _show(value) -> str:
+    return msgspec.json.encode(value).decode() if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
+
+
+def validate_announce(req: ctl.Announce, withdraw: bool = False) -> ctl.Announce:
+    """Check what msgspec's types cannot (the Struct's lists are untyped):
+    prefixes, next hop, AS numbers, communities.  Returns the request with
+    prefixes in canonical spelling.  BadRequest names the offending field."""
+    from fastbgp.config.schema import parse_community, parse_large_community
+
+    if not isinstance(req.prefixes, list) or not req.prefixes:
+        raise BadRequest("prefixes", "at least one prefix is required")
+    canon = []
+    for i, p in enumerate(req.prefixes):
+        field = "prefixes[%d]" % i
+        if not isinstance(p, str):
+            raise BadRequest(field, "expected a prefix string, got %s" % _show(p))
+        try:
+            canon.append(str(ipaddress.ip_network(p.strip(), strict=True)))
+        except ValueError as exc:
+            raise BadRequest(field, "not an IP prefix: %s (%s)" % (_show(p), exc)) from None
+    if withdraw:
+        return msgspec.structs.replace(req, prefixes=canon)
+    if req.next_hop is not None:
+        try:
+            ipaddress.ip_address(req.next_hop)
+        except ValueError:
+            raise BadRequest("next_hop", "not an IP address: %s" % _show(req.next_hop)) from None
+    for i, asn in enumerate(req.as_path):
+        if isinstance(asn, bool) or not isinstance(asn, int) or not 0 < asn <= 0xFFFFFFFF:
+            raise BadRequest("as_path[%d]" % i, "expected an AS number 1..4294967295, got %s" % _show(asn))
+    if req.origin not in ("igp", "egp", "incomplete"):
+        raise BadRequest("origin", 'expected one of "igp", "egp", "incomplete", got %s' % _show(req.origin))
+    if req.med is not None:
+        _u32(req.med, "med")
+    if req.local_pref is not None:
+        _u32(req.local_pref, "local_pref")
+    for i, c in enumerate(req.communities):
+        field = "communities[%d]" % i
+        try:
+            if not isinstance(c, str):
+                raise TypeError
+            parse_community(c)
+        except (ValueError, TypeError):
+            raise BadRequest(field, "expected 'asn:value' or a well-known name, got %s" % _show(c)) from None
+    for i, c in enumerate(req.large_communities):
+        try:
+            if not isinstance(c, str):
+                raise TypeError
+            parse_large_community(c)
+        except (ValueError, TypeError):
+            raise BadRequest("large_communities[%d]" % i, "expected 'global:local1:local2', got %s" % _show(c)) from None
+    return msgspec.structs.replace(req, prefixes=canon)
+
+
+def _family(text: str) -> str:
+    fam = FAMILY_ALIASES.get(text.lower())
+    if fam is None:
+        raise _HttpError(400, "unknown family %r (use ipv4-unicast or ipv6-unicast)" % text)
+    return fam
+
+
+def _norm_addr(text: str) -> str:
+    # Neighbours are keyed by the canonical spelling the config produces;
+    # accept any spelling in the URL (2001:DB8::1, 2001:db8:0::1).
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    v = request.query.get(name)
+    return v is not None and v.lower() not in ("0", "false", "no", "")
+
+
+# ------------------------------------------------------------------ handlers
+
+
+def _json(value, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(value), status=status, content_type=JSON)
+
+
+def _error(status: int, message: str, **extra) -> web.Response:
+    return _json({"error": message, **extra}, status=status)
+
+
+class _Handlers:
+    def __init__(self, control: ctl.Control):
+        self.control = control
+        # Set by ApiServer.stop(): watch streams end at once instead of
+        # holding the shutdown until their clients leave.
+        self.closing = asyncio.Event()
+
+    # ---- neighbours
+
+    def _neighbor(self, request) -> ctl.NeighborDetail:
+        addr = _norm_addr(request.match_info["addr"])
+        try:
+            return self.control.neighbor(addr)
+        except KeyError:
+            raise _HttpError(404, "unknown neighbor %s" % addr) from None
+
+    async def neighbors(self, request):
+        return _json(self.control.neighbors())
+
+    async def neighbor(self, request):
+        return _json(self._neighbor(request))
+
+    async def neighbor_action(self, request):
+        action = request.match_info["action"]
+        body = await request.read()
+        args = _decode(body, NeighborAction) if body.strip() else NeighborAction()
+        addr = self._neighbor(request).address
+        try:
+            if action == "enable":
+                await self.control.enable(addr)
+            elif action == "disable":
+                await self.control.disable(addr, args.message)
+            elif action == "reset":
+                await self.control.reset(addr, args.message)
+            else:
+                await self.control.soft_reset(addr, args.direction)
+        except KeyError:
+            # Deconfigured between the lookup and the call.
+            raise _HttpError(404, "unknown neighbor %s" % addr) from None
+        log.info("neighbor %s: %s", action, addr, extra={"neighbor": addr, "action": action})
+        return _json({"neighbor": addr, "action": action})
+
+    async def adj_rib(self, request):
+        addr = _norm_addr(request.match_info["addr"])
+        fam = _family(request.match_info["family"])
+        getter = self.control.adj_rib_in if request.match_info["dir"] == "in" else self.control.adj_rib_out
+        try:
+            routes = getter(addr, fam)
+        except KeyError:
+            raise _HttpError(404, "unknown neighbor %s" % addr) from None
+        return _json(routes)
+
+    # ---- RIB
+
+    async def rib_summary(self, request):
+        return _json(self.control.rib_summary())
+
+    async def rib(self, request):
+        fam = _family(request.match_info["family"])
+        prefix = request.query.get("prefix")
+        longest = _flag(request, "longest")
+        if prefix is not None:
+            prefix = _lookup_key(prefix, fam, longest)
+            return _json(self.control.rib(fam, prefix, longest_match=longest))
+        if longest:
+            raise _HttpError(400, "longest: needs ?prefix=")
+        ndjson = _flag(request, "stream")
+        if not ndjson and self._paths(fam) <= STREAM_THRESHOLD:
+            return _json(self.control.rib(fam))
+        return await self._stream_rib(request, fam, ndjson)
+
+    def _paths(self, fam) -> int:
+        for s in self.control.rib_summary():
+            if s.family == fam:
+                return s.paths
+        return 0
+
+    async def _stream_rib(self, request, fam, ndjson):
+        resp = web.StreamResponse(headers={"Content-Type": NDJSON if ndjson else JSON})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        agen = self.control.iter_rib(fam, STREAM_CHUNK)
+        first = True
+        try:
+            if not ndjson:
+                await resp.write(b"[")
+            async for chunk in agen:
+                if not chunk:
+                    continue
+                if ndjson:
+                    await resp.write(b"".join(_encoder.encode(r) + b"\n" for r in chunk))
+                else:
+                    body = _encoder.encode(chunk)[1:-1]  # the items of the array, comma-joined
+                    await resp.write(body if first else b"," + body)
+                first = False
+            if not ndjson:
+                await resp.write(b"]")
+            await resp.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            # The status line is gone: the only honest signal left is to cut
+            # the connection, so the client sees a truncated body rather than
+            # a well-formed partial table.
+            log.exception("streaming the %s table failed", fam)
+            if request.transport is not None:
+                request.transport.close()
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return resp
+
+    async def announce(self, request):
+        req = validate_announce(_decode(await request.read(), ctl.Announce))
+        n = await self.control.announce(req)
+        log.info("announce %d prefixes", len(req.prefixes), extra={"count": n})
+        return _json({"count": n})
+
+    async def withdraw(self, request):
+        req = validate_announce(_decode(await request.read(), ctl.Announce), withdraw=True)
+        n = await self.control.withdraw(req)
+        log.info("withdraw %d prefixes", len(req.prefixes), extra={"count": n})
+        return _json({"count": n})
+
+    async def inject(self, request):
+        fn = getattr(self.control, "inject", None)
+        if fn is None:
+            raise NotImplementedError("bulk route injection")
+        body = await request.read()
+        if request.content_type in (MSGPACK, "application/x-msgpack"):
+            try:
+                groups = msgspec.msgpack.decode(body, type=list[InjectGroup])
+            except msgspec.ValidationError as exc:
+                raise _msgspec_problem(exc) from None
+            except msgspec.DecodeError as exc:
+                raise BadRequest("", "body is not valid msgpack: %s" % exc) from None
+        else:
+            groups = _decode(body, list[InjectGroup])
+        n = await fn(groups)
+        log.info("inject %d prefixes in %d groups", n, len(groups), extra={"count": n})
+        return _json({"count": n, "groups": len(groups)})
+
+    # ---- daemon
+
+    async def reload(self, request):
+        from fastbgp.config.schema import ConfigError
+
+        try:
+            result = await self.control.reload()
+        except ConfigError as exc:
+            return _error(400, "configuration rejected, nothing changed:\n%s" % exc,
+                          errors=[{"path": p, "problem": m} for p, m in exc.errors])
+        return _json(result if result is not None else {})
+
+    async def log_level(self, request):
+        body = await request.read()
+        if body.strip():
+            level = _decode(body, LogLevel).level
+        elif "level" in request.query:
+            level = request.query["level"]
+        else:
+            raise BadRequest("level", "required field missing")
+        try:
+            logs.parse_level(level)
+        except ValueError as exc:
+            raise BadRequest("level", str(exc)) from None
+        name = level.strip().lower()
+        name = {"warn": "warning", "fatal": "critical", "err": "error"}.get(name, name)
+        self.control.set_log_level(name)
+        log.info("log level set to %s", name)
+        return _json({"level": name})
+
+    async def watch(self, request):
+        resp = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
+        resp.enable_chunked_encoding()
+        agen = self.control.watch()
+        nxt = None
+        try:
+            # Start the generator before answering: a generator subscribes
+            # when its body first runs, and the client takes the headers as
+            # "subscribed" (it may act right away and expect to see the
+            # events that causes).  prepare() then sends the headers at once.
+            nxt = asyncio.ensure_future(agen.__anext__())
+            await asyncio.sleep(0)
+            await resp.prepare(request)
+            loop = asyncio.get_running_loop()
+            idle_since = loop.time()
+            closing = asyncio.ensure_future(self.closing.wait())
+            try:
+                while True:
+                    if nxt is None:
+                        nxt = asyncio.ensure_future(agen.__anext__())
+                    done, _ = await asyncio.wait({nxt, closing}, timeout=_WATCH_POLL,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if closing in done:
+                        break
+                    if nxt in done:
+                        task, nxt = nxt, None
+                        try:
+                            event = task.result()
+                        except StopAsyncIteration:
+                            break
+                        except Exception:
+                            # Headers are out: end the stream, keep the cause in the log.
+                            log.exception("watch stream: the daemon's event source failed")
+                            break
+                        await resp.write(_encoder.encode(event) + b"\n")
+                        idle_since = loop.time()
+                        continue
+                    # No event this round: has the client gone?
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        break
+                    if loop.time() - idle_since >= WATCH_HEARTBEAT:
+                        await resp.write(b"\n")
+                        idle_since = loop.time()
+            finally:
+                closing.cancel()
+            # A clean end of the chunked body also when the server stops:
+            # the client then sees the stream end, not a broken connection.
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client left: the normal end of a watch
+        finally:
+            if nxt is not None:
+                # Cancelling the pending step ends the generator where it
+                # waits, so the daemon drops this subscriber.
+                nxt.cancel()
+                try:
+                    await nxt
+                except (asyncio.CancelledError, StopAsyncIteration, Exception):
+                    pass
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except RuntimeError:
+                    pass  # "aclose(): asynchronous generator is already running" on odd iterators
+        return resp
+
+
+def _lookup_key(text: str, fam: str, longest: bool) -> str:
+    """?prefix= for the family: a prefix (exact lookup), or for a longest
+    match also a bare address.  Returned in canonical spelling."""
+    text = text.strip()
+    try:
+        if longest and "/" not in text:
+            ip = ipaddress.ip_address(text)
+            net = ipaddress.ip_network(ip)
+        else:
+            net = ipaddress.ip_network(text, strict=not longest)
+    except ValueError as exc:
+        raise BadRequest("prefix", "not an IP prefix: %s (%s)" % (_show(text), exc)) from None
+    if net.version != _FAMILY_VERSION[fam]:
+        raise BadRequest("prefix", "%s is not an %s prefix" % (text, fam))
+    if longest and "/" not in text:
+        return str(net.network_address)
+    return str(net)
+
+
+@web.middleware
+async def _errors(request, handler):
+    """Every failure as {"error": ...}: the CLI shows the message as is."""
+    try:
+        return await handler(request)
+    except _HttpError as exc:
+        return _error(exc.status, exc.message, **exc.extra)
+    except BadRequest as exc:
+        return _error(400, str(exc), **({"field": exc.field} if exc.field else {}))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.text if exc.text and not exc.text.startswith("%d:" % exc.status) else exc.reason
+        if exc.status == 404:
+            reason = "no such endpoint: %s %s" % (request.method, request.path)
+        elif exc.status == 405:
+            reason = "method %s not allowed on %s" % (request.method, request.path)
+        resp = _error(exc.status, reason)
+        for h in ("Allow", "WWW-Authenticate"):
+            if h in exc.headers:
+                resp.headers[h] = exc.headers[h]
+        return resp
+    except NotImplementedError as exc:
+        return _error(501, "not implemented by this daemon: %s" % (exc or request.path))
+    except ValueError as exc:
+        # The daemon's own validation (a family it does not run, a next hop
+        # it cannot use...): the request's fault.
+        return _error(400, str(exc))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        log.exception("API %s %s failed", request.method, request.path)
+        return _error(500, "internal error: %s: %s" % (type(exc).__name__, exc))
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _auth_middleware(token: str):
+    # Digests of equal length, compared in constant time: neither the
+    # token's content nor its length shows in the response time.
+    want = _digest(token)
+
+    @web.middleware
+    async def auth(request, handler):
+        scheme, _, cred = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(cred.strip()), want):
+            resp = _error(401, "unauthorized: a valid bearer token is required on the TCP API")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="fastbgp"'
+            return resp
+        return await handler(request)
+
+    return auth
+
+
+_HANDLERS = web.AppKey("fastbgp_handlers", _Handlers)
+
+
+def make_app(control: ctl.Control, token: Optional[str] = None) -> web.Application:
+    """The aiohttp application; with ``token`` every request must bear it."""
+    middlewares = [_errors]
+    if token is not None:
+        middlewares.insert(0, _auth_middleware(token))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    h = _Handlers(control)
+    app[_HANDLERS] = h
+    r = app.router
+    r.add_get("/v1/neighbors", h.neighbors)
+    r.add_get("/v1/neighbors/{addr}", h.neighbor)
+    r.add_post("/v1/neighbors/{addr}/{action:enable|disable|reset|softreset}", h.neighbor_action)
+    r.add_get("/v1/neighbors/{addr}/adj-{dir:in|out}/{family}", h.adj_rib)
+    r.add_get("/v1/rib/summary", h.rib_summary)  # before /rib/{family}: first match wins
+    r.add_get("/v1/rib/{family}", h.rib)
+    r.add_post("/v1/rib/announce", h.announce)
+    r.add_post("/v1/rib/withdraw", h.withdraw)
+    r.add_post("/v1/rib/inject", h.inject)
+    r.add_post("/v1/reload", h.reload)
+    r.add_get("/v1/watch", h.watch)
+    r.add_post("/v1/log-level", h.log_level)
+    return app
+
+
+# ------------------------------------------------------------------ listeners
+
+
+def _unix_socket(path: str) -> socket.socket:
+    """A listening-ready unix socket at ``path``, mode 0600.
+
+    The parent directory is created 0700 when missing (an existing one is
+    left as the administrator made it).  A stale socket from a crashed
+    daemon is replaced; a live one (another daemon answers) or any other
+    kind of file is an error, never silently removed.
+    """
+    path = os.path.abspath(path)
+    if len(os.fsencode(path)) >= 108:
+        raise OSError("API socket path too long for a unix socket (max 107 bytes): %s" % path)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        try:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            os.chmod(parent, 0o700)
+        except OSError as exc:
+            raise OSError("cannot create the API socket directory %s: %s (see global.api.socket)"
+                          % (parent, exc.strerror or exc)) from None
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError("%s exists and is not a socket; not replacing it" % path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale: nobody listens any more
+        except OSError as exc:
+            raise OSError("cannot tell whether %s is in use: %s" % (path, exc)) from None
+        else:
+            raise OSError("another process already serves the API on %s" % path)
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # bind() creates the file with the umask applied: narrow it for the call
+    # so the socket is never reachable by others, even for a moment.
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise OSError("cannot bind the API socket %s: %s" % (path, exc.strerror or exc)) from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.setblocking(False)
+    return sock
+
+
+def _tcp_socket(endpoint) -> socket.socket:
+    """``"addr:port"`` / ``"[v6]:port"`` / (addr, port); port 0 picks one."""
+    from fastbgp.config.schema import parse_endpoint
+
+    if isinstance(endpoint, str):
+        host, port = parse_endpoint(endpoint)
+    else:
+        host, port = endpoint
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, int(port)))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class ApiServer:
+    """The API listeners of one daemon, on the running event loop.
+
+    ::
+
+        server = ApiServer(daemon, socket_path="/run/fastbgp/fastbgp.sock",
+                           tcp="127.0.0.1:50051", token="...")
+        await server.start()
+        ...
+        await server.stop()
+
+    ``ApiServer.from_config(control, config.global_.api)`` reads the
+    listeners from ``[global.api]``.  ``socket_path=None`` serves no unix
+    socket (tests of the TCP listener); ``tcp`` without ``token`` is refused.
+    """
+
+    def __init__(self, control: ctl.Control, socket_path: Optional[str] = None, tcp=None,
+                 token: Optional[str] = None, shutdown_timeout: float = 2.0):
+        if tcp is not None and not token:
+            raise ValueError("the TCP API listener needs a token (global.api.token)")
+        self.control = control
+        self.socket_path = os.path.abspath(socket_path) if socket_path else None
+        self.tcp = tcp
+        self.token = token
+        self.shutdown_timeout = shutdown_timeout
+        self._runners: list = []
+        self._socket_inode = None
+        self.tcp_address: Optional[tuple] = None  # (host, port) once started
+
+    @classmethod
+    def from_config(cls, control: ctl.Control, api_config, **kw) -> "ApiServer":
+        """From a config.ApiConfig (``[global.api]``)."""
+        return cls(control, socket_path=api_config.socket, tcp=api_config.tcp, token=api_config.token, **kw)
+
+    async def _site(self, app, sock):
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.SockSite(runner, sock)
+        await site.start()
+
+    async def start(self) -> "ApiServer":
+        try:
+            if self.socket_path:
+                sock = _unix_socket(self.socket_path)
+                self._socket_inode = os.stat(self.socket_path).st_ino
+                await self._site(make_app(self.control), sock)
+                log.info("API listening on unix:%s", self.socket_path, extra={"socket": self.socket_path})
+            if self.tcp is not None:
+                sock = _tcp_socket(self.tcp)
+                self.tcp_address = sock.getsockname()[:2]
+                await self._site(make_app(self.control, token=self.token), sock)
+                log.info("API listening on tcp %s:%d (bearer token required)", *self.tcp_address)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        runners, self._runners = self._runners, []
+        if self.socket_path and self._socket_inode is not None:
+            # First, so no new client finds it.  Only if it is still ours: a
+            # daemon started since may have replaced it.
+            try:
+                if os.stat(self.socket_path).st_ino == self._socket_inode:
+                    os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+            self._socket_inode = None
+        for runner in runners:
+            h = runner.app[_HANDLERS]
+            h.closing.set()  # ends watch streams now rather than at the timeout
+        for runner in runners:
+            await runner.cleanup()
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+
+async def serve(control: ctl.Control, api_config=None, **kw) -> ApiServer:
+    """Start the API of ``control`` as ``[global.api]`` says (or with the
+    ApiServer keywords given); returns the started server to stop later."""
+    server = ApiServer.from_config(control, api_config, **kw) if api_config is not None else ApiServer(control, **kw)
+    return await server.start()

@@ -1,0 +1,576 @@
+"""Update groups: the daemon's Adj-RIB-Out, computed and encoded once per
+group of peers that would receive the same bytes.
+
+A full table is a million prefixes but only a few thousand attribute sets,
+and most peers of a router are treated alike.  So export works on
+*attribute groups* (an interned attribute set and the packed prefixes that
+carry it, straight from a RIB ChangeSet or dump) and on *update groups*
+(peers whose UPDATEs would be byte-identical):
+
+* the export rules (RFC 4271 §5.1 / §9.2, RFC 4456, RFC 7947, RFC 1997
+  well-known communities, RFC 9234 OTC) and the export policy chain run once
+  per (source class, attribute set) and group, cached by the attribute bytes;
+* ``codec.pack_updates`` / ``codec.pack_withdraws`` encode each attribute
+  group once per update group; every member gets the very same list of
+  ``bytes`` objects, written with ``transport.writelines`` by its sender
+  (which waits on the transport's back-pressure).
+
+What makes peers share a group (:func:`group_key`): the family, the export
+chain, how UPDATEs are encoded (4-octet AS, ADD-PATH send, extended
+messages: the codec Context), the member's kind (eBGP, iBGP, route-server
+client, route-reflector client), the local AS, and the next hop "self" would
+write (the session's local address).  A chain that looks at the neighbour
+(its address, AS, or next-hop-self) gets one group per peer.
+
+Sources.  The daemon interns every path's attributes together with its
+source peer id (see :func:`source_tag`), so an attribute id names exactly one
+source and the export rules that depend on where a route came from (iBGP
+split horizon, reflection, MED) need no per-prefix lookup, even for a full
+dump from ``Rib.dump_best``.
+
+No Adj-RIB-Out is stored per peer or group (it would cost a second table
+of the Loc-RIB's size per group); what a group holds is, by construction,
+the Loc-RIB through its export rules, and the API computes it that way.
+The price is a few withdrawals that may be superfluous -- for a prefix
+whose new best path the export rejects, and towards the source of a new
+best path (below) -- which a peer ignores for a route it does not hold
+(RFC 4271 §9).  None is sent when every prefix of a change is new to the
+Loc-RIB (``Delta.fresh``), so a first full table costs no extra message.
+
+Split horizon towards a member that is itself the source.  Prefixes whose
+best path came from member P are not sent to P; P gets a withdrawal of them
+instead, because P may hold an older best path of ours for them.
+
+ADD-PATH send (RFC 7911).  A group whose members receive several paths per
+prefix is fed from the Adj-RIBs-In rather than from best-path changes: every
+accepted path of every peer is exported with a path identifier derived from
+(source peer id, received path id), so a path keeps its identifier for its
+whole life and a withdrawal names exactly that path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+
+from fastbgp.wire import codec
+from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
+from fastbgp.wire.constants import (
+    AS_SEQUENCE,
+    ATTR_AS_PATH,
+    ATTR_CLUSTER_LIST,
+    ATTR_COMMUNITIES,
+    ATTR_LOCAL_PREF,
+    ATTR_MED,
+    ATTR_NEXT_HOP,
+    ATTR_ORIGINATOR_ID,
+    ATTR_OTC,
+    COMMUNITY_NO_ADVERTISE,
+    COMMUNITY_NO_EXPORT,
+    COMMUNITY_NO_EXPORT_SUBCONFED,
+    FLAG_EXTENDED_LENGTH,
+    FLAG_OPTIONAL,
+    FLAG_PARTIAL,
+    FLAG_TRANSITIVE,
+    IPV4_UNICAST,
+    WELL_KNOWN_FLAGS,
+)
+from fastbgp.rib.policy import NEXT_HOP_SELF
+from fastbgp.rib.attrs import KNOWN_ATTRS
+
+__all__ = [
+    "LOCAL",
+    "EBGP",
+    "IBGP",
+    "RS",
+    "Source",
+    "UpdateGroup",
+    "Delta",
+    "source_tag",
+    "untag",
+    "tag_source",
+    "group_key",
+    "addpath_id",
+    "rewrite_path_ids",
+]
+
+log = logging.getLogger("fastbgp.export")
+
+# Kinds of sources and of group members.
+LOCAL = 0  # originated here (configuration or API)
+EBGP = 1
+IBGP = 2
+RS = 3  # route-server client (RFC 7947): eBGP without our AS in the path
+
+# The cache of export results is dropped when it grows past this: it is
+# keyed by attribute bytes, so a table with very many distinct sets simply
+# recomputes now and then.
+CACHE_LIMIT = 1 << 16
+
+_PID = struct.Struct(">H")
+
+
+def source_tag(pid, next_hop=b""):
+    """The ``next_hop`` argument to AttrTable.intern for a path from peer
+    ``pid``: the real MP next hop followed by the 16-bit peer id, so an
+    attribute id belongs to exactly one source."""
+    return next_hop + _PID.pack(pid)
+
+
+def untag(tagged):
+    """(source peer id, real MP next hop) of a tagged intern key."""
+    return _PID.unpack_from(tagged, len(tagged) - 2)[0], tagged[:-2]
+
+
+def tag_source(table, aid):
+    """(source peer id, attrs, MP next hop) of an interned attribute id."""
+    attrs, tagged = table.key(aid)
+    pid, nh = untag(tagged)
+    return pid, attrs, nh
+
+
+class Source:
+    """What the export rules need to know about the peer a path came from."""
+
+    __slots__ = ("pid", "kind", "rr_client", "router_id", "peer_as", "address", "addpath_rx")
+
+    def __init__(self, pid, kind, rr_client=False, router_id=0, peer_as=0, address=None, addpath_rx=frozenset()):
+        self.pid = pid
+        self.kind = kind
+        self.rr_client = rr_client
+        self.router_id = router_id
+        self.peer_as = peer_as
+        self.address = address
+        self.addpath_rx = addpath_rx  # families received with path ids (ADD-PATH dumps)
+
+    def __repr__(self):
+        return "Source(%d, %s)" % (self.pid, ("local", "ebgp", "ibgp", "rs")[self.kind])
+
+
+def addpath_id(src_pid, rx_id=0):
+    """RFC 7911 path identifier we send for path ``rx_id`` of peer
+    ``src_pid``: unique per (peer, received id) while received ids stay
+    below 2**16 (ids above share their low 16 bits -- a documented limit)."""
+    return ((src_pid & 0xFFFF) << 16) | (rx_id & 0xFFFF)
+
+
+def rewrite_path_ids(packed, afi, rx_addpath, src_pid):
+    """Packed NLRI of ``src_pid`` (with its own path ids when
+    ``rx_addpath``) -> packed NLRI with our path ids.  Per prefix in Python:
+    only ADD-PATH groups pay for it."""
+    items = codec.unpack_prefixes(packed, afi, rx_addpath)
+    base = (src_pid & 0xFFFF) << 16
+    return codec.pack_prefixes([(base | (pid & 0xFFFF), addr, plen) for pid, addr, plen in items], True)
+
+
+class Delta:
+    """One change to export, detached from RIB state (blocks are held by
+    reference, so attribute ids freed meanwhile cannot matter).
+
+    ``announced``: [(source pid, attrs, MP next hop, packed)] -- packed with
+    our path ids when ``addpath``; ``withdrawn``: packed prefixes no longer
+    reachable (for ``addpath``, [(source pid, packed with our ids)]).
+    ``rejected_as_withdraw``: a full re-advertisement (soft reset out): what
+    the export rejects is withdrawn too, since the peer may hold it from
+    before the policy changed.
+    """
+
+    __slots__ = ("family", "announced", "withdrawn", "addpath", "rejected_as_withdraw", "dump", "fresh", "n")
+
+    def __init__(self, family, announced=(), withdrawn=b"", addpath=False, rejected_as_withdraw=False, dump=False,
+                 n=0):
+        self.family = family
+        self.announced = announced
+        self.withdrawn = withdrawn
+        self.addpath = addpath
+        self.rejected_as_withdraw = rejected_as_withdraw
+        self.dump = dump  # a table dump: nothing to withdraw for what export rejects
+        # Every announced prefix is new to the Loc-RIB: no peer holds an
+        # older route for it, so nothing needs withdrawing on its behalf.
+        self.fresh = False
+        self.n = n  # prefixes, for slicing decisions
+
+    @classmethod
+    def from_changeset(cls, family, cs, table):
+        ann = []
+        for aid, packed in cs.announced.items():
+            pid, attrs, nh = tag_source(table, aid)
+            ann.append((pid, attrs, nh, packed))
+        return cls(family, ann, cs.withdrawn, n=cs.n_announced + cs.n_withdrawn)
+
+
+def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc):
+    """Peers with equal keys receive byte-identical UPDATEs for ``family``."""
+    return (
+        family,
+        chain.names,
+        chain.default_accept,
+        member_address if chain.uses_ctx else None,
+        ctx.as4,
+        family in ctx.addpath_tx,
+        ctx.extended_message,
+        kind,
+        rr_client,
+        local_as,
+        nh_self,
+        cluster_id if kind == IBGP else None,
+        otc,
+    )
+
+
+class _Out:
+    """Messages produced by one Delta for one group: ``common`` goes to
+    every member; ``by_src[pid]`` to every member but ``pid``, which gets
+    ``echo[pid]`` (the same prefixes, withdrawn) instead."""
+
+    __slots__ = ("common", "by_src", "echo")
+
+    def __init__(self):
+        self.common = []
+        self.by_src = {}
+        self.echo = {}
+
+    def __bool__(self):
+        return bool(self.common or self.by_src or self.echo)
+
+
+class UpdateGroup:
+    """Peers that receive the same UPDATE bytes for one family.
+
+    ``members``: pid -> the daemon's neighbour object (anything with
+    ``send_messages(list)``).  ``engine``/``chain``: the export policy;
+    ``pctx``: the policy.PolicyContext the chain runs with (a member's, when
+    the chain uses it the group has one member).  ``nh4``/``nh6``: packed
+    next hop "self" writes.  ``otc``: add RFC 9234 OTC on egress.
+    """
+
+    def __init__(self, key, family, ctx, engine, chain, pctx, kind, rr_client, local_as, nh4, nh6,
+                 cluster_id=None, otc=False):
+        self.key = key
+        self.family = family
+        self.afi, self.safi = family
+        self.ctx = ctx
+        self.engine = engine
+        self.chain = chain
+        self.pctx = pctx
+        self.kind = kind
+        self.rr_client = rr_client
+        self.local_as = local_as
+        self.nh4 = nh4
+        self.nh6 = nh6
+        self.cluster_id = cluster_id  # 4 octets
+        self.otc = otc
+        self.addpath = family in ctx.addpath_tx
+        # No policy and a default of reject (RFC 8212 for eBGP): nothing is
+        # ever advertised, so nothing ever needs withdrawing either.
+        self.exports_nothing = not chain.policies and not chain.default_accept
+        self.members = {}
+        self._cache = {}
+        self.updates_encoded = 0  # messages built, for tests and stats
+
+    def __repr__(self):
+        return "<UpdateGroup %s %s %d members>" % (
+            self.family,
+            ("local", "ebgp", "ibgp", "rs")[self.kind],
+            len(self.members),
+        )
+
+    def set_policy(self, engine, chain, pctx):
+        """A reload compiled a new engine: same chain names, new objects."""
+        self.engine = engine
+        self.chain = chain
+        self.pctx = pctx
+        self.exports_nothing = not chain.policies and not chain.default_accept
+        self._cache.clear()
+
+    # ------------------------------------------------------------ export rules
+
+    def _allowed(self, src):
+        """Whether a path from ``src`` may go to this group at all."""
+        if src.kind == IBGP and self.kind == IBGP:
+            # RFC 4271 §9.2: routes from internal peers are not sent to
+            # internal peers -- unless we reflect them (RFC 4456 §6): from a
+            # client to every peer, from a non-client to clients only.
+            return src.rr_client or self.rr_client
+        return True
+
+    def export(self, src, attrs, nh):
+        """(attrs, MP next hop) to send for a path from ``src``, None when
+        not exported, or (attrs, nh, True) when the chain must run per
+        prefix (see :meth:`export_prefix`).  Cached per (source class,
+        attributes, next hop)."""
+        reflect = src.kind == IBGP and self.kind == IBGP
+        key = (src.kind, src.rr_client, src.router_id if reflect else 0, attrs, nh)
+        cache = self._cache
+        hit = cache.get(key, cache)
+        if hit is not cache:
+            return hit
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        try:
+            out = self._export(src, attrs, nh)
+        except Exception:
+            log.exception("export of an attribute set from %r failed; not sent", src)
+            out = None
+        cache[key] = out
+        return out
+
+    def _export(self, src, attrs, nh):
+        if not self._allowed(src):
+            return None
+        items = {}
+        for f, t, v in split_attrs(attrs):
+            items[t] = (f, v)
+        comm = items.get(ATTR_COMMUNITIES)
+        if comm is not None:
+            cs = set(struct.unpack(">%dI" % (len(comm[1]) // 4), comm[1][: len(comm[1]) & ~3]))
+            # RFC 1997: NO_ADVERTISE goes to no peer; NO_EXPORT and
+            # NO_EXPORT_SUBCONFED stay inside the AS (no confederations here).
+            if COMMUNITY_NO_ADVERTISE in cs:
+                return None
+            if self.kind in (EBGP, RS) and (COMMUNITY_NO_EXPORT in cs or COMMUNITY_NO_EXPORT_SUBCONFED in cs):
+                return None
+        if src.kind != LOCAL:
+            # RFC 4271 §5 / §9: an unrecognised optional transitive
+            # attribute is passed on with the Partial bit set; an
+            # unrecognised non-transitive one is not passed on.
+            for t in [t for t in items if t not in KNOWN_ATTRS]:
+                f, v = items[t]
+                if not f & FLAG_OPTIONAL:
+                    continue
+                if f & FLAG_TRANSITIVE:
+                    items[t] = (f | FLAG_PARTIAL, v)
+                else:
+                    del items[t]
+        if self.kind in (EBGP, RS):
+            # RFC 4271 §5.1.5: LOCAL_PREF is not sent to external peers.
+            # RFC 4456 §8: ORIGINATOR_ID and CLUSTER_LIST are the AS's own.
+            for t in (ATTR_LOCAL_PREF, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST):
+                items.pop(t, None)
+            if self.kind == EBGP and src.kind != LOCAL:
+                # RFC 4271 §5.1.4: a MED received from a neighbouring AS is
+                # not propagated to other neighbouring ASes.  (RFC 7947
+                # §2.2.3: a route server passes it on untouched.)
+                items.pop(ATTR_MED, None)
+        block = _encode(items)
+        v4 = self.family == IPV4_UNICAST
+        policy_nh = None
+        if self.chain.policies or not self.chain.default_accept:
+            if self.chain.prefix_dependent:
+                return (block, nh, True)
+            verdict = self.engine.evaluate_group(self.chain, block, self.pctx, self.afi, "export")
+            if verdict is None:
+                return None
+            block, policy_nh = verdict.attrs, verdict.next_hop
+        return self._finish(src, block, nh, policy_nh, v4)
+
+    def export_prefix(self, src, block, nh, prefix):
+        """Per-prefix tail of :meth:`export` for prefix-dependent chains;
+        ``prefix`` is (afi, address bytes, length)."""
+        verdict = self.engine.evaluate(self.chain, "export", prefix, block, self.pctx)
+        if verdict is None:
+            return None
+        key = ("pp", src.kind, src.rr_client, src.router_id, verdict.attrs, nh, verdict.next_hop)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._finish(src, verdict.attrs, nh, verdict.next_hop, self.family == IPV4_UNICAST)
+        return hit
+
+    def _finish(self, src, block, nh, policy_nh, v4):
+        """Rules that apply after the export policy: AS_PATH prepend, next
+        hop, LOCAL_PREF presence, reflection attributes, OTC."""
+        items = {t: (f, v) for f, t, v in split_attrs(block)}
+        kind = self.kind
+        if policy_nh == NEXT_HOP_SELF:
+            policy_nh = self.nh4 if v4 else self.nh6
+        if kind == EBGP:
+            # RFC 4271 §5.1.2: our AS goes first in the AS_PATH.
+            f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
+            items[ATTR_AS_PATH] = (f, _prepend(v, self.local_as))
+            # RFC 4271 §5.1.3: to an external peer the next hop is our own
+            # address on the session, unless policy chose one.
+            if policy_nh is None:
+                if v4:
+                    if self.nh4 is None:
+                        return None
+                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+                else:
+                    nh = self.nh6
+            items.pop(ATTR_LOCAL_PREF, None)  # a policy may have set it
+        else:
+            if kind == RS:
+                items.pop(ATTR_LOCAL_PREF, None)
+            else:
+                # RFC 4271 §5.1.5: every UPDATE to an internal peer carries
+                # LOCAL_PREF (100 when nothing set one).
+                if ATTR_LOCAL_PREF not in items:
+                    items[ATTR_LOCAL_PREF] = (WELL_KNOWN_FLAGS[ATTR_LOCAL_PREF], b"\x00\x00\x00\x64")
+                if src.kind == IBGP:
+                    # RFC 4456 §8: a reflected route carries its originator
+                    # (set once, by the first reflector) and our CLUSTER_ID
+                    # in front of the CLUSTER_LIST.
+                    if ATTR_ORIGINATOR_ID not in items:
+                        items[ATTR_ORIGINATOR_ID] = (FLAG_OPTIONAL, src.router_id.to_bytes(4, "big"))
+                    f, v = items.get(ATTR_CLUSTER_LIST, (FLAG_OPTIONAL, b""))
+                    items[ATTR_CLUSTER_LIST] = (f & ~FLAG_EXTENDED_LENGTH, self.cluster_id + v)
+            # RFC 4271 §5.1.3 (internal peers) and RFC 7947 §2.2.1 (route
+            # server clients): the next hop is left as it is -- except for our
+            # own routes that name none, which get ours.
+            if policy_nh is None:
+                if v4 and ATTR_NEXT_HOP not in items:
+                    if self.nh4 is None:
+                        return None
+                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+                elif not v4 and not nh:
+                    nh = self.nh6
+        if policy_nh is not None and not v4:
+            nh = policy_nh
+        if kind == IBGP and nh and len(nh) == 32:
+            # RFC 2545 §3: a link-local next hop only means something on the
+            # link it was learned on; internal peers get the global one.
+            nh = nh[:16]
+        if self.otc and ATTR_OTC not in items:
+            # RFC 9234 §5: routes sent to a customer, peer or RS client
+            # carry OTC; we add it with our AS when absent.
+            items[ATTR_OTC] = (FLAG_OPTIONAL | FLAG_TRANSITIVE, self.local_as.to_bytes(4, "big"))
+        if not v4 and not nh:
+            return None  # no usable next hop for an MP_REACH_NLRI
+        return (_encode(items), nh)
+
+    # ------------------------------------------------------------ encoding
+
+    def _pack(self, out, packed):
+        attrs, nh = out
+        self.updates_encoded += 1
+        if self.family == IPV4_UNICAST:
+            return codec.pack_updates(attrs, packed, self.ctx)
+        return codec.pack_updates(attrs, packed, self.ctx, self.afi, self.safi, nh)
+
+    def _pack_withdraws(self, packed):
+        if self.family == IPV4_UNICAST:
+            return codec.pack_withdraws(packed, self.ctx)
+        return codec.pack_withdraws(packed, self.ctx, self.afi, self.safi)
+
+    def process(self, delta, sources, single=False, members=None):
+        """Encode ``delta`` for this group: an _Out (see there).
+
+        ``single``: a dump for one member that already left out its own
+        paths, so everything is common.  ``members``: the pids whose own
+        paths must be kept apart (default: the group's members); a dump for
+        joining members passes theirs.  A dump withdraws nothing for what
+        the export rejects unless the delta asks for it (soft reset out),
+        and needs no echo withdrawals (a joining member holds nothing)."""
+        res = _Out()
+        if delta.addpath != self.addpath or self.exports_nothing:
+            return res
+        if single:
+            members = ()
+        elif members is None:
+            members = self.members
+        withdraw_rejected = delta.rejected_as_withdraw or not (single or delta.dump or delta.fresh)
+        withdraw = []  # packed prefixes withdrawn from everyone
+        if delta.addpath:
+            for _pid, packed in delta.withdrawn:
+                if packed:
+                    withdraw.append(packed)
+        elif delta.withdrawn:
+            withdraw.append(delta.withdrawn)
+        for pid, attrs, nh, packed in delta.announced:
+            if not packed:
+                continue
+            src = sources.get(pid)
+            if src is None:
+                continue
+            out = self.export(src, attrs, nh)
+            if out is None:
+                if withdraw_rejected:
+                    withdraw.append(packed)
+                continue
+            if len(out) == 3:
+                accepted = self._split_per_prefix(src, out[0], out[1], packed, delta.addpath)
+            else:
+                accepted = ((out, packed),)
+            for o, pk in accepted:
+                if o is None:
+                    if withdraw_rejected:
+                        withdraw.append(pk)
+                    continue
+                msgs = self._pack(o, pk)
+                if pid in members:
+                    lst = res.by_src.get(pid)
+                    if lst is None:
+                        res.by_src[pid] = msgs
+                        res.echo[pid] = [pk]
+                    else:
+                        lst.extend(msgs)
+                        res.echo[pid].append(pk)
+                else:
+                    res.common.extend(msgs)
+        if withdraw:
+            # Withdrawals first: a prefix is never in both lists of one
+            # delta, and a peer short of memory is better off losing first.
+            res.common[:0] = self._pack_withdraws(b"".join(withdraw))
+        if res.echo:
+            if delta.dump or delta.addpath or delta.fresh:
+                # A joining member holds nothing yet; an ADD-PATH member
+                # never got its own paths (they have our path ids).
+                res.echo = {}
+            else:
+                res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
+        return res
+
+    def _split_per_prefix(self, src, block, nh, packed, addpath):
+        """The export chain looks at prefixes: evaluate each one, then
+        regroup the prefixes by result.  [(out or None, packed)]."""
+        afi = self.afi
+        buckets = {}
+        for pid, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
+            out = self.export_prefix(src, block, nh, (afi, addr, plen))
+            entry = bytes((plen,)) + addr[: (plen + 7) >> 3]
+            if addpath:
+                entry = pid.to_bytes(4, "big") + entry
+            lst = buckets.get(out)
+            if lst is None:
+                buckets[out] = [entry]
+            else:
+                lst.append(entry)
+        return [(out, b"".join(entries)) for out, entries in buckets.items()]
+
+
+def _encode(items):
+    """Attribute block from {type: (flags, value)}, sorted by type code."""
+    return b"".join(encode_attr(items[t][0] & ~FLAG_EXTENDED_LENGTH, t, items[t][1]) for t in sorted(items))
+
+
+def _prepend(value, asn):
+    """AS_PATH value (4-octet) with ``asn`` in front (RFC 4271 §5.1.2: into
+    the leading AS_SEQUENCE, or a new one when the path starts with an
+    AS_SET or the sequence is full)."""
+    segs = decode_segments(value, 4) if value else []
+    if segs and segs[0][0] == AS_SEQUENCE and len(segs[0][1]) < 255:
+        segs[0] = (AS_SEQUENCE, [asn] + segs[0][1])
+    else:
+        segs.insert(0, (AS_SEQUENCE, [asn]))
+    return encode_segments(segs, 4)
+
+
+def packed_address(text):
+    """4 or 16 octets of an address string (None stays None)."""
+    if text is None:
+        return None
+    return ipaddress.ip_address(str(text).split("%")[0]).packed
+
+
+def self_next_hops(local_address, configured=None):
+    """(nh4, nh6) "self" means on a session whose local address is
+    ``local_address``: our address of each family; over an IPv4 session the
+    IPv6 one is the IPv4-mapped address (as fastbgp.session.speaker does)."""
+    addr = packed_address(local_address or configured)
+    if addr is None:
+        return None, None
+    if len(addr) == 4:
+        return addr, b"\x00" * 10 + b"\xff\xff" + addr
+    ip = ipaddress.IPv6Address(addr)
+    return (ip.ipv4_mapped.packed if ip.ipv4_mapped else None), addr
+

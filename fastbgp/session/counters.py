@@ -1,0 +1,89 @@
+"""Per-neighbour counters, named after GoBGP's ``PeerState.Messages`` and
+``Timers.State`` so numbers can be compared side by side."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import msgspec
+
+from fastbgp.wire.constants import (
+    MSG_KEEPALIVE,
+    MSG_NOTIFICATION,
+    MSG_OPEN,
+    MSG_ROUTE_REFRESH,
+    MSG_UPDATE,
+)
+
+__all__ = ["MessageCounts", "Counters"]
+
+_FIELD = {
+    MSG_OPEN: "open",
+    MSG_UPDATE: "update",
+    MSG_NOTIFICATION: "notification",
+    MSG_KEEPALIVE: "keepalive",
+    MSG_ROUTE_REFRESH: "refresh",
+}
+
+
+class MessageCounts(msgspec.Struct):
+    """Messages of each type in one direction.  ``discarded`` counts
+    messages (or parts) dropped without effect: UPDATEs for families not
+    negotiated, ROUTE-REFRESH for unknown families or subtypes.
+    ``withdraw_update``/``withdraw_prefix`` count UPDATEs carrying
+    withdrawals and the withdrawn prefixes (GoBGP's WithdrawUpdate /
+    WithdrawPrefix)."""
+
+    open: int = 0
+    update: int = 0
+    notification: int = 0
+    keepalive: int = 0
+    refresh: int = 0
+    discarded: int = 0
+    withdraw_update: int = 0
+    withdraw_prefix: int = 0
+    total: int = 0
+
+    def count(self, mtype: int, n: int = 1) -> None:
+        name = _FIELD.get(mtype)
+        if name is not None:
+            setattr(self, name, getattr(self, name) + n)
+        self.total += n
+
+
+class Counters(msgspec.Struct):
+    """Everything counted for one neighbour; survives session restarts
+    (like GoBGP's peer state) until :meth:`reset`.
+
+    Times are wall-clock seconds (``time.time()``): ``uptime`` is when the
+    current/last session became Established, ``downtime`` when it last left
+    Established, ``last_update_received``/``last_update_sent`` the last
+    UPDATE in each direction.
+    """
+
+    sent: MessageCounts = msgspec.field(default_factory=MessageCounts)
+    received: MessageCounts = msgspec.field(default_factory=MessageCounts)
+    established_count: int = 0
+    flaps: int = 0  # transitions out of Established
+    uptime: Optional[float] = None
+    downtime: Optional[float] = None
+    last_update_received: Optional[float] = None
+    last_update_sent: Optional[float] = None
+    # RFC 7606 errors handled without a session reset.
+    treat_as_withdraw: int = 0
+    attribute_discard: int = 0
+    # Connections: attempts made, failed, accepted, refused (unknown peer or
+    # Idle / second collision connection).
+    connect_attempts: int = 0
+    connect_failures: int = 0
+    accepted: int = 0
+    refused: int = 0
+    collisions: int = 0  # RFC 4271 §6.8 collisions resolved
+
+    def reset(self) -> None:
+        fresh = Counters()
+        for name in self.__struct_fields__:
+            setattr(self, name, getattr(fresh, name))
+
+    def to_dict(self) -> dict:
+        return msgspec.to_builtins(self)

@@ -1,0 +1,865 @@
+"""The asyncio side of one BGP session: an RFC 4271 FSM (:mod:`fastbgp.session.fsm`)
+wired to timers and to a TCP connection.
+
+Two classes:
+
+:class:`Connection`
+    the :class:`asyncio.Protocol` of one TCP connection.  It frames the byte
+    stream with ``codec.MessageReader``, hands complete messages to its
+    session in bounded slices (a burst of UPDATEs never starves the loop:
+    reading is paused and the rest is processed on later loop turns), and
+    implements write back-pressure (``pause_writing``/``resume_writing``,
+    :meth:`Connection.drain`).  Works the same on uvloop.
+
+:class:`Session`
+    one FSM, its timers (one ``loop.call_later`` handle per timer, armed
+    and cancelled exactly as the FSM's actions say), the connection it
+    currently drives, and the OPEN exchange / capability negotiation result.
+    A session never decides policy: routes, collisions and configuration
+    belong to its owner, the neighbour object of :mod:`fastbgp.session.speaker`,
+    which it calls back through a small set of ``_session_*`` / ``_on_*``
+    methods (see :class:`SessionOwner`).
+
+Per RFC 4271 §6.8 there is one FSM per connection: when a second connection
+to the same peer appears, the owner creates a second Session for it and
+resolves the collision when an OPEN arrives.
+
+Nothing a peer sends may escape as an exception: every message is handled
+under a guard that turns an unexpected error into a NOTIFICATION and a
+closed connection for this session only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import struct
+import time
+from collections import deque
+from typing import Optional
+
+from fastbgp.wire import capabilities as caps_mod
+from fastbgp.wire import codec
+from fastbgp.session import transport as _transport
+from fastbgp.wire.types import DEFAULT_CONTEXT
+from fastbgp.wire.constants import (
+    MAX_MESSAGE_LEN,
+    MSG_KEEPALIVE,
+    MSG_NOTIFICATION,
+    MSG_OPEN,
+    MSG_ROUTE_REFRESH,
+    MSG_UPDATE,
+)
+from fastbgp.wire.errors import (
+    ACTION_AFISAFI_DISABLE,
+    ACTION_SESSION_RESET,
+    CEASE_OUT_OF_RESOURCES,
+    BGPError,
+)
+from fastbgp.session.fsm import (
+    FSM,
+    LARGE_HOLD_TIME,
+    Action,
+    Event,
+    Reason,
+    State,
+    error_event,
+    notification_event,
+)
+
+__all__ = ["Connection", "Session", "SessionOwner", "READ_BUDGET_BYTES", "READ_BUDGET_MESSAGES"]
+
+log = logging.getLogger("fastbgp.session")
+
+# How much of a received burst one connection processes per loop turn before
+# yielding: keeps timers (KEEPALIVE sending, other sessions' hold timers)
+# running while a full table streams in.
+READ_BUDGET_BYTES = 64 * 1024
+READ_BUDGET_MESSAGES = 256
+# Transport write buffer limits: UPDATE producers wait (Connection.drain)
+# above the high mark, so a KEEPALIVE queued behind them waits at most
+# this much data.
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+# How long close() may take flushing a final NOTIFICATION before abort().
+CLOSE_GRACE = 2.0
+# struct linger {l_onoff = 1, l_linger = 0}: close() then resets the
+# connection and discards the kernel send queue (see Connection.abort).
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+_A = Action
+
+
+class SessionOwner:
+    """What a Session needs from its owner (implemented by
+    :class:`fastbgp.session.speaker.Neighbor`; documented here as the contract).
+
+    Attributes: ``loop``, ``config`` (a NeighborConfig), ``counters``,
+    ``local_as``, ``router_id`` (int), ``ebgp``.
+    """
+
+    def _local_capabilities(self, session) -> list: ...
+    def _session_open(self, session, parsed_open, remote_caps) -> bool: ...
+    def _session_changed(self, session, transition) -> None: ...
+    def _session_clear_routes(self, session, transition) -> None: ...
+    def _session_update(self, session, parsed) -> None: ...
+    def _session_route_refresh(self, session, afi, safi, subtype) -> None: ...
+    def _session_notification(self, session, sent, code, subcode, data) -> None: ...
+    def _session_connected(self, session, conn) -> None: ...
+    def _session_connect_failed(self, session, exc) -> None: ...
+
+
+# --------------------------------------------------------------------------
+# Connection: the asyncio Protocol
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection.  Created unattached; an owner attaches it to a
+    :class:`Session` (``session.attach``).  Data that arrives before that is
+    framed and kept, not processed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, outbound: bool, on_made=None):
+        self.loop = loop
+        self.outbound = outbound
+        self.on_made = on_made
+        self.session: Optional[Session] = None
+        self.transport: Optional[asyncio.Transport] = None
+        self.reader = codec.MessageReader()
+        self.peer_address: Optional[str] = None
+        self.peer_port = 0
+        self.local_address: Optional[str] = None
+        self.local_port = 0
+        self.closed = False  # connection_lost was called
+        self.detached = False  # the owner let go of it: ignore everything
+        self.write_paused = False
+        # Loop time the last complete message was framed (RFC 4271 §4.4:
+        # a message received restarts the HoldTimer; one still waiting in
+        # our queue was received all the same).
+        self.last_rx = 0.0
+        self._pending: deque = deque()
+        self._scheduled = False
+        self._read_paused = False
+        self._reader_failed = False
+        self._drain_waiters: list = []
+        self._close_handle = None
+
+    def __repr__(self):
+        return "<Connection %s %s:%s%s>" % (
+            "out" if self.outbound else "in",
+            self.peer_address,
+            self.peer_port,
+            " closed" if self.closed else "",
+        )
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        try:
+            transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        except Exception:  # pragma: no cover - every transport we use has it
+            pass
+        try:
+            peer = transport.get_extra_info("peername")
+            local = transport.get_extra_info("sockname")
+            self.peer_address = _transport.normalize_address(peer[0])
+            self.peer_port = peer[1]
+            self.local_address = _transport.normalize_address(local[0])
+            self.local_port = local[1]
+        except Exception:
+            log.exception("cannot read socket addresses of a new connection")
+            self.abort()
+            return
+        if self.on_made is not None:
+            try:
+                self.on_made(self)
+            except Exception:
+                log.exception("accepting connection from %s failed", self.peer_address)
+                self.abort()
+
+    def data_received(self, data):
+        if self.closed or self.detached or self._reader_failed:
+            return
+        try:
+            msgs = self.reader.feed(data)
+        except BGPError as exc:
+            # RFC 4271 §6.1 header error: report it after what came before.
+            self._reader_failed = True
+            self._pending.append(exc)
+            msgs = None
+        except Exception as exc:  # a codec bug must not kill the loop
+            log.exception("framing failed on %r", self)
+            self._reader_failed = True
+            self._pending.append(exc)
+            msgs = None
+        if msgs:
+            self.last_rx = self.loop.time()
+            self._pending.extend(msgs)
+        if self.session is not None and not self._scheduled:
+            self._run()
+
+    def eof_received(self):
+        return False  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.write_paused = False
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
+        self._wake_drainers()
+        self._pending.clear()
+        session = self.session
+        self.session = None
+        if session is not None and not self.detached:
+            try:
+                session.on_connection_lost(self, exc)
+            except Exception:
+                log.exception("connection_lost handling failed for %r", self)
+
+    def pause_writing(self):
+        self.write_paused = True
+        session = self.session
+        if session is not None:
+            session.on_write_paused(self)
+
+    def resume_writing(self):
+        self.write_paused = False
+        self._wake_drainers()
+        session = self.session
+        if session is not None:
+            session.on_write_resumed(self)
+
+    # -- receive processing ---------------------------------------------------
+
+    def _run(self):
+        """Process queued messages within the per-turn budget; reschedule
+        (with reading paused) while more remain."""
+        self._scheduled = False
+        pending = self._pending
+        budget = READ_BUDGET_BYTES
+        count = READ_BUDGET_MESSAGES
+        while pending:
+            session = self.session
+            if session is None or self.closed or self.detached:
+                pending.clear()
+                return
+            item = pending.popleft()
+            try:
+                if type(item) is tuple:
+                    mtype, body = item
+                    budget -= len(body)
+                    count -= 1
+                    session.on_message(self, mtype, body)
+                elif isinstance(item, BGPError):
+                    session.on_stream_error(self, item)
+                else:
+                    session.on_internal_error(self, item)
+            except Exception as exc:
+                log.exception("error handling a message from %s", self.peer_address)
+                try:
+                    session.on_internal_error(self, exc)
+                except Exception:
+                    log.exception("internal error handling failed; aborting %r", self)
+                    self.abort()
+                    return
+            if budget <= 0 or count <= 0:
+                break
+        if pending and not self.closed and not self.detached and self.session is not None:
+            if not self._read_paused:
+                self._read_paused = True
+                self.transport.pause_reading()
+            self._scheduled = True
+            self.loop.call_soon(self._run)
+        elif self._read_paused and not self.closed and not self.detached:
+            self._read_paused = False
+            try:
+                self.transport.resume_reading()
+            except Exception:  # closing transport
+                pass
+
+    def start_processing(self):
+        """Called by the session when it attaches: process whatever arrived
+        before (on a later loop turn, after the attach transition)."""
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._run)
+
+    # -- sending ----------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        t = self.transport
+        return t is not None and not self.closed and not t.is_closing()
+
+    def write(self, data) -> bool:
+        t = self.transport
+        if t is None or self.closed or t.is_closing():
+            return False
+        t.write(data)
+        return True
+
+    def writelines(self, chunks) -> bool:
+        t = self.transport
+        if t is None or self.closed or t.is_closing():
+            return False
+        t.writelines(chunks)
+        return True
+
+    def write_buffer_size(self) -> int:
+        t = self.transport
+        return t.get_write_buffer_size() if t is not None and not self.closed else 0
+
+    async def drain(self):
+        """Wait while the transport is above its high-water mark.  Raises
+        ConnectionResetError when the connection goes away meanwhile."""
+        while self.write_paused and not self.closed and not self.detached:
+            fut = self.loop.create_future()
+            self._drain_waiters.append(fut)
+            await fut
+        if self.closed or self.detached:
+            raise ConnectionResetError("connection closed")
+
+    def _wake_drainers(self):
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- closing -----------------------------------------------------------------
+
+    def close(self, abort: bool = False):
+        """Detach and close.  A plain close flushes what is queued (the final
+        NOTIFICATION) but is turned into an abort if that takes more than
+        CLOSE_GRACE seconds or the buffer is stuck anyway."""
+        self.detached = True
+        self.session = None
+        self._pending.clear()
+        self._wake_drainers()
+        t = self.transport
+        if t is None or self.closed:
+            return
+        if abort or self.write_paused or t.get_write_buffer_size() > WRITE_HIGH_WATER:
+            self._reset(t)
+            return
+        if not t.is_closing():
+            t.close()
+        if self._close_handle is None:
+            self._close_handle = self.loop.call_later(CLOSE_GRACE, self.abort)
+
+    def abort(self):
+        """Drop the connection at once: RST, nothing more is sent."""
+        self.detached = True
+        self.session = None
+        self._close_handle = None
+        t = self.transport
+        if t is not None and not self.closed:
+            self._reset(t)
+
+    @staticmethod
+    def _reset(t):
+        # transport.abort() only drops asyncio's/uvloop's own buffer and
+        # close()s the fd: the kernel would still deliver its send queue
+        # (up to megabytes of UPDATEs, to a peer we gave up on, e.g. after
+        # the hold timer expired on a stalled one) and then a FIN, keeping
+        # an orphan socket in FIN-WAIT-1 meanwhile.  Zero linger makes the
+        # close a real abort: RST, send queue discarded.
+        try:
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except (OSError, ValueError, AttributeError):
+            pass  # already closed, or not a TCP socket (tests)
+        t.abort()
+
+    @property
+    def socket(self):
+        t = self.transport
+        return None if t is None else t.get_extra_info("socket")
+
+
+# --------------------------------------------------------------------------
+# Session: one FSM and its timers
+
+
+class Session:
+    """Drives one :class:`fastbgp.session.fsm.FSM`: executes its actions, feeds it
+    timer expiries and messages from the attached :class:`Connection`.
+
+    ``primary`` sessions are the neighbour's main FSM (they connect, retry
+    and restart themselves).  Secondary sessions exist only for a second
+    connection during collision detection (RFC 4271 §6.8): passive, no
+    automatic restart.
+    """
+
+    def __init__(self, owner, *, primary: bool = True):
+        self.owner = owner
+        self.loop: asyncio.AbstractEventLoop = owner.loop
+        self.primary = primary
+        cfg = owner.config
+        self.fsm = FSM(
+            hold_time=cfg.hold_time,
+            keepalive_time=cfg.keepalive,
+            connect_retry_time=cfg.connect_retry,
+            delay_open_time=cfg.delay_open,
+            passive=cfg.passive if primary else True,
+            allow_automatic_start=primary,
+            damp_peer_oscillations=cfg.damp_peer_oscillations,
+            idle_hold_time=cfg.idle_hold_time,
+            max_idle_hold_time=max(cfg.max_idle_hold_time, cfg.idle_hold_time),
+            send_notification_without_open=cfg.send_notification_without_open,
+            # RFC 4271 §10: jitter ConnectRetry and KEEPALIVE timers.
+            rnd=random.Random(),
+        )
+        self.conn: Optional[Connection] = None
+        self.outbound = False
+        self.ctx = DEFAULT_CONTEXT
+        self.negotiated = None  # capabilities.Negotiated of the current/last OPEN exchange
+        self.local_capabilities: list = []
+        self.remote_open = None  # codec ParsedOpen
+        self.remote_capabilities: list = []
+        self.remote_id: Optional[int] = None
+        self.disposed = False
+        # Set by the owner while it swaps sessions: transitions of this one
+        # are then not published as the neighbour's.
+        self.silent = False
+        self.last_error: Optional[str] = None
+        self.established_at: Optional[float] = None
+        self.attr_cache: dict = {}  # owner's per-session cache of encoded attributes
+        self._timers: dict = {}
+        self._hold_deadline: Optional[float] = None
+        self._connect_task: Optional[asyncio.Task] = None
+        self._write_timer = None
+        self._abort_next_drop = False
+
+    def __repr__(self):
+        return "<Session %s %s %s>" % (
+            getattr(self.owner.config, "address", "?"),
+            "primary" if self.primary else "secondary",
+            self.fsm.state.name,
+        )
+
+    @property
+    def state(self) -> State:
+        return self.fsm.state
+
+    # -- event dispatch ---------------------------------------------------------
+
+    def handle(self, event: Event, **args):
+        """Feed one event to the FSM and carry out its actions.  Returns the
+        Transition (None if the session was disposed)."""
+        if self.disposed:
+            return None
+        t = self.fsm.handle(event, now=self.loop.time(), **args)
+        if t.actions:
+            self._execute(t)
+        if t.changed:
+            if t.state is State.ESTABLISHED:
+                self.established_at = time.time()
+            try:
+                self.owner._session_changed(self, t)
+            except Exception:
+                log.exception("state change handler failed for %r", self)
+        return t
+
+    def _execute(self, t):
+        for act in t.actions:
+            k = act.kind
+            if k is _A.RESTART_HOLD_TIMER:
+                # Hot path (every UPDATE): move the deadline, keep the handle.
+                self._hold_deadline = self.loop.time() + act.seconds
+                if "hold" not in self._timers:
+                    self._arm_hold(act.seconds)
+            elif k is _A.SEND_KEEPALIVE:
+                self._send(codec.KEEPALIVE, MSG_KEEPALIVE)
+            elif k is _A.START_KEEPALIVE_TIMER:
+                self._arm("keepalive", act.seconds, Event.KEEPALIVE_TIMER_EXPIRES)
+            elif k is _A.SEND_NOTIFICATION:
+                self._send_notification(act.code, act.subcode, act.data)
+            elif k is _A.SEND_OPEN:
+                self._send_open()
+            elif k is _A.START_HOLD_TIMER:
+                self._hold_deadline = self.loop.time() + act.seconds
+                self._arm_hold(act.seconds)
+            elif k is _A.STOP_HOLD_TIMER:
+                self._hold_deadline = None
+                self._cancel("hold")
+            elif k is _A.STOP_KEEPALIVE_TIMER:
+                self._cancel("keepalive")
+            elif k is _A.START_CONNECT_RETRY_TIMER:
+                self._arm("connect_retry", act.seconds, Event.CONNECT_RETRY_TIMER_EXPIRES)
+            elif k is _A.STOP_CONNECT_RETRY_TIMER:
+                self._cancel("connect_retry")
+            elif k is _A.START_IDLE_HOLD_TIMER:
+                self._arm("idle_hold", act.seconds, Event.IDLE_HOLD_TIMER_EXPIRES)
+            elif k is _A.STOP_IDLE_HOLD_TIMER:
+                self._cancel("idle_hold")
+            elif k is _A.START_DELAY_OPEN_TIMER:
+                self._arm("delay_open", act.seconds, Event.DELAY_OPEN_TIMER_EXPIRES)
+            elif k is _A.STOP_DELAY_OPEN_TIMER:
+                self._cancel("delay_open")
+            elif k is _A.INITIATE_TCP:
+                self._initiate_tcp()
+            elif k is _A.DROP_TCP:
+                self._drop_tcp()
+            elif k is _A.RELEASE_RESOURCES:
+                for name in ("hold", "keepalive", "delay_open"):
+                    self._cancel(name)
+                self._hold_deadline = None
+                self._cancel_write_timer()
+            elif k is _A.CLEAR_ROUTES:
+                try:
+                    self.owner._session_clear_routes(self, t)
+                except Exception:
+                    log.exception("clearing routes failed for %r", self)
+            # PROCESS_UPDATE / PROCESS_ROUTE_REFRESH are carried out by the
+            # caller that fed the message; INCREMENT_CONNECT_RETRY_COUNTER
+            # is informational.
+
+    # -- timers -------------------------------------------------------------------
+
+    def _arm(self, name, seconds, event):
+        h = self._timers.pop(name, None)
+        if h is not None:
+            h.cancel()
+        self._timers[name] = self.loop.call_later(seconds, self._fire, name, event)
+
+    def _cancel(self, name):
+        h = self._timers.pop(name, None)
+        if h is not None:
+            h.cancel()
+
+    def _fire(self, name, event):
+        self._timers.pop(name, None)
+        try:
+            self.handle(event)
+        except Exception:
+            log.exception("%s timer handling failed for %r", name, self)
+
+    def _arm_hold(self, delay):
+        h = self._timers.get("hold")
+        if h is not None:
+            h.cancel()
+        self._timers["hold"] = self.loop.call_later(max(delay, 0.0), self._hold_check)
+
+    def _hold_check(self):
+        self._timers.pop("hold", None)
+        deadline = self._hold_deadline
+        if deadline is None or self.disposed:
+            return
+        now = self.loop.time()
+        hold = self.fsm.negotiated_hold_time
+        conn = self.conn
+        if hold and conn is not None and conn.last_rx and self.fsm.state in (State.OPENCONFIRM, State.ESTABLISHED):
+            # RFC 4271 §4.4: receiving any message restarts the HoldTimer.
+            # Messages framed but still queued behind a large burst count
+            # from when they arrived, so a busy loop never expires a live peer.
+            deadline = max(deadline, conn.last_rx + hold)
+        if now < deadline:
+            self._arm_hold(deadline - now)
+            return
+        self._hold_deadline = None
+        self.last_error = "hold timer expired"
+        try:
+            self.handle(Event.HOLD_TIMER_EXPIRES)
+        except Exception:
+            log.exception("hold timer handling failed for %r", self)
+
+    @property
+    def timers(self) -> dict:
+        """{timer name: seconds until it fires} of the running timers."""
+        now = self.loop.time()
+        out = {name: max(h.when() - now, 0.0) for name, h in self._timers.items()}
+        if self._write_timer is not None:
+            out["write"] = max(self._write_timer.when() - now, 0.0)
+        return out
+
+    # -- connections ----------------------------------------------------------------
+
+    def attach(self, conn: Connection, *, outbound: bool):
+        """Bind a TCP connection to this session and tell the FSM it is up
+        (RFC 4271 events 16/17)."""
+        self.conn = conn
+        conn.session = self
+        self.outbound = outbound
+        self.ctx = DEFAULT_CONTEXT
+        conn.reader.max_len = MAX_MESSAGE_LEN
+        self.negotiated = None
+        self.remote_open = None
+        self.remote_id = None
+        self.attr_cache = {}
+        self._abort_next_drop = False
+        # Capabilities are fixed per connection: with DelayOpen the peer's
+        # OPEN is negotiated against them before ours is sent.
+        self.local_capabilities = list(self.owner._local_capabilities(self))
+        if conn.write_paused:
+            self.on_write_paused(conn)
+        self.handle(Event.TCP_CR_ACKED if outbound else Event.TCP_CONNECTION_CONFIRMED)
+        if self.conn is conn:
+            conn.start_processing()
+
+    def _initiate_tcp(self):
+        self._cancel_connect()
+        self._connect_task = self.loop.create_task(self._connect())
+
+    async def _connect(self):
+        owner = self.owner
+        cfg = owner.config
+        me = asyncio.current_task()
+        owner.counters.connect_attempts += 1
+        conn = None
+        try:
+            sock = await _transport.open_connection(
+                cfg.address,
+                cfg.port,
+                local_address=cfg.local_address,
+                md5_password=cfg.md5_password,
+                ttl=cfg.ttl,
+                gtsm=cfg.gtsm,
+                ebgp=owner.ebgp,
+            )
+            conn = Connection(self.loop, outbound=True)
+            try:
+                await self.loop.create_connection(lambda: conn, sock=sock)
+            except BaseException:
+                if conn.transport is None:
+                    sock.close()
+                raise
+        except asyncio.CancelledError:
+            if conn is not None and conn.transport is not None:
+                conn.abort()
+            raise
+        except Exception as exc:
+            if self._connect_task is me:
+                self._connect_task = None
+            owner.counters.connect_failures += 1
+            self.last_error = str(exc)
+            log.debug("connect to %s failed: %s", cfg.address, exc)
+            try:
+                owner._session_connect_failed(self, exc)
+            except Exception:
+                log.exception("connect failure handling failed")
+            return
+        if self._connect_task is me:
+            self._connect_task = None
+        try:
+            owner._session_connected(self, conn)
+        except Exception:
+            log.exception("outbound connection handling failed")
+            conn.abort()
+
+    def _cancel_connect(self):
+        task = self._connect_task
+        self._connect_task = None
+        if task is not None and not task.done():
+            task.cancel()
+
+    @property
+    def connecting(self) -> bool:
+        return self._connect_task is not None
+
+    def _drop_tcp(self):
+        self._cancel_connect()
+        self._cancel_write_timer()
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.close(abort=self._abort_next_drop)
+        self._abort_next_drop = False
+
+    def dispose(self):
+        """Stop everything silently (the owner replaced or removed us)."""
+        self.disposed = True
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        self._hold_deadline = None
+        self._cancel_connect()
+        self._cancel_write_timer()
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.close()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _send(self, data, mtype) -> bool:
+        conn = self.conn
+        if conn is not None and conn.write(data):
+            self.owner.counters.sent.count(mtype)
+            return True
+        return False
+
+    def send_raw(self, data, mtype) -> bool:
+        """Write one pre-encoded message (e.g. ROUTE-REFRESH)."""
+        return self._send(data, mtype)
+
+    def _send_open(self):
+        owner = self.owner
+        cfg = owner.config
+        pairs = caps_mod.encode_all(self.local_capabilities)
+        data = codec.build_open(owner.local_as, cfg.hold_time, owner.router_id, pairs)
+        self._send(data, MSG_OPEN)
+
+    def _send_notification(self, code, subcode, data):
+        data = bytes(data)
+        # RFC 4271 §4.5 / RFC 8654 §5: the data is cut so the message fits.
+        room = self.ctx.max_message_len - 21
+        if len(data) > room:
+            data = data[:room]
+        try:
+            self.owner._session_notification(self, True, code, subcode, data)
+        except Exception:
+            log.exception("notification bookkeeping failed")
+        self._send(codec.build_notification(code, subcode, data), MSG_NOTIFICATION)
+
+    # -- write back-pressure ----------------------------------------------------------
+
+    def on_write_paused(self, conn):
+        if conn is not self.conn or self._write_timer is not None:
+            return
+        # A write that cannot drain within the hold time ends the session
+        # (GoBGP's write deadline): the peer is not reading.
+        limit = self.fsm.negotiated_hold_time or self.owner.config.hold_time or LARGE_HOLD_TIME
+        self._write_timer = self.loop.call_later(limit, self._write_stuck, limit)
+
+    def on_write_resumed(self, conn):
+        if conn is self.conn:
+            self._cancel_write_timer()
+
+    def _cancel_write_timer(self):
+        h = self._write_timer
+        self._write_timer = None
+        if h is not None:
+            h.cancel()
+
+    def _write_stuck(self, limit):
+        self._write_timer = None
+        if self.conn is None or self.disposed:
+            return
+        self.last_error = "could not write to the peer for %gs" % limit
+        log.warning("%s: %s", self.owner.config.address, self.last_error)
+        self._abort_next_drop = True  # the NOTIFICATION could not get out anyway
+        self.handle(Event.TCP_CONNECTION_FAILS, reason=Reason.WRITE_FAILED)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def on_connection_lost(self, conn, exc):
+        if conn is not self.conn or self.disposed:
+            return
+        self.conn = None
+        self._cancel_write_timer()
+        self.last_error = "connection lost: %s" % exc if exc else "connection closed by the peer"
+        self.handle(Event.TCP_CONNECTION_FAILS)
+
+    def on_stream_error(self, conn, exc: BGPError):
+        if conn is not self.conn:
+            return
+        self.last_error = str(exc)
+        log.info("%s: %s", self.owner.config.address, exc)
+        self.handle(error_event(exc), error=exc)
+
+    def on_internal_error(self, conn, exc):
+        """A bug (or resource failure) while handling the peer's input: close
+        this session with Cease / Out of Resources rather than let the
+        exception reach the loop."""
+        if conn is not self.conn:
+            return
+        self.last_error = "internal error: %r" % (exc,)
+        self.handle(Event.AUTOMATIC_STOP, reason=Reason.FSM_ERROR, subcode=CEASE_OUT_OF_RESOURCES)
+        if self.conn is conn:  # states where AUTOMATIC_STOP does not drop
+            self._drop_tcp()
+
+    def on_message(self, conn, mtype, body):
+        if conn is not self.conn:
+            return
+        self.owner.counters.received.count(mtype)
+        if mtype == MSG_UPDATE:
+            self._on_update(body)
+        elif mtype == MSG_KEEPALIVE:
+            self.handle(Event.KEEPALIVE_MSG)
+        elif mtype == MSG_OPEN:
+            self._on_open(body)
+        elif mtype == MSG_NOTIFICATION:
+            self._on_notification(body)
+        elif mtype == MSG_ROUTE_REFRESH:
+            self._on_route_refresh(body)
+
+    def _on_update(self, body):
+        if self.fsm.state is not State.ESTABLISHED:
+            # RFC 4271 §8.2.2: UPDATE before Established is an FSM error.
+            self.handle(Event.UPDATE_MSG)
+            return
+        try:
+            parsed = codec.parse_update(body, self.ctx)
+        except BGPError as exc:
+            if exc.action == ACTION_AFISAFI_DISABLE:
+                # RFC 7606 §5.3 allows disabling just the AFI/SAFI; like
+                # GoBGP we reset the session instead (the NOTIFICATION is
+                # the codec's).
+                exc = BGPError(exc.code, exc.subcode, exc.data, exc.reason, ACTION_SESSION_RESET, exc.attr_type)
+            self.last_error = str(exc)
+            log.info("%s: %s", self.owner.config.address, exc)
+            self.handle(Event.UPDATE_MSG_ERR, error=exc)
+            return
+        t = self.handle(Event.UPDATE_MSG)
+        if t is not None and _A.PROCESS_UPDATE in t.kinds:
+            self.owner._session_update(self, parsed)
+
+    def _on_open(self, body):
+        state = self.fsm.state
+        if state not in (State.OPENSENT, State.CONNECT, State.ACTIVE):
+            # RFC 6608 §4: an OPEN in OpenConfirm/Established is an FSM error.
+            self.handle(Event.BGP_OPEN, hold_time=self.fsm.hold_time)
+            return
+        try:
+            parsed = codec.parse_open(body)
+            remote_caps = caps_mod.decode_all(parsed.capabilities)
+            self.remote_open = parsed
+            self.remote_capabilities = remote_caps
+            self.remote_id = parsed.bgp_id
+            # Negotiation, peer AS / BGP identifier checks and collision
+            # resolution (RFC 4271 §6.2, §6.8) are the owner's.
+            keep = self.owner._session_open(self, parsed, remote_caps)
+        except BGPError as exc:
+            self.last_error = str(exc)
+            log.info("%s: OPEN rejected: %s", self.owner.config.address, exc)
+            self.handle(Event.BGP_OPEN_MSG_ERR, error=exc)
+            return
+        if not keep or self.conn is None or self.disposed:
+            return  # lost a collision: already dumped
+        neg = self.negotiated
+        if neg is not None:
+            self.ctx = neg.context()
+            # RFC 8654 §4: after negotiation, messages may be 65535 octets.
+            self.conn.reader.max_len = self.ctx.max_message_len
+        self.handle(Event.BGP_OPEN, hold_time=parsed.hold_time)
+
+    def _on_notification(self, body):
+        try:
+            code, subcode, data = codec.parse_notification(body)
+        except BGPError:
+            code, subcode, data = 0, 0, bytes(body)
+        self.last_error = "NOTIFICATION received: %d/%d" % (code, subcode)
+        try:
+            self.owner._session_notification(self, False, code, subcode, data)
+        except Exception:
+            log.exception("notification bookkeeping failed")
+        self.handle(notification_event(code, subcode))
+
+    def _on_route_refresh(self, body):
+        if self.fsm.state is not State.ESTABLISHED:
+            self.handle(Event.ROUTE_REFRESH_MSG)  # FSM error before Established
+            return
+        try:
+            afi, subtype, safi = codec.parse_route_refresh(body)
+        except BGPError as exc:
+            # RFC 7313 §5: ROUTE-REFRESH Message Error, session reset.
+            self.last_error = str(exc)
+            self.handle(Event.UPDATE_MSG_ERR, error=exc)
+            return
+        t = self.handle(Event.ROUTE_REFRESH_MSG)
+        if t is not None and _A.PROCESS_ROUTE_REFRESH in t.kinds:
+            self.owner._session_route_refresh(self, afi, safi, subtype)

@@ -1,0 +1,13 @@
+"""The wire layer: BGP messages as bytes and back.
+
+Owns framing, the UPDATE/OPEN/NOTIFICATION/ROUTE-REFRESH codec (compiled
+``_codec.pyx`` and its pure-Python twin ``_codec_py.py``, chosen by
+``codec.py``), the shared result types (``types.py``), protocol numbers
+(``constants.py``), ``BGPError`` (``errors.py``), RFC 6793 AS4 handling
+(``as4.py``), the full decoded view (``messages.py``), capabilities and their
+negotiation (``capabilities.py``) and the codec benchmark workloads
+(``bench.py``).
+
+May import: the standard library, msgspec and ``fastbgp.implementation``.
+Nothing here does I/O or knows about sessions, RIBs or the daemon.
+"""

@@ -1,0 +1,192 @@
+"""RFC 6793 conversion between 2-octet and 4-octet AS encodings.
+
+Both codec implementations call these on UPDATEs to or from a peer without
+the 4-octet AS capability.  The work is per UPDATE (never per prefix) and only
+for old peers, so one shared pure-Python version serves both; the attributes
+it receives were already validated by the codec.
+"""
+
+from fastbgp.wire.constants import (
+    AS_CONFED_SEQUENCE,
+    AS_CONFED_SET,
+    AS_SEQUENCE,
+    AS_SET,
+    AS_TRANS,
+    ATTR_AGGREGATOR,
+    ATTR_AS4_AGGREGATOR,
+    ATTR_AS4_PATH,
+    ATTR_AS_PATH,
+    FLAG_EXTENDED_LENGTH,
+    FLAG_OPTIONAL,
+    FLAG_TRANSITIVE,
+)
+
+
+def encode_attr(flags, type_code, value):
+    """One path attribute; the Extended Length bit is set exactly when the
+    value needs it, or kept when the caller's flags already ask for it."""
+    n = len(value)
+    if n > 255 or flags & FLAG_EXTENDED_LENGTH:
+        return bytes((flags | FLAG_EXTENDED_LENGTH, type_code, n >> 8, n & 0xFF)) + value
+    return bytes((flags, type_code, n)) + value
+
+
+def split_attrs(block):
+    """[(flags, type, value)] of an already-validated attribute block."""
+    out = []
+    i, n = 0, len(block)
+    while i < n:
+        flags, t = block[i], block[i + 1]
+        if flags & FLAG_EXTENDED_LENGTH:
+            ln = (block[i + 2] << 8) | block[i + 3]
+            i += 4
+        else:
+            ln = block[i + 2]
+            i += 3
+        out.append((flags, t, bytes(block[i : i + ln])))
+        i += ln
+    return out
+
+
+def decode_segments(value, width):
+    """[(segment type, [asn, ...])] of a validated AS_PATH / AS4_PATH value."""
+    segs = []
+    i, n = 0, len(value)
+    while i < n:
+        st, cnt = value[i], value[i + 1]
+        i += 2
+        asns = [int.from_bytes(value[i + k * width : i + (k + 1) * width], "big") for k in range(cnt)]
+        i += cnt * width
+        segs.append((st, asns))
+    return segs
+
+
+def encode_segments(segs, width):
+    out = bytearray()
+    for st, asns in segs:
+        # RFC 4271 §5.1.2: a segment holds at most 255 ASNs; longer runs split.
+        for k in range(0, len(asns), 255) if asns else (0,):
+            chunk = asns[k : k + 255]
+            out.append(st)
+            out.append(len(chunk))
+            for a in chunk:
+                out += a.to_bytes(width, "big")
+    return bytes(out)
+
+
+def path_length(segs):
+    """RFC 6793 §4.2.3 counting: an AS_SET counts 1, confederation segments 0."""
+    n = 0
+    for st, asns in segs:
+        if st == AS_SET:
+            n += 1
+        elif st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+            n += len(asns)
+    return n
+
+
+def _merge_paths(segs2, segs4):
+    # RFC 6793 §4.2.3: keep the leading (len(AS_PATH) - len(AS4_PATH)) ASes of
+    # AS_PATH (those added by 2-octet speakers after the path left the 4-octet
+    # world), then append AS4_PATH which has the real 4-octet numbers.
+    drop_to = path_length(segs2) - path_length(segs4)
+    head = []
+    kept = 0
+    for st, asns in segs2:
+        if kept >= drop_to and st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+            break
+        if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+            head.append((st, asns))
+        elif st == AS_SET:
+            head.append((st, asns))
+            kept += 1
+        else:
+            take = asns[: drop_to - kept]
+            kept += len(take)
+            head.append((st, take))
+    if head and segs4 and head[-1][0] == segs4[0][0] == AS_SEQUENCE:
+        # One AS_SEQUENCE split only by the 2/4-octet boundary is one
+        # segment, as the 4-octet speaker that built it sent it.
+        return head[:-1] + [(AS_SEQUENCE, head[-1][1] + segs4[0][1])] + segs4[1:]
+    return head + segs4
+
+
+def merge_from_2octet(attrs):
+    """Attributes from a 2-octet peer -> canonical 4-octet form.
+
+    ``attrs`` is [(flags, type, value)]; AS_PATH and AGGREGATOR are in 2-octet
+    form.  Returns (new attrs, list of reasons for ignored AS4_* attributes).
+    """
+    by_type = {t: v for _f, t, v in attrs}
+    notes = []
+    as_path = decode_segments(by_type.get(ATTR_AS_PATH, b""), 2)
+    as4_path = None
+    if ATTR_AS4_PATH in by_type:
+        as4_path = decode_segments(by_type[ATTR_AS4_PATH], 4)
+        if any(st in (AS_CONFED_SEQUENCE, AS_CONFED_SET) for st, _ in as4_path):
+            # RFC 6793 §6: confederation segments have no place in AS4_PATH.
+            notes.append("AS_CONFED_* segments dropped from AS4_PATH")
+            as4_path = [(st, a) for st, a in as4_path if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
+    agg = by_type.get(ATTR_AGGREGATOR)
+    agg4 = by_type.get(ATTR_AS4_AGGREGATOR)
+    new_agg = None
+    if agg is not None:
+        agg_as = int.from_bytes(agg[:2], "big")
+        if agg4 is not None and agg_as != AS_TRANS:
+            # RFC 6793 §4.2.3: a 2-octet speaker aggregated after the 4-octet
+            # information was added; both AS4_* attributes are stale.
+            notes.append("AGGREGATOR is not AS_TRANS: AS4_AGGREGATOR and AS4_PATH ignored")
+            agg4 = None
+            as4_path = None
+        if agg4 is not None:
+            new_agg = agg4
+        else:
+            new_agg = agg_as.to_bytes(4, "big") + agg[2:6]
+    if as4_path is not None and path_length(as_path) < path_length(as4_path):
+        notes.append("AS4_PATH longer than AS_PATH ignored")
+        as4_path = None
+    merged = _merge_paths(as_path, as4_path) if as4_path is not None else as_path
+    out = []
+    for f, t, v in attrs:
+        if t == ATTR_AS_PATH:
+            out.append((f, t, encode_segments(merged, 4)))
+        elif t == ATTR_AGGREGATOR:
+            out.append((f, t, new_agg))
+        elif t in (ATTR_AS4_PATH, ATTR_AS4_AGGREGATOR):
+            continue
+        else:
+            out.append((f, t, v))
+    return out, notes
+
+
+def to_2octet(block):
+    """Canonical (4-octet) attribute block -> what a 2-octet peer gets:
+    AS_TRANS in place of every wide ASN plus AS4_PATH / AS4_AGGREGATOR
+    carrying the real numbers (RFC 6793 §4.2.2)."""
+    out = bytearray()
+    extra = []
+    for f, t, v in split_attrs(block):
+        if t == ATTR_AS_PATH:
+            segs = decode_segments(v, 4)
+            wide = any(a > 0xFFFF for _st, asns in segs for a in asns)
+            narrow = [(st, [a if a <= 0xFFFF else AS_TRANS for a in asns]) for st, asns in segs]
+            out += encode_attr(f, t, encode_segments(narrow, 2))
+            # RFC 6793 §4.2.2: AS4_PATH never carries confederation segments
+            # (and an empty one would be malformed, §6).
+            segs4 = [(st, a) for st, a in segs if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
+            if wide and segs4:
+                extra.append(encode_attr(FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH, encode_segments(segs4, 4)))
+        elif t == ATTR_AGGREGATOR and len(v) == 8:
+            asn = int.from_bytes(v[:4], "big")
+            if asn > 0xFFFF:
+                out += encode_attr(f, t, AS_TRANS.to_bytes(2, "big") + v[4:])
+                extra.append(encode_attr(FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_AGGREGATOR, v))
+            else:
+                out += encode_attr(f, t, v[2:])
+        elif t in (ATTR_AS4_PATH, ATTR_AS4_AGGREGATOR):
+            continue  # recomputed above from the canonical values
+        else:
+            out += encode_attr(f, t, v)
+    for e in extra:
+        out += e
+    return bytes(out)

@@ -1,0 +1,41 @@
+"""The one import the rest of fastbgp uses for wire encoding and decoding.
+
+Loads the compiled ``fastbgp.wire._codec`` when it is built, else the pure-Python
+twin ``fastbgp.wire._codec_py`` with identical behaviour.  FASTBGP_NO_EXTENSIONS=1
+forces the twin.  ``IMPLEMENTATION`` says which one is in use.
+"""
+
+from fastbgp import implementation as _select
+
+from fastbgp.wire.types import DEFAULT_CONTEXT, Context, ParsedOpen, ParsedUpdate  # noqa: F401
+
+# The names every implementation provides; tests check both modules export them.
+API = (
+    "IMPLEMENTATION",
+    "KEEPALIVE",
+    "MessageReader",
+    "parse_header",
+    "frame",
+    "parse_open",
+    "build_open",
+    "parse_notification",
+    "build_notification",
+    "parse_route_refresh",
+    "build_route_refresh",
+    "parse_update",
+    "pack_updates",
+    "pack_withdraws",
+    "build_eor",
+    "count_prefixes",
+    "unpack_prefixes",
+    "pack_prefixes",
+)
+
+NO_EXTENSIONS = _select.NO_EXTENSIONS
+load = _select.loader(__package__, "._codec", "._codec_py", "codec")
+
+
+_impl = _select.select(load)
+for _name in API:
+    globals()[_name] = getattr(_impl, _name)
+del _name
