@@ -38,7 +38,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import Optional
+from typing import Callable, Optional
 
 from fastbgp.wire import capabilities as caps_mod
 from fastbgp.wire import codec
@@ -433,6 +433,7 @@ class Session:
         self._connect_task: Optional[asyncio.Task] = None
         self._write_timer = None
         self._abort_next_drop = False
+        self._update_observers: tuple = ()  # observe_updates()
 
     def __repr__(self):
         return "<Session %s %s %s>" % (
@@ -787,11 +788,25 @@ class Session:
         elif mtype == MSG_ROUTE_REFRESH:
             self._on_route_refresh(body)
 
+    def observe_updates(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``observer(body)`` with every UPDATE body this session
+        receives in Established, as received and before it is parsed (the
+        MRT dumper and BMP subscribe here).  Returns the unsubscribe call.
+        An observer must not raise: it runs on the session's hot path."""
+        self._update_observers = self._update_observers + (observer,)
+
+        def unsubscribe():
+            self._update_observers = tuple(o for o in self._update_observers if o is not observer)
+
+        return unsubscribe
+
     def _on_update(self, body):
         if self.fsm.state is not State.ESTABLISHED:
             # RFC 4271 §8.2.2: UPDATE before Established is an FSM error.
             self.handle(Event.UPDATE_MSG)
             return
+        for observer in self._update_observers:
+            observer(body)
         try:
             parsed = codec.parse_update(body, self.ctx)
         except BGPError as exc:
