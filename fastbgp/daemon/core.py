@@ -1549,7 +1549,7 @@ class Daemon:
             return msgspec.to_builtins(d)
         g_old, g_new = old.global_, new.global_
         if g_old.listen_endpoints() != g_new.listen_endpoints():
-            await self._rebind(g_new)  # may raise: nothing else changed yet
+            await self.speaker.rebind(g_new.listen_endpoints())  # may raise: nothing else changed yet
         self.config = new
         self.engine = engine
         self._setup_observe(new)
@@ -1624,38 +1624,6 @@ class Daemon:
         summary = msgspec.to_builtins(d)
         log.info("configuration reloaded: %s", summary or "no change")
         return summary
-
-    async def _rebind(self, g):
-        """Listen on the new endpoints: bind them all first (a failure leaves
-        the old listeners and raises), then close the old ones."""
-        from fastbgp.session import transport as _transport
-
-        sp = self.speaker
-        socks, servers = [], []
-        try:
-            for host, port in g.listen_endpoints():
-                sock = _transport.create_listen_socket(host, port, dual_stack=self.dual_stack)
-                socks.append(sock)
-                for nb in sp.neighbors.values():
-                    if nb.config.md5_password:
-                        sp._set_listen_md5(sock, nb.address, nb.config.md5_password)
-                sp._listener_ttl(sock)
-                servers.append(await self.loop.create_server(sp._protocol_factory, sock=sock))
-        except BaseException:
-            for srv in servers:
-                srv.close()
-            for sock in socks:
-                sock.close()
-            raise
-        for srv in sp._servers:
-            srv.close()
-        for sock in sp._listen_socks:
-            try:
-                sock.close()
-            except OSError:
-                pass
-        sp._servers, sp._listen_socks = servers, socks
-        sp.listen = list(g.listen_endpoints())
 
     # -- Control: events ----------------------------------------------------------------------------
 

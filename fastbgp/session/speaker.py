@@ -87,6 +87,7 @@ from fastbgp.wire.errors import (
     BGPError,
 )
 from fastbgp.session.fsm import Collision, Event, Reason, State, resolve_collision
+from fastbgp.session.listeners import ListenerManager
 from fastbgp.session.protocol import Connection, Session
 
 __all__ = [
@@ -1834,8 +1835,7 @@ class Speaker:
         self.rib_out = RibOut()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.started = False
-        self._servers: list = []
-        self._listen_socks: list = []
+        self.listeners = ListenerManager(lambda: self.neighbors.values(), self._new_connection, dual_stack=dual_stack)
         self._subscribers: list = []
         self._specs: dict = {}
         for cfg in neighbors:
@@ -1860,10 +1860,7 @@ class Speaker:
             raise ValueError("neighbour %s already configured" % config.address)
         nb = self.neighbor_class(self, config)
         self.neighbors[config.address] = nb
-        for sock in self._listen_socks:
-            if config.md5_password:
-                self._set_listen_md5(sock, config.address, config.md5_password)
-            self._listener_ttl(sock)
+        self.listeners.neighbor_added(config.address, config.md5_password)
         if self.started:
             nb._start()
         return nb
@@ -1875,13 +1872,7 @@ class Speaker:
         """De-configure: Cease / Peer De-configured (6/3) and forget it."""
         nb = self.neighbors.pop(_transport.normalize_address(address))
         nb._remove(message)
-        for sock in self._listen_socks:
-            try:
-                if nb.config.md5_password:
-                    self._set_listen_md5(sock, nb.address, None)
-                self._listener_ttl(sock)
-            except OSError:
-                pass
+        self.listeners.neighbor_removed(nb.address, nb.config.md5_password)
 
     def subscribe(self, callback: Callable) -> Callable[[], None]:
         """``callback(neighbor, old_state, new_state, reason)`` for every
@@ -1891,89 +1882,29 @@ class Speaker:
 
     # -- start / stop -----------------------------------------------------------------
 
-    def _set_listen_md5(self, sock, address, password):
-        fam = _transport.address_family(address)
-        if sock.family == socket.AF_INET and fam != socket.AF_INET:
-            return
-        if sock.family == socket.AF_INET6 and fam == socket.AF_INET and not self.dual_stack:
-            return
-        _transport.set_md5(sock, address, password)
-
-    def _listener_ttl(self, sock):
-        """RFC 5082 on a listening socket: the SYN-ACK of an accepted
-        connection leaves with the listener's TTL, so with any GTSM
-        neighbour of its family the listener sends with 255; it also drops
-        low-TTL SYNs itself when every such neighbour uses GTSM (the
-        accepted socket gets the exact per-neighbour setting either way)."""
-        mine = []
-        for nb in self.neighbors.values():
-            fam = _transport.address_family(nb.address)
-            if fam == sock.family or (self.dual_stack and sock.family == socket.AF_INET6):
-                mine.append((nb.config.gtsm, fam))
-        gtsm = [(g, f) for g, f in mine if g]
-        for fam in {f for _g, f in mine}:
-            pf = fam if sock.family == socket.AF_INET6 else None
-            fam_gtsm = [g for g, f in gtsm if f == fam]
-            if fam_gtsm:
-                _transport.set_ttl(sock, _transport.GTSM_TTL, pf)
-            else:
-                # -1 = back to the system default (Linux IP_TTL / IPV6_UNICAST_HOPS).
-                levels = [(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS)] if sock.family == socket.AF_INET6 else []
-                if fam == socket.AF_INET:
-                    levels.append((socket.IPPROTO_IP, socket.IP_TTL))
-                for level, opt in levels:
-                    try:
-                        sock.setsockopt(level, opt, -1)
-                    except OSError:
-                        pass
-            all_gtsm = fam_gtsm and len(fam_gtsm) == len([1 for _g, f in mine if f == fam])
-            hops = max(1 if g is True else int(g) for g in fam_gtsm) if all_gtsm else None
-            try:
-                _transport.set_min_ttl(sock, _transport.GTSM_TTL + 1 - hops if hops else 0, pf)
-            except OSError:
-                if hops:
-                    raise
-
     async def start(self):
         if self.started:
             return
         self.loop = asyncio.get_running_loop()
-        try:
-            for host, port in self.listen:
-                sock = _transport.create_listen_socket(host, port, dual_stack=self.dual_stack)
-                self._listen_socks.append(sock)
-                for nb in self.neighbors.values():
-                    if nb.config.md5_password:
-                        self._set_listen_md5(sock, nb.address, nb.config.md5_password)
-                self._listener_ttl(sock)
-                server = await self.loop.create_server(self._protocol_factory, sock=sock)
-                self._servers.append(server)
-        except BaseException:
-            for s in self._servers:
-                s.close()
-            for s in self._listen_socks:
-                s.close()
-            self._servers = []
-            self._listen_socks = []
-            raise
+        await self.listeners.start(self.listen)
         self.started = True
         for nb in self.neighbors.values():
             nb._start()
 
-    def _protocol_factory(self):
+    async def rebind(self, listen) -> None:
+        """Listen on ``listen`` ([(address, port)]) instead: all bound before
+        the old sockets close; on failure nothing changes and OSError is
+        raised (a reload then refuses with the reason)."""
+        await self.listeners.rebind(listen)
+        self.listen = list(self.listeners.endpoints)
+
+    def _new_connection(self):
         return Connection(self.loop, outbound=False, on_made=self._accept)
 
     @property
     def listen_addresses(self) -> list:
         """[(address, port)] actually bound."""
-        out = []
-        for s in self._listen_socks:
-            try:
-                name = s.getsockname()
-            except OSError:
-                continue
-            out.append((_transport.normalize_address(name[0]), name[1]))
-        return out
+        return self.listeners.addresses
 
     @property
     def port(self) -> Optional[int]:
@@ -2000,21 +1931,13 @@ class Speaker:
         if not self.started:
             return
         self.started = False
-        for s in self._servers:
-            s.close()
+        self.listeners.close()
         conns = []
         for nb in self.neighbors.values():
             for s in (nb._session, nb._secondary):
                 if s is not None and s.conn is not None:
                     conns.append(s.conn)
             nb._shutdown(notify, message)
-        for s in self._listen_socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        self._servers = []
-        self._listen_socks = []
         deadline = self.loop.time() + timeout
         while any(not c.closed for c in conns) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
