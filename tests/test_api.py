@@ -404,10 +404,56 @@ def test_reload(harness):
     assert harness.state("127.0.0.2") == "established"
 
 
-def test_validate_announce_canonicalises():
-    req = api.validate_announce(ctl.Announce(prefixes=["2001:DB8::/32", " 10.0.0.0/8"], communities=["no-export", "65000:1"]))
+def test_announce_canonicalises():
+    req = ctl.Announce(prefixes=["2001:DB8::/32", " 10.0.0.0/8"], communities=["no-export", "65000:1"])
     assert req.prefixes == ["2001:db8::/32", "10.0.0.0/8"]
     assert ipaddress.ip_network(req.prefixes[0]).version == 6
+
+
+def test_announce_accepts_every_well_known_community():
+    # One table: what the config and the speaker accept, the API accepts.
+    from fastbgp.wire.communities import WELL_KNOWN
+
+    assert ctl.Announce(prefixes=["10.0.0.0/8"], communities=list(WELL_KNOWN)).communities == list(WELL_KNOWN)
+
+
+@pytest.mark.parametrize(
+    "fields,field,words",
+    [
+        (dict(prefixes=["10.0.0.0/24"], next_hop="x"), "next_hop", "not an IP address"),
+        (dict(prefixes=["10.0.0.0/24", "10.0.0.1/24"]), "prefixes[1]", "host bits"),
+        (dict(prefixes=["10.0.0.0/24"], communities=["65000:1", "nope"]), "communities[1]", "asn:value"),
+        (dict(prefixes=["10.0.0.0/24"], large_communities=["1:2:4294967296"]), "large_communities[0]", "4294967296"),
+    ],
+)
+def test_announce_validation_names_the_field(fields, field, words):
+    """The one validation of Announce: building it (the CLI) raises
+    FieldError; decoding it (the API) gives the same field through
+    config.errors.explain."""
+    from fastbgp.config.errors import FieldError, explain
+
+    with pytest.raises(FieldError) as ei:
+        ctl.Announce(**fields)
+    assert str(ei.value).startswith(field + ":") and words in str(ei.value)
+    with pytest.raises(msgspec.ValidationError) as ei:
+        msgspec.json.decode(msgspec.json.encode(fields), type=ctl.Announce)
+    path, problem = explain(ei.value, ctl.Announce, fields)
+    assert path == field and words in problem
+
+
+def test_announce_types_name_the_field():
+    from fastbgp.config.errors import explain
+
+    for fields, field, words in (
+        ({"prefixes": []}, "prefixes", "at least one prefix"),
+        ({"prefixes": ["10.0.0.0/24"], "as_path": [0]}, "as_path[0]", "AS number 1..4294967295, got 0"),
+        ({"prefixes": ["10.0.0.0/24"], "local_pref": 1 << 32}, "local_pref", "int 0..4294967295"),
+        ({"prefixes": ["10.0.0.0/24"], "origin": "IGP"}, "origin", 'one of "egp", "igp", "incomplete"'),
+    ):
+        with pytest.raises(msgspec.ValidationError) as ei:
+            msgspec.convert(fields, ctl.Announce)
+        path, problem = explain(ei.value, ctl.Announce, fields)
+        assert path == field and words in problem, (path, problem)
 
 
 def test_socket_file_handling(harness, tmp_path):

@@ -146,10 +146,12 @@ def test_global_rib_add_show_del(fastbgp, harness):
 @pytest.mark.parametrize(
     "words,message",
     [
-        (["global", "rib", "add", "10.0.0.0/33"], "not a prefix"),
+        (["global", "rib", "add", "10.0.0.0/33"], "prefixes[0]: not an IP prefix"),
         (["global", "rib", "add", "10.0.0.0/24", "nexthop"], "nexthop needs a value"),
-        (["global", "rib", "add", "10.0.0.0/24", "med", "x"], "not a number"),
-        (["global", "rib", "add", "10.0.0.0/24", "aspath", "65000 x"], "not an AS number"),
+        (["global", "rib", "add", "10.0.0.0/24", "med", "x"], 'med: expected int 0..4294967295, got "x"'),
+        (["global", "rib", "add", "10.0.0.0/24", "aspath", "65000 x"], "aspath[1]: expected an AS number"),
+        (["global", "rib", "add", "10.0.0.0/24", "community", "65536:1"], "community[0]: \"65536:1\": '65536' is not 0..65535"),
+        (["global", "rib", "add", "10.0.0.0/24", "-a", "ipv5"], "-a: unknown address family 'ipv5'"),
         (["global", "rib", "add", "10.0.0.0/24", "colour", "red"], "unknown word 'colour'"),
         (["global", "rib", "add", "2001:db8::/32", "-a", "ipv4"], "not an ipv4-unicast prefix"),
         (["global", "table"], "expected 'global rib"),

@@ -1,24 +1,17 @@
-"""fastbgp.config.schema: decoding, peer-group merge, semantic checks, diff."""
+"""fastbgp.config: decoding, peer-group merge, semantic checks, diff."""
 
 import pathlib
 import textwrap
 
 import msgspec
 import pytest
+from msgspec import UNSET
 
-from fastbgp.config.schema import (
-    UNSET,
-    Config,
-    ConfigError,
-    Neighbor,
-    diff,
-    load_config,
-    parse_community,
-    parse_community_pattern,
-    parse_endpoint,
-    parse_large_community,
-    parse_prefix_entry,
-)
+from fastbgp.config.checks import load_config
+from fastbgp.config.diff import diff
+from fastbgp.config.errors import ConfigError
+from fastbgp.config.schema import Config, Neighbor, parse_endpoint, parse_prefix_entry
+from fastbgp.wire.communities import parse_community, parse_community_pattern, parse_large_community
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "fastbgp.toml"
 

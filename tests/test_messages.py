@@ -5,6 +5,7 @@ import pytest
 
 from fastbgp.wire import as4
 from fastbgp.wire import capabilities as caps
+from fastbgp.wire import communities
 from fastbgp.wire import messages as m
 from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AS_TRANS
@@ -191,7 +192,7 @@ def test_built_by_hand(codec):
             m.Origin(2),
             m.AsPath([m.Segment(2, [65001, 65002])]),
             m.NextHop("192.0.2.1"),
-            m.Communities([m.parse_community("65001:7"), m.parse_community("blackhole")]),
+            m.Communities([communities.parse_community("65001:7"), communities.parse_community("blackhole")]),
             m.MpReach(2, 1, ["2001:db8::1"], [m.Prefix("2001:db8:5::/48")]),
         ],
         nlri=[m.Prefix("198.51.100.0/24")],
@@ -578,15 +579,16 @@ def test_default_implementation_matches_the_fixture(codec):
     ],
 )
 def test_communities(value, text):
-    assert m.format_community(value) == text
-    assert m.parse_community(text) == value
+    assert communities.format_community(value) == text
+    assert communities.parse_community(text) == value
+    assert m.Communities([value]).strings() == [text]
 
 
 def test_parse_community_errors_and_numbers():
-    assert m.parse_community("4259840001") == 4259840001
+    assert communities.parse_community("4259840001", numeric=True) == 4259840001
     for bad in ("65536:1", "1:65536", "x", str(1 << 32)):
         with pytest.raises(ValueError):
-            m.parse_community(bad)
+            communities.parse_community(bad, numeric=True)
 
 
 @pytest.mark.parametrize(
@@ -600,7 +602,8 @@ def test_parse_community_errors_and_numbers():
     ],
 )
 def test_ext_community_text(value, text):
-    assert m.format_ext_community(value) == text
+    assert communities.format_ext_community(value) == text
+    assert m.ExtCommunities([value]).strings() == [text]
 
 
 def test_large_community_needs_three_numbers(codec):

@@ -8,6 +8,7 @@ from the daemon -- prints the load tester's result table, then stops the
 daemon and removes every file it made.  Nothing leaves the loopback range.
 """
 
+import argparse
 import os
 import shutil
 import signal
@@ -77,14 +78,23 @@ def _wait_listening(port, proc, timeout=30.0):
     raise RuntimeError("the daemon did not listen on 127.0.0.1:%d within %.0f s" % (port, timeout))
 
 
+def _loadtest(argv):
+    """``fastbgp loadtest ARGV`` in this process (its table goes to our
+    stdout), through the load tester's own parser."""
+    from fastbgp.loadtest import cli as loadtest_cli
+
+    parser = argparse.ArgumentParser(prog="fastbgp")
+    loadtest_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
 def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None, keep=False):
     """Run the demo; returns the load tester's exit status."""
     if peers < 1 or peers > 200:
         raise ValueError("--peers must be 1..200 (loopback addresses 127.0.0.10 onwards)")
     if prefixes < 1:
         raise ValueError("--prefixes must be positive")
-    from fastbgp.cli import main as cli
-
     workdir = tempfile.mkdtemp(prefix="fastbgp-demo-")
     port = _free_port("127.0.0.1")
     conf = os.path.join(workdir, "fastbgp.toml")
@@ -109,7 +119,7 @@ def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None
             argv += ["--json", json_path]
         if plot_path:
             argv += ["--plot", plot_path]
-        status = cli.main(argv)
+        status = _loadtest(argv)
         if proc.poll() is not None:
             print("fastbgp demo: the daemon died during the run (status %d); its log: %s" % (proc.returncode, log.name))
             keep = True

@@ -38,8 +38,13 @@ import os
 import sys
 import time
 
-# Only what every invocation needs is imported here: `fastbgp --help` and
-# `fastbgp mrt dump` should not pay for aiohttp and rich.
+from fastbgp.cli import demo, mrt
+from fastbgp.cli.common import ApiError, CliError, UsageError, client, client_options
+from fastbgp.wire.families import UNICAST, UNICAST_NAMES, UnknownFamily, family_name, parse_family, unicast_family
+
+# Only what every invocation needs is imported at the top, here and in the
+# subcommand modules: `fastbgp --help` and `fastbgp mrt dump` should not pay
+# for aiohttp and rich.
 
 
 def _bench_codec(args):
@@ -76,192 +81,6 @@ def _bench_codec(args):
         table.add_row(case, op, *cells)
     console.print(table)
     return 0
-
-
-# ===================================================================== errors
-
-
-class UsageError(Exception):
-    """Bad command words: printed with the command's usage, exit 2."""
-
-
-class CliError(Exception):
-    """A failure to report in one line, exit 1 (no traceback)."""
-
-
-class ApiError(CliError):
-    def __init__(self, status, message):
-        self.status = status
-        super().__init__(message)
-
-
-# ===================================================================== client
-
-
-DEFAULT_TIMEOUT = 60.0
-
-
-def _endpoint(args):
-    """(socket_path, url, token) from the options, then the environment."""
-    url = getattr(args, "url", None) or os.environ.get("FASTBGP_API_URL") or None
-    token = getattr(args, "token", None) or os.environ.get("FASTBGP_API_TOKEN") or None
-    sock = getattr(args, "socket", None) or os.environ.get("FASTBGP_API_SOCKET")
-    if not sock:
-        from fastbgp.config.schema import DEFAULT_API_SOCKET
-
-        sock = DEFAULT_API_SOCKET
-    return (None if url else sock), url, token
-
-
-class Client:
-    """A small aiohttp client of the API; answers decoded with the
-    control.py Structs, failures raised as CliError with a readable text."""
-
-    def __init__(self, socket_path=None, url=None, token=None, timeout=DEFAULT_TIMEOUT):
-        if url is None and socket_path is None:
-            raise ValueError("a socket path or a URL is needed")
-        self.socket_path = socket_path
-        self.base = (url or "http://localhost").rstrip("/")
-        self.token = token
-        self.timeout = timeout
-        self._session = None
-
-    @property
-    def where(self):
-        return ("unix:" + self.socket_path) if self.socket_path else self.base
-
-    async def __aenter__(self):
-        import aiohttp
-
-        connector = aiohttp.UnixConnector(path=self.socket_path) if self.socket_path else None
-        headers = {"Authorization": "Bearer " + self.token} if self.token else {}
-        self._session = aiohttp.ClientSession(connector=connector, headers=headers)
-        return self
-
-    async def __aexit__(self, *exc):
-        await self._session.close()
-
-    def _unreachable(self, exc):
-        if self.socket_path:
-            if not os.path.exists(self.socket_path):
-                why = "no socket at %s" % self.socket_path
-            elif isinstance(getattr(exc, "os_error", exc), PermissionError):
-                why = "permission denied on %s (the socket is mode 0600: run as the daemon's user)" % self.socket_path
-            else:
-                why = "%s does not answer (%s)" % (self.socket_path, _reason(exc))
-            hint = "is `fastbgp daemon` running? (--socket or FASTBGP_API_SOCKET choose another socket)"
-        else:
-            why = "%s does not answer (%s)" % (self.base, _reason(exc))
-            hint = "is the daemon's TCP API (global.api.tcp) enabled?"
-        return CliError("cannot reach the fastbgp daemon: %s; %s" % (why, hint))
-
-    async def _send(self, method, path, params=None, body=None, timeout=None, content_type=None):
-        import aiohttp
-        import msgspec
-
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            # Already encoded (e.g. msgpack for /v1/rib/inject).
-            data = bytes(body)
-            headers = {"Content-Type": content_type or "application/octet-stream"}
-        else:
-            data = msgspec.json.encode(body) if body is not None else None
-            headers = {"Content-Type": "application/json"} if data is not None else None
-        t = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
-        try:
-            resp = await self._session.request(method, self.base + path, params=params, data=data,
-                                               headers=headers, timeout=t)
-        except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
-            raise self._unreachable(exc) from None
-        except aiohttp.ClientError as exc:
-            raise CliError("API request %s %s failed: %s" % (method, path, _reason(exc))) from None
-        except asyncio.TimeoutError:
-            raise CliError("API request %s %s timed out after %.0f s" % (method, path, timeout)) from None
-        if resp.status >= 400:
-            text = await resp.read()
-            resp.release()
-            raise _api_error(resp.status, text)
-        return resp
-
-    async def request(self, method, path, params=None, body=None, type=None, raw=False, content_type=None):
-        """The answer decoded as ``type`` (or the raw bytes).  ``body`` is
-        JSON-encoded, unless it is bytes: then sent as ``content_type``."""
-        import aiohttp
-        import msgspec
-
-        resp = await self._send(method, path, params, body, timeout=self.timeout, content_type=content_type)
-        try:
-            data = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise CliError("API answer to %s %s cut short: %s" % (method, path, _reason(exc))) from None
-        finally:
-            resp.release()
-        if raw:
-            return data
-        try:
-            return msgspec.json.decode(data, type=type) if type is not None else msgspec.json.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise CliError("unexpected answer to %s %s: %s" % (method, path, exc)) from None
-
-    async def lines(self, path, params=None):
-        """Raw NDJSON lines of a streamed answer (blank heartbeats skipped)."""
-        import aiohttp
-
-        resp = await self._send("GET", path, params, timeout=None)
-        try:
-            while True:
-                try:
-                    line = await resp.content.readline()
-                except aiohttp.ClientPayloadError as exc:
-                    raise CliError("stream %s cut short: %s" % (path, _reason(exc))) from None
-                if not line:
-                    return
-                line = line.strip()
-                if line:
-                    yield line
-        finally:
-            resp.release()
-
-    async def chunks(self, path, params=None):
-        """A body piece by piece, as it comes (for -j of large tables)."""
-        import aiohttp
-
-        resp = await self._send("GET", path, params, timeout=None)
-        try:
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                yield chunk
-        except aiohttp.ClientPayloadError as exc:
-            raise CliError("answer to %s cut short: %s" % (path, _reason(exc))) from None
-        finally:
-            resp.release()
-
-
-def _reason(exc):
-    inner = getattr(exc, "os_error", None)
-    if inner is not None and getattr(inner, "strerror", None):
-        return inner.strerror
-    return str(exc) or type(exc).__name__
-
-
-def _api_error(status, body):
-    import msgspec
-
-    message = None
-    try:
-        doc = msgspec.json.decode(body)
-        if isinstance(doc, dict):
-            message = doc.get("error")
-    except msgspec.DecodeError:
-        pass
-    if message is None:
-        message = body.decode(errors="replace").strip() or "HTTP %d" % status
-    if status == 401:
-        message += " (pass --token or set FASTBGP_API_TOKEN)"
-    return ApiError(status, message)
-
-
-def _client(args):
-    sock, url, token = _endpoint(args)
-    return Client(socket_path=sock, url=url, token=token)
 
 
 # ===================================================================== output
@@ -402,24 +221,15 @@ def _start_plain_routes(rows):
 
 # =================================================================== commands
 
-FAMILIES = {
-    "ipv4": "ipv4-unicast",
-    "ipv6": "ipv6-unicast",
-    "ipv4-unicast": "ipv4-unicast",
-    "ipv6-unicast": "ipv6-unicast",
-    "inet": "ipv4-unicast",
-    "inet6": "ipv6-unicast",
-}
-
-
 def _family(args, default="ipv4-unicast"):
+    """-a as a canonical family name (the daemon runs the unicast ones)."""
     fam = getattr(args, "family", None)
     if fam is None:
         return default
     try:
-        return FAMILIES[fam.lower()]
-    except KeyError:
-        raise UsageError("-a: unknown address family %r (use ipv4 or ipv6)" % fam) from None
+        return family_name(parse_family(fam, UNICAST))
+    except UnknownFamily as exc:
+        raise UsageError("-a: %s" % exc) from None
 
 
 def _addr(text):
@@ -452,7 +262,7 @@ async def _cmd_neighbor(args):
     from fastbgp.control import contract as ctl
 
     words = list(args.words)
-    async with _client(args) as c:
+    async with client(args) as c:
         if not words:
             if args.json:
                 _write(await c.request("GET", "/v1/neighbors", raw=True) + b"\n")
@@ -621,23 +431,27 @@ _KEYWORDS = {
 _KEYWORD_LIST = "nexthop, aspath, origin, community, large-community, med, local-pref"
 
 
+# The field of Announce a keyword sets -> its first spelling, for messages.
+_WORD_OF_FIELD = {field: word for word, field in reversed(_KEYWORDS.items())}
+
+
 def parse_route_words(words, family=None):
     """``PREFIX... [nexthop A] [aspath "A B"] [origin O] [community C...]
     [large-community L...] [med N] [local-pref N]`` -> Announce fields.
+    The words are split here; their values are checked by
+    :class:`fastbgp.control.contract.Announce`, as the API checks them.
     UsageError names the word that is wrong."""
+    import msgspec
+
+    from fastbgp.config.errors import explain
+    from fastbgp.control import contract as ctl
+
     out = {"prefixes": []}
     i = 0
     while i < len(words) and words[i].lower() not in _KEYWORDS:
-        p = words[i]
-        try:
-            net = ipaddress.ip_network(p, strict=True)
-        except ValueError as exc:
-            if out["prefixes"] and "/" not in p:
-                raise UsageError("unknown word %r (expected a prefix or one of %s)" % (p, _KEYWORD_LIST)) from None
-            raise UsageError("%r is not a prefix (%s)" % (p, exc)) from None
-        if family is not None and net.version != (4 if family == "ipv4-unicast" else 6):
-            raise UsageError("%s is not an %s prefix (-a)" % (p, family))
-        out["prefixes"].append(str(net))
+        if out["prefixes"] and "/" not in words[i]:
+            raise UsageError("unknown word %r (expected a prefix or one of %s)" % (words[i], _KEYWORD_LIST))
+        out["prefixes"].append(words[i])
         i += 1
     if not out["prefixes"]:
         raise UsageError("no prefix given")
@@ -663,29 +477,25 @@ def parse_route_words(words, family=None):
             i += 1
         if not values and field != "as_path":
             raise UsageError("%s needs a value" % kw)
-        if field == "as_path":
-            bad = [v for v in values if not v.isdigit() or not 0 < int(v) <= 0xFFFFFFFF]
-            if bad:
-                raise UsageError("aspath: %r is not an AS number" % bad[0])
-            out[field] = [int(v) for v in values]
-        elif field in ("med", "local_pref"):
-            if not values[0].isdigit() or int(values[0]) > 0xFFFFFFFF:
-                raise UsageError("%s: %r is not a number 0..4294967295" % (kw, values[0]))
-            out[field] = int(values[0])
-        elif field == "next_hop":
-            try:
-                out[field] = str(ipaddress.ip_address(values[0]))
-            except ValueError:
-                raise UsageError("nexthop: %r is not an IP address" % values[0]) from None
-        elif field == "origin":
+        if field == "origin":
             o = values[0].lower()
-            o = {"i": "igp", "e": "egp", "?": "incomplete"}.get(o, o)
-            if o not in ("igp", "egp", "incomplete"):
-                raise UsageError("origin: %r is not igp, egp or incomplete" % values[0])
-            out[field] = o
-        else:
+            out[field] = {"i": "igp", "e": "egp", "?": "incomplete"}.get(o, o)  # bgpdump's letters
+        elif field in ("as_path", "communities", "large_communities"):
             out[field] = values
-    return out
+        else:
+            out[field] = values[0]
+    try:
+        # strict=False: numbers arrive as words ("65000").
+        req = msgspec.convert(out, ctl.Announce, strict=False)
+    except msgspec.ValidationError as exc:
+        path, problem = explain(exc, ctl.Announce, out)
+        field, sep, rest = path.partition("[")
+        raise UsageError("%s%s%s: %s" % (_WORD_OF_FIELD.get(field, field), sep, rest, problem)) from None
+    if family is not None:
+        for p in req.prefixes:
+            if unicast_family(ipaddress.ip_network(p).version) != parse_family(family):
+                raise UsageError("%s is not an %s prefix (-a)" % (p, family))
+    return {f: getattr(req, f) for f in out}
 
 
 async def _cmd_global(args):
@@ -696,7 +506,7 @@ async def _cmd_global(args):
         raise UsageError("expected 'global rib ...'")
     words.pop(0)
     verb = words[0].lower() if words else None
-    async with _client(args) as c:
+    async with client(args) as c:
         if verb == "summary":
             if len(words) > 1:
                 raise UsageError("unexpected %r after summary" % " ".join(words[1:]))
@@ -727,7 +537,7 @@ async def _rib_change(c, args, verb, words):
         # Everything this daemon originates (source "local") in the family,
         # or in both when no -a was given.
         prefixes = []
-        for f in ([fam] if fam else ["ipv4-unicast", "ipv6-unicast"]):
+        for f in ([fam] if fam else UNICAST_NAMES):
             routes = await c.request("GET", "/v1/rib/" + f, type=list[ctl.Route])
             prefixes.extend(sorted({r.prefix for r in routes if r.source == "local"}))
         if not prefixes:
@@ -741,7 +551,7 @@ async def _rib_change(c, args, verb, words):
             # previous command); only the prefixes matter.
             fields = {"prefixes": fields["prefixes"]}
     path = "/v1/rib/announce" if verb == "add" else "/v1/rib/withdraw"
-    answer = await c.request("POST", path, body=ctl.Announce(**fields))
+    answer = await c.request("POST", path, body=fields)
     if args.json:
         _print_json(answer)
     else:
@@ -773,7 +583,7 @@ async def _show_rib(c, args, words):
             version = ipaddress.ip_network(key, strict=False).version
         except ValueError:
             raise UsageError("%r is not a prefix or address" % key) from None
-        fam = _family(args, default="ipv4-unicast" if version == 4 else "ipv6-unicast")
+        fam = _family(args, default=family_name(unicast_family(version)))
     else:
         fam = _family(args)
     path = "/v1/rib/" + fam
@@ -849,7 +659,7 @@ async def _cmd_monitor(args):
     keep = _monitor_filter(list(args.words))
     decoder = msgspec.json.Decoder(ctl.AnyEvent)
     seen = 0
-    async with _client(args) as c:
+    async with client(args) as c:
         async for raw in c.lines("/v1/watch"):
             try:
                 doc = msgspec.json.decode(raw)
@@ -878,7 +688,7 @@ async def _cmd_monitor(args):
 
 
 async def _cmd_reload(args):
-    async with _client(args) as c:
+    async with client(args) as c:
         try:
             answer = await c.request("POST", "/v1/reload")
         except ApiError as exc:
@@ -920,14 +730,19 @@ def _print_change(answer, indent="  "):
             print("%s%s: %s" % (indent, name, value))
 
 
-async def _cmd_log_level(args):
+def _log_level(text):
+    """argparse type of a log level: checked by control.logs, which is only
+    imported when a level is given."""
     from fastbgp.control import logs
 
     try:
-        logs.parse_level(args.level)
+        return logs.level_name(logs.parse_level(text))
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    async with _client(args) as c:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _cmd_log_level(args):
+    async with client(args) as c:
         answer = await c.request("POST", "/v1/log-level", body={"level": args.level})
     if args.json:
         _print_json(answer)
@@ -941,7 +756,8 @@ async def _cmd_log_level(args):
 
 def _cmd_daemon(args):
     if args.check:
-        from fastbgp.config.schema import ConfigError, load_config
+        from fastbgp.config.checks import load_config
+        from fastbgp.config.errors import ConfigError
 
         try:
             load_config(args.config)
@@ -960,21 +776,6 @@ def _cmd_daemon(args):
 
 
 # ==================================================================== parser
-
-
-def _client_options(parser, suppress):
-    """Where the daemon is, and -j.  Given to the top-level parser and, with
-    SUPPRESS defaults (so they do not undo what was given before the
-    command), to every client command, so they work in either place."""
-    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    g = parser.add_argument_group("daemon connection")
-    g.add_argument("--socket", metavar="PATH", default=d(None),
-                   help="API unix socket (env FASTBGP_API_SOCKET; default /run/fastbgp/fastbgp.sock)")
-    g.add_argument("--url", metavar="URL", default=d(None),
-                   help="TCP API, e.g. http://127.0.0.1:8179 (env FASTBGP_API_URL)")
-    g.add_argument("--token", metavar="TOKEN", default=d(None),
-                   help="bearer token for the TCP API (env FASTBGP_API_TOKEN; the environment keeps it out of ps)")
-    parser.add_argument("-j", "--json", action="store_true", default=d(False), help="print JSON")
 
 
 def _add_optional(sub, module, command):
@@ -1007,9 +808,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastbgp", description="BGP-4 speaker with a compiled hot path",
         epilog="`fastbgp COMMAND -h` for each command's words.")
-    _client_options(parser, suppress=False)
+    client_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
-    _client_options(common, suppress=True)
+    client_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     n = sub.add_parser(
@@ -1041,12 +842,12 @@ def build_parser():
     r.set_defaults(func=_cmd_reload)
 
     lv = sub.add_parser("log-level", parents=[common], help="change the daemon's log level")
-    lv.add_argument("level", choices=["debug", "info", "warning", "error", "critical"])
+    lv.add_argument("level", type=_log_level, help="debug, info, warning, error or critical")
     lv.set_defaults(func=_cmd_log_level)
 
     d = sub.add_parser("daemon", help="run the BGP speaker")
     d.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML configuration file")
-    d.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"],
+    d.add_argument("--log-level", type=_log_level, metavar="LEVEL",
                    help="override global.log.level")
     d.add_argument("--log-json", action="store_true", default=None, help="JSON log lines (overrides global.log.json)")
     d.add_argument("--check", action="store_true", help="only validate the configuration and exit")
@@ -1061,10 +862,8 @@ def build_parser():
     bc.add_argument("-j", "--json", action="store_true", help="print JSON instead of a table")
     bc.set_defaults(func=_bench_codec)
 
-    from fastbgp.cli import demo
-
     demo.add_parser(sub)
-    _add_optional(sub, "fastbgp.cli.mrt", "mrt")
+    mrt.add_parser(sub)
     _add_optional(sub, "fastbgp.loadtest.cli", "loadtest")
     return parser
 

@@ -10,12 +10,15 @@ peer), attributes kept.  They are grouped by attribute set and sent in
 batches to ``POST /v1/rib/inject`` (msgpack), where each set is interned
 once and its prefixes go to the RIB in one call.
 
-The lead wires it in with ``mrt_cli.add_parser(subparsers)`` from
-fastbgp/cli.py; ``python -m fastbgp.cli.mrt dump FILE`` works on its own.
+``main.py`` wires it in with :func:`add_parser`; ``python -m
+fastbgp.cli.mrt dump FILE`` works on its own.
 """
 
 import argparse
 import sys
+
+from fastbgp.cli.common import CliError, client, client_options
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, ATTR_NEXT_HOP, SAFI_UNICAST
 
 
 def _dump(args):
@@ -64,7 +67,6 @@ def _run_dump(args):
 # ---------------------------------------------------------------- inject
 
 INJECT_BATCH = 100_000  # prefixes per API request (about 1 MB of msgpack)
-_FAMILY_WORDS = {"ipv4": 1, "ipv4-unicast": 1, "inet": 1, "ipv6": 2, "ipv6-unicast": 2, "inet6": 2}
 
 
 class InjectError(Exception):
@@ -79,9 +81,22 @@ class _Stats:
         self.corrupt = 0
         self.rib_records = 0
         self.peer = None  # the --only-peer that was matched, as text
+        self.stream_errors = []  # decompression problems (the reader's)
 
     def skip(self, why, n=1):
         self.skipped[why] = self.skipped.get(why, 0) + n
+
+
+def _family_choice(text):
+    """-a: the AFIs to inject (both unicast families by default)."""
+    if text is None:
+        return (AFI_IPV4, AFI_IPV6)
+    from fastbgp.wire.families import UNICAST, UnknownFamily, parse_family
+
+    try:
+        return (parse_family(text, UNICAST)[0],)
+    except UnknownFamily as exc:
+        raise InjectError("-a: %s" % exc) from None
 
 
 def _peer_choice(text):
@@ -109,118 +124,138 @@ def _nexthop_choice(text):
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
         raise InjectError("--nexthop %r is not an IP address" % text) from None
-    return {1 if ip.version == 4 else 2: ip.packed}
+    return {AFI_IPV4 if ip.version == 4 else AFI_IPV6: ip.packed}
 
 
-def _batches(f, stats, families=(1, 2), only_peer=None, nexthops=None, batch=INJECT_BATCH, limit=0):
+def _group_key(u, afi, nexthops):
+    """(afi, attributes, next hop) of a route, the InjectGroup it joins; or
+    the reason it cannot be injected (a str)."""
+    # The route's next hop: NEXT_HOP, or the MP_REACH_NLRI one (RFC 6396
+    # §4.3.4 puts IPv6 next hops in an abbreviated MP_REACH_NLRI).
+    nh = bytes(u.mp_reach[2]) if u.mp_reach is not None else bytes(u.next_hop)
+    attrs = u.attrs
+    forced = nexthops.get(afi)
+    if afi == AFI_IPV4:
+        if forced is not None:
+            nh = forced
+        elif u.mp_reach is None:
+            nh = b""  # NEXT_HOP is in the block already
+        elif len(nh) != 4:
+            return "IPv4 route with an IPv6 next hop (give --nexthop)"
+    else:
+        if forced is not None:
+            nh = forced
+        if len(nh) not in (0, 16, 32):
+            return "IPv6 route with an IPv4 next hop (give --nexthop)"
+        if b"\x03" in attrs:
+            # RFC 4760 §3: an IPv6-only UPDATE has no use for NEXT_HOP.
+            from fastbgp.wire.as4 import encode_attr, split_attrs
+
+            attrs = b"".join(encode_attr(fl, t, v) for fl, t, v in split_attrs(attrs) if t != ATTR_NEXT_HOP)
+    return (afi, attrs, nh)
+
+
+# What _Selector returns for a record to pass over without counting it.
+_PASS = object()
+
+
+class _Selector:
+    """The one route per prefix to inject from each RIB record: the first
+    entry, or the one of --only-peer.  Returns the entry's decoded update
+    (None when its attributes did not decode) or _PASS."""
+
+    def __init__(self, stats, families, only_peer):
+        self.stats = stats
+        self.families = families
+        self.only_peer = only_peer
+        self.want = None  # TABLE_DUMP_V2 peer index chosen by --only-peer
+
+    def peer_table(self, rec):
+        """PEER_INDEX_TABLE (RFC 6396 §4.3.1): resolve --only-peer."""
+        only = self.only_peer
+        if only is None:
+            return
+        peers = rec.peers
+        if isinstance(only, int):
+            if only >= len(peers):
+                raise InjectError("--only-peer %d: the PEER_INDEX_TABLE has %d peers (0-%d)"
+                                  % (only, len(peers), len(peers) - 1))
+            self.want = only
+        else:
+            self.want = next((i for i, p in enumerate(peers) if p.ip == only), None)
+            if self.want is None:
+                raise InjectError("--only-peer %s is not in the PEER_INDEX_TABLE" % only)
+        p = peers[self.want]
+        self.stats.peer = "%d (%s AS%d)" % (self.want, p.ip, p.asn)
+
+    def rib(self, rec):
+        """A TABLE_DUMP_V2 RIB record (RFC 6396 §4.3.2)."""
+        self.stats.rib_records += 1
+        if rec.safi != SAFI_UNICAST or rec.afi not in (AFI_IPV4, AFI_IPV6) or not rec.prefix:
+            self.stats.skip("not unicast IPv4/IPv6")
+            return _PASS
+        if rec.afi not in self.families:
+            return _PASS
+        ents = rec.entries
+        if self.want is None:
+            e = ents[0] if ents else None
+        else:
+            e = next((x for x in ents if x.peer_index == self.want), None)
+            if e is None:
+                return _PASS  # not seen by that peer
+        if e is None:
+            self.stats.skip("no RIB entry")
+            return _PASS
+        return e.update
+
+    def table_dump(self, rec):
+        """An old TABLE_DUMP record (RFC 6396 §4.2): one per prefix and peer."""
+        self.stats.rib_records += 1
+        if rec.subtype not in self.families:  # §4.2: the subtype is the AFI
+            return _PASS
+        only = self.only_peer
+        if only is not None:
+            if isinstance(only, int):
+                raise InjectError("TABLE_DUMP files have no peer index: give --only-peer the peer's address")
+            if rec.peer_ip != only:
+                return _PASS
+            self.stats.peer = only
+        return rec.update
+
+
+def _batches(f, stats, families=(AFI_IPV4, AFI_IPV6), only_peer=None, nexthops=None, batch=INJECT_BATCH, limit=0):
     """Lists of api.InjectGroup from the RIB records of the MRT file ``f``:
     one route per prefix, grouped by (family, attributes, next hop), a list
     whenever ``batch`` prefixes are waiting (and the rest at the end)."""
     import socket
 
-    from fastbgp.mrt import reader as mrt
     from fastbgp.control.api import InjectGroup
+    from fastbgp.mrt import reader as mrt
 
     nexthops = nexthops or {}
     inet_pton = socket.inet_pton
-    af = {1: socket.AF_INET, 2: socket.AF_INET6}
+    af = {AFI_IPV4: socket.AF_INET, AFI_IPV6: socket.AF_INET6}
     plen_byte = [bytes((i,)) for i in range(129)]
     groups = {}  # (afi, attrs, next hop) -> bytearray of packed prefixes
     pending = 0
     memo = {}  # (id(update), afi) -> (update, group key or skip reason)
-    seen = {1: set(), 2: set()}  # TABLE_DUMP: one record per prefix *and peer*
-    want = None  # TABLE_DUMP_V2 peer index chosen by --only-peer
+    seen = {AFI_IPV4: set(), AFI_IPV6: set()}  # TABLE_DUMP: one record per prefix *and peer*
+    select = _Selector(stats, families, only_peer)
     reader = mrt.MrtReader(f)
-
-    def key_of(u, afi):
-        # The route's next hop: NEXT_HOP, or the MP_REACH_NLRI one (RFC 6396
-        # §4.3.4 puts IPv6 next hops in an abbreviated MP_REACH_NLRI).
-        nh = bytes(u.mp_reach[2]) if u.mp_reach is not None else bytes(u.next_hop)
-        attrs = u.attrs
-        forced = nexthops.get(afi)
-        if afi == 1:
-            if forced is not None:
-                nh = forced
-            elif u.mp_reach is None:
-                nh = b""  # NEXT_HOP is in the block already
-            elif len(nh) != 4:
-                return "IPv4 route with an IPv6 next hop (give --nexthop)"
-        else:
-            if forced is not None:
-                nh = forced
-            if len(nh) not in (0, 16, 32):
-                return "IPv6 route with an IPv4 next hop (give --nexthop)"
-            if b"\x03" in attrs:
-                # RFC 4760 §3: an IPv6-only UPDATE has no use for NEXT_HOP.
-                from fastbgp.wire.as4 import encode_attr, split_attrs
-
-                attrs = b"".join(encode_attr(fl, t, v) for fl, t, v in split_attrs(attrs) if t != 3)
-        return (afi, attrs, nh)
-
-    def flush():
-        nonlocal groups, pending
-        out = [InjectGroup(afi=k[0], attrs=k[1], nlri=bytes(v), next_hop=k[2]) for k, v in groups.items()]
-        groups = {}
-        pending = 0
-        return out
-
     for rec in reader:
         stats.records += 1
         typ = type(rec)
         if typ is mrt.RibRecord:
-            stats.rib_records += 1
-            afi = rec.afi
-            if rec.safi != 1 or afi not in (1, 2) or not rec.prefix:
-                stats.skip("not unicast IPv4/IPv6")
-                continue
-            if afi not in families:
-                continue
-            ents = rec.entries
-            if want is None:
-                e = ents[0] if ents else None
-            else:
-                e = None
-                for x in ents:
-                    if x.peer_index == want:
-                        e = x
-                        break
-                if e is None:
-                    continue  # not seen by that peer
-            if e is None:
-                stats.skip("no RIB entry")
-                continue
-            u = e.update
+            afi, u = rec.afi, select.rib(rec)
         elif typ is mrt.TableDump:
-            stats.rib_records += 1
-            afi = rec.subtype  # RFC 6396 §4.2: the subtype is the AFI
-            if afi not in families:
-                continue
-            if only_peer is not None:
-                if isinstance(only_peer, int):
-                    raise InjectError("TABLE_DUMP files have no peer index: give --only-peer the peer's address")
-                if rec.peer_ip != only_peer:
-                    continue
-                stats.peer = only_peer
-            u = rec.update
-        elif typ is mrt.PeerIndexTable:
-            if only_peer is not None:
-                peers = rec.peers
-                if isinstance(only_peer, int):
-                    if only_peer >= len(peers):
-                        raise InjectError("--only-peer %d: the PEER_INDEX_TABLE has %d peers (0-%d)"
-                                          % (only_peer, len(peers), len(peers) - 1))
-                    want = only_peer
-                else:
-                    want = next((i for i, p in enumerate(peers) if p.ip == only_peer), None)
-                    if want is None:
-                        raise InjectError("--only-peer %s is not in the PEER_INDEX_TABLE" % only_peer)
-                p = peers[want]
-                stats.peer = "%d (%s AS%d)" % (want, p.ip, p.asn)
-            continue
-        elif typ is mrt.CorruptRecord or typ is mrt.TruncatedRecord:
-            stats.corrupt += 1
-            continue
+            afi, u = rec.subtype, select.table_dump(rec)
         else:
+            if typ is mrt.PeerIndexTable:
+                select.peer_table(rec)
+            elif typ is mrt.CorruptRecord or typ is mrt.TruncatedRecord:
+                stats.corrupt += 1
+            continue
+        if u is _PASS:
             continue
         if u is None:
             stats.skip("attributes that do not decode")
@@ -228,7 +263,7 @@ def _batches(f, stats, families=(1, 2), only_peer=None, nexthops=None, batch=INJ
         k = (id(u), afi)
         hit = memo.get(k)
         if hit is None or hit[0] is not u:
-            hit = memo[k] = (u, key_of(u, afi))
+            hit = memo[k] = (u, _group_key(u, afi, nexthops))
         key = hit[1]
         if type(key) is str:
             stats.skip(key)
@@ -249,14 +284,15 @@ def _batches(f, stats, families=(1, 2), only_peer=None, nexthops=None, batch=INJ
         pending += 1
         stats.read += 1
         if pending >= batch:
-            yield flush()
+            yield [InjectGroup(afi=k[0], attrs=k[1], nlri=bytes(v), next_hop=k[2]) for k, v in groups.items()]
+            groups, pending = {}, 0
         if limit and stats.read >= limit:
             break
     # A cut or corrupt compressed stream (the TruncatedRecord that may
     # follow is counted with the corrupt ones).
     stats.stream_errors = list(reader.stream_errors)
     if groups:
-        yield flush()
+        yield [InjectGroup(afi=k[0], attrs=k[1], nlri=bytes(v), next_hop=k[2]) for k, v in groups.items()]
 
 
 def _inject(args):
@@ -278,23 +314,88 @@ def _inject(args):
             gc.enable()
 
 
-async def _run_inject(args):
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(file=sys.stderr)
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal,
+                    transient=False)
+
+
+async def _send(c, f, size, batches, progress, stats):
+    """Read ``batches`` (a generator over ``f``) in a thread, one batch
+    ahead, and POST each to /v1/rib/inject; the prefixes injected."""
     import asyncio
     import os
     import threading
-    import time
 
     import msgspec
 
-    from fastbgp.cli import main as cli
     from fastbgp.control.api import MSGPACK
 
-    families = (1, 2)
-    if args.family:
-        fam = _FAMILY_WORDS.get(args.family.strip().lower())
-        if fam is None:
-            raise InjectError("-a %r: use ipv4 or ipv6" % args.family)
-        families = (fam,)
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue(maxsize=2)  # read ahead of the daemon, but not the whole file
+    stop = threading.Event()
+    injected = 0
+
+    def produce():
+        # In a thread: the daemon works on one batch while the next is read.
+        def put(item):
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                put(batch)
+        finally:
+            if not stop.is_set():
+                put(None)
+
+    task = progress.add_task("inject %s" % os.path.basename(f.name), total=size or None, info="")
+
+    def show():
+        try:
+            pos = f.tell()
+        except (OSError, ValueError):
+            pos = size
+        progress.update(task, completed=min(pos, size), info="read {:,}  injected {:,}".format(stats.read, injected))
+
+    worker = loop.run_in_executor(None, produce)
+    try:
+        while True:
+            try:
+                batch = await asyncio.wait_for(queue.get(), 0.2)
+            except asyncio.TimeoutError:
+                show()
+                if worker.done() and queue.empty():
+                    break
+                continue
+            if batch is None:
+                break
+            answer = await c.request("POST", "/v1/rib/inject", body=msgspec.msgpack.encode(batch), content_type=MSGPACK)
+            injected += answer.get("count", 0) if isinstance(answer, dict) else 0
+            show()
+        await worker  # the reader's own errors (InjectError, OSError) surface here
+        progress.update(task, completed=size)
+        show()
+    finally:
+        stop.set()
+        while not worker.done():
+            # Unblock a reader waiting on the full queue.
+            while not queue.empty():
+                queue.get_nowait()
+            await asyncio.sleep(0.01)
+    return injected
+
+
+async def _run_inject(args):
+    import os
+    import time
+
+    families = _family_choice(args.family)
     only_peer = _peer_choice(args.only_peer)
     nexthops = _nexthop_choice(args.nexthop)
     if args.batch <= 0:
@@ -306,76 +407,15 @@ async def _run_inject(args):
         raise InjectError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
     size = os.fstat(f.fileno()).st_size
     stats = _Stats()
-    stats.stream_errors = []
-    loop = asyncio.get_running_loop()
-    queue = asyncio.Queue(maxsize=2)  # read ahead of the daemon, but not the whole file
-    stop = threading.Event()
-
-    def produce():
-        # In a thread: the daemon works on one batch while the next is read.
-        def put(item):
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-        try:
-            for batch in _batches(f, stats, families, only_peer, nexthops, args.batch, args.count):
-                if stop.is_set():
-                    return
-                put(batch)
-        finally:
-            if not stop.is_set():
-                put(None)
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-    console = Console(file=sys.stderr)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal,
-                        transient=False)
-    injected = 0
     t0 = time.perf_counter()
     try:
-        async with cli._client(args) as c:
+        async with client(args) as c:
             # Reachable before reading anything: a stopped daemon is reported at once.
             await c.request("GET", "/v1/rib/summary")
-            with progress:
-                task = progress.add_task("inject %s" % os.path.basename(path), total=size or None, info="")
-
-                def show():
-                    try:
-                        pos = f.tell()
-                    except (OSError, ValueError):
-                        pos = size
-                    progress.update(task, completed=min(pos, size),
-                                    info="read {:,}  injected {:,}".format(stats.read, injected))
-
-                worker = loop.run_in_executor(None, produce)
-                try:
-                    while True:
-                        try:
-                            batch = await asyncio.wait_for(queue.get(), 0.2)
-                        except asyncio.TimeoutError:
-                            show()
-                            if worker.done() and queue.empty():
-                                break
-                            continue
-                        if batch is None:
-                            break
-                        answer = await c.request("POST", "/v1/rib/inject", body=msgspec.msgpack.encode(batch),
-                                                 content_type=MSGPACK)
-                        injected += answer.get("count", 0) if isinstance(answer, dict) else 0
-                        show()
-                    await worker  # the reader's own errors (InjectError, OSError) surface here
-                    progress.update(task, completed=size)
-                    show()
-                finally:
-                    stop.set()
-                    while not worker.done():
-                        # Unblock a reader waiting on the full queue.
-                        while not queue.empty():
-                            queue.get_nowait()
-                        await asyncio.sleep(0.01)
-    except cli.CliError as exc:
+            with _progress() as progress:
+                batches = _batches(f, stats, families, only_peer, nexthops, args.batch, args.count)
+                injected = await _send(c, f, size, batches, progress, stats)
+    except CliError as exc:
         print("fastbgp mrt inject: %s" % exc, file=sys.stderr)
         return 1
     except OSError as exc:
@@ -383,7 +423,11 @@ async def _run_inject(args):
         return 1
     finally:
         f.close()
-    seconds = time.perf_counter() - t0
+    return _report(args, path, stats, injected, time.perf_counter() - t0, only_peer)
+
+
+def _report(args, path, stats, injected, seconds, only_peer):
+    """Print what an inject did; its exit status."""
     if not stats.rib_records:
         print("fastbgp mrt inject: %s: no TABLE_DUMP or TABLE_DUMP_V2 RIB records (is it an MRT RIB dump?)" % path,
               file=sys.stderr)
@@ -393,6 +437,8 @@ async def _run_inject(args):
         return 1
     skipped = sum(stats.skipped.values())
     if getattr(args, "json", False):
+        import msgspec
+
         sys.stdout.write(msgspec.json.encode({
             "count": injected, "seconds": round(seconds, 3), "file": path, "peer": stats.peer,
             "skipped": stats.skipped, "corrupt_records": stats.corrupt, "stream_errors": stats.stream_errors,
@@ -404,8 +450,7 @@ async def _run_inject(args):
         if skipped:
             extra.append("%d skipped: %s" % (skipped, ", ".join("%s %d" % kv for kv in sorted(stats.skipped.items()))))
         print("injected %d prefixes in %.2f s%s" % (injected, seconds, " (%s)" % "; ".join(extra) if extra else ""))
-    problems = stats.corrupt or stats.stream_errors
-    if problems:
+    if stats.corrupt or stats.stream_errors:
         what = "; ".join(stats.stream_errors) or "%d corrupt or truncated records skipped" % stats.corrupt
         print("fastbgp mrt inject: %s: %s" % (path, what), file=sys.stderr)
         return 1
@@ -448,14 +493,9 @@ def add_parser(subparsers):
     i.add_argument("--count", type=int, default=0, metavar="N", help="stop after N prefixes")
     i.add_argument("--batch", type=int, default=INJECT_BATCH, metavar="N",
                    help="prefixes per API request (default %d)" % INJECT_BATCH)
-    try:
-        from fastbgp.cli.main import _client_options
-
-        # --socket/--url/--token/-j also after the command words, as for
-        # the other client commands.
-        _client_options(i, suppress=True)
-    except ImportError:  # pragma: no cover
-        pass
+    # --socket/--url/--token/-j also after the command words, as for the
+    # other client commands.
+    client_options(i, suppress=True)
     i.set_defaults(func=_inject)
     return p
 

@@ -12,8 +12,9 @@ Listeners
 Bodies
     JSON, encoded by msgspec from the Structs of :mod:`fastbgp.control.contract`, so a
     client can decode them back with the same types.  Request bodies are
-    decoded into those Structs too; a bad one gets 400 with a message naming
-    the field (``{"error": "prefixes[1]: not an IP prefix: '10.0.0.1/33'"}``).
+    decoded into those Structs too, which validate them; a bad one gets 400
+    with a message naming the field (:func:`fastbgp.config.errors.explain`:
+    ``{"error": "med: expected int 0..4294967295, got -1", "field": "med"}``).
     Every error is ``{"error": "..."}`` with a 4xx/5xx status.
 
 Endpoints (all under /v1)
@@ -39,9 +40,10 @@ Endpoints (all under /v1)
     ``GET  /watch``                              NDJSON of control.AnyEvent
     ``POST /log-level``                          {"level": "debug"}
 
-    ``{family}`` is ``ipv4-unicast`` / ``ipv6-unicast`` (``ipv4`` / ``ipv6``
-    accepted).  A full table is never built as one list when it is large:
-    above :data:`STREAM_THRESHOLD` paths (or with ``?stream=1``) it is sent
+    ``{family}`` is ``ipv4-unicast`` / ``ipv6-unicast``, or another
+    spelling :mod:`fastbgp.wire.families` accepts (``ipv4``, ``inet6``...).
+    A full table is never built as one list when it is large: above
+    :data:`STREAM_THRESHOLD` paths (or with ``?stream=1``) it is sent
     chunked from ``Control.iter_rib``, still as one JSON array unless
     ``stream=1`` asked for NDJSON (one Route per line), so the format a
     client gets does not depend on the table's size.
@@ -61,27 +63,25 @@ import hmac
 import ipaddress
 import logging
 import os
-import re
-import socket
-import stat
 from typing import Literal, Optional
 
 import msgspec
 from aiohttp import web
 
+from fastbgp.config.errors import ConfigError, explain, render
+from fastbgp.config.schema import normalize_address
 from fastbgp.control import contract as ctl
-from fastbgp.control import logs
+from fastbgp.control import logs, sockets
+from fastbgp.wire.families import UNICAST, UnknownFamily, family_name, parse_family, unicast_family
 
 __all__ = [
     "ApiServer",
     "make_app",
     "serve",
-    "FAMILY_ALIASES",
     "STREAM_THRESHOLD",
     "WATCH_HEARTBEAT",
     "NeighborAction",
     "LogLevel",
-    "validate_announce",
     "BadRequest",
     "InjectGroup",
     "MSGPACK",
@@ -99,16 +99,6 @@ WATCH_HEARTBEAT = 15.0
 # event comes (the handler is not cancelled on disconnect by aiohttp).
 _WATCH_POLL = 0.5
 MAX_BODY = 64 * 1024 * 1024  # an announce of a few hundred thousand prefixes fits
-
-FAMILY_ALIASES = {
-    "ipv4-unicast": "ipv4-unicast",
-    "ipv6-unicast": "ipv6-unicast",
-    "ipv4": "ipv4-unicast",
-    "ipv6": "ipv6-unicast",
-    "inet": "ipv4-unicast",
-    "inet6": "ipv6-unicast",
-}
-_FAMILY_VERSION = {"ipv4-unicast": 4, "ipv6-unicast": 6}
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -167,110 +157,25 @@ class _HttpError(Exception):
         super().__init__(message)
 
 
-_MSGSPEC_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-
-
-def _msgspec_problem(exc: Exception) -> BadRequest:
-    """msgspec's "Expected `int`, got `str` - at `$.med`" -> ("med",
-    "expected int, got str"): the field first, in the body's own terms."""
-    m = _MSGSPEC_AT.match(str(exc))
-    msg, path = m.group("msg"), (m.group("path") or "").lstrip(".")
-    for pattern, fmt in (
-        (r"Object contains unknown field `(.*)`", "unknown field"),
-        (r"Object missing required field `(.*)`", "required field missing"),
-    ):
-        mm = re.match(pattern, msg)
-        if mm:
-            return BadRequest((path + "." if path else "") + mm.group(1), fmt)
-    msg = msg.replace("`", "")
-    if isinstance(exc, msgspec.DecodeError) and not path:
-        return BadRequest("", "body is not valid JSON: " + msg[:1].lower() + msg[1:])
-    return BadRequest(path, msg[:1].lower() + msg[1:])
-
-
-def _decode(body: bytes, typ):
+def _decode(body: bytes, typ, decode=msgspec.json.decode, what="JSON"):
+    """The body as ``typ``; BadRequest naming the field otherwise."""
     if not body.strip():
-        raise BadRequest("", "a JSON body is required")
+        raise BadRequest("", "a %s body is required" % what)
     try:
-        return msgspec.json.decode(body, type=typ)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _msgspec_problem(exc) from None
-
-
-def _u32(value, field):
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
-        raise BadRequest(field, "expected an integer 0..4294967295, got %s" % _show(value))
-
-
-def _show(value) -> str:
-    return msgspec.json.encode(value).decode() if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
-
-
-def validate_announce(req: ctl.Announce, withdraw: bool = False) -> ctl.Announce:
-    """Check what msgspec's types cannot (the Struct's lists are untyped):
-    prefixes, next hop, AS numbers, communities.  Returns the request with
-    prefixes in canonical spelling.  BadRequest names the offending field."""
-    from fastbgp.config.schema import parse_community, parse_large_community
-
-    if not isinstance(req.prefixes, list) or not req.prefixes:
-        raise BadRequest("prefixes", "at least one prefix is required")
-    canon = []
-    for i, p in enumerate(req.prefixes):
-        field = "prefixes[%d]" % i
-        if not isinstance(p, str):
-            raise BadRequest(field, "expected a prefix string, got %s" % _show(p))
-        try:
-            canon.append(str(ipaddress.ip_network(p.strip(), strict=True)))
-        except ValueError as exc:
-            raise BadRequest(field, "not an IP prefix: %s (%s)" % (_show(p), exc)) from None
-    if withdraw:
-        return msgspec.structs.replace(req, prefixes=canon)
-    if req.next_hop is not None:
-        try:
-            ipaddress.ip_address(req.next_hop)
-        except ValueError:
-            raise BadRequest("next_hop", "not an IP address: %s" % _show(req.next_hop)) from None
-    for i, asn in enumerate(req.as_path):
-        if isinstance(asn, bool) or not isinstance(asn, int) or not 0 < asn <= 0xFFFFFFFF:
-            raise BadRequest("as_path[%d]" % i, "expected an AS number 1..4294967295, got %s" % _show(asn))
-    if req.origin not in ("igp", "egp", "incomplete"):
-        raise BadRequest("origin", 'expected one of "igp", "egp", "incomplete", got %s' % _show(req.origin))
-    if req.med is not None:
-        _u32(req.med, "med")
-    if req.local_pref is not None:
-        _u32(req.local_pref, "local_pref")
-    for i, c in enumerate(req.communities):
-        field = "communities[%d]" % i
-        try:
-            if not isinstance(c, str):
-                raise TypeError
-            parse_community(c)
-        except (ValueError, TypeError):
-            raise BadRequest(field, "expected 'asn:value' or a well-known name, got %s" % _show(c)) from None
-    for i, c in enumerate(req.large_communities):
-        try:
-            if not isinstance(c, str):
-                raise TypeError
-            parse_large_community(c)
-        except (ValueError, TypeError):
-            raise BadRequest("large_communities[%d]" % i, "expected 'global:local1:local2', got %s" % _show(c)) from None
-    return msgspec.structs.replace(req, prefixes=canon)
+        return decode(body, type=typ)
+    except msgspec.ValidationError as exc:  # before DecodeError, its base class
+        raise BadRequest(*explain(exc, typ, decode(body))) from None
+    except msgspec.DecodeError as exc:
+        msg = str(exc).replace("`", "")
+        raise BadRequest("", "body is not valid %s: %s" % (what, msg[:1].lower() + msg[1:])) from None
 
 
 def _family(text: str) -> str:
-    fam = FAMILY_ALIASES.get(text.lower())
-    if fam is None:
-        raise _HttpError(400, "unknown family %r (use ipv4-unicast or ipv6-unicast)" % text)
-    return fam
-
-
-def _norm_addr(text: str) -> str:
-    # Neighbours are keyed by the canonical spelling the config produces;
-    # accept any spelling in the URL (2001:DB8::1, 2001:db8:0::1).
+    """The canonical name of a family in the URL (the daemon runs unicast)."""
     try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text
+        return family_name(parse_family(text, UNICAST))
+    except UnknownFamily as exc:
+        raise _HttpError(400, "unknown family %r (use %s)" % (exc.value, exc.choices)) from None
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -299,7 +204,7 @@ class _Handlers:
     # ---- neighbours
 
     def _neighbor(self, request) -> ctl.NeighborDetail:
-        addr = _norm_addr(request.match_info["addr"])
+        addr = normalize_address(request.match_info["addr"])
         try:
             return self.control.neighbor(addr)
         except KeyError:
@@ -332,7 +237,7 @@ class _Handlers:
         return _json({"neighbor": addr, "action": action})
 
     async def adj_rib(self, request):
-        addr = _norm_addr(request.match_info["addr"])
+        addr = normalize_address(request.match_info["addr"])
         fam = _family(request.match_info["family"])
         getter = self.control.adj_rib_in if request.match_info["dir"] == "in" else self.control.adj_rib_out
         try:
@@ -403,13 +308,13 @@ class _Handlers:
         return resp
 
     async def announce(self, request):
-        req = validate_announce(_decode(await request.read(), ctl.Announce))
+        req = _decode(await request.read(), ctl.Announce)
         n = await self.control.announce(req)
         log.info("announce %d prefixes", len(req.prefixes), extra={"count": n})
         return _json({"count": n})
 
     async def withdraw(self, request):
-        req = validate_announce(_decode(await request.read(), ctl.Announce), withdraw=True)
+        req = _decode(await request.read(), ctl.Announce)
         n = await self.control.withdraw(req)
         log.info("withdraw %d prefixes", len(req.prefixes), extra={"count": n})
         return _json({"count": n})
@@ -420,12 +325,7 @@ class _Handlers:
             raise NotImplementedError("bulk route injection")
         body = await request.read()
         if request.content_type in (MSGPACK, "application/x-msgpack"):
-            try:
-                groups = msgspec.msgpack.decode(body, type=list[InjectGroup])
-            except msgspec.ValidationError as exc:
-                raise _msgspec_problem(exc) from None
-            except msgspec.DecodeError as exc:
-                raise BadRequest("", "body is not valid msgpack: %s" % exc) from None
+            groups = _decode(body, list[InjectGroup], msgspec.msgpack.decode, "msgpack")
         else:
             groups = _decode(body, list[InjectGroup])
         n = await fn(groups)
@@ -435,8 +335,6 @@ class _Handlers:
     # ---- daemon
 
     async def reload(self, request):
-        from fastbgp.config.schema import ConfigError
-
         try:
             result = await self.control.reload()
         except ConfigError as exc:
@@ -453,11 +351,9 @@ class _Handlers:
         else:
             raise BadRequest("level", "required field missing")
         try:
-            logs.parse_level(level)
+            name = logs.level_name(logs.parse_level(level))
         except ValueError as exc:
             raise BadRequest("level", str(exc)) from None
-        name = level.strip().lower()
-        name = {"warn": "warning", "fatal": "critical", "err": "error"}.get(name, name)
         self.control.set_log_level(name)
         log.info("log level set to %s", name)
         return _json({"level": name})
@@ -542,8 +438,8 @@ def _lookup_key(text: str, fam: str, longest: bool) -> str:
         else:
             net = ipaddress.ip_network(text, strict=not longest)
     except ValueError as exc:
-        raise BadRequest("prefix", "not an IP prefix: %s (%s)" % (_show(text), exc)) from None
-    if net.version != _FAMILY_VERSION[fam]:
+        raise BadRequest("prefix", "not an IP prefix: %s (%s)" % (render(text), exc)) from None
+    if unicast_family(net.version) != parse_family(fam):
         raise BadRequest("prefix", "%s is not an %s prefix" % (text, fam))
     if longest and "/" not in text:
         return str(net.network_address)
@@ -636,82 +532,6 @@ def make_app(control: ctl.Control, token: Optional[str] = None) -> web.Applicati
 # ------------------------------------------------------------------ listeners
 
 
-def _unix_socket(path: str) -> socket.socket:
-    """A listening-ready unix socket at ``path``, mode 0600.
-
-    The parent directory is created 0700 when missing (an existing one is
-    left as the administrator made it).  A stale socket from a crashed
-    daemon is replaced; a live one (another daemon answers) or any other
-    kind of file is an error, never silently removed.
-    """
-    path = os.path.abspath(path)
-    if len(os.fsencode(path)) >= 108:
-        raise OSError("API socket path too long for a unix socket (max 107 bytes): %s" % path)
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        try:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-            os.chmod(parent, 0o700)
-        except OSError as exc:
-            raise OSError("cannot create the API socket directory %s: %s (see global.api.socket)"
-                          % (parent, exc.strerror or exc)) from None
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise OSError("%s exists and is not a socket; not replacing it" % path)
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(1.0)
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            os.unlink(path)  # stale: nobody listens any more
-        except OSError as exc:
-            raise OSError("cannot tell whether %s is in use: %s" % (path, exc)) from None
-        else:
-            raise OSError("another process already serves the API on %s" % path)
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # bind() creates the file with the umask applied: narrow it for the call
-    # so the socket is never reachable by others, even for a moment.
-    old = os.umask(0o177)
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise OSError("cannot bind the API socket %s: %s" % (path, exc.strerror or exc)) from None
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    sock.setblocking(False)
-    return sock
-
-
-def _tcp_socket(endpoint) -> socket.socket:
-    """``"addr:port"`` / ``"[v6]:port"`` / (addr, port); port 0 picks one."""
-    from fastbgp.config.schema import parse_endpoint
-
-    if isinstance(endpoint, str):
-        host, port = parse_endpoint(endpoint)
-    else:
-        host, port = endpoint
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, int(port)))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 class ApiServer:
     """The API listeners of one daemon, on the running event loop.
 
@@ -756,12 +576,12 @@ class ApiServer:
     async def start(self) -> "ApiServer":
         try:
             if self.socket_path:
-                sock = _unix_socket(self.socket_path)
+                sock = sockets.bind_unix(self.socket_path)
                 self._socket_inode = os.stat(self.socket_path).st_ino
                 await self._site(make_app(self.control), sock)
                 log.info("API listening on unix:%s", self.socket_path, extra={"socket": self.socket_path})
             if self.tcp is not None:
-                sock = _tcp_socket(self.tcp)
+                sock = sockets.bind_tcp(self.tcp)
                 self.tcp_address = sock.getsockname()[:2]
                 await self._site(make_app(self.control, token=self.token), sock)
                 log.info("API listening on tcp %s:%d (bearer token required)", *self.tcp_address)

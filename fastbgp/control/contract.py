@@ -2,24 +2,29 @@
 CLI, metrics, the watch stream).
 
 The daemon implements :class:`Control`; ``api.py`` serves it over HTTP/JSON
-and ``cli.py`` prints what the API returns.  Every value crossing it is a
+and the CLI prints what the API returns.  Every value crossing it is a
 msgspec Struct defined here, so the JSON the API speaks is exactly these
 Structs encoded by msgspec (and decoded back by the CLI with the same types).
+
+Requests are validated by their Struct: types and ranges by msgspec, the
+rest (prefixes, addresses, communities) by ``__post_init__``, which runs
+both when the API decodes a body and when the CLI builds one.  A refused
+value raises :class:`fastbgp.config.errors.FieldError` naming the field.
 """
 
-from typing import AsyncIterator, Optional, Protocol
+import ipaddress
+from typing import Annotated, AsyncIterator, Optional, Protocol
 
 import msgspec
+from msgspec import Meta
 
+from fastbgp.config.errors import FieldError, render
+from fastbgp.config.schema import ASN, U32, Origin
+from fastbgp.wire.communities import parse_community, parse_large_community
 
-class Family(msgspec.Struct, frozen=True):
-    afi: int
-    safi: int
-
-    @property
-    def name(self) -> str:
-        return {(1, 1): "ipv4-unicast", (2, 1): "ipv6-unicast"}.get((self.afi, self.safi), "%d/%d" % (self.afi, self.safi))
-
+# More than a request body (api.MAX_BODY) can hold: a bound on the work one
+# request asks for, well above a full table.
+MAX_ANNOUNCE_PREFIXES = 4_000_000
 
 class Counters(msgspec.Struct):
     """GoBGP's per-session message counters, both directions."""
@@ -103,16 +108,43 @@ class RibSummary(msgspec.Struct):
 
 
 class Announce(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of an announce/withdraw request (API and `fastbgp global rib add`)."""
+    """Body of an announce/withdraw request (API and `fastbgp global rib
+    add`).  Prefixes and the next hop come out in canonical spelling."""
 
-    prefixes: list  # ["192.0.2.0/24", "2001:db8::/32"]
+    prefixes: Annotated[
+        list[str],
+        Meta(min_length=1, max_length=MAX_ANNOUNCE_PREFIXES,
+             description="at least one prefix (at most %d)" % MAX_ANNOUNCE_PREFIXES),
+    ]  # ["192.0.2.0/24", "2001:db8::/32"]
     next_hop: Optional[str] = None
-    as_path: list = []
-    origin: str = "igp"
-    med: Optional[int] = None
-    local_pref: Optional[int] = None
-    communities: list = []
-    large_communities: list = []
+    as_path: list[Annotated[ASN, Meta(description="an AS number 1..4294967295")]] = []
+    origin: Origin = "igp"
+    med: Optional[Annotated[U32, Meta(description="int 0..4294967295")]] = None
+    local_pref: Optional[Annotated[U32, Meta(description="int 0..4294967295")]] = None
+    communities: list[str] = []  # "asn:value" or a well-known name (RFC 1997)
+    large_communities: list[str] = []  # "global:local1:local2" (RFC 8092)
+
+    def __post_init__(self):
+        # What msgspec's types cannot say.  A next hop of the other address
+        # family is the daemon's to refuse (it knows which it can use).
+        canon = []
+        for i, p in enumerate(self.prefixes):
+            try:
+                canon.append(str(ipaddress.ip_network(p.strip(), strict=True)))
+            except ValueError as exc:
+                raise FieldError(("prefixes", i), "not an IP prefix: %s (%s)" % (render(p), exc)) from None
+        self.prefixes = canon
+        if self.next_hop is not None:
+            try:
+                self.next_hop = str(ipaddress.ip_address(self.next_hop.strip()))
+            except ValueError:
+                raise FieldError(("next_hop",), "not an IP address: %s" % render(self.next_hop)) from None
+        for field, parse in (("communities", parse_community), ("large_communities", parse_large_community)):
+            for i, c in enumerate(getattr(self, field)):
+                try:
+                    parse(c)
+                except ValueError as exc:
+                    raise FieldError((field, i), "%s: %s" % (render(c), exc)) from None
 
 
 class Event(msgspec.Struct, tag_field="event", tag=str.lower):

@@ -31,16 +31,12 @@ from typing import Optional, TextIO
 
 import msgspec
 
-__all__ = ["LEVELS", "setup", "set_level", "get_level", "KeyValueFormatter", "JsonFormatter", "parse_level"]
+from fastbgp.config.schema import LOG_LEVELS
+
+__all__ = ["LEVELS", "setup", "set_level", "get_level", "KeyValueFormatter", "JsonFormatter", "parse_level", "level_name"]
 
 # The names config.LogConfig accepts, lowest first.
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
+LEVELS = {name: logging.getLevelNamesMapping()[name.upper()] for name in LOG_LEVELS}
 _NAMES = {v: k for k, v in LEVELS.items()}
 _ALIASES = {"warn": "warning", "fatal": "critical", "err": "error"}
 
@@ -66,7 +62,8 @@ def parse_level(level) -> int:
     return LEVELS[name]
 
 
-def _level_name(levelno: int) -> str:
+def level_name(levelno: int) -> str:
+    """The name of a logging level ("warning"), lower case."""
     return _NAMES.get(levelno) or logging.getLevelName(levelno).lower()
 
 
@@ -79,7 +76,7 @@ def _fields(record: logging.LogRecord) -> dict:
     """The event as an ordered dict: ts, level, logger, msg, extras, exc."""
     out = {
         "ts": _timestamp(record.created),
-        "level": _level_name(record.levelno),
+        "level": level_name(record.levelno),
         "logger": record.name,
         "msg": record.getMessage(),
     }
@@ -187,4 +184,4 @@ def set_level(level) -> str:
 
 def get_level() -> str:
     """The effective level of the fastbgp loggers, as a name."""
-    return _level_name(logging.getLogger("fastbgp").getEffectiveLevel())
+    return level_name(logging.getLogger("fastbgp").getEffectiveLevel())

@@ -41,7 +41,6 @@ Series (``neighbor`` is the configured address)
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Optional
 
 from aiohttp import web
@@ -51,6 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fastbgp.control import contract as ctl
+from fastbgp.control.sockets import bind_tcp
 
 __all__ = [
     "ControlCollector",
@@ -182,12 +182,6 @@ def make_registry(control: ctl.Control, process: bool = True) -> CollectorRegist
     return registry
 
 
-def _tcp_socket(endpoint) -> socket.socket:
-    from fastbgp.control.api import _tcp_socket as bind
-
-    return bind(endpoint)
-
-
 class MetricsServer:
     """``GET /metrics`` on ``listen`` ("addr:port", "[v6]:port" or
     (addr, port); port 0 picks a free one, see :attr:`address`)."""
@@ -210,7 +204,7 @@ class MetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/", self._index)
-        sock = _tcp_socket(self.listen)
+        sock = bind_tcp(self.listen)
         self.address = sock.getsockname()[:2]
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

@@ -45,7 +45,13 @@ import msgspec
 
 from fastbgp.wire import as4 as _as4
 from fastbgp.mrt import reader as M
-from fastbgp.wire.constants import MESSAGE_TYPE_NAMES
+from fastbgp.wire.communities import format_large_community
+from fastbgp.wire.constants import (
+    COMMUNITY_NO_ADVERTISE,
+    COMMUNITY_NO_EXPORT,
+    COMMUNITY_NO_EXPORT_SUBCONFED,
+    MESSAGE_TYPE_NAMES,
+)
 
 _ntop = socket.inet_ntop
 _AF4 = socket.AF_INET
@@ -58,8 +64,10 @@ _DEC = [str(i) for i in range(256)]
 _D3 = ["%03d" % i for i in range(1000)]
 _ORIGINS = ("IGP", "EGP", "INCOMPLETE")
 _NO_NH = "255.255.255.255"
-# RFC 1997 well-known communities as bgpdump names them.
-_WELL_KNOWN = {0xFFFFFF01: "no-export", 0xFFFFFF02: "no-advertise", 0xFFFFFF03: "local-AS"}
+# The RFC 1997 well-known communities bgpdump names, in its spelling (not
+# fastbgp.wire.communities': this output must match bgpdump's).
+_WELL_KNOWN = {COMMUNITY_NO_EXPORT: "no-export", COMMUNITY_NO_ADVERTISE: "no-advertise",
+               COMMUNITY_NO_EXPORT_SUBCONFED: "local-AS"}
 
 _CACHE_LIMIT = 1 << 16
 
@@ -811,7 +819,8 @@ def _attrs_json(block, width=4):
         elif t == 16:
             d["ext_communities"] = [v[k : k + 8].hex() for k in range(0, len(v) - 7, 8)]
         elif t == 32:
-            d["large_communities"] = ["%d:%d:%d" % struct.unpack_from(">III", v, k) for k in range(0, len(v) - 11, 12)]
+            d["large_communities"] = [format_large_community(struct.unpack_from(">III", v, k))
+                                      for k in range(0, len(v) - 11, 12)]
         elif t == 35 and len(v) == 4:
             d["otc"] = int.from_bytes(v, "big")
         elif t == 14 or t == 15:

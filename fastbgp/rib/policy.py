@@ -43,8 +43,14 @@ import re
 import struct
 from typing import NamedTuple
 
-from fastbgp.config import schema as _config
+from fastbgp.config.schema import Neighbor, parse_prefix_entry
 from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments
+from fastbgp.wire.communities import (
+    parse_community,
+    parse_community_pattern,
+    parse_large_community,
+    parse_large_community_pattern,
+)
 from fastbgp.wire.constants import (
     AFI_IPV4,
     AFI_IPV6,
@@ -60,8 +66,10 @@ from fastbgp.wire.constants import (
     ATTR_NEXT_HOP,
     ATTR_ORIGIN,
     FLAG_EXTENDED_LENGTH,
+    ORIGIN_NAMES,
     WELL_KNOWN_FLAGS,
 )
+from fastbgp.wire.families import parse_family
 
 __all__ = [
     "compile_policies",
@@ -79,9 +87,8 @@ __all__ = [
 # address of the route's family: the session substitutes its own address.
 NEXT_HOP_SELF = "self"
 
-_ORIGINS = {"igp": 0, "egp": 1, "incomplete": 2}
+_ORIGINS = {name: code for code, name in ORIGIN_NAMES.items()}
 _WIDTH = {AFI_IPV4: 32, AFI_IPV6: 128}
-_AFI_OF_FAMILY = {name: fam[0] for name, fam in _config.FAMILIES.items()}
 
 _ACCEPT, _REJECT, _NEXT = 1, 2, 0
 _RESULTS = {"accept": _ACCEPT, "reject": _REJECT, "next": _NEXT}
@@ -179,7 +186,7 @@ class PrefixMatcher:
     def __init__(self, entries=()):
         tables = {}
         for entry in entries:
-            net, lo, hi = _config.parse_prefix_entry(entry)
+            net, lo, hi = parse_prefix_entry(entry)
             afi = AFI_IPV4 if net.version == 4 else AFI_IPV6
             n = net.prefixlen
             key = int(net.network_address) >> (_WIDTH[afi] - n)
@@ -430,7 +437,7 @@ def _compile_conditions(c, sets, flags):
 
         out.append(neighbor_cond)
     if c.family is not None:
-        afis = frozenset(_AFI_OF_FAMILY[f] for f in c.family)
+        afis = frozenset(parse_family(f)[0] for f in c.family)
         flags.add("family")
         out.append(lambda r, afis=afis: r.afi in afis)
     if c.origin is not None:
@@ -455,18 +462,18 @@ def _community_editor(act, large):
     if large:
 
         def enc(s):
-            g, a, b = _config.parse_large_community(s)
+            g, a, b = parse_large_community(s)
             return struct.pack(">III", g, a, b)
 
-        pats = [_config.parse_large_community_pattern(s) for s in act.remove]
+        pats = [parse_large_community_pattern(s) for s in act.remove]
 
         def removed(m):
             parts = struct.unpack(">III", m)
             return any(all(x is None or x == y for x, y in zip(p, parts)) for p in pats)
 
     else:
-        enc = _config.parse_community
-        pats = [_config.parse_community_pattern(s) for s in act.remove]
+        enc = parse_community
+        pats = [parse_community_pattern(s) for s in act.remove]
 
         def removed(m):
             hi, lo = m >> 16, m & 0xFFFF
@@ -642,9 +649,8 @@ class PolicyEngine:
     """Compiled policies of one configuration (immutable; a reload compiles
     a new engine, which also drops the caches)."""
 
-    def __init__(self, policies, sets, cache_size=1 << 18, view_cache_size=1 << 16):
+    def __init__(self, policies, cache_size=1 << 18, view_cache_size=1 << 16):
         self._policies = policies  # name -> _Policy
-        self._sets = sets
         self._chains = {}
         self._contexts = {}
         self._views = {}
@@ -652,10 +658,6 @@ class PolicyEngine:
         self.view_cache_size = view_cache_size
         self.evaluations = 0  # full chain runs (cache misses included)
         self.hits = 0
-
-    @property
-    def policy_names(self):
-        return list(self._policies)
 
     # -- chains
 
@@ -667,7 +669,7 @@ class PolicyEngine:
             return target
         if direction not in ("import", "export"):
             raise ValueError("direction must be 'import' or 'export', got %r" % (direction,))
-        if isinstance(target, _config.Neighbor):
+        if isinstance(target, Neighbor):
             names = tuple(target.import_policy if direction == "import" else target.export_policy)
             if default is None:
                 default = target.default_import if direction == "import" else target.default_export
@@ -699,7 +701,7 @@ class PolicyEngine:
     def _context(self, target, ctx):
         if ctx is not None:
             return ctx
-        if isinstance(target, _config.Neighbor):
+        if isinstance(target, Neighbor):
             c = self._contexts.get(target.address)
             if c is None or c.peer_as != target.peer_as or c.local_as != target.local_as:
                 c = self._contexts[target.address] = PolicyContext.for_neighbor(target)
@@ -873,14 +875,14 @@ def compile_policies(cfg, **engine_options):
     sets = {
         "prefix": {s.name: PrefixMatcher(s.prefixes) for s in ds.prefix_sets},
         "as_path": {s.name: tuple(re.compile(x) for x in s.as_paths) for s in ds.as_path_sets},
-        "community": {s.name: frozenset(_config.parse_community(c) for c in s.communities) for s in ds.community_sets},
+        "community": {s.name: frozenset(parse_community(c) for c in s.communities) for s in ds.community_sets},
         "large": {
-            s.name: frozenset(struct.pack(">III", *_config.parse_large_community(c)) for c in s.large_communities)
+            s.name: frozenset(struct.pack(">III", *parse_large_community(c)) for c in s.large_communities)
             for s in ds.large_community_sets
         },
     }
     policies = {p.name: _Policy(p, sets) for p in cfg.policies}
-    return PolicyEngine(policies, sets, **engine_options)
+    return PolicyEngine(policies, **engine_options)
 
 
 # ----------------------------------------------------------- origination
@@ -906,10 +908,10 @@ def encode_route(route):
     if route.local_pref is not None:
         attrs.append((ATTR_LOCAL_PREF, route.local_pref.to_bytes(4, "big")))
     if route.communities:
-        cs = list(dict.fromkeys(_config.parse_community(c) for c in route.communities))
+        cs = list(dict.fromkeys(parse_community(c) for c in route.communities))
         attrs.append((ATTR_COMMUNITIES, struct.pack(">%dI" % len(cs), *cs)))
     if route.large_communities:
-        ls = dict.fromkeys(struct.pack(">III", *_config.parse_large_community(c)) for c in route.large_communities)
+        ls = dict.fromkeys(struct.pack(">III", *parse_large_community(c)) for c in route.large_communities)
         attrs.append((ATTR_LARGE_COMMUNITY, b"".join(ls)))
     attrs.sort(key=lambda a: a[0])
     block = b"".join(encode_attr(WELL_KNOWN_FLAGS[t], t, v) for t, v in attrs)

@@ -5,8 +5,10 @@ Owns framing, the UPDATE/OPEN/NOTIFICATION/ROUTE-REFRESH codec (compiled
 ``codec.py``), the shared result types (``types.py``), protocol numbers
 (``constants.py``), ``BGPError`` (``errors.py``), RFC 6793 AS4 handling
 (``as4.py``), the full decoded view (``messages.py``), capabilities and their
-negotiation (``capabilities.py``) and the codec benchmark workloads
-(``bench.py``).
+negotiation (``capabilities.py``), the codec benchmark workloads
+(``bench.py``), and the one table or parser of each protocol value written
+as text: address family names (``families.py``) and communities, standard,
+large and extended (``communities.py``).
 
 May import: the standard library, msgspec and ``fastbgp.implementation``.
 Nothing here does I/O or knows about sessions, RIBs or the daemon.

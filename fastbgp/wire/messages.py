@@ -28,9 +28,23 @@ import msgspec
 
 from fastbgp.wire import as4 as _as4
 from fastbgp.wire import capabilities as _caps
+from fastbgp.wire import communities as _communities
 from fastbgp.wire.types import DEFAULT_CONTEXT
 from fastbgp.wire.constants import (
     AFI_IPV4,
+    ATTR_NAMES,
+    CAP_ADD_PATH,
+    CAP_BGP_ROLE,
+    CAP_ENHANCED_ROUTE_REFRESH,
+    CAP_EXTENDED_MESSAGE,
+    CAP_EXTENDED_NEXT_HOP,
+    CAP_FOUR_OCTET_AS,
+    CAP_FQDN,
+    CAP_GRACEFUL_RESTART,
+    CAP_MULTIPROTOCOL,
+    CAP_ROUTE_REFRESH,
+    CAP_ROUTE_REFRESH_CISCO,
+    ROLE_NAMES,
     AFI_IPV6,
     ATTR_AGGREGATOR,
     ATTR_AS4_AGGREGATOR,
@@ -50,11 +64,6 @@ from fastbgp.wire.constants import (
     ATTR_ORIGINATOR_ID,
     ATTR_OTC,
     BGP_VERSION,
-    COMMUNITY_BLACKHOLE,
-    COMMUNITY_GRACEFUL_SHUTDOWN,
-    COMMUNITY_NO_ADVERTISE,
-    COMMUNITY_NO_EXPORT,
-    COMMUNITY_NO_EXPORT_SUBCONFED,
     FLAG_EXTENDED_LENGTH,
     HEADER_LEN,
     MAX_MESSAGE_LEN,
@@ -68,6 +77,7 @@ from fastbgp.wire.constants import (
     WELL_KNOWN_FLAGS,
 )
 from fastbgp.wire.errors import (
+    ACTION_NAMES,
     CEASE_ADMIN_RESET,
     CEASE_ADMIN_SHUTDOWN,
     ERR_CEASE,
@@ -104,10 +114,6 @@ __all__ = [
     "Unknown",
     "decode_attributes",
     "encode_attributes",
-    "format_community",
-    "parse_community",
-    "format_ext_community",
-    "WELL_KNOWN_COMMUNITIES",
     # messages
     "Message",
     "AnyMessage",
@@ -130,13 +136,8 @@ __all__ = [
     "build_shutdown_data",
     "parse_shutdown_data",
     # display enums
-    "MessageType",
     "AttrType",
-    "OriginType",
-    "SegmentType",
     "CapabilityCode",
-    "ErrorCode",
-    "CeaseSubcode",
     "Role",
     "Action",
     "enum_name",
@@ -146,81 +147,33 @@ __all__ = [
 # ---------------------------------------------------------------- display enums
 #
 # constants.py keeps plain ints for the codec; these IntEnums name them for
-# people (CLI, logs).  The Structs below keep plain ints so their JSON stays
-# numbers.
+# people (CLI, logs), built from its tables so each number is written once.
+# The Structs below keep plain ints so their JSON stays numbers.
 
-MessageType = enum.IntEnum("MessageType", {"OPEN": 1, "UPDATE": 2, "NOTIFICATION": 3, "KEEPALIVE": 4, "ROUTE_REFRESH": 5})
-AttrType = enum.IntEnum(
-    "AttrType",
-    {
-        "ORIGIN": ATTR_ORIGIN,
-        "AS_PATH": ATTR_AS_PATH,
-        "NEXT_HOP": ATTR_NEXT_HOP,
-        "MULTI_EXIT_DISC": ATTR_MED,
-        "LOCAL_PREF": ATTR_LOCAL_PREF,
-        "ATOMIC_AGGREGATE": ATTR_ATOMIC_AGGREGATE,
-        "AGGREGATOR": ATTR_AGGREGATOR,
-        "COMMUNITIES": ATTR_COMMUNITIES,
-        "ORIGINATOR_ID": ATTR_ORIGINATOR_ID,
-        "CLUSTER_LIST": ATTR_CLUSTER_LIST,
-        "MP_REACH_NLRI": ATTR_MP_REACH_NLRI,
-        "MP_UNREACH_NLRI": ATTR_MP_UNREACH_NLRI,
-        "EXTENDED_COMMUNITIES": ATTR_EXT_COMMUNITIES,
-        "AS4_PATH": ATTR_AS4_PATH,
-        "AS4_AGGREGATOR": ATTR_AS4_AGGREGATOR,
-        "LARGE_COMMUNITY": ATTR_LARGE_COMMUNITY,
-        "ONLY_TO_CUSTOMER": ATTR_OTC,
-    },
-)
-OriginType = enum.IntEnum("OriginType", {"IGP": 0, "EGP": 1, "INCOMPLETE": 2})
-SegmentType = enum.IntEnum("SegmentType", {"AS_SET": 1, "AS_SEQUENCE": 2, "AS_CONFED_SEQUENCE": 3, "AS_CONFED_SET": 4})
+
+def _enum(name, names):
+    return enum.IntEnum(name, {text.upper().replace("-", "_"): code for code, text in names.items()})
+
+
+AttrType = _enum("AttrType", ATTR_NAMES)
 CapabilityCode = enum.IntEnum(
     "CapabilityCode",
     {
-        "MULTIPROTOCOL": 1,
-        "ROUTE_REFRESH": 2,
-        "EXTENDED_NEXT_HOP": 5,
-        "EXTENDED_MESSAGE": 6,
-        "BGP_ROLE": 9,
-        "GRACEFUL_RESTART": 64,
-        "FOUR_OCTET_AS": 65,
-        "ADD_PATH": 69,
-        "ENHANCED_ROUTE_REFRESH": 70,
-        "FQDN": 73,
-        "ROUTE_REFRESH_CISCO": 128,
+        "MULTIPROTOCOL": CAP_MULTIPROTOCOL,
+        "ROUTE_REFRESH": CAP_ROUTE_REFRESH,
+        "EXTENDED_NEXT_HOP": CAP_EXTENDED_NEXT_HOP,
+        "EXTENDED_MESSAGE": CAP_EXTENDED_MESSAGE,
+        "BGP_ROLE": CAP_BGP_ROLE,
+        "GRACEFUL_RESTART": CAP_GRACEFUL_RESTART,
+        "FOUR_OCTET_AS": CAP_FOUR_OCTET_AS,
+        "ADD_PATH": CAP_ADD_PATH,
+        "ENHANCED_ROUTE_REFRESH": CAP_ENHANCED_ROUTE_REFRESH,
+        "FQDN": CAP_FQDN,
+        "ROUTE_REFRESH_CISCO": CAP_ROUTE_REFRESH_CISCO,
     },
 )
-ErrorCode = enum.IntEnum(
-    "ErrorCode",
-    {
-        "MESSAGE_HEADER": 1,
-        "OPEN_MESSAGE": 2,
-        "UPDATE_MESSAGE": 3,
-        "HOLD_TIMER_EXPIRED": 4,
-        "FSM": 5,
-        "CEASE": 6,
-        "ROUTE_REFRESH_MESSAGE": 7,
-    },
-)
-CeaseSubcode = enum.IntEnum(
-    "CeaseSubcode",
-    {
-        "MAX_PREFIXES": 1,
-        "ADMIN_SHUTDOWN": 2,
-        "PEER_DECONFIGURED": 3,
-        "ADMIN_RESET": 4,
-        "CONNECTION_REJECTED": 5,
-        "OTHER_CONFIG_CHANGE": 6,
-        "COLLISION": 7,
-        "OUT_OF_RESOURCES": 8,
-        "HARD_RESET": 9,
-    },
-)
-Role = enum.IntEnum("Role", {"PROVIDER": 0, "RS": 1, "RS_CLIENT": 2, "CUSTOMER": 3, "PEER": 4})
-Action = enum.IntEnum(
-    "Action",
-    {"NONE": 0, "ATTRIBUTE_DISCARD": 1, "TREAT_AS_WITHDRAW": 2, "AFISAFI_DISABLE": 3, "SESSION_RESET": 4},
-)
+Role = _enum("Role", ROLE_NAMES)
+Action = _enum("Action", ACTION_NAMES)
 
 
 def enum_name(kind, value) -> str:
@@ -307,60 +260,13 @@ def _pack(prefixes, afi, addpath, impl):
 
 # ---------------------------------------------------------------- communities
 
-# RFC 1997 §3, RFC 7611 §2, RFC 8326 §5, RFC 7999 §5, RFC 9494 §4.
-WELL_KNOWN_COMMUNITIES = {
-    COMMUNITY_NO_EXPORT: "no-export",
-    COMMUNITY_NO_ADVERTISE: "no-advertise",
-    COMMUNITY_NO_EXPORT_SUBCONFED: "no-export-subconfed",
-    0xFFFF0001: "accept-own",
-    COMMUNITY_GRACEFUL_SHUTDOWN: "graceful-shutdown",
-    COMMUNITY_BLACKHOLE: "blackhole",
-    0xFFFF0006: "llgr-stale",
-    0xFFFF0007: "no-llgr",
-}
-_COMMUNITY_BY_NAME = {v: k for k, v in WELL_KNOWN_COMMUNITIES.items()}
-
-
-def format_community(value: int) -> str:
-    """RFC 1997 community as ``"65000:1"``, or its well-known name."""
-    name = WELL_KNOWN_COMMUNITIES.get(value)
-    if name is not None:
-        return name
-    return "%d:%d" % (value >> 16, value & 0xFFFF)
-
 
 def parse_community(text: str) -> int:
-    """Inverse of format_community (also takes a plain 32-bit number)."""
-    text = text.strip().lower()
-    if text in _COMMUNITY_BY_NAME:
-        return _COMMUNITY_BY_NAME[text]
-    if ":" in text:
-        hi, lo = text.split(":", 1)
-        hi, lo = int(hi), int(lo)
-        if not (0 <= hi <= 0xFFFF and 0 <= lo <= 0xFFFF):
-            raise ValueError("community %r out of range" % text)
-        return (hi << 16) | lo
-    v = int(text, 0)
-    if not 0 <= v <= 0xFFFFFFFF:
-        raise ValueError("community %r out of range" % text)
-    return v
-
-
-def format_ext_community(value: int) -> str:
-    """RFC 4360 / RFC 5668 route target and route origin in the usual text
-    form (``"target:65000:1"``, ``"origin:192.0.2.1:7"``); anything else as
-    16 hex digits."""
-    t = (value >> 56) & 0xFF
-    sub = (value >> 48) & 0xFF
-    name = {2: "target", 3: "origin"}.get(sub)
-    if name is not None:
-        if t == 0x00:  # two-octet AS specific (RFC 4360 §3.1)
-            return "%s:%d:%d" % (name, (value >> 32) & 0xFFFF, value & 0xFFFFFFFF)
-        if t == 0x01:  # IPv4 address specific (RFC 4360 §3.2)
-            return "%s:%s:%d" % (name, _ip(((value >> 16) & 0xFFFFFFFF).to_bytes(4, "big")), value & 0xFFFF)
-        if t == 0x02:  # four-octet AS specific (RFC 5668 §2)
-            return "%s:%d:%d" % (name, (value >> 16) & 0xFFFFFFFF, value & 0xFFFF)
-    return "0x%016x" % value
+    """Transitional: the speaker's announce (``build_spec`` in
+    session/routes.py, ``_make_spec`` in speaker.py before) still calls
+    this.  Remove once it calls ``fastbgp.wire.communities.parse_community(c,
+    numeric=True)``, which this is."""
+    return _communities.parse_community(text, numeric=True)
 
 
 # ---------------------------------------------------------------- path attributes
@@ -582,7 +488,7 @@ class Communities(Attribute, tag="communities"):
         return b"".join(_u(c, 4, "community") for c in self.values)
 
     def strings(self) -> list:
-        return [format_community(c) for c in self.values]
+        return [_communities.format_community(c) for c in self.values]
 
     @classmethod
     def _decode(cls, f, v, as4):
@@ -729,7 +635,7 @@ class ExtCommunities(Attribute, tag="ext-communities"):
         return b"".join(_u(c, 8, "extended community") for c in self.values)
 
     def strings(self) -> list:
-        return [format_ext_community(c) for c in self.values]
+        return [_communities.format_ext_community(c) for c in self.values]
 
     @classmethod
     def _decode(cls, f, v, as4):
@@ -753,7 +659,7 @@ class LargeCommunities(Attribute, tag="large-communities"):
         return bytes(out)
 
     def strings(self) -> list:
-        return ["%d:%d:%d" % v for v in self.values]
+        return [_communities.format_large_community(v) for v in self.values]
 
     @classmethod
     def _decode(cls, f, v, as4):
