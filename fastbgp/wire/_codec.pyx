@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Compiled BGP-4 codec: the hot path of fastbgp.
 
-Behaviour is identical to the pure-Python twin ``fastbgp/_codec_py.py``
+Behaviour is identical to the pure-Python twin ``fastbgp/wire/_codec_py.py``
 (same results, same BGPError code/subcode/data/action); the tests run every
 case on both.  A change here is a change there.
 
@@ -450,9 +450,15 @@ def pack_prefixes(prefixes, bint addpath=False):
 # ---------------------------------------------------------------- UPDATE decode
 
 cdef class _State:
-    cdef bint strict
+    """One UPDATE being parsed: the session's view of it (context and
+    error policy), the errors so far, and what the attribute walk found."""
+
+    cdef bint strict, lenient, as4, ebgp
+    cdef object addpath_rx
     cdef list errors
     cdef int action
+    cdef object mp_reach, mp_unreach, next_hop
+    cdef Py_ssize_t n_ann, n_wd  # prefixes announced / withdrawn, MP_* included
 
     cdef record(self, err):
         """Record one attribute error; raise when it resets the session (or
@@ -462,6 +468,17 @@ cdef class _State:
         self.errors.append(err)
         if err.action > self.action:
             self.action = err.action
+
+
+# The attributes kept for the canonical block, as spans of the body (a type
+# is kept at most once, so 256 spans suffice).  It lives on parse_update's
+# stack: no allocation per UPDATE.
+cdef struct _Kept:
+    Py_ssize_t ks[256]
+    Py_ssize_t ke[256]
+    int n
+    bint dirty  # something was dropped: the received block is not canonical
+    unsigned char seen[256]  # type codes met, for RFC 7606 §3 g repeats
 
 
 @cython.boundscheck(False)
@@ -570,41 +587,64 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
     cdef Py_ssize_t a1 = a0 + alen
     if a1 > n:
         raise BGPError(3, 1, b"", "total path attribute length %d overruns the message" % alen)
-    cdef bint as4_ctx = ctx.as4
-    cdef bint ebgp = ctx.ebgp
-    cdef object addpath_rx = ctx.addpath_rx
-    cdef bint v4_addpath = bool(addpath_rx) and (1, 1) in addpath_rx
-    cdef Py_ssize_t n_wd = nlri_count(p, 2, 2 + wlen, 32, v4_addpath)
-    if n_wd < 0:
+    cdef _State state = _State.__new__(_State)
+    state.addpath_rx = ctx.addpath_rx
+    cdef bint v4_addpath = bool(state.addpath_rx) and (1, 1) in state.addpath_rx
+    state.n_wd = nlri_count(p, 2, 2 + wlen, 32, v4_addpath)
+    if state.n_wd < 0:
         # RFC 7606 §5.3: unparseable withdrawn routes -> session reset.
         raise BGPError(3, 10, b"", "malformed withdrawn routes")
-    cdef Py_ssize_t n_ann = nlri_count(p, a1, n, 32, v4_addpath)
-    if n_ann < 0:
+    state.n_ann = nlri_count(p, a1, n, 32, v4_addpath)
+    if state.n_ann < 0:
         raise BGPError(3, 10, b"", "malformed NLRI")
-
-    cdef _State state = _State.__new__(_State)
     state.strict = strict
+    state.lenient = lenient
+    state.as4 = ctx.as4
+    state.ebgp = ctx.ebgp
     state.errors = []
     state.action = A_NONE
-    cdef unsigned char seen[256]
-    memset(seen, 0, 256)
-    cdef Py_ssize_t ks[256]
-    cdef Py_ssize_t ke[256]
-    cdef int nkeep = 0
-    cdef bint dirty = False
-    cdef object mp_reach = None
-    cdef object mp_unreach = None
-    cdef object next_hop = b""
+    state.next_hop = b""
+    cdef _Kept kept
+    kept.n = 0
+    kept.dirty = False
+    memset(kept.seen, 0, 256)
+    _scan_attrs(state, p, a0, a1, &kept)
+    if state.n_ann and state.action != A_WITHDRAW:
+        _require_mandatory(state, &kept, a1 < n)
+
+    cdef bytes withdrawn = _slice(p, 2, 2 + wlen)
+    cdef bytes nlri = _slice(p, a1, n)
+    if state.action == A_WITHDRAW:
+        if state.n_ann == 0 and (state.mp_reach is None or not state.mp_reach[3]):
+            # RFC 7606 §5.2: attributes without reachable NLRI -- any error
+            # stronger than attribute discard resets the session.
+            for e in state.errors:
+                if e.action == A_WITHDRAW:
+                    raise BGPError(e.code, e.subcode, e.data, e.reason, A_RESET, e.attr_type)
+        return _as_withdraw(withdrawn, nlri, state.mp_reach, state.mp_unreach, state.n_ann, state.n_wd, state)
+    return ParsedUpdate(withdrawn, _canonical_attrs(state, p, a0, a1, &kept), nlri, state.next_hop,
+                        state.mp_reach, state.mp_unreach, state.n_ann, state.n_wd, state.action,
+                        tuple(state.errors))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int _scan_attrs(_State state, const unsigned char *p, Py_ssize_t a0, Py_ssize_t a1,
+                     _Kept *kept) except -1:
+    """Walk the attribute block p[a0:a1]: frame and check each attribute
+    (RFC 4271 §6.3, RFC 7606 §3) and record in ``kept`` what the canonical
+    block keeps; MP_* and NEXT_HOP are taken into ``state``.  Every
+    attribute dropped makes the block dirty.  One loop, no call per
+    attribute: this runs for every attribute of every UPDATE."""
     cdef Py_ssize_t pos = a0
     cdef Py_ssize_t start, ln, vs, ve, c
     cdef int flags, t, expected, action, sub
-    cdef object bad
     while pos < a1:
         start = pos
         if a1 - pos < 3 or (p[pos] & 0x10 and a1 - pos < 4):
             _overrun(state, p, pos, a1)
-            dirty = True
-            break
+            kept.dirty = True
+            return 0
         flags = p[pos]
         t = p[pos + 1]
         if flags & 0x10:
@@ -616,116 +656,111 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, bint strict=False, bint lenient=Fals
         ve = vs + ln
         if ve > a1:
             _overrun(state, p, pos, a1)
-            dirty = True
-            break
+            kept.dirty = True
+            return 0
         pos = ve
-        if seen[t]:
+        if kept.seen[t]:
             if t == 14 or t == 15:
                 # RFC 7606 §3 g: repeated MP_* leaves the NLRI ambiguous.
                 raise BGPError(3, 1, b"", "repeated attribute %d" % t, A_RESET, t)
             # RFC 7606 §3 g: other repeats -> keep the first, discard the rest.
             state.record(BGPError(3, 1, b"", "repeated attribute %d" % t, A_DISCARD, t))
-            dirty = True
+            kept.dirty = True
             continue
-        seen[t] = 1
-        if ebgp and (t == 5 or t == 9 or t == 10):
-            dirty = True  # RFC 7606 §7.5, §7.9, §7.10: discarded from an external peer.
+        kept.seen[t] = 1
+        if state.ebgp and (t == 5 or t == 9 or t == 10):
+            kept.dirty = True  # RFC 7606 §7.5, §7.9, §7.10: discarded from an external peer.
             continue
         expected = _expected_flags(t)
         if expected < 0:
-            if not flags & 0x80 and not lenient:
+            if not flags & 0x80 and not state.lenient:
                 # RFC 4271 §6.3: unrecognized well-known attribute.
                 raise BGPError(3, 2, _slice(p, start, ve), "unrecognized well-known attribute %d" % t, A_RESET, t)
-            if not flags & 0x40 and not lenient:
-                dirty = True  # RFC 4271 §5: unrecognized non-transitive: quietly ignored.
+            if not flags & 0x40 and not state.lenient:
+                kept.dirty = True  # RFC 4271 §5: unrecognized non-transitive: quietly ignored.
                 continue
-            ks[nkeep] = start
-            ke[nkeep] = ve
-            nkeep += 1
-            continue
-        if (flags & 0xC0) != expected:
+        elif (flags & 0xC0) != expected:
             # RFC 7606 §3 c: wrong Optional/Transitive bits = malformed.
             action = _malformed_action(t)
             if t == 14 or t == 15:
                 raise BGPError(3, 4, _slice(p, start, ve), "attribute %d flags 0x%02x" % (t, flags), action, t)
             state.record(BGPError(3, 4, _slice(p, start, ve), "attribute %d flags 0x%02x" % (t, flags), action, t))
-            dirty = True
+            kept.dirty = True
             continue
-        if t == 14:
-            mp_reach, c = _mp_reach(p + vs, ln, addpath_rx, lenient, _slice(p, start, ve))
-            n_ann += c
-            dirty = True
+        elif t == 14:
+            state.mp_reach, c = _mp_reach(p + vs, ln, state.addpath_rx, state.lenient, _slice(p, start, ve))
+            state.n_ann += c
+            kept.dirty = True
             continue
-        if t == 15:
-            mp_unreach, c = _mp_unreach(p + vs, ln, addpath_rx, _slice(p, start, ve))
-            n_wd += c
-            dirty = True
+        elif t == 15:
+            state.mp_unreach, c = _mp_unreach(p + vs, ln, state.addpath_rx, _slice(p, start, ve))
+            state.n_wd += c
+            kept.dirty = True
             continue
-        bad = _validate(t, p + vs, ln, as4_ctx)
-        if bad is not None:
-            sub = bad[0]
-            state.record(BGPError(3, sub, b"" if sub == 11 else _slice(p, start, ve), bad[1], _malformed_action(t), t))
-            dirty = True
-            continue
-        if as4_ctx and (t == 17 or t == 18):
-            dirty = True  # RFC 6793 §3: a 4-octet speaker ignores AS4_* from a 4-octet peer.
-            continue
-        if t == 3:
-            next_hop = _slice(p, vs, ve)
-        ks[nkeep] = start
-        ke[nkeep] = ve
-        nkeep += 1
+        else:
+            bad = _validate(t, p + vs, ln, state.as4)
+            if bad is not None:
+                sub = bad[0]
+                state.record(BGPError(3, sub, b"" if sub == 11 else _slice(p, start, ve), bad[1], _malformed_action(t), t))
+                kept.dirty = True
+                continue
+            if state.as4 and (t == 17 or t == 18):
+                kept.dirty = True  # RFC 6793 §3: a 4-octet speaker ignores AS4_* from a 4-octet peer.
+                continue
+            if t == 3:
+                state.next_hop = _slice(p, vs, ve)
+        kept.ks[kept.n] = start
+        kept.ke[kept.n] = ve
+        kept.n += 1
+    return 0
 
-    if n_ann and state.action != A_WITHDRAW:
-        # RFC 4271 §6.3 / RFC 7606 §3 d: mandatory attributes for reachability.
-        for t in (1, 2, 3):
-            if t == 3 and a1 == n:
-                continue  # NEXT_HOP only matters for IPv4 NLRI in the classic field
-            if not seen[t]:
-                state.record(BGPError(3, 3, bytes((t,)), "missing well-known attribute %d" % t, A_WITHDRAW, t))
-                break
 
-    cdef bytes withdrawn = _slice(p, 2, 2 + wlen)
-    cdef bytes nlri = _slice(p, a1, n)
-    if state.action == A_WITHDRAW and n_ann == 0 and (mp_reach is None or not mp_reach[3]):
-        # RFC 7606 §5.2: attributes without reachable NLRI -- any error
-        # stronger than attribute discard resets the session.
-        for e in state.errors:
-            if e.action == A_WITHDRAW:
-                raise BGPError(e.code, e.subcode, e.data, e.reason, A_RESET, e.attr_type)
-    if state.action == A_WITHDRAW:
-        return _as_withdraw(withdrawn, nlri, mp_reach, mp_unreach, n_ann, n_wd, state)
+cdef int _require_mandatory(_State state, _Kept *kept, bint classic_nlri) except -1:
+    """RFC 4271 §6.3 / RFC 7606 §3 d: mandatory attributes for reachability
+    (NEXT_HOP only matters for IPv4 NLRI in the classic field)."""
+    cdef int t
+    for t in range(1, 4):  # ORIGIN, AS_PATH, NEXT_HOP
+        if t == 3 and not classic_nlri:
+            continue
+        if not kept.seen[t]:
+            state.record(BGPError(3, 3, bytes((t,)), "missing well-known attribute %d" % t, A_WITHDRAW, t))
+            return 0
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef bytes _canonical_attrs(_State state, const unsigned char *p, Py_ssize_t a0, Py_ssize_t a1,
+                            _Kept *kept):
+    """The canonical attribute block: 4-octet AS numbers, only the kept
+    attributes; the received block itself when nothing was dropped."""
     cdef bytes attrs
     cdef Py_ssize_t total, k
     cdef unsigned char *o
     cdef bint has_as4 = False
-    if not as4_ctx:
-        for k in range(nkeep):
-            if p[ks[k] + 1] == 17 or p[ks[k] + 1] == 18:
+    if not state.as4:
+        for k in range(kept.n):
+            if p[kept.ks[k] + 1] == 17 or p[kept.ks[k] + 1] == 18:
                 has_as4 = True
         if not has_as4:
             # Nothing to merge (RFC 6793 §4.2.3 needs AS4_*): widening the
             # 2-octet AS numbers is all there is, done here in C because old
             # peers and old MRT dumps send nothing else.
-            attrs = _widen(p, ks, ke, nkeep)
-            return ParsedUpdate(withdrawn, attrs, nlri, next_hop, mp_reach, mp_unreach, n_ann, n_wd,
-                                state.action, tuple(state.errors))
-    if dirty or not as4_ctx:
-        total = 0
-        for k in range(nkeep):
-            total += ke[k] - ks[k]
-        attrs = PyBytes_FromStringAndSize(NULL, total)
-        o = <unsigned char *>PyBytes_AS_STRING(attrs)
-        for k in range(nkeep):
-            memcpy(o, p + ks[k], ke[k] - ks[k])
-            o += ke[k] - ks[k]
-        if not as4_ctx and (seen[2] or seen[7]):
-            merged, _notes = as4.merge_from_2octet(as4.split_attrs(attrs))
-            attrs = b"".join([as4.encode_attr(f, tt, v) for f, tt, v in merged])
-    else:
-        attrs = _slice(p, a0, a1)
-    return ParsedUpdate(withdrawn, attrs, nlri, next_hop, mp_reach, mp_unreach, n_ann, n_wd,
-                        state.action, tuple(state.errors))
+            return _widen(p, kept.ks, kept.ke, kept.n)
+    if not kept.dirty and state.as4:
+        return _slice(p, a0, a1)
+    total = 0
+    for k in range(kept.n):
+        total += kept.ke[k] - kept.ks[k]
+    attrs = PyBytes_FromStringAndSize(NULL, total)
+    o = <unsigned char *>PyBytes_AS_STRING(attrs)
+    for k in range(kept.n):
+        memcpy(o, p + kept.ks[k], kept.ke[k] - kept.ks[k])
+        o += kept.ke[k] - kept.ks[k]
+    if not state.as4 and (kept.seen[2] or kept.seen[7]):
+        merged, _notes = as4.merge_from_2octet(as4.split_attrs(attrs))
+        attrs = b"".join([as4.encode_attr(f, tt, v) for f, tt, v in merged])
+    return attrs
 
 
 @cython.boundscheck(False)

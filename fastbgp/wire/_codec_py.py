@@ -345,18 +345,35 @@ def pack_prefixes(prefixes, addpath=False):
 # ---------------------------------------------------------------- UPDATE decode
 
 
-class _Abort(Exception):
-    pass
+class _State:
+    """One UPDATE being parsed: the session's view of it (context and error
+    policy), the errors so far, and what the attribute walk found.  (The
+    compiled codec keeps the kept spans apart, in a struct on its stack.)"""
 
+    __slots__ = ("ctx", "strict", "lenient", "errors", "action", "mp_reach", "mp_unreach", "next_hop", "n_ann", "n_wd", "spans", "seen", "dirty")
 
-def _attr_error(state, err):
-    """Record one attribute error; escalate to an exception when it resets
-    the session (or always, in strict mode)."""
-    if state["strict"] or err.action >= ACTION_AFISAFI_DISABLE:
-        raise err
-    state["errors"].append(err)
-    if err.action > state["action"]:
-        state["action"] = err.action
+    def __init__(self, ctx, strict, lenient, n_ann, n_wd):
+        self.ctx = ctx
+        self.strict = strict
+        self.lenient = lenient
+        self.errors = []
+        self.action = ACTION_NONE
+        self.mp_reach = self.mp_unreach = None
+        self.next_hop = b""
+        self.n_ann = n_ann  # prefixes announced / withdrawn, MP_* included
+        self.n_wd = n_wd
+        self.spans = []  # (start, end) of the attributes kept in the canonical block
+        self.seen = set()  # type codes met, for RFC 7606 §3 g repeats
+        self.dirty = False  # something was dropped: the received block is not canonical
+
+    def record(self, err):
+        """Record one attribute error; raise when it resets the session (or
+        always, in strict mode)."""
+        if self.strict or err.action >= ACTION_AFISAFI_DISABLE:
+            raise err
+        self.errors.append(err)
+        if err.action > self.action:
+            self.action = err.action
 
 
 def _as_path_ok(v, width):
@@ -503,22 +520,40 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
     n_ann = _nlri_count(body, a1, n, 32, v4_addpath)
     if n_ann < 0:
         raise BGPError(3, 10, b"", "malformed NLRI")
+    state = _State(ctx, strict, lenient, n_ann, n_wd)
+    _scan_attrs(state, body, a0, a1)
+    if state.n_ann and state.action != ACTION_TREAT_AS_WITHDRAW:
+        _require_mandatory(state, a1 < n)
+
     withdrawn = bytes(body[2 : 2 + wlen])
     nlri = bytes(body[a1:])
+    if state.action == ACTION_TREAT_AS_WITHDRAW:
+        if state.n_ann == 0 and (state.mp_reach is None or not state.mp_reach[3]):
+            # RFC 7606 §5.2: attributes without reachable NLRI -- any error
+            # stronger than attribute discard resets the session.
+            e = next(e for e in state.errors if e.action == ACTION_TREAT_AS_WITHDRAW)
+            raise BGPError(e.code, e.subcode, e.data, e.reason, ACTION_SESSION_RESET, e.attr_type)
+        return _as_withdraw(withdrawn, nlri, state.mp_reach, state.mp_unreach, state.n_ann, state.n_wd, state)
+    return ParsedUpdate(
+        withdrawn, _canonical_attrs(state, body, a0, a1), nlri, state.next_hop,
+        state.mp_reach, state.mp_unreach, state.n_ann, state.n_wd, state.action, tuple(state.errors),
+    )  # fmt: skip
 
-    state = {"strict": strict, "errors": [], "action": ACTION_NONE}
-    seen = set()
-    keep = []  # (start, end) of attributes kept in the canonical block
-    dirty = False
-    mp_reach = mp_unreach = None
-    next_hop = b""
+
+def _scan_attrs(state, body, a0, a1):
+    """Walk the attribute block body[a0:a1]: frame and check each attribute
+    (RFC 4271 §6.3, RFC 7606 §3) and record in ``state`` what the canonical
+    block keeps, the MP_* attributes and NEXT_HOP.  Every attribute dropped
+    makes the block dirty."""
+    ctx = state.ctx
+    seen = state.seen
     pos = a0
     while pos < a1:
         start = pos
         if a1 - pos < 3 or (body[pos] & 0x10 and a1 - pos < 4):
             _overrun(state, body, pos, a1)
-            dirty = True
-            break
+            state.dirty = True
+            return
         flags = body[pos]
         t = body[pos + 1]
         if flags & 0x10:
@@ -530,89 +565,86 @@ def parse_update(body, ctx=DEFAULT_CONTEXT, strict=False, lenient=False):
         ve = vs + ln
         if ve > a1:
             _overrun(state, body, pos, a1)
-            dirty = True
-            break
+            state.dirty = True
+            return
         pos = ve
         if t in seen:
             if t == ATTR_MP_REACH_NLRI or t == ATTR_MP_UNREACH_NLRI:
                 # RFC 7606 §3 g: repeated MP_* leaves the NLRI ambiguous.
                 raise BGPError(3, 1, b"", "repeated attribute %d" % t, ACTION_SESSION_RESET, t)
             # RFC 7606 §3 g: other repeats -> keep the first, discard the rest.
-            _attr_error(state, BGPError(3, 1, b"", "repeated attribute %d" % t, ACTION_ATTRIBUTE_DISCARD, t))
-            dirty = True
+            state.record(BGPError(3, 1, b"", "repeated attribute %d" % t, ACTION_ATTRIBUTE_DISCARD, t))
+            state.dirty = True
             continue
         seen.add(t)
         if ctx.ebgp and (t == ATTR_LOCAL_PREF or t == ATTR_ORIGINATOR_ID or t == ATTR_CLUSTER_LIST):
-            dirty = True  # RFC 7606 §7.5, §7.9, §7.10: discarded from an external peer.
+            state.dirty = True  # RFC 7606 §7.5, §7.9, §7.10: discarded from an external peer.
             continue
         expected = WELL_KNOWN_FLAGS.get(t)
         if expected is None:
-            if not flags & 0x80 and not lenient:
+            if not flags & 0x80 and not state.lenient:
                 # RFC 4271 §6.3: unrecognized well-known attribute.
                 raise BGPError(3, 2, bytes(body[start:ve]), "unrecognized well-known attribute %d" % t, ACTION_SESSION_RESET, t)
-            if not flags & 0x40 and not lenient:
-                dirty = True  # RFC 4271 §5: unrecognized non-transitive: quietly ignored.
+            if not flags & 0x40 and not state.lenient:
+                state.dirty = True  # RFC 4271 §5: unrecognized non-transitive: quietly ignored.
                 continue
-            keep.append((start, ve))
-            continue
-        if (flags & 0xC0) != expected:
+        elif (flags & 0xC0) != expected:
             # RFC 7606 §3 c: wrong Optional/Transitive bits = malformed.
             action = _MALFORMED_ACTION[t]
             if t == ATTR_MP_REACH_NLRI or t == ATTR_MP_UNREACH_NLRI:
                 raise BGPError(3, 4, bytes(body[start:ve]), "attribute %d flags 0x%02x" % (t, flags), action, t)
-            _attr_error(state, BGPError(3, 4, bytes(body[start:ve]), "attribute %d flags 0x%02x" % (t, flags), action, t))
-            dirty = True
+            state.record(BGPError(3, 4, bytes(body[start:ve]), "attribute %d flags 0x%02x" % (t, flags), action, t))
+            state.dirty = True
             continue
-        v = body[vs:ve]
-        if t == ATTR_MP_REACH_NLRI:
-            mp_reach, c = _mp_reach(v, ctx, lenient, bytes(body[start:ve]))
-            n_ann += c
-            dirty = True
+        elif t == ATTR_MP_REACH_NLRI:
+            state.mp_reach, c = _mp_reach(body[vs:ve], ctx, state.lenient, bytes(body[start:ve]))
+            state.n_ann += c
+            state.dirty = True
             continue
-        if t == ATTR_MP_UNREACH_NLRI:
-            mp_unreach, c = _mp_unreach(v, ctx, bytes(body[start:ve]))
-            n_wd += c
-            dirty = True
+        elif t == ATTR_MP_UNREACH_NLRI:
+            state.mp_unreach, c = _mp_unreach(body[vs:ve], ctx, bytes(body[start:ve]))
+            state.n_wd += c
+            state.dirty = True
             continue
-        bad = _validate(t, v, ctx)
-        if bad is not None:
-            sub, reason = bad
-            data = b"" if sub == 11 else bytes(body[start:ve])
-            _attr_error(state, BGPError(3, sub, data, reason, _MALFORMED_ACTION[t], t))
-            dirty = True
-            continue
-        if ctx.as4 and (t == ATTR_AS4_PATH or t == ATTR_AS4_AGGREGATOR):
-            dirty = True  # RFC 6793 §3: a 4-octet speaker ignores AS4_* from a 4-octet peer.
-            continue
-        if t == ATTR_NEXT_HOP:
-            next_hop = bytes(v)
-        keep.append((start, ve))
+        else:
+            v = body[vs:ve]
+            bad = _validate(t, v, ctx)
+            if bad is not None:
+                sub, reason = bad
+                data = b"" if sub == 11 else bytes(body[start:ve])
+                state.record(BGPError(3, sub, data, reason, _MALFORMED_ACTION[t], t))
+                state.dirty = True
+                continue
+            if ctx.as4 and (t == ATTR_AS4_PATH or t == ATTR_AS4_AGGREGATOR):
+                state.dirty = True  # RFC 6793 §3: a 4-octet speaker ignores AS4_* from a 4-octet peer.
+                continue
+            if t == ATTR_NEXT_HOP:
+                state.next_hop = bytes(v)
+        state.spans.append((start, ve))
 
-    if n_ann and state["action"] != ACTION_TREAT_AS_WITHDRAW:
-        # RFC 4271 §6.3 / RFC 7606 §3 d: mandatory attributes for reachability.
-        for t in (ATTR_ORIGIN, ATTR_AS_PATH, ATTR_NEXT_HOP):
-            if t == ATTR_NEXT_HOP and a1 == n:
-                continue  # NEXT_HOP only matters for IPv4 NLRI in the classic field
-            if t not in seen:
-                _attr_error(state, BGPError(3, 3, bytes((t,)), "missing well-known attribute %d" % t, ACTION_TREAT_AS_WITHDRAW, t))
-                break
 
-    action = state["action"]
-    if action == ACTION_TREAT_AS_WITHDRAW and n_ann == 0 and (mp_reach is None or not mp_reach[3]):
-        # RFC 7606 §5.2: attributes without reachable NLRI -- any error
-        # stronger than attribute discard resets the session.
-        e = next(e for e in state["errors"] if e.action == ACTION_TREAT_AS_WITHDRAW)
-        raise BGPError(e.code, e.subcode, e.data, e.reason, ACTION_SESSION_RESET, e.attr_type)
-    if action == ACTION_TREAT_AS_WITHDRAW:
-        return _as_withdraw(withdrawn, nlri, mp_reach, mp_unreach, n_ann, n_wd, state)
-    if dirty or not ctx.as4:
-        attrs = b"".join(bytes(body[s:e]) for s, e in keep)
-        if not ctx.as4 and (ATTR_AS_PATH in seen or ATTR_AGGREGATOR in seen):
-            merged, _notes = as4.merge_from_2octet(as4.split_attrs(attrs))
-            attrs = b"".join(as4.encode_attr(f, t, v) for f, t, v in merged)
-    else:
-        attrs = bytes(body[a0:a1])
-    return ParsedUpdate(withdrawn, attrs, nlri, next_hop, mp_reach, mp_unreach, n_ann, n_wd, action, tuple(state["errors"]))
+def _require_mandatory(state, classic_nlri):
+    """RFC 4271 §6.3 / RFC 7606 §3 d: mandatory attributes for reachability
+    (NEXT_HOP only matters for IPv4 NLRI in the classic field)."""
+    for t in (ATTR_ORIGIN, ATTR_AS_PATH, ATTR_NEXT_HOP):
+        if t == ATTR_NEXT_HOP and not classic_nlri:
+            continue
+        if t not in state.seen:
+            state.record(BGPError(3, 3, bytes((t,)), "missing well-known attribute %d" % t, ACTION_TREAT_AS_WITHDRAW, t))
+            return
+
+
+def _canonical_attrs(state, body, a0, a1):
+    """The canonical attribute block: 4-octet AS numbers, only the kept
+    attributes; the received block itself when nothing was dropped."""
+    as4_ctx = state.ctx.as4
+    if not state.dirty and as4_ctx:
+        return bytes(body[a0:a1])
+    attrs = b"".join(bytes(body[s:e]) for s, e in state.spans)
+    if not as4_ctx and (ATTR_AS_PATH in state.seen or ATTR_AGGREGATOR in state.seen):
+        merged, _notes = as4.merge_from_2octet(as4.split_attrs(attrs))
+        attrs = b"".join(as4.encode_attr(f, t, v) for f, t, v in merged)
+    return attrs
 
 
 def _overrun(state, body, pos, a1):
@@ -621,7 +653,7 @@ def _overrun(state, body, pos, a1):
     # reachable NLRI, §5.2 escalates at the end of parse_update.
     if a1 - pos >= 2 and body[pos + 1] in (ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI):
         raise BGPError(3, 1, b"", "MP attribute overruns the attribute block", ACTION_SESSION_RESET, body[pos + 1])
-    _attr_error(state, BGPError(3, 1, b"", "attribute overruns the attribute block", ACTION_TREAT_AS_WITHDRAW))
+    state.record(BGPError(3, 1, b"", "attribute overruns the attribute block", ACTION_TREAT_AS_WITHDRAW))
 
 
 def _as_withdraw(withdrawn, nlri, mp_reach, mp_unreach, n_ann, n_wd, state):
@@ -637,7 +669,7 @@ def _as_withdraw(withdrawn, nlri, mp_reach, mp_unreach, n_ann, n_wd, state):
             # Two families in one UPDATE: a withdrawal of the reach family
             # cannot be expressed beside the other, so reset instead.
             raise BGPError(3, 1, b"", "treat-as-withdraw with MP_REACH and MP_UNREACH of different families", ACTION_SESSION_RESET)
-    return ParsedUpdate(withdrawn + nlri, b"", b"", b"", None, mp_unreach, 0, n_wd + n_ann, ACTION_TREAT_AS_WITHDRAW, tuple(state["errors"]))
+    return ParsedUpdate(withdrawn + nlri, b"", b"", b"", None, mp_unreach, 0, n_wd + n_ann, ACTION_TREAT_AS_WITHDRAW, tuple(state.errors))
 
 
 # ---------------------------------------------------------------- UPDATE encode
