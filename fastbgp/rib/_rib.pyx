@@ -25,6 +25,19 @@ phases: apply every path change (recording the old best of each prefix the
 first time it is touched), then select the best path once per touched prefix
 and emit the changes.  A prefix repeated in one call (ADD-PATH sends one per
 path id) is therefore reported once, against its state before the call.
+
+Code: four cdef classes, each a layer over the one before (single
+inheritance; every cdef method is final, so calls are direct C calls the
+compiler inlines, as in one class):
+
+* ``_SlotTable``  the hash table, slot layout, per-prefix path arrays and
+  packed prefixes in and out;
+* ``_Selection``  peers, attribute reference counts, best path (RFC 4271
+  §9.1);
+* ``_Changes``    the two phases of bulk operations and the change sets they
+  report;
+* ``Rib``         the public API: update / withdraw, dropping a peer, RFC
+  4724 stale marking, dumps, lookups.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -258,58 +271,34 @@ cdef inline int _path_pos(RibPath *p, int n, uint16_t peer, uint32_t pid, bint *
     return lo
 
 
-@cython.final
-cdef class Rib:
-    """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
+# ---------------------------------------------------------------- hash table
+
+
+cdef class _SlotTable:
+    """The hash table of prefixes: slot layout, probing, growth and
+    deletion, the path array of each prefix, and packed prefixes in and
+    out.  Knows nothing of peers, attributes or best paths.
+
+    Every cdef method of this and the next two layers is final: calls from
+    the subclasses are direct (and inlined), never through the vtable."""
 
     cdef readonly int afi
-    cdef readonly object attrs
-    cdef readonly bint always_compare_med
-    cdef public Py_ssize_t refused
     cdef bint v6
     cdef int bits
-    # hash table
     cdef char *slots
     cdef size_t cap, mask, used, ssize
     cdef int shift
     cdef size_t npaths
     cdef size_t ovf_arrays, ovf_paths  # paths kept outside the slots, for memory_usage
-    cdef size_t len_count[129]
-    # peers
-    cdef vector[PeerInfo] peers
-    cdef dict peer_recs
-    # per-operation scratch
-    cdef AttrRec *arec
-    cdef uint16_t *cand
-    cdef uint64_t *medkeys
-    cdef vector[uint32_t] zero
-    cdef vector[Touch] touched
-    cdef vector[Item] items
-    cdef vector[PKey] dead
-    cdef vector[EmitRec] recs
-    cdef vector[uint64_t] g_key
-    cdef vector[string] g_buf
-    cdef unordered_map[uint64_t, size_t] g_idx
-    cdef uint64_t g_last
-    cdef size_t g_last_i
-    cdef string wd
-    cdef size_t n_ann, n_wd
+    cdef size_t len_count[129]  # prefixes held per length, for longest_match
+    cdef vector[Item] items  # scratch: the chunk of parsed prefixes being applied
 
-    def __cinit__(self, afi, attrs=None, always_compare_med=False):
+    def __cinit__(self, afi, *args, **kwargs):
         self.bits = family_bits(afi)
         self.afi = afi
         self.v6 = self.bits == 128
-        self.attrs = attrs if attrs is not None else _attrs.AttrTable()
-        self.always_compare_med = bool(always_compare_med)
         self.ssize = sizeof(Slot6) if self.v6 else sizeof(Slot4)
-        self.peer_recs = {}
         memset(self.len_count, 0, sizeof(self.len_count))
-        # Sized for the worst case once; untouched pages of these large
-        # allocations are never faulted in, so they cost address space only.
-        self.cand = <uint16_t *>malloc(MAXP * sizeof(uint16_t))
-        self.medkeys = <uint64_t *>malloc(MAXP * sizeof(uint64_t))
-        if self.cand == NULL or self.medkeys == NULL:
-            raise MemoryError()
         self._resize(MIN_CAP)
 
     def __dealloc__(self):
@@ -324,21 +313,22 @@ cdef class Rib:
                     if b.n > 1:
                         free(b.u.many)
             free(self.slots)
-        free(self.cand)
-        free(self.medkeys)
 
     # ------------------------------------------------------------ slots
 
+    @cython.final
     cdef inline SlotBody *_body(self, char *s) noexcept nogil:
         if self.v6:
             return &(<Slot6 *>s).b
         return &(<Slot4 *>s).b
 
+    @cython.final
     cdef inline bint _is_empty(self, const char *s) noexcept nogil:
         if self.v6:
             return (<Slot6 *>s).len == RIB_EMPTY6
         return (<Slot4 *>s).key == RIB_EMPTY4
 
+    @cython.final
     cdef inline void _get_key(self, const char *s, PKey *k) noexcept nogil:
         if self.v6:
             k.hi = (<Slot6 *>s).hi
@@ -349,11 +339,13 @@ cdef class Rib:
             k.lo = (<Slot4 *>s).key
             k.len = <uint32_t>(k.lo & 0xFF)
 
+    @cython.final
     cdef inline bint _key_eq(self, const char *s, const PKey *k) noexcept nogil:
         if self.v6:
             return (<Slot6 *>s).hi == k.hi and (<Slot6 *>s).lo == k.lo and (<Slot6 *>s).len == k.len
         return (<Slot4 *>s).key == k.lo
 
+    @cython.final
     cdef inline size_t _home(self, const PKey *k) noexcept nogil:
         # Fibonacci hashing keeps the top bits of key * 2^64/phi: consecutive
         # prefixes (sorted dumps) spread over the whole table.
@@ -365,9 +357,11 @@ cdef class Rib:
             x = k.lo
         return <size_t>((x * RIB_GOLDEN) >> self.shift)
 
+    @cython.final
     cdef inline char *_find(self, const PKey *k) noexcept nogil:
         return self._find_at(k, self._home(k))
 
+    @cython.final
     cdef char *_find_at(self, const PKey *k, size_t i) noexcept nogil:
         cdef char *s
         while True:
@@ -378,6 +372,7 @@ cdef class Rib:
                 return s
             i = (i + 1) & self.mask
 
+    @cython.final
     cdef char *_find_or_add(self, const PKey *k, size_t i) noexcept nogil:
         """The slot of ``k`` (home slot ``i``), created empty if absent.
         Capacity must have been reserved by the caller (no resize here: slot
@@ -404,6 +399,7 @@ cdef class Rib:
         self.len_count[k.len] += 1
         return s
 
+    @cython.final
     cdef void _delete(self, char *s) noexcept nogil:
         """Empty slot ``s`` (which holds no path) and close the gap by moving
         back later entries of the same probe run (backward-shift deletion,
@@ -433,6 +429,7 @@ cdef class Rib:
             i = j
         memset(self.slots + i * self.ssize, 0xFF, self.ssize)
 
+    @cython.final
     cdef int _resize(self, size_t newcap) except -1:
         cdef char *new = <char *>rib_alloc_table(newcap * self.ssize)
         if new == NULL:
@@ -461,6 +458,7 @@ cdef class Rib:
         free(old)
         return 0
 
+    @cython.final
     cdef int _reserve(self, size_t extra) except -1:
         # Grow at 80 % load: linear probing stays short below that.
         cdef size_t need = self.used + extra
@@ -471,6 +469,7 @@ cdef class Rib:
             self._resize(newcap)
         return 0
 
+    @cython.final
     cdef int _maybe_shrink(self) except -1:
         # Give memory back once the table is under 1/8 full (a peer's table
         # dropped), leaving it at most 40 % full.
@@ -485,6 +484,7 @@ cdef class Rib:
 
     # ------------------------------------------------------------ paths
 
+    @cython.final
     cdef int _insert_path(self, SlotBody *b, int pos, const RibPath *np) except -1:
         cdef int n = b.n
         cdef RibPath one
@@ -521,6 +521,7 @@ cdef class Rib:
         self.ovf_paths += 1
         return 0
 
+    @cython.final
     cdef void _remove_path(self, SlotBody *b, int pos) noexcept nogil:
         cdef int n = b.n
         cdef RibPath keep
@@ -543,8 +544,142 @@ cdef class Rib:
             if arr != NULL:
                 b.u.many = arr
 
+    # ------------------------------------------------------------ packed prefixes
+
+    @cython.final
+    cdef inline Py_ssize_t _read(self, const unsigned char *p, Py_ssize_t pos, PKey *k) noexcept nogil:
+        """Parse one (already validated) prefix at p[pos]; host bits cleared."""
+        cdef int plen = p[pos], nb = (plen + 7) >> 3, i
+        cdef uint64_t hi = 0, lo = 0
+        cdef uint32_t addr = 0
+        if self.v6:
+            for i in range(nb):
+                if i < 8:
+                    hi |= <uint64_t>p[pos + 1 + i] << (56 - 8 * i)
+                else:
+                    lo |= <uint64_t>p[pos + 1 + i] << (120 - 8 * i)
+            k.hi = hi & rib_mask64(plen)
+            k.lo = lo & rib_mask64(plen - 64)
+        else:
+            for i in range(nb):
+                addr |= <uint32_t>p[pos + 1 + i] << (24 - 8 * i)
+            addr &= rib_mask32(plen)
+            k.hi = 0
+            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
+        k.len = plen
+        return pos + 1 + nb
+
+    @cython.final
+    cdef Py_ssize_t _validate(self, bytes b, bint addpath) except -1:
+        cdef Py_ssize_t c = nlri_count(<const unsigned char *>PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b),
+                                       self.bits, addpath)
+        if c < 0:
+            raise ValueError("malformed NLRI")
+        return c
+
+    @cython.final
+    cdef Py_ssize_t _parse_chunk(self, const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
+                                 bint addpath) except -1:
+        """Parse up to CHUNK prefixes from p[pos:n] into self.items with their
+        home slots, prefetching the first few; returns the new position."""
+        cdef Item it
+        cdef size_t i = 0
+        self.items.clear()
+        it.path_id = 0
+        while pos < n and i < CHUNK:
+            if addpath:
+                it.path_id = (<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16) | (<uint32_t>p[pos + 2] << 8) | p[pos + 3]
+                pos += 4
+            pos = self._read(p, pos, &it.key)
+            it.home = self._home(&it.key)
+            if i < AHEAD:
+                rib_prefetch(self.slots + it.home * self.ssize)
+            self.items.push_back(it)
+            i += 1
+        return pos
+
+    @cython.final
+    cdef inline void _prefetch_item(self, size_t i) noexcept nogil:
+        if i < self.items.size():
+            rib_prefetch(self.slots + self.items[i].home * self.ssize)
+
+    @cython.final
+    cdef inline int _put_prefix(self, string *out, const PKey *k, bint with_pid, uint32_t pid) except -1:
+        cdef unsigned char buf[21]
+        cdef int plen = k.len, nb = (plen + 7) >> 3, o = 0, i
+        cdef uint64_t addr
+        if with_pid:
+            buf[0] = (pid >> 24) & 0xFF
+            buf[1] = (pid >> 16) & 0xFF
+            buf[2] = (pid >> 8) & 0xFF
+            buf[3] = pid & 0xFF
+            o = 4
+        buf[o] = <unsigned char>plen
+        o += 1
+        if self.v6:
+            for i in range(nb):
+                if i < 8:
+                    buf[o + i] = (k.hi >> (56 - 8 * i)) & 0xFF
+                else:
+                    buf[o + i] = (k.lo >> (120 - 8 * i)) & 0xFF
+        else:
+            addr = k.lo >> 8
+            for i in range(nb):
+                buf[o + i] = (addr >> (24 - 8 * i)) & 0xFF
+        out.append(<char *>buf, o + nb)
+        return 0
+
+    @cython.final
+    cdef void _pkey(self, object addr, int plen, PKey *k):
+        if self.v6:
+            k.hi = <uint64_t>(addr >> 64)
+            k.lo = <uint64_t>(addr & 0xFFFFFFFFFFFFFFFF)
+        else:
+            k.hi = 0
+            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
+        k.len = plen
+
+    @cython.final
+    cdef object _key_int(self, const PKey *k):
+        if self.v6:
+            return (<object>k.hi << 64) | <object>k.lo
+        return <object>(k.lo >> 8)
+
+
+# ---------------------------------------------------------------- peers and best path
+
+
+cdef class _Selection(_SlotTable):
+    """Peers, attribute references and best-path selection (RFC 4271 §9.1)
+    over the slot table."""
+
+    cdef readonly object attrs
+    cdef readonly bint always_compare_med
+    cdef vector[PeerInfo] peers
+    cdef dict peer_recs
+    cdef AttrRec *arec  # the AttrTable's records, fetched by _begin
+    cdef uint16_t *cand  # scratch: best-path candidates
+    cdef uint64_t *medkeys  # scratch: (neighbour AS, MED) keys
+    cdef vector[uint32_t] zero  # attribute ids whose last reference went
+
+    def __cinit__(self, afi, attrs=None, always_compare_med=False):
+        self.attrs = attrs if attrs is not None else _attrs.AttrTable()
+        self.always_compare_med = bool(always_compare_med)
+        self.peer_recs = {}
+        # Sized for the worst case once; untouched pages of these large
+        # allocations are never faulted in, so they cost address space only.
+        self.cand = <uint16_t *>malloc(MAXP * sizeof(uint16_t))
+        self.medkeys = <uint64_t *>malloc(MAXP * sizeof(uint64_t))
+        if self.cand == NULL or self.medkeys == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.cand)
+        free(self.medkeys)
+
     # ------------------------------------------------------------ attributes
 
+    @cython.final
     cdef inline void _begin(self):
         """Fetch the attribute records for this operation.  The array may
         have moved since the last one (intern appends); nothing interns
@@ -552,6 +687,7 @@ cdef class Rib:
         cdef array.array rec = self.attrs._rec
         self.arec = <AttrRec *>rec.data.as_uints
 
+    @cython.final
     cdef inline int _decref(self, uint32_t aid) except -1:
         cdef AttrRec *a = &self.arec[aid]
         a.refs -= 1
@@ -559,6 +695,7 @@ cdef class Rib:
             self.zero.push_back(aid)
         return 0
 
+    @cython.final
     cdef int _collect_zero(self) except -1:
         if self.zero.size():
             ids = [self.zero[i] for i in range(self.zero.size())]
@@ -566,6 +703,7 @@ cdef class Rib:
             self.attrs._collect(ids)
         return 0
 
+    @cython.final
     cdef uint32_t _check_attr(self, attr_id) except? 0xFFFFFFFF:
         if not self.attrs.is_live(attr_id):
             raise KeyError("attribute id %r is not allocated" % (attr_id,))
@@ -573,6 +711,7 @@ cdef class Rib:
 
     # ------------------------------------------------------------ best path
 
+    @cython.final
     cdef uint16_t _select(self, SlotBody *b) noexcept nogil:
         """Index of the best path, RFC 4271 §9.1.
 
@@ -669,6 +808,7 @@ cdef class Rib:
             m = k
         return c[0]
 
+    @cython.final
     cdef int _med_filter(self, RibPath *p, uint16_t *c, int m) noexcept nogil:
         cdef AttrRec *R = self.arec
         cdef int i, j, k = 0, lo, hi, mid
@@ -726,33 +866,69 @@ cdef class Rib:
                 k += 1
         return k
 
+    # ------------------------------------------------------------ peers
+
+    def add_peer(self, peer_id, peer_as, local_as, router_id, address, ibgp=None, rr_client=False):
+        """Register a peer: what best-path selection needs to know about it.
+        ``ibgp`` defaults to peer_as == local_as; ``address`` (bytes or text)
+        is the session's remote address; ``router_id`` its BGP Identifier."""
+        rec = peer_record(peer_id, peer_as, local_as, router_id, address, ibgp, rr_client)
+        cdef int pid = peer_id
+        cdef PeerInfo info
+        if <size_t>pid < self.peers.size() and self.peers[pid].registered and self.peers[pid].npaths:
+            raise ValueError("peer %d still has paths: drop_peer first" % pid)
+        if <size_t>pid >= self.peers.size():
+            memset(&info, 0, sizeof(info))
+            self.peers.resize(pid + 1, info)
+        info.registered = 1
+        info.ebgp = rec[0]
+        info.router_id = rec[1]
+        memcpy(info.addr, <const char *>(<bytes>rec[2]), 16)
+        info.npaths = 0
+        self.peers[pid] = info
+        self.peer_recs[pid] = rec
+
+    def has_peer(self, peer_id):
+        return peer_id in self.peer_recs
+
+    def peer_info(self, peer_id):
+        self._check_peer(peer_id)
+        return peer_dict(self.peer_recs[peer_id])
+
+    def peer_path_count(self, peer_id):
+        return self.peers[self._check_peer(peer_id)].npaths
+
+    @cython.final
+    cdef int _check_peer(self, peer_id) except -1:
+        if peer_id not in self.peer_recs:
+            raise KeyError("peer %r is not registered (add_peer)" % (peer_id,))
+        return <int>peer_id
+
+
+# ---------------------------------------------------------------- bulk operations
+
+
+cdef class _Changes(_Selection):
+    """The two phases of every bulk operation -- apply the path changes,
+    then select once per touched prefix -- and the change sets they
+    report: announcements grouped by (peer, attributes), withdrawals, in
+    prefix order."""
+
+    cdef public Py_ssize_t refused  # paths refused: the prefix had MAXP already
+    cdef vector[Touch] touched
+    cdef vector[PKey] dead
+    cdef vector[EmitRec] recs
+    cdef vector[uint64_t] g_key
+    cdef vector[string] g_buf
+    cdef unordered_map[uint64_t, size_t] g_idx
+    cdef uint64_t g_last
+    cdef size_t g_last_i
+    cdef string wd
+    cdef size_t n_ann, n_wd
+
     # ------------------------------------------------------------ output
 
-    cdef inline int _put_prefix(self, string *out, const PKey *k, bint with_pid, uint32_t pid) except -1:
-        cdef unsigned char buf[21]
-        cdef int plen = k.len, nb = (plen + 7) >> 3, o = 0, i
-        cdef uint64_t addr
-        if with_pid:
-            buf[0] = (pid >> 24) & 0xFF
-            buf[1] = (pid >> 16) & 0xFF
-            buf[2] = (pid >> 8) & 0xFF
-            buf[3] = pid & 0xFF
-            o = 4
-        buf[o] = <unsigned char>plen
-        o += 1
-        if self.v6:
-            for i in range(nb):
-                if i < 8:
-                    buf[o + i] = (k.hi >> (56 - 8 * i)) & 0xFF
-                else:
-                    buf[o + i] = (k.lo >> (120 - 8 * i)) & 0xFF
-        else:
-            addr = k.lo >> 8
-            for i in range(nb):
-                buf[o + i] = (addr >> (24 - 8 * i)) & 0xFF
-        out.append(<char *>buf, o + nb)
-        return 0
-
+    @cython.final
     cdef string *_group(self, uint64_t g) except NULL:
         cdef size_t i
         cdef unordered_map[uint64_t, size_t].iterator it
@@ -770,16 +946,19 @@ cdef class Rib:
         self.g_last_i = i
         return &self.g_buf[i]
 
+    @cython.final
     cdef inline int _emit_ann(self, uint16_t peer, uint32_t aid, const PKey *k) except -1:
         self._put_prefix(self._group((<uint64_t>peer << 32) | aid), k, False, 0)
         self.n_ann += 1
         return 0
 
+    @cython.final
     cdef inline int _emit_wd(self, const PKey *k) except -1:
         self._put_prefix(&self.wd, k, False, 0)
         self.n_wd += 1
         return 0
 
+    @cython.final
     cdef int _emit_sorted(self) except -1:
         """Emit self.recs (announce to group, or withdraw) in prefix order."""
         cdef size_t i
@@ -794,6 +973,7 @@ cdef class Rib:
         self.recs.clear()
         return 0
 
+    @cython.final
     cdef void _reset_output(self):
         self.g_key.clear()
         self.g_buf.clear()
@@ -818,6 +998,7 @@ cdef class Rib:
             self.g_buf.shrink_to_fit()
             self.g_key.shrink_to_fit()
 
+    @cython.final
     cdef object _finish(self):
         cdef size_t i
         cdef uint64_t g
@@ -831,6 +1012,7 @@ cdef class Rib:
         self._reset_output()
         return cs
 
+    @cython.final
     cdef list _finish_groups(self):
         cdef size_t i
         out = []
@@ -840,61 +1022,9 @@ cdef class Rib:
         self._reset_output()
         return out
 
-    # ------------------------------------------------------------ packed input
+    # ------------------------------------------------------------ phases
 
-    cdef inline Py_ssize_t _read(self, const unsigned char *p, Py_ssize_t pos, PKey *k) noexcept nogil:
-        """Parse one (already validated) prefix at p[pos]; host bits cleared."""
-        cdef int plen = p[pos], nb = (plen + 7) >> 3, i
-        cdef uint64_t hi = 0, lo = 0
-        cdef uint32_t addr = 0
-        if self.v6:
-            for i in range(nb):
-                if i < 8:
-                    hi |= <uint64_t>p[pos + 1 + i] << (56 - 8 * i)
-                else:
-                    lo |= <uint64_t>p[pos + 1 + i] << (120 - 8 * i)
-            k.hi = hi & rib_mask64(plen)
-            k.lo = lo & rib_mask64(plen - 64)
-        else:
-            for i in range(nb):
-                addr |= <uint32_t>p[pos + 1 + i] << (24 - 8 * i)
-            addr &= rib_mask32(plen)
-            k.hi = 0
-            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
-        k.len = plen
-        return pos + 1 + nb
-
-    cdef Py_ssize_t _validate(self, bytes b, bint addpath) except -1:
-        cdef Py_ssize_t c = nlri_count(<const unsigned char *>PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b),
-                                       self.bits, addpath)
-        if c < 0:
-            raise ValueError("malformed NLRI")
-        return c
-
-    cdef Py_ssize_t _parse_chunk(self, const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
-                                 bint addpath) except -1:
-        """Parse up to CHUNK prefixes from p[pos:n] into self.items with their
-        home slots, prefetching the first few; returns the new position."""
-        cdef Item it
-        cdef size_t i = 0
-        self.items.clear()
-        it.path_id = 0
-        while pos < n and i < CHUNK:
-            if addpath:
-                it.path_id = (<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16) | (<uint32_t>p[pos + 2] << 8) | p[pos + 3]
-                pos += 4
-            pos = self._read(p, pos, &it.key)
-            it.home = self._home(&it.key)
-            if i < AHEAD:
-                rib_prefetch(self.slots + it.home * self.ssize)
-            self.items.push_back(it)
-            i += 1
-        return pos
-
-    cdef inline void _prefetch_item(self, size_t i) noexcept nogil:
-        if i < self.items.size():
-            rib_prefetch(self.slots + self.items[i].home * self.ssize)
-
+    @cython.final
     cdef inline int _touch(self, char *s, SlotBody *b) except -1:
         """Record the best path of ``s`` before this operation changes it."""
         cdef Touch t
@@ -914,51 +1044,7 @@ cdef class Rib:
         self.touched.push_back(t)
         return 0
 
-    # ------------------------------------------------------------ peers
-
-    def add_peer(self, peer_id, peer_as, local_as, router_id, address, ibgp=None, rr_client=False):
-        """Register a peer: what best-path selection needs to know about it.
-        ``ibgp`` defaults to peer_as == local_as; ``address`` (bytes or text)
-        is the session's remote address; ``router_id`` its BGP Identifier."""
-        rec = peer_record(peer_id, peer_as, local_as, router_id, address, ibgp, rr_client)
-        cdef int pid = peer_id
-        cdef PeerInfo info
-        if <size_t>pid < self.peers.size() and self.peers[pid].registered and self.peers[pid].npaths:
-            raise ValueError("peer %d still has paths: drop_peer first" % pid)
-        if <size_t>pid >= self.peers.size():
-            memset(&info, 0, sizeof(info))
-            self.peers.resize(pid + 1, info)
-        info.registered = 1
-        info.ebgp = rec[0]
-        info.router_id = rec[1]
-        memcpy(info.addr, <const char *>(<bytes>rec[2]), 16)
-        info.npaths = 0
-        self.peers[pid] = info
-        self.peer_recs[pid] = rec
-
-    def remove_peer(self, peer_id):
-        cs = self.drop_peer(peer_id)
-        self.peers[<int>peer_id].registered = 0
-        del self.peer_recs[peer_id]
-        return cs
-
-    def has_peer(self, peer_id):
-        return peer_id in self.peer_recs
-
-    def peer_info(self, peer_id):
-        self._check_peer(peer_id)
-        return peer_dict(self.peer_recs[peer_id])
-
-    def peer_path_count(self, peer_id):
-        return self.peers[self._check_peer(peer_id)].npaths
-
-    cdef int _check_peer(self, peer_id) except -1:
-        if peer_id not in self.peer_recs:
-            raise KeyError("peer %r is not registered (add_peer)" % (peer_id,))
-        return <int>peer_id
-
-    # ------------------------------------------------------------ bulk operations
-
+    @cython.final
     cdef size_t _apply_update(self, const unsigned char *p, Py_ssize_t n, bint addpath, int peer,
                               uint32_t aid) except? 0xFFFFFFFFFFFFFFFF:
         """Phase 1 of update: store the paths; returns how many were added."""
@@ -1003,6 +1089,7 @@ cdef class Rib:
                     self.peers[peer].npaths += 1
         return added
 
+    @cython.final
     cdef size_t _apply_withdraw(self, const unsigned char *p, Py_ssize_t n, bint addpath,
                                 int peer) except? 0xFFFFFFFFFFFFFFFF:
         """Phase 1 of withdraw: remove the paths; returns how many.  Slots
@@ -1038,6 +1125,7 @@ cdef class Rib:
                 self.peers[peer].npaths -= 1
         return removed
 
+    @cython.final
     cdef void _abort(self):
         """Phase 1 failed (out of memory): leave a consistent table -- every
         touched prefix gets its best path back and loses its mark -- and
@@ -1059,6 +1147,99 @@ cdef class Rib:
             self._collect_zero()
         except MemoryError:
             pass
+
+    @cython.final
+    cdef int _drop_dead(self) except -1:
+        cdef size_t i
+        cdef char *s
+        cdef size_t n = self.dead.size()
+        cdef vector[size_t] homes
+        homes.resize(n)
+        for i in range(n):
+            homes[i] = self._home(&self.dead[i])
+            if i < AHEAD:
+                rib_prefetch(self.slots + homes[i] * self.ssize)
+        for i in range(n):
+            if i + AHEAD < n:
+                rib_prefetch(self.slots + homes[i + AHEAD] * self.ssize)
+            # Homes stay valid: deletions move entries, never the table.
+            s = self._find_at(&self.dead[i], homes[i])
+            if s != NULL:
+                self._delete(s)
+        self.dead.clear()
+        self._maybe_shrink()
+        return 0
+
+    @cython.final
+    cdef object _remove_where(self, peer_id, bint stale_only):
+        cdef int peer = self._check_peer(peer_id)
+        if not self.peers[peer].npaths:
+            return empty_changeset()
+        cdef size_t i, removed = 0
+        cdef int j, lo, hi
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef RibPath *bp
+        cdef bint found, had
+        cdef RibPath old
+        cdef EmitRec rec
+        self._begin()
+        self.recs.clear()
+        for i in range(self.cap):
+            s = self.slots + i * self.ssize
+            if self._is_empty(s):
+                continue
+            body = self._body(s)
+            paths = _paths(body)
+            lo = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
+            hi = lo
+            while hi < body.n and paths[hi].peer == peer:
+                hi += 1
+            if hi == lo:
+                continue
+            had = False
+            for j in range(hi - 1, lo - 1, -1):
+                paths = _paths(body)
+                if stale_only and not paths[j].flags & STALE:
+                    continue
+                if not had:
+                    old = paths[body.best]
+                    had = True
+                self._decref(paths[j].attr_id)
+                self._remove_path(body, j)
+                removed += 1
+            if not had:
+                continue
+            self._get_key(s, &rec.key)
+            rec.path_id = 0
+            if body.n == 0:
+                body.best = BEST_NONE
+                rec.group = RIB_WITHDRAW
+                self.recs.push_back(rec)
+                self.dead.push_back(rec.key)
+                continue
+            body.best = self._select(body)
+            bp = &_paths(body)[body.best]
+            if bp.peer != old.peer or bp.path_id != old.path_id or bp.attr_id != old.attr_id:
+                rec.group = (<uint64_t>bp.peer << 32) | bp.attr_id
+                self.recs.push_back(rec)
+        self.npaths -= removed
+        self.peers[peer].npaths -= removed
+        self._drop_dead()
+        self._collect_zero()
+        self._emit_sorted()
+        return self._finish()
+
+
+# ---------------------------------------------------------------- public API
+
+
+@cython.final
+cdef class Rib(_Changes):
+    """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
+
+    # ------------------------------------------------------------ bulk operations
 
     def update(self, peer_id, packed, bint addpath=False, attr_id=None):
         """Store the paths of ``peer_id`` for every prefix of packed NLRI with
@@ -1138,87 +1319,6 @@ cdef class Rib:
         self._collect_zero()
         return self._finish()
 
-    cdef int _drop_dead(self) except -1:
-        cdef size_t i
-        cdef char *s
-        cdef size_t n = self.dead.size()
-        cdef vector[size_t] homes
-        homes.resize(n)
-        for i in range(n):
-            homes[i] = self._home(&self.dead[i])
-            if i < AHEAD:
-                rib_prefetch(self.slots + homes[i] * self.ssize)
-        for i in range(n):
-            if i + AHEAD < n:
-                rib_prefetch(self.slots + homes[i + AHEAD] * self.ssize)
-            # Homes stay valid: deletions move entries, never the table.
-            s = self._find_at(&self.dead[i], homes[i])
-            if s != NULL:
-                self._delete(s)
-        self.dead.clear()
-        self._maybe_shrink()
-        return 0
-
-    cdef object _remove_where(self, peer_id, bint stale_only):
-        cdef int peer = self._check_peer(peer_id)
-        if not self.peers[peer].npaths:
-            return empty_changeset()
-        cdef size_t i, removed = 0
-        cdef int j, lo, hi
-        cdef char *s
-        cdef SlotBody *body
-        cdef RibPath *paths
-        cdef RibPath *bp
-        cdef bint found, had
-        cdef RibPath old
-        cdef EmitRec rec
-        self._begin()
-        self.recs.clear()
-        for i in range(self.cap):
-            s = self.slots + i * self.ssize
-            if self._is_empty(s):
-                continue
-            body = self._body(s)
-            paths = _paths(body)
-            lo = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
-            hi = lo
-            while hi < body.n and paths[hi].peer == peer:
-                hi += 1
-            if hi == lo:
-                continue
-            had = False
-            for j in range(hi - 1, lo - 1, -1):
-                paths = _paths(body)
-                if stale_only and not paths[j].flags & STALE:
-                    continue
-                if not had:
-                    old = paths[body.best]
-                    had = True
-                self._decref(paths[j].attr_id)
-                self._remove_path(body, j)
-                removed += 1
-            if not had:
-                continue
-            self._get_key(s, &rec.key)
-            rec.path_id = 0
-            if body.n == 0:
-                body.best = BEST_NONE
-                rec.group = RIB_WITHDRAW
-                self.recs.push_back(rec)
-                self.dead.push_back(rec.key)
-                continue
-            body.best = self._select(body)
-            bp = &_paths(body)[body.best]
-            if bp.peer != old.peer or bp.path_id != old.path_id or bp.attr_id != old.attr_id:
-                rec.group = (<uint64_t>bp.peer << 32) | bp.attr_id
-                self.recs.push_back(rec)
-        self.npaths -= removed
-        self.peers[peer].npaths -= removed
-        self._drop_dead()
-        self._collect_zero()
-        self._emit_sorted()
-        return self._finish()
-
     def drop_peer(self, peer_id):
         """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
         §9: its routes are withdrawn from the Loc-RIB)."""
@@ -1254,6 +1354,12 @@ cdef class Rib:
         """RFC 4724 §4.2: End-of-RIB received (or the restart / stale timer
         fired): delete the paths of ``peer_id`` still marked stale."""
         return self._remove_where(peer_id, True)
+
+    def remove_peer(self, peer_id):
+        cs = self.drop_peer(peer_id)
+        self.peers[<int>peer_id].registered = 0
+        del self.peer_recs[peer_id]
+        return cs
 
     # ------------------------------------------------------------ dumps
 
@@ -1323,20 +1429,6 @@ cdef class Rib:
         return iter(self._finish_groups())
 
     # ------------------------------------------------------------ lookups
-
-    cdef void _pkey(self, object addr, int plen, PKey *k):
-        if self.v6:
-            k.hi = <uint64_t>(addr >> 64)
-            k.lo = <uint64_t>(addr & 0xFFFFFFFFFFFFFFFF)
-        else:
-            k.hi = 0
-            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
-        k.len = plen
-
-    cdef object _key_int(self, const PKey *k):
-        if self.v6:
-            return (<object>k.hi << 64) | <object>k.lo
-        return <object>(k.lo >> 8)
 
     cdef char *_slot_of(self, prefix) except? NULL:
         addr, plen = parse_prefix(self.afi, prefix)
