@@ -1,4 +1,17 @@
-"""Routing Information Base: Adj-RIBs-In and Loc-RIB per address family.
+"""Routing Information Base: Adj-RIBs-In and Loc-RIB per address family,
+the routing policy run on them and the export towards peers.
+
+Modules:
+
+* ``_rib.pyx`` / ``_rib_py.py``: the RIB (``Rib``, ``ChangeSet``): compiled
+  and its pure-Python twin, same behaviour;
+* ``attrs.py``: ``AttrTable``, interned attribute sets with the per-set
+  record best-path selection reads;
+* ``policy.py``: routing policy compiled from the configuration;
+* ``export.py``: update groups, the daemon's Adj-RIB-Out.
+
+May import: ``fastbgp.wire``, ``fastbgp.config``, the standard library and msgspec
+(never session, mrt, control, daemon or cli).
 
 Loads the compiled ``fastbgp.rib._rib`` (C++ hash table, no Python object per
 route) when it is built, else the pure-Python twin ``fastbgp.rib._rib_py``

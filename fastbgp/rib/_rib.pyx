@@ -684,7 +684,7 @@ cdef class _Selection(_SlotTable):
         """Fetch the attribute records for this operation.  The array may
         have moved since the last one (intern appends); nothing interns
         while an operation runs."""
-        cdef array.array rec = self.attrs._rec
+        cdef array.array rec = self.attrs.records
         self.arec = <AttrRec *>rec.data.as_uints
 
     @cython.final
@@ -700,7 +700,7 @@ cdef class _Selection(_SlotTable):
         if self.zero.size():
             ids = [self.zero[i] for i in range(self.zero.size())]
             self.zero.clear()
-            self.attrs._collect(ids)
+            self.attrs.collect(ids)
         return 0
 
     @cython.final

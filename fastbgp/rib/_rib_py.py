@@ -264,7 +264,7 @@ class Rib:
         n = len(e) - 1
         if n <= 1:
             return n - 1
-        rec = self.attrs._rec
+        rec = self.attrs.records
         peers = self._peers
         # §9.1.1 / §9.1.2.1: highest degree of preference (LOCAL_PREF), then
         # §9.1.2.2 (a) fewest AS numbers in AS_PATH, (b) lowest ORIGIN -- one
@@ -341,7 +341,7 @@ class Rib:
         items = self._parse(packed, addpath)
         if not items:
             return empty_changeset()
-        rec = table._rec
+        rec = table.records
         ri = attr_id * WORDS + W_REFS
         t = self._t
         touched = {}
@@ -395,7 +395,7 @@ class Rib:
                 buf += self._wire(key)
                 n_ann += 1
         if zero:
-            table._collect(zero)
+            table.collect(zero)
         return make_changeset({g: bytes(b) for g, b in groups.items()}, b"", n_ann, 0)
 
     def withdraw(self, peer_id, packed, addpath=False):
@@ -406,7 +406,7 @@ class Rib:
         items = self._parse(packed, addpath)
         if not items:
             return empty_changeset()
-        rec = self.attrs._rec
+        rec = self.attrs.records
         t = self._t
         touched = {}
         zero = []
@@ -454,14 +454,14 @@ class Rib:
                 buf += self._wire(key)
                 n_ann += 1
         if zero:
-            self.attrs._collect(zero)
+            self.attrs.collect(zero)
         return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
 
     def _remove_where(self, peer_id, stale_only):
         self._peer(peer_id)
         if not self._peer_paths[peer_id]:
             return empty_changeset()
-        rec = self.attrs._rec
+        rec = self.attrs.records
         t = self._t
         zero = []
         recs = []
@@ -498,7 +498,7 @@ class Rib:
         self._npaths -= removed
         self._peer_paths[peer_id] -= removed
         if zero:
-            self.attrs._collect(zero)
+            self.attrs.collect(zero)
         recs.sort(key=lambda r: r[0])
         groups = {}
         wd = bytearray()

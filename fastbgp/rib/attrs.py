@@ -7,11 +7,13 @@ stores a 32-bit ``attr_id`` per path and keeps each canonical attribute block
 
 Interning and parsing happen once per UPDATE, never per prefix, so this
 module is pure Python and shared by both RIB implementations.  What best-path
-selection needs is parsed once per attribute set and stored in ``_rec``, a
+selection needs is parsed once per attribute set and stored in ``records``, a
 flat ``array('I')`` of WORDS uint32 per id that the compiled RIB reads through
 a raw pointer (and the pure-Python RIB by index).  The reference count lives
 in the same record so the compiled RIB can adjust it without calling back
-into Python per path.
+into Python per path; after a bulk operation the RIB hands the ids whose
+count fell to zero to ``collect``.  ``records`` and ``collect`` are the
+interface between this table and the RIBs, nothing else writes them.
 
 Reference counting: ``intern`` gives the caller one reference (drop it with
 ``release`` once the UPDATE has been applied); every path stored in a RIB
@@ -256,7 +258,7 @@ class AttrTable:
         self._ids = {}  # key -> id; key = attrs, or (attrs, next_hop)
         self._blocks = []  # id -> attrs bytes (None when free)
         self._nh = []  # id -> MP next hop given to intern (b"" if none)
-        self._rec = array("I")  # WORDS per id, see the layout above
+        self.records = array("I")  # WORDS per id, see the layout above
         self._free = []  # heap of free ids: reuse the smallest first
 
     # ------------------------------------------------------------ interning
@@ -272,7 +274,7 @@ class AttrTable:
         next_hop = bytes(next_hop)
         key = (attrs, next_hop) if next_hop else attrs
         aid = self._ids.get(key)
-        rec = self._rec
+        rec = self.records
         if aid is not None:
             rec[aid * WORDS + W_REFS] += 1
             return aid
@@ -294,20 +296,20 @@ class AttrTable:
 
     def incref(self, attr_id):
         self._check(attr_id)
-        self._rec[attr_id * WORDS + W_REFS] += 1
+        self.records[attr_id * WORDS + W_REFS] += 1
 
     def release(self, attr_id):
         """Drop one reference; the entry is freed when none is left."""
         self._check(attr_id)
         i = attr_id * WORDS + W_REFS
-        self._rec[i] -= 1
-        if self._rec[i] == 0:
+        self.records[i] -= 1
+        if self.records[i] == 0:
             self._free_id(attr_id)
 
-    def _collect(self, ids):
+    def collect(self, ids):
         """Called by the RIBs after a bulk operation with the ids whose count
         fell to zero during it."""
-        rec = self._rec
+        rec = self.records
         for aid in ids:
             if rec[aid * WORDS + W_FLAGS] & F_LIVE and rec[aid * WORDS + W_REFS] == 0:
                 self._free_id(aid)
@@ -318,7 +320,7 @@ class AttrTable:
         self._blocks[aid] = None
         self._nh[aid] = b""
         base = aid * WORDS
-        self._rec[base : base + WORDS] = array("I", bytes(4 * WORDS))
+        self.records[base : base + WORDS] = array("I", bytes(4 * WORDS))
         heapq.heappush(self._free, aid)
 
     def _check(self, attr_id):
@@ -331,7 +333,7 @@ class AttrTable:
         return (
             isinstance(attr_id, int)
             and 0 <= attr_id < len(self._blocks)
-            and bool(self._rec[attr_id * WORDS + W_FLAGS] & F_LIVE)
+            and bool(self.records[attr_id * WORDS + W_FLAGS] & F_LIVE)
         )
 
     __contains__ = is_live
@@ -341,7 +343,7 @@ class AttrTable:
 
     def refcount(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_REFS]
+        return self.records[attr_id * WORDS + W_REFS]
 
     def attrs(self, attr_id):
         """The canonical attribute block (what pack_updates takes)."""
@@ -366,39 +368,39 @@ class AttrTable:
 
     def flags(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_FLAGS]
+        return self.records[attr_id * WORDS + W_FLAGS]
 
     def has_flag(self, attr_id, flag):
         return bool(self.flags(attr_id) & flag)
 
     def local_pref(self, attr_id):
         self._check(attr_id)
-        return 0xFFFFFFFF - self._rec[attr_id * WORDS + W_LP_INV]
+        return 0xFFFFFFFF - self.records[attr_id * WORDS + W_LP_INV]
 
     def as_path_len(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_PATH] >> 8
+        return self.records[attr_id * WORDS + W_PATH] >> 8
 
     def origin(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_PATH] & 0xFF
+        return self.records[attr_id * WORDS + W_PATH] & 0xFF
 
     def med(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_MED]
+        return self.records[attr_id * WORDS + W_MED]
 
     def neighbor_as(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_NEIGHBOR_AS]
+        return self.records[attr_id * WORDS + W_NEIGHBOR_AS]
 
     def originator_id(self, attr_id):
         self._check(attr_id)
         base = attr_id * WORDS
-        return self._rec[base + W_ORIGINATOR_ID] if self._rec[base + W_FLAGS] & F_ORIGINATOR_ID else None
+        return self.records[base + W_ORIGINATOR_ID] if self.records[base + W_FLAGS] & F_ORIGINATOR_ID else None
 
     def cluster_list_len(self, attr_id):
         self._check(attr_id)
-        return self._rec[attr_id * WORDS + W_CLUSTER_LEN]
+        return self.records[attr_id * WORDS + W_CLUSTER_LEN]
 
     def communities(self, attr_id):
         """The RFC 1997 communities as 32-bit ints, in received order."""
@@ -419,7 +421,7 @@ class AttrTable:
         """propagate_attrs of this set (free when nothing needs changing)."""
         self._check(attr_id)
         block = self._blocks[attr_id]
-        if not self._rec[attr_id * WORDS + W_FLAGS] & (F_UNKNOWN_TRANSITIVE | F_UNKNOWN_NON_TRANSITIVE):
+        if not self.records[attr_id * WORDS + W_FLAGS] & (F_UNKNOWN_TRANSITIVE | F_UNKNOWN_NON_TRANSITIVE):
             return block
         return propagate_attrs(block)
 
@@ -428,7 +430,7 @@ class AttrTable:
         import sys
 
         blocks = sum(sys.getsizeof(b) for b in self._blocks if b is not None)
-        return blocks + sys.getsizeof(self._ids) + self._rec.buffer_info()[1] * self._rec.itemsize
+        return blocks + sys.getsizeof(self._ids) + self.records.buffer_info()[1] * self.records.itemsize
 
 
 def propagate_attrs(attrs, known=KNOWN_ATTRS):
