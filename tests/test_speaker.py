@@ -2,7 +2,6 @@
 Adj-RIB-Out grouping, subscriptions and argument checking.  Session
 behaviour is in test_session.py."""
 
-import asyncio
 import ipaddress
 
 import msgspec
@@ -11,25 +10,17 @@ import pytest
 from fastbgp.wire import codec
 from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
 from fastbgp.session.fsm import State
+from fastbgp.session.routes import group_prefixes, key_prefix, split_nlri
+from fastbgp.session.sink import RouteSink
 from fastbgp.session.speaker import (
     GracefulRestartConfig,
     NeighborConfig,
     RibOut,
     Speaker,
-    _group_prefixes,
-    _key_prefix,
-    _split_nlri,
     family_name,
     pack_prefix,
     parse_family,
 )
-
-
-def run(coro, timeout=20.0):
-    async def main():
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -43,8 +34,8 @@ def test_neighbor_config_defaults_and_normalisation():
     c = NeighborConfig(address="192.0.2.2", peer_as=65002, graceful_restart=True, addpath_send=True,
                        addpath_receive=["ipv6"], role="Customer")
     assert c.graceful_restart == GracefulRestartConfig()
-    assert c._addpath_set(c.addpath_send) == {IPV4_UNICAST, IPV6_UNICAST}
-    assert c._addpath_set(c.addpath_receive) == {IPV6_UNICAST}
+    assert c.addpath_send_families == {IPV4_UNICAST, IPV6_UNICAST}
+    assert c.addpath_receive_families == {IPV6_UNICAST}
     assert c.role_code == 3
 
 
@@ -118,11 +109,11 @@ def test_pack_prefix_matches_codec():
         afi, packed = pack_prefix(text)
         ((_pid, _addr, plen),) = codec.unpack_prefixes(packed, afi)
         assert plen == int(text.split("/")[1])
-        assert _key_prefix(packed, afi, False) == (str(ipaddress.ip_network(text, strict=False)), None)
+        assert key_prefix(packed, afi, False) == (str(ipaddress.ip_network(text, strict=False)), None)
     # Host bits are cleared (RFC 4271 §4.3).
     assert pack_prefix("10.1.2.3/24") == pack_prefix("10.1.2.0/24")
-    assert _key_prefix(pack_prefix("10.1.2.3/23")[1], 1, False) == ("10.1.2.0/23", None)
-    assert _key_prefix(pack_prefix("2001:db8::1/48")[1], 2, False) == ("2001:db8::/48", None)
+    assert key_prefix(pack_prefix("10.1.2.3/23")[1], 1, False) == ("10.1.2.0/23", None)
+    assert key_prefix(pack_prefix("2001:db8::1/48")[1], 2, False) == ("2001:db8::/48", None)
     with pytest.raises(ValueError):
         pack_prefix("10.0.0.0/33")
     with pytest.raises(ValueError):
@@ -131,15 +122,15 @@ def test_pack_prefix_matches_codec():
 
 def test_split_nlri_normalises_host_bits_and_path_ids():
     packed = b"\x18\x0a\x00\x01" + b"\x17\x0a\x00\x03" + b"\x00"
-    keys = _split_nlri(packed, False)
+    keys = split_nlri(packed, False)
     assert keys == [b"\x18\x0a\x00\x01", b"\x17\x0a\x00\x02", b"\x00"]
     ap = b"\x00\x00\x00\x07\x10\x0a\x01" + b"\x00\x00\x00\x08\x20\x01\x02\x03\x04"
-    keys = _split_nlri(ap, True)
-    assert [_key_prefix(k, 1, True) for k in keys] == [("10.1.0.0/16", 7), ("1.2.3.4/32", 8)]
+    keys = split_nlri(ap, True)
+    assert [key_prefix(k, 1, True) for k in keys] == [("10.1.0.0/16", 7), ("1.2.3.4/32", 8)]
 
 
 def test_group_prefixes_by_family_and_path_id():
-    g = _group_prefixes(["10.0.0.0/8", "2001:db8::/32", "10.1.0.0/16"], path_id=5)
+    g = group_prefixes(["10.0.0.0/8", "2001:db8::/32", "10.1.0.0/16"], path_id=5)
     assert set(g) == {IPV4_UNICAST, IPV6_UNICAST}
     assert all(k[:4] == b"\x00\x00\x00\x05" for k in g[IPV4_UNICAST])
     assert len(g[IPV4_UNICAST]) == 2
@@ -147,7 +138,7 @@ def test_group_prefixes_by_family_and_path_id():
 
 def test_rib_out_groups_are_shared_and_invalidated():
     rib = RibOut()
-    g = _group_prefixes(["10.%d.0.0/16" % i for i in range(10)])
+    g = group_prefixes(["10.%d.0.0/16" % i for i in range(10)])
     rib.set(IPV4_UNICAST, g[IPV4_UNICAST][:5], "spec-a")
     rib.set(IPV4_UNICAST, g[IPV4_UNICAST][5:], "spec-b")
     groups = rib.groups()
@@ -193,7 +184,7 @@ def test_neighbor_actions_need_a_started_speaker():
 # ----------------------------------------------------------------------------- running speaker
 
 
-def test_subscriptions_history_and_per_neighbor_routes():
+def test_subscriptions_history_and_per_neighbor_routes(run):
     async def main():
         a = Speaker(65001, "10.0.0.1", listen=[("127.0.0.1", 0)])
         b = Speaker(65002, "10.0.0.2", listen=[("127.0.0.2", 0)])
@@ -227,7 +218,7 @@ def test_subscriptions_history_and_per_neighbor_routes():
     run(main())
 
 
-def test_ipv6_session_over_ipv6_transport():
+def test_ipv6_session_over_ipv6_transport(run):
     async def main():
         a = Speaker(65001, "10.0.0.1", listen=[("::1", 0)])
         b = Speaker(65002, "10.0.0.2")
@@ -243,3 +234,93 @@ def test_ipv6_session_over_ipv6_transport():
             assert got["198.51.100.0/24"].next_hop == "192.0.2.1"
 
     run(main())
+
+
+class RecordingSink(RouteSink):
+    """A route sink that only counts: what the RouteSink contract delivers."""
+
+    def __init__(self, nb):
+        self.nb = nb
+        self.events = []
+        self.announced = 0
+
+    def session_up(self, session):
+        self.events.append("up")
+
+    def send_table(self, session):
+        self.events.append("table")
+        self.nb.send_messages([codec.build_eor(*fam) for fam in sorted(session.negotiated.families)])
+
+    def update_received(self, session, parsed):
+        self.announced += parsed.n_announced
+        if parsed.is_eor:
+            mpu = parsed.mp_unreach
+            self.nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
+
+    def route_refresh(self, session, family, subtype):
+        self.events.append(("refresh", family, subtype))
+        self.nb.check_waiters()
+
+    def routes_cleared(self, session, keep):
+        self.events.append(("cleared", set(keep)))
+
+    def stale_families(self):
+        return ()
+
+    def end_of_rib(self, family):
+        self.events.append(("eor", family))
+
+    def restart_reestablished(self, session, forwarding):
+        pass
+
+    def stale_expired(self, why):
+        pass
+
+    @property
+    def received_count(self):
+        return self.announced
+
+
+def test_route_sink_factory_and_unknown_peer_hook(run):
+    async def main():
+        added = []
+
+        def unknown(conn):
+            if conn.peer_address != "127.0.0.1":
+                return None
+            nb = b.add_neighbor(NeighborConfig(address=conn.peer_address, peer_as=65001, passive=True))
+            added.append(nb)
+            return nb
+
+        a = Speaker(65001, "10.0.0.1")
+        b = Speaker(65002, "10.0.0.2", listen=[("127.0.0.2", 0)], sink_factory=RecordingSink,
+                    on_unknown_peer=unknown)
+        async with a, b:
+            na = a.add_neighbor(NeighborConfig(address="127.0.0.2", peer_as=65002, port=b.port,
+                                               local_address="127.0.0.1", idle_hold_time=0.1))
+            await na.wait_established(5)
+            (nb,) = added
+            sink = nb.sink
+            assert isinstance(sink, RecordingSink) and sink.events[:2] == ["up", "table"]
+            # The sink's End-of-RIBs (send_messages) reach A; A's reach the sink.
+            await na.wait_end_of_rib(timeout=3)
+            await nb.wait_end_of_rib(timeout=3)
+            assert ("eor", IPV4_UNICAST) in sink.events
+            a.announce(["10.0.0.0/24", "10.0.1.0/24"], "127.0.0.1")
+            await nb.wait_received(2, 3)
+            assert nb.received() == {}  # this sink keeps no per-prefix view
+            na.request_refresh("ipv4")
+            await nb.wait_for(lambda: ("refresh", IPV4_UNICAST, 0) in sink.events, 3)
+            na.disable()
+            await nb.wait_for(lambda: any(e[0] == "cleared" for e in sink.events if isinstance(e, tuple)), 3)
+
+    run(main())
+
+
+def test_route_sink_must_implement_the_contract():
+    class Partial(RouteSink):
+        def send_table(self, session):
+            pass
+
+    with pytest.raises(TypeError):
+        Partial()

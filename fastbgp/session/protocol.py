@@ -17,8 +17,8 @@ Two classes:
     currently drives, and the OPEN exchange / capability negotiation result.
     A session never decides policy: routes, collisions and configuration
     belong to its owner, the neighbour object of :mod:`fastbgp.session.speaker`,
-    which it calls back through a small set of ``_session_*`` / ``_on_*``
-    methods (see :class:`SessionOwner`).
+    which it calls back through the ``session_*`` methods of
+    :class:`SessionOwner`.
 
 Per RFC 4271 §6.8 there is one FSM per connection: when a second connection
 to the same peer appears, the owner creates a second Session for it and
@@ -38,7 +38,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from fastbgp.wire import capabilities as caps_mod
 from fastbgp.wire import codec
@@ -92,23 +92,32 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _A = Action
 
 
-class SessionOwner:
+class SessionOwner(Protocol):
     """What a Session needs from its owner (implemented by
-    :class:`fastbgp.session.speaker.Neighbor`; documented here as the contract).
+    :class:`fastbgp.session.speaker.Neighbor`).
 
     Attributes: ``loop``, ``config`` (a NeighborConfig), ``counters``,
-    ``local_as``, ``router_id`` (int), ``ebgp``.
+    ``local_as``, ``router_id`` (int), ``ebgp``.  The session calls:
+    ``session_capabilities`` when a connection is attached (what our OPEN
+    carries), ``session_open`` with the peer's OPEN (negotiate, check,
+    resolve collisions; False: this session lost and was dumped),
+    ``session_changed`` after every state change, ``session_clear_routes``
+    for the FSM's clear-routes action, ``session_update`` /
+    ``session_route_refresh`` for messages to process in Established,
+    ``session_notification`` for every NOTIFICATION sent or received, and
+    ``session_connected`` / ``session_connect_failed`` when an outbound
+    connection attempt ends.
     """
 
-    def _local_capabilities(self, session) -> list: ...
-    def _session_open(self, session, parsed_open, remote_caps) -> bool: ...
-    def _session_changed(self, session, transition) -> None: ...
-    def _session_clear_routes(self, session, transition) -> None: ...
-    def _session_update(self, session, parsed) -> None: ...
-    def _session_route_refresh(self, session, afi, safi, subtype) -> None: ...
-    def _session_notification(self, session, sent, code, subcode, data) -> None: ...
-    def _session_connected(self, session, conn) -> None: ...
-    def _session_connect_failed(self, session, exc) -> None: ...
+    def session_capabilities(self, session) -> list: ...
+    def session_open(self, session, parsed_open, remote_caps) -> bool: ...
+    def session_changed(self, session, transition) -> None: ...
+    def session_clear_routes(self, session, transition) -> None: ...
+    def session_update(self, session, parsed) -> None: ...
+    def session_route_refresh(self, session, afi, safi, subtype) -> None: ...
+    def session_notification(self, session, sent, code, subcode, data) -> None: ...
+    def session_connected(self, session, conn) -> None: ...
+    def session_connect_failed(self, session, exc) -> None: ...
 
 
 # --------------------------------------------------------------------------
@@ -133,6 +142,7 @@ class Connection(asyncio.Protocol):
         self.local_port = 0
         self.closed = False  # connection_lost was called
         self.detached = False  # the owner let go of it: ignore everything
+        self.made_error: Optional[Exception] = None  # outbound, reset as it was made
         self.write_paused = False
         # Loop time the last complete message was framed (RFC 4271 §4.4:
         # a message received restarts the HoldTimer; one still waiting in
@@ -168,8 +178,16 @@ class Connection(asyncio.Protocol):
             self.peer_port = peer[1]
             self.local_address = _transport.normalize_address(local[0])
             self.local_port = local[1]
-        except Exception:
+        except Exception as exc:
             log.exception("cannot read socket addresses of a new connection")
+            if self.outbound:
+                # Reset by the peer as it was made.  Not aborted here: uvloop
+                # takes ownership of the socket object only after
+                # connection_made, and a transport closed before that leaves
+                # the object to close the (by then reused) fd a second time.
+                # Session._connect aborts it once create_connection returns.
+                self.made_error = exc
+                return
             self.abort()
             return
         if self.on_made is not None:
@@ -460,7 +478,7 @@ class Session:
             if t.state is State.ESTABLISHED:
                 self.established_at = time.time()
             try:
-                self.owner._session_changed(self, t)
+                self.owner.session_changed(self, t)
             except Exception:
                 log.exception("state change handler failed for %r", self)
         return t
@@ -512,7 +530,7 @@ class Session:
                 self._cancel_write_timer()
             elif k is _A.CLEAR_ROUTES:
                 try:
-                    self.owner._session_clear_routes(self, t)
+                    self.owner.session_clear_routes(self, t)
                 except Exception:
                     log.exception("clearing routes failed for %r", self)
             # PROCESS_UPDATE / PROCESS_ROUTE_REFRESH are carried out by the
@@ -594,7 +612,7 @@ class Session:
         self._abort_next_drop = False
         # Capabilities are fixed per connection: with DelayOpen the peer's
         # OPEN is negotiated against them before ours is sent.
-        self.local_capabilities = list(self.owner._local_capabilities(self))
+        self.local_capabilities = list(self.owner.session_capabilities(self))
         if conn.write_paused:
             self.on_write_paused(conn)
         self.handle(Event.TCP_CR_ACKED if outbound else Event.TCP_CONNECTION_CONFIRMED)
@@ -624,6 +642,9 @@ class Session:
             conn = Connection(self.loop, outbound=True)
             try:
                 await self.loop.create_connection(lambda: conn, sock=sock)
+                if conn.made_error is not None:
+                    conn.abort()
+                    raise ConnectionResetError("connection to %s reset as it was made" % cfg.address)
             except BaseException:
                 if conn.transport is None:
                     sock.close()
@@ -639,14 +660,14 @@ class Session:
             self.last_error = str(exc)
             log.debug("connect to %s failed: %s", cfg.address, exc)
             try:
-                owner._session_connect_failed(self, exc)
+                owner.session_connect_failed(self, exc)
             except Exception:
                 log.exception("connect failure handling failed")
             return
         if self._connect_task is me:
             self._connect_task = None
         try:
-            owner._session_connected(self, conn)
+            owner.session_connected(self, conn)
         except Exception:
             log.exception("outbound connection handling failed")
             conn.abort()
@@ -669,6 +690,12 @@ class Session:
             self.conn = None
             conn.close(abort=self._abort_next_drop)
         self._abort_next_drop = False
+
+    def fail_connection(self, reason: Reason) -> None:
+        """Drop the connection as a crash would: RST, no NOTIFICATION (the
+        FSM sees TcpConnectionFails with ``reason``)."""
+        self._abort_next_drop = True
+        self.handle(Event.TCP_CONNECTION_FAILS, reason=reason)
 
     def dispose(self):
         """Stop everything silently (the owner replaced or removed us)."""
@@ -711,7 +738,7 @@ class Session:
         if len(data) > room:
             data = data[:room]
         try:
-            self.owner._session_notification(self, True, code, subcode, data)
+            self.owner.session_notification(self, True, code, subcode, data)
         except Exception:
             log.exception("notification bookkeeping failed")
         self._send(codec.build_notification(code, subcode, data), MSG_NOTIFICATION)
@@ -821,7 +848,7 @@ class Session:
             return
         t = self.handle(Event.UPDATE_MSG)
         if t is not None and _A.PROCESS_UPDATE in t.kinds:
-            self.owner._session_update(self, parsed)
+            self.owner.session_update(self, parsed)
 
     def _on_open(self, body):
         state = self.fsm.state
@@ -837,7 +864,7 @@ class Session:
             self.remote_id = parsed.bgp_id
             # Negotiation, peer AS / BGP identifier checks and collision
             # resolution (RFC 4271 §6.2, §6.8) are the owner's.
-            keep = self.owner._session_open(self, parsed, remote_caps)
+            keep = self.owner.session_open(self, parsed, remote_caps)
         except BGPError as exc:
             self.last_error = str(exc)
             log.info("%s: OPEN rejected: %s", self.owner.config.address, exc)
@@ -859,7 +886,7 @@ class Session:
             code, subcode, data = 0, 0, bytes(body)
         self.last_error = "NOTIFICATION received: %d/%d" % (code, subcode)
         try:
-            self.owner._session_notification(self, False, code, subcode, data)
+            self.owner.session_notification(self, False, code, subcode, data)
         except Exception:
             log.exception("notification bookkeeping failed")
         self.handle(notification_event(code, subcode))
@@ -877,4 +904,4 @@ class Session:
             return
         t = self.handle(Event.ROUTE_REFRESH_MSG)
         if t is not None and _A.PROCESS_ROUTE_REFRESH in t.kinds:
-            self.owner._session_route_refresh(self, afi, safi, subtype)
+            self.owner.session_route_refresh(self, afi, safi, subtype)
