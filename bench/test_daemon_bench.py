@@ -33,7 +33,8 @@ from fastbgp.wire import codec
 from fastbgp.config import schema as cfgmod
 from fastbgp.wire.as4 import encode_attr, encode_segments
 from fastbgp.wire.constants import IPV4_UNICAST
-from fastbgp.daemon.core import Daemon, _slices
+from fastbgp.daemon.core import Daemon
+from fastbgp.daemon.exporter import slices as _slices
 from fastbgp.rib.export import EBGP, Source, UpdateGroup, group_key
 from fastbgp.rib.policy import PolicyContext
 

@@ -1,5 +1,28 @@
 """``fastbgp daemon``: the speaker with a RIB, policies, update groups,
-route reflection and route-server mode, MRT dumps and reload (``core.py``).
+route reflection and route-server mode, MRT dumps and reload.
+
+Modules (each one's docstring states its contract: what it owns, what it
+calls, who calls it):
+
+* ``core``         :class:`Daemon`: shared state (config, policy engine,
+                   attribute table, RIBs), lifecycle, wiring of the
+                   collaborators below, the ``control.contract.Control``
+                   façade; re-exports ``run_daemon``, ``main_daemon``,
+                   ``neighbor_config`` and ``FAMILIES``
+* ``neighbor``     the daemon's neighbours and speaker (sessions -> daemon)
+* ``peers``        peer ids and sources, adding/removing neighbours, what a
+                   session going up or down does to the RIBs
+* ``importer``     received UPDATEs -> import policy -> Adj-RIB-In/Loc-RIB,
+                   pre-policy copies, soft reconfiguration inbound
+* ``exporter``     update groups, joins and dumps, the export queue
+* ``origination``  our own routes: configured, from the API, injected
+* ``views``        read views for the control plane (neighbours, RIBs)
+* ``events``       the watch stream (state, UPDATE and best-path events)
+* ``mrt_dumps``    ``global.mrt``: UPDATE dumps and TABLE_DUMP_V2 snapshots
+* ``reload``       applying a new configuration to a running daemon
+* ``process``      ``run_daemon`` / ``main_daemon``: signals, API and
+                   metrics servers, the event loop
+* ``common``       the routed families and helpers the modules share
 
 May import: every layer below it (``wire``, ``session``, ``config``,
 ``rib``, ``mrt``, ``control``).  Only the CLI imports the daemon.

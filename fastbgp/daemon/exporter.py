@@ -1,0 +1,396 @@
+"""Update groups and the export queue: how Loc-RIB changes reach peers.
+
+Owns: the update groups (``Exporter.groups``, key -> ``UpdateGroup``), the
+batches of peers waiting to join one, the count of Loc-RIB changes (the
+views' cache key) and the :class:`ExportQueue` that runs large work in
+slices.  Every message to a peer's Adj-RIB-Out is encoded here, once per
+group, and the same list of bytes queued to each member (``send_messages``).
+
+Calls: the daemon's shared state (``ribs``, ``attrs``, ``sources``,
+``engine``, ``cluster_id``), the members' ``send_messages`` / ``epoch`` /
+``groups`` / ``established`` / ``removed``, and
+:meth:`fastbgp.daemon.events.EventStream.best_changes` while someone
+watches.  Called by: the importer and the originator (``export_cs``,
+``addpath_groups``, ``addpath_delta``), the peer registry (peers coming and
+going), the daemon's neighbours (join, redump, leave) and reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, rewrite_path_ids
+from fastbgp.rib.export import self_next_hops, tag_source
+from fastbgp.rib.policy import PolicyContext
+from fastbgp.wire import codec
+from fastbgp.wire.constants import (
+    AFI_IPV4,
+    IPV4_UNICAST,
+    ROLE_PEER,
+    ROLE_PROVIDER,
+    ROLE_RS,
+    RR_BORR,
+    RR_EORR,
+)
+from fastbgp.daemon.common import SLICE_SECONDS
+
+log = logging.getLogger("fastbgp.daemon")
+
+# A delta bigger than this (prefixes) is processed by the export worker in
+# slices instead of inline.
+INLINE_LIMIT = 20000
+# Slice size of big deltas and dumps, in prefixes (about 1 ms of encoding).
+SLICE_PREFIXES = 16384
+
+
+class ExportQueue:
+    """One FIFO of export work (generators), run in slices by one task.
+
+    Order is what matters: a peer's full dump and the incremental changes
+    after it must reach it in that order, and so must two changes of the
+    same prefix.  A small item submitted while nothing is queued runs at
+    once (inline); anything else waits its turn."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.queue = deque()
+        self.busy = False
+        self._event = asyncio.Event()
+        self._task = loop.create_task(self._run())
+        self.items_run = 0
+
+    def submit(self, gen, heavy=False):
+        if not heavy and not self.queue and not self.busy:
+            self.busy = True
+            try:
+                for _ in gen:
+                    pass
+            except Exception:
+                log.exception("export work failed")
+            finally:
+                self.busy = False
+                self.items_run += 1
+            return
+        self.queue.append(gen)
+        self._event.set()
+
+    @property
+    def idle(self):
+        return not self.queue and not self.busy
+
+    async def wait_idle(self):
+        while not self.idle:
+            await asyncio.sleep(0.001)
+
+    async def _run(self):
+        loop = self.loop
+        while True:
+            if not self.queue:
+                self._event.clear()
+                await self._event.wait()
+                continue
+            gen = self.queue.popleft()
+            self.busy = True
+            t0 = loop.time()
+            try:
+                for _ in gen:
+                    if loop.time() - t0 > SLICE_SECONDS:
+                        self.busy = True
+                        await asyncio.sleep(0)
+                        t0 = loop.time()
+            except Exception:
+                log.exception("export work failed")
+            finally:
+                self.busy = False
+                self.items_run += 1
+            if loop.time() - t0 > SLICE_SECONDS:
+                await asyncio.sleep(0)
+
+    def close(self):
+        self._task.cancel()
+        self.queue.clear()
+
+
+def peer_kind(nb):
+    """(kind, route-reflector client) of a daemon neighbour: RS, EBGP or IBGP."""
+    cfg = nb.cfg
+    kind = RS if cfg.route_server_client else (EBGP if nb.ebgp else IBGP)
+    return kind, bool(cfg.route_reflector_client) and kind == IBGP
+
+
+class Exporter:
+    """Update-group orchestration; see the module docstring for its contract.
+
+    ``queue`` is the :class:`ExportQueue`, created by :meth:`start` once a
+    loop runs (the daemon exposes it as ``Daemon.exports``)."""
+
+    def __init__(self, daemon, events):
+        self.daemon = daemon
+        self.events = events
+        self.groups: dict = {}  # key -> UpdateGroup
+        self.pending_joins: dict = {}  # group key -> (group, [(member, epoch, eor)]) not started yet
+        self.queue = None
+        self.changes = 0  # Loc-RIB ChangeSets exported so far
+
+    def start(self, loop):
+        self.queue = ExportQueue(loop)
+
+    def close(self):
+        self.queue.close()
+
+    # -- Loc-RIB and Adj-RIB-In changes ----------------------------------------------------------
+
+    def groups_of(self, fam, addpath):
+        return [g for g in self.groups.values()
+                if g.family == fam and g.addpath == addpath and g.members and not g.exports_nothing]
+
+    def addpath_groups(self, fam):
+        for g in self.groups.values():
+            if g.family == fam and g.addpath and g.members and not g.exports_nothing:
+                return True
+        return False
+
+    def export_cs(self, fam, cs, heavy=False, fresh=False):
+        """Hand a Loc-RIB ChangeSet to the update groups of its family.
+        ``fresh``: every prefix in it is new to the Loc-RIB (see
+        :meth:`fastbgp.daemon.importer.Importer.update_rib`)."""
+        if not cs:
+            return
+        self.changes += 1
+        if self.events.watchers:
+            self.events.best_changes(fam, cs)
+        if not self.groups_of(fam, False):
+            return
+        delta = Delta.from_changeset(fam, cs, self.daemon.attrs)
+        delta.fresh = fresh
+        self.queue.submit(self.run_delta(delta), heavy=heavy or delta.n > INLINE_LIMIT)
+
+    def addpath_delta(self, fam, pid, attrs, nh, packed, addpath):
+        """An Adj-RIB-In change of ``pid`` for the ADD-PATH groups (attrs
+        None: withdrawn)."""
+        afi = fam[0]
+        ours = rewrite_path_ids(packed, afi, addpath, pid)
+        if attrs is None:
+            delta = Delta(fam, (), [(pid, ours)], addpath=True)
+        else:
+            delta = Delta(fam, [(pid, attrs, nh, ours)], addpath=True)
+        self.queue.submit(self.run_delta(delta))
+
+    def addpath_withdraw_all(self, pid, fam):
+        if not self.addpath_groups(fam):
+            return
+        rib = self.daemon.ribs[fam]
+        src = self.daemon.sources.get(pid)
+        rx = src is not None and fam in src.addpath_rx
+        wd = [(pid, rewrite_path_ids(packed, fam[0], rx, pid)) for _aid, packed in rib.dump_peer(pid, rx)]
+        if wd:
+            self.queue.submit(self.run_delta(Delta(fam, (), wd, addpath=True)), heavy=True)
+
+    def addpath_announce_all(self, pid, fam):
+        rib = self.daemon.ribs[fam]
+        src = self.daemon.sources.get(pid)
+        rx = src is not None and fam in src.addpath_rx
+        ann = []
+        for aid, packed in rib.dump_peer(pid, rx):
+            spid, attrs, nh = tag_source(self.daemon.attrs, aid)
+            ann.append((spid, attrs, nh, rewrite_path_ids(packed, fam[0], rx, pid)))
+        if ann:
+            self.queue.submit(self.run_delta(Delta(fam, ann, addpath=True)), heavy=True)
+
+    def run_delta(self, delta):
+        """Export work: encode ``delta`` per group and queue it to members."""
+        sources = self.daemon.sources
+        for part in slices(delta):
+            for g in self.groups_of(part.family, part.addpath):
+                out = g.process(part, sources)
+                if out:
+                    distribute(g, out)
+            yield
+
+    # -- members ---------------------------------------------------------------------------------
+
+    def group_for(self, nb, fam):
+        d = self.daemon
+        session = nb.session
+        neg = session.negotiated
+        cfg = nb.cfg
+        kind, rr = peer_kind(nb)
+        chain = d.engine.chain(cfg, "export")
+        local = session.conn.local_address if session.conn is not None else cfg.local_address
+        nh4, nh6 = self_next_hops(local)
+        otc = kind != IBGP and neg.local_role in (ROLE_PROVIDER, ROLE_PEER, ROLE_RS)
+        key = group_key(fam, chain, session.ctx, kind, rr, nb.local_as, nh4 if fam == IPV4_UNICAST else nh6,
+                        nb.address, d.cluster_id, otc)
+        g = self.groups.get(key)
+        if g is None:
+            pctx = PolicyContext(nb.address, cfg.peer_as, nb.local_as, local_address=local)
+            ctx = codec.Context(as4=session.ctx.as4, addpath_tx=frozenset(session.ctx.addpath_tx) & {fam},
+                                extended_message=session.ctx.extended_message)
+            g = UpdateGroup(key, fam, ctx, d.engine, chain, pctx, kind, rr, nb.local_as, nh4, nh6,
+                            d.cluster_id, otc)
+            self.groups[key] = g
+        return g
+
+    def leave_groups(self, nb):
+        for fam, g in list(nb.groups.items()):
+            g.members.pop(nb.pid, None)
+            if not g.members and self.groups.get(g.key) is g:
+                del self.groups[g.key]
+        nb.groups = {}
+
+    def set_policies(self, engine):
+        """After a reload: every group's export chain from the new engine."""
+        for g in list(self.groups.values()):
+            chain = engine.chain(g.chain.names, "export", "accept" if g.chain.default_accept else "reject")
+            g.set_policy(engine, chain, g.pctx)
+
+    def submit_join(self, nb, fam, eor=True):
+        """Queue: ``nb`` joins its update group for ``fam`` and receives the
+        full table (then End-of-RIB, RFC 4724 §2).  Peers of one group that
+        come up together (a restart, a reload) join in one batch: one dump,
+        encoded once, the same bytes to each of them."""
+        g = self.group_for(nb, fam)
+        batch = self.pending_joins.get(g.key)
+        if batch is not None and batch[0] is g:
+            batch[1].append((nb, nb.epoch, eor))
+            return
+        batch = (g, [(nb, nb.epoch, eor)])
+        self.pending_joins[g.key] = batch
+        self.queue.submit(self.join(batch), heavy=True)
+
+    def join(self, batch):
+        g, joiners = batch
+        if self.pending_joins.get(g.key) is batch:
+            del self.pending_joins[g.key]  # from now on, later joiners queue a new batch
+        live = self.groups.get(g.key)
+        if live is None:
+            self.groups[g.key] = live = g
+        g = live
+        fam = g.family
+        joiners = [(nb, epoch, eor) for nb, epoch, eor in joiners
+                   if nb.epoch == epoch and nb.established and not nb.removed]
+        if not joiners:
+            return
+        for nb, _epoch, _eor in joiners:
+            g.members[nb.pid] = nb
+            nb.groups[fam] = g
+        pids = {nb.pid for nb, _e, _r in joiners}
+        sources = self.daemon.sources
+        for part in slices(self.table_delta(g, None)):
+            out = g.process(part, sources, members=pids)
+            joiners = [(nb, epoch, eor) for nb, epoch, eor in joiners if nb.epoch == epoch and nb.groups.get(fam) is g]
+            if out:
+                distribute(g, out, [(nb.pid, nb) for nb, _e, _r in joiners])
+            yield
+        for nb, epoch, eor in joiners:
+            if eor and nb.epoch == epoch:
+                nb.end_of_rib_sent.add(fam)
+                nb.send_messages([codec.build_eor(*fam)])
+
+    def submit_redump(self, nb, fam, brackets=False, rejected_as_withdraw=False, rejoin=False):
+        self.queue.submit(self.redump(nb, fam, nb.epoch, brackets, rejected_as_withdraw, rejoin), heavy=True)
+
+    def redump(self, nb, fam, epoch, brackets, rejected_as_withdraw, rejoin):
+        if nb.epoch != epoch or not nb.established or nb.removed:
+            return
+        g = nb.groups.get(fam)
+        if rejoin or g is None:
+            if g is not None:
+                g.members.pop(nb.pid, None)
+                if not g.members and self.groups.get(g.key) is g:
+                    del self.groups[g.key]
+            g = self.group_for(nb, fam)
+            g.members[nb.pid] = nb
+            nb.groups[fam] = g
+        if brackets:
+            nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_BORR)])
+        yield from self.dump_to(nb, g, epoch, rejected_as_withdraw)
+        if brackets and nb.epoch == epoch:
+            nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_EORR)])
+
+    def redump_all(self, nb):
+        """Soft reset out (RFC 2918 spirit, without a refresh request): each
+        family's group chosen again and its full table re-sent, routes the
+        export now rejects withdrawn."""
+        for fam in list(nb.groups):
+            self.submit_redump(nb, fam, rejected_as_withdraw=True, rejoin=True)
+
+    # -- full tables -----------------------------------------------------------------------------
+
+    def table_delta(self, g, exclude, rejected_as_withdraw=False):
+        """The whole table as a dump Delta for group ``g`` (the Loc-RIB, or
+        for ADD-PATH every path of the Adj-RIBs-In), without the paths of
+        peer ``exclude``.  Attribute ids are resolved now."""
+        fam = g.family
+        rib = self.daemon.ribs[fam]
+        table = self.daemon.attrs
+        items = []
+        if g.addpath:
+            # RFC 7911: every path of every peer, with our path ids.
+            for spid, src in list(self.daemon.sources.items()):
+                if spid == exclude or not rib.has_peer(spid):
+                    continue
+                rx = fam in src.addpath_rx
+                for aid, packed in rib.dump_peer(spid, rx):
+                    p2, attrs, nh = tag_source(table, aid)
+                    items.append((p2, attrs, nh, rewrite_path_ids(packed, fam[0], rx, spid)))
+        else:
+            for aid, packed in rib.dump_best(exclude_peer=exclude):
+                pid, attrs, nh = tag_source(table, aid)
+                items.append((pid, attrs, nh, packed))
+        return Delta(fam, items, [] if g.addpath else b"", addpath=g.addpath, dump=True,
+                     rejected_as_withdraw=rejected_as_withdraw)
+
+    def dump_to(self, nb, g, epoch, rejected_as_withdraw):
+        """The group's Adj-RIB-Out for one member, in slices."""
+        fam = g.family
+        delta = self.table_delta(g, nb.pid, rejected_as_withdraw)
+        sources = self.daemon.sources
+        for part in slices(delta):
+            if nb.epoch != epoch or nb.groups.get(fam) is not g:
+                return
+            out = g.process(part, sources, single=True)
+            nb.send_messages(out.common)
+            yield
+
+
+def slices(delta):
+    """``delta`` cut into pieces of about SLICE_PREFIXES prefixes (whole
+    attribute groups; withdrawals in the first piece)."""
+    if delta.n and delta.n <= SLICE_PREFIXES or len(delta.announced) <= 1:
+        yield delta
+        return
+    piece = []
+    size = 0
+    first = True
+    afi = delta.family[0]
+    for item in delta.announced:
+        piece.append(item)
+        size += len(item[3]) // (4 if afi == AFI_IPV4 else 8) + 1
+        if size >= SLICE_PREFIXES:
+            yield Delta(delta.family, piece, delta.withdrawn if first else ([] if delta.addpath else b""),
+                        delta.addpath, delta.rejected_as_withdraw, delta.dump)
+            first = False
+            piece = []
+            size = 0
+    if piece or first:
+        yield Delta(delta.family, piece, delta.withdrawn if first else ([] if delta.addpath else b""),
+                    delta.addpath, delta.rejected_as_withdraw, delta.dump)
+
+
+def distribute(g, out, targets=None):
+    """Queue a group's encoded messages to its members (or ``targets``,
+    [(pid, member)]): the same list objects to each (see export._Out)."""
+    common, by_src, echo = out.common, out.by_src, out.echo
+    for pid, m in (list(g.members.items()) if targets is None else targets):
+        if common:
+            m.send_messages(common)
+        if by_src:
+            for spid, msgs in by_src.items():
+                if spid != pid:
+                    m.send_messages(msgs)
+            e = echo.get(pid)
+            if e:
+                m.send_messages(e)

@@ -1,0 +1,348 @@
+"""The import pipeline: received UPDATEs into the Adj-RIBs-In and Loc-RIB.
+
+Owns: each UPDATE's way in -- RFC 7606 error counting, the families, loop
+checks (RFC 4271 §9.1.2, RFC 4456 §8), RFC 9234 roles, the import policy
+once per attribute set (cached on the neighbour), per-prefix policy when the
+chain needs it -- and the pre-policy Adj-RIB-In (``pre_ribs``) kept for
+peers without ROUTE-REFRESH.  Also the UPDATE latency observer of the
+metrics, and soft reconfiguration inbound.
+
+Calls: the daemon's shared state (``ribs``, ``attrs``, ``sources``,
+``engine``, ``asn``, ``router_id``, ``cluster_id``, ``loop``), the
+:class:`~fastbgp.daemon.exporter.Exporter` (every RIB change goes out
+through ``export_cs``; ADD-PATH groups get ``addpath_delta``), the
+:class:`~fastbgp.daemon.events.EventStream` while someone watches, and the
+neighbour's session hooks (End-of-RIB, prefix limit, waiters).
+Called by: the daemon's neighbours (``update_in``, through
+``Daemon._update_in``), the originator (``update_rib``), the peer
+registry and reload (``bind_policy``, ``soft_in``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+from fastbgp.rib import Rib
+from fastbgp.rib.export import IBGP, source_tag, tag_source
+from fastbgp.rib.policy import PolicyContext
+from fastbgp.wire import codec
+from fastbgp.wire.as4 import decode_segments, split_attrs
+from fastbgp.wire.constants import (
+    ATTR_AS_PATH,
+    ATTR_CLUSTER_LIST,
+    ATTR_ORIGINATOR_ID,
+    ATTR_OTC,
+    FLAG_OPTIONAL,
+    FLAG_TRANSITIVE,
+    IPV4_UNICAST,
+    ROLE_CUSTOMER,
+    ROLE_PEER,
+    ROLE_PROVIDER,
+    ROLE_RS,
+    ROLE_RS_CLIENT,
+)
+from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
+from fastbgp.daemon.common import FAMILY_NAME, add_attr
+
+log = logging.getLogger("fastbgp.daemon")
+
+_MISS = object()
+_PER_PREFIX = object()  # import verdict: the chain looks at prefixes
+
+
+class Importer:
+    """The import pipeline; see the module docstring for its contract."""
+
+    def __init__(self, daemon, exporter, events):
+        self.daemon = daemon
+        self.exporter = exporter
+        self.events = events
+        self.pre_ribs: dict = {}  # family -> Rib of pre-policy paths (soft reconfiguration inbound)
+        self.observe = None
+        self.setup_observe(daemon.config)
+
+    def setup_observe(self, config):
+        """UPDATE processing latency for the Prometheus histogram; only worth
+        the imports (aiohttp, prometheus_client) when metrics are served."""
+        self.observe = None
+        if config.global_.metrics.listen:
+            try:
+                from fastbgp.control.metrics import observe_update_latency
+
+                self.observe = observe_update_latency
+            except ImportError:  # pragma: no cover - prometheus_client missing
+                pass
+
+    def bind_policy(self, nb):
+        """Resolve the neighbour's import chain and context in the current
+        engine (again after a reload)."""
+        nb.import_chain = self.daemon.engine.chain(nb.cfg, "import")
+        nb.import_cache = {}
+        local = nb.connection.local_address if nb.connection is not None else nb.cfg.local_address
+        nb.pctx = PolicyContext(nb.address, nb.cfg.peer_as, nb.cfg.local_as, local_address=local)
+
+    # -- one UPDATE ------------------------------------------------------------------------------
+
+    def update_in(self, nb, session, parsed):
+        observe = self.observe
+        if observe is None:
+            # Metrics off: not even a clock read per UPDATE.
+            self.process_update(nb, session, parsed)
+            return
+        t0 = time.perf_counter()
+        self.process_update(nb, session, parsed)
+        # From the UPDATE being framed (at the latest when its burst
+        # arrived) to its routes being in the RIB and queued for export.
+        conn = session.conn
+        queued = self.daemon.loop.time() - conn.last_rx if conn is not None and conn.last_rx else 0.0
+        observe(max(time.perf_counter() - t0, queued))
+
+    def process_update(self, nb, session, parsed):
+        c = nb.counters
+        c.last_update_received = time.time()
+        if parsed.errors:
+            # RFC 7606: handled without a reset; counted and logged.
+            if parsed.action == ACTION_TREAT_AS_WITHDRAW:
+                c.treat_as_withdraw += 1
+            else:
+                c.attribute_discard += 1
+            log.warning("%s: UPDATE error handled as %s: %s", nb.address,
+                        "treat-as-withdraw" if parsed.action == ACTION_TREAT_AS_WITHDRAW else "attribute-discard",
+                        "; ".join(str(e) for e in parsed.errors))
+        ribs = self.daemon.ribs
+        fams = session.negotiated.families
+        rx = session.ctx.addpath_rx
+        if parsed.n_withdrawn:
+            c.received.withdraw_update += 1
+            c.received.withdraw_prefix += parsed.n_withdrawn
+        touched = None
+        if parsed.withdrawn:
+            self.withdraw_in(nb, IPV4_UNICAST, parsed.withdrawn, IPV4_UNICAST in rx)
+        mpu = parsed.mp_unreach
+        if mpu is not None and mpu[2]:
+            fam = (mpu[0], mpu[1])
+            if fam in fams and fam in ribs:
+                self.withdraw_in(nb, fam, mpu[2], fam in rx)
+            else:
+                c.received.discarded += 1
+        twd = parsed.action == ACTION_TREAT_AS_WITHDRAW
+        if parsed.nlri:
+            if IPV4_UNICAST in fams:
+                touched = IPV4_UNICAST
+                if twd:
+                    self.withdraw_in(nb, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
+                else:
+                    self.announce_in(nb, IPV4_UNICAST, parsed.attrs, b"", parsed.nlri, IPV4_UNICAST in rx)
+            else:
+                c.received.discarded += 1
+        mpr = parsed.mp_reach
+        if mpr is not None and mpr[3]:
+            fam = (mpr[0], mpr[1])
+            if fam in fams and fam in ribs:
+                touched = fam
+                if twd:
+                    self.withdraw_in(nb, fam, mpr[3], fam in rx)
+                else:
+                    self.announce_in(nb, fam, parsed.attrs, bytes(mpr[2]), mpr[3], fam in rx)
+            else:
+                # RFC 4760 §6: a family that was not negotiated is ignored.
+                c.received.discarded += 1
+        if parsed.is_eor:
+            nb._eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
+        if touched is not None:
+            lim = nb.cfg.prefix_limit.get(FAMILY_NAME.get(touched, ""))
+            if lim is not None and ribs[touched].peer_path_count(nb.pid) > lim.max:
+                nb.config.prefix_limit_restart = float(lim.restart_after) or None
+                nb._prefix_limit_exceeded(session, touched, lim.max)
+                return
+        if self.events.watchers:
+            self.events.update_received(nb, parsed)
+        if nb._waiters:
+            nb._check_waiters()
+
+    # -- import policy ---------------------------------------------------------------------------
+
+    def import_(self, nb, fam, attrs, nh):
+        """(attrs, next hop) to store, None (rejected), or _PER_PREFIX;
+        computed once per attribute set and peer."""
+        key = (fam, attrs, nh)
+        hit = nb.import_cache.get(key, _MISS)
+        if hit is not _MISS:
+            return hit
+        if len(nb.import_cache) > 65536:
+            nb.import_cache.clear()
+        try:
+            res = self.import_eval(nb, fam, attrs, nh)
+        except Exception:
+            log.exception("%s: import of an attribute set failed; treated as withdrawn", nb.address)
+            res = None
+        nb.import_cache[key] = res
+        return res
+
+    def import_eval(self, nb, fam, attrs, nh):
+        d = self.daemon
+        src = d.sources.get(nb.pid)
+        items = split_attrs(attrs)
+        otc = None
+        for _f, t, v in items:
+            if t == ATTR_AS_PATH and src.kind != IBGP:
+                # RFC 4271 §9.1.2: a path holding our own AS is a loop.
+                for _st, asns in decode_segments(v, 4):
+                    if nb.local_as in asns or d.asn in asns:
+                        return None
+            elif t == ATTR_ORIGINATOR_ID and src.kind == IBGP:
+                # RFC 4456 §8: our own route reflected back to us.
+                if int.from_bytes(v, "big") == int(ipaddress.IPv4Address(d.router_id)):
+                    return None
+            elif t == ATTR_CLUSTER_LIST and src.kind == IBGP:
+                # RFC 4456 §8: our CLUSTER_ID in the list is a loop.
+                cid = d.cluster_id
+                if any(v[i : i + 4] == cid for i in range(0, len(v) - 3, 4)):
+                    return None
+            elif t == ATTR_OTC:
+                otc = v
+        neg = nb.negotiated
+        role = neg.local_role if neg is not None else None
+        if role is not None and src.kind != IBGP:
+            # RFC 9234 §5 (ingress): OTC from a customer or RS client, or an
+            # OTC other than the peer's AS from a lateral peer, is a leak;
+            # routes from providers, peers and route servers get OTC added.
+            if otc is not None and (role in (ROLE_PROVIDER, ROLE_RS) or
+                                    (role == ROLE_PEER and int.from_bytes(otc, "big") != src.peer_as)):
+                return None
+            if otc is None and role in (ROLE_CUSTOMER, ROLE_RS_CLIENT, ROLE_PEER):
+                attrs = add_attr(attrs, ATTR_OTC, FLAG_OPTIONAL | FLAG_TRANSITIVE, src.peer_as.to_bytes(4, "big"))
+        chain = nb.import_chain
+        if not chain.policies and chain.default_accept:
+            return (attrs, nh)
+        if chain.prefix_dependent:
+            return (_PER_PREFIX, attrs, nh)
+        v = d.engine.evaluate_group(chain, attrs, nb.pctx, fam[0], "import")
+        if v is None:
+            return None
+        out_nh = nh
+        if fam != IPV4_UNICAST and isinstance(v.next_hop, bytes) and len(v.next_hop) == 16:
+            out_nh = v.next_hop
+        return (v.attrs, out_nh)
+
+    # -- into the RIBs ---------------------------------------------------------------------------
+
+    def withdraw_in(self, nb, fam, packed, addpath):
+        pre = self.pre_ribs.get(fam)
+        if pre is not None and pre.has_peer(nb.pid):
+            pre.withdraw(nb.pid, packed, addpath)
+        rib = self.daemon.ribs[fam]
+        exporter = self.exporter
+        if exporter.addpath_groups(fam):
+            exporter.addpath_delta(fam, nb.pid, None, None, packed, addpath)
+        exporter.export_cs(fam, rib.withdraw(nb.pid, packed, addpath))
+
+    def announce_in(self, nb, fam, attrs, nh, packed, addpath, keep_pre=True):
+        pid = nb.pid
+        table = self.daemon.attrs
+        if keep_pre and nb.pre_policy:
+            pre = self.pre_rib(fam, nb)
+            aid = table.intern(attrs, source_tag(pid, nh))
+            try:
+                pre.update(pid, packed, addpath, aid)
+            finally:
+                table.release(aid)
+        res = self.import_(nb, fam, attrs, nh)
+        if res is None:
+            self.withdraw_post(nb, fam, packed, addpath)
+            return
+        if res[0] is _PER_PREFIX:
+            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath)
+            return
+        out, out_nh = res
+        aid = table.intern(out, source_tag(pid, out_nh))
+        try:
+            if self.exporter.addpath_groups(fam):
+                self.exporter.addpath_delta(fam, pid, out, out_nh, packed, addpath)
+            self.update_rib(fam, pid, packed, addpath, aid)
+        finally:
+            table.release(aid)
+
+    def update_rib(self, fam, pid, packed, addpath, aid):
+        """Rib.update and export.  When the table grew by exactly the number
+        of prefixes whose best path changed, every one of them is new: no
+        peer can hold an older route for them, so neither the withdrawals of
+        what an export rejects nor the split-horizon withdrawals to the
+        source are needed (a first full table costs no extra message)."""
+        rib = self.daemon.ribs[fam]
+        before = len(rib)
+        cs = rib.update(pid, packed, addpath, aid)
+        self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced)
+
+    def withdraw_post(self, nb, fam, packed, addpath):
+        """Rejected by import: out of the post-policy Adj-RIB-In (the
+        pre-policy copy keeps it)."""
+        exporter = self.exporter
+        if exporter.addpath_groups(fam):
+            exporter.addpath_delta(fam, nb.pid, None, None, packed, addpath)
+        exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(nb.pid, packed, addpath))
+
+    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath):
+        """The import chain has prefix conditions: evaluate each prefix,
+        then store the prefixes grouped by result."""
+        afi = fam[0]
+        engine = self.daemon.engine
+        buckets = {}
+        for rx_id, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
+            v = engine.evaluate(nb.import_chain, "import", (afi, addr, plen), attrs, nb.pctx)
+            if v is None:
+                key = None
+            else:
+                out_nh = nh
+                if fam != IPV4_UNICAST and isinstance(v.next_hop, bytes) and len(v.next_hop) == 16:
+                    out_nh = v.next_hop
+                key = (v.attrs, out_nh)
+            entry = bytes((plen,)) + addr[: (plen + 7) >> 3]
+            if addpath:
+                entry = rx_id.to_bytes(4, "big") + entry
+            buckets.setdefault(key, []).append(entry)
+        table = self.daemon.attrs
+        for key, entries in buckets.items():
+            pk = b"".join(entries)
+            if key is None:
+                self.withdraw_post(nb, fam, pk, addpath)
+                continue
+            aid = table.intern(key[0], source_tag(nb.pid, key[1]))
+            try:
+                if self.exporter.addpath_groups(fam):
+                    self.exporter.addpath_delta(fam, nb.pid, key[0], key[1], pk, addpath)
+                self.update_rib(fam, nb.pid, pk, addpath, aid)
+            finally:
+                table.release(aid)
+
+    def pre_rib(self, fam, nb):
+        pre = self.pre_ribs.get(fam)
+        if pre is None:
+            pre = self.pre_ribs[fam] = Rib(fam[0], self.daemon.attrs)
+        if not pre.has_peer(nb.pid):
+            info = self.daemon.ribs[fam].peer_info(nb.pid)
+            pre.add_peer(nb.pid, info["peer_as"], info["local_as"], info["router_id"], info["address"],
+                         ibgp=info["ibgp"], rr_client=info["rr_client"])
+        return pre
+
+    # -- soft reconfiguration inbound ------------------------------------------------------------
+
+    def soft_in(self, nb):
+        """Re-run import policy: ROUTE-REFRESH to the peer (RFC 2918) when it
+        supports it, else re-import the stored pre-policy Adj-RIB-In."""
+        self.bind_policy(nb)
+        neg = nb.negotiated
+        if neg is not None and neg.route_refresh:
+            for fam in sorted(neg.families):
+                if fam in self.daemon.ribs:
+                    nb.request_refresh(fam)
+            return
+        for fam, pre in self.pre_ribs.items():
+            if not pre.has_peer(nb.pid):
+                continue
+            addpath = fam in self.daemon.sources[nb.pid].addpath_rx
+            for aid, packed in list(pre.dump_peer(nb.pid, addpath)):
+                _pid, attrs, nh = tag_source(self.daemon.attrs, aid)
+                self.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre=False)

@@ -1,0 +1,225 @@
+"""Routes originated here: from the configuration, from the API (announce /
+withdraw) and injected in bulk (``fastbgp mrt inject``).
+
+Owns: the originated routes (``local_routes``, family -> {packed prefix:
+"config" | "api"}) and the count of injected prefixes (not listed one by
+one); checking an API request or an injected group before anything changes.
+Our routes are paths of the pseudo-peer ``LOCAL_PID``.
+
+Calls: the daemon's ``ribs``, ``attrs`` and ``loop``, the importer's
+``update_rib`` (store and export) and the exporter's ADD-PATH hooks.
+Called by: the daemon (start, the Control ``announce``/``withdraw``,
+``inject``) and reload (the configured routes' difference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import msgspec
+
+from fastbgp.config import schema as cfgmod
+from fastbgp.control import contract as ctl
+from fastbgp.rib.export import source_tag
+from fastbgp.rib.policy import NEXT_HOP_SELF, encode_route
+from fastbgp.wire import codec
+from fastbgp.wire.as4 import split_attrs
+from fastbgp.wire.constants import (
+    AFI_IPV4,
+    ATTR_AS_PATH,
+    ATTR_NEXT_HOP,
+    ATTR_ORIGIN,
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    WELL_KNOWN_FLAGS,
+)
+from fastbgp.daemon.common import LOCAL_PID, SLICE_SECONDS, add_attr, prefix_text
+
+_INJECT_CTX = codec.Context(as4=True, extended_message=True)
+
+
+def route_key(route: cfgmod.Route) -> tuple:
+    """(family, packed prefix) of a configured or requested route."""
+    (afi, addr, plen), _block, _nh = encode_route(route)
+    return (afi, 1), bytes((plen,)) + addr[: (plen + 7) >> 3]
+
+
+class Originator:
+    """Our own routes; see the module docstring for its contract."""
+
+    def __init__(self, daemon, importer, exporter):
+        self.daemon = daemon
+        self.importer = importer
+        self.exporter = exporter
+        self.local_routes: dict = {IPV4_UNICAST: {}, IPV6_UNICAST: {}}  # family -> {packed prefix: origin}
+        self.injected = {IPV4_UNICAST: 0, IPV6_UNICAST: 0}  # prefixes injected (mrt inject), not tracked one by one
+
+    def originate_route(self, route, origin):
+        (afi, addr, plen), block, nh = encode_route(route)
+        fam = (afi, 1)
+        packed = bytes((plen,)) + addr[: (plen + 7) >> 3]
+        nhb = b"" if (nh == NEXT_HOP_SELF or fam == IPV4_UNICAST) else nh
+        table = self.daemon.attrs
+        aid = table.intern(block, source_tag(LOCAL_PID, nhb))
+        self.local_routes[fam][packed] = origin
+        try:
+            if self.exporter.addpath_groups(fam):
+                self.exporter.addpath_delta(fam, LOCAL_PID, block, nhb, packed, False)
+            self.importer.update_rib(fam, LOCAL_PID, packed, False, aid)
+        finally:
+            table.release(aid)
+
+    def unoriginate(self, fam, packed):
+        if self.local_routes[fam].pop(packed, None) is None:
+            # Injected routes (mrt inject) are not listed one by one: look in
+            # the RIB itself for a path of ours.
+            if not self.injected.get(fam) or not self.has_local_path(fam, packed):
+                return False
+        if self.exporter.addpath_groups(fam):
+            self.exporter.addpath_delta(fam, LOCAL_PID, None, None, packed, False)
+        self.exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(LOCAL_PID, packed, False))
+        return True
+
+    def has_local_path(self, fam, packed):
+        addr = packed[1:] + bytes((4 if fam[0] == AFI_IPV4 else 16) - (len(packed) - 1))
+        prefix = prefix_text(fam[0], addr, packed[0])
+        return any(peer == LOCAL_PID for peer, _i, _a, _f in self.daemon.ribs[fam].paths(prefix))
+
+    def apply_routes(self, old, new, d):
+        """After a reload: the configured routes' difference ``d`` (config.diff)."""
+        old_routes = {str(ipaddress.ip_network(r.prefix)): r for r in old.routes}
+        new_routes = {str(ipaddress.ip_network(r.prefix)): r for r in new.routes}
+        for p in d.routes_removed:
+            self.unoriginate(*route_key(old_routes[p]))
+        for p in d.routes_added + d.routes_changed:
+            self.originate_route(new_routes[p], "config")
+
+    # -- the API ---------------------------------------------------------------------------------
+
+    def routes_from_request(self, req: ctl.Announce, withdraw=False):
+        if not req.prefixes:
+            raise ValueError("prefixes: at least one prefix is needed")
+        out = []
+        for i, p in enumerate(req.prefixes):
+            try:
+                net = ipaddress.ip_network(str(p), strict=False)
+            except ValueError as exc:
+                raise ValueError("prefixes[%d]: not an IP prefix: %r (%s)" % (i, p, exc)) from None
+            if withdraw:
+                out.append(cfgmod.Route(prefix=str(net)))
+                continue
+            raw = {"prefix": str(net), "as-path": list(req.as_path), "origin": req.origin,
+                   "communities": list(req.communities), "large-communities": list(req.large_communities)}
+            if req.next_hop is not None:
+                nh = ipaddress.ip_address(req.next_hop)
+                if nh.version != net.version:
+                    raise ValueError("next_hop: IPv%d next hop for the IPv%d prefix %s" % (nh.version, net.version, net))
+                raw["next-hop"] = str(nh)
+            if req.med is not None:
+                raw["med"] = req.med
+            if req.local_pref is not None:
+                raw["local-pref"] = req.local_pref
+            try:
+                r = msgspec.convert(raw, cfgmod.Route)
+            except msgspec.ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            for c in r.communities:
+                cfgmod.parse_community(c)
+            for c in r.large_communities:
+                cfgmod.parse_large_community(c)
+            out.append(r)
+        return out
+
+    def announce(self, request: ctl.Announce) -> int:
+        routes = self.routes_from_request(request)
+        for r in routes:
+            self.originate_route(r, "api")
+        return len(routes)
+
+    def withdraw(self, request: ctl.Announce) -> int:
+        n = 0
+        for r in self.routes_from_request(request, withdraw=True):
+            if self.unoriginate(*route_key(r)):
+                n += 1
+        return n
+
+    # -- routes injected in bulk (fastbgp mrt inject) --------------------------------------------
+
+    def inject_check(self, i, g):
+        """(family, attrs to intern, MP next hop, prefix count) of one
+        injected group; ValueError naming the group when it is unusable."""
+        afi = g.afi
+        fam = (afi, 1)
+        if fam not in self.daemon.ribs:
+            raise ValueError("[%d].afi: %r is not a family this daemon routes (1 or 2)" % (i, afi))
+        try:
+            n = codec.count_prefixes(g.nlri, afi)
+        except ValueError:
+            raise ValueError("[%d].nlri: malformed packed prefixes" % i) from None
+        attrs, nh = g.attrs, bytes(g.next_hop or b"")
+        # The block goes through the session parser (4-octet AS), strict:
+        # whatever a received UPDATE could not carry (bad flags, lengths,
+        # duplicates, a malformed AS_PATH) is refused here rather than sent
+        # on to peers that would reset the session over it, and what is kept
+        # is the canonical form received paths are interned in.
+        if len(attrs) > 0xFFFF - 4:
+            raise ValueError("[%d].attrs: longer than an UPDATE can carry" % i)
+        try:
+            parsed = codec.parse_update(b"\x00\x00" + len(attrs).to_bytes(2, "big") + attrs, _INJECT_CTX, strict=True)
+        except Exception as exc:
+            raise ValueError("[%d].attrs: %s" % (i, exc)) from None
+        if parsed.mp_reach is not None or parsed.mp_unreach is not None:
+            raise ValueError("[%d].attrs: MP_REACH_NLRI/MP_UNREACH_NLRI do not belong in the block "
+                             "(the next hop goes in next_hop, prefixes in nlri)" % i)
+        block = parsed.attrs
+        types = {t for _f, t, _v in split_attrs(block)}
+        if ATTR_ORIGIN not in types or ATTR_AS_PATH not in types:
+            # RFC 4271 §5.1.1, §5.1.2: mandatory in every UPDATE we would send.
+            raise ValueError("[%d].attrs: ORIGIN and AS_PATH are required" % i)
+        if afi == AFI_IPV4:
+            if nh:
+                if len(nh) != 4:
+                    raise ValueError("[%d].next_hop: an IPv4 route needs a 4-octet next hop" % i)
+                block = add_attr(block, ATTR_NEXT_HOP, WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], nh)
+            nh = b""  # IPv4 unicast: NEXT_HOP lives in the block (none: ours)
+        elif len(nh) not in (0, 16, 32):
+            # RFC 2545 §3: a global address, optionally followed by a link-local one.
+            raise ValueError("[%d].next_hop: an IPv6 next hop is 16 or 32 octets" % i)
+        return fam, block, nh, n
+
+    async def inject(self, groups) -> int:
+        """Originate routes in bulk: ``groups`` of (afi, attrs, next_hop,
+        nlri), each an attribute block in canonical form (4-octet AS) and the
+        packed prefixes that carry it.  Each group is interned once and goes
+        to the RIB with one Rib.update -- no Python object per prefix -- as
+        a locally originated path (replacing an earlier one of ours).  The
+        whole batch is checked first: a bad group changes nothing.  Large
+        batches yield to the loop between groups.  Returns the prefix count."""
+        loop = self.daemon.loop
+        t0 = loop.time()
+        checked = []
+        for i, g in enumerate(groups):
+            checked.append(self.inject_check(i, g) + (g.nlri,))
+            if not i & 63 and loop.time() - t0 > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                t0 = loop.time()
+        total = 0
+        table = self.daemon.attrs
+        for fam, block, nh, n, nlri in checked:
+            if not n:
+                continue
+            nlri = bytes(nlri)
+            aid = table.intern(block, source_tag(LOCAL_PID, nh))
+            try:
+                if self.exporter.addpath_groups(fam):
+                    self.exporter.addpath_delta(fam, LOCAL_PID, block, nh, nlri, False)
+                self.importer.update_rib(fam, LOCAL_PID, nlri, False, aid)
+            finally:
+                table.release(aid)
+            self.injected[fam] += n
+            total += n
+            if loop.time() - t0 > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                t0 = loop.time()
+        return total

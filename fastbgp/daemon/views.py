@@ -1,0 +1,358 @@
+"""Read views for the control plane: neighbours and RIBs as the Structs of
+:mod:`fastbgp.control.contract`.
+
+Owns: the neighbour summaries and details, the Loc-RIB, Adj-RIB-In and
+Adj-RIB-Out listings (plus the streamed full table), the RIB summary, and
+the per-peer statistics (best paths, advertised prefixes) with their cache.
+Nothing here changes routing state.
+
+Calls: the daemon's ``speaker``, ``ribs``, ``attrs`` and ``sources``, the
+:class:`~fastbgp.daemon.peers.PeerRegistry` (``get``, ``path_count``) and
+the :class:`~fastbgp.daemon.exporter.Exporter` (its groups, to say what a
+member is sent, and its change count, the cache key).  Called by: the
+daemon's Control methods; the event stream uses ``route_base`` and
+``source_name``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import AsyncIterator, Optional
+
+import msgspec
+
+from fastbgp.control import contract as ctl
+from fastbgp.rib.export import tag_source
+from fastbgp.wire import codec, messages
+from fastbgp.wire.constants import (
+    AS_SET,
+    ATTR_AS_PATH,
+    ATTR_COMMUNITIES,
+    ATTR_EXT_COMMUNITIES,
+    ATTR_LARGE_COMMUNITY,
+    ATTR_LOCAL_PREF,
+    ATTR_MED,
+    ATTR_NEXT_HOP,
+    ATTR_ORIGIN,
+    ORIGIN_NAMES,
+)
+from fastbgp.daemon.common import FAMILY_NAME, LOCAL_PID, family, prefix_text
+
+STATS_TTL = 5.0
+_COMMUNITY_FIELDS = {ATTR_COMMUNITIES: "communities", ATTR_LARGE_COMMUNITY: "large_communities",
+                     ATTR_EXT_COMMUNITIES: "ext_communities"}
+
+
+def route_fields(attrs, nh) -> dict:
+    """Route fields (fastbgp.control.contract.Route) of one attribute set,
+    decoded by :func:`fastbgp.wire.messages.decode_attributes`, with each
+    AS_SET kept as a nested list; the MP next hop ``nh`` (16 octets, or 32
+    with a link-local address) wins over NEXT_HOP."""
+    kw = {}
+    for a in messages.decode_attributes(attrs):
+        t = a.type_code
+        if t == ATTR_ORIGIN:
+            kw["origin"] = ORIGIN_NAMES.get(a.value, str(a.value))
+        elif t == ATTR_AS_PATH:
+            path = []
+            for s in a.segments:
+                if s.type == AS_SET:
+                    path.append(list(s.asns))
+                else:
+                    path.extend(s.asns)
+            kw.pop("as_path", None)
+            if a.segments:
+                kw["as_path"] = path
+        elif t == ATTR_NEXT_HOP:
+            kw["next_hop"] = a.address
+        elif t == ATTR_MED:
+            kw["med"] = a.value
+        elif t == ATTR_LOCAL_PREF:
+            kw["local_pref"] = a.value
+        elif t in _COMMUNITY_FIELDS:
+            name = _COMMUNITY_FIELDS[t]
+            kw.pop(name, None)
+            strings = a.strings()
+            if strings:
+                kw[name] = list(strings)
+    if nh:
+        if len(nh) == 32:
+            kw["next_hop"] = socket.inet_ntop(socket.AF_INET6, nh[:16])
+        elif len(nh) in (4, 16):
+            kw["next_hop"] = socket.inet_ntop(socket.AF_INET if len(nh) == 4 else socket.AF_INET6, nh)
+    return kw
+
+
+def route_base(memo, attrs, nh) -> dict:
+    """:func:`route_fields`, memoised in ``memo`` for one listing."""
+    key = (attrs, nh)
+    base = memo.get(key)
+    if base is None:
+        base = memo[key] = route_fields(attrs, nh)
+    return base
+
+
+def source_name(sources, pid) -> Optional[str]:
+    """What a Route's ``source`` says of peer id ``pid``."""
+    if pid == LOCAL_PID:
+        return "local"
+    src = sources.get(pid)
+    return src.address if src is not None else None
+
+
+def notification_text(n) -> str:
+    msg = n.shutdown_message
+    text = "%d/%d %s" % (n.code, n.subcode, n.error_name)
+    return text + (": %s" % msg if msg else "")
+
+
+class Views:
+    """The control plane's read views; see the module docstring."""
+
+    def __init__(self, daemon, peers, exporter):
+        self.daemon = daemon
+        self.peers = peers
+        self.exporter = exporter
+        self._stats = None
+        self._stats_at = (-1, 0.0)
+
+    # -- neighbours ------------------------------------------------------------------------------
+
+    def neighbors(self) -> list:
+        speaker = self.daemon.speaker
+        if speaker is None:
+            return []
+        stats = self.peer_stats()
+        return [self.summary(nb, ctl.NeighborSummary, stats) for nb in speaker.neighbors.values()]
+
+    def neighbor(self, address: str) -> ctl.NeighborDetail:
+        nb = self.peers.get(address)
+        d = self.summary(nb, ctl.NeighborDetail, self.peer_stats())
+        s = nb.session
+        neg = nb.negotiated
+        conn = nb.connection
+        if conn is not None:
+            d.local_address = conn.local_address
+            d.remote_port = conn.peer_port
+        d.remote_id = nb.remote_id
+        if s is not None:
+            d.hold_time = s.fsm.negotiated_hold_time
+            d.keepalive = s.fsm.negotiated_keepalive_time
+            d.capabilities_sent = msgspec.to_builtins(list(s.local_capabilities))
+            d.capabilities_received = msgspec.to_builtins(list(s.remote_capabilities))
+        if neg is not None:
+            d.families = sorted(FAMILY_NAME.get(f, "%d/%d" % f) for f in neg.families)
+            d.four_octet_as = neg.as4
+            d.addpath_rx = sorted(FAMILY_NAME.get(f, "%d/%d" % f) for f in neg.addpath_rx)
+            d.addpath_tx = sorted(FAMILY_NAME.get(f, "%d/%d" % f) for f in neg.addpath_tx)
+            d.extended_message = neg.extended_message
+            d.graceful_restart = neg.graceful_restart is not None
+        if nb.last_notification_sent is not None:
+            d.last_notification_sent = notification_text(nb.last_notification_sent)
+        if nb.last_notification_received is not None:
+            d.last_notification_received = notification_text(nb.last_notification_received)
+        return d
+
+    def summary(self, nb, cls, stats):
+        c = nb.counters
+        s, r = c.sent, c.received
+        counters = ctl.Counters(
+            sent_open=s.open, sent_update=s.update, sent_notification=s.notification, sent_keepalive=s.keepalive,
+            sent_refresh=s.refresh, sent_total=s.total, received_open=r.open, received_update=r.update,
+            received_notification=r.notification, received_keepalive=r.keepalive, received_refresh=r.refresh,
+            received_discarded=r.discarded, received_total=r.total,
+        )
+        st = stats.get(nb.pid, (0, 0))
+        reason = nb.last_reason
+        downtime = None
+        if not nb.established and c.downtime is not None:
+            downtime = max(time.time() - c.downtime, 0.0)
+        return cls(
+            address=nb.address,
+            peer_as=nb.config.peer_as,
+            local_as=nb.local_as,
+            description=nb.cfg.description or "",
+            state=nb.state.name.lower(),
+            admin_down=bool(nb.admin_down),
+            uptime=nb.uptime,
+            downtime=downtime,
+            established_count=c.established_count,
+            last_reason=None if reason is None else reason.value,
+            last_error=nb.last_error,
+            prefixes_received=self.peers.path_count(nb),
+            prefixes_accepted=st[0],
+            prefixes_advertised=st[1],
+            counters=counters,
+        )
+
+    def peer_stats(self, force=False):
+        """{pid: (best paths from it, prefixes in its Adj-RIB-Out)} from one
+        walk of each Loc-RIB (every attribute group names its source), then
+        the members' groups' cached export decisions.  Cached for STATS_TTL
+        seconds while the RIB changes."""
+        now = time.monotonic()
+        changes = self.exporter.changes
+        if not force and self._stats is not None and (
+            self._stats_at[0] == changes or now - self._stats_at[1] < STATS_TTL
+        ):
+            return self._stats
+        d = self.daemon
+        best = {}
+        adv = {}
+        for fam, rib in d.ribs.items():
+            groups = [g for g in self.exporter.groups.values() if g.family == fam and g.members]
+            for aid, packed in rib.dump_best():
+                pid, attrs, nh = tag_source(d.attrs, aid)
+                n = codec.count_prefixes(packed, fam[0])
+                best[pid] = best.get(pid, 0) + n
+                src = d.sources.get(pid)
+                if src is None:
+                    continue
+                for g in groups:
+                    res = g.export(src, attrs, nh)
+                    if res is None:
+                        continue
+                    k = n
+                    if len(res) == 3:
+                        # Prefix-dependent export policy: ask per prefix.
+                        k = sum(1 for _i, ad, pl in codec.unpack_prefixes(packed, fam[0], False)
+                                if g.export_prefix(src, res[0], res[1], (fam[0], ad, pl)) is not None)
+                    for mpid in g.members:
+                        if mpid != pid:
+                            adv[mpid] = adv.get(mpid, 0) + k
+        self._stats = {pid: (best.get(pid, 0), adv.get(pid, 0)) for pid in set(best) | set(adv)}
+        self._stats_at = (changes, now)
+        return self._stats
+
+    # -- RIBs ------------------------------------------------------------------------------------
+
+    def resolved(self, items):
+        """[(pid, attrs, nh, packed, aid)] of RIB (attr id, packed) items,
+        resolved now (ids may be reused once the RIB moves on)."""
+        out = []
+        table = self.daemon.attrs
+        for aid, packed in items:
+            pid, attrs, nh = tag_source(table, aid)
+            out.append((pid, attrs, nh, packed, aid))
+        return out
+
+    def routes_of(self, fam, items, best, memo, addpath=False, stale_check=None):
+        out = []
+        afi = fam[0]
+        sources = self.daemon.sources
+        for pid, attrs, nh, packed, aid in items:
+            base = route_base(memo, attrs, nh)
+            source = source_name(sources, pid)
+            for path_id, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
+                p = prefix_text(afi, addr, plen)
+                is_best = best if best is not None else (self.daemon.ribs[fam].best(p) == (pid, aid))
+                stale = bool(stale_check and stale_check(p, pid))
+                out.append(ctl.Route(prefix=p, source=source, best=is_best, stale=stale,
+                                     path_id=path_id if addpath else None, **base))
+        return out
+
+    def stale_checker(self, fam):
+        rib = self.daemon.ribs[fam]
+        stale_pids = {nb.pid for nb in self.daemon.speaker.neighbors.values() if fam in nb.stale_fams}
+        if not stale_pids:
+            return None
+
+        def check(prefix, pid):
+            if pid not in stale_pids:
+                return False
+            bp = rib.best_path(prefix)
+            return bool(bp and bp[0] == pid and bp[3] & 1)
+
+        return check
+
+    def rib(self, family_name: str, prefix: Optional[str] = None, longest_match: bool = False) -> list:
+        fam = family(family_name)
+        rib = self.daemon.ribs[fam]
+        memo = {}
+        if prefix is None:
+            return self.routes_of(fam, self.resolved(rib.dump_best()), True, memo,
+                                  stale_check=self.stale_checker(fam))
+        if longest_match:
+            hit = rib.longest_match(prefix)
+            if hit is None:
+                return []
+            prefix = hit[0]
+        out = []
+        best = rib.best_path(prefix)
+        hit = rib.lookup(prefix)
+        p = hit[0] if hit else str(prefix)
+        sources = self.daemon.sources
+        for peer, path_id, aid, flags in rib.paths(prefix):
+            _pid, attrs, nh = tag_source(self.daemon.attrs, aid)
+            base = route_base(memo, attrs, nh)
+            out.append(ctl.Route(prefix=p, source=source_name(sources, peer),
+                                 best=best is not None and best[:3] == (peer, path_id, aid),
+                                 stale=bool(flags & 1), path_id=path_id or None, **base))
+        return out
+
+    async def iter_rib(self, family_name: str, chunk: int = 10000) -> AsyncIterator[list]:
+        fam = family(family_name)
+        rib = self.daemon.ribs[fam]
+        items = self.resolved(rib.dump_best())  # a snapshot: the RIB may change while streaming
+        memo = {}
+        check = self.stale_checker(fam)
+        buf = []
+        for aid_packed in items:
+            buf.extend(self.routes_of(fam, (aid_packed,), True, memo, stale_check=check))
+            while len(buf) >= chunk:
+                yield buf[:chunk]
+                buf = buf[chunk:]
+                await asyncio.sleep(0)
+        if buf:
+            yield buf
+
+    def adj_rib_in(self, address: str, family_name: str) -> list:
+        nb = self.peers.get(address)
+        fam = family(family_name)
+        rib = self.daemon.ribs[fam]
+        if nb.pid < 0 or not rib.has_peer(nb.pid):
+            return []
+        src = self.daemon.sources.get(nb.pid)
+        addpath = src is not None and fam in src.addpath_rx
+        return self.routes_of(fam, self.resolved(rib.dump_peer(nb.pid, addpath)), None, {}, addpath=addpath,
+                              stale_check=self.stale_checker(fam))
+
+    def adj_rib_out(self, address: str, family_name: str) -> list:
+        nb = self.peers.get(address)
+        fam = family(family_name)
+        g = nb.groups.get(fam)
+        if g is None:
+            return []
+        d = self.daemon
+        rib = d.ribs[fam]
+        memo = {}
+        out = []
+        afi = fam[0]
+        for aid, packed in rib.dump_best(exclude_peer=nb.pid):
+            pid, attrs, nh = tag_source(d.attrs, aid)
+            src = d.sources.get(pid)
+            if src is None:
+                continue
+            res = g.export(src, attrs, nh)
+            if res is None:
+                continue
+            for _p, addr, plen in codec.unpack_prefixes(packed, afi, False):
+                o = res
+                if len(res) == 3:
+                    o = g.export_prefix(src, res[0], res[1], (afi, addr, plen))
+                    if o is None:
+                        continue
+                base = route_base(memo, o[0], o[1])
+                out.append(ctl.Route(prefix=prefix_text(afi, addr, plen), source=source_name(d.sources, pid),
+                                     best=True, **base))
+        return out
+
+    def rib_summary(self) -> list:
+        d = self.daemon
+        return [
+            ctl.RibSummary(family=FAMILY_NAME[fam], prefixes=len(rib), paths=rib.path_count(),
+                           attribute_sets=len(d.attrs))
+            for fam, rib in d.ribs.items()
+        ]
