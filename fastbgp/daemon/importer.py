@@ -150,17 +150,15 @@ class Importer:
                 # RFC 4760 §6: a family that was not negotiated is ignored.
                 c.received.discarded += 1
         if parsed.is_eor:
-            nb._eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
+            nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
         if touched is not None:
             lim = nb.cfg.prefix_limit.get(FAMILY_NAME.get(touched, ""))
             if lim is not None and ribs[touched].peer_path_count(nb.pid) > lim.max:
                 nb.config.prefix_limit_restart = float(lim.restart_after) or None
-                nb._prefix_limit_exceeded(session, touched, lim.max)
+                nb.prefix_limit_exceeded(session, touched, lim.max)
                 return
         if self.events.watchers:
             self.events.update_received(nb, parsed)
-        if nb._waiters:
-            nb._check_waiters()
 
     # -- import policy ---------------------------------------------------------------------------
 

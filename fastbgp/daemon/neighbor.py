@@ -145,43 +145,6 @@ class DaemonNeighbor(Neighbor):
         self.was_up = False
         daemon._bind_policy(self)
 
-    # -- old private names the Daemon still uses; each maps to the public one
-    # given beside it.  To be removed once fastbgp/daemon/ calls those.
-
-    @property
-    def _session(self):  # -> session
-        return self.session
-
-    def _stop_sessions(self, reason, subcode, message="", data=None):  # -> cease
-        self.cease(reason, subcode, message, data)
-
-    def _remove(self, message=""):  # -> deconfigure
-        self.deconfigure(message)
-
-    @property
-    def _gr_timer(self):  # -> graceful_restart.restart_timer
-        return self.graceful_restart.restart_timer
-
-    @_gr_timer.setter
-    def _gr_timer(self, handle):
-        self.graceful_restart.restart_timer = handle
-
-    def _gr_expired(self, why):  # -> graceful_restart.expired
-        self.graceful_restart.expired(why)
-
-    def _eor_received(self, family):  # -> eor_received
-        self.eor_received(family)
-
-    def _prefix_limit_exceeded(self, session, family, limit):  # -> prefix_limit_exceeded
-        self.prefix_limit_exceeded(session, family, limit)
-
-    @property
-    def _waiters(self):  # -> waiters.entries (or just call check_waiters)
-        return self.waiters.entries
-
-    def _check_waiters(self):  # -> check_waiters
-        self.check_waiters()
-
 
 class DaemonSpeaker(Speaker):
     """The daemon's Speaker: DaemonNeighbors with DaemonRoutes sinks, and

@@ -126,10 +126,10 @@ class PeerRegistry:
         nb = speaker.neighbors.get(address)
         if nb is None:
             return
-        if config_change and nb._session is not None:
+        if config_change and nb.session is not None:
             # RFC 4486: Cease / Other Configuration Change (6/6) when the
             # session restarts with new settings (6/3 when it goes for good).
-            nb._stop_sessions(Reason.CONFIG_CHANGE, CEASE_OTHER_CONFIG_CHANGE, message)
+            nb.cease(Reason.CONFIG_CHANGE, CEASE_OTHER_CONFIG_CHANGE, message)
         speaker.remove_neighbor(address, message)
         self.release_pid(nb)
 
@@ -141,7 +141,7 @@ class PeerRegistry:
             return  # a session is coming up again, or stale routes wait for it
         log.info("dynamic neighbour %s removed", nb.address)
         speaker.neighbors.pop(nb.address, None)
-        nb._remove("")
+        nb.deconfigure("")
         self.release_pid(nb)
 
     def get(self, address):
@@ -216,10 +216,9 @@ class PeerRegistry:
             nb.stale_fams.discard(fam)
         if stale and session is not None:
             cap = session.negotiated.graceful_restart
-            if nb._gr_timer is not None:
-                nb._gr_timer.cancel()
+            # The neighbour's graceful-restart helper arms the restart timer
+            # itself once its sink has cleared (here: marked) the routes.
             log.info("%s: graceful restart: keeping routes stale for %ds", nb.address, cap.restart_time)
-            nb._gr_timer = self.daemon.loop.call_later(cap.restart_time, nb._gr_expired, "restart time")
 
     def mark_stale(self, nb, fam):
         rib = self.daemon.ribs[fam]

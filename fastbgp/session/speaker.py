@@ -48,7 +48,7 @@ import msgspec
 from fastbgp.wire import codec, messages
 from fastbgp.session import transport as _transport
 from fastbgp.session.adj_rib_in import AdjRibIn
-from fastbgp.session.adj_rib_out import MSGS, AdjRibOut, Batch, RibOut
+from fastbgp.session.adj_rib_out import AdjRibOut, Batch, RibOut
 from fastbgp.session.cease import PrefixLimit, notification_text, shutdown_data
 from fastbgp.session.collision import CollisionRecord, Sessions
 from fastbgp.session.counters import Counters
@@ -62,7 +62,6 @@ from fastbgp.session.routes import (
     RouteAttributes,
     announcement,
     by_prefix,
-    decode_path,
     group_prefixes,
     pack_prefix,
 )
@@ -147,12 +146,6 @@ def _known_family(fam) -> bool:
 
 
 
-# Old private names still imported elsewhere: loadtest/selftarget.py queues
-# with ``nb._enqueue(_MSGS, msgs)`` (now ``nb.send_messages(msgs)``) and the
-# daemon decodes with ``_decode_path`` (now ``routes.decode_path``).  To be
-# removed once those callers use the public names.
-_MSGS = MSGS
-_decode_path = decode_path
 
 
 # ---------------------------------------------------------------- configuration
@@ -635,10 +628,6 @@ class Neighbor:
         """Wait until every queued announcement/withdrawal was handed to the
         transport (returns at once when not Established)."""
         await self.adj_rib_out.flush(timeout)
-
-    def _enqueue(self, kind, item):
-        # Old private entry point of loadtest/selftarget.py: use send_messages.
-        self.adj_rib_out.enqueue(kind, item)
 
     # -- session callbacks (SessionOwner) -------------------------------------------------------
 
