@@ -1,4 +1,4 @@
-"""MRT reader/writer (fastbgp.mrt.reader), on hand-built records of every type and
+"""MRT reader/writer (fastbgp.mrt.reader, fastbgp.mrt.writer), on hand-built records of every type and
 subtype, on the real files of the shared corpora, and against bgpdump.
 
 Every reader test runs on both codec implementations (``codec`` fixture)."""
@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from fastbgp.mrt import reader as mrt, dump as mrt_dump
+from fastbgp.mrt import dump as mrt_dump, reader as mrt, writer as mrt_writer
 from fastbgp.wire.as4 import encode_attr, encode_segments
 from fastbgp.wire.types import Context
 
@@ -71,14 +71,14 @@ def update(withdrawn=b"", attrs=b"", nlri=b""):
 
 def message(msg, subtype=mrt.BGP4MP_MESSAGE_AS4, peer="192.0.2.1", peer_as=65001, local="192.0.2.2", local_as=65002,
             ts=1000, us=None):  # fmt: skip
-    return mrt.encode_bgp4mp_message(ts, msg, peer, peer_as, local, local_as, subtype=subtype, et=us is not None, microsecond=us)
+    return mrt_writer.encode_bgp4mp_message(ts, msg, peer, peer_as, local, local_as, subtype=subtype, et=us is not None, microsecond=us)
 
 
 def table_dump(prefix, peer, peer_as, attrs, ts=3000, status=1, originated=1500, view=0, seq=0):
     afi, a, ln = mrt.prefix_bytes(prefix)
     body = struct.pack(">HH", view, seq) + a + struct.pack(">BBI", ln, status, originated)
     body += mrt.ip_bytes(peer) + struct.pack(">HH", peer_as, len(attrs)) + attrs
-    return mrt.encode_header(ts, mrt.TABLE_DUMP, afi, body)
+    return mrt_writer.encode_header(ts, mrt.TABLE_DUMP, afi, body)
 
 
 def rib_generic(seq, afi, safi, nlri, entries, addpath=False, ts=2000):
@@ -89,7 +89,7 @@ def rib_generic(seq, afi, safi, nlri, entries, addpath=False, ts=2000):
         if addpath:
             out.append(struct.pack(">I", e[3]))
         out.append(struct.pack(">H", len(attrs)) + attrs)
-    return mrt.encode_header(ts, mrt.TABLE_DUMP_V2, mrt.RIB_GENERIC_ADDPATH if addpath else mrt.RIB_GENERIC, b"".join(out))
+    return mrt_writer.encode_header(ts, mrt.TABLE_DUMP_V2, mrt.RIB_GENERIC_ADDPATH if addpath else mrt.RIB_GENERIC, b"".join(out))
 
 
 def abbreviated_mp(nh):
@@ -134,8 +134,8 @@ def test_message_subtypes(codec, subtype, et):
 
 @pytest.mark.parametrize("as4", [False, True])
 def test_state_change(codec, as4):
-    data = mrt.encode_state_change(77, 3, 4, "2001:db8::1", 65001, "2001:db8::2", 4200000000 if as4 else 65002, as4=as4, microsecond=9)
-    data += mrt.encode_state_change(78, 4, 6, "192.0.2.1", 65001, "192.0.2.2", 65002, as4=as4, et=False)
+    data = mrt_writer.encode_state_change(77, 3, 4, "2001:db8::1", 65001, "2001:db8::2", 4200000000 if as4 else 65002, as4=as4, microsecond=9)
+    data += mrt_writer.encode_state_change(78, 4, 6, "192.0.2.1", 65001, "192.0.2.2", 65002, as4=as4, et=False)
     a, b = read_all(data, codec)
     assert a == mrt.Bgp4mpStateChange(77, 9, mrt.BGP4MP_ET, 5 if as4 else 0, 65001, 4200000000 if as4 else 65002, 0, 2,
                                       "2001:db8::1", "2001:db8::2", 3, 4)  # fmt: skip
@@ -192,12 +192,12 @@ def test_bgp4mp_entry(codec):
     body = struct.pack(">HHHH", 65000, 65001, 0, 1) + mrt.ip_bytes("192.0.2.1") + mrt.ip_bytes("192.0.2.2")
     body += struct.pack(">HHIHBB", 0, 1, 1234, 1, 1, 4) + mrt.ip_bytes("192.0.2.9") + pfx("10.0.0.0/8")
     body += struct.pack(">H", len(attrs)) + attrs
-    data = mrt.encode_header(5, mrt.BGP4MP, mrt.BGP4MP_ENTRY, body)
+    data = mrt_writer.encode_header(5, mrt.BGP4MP, mrt.BGP4MP_ENTRY, body)
     (rec,) = read_all(data, codec)
     assert isinstance(rec, mrt.Bgp4mpEntry)
     assert (rec.prefix, rec.next_hop, rec.originated, rec.peer_as) == ("10.0.0.0/8", mrt.ip_bytes("192.0.2.9"), 1234, 65000)
     assert rec.update.n_withdrawn == 0 and rec.update.attrs
-    assert mrt.encode_record(rec) == data
+    assert mrt_writer.encode_record(rec) == data
 
 
 # ---------------------------------------------------------------- TABLE_DUMP
@@ -215,15 +215,15 @@ def test_table_dump_v1(codec):
     assert a.update.attrs == origin(0) + as_path([(2, [65001, 23456])]) + next_hop("192.0.2.1")
     assert (b.subtype, b.prefix, b.status, b.update.mp_reach[2]) == (2, "2001:db8::/32", 0, mrt.ip_bytes("2001:db8::1"))
     assert c.prefix == "10.9.2.1/24"
-    assert [mrt.encode_record(r) for r in (a, b, c)] == [table_dump("10.0.0.0/8", "192.0.2.1", 65001, BASE2, seq=1), data[len(mrt.encode_record(a)) : -len(mrt.encode_record(c))], mrt.encode_record(c)]
+    assert [mrt_writer.encode_record(r) for r in (a, b, c)] == [table_dump("10.0.0.0/8", "192.0.2.1", 65001, BASE2, seq=1), data[len(mrt_writer.encode_record(a)) : -len(mrt_writer.encode_record(c))], mrt_writer.encode_record(c)]
 
 
 def test_peer_index_table(codec):
     peers = [mrt.Peer("1.1.1.1", "192.0.2.1", 65001, as4=False), mrt.Peer("2.2.2.2", "2001:db8::1", 4200000000), mrt.Peer("3.3.3.3", "192.0.2.3", 7)]
-    data = mrt.encode_peer_index(2000, "9.9.9.9", peers, "view-ä")
+    data = mrt_writer.encode_peer_index(2000, "9.9.9.9", peers, "view-ä")
     (rec,) = read_all(data, codec)
     assert rec == mrt.PeerIndexTable(2000, 0, 13, 1, "9.9.9.9", "view-ä", tuple(peers))
-    assert mrt.encode_record(rec) == data
+    assert mrt_writer.encode_record(rec) == data
 
 
 RIB_CASES = [
@@ -245,7 +245,7 @@ def test_rib_subtypes(codec, subtype, prefix, afi, safi):
     attrs_v4 = BASE + communities(0xFFFFFF01)
     attrs_mp = origin(2) + as_path([(2, [65001]), (1, [1, 2])]) + abbreviated_mp(nh6 if afi == 2 else mrt.ip_bytes("192.0.2.9"))
     entries = [(0, 1500, attrs_v4, 11 if addpath else 0), (1, 1600, attrs_mp, 12 if addpath else 0)]
-    data = mrt.encode_rib(2000, 5, prefix, entries, subtype=subtype)
+    data = mrt_writer.encode_rib(2000, 5, prefix, entries, subtype=subtype)
     (rec,) = read_all(data, codec)
     assert isinstance(rec, mrt.RibRecord)
     assert (rec.subtype, rec.sequence, rec.afi, rec.safi, rec.prefix, rec.addpath) == (subtype, 5, afi, safi, prefix, addpath)
@@ -256,14 +256,14 @@ def test_rib_subtypes(codec, subtype, prefix, afi, safi):
     assert e1.update.mp_reach == (afi, safi, nh6 if afi == 2 else mrt.ip_bytes("192.0.2.9"), b"")
     assert e1.update.attrs == origin(2) + as_path([(2, [65001]), (1, [1, 2])])
     assert e1.next_hop == (nh6 if afi == 2 else mrt.ip_bytes("192.0.2.9"))
-    assert mrt.encode_record(rec) == data
+    assert mrt_writer.encode_record(rec) == data
 
 
 def test_rib_full_mp_reach(codec):
     # Quagga writes the whole RFC 4760 attribute (with NLRI) in RIB entries.
     nh = mrt.ip_bytes("2001:db8::1")
     attrs = origin() + as_path([(2, [1])]) + mp_reach(2, 1, nh, pfx("2001:db8::/32"))
-    (rec,) = read_all(mrt.encode_rib(1, 0, "2001:db8::/32", [(0, 1, attrs)]), codec)
+    (rec,) = read_all(mrt_writer.encode_rib(1, 0, "2001:db8::/32", [(0, 1, attrs)]), codec)
     assert rec.entries[0].update.mp_reach == (2, 1, nh, pfx("2001:db8::/32"))
 
 
@@ -276,12 +276,12 @@ def test_rib_generic(codec, addpath):
     assert (a.subtype, a.afi, a.safi, a.prefix, a.nlri) == (12 if addpath else 6, 1, 1, "10.0.0.0/8", pfx("10.0.0.0/8"))
     assert a.entries[0].path_id == (5 if addpath else 0) and a.entries[0].update.attrs == BASE
     assert (b.afi, b.safi, b.prefix, b.nlri) == (25, 70, "", b"\x08\x01")
-    assert b"".join(mrt.encode_record(r) for r in (a, b)) == data
+    assert b"".join(mrt_writer.encode_record(r) for r in (a, b)) == data
 
 
 def test_rib_entry_with_bad_attributes(codec):
     bad = origin(9) + as_path([(2, [1])])
-    (rec,) = read_all(mrt.encode_rib(1, 0, "10.0.0.0/8", [(0, 1, bad)]), codec)
+    (rec,) = read_all(mrt_writer.encode_rib(1, 0, "10.0.0.0/8", [(0, 1, bad)]), codec)
     e = rec.entries[0]
     # ORIGIN 9: RFC 7606 treat-as-withdraw (an attribute-only parse keeps
     # the error in the ParsedUpdate rather than raising).
@@ -298,15 +298,15 @@ def test_extended_lengths(codec):
     big = update(attrs=origin() + as_path([(2, [1])]) + mp_reach(2, 1, mrt.ip_bytes("2001:db8::1"), nlri))
     assert 30000 < len(big) <= 65535
     entries = [(i % 3, i, BASE + communities(*range(i % 40))) for i in range(700)]
-    rib = mrt.encode_rib(2, 0, "10.0.0.0/8", entries)
+    rib = mrt_writer.encode_rib(2, 0, "10.0.0.0/8", entries)
     assert len(rib) > 70000
-    data = mrt.encode_peer_index(1, "1.1.1.1", [("1.1.1.1", "192.0.2.%d" % i, 64500 + i) for i in range(3)])
+    data = mrt_writer.encode_peer_index(1, "1.1.1.1", [("1.1.1.1", "192.0.2.%d" % i, 64500 + i) for i in range(3)])
     data += message(big, us=5) + rib
     for chunk in (7, 4096, mrt.CHUNK):
         recs = list(mrt.MrtReader(io.BytesIO(data), codec=codec, chunk=chunk))
         assert [type(r).__name__ for r in recs] == ["PeerIndexTable", "Bgp4mpMessage", "RibRecord"]
         assert recs[1].update.n_announced == 5000 and len(recs[2].entries) == 700
-        assert b"".join(mrt.encode_record(r) for r in recs) == data
+        assert b"".join(mrt_writer.encode_record(r) for r in recs) == data
 
 
 @pytest.mark.parametrize("cut", [5, 12, 40])
@@ -337,10 +337,10 @@ def test_truncated_compressed_stream(codec):
 
 
 def test_corrupt_and_unknown_records(codec):
-    bad_afi = mrt.encode_header(1, mrt.BGP4MP, mrt.BGP4MP_MESSAGE_AS4, struct.pack(">IIHH", 1, 2, 0, 7) + b"\x00" * 30)
-    short = mrt.encode_header(2, mrt.TABLE_DUMP_V2, mrt.RIB_IPV4_UNICAST, b"\x00\x00")
-    unknown = mrt.encode_header(3, 99, 1, b"hello")
-    isis_et = mrt.encode_header(4, 33, 0, b"pdu", microsecond=5)
+    bad_afi = mrt_writer.encode_header(1, mrt.BGP4MP, mrt.BGP4MP_MESSAGE_AS4, struct.pack(">IIHH", 1, 2, 0, 7) + b"\x00" * 30)
+    short = mrt_writer.encode_header(2, mrt.TABLE_DUMP_V2, mrt.RIB_IPV4_UNICAST, b"\x00\x00")
+    unknown = mrt_writer.encode_header(3, 99, 1, b"hello")
+    isis_et = mrt_writer.encode_header(4, 33, 0, b"pdu", microsecond=5)
     good = message(update(attrs=BASE, nlri=pfx("10.0.0.0/8")))
     reader = mrt.MrtReader(io.BytesIO(bad_afi + short + unknown + isis_et + good), codec=codec)
     a, b, c, d, e = list(reader)
@@ -350,7 +350,7 @@ def test_corrupt_and_unknown_records(codec):
     assert d == mrt.UnknownRecord(4, 5, 33, 0, b"pdu")
     assert e.update.n_announced == 1
     assert (reader.records, reader.corrupt, reader.truncated) == (5, 2, None)
-    assert [mrt.encode_record(r) for r in (a, b, c, d)] == [bad_afi, short, unknown, isis_et]
+    assert [mrt_writer.encode_record(r) for r in (a, b, c, d)] == [bad_afi, short, unknown, isis_et]
 
 
 def test_absurd_length_stops_the_stream(codec):
@@ -409,7 +409,7 @@ def test_corpus_decodes_and_reencodes(corpora):
         n = 0
         for rec, raw in zip(reader, _raw_records(path), strict=True):
             assert not isinstance(rec, (mrt.CorruptRecord, mrt.TruncatedRecord, mrt.UnknownRecord)), (path.name, rec)
-            assert mrt.encode_record(rec) == raw, path.name
+            assert mrt_writer.encode_record(rec) == raw, path.name
             n += 1
         assert n == reader.records > 0
         assert reader.truncated is None and reader.corrupt == 0 and not reader.stream_errors
@@ -473,7 +473,7 @@ def _write_sample(w):
 @pytest.mark.parametrize("suffix", ["", ".gz", ".bz2"])
 def test_writer_round_trip(codec, tmp_path, suffix):
     path = tmp_path / ("out.mrt" + suffix)
-    with mrt.MrtWriter(str(path)) as w:
+    with mrt_writer.MrtWriter(str(path)) as w:
         _write_sample(w)
     recs = list(mrt.MrtReader(str(path), codec=codec))
     state, *msgs, ap, pit = recs[:7]
@@ -491,7 +491,7 @@ def test_writer_round_trip(codec, tmp_path, suffix):
             assert e.originated == (p[4] if len(p) > 4 else 1700000100)
     # What was read writes back byte for byte.
     again = tmp_path / "again.mrt"
-    with mrt.MrtWriter(str(again)) as w:
+    with mrt_writer.MrtWriter(str(again)) as w:
         for r in recs:
             w.write_record(r)
     assert list(mrt.MrtReader(str(again), codec=codec)) == recs
@@ -500,7 +500,7 @@ def test_writer_round_trip(codec, tmp_path, suffix):
 def test_rotating_writer(tmp_path):
     now = [1700000000.0]
     template = str(tmp_path / "%Y" / "updates.%Y%m%d.%H%M.gz")
-    with mrt.RotatingMrtWriter(template, 300, clock=lambda: now[0]) as w:
+    with mrt_writer.RotatingMrtWriter(template, 300, clock=lambda: now[0]) as w:
         for step in range(7):
             w.write_update(update(attrs=BASE, nlri=pfx("10.%d.0.0/16" % step)), "192.0.2.1", 1, "192.0.2.2", 2)
             now[0] += 100
@@ -510,7 +510,7 @@ def test_rotating_writer(tmp_path):
     counts = [len(list(mrt.MrtReader(p))) for p in paths]
     assert counts == [1, 3, 3]
     # A restart within an interval appends a gzip member to the same file.
-    with mrt.RotatingMrtWriter(template, 300, clock=lambda: 1700000599.0) as w:
+    with mrt_writer.RotatingMrtWriter(template, 300, clock=lambda: 1700000599.0) as w:
         w.write_update(update(attrs=BASE, nlri=pfx("10.99.0.0/16")), "192.0.2.1", 1, "192.0.2.2", 2)
     assert len(list(mrt.MrtReader(paths[-1]))) == 4
 
@@ -524,7 +524,7 @@ needs_bgpdump = pytest.mark.skipif(shutil.which("bgpdump") is None, reason="bgpd
 @pytest.mark.parametrize("suffix", ["", ".gz", ".bz2"])
 def test_bgpdump_accepts_our_files(tmp_path, suffix):
     path = tmp_path / ("written.mrt" + suffix)
-    with mrt.MrtWriter(str(path)) as w:
+    with mrt_writer.MrtWriter(str(path)) as w:
         _write_sample(w)
     proc = subprocess.run(["bgpdump", "-m", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

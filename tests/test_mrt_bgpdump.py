@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from fastbgp.mrt import reader as mrt, dump as mrt_dump
+from fastbgp.mrt import dump as mrt_dump, reader as mrt, writer as mrt_writer
 from fastbgp.wire.as4 import encode_attr, encode_segments
 
 FILES = [
@@ -88,7 +88,7 @@ def upd(withdrawn=b"", attrs=b"", nlri=b""):
 
 
 def msg(m, sub=4, et=False, us=0, peer="10.0.0.1", local="10.0.0.2"):
-    return mrt.encode_bgp4mp_message(1000, m, peer, 65001, local, 65002, subtype=sub, et=et, microsecond=us)
+    return mrt_writer.encode_bgp4mp_message(1000, m, peer, 65001, local, 65002, subtype=sub, et=et, microsecond=us)
 
 
 def ip(s):
@@ -192,7 +192,7 @@ MESSAGE_CASES = [
     ("IPv6 peer", msg(upd(attrs=BASE, nlri=pfx("1.0.18.0/24")), peer="2001:db8:0:5:1:2:3:4", local="2001:db8::6"), ["BGP4MP|1000|A|2001:db8::5:1:2:3:4|65001|1.0.18.0/24" + T]),
     (
         "STATE",
-        mrt.encode_state_change(1000, 3, 4, "10.0.0.1", 65001, "10.0.0.2", 65002, microsecond=42) + mrt.encode_state_change(1000, 1, 2, "::5", 65001, "::6", 65002, as4=False, et=False),
+        mrt_writer.encode_state_change(1000, 3, 4, "10.0.0.1", 65001, "10.0.0.2", 65002, microsecond=42) + mrt_writer.encode_state_change(1000, 1, 2, "::5", 65001, "::6", 65002, as4=False, et=False),
         ["BGP4MP_ET|1000.000042|STATE|10.0.0.1|65001|3|4", "BGP4MP|1000|STATE|::0.0.0.5|65001|1|2"],
     ),
     (
@@ -230,8 +230,8 @@ def _rib_cases():
         return A(14, bytes((len(hop),)) + hop)
 
     records = [
-        mrt.encode_peer_index(2000, "9.9.9.9", peers, "view1"),
-        mrt.encode_rib(
+        mrt_writer.encode_peer_index(2000, "9.9.9.9", peers, "view1"),
+        mrt_writer.encode_rib(
             2000,
             0,
             "10.1.0.0/16",
@@ -244,18 +244,18 @@ def _rib_cases():
                 ),
             ],
         ),
-        mrt.encode_rib(2000, 1, "10.2.0.0/16", [(1, 1500, base + abbr(ip("10.0.0.7")) + nh("10.0.0.1"))]),
-        mrt.encode_rib(2000, 2, "10.3.0.0/16", [(1, 1500, base + abbr(ip("2001:db8::7")))]),
-        mrt.encode_rib(2000, 3, "2001:db8:1::/48", [(1, 1500, base + abbr(ip("2001:db8::7") + ip("fe80::7"))), (0, 1500, base + abbr(ip("fe80::9")))]),
-        mrt.encode_rib(2000, 4, "2001:db8:2::/48", [(1, 1500, base + nh("10.0.0.1")), (0, 1500, base)]),
+        mrt_writer.encode_rib(2000, 1, "10.2.0.0/16", [(1, 1500, base + abbr(ip("10.0.0.7")) + nh("10.0.0.1"))]),
+        mrt_writer.encode_rib(2000, 2, "10.3.0.0/16", [(1, 1500, base + abbr(ip("2001:db8::7")))]),
+        mrt_writer.encode_rib(2000, 3, "2001:db8:1::/48", [(1, 1500, base + abbr(ip("2001:db8::7") + ip("fe80::7"))), (0, 1500, base + abbr(ip("fe80::9")))]),
+        mrt_writer.encode_rib(2000, 4, "2001:db8:2::/48", [(1, 1500, base + nh("10.0.0.1")), (0, 1500, base)]),
         # bgpdump -m prints no multicast or RIB_GENERIC records, nor empty ones.
-        mrt.encode_rib(2000, 5, "10.4.0.0/16", [(1, 1500, base + nh("10.0.0.1"))], subtype=3),
-        mrt.encode_rib(2000, 6, "2001:db8:3::/48", [(1, 1500, base + abbr(ip("2001:db8::7")))], subtype=5),
-        mrt.encode_header(2000, 13, 6, struct.pack(">IHB", 7, 1, 1) + pfx("10.5.0.0/16") + struct.pack(">HHIH", 1, 0, 1500, len(base + nh("10.0.0.1"))) + base + nh("10.0.0.1")),
-        mrt.encode_rib(2000, 10, "10.7.0.0/16", []),
-        mrt.encode_rib(2000, 9, "10.6.0.0/16", [(0, 1500, base + nh("10.0.0.1"), 17), (2, 1500, base + nh("10.0.0.1"), 18)]),
+        mrt_writer.encode_rib(2000, 5, "10.4.0.0/16", [(1, 1500, base + nh("10.0.0.1"))], subtype=3),
+        mrt_writer.encode_rib(2000, 6, "2001:db8:3::/48", [(1, 1500, base + abbr(ip("2001:db8::7")))], subtype=5),
+        mrt_writer.encode_header(2000, 13, 6, struct.pack(">IHB", 7, 1, 1) + pfx("10.5.0.0/16") + struct.pack(">HHIH", 1, 0, 1500, len(base + nh("10.0.0.1"))) + base + nh("10.0.0.1")),
+        mrt_writer.encode_rib(2000, 10, "10.7.0.0/16", []),
+        mrt_writer.encode_rib(2000, 9, "10.6.0.0/16", [(0, 1500, base + nh("10.0.0.1"), 17), (2, 1500, base + nh("10.0.0.1"), 18)]),
         # A 2-octet AS_PATH where 4 octets are due.
-        mrt.encode_rib(2000, 11, "10.8.0.0/16", [(0, 1500, origin(0) + path([(2, [1, 2])], 2) + nh("10.0.0.1"))]),
+        mrt_writer.encode_rib(2000, 11, "10.8.0.0/16", [(0, 1500, origin(0) + path([(2, [1, 2])], 2) + nh("10.0.0.1"))]),
     ]
     v2 = "TABLE_DUMP2|2000|B|"
     lines = [
@@ -278,7 +278,7 @@ def _td1_cases():
     def td1(prefix, peer, attrs, status=1, sub=1):
         _afi, a, ln = mrt.prefix_bytes(prefix)
         body = struct.pack(">HH", 0, 0) + a + struct.pack(">BBI", ln, status, 1500) + ip(peer) + struct.pack(">HH", 65001, len(attrs)) + attrs
-        return mrt.encode_header(3000, 12, sub, body)
+        return mrt_writer.encode_header(3000, 12, sub, body)
 
     b2 = origin(0) + path([(2, [65001, 65010])], 2)
     records = [

@@ -1,5 +1,17 @@
-"""MRT (RFC 6396): streaming reader and writer (``reader.py``) and the
-bgpdump-compatible text/JSON dump (``dump.py``).
+"""MRT (RFC 6396): reading, writing and bgpdump-compatible text.
 
-May import: ``fastbgp.wire`` and the standard library.
+Modules:
+
+* ``records.py``: type and subtype numbers, their names, and the record
+  types (msgspec Structs) shared by reading and writing;
+* ``reader.py``: ``MrtReader``, the streaming reader (gzip, bzip2, xz);
+  re-exports the record vocabulary it yields;
+* ``writer.py``: record encoders, ``MrtWriter`` and ``RotatingMrtWriter``;
+* ``dump.py``: bgpdump's ``-m`` one-line format and JSON lines.
+
+The reader and the writer both import ``records``, never each other (but for
+the transitional forwarder at the end of reader.py, to delete once every
+caller imports the writer's names from ``writer``).
+
+May import: ``fastbgp.wire``, the standard library and msgspec.
 """
