@@ -277,74 +277,11 @@ class Daemon:
             return
         logs.set_level(level)
 
-    # -- what the daemon's neighbours call (neighbor.py) -----------------------------------------
+    # -- called by the daemon's neighbours (neighbor.py); the rest they call on the collaborators
 
-    def _state_event(self, nb, old, new, reason):
+    def state_changed(self, nb, old, new, reason):
         """A neighbour changed state: to the MRT dump and the watchers."""
         if self.mrt is not None:
             self.mrt.state_change(nb, old, new)
         if self.events.watchers:
             self.events.state_change(nb, old, new, reason)
-
-    def _update_in(self, nb, session, parsed):
-        self.importer.update_in(nb, session, parsed)
-
-    def _alloc_pid(self):
-        return self.peers.alloc_pid()
-
-    def _add_neighbor(self, cfgn, dynamic=False):
-        return self.peers.add_neighbor(cfgn, dynamic)
-
-    def _remove_dynamic(self, nb):
-        self.peers.remove_dynamic(nb)
-
-    def _bind_policy(self, nb):
-        self.importer.bind_policy(nb)
-
-    def _path_count(self, nb):
-        return self.peers.path_count(nb)
-
-    def _peer_up(self, nb, session):
-        self.peers.peer_up(nb, session)
-
-    def _peer_down(self, nb, keep, session):
-        self.peers.peer_down(nb, keep, session)
-
-    def _mark_stale(self, nb, fam):
-        self.peers.mark_stale(nb, fam)
-
-    def _sweep(self, nb, fam):
-        self.peers.sweep(nb, fam)
-
-    def _submit_join(self, nb, fam, eor=True):
-        self.exporter.submit_join(nb, fam, eor)
-
-    def _submit_redump(self, nb, fam, brackets=False, rejected_as_withdraw=False, rejoin=False):
-        self.exporter.submit_redump(nb, fam, brackets, rejected_as_withdraw, rejoin)
-
-    def _leave_groups(self, nb):
-        self.exporter.leave_groups(nb)
-
-    # -- what tests and benches reach for (tests/test_daemon.py, tests/test_api.py, bench/) -------
-
-    @property
-    def _watchers(self) -> set:
-        return self.events.watchers
-
-    def _nb(self, address):
-        return self.peers.get(address)
-
-    def _peer_stats(self, force=False):
-        return self.views.peer_stats(force)
-
-    def _import_eval(self, nb, fam, attrs, nh):
-        return self.importer.import_eval(nb, fam, attrs, nh)
-
-    def _announce_in(self, nb, fam, attrs, nh, packed, addpath, keep_pre=True):
-        self.importer.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre)
-
-    def _export_cs(self, fam, cs, heavy=False, fresh=False):
-        self.exporter.export_cs(fam, cs, heavy, fresh)
-
-    def _table_delta(self, g, exclude, rejected_as_withdraw=False):
-        return self.exporter.table_delta(g, exclude, rejected_as_withdraw)

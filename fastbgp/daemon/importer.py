@@ -13,8 +13,7 @@ Calls: the daemon's shared state (``ribs``, ``attrs``, ``sources``,
 through ``export_cs``; ADD-PATH groups get ``addpath_delta``), the
 :class:`~fastbgp.daemon.events.EventStream` while someone watches, and the
 neighbour's session hooks (End-of-RIB, prefix limit, waiters).
-Called by: the daemon's neighbours (``update_in``, through
-``Daemon._update_in``), the originator (``update_rib``), the peer
+Called by: the daemon's neighbours (``update_in``), the originator (``update_rib``), the peer
 registry and reload (``bind_policy``, ``soft_in``).
 """
 

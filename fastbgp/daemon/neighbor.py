@@ -50,33 +50,33 @@ class DaemonRoutes(RouteSink):
 
     def session_up(self, session) -> None:
         self.nb.was_up = True
-        self.daemon._peer_up(self.nb, session)
+        self.daemon.peers.peer_up(self.nb, session)
 
     def send_table(self, session) -> None:
         nb = self.nb
         for fam in sorted(session.negotiated.families):
             if fam in self.daemon.ribs:
-                self.daemon._submit_join(nb, fam, eor=True)
+                self.daemon.exporter.submit_join(nb, fam, eor=True)
             else:
                 # A family we negotiated but do not route: still End-of-RIB.
                 nb.send_messages([codec.build_eor(*fam)])
 
     def session_down(self, session) -> None:
         self.nb.epoch += 1
-        self.daemon._leave_groups(self.nb)
+        self.daemon.exporter.leave_groups(self.nb)
 
     def state_published(self, old, new, reason) -> None:
         nb = self.nb
-        self.daemon._state_event(nb, old, new, reason)
+        self.daemon.state_changed(nb, old, new, reason)
         if nb.dynamic and new is State.IDLE and not nb.stale_fams:
             # A dynamic neighbour exists for its session only (or, after a
             # graceful-restart drop, until its stale routes are gone).
-            nb.loop.call_soon(self.daemon._remove_dynamic, nb)
+            nb.loop.call_soon(self.daemon.peers.remove_dynamic, nb)
 
     # -- routes received ----------------------------------------------------------------------
 
     def update_received(self, session, parsed) -> None:
-        self.daemon._update_in(self.nb, session, parsed)
+        self.daemon.importer.update_in(self.nb, session, parsed)
 
     def route_refresh(self, session, family, subtype) -> None:
         nb = self.nb
@@ -86,15 +86,15 @@ class DaemonRoutes(RouteSink):
         elif subtype == RR_NORMAL:
             # RFC 2918 §4 / RFC 7313 §4: re-advertise the Adj-RIB-Out,
             # bracketed by BoRR/EoRR when enhanced route refresh was negotiated.
-            self.daemon._submit_redump(nb, family, brackets=session.negotiated.enhanced_route_refresh)
+            self.daemon.exporter.submit_redump(nb, family, brackets=session.negotiated.enhanced_route_refresh)
         elif subtype == RR_BORR:
             # RFC 7313 §4: routes not re-advertised before EoRR are removed.
-            self.daemon._mark_stale(nb, family)
+            self.daemon.peers.mark_stale(nb, family)
         elif subtype == RR_EORR and family in nb.stale_fams:
-            self.daemon._sweep(nb, family)
+            self.daemon.peers.sweep(nb, family)
 
     def routes_cleared(self, session, keep) -> None:
-        self.daemon._peer_down(self.nb, set(keep), session)
+        self.daemon.peers.peer_down(self.nb, set(keep), session)
 
     def stale_families(self):
         return self.nb.stale_fams
@@ -102,27 +102,27 @@ class DaemonRoutes(RouteSink):
     def end_of_rib(self, family) -> None:
         if family in self.nb.stale_fams:
             # RFC 4724 §4.2: End-of-RIB ends the wait; what is still stale goes.
-            self.daemon._sweep(self.nb, family)
+            self.daemon.peers.sweep(self.nb, family)
 
     def restart_reestablished(self, session, forwarding) -> None:
         for fam in list(self.nb.stale_fams):
             if fam not in forwarding:
                 # RFC 4724 §4.2: the peer did not keep forwarding state for
                 # this family (or no longer does GR): its stale routes go now.
-                self.daemon._sweep(self.nb, fam)
+                self.daemon.peers.sweep(self.nb, fam)
 
     def stale_expired(self, why: str) -> None:
         nb = self.nb
         if nb.stale_fams:
             log.info("%s: graceful restart %s expired, dropping stale routes", nb.address, why)
         for fam in list(nb.stale_fams):
-            self.daemon._sweep(nb, fam)
+            self.daemon.peers.sweep(nb, fam)
         if nb.dynamic and not nb.established:
-            nb.loop.call_soon(self.daemon._remove_dynamic, nb)
+            nb.loop.call_soon(self.daemon.peers.remove_dynamic, nb)
 
     @property
     def received_count(self) -> int:
-        return self.daemon._path_count(self.nb)
+        return self.daemon.peers.path_count(self.nb)
 
 
 class DaemonNeighbor(Neighbor):
@@ -134,7 +134,7 @@ class DaemonNeighbor(Neighbor):
         self.daemon = daemon
         self.cfg: cfgmod.Neighbor = cfg
         self.dynamic: bool = dynamic
-        self.pid: int = daemon._alloc_pid()
+        self.pid: int = daemon.peers.alloc_pid()
         self.import_chain = None
         self.pctx: Optional[PolicyContext] = None
         self.import_cache: dict = {}
@@ -143,7 +143,7 @@ class DaemonNeighbor(Neighbor):
         self.pre_policy = False  # keep the Adj-RIB-In before policy (no route refresh)
         self.epoch = 0  # bumped whenever the session leaves Established
         self.was_up = False
-        daemon._bind_policy(self)
+        daemon.importer.bind_policy(self)
 
 
 class DaemonSpeaker(Speaker):
@@ -174,7 +174,7 @@ class DaemonSpeaker(Speaker):
         if cfgn is None or daemon.stopping:
             return None
         try:
-            nb = daemon._add_neighbor(cfgn, dynamic=True)
+            nb = daemon.peers.add_neighbor(cfgn, dynamic=True)
         except Exception as exc:
             log.error("cannot start dynamic neighbour %s: %s", conn.peer_address, exc)
             return None
