@@ -7,7 +7,7 @@ from fastbgp.cli import main as cli, demo
 
 
 def test_demo_config_is_valid():
-    from fastbgp.config.schema import load_config
+    from fastbgp.config.checks import load_config
 
     cfg = load_config(demo.config_text(17900, 3, "/tmp/x.sock"))
     assert [n.address for n in cfg.neighbors] == ["127.0.0.10", "127.0.0.11", "127.0.0.12", demo.MONITOR]

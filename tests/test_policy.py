@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
-from fastbgp.config.schema import load_config
+from fastbgp.config.checks import load_config
 from fastbgp.wire.constants import (
     AFI_IPV4,
     AFI_IPV6,

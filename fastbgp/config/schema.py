@@ -622,25 +622,3 @@ def resolve_neighbor(n, group, glob):
         role=_unset(n.role, None),
         role_strict=_unset(n.role_strict, False),
     )
-
-
-# Transitional: daemon/core.py, tests/test_daemon.py, tests/test_demo.py and
-# bench/test_daemon_bench.py still reach load_config, ConfigError, diff and
-# the community parsers through this module.  Delete this function once they
-# import them from fastbgp.config.checks / .errors / .diff and
-# fastbgp.wire.communities (lazy, so schema.py does not import its users).
-_MOVED = {
-    "load_config": "fastbgp.config.checks",
-    "ConfigError": "fastbgp.config.errors",
-    "diff": "fastbgp.config.diff",
-    "parse_community": "fastbgp.wire.communities",
-    "parse_large_community": "fastbgp.wire.communities",
-}
-
-
-def __getattr__(name):
-    if name not in _MOVED:
-        raise AttributeError("module %r has no attribute %r" % (__name__, name))
-    import importlib
-
-    return getattr(importlib.import_module(_MOVED[name]), name)

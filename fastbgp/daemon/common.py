@@ -1,7 +1,6 @@
 """Tables and small helpers the daemon's modules share.
 
-Owns: the families the daemon routes (``FAMILIES``, ``FAMILY_NAME``), the
-RIB's pseudo-peer id of our own routes (``LOCAL_PID``), the time budget of
+Owns: the RIB's pseudo-peer id of our own routes (``LOCAL_PID``), the time budget of
 one slice of long work (``SLICE_SECONDS``), and two helpers on wire data
 (prefix text, adding an attribute to a block).
 Calls: ``fastbgp.wire`` only.  Called by: every other module of the daemon.
@@ -12,10 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 from fastbgp.wire.as4 import encode_attr, split_attrs
-from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
-
-FAMILIES = {"ipv4-unicast": IPV4_UNICAST, "ipv6-unicast": IPV6_UNICAST, "ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST}
-FAMILY_NAME = {IPV4_UNICAST: "ipv4-unicast", IPV6_UNICAST: "ipv6-unicast"}
+from fastbgp.wire.families import UNICAST, parse_family
 
 LOCAL_PID = 0  # the RIB's pseudo-peer for routes originated here
 # Long work (export slices, bulk inject, RIB snapshots) yields to the loop
@@ -24,11 +20,9 @@ SLICE_SECONDS = 0.005
 
 
 def family(name) -> tuple:
-    """(afi, safi) of a family name the daemon routes; ValueError otherwise."""
-    try:
-        return FAMILIES[str(name).strip().lower()]
-    except KeyError:
-        raise ValueError("unknown family %r (ipv4-unicast or ipv6-unicast)" % (name,)) from None
+    """(afi, safi) of a family name the daemon routes (the names of
+    ``fastbgp.wire.families``); ValueError (UnknownFamily) otherwise."""
+    return parse_family(str(name), UNICAST)
 
 
 def prefix_text(afi, addr, plen) -> str:

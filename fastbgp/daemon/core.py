@@ -51,12 +51,13 @@ import time
 from typing import AsyncIterator, Optional
 
 from fastbgp.config import schema as cfgmod
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
 from fastbgp.control import contract as ctl
 from fastbgp.rib import AttrTable, Rib
 from fastbgp.rib.policy import compile_policies
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, IPV4_UNICAST, IPV6_UNICAST
 from fastbgp.daemon import reload as reload_mod
-from fastbgp.daemon.common import FAMILIES
 from fastbgp.daemon.events import EventStream
 from fastbgp.daemon.exporter import Exporter
 from fastbgp.daemon.importer import Importer
@@ -67,7 +68,7 @@ from fastbgp.daemon.peers import PeerRegistry, neighbor_config
 from fastbgp.daemon.process import main_daemon, run_daemon
 from fastbgp.daemon.views import Views
 
-__all__ = ["Daemon", "DaemonNeighbor", "run_daemon", "main_daemon", "neighbor_config", "FAMILIES"]
+__all__ = ["Daemon", "DaemonNeighbor", "run_daemon", "main_daemon", "neighbor_config"]
 
 log = logging.getLogger("fastbgp.daemon")
 
@@ -75,7 +76,7 @@ log = logging.getLogger("fastbgp.daemon")
 class Daemon:
     """The daemon core; implements :class:`fastbgp.control.contract.Control`.
 
-    ``Daemon(config)`` from :func:`fastbgp.config.schema.load_config`;
+    ``Daemon(config)`` from :func:`fastbgp.config.checks.load_config`;
     ``config_path`` is what :meth:`reload` re-reads.  ``await start()``
     binds the listeners and starts every neighbour; ``await stop()``.
     """
@@ -258,8 +259,8 @@ class Daemon:
         """Re-read the configuration file and apply the difference.  A bad
         file raises ConfigError and changes nothing."""
         if not self.config_path:
-            raise cfgmod.ConfigError([("", "the daemon was not started from a configuration file")])
-        new = cfgmod.load_config(self.config_path)
+            raise ConfigError([("", "the daemon was not started from a configuration file")])
+        new = load_config(self.config_path)
         return await self.apply_config(new)
 
     async def apply_config(self, new: cfgmod.Config) -> dict:

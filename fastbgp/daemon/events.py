@@ -22,7 +22,8 @@ from fastbgp.control import contract as ctl
 from fastbgp.rib.export import tag_source
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4
-from fastbgp.daemon.common import FAMILY_NAME, prefix_text
+from fastbgp.wire.families import family_name
+from fastbgp.daemon.common import prefix_text
 from fastbgp.daemon.views import route_base, source_name
 
 WATCH_QUEUE = 10000
@@ -86,7 +87,7 @@ class EventStream:
     def best_changes(self, fam, cs):
         """BestChange events of a Loc-RIB ChangeSet (at most BEST_EVENTS_MAX)."""
         now = time.time()
-        name = FAMILY_NAME[fam]
+        name = family_name(fam)
         afi = fam[0]
         left = BEST_EVENTS_MAX
         memo = {}

@@ -43,7 +43,8 @@ from fastbgp.wire.constants import (
     ROLE_RS_CLIENT,
 )
 from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
-from fastbgp.daemon.common import FAMILY_NAME, add_attr
+from fastbgp.wire.families import family_name
+from fastbgp.daemon.common import add_attr
 
 log = logging.getLogger("fastbgp.daemon")
 
@@ -151,7 +152,7 @@ class Importer:
         if parsed.is_eor:
             nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
         if touched is not None:
-            lim = nb.cfg.prefix_limit.get(FAMILY_NAME.get(touched, ""))
+            lim = nb.cfg.prefix_limit.get(family_name(touched))
             if lim is not None and ribs[touched].peer_path_count(nb.pid) > lim.max:
                 nb.config.prefix_limit_restart = float(lim.restart_after) or None
                 nb.prefix_limit_exceeded(session, touched, lim.max)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-import msgspec
 
 from fastbgp.config import schema as cfgmod
 from fastbgp.control import contract as ctl
@@ -98,37 +97,23 @@ class Originator:
     # -- the API ---------------------------------------------------------------------------------
 
     def routes_from_request(self, req: ctl.Announce, withdraw=False):
-        if not req.prefixes:
-            raise ValueError("prefixes: at least one prefix is needed")
+        """The config Routes of an API request.  ``ctl.Announce`` validated
+        every field when it was built (prefixes and next hop canonical, AS
+        numbers, u32 ranges, origin, communities); what it cannot know is
+        which next-hop family goes with which prefix."""
         out = []
-        for i, p in enumerate(req.prefixes):
-            try:
-                net = ipaddress.ip_network(str(p), strict=False)
-            except ValueError as exc:
-                raise ValueError("prefixes[%d]: not an IP prefix: %r (%s)" % (i, p, exc)) from None
+        for p in req.prefixes:
             if withdraw:
-                out.append(cfgmod.Route(prefix=str(net)))
+                out.append(cfgmod.Route(prefix=p))
                 continue
-            raw = {"prefix": str(net), "as-path": list(req.as_path), "origin": req.origin,
-                   "communities": list(req.communities), "large-communities": list(req.large_communities)}
             if req.next_hop is not None:
-                nh = ipaddress.ip_address(req.next_hop)
-                if nh.version != net.version:
-                    raise ValueError("next_hop: IPv%d next hop for the IPv%d prefix %s" % (nh.version, net.version, net))
-                raw["next-hop"] = str(nh)
-            if req.med is not None:
-                raw["med"] = req.med
-            if req.local_pref is not None:
-                raw["local-pref"] = req.local_pref
-            try:
-                r = msgspec.convert(raw, cfgmod.Route)
-            except msgspec.ValidationError as exc:
-                raise ValueError(str(exc)) from None
-            for c in r.communities:
-                cfgmod.parse_community(c)
-            for c in r.large_communities:
-                cfgmod.parse_large_community(c)
-            out.append(r)
+                nh_v6, net_v6 = ":" in req.next_hop, ":" in p
+                if nh_v6 != net_v6:
+                    raise ValueError("next_hop: IPv%d next hop for the IPv%d prefix %s"
+                                     % (6 if nh_v6 else 4, 6 if net_v6 else 4, p))
+            out.append(cfgmod.Route(prefix=p, next_hop=req.next_hop, as_path=list(req.as_path), origin=req.origin,
+                                    communities=list(req.communities), large_communities=list(req.large_communities),
+                                    med=req.med, local_pref=req.local_pref))
         return out
 
     def announce(self, request: ctl.Announce) -> int:

@@ -18,7 +18,8 @@ import signal
 import sys
 from typing import Optional
 
-from fastbgp.config import schema as cfgmod
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
 
 log = logging.getLogger("fastbgp.daemon")
 
@@ -70,7 +71,7 @@ def _install_signals(loop, daemon, stop) -> list:
     async def sighup():
         try:
             await daemon.reload()
-        except cfgmod.ConfigError as exc:
+        except ConfigError as exc:
             log.error("reload refused, configuration unchanged:\n%s", exc)
         except Exception:
             log.exception("reload failed")
@@ -98,7 +99,7 @@ async def run_daemon(config_path, *, log_level: Optional[str] = None, log_json: 
     # Here rather than at the top: core re-exports this module's names.
     from fastbgp.daemon.core import Daemon
 
-    cfg = cfgmod.load_config(config_path)
+    cfg = load_config(config_path)
     _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
     loop = asyncio.get_running_loop()
     daemon = Daemon(cfg, config_path, dual_stack=dual_stack)
@@ -156,7 +157,7 @@ def main_daemon(args) -> int:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(run_daemon(args.config, log_level=getattr(args, "log_level", None),
                                          log_json=getattr(args, "log_json", None)))
-    except cfgmod.ConfigError as exc:
+    except ConfigError as exc:
         print("fastbgp: configuration error in %s:\n%s" % (exc.source, exc), file=sys.stderr)
         return 2
     except OSError as exc:

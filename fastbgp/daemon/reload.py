@@ -1,5 +1,5 @@
 """Reload: apply a new configuration to a running daemon (SIGHUP, ``POST
-/reload``), changing only what :func:`fastbgp.config.schema.diff` says
+/reload``), changing only what :func:`fastbgp.config.diff.diff` says
 changed.
 
 Owns: the order of a reload.  The new policies are compiled and the
@@ -23,6 +23,7 @@ import logging
 import msgspec
 
 from fastbgp.config import schema as cfgmod
+from fastbgp.config.diff import diff
 from fastbgp.rib.policy import compile_policies
 from fastbgp.daemon.common import LOCAL_PID
 
@@ -32,7 +33,7 @@ log = logging.getLogger("fastbgp.daemon")
 async def apply_config(daemon, new: cfgmod.Config) -> dict:
     """Apply ``new`` to ``daemon``; returns the difference as builtins."""
     old = daemon.config
-    d = cfgmod.diff(old, new)
+    d = diff(old, new)
     engine = compile_policies(new)  # before anything changes
     if not daemon.started:
         daemon.config, daemon.engine = new, engine

@@ -38,7 +38,8 @@ from fastbgp.wire.constants import (
     ATTR_ORIGIN,
     ORIGIN_NAMES,
 )
-from fastbgp.daemon.common import FAMILY_NAME, LOCAL_PID, family, prefix_text
+from fastbgp.wire.families import family_name
+from fastbgp.daemon.common import LOCAL_PID, family, prefix_text
 
 STATS_TTL = 5.0
 _COMMUNITY_FIELDS = {ATTR_COMMUNITIES: "communities", ATTR_LARGE_COMMUNITY: "large_communities",
@@ -143,10 +144,10 @@ class Views:
             d.capabilities_sent = msgspec.to_builtins(list(s.local_capabilities))
             d.capabilities_received = msgspec.to_builtins(list(s.remote_capabilities))
         if neg is not None:
-            d.families = sorted(FAMILY_NAME.get(f, "%d/%d" % f) for f in neg.families)
+            d.families = sorted(family_name(f) for f in neg.families)
             d.four_octet_as = neg.as4
-            d.addpath_rx = sorted(FAMILY_NAME.get(f, "%d/%d" % f) for f in neg.addpath_rx)
-            d.addpath_tx = sorted(FAMILY_NAME.get(f, "%d/%d" % f) for f in neg.addpath_tx)
+            d.addpath_rx = sorted(family_name(f) for f in neg.addpath_rx)
+            d.addpath_tx = sorted(family_name(f) for f in neg.addpath_tx)
             d.extended_message = neg.extended_message
             d.graceful_restart = neg.graceful_restart is not None
         if nb.last_notification_sent is not None:
@@ -352,7 +353,7 @@ class Views:
     def rib_summary(self) -> list:
         d = self.daemon
         return [
-            ctl.RibSummary(family=FAMILY_NAME[fam], prefixes=len(rib), paths=rib.path_count(),
+            ctl.RibSummary(family=family_name(fam), prefixes=len(rib), paths=rib.path_count(),
                            attribute_sets=len(d.attrs))
             for fam, rib in d.ribs.items()
         ]
