@@ -17,10 +17,9 @@ from fastbgp.session.speaker import (
     NeighborConfig,
     RibOut,
     Speaker,
-    family_name,
     pack_prefix,
-    parse_family,
 )
+from fastbgp.wire.families import family_name, parse_family
 
 
 # ----------------------------------------------------------------------------- configuration

@@ -21,6 +21,8 @@ from typing import Iterable, Optional
 
 import msgspec
 
+from fastbgp.wire.communities import parse_community, parse_large_community
+from fastbgp.wire.families import FAMILIES, family_name, parse_family
 from fastbgp.wire import messages
 from fastbgp.wire.constants import (
     AFI_IPV4,
@@ -69,32 +71,22 @@ _ORIGINS = {"igp": 0, "egp": 1, "incomplete": 2, "?": 2, "i": 0, "e": 1}
 
 
 # ---------------------------------------------------------------- families
-#
-# The family table (FAMILIES, parse_family, family_name) is still defined in
-# fastbgp.session.speaker, which imports this module; these helpers reach it
-# at call time, never at import time, until it moves to fastbgp.wire.
 
 
 def family_of(value) -> tuple:
     """(afi, safi) of a family name ("ipv4-unicast", "ipv6") or pair."""
-    from fastbgp.session import speaker
-
-    return speaker.parse_family(value)
+    return parse_family(value)
 
 
 def family_text(family) -> str:
     """The name of an (afi, safi) pair, for messages."""
-    from fastbgp.session import speaker
-
-    return speaker.family_name(family)
+    return family_name(family)
 
 
 def family_known(family) -> bool:
-    """Whether the session layer keeps routes of this (afi, safi): the
-    families of the table (IPv4/IPv6 unicast and multicast)."""
-    from fastbgp.session import speaker
-
-    return tuple(family) in speaker.FAMILIES.values()
+    """Whether the session layer keeps routes of this (afi, safi): the named
+    families of ``fastbgp.wire.families`` (IPv4/IPv6 unicast and multicast)."""
+    return tuple(family) in FAMILIES.values()
 
 
 # ---------------------------------------------------------------- prefixes
@@ -216,12 +208,10 @@ def _parse_origin(origin) -> int:
     return int(origin)
 
 
-def _parse_large(c) -> tuple:
+def _large(c) -> tuple:
+    """A large community as text ("g:l1:l2") or a 3-tuple, checked."""
     if isinstance(c, str):
-        parts = c.split(":")
-        if len(parts) != 3:
-            raise ValueError("large community must be a:b:c, got %r" % c)
-        c = tuple(int(p) for p in parts)
+        return parse_large_community(c)
     a, b, d = c
     for v in (a, b, d):
         if not 0 <= v <= 0xFFFFFFFF:
@@ -240,8 +230,8 @@ def build_spec(next_hop, as_path, origin, med, local_pref, communities, large_co
         next_hop = str(ipaddress.ip_address(next_hop))
     if link_local is not None:
         link_local = str(ipaddress.IPv6Address(link_local))
-    comms = tuple(messages.parse_community(c) if isinstance(c, str) else int(c) for c in (communities or ()))
-    large = tuple(_parse_large(c) for c in (large_communities or ()))
+    comms = tuple(parse_community(c, numeric=True) if isinstance(c, str) else int(c) for c in (communities or ()))
+    large = tuple(_large(c) for c in (large_communities or ()))
     ext = tuple(int.from_bytes(c, "big") if isinstance(c, (bytes, bytearray)) else int(c) for c in (ext_communities or ()))
     for v, lim in ((med, 0xFFFFFFFF), (local_pref, 0xFFFFFFFF)):
         if v is not None and not 0 <= v <= lim:

@@ -45,6 +45,7 @@ from typing import Callable, Optional, Union
 
 import msgspec
 
+from fastbgp.wire.families import parse_family
 from fastbgp.wire import codec, messages
 from fastbgp.session import transport as _transport
 from fastbgp.session.adj_rib_in import AdjRibIn
@@ -68,17 +69,11 @@ from fastbgp.session.routes import (
 from fastbgp.session.sink import RouteSink
 from fastbgp.session.waiters import StateChange, Subscribers, Waiters
 from fastbgp.wire.constants import (
-    AFI_IPV4,
-    AFI_IPV6,
-    IPV4_UNICAST,
-    IPV6_UNICAST,
     MSG_ROUTE_REFRESH,
     ROLE_NAMES,
     RR_BORR,
     RR_EORR,
     RR_NORMAL,
-    SAFI_MULTICAST,
-    SAFI_UNICAST,
 )
 from fastbgp.wire.errors import (
     CEASE_ADMIN_RESET,
@@ -99,53 +94,12 @@ __all__ = [
     "StateChange",
     "CollisionRecord",
     "RibOut",
-    "FAMILIES",
-    "family_name",
-    "parse_family",
     "pack_prefix",
 ]
 
 log = logging.getLogger("fastbgp.speaker")
 
-# ---------------------------------------------------------------- families
-
-FAMILIES = {
-    "ipv4-unicast": IPV4_UNICAST,
-    "ipv6-unicast": IPV6_UNICAST,
-    "ipv4-multicast": (AFI_IPV4, SAFI_MULTICAST),
-    "ipv6-multicast": (AFI_IPV6, SAFI_MULTICAST),
-    "ipv4": IPV4_UNICAST,
-    "ipv6": IPV6_UNICAST,
-}
-_FAMILY_NAMES = {
-    IPV4_UNICAST: "ipv4-unicast",
-    IPV6_UNICAST: "ipv6-unicast",
-    (AFI_IPV4, SAFI_MULTICAST): "ipv4-multicast",
-    (AFI_IPV6, SAFI_MULTICAST): "ipv6-multicast",
-}
 _ROLE_BY_NAME = {v: k for k, v in ROLE_NAMES.items()}
-
-
-def parse_family(value) -> tuple:
-    """(afi, safi) of "ipv4-unicast" / "ipv6" / (afi, safi)."""
-    if isinstance(value, str):
-        try:
-            return FAMILIES[value.strip().lower()]
-        except KeyError:
-            raise ValueError("unknown address family %r (use one of %s)" % (value, ", ".join(FAMILIES))) from None
-    afi, safi = value
-    return (int(afi), int(safi))
-
-
-def family_name(family) -> str:
-    return _FAMILY_NAMES.get(tuple(family), "afi%d-safi%d" % tuple(family))
-
-
-def _known_family(fam) -> bool:
-    return fam[0] in (AFI_IPV4, AFI_IPV6) and fam[1] in (SAFI_UNICAST, SAFI_MULTICAST)
-
-
-
 
 
 # ---------------------------------------------------------------- configuration

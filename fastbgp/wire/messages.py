@@ -258,17 +258,6 @@ def _pack(prefixes, afi, addpath, impl):
     return impl.pack_prefixes(entries, addpath)
 
 
-# ---------------------------------------------------------------- communities
-
-
-def parse_community(text: str) -> int:
-    """Transitional: the speaker's announce (``build_spec`` in
-    session/routes.py, ``_make_spec`` in speaker.py before) still calls
-    this.  Remove once it calls ``fastbgp.wire.communities.parse_community(c,
-    numeric=True)``, which this is."""
-    return _communities.parse_community(text, numeric=True)
-
-
 # ---------------------------------------------------------------- path attributes
 
 
