@@ -28,7 +28,8 @@ from typing import Optional
 
 from fastbgp.mrt import reader as mrt
 from fastbgp.rib.export import tag_source
-from fastbgp.wire.constants import AFI_IPV4, IPV4_UNICAST
+from fastbgp.wire.as4 import attr_spans
+from fastbgp.wire.constants import AFI_IPV4, ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, IPV4_UNICAST
 from fastbgp.daemon.common import LOCAL_PID, SLICE_SECONDS
 
 log = logging.getLogger("fastbgp.daemon")
@@ -71,16 +72,10 @@ def update_family(body):
         if wlen:
             return IPV4_UNICAST
         alen = (body[2] << 8) | body[3]
-        i, end = 4, 4 + alen
-        while i + 3 <= end:
-            flags, t = body[i], body[i + 1]
-            if flags & 0x10:
-                ln, vs = (body[i + 2] << 8) | body[i + 3], i + 4
-            else:
-                ln, vs = body[i + 2], i + 3
-            if t in (14, 15):
+        # The body is not validated yet (observers see it before the codec).
+        for _flags, t, vs, _ve, _start in attr_spans(body, 4, 4 + alen):
+            if t in (ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI):
                 return ((body[vs] << 8) | body[vs + 1], body[vs + 2])
-            i = vs + ln
     except IndexError:
         pass
     return IPV4_UNICAST

@@ -44,7 +44,7 @@ import struct
 from typing import NamedTuple
 
 from fastbgp.config.schema import Neighbor, parse_prefix_entry
-from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments
+from fastbgp.wire.as4 import attr_spans, decode_segments, encode_attr, encode_segments
 from fastbgp.wire.communities import (
     parse_community,
     parse_community_pattern,
@@ -247,18 +247,8 @@ class _View:
 
     def __init__(self, block):
         self.attrs = block
-        items = {}
-        i, n = 0, len(block)
-        while i < n:
-            f, t = block[i], block[i + 1]
-            if f & FLAG_EXTENDED_LENGTH:
-                vs = i + 4
-                ve = vs + ((block[i + 2] << 8) | block[i + 3])
-            else:
-                vs = i + 3
-                ve = vs + block[i + 2]
-            items[t] = (f, block[vs:ve], block[i:ve])
-            i = ve
+        # ``items``: type -> (flags, value, the whole attribute as received).
+        items = {t: (f, block[vs:ve], block[st:ve]) for f, t, vs, ve, st in attr_spans(block)}
         self.items = items
         self._as_path = None
         self._comms = None

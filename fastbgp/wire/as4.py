@@ -31,21 +31,31 @@ def encode_attr(flags, type_code, value):
     return bytes((flags, type_code, n)) + value
 
 
-def split_attrs(block):
-    """[(flags, type, value)] of an already-validated attribute block."""
+def attr_spans(block, start=0, end=None):
+    """[(flags, type, value start, value end, attribute start)] of the
+    attributes in ``block[start:end]``: where each one and its value lie,
+    without copying (RFC 4271 §4.3: flags, type, a 1-octet length or a
+    2-octet one when the Extended Length bit is set).  The one walk over an
+    attribute block; callers that read unvalidated bytes catch IndexError."""
     out = []
-    i, n = 0, len(block)
+    i = start
+    n = len(block) if end is None else end
     while i < n:
         flags, t = block[i], block[i + 1]
         if flags & FLAG_EXTENDED_LENGTH:
-            ln = (block[i + 2] << 8) | block[i + 3]
-            i += 4
+            vs = i + 4
+            ve = vs + ((block[i + 2] << 8) | block[i + 3])
         else:
-            ln = block[i + 2]
-            i += 3
-        out.append((flags, t, bytes(block[i : i + ln])))
-        i += ln
+            vs = i + 3
+            ve = vs + block[i + 2]
+        out.append((flags, t, vs, ve, i))
+        i = ve
     return out
+
+
+def split_attrs(block):
+    """[(flags, type, value)] of an already-validated attribute block."""
+    return [(flags, t, bytes(block[vs:ve])) for flags, t, vs, ve, _start in attr_spans(block)]
 
 
 def decode_segments(value, width):
