@@ -32,6 +32,7 @@ pytest.importorskip("aiohttp")
 from fastbgp.cli import main as cli
 from fastbgp.wire import codec
 from fastbgp.mrt import reader as mrt  # noqa: E402
+from fastbgp.mrt import writer as mrt_writer  # noqa: E402
 from fastbgp.wire.as4 import encode_attr, encode_segments  # noqa: E402
 from daemon_harness import DaemonHarness  # noqa: E402
 from test_api import http  # noqa: E402
@@ -78,8 +79,8 @@ class Harness(DaemonHarness):
     thread_name = "fastbgp-mrt-daemon"
     call_timeout = 30.0
 
-    def __init__(self, tmp: pathlib.Path):
-        super().__init__(tmp)
+    def __init__(self, tmp: pathlib.Path, loop_factory=None):
+        super().__init__(tmp, loop_factory)
         self.dump = tmp / "dump"
 
     def write_config(self, rib=True):
@@ -95,9 +96,9 @@ class Harness(DaemonHarness):
 
 
 @pytest.fixture(scope="module")
-def harness():
+def harness(loop_factory):
     with tempfile.TemporaryDirectory(prefix="fastbgp-mrt-") as tmp:
-        h = Harness(pathlib.Path(tmp))
+        h = Harness(pathlib.Path(tmp), loop_factory)
         try:
             yield h.start()
         finally:
@@ -303,7 +304,7 @@ def _small_rib(path):
     routes = [(p, [(0, attrs(0, True), None), (1, attrs(1, True), None)]) for p in v4]
     routes += [(p, [(0, attrs(0, False), bytes.fromhex("20010db8000000000000000000000001")),
                     (1, attrs(1, False), bytes.fromhex("20010db8000000000000000000000002"))]) for p in v6]
-    with mrt.MrtWriter(path) as w:
+    with mrt_writer.MrtWriter(path) as w:
         w.write_rib(peers, routes, collector_id="10.9.9.9")
     return v4, v6
 

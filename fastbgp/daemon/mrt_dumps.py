@@ -27,6 +27,7 @@ import weakref
 from typing import Optional
 
 from fastbgp.mrt import reader as mrt
+from fastbgp.mrt import writer
 from fastbgp.rib.export import tag_source
 from fastbgp.wire.as4 import attr_spans
 from fastbgp.wire.constants import AFI_IPV4, ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, IPV4_UNICAST
@@ -113,7 +114,7 @@ class MrtDumper:
         self.rib_task = None
         self.rib_written = []  # snapshot files written, in order
         if mcfg.updates is not None:
-            self.updates = mrt.RotatingMrtWriter(mcfg.updates.path, mcfg.updates.interval)
+            self.updates = writer.RotatingMrtWriter(mcfg.updates.path, mcfg.updates.interval)
             self.w = self.updates.current()
             self._at_boundary("rotate", mcfg.updates.interval, self._rotate)
             self._handles["flush"] = self.loop.call_later(_MRT_FLUSH_S, self._flush)
@@ -180,7 +181,7 @@ class MrtDumper:
         as4 = session.ctx.as4
         # RFC 6396 §4.4.2/§4.4.3: the subtype says how wide the AS numbers
         # are, in the header and in the message's AS_PATH alike.
-        head = mrt.bgp4mp_head(as4, neg.peer_asn, nb.local_as, peer_ip, local_ip) + b"\xff" * 16
+        head = writer.bgp4mp_head(as4, neg.peer_asn, nb.local_as, peer_ip, local_ip) + b"\xff" * 16
         sub = mrt.BGP4MP_MESSAGE_AS4 if as4 else mrt.BGP4MP_MESSAGE
         sub_ap = mrt.BGP4MP_MESSAGE_AS4_ADDPATH if as4 else mrt.BGP4MP_MESSAGE_ADDPATH
         rx = frozenset(session.ctx.addpath_rx)
@@ -317,11 +318,11 @@ async def write_rib_snapshot(daemon, path, timestamp=None) -> int:
         os.makedirs(d, exist_ok=True)
     sp = os.fsdecode(path)
     comp = "gz" if sp.endswith(".gz") else "bz2" if sp.endswith(".bz2") else ""
-    w = mrt.MrtWriter(tmp, compress=comp)
+    w = writer.MrtWriter(tmp, compress=comp)
     done = False
     seq = 0
     try:
-        w.write_raw(mrt.encode_peer_index(ts, daemon.config.global_.router_id, peers))
+        w.write_raw(writer.encode_peer_index(ts, daemon.config.global_.router_id, peers))
         for fam, rib in daemon.ribs.items():
             seq = await _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq)
         w.close()
@@ -382,7 +383,7 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
                     if nh:
                         # RFC 6396 §4.3.4: the MP next hop in an
                         # abbreviated MP_REACH_NLRI.
-                        attrs = mrt.rib_attrs(attrs, nh)
+                        attrs = writer.rib_attrs(attrs, nh)
                     e = memo[aid] = (idx, orig[peer], attrs)
                 if path_id:
                     addpath = True

@@ -655,20 +655,3 @@ class MrtReader:
 def read(source, codec=None, parse=True):
     """Shorthand: iterate over the records of ``source``."""
     return iter(MrtReader(source, codec=codec, parse=parse))
-
-
-# Transitional: the encoders and writers moved to fastbgp.mrt.writer.  Callers
-# not updated yet still find them here (resolved on use, so the reader does not
-# import the writer); delete this once every caller imports the writer.
-_MOVED_TO_WRITER = frozenset((
-    "encode_header", "bgp4mp_head", "encode_bgp4mp_message", "encode_state_change", "encode_peer_index",
-    "rib_attrs", "encode_rib", "encode_record", "MrtWriter", "RotatingMrtWriter",
-))  # fmt: skip
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_WRITER:
-        from fastbgp.mrt import writer
-
-        return getattr(writer, name)
-    raise AttributeError("module %r has no attribute %r" % (__name__, name))
