@@ -37,12 +37,7 @@ log = logging.getLogger("fastbgp.daemon")
 
 # RFC 6396 §2 header with the §3 microsecond field of the _ET types.
 _MRT_ET_HDR = struct.Struct(">IHHII")
-_MRT_HDR = struct.Struct(">IHHI")
 _BGP_LEN_TYPE = struct.Struct(">HB")
-_RIB_ENT = struct.Struct(">HIH")  # RFC 6396 §4.3.4 RIB entry header
-_RIB_ENT_AP = struct.Struct(">HIIH")  # RFC 8050 §4: with a path identifier
-_U32 = struct.Struct(">I")
-_U16 = struct.Struct(">H")
 _MRT_FLUSH_S = 1.0
 
 
@@ -342,10 +337,7 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
     """The RIB records of one family, numbered from ``seq``; returns the
     next sequence number."""
     loop = daemon.loop
-    hdr = _MRT_HDR.pack
-    u32, u16 = _U32.pack, _U16.pack
     afi = fam[0]
-    sub = mrt.RIB_IPV4_UNICAST if afi == AFI_IPV4 else mrt.RIB_IPV6_UNICAST
     width = 4 if afi == AFI_IPV4 else 16
     pad = [bytes(width - k) for k in range(width + 1)]
     # Every prefix, as packed groups (one C pass, no object per
@@ -372,7 +364,6 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
             if not paths:
                 continue  # withdrawn since
             ents = []
-            addpath = False
             for peer, path_id, aid, _flags in paths:
                 idx = index.get(peer)
                 if idx is None or daemon.sources.get(peer) is not srcs[peer]:
@@ -385,19 +376,9 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
                         # abbreviated MP_REACH_NLRI.
                         attrs = writer.rib_attrs(attrs, nh)
                     e = memo[aid] = (idx, orig[peer], attrs)
-                if path_id:
-                    addpath = True
-                ents.append((e, path_id))
+                ents.append(e + (path_id,))
             if not ents:
                 continue
-            out = [u32(seq & 0xFFFFFFFF), raw, u16(len(ents))]
-            for (idx, o, attrs), path_id in ents:
-                # RFC 8050 §4: the _ADDPATH subtypes put a path
-                # identifier in every entry.
-                out.append(_RIB_ENT_AP.pack(idx, o, path_id, len(attrs)) if addpath
-                           else _RIB_ENT.pack(idx, o, len(attrs)))
-                out.append(attrs)
-            body = b"".join(out)
-            w.write_raw(hdr(ts, mrt.TABLE_DUMP_V2, sub + (6 if addpath else 0), len(body)) + body)
+            w.write_raw(writer.encode_rib_packed(ts, seq, afi, raw, ents))
             seq += 1
     return seq

@@ -134,6 +134,29 @@ def rib_attrs(attrs, next_hop=None):
     return encode_attr(0x80, ATTR_MP_REACH_NLRI, bytes((len(next_hop),)) + next_hop) + attrs
 
 
+_RIB_ENTRY = struct.Struct(">HIH")  # RFC 6396 §4.3.4: peer index, originated time, attribute length
+_RIB_ENTRY_ADDPATH = struct.Struct(">HIIH")  # RFC 8050 §4: with a path identifier
+
+
+def encode_rib_packed(timestamp, sequence, afi, packed_prefix, entries, *, subtype=None):
+    """A RIB_IPV4/IPV6_UNICAST record (the _ADDPATH form, RFC 8050, when any
+    entry has a path id) of a prefix in NLRI form (length octet, then the
+    significant address octets).  ``entries``: (peer_index, originated,
+    attrs, path_id) tuples, attrs in RIB form (see rib_attrs).  The one
+    place a RIB entry is laid out: :func:`encode_rib` and the daemon's RIB
+    snapshots call it."""
+    if subtype is None:
+        addpath = any(e[3] for e in entries)
+        subtype = (RIB_IPV6_UNICAST if afi == AFI_IPV6 else RIB_IPV4_UNICAST) + (6 if addpath else 0)
+    addpath = subtype >= RIB_IPV4_UNICAST_ADDPATH
+    out = [_U32.pack(sequence & 0xFFFFFFFF), packed_prefix, _U16.pack(len(entries))]
+    for idx, originated, attrs, path_id in entries:
+        out.append(_RIB_ENTRY_ADDPATH.pack(idx, originated, path_id, len(attrs)) if addpath
+                   else _RIB_ENTRY.pack(idx, originated, len(attrs)))
+        out.append(attrs)
+    return encode_header(timestamp, TABLE_DUMP_V2, subtype, b"".join(out))
+
+
 def encode_rib(timestamp, sequence, prefix, entries, *, subtype=None):
     """RIB_IPV4/IPV6_UNICAST (or their _ADDPATH forms when any entry has a
     path id) for ``prefix`` ('addr/len'); ``entries`` are RibEntry structs
@@ -141,18 +164,8 @@ def encode_rib(timestamp, sequence, prefix, entries, *, subtype=None):
     (see rib_attrs)."""
     afi, addr, plen = prefix_bytes(prefix)
     ents = [e if isinstance(e, RibEntry) else RibEntry(*e) for e in entries]
-    if subtype is None:
-        addpath = any(e.path_id for e in ents)
-        subtype = (RIB_IPV6_UNICAST if afi == AFI_IPV6 else RIB_IPV4_UNICAST) + (6 if addpath else 0)
-    addpath = subtype >= RIB_IPV4_UNICAST_ADDPATH
-    out = [_U32.pack(sequence), _pack_prefix(addr, plen), _U16.pack(len(ents))]
-    for e in ents:
-        out.append(struct.pack(">HI", e.peer_index, e.originated))
-        if addpath:
-            out.append(_U32.pack(e.path_id))
-        out.append(_U16.pack(len(e.attrs)))
-        out.append(e.attrs)
-    return encode_header(timestamp, TABLE_DUMP_V2, subtype, b"".join(out))
+    return encode_rib_packed(timestamp, sequence, afi, _pack_prefix(addr, plen),
+                             [(e.peer_index, e.originated, e.attrs, e.path_id) for e in ents], subtype=subtype)
 
 
 def encode_record(rec):
