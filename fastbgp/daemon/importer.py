@@ -101,16 +101,6 @@ class Importer:
 
     def process_update(self, nb, session, parsed):
         c = nb.counters
-        c.last_update_received = time.time()
-        if parsed.errors:
-            # RFC 7606: handled without a reset; counted and logged.
-            if parsed.action == ACTION_TREAT_AS_WITHDRAW:
-                c.treat_as_withdraw += 1
-            else:
-                c.attribute_discard += 1
-            log.warning("%s: UPDATE error handled as %s: %s", nb.address,
-                        "treat-as-withdraw" if parsed.action == ACTION_TREAT_AS_WITHDRAW else "attribute-discard",
-                        "; ".join(str(e) for e in parsed.errors))
         ribs = self.daemon.ribs
         fams = session.negotiated.families
         rx = session.ctx.addpath_rx

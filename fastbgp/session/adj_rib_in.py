@@ -18,14 +18,12 @@ methods); calls back ``Neighbor.eor_received`` (End-of-RIB),
 from __future__ import annotations
 
 import logging
-import time
 
 import msgspec
 
 from fastbgp.session.routes import RouteAttributes, decode_path, family_known, family_text, key_prefix, split_nlri
 from fastbgp.session.sink import RouteSink
 from fastbgp.wire.constants import IPV4_UNICAST, RR_BORR, RR_EORR, RR_NORMAL
-from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 
 __all__ = ["AdjRibIn"]
 
@@ -68,16 +66,6 @@ class AdjRibIn(RouteSink):
     def update_received(self, session, parsed) -> None:
         nb = self.neighbor
         c = nb.counters
-        c.last_update_received = time.time()
-        if parsed.errors:
-            # RFC 7606: handled without a reset; count and log.
-            if parsed.action == ACTION_TREAT_AS_WITHDRAW:
-                c.treat_as_withdraw += 1
-            else:
-                c.attribute_discard += 1
-            log.warning("%s: UPDATE error handled as %s: %s", nb.address,
-                        "treat-as-withdraw" if parsed.action == ACTION_TREAT_AS_WITHDRAW else "attribute-discard",
-                        "; ".join(str(e) for e in parsed.errors))
         neg = session.negotiated
         seen, fams = self._accepted
         if seen is not neg:

@@ -76,6 +76,7 @@ from fastbgp.wire.constants import (
     RR_NORMAL,
 )
 from fastbgp.wire.errors import (
+    ACTION_TREAT_AS_WITHDRAW,
     CEASE_ADMIN_RESET,
     CEASE_ADMIN_SHUTDOWN,
     CEASE_HARD_RESET,
@@ -613,6 +614,19 @@ class Neighbor:
             self.graceful_restart.session_ended(session, t, self._last_rx_notification)
 
     def session_update(self, session, parsed):
+        c = self.counters
+        c.last_update_received = time.time()
+        if parsed.errors:
+            # RFC 7606: errors the codec handled without a reset (treat-as-
+            # withdraw, attribute discard) are counted and logged here, for
+            # every sink alike.
+            handled = "treat-as-withdraw" if parsed.action == ACTION_TREAT_AS_WITHDRAW else "attribute-discard"
+            if parsed.action == ACTION_TREAT_AS_WITHDRAW:
+                c.treat_as_withdraw += 1
+            else:
+                c.attribute_discard += 1
+            log.warning("%s: UPDATE error handled as %s: %s", self.address, handled,
+                        "; ".join(str(e) for e in parsed.errors))
         self.sink.update_received(session, parsed)
         if session.fsm.state is not State.ESTABLISHED:
             return  # the sink ended the session (prefix limit)
