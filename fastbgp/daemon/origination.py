@@ -59,12 +59,17 @@ class Originator:
         fam = (afi, 1)
         packed = bytes((plen,)) + addr[: (plen + 7) >> 3]
         nhb = b"" if (nh == NEXT_HOP_SELF or fam == IPV4_UNICAST) else nh
-        table = self.daemon.attrs
-        aid = table.intern(block, source_tag(LOCAL_PID, nhb))
         self.local_routes[fam][packed] = origin
+        self._install(fam, block, nhb, packed)
+
+    def _install(self, fam, block, nh, packed):
+        """Our own paths (pseudo-peer LOCAL_PID) for the packed prefixes, with
+        one interned attribute set, into the RIB and the ADD-PATH groups."""
+        table = self.daemon.attrs
+        aid = table.intern(block, source_tag(LOCAL_PID, nh))
         try:
             if self.exporter.addpath_groups(fam):
-                self.exporter.addpath_delta(fam, LOCAL_PID, block, nhb, packed, False)
+                self.exporter.addpath_delta(fam, LOCAL_PID, block, nh, packed, False)
             self.importer.update_rib(fam, LOCAL_PID, packed, False, aid)
         finally:
             table.release(aid)
@@ -190,18 +195,11 @@ class Originator:
                 await asyncio.sleep(0)
                 t0 = loop.time()
         total = 0
-        table = self.daemon.attrs
         for fam, block, nh, n, nlri in checked:
             if not n:
                 continue
             nlri = bytes(nlri)
-            aid = table.intern(block, source_tag(LOCAL_PID, nh))
-            try:
-                if self.exporter.addpath_groups(fam):
-                    self.exporter.addpath_delta(fam, LOCAL_PID, block, nh, nlri, False)
-                self.importer.update_rib(fam, LOCAL_PID, nlri, False, aid)
-            finally:
-                table.release(aid)
+            self._install(fam, block, nh, nlri)
             self.injected[fam] += n
             total += n
             if loop.time() - t0 > SLICE_SECONDS:
