@@ -4,7 +4,7 @@
 # run, on a fresh machine or on one where everything is already installed.
 #
 # The tests start each daemon themselves inside throw-away network namespaces
-# (tests/interop/lab.py), so the distribution's own system services must never
+# (fastbgp/testing/lab.py), so the distribution's own system services must never
 # be running: a bird/bgpd listening on the host's port 179 would be pointless
 # at best and could collide with test expectations at worst.
 set -euo pipefail

@@ -1,6 +1,8 @@
-"""pytest-benchmark fixtures: every benchmark runs on the compiled codec and
-on its pure-Python twin (ids ``cython`` / ``python``); the summary at the end
-prints prefixes/s for both and their ratio, measured in this one run.
+"""pytest-benchmark fixtures: every benchmark taking ``codec`` (or
+``rib_impl``, ``gen``: the fan-out fixtures of fastbgp.testing.plugin) runs
+on the compiled module and on its pure-Python twin (ids ``cython`` /
+``python``); the summary at the end prints prefixes/s for both and their
+ratio, measured in this one run.
 
 Run:  python -m pytest bench/ --benchmark-only
 """
@@ -9,16 +11,11 @@ import pytest
 
 from fastbgp.wire import bench as workloads_mod
 from fastbgp.wire import codec as selector
+from fastbgp.testing.benchmarks import benchmark_median
 
-IMPLS = ("cython", "python")
+pytest_plugins = ["fastbgp.testing.plugin"]
+
 _rates = {}  # (case, op) -> {impl: prefixes/s}
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request):
-    if request.param == "cython" and selector.NO_EXTENSIONS:
-        pytest.skip("FASTBGP_NO_EXTENSIONS is set")
-    return selector.load(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +25,9 @@ def workloads():
 
 
 def record(case, op, impl, prefixes, benchmark):
-    stats = benchmark.stats.stats
-    _rates.setdefault((case, op), {})[impl.IMPLEMENTATION] = prefixes / stats.median
+    median = benchmark_median(benchmark)
+    if median is not None:
+        _rates.setdefault((case, op), {})[impl.IMPLEMENTATION] = prefixes / median
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,5 +1,5 @@
 """fastbgp loadtest against real BGP daemons, each in its own network
-namespace (tests/interop/lab.py), and the results table written to
+namespace (fastbgp/testing/lab.py), and the results table written to
 bench/LOADTEST_RESULTS.md by this one command::
 
     python bench/loadtest_targets.py                      # everything
@@ -41,8 +41,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 DUT_AS = 65000
 PEER_AS = 64512
@@ -151,7 +149,7 @@ async def child_watch(target, n):
 
 
 def _lab():
-    from interop import lab as L
+    from fastbgp.testing import lab as L
 
     return L
 
@@ -352,7 +350,7 @@ def main(argv=None):
         return 2
     lines = ["# fastbgp loadtest against real daemons", "",
              "Written by `python bench/loadtest_targets.py %s` on %s." % (" ".join(argv or sys.argv[1:]), time.strftime("%Y-%m-%d")),
-             "", "Machine: %s.  Each daemon in its own network namespace (tests/interop/lab.py), the tester in "
+             "", "Machine: %s.  Each daemon in its own network namespace (fastbgp/testing/lab.py), the tester in "
              "another; peers on 192.0.2.10+, monitor on %s.  Rates are prefixes/s." % (B.machine(), MON_ADDR), ""]
     results = {}
     with (L.Lab() if targets else _NoLab()) as lab_:

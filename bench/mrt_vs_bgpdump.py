@@ -23,12 +23,10 @@ import sys
 import tempfile
 import time
 
-HERE = pathlib.Path(__file__).resolve()
-sys.path.insert(0, str(HERE.parents[1]))
+from fastbgp.testing import CORPORA
+from fastbgp.wire.bench import machine
 
-from fastbgp.wire.bench import machine  # noqa: E402
-
-CORPUS = HERE.parents[2] / "shared" / "corpora" / "bgpdump" / "test_data"
+CORPUS = CORPORA / "bgpdump" / "test_data"
 DEFAULT_FILES = ("bview.20020722.2337.gz", "updates.et-header.2015.gz")
 
 

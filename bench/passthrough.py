@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Route pass-through benchmark: senders -> target daemon -> receiver.
 
-Every speaker runs in its own network namespace (tests/interop/lab.py):
+Every speaker runs in its own network namespace (fastbgp/testing/lab.py):
 lean fastbgp-based senders blast a pre-encoded table, the target (fastbgp,
 BIRD, FRR, GoBGP) passes it on, a counting receiver says when it holds all
 of it.  Two shapes:
@@ -42,7 +42,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
 
 TARGET_AS = 64500
 RECEIVER_AS = 64999
@@ -287,7 +286,7 @@ PROFILE = None  # --profile: py-spy output file for the fastbgp target
 
 def _start_target(kind, lab, t, senders, receiver, rs):
     """(pid to measure, process, stop function)."""
-    from tests.interop import lab as L
+    from fastbgp.testing import lab as L
 
     if kind == "fastbgp":
         path = os.path.join(t.workdir, "fastbgp.toml")
@@ -336,7 +335,7 @@ def _start_target(kind, lab, t, senders, receiver, rs):
 
 
 def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
-    from tests.interop import lab as L
+    from fastbgp.testing import lab as L
 
     rs = shape == "route-server"
     with L.Lab() as lab:
@@ -417,7 +416,7 @@ NOTES = """\
 How it is measured (bench/passthrough.py):
 
 * every speaker runs in its own network namespace on a virtual Ethernet
-  (tests/interop/lab.py); the senders and the receiver are lean fastbgp
+  (fastbgp/testing/lab.py); the senders and the receiver are lean fastbgp
   processes (a pre-encoded blaster, a receiver counting prefixes with
   codec.parse_update), the same for every target;
 * passthrough: 1 sender -> target -> 1 receiver, 1,000,000 IPv4 /24 in

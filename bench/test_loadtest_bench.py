@@ -27,6 +27,7 @@ from fastbgp.wire import bench as workloads_mod
 _gen = pytest.importorskip("fastbgp.loadtest._gen", reason="the compiled load generator is not built")
 
 from fastbgp.loadtest import generator as G, scenario as S  # noqa: E402
+from fastbgp.testing.benchmarks import benchmark_median  # noqa: E402
 
 BAR = 5_000_000
 _rates = {}
@@ -61,7 +62,10 @@ def test_generate_encode_discard(benchmark, case):
     table = S.Table(**CASES[case])
     got = benchmark.pedantic(_one, args=(table,), rounds=5, iterations=1, warmup_rounds=1)
     assert got == table.prefixes
-    rate = table.prefixes / benchmark.stats.stats.median
+    median = benchmark_median(benchmark)
+    if median is None:
+        return  # timing disabled: the correctness check above is the test
+    rate = table.prefixes / median
     _rates[case] = rate
     assert rate >= BAR, "%s: %.0f prefixes/s is below the %d bar" % (case, rate, BAR)
 
@@ -82,7 +86,10 @@ def test_shared_table_patched_per_session(benchmark):
     table = S.Table(prefixes=100_000, per_group=100)
     got = benchmark.pedantic(_shared, args=(table, 10), rounds=5, iterations=1, warmup_rounds=1)
     assert got == 1_000_000
-    rate = got / benchmark.stats.stats.median
+    median = benchmark_median(benchmark)
+    if median is None:
+        return  # timing disabled: the correctness check above is the test
+    rate = got / median
     _rates["shared-10x100k"] = rate
     assert rate >= BAR
 

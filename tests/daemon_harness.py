@@ -7,32 +7,30 @@ its eBGP peer, all on loopback::
 
 Subclasses write the config (``write_config``) and choose what the peer
 announces (``announce``); tests drive the daemon through its API or CLI and
-read its state with ``call`` (run on the daemon's own loop thread)."""
+read its state with ``call`` (run on the daemon's own loop thread).
+
+The daemon's loop comes from ``loop_factory`` (the plugin's fixture of that
+name: asyncio or uvloop); ``run_client`` runs a test's own client coroutine
+on a fresh loop of the same kind."""
 
 import asyncio
 import pathlib
-import socket
 import threading
 import time
 
 from fastbgp.control import logs
 from fastbgp.session.speaker import NeighborConfig, Speaker
-
-
-def free_port(host="127.0.0.1"):
-    # Config listeners need a fixed port; the window between closing this
-    # probe and the daemon binding it is harmless on a test machine.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from fastbgp.testing import loops
+from fastbgp.testing.net import free_port
 
 
 class DaemonHarness:
     thread_name = "fastbgp-daemon"
     call_timeout = 10.0
 
-    def __init__(self, tmp: pathlib.Path):
+    def __init__(self, tmp: pathlib.Path, loop_factory=None):
         self.tmp = tmp
+        self.loop_factory = loop_factory
         # A directory that does not exist yet: the API must create it 0700.
         self.socket = str(tmp / "run" / "fastbgp.sock")
         self.config_path = tmp / "fastbgp.toml"
@@ -82,7 +80,8 @@ class DaemonHarness:
 
     def _thread_main(self):
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+                runner.run(self._main())
         except BaseException as exc:  # reported by start()
             self.error = exc
             self._ready.set()
@@ -109,6 +108,11 @@ class DaemonHarness:
     def run(self, coro, timeout=None):
         """Run a coroutine on the daemon's loop (Speaker operations)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout or self.call_timeout)
+
+    def run_client(self, coro, timeout=loops.DEFAULT_TIMEOUT):
+        """Run a test's client coroutine (HTTP, watch) on a fresh loop of the
+        daemon's kind, in the calling thread."""
+        return loops.run(coro, timeout, self.loop_factory)
 
     def call(self, fn, *args, **kw):
         """Call a function on the daemon's loop thread (its state is not

@@ -2,8 +2,9 @@
 
 A module-scoped harness runs ``daemon.run_daemon`` (the ``fastbgp daemon``
 entry point, so the API and metrics listeners come from the config file as
-in production) in a background thread with its own event loop, next to a
-fastbgp Speaker playing the peer, all on loopback:
+in production) in a background thread with its own event loop (once on
+asyncio, once on uvloop), next to a fastbgp Speaker playing the peer, all on
+loopback:
 
     Daemon AS65001 (127.0.0.1) --eBGP--> Speaker AS65002 (listens 127.0.0.2)
     Daemon neighbour 127.0.0.3 (passive, nobody there: stays Active)
@@ -27,7 +28,8 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 
 from fastbgp.control import api, contract as ctl, logs  # noqa: E402
-from daemon_harness import DaemonHarness, free_port  # noqa: E402
+from daemon_harness import DaemonHarness  # noqa: E402
+from fastbgp.testing.net import free_port  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
 PEER_PREFIXES = ["203.0.113.0/24", "203.0.113.128/25"]
@@ -72,8 +74,8 @@ passive = true
 class Harness(DaemonHarness):
     """The daemon and its peer in a background event loop."""
 
-    def __init__(self, tmp: pathlib.Path):
-        super().__init__(tmp)
+    def __init__(self, tmp: pathlib.Path, loop_factory=None):
+        super().__init__(tmp, loop_factory)
         self.api_port = free_port()
 
     def write_config(self, description="the peer", extra=""):
@@ -99,9 +101,9 @@ class Harness(DaemonHarness):
 
 
 @pytest.fixture(scope="module")
-def harness():
+def harness(loop_factory):
     with tempfile.TemporaryDirectory(prefix="fastbgp-api-") as tmp:
-        h = Harness(pathlib.Path(tmp))
+        h = Harness(pathlib.Path(tmp), loop_factory)
         try:
             yield h.start()
         finally:
@@ -125,7 +127,7 @@ def http(h, method, path, body=None, **kw):
     """(status, headers, decoded JSON or raw bytes) over the unix socket."""
     if "url" not in kw:
         kw.setdefault("unix", h.socket)
-    status, headers, data = asyncio.run(_request(method, path, body, **kw))
+    status, headers, data = h.run_client(_request(method, path, body, **kw))
     if headers.get("Content-Type", "").startswith("application/json") and data:
         return status, headers, msgspec.json.decode(data)
     return status, headers, data
@@ -303,7 +305,7 @@ def test_watch_sees_disable_and_enable(harness):
                                          unix=harness.socket)
         assert status == 200, body
 
-    events = asyncio.run(_watch_until(
+    events = harness.run_client(_watch_until(
         harness, disable, lambda ev: ("established", "idle") in _state_changes(ev, "127.0.0.2")))
     assert ("established", "idle") in _state_changes(events, "127.0.0.2")
     status, _, body = http(harness, "GET", "/v1/neighbors/127.0.0.2")
@@ -315,7 +317,7 @@ def test_watch_sees_disable_and_enable(harness):
         status, _, body = await _request("POST", "/v1/neighbors/127.0.0.2/enable", unix=harness.socket)
         assert status == 200, body
 
-    events = asyncio.run(_watch_until(
+    events = harness.run_client(_watch_until(
         harness, enable, lambda ev: any(new == "established" for _, new in _state_changes(ev, "127.0.0.2"))))
     assert any(new == "established" for _, new in _state_changes(events, "127.0.0.2"))
     harness.wait_for(lambda: len(harness.call(harness.daemon.rib, "ipv4-unicast")) >= len(PEER_PREFIXES),
@@ -327,7 +329,7 @@ def test_watch_reports_best_path_changes(harness):
         status, _, _ = await _request("POST", "/v1/rib/announce", {"prefixes": ["192.0.2.128/25"]}, unix=harness.socket)
         assert status == 200
 
-    events = asyncio.run(_watch_until(
+    events = harness.run_client(_watch_until(
         harness, announce, lambda ev: any(isinstance(e, ctl.BestChange) and e.prefix == "192.0.2.128/25" for e in ev)))
     best = [e for e in events if isinstance(e, ctl.BestChange)][-1]
     assert best.family == "ipv4-unicast" and best.route is not None and best.route.source == "local"
@@ -342,7 +344,7 @@ def test_watch_subscriber_is_dropped_when_client_leaves(harness):
                 harness.wait_for(lambda: len(harness.daemon._watchers) >= 1, "subscription")
 
     before = harness.call(lambda: len(harness.daemon._watchers))
-    asyncio.run(go())
+    harness.run_client(go())
     harness.wait_for(lambda: harness.call(lambda: len(harness.daemon._watchers)) == before, "unsubscribe", timeout=5)
 
 
@@ -498,6 +500,6 @@ def test_stopping_the_api_ends_watch_streams(harness, tmp_path):
                 return time.monotonic() - t0
 
     # The open stream ends at once, not at aiohttp's shutdown timeout.
-    assert asyncio.run(watch()) < 1.5
+    assert harness.run_client(watch()) < 1.5
     stopped[0].result(5)
     assert not os.path.exists(path)

@@ -44,10 +44,7 @@ from fastbgp.wire.constants import (
 )
 from fastbgp.wire.errors import ACTION_AFISAFI_DISABLE, ACTION_SESSION_RESET, BGPError
 
-try:  # the one definition of where the corpora live
-    from conftest import CORPORA as _CORPORA
-except ImportError:  # pragma: no cover - other pytest import modes
-    _CORPORA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "corpora"
+from fastbgp.testing import CORPORA as _CORPORA  # the one definition of where they live
 
 _QA = "exabgp-qa"
 _NOT_HEX = re.compile(r"[^0-9A-Fa-f]")

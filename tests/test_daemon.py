@@ -17,6 +17,7 @@ from fastbgp.session import protocol as session_mod
 from fastbgp.daemon.core import Daemon, run_daemon
 from fastbgp.session.fsm import State
 from fastbgp.session.speaker import NeighborConfig, Speaker
+from fastbgp.testing.net import free_port
 
 # A /24 per test module run: addresses are never reused within a run, so a
 # socket in TIME_WAIT can never collide with a later test.
@@ -25,21 +26,6 @@ _ADDRS = (str(ipaddress.IPv4Address("127.0.0.0") + (2 << 8) + i) for i in iterto
 
 def addr():
     return next(_ADDRS)
-
-
-def free_port(host):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def run(coro, timeout=40.0):
-    async def main():
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
 
 
 async def until(pred, timeout=5.0, what="condition"):
@@ -135,7 +121,7 @@ def best(d, prefix):
 # ----------------------------------------------------------------------------- best path, export, withdraw
 
 
-def test_best_path_across_peers_export_and_withdraw():
+def test_best_path_across_peers_export_and_withdraw(run):
     async def main():
         a_addr, b_addr, c_addr = addr(), addr(), addr()
         dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002), neighbor_toml(c_addr, 65003)])
@@ -188,7 +174,7 @@ def test_best_path_across_peers_export_and_withdraw():
     run(main())
 
 
-def test_export_policy_prefix_set_community_med_and_adj_ribs():
+def test_export_policy_prefix_set_community_med_and_adj_ribs(run):
     policy = """
 [[defined-sets.prefix-sets]]
 name = "blocked"
@@ -253,7 +239,7 @@ actions = { set-local-pref = 300, result = "accept" }
 # ----------------------------------------------------------------------------- iBGP, RR, route server
 
 
-def test_ibgp_split_horizon():
+def test_ibgp_split_horizon(run):
     async def main():
         i1, i2, e = addr(), addr(), addr()
         dut = DUT(neighbors=[neighbor_toml(i1, 65000), neighbor_toml(i2, 65000), neighbor_toml(e, 65010)])
@@ -283,7 +269,7 @@ def test_ibgp_split_horizon():
     run(main())
 
 
-def test_route_reflection():
+def test_route_reflection(run):
     async def main():
         c1, c2, nc_ = addr(), addr(), addr()
         dut = DUT(glob='cluster-id = "1.2.3.4"', neighbors=[
@@ -315,7 +301,7 @@ def test_route_reflection():
     run(main())
 
 
-def test_reflection_loops_rejected_on_import():
+def test_reflection_loops_rejected_on_import(run):
     from fastbgp.wire.as4 import encode_attr
     from fastbgp.rib.export import IBGP, Source
 
@@ -340,7 +326,7 @@ def test_reflection_loops_rejected_on_import():
     run(main())
 
 
-def test_route_server_transparency():
+def test_route_server_transparency(run):
     async def main():
         a_addr, c_addr = addr(), addr()
         rs = {"route-server-client": True}
@@ -366,7 +352,7 @@ def test_route_server_transparency():
 # ----------------------------------------------------------------------------- update groups
 
 
-def test_update_group_members_get_the_same_bytes(monkeypatch):
+def test_update_group_members_get_the_same_bytes(monkeypatch, run):
     written = {}
     orig = session_mod.Connection.writelines
 
@@ -416,7 +402,7 @@ def test_update_group_members_get_the_same_bytes(monkeypatch):
 # ----------------------------------------------------------------------------- reload
 
 
-def test_reload_keeps_unchanged_sessions_and_bad_config_changes_nothing(tmp_path):
+def test_reload_keeps_unchanged_sessions_and_bad_config_changes_nothing(tmp_path, run):
     async def main():
         a_addr, b_addr, c_addr = addr(), addr(), addr()
         path = tmp_path / "fastbgp.toml"
@@ -489,7 +475,7 @@ actions = { communities = { add = ["65000:7"] }, result = "accept" }
     run(main())
 
 
-def test_bad_config_nothing_started(tmp_path):
+def test_bad_config_nothing_started(tmp_path, run):
     host = addr()
     port = free_port(host)
     path = tmp_path / "bad.toml"
@@ -507,7 +493,7 @@ def test_bad_config_nothing_started(tmp_path):
     run(main())
 
 
-def test_run_daemon_serves_and_stops(tmp_path):
+def test_run_daemon_serves_and_stops(tmp_path, run):
     host = addr()
     port = free_port(host)
     path = tmp_path / "ok.toml"
@@ -532,7 +518,7 @@ def test_run_daemon_serves_and_stops(tmp_path):
 # ----------------------------------------------------------------------------- ADD-PATH, GR, prefix limit
 
 
-def test_addpath_send_several_paths():
+def test_addpath_send_several_paths(run):
     async def main():
         a_addr, b_addr, c_addr = addr(), addr(), addr()
         dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
@@ -563,7 +549,7 @@ def test_addpath_send_several_paths():
     run(main())
 
 
-def test_graceful_restart_helper():
+def test_graceful_restart_helper(run):
     async def main():
         a_addr, c_addr = addr(), addr()
         gr = {"enabled": True, "restart-time": 30}
@@ -600,7 +586,7 @@ def test_graceful_restart_helper():
     run(main())
 
 
-def test_prefix_limit():
+def test_prefix_limit(run):
     async def main():
         a_addr = addr()
         lim = {"prefix-limit": {"ipv4-unicast": {"max": 5}}}
@@ -626,7 +612,7 @@ def test_prefix_limit():
 # ----------------------------------------------------------------------------- dynamic neighbours, API
 
 
-def test_dynamic_neighbor_from_range():
+def test_dynamic_neighbor_from_range(run):
     async def main():
         dyn = addr()
         extra = """
@@ -655,7 +641,7 @@ peer-group = "edge"
     run(main())
 
 
-def test_api_announce_withdraw_and_watch():
+def test_api_announce_withdraw_and_watch(run):
     async def main():
         c_addr = addr()
         dut = DUT(neighbors=[neighbor_toml(c_addr, 65003)])
@@ -696,7 +682,7 @@ def test_api_announce_withdraw_and_watch():
 
 
 @pytest.mark.parametrize("route_refresh", [True, False])
-def test_soft_reconfiguration_inbound(tmp_path, route_refresh):
+def test_soft_reconfiguration_inbound(tmp_path, route_refresh, run):
     """An import policy change re-runs import: by ROUTE-REFRESH (RFC 2918)
     when the peer supports it, else from the stored pre-policy Adj-RIB-In."""
 
@@ -739,7 +725,7 @@ actions = { result = "reject" }
     run(main())
 
 
-def test_sighup_reloads(tmp_path):
+def test_sighup_reloads(tmp_path, run):
     import os
     import signal
 

@@ -3,7 +3,7 @@ network namespaces: routes of each peer reach the others through it, over
 IPv4 and IPv6 sessions, with the eBGP export rules applied (our AS first,
 next hop self, MED of another AS not passed on) and withdrawals propagated.
 
-Needs root and the daemons (tests/interop/lab.py); marked ``interop``.
+Needs root and the daemons (fastbgp/testing/lab.py); marked ``interop``.
 """
 
 import os
@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from tests.interop import lab as L
+from fastbgp.testing import lab as L
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

@@ -4,6 +4,7 @@ helpers, and end-to-end runs on loopback against a fastbgp Speaker
 pass-through target (127.0.0.x)."""
 
 import asyncio
+import functools
 import ipaddress
 import json
 import struct
@@ -19,6 +20,7 @@ from fastbgp.wire.types import Context  # noqa: E402
 from fastbgp.loadtest import _gen, cli, generator as G, report as R, scenario as S  # noqa: E402
 from fastbgp.loadtest import runner  # noqa: E402
 from fastbgp.loadtest.selftarget import PassThroughTarget  # noqa: E402
+from fastbgp.testing import loops  # noqa: E402
 
 # ---------------------------------------------------------------- scenario files
 
@@ -327,8 +329,8 @@ def test_generator_rate_into_discarding_sink():
 # ---------------------------------------------------------------- loopback runs
 
 
-def run(coro, timeout=120):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+# asyncio only (the loopback runs are long); a generous hang guard.
+run = functools.partial(loops.run, timeout=120)
 
 
 async def _run_against_self(peers=3, table=None, monitor=None, scen=None, peer_kw=None, target_kw=None,
@@ -648,10 +650,8 @@ def test_bird_in_the_lab(tmp_path):
     import subprocess
     import sys
 
-    try:
-        from interop import lab as L
-    except ImportError:
-        pytest.skip("tests/interop/lab.py not importable")
+    from fastbgp.testing import lab as L
+
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
     missing = L.missing_binaries("ip", *L.Bird.binaries)

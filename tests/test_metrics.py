@@ -2,7 +2,6 @@
 test_api.py, metrics listener from its config), and the structured logging
 of fastbgp.control.logs."""
 
-import asyncio
 import io
 import json
 import logging
@@ -25,7 +24,7 @@ async def _get(url):
 
 
 def scrape(h):
-    status, headers, text = asyncio.run(_get(h.metrics_url))
+    status, headers, text = h.run_client(_get(h.metrics_url))
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     samples = {}
     for family in text_string_to_metric_families(text):

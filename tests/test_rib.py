@@ -30,25 +30,7 @@ from fastbgp.wire.constants import (
 )
 from fastbgp.rib import attrs as attrs_mod
 from fastbgp.rib.attrs import AttrTable, propagate_attrs
-
-IMPLEMENTATIONS = ["cython", "python"]
-
-
-def _load(name):
-    if name == "cython" and rib_pkg.NO_EXTENSIONS:
-        pytest.skip("FASTBGP_NO_EXTENSIONS is set: compiled RIB deliberately not used")
-    return rib_pkg.load(name)
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def rib_impl(request):
-    return _load(request.param)
-
-
-@pytest.fixture
-def both_ribs():
-    return _load("cython"), _load("python")
-
+from fastbgp.testing.plugin import implementation
 
 # ---------------------------------------------------------------- helpers
 
@@ -588,7 +570,7 @@ def test_refcounts_follow_paths(rib_impl):
 
 @pytest.mark.parametrize("impl_name", ["cython"])
 def test_max_paths_per_prefix(impl_name):
-    impl = _load(impl_name)
+    impl = implementation(rib_pkg, impl_name)
     table, r = make(impl)
     aid = table.intern(mkattrs())
     items = [(i, "10.0.0.0/24") for i in range(rib_pkg.MAX_PATHS + 5)]
@@ -765,7 +747,7 @@ def _oracle_best(r, table, paths, always):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(_op, max_size=25), always=st.booleans())
 def test_parity_random_operations(ops, always):
-    both = [_load("cython"), _load("python")]
+    both = [implementation(rib_pkg, "cython"), implementation(rib_pkg, "python")]
     worlds = [make(impl, always_compare_med=always, peers=PARITY_PEERS) for impl in both]
     for op in ops:
         before = _snapshot(worlds[0][1])

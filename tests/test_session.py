@@ -26,25 +26,8 @@ from fastbgp.wire.constants import (
 from fastbgp.session.fsm import Reason, State
 from fastbgp.session.speaker import GracefulRestartConfig, NeighborConfig, Speaker
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
-
 A_ADDR, B_ADDR, C_ADDR = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 A_ID, B_ID, C_ID = "10.0.0.1", "10.0.0.2", "10.0.0.3"
-
-LOOPS = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
-
-
-def run(coro, timeout=30.0, loop="asyncio"):
-    async def main():
-        return await asyncio.wait_for(coro, timeout)
-
-    if loop == "uvloop":
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main())
-    return asyncio.run(main())
 
 
 def quick(**kw):
@@ -207,9 +190,8 @@ GOOD_ATTRS = attr(0x40, 1, b"\x00") + attr(0x40, 2, b"\x02\x01\x00\x00\xfd\xeb")
 # ----------------------------------------------------------------------------- establishment and routes
 
 
-@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("active", ["a", "b"])
-def test_establish_and_exchange_routes(loop, active):
+def test_establish_and_exchange_routes(active, run):
     async def main():
         p = await make_pair(active=active)
         try:
@@ -258,10 +240,10 @@ def test_establish_and_exchange_routes(loop, active):
         finally:
             await p.stop()
 
-    run(main(), loop=loop)
+    run(main())
 
 
-def test_routes_announced_before_start_are_sent_on_establishment():
+def test_routes_announced_before_start_are_sent_on_establishment(run):
     async def main():
         a = Speaker(65001, A_ID, listen=[(A_ADDR, 0)])
         b = Speaker(65002, B_ID, listen=[(B_ADDR, 0)])
@@ -281,7 +263,7 @@ def test_routes_announced_before_start_are_sent_on_establishment():
     run(main())
 
 
-def test_ibgp_local_pref_and_as_path_as_given():
+def test_ibgp_local_pref_and_as_path_as_given(run):
     async def main():
         p = await make_pair(a_as=65001, b_as=65001)
         try:
@@ -299,7 +281,7 @@ def test_ibgp_local_pref_and_as_path_as_given():
     run(main())
 
 
-def test_capabilities_negotiated_addpath_extended_message_gr_role():
+def test_capabilities_negotiated_addpath_extended_message_gr_role(run):
     async def main():
         kw = dict(addpath_send=True, addpath_receive=True, extended_message=True,
                   graceful_restart=GracefulRestartConfig(restart_time=77), hostname="a.example")
@@ -332,7 +314,7 @@ def test_capabilities_negotiated_addpath_extended_message_gr_role():
     run(main())
 
 
-def test_two_octet_peer_as4_path():
+def test_two_octet_peer_as4_path(run):
     """RFC 6793: B runs without the 4-octet AS capability; 4-octet ASes
     travel as AS_TRANS + AS4_PATH and come out whole on both sides."""
 
@@ -356,7 +338,7 @@ def test_two_octet_peer_as4_path():
     run(main())
 
 
-def test_two_octet_wire_format_seen_by_raw_peer():
+def test_two_octet_wire_format_seen_by_raw_peer(run):
     """What a 2-octet peer really receives: AS_TRANS in AS_PATH, AS4_PATH."""
 
     async def main():
@@ -392,7 +374,7 @@ def test_two_octet_wire_format_seen_by_raw_peer():
 # ----------------------------------------------------------------------------- timers
 
 
-def test_hold_timer_expiry_sends_4_0():
+def test_hold_timer_expiry_sends_4_0(run):
     async def main():
         a, n = await speaker_with_raw_neighbor(hold_time=3)
         peer = await RawPeer.connect(a.port)
@@ -415,7 +397,7 @@ def test_hold_timer_expiry_sends_4_0():
     run(main())
 
 
-def test_keepalives_keep_session_and_hold_is_min():
+def test_keepalives_keep_session_and_hold_is_min(run):
     async def main():
         a, n = await speaker_with_raw_neighbor(hold_time=30)
         peer = await RawPeer.connect(a.port)
@@ -442,7 +424,7 @@ def test_keepalives_keep_session_and_hold_is_min():
     run(main())
 
 
-def test_hold_time_zero_no_keepalives():
+def test_hold_time_zero_no_keepalives(run):
     async def main():
         p = await make_pair(a_kw=dict(hold_time=0), b_kw=dict(hold_time=0))
         try:
@@ -459,7 +441,7 @@ def test_hold_time_zero_no_keepalives():
     run(main())
 
 
-def test_hold_time_one_or_two_rejected():
+def test_hold_time_one_or_two_rejected(run):
     async def main():
         a, n = await speaker_with_raw_neighbor()
         peer = await RawPeer.connect(a.port)
@@ -477,7 +459,7 @@ def test_hold_time_one_or_two_rejected():
     run(main())
 
 
-def test_delay_open():
+def test_delay_open(run):
     async def main():
         p = await make_pair(a_kw=dict(delay_open=0.3), b_kw=dict(delay_open=0.3))
         try:
@@ -488,7 +470,7 @@ def test_delay_open():
     run(main())
 
 
-def test_connect_retry_backoff_for_unreachable_peer():
+def test_connect_retry_backoff_for_unreachable_peer(run):
     async def main():
         a = Speaker(65001, A_ID)
         await a.start()
@@ -510,7 +492,7 @@ def test_connect_retry_backoff_for_unreachable_peer():
 # ----------------------------------------------------------------------------- administrative events
 
 
-def test_admin_shutdown_message_and_enable():
+def test_admin_shutdown_message_and_enable(run):
     async def main():
         p = await make_pair()
         try:
@@ -532,7 +514,7 @@ def test_admin_shutdown_message_and_enable():
     run(main())
 
 
-def test_reset_and_deconfigure():
+def test_reset_and_deconfigure(run):
     async def main():
         p = await make_pair()
         try:
@@ -550,7 +532,7 @@ def test_reset_and_deconfigure():
     run(main())
 
 
-def test_prefix_limit_cease_and_stays_idle():
+def test_prefix_limit_cease_and_stays_idle(run):
     async def main():
         p = await make_pair(b_kw=dict(prefix_limit=5))
         try:
@@ -575,7 +557,7 @@ def test_prefix_limit_cease_and_stays_idle():
     run(main())
 
 
-def test_prefix_limit_restart_timer():
+def test_prefix_limit_restart_timer(run):
     async def main():
         p = await make_pair(b_kw=dict(prefix_limit=2, prefix_limit_restart=0.5))
         try:
@@ -593,7 +575,7 @@ def test_prefix_limit_restart_timer():
 # ----------------------------------------------------------------------------- OPEN errors
 
 
-def test_bad_peer_as():
+def test_bad_peer_as(run):
     async def main():
         p = await make_pair(a_kw=dict(peer_as=65099))
         try:
@@ -608,7 +590,7 @@ def test_bad_peer_as():
     run(main())
 
 
-def test_bad_bgp_identifier_internal_peer():
+def test_bad_bgp_identifier_internal_peer(run):
     """RFC 6286 §2.2: an internal peer with our own identifier -> 2/3."""
 
     async def main():
@@ -623,7 +605,7 @@ def test_bad_bgp_identifier_internal_peer():
     run(main())
 
 
-def test_role_mismatch():
+def test_role_mismatch(run):
     async def main():
         p = await make_pair(a_kw=dict(role="provider"), b_kw=dict(role="provider"))
         try:
@@ -638,7 +620,7 @@ def test_role_mismatch():
     run(main())
 
 
-def test_role_strict_requires_peer_role():
+def test_role_strict_requires_peer_role(run):
     async def main():
         p = await make_pair(a_kw=dict(role="customer", role_strict=True))
         try:
@@ -650,7 +632,7 @@ def test_role_strict_requires_peer_role():
     run(main())
 
 
-def test_unknown_peer_refused():
+def test_unknown_peer_refused(run):
     async def main():
         a = Speaker(65001, A_ID, listen=[(A_ADDR, 0)])
         await a.start()
@@ -667,9 +649,8 @@ def test_unknown_peer_refused():
 # ----------------------------------------------------------------------------- collisions
 
 
-@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("ids", [(A_ID, B_ID), (B_ID, A_ID)])
-def test_collision_keeps_one_session_of_higher_id(loop, ids):
+def test_collision_keeps_one_session_of_higher_id(ids, run):
     """RFC 4271 §6.8: both connect at once; the connection initiated by the
     speaker with the higher BGP identifier survives, on both sides."""
 
@@ -707,12 +688,12 @@ def test_collision_keeps_one_session_of_higher_id(loop, ids):
         finally:
             await p.stop()
 
-    run(main(), loop=loop)
+    run(main())
 
 
 @pytest.mark.parametrize("raw_higher", [True, False])
 @pytest.mark.parametrize("first", ["inbound", "outbound"])
-def test_collision_resolution_by_bgp_identifier(raw_higher, first):
+def test_collision_resolution_by_bgp_identifier(raw_higher, first, run):
     """Deterministic RFC 4271 §6.8: speaker A has an outbound connection to
     the raw peer and an inbound one from it, both in OpenSent; the raw peer
     sends its OPEN on ``first``.  The connection initiated by the higher BGP
@@ -767,7 +748,7 @@ def test_collision_resolution_by_bgp_identifier(raw_higher, first):
     run(main())
 
 
-def test_second_connection_while_established_is_refused_with_cease_7():
+def test_second_connection_while_established_is_refused_with_cease_7(run):
     async def main():
         a, n = await speaker_with_raw_neighbor()
         p1 = await RawPeer.connect(a.port)
@@ -810,7 +791,7 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_malformed_messages_get_the_right_notification(case):
+def test_malformed_messages_get_the_right_notification(case, run):
     data, expected = MALFORMED[case]
 
     async def main():
@@ -831,7 +812,7 @@ def test_malformed_messages_get_the_right_notification(case):
     run(main())
 
 
-def test_treat_as_withdraw_keeps_session():
+def test_treat_as_withdraw_keeps_session(run):
     async def main():
         a, n = await speaker_with_raw_neighbor()
         peer = await RawPeer.connect(a.port)
@@ -857,7 +838,7 @@ def test_treat_as_withdraw_keeps_session():
     run(main())
 
 
-def test_hostile_garbage_never_crashes_speaker_or_other_sessions():
+def test_hostile_garbage_never_crashes_speaker_or_other_sessions(run):
     async def main():
         a = Speaker(65001, A_ID, listen=[(A_ADDR, 0)])
         b = Speaker(65002, B_ID, listen=[(B_ADDR, 0)])
@@ -904,7 +885,7 @@ def test_hostile_garbage_never_crashes_speaker_or_other_sessions():
     run(main(), timeout=60)
 
 
-def test_exception_in_subscriber_or_processing_is_contained():
+def test_exception_in_subscriber_or_processing_is_contained(run):
     async def main():
         p = await make_pair()
         try:
@@ -927,7 +908,7 @@ def test_exception_in_subscriber_or_processing_is_contained():
 # ----------------------------------------------------------------------------- graceful restart
 
 
-def test_graceful_restart_helper_keeps_stale_until_eor():
+def test_graceful_restart_helper_keeps_stale_until_eor(run):
     async def main():
         gr = GracefulRestartConfig(restart_time=30)
         b = Speaker(65002, B_ID, listen=[(B_ADDR, 0)])
@@ -970,7 +951,7 @@ def test_graceful_restart_helper_keeps_stale_until_eor():
     run(main())
 
 
-def test_graceful_restart_stale_routes_dropped_after_restart_time():
+def test_graceful_restart_stale_routes_dropped_after_restart_time(run):
     async def main():
         gr = GracefulRestartConfig(restart_time=1)
         p = await make_pair(a_kw=dict(graceful_restart=gr), b_kw=dict(graceful_restart=gr, idle_hold_time=5))
@@ -988,7 +969,7 @@ def test_graceful_restart_stale_routes_dropped_after_restart_time():
     run(main())
 
 
-def test_no_graceful_restart_without_capability_clears_routes():
+def test_no_graceful_restart_without_capability_clears_routes(run):
     async def main():
         p = await make_pair()
         try:
@@ -1004,7 +985,7 @@ def test_no_graceful_restart_without_capability_clears_routes():
     run(main())
 
 
-def test_rfc8538_admin_shutdown_goes_out_as_hard_reset_and_drops_routes():
+def test_rfc8538_admin_shutdown_goes_out_as_hard_reset_and_drops_routes(run):
     async def main():
         gr = GracefulRestartConfig(restart_time=30, notification=True)
         p = await make_pair(a_kw=dict(graceful_restart=gr), b_kw=dict(graceful_restart=gr))
@@ -1026,7 +1007,7 @@ def test_rfc8538_admin_shutdown_goes_out_as_hard_reset_and_drops_routes():
     run(main())
 
 
-def test_rfc8538_soft_notification_keeps_routes_stale():
+def test_rfc8538_soft_notification_keeps_routes_stale(run):
     async def main():
         gr = GracefulRestartConfig(restart_time=30, notification=True)
         p = await make_pair(a_kw=dict(graceful_restart=gr), b_kw=dict(graceful_restart=gr))
@@ -1048,7 +1029,7 @@ def test_rfc8538_soft_notification_keeps_routes_stale():
     run(main())
 
 
-def test_interned_attribute_blocks_are_compacted():
+def test_interned_attribute_blocks_are_compacted(run):
     async def main():
         p = await make_pair()
         try:
@@ -1072,7 +1053,7 @@ def test_interned_attribute_blocks_are_compacted():
 # ----------------------------------------------------------------------------- route refresh
 
 
-def test_route_refresh_resends_table():
+def test_route_refresh_resends_table(run):
     async def main():
         p = await make_pair()
         try:
@@ -1095,7 +1076,7 @@ def test_route_refresh_resends_table():
 # ----------------------------------------------------------------------------- back-pressure
 
 
-def test_back_pressure_write_failed_after_hold_time():
+def test_back_pressure_write_failed_after_hold_time(run):
     """A peer that keeps its session alive but stops reading: the sender
     pauses and the session ends as write-failed after the hold time."""
 
@@ -1131,7 +1112,7 @@ def test_back_pressure_write_failed_after_hold_time():
     run(main(), timeout=30)
 
 
-def test_large_burst_is_processed_in_slices_and_keeps_hold_timer():
+def test_large_burst_is_processed_in_slices_and_keeps_hold_timer(run):
     """A 300k-prefix burst with hold time 3: processing takes longer than a
     keepalive interval but KEEPALIVEs still go out and nothing expires."""
 

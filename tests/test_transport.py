@@ -20,13 +20,6 @@ from fastbgp.session.speaker import NeighborConfig, Speaker
 A_ADDR, B_ADDR = "127.0.0.1", "127.0.0.2"
 
 
-def run(coro, timeout=20.0):
-    async def main():
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
-
-
 def md5_supported(family=socket.AF_INET):
     """None if TCP_MD5SIG can be set here, else the reason it cannot."""
     if not sys.platform.startswith("linux"):
@@ -92,7 +85,7 @@ def test_bind_error_message():
         s.close()
 
 
-def test_connect_refused_message():
+def test_connect_refused_message(run):
     async def main():
         with pytest.raises(T.TransportError, match="connect to 127.0.0.1 port 1 failed"):
             await T.open_connection("127.0.0.1", 1, timeout=2, ebgp=False)
@@ -169,7 +162,7 @@ def _sock(n):
     return n.transport.get_extra_info("socket")
 
 
-def test_session_sockets_ttl_and_gtsm():
+def test_session_sockets_ttl_and_gtsm(run):
     async def main():
         a, b, na, nb = await _pair()
         try:
@@ -200,7 +193,7 @@ def test_session_sockets_ttl_and_gtsm():
     run(main())
 
 
-def test_gtsm_drops_low_ttl_peer():
+def test_gtsm_drops_low_ttl_peer(run):
     """B requires TTL 255 (GTSM); A sends with eBGP TTL 1: B's kernel drops
     A's segments once the accepted socket has IP_MINTTL, no session forms."""
 
@@ -221,7 +214,7 @@ def test_gtsm_drops_low_ttl_peer():
 
 @needs_md5
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_md5_matching_key_connects_wrong_key_does_not(host):
+def test_md5_matching_key_connects_wrong_key_does_not(host, run):
     reason = md5_supported(T.address_family(host))
     if reason:
         pytest.skip(reason)
@@ -249,7 +242,7 @@ def test_md5_matching_key_connects_wrong_key_does_not(host):
 
 
 @needs_md5
-def test_md5_between_speakers():
+def test_md5_between_speakers(run):
     async def main():
         a, b, na, nb = await _pair(a_kw=dict(md5_password="bgp-key"), b_kw=dict(md5_password="bgp-key"))
         try:

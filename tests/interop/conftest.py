@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from . import lab as _lab
+from fastbgp.testing import lab as _lab
 
 
 def pytest_configure(config):

@@ -3,7 +3,7 @@
 Two halves in one module:
 
 *runner* (``python -m tests.interop.fastbgp_peer``)
-    started by the test inside a lab :class:`~tests.interop.lab.Host`
+    started by the test inside a lab :class:`~fastbgp.testing.lab.Host`
     (``ip netns exec``), drives one real Speaker on uvloop and obeys a
     line-oriented JSON protocol on stdin/stdout: one request object a line
     (``{"id": 1, "cmd": "announce", ...}``), one reply a line
@@ -19,7 +19,7 @@ Two halves in one module:
     ``info``, ``stop``, ``exit``.
 
 *client* (:class:`FastBGP`)
-    a :class:`tests.interop.lab.Daemon` subclass, so a test handles fastbgp
+    a :class:`fastbgp.testing.lab.Daemon` subclass, so a test handles fastbgp
     exactly like BIRD or GoBGP: ``start/wait_established/neighbor_state/
     rib/wait_route/announce/withdraw/disable/enable/log_text``, plus direct
     access to fastbgp's own view (``negotiated``, ``received``,
@@ -40,11 +40,7 @@ import sys
 import time
 from typing import Optional
 
-if __package__ in (None, ""):  # pragma: no cover - run as a script
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from tests.interop import lab as L
-else:
-    from . import lab as L
+from fastbgp.testing import lab as L
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -7,7 +7,7 @@ see :mod:`tests.interop.fastbgp_peer`) in another, on the lab bridge.
 
 What each daemon is expected to say about itself (capabilities it sends,
 how it reports routes) is in :data:`PEERS`; the daemon quirks behind those
-expectations are documented in :mod:`tests.interop.lab`.
+expectations are documented in :mod:`fastbgp.testing.lab`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from . import lab as L
+from fastbgp.testing import lab as L
 from .conftest import require
 from .fastbgp_peer import FastBGP
 

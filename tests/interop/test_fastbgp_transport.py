@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from . import lab as L
+from fastbgp.testing import lab as L
 from .conftest import require
 from .fastbgp_peer import FastBGP
 

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from . import lab as L
+from fastbgp.testing import lab as L
 from .conftest import require
 from .fastbgp_peer import FastBGP
 

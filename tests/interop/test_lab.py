@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from . import lab as L
+from fastbgp.testing import lab as L
 from .conftest import lab_namespaces, require
 
 pytestmark = pytest.mark.interop
