@@ -32,7 +32,7 @@ import struct
 import zlib
 
 from fastbgp.wire import codec as _default_codec
-from fastbgp.wire.as4 import encode_attr
+from fastbgp.wire.as4 import attr_spans, encode_attr
 from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, ATTR_MP_REACH_NLRI, FLAG_EXTENDED_LENGTH, SAFI_MULTICAST, SAFI_UNICAST
 from fastbgp.wire.errors import BGPError
@@ -267,27 +267,18 @@ def _expand_mp_reach(attrs, afi, safi):
     NLRI) so the attributes parse as an UPDATE; a full-form attribute (some
     dumpers write one) is kept.  Returns attrs unchanged when there is no
     abbreviated MP_REACH_NLRI."""
-    # A walk of its own, not as4.split_attrs: the block comes straight from
-    # the file and is only validated by parse_update, after this.  The
-    # splitter trusts its input (a value cut short comes back short, a cut
-    # header raises), and leaving the MP_REACH_NLRI abbreviated in a damaged
-    # block would make parse_update blame it instead of the damage.
-    i, n = 0, len(attrs)
-    while i + 3 <= n:
-        flags = attrs[i]
-        if flags & FLAG_EXTENDED_LENGTH:
-            if i + 4 > n:
-                break
-            ln = (attrs[i + 2] << 8) | attrs[i + 3]
-            vs = i + 4
-        else:
-            ln = attrs[i + 2]
-            vs = i + 3
-        if attrs[i + 1] == ATTR_MP_REACH_NLRI and ln and attrs[vs] + 1 == ln:
-            nh = attrs[vs + 1 : vs + ln]
+    # The block comes straight from the file (parse_update validates it
+    # after this): walk only as far as a whole header fits -- 3 octets, 4
+    # with Extended Length -- and leave what follows to parse_update.
+    try:
+        spans = attr_spans(attrs, 0, len(attrs) - 2)
+    except IndexError:  # the last 3 octets start an Extended Length header
+        spans = attr_spans(attrs, 0, len(attrs) - 3)
+    for flags, t, vs, ve, start in spans:
+        if t == ATTR_MP_REACH_NLRI and ve > vs and attrs[vs] + 1 == ve - vs:
+            nh = attrs[vs + 1 : ve]
             value = bytes((afi >> 8, afi & 0xFF, safi, len(nh))) + nh + b"\x00"
-            return attrs[:i] + encode_attr(flags | FLAG_EXTENDED_LENGTH, ATTR_MP_REACH_NLRI, value) + attrs[vs + ln :]
-        i = vs + ln
+            return attrs[:start] + encode_attr(flags | FLAG_EXTENDED_LENGTH, ATTR_MP_REACH_NLRI, value) + attrs[ve:]
     return attrs
 
 

@@ -12,7 +12,7 @@ import os
 import struct
 import time
 
-from fastbgp.wire.as4 import encode_attr, split_attrs
+from fastbgp.wire.as4 import attr_spans, encode_attr
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, AS_TRANS, ATTR_MP_REACH_NLRI, ATTR_NEXT_HOP
 from fastbgp.mrt.records import (
     BGP4MP,
@@ -119,9 +119,9 @@ def _pack_prefix(addr, plen):
 
 def _next_hop_value(attrs):
     """The NEXT_HOP value of a canonical attribute block, or None."""
-    for _flags, t, value in split_attrs(attrs):
+    for _flags, t, vs, ve, _start in attr_spans(attrs):
         if t == ATTR_NEXT_HOP:
-            return value
+            return attrs[vs:ve]
     return None
 
 
