@@ -9,9 +9,7 @@ Modules:
 * ``writer.py``: record encoders, ``MrtWriter`` and ``RotatingMrtWriter``;
 * ``dump.py``: bgpdump's ``-m`` one-line format and JSON lines.
 
-The reader and the writer both import ``records``, never each other (but for
-the transitional forwarder at the end of reader.py, to delete once every
-caller imports the writer's names from ``writer``).
+The reader and the writer both import ``records``, never each other.
 
 May import: ``fastbgp.wire``, the standard library and msgspec.
 """
