@@ -18,6 +18,9 @@
 
 Every read of caller data is bounds-checked against the buffer length;
 buffers we allocate are sized from a proven upper bound before writing.
+
+``_gen_py.py`` is the pure-Python twin (same output, same exceptions);
+:mod:`fastbgp.loadtest.gen` picks one of the two.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -29,10 +32,21 @@ cimport cython
 cdef extern from *:
     """
     typedef unsigned __int128 fbgp_u128;
+    /* A 64-bit value in network order (one byte swap on little-endian). */
+    #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define fbgp_be64(v) __builtin_bswap64((uint64_t)(v))
+    #elif __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define fbgp_be64(v) ((uint64_t)(v))
+    #else
+    #error "unknown byte order"
+    #endif
     """
     ctypedef unsigned long long fbgp_u128  # real type: unsigned __int128 (gcc/clang)
+    uint64_t fbgp_be64(uint64_t v) nogil
 
 DEF HEADER_LEN = 19
+
+IMPLEMENTATION = "cython"
 
 
 cdef inline uint64_t _next(uint64_t *s) noexcept nogil:
@@ -54,10 +68,11 @@ cdef inline fbgp_u128 _load128(const unsigned char *p) noexcept nogil:
 
 
 cdef inline void _store128(unsigned char *p, fbgp_u128 v) noexcept nogil:
-    cdef int i
-    for i in range(15, -1, -1):
-        p[i] = <unsigned char>(v & 0xFF)
-        v >>= 8
+    # Big-endian (network order), as two 64-bit halves.
+    cdef uint64_t half[2]
+    half[0] = fbgp_be64(<uint64_t>(v >> 64))
+    half[1] = fbgp_be64(<uint64_t>v)
+    memcpy(p, half, 16)
 
 
 cdef inline void _put_u32(unsigned char *p, uint32_t v) noexcept nogil:
@@ -72,22 +87,219 @@ cdef inline void _put_u16(unsigned char *p, Py_ssize_t v) noexcept nogil:
     p[1] = v & 0xFF
 
 
+ctypedef struct _Gen:
+    # What to draw (read-only while generating).
+    const unsigned char *lut     # 4096 prefix lengths
+    fbgp_u128 base
+    fbgp_u128 limit
+    Py_ssize_t count
+    Py_ssize_t per_group
+    Py_ssize_t group_base
+    Py_ssize_t cap
+    Py_ssize_t room              # NLRI octets one message may carry
+    bint addpath
+    bint encode
+    bint want_packed
+    unsigned char pid4[4]
+    # The attribute block and its patch points.
+    const unsigned char *attrs
+    Py_ssize_t alen
+    Py_ssize_t med_off
+    uint32_t med_base
+    Py_ssize_t origin_off
+    int origin_width
+    uint32_t origin_base
+    uint32_t origin_span
+    const unsigned char *mp
+    Py_ssize_t mlen
+    const unsigned char *tail
+    Py_ssize_t tlen
+    # Output buffers (sized by gen_table) and how far they are filled.
+    unsigned char *out
+    int64_t *ends
+    int64_t *cum
+    unsigned char *pk
+    Py_ssize_t pos
+    Py_ssize_t pkpos
+    Py_ssize_t nmsg
+    Py_ssize_t k                 # prefixes drawn
+    int plen                     # length of the last draw (for the overflow error)
+    uint64_t rng
+    int64_t cnt[129]             # next counter per length
+    int64_t used[129]            # prefixes drawn per length
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef inline Py_ssize_t _close_msg(unsigned char *out, Py_ssize_t pos, Py_ssize_t msg_start,
-                                  Py_ssize_t nlri_start, Py_ssize_t alen, Py_ssize_t mlen,
-                                  const unsigned char *tp, Py_ssize_t tlen) noexcept nogil:
+cdef inline Py_ssize_t _close_msg(const _Gen *g, Py_ssize_t pos, Py_ssize_t msg_start,
+                                  Py_ssize_t nlri_start) noexcept nogil:
     """Finish the UPDATE started at ``msg_start`` whose NLRI ends at ``pos``:
     fill in the lengths now that the NLRI is known (total attribute length
     and the MP_REACH_NLRI length when the prefixes travel in it, followed by
     the attributes after it), then the header length.  Returns the end."""
-    if mlen:
-        _put_u16(out + msg_start + HEADER_LEN + 2, alen + mlen + (pos - nlri_start) + tlen)
-        _put_u16(out + msg_start + HEADER_LEN + 4 + alen + 2, mlen - 4 + (pos - nlri_start))
-        memcpy(out + pos, tp, tlen)
-        pos += tlen
+    cdef unsigned char *out = g.out
+    if g.mlen:
+        _put_u16(out + msg_start + HEADER_LEN + 2, g.alen + g.mlen + (pos - nlri_start) + g.tlen)
+        _put_u16(out + msg_start + HEADER_LEN + 4 + g.alen + 2, g.mlen - 4 + (pos - nlri_start))
+        memcpy(out + pos, g.tail, g.tlen)
+        pos += g.tlen
     _put_u16(out + msg_start + 16, pos - msg_start)
     return pos
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline Py_ssize_t _open_msg(const _Gen *g, Py_ssize_t pos, Py_ssize_t group) noexcept nogil:
+    """Start an UPDATE of attribute group ``group`` at ``pos``: header
+    (lengths filled in by _close_msg), no withdrawn routes, the attribute
+    block with this group's MED and origin AS, the MP_REACH_NLRI header.
+    Returns where its NLRI starts."""
+    cdef unsigned char *out = g.out
+    cdef uint32_t ov
+    memset(out + pos, 0xFF, 16)
+    out[pos + 18] = 2
+    out[pos + 19] = 0
+    out[pos + 20] = 0
+    _put_u16(out + pos + 21, g.alen)
+    memcpy(out + pos + 23, g.attrs, g.alen)
+    if g.med_off >= 0:
+        _put_u32(out + pos + 23 + g.med_off, g.med_base + <uint32_t>group)
+    if g.origin_off >= 0:
+        ov = g.origin_base + <uint32_t>(group % g.origin_span)
+        if g.origin_width == 4:
+            _put_u32(out + pos + 23 + g.origin_off, ov)
+        else:
+            _put_u16(out + pos + 23 + g.origin_off, ov & 0xFFFF)
+    pos += 23 + g.alen
+    if g.mlen:
+        memcpy(out + pos, g.mp, g.mlen)
+        pos += g.mlen
+    return pos
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline int _draw(const unsigned char *lut, int64_t *cnt, int64_t *used, fbgp_u128 base, fbgp_u128 limit,
+                      uint64_t *rng, unsigned char *a16) noexcept nogil:
+    """Draw the next prefix: returns its length and writes its address into
+    ``a16``; minus its length (nothing counted) when its counter has run
+    past the address space or ``limit``."""
+    cdef int plen = lut[_next(rng) >> 52]
+    # Counter -> address: shifting the counter to the prefix's position
+    # keeps host bits zero by construction (RFC 4271 §4.3).
+    cdef fbgp_u128 c = <fbgp_u128>cnt[plen]
+    if plen < 128 and c >> plen:
+        return -plen
+    cdef fbgp_u128 addr = base + (c << (128 - plen))
+    if addr < base or addr >= limit or (limit - addr) < ((<fbgp_u128>1) << (128 - plen) if plen < 128 else 1):
+        return -plen
+    cnt[plen] += 1
+    used[plen] += 1
+    _store128(a16, addr)
+    return plen
+
+
+cdef inline Py_ssize_t _put_prefix(unsigned char *dst, Py_ssize_t pos, Py_ssize_t pid_len,
+                                   const unsigned char *pid4, int plen, const unsigned char *a16,
+                                   Py_ssize_t nb) noexcept nogil:
+    """NLRI encoding of one prefix at ``pos`` (RFC 4271 §4.3, with the path
+    id first under ADD-PATH, RFC 7911 §3).  Returns the end."""
+    if pid_len:
+        memcpy(dst + pos, pid4, 4)
+        pos += 4
+    dst[pos] = plen
+    memcpy(dst + pos + 1, a16, nb)
+    return pos + 1 + nb
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef bint _fill(_Gen *g) noexcept nogil:
+    """Draw ``g.count`` prefixes into the packed buffer and/or the messages.
+    Returns False when the address space ran out (``g.k`` prefixes in).
+    What every prefix needs is copied into locals first: the compiler may
+    then keep it in registers across the stores into the output."""
+    cdef Py_ssize_t pos = 0, pkpos = 0, msg_start = 0, nlri_start = 0, nmsg = 0
+    cdef Py_ssize_t k = 0, in_msg = 0, group, cur_group = -1, nb, need
+    cdef Py_ssize_t count = g.count, cap = g.cap, room = g.room, per_group = g.per_group, group_base = g.group_base
+    cdef Py_ssize_t pid_len = 4 if g.addpath else 0
+    cdef bint encode = g.encode, want_packed = g.want_packed
+    cdef bint ok = True, open_msg = False
+    cdef const unsigned char *lut = g.lut
+    cdef fbgp_u128 base = g.base, limit = g.limit
+    cdef unsigned char *out = g.out
+    cdef unsigned char *pk = g.pk
+    cdef uint64_t rng = g.rng
+    cdef int plen
+    cdef unsigned char a16[16]
+    cdef unsigned char pid4[4]
+    memcpy(pid4, g.pid4, 4)
+    while k < count:
+        plen = _draw(lut, g.cnt, g.used, base, limit, &rng, a16)
+        if plen < 0:
+            g.plen = -plen
+            ok = False
+            break
+        nb = (plen + 7) >> 3
+        if want_packed:
+            pkpos = _put_prefix(pk, pkpos, pid_len, pid4, plen, a16, nb)
+        if encode:
+            group = (k + group_base) // per_group
+            need = pid_len + 1 + nb
+            if open_msg and (group != cur_group or (cap and in_msg >= cap) or pos - nlri_start + need > room):
+                pos = _close_msg(g, pos, msg_start, nlri_start)
+                g.ends[nmsg] = pos
+                g.cum[nmsg] = k
+                nmsg += 1
+                open_msg = False
+            if not open_msg:
+                msg_start = pos
+                cur_group = group
+                nlri_start = pos = _open_msg(g, pos, group)
+                in_msg = 0
+                open_msg = True
+            pos = _put_prefix(out, pos, pid_len, pid4, plen, a16, nb)
+            in_msg += 1
+        k += 1
+    if encode and open_msg and ok:
+        pos = _close_msg(g, pos, msg_start, nlri_start)
+        g.ends[nmsg] = pos
+        g.cum[nmsg] = k
+        nmsg += 1
+    g.pos, g.pkpos, g.nmsg, g.k, g.rng = pos, pkpos, nmsg, k, rng
+    return ok
+
+
+cdef int _check_args(int width, bytes base, bytes lut, bytes start, Py_ssize_t count, Py_ssize_t per_group,
+                     Py_ssize_t cap, bytes attrs, Py_ssize_t med_off, Py_ssize_t origin_off, int origin_width,
+                     bytes mp_head, bytes tail, bytes limit) except -1:
+    """gen_table's argument checks, in the order the callers rely on."""
+    if width != 32 and width != 128:
+        raise ValueError("width must be 32 or 128")
+    if PyBytes_GET_SIZE(base) != 16 or PyBytes_GET_SIZE(limit) != 16:
+        raise ValueError("base and limit must be 16 octets")
+    if PyBytes_GET_SIZE(lut) != 4096:
+        raise ValueError("lut must hold 4096 lengths")
+    if PyBytes_GET_SIZE(start) != 129 * 8:
+        raise ValueError("start must hold 129 counters")
+    if count < 0 or per_group < 1 or cap < 0:
+        raise ValueError("count >= 0, per_group >= 1, cap >= 0")
+    cdef const unsigned char *lp = <const unsigned char *>PyBytes_AS_STRING(lut)
+    cdef int i
+    for i in range(4096):
+        if lp[i] > width or lp[i] == 0:
+            raise ValueError("prefix length %d out of range 1..%d" % (lp[i], width))
+    cdef Py_ssize_t alen = PyBytes_GET_SIZE(attrs)
+    cdef Py_ssize_t mlen = PyBytes_GET_SIZE(mp_head)
+    if PyBytes_GET_SIZE(tail) and not mlen:
+        raise ValueError("tail needs mp_head")
+    if med_off >= 0 and med_off + 4 > alen:
+        raise ValueError("med_off outside attrs")
+    if origin_off >= 0 and (origin_width not in (2, 4) or origin_off + origin_width > alen):
+        raise ValueError("origin_off outside attrs")
+    if mlen and mlen < 4:
+        raise ValueError("mp_head too short")
+    return 0
 
 
 def gen_table(int width, bytes base, Py_ssize_t count, bytes lut, uint64_t seed, bytes start,
@@ -125,168 +337,62 @@ def gen_table(int width, bytes base, Py_ssize_t count, bytes lut, uint64_t seed,
     Returns (messages bytes, message end offsets (int64 native), cumulative
     prefix count per message (int64), packed NLRI or None, per-length
     counts (129 x int64))."""
-    if width != 32 and width != 128:
-        raise ValueError("width must be 32 or 128")
-    if PyBytes_GET_SIZE(base) != 16 or PyBytes_GET_SIZE(limit) != 16:
-        raise ValueError("base and limit must be 16 octets")
-    if PyBytes_GET_SIZE(lut) != 4096:
-        raise ValueError("lut must hold 4096 lengths")
-    if PyBytes_GET_SIZE(start) != 129 * 8:
-        raise ValueError("start must hold 129 counters")
-    if count < 0 or per_group < 1 or cap < 0:
-        raise ValueError("count >= 0, per_group >= 1, cap >= 0")
-    cdef const unsigned char *lp = <const unsigned char *>PyBytes_AS_STRING(lut)
-    cdef int i
-    cdef int minlen = 255
-    for i in range(4096):
-        if lp[i] > width or lp[i] == 0:
-            raise ValueError("prefix length %d out of range 1..%d" % (lp[i], width))
-        if lp[i] < minlen:
-            minlen = lp[i]
-    cdef Py_ssize_t alen = PyBytes_GET_SIZE(attrs)
-    cdef Py_ssize_t mlen = PyBytes_GET_SIZE(mp_head)
-    cdef Py_ssize_t tlen = PyBytes_GET_SIZE(tail)
-    if tlen and not mlen:
-        raise ValueError("tail needs mp_head")
-    if med_off >= 0 and med_off + 4 > alen:
-        raise ValueError("med_off outside attrs")
-    if origin_off >= 0 and (origin_width not in (2, 4) or origin_off + origin_width > alen):
-        raise ValueError("origin_off outside attrs")
-    if origin_span == 0:
-        origin_span = 1
-    if mlen and mlen < 4:
-        raise ValueError("mp_head too short")
-    cdef Py_ssize_t pid_len = 4 if addpath else 0
-    cdef Py_ssize_t max_pfx = 1 + pid_len + width // 8
-    cdef Py_ssize_t overhead = HEADER_LEN + 4 + alen + mlen + tlen
-    cdef Py_ssize_t room = maxlen - overhead
-    if room < max_pfx:
-        raise ValueError("attributes of %d octets leave no room for a prefix in a %d-octet message" % (alen + mlen, maxlen))
-    if mlen and room > 0xFFFF - (mlen - 4):
-        room = 0xFFFF - (mlen - 4)  # the MP_REACH_NLRI length field is 2 octets
+    _check_args(width, base, lut, start, count, per_group, cap, attrs, med_off, origin_off, origin_width,
+                mp_head, tail, limit)
+    cdef _Gen g
+    g.lut = <const unsigned char *>PyBytes_AS_STRING(lut)
+    g.base = _load128(<const unsigned char *>PyBytes_AS_STRING(base))
+    g.limit = _load128(<const unsigned char *>PyBytes_AS_STRING(limit))
+    g.count, g.per_group, g.group_base, g.cap = count, per_group, group_base, cap
+    g.addpath, g.encode, g.want_packed = addpath, encode, want_packed
+    _put_u32(g.pid4, path_id)
+    g.attrs, g.alen = <const unsigned char *>PyBytes_AS_STRING(attrs), PyBytes_GET_SIZE(attrs)
+    g.med_off, g.med_base = med_off, med_base
+    g.origin_off, g.origin_width, g.origin_base = origin_off, origin_width, origin_base
+    g.origin_span = origin_span if origin_span else 1
+    g.mp, g.mlen = <const unsigned char *>PyBytes_AS_STRING(mp_head), PyBytes_GET_SIZE(mp_head)
+    g.tail, g.tlen = <const unsigned char *>PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail)
+    cdef Py_ssize_t max_pfx = 1 + (4 if addpath else 0) + width // 8
+    cdef Py_ssize_t overhead = HEADER_LEN + 4 + g.alen + g.mlen + g.tlen
+    g.room = maxlen - overhead
+    if g.room < max_pfx:
+        raise ValueError("attributes of %d octets leave no room for a prefix in a %d-octet message" % (g.alen + g.mlen, maxlen))
+    if g.mlen and g.room > 0xFFFF - (g.mlen - 4):
+        g.room = 0xFFFF - (g.mlen - 4)  # the MP_REACH_NLRI length field is 2 octets
 
     # Upper bounds: a message per group plus one per full message of the
     # largest prefixes, each message at most ``overhead`` beyond its NLRI.
-    cdef Py_ssize_t n_groups = (count + per_group - 1) // per_group
-    cdef Py_ssize_t per_msg = room // max_pfx
+    cdef Py_ssize_t per_msg = g.room // max_pfx
     if cap and cap < per_msg:
         per_msg = cap
-    cdef Py_ssize_t max_msgs = n_groups + count // per_msg + 1
-    cdef Py_ssize_t buf_size = max_msgs * overhead + count * max_pfx + 16 if encode else 1
-    cdef Py_ssize_t pk_size = count * max_pfx + 1 if want_packed else 1
-    cdef unsigned char *out = <unsigned char *>malloc(buf_size)
-    cdef int64_t *ends = <int64_t *>malloc(max_msgs * sizeof(int64_t) + 8)
-    cdef int64_t *cum = <int64_t *>malloc(max_msgs * sizeof(int64_t) + 8)
-    cdef unsigned char *pk = <unsigned char *>malloc(pk_size)
-    cdef int64_t cnt[129]
-    cdef int64_t used[129]
-    if out == NULL or ends == NULL or cum == NULL or pk == NULL:
-        free(out); free(ends); free(cum); free(pk)
+    cdef Py_ssize_t max_msgs = (count + per_group - 1) // per_group + count // per_msg + 1
+    g.out = <unsigned char *>malloc(max_msgs * overhead + count * max_pfx + 16 if encode else 1)
+    g.ends = <int64_t *>malloc(max_msgs * sizeof(int64_t) + 8)
+    g.cum = <int64_t *>malloc(max_msgs * sizeof(int64_t) + 8)
+    g.pk = <unsigned char *>malloc(count * max_pfx + 1 if want_packed else 1)
+    if g.out == NULL or g.ends == NULL or g.cum == NULL or g.pk == NULL:
+        free(g.out); free(g.ends); free(g.cum); free(g.pk)
         raise MemoryError()
-    memcpy(cnt, PyBytes_AS_STRING(start), 129 * 8)
-    memset(used, 0, sizeof(used))
-
-    cdef fbgp_u128 b = _load128(<const unsigned char *>PyBytes_AS_STRING(base))
-    cdef fbgp_u128 lim = _load128(<const unsigned char *>PyBytes_AS_STRING(limit))
-    cdef const unsigned char *ap = <const unsigned char *>PyBytes_AS_STRING(attrs)
-    cdef const unsigned char *mp = <const unsigned char *>PyBytes_AS_STRING(mp_head)
-    cdef const unsigned char *tp = <const unsigned char *>PyBytes_AS_STRING(tail)
-    cdef uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL
-    if rng == 0:
-        rng = 1
-    cdef unsigned char a16[16]
-    cdef unsigned char pid4[4]
-    _put_u32(pid4, path_id)
-    cdef Py_ssize_t pos = 0, pkpos = 0, msg_start = 0, nlri_start = 0, nmsg = 0
-    cdef Py_ssize_t k = 0, in_msg = 0, group, cur_group = -1, nb, need
-    cdef int plen
-    cdef fbgp_u128 addr, off
-    cdef bint overflow = False
-    cdef bint open_msg = False
-    cdef uint32_t ov
+    memcpy(g.cnt, PyBytes_AS_STRING(start), 129 * 8)
+    memset(g.used, 0, sizeof(g.used))
+    g.rng = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL
+    if g.rng == 0:
+        g.rng = 1
+    cdef bint ok
     with nogil:
-        while k < count:
-            plen = lp[_next(&rng) >> 52]
-            # Counter -> address: shifting the counter to the prefix's
-            # position keeps host bits zero by construction (RFC 4271 §4.3).
-            off = (<fbgp_u128>cnt[plen]) << (128 - plen)
-            if plen < 128 and (<fbgp_u128>cnt[plen]) >> plen:
-                overflow = True
-                break
-            addr = b + off
-            if addr < b or addr >= lim or (lim - addr) < ((<fbgp_u128>1) << (128 - plen) if plen < 128 else 1):
-                overflow = True
-                break
-            cnt[plen] += 1
-            used[plen] += 1
-            nb = (plen + 7) >> 3
-            _store128(a16, addr)
-            if want_packed:
-                if addpath:
-                    memcpy(pk + pkpos, pid4, 4)
-                    pkpos += 4
-                pk[pkpos] = plen
-                memcpy(pk + pkpos + 1, a16, nb)
-                pkpos += 1 + nb
-            if encode:
-                group = (k + group_base) // per_group
-                need = pid_len + 1 + nb
-                if open_msg and (group != cur_group or (cap and in_msg >= cap) or pos - nlri_start + need > room):
-                    pos = _close_msg(out, pos, msg_start, nlri_start, alen, mlen, tp, tlen)
-                    ends[nmsg] = pos
-                    cum[nmsg] = k
-                    nmsg += 1
-                    open_msg = False
-                if not open_msg:
-                    msg_start = pos
-                    memset(out + pos, 0xFF, 16)
-                    out[pos + 18] = 2
-                    out[pos + 19] = 0
-                    out[pos + 20] = 0
-                    _put_u16(out + pos + 21, alen)
-                    memcpy(out + pos + 23, ap, alen)
-                    if group != cur_group:
-                        cur_group = group
-                    if med_off >= 0:
-                        _put_u32(out + pos + 23 + med_off, med_base + <uint32_t>group)
-                    if origin_off >= 0:
-                        ov = origin_base + <uint32_t>(group % origin_span)
-                        if origin_width == 4:
-                            _put_u32(out + pos + 23 + origin_off, ov)
-                        else:
-                            _put_u16(out + pos + 23 + origin_off, ov & 0xFFFF)
-                    pos += 23 + alen
-                    if mlen:
-                        memcpy(out + pos, mp, mlen)
-                        pos += mlen
-                    nlri_start = pos
-                    in_msg = 0
-                    open_msg = True
-                if addpath:
-                    memcpy(out + pos, pid4, 4)
-                    pos += 4
-                out[pos] = plen
-                memcpy(out + pos + 1, a16, nb)
-                pos += 1 + nb
-                in_msg += 1
-            k += 1
-        if encode and open_msg and not overflow:
-            pos = _close_msg(out, pos, msg_start, nlri_start, alen, mlen, tp, tlen)
-            ends[nmsg] = pos
-            cum[nmsg] = k
-            nmsg += 1
-    if overflow:
-        free(out); free(ends); free(cum); free(pk)
+        ok = _fill(&g)
+    if not ok:
+        free(g.out); free(g.ends); free(g.cum); free(g.pk)
         raise ValueError("the table runs out of address space after %d prefixes (/%d counter %d): "
-                         "fewer prefixes, fewer short prefixes or another base" % (k, plen, cnt[plen]))
+                         "fewer prefixes, fewer short prefixes or another base" % (g.k, g.plen, g.cnt[g.plen]))
     try:
-        msgs = PyBytes_FromStringAndSize(<char *>out, pos) if encode else b""
-        e = PyBytes_FromStringAndSize(<char *>ends, nmsg * 8)
-        c = PyBytes_FromStringAndSize(<char *>cum, nmsg * 8)
-        packed = PyBytes_FromStringAndSize(<char *>pk, pkpos) if want_packed else None
-        counts = PyBytes_FromStringAndSize(<char *>used, 129 * 8)
+        msgs = PyBytes_FromStringAndSize(<char *>g.out, g.pos) if encode else b""
+        e = PyBytes_FromStringAndSize(<char *>g.ends, g.nmsg * 8)
+        c = PyBytes_FromStringAndSize(<char *>g.cum, g.nmsg * 8)
+        packed = PyBytes_FromStringAndSize(<char *>g.pk, g.pkpos) if want_packed else None
+        counts = PyBytes_FromStringAndSize(<char *>g.used, 129 * 8)
     finally:
-        free(out); free(ends); free(cum); free(pk)
+        free(g.out); free(g.ends); free(g.cum); free(g.pk)
     return msgs, e, c, packed, counts
 
 

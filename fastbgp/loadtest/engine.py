@@ -364,12 +364,14 @@ def _worker_main(conn, sc_builtins, indices):
     from the coordinator over ``conn``."""
     import msgspec
 
+    # uvloop's loop when it is there (asyncio's otherwise), through the loop
+    # factory rather than a global event loop policy.
     try:
         import uvloop
 
-        uvloop.install()
+        loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover
-        pass
+        loop_factory = None
     sc = msgspec.convert(sc_builtins, Scenario)
 
     async def main():
@@ -426,7 +428,8 @@ def _worker_main(conn, sc_builtins, indices):
         st.cancel()
         loop.remove_reader(conn.fileno())
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
 
 
 class RemoteGroup:

@@ -26,7 +26,7 @@ from fastbgp.wire import as4 as _as4
 from fastbgp.wire import codec
 from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST
-from fastbgp.loadtest import _gen
+from fastbgp.loadtest import gen
 from fastbgp.loadtest.scenario import Table, length_weights, parse_community, parse_large
 
 __all__ = ["Encoding", "Stream", "TablePlan", "Attrs", "build_attrs", "lut_for", "CANARY_V4", "CANARY_V6",
@@ -122,9 +122,9 @@ class Stream:
         b = self._bounds.get(key)
         if b is None:
             if upto is None or upto >= self.n_messages:
-                b = _gen.chunk_bounds(self.ends, target) if self.n_messages else []
+                b = gen.chunk_bounds(self.ends, target) if self.n_messages else []
             else:
-                b = _gen.chunk_bounds(self.ends[: upto * 8], target) if upto else []
+                b = gen.chunk_bounds(self.ends[: upto * 8], target) if upto else []
             self._bounds[key] = b
         return b
 
@@ -155,9 +155,9 @@ class Stream:
         """Messages i0..i1-1: a view of the shared buffer, or a patched copy
         when this session's first AS / next hop differ."""
         if asn is not None and self.needs_patch(asn, nh):
-            return _gen.patch_chunk(self.buf, self.ends, i0, i1,
-                                    self.as_rel if asn != self.asn else -1, asn,
-                                    self.nh_rel if nh != self.nh else -1, nh)
+            return gen.patch_chunk(self.buf, self.ends, i0, i1,
+                                   self.as_rel if asn != self.asn else -1, asn,
+                                   self.nh_rel if nh != self.nh else -1, nh)
         return self.view[self.start(i0) : self._ends[i1 - 1]]
 
     def messages(self) -> list:
@@ -405,7 +405,7 @@ class TablePlan:
             attrs = build_attrs(t, first_as=None, next_hop=b"\x00" * (4 if self.family == "ipv4" else 16), as4=True,
                                 family=self.family)
         start = self._start(table_id) if table_id else bytes(129 * 8)
-        return _gen.gen_table(
+        return gen.gen_table(
             self.width, self.base, t.prefixes, self.lut, t.seed, start, t.per_group, 0, attrs.head,
             attrs.med_off, t.med, attrs.origin_off, attrs.origin_width, attrs.origin_base, attrs.origin_span,
             attrs.mp_head, attrs.tail, enc.maxlen, enc.cap, enc.addpath, t.path_id, self.limit, encode, want_packed,
@@ -467,7 +467,7 @@ class TablePlan:
         if s is None:
             packed = self.packed(tid, enc.addpath)
             if n < self.table.prefixes:
-                packed = packed[: _gen.packed_offset(packed, n, self.width, enc.addpath)]
+                packed = packed[: gen.packed_offset(packed, n, self.width, enc.addpath)]
             ctx = enc.context(self.family)
             msgs = codec.pack_withdraws(packed, ctx, self.afi, SAFI_UNICAST) if packed else []
             counts = [codec.parse_update(m[19:], ctx).n_withdrawn for m in msgs]
@@ -476,8 +476,8 @@ class TablePlan:
         return s
 
     def keys(self, table_id: int) -> list:
-        """Monitor keys (see _gen.split_keys) of a table's prefixes."""
-        return _gen.split_keys(self.packed(table_id, False), self.width, False)
+        """Monitor keys (see gen.split_keys) of a table's prefixes."""
+        return gen.split_keys(self.packed(table_id, False), self.width, False)
 
     def canary_update(self, peer: PeerInfo, enc: Encoding, seq: int) -> tuple:
         """(UPDATE bytes, key) announcing canary ``seq`` from ``peer``."""

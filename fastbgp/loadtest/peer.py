@@ -9,7 +9,7 @@ Established), and everything per-prefix stays in C:
 * sending: pre-encoded chunks of a shared :class:`~.generator.Stream`,
   written while the transport is below its high-water mark and resumed from
   ``resume_writing`` (back-pressure, never an unbounded buffer);
-* receiving: :class:`~._gen.Skipper` counts what the target sends without
+* receiving: :class:`~.gen.Skipper` counts what the target sends without
   copying UPDATE bodies;
 * timers: one ticker per loop walks all sessions every ``TICK`` seconds,
   sends due KEEPALIVEs straight to the transport (not behind a send queue)
@@ -36,7 +36,7 @@ from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
 from fastbgp.wire.errors import BGPError
 from fastbgp.session.fsm import keepalive_interval, negotiate_hold_time
-from fastbgp.loadtest import _gen
+from fastbgp.loadtest import gen
 from fastbgp.loadtest.generator import Encoding
 
 log = logging.getLogger("fastbgp.loadtest")
@@ -395,7 +395,7 @@ class LoadPeer(BgpLink):
         self.rx_octets = 0
 
     def connection_made(self, transport):
-        self.skipper = _gen.Skipper()
+        self.skipper = gen.Skipper()
         super().connection_made(transport)
 
     def data_received(self, data):
@@ -629,25 +629,25 @@ class MonitorSession(BgpLink):
         n_wd = u.n_withdrawn
         cn = self.canary_net
         if cn is not None and ann:
-            hits = _gen.find_range(ann, self.width, False, cn[0], cn[1])
+            hits = gen.find_range(ann, self.width, False, cn[0], cn[1])
             if hits:
                 for k in hits:
                     self.canaries.setdefault(k, now)
                 n_ann -= len(hits)
                 if self.exact:
                     hs = set(hits)
-                    ks = [k for k in _gen.split_keys(ann, self.width) if k not in hs]
+                    ks = [k for k in gen.split_keys(ann, self.width) if k not in hs]
                     self.present.update(ks)
                     ann = None
         if cn is not None and wd:
-            hits = _gen.find_range(wd, self.width, False, cn[0], cn[1])
+            hits = gen.find_range(wd, self.width, False, cn[0], cn[1])
             if hits:
                 n_wd -= len(hits)
         if self.exact:
             if ann:
-                self.present.update(_gen.split_keys(ann, self.width))
+                self.present.update(gen.split_keys(ann, self.width))
             if wd:
-                self.present.difference_update(_gen.split_keys(wd, self.width))
+                self.present.difference_update(gen.split_keys(wd, self.width))
         self.announced += n_ann
         self.withdrawn += n_wd
         if n_ann or n_wd:

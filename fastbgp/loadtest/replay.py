@@ -25,7 +25,7 @@ from fastbgp.wire import as4 as _as4
 from fastbgp.wire import codec
 from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
-from fastbgp.loadtest import _gen
+from fastbgp.loadtest import gen
 from fastbgp.loadtest.generator import CHUNK, Encoding, Stream, canary_prefix
 from fastbgp.loadtest.scenario import Scenario
 
@@ -51,14 +51,14 @@ class Feed:
                 for _t, u in self.updates:
                     ann, wd = _nlri_of(u, width)
                     if wd:
-                        present.difference_update(_gen.split_keys(wd, width))
+                        present.difference_update(gen.split_keys(wd, width))
                     if ann:
-                        present.update(_gen.split_keys(ann, width))
+                        present.update(gen.split_keys(ann, width))
                 self._keys = list(present)
             else:
                 ks = []
                 for packed in self.groups.values():
-                    ks.extend(_gen.split_keys(bytes(packed), width))
+                    ks.extend(gen.split_keys(bytes(packed), width))
                 self._keys = ks
         return self._keys
 
@@ -230,7 +230,7 @@ class ReplaySource:
         def with_ids(packed):
             if not enc.addpath or not packed:
                 return packed
-            return b"".join(pid + k for k in _gen.split_keys(packed, self.width))
+            return b"".join(pid + k for k in gen.split_keys(packed, self.width))
 
         def mp_nh(onh):
             if self.keep_nh and onh:
@@ -329,4 +329,4 @@ class ReplaySource:
 
 
 def _count(packed, width):
-    return len(_gen.split_keys(packed, width)) if packed else 0
+    return len(gen.split_keys(packed, width)) if packed else 0

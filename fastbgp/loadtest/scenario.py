@@ -304,12 +304,27 @@ def _ip(value):
 
 
 def check(sc: Scenario, *, need_target: bool = True) -> list:
-    """Every semantic problem of a decoded scenario as [(path, problem)]."""
+    """Every semantic problem of a decoded scenario as [(path, problem)],
+    section by section in file order."""
     err = []
 
     def bad(path, problem):
         err.append((path, problem))
 
+    _check_target(sc, bad, need_target)
+    _check_peers(sc, bad)
+    _check_table(sc, bad)
+    _check_replay(sc, bad)
+    _check_monitor(sc, bad)
+    _check_phases(sc, bad)
+    _check_run(sc, bad)
+    return err
+
+
+# Each _check_* reports through ``bad(path, problem)``.
+
+
+def _check_target(sc: Scenario, bad, need_target: bool) -> None:
     t = sc.target
     if need_target:
         if not t.address:
@@ -329,6 +344,9 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
         if pid <= 0:
             bad("target.pid[%d]" % i, "must be a process id")
 
+
+def _check_peers(sc: Scenario, bad) -> None:
+    t = sc.target
     p = sc.peers
     if p.count < 1:
         bad("peers.count", "must be >= 1")
@@ -384,6 +402,10 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
     if p.establish_timeout <= 0:
         bad("peers.establish-timeout", "must be > 0")
 
+
+def _check_table(sc: Scenario, bad) -> None:
+    t = sc.target
+    p = sc.peers
     tb = sc.table
     if tb.prefixes < 0:
         bad("table.prefixes", "must be >= 0")
@@ -445,6 +467,12 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
         bad("table.path-id", "must be 0..4294967295")
     if tb.local_pref is not None and not 0 <= tb.local_pref <= 0xFFFFFFFF:
         bad("table.local-pref", "must be 0..4294967295")
+    _check_table_space(sc, bad, weights)
+
+
+def _check_table_space(sc: Scenario, bad, weights: dict) -> None:
+    p = sc.peers
+    tb = sc.table
     if weights and tb.family == "ipv4" and tb.prefixes:
         # Per length the prefixes need distinct blocks (nesting across
         # lengths is allowed): the biggest block run must fit below 224/4.
@@ -458,6 +486,8 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
                     p.count, tb.prefixes, 100 * w / total, ln))
                 break
 
+
+def _check_replay(sc: Scenario, bad) -> None:
     if sc.replay is not None:
         r = sc.replay
         if not r.file:
@@ -467,6 +497,9 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
         if r.limit < 0:
             bad("replay.limit", "must be >= 0")
 
+
+def _check_monitor(sc: Scenario, bad) -> None:
+    t = sc.target
     m = sc.monitor
     if m.address is not None:
         try:
@@ -492,6 +525,8 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
         except ValueError:
             bad("monitor.router-id", "must be a non-zero IPv4 address (RFC 6286)")
 
+
+def _check_phases(sc: Scenario, bad) -> None:
     for i, ph in enumerate(sc.phases):
         at = "phases[%d]" % i
         if ph.rate < 0:
@@ -508,6 +543,9 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
             bad(at + ".fraction", "must be in (0, 1]")
         if ph.duration < 0:
             bad(at + ".duration", "must be >= 0")
+
+
+def _check_run(sc: Scenario, bad) -> None:
     if sc.workers < 1:
         bad("workers", "must be >= 1")
     try:
@@ -516,7 +554,6 @@ def check(sc: Scenario, *, need_target: bool = True) -> list:
         bad("slice", str(exc))
     if sc.sample_interval <= 0:
         bad("sample-interval", "must be > 0")
-    return err
 
 
 # ------------------------------------------------------------------ loading

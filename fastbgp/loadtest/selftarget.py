@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_UNICAST
-from fastbgp.session.speaker import NeighborConfig, Speaker, _MSGS
+from fastbgp.session.speaker import NeighborConfig, Speaker
+from fastbgp.loadtest import gen
 
 __all__ = ["PassThroughTarget"]
 
@@ -73,15 +74,13 @@ class PassThroughTarget:
             if sess is not None and mon.established:
                 msgs = build(sess.ctx)
                 if msgs:
-                    mon._enqueue(_MSGS, msgs)
+                    mon.send_messages(msgs)
 
     def _forward(self, nb, u):
-        from fastbgp.loadtest import _gen
-
         src = nb.session.ctx.addpath_rx if nb.session is not None else frozenset()
         if src:
             # RFC 7911: path ids are per session; the monitor gets plain NLRI.
-            strip = lambda packed, w: b"".join(_gen.split_keys(packed, w, True)) if packed else packed  # noqa: E731
+            strip = lambda packed, w: b"".join(gen.split_keys(packed, w, True)) if packed else packed  # noqa: E731
             mpr = u.mp_reach
             mpu = u.mp_unreach
             u = u.__class__(strip(u.withdrawn, 32) if (1, 1) in src else u.withdrawn, u.attrs,
@@ -94,9 +93,9 @@ class PassThroughTarget:
         if self.track:
             own = self.owned.setdefault(nb.address, set())
             if u.nlri:
-                own.update(_gen.split_keys(u.nlri))
+                own.update(gen.split_keys(u.nlri))
             if u.withdrawn:
-                own.difference_update(_gen.split_keys(u.withdrawn))
+                own.difference_update(gen.split_keys(u.withdrawn))
         for mon in self.monitors:
             sess = mon.session
             if sess is None or not mon.established:
@@ -116,4 +115,4 @@ class PassThroughTarget:
                     msgs += codec.pack_updates(u.attrs, nl, ctx, a, s, nh)
             if msgs:
                 self.forwarded += len(msgs)
-                mon._enqueue(_MSGS, msgs)
+                mon.send_messages(msgs)
