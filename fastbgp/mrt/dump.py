@@ -44,6 +44,7 @@ import sys
 import msgspec
 
 from fastbgp.wire import as4 as _as4
+from fastbgp.wire import codec as codec_selector
 from fastbgp.mrt import reader as M
 from fastbgp.wire.communities import format_large_community
 from fastbgp.wire.constants import (
@@ -466,7 +467,7 @@ class BgpdumpFormatter:
     (or twin) ``unpack_prefixes``."""
 
     def __init__(self, codec=None):
-        self.codec = codec if codec is not None else M._default_codec
+        self.codec = codec if codec is not None else codec_selector
         self._unpack = self.codec.unpack_prefixes
         self._attrs4 = {}  # canonical attrs -> (pre, nh, post)
         self._rib = {}  # raw RIB entry attrs -> (pre, nh, post)
@@ -867,7 +868,7 @@ class JsonFormatter:
     STATE_CHANGE old/new state names.  Problems show as ``error``."""
 
     def __init__(self, codec=None):
-        self.codec = codec if codec is not None else M._default_codec
+        self.codec = codec if codec is not None else codec_selector
         self._enc = msgspec.json.Encoder()
         self._peers = ()
         self._cache = {}
