@@ -29,7 +29,7 @@ import struct
 import pytest
 
 from fastbgp.wire import codec
-from fastbgp.config import schema as cfgmod
+from fastbgp.config.checks import load_config
 from fastbgp.wire.as4 import encode_attr, encode_segments
 from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.daemon.core import Daemon
@@ -57,13 +57,13 @@ class _Member:
 
 
 class _Source:
-    """Stands in for the sending DaemonNeighbor (what _announce_in reads)."""
+    """Stands in for the sending DaemonNeighbor (what Importer.announce_in reads)."""
 
     def __init__(self, daemon, pid):
         self.pid = pid
         self.pre_policy = False
         self.import_cache = {}
-        self.cfg = cfgmod.load_config(
+        self.cfg = load_config(
             '[global]\nasn = 64500\nrouter-id = "192.0.2.1"\n[[neighbors]]\naddress = "192.0.2.2"\n'
             'peer-as = 65001\ndefault-import = "accept"\ndefault-export = "accept"\n').neighbors[0]
         self.import_chain = daemon.engine.chain(self.cfg, "import")
@@ -101,7 +101,7 @@ def table():
 
 
 def _daemon():
-    cfg = cfgmod.load_config('[global]\nasn = 64500\nrouter-id = "192.0.2.1"\nlisten = []\n')
+    cfg = load_config('[global]\nasn = 64500\nrouter-id = "192.0.2.1"\nlisten = []\n')
     d = Daemon(cfg)
     d.exports = _Exports()
     d._observe = None
@@ -123,7 +123,7 @@ def _daemon():
 
 def _load(d, src, table):
     for attrs, packed in table:
-        d._announce_in(src, IPV4_UNICAST, attrs, b"", packed, False)
+        d.importer.announce_in(src, IPV4_UNICAST, attrs, b"", packed, False)
 
 
 def _record_rate(benchmark):
@@ -155,7 +155,7 @@ def test_join_dump_full_table(benchmark, table):
     def run():
         new.messages = 0
         out_msgs = 0
-        for part in _slices(d._table_delta(g, 3)):
+        for part in _slices(d.exporter.table_delta(g, 3)):
             out = g.process(part, d.sources, single=True)
             out_msgs += len(out.common)
         return out_msgs
@@ -173,7 +173,7 @@ def test_drop_peer_full_table(benchmark, table):
         return (d, member), {}
 
     def run(d, member):
-        d._export_cs(IPV4_UNICAST, d.ribs[IPV4_UNICAST].drop_peer(1), heavy=True)
+        d.exporter.export_cs(IPV4_UNICAST, d.ribs[IPV4_UNICAST].drop_peer(1), heavy=True)
         return d, member
 
     d, member = benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)

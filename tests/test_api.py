@@ -341,11 +341,11 @@ def test_watch_subscriber_is_dropped_when_client_leaves(harness):
         async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=harness.socket)) as s:
             async with s.get("http://localhost/v1/watch") as r:
                 assert r.status == 200
-                harness.wait_for(lambda: len(harness.daemon._watchers) >= 1, "subscription")
+                harness.wait_for(lambda: len(harness.daemon.events.watchers) >= 1, "subscription")
 
-    before = harness.call(lambda: len(harness.daemon._watchers))
+    before = harness.call(lambda: len(harness.daemon.events.watchers))
     harness.run_client(go())
-    harness.wait_for(lambda: harness.call(lambda: len(harness.daemon._watchers)) == before, "unsubscribe", timeout=5)
+    harness.wait_for(lambda: harness.call(lambda: len(harness.daemon.events.watchers)) == before, "unsubscribe", timeout=5)
 
 
 def test_reset_and_softreset(harness):

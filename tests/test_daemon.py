@@ -11,7 +11,8 @@ import socket
 import msgspec
 import pytest
 
-from fastbgp.config import schema as cfgmod
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
 from fastbgp.control import contract as ctl
 from fastbgp.session import protocol as session_mod
 from fastbgp.daemon.core import Daemon, run_daemon
@@ -88,9 +89,9 @@ class DUT:
         text = self.text()
         if self.path is not None:
             self.path.write_text(text)
-            cfg = cfgmod.load_config(self.path)
+            cfg = load_config(self.path)
         else:
-            cfg = cfgmod.load_config(text)
+            cfg = load_config(text)
         self.daemon = Daemon(cfg, self.path)
         await self.daemon.start()
         return self.daemon
@@ -216,7 +217,7 @@ actions = { set-local-pref = 300, result = "accept" }
         aout = {x.prefix: x for x in d.adj_rib_out(c_addr, "ipv4-unicast")}
         assert set(aout) == {"10.1.0.0/24", "10.2.0.0/24"} and aout["10.1.0.0/24"].med == 77
         assert d.adj_rib_out(a_addr, "ipv4") == []  # its own routes are not sent back
-        d._peer_stats(force=True)
+        d.views.peer_stats(force=True)
         assert d.neighbor(c_addr).prefixes_advertised == 2 and d.neighbor(a_addr).prefixes_accepted == 3
         assert d.neighbor(a_addr).prefixes_received == 3
         summ = {s.family: s for s in d.rib_summary()}
@@ -311,15 +312,15 @@ def test_reflection_loops_rejected_on_import(run):
         d = await dut.start()
         s1, n1 = await peer(dut, 65000, i1)
         await n1.wait_established(5)
-        nb = d._nb(i1)
+        nb = d.peers.get(i1)
         d.sources[nb.pid] = Source(nb.pid, IBGP, False, 1, 65000, i1)
         base = encode_attr(0x40, 1, b"\x00") + encode_attr(0x40, 2, b"") + encode_attr(0x40, 3, bytes([192, 0, 2, 1]))
         rid = ipaddress.IPv4Address(dut.rid).packed
         own = base + encode_attr(0x80, 9, rid)
         cl = base + encode_attr(0x80, 10, b"\x01\x01\x01\x01" + rid)
-        assert d._import_eval(nb, (1, 1), own, b"") is None  # ORIGINATOR_ID is ours
-        assert d._import_eval(nb, (1, 1), cl, b"") is None  # our CLUSTER_ID in the list
-        assert d._import_eval(nb, (1, 1), base, b"") == (base, b"")
+        assert d.importer.import_eval(nb, (1, 1), own, b"") is None  # ORIGINATOR_ID is ours
+        assert d.importer.import_eval(nb, (1, 1), cl, b"") is None  # our CLUSTER_ID in the list
+        assert d.importer.import_eval(nb, (1, 1), base, b"") == (base, b"")
         await s1.stop()
         await dut.stop()
 
@@ -431,7 +432,7 @@ actions = { communities = { add = ["65000:7"] }, result = "accept" }
         assert nb.received()["10.70.0.0/24"].communities == []
         # Bad file: ConfigError, nothing changes.
         path.write_text(dut.text() + "\n[[neighbors]]\naddress = \"x\"\n")
-        with pytest.raises(cfgmod.ConfigError):
+        with pytest.raises(ConfigError):
             await d.reload()
         assert set(d.speaker.neighbors) == {a_addr, b_addr}
         # B gets an export policy, C is added, A is unchanged.
@@ -482,7 +483,7 @@ def test_bad_config_nothing_started(tmp_path, run):
     path.write_text('[global]\nasn = 65000\nrouter-id = "1.2.3"\nlisten = ["%s:%d"]\n' % (host, port))
 
     async def main():
-        with pytest.raises(cfgmod.ConfigError) as ei:
+        with pytest.raises(ConfigError) as ei:
             await run_daemon(str(path), api=False, metrics=False)
         assert "global.router-id" in str(ei.value)
         # Nothing bound the port.

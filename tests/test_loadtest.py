@@ -53,7 +53,7 @@ def test_scenario_parses():
 
 
 @pytest.mark.parametrize("text, path, words", [
-    ('[peers]\ncount = "ten"', "peers.count", "expected `int`"),
+    ('[peers]\ncount = "ten"', "peers.count", "expected int, got \"ten\""),
     ('[peers]\ncuont = 3', "peers.cuont", "unknown field"),
     ('[table]\nfamily = "ipv5"', "table.family", "ipv5"),
     ('[[phases]]\nkind = "announce"\nrate = -1', "phases[0].rate", "must be >= 0"),
@@ -525,7 +525,7 @@ def test_report_json_merge_and_plot(tmp_path):
 
 
 def _write_rib(path, peers, n):
-    from fastbgp.mrt import reader as mrt
+    from fastbgp.mrt import writer as mrt_writer
 
     def routes():
         for i in range(n):
@@ -539,7 +539,7 @@ def _write_rib(path, peers, n):
                     paths.append((pi, a, None))
             yield prefix, paths
 
-    with mrt.MrtWriter(str(path)) as w:
+    with mrt_writer.MrtWriter(str(path)) as w:
         w.write_rib(peers, routes(), timestamp=1_700_000_000)
 
 
@@ -554,12 +554,12 @@ def test_replay_rib_per_peer(tmp_path):
 
 
 def test_replay_updates_with_original_pacing(tmp_path):
-    from fastbgp.mrt import reader as mrt
+    from fastbgp.mrt import writer as mrt_writer
 
     f = tmp_path / "upd.mrt"
     attrs = as4.encode_attr(0x40, 1, b"\x00") + as4.encode_attr(0x40, 2, as4.encode_segments([(2, [64601])], 4)) + \
         as4.encode_attr(0x40, 3, bytes([192, 0, 2, 101]))
-    with mrt.MrtWriter(str(f)) as w:
+    with mrt_writer.MrtWriter(str(f)) as w:
         for k in range(5):
             nl = b"".join(bytes([24, 21, k, j]) for j in range(200))
             for m in codec.pack_updates(attrs, nl):

@@ -1,7 +1,8 @@
 """The load generator's two implementations: the compiled
 ``fastbgp.loadtest._gen`` and its pure-Python twin ``_gen_py``.
 
-* each implementation on its own (fixture ``gen``, ids cython / python):
+* each implementation on its own (fixture ``gen`` of fastbgp.testing.plugin,
+  ids cython / python):
   tables decode to what was drawn, framing, keys, patching, errors;
 * parity (fixture ``both_gens``): the same output octet for octet, or the
   same exception, for deterministic DFZ-like tables and for random
@@ -22,27 +23,6 @@ from fastbgp.loadtest import generator as G
 from fastbgp.loadtest import scenario as S
 from fastbgp.wire import codec
 from fastbgp.wire.types import Context
-
-IMPLEMENTATIONS = ("cython", "python")
-
-
-def _load(name):
-    # The compiled one is skipped only when deliberately off; a missing
-    # build otherwise fails (ImportError) instead of passing as twin-only.
-    if name == "cython" and gen_selector.NO_EXTENSIONS:
-        pytest.skip("FASTBGP_NO_EXTENSIONS is set: the compiled generator is deliberately not used")
-    return gen_selector.load(name)
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def gen(request):
-    return _load(request.param)
-
-
-@pytest.fixture
-def both_gens():
-    return _load("cython"), _load("python")
-
 
 def outcome(f, *args, **kw):
     """What a call did: its result, or the exception type and text."""
@@ -68,13 +48,9 @@ def table_args(table, *, addpath=False, maxlen=4096, cap=0, first_as=64512, as4=
 # ---------------------------------------------------------------- each implementation
 
 
-def test_selector_exports_the_api():
-    for name in IMPLEMENTATIONS:
-        if name == "cython" and gen_selector.NO_EXTENSIONS:
-            continue
-        mod = gen_selector.load(name)
-        assert mod.IMPLEMENTATION == name
-        assert all(hasattr(mod, n) for n in gen_selector.API)
+def test_selector_exports_the_api(gen):
+    assert gen.IMPLEMENTATION in ("cython", "python")
+    assert all(hasattr(gen, n) for n in gen_selector.API)
     assert gen_selector.IMPLEMENTATION == ("python" if gen_selector.NO_EXTENSIONS else "cython")
     with pytest.raises(ValueError):
         gen_selector.load("rust")

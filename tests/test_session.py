@@ -666,7 +666,7 @@ def test_collision_keeps_one_session_of_higher_id(ids, run):
             assert p.na.established and p.nb.established
             ca, cb = p.na.connection, p.nb.connection
             assert (ca.local_port, ca.peer_port) == (cb.peer_port, cb.local_port)  # one and the same TCP connection
-            assert p.na._secondary is None and p.nb._secondary is None
+            assert p.na.sessions.secondary is None and p.nb.sessions.secondary is None
             assert p.na.counters.collisions + p.nb.counters.collisions >= 1
             # Every decision taken before a session was Established kept the
             # connection initiated by the higher identifier; one already
@@ -722,7 +722,7 @@ def test_collision_resolution_by_bgp_identifier(raw_higher, first, run):
             in_peer = await RawPeer.connect(a.port)  # our connection to A
             await in_peer.recv_type(MSG_OPEN)
             peers = [out_peer, in_peer]
-            assert n.session.state is State.OPENSENT and n._secondary.state is State.OPENSENT
+            assert n.session.state is State.OPENSENT and n.sessions.secondary.state is State.OPENSENT
             raw_id = "10.0.0.99" if raw_higher else "10.0.0.9"
             winner, loser = (in_peer, out_peer) if raw_higher else (out_peer, in_peer)
             (in_peer if first == "inbound" else out_peer).send_open(bgp_id=raw_id)
@@ -734,7 +734,7 @@ def test_collision_resolution_by_bgp_identifier(raw_higher, first, run):
             await n.wait_established(3)
             # A's surviving connection: outbound iff A has the higher identifier.
             assert n.session.outbound == (not raw_higher)
-            assert n._secondary is None and n.counters.collisions == 1
+            assert n.sessions.secondary is None and n.counters.collisions == 1
             rec = n.collision_log[-1]
             assert rec.existing_state is State.OPENSENT and rec.kept_outbound == (not raw_higher)
             a.announce(["10.3.0.0/24"], "127.0.0.1")
@@ -1034,7 +1034,7 @@ def test_interned_attribute_blocks_are_compacted(run):
         p = await make_pair()
         try:
             await p.established()
-            p.nb._paths_floor = p.nb._paths_limit = 8
+            p.nb.sink.paths_floor = p.nb.sink.paths_limit = 8
             for i in range(40):
                 p.a.announce(["10.0.%d.0/24" % i], "127.0.0.1", med=i)
             await p.nb.wait_received(40, 3)
@@ -1042,7 +1042,7 @@ def test_interned_attribute_blocks_are_compacted(run):
                 p.a.announce(["10.0.%d.0/24" % i], "127.0.0.1", med=1000 + i)
             await p.nb.wait_for(lambda: p.nb.received()["10.0.39.0/24"].med == 1039, 3)
             # Only blocks still in use survive a compaction.
-            assert len(p.nb._paths) <= 60
+            assert len(p.nb.sink.paths) <= 60
             assert {r.med for r in p.nb.received().values()} == set(range(1000, 1040))
         finally:
             await p.stop()

@@ -20,7 +20,8 @@ Modules and what each owns:
 * ``selftarget.py``: a fastbgp Speaker set up as a pass-through target.
 * ``cli.py``: the ``fastbgp loadtest`` sub-command (``add_parser``).
 
-May import: ``fastbgp.wire``, ``fastbgp.session``, ``fastbgp.mrt`` and
+May import: ``fastbgp.wire``, ``fastbgp.session``, ``fastbgp.config`` (its
+field-naming error reader, for scenario files), ``fastbgp.mrt`` and
 ``fastbgp.implementation`` (plus the standard library, msgspec and rich;
 uvloop and matplotlib when installed); the layers it may import never
 import it.

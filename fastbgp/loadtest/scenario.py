@@ -35,6 +35,8 @@ from typing import Literal, Optional, Union
 
 import msgspec
 
+from fastbgp.config.errors import explain
+
 __all__ = [
     "ScenarioError",
     "Target",
@@ -558,30 +560,11 @@ def _check_run(sc: Scenario, bad) -> None:
 
 # ------------------------------------------------------------------ loading
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-
-
-def _field_path(path: str) -> str:
-    return path.lstrip(".")
-
-
-def _rewrite(exc: msgspec.ValidationError) -> tuple:
-    m = _AT.match(str(exc))
-    msg, path = m.group("msg"), _field_path(m.group("path") or "")
-    unk = re.match(r"Object contains unknown field `(.*)`", msg)
-    if unk:
-        return ((path + "." if path else "") + unk.group(1), "unknown field")
-    req = re.match(r"Object missing required field `(.*)`", msg)
-    if req:
-        return ((path + "." if path else "") + req.group(1), "required field missing")
-    return (path, msg[:1].lower() + msg[1:])
-
-
 def from_dict(raw: dict, source: str = "<scenario>", *, need_target: bool = True) -> Scenario:
     try:
         sc = msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:
-        raise ScenarioError([_rewrite(exc)], source) from None
+        raise ScenarioError([explain(exc, Scenario, raw)], source) from None
     errors = check(sc, need_target=need_target)
     if errors:
         raise ScenarioError(errors, source)
