@@ -216,7 +216,7 @@ def _role_main(args):
     elif args.role == "receiver":
         asyncio.run(_receiver(args))
     elif args.role == "fastbgp":
-        from fastbgp.daemon.core import run_daemon
+        from fastbgp.daemon.process import run_daemon
 
         asyncio.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
 
@@ -431,7 +431,7 @@ How it is measured (bench/passthrough.py):
   no routes; loaded = right after the receiver holds everything (FRR: bgpd
   only, zebra not counted);
 * the targets export nothing back to the senders, everything to the
-  receiver; fastbgp runs ``fastbgp.daemon.core.run_daemon`` on uvloop with the
+  receiver; fastbgp runs ``fastbgp.daemon.process.run_daemon`` on uvloop with the
   compiled codec and RIB, no API/metrics listeners.
 """
 

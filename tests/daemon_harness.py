@@ -56,7 +56,7 @@ class DaemonHarness:
     # -- the background loop
 
     async def _main(self):
-        from fastbgp.daemon import core as daemon_mod
+        from fastbgp.daemon import process as daemon_mod
 
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()

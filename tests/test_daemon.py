@@ -15,7 +15,8 @@ from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 from fastbgp.control import contract as ctl
 from fastbgp.session import protocol as session_mod
-from fastbgp.daemon.core import Daemon, run_daemon
+from fastbgp.daemon.core import Daemon
+from fastbgp.daemon.process import run_daemon
 from fastbgp.session.fsm import State
 from fastbgp.session.speaker import NeighborConfig, Speaker
 from fastbgp.testing.net import free_port

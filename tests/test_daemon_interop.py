@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = textwrap.dedent("""
     import asyncio, sys
     import uvloop
-    from fastbgp.daemon.core import run_daemon
+    from fastbgp.daemon.process import run_daemon
     uvloop.install()
     asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="debug"))
 """)

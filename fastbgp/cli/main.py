@@ -770,7 +770,7 @@ def _cmd_daemon(args):
         return 0
     # Imported here: the daemon pulls in the whole speaker, which a client
     # command has no use for.
-    from fastbgp.daemon.core import main_daemon
+    from fastbgp.daemon.process import main_daemon
 
     return main_daemon(args)
 

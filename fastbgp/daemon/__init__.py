@@ -7,8 +7,7 @@ calls, who calls it):
 * ``core``         :class:`Daemon`: shared state (config, policy engine,
                    attribute table, RIBs), lifecycle, wiring of the
                    collaborators below, the ``control.contract.Control``
-                   façade; re-exports ``run_daemon``, ``main_daemon``
-                   and ``neighbor_config``
+                   façade
 * ``neighbor``     the daemon's neighbours and speaker (sessions -> daemon)
 * ``peers``        peer ids and sources, adding/removing neighbours, what a
                    session going up or down does to the RIBs

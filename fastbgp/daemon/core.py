@@ -62,13 +62,12 @@ from fastbgp.daemon.events import EventStream
 from fastbgp.daemon.exporter import Exporter
 from fastbgp.daemon.importer import Importer
 from fastbgp.daemon.mrt_dumps import MrtDumper, start_dumps, write_rib_snapshot
-from fastbgp.daemon.neighbor import DaemonNeighbor, DaemonSpeaker
+from fastbgp.daemon.neighbor import DaemonSpeaker
 from fastbgp.daemon.origination import Originator
-from fastbgp.daemon.peers import PeerRegistry, neighbor_config
-from fastbgp.daemon.process import main_daemon, run_daemon
+from fastbgp.daemon.peers import PeerRegistry
 from fastbgp.daemon.views import Views
 
-__all__ = ["Daemon", "DaemonNeighbor", "run_daemon", "main_daemon", "neighbor_config"]
+__all__ = ["Daemon"]
 
 log = logging.getLogger("fastbgp.daemon")
 

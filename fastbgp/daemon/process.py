@@ -6,8 +6,7 @@ Owns: :func:`run_daemon` (the coroutine, usable from tests and benches)
 and :func:`main_daemon` (the CLI entry point).  Calls: the configuration
 loader, :class:`fastbgp.daemon.core.Daemon`, :mod:`fastbgp.control.api`,
 :mod:`fastbgp.control.metrics` and :mod:`fastbgp.control.logs`.
-Called by: the CLI (``fastbgp daemon``), tests and benches, through the
-names ``fastbgp.daemon.core`` re-exports.
+Called by: the CLI (``fastbgp daemon``), tests and benches.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import signal
 import sys
 from typing import Optional
 
+from fastbgp.daemon.core import Daemon
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 
@@ -96,9 +96,6 @@ async def run_daemon(config_path, *, log_level: Optional[str] = None, log_json: 
     ``log_level``/``log_json`` override ``[global.log]``; ``api``/``metrics``
     False skip those listeners; ``ready(daemon)`` is called once running.
     SIGHUP reloads the file (a bad file is logged and changes nothing)."""
-    # Here rather than at the top: core re-exports this module's names.
-    from fastbgp.daemon.core import Daemon
-
     cfg = load_config(config_path)
     _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
     loop = asyncio.get_running_loop()
