@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from fastbgp.testing import CORPORA
+from fastbgp.testing.benchmarks import mrt_dump_command
 from fastbgp.wire.bench import machine
 
 CORPUS = CORPORA / "bgpdump" / "test_data"
@@ -49,17 +50,8 @@ def run(cmd):
     return wall, cpu
 
 
-def fastbgp_cmd(path):
-    """The installed ``fastbgp mrt dump`` once the command is wired into
-    fastbgp/cli.py, else the same code through ``python -m fastbgp.cli.mrt``."""
-    exe = shutil.which("fastbgp", path=os.path.dirname(sys.executable)) or shutil.which("fastbgp")
-    if exe and subprocess.run([exe, "mrt", "dump", "--help"], capture_output=True, check=False).returncode == 0:
-        return [exe, "mrt", "dump", "-m", str(path)]
-    return [sys.executable, "-m", "fastbgp.cli.mrt", "mrt", "dump", "-m", str(path)]
-
-
 def measure(path, repeat):
-    ours = fastbgp_cmd(path)
+    ours = mrt_dump_command(path)
     theirs = ["bgpdump", "-m", str(path)]
     run(ours)  # warm the page cache and the .pyc files
     run(theirs)

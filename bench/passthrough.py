@@ -210,15 +210,14 @@ async def _connect(loop, factory, host, port, local):
 def _role_main(args):
     import uvloop
 
-    uvloop.install()
     if args.role == "sender":
-        asyncio.run(_sender(args))
+        uvloop.run(_sender(args))
     elif args.role == "receiver":
-        asyncio.run(_receiver(args))
+        uvloop.run(_receiver(args))
     elif args.role == "fastbgp":
         from fastbgp.daemon.process import run_daemon
 
-        asyncio.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
+        uvloop.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
 
 
 # ============================================================== orchestration

@@ -16,7 +16,6 @@ import gzip
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -24,6 +23,7 @@ import pytest
 from fastbgp.wire import bench as workloads_mod
 from fastbgp.mrt import dump as mrt_dump
 from fastbgp.testing import CORPORA
+from fastbgp.testing.benchmarks import mrt_dump_command
 from fastbgp.testing.benchmarks import benchmark_median
 
 FILE = "updates.et-header.2015.gz"
@@ -49,14 +49,6 @@ def _run(cmd):
         subprocess.run(cmd, stdout=null, stderr=subprocess.DEVNULL, check=True, env=_ENV)
 
 
-def _fastbgp_cmd(path):
-    exe = shutil.which("fastbgp", path=os.path.dirname(sys.executable)) or shutil.which("fastbgp")
-    if exe and subprocess.run([exe, "mrt", "dump", "--help"], capture_output=True, check=False).returncode == 0:
-        return [exe, "mrt", "dump", "-m", str(path)]
-    # Until fastbgp/cli.py has the mrt command: the same code, same start-up.
-    return [sys.executable, "-m", "fastbgp.cli.mrt", "mrt", "dump", "-m", str(path)]
-
-
 def _record(name, benchmark):
     median = benchmark_median(benchmark)
     if median is not None:
@@ -75,7 +67,7 @@ def test_fastbgp_command(benchmark):
     path = _path()
     if shutil.which("bgpdump") is None:
         pytest.skip("bgpdump binary not installed: nothing to compare with")
-    benchmark.pedantic(_run, args=(_fastbgp_cmd(path),), rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(_run, args=(mrt_dump_command(path),), rounds=3, iterations=1, warmup_rounds=1)
     _record("fastbgp mrt dump -m", benchmark)
 
 

@@ -19,11 +19,10 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = textwrap.dedent("""
-    import asyncio, sys
+    import sys
     import uvloop
     from fastbgp.daemon.process import run_daemon
-    uvloop.install()
-    asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="debug"))
+    uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="debug"))
 """)
 
 

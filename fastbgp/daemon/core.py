@@ -130,10 +130,6 @@ class Daemon:
     def exports(self, queue):
         self.exporter.queue = queue
 
-    @property
-    def events_dropped(self) -> int:
-        return self.events.dropped
-
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self):

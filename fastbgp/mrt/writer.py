@@ -393,10 +393,6 @@ class RotatingMrtWriter:
             timestamp = self.clock()
         self.current(timestamp).write_update(message, peer_ip, peer_as, local_ip, local_as, timestamp, addpath, as4=as4)
 
-    def path_for(self, start):
-        """The file name of the interval starting at ``start`` (epoch s)."""
-        return self._path(start)
-
     def write_state_change(self, old_state, new_state, peer_ip, peer_as, local_ip, local_as, timestamp=None):
         if timestamp is None:
             timestamp = self.clock()

@@ -294,10 +294,6 @@ class AttrTable:
         self._ids[key] = aid
         return aid
 
-    def incref(self, attr_id):
-        self._check(attr_id)
-        self.records[attr_id * WORDS + W_REFS] += 1
-
     def release(self, attr_id):
         """Drop one reference; the entry is freed when none is left."""
         self._check(attr_id)
@@ -424,13 +420,6 @@ class AttrTable:
         if not self.records[attr_id * WORDS + W_FLAGS] & (F_UNKNOWN_TRANSITIVE | F_UNKNOWN_NON_TRANSITIVE):
             return block
         return propagate_attrs(block)
-
-    def memory_estimate(self):
-        """Rough bytes held by the table (blocks, dict, records)."""
-        import sys
-
-        blocks = sum(sys.getsizeof(b) for b in self._blocks if b is not None)
-        return blocks + sys.getsizeof(self._ids) + self.records.buffer_info()[1] * self.records.itemsize
 
 
 def propagate_attrs(attrs, known=KNOWN_ATTRS):

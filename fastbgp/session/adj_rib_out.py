@@ -171,10 +171,6 @@ class AdjRibOut:
             self.queue.append((MSGS, msgs))
             self._event.set()
 
-    def send_message(self, msg: bytes) -> None:
-        """Queue one encoded message behind what is queued."""
-        self.enqueue(RAW, msg)
-
     def dump(self, family) -> list:
         """Out-queue items announcing every route of ``family``."""
         items = [(ANNOUNCE, b) for b in self.speaker_routes.groups().get(family, ())]

@@ -307,11 +307,6 @@ class Connection(asyncio.Protocol):
 
     # -- sending ----------------------------------------------------------------
 
-    @property
-    def writable(self) -> bool:
-        t = self.transport
-        return t is not None and not self.closed and not t.is_closing()
-
     def write(self, data) -> bool:
         t = self.transport
         if t is None or self.closed or t.is_closing():
@@ -325,10 +320,6 @@ class Connection(asyncio.Protocol):
             return False
         t.writelines(chunks)
         return True
-
-    def write_buffer_size(self) -> int:
-        t = self.transport
-        return t.get_write_buffer_size() if t is not None and not self.closed else 0
 
     async def drain(self):
         """Wait while the transport is above its high-water mark.  Raises
@@ -677,10 +668,6 @@ class Session:
         self._connect_task = None
         if task is not None and not task.done():
             task.cancel()
-
-    @property
-    def connecting(self) -> bool:
-        return self._connect_task is not None
 
     def _drop_tcp(self):
         self._cancel_connect()

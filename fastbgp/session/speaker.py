@@ -30,8 +30,9 @@ is not sent (§5.1.5); for iBGP neighbours the path goes out as given and
 LOCAL_PREF defaults to 100.  Without ``next_hop`` the session's local
 address is used (next-hop-self).
 
-Nothing here installs uvloop (only entry points should call
-``uvloop.install()``); everything works on either event loop.
+Nothing here chooses the event loop (entry points do, e.g. with
+``asyncio.Runner(loop_factory=uvloop.new_event_loop)``); everything works on
+either loop.
 """
 
 from __future__ import annotations
