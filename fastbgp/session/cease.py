@@ -3,7 +3,9 @@
 Owns: the RFC 8538 §5 rule that wraps a "Hard" Cease in Hard Reset when
 both sides negotiated the N bit (``cease_for``), the RFC 9003 shutdown
 communication data (``shutdown_data``), the log text of a NOTIFICATION
-(``notification_text``), and :class:`PrefixLimit`: the Cease / Maximum
+(``notification_text``, ``describe_notification``), the one log line of a
+session's end (``log_session_end``: WARNING when the session was lost,
+INFO when the operator or a collision ended it), and :class:`PrefixLimit`: the Cease / Maximum
 Number of Prefixes Reached (RFC 4486 §4) and the timer that lifts it.
 
 The functions are pure, called by :class:`fastbgp.session.speaker.Neighbor`
@@ -18,22 +20,115 @@ from __future__ import annotations
 import logging
 
 from fastbgp.session.fsm import Event, Reason, State
-from fastbgp.wire import messages
+from fastbgp.wire import errors, messages
 from fastbgp.wire.errors import (
     CEASE_ADMIN_SHUTDOWN,
+    CEASE_COLLISION,
     CEASE_HARD_RESET,
     CEASE_MAX_PREFIXES,
     CEASE_PEER_DECONFIGURED,
     ERR_CEASE,
+    ERR_FSM,
+    ERR_HEADER,
+    ERR_OPEN,
+    ERR_ROUTE_REFRESH,
+    ERR_UPDATE,
+    ERROR_NAMES,
 )
 
-__all__ = ["HARD_CEASE", "PrefixLimit", "cease_for", "notification_text", "shutdown_data"]
+__all__ = [
+    "HARD_CEASE",
+    "PrefixLimit",
+    "cease_for",
+    "describe_notification",
+    "hex_data",
+    "log_session_end",
+    "notification_text",
+    "shutdown_data",
+    "subcode_name",
+]
 
 log = logging.getLogger("fastbgp.speaker")
 
 # Cease subcodes RFC 8538 §5 marks "Hard": with the N bit negotiated they
 # go out wrapped in Hard Reset so the peer does not keep our routes.
 HARD_CEASE = frozenset({CEASE_MAX_PREFIXES, CEASE_ADMIN_SHUTDOWN, CEASE_PEER_DECONFIGURED, CEASE_HARD_RESET})
+
+
+# Subcode names come from fastbgp.wire.errors' own constants (the one
+# source of the numbers): each error code's subcodes share a name prefix.
+_SUBCODE_PREFIX = {ERR_HEADER: "HDR_", ERR_OPEN: "OPEN_", ERR_UPDATE: "UPD_", ERR_FSM: "FSM_",
+                   ERR_CEASE: "CEASE_", ERR_ROUTE_REFRESH: "RR_"}
+_SUBCODE_NAMES = {
+    (code, value): name[len(prefix):].lower().replace("_", "-")
+    for code, prefix in _SUBCODE_PREFIX.items()
+    for name, value in vars(errors).items()
+    if name.startswith(prefix) and isinstance(value, int)
+}
+
+# Octets of NOTIFICATION data shown in a log line; the data is the peer's
+# (hostile) input and may be up to 65535 octets (RFC 8654).
+LOG_DATA_OCTETS = 64
+
+# Up states: leaving one of them is losing the session (RFC 4271 §8.2.2).
+_UP = (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED)
+_DOWN = (State.IDLE, State.CONNECT, State.ACTIVE)
+# Ends the operator asked for (disable, reset, deconfigure, reload, stop) or
+# a collision decided (RFC 4271 §6.8): logged at INFO, not WARNING.
+_ORDERED = frozenset({Reason.ADMIN_DOWN, Reason.ADMIN_RESET, Reason.DYING, Reason.DECONFIGURED,
+                      Reason.CONFIG_CHANGE, Reason.COLLISION})
+
+
+def subcode_name(code: int, subcode: int) -> str:
+    """The name of a NOTIFICATION subcode ("malformed-attr-list"); subcode 0
+    is Unspecific (RFC 4271 §4.5)."""
+    name = _SUBCODE_NAMES.get((code, subcode))
+    if name is None:
+        return "unspecific" if subcode == 0 else "subcode %d" % subcode
+    return name
+
+
+def hex_data(data: bytes, limit: int = LOG_DATA_OCTETS) -> str:
+    """``data`` in hex, cut to ``limit`` octets with "…(N octets)"."""
+    data = bytes(data)
+    if len(data) <= limit:
+        return data.hex()
+    return "%s…(%d octets)" % (data[:limit].hex(), len(data))
+
+
+def describe_notification(sent: bool, code: int, subcode: int, data: bytes) -> str:
+    """'NOTIFICATION sent 3/1 (UPDATE Message Error / malformed-attr-list)
+    data 4001…' for a log line."""
+    text = "NOTIFICATION %s %d/%d (%s / %s)" % ("sent" if sent else "received", code, subcode,
+                                               ERROR_NAMES.get(code, "error code %d" % code),
+                                               subcode_name(code, subcode))
+    return text + (" data %s" % hex_data(data) if data else "")
+
+
+def log_session_end(address, session, t) -> None:
+    """Log the end of ``session`` once, on the transition ``t`` that ended
+    it: leaving OpenSent/OpenConfirm/Established, or any state after a
+    NOTIFICATION.  WARNING with the reason and the NOTIFICATION, unless the
+    operator or a collision ended it (INFO)."""
+    notif = session.loss_notification
+    if t.state not in _DOWN or (t.old_state not in _UP and notif is None):
+        return
+    session.loss_notification = None
+    detail = session.loss_error
+    session.loss_error = None
+    ordered = session.silent or (t.reason in _ORDERED and (notif is None or notif[0]))
+    if notif is not None and notif[0] and notif[1] == ERR_CEASE and notif[2] == CEASE_COLLISION:
+        ordered = True
+    text = "%s: session %s in %s (%s)" % (address, "closed" if ordered else "lost", t.old_state.name,
+                                          t.reason.value if t.reason else "-")
+    if detail:
+        text += ": " + detail
+    if notif is not None:
+        text += "; " + describe_notification(*notif)
+    if ordered:
+        log.info("%s", text)
+    else:
+        log.warning("%s", text)
 
 
 def shutdown_data(message: str) -> bytes:
@@ -83,7 +178,8 @@ class PrefixLimit:
 
     def exceeded(self, session, family, limit: int) -> None:
         nb = self.neighbor
-        log.warning("%s: prefix limit %d exceeded", nb.address, limit)
+        # INFO: the session's end is the WARNING (log_session_end).
+        log.info("%s: prefix limit %d exceeded", nb.address, limit)
         self.hit = True
         # RFC 4486 §4: data = AFI (2), SAFI (1), the upper bound (4).
         data = family[0].to_bytes(2, "big") + bytes((family[1],)) + int(limit).to_bytes(4, "big")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Optional
 
 import msgspec
@@ -15,7 +16,7 @@ from fastbgp.wire.constants import (
     MSG_UPDATE,
 )
 
-__all__ = ["MessageCounts", "Counters"]
+__all__ = ["MessageCounts", "Counters", "RefusedConnections"]
 
 _FIELD = {
     MSG_OPEN: "open",
@@ -87,3 +88,52 @@ class Counters(msgspec.Struct):
 
     def to_dict(self) -> dict:
         return msgspec.to_builtins(self)
+
+
+class RefusedConnections:
+    """Connections refused from addresses with no neighbour (RFC 4271 §8),
+    counted in ``total`` and per source address, with the log rate limit:
+    :meth:`refuse` allows one log line per source per ``interval`` seconds.
+
+    Sources are hostile and unbounded, so ``by_address`` keeps the
+    ``max_addresses`` (1,024) sources refused most recently; an older one is
+    forgotten (its count and its rate limit) and starts again from zero."""
+
+    __slots__ = ("total", "by_address", "interval", "max_addresses")
+
+    MAX_ADDRESSES = 1024
+    INTERVAL = 60.0
+
+    def __init__(self, interval: float = INTERVAL, max_addresses: int = MAX_ADDRESSES):
+        self.total = 0
+        # address -> [refused, time of the last log line, suppressed since]
+        self.by_address: OrderedDict = OrderedDict()
+        self.interval = interval
+        self.max_addresses = max_addresses
+
+    def count(self, address) -> int:
+        """Connections refused from ``address`` (while it is remembered)."""
+        entry = self.by_address.get(address)
+        return 0 if entry is None else entry[0]
+
+    def refuse(self, address, now: float) -> Optional[int]:
+        """Count one refused connection from ``address`` at ``now``
+        (monotonic seconds).  Returns None when it is not to be logged,
+        else how many were not logged since the last line."""
+        self.total += 1
+        by = self.by_address
+        entry = by.get(address)
+        if entry is None:
+            if len(by) >= self.max_addresses:
+                by.popitem(last=False)
+            by[address] = [1, now, 0]
+            return 0
+        by.move_to_end(address)
+        entry[0] += 1
+        if now - entry[1] < self.interval:
+            entry[2] += 1
+            return None
+        suppressed = entry[2]
+        entry[1] = now
+        entry[2] = 0
+        return suppressed

@@ -435,6 +435,12 @@ class Session:
         # are then not published as the neighbour's.
         self.silent = False
         self.last_error: Optional[str] = None
+        # What ended the current connection, for the one session-loss log
+        # line (cease.log_session_end); both reset on attach.  loss_error is
+        # last_error set since then, loss_notification the first
+        # (sent, code, subcode, data) NOTIFICATION sent or received on it.
+        self.loss_error: Optional[str] = None
+        self.loss_notification: Optional[tuple] = None
         self.established_at: Optional[float] = None
         self.attr_cache: dict = {}  # owner's per-session cache of encoded attributes
         self._timers: dict = {}
@@ -572,6 +578,7 @@ class Session:
             return
         self._hold_deadline = None
         self.last_error = "hold timer expired"
+        self.loss_error = self.last_error
         try:
             self.handle(Event.HOLD_TIMER_EXPIRES)
         except Exception:
@@ -599,6 +606,8 @@ class Session:
         self.negotiated = None
         self.remote_open = None
         self.remote_id = None
+        self.loss_error = None
+        self.loss_notification = None
         self.attr_cache = {}
         self._abort_next_drop = False
         # Capabilities are fixed per connection: with DelayOpen the peer's
@@ -649,6 +658,7 @@ class Session:
                 self._connect_task = None
             owner.counters.connect_failures += 1
             self.last_error = str(exc)
+            self.loss_error = self.last_error
             log.debug("connect to %s failed: %s", cfg.address, exc)
             try:
                 owner.session_connect_failed(self, exc)
@@ -724,6 +734,8 @@ class Session:
         room = self.ctx.max_message_len - 21
         if len(data) > room:
             data = data[:room]
+        if self.loss_notification is None:
+            self.loss_notification = (True, code, subcode, data)
         try:
             self.owner.session_notification(self, True, code, subcode, data)
         except Exception:
@@ -755,7 +767,8 @@ class Session:
         if self.conn is None or self.disposed:
             return
         self.last_error = "could not write to the peer for %gs" % limit
-        log.warning("%s: %s", self.owner.config.address, self.last_error)
+        self.loss_error = self.last_error
+        log.info("%s: %s", self.owner.config.address, self.last_error)  # the loss line is the WARNING
         self._abort_next_drop = True  # the NOTIFICATION could not get out anyway
         self.handle(Event.TCP_CONNECTION_FAILS, reason=Reason.WRITE_FAILED)
 
@@ -767,12 +780,14 @@ class Session:
         self.conn = None
         self._cancel_write_timer()
         self.last_error = "connection lost: %s" % exc if exc else "connection closed by the peer"
+        self.loss_error = self.last_error
         self.handle(Event.TCP_CONNECTION_FAILS)
 
     def on_stream_error(self, conn, exc: BGPError):
         if conn is not self.conn:
             return
         self.last_error = str(exc)
+        self.loss_error = self.last_error
         log.info("%s: %s", self.owner.config.address, exc)
         self.handle(error_event(exc), error=exc)
 
@@ -783,6 +798,7 @@ class Session:
         if conn is not self.conn:
             return
         self.last_error = "internal error: %r" % (exc,)
+        self.loss_error = self.last_error
         self.handle(Event.AUTOMATIC_STOP, reason=Reason.FSM_ERROR, subcode=CEASE_OUT_OF_RESOURCES)
         if self.conn is conn:  # states where AUTOMATIC_STOP does not drop
             self._drop_tcp()
@@ -830,6 +846,7 @@ class Session:
                 # the codec's).
                 exc = BGPError(exc.code, exc.subcode, exc.data, exc.reason, ACTION_SESSION_RESET, exc.attr_type)
             self.last_error = str(exc)
+            self.loss_error = self.last_error
             log.info("%s: %s", self.owner.config.address, exc)
             self.handle(Event.UPDATE_MSG_ERR, error=exc)
             return
@@ -854,6 +871,7 @@ class Session:
             keep = self.owner.session_open(self, parsed, remote_caps)
         except BGPError as exc:
             self.last_error = str(exc)
+            self.loss_error = self.last_error
             log.info("%s: OPEN rejected: %s", self.owner.config.address, exc)
             self.handle(Event.BGP_OPEN_MSG_ERR, error=exc)
             return
@@ -872,6 +890,9 @@ class Session:
         except BGPError:
             code, subcode, data = 0, 0, bytes(body)
         self.last_error = "NOTIFICATION received: %d/%d" % (code, subcode)
+        self.loss_error = self.last_error
+        if self.loss_notification is None:
+            self.loss_notification = (False, code, subcode, bytes(data))
         try:
             self.owner.session_notification(self, False, code, subcode, data)
         except Exception:
@@ -887,6 +908,7 @@ class Session:
         except BGPError as exc:
             # RFC 7313 §5: ROUTE-REFRESH Message Error, session reset.
             self.last_error = str(exc)
+            self.loss_error = self.last_error
             self.handle(Event.UPDATE_MSG_ERR, error=exc)
             return
         t = self.handle(Event.ROUTE_REFRESH_MSG)

@@ -51,9 +51,9 @@ from fastbgp.wire import codec, messages
 from fastbgp.session import transport as _transport
 from fastbgp.session.adj_rib_in import AdjRibIn
 from fastbgp.session.adj_rib_out import AdjRibOut, Batch, RibOut
-from fastbgp.session.cease import PrefixLimit, notification_text, shutdown_data
+from fastbgp.session.cease import PrefixLimit, log_session_end, notification_text, shutdown_data
 from fastbgp.session.collision import CollisionRecord, Sessions
-from fastbgp.session.counters import Counters
+from fastbgp.session.counters import Counters, RefusedConnections
 from fastbgp.session.fsm import Event, Reason, State
 from fastbgp.session.graceful_restart import GracefulRestart
 from fastbgp.session.listeners import ListenerManager
@@ -599,6 +599,9 @@ class Neighbor:
         return self.sessions.open_received(session, op, session.negotiated)
 
     def session_changed(self, session, t):
+        # Every session, the secondary of a collision too: its loss is
+        # logged once, at WARNING unless we ended it (RFC 4271 §8.2.2).
+        log_session_end(self.address, session, t)
         if not self.sessions.transition(session, t):
             return
         if t.state is State.ESTABLISHED:
@@ -655,12 +658,13 @@ class Neighbor:
         n = messages.Notification(code, subcode, bytes(data))
         if sent:
             self.last_notification_sent = n
-            log.info("%s: NOTIFICATION sent %d/%d %s", self.address, code, subcode, notification_text(n))
+            # DEBUG: the session's end logs it (cease.log_session_end).
+            log.debug("%s: NOTIFICATION sent %d/%d %s", self.address, code, subcode, notification_text(n))
         else:
             self.last_notification_received = n
             if session is self.sessions.main:
                 self._last_rx_notification = (code, subcode)
-            log.info("%s: NOTIFICATION received %d/%d %s", self.address, code, subcode, notification_text(n))
+            log.debug("%s: NOTIFICATION received %d/%d %s", self.address, code, subcode, notification_text(n))
 
     def session_connected(self, session, conn):
         self.sessions.connected(session, conn)
@@ -757,8 +761,16 @@ class Speaker:
         self.listeners = ListenerManager(lambda: self.neighbors.values(), self._new_connection, dual_stack=dual_stack)
         self._subscribers = Subscribers("state")
         self._specs: dict = {}
+        # Connections refused from addresses with no neighbour (see _accept).
+        self.refused = RefusedConnections()
         for cfg in neighbors:
             self.add_neighbor(cfg)
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections refused from addresses with no neighbour; per source
+        address in ``refused.by_address`` (the latest 1,024 sources)."""
+        return self.refused.total
 
     def __repr__(self):
         return "<Speaker AS%d %s %d neighbours>" % (self.asn, self.router_id, len(self.neighbors))
@@ -841,8 +853,12 @@ class Speaker:
                 nb = None
         if nb is None:
             # RFC 4271 §8: connections are only accepted from configured
-            # neighbours.
-            log.info("connection from unknown peer %s refused", conn.peer_address)
+            # neighbours.  Counted per source, logged at most once a minute
+            # per source: a scanner must not flood the log.
+            suppressed = self.refused.refuse(conn.peer_address, time.monotonic())
+            if suppressed is not None:
+                log.info("connection from unknown peer %s refused%s", conn.peer_address,
+                         " (%d more refused since the last line)" % suppressed if suppressed else "")
             conn.abort()
             return
         nb.accept(conn)
