@@ -195,6 +195,9 @@ class Timers(ConfigStruct):
     keepalive: U16 | UnsetType = UNSET  # default hold-time / 3
     connect_retry: Annotated[int, Meta(ge=1, le=65535)] | UnsetType = UNSET  # default 120
     idle_hold: U16 | UnsetType = UNSET  # default 5 (RFC 4271 §8.1.1 IdleHoldTime)
+    # RFC 4271 §8.1.1 DampPeerOscillations: the IdleHoldTime doubles on each
+    # consecutive drop up to this many seconds (used as at least idle-hold).
+    max_idle_hold: Annotated[int, Meta(ge=1, le=65535)] | UnsetType = UNSET  # default 120
     delay_open: U16 | UnsetType = UNSET  # default 0 = DelayOpen off (RFC 4271 §8.1.1)
 
 
@@ -249,6 +252,10 @@ class _PeerSettings(ConfigStruct):
     default_import: Accept | UnsetType = UNSET
     default_export: Accept | UnsetType = UNSET
     admin_down: bool | UnsetType = UNSET
+    # RFC 4271 §8.1.1 DampPeerOscillations (default true): a session that
+    # keeps dropping waits longer each time before it restarts (see
+    # timers.idle-hold and timers.max-idle-hold).
+    damp_peer_oscillations: bool | UnsetType = UNSET
     role: Optional[Role] | UnsetType = UNSET  # RFC 9234 local role
     role_strict: bool | UnsetType = UNSET  # RFC 9234 §4.2 strict mode
 
@@ -549,6 +556,7 @@ def _overlay(own, base):
 
 
 DEFAULT_IDLE_HOLD = 5
+DEFAULT_MAX_IDLE_HOLD = 120
 DEFAULT_RESTART_TIME = 120  # RFC 4724 §4 suggests <= hold time; GoBGP/FRR use 120
 
 
@@ -579,6 +587,7 @@ def resolve_neighbor(n, group, glob):
         keepalive=_unset(t.keepalive, hold // 3),
         connect_retry=_unset(t.connect_retry, DEFAULT_CONNECT_RETRY_TIME),
         idle_hold=_unset(t.idle_hold, DEFAULT_IDLE_HOLD),
+        max_idle_hold=_unset(t.max_idle_hold, DEFAULT_MAX_IDLE_HOLD),
         delay_open=_unset(t.delay_open, 0),
     )
     families = _unset(n.families, [own_family])
@@ -619,6 +628,7 @@ def resolve_neighbor(n, group, glob):
         default_import=_unset(n.default_import, default_policy),
         default_export=_unset(n.default_export, default_policy),
         admin_down=_unset(n.admin_down, False),
+        damp_peer_oscillations=_unset(n.damp_peer_oscillations, True),
         role=_unset(n.role, None),
         role_strict=_unset(n.role_strict, False),
     )

@@ -63,6 +63,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import re
 from typing import Literal, Optional
 
 import msgspec
@@ -83,6 +84,7 @@ __all__ = [
     "NeighborAction",
     "LogLevel",
     "BadRequest",
+    "ListenerError",
     "InjectGroup",
     "MSGPACK",
 ]
@@ -99,6 +101,12 @@ WATCH_HEARTBEAT = 15.0
 # event comes (the handler is not cancelled on disconnect by aiohttp).
 _WATCH_POLL = 0.5
 MAX_BODY = 64 * 1024 * 1024  # an announce of a few hundred thousand prefixes fits
+# Error replies echo the offending value: each word of them at most MAX_ECHO
+# characters, the whole at most MAX_MESSAGE (the reply stays small whatever
+# the request).
+MAX_ECHO = 200
+MAX_MESSAGE = 1000
+_SPACE = re.compile(r"(\s+)")
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -149,6 +157,15 @@ class BadRequest(ValueError):
         super().__init__("%s: %s" % (field, problem) if field else problem)
 
 
+class ListenerError(OSError):
+    """A listener that cannot be bound; ``setting`` names the configuration
+    key (``global.api.socket``, ``global.api.tcp``)."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(message)
+        self.setting = setting
+
+
 class _HttpError(Exception):
     def __init__(self, status: int, message: str, **extra):
         self.status = status
@@ -192,6 +209,27 @@ def _json(value, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str, **extra) -> web.Response:
     return _json({"error": message, **extra}, status=status)
+
+
+def _clip(text: str) -> str:
+    """``text`` (an error message that may echo request values) with every
+    word over MAX_ECHO characters cut to MAX_ECHO plus "…(N chars)", and the
+    whole cut to MAX_MESSAGE likewise: a huge bad value must not come back
+    as a huge reply.  Linear in the text (a split, no backtracking)."""
+    if len(text) <= MAX_ECHO:
+        return text
+    parts = _SPACE.split(text)
+    for i, w in enumerate(parts):
+        if len(w) > MAX_ECHO:
+            parts[i] = "%s…(%d chars)" % (w[:MAX_ECHO], len(w))
+    text = "".join(parts)
+    if len(text) > MAX_MESSAGE:
+        text = "%s…(%d chars)" % (text[:MAX_MESSAGE], len(text))
+    return text
+
+
+def _clipped_error(status: int, message: str, **extra) -> web.Response:
+    return _error(status, _clip(message), **{k: _clip(v) if isinstance(v, str) else v for k, v in extra.items()})
 
 
 class _Handlers:
@@ -452,9 +490,9 @@ async def _errors(request, handler):
     try:
         return await handler(request)
     except _HttpError as exc:
-        return _error(exc.status, exc.message, **exc.extra)
+        return _clipped_error(exc.status, exc.message, **exc.extra)
     except BadRequest as exc:
-        return _error(400, str(exc), **({"field": exc.field} if exc.field else {}))
+        return _clipped_error(400, str(exc), **({"field": exc.field} if exc.field else {}))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -463,22 +501,22 @@ async def _errors(request, handler):
             reason = "no such endpoint: %s %s" % (request.method, request.path)
         elif exc.status == 405:
             reason = "method %s not allowed on %s" % (request.method, request.path)
-        resp = _error(exc.status, reason)
+        resp = _clipped_error(exc.status, reason)
         for h in ("Allow", "WWW-Authenticate"):
             if h in exc.headers:
                 resp.headers[h] = exc.headers[h]
         return resp
     except NotImplementedError as exc:
-        return _error(501, "not implemented by this daemon: %s" % (exc or request.path))
+        return _clipped_error(501, "not implemented by this daemon: %s" % (exc or request.path))
     except ValueError as exc:
         # The daemon's own validation (a family it does not run, a next hop
         # it cannot use...): the request's fault.
-        return _error(400, str(exc))
+        return _clipped_error(400, str(exc))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:
         log.exception("API %s %s failed", request.method, request.path)
-        return _error(500, "internal error: %s: %s" % (type(exc).__name__, exc))
+        return _clipped_error(500, "internal error: %s: %s" % (type(exc).__name__, exc))
 
 
 def _digest(text: str) -> bytes:
@@ -559,6 +597,9 @@ class ApiServer:
         self.shutdown_timeout = shutdown_timeout
         self._runners: list = []
         self._socket_inode = None
+        self._bound: dict = {}  # "unix"/"tcp" -> socket bound by bind(), not yet served
+        self._listening: dict = {}  # "unix"/"tcp" -> socket served
+        self._shared_from: Optional["ApiServer"] = None  # whose unix socket bind() shared
         self.tcp_address: Optional[tuple] = None  # (host, port) once started
 
     @classmethod
@@ -573,34 +614,93 @@ class ApiServer:
         site = web.SockSite(runner, sock)
         await site.start()
 
-    async def start(self) -> "ApiServer":
+    def bind(self, previous: Optional["ApiServer"] = None) -> "ApiServer":
+        """Bind the listening sockets, serving nothing yet: a bad address
+        raises :class:`ListenerError` naming the setting before anything else
+        changes (a reload binds every new listener first, then swaps).  A
+        listener ``previous`` (the running server) already has at the same
+        place is shared, its socket duplicated, since it cannot be bound
+        twice; ``start`` then takes the socket file over from ``previous``."""
         try:
             if self.socket_path:
-                sock = sockets.bind_unix(self.socket_path)
-                self._socket_inode = os.stat(self.socket_path).st_ino
-                await self._site(make_app(self.control), sock)
-                log.info("API listening on unix:%s", self.socket_path, extra={"socket": self.socket_path})
+                prev = previous._listening.get("unix") if previous is not None else None
+                if prev is not None and previous.socket_path == self.socket_path:
+                    self._bound["unix"] = prev.dup()
+                    self._socket_inode = previous._socket_inode
+                    self._shared_from = previous
+                else:
+                    try:
+                        self._bound["unix"] = sockets.bind_unix(self.socket_path)
+                    except OSError as exc:
+                        raise ListenerError("global.api.socket", str(exc)) from None
+                    self._socket_inode = os.stat(self.socket_path).st_ino
             if self.tcp is not None:
-                sock = sockets.bind_tcp(self.tcp)
-                self.tcp_address = sock.getsockname()[:2]
-                await self._site(make_app(self.control, token=self.token), sock)
-                log.info("API listening on tcp %s:%d (bearer token required)", *self.tcp_address)
+                prev = previous._listening.get("tcp") if previous is not None else None
+                if prev is not None and previous.tcp == self.tcp:
+                    self._bound["tcp"] = prev.dup()
+                else:
+                    try:
+                        self._bound["tcp"] = sockets.bind_tcp(self.tcp)
+                    except (OSError, ValueError) as exc:
+                        raise ListenerError("global.api.tcp", "cannot bind the API TCP listener %s: %s"
+                                            % (self.tcp, getattr(exc, "strerror", None) or exc)) from None
         except BaseException:
-            await self.stop()
+            self.unbind()
             raise
         return self
 
-    async def stop(self) -> None:
-        runners, self._runners = self._runners, []
+    def unbind(self) -> None:
+        """Close what ``bind`` bound and ``start`` did not serve (a refused
+        reload); a socket file shared with the running server stays."""
+        bound, self._bound = self._bound, {}
+        for sock in bound.values():
+            sock.close()
+        if "unix" in bound and self._shared_from is None:
+            self._unlink_own_socket()
+        self._socket_inode = None
+        self._shared_from = None
+
+    def _unlink_own_socket(self) -> None:
+        # Only if the file is still ours: a daemon started since may have
+        # replaced it.
         if self.socket_path and self._socket_inode is not None:
-            # First, so no new client finds it.  Only if it is still ours: a
-            # daemon started since may have replaced it.
             try:
                 if os.stat(self.socket_path).st_ino == self._socket_inode:
                     os.unlink(self.socket_path)
             except FileNotFoundError:
                 pass
             self._socket_inode = None
+
+    async def start(self) -> "ApiServer":
+        bound = {}
+        try:
+            if not self._bound:
+                self.bind()
+            bound, self._bound = self._bound, {}
+            if "unix" in bound:
+                self._listening["unix"] = bound["unix"]
+                await self._site(make_app(self.control), bound.pop("unix"))
+                log.info("API listening on unix:%s", self.socket_path, extra={"socket": self.socket_path})
+            if "tcp" in bound:
+                sock = self._listening["tcp"] = bound.pop("tcp")
+                self.tcp_address = sock.getsockname()[:2]
+                await self._site(make_app(self.control, token=self.token), sock)
+                log.info("API listening on tcp %s:%d (bearer token required)", *self.tcp_address)
+        except BaseException:
+            for sock in bound.values():
+                sock.close()
+            await self.stop()
+            raise
+        if self._shared_from is not None:
+            self._shared_from._socket_inode = None  # the file is ours now: the old server leaves it
+            self._shared_from = None
+        return self
+
+    async def stop(self) -> None:
+        runners, self._runners = self._runners, []
+        self._listening = {}
+        # First, so no new client finds it.
+        self._unlink_own_socket()
         for runner in runners:
             h = runner.app[_HANDLERS]
             h.closing.set()  # ends watch streams now rather than at the timeout

@@ -95,6 +95,10 @@ class Daemon:
         self.started = False
         self.stopping = False
         self.on_reload: list = []  # async callables (old, new, diff) run after a reload
+        # async callables (old, new) run before a reload changes anything:
+        # they bind what the new configuration needs and return (commit,
+        # abort) coroutine functions, or raise ConfigError to refuse it.
+        self.on_prepare_reload: list = []
         self.mrt: Optional[MrtDumper] = None  # global.mrt dumps, while running
         self.started_at = time.time()
         # The collaborators, each after those it calls.
@@ -255,8 +259,11 @@ class Daemon:
         file raises ConfigError and changes nothing."""
         if not self.config_path:
             raise ConfigError([("", "the daemon was not started from a configuration file")])
-        new = load_config(self.config_path)
-        return await self.apply_config(new)
+        try:
+            return await self.apply_config(load_config(self.config_path))
+        except ConfigError as exc:
+            log.warning("reload refused, configuration unchanged:\n%s", exc)
+            raise
 
     async def apply_config(self, new: cfgmod.Config) -> dict:
         """Apply a new configuration; see :mod:`fastbgp.daemon.reload`."""

@@ -35,13 +35,15 @@ def _setup_logs(level, json):
 
 class _Servers:
     """The API and metrics listeners of one daemon, (re)started from a
-    configuration."""
+    configuration.  A reload binds the new ones first (``prepare``, before
+    anything else changes) and swaps them in only once all are bound."""
 
     def __init__(self, daemon, api: bool, metrics: bool):
         self.daemon = daemon
         self.api = api
         self.metrics = metrics
         self.running = {}
+        self.retiring: set = set()  # stop() tasks of listeners a reload replaced
 
     async def start(self, c):
         if self.api:
@@ -53,14 +55,80 @@ class _Servers:
 
             self.running["metrics"] = await metrics_mod.serve(self.daemon, c.global_.metrics.listen)
 
+    async def prepare(self, old, new):
+        """The reload hook run before anything changes: binds the listeners
+        ``new`` changes; ConfigError naming the setting if one cannot be
+        bound (then nothing is left bound).  Returns (commit, abort)."""
+        g_old, g_new = old.global_, new.global_
+        pending = {}
+        try:
+            if self.api and g_old.api != g_new.api:
+                from fastbgp.control import api as api_mod
+
+                try:
+                    srv = api_mod.ApiServer.from_config(self.daemon, g_new.api)
+                except ValueError as exc:
+                    raise ConfigError([("global.api", str(exc))]) from None
+                try:
+                    pending["api"] = srv.bind(previous=self.running.get("api"))
+                except api_mod.ListenerError as exc:
+                    raise ConfigError([(exc.setting, str(exc))]) from None
+            if self.metrics and g_old.metrics != g_new.metrics and g_new.metrics.listen:
+                from fastbgp.control import metrics as metrics_mod
+
+                # Read-only and at a new address: it may serve at once.
+                try:
+                    pending["metrics"] = await metrics_mod.serve(self.daemon, g_new.metrics.listen)
+                except (OSError, ValueError) as exc:
+                    raise ConfigError([("global.metrics.listen", "cannot bind %s: %s"
+                                        % (g_new.metrics.listen, getattr(exc, "strerror", None) or exc))]) from None
+        except BaseException:
+            await self._abort(pending)
+            raise
+        metrics_off = self.metrics and g_old.metrics != g_new.metrics and not g_new.metrics.listen
+
+        async def commit():
+            for name, srv in pending.items():
+                if name == "api":
+                    await srv.start()  # on the sockets bound above
+                old_srv, self.running[name] = self.running.get(name), srv
+                self._retire(name, old_srv)
+            if metrics_off:
+                self._retire("metrics", self.running.pop("metrics", None))
+
+        async def abort():
+            await self._abort(pending)
+
+        return commit, abort
+
+    async def _abort(self, pending):
+        for name, srv in pending.items():
+            if name == "api":
+                srv.unbind()
+            else:
+                await srv.stop()
+
+    def _retire(self, name, srv):
+        # In the background: the reload may be a request this very server
+        # is answering, which its stop would wait for (and then cancel).
+        if srv is not None:
+            task = asyncio.get_running_loop().create_task(self._stop_server(name, srv))
+            self.retiring.add(task)
+            task.add_done_callback(self.retiring.discard)
+
+    async def _stop_server(self, name, srv):
+        try:
+            await srv.stop()
+        except Exception:
+            log.exception("stopping the %s listener failed", name)
+
     async def stop(self):
         for name in ("api", "metrics"):
             s = self.running.pop(name, None)
             if s is not None:
-                try:
-                    await s.stop()
-                except Exception:
-                    log.exception("stopping the %s listener failed", name)
+                await self._stop_server(name, s)
+        if self.retiring:
+            await asyncio.gather(*list(self.retiring), return_exceptions=True)
 
 
 def _install_signals(loop, daemon, stop) -> list:
@@ -71,8 +139,8 @@ def _install_signals(loop, daemon, stop) -> list:
     async def sighup():
         try:
             await daemon.reload()
-        except ConfigError as exc:
-            log.error("reload refused, configuration unchanged:\n%s", exc)
+        except ConfigError:
+            pass  # logged by Daemon.reload, at WARNING with the reason
         except Exception:
             log.exception("reload failed")
 
@@ -112,11 +180,9 @@ async def run_daemon(config_path, *, log_level: Optional[str] = None, log_json: 
                 logs.setup(level=g_new.log.level, json=g_new.log.json if log_json is None else log_json)
             except ImportError:  # pragma: no cover
                 pass
-        if g_old.api != g_new.api or g_old.metrics != g_new.metrics:
-            await servers.stop()
-            await servers.start(new)
 
     daemon.on_reload.append(on_reload)
+    daemon.on_prepare_reload.append(servers.prepare)
     try:
         await servers.start(cfg)
     except BaseException:

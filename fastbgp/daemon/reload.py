@@ -2,13 +2,15 @@
 /reload``), changing only what :func:`fastbgp.config.diff.diff` says
 changed.
 
-Owns: the order of a reload.  The new policies are compiled and the
-listeners rebound (``Speaker.rebind``) before anything else changes, so a
-failure there leaves the daemon as it was; then the identity, neighbours
+Owns: the order of a reload.  The new policies are compiled, the new API
+and metrics listeners bound (``Daemon.on_prepare_reload`` hooks) and the
+BGP listeners rebound (``Speaker.rebind``) before anything else changes, so
+a failure there (ConfigError naming the setting) leaves the daemon as it
+was; then the identity, neighbours
 (removed, reset with Cease 6/6, added), every remaining neighbour's import
 policy and every update group's export policy, soft reconfiguration where
-only policies changed, the originated routes and finally the daemon's
-``on_reload`` hooks.
+only policies changed, the originated routes, the swap to the new API and
+metrics listeners and finally the daemon's ``on_reload`` hooks.
 
 Calls: the daemon and its collaborators (peer registry, importer,
 exporter, originator, the MRT dumps) and ``daemon.speaker``.
@@ -24,6 +26,7 @@ import msgspec
 
 from fastbgp.config import schema as cfgmod
 from fastbgp.config.diff import diff
+from fastbgp.config.errors import ConfigError
 from fastbgp.rib.policy import compile_policies
 from fastbgp.daemon.common import LOCAL_PID
 
@@ -39,8 +42,16 @@ async def apply_config(daemon, new: cfgmod.Config) -> dict:
         daemon.config, daemon.engine = new, engine
         return msgspec.to_builtins(d)
     g_old, g_new = old.global_, new.global_
-    if g_old.listen_endpoints() != g_new.listen_endpoints():
-        await daemon.speaker.rebind(g_new.listen_endpoints())  # may raise: nothing else changed yet
+    prepared = await _prepare(daemon, old, new)  # may raise: nothing changed yet
+    try:
+        if g_old.listen_endpoints() != g_new.listen_endpoints():
+            try:
+                await daemon.speaker.rebind(g_new.listen_endpoints())  # atomic: all new bound or none
+            except OSError as exc:
+                raise ConfigError([("global.listen", "cannot listen for BGP: %s" % (exc.strerror or exc))]) from None
+    except BaseException:
+        await _abort(prepared)
+        raise
     daemon.config = new
     daemon.engine = engine
     daemon.importer.setup_observe(new)
@@ -54,6 +65,11 @@ async def apply_config(daemon, new: cfgmod.Config) -> dict:
     _rebind_policies(daemon, new, engine, d, resets)
     _soft_reconfigure(daemon, d)
     daemon.originator.apply_routes(old, new, d)
+    for commit, _ in prepared:
+        try:
+            await commit()
+        except Exception:
+            log.exception("reload: swapping in a new listener failed")
     for cb in list(daemon.on_reload):
         try:
             await cb(old, new, d)
@@ -62,6 +78,30 @@ async def apply_config(daemon, new: cfgmod.Config) -> dict:
     summary = msgspec.to_builtins(d)
     log.info("configuration reloaded: %s", summary or "no change")
     return summary
+
+
+async def _prepare(daemon, old, new) -> list:
+    """Run every ``on_prepare_reload`` hook (they bind the new API and
+    metrics listeners); [(commit, abort)].  If one refuses, those before it
+    are aborted and its ConfigError raised."""
+    prepared = []
+    try:
+        for hook in list(daemon.on_prepare_reload):
+            pair = await hook(old, new)
+            if pair is not None:
+                prepared.append(pair)
+    except BaseException:
+        await _abort(prepared)
+        raise
+    return prepared
+
+
+async def _abort(prepared) -> None:
+    for _, abort in prepared:
+        try:
+            await abort()
+        except Exception:
+            log.exception("reload: releasing a new listener failed")
 
 
 def _set_identity(daemon, g_new):
