@@ -193,14 +193,14 @@ def test_adj_rib_in_and_out(harness):
 
 
 def test_announce_query_withdraw(harness):
-    req = {"prefixes": ["198.51.100.0/24"], "next_hop": "127.0.0.1",
+    req = {"prefixes": ["198.51.100.0/24"], "next_hop": "192.0.2.1",
            "as_path": [65100], "communities": ["65001:42"], "med": 5, "local_pref": 200}
     status, _, body = http(harness, "POST", "/v1/rib/announce", req)
     assert status == 200 and body == {"count": 1}
     status, _, body = http(harness, "POST", "/v1/rib/announce", {"prefixes": ["2001:db8:beef::/48"]})
     assert status == 200 and body == {"count": 1}
     # The daemon's own checks come back as 400 too.
-    status, _, body = http(harness, "POST", "/v1/rib/announce", {"prefixes": ["2001:db8::/32"], "next_hop": "127.0.0.1"})
+    status, _, body = http(harness, "POST", "/v1/rib/announce", {"prefixes": ["2001:db8::/32"], "next_hop": "192.0.2.1"})
     assert status == 400 and "next_hop" in body["error"]
 
     status, _, body = http(harness, "GET", "/v1/rib/ipv4-unicast?prefix=198.51.100.0/24")

@@ -103,13 +103,13 @@ def test_neighbor_disable_enable(fastbgp, harness):
 
 
 def test_global_rib_add_show_del(fastbgp, harness):
-    rc, out, err = fastbgp("global", "rib", "add", "198.51.100.0/24", "nexthop", "127.0.0.1", "aspath", "65100 65101",
+    rc, out, err = fastbgp("global", "rib", "add", "198.51.100.0/24", "nexthop", "192.0.2.1", "aspath", "65100 65101",
                            "community", "65001:7", "no-export", "med", "5", "local-pref", "300", "-a", "ipv4")
     assert rc == 0 and out.strip() == "announced 1 prefix", err
     rc, out, _ = fastbgp("global", "rib", "198.51.100.0/24", "-j")
     (r,) = msgspec.json.decode(out, type=list[ctl.Route])
     assert r.as_path == [65100, 65101] and r.med == 5 and r.local_pref == 300
-    assert r.communities == ["65001:7", "no-export"] and r.source == "local" and r.next_hop == "127.0.0.1"
+    assert r.communities == ["65001:7", "no-export"] and r.source == "local" and r.next_hop == "192.0.2.1"
     # An address finds the covering route (longest match).
     rc, out, _ = fastbgp("global", "rib", "198.51.100.9", "-j")
     assert [x["prefix"] for x in json.loads(out)] == ["198.51.100.0/24"]
@@ -166,7 +166,7 @@ def test_usage_errors(fastbgp, words, message):
 
 
 def test_daemon_side_rejection_is_reported(fastbgp):
-    rc, out, err = fastbgp("global", "rib", "add", "2001:db8::/32", "nexthop", "127.0.0.1")
+    rc, out, err = fastbgp("global", "rib", "add", "2001:db8::/32", "nexthop", "192.0.2.1")
     assert rc == 1 and "next_hop" in err and "Traceback" not in err
 
 

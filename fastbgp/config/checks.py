@@ -42,6 +42,7 @@ from fastbgp.wire.communities import (
     parse_large_community_pattern,
 )
 from fastbgp.wire.constants import AS_TRANS
+from fastbgp.wire.nexthop import check_next_hop
 
 __all__ = ["load_config"]
 
@@ -67,6 +68,20 @@ def _check_unicast(chk, path, text):
         chk.err(path, "not an IPv4 or IPv6 address: %s" % json.dumps(text))
     elif ip.is_unspecified or ip.is_multicast:
         chk.err(path, "not a unicast address: %s" % json.dumps(text))
+    return ip
+
+
+def _check_next_hop(chk, path, text):
+    """A next hop we would send: a host address (fastbgp.wire.nexthop, the
+    one rule for the API, the configuration and injected routes)."""
+    ip = _ip(text)
+    if ip is None:
+        chk.err(path, "not an IPv4 or IPv6 address: %s" % json.dumps(text))
+        return None
+    try:
+        check_next_hop(ip)
+    except ValueError as exc:
+        chk.err(path, str(exc))
     return ip
 
 
@@ -287,7 +302,7 @@ def _check_policies(chk, policies, set_names):
             if a.as_path_prepend is not None:
                 _check_asn(chk, spath + ".actions.as-path-prepend.asn", a.as_path_prepend.asn)
             if a.set_next_hop is not None:
-                _check_unicast(chk, spath + ".actions.set-next-hop", a.set_next_hop)
+                _check_next_hop(chk, spath + ".actions.set-next-hop", a.set_next_hop)
                 if a.next_hop_self:
                     chk.err(spath + ".actions", "next-hop-self and set-next-hop are exclusive")
     return set(seen)
@@ -307,7 +322,7 @@ def _check_routes(chk, routes):
                 chk.err(path + ".prefix", "duplicate of routes[%d]" % seen[net])
             seen.setdefault(net, i)
         if r.next_hop is not None:
-            nh = _check_unicast(chk, path + ".next-hop", r.next_hop)
+            nh = _check_next_hop(chk, path + ".next-hop", r.next_hop)
             if nh is not None and net is not None and nh.version != net.version:
                 chk.err(path + ".next-hop", "IPv%d next hop for an IPv%d prefix" % (nh.version, net.version))
         for j, a in enumerate(r.as_path):

@@ -21,6 +21,7 @@ from msgspec import Meta
 from fastbgp.config.errors import FieldError, render
 from fastbgp.config.schema import ASN, U32, Origin
 from fastbgp.wire.communities import parse_community, parse_large_community
+from fastbgp.wire.nexthop import check_next_hop
 
 # More than a request body (api.MAX_BODY) can hold: a bound on the work one
 # request asks for, well above a full table.
@@ -139,6 +140,11 @@ class Announce(msgspec.Struct, forbid_unknown_fields=True):
                 self.next_hop = str(ipaddress.ip_address(self.next_hop.strip()))
             except ValueError:
                 raise FieldError(("next_hop",), "not an IP address: %s" % render(self.next_hop)) from None
+            try:
+                # RFC 4271 §6.3: the same host-address rule as every other source.
+                check_next_hop(self.next_hop)
+            except ValueError as exc:
+                raise FieldError(("next_hop",), str(exc)) from None
         for field, parse in (("communities", parse_community), ("large_communities", parse_large_community)):
             for i, c in enumerate(getattr(self, field)):
                 try:

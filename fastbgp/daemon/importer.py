@@ -82,6 +82,19 @@ class Importer:
         nb.import_cache = {}
         local = nb.connection.local_address if nb.connection is not None else nb.cfg.local_address
         nb.pctx = PolicyContext(nb.address, nb.cfg.peer_as, nb.cfg.local_as, local_address=local)
+        nb.own_next_hops = self.own_next_hops(local)
+
+    def own_next_hops(self, local):
+        """(IPv4 NEXT_HOP values, MP_REACH next hops) that are our own
+        addresses on a session: its local address and the router id, packed
+        once per session so that each UPDATE costs one set lookup."""
+        packed = {ipaddress.IPv4Address(self.daemon.router_id).packed}
+        try:
+            if local is not None:
+                packed.add(ipaddress.ip_address(local).packed)
+        except ValueError:
+            pass
+        return frozenset(p for p in packed if len(p) == 4), frozenset(packed)
 
     # -- one UPDATE ------------------------------------------------------------------------------
 
@@ -104,6 +117,8 @@ class Importer:
         ribs = self.daemon.ribs
         fams = session.negotiated.families
         rx = session.ctx.addpath_rx
+        own4, own_mp = nb.own_next_hops
+        ours = 0  # prefixes ignored: their next hop is one of our addresses
         if parsed.n_withdrawn:
             c.received.withdraw_update += 1
             c.received.withdraw_prefix += parsed.n_withdrawn
@@ -123,6 +138,10 @@ class Importer:
                 touched = IPV4_UNICAST
                 if twd:
                     self.withdraw_in(nb, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
+                elif parsed.next_hop in own4:
+                    # RFC 4271 §6.3: a NEXT_HOP that is our own address is
+                    # semantically incorrect; the route is not installed.
+                    ours += self.ignore_own(nb, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
                 else:
                     self.announce_in(nb, IPV4_UNICAST, parsed.attrs, b"", parsed.nlri, IPV4_UNICAST in rx)
             else:
@@ -132,13 +151,20 @@ class Importer:
             fam = (mpr[0], mpr[1])
             if fam in fams and fam in ribs:
                 touched = fam
+                nh = bytes(mpr[2])
                 if twd:
                     self.withdraw_in(nb, fam, mpr[3], fam in rx)
+                elif nh[:16] in own_mp:
+                    # RFC 4271 §6.3 (the global next hop of RFC 2545 §3 for IPv6).
+                    ours += self.ignore_own(nb, fam, mpr[3], fam in rx)
                 else:
-                    self.announce_in(nb, fam, parsed.attrs, bytes(mpr[2]), mpr[3], fam in rx)
+                    self.announce_in(nb, fam, parsed.attrs, nh, mpr[3], fam in rx)
             else:
                 # RFC 4760 §6: a family that was not negotiated is ignored.
                 c.received.discarded += 1
+        if ours:
+            log.warning("%s: UPDATE with our own address as next hop: %d prefixes ignored (RFC 4271 §6.3)",
+                        nb.address, ours)
         if parsed.is_eor:
             nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
         if touched is not None:
@@ -149,6 +175,13 @@ class Importer:
                 return
         if self.events.watchers:
             self.events.update_received(nb, parsed)
+
+    def ignore_own(self, nb, fam, packed, addpath):
+        """Prefixes whose next hop is ours: not reachable through this peer,
+        so handled as withdrawn (an earlier path of theirs goes too).
+        Returns how many."""
+        self.withdraw_in(nb, fam, packed, addpath)
+        return codec.count_prefixes(packed, fam[0], addpath)
 
     # -- import policy ---------------------------------------------------------------------------
 

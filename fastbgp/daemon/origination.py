@@ -24,6 +24,7 @@ from fastbgp.rib.export import source_tag
 from fastbgp.rib.policy import NEXT_HOP_SELF, encode_route
 from fastbgp.wire import codec
 from fastbgp.wire.as4 import split_attrs
+from fastbgp.wire.nexthop import check_next_hop
 from fastbgp.wire.constants import (
     AFI_IPV4,
     ATTR_AS_PATH,
@@ -172,11 +173,26 @@ class Originator:
                 if len(nh) != 4:
                     raise ValueError("[%d].next_hop: an IPv4 route needs a 4-octet next hop" % i)
                 block = add_attr(block, ATTR_NEXT_HOP, WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], nh)
+                self.inject_next_hop(i, "next_hop", nh)
+            elif parsed.next_hop:
+                self.inject_next_hop(i, "attrs", parsed.next_hop)
             nh = b""  # IPv4 unicast: NEXT_HOP lives in the block (none: ours)
         elif len(nh) not in (0, 16, 32):
             # RFC 2545 §3: a global address, optionally followed by a link-local one.
             raise ValueError("[%d].next_hop: an IPv6 next hop is 16 or 32 octets" % i)
+        else:
+            for k in range(0, len(nh), 16):
+                self.inject_next_hop(i, "next_hop", nh[k : k + 16])
         return fam, block, nh, n
+
+    @staticmethod
+    def inject_next_hop(i, field, packed):
+        """RFC 4271 §6.3: the host-address rule every source of routes
+        follows (fastbgp.wire.nexthop); ValueError naming the group."""
+        try:
+            check_next_hop(packed)
+        except ValueError as exc:
+            raise ValueError("[%d].%s: %s" % (i, field, exc)) from None
 
     async def inject(self, groups) -> int:
         """Originate routes in bulk: ``groups`` of (afi, attrs, next_hop,
