@@ -53,7 +53,19 @@ class CollisionRecord(msgspec.Struct, frozen=True):
 
 
 class Sessions:
-    """The main session of a neighbour and, during a collision, a second."""
+    """The main session of a neighbour and, during a collision, a second.
+
+    Half-open connections (no OPEN received on them yet) are bounded: at most
+    :attr:`HALF_OPEN_MAX` (2) per neighbour address at a time, and a newer
+    connection from the peer replaces the oldest half-open one instead of
+    being refused, so idle sockets from the peer's address cannot hold its
+    connection slots until the OpenSent HoldTimer (240 s) expires."""
+
+    # RFC 4271 §6.8 collision detection pits connections that both received
+    # an OPEN; a connection that never sent one is no contender.  Until its
+    # OPEN arrives a connection is half-open; at most 2 (the main and the
+    # second slot) are kept per neighbour address, the oldest goes first.
+    HALF_OPEN_MAX = 2
 
     def __init__(self, neighbor, on_promoted: Callable):
         self.neighbor = neighbor
@@ -61,6 +73,9 @@ class Sessions:
         self.secondary: Optional[Session] = None
         self.log: deque = deque(maxlen=16)  # CollisionRecords
         self._on_promoted = on_promoted
+        # Connection -> attach order, to find the oldest half-open one.
+        self._attached: dict = {}
+        self._seq = 0
 
     def start(self) -> Session:
         self.main = Session(self.neighbor, primary=True)
@@ -130,6 +145,7 @@ class Sessions:
                 return
         nb.counters.accepted += 1
         if main.conn is None and main.state in (State.CONNECT, State.ACTIVE):
+            self._stamp(conn)
             main.attach(conn, outbound=False)
         else:
             self._second_connection(conn, outbound=False)
@@ -142,6 +158,7 @@ class Sessions:
             return
         if session is self.main:
             if session.conn is None and session.state in (State.CONNECT, State.ACTIVE):
+                self._stamp(conn)
                 session.attach(conn, outbound=True)
                 return
             if session.state is not State.IDLE:
@@ -160,15 +177,57 @@ class Sessions:
         until an OPEN decides which survives."""
         sec = self.secondary
         if sec is not None and not sec.disposed and sec.conn is not None:
-            self.neighbor.counters.refused += 1
-            conn.abort()  # at most two connections per peer
-            return
+            # At most two connections per peer: a newer one replaces the
+            # oldest that has not received an OPEN (no RFC 4271 §6.8
+            # contender); with both OPENs received it is refused.
+            victim = self._oldest_half_open()
+            if victim is None:
+                self.neighbor.counters.refused += 1
+                conn.abort()
+                return
+            self._evict(victim)
+        sec = self.secondary
         if sec is not None:
             sec.dispose()
         sec = Session(self.neighbor, primary=False)
         self.secondary = sec
         sec.handle(Event.MANUAL_START_PASSIVE)
+        self._stamp(conn)
         sec.attach(conn, outbound=outbound)
+
+    def _stamp(self, conn) -> None:
+        """Remember when ``conn`` was attached (only live ones are kept)."""
+        live = {c for c in self.connections()}
+        self._attached = {c: n for c, n in self._attached.items() if c in live}
+        self._seq += 1
+        self._attached[conn] = self._seq
+
+    def _oldest_half_open(self) -> Optional[Session]:
+        """The session whose connection has received no OPEN yet, oldest
+        first; None when every connection has (RFC 4271 §6.8 contenders)."""
+        half = [s for s in (self.main, self.secondary)
+                if s is not None and not s.disposed and s.conn is not None and s.remote_open is None]
+        if not half:
+            return None
+        return min(half, key=lambda s: self._attached.get(s.conn, 0))
+
+    def _evict(self, victim) -> None:
+        """Close the half-open ``victim`` to make room for a newer connection:
+        Cease 6/7 (RFC 4486) if we sent our OPEN on it, else just close."""
+        nb = self.neighbor
+        log.info("%s: closing the %s connection that sent no OPEN for a newer one", nb.address,
+                 "outbound" if victim.outbound else "inbound")
+        if victim is self.secondary:
+            if victim.state is State.OPENSENT:
+                victim.handle(Event.OPEN_COLLISION_DUMP)
+            self.drop_secondary()
+            return
+        # The main one: the second connection takes its place.
+        old_state = victim.state
+        victim.silent = True
+        if old_state is State.OPENSENT:
+            victim.handle(Event.OPEN_COLLISION_DUMP)
+        self.promote(self.secondary, Reason.COLLISION, old_state=old_state)
 
     def transition(self, session, t) -> bool:
         """Whether a transition of ``session`` is the neighbour's (its main
@@ -256,13 +315,15 @@ class Sessions:
         )
         return res is Collision.KEEP_NEW, False
 
-    def promote(self, session, reason) -> None:
+    def promote(self, session, reason, old_state: Optional[State] = None) -> None:
         """Make ``session`` the main session (it won a collision, or the main
-        one had no connection left)."""
+        one had no connection left); ``old_state``: the main one's state
+        before it was dumped, if it was."""
         old = self.main
         if old is session:
             return
-        old_state = old.state if old is not None else State.IDLE
+        if old_state is None:
+            old_state = old.state if old is not None else State.IDLE
         if old is not None:
             old.silent = True
             old.dispose()
