@@ -258,6 +258,10 @@ class _PeerSettings(ConfigStruct):
     damp_peer_oscillations: bool | UnsetType = UNSET
     role: Optional[Role] | UnsetType = UNSET  # RFC 9234 local role
     role_strict: bool | UnsetType = UNSET  # RFC 9234 §4.2 strict mode
+    # Octets that may wait for a slow peer (queued UPDATEs plus the socket
+    # buffer) before it is dropped with Cease / Out of Resources (RFC 4486
+    # subcode 8); default 64 MiB.
+    max_queued_bytes: Annotated[int, Meta(ge=65536, le=1 << 40)] | UnsetType = UNSET
 
     @property
     def ebgp(self):
@@ -558,6 +562,7 @@ def _overlay(own, base):
 DEFAULT_IDLE_HOLD = 5
 DEFAULT_MAX_IDLE_HOLD = 120
 DEFAULT_RESTART_TIME = 120  # RFC 4724 §4 suggests <= hold time; GoBGP/FRR use 120
+DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024  # neighbour max-queued-bytes
 
 
 def resolve_neighbor(n, group, glob):
@@ -631,4 +636,5 @@ def resolve_neighbor(n, group, glob):
         damp_peer_oscillations=_unset(n.damp_peer_oscillations, True),
         role=_unset(n.role, None),
         role_strict=_unset(n.role_strict, False),
+        max_queued_bytes=_unset(n.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES),
     )

@@ -74,6 +74,7 @@ def neighbor_config(n: cfgmod.Neighbor) -> NeighborConfig:
         role=n.role,
         role_strict=n.role_strict,
         admin_down=n.admin_down,
+        max_queued_bytes=n.max_queued_bytes,
     )
 
 

@@ -23,8 +23,10 @@ by every member of a daemon update group).
 
 What it calls back: nothing but the neighbour's ``counters``,
 ``end_of_rib_sent``, ``address``, ``ebgp``, ``local_as`` and ``config``
-(read when encoding).  While no sender runs, everything queued is dropped:
-the full table goes out when the session establishes.
+(read when encoding; ``config.max_queued_bytes`` caps the queue), and the
+session's ``out_of_resources`` when the queue outgrows that cap.  While no
+sender runs, everything queued is dropped: the full table goes out when
+the session establishes.
 """
 
 from __future__ import annotations
@@ -49,6 +51,33 @@ WITHDRAW = 2  # a Batch without
 EOR = 3  # a family: End-of-RIB (RFC 4724 §2)
 RAW = 4  # one encoded message
 MSGS = 5  # a list of encoded messages, possibly shared with other neighbours
+
+# Queued-octet estimates for items encoded only when sent: a prefix (with
+# its 4-octet path id) and a whole End-of-RIB message.  Exact sizes would
+# cost an encoding per enqueue; the cap needs the order of magnitude.
+_KEY_OCTETS = 8
+_EOR_OCTETS = 30
+
+# The last shared message list sized: an update group queues one list for
+# every member in a row, so it is summed once, not once per member.
+_sized = [None, 0]
+
+
+def _list_octets(msgs) -> int:
+    if _sized[0] is not msgs:
+        _sized[0] = msgs
+        _sized[1] = sum(map(len, msgs))
+    return _sized[1]
+
+
+def _item_octets(kind, item) -> int:
+    if kind == MSGS:
+        return _list_octets(item)
+    if kind == RAW:
+        return len(item)
+    if kind == EOR:
+        return _EOR_OCTETS
+    return len(item.keys) * _KEY_OCTETS
 
 
 class Batch:
@@ -148,6 +177,10 @@ class AdjRibOut:
         self._event = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
         self._flush_waiters: list = []
+        self._session = None
+        # Octets in ``queue`` (estimated for batches), added on append and
+        # taken off when the sender pops the item for the transport.
+        self.queued_bytes = 0
 
     @property
     def running(self) -> bool:
@@ -160,7 +193,10 @@ class AdjRibOut:
         if self._task is None:
             return  # not Established: the full table goes out on establishment
         self.queue.append((kind, item))
+        self.queued_bytes += _item_octets(kind, item)
         self._event.set()
+        if self.queued_bytes > self._room():
+            self._overflow()
 
     def send_messages(self, msgs: list) -> None:
         """Queue encoded messages as they are (UPDATE, End-of-RIB,
@@ -169,7 +205,31 @@ class AdjRibOut:
         # enqueue() inlined: update groups call this per member and batch.
         if msgs and self._task is not None:
             self.queue.append((MSGS, msgs))
+            self.queued_bytes += _list_octets(msgs)
             self._event.set()
+            if self.queued_bytes > self._room():
+                self._overflow()
+
+    def _room(self) -> int:
+        """Octets the queue may hold: the cap less the transport's buffer."""
+        conn = self._session.conn if self._session is not None else None
+        buffered = conn.write_buffer_size() if conn is not None else 0
+        return self.neighbor.config.max_queued_bytes - buffered
+
+    def _overflow(self) -> None:
+        """More is waiting than the cap allows: the peer does not keep up.
+        Drop this neighbour's queue at once (the memory goes; shared lists
+        stay with the other members) and end the session with Cease / Out
+        of Resources (RFC 4486 §3, subcode 8) on the next loop turn, not
+        under the caller (an update group may be iterating its members)."""
+        session = self._session
+        conn = session.conn if session is not None else None
+        buffered = conn.write_buffer_size() if conn is not None else 0
+        detail = "output queue over its cap: %d octets queued + %d in the socket buffer > %d" % (
+            self.queued_bytes, buffered, self.neighbor.config.max_queued_bytes)
+        self.stop()
+        if session is not None:
+            self.neighbor.loop.call_soon(session.out_of_resources, detail)
 
     def dump(self, family) -> list:
         """Out-queue items announcing every route of ``family``."""
@@ -253,6 +313,8 @@ class AdjRibOut:
     def start(self, session) -> None:
         """Start the sender for ``session`` with an empty queue."""
         self.queue.clear()
+        self.queued_bytes = 0
+        self._session = session
         self._event = asyncio.Event()  # of the running loop (a speaker may be restarted in another)
         self._event.set()
         self._task = self.neighbor.loop.create_task(self._run(session, session.conn))
@@ -263,6 +325,8 @@ class AdjRibOut:
         if task is not None and not task.done():
             task.cancel()
         self.queue.clear()
+        self.queued_bytes = 0
+        self._session = None
         self._wake_flush()
 
     async def flush(self, timeout: Optional[float] = None) -> None:
@@ -301,6 +365,7 @@ class AdjRibOut:
                     return
                 self.sending = True
                 kind, item = q.popleft()
+                self.queued_bytes -= _item_octets(kind, item)
                 try:
                     msgs = self._encode(session, kind, item)
                 except Exception as exc:

@@ -80,6 +80,7 @@ class Counters(msgspec.Struct):
     accepted: int = 0
     refused: int = 0
     collisions: int = 0  # RFC 4271 §6.8 collisions resolved
+    out_of_resources: int = 0  # sessions ended for a full or stalled output queue (RFC 4486 subcode 8)
 
     def reset(self) -> None:
         fresh = Counters()

@@ -83,6 +83,9 @@ READ_BUDGET_MESSAGES = 256
 # this much data.
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+# Shortest progress window of a paused write (Session._write_check): the
+# smallest non-zero hold time (RFC 4271 §4.2), so the window is the hold time.
+MIN_WRITE_WINDOW = 3.0
 # How long close() may take flushing a final NOTIFICATION before abort().
 CLOSE_GRACE = 2.0
 # struct linger {l_onoff = 1, l_linger = 0}: close() then resets the
@@ -144,6 +147,7 @@ class Connection(asyncio.Protocol):
         self.detached = False  # the owner let go of it: ignore everything
         self.made_error: Optional[Exception] = None  # outbound, reset as it was made
         self.write_paused = False
+        self.octets_written = 0  # handed to the transport, ever
         # Loop time the last complete message was framed (RFC 4271 §4.4:
         # a message received restarts the HoldTimer; one still waiting in
         # our queue was received all the same).
@@ -312,6 +316,7 @@ class Connection(asyncio.Protocol):
         if t is None or self.closed or t.is_closing():
             return False
         t.write(data)
+        self.octets_written += len(data)
         return True
 
     def writelines(self, chunks) -> bool:
@@ -319,7 +324,22 @@ class Connection(asyncio.Protocol):
         if t is None or self.closed or t.is_closing():
             return False
         t.writelines(chunks)
+        self.octets_written += sum(map(len, chunks))
         return True
+
+    def write_buffer_size(self) -> int:
+        """Octets the transport holds, not yet written to the socket."""
+        t = self.transport
+        if t is None or self.closed:
+            return 0
+        try:
+            return t.get_write_buffer_size()
+        except Exception:  # closing transport
+            return 0
+
+    def octets_drained(self) -> int:
+        """Octets that left the transport for the socket, ever."""
+        return self.octets_written - self.write_buffer_size()
 
     async def drain(self):
         """Wait while the transport is above its high-water mark.  Raises
@@ -747,14 +767,22 @@ class Session:
     def on_write_paused(self, conn):
         if conn is not self.conn or self._write_timer is not None:
             return
-        # A write that cannot drain within the hold time ends the session
-        # (GoBGP's write deadline): the peer is not reading.
-        limit = self.fsm.negotiated_hold_time or self.owner.config.hold_time or LARGE_HOLD_TIME
-        self._write_timer = self.loop.call_later(limit, self._write_stuck, limit)
+        self._arm_write_check(conn)
 
     def on_write_resumed(self, conn):
-        if conn is self.conn:
-            self._cancel_write_timer()
+        # One low-water crossing proves little (a peer reading ~12 KB/s
+        # crosses it now and then): _write_check measures what drained.
+        pass
+
+    def _arm_write_check(self, conn, mark=None, since=None):
+        # A write must make progress within the hold time (GoBGP's write
+        # deadline), else the peer is not reading.  Checked every quarter
+        # window, so a stall is caught a window after the last progress.
+        hold = self.fsm.negotiated_hold_time or self.owner.config.hold_time or LARGE_HOLD_TIME
+        window = max(float(hold), MIN_WRITE_WINDOW)
+        if mark is None:
+            mark, since = conn.octets_drained(), self.loop.time()
+        self._write_timer = self.loop.call_later(window / 4, self._write_check, conn, mark, since, window)
 
     def _cancel_write_timer(self):
         h = self._write_timer
@@ -762,15 +790,38 @@ class Session:
         if h is not None:
             h.cancel()
 
-    def _write_stuck(self, limit):
+    def _write_check(self, conn, mark, since, window):
+        """Progress deadline: while octets wait in the transport, some must
+        drain (octets actually written out) at least once per window."""
         self._write_timer = None
-        if self.conn is None or self.disposed:
+        if conn is not self.conn or self.disposed or conn.closed:
             return
-        self.last_error = "could not write to the peer for %gs" % limit
-        self.loss_error = self.last_error
-        log.info("%s: %s", self.owner.config.address, self.last_error)  # the loss line is the WARNING
-        self._abort_next_drop = True  # the NOTIFICATION could not get out anyway
-        self.handle(Event.TCP_CONNECTION_FAILS, reason=Reason.WRITE_FAILED)
+        drained = conn.octets_drained()
+        waiting = conn.write_buffer_size()
+        if waiting == 0 and not conn.write_paused:
+            return  # all out: no deadline until the next pause
+        now = self.loop.time()
+        if drained > mark:
+            self._arm_write_check(conn, drained, now)
+        elif now - since < window:
+            self._arm_write_check(conn, mark, since)
+        else:
+            self.out_of_resources("output stalled: %d octets waiting, none drained in %.3gs (window %gs)"
+                                  % (waiting, now - since, window))
+
+    def out_of_resources(self, detail: str) -> None:
+        """End the session with Cease / Out of Resources (RFC 4486 §3,
+        subcode 8): the peer cannot take what we have to send.  ``detail``
+        (the figures) goes into the loss WARNING."""
+        conn = self.conn
+        if conn is None or self.disposed:
+            return
+        self.owner.counters.out_of_resources += 1
+        self.last_error = detail
+        self.loss_error = detail
+        self.handle(Event.AUTOMATIC_STOP, reason=Reason.WRITE_FAILED, subcode=CEASE_OUT_OF_RESOURCES)
+        if self.conn is conn:  # states where AUTOMATIC_STOP does not drop
+            self._drop_tcp()
 
     # -- receiving ----------------------------------------------------------------------
 

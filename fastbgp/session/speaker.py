@@ -182,6 +182,11 @@ class NeighborConfig(msgspec.Struct, forbid_unknown_fields=True):
     hostname: Optional[str] = None
     send_notification_without_open: bool = True
     collision_detect_established: bool = False
+    # Cap on the octets waiting for this peer (Adj-RIB-Out queue plus the
+    # transport's write buffer): a peer that reads too slowly to keep up is
+    # dropped with Cease / Out of Resources (RFC 4486 §3, subcode 8) rather
+    # than let its queue grow without bound.
+    max_queued_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self):
         self.address = _transport.normalize_address(self.address)
@@ -196,6 +201,8 @@ class NeighborConfig(msgspec.Struct, forbid_unknown_fields=True):
         if self.hold_time in (1, 2) or not 0 <= self.hold_time <= 0xFFFF:
             # RFC 4271 §4.2: zero or at least three seconds.
             raise ValueError("hold_time must be 0 or 3..65535")
+        if self.max_queued_bytes < 1:
+            raise ValueError("max_queued_bytes must be >= 1")
         if self.keepalive is not None and self.keepalive < 1:
             raise ValueError("keepalive must be >= 1 second")
         if not 0 < self.port <= 0xFFFF:
