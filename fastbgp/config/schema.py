@@ -38,7 +38,9 @@ from typing import Annotated, Literal, Optional
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from fastbgp.wire.constants import DEFAULT_CONNECT_RETRY_TIME, DEFAULT_HOLD_TIME, ORIGIN_NAMES, ROLE_NAMES
+from fastbgp.wire.constants import (
+    DEFAULT_CONNECT_RETRY_TIME, DEFAULT_HOLD_TIME, DEFAULT_MAX_QUEUED_BYTES, ORIGIN_NAMES, ROLE_NAMES,
+)
 from fastbgp.wire.families import UNICAST_NAMES, family_name, parse_family, unicast_family
 
 __all__ = [
@@ -562,7 +564,6 @@ def _overlay(own, base):
 DEFAULT_IDLE_HOLD = 5
 DEFAULT_MAX_IDLE_HOLD = 120
 DEFAULT_RESTART_TIME = 120  # RFC 4724 §4 suggests <= hold time; GoBGP/FRR use 120
-DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024  # neighbour max-queued-bytes
 
 
 def resolve_neighbor(n, group, glob):

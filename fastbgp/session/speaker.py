@@ -70,6 +70,7 @@ from fastbgp.session.routes import (
 from fastbgp.session.sink import RouteSink
 from fastbgp.session.waiters import StateChange, Subscribers, Waiters
 from fastbgp.wire.constants import (
+    DEFAULT_MAX_QUEUED_BYTES,
     MSG_ROUTE_REFRESH,
     ROLE_NAMES,
     RR_BORR,
@@ -186,7 +187,7 @@ class NeighborConfig(msgspec.Struct, forbid_unknown_fields=True):
     # transport's write buffer): a peer that reads too slowly to keep up is
     # dropped with Cease / Out of Resources (RFC 4486 §3, subcode 8) rather
     # than let its queue grow without bound.
-    max_queued_bytes: int = 64 * 1024 * 1024
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
 
     def __post_init__(self):
         self.address = _transport.normalize_address(self.address)

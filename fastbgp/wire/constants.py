@@ -33,6 +33,7 @@ AS_TRANS = 23456  # RFC 6793 §2
 # RFC 4271 §10 suggested timer values, in seconds.
 DEFAULT_HOLD_TIME = 90
 DEFAULT_CONNECT_RETRY_TIME = 120
+DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024  # a neighbour's output cap (Cease / Out of Resources past it)
 
 # Address families (IANA) and SAFIs.
 AFI_IPV4 = 1
