@@ -597,8 +597,7 @@ class Session:
             self._arm_hold(deadline - now)
             return
         self._hold_deadline = None
-        self.last_error = "hold timer expired"
-        self.loss_error = self.last_error
+        self._error("hold timer expired")
         try:
             self.handle(Event.HOLD_TIMER_EXPIRES)
         except Exception:
@@ -677,8 +676,7 @@ class Session:
             if self._connect_task is me:
                 self._connect_task = None
             owner.counters.connect_failures += 1
-            self.last_error = str(exc)
-            self.loss_error = self.last_error
+            self._error(str(exc))
             log.debug("connect to %s failed: %s", cfg.address, exc)
             try:
                 owner.session_connect_failed(self, exc)
@@ -707,6 +705,12 @@ class Session:
             self.conn = None
             conn.close(abort=self._abort_next_drop)
         self._abort_next_drop = False
+
+    def _error(self, text: str) -> None:
+        """What went wrong on this connection: shown as ``last_error`` (kept
+        across connections) and, as ``loss_error``, in the loss log line."""
+        self.last_error = text
+        self.loss_error = text
 
     def fail_connection(self, reason: Reason) -> None:
         """Drop the connection as a crash would: RST, no NOTIFICATION (the
@@ -817,8 +821,7 @@ class Session:
         if conn is None or self.disposed:
             return
         self.owner.counters.out_of_resources += 1
-        self.last_error = detail
-        self.loss_error = detail
+        self._error(detail)
         self.handle(Event.AUTOMATIC_STOP, reason=Reason.WRITE_FAILED, subcode=CEASE_OUT_OF_RESOURCES)
         if self.conn is conn:  # states where AUTOMATIC_STOP does not drop
             self._drop_tcp()
@@ -830,15 +833,13 @@ class Session:
             return
         self.conn = None
         self._cancel_write_timer()
-        self.last_error = "connection lost: %s" % exc if exc else "connection closed by the peer"
-        self.loss_error = self.last_error
+        self._error("connection lost: %s" % exc if exc else "connection closed by the peer")
         self.handle(Event.TCP_CONNECTION_FAILS)
 
     def on_stream_error(self, conn, exc: BGPError):
         if conn is not self.conn:
             return
-        self.last_error = str(exc)
-        self.loss_error = self.last_error
+        self._error(str(exc))
         log.info("%s: %s", self.owner.config.address, exc)
         self.handle(error_event(exc), error=exc)
 
@@ -848,8 +849,7 @@ class Session:
         exception reach the loop."""
         if conn is not self.conn:
             return
-        self.last_error = "internal error: %r" % (exc,)
-        self.loss_error = self.last_error
+        self._error("internal error: %r" % (exc,))
         self.handle(Event.AUTOMATIC_STOP, reason=Reason.FSM_ERROR, subcode=CEASE_OUT_OF_RESOURCES)
         if self.conn is conn:  # states where AUTOMATIC_STOP does not drop
             self._drop_tcp()
@@ -896,8 +896,7 @@ class Session:
                 # GoBGP we reset the session instead (the NOTIFICATION is
                 # the codec's).
                 exc = BGPError(exc.code, exc.subcode, exc.data, exc.reason, ACTION_SESSION_RESET, exc.attr_type)
-            self.last_error = str(exc)
-            self.loss_error = self.last_error
+            self._error(str(exc))
             log.info("%s: %s", self.owner.config.address, exc)
             self.handle(Event.UPDATE_MSG_ERR, error=exc)
             return
@@ -921,8 +920,7 @@ class Session:
             # resolution (RFC 4271 §6.2, §6.8) are the owner's.
             keep = self.owner.session_open(self, parsed, remote_caps)
         except BGPError as exc:
-            self.last_error = str(exc)
-            self.loss_error = self.last_error
+            self._error(str(exc))
             log.info("%s: OPEN rejected: %s", self.owner.config.address, exc)
             self.handle(Event.BGP_OPEN_MSG_ERR, error=exc)
             return
@@ -940,8 +938,7 @@ class Session:
             code, subcode, data = codec.parse_notification(body)
         except BGPError:
             code, subcode, data = 0, 0, bytes(body)
-        self.last_error = "NOTIFICATION received: %d/%d" % (code, subcode)
-        self.loss_error = self.last_error
+        self._error("NOTIFICATION received: %d/%d" % (code, subcode))
         if self.loss_notification is None:
             self.loss_notification = (False, code, subcode, bytes(data))
         try:
@@ -958,8 +955,7 @@ class Session:
             afi, subtype, safi = codec.parse_route_refresh(body)
         except BGPError as exc:
             # RFC 7313 §5: ROUTE-REFRESH Message Error, session reset.
-            self.last_error = str(exc)
-            self.loss_error = self.last_error
+            self._error(str(exc))
             self.handle(Event.UPDATE_MSG_ERR, error=exc)
             return
         t = self.handle(Event.ROUTE_REFRESH_MSG)
