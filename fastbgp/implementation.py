@@ -1,5 +1,5 @@
 """Choosing between a compiled module and its pure-Python twin, the same way
-for every pair (the codec, the RIB): the compiled one unless it is not built
+for every pair (the codec, the RIB, the load generator): the compiled one unless it is not built
 or FASTBGP_NO_EXTENSIONS is set."""
 
 import importlib
@@ -30,3 +30,15 @@ def select(load):
         except ImportError:
             pass
     return load("python")
+
+
+def export(namespace, compiled, twin, what, api):
+    """Fill a selector module's ``namespace`` (its ``globals()``): ``load``
+    and ``NO_EXTENSIONS`` (the contract fastbgp.testing.plugin relies on) and
+    the names ``api`` taken from the selected implementation."""
+    load = loader(namespace["__package__"], compiled, twin, what)
+    impl = select(load)
+    namespace["NO_EXTENSIONS"] = NO_EXTENSIONS
+    namespace["load"] = load
+    for name in api:
+        namespace[name] = getattr(impl, name)

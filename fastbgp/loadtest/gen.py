@@ -22,11 +22,4 @@ API = (
     "packed_offset",
 )
 
-NO_EXTENSIONS = _select.NO_EXTENSIONS
-load = _select.loader(__package__, "._gen", "._gen_py", "generator")
-
-
-_impl = _select.select(load)
-for _name in API:
-    globals()[_name] = getattr(_impl, _name)
-del _name
+_select.export(globals(), "._gen", "._gen_py", "generator", API)

@@ -42,10 +42,4 @@ from fastbgp.rib.attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
 # The names every implementation provides; tests check both modules export them.
 API = ("IMPLEMENTATION", "Rib")
 
-NO_EXTENSIONS = _select.NO_EXTENSIONS
-load = _select.loader(__package__, "._rib", "._rib_py", "RIB")
-
-
-_impl = _select.select(load)
-IMPLEMENTATION = _impl.IMPLEMENTATION
-Rib = _impl.Rib
+_select.export(globals(), "._rib", "._rib_py", "RIB", API)

@@ -31,11 +31,4 @@ API = (
     "pack_prefixes",
 )
 
-NO_EXTENSIONS = _select.NO_EXTENSIONS
-load = _select.loader(__package__, "._codec", "._codec_py", "codec")
-
-
-_impl = _select.select(load)
-for _name in API:
-    globals()[_name] = getattr(_impl, _name)
-del _name
+_select.export(globals(), "._codec", "._codec_py", "codec", API)
