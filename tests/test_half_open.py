@@ -8,7 +8,7 @@ import asyncio
 
 from fastbgp.session.fsm import State
 from fastbgp.session.speaker import NeighborConfig, Speaker
-from tests.test_session import A_ADDR, C_ADDR, C_ID, RawPeer, quick, speaker_with_raw_neighbor
+from test_session import A_ADDR, C_ADDR, C_ID, RawPeer, quick, speaker_with_raw_neighbor
 
 
 async def closed_by_speaker(peer, timeout):

@@ -9,10 +9,9 @@ import logging
 import struct
 
 from fastbgp.session.fsm import State
-from fastbgp.session.speaker import NeighborConfig, Speaker
 from fastbgp.wire.errors import CEASE_OUT_OF_RESOURCES, ERR_CEASE
 
-A_ADDR, B_ADDR = "127.0.0.1", "127.0.0.2"
+from test_session import make_pair
 
 
 def withdraw_update(n: int = 1000) -> bytes:
@@ -23,17 +22,12 @@ def withdraw_update(n: int = 1000) -> bytes:
 
 
 async def pair(cap: int):
-    """Sender A (its neighbour ``na`` for B capped at ``cap``) and receiver B."""
-    a = Speaker(65001, "10.0.0.1", listen=[(A_ADDR, 0)])
-    b = Speaker(65002, "10.0.0.2", listen=[(B_ADDR, 0)])
-    await a.start()
-    await b.start()
-    nb = b.add_neighbor(NeighborConfig(address=A_ADDR, peer_as=65001, passive=True, idle_hold_time=30.0))
-    na = a.add_neighbor(NeighborConfig(address=B_ADDR, peer_as=65002, port=b.port, local_address=A_ADDR,
-                                       idle_hold_time=30.0, max_queued_bytes=cap))
-    await na.wait_established(5)
-    await nb.wait_established(5)
-    return a, b, na, nb
+    """Sender A (its neighbour ``na`` for B capped at ``cap``) and receiver B;
+    a long idle hold so a dropped session stays down."""
+    p = await make_pair(a_kw=dict(idle_hold_time=30.0, max_idle_hold_time=30.0, max_queued_bytes=cap),
+                        b_kw=dict(idle_hold_time=30.0, max_idle_hold_time=30.0))
+    await p.established()
+    return p.a, p.b, p.na, p.nb
 
 
 def assert_out_of_resources(na, caplog, what):

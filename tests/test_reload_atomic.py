@@ -21,7 +21,7 @@ from fastbgp.config.checks import load_config  # noqa: E402
 from fastbgp.config.diff import diff  # noqa: E402
 from fastbgp.daemon.peers import neighbor_config  # noqa: E402
 from fastbgp.testing.net import free_port  # noqa: E402
-from test_api import TOKEN, http  # noqa: E402
+from test_api import TOKEN, _request, http  # noqa: E402
 
 CONFIG = """\
 [global]
@@ -157,19 +157,10 @@ def test_error_reply_to_a_huge_value_is_small(harness):
     for path, body in [("/v1/rib/announce", {"prefixes": [big]}), ("/v1/log-level", {"level": big}),
                        ("/v1/rib/announce", {"prefixes": ["10.0.0.0/8"], "next_hop": big}),
                        ("/v1/rib/announce", {big: 1}), ("/v1/rib/announce", {"prefixes": [" ".join(big[:500_000])]})]:
-        status, headers, data = harness.run_client(_raw(harness, path, body))
+        status, headers, data = harness.run_client(_request("POST", path, body, unix=harness.socket))
         assert status == 400, data[:300]
         assert len(data) < 2048, (path, len(data), data[:300])
         assert b"chars)" in data
-
-
-async def _raw(h, path, body):
-    import aiohttp
-    import msgspec
-
-    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=h.socket)) as s:
-        async with s.post("http://localhost" + path, data=msgspec.json.encode(body)) as r:
-            return r.status, r.headers, await r.read()
 
 
 IDLE = """\
