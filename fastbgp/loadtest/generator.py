@@ -27,7 +27,8 @@ from fastbgp.wire import codec
 from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, AS_TRANS, SAFI_UNICAST
 from fastbgp.loadtest import gen
-from fastbgp.loadtest.scenario import Table, length_weights, parse_community, parse_large
+from fastbgp.loadtest.scenario import Table, length_weights, parse_community
+from fastbgp.wire.communities import parse_large_community
 
 __all__ = ["Encoding", "Stream", "TablePlan", "Attrs", "build_attrs", "lut_for", "CANARY_V4", "CANARY_V6",
            "canary_prefix", "DiscardSink"]
@@ -272,7 +273,7 @@ def build_attrs(table: Table, *, first_as: Optional[int], next_hop: bytes, as4: 
     if as4_path:
         tail += _attr(0xC0, 17, as4_path)
     if table.large_communities:
-        lc = b"".join(b"".join(x.to_bytes(4, "big") for x in parse_large(c)) for c in table.large_communities)
+        lc = b"".join(b"".join(x.to_bytes(4, "big") for x in parse_large_community(c)) for c in table.large_communities)
         tail += _attr(0xC0, 32, lc)
     if family == "ipv4":
         # NLRI sits in the UPDATE's own field: everything is "head".

@@ -36,6 +36,7 @@ from typing import Literal, Optional, Union
 import msgspec
 
 from fastbgp.config.errors import explain
+from fastbgp.wire.communities import parse_large_community
 
 __all__ = [
     "ScenarioError",
@@ -291,13 +292,6 @@ def parse_community(text: str) -> int:
     return (a << 16) | b
 
 
-def parse_large(text: str) -> tuple:
-    parts = [int(x) for x in text.split(":")]
-    if len(parts) != 3 or not all(0 <= x <= 0xFFFFFFFF for x in parts):
-        raise ValueError
-    return tuple(parts)
-
-
 def _ip(value):
     return ipaddress.ip_address(value)
 
@@ -443,7 +437,7 @@ def _check_table(sc: Scenario, bad) -> None:
             bad("table.communities[%d]" % i, "expected \"asn:value\" (16 bits each), got %r" % c)
     for i, c in enumerate(tb.large_communities):
         try:
-            parse_large(c)
+            parse_large_community(c)
         except ValueError:
             bad("table.large-communities[%d]" % i, "expected \"a:b:c\" (32 bits each), got %r" % c)
     if not 0 <= tb.community_count <= 1000:
