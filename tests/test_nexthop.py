@@ -5,13 +5,11 @@ received routes whose NEXT_HOP is the daemon's own address ignored
 
 import ipaddress
 import logging
-import textwrap
 
 import msgspec
 import pytest
 
-from fastbgp.config.checks import load_config
-from fastbgp.config.errors import ConfigError, explain
+from fastbgp.config.errors import explain
 from fastbgp.control import contract as ctl
 from fastbgp.daemon.origination import Originator
 from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
@@ -20,6 +18,8 @@ from fastbgp.wire.nexthop import check_next_hop
 # The daemon test's harness, and its address sequence (never reused in a run).
 from test_daemon import DUT, best, neighbor_toml, peer, until
 from test_daemon import addr as new_addr
+# The configuration tests' header and loaders.
+from test_config import cfg, errors_of
 
 BAD = [
     ("0.0.0.0", "unspecified"),
@@ -76,19 +76,6 @@ def test_api_announce_keeps_good_next_hop():
     assert a.next_hop == "2001:db8::1"
 
 
-HEAD = """
-[global]
-asn = 65000
-router-id = "192.0.2.1"
-"""
-
-
-def config_errors(body):
-    with pytest.raises(ConfigError) as ei:
-        load_config(textwrap.dedent(HEAD) + textwrap.dedent(body))
-    return str(ei.value)
-
-
 @pytest.mark.parametrize("address,prefix,reason", [
     ("224.0.0.1", "10.0.0.0/8", "multicast"),
     ("127.0.0.1", "10.0.0.0/8", "loopback"),
@@ -97,16 +84,16 @@ def config_errors(body):
     ("::1", "2001:db8::/32", "loopback"),
 ])
 def test_config_route_next_hop_refused(address, prefix, reason):
-    e = config_errors('[[routes]]\nprefix = "%s"\nnext-hop = "%s"\n' % (prefix, address))
+    e = str(errors_of('[[routes]]\nprefix = "%s"\nnext-hop = "%s"\n' % (prefix, address)))
     assert "routes[0].next-hop: %s address" % reason in e, e
 
 
 def test_config_policy_set_next_hop_refused():
-    e = config_errors('[[policies]]\nname = "p"\n[[policies.statements]]\nactions = { set-next-hop = "240.1.2.3" }\n')
+    e = str(errors_of('[[policies]]\nname = "p"\n[[policies.statements]]\nactions = { set-next-hop = "240.1.2.3" }\n'))
     assert "policies[0].statements[0].actions.set-next-hop: reserved (class E) address" in e, e
     # A usable address still loads.
-    load_config(textwrap.dedent(HEAD) + '[[policies]]\nname = "p"\n[[policies.statements]]\n'
-                'actions = { set-next-hop = "192.0.2.9" }\n[[routes]]\nprefix = "10.0.0.0/8"\nnext-hop = "192.0.2.7"\n')
+    cfg('[[policies]]\nname = "p"\n[[policies.statements]]\n'
+        'actions = { set-next-hop = "192.0.2.9" }\n[[routes]]\nprefix = "10.0.0.0/8"\nnext-hop = "192.0.2.7"\n')
 
 
 class _Daemon:
