@@ -21,6 +21,9 @@ PKGS=(
     iproute2   # ip netns / ip link (veth, bridge)
     procps     # sysctl (per-namespace IPv6 DAD settings), ps for debugging
     iputils-ping  # lab connectivity checks (Host.ping)
+    stayrtr    # RPKI-to-Router cache serving a local JSON file (RPKI tests)
+    pmacct     # pmbmpd, a BMP collector (BMP tests)
+    tshark     # Wireshark's dissectors: second opinion on BMP captures
 )
 
 # Daemons that Debian's maintainer scripts (or a reboot, where systemd runs)
@@ -37,6 +40,12 @@ DAEMON_EXES=(
     /usr/lib/frr/staticd
     /usr/lib/frr/mgmtd
     /usr/sbin/bgpd
+    /usr/bin/stayrtr
+    /usr/sbin/pmacctd
+    /usr/sbin/nfacctd
+    /usr/sbin/sfacctd
+    /usr/sbin/pmbmpd
+    /usr/sbin/pmbgpd
 )
 
 missing() {
@@ -105,7 +114,7 @@ fi
 
 stop_system_daemons
 
-for b in ping sysctl bird birdc gobgpd gobgp /usr/lib/frr/bgpd /usr/lib/frr/zebra vtysh exabgp bgpctl bgpdump ip; do
+for b in ping sysctl bird birdc gobgpd gobgp /usr/lib/frr/bgpd /usr/lib/frr/zebra vtysh exabgp bgpctl bgpdump ip stayrtr pmbmpd tshark; do
     command -v "$b" >/dev/null 2>&1 || { echo "install-peers: $b missing after install" >&2; exit 1; }
 done
 echo "install-peers: all BGP peer daemons installed"
