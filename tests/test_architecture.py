@@ -19,13 +19,20 @@ ALLOWED = {
     "wire": {"implementation"},
     "config": {"wire"},
     "session": {"wire"},
-    "rib": {"wire", "config", "implementation"},
+    # RPKI: RTR client, VRP/ASPA tables and origin/path validation; the RIB keeps
+    # one validation state per path and asks rpki/ for it, so rpki sits below rib.
+    "rpki": {"wire", "config", "implementation"},
+    "rib": {"wire", "config", "implementation", "rpki"},
     "mrt": {"wire"},
     "control": {"wire", "config"},
-    "daemon": {"wire", "config", "session", "rib", "mrt", "control"},
+    # BMP (RFC 7854) client: fed by the daemon through observers, encodes with wire/.
+    "bmp": {"wire", "config", "session", "rib", "rpki"},
+    "daemon": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp"},
     "loadtest": {"wire", "session", "config", "mrt", "implementation"},
-    "testing": {"wire", "config", "session", "rib", "mrt", "control", "daemon", "loadtest", "implementation"},
-    "cli": {"wire", "config", "session", "rib", "mrt", "control", "daemon", "loadtest", "implementation"},
+    "testing": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "daemon", "loadtest",
+                "implementation"},
+    "cli": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "daemon", "loadtest",
+            "implementation"},
     "__main__": {"cli"},
     "__init__": set(),
 }
