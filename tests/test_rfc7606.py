@@ -110,6 +110,10 @@ NH_LEN5 = attr(0x40, 3, b"\xc0\x00\x02\x01\x00")
 NH_ZERO = next_hop("0.0.0.0")
 NH_MCAST = next_hop("224.0.0.1")
 NH_MCAST_TOP = next_hop("239.255.255.255")
+NH_THIS_NET = next_hop("0.1.2.3")
+NH_CLASS_E = next_hop("240.0.0.1")
+NH_BROADCAST = next_hop("255.255.255.255")
+NH_LOOPBACK = next_hop("127.0.0.1")
 MED_LEN3 = attr(0x80, 4, b"\x00\x00\x01")
 MED_LEN0 = attr(0x80, 4, b"")
 LP_LEN3 = attr(0x40, 5, b"\x00\x00\x64")
@@ -162,6 +166,9 @@ ROWS = [
     pytest.param(only(origin(), as_path(), NH_ZERO), IBGP, taw(3, 8, NH_ZERO), id="7.3-next-hop-0.0.0.0"),
     pytest.param(only(origin(), as_path(), NH_MCAST), IBGP, taw(3, 8, NH_MCAST), id="7.3-next-hop-multicast"),
     pytest.param(only(origin(), as_path(), NH_MCAST_TOP), IBGP, taw(3, 8, NH_MCAST_TOP), id="7.3-next-hop-multicast-top"),
+    pytest.param(only(origin(), as_path(), NH_THIS_NET), IBGP, taw(3, 8, NH_THIS_NET), id="7.3-next-hop-0/8"),
+    pytest.param(only(origin(), as_path(), NH_CLASS_E), IBGP, taw(3, 8, NH_CLASS_E), id="7.3-next-hop-class-e"),
+    pytest.param(only(origin(), as_path(), NH_BROADCAST), IBGP, taw(3, 8, NH_BROADCAST), id="7.3-next-hop-broadcast"),
     # ---- §7.4 MULTI_EXIT_DISC: length not 4 -> treat-as-withdraw.
     pytest.param(ann(MED_LEN3), IBGP, taw(3, 5, MED_LEN3), id="7.4-med-length-3"),
     pytest.param(ann(MED_LEN0), IBGP, taw(3, 5, MED_LEN0), id="7.4-med-length-0"),
@@ -437,3 +444,12 @@ def test_lenient_is_for_inspection_only(codec):
     assert attr_value(pu.attrs, 99) == b"\x01\x02" and pu.nlri == BASE_NLRI
     pu = codec.parse_update(nh, IBGP, False, True)
     assert pu.mp_reach == (2, 1, bytes(9), V6_NLRI) and pu.n_announced == 2
+
+
+def test_loopback_next_hop_accepted_on_receipt(codec):
+    # A session over loopback carries the peer's own 127.x address as its
+    # NEXT_HOP (lab, demo, load tests), so receipt accepts it; what we
+    # originate is still checked by wire/nexthop.check_next_hop.
+    body = only(origin(), as_path(), NH_LOOPBACK)
+    pu = codec.parse_update(body, IBGP, strict=True)
+    assert pu.action == NONE and next_hop("127.0.0.1") in pu.attrs

@@ -524,8 +524,10 @@ cdef object _validate(int t, const unsigned char *v, Py_ssize_t n, bint as4_ctx)
     elif t == 3:
         if n != 4:
             return 5, "NEXT_HOP length %d" % n
-        # RFC 4271 §6.3: not a valid host address (unspecified or multicast).
-        if (v[0] == 0 and v[1] == 0 and v[2] == 0 and v[3] == 0) or (224 <= v[0] <= 239):
+        # RFC 4271 §6.3: not a valid host address -- 0.0.0.0/8, 224/4
+        # multicast, 240/4 class E, 255.255.255.255 (127/8 accepted on
+        # receipt: loopback sessions carry it; see the twin).
+        if v[0] == 0 or v[0] >= 224:
             return 8, "NEXT_HOP %d.%d.%d.%d is not a host address" % (v[0], v[1], v[2], v[3])
     elif t == 4 or t == 5 or t == 9 or t == 35:
         if n != 4:

@@ -415,8 +415,13 @@ def _validate(t, v, ctx):
     elif t == ATTR_NEXT_HOP:
         if n != 4:
             return 5, "NEXT_HOP length %d" % n
-        # RFC 4271 §6.3: not a valid host address (unspecified or multicast).
-        if v == b"\x00\x00\x00\x00" or 224 <= v[0] <= 239:
+        # RFC 4271 §6.3: not a valid host address -- 0.0.0.0/8 (RFC 1122
+        # §3.2.1.3 this network), 224/4 multicast, 240/4 class E and the
+        # limited broadcast 255.255.255.255.  127/8 stays accepted on receipt:
+        # a session over loopback (lab, demo, load tests) legitimately carries
+        # the peer's own 127.x address; wire/nexthop.py still refuses it for
+        # what we originate.
+        if v[0] == 0 or v[0] >= 224:
             return 8, "NEXT_HOP %d.%d.%d.%d is not a host address" % (v[0], v[1], v[2], v[3])
     elif t == ATTR_MED or t == ATTR_LOCAL_PREF or t == ATTR_ORIGINATOR_ID or t == ATTR_OTC:
         if n != 4:
