@@ -365,3 +365,10 @@ def test_large_table_prints_plain_aligned_lines(fastbgp, monkeypatch):
     assert lines[0].split() == ["Network", "Next", "Hop", "AS_PATH", "Age", "Attrs"]
     assert sorted(ln.split()[1] for ln in lines[1:]) == sorted(PEER_PREFIXES)
     assert all(ln.startswith("*>") for ln in lines[1:])
+
+
+def test_capability_names_show_unknown_codes():
+    # An uninterpreted capability is listed with its code (as gobgp does),
+    # not as a bare "unknown".
+    caps = [{"kind": "multiprotocol", "afi": 1, "safi": 1}, {"kind": "unknown", "code": 73, "value": ""}]
+    assert cli.capability_names(caps) == "multiprotocol(1/1), unknown(73)"

@@ -351,13 +351,16 @@ def _addr_key(n):
         return (9, n.address)
 
 
-def _cap_names(caps):
+def capability_names(caps):
     names = []
     for cap in caps or ():
         if isinstance(cap, dict):
             name = cap.get("kind", "?")
             if name == "multiprotocol" and "afi" in cap:
                 name = "multiprotocol(%s/%s)" % (cap.get("afi"), cap.get("safi"))
+            elif name == "unknown":
+                # An uninterpreted capability: the code is all a user can look up.
+                name = "unknown(%s)" % cap.get("code", "?")
             names.append(name)
         else:
             names.append(str(cap))
@@ -393,8 +396,8 @@ def _print_neighbor(n):
                      % (_yes(n.four_octet_as), _yes(n.extended_message), _yes(n.graceful_restart)))
         if n.addpath_rx or n.addpath_tx:
             lines.append("    ADD-PATH receive: %s; send: %s" % (", ".join(n.addpath_rx) or "-", ", ".join(n.addpath_tx) or "-"))
-        lines.append("    Sent: %s" % _cap_names(n.capabilities_sent))
-        lines.append("    Received: %s" % _cap_names(n.capabilities_received))
+        lines.append("    Sent: %s" % capability_names(n.capabilities_sent))
+        lines.append("    Received: %s" % capability_names(n.capabilities_received))
     con = _console()
     for line in lines:
         con.print(line, markup=False)
