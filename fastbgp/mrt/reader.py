@@ -463,23 +463,21 @@ class MrtReader:
         # local IP; the AS fields are 4 octets in the *_AS4 subtypes.
         peer_as, local_as, ifindex, afi = hdr(b, p)
         p += hl
-        ips = _IP_CACHE
         if afi == AFI_IPV4:
-            q = p + 8
-            a = b[p : p + 4]
-            peer_ip = ips.get(a) or ip_str(a)
-            a = b[p + 4 : q]
-            local_ip = ips.get(a) or ip_str(a)
+            w = 4
         elif afi == AFI_IPV6:
-            q = p + 32
-            a = b[p : p + 16]
-            peer_ip = ips.get(a) or ip_str(a)
-            a = b[p + 16 : q]
-            local_ip = ips.get(a) or ip_str(a)
+            w = 16
         else:
             raise MrtFormatError("BGP4MP address family %d" % afi)
+        q = p + 2 * w
+        # Checked before the addresses are read: a cut one is not an address.
         if len(b) < q:
             raise MrtFormatError("BGP4MP header overruns the record")
+        ips = _IP_CACHE
+        a = b[p : p + w]
+        peer_ip = ips.get(a) or ip_str(a)
+        a = b[p + w : q]
+        local_ip = ips.get(a) or ip_str(a)
         if kind == 1:
             msg = b[q:]
             update = error = None
@@ -565,6 +563,8 @@ class MrtReader:
 
     def _peer_index(self, ts, usec, typ, sub, b):
         # RFC 6396 §4.3.1.
+        if len(b) < 8:
+            raise MrtFormatError("PEER_INDEX_TABLE header overruns the record")
         collector = ip_str(b[0:4])
         (vlen,) = _U16.unpack_from(b, 4)
         view = b[6 : 6 + vlen].decode("utf-8", "replace")
@@ -574,8 +574,10 @@ class MrtReader:
         peers = []
         for _ in range(count):
             ptype = b[p]
-            bgp_id = ip_str(b[p + 1 : p + 5])
             w = 16 if ptype & 1 else 4
+            if p + 5 + w > len(b):
+                raise MrtFormatError("PEER_INDEX_TABLE overruns the record")
+            bgp_id = ip_str(b[p + 1 : p + 5])
             ip = b[p + 5 : p + 5 + w]
             p += 5 + w
             if ptype & 2:
@@ -584,8 +586,6 @@ class MrtReader:
             else:
                 (asn,) = _U16.unpack_from(b, p)
                 p += 2
-            if len(ip) != w:
-                raise MrtFormatError("PEER_INDEX_TABLE overruns the record")
             peers.append(Peer(bgp_id, ip_str(ip), asn, bool(ptype & 2)))
         return PeerIndexTable(ts, usec, typ, sub, collector, view, tuple(peers))
 
