@@ -23,6 +23,19 @@ if not os.environ.get("FASTBGP_NO_EXTENSIONS"):
                 language="c++",
                 extra_compile_args=["-O3"],
             ),
+            # RPKI: the VRP table (C++ hash map of VRP prefixes, RFC 6811).
+            Extension(
+                "fastbgp.rpki._vrp",
+                ["fastbgp/rpki/_vrp.pyx"],
+                language="c++",
+                extra_compile_args=["-O3"],
+            ),
+            # fastbgp mrt dump -m: RIB records straight from their bytes.
+            Extension(
+                "fastbgp.mrt._dump",
+                ["fastbgp/mrt/_dump.pyx"],
+                extra_compile_args=["-O3"],
+            ),
             # fastbgp loadtest: table generation/encoding, per-session
             # patching, discard framing (needs a compiler with __int128).
             Extension(

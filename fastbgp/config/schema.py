@@ -74,6 +74,8 @@ __all__ = [
     "CommunityAction",
     "Prepend",
     "Route",
+    "BmpStation",
+    "ProcessConfig",
     "SET_KINDS",
     "LOG_LEVELS",
     "ASN",
@@ -417,7 +419,82 @@ class Route(ConfigStruct):
     origin: Origin = "igp"
 
 
+# ----------------------------------------------------------------- rpki
+
+
+class RpkiCache(ConfigStruct):
+    """An RTR cache (RFC 8210): the client uses the most preferred one it
+    can reach (RFC 8210 §10; lower ``preference`` is more preferred) and
+    keeps its data until the expire interval after losing it."""
+
+    address: Name  # the cache's IP address
+    port: Port = 323  # IANA rpki-rtr (RFC 8210 §9)
+    preference: Annotated[int, Meta(ge=0, le=255)] = 0
+    # Overrides of the timers the cache sends in End of Data (RFC 8210 §6
+    # ranges; expire may go below the RFC's 600 s for labs and tests).
+    refresh: Optional[Annotated[int, Meta(ge=1, le=86400)]] = None
+    retry: Optional[Annotated[int, Meta(ge=1, le=7200)]] = None
+    expire: Optional[Annotated[int, Meta(ge=1, le=172800)]] = None
+
+
+class RpkiConfig(ConfigStruct):
+    """``[rpki]``: RTR caches and/or a static rpki-client / stayrtr JSON file."""
+
+    caches: list[RpkiCache] = []
+    file: Optional[Name] = None  # {"roas": [...], "aspas": [...]} (rpki-client JSON)
+    rtr_version: Literal[0, 1, 2] = 2  # highest RTR version offered; negotiated down (RFC 8210 §7)
+
+
+# ------------------------------------------------------------------ bmp
+
+
+class BmpStation(ConfigStruct):
+    """A BMP monitoring station (RFC 7854) the daemon connects to."""
+
+    address: Name  # the station's IP address
+    port: Port = 11019  # no IANA port (RFC 7854 §3.2); 11019 is what collectors use
+    # Adj-RIB-In as received (RFC 7854 §4.2 L=0), after import policy (L=1), or both.
+    policy: Literal["pre", "post", "both"] = "pre"
+    loc_rib: bool = False  # RFC 9069 Loc-RIB monitoring (peer type 3)
+    adj_rib_out: bool = False  # RFC 8671 Adj-RIB-Out (O flag), post-policy
+    stats_interval: Annotated[int, Meta(ge=0, le=86400)] = 60  # seconds; 0 = no Statistics Reports
+    # Past this many bytes queued towards the station it is dropped and
+    # re-synced by a fresh dump on reconnect (bounded memory).
+    max_queued_bytes: Annotated[int, Meta(ge=65536, le=1 << 34)] = 64 << 20
+    sys_name: Optional[str] = None  # RFC 7854 §4.4 sysName (default: "fastbgp <router id>")
+
+    def __post_init__(self):
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            raise ValueError("bmp address %r is not an IP address" % self.address) from None
+
+
 # ------------------------------------------------------------------ config
+
+
+# ------------------------------------------------------------ processes
+
+
+ProcessEvent = Literal["updates", "neighbor-changes", "notifications"]
+
+
+class ProcessConfig(ConfigStruct):
+    """``[[processes]]``: a program run like an ExaBGP ``process``
+    (fastbgp.daemon.processes): events on its stdin in ExaBGP's JSON or
+    text encoder, ExaBGP text commands read from its stdout."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    run: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]  # argv, no shell
+    encoder: Literal["json", "text"] = "json"
+    api_version: Literal[4, 5, 6] = 4  # ExaBGP JSON spelling (4: ExaBGP 4.x)
+    receive: list[ProcessEvent] = []
+    # Events queued for the program, at most; past it (a slow reader) it
+    # is told it lost events and re-synced, or restarted.
+    queue_limit: Annotated[int, Meta(ge=16, le=10_000_000)] = 100_000
+    on_overflow: Literal["resync", "restart"] = "resync"
+    ack: bool = True  # "done" / "error ..." after every command, as ExaBGP 4 (api.ack)
+    env: dict[str, str] = {}
 
 
 class Config(ConfigStruct):
@@ -428,6 +505,9 @@ class Config(ConfigStruct):
     defined_sets: DefinedSets = msgspec.field(default_factory=DefinedSets)
     policies: list[Policy] = []
     routes: list[Route] = []
+    bmp: list[BmpStation] = []
+    rpki: Optional[RpkiConfig] = None
+    processes: list[ProcessConfig] = []
 
     def neighbor(self, address):
         """The static neighbour at ``address`` (any spelling), or None."""

@@ -2,9 +2,10 @@
 ["fastbgp.testing.plugin"]`` in their conftest.py).
 
 Implementation fan-out: every compiled module has a pure-Python twin with
-identical behaviour, and a test asking for ``codec`` (``rib_impl``, ``gen``)
+identical behaviour, and a test asking for ``codec`` (``rib_impl``, ``gen``,
+``vrp_impl``)
 runs once on each, ids ``cython`` / ``python``.  ``both_codecs``
-(``both_ribs``, ``both_gens``) give the (compiled, twin) pair for parity
+(``both_ribs``, ``both_gens``, ``both_vrps``) give the (compiled, twin) pair for parity
 tests.  The compiled one is skipped only when
 FASTBGP_NO_EXTENSIONS is set; otherwise a missing extension fails, so a
 broken build can never pass as "twin only" (see test_codec_selection.py).
@@ -64,6 +65,8 @@ rib_impl = _fan_out("rib_impl", "fastbgp.rib")
 both_ribs = _pair("both_ribs", "fastbgp.rib")
 gen = _fan_out("gen", "fastbgp.loadtest.gen")
 both_gens = _pair("both_gens", "fastbgp.loadtest.gen")
+vrp_impl = _fan_out("vrp_impl", "fastbgp.rpki.vrp")
+both_vrps = _pair("both_vrps", "fastbgp.rpki.vrp")
 
 
 @pytest.fixture(scope="module", params=loops.LOOPS)

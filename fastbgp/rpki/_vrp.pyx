@@ -1,0 +1,356 @@
+# distutils: language = c++
+# cython: language_level=3
+"""Compiled VRP table and RFC 6811 route origin validation.
+
+Behaviour is identical to the pure-Python twin ``fastbgp/rpki/_vrp_py.py``
+(same results, same exceptions for the same bad arguments); the tests run
+every case on both and compare them on random operation sequences.  A
+change here is a change there.
+
+Layout, chosen so 500k VRPs fit in tens of megabytes with no Python object
+per VRP:
+
+* one C++ hash map for both families keyed by the VRP prefix (high 64 bits,
+  low 64 bits, family << 8 | length; host bits cleared), whose value is the
+  index of the first VRP on that prefix in a pool;
+* the pool: 12-octet records (ASN, max length, index of the next VRP on the
+  same prefix), freed records chained on a free list and reused;
+* per family a count of VRPs per prefix length, so validating a route probes
+  only the lengths up to its own that hold a VRP (RFC 6811 §2: the covering
+  VRPs are exactly those on a prefix of the route's address no longer than
+  the route).
+"""
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libcpp.vector cimport vector
+
+IMPLEMENTATION = "cython"
+
+# RFC 6811 §2 validation states (same numbers as the twin).
+NOT_FOUND = 0
+VALID = 1
+INVALID = 2
+ORIGIN_NONE = -1
+
+cdef uint32_t NIL = <uint32_t>0xFFFFFFFF  # end of a chain
+
+cdef enum:
+    S_NOT_FOUND = 0
+    S_VALID = 1
+    S_INVALID = 2
+
+cdef extern from *:
+    """
+    #include <unordered_map>
+    #include <vector>
+    #include <cstdint>
+    struct VrpKey {
+        uint64_t hi; uint64_t lo; uint32_t fl;
+        bool operator==(const VrpKey &o) const { return hi == o.hi && lo == o.lo && fl == o.fl; }
+    };
+    struct VrpKeyHash {
+        size_t operator()(const VrpKey &k) const {
+            uint64_t h = k.hi ^ (k.lo * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)k.fl << 56) ^ k.fl;
+            h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 29; h *= 0x94D049BB133111EBULL; h ^= h >> 32;
+            return (size_t)h;
+        }
+    };
+    typedef std::unordered_map<VrpKey, uint32_t, VrpKeyHash> VrpMap;
+    static inline uint32_t vrpmap_get(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+        VrpKey k = {hi, lo, fl};
+        VrpMap::const_iterator it = m->find(k);
+        return it == m->end() ? 0xFFFFFFFFu : it->second;
+    }
+    static inline void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) {
+        VrpKey k = {hi, lo, fl};
+        (*m)[k] = v;
+    }
+    static inline void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+        VrpKey k = {hi, lo, fl};
+        m->erase(k);
+    }
+    static inline void vrpmap_dump(VrpMap *m, std::vector<VrpKey> &keys, std::vector<uint32_t> &heads) {
+        for (VrpMap::const_iterator it = m->begin(); it != m->end(); ++it) {
+            keys.push_back(it->first);
+            heads.push_back(it->second);
+        }
+    }
+    """
+    cdef struct VrpKey:
+        uint64_t hi
+        uint64_t lo
+        uint32_t fl
+    cdef cppclass VrpMap:
+        VrpMap() except +
+        void clear()
+    uint32_t vrpmap_get(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
+    void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) except +
+    void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
+    void vrpmap_dump(VrpMap *m, vector[VrpKey] &keys, vector[uint32_t] &heads) except +
+
+
+cdef struct Entry:
+    uint32_t asn
+    uint32_t next
+    uint8_t maxlen
+
+
+cdef inline int _width(afi) except -1:
+    if afi == 1:
+        return 32
+    if afi == 2:
+        return 128
+    raise ValueError("unknown AFI %r (1 = IPv4, 2 = IPv6)" % (afi,))
+
+
+cdef inline void _mask(uint64_t *hi, uint64_t *lo, int length) noexcept nogil:
+    if length == 0:
+        hi[0] = 0
+        lo[0] = 0
+    elif length <= 64:
+        hi[0] &= (<uint64_t>0xFFFFFFFFFFFFFFFF) << (64 - length)
+        lo[0] = 0
+    else:
+        lo[0] &= (<uint64_t>0xFFFFFFFFFFFFFFFF) << (128 - length)
+
+
+cdef inline void _load(const uint8_t *p, Py_ssize_t nb, int width, uint64_t *hi, uint64_t *lo) noexcept nogil:
+    """Address octets p[0:nb] (the rest zero) into (hi, lo); IPv4 sits in
+    the top 32 bits of hi so both families mask the same way."""
+    cdef Py_ssize_t i
+    cdef uint64_t h = 0, l = 0
+    for i in range(16):
+        if i < 8:
+            h = (h << 8) | (p[i] if i < nb else 0)
+        else:
+            l = (l << 8) | (p[i] if i < nb else 0)
+    if width == 32:
+        h &= (<uint64_t>0xFFFFFFFF) << 32
+    hi[0] = h
+    lo[0] = l
+
+
+cdef class VrpTable:
+    """Validated ROA Payloads of both families; see ``fastbgp.rpki.vrp``."""
+
+    cdef VrpMap *_map
+    cdef vector[Entry] _pool
+    cdef uint32_t _free
+    cdef Py_ssize_t _lengths[2][129]
+    cdef Py_ssize_t _count[2]
+
+    def __cinit__(self):
+        self._map = new VrpMap()
+        self._reset()
+
+    def __dealloc__(self):
+        del self._map
+
+    cdef void _reset(self):
+        self._map.clear()
+        self._pool.clear()
+        self._pool.shrink_to_fit()
+        self._free = NIL
+        cdef int f, i
+        for f in range(2):
+            self._count[f] = 0
+            for i in range(129):
+                self._lengths[f][i] = 0
+
+    cdef int _args(self, afi, addr, plen, maxlen, asn, uint64_t *hi, uint64_t *lo) except -1:
+        cdef int width = _width(afi)
+        if plen < 0 or plen > width:
+            raise ValueError("prefix length %d out of range 0..%d" % (plen, width))
+        cdef bytes a = bytes(addr)
+        if len(a) > width // 8:
+            raise ValueError("address of %d octets is too long for the family" % len(a))
+        if maxlen < plen or maxlen > width:
+            raise ValueError("max length %d out of range %d..%d" % (maxlen, plen, width))
+        if asn < 0 or asn > 0xFFFFFFFF:
+            raise ValueError("ASN %d out of range" % asn)
+        _load(<const uint8_t *>a, len(a), width, hi, lo)
+        _mask(hi, lo, plen)
+        return width
+
+    def add(self, afi, addr, plen, maxlen, asn):
+        """Add one VRP; False when it was already there."""
+        cdef uint64_t hi, lo
+        self._args(afi, addr, plen, maxlen, asn, &hi, &lo)
+        cdef int f = afi - 1
+        cdef uint32_t fl = (afi << 8) | plen
+        cdef uint32_t head = vrpmap_get(self._map, hi, lo, fl)
+        cdef uint32_t i = head
+        cdef uint32_t a = asn
+        cdef uint8_t m = maxlen
+        while i != NIL:
+            if self._pool[i].asn == a and self._pool[i].maxlen == m:
+                return False
+            i = self._pool[i].next
+        cdef Entry e
+        e.asn = a
+        e.maxlen = m
+        e.next = head
+        if self._free != NIL:
+            i = self._free
+            self._free = self._pool[i].next
+            self._pool[i] = e
+        else:
+            if self._pool.size() >= NIL:
+                raise MemoryError("VRP pool full")
+            i = <uint32_t>self._pool.size()
+            self._pool.push_back(e)
+        vrpmap_set(self._map, hi, lo, fl, i)
+        self._lengths[f][plen] += 1
+        self._count[f] += 1
+        return True
+
+    def remove(self, afi, addr, plen, maxlen, asn):
+        """Remove one VRP; False when it was not there."""
+        cdef uint64_t hi, lo
+        self._args(afi, addr, plen, maxlen, asn, &hi, &lo)
+        cdef int f = afi - 1
+        cdef uint32_t fl = (afi << 8) | plen
+        cdef uint32_t head = vrpmap_get(self._map, hi, lo, fl)
+        cdef uint32_t i = head, prev = NIL
+        cdef uint32_t a = asn
+        cdef uint8_t m = maxlen
+        while i != NIL:
+            if self._pool[i].asn == a and self._pool[i].maxlen == m:
+                break
+            prev = i
+            i = self._pool[i].next
+        if i == NIL:
+            return False
+        if prev == NIL:
+            if self._pool[i].next == NIL:
+                vrpmap_erase(self._map, hi, lo, fl)
+            else:
+                vrpmap_set(self._map, hi, lo, fl, self._pool[i].next)
+        else:
+            self._pool[prev].next = self._pool[i].next
+        self._pool[i].next = self._free
+        self._free = i
+        self._lengths[f][plen] -= 1
+        self._count[f] -= 1
+        return True
+
+    def contains(self, afi, addr, plen, maxlen, asn):
+        """True when this exact VRP is in the table."""
+        cdef uint64_t hi, lo
+        self._args(afi, addr, plen, maxlen, asn, &hi, &lo)
+        cdef uint32_t i = vrpmap_get(self._map, hi, lo, (afi << 8) | plen)
+        cdef uint32_t a = asn
+        cdef uint8_t m = maxlen
+        while i != NIL:
+            if self._pool[i].asn == a and self._pool[i].maxlen == m:
+                return True
+            i = self._pool[i].next
+        return False
+
+    cdef int _state(self, int f, uint32_t fam, uint64_t hi, uint64_t lo, int plen, long long origin) noexcept nogil:
+        cdef int length
+        cdef bint found = False
+        cdef uint64_t h, l
+        cdef uint32_t i
+        for length in range(plen + 1):
+            if not self._lengths[f][length]:
+                continue
+            h = hi
+            l = lo
+            _mask(&h, &l, length)
+            i = vrpmap_get(self._map, h, l, (fam << 8) | length)
+            if i != NIL:
+                found = True
+                # RFC 6811 §2: a VRP matches when it covers the route, its
+                # ASN equals the origin and the route is no longer than
+                # maxLength; AS 0 never matches (RFC 6483 §4), nor does
+                # origin NONE.
+                while i != NIL:
+                    if self._pool[i].asn == origin and plen <= self._pool[i].maxlen and self._pool[i].asn != 0:
+                        return S_VALID
+                    i = self._pool[i].next
+        return S_INVALID if found else S_NOT_FOUND
+
+    def validate(self, afi, addr, plen, origin):
+        """NOT_FOUND, VALID or INVALID (RFC 6811 §2) of route ``addr/plen``
+        originated by ``origin`` (ORIGIN_NONE when the path has none)."""
+        cdef int width = _width(afi)
+        if plen < 0 or plen > width:
+            raise ValueError("prefix length %d out of range 0..%d" % (plen, width))
+        cdef bytes a = bytes(addr)
+        if len(a) > width // 8:
+            raise ValueError("address of %d octets is too long for the family" % len(a))
+        cdef uint64_t hi, lo
+        _load(<const uint8_t *>a, len(a), width, &hi, &lo)
+        _mask(&hi, &lo, plen)
+        return self._state(afi - 1, afi, hi, lo, plen, origin)
+
+    def validate_packed(self, afi, packed, long long origin, addpath=False):
+        """One state octet per prefix of the packed NLRI ``packed``, all
+        with ``origin``; ValueError when the NLRI is malformed."""
+        cdef int width = _width(afi)
+        cdef const uint8_t[::1] view = bytes(packed)
+        cdef Py_ssize_t pos = 0, n = view.shape[0], nb
+        cdef bint ap = bool(addpath)
+        cdef int plen, f = afi - 1
+        cdef uint32_t fam = afi
+        cdef uint64_t hi, lo
+        cdef bytearray out = bytearray(n)  # at least one octet per prefix
+        cdef Py_ssize_t k = 0
+        cdef uint8_t *o = out
+        with nogil:
+            while pos < n:
+                if ap:
+                    pos += 4
+                if pos >= n:
+                    k = -1
+                    break
+                plen = view[pos]
+                nb = (plen + 7) >> 3
+                if plen > width or pos + 1 + nb > n:
+                    k = -1
+                    break
+                _load(&view[pos + 1] if nb else &view[pos], nb, width, &hi, &lo)
+                _mask(&hi, &lo, plen)
+                o[k] = self._state(f, fam, hi, lo, plen, origin)
+                k += 1
+                pos += 1 + nb
+        if k < 0:
+            raise ValueError("malformed NLRI")
+        return bytes(out[:k])
+
+    def count(self, afi):
+        """VRPs of one family."""
+        _width(afi)
+        return self._count[afi - 1]
+
+    def __len__(self):
+        return self._count[0] + self._count[1]
+
+    def clear(self):
+        self._reset()
+
+    def entries(self, afi):
+        """[(address bytes, length, max length, ASN)] of one family, sorted."""
+        cdef int width = _width(afi)
+        cdef vector[VrpKey] keys
+        cdef vector[uint32_t] heads
+        vrpmap_dump(self._map, keys, heads)
+        out = []
+        cdef size_t j
+        cdef uint32_t i
+        for j in range(keys.size()):
+            if (keys[j].fl >> 8) != <uint32_t>afi:
+                continue
+            hi_obj = keys[j].hi
+            lo_obj = keys[j].lo
+            if width == 32:
+                addr = (hi_obj >> 32).to_bytes(4, "big")
+            else:
+                addr = hi_obj.to_bytes(8, "big") + lo_obj.to_bytes(8, "big")
+            i = heads[j]
+            while i != NIL:
+                out.append((addr, keys[j].fl & 0xFF, self._pool[i].maxlen, self._pool[i].asn))
+                i = self._pool[i].next
+        out.sort()
+        return out
