@@ -4,11 +4,13 @@ Starts a real ``fastbgp daemon`` in its own process on 127.0.0.1 (a port
 picked free, a private API socket, no metrics), points ``fastbgp loadtest``
 at it -- N emulated eBGP peers on 127.0.0.10.. announcing disjoint synthetic
 tables, and a monitor session on 127.0.0.3 that must receive every prefix
-from the daemon -- prints the load tester's result table, then stops the
-daemon and removes every file it made.  Nothing leaves the loopback range.
+from the daemon -- prints the load tester's result table and one closing sentence (what was
+measured, and the result), then stops the daemon and removes every file it
+made.  Nothing leaves the loopback range.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -89,6 +91,37 @@ def _loadtest(argv):
     return args.func(args)
 
 
+def _n(x):
+    return format(int(x), ",")
+
+
+def _rate(x):
+    """442123 -> "442k", 1234567 -> "1.23M" prefixes/s."""
+    if x >= 1e6:
+        return "%.2fM" % (x / 1e6)
+    if x >= 1e3:
+        return "%.0fk" % (x / 1e3)
+    return "%.0f" % x
+
+
+def summary(report, peers) -> str:
+    """The one plain sentence the demo ends with: what was measured and the
+    result, from the load tester's report."""
+    ann = next((p for p in report.phases if p.kind == "announce"), None)
+    rss = report.target.peak_rss_kb
+    rss_text = ", peak RSS %.0f MiB" % (rss / 1024) if rss else ""
+    if ann is None:
+        return "fastbgp demo: no announce phase ran, nothing was measured."
+    dlv = ""
+    if ann.deliver_rate:
+        dlv = " (it accepted them off the wire in %.2f s, %s prefixes/s)" % (ann.deliver_time, _rate(ann.deliver_rate))
+    if ann.converge_time is None or ann.timed_out or ann.received < ann.expected:
+        return ("fastbgp demo: the daemon did not pass every prefix on: the monitor received %s of the %s prefixes "
+                "from %d peers%s%s." % (_n(ann.received), _n(ann.expected), peers, dlv, rss_text))
+    return ("fastbgp demo: the daemon passed %s prefixes from %d peers to the monitor in %.2f s, %s prefixes/s%s%s."
+            % (_n(ann.expected), peers, ann.converge_time, _rate(ann.converge_rate or 0), dlv, rss_text))
+
+
 def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None, keep=False):
     """Run the demo; returns the load tester's exit status."""
     if peers < 1 or peers > 200:
@@ -105,7 +138,8 @@ def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None
     try:
         _wait_listening(port, proc)
         print("fastbgp demo: daemon pid %d on 127.0.0.1:%d; %d peers x %s prefixes; monitor %s"
-              % (proc.pid, port, peers, format(prefixes, ","), MONITOR), flush=True)
+              % (proc.pid, port, peers, format(prefixes, ","), MONITOR), flush=True,
+              file=sys.stderr if json_path == "-" else sys.stdout)
         argv = [
             "loadtest",
             "--target", "127.0.0.1", "--target-port", str(port), "--target-as", str(DAEMON_AS),
@@ -115,15 +149,32 @@ def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None
             "--monitor", MONITOR, "--monitor-as", str(MONITOR_AS),
             "--name", "fastbgp demo",
         ]
-        if json_path:
-            argv += ["--json", json_path]
+        # The report is always written (to the work directory unless asked
+        # elsewhere): the closing sentence is read from it.
+        report_path = json_path if json_path and json_path != "-" else os.path.join(workdir, "report.json")
+        argv += ["--json", report_path]
         if plot_path:
             argv += ["--plot", plot_path]
-        status = _loadtest(argv)
+        if json_path == "-":
+            # stdout carries the JSON report only: the table goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                status = _loadtest(argv)
+        else:
+            status = _loadtest(argv)
         if proc.poll() is not None:
             print("fastbgp demo: the daemon died during the run (status %d); its log: %s" % (proc.returncode, log.name))
             keep = True
             return 1
+        from fastbgp.loadtest import report as R
+
+        try:
+            rep = R.read_json(report_path)
+        except (OSError, ValueError) as exc:
+            print("fastbgp demo: no report (%s)" % exc)
+            return status or 1
+        if json_path == "-":
+            R.write_json(rep, "-")
+        print(summary(rep, peers), file=sys.stderr if json_path == "-" else sys.stdout, flush=True)
         return status
     finally:
         if proc.poll() is None:
@@ -147,7 +198,7 @@ def add_parser(sub):
     d.add_argument("--peers", type=int, default=10, help="emulated eBGP peers (default 10)")
     d.add_argument("--prefixes", type=int, default=100_000, help="prefixes per peer, disjoint (default 100,000)")
     d.add_argument("--lengths", default="24", help='prefix lengths: "24" (default), "dfz" or "24:60,23:40"')
-    d.add_argument("--json", metavar="FILE", help="also write the JSON report")
+    d.add_argument("--json", metavar="FILE", help="also write the JSON report (- for stdout: the table goes to stderr)")
     d.add_argument("--plot", metavar="PNG", help="also write a plot (needs matplotlib)")
     d.add_argument("--keep", action="store_true", help="keep the daemon's config and log")
     d.set_defaults(func=lambda a: run(a.peers, a.prefixes, a.lengths, a.json, a.plot, a.keep))

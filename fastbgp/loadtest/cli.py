@@ -108,7 +108,8 @@ def _add_run_flags(p):
     g.add_argument("--target-as", type=int, metavar="ASN")
     g.add_argument("--target-port", type=int, metavar="PORT", help="default 179")
     g.add_argument("--target-pid", type=_csv(int), metavar="PID[,PID]",
-                   help="process ids of the target: CPU and RSS sampled from /proc")
+                   help="process ids of the target: CPU and RSS sampled from /proc; the sessions stay up "
+                        "after the last phase until its CPU is quiet")
     g = p.add_argument_group("emulated peers")
     g.add_argument("--peers", type=int, metavar="N", help="number of sessions (default 1)")
     g.add_argument("--peer-address", metavar="ADDR", help="first source address (+1 per peer); IPv4 or IPv6 transport")
@@ -161,7 +162,9 @@ def _add_run_flags(p):
     g.add_argument("--monitor-router-id", metavar="ADDR")
     g.add_argument("--exact", choices=("auto", "on", "off"), help="track the exact prefix set")
     g.add_argument("--canary-interval", type=float, metavar="S", help="0 = no canaries")
-    g.add_argument("--settle", type=float, metavar="S", help="count unchanged this long = converged")
+    g.add_argument("--settle", type=float, metavar="S",
+                   help="count unchanged this long = converged; without --target-pid also how long the sessions "
+                        "stay up after the last phase before the Cease (default 1)")
     g.add_argument("--timeout", type=float, metavar="S", help="per step convergence timeout")
     g = p.add_argument_group("scenario")
     g.add_argument("-c", "--config", metavar="FILE", help="scenario TOML file (flags override it)")
@@ -173,7 +176,8 @@ def _add_run_flags(p):
     g.add_argument("--interval", type=float, metavar="S", help="seconds between flap halves")
     g.add_argument("--flap-prefixes", type=int, metavar="N", help="prefixes per peer that flap (default all)")
     g.add_argument("--fraction", type=float, metavar="F", help="share of the peers whose sessions flap")
-    g.add_argument("--hold", type=float, metavar="S", help="hold every session up S seconds at the end")
+    g.add_argument("--hold", type=float, metavar="S",
+                   help="keep every session up S more seconds after the last phase (then Cease)")
     g.add_argument("--workers", type=int, metavar="N", help="spread peers over N processes")
     g.add_argument("--slice", metavar="I/N", help="run slice I of N of the peers (multi-host)")
     g = p.add_argument_group("output")
@@ -275,8 +279,8 @@ def _merge(args):
     except (OSError, ValueError) as exc:
         print("fastbgp loadtest merge: %s" % exc, file=sys.stderr)
         return 2
-    R.render_table(merged, Console())
     out = args.output or args.json
+    R.render_table(merged, Console(stderr=out == "-"))
     if out:
         R.write_json(merged, out)
     if args.plot:
@@ -309,7 +313,8 @@ def main(args):
         return 0
     from fastbgp.loadtest.runner import run_sync
 
-    console = Console()
+    # --json -: stdout carries the JSON report only, the table goes to stderr.
+    console = Console(stderr=sc.report == "-")
     try:
         rep = run_sync(sc, Console(stderr=True))
     except KeyboardInterrupt:

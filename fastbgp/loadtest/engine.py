@@ -21,12 +21,30 @@ import traceback
 from typing import Optional
 
 from fastbgp.loadtest import generator as gen
-from fastbgp.loadtest.peer import ESTABLISHED, IDLE, STATE_NAMES, Job, LoadPeer, SessionConfig, Ticker
+from fastbgp.loadtest import procnet
+from fastbgp.loadtest.peer import ESTABLISHED, IDLE, STATE_NAMES, Job, LoadPeer, SessionConfig, Ticker, unacked_octets
 from fastbgp.loadtest.scenario import Scenario, parse_slice, phases_of
 
 log = logging.getLogger("fastbgp.loadtest")
 
-SNAPSHOT_EVERY = 0.2
+# Workers report their counters this often: the timeline (and the plot of
+# a 0.25 s convergence) needs samples at least every 10 ms.
+SNAPSHOT_EVERY = 0.01
+# How often the send queues are polled while waiting for delivery, and the
+# target's /proc tables (a read costs ~100 octets per connection it has).
+DELIVERY_POLL = 0.001
+PROC_POLL = 0.01
+
+
+def _far_key(transport):
+    """Our end of a connection as the target's /proc table names it."""
+    name = transport.get_extra_info("sockname") if transport is not None else None
+    if not name:
+        return None
+    ip = ipaddress.ip_address(name[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip), name[1]
 
 
 # ---------------------------------------------------------------------- layout
@@ -229,26 +247,81 @@ class PeerGroup:
                    only: Optional[list] = None):
         """Every Established peer (or those of global index in ``only``)
         sends its announcements (``kind`` "announce") or withdrawals; returns
-        when the last chunk of each was handed to the kernel."""
+        when the target's TCP has acknowledged the last octet of each
+        ("delivered"; "last" is when the last chunk went to our kernel)."""
         futs = []
         jobs = []
+        sending = []
         for p in self.peers:
             if p.state != ESTABLISHED or (only is not None and p.cfg.index not in only):
                 continue
             job = self._job(p, kind, prefixes, rate, burst, total_peers)
             jobs.append(job)
+            sending.append(p)
             futs.append(p.start_job(job))
         t0 = time.monotonic()
         ok = await asyncio.gather(*futs) if futs else []
         firsts = [j.first_write for j in jobs if j.first_write is not None]
         lasts = [j.last_write for j in jobs if j.last_write is not None]
+        delivered, undelivered, seen_read = await self.wait_delivered([p for p, x in zip(sending, ok) if x])
         return {
             "sessions": len(jobs),
             "completed": sum(1 for x in ok if x),
             "prefixes": sum(j.sent for j in jobs),
             "first": min(firsts) if firsts else t0,
             "last": max(lasts) if lasts else time.monotonic(),
+            "delivered": delivered,
+            "undelivered": undelivered + sum(1 for x in ok if not x),
+            "seen_read": seen_read,
         }
+
+    async def wait_delivered(self, peers):
+        """Wait until the target's TCP has acknowledged every octet written
+        to ``peers`` (our send queues empty) and, when its pid is known and
+        its /proc tables show the connection, until it has read them all
+        (its receive queue empty: :mod:`.procnet`).  Returns
+        (time.monotonic() of the last session's delivery or None, sessions
+        that went down or did not drain within the monitor timeout,
+        sessions whose reading by the target was seen)."""
+        deadline = time.monotonic() + self.sc.monitor.timeout
+        waiting = list(peers)
+        last = None
+        lost = 0
+        seen_read = 0
+        pids = self.sc.target.pid
+        next_proc = 0.0
+        rxq = None
+        while waiting:
+            now = time.monotonic()
+            if pids and now >= next_proc:
+                rxq = procnet.rx_queues(pids)
+                next_proc = now + PROC_POLL
+            still = []
+            for p in waiting:
+                n = unacked_octets(p.transport) if p.state == ESTABLISHED else None
+                if n is None:
+                    lost += 1
+                    continue
+                if n == 0 and rxq is not None:
+                    q = rxq.get(_far_key(p.transport))
+                    if q is not None:
+                        if q:
+                            n = q  # acknowledged, not read yet
+                        else:
+                            seen_read += 1
+                if n == 0:
+                    last = now
+                    p.poll_delivered()
+                else:
+                    still.append(p)
+            waiting = still
+            if not waiting:
+                break
+            if now > deadline:
+                lost += len(waiting)
+                break
+            await asyncio.sleep(DELIVERY_POLL)
+        return last, lost, seen_read
 
     async def down(self, fraction: float, total: int):
         """Close the sessions of the first ``fraction`` of all peers (by
@@ -276,8 +349,11 @@ class PeerGroup:
         return None
 
     def snapshot(self) -> dict:
-        sent = wd = ups = octs = est = hold = rx = 0
+        sent = wd = ups = octs = est = hold = rx = dlv = dlv_wd = 0
         for p in self.peers:
+            p.poll_delivered()
+            dlv += p.delivered_prefixes
+            dlv_wd += p.delivered_withdrawn
             sent += p.sent_prefixes
             wd += p.sent_withdrawn
             ups += p.sent_updates
@@ -286,7 +362,7 @@ class PeerGroup:
             hold += p.hold_expired
             if p.state == ESTABLISHED:
                 est += 1
-        return {"sent": sent, "withdrawn": wd, "updates": ups, "octets": octs, "established": est,
+        return {"sent": sent, "withdrawn": wd, "delivered": dlv, "delivered_withdrawn": dlv_wd, "updates": ups, "octets": octs, "established": est,
                 "hold_expired": hold, "rx_updates": rx, "cpu": time.process_time(),
                 "tick_lag": self.ticker.max_lag, "notifications": sum(len(p.notifications_rx) for p in self.peers)}
 
@@ -299,6 +375,7 @@ class PeerGroup:
                 "established_at": p.established_at, "established_count": p.established_count,
                 "drops": p.drops, "hold_expired": p.hold_expired,
                 "sent_prefixes": p.sent_prefixes, "sent_withdrawn": p.sent_withdrawn,
+                "delivered_prefixes": p.delivered_prefixes, "delivered_withdrawn": p.delivered_withdrawn,
                 "sent_updates": p.sent_updates, "sent_octets": p.sent_octets,
                 "keepalives_sent": p.keepalives_tx, "received_updates": p.received_updates(),
                 "notifications_received": ["%d/%d" % n for n in p.notifications_rx],
@@ -445,7 +522,7 @@ class RemoteGroup:
         child.close()
         self._next = 0
         self._futs: dict = {}
-        self._snap = {"sent": 0, "withdrawn": 0, "updates": 0, "octets": 0, "established": 0, "hold_expired": 0,
+        self._snap = {"sent": 0, "withdrawn": 0, "delivered": 0, "delivered_withdrawn": 0, "updates": 0, "octets": 0, "established": 0, "hold_expired": 0,
                       "rx_updates": 0, "cpu": 0.0, "tick_lag": 0.0, "notifications": 0}
         self.loop = None
         self.error = None

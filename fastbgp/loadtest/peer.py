@@ -24,8 +24,12 @@ the receive side: it counts announcements and withdrawals with
 from __future__ import annotations
 
 import asyncio
+import collections
+import fcntl
 import logging
 import socket
+import struct
+import termios
 import time
 from typing import Callable, Optional
 
@@ -97,6 +101,23 @@ class SessionConfig:
         return out
 
 
+def unacked_octets(transport) -> Optional[int]:
+    """Octets written to ``transport`` that the other side's TCP has not
+    acknowledged yet: asyncio's own buffer plus the kernel send queue
+    (SIOCOUTQ = TIOCOUTQ on Linux: unsent + sent-but-unacknowledged,
+    tcp(7)).  None when the socket is gone or the ioctl is refused."""
+    if transport is None or transport.is_closing():
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return transport.get_write_buffer_size() + struct.unpack("i", buf)[0]
+
+
 class Job:
     """Messages i..bounds[-1] of a Stream to send: ``bounds`` are chunk
     ends, ``release`` (optional) the loop-time offset before which chunk j
@@ -151,6 +172,17 @@ class BgpLink(asyncio.Protocol):
         self._waiters: list = []
         self._closing = False
         self.on_state: Optional[Callable] = None
+        # Delivery bookkeeping: every octet written on this connection is
+        # counted, and (octet offset where a write ends, announced,
+        # withdrawn prefixes in it) kept for UPDATE writes the target's TCP
+        # has not acknowledged yet -- at most one entry per chunk in flight.
+        self._conn_octets = 0
+        self._inflight: collections.deque = collections.deque()
+
+    def _wrote(self, n_octets, announced=0, withdrawn=0):
+        self._conn_octets += n_octets
+        if announced or withdrawn:
+            self._inflight.append((self._conn_octets, announced, withdrawn))
 
     # -- connecting ---------------------------------------------------------
 
@@ -176,9 +208,12 @@ class BgpLink(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.paused = False
         self.last_rx = self.loop.time()
+        self._conn_octets = 0
+        self._inflight.clear()
         cfg = self.cfg
         op = codec.build_open(cfg.asn, cfg.hold_time, cfg.router_id, caps.encode_all(self.local_capabilities()))
         transport.write(op)
+        self._wrote(len(op))
         self.state = OPENSENT
 
     def local_capabilities(self):
@@ -298,6 +333,7 @@ class BgpLink(asyncio.Protocol):
             # Straight to the transport, never behind queued UPDATE chunks:
             # at most WRITE_HIGH octets can be ahead of it in user space.
             t.write(codec.KEEPALIVE)
+            self._wrote(len(codec.KEEPALIVE))
             self.keepalives_tx += 1
             self.next_ka = self.loop.time() + self.keepalive if self.keepalive else float("inf")
 
@@ -325,7 +361,9 @@ class BgpLink(asyncio.Protocol):
     def send_notification(self, code, subcode, data=b""):
         t = self.transport
         if t is not None and not t.is_closing():
-            t.write(codec.build_notification(code, subcode, data))
+            msg = codec.build_notification(code, subcode, data)
+            t.write(msg)
+            self._wrote(len(msg))
             self.notifications_tx.append((code, subcode))
 
     def _close(self):
@@ -393,10 +431,28 @@ class LoadPeer(BgpLink):
         self.sent_octets = 0
         self.rx_updates = 0
         self.rx_octets = 0
+        self.delivered_prefixes = 0
+        self.delivered_withdrawn = 0
 
     def connection_made(self, transport):
         self.skipper = gen.Skipper()
         super().connection_made(transport)
+
+    def poll_delivered(self):
+        """Move the prefixes of every write the target's TCP acknowledged
+        completely to ``delivered_prefixes`` / ``delivered_withdrawn``; one
+        ioctl, and only while something is in flight."""
+        q = self._inflight
+        if not q:
+            return
+        n = unacked_octets(self.transport)
+        if n is None:
+            return
+        acked = self._conn_octets - n
+        while q and q[0][0] <= acked:
+            _end, a, w = q.popleft()
+            self.delivered_prefixes += a
+            self.delivered_withdrawn += w
 
     def data_received(self, data):
         self.last_rx = self.loop.time()
@@ -431,6 +487,8 @@ class LoadPeer(BgpLink):
         if job is not None and job.done is not None and not job.done.done():
             job.done.set_result(False)
         self.urgent.clear()
+        # What was not acknowledged when the connection went is lost.
+        self._inflight.clear()
 
     def received_updates(self):
         return self.rx_updates + (self.skipper.updates if self.skipper is not None else 0)
@@ -460,6 +518,7 @@ class LoadPeer(BgpLink):
         if t is None or self.state != ESTABLISHED:
             return 0.0
         t.write(msg)
+        self._wrote(len(msg))
         self.sent_updates += 1
         self.sent_octets += len(msg)
         return time.monotonic()
@@ -507,8 +566,10 @@ class LoadPeer(BgpLink):
             n = stream.prefixes(job.prev, b)
             if job.kind == "withdraw":
                 self.sent_withdrawn += n
+                self._wrote(len(data), 0, n)
             else:
                 self.sent_prefixes += n
+                self._wrote(len(data), n, 0)
             job.sent += n
             self.sent_updates += b - job.prev
             self.sent_octets += len(data)

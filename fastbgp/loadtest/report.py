@@ -10,10 +10,10 @@ from typing import Optional
 
 import msgspec
 
-__all__ = ["Report", "PhaseResult", "Canaries", "TargetFigures", "MonitorFigures", "Totals", "write_json", "read_json",
+__all__ = ["Report", "PhaseResult", "Canaries", "Drain", "TargetFigures", "MonitorFigures", "Totals", "write_json", "read_json",
            "merge", "render_table", "plot", "canary_stats"]
 
-VERSION = 1
+VERSION = 2  # 2: delivered figures, drain, measured/not_measured; send_rate dropped
 
 
 class _S(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -34,7 +34,10 @@ class PhaseResult(_S):
     kind: str  # establish | announce | withdraw | session-down | session-up | hold
     cycle: int = 0
     start: float = 0.0  # seconds since the run started
-    send_done: Optional[float] = None  # last chunk handed to the kernel
+    send_done: Optional[float] = None  # last chunk handed to our own kernel (not a target figure)
+    # The target's TCP acknowledged the last octet of every session (our
+    # send queues empty: SIOCOUTQ); what the target has accepted off the wire.
+    delivered: Optional[float] = None
     first_received: Optional[float] = None  # monitor saw the first prefix of this step
     converged: Optional[float] = None  # monitor saw the last one (count stable for `settle`)
     send_time: Optional[float] = None  # send_done - start
@@ -42,7 +45,12 @@ class PhaseResult(_S):
     expected: int = 0  # prefixes the monitor should see in this step
     sent_prefixes: int = 0
     received: int = 0  # announcements (or withdrawals) the monitor counted in this step
-    send_rate: Optional[float] = None  # prefixes/s handed to the kernel
+    deliver_time: Optional[float] = None  # delivered - start
+    deliver_rate: Optional[float] = None  # sent_prefixes / deliver_time: prefixes/s the target accepted
+    undelivered: int = 0  # sessions that went down or did not drain within the timeout
+    # Sessions whose reading by the target was seen in its /proc tables
+    # (its receive queue empty); the others: acknowledged only.
+    read_checked: int = 0
     converge_rate: Optional[float] = None  # expected / converge_time
     sessions: int = 0
     established: int = 0
@@ -51,6 +59,17 @@ class PhaseResult(_S):
     tester_cpu: Optional[float] = None  # CPU seconds the tester used (all its processes)
     timed_out: bool = False
     note: str = ""
+
+
+class Drain(_S):
+    """After the last phase the sessions stay up until the target is quiet,
+    so it can pass the routes on before our Cease makes it flush them."""
+
+    method: str = ""  # "target-cpu" (from /proc) or "settle" (fixed wait)
+    start: Optional[float] = None  # seconds since the run started
+    waited: float = 0.0  # seconds the sessions were kept up
+    quiet: bool = False  # target-cpu: its CPU fell below QUIET_CPU_PCT in time
+    end: str = "cease"  # "cease" (RFC 4486 Administrative Shutdown) or "error"
 
 
 class TargetFigures(_S):
@@ -78,6 +97,8 @@ class Totals(_S):
     established: int = 0
     sent_prefixes: int = 0
     sent_withdrawn: int = 0
+    delivered_prefixes: int = 0  # acknowledged by the target's TCP
+    delivered_withdrawn: int = 0
     sent_updates: int = 0
     sent_octets: int = 0
     hold_expired: int = 0
@@ -101,9 +122,14 @@ class Report(_S):
     monitor: MonitorFigures = msgspec.field(default_factory=MonitorFigures)
     target: TargetFigures = msgspec.field(default_factory=TargetFigures)
     peers: list[dict] = []
-    # [t, sent, withdrawn sent, received announced, received withdrawn,
-    #  target cpu %, target rss kB]
+    # [t, sent (written), withdrawn sent (written), received announced,
+    #  received withdrawn, target cpu % (every PROBE_EVERY, else None),
+    #  target rss kB (idem), delivered announced, delivered withdrawn]; a
+    #  row every sample_interval when a count changed, else every 0.25 s.
     timeline: list[list] = []
+    drain: Drain = msgspec.field(default_factory=Drain)
+    measured: list[str] = []  # what the figures are, in words
+    not_measured: list[str] = []  # what this run could not measure, and why
     errors: list[str] = []
 
 
@@ -176,6 +202,9 @@ def merge(reports: list) -> Report:
         start = _min(shifted("start"))
         m = PhaseResult(name=p0.name, kind=p0.kind, cycle=p0.cycle, start=start)
         m.send_done = _max(shifted("send_done"))
+        m.delivered = _max(shifted("delivered"))
+        m.undelivered = sum(p.undelivered for p, _o in ps)
+        m.read_checked = sum(p.read_checked for p, _o in ps)
         m.first_received = _min(shifted("first_received"))
         conv = [c for c in shifted("converged")]
         with_mon = [p for p, _o in ps if p.expected or p.converged is not None]
@@ -225,8 +254,10 @@ def finish_figures(p: PhaseResult) -> None:
     """Derived durations and rates of a phase."""
     if p.send_done is not None:
         p.send_time = max(0.0, p.send_done - p.start)
-        if p.sent_prefixes and p.send_time > 0:
-            p.send_rate = p.sent_prefixes / p.send_time
+    if p.delivered is not None:
+        p.deliver_time = max(0.0, p.delivered - p.start)
+        if p.sent_prefixes and p.deliver_time > 0:
+            p.deliver_rate = p.sent_prefixes / p.deliver_time
     if p.converged is not None:
         p.converge_time = max(0.0, p.converged - p.start)
         if p.expected and p.converge_time > 0:
@@ -257,37 +288,63 @@ def _fmt_ms(x):
     return "-" if x is None else ("%.1f" % (x * 1000) if x < 0.01 else "%.0f" % (x * 1000))
 
 
+# The table's columns and what each means (printed under the table, in the
+# README and by ``fastbgp demo``).
+COLUMNS = (
+    ("phase", "the step of the scenario (#n: flap cycle)"),
+    ("sess", "sessions that took part (establish: Established/all)"),
+    ("prefixes", "prefixes our peers sent in the phase"),
+    ("dlv s", "seconds from the phase start until the target's TCP acknowledged our last octet"),
+    ("dlv/s", "prefixes / dlv s: prefixes per second the target accepted off the wire"),
+    ("expect", "prefixes the monitor should see"),
+    ("recv", "announcements (or withdrawals) the monitor received"),
+    ("conv s", "seconds from the phase start until the monitor saw the last one"),
+    ("conv/s", "expect / conv s: prefixes per second through the target to the monitor"),
+    ("canary ms", "one extra prefix sent during the phase: send-to-monitor latency, median/max"),
+    ("tgt CPU", "CPU seconds the target used in the phase (--target-pid)"),
+    ("our CPU", "CPU seconds the load tester used"),
+)
+
+
+def title_of(report: Report) -> str:
+    """"fastbgp loadtest NAME: N peers -> ADDR ASN", without saying
+    "fastbgp" twice when the scenario's name already starts with it."""
+    sc = report.scenario
+    tgt = sc.get("target", {})
+    name = str(sc.get("name", "") or "").strip()
+    head = name if name.lower().startswith("fastbgp") else ("fastbgp loadtest " + name).strip()
+    # The default scenario name is "loadtest": never "fastbgp loadtest loadtest".
+    words = []
+    for w in head.split():
+        if not words or words[-1].lower() != w.lower():
+            words.append(w)
+    head = " ".join(words)
+    return "%s: %d peers -> %s AS%s" % (head, report.totals.peers, tgt.get("address", "?"), tgt.get("asn", "?"))
+
+
 def render_table(report: Report, console=None) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    sc = report.scenario
-    tgt = sc.get("target", {})
-    title = "fastbgp loadtest %s: %d peers -> %s AS%s" % (sc.get("name", ""), report.totals.peers,
-                                                          tgt.get("address", "?"), tgt.get("asn", "?"))
-    from rich import box
-
     # Narrow terminals (80 columns) drop the CPU columns rather than
     # folding numbers; the JSON report has everything.
     wide = console.width >= 110
-    t = Table(title=title, caption=("send s, conv s: seconds from the start of the phase; canary ms: median/max; CPU in s"
-                                    if wide else "conv s: seconds from the start of the phase; canary ms: median/max"),
-              box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    cols = [("phase", "left"), ("sess", "right"), ("sent", "right"), ("send s", "right"), ("sent/s", "right"),
-            ("expect", "right"), ("recv", "right"), ("conv s", "right"), ("conv/s", "right"), ("canary ms", "right"),
-            ("tgt CPU", "right"), ("our CPU", "right")]
-    keep = set(range(len(cols))) if wide else {0, 1, 4, 5, 6, 7, 8, 9}
-    for i, (col, just) in enumerate(cols):
+    t = Table(title=title_of(report), box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    keep = set(range(len(COLUMNS))) if wide else {0, 1, 3, 4, 5, 6, 7, 8}
+    for i, (col, _what) in enumerate(COLUMNS):
         if i in keep:
-            t.add_column(col, justify=just, no_wrap=col != "phase", overflow="fold", min_width=14 if i == 0 else None)
+            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=i != 0, overflow="fold",
+                         min_width=14 if i == 0 else None)
     for p in report.phases:
         name = p.name + (" #%d" % p.cycle if p.cycle else "")
         conv = _fmt_s(p.converge_time) + (" (timeout)" if p.timed_out else "")
         can = "-" if not p.canaries.seen else "%s/%s" % (_fmt_ms(p.canaries.median), _fmt_ms(p.canaries.max))
         sess = "%d/%d" % (p.established, p.sessions) if p.kind in ("establish", "session-up") else str(p.sessions or "-")
-        row = [name, sess, _si(p.sent_prefixes) if p.sent_prefixes else "-", _fmt_s(p.send_time),
-               _fmt_rate(p.send_rate), _si(p.expected) if p.expected else "-",
+        dlv = _fmt_s(p.deliver_time) + (" (%d lost)" % p.undelivered if p.undelivered else "")
+        row = [name, sess, _si(p.sent_prefixes) if p.sent_prefixes else "-", dlv,
+               _fmt_rate(p.deliver_rate), _si(p.expected) if p.expected else "-",
                _si(p.received) if p.received else "-", conv, _fmt_rate(p.converge_rate), can]
         row += [_fmt_s(p.target_cpu), _fmt_s(p.tester_cpu)]
         t.add_row(*[v for i, v in enumerate(row) if i in keep])
@@ -301,50 +358,134 @@ def render_table(report: Report, console=None) -> None:
         tg = report.target
         console.print("target pid %s: CPU %s s, peak RSS %s MiB" % (
             ",".join(map(str, tg.pids)), _fmt_s(tg.cpu), "-" if tg.peak_rss_kb is None else "%.1f" % (tg.peak_rss_kb / 1024)))
+    console.print(columns_text(keep), style="dim", highlight=False)
+    for m in report.measured:
+        console.print("measured: " + m, highlight=False)
+    for m in report.not_measured:
+        console.print("not measured: " + m, highlight=False)
     for e in report.errors:
         console.print("[yellow]%s[/yellow]" % e)
 
 
-def plot(report: Report, path: str) -> Optional[str]:
-    """PNG of prefixes sent and received over time; returns None when
-    written, else why not (matplotlib missing)."""
-    try:
-        import matplotlib
+def columns_text(keep=None) -> str:
+    """One line per column of the table: its name and meaning."""
+    return "\n".join("  %-9s %s" % (c, w) for i, (c, w) in enumerate(COLUMNS) if keep is None or i in keep)
 
-        matplotlib.use("Agg")
+
+PHASE_COLOURS = ("#dbe9f6", "#fde9d9", "#e2f0d9", "#ede4f3", "#fff2cc")
+
+
+def figure(report: Report):
+    """The matplotlib Figure of a report: prefixes over time on top
+    (sent by our peers, received by the monitor, withdrawn), the target's
+    CPU and RSS below; time from the start of the first phase after the
+    sessions came up, both y axes from 0, a band and a label per phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    rows = report.timeline
+    phases = [p for p in report.phases if p.kind != "establish"]
+    t0 = phases[0].start if phases else (rows[0][0] if rows else 0.0)
+    rows = [r for r in rows if r[0] >= t0]
+    t = [r[0] - t0 for r in rows]
+    fig, (ax, ax_cpu) = plt.subplots(2, 1, figsize=(10, 7), dpi=100, sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1.2]})
+    # Delivered (acknowledged by the target's TCP) when the report has it,
+    # else what our peers wrote (reports of version 1).
+    has_dlv = bool(rows) and len(rows[0]) > 8
+    ia, iw, what = (7, 8, "acknowledged by the target's TCP") if has_dlv else (1, 2, "written by our peers")
+    ax.step(t, [r[ia] for r in rows], where="post", label="announced, " + what, color="tab:blue")
+    mon = bool(report.monitor.address)
+    if mon:
+        ax.step(t, [r[3] for r in rows], where="post", label="announced, received by the monitor", color="tab:green")
+    if any(r[iw] for r in rows):
+        ax.step(t, [r[iw] for r in rows], where="post", label="withdrawn, " + what, color="tab:orange",
+                linestyle="--")
+    if mon and any(r[4] for r in rows):
+        ax.step(t, [r[4] for r in rows], where="post", label="withdrawn, received by the monitor", color="tab:red",
+                linestyle="--")
+    t_end = max([t[-1] if t else 0.0] + [(p.converged or p.delivered or p.start) - t0 for p in phases]) or 1.0
+    labelled = set()
+
+    def once(label):
+        # One legend entry per kind of marker line.
+        if label in labelled:
+            return None
+        labelled.add(label)
+        return label
+
+    for k, p in enumerate(phases):
+        a = p.start - t0
+        nxt = phases[k + 1].start - t0 if k + 1 < len(phases) else (
+            report.drain.start - t0 if report.drain.start is not None else t_end)
+        for axis in (ax, ax_cpu):
+            axis.axvspan(a, nxt, color=PHASE_COLOURS[k % len(PHASE_COLOURS)], alpha=0.5, linewidth=0, zorder=0)
+        ax.text(a + (nxt - a) / 2, 0.985, p.name + (" #%d" % p.cycle if p.cycle else ""), transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=8, color="#333333", clip_on=True)
+        if p.delivered is not None:
+            ax.axvline(p.delivered - t0, color="tab:blue", linewidth=0.8, linestyle=":",
+                       label=once("delivered (the target read every octet)" if p.read_checked
+                                  else "delivered (the target acknowledged every octet)"))
+        if p.converged is not None and p.expected:
+            ax.axvline(p.converged - t0, color="tab:green", linewidth=0.8, linestyle=":",
+                       label=once("converged (monitor saw the last prefix)"))
+    d = report.drain
+    if d.start is not None and d.waited:
+        a = d.start - t0
+        for axis in (ax, ax_cpu):
+            axis.axvspan(a, a + d.waited, color="#eeeeee", linewidth=0, zorder=0)
+        ax.text(a + d.waited / 2, 0.985, "kept up until quiet", transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=8, color="#333333", clip_on=True)
+        t_end = max(t_end, a + d.waited)
+    ax.set_xlim(0, t_end * 1.02)
+    ax.set_ylim(bottom=0)
+    top = ax.get_ylim()[1]
+    ax.set_ylim(0, top * 1.12)  # room for the phase labels above the curves
+    ax.set_ylabel("prefixes (cumulative)")
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: "{:,.0f}".format(v)))
+    ax.legend(loc="center right", fontsize=8, framealpha=0.9)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title_of(report), fontsize=11)
+    cpu = [(r[0] - t0, r[5]) for r in rows if len(r) > 5 and r[5] is not None]
+    rss = [(r[0] - t0, r[6] / 1024) for r in rows if len(r) > 6 and r[6] is not None]
+    ax_cpu.set_ylabel("target CPU %")
+    ax_cpu.set_xlabel("seconds since the start of the %s phase" % (phases[0].name if phases else "first"))
+    ax_rss = ax_cpu.twinx()
+    ax_rss.set_ylabel("target RSS MiB")
+    if cpu:
+        ax_cpu.plot([x for x, _ in cpu], [y for _, y in cpu], color="tab:purple", linewidth=1, label="target CPU %")
+        ax_rss.plot([x for x, _ in rss], [y for _, y in rss], color="tab:brown", linewidth=1, label="target RSS MiB")
+        h1, l1 = ax_cpu.get_legend_handles_labels()
+        h2, l2 = ax_rss.get_legend_handles_labels()
+        ax_cpu.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8, framealpha=0.9)
+    else:
+        ax_cpu.text(0.5, 0.5, "target CPU and RSS not measured (no --target-pid)", transform=ax_cpu.transAxes,
+                    ha="center", va="center", fontsize=9, color="grey")
+    ax_cpu.set_ylim(bottom=0)
+    ax_rss.set_ylim(bottom=0)
+    ax_cpu.set_xlim(0, t_end * 1.02)
+    ax_cpu.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot(report: Report, path: str) -> Optional[str]:
+    """PNG of :func:`figure`; returns None when written, else why not
+    (matplotlib missing, no samples)."""
+    try:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed (pip install 'fastbgp[plot]'): no plot written"
-    rows = report.timeline
-    if not rows:
+    if not report.timeline:
         return "no timeline samples: no plot written"
-    t = [r[0] for r in rows]
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=100)
-    ax.plot(t, [r[1] for r in rows], label="announced (sent)", color="tab:blue")
-    ax.plot(t, [r[3] for r in rows], label="announced (received by monitor)", color="tab:green")
-    if any(r[2] for r in rows):
-        ax.plot(t, [r[2] for r in rows], label="withdrawn (sent)", color="tab:orange", linestyle="--")
-    if any(r[4] for r in rows):
-        ax.plot(t, [r[4] for r in rows], label="withdrawn (received by monitor)", color="tab:red", linestyle="--")
-    for p in report.phases:
-        if p.kind != "establish":
-            ax.axvline(p.start, color="grey", linewidth=0.6, alpha=0.6)
-            ax.text(p.start, ax.get_ylim()[1] * 0.98 if ax.get_ylim()[1] else 1, " " + p.name + (" #%d" % p.cycle if p.cycle else ""),
-                    fontsize=7, va="top", color="grey", rotation=90)
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("prefixes (cumulative)")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: "{:,.0f}".format(v)))
-    ax.legend(loc="upper left", fontsize=8)
-    if any(len(r) > 5 and r[5] is not None for r in rows):
-        ax2 = ax.twinx()
-        ax2.plot(t, [r[5] if len(r) > 5 else None for r in rows], color="tab:purple", alpha=0.4, linewidth=0.8,
-                 label="target CPU %")
-        ax2.set_ylabel("target CPU %")
-        ax2.legend(loc="lower right", fontsize=8)
-    sc = report.scenario
-    ax.set_title("fastbgp loadtest %s: %d peers -> %s" % (sc.get("name", ""), report.totals.peers,
-                                                         sc.get("target", {}).get("address", "?")))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    fig = figure(report)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        return "cannot write the plot %s: %s" % (path, exc)
+    finally:
+        plt.close(fig)
     return None

@@ -33,6 +33,14 @@ from fastbgp.loadtest.scenario import Scenario, phases_of
 log = logging.getLogger("fastbgp.loadtest")
 
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Target CPU/RSS sampling period, and the longest gap between timeline rows
+# when nothing changes.
+PROBE_EVERY = 0.1
+KEEP_ROW = 0.25
+# After the last phase: the target counts as quiet once its CPU stayed
+# under this share of one core for max(settle, QUIET_WINDOW) seconds.
+QUIET_CPU_PCT = 5.0
+QUIET_WINDOW = 0.5
 
 
 class TargetProbe:
@@ -246,18 +254,26 @@ class Runner:
         return total
 
     def _totals(self):
-        s = {"sent": 0, "withdrawn": 0, "established": 0, "hold_expired": 0, "tick_lag": 0.0}
+        s = {"sent": 0, "withdrawn": 0, "delivered": 0, "delivered_withdrawn": 0, "established": 0, "hold_expired": 0,
+             "tick_lag": 0.0}
         for g in self.groups:
             snap = g.snapshot()
-            for k in ("sent", "withdrawn", "established", "hold_expired"):
+            for k in ("sent", "withdrawn", "delivered", "delivered_withdrawn", "established", "hold_expired"):
                 s[k] += snap.get(k, 0)
             s["tick_lag"] = max(s["tick_lag"], snap.get("tick_lag", 0.0))
         return s
 
     async def _sample(self, progress: Progress):
+        """Timeline rows every ``sample_interval`` (10 ms by default) when
+        a count changed, else every KEEP_ROW seconds; the target's CPU and
+        RSS every PROBE_EVERY seconds (/proc CPU counts in clock ticks, so
+        a finer CPU % would be noise)."""
         prev_t = time.monotonic()
         prev_cpu, _rss = self.probe.sample()
         prev_sent = prev_rx = 0
+        last_row = None
+        row_t = 0.0
+        ui_t = prev_t
         while True:
             await asyncio.sleep(self.sc.sample_interval)
             now = time.monotonic()
@@ -265,18 +281,26 @@ class Runner:
             mon = self.monitor
             rx = mon.announced if mon else 0
             rxw = mon.withdrawn if mon else 0
-            cpu, rss = self.probe.sample()
-            cpu_pct = None
-            if cpu is not None and prev_cpu is not None and now > prev_t:
-                cpu_pct = round(100.0 * (cpu - prev_cpu) / (now - prev_t), 1)
-            self.report.timeline.append([round(now - self.t_start, 3), s["sent"], s["withdrawn"], rx, rxw, cpu_pct, rss])
-            dt = now - prev_t
-            sent_all = s["sent"] + s["withdrawn"]
-            rx_all = rx + rxw
-            progress.update(self._phase_name, sent_all, self._sent_target, (sent_all - prev_sent) / dt if dt else 0,
-                            rx_all, self._rx_target, (rx_all - prev_rx) / dt if dt else 0, s["established"],
-                            self.sc.peers.count)
-            prev_t, prev_cpu, prev_sent, prev_rx = now, cpu, sent_all, rx_all
+            counts = [s["sent"], s["withdrawn"], rx, rxw]
+            dlv = [s["delivered"], s["delivered_withdrawn"]]
+            cpu_pct = rss = None
+            if now - prev_t >= PROBE_EVERY:
+                cpu, rss = self.probe.sample()
+                if cpu is not None and prev_cpu is not None:
+                    cpu_pct = round(100.0 * (cpu - prev_cpu) / (now - prev_t), 1)
+                prev_t, prev_cpu = now, cpu
+            counts += dlv
+            if counts != last_row or rss is not None or now - row_t >= KEEP_ROW:
+                self.report.timeline.append([round(now - self.t_start, 3)] + counts[:4] + [cpu_pct, rss] + dlv)
+                last_row, row_t = counts, now
+            dt = now - ui_t
+            if dt >= 0.1:
+                sent_all = s["sent"] + s["withdrawn"]
+                rx_all = rx + rxw
+                progress.update(self._phase_name, sent_all, self._sent_target, (sent_all - prev_sent) / dt,
+                                rx_all, self._rx_target, (rx_all - prev_rx) / dt, s["established"],
+                                self.sc.peers.count)
+                ui_t, prev_sent, prev_rx = now, sent_all, rx_all
 
     # -- phases ------------------------------------------------------------------
 
@@ -417,6 +441,13 @@ class Runner:
         ph.sessions = sum(r["sessions"] for r in res)
         ph.sent_prefixes = sum(r["prefixes"] for r in res)
         ph.send_done = max(r["last"] for r in res) - self.t_start if res else None
+        dl = [r["delivered"] for r in res if r.get("delivered") is not None]
+        ph.delivered = max(dl) - self.t_start if dl else None
+        ph.undelivered = sum(r.get("undelivered", 0) for r in res)
+        ph.read_checked = sum(r.get("seen_read", 0) for r in res)
+        if ph.undelivered:
+            self.errors.append("%s: %d sessions did not deliver everything (down, or not drained within %gs)" % (
+                name, ph.undelivered, self.sc.monitor.timeout))
         if mon is not None and wait:
             if ctask is not None:
                 # One more canary right behind the last chunk.
@@ -542,16 +573,97 @@ class Runner:
                         await self._session_flap(ph_spec, c)
                 elif ph_spec.kind == "hold":
                     await self._hold(ph_spec)
+            await self._drain()
         finally:
             progress.stop()
             await self._finish()
         return rep
 
+    async def _drain(self):
+        """Keep the sessions up until the target has gone quiet -- its CPU
+        under QUIET_CPU_PCT for a window (with --target-pid), else
+        ``settle`` seconds -- so it can pass the routes on before the Cease
+        that ends the run makes it flush them (RFC 4271 §9.1: routes of a
+        closed session are withdrawn)."""
+        d = self.report.drain
+        t0 = time.monotonic()
+        settle = self.sc.monitor.settle
+        d.end = "cease"
+        d.start = round(t0 - self.t_start, 3)
+        if not self.probe.pids:
+            d.method = "settle"
+            await asyncio.sleep(settle)
+            d.waited = round(time.monotonic() - t0, 3)
+            return
+        d.method = "target-cpu"
+        window = max(settle, QUIET_WINDOW)
+        deadline = t0 + self.sc.monitor.timeout
+        hist = []  # (time, cpu seconds)
+        while True:
+            now = time.monotonic()
+            cpu, _rss = self.probe.sample()
+            if cpu is None:
+                break
+            hist.append((now, cpu))
+            old = [h for h in hist if now - h[0] >= window]
+            if old:
+                t_a, c_a = old[-1]
+                hist = hist[len(old) - 1:]
+                if 100.0 * (cpu - c_a) / (now - t_a) < QUIET_CPU_PCT:
+                    d.quiet = True
+                    break
+            if now > deadline:
+                self.errors.append("drain: the target was still busy (CPU >= %g%%) after %gs" % (
+                    QUIET_CPU_PCT, self.sc.monitor.timeout))
+                break
+            await asyncio.sleep(PROBE_EVERY)
+        d.waited = round(time.monotonic() - t0, 3)
+
+    def _explain(self, rep):
+        """What the figures of this run are, and what it did not measure."""
+        sc = self.sc
+        sends = [p for p in rep.phases if p.kind not in ("establish", "session-down", "hold") and p.sessions]
+        checked = sum(p.read_checked for p in sends)
+        total = sum(p.sessions - p.undelivered for p in sends)
+        rep.measured = [
+            "delivered: the target's TCP acknowledged every octet we sent (our send queues empty, SIOCOUTQ)%s; "
+            "dlv/s = prefixes / seconds from the phase start to delivered" % (
+                " and the target process read them all (its receive queues empty in /proc/PID/net/tcp)"
+                if total and checked >= total else ""),
+        ]
+        rep.not_measured = []
+        if checked < total:
+            rep.not_measured.append(
+                "target reading: for %d of %d sessions the target's receive queue was not visible (%s), so "
+                "delivered means acknowledged, and up to a socket receive buffer per session may have been "
+                "unread at that moment" % (total - checked, total,
+                                           "no --target-pid" if not self.probe.pids else "not in its /proc tables"))
+        rep.not_measured.append("processing: a delivered route may still be in the target's queues; the monitor "
+                                "and the target's CPU show when it was done")
+        if sc.monitor.address:
+            rep.measured.append("propagation: a monitor session counted what the target passed on (recv, conv s, "
+                                "conv/s)")
+        else:
+            rep.not_measured.append("propagation: no --monitor session, so nothing shows the target passed the "
+                                    "routes on")
+        if self.probe.pids:
+            rep.measured.append("target CPU seconds and RSS from /proc for pid %s" % ",".join(map(str, self.probe.pids)))
+        else:
+            rep.not_measured.append("target CPU and memory: no --target-pid")
+        d = rep.drain
+        if d.method == "target-cpu":
+            rep.measured.append("sessions kept up %.2f s after the last phase until the target's CPU %s, then Cease" % (
+                d.waited, "went quiet" if d.quiet else "(never quiet)"))
+        elif d.method == "settle":
+            rep.measured.append("sessions kept up %.2f s (--settle) after the last phase, then Cease" % d.waited)
+
     async def _finish(self):
         rep = self.report
         if self._sampler is not None:
             self._sampler.cancel()
-            await asyncio.gather(self._sampler, return_exceptions=True)
+            res = await asyncio.gather(self._sampler, return_exceptions=True)
+            if isinstance(res[0], Exception):
+                self.errors.append("timeline sampler failed: %r" % (res[0],))
         figures = []
         for g in self.groups:
             try:
@@ -592,6 +704,8 @@ class Runner:
             t.established += f["state"] == "established"
             t.sent_prefixes += f["sent_prefixes"]
             t.sent_withdrawn += f["sent_withdrawn"]
+            t.delivered_prefixes += f.get("delivered_prefixes", 0)
+            t.delivered_withdrawn += f.get("delivered_withdrawn", 0)
             t.sent_updates += f["sent_updates"]
             t.sent_octets += f["sent_octets"]
             t.hold_expired += f["hold_expired"]
@@ -606,6 +720,9 @@ class Runner:
             cpus = [p.target_cpu for p in rep.phases if p.target_cpu is not None]
             rep.target.cpu = round(sum(cpus), 3) if cpus else first_cpu
         self.errors.extend(sorted(self.probe.errors))
+        if not rep.drain.method:
+            rep.drain.end = "error"
+        self._explain(rep)
         rep.errors = self.errors
 
 

@@ -170,7 +170,10 @@ class Monitor(_Base):
     # counts alone cannot tell a re-advertisement from a new prefix).
     exact: Literal["auto", "on", "off"] = "auto"
     canary_interval: float = 1.0  # seconds between canary prefixes; 0: none
-    settle: float = 1.0  # received count unchanged this long = converged
+    # Received count unchanged this long = converged; without --target-pid
+    # also how long the sessions stay up after the last phase (the target
+    # passes routes on before our Cease).
+    settle: float = 1.0
     timeout: float = 600.0  # per step: give up waiting for convergence
 
 
@@ -202,7 +205,7 @@ class Scenario(_Base):
     report: Optional[str] = None  # JSON report path
     plot: Optional[str] = None  # PNG path
     progress: bool = True
-    sample_interval: float = 0.25  # timeline resolution (s)
+    sample_interval: float = 0.01  # timeline resolution (s): fine enough to draw a 0.25 s convergence
 
 
 # ------------------------------------------------------------------ presets
