@@ -1,0 +1,491 @@
+"""Fault suite, wire and session side: the real ``fastbgp daemon`` in the
+namespace lab (fastbgp/testing/faultlab.py) takes hostile bytes from an
+attacker host (fastbgp/testing/attacker.py) while a witness BIRD holds
+20,000 IPv6 routes towards it and receives 256 routes it learnt from a
+second BIRD.  Every test ends with ``fl.check_witness()``: both witness
+sessions up since the lab converged, all their routes still held both
+ways, KEEPALIVEs on time, the daemon alive.
+
+Cases: malformed UPDATEs at session level (RFC 7606 treat-as-withdraw,
+attribute discard, session reset, checked in the daemon's Loc-RIB, at the
+witness, in the NOTIFICATION the attacker gets and in the WARNING log);
+message header errors (RFC 4271 §6.1); OPEN errors (§6.2, RFC 5492, RFC
+6793); connections from an unconfigured address; a half-open flood from a
+configured peer's address (RFC 4271 §6.8 / issue 10 defect 5).
+
+One lab for the whole module (about 2 s to build); cases run one after the
+other against it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import pytest
+
+from fastbgp.testing import lab as L
+from fastbgp.testing.attacker import RawPeer, attribute, open_body, prefixes, standard_attrs, update_body
+from fastbgp.testing.faultlab import ATTACKER_AS, FaultLab
+from fastbgp.wire import capabilities as caps
+from fastbgp.wire import messages as M
+from fastbgp.wire.constants import (
+    AFI_IPV4,
+    ATTR_AGGREGATOR,
+    ATTR_AS_PATH,
+    ATTR_ATOMIC_AGGREGATE,
+    ATTR_MED,
+    ATTR_NEXT_HOP,
+    ATTR_ORIGIN,
+    MARKER,
+    MSG_KEEPALIVE,
+    MSG_NOTIFICATION,
+    MSG_OPEN,
+    MSG_UPDATE,
+    SAFI_UNICAST,
+)
+
+from .conftest import lab_namespaces, require
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def fl():
+    require(L.Bird)
+    lab = FaultLab()
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.close()
+        procs = [p.pid for p in lab.lab._procs if p.poll() is None]
+        assert not procs, "lab processes still running: %s" % procs
+        assert not lab_namespaces(lab.lab.prefix), "lab namespaces left behind"
+        assert not os.path.exists(lab.lab.tmpdir or "/nonexistent"), "lab temp dir left behind"
+
+
+_case = iter(range(1, 1000))
+
+
+def case_prefix() -> str:
+    """A /29 of 203.0.113.0/24 no earlier case used (src holds the /32s)."""
+    return "203.0.113.%d/29" % (8 * (next(_case) % 32))
+
+
+def attacker_session(fl, **kw) -> RawPeer:
+    return RawPeer.establish(fl.ah.ns, fl.attacker, fl.address, kw.pop("asn", ATTACKER_AS), **kw)
+
+
+def attacker_paths(fl, prefix):
+    return [r for r in fl.rib("ipv4", prefix) if r.get("source") == fl.attacker]
+
+
+def wait_paths(fl, prefix, present: bool, timeout: float = 5.0):
+    def check():
+        assert fl.daemon_alive(), fl.describe()
+        got = attacker_paths(fl, prefix)
+        if bool(got) == present:
+            return got or True
+        return None
+
+    return L.wait_for(check, timeout, interval=0.1, what="%s %s the daemon's RIB" % (prefix, "in" if present else "gone from"),
+                      on_timeout=fl.describe)
+
+
+def announce(peer, fl, prefix, replace=None) -> None:
+    """A valid UPDATE for ``prefix`` from the attacker, with attributes in
+    ``replace`` (type code -> raw attribute bytes, b"" to leave it out)."""
+    attrs = standard_attrs(ATTACKER_AS, fl.attacker)
+    attrs.update(replace or {})
+    peer.send_message(MSG_UPDATE, update_body(b"".join(attrs.values()), nlri=prefixes(prefix)))
+
+
+def warnings_since(fl, mark) -> list:
+    return [r["msg"] for r in fl.log_records(mark) if r.get("level") in ("warning", "error", "critical", "raw")]
+
+
+def expect_reset(fl, peer, mark, code, subcode, name):
+    """The attacker gets NOTIFICATION code/subcode, its connection closes,
+    and the daemon logs the loss at WARNING with the names."""
+    n = peer.expect_notification(timeout=5)
+    assert n is not None, "connection closed without a NOTIFICATION\n" + fl.describe()
+    assert (n.code, n.subcode) == (code, subcode), "got %d/%d (%s), expected %d/%d" % (
+        n.code, n.subcode, n.data.hex(), code, subcode)
+    assert peer.wait_closed(5), "the daemon kept the connection open after its NOTIFICATION"
+    needle = "NOTIFICATION sent %d/%d (%s)" % (code, subcode, name)
+
+    def logged():
+        return [w for w in warnings_since(fl, mark) if needle in w and fl.attacker in w]
+
+    L.wait_for(logged, 5, interval=0.1, what="WARNING %r" % needle,
+               on_timeout=lambda: "\n".join(warnings_since(fl, mark)))
+    return n
+
+
+# --------------------------------------------------------------- 1. malformed UPDATEs
+
+T = 0x40  # well-known transitive
+OT = 0xC0  # optional transitive
+O_ = 0x80  # optional non-transitive
+
+# RFC 7606 treat-as-withdraw: the route the attacker announced before is
+# withdrawn, the session stays up, nothing is sent back.
+WITHDRAW_CASES = {
+    "origin-value-3": {ATTR_ORIGIN: attribute(T, ATTR_ORIGIN, b"\x03")},  # §7.1
+    "origin-length-2": {ATTR_ORIGIN: attribute(T, ATTR_ORIGIN, b"\x00\x00")},  # §7.1
+    "origin-flags-optional": {ATTR_ORIGIN: attribute(OT, ATTR_ORIGIN, b"\x00")},  # §3 c
+    "as-path-segment-overrun": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x02\x05" + struct.pack("!I", 65066))},
+    "as-path-segment-type-0": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x00\x01" + struct.pack("!I", 65066))},
+    "as-path-empty-segment": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x02\x00")},  # §7.2 / RFC 4271 §6.3
+    "next-hop-length-5": {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, b"\xc0\x00\x02\x09\x00")},  # §7.3
+    "next-hop-0.0.0.0": {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, bytes(4))},  # RFC 4271 §6.3
+    "next-hop-multicast": {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, bytes((224, 0, 0, 5)))},
+    "next-hop-broadcast": {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, b"\xff" * 4)},
+    "med-length-3": {ATTR_MED: attribute(O_, ATTR_MED, b"\x00\x00\x01")},  # §7.4
+    "communities-length-6": {8: attribute(OT, 8, b"\xfd\xea\x00\x01\x00\x00")},  # §7.8
+    "missing-origin": {ATTR_ORIGIN: b""},  # §3 d
+    "missing-next-hop": {ATTR_NEXT_HOP: b""},  # §3 d
+    "attribute-overruns-block": {ATTR_MED: attribute(O_, ATTR_MED, b"\x00\x00\x00\x01", length=40)},  # §4
+}
+
+
+@pytest.mark.parametrize("case", list(WITHDRAW_CASES))
+def test_update_treat_as_withdraw(fl, case):
+    prefix = case_prefix()
+    mark = fl.log_mark()
+    with attacker_session(fl) as peer:
+        announce(peer, fl, prefix)
+        wait_paths(fl, prefix, True)
+        fl.witness.wait_route(prefix, timeout=10)
+        announce(peer, fl, prefix, WITHDRAW_CASES[case])
+        wait_paths(fl, prefix, False)
+        fl.witness.wait_route(prefix, present=False, timeout=10)
+        # The session is still up: a KEEPALIVE is answered by nothing, an
+        # UPDATE still works, no NOTIFICATION came.
+        announce(peer, fl, prefix)
+        wait_paths(fl, prefix, True)
+        assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain()), "a NOTIFICATION was sent"
+        assert fl.neighbor(fl.attacker)["state"] == "established"
+    logged = warnings_since(fl, mark)
+    assert any("treat-as-withdraw" in w and fl.attacker in w for w in logged), logged
+    fl.check_witness()
+
+
+
+def bird_route_text(fl, prefix) -> str:
+    return fl.witness.birdc("show", "route", prefix, "all").stdout
+
+
+def _aggregator(asn: int, address: str) -> bytes:
+    return struct.pack("!I", asn) + bytes(int(x) for x in address.split("."))
+
+
+# RFC 7606 attribute discard: the route stays, without the attribute; the
+# witness sees the attribute on the first (valid) announcement and not after.
+DISCARD_CASES = {
+    # name: (type code, valid attribute, malformed one, BIRD's name for it)
+    "atomic-aggregate-length-1": (ATTR_ATOMIC_AGGREGATE, attribute(T, ATTR_ATOMIC_AGGREGATE, b""),
+                                  attribute(T, ATTR_ATOMIC_AGGREGATE, b"\x00"), "BGP.atomic_aggr"),  # §7.6
+    "aggregator-length-5": (ATTR_AGGREGATOR, attribute(OT, ATTR_AGGREGATOR, _aggregator(65066, "192.0.2.99")),
+                            attribute(OT, ATTR_AGGREGATOR, b"\x00\x00\xfe\x2a\xc0"), "BGP.aggregator"),  # §7.7
+    "aggregator-as-0": (ATTR_AGGREGATOR, attribute(OT, ATTR_AGGREGATOR, _aggregator(65066, "192.0.2.99")),
+                        attribute(OT, ATTR_AGGREGATOR, _aggregator(0, "192.0.2.99")), "BGP.aggregator"),  # RFC 7607
+}
+
+
+@pytest.mark.parametrize("case", list(DISCARD_CASES))
+def test_update_attribute_discard(fl, case):
+    code, good, bad, bird_name = DISCARD_CASES[case]
+    prefix = case_prefix()
+    mark = fl.log_mark()
+    with attacker_session(fl) as peer:
+        announce(peer, fl, prefix, {code: good})
+        wait_paths(fl, prefix, True)
+        L.wait_for(lambda: bird_name in bird_route_text(fl, prefix), 10, interval=0.1,
+                   what="%s with %s at the witness" % (prefix, bird_name))
+        announce(peer, fl, prefix, {code: bad})
+        # Still announced, now without the attribute (RFC 7606 §2).
+        L.wait_for(lambda: prefix in bird_route_text(fl, prefix) and bird_name not in bird_route_text(fl, prefix),
+                   10, interval=0.1, what="%s without %s at the witness" % (prefix, bird_name),
+                   on_timeout=lambda: bird_route_text(fl, prefix))
+        assert attacker_paths(fl, prefix), "the route was dropped, not just the attribute"
+        assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain()), "a NOTIFICATION was sent"
+        assert fl.neighbor(fl.attacker)["state"] == "established"
+    assert any("attribute-discard" in w and fl.attacker in w for w in warnings_since(fl, mark))
+    fl.check_witness()
+
+
+def _mp_reach_v4(next_hop: str, prefix: str) -> bytes:
+    # RFC 4760 §3: AFI, SAFI, next hop length + next hop, reserved, NLRI.
+    nh = bytes(int(x) for x in next_hop.split("."))
+    return struct.pack("!HBB", AFI_IPV4, SAFI_UNICAST, 4) + nh + b"\x00" + prefixes(prefix)
+
+
+def _reset_cases(fl, prefix):
+    """name -> (UPDATE body, code, subcode, names as logged)."""
+    std = standard_attrs(ATTACKER_AS, fl.attacker)
+    attrs = b"".join(std.values())
+    nlri = prefixes(prefix)
+    mal = "UPDATE Message Error / "
+    bad_origin = attribute(OT, ATTR_ORIGIN, b"\x00") + std[ATTR_AS_PATH] + std[ATTR_NEXT_HOP]
+    return {
+        # RFC 4271 §6.3: lengths that do not add up.
+        "withdrawn-length-overrun": (update_body(attrs, nlri, withdrawn_len=400), 3, 1, mal + "malformed-attr-list"),
+        "attribute-length-overrun": (update_body(attrs, nlri, attrs_len=400), 3, 1, mal + "malformed-attr-list"),
+        # RFC 7606 §5.3: NLRI that cannot be parsed.
+        "nlri-prefix-length-33": (update_body(attrs, b"\x21" + bytes(5)), 3, 10, mal + "invalid-network"),
+        "nlri-truncated": (update_body(attrs, nlri + b"\x18\xcb\x00"), 3, 10, mal + "invalid-network"),
+        "withdrawn-prefix-length-40": (update_body(withdrawn=b"\x28" + bytes(5)), 3, 10, mal + "invalid-network"),
+        # RFC 4271 §6.3: an unrecognized well-known attribute.
+        "unrecognized-well-known": (update_body(attrs + attribute(T, 99, b"x"), nlri), 3, 2,
+                                    mal + "unrecognized-well-known"),
+        # RFC 7606 §3 c flags error on a well-known mandatory attribute, with
+        # no NLRI to withdraw: §5.2 makes it a session reset.
+        "origin-flags-no-nlri": (update_body(bad_origin), 3, 4, mal + "attr-flags"),
+        # RFC 7606 §7.11 / §3 c: MP_REACH_NLRI with wrong flags or too short.
+        "mp-reach-flags": (update_body(attrs + attribute(OT, 14, _mp_reach_v4(fl.attacker, prefix))), 3, 4,
+                           mal + "attr-flags"),
+        "mp-reach-length-3": (update_body(attrs + attribute(O_, 14, b"\x00\x01\x01")), 3, 9, mal + "optional-attr"),
+        # RFC 7606 §3 g: MP_UNREACH_NLRI twice.
+        "mp-unreach-repeated": (update_body(attribute(O_, 15, b"\x00\x01\x01") * 2), 3, 1, mal + "malformed-attr-list"),
+    }
+
+
+RESET_NAMES = ["withdrawn-length-overrun", "attribute-length-overrun", "nlri-prefix-length-33", "nlri-truncated",
+               "withdrawn-prefix-length-40", "unrecognized-well-known", "origin-flags-no-nlri", "mp-reach-flags",
+               "mp-reach-length-3", "mp-unreach-repeated"]
+
+
+@pytest.mark.parametrize("case", RESET_NAMES)
+def test_update_session_reset(fl, case):
+    prefix = case_prefix()
+    body, code, subcode, name = _reset_cases(fl, prefix)[case]
+    mark = fl.log_mark()
+    with attacker_session(fl) as peer:
+        announce(peer, fl, prefix)
+        wait_paths(fl, prefix, True)
+        fl.witness.wait_route(prefix, timeout=10)
+        peer.send_message(MSG_UPDATE, body)
+        expect_reset(fl, peer, mark, code, subcode, name)
+    # RFC 4271 §8.2.2: the session is gone, and with it the routes it carried.
+    wait_paths(fl, prefix, False)
+    fl.witness.wait_route(prefix, present=False, timeout=10)
+    fl.check_witness()
+
+
+# --------------------------------------------------------------- 2. message header errors
+
+HDR = "Message Header Error / "
+HEADER_CASES = {
+    # name: (raw bytes, subcode, NOTIFICATION data, names as logged) -- RFC 4271 §6.1
+    "bad-marker": (b"\x00" * 16 + struct.pack("!HB", 19, MSG_KEEPALIVE), 1, b"", HDR + "not-synchronized"),
+    "garbage": (bytes(range(7, 71)), 1, b"", HDR + "not-synchronized"),
+    "length-5000-no-extended-message": (MARKER + struct.pack("!HB", 5000, MSG_UPDATE) + bytes(64), 2,
+                                        struct.pack("!H", 5000), HDR + "bad-length"),
+    "length-18": (MARKER + struct.pack("!HB", 18, MSG_KEEPALIVE), 2, struct.pack("!H", 18), HDR + "bad-length"),
+    "keepalive-length-20": (MARKER + struct.pack("!HB", 20, MSG_KEEPALIVE) + b"\x00", 2, struct.pack("!H", 20),
+                            HDR + "bad-length"),
+    "update-length-22": (MARKER + struct.pack("!HB", 22, MSG_UPDATE) + bytes(3), 2, struct.pack("!H", 22),
+                         HDR + "bad-length"),
+    "type-0": (MARKER + struct.pack("!HB", 19, 0), 3, b"\x00", HDR + "bad-type"),
+    "type-9": (MARKER + struct.pack("!HB", 19, 9), 3, b"\x09", HDR + "bad-type"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADER_CASES))
+def test_header_errors(fl, case):
+    data, subcode, notif_data, name = HEADER_CASES[case]
+    mark = fl.log_mark()
+    with attacker_session(fl) as peer:
+        peer.send(data)
+        n = expect_reset(fl, peer, mark, 1, subcode, name)
+        assert n.data == notif_data, "NOTIFICATION data %s, expected %s" % (n.data.hex(), notif_data.hex())
+    fl.check_witness()
+
+
+# --------------------------------------------------------------- 3. OPEN errors
+
+
+def _open_with_params(params: bytes, asn: int = ATTACKER_AS, bgp_id: str = "192.0.2.77") -> bytes:
+    ident = bytes(int(x) for x in bgp_id.split("."))
+    return struct.pack("!BHH", 4, asn, 90) + ident + bytes((len(params),)) + params
+
+
+def _open_cases(fl):
+    ours = fl.address
+    four = caps.FourOctetAS(ATTACKER_AS)
+    v4 = caps.Multiprotocol(AFI_IPV4, SAFI_UNICAST)
+    cap_param = b"\x02\x06" + bytes((65, 4)) + struct.pack("!I", ATTACKER_AS)
+    op = "OPEN Message Error / "
+    return {
+        # name: (OPEN body, subcode, names as logged) -- RFC 4271 §6.2
+        "version-3": (open_body(ATTACKER_AS, fl.attacker, version=3), 1, op + "unsupported-version"),
+        "peer-as-wrong": (open_body(65099, fl.attacker), 2, op + "bad-peer-as"),
+        "peer-as-0": (open_body(0, fl.attacker, capabilities=[v4]), 2, op + "bad-peer-as"),  # RFC 7607
+        # RFC 6793 §4.2.1: the capability's AS is the one that counts.
+        "four-octet-as-capability-wrong": (open_body(ATTACKER_AS, fl.attacker, capabilities=[v4, caps.FourOctetAS(65099)]),
+                                           2, op + "bad-peer-as"),
+        "bgp-id-0": (open_body(ATTACKER_AS, "0.0.0.0"), 3, op + "bad-bgp-id"),
+        "hold-time-1": (open_body(ATTACKER_AS, fl.attacker, hold_time=1), 6, op + "unacceptable-hold-time"),
+        "hold-time-2": (open_body(ATTACKER_AS, fl.attacker, hold_time=2), 6, op + "unacceptable-hold-time"),
+        # RFC 5492 §4 / RFC 4271 §6.2: an optional parameter other than
+        # capabilities (type 2) is unsupported.
+        "unsupported-optional-parameter": (_open_with_params(cap_param + b"\x03\x02\xab\xcd"), 4,
+                                           op + "unsupported-opt-param"),
+        "optional-parameters-length-wrong": (_open_with_params(cap_param)[:-1], 0, op + "unspecific"),
+        "same-bgp-id-ok": (open_body(ATTACKER_AS, ours, capabilities=[v4, four]), None, None),
+    }
+
+
+OPEN_NAMES = ["version-3", "peer-as-wrong", "peer-as-0", "four-octet-as-capability-wrong", "bgp-id-0", "hold-time-1",
+              "hold-time-2", "unsupported-optional-parameter", "optional-parameters-length-wrong"]
+
+
+@pytest.mark.parametrize("case", OPEN_NAMES)
+def test_open_errors(fl, case):
+    body, subcode, name = _open_cases(fl)[case]
+    mark = fl.log_mark()
+    deadline = time.monotonic() + 10
+    while True:
+        # The previous case's session may still be winding down (IdleHoldTime
+        # 1 s): meanwhile the daemon refuses the connection, maybe so fast
+        # that connect() itself sees the reset.
+        try:
+            peer = RawPeer.connect(fl.ah.ns, fl.attacker, fl.address)
+            peer.send_message(MSG_OPEN, body)
+        except ConnectionError:
+            assert time.monotonic() < deadline, "the daemon kept refusing the attacker's address"
+            time.sleep(0.2)
+            continue
+        with peer:
+            n = peer.expect_notification(timeout=5)
+            if n is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            assert n is not None, "connection closed without a NOTIFICATION\n" + fl.describe()
+            assert (n.code, n.subcode) == (2, subcode), "got %d/%d" % (n.code, n.subcode)
+            if subcode == 1:
+                # RFC 4271 §6.2: data = the largest version we support.
+                assert n.data == b"\x00\x04"
+            assert peer.wait_closed(5)
+            break
+    needle = "NOTIFICATION sent 2/%d (%s)" % (subcode, name)
+    L.wait_for(lambda: [w for w in warnings_since(fl, mark) if needle in w], 5, interval=0.1,
+               what="WARNING %r" % needle, on_timeout=lambda: "\n".join(warnings_since(fl, mark)))
+    assert fl.neighbor(fl.attacker)["state"] != "established"
+    fl.check_witness()
+
+
+def test_open_without_four_octet_as_capability(fl):
+    """RFC 6793 §4.2: a peer without the capability is an old (2-octet)
+    speaker: the session comes up, its 2-octet AS_PATH is read as such, and
+    the route reaches the witness with the path intact."""
+    prefix = case_prefix()
+    v4 = caps.Multiprotocol(AFI_IPV4, SAFI_UNICAST)
+    with attacker_session(fl, capabilities=[v4]) as peer:
+        d = fl.neighbor(fl.attacker)
+        assert d["state"] == "established" and d["four_octet_as"] is False, d
+        path2 = attribute(T, ATTR_AS_PATH, b"\x02\x02" + struct.pack("!HH", ATTACKER_AS, 64512))
+        announce(peer, fl, prefix, {ATTR_AS_PATH: path2})
+        (path,) = wait_paths(fl, prefix, True)
+        assert path["as_path"] == [ATTACKER_AS, 64512], path
+        r = fl.witness.wait_route(prefix, timeout=10)
+        assert r["as_path"] == [65000, ATTACKER_AS, 64512], r
+    fl.check_witness()
+
+
+def test_open_with_our_bgp_identifier_from_ebgp_peer(fl):
+    """RFC 6286 §2.2: only an internal peer must not share our identifier;
+    an external one with the same value is accepted."""
+    body, _, _ = _open_cases(fl)["same-bgp-id-ok"]
+    with attacker_session(fl, bgp_id=fl.address) as peer:
+        assert fl.neighbor(fl.attacker)["state"] == "established"
+        assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain())
+    assert M.decode_open(body).bgp_id == fl.address
+    fl.check_witness()
+
+
+def test_open_hold_time_zero_accepted(fl):
+    """RFC 4271 §4.2: hold time 0 is valid (no KEEPALIVEs at all)."""
+    with attacker_session(fl, hold_time=0) as peer:
+        d = fl.neighbor(fl.attacker)
+        assert d["state"] == "established" and d["hold_time"] == 0, d
+        time.sleep(1.5)
+        assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain())
+    fl.check_witness()
+
+
+# --------------------------------------------------------------- 4. unconfigured sources
+
+UNCONFIGURED_CONNECTIONS = 200
+
+
+def test_unconfigured_source_refused_quickly_and_log_rate_limited(fl):
+    mark = fl.log_mark()
+    slowest = 0.0
+    refused_in_connect = 0
+    t0 = time.monotonic()
+    for i in range(UNCONFIGURED_CONNECTIONS):
+        t = time.monotonic()
+        try:
+            peer = RawPeer.connect(fl.ah.ns, fl.unconfigured, fl.address)
+        except ConnectionResetError:
+            # Refused before connect() even returned.
+            refused_in_connect += 1
+        else:
+            with peer:
+                if i % 2:
+                    # Half of them even get an OPEN out before being refused.
+                    try:
+                        peer.send_message(MSG_OPEN, open_body(ATTACKER_AS, fl.unconfigured))
+                    except OSError:
+                        pass
+                # RFC 4271 §8: no session and no NOTIFICATION for an unknown peer.
+                assert peer.expect_notification(timeout=2) is None
+        slowest = max(slowest, time.monotonic() - t)
+    total = time.monotonic() - t0
+    assert slowest < 1.0, "a refusal took %.2f s" % slowest
+    assert total < 20, "%d refusals took %.1f s" % (UNCONFIGURED_CONNECTIONS, total)
+    lines = [r["msg"] for r in fl.log_records(mark) if fl.unconfigured in r.get("msg", "")]
+    # One line per source per minute (session/counters.py RefusedConnections).
+    assert len(lines) == 1, lines
+    assert "refused" in lines[0]
+    assert fl.daemon_alive()
+    fl.check_witness()
+
+
+# --------------------------------------------------------------- 5. half-open flood
+
+HALF_OPEN_FLOOD = 30
+
+
+def test_half_open_flood_from_configured_address(fl):
+    """Connections from the configured peer's address that never send an
+    OPEN must not lock the real peer out (issue 10 defect 5; at most
+    Sessions.HALF_OPEN_MAX are kept, the oldest replaced)."""
+    # The previous case's session must be over (IdleHoldTime), so that the
+    # daemon accepts connections from the address again.
+    L.wait_for(lambda: fl.neighbor(fl.attacker)["state"] == "active", 10, interval=0.1,
+               what="the attacker's neighbour back in Active")
+    idle = []
+    try:
+        for _ in range(HALF_OPEN_FLOOD):
+            idle.append(RawPeer.connect(fl.ah.ns, fl.attacker, fl.address))
+        time.sleep(0.5)
+        t = time.monotonic()
+        with attacker_session(fl, timeout=10) as peer:
+            took = time.monotonic() - t
+            assert fl.neighbor(fl.attacker)["state"] == "established"
+            assert took < 5, "the real peer needed %.1f s to get a session" % took
+            prefix = case_prefix()
+            announce(peer, fl, prefix)
+            wait_paths(fl, prefix, True)
+            # The idle connections were closed by the daemon, not kept.
+            still_open = [p for p in idle if not p.wait_closed(0.05)]
+            assert len(still_open) <= 2, "%d idle connections still open" % len(still_open)
+    finally:
+        for p in idle:
+            p.close()
+    fl.check_witness()
