@@ -45,7 +45,7 @@ from fastbgp.wire.communities import format_community
 from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET, ORIGIN_NAMES
 from fastbgp.wire.errors import BGPError
 
-__all__ = ["PeerInfo", "JsonEncoder", "TextEncoder", "exa_family", "exa_ext_community", "make_encoder"]
+__all__ = ["route_attributes", "PeerInfo", "JsonEncoder", "TextEncoder", "exa_family", "exa_ext_community", "make_encoder"]
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -175,6 +175,47 @@ def exa_attributes(u: m.Update, api_version: int = 4) -> dict:
     return out
 
 
+def _dump_family(name: str) -> str:
+    # fastbgp's family names ("ipv4-unicast") in ExaBGP's ("ipv4 unicast").
+    return name.replace("-", " ", 1)
+
+
+def route_attributes(attrs: dict, api_version: int = 4) -> dict:
+    """The ``attribute`` object of a RIB entry: ``attrs`` holds origin
+    (name), as_path (ASNs, a nested list for an AS_SET), med, local_pref,
+    communities (ints) and large_communities (triples)."""
+    out = {"origin": attrs.get("origin") or "igp"}
+    path = attrs.get("as_path") or []
+    if api_version >= 5:
+        segs, cur = [], None
+        for x in path:
+            if isinstance(x, list):
+                segs.append((AS_SET, list(x)))
+                cur = None
+            else:
+                if cur is None:
+                    cur = []
+                    segs.append((AS_SEQUENCE, cur))
+                cur.append(x)
+        if segs:
+            out["as-path"] = _segments_v6([m.Segment(t, a) for t, a in segs])
+    else:
+        out["as-path"] = [x for x in path if not isinstance(x, list)]
+        aset = [y for x in path if isinstance(x, list) for y in x]
+        if aset:
+            out["as-set"] = aset
+        out["confederation-path"] = []
+    if attrs.get("med") is not None:
+        out["med"] = attrs["med"]
+    if attrs.get("local_pref") is not None:
+        out["local-preference"] = attrs["local_pref"]
+    if attrs.get("communities"):
+        out["community"] = [[c >> 16, c & 0xFFFF] for c in attrs["communities"]]
+    if attrs.get("large_communities"):
+        out["large-community"] = [list(c) for c in attrs["large_communities"]]
+    return out
+
+
 def _nlri(p: m.Prefix) -> dict:
     if p.path_id is None:
         return {"nlri": p.prefix}
@@ -258,6 +299,13 @@ class JsonEncoder:
         except (BGPError, ValueError, IndexError) as exc:
             return self.error(peer, "undecodable UPDATE: %s" % exc)
         return self._line("update", peer, self._neighbor(peer, direction, message=self.update_message(u)))
+
+    def route(self, peer: PeerInfo, family: str, prefix: str, next_hop, attrs: dict) -> str:
+        """One route of a table dump (a RIB entry, not a received message)
+        as an update line; ``attrs`` as :func:`route_attributes` takes."""
+        msg = {"update": {"attribute": route_attributes(attrs, self.api_version),
+                          "announce": {_dump_family(family): {next_hop or "null": [{"nlri": prefix}]}}}}
+        return self._line("update", peer, self._neighbor(peer, "in", message=msg))
 
     def state(self, peer: PeerInfo, state: str, reason: str = None) -> str:
         content = {"state": state}
@@ -343,6 +391,21 @@ class TextEncoder:
                     lines.append("%s announced %s%s next-hop %s%s" % (head, e["nlri"], _text_path_id(e), nh, attrs))
         lines.append("%s end" % head)
         return "\n".join(lines)
+
+    def route(self, peer: PeerInfo, family: str, prefix: str, next_hop, attrs: dict) -> str:
+        a = route_attributes(attrs, 4)
+        parts = ["origin %s" % a["origin"]]
+        if a.get("as-path"):
+            parts.append("as-path [ %s ]" % " ".join(str(x) for x in a["as-path"]))
+        for key, name in (("med", "med"), ("local-preference", "local-preference")):
+            if key in a:
+                parts.append("%s %d" % (name, a[key]))
+        if a.get("community"):
+            parts.append("community [ %s ]" % " ".join("%d:%d" % tuple(c) for c in a["community"]))
+        if a.get("large-community"):
+            parts.append("large-community [ %s ]" % " ".join("%d:%d:%d" % tuple(c) for c in a["large-community"]))
+        return "neighbor %s in update announced %s next-hop %s %s" % (
+            peer.peer_address, prefix, next_hop or "null", " ".join(parts))
 
     def state(self, peer: PeerInfo, state: str, reason: str = None) -> str:
         if state == "down":

@@ -65,6 +65,7 @@ from fastbgp.daemon.mrt_dumps import MrtDumper, start_dumps, write_rib_snapshot
 from fastbgp.daemon.neighbor import DaemonSpeaker
 from fastbgp.daemon.origination import Originator
 from fastbgp.daemon.peers import PeerRegistry
+from fastbgp.daemon.processes import ProcessManager
 from fastbgp.daemon.views import Views
 
 __all__ = ["Daemon"]
@@ -100,6 +101,8 @@ class Daemon:
         # abort) coroutine functions, or raise ConfigError to refuse it.
         self.on_prepare_reload: list = []
         self.mrt: Optional[MrtDumper] = None  # global.mrt dumps, while running
+        self.bmp = None  # bmp_feed.BmpFeed of the [[bmp]] stations, while running
+        self.on_reload.append(self.reload_bmp)
         self.started_at = time.time()
         # The collaborators, each after those it calls.
         self.events = EventStream(self)
@@ -108,6 +111,7 @@ class Daemon:
         self.peers = PeerRegistry(self, self.importer, self.exporter)
         self.originator = Originator(self, self.importer, self.exporter)
         self.views = Views(self, self.peers, self.exporter)
+        self.processes = ProcessManager(self)  # [[processes]]: ExaBGP-style programs
         # Their tables under the daemon's names (the same objects).
         self.sources: dict = self.peers.sources  # pid -> export.Source
         self.groups: dict = self.exporter.groups  # key -> UpdateGroup
@@ -154,10 +158,12 @@ class Daemon:
         self.started = True
         self.started_at = time.time()
         self.start_mrt_dumps(g.mrt)
+        self.start_bmp(self.config.bmp)
         for r in self.config.routes:
             self.originator.originate_route(r, "config")
         for n in self.config.neighbors:
             self.peers.add_neighbor(n)
+        self.processes.start()
         log.info("daemon started: AS%d router id %s, %d neighbours, listening on %s", g.asn, g.router_id,
                  len(self.config.neighbors), self.speaker.listen_addresses)
 
@@ -165,9 +171,12 @@ class Daemon:
         if not self.started:
             return
         self.stopping = True
+        await self.processes.stop()
         await self.speaker.stop(message=message)
         # After the speaker: the sessions' last state changes are in the dump.
         await self.stop_mrt_dumps()
+        # After the speaker too: the stations hear every Peer Down first.
+        await self.stop_bmp()
         self.exporter.close()
         self.started = False
         self.events.close()
@@ -190,6 +199,28 @@ class Daemon:
         d, self.mrt = self.mrt, None
         if d is not None:
             await d.close()
+
+    # -- BMP stations ([[bmp]], daemon/bmp_feed.py) ---------------------------------------------
+
+    def start_bmp(self, stations):
+        """Connect to the configured BMP stations (none: nothing runs)."""
+        from fastbgp.daemon.bmp_feed import BmpFeed
+
+        self.bmp = BmpFeed(self, stations) if stations else None
+
+    async def reload_bmp(self, old, new, diff):
+        """A reload that changed ``[[bmp]]`` (or our identity, which the
+        stations were told): reconnect with the new settings; each station
+        gets a fresh Initiation and dump."""
+        g0, g1 = old.global_, new.global_
+        if old.bmp != new.bmp or (new.bmp and (g0.asn, g0.router_id) != (g1.asn, g1.router_id)):
+            await self.stop_bmp()
+            self.start_bmp(new.bmp)
+
+    async def stop_bmp(self):
+        feed, self.bmp = getattr(self, "bmp", None), None
+        if feed is not None:
+            await feed.close()
 
     async def write_mrt_rib(self, path, timestamp=None) -> int:
         """One TABLE_DUMP_V2 snapshot of the RIBs to ``path``; see
@@ -288,3 +319,5 @@ class Daemon:
             self.mrt.state_change(nb, old, new)
         if self.events.watchers:
             self.events.state_change(nb, old, new, reason)
+        if self.processes.programs:
+            self.processes.state_change(nb, old, new, reason)

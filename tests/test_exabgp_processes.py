@@ -1,0 +1,246 @@
+"""``[[processes]]`` end to end (fastbgp.daemon.processes): real child
+programs (Python scripts) under a daemon, library Speakers as BGP peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import pytest
+
+from test_daemon import DUT, addr, neighbor_toml, peer, until
+
+pytestmark = pytest.mark.timeout(120)
+
+# The program's stdin, line by line, into a file (what it was told).
+RECORDER = """
+import sys
+out = open(sys.argv[1], "w")
+for line in sys.stdin:
+    out.write(line)
+    out.flush()
+"""
+
+BURST = """
+import sys, time
+lines = ["announce route 10.%d.%d.0/24 next-hop 192.0.2.1 med %d" % (i >> 8, i & 255, i) for i in range(5000)]
+sys.stdout.write("\\n".join(lines) + "\\n")
+sys.stdout.flush()
+out = open(sys.argv[1], "w")
+for line in sys.stdin:
+    out.write(line)
+    out.flush()
+"""
+
+HOSTILE = """
+import sys
+sys.stdout.write("frobnicate\\n")
+sys.stdout.write("announce route 10.9.0.1/24 next-hop 192.0.2.1\\n")
+sys.stdout.write("announce route 10.9.0.0/24 next-hop 0.0.0.0\\n")
+sys.stdout.write("announce route 10.9.9.0/24 next-hop self extended-community [ target:1:1 ]\\n")
+sys.stdout.write("neighbor 192.0.2.99 announce route 10.9.8.0/24 next-hop self\\n")
+sys.stdout.write("x" * 2000000 + "\\n")
+sys.stdout.buffer.write(b"\\xff\\xfe\\x00 announce\\n")
+sys.stdout.write("announce route 10.9.1.0/24 next-hop 192.0.2.1 as-path [ 65001 65002 ] community [ 65000:1 ]\\n")
+sys.stdout.write("announce route 10.9.2.0/24 next-hop 192.0.2.1 split /26\\n")
+sys.stdout.write("withdraw route 10.9.2.64/26\\n")
+sys.stdout.flush()
+out = open(sys.argv[1], "w")
+for line in sys.stdin:
+    out.write(line)
+    out.flush()
+"""
+
+# Reads nothing for a while (a slow consumer), then everything.
+SLOW = """
+import sys, time
+time.sleep(float(sys.argv[2]))
+out = open(sys.argv[1], "w")
+for line in sys.stdin:
+    out.write(line)
+    out.flush()
+"""
+
+
+def process_toml(name, script, *args, **kw):
+    lines = ["[[processes]]", 'name = "%s"' % name,
+             "run = [%s]" % ", ".join('"%s"' % a for a in (sys.executable, str(script)) + tuple(str(a) for a in args))]
+    for k, v in kw.items():
+        if isinstance(v, list):
+            v = "[%s]" % ", ".join('"%s"' % x for x in v)
+        elif isinstance(v, str):
+            v = '"%s"' % v
+        lines.append("%s = %s" % (k, v))
+    return "\n".join(lines) + "\n"
+
+
+def _script(tmp_path, name, text):
+    p = tmp_path / (name + ".py")
+    p.write_text(text)
+    return p
+
+
+def _lines(path):
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_burst_of_5000_announcements_all_applied(run, tmp_path):
+    out = tmp_path / "acks"
+
+    async def main():
+        dut = DUT(extra=process_toml("burst", _script(tmp_path, "burst", BURST), out))
+        d = await dut.start()
+        try:
+            await until(lambda: d.rib_summary()[0].prefixes == 5000, timeout=60, what="5000 routes in the RIB")
+            await until(lambda: len(_lines(out)) == 5000, timeout=30, what="5000 answers")
+            assert set(_lines(out)) == {"done"}
+            prog = d.processes.programs["burst"]
+            assert prog.commands == 5000 and prog.errors == 0
+            r = d.rib("ipv4-unicast", "10.19.135.0/24")[0]  # i = 19 * 256 + 135
+            assert (r.next_hop, r.med) == ("192.0.2.1", 19 * 256 + 135)
+        finally:
+            await dut.stop()
+
+    run(main())
+
+
+def test_hostile_commands_get_error_lines(run, tmp_path):
+    out = tmp_path / "answers"
+
+    async def main():
+        dut = DUT(extra=process_toml("hostile", _script(tmp_path, "hostile", HOSTILE), out))
+        d = await dut.start()
+        try:
+            await until(lambda: len(_lines(out)) == 10, timeout=20, what="ten answers")
+            got = _lines(out)
+            assert [g.split(" ")[0] for g in got] == ["error"] * 7 + ["done"] * 3, got
+            assert "unknown command" in got[0]
+            assert "host bits" in got[1]
+            assert "RFC 4271 §6.3" in got[2]
+            assert "extended-community" in got[3]
+            assert "not configured" in got[4]
+            assert "longer than" in got[5]
+            prefixes = sorted(r.prefix for r in d.rib("ipv4-unicast"))
+            assert prefixes == ["10.9.1.0/24", "10.9.2.0/26", "10.9.2.128/26", "10.9.2.192/26"]
+            r = d.rib("ipv4-unicast", "10.9.1.0/24")[0]
+            assert r.as_path == [65001, 65002] and r.communities == ["65000:1"]
+            assert d.processes.programs["hostile"].errors == 7
+        finally:
+            await dut.stop()
+
+    run(main())
+
+
+def test_updates_and_state_as_exabgp_json(run, tmp_path):
+    out = tmp_path / "events"
+
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)],
+                  extra=process_toml("rec", _script(tmp_path, "rec", RECORDER), out,
+                                     receive=["updates", "neighbor-changes", "notifications"]))
+        d = await dut.start()
+        try:
+            sp, nb = await peer(dut, 65001, a_addr)
+            await nb.wait_established(5)
+            sp.announce(["10.1.0.0/24", "10.1.1.0/24"], as_path=[65001, 65100], med=7)
+            await until(lambda: any('"announce"' in x for x in _lines(out)), what="an update line")
+            sp.withdraw(["10.1.1.0/24"])
+            await until(lambda: any('"withdraw"' in x for x in _lines(out)), what="a withdraw line")
+            events = [json.loads(x) for x in _lines(out)]
+            assert events[0]["type"] == "state" and events[0]["neighbor"]["state"] == "up"
+            assert events[0]["neighbor"]["address"]["peer"] == a_addr
+            assert events[0]["neighbor"]["asn"] == {"local": 65000, "peer": 65001}
+            ups = [e for e in events if e["type"] == "update" and "announce" in e["neighbor"]["message"].get("update", {})]
+            upd = ups[0]["neighbor"]["message"]["update"]
+            assert upd["attribute"]["as-path"] == [65001, 65001, 65100]  # the peer prepends its AS (eBGP) and upd["attribute"]["med"] == 7
+            nlri = [x["nlri"] for x in upd["announce"]["ipv4 unicast"][a_addr]]
+            assert sorted(nlri) == ["10.1.0.0/24", "10.1.1.0/24"]
+            counters = [e["counter"] for e in events]
+            assert counters == sorted(counters)
+            await sp.stop()
+            await until(lambda: any('"down"' in x for x in _lines(out)), what="a down line")
+            # The peer's Cease (RFC 4486 §4 subcode 2, administrative shutdown).
+            await until(lambda: any('"notification"' in x for x in _lines(out)), what="a notification line")
+            n = [json.loads(x) for x in _lines(out) if '"notification"' in x][0]["neighbor"]
+            assert n["direction"] == "receive" and (n["notification"]["code"], n["notification"]["subcode"]) == (6, 2)
+            assert d.processes.programs["rec"].dropped == 0
+        finally:
+            await dut.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("mode", ["resync", "restart"])
+def test_slow_reader_never_stalls_the_session(run, tmp_path, mode):
+    """A program that reads nothing for 3 s while 1,500 UPDATEs arrive:
+    the session stays up and fast, the queue overflows (counted), and the
+    program is told and gets a table dump (after a restart, in that mode)."""
+    out = tmp_path / "events"
+    n = 1500
+
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)],
+                  extra=process_toml("slow", _script(tmp_path, "slow", SLOW), out, 3,
+                                     receive=["updates"], **{"queue-limit": 16, "on-overflow": mode}))
+        d = await dut.start()
+        try:
+            sp, nb = await peer(dut, 65001, a_addr)
+            await nb.wait_established(5)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            for i in range(n):  # one UPDATE each: a MED of its own
+                sp.announce(["10.%d.%d.0/24" % (i >> 8, i & 255)], as_path=[65001], med=i)
+            await until(lambda: d.rib_summary()[0].prefixes == n, timeout=30, what="every route in the RIB")
+            assert loop.time() - t0 < 2.5, "the RIB waited for the slow program"
+            prog = d.processes.programs["slow"]
+            assert prog.overflows >= 1 and prog.dropped > 0
+            assert nb.established
+            # Then the program catches up: it is told it lost events, and the
+            # dumps that follow (one per overflow) and the live updates leave
+            # it with every route.
+            def seen():
+                dumped = set()
+                for x in _lines(out):
+                    try:
+                        e = json.loads(x)
+                    except ValueError:
+                        continue  # a line being written
+                    if e["type"] == "update":
+                        for by_nh in e["neighbor"]["message"].get("update", {}).get("announce", {}).values():
+                            dumped.update(x["nlri"] for xs in by_nh.values() for x in xs)
+                return dumped
+
+            await until(lambda: len(seen()) == n, timeout=30, what="every route at the program")
+            events = [json.loads(x) for x in _lines(out)]
+            notices = [e for e in events if e["type"] == "notice"]
+            assert "lost" in notices[0]["notice"] and "table dump done" in notices[1]["notice"]
+            if mode == "restart":
+                assert prog.restarts >= 1
+        finally:
+            await dut.stop()
+
+    run(main())
+
+
+def test_exits_are_restarted_with_backoff(run, tmp_path):
+    async def main():
+        dut = DUT(extra=process_toml("quits", _script(tmp_path, "quits", "import sys; sys.exit(3)\n")))
+        d = await dut.start()
+        try:
+            prog = d.processes.programs["quits"]
+            await until(lambda: prog.restarts >= 2, timeout=10, what="two restarts")
+            # 1 s then 2 s: not a third within the next second.
+            r = prog.restarts
+            await asyncio.sleep(1.0)
+            assert prog.restarts <= r + 1
+        finally:
+            await dut.stop()
+        assert prog.proc.returncode is not None
+
+    run(main())
