@@ -428,6 +428,9 @@ def load_config(path_or_text):
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("", "TOML syntax error: %s" % exc)], source) from None
+    except RecursionError:
+        # tomllib recurses per nesting level: a hostile file, not a crash.
+        raise ConfigError([("", "TOML syntax error: values nested too deeply")], source) from None
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:

@@ -181,10 +181,18 @@ def _decode(body: bytes, typ, decode=msgspec.json.decode, what="JSON"):
     try:
         return decode(body, type=typ)
     except msgspec.ValidationError as exc:  # before DecodeError, its base class
-        raise BadRequest(*explain(exc, typ, decode(body))) from None
+        try:
+            raw = decode(body)  # untyped, to name the field; may nest deeper
+        except (msgspec.DecodeError, RecursionError):
+            raise BadRequest("", "body is not valid %s: nested too deeply" % what) from None
+        raise BadRequest(*explain(exc, typ, raw)) from None
     except msgspec.DecodeError as exc:
         msg = str(exc).replace("`", "")
         raise BadRequest("", "body is not valid %s: %s" % (what, msg[:1].lower() + msg[1:])) from None
+    except RecursionError:
+        # msgspec's decoder recurses per nesting level: hostile input, not a
+        # server fault.
+        raise BadRequest("", "body is not valid %s: nested too deeply" % what) from None
 
 
 def _family(text: str) -> str:
@@ -596,6 +604,7 @@ class ApiServer:
         self.token = token
         self.shutdown_timeout = shutdown_timeout
         self._runners: list = []
+        self._servers: list = []  # asyncio servers on the listening sockets
         self._socket_inode = None
         self._bound: dict = {}  # "unix"/"tcp" -> socket bound by bind(), not yet served
         self._listening: dict = {}  # "unix"/"tcp" -> socket served
@@ -609,10 +618,14 @@ class ApiServer:
 
     async def _site(self, app, sock):
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
-        await runner.setup()
+        try:
+            await runner.setup()
+        except BaseException:
+            sock.close()
+            raise
         self._runners.append(runner)
-        site = web.SockSite(runner, sock)
-        await site.start()
+        # Not SockSite: cancelled half-way it leaves the socket listening.
+        self._servers.append(await sockets.serve_runner(runner, sock))
 
     def bind(self, previous: Optional["ApiServer"] = None) -> "ApiServer":
         """Bind the listening sockets, serving nothing yet: a bad address
@@ -698,6 +711,9 @@ class ApiServer:
 
     async def stop(self) -> None:
         runners, self._runners = self._runners, []
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
         self._listening = {}
         # First, so no new client finds it.
         self._unlink_own_socket()

@@ -35,6 +35,7 @@ Series (``neighbor`` is the configured address)
     fastbgp_rib_paths{family}                       Loc-RIB paths
     fastbgp_rib_attribute_sets{family}              interned attribute sets
     fastbgp_update_processing_seconds               histogram (observe_update_latency)
+    fastbgp_bmp_station_drops_total{station}        BMP stations dropped (count_bmp_drop)
     plus prometheus_client's process_* and python_* series.
 """
 
@@ -44,19 +45,21 @@ import logging
 from typing import Optional
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fastbgp.control import contract as ctl
-from fastbgp.control.sockets import bind_tcp
+from fastbgp.control.sockets import bind_tcp, serve_runner
 
 __all__ = [
     "ControlCollector",
     "MetricsServer",
     "make_registry",
     "observe_update_latency",
+    "count_bmp_drop",
+    "BMP_STATION_DROPS",
     "UPDATE_LATENCY",
     "STATES",
     "serve",
@@ -76,6 +79,21 @@ UPDATE_LATENCY = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
     registry=None,
 )
+
+
+# Counted by the daemon's BMP feed when a station is dropped for exceeding
+# its queued-bytes bound (fastbgp.bmp.station); registered like UPDATE_LATENCY.
+BMP_STATION_DROPS = Counter(
+    "fastbgp_bmp_station_drops_total",
+    "BMP stations dropped for exceeding max-queued-bytes (re-synced on reconnect).",
+    ["station"],
+    registry=None,
+)
+
+
+def count_bmp_drop(station: str) -> None:
+    """One BMP station ("addr:port") dropped for its queue bound."""
+    BMP_STATION_DROPS.labels(station).inc()
 
 
 def observe_update_latency(seconds: float) -> None:
@@ -135,6 +153,9 @@ class ControlCollector(Collector):
         disc = CounterMetricFamily("fastbgp_messages_discarded",
                                    "Messages received that had no effect (families not negotiated...).",
                                    labels=["neighbor"])
+        oor = CounterMetricFamily("fastbgp_neighbor_out_of_resources",
+                                  "Sessions ended because the peer did not drain its output queue "
+                                  "(Cease / Out of Resources, RFC 4486 subcode 8).", labels=["neighbor"])
         p_rx = GaugeMetricFamily("fastbgp_prefixes_received", "Paths in the Adj-RIB-In (post-policy).",
                                  labels=["neighbor"])
         p_acc = GaugeMetricFamily("fastbgp_prefixes_accepted", "Received paths selected best in the Loc-RIB.",
@@ -151,10 +172,11 @@ class ControlCollector(Collector):
                 sent.add_metric([a, t], getattr(c, "sent_" + t))
                 recv.add_metric([a, t], getattr(c, "received_" + t))
             disc.add_metric([a], c.received_discarded)
+            oor.add_metric([a], c.out_of_resources)
             p_rx.add_metric([a], n.prefixes_received)
             p_acc.add_metric([a], n.prefixes_accepted)
             p_tx.add_metric([a], n.prefixes_advertised)
-        yield from (nup, admin, uptime, estab, sent, recv, disc, p_rx, p_acc, p_tx)
+        yield from (nup, admin, uptime, estab, sent, recv, disc, oor, p_rx, p_acc, p_tx)
 
     def _rib(self, summary):
         prefixes = GaugeMetricFamily("fastbgp_rib_prefixes", "Prefixes in the Loc-RIB.", labels=["family"])
@@ -173,6 +195,7 @@ def make_registry(control: ctl.Control, process: bool = True) -> CollectorRegist
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ControlCollector(control))
     registry.register(UPDATE_LATENCY)
+    registry.register(BMP_STATION_DROPS)
     if process:
         for c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             try:
@@ -192,6 +215,7 @@ class MetricsServer:
         self.registry = make_registry(control)
         self.address: Optional[tuple] = None
         self._runner = None
+        self._server = None  # the asyncio server listening on the bound socket
 
     async def _metrics(self, request):
         # generate_latest runs the collectors right here, on the loop thread.
@@ -207,17 +231,22 @@ class MetricsServer:
         sock = bind_tcp(self.listen)
         self.address = sock.getsockname()[:2]
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        self._runner = runner
         try:
-            await web.SockSite(runner, sock).start()
+            await runner.setup()
+            self._runner = runner
+            self._server = await serve_runner(runner, sock)
         except BaseException:
+            # Failed or cancelled after binding: nothing may stay bound.
+            sock.close()
             await self.stop()
             raise
         log.info("metrics on http://%s:%d/metrics", *self.address)
         return self
 
     async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -2,13 +2,14 @@
 their aiohttp servers start so a bad address fails at once, with a message
 that names the setting."""
 
+import asyncio
 import os
 import socket
 import stat
 
 from fastbgp.config.schema import parse_endpoint
 
-__all__ = ["bind_unix", "bind_tcp"]
+__all__ = ["bind_unix", "bind_tcp", "serve_runner"]
 
 
 def bind_unix(path: str) -> socket.socket:
@@ -85,3 +86,29 @@ def bind_tcp(endpoint) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+async def serve_runner(runner, sock: socket.socket) -> asyncio.AbstractServer:
+    """Serve the set-up aiohttp ``runner`` (``await runner.setup()`` done)
+    on the bound ``sock``; returns the asyncio server, to close before
+    ``runner.cleanup()``.
+
+    Whatever stops this half-way -- an error, a reload or shutdown that
+    cancels it -- leaves nothing listening and ``sock`` closed.  (aiohttp's
+    SockSite cannot promise that: cancelled inside ``loop.create_server``,
+    after serving began, it never learns of the server, which keeps
+    accepting on the socket.)"""
+    loop = asyncio.get_running_loop()
+    try:
+        # start_serving=False: the server object exists before the first
+        # suspension point, so a cancellation below can still close it.
+        server = await loop.create_server(runner.server, sock=sock, start_serving=False)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        await server.start_serving()
+    except BaseException:
+        server.close()
+        raise
+    return server
