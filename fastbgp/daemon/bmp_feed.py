@@ -1,0 +1,519 @@
+"""``[[bmp]]``: the daemon's routing state to BMP monitoring stations
+(RFC 7854, RFC 9069 Loc-RIB).
+
+Owns: the :class:`fastbgp.bmp.Station` clients of the configured stations
+and what they are told, through the session layer's explicit observers
+only (nothing is replaced):
+
+* ``Speaker.subscribe``: every neighbour state change.  Reaching
+  Established sends Peer Up (RFC 7854 §4.10; both OPENs); leaving it sends
+  Peer Down (§4.9) with the NOTIFICATION that ended the session.
+* ``Session.observe_updates``: the UPDATE bodies as received, before the
+  codec: pre-policy Route Monitoring (§4.6, L=0) carries those bytes
+  unchanged, behind the per-peer header.
+* ``Neighbor.subscribe_updates``: after an UPDATE went through import
+  policy into the RIBs, the post-policy Adj-RIB-In (L=1) and the Loc-RIB
+  (RFC 9069) state of every prefix it named, read back from the RIBs.
+
+On every (re)connection a station gets Initiation, Peer Up for every
+Established peer, then a dump in slices (yield to the loop, wait for the
+station to drain): the post-policy Adj-RIBs-In and the Loc-RIB from the
+RIBs, the pre-policy Adj-RIB-In by ROUTE-REFRESH (RFC 2918) to peers that
+support it (they resend their table, which flows through the observer
+above), else from the pre-policy copy the importer keeps for them.
+Prefixes that change while a dump runs are re-sent from the RIBs at its
+end (their dump entry may predate the change).
+
+Loc-RIB changes that no received UPDATE names -- a peer's routes going
+with its session, graceful-restart sweeps, API announcements -- are sent
+as a Loc-RIB re-sync: Peer Down of the Loc-RIB instance (RFC 9069 §5.4,
+reason 6), Peer Up, dump; a peer going down schedules one (coalesced).
+
+Calls: the daemon's ``speaker``, ``ribs``, ``attrs``, ``importer.pre_ribs``,
+``config``.  Called by: the daemon (``start_bmp`` / ``stop_bmp``, reload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from typing import Optional
+
+from fastbgp.bmp import messages as bm
+from fastbgp.bmp.station import Station
+from fastbgp.rib.export import tag_source
+from fastbgp.session.fsm import Reason, State
+from fastbgp.wire import capabilities as caps_mod
+from fastbgp.wire import codec
+from fastbgp.wire.constants import AFI_IPV4, IPV4_UNICAST, MSG_UPDATE
+from fastbgp.wire.types import DEFAULT_CONTEXT
+from fastbgp.daemon.common import SLICE_SECONDS, prefix_text
+
+log = logging.getLogger("fastbgp.bmp")
+
+__all__ = ["BmpFeed", "TOUCHED_MAX", "LOC_RIB_RESYNC_DELAY"]
+
+# Prefixes remembered per station while its dump runs (re-sent at its end);
+# past this the station is dropped and re-synced from scratch.
+TOUCHED_MAX = 500_000
+LOC_RIB_RESYNC_DELAY = 1.0  # seconds: coalesces the Loc-RIB re-syncs of peers going down together
+DUMP_BATCH = 64  # UPDATEs written between two clock reads
+_REMOTE_CLOSE = (Reason.READ_FAILED, Reason.WRITE_FAILED, Reason.HOLD_TIMER_EXPIRED)
+
+
+class _Peer:
+    """What the feed keeps about one Established peer."""
+
+    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "peer_up", "unsubscribe", "rejected")
+
+    def __init__(self, nb, session, peer_up, pre_hdr, post_hdr):
+        self.nb = nb
+        self.session = session
+        self.pid = nb.pid
+        self.peer_up = peer_up  # the Peer Up message after its per-peer header
+        self.pre_hdr = pre_hdr
+        self.post_hdr = post_hdr
+        self.unsubscribe = []
+        self.rejected = 0  # RFC 7854 §4.8 type 0, for this session
+
+
+class _Target:
+    """One station and its dump bookkeeping."""
+
+    def __init__(self, station):
+        self.station = station
+        self.cfg = station.cfg
+        self.pre = station.cfg.policy in ("pre", "both")
+        self.post = station.cfg.policy in ("post", "both")
+        self.dumping = False
+        self.touched: set = set()  # (kind, pid, fam, packed prefix) changed while dumping
+        self.lock = asyncio.Lock()
+        self.stats_handle = None
+
+
+class BmpFeed:
+    """The BMP feed of a running daemon; see the module docstring."""
+
+    def __init__(self, daemon, stations_cfg, *, backoff_min: Optional[float] = None):
+        self.daemon = daemon
+        self.loop = daemon.loop
+        g = daemon.config.global_
+        self.router_id = int(ipaddress.IPv4Address(g.router_id))
+        self.peers: dict = {}  # neighbour -> _Peer
+        self.targets: list = []
+        self.drops = 0
+        self._resync_handle = None
+        self._unsubscribe_state = daemon.speaker.subscribe(self.state_change)
+        descr = "fastbgp BGP-4 speaker, AS%d, router id %s" % (g.asn, g.router_id)
+        for cfg in stations_cfg:
+            kw = {} if backoff_min is None else {"backoff_min": backoff_min}
+            st = Station(cfg, cfg.sys_name or "fastbgp %s" % g.router_id, descr, self.station_connected,
+                         on_drop=self.station_dropped, **kw)
+            self.targets.append(_Target(st))
+        for nb in list(daemon.speaker.neighbors.values()):
+            if nb.established and nb.session is not None:
+                self.peer_up(nb, nb.session)
+        for t in self.targets:
+            t.station.start()
+            if t.cfg.stats_interval:
+                t.stats_handle = self.loop.call_later(t.cfg.stats_interval, self.stats_due, t)
+
+    @property
+    def stations(self) -> list:
+        return [t.station for t in self.targets]
+
+    async def close(self):
+        self._unsubscribe_state()
+        if self._resync_handle is not None:
+            self._resync_handle.cancel()
+        for p in list(self.peers.values()):
+            for u in p.unsubscribe:
+                u()
+        self.peers.clear()
+        for t in self.targets:
+            if t.stats_handle is not None:
+                t.stats_handle.cancel()
+            await t.station.close()
+
+    # -- peers up and down -----------------------------------------------------------------------
+
+    def state_change(self, nb, old, new, reason):
+        try:
+            if new is State.ESTABLISHED and nb.session is not None:
+                self.peer_up(nb, nb.session)
+                for t in self.targets:
+                    self.send_peer_up(t, self.peers.get(nb))
+            elif old is State.ESTABLISHED:
+                self.peer_down(nb, reason)
+        except Exception:
+            # An observer must not break the session's state change.
+            log.exception("BMP: state change of %s not reported", nb.address)
+
+    def peer_up(self, nb, session):
+        old = self.peers.pop(nb, None)
+        if old is not None:
+            for u in old.unsubscribe:
+                u()
+        conn = session.conn
+        peer_as = session.negotiated.peer_asn
+        rid = session.remote_id or 0
+        now = time.time()
+        as2 = not session.ctx.as4
+        pre = bm.peer_header(nb.address, peer_as, rid, as2=as2, timestamp=now)
+        post = bm.peer_header(nb.address, peer_as, rid, post_policy=True, timestamp=now)
+        # The OPENs as exchanged: ours is rebuilt by the function that built
+        # it, theirs from every field and capability the codec kept.
+        sent = codec.build_open(nb.local_as, nb.config.hold_time, nb.router_id,
+                                caps_mod.encode_all(session.local_capabilities))
+        ro = session.remote_open
+        received = codec.build_open(ro.asn, ro.hold_time, ro.bgp_id, ro.capabilities) if ro is not None else sent
+        local = conn.local_address if conn is not None else None
+        body = bm.peer_up(b"", local, conn.local_port if conn else 0, conn.peer_port if conn else 0, sent,
+                          received)[6:]
+        p = self.peers[nb] = _Peer(nb, session, body, pre, post)
+        p.unsubscribe.append(session.observe_updates(self.raw_observer(p)))
+        p.unsubscribe.append(nb.subscribe_updates(self.update_processed))
+
+    def send_peer_up(self, t, p):
+        if p is None or not t.station.up:
+            return
+        hdr = bm.stamp(bytearray(p.pre_hdr), time.time())
+        # RFC 7854 §4.10: common header + per-peer header + the rest.
+        t.station.send(bm.message(bm.PEER_UP, hdr, p.peer_up))
+
+    def peer_down(self, nb, reason):
+        p = self.peers.pop(nb, None)
+        if p is None:
+            return
+        for u in p.unsubscribe:
+            u()
+        why, data = self.down_reason(nb, p.session, reason)
+        msg = bm.peer_down(bm.stamp(p.pre_hdr, time.time()), why, data)
+        for t in self.targets:
+            if t.station.up:
+                t.station.send(msg)
+        if any(t.cfg.loc_rib for t in self.targets) and self._resync_handle is None:
+            self._resync_handle = self.loop.call_later(LOC_RIB_RESYNC_DELAY, self.loc_rib_resync)
+
+    @staticmethod
+    def down_reason(nb, session, reason):
+        """RFC 7854 §4.9 reason and data of a session's end: the
+        NOTIFICATION that ended it (sent: 1, received: 3) as a whole BGP
+        message, else 4 for a connection the peer closed, else 2."""
+        ln = getattr(session, "loss_notification", None)
+        if ln is not None:
+            sent, code, subcode, data = ln
+        elif reason in (Reason.NOTIFICATION_SENT, Reason.NOTIFICATION_RECEIVED):
+            sent = reason is Reason.NOTIFICATION_SENT
+            n = nb.last_notification_sent if sent else nb.last_notification_received
+            if n is None:
+                return bm.DOWN_LOCAL_NO_NOTIFICATION, b"\x00\x00"
+            code, subcode, data = n.code, n.subcode, n.data
+        elif reason in _REMOTE_CLOSE:
+            return bm.DOWN_REMOTE_NO_NOTIFICATION, b""
+        else:
+            # RFC 7854 §4.9 reason 2: the FSM event; 0 when it has no RFC 4271 number.
+            return bm.DOWN_LOCAL_NO_NOTIFICATION, b"\x00\x00"
+        pdu = codec.build_notification(code, subcode, bytes(data))
+        return (bm.DOWN_LOCAL_NOTIFICATION if sent else bm.DOWN_REMOTE_NOTIFICATION), pdu
+
+    # -- live route monitoring ---------------------------------------------------------------
+
+    def raw_observer(self, p):
+        targets = self.targets
+        hdr = p.pre_hdr
+        frame = codec.frame
+
+        def on_update(body):
+            # RFC 7854 §4.6: the UPDATE exactly as received, behind the header.
+            msg = None
+            for t in targets:
+                if t.pre and t.station.up:
+                    if msg is None:
+                        msg = bm.route_monitoring(bm.stamp(hdr, time.time()), frame(MSG_UPDATE, bytes(body)))
+                    t.station.send(msg)
+
+        return on_update
+
+    def update_processed(self, nb, parsed):
+        p = self.peers.get(nb)
+        if p is None:
+            return
+        post = any(t.post and t.station.up for t in self.targets)
+        loc = any(t.cfg.loc_rib and t.station.up for t in self.targets)
+        try:
+            named = self.named_prefixes(p, parsed)
+            for fam, entries, announced in named:
+                if announced:
+                    p.rejected += self.count_rejected(p, fam, entries)
+                if post:
+                    self.send_current("post", p, fam, entries)
+                if loc:
+                    self.send_current("loc", p, fam, entries)
+        except Exception:
+            log.exception("BMP: post-policy monitoring of an UPDATE from %s failed", nb.address)
+
+    def named_prefixes(self, p, parsed):
+        """[(family, [packed prefix...], announced)] of one ParsedUpdate."""
+        rx = p.session.ctx.addpath_rx
+        out = []
+
+        def add(fam, packed, announced):
+            if packed and fam in self.daemon.ribs:
+                ents = [bytes((plen,)) + addr[: (plen + 7) >> 3]
+                        for _i, addr, plen in codec.unpack_prefixes(packed, fam[0], fam in rx)]
+                out.append((fam, ents, announced))
+
+        add(IPV4_UNICAST, parsed.withdrawn, False)
+        add(IPV4_UNICAST, parsed.nlri, True)
+        if parsed.mp_unreach is not None:
+            u = parsed.mp_unreach
+            add((u[0], u[1]), u[2], False)
+        if parsed.mp_reach is not None:
+            r = parsed.mp_reach
+            add((r[0], r[1]), r[3], True)
+        return out
+
+    def count_rejected(self, p, fam, entries):
+        rib = self.daemon.ribs[fam]
+        n = 0
+        for e in entries:
+            if not any(q[0] == p.pid for q in rib.paths(self.text(fam, e))):
+                n += 1
+        return n
+
+    @staticmethod
+    def text(fam, entry):
+        width = 4 if fam[0] == AFI_IPV4 else 16
+        plen = entry[0]
+        return prefix_text(fam[0], entry[1:] + bytes(width - len(entry) + 1), plen)
+
+    def current(self, kind, pid, fam, entries):
+        """({attr id: packed prefixes}, packed withdrawn) of ``entries`` as
+        the RIBs hold them now: the peer's post-policy path ("post"), the
+        best path ("loc") or its pre-policy copy ("pre")."""
+        if kind == "pre":
+            rib = self.daemon.importer.pre_ribs.get(fam)
+            if rib is None:
+                return {}, b""
+        else:
+            rib = self.daemon.ribs[fam]
+        groups: dict = {}
+        wd = bytearray()
+        for e in entries:
+            t = self.text(fam, e)
+            aid = None
+            if kind == "loc":
+                b = rib.best(t)
+                if b is not None:
+                    aid = b[1]
+            else:
+                for q in rib.paths(t):
+                    if q[0] == pid:
+                        aid = q[2]
+                        break
+            if aid is None:
+                wd += e
+            else:
+                g = groups.get(aid)
+                if g is None:
+                    g = groups[aid] = bytearray()
+                g += e
+        return groups, bytes(wd)
+
+    def updates(self, fam, groups, withdrawn):
+        """The UPDATE messages (whole, marker included) of an Adj-RIB state."""
+        afi, safi = fam
+        out = []
+        if withdrawn:
+            out += codec.pack_withdraws(withdrawn, DEFAULT_CONTEXT, afi, safi)
+        table = self.daemon.attrs
+        for aid, packed in groups.items():
+            _pid, attrs, nh = tag_source(table, aid)
+            out += codec.pack_updates(attrs, bytes(packed), DEFAULT_CONTEXT, afi, safi, next_hop=nh or None)
+        return out
+
+    def header(self, kind, p):
+        now = time.time()
+        if kind == "loc":
+            return bm.loc_rib_header(self.daemon.asn, self.router_id, timestamp=now)
+        return bm.stamp(p.post_hdr if kind == "post" else p.pre_hdr, now)
+
+    def send_current(self, kind, p, fam, entries):
+        msgs = None
+        for t in self.targets:
+            if not t.station.up or not (t.post if kind == "post" else t.cfg.loc_rib):
+                continue
+            if t.dumping:
+                pid = p.pid if kind != "loc" else -1
+                t.touched.update((kind, pid, fam, e) for e in entries)
+                if len(t.touched) > TOUCHED_MAX:
+                    t.station.drop("more than %d prefixes changed during its dump" % TOUCHED_MAX)
+            if msgs is None:
+                hdr = self.header(kind, p)
+                groups, wd = self.current(kind, p.pid, fam, entries)
+                msgs = [bm.route_monitoring(hdr, u) for u in self.updates(fam, groups, wd)]
+            for m in msgs:
+                t.station.send(m)
+
+    # -- dumps ---------------------------------------------------------------------------------
+
+    async def station_connected(self, station):
+        t = next(x for x in self.targets if x.station is station)
+        async with t.lock:
+            t.dumping = True
+            t.touched = set()
+            try:
+                for p in list(self.peers.values()):
+                    self.send_peer_up(t, p)
+                if t.cfg.loc_rib:
+                    self.send_loc_rib_up(t)
+                await self.dump(t)
+            finally:
+                t.dumping = False
+                t.touched = set()
+
+    def send_loc_rib_up(self, t):
+        """RFC 9069 §5.3: the Loc-RIB instance's Peer Up; its OPENs are
+        fabricated (ours, both sides) and it names the table."""
+        caps = [(65, self.daemon.asn.to_bytes(4, "big"))] + [
+            (1, fam[0].to_bytes(2, "big") + bytes((0, fam[1]))) for fam in sorted(self.daemon.ribs)]
+        op = codec.build_open(self.daemon.asn, 0, self.router_id, caps)
+        t.station.send(bm.peer_up(self.header("loc", None), None, 0, 0, op, op, table_name="global"))
+
+    async def dump(self, t):
+        st = t.station
+        d = self.daemon
+        for p in list(self.peers.values()):
+            if self.peers.get(p.nb) is not p:
+                continue
+            if t.pre:
+                await self.dump_pre(t, p)
+            if t.post:
+                for fam, rib in d.ribs.items():
+                    if rib.has_peer(p.pid):
+                        await self.write_groups(t, "post", p, fam, list(rib.dump_peer(p.pid, False)))
+        if t.cfg.loc_rib:
+            for fam, rib in d.ribs.items():
+                await self.write_groups(t, "loc", None, fam, list(rib.dump_best()))
+        # What changed meanwhile, as it is now (RFC 9069 §5.2: then End-of-RIB).
+        touched, t.touched = t.touched, set()
+        t.dumping = False
+        by: dict = {}
+        for kind, pid, fam, e in touched:
+            by.setdefault((kind, pid, fam), []).append(e)
+        for (kind, pid, fam), entries in by.items():
+            p = next((x for x in self.peers.values() if x.pid == pid), None)
+            if kind != "loc" and p is None:
+                continue
+            groups, wd = self.current(kind, pid, fam, entries)
+            hdr = self.header(kind, p)
+            for u in self.updates(fam, groups, wd):
+                st.send(bm.route_monitoring(hdr, u))
+        if t.cfg.loc_rib:
+            hdr = self.header("loc", None)
+            for fam in d.ribs:
+                st.send(bm.route_monitoring(hdr, codec.build_eor(*fam)))
+
+    async def dump_pre(self, t, p):
+        neg = p.session.negotiated
+        if neg is not None and neg.route_refresh:
+            # RFC 2918: the peer resends its Adj-RIB-Out; the raw observer
+            # carries it to every pre-policy station.
+            for fam in sorted(neg.families):
+                if fam in self.daemon.ribs:
+                    p.nb.request_refresh(fam)
+            return
+        for fam, pre in self.daemon.importer.pre_ribs.items():
+            if pre.has_peer(p.pid):
+                await self.write_groups(t, "pre", p, fam, list(pre.dump_peer(p.pid, False)))
+
+    async def write_groups(self, t, kind, p, fam, groups):
+        """Route Monitoring of (attr id, packed prefixes) groups, in slices:
+        yield to the loop every SLICE_SECONDS, wait while the station's
+        buffer is over its high mark."""
+        st = t.station
+        loop = self.loop
+        t0 = loop.time()
+        n = 0
+        hdr = self.header(kind, p)
+        for aid, packed in groups:
+            if not st.up:
+                return
+            try:
+                msgs = self.updates(fam, {aid: packed}, b"")
+            except KeyError:
+                continue  # the attribute set went since the snapshot; its prefixes are in touched
+            for u in msgs:
+                st.send(bm.route_monitoring(hdr, u))
+                n += 1
+                if st.paused:
+                    # Past the high mark (a quarter of the bound): wait for the
+                    # station rather than overflow it.
+                    await st.drain()
+                    t0 = loop.time()
+                elif n % DUMP_BATCH == 0:
+                    if loop.time() - t0 > SLICE_SECONDS:
+                        await asyncio.sleep(0)
+                        t0 = loop.time()
+
+    def loc_rib_resync(self):
+        self._resync_handle = None
+        for t in self.targets:
+            if t.cfg.loc_rib and t.station.up:
+                self.loop.create_task(self._resync(t))
+
+    async def _resync(self, t):
+        async with t.lock:
+            if not t.station.up:
+                return
+            t.dumping = True
+            t.touched = set()
+            try:
+                info = b"\x00\x00" + len(b"loc-rib re-sync").to_bytes(2, "big") + b"loc-rib re-sync"
+                t.station.send(bm.peer_down(self.header("loc", None), bm.DOWN_LOCAL_TLV, info))
+                self.send_loc_rib_up(t)
+                saved_pre, saved_post = t.pre, t.post
+                t.pre = t.post = False
+                try:
+                    await self.dump(t)
+                finally:
+                    t.pre, t.post = saved_pre, saved_post
+            finally:
+                t.dumping = False
+                t.touched = set()
+
+    # -- statistics and drops ------------------------------------------------------------------
+
+    def stats_due(self, t):
+        t.stats_handle = self.loop.call_later(t.cfg.stats_interval, self.stats_due, t)
+        if not t.station.up:
+            return
+        try:
+            self.send_stats(t)
+        except Exception:
+            log.exception("BMP: statistics report to %s failed", t.station.name)
+
+    def send_stats(self, t):
+        """RFC 7854 §4.8: per peer, prefixes rejected by import policy and
+        the routes in its (post-policy) Adj-RIB-In; RFC 9069 §5.1: the
+        Loc-RIB size in the Loc-RIB instance's report."""
+        ribs = self.daemon.ribs
+        now = time.time()
+        for p in self.peers.values():
+            adj = sum(r.peer_path_count(p.pid) for r in ribs.values() if r.has_peer(p.pid))
+            t.station.send(bm.statistics_report(bm.stamp(p.pre_hdr, now),
+                                                [(bm.STAT_REJECTED, p.rejected), (bm.STAT_ADJ_RIB_IN, adj)]))
+        if t.cfg.loc_rib:
+            t.station.send(bm.statistics_report(self.header("loc", None),
+                                                [(bm.STAT_LOC_RIB, sum(len(r) for r in ribs.values()))]))
+
+    def station_dropped(self, station):
+        self.drops += 1
+        try:
+            from fastbgp.control.metrics import count_bmp_drop
+        except ImportError:  # pragma: no cover - prometheus_client missing
+            return
+        count_bmp_drop(station.name)
