@@ -1,0 +1,368 @@
+"""The RTR client against a scripted RTR cache in the test process: reset
+and serial queries, Serial Notify, Cache Reset, version negotiation
+downwards, the Error Report answering each malformed PDU, failover between
+caches of different preference, expiry, and the observer interface.
+
+The scripted cache speaks RFC 8210 with fastbgp.rpki.pdu and can be told to
+send malformed PDUs, which a real cache never does; the same client against
+the real stayrtr is tests/interop/test_rtr_stayrtr.py.
+"""
+
+import asyncio
+import logging
+import struct
+import time
+
+import pytest
+
+from fastbgp.rpki import client as C
+from fastbgp.rpki import pdu as P
+from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
+
+V1 = (1, bytes((192, 0, 2, 0)), 24, 24, 64496)
+V2 = (1, bytes((198, 51, 100, 0)), 22, 24, 64497)
+V3 = (2, bytes.fromhex("20010db8") + bytes(12), 32, 48, 64498)
+V4 = (1, bytes((203, 0, 113, 0)), 24, 24, 64499)
+
+
+class ScriptedCache:
+    """A small RTR cache: full and incremental answers from a history of
+    serials, a maximum version, and raw PDUs to inject."""
+
+    def __init__(self, vrps=(), aspas=None, version=2, session_id=7):
+        self.vrps = set(vrps)
+        self.aspas = dict(aspas or {})
+        self.max_version = version
+        self.session_id = session_id
+        self.serial = 1
+        self.history = {}  # serial -> (added, removed, aspa changes) to serial + 1
+        self.received = []
+        self.writers = []
+        self.inject = []  # raw octets sent (once each) right after the next Cache Response
+        self.server = None
+        self.timers = (1, 1, 600)
+
+    async def start(self, port=0):
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+
+    def update(self, add=(), remove=(), aspas=None):
+        self.history[self.serial] = (set(add), set(remove), dict(aspas or {}))
+        self.vrps |= set(add)
+        self.vrps -= set(remove)
+        for c, p in (aspas or {}).items():
+            if p is None:
+                self.aspas.pop(c, None)
+            else:
+                self.aspas[c] = p
+        self.serial += 1
+
+    async def notify(self):
+        for w in self.writers:
+            w.write(P.encode(P.SerialNotify(self.version, self.session_id, self.serial)))
+            await w.drain()
+
+    def records(self, v, add, remove, aspas):
+        out = []
+        for vrp in sorted(add):
+            out.append(P.encode(P.Prefix(v, True, *vrp)))
+        for vrp in sorted(remove):
+            out.append(P.encode(P.Prefix(v, False, *vrp)))
+        if v >= 2:
+            for c, p in sorted(aspas.items()):
+                out.append(P.encode(P.Aspa(v, p is not None, c, tuple(p or ()))))
+        return out
+
+    async def serve(self, reader, writer):
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readexactly(8)
+                body = await reader.readexactly(struct.unpack("!I", head[4:])[0] - 8)
+                q = P.parse_pdu(head + body)
+                self.received.append(q)
+                if isinstance(q, P.ErrorReport):
+                    break
+                if q.version > self.max_version:
+                    err = P.PduError(P.UNSUPPORTED_VERSION, head + body, "only version %d" % self.max_version)
+                    writer.write(P.error_report(self.max_version, err))
+                    break
+                self.version = v = q.version
+                if isinstance(q, P.SerialQuery):
+                    if q.session_id != self.session_id or q.serial not in self.history:
+                        writer.write(P.encode(P.CacheReset(v)))
+                        continue
+                    add, remove, aspas = set(), set(), {}
+                    for s in range(q.serial, self.serial):
+                        a, r, asp = self.history[s]
+                        add, remove = (add - r) | a, (remove - a) | r
+                        aspas.update(asp)
+                    out = self.records(v, add, remove, aspas)
+                else:
+                    out = self.records(v, self.vrps, (), self.aspas)
+                writer.write(P.encode(P.CacheResponse(v, self.session_id)))
+                for raw in self.inject:
+                    writer.write(raw)
+                self.inject = []
+                writer.write(b"".join(out))
+                eod = P.EndOfData(v, self.session_id, self.serial, *self.timers) if v else \
+                    P.EndOfData(0, self.session_id, self.serial)
+                writer.write(P.encode(eod))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def errors(self):
+        return [q for q in self.received if isinstance(q, P.ErrorReport)]
+
+
+class Recorder(C.RtrObserver):
+    def __init__(self):
+        self.vrp_events = []
+        self.aspa_events = []
+        self.statuses = []
+
+    def vrps_changed(self, added, removed):
+        self.vrp_events.append((list(added), list(removed)))
+
+    def aspas_changed(self, changed):
+        self.aspa_events.append(dict(changed))
+
+    def cache_changed(self, status):
+        self.statuses.append((status.address, status.port, status.state))
+
+
+async def until(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in %.1f s" % timeout)
+        await asyncio.sleep(0.02)
+
+
+def spec(cache, **kw):
+    kw.setdefault("retry", 1)
+    return C.CacheSpec("127.0.0.1", cache.port, **kw)
+
+
+def published(client):
+    return {(afi,) + e for afi in (1, 2) for e in client.vrps.entries(afi)}
+
+
+def test_reset_serial_notify_and_cache_reset(run):
+    async def main():
+        cache = await ScriptedCache([V1, V2, V3], aspas={64496: (64510,)}).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache, refresh=3600)], rec)
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1, V2, V3})
+            assert rec.vrp_events[0] == (sorted([V1, V2, V3]), [])
+            assert rec.aspa_events == [{64496: (64510,)}]
+            assert client.vrps.validate(1, V1[1], 24, 64496) == VALID
+            st = client.status()[0]
+            assert (st.state, st.version, st.session_id, st.serial, st.source) == ("up", 2, 7, 1, True)
+            # a change and a Serial Notify: a Serial Query brings only the delta
+            cache.update(add=[V4], remove=[V1], aspas={64496: None, 64497: (64511, 64512)})
+            await cache.notify()
+            await until(lambda: len(rec.vrp_events) == 2)
+            assert rec.vrp_events[1] == ([V4], [V1])
+            assert rec.aspa_events[1] == {64496: None, 64497: (64511, 64512)}
+            assert client.aspas.get(64497) == frozenset({64511, 64512}) and client.aspas.get(64496) is None
+            assert isinstance(cache.received[-1], P.SerialQuery) and cache.received[-1].serial == 1
+            assert client.vrps.validate(1, V1[1], 24, 64496) == NOT_FOUND
+            # the cache loses its history: Cache Reset, then a Reset Query
+            cache.update(add=[V1])
+            cache.history.clear()
+            await cache.notify()
+            await until(lambda: len(rec.vrp_events) == 3)
+            assert rec.vrp_events[2] == ([V1], [])
+            assert isinstance(cache.received[-1], P.ResetQuery)
+            assert published(client) == cache.vrps
+            assert cache.errors() == []
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_refresh_timer_polls(run):
+    async def main():
+        cache = await ScriptedCache([V1]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache, refresh=1)], rec)
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1})
+            cache.update(add=[V2])  # no notify: the refresh timer finds it
+            await until(lambda: published(client) == {V1, V2}, timeout=4)
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+@pytest.mark.parametrize("cache_version", [0, 1])
+def test_version_negotiated_downwards(run, cache_version):
+    async def main():
+        cache = await ScriptedCache([V1, V3], version=cache_version).start()
+        client = C.RtrClient([spec(cache)], Recorder())
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1, V3})
+            assert client.status()[0].version == cache_version
+            queries = [q for q in cache.received if isinstance(q, P.ResetQuery)]
+            # the Error Report carries the cache's version: the client goes straight to it
+            assert [q.version for q in queries] == [2, cache_version]
+            if cache_version == 0:  # no timers in version 0 End of Data: the RFC 8210 §6 defaults
+                assert client.status()[0].refresh == C.DEFAULT_REFRESH
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def _raw(ptype, field, body, version=2):
+    return struct.pack("!BBHI", version, ptype, field, 8 + len(body)) + body
+
+
+@pytest.mark.parametrize("inject, code", [
+    (_raw(P.IPV4_PREFIX, 0, bytes((1, 33, 33, 0)) + bytes(8)), P.CORRUPT_DATA),
+    (_raw(5, 0, b""), P.UNSUPPORTED_PDU_TYPE),
+    (_raw(P.RESET_QUERY, 0, b""), P.INVALID_REQUEST),
+    (P.encode(P.Prefix(2, True, *V1)), P.DUPLICATE_ANNOUNCEMENT),  # then again in the answer
+    (P.encode(P.Prefix(2, False, *V4)), P.WITHDRAWAL_OF_UNKNOWN),
+    (P.encode(P.Prefix(1, True, *V4)), P.UNEXPECTED_VERSION),
+    (struct.pack("!BBHI", 2, 4, 0, 1 << 30), P.CORRUPT_DATA),  # impossible length
+])
+def test_malformed_pdu_answered_with_error_report(run, caplog, inject, code):
+    async def main():
+        cache = await ScriptedCache([V1]).start()
+        cache.inject = [inject]
+        client = C.RtrClient([spec(cache)], Recorder())
+        caplog.set_level(logging.INFO, "fastbgp.rpki")
+        client.start()
+        try:
+            await until(lambda: cache.errors())
+            err = cache.errors()[0]
+            assert err.code == code, err
+            assert err.pdu == inject[: len(err.pdu)] and err.pdu
+            # the session ends, with a WARNING, and the client retries: the
+            # next answer is clean and the data arrives
+            await until(lambda: published(client) == {V1}, timeout=5)
+            assert any(r.levelno == logging.WARNING and "lost" in r.getMessage() for r in caplog.records)
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_error_report_from_cache_is_never_answered(run):
+    async def main():
+        cache = await ScriptedCache([V1]).start()
+        cache.inject = [P.encode(P.ErrorReport(2, P.INTERNAL_ERROR, b"", "oops"))]
+        client = C.RtrClient([spec(cache)], Recorder())
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1}, timeout=5)
+            assert cache.errors() == []
+            assert "oops" in (client.status()[0].last_error or "") or client.status()[0].state == "up"
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_failover_to_less_preferred_and_back(run, free_port):
+    async def main():
+        port_a = free_port()
+        primary = ScriptedCache([V1, V2])
+        backup = await ScriptedCache([V1, V4], session_id=9).start()
+        rec = Recorder()
+        client = C.RtrClient([C.CacheSpec("127.0.0.1", backup.port, preference=5, retry=1),
+                              C.CacheSpec("127.0.0.1", port_a, preference=1, retry=1)], rec)
+        assert [c.spec.port for c in client.caches] == [port_a, backup.port]  # preference order
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1, V4})
+            assert client.source.spec.port == backup.port
+            await primary.start(port_a)
+            await until(lambda: published(client) == {V1, V2}, timeout=5)
+            assert client.source.spec.port == port_a
+            assert rec.vrp_events[-1] == ([V2], [V4])  # only the difference
+            # the primary goes away: its data stays (not expired), the backup takes over
+            await primary.stop()
+            await until(lambda: client.source.spec.port == backup.port, timeout=5)
+            assert published(client) == {V1, V4}
+        finally:
+            await client.stop()
+            await backup.stop()
+
+    run(main(), timeout=30)
+
+
+def test_data_kept_until_expire_then_flushed(run, caplog):
+    async def main():
+        cache = await ScriptedCache([V1, V3]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache, expire=2, retry=1)], rec)
+        caplog.set_level(logging.INFO, "fastbgp.rpki")
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1, V3})
+            await cache.stop()
+            lost = time.monotonic()
+            await asyncio.sleep(1.0)
+            assert published(client) == {V1, V3}  # kept while the cache is down
+            await until(lambda: not published(client), timeout=4)
+            assert time.monotonic() - lost >= 1.0
+            assert rec.vrp_events[-1] == ([], sorted([V1, V3]))
+            assert client.vrps.validate(1, V1[1], 24, 1) == NOT_FOUND
+            assert any(r.levelno == logging.WARNING and "expired" in r.getMessage() for r in caplog.records)
+            assert any(r.levelno == logging.WARNING and "unreachable" in r.getMessage() for r in caplog.records)
+        finally:
+            await client.stop()
+
+    run(main(), timeout=20)
+
+
+def test_observer_failure_does_not_stop_the_client(run, caplog):
+    class Broken(C.RtrObserver):
+        def vrps_changed(self, added, removed):
+            raise RuntimeError("observer bug")
+
+    async def main():
+        cache = await ScriptedCache([V1]).start()
+        client = C.RtrClient([spec(cache)], Broken())
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1})
+            cache.update(add=[V2])
+            await cache.notify()
+            await until(lambda: published(client) == {V1, V2})
+            assert client.vrps.validate(1, V2[1], 24, 1) == INVALID
+        finally:
+            await client.stop()
+            await cache.stop()
+        assert any("observer bug" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+    run(main(), timeout=20)
+
+
+def test_bad_version_argument():
+    with pytest.raises(ValueError):
+        C.RtrClient([], version=3)
