@@ -38,6 +38,81 @@ ENV = dict(os.environ, PYTHONPYCACHEPREFIX=tempfile.mkdtemp(prefix="fastbgp-pyc-
 ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def make_rib(path, afi, prefixes=None, peers=8):
+    """Write a full-table TABLE_DUMP_V2 RIB to ``path`` with the project's
+    own writer (fastbgp.mrt.writer): ``prefixes`` DFZ-shaped prefixes
+    (default 1,000,000 IPv4, or 200,000 IPv6 /32../48), each seen by
+    ``peers`` peers.  The attributes are the real ones of the 2002 bview in
+    the corpus (AS1853's 112,986 routes, in file order, so neighbouring
+    prefixes share blocks as in a real table), made per peer as a
+    collector sees them: the peer's AS prepended, its own next hop."""
+    import ipaddress
+    import random
+
+    from fastbgp.mrt import reader as mrt_reader
+    from fastbgp.mrt.writer import MrtWriter
+    from fastbgp.wire.as4 import attr_spans, encode_attr
+
+    blocks = []
+    for rec in mrt_reader.MrtReader(CORPUS / "bview.20020722.2337.gz"):
+        if rec.__class__ is mrt_reader.TableDump and rec.peer_as == 1853 and rec.update is not None:
+            blocks.append(rec.update.attrs)
+    peer_list = [("10.0.0.%d" % (k + 1), ("192.0.2.%d" % (k + 1)) if afi == 1 else ("2001:db8::%x" % (k + 1)), 64600 + k)
+                 for k in range(peers)]
+    per_peer = {}
+
+    def attrs_of(k, b):
+        key = (k, b)
+        hit = per_peer.get(key)
+        if hit is None:
+            out = []
+            for flags, t, vs, ve, _s in attr_spans(b):
+                v = b[vs:ve]
+                if t == 2:  # RFC 4271 §9.1.2.2: the peer prepends its AS
+                    segs = v if v and v[0] == 2 and v[1] < 255 else None
+                    v = (bytes((2, segs[1] + 1)) + (64600 + k).to_bytes(4, "big") + segs[2:]) if segs else (
+                        bytes((2, 1)) + (64600 + k).to_bytes(4, "big") + v)
+                elif t == 3:
+                    if afi != 1:
+                        continue
+                    v = bytes((192, 0, 2, k + 1))
+                out.append(encode_attr(flags, t, v))
+            hit = per_peer[key] = b"".join(out)
+        return hit
+
+    # DFZ-shaped: the prefix lengths of today's tables (most /24), random
+    # distinct networks, in address order as a RIB dump has them.
+    rnd = random.Random(6396 + afi)
+    if afi == 1:
+        count = prefixes or 1_000_000
+        lengths = [24] * 60 + [23] * 8 + [22] * 10 + [21] * 5 + [20] * 6 + [19] * 4 + [18] * 2 + [17] * 2 + [16] * 3
+        top, width = 223 << 24, 32
+    else:
+        count = prefixes or 200_000
+        lengths = [48] * 50 + [32] * 10 + [44] * 10 + [40] * 10 + [36] * 5 + [29] * 5 + [46] * 10
+        top, width = 0x3FFF << 112, 128
+    seen = set()
+    while len(seen) < count:
+        plen = rnd.choice(lengths)
+        net = (rnd.randrange(1 << width >> 3, top) >> (width - plen)) << (width - plen)
+        seen.add((net, plen))
+    text = ipaddress.IPv4Address if afi == 1 else ipaddress.IPv6Address
+    plist = ["%s/%d" % (text(n), ln) for n, ln in sorted(seen)]
+    nb_ = len(blocks)
+
+    def routes():
+        for i, p in enumerate(plist):
+            paths = []
+            for k in range(peers):
+                b = attrs_of(k, blocks[(i + 977 * k) % nb_])
+                paths.append((k, b, None if afi == 1 else bytes.fromhex("20010db8%024x" % (k + 1))))
+            yield p, paths
+
+    with MrtWriter(str(path)) as w:
+        w.write_rib(peer_list, routes(), timestamp=1700000000, collector_id="192.0.2.254", view_name="")
+    return path
+
+
 def run(cmd):
     """(wall seconds, cpu seconds) of one run of ``cmd``, stdout discarded."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

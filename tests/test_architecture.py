@@ -23,7 +23,7 @@ ALLOWED = {
     # one validation state per path and asks rpki/ for it, so rpki sits below rib.
     "rpki": {"wire", "config", "implementation"},
     "rib": {"wire", "config", "implementation", "rpki"},
-    "mrt": {"wire"},
+    "mrt": {"wire", "implementation"},
     "control": {"wire", "config"},
     # BMP (RFC 7854) client: fed by the daemon through observers, encodes with wire/.
     "bmp": {"wire", "config", "session", "rib", "rpki"},

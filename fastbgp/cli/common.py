@@ -8,7 +8,6 @@ of the CLI it imports aiohttp and msgspec only when a request is made.
 """
 
 import argparse
-import asyncio
 import os
 
 __all__ = [
@@ -114,7 +113,7 @@ class Client:
             raise self._unreachable(exc) from None
         except aiohttp.ClientError as exc:
             raise CliError("API request %s %s failed: %s" % (method, path, _reason(exc))) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:  # asyncio.TimeoutError is this builtin since 3.11; no asyncio import at start-up
             raise CliError("API request %s %s timed out after %.0f s" % (method, path, timeout)) from None
         if resp.status >= 400:
             text = await resp.read()

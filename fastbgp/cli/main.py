@@ -32,13 +32,12 @@ bad usage.
 """
 
 import argparse
-import asyncio
 import ipaddress
 import os
 import sys
 import time
+import types
 
-from fastbgp.cli import demo, mrt
 from fastbgp.cli.common import ApiError, CliError, UsageError, client, client_options
 from fastbgp.wire.families import UNICAST, UNICAST_NAMES, UnknownFamily, family_name, parse_family, unicast_family
 
@@ -807,7 +806,27 @@ def _add_optional(sub, module, command):
         p.set_defaults(func=broken)
 
 
-def build_parser():
+# Subcommands living in their own modules, imported only when their word is
+# on the command line (or for a full parser, argv None): `fastbgp mrt dump`
+# never pays for the demo, `fastbgp global` never for the MRT reader.
+# (word, module, help line shown by `fastbgp -h` without importing it)
+LAZY_COMMANDS = (
+    ("demo", "fastbgp.cli.demo", "daemon plus load test on loopback: prints a result table"),
+    ("mrt", "fastbgp.cli.mrt", "read MRT dumps (RFC 6396)"),
+)
+
+
+def _add_lazy(sub, argv):
+    import importlib
+
+    for word, module, help_text in LAZY_COMMANDS:
+        if argv is None or word in argv:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(word, help=help_text)
+
+
+def build_parser(argv=None):
     parser = argparse.ArgumentParser(
         prog="fastbgp", description="BGP-4 speaker with a compiled hot path",
         epilog="`fastbgp COMMAND -h` for each command's words.")
@@ -865,8 +884,7 @@ def build_parser():
     bc.add_argument("-j", "--json", action="store_true", help="print JSON instead of a table")
     bc.set_defaults(func=_bench_codec)
 
-    demo.add_parser(sub)
-    mrt.add_parser(sub)
+    _add_lazy(sub, argv)
     _add_optional(sub, "fastbgp.loadtest.cli", "loadtest")
     return parser
 
@@ -888,13 +906,18 @@ def _parse(parser, argv):
 
 
 def main(argv=None):
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = _parse(parser, argv)
     if getattr(args, "table_size", 1) <= 0:
         parser.error("--table-size must be positive")
     try:
         result = args.func(args)
-        if asyncio.iscoroutine(result):
+        if isinstance(result, types.CoroutineType):
+            # asyncio costs ~30 ms to import: only commands that talk to the daemon pay it.
+            import asyncio
+
             result = asyncio.run(result)
         return result
     except UsageError as exc:

@@ -473,6 +473,7 @@ class BgpdumpFormatter:
         self._rib = {}  # raw RIB entry attrs -> (pre, nh, post)
         self._td1 = {}  # raw TABLE_DUMP attrs -> (pre, nh, post)
         self._peers = ()  # "ip|as|" text per PEER_INDEX_TABLE index
+        self._peer_bytes = None
         self._ts = None
         self._ts_text = ""
         self._who_cache = {}
@@ -539,6 +540,14 @@ class BgpdumpFormatter:
         cache[attrs] = hit
         return hit
 
+    # -- the compiled fast path (fastbgp.mrt.dumpimpl)
+
+    def fast_state(self, reader):
+        """The state ``format_run`` of fastbgp.mrt.dumpimpl works with: byte
+        caches filled on a miss by this formatter's own code, so a line is
+        the same whichever path printed it."""
+        return FastState(self, reader)
+
     # -- records
 
     def dispatch(self):
@@ -560,6 +569,13 @@ class BgpdumpFormatter:
 
     def _peer_index(self, rec, out):
         self._peers = tuple(self._who(p.ip, p.asn) for p in rec.peers)
+        self._peer_bytes = None
+
+    def peer_bytes(self):
+        """The PEER_INDEX_TABLE's "ip|as|" texts as bytes (for FastState)."""
+        if self._peer_bytes is None:
+            self._peer_bytes = [w.encode() for w in self._peers]
+        return self._peer_bytes
 
     def _label(self, typ, sub):
         """(label, use local side) for a message record's type/subtype."""
@@ -724,11 +740,10 @@ class BgpdumpFormatter:
             else:
                 out.append(f"{head}{peers[i]}{pfx}|{pre}{nh}{post}")
 
-    def _table_dump(self, rec, out):
-        attrs = rec.attrs
+    def _td1_parts(self, attrs, u):
+        """(pre, next hop, post) of TABLE_DUMP attributes (2-octet AS)."""
         hit = self._td1.get(attrs)
         if hit is None:
-            u = rec.update
             if u is not None and not u.action:
                 pre, nh, post = _canonical_parts(u.attrs)
                 if u.mp_reach is not None:
@@ -741,7 +756,10 @@ class BgpdumpFormatter:
             if len(self._td1) >= _CACHE_LIMIT:
                 self._td1.clear()
             self._td1[attrs] = hit
-        pre, nh, post = hit
+        return hit
+
+    def _table_dump(self, rec, out):
+        pre, nh, post = self._td1_parts(rec.attrs, rec.update)
         p = rec.prefix
         if ":" in p:
             p = _prefix_text(p)
@@ -750,6 +768,81 @@ class BgpdumpFormatter:
             self._ts = ts
             self._ts_text = str(ts)
         out.append(f"TABLE_DUMP|{self._ts_text}|B|{self._who(rec.peer_ip, rec.peer_as)}{p}|{pre}{nh}{post}")
+
+
+class FastState:
+    """What ``format_run`` (fastbgp.mrt.dumpimpl) reads and fills while it
+    prints runs of TABLE_DUMP / TABLE_DUMP_V2 unicast records straight from
+    their bytes: bounded byte caches keyed by raw bytes, and the miss
+    functions that fill them from BgpdumpFormatter's code (one formatter,
+    two drivers).  ``peers`` follows the last PEER_INDEX_TABLE the
+    formatter saw."""
+
+    __slots__ = ("fmt", "reader", "rib4", "rib6", "td1", "who", "limit")
+
+    def __init__(self, fmt, reader):
+        self.fmt = fmt
+        self.reader = reader
+        self.rib4 = {}  # raw IPv4 RIB entry attrs -> b"|pre nh post\n"
+        self.rib6 = {}  # the same for IPv6 RIB entries
+        self.td1 = {}  # raw TABLE_DUMP attrs -> b"|pre nh post\n"
+        self.who = {}  # TABLE_DUMP peer address + AS octets -> b"ip|as|"
+        self.limit = _CACHE_LIMIT
+
+    @property
+    def peers(self):
+        """b"ip|as|" per PEER_INDEX_TABLE index."""
+        return self.fmt.peer_bytes()
+
+    def rib_miss(self, afi, attrs):
+        update, _error = self.reader.rib_attrs(afi, 1, attrs)
+        pre, nh, post = self.fmt._rib_parts(attrs, update)
+        cache = self.rib4 if afi == 1 else self.rib6
+        if len(cache) >= self.limit:
+            cache.clear()
+        b = cache[attrs] = ("|" + pre + nh + post).encode()
+        return b
+
+    def td1_miss(self, attrs):
+        update, _error = self.reader.table_dump_attrs(attrs)
+        pre, nh, post = self.fmt._td1_parts(attrs, update)
+        if len(self.td1) >= self.limit:
+            self.td1.clear()
+        b = self.td1[attrs] = ("|" + pre + nh + post).encode()
+        return b
+
+    def who_miss(self, key):
+        """key: peer address (4 or 16 octets) then its 2-octet AS."""
+        ip = M.ip_str(key[:-2])
+        if len(self.who) >= 4096:
+            self.who.clear()
+        b = self.who[key] = self.fmt._who(ip, (key[-2] << 8) | key[-1]).encode()
+        return b
+
+    @staticmethod
+    def rib_text(attrs):
+        """b"|pre nh post" of RIB entry attributes the fast path checked
+        (4-octet AS; the abbreviated MP_REACH_NLRI next hop wins)."""
+        pre, nh, post, mp_reach, _u = _attr_parts(attrs, 4)
+        if mp_reach is not None:
+            nh = _nh_text(_rib_next_hop(mp_reach))
+        return ("|" + pre + nh + post).encode()
+
+    @staticmethod
+    def update_text(attrs):
+        """(b"|pre", b"next hop", b"post") of UPDATE attributes the fast
+        path checked (4-octet AS)."""
+        pre, nh, post, _r, _u = _attr_parts(attrs, 4)
+        return ("|" + pre).encode(), nh.encode(), post.encode()
+
+    @staticmethod
+    def next_hop(nh):
+        return _nh_text(nh).encode()
+
+    @staticmethod
+    def v6(addr):
+        """bgpdump's text of a 16-octet address, as bytes."""
+        return _v6(addr).encode()
 
 
 def _prefix_text(p):
@@ -1030,10 +1123,62 @@ def formatter(fmt="m", codec=None):
     raise ValueError("unknown output format %r" % fmt)
 
 
+FLUSH = 1 << 20  # octets of -m text held before they are handed on
+
+
+def iter_bytes(source, codec=None, reader=None, impl=None, fast=True):
+    """Chunks of bgpdump ``-m`` output (bytes, about FLUSH octets each) for
+    one MRT file.  Runs of RIB and UPDATE records go through
+    ``impl.format_run`` (fastbgp.mrt.dumpimpl, compiled or twin; default:
+    the selected one); every other record, or all of them with
+    ``fast=False``, through BgpdumpFormatter, in file order."""
+    use_fast = fast
+    if impl is None:
+        from fastbgp.mrt import dumpimpl as impl
+    if reader is None:
+        reader = M.MrtReader(source, codec=codec)
+    f = BgpdumpFormatter(reader.codec)
+    st = f.fast_state(reader)
+    run = impl.format_run
+    out = bytearray()
+    ready = []  # full chunks the fast path made inside the reader
+
+    def fast(buf, pos):
+        k, pos = run(buf, pos, st, out)
+        if len(out) >= FLUSH:
+            ready.append(bytes(out))
+            del out[:]
+        return k, pos
+
+    reader.fast = fast if use_fast else None
+    dispatch = f.dispatch()
+    lines = []
+    for rec in reader:
+        meth = dispatch.get(rec.__class__)
+        if meth is not None:
+            meth(rec, lines)
+            if lines:
+                out += "".join(lines).encode()
+                lines.clear()
+        if ready:
+            yield from ready
+            ready.clear()
+        if len(out) >= FLUSH:
+            yield bytes(out)
+            del out[:]
+    yield from ready
+    if out:
+        yield bytes(out)
+
+
 def iter_text(source, fmt="m", codec=None, batch=2048, reader=None):
     """Chunks of output text for one MRT file, each covering ``batch``
     records, so a caller can stream them.  ``reader`` (an MrtReader of
     ``source``) may be given to inspect it afterwards."""
+    if fmt == "m":
+        for chunk in iter_bytes(source, codec, reader):
+            yield chunk.decode()
+        return
     if reader is None:
         reader = M.MrtReader(source, codec=codec)
     f = formatter(fmt, reader.codec)
@@ -1060,25 +1205,38 @@ def dump(sources, fmt="m", out=None, codec=None, err=None):
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     write = out.write
+    binary = getattr(out, "buffer", None)
+    if fmt == "m" and binary is not None:
+        # -m text is made as bytes: hand it to the binary layer directly.
+        out.flush()
+        write = binary.write
     problems = 0
     # Records and lines never form reference cycles; the cyclic collector
     # would only walk the millions of short-lived tuples for nothing.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        problems = _dump(sources, fmt, write, codec, err)
+        problems = _dump(sources, fmt, write, codec, err, binary is not None and fmt == "m")
     finally:
         if was_enabled:
             gc.enable()
     return problems
 
 
-def _dump(sources, fmt, write, codec, err):
+def _dump(sources, fmt, write, codec, err, binary=False):
     problems = 0
     for src in sources:
         reader = M.MrtReader(src, codec=codec)
-        for chunk in iter_text(src, fmt, codec, reader=reader):
-            write(chunk)
+        if fmt == "m":
+            for chunk in iter_bytes(src, codec, reader=reader):
+                write(chunk if binary else chunk.decode())
+        else:
+            for chunk in iter_text(src, fmt, codec, reader=reader):
+                write(chunk)
+        if reader.not_mrt is not None:
+            problems += 1
+            err.write("%s: not an MRT file: %s\n" % (src, reader.not_mrt))
+            continue
         if reader.corrupt:
             problems += reader.corrupt
             err.write("%s: %d corrupt record(s) skipped\n" % (src, reader.corrupt))

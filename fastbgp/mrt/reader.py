@@ -73,7 +73,7 @@ from fastbgp.mrt.records import (
 
 __all__ = (
     "MrtReader", "read", "ip_str", "prefix_text", "message_context",
-    "CTX_AS2", "CTX_AS4", "CTX_AS2_ADDPATH", "CTX_AS4_ADDPATH", "CHUNK", "MAX_RECORD",
+    "CTX_AS2", "CTX_AS4", "CTX_AS2_ADDPATH", "CTX_AS4_ADDPATH", "CHUNK", "MAX_RECORD", "MRT_TYPES", "not_mrt_reason",
 ) + records.__all__  # fmt: skip
 
 _ALL_FAMILIES = frozenset(((AFI_IPV4, SAFI_UNICAST), (AFI_IPV4, SAFI_MULTICAST), (AFI_IPV6, SAFI_UNICAST), (AFI_IPV6, SAFI_MULTICAST)))
@@ -106,9 +106,27 @@ def message_context(as4, addpath):
 # ---------------------------------------------------------------- decompression
 
 CHUNK = 1 << 18
+# RFC 6396 §4 and the IANA MRT type registry: 0-10 are the deprecated
+# types of §5, then OSPFv2, TABLE_DUMP(_V2), BGP4MP(_ET), ISIS(_ET),
+# OSPFv3(_ET).  A file whose first header names another type is not MRT.
+MRT_TYPES = frozenset(range(11)) | {11, 12, 13, 16, 17, 32, 33, 48, 49}
 # A sanity bound on one record: the largest real ones (TABLE_DUMP_V2 RIB
 # records of prefixes seen by thousands of peers) are a few MiB.
 MAX_RECORD = 1 << 26
+
+
+def not_mrt_reason(head, max_record=MAX_RECORD):
+    """Why a stream starting with ``head`` is not MRT, or None: its first
+    12 octets must be an RFC 6396 §2 header of a known type and a sane
+    length."""
+    if len(head) < 12:
+        return "%d octets, shorter than one MRT record header (12 octets)" % len(head)
+    _ts, typ, _sub, ln = HEADER.unpack_from(head)
+    if typ not in MRT_TYPES:
+        return "the first record header has type %d, which no MRT record has (RFC 6396 §4)" % typ
+    if ln > max_record:
+        return "the first record header declares %d octets" % ln
+    return None
 
 
 def _open_source(source):
@@ -340,8 +358,12 @@ class MrtReader:
     was seen.
     """
 
-    def __init__(self, source, codec=None, parse=True, chunk=CHUNK, max_record=MAX_RECORD):
+    def __init__(self, source, codec=None, parse=True, chunk=CHUNK, max_record=MAX_RECORD, fast=None):
         self.source = source
+        # fast(buf, pos) -> (records consumed, new pos): a consumer that
+        # handles runs of whole records itself (the compiled -m dump); the
+        # records it declines are decoded and yielded as usual.
+        self.fast = fast
         self.max_record = max_record
         self.codec = codec if codec is not None else _default_codec
         self.parse = parse
@@ -350,6 +372,7 @@ class MrtReader:
         self.records = 0
         self.corrupt = 0
         self.stream_errors = []  # decompression problems (the stream ended there)
+        self.not_mrt = None  # why the stream is not MRT at all (then nothing is yielded)
         self._parse = self.codec.parse_update
         self._rib_caches = {}  # (afi, safi) -> _AttrCache of RIB entry attributes
         self._td1_cache = _AttrCache(self.codec.parse_update)  # TABLE_DUMP / BGP4MP_ENTRY
@@ -366,7 +389,11 @@ class MrtReader:
             unpack = HEADER.unpack_from
             bgp4mp = self._bgp4mp
             other = self._other
+            fast = self.fast
             while True:
+                if fast is not None:
+                    k, pos = fast(buf, pos)
+                    self.records += k
                 n = len(buf)
                 if n - pos >= 12:
                     ts, typ, sub, ln = unpack(buf, pos)
@@ -418,6 +445,10 @@ class MrtReader:
                         break
                 buf = b"".join(parts)
                 pos = 0
+                if base == 0 and buf:
+                    self.not_mrt = not_mrt_reason(buf, self.max_record)
+                    if self.not_mrt is not None:
+                        return
                 if len(buf) < need:
                     if buf:
                         # RFC 6396 gives no way to resynchronise; a cut
@@ -435,6 +466,19 @@ class MrtReader:
                 f.close()
 
     # -- decoding
+
+    def rib_attrs(self, afi, safi, attrs):
+        """(ParsedUpdate or None, error) of a TABLE_DUMP_V2 RIB entry's
+        attributes, as the RibEntry yielded for them would carry."""
+        cache = self._rib_caches.get((afi, safi))
+        if cache is None:
+            cache = self._rib_caches[(afi, safi)] = _AttrCache(self.codec.parse_update, (afi, safi))
+        return cache.get(attrs)
+
+    def table_dump_attrs(self, attrs):
+        """(ParsedUpdate or None, error) of TABLE_DUMP (2-octet AS)
+        attributes, as the TableDump yielded for them would carry."""
+        return self._td1_cache.get(attrs)
 
     def _other(self, ts, typ, sub, body):
         """Every record type but BGP4MP / BGP4MP_ET."""

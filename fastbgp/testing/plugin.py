@@ -65,6 +65,8 @@ rib_impl = _fan_out("rib_impl", "fastbgp.rib")
 both_ribs = _pair("both_ribs", "fastbgp.rib")
 gen = _fan_out("gen", "fastbgp.loadtest.gen")
 both_gens = _pair("both_gens", "fastbgp.loadtest.gen")
+mrt_dump_impl = _fan_out("mrt_dump_impl", "fastbgp.mrt.dumpimpl")
+both_mrt_dumps = _pair("both_mrt_dumps", "fastbgp.mrt.dumpimpl")
 vrp_impl = _fan_out("vrp_impl", "fastbgp.rpki.vrp")
 both_vrps = _pair("both_vrps", "fastbgp.rpki.vrp")
 
