@@ -113,6 +113,11 @@ def log_session_end(address, session, t) -> None:
     notif = session.loss_notification
     if t.state not in _DOWN or (t.old_state not in _UP and notif is None):
         return
+    if session.quiet_end:
+        # Counted and logged (rate-limited) by its owner: a flood of such
+        # connections must not flood the log (collision.Sessions._evict).
+        session.loss_notification = session.loss_error = None
+        return
     session.loss_notification = None
     detail = session.loss_error
     session.loss_error = None

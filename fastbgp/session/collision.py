@@ -26,6 +26,7 @@ import msgspec
 
 from fastbgp.session import transport as _transport
 from fastbgp.session.cease import cease_for
+from fastbgp.session.counters import RefusedConnections
 from fastbgp.session.fsm import Collision, Event, Reason, State, resolve_collision
 from fastbgp.session.protocol import Session
 
@@ -66,6 +67,11 @@ class Sessions:
     # OPEN arrives a connection is half-open; at most 2 (the main and the
     # second slot) are kept per neighbour address, the oldest goes first.
     HALF_OPEN_MAX = 2
+    # Half-open connections closed for newer ones are counted
+    # (counters.half_open_closed) and logged at most once per this many
+    # seconds per neighbour, with the number closed since: whoever holds the
+    # peer's address could otherwise write two log lines per connection.
+    EVICT_LOG_INTERVAL = 60.0
 
     def __init__(self, neighbor, on_promoted: Callable):
         self.neighbor = neighbor
@@ -76,6 +82,9 @@ class Sessions:
         # Connection -> attach order, to find the oldest half-open one.
         self._attached: dict = {}
         self._seq = 0
+        # The same one-line-per-interval limiter as unknown-peer refusals,
+        # keyed by this neighbour's address only.
+        self.evictions = RefusedConnections(self.EVICT_LOG_INTERVAL, max_addresses=1)
 
     def start(self) -> Session:
         self.main = Session(self.neighbor, primary=True)
@@ -215,8 +224,13 @@ class Sessions:
         """Close the half-open ``victim`` to make room for a newer connection:
         Cease 6/7 (RFC 4486) if we sent our OPEN on it, else just close."""
         nb = self.neighbor
-        log.info("%s: closing the %s connection that sent no OPEN for a newer one", nb.address,
-                 "outbound" if victim.outbound else "inbound")
+        nb.counters.half_open_closed += 1
+        suppressed = self.evictions.refuse(nb.address, time.monotonic())
+        if suppressed is not None:
+            log.info("%s: closing the %s connection that sent no OPEN for a newer one%s", nb.address,
+                     "outbound" if victim.outbound else "inbound",
+                     " (%d more since the last line)" % suppressed if suppressed else "")
+        victim.quiet_end = True
         if victim is self.secondary:
             if victim.state is State.OPENSENT:
                 victim.handle(Event.OPEN_COLLISION_DUMP)

@@ -80,6 +80,9 @@ class Counters(msgspec.Struct):
     accepted: int = 0
     refused: int = 0
     collisions: int = 0  # RFC 4271 §6.8 collisions resolved
+    # Connections from the peer's address closed before their OPEN to make
+    # room for a newer one (session/collision.py, at most 2 kept).
+    half_open_closed: int = 0
     out_of_resources: int = 0  # sessions ended for a full or stalled output queue (RFC 4486 subcode 8)
 
     def reset(self) -> None:

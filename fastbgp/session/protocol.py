@@ -461,6 +461,10 @@ class Session:
         # (sent, code, subcode, data) NOTIFICATION sent or received on it.
         self.loss_error: Optional[str] = None
         self.loss_notification: Optional[tuple] = None
+        # Set when the owner already accounted for the end of this
+        # connection (a half-open one closed for a newer one, counted and
+        # logged rate-limited by collision.Sessions): no session-loss line.
+        self.quiet_end = False
         self.established_at: Optional[float] = None
         self.attr_cache: dict = {}  # owner's per-session cache of encoded attributes
         self._timers: dict = {}
@@ -627,6 +631,7 @@ class Session:
         self.remote_id = None
         self.loss_error = None
         self.loss_notification = None
+        self.quiet_end = False
         self.attr_cache = {}
         self._abort_next_drop = False
         # Capabilities are fixed per connection: with DelayOpen the peer's

@@ -417,6 +417,90 @@ def test_open_hold_time_zero_accepted(fl):
     fl.check_witness()
 
 
+# --------------------------------------------------------------- FSM errors, collisions, odd messages
+
+
+def wait_active(fl):
+    """The previous case's session is over (IdleHoldTime 1 s) and the
+    daemon accepts the attacker's address again."""
+    L.wait_for(lambda: fl.neighbor(fl.attacker)["state"] == "active", 10, interval=0.1,
+               what="the attacker's neighbour back in Active", on_timeout=fl.describe)
+
+
+FSM = "Finite State Machine Error / "
+
+
+@pytest.mark.parametrize("state", ["opensent", "openconfirm", "established"])
+def test_fsm_error_unexpected_message(fl, state):
+    """RFC 4271 §9, RFC 6608 §4: a message the state does not expect gets
+    Finite State Machine Error with the state as subcode."""
+    wait_active(fl)
+    mark = fl.log_mark()
+    if state == "established":
+        peer = attacker_session(fl)
+        peer.send_message(MSG_OPEN, open_body(ATTACKER_AS, fl.attacker))
+        subcode = 3
+    else:
+        peer = RawPeer.connect(fl.ah.ns, fl.attacker, fl.address)
+        if state == "openconfirm":
+            peer.send_message(MSG_OPEN, open_body(ATTACKER_AS, fl.attacker))
+            assert peer.read_message()[0] == MSG_OPEN
+        peer.send_message(MSG_UPDATE, update_body())
+        subcode = 1 if state == "opensent" else 2
+    with peer:
+        expect_reset(fl, peer, mark, 5, subcode, FSM + state)
+    fl.check_witness()
+
+
+def test_collision_with_established_session_keeps_it(fl):
+    """RFC 4271 §6.8: an OPEN on a second connection while the session is
+    Established loses: Cease / Connection Collision Resolution on the new
+    connection, the Established one (and its routes) untouched."""
+    prefix = case_prefix()
+    with attacker_session(fl) as peer:
+        announce(peer, fl, prefix)
+        wait_paths(fl, prefix, True)
+        count = fl.neighbor(fl.attacker)["established_count"]
+        with RawPeer.connect(fl.ah.ns, fl.attacker, fl.address) as second:
+            second.send_message(MSG_OPEN, open_body(ATTACKER_AS, fl.attacker))
+            n = second.expect_notification()
+            assert n is not None and (n.code, n.subcode) == (6, 7), n
+        assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain(0.5))
+        d = fl.neighbor(fl.attacker)
+        assert d["state"] == "established" and d["established_count"] == count, d
+        assert attacker_paths(fl, prefix)
+    fl.check_witness()
+
+
+def test_route_refresh_bad_length(fl):
+    """RFC 7313 §5: a ROUTE-REFRESH whose length is not 4 octets of body is
+    answered with 7/1 carrying the whole message."""
+    mark = fl.log_mark()
+    v4 = caps.Multiprotocol(AFI_IPV4, SAFI_UNICAST)
+    cl = [v4, caps.FourOctetAS(ATTACKER_AS), caps.RouteRefresh(), caps.EnhancedRouteRefresh()]
+    msg = MARKER + struct.pack("!HB", 24, 5) + b"\x00\x01\x00\x01\x00"
+    with attacker_session(fl, capabilities=cl) as peer:
+        peer.send(msg)
+        n = expect_reset(fl, peer, mark, 7, 1, "ROUTE-REFRESH Message Error / invalid-length")
+        assert n.data == msg
+    fl.check_witness()
+
+
+def test_notification_received_logged_truncated(fl):
+    """Session loss by a NOTIFICATION from the peer is a WARNING with the
+    code/subcode names and the peer's data in hex cut at 64 octets, however
+    much it sent (RFC 8654 allows up to 65535)."""
+    mark = fl.log_mark()
+    with attacker_session(fl) as peer:
+        peer.send_message(MSG_NOTIFICATION, bytes((6, 2)) + b"\xab" * 4000)
+        assert peer.wait_closed(5)
+    needle = "NOTIFICATION received 6/2 (Cease / admin-shutdown)"
+    lines = L.wait_for(lambda: [w for w in warnings_since(fl, mark) if needle in w], 5, interval=0.1,
+                       what="WARNING %r" % needle, on_timeout=lambda: "\n".join(warnings_since(fl, mark)))
+    assert "ab" * 64 + "…(4000 octets)" in lines[0] and "ab" * 65 not in lines[0], lines[0]
+    fl.check_witness()
+
+
 # --------------------------------------------------------------- 4. unconfigured sources
 
 UNCONFIGURED_CONNECTIONS = 200
@@ -465,10 +549,8 @@ def test_half_open_flood_from_configured_address(fl):
     """Connections from the configured peer's address that never send an
     OPEN must not lock the real peer out (issue 10 defect 5; at most
     Sessions.HALF_OPEN_MAX are kept, the oldest replaced)."""
-    # The previous case's session must be over (IdleHoldTime), so that the
-    # daemon accepts connections from the address again.
-    L.wait_for(lambda: fl.neighbor(fl.attacker)["state"] == "active", 10, interval=0.1,
-               what="the attacker's neighbour back in Active")
+    wait_active(fl)
+    mark = fl.log_mark()
     idle = []
     try:
         for _ in range(HALF_OPEN_FLOOD):
@@ -488,4 +570,9 @@ def test_half_open_flood_from_configured_address(fl):
     finally:
         for p in idle:
             p.close()
+    # ...and the log did not get a line or two per connection: one
+    # rate-limited line for the closures, none per closed connection.
+    msgs = [r["msg"] for r in fl.log_records(mark) if fl.attacker in r.get("msg", "")]
+    assert len([m for m in msgs if "sent no OPEN" in m]) <= 1, msgs
+    assert len([m for m in msgs if "OPENSENT (collision)" in m]) <= 2, msgs
     fl.check_witness()
