@@ -43,6 +43,9 @@ class Counters(msgspec.Struct):
     received_refresh: int = 0
     received_discarded: int = 0
     received_total: int = 0
+    # Sessions ended for a full or stalled output queue (Cease / Out of
+    # Resources, RFC 4486 subcode 8).
+    out_of_resources: int = 0
 
 
 class NeighborSummary(msgspec.Struct):

@@ -164,6 +164,7 @@ class Views:
             sent_refresh=s.refresh, sent_total=s.total, received_open=r.open, received_update=r.update,
             received_notification=r.notification, received_keepalive=r.keepalive, received_refresh=r.refresh,
             received_discarded=r.discarded, received_total=r.total,
+            out_of_resources=c.out_of_resources,
         )
         st = stats.get(nb.pid, (0, 0))
         reason = nb.last_reason

@@ -1,0 +1,451 @@
+"""Peers that misbehave by timing, against the real ``fastbgp daemon``
+process in the namespace lab (issue 10, defect 1 and "Keep it that way").
+
+One daemon per module, with a feeder (a raw peer announcing a 100k table,
+with churn when asked) and a WITNESS (real BIRD, 1,000 routes each way).
+Each test brings in one kind of bad peer: a slow reader, a peer that never
+reads, a slow member of an update group, BIRD SIGSTOPped and GoBGP
+SIGKILLed mid-table, 300 session flaps.  Each asserts that the witness
+session never dropped, kept all its routes both ways, and that BIRD saw
+our KEEPALIVEs on time (its hold timer never ran down past one keepalive
+interval and a half), and the daemon's own figures (log WARNINGs with the
+reason, /metrics counters, RSS from /proc/PID/status, open fds).
+
+Needs root and bird, gobgpd (fastbgp/testing/lab.py); marked interop+slow.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from fastbgp.testing import lab as L
+
+from .conftest import require
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ASN = 65000
+TABLE = 100_000  # feeder prefixes (/27s of 10.0.0.0/8)
+GROUPS = 2_000  # feeder attribute sets
+WITNESS_ROUTES = 1_000
+VICTIM_ROUTES = 20
+# max-queued-bytes of the slow peers: above the table dump (about 0.6 MB),
+# so churn arriving faster than they read is what fills it.
+SMALL_CAP = 1024 * 1024
+WITNESS_HOLD = 9
+METRICS_PORT = 9179
+MiB = 1024 * 1024
+ASNS = {"slow": 65010, "stall": 65011, "g1": 65020, "g2": 65021, "g3": 65022, "gs": 65023}
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def proc_status(pid: int) -> dict:
+    """VmRSS (octets) and open fds of a process, from /proc."""
+    with open("/proc/%d/status" % pid) as f:
+        rss = int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+    return {"rss": rss, "fds": len(os.listdir("/proc/%d/fd" % pid))}
+
+
+class RssSampler:
+    """Peak RSS of a process, sampled every 50 ms in a thread."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, proc_status(self.pid)["rss"])
+            except OSError:
+                return
+            self._stop.wait(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(5)
+
+
+class Witness:
+    """BIRD on the witness host: samples its session with the daemon every
+    0.3 s in a thread (state, since, remaining hold time, routes)."""
+
+    def __init__(self, bird, peer_ip):
+        self.bird = bird
+        self.peer_ip = peer_ip
+        self.samples = []
+        self._stop = threading.Event()
+        self._t = None
+
+    def info(self) -> dict:
+        text = self.bird.birdc("show", "protocols", "all", self.bird._proto(self.peer_ip)).stdout
+        m = re.search(r"^n\d+\s+BGP\s+\S+\s+(\w+)\s+(\S+ \S+)\s+(\w+)", text, re.M)
+        hold = re.search(r"Hold timer:\s+([\d.]+)/(\d+)", text)
+        routes = re.search(r"Routes:\s+(\d+) imported, (?:\d+ filtered, )?(\d+) exported", text)
+        return {
+            "up": bool(m) and m.group(1) == "up" and m.group(3) == "Established",
+            "since": m.group(2) if m else None,
+            "hold_left": float(hold.group(1)) if hold else None,
+            "imported": int(routes.group(1)) if routes else 0,
+            "exported": int(routes.group(2)) if routes else 0,
+        }
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self.info())
+            except Exception as exc:  # a sample lost is recorded, never hidden
+                self.samples.append({"up": False, "error": repr(exc)})
+            self._stop.wait(0.3)
+
+    def __enter__(self):
+        self.samples = []
+        self.baseline = self.info()
+        assert self.baseline["up"], self.baseline
+        self._stop.clear()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(10)
+
+    def check(self, imported: int):
+        """Never dropped, our keepalives on time, all routes both ways."""
+        assert self.samples, "no witness samples"
+        bad = [s for s in self.samples if not s["up"] or s["since"] != self.baseline["since"]]
+        assert not bad, "witness session dropped: %r" % bad[:3]
+        # Our keepalive interval is hold/3 (RFC 4271 §4.4): BIRD's hold
+        # timer restarts on each, so it never runs below hold - 1.5 intervals.
+        low = min(s["hold_left"] for s in self.samples if s["hold_left"] is not None)
+        assert low >= WITNESS_HOLD - 1.5 * WITNESS_HOLD / 3, "a keepalive came late: hold timer down to %.1fs" % low
+        last = L.wait_for(lambda: (lambda i: i if i["imported"] == imported and i["exported"] == WITNESS_ROUTES
+                                   else None)(self.info()), 30, what="witness routes %d/%d" % (imported, WITNESS_ROUTES))
+        return low, last
+
+
+class Bed:
+    """The module's lab: daemon, feeder, witness and the hosts of the bad peers."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.fb = lab.add_host("fb", ipv6=None)
+        self.hosts = {n: lab.add_host(n, ipv6=None) for n in
+                      ("wit", "feed", "slow", "stall", "g1", "g2", "g3", "gs", "vstop", "vkill", "flap")}
+        self.peers = []
+
+    def addr(self, name):
+        return self.hosts[name].ipv4
+
+    def config(self) -> str:
+        fb = self.fb
+        lines = ["[global]", "asn = %d" % ASN, 'router-id = "%s"' % fb.ipv4, 'listen = ["%s"]' % fb.ipv4,
+                 "[global.api]", 'socket = "%s"' % os.path.join(fb.workdir, "api.sock"),
+                 "[global.metrics]", 'listen = "127.0.0.1:%d"' % METRICS_PORT,
+                 "[global.log]", 'level = "info"']
+
+        def nb(name, asn, *more, export="accept", passive=True, hold=9, idle_hold=1):
+            return ["[[neighbors]]", 'address = "%s"' % self.addr(name), "peer-as = %d" % asn,
+                    'default-import = "accept"', 'default-export = "%s"' % export,
+                    "passive = %s" % ("true" if passive else "false"),
+                    "timers = { hold-time = %d, connect-retry = 1, idle-hold = %d }" % (hold, idle_hold), *more]
+
+        lines += nb("wit", 65001, passive=False, hold=WITNESS_HOLD)
+        lines += nb("feed", 65002, export="reject")
+        lines += nb("slow", 65010, "max-queued-bytes = %d" % SMALL_CAP)
+        lines += nb("stall", 65011, hold=3)  # default cap: the progress deadline (one hold time) ends it
+        for i, g in enumerate(("g1", "g2", "g3")):
+            lines += nb(g, 65020 + i)
+        lines += nb("gs", 65023, "max-queued-bytes = %d" % SMALL_CAP)
+        lines += nb("vstop", 65030, passive=False, hold=6)
+        lines += nb("vkill", 65031, passive=False, hold=6)
+        lines += nb("flap", 65040, "damp-peer-oscillations = false", export="reject", idle_hold=0)
+        return "\n".join(lines) + "\n"
+
+    def start(self):
+        path = os.path.join(self.fb.workdir, "fastbgp.toml")
+        with open(path, "w") as f:
+            f.write(self.config())
+        self.logpath = os.path.join(self.fb.workdir, "fastbgp.log")
+        self._log = open(self.logpath, "ab")
+        self.daemon = self.fb.popen([sys.executable, "-m", "fastbgp", "daemon", "-c", path],
+                                    stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+        wit = self.hosts["wit"]
+        routes = [L.Route("172.16.%d.%d/32" % (i // 256, i % 256)) for i in range(WITNESS_ROUTES)]
+        self.bird = L.Bird(wit, 65001, neighbors=[L.Neighbor(self.fb.ipv4, ASN, hold_time=WITNESS_HOLD)],
+                           routes=routes).start()
+        self.bird.wait_established(self.fb.ipv4, timeout=60)
+        self.churn_flag = os.path.join(self.lab.tmpdir, "churn")
+        self.feeder = self.peer("feed", "feed", 65002, "--prefixes", TABLE, "--groups", GROUPS, "--churn", 2000,
+                                "--churn-flag", self.churn_flag)
+        self.wait_event(self.feeder, "fed", 60)
+        self.witness = Witness(self.bird, self.fb.ipv4)
+        L.wait_for(lambda: self.witness.info()["imported"] == TABLE, 60, what="witness has the feeder's table")
+        # The first scrape builds the metrics server's own state (several
+        # MB): done now so that RSS compared later is the peers' doing.
+        assert "fastbgp_up 1.0" in self.metrics()
+        # So does the first full-table dump to a peer (its slices and
+        # encodings size the allocator's arenas, which Python keeps).
+        self.fast_round(("g1",))
+        return self
+
+    def fast_round(self, names, slow=None, keep=False) -> tuple:
+        """Fast readers ``names`` (and a slow reader ``slow``) connect
+        together; returns ({name: eor event}, {name: process}) once each
+        fast one has the full table; unless ``keep``, the fast ones leave
+        again."""
+        procs = {}
+        if slow is not None:
+            procs[slow] = self.peer(slow, "slow", ASNS[slow], "--rate", 12000, "--rcvbuf", 4096)
+        for n in names:
+            procs[n] = self.peer(n, "fast", ASNS[n])
+        eors = {n: self.wait_event(procs[n], "eor", 60) for n in names}
+        if not keep:
+            self.leave(procs, names)
+        return eors, procs
+
+    def leave(self, procs, names):
+        for n in names:
+            self.kill(procs[n])
+        L.wait_for(lambda: not any(self.up(self.addr(n)) for n in names), 20, what="peers down")
+
+    def close(self):
+        if self._log is not None:
+            self._log.close()
+
+    # -- peers and the daemon's side ------------------------------------------------------------
+
+    def peer(self, name, mode, asn, *more):
+        host = self.hosts[name]
+        out = os.path.join(host.workdir, "%s-%d.jsonl" % (mode, len(self.peers)))
+        argv = [sys.executable, "-m", "fastbgp.testing.slowpeer", "--mode", mode, "--peer", self.fb.ipv4,
+                "--local", host.ipv4, "--asn", asn, "--router-id", host.ipv4, *more]
+        with open(out, "wb") as f:
+            proc = host.popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc.out = out
+        self.peers.append(proc)
+        return proc
+
+    @staticmethod
+    def events(proc, name=None) -> list:
+        out = []
+        with open(proc.out, errors="replace") as f:
+            for line in f:
+                if line.startswith("{"):
+                    e = json.loads(line)
+                    if name is None or e["event"] == name:
+                        out.append(e)
+        return out
+
+    def wait_event(self, proc, name, timeout):
+        def got():
+            if proc.poll() is not None and not self.events(proc, name):
+                raise AssertionError("peer exited: %s" % open(proc.out).read()[-2000:])
+            e = self.events(proc, name)
+            return e[0] if e else None
+        return L.wait_for(got, timeout, interval=0.05, what="%s from %s" % (name, proc.out))
+
+    def kill(self, proc):
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def log(self) -> str:
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+    def warnings(self, address, since=0) -> list:
+        return [line for line in self.log()[since:].splitlines() if "level=warning" in line and address in line]
+
+    def metrics(self) -> str:
+        code = "import urllib.request,sys;sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:%d/metrics')" \
+               ".read().decode())" % METRICS_PORT
+        return self.fb.run([sys.executable, "-c", code], check=True).stdout
+
+    def metric(self, name, address, **labels) -> float:
+        """Value of ``name`` for neighbour ``address`` (and ``labels``)."""
+        want = dict(labels, neighbor=address)
+        for m in re.finditer(r"^%s\{([^}]*)\} (\S+)$" % name, self.metrics(), re.M):
+            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            if all(got.get(k) == v for k, v in want.items()):
+                return float(m.group(2))
+        return None
+
+    def up(self, address) -> bool:
+        return self.metric("fastbgp_neighbor_up", address) == 1.0
+
+    def status(self) -> dict:
+        return proc_status(self.daemon.pid)
+
+    def churn(self, on: bool):
+        if on:
+            open(self.churn_flag, "w").close()
+        elif os.path.exists(self.churn_flag):
+            os.unlink(self.churn_flag)
+
+
+@pytest.fixture(scope="module")
+def bed():
+    require(L.Bird, L.GoBGP)
+    with L.Lab() as lab:
+        b = Bed(lab)
+        try:
+            yield b.start()
+        except BaseException:
+            print(b.log()[-8000:] if getattr(b, "logpath", None) else "")
+            raise
+        finally:
+            b.close()
+    leftovers = [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                 if ns.startswith(lab.prefix)]
+    assert not leftovers, leftovers
+
+
+def dropped_out_of_resources(bed, name, mark, what, timeout):
+    """Wait for the daemon's WARNING that it ended ``name``'s session with
+    Cease / Out of Resources; returns the line."""
+    addr = bed.addr(name)
+
+    def line():
+        for w in bed.warnings(addr, mark):
+            if "NOTIFICATION sent 6/8" in w:  # Cease / Out of Resources
+                return w
+        return None
+    w = L.wait_for(line, timeout, interval=0.1, what="Out of Resources WARNING for %s" % addr,
+                   on_timeout=lambda: bed.log()[mark:][-4000:])
+    assert what in w, w
+    return w
+
+
+# ---------------------------------------------------------------------- tests
+
+
+@pytest.mark.timeout(150)
+def test_slow_reader_is_dropped_at_the_queue_cap(bed):
+    """A peer reading ~12 KB/s while churn flows: Cease/Out of Resources at
+    the cap, a WARNING with the figures, counted in /metrics; three such
+    peers in a row leave the daemon's RSS where the first one left it."""
+    bed.churn(True)
+    try:
+        time.sleep(3)  # churn's own steady state (attribute sets come and go) before measuring
+        before = bed.status()
+        afters, took = [], []
+        with bed.witness as wit, RssSampler(bed.daemon.pid) as rss:
+            for i in range(3):
+                mark = len(bed.log())
+                p = bed.peer("slow", "slow", 65010, "--rate", 12000, "--rcvbuf", 4096)
+                bed.wait_event(p, "established", 30)
+                t0 = time.monotonic()
+                w = dropped_out_of_resources(bed, "slow", mark, "over its cap", 60)
+                took.append(time.monotonic() - t0)
+                # The figures: octets queued, in the socket buffer, the cap.
+                assert re.search(r"\d+ octets queued \+ \d+ in the socket buffer > %d" % SMALL_CAP, w), w
+                assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr("slow")) == i + 1
+                assert not bed.up(bed.addr("slow"))
+                bed.kill(p)
+                time.sleep(1)
+                afters.append(bed.status()["rss"])
+        bed.churn(False)
+        low, _ = wit.check(TABLE)
+        print("slow reader: dropped after %s s; RSS before %.1f MB, peak %.1f MB, after each %s MB; "
+              "witness hold timer low %.1fs" % (["%.1f" % t for t in took], before["rss"] / MiB, rss.peak / MiB,
+                                                ["%.1f" % (a / MiB) for a in afters], low))
+        # What was queued for a dropped peer is released: the next ones
+        # reuse it instead of adding theirs (the defect grew ~2.3 MB/s).
+        assert afters[-1] - afters[0] < 3 * MiB
+        assert rss.peak - before["rss"] < 24 * MiB
+    finally:
+        bed.churn(False)
+
+
+@pytest.mark.timeout(120)
+def test_non_reading_peer_is_dropped_by_the_progress_deadline(bed):
+    """A peer that never reads after the OPEN exchange (keepalives still
+    sent, so its hold timer never fires): the write progress deadline."""
+    mark = len(bed.log())
+    bed.churn(True)
+    try:
+        time.sleep(3)  # churn's own steady state (attribute sets come and go) before measuring
+        before = bed.status()
+        with bed.witness as wit, RssSampler(bed.daemon.pid) as rss:
+            p = bed.peer("stall", "stall", 65011, "--hold", 3, "--rcvbuf", 4096)
+            bed.wait_event(p, "established", 20)
+            t0 = time.monotonic()
+            dropped_out_of_resources(bed, "stall", mark, "output stalled", 40)
+            took = time.monotonic() - t0
+        bed.churn(False)
+        assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr("stall")) >= 1
+        assert not bed.up(bed.addr("stall"))
+        time.sleep(2)
+        after = bed.status()
+        low, _ = wit.check(TABLE)
+        print("non-reader: dropped after %.1fs; RSS before %.1f MB, peak %.1f MB, after %.1f MB; "
+              "witness hold timer low %.1fs" % (took, before["rss"] / MiB, rss.peak / MiB, after["rss"] / MiB, low))
+        assert took < 3 * 3 + 5  # a window (hold 3 s) after the last progress, checked every quarter
+        assert after["rss"] - before["rss"] < 8 * MiB
+        bed.kill(p)
+    finally:
+        bed.churn(False)
+
+
+@pytest.mark.timeout(150)
+def test_slow_member_does_not_hold_back_its_update_group(bed):
+    """Three fast receivers with the same export policy (one update group)
+    get the full table as fast with a slow member among them as without it;
+    memory stays bounded; the slow member is dropped at its own cap."""
+    names = ("g1", "g2", "g3")
+    mark = len(bed.log())
+    with bed.witness as wit:
+        alone, _ = bed.fast_round(names)
+        before = bed.status()
+        mark = len(bed.log())
+        with RssSampler(bed.daemon.pid) as rss:
+            mixed, procs = bed.fast_round(names, slow="gs", keep=True)
+            # The fast ones are done while the slow member still hangs on
+            # (it reads 12 KB/s of a table of several hundred KB).
+            assert bed.up(bed.addr("gs")), bed.log()[mark:][-3000:]
+            sent = [bed.metric("fastbgp_messages_sent_total", bed.addr(n), type="update") for n in names]
+            bed.churn(True)
+            try:
+                dropped_out_of_resources(bed, "gs", mark, "over its cap", 60)
+            finally:
+                bed.churn(False)
+            # Churn kept flowing to the fast members all along, and they stayed.
+            for n, before_churn in zip(names, sent):
+                assert bed.up(bed.addr(n)), n
+                assert bed.metric("fastbgp_messages_sent_total", bed.addr(n), type="update") > before_churn + 10
+            assert not any("level=warning" in w for n in names for w in bed.warnings(bed.addr(n), mark))
+            bed.leave(procs, names + ("gs",))
+        time.sleep(1)
+        after = bed.status()
+    low, _ = wit.check(TABLE)
+    t_alone = max(e["seconds"] for e in alone.values())
+    t_mixed = max(e["seconds"] for e in mixed.values())
+    print("update group: full table to 3 fast members in %.2fs alone, %.2fs with a slow member (x%.2f); "
+          "RSS before %.1f MB, peak %.1f MB, after %.1f MB; witness hold timer low %.1fs"
+          % (t_alone, t_mixed, t_mixed / t_alone, before["rss"] / MiB, rss.peak / MiB, after["rss"] / MiB, low))
+    prefixes = {e["prefixes"] for e in list(alone.values()) + list(mixed.values())}
+    assert prefixes == {TABLE + WITNESS_ROUTES}, prefixes
+    assert t_mixed < max(2 * t_alone, t_alone + 2.0)
+    # Bounded: the slow member's queue is capped at 1 MiB; a member that
+    # bloated the group would hold the whole table per churn round.
+    assert rss.peak - before["rss"] < 16 * MiB
+    assert after["rss"] - before["rss"] < 8 * MiB
+    assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr("gs")) >= 1
