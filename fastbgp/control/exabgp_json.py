@@ -40,9 +40,10 @@ import time
 
 import msgspec
 
+from fastbgp.wire import codec
 from fastbgp.wire import messages as m
 from fastbgp.wire.communities import format_community
-from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET, ORIGIN_NAMES
+from fastbgp.wire.constants import AFI_IPV4, AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET, ORIGIN_NAMES
 from fastbgp.wire.errors import BGPError
 
 __all__ = ["route_attributes", "PeerInfo", "JsonEncoder", "TextEncoder", "exa_family", "exa_ext_community", "make_encoder"]
@@ -52,6 +53,23 @@ _json_encode = msgspec.json.Encoder().encode
 # ExaBGP names families "<afi> <safi>" (exabgp.protocol.family).
 _AFI = {1: "ipv4", 2: "ipv6", 25: "l2vpn", 16388: "bgp-ls"}
 _SAFI = {1: "unicast", 2: "multicast", 4: "nlri-mpls", 128: "mpls-vpn", 133: "flow", 134: "flow-vpn", 70: "evpn"}
+
+
+# Families update_fast writes itself (the prefix families of RFC 4760 §5
+# the codec unpacks); any other goes through the full message view.
+_FAST = frozenset({(1, 1), (1, 2), (2, 1), (2, 2)})
+_PLEN = ["/%d" % i for i in range(129)]
+ATTR_CACHE = 65536  # attribute blocks remembered per encoder, at most
+
+
+def _nh_text(nh) -> str:
+    """The first (global) next hop of an MP_REACH_NLRI, as ExaBGP keys it
+    (RFC 2545 §3: 16 or 32 octets; RFC 8950: an IPv4 one for IPv4 NLRI)."""
+    if len(nh) == 4:
+        return socket.inet_ntoa(nh)
+    if len(nh) in (16, 32):
+        return ipaddress.IPv6Address(bytes(nh[:16])).compressed
+    return "null"
 
 
 def exa_family(fam) -> str:
@@ -254,6 +272,7 @@ class JsonEncoder:
         self.pid = os.getpid()
         self.ppid = os.getppid()
         self._count: dict = {}
+        self._attr_cache: dict = {}  # attribute block -> msgspec.Raw of its "attribute" object
 
     def _line(self, mtype, peer, body):
         out = {"exabgp": self.version, "time": time.time(), "host": self.host, "pid": self.pid, "ppid": self.ppid}
@@ -294,11 +313,84 @@ class JsonEncoder:
         return {"update": upd}
 
     def update(self, peer: PeerInfo, body: bytes, ctx, direction: str = "in") -> str:
+        """One UPDATE body as ExaBGP's update line.  The common case (IPv4 /
+        IPv6 unicast or multicast, nothing RFC 7606 had to repair, not an
+        End-of-RIB) takes :meth:`update_fast`; everything else the full
+        message view -- tests check both give the same JSON."""
+        impl = self.impl or codec
+        try:
+            p = impl.parse_update(bytes(body), ctx)
+        except (BGPError, ValueError, IndexError) as exc:
+            return self.error(peer, "undecodable UPDATE: %s" % exc)
+        if p.action or p.errors or p.is_eor or (p.mp_reach is not None and p.mp_reach[:2] not in _FAST) \
+                or (p.mp_unreach is not None and p.mp_unreach[:2] not in _FAST):
+            return self.update_slow(peer, body, ctx, direction)
+        return self.update_fast(peer, p, ctx, direction)
+
+    def update_slow(self, peer: PeerInfo, body: bytes, ctx, direction: str = "in") -> str:
         try:
             u = m.decode_update(bytes(body), ctx, impl=self.impl)
         except (BGPError, ValueError, IndexError) as exc:
             return self.error(peer, "undecodable UPDATE: %s" % exc)
         return self._line("update", peer, self._neighbor(peer, direction, message=self.update_message(u)))
+
+    def update_fast(self, peer: PeerInfo, p, ctx, direction: str = "in") -> str:
+        """A ParsedUpdate (codec.parse_update) as an update line: the
+        attribute object is built once per attribute block (cached) and the
+        prefixes are written as JSON text directly (msgspec.Raw)."""
+        upd = {}
+        if p.attrs:
+            upd["attribute"] = self._attributes_raw(p.attrs)
+        rx = ctx.addpath_rx
+        announce = {}
+        if p.nlri:
+            nh = socket.inet_ntoa(p.next_hop) if len(p.next_hop) == 4 else "null"
+            announce["ipv4 unicast"] = {nh: self._nlri_raw(AFI_IPV4, p.nlri, (AFI_IPV4, 1) in rx)}
+        if p.mp_reach is not None and p.mp_reach[3]:
+            afi, safi, nh, packed = p.mp_reach
+            announce.setdefault(exa_family((afi, safi)), {})[_nh_text(nh)] = self._nlri_raw(afi, packed,
+                                                                                          (afi, safi) in rx)
+        if announce:
+            upd["announce"] = announce
+        withdraw = {}
+        if p.withdrawn:
+            withdraw["ipv4 unicast"] = self._nlri_raw(AFI_IPV4, p.withdrawn, (AFI_IPV4, 1) in rx)
+        if p.mp_unreach is not None and p.mp_unreach[2]:
+            afi, safi, packed = p.mp_unreach
+            withdraw[exa_family((afi, safi))] = self._nlri_raw(afi, packed, (afi, safi) in rx)
+        if withdraw:
+            upd["withdraw"] = withdraw
+        return self._line("update", peer, self._neighbor(peer, direction, message={"update": upd}))
+
+    def _attributes_raw(self, block):
+        raw = self._attr_cache.get(block)
+        if raw is None:
+            attrs = exa_attributes(m.Update(attributes=m.decode_attributes(block)), self.api_version)
+            raw = msgspec.Raw(_json_encode(attrs)) if attrs else None
+            if len(self._attr_cache) >= ATTR_CACHE:
+                self._attr_cache.clear()  # bounded; a table's blocks come back in runs
+            self._attr_cache[block] = raw
+        return raw
+
+    def _nlri_raw(self, afi, packed, addpath):
+        items = (self.impl or codec).unpack_prefixes(packed, afi, addpath)
+        if afi == AFI_IPV4:
+            ntoa = socket.inet_ntoa
+            if addpath:
+                parts = ['{"nlri":"%s%s","path-information":"%s"}' % (ntoa(a[:4]), _PLEN[n], ntoa(i.to_bytes(4, "big")))
+                         for i, a, n in items]
+            else:
+                # The hot case (a full table): one join around the texts.
+                return msgspec.Raw(('[{"nlri":"' + '"},{"nlri":"'.join([ntoa(a[:4]) + _PLEN[n] for _i, a, n in items])
+                                    + '"}]').encode() if items else b"[]")
+        else:
+            v6 = ipaddress.IPv6Address
+            if addpath:
+                parts = ['{"nlri":"%s%s","path-information":"%s"}' % (v6(a[:16]).compressed, _PLEN[n],
+                                                                      ipaddress.IPv4Address(i)) for i, a, n in items]
+            else:
+                parts = ['{"nlri":"' + v6(a[:16]).compressed + _PLEN[n] + '"}' for _i, a, n in items]
+        return msgspec.Raw(("[" + ",".join(parts) + "]").encode())
 
     def route(self, peer: PeerInfo, family: str, prefix: str, next_hop, attrs: dict) -> str:
         """One route of a table dump (a RIB entry, not a received message)

@@ -1,0 +1,261 @@
+#!/usr/bin/env python
+"""ExaBGP process API figure: a peer sends N IPv4 prefixes; the speaker
+under test delivers them as ExaBGP JSON to a program that parses every
+line (``json.loads``) and counts the announced prefixes.
+
+The same script runs both speakers, one after the other, on loopback:
+
+* fastbgp: the daemon with a ``[[processes]]`` entry (receive = updates,
+  encoder json), its received routes also going into its RIB;
+* ExaBGP 4.2 (Debian's ``exabgp``) with a ``process`` (encoder json) and
+  ``api { receive { parsed; update; } }`` on the neighbour.
+
+The sending peer is this file's ``--role sender``: it listens, and once
+the session is Established writes a table pre-encoded by
+``bench/passthrough.build_table`` (N /24s in G attribute groups, packed
+into 4096-octet UPDATEs) in one go.  The consumer is this file's
+``--role consumer`` (stdlib only, run by the system python3 for both).
+
+Measured: seconds from the sender's first write to the consumer having
+parsed every prefix (both wall-clock stamps on this host).  Reported per
+run, the median per speaker, and the ratio of the medians.
+
+    python bench/exabgp_process_bench.py --prefixes 1000000 --groups 1000 --runs 3
+    python bench/exabgp_process_bench.py --prefixes 200000 --groups 50000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SYSTEM_PYTHON = "/usr/bin/python3"
+SENDER_AS, TARGET_AS = 65001, 65000
+SENDER_IP, TARGET_IP = "127.0.0.1", "127.0.0.2"
+
+RUNNER = """
+import sys
+import uvloop
+from fastbgp.daemon.process import run_daemon
+uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="warning"))
+"""
+
+
+# ============================================================== consumer (stdlib only)
+
+
+def consumer(result, want):
+    n = 0
+    lines = 0
+    done = False
+    for line in sys.stdin:
+        lines += 1
+        e = json.loads(line)
+        if e.get("type") != "update":
+            continue
+        upd = e["neighbor"]["message"].get("update")
+        if not upd:
+            continue
+        for by_nh in upd.get("announce", {}).values():
+            for nlri in by_nh.values():
+                n += len(nlri)
+        if not done and n >= want:
+            done = True
+            with open(result, "w") as f:
+                json.dump({"t1": time.time(), "prefixes": n, "lines": lines}, f)
+
+
+# ============================================================== sender
+
+
+async def sender(port, count, groups, status):
+    import ipaddress
+
+    from passthrough import build_table
+    from fastbgp.wire import capabilities as caps
+    from fastbgp.wire import codec
+
+    msgs = build_table(0, count, groups, SENDER_AS, SENDER_IP)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    class Peer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.t = transport
+            self.reader = codec.MessageReader()
+            pairs = caps.encode_all([caps.Multiprotocol(1, 1), caps.RouteRefresh(), caps.FourOctetAS(SENDER_AS)])
+            transport.write(codec.build_open(SENDER_AS, 240, int(ipaddress.IPv4Address(SENDER_IP)), pairs))
+            self.up = False
+
+        def data_received(self, data):
+            for mtype, _body in self.reader.feed(data):
+                if mtype == 1:
+                    self.t.write(codec.KEEPALIVE)
+                elif mtype == 4 and not self.up:
+                    self.up = True
+                    with open(status, "w") as f:
+                        json.dump({"t0": time.time(), "messages": len(msgs)}, f)
+                    self.t.writelines(msgs)
+                    loop.call_later(30, self.keepalive)
+                elif mtype == 3:
+                    print("sender: NOTIFICATION %s" % bytes(_body).hex(), file=sys.stderr)
+
+        def keepalive(self):
+            if not self.t.is_closing():
+                self.t.write(codec.KEEPALIVE)
+                loop.call_later(30, self.keepalive)
+
+        def connection_lost(self, exc):
+            if not done.done():
+                done.set_result(None)
+
+    server = await loop.create_server(Peer, SENDER_IP, port, reuse_address=True)
+    with open(status + ".ready", "w") as f:
+        f.write("ready")
+    async with server:
+        await done
+
+
+# ============================================================== targets
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind((SENDER_IP, 0))
+        return s.getsockname()[1]
+
+
+def _consumer_argv(result, count):
+    return [SYSTEM_PYTHON, os.path.abspath(__file__), "--role", "consumer", "--result", result, "--count", str(count)]
+
+
+def fastbgp_target(work, port, result, count):
+    path = os.path.join(work, "fastbgp.toml")
+    run = ", ".join('"%s"' % a for a in _consumer_argv(result, count))
+    with open(path, "w") as f:
+        f.write('[global]\nasn = %d\nrouter-id = "%s"\nlisten = []\n' % (TARGET_AS, TARGET_IP))
+        f.write('[[neighbors]]\naddress = "%s"\nport = %d\npeer-as = %d\nlocal-address = "%s"\n'
+                'default-import = "accept"\ndefault-export = "accept"\n'
+                "timers = { connect-retry = 1, hold-time = 240 }\n" % (SENDER_IP, port, SENDER_AS, TARGET_IP))
+        f.write('[[processes]]\nname = "consumer"\nrun = [%s]\nreceive = ["updates"]\n' % run)
+    return [sys.executable, "-c", RUNNER, path], dict(os.environ)
+
+
+def exabgp_target(work, port, result, count):
+    path = os.path.join(work, "exabgp.conf")
+    with open(path, "w") as f:
+        f.write("process consumer {\n    run %s;\n    encoder json;\n}\n" % " ".join(_consumer_argv(result, count)))
+        f.write("neighbor %s {\n    router-id %s;\n    local-address %s;\n    local-as %d;\n    peer-as %d;\n"
+                "    connect %d;\n    hold-time 240;\n    family { ipv4 unicast; }\n"
+                "    api { processes [ consumer ]; receive { parsed; update; } }\n}\n"
+                % (SENDER_IP, TARGET_IP, TARGET_IP, TARGET_AS, SENDER_AS, port))
+    env = dict(os.environ, exabgp_daemon_user="root", exabgp_daemon_daemonize="false",
+               exabgp_log_destination=os.path.join(work, "exabgp.log"), exabgp_tcp_bind="",
+               exabgp_api_cli="false")
+    env.pop("PYTHONPATH", None)
+    return [shutil.which("exabgp") or "/usr/sbin/exabgp", path], env
+
+
+def _kill(p):
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def one_run(name, make, count, groups, timeout):
+    work = tempfile.mkdtemp(prefix="exabench-")
+    port = _free_port()
+    status = os.path.join(work, "sender.json")
+    result = os.path.join(work, "result.json")
+    procs = []
+    try:
+        s = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "sender", "--port", str(port),
+                              "--count", str(count), "--groups", str(groups), "--status", status],
+                             cwd=ROOT, start_new_session=True,
+                             env=dict(os.environ, PYTHONPATH=os.pathsep.join((ROOT, HERE))))
+        procs.append(s)
+        deadline = time.time() + 300
+        while not os.path.exists(status + ".ready"):
+            if s.poll() is not None or time.time() > deadline:
+                raise RuntimeError("sender did not start")
+            time.sleep(0.05)
+        argv, env = make(work, port, result, count)
+        log = open(os.path.join(work, name + ".out"), "wb")
+        t = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(t)
+        deadline = time.time() + timeout
+        while not os.path.exists(result):
+            if t.poll() is not None:
+                raise RuntimeError("%s exited: %s" % (name, open(os.path.join(work, name + ".out")).read()[-2000:]))
+            if time.time() > deadline:
+                raise RuntimeError("%s: no result within %d s" % (name, timeout))
+            time.sleep(0.02)
+        time.sleep(0.05)
+        with open(status) as f:
+            t0 = json.load(f)["t0"]
+        with open(result) as f:
+            r = json.load(f)
+        return {"seconds": r["t1"] - t0, "prefixes": r["prefixes"], "lines": r["lines"]}
+    finally:
+        for p in reversed(procs):
+            _kill(p)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--role", choices=["bench", "sender", "consumer"], default="bench")
+    ap.add_argument("--prefixes", "--count", dest="count", type=int, default=1_000_000)
+    ap.add_argument("--groups", type=int, default=1000, help="attribute groups (the table's distinct paths)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--targets", default="fastbgp,exabgp")
+    ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--status")
+    ap.add_argument("--result")
+    args = ap.parse_args()
+    if args.role == "consumer":
+        return consumer(args.result, args.count)
+    if args.role == "sender":
+        import uvloop
+
+        return uvloop.run(sender(args.port, args.count, args.groups, args.status))
+    makers = {"fastbgp": fastbgp_target, "exabgp": exabgp_target}
+    targets = args.targets.split(",")
+    times = {t: [] for t in targets}
+    for i in range(args.runs):
+        for t in targets:
+            r = one_run(t, makers[t], args.count, args.groups, args.timeout)
+            times[t].append(r["seconds"])
+            print("run %d %-8s %8.3f s  %d prefixes in %d JSON lines" % (i + 1, t, r["seconds"], r["prefixes"],
+                                                                       r["lines"]), flush=True)
+    med = {t: statistics.median(v) for t, v in times.items()}
+    print("%d prefixes, %d attribute groups, %d run(s):" % (args.count, args.groups, args.runs))
+    for t in targets:
+        print("  %-8s median %.3f s  (runs: %s)" % (t, med[t], ", ".join("%.3f" % x for x in times[t])))
+    if "fastbgp" in med and "exabgp" in med:
+        print("  ExaBGP / fastbgp: %.1fx" % (med["exabgp"] / med["fastbgp"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
