@@ -244,3 +244,30 @@ def test_exits_are_restarted_with_backoff(run, tmp_path):
         assert prog.proc.returncode is not None
 
     run(main())
+
+
+def test_reload_starts_and_stops_programs(run, tmp_path):
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    rec = _script(tmp_path, "rec", RECORDER)
+
+    async def main():
+        dut = DUT(extra=process_toml("a", rec, out_a), path=tmp_path / "fastbgp.toml")
+        d = await dut.start()
+        try:
+            a = d.processes.programs["a"]
+            await until(lambda: a.proc is not None and out_a.exists(), what="a running")
+            dut.extra = process_toml("b", rec, out_b)
+            dut.path.write_text(dut.text())
+            await d.reload()
+            assert list(d.processes.programs) == ["b"]
+            assert a.proc.returncode is not None  # stopped, not restarted
+            b = d.processes.programs["b"]
+            await until(lambda: b.proc is not None and out_b.exists(), what="b running")
+            # An unchanged program keeps running through a reload.
+            pid = b.proc.pid
+            await d.reload()
+            assert d.processes.programs["b"].proc.pid == pid
+        finally:
+            await dut.stop()
+
+    run(main())

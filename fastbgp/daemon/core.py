@@ -112,6 +112,7 @@ class Daemon:
         self.originator = Originator(self, self.importer, self.exporter)
         self.views = Views(self, self.peers, self.exporter)
         self.processes = ProcessManager(self)  # [[processes]]: ExaBGP-style programs
+        self.on_reload.append(self.processes.reload)
         # Their tables under the daemon's names (the same objects).
         self.sources: dict = self.peers.sources  # pid -> export.Source
         self.groups: dict = self.exporter.groups  # key -> UpdateGroup

@@ -29,7 +29,8 @@ exception.  Routes a program announced stay when it exits or restarts
 Owns: the programs (``programs``: name -> :class:`Program`) and their
 counters.  Calls: the daemon's Control methods (announce, withdraw,
 soft_reset, iter_rib), its speaker's neighbours, ``Session.observe_updates``.
-Called by: the daemon (``start``, ``stop``, ``state_change``).
+Called by: the daemon (``start``, ``stop``, ``state_change``, ``reload``
+after a configuration reload).
 """
 
 from __future__ import annotations
@@ -384,6 +385,28 @@ class ProcessManager:
             p.start()
         self.update_programs = tuple(p for p in self.programs.values() if "updates" in p.wants)
 
+    async def reload(self, old, new, diff):
+        """A reload: programs removed or changed are stopped, new or changed
+        ones started (unchanged ones keep running, queue and all)."""
+        before = {c.name: c for c in old.processes}
+        after = {c.name: c for c in new.processes}
+        for name, cfg in before.items():
+            p = self.programs.get(name)
+            if p is not None and after.get(name) != cfg:
+                del self.programs[name]
+                await p.stop()
+                log.info("process %s stopped (reload)", name)
+        for name, cfg in after.items():
+            if name not in self.programs:
+                p = Program(self, cfg)
+                self.programs[name] = p
+                p.start()
+        self.update_programs = tuple(p for p in self.programs.values() if "updates" in p.wants)
+        if self.update_programs:
+            for nb in self.neighbors():
+                if nb.established:
+                    self.hook(nb)
+
     async def stop(self):
         for unsubscribe in list(self._unsubscribe.values()):
             unsubscribe()
@@ -463,11 +486,11 @@ class ProcessManager:
             return
         info = _peer_info(nb)
         ctx = s.ctx
-        programs = self.update_programs
+        manager = self
 
         def on_update(body):
             item = ("update", info, ctx, bytes(body))
-            for p in programs:
+            for p in manager.update_programs:
                 p.push(item)
 
         self._unsubscribe[s] = s.observe_updates(on_update)
