@@ -24,10 +24,14 @@ above), else from the pre-policy copy the importer keeps for them.
 Prefixes that change while a dump runs are re-sent from the RIBs at its
 end (their dump entry may predate the change).
 
-Loc-RIB changes that no received UPDATE names -- a peer's routes going
-with its session, graceful-restart sweeps, API announcements -- are sent
-as a Loc-RIB re-sync: Peer Down of the Loc-RIB instance (RFC 9069 §5.4,
-reason 6), Peer Up, dump; a peer going down schedules one (coalesced).
+A peer going down takes its routes out of the Loc-RIB without an UPDATE:
+while a station wants the Loc-RIB, the feed keeps the packed prefixes each
+peer announced (a few octets a prefix, compacted from the RIB as it grows)
+and, after the peer's Peer Down, sends the Loc-RIB state of each of them
+(withdrawn, or the path that replaced it), in slices.  Loc-RIB changes
+with neither cause -- our own API announcements, graceful-restart sweeps,
+soft reconfiguration -- reach a station with its next dump (reconnect or
+reload).
 
 Calls: the daemon's ``speaker``, ``ribs``, ``attrs``, ``importer.pre_ribs``,
 ``config``.  Called by: the daemon (``start_bmp`` / ``stop_bmp``, reload).
@@ -53,12 +57,11 @@ from fastbgp.daemon.common import SLICE_SECONDS, prefix_text
 
 log = logging.getLogger("fastbgp.bmp")
 
-__all__ = ["BmpFeed", "TOUCHED_MAX", "LOC_RIB_RESYNC_DELAY"]
+__all__ = ["BmpFeed", "TOUCHED_MAX"]
 
 # Prefixes remembered per station while its dump runs (re-sent at its end);
 # past this the station is dropped and re-synced from scratch.
 TOUCHED_MAX = 500_000
-LOC_RIB_RESYNC_DELAY = 1.0  # seconds: coalesces the Loc-RIB re-syncs of peers going down together
 DUMP_BATCH = 64  # UPDATEs written between two clock reads
 _REMOTE_CLOSE = (Reason.READ_FAILED, Reason.WRITE_FAILED, Reason.HOLD_TIMER_EXPIRED)
 
@@ -66,7 +69,8 @@ _REMOTE_CLOSE = (Reason.READ_FAILED, Reason.WRITE_FAILED, Reason.HOLD_TIMER_EXPI
 class _Peer:
     """What the feed keeps about one Established peer."""
 
-    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "peer_up", "unsubscribe", "rejected")
+    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "peer_up", "unsubscribe", "rejected", "seen",
+                 "seen_base")
 
     def __init__(self, nb, session, peer_up, pre_hdr, post_hdr):
         self.nb = nb
@@ -77,6 +81,10 @@ class _Peer:
         self.post_hdr = post_hdr
         self.unsubscribe = []
         self.rejected = 0  # RFC 7854 §4.8 type 0, for this session
+        # family -> packed prefixes this peer announced (kept while a station
+        # wants the Loc-RIB): what to look up again when the peer goes.
+        self.seen: dict = {}
+        self.seen_base: dict = {}  # family -> its size after the last compaction
 
 
 class _Target:
@@ -91,6 +99,32 @@ class _Target:
         self.touched: set = set()  # (kind, pid, fam, packed prefix) changed while dumping
         self.lock = asyncio.Lock()
         self.stats_handle = None
+        self.told: set = set()  # peers whose Peer Up went on this connection
+        self.told_conn = 0  # ... which is the station's connection number
+        self.loc_told = False  # the Loc-RIB instance's Peer Up went on it
+
+    def knows(self, p) -> bool:
+        """The station had ``p``'s Peer Up on this connection (RFC 7854 §4.6:
+        route monitoring of a peer follows its Peer Up); ``None``: the
+        Loc-RIB instance's."""
+        if self.told_conn != self.station.connects:
+            return False
+        return self.loc_told if p is None else p in self.told
+
+    def tell(self, p) -> bool:
+        """True (and noted) if ``p``'s Peer Up is still to be sent on the
+        current connection: exactly one per peer session and connection."""
+        if self.told_conn != self.station.connects:
+            self.told_conn = self.station.connects
+            self.told = set()
+            self.loc_told = False
+        if p is None:
+            self.loc_told = True
+            return True
+        if p in self.told:
+            return False
+        self.told.add(p)
+        return True
 
 
 class BmpFeed:
@@ -104,7 +138,7 @@ class BmpFeed:
         self.peers: dict = {}  # neighbour -> _Peer
         self.targets: list = []
         self.drops = 0
-        self._resync_handle = None
+        self.tasks: set = set()  # Loc-RIB updates after a peer went
         self._unsubscribe_state = daemon.speaker.subscribe(self.state_change)
         descr = "fastbgp BGP-4 speaker, AS%d, router id %s" % (g.asn, g.router_id)
         for cfg in stations_cfg:
@@ -121,13 +155,17 @@ class BmpFeed:
                 t.stats_handle = self.loop.call_later(t.cfg.stats_interval, self.stats_due, t)
 
     @property
+    def keep_seen(self) -> bool:
+        return any(t.cfg.loc_rib for t in self.targets)
+
+    @property
     def stations(self) -> list:
         return [t.station for t in self.targets]
 
     async def close(self):
         self._unsubscribe_state()
-        if self._resync_handle is not None:
-            self._resync_handle.cancel()
+        for task in self.tasks:
+            task.cancel()
         for p in list(self.peers.values()):
             for u in p.unsubscribe:
                 u()
@@ -176,12 +214,15 @@ class BmpFeed:
         p.unsubscribe.append(session.observe_updates(self.raw_observer(p)))
         p.unsubscribe.append(nb.subscribe_updates(self.update_processed))
 
-    def send_peer_up(self, t, p):
-        if p is None or not t.station.up:
-            return
+    def send_peer_up(self, t, p) -> bool:
+        """Peer Up of ``p`` to ``t`` unless already sent on this connection;
+        True when sent."""
+        if p is None or not t.station.up or not t.tell(p):
+            return False
         hdr = bm.stamp(bytearray(p.pre_hdr), time.time())
         # RFC 7854 §4.10: common header + per-peer header + the rest.
         t.station.send(bm.message(bm.PEER_UP, hdr, p.peer_up))
+        return True
 
     def peer_down(self, nb, reason):
         p = self.peers.pop(nb, None)
@@ -192,10 +233,15 @@ class BmpFeed:
         why, data = self.down_reason(nb, p.session, reason)
         msg = bm.peer_down(bm.stamp(p.pre_hdr, time.time()), why, data)
         for t in self.targets:
-            if t.station.up:
+            if t.station.up and t.knows(p):
                 t.station.send(msg)
-        if any(t.cfg.loc_rib for t in self.targets) and self._resync_handle is None:
-            self._resync_handle = self.loop.call_later(LOC_RIB_RESYNC_DELAY, self.loc_rib_resync)
+        if p.seen and any(t.cfg.loc_rib and t.station.up for t in self.targets):
+            # Its routes left the RIBs with the session: the Loc-RIB state of
+            # every prefix it announced, now (RFC 9069 §5.2).
+            self.tasks.add(self.loop.create_task(self.peer_gone(p)))
+            for t in list(self.tasks):
+                if t.done():
+                    self.tasks.discard(t)
 
     @staticmethod
     def down_reason(nb, session, reason):
@@ -230,7 +276,7 @@ class BmpFeed:
             # RFC 7854 §4.6: the UPDATE exactly as received, behind the header.
             msg = None
             for t in targets:
-                if t.pre and t.station.up:
+                if t.pre and t.station.up and t.knows(p):
                     if msg is None:
                         msg = bm.route_monitoring(bm.stamp(hdr, time.time()), frame(MSG_UPDATE, bytes(body)))
                     t.station.send(msg)
@@ -248,6 +294,8 @@ class BmpFeed:
             for fam, entries, announced in named:
                 if announced:
                     p.rejected += self.count_rejected(p, fam, entries)
+                    if self.keep_seen:
+                        self.remember(p, fam, entries)
                 if post:
                     self.send_current("post", p, fam, entries)
                 if loc:
@@ -275,6 +323,31 @@ class BmpFeed:
             r = parsed.mp_reach
             add((r[0], r[1]), r[3], True)
         return out
+
+    def remember(self, p, fam, entries):
+        buf = p.seen.get(fam)
+        if buf is None:
+            buf = p.seen[fam] = bytearray()
+        buf += b"".join(entries)
+        if len(buf) > 2 * p.seen_base.get(fam, 0) + 65536:
+            # Compaction: what the peer holds now (announcements repeat).
+            rib = self.daemon.ribs[fam]
+            buf = p.seen[fam] = bytearray(b"".join(packed for _aid, packed in rib.dump_peer(p.pid, False))
+                                          if rib.has_peer(p.pid) else b"")
+            p.seen_base[fam] = len(buf)
+
+    async def peer_gone(self, p):
+        loop = self.loop
+        for fam, buf in p.seen.items():
+            afi = fam[0]
+            entries = sorted({bytes((plen,)) + addr[: (plen + 7) >> 3]
+                              for _i, addr, plen in codec.unpack_prefixes(bytes(buf), afi, False)})
+            for i in range(0, len(entries), 1000):
+                t0 = loop.time()
+                self.send_current("loc", None, fam, entries[i:i + 1000])
+                if loop.time() - t0 > SLICE_SECONDS / 2:
+                    await asyncio.sleep(0)
+        p.seen = {}
 
     def count_rejected(self, p, fam, entries):
         rib = self.daemon.ribs[fam]
@@ -344,16 +417,17 @@ class BmpFeed:
     def send_current(self, kind, p, fam, entries):
         msgs = None
         for t in self.targets:
-            if not t.station.up or not (t.post if kind == "post" else t.cfg.loc_rib):
+            if not t.station.up or not (t.post if kind == "post" else t.cfg.loc_rib) or \
+                    not t.knows(p if kind != "loc" else None):
                 continue
+            pid = p.pid if kind != "loc" else -1
             if t.dumping:
-                pid = p.pid if kind != "loc" else -1
                 t.touched.update((kind, pid, fam, e) for e in entries)
                 if len(t.touched) > TOUCHED_MAX:
                     t.station.drop("more than %d prefixes changed during its dump" % TOUCHED_MAX)
             if msgs is None:
                 hdr = self.header(kind, p)
-                groups, wd = self.current(kind, p.pid, fam, entries)
+                groups, wd = self.current(kind, pid, fam, entries)
                 msgs = [bm.route_monitoring(hdr, u) for u in self.updates(fam, groups, wd)]
             for m in msgs:
                 t.station.send(m)
@@ -366,11 +440,12 @@ class BmpFeed:
             t.dumping = True
             t.touched = set()
             try:
-                for p in list(self.peers.values()):
-                    self.send_peer_up(t, p)
+                # Peers that came up since the connection was made told the
+                # station themselves, and their table is on its way anyway.
+                fresh = [p for p in list(self.peers.values()) if self.send_peer_up(t, p)]
                 if t.cfg.loc_rib:
                     self.send_loc_rib_up(t)
-                await self.dump(t)
+                await self.dump(t, fresh)
             finally:
                 t.dumping = False
                 t.touched = set()
@@ -381,12 +456,13 @@ class BmpFeed:
         caps = [(65, self.daemon.asn.to_bytes(4, "big"))] + [
             (1, fam[0].to_bytes(2, "big") + bytes((0, fam[1]))) for fam in sorted(self.daemon.ribs)]
         op = codec.build_open(self.daemon.asn, 0, self.router_id, caps)
+        t.tell(None)
         t.station.send(bm.peer_up(self.header("loc", None), None, 0, 0, op, op, table_name="global"))
 
-    async def dump(self, t):
+    async def dump(self, t, peers):
         st = t.station
         d = self.daemon
-        for p in list(self.peers.values()):
+        for p in peers:
             if self.peers.get(p.nb) is not p:
                 continue
             if t.pre:
@@ -459,32 +535,6 @@ class BmpFeed:
                         await asyncio.sleep(0)
                         t0 = loop.time()
 
-    def loc_rib_resync(self):
-        self._resync_handle = None
-        for t in self.targets:
-            if t.cfg.loc_rib and t.station.up:
-                self.loop.create_task(self._resync(t))
-
-    async def _resync(self, t):
-        async with t.lock:
-            if not t.station.up:
-                return
-            t.dumping = True
-            t.touched = set()
-            try:
-                info = b"\x00\x00" + len(b"loc-rib re-sync").to_bytes(2, "big") + b"loc-rib re-sync"
-                t.station.send(bm.peer_down(self.header("loc", None), bm.DOWN_LOCAL_TLV, info))
-                self.send_loc_rib_up(t)
-                saved_pre, saved_post = t.pre, t.post
-                t.pre = t.post = False
-                try:
-                    await self.dump(t)
-                finally:
-                    t.pre, t.post = saved_pre, saved_post
-            finally:
-                t.dumping = False
-                t.touched = set()
-
     # -- statistics and drops ------------------------------------------------------------------
 
     def stats_due(self, t):
@@ -503,10 +553,12 @@ class BmpFeed:
         ribs = self.daemon.ribs
         now = time.time()
         for p in self.peers.values():
+            if not t.knows(p):
+                continue
             adj = sum(r.peer_path_count(p.pid) for r in ribs.values() if r.has_peer(p.pid))
             t.station.send(bm.statistics_report(bm.stamp(p.pre_hdr, now),
                                                 [(bm.STAT_REJECTED, p.rejected), (bm.STAT_ADJ_RIB_IN, adj)]))
-        if t.cfg.loc_rib:
+        if t.cfg.loc_rib and t.knows(None):
             t.station.send(bm.statistics_report(self.header("loc", None),
                                                 [(bm.STAT_LOC_RIB, sum(len(r) for r in ribs.values()))]))
 
