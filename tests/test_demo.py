@@ -2,6 +2,7 @@
 the monitor on loopback; every announced prefix must reach the monitor."""
 
 import json
+import re
 
 from fastbgp.cli import main as cli, demo
 
@@ -26,3 +27,21 @@ def test_demo_runs_and_converges(tmp_path, capsys):
     assert announce["expected"] == 15000
     assert announce["converged"] is not None and not announce["timed_out"]
     assert announce["received"] >= 15000
+    # It ends with one plain sentence: what was measured, and the result.
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"fastbgp demo: the daemon passed 15,000 prefixes from 3 peers to the monitor in [0-9.]+ s, "
+                        r"[0-9.]+[kM]? prefixes/s \(it accepted them off the wire in [0-9.]+ s, [0-9.]+[kM]? "
+                        r"prefixes/s\), peak RSS [0-9]+ MiB\.", last), last
+    # The columns are explained, and "sent/s" (bytes queued locally) is gone.
+    assert "dlv/s" in out and "prefixes per second the target accepted off the wire" in " ".join(out.split())
+    assert "sent/s" not in out
+    assert announce["delivered"] is not None and announce["read_checked"] == 3
+
+
+def test_demo_summary_when_the_monitor_misses_prefixes():
+    from fastbgp.loadtest import report as R
+
+    rep = R.Report(phases=[R.PhaseResult(name="announce", kind="announce", expected=100, received=40,
+                                         timed_out=True)])
+    assert demo.summary(rep, 2) == ("fastbgp demo: the daemon did not pass every prefix on: the monitor received 40 "
+                                    "of the 100 prefixes from 2 peers.")

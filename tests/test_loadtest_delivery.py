@@ -239,3 +239,61 @@ def test_plot_axes_start_at_zero_with_a_target_panel(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_bird_holds_every_delivered_route(tmp_path):
+    """No monitor, BIRD as the target: when the load test says delivered
+    and the sessions are kept up until BIRD is quiet, BIRD holds every
+    route (the figures are not bytes in our socket buffer that BIRD later
+    flushes); the run ends with a Cease."""
+    import json
+    import re
+
+    from fastbgp.testing import lab as L
+
+    if not L.is_root():
+        pytest.skip("interop lab needs root (network namespaces)")
+    missing = L.missing_binaries("ip", *L.Bird.binaries)
+    if missing:
+        pytest.skip("not installed: %s" % ", ".join(missing))
+    n = 400_000
+    out = tmp_path / "bird.json"
+    counts = []
+    with L.Lab() as lab:
+        dut = lab.add_host("dut", ipv4="192.0.2.1/24", ipv6=None)
+        gen = lab.add_host("gen", ipv4="192.0.2.2/24", ipv6=None)
+        L._run([L.IP, "-n", gen.ns, "addr", "add", "192.0.2.10/24", "dev", "eth0"])
+        bird = L.Bird(dut, 65000, router_id="192.0.2.1", neighbors=[
+            L.Neighbor("192.0.2.10", 64512, passive=True, options={"import": "all", "export": "none"}),
+        ]).start()
+        proc = gen.popen([sys.executable, "-m", "fastbgp", "loadtest", "--target", "192.0.2.1", "--target-as", "65000",
+                          "--peer-address", "192.0.2.10", "--prefixes", str(n), "--target-pid", str(bird.proc.pid),
+                          "--hold", "4", "--timeout", "60", "--no-progress", "--json", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        while proc.poll() is None:
+            m = re.search(r"(\d+) of \d+ routes", bird.birdc("show", "route", "count").stdout)
+            counts.append((time.monotonic(), int(m.group(1)) if m else -1))
+            # Counting 400k routes costs BIRD CPU: polled rarely enough not
+            # to keep it from going quiet.
+            time.sleep(1.0)
+        text = proc.stdout.read()
+        assert proc.returncode == 0, text[-3000:]
+        m = re.search(r"(\d+) of \d+ routes", bird.birdc("show", "route", "count").stdout)
+        after = int(m.group(1)) if m else -1
+    rep = json.loads(out.read_text())
+    ann = next(p for p in rep["phases"] if p["kind"] == "announce")
+    assert ann["sent_prefixes"] == n and ann["undelivered"] == 0
+    # The target's own socket table showed it read everything.
+    assert ann["read_checked"] == 1 and ann["deliver_rate"] > 0
+    assert rep["drain"]["method"] == "target-cpu" and rep["drain"]["quiet"]
+    # While the sessions were held, BIRD held every route; the Cease at the
+    # end made it withdraw them (RFC 4271 §9.1).
+    assert max(c for _t, c in counts) == n, counts[-20:]
+    assert after == 0
+    print("BIRD: delivered %d prefixes in %.2f s (%.0f prefixes/s), kept up %.2f s until quiet, BIRD CPU %.2f s, "
+          "peak RSS %.0f MiB" % (n, ann["deliver_time"], ann["deliver_rate"], rep["drain"]["waited"],
+                                 rep["target"]["cpu"] or 0, (rep["target"]["peak_rss_kb"] or 0) / 1024))

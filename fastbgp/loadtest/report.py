@@ -294,7 +294,8 @@ COLUMNS = (
     ("phase", "the step of the scenario (#n: flap cycle)"),
     ("sess", "sessions that took part (establish: Established/all)"),
     ("prefixes", "prefixes our peers sent in the phase"),
-    ("dlv s", "seconds from the phase start until the target's TCP acknowledged our last octet"),
+    ("dlv s", "seconds from the phase start until the target took our last octet (its TCP acknowledged it; "
+              "with --target-pid on this host, its process read it)"),
     ("dlv/s", "prefixes / dlv s: prefixes per second the target accepted off the wire"),
     ("expect", "prefixes the monitor should see"),
     ("recv", "announcements (or withdrawals) the monitor received"),

@@ -41,6 +41,9 @@ KEEP_ROW = 0.25
 # under this share of one core for max(settle, QUIET_WINDOW) seconds.
 QUIET_CPU_PCT = 5.0
 QUIET_WINDOW = 0.5
+# ... and is waited for at most this long (or the step timeout if shorter):
+# a target kept busy by something else must not hold the run for minutes.
+DRAIN_MAX = 60.0
 
 
 class TargetProbe:
@@ -597,7 +600,8 @@ class Runner:
             return
         d.method = "target-cpu"
         window = max(settle, QUIET_WINDOW)
-        deadline = t0 + self.sc.monitor.timeout
+        limit = min(self.sc.monitor.timeout, DRAIN_MAX)
+        deadline = t0 + limit
         hist = []  # (time, cpu seconds)
         while True:
             now = time.monotonic()
@@ -613,8 +617,8 @@ class Runner:
                     d.quiet = True
                     break
             if now > deadline:
-                self.errors.append("drain: the target was still busy (CPU >= %g%%) after %gs" % (
-                    QUIET_CPU_PCT, self.sc.monitor.timeout))
+                self.errors.append("drain: the target was still busy (CPU >= %g%% of a core) after %gs" % (
+                    QUIET_CPU_PCT, limit))
                 break
             await asyncio.sleep(PROBE_EVERY)
         d.waited = round(time.monotonic() - t0, 3)
