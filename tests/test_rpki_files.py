@@ -33,6 +33,19 @@ def test_parse_rpki_client_json():
     assert data.aspas == {64496: (64510, 64511), 64497: (64512,), 64498: ()}
 
 
+def test_stayrtr_provider_authorizations_layout():
+    """stayrtr reads ASPA per AFI; the two lists of one customer merge."""
+    doc = {"roas": [], "aspas": [{"customer_asid": 1, "providers": [5]}],
+           "provider_authorizations": {"ipv4": [{"customer_asid": 1, "providers": [2, 3]}],
+                                       "ipv6": [{"customer_asid": 1, "providers": [3, 4]},
+                                                {"customer_asid": 9, "providers": []}]}}
+    assert parse_bytes(json.dumps(doc).encode()).aspas == {1: (2, 3, 4, 5), 9: ()}
+    with pytest.raises(RpkiFileError, match=r"provider_authorizations.ipv6\[0\]: no customer_asid"):
+        parse_bytes(b'{"provider_authorizations": {"ipv6": [{"providers": []}]}}')
+    with pytest.raises(RpkiFileError, match="must be an object"):
+        parse_bytes(b'{"provider_authorizations": []}')
+
+
 def test_round_trip_through_to_document():
     data = parse_bytes(json.dumps(DOC).encode())
     again = parse_bytes(json.dumps(to_document(data.vrps, data.aspas)).encode())

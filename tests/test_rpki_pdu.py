@@ -102,7 +102,7 @@ def _hdr(version, ptype, field, body):
     (_hdr(1, P.ERROR_REPORT, 0, struct.pack("!I", 100) + bytes(4)), P.CORRUPT_DATA),  # PDU length overruns
     (_hdr(1, P.ERROR_REPORT, 0, struct.pack("!II", 0, 9) + b"abc"), P.CORRUPT_DATA),  # text length wrong
     (_hdr(2, P.ASPA, 1 << 8, bytes(6)), P.CORRUPT_DATA),  # not whole ASNs
-    (_hdr(2, P.ASPA, 0, bytes(8)), P.CORRUPT_DATA),  # a withdrawal with providers
+    (_hdr(2, P.ASPA, 0, bytes(12)), P.CORRUPT_DATA),  # a withdrawal with providers
     (_hdr(1, P.ROUTER_KEY, 0, bytes(10)), P.CORRUPT_DATA),
     (b"\x01\x02\x00\x00\x00\x00\x00\x09", P.CORRUPT_DATA),  # length field says 9, 8 octets
     (b"\x01\x02", P.CORRUPT_DATA),
@@ -135,3 +135,14 @@ def test_router_key_and_aspa_fields():
     aspa = P.parse_pdu(_hdr(2, P.ASPA, 1 << 8, struct.pack("!III", 64496, 64497, 64498)))
     assert aspa == P.Aspa(2, True, 64496, (64497, 64498))
     assert P.parse_pdu(_hdr(2, P.ASPA, 0, struct.pack("!I", 64496))) == P.Aspa(2, False, 64496, ())
+
+
+def test_aspa_in_draft_10_layout_as_stayrtr_sends_it():
+    """Octets captured from stayrtr (8210bis-10): flags, AFI flags and the
+    provider count follow the length."""
+    data = bytes.fromhex("020b000000000018010000020000fbf00000fbfe0000fbff")
+    assert P.parse_pdu(data) == P.Aspa(2, True, 64496, (64510, 64511))
+    withdraw = bytes.fromhex("020b00000000001000000000" + "0000fbf0")
+    assert P.parse_pdu(withdraw) == P.Aspa(2, False, 64496, ())
+    bad_count = bytes.fromhex("020b000000000018010000030000fbf00000fbfe0000fbff")
+    assert P.parse_pdu(bad_count).code == P.CORRUPT_DATA  # count disagrees with the length

@@ -30,7 +30,8 @@ Protocol behaviour:
   cache; a Serial Notify starts a Serial Query when idle; a Cache Reset
   starts a Reset Query;
 * the published data outlives a lost cache until the expire interval after
-  the last End of Data, unless another cache's full answer replaces it;
+  the last End of Data, unless another cache's full answer replaces it
+  (while the source session is up the data never expires);
 * while a less preferred cache is in use, the more preferred ones are
   probed every retry interval and the client switches back when one answers;
 * any malformed PDU is answered with the Error Report code of RFC 8210 §12
@@ -215,6 +216,8 @@ class _Connection:
         self.querying = False
         self.session_id = None  # of the Cache Response being received
         self.refresh_at = 0.0
+        self.serial_tried = False  # a Serial Query was sent
+        self.updated = False  # an End of Data was applied
 
     async def send(self, data):
         self.writer.write(data)
@@ -236,6 +239,7 @@ class _Connection:
         c = self.cache
         if self.client.source is c and c.status.session_id is not None:
             self.pending = _Pending(False, self.client.vrps, self.client.aspas)
+            self.serial_tried = True
             await self.send(P.encode(P.SerialQuery(self.version, c.status.session_id, c.status.serial)))
         else:
             await self.reset_query()
@@ -300,6 +304,7 @@ class _Connection:
                                    "version %d in a version %d session" % (pdu.version, self.version)))
 
     async def handle(self, pdu):
+        log.debug("RTR %s: received %s", self.cache.name(), type(pdu).__name__)
         await self.check_version(pdu)
         if isinstance(pdu, P.ErrorReport):
             self.error_report(pdu)
@@ -370,6 +375,7 @@ class _Connection:
         st.last_update, st.last_error, st.state = time.time(), None, "up"
         self.client.publish(c, self.pending)
         self.pending, self.querying, self.session_id = None, False, None
+        self.updated = True
         self.refresh_at = time.monotonic() + st.refresh
 
 
@@ -476,6 +482,11 @@ class RtrClient:
         else:
             log.warning("RTR session to %s lost: %s", cache.name(), reason)
         cache.status.last_error = reason
+        if conv.serial_tried and not conv.updated:
+            # The cache may have restarted with a new session (stayrtr closes
+            # such a connection): start over with a Reset Query; the
+            # published data stays until its answer replaces it.
+            cache.status.session_id = None
         if not again:
             cache.retry_at = time.monotonic() + cache.status.retry
         self._set_state(cache, "down")
@@ -497,7 +508,11 @@ class RtrClient:
         """Drops the published data when it expires (RFC 8210 §6)."""
         while True:
             now = time.monotonic()
-            if self.expires_at is not None and now >= self.expires_at:
+            # RFC 8210 §6: expire bounds how long data is used "while unable
+            # to perform a successful subsequent query": not while the source
+            # session is up (a stalled one is ended by RESPONSE_TIMEOUT).
+            live = self.source is not None and self.source.status.state == "up"
+            if self.expires_at is not None and now >= self.expires_at and not live:
                 log.warning("RPKI data from %s expired: no successful update for %d s",
                             self.source.name() if self.source else "cache", self.source.status.expire
                             if self.source else 0)

@@ -1,6 +1,7 @@
 """The static RPKI source: the JSON that rpki-client writes and stayrtr /
 fort-validator serve, ``{"roas": [{"prefix", "maxLength", "asn"}, ...],
-"aspas": [{"customer_asid", "providers"}, ...]}``.
+"aspas": [{"customer_asid", "providers"}, ...]}``, and stayrtr's
+``"provider_authorizations": {"ipv4": [...], "ipv6": [...]}`` for ASPA.
 
 ASNs may be numbers or "AS65000" strings; ASPA providers numbers, strings
 or ``{"asid": n}`` objects (older rpki-client output).  Every error names the
@@ -98,6 +99,19 @@ def parse_document(doc):
         if customer in table:
             raise RpkiFileError("aspas[%d]: second record for AS%d" % (i, customer))
         table[customer] = providers
+    # stayrtr's (and older rpki-client's) layout: records per AFI.  ASPA is
+    # AFI-agnostic now (draft-ietf-sidrops-aspa-profile), so the two lists
+    # of one customer are merged.
+    split = doc.get("provider_authorizations", {})
+    if not isinstance(split, dict):
+        raise RpkiFileError('"provider_authorizations" must be an object')
+    for afi in ("ipv4", "ipv6"):
+        records = split.get(afi, [])
+        if not isinstance(records, list):
+            raise RpkiFileError('"provider_authorizations.%s" must be a list' % afi)
+        for i, e in enumerate(records):
+            customer, providers = _aspa(e, "provider_authorizations.%s[%d]" % (afi, i))
+            table[customer] = tuple(sorted(set(table.get(customer, ())) | set(providers)))
     return RpkiData(vrps=vrps, aspas=table)
 
 
@@ -132,6 +146,7 @@ def to_document(vrps, aspas=None):
         net = ipaddress.ip_network((bytes(addr), plen))
         roas.append({"prefix": str(net), "maxLength": maxlen, "asn": "AS%d" % asn})
     out = {"metadata": {"buildtime": "1970-01-01T00:00:00Z"}, "roas": roas}
-    if aspas:
-        out["aspas"] = [{"customer_asid": c, "providers": list(p)} for c, p in sorted(aspas.items())]
+    if aspas:  # in stayrtr's layout (it reads no "aspas" list)
+        records = [{"customer_asid": c, "providers": list(p)} for c, p in sorted(aspas.items())]
+        out["provider_authorizations"] = {"ipv4": records, "ipv6": []}
     return out

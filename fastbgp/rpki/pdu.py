@@ -227,16 +227,22 @@ def _parse_router_key(data, version):
 
 
 def _parse_aspa(data, version):
-    # 8210bis §5.12: flags in octet 2, customer ASN, then 4-octet provider
-    # ASNs up to the PDU length.
     n = len(data)
-    if n < 12 or (n - 12) % 4:
+    if data[2] == 0 and data[3] == 0 and n >= 16 and (n - 16) % 4 == 0 and \
+            int.from_bytes(data[10:12], "big") == (n - 16) // 4:
+        # draft-ietf-sidrops-8210bis-10 §5.12 (what stayrtr sends): a zero
+        # header field, then flags, AFI flags, provider count, customer ASN.
+        announce, customer, start = bool(data[8] & FLAG_ANNOUNCE), _u32(data, 12), 16
+    elif n >= 12 and (n - 12) % 4 == 0:
+        # later 8210bis: flags in octet 2 of the header, customer ASN, then
+        # 4-octet provider ASNs up to the PDU length.
+        announce, customer, start = bool(data[2] & FLAG_ANNOUNCE), _u32(data, 8), 12
+    else:
         return PduError(CORRUPT_DATA, data, "ASPA PDU of %d octets" % n)
-    announce = bool(data[2] & FLAG_ANNOUNCE)
-    providers = tuple(_u32(data, i) for i in range(12, n, 4))
+    providers = tuple(_u32(data, i) for i in range(start, n, 4))
     if not announce and providers:
         return PduError(CORRUPT_DATA, data, "ASPA withdrawal with a provider list")
-    return Aspa(version, announce, _u32(data, 8), providers)
+    return Aspa(version, announce, customer, providers)
 
 
 def parse_pdu(data):
