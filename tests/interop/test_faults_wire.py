@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
 
 import pytest
@@ -47,6 +48,7 @@ from fastbgp.wire.constants import (
 )
 
 from .conftest import lab_namespaces, require
+from .fastbgp_peer import FastBGP
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -530,6 +532,8 @@ def test_unconfigured_source_refused_quickly_and_log_rate_limited(fl):
                 assert peer.expect_notification(timeout=2) is None
         slowest = max(slowest, time.monotonic() - t)
     total = time.monotonic() - t0
+    print("%d connections from an unconfigured address refused in %.2f s (slowest %.3f s, %d reset in connect)"
+          % (UNCONFIGURED_CONNECTIONS, total, slowest, refused_in_connect))
     assert slowest < 1.0, "a refusal took %.2f s" % slowest
     assert total < 20, "%d refusals took %.1f s" % (UNCONFIGURED_CONNECTIONS, total)
     lines = [r["msg"] for r in fl.log_records(mark) if fl.unconfigured in r.get("msg", "")]
@@ -561,6 +565,7 @@ def test_half_open_flood_from_configured_address(fl):
             took = time.monotonic() - t
             assert fl.neighbor(fl.attacker)["state"] == "established"
             assert took < 5, "the real peer needed %.1f s to get a session" % took
+            print("raw peer established in %.3f s after %d idle connections" % (took, HALF_OPEN_FLOOD))
             prefix = case_prefix()
             announce(peer, fl, prefix)
             wait_paths(fl, prefix, True)
@@ -575,4 +580,49 @@ def test_half_open_flood_from_configured_address(fl):
     msgs = [r["msg"] for r in fl.log_records(mark) if fl.attacker in r.get("msg", "")]
     assert len([m for m in msgs if "sent no OPEN" in m]) <= 1, msgs
     assert len([m for m in msgs if "OPENSENT (collision)" in m]) <= 2, msgs
+    fl.check_witness()
+
+
+def test_library_speaker_establishes_through_a_running_half_open_flood(fl):
+    """The same with a real BGP implementation as the peer (a fastbgp
+    library Speaker in the attacker host, connecting actively from the
+    configured address) while idle connections keep arriving from that
+    address every 20 ms: it establishes within seconds and its route
+    reaches the witness through the daemon."""
+    wait_active(fl)
+    prefix = case_prefix()
+    stop = threading.Event()
+    opened = []
+
+    def flood():
+        while not stop.is_set():
+            try:
+                opened.append(RawPeer.connect(fl.ah.ns, fl.attacker, fl.address, timeout=1))
+            except OSError:
+                pass
+            stop.wait(0.02)
+
+    t = threading.Thread(target=flood, name="half-open-flood", daemon=True)
+    t.start()
+    speaker = None
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        speaker = FastBGP(fl.ah, ATTACKER_AS, router_id=fl.attacker, listen=[],
+                          neighbors=[L.Neighbor(fl.address, 65000, local_address=fl.attacker)],
+                          routes=[L.Route(prefix)]).start()
+        speaker.wait_established(fl.address, timeout=15)
+        took = time.monotonic() - t0
+        assert took < 8, "the library speaker needed %.1f s to establish" % took
+        fl.witness.wait_route(prefix, timeout=10)
+        assert len(opened) > 20, "the flood did not run (%d connections)" % len(opened)
+        print("library speaker established in %.2f s through a flood of %d idle connections" % (took, len(opened)))
+    finally:
+        stop.set()
+        t.join(5)
+        for p in opened:
+            p.close()
+        if speaker is not None:
+            speaker.stop()
+    fl.witness.wait_route(prefix, present=False, timeout=10)
     fl.check_witness()
