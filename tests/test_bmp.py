@@ -199,12 +199,16 @@ class StationServer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-def route_state(msgs, peer_type, post):
+def route_state(msgs, peer_type, post, out=False, peer=None):
     """{prefix: UPDATE} after replaying the route monitoring messages of
-    one kind (peer type, L flag) in order."""
+    one kind (peer type, L flag, O flag, peer address) in order."""
     table = {}
     for _c, t, hdr, body in msgs:
         if t != bm.ROUTE_MONITORING or hdr[0] != peer_type or bool(hdr[1] & 0x40) != post:
+            continue
+        if peer_type == 0 and bool(hdr[1] & 0x10) != out:
+            continue
+        if peer is not None and hdr[22:26] != bytes(int(x) for x in peer.split(".")):
             continue
         ann, wd = prefixes_of(body)
         for p in wd:
@@ -285,6 +289,59 @@ actions = { set-local-pref = 222, result = "accept" }
         assert not d.rib("ipv4-unicast")
         await dut.stop()
         await until(lambda: st.of(bm.TERMINATION), what="termination")
+        await st.close()
+
+    run(main(), timeout=60)
+
+
+def test_adj_rib_out_rfc8671(run):
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr, c_addr = addr(), addr()
+        bmp = '[[bmp]]\naddress = "%s"\nport = %d\npolicy = "pre"\nadj-rib-out = true\nstats-interval = 0\n' % (
+            host, st.port)
+        policy = """
+[[defined-sets.prefix-sets]]
+name = "no"
+prefixes = ["10.9.0.0/16 le 32"]
+[[policies]]
+name = "out"
+[[policies.statements]]
+conditions = { prefix-set = "no" }
+actions = { result = "reject" }
+[[policies.statements]]
+actions = { set-med = 7, result = "accept" }
+"""
+        dut = DUT(extra=bmp + policy, neighbors=[neighbor_toml(a_addr, 65001),
+                                                  neighbor_toml(c_addr, 65003, **{"export-policy": ["out"]})])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        await na.wait_established(5)
+        a.announce(["10.1.0.0/24", "10.9.0.0/24"], as_path=[65100])
+        await until(lambda: len(d.rib("ipv4-unicast")) == 2)
+        # C comes up after the routes: its Adj-RIB-Out is dumped.
+        c, nc = await peer(dut, 65003, c_addr)
+        await nc.wait_established(5)
+        await until(lambda: set(route_state(st.msgs, 0, True, out=True, peer=c_addr)) == {"10.1.0.0/24"},
+                    what="C's Adj-RIB-Out")
+        # Live: a new route, then A goes and takes its routes with it.
+        a.announce(["10.2.0.0/24"], as_path=[65100])
+        await until(lambda: set(route_state(st.msgs, 0, True, out=True, peer=c_addr)) == {"10.1.0.0/24",
+                                                                                          "10.2.0.0/24"})
+        await until(lambda: set(nc.received()) == {"10.1.0.0/24", "10.2.0.0/24"})
+        upd = route_state(st.msgs, 0, True, out=True, peer=c_addr)["10.1.0.0/24"]
+        got = codec.parse_update(upd[19:], DEFAULT_CONTEXT)
+        # As sent to C: our AS first, MED 7 from the export policy.
+        assert b"\x80\x04\x04\x00\x00\x00\x07" in got.attrs
+        assert nc.received()["10.1.0.0/24"].med == 7
+        # A's side: nothing back to its own source (split horizon).
+        assert not route_state(st.msgs, 0, True, out=True, peer=a_addr)
+        await a.stop()
+        await until(lambda: not route_state(st.msgs, 0, True, out=True, peer=c_addr), what="withdrawn at C")
+        await until(lambda: not nc.received())
+        await c.stop()
+        await dut.stop()
         await st.close()
 
     run(main(), timeout=60)

@@ -69,7 +69,7 @@ _REMOTE_CLOSE = (Reason.READ_FAILED, Reason.WRITE_FAILED, Reason.HOLD_TIMER_EXPI
 class _Peer:
     """What the feed keeps about one Established peer."""
 
-    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "peer_up", "unsubscribe", "rejected", "seen",
+    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "out_hdr", "peer_up", "unsubscribe", "rejected", "seen",
                  "seen_base")
 
     def __init__(self, nb, session, peer_up, pre_hdr, post_hdr):
@@ -79,6 +79,9 @@ class _Peer:
         self.peer_up = peer_up  # the Peer Up message after its per-peer header
         self.pre_hdr = pre_hdr
         self.post_hdr = post_hdr
+        # RFC 8671 §4: O flag, post-policy: what we send this peer.
+        self.out_hdr = bm.peer_header(nb.address, nb.negotiated.peer_asn, nb.session.remote_id or 0,
+                                      post_policy=True, adj_rib_out=True)
         self.unsubscribe = []
         self.rejected = 0  # RFC 7854 §4.8 type 0, for this session
         # family -> packed prefixes this peer announced (kept while a station
@@ -156,7 +159,7 @@ class BmpFeed:
 
     @property
     def keep_seen(self) -> bool:
-        return any(t.cfg.loc_rib for t in self.targets)
+        return any(t.cfg.loc_rib or t.cfg.adj_rib_out for t in self.targets)
 
     @property
     def stations(self) -> list:
@@ -181,8 +184,12 @@ class BmpFeed:
         try:
             if new is State.ESTABLISHED and nb.session is not None:
                 self.peer_up(nb, nb.session)
+                p = self.peers.get(nb)
                 for t in self.targets:
-                    self.send_peer_up(t, self.peers.get(nb))
+                    if self.send_peer_up(t, p) and t.cfg.adj_rib_out:
+                        # The exporter sends it the table without an UPDATE
+                        # received: its Adj-RIB-Out is dumped.
+                        self.tasks.add(self.loop.create_task(self.dump_out(t, p)))
             elif old is State.ESTABLISHED:
                 self.peer_down(nb, reason)
         except Exception:
@@ -235,7 +242,7 @@ class BmpFeed:
         for t in self.targets:
             if t.station.up and t.knows(p):
                 t.station.send(msg)
-        if p.seen and any(t.cfg.loc_rib and t.station.up for t in self.targets):
+        if p.seen and any((t.cfg.loc_rib or t.cfg.adj_rib_out) and t.station.up for t in self.targets):
             # Its routes left the RIBs with the session: the Loc-RIB state of
             # every prefix it announced, now (RFC 9069 §5.2).
             self.tasks.add(self.loop.create_task(self.peer_gone(p)))
@@ -289,6 +296,7 @@ class BmpFeed:
             return
         post = any(t.post and t.station.up for t in self.targets)
         loc = any(t.cfg.loc_rib and t.station.up for t in self.targets)
+        out = any(t.cfg.adj_rib_out and t.station.up for t in self.targets)
         try:
             named = self.named_prefixes(p, parsed)
             for fam, entries, announced in named:
@@ -300,6 +308,10 @@ class BmpFeed:
                     self.send_current("post", p, fam, entries)
                 if loc:
                     self.send_current("loc", p, fam, entries)
+                if out:
+                    for q in list(self.peers.values()):
+                        if fam in q.nb.groups:
+                            self.send_current("out", q, fam, entries)
         except Exception:
             log.exception("BMP: post-policy monitoring of an UPDATE from %s failed", nb.address)
 
@@ -345,6 +357,9 @@ class BmpFeed:
             for i in range(0, len(entries), 1000):
                 t0 = loop.time()
                 self.send_current("loc", None, fam, entries[i:i + 1000])
+                for q in list(self.peers.values()):
+                    if fam in q.nb.groups:
+                        self.send_current("out", q, fam, entries[i:i + 1000])
                 if loop.time() - t0 > SLICE_SECONDS / 2:
                     await asyncio.sleep(0)
         p.seen = {}
@@ -366,7 +381,10 @@ class BmpFeed:
     def current(self, kind, pid, fam, entries):
         """({attr id: packed prefixes}, packed withdrawn) of ``entries`` as
         the RIBs hold them now: the peer's post-policy path ("post"), the
-        best path ("loc") or its pre-policy copy ("pre")."""
+        best path ("loc") or its pre-policy copy ("pre"); for "out" keyed by
+        (attributes, next hop) as exported to peer ``pid``."""
+        if kind == "out":
+            return self.current_out(pid, fam, entries)
         if kind == "pre":
             rib = self.daemon.importer.pre_ribs.get(fam)
             if rib is None:
@@ -396,6 +414,38 @@ class BmpFeed:
                 g += e
         return groups, bytes(wd)
 
+    def current_out(self, pid, fam, entries):
+        """RFC 8671 Adj-RIB-Out (post-policy) of ``entries`` for peer ``pid``:
+        what its update group exports for each prefix's best path now."""
+        p = next((x for x in self.peers.values() if x.pid == pid), None)
+        g = p.nb.groups.get(fam) if p is not None else None
+        groups: dict = {}
+        wd = bytearray()
+        if g is None:
+            return groups, b""
+        d = self.daemon
+        rib = d.ribs[fam]
+        afi = fam[0]
+        width = 4 if afi == AFI_IPV4 else 16
+        for e in entries:
+            o = None
+            b = rib.best(self.text(fam, e))
+            if b is not None and b[0] != pid:  # RFC 4271 §9.2: nothing back to its source (split horizon)
+                spid, attrs, nh = tag_source(d.attrs, b[1])
+                src = d.sources.get(spid)
+                o = g.export(src, attrs, nh) if src is not None else None
+                if o is not None and len(o) == 3:
+                    o = g.export_prefix(src, o[0], o[1], (afi, e[1:] + bytes(width + 1 - len(e)), e[0]))
+            if o is None:
+                wd += e
+            else:
+                key = (o[0], o[1])
+                buf = groups.get(key)
+                if buf is None:
+                    buf = groups[key] = bytearray()
+                buf += e
+        return groups, bytes(wd)
+
     def updates(self, fam, groups, withdrawn):
         """The UPDATE messages (whole, marker included) of an Adj-RIB state."""
         afi, safi = fam
@@ -403,8 +453,11 @@ class BmpFeed:
         if withdrawn:
             out += codec.pack_withdraws(withdrawn, DEFAULT_CONTEXT, afi, safi)
         table = self.daemon.attrs
-        for aid, packed in groups.items():
-            _pid, attrs, nh = tag_source(table, aid)
+        for key, packed in groups.items():
+            if isinstance(key, tuple):
+                attrs, nh = key  # exported (Adj-RIB-Out)
+            else:
+                _pid, attrs, nh = tag_source(table, key)
             out += codec.pack_updates(attrs, bytes(packed), DEFAULT_CONTEXT, afi, safi, next_hop=nh or None)
         return out
 
@@ -412,12 +465,13 @@ class BmpFeed:
         now = time.time()
         if kind == "loc":
             return bm.loc_rib_header(self.daemon.asn, self.router_id, timestamp=now)
-        return bm.stamp(p.post_hdr if kind == "post" else p.pre_hdr, now)
+        return bm.stamp(p.post_hdr if kind == "post" else p.out_hdr if kind == "out" else p.pre_hdr, now)
 
     def send_current(self, kind, p, fam, entries):
         msgs = None
         for t in self.targets:
-            if not t.station.up or not (t.post if kind == "post" else t.cfg.loc_rib) or \
+            want = t.post if kind == "post" else t.cfg.adj_rib_out if kind == "out" else t.cfg.loc_rib
+            if not t.station.up or not want or \
                     not t.knows(p if kind != "loc" else None):
                 continue
             pid = p.pid if kind != "loc" else -1
@@ -471,10 +525,20 @@ class BmpFeed:
                 for fam, rib in d.ribs.items():
                     if rib.has_peer(p.pid):
                         await self.write_groups(t, "post", p, fam, list(rib.dump_peer(p.pid, False)))
+            if t.cfg.adj_rib_out:
+                await self.write_out(t, p)
         if t.cfg.loc_rib:
             for fam, rib in d.ribs.items():
                 await self.write_groups(t, "loc", None, fam, list(rib.dump_best()))
         # What changed meanwhile, as it is now (RFC 9069 §5.2: then End-of-RIB).
+        await self.fixups(t)
+        if t.cfg.loc_rib:
+            hdr = self.header("loc", None)
+            for fam in d.ribs:
+                st.send(bm.route_monitoring(hdr, codec.build_eor(*fam)))
+
+    async def fixups(self, t):
+        """Re-send what changed while a dump ran, as the RIBs hold it now."""
         touched, t.touched = t.touched, set()
         t.dumping = False
         by: dict = {}
@@ -487,11 +551,48 @@ class BmpFeed:
             groups, wd = self.current(kind, pid, fam, entries)
             hdr = self.header(kind, p)
             for u in self.updates(fam, groups, wd):
-                st.send(bm.route_monitoring(hdr, u))
-        if t.cfg.loc_rib:
-            hdr = self.header("loc", None)
-            for fam in d.ribs:
-                st.send(bm.route_monitoring(hdr, codec.build_eor(*fam)))
+                t.station.send(bm.route_monitoring(hdr, u))
+            await asyncio.sleep(0)
+
+    async def dump_out(self, t, p):
+        # The peer joins its update groups from the export queue, soon after
+        # Established: its Adj-RIB-Out exists from then on.
+        fams = {f for f in p.session.negotiated.families if f in self.daemon.ribs}
+        for _ in range(200):
+            if fams <= set(p.nb.groups) or self.peers.get(p.nb) is not p:
+                break
+            await asyncio.sleep(0.05)
+        async with t.lock:
+            t.dumping = True
+            t.touched = set()
+            try:
+                await self.write_out(t, p)
+                await self.fixups(t)
+            finally:
+                t.dumping = False
+                t.touched = set()
+
+    async def write_out(self, t, p):
+        """RFC 8671 Adj-RIB-Out of ``p``: every best path its update groups
+        export, in slices."""
+        loop = self.loop
+        for fam, rib in self.daemon.ribs.items():
+            if fam not in p.nb.groups:
+                continue
+            hdr = self.header("out", p)
+            for _aid, packed in list(rib.dump_best(exclude_peer=p.pid)):
+                if not t.station.up or self.peers.get(p.nb) is not p:
+                    return
+                t0 = loop.time()
+                entries = [bytes((plen,)) + addr[: (plen + 7) >> 3]
+                           for _i, addr, plen in codec.unpack_prefixes(packed, fam[0], False)]
+                groups, _wd = self.current_out(p.pid, fam, entries)
+                for u in self.updates(fam, groups, b""):
+                    t.station.send(bm.route_monitoring(hdr, u))
+                    if t.station.paused:
+                        await t.station.drain()
+                if loop.time() - t0 > SLICE_SECONDS:
+                    await asyncio.sleep(0)
 
     async def dump_pre(self, t, p):
         neg = p.session.negotiated
