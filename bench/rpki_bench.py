@@ -30,6 +30,7 @@ Figures (median of ``--runs``):
 
 import argparse
 import bisect
+import functools
 import os
 import random
 import statistics
@@ -43,7 +44,6 @@ from fastbgp.loadtest.generator import TablePlan
 from fastbgp.loadtest.scenario import Table
 from fastbgp.rpki import vrp as vrp_sel
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID, covered_range
-from fastbgp.wire import codec
 
 GROUP = 8
 ORIGINS = 60_000
@@ -246,20 +246,21 @@ def main():
     for name, impl in impls:
         rows = {"build": [], "validate": [], "revalidate": [], "full_after": []}
         for _run in range(args.runs):
-            dt, table = timed(lambda: build(impl, vrps))
+            dt, table = timed(functools.partial(build, impl, vrps))
             rows["build"].append(dt)
-            dt, states = timed(lambda: validate_all(table, families))
+            dt, states = timed(functools.partial(validate_all, table, families))
             rows["validate"].append(dt)
             if reference is None:
                 reference = states
             assert states == reference, "%s disagrees with the compiled table" % name
             mutable = [bytearray(s) for s in states]
-            dt, (checked, changed) = timed(lambda: revalidate(table, families, indexes, mutable, removed, added))
+            dt, (checked, changed) = timed(functools.partial(revalidate, table, families, indexes, mutable, removed,
+                                                             added))
             rows["revalidate"].append(dt)
-            dt, full = timed(lambda: validate_all(table, families))
+            dt, full = timed(functools.partial(validate_all, table, families))
             rows["full_after"].append(dt)
             assert [bytes(m) for m in mutable] == full, "incremental re-validation missed a route"
-            del table
+            table = None  # freed before the next build
         results[name] = {k: statistics.median(v) for k, v in rows.items()}
         results[name]["checked"], results[name]["changed"] = checked, changed
 
