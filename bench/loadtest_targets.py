@@ -400,7 +400,7 @@ def main(argv=None):
             results[(kind, args.multi)] = run_case(L, lab_, kind, gen, dut, args.multi, n // args.multi)
     if targets:
         lines += ["## Targets", "",
-                  "| target | case | sessions up | send (s) | tester send rate | monitor first (s) | converged (s) | convergence rate | canary median/max (ms) | target CPU (s) | target peak RSS (MiB) | hold expiries |",
+                  "| target | case | sessions up | delivered (s) | delivered rate | monitor first (s) | converged (s) | convergence rate | canary median/max (ms) | target CPU (s) | target peak RSS (MiB) | hold expiries |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in targets:
         for peers in (1, args.multi):
@@ -409,8 +409,8 @@ def main(argv=None):
             est = next(x for x in rep["phases"] if x["kind"] == "establish")
             can = p["canaries"]
             lines.append("| %s | %d x %s | %d/%d | %s | %s | %s | %s%s | %s | %s | %s | %s | %d |" % (
-                kind, peers, fmt(n // peers), est["established"], est["sessions"], fmt(p["send_time"], "{:.2f}"),
-                fmt(p["send_rate"]), fmt(p["first_received"] - p["start"] if p["first_received"] else None, "{:.3f}"),
+                kind, peers, fmt(n // peers), est["established"], est["sessions"], fmt(p["deliver_time"], "{:.2f}"),
+                fmt(p["deliver_rate"]), fmt(p["first_received"] - p["start"] if p["first_received"] else None, "{:.3f}"),
                 fmt(p["converge_time"], "{:.2f}"), " (timeout)" if p["timed_out"] else "", fmt(p["converge_rate"]),
                 "%s/%s" % (fmt(can["median"] * 1000 if can["median"] is not None else None, "{:.0f}"),
                            fmt(can["max"] * 1000 if can["max"] is not None else None, "{:.0f}")),
@@ -418,8 +418,9 @@ def main(argv=None):
                 fmt(rep["target"]["peak_rss_kb"] / 1024 if rep["target"].get("peak_rss_kb") else None, "{:.0f}"),
                 rep["totals"]["hold_expired"]))
     if targets:
-        lines += ["", "Send rate: prefixes handed to the kernel per second (the kernel's socket buffer absorbs the start "
-              "of the table, so it is an upper bound of what the target reads).  Converged: the monitor saw every "
+        lines += ["", "Delivered: seconds until the target had taken every octet (its TCP acknowledged it and, "
+              "seen in its /proc/PID/net/tcp, the process read it); delivered rate: prefixes / that time, what the "
+              "target accepted off the wire per second.  Converged: the monitor saw every "
               "expected prefix and nothing changed for 2 s; the time is that of the last prefix.  Canaries: "
               "single-prefix UPDATEs from the first peer during the blast, send-to-monitor latency.", ""]
     if args.hold_minutes:

@@ -18,6 +18,8 @@ Modules and what each owns:
 * ``report.py``: the report (JSON, table, plot, merge).
 * ``replay.py``: MRT replay through the emulated peers.
 * ``selftarget.py``: a fastbgp Speaker set up as a pass-through target.
+* ``procnet.py``: the target's receive queues from /proc/PID/net/tcp (did it
+  read what its TCP acknowledged?).
 * ``cli.py``: the ``fastbgp loadtest`` sub-command (``add_parser``).
 
 May import: ``fastbgp.wire``, ``fastbgp.session``, ``fastbgp.config`` (its

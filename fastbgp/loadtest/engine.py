@@ -33,7 +33,13 @@ SNAPSHOT_EVERY = 0.01
 # How often the send queues are polled while waiting for delivery, and the
 # target's /proc tables (a read costs ~100 octets per connection it has).
 DELIVERY_POLL = 0.001
-PROC_POLL = 0.01
+# The /proc table is read only once our side of a session is acknowledged,
+# first after PROC_POLL_MIN, then at doubling intervals up to PROC_POLL_MAX
+# (a read costs milliseconds of kernel time, taken from the target's host):
+# the delivered time of a session the target reads slowly is late by at
+# most PROC_POLL_MAX.
+PROC_POLL_MIN = 0.005
+PROC_POLL_MAX = 0.05
 
 
 def _far_key(transport):
@@ -289,26 +295,38 @@ class PeerGroup:
         lost = 0
         seen_read = 0
         pids = self.sc.target.pid
-        next_proc = 0.0
-        rxq = None
+        tables = ("tcp6",) if ipaddress.ip_address(self.sc.target.address).version == 6 else ("tcp",)
+        proc_gap = PROC_POLL_MIN
+        next_proc = None
         while waiting:
             now = time.monotonic()
-            if pids and now >= next_proc:
-                rxq = procnet.rx_queues(pids)
-                next_proc = now + PROC_POLL
+            rxq = None
+            if pids and next_proc is not None and now >= next_proc:
+                rxq = procnet.rx_queues(pids, tables)
+                if rxq is None:
+                    pids = None  # unreadable: acknowledged is all we can know
+                proc_gap = min(PROC_POLL_MAX, proc_gap * 2)
+                next_proc = now + proc_gap
             still = []
             for p in waiting:
                 n = unacked_octets(p.transport) if p.state == ESTABLISHED else None
                 if n is None:
                     lost += 1
                     continue
-                if n == 0 and rxq is not None:
+                if n == 0 and pids:
+                    # Acknowledged: the target's receive queue decides.
+                    if rxq is None:
+                        if next_proc is None:
+                            next_proc = now + PROC_POLL_MIN
+                        still.append(p)
+                        continue
                     q = rxq.get(_far_key(p.transport))
-                    if q is not None:
-                        if q:
-                            n = q  # acknowledged, not read yet
-                        else:
-                            seen_read += 1
+                    if q:
+                        still.append(p)
+                        continue
+                    if q == 0:
+                        seen_read += 1
+                    # q None: not in its table (another host or namespace).
                 if n == 0:
                     last = now
                     p.poll_delivered()

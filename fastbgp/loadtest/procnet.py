@@ -55,13 +55,17 @@ def parse(text: str) -> dict:
     return out
 
 
-def rx_queues(pids) -> Optional[dict]:
+def rx_queues(pids, tables=("tcp", "tcp6")) -> Optional[dict]:
     """The target's unread octets per connection, keyed by the connection's
     far end (our address and port), over the tables of ``pids``; None when
-    no table could be read (no pid, the process gone, no permission)."""
+    no table could be read (no pid, the process gone, no permission).
+
+    A read costs the kernel a walk of the whole socket hash (milliseconds
+    on a busy host), so callers read only the family they need, and
+    rarely."""
     out = None
     for pid in pids or ():
-        for name in ("tcp", "tcp6"):
+        for name in tables:
             try:
                 with open("/proc/%d/net/%s" % (pid, name)) as f:
                     text = f.read()

@@ -447,7 +447,7 @@ def figure(report: Report):
     ax.set_ylim(0, top * 1.12)  # room for the phase labels above the curves
     ax.set_ylabel("prefixes (cumulative)")
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: "{:,.0f}".format(v)))
-    ax.legend(loc="center right", fontsize=8, framealpha=0.9)
+    ax.legend(loc="best", fontsize=8, framealpha=0.9)
     ax.grid(True, alpha=0.3)
     ax.set_title(title_of(report), fontsize=11)
     cpu = [(r[0] - t0, r[5]) for r in rows if len(r) > 5 and r[5] is not None]
