@@ -39,6 +39,9 @@ class ScriptedCache:
         self.received = []
         self.writers = []
         self.inject = []  # raw octets sent (once each) right after the next Cache Response
+        self.preface = []  # raw octets sent (once each) before the next Cache Response
+        self.answer_session = None  # the session id Cache Responses carry (default: ours)
+        self.no_data = 0  # answer this many queries with Error Report "No Data Available"
         self.server = None
         self.timers = (1, 1, 600)
 
@@ -95,7 +98,15 @@ class ScriptedCache:
                     writer.write(P.error_report(self.max_version, err))
                     break
                 self.version = v = q.version
-                if isinstance(q, P.SerialQuery):
+                if self.no_data:
+                    self.no_data -= 1
+                    err = P.PduError(P.NO_DATA_AVAILABLE, head + body, "not ready")
+                    writer.write(P.error_report(v, err))
+                    break
+                for raw in self.preface:
+                    writer.write(raw)
+                self.preface = []
+                if isinstance(q, P.SerialQuery) and self.answer_session is None:
                     if q.session_id != self.session_id or q.serial not in self.history:
                         writer.write(P.encode(P.CacheReset(v)))
                         continue
@@ -107,13 +118,14 @@ class ScriptedCache:
                     out = self.records(v, add, remove, aspas)
                 else:
                     out = self.records(v, self.vrps, (), self.aspas)
-                writer.write(P.encode(P.CacheResponse(v, self.session_id)))
+                session = self.session_id if self.answer_session is None else self.answer_session
+                writer.write(P.encode(P.CacheResponse(v, session)))
                 for raw in self.inject:
                     writer.write(raw)
                 self.inject = []
                 writer.write(b"".join(out))
-                eod = P.EndOfData(v, self.session_id, self.serial, *self.timers) if v else \
-                    P.EndOfData(0, self.session_id, self.serial)
+                eod = P.EndOfData(v, session, self.serial, *self.timers) if v else \
+                    P.EndOfData(0, session, self.serial)
                 writer.write(P.encode(eod))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -263,6 +275,71 @@ def test_malformed_pdu_answered_with_error_report(run, caplog, inject, code):
             # next answer is clean and the data arrives
             await until(lambda: published(client) == {V1}, timeout=5)
             assert any(r.levelno == logging.WARNING and "lost" in r.getMessage() for r in caplog.records)
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_record_before_cache_response_is_corrupt_data(run):
+    async def main():
+        cache = await ScriptedCache([V1]).start()
+        stray = P.encode(P.Prefix(2, True, *V4))
+        cache.preface = [stray]
+        client = C.RtrClient([spec(cache)], Recorder())
+        client.start()
+        try:
+            await until(lambda: cache.errors())
+            assert (cache.errors()[0].code, cache.errors()[0].pdu) == (P.CORRUPT_DATA, stray)
+            await until(lambda: published(client) == {V1}, timeout=5)
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_session_id_change_is_corrupt_data_then_reset_without_flap(run):
+    """RFC 8210 §5.1: a different session id in answer to a Serial Query is
+    Corrupt Data; the next connection reloads with a Reset Query and the
+    published data is replaced by difference, never flushed in between."""
+    async def main():
+        cache = await ScriptedCache([V1, V2]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache)], rec)
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1, V2})
+            cache.update(add=[V4])
+            cache.answer_session = 99  # the cache "restarted" under our feet
+            await cache.notify()
+            await until(lambda: cache.errors())
+            assert cache.errors()[0].code == P.CORRUPT_DATA
+            cache.answer_session = None
+            cache.session_id = 99
+            await until(lambda: published(client) == {V1, V2, V4}, timeout=5)
+            assert rec.vrp_events[1:] == [([V4], [])]  # no removal in between
+            assert isinstance(cache.received[-1], P.ResetQuery)
+            assert client.status()[0].session_id == 99
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_no_data_available_is_retried(run, caplog):
+    async def main():
+        cache = await ScriptedCache([V1]).start()
+        cache.no_data = 1
+        client = C.RtrClient([spec(cache)], Recorder())
+        caplog.set_level(logging.INFO, "fastbgp.rpki")
+        client.start()
+        try:
+            await until(lambda: published(client) == {V1}, timeout=5)
+            assert cache.errors() == []  # an Error Report is never answered with one
+            assert any("No Data Available" in r.getMessage() for r in caplog.records)
         finally:
             await client.stop()
             await cache.stop()
