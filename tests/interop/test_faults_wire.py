@@ -140,6 +140,7 @@ WITHDRAW_CASES = {
     "origin-flags-optional": {ATTR_ORIGIN: attribute(OT, ATTR_ORIGIN, b"\x00")},  # §3 c
     "as-path-segment-overrun": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x02\x05" + struct.pack("!I", 65066))},
     "as-path-segment-type-0": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x00\x01" + struct.pack("!I", 65066))},
+    "as-path-as-0": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x02\x02" + struct.pack("!II", 65066, 0))},  # RFC 7607
     "as-path-empty-segment": {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x02\x00")},  # §7.2 / RFC 4271 §6.3
     "next-hop-length-5": {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, b"\xc0\x00\x02\x09\x00")},  # §7.3
     "next-hop-0.0.0.0": {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, bytes(4))},  # RFC 4271 §6.3
@@ -416,6 +417,48 @@ def test_open_hold_time_zero_accepted(fl):
         assert d["state"] == "established" and d["hold_time"] == 0, d
         time.sleep(1.5)
         assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain())
+    fl.check_witness()
+
+
+def _ipv4(address: str) -> bytes:
+    return bytes(int(x) for x in address.split("."))
+
+
+@pytest.mark.parametrize("case", ["next-hop-is-ours", "as-path-loop"])
+def test_update_semantically_wrong_route_ignored(fl, case):
+    """Well-formed but unusable routes are ignored, the session stays:
+    a NEXT_HOP that is the daemon's own address (RFC 4271 §6.3, logged at
+    WARNING) and an AS_PATH holding the daemon's AS (§9.1.2)."""
+    prefix = case_prefix()
+    if case == "next-hop-is-ours":
+        replace = {ATTR_NEXT_HOP: attribute(T, ATTR_NEXT_HOP, _ipv4(fl.address))}
+    else:
+        replace = {ATTR_AS_PATH: attribute(T, ATTR_AS_PATH, b"\x02\x02" + struct.pack("!II", ATTACKER_AS, 65000))}
+    mark = fl.log_mark()
+    with attacker_session(fl) as peer:
+        announce(peer, fl, prefix, replace)
+        # A valid route sent after it is in: the first one was processed.
+        marker = case_prefix()
+        announce(peer, fl, marker)
+        wait_paths(fl, marker, True)
+        assert not attacker_paths(fl, prefix), "%s: the route was accepted" % case
+        assert not any(t == MSG_NOTIFICATION for t, _ in peer.drain())
+        assert fl.neighbor(fl.attacker)["state"] == "established"
+    if case == "next-hop-is-ours":
+        assert any("own address" in w and fl.attacker in w for w in warnings_since(fl, mark))
+    fl.check_witness()
+
+
+def test_hold_timer_expiry(fl):
+    """RFC 4271 §6.5: a peer that stops sending KEEPALIVEs is dropped after
+    the negotiated hold time (3 s here) with 4/0, logged at WARNING; the
+    witness's own KEEPALIVEs keep its sessions up meanwhile."""
+    mark = fl.log_mark()
+    with attacker_session(fl, hold_time=3) as peer:
+        t = time.monotonic()
+        n = expect_reset(fl, peer, mark, 4, 0, "Hold Timer Expired / unspecific")
+        took = time.monotonic() - t
+        assert n is not None and 2.5 < took < 5, "hold timer fired after %.1f s" % took
     fl.check_witness()
 
 
