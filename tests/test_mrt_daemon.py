@@ -389,6 +389,49 @@ def test_inject_errors_exit_1(harness, fastbgp, tmp_path, monkeypatch):
     assert rc == 1 and "cannot reach the fastbgp daemon" in err
 
 
+def test_inject_skips_entries_without_origin_or_as_path(harness, fastbgp, tmp_path):
+    """An entry without ORIGIN or AS_PATH (RFC 4271 §5.1.1-2) is left out
+    and counted, with the record and offset of the first one; the others
+    are injected (the daemon used to refuse the whole batch, naming an
+    index of our own batch)."""
+    path = tmp_path / "holes.mrt"
+    good = _attrs((0x40, 1, b"\x00"), (0x40, 2, encode_segments([(2, [64777])], 4)), (0x40, 3, bytes([192, 0, 2, 7])))
+    no_path = _attrs((0x40, 1, b"\x00"), (0x40, 3, bytes([192, 0, 2, 7])))
+    no_origin = _attrs((0x40, 2, encode_segments([(2, [64777])], 4)), (0x40, 3, bytes([192, 0, 2, 7])))
+    routes = [("198.51.102.0/24", [(0, good, None)]), ("198.51.103.0/24", [(0, no_path, None)]),
+              ("198.51.104.0/24", [(0, no_origin, None)]), ("198.51.105.0/24", [(0, good, None)])]
+    with mrt_writer.MrtWriter(path) as w:
+        w.write_rib([("10.9.9.1", "192.0.2.7", 64777)], routes, collector_id="10.9.9.9")
+    offsets = []
+    r = mrt.MrtReader(path)
+    for _rec in r:
+        offsets.append(r.offset)
+    rc, out, err = fastbgp("mrt", "inject", str(path))
+    assert rc == 0, err
+    assert out.startswith("injected 2 prefixes in "), out
+    skipped = re.search(r"2 skipped: (.*)\)$", out.strip()).group(1)
+    # Record 3 (the PEER_INDEX_TABLE is record 1) is the first one left out.
+    assert "(first: record 3, offset %d)" % offsets[2] in skipped, (skipped, offsets)
+    assert harness.rib("ipv4-unicast", "198.51.105.0/24")[0].source == "local"
+    assert harness.rib("ipv4-unicast", "198.51.103.0/24") == []
+    rc, out, err = fastbgp("mrt", "inject", str(path), "-j")
+    doc = msgspec.json.decode(out)
+    assert rc == 0 and doc["count"] == 2 and sum(doc["skipped"].values()) == 2
+    assert {"record": 3, "offset": offsets[2]} in doc["first_skipped"].values()
+
+
+def test_inject_names_record_and_offset_of_a_refused_group():
+    """The daemon's "[i]." (an index into one request) becomes where that
+    group's first route is in the file."""
+    from fastbgp.cli import mrt as mrt_cli
+    from fastbgp.cli.common import ApiError
+
+    where = [(2, 40), (9, 1234)]
+    text = mrt_cli._located(ApiError(400, "[1].attrs: ORIGIN and AS_PATH are required"), where)
+    assert text == "record 9 (offset 1234): attrs: ORIGIN and AS_PATH are required"
+    assert mrt_cli._located(ApiError(400, "daemon is shutting down"), where) == "daemon is shutting down"
+
+
 def test_inject_mrtparse_corpus(harness, fastbgp, corpora):
     for name, afi, prefix in (("quagga_rib", 2, "fd01:1::/64"), ("openbgpd_rib_table-v2", 1, "192.168.0.0/16")):
         path = corpora / "mrtparse" / name

@@ -17,7 +17,7 @@ fastbgp.cli.mrt dump FILE`` works on its own.
 import argparse
 import sys
 
-from fastbgp.cli.common import CliError, client, client_options
+from fastbgp.cli.common import ApiError, CliError, client, client_options
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, ATTR_NEXT_HOP, SAFI_UNICAST
 
 
@@ -78,13 +78,17 @@ class _Stats:
         self.records = 0
         self.read = 0  # prefixes chosen for injection
         self.skipped = {}  # reason -> prefixes left out
+        self.first_skip = {}  # reason -> (record number, offset) of its first case
         self.corrupt = 0
         self.rib_records = 0
         self.peer = None  # the --only-peer that was matched, as text
         self.stream_errors = []  # decompression problems (the reader's)
+        self.not_mrt = None  # why the file is not MRT at all (the reader's)
 
-    def skip(self, why, n=1):
+    def skip(self, why, n=1, where=None):
         self.skipped[why] = self.skipped.get(why, 0) + n
+        if where is not None and why not in self.first_skip:
+            self.first_skip[why] = where
 
 
 def _family_choice(text):
@@ -134,6 +138,14 @@ def _group_key(u, afi, nexthops):
     # §4.3.4 puts IPv6 next hops in an abbreviated MP_REACH_NLRI).
     nh = bytes(u.mp_reach[2]) if u.mp_reach is not None else bytes(u.next_hop)
     attrs = u.attrs
+    from fastbgp.wire.as4 import attr_spans
+    from fastbgp.wire.constants import ATTR_AS_PATH, ATTR_ORIGIN
+
+    types = {t for _f, t, _vs, _ve, _s in attr_spans(attrs)}
+    if ATTR_ORIGIN not in types or ATTR_AS_PATH not in types:
+        # RFC 4271 §5.1.1-2: well-known mandatory; the daemon refuses a
+        # route without them, so it is left out here and counted.
+        return "no ORIGIN or AS_PATH"
     forced = nexthops.get(afi)
     if afi == AFI_IPV4:
         if forced is not None:
@@ -224,12 +236,12 @@ class _Selector:
 
 
 def _batches(f, stats, families=(AFI_IPV4, AFI_IPV6), only_peer=None, nexthops=None, batch=INJECT_BATCH, limit=0):
-    """Lists of api.InjectGroup from the RIB records of the MRT file ``f``:
+    """(api.InjectGroup list, where) batches (see _batch) from the RIB
+    records of the MRT file ``f``:
     one route per prefix, grouped by (family, attributes, next hop), a list
     whenever ``batch`` prefixes are waiting (and the rest at the end)."""
     import socket
 
-    from fastbgp.control.api import InjectGroup
     from fastbgp.mrt import reader as mrt
 
     nexthops = nexthops or {}
@@ -242,6 +254,7 @@ def _batches(f, stats, families=(AFI_IPV4, AFI_IPV6), only_peer=None, nexthops=N
     seen = {AFI_IPV4: set(), AFI_IPV6: set()}  # TABLE_DUMP: one record per prefix *and peer*
     select = _Selector(stats, families, only_peer)
     reader = mrt.MrtReader(f)
+    where = {}  # group key -> (record number, offset) of its first route
     for rec in reader:
         stats.records += 1
         typ = type(rec)
@@ -258,7 +271,7 @@ def _batches(f, stats, families=(AFI_IPV4, AFI_IPV6), only_peer=None, nexthops=N
         if u is _PASS:
             continue
         if u is None:
-            stats.skip("attributes that do not decode")
+            stats.skip("attributes that do not decode", where=(stats.records, reader.offset))
             continue
         k = (id(u), afi)
         hit = memo.get(k)
@@ -266,7 +279,7 @@ def _batches(f, stats, families=(AFI_IPV4, AFI_IPV6), only_peer=None, nexthops=N
             hit = memo[k] = (u, _group_key(u, afi, nexthops))
         key = hit[1]
         if type(key) is str:
-            stats.skip(key)
+            stats.skip(key, where=(stats.records, reader.offset))
             continue
         addr, _, ln = rec.prefix.partition("/")
         plen = int(ln)
@@ -279,20 +292,43 @@ def _batches(f, stats, families=(AFI_IPV4, AFI_IPV6), only_peer=None, nexthops=N
         buf = groups.get(key)
         if buf is None:
             groups[key] = bytearray(packed)
+            where[key] = (stats.records, reader.offset)
         else:
             buf += packed
         pending += 1
         stats.read += 1
         if pending >= batch:
-            yield [InjectGroup(afi=k[0], attrs=k[1], nlri=bytes(v), next_hop=k[2]) for k, v in groups.items()]
-            groups, pending = {}, 0
+            yield _batch(groups, where)
+            groups, pending, where = {}, 0, {}
         if limit and stats.read >= limit:
             break
     # A cut or corrupt compressed stream (the TruncatedRecord that may
     # follow is counted with the corrupt ones).
     stats.stream_errors = list(reader.stream_errors)
+    stats.not_mrt = reader.not_mrt
     if groups:
-        yield [InjectGroup(afi=k[0], attrs=k[1], nlri=bytes(v), next_hop=k[2]) for k, v in groups.items()]
+        yield _batch(groups, where)
+
+
+def _batch(groups, where):
+    """(InjectGroups, (record number, offset) of the first route of each)."""
+    from fastbgp.control.api import InjectGroup
+
+    return ([InjectGroup(afi=k[0], attrs=k[1], nlri=bytes(v), next_hop=k[2]) for k, v in groups.items()],
+            [where[k] for k in groups])
+
+
+def _located(exc, where):
+    """The daemon's reason for refusing a batch, with the group index it
+    names ("[3].attrs: ...") replaced by where that group's first route is
+    in the file: an index into our own batch means nothing to a user."""
+    import re
+
+    m = re.search(r"\[(\d+)\]\.", str(exc))
+    if m is None or int(m.group(1)) >= len(where):
+        return str(exc)
+    rec, off = where[int(m.group(1))]
+    return "record %d (offset %d): %s" % (rec, off, str(exc)[: m.start()] + str(exc)[m.end():])
 
 
 def _inject(args):
@@ -375,7 +411,11 @@ async def _send(c, f, size, batches, progress, stats):
                 continue
             if batch is None:
                 break
-            answer = await c.request("POST", "/v1/rib/inject", body=msgspec.msgpack.encode(batch), content_type=MSGPACK)
+            groups, where = batch
+            try:
+                answer = await c.request("POST", "/v1/rib/inject", body=msgspec.msgpack.encode(groups), content_type=MSGPACK)
+            except ApiError as exc:
+                raise CliError(_located(exc, where)) from None
             injected += answer.get("count", 0) if isinstance(answer, dict) else 0
             show()
         await worker  # the reader's own errors (InjectError, OSError) surface here
@@ -426,10 +466,16 @@ async def _run_inject(args):
     return _report(args, path, stats, injected, time.perf_counter() - t0, only_peer)
 
 
+def _first(stats, why):
+    w = stats.first_skip.get(why)
+    return " (first: record %d, offset %d)" % w if w else ""
+
+
 def _report(args, path, stats, injected, seconds, only_peer):
     """Print what an inject did; its exit status."""
     if not stats.rib_records:
-        print("fastbgp mrt inject: %s: no TABLE_DUMP or TABLE_DUMP_V2 RIB records (is it an MRT RIB dump?)" % path,
+        why = "not an MRT file (%s), " % stats.not_mrt if stats.not_mrt else ""
+        print("fastbgp mrt inject: %s: %sno TABLE_DUMP or TABLE_DUMP_V2 RIB records (is it an MRT RIB dump?)" % (path, why),
               file=sys.stderr)
         return 1
     if only_peer is not None and stats.peer is None:
@@ -442,13 +488,15 @@ def _report(args, path, stats, injected, seconds, only_peer):
         sys.stdout.write(msgspec.json.encode({
             "count": injected, "seconds": round(seconds, 3), "file": path, "peer": stats.peer,
             "skipped": stats.skipped, "corrupt_records": stats.corrupt, "stream_errors": stats.stream_errors,
+            "first_skipped": {why: {"record": r, "offset": o} for why, (r, o) in stats.first_skip.items()},
         }).decode() + "\n")
     else:
         extra = []
         if stats.peer is not None:
             extra.append("peer %s" % stats.peer)
         if skipped:
-            extra.append("%d skipped: %s" % (skipped, ", ".join("%s %d" % kv for kv in sorted(stats.skipped.items()))))
+            extra.append("%d skipped: %s" % (skipped, ", ".join("%s %d%s" % (why, n, _first(stats, why))
+                                                                 for why, n in sorted(stats.skipped.items()))))
         print("injected %d prefixes in %.2f s%s" % (injected, seconds, " (%s)" % "; ".join(extra) if extra else ""))
     if stats.corrupt or stats.stream_errors:
         what = "; ".join(stats.stream_errors) or "%d corrupt or truncated records skipped" % stats.corrupt

@@ -373,6 +373,7 @@ class MrtReader:
         self.corrupt = 0
         self.stream_errors = []  # decompression problems (the stream ended there)
         self.not_mrt = None  # why the stream is not MRT at all (then nothing is yielded)
+        self.offset = 0  # of the last record yielded, in the decompressed stream
         self._parse = self.codec.parse_update
         self._rib_caches = {}  # (afi, safi) -> _AttrCache of RIB entry attributes
         self._td1_cache = _AttrCache(self.codec.parse_update)  # TABLE_DUMP / BGP4MP_ENTRY
@@ -400,7 +401,7 @@ class MrtReader:
                     end = pos + 12 + ln
                     if end <= n:
                         body = buf[pos + 12 : end]
-                        offset = base + pos
+                        offset = self.offset = base + pos
                         pos = end
                         self.records += 1
                         try:
