@@ -259,3 +259,17 @@ def test_500k_vrps_fit_in_60_mb(both_vrps):
     grown = _rss() - before
     assert len(t) > 495_000
     assert grown < 60 << 20, "VRP table took %.1f MB" % (grown / 1e6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=40), afi=st.sampled_from([1, 2]), addpath=st.booleans())
+def test_arbitrary_nlri_same_result_or_same_error(both_vrps, data, afi, addpath):
+    outs = []
+    for impl in both_vrps:
+        t = impl.VrpTable()
+        t.add(afi, b"\x0a", 8, 32 if afi == 1 else 64, 64496)
+        try:
+            outs.append(t.validate_packed(afi, data, 64496, addpath=addpath))
+        except ValueError as exc:
+            outs.append(("ValueError", str(exc)))
+    assert outs[0] == outs[1]
