@@ -39,7 +39,6 @@ from fastbgp.wire import codec
 from fastbgp.wire import messages as M
 from fastbgp.wire.constants import (
     AFI_IPV4,
-    AFI_IPV6,
     HEADER_LEN,
     MSG_KEEPALIVE,
     MSG_NOTIFICATION,
@@ -47,7 +46,7 @@ from fastbgp.wire.constants import (
     SAFI_UNICAST,
 )
 
-__all__ = ["RawPeer", "netns_socket", "attribute", "update_body", "prefixes", "open_body", "PeerClosed"]
+__all__ = ["RawPeer", "netns_socket", "attribute", "update_body", "prefixes", "standard_attrs", "open_body", "PeerClosed"]
 
 CLONE_NEWNET = 0x40000000  # <sched.h>
 NETNS_DIR = "/run/netns"  # where `ip netns add` puts its handles
@@ -291,6 +290,3 @@ class RawPeer:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-IPV6 = (AFI_IPV6, SAFI_UNICAST)  # for capabilities.Multiprotocol(*IPV6)
