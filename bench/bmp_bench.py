@@ -54,6 +54,7 @@ class Watcher(asyncio.Protocol):
         self.last = None
         self.max_gap = 0.0
         self.count = 0
+        self.notification = None
 
     def connection_made(self, transport):
         from fastbgp.wire import capabilities as caps, codec
@@ -69,6 +70,7 @@ class Watcher(asyncio.Protocol):
         for mtype, _body in self.reader.feed(data):
             if mtype == 1:
                 self.transport.write(codec.KEEPALIVE)
+                self.tick()
             elif mtype == 4:
                 now = time.monotonic()
                 if self.last is not None:
@@ -78,12 +80,19 @@ class Watcher(asyncio.Protocol):
                 with open(self.status, "w") as f:
                     json.dump({"max_gap": self.max_gap, "keepalives": self.count}, f)
             elif mtype == 3:
-                with open(self.status, "w") as f:
-                    json.dump({"notification": bytes(_body).hex()}, f)
+                self.notification = bytes(_body).hex()
+
+    def tick(self):
+        # Our side of the session: a KEEPALIVE every hold time / 3 (RFC 4271 §10).
+        from fastbgp.wire import codec
+
+        if not self.transport.is_closing():
+            self.transport.write(codec.KEEPALIVE)
+            asyncio.get_running_loop().call_later(WATCH_HOLD / 3, self.tick)
 
     def connection_lost(self, exc):
         with open(self.status, "w") as f:
-            json.dump({"closed": str(exc), "max_gap": self.max_gap}, f)
+            json.dump({"closed": str(exc), "notification": self.notification, "max_gap": self.max_gap}, f)
 
 
 async def watcher_main(args):

@@ -250,6 +250,8 @@ actions = { set-local-pref = 222, result = "accept" }
         await until(lambda: st.of(bm.STATISTICS_REPORT), timeout=4, what="statistics")
         ups = st.of(bm.PEER_UP)
         assert ups[0][2][0] == 0 or ups[0][2][0] == 3
+        # One Peer Up per peer session and connection, the Loc-RIB instance's too.
+        assert [m[2][0] for m in ups].count(0) == 1 and [m[2][0] for m in ups].count(3) == 1
         up = next(m for m in ups if m[2][0] == 0)
         assert up[2][10:26] == bytes(12) + bytes(int(x) for x in a_addr.split("."))
         assert int.from_bytes(up[2][26:30], "big") == 65001
@@ -343,6 +345,50 @@ actions = { set-med = 7, result = "accept" }
         await c.stop()
         await dut.stop()
         await st.close()
+
+    run(main(), timeout=60)
+
+
+def test_station_reconnects_with_backoff_and_reload_changes_stations(run, tmp_path):
+    async def main():
+        host = addr()
+        # A port nobody listens on yet: the client retries with backoff.
+        probe = await StationServer().start(host)
+        port = probe.port
+        await probe.close()
+        a_addr = addr()
+        bmp = '[[bmp]]\naddress = "%s"\nport = %d\nstats-interval = 0\n' % (host, port)
+        dut = DUT(extra=bmp, neighbors=[neighbor_toml(a_addr, 65001)], path=tmp_path / "f.toml")
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        await na.wait_established(5)
+        a.announce(["10.1.0.0/24"])
+        await until(lambda: d.rib("ipv4-unicast"))
+        await asyncio.sleep(1.5)
+        assert not d.bmp.stations[0].up
+        # The station starts listening: the client gets there by itself and
+        # the station gets Initiation, Peer Up and the peer's table.
+        st = StationServer()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        st.server = await asyncio.start_server(st.handle, sock=sock)
+        st.tasks = []
+        await until(lambda: route_state(st.msgs, 0, False), timeout=10, what="reconnect and dump")
+        kinds = [m[1] for m in st.msgs]
+        assert kinds[0] == bm.INITIATION and kinds.index(bm.PEER_UP) < kinds.index(bm.ROUTE_MONITORING)
+        # A reload to a second station: the first one is told Termination.
+        st2 = await StationServer().start(host)
+        dut.path.write_text(dut.text(extra='[[bmp]]\naddress = "%s"\nport = %d\npolicy = "post"\n' % (
+            host, st2.port)))
+        await d.reload()
+        await until(lambda: st.of(bm.TERMINATION), what="termination to the old station")
+        await until(lambda: set(route_state(st2.msgs, 0, True)) == {"10.1.0.0/24"}, what="the new station's dump")
+        assert d.bmp.stations[0].cfg.port == st2.port
+        await a.stop()
+        await dut.stop()
+        await st.close()
+        await st2.close()
 
     run(main(), timeout=60)
 
