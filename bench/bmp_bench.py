@@ -145,7 +145,7 @@ def events(path):
 
 
 def logged_prefixes(path):
-    """Pre-policy route monitoring lines pmbmpd has written so far."""
+    """Route monitoring lines pmbmpd has written so far."""
     try:
         res = subprocess.run(["grep", "-c", '"route_monitor"', path], capture_output=True, text=True)
         return int(res.stdout.strip() or 0)
@@ -153,7 +153,7 @@ def logged_prefixes(path):
         return 0
 
 
-def run_once(prefixes, timeout):
+def run_once(prefixes, timeout, policy="pre", loc_rib=False):
     from fastbgp.testing import lab as L
 
     with L.Lab() as lab:
@@ -174,8 +174,8 @@ def run_once(prefixes, timeout):
             f.write("\n".join([
                 "[global]", "asn = %d" % TARGET_AS, 'router-id = "%s"' % t.ipv4, 'listen = ["%s"]' % t.ipv4,
                 "[global.api]", 'socket = "%s"' % sock, "[global.log]", 'level = "warning"',
-                "[[bmp]]", 'address = "%s"' % pm.ipv4, "port = %d" % BMP_PORT, 'policy = "pre"',
-                "stats-interval = 0",
+                "[[bmp]]", 'address = "%s"' % pm.ipv4, "port = %d" % BMP_PORT, 'policy = "%s"' % policy,
+                "loc-rib = %s" % ("true" if loc_rib else "false"), "stats-interval = 0",
                 "[[neighbors]]", 'address = "%s"' % s.ipv4, "peer-as = %d" % SENDER_AS, "passive = true",
                 'default-import = "accept"', 'default-export = "reject"', "timers = { hold-time = 240 }",
                 "[[neighbors]]", 'address = "%s"' % w.ipv4, "peer-as = %d" % WATCHER_AS, "passive = true",
@@ -217,7 +217,9 @@ def run_once(prefixes, timeout):
             go = wait(lambda: next((e["t"] for e in events(sstat) if e["event"] == "go"), None), 30, "go", procs)
             wait(lambda: loc_rib() >= prefixes, timeout, "Loc-RIB full", procs)
             t_rib = time.monotonic() - go
-            wait(lambda: logged_prefixes(msglog) >= prefixes, timeout, "pmbmpd logged every prefix", procs)
+            views = (2 if policy == "both" else 1) + (1 if loc_rib else 0)
+            wait(lambda: logged_prefixes(msglog) >= views * prefixes, timeout, "pmbmpd logged every prefix",
+                 procs)
             t_bmp = time.monotonic() - go
             loaded = rss(d.pid)
             time.sleep(WATCH_HOLD / 3 + 0.5)  # one more keepalive period
@@ -225,7 +227,7 @@ def run_once(prefixes, timeout):
                 ws = json.load(f)
             if "max_gap" not in ws or "closed" in ws or "notification" in ws:
                 raise RuntimeError("watcher session failed: %s" % ws)
-            return {"prefixes": prefixes, "rib_s": t_rib, "bmp_s": t_bmp, "rss_idle_mb": idle[0],
+            return {"prefixes": prefixes, "policy": policy, "loc_rib": loc_rib, "rib_s": t_rib, "bmp_s": t_bmp, "rss_idle_mb": idle[0],
                     "hwm_mb": loaded[1], "max_keepalive_gap_s": ws["max_gap"], "keepalives": ws["keepalives"]}
         finally:
             for p in procs:
@@ -252,6 +254,8 @@ def main(argv=None):
     ap.add_argument("--prefixes", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--policy", default="pre", choices=["pre", "post", "both"])
+    ap.add_argument("--loc-rib", action="store_true")
     args = ap.parse_args(argv)
     if args.role == "watcher":
         import uvloop
@@ -260,10 +264,10 @@ def main(argv=None):
         return 0
     runs = []
     for i in range(args.repeat):
-        r = run_once(args.prefixes, args.timeout)
+        r = run_once(args.prefixes, args.timeout, args.policy, args.loc_rib)
         print(json.dumps(r), flush=True)
         runs.append(r)
-    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "prefixes"}
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float)}
     print("median of %d: %s" % (len(runs), json.dumps(med)))
     return 0
 

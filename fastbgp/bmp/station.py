@@ -31,6 +31,7 @@ log = logging.getLogger("fastbgp.bmp")
 BACKOFF_MIN = 1.0  # seconds before the first reconnect
 BACKOFF_MAX = 60.0  # the backoff doubles up to this
 CONNECT_TIMEOUT = 10.0
+STABLE_SECONDS = 30.0  # a connection that lasted this long resets the backoff
 
 
 def kernel_buffer(max_queued: int) -> int:
@@ -157,8 +158,11 @@ class Station:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            delay = self.backoff_min
+            up_at = loop.time()
             await self._lost.wait()
+            # A connection that held for a while resets the backoff; one lost
+            # soon (a station that keeps overflowing or closing) backs off more.
+            delay = self.backoff_min if loop.time() - up_at > STABLE_SECONDS else min(delay * 2, BACKOFF_MAX)
             if not self.closing:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
