@@ -450,6 +450,32 @@ def _lenient_update(body, as4, addpath):
     return withdrawn, announced, block
 
 
+def lenient_update(body, as4, addpath):
+    """What bgpdump makes of an UPDATE body the codec rejected (see
+    _lenient_update): (withdrawn, announced, attribute block) or None."""
+    return _lenient_update(body, as4, addpath)
+
+
+def attributes(block, width=4):
+    """The attributes of a block as a dict (the ``attrs`` of ``-j``):
+    origin, as_path (text, bgpdump's notation), next_hop, med, local_pref,
+    communities, large_communities, ...; ``width`` 2 for TABLE_DUMP and
+    2-octet BGP4MP blocks."""
+    return _attrs_json(block, width)
+
+
+def as_path_text(block, width=4):
+    """The AS_PATH text of a block as -m prints it (with the RFC 6793
+    §4.2.3 AS4_PATH merge when ``width`` is 2)."""
+    pre = _attr_parts(block, width)[0]
+    return pre[: pre.rindex("|", 0, len(pre) - 1)]
+
+
+def next_hop_text(nh):
+    """A next hop's text: 4 octets IPv4, 16 or 32 the (global) IPv6 one."""
+    return _nh_text(nh)
+
+
 # ---------------------------------------------------------------- -m formatter
 
 # RFC 8050 §3: the ADD-PATH twin of each message subtype.
