@@ -271,3 +271,58 @@ def test_reload_starts_and_stops_programs(run, tmp_path):
             await dut.stop()
 
     run(main())
+
+
+# Waits for the test's go file, then sends its commands one by one, each
+# after the previous answer (as ExaBGP's own programs do with ack on).
+SCRIPTED = """
+import os, sys, time
+go, answers = sys.argv[1], sys.argv[2]
+while not os.path.exists(go):
+    time.sleep(0.05)
+out = open(answers, "w")
+for cmd in open(go).read().splitlines():
+    sys.stdout.write(cmd + "\\n")
+    sys.stdout.flush()
+    out.write(sys.stdin.readline())
+    out.flush()
+    time.sleep(0.3)
+time.sleep(30)
+"""
+
+
+def test_eor_refresh_flush_clear_and_shutdown(run, tmp_path):
+    go, answers = tmp_path / "go", tmp_path / "answers"
+
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)],
+                  extra=process_toml("cmds", _script(tmp_path, "cmds", SCRIPTED), go, answers))
+        d = await dut.start()
+        try:
+            sp, nb = await peer(dut, 65001, a_addr)
+            await nb.wait_established(5)
+            sent_before = nb.counters.received.update
+            go.write_text("\n".join([
+                "announce route 10.7.0.0/24 next-hop self med 5",
+                "neighbor %s announce route-refresh ipv4 unicast" % a_addr,
+                "neighbor %s announce eor ipv4 unicast" % a_addr,
+                "flush adj-rib out",
+                "clear adj-rib out",
+                "announce route 10.7.1.0/24 next-hop self",
+                "shutdown",
+            ]) + "\n")
+            await until(lambda: len(_lines(answers)) == 7, timeout=20, what="seven answers")
+            assert _lines(answers) == ["done"] * 7
+            prog = d.processes.programs["cmds"]
+            # "clear" withdrew 10.7.0.0/24, "shutdown" the route announced after it.
+            await until(lambda: not d.rib("ipv4-unicast"), what="the program's routes withdrawn")
+            await until(lambda: "10.7.0.0/24" not in nb.received(), what="withdrawn at the peer")
+            assert nb.counters.received.update > sent_before
+            await until(lambda: prog.proc.returncode is not None, what="the program stopped")
+            await asyncio.sleep(1.5)
+            assert prog.restarts == 0 and prog.shutdown_requested
+        finally:
+            await dut.stop()
+
+    run(main())

@@ -266,7 +266,7 @@ class Program:
         enc = self.encoder
         lines = [enc.notice("lost %d events; a table dump follows" % self.dropped)]
         peers = self.manager.peer_infos()
-        for fam in ("ipv4-unicast", "ipv6-unicast"):
+        for fam in ("ipv4-unicast", "ipv6-unicast") if "updates" in self.wants else ():
             async for chunk in self.daemon.iter_rib(fam, DUMP_CHUNK):
                 for r in chunk:
                     lines.append(self.manager.route_line(enc, peers, fam, r))
@@ -329,7 +329,10 @@ class Program:
         self.commands += 1
         try:
             cmd = cmds.parse_command(text)
-            self.manager.check_selection(cmd.neighbors)
+            if cmd.kind in ("announce", "withdraw", "clear"):
+                self.manager.check_selection(cmd.neighbors)
+            else:
+                self.manager.check_known(cmd.neighbors)  # EOR, refresh, flush: per neighbour
             await self._run(cmd)
         except (ValueError, KeyError, RuntimeError) as exc:
             self.errors += 1
@@ -427,13 +430,17 @@ class ProcessManager:
         a selection must name every configured neighbour (ValueError)."""
         if not addresses:
             return
+        self.check_known(addresses)
+        known = {nb.address for nb in self.neighbors()}
+        if set(addresses) != known:
+            raise ValueError("per-neighbour selection is not supported: fastbgp originates to every neighbour "
+                             "its export policy allows (name all of %s, or use export policy)" % ", ".join(sorted(known)))
+
+    def check_known(self, addresses):
         known = {nb.address for nb in self.neighbors()}
         unknown = [a for a in addresses if a not in known]
         if unknown:
             raise ValueError("neighbor %s is not configured" % ", ".join(unknown))
-        if set(addresses) != known:
-            raise ValueError("per-neighbour selection is not supported: fastbgp originates to every neighbour "
-                             "its export policy allows (name all of %s, or use export policy)" % ", ".join(sorted(known)))
 
     def selected(self, addresses) -> list:
         return [nb for nb in self.neighbors() if nb.established and (not addresses or nb.address in addresses)]
