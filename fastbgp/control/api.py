@@ -101,6 +101,9 @@ WATCH_HEARTBEAT = 15.0
 # event comes (the handler is not cancelled on disconnect by aiohttp).
 _WATCH_POLL = 0.5
 MAX_BODY = 64 * 1024 * 1024  # an announce of a few hundred thousand prefixes fits
+# A request body that stops arriving for this long is refused (408): a
+# client trickling a body cannot hold a handler forever.
+BODY_STALL_TIMEOUT = 10.0
 # Error replies echo the offending value: each word of them at most MAX_ECHO
 # characters, the whole at most MAX_MESSAGE (the reply stays small whatever
 # the request).
@@ -195,6 +198,23 @@ def _decode(body: bytes, typ, decode=msgspec.json.decode, what="JSON"):
         raise BadRequest("", "body is not valid %s: nested too deeply" % what) from None
 
 
+async def _read(request: web.Request) -> bytes:
+    """The whole body: 408 when nothing arrives for BODY_STALL_TIMEOUT
+    seconds, 413 past MAX_BODY (aiohttp's own bound on request.read())."""
+    chunks, size = [], 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), BODY_STALL_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise _HttpError(408, "request body stalled: nothing received for %g s" % BODY_STALL_TIMEOUT) from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=size)
+        chunks.append(chunk)
+
+
 def _family(text: str) -> str:
     """The canonical name of a family in the URL (the daemon runs unicast)."""
     try:
@@ -264,7 +284,7 @@ class _Handlers:
 
     async def neighbor_action(self, request):
         action = request.match_info["action"]
-        body = await request.read()
+        body = await _read(request)
         args = _decode(body, NeighborAction) if body.strip() else NeighborAction()
         addr = self._neighbor(request).address
         try:
@@ -354,13 +374,13 @@ class _Handlers:
         return resp
 
     async def announce(self, request):
-        req = _decode(await request.read(), ctl.Announce)
+        req = _decode(await _read(request), ctl.Announce)
         n = await self.control.announce(req)
         log.info("announce %d prefixes", len(req.prefixes), extra={"count": n})
         return _json({"count": n})
 
     async def withdraw(self, request):
-        req = _decode(await request.read(), ctl.Announce)
+        req = _decode(await _read(request), ctl.Announce)
         n = await self.control.withdraw(req)
         log.info("withdraw %d prefixes", len(req.prefixes), extra={"count": n})
         return _json({"count": n})
@@ -369,7 +389,7 @@ class _Handlers:
         fn = getattr(self.control, "inject", None)
         if fn is None:
             raise NotImplementedError("bulk route injection")
-        body = await request.read()
+        body = await _read(request)
         if request.content_type in (MSGPACK, "application/x-msgpack"):
             groups = _decode(body, list[InjectGroup], msgspec.msgpack.decode, "msgpack")
         else:
@@ -389,7 +409,7 @@ class _Handlers:
         return _json(result if result is not None else {})
 
     async def log_level(self, request):
-        body = await request.read()
+        body = await _read(request)
         if body.strip():
             level = _decode(body, LogLevel).level
         elif "level" in request.query:
@@ -498,7 +518,10 @@ async def _errors(request, handler):
     try:
         return await handler(request)
     except _HttpError as exc:
-        return _clipped_error(exc.status, exc.message, **exc.extra)
+        resp = _clipped_error(exc.status, exc.message, **exc.extra)
+        if exc.status == 408:
+            resp.force_close()  # the rest of that body may never come: no keep-alive
+        return resp
     except BadRequest as exc:
         return _clipped_error(400, str(exc), **({"field": exc.field} if exc.field else {}))
     except web.HTTPException as exc:
@@ -617,7 +640,9 @@ class ApiServer:
         return cls(control, socket_path=api_config.socket, tcp=api_config.tcp, token=api_config.token, **kw)
 
     async def _site(self, app, sock):
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        # lingering_time: after a refused body (408, 413) drain what is still
+        # coming for at most 1 s, not aiohttp's 10 s, then close.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout, lingering_time=1.0)
         try:
             await runner.setup()
         except BaseException:
@@ -625,7 +650,7 @@ class ApiServer:
             raise
         self._runners.append(runner)
         # Not SockSite: cancelled half-way it leaves the socket listening.
-        self._servers.append(await sockets.serve_runner(runner, sock))
+        self._servers.append(await sockets.serve_runner(runner, sock, sockets.Guard()))
 
     def bind(self, previous: Optional["ApiServer"] = None) -> "ApiServer":
         """Bind the listening sockets, serving nothing yet: a bad address

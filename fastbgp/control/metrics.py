@@ -51,7 +51,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fastbgp.control import contract as ctl
-from fastbgp.control.sockets import bind_tcp, serve_runner
+from fastbgp.control.sockets import Guard, bind_tcp, serve_runner
 
 __all__ = [
     "ControlCollector",
@@ -234,7 +234,7 @@ class MetricsServer:
         try:
             await runner.setup()
             self._runner = runner
-            self._server = await serve_runner(runner, sock)
+            self._server = await serve_runner(runner, sock, Guard())
         except BaseException:
             # Failed or cancelled after binding: nothing may stay bound.
             sock.close()
