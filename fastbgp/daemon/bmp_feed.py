@@ -40,8 +40,10 @@ Calls: the daemon's ``speaker``, ``ribs``, ``attrs``, ``importer.pre_ribs``,
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import logging
+import socket
 import time
 from typing import Optional
 
@@ -53,15 +55,18 @@ from fastbgp.wire import capabilities as caps_mod
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4, IPV4_UNICAST, MSG_UPDATE
 from fastbgp.wire.types import DEFAULT_CONTEXT
-from fastbgp.daemon.common import SLICE_SECONDS, prefix_text
+from fastbgp.daemon.common import SLICE_SECONDS
 
 log = logging.getLogger("fastbgp.bmp")
 
-__all__ = ["BmpFeed", "TOUCHED_MAX"]
+__all__ = ["BmpFeed", "TOUCHED_MAX", "WORK_MAX"]
 
 # Prefixes remembered per station while its dump runs (re-sent at its end);
 # past this the station is dropped and re-synced from scratch.
 TOUCHED_MAX = 500_000
+# Prefixes queued for the worker; past it the stations wanting the
+# post-policy, Loc-RIB or Adj-RIB-Out views are dropped and re-synced.
+WORK_MAX = 4_000_000
 DUMP_BATCH = 64  # UPDATEs written between two clock reads
 _REMOTE_CLOSE = (Reason.READ_FAILED, Reason.WRITE_FAILED, Reason.HOLD_TIMER_EXPIRED)
 
@@ -142,6 +147,11 @@ class BmpFeed:
         self.targets: list = []
         self.drops = 0
         self.tasks: set = set()  # Loc-RIB updates after a peer went
+        # Prefixes named by received UPDATEs, waiting for their post-policy /
+        # Loc-RIB / Adj-RIB-Out lookups (bounded by WORK_MAX prefixes).
+        self.work: collections.deque = collections.deque()
+        self.work_prefixes = 0
+        self.worker: Optional[asyncio.Task] = None
         self._unsubscribe_state = daemon.speaker.subscribe(self.state_change)
         descr = "fastbgp BGP-4 speaker, AS%d, router id %s" % (g.asn, g.router_id)
         for cfg in stations_cfg:
@@ -169,6 +179,9 @@ class BmpFeed:
         self._unsubscribe_state()
         for task in self.tasks:
             task.cancel()
+        if self.worker is not None:
+            self.worker.cancel()
+        self.work.clear()
         for p in list(self.peers.values()):
             for u in p.unsubscribe:
                 u()
@@ -291,20 +304,53 @@ class BmpFeed:
         return on_update
 
     def update_processed(self, nb, parsed):
+        """After an UPDATE went into the RIBs: what the post-policy,
+        Loc-RIB and Adj-RIB-Out views must say about the prefixes it named
+        is read back from the RIBs later, by the feed's worker in slices
+        (the session's own turn only unpacks and queues)."""
         p = self.peers.get(nb)
         if p is None:
             return
         post = any(t.post and t.station.up for t in self.targets)
         loc = any(t.cfg.loc_rib and t.station.up for t in self.targets)
         out = any(t.cfg.adj_rib_out and t.station.up for t in self.targets)
+        stats = any(t.cfg.stats_interval for t in self.targets)
+        keep = self.keep_seen
+        if not (post or loc or out or stats or keep):
+            return
         try:
-            named = self.named_prefixes(p, parsed)
-            for fam, entries, announced in named:
+            for fam, entries, announced, attrs, nh in self.named_prefixes(p, parsed):
                 if announced:
-                    p.rejected += self.count_rejected(p, fam, entries)
-                    if self.keep_seen:
+                    if stats:
+                        p.rejected += self.count_rejected(p, fam, entries, attrs, nh)
+                    if keep:
                         self.remember(p, fam, entries)
-                if post:
+                if post or loc or out:
+                    self.queue_work(p, fam, entries, post, loc, out)
+        except Exception:
+            log.exception("BMP: post-policy monitoring of an UPDATE from %s failed", nb.address)
+
+    def queue_work(self, p, fam, entries, post, loc, out):
+        self.work.append((p, fam, entries, post, loc, out))
+        self.work_prefixes += len(entries)
+        if self.work_prefixes > WORK_MAX:
+            # The stations cannot be told in time: re-synced from scratch.
+            self.work.clear()
+            self.work_prefixes = 0
+            for t in self.targets:
+                if t.post or t.cfg.loc_rib or t.cfg.adj_rib_out:
+                    t.station.drop("more than %d prefixes waiting to be reported" % WORK_MAX)
+        if self.worker is None or self.worker.done():
+            self.worker = self.loop.create_task(self.work_loop())
+
+    async def work_loop(self):
+        loop = self.loop
+        t0 = loop.time()
+        while self.work:
+            p, fam, entries, post, loc, out = self.work.popleft()
+            self.work_prefixes -= len(entries)
+            try:
+                if post and self.peers.get(p.nb) is p:
                     self.send_current("post", p, fam, entries)
                 if loc:
                     self.send_current("loc", p, fam, entries)
@@ -312,19 +358,22 @@ class BmpFeed:
                     for q in list(self.peers.values()):
                         if fam in q.nb.groups:
                             self.send_current("out", q, fam, entries)
-        except Exception:
-            log.exception("BMP: post-policy monitoring of an UPDATE from %s failed", nb.address)
+            except Exception:
+                log.exception("BMP: monitoring of an UPDATE from %s failed", p.nb.address)
+            if loop.time() - t0 > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                t0 = loop.time()
 
     def named_prefixes(self, p, parsed):
         """[(family, [packed prefix...], announced)] of one ParsedUpdate."""
         rx = p.session.ctx.addpath_rx
         out = []
 
-        def add(fam, packed, announced):
+        def add(fam, packed, announced, nh=b""):
             if packed and fam in self.daemon.ribs:
                 ents = [bytes((plen,)) + addr[: (plen + 7) >> 3]
                         for _i, addr, plen in codec.unpack_prefixes(packed, fam[0], fam in rx)]
-                out.append((fam, ents, announced))
+                out.append((fam, ents, announced, parsed.attrs, nh))
 
         add(IPV4_UNICAST, parsed.withdrawn, False)
         add(IPV4_UNICAST, parsed.nlri, True)
@@ -333,7 +382,7 @@ class BmpFeed:
             add((u[0], u[1]), u[2], False)
         if parsed.mp_reach is not None:
             r = parsed.mp_reach
-            add((r[0], r[1]), r[3], True)
+            add((r[0], r[1]), r[3], True, bytes(r[2]))
         return out
 
     def remember(self, p, fam, entries):
@@ -364,7 +413,15 @@ class BmpFeed:
                     await asyncio.sleep(0)
         p.seen = {}
 
-    def count_rejected(self, p, fam, entries):
+    def count_rejected(self, p, fam, entries, attrs, nh):
+        """RFC 7854 §4.8 type 0: prefixes of an UPDATE that import policy
+        rejected.  The importer's verdict is cached per attribute set; only
+        a chain with prefix conditions needs the RIB, per prefix."""
+        res = self.daemon.importer.import_(p.nb, fam, attrs, nh)
+        if res is None:
+            return len(entries)
+        if isinstance(res[0], (bytes, bytearray, memoryview)):
+            return 0
         rib = self.daemon.ribs[fam]
         n = 0
         for e in entries:
@@ -374,9 +431,11 @@ class BmpFeed:
 
     @staticmethod
     def text(fam, entry):
-        width = 4 if fam[0] == AFI_IPV4 else 16
-        plen = entry[0]
-        return prefix_text(fam[0], entry[1:] + bytes(width - len(entry) + 1), plen)
+        """The RIB's key text of a packed prefix (inet_ntop: a tenth of
+        ipaddress's cost, on the per-prefix path)."""
+        if fam[0] == AFI_IPV4:
+            return "%s/%d" % (socket.inet_ntop(socket.AF_INET, entry[1:] + bytes(5 - len(entry))), entry[0])
+        return "%s/%d" % (socket.inet_ntop(socket.AF_INET6, entry[1:] + bytes(17 - len(entry))), entry[0])
 
     def current(self, kind, pid, fam, entries):
         """({attr id: packed prefixes}, packed withdrawn) of ``entries`` as
