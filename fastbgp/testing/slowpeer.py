@@ -279,7 +279,7 @@ async def flap(args) -> None:
     done = failures = 0
     t0 = time.monotonic()
     pfx = b"".join(_prefixes(args.prefixes, "10.200.0.0", 24)) if args.prefixes else b""
-    while done < args.count and failures < args.count:
+    while done < args.count and failures < 5 * args.count:
         p = Peer(args)
         try:
             await p.connect()
@@ -292,7 +292,12 @@ async def flap(args) -> None:
                 await p.send(codec.build_notification(_CEASE, _ADMIN_RESET))
             p.close(reset=done % 2 == 1)
             done += 1
-        except (OSError, asyncio.TimeoutError, BGPError) as exc:
+            # Give the speaker time to see the end and run its IdleHoldTimer
+            # (RFC 4271 §8.1.1; 0.1 s at idle-hold = 0): a connection racing
+            # the old one's reset meets §6.8 collision handling (Cease 6/7),
+            # one during the IdleHoldTimer is refused; both are retried below.
+            await asyncio.sleep(0.1)
+        except (OSError, ConnectionError, asyncio.TimeoutError, BGPError) as exc:
             p.close(reset=True)
             failures += 1
             if failures <= 5:

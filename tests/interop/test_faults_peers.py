@@ -94,7 +94,7 @@ class Witness:
         self._t = None
 
     def info(self) -> dict:
-        text = self.bird.birdc("show", "protocols", "all", self.bird._proto(self.peer_ip)).stdout
+        text = self.bird.protocol_info(self.peer_ip)
         m = re.search(r"^n\d+\s+BGP\s+\S+\s+(\w+)\s+(\S+ \S+)\s+(\w+)", text, re.M)
         hold = re.search(r"Hold timer:\s+([\d.]+)/(\d+)", text)
         routes = re.search(r"Routes:\s+(\d+) imported, (?:\d+ filtered, )?(\d+) exported", text)
@@ -174,8 +174,10 @@ class Bed:
         for i, g in enumerate(("g1", "g2", "g3")):
             lines += nb(g, 65020 + i)
         lines += nb("gs", 65023, "max-queued-bytes = %d" % SMALL_CAP)
-        lines += nb("vstop", 65030, passive=False, hold=6)
-        lines += nb("vkill", 65031, passive=False, hold=6)
+        # Passive: started late in the module, they dial us (a dialling
+        # daemon would by then be deep in its damped IdleHoldTimer).
+        lines += nb("vstop", 65030, hold=6)
+        lines += nb("vkill", 65031, hold=6)
         lines += nb("flap", 65040, "damp-peer-oscillations = false", export="reject", idle_hold=0)
         return "\n".join(lines) + "\n"
 
@@ -449,3 +451,112 @@ def test_slow_member_does_not_hold_back_its_update_group(bed):
     assert rss.peak - before["rss"] < 16 * MiB
     assert after["rss"] - before["rss"] < 8 * MiB
     assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr("gs")) >= 1
+
+
+def victim_routes(base):
+    return [L.Route("10.%d.%d.0/24" % (base, i)) for i in range(VICTIM_ROUTES)]
+
+
+def wait_victim_routes(bed, name, wit, n):
+    """The daemon has ``n`` routes of ``name`` and passed them to the witness."""
+    L.wait_for(lambda: bed.metric("fastbgp_prefixes_received", bed.addr(name)) == n, 30,
+               what="%d routes from %s" % (n, name))
+    L.wait_for(lambda: wit.info()["imported"] == TABLE + n, 30, what="witness has %s's routes" % name)
+
+
+@pytest.mark.timeout(120)
+def test_sigstopped_bird_mid_table_is_dropped_by_the_hold_timer(bed):
+    """BIRD stopped (SIGSTOP) while the table streams to it: our hold timer
+    expires, a WARNING says so, its routes are withdrawn at the witness."""
+    host = bed.hosts["vstop"]
+    addr = bed.addr("vstop")
+    bed.churn(True)  # the daemon keeps writing to it
+    with bed.witness as wit:
+        mark = len(bed.log())
+        v = L.Bird(host, 65030, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)],
+                   routes=victim_routes(250)).start()
+        try:
+            v.wait_established(bed.fb.ipv4, 30)
+            wait_victim_routes(bed, "vstop", wit, VICTIM_ROUTES)
+            imported = int(re.search(r"Routes:\s+(\d+) imported", v.protocol_info(bed.fb.ipv4)).group(1))
+            os.kill(v.proc.pid, signal.SIGSTOP)
+            t0 = time.monotonic()
+            w = L.wait_for(lambda: [x for x in bed.warnings(addr, mark) if "session lost" in x], 20,
+                           interval=0.1, what="session loss WARNING for %s" % addr,
+                           on_timeout=lambda: bed.log()[mark:][-3000:])[0]
+            took = time.monotonic() - t0
+            assert "hold-timer-expired" in w or "hold timer" in w, w
+            assert "4/0" in w  # NOTIFICATION Hold Timer Expired (RFC 4271 §6.5)
+            L.wait_for(lambda: wit.info()["imported"] == TABLE, 15, interval=0.1, what="victim routes withdrawn")
+            gone = time.monotonic() - t0
+        finally:
+            bed.churn(False)
+            os.kill(v.proc.pid, signal.SIGKILL)
+            v.proc.wait(10)
+            v.stop()
+    low, _ = wit.check(TABLE)
+    print("SIGSTOP: BIRD had %d routes when stopped; hold timer (6 s) WARNING after %.1fs, routes gone at the "
+          "witness after %.1fs; witness hold timer low %.1fs" % (imported, took, gone, low))
+    assert took < 6 + 3
+    assert not bed.up(addr)
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_gobgp_mid_table_is_cleaned_up(bed):
+    """GoBGP killed (SIGKILL) while the table streams to it: the reset is
+    seen at once, a WARNING, its routes withdrawn within a few seconds."""
+    host = bed.hosts["vkill"]
+    addr = bed.addr("vkill")
+    bed.churn(True)
+    with bed.witness as wit:
+        mark = len(bed.log())
+        v = L.GoBGP(host, 65031, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)],
+                    routes=victim_routes(251)).start()
+        try:
+            v.wait_established(bed.fb.ipv4, 30)
+            wait_victim_routes(bed, "vkill", wit, VICTIM_ROUTES)
+            os.kill(v.proc.pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            v.proc.wait(10)
+            w = L.wait_for(lambda: [x for x in bed.warnings(addr, mark) if "session lost" in x], 20,
+                           interval=0.05, what="session loss WARNING for %s" % addr,
+                           on_timeout=lambda: bed.log()[mark:][-3000:])[0]
+            took = time.monotonic() - t0
+            L.wait_for(lambda: wit.info()["imported"] == TABLE, 15, interval=0.1, what="victim routes withdrawn")
+            gone = time.monotonic() - t0
+        finally:
+            bed.churn(False)
+            v.stop()
+    low, _ = wit.check(TABLE)
+    print("SIGKILL: WARNING after %.2fs (%s), routes gone at the witness after %.2fs; witness hold timer low %.1fs"
+          % (took, w.split("msg=", 1)[-1][:120], gone, low))
+    assert "connection" in w, w  # reset / closed by the peer, not a timer
+    assert took < 3 and gone < 5
+
+
+@pytest.mark.timeout(150)
+def test_300_session_flaps_leak_neither_memory_nor_fds(bed):
+    """A peer that opens a session, announces 5 routes and drops it (Cease
+    or TCP reset, alternately), 300 times: RSS and open fds after equal
+    those before (within 5 MB), the witness undisturbed."""
+    addr = bed.addr("flap")
+    with bed.witness as wit:
+        warm = bed.peer("flap", "flap", 65040, "--count", 20, "--prefixes", 5)
+        bed.wait_event(warm, "flaps", 60)
+        time.sleep(1)
+        before = bed.status()
+        p = bed.peer("flap", "flap", 65040, "--count", 300, "--prefixes", 5)
+        done = bed.wait_event(p, "flaps", 120)
+        L.wait_for(lambda: not bed.up(addr), 10, what="flapper down")
+        time.sleep(2)
+        after = bed.status()
+    low, _ = wit.check(TABLE)
+    established = bed.metric("fastbgp_neighbor_established_total", addr)
+    print("300 flaps in %.1fs (%d failed attempts, %s sessions Established in all): RSS %.1f -> %.1f MB, "
+          "fds %d -> %d; witness hold timer low %.1fs" % (done["seconds"], done["failures"], established,
+                                                          before["rss"] / MiB, after["rss"] / MiB, before["fds"],
+                                                          after["fds"], low))
+    assert done["done"] == 300, open(p.out).read()[-2000:]
+    assert established >= 320
+    assert after["rss"] - before["rss"] < 5 * MiB
+    assert after["fds"] == before["fds"]
