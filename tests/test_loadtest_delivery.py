@@ -113,6 +113,8 @@ def test_delivered_waits_until_the_target_has_read_everything():
     assert tgt.error is None, tgt.error
     ann = next(p for p in rep.phases if p.kind == "announce")
     assert ann.sent_prefixes == 20_000 and ann.undelivered == 0
+    # The target shares our namespace: its reading was seen (sock_diag).
+    assert ann.read_checked == 1
     # Written into our own kernel almost at once; delivered only after the
     # target's one-second pause, when it read the last UPDATE.
     assert ann.delivered is not None and ann.deliver_time >= 0.95, ann
@@ -163,7 +165,8 @@ def test_sessions_stay_up_until_the_target_cpu_is_quiet(tmp_path):
 
 def test_procnet_sees_unread_octets_of_a_connection():
     """The target-side check: /proc/PID/net/tcp rx_queue of the far end of
-    our connection counts what the process has not read."""
+    our connection, and the sock_diag lookup of it, count what the process
+    has not read."""
     srv = socket.create_server(("127.0.0.1", 0))
     cli = socket.create_connection(srv.getsockname())
     acc, _ = srv.accept()
@@ -177,10 +180,17 @@ def test_procnet_sees_unread_octets_of_a_connection():
                 break
             time.sleep(0.01)
         assert q.get(key) == 3000
+        diag = procnet.SockDiag()
+        assert diag.rx_queue(srv.getsockname(), key) == 3000
+        # Not that connection (a lookup would fall back to the listener).
+        assert diag.rx_queue(srv.getsockname(), ("127.0.0.1", 1)) is None
         got = 0
         while got < 3000:
             got += len(acc.recv(4096))
         assert procnet.rx_queues([os.getpid()]).get(key) == 0
+        assert diag.rx_queue(srv.getsockname(), key) == 0
+        diag.close()
+        assert diag.rx_queue(srv.getsockname(), key) is None
     finally:
         for s in (cli, acc, srv):
             s.close()

@@ -39,18 +39,26 @@ DELIVERY_POLL = 0.001
 # the delivered time of a session the target reads slowly is late by at
 # most PROC_POLL_MAX.
 PROC_POLL_MIN = 0.005
-PROC_POLL_MAX = 0.05
+PROC_POLL_MAX = 0.02
 
 
-def _far_key(transport):
-    """Our end of a connection as the target's /proc table names it."""
-    name = transport.get_extra_info("sockname") if transport is not None else None
-    if not name:
-        return None
+def _plain(name):
     ip = ipaddress.ip_address(name[0])
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return str(ip), name[1]
+
+
+def _ends(transport):
+    """(the target's end, our end) of a connection, each (address, port)
+    as the target's socket tables name them; None when gone."""
+    if transport is None:
+        return None
+    ours = transport.get_extra_info("sockname")
+    theirs = transport.get_extra_info("peername")
+    if not ours or not theirs:
+        return None
+    return _plain(theirs), _plain(ours)
 
 
 # ---------------------------------------------------------------------- layout
@@ -296,6 +304,7 @@ class PeerGroup:
         seen_read = 0
         pids = self.sc.target.pid
         tables = ("tcp6",) if ipaddress.ip_address(self.sc.target.address).version == 6 else ("tcp",)
+        diag = procnet.SockDiag()
         proc_gap = PROC_POLL_MIN
         next_proc = None
         while waiting:
@@ -313,20 +322,25 @@ class PeerGroup:
                 if n is None:
                     lost += 1
                     continue
-                if n == 0 and pids:
-                    # Acknowledged: the target's receive queue decides.
-                    if rxq is None:
-                        if next_proc is None:
-                            next_proc = now + PROC_POLL_MIN
-                        still.append(p)
-                        continue
-                    q = rxq.get(_far_key(p.transport))
+                if n == 0:
+                    # Acknowledged: the target's receive queue decides --
+                    # sock_diag when it shares our namespace, else its /proc
+                    # table (with --target-pid).
+                    ends = _ends(p.transport)
+                    q = diag.rx_queue(*ends) if ends else None
+                    if q is None and pids:
+                        if rxq is None:
+                            if next_proc is None:
+                                next_proc = now + PROC_POLL_MIN
+                            still.append(p)
+                            continue
+                        q = rxq.get(ends[1] if ends else None)
                     if q:
                         still.append(p)
                         continue
                     if q == 0:
                         seen_read += 1
-                    # q None: not in its table (another host or namespace).
+                    # q None: not visible (another host or namespace).
                 if n == 0:
                     last = now
                     p.poll_delivered()
@@ -339,6 +353,7 @@ class PeerGroup:
                 lost += len(waiting)
                 break
             await asyncio.sleep(DELIVERY_POLL)
+        diag.close()
         return last, lost, seen_read
 
     async def down(self, fraction: float, total: int):

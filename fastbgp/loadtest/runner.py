@@ -632,7 +632,8 @@ class Runner:
         rep.measured = [
             "delivered: the target's TCP acknowledged every octet we sent (our send queues empty, SIOCOUTQ)%s; "
             "dlv/s = prefixes / seconds from the phase start to delivered" % (
-                " and the target process read them all (its receive queues empty in /proc/PID/net/tcp)"
+                " and the target process read them all (its receive queues empty: sock_diag, or "
+                "/proc/PID/net/tcp for a target in another namespace)"
                 if total and checked >= total else ""),
         ]
         rep.not_measured = []
@@ -641,7 +642,8 @@ class Runner:
                 "target reading: for %d of %d sessions the target's receive queue was not visible (%s), so "
                 "delivered means acknowledged, and up to a socket receive buffer per session may have been "
                 "unread at that moment" % (total - checked, total,
-                                           "no --target-pid" if not self.probe.pids else "not in its /proc tables"))
+                                           "not in our network namespace, and no --target-pid" if not self.probe.pids
+                                           else "in neither our namespace nor its /proc tables"))
         rep.not_measured.append("processing: a delivered route may still be in the target's queues; the monitor "
                                 "and the target's CPU show when it was done")
         if sc.monitor.address:
