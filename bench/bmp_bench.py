@@ -153,7 +153,7 @@ def logged_prefixes(path):
         return 0
 
 
-def run_once(prefixes, timeout, policy="pre", loc_rib=False):
+def run_once(prefixes, timeout, policy="pre", loc_rib=False, bmp=True):
     from fastbgp.testing import lab as L
 
     with L.Lab() as lab:
@@ -174,8 +174,8 @@ def run_once(prefixes, timeout, policy="pre", loc_rib=False):
             f.write("\n".join([
                 "[global]", "asn = %d" % TARGET_AS, 'router-id = "%s"' % t.ipv4, 'listen = ["%s"]' % t.ipv4,
                 "[global.api]", 'socket = "%s"' % sock, "[global.log]", 'level = "warning"',
-                "[[bmp]]", 'address = "%s"' % pm.ipv4, "port = %d" % BMP_PORT, 'policy = "%s"' % policy,
-                "loc-rib = %s" % ("true" if loc_rib else "false"), "stats-interval = 0",
+                *(["[[bmp]]", 'address = "%s"' % pm.ipv4, "port = %d" % BMP_PORT, 'policy = "%s"' % policy,
+                   "loc-rib = %s" % ("true" if loc_rib else "false"), "stats-interval = 0"] if bmp else []),
                 "[[neighbors]]", 'address = "%s"' % s.ipv4, "peer-as = %d" % SENDER_AS, "passive = true",
                 'default-import = "accept"', 'default-export = "reject"', "timers = { hold-time = 240 }",
                 "[[neighbors]]", 'address = "%s"' % w.ipv4, "peer-as = %d" % WATCHER_AS, "passive = true",
@@ -200,12 +200,14 @@ def run_once(prefixes, timeout, policy="pre", loc_rib=False):
             procs.append(sp)
             wait(lambda: any(e["event"] == "established" for e in events(sstat)), 120, "sender up", procs)
             wait(lambda: os.path.exists(wstat), 30, "watcher up", procs)
-            wait(lambda: os.path.exists(msglog) and "init" in open(msglog).read(), 30, "pmbmpd connected", procs)
+            if bmp:
+                wait(lambda: os.path.exists(msglog) and "init" in open(msglog).read(), 30, "pmbmpd connected",
+                     procs)
             time.sleep(1.0)
             idle = rss(d.pid)
             env = dict(os.environ, FASTBGP_API_SOCKET=sock)
 
-            def loc_rib():
+            def rib_size():
                 r = subprocess.run([sys.executable, "-m", "fastbgp", "-j", "global", "rib", "summary"],
                                    capture_output=True, text=True, env=env, cwd=ROOT)
                 try:
@@ -215,19 +217,21 @@ def run_once(prefixes, timeout, policy="pre", loc_rib=False):
 
             os.kill(sp.pid, signal.SIGUSR1)
             go = wait(lambda: next((e["t"] for e in events(sstat) if e["event"] == "go"), None), 30, "go", procs)
-            wait(lambda: loc_rib() >= prefixes, timeout, "Loc-RIB full", procs)
+            wait(lambda: rib_size() >= prefixes, timeout, "Loc-RIB full", procs)
             t_rib = time.monotonic() - go
-            views = (2 if policy == "both" else 1) + (1 if loc_rib else 0)
-            wait(lambda: logged_prefixes(msglog) >= views * prefixes, timeout, "pmbmpd logged every prefix",
-                 procs)
-            t_bmp = time.monotonic() - go
+            t_bmp = 0.0
+            if bmp:
+                views = (2 if policy == "both" else 1) + (1 if loc_rib else 0)
+                wait(lambda: logged_prefixes(msglog) >= views * prefixes, timeout, "pmbmpd logged every prefix",
+                     procs)
+                t_bmp = time.monotonic() - go
             loaded = rss(d.pid)
             time.sleep(WATCH_HOLD / 3 + 0.5)  # one more keepalive period
             with open(wstat) as f:
                 ws = json.load(f)
             if "max_gap" not in ws or "closed" in ws or "notification" in ws:
                 raise RuntimeError("watcher session failed: %s" % ws)
-            return {"prefixes": prefixes, "policy": policy, "loc_rib": loc_rib, "rib_s": t_rib, "bmp_s": t_bmp, "rss_idle_mb": idle[0],
+            return {"prefixes": prefixes, "bmp": bmp, "policy": policy, "loc_rib": loc_rib, "rib_s": t_rib, "bmp_s": t_bmp, "rss_idle_mb": idle[0],
                     "hwm_mb": loaded[1], "max_keepalive_gap_s": ws["max_gap"], "keepalives": ws["keepalives"]}
         finally:
             for p in procs:
@@ -262,13 +266,18 @@ def main(argv=None):
 
         uvloop.run(watcher_main(args))
         return 0
-    runs = []
+    runs, base = [], []
     for i in range(args.repeat):
+        # The same table without [[bmp]] in the same run: what BMP costs.
+        r = run_once(args.prefixes, args.timeout, bmp=False)
+        print(json.dumps(r), flush=True)
+        base.append(r)
         r = run_once(args.prefixes, args.timeout, args.policy, args.loc_rib)
         print(json.dumps(r), flush=True)
         runs.append(r)
-    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float)}
-    print("median of %d: %s" % (len(runs), json.dumps(med)))
+    for name, rs in (("without BMP", base), ("with BMP", runs)):
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], float)}
+        print("median of %d %s: %s" % (len(rs), name, json.dumps(med)))
     return 0
 
 
