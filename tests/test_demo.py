@@ -45,3 +45,12 @@ def test_demo_summary_when_the_monitor_misses_prefixes():
                                          timed_out=True)])
     assert demo.summary(rep, 2) == ("fastbgp demo: the daemon did not pass every prefix on: the monitor received 40 "
                                     "of the 100 prefixes from 2 peers.")
+
+
+def test_demo_json_dash_keeps_stdout_json(capsys):
+    status = cli.main(["demo", "--peers", "1", "--prefixes", "1000", "--json", "-"])
+    cap = capsys.readouterr()
+    assert status == 0, cap.err
+    data = json.loads(cap.out)  # nothing but the report on stdout
+    assert data["totals"]["delivered_prefixes"] == 1000
+    assert "fastbgp demo: the daemon passed 1,000 prefixes from 1 peer to" in cap.err

@@ -104,6 +104,10 @@ def _rate(x):
     return "%.0f" % x
 
 
+def _peers(n):
+    return "1 peer" if n == 1 else "%d peers" % n
+
+
 def summary(report, peers) -> str:
     """The one plain sentence the demo ends with: what was measured and the
     result, from the load tester's report."""
@@ -117,9 +121,9 @@ def summary(report, peers) -> str:
         dlv = " (it accepted them off the wire in %.2f s, %s prefixes/s)" % (ann.deliver_time, _rate(ann.deliver_rate))
     if ann.converge_time is None or ann.timed_out or ann.received < ann.expected:
         return ("fastbgp demo: the daemon did not pass every prefix on: the monitor received %s of the %s prefixes "
-                "from %d peers%s%s." % (_n(ann.received), _n(ann.expected), peers, dlv, rss_text))
-    return ("fastbgp demo: the daemon passed %s prefixes from %d peers to the monitor in %.2f s, %s prefixes/s%s%s."
-            % (_n(ann.expected), peers, ann.converge_time, _rate(ann.converge_rate or 0), dlv, rss_text))
+                "from %s%s%s." % (_n(ann.received), _n(ann.expected), _peers(peers), dlv, rss_text))
+    return ("fastbgp demo: the daemon passed %s prefixes from %s to the monitor in %.2f s, %s prefixes/s%s%s."
+            % (_n(ann.expected), _peers(peers), ann.converge_time, _rate(ann.converge_rate or 0), dlv, rss_text))
 
 
 def run(peers=10, prefixes=100_000, lengths="24", json_path=None, plot_path=None, keep=False):

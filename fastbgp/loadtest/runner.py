@@ -133,7 +133,7 @@ def _source_helpers(src):
 
 
 class Progress:
-    """Live progress (rich): sent and received prefixes and their rates."""
+    """Live progress (rich): delivered and received prefixes and their rates."""
 
     def __init__(self, console, enabled):
         self.enabled = enabled and console.is_terminal
@@ -150,14 +150,14 @@ class Progress:
                        TextColumn("{task.completed:>12,.0f} / {task.total:<12,.0f}"),
                        TextColumn("{task.fields[rate]}"), console=self.console, transient=False,
                        refresh_per_second=8)
-        self.sent = self.prog.add_task("sent", total=1, rate="")
+        self.sent = self.prog.add_task("delivered", total=1, rate="")
         self.rx = self.prog.add_task("received (monitor)", total=1, rate="")
         self.prog.start()
 
     def update(self, phase, sent, sent_total, sent_rate, rx, rx_total, rx_rate, est, peers):
         if not self.prog:
             return
-        self.prog.update(self.sent, description="%s sent" % phase[:16], completed=sent, total=max(sent_total, 1),
+        self.prog.update(self.sent, description="%s delivered" % phase[:11], completed=sent, total=max(sent_total, 1),
                          rate="%12s pfx/s  %d/%d up" % ("{:,.0f}".format(sent_rate), est, peers))
         self.prog.update(self.rx, completed=rx, total=max(rx_total, 1), rate="%12s pfx/s" % "{:,.0f}".format(rx_rate))
 
@@ -298,7 +298,9 @@ class Runner:
                 last_row, row_t = counts, now
             dt = now - ui_t
             if dt >= 0.1:
-                sent_all = s["sent"] + s["withdrawn"]
+                # Delivered (acknowledged by the target), not written: the
+                # live rate is the target's, like the table's dlv/s.
+                sent_all = s["delivered"] + s["delivered_withdrawn"]
                 rx_all = rx + rxw
                 progress.update(self._phase_name, sent_all, self._sent_target, (sent_all - prev_sent) / dt,
                                 rx_all, self._rx_target, (rx_all - prev_rx) / dt, s["established"],
