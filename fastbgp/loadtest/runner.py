@@ -39,6 +39,10 @@ PROBE_EVERY = 0.1
 KEEP_ROW = 0.25
 # After the last phase: the target counts as quiet once its CPU stayed
 # under this share of one core for max(settle, QUIET_WINDOW) seconds.
+# The timeline is bounded: past TIMELINE_MAX rows every second row is
+# dropped and rows are taken half as often (a long soak keeps its shape at a
+# coarser resolution, memory stays flat).
+TIMELINE_MAX = 200_000
 QUIET_CPU_PCT = 5.0
 QUIET_WINDOW = 0.5
 # ... and is waited for at most this long (or the step timeout if shorter):
@@ -277,6 +281,8 @@ class Runner:
         last_row = None
         row_t = 0.0
         ui_t = prev_t
+        gap = self.sc.sample_interval  # least time between two rows
+        tl = self.report.timeline
         while True:
             await asyncio.sleep(self.sc.sample_interval)
             now = time.monotonic()
@@ -293,9 +299,12 @@ class Runner:
                     cpu_pct = round(100.0 * (cpu - prev_cpu) / (now - prev_t), 1)
                 prev_t, prev_cpu = now, cpu
             counts += dlv
-            if counts != last_row or rss is not None or now - row_t >= KEEP_ROW:
-                self.report.timeline.append([round(now - self.t_start, 3)] + counts[:4] + [cpu_pct, rss] + dlv)
+            if (now - row_t >= gap and (counts != last_row or rss is not None)) or now - row_t >= max(KEEP_ROW, gap):
+                tl.append([round(now - self.t_start, 3)] + counts[:4] + [cpu_pct, rss] + dlv)
                 last_row, row_t = counts, now
+                if len(tl) >= TIMELINE_MAX:
+                    tl[:] = tl[::2]
+                    gap *= 2
             dt = now - ui_t
             if dt >= 0.1:
                 # Delivered (acknowledged by the target), not written: the
