@@ -273,3 +273,33 @@ def test_arbitrary_nlri_same_result_or_same_error(both_vrps, data, afi, addpath)
         except ValueError as exc:
             outs.append(("ValueError", str(exc)))
     assert outs[0] == outs[1]
+
+
+def test_many_adds_and_removes_stay_equal_to_the_twin(both_vrps):
+    """Enough prefixes to grow the compiled hash table several times and
+    to delete from inside long probe runs (backward-shift deletion)."""
+    rnd = random.Random(11)
+    tables = [impl.VrpTable() for impl in both_vrps]
+    live = []
+    for step in range(30_000):
+        if live and rnd.random() < 0.4:
+            v = live.pop(rnd.randrange(len(live)))
+            assert [t.remove(*v) for t in tables] == [True, True]
+        else:
+            afi = rnd.choice((1, 2))
+            width = 32 if afi == 1 else 128
+            plen = rnd.randint(8, 24 if afi == 1 else 48)
+            value = rnd.getrandbits(width) & (((1 << plen) - 1) << (width - plen))
+            v = (afi, value.to_bytes(width // 8, "big"), plen, plen + rnd.randint(0, 2), rnd.randint(1, 5))
+            added = [t.add(*v) for t in tables]
+            assert added[0] == added[1]
+            if added[0]:
+                live.append(v)
+    for afi in (1, 2):
+        assert tables[0].entries(afi) == tables[1].entries(afi)
+    assert all(t.contains(*v) for v in live[:2000] for t in tables)
+    for v in live[:3000]:
+        afi, addr, plen, maxlen, asn = v
+        assert tables[0].validate(afi, addr, maxlen, asn) == tables[1].validate(afi, addr, maxlen, asn) == VALID
+    tables[0].clear()
+    assert len(tables[0]) == 0 and tables[0].entries(1) == []

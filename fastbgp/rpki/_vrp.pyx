@@ -10,9 +10,10 @@ change here is a change there.
 Layout, chosen so 500k VRPs fit in tens of megabytes with no Python object
 per VRP:
 
-* one C++ hash map for both families keyed by the VRP prefix (high 64 bits,
-  low 64 bits, family << 8 | length; host bits cleared), whose value is the
-  index of the first VRP on that prefix in a pool;
+* one open-addressing hash table (linear probing, load at most 1/2,
+  backward-shift deletion) for both families, 24-octet slots keyed by the
+  VRP prefix (high 64 bits, low 64 bits, family << 8 | length; host bits
+  cleared) holding the index of the first VRP on that prefix in a pool;
 * the pool: 12-octet records (ASN, max length, index of the next VRP on the
   same prefix), freed records chained on a free list and reused;
 * per family a count of VRPs per prefix length, so validating a route probes
@@ -21,7 +22,9 @@ per VRP:
   the route).
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libcpp.vector cimport vector
 
 IMPLEMENTATION = "cython"
@@ -41,38 +44,90 @@ cdef enum:
 
 cdef extern from *:
     """
-    #include <unordered_map>
     #include <vector>
     #include <cstdint>
-    struct VrpKey {
-        uint64_t hi; uint64_t lo; uint32_t fl;
-        bool operator==(const VrpKey &o) const { return hi == o.hi && lo == o.lo && fl == o.fl; }
-    };
-    struct VrpKeyHash {
-        size_t operator()(const VrpKey &k) const {
-            uint64_t h = k.hi ^ (k.lo * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)k.fl << 56) ^ k.fl;
-            h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 29; h *= 0x94D049BB133111EBULL; h ^= h >> 32;
-            return (size_t)h;
+    #include <cstdlib>
+    #include <new>
+    struct VrpKey { uint64_t hi; uint64_t lo; uint32_t fl; };
+    /* One slot of the open-addressing table; fl == 0 marks it empty (a
+       real key has the family in fl's high bits). */
+    struct VrpSlot { uint64_t hi; uint64_t lo; uint32_t fl; uint32_t head; };
+    struct VrpMap {
+        VrpSlot *slots; size_t mask; size_t used;
+        VrpMap() : slots(NULL), mask(0), used(0) { clear(); }
+        ~VrpMap() { free(slots); }
+        void clear() {
+            VrpSlot *s = (VrpSlot *)calloc(1024, sizeof(VrpSlot));
+            if (!s) throw std::bad_alloc();
+            free(slots);
+            slots = s; mask = 1023; used = 0;
         }
     };
-    typedef std::unordered_map<VrpKey, uint32_t, VrpKeyHash> VrpMap;
-    static inline uint32_t vrpmap_get(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
-        VrpKey k = {hi, lo, fl};
-        VrpMap::const_iterator it = m->find(k);
-        return it == m->end() ? 0xFFFFFFFFu : it->second;
+    static inline size_t vrp_home(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+        uint64_t h = hi ^ (lo * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)fl << 56) ^ fl;
+        h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 29; h *= 0x94D049BB133111EBULL; h ^= h >> 32;
+        return (size_t)h & m->mask;
+    }
+    static inline uint32_t vrpmap_get(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+        size_t i = vrp_home(m, hi, lo, fl);
+        for (;;) {
+            const VrpSlot *s = &m->slots[i];
+            if (!s->fl) return 0xFFFFFFFFu;
+            if (s->fl == fl && s->hi == hi && s->lo == lo) return s->head;
+            i = (i + 1) & m->mask;
+        }
+    }
+    static void vrpmap_grow(VrpMap *m) {
+        size_t cap = (m->mask + 1) * 2;
+        VrpSlot *ns = (VrpSlot *)calloc(cap, sizeof(VrpSlot));
+        if (!ns) throw std::bad_alloc();
+        VrpSlot *old = m->slots;
+        size_t oldcap = m->mask + 1;
+        m->slots = ns; m->mask = cap - 1;
+        for (size_t k = 0; k < oldcap; k++) {
+            if (!old[k].fl) continue;
+            size_t i = vrp_home(m, old[k].hi, old[k].lo, old[k].fl);
+            while (ns[i].fl) i = (i + 1) & m->mask;
+            ns[i] = old[k];
+        }
+        free(old);
     }
     static inline void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) {
-        VrpKey k = {hi, lo, fl};
-        (*m)[k] = v;
+        if ((m->used + 1) * 2 > m->mask + 1) vrpmap_grow(m);  /* load factor <= 1/2 */
+        size_t i = vrp_home(m, hi, lo, fl);
+        for (;;) {
+            VrpSlot *s = &m->slots[i];
+            if (!s->fl) { s->hi = hi; s->lo = lo; s->fl = fl; s->head = v; m->used++; return; }
+            if (s->fl == fl && s->hi == hi && s->lo == lo) { s->head = v; return; }
+            i = (i + 1) & m->mask;
+        }
     }
     static inline void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
-        VrpKey k = {hi, lo, fl};
-        m->erase(k);
+        size_t i = vrp_home(m, hi, lo, fl);
+        for (;;) {
+            VrpSlot *s = &m->slots[i];
+            if (!s->fl) return;
+            if (s->fl == fl && s->hi == hi && s->lo == lo) break;
+            i = (i + 1) & m->mask;
+        }
+        /* Backward-shift deletion: no tombstones, probe runs stay short. */
+        size_t j = i;
+        for (;;) {
+            j = (j + 1) & m->mask;
+            VrpSlot *s = &m->slots[j];
+            if (!s->fl) break;
+            size_t k = vrp_home(m, s->hi, s->lo, s->fl);
+            if (((j - k) & m->mask) >= ((j - i) & m->mask)) { m->slots[i] = *s; i = j; }
+        }
+        m->slots[i].fl = 0;
+        m->used--;
     }
-    static inline void vrpmap_dump(VrpMap *m, std::vector<VrpKey> &keys, std::vector<uint32_t> &heads) {
-        for (VrpMap::const_iterator it = m->begin(); it != m->end(); ++it) {
-            keys.push_back(it->first);
-            heads.push_back(it->second);
+    static inline void vrpmap_dump(const VrpMap *m, std::vector<VrpKey> &keys, std::vector<uint32_t> &heads) {
+        for (size_t k = 0; k <= m->mask; k++) {
+            if (!m->slots[k].fl) continue;
+            VrpKey key = {m->slots[k].hi, m->slots[k].lo, m->slots[k].fl};
+            keys.push_back(key);
+            heads.push_back(m->slots[k].head);
         }
     }
     """
@@ -82,7 +137,7 @@ cdef extern from *:
         uint32_t fl
     cdef cppclass VrpMap:
         VrpMap() except +
-        void clear()
+        void clear() except +
     uint32_t vrpmap_get(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
     void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) except +
     void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
@@ -146,7 +201,7 @@ cdef class VrpTable:
     def __dealloc__(self):
         del self._map
 
-    cdef void _reset(self):
+    cdef int _reset(self) except -1:
         self._map.clear()
         self._pool.clear()
         self._pool.shrink_to_fit()
@@ -156,6 +211,7 @@ cdef class VrpTable:
             self._count[f] = 0
             for i in range(129):
                 self._lengths[f][i] = 0
+        return 0
 
     cdef int _args(self, afi, addr, plen, maxlen, asn, uint64_t *hi, uint64_t *lo) except -1:
         cdef int width = _width(afi)
@@ -252,7 +308,9 @@ cdef class VrpTable:
         cdef bint found = False
         cdef uint64_t h, l
         cdef uint32_t i
-        for length in range(plen + 1):
+        # Most specific first: a route with a VRP of its own length (the
+        # usual ROA) is found Valid by the first probe.
+        for length in range(plen, -1, -1):
             if not self._lengths[f][length]:
                 continue
             h = hi
@@ -289,35 +347,45 @@ cdef class VrpTable:
         """One state octet per prefix of the packed NLRI ``packed``, all
         with ``origin``; ValueError when the NLRI is malformed."""
         cdef int width = _width(afi)
-        cdef const uint8_t[::1] view = bytes(packed)
-        cdef Py_ssize_t pos = 0, n = view.shape[0], nb
+        # One call per UPDATE: no copy of bytes input, output built on the
+        # stack for UPDATE-sized NLRI.
+        cdef bytes data = packed if type(packed) is bytes else bytes(packed)
+        cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t pos = 0, n = PyBytes_GET_SIZE(data), nb, k = 0
         cdef bint ap = bool(addpath)
         cdef int plen, f = afi - 1
         cdef uint32_t fam = afi
         cdef uint64_t hi, lo
-        cdef bytearray out = bytearray(n)  # at least one octet per prefix
-        cdef Py_ssize_t k = 0
-        cdef uint8_t *o = out
-        with nogil:
-            while pos < n:
-                if ap:
-                    pos += 4
-                if pos >= n:
-                    k = -1
-                    break
-                plen = view[pos]
-                nb = (plen + 7) >> 3
-                if plen > width or pos + 1 + nb > n:
-                    k = -1
-                    break
-                _load(&view[pos + 1] if nb else &view[pos], nb, width, &hi, &lo)
-                _mask(&hi, &lo, plen)
-                o[k] = self._state(f, fam, hi, lo, plen, origin)
-                k += 1
-                pos += 1 + nb
-        if k < 0:
-            raise ValueError("malformed NLRI")
-        return bytes(out[:k])
+        cdef uint8_t stack[1024]
+        cdef uint8_t *o = &stack[0]
+        if n > 1024:
+            o = <uint8_t *>malloc(n)  # at most one state per octet
+        if o == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                while pos < n:
+                    if ap:
+                        pos += 4
+                    if pos >= n:
+                        k = -1
+                        break
+                    plen = p[pos]
+                    nb = (plen + 7) >> 3
+                    if plen > width or pos + 1 + nb > n:
+                        k = -1
+                        break
+                    _load(p + pos + 1, nb, width, &hi, &lo)
+                    _mask(&hi, &lo, plen)
+                    o[k] = self._state(f, fam, hi, lo, plen, origin)
+                    k += 1
+                    pos += 1 + nb
+            if k < 0:
+                raise ValueError("malformed NLRI")
+            return PyBytes_FromStringAndSize(<char *>o, k)
+        finally:
+            if o != &stack[0]:
+                free(o)
 
     def count(self, afi):
         """VRPs of one family."""

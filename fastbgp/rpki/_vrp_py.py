@@ -99,7 +99,7 @@ class VrpTable:
         m = self._maps[afi]
         lengths = self._lengths[afi]
         found = False
-        for length in range(plen + 1):
+        for length in range(plen, -1, -1):  # most specific first, as the compiled table
             if not lengths[length]:
                 continue
             masked = value & (((1 << length) - 1) << (width - length))
