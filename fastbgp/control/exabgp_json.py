@@ -45,6 +45,7 @@ from fastbgp.wire import codec
 from fastbgp.wire import messages as m
 from fastbgp.wire.communities import format_community
 from fastbgp.wire.constants import AFI_IPV4, AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET, ORIGIN_NAMES
+from fastbgp.wire.as4 import encode_attr, split_attrs
 from fastbgp.wire.errors import BGPError
 
 __all__ = ["route_attributes", "PeerInfo", "JsonEncoder", "TextEncoder", "exa_family", "exa_ext_community", "make_encoder"]
@@ -61,7 +62,9 @@ _SAFI = {1: "unicast", 2: "multicast", 4: "nlri-mpls", 128: "mpls-vpn", 133: "fl
 _FAST = frozenset({(1, 1), (1, 2), (2, 1), (2, 2)})
 _PLEN = ["/%d" % i for i in range(129)]
 _ADDR, _LEN = operator.itemgetter(1), operator.itemgetter(2)  # of unpack_prefixes' (path id, address, length)
-ATTR_CACHE = 65536  # attribute blocks remembered per encoder, at most
+ATTR_CACHE = 65536  # attribute blocks (and single attributes) remembered per encoder, at most
+_MISSING = object()
+_TYPE = operator.itemgetter(1)
 
 
 def _nh_text(nh) -> str:
@@ -275,6 +278,7 @@ class JsonEncoder:
         self.ppid = os.getppid()
         self._count: dict = {}
         self._attr_cache: dict = {}  # attribute block -> msgspec.Raw of its "attribute" object
+        self._frag_cache: dict = {}  # (type, flags, value) -> its '"name":value' JSON text
 
     def _line(self, mtype, peer, body):
         out = {"exabgp": self.version, "time": time.time(), "host": self.host, "pid": self.pid, "ppid": self.ppid}
@@ -341,8 +345,9 @@ class JsonEncoder:
         attribute object is built once per attribute block (cached) and the
         prefixes are written as JSON text directly (msgspec.Raw)."""
         upd = {}
-        if p.attrs:
-            upd["attribute"] = self._attributes_raw(p.attrs)
+        attrs = self._attributes_raw(p.attrs) if p.attrs else None
+        if attrs is not None:
+            upd["attribute"] = attrs
         rx = ctx.addpath_rx
         announce = {}
         if p.nlri:
@@ -365,13 +370,30 @@ class JsonEncoder:
         return self._line("update", peer, self._neighbor(peer, direction, message={"update": upd}))
 
     def _attributes_raw(self, block):
-        raw = self._attr_cache.get(block)
-        if raw is None:
-            attrs = exa_attributes(m.Update(attributes=m.decode_attributes(block)), self.api_version)
-            raw = msgspec.Raw(_json_encode(attrs)) if attrs else None
-            if len(self._attr_cache) >= ATTR_CACHE:
-                self._attr_cache.clear()  # bounded; a table's blocks come back in runs
-            self._attr_cache[block] = raw
+        """The "attribute" object of a canonical block as msgspec.Raw (None
+        when it has nothing ExaBGP shows there).  Cached per block, and
+        each attribute's JSON per attribute: a table's blocks are mostly
+        new, their attributes (ORIGIN, NEXT_HOP, common AS_PATHs,
+        communities) mostly seen before."""
+        raw = self._attr_cache.get(block, _MISSING)
+        if raw is not _MISSING:
+            return raw
+        frags = self._frag_cache
+        parts = []
+        for f, t, v in sorted(split_attrs(block), key=_TYPE):  # ExaBGP: type-code order
+            frag = frags.get((t, f, v))
+            if frag is None:
+                one = exa_attributes(m.Update(attributes=m.decode_attributes(encode_attr(f, t, v))), self.api_version)
+                frag = _json_encode(one)[1:-1].decode()  # '"name":value,...' or ''
+                if len(frags) >= ATTR_CACHE:
+                    frags.clear()
+                frags[(t, f, v)] = frag
+            if frag:
+                parts.append(frag)
+        raw = msgspec.Raw(("{" + ",".join(parts) + "}").encode()) if parts else None
+        if len(self._attr_cache) >= ATTR_CACHE:
+            self._attr_cache.clear()  # bounded; a table's blocks come back in runs
+        self._attr_cache[block] = raw
         return raw
 
     def _nlri_raw(self, afi, packed, addpath):
