@@ -295,7 +295,7 @@ COLUMNS = (
     ("sess", "sessions that took part (establish: Established/all)"),
     ("prefixes", "prefixes our peers sent in the phase"),
     ("dlv s", "seconds from the phase start until the target took our last octet (its TCP acknowledged it; "
-              "with --target-pid on this host, its process read it)"),
+              "for a target on this host, its process read it)"),
     ("dlv/s", "prefixes / dlv s: prefixes per second the target accepted off the wire"),
     ("expect", "prefixes the monitor should see"),
     ("recv", "announcements (or withdrawals) the monitor received"),
@@ -390,7 +390,12 @@ def figure(report: Report):
     rows = report.timeline
     phases = [p for p in report.phases if p.kind != "establish"]
     t0 = phases[0].start if phases else (rows[0][0] if rows else 0.0)
+    before = [r for r in rows if r[0] < t0]
     rows = [r for r in rows if r[0] >= t0]
+    if before:
+        # The counts at the phase start are those of the last earlier row:
+        # the curves start at x = 0 (CPU and RSS are not carried over).
+        rows.insert(0, [t0] + list(before[-1][1:5]) + [None, None] + list(before[-1][7:]))
     t = [r[0] - t0 for r in rows]
     fig, (ax, ax_cpu) = plt.subplots(2, 1, figsize=(10, 7), dpi=100, sharex=True,
                                      gridspec_kw={"height_ratios": [3, 1.2]})
