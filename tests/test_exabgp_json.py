@@ -200,3 +200,17 @@ def test_ext_community_spelling():
     assert exa_ext_community(9226187895601526928) == "l2info:1:2:13398:30864"  # RFC 4761 §3.2.4
     assert exa_ext_community(0x0800000000000001) == "copy-to-nexthop"
     assert exa_ext_community(0x4299000000000001).startswith("0x")  # unknown: ExaBGP's hex form
+
+
+def test_attribute_caches_are_bounded():
+    from fastbgp.control import exabgp_json as xj
+
+    enc = JsonEncoder()
+    for i in range(xj.ATTR_CACHE + 10):
+        body = _body(as_path=(65002, 1 + i))
+        json.loads(enc.update(PEER, body, AS4))
+    assert len(enc._attr_cache) <= xj.ATTR_CACHE and len(enc._frag_cache) <= xj.ATTR_CACHE
+    # A long attribute is not kept at all.
+    big = tuple(range(1, 300))
+    json.loads(enc.update(PEER, _body(as_path=big), AS4))
+    assert not any(len(k[2]) > xj.ATTR_CACHE_MAX_OCTETS for k in enc._frag_cache)

@@ -62,7 +62,11 @@ _SAFI = {1: "unicast", 2: "multicast", 4: "nlri-mpls", 128: "mpls-vpn", 133: "fl
 _FAST = frozenset({(1, 1), (1, 2), (2, 1), (2, 2)})
 _PLEN = ["/%d" % i for i in range(129)]
 _ADDR, _LEN = operator.itemgetter(1), operator.itemgetter(2)  # of unpack_prefixes' (path id, address, length)
-ATTR_CACHE = 65536  # attribute blocks (and single attributes) remembered per encoder, at most
+# Attribute blocks (and single attributes) remembered per encoder, at most,
+# and only short ones: a hostile peer's unique 64 KB attributes must not
+# pin memory (worst case about 16384 x (512 + its JSON) octets per cache).
+ATTR_CACHE = 16384
+ATTR_CACHE_MAX_OCTETS = 512
 _MISSING = object()
 _TYPE = operator.itemgetter(1)
 
@@ -385,15 +389,17 @@ class JsonEncoder:
             if frag is None:
                 one = exa_attributes(m.Update(attributes=m.decode_attributes(encode_attr(f, t, v))), self.api_version)
                 frag = _json_encode(one)[1:-1].decode()  # '"name":value,...' or ''
-                if len(frags) >= ATTR_CACHE:
-                    frags.clear()
-                frags[(t, f, v)] = frag
+                if len(v) <= ATTR_CACHE_MAX_OCTETS:
+                    if len(frags) >= ATTR_CACHE:
+                        frags.clear()
+                    frags[(t, f, v)] = frag
             if frag:
                 parts.append(frag)
         raw = msgspec.Raw(("{" + ",".join(parts) + "}").encode()) if parts else None
-        if len(self._attr_cache) >= ATTR_CACHE:
-            self._attr_cache.clear()  # bounded; a table's blocks come back in runs
-        self._attr_cache[block] = raw
+        if len(block) <= ATTR_CACHE_MAX_OCTETS:
+            if len(self._attr_cache) >= ATTR_CACHE:
+                self._attr_cache.clear()  # bounded; a table's blocks come back in runs
+            self._attr_cache[block] = raw
         return raw
 
     def _nlri_raw(self, afi, packed, addpath):
