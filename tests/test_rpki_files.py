@@ -129,3 +129,36 @@ def test_rpki_config_section():
 ])
 def test_rpki_config_constraints(body):
     errors_of(body)
+
+
+def test_load_into_reports_the_difference(tmp_path, vrp_impl):
+    from fastbgp.rpki.aspa import AspaTable
+    from fastbgp.rpki.client import RtrObserver
+    from fastbgp.rpki.files import load_into
+
+    class Rec(RtrObserver):
+        def __init__(self):
+            self.events = []
+
+        def vrps_changed(self, added, removed):
+            self.events.append(("vrps", added, removed))
+
+        def aspas_changed(self, changed):
+            self.events.append(("aspas", changed))
+
+    vrps, aspas, rec = vrp_impl.VrpTable(), AspaTable(), Rec()
+    path = tmp_path / "rpki.json"
+    path.write_text(json.dumps(DOC))
+    added, removed, changes = load_into(path, vrps, aspas, rec)
+    assert len(added) == 3 and removed == [] and len(vrps) == 3
+    doc = dict(DOC, roas=DOC["roas"][1:] + [{"prefix": "203.0.113.0/24", "maxLength": 24, "asn": 64499}],
+               aspas=DOC["aspas"][1:])
+    path.write_text(json.dumps(doc))
+    load_into(path, vrps, aspas, rec)
+    assert rec.events[-2] == ("vrps", [(1, bytes((203, 0, 113, 0)), 24, 24, 64499)],
+                              [(1, bytes((192, 0, 2, 0)), 24, 24, 64496)])
+    assert rec.events[-1] == ("aspas", {64496: None})
+    path.write_text("{")
+    with pytest.raises(RpkiFileError):
+        load_into(path, vrps, aspas, rec)
+    assert len(vrps) == 3 and len(aspas) == 2  # untouched

@@ -13,7 +13,9 @@ Owns:
   and validation of a route or of a whole packed NLRI;
 * ``origin.py``: the origin AS of an AS_PATH per RFC 6811 §2;
 * ``aspa.py``: the ASPA table and upstream/downstream path verification;
-* ``files.py``: the static source (rpki-client / stayrtr JSON).
+* ``files.py``: the static source (rpki-client / stayrtr JSON), loaded into
+  the same tables with the same change reports (``load_into``);
+* ``sync.py``: full-set differences and applying changes to the tables.
 
 Does no BGP: the RIB asks for a state per path (``VrpTable.validate_packed``
 with ``origin.origin_as``) and re-validates the routes in

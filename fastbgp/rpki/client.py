@@ -37,6 +37,13 @@ Protocol behaviour:
 * any malformed PDU is answered with the Error Report code of RFC 8210 §12
   and the session is closed (never an Error Report to an Error Report);
   losing a session is logged at WARNING with the reason.
+
+Bounds: a PDU is at most ``pdu.MAX_PDU_LEN`` octets (1 MiB; longer is
+Corrupt Data), the socket buffer is asyncio's (reading pauses past 128 KiB
+unread), at most MAX_PENDING records wait for End of Data, one connection
+per client at a time plus one probe of a more preferred cache.  A full
+answer is compared with the published set in memory (both sets at once,
+once per Reset Query).
 """
 
 import asyncio
@@ -47,6 +54,7 @@ from typing import Optional
 import msgspec
 
 from fastbgp.rpki import pdu as P
+from fastbgp.rpki import sync
 from fastbgp.rpki.aspa import AspaTable
 from fastbgp.rpki.vrp import VrpTable
 
@@ -526,14 +534,7 @@ class RtrClient:
     def publish(self, cache, pending):
         """Apply a complete response (End of Data) from ``cache``."""
         if pending.full:
-            old = set()
-            for afi in (1, 2):
-                old.update((afi,) + e for e in self.vrps.entries(afi))
-            added = sorted(pending.vrp_ops - old)
-            removed = sorted(old - pending.vrp_ops)
-            aspa_changes = {c: None for c, _p in self.aspas.items() if c not in pending.aspa_ops}
-            aspa_changes.update((c, p) for c, p in pending.aspa_ops.items()
-                                if self.aspas.get(c) != frozenset(p))
+            added, removed, aspa_changes = sync.full_diff(self.vrps, self.aspas, pending.vrp_ops, pending.aspa_ops)
         else:
             added = sorted(v for v, a in pending.vrp_ops.items() if a)
             removed = sorted(v for v, a in pending.vrp_ops.items() if not a)
@@ -546,24 +547,14 @@ class RtrClient:
         self._notify("cache_changed", cache.status)
 
     def _apply(self, added, removed, aspa_changes):
-        for v in removed:
-            self.vrps.remove(*v)
-        for v in added:
-            self.vrps.add(*v)
-        for customer, providers in aspa_changes.items():
-            if providers is None:
-                self.aspas.remove(customer)
-            else:
-                self.aspas.set(customer, providers)
+        sync.apply(self.vrps, self.aspas, added, removed, aspa_changes)
         if added or removed:
             self._notify("vrps_changed", added, removed)
         if aspa_changes:
             self._notify("aspas_changed", dict(aspa_changes))
 
     def _flush(self):
-        removed = []
-        for afi in (1, 2):
-            removed.extend((afi,) + e for e in self.vrps.entries(afi))
+        removed = sorted(sync.all_vrps(self.vrps))
         self._apply([], removed, {c: None for c, _p in self.aspas.items()})
         if self.source is not None:
             self.source.status.session_id = None

@@ -13,6 +13,7 @@ import ipaddress
 
 import msgspec
 
+from fastbgp.rpki import sync
 from fastbgp.rpki.aspa import MAX_PROVIDERS
 
 # A file larger than this is refused before it is read (a full global RPKI
@@ -136,6 +137,23 @@ def load_file(path):
         return parse_bytes(data)
     except RpkiFileError as exc:
         raise RpkiFileError("%s: %s" % (path, exc)) from None
+
+
+def load_into(path, vrps, aspas, observer=None):
+    """Make the tables ``vrps`` (VrpTable) / ``aspas`` (AspaTable) hold
+    exactly the file's data; report the difference to ``observer`` (an
+    ``fastbgp.rpki.client.RtrObserver``) like the RTR client does, and
+    return it as (added, removed, aspa changes).  On RpkiFileError the
+    tables are left as they were."""
+    data = load_file(path)
+    added, removed, changes = sync.full_diff(vrps, aspas, set(data.vrps), data.aspas)
+    sync.apply(vrps, aspas, added, removed, changes)
+    if observer is not None:
+        if added or removed:
+            observer.vrps_changed(added, removed)
+        if changes:
+            observer.aspas_changed(changes)
+    return added, removed, changes
 
 
 def to_document(vrps, aspas=None):
