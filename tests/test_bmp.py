@@ -393,6 +393,45 @@ def test_station_reconnects_with_backoff_and_reload_changes_stations(run, tmp_pa
     run(main(), timeout=60)
 
 
+def test_prefix_key_matches_the_rib_text():
+    from fastbgp.daemon.bmp_feed import prefix_key
+
+    assert prefix_key((1, 1), bytes([24, 10, 1, 2])) == "10.1.2.0/24"
+    assert prefix_key((1, 1), bytes([0])) == "0.0.0.0/0"
+    assert prefix_key((1, 1), bytes([32, 192, 0, 2, 1])) == "192.0.2.1/32"
+    assert prefix_key((2, 1), bytes([48, 0x20, 0x01, 0x0D, 0xB8, 0, 1])) == "2001:db8:1::/48"
+    assert prefix_key((2, 1), bytes([128]) + bytes(15) + b"\x01") == "::1/128"
+
+
+def test_ipv6_post_policy_and_loc_rib(run):
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr = addr()
+        bmp = '[[bmp]]\naddress = "%s"\nport = %d\npolicy = "both"\nloc-rib = true\nstats-interval = 0\n' % (
+            host, st.port)
+        dut = DUT(extra=bmp, neighbors=[neighbor_toml(a_addr, 65001, families=["ipv4-unicast", "ipv6-unicast"])])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr, families=["ipv4-unicast", "ipv6-unicast"])
+        await na.wait_established(5)
+        a.announce(["2001:db8:1::/48", "2001:db8:2::/48"], next_hop="2001:db8::1")
+        for post, ptype in ((False, 0), (True, 0), (False, 3)):
+            await until(lambda: set(route_state(st.msgs, ptype, post)) == {"2001:db8:1::/48", "2001:db8:2::/48"},
+                        what="IPv6 routes (%s, %s)" % (ptype, post))
+        upd = route_state(st.msgs, 3, False)["2001:db8:1::/48"]
+        p = codec.parse_update(upd[19:], DEFAULT_CONTEXT)
+        assert p.mp_reach[0] == 2 and bytes(p.mp_reach[2])[:16] == bytes.fromhex("20010db8" + "00" * 11 + "01")
+        a.withdraw(["2001:db8:2::/48"])
+        await until(lambda: set(route_state(st.msgs, 3, False)) == {"2001:db8:1::/48"}
+                    and set(route_state(st.msgs, 0, True)) == {"2001:db8:1::/48"})
+        assert set(route_state(st.msgs, 3, False)) == {r.prefix for r in d.rib("ipv6-unicast") if r.best}
+        await a.stop()
+        await dut.stop()
+        await st.close()
+
+    run(main(), timeout=60)
+
+
 def _stat(body, t):
     n = int.from_bytes(body[:4], "big")
     i = 4

@@ -59,7 +59,7 @@ from fastbgp.daemon.common import SLICE_SECONDS
 
 log = logging.getLogger("fastbgp.bmp")
 
-__all__ = ["BmpFeed", "TOUCHED_MAX", "WORK_MAX"]
+__all__ = ["BmpFeed", "TOUCHED_MAX", "WORK_MAX", "prefix_key"]
 
 # Prefixes remembered per station while its dump runs (re-sent at its end);
 # past this the station is dropped and re-synced from scratch.
@@ -69,6 +69,14 @@ TOUCHED_MAX = 500_000
 WORK_MAX = 4_000_000
 DUMP_BATCH = 64  # UPDATEs written between two clock reads
 _REMOTE_CLOSE = (Reason.READ_FAILED, Reason.WRITE_FAILED, Reason.HOLD_TIMER_EXPIRED)
+
+
+def prefix_key(fam, entry):
+    """The RIB's key text of a packed prefix (inet_ntop: a tenth of
+    ipaddress's cost, on the per-prefix path)."""
+    if fam[0] == AFI_IPV4:
+        return "%s/%d" % (socket.inet_ntop(socket.AF_INET, entry[1:] + bytes(5 - len(entry))), entry[0])
+    return "%s/%d" % (socket.inet_ntop(socket.AF_INET6, entry[1:] + bytes(17 - len(entry))), entry[0])
 
 
 class _Peer:
@@ -425,17 +433,9 @@ class BmpFeed:
         rib = self.daemon.ribs[fam]
         n = 0
         for e in entries:
-            if not any(q[0] == p.pid for q in rib.paths(self.text(fam, e))):
+            if not any(q[0] == p.pid for q in rib.paths(prefix_key(fam, e))):
                 n += 1
         return n
-
-    @staticmethod
-    def text(fam, entry):
-        """The RIB's key text of a packed prefix (inet_ntop: a tenth of
-        ipaddress's cost, on the per-prefix path)."""
-        if fam[0] == AFI_IPV4:
-            return "%s/%d" % (socket.inet_ntop(socket.AF_INET, entry[1:] + bytes(5 - len(entry))), entry[0])
-        return "%s/%d" % (socket.inet_ntop(socket.AF_INET6, entry[1:] + bytes(17 - len(entry))), entry[0])
 
     def current(self, kind, pid, fam, entries):
         """({attr id: packed prefixes}, packed withdrawn) of ``entries`` as
@@ -453,7 +453,7 @@ class BmpFeed:
         groups: dict = {}
         wd = bytearray()
         for e in entries:
-            t = self.text(fam, e)
+            t = prefix_key(fam, e)
             aid = None
             if kind == "loc":
                 b = rib.best(t)
@@ -488,7 +488,7 @@ class BmpFeed:
         width = 4 if afi == AFI_IPV4 else 16
         for e in entries:
             o = None
-            b = rib.best(self.text(fam, e))
+            b = rib.best(prefix_key(fam, e))
             if b is not None and b[0] != pid:  # RFC 4271 §9.2: nothing back to its source (split horizon)
                 spid, attrs, nh = tag_source(d.attrs, b[1])
                 src = d.sources.get(spid)
