@@ -116,6 +116,12 @@ def test_rpki_config_section():
     assert (first.address, first.port, first.preference, first.refresh) == ("192.0.2.10", 323, 1, None)
     assert (second.port, second.refresh, second.retry, second.expire) == (8282, 30, 5, 60)
     assert cfg().rpki is None
+    # the client takes the configured caches as they are, most preferred first
+    from fastbgp.rpki.client import RtrClient
+    client = RtrClient(list(reversed(c.rpki.caches)), version=c.rpki.rtr_version)
+    assert [x.spec.address for x in client.caches] == ["192.0.2.10", "192.0.2.11"]
+    assert (client.caches[1].status.refresh, client.caches[1].status.expire) == (30, 60)
+    assert client.caches[0].version == 1
 
 
 @pytest.mark.parametrize("body", [
