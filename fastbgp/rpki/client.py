@@ -224,6 +224,7 @@ class _Connection:
         self.querying = False
         self.session_id = None  # of the Cache Response being received
         self.refresh_at = 0.0
+        self.raw = b""  # the last PDU read
         self.serial_tried = False  # a Serial Query was sent
         self.updated = False  # an End of Data was applied
 
@@ -278,7 +279,8 @@ class _Connection:
             raise SessionEnd("closed inside a PDU") from None
         except OSError as exc:
             raise SessionEnd(str(exc) or type(exc).__name__) from None
-        return P.parse_pdu(head + body)
+        self.raw = head + body  # encapsulated as received in an Error Report (RFC 8210 §5.11)
+        return P.parse_pdu(self.raw)
 
     async def run(self):
         await self.query()
@@ -308,7 +310,7 @@ class _Connection:
                              warn=False)
         if isinstance(pdu, P.ErrorReport):
             return  # reported below whatever its version
-        await self.fail(P.PduError(P.UNEXPECTED_VERSION, P.encode(pdu),
+        await self.fail(P.PduError(P.UNEXPECTED_VERSION, self.raw,
                                    "version %d in a version %d session" % (pdu.version, self.version)))
 
     async def handle(self, pdu):
@@ -327,10 +329,10 @@ class _Connection:
             await self.end_of_data(pdu)
         elif isinstance(pdu, P.CacheReset):
             if not self.querying:
-                await self.fail(P.PduError(P.CORRUPT_DATA, P.encode(pdu), "Cache Reset without a query"))
+                await self.fail(P.PduError(P.CORRUPT_DATA, self.raw, "Cache Reset without a query"))
             await self.reset_query()  # RFC 8210 §8.3: the serial is no longer available
         else:  # Serial Query / Reset Query travel from routers only
-            await self.fail(P.PduError(P.INVALID_REQUEST, P.encode(pdu), "%s sent to a router"
+            await self.fail(P.PduError(P.INVALID_REQUEST, self.raw, "%s sent to a router"
                                        % type(pdu).__name__))
 
     def error_report(self, pdu):
@@ -346,36 +348,36 @@ class _Connection:
 
     async def cache_response(self, pdu):
         if not self.querying or self.pending is None or self.pending.count:
-            await self.fail(P.PduError(P.CORRUPT_DATA, P.encode(pdu), "unexpected Cache Response"))
+            await self.fail(P.PduError(P.CORRUPT_DATA, self.raw, "unexpected Cache Response"))
         st = self.cache.status
         if not self.pending.full and pdu.session_id != st.session_id:
             # RFC 8210 §5.1: a session id mismatch is Corrupt Data; the next
             # connection starts over with a Reset Query (the published data
             # stays until that full answer replaces it, so routes do not flap).
             expected, st.session_id = st.session_id, None
-            await self.fail(P.PduError(P.CORRUPT_DATA, P.encode(pdu), "session id %d, expected %s"
+            await self.fail(P.PduError(P.CORRUPT_DATA, self.raw, "session id %d, expected %s"
                                        % (pdu.session_id, expected)))
         self.session_id = pdu.session_id
 
     async def record(self, pdu):
         pending = self.pending
         if not self.querying or pending is None or self.session_id is None:
-            await self.fail(P.PduError(P.CORRUPT_DATA, P.encode(pdu), "%s outside a response" % type(pdu).__name__))
+            await self.fail(P.PduError(P.CORRUPT_DATA, self.raw, "%s outside a response" % type(pdu).__name__))
         pending.count += 1
         if pending.count > MAX_PENDING:
-            await self.fail(P.PduError(P.INTERNAL_ERROR, P.encode(pdu), "more than %d records in one response"
+            await self.fail(P.PduError(P.INTERNAL_ERROR, self.raw, "more than %d records in one response"
                                        % MAX_PENDING))
         if isinstance(pdu, P.RouterKey):
             return  # BGPsec router keys: not used, skipped (RFC 8210 §5.10)
         code = pending.prefix(pdu) if isinstance(pdu, P.Prefix) else pending.aspa(pdu)
         if code is not None:
-            await self.fail(P.PduError(code, P.encode(pdu), "%s" % P.ERROR_NAMES[code]))
+            await self.fail(P.PduError(code, self.raw, "%s" % P.ERROR_NAMES[code]))
 
     async def end_of_data(self, pdu):
         if not self.querying or self.session_id is None:
-            await self.fail(P.PduError(P.CORRUPT_DATA, P.encode(pdu), "End of Data outside a response"))
+            await self.fail(P.PduError(P.CORRUPT_DATA, self.raw, "End of Data outside a response"))
         if pdu.session_id != self.session_id:
-            await self.fail(P.PduError(P.CORRUPT_DATA, P.encode(pdu), "End of Data session id %d, expected %d"
+            await self.fail(P.PduError(P.CORRUPT_DATA, self.raw, "End of Data session id %d, expected %d"
                                        % (pdu.session_id, self.session_id)))
         c, st = self.cache, self.cache.status
         c.set_timers(pdu.refresh, pdu.retry, pdu.expire)
