@@ -303,11 +303,15 @@ class BmpFeed:
         def on_update(body):
             # RFC 7854 §4.6: the UPDATE exactly as received, behind the header.
             msg = None
-            for t in targets:
-                if t.pre and t.station.up and t.knows(p):
-                    if msg is None:
-                        msg = bm.route_monitoring(bm.stamp(hdr, time.time()), frame(MSG_UPDATE, bytes(body)))
-                    t.station.send(msg)
+            try:
+                for t in targets:
+                    if t.pre and t.station.up and t.knows(p):
+                        if msg is None:
+                            msg = bm.route_monitoring(bm.stamp(hdr, time.time()), frame(MSG_UPDATE, bytes(body)))
+                        t.station.send(msg)
+            except Exception:
+                # An observer must not raise into the session (Session.observe_updates).
+                log.exception("BMP: pre-policy monitoring of an UPDATE from %s failed", p.nb.address)
 
         return on_update
 
