@@ -393,6 +393,36 @@ def test_station_reconnects_with_backoff_and_reload_changes_stations(run, tmp_pa
     run(main(), timeout=60)
 
 
+def test_lookup_queue_bound_drops_and_resyncs(run, monkeypatch):
+    from fastbgp.daemon import bmp_feed
+
+    monkeypatch.setattr(bmp_feed, "WORK_MAX", 20)
+
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr = addr()
+        bmp = '[[bmp]]\naddress = "%s"\nport = %d\npolicy = "pre"\nloc-rib = true\nstats-interval = 0\n' % (
+            host, st.port)
+        dut = DUT(extra=bmp, neighbors=[neighbor_toml(a_addr, 65001)])
+        d = await dut.start()
+        d.bmp.stations[0].backoff_min = 0.2
+        await until(lambda: d.bmp.stations[0].synced, what="station synced")
+        a, na = await peer(dut, 65001, a_addr)
+        await na.wait_established(5)
+        # One UPDATE naming 50 prefixes: past the bound at once.
+        a.announce(["10.7.%d.0/24" % i for i in range(50)])
+        await until(lambda: d.bmp.drops >= 1, what="dropped for the lookup queue")
+        # Reconnected: the dump has the whole Loc-RIB.
+        await until(lambda: len(route_state([m for m in st.msgs if m[0] == st.conns], 3, False)) == 50
+                    and st.conns >= 2, timeout=20, what="re-synced Loc-RIB")
+        await a.stop()
+        await dut.stop()
+        await st.close()
+
+    run(main(), timeout=60)
+
+
 def test_prefix_key_matches_the_rib_text():
     from fastbgp.daemon.bmp_feed import prefix_key
 
