@@ -123,3 +123,16 @@ def test_table_operations():
     assert t.remove(64496) and not t.remove(64496)
     with pytest.raises(ValueError):
         t.set(1, range(A.MAX_PROVIDERS + 1))
+
+
+def test_rfc8097_community():
+    from fastbgp.rpki.community import ovs_community, ovs_state
+    from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
+    assert ovs_community(VALID) == 0x4300000000000000
+    assert ovs_community(NOT_FOUND) == 0x4300000000000001
+    assert ovs_community(INVALID) == 0x4300000000000002
+    for s in (VALID, NOT_FOUND, INVALID):
+        assert ovs_state(ovs_community(s)) == s
+    assert ovs_state(0x4300000000000003) is None  # undefined state
+    assert ovs_state(0x4300000000000100) is None  # reserved octets not zero
+    assert ovs_state(0x0002FDE800000001) is None  # a route target

@@ -16,6 +16,7 @@ Owns:
 * ``files.py``: the static source (rpki-client / stayrtr JSON), loaded into
   the same tables with the same change reports (``load_into``);
 * ``sync.py``: full-set differences and applying changes to the tables.
+* ``community.py``: the RFC 8097 origin validation state extended community.
 
 Does no BGP: the RIB asks for a state per path (``VrpTable.validate_packed``
 with ``origin.origin_as``) and re-validates the routes in
