@@ -26,6 +26,7 @@ wait_idle) and the wiring of its collaborators, each in its own module:
 * ``origination.Originator`` our own routes (config, API, inject)
 * ``views.Views``            the control plane's read views
 * ``events.EventStream``     the watch stream
+* ``processes.ProcessManager`` ``[[processes]]``: ExaBGP-style programs
 * ``mrt_dumps``              MRT update dumps and RIB snapshots
 * ``reload``                 applying a new configuration
 * ``process``                ``run_daemon`` / ``main_daemon``
