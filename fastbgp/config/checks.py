@@ -143,6 +143,15 @@ def _check_global(chk, g):
             chk.err(path, "needs a strftime field (%Y, %H, ...): every dump would overwrite the last")
     if g.mrt.updates and g.mrt.rib and g.mrt.updates.path == g.mrt.rib.path:
         chk.err("global.mrt.rib.path", "same template as global.mrt.updates.path")
+    rs = g.route_server
+    for version in (4, 6):
+        text = getattr(rs, "blackhole_next_hop_ipv%d" % version)
+        if text is None:
+            continue
+        path = "global.route-server.blackhole-next-hop-ipv%d" % version
+        ip = _check_next_hop(chk, path, text)
+        if ip is not None and ip.version != version:
+            chk.err(path, "not an IPv%d address: %s" % (version, json.dumps(text)))
 
 
 def _check_settings(chk, path, s, policies):
@@ -169,6 +178,8 @@ def _check_settings(chk, path, s, policies):
         for i, name in enumerate(names):
             if name not in policies:
                 chk.err("%s.%s-policy[%d]" % (path, direction, i), "unknown policy %s" % json.dumps(name))
+    for i, text in enumerate(s.route_server_next_hops if s.route_server_next_hops is not UNSET else ()):
+        _check_unicast(chk, "%s.route-server-next-hops[%d]" % (path, i), text)
     if s.role_strict is True and s.role in (UNSET, None):
         chk.err(path + ".role-strict", "needs a role (RFC 9234 §4.2)")
 

@@ -167,6 +167,25 @@ class MrtConfig(ConfigStruct):
     rib: Optional[MrtRib] = None
 
 
+class RouteServerPolicy(ConfigStruct):
+    """IXP route-server policy (``[global.route-server]``), applied to
+    route-server clients (RFC 7947) only.  See fastbgp.rib.route_server."""
+
+    # Euro-IX BGP communities (0:peer-as, rs-as:peer-as, 0:rs-as, the large
+    # community equivalents, 65501..65503:peer-as prepends), stripped on export.
+    euro_ix_communities: bool = False
+    # RFC 7999 BLACKHOLE (65535:666) from clients: any length up to /32 or
+    # /128 accepted; NO_EXPORT added on export (§3.2) unless switched off;
+    # next hop rewritten to these addresses when set.
+    blackhole: bool = False
+    blackhole_no_export: bool = True
+    blackhole_next_hop_ipv4: Optional[str] = None
+    blackhole_next_hop_ipv6: Optional[str] = None
+    # A client may only announce its own address as next hop (or one of its
+    # ``route-server-next-hops``); other routes are rejected.
+    next_hop_check: bool = False
+
+
 class GlobalConfig(ConfigStruct):
     asn: ASN
     router_id: str  # RFC 6286: a non-zero 32-bit value, written as IPv4
@@ -180,6 +199,7 @@ class GlobalConfig(ConfigStruct):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     mrt: MrtConfig = msgspec.field(default_factory=MrtConfig)
+    route_server: RouteServerPolicy = msgspec.field(default_factory=RouteServerPolicy)
 
     def listen_endpoints(self):
         """[(address, port)] to listen on."""
@@ -248,6 +268,9 @@ class _PeerSettings(ConfigStruct):
     graceful_restart: GracefulRestart | UnsetType = UNSET
     prefix_limit: dict[Family, PrefixLimit] | UnsetType = UNSET
     route_server_client: bool | UnsetType = UNSET  # RFC 7947
+    # Next hops a route-server client may use besides its own address
+    # (global.route-server.next-hop-check), e.g. a second router of the member.
+    route_server_next_hops: list[str] | UnsetType = UNSET
     route_reflector_client: bool | UnsetType = UNSET  # RFC 4456
     import_policy: list[Name] | UnsetType = UNSET
     export_policy: list[Name] | UnsetType = UNSET
@@ -708,6 +731,7 @@ def resolve_neighbor(n, group, glob):
         graceful_restart=graceful_restart,
         prefix_limit={f: v for f, v in _unset(n.prefix_limit, {}).items() if f in families},
         route_server_client=_unset(n.route_server_client, False),
+        route_server_next_hops=_unset(n.route_server_next_hops, []),
         route_reflector_client=_unset(n.route_reflector_client, False),
         import_policy=_unset(n.import_policy, []),
         export_policy=_unset(n.export_policy, []),

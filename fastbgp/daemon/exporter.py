@@ -221,8 +221,10 @@ class Exporter:
         local = session.conn.local_address if session.conn is not None else cfg.local_address
         nh4, nh6 = self_next_hops(local)
         otc = kind != IBGP and neg.local_role in (ROLE_PROVIDER, ROLE_PEER, ROLE_RS)
+        rsp = d.engine.route_server
         key = group_key(fam, chain, session.ctx, kind, rr, nb.local_as, nh4 if fam == IPV4_UNICAST else nh6,
-                        nb.address, d.cluster_id, otc)
+                        nb.address, d.cluster_id, otc,
+                        peer_as=cfg.peer_as if kind == RS and rsp is not None and rsp.euro_ix else None)
         g = self.groups.get(key)
         if g is None:
             pctx = PolicyContext(nb.address, cfg.peer_as, nb.local_as, local_address=local)

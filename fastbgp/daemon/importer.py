@@ -24,7 +24,8 @@ import logging
 import time
 
 from fastbgp.rib import Rib
-from fastbgp.rib.export import IBGP, source_tag, tag_source
+from fastbgp.rib.export import IBGP, RS, source_tag, tag_source
+from fastbgp.rib.route_server import allowed_next_hops
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
 from fastbgp.wire.as4 import decode_segments, split_attrs
@@ -224,6 +225,11 @@ class Importer:
                     return None
             elif t == ATTR_OTC:
                 otc = v
+        rsp = d.engine.route_server
+        if rsp is not None and src.kind == RS and not rsp.import_check(
+                nb.address, allowed_next_hops(nb.address, nb.cfg.route_server_next_hops), attrs, nh,
+                fam == IPV4_UNICAST):
+            return None  # IXP next-hop check (fastbgp.rib.route_server)
         neg = nb.negotiated
         role = neg.local_role if neg is not None else None
         if role is not None and src.kind != IBGP:

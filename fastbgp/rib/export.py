@@ -200,8 +200,11 @@ class Delta:
         return cls(family, ann, cs.withdrawn, n=cs.n_announced + cs.n_withdrawn)
 
 
-def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc):
-    """Peers with equal keys receive byte-identical UPDATEs for ``family``."""
+def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc, peer_as=None):
+    """Peers with equal keys receive byte-identical UPDATEs for ``family``.
+    ``peer_as``: the member's AS when what it receives depends on it
+    (route-server clients under Euro-IX communities, see
+    :mod:`fastbgp.rib.route_server`), else None."""
     return (
         family,
         chain.names,
@@ -216,6 +219,7 @@ def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_add
         nh_self,
         cluster_id if kind == IBGP else None,
         otc,
+        peer_as,
     )
 
 
@@ -436,7 +440,14 @@ class UpdateGroup:
             items[ATTR_OTC] = (FLAG_OPTIONAL | FLAG_TRANSITIVE, self.local_as.to_bytes(4, "big"))
         if not v4 and not nh:
             return None  # no usable next hop for an MP_REACH_NLRI
-        return (_encode(items), nh)
+        block = _encode(items)
+        if kind == RS:
+            rsp = getattr(self.engine, "route_server", None)
+            if rsp is not None and rsp.active:
+                # IXP policy (Euro-IX communities, RFC 7999 blackhole): once
+                # per attribute set and group, like everything here.
+                return rsp.finish(block, nh, self.pctx.peer_as, self.local_as, v4)
+        return (block, nh)
 
     # ------------------------------------------------------------ encoding
 

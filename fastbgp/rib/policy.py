@@ -70,6 +70,7 @@ from fastbgp.wire.constants import (
     WELL_KNOWN_FLAGS,
 )
 from fastbgp.wire.families import parse_family
+from fastbgp.rib.route_server import from_config as route_server_policy
 
 __all__ = [
     "compile_policies",
@@ -648,6 +649,8 @@ class PolicyEngine:
         self.view_cache_size = view_cache_size
         self.evaluations = 0  # full chain runs (cache misses included)
         self.hits = 0
+        # IXP route-server policy (fastbgp.rib.route_server), None when off.
+        self.route_server = None
 
     # -- chains
 
@@ -872,7 +875,9 @@ def compile_policies(cfg, **engine_options):
         },
     }
     policies = {p.name: _Policy(p, sets) for p in cfg.policies}
-    return PolicyEngine(policies, **engine_options)
+    engine = PolicyEngine(policies, **engine_options)
+    engine.route_server = route_server_policy(cfg)
+    return engine
 
 
 # ----------------------------------------------------------- origination

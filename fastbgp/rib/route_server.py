@@ -1,0 +1,275 @@
+"""IXP route-server policy as operators configure it (``[global.route-server]``).
+
+Applies to route-server clients (RFC 7947) only:
+
+* Euro-IX BGP communities, the scheme IXP route servers commonly offer
+  (standard form for 16-bit ASes, large-community form, RFC 8092, for any):
+
+  =====================  =====================  ==========================
+  standard               large                  meaning
+  =====================  =====================  ==========================
+  ``0:peer-as``          ``rs-as:0:peer-as``    do not announce to peer-as
+  ``rs-as:peer-as``      ``rs-as:1:peer-as``    announce to peer-as (once
+                                                any is present, only to the
+                                                listed peers)
+  ``0:rs-as``            ``rs-as:0:0``          announce to no peer
+  ``65501:peer-as``      ``rs-as:101:peer-as``  prepend once to peer-as
+  ``65502:peer-as``      ``rs-as:102:peer-as``  prepend twice
+  ``65503:peer-as``      ``rs-as:103:peer-as``  prepend three times
+  =====================  =====================  ==========================
+
+  A prepend with peer-as 0 applies to every client.  "Do not announce to
+  peer-as" wins over "announce to peer-as".  Prepending repeats the first
+  AS of the path (the announcing client's).  Every control community above
+  (all of ``0:*``, ``rs-as:*``, ``65501..65503:*``, ``rs-as:{0,1,101,102,103}:*``)
+  is stripped before the route leaves the route server.
+* RFC 7999 BLACKHOLE (65535:666): a blackhole route of any length (up to
+  /32 or /128) goes to clients with NO_EXPORT added (RFC 7999 §3.2) unless
+  ``blackhole-no-export = false``, and with the configured blackhole next hop.
+* Next-hop check (:meth:`RouteServerPolicy.import_check`): a client's routes
+  must name the client's own address as next hop (RFC 7947 §2.2.1 keeps it
+  unchanged towards the other clients, so a wrong one would divert traffic),
+  or one of its ``route-server-next-hops``.
+
+Cost: all of it runs once per (update group, attribute block) -- the
+update group's export cache -- or once per (client, attribute block) on
+import -- the importer's cache --, never per prefix.  Update groups of
+route-server clients are per client AS while Euro-IX communities are on
+(:func:`fastbgp.rib.export.group_key`), since the decision depends on it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+
+from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
+from fastbgp.wire.constants import (
+    AS_SEQUENCE,
+    ATTR_AS_PATH,
+    ATTR_COMMUNITIES,
+    ATTR_LARGE_COMMUNITY,
+    ATTR_NEXT_HOP,
+    COMMUNITY_BLACKHOLE,
+    COMMUNITY_NO_EXPORT,
+    FLAG_EXTENDED_LENGTH,
+    WELL_KNOWN_FLAGS,
+)
+
+__all__ = ["RouteServerPolicy", "from_config", "PREPEND_STD", "PREPEND_LARGE"]
+
+log = logging.getLogger("fastbgp.route_server")
+
+# Standard-community high halves of the prepend actions -> count.
+PREPEND_STD = {65501: 1, 65502: 2, 65503: 3}
+# Large-community local data part 1 of the prepend actions -> count.
+PREPEND_LARGE = {101: 1, 102: 2, 103: 3}
+_LARGE_CONTROL = frozenset((0, 1)) | frozenset(PREPEND_LARGE)
+_MAX_PREPEND = 3
+
+
+def _packed_or_none(text):
+    return None if text is None else ipaddress.ip_address(text).packed
+
+
+class RouteServerPolicy:
+    """A compiled ``[global.route-server]``.  ``rs_as``: the route server's
+    AS (the global AS; a client with another local-as uses that one).
+    Stateless but for the next-hop-check counters; a reload compiles a new
+    one (which resets them)."""
+
+    def __init__(self, euro_ix=False, blackhole=False, blackhole_no_export=True, blackhole_nh4=None,
+                 blackhole_nh6=None, next_hop_check=False):
+        self.euro_ix = euro_ix
+        self.blackhole = blackhole
+        self.blackhole_no_export = blackhole_no_export
+        self.blackhole_nh4 = _packed_or_none(blackhole_nh4)
+        self.blackhole_nh6 = _packed_or_none(blackhole_nh6)
+        self.next_hop_check = next_hop_check
+        self.active = euro_ix or blackhole
+        # address -> attribute blocks rejected by the next-hop check.
+        self.next_hop_rejected: dict = {}
+
+    # ------------------------------------------------------------- export
+
+    def decide(self, communities, large, peer_as, rs_as):
+        """Euro-IX decision for one client: None (not announced) or the
+        number of prepends.  ``communities``: set of 32-bit values;
+        ``large``: set of (global, data1, data2)."""
+        deny_all = False
+        only = None
+        prepend = 0
+        zero = _low(communities, 0)
+        if peer_as in zero:
+            return None
+        if rs_as <= 0xFFFF:
+            deny_all = rs_as in zero
+            targets = _low(communities, rs_as)
+            targets.discard(rs_as)
+            if targets:
+                only = targets
+        if (rs_as, 0, peer_as) in large:
+            return None
+        if (rs_as, 0, 0) in large:
+            deny_all = True
+        lt = {c[2] for c in large if c[0] == rs_as and c[1] == 1 and c[2] != rs_as}
+        if lt:
+            only = lt if only is None else (only | lt)
+        if only is not None:
+            # Announce-to (alone or overriding announce-to-none).
+            if peer_as not in only:
+                return None
+        elif deny_all:
+            return None
+        for c in communities:
+            n = PREPEND_STD.get(c >> 16)
+            if n is not None and (c & 0xFFFF) in (peer_as, 0) and n > prepend:
+                prepend = n
+        for g, d1, d2 in large:
+            if g == rs_as:
+                n = PREPEND_LARGE.get(d1)
+                if n is not None and d2 in (peer_as, 0) and n > prepend:
+                    prepend = n
+        return prepend
+
+    def is_control(self, c, rs_as):
+        hi = c >> 16
+        return hi == 0 or hi in PREPEND_STD or (rs_as <= 0xFFFF and hi == rs_as)
+
+    def finish(self, block, nh, peer_as, rs_as, v4):
+        """(block, MP next hop) as sent to client ``peer_as``, or None when
+        the Euro-IX communities keep the route from it.  ``block`` is the
+        attribute block after the export rules."""
+        items = {t: (f, v) for f, t, v in split_attrs(block)}
+        comm = items.get(ATTR_COMMUNITIES)
+        lc = items.get(ATTR_LARGE_COMMUNITY)
+        cs = _communities(comm[1]) if comm else []
+        ls = _large(lc[1]) if lc else []
+        changed = False
+        if self.euro_ix and (cs or ls):
+            prepend = self.decide(set(cs), set(ls), peer_as, rs_as)
+            if prepend is None:
+                return None
+            keep = [c for c in cs if not self.is_control(c, rs_as)]
+            if len(keep) != len(cs):
+                cs = keep
+                changed = True
+            keep_l = [c for c in ls if not (c[0] == rs_as and c[1] in _LARGE_CONTROL)]
+            if len(keep_l) != len(ls):
+                ls = keep_l
+                changed = True
+            if prepend:
+                f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
+                items[ATTR_AS_PATH] = (f, _prepend_first(v, prepend))
+                changed = True
+        if self.blackhole and COMMUNITY_BLACKHOLE in cs:
+            if self.blackhole_no_export and COMMUNITY_NO_EXPORT not in cs:
+                # RFC 7999 §3.2: keep a blackhole route within the AS that asked for it.
+                cs = cs + [COMMUNITY_NO_EXPORT]
+                changed = True
+            if v4 and self.blackhole_nh4 is not None:
+                items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.blackhole_nh4)
+                changed = True
+            elif not v4 and self.blackhole_nh6 is not None:
+                nh = self.blackhole_nh6
+        if not changed:
+            return block, nh
+        _store(items, ATTR_COMMUNITIES, comm, struct.pack(">%dI" % len(cs), *cs) if cs else None)
+        _store(items, ATTR_LARGE_COMMUNITY, lc, b"".join(struct.pack(">III", *c) for c in ls) if ls else None)
+        return b"".join(encode_attr(items[t][0] & ~FLAG_EXTENDED_LENGTH, t, items[t][1]) for t in sorted(items)), nh
+
+    # ------------------------------------------------------------- import
+
+    def import_check(self, address, allowed, attrs, nh, v4):
+        """True when a client's attribute block (and MP next hop) passes
+        the next-hop check; ``allowed``: packed addresses the client may
+        use (its own and its ``route-server-next-hops``).  A rejection is
+        counted per client and logged once per client at WARNING."""
+        if not self.next_hop_check:
+            return True
+        if v4:
+            hop = None
+            for _f, t, v in split_attrs(attrs):
+                if t == ATTR_NEXT_HOP:
+                    hop = v
+                    break
+        else:
+            hop = nh[:16] if len(nh) >= 16 else nh  # RFC 2545 §3: the global address
+        if hop in allowed:
+            return True
+        if self.blackhole and hop is not None and hop in (self.blackhole_nh4, self.blackhole_nh6):
+            # A client may name the IXP's blackhole next hop itself for a
+            # blackhole route (RFC 7999).
+            for _f, t, v in split_attrs(attrs):
+                if t == ATTR_COMMUNITIES and COMMUNITY_BLACKHOLE in _communities(v):
+                    return True
+        n = self.next_hop_rejected.get(address, 0) + 1
+        self.next_hop_rejected[address] = n
+        if n == 1:
+            log.warning("%s: route-server client announced next hop %s, not its own address: rejected "
+                        "(next-hop-check; further rejections only counted)", address, _text(hop))
+        return False
+
+
+def allowed_next_hops(address, extra=()):
+    """Packed addresses a client at ``address`` may name as next hop."""
+    out = set()
+    for text in (address, *extra):
+        try:
+            out.add(ipaddress.ip_address(str(text).split("%")[0]).packed)
+        except ValueError:
+            continue
+    return frozenset(out)
+
+
+def from_config(cfg):
+    """RouteServerPolicy of a config.Config, or None when nothing is on."""
+    rs = getattr(cfg.global_, "route_server", None)
+    if rs is None or not (rs.euro_ix_communities or rs.blackhole or rs.next_hop_check):
+        return None
+    return RouteServerPolicy(rs.euro_ix_communities, rs.blackhole, rs.blackhole_no_export,
+                             rs.blackhole_next_hop_ipv4, rs.blackhole_next_hop_ipv6, rs.next_hop_check)
+
+
+def _text(hop):
+    if hop is None:
+        return "(none)"
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return hop.hex()
+
+
+def _low(communities, high):
+    """Low halves of the standard communities whose high half is ``high``."""
+    return {c & 0xFFFF for c in communities if c >> 16 == high}
+
+
+def _communities(value):
+    return list(struct.unpack(">%dI" % (len(value) // 4), value[: len(value) & ~3]))
+
+
+def _large(value):
+    n = len(value) // 12
+    flat = struct.unpack(">%dI" % (3 * n), value[: 12 * n])
+    return [flat[i : i + 3] for i in range(0, 3 * n, 3)]
+
+
+def _store(items, t, old, value):
+    if value is None:
+        items.pop(t, None)
+    else:
+        items[t] = (old[0] if old else WELL_KNOWN_FLAGS[t], value)
+
+
+def _prepend_first(value, count):
+    """AS_PATH value (4-octet) with its first AS repeated ``count`` more
+    times (an empty path stays empty: nothing to prepend)."""
+    segs = decode_segments(value, 4) if value else []
+    if not segs or segs[0][0] != AS_SEQUENCE or not segs[0][1]:
+        return value
+    first = segs[0][1][0]
+    seq = [first] * count + segs[0][1]
+    segs = [(AS_SEQUENCE, seq[i : i + 255]) for i in range(0, len(seq), 255)] + segs[1:]
+    return encode_segments(segs, 4)
