@@ -11,11 +11,14 @@ sides decode.  The only documented exceptions are in RFC_EXCEPTIONS.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastbgp.control.exabgp_json import JsonEncoder, PeerInfo, TextEncoder, exa_ext_community, make_encoder
 from fastbgp.wire import messages as m
@@ -214,3 +217,24 @@ def test_attribute_caches_are_bounded():
     big = tuple(range(1, 300))
     json.loads(enc.update(PEER, _body(as_path=big), AS4))
     assert not any(len(k[2]) > xj.ATTR_CACHE_MAX_OCTETS for k in enc._frag_cache)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.binary(max_size=300), version=st.sampled_from([4, 6]))
+def test_any_body_gives_one_json_line(body, version):
+    """The observer hands over bodies before the session validates them:
+    whatever they hold, the encoders write one line and never raise."""
+    line = JsonEncoder(api_version=version).update(PEER, body, AS4)
+    assert "\n" not in line and json.loads(line)["type"] in ("update", "error")
+    TextEncoder().update(PEER, body, AS4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefixes=st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(8, 24)), min_size=1,
+                         max_size=20, unique=True))
+def test_fast_path_equals_full_view_random(prefixes):
+    nets = sorted({str(ipaddress.ip_network("%d.%d.0.0/%d" % (a, b, n), strict=False)) for a, b, n in prefixes})
+    body = _body(nlri=nets)
+    fast = json.loads(JsonEncoder().update(PEER, body, AS4))
+    slow = json.loads(JsonEncoder().update_slow(PEER, body, AS4))
+    assert fast["neighbor"] == slow["neighbor"]
