@@ -8,7 +8,9 @@ then an incremental answer), cache down and back (a new session: the client
 reloads and reports only the difference), Cache Reset (stayrtr keeps 3
 serials of history: after 5 unseen changes its answer to our Serial Query is
 a Cache Reset), and expiry (short timers: the data outlives the cache, then
-is withdrawn).  A second test negotiates down to version 0.
+is withdrawn).  A second test negotiates down to version 0; a third gives
+BIRD 2 (``protocol rpki`` from the same stayrtr) and our table the same VRPs
+and 700 routes and compares the RFC 6811 state of every route.
 """
 
 import json
@@ -16,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -224,3 +227,85 @@ def test_version_negotiated_down_to_0(lab):
     assert up[-1]["version"] == 0
     client.proc.terminate()
     client.proc.wait(timeout=10)
+
+
+def _random_prefixes(rnd, nets, lengths, count):
+    import ipaddress
+    out = set()
+    while len(out) < count:
+        net = ipaddress.ip_network(rnd.choice(nets))
+        plen = rnd.randint(*lengths[net.version])
+        width = net.max_prefixlen
+        value = int(net.network_address) | rnd.getrandbits(width - net.prefixlen)
+        if plen < net.prefixlen:
+            value = int(net.network_address)
+        value &= ((1 << plen) - 1) << (width - plen)
+        out.add(str(ipaddress.ip_network((value, plen))))
+    return sorted(out)
+
+
+def _bird_prefixes(bird, table, condition):
+    out = bird.birdc("show", "route", "table", table, "where", condition).stdout
+    return {line.split()[0] for line in out.splitlines() if line[:1].isalnum() and "/" in line.split()[0]}
+
+
+def test_validation_matches_bird(lab):
+    """The same VRPs, served by stayrtr to BIRD 2 (``protocol rpki``) and
+    read from the same file into our table: every route gets the state
+    BIRD's roa_check gives it (RFC 6811), route by route."""
+    import ipaddress
+    import random
+
+    from fastbgp.rpki.aspa import AspaTable
+    from fastbgp.rpki.files import load_into
+    from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID, VrpTable
+
+    _require()
+    if L.missing_binaries("bird", "birdc"):
+        pytest.skip("bird2 not installed")
+    rnd = random.Random(5)
+    nets = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
+    asns = list(range(64496, 64502))
+    routes = [(p, rnd.choice(asns)) for p in _random_prefixes(rnd, nets, {4: (24, 32), 6: (32, 64)}, 700)]
+    roas = []
+    for p in _random_prefixes(rnd, nets, {4: (25, 30), 6: (36, 52)}, 250):
+        net = ipaddress.ip_network(p)
+        roas.append(vrp(p, rnd.randint(net.prefixlen, net.max_prefixlen if rnd.random() < 0.3 else
+                                       min(net.max_prefixlen, net.prefixlen + 4)), rnd.choice(asns + [0])))
+    a, b = lab.add_host("a"), lab.add_host("b")
+    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"))
+    cache.write(roas)
+    cache.start()
+    rpki = textwrap.dedent("""\
+        roa4 table r4;
+        roa6 table r6;
+        protocol rpki rtr1 {
+          roa4 { table r4; };
+          roa6 { table r6; };
+          remote %s port %d;
+          retry keep 1;
+        }
+        """ % (a.ipv4, PORT))
+    bird = L.Bird(b, 64511, routes=[L.Route(p, as_path=(asn,)) for p, asn in routes], extra_config=rpki).start()
+    n4 = sum(":" not in r["prefix"] for r in roas)
+
+    def loaded():
+        c4 = bird.birdc("show", "route", "table", "r4", "count").stdout
+        c6 = bird.birdc("show", "route", "table", "r6", "count").stdout
+        return ("%d of %d routes" % (n4, n4) in c4) and ("%d of %d routes" % (len(roas) - n4, len(roas) - n4) in c6)
+
+    L.wait_for(loaded, 30, what="BIRD to load the VRPs over RTR", on_timeout=bird.log_tail)
+
+    vrps = VrpTable()
+    load_into(cache.path, vrps, AspaTable())
+    ours = {VALID: set(), INVALID: set(), NOT_FOUND: set()}
+    for p, asn in routes:
+        net = ipaddress.ip_network(p)
+        ours[vrps.validate(1 if net.version == 4 else 2, net.network_address.packed, net.prefixlen, asn)].add(p)
+    names = {VALID: "ROA_VALID", INVALID: "ROA_INVALID", NOT_FOUND: "ROA_UNKNOWN"}
+    for state, name in names.items():
+        theirs = (_bird_prefixes(bird, "master4", "roa_check(r4, net, bgp_path.last) = %s" % name)
+                  | _bird_prefixes(bird, "master6", "roa_check(r6, net, bgp_path.last) = %s" % name))
+        assert theirs == ours[state], (name, sorted(theirs ^ ours[state])[:10])
+    assert all(len(s) > 30 for s in ours.values()), {k: len(v) for k, v in ours.items()}
+    print("states (ours = BIRD):", {names[k]: len(v) for k, v in ours.items()})
