@@ -136,3 +136,31 @@ def test_rfc8097_community():
     assert ovs_state(0x4300000000000003) is None  # undefined state
     assert ovs_state(0x4300000000000100) is None  # reserved octets not zero
     assert ovs_state(0x0002FDE800000001) is None  # a route target
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+small_as = st.integers(1, 6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(records=st.dictionaries(small_as, st.lists(small_as, max_size=3), max_size=6),
+       asns=st.lists(small_as, min_size=1, max_size=7))
+def test_aspa_properties(records, asns):
+    """Upstream is the stricter procedure: a path Valid upstream is Valid
+    downstream, and Invalid downstream is Invalid upstream; with no ASPA
+    at all nothing is Invalid; a single AS (after collapsing prepends) is
+    Valid either way."""
+    t = table(records)
+    segs = path(*asns)
+    up, down = t.verify(segs, downstream=False), t.verify(segs, downstream=True)
+    if up == A.VALID:
+        assert down == A.VALID
+    if down == A.INVALID:
+        assert up == A.INVALID
+    assert table({}).verify(segs, downstream=False) in (A.VALID, A.UNKNOWN)
+    assert table({}).verify(segs, downstream=True) in (A.VALID, A.UNKNOWN)
+    collapsed = [a for i, a in enumerate(asns) if i == 0 or asns[i - 1] != a]
+    if len(collapsed) == 1:
+        assert up == down == A.VALID
