@@ -24,7 +24,7 @@ Protocol behaviour:
   "Unsupported Protocol Version", or a first answer in a lower version,
   lowers it and the client reconnects at once (RFC 8210 §7);
 * records between Cache Response and End of Data are buffered and applied
-  atomically at End of Data (RFC 8210 §8.1), at most MAX_PENDING of them;
+  atomically at End of Data (RFC 8210 §5.8), at most MAX_PENDING of them;
 * refresh / retry / expire come from End of Data (version 1+, clamped to
   RFC 8210 §6 ranges), defaults 3600 / 600 / 7200 s, each overridable per
   cache; a Serial Notify starts a Serial Query when idle; a Cache Reset
