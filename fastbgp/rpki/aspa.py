@@ -16,7 +16,7 @@ VALID = 1
 INVALID = 2
 STATE_NAMES = {UNKNOWN: "unknown", VALID: "valid", INVALID: "invalid"}
 
-# Hop check results (draft §5 "hop(AS(i), AS(j))").
+# Hop check results (the draft's "hop(AS(i), AS(j))" function).
 PROVIDER = 0  # "Provider+": j is an attested provider of i
 NOT_PROVIDER = 1  # "Not Provider+": i has an ASPA and j is not in it
 NO_ATTESTATION = 2  # i has no ASPA
@@ -63,7 +63,7 @@ class AspaTable:
 
     def hop(self, customer, provider):
         """PROVIDER, NOT_PROVIDER or NO_ATTESTATION for the hop from
-        ``customer`` up to ``provider`` (draft §5)."""
+        ``customer`` up to ``provider`` (the draft's hop check)."""
         providers = self._providers.get(customer)
         if providers is None:
             return NO_ATTESTATION
@@ -73,34 +73,34 @@ class AspaTable:
         """VALID, INVALID or UNKNOWN of an AS_PATH given as decoded segments
         (the neighbour first, the origin last, as on the wire).
 
-        ``downstream``: the route came from a provider (draft §6.2.2);
+        ``downstream``: the route came from a provider (the draft's downstream procedure);
         otherwise from a customer, lateral peer or RS client (upstream,
-        §6.2.1).  ``neighbor_as``: when given, a path whose most recently
-        added AS is not it is INVALID (§6.2, skipped for transparent route
+        the upstream procedure).  ``neighbor_as``: when given, a path whose most recently
+        added AS is not it is INVALID (the draft's neighbour check, skipped for transparent route
         servers by passing None)."""
         path = []
         for st, asns in segments:
             if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
                 continue  # our own confederation's hops (RFC 5065): not inter-AS
             if st != AS_SEQUENCE:
-                return INVALID  # §6.2: an AS_SET makes the path Invalid
+                return INVALID  # the draft: an AS_SET makes the path Invalid
             for asn in asns:
                 if not path or path[-1] != asn:  # collapse prepends
                     path.append(asn)
         if not path:
-            return INVALID  # §6.2: an empty AS_PATH from an eBGP peer
+            return INVALID  # the draft: an empty AS_PATH from an eBGP peer
         if neighbor_as is not None and path[0] != neighbor_as:
             return INVALID
         path.reverse()  # path[0] is now the origin AS(1), path[-1] the neighbour AS(N)
         n = len(path)
         max_up, min_up = self._ramp(path)
         if not downstream:
-            # §6.2.1: every hop must go up, customer to provider.
+            # upstream procedure: every hop must go up, customer to provider.
             if max_up < n:
                 return INVALID
             return VALID if min_up >= n else UNKNOWN
         max_down, min_down = self._ramp(path[::-1])
-        # §6.2.2: an up-ramp from the origin then a down-ramp to us.
+        # downstream procedure (up/down ramps): an up-ramp from the origin then a down-ramp to us.
         if max_up + max_down < n:
             return INVALID
         return VALID if min_up + min_down >= n else UNKNOWN
