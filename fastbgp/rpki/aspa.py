@@ -73,11 +73,11 @@ class AspaTable:
         """VALID, INVALID or UNKNOWN of an AS_PATH given as decoded segments
         (the neighbour first, the origin last, as on the wire).
 
-        ``downstream``: the route came from a provider (the draft's downstream procedure);
-        otherwise from a customer, lateral peer or RS client (upstream,
-        the upstream procedure).  ``neighbor_as``: when given, a path whose most recently
-        added AS is not it is INVALID (the draft's neighbour check, skipped for transparent route
-        servers by passing None)."""
+        ``downstream``: the route came from a provider (the draft's
+        downstream procedure); otherwise from a customer, lateral peer or RS
+        client (the upstream procedure).  ``neighbor_as``: when given, a
+        path whose most recently added AS is not it is INVALID (the draft's
+        neighbour check; pass None for a transparent route server)."""
         path = []
         for st, asns in segments:
             if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
