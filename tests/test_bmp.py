@@ -423,6 +423,33 @@ def test_lookup_queue_bound_drops_and_resyncs(run, monkeypatch):
     run(main(), timeout=60)
 
 
+def test_duplicate_advertisements_statistic(run):
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr = addr()
+        bmp = '[[bmp]]\naddress = "%s"\nport = %d\nstats-interval = 1\n' % (host, st.port)
+        dut = DUT(extra=bmp, neighbors=[neighbor_toml(a_addr, 65001)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        await na.wait_established(5)
+        a.announce(["10.1.0.0/24", "10.1.1.0/24"], as_path=[65100])
+        await until(lambda: len(d.rib("ipv4-unicast")) == 2)
+        # ROUTE-REFRESH: the peer sends both again, unchanged: two known
+        # duplicates (RFC 7854 §4.8 type 1); a changed one is not.
+        a.announce(["10.1.1.0/24"], as_path=[65100, 65101])
+        await until(lambda: d.rib("ipv4-unicast", "10.1.1.0/24")[0].as_path == [65001, 65100, 65101])
+        await d.soft_reset(a_addr, "in")
+        await until(lambda: any(_stat(m[3], 1) == 2 and _stat(m[3], 0) == 0
+                                for m in st.of(bm.STATISTICS_REPORT) if m[2][0] == 0),
+                    timeout=5, what="two duplicate advertisements")
+        await a.stop()
+        await dut.stop()
+        await st.close()
+
+    run(main(), timeout=60)
+
+
 def test_prefix_key_matches_the_rib_text():
     from fastbgp.daemon.bmp_feed import prefix_key
 

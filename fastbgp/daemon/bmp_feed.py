@@ -54,6 +54,7 @@ from fastbgp.session.fsm import Reason, State
 from fastbgp.wire import capabilities as caps_mod
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4, IPV4_UNICAST, MSG_UPDATE
+from fastbgp.wire.errors import BGPError
 from fastbgp.wire.types import DEFAULT_CONTEXT
 from fastbgp.daemon.common import SLICE_SECONDS
 
@@ -79,10 +80,50 @@ def prefix_key(fam, entry):
     return "%s/%d" % (socket.inet_ntop(socket.AF_INET6, entry[1:] + bytes(17 - len(entry))), entry[0])
 
 
+def count_duplicates(daemon, p, body):
+    """RFC 7854 §4.8 type 1: prefixes of an UPDATE (seen before it is
+    processed) that the peer already holds with the same attributes after
+    import policy -- the known duplicates; a rejected or per-prefix-policy
+    attribute set, and ADD-PATH families, are not compared.  Cost: one RIB
+    lookup per prefix of a peer that already has routes, bounded per loop
+    turn by the connection's per-turn budget."""
+    session = p.session
+    try:
+        parsed = codec.parse_update(bytes(body), session.ctx)
+    except BGPError:
+        return 0  # the session's own parse reports it
+    n = 0
+    rx = session.ctx.addpath_rx
+    todo = []
+    if parsed.nlri:
+        todo.append((IPV4_UNICAST, b"", parsed.nlri))
+    if parsed.mp_reach is not None:
+        r = parsed.mp_reach
+        todo.append(((r[0], r[1]), bytes(r[2]), r[3]))
+    for fam, nh, packed in todo:
+        rib = daemon.ribs.get(fam)
+        if rib is None or fam in rx or not rib.has_peer(p.pid) or not rib.peer_path_count(p.pid):
+            continue
+        res = daemon.importer.import_(p.nb, fam, parsed.attrs, nh)
+        if res is None or not isinstance(res[0], (bytes, bytearray, memoryview)):
+            continue
+        want = (bytes(res[0]), bytes(res[1] or b""))
+        table = daemon.attrs
+        for _i, addr, plen in codec.unpack_prefixes(packed, fam[0], False):
+            for q in rib.paths(prefix_key(fam, bytes((plen,)) + addr[: (plen + 7) >> 3])):
+                if q[0] == p.pid:
+                    _spid, a, h = tag_source(table, q[2])
+                    if (bytes(a), bytes(h or b"")) == want:
+                        n += 1
+                    break
+    return n
+
+
 class _Peer:
     """What the feed keeps about one Established peer."""
 
-    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "out_hdr", "peer_up", "unsubscribe", "rejected", "seen",
+    __slots__ = ("nb", "session", "pid", "pre_hdr", "post_hdr", "out_hdr", "peer_up", "unsubscribe", "rejected", "duplicates",
+                 "stats", "seen",
                  "seen_base")
 
     def __init__(self, nb, session, peer_up, pre_hdr, post_hdr):
@@ -97,6 +138,8 @@ class _Peer:
                                       post_policy=True, adj_rib_out=True)
         self.unsubscribe = []
         self.rejected = 0  # RFC 7854 §4.8 type 0, for this session
+        self.duplicates = 0  # RFC 7854 §4.8 type 1, for this session
+        self.stats = False  # some station wants Statistics Reports
         # family -> packed prefixes this peer announced (kept while a station
         # wants the Loc-RIB): what to look up again when the peer goes.
         self.seen: dict = {}
@@ -239,6 +282,7 @@ class BmpFeed:
         body = bm.peer_up(b"", local, conn.local_port if conn else 0, conn.peer_port if conn else 0, sent,
                           received)[6:]
         p = self.peers[nb] = _Peer(nb, session, body, pre, post)
+        p.stats = any(t.cfg.stats_interval for t in self.targets)
         p.unsubscribe.append(session.observe_updates(self.raw_observer(p)))
         p.unsubscribe.append(nb.subscribe_updates(self.update_processed))
 
@@ -300,10 +344,14 @@ class BmpFeed:
         hdr = p.pre_hdr
         frame = codec.frame
 
+        daemon = self.daemon
+
         def on_update(body):
             # RFC 7854 §4.6: the UPDATE exactly as received, behind the header.
             msg = None
             try:
+                if p.stats:
+                    p.duplicates += count_duplicates(daemon, p, body)
                 for t in targets:
                     if t.pre and t.station.up and t.knows(p):
                         if msg is None:
@@ -721,7 +769,8 @@ class BmpFeed:
                 continue
             adj = sum(r.peer_path_count(p.pid) for r in ribs.values() if r.has_peer(p.pid))
             t.station.send(bm.statistics_report(bm.stamp(p.pre_hdr, now),
-                                                [(bm.STAT_REJECTED, p.rejected), (bm.STAT_ADJ_RIB_IN, adj)]))
+                                                [(bm.STAT_REJECTED, p.rejected), (bm.STAT_DUPLICATE_PREFIX, p.duplicates),
+                                                 (bm.STAT_ADJ_RIB_IN, adj)]))
         if t.cfg.loc_rib and t.knows(None):
             t.station.send(bm.statistics_report(self.header("loc", None),
                                                 [(bm.STAT_LOC_RIB, sum(len(r) for r in ribs.values()))]))

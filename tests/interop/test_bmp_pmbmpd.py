@@ -182,6 +182,7 @@ def test_bmp_to_pmbmpd_and_tshark():
             stats = [m for m in collector.of("stats") if m.get("peer_ip") == b.ipv4]
             by_type = {m.get("counter_type"): m.get("counter_value") for m in stats}
             assert by_type.get(0) == len(REJECTED) and by_type.get(7) == len(ACCEPTED), stats
+            assert by_type.get(1) == 0, stats  # nothing was sent twice
             # BIRD stops: Peer Down with its Cease, the Loc-RIB emptied.
             bird.stop()
             _wait(lambda: [m for m in collector.of("peer_down") if m.get("peer_ip") == b.ipv4], 20, "peer down")
