@@ -67,6 +67,26 @@ def _framing(impl, flags, data):
     return out
 
 
+def _repack(impl, parsed, ctx):
+    """The encoders on what the decoder accepted: the UPDATEs pack_updates /
+    pack_withdraws build from it (sending with the ADD-PATH state received)."""
+    tx = Context(as4=ctx.as4, addpath_tx=ctx.addpath_rx, extended_message=ctx.extended_message)
+    out = []
+    if parsed.nlri and parsed.attrs and not parsed.treat_as_withdraw:
+        out.append(impl.pack_updates(parsed.attrs, parsed.nlri, tx))
+    if parsed.withdrawn:
+        out.append(impl.pack_withdraws(parsed.withdrawn, tx))
+    if parsed.mp_reach is not None and parsed.attrs and not parsed.treat_as_withdraw:
+        afi, safi, nh, nlri = parsed.mp_reach
+        if (afi, safi) in _FAMILIES and nlri:
+            out.append(impl.pack_updates(parsed.attrs, nlri, tx, afi, safi, nh))
+    if parsed.mp_unreach is not None:
+        afi, safi, nlri = parsed.mp_unreach
+        if (afi, safi) in _FAMILIES and nlri:
+            out.append(impl.pack_withdraws(nlri, tx, afi, safi))
+    return out
+
+
 def _prefixes(impl, flags, data):
     afi = AFI_IPV6 if flags & 1 else AFI_IPV4
     addpath = bool(flags & 2)
@@ -93,7 +113,9 @@ def codec_outcome(impl, data):
         if op == OP_OPEN:
             return ("ok", impl.parse_open(body))
         if op == OP_UPDATE:
-            return ("ok", impl.parse_update(body, context(flags), bool(flags & 16), bool(flags & 32)))
+            ctx = context(flags)
+            parsed = impl.parse_update(body, ctx, bool(flags & 16), bool(flags & 32))
+            return ("ok", parsed, _repack(impl, parsed, ctx))
         if op == OP_NOTIFICATION:
             return ("ok", impl.parse_notification(body))
         return ("ok", impl.parse_route_refresh(body))
