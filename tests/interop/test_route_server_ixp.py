@@ -1,0 +1,242 @@
+"""The fastbgp daemon as an IXP route server (RFC 7947) with three BIRD 2
+clients: Euro-IX BGP communities (standard and large, prepend-to-peer),
+RFC 7999 blackhole and the next-hop check, as configured in
+``[global.route-server]``.  Each client must hold exactly the expected
+prefixes, control communities stripped and prepends applied.  The same
+inputs go through BIRD as route server (``rs client``, the community
+filters written below) to three more BIRD clients, and each pair of
+clients of the two route servers must hold the same routes.
+
+Needs root and BIRD (fastbgp/testing/lab.py); marked ``interop`` and ``slow``.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fastbgp.testing import lab as L
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER = textwrap.dedent("""
+    import sys
+    import uvloop
+    from fastbgp.daemon.process import run_daemon
+    uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="info"))
+""")
+
+RS_AS = 64500
+BLACKHOLE_NH = "192.0.2.66"
+BAD_NH = "192.0.2.50"  # an address on the IXP LAN that is nobody's
+NO_EXPORT = "65535:65281"
+BLACKHOLE = "65535:666"
+
+# Client AS -> [(prefix, communities, large communities)] it announces.
+ANNOUNCED = {
+    65001: [
+        ("198.51.100.0/28", (), ()),
+        ("198.51.100.16/28", ("0:65002",), ()),  # not to 65002
+        ("198.51.100.32/28", ("%d:65003" % RS_AS,), ()),  # only to 65003
+        ("198.51.100.48/28", ("0:%d" % RS_AS,), ()),  # to nobody
+        ("198.51.100.64/28", ("65502:65003", "65001:7"), ()),  # prepend twice to 65003
+        ("198.51.100.80/28", (), ("%d:0:65003" % RS_AS,)),  # not to 65003 (large)
+    ],
+    65002: [
+        ("198.51.100.128/28", (), ()),
+        ("198.51.100.144/28", (), ("%d:1:65001" % RS_AS,)),  # only to 65001 (large)
+        ("198.51.100.160/28", (), ("%d:101:65003" % RS_AS, "65002:1:1")),  # prepend once to 65003
+        ("198.51.100.176/28", ("0:%d" % RS_AS, "%d:65003" % RS_AS), ()),  # nobody but 65003
+    ],
+    65003: [
+        ("203.0.113.0/28", (), ()),
+        ("203.0.113.16/28", ("0:65001", "65003:777"), ()),
+        ("203.0.113.99/32", (BLACKHOLE,), ()),  # RFC 7999
+    ],
+}
+# 65001 also announces this one with a next hop that is not its own.
+WRONG_NH_PREFIX = "198.51.100.96/28"
+
+# Client AS -> {prefix: (AS path, communities, large communities, blackhole?)} expected.
+EXPECTED = {
+    65001: {
+        "198.51.100.128/28": ([65002], [], [], False),
+        "198.51.100.144/28": ([65002], [], [], False),
+        "198.51.100.160/28": ([65002], [], ["65002:1:1"], False),
+        "203.0.113.0/28": ([65003], [], [], False),
+        "203.0.113.99/32": ([65003], [BLACKHOLE, NO_EXPORT], [], True),
+    },
+    65002: {
+        "198.51.100.0/28": ([65001], [], [], False),
+        "198.51.100.64/28": ([65001], ["65001:7"], [], False),
+        "198.51.100.80/28": ([65001], [], [], False),
+        "203.0.113.0/28": ([65003], [], [], False),
+        "203.0.113.16/28": ([65003], ["65003:777"], [], False),
+        "203.0.113.99/32": ([65003], [BLACKHOLE, NO_EXPORT], [], True),
+    },
+    65003: {
+        "198.51.100.0/28": ([65001], [], [], False),
+        "198.51.100.16/28": ([65001], [], [], False),
+        "198.51.100.32/28": ([65001], [], [], False),
+        "198.51.100.64/28": ([65001, 65001, 65001], ["65001:7"], [], False),
+        "198.51.100.128/28": ([65002], [], [], False),
+        "198.51.100.160/28": ([65002, 65002], [], ["65002:1:1"], False),
+        "198.51.100.176/28": ([65002], [], [], False),
+    },
+}
+
+
+def _routes(asn):
+    out = [L.Route(p, communities=c, large_communities=lc) for p, c, lc in ANNOUNCED[asn]]
+    return out + ([L.Route(WRONG_NH_PREFIX)] if asn == 65001 else [])
+
+
+def _client_export(asn):
+    """BIRD client export filter: its static routes; 65001 names a next hop
+    that is not its own for WRONG_NH_PREFIX (third-party next hop on the
+    shared LAN, which BIRD keeps)."""
+    bad = "if net = %s then bgp_next_hop = %s; " % (WRONG_NH_PREFIX, BAD_NH) if asn == 65001 else ""
+    return bad + "if source = RTS_STATIC then accept; reject;"
+
+
+def _fastbgp_config(host, clients):
+    lines = [
+        "[global]", "asn = %d" % RS_AS, 'router-id = "%s"' % host.ipv4, 'listen = ["%s"]' % host.ipv4,
+        "[global.route-server]", "euro-ix-communities = true", "blackhole = true",
+        'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH, "next-hop-check = true",
+    ]
+    for asn, h in clients.items():
+        lines += ["[[neighbors]]", 'address = "%s"' % h.ipv4, "peer-as = %d" % asn, "route-server-client = true",
+                  'default-import = "accept"', 'default-export = "accept"',
+                  "timers = { connect-retry = 2, idle-hold = 1 }",
+                  'prefix-limit = { ipv4-unicast = { max = 100 } }']
+    return "\n".join(lines) + "\n"
+
+
+def _bird_rs_export(peer):
+    """The same policy as BIRD filter text for client ``peer`` (what an IXP
+    writes, or arouteserver generates, for BIRD)."""
+    rs = RS_AS
+    prepend = []
+    for n, (std, lrg) in ((3, (65503, 103)), (2, (65502, 102)), (1, (65501, 101))):
+        cond = "(%d,%d) ~ bgp_community || (%d,0) ~ bgp_community || (%d,%d,%d) ~ bgp_large_community || " \
+               "(%d,%d,0) ~ bgp_large_community" % (std, peer, std, rs, lrg, peer, rs, lrg)
+        prepend.append("if %s then { %s }" % (cond, " ".join(["bgp_path.prepend(bgp_path.first);"] * n)))
+    return " ".join([
+        "if (0,%d) ~ bgp_community then reject;" % peer,
+        "if (%d,0,%d) ~ bgp_large_community then reject;" % (rs, peer),
+        "if bgp_community ~ [(%d,0..%d), (%d,%d..65535)] || bgp_large_community ~ [(%d,1,*)] then {"
+        % (rs, rs - 1, rs, rs + 1, rs),
+        "  if !((%d,%d) ~ bgp_community || (%d,1,%d) ~ bgp_large_community) then reject;" % (rs, peer, rs, peer),
+        "} else {",
+        "  if (0,%d) ~ bgp_community || (%d,0,0) ~ bgp_large_community then reject;" % (rs, rs),
+        "}",
+        " else ".join(prepend),
+        "bgp_community.delete([(0,*), (%d,*), (65501,*), (65502,*), (65503,*)]);" % rs,
+        "bgp_large_community.delete([(%d,0,*), (%d,1,*), (%d,101,*), (%d,102,*), (%d,103,*)]);" % ((rs,) * 5),
+        "if (65535,666) ~ bgp_community then { bgp_community.add((65535,65281)); bgp_next_hop = %s; }"
+        % BLACKHOLE_NH,
+        "accept;",
+    ])
+
+
+def _bird_rs(host, clients):
+    # BIRD's `next hop check` is arouteserver's "bgp_next_hop != from".
+    nbs = [L.Neighbor(h.ipv4, asn, options={"extra": "rs client;",
+                                            "import": "if bgp_next_hop != from then reject; accept;",
+                                            "export": _bird_rs_export(asn)})
+           for asn, h in clients.items()]
+    return L.Bird(host, RS_AS, neighbors=nbs)
+
+
+def _view(rib):
+    return {p: (r["as_path"], r["communities"], r["large_communities"], r["next_hop"]) for p, r in rib.items()}
+
+
+def _check_client(rib, asn, client_hosts):
+    """Exactly the expected prefixes, attributes and next hops."""
+    want = EXPECTED[asn]
+    assert set(rib) == set(want), (asn, sorted(rib), sorted(want))
+    for prefix, (path, comms, large, bh) in want.items():
+        r = rib[prefix]
+        origin_as = path[0]
+        nh = BLACKHOLE_NH if bh else client_hosts[origin_as].ipv4
+        got = (r["as_path"], sorted(r["communities"]), sorted(r["large_communities"]), r["next_hop"])
+        assert got == (path, sorted(comms), sorted(large), nh), (asn, prefix, got)
+
+
+def _tail(path, n=80):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _require():
+    if not L.is_root():
+        pytest.skip("interop lab needs root (network namespaces)")
+    missing = L.missing_binaries("ip", *L.Bird.binaries)
+    if missing:
+        pytest.skip("not installed: %s" % ", ".join(missing))
+
+
+def test_route_server_ixp_policy_fastbgp_and_bird():
+    _require()
+    with L.Lab() as lab:
+        rs_host = lab.add_host("rs")
+        clients = {asn: lab.add_host("c%d" % (asn - 65000)) for asn in ANNOUNCED}
+        rsb_host = lab.add_host("rsb")
+        bclients = {asn: lab.add_host("d%d" % (asn - 65000)) for asn in ANNOUNCED}
+        path = os.path.join(rs_host.workdir, "fastbgp.toml")
+        with open(path, "w") as fh:
+            fh.write(_fastbgp_config(rs_host, clients))
+        logpath = os.path.join(rs_host.workdir, "fastbgp.log")
+        log = open(logpath, "ab")
+        proc = rs_host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            birds = {}
+            for asn, h in clients.items():
+                birds[asn] = L.Bird(h, asn, routes=_routes(asn), neighbors=[
+                    L.Neighbor(rs_host.ipv4, RS_AS, options={"export": _client_export(asn)})]).start()
+            bird_rs = _bird_rs(rsb_host, bclients).start()
+            bbirds = {}
+            for asn, h in bclients.items():
+                bbirds[asn] = L.Bird(h, asn, routes=_routes(asn), neighbors=[
+                    L.Neighbor(rsb_host.ipv4, RS_AS, options={"export": _client_export(asn)})]).start()
+            for asn in ANNOUNCED:
+                birds[asn].wait_established(rs_host.ipv4, timeout=40)
+                bbirds[asn].wait_established(rsb_host.ipv4, timeout=40)
+            for asn in ANNOUNCED:
+                L.wait_for(lambda: set(birds[asn].rib()) == set(EXPECTED[asn]), timeout=30,
+                           what="AS%d's set from the fastbgp RS" % asn,
+                           on_timeout=lambda: "%s\n%s" % (sorted(birds[asn].rib()), _tail(logpath)))
+                _check_client(birds[asn].rib(), asn, clients)
+            # The next-hop check saw and rejected 65001's third-party next hop.
+            L.wait_for(lambda: "next-hop-check" in _tail(logpath, 400), timeout=10, what="next-hop-check warning")
+            warn = [line for line in _tail(logpath, 400).splitlines() if "next-hop-check" in line]
+            assert len(warn) == 1 and BAD_NH in warn[0], warn
+            # BIRD as route server on the same inputs: the same routes.
+            for asn in ANNOUNCED:
+                L.wait_for(lambda: set(bbirds[asn].rib()) == set(EXPECTED[asn]), timeout=30,
+                           what="AS%d's set from the BIRD RS" % asn,
+                           on_timeout=lambda: "%s\n%s" % (sorted(bbirds[asn].rib()), bird_rs.log_tail()))
+                _check_client(bbirds[asn].rib(), asn, bclients)
+                fb = {p: v[:3] for p, v in _view(birds[asn].rib()).items()}
+                bd = {p: v[:3] for p, v in _view(bbirds[asn].rib()).items()}
+                assert fb == bd, (asn, fb, bd)
+            assert proc.poll() is None, _tail(logpath)
+        except Exception:
+            print(_tail(logpath))
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
