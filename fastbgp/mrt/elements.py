@@ -4,7 +4,7 @@ and pybgpstream's elements have.
 
     from fastbgp.mrt.elements import elements
     for e in elements("rib.20240101.0000.bz2"):
-        if e.type == "R" and "64496" in e.as_path.split():
+        if e.type == "R" and e.as_path and "64496" in e.as_path.split():
             print(e.time, e.peer_ip, e.prefix, e.next_hop, e.communities)
 
 ``elements(source)`` is a generator: records are read and turned into
