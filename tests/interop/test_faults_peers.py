@@ -487,9 +487,9 @@ def test_sigstopped_bird_mid_table_is_dropped_by_the_hold_timer(bed):
     bed.churn(True)  # the daemon keeps writing to it
     with bed.witness as wit:
         mark = len(bed.log())
-        v = L.Bird(host, 65030, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)],
-                   routes=victim_routes(250)).start()
+        v = L.Bird(host, 65030, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)], routes=victim_routes(250))
         try:
+            v.start()
             v.wait_established(bed.fb.ipv4, 30)
             wait_victim_routes(bed, "vstop", wit, VICTIM_ROUTES)
             imported = int(re.search(r"Routes:\s+(\d+) imported", v.protocol_info(bed.fb.ipv4)).group(1))
@@ -505,8 +505,9 @@ def test_sigstopped_bird_mid_table_is_dropped_by_the_hold_timer(bed):
             gone = time.monotonic() - t0
         finally:
             bed.churn(False)
-            os.kill(v.proc.pid, signal.SIGKILL)
-            v.proc.wait(10)
+            if v.running():  # stopped processes take SIGKILL (and nothing else)
+                os.kill(v.proc.pid, signal.SIGKILL)
+                v.proc.wait(10)
             v.stop()
     low, _ = wit.check(TABLE)
     print("SIGSTOP: BIRD had %d routes when stopped; hold timer (6 s) WARNING after %.1fs, routes gone at the "
@@ -524,9 +525,9 @@ def test_sigkilled_gobgp_mid_table_is_cleaned_up(bed):
     bed.churn(True)
     with bed.witness as wit:
         mark = len(bed.log())
-        v = L.GoBGP(host, 65031, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)],
-                    routes=victim_routes(251)).start()
+        v = L.GoBGP(host, 65031, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)], routes=victim_routes(251))
         try:
+            v.start()
             v.wait_established(bed.fb.ipv4, 30)
             wait_victim_routes(bed, "vkill", wit, VICTIM_ROUTES)
             os.kill(v.proc.pid, signal.SIGKILL)
