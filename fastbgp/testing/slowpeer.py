@@ -150,9 +150,15 @@ class Peer:
 
 def _count_update(body: bytes) -> int:
     """IPv4 prefixes announced in the classic NLRI field of an UPDATE."""
-    wd = (body[0] << 8) | body[1]
+    n = len(body)
+    wd = (body[0] << 8) | body[1] if n >= 2 else n
     at = 2 + wd
+    if at + 2 > n:
+        # RFC 4271 §6.3: the lengths overrun the message.
+        raise BGPError(3, 1, b"", "UPDATE withdrawn routes length %d overruns the message" % wd)
     alen = (body[at] << 8) | body[at + 1]
+    if at + 2 + alen > n:
+        raise BGPError(3, 1, b"", "UPDATE attributes length %d overruns the message" % alen)
     nlri = body[at + 2 + alen:]
     return codec.count_prefixes(nlri, AFI_IPV4) if nlri else 0
 
@@ -250,7 +256,7 @@ async def feed(p: Peer) -> None:
     report("fed", prefixes=len(pfx))
     med = groups
     i = 0
-    while a.churn and not drain.done():
+    while a.churn and pfx and not drain.done():
         if a.churn_flag and not os.path.exists(a.churn_flag):
             await asyncio.sleep(0.1)
             continue
