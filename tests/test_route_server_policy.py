@@ -360,3 +360,37 @@ def test_daemon_route_server_policy(run, caplog):
         await dut.stop()
 
     run(main())
+
+
+def test_reload_switches_euro_ix_on_for_established_clients(tmp_path, run):
+    """A reload that changes [global.route-server] regroups the clients
+    (per client AS under Euro-IX) and re-sends their tables: B loses what
+    it may no longer have, C gets it with the control community stripped."""
+
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        rs = {"route-server-client": True}
+        dut = DUT(asn=RS_AS, path=tmp_path / "fastbgp.toml", neighbors=[
+            neighbor_toml(a_addr, 65001, **rs), neighbor_toml(b_addr, 65002, **rs),
+            neighbor_toml(c_addr, 65003, **rs)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        for n in (na, nb, nc):
+            await n.wait_established(5)
+        a.announce(["10.82.0.0/24"], communities=["0:65002"])
+        await until(lambda: "10.82.0.0/24" in nb.received() and "10.82.0.0/24" in nc.received())
+        assert nc.received()["10.82.0.0/24"].communities == ["0:65002"]  # feature off: just a community
+        dut.glob = "[global.route-server]\neuro-ix-communities = true\n"
+        dut.path.write_text(dut.text())
+        await d.reload()
+        await until(lambda: "10.82.0.0/24" not in nb.received(), what="withdrawn from 65002")
+        await until(lambda: nc.received().get("10.82.0.0/24") is not None
+                    and nc.received()["10.82.0.0/24"].communities == [], what="stripped at 65003")
+        assert nb.state.name == "ESTABLISHED" and nb.counters.established_count == 1
+        for s in (a, b, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())

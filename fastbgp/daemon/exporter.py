@@ -24,6 +24,7 @@ from collections import deque
 from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, rewrite_path_ids
 from fastbgp.rib.export import self_next_hops, tag_source
 from fastbgp.rib.policy import PolicyContext
+from fastbgp.rib.route_server import settings as route_server_settings
 from fastbgp.wire import codec
 from fastbgp.wire.constants import (
     AFI_IPV4,
@@ -243,10 +244,17 @@ class Exporter:
         nb.groups = {}
 
     def set_policies(self, engine):
-        """After a reload: every group's export chain from the new engine."""
+        """After a reload: every group's export chain from the new engine.
+        Route-server clients are regrouped and re-sent their table when
+        ``[global.route-server]`` changed (fastbgp.rib.route_server)."""
+        rs_members = []
         for g in list(self.groups.values()):
+            if g.kind == RS and route_server_settings(g.engine) != route_server_settings(engine):
+                rs_members.extend(g.members.values())
             chain = engine.chain(g.chain.names, "export", "accept" if g.chain.default_accept else "reject")
             g.set_policy(engine, chain, g.pctx)
+        for nb in {id(m): m for m in rs_members}.values():
+            self.redump_all(nb)
 
     def submit_join(self, nb, fam, eor=True):
         """Queue: ``nb`` joins its update group for ``fam`` and receives the

@@ -57,7 +57,7 @@ from fastbgp.wire.constants import (
     WELL_KNOWN_FLAGS,
 )
 
-__all__ = ["RouteServerPolicy", "from_config", "PREPEND_STD", "PREPEND_LARGE"]
+__all__ = ["RouteServerPolicy", "from_config", "settings", "allowed_next_hops", "PREPEND_STD", "PREPEND_LARGE"]
 
 log = logging.getLogger("fastbgp.route_server")
 
@@ -230,6 +230,16 @@ def from_config(cfg):
         return None
     return RouteServerPolicy(rs.euro_ix_communities, rs.blackhole, rs.blackhole_no_export,
                              rs.blackhole_next_hop_ipv4, rs.blackhole_next_hop_ipv6, rs.next_hop_check)
+
+
+def settings(engine):
+    """What a PolicyEngine's route-server policy does (None when off), for
+    telling whether a reload changed it."""
+    rsp = getattr(engine, "route_server", None)
+    if rsp is None:
+        return None
+    return (rsp.euro_ix, rsp.blackhole, rsp.blackhole_no_export, rsp.blackhole_nh4, rsp.blackhole_nh6,
+            rsp.next_hop_check)
 
 
 def _text(hop):
