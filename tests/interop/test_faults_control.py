@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -219,7 +220,28 @@ class Fixture:
         L.wait_for(lambda: self.witness_routes_at_bird() == N_ROUTES, 60, what="fastbgp's routes at BIRD")
         L.wait_for(lambda: self.neighbor()["prefixes_received"] == N_ROUTES, 60, what="BIRD's routes at fastbgp")
         self.baseline = self.witness()
+        self.min_hold = float(HOLD)
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_hold_timer, daemon=True)
+        self._sampler.start()
         return self
+
+    def _sample_hold_timer(self):
+        # BIRD's hold timer restarts on every message from us: what is left
+        # of it, sampled twice a second, shows the longest silence of ours
+        # (RFC 4271 §4.4: a KEEPALIVE every hold time / 3).
+        while not self._sampling.wait(0.5):
+            try:
+                m = re.search(r"Hold timer:\s+([\d.]+)/", self.bird.protocol_info(self.fb.ipv4))
+            except Exception:
+                continue
+            if m:
+                self.min_hold = min(self.min_hold, float(m.group(1)))
+
+    def stop_sampling(self):
+        if getattr(self, "_sampling", None) is not None:
+            self._sampling.set()
+            self._sampler.join(5)
 
     def log_tail(self, n=80):
         try:
@@ -307,6 +329,10 @@ class Fixture:
         expected = int((now["t"] - b["t"]) / (HOLD / 3)) - 2
         assert now["rx_keepalive"] - b["rx_keepalive"] >= expected, (b, now)
         assert now["tx_keepalive"] - b["tx_keepalive"] >= expected, (b, now)
+        print("witness: BIRD's hold timer at least %.3f s of %d, %d keepalives received"
+              % (self.min_hold, HOLD, now["rx_keepalive"] - b["rx_keepalive"]))
+        # Our keepalives on time: never more than HOLD/3 + 3 s of silence.
+        assert self.min_hold >= HOLD - HOLD / 3 - 3, "BIRD's hold timer fell to %.3f s" % self.min_hold
         assert self.api("GET", "/v1/neighbors")[0] == 200
         assert self.tcp_api_answers()
 
@@ -322,6 +348,7 @@ def lab():
             print(fx.log_tail())
             raise
         finally:
+            fx.stop_sampling()
             log = getattr(fx, "log", None)
             if log is not None:
                 log.close()
