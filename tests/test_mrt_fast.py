@@ -187,3 +187,13 @@ def test_mrt_dump_imports_only_what_it_uses(corpora):
     unused = set(HEAVY) - {"msgspec"}  # the MRT record types are msgspec Structs
     assert not mods & unused, sorted(mods & unused)
     assert not mods & {"fastbgp.cli.demo", "fastbgp.control.api", "fastbgp.daemon.core"}
+
+
+def test_selector_exports_the_compiled_module_when_built(mrt_dump_impl, request):
+    from fastbgp.mrt import dumpimpl
+
+    assert mrt_dump_impl.IMPLEMENTATION == request.node.callspec.params["mrt_dump_impl"]
+    assert all(hasattr(mrt_dump_impl, name) for name in dumpimpl.API)
+    if not dumpimpl.NO_EXTENSIONS:
+        # A missing build must fail here, not pass quietly on the twin.
+        assert dumpimpl.IMPLEMENTATION == "cython"
