@@ -66,7 +66,8 @@ PREPEND_STD = {65501: 1, 65502: 2, 65503: 3}
 # Large-community local data part 1 of the prepend actions -> count.
 PREPEND_LARGE = {101: 1, 102: 2, 103: 3}
 _LARGE_CONTROL = frozenset((0, 1)) | frozenset(PREPEND_LARGE)
-_MAX_PREPEND = 3
+# Bound of the memo of blocks that carry no community (cleared when full).
+MEMO_LIMIT = 1 << 16
 
 
 def _packed_or_none(text):
@@ -90,6 +91,8 @@ class RouteServerPolicy:
         self.active = euro_ix or blackhole
         # address -> attribute blocks rejected by the next-hop check.
         self.next_hop_rejected: dict = {}
+        # Blocks without any community: sent unchanged to every client.
+        self._untouched: set = set()
 
     # ------------------------------------------------------------- export
 
@@ -141,6 +144,9 @@ class RouteServerPolicy:
         """(block, MP next hop) as sent to client ``peer_as``, or None when
         the Euro-IX communities keep the route from it.  ``block`` is the
         attribute block after the export rules."""
+        memo = self._untouched
+        if block in memo:
+            return block, nh
         items = {t: (f, v) for f, t, v in split_attrs(block)}
         comm = items.get(ATTR_COMMUNITIES)
         lc = items.get(ATTR_LARGE_COMMUNITY)
@@ -174,6 +180,11 @@ class RouteServerPolicy:
             elif not v4 and self.blackhole_nh6 is not None:
                 nh = self.blackhole_nh6
         if not changed:
+            if comm is None and lc is None:
+                # Nothing here for any client: the next groups skip parsing.
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()
+                memo.add(block)
             return block, nh
         _store(items, ATTR_COMMUNITIES, comm, struct.pack(">%dI" % len(cs), *cs) if cs else None)
         _store(items, ATTR_LARGE_COMMUNITY, lc, b"".join(struct.pack(">III", *c) for c in ls) if ls else None)
