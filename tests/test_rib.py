@@ -422,6 +422,51 @@ def test_graceful_restart_stale(rib_impl):
     assert r.sweep_stale(1) == rib_pkg.EMPTY and r.mark_stale(9) == 0
 
 
+def test_receive_time_per_path(rib_impl):
+    # Age since the last change (as BIRD and GoBGP show it): set when a path
+    # is added or its attributes change, kept on an identical announcement
+    # and across RFC 4724 stale marking, gone with the path.
+    table, r = make(rib_impl)
+    a1 = table.intern(mkattrs(path=(65001,)))
+    a2 = table.intern(mkattrs(path=(65001, 7)))
+    r.update(1, pk("10.0.0.0/24", "10.0.1.0/24"), False, a1, now=1000)
+    r.update(2, pk("10.0.0.0/24"), False, a1, now=1001)
+    assert r.paths("10.0.0.0/24", received=True) == [(1, 0, a1, 0, 1000), (2, 0, a1, 0, 1001)]
+    assert r.paths("10.0.0.0/24") == [(1, 0, a1, 0), (2, 0, a1, 0)]
+    assert r.best_path("10.0.0.0/24", received=True) == (1, 0, a1, 0, 1000)
+    # The same attributes again: nothing changed, the time stays.
+    assert not r.update(1, pk("10.0.0.0/24"), False, a1, now=2000)
+    assert r.paths("10.0.0.0/24", received=True)[0][4] == 1000
+    # New attributes: the time restarts, only for the path that changed.
+    r.update(1, pk("10.0.1.0/24"), False, a2, now=3000)
+    assert r.paths("10.0.1.0/24", received=True) == [(1, 0, a2, 0, 3000)]
+    assert r.paths("10.0.0.0/24", received=True)[0][4] == 1000
+    # Stale marking and the refresh that clears it keep the time.
+    r.mark_stale(1)
+    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, rib_pkg.PATH_STALE, 1000)
+    r.update(1, pk("10.0.0.0/24"), False, a1, now=4000)
+    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, 1000)
+    # Withdrawn and announced again: a new path, a new time.
+    r.withdraw(1, pk("10.0.0.0/24"))
+    assert r.paths("10.0.0.0/24", received=True) == [(2, 0, a1, 0, 1001)]
+    r.update(1, pk("10.0.0.0/24"), False, a1, now=5000)
+    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, 5000)
+    # No time given: the wall clock, read once for the call.
+    import time
+
+    t0 = int(time.time())
+    r.update(3, pk("10.0.0.0/24", "10.0.1.0/24"), False, a1)
+    got = [q[4] for p in ("10.0.0.0/24", "10.0.1.0/24") for q in r.paths(p, received=True) if q[0] == 3]
+    assert len(got) == 2 and got[0] == got[1] and t0 <= got[0] <= int(time.time())
+    # A bad time is refused before anything changes.
+    for bad in (-1, 1 << 32, 1.5, "1", True):
+        with pytest.raises(ValueError):
+            r.update(4, pk("10.0.2.0/24"), False, a1, now=bad)
+    assert "10.0.2.0/24" not in r
+    table.release(a1)
+    table.release(a2)
+
+
 def test_lookups_and_longest_match(rib_impl):
     table, r = make(rib_impl)
     _, a0 = announce(r, table, 1, ["0.0.0.0/0"], med=0)
@@ -690,6 +735,8 @@ def _state(r, table):
         r.prefixes(),
         [r.paths(p) for p in r.prefixes()],
         [r.best_path(p) for p in r.prefixes()],
+        [r.paths(p, received=True) for p in r.prefixes()],
+        [r.best_path(p, received=True) for p in r.prefixes()],
         list(r.dump_best()),
         list(r.dump_best(exclude_peer=1)),
         [list(r.dump_peer(p, addpath=True)) for p in sorted(PARITY_PEERS)],
@@ -749,7 +796,7 @@ def _oracle_best(r, table, paths, always):
 def test_parity_random_operations(ops, always):
     both = [implementation(rib_pkg, "cython"), implementation(rib_pkg, "python")]
     worlds = [make(impl, always_compare_med=always, peers=PARITY_PEERS) for impl in both]
-    for op in ops:
+    for step, op in enumerate(ops):
         before = _snapshot(worlds[0][1])
         results = []
         for table, r in worlds:
@@ -758,7 +805,9 @@ def test_parity_random_operations(ops, always):
                 _, peer, addpath, items, ai = op
                 packed = pk(*(items if addpath else [p for _i, p in items]), addpath=addpath)
                 aid = table.intern(mkattrs(**PARITY_ATTRS[ai]))
-                res = r.update(peer, packed, addpath, aid)
+                # A distinct receive time per step: the twins must keep or
+                # restart each path's time identically.
+                res = r.update(peer, packed, addpath, aid, now=1_700_000_000 + step)
                 table.release(aid)
             elif kind == "withdraw":
                 _, peer, addpath, items = op

@@ -17,8 +17,12 @@ object per route:
 * per slot, the paths of that prefix sorted by (peer_id, path_id): one path
   is stored inline in the slot, two or more in a malloc'ed array sized
   exactly, and the index of the best path;
-* a path is 12 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
-  (16 bits) and flags (stale, RFC 4724).
+* a path is 16 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
+  (16 bits), flags (stale, RFC 4724) and its receive time (uint32 Unix
+  seconds, valid until 2106: set when the path is added or its attributes
+  change, kept when the same attributes are announced again -- "age since
+  the last change" as BIRD and GoBGP show it; read once per call, not per
+  prefix).
 
 Bulk operations walk the packed NLRI straight from ParsedUpdate in two
 phases: apply every path change (recording the old best of each prefix the
@@ -66,6 +70,7 @@ from fastbgp.rib._rib_py import (
     peer_dict,
     peer_record,
     prefix_str,
+    received_time,
 )
 
 IMPLEMENTATION = "cython"
@@ -75,9 +80,9 @@ cdef extern from *:
     """
     #include <stdint.h>
     /* pack(4): a pointer in the path union must not force 8-octet alignment,
-       which would grow every IPv4 slot from 24 to 32 octets. */
+       which would grow every IPv4 slot from 28 to 32 octets. */
     #pragma pack(push, 4)
-    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint16_t flags; } RibPath;
+    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint16_t flags; uint32_t recv; } RibPath;
     typedef union { RibPath one; RibPath *many; } RibPaths;
     typedef struct { uint16_t n; uint16_t best; RibPaths u; } SlotBody;
     typedef struct { uint64_t key; SlotBody b; } Slot4;
@@ -157,6 +162,7 @@ cdef extern from *:
         uint32_t path_id
         uint16_t peer
         uint16_t flags
+        uint32_t recv
     ctypedef union RibPaths:
         RibPath one
         RibPath *many
@@ -1046,7 +1052,7 @@ cdef class _Changes(_Selection):
 
     @cython.final
     cdef size_t _apply_update(self, const unsigned char *p, Py_ssize_t n, bint addpath, int peer,
-                              uint32_t aid) except? 0xFFFFFFFFFFFFFFFF:
+                              uint32_t aid, uint32_t now) except? 0xFFFFFFFFFFFFFFFF:
         """Phase 1 of update: store the paths; returns how many were added."""
         cdef Py_ssize_t pos = 0
         cdef char *s
@@ -1060,6 +1066,7 @@ cdef class _Changes(_Selection):
         np.attr_id = aid
         np.peer = <uint16_t>peer
         np.flags = 0
+        np.recv = now
         while pos < n:
             pos = self._parse_chunk(p, pos, n, addpath)
             for j in range(self.items.size()):
@@ -1077,6 +1084,10 @@ cdef class _Changes(_Selection):
                         self.arec[aid].refs += 1
                         self._decref(paths[at].attr_id)
                         paths[at].attr_id = aid
+                        # The route changed: its age restarts.  The same
+                        # attributes again (a refresh, RFC 4724 re-learning
+                        # a stale path) keep the time of the last change.
+                        paths[at].recv = now
                     paths[at].flags &= ~STALE
                 elif body.n >= MAXP:
                     self.refused += 1
@@ -1241,12 +1252,15 @@ cdef class Rib(_Changes):
 
     # ------------------------------------------------------------ bulk operations
 
-    def update(self, peer_id, packed, bint addpath=False, attr_id=None):
+    def update(self, peer_id, packed, bint addpath=False, attr_id=None, now=None):
         """Store the paths of ``peer_id`` for every prefix of packed NLRI with
         the interned attributes ``attr_id`` (replacing that peer's previous
-        path of the same path id; clearing its stale mark)."""
+        path of the same path id; clearing its stale mark).  ``now``: the
+        receive time (Unix seconds) of the paths added or changed; the clock
+        is read once per call when omitted."""
         cdef int peer = self._check_peer(peer_id)
         cdef uint32_t aid = self._check_attr(attr_id)
+        cdef uint32_t when = received_time(now)
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
@@ -1260,7 +1274,7 @@ cdef class Rib(_Changes):
         self._begin()
         self.touched.clear()
         try:
-            self._apply_update(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath, peer, aid)
+            self._apply_update(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath, peer, aid, when)
         except BaseException:
             self._abort()
             raise
@@ -1445,16 +1459,22 @@ cdef class Rib(_Changes):
     def path_count(self):
         return self.npaths
 
-    def paths(self, prefix):
-        """[(peer_id, path_id, attr_id, flags)] ascending by (peer_id, path_id)."""
+    def paths(self, prefix, bint received=False):
+        """[(peer_id, path_id, attr_id, flags)] ascending by (peer_id, path_id);
+        with ``received`` each tuple ends with the path's receive time (Unix
+        seconds of its last change)."""
         cdef char *s = self._slot_of(prefix)
         if s == NULL:
             return []
         cdef SlotBody *b = self._body(s)
         cdef RibPath *p = _paths(b)
+        if received:
+            return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].flags, p[i].recv) for i in range(b.n)]
         return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].flags) for i in range(b.n)]
 
-    def best_path(self, prefix):
+    def best_path(self, prefix, bint received=False):
+        """(peer_id, path_id, attr_id, flags) of the best path, or None;
+        ``received`` appends its receive time as in ``paths``."""
         cdef char *s = self._slot_of(prefix)
         if s == NULL:
             return None
@@ -1462,6 +1482,8 @@ cdef class Rib(_Changes):
         if b.best == BEST_NONE:
             return None
         cdef RibPath *p = &_paths(b)[b.best]
+        if received:
+            return (p.peer, p.path_id, p.attr_id, p.flags, p.recv)
         return (p.peer, p.path_id, p.attr_id, p.flags)
 
     def best(self, prefix):

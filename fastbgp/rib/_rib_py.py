@@ -13,6 +13,7 @@ limits.
 """
 
 import ipaddress
+import time
 
 import msgspec
 
@@ -23,6 +24,7 @@ IMPLEMENTATION = "python"
 PATH_STALE = 1  # RFC 4724 §4.2: kept across a restart until refreshed or swept
 MAX_PATHS = 0x7FFF  # paths per prefix (the compiled RIB keeps the count in 15 bits)
 MAX_PEER_ID = 0xFFFF  # peer ids are 16-bit in the compiled path record
+MAX_RECEIVED = 0xFFFFFFFF  # receive times are uint32 Unix seconds (until 2106)
 
 
 class ChangeSet(msgspec.Struct, frozen=True, gc=False):
@@ -74,6 +76,19 @@ def make_changeset(groups, withdrawn, n_announced, n_withdrawn):
 
 
 # ---------------------------------------------------------------- arguments
+
+
+def received_time(now):
+    """Receive time stored with the paths of one update() call: ``now``
+    (Unix seconds, an int) or, when None, the wall clock read once -- one
+    read per UPDATE batch, never per prefix.  Wall clock rather than a
+    monotonic one because the same value is the MRT "originated time"
+    (RFC 6396 §4.3.4) and the API's receive timestamp."""
+    if now is None:
+        return int(time.time()) & MAX_RECEIVED
+    if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= MAX_RECEIVED:
+        raise ValueError("now must be Unix seconds, an int in 0..%d" % MAX_RECEIVED)
+    return now
 
 
 def family_bits(afi):
@@ -175,7 +190,8 @@ class Rib:
         full = (1 << self._bits) - 1
         self._masks = [full ^ ((1 << (self._bits - n)) - 1) for n in range(self._bits + 1)]
         # key (address << 8 | length) -> [best index or -1, path, path, ...];
-        # a path is (peer_id, path_id, attr_id, flags), sorted by (peer_id, path_id).
+        # a path is (peer_id, path_id, attr_id, flags, received), sorted by
+        # (peer_id, path_id); received = Unix seconds of its last change.
         self._t = {}
         self._peers = {}  # peer_id -> peer_record tuple
         self._peer_paths = {}  # peer_id -> paths held
@@ -330,14 +346,17 @@ class Rib:
 
     # ------------------------------------------------------------ bulk operations
 
-    def update(self, peer_id, packed, addpath=False, attr_id=None):
+    def update(self, peer_id, packed, addpath=False, attr_id=None, now=None):
         """Store the paths of ``peer_id`` for every prefix of packed NLRI with
         the interned attributes ``attr_id`` (replacing that peer's previous
-        path of the same path id; clearing its stale mark)."""
+        path of the same path id; clearing its stale mark).  ``now``: the
+        receive time (Unix seconds) of the paths added or changed; the clock
+        is read once per call when omitted."""
         self._peer(peer_id)
         table = self.attrs
         if not table.is_live(attr_id):
             raise KeyError("attribute id %r is not allocated" % (attr_id,))
+        now = received_time(now)
         items = self._parse(packed, addpath)
         if not items:
             return empty_changeset()
@@ -366,17 +385,22 @@ class Rib:
                     break
             if found:
                 q = e[found]
+                when = q[4]
                 if q[2] != attr_id:
                     rec[ri] += 1
                     oi = q[2] * WORDS + W_REFS
                     rec[oi] -= 1
                     if rec[oi] == 0:
                         zero.append(q[2])
-                e[found] = (peer_id, pid, attr_id, q[3] & ~PATH_STALE)
+                    # The route changed: its age restarts.  The same
+                    # attributes again (a refresh, RFC 4724 re-learning a
+                    # stale path) keep the time of the last change.
+                    when = now
+                e[found] = (peer_id, pid, attr_id, q[3] & ~PATH_STALE, when)
             elif len(e) - 1 >= MAX_PATHS:
                 self.refused += 1
             else:
-                e.insert(ins, (peer_id, pid, attr_id, 0))
+                e.insert(ins, (peer_id, pid, attr_id, 0, now))
                 rec[ri] += 1
                 added += 1
         self._npaths += added
@@ -532,7 +556,7 @@ class Rib:
             for j in range(1, len(e)):
                 q = e[j]
                 if q[0] == peer_id:
-                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE)
+                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE, q[4])
                     marked += 1
         return marked
 
@@ -603,16 +627,23 @@ class Rib:
     def path_count(self):
         return self._npaths
 
-    def paths(self, prefix):
-        """[(peer_id, path_id, attr_id, flags)] ascending by (peer_id, path_id)."""
+    def paths(self, prefix, received=False):
+        """[(peer_id, path_id, attr_id, flags)] ascending by (peer_id, path_id);
+        with ``received`` each tuple ends with the path's receive time (Unix
+        seconds of its last change)."""
         e = self._entry(prefix)
-        return [] if e is None else list(e[1:])
+        if e is None:
+            return []
+        return list(e[1:]) if received else [q[:4] for q in e[1:]]
 
-    def best_path(self, prefix):
+    def best_path(self, prefix, received=False):
+        """(peer_id, path_id, attr_id, flags) of the best path, or None;
+        ``received`` appends its receive time as in ``paths``."""
         e = self._entry(prefix)
         if e is None or e[0] < 0:
             return None
-        return e[e[0] + 1]
+        q = e[e[0] + 1]
+        return q if received else q[:4]
 
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""
@@ -668,6 +699,7 @@ __all__ = [
     "PATH_STALE",
     "MAX_PATHS",
     "MAX_PEER_ID",
+    "MAX_RECEIVED",
     "Rib",
     "make_changeset",
     "parse_prefix",
