@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import re
+import stat
 import time
 import tomllib
 
@@ -38,6 +39,7 @@ from fastbgp.config.schema import (
 from fastbgp.wire.communities import (
     parse_community,
     parse_community_pattern,
+    parse_ext_community,
     parse_large_community,
     parse_large_community_pattern,
 )
@@ -329,16 +331,18 @@ def _check_routes(chk, routes):
             chk.err(path + ".prefix", "not a prefix: %s (%s)" % (render(r.prefix), exc))
             net = None
         if net is not None:
-            if net in seen:
-                chk.err(path + ".prefix", "duplicate of routes[%d]" % seen[net])
-            seen.setdefault(net, i)
+            # RFC 7911: one prefix may be originated once per path id.
+            if (net, r.path_id) in seen:
+                chk.err(path + ".prefix", "duplicate of routes[%d]" % seen[(net, r.path_id)])
+            seen.setdefault((net, r.path_id), i)
         if r.next_hop is not None:
             nh = _check_next_hop(chk, path + ".next-hop", r.next_hop)
             if nh is not None and net is not None and nh.version != net.version:
                 chk.err(path + ".next-hop", "IPv%d next hop for an IPv%d prefix" % (nh.version, net.version))
         for j, a in enumerate(r.as_path):
             _check_asn(chk, "%s.as-path[%d]" % (path, j), a)
-        for key, fn in (("communities", parse_community), ("large-communities", parse_large_community)):
+        for key, fn in (("communities", parse_community), ("large-communities", parse_large_community),
+                        ("ext-communities", parse_ext_community), ("neighbors", ipaddress.ip_address)):
             for j, v in enumerate(getattr(r, key.replace("-", "_"))):
                 try:
                     fn(v)
@@ -416,6 +420,24 @@ def _semantic(cfg):
 # ------------------------------------------------------------------ loading
 
 
+# A configuration file larger than this is refused unread (a reload must
+# not stall the daemon or fill its memory).
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+
+
+def _read_file(name) -> bytes:
+    # O_NONBLOCK: opening a FIFO put in the file's place must not block the
+    # daemon (a reload runs on its event loop); only regular files are read.
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise OSError("larger than %d bytes" % MAX_CONFIG_BYTES)
+    return data
+
+
 def _read(path_or_text):
     """(text, source name).  A Path, or a str without newline or '=', is a
     file name; any other str is the TOML itself."""
@@ -424,8 +446,7 @@ def _read(path_or_text):
     if isinstance(path_or_text, os.PathLike) or ("\n" not in path_or_text and "=" not in path_or_text):
         name = os.fspath(path_or_text)
         try:
-            with open(name, "rb") as f:
-                return f.read().decode("utf-8"), name
+            return _read_file(name).decode("utf-8"), name
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([("", "cannot read %s: %s" % (name, exc))], name) from None
     return path_or_text, "<string>"

@@ -475,6 +475,10 @@ def _bad_files(fx):
         ("not-utf8", lambda: open(fx.config_path, "wb").write(b"[global]\nasn = 65000 # \xff\xfe\n"), ["cannot read"]),
         ("is-a-directory", lambda: (os.unlink(fx.config_path), os.mkdir(fx.config_path)), ["cannot read"]),
         ("deleted", lambda: os.unlink(fx.config_path), ["cannot read"]),
+        # Opening a FIFO blocks until a writer comes: the daemon's loop with it.
+        ("fifo", lambda: (os.unlink(fx.config_path), os.mkfifo(fx.config_path)), ["not a regular file"]),
+        ("endless-device", lambda: (os.unlink(fx.config_path), os.symlink("/dev/zero", fx.config_path)),
+         ["not a regular file"]),
     ]
 
 
