@@ -137,21 +137,25 @@ def test_next_hop_check_logs_once_and_counts(caplog):
     p = RouteServerPolicy(next_hop_check=True, blackhole=True, blackhole_nh4="192.0.2.66")
     own = allowed_next_hops("192.0.2.1", ["192.0.2.11"])
     with caplog.at_level(logging.WARNING, logger="fastbgp.route_server"):
-        assert p.import_check("192.0.2.1", own, block(nh="192.0.2.1"), b"", True)
-        assert p.import_check("192.0.2.1", own, block(nh="192.0.2.11"), b"", True)
-        assert not p.import_check("192.0.2.1", own, block(nh="192.0.2.9"), b"", True)
-        assert not p.import_check("192.0.2.1", own, block(nh="192.0.2.8"), b"", True)
+        assert p.import_check("192.0.2.1", own, block(nh="192.0.2.1"), b"")
+        assert p.import_check("192.0.2.1", own, block(nh="192.0.2.11"), b"")
+        assert not p.import_check("192.0.2.1", own, block(nh="192.0.2.9"), b"")
+        assert not p.import_check("192.0.2.1", own, block(nh="192.0.2.8"), b"")
         # The IXP's blackhole next hop, on a blackhole route only.
-        assert p.import_check("192.0.2.1", own, block(nh="192.0.2.66", communities=(COMMUNITY_BLACKHOLE,)), b"",
-                              True)
-        assert not p.import_check("192.0.2.1", own, block(nh="192.0.2.66"), b"", True)
+        assert p.import_check("192.0.2.1", own, block(nh="192.0.2.66", communities=(COMMUNITY_BLACKHOLE,)), b"")
+        assert not p.import_check("192.0.2.1", own, block(nh="192.0.2.66"), b"")
         v6own = allowed_next_hops("2001:db8::1")
         mp = ipaddress.IPv6Address("2001:db8::1").packed + ipaddress.IPv6Address("fe80::1").packed
-        assert p.import_check("2001:db8::1", v6own, block(nh=None), mp, False)
+        assert p.import_check("2001:db8::1", v6own, block(nh=None), mp)
+        assert not p.import_check("2001:db8::1", v6own, block(nh=None), ipaddress.IPv6Address("2001:db8::9").packed)
+        # IPv4 NLRI in MP_REACH_NLRI: its next hop is the one checked.
+        assert p.import_check("192.0.2.1", own, block(nh=None), bytes([192, 0, 2, 1]))
     warnings = [r for r in caplog.records if "next-hop-check" in r.getMessage()]
-    assert len(warnings) == 1 and "192.0.2.9" in warnings[0].getMessage()
-    assert p.next_hop_rejected == {"192.0.2.1": 3}
-    assert RouteServerPolicy().import_check("x", frozenset(), block(nh="192.0.2.9"), b"", True)
+    # Once per client.
+    assert [w.getMessage().split(":")[0] for w in warnings] == ["192.0.2.1", "2001"]
+    assert "192.0.2.9" in warnings[0].getMessage()
+    assert p.next_hop_rejected == {"192.0.2.1": 3, "2001:db8::1": 1}
+    assert RouteServerPolicy().import_check("x", frozenset(), block(nh="192.0.2.9"), b"")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -394,3 +398,38 @@ def test_reload_switches_euro_ix_on_for_established_clients(tmp_path, run):
         await dut.stop()
 
     run(main())
+
+
+def test_ipv6_blackhole_and_euro_ix_through_rib(rib_impl):
+    """MP_REACH_NLRI: the next hop travels beside the attributes (RFC 4760)
+    and the blackhole one replaces it."""
+    from fastbgp.wire.constants import AFI_IPV6, IPV6_UNICAST
+
+    policy = RouteServerPolicy(euro_ix=True, blackhole=True, blackhole_nh6="2001:db8::66")
+    table = AttrTable()
+    rib = rib_impl.Rib(AFI_IPV6, table)
+    engine = PolicyEngine({})
+    engine.route_server = policy
+    chain = engine.chain([], "export", "accept")
+    nh1 = ipaddress.IPv6Address("2001:db8::1").packed
+    rib.add_peer(1, 65001, RS_AS, 1, "2001:db8::1", ibgp=False)
+    sources = {1: Source(1, RS, peer_as=65001, address="2001:db8::1")}
+    group = UpdateGroup(("g6", 2), IPV6_UNICAST, codec.Context(as4=True), engine, chain,
+                        PolicyContext("2001:db8::2", 65002, RS_AS), RS, False, RS_AS, None, nh1)
+    for prefix, comms in (("2001:db8:1::/48", ()), ("2001:db8:2::/48", (std(0, 65002),)),
+                          ("2001:db8:3::1/128", (COMMUNITY_BLACKHOLE,))):
+        net = ipaddress.ip_network(prefix)
+        aid = table.intern(block(nh=None, communities=comms), source_tag(1, nh1))
+        rib.update(1, codec.pack_prefixes([(0, net.network_address.packed, net.prefixlen)]), False, aid)
+        table.release(aid)
+    items = [tag_source(table, aid) + (packed,) for aid, packed in rib.dump_best(exclude_peer=2)]
+    got = {}
+    for m in group.process(Delta(IPV6_UNICAST, items, b"", dump=True), sources, single=True).common:
+        u = codec.parse_update(m[19:], codec.Context(as4=True))
+        afi, _safi, nh, packed = u.mp_reach
+        for _pid, a, plen in codec.unpack_prefixes(packed, AFI_IPV6):
+            got["%s/%d" % (ipaddress.IPv6Address(a.ljust(16, b"\0")), plen)] = (fields(u.attrs)[1], bytes(nh))
+    assert set(got) == {"2001:db8:1::/48", "2001:db8:3::1/128"}
+    assert got["2001:db8:1::/48"] == (set(), nh1)
+    assert got["2001:db8:3::1/128"] == ({COMMUNITY_BLACKHOLE, COMMUNITY_NO_EXPORT},
+                                        ipaddress.IPv6Address("2001:db8::66").packed)

@@ -227,8 +227,7 @@ class Importer:
                 otc = v
         rsp = d.engine.route_server
         if rsp is not None and src.kind == RS and not rsp.import_check(
-                nb.address, allowed_next_hops(nb.address, nb.cfg.route_server_next_hops), attrs, nh,
-                fam == IPV4_UNICAST):
+                nb.address, allowed_next_hops(nb.address, nb.cfg.route_server_next_hops), attrs, nh):
             return None  # IXP next-hop check (fastbgp.rib.route_server)
         neg = nb.negotiated
         role = neg.local_role if neg is not None else None

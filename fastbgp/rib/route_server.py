@@ -192,21 +192,22 @@ class RouteServerPolicy:
 
     # ------------------------------------------------------------- import
 
-    def import_check(self, address, allowed, attrs, nh, v4):
-        """True when a client's attribute block (and MP next hop) passes
-        the next-hop check; ``allowed``: packed addresses the client may
-        use (its own and its ``route-server-next-hops``).  A rejection is
-        counted per client and logged once per client at WARNING."""
+    def import_check(self, address, allowed, attrs, nh):
+        """True when a client's attribute block and MP_REACH next hop
+        (``nh``, b"" for NLRI in the UPDATE's own field) pass the next-hop
+        check; ``allowed``: packed addresses the client may use (its own and
+        its ``route-server-next-hops``).  A rejection is counted per client
+        and logged once per client at WARNING."""
         if not self.next_hop_check:
             return True
-        if v4:
-            hop = None
+        hop = None
+        if nh:
+            hop = nh[:16]  # RFC 2545 §3: the global address of global + link-local
+        else:
             for _f, t, v in split_attrs(attrs):
                 if t == ATTR_NEXT_HOP:
                     hop = v
                     break
-        else:
-            hop = nh[:16] if len(nh) >= 16 else nh  # RFC 2545 §3: the global address
         if hop in allowed:
             return True
         if self.blackhole and hop is not None and hop in (self.blackhole_nh4, self.blackhole_nh6):
