@@ -18,6 +18,9 @@ __all__ = [
     "client",
     "client_options",
     "DEFAULT_TIMEOUT",
+    "console",
+    "table",
+    "duration",
 ]
 
 
@@ -36,6 +39,44 @@ class ApiError(CliError):
     def __init__(self, status, message):
         self.status = status
         super().__init__(message)
+
+
+# ===================================================================== output
+
+
+def console():
+    """A rich Console on stdout (rich is imported here, when printing)."""
+    import sys
+
+    from rich.console import Console
+
+    # Piped output keeps whole lines: rich would otherwise wrap tables at 80
+    # columns, which breaks grep and awk.
+    tty = sys.stdout.isatty()
+    width = None if tty else int(os.environ.get("COLUMNS") or 0) or 250
+    return Console(file=sys.stdout, highlight=False, soft_wrap=not tty, width=width)
+
+
+def table(*columns, right=()):
+    """The look of every fastbgp table: a bold header line, no frame."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, justify="right" if c in right else "left", no_wrap=True)
+    return t
+
+
+def duration(seconds):
+    """GoBGP's Up/Down spelling: 00:12:34, 3d 04:05:06."""
+    if seconds is None:
+        return "never"
+    s = int(max(0, seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return ("%dd " % d if d else "") + "%02d:%02d:%02d" % (h, m, s)
 
 
 # ===================================================================== client

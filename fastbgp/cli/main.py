@@ -38,7 +38,7 @@ import sys
 import time
 import types
 
-from fastbgp.cli.common import ApiError, CliError, UsageError, client, client_options
+from fastbgp.cli.common import ApiError, CliError, UsageError, client, client_options, console, duration, table
 from fastbgp.wire.families import UNICAST, UNICAST_NAMES, UnknownFamily, family_name, parse_family, unicast_family
 
 # Only what every invocation needs is imported at the top, here and in the
@@ -85,24 +85,9 @@ def _bench_codec(args):
 # ===================================================================== output
 
 
-def _console():
-    from rich.console import Console
-
-    # Piped output keeps whole lines: rich would otherwise wrap tables at 80
-    # columns, which breaks grep and awk.
-    tty = sys.stdout.isatty()
-    width = None if tty else int(os.environ.get("COLUMNS") or 0) or 250
-    return Console(file=sys.stdout, highlight=False, soft_wrap=not tty, width=width)
-
-
-def _table(*columns, right=()):
-    from rich import box
-    from rich.table import Table
-
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for c in columns:
-        t.add_column(c, justify="right" if c in right else "left", no_wrap=True)
-    return t
+_console = console
+_table = table
+_duration = duration
 
 
 def _write(data: bytes):
@@ -114,17 +99,6 @@ def _print_json(value):
 
     _write(msgspec.json.encode(value) + b"\n")
     sys.stdout.flush()
-
-
-def _duration(seconds):
-    """GoBGP's Up/Down spelling: 00:12:34, 3d 04:05:06."""
-    if seconds is None:
-        return "never"
-    s = int(max(0, seconds))
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return ("%dd " % d if d else "") + "%02d:%02d:%02d" % (h, m, s)
 
 
 _STATE = {
@@ -183,7 +157,7 @@ _RIB_COLUMNS = ("", "Network", "Next Hop", "AS_PATH", "Age", "Attrs")
 
 def _route_row(r, with_id=False):
     net = r.prefix if not (with_id and r.path_id) else "%s (id %d)" % (r.prefix, r.path_id)
-    return ("*>" if r.best else "* ", net, r.next_hop or "", _as_path(r.as_path), _duration(r.age) if r.age is not None else "", _attrs(r))
+    return ("*>" if r.best else "* ", net, r.next_hop or "", _as_path(r.as_path), _duration(r.age) if r.age is not None else "-", _attrs(r))
 
 
 # Above this many routes the human RIB view stops building a rich table (it
@@ -277,6 +251,20 @@ async def _cmd_neighbor(args):
             _print_neighbor(await c.request("GET", base, type=ctl.NeighborDetail))
             return 0
         verb = words.pop(0).lower()
+        if verb == "policy":
+            if words:
+                raise UsageError("unexpected %r after policy" % " ".join(words))
+            detail = await c.request("GET", base, type=ctl.NeighborDetail)
+            if args.json:
+                _print_json({"address": detail.address, "import_policy": detail.import_policy,
+                             "export_policy": detail.export_policy, "default_import": detail.default_import,
+                             "default_export": detail.default_export})
+                return 0
+            from fastbgp.cli import show
+
+            info = await c.request("GET", "/v1/policy", type=ctl.PolicyInfo)
+            show.print_neighbor_policy(detail, info.policies)
+            return 0
         if verb in ("adj-in", "adj-out"):
             prefix = words.pop(0) if words else None
             if words:
@@ -295,7 +283,8 @@ async def _cmd_neighbor(args):
                 _print_routes([_route_row(r, True) for r in routes])
             return 0
         if verb not in _NEIGHBOR_ACTIONS:
-            raise UsageError("unknown neighbor command %r (use adj-in, adj-out, enable, disable, reset, softreset)" % verb)
+            raise UsageError("unknown neighbor command %r (use adj-in, adj-out, policy, enable, disable, reset, softreset)"
+                             % verb)
         action, direction = _NEIGHBOR_ACTIONS[verb]
         body = {}
         if action == "softreset":
@@ -388,6 +377,14 @@ def _print_neighbor(n):
         lines.append("  Hold time is %d, keepalive interval is %s seconds" % (n.hold_time, n.keepalive if n.keepalive is not None else "-"))
     if n.local_address or n.remote_port:
         lines.append("  Local address %s, remote port %s" % (n.local_address or "-", n.remote_port or "-"))
+    lines.append("  Import policy: %s (default %s)" % (", ".join(n.import_policy) or "-", n.default_import or "-"))
+    lines.append("  Export policy: %s (default %s)" % (", ".join(n.export_policy) or "-", n.default_export or "-"))
+    if n.prefix_limits:
+        lines.append("  Prefix limits: %s" % "; ".join(
+            "%s %d%s" % (p.family, p.max, ", restart after %d s" % p.restart_after if p.restart_after else "")
+            for p in n.prefix_limits))
+    else:
+        lines.append("  Prefix limits: none")
     if up:
         lines.append("  Neighbor capabilities:")
         lines.append("    Families: %s" % (", ".join(n.families) or "-"))
@@ -406,6 +403,8 @@ def _print_neighbor(n):
                        ("Keepalives", "keepalive"), ("Route Refresh", "refresh")):
         t.add_row("    " + label, str(getattr(c, "sent_" + key)), str(getattr(c, "received_" + key)))
     t.add_row("    Discarded", "", str(c.received_discarded))
+    t.add_row("    Refused connections", "", str(c.refused))
+    t.add_row("    Half-open closed", "", str(c.half_open_closed))
     t.add_row("    Total", str(c.sent_total), str(c.received_total))
     con.print(t)
     con.print("  Route statistics:", markup=False)
@@ -504,8 +503,17 @@ async def _cmd_global(args):
     from fastbgp.control import contract as ctl
 
     words = list(args.words)
-    if not words or words[0].lower() != "rib":
-        raise UsageError("expected 'global rib ...'")
+    if not words:
+        async with client(args) as c:
+            if args.json:
+                _write(await c.request("GET", "/v1/global", raw=True) + b"\n")
+                return 0
+            from fastbgp.cli import show
+
+            show.print_global(await c.request("GET", "/v1/global", type=ctl.GlobalInfo))
+        return 0
+    if words[0].lower() != "rib":
+        raise UsageError("expected 'global' or 'global rib ...'")
     words.pop(0)
     verb = words[0].lower() if words else None
     async with client(args) as c:
@@ -565,22 +573,12 @@ async def _rib_change(c, args, verb, words):
 async def _show_rib(c, args, words):
     import msgspec
 
+    from fastbgp.cli import show
     from fastbgp.control import contract as ctl
 
-    params = {}
-    longest = False
-    if words:
-        key = words.pop(0)
-        if words and words[0].lower() in ("longest", "longest-match", "longer"):
-            words.pop(0)
-            longest = True
-        if words:
-            raise UsageError("unexpected %r (use: global rib [PREFIX|ADDRESS] [longest-match])" % " ".join(words))
-        if "/" not in key:
-            longest = True  # an address: the route that covers it
-        params["prefix"] = key
-        if longest:
-            params["longest"] = "1"
+    params = show.rib_query_words(words)
+    key = params.get("prefix")
+    if key is not None:
         try:
             version = ipaddress.ip_network(key, strict=False).version
         except ValueError:
@@ -599,6 +597,7 @@ async def _show_rib(c, args, words):
             _write(b"\n")
         return 0
     if params:
+        # Filtered by the daemon (contract.RibQuery): only the matching rows travel.
         routes = await c.request("GET", path, params=params, type=list[ctl.Route])
         _print_routes([_route_row(r) for r in routes])
         return 0
@@ -635,8 +634,14 @@ def _event_line(ev):
         return "%s [ROUTE] %s %s via %s aspath [%s] %s from %s" % (
             ts, ev.family, ev.prefix, r.next_hop or "-", _as_path(r.as_path), _attrs(r), r.source or "-")
     if isinstance(ev, ctl.UpdateReceived):
-        shown = " ".join(ev.prefixes)
-        return "%s [UPDATE] %s +%d -%d%s" % (ts, ev.neighbor, ev.announced, ev.withdrawn, (" " + shown) if shown else "")
+        # The prefixes themselves (the first ones of a large UPDATE), each
+        # marked as birdc marks them: + announced, - withdrawn.
+        shown = ["+" + p for p in ev.prefixes] + ["-" + p for p in ev.withdrawn_prefixes]
+        more = ev.announced + ev.withdrawn - len(shown)
+        if more > 0 and shown:
+            shown.append("(%d more)" % more)
+        return "%s [UPDATE] %s +%d -%d%s" % (ts, ev.neighbor, ev.announced, ev.withdrawn,
+                                            (" " + " ".join(shown)) if shown else "")
     return "%s [%s] %r" % (ts, type(ev).__name__.upper(), ev)
 
 
@@ -686,6 +691,43 @@ async def _cmd_monitor(args):
     return 1
 
 
+# ------------------------------------------------------- policy, defined-set
+
+
+async def _cmd_policy(args):
+    from fastbgp.cli import show
+    from fastbgp.control import contract as ctl
+
+    async with client(args) as c:
+        info = await c.request("GET", "/v1/policy", type=ctl.PolicyInfo)
+    if args.json:
+        pols = info.policies if args.name is None else [p for p in info.policies if p.get("name") == args.name]
+        _print_json(pols)
+        return 0
+    show.print_policies(info, args.name)
+    return 0
+
+
+async def _cmd_defined_set(args):
+    from fastbgp.cli import show
+    from fastbgp.control import contract as ctl
+
+    kinds = {k[0]: k[1] for k in show.SET_KINDS}
+    if args.kind is not None and args.kind not in kinds:
+        raise UsageError("unknown kind %r (use %s)" % (args.kind, ", ".join(kinds)))
+    async with client(args) as c:
+        info = await c.request("GET", "/v1/policy", type=ctl.PolicyInfo)
+    if args.json:
+        sets = info.defined_sets
+        if args.kind is not None:
+            sets = {kinds[args.kind]: [s for s in sets.get(kinds[args.kind]) or []
+                                       if args.name is None or s.get("name") == args.name]}
+        _print_json(sets)
+        return 0
+    show.print_defined_sets(info, args.kind, args.name)
+    return 0
+
+
 # --------------------------------------------------------- reload, log-level
 
 
@@ -710,26 +752,11 @@ async def _cmd_reload(args):
 
 def _print_change(answer, indent="  "):
     # The daemon answers with what the reload did (config.ConfigDiff as a
-    # dict); print its non-empty parts, whatever their names, so a new
-    # kind of change shows up without a CLI change.
-    for key, value in answer.items():
-        if value in (None, [], {}, False, ""):
-            continue
-        name = key.replace("_", " ").replace("-", " ")
-        if isinstance(value, list):
-            items = []
-            for v in value:
-                if isinstance(v, dict):
-                    what = [v["action"]] if v.get("action") else []
-                    what += v.get("fields") or []
-                    items.append("%s (%s)" % (v.get("address", "?"), ", ".join(what)) if what else str(v.get("address", v)))
-                else:
-                    items.append(str(v))
-            print("%s%s: %s" % (indent, name, "; ".join(items)))
-        elif value is True:
-            print("%s%s" % (indent, name))
-        else:
-            print("%s%s: %s" % (indent, name, value))
+    # dict); contract.change_lines words it as the daemon's log does.
+    from fastbgp.control.contract import change_lines
+
+    for line in change_lines(answer):
+        print(indent + line)
 
 
 def _log_level(text):
@@ -837,19 +864,23 @@ def build_parser(argv=None):
 
     n = sub.add_parser(
         "neighbor", aliases=["neighbour"], parents=[common], help="neighbours: list, show, RIBs, enable/disable/reset",
-        usage="fastbgp neighbor [ADDR [adj-in|adj-out [PREFIX] | enable | disable | reset | softreset [in|out]]] "
-              "[-a ipv4|ipv6] [--message TEXT] [-j]")
+        usage="fastbgp neighbor [ADDR [adj-in|adj-out [PREFIX] | policy | enable | disable | reset | "
+              "softreset [in|out]]] [-a FAMILY] [-m TEXT] [-j]")
     n.add_argument("words", nargs="*", metavar="ARG", help=argparse.SUPPRESS)
     n.add_argument("-a", "--address-family", dest="family", metavar="FAMILY", help="ipv4 (default) or ipv6")
-    n.add_argument("-m", "--message", default="",
+    n.add_argument("-m", "--message", default="", metavar="TEXT",
                    help="shutdown communication sent with disable/reset (RFC 9003)")
     n.set_defaults(func=_cmd_neighbor, words_command=True, subparser=n)
 
     g = sub.add_parser(
-        "global", parents=[common], help="the Loc-RIB: show, summary, add/del originated routes",
-        usage="fastbgp global rib [PREFIX|ADDRESS [longest-match]] | summary | "
-              "add PREFIX... [nexthop A] [aspath \"A B\"] [origin igp|egp|incomplete] [community C...] "
-              "[large-community L...] [med N] [local-pref N] | del PREFIX...|all   [-a ipv4|ipv6] [-j]")
+        "global", parents=[common], help="the daemon (AS, router id, listeners, RIB sizes) and its Loc-RIB",
+        usage="fastbgp global [-j]\n"
+              "       fastbgp global rib [PREFIX|ADDRESS [longer-prefixes|shorter-prefixes|longest-match]] "
+              "[community C] [large-community L] [aspath REGEX] [origin-as N] [limit N] [offset N] [-a FAMILY] [-j]\n"
+              "       fastbgp global rib summary [-a FAMILY] [-j]\n"
+              "       fastbgp global rib add PREFIX... [nexthop A] [aspath \"A B\"] [origin igp|egp|incomplete] "
+              "[community C...] [large-community L...] [med N] [local-pref N] [-a FAMILY]\n"
+              "       fastbgp global rib del PREFIX...|all [-a FAMILY]")
     g.add_argument("words", nargs="*", metavar="ARG", help=argparse.SUPPRESS)
     g.add_argument("-a", "--address-family", dest="family", metavar="FAMILY", help="ipv4 (default) or ipv6")
     g.set_defaults(func=_cmd_global, words_command=True, subparser=g)
@@ -859,6 +890,17 @@ def build_parser(argv=None):
     m.add_argument("words", nargs="*", metavar="ARG", help=argparse.SUPPRESS)
     m.add_argument("--count", type=int, default=0, metavar="N", help="exit after N events")
     m.set_defaults(func=_cmd_monitor, words_command=True, subparser=m)
+
+    pol = sub.add_parser("policy", parents=[common], help="the configured policies and who uses them",
+                         usage="fastbgp policy [NAME] [-j]")
+    pol.add_argument("name", nargs="?", metavar="NAME", help="one policy")
+    pol.set_defaults(func=_cmd_policy)
+
+    ds = sub.add_parser("defined-set", parents=[common], help="the configured defined sets (prefix, as-path, ...)",
+                        usage="fastbgp defined-set [prefix|as-path|community|large-community [NAME]] [-j]")
+    ds.add_argument("kind", nargs="?", metavar="KIND", help="prefix, as-path, community or large-community")
+    ds.add_argument("name", nargs="?", metavar="NAME", help="one set")
+    ds.set_defaults(func=_cmd_defined_set, subparser=ds)
 
     r = sub.add_parser("reload", parents=[common], help="re-read the daemon's configuration file")
     r.set_defaults(func=_cmd_reload)
@@ -886,7 +928,20 @@ def build_parser(argv=None):
 
     _add_lazy(sub, argv)
     _add_optional(sub, "fastbgp.loadtest.cli", "loadtest")
+    _name_subcommands(parser)
     return parser
+
+
+def _name_subcommands(parser):
+    """Every nested sub-command slot without a metavar gets its choices as
+    one: argparse would otherwise name it by its internal ``dest`` in
+    "the following arguments are required: mrt_command"."""
+    for action in parser._actions:  # argparse has no public walk of its actions
+        if action.nargs == argparse.PARSER:
+            if action.metavar is None:
+                action.metavar = "{%s}" % ",".join(action.choices)
+            for sub in set(action.choices.values()):
+                _name_subcommands(sub)
 
 
 def _parse(parser, argv):

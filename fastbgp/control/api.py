@@ -27,8 +27,19 @@ Endpoints (all under /v1)
     ``GET  /neighbors/{addr}/adj-in/{family}``   [Route]
     ``GET  /neighbors/{addr}/adj-out/{family}``  [Route]
     ``GET  /rib/summary``                        [RibSummary]
-    ``GET  /rib/{family}``                       [Route]; ``?prefix=P`` exact,
-                                                 ``&longest=1`` longest match,
+    ``GET  /global``                             GlobalInfo (AS, router id,
+                                                 listeners, uptime, RIB sizes,
+                                                 refused connections)
+    ``GET  /policy``                             PolicyInfo (policies, defined
+                                                 sets, each neighbour's chains)
+    ``GET  /rib/{family}``                       [Route] sorted by prefix;
+                                                 ``?prefix=P`` with
+                                                 ``&match=exact|longest|longer|shorter``
+                                                 (``&longest=1`` too),
+                                                 ``community``, ``large_community``,
+                                                 ``as_path`` (regex), ``origin_as``,
+                                                 ``offset``, ``limit`` (contract.RibQuery;
+                                                 filtered in the daemon), or
                                                  ``?stream=1`` NDJSON
     ``POST /rib/announce``                       Announce -> {"count": n}
     ``POST /rib/withdraw``                       Announce -> {"count": n}
@@ -317,15 +328,17 @@ class _Handlers:
     async def rib_summary(self, request):
         return _json(self.control.rib_summary())
 
+    async def global_info(self, request):
+        return _json(self.control.global_info())
+
+    async def policy(self, request):
+        return _json(self.control.policy_info())
+
     async def rib(self, request):
         fam = _family(request.match_info["family"])
-        prefix = request.query.get("prefix")
-        longest = _flag(request, "longest")
-        if prefix is not None:
-            prefix = _lookup_key(prefix, fam, longest)
-            return _json(self.control.rib(fam, prefix, longest_match=longest))
-        if longest:
-            raise _HttpError(400, "longest: needs ?prefix=")
+        q = _rib_query(request, fam)
+        if q.filtered:
+            return _json(self.control.query_rib(fam, q))
         ndjson = _flag(request, "stream")
         if not ndjson and self._paths(fam) <= STREAM_THRESHOLD:
             return _json(self.control.rib(fam))
@@ -493,6 +506,38 @@ class _Handlers:
         return resp
 
 
+# Query parameters of GET /v1/rib/{family} -> RibQuery fields (both
+# spellings of the multi-word ones).
+_RIB_PARAMS = {"prefix": "prefix", "match": "match", "community": "community",
+               "large_community": "large_community", "large-community": "large_community",
+               "as_path": "as_path", "as-path": "as_path", "aspath": "as_path",
+               "origin_as": "origin_as", "origin-as": "origin_as", "offset": "offset", "limit": "limit"}
+
+
+def _rib_query(request: web.Request, fam: str) -> ctl.RibQuery:
+    """The RibQuery of a RIB request's parameters (``longest=1`` is the old
+    spelling of ``match=longest``); BadRequest naming the parameter."""
+    raw = {}
+    for key, value in request.query.items():
+        if key in ("stream", "longest"):
+            continue
+        field = _RIB_PARAMS.get(key)
+        if field is None:
+            raise BadRequest(key, "unknown parameter (use %s, stream)" % ", ".join(sorted(set(_RIB_PARAMS.values()))))
+        raw[field] = value
+    if _flag(request, "longest"):
+        raw["match"] = "longest"
+    try:
+        q = msgspec.convert(raw, ctl.RibQuery, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(*explain(exc, ctl.RibQuery, raw)) from None
+    if q.prefix is not None:
+        q.prefix = _lookup_key(q.prefix, fam, q.match != "exact")
+        if q.match in ("longer", "shorter") and "/" not in q.prefix:
+            q.prefix = str(ipaddress.ip_network(q.prefix))
+    return q
+
+
 def _lookup_key(text: str, fam: str, longest: bool) -> str:
     """?prefix= for the family: a prefix (exact lookup), or for a longest
     match also a bare address.  Returned in canonical spelling."""
@@ -587,6 +632,8 @@ def make_app(control: ctl.Control, token: Optional[str] = None) -> web.Applicati
     r.add_get("/v1/neighbors/{addr}", h.neighbor)
     r.add_post("/v1/neighbors/{addr}/{action:enable|disable|reset|softreset}", h.neighbor_action)
     r.add_get("/v1/neighbors/{addr}/adj-{dir:in|out}/{family}", h.adj_rib)
+    r.add_get("/v1/global", h.global_info)
+    r.add_get("/v1/policy", h.policy)
     r.add_get("/v1/rib/summary", h.rib_summary)  # before /rib/{family}: first match wins
     r.add_get("/v1/rib/{family}", h.rib)
     r.add_post("/v1/rib/announce", h.announce)

@@ -13,6 +13,7 @@ value raises :class:`fastbgp.config.errors.FieldError` naming the field.
 """
 
 import ipaddress
+import re
 from typing import Annotated, AsyncIterator, Optional, Protocol
 
 import msgspec
@@ -20,12 +21,13 @@ from msgspec import Meta
 
 from fastbgp.config.errors import FieldError, render
 from fastbgp.config.schema import ASN, U32, Origin
-from fastbgp.wire.communities import parse_community, parse_large_community
+from fastbgp.wire.communities import parse_community, parse_ext_community, parse_large_community
 from fastbgp.wire.nexthop import check_next_hop
 
 # More than a request body (api.MAX_BODY) can hold: a bound on the work one
 # request asks for, well above a full table.
 MAX_ANNOUNCE_PREFIXES = 4_000_000
+MAX_ANNOUNCE_NEIGHBORS = 65_536  # neighbours named by one request (more than a daemon has)
 
 class Counters(msgspec.Struct):
     """GoBGP's per-session message counters, both directions."""
@@ -46,6 +48,11 @@ class Counters(msgspec.Struct):
     # Sessions ended for a full or stalled output queue (Cease / Out of
     # Resources, RFC 4486 subcode 8).
     out_of_resources: int = 0
+    # Connections from this neighbour's address refused (while Idle, or a
+    # second connection in a collision, RFC 4271 §6.8) and connections
+    # closed before their OPEN to make room for a newer one.
+    refused: int = 0
+    half_open_closed: int = 0
 
 
 class NeighborSummary(msgspec.Struct):
@@ -82,6 +89,22 @@ class NeighborDetail(NeighborSummary):
     graceful_restart: bool = False
     last_notification_sent: Optional[str] = None
     last_notification_received: Optional[str] = None
+    # What is configured for it (the resolved neighbour: peer group and
+    # built-in defaults applied).
+    import_policy: list = []  # policy names, in order
+    export_policy: list = []
+    default_import: str = ""  # "accept" | "reject" (RFC 8212 for eBGP)
+    default_export: str = ""
+    prefix_limits: list["PrefixLimitInfo"] = []
+
+
+class PrefixLimitInfo(msgspec.Struct):
+    """``prefix-limit`` of one family: at most ``max`` prefixes, then Cease
+    (RFC 4486 subcode 1) and a restart after ``restart_after`` s (0: never)."""
+
+    family: str
+    max: int
+    restart_after: int = 0
 
 
 class Route(msgspec.Struct):
@@ -101,7 +124,7 @@ class Route(msgspec.Struct):
     source: Optional[str] = None  # neighbour address, or "local" when originated
     best: bool = False
     stale: bool = False
-    age: Optional[float] = None  # seconds since received
+    age: Optional[float] = None  # seconds since received; None when the daemon does not keep it
 
 
 class RibSummary(msgspec.Struct):
@@ -109,6 +132,88 @@ class RibSummary(msgspec.Struct):
     prefixes: int
     paths: int
     attribute_sets: int
+
+
+class GlobalInfo(msgspec.Struct):
+    """``GET /v1/global``: the daemon as a whole (GoBGP's ``global``)."""
+
+    asn: int
+    router_id: str
+    listen: list = []  # "addr:port" actually listened on
+    started: Optional[float] = None  # Unix time the daemon started
+    uptime: float = 0.0
+    neighbors: int = 0
+    established: int = 0
+    ribs: list[RibSummary] = []
+    # Connections refused from addresses with no neighbour (RFC 4271 §8),
+    # and the per-neighbour refused / half-open-closed counters summed.
+    refused_unknown: int = 0
+    refused_neighbors: int = 0
+    half_open_closed: int = 0
+
+
+class NeighborPolicy(msgspec.Struct):
+    address: str
+    import_policy: list = []
+    export_policy: list = []
+    default_import: str = ""
+    default_export: str = ""
+
+
+class PolicyInfo(msgspec.Struct):
+    """``GET /v1/policy``: the configured policies and defined sets (as the
+    configuration file spells them) and which neighbour uses which."""
+
+    policies: list = []  # [[policies]] tables, keys as in the file
+    defined_sets: dict = {}  # [defined-sets]: kind -> [sets]
+    neighbors: list[NeighborPolicy] = []
+
+
+# Bounds of a RIB query: at most this many rows per answer (page on with
+# offset), and an AS-path regex at most this long (it runs on the loop).
+MAX_RIB_LIMIT = 100_000
+MAX_REGEX = 256
+
+
+class RibQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """The filters of ``GET /v1/rib/{family}`` (query parameters), applied
+    by the daemon.  ``prefix`` with ``match``: exact (every path of it),
+    longest (the route covering an address), longer (it and the prefixes
+    inside it), shorter (it and the prefixes covering it).  Rows come
+    sorted by prefix; ``offset``/``limit`` page through them."""
+
+    prefix: Optional[str] = None
+    match: str = "exact"
+    community: Optional[str] = None
+    large_community: Optional[str] = None
+    as_path: Optional[Annotated[str, Meta(max_length=MAX_REGEX)]] = None  # Python regex, searched
+    origin_as: Optional[ASN] = None
+    offset: Annotated[int, Meta(ge=0)] = 0
+    limit: Optional[Annotated[int, Meta(ge=1, le=MAX_RIB_LIMIT)]] = None
+
+    def __post_init__(self):
+        if self.match not in ("exact", "longest", "longer", "shorter"):
+            raise FieldError(("match",), "expected exact, longest, longer or shorter, got %s" % render(self.match))
+        if self.match != "exact" and self.prefix is None:
+            raise FieldError(("match",), "%s needs a prefix" % self.match)
+        for field, parse in (("community", parse_community), ("large_community", parse_large_community)):
+            v = getattr(self, field)
+            if v is not None:
+                try:
+                    parse(v)
+                except ValueError as exc:
+                    raise FieldError((field,), "%s: %s" % (render(v), exc)) from None
+        if self.as_path is not None:
+            try:
+                re.compile(self.as_path)
+            except re.error as exc:
+                raise FieldError(("as_path",), "not a regular expression: %s" % exc) from None
+
+    @property
+    def filtered(self) -> bool:
+        return (self.prefix is not None or self.community is not None or self.large_community is not None
+                or self.as_path is not None or self.origin_as is not None or self.offset > 0
+                or self.limit is not None)
 
 
 class Announce(msgspec.Struct, forbid_unknown_fields=True):
@@ -127,6 +232,12 @@ class Announce(msgspec.Struct, forbid_unknown_fields=True):
     local_pref: Optional[Annotated[U32, Meta(description="int 0..4294967295")]] = None
     communities: list[str] = []  # "asn:value" or a well-known name (RFC 1997)
     large_communities: list[str] = []  # "global:local1:local2" (RFC 8092)
+    ext_communities: list[str] = []  # "target:A:N", "origin:A:N" or "0x" + 16 hex digits (RFC 4360)
+    # RFC 7911: this route's path identifier (several per prefix, each sent
+    # to ADD-PATH peers); 16 bits, see config.schema.Route.path_id.
+    path_id: Optional[Annotated[int, Meta(ge=0, le=0xFFFF, description="int 0..65535")]] = None
+    # Offered only to these neighbours (their addresses); empty: every one.
+    neighbors: Annotated[list[str], Meta(max_length=MAX_ANNOUNCE_NEIGHBORS)] = []
 
     def __post_init__(self):
         # What msgspec's types cannot say.  A next hop of the other address
@@ -148,12 +259,50 @@ class Announce(msgspec.Struct, forbid_unknown_fields=True):
                 check_next_hop(self.next_hop)
             except ValueError as exc:
                 raise FieldError(("next_hop",), str(exc)) from None
-        for field, parse in (("communities", parse_community), ("large_communities", parse_large_community)):
+        for field, parse in (("communities", parse_community), ("large_communities", parse_large_community),
+                             ("ext_communities", parse_ext_community)):
             for i, c in enumerate(getattr(self, field)):
                 try:
                     parse(c)
                 except ValueError as exc:
                     raise FieldError((field, i), "%s: %s" % (render(c), exc)) from None
+        names = []
+        for i, a in enumerate(self.neighbors):
+            try:
+                names.append(str(ipaddress.ip_address(a.strip())))
+            except ValueError:
+                raise FieldError(("neighbors", i), "not an IP address: %s" % render(a)) from None
+        self.neighbors = sorted(set(names))
+
+
+def change_lines(summary: dict) -> list[str]:
+    """What a reload did (the daemon's answer to ``POST /v1/reload``, a
+    config.ConfigDiff as builtins plus ``routes_restored``) as readable
+    lines, one per non-empty part, whatever its name -- for the CLI and the
+    daemon's log alike, so neither shows a Python repr."""
+    lines = []
+    for key, value in (summary or {}).items():
+        if value in (None, [], {}, False, ""):
+            continue
+        name = str(key).replace("_", " ").replace("-", " ")
+        if isinstance(value, list):
+            items = []
+            for v in value:
+                if isinstance(v, dict):
+                    what = [str(v["action"])] if v.get("action") else []
+                    what += [str(f) for f in v.get("fields") or []]
+                    addr = str(v.get("address", "?"))
+                    items.append("%s (%s)" % (addr, ", ".join(what)) if what else addr)
+                else:
+                    items.append(str(v))
+            lines.append("%s: %s" % (name, "; ".join(items)))
+        elif value is True:
+            lines.append(name)
+        elif isinstance(value, dict):
+            lines.append("%s: %s" % (name, "; ".join("%s %s" % (k, v) for k, v in value.items())))
+        else:
+            lines.append("%s: %s" % (name, value))
+    return lines
 
 
 class Event(msgspec.Struct, tag_field="event", tag=str.lower):
@@ -180,6 +329,7 @@ class UpdateReceived(Event):
     announced: int
     withdrawn: int
     prefixes: list = []  # first prefixes only (bounded), for a live view
+    withdrawn_prefixes: list = []  # first withdrawn prefixes only (same bound)
 
 
 AnyEvent = StateChange | BestChange | UpdateReceived
@@ -210,6 +360,12 @@ class Control(Protocol):
     def adj_rib_out(self, address: str, family: str) -> list[Route]: ...
 
     def rib_summary(self) -> list[RibSummary]: ...
+
+    def query_rib(self, family: str, query: RibQuery) -> list[Route]: ...  # filtered, sorted, paged
+
+    def global_info(self) -> GlobalInfo: ...
+
+    def policy_info(self) -> PolicyInfo: ...
 
     async def announce(self, request: Announce) -> int: ...  # prefixes originated
 

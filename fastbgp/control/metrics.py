@@ -31,6 +31,10 @@ Series (``neighbor`` is the configured address)
     fastbgp_prefixes_received{neighbor}             Adj-RIB-In (post-policy)
     fastbgp_prefixes_accepted{neighbor}             of those, best in the Loc-RIB
     fastbgp_prefixes_advertised{neighbor}           Adj-RIB-Out
+    fastbgp_neighbor_connections_refused_total{neighbor}  from its address while Idle, or
+                                                    the losing side of a collision
+    fastbgp_neighbor_half_open_closed_total{neighbor}     closed before their OPEN for a newer one
+    fastbgp_connections_refused_unknown_total       from addresses with no neighbour (RFC 4271 §8)
     fastbgp_rib_prefixes{family}                    Loc-RIB prefixes
     fastbgp_rib_paths{family}                       Loc-RIB paths
     fastbgp_rib_attribute_sets{family}              interned attribute sets
@@ -129,6 +133,21 @@ class ControlCollector(Collector):
             log.exception("metrics: reading the RIB summary failed")
             summary = []
         yield from self._rib(summary)
+        yield from self._global()
+
+    def _global(self):
+        info = getattr(self.control, "global_info", None)
+        if info is None:
+            return
+        try:
+            g = info()
+        except Exception:
+            log.exception("metrics: reading the daemon's global counters failed")
+            return
+        refused = CounterMetricFamily("fastbgp_connections_refused_unknown",
+                                      "Connections refused from addresses with no neighbour (RFC 4271 §8).")
+        refused.add_metric([], g.refused_unknown)
+        yield refused
 
     def _neighbors(self, neighbors):
         sessions = GaugeMetricFamily("fastbgp_sessions", "Neighbours in each BGP FSM state.", labels=["state"])
@@ -161,6 +180,12 @@ class ControlCollector(Collector):
         p_acc = GaugeMetricFamily("fastbgp_prefixes_accepted", "Received paths selected best in the Loc-RIB.",
                                   labels=["neighbor"])
         p_tx = GaugeMetricFamily("fastbgp_prefixes_advertised", "Paths in the Adj-RIB-Out.", labels=["neighbor"])
+        refused = CounterMetricFamily("fastbgp_neighbor_connections_refused",
+                                      "Connections from the neighbour's address refused (while Idle, or the "
+                                      "losing side of a collision, RFC 4271 §6.8).", labels=["neighbor"])
+        half_open = CounterMetricFamily("fastbgp_neighbor_half_open_closed",
+                                        "Connections from the neighbour's address closed before their OPEN "
+                                        "to make room for a newer one.", labels=["neighbor"])
         for n in neighbors:
             a = n.address
             nup.add_metric([a, str(n.peer_as)], 1 if n.state == "established" else 0)
@@ -176,7 +201,9 @@ class ControlCollector(Collector):
             p_rx.add_metric([a], n.prefixes_received)
             p_acc.add_metric([a], n.prefixes_accepted)
             p_tx.add_metric([a], n.prefixes_advertised)
-        yield from (nup, admin, uptime, estab, sent, recv, disc, oor, p_rx, p_acc, p_tx)
+            refused.add_metric([a], c.refused)
+            half_open.add_metric([a], c.half_open_closed)
+        yield from (nup, admin, uptime, estab, sent, recv, disc, oor, p_rx, p_acc, p_tx, refused, half_open)
 
     def _rib(self, summary):
         prefixes = GaugeMetricFamily("fastbgp_rib_prefixes", "Prefixes in the Loc-RIB.", labels=["family"])

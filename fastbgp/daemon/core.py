@@ -67,7 +67,7 @@ from fastbgp.daemon.neighbor import DaemonSpeaker
 from fastbgp.daemon.origination import Originator
 from fastbgp.daemon.peers import PeerRegistry
 from fastbgp.daemon.processes import ProcessManager
-from fastbgp.daemon.views import Views
+from fastbgp.daemon.views import Views, endpoints_text
 
 __all__ = ["Daemon"]
 
@@ -167,7 +167,7 @@ class Daemon:
             self.peers.add_neighbor(n)
         self.processes.start()
         log.info("daemon started: AS%d router id %s, %d neighbours, listening on %s", g.asn, g.router_id,
-                 len(self.config.neighbors), self.speaker.listen_addresses)
+                 len(self.config.neighbors), ", ".join(endpoints_text(self.speaker.listen_addresses)) or "nothing")
 
     async def stop(self, message: str = ""):
         if not self.started:
@@ -278,6 +278,15 @@ class Daemon:
 
     def rib_summary(self) -> list:
         return self.views.rib_summary()
+
+    def query_rib(self, family: str, query: ctl.RibQuery) -> list:
+        return self.views.query_rib(family, query)
+
+    def global_info(self) -> ctl.GlobalInfo:
+        return self.views.global_info()
+
+    def policy_info(self) -> ctl.PolicyInfo:
+        return self.views.policy_info()
 
     async def announce(self, request: ctl.Announce) -> int:
         return self.originator.announce(request)

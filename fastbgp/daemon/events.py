@@ -76,13 +76,26 @@ class EventStream:
         if not packed and parsed.mp_reach is not None:
             afi, packed = parsed.mp_reach[0], parsed.mp_reach[3]
         if packed:
-            try:
-                rx = (afi, 1) in nb.session.ctx.addpath_rx if nb.session else False
-                prefixes = [prefix_text(afi, a, p) for _i, a, p in codec.unpack_prefixes(packed, afi, rx)[:16]]
-            except Exception:
-                prefixes = []
+            prefixes = self.prefix_texts(nb, afi, packed)
+        # The withdrawn prefixes too (IPv4 withdrawn routes, else MP_UNREACH),
+        # as bounded as the announced ones.
+        wafi, wpacked = AFI_IPV4, parsed.withdrawn
+        if not wpacked and parsed.mp_unreach is not None:
+            wafi, wpacked = parsed.mp_unreach[0], parsed.mp_unreach[2]
+        withdrawn = self.prefix_texts(nb, wafi, wpacked) if wpacked else []
         self.emit(ctl.UpdateReceived(time=time.time(), neighbor=nb.address, announced=parsed.n_announced,
-                                     withdrawn=parsed.n_withdrawn, prefixes=prefixes))
+                                     withdrawn=parsed.n_withdrawn, prefixes=prefixes,
+                                     withdrawn_prefixes=withdrawn))
+
+    @staticmethod
+    def prefix_texts(nb, afi, packed, most=16) -> list:
+        """The first ``most`` prefixes of ``packed`` as text; [] when they
+        cannot be read (the session has dealt with that already)."""
+        try:
+            rx = (afi, 1) in nb.session.ctx.addpath_rx if nb.session else False
+            return [prefix_text(afi, a, p) for _i, a, p in codec.unpack_prefixes(packed, afi, rx)[:most]]
+        except Exception:
+            return []
 
     def best_changes(self, fam, cs):
         """BestChange events of a Loc-RIB ChangeSet (at most BEST_EVENTS_MAX)."""

@@ -91,14 +91,30 @@ class Originator:
         prefix = prefix_text(fam[0], addr, packed[0])
         return any(peer == LOCAL_PID for peer, _i, _a, _f in self.daemon.ribs[fam].paths(prefix))
 
-    def apply_routes(self, old, new, d):
-        """After a reload: the configured routes' difference ``d`` (config.diff)."""
+    def apply_routes(self, old, new, d) -> list:
+        """After a reload: the configured routes' difference ``d``
+        (config.diff), then every configured route that is not originated
+        any more (withdrawn through the API, ``global rib del``) originated
+        again -- the file is what a reload makes true.  Returns the
+        prefixes so restored, sorted."""
         old_routes = {str(ipaddress.ip_network(r.prefix)): r for r in old.routes}
         new_routes = {str(ipaddress.ip_network(r.prefix)): r for r in new.routes}
         for p in d.routes_removed:
             self.unoriginate(*route_key(old_routes[p]))
-        for p in d.routes_added + d.routes_changed:
+        done = set(d.routes_added) | set(d.routes_changed)
+        for p in done:
             self.originate_route(new_routes[p], "config")
+        restored = []
+        for p, r in new_routes.items():
+            if p in done:
+                continue
+            fam, packed = route_key(r)
+            # An API announce of the same prefix ("api") replaced the
+            # configured one on purpose: it stays.
+            if packed not in self.local_routes[fam]:
+                self.originate_route(r, "config")
+                restored.append(p)
+        return sorted(restored, key=lambda p: (ipaddress.ip_network(p).version, ipaddress.ip_network(p)))
 
     # -- the API ---------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import msgspec
 from fastbgp.config import schema as cfgmod
 from fastbgp.config.diff import diff
 from fastbgp.config.errors import ConfigError
+from fastbgp.control.contract import change_lines
 from fastbgp.rib.policy import compile_policies
 from fastbgp.daemon.common import LOCAL_PID
 
@@ -64,7 +65,7 @@ async def apply_config(daemon, new: cfgmod.Config) -> dict:
     resets = _apply_neighbors(daemon, new, d)
     _rebind_policies(daemon, new, engine, d, resets)
     _soft_reconfigure(daemon, d)
-    daemon.originator.apply_routes(old, new, d)
+    restored = daemon.originator.apply_routes(old, new, d)
     for commit, _ in prepared:
         try:
             await commit()
@@ -74,9 +75,14 @@ async def apply_config(daemon, new: cfgmod.Config) -> dict:
         try:
             await cb(old, new, d)
         except Exception:
-            log.exception("reload hook %r failed", cb)
+            log.exception("reload hook %s failed", getattr(cb, "__qualname__", type(cb).__name__))
     summary = msgspec.to_builtins(d)
-    log.info("configuration reloaded: %s", summary or "no change")
+    if restored:
+        # Configured routes withdrawn through the API since: the file says
+        # they exist, so a reload brings them back.
+        summary["routes_restored"] = restored
+    lines = change_lines(summary)
+    log.info("configuration reloaded: %s", "; ".join(lines) if lines else "no change")
     return summary
 
 

@@ -17,6 +17,8 @@ daemon's Control methods; the event stream uses ``route_base`` and
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 import socket
 import time
 from typing import AsyncIterator, Optional
@@ -25,8 +27,11 @@ import msgspec
 
 from fastbgp.control import contract as ctl
 from fastbgp.rib.export import tag_source
+from fastbgp.rib.policy import render_as_path
+from fastbgp.wire.communities import parse_community, parse_large_community
 from fastbgp.wire import codec, messages
 from fastbgp.wire.constants import (
+    AFI_IPV4,
     AS_SET,
     ATTR_AS_PATH,
     ATTR_COMMUNITIES,
@@ -109,6 +114,67 @@ def notification_text(n) -> str:
     return text + (": %s" % msg if msg else "")
 
 
+class RouteFilter:
+    """The attribute filters of a :class:`~fastbgp.control.contract.RibQuery`
+    (community, large community, AS-path regex, origin AS) as a predicate on
+    an attribute block, memoised per block: a listing decodes each
+    attribute set once, however many prefixes share it."""
+
+    def __init__(self, q: ctl.RibQuery):
+        self.community = parse_community(q.community) if q.community is not None else None
+        self.large = tuple(parse_large_community(q.large_community)) if q.large_community is not None else None
+        self.regex = re.compile(q.as_path) if q.as_path is not None else None
+        self.origin_as = q.origin_as
+        self.active = any(x is not None for x in (self.community, self.large, self.regex, self.origin_as))
+        self.memo: dict = {}
+
+    def __call__(self, attrs) -> bool:
+        if not self.active:
+            return True
+        ok = self.memo.get(attrs)
+        if ok is None:
+            ok = self.memo[attrs] = self.check(attrs)
+        return ok
+
+    def check(self, attrs) -> bool:
+        comms, large, segments = (), (), []
+        for a in messages.decode_attributes(attrs):
+            t = a.type_code
+            if t == ATTR_COMMUNITIES:
+                comms = a.values
+            elif t == ATTR_LARGE_COMMUNITY:
+                large = [tuple(v) for v in a.values]
+            elif t == ATTR_AS_PATH:
+                segments = [(seg.type, list(seg.asns)) for seg in a.segments]
+        if self.community is not None and self.community not in comms:
+            return False
+        if self.large is not None and self.large not in large:
+            return False
+        if self.regex is not None and self.regex.search(render_as_path(segments)) is None:
+            return False
+        if self.origin_as is not None:
+            # RFC 6811 §2: the origin is the last AS of a path ending in an
+            # AS_SEQUENCE; a path ending in an AS_SET has none.
+            last = segments[-1] if segments else None
+            if last is None or last[0] == AS_SET or not last[1] or last[1][-1] != self.origin_as:
+                return False
+        return True
+
+
+def endpoints_text(addresses) -> list:
+    """[(address, port)] as "addr:port" / "[v6addr]:port" strings."""
+    return ["[%s]:%d" % (a, p) if ":" in str(a) else "%s:%d" % (a, p) for a, p, *_ in addresses]
+
+
+def prefix_key(addr: bytes, plen: int) -> int:
+    """Sort key of a prefix: address then length, numerically."""
+    return int.from_bytes(addr, "big") << 8 | plen
+
+
+# Low bits of a listing's sort key that hold the row's index into its groups.
+_INDEX_BITS = 32
+
+
 class Views:
     """The control plane's read views; see the module docstring."""
 
@@ -154,6 +220,13 @@ class Views:
             d.last_notification_sent = notification_text(nb.last_notification_sent)
         if nb.last_notification_received is not None:
             d.last_notification_received = notification_text(nb.last_notification_received)
+        cfg = nb.cfg
+        d.import_policy = list(cfg.import_policy or [])
+        d.export_policy = list(cfg.export_policy or [])
+        d.default_import = str(cfg.default_import or "")
+        d.default_export = str(cfg.default_export or "")
+        d.prefix_limits = [ctl.PrefixLimitInfo(family=str(f), max=lim.max, restart_after=lim.restart_after)
+                           for f, lim in sorted((cfg.prefix_limit or {}).items())]
         return d
 
     def summary(self, nb, cls, stats):
@@ -164,9 +237,10 @@ class Views:
             sent_refresh=s.refresh, sent_total=s.total, received_open=r.open, received_update=r.update,
             received_notification=r.notification, received_keepalive=r.keepalive, received_refresh=r.refresh,
             received_discarded=r.discarded, received_total=r.total,
-            out_of_resources=c.out_of_resources,
+            out_of_resources=c.out_of_resources, refused=c.refused, half_open_closed=c.half_open_closed,
         )
         st = stats.get(nb.pid, (0, 0))
+        received = self.peers.path_count(nb)
         reason = nb.last_reason
         downtime = None
         if not nb.established and c.downtime is not None:
@@ -183,9 +257,12 @@ class Views:
             established_count=c.established_count,
             last_reason=None if reason is None else reason.value,
             last_error=nb.last_error,
-            prefixes_received=self.peers.path_count(nb),
-            prefixes_accepted=st[0],
-            prefixes_advertised=st[1],
+            prefixes_received=received,
+            # The statistics may be a few seconds old (STATS_TTL): what is
+            # known now wins -- a neighbour whose paths are gone has none
+            # selected, and nothing is advertised to a session that is down.
+            prefixes_accepted=min(st[0], received),
+            prefixes_advertised=st[1] if nb.established else 0,
             counters=counters,
         )
 
@@ -271,11 +348,18 @@ class Views:
 
     def rib(self, family_name: str, prefix: Optional[str] = None, longest_match: bool = False) -> list:
         fam = family(family_name)
-        rib = self.daemon.ribs[fam]
         memo = {}
         if prefix is None:
-            return self.routes_of(fam, self.resolved(rib.dump_best()), True, memo,
-                                  stale_check=self.stale_checker(fam))
+            items, keys = self.sorted_best(fam)
+            return self.rows(fam, items, keys, memo, self.stale_checker(fam))
+        return [r for r, _attrs in self.paths_of(family_name, prefix, longest_match)]
+
+    def paths_of(self, family_name: str, prefix: str, longest_match: bool = False) -> list:
+        """[(Route, attrs)] of every path of ``prefix`` (of the one covering
+        the address ``prefix`` with ``longest_match``)."""
+        fam = family(family_name)
+        rib = self.daemon.ribs[fam]
+        memo = {}
         if longest_match:
             hit = rib.longest_match(prefix)
             if hit is None:
@@ -289,26 +373,83 @@ class Views:
         for peer, path_id, aid, flags in rib.paths(prefix):
             _pid, attrs, nh = tag_source(self.daemon.attrs, aid)
             base = route_base(memo, attrs, nh)
-            out.append(ctl.Route(prefix=p, source=source_name(sources, peer),
-                                 best=best is not None and best[:3] == (peer, path_id, aid),
-                                 stale=bool(flags & 1), path_id=path_id or None, **base))
+            out.append((ctl.Route(prefix=p, source=source_name(sources, peer),
+                                  best=best is not None and best[:3] == (peer, path_id, aid),
+                                  stale=bool(flags & 1), path_id=path_id or None, **base), attrs))
+        return out
+
+    def sorted_best(self, fam, want=None, keep=None):
+        """(items, keys) of the Loc-RIB's best paths: ``items`` resolved now
+        (see :meth:`resolved`), ``keys`` one int per prefix, sorted by
+        prefix (address, then length), each carrying its item's index in
+        its low bits.  ``want(attrs)`` drops whole attribute sets,
+        ``keep(addr, plen)`` single prefixes.  One int per prefix is what a
+        sorted full table costs (about 40 octets for IPv4)."""
+        items = self.resolved(self.daemon.ribs[fam].dump_best())
+        afi = fam[0]
+        keys = []
+        for i, (_pid, attrs, _nh, packed, _aid) in enumerate(items):
+            if want is not None and not want(attrs):
+                continue
+            for _p, addr, plen in codec.unpack_prefixes(packed, afi, False):
+                if keep is None or keep(addr, plen):
+                    keys.append(prefix_key(addr, plen) << _INDEX_BITS | i)
+        keys.sort()
+        return items, keys
+
+    def rows(self, fam, items, keys, memo, check=None):
+        """Routes of sorted ``keys`` (see :meth:`sorted_best`)."""
+        afi = fam[0]
+        width = 4 if afi == AFI_IPV4 else 16
+        sources = self.daemon.sources
+        mask = (1 << _INDEX_BITS) - 1
+        out = []
+        for k in keys:
+            pid, attrs, nh, _packed, _aid = items[k & mask]
+            pk = k >> _INDEX_BITS
+            plen = pk & 0xFF
+            p = prefix_text(afi, (pk >> 8).to_bytes(width, "big"), plen)
+            out.append(ctl.Route(prefix=p, source=source_name(sources, pid), best=True,
+                                 stale=bool(check and check(p, pid)), **route_base(memo, attrs, nh)))
         return out
 
     async def iter_rib(self, family_name: str, chunk: int = 10000) -> AsyncIterator[list]:
         fam = family(family_name)
-        rib = self.daemon.ribs[fam]
-        items = self.resolved(rib.dump_best())  # a snapshot: the RIB may change while streaming
+        items, keys = self.sorted_best(fam)  # a snapshot: the RIB may change while streaming
         memo = {}
         check = self.stale_checker(fam)
-        buf = []
-        for aid_packed in items:
-            buf.extend(self.routes_of(fam, (aid_packed,), True, memo, stale_check=check))
-            while len(buf) >= chunk:
-                yield buf[:chunk]
-                buf = buf[chunk:]
-                await asyncio.sleep(0)
-        if buf:
-            yield buf
+        for start in range(0, len(keys), chunk):
+            yield self.rows(fam, items, keys[start : start + chunk], memo, check)
+            await asyncio.sleep(0)
+
+    def query_rib(self, family_name: str, q: ctl.RibQuery) -> list:
+        """The Loc-RIB filtered by ``q`` (see RibQuery), sorted by prefix,
+        ``q.offset`` rows skipped and at most ``q.limit`` returned.  Only
+        the rows returned are built as Routes."""
+        fam = family(family_name)
+        flt = RouteFilter(q)
+        if q.prefix is not None and q.match in ("exact", "longest"):
+            out = []
+            for r, attrs in self.paths_of(family_name, q.prefix, q.match == "longest"):
+                if flt(attrs):
+                    out.append(r)
+            return out[q.offset : None if q.limit is None else q.offset + q.limit]
+        keep = None
+        if q.prefix is not None:
+            net = ipaddress.ip_network(q.prefix, strict=False)
+            if (net.version == 4) != (fam[0] == AFI_IPV4):
+                return []
+            base, plen0 = int(net.network_address), net.prefixlen
+            bits = net.max_prefixlen
+            if q.match == "longer":
+                def keep(addr, plen):
+                    return plen >= plen0 and int.from_bytes(addr, "big") >> (bits - plen0) == base >> (bits - plen0)
+            else:
+                def keep(addr, plen):
+                    return plen <= plen0 and int.from_bytes(addr, "big") >> (bits - plen) == base >> (bits - plen)
+        items, keys = self.sorted_best(fam, flt if flt.active else None, keep)
+        page = keys[q.offset : None if q.limit is None else q.offset + q.limit]
+        return self.rows(fam, items, page, {}, self.stale_checker(fam))
 
     def adj_rib_in(self, address: str, family_name: str) -> list:
         nb = self.peers.get(address)
@@ -358,3 +499,37 @@ class Views:
                            attribute_sets=len(d.attrs))
             for fam, rib in d.ribs.items()
         ]
+
+    # -- the daemon as a whole, policies ---------------------------------------------------------
+
+    def global_info(self) -> ctl.GlobalInfo:
+        d = self.daemon
+        g = d.config.global_
+        sp = d.speaker
+        nbs = list(sp.neighbors.values()) if sp is not None else []
+        listen = endpoints_text(sp.listen_addresses) if sp is not None else []
+        return ctl.GlobalInfo(
+            asn=g.asn, router_id=g.router_id, listen=listen,
+            started=d.started_at if d.started else None,
+            uptime=max(time.time() - d.started_at, 0.0) if d.started else 0.0,
+            neighbors=len(nbs), established=sum(1 for nb in nbs if nb.established),
+            ribs=self.rib_summary(),
+            refused_unknown=sp.refused_connections if sp is not None else 0,
+            refused_neighbors=sum(nb.counters.refused for nb in nbs),
+            half_open_closed=sum(nb.counters.half_open_closed for nb in nbs),
+        )
+
+    def policy_info(self) -> ctl.PolicyInfo:
+        """The policies and defined sets as the file spells them (kebab-case
+        keys), and every configured neighbour's chains."""
+        cfg = self.daemon.config
+        sp = self.daemon.speaker
+        nbs = []
+        for nb in (sp.neighbors.values() if sp is not None else ()):
+            c = nb.cfg
+            nbs.append(ctl.NeighborPolicy(address=nb.address, import_policy=list(c.import_policy or []),
+                                          export_policy=list(c.export_policy or []),
+                                          default_import=str(c.default_import or ""),
+                                          default_export=str(c.default_export or "")))
+        return ctl.PolicyInfo(policies=msgspec.to_builtins(cfg.policies),
+                              defined_sets=msgspec.to_builtins(cfg.defined_sets), neighbors=nbs)
