@@ -20,6 +20,8 @@ The twin gets that text from the formatter (``st.rib_text``,
 ``st.update_text``), the compiled module writes it itself.
 """
 
+from fastbgp.wire.as4 import attr_spans
+
 IMPLEMENTATION = "python"
 
 _TABLE_DUMP = 12
@@ -125,22 +127,16 @@ def _nlri_ok(v, s, e, maxbits):
 
 def _scan(v, i, n):
     """{type: (value start, value end)} of the attributes in v[i:n] (RFC
-    4271 §4.3), or None for anything this fast path leaves to
-    BgpdumpFormatter: a repeated type, a printed attribute of a length or
-    content it would treat specially, confederation segments."""
+    4271 §4.3, walked by fastbgp.wire.as4.attr_spans), or None for anything
+    this fast path leaves to BgpdumpFormatter: a cut or overrunning
+    attribute, a repeated type, a printed attribute of a length or content
+    it would treat specially, confederation segments."""
+    try:
+        spans = attr_spans(v, i, n)
+    except IndexError:
+        return None  # an attribute header cut by the end of the block
     a = {}
-    while i < n:
-        if i + 3 > n:
-            return None
-        t = v[i + 1]
-        if v[i] & 0x10:  # Extended Length
-            if i + 4 > n:
-                return None
-            vs = i + 4
-            ve = vs + ((v[i + 2] << 8) | v[i + 3])
-        else:
-            vs = i + 3
-            ve = vs + v[i + 2]
+    for _flags, t, vs, ve, _start in spans:
         if ve > n or t in a:
             return None  # RFC 7606 §3 (g): a repeated attribute is the formatter's case
         ln = ve - vs
@@ -159,7 +155,6 @@ def _scan(v, i, n):
         if (t in (3, 4, 5) and ln != 4) or (t == 6 and ln) or (t == 7 and ln != 8) or (t == 8 and (ln == 0 or ln & 3)):
             return None
         a[t] = (vs, ve)
-        i = ve
     return a
 
 
