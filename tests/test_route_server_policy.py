@@ -393,6 +393,15 @@ def test_reload_switches_euro_ix_on_for_established_clients(tmp_path, run):
         await until(lambda: nc.received().get("10.82.0.0/24") is not None
                     and nc.received()["10.82.0.0/24"].communities == [], what="stripped at 65003")
         assert nb.state.name == "ESTABLISHED" and nb.counters.established_count == 1
+        # A route with a next hop that is not A's, then the next-hop check
+        # switched on: it is taken back from the other clients.
+        a.announce(["10.82.1.0/24"], next_hop=b_addr)
+        await until(lambda: "10.82.1.0/24" in nc.received(), what="third-party next hop passed on")
+        dut.glob += "next-hop-check = true\n"
+        dut.path.write_text(dut.text())
+        await d.reload()
+        await until(lambda: "10.82.1.0/24" not in nc.received(), what="withdrawn after the next-hop check")
+        assert "10.82.0.0/24" in nc.received() and na.counters.established_count == 1
         for s in (a, b, c):
             await s.stop()
         await dut.stop()

@@ -255,6 +255,7 @@ class Exporter:
             g.set_policy(engine, chain, g.pctx)
         for nb in {id(m): m for m in rs_members}.values():
             self.redump_all(nb)
+            self.daemon.importer.soft_in(nb)  # its routes through the next-hop check again
 
     def submit_join(self, nb, fam, eor=True):
         """Queue: ``nb`` joins its update group for ``fam`` and receives the
@@ -363,6 +364,8 @@ class Exporter:
                 return
             out = g.process(part, sources, single=True)
             nb.send_messages(out.common)
+            if out.scoped:
+                send_scoped(nb, out.scoped)
             yield
 
 
@@ -404,3 +407,14 @@ def distribute(g, out, targets=None):
             e = echo.get(pid)
             if e:
                 m.send_messages(e)
+        if out.scoped:
+            send_scoped(m, out.scoped)
+
+
+def send_scoped(m, scoped):
+    """Our routes offered to some neighbours only (see export._Out)."""
+    for addresses, msgs, withdrawals in scoped:
+        if m.address in addresses:
+            m.send_messages(msgs)
+        elif withdrawals:
+            m.send_messages(withdrawals)
