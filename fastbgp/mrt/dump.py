@@ -44,6 +44,7 @@ import sys
 import msgspec
 
 from fastbgp.wire import as4 as _as4
+from fastbgp.wire.as4 import attr_spans
 from fastbgp.wire import codec as codec_selector
 from fastbgp.mrt import reader as M
 from fastbgp.wire.communities import format_large_community
@@ -283,18 +284,11 @@ def _canonical_parts(block):
     path = ""
     origin = "INCOMPLETE"
     nh = _NO_NH
-    i = 0
-    n = len(block)
-    while i < n:
-        t = block[i + 1]
+    spans = attr_spans(block)
+    k = 0
+    for _flags, t, i, j, _start in spans:
         if t > 3:
             break
-        if block[i] & 0x10:
-            i += 4
-            j = i + ((block[i - 2] << 8) | block[i - 1])
-        else:
-            i += 3
-            j = i + block[i - 1]
         if t == 2:
             v = block[i:j]
             path = _PATH_CACHE.get(v)
@@ -305,9 +299,9 @@ def _canonical_parts(block):
                 origin = _ORIGINS[block[i]]
         elif t == 3:
             nh = f"{_DOT[block[i]]}{_DOT[block[i + 1]]}{_DOT[block[i + 2]]}{_DEC[block[i + 3]]}"
-        i = j
-    if i < n:
-        tail = block[i:]
+        k += 1
+    if k < len(spans):
+        tail = block[spans[k][4] :]
         post = _TAIL_CACHE.get(tail)
         if post is None:
             post = _tail_text(tail)
@@ -330,16 +324,7 @@ def _tail_text(tail):
     comm = ""
     ag = "NAG"
     agg = ""
-    i = 0
-    n = len(tail)
-    while i < n:
-        t = tail[i + 1]
-        if tail[i] & 0x10:
-            i += 4
-            j = i + ((tail[i - 2] << 8) | tail[i - 1])
-        else:
-            i += 3
-            j = i + tail[i - 1]
+    for _flags, t, i, j, _start in attr_spans(tail):
         if t <= 3:
             return None
         if t == 5:
@@ -352,7 +337,6 @@ def _tail_text(tail):
             ag = "AG"
         elif t == 7:
             agg = "%d %s" % (_U32(tail, i)[0], _ntop(_AF4, tail[i + 4 : j]))
-        i = j
     s = f"|{lp}|{med}|{comm}|{ag}|{agg}|\n"
     if len(_TAIL_CACHE) >= _CACHE_LIMIT:
         _TAIL_CACHE.clear()
