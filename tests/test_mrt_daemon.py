@@ -31,6 +31,7 @@ pytest.importorskip("aiohttp")
 
 from fastbgp.cli import main as cli
 from fastbgp.wire import codec
+from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
 from fastbgp.mrt import reader as mrt  # noqa: E402
 from fastbgp.mrt import writer as mrt_writer  # noqa: E402
 from fastbgp.wire.as4 import encode_attr, encode_segments  # noqa: E402
@@ -169,8 +170,9 @@ def _attrs(*items):
     return b"".join(encode_attr(f, t, v) for f, t, v in items)
 
 
-def _bgpdump(path):
-    r = subprocess.run([BGPDUMP, "-m", str(path)], capture_output=True, text=True, timeout=30)
+def _bgpdump(path, *opts):
+    r = subprocess.run([BGPDUMP, *(opts or ("-m",)), str(path)], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, TZ="UTC"))
     assert r.returncode == 0, r.stderr
     return r.stdout.splitlines()
 
@@ -252,8 +254,23 @@ def test_updates_file_rotates_every_interval(harness):
 # -------------------------------------------------------------------- RIB dump
 
 
+def _received(h, fam, prefix):
+    """The daemon RIB's receive times of ``prefix``: {peer id: Unix s}."""
+    return {q[0]: q[4] for q in h.call(lambda: h.daemon.ribs[fam].paths(prefix, received=True))}
+
+
 def test_rib_snapshot_holds_the_routes(harness):
     h = harness
+    # The IPv6 route changes (a MED) in a later second than the IPv4 one
+    # was received: RFC 6396 §4.3.4's originated time must be each path's
+    # own receive time, not one per peer or the time of the dump.
+    (t4,) = _received(h, IPV4_UNICAST, V4[0]).values()
+    while int(time.time()) <= t4:
+        time.sleep(0.05)
+    h.call(h.speaker.announce, V6, next_hop="2001:db8::2", as_path=[65020, 65021], med=9)
+    h.wait_for(lambda: [r.med for r in h.rib("ipv6-unicast")] == [9], "the changed IPv6 route")
+    (t6,) = _received(h, IPV6_UNICAST, V6[0]).values()
+    assert t6 > t4
     t = time.time()
     # A snapshot of an interval that began after the routes were in.
     h.wait_for(lambda: any(os.path.basename(p) >= time.strftime("rib.%Y%m%d.%H%M%S", time.gmtime(t + 1))
@@ -274,11 +291,22 @@ def test_rib_snapshot_holds_the_routes(harness):
     assert ribs[V4[0]].subtype == mrt.RIB_IPV4_UNICAST
     (e6,) = ribs[V6[0]].entries
     assert ribs[V6[0]].subtype == mrt.RIB_IPV6_UNICAST and mrt.ip_str(e6.next_hop[:16]) == "2001:db8::2"
+    assert (e.originated, e6.originated) == (t4, t6)
     if BGPDUMP is not None:
         lines = _bgpdump(path)
         assert any(ln.startswith("TABLE_DUMP2|") and "|B|127.0.0.2|65002|203.0.113.0/24|65002 65020|IGP|127.0.0.2|0|7|65002:1|" in ln
                    for ln in lines), lines
-        assert any("|2001:db8:100::/48|65002 65020 65021|IGP|2001:db8::2|" in ln for ln in lines), lines
+        assert any("|2001:db8:100::/48|65002 65020 65021|IGP|2001:db8::2|0|9|" in ln for ln in lines), lines
+        # The originated times as bgpdump reads them: its verbose form
+        # (Debian's 1.6.2 prints 0 in -m's time column with ``-t change``).
+        got, prefix = {}, None
+        for ln in _bgpdump(path, "-v"):
+            if ln.startswith("PREFIX: "):
+                prefix = ln.split()[1]
+            elif ln.startswith("ORIGINATED: "):
+                got[prefix] = ln[len("ORIGINATED: "):]
+        fmt = "%m/%d/%y %H:%M:%S"
+        assert got == {V4[0]: time.strftime(fmt, time.gmtime(t4)), V6[0]: time.strftime(fmt, time.gmtime(t6))}
 
 
 # ---------------------------------------------------------------------- inject

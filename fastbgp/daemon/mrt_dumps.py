@@ -9,7 +9,8 @@ dumping: the dumper subscribes to a session's raw UPDATEs through
 
 Calls: :mod:`fastbgp.mrt` (records, rotating writer), the daemon's
 ``config``, ``ribs``, ``attrs``, ``sources``, ``speaker``, ``loop`` and
-``started_at``, and ``Daemon.write_mrt_rib`` for the scheduled snapshots.
+``started_at``, and ``Daemon.write_mrt_rib`` for the scheduled snapshots;
+the RIBs' per-path receive times are the snapshots' originated times.
 Called by: the daemon (start / stop / reload create and close the dumper;
 the peer registry hooks each session that comes up; every state change is
 passed to ``state_change``).
@@ -271,28 +272,22 @@ class MrtDumper:
 # ---------------------------------------------------------------- RIB snapshots
 
 
-def _peer_index(daemon, ts):
+def _peer_index(daemon):
     """RFC 6396 §4.3.1: the peer index; entry 0 is this router (its own
     routes), then every peer with paths in the RIB.  Returns (peers, pid ->
-    index, pid -> Source as indexed, pid -> originated time)."""
+    index, pid -> Source as indexed)."""
     g = daemon.config.global_
     peers = [mrt.Peer(g.router_id, "0.0.0.0", g.asn)]
     index = {LOCAL_PID: 0}
     srcs = {LOCAL_PID: daemon.sources.get(LOCAL_PID)}
-    # RFC 6396 §4.3.4 wants the time the route was received; the RIB does
-    # not keep one per path, so a peer's paths carry the time its session
-    # came up (the earliest they can be from), ours the daemon's start.
-    orig = {LOCAL_PID: int(daemon.started_at)}
-    up = {nb.pid: nb.counters.uptime for nb in daemon.speaker.neighbors.values()} if daemon.speaker else {}
     for pid, src in sorted(daemon.sources.items()):
         if pid == LOCAL_PID or not any(r.has_peer(pid) and r.peer_path_count(pid) for r in daemon.ribs.values()):
             continue
         index[pid] = len(peers)
         srcs[pid] = src
-        orig[pid] = int(up.get(pid) or ts)
         peers.append(mrt.Peer(str(ipaddress.IPv4Address(src.router_id or 0)), src.address or "0.0.0.0",
                               src.peer_as or 0))
-    return peers, index, srcs, orig
+    return peers, index, srcs
 
 
 async def write_rib_snapshot(daemon, path, timestamp=None) -> int:
@@ -306,7 +301,7 @@ async def write_rib_snapshot(daemon, path, timestamp=None) -> int:
     (RFC 6396 asks for none); sequence numbers count up from 0.
     Returns the number of RIB records."""
     ts = int(time.time() if timestamp is None else timestamp)
-    peers, index, srcs, orig = _peer_index(daemon, ts)
+    peers, index, srcs = _peer_index(daemon)
     tmp = "%s.tmp" % path
     d = os.path.dirname(path)
     if d:
@@ -319,7 +314,7 @@ async def write_rib_snapshot(daemon, path, timestamp=None) -> int:
     try:
         w.write_raw(writer.encode_peer_index(ts, daemon.config.global_.router_id, peers))
         for fam, rib in daemon.ribs.items():
-            seq = await _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq)
+            seq = await _write_family(daemon, w, ts, fam, rib, index, srcs, seq)
         w.close()
         os.replace(tmp, path)
         done = True
@@ -333,7 +328,7 @@ async def write_rib_snapshot(daemon, path, timestamp=None) -> int:
     return seq
 
 
-async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
+async def _write_family(daemon, w, ts, fam, rib, index, srcs, seq):
     """The RIB records of one family, numbered from ``seq``; returns the
     next sequence number."""
     loop = daemon.loop
@@ -346,7 +341,7 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
     # is what is written.
     groups = list(rib.dump_best())
     t0 = loop.time()
-    memo = {}  # attr id -> (peer index, originated, RIB attrs); valid for one slice
+    memo = {}  # attr id -> (peer index, RIB attrs); valid for one slice
     k = 0
     for _best, packed in groups:
         i, end = 0, len(packed)
@@ -360,11 +355,11 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
                 await asyncio.sleep(0)
                 t0 = loop.time()
                 memo = {}  # attribute ids may be reused once the RIB moved on
-            paths = rib.paths(mrt.prefix_text(raw[1:] + pad[nb], plen))
+            paths = rib.paths(mrt.prefix_text(raw[1:] + pad[nb], plen), received=True)
             if not paths:
                 continue  # withdrawn since
             ents = []
-            for peer, path_id, aid, _flags in paths:
+            for peer, path_id, aid, _flags, received in paths:
                 idx = index.get(peer)
                 if idx is None or daemon.sources.get(peer) is not srcs[peer]:
                     continue  # a peer that came (or came back) after the index was written
@@ -375,8 +370,11 @@ async def _write_family(daemon, w, ts, fam, rib, index, srcs, orig, seq):
                         # RFC 6396 §4.3.4: the MP next hop in an
                         # abbreviated MP_REACH_NLRI.
                         attrs = writer.rib_attrs(attrs, nh)
-                    e = memo[aid] = (idx, orig[peer], attrs)
-                ents.append(e + (path_id,))
+                    e = memo[aid] = (idx, attrs)
+                # RFC 6396 §4.3.4 "originated time": when the path was
+                # received (its last change, as the RIB keeps it), not the
+                # time of the dump.
+                ents.append((e[0], received, e[1], path_id))
             if not ents:
                 continue
             w.write_raw(writer.encode_rib_packed(ts, seq, afi, raw, ents))
