@@ -1,8 +1,13 @@
+# ruff: noqa: F811 - the harness fixture is imported, then named as a parameter
 """The ``fastbgp`` command line against a real Daemon (the harness of
 test_api.py), through ``cli.main([...])`` as a user's shell would call it."""
 
+import argparse
+import ipaddress
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -372,3 +377,365 @@ def test_capability_names_show_unknown_codes():
     # not as a bare "unknown".
     caps = [{"kind": "multiprotocol", "afi": 1, "safi": 1}, {"kind": "unknown", "code": 73, "value": ""}]
     assert cli.capability_names(caps) == "multiprotocol(1/1), unknown(73)"
+
+
+# ------------------------------------------------- issue 14: CLI and API views
+
+# Appended to the harness config: the lines before the first table belong to
+# the last [[neighbors]] (127.0.0.3, passive, nobody there), so changing
+# them never touches the session with the peer.
+POLICY_EXTRA = """\
+import-policy = ["from-customers"]
+export-policy = ["to-customers"]
+default-export = "reject"
+prefix-limit = { ipv4-unicast = { max = 100, restart-after = 30 } }
+
+[defined-sets]
+prefix-sets = [{ name = "customer-nets", prefixes = ["10.0.0.0/8 le 24", "192.0.2.0/24"] }]
+as-path-sets = [{ name = "from-65020", as-paths = ["65020$"] }]
+community-sets = [{ name = "blackhole", communities = ["65535:666"] }]
+
+[[policies]]
+name = "from-customers"
+[[policies.statements]]
+name = "nets"
+conditions = { prefix-set = "customer-nets", as-path-set = { name = "from-65020", match = "invert" } }
+actions = { result = "accept", set-local-pref = 200, communities = { add = ["65001:100"] } }
+
+[[policies]]
+name = "to-customers"
+[[policies.statements]]
+conditions = { community-set = "blackhole" }
+actions = { result = "reject" }
+"""
+
+
+@pytest.fixture
+def policy_config(fastbgp, harness):
+    harness.write_config(extra=POLICY_EXTRA)
+    rc, out, err = fastbgp("reload")
+    assert rc == 0, err
+    try:
+        yield
+    finally:
+        harness.write_config()
+        fastbgp("reload")
+
+
+def test_global_shows_the_daemon(fastbgp, harness):
+    rc, out, err = fastbgp("global")
+    assert rc == 0, err
+    assert "AS:" in out and "65001" in out and "Router-ID:" in out and "10.0.0.1" in out
+    assert "Listening Port:" in out and "none (outbound only)" in out  # listen = []
+    assert "Uptime:" in out and "Neighbors:" in out and "2 configured, 1 established" in out
+    assert "Refused connections:" in out and "from unconfigured addresses" in out
+    rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.strip().startswith("ipv")}
+    assert int(rows["ipv4-unicast"][1].replace(",", "")) >= len(PEER_PREFIXES)
+    rc, out, _ = fastbgp("global", "-j")
+    g = msgspec.json.decode(out, type=ctl.GlobalInfo)
+    assert g.asn == 65001 and g.router_id == "10.0.0.1" and g.listen == [] and g.uptime > 0
+    assert {r.family for r in g.ribs} == {"ipv4-unicast", "ipv6-unicast"}
+    assert g.refused_unknown == 0 and g.half_open_closed == 0
+
+
+def test_policy_and_defined_sets(fastbgp, policy_config):
+    rc, out, err = fastbgp("policy")
+    assert rc == 0, err
+    assert "Name from-customers:" in out and "StatementName nets:" in out
+    assert "PrefixSet:" in out and "any customer-nets" in out and "invert from-65020" in out
+    assert "LocalPref:" in out and "200" in out and "add 65001:100" in out and "accept" in out
+    assert "Name to-customers:" in out and "StatementName #1:" in out and "reject" in out
+    assert "Used by: 127.0.0.3 import" in out and "127.0.0.3 export" in out
+    rc, out, _ = fastbgp("policy", "to-customers")
+    assert "to-customers" in out and "from-customers" not in out
+    rc, out, err = fastbgp("policy", "nothing-like-it")
+    assert rc == 1 and "no policy named" in err
+    rc, out, _ = fastbgp("policy", "-j")
+    assert [p["name"] for p in json.loads(out)] == ["from-customers", "to-customers"]
+
+    rc, out, err = fastbgp("defined-set")
+    assert rc == 0, err
+    assert "Prefix sets:" in out and "customer-nets" in out and "10.0.0.0/8 le 24" in out and "192.0.2.0/24" in out
+    assert "As-path sets:" in out and "65020$" in out and "Community sets:" in out and "65535:666" in out
+    rc, out, _ = fastbgp("defined-set", "community")
+    assert "65535:666" in out and "customer-nets" not in out
+    rc, out, _ = fastbgp("defined-set", "prefix", "customer-nets", "-j")
+    assert json.loads(out) == {"prefix-sets": [{"name": "customer-nets",
+                                                "prefixes": ["10.0.0.0/8 le 24", "192.0.2.0/24"]}]}
+    rc, out, err = fastbgp("defined-set", "colour")
+    assert rc == 2 and "unknown kind 'colour'" in err
+
+
+def test_neighbor_policy_and_limits(fastbgp, policy_config):
+    rc, out, err = fastbgp("neighbor", "127.0.0.3", "policy")
+    assert rc == 0, err
+    imp, exp = out.split("Export policy:")
+    assert "Import policy:" in imp and "Default: REJECT" in imp  # eBGP without a default: RFC 8212
+    assert "Name from-customers:" in imp and "StatementName nets:" in imp
+    assert "Default: REJECT" in exp and "Name to-customers:" in exp
+    rc, out, _ = fastbgp("neighbor", "127.0.0.3")
+    assert "Import policy: from-customers (default reject)" in out
+    assert "Export policy: to-customers (default reject)" in out
+    assert "Prefix limits: ipv4-unicast 100, restart after 30 s" in out
+    rc, out, _ = fastbgp("neighbor", "127.0.0.3", "-j")
+    d = msgspec.json.decode(out, type=ctl.NeighborDetail)
+    assert d.prefix_limits == [ctl.PrefixLimitInfo(family="ipv4-unicast", max=100, restart_after=30)]
+    rc, out, _ = fastbgp("neighbor", "127.0.0.2")
+    assert "Prefix limits: none" in out and "Import policy: - (default accept)" in out
+
+
+@pytest.mark.timeout(60)
+def test_counters_after_disable(fastbgp, harness):
+    """A disabled neighbour has nothing accepted or advertised (its routes
+    are gone), while its message counters are kept."""
+    # The statistics (cached up to views.STATS_TTL seconds) while up, so a
+    # stale cache would show after the disable.
+    def detail():
+        rc, out, _ = fastbgp("neighbor", "127.0.0.2", "-j")
+        return msgspec.json.decode(out, type=ctl.NeighborDetail)
+
+    harness.wait_for(lambda: detail().prefixes_accepted == len(PEER_PREFIXES) + 1, "accepted count", timeout=8)
+    before = detail()
+    assert before.counters.received_update >= 2
+    rc, out, err = fastbgp("neighbor", "127.0.0.2", "disable")
+    assert rc == 0, err
+    try:
+        harness.wait_for(lambda: harness.state("127.0.0.2") == "idle", "disabled")
+        rc, out, _ = fastbgp("neighbor", "127.0.0.2", "-j")
+        d = msgspec.json.decode(out, type=ctl.NeighborDetail)
+        assert d.admin_down and d.prefixes_received == 0
+        assert d.prefixes_accepted == 0 and d.prefixes_advertised == 0
+        assert d.counters.received_update >= before.counters.received_update
+        assert d.counters.sent_open >= 1 and d.counters.received_open >= 1
+        rc, out, _ = fastbgp("neighbor", "127.0.0.2")
+        assert "BGP state = Idle (admin down)" in out
+        for label in ("Advertised:", "Received:", "Accepted:"):
+            line = next(ln for ln in out.splitlines() if label in ln)
+            assert line.split()[-1] == "0", line
+        rc, out, _ = fastbgp("neighbor")
+        row = next(ln.split() for ln in out.splitlines() if ln.startswith("127.0.0.2"))
+        assert row[3] == "Idle(Admin)" and row[4:] == ["0", "0"]
+    finally:
+        fastbgp("neighbor", "127.0.0.2", "enable")
+        harness.wait_for(lambda: harness.state("127.0.0.2") == "established", "re-established", timeout=20)
+        harness.wait_for(lambda: len(harness.call(harness.daemon.rib, "ipv4-unicast")) >= len(PEER_PREFIXES),
+                         "peer routes back", timeout=20)
+
+
+RIB_ROUTES = [
+    # (prefix, aspath, communities, large communities)
+    ("10.10.0.0/16", "65100 65200", "65000:1", None),
+    ("10.2.0.0/16", "65100", None, "65000:1:2"),
+    ("10.2.3.0/24", "65300 65200", "65000:1", None),
+    ("9.0.0.0/8", "65200", None, None),
+    ("10.0.0.0/8", "65400", None, None),
+]
+
+
+@pytest.fixture
+def rib_routes(fastbgp):
+    for p, aspath, comm, large in RIB_ROUTES:
+        words = ["global", "rib", "add", p, "nexthop", "192.0.2.1", "aspath", aspath]
+        words += ["community", comm] if comm else []
+        words += ["large-community", large] if large else []
+        rc, out, err = fastbgp(*words)
+        assert rc == 0, err
+    try:
+        yield
+    finally:
+        fastbgp("global", "rib", "del", *[r[0] for r in RIB_ROUTES])
+
+
+def _prefixes(out):
+    return [x["prefix"] for x in json.loads(out)]
+
+
+def test_global_rib_sorted_and_filtered(fastbgp, rib_routes):
+    rc, out, _ = fastbgp("global", "rib", "-j")
+    mine = [p for p in _prefixes(out) if p in {r[0] for r in RIB_ROUTES}]
+    # Numerically by address, then length: not as strings.
+    assert mine == ["9.0.0.0/8", "10.0.0.0/8", "10.2.0.0/16", "10.2.3.0/24", "10.10.0.0/16"]
+    rc, out, _ = fastbgp("global", "rib")
+    rows = [ln.split()[1] for ln in out.splitlines()[2:] if ln.strip()]
+    assert rows == sorted(rows, key=lambda p: (int(ipaddress.ip_network(p).network_address),
+                                               ipaddress.ip_network(p).prefixlen))
+    assert rows.index("9.0.0.0/8") < rows.index("10.2.0.0/16") < rows.index("10.10.0.0/16")
+    assert out.splitlines()[2].split()[4] == "-"  # Age: the API gave none
+
+    def q(*words):
+        rc, out, err = fastbgp("global", "rib", *words, "-j")
+        assert rc == 0, err
+        return _prefixes(out)
+
+    assert q("10.0.0.0/8", "longer-prefixes") == ["10.0.0.0/8", "10.2.0.0/16", "10.2.3.0/24", "10.10.0.0/16"]
+    assert q("10.2.0.0/16", "longer-prefixes") == ["10.2.0.0/16", "10.2.3.0/24"]
+    assert q("10.2.3.0/24", "shorter-prefixes") == ["10.0.0.0/8", "10.2.0.0/16", "10.2.3.0/24"]
+    assert q("10.2.3.0/24", "longest-match") == ["10.2.3.0/24"]
+    assert q("10.2.3.9") == ["10.2.3.0/24"]
+    assert q("community", "65000:1") == ["10.2.3.0/24", "10.10.0.0/16"]
+    assert q("large-community", "65000:1:2") == ["10.2.0.0/16"]
+    assert q("aspath", "^65100") == ["10.2.0.0/16", "10.10.0.0/16"]
+    assert q("origin-as", "65200") == ["9.0.0.0/8", "10.2.3.0/24", "10.10.0.0/16"]
+    assert q("10.0.0.0/8", "longer-prefixes", "origin-as", "AS65200") == ["10.2.3.0/24", "10.10.0.0/16"]
+    assert q("10.0.0.0/8", "longer-prefixes", "limit", "2") == ["10.0.0.0/8", "10.2.0.0/16"]
+    assert q("10.0.0.0/8", "longer-prefixes", "limit", "2", "offset", "2") == ["10.2.3.0/24", "10.10.0.0/16"]
+    assert q("community", "65000:999") == []
+    rc, out, _ = fastbgp("global", "rib", "10.0.0.0/8", "longer-prefixes", "community", "65000:1")
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["Network", "Next"] and len([ln for ln in lines[2:] if ln.strip()]) == 2
+
+
+@pytest.mark.parametrize("words,message", [
+    (["community", "65536:1"], "community: \"65536:1\""),
+    (["aspath", "(unclosed"], "as_path: not a regular expression"),
+    (["limit", "0"], "limit"),
+    (["origin-as", "x"], "origin-as: expected a number"),
+    (["10.0.0.0/8", "longer-prefixes", "colour", "red"], "unexpected 'colour'"),
+    (["community"], "community needs a value"),
+])
+def test_global_rib_filter_errors(fastbgp, words, message):
+    rc, out, err = fastbgp("global", "rib", *words)
+    assert rc in (1, 2) and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.timeout(30)
+def test_monitor_shows_withdrawn_prefixes(fastbgp, harness):
+    stop = threading.Event()
+    extra = "198.18.7.0/24"
+
+    def flap():
+        for _ in range(100):
+            harness.call(harness.speaker.announce, [extra], next_hop="127.0.0.2", as_path=[65020])
+            if stop.wait(0.1):
+                return
+            harness.call(harness.speaker.withdraw, [extra])
+            if stop.wait(0.1):
+                return
+
+    t = threading.Thread(target=flap)
+    t.start()
+    try:
+        out = ""
+        for _ in range(4):  # until a withdrawal is among the events seen
+            rc, got, err = fastbgp("monitor", "neighbor", "127.0.0.2", "--count", "2")
+            assert rc == 0, err
+            out += got
+            if "-" + extra in out:
+                break
+    finally:
+        stop.set()
+        t.join()
+        harness.call(harness.speaker.withdraw, [extra])
+    lines = [ln for ln in out.splitlines() if "[UPDATE]" in ln]
+    assert any(ln.endswith("+0 -1 -" + extra) for ln in lines), out
+    assert any(("+1 -0 +" + extra) in ln for ln in lines), out
+
+
+def test_reload_restores_configured_routes(fastbgp, harness):
+    configured = "198.51.100.128/25"
+    harness.write_config(extra='\n[[routes]]\nprefix = "%s"\nas-path = [65001]\n' % configured)
+    try:
+        rc, out, err = fastbgp("reload")
+        assert rc == 0 and "routes added: %s" % configured in out, (out, err)
+        rc, out, _ = fastbgp("global", "rib", configured, "-j")
+        assert _prefixes(out) == [configured]
+        rc, out, _ = fastbgp("global", "rib", "del", "all")
+        assert rc == 0 and out.strip() == "withdrew 1 prefix"
+        rc, out, _ = fastbgp("global", "rib", configured, "-j")
+        assert _prefixes(out) == []
+        rc, out, err = fastbgp("reload")
+        assert rc == 0 and out == "configuration reloaded\n  routes restored: %s\n" % configured, (out, err)
+        rc, out, _ = fastbgp("global", "rib", configured, "-j")
+        assert [(r["prefix"], r["source"]) for r in json.loads(out)] == [(configured, "local")]
+        rc, out, _ = fastbgp("reload")
+        assert out.strip() == "configuration reloaded: no change"
+    finally:
+        harness.write_config()
+        fastbgp("reload")
+    rc, out, _ = fastbgp("global", "rib", configured, "-j")
+    assert _prefixes(out) == []
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+@pytest.fixture
+def daemon_log():
+    handler = _Records()
+    logger = logging.getLogger("fastbgp.daemon")
+    logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_reload_log_lines_are_readable(fastbgp, harness, daemon_log):
+    try:
+        harness.write_config(description="edited", extra='\n[[routes]]\nprefix = "198.51.100.64/26"\n')
+        rc, out, err = fastbgp("reload")
+        assert rc == 0, err
+        harness.write_config(extra='\n[[neighbors]]\naddress = "127.0.0.9"\npeer-as = 0\n')
+        rc, out, err = fastbgp("reload")
+        assert rc == 1
+    finally:
+        harness.write_config()
+        fastbgp("reload")
+    done = [m for lv, m in daemon_log if m.startswith("configuration reloaded: ") and "edited" not in m]
+    assert done and "changed: 127.0.0.2 (" in done[0] and "description" in done[0], daemon_log
+    assert "routes added: 198.51.100.64/26" in done[0]
+    # No Python reprs: no dict/list brackets or quotes around names.
+    for m in done:
+        assert not any(ch in m for ch in "{}[]'"), m
+    refused = [(lv, m) for lv, m in daemon_log if "reload refused" in m]
+    assert refused and refused[0][0] == logging.WARNING and "peer-as" in refused[0][1], daemon_log
+
+
+def test_endpoints_are_logged_as_text():
+    from fastbgp.daemon.views import endpoints_text
+
+    assert endpoints_text([("0.0.0.0", 179), ("::", 1790)]) == ["0.0.0.0:179", "[::]:1790"]
+
+
+def _all_parsers(parser, name="fastbgp"):
+    yield name, parser
+    for action in parser._actions:
+        if action.nargs == argparse.PARSER:
+            seen = set()
+            for word, sub in action.choices.items():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    yield from _all_parsers(sub, "%s %s" % (name, word))
+
+
+def test_usage_lines_name_real_options():
+    """Every option a usage line shows is one the command takes; no usage
+    or help line shows an internal name."""
+    parser = cli.build_parser(None)
+    checked = 0
+    for name, p in _all_parsers(parser):
+        known = {s for a in p._actions for s in a.option_strings}
+        usage = p.format_usage()
+        for tok in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", usage):
+            assert tok in known, "%s: usage shows %s, which it does not take" % (name, tok)
+        text = p.format_help()
+        for internal in ("_command", "words_command", "subparser", "what}", "{what"):
+            assert internal not in text, "%s: help shows %r" % (name, internal)
+        checked += 1
+    assert checked >= 12
+
+
+@pytest.mark.parametrize("words", [["mrt"], ["bench"], ["mrt", "dump"], []])
+def test_usage_errors_name_no_internal_dest(words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(words)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "arguments are required:" in ln)
+    assert re.search(r"\b(mrt_command|command|what|func|files)\b", line.split("required:")[1]) is None, err
