@@ -158,3 +158,27 @@ def test_notification_data_hex_is_truncated():
     assert subcode_name(3, 1) == "malformed-attr-list"
     assert subcode_name(6, 2) == "admin-shutdown"
     assert subcode_name(4, 0) == "unspecific"
+
+
+def test_received_notification_is_named_once_in_the_warning(caplog, run):
+    # The loss line describes the NOTIFICATION the peer sent; the reason
+    # must not repeat it ("NOTIFICATION received: 6/4; NOTIFICATION received 6/4 ...").
+    caplog.set_level(logging.INFO, logger="fastbgp")
+
+    async def main():
+        a, n = await speaker_with_raw_neighbor()
+        peer = await RawPeer.connect(a.port)
+        try:
+            await peer.handshake()
+            await n.wait_established(2)
+            peer.send(codec.frame(3, bytes([6, 4])))  # Cease / Administrative Reset
+            await n.wait_for(lambda: not n.established, 2)
+        finally:
+            peer.close()
+            await a.stop()
+
+    run(main())
+    lines = warnings_for(caplog, C_ADDR)
+    assert len(lines) == 1, lines
+    assert lines[0].count("NOTIFICATION received") == 1, lines[0]
+    assert "NOTIFICATION received 6/4 (Cease / admin-reset)" in lines[0]

@@ -943,9 +943,14 @@ class Session:
             code, subcode, data = codec.parse_notification(body)
         except BGPError:
             code, subcode, data = 0, 0, bytes(body)
-        self._error("NOTIFICATION received: %d/%d" % (code, subcode))
+        text = "NOTIFICATION received: %d/%d" % (code, subcode)
         if self.loss_notification is None:
+            # The loss line describes this NOTIFICATION itself (names, data):
+            # only ``last_error`` keeps the short form, so it is not said twice.
+            self.last_error = text
             self.loss_notification = (False, code, subcode, bytes(data))
+        else:
+            self._error(text)
         try:
             self.owner.session_notification(self, False, code, subcode, data)
         except Exception:
