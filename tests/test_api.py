@@ -503,3 +503,98 @@ def test_stopping_the_api_ends_watch_streams(harness, tmp_path):
     assert harness.run_client(watch()) < 1.5
     stopped[0].result(5)
     assert not os.path.exists(path)
+
+
+# ------------------------------------------------- issue 14: global, policy, RIB queries
+
+
+def test_global_endpoint(harness):
+    status, _, g = http(harness, "GET", "/v1/global")
+    assert status == 200
+    g = msgspec.convert(g, ctl.GlobalInfo)
+    assert (g.asn, g.router_id, g.listen) == (65001, "10.0.0.1", [])
+    assert g.started is not None and g.uptime > 0 and g.neighbors == 2 and g.established == 1
+    assert {r.family for r in g.ribs} == {"ipv4-unicast", "ipv6-unicast"}
+    assert g.refused_unknown == 0 and g.refused_neighbors >= 0 and g.half_open_closed == 0
+
+
+def test_policy_endpoint(harness):
+    status, _, p = http(harness, "GET", "/v1/policy")
+    assert status == 200
+    p = msgspec.convert(p, ctl.PolicyInfo)
+    assert p.policies == [] and p.defined_sets == {}
+    assert {n.address: (n.default_import, n.default_export) for n in p.neighbors} == {
+        "127.0.0.2": ("accept", "accept"), "127.0.0.3": ("reject", "reject")}  # RFC 8212 for eBGP
+
+
+QUERY_ROUTES = [("100.64.0.0/10", [65010]), ("100.64.8.0/21", [65010, 65011]), ("100.64.9.0/24", [65012]),
+                ("100.127.0.0/16", [65011])]
+
+
+def test_rib_query_is_filtered_by_the_daemon(harness):
+    for p, path in QUERY_ROUTES:
+        body = {"prefixes": [p], "as_path": path, "communities": ["65001:%d" % path[-1]]}
+        assert http(harness, "POST", "/v1/rib/announce", body)[0] == 200
+    try:
+        def get(query):
+            status, _, body = http(harness, "GET", "/v1/rib/ipv4-unicast?" + query)
+            assert status == 200, body
+            return [r["prefix"] for r in body]
+
+        assert get("prefix=100.64.0.0/10&match=longer") == ["100.64.0.0/10", "100.64.8.0/21", "100.64.9.0/24",
+                                                            "100.127.0.0/16"]
+        assert get("prefix=100.64.9.0/24&match=shorter") == ["100.64.0.0/10", "100.64.8.0/21", "100.64.9.0/24"]
+        assert get("prefix=100.64.9.1&match=shorter") == ["100.64.0.0/10", "100.64.8.0/21", "100.64.9.0/24"]
+        assert get("origin_as=65011") == ["100.64.8.0/21", "100.127.0.0/16"]
+        assert get("origin-as=65011&community=65001:65011&prefix=100.64.0.0/10&match=longer") == [
+            "100.64.8.0/21", "100.127.0.0/16"]
+        assert get("as_path=%5E65010%20") == ["100.64.8.0/21"]  # "^65010 "
+        assert get("prefix=100.64.0.0/10&match=longer&offset=1&limit=2") == ["100.64.8.0/21", "100.64.9.0/24"]
+        assert get("prefix=100.64.0.0/10&match=longer&offset=9") == []
+    finally:
+        http(harness, "POST", "/v1/rib/withdraw", {"prefixes": [p for p, _ in QUERY_ROUTES]})
+
+
+@pytest.mark.parametrize("query,field", [
+    ("community=65536:1", "community"),
+    ("large_community=1:2", "large_community"),
+    ("as_path=(", "as_path"),
+    ("as_path=" + "x" * 300, "as_path"),
+    ("limit=0", "limit"),
+    ("limit=100001", "limit"),
+    ("offset=-1", "offset"),
+    ("origin_as=0", "origin_as"),
+    ("match=longer", "match"),
+    ("match=widest&prefix=10.0.0.0/8", "match"),
+    ("colour=red", "colour"),
+    ("prefix=2001:db8::/32&match=longer", "prefix"),
+])
+def test_rib_query_rejects_bad_parameters(harness, query, field):
+    status, _, body = http(harness, "GET", "/v1/rib/ipv4-unicast?" + query)
+    assert status == 400 and body.get("field") == field, body
+
+
+def test_route_age_is_optional():
+    r = msgspec.json.decode(b'{"prefix": "192.0.2.0/24"}', type=ctl.Route)
+    assert r.age is None
+
+
+def test_watch_reports_withdrawn_prefixes(harness):
+    extra = "198.18.9.0/24"
+
+    async def flap():
+        # Announced by the peer, then withdrawn: the UPDATE event of the
+        # withdrawal names the prefix.
+        harness.speaker.announce([extra], next_hop="127.0.0.2", as_path=[65020])
+        await asyncio.sleep(0.3)
+        harness.speaker.withdraw([extra])
+
+    def want(events):
+        return any(isinstance(e, ctl.UpdateReceived) and e.withdrawn_prefixes == [extra] for e in events)
+
+    async def trigger():
+        harness.run(flap())
+
+    events = harness.run_client(_watch_until(harness, trigger, want), timeout=30)
+    ev = next(e for e in events if isinstance(e, ctl.UpdateReceived) and e.withdrawn_prefixes)
+    assert ev.neighbor == "127.0.0.2" and ev.withdrawn == 1 and ev.prefixes == []

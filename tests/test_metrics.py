@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the harness fixture is imported, then named as a parameter
 """Prometheus metrics scraped from a real Daemon (the harness of
 test_api.py, metrics listener from its config), and the structured logging
 of fastbgp.control.logs."""
@@ -150,3 +151,67 @@ def test_level_names():
     assert logs.parse_level("critical") == logging.CRITICAL
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         logs.parse_level("loud")
+
+
+# ------------------------------------------- refused connections (issue 14)
+
+
+def test_refused_connections_in_api_and_metrics(run):
+    """Connections from an unconfigured address and from a disabled
+    neighbour's address, made to a real daemon: counted in
+    Control.global_info (``fastbgp global``), the neighbour's counters and
+    the Prometheus series."""
+    import asyncio
+    import socket
+
+    from prometheus_client import generate_latest
+
+    from fastbgp.config.checks import load_config
+    from fastbgp.daemon.core import Daemon
+    from fastbgp.testing.net import free_port
+
+    host, stranger, disabled = "127.0.4.1", "127.0.4.2", "127.0.4.3"
+    port = free_port(host)
+    cfg = load_config('[global]\nasn = 65001\nrouter-id = "10.0.4.1"\nlisten = ["%s:%d"]\n\n'
+                      '[[neighbors]]\naddress = "%s"\npeer-as = 65003\nadmin-down = true\n' % (host, port, disabled))
+
+    def connect(source):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.bind((source, 0))
+            s.connect((host, port))
+            s.recv(1)  # until the daemon closes it
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    async def main():
+        d = Daemon(cfg)
+        await d.start()
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, connect, stranger)
+            await loop.run_in_executor(None, connect, stranger)
+            await loop.run_in_executor(None, connect, disabled)
+            for _ in range(100):
+                g = d.global_info()
+                if g.refused_unknown >= 2 and g.refused_neighbors >= 1:
+                    break
+                await asyncio.sleep(0.02)
+            text = generate_latest(metrics.make_registry(d, process=False)).decode()
+            return d.global_info(), d.neighbor(disabled), text
+        finally:
+            await d.stop()
+
+    g, nb, text = run(main(), timeout=20)
+    assert g.refused_unknown == 2 and g.refused_neighbors == 1 and g.listen == ["%s:%d" % (host, port)]
+    assert nb.counters.refused == 1 and nb.counters.half_open_closed == 0
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert value(samples, "fastbgp_connections_refused_unknown_total") == 2
+    assert value(samples, "fastbgp_neighbor_connections_refused_total", neighbor=disabled) == 1
+    assert value(samples, "fastbgp_neighbor_half_open_closed_total", neighbor=disabled) == 0
