@@ -309,6 +309,36 @@ def test_rib_snapshot_holds_the_routes(harness):
         assert got == {V4[0]: time.strftime(fmt, time.gmtime(t4)), V6[0]: time.strftime(fmt, time.gmtime(t6))}
 
 
+def test_route_age_in_api_and_cli(harness, fastbgp):
+    """Each path's receive time and age (seconds since its last change) in
+    the API's three RIB views and in ``fastbgp global rib``'s Age column
+    (GoBGP's 00:01:23 spelling): the RIB's times, which differ per path."""
+    h = harness
+    (t4,) = _received(h, IPV4_UNICAST, V4[0]).values()
+    (t6,) = _received(h, IPV6_UNICAST, V6[0]).values()
+    assert t6 > t4  # the IPv6 route changed a second later (test above)
+
+    def check(r, t):
+        assert r.received == t and 0 <= int(time.time()) - t - r.age <= 1, (r, t)
+
+    (r4,) = h.rib("ipv4-unicast", V4[0])  # every path of one prefix
+    check(r4, t4)
+    (r6,) = h.rib("ipv6-unicast")  # the Loc-RIB's best paths
+    check(r6, t6)
+    (a4,) = h.call(h.daemon.adj_rib_in, "127.0.0.2", "ipv4-unicast")  # one peer's paths
+    check(a4, t4)
+    rc, out, err = fastbgp("global", "rib", "-a", "ipv6", "-j")
+    assert rc == 0, err
+    (j6,) = msgspec.json.decode(out)
+    assert j6["received"] == t6 and 0 <= int(time.time()) - t6 - j6["age"] <= 1
+    for fam, prefix, t in (("ipv4", V4[0], t4), ("ipv6", V6[0], t6)):
+        rc, out, err = fastbgp("global", "rib", "-a", fam)
+        assert rc == 0, err
+        row = next(ln for ln in out.splitlines() if prefix in ln)
+        hh, mm, ss = re.search(r" (\d\d):(\d\d):(\d\d) ", row).groups()
+        assert 0 <= int(time.time()) - t - (int(hh) * 3600 + int(mm) * 60 + int(ss)) <= 1, row
+
+
 # ---------------------------------------------------------------------- inject
 
 

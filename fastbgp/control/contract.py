@@ -125,6 +125,50 @@ class Route(msgspec.Struct):
     best: bool = False
     stale: bool = False
     age: Optional[float] = None  # seconds since received; None when the daemon does not keep it
+    received: Optional[int] = None  # Unix time the path was received (its last change)
+    rpki: Optional[str] = None  # RFC 6811 state (valid | invalid | not-found) when [rpki] is configured
+
+
+class RpkiCacheInfo(msgspec.Struct):
+    """One RTR cache of ``[rpki]`` (RFC 8210): state and the serial of the
+    data it gave; ``source`` when its data is the one in use."""
+
+    address: str
+    port: int
+    preference: int = 0
+    state: str = "idle"  # idle | connecting | up | down
+    version: Optional[int] = None
+    session_id: Optional[int] = None
+    serial: Optional[int] = None
+    source: bool = False
+    last_update: Optional[float] = None  # Unix time of its last End of Data
+    last_error: Optional[str] = None
+    refresh: int = 0
+    retry: int = 0
+    expire: int = 0
+
+
+class RpkiInfo(msgspec.Struct):
+    """``GET /v1/rpki``: the RPKI data the daemon validates with."""
+
+    enabled: bool = False  # an [rpki] section is configured
+    caches: list = []  # [RpkiCacheInfo]
+    file: Optional[str] = None
+    file_loaded: Optional[float] = None  # Unix time of the last good read
+    file_error: Optional[str] = None
+    vrps: dict = {}  # "ipv4" / "ipv6" -> VRPs
+    aspas: int = 0  # ASPA customer records
+    last_update: Optional[float] = None  # Unix time the data last changed
+    revalidated: int = 0  # paths re-imported after changes
+    routes: dict = {}  # "valid" / "invalid" / "not-found" -> Loc-RIB best paths
+
+
+class RpkiValidation(msgspec.Struct):
+    """``GET /v1/rpki/validate``: the RFC 6811 state of a prefix and origin."""
+
+    prefix: str
+    origin_as: int
+    state: str  # valid | invalid | not-found
 
 
 class RibSummary(msgspec.Struct):

@@ -100,6 +100,15 @@ def route_base(memo, attrs, nh) -> dict:
     return base
 
 
+def age_fields(received, now) -> dict:
+    """A Route's ``received`` and ``age`` from a path's RIB receive time
+    (Unix seconds of its last change: the age BIRD and GoBGP show); the
+    age is never negative when the wall clock stepped back."""
+    if received is None:
+        return {}
+    return {"received": received, "age": float(max(0, int(now) - received))}
+
+
 def source_name(sources, pid) -> Optional[str]:
     """What a Route's ``source`` says of peer id ``pid``."""
     if pid == LOCAL_PID:
@@ -321,16 +330,26 @@ class Views:
         out = []
         afi = fam[0]
         sources = self.daemon.sources
+        rib = self.daemon.ribs[fam]
+        now = time.time()
         for pid, attrs, nh, packed, aid in items:
             base = route_base(memo, attrs, nh)
             source = source_name(sources, pid)
             for path_id, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
                 p = prefix_text(afi, addr, plen)
-                is_best = best if best is not None else (self.daemon.ribs[fam].best(p) == (pid, aid))
+                is_best = best if best is not None else (rib.best(p) == (pid, aid))
                 stale = bool(stale_check and stale_check(p, pid))
+                recv = next((q[4] for q in rib.paths(p, received=True) if q[0] == pid and q[1] == path_id), None)
                 out.append(ctl.Route(prefix=p, source=source, best=is_best, stale=stale,
-                                     path_id=path_id if addpath else None, **base))
+                                     path_id=path_id if addpath else None, **base, **age_fields(recv, now),
+                                     rpki=self.rpki_state(afi, p, attrs)))
         return out
+
+    def rpki_state(self, afi, prefix, attrs):
+        """RFC 6811 state of a path (the V/I/N column), derived from the
+        VRPs now (fastbgp.daemon.rpki_feed); None without [rpki]."""
+        feed = self.daemon.rpki
+        return None if feed is None else feed.path_state(afi, prefix, attrs)
 
     def stale_checker(self, fam):
         rib = self.daemon.ribs[fam]
@@ -370,12 +389,14 @@ class Views:
         hit = rib.lookup(prefix)
         p = hit[0] if hit else str(prefix)
         sources = self.daemon.sources
-        for peer, path_id, aid, flags in rib.paths(prefix):
+        now = time.time()
+        for peer, path_id, aid, flags, received in rib.paths(prefix, received=True):
             _pid, attrs, nh = tag_source(self.daemon.attrs, aid)
             base = route_base(memo, attrs, nh)
             out.append((ctl.Route(prefix=p, source=source_name(sources, peer),
                                   best=best is not None and best[:3] == (peer, path_id, aid),
-                                  stale=bool(flags & 1), path_id=path_id or None, **base), attrs))
+                                  stale=bool(flags & 1), path_id=path_id or None, **base,
+                                  **age_fields(received, now), rpki=self.rpki_state(fam[0], p, attrs)), attrs))
         return out
 
     def sorted_best(self, fam, want=None, keep=None):
@@ -403,14 +424,21 @@ class Views:
         width = 4 if afi == AFI_IPV4 else 16
         sources = self.daemon.sources
         mask = (1 << _INDEX_BITS) - 1
+        rib = self.daemon.ribs[fam]
+        now = time.time()
         out = []
         for k in keys:
             pid, attrs, nh, _packed, _aid = items[k & mask]
             pk = k >> _INDEX_BITS
             plen = pk & 0xFF
             p = prefix_text(afi, (pk >> 8).to_bytes(width, "big"), plen)
+            # The best path now (the RIB may have moved on since the
+            # snapshot of ``items``): its receive time, when it is the same.
+            bp = rib.best_path(p, received=True)
+            recv = bp[4] if bp is not None and bp[0] == pid else None
             out.append(ctl.Route(prefix=p, source=source_name(sources, pid), best=True,
-                                 stale=bool(check and check(p, pid)), **route_base(memo, attrs, nh)))
+                                 stale=bool(check and check(p, pid)), **route_base(memo, attrs, nh),
+                                 **age_fields(recv, now), rpki=self.rpki_state(afi, p, attrs)))
         return out
 
     async def iter_rib(self, family_name: str, chunk: int = 10000) -> AsyncIterator[list]:
