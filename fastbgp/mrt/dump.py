@@ -200,6 +200,27 @@ def _communities(v):
     return s
 
 
+def whole_spans(block):
+    """fastbgp.wire.as4.attr_spans of the attributes of an unvalidated
+    block up to the first one cut short or running past its end: bgpdump
+    ignores the rest, and so does every lenient reading here."""
+    n = len(block)
+    for end in (n, n - 1, n - 2, n - 3):
+        # A header cut by the end of the block (1-3 octets of it) makes
+        # attr_spans read past ``end``; the attributes before it are whole.
+        try:
+            spans = attr_spans(block, 0, max(end, 0))
+            break
+        except IndexError:
+            continue
+    else:
+        return []
+    for k, sp in enumerate(spans):
+        if sp[3] > n:
+            return spans[:k]
+    return spans
+
+
 def _attr_parts(block, width=4):
     """(pre, next_hop, post, mp_reach value, mp_unreach value) of an
     attribute block: the line is ``pre + next hop + post`` where ``pre`` is
@@ -217,20 +238,8 @@ def _attr_parts(block, width=4):
     agg = ""
     mp_reach = mp_unreach = None
     as_path_v = as4_path_v = agg_v = as4_agg_v = None
-    i, n = 0, len(block)
     # Values are only sliced out for the attributes the line shows.
-    while i + 3 <= n:
-        t = block[i + 1]
-        if block[i] & 0x10:
-            if i + 4 > n:
-                break
-            vs = i + 4
-            ve = vs + ((block[i + 2] << 8) | block[i + 3])
-        else:
-            vs = i + 3
-            ve = vs + block[i + 2]
-        if ve > n:
-            break  # an attribute running past the block: ignore the rest
+    for _flags, t, vs, ve, _start in whole_spans(block):
         if t == 1:
             if ve > vs and block[vs] < 3:
                 origin = _ORIGINS[block[vs]]
@@ -259,7 +268,6 @@ def _attr_parts(block, width=4):
             as4_path_v = block[vs:ve]
         elif t == 18:
             as4_agg_v = block[vs:ve]
-        i = ve
     if width == 4:
         if as_path_v is not None:
             path = _as_path4(as_path_v)
@@ -879,21 +887,9 @@ def _rib_next_hop(v):
 def _attrs_json(block, width=4):
     """A dict of the attributes of a (canonical or raw) block."""
     d = {}
-    i, n = 0, len(block)
     other = []
-    while i + 3 <= n:
-        flags = block[i]
-        t = block[i + 1]
-        if flags & 0x10:
-            if i + 4 > n:
-                break
-            vs = i + 4
-            ve = vs + ((block[i + 2] << 8) | block[i + 3])
-        else:
-            vs = i + 3
-            ve = vs + block[i + 2]
+    for flags, t, vs, ve, _start in whole_spans(block):
         v = block[vs:ve]
-        i = ve
         if t == 1:
             d["origin"] = _ORIGINS[v[0]] if len(v) == 1 and v[0] < 3 else "INCOMPLETE"
         elif t == 2:
