@@ -1,5 +1,6 @@
 """The fastbgp daemon as an IXP route server (RFC 7947) with three BIRD 2
-clients: Euro-IX BGP communities (standard and large, prepend-to-peer),
+clients, each over an IPv4 and an IPv6 session: Euro-IX BGP communities
+(standard and large, prepend-to-peer),
 RFC 7999 blackhole and the next-hop check, as configured in
 ``[global.route-server]``.  Each client must hold exactly the expected
 prefixes, control communities stripped and prepends applied.  The same
@@ -10,6 +11,7 @@ clients of the two route servers must hold the same routes.
 Needs root and BIRD (fastbgp/testing/lab.py); marked ``interop`` and ``slow``.
 """
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -30,8 +32,8 @@ RUNNER = textwrap.dedent("""
 """)
 
 RS_AS = 64500
-BLACKHOLE_NH = "192.0.2.66"
-BAD_NH = "192.0.2.50"  # an address on the IXP LAN that is nobody's
+BLACKHOLE_NH = {"ipv4": "192.0.2.66", "ipv6": "2001:db8::66"}
+BAD_NH = {"ipv4": "192.0.2.50", "ipv6": "2001:db8::50"}  # addresses on the IXP LAN that are nobody's
 NO_EXPORT = "65535:65281"
 BLACKHOLE = "65535:666"
 
@@ -89,34 +91,59 @@ EXPECTED = {
 }
 
 
+
+def v6(prefix):
+    """The IPv6 twin of a lab IPv4 prefix: 198.51.100.X/28 ->
+    2001:db8:100:X::/64, 203.0.113.X/28 -> 2001:db8:113:X::/64, a /32 ->
+    2001:db8:113:X::1/128."""
+    addr, plen = prefix.split("/")
+    o = addr.split(".")
+    base = "2001:db8:%s:%s::" % ("100" if o[0] == "198" else "113", o[3])
+    return str(ipaddress.ip_network(base + "1/128" if plen == "32" else base + "/64"))
+
+
+def _prefix(prefix, fam):
+    return prefix if fam == "ipv4" else v6(prefix)
+
+
 def _routes(asn):
-    out = [L.Route(p, communities=c, large_communities=lc) for p, c, lc in ANNOUNCED[asn]]
-    return out + ([L.Route(WRONG_NH_PREFIX)] if asn == 65001 else [])
+    out = []
+    for fam in ("ipv4", "ipv6"):
+        out += [L.Route(_prefix(p, fam), communities=c, large_communities=lc) for p, c, lc in ANNOUNCED[asn]]
+        if asn == 65001:
+            out.append(L.Route(_prefix(WRONG_NH_PREFIX, fam)))
+    return out
 
 
-def _client_export(asn):
+def _client_export(asn, fam):
     """BIRD client export filter: its static routes; 65001 names a next hop
     that is not its own for WRONG_NH_PREFIX (third-party next hop on the
     shared LAN, which BIRD keeps)."""
-    bad = "if net = %s then bgp_next_hop = %s; " % (WRONG_NH_PREFIX, BAD_NH) if asn == 65001 else ""
+    bad = ""
+    if asn == 65001:
+        bad = "if net = %s then bgp_next_hop = %s; " % (_prefix(WRONG_NH_PREFIX, fam), BAD_NH[fam])
     return bad + "if source = RTS_STATIC then accept; reject;"
 
 
 def _fastbgp_config(host, clients):
     lines = [
-        "[global]", "asn = %d" % RS_AS, 'router-id = "%s"' % host.ipv4, 'listen = ["%s"]' % host.ipv4,
+        "[global]", "asn = %d" % RS_AS, 'router-id = "%s"' % host.ipv4,
+        'listen = ["%s", "[%s]:179"]' % (host.ipv4, host.ipv6),
         "[global.route-server]", "euro-ix-communities = true", "blackhole = true",
-        'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH, "next-hop-check = true",
+        'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH["ipv4"],
+        'blackhole-next-hop-ipv6 = "%s"' % BLACKHOLE_NH["ipv6"],
+        "next-hop-check = true",
     ]
     for asn, h in clients.items():
-        lines += ["[[neighbors]]", 'address = "%s"' % h.ipv4, "peer-as = %d" % asn, "route-server-client = true",
-                  'default-import = "accept"', 'default-export = "accept"',
-                  "timers = { connect-retry = 2, idle-hold = 1 }",
-                  'prefix-limit = { ipv4-unicast = { max = 100 } }']
+        for fam in ("ipv4", "ipv6"):
+            lines += ["[[neighbors]]", 'address = "%s"' % h.addr(fam), "peer-as = %d" % asn,
+                      "route-server-client = true", 'default-import = "accept"', 'default-export = "accept"',
+                      "timers = { connect-retry = 2, idle-hold = 1 }",
+                      "prefix-limit = { %s-unicast = { max = 100 } }" % fam]
     return "\n".join(lines) + "\n"
 
 
-def _bird_rs_export(peer):
+def _bird_rs_export(peer, fam):
     """The same policy as BIRD filter text for client ``peer`` (what an IXP
     writes, or arouteserver generates, for BIRD)."""
     rs = RS_AS
@@ -138,17 +165,17 @@ def _bird_rs_export(peer):
         "bgp_community.delete([(0,*), (%d,*), (65501,*), (65502,*), (65503,*)]);" % rs,
         "bgp_large_community.delete([(%d,0,*), (%d,1,*), (%d,101,*), (%d,102,*), (%d,103,*)]);" % ((rs,) * 5),
         "if (65535,666) ~ bgp_community then { bgp_community.add((65535,65281)); bgp_next_hop = %s; }"
-        % BLACKHOLE_NH,
+        % BLACKHOLE_NH[fam],
         "accept;",
     ])
 
 
 def _bird_rs(host, clients):
     # BIRD's `next hop check` is arouteserver's "bgp_next_hop != from".
-    nbs = [L.Neighbor(h.ipv4, asn, options={"extra": "rs client;",
-                                            "import": "if bgp_next_hop != from then reject; accept;",
-                                            "export": _bird_rs_export(asn)})
-           for asn, h in clients.items()]
+    nbs = [L.Neighbor(h.addr(fam), asn, options={"extra": "rs client;",
+                                                 "import": "if bgp_next_hop != from then reject; accept;",
+                                                 "export": _bird_rs_export(asn, fam)})
+           for asn, h in clients.items() for fam in ("ipv4", "ipv6")]
     return L.Bird(host, RS_AS, neighbors=nbs)
 
 
@@ -156,16 +183,27 @@ def _view(rib):
     return {p: (r["as_path"], r["communities"], r["large_communities"], r["next_hop"]) for p, r in rib.items()}
 
 
-def _check_client(rib, asn, client_hosts):
+def _expected(asn, fam):
+    return {_prefix(p, fam): v for p, v in EXPECTED[asn].items()}
+
+
+def _check_client(rib, asn, client_hosts, fam):
     """Exactly the expected prefixes, attributes and next hops."""
-    want = EXPECTED[asn]
+    want = _expected(asn, fam)
     assert set(rib) == set(want), (asn, sorted(rib), sorted(want))
     for prefix, (path, comms, large, bh) in want.items():
         r = rib[prefix]
         origin_as = path[0]
-        nh = BLACKHOLE_NH if bh else client_hosts[origin_as].ipv4
+        nh = BLACKHOLE_NH[fam] if bh else client_hosts[origin_as].addr(fam)
         got = (r["as_path"], sorted(r["communities"]), sorted(r["large_communities"]), r["next_hop"])
-        assert got == (path, sorted(comms), sorted(large), nh), (asn, prefix, got)
+        assert got == (path, sorted(comms), sorted(large), nh), (asn, fam, prefix, got)
+
+
+def _wait_set(client, asn, fam, rs, diag):
+    """Until ``client`` holds exactly the expected prefixes of ``fam``."""
+    L.wait_for(lambda: set(client.rib(fam)) == set(_expected(asn, fam)), timeout=30,
+               what="AS%d's %s set from %s" % (asn, fam, rs),
+               on_timeout=lambda: "%s\n%s" % (sorted(client.rib(fam)), diag()))
 
 
 def _tail(path, n=80):
@@ -201,33 +239,36 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
             birds = {}
             for asn, h in clients.items():
                 birds[asn] = L.Bird(h, asn, routes=_routes(asn), neighbors=[
-                    L.Neighbor(rs_host.ipv4, RS_AS, options={"export": _client_export(asn)})]).start()
+                    L.Neighbor(rs_host.addr(fam), RS_AS, options={"export": _client_export(asn, fam)})
+                    for fam in ("ipv4", "ipv6")]).start()
             bird_rs = _bird_rs(rsb_host, bclients).start()
             bbirds = {}
             for asn, h in bclients.items():
                 bbirds[asn] = L.Bird(h, asn, routes=_routes(asn), neighbors=[
-                    L.Neighbor(rsb_host.ipv4, RS_AS, options={"export": _client_export(asn)})]).start()
+                    L.Neighbor(rsb_host.addr(fam), RS_AS, options={"export": _client_export(asn, fam)})
+                    for fam in ("ipv4", "ipv6")]).start()
             for asn in ANNOUNCED:
-                birds[asn].wait_established(rs_host.ipv4, timeout=40)
-                bbirds[asn].wait_established(rsb_host.ipv4, timeout=40)
+                for fam in ("ipv4", "ipv6"):
+                    birds[asn].wait_established(rs_host.addr(fam), timeout=40)
+                    bbirds[asn].wait_established(rsb_host.addr(fam), timeout=40)
             for asn in ANNOUNCED:
-                L.wait_for(lambda: set(birds[asn].rib()) == set(EXPECTED[asn]), timeout=30,
-                           what="AS%d's set from the fastbgp RS" % asn,
-                           on_timeout=lambda: "%s\n%s" % (sorted(birds[asn].rib()), _tail(logpath)))
-                _check_client(birds[asn].rib(), asn, clients)
-            # The next-hop check saw and rejected 65001's third-party next hop.
-            L.wait_for(lambda: "next-hop-check" in _tail(logpath, 400), timeout=10, what="next-hop-check warning")
+                for fam in ("ipv4", "ipv6"):
+                    _wait_set(birds[asn], asn, fam, "the fastbgp RS", lambda: _tail(logpath))
+                    _check_client(birds[asn].rib(fam), asn, clients, fam)
+            # The next-hop check saw and rejected 65001's third-party next
+            # hops: one WARNING per session.
+            L.wait_for(lambda: _tail(logpath, 400).count("next-hop-check") == 2, timeout=10,
+                       what="next-hop-check warnings")
             warn = [line for line in _tail(logpath, 400).splitlines() if "next-hop-check" in line]
-            assert len(warn) == 1 and BAD_NH in warn[0], warn
+            assert sorted(BAD_NH[fam] in w for w in warn for fam in BAD_NH).count(True) == 2, warn
             # BIRD as route server on the same inputs: the same routes.
             for asn in ANNOUNCED:
-                L.wait_for(lambda: set(bbirds[asn].rib()) == set(EXPECTED[asn]), timeout=30,
-                           what="AS%d's set from the BIRD RS" % asn,
-                           on_timeout=lambda: "%s\n%s" % (sorted(bbirds[asn].rib()), bird_rs.log_tail()))
-                _check_client(bbirds[asn].rib(), asn, bclients)
-                fb = {p: v[:3] for p, v in _view(birds[asn].rib()).items()}
-                bd = {p: v[:3] for p, v in _view(bbirds[asn].rib()).items()}
-                assert fb == bd, (asn, fb, bd)
+                for fam in ("ipv4", "ipv6"):
+                    _wait_set(bbirds[asn], asn, fam, "the BIRD RS", bird_rs.log_tail)
+                    _check_client(bbirds[asn].rib(fam), asn, bclients, fam)
+                    fb = {p: v[:3] for p, v in _view(birds[asn].rib(fam)).items()}
+                    bd = {p: v[:3] for p, v in _view(bbirds[asn].rib(fam)).items()}
+                    assert fb == bd, (asn, fam, fb, bd)
             assert proc.poll() is None, _tail(logpath)
         except Exception:
             print(_tail(logpath))
