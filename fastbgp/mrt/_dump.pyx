@@ -521,13 +521,12 @@ cdef bytes _head(const char* label, Py_ssize_t ln, unsigned int ts):
 
 
 cdef bint _rib(const unsigned char* buf, Py_ssize_t b, Py_ssize_t end, unsigned int ts, int afi,
-               object st, bytearray out) except -1:
+               object st, list peers, bytearray out) except -1:
     cdef Py_ssize_t p = b + 4, nb, k, alen, start = PyByteArray_GET_SIZE(out)
     cdef unsigned int plen, idx, count, i
     cdef char txt[72]
     cdef bytes pfx, head, tail
     cdef dict cache
-    cdef list peers
     cdef Py_ssize_t npeers
     cdef unsigned int maxbits = 32 if afi == 1 else 128
     if p >= end:
@@ -543,7 +542,6 @@ cdef bint _rib(const unsigned char* buf, Py_ssize_t b, Py_ssize_t end, unsigned 
     count = (buf[p] << 8) | buf[p + 1]
     p += 2
     cache = st.rib4 if afi == 1 else st.rib6
-    peers = st.peers
     npeers = len(peers)
     head = _head(b"TABLE_DUMP2|", 12, ts)
     for i in range(count):
@@ -625,6 +623,7 @@ def format_run(bytes buf, Py_ssize_t pos, object st, bytearray out):
     cdef unsigned long ln
     cdef Py_ssize_t done = 0
     cdef bint ok
+    cdef list peers = None
     while n - pos >= 12:
         # RFC 6396 §2: timestamp, type, subtype, length.
         ts = (<unsigned int>d[pos] << 24) | (d[pos + 1] << 16) | (d[pos + 2] << 8) | d[pos + 3]
@@ -635,7 +634,9 @@ def format_run(bytes buf, Py_ssize_t pos, object st, bytearray out):
             break
         end = pos + 12 + <Py_ssize_t>ln
         if typ == TABLE_DUMP_V2 and (sub == 2 or sub == 4):
-            ok = _rib(d, pos + 12, end, ts, 1 if sub == 2 else 2, st, out)
+            if peers is None:
+                peers = st.peers  # only a PEER_INDEX_TABLE changes it, never inside a run
+            ok = _rib(d, pos + 12, end, ts, 1 if sub == 2 else 2, st, peers, out)
         elif typ == TABLE_DUMP and (sub == 1 or sub == 2):
             ok = _table_dump(d, pos + 12, end, ts, sub, st, out)
         elif (typ == BGP4MP or typ == BGP4MP_ET) and sub == 4:

@@ -34,7 +34,7 @@ def _v4(a, plen):
     return b"%d.%d.%d.%d/%d" % (a[0], a[1], a[2], a[3], plen)
 
 
-def _rib(buf, b, end, ts, afi, st, out):
+def _rib(buf, b, end, ts, afi, st, peers, out):
     """One RIB_IPV4/IPV6_UNICAST body at buf[b:end]; False if it does not
     check out (nothing written then)."""
     maxbits = 32 if afi == 1 else 128
@@ -59,7 +59,6 @@ def _rib(buf, b, end, ts, afi, st, out):
     else:
         pfx = st.v6(bytes(a) + bytes(16 - nb)) + b"/%d" % plen
         cache = st.rib6
-    peers = st.peers
     npeers = len(peers)
     head = b"TABLE_DUMP2|%d|B|" % ts
     lines = []
@@ -291,6 +290,7 @@ def format_run(buf, pos, st, out):
     """(records printed, position after them); see the module docstring."""
     n = len(buf)
     done = 0
+    peers = None
     while n - pos >= 12:
         # RFC 6396 §2: timestamp, type, subtype, length.
         ts = int.from_bytes(buf[pos : pos + 4], "big")
@@ -300,7 +300,9 @@ def format_run(buf, pos, st, out):
         if end > n:
             break
         if typ == _TABLE_DUMP_V2 and (sub == 2 or sub == 4):
-            ok = _rib(buf, pos + 12, end, ts, 1 if sub == 2 else 2, st, out)
+            if peers is None:
+                peers = st.peers  # only a PEER_INDEX_TABLE changes it, never inside a run
+            ok = _rib(buf, pos + 12, end, ts, 1 if sub == 2 else 2, st, peers, out)
         elif typ == _TABLE_DUMP and (sub == 1 or sub == 2):
             ok = _table_dump(buf, pos + 12, end, ts, sub, st, out)
         elif (typ == _BGP4MP or typ == _BGP4MP_ET) and sub == 4:
