@@ -1,14 +1,15 @@
-"""The fastbgp daemon as an IXP route server (RFC 7947) with three BIRD 2
-clients, each over an IPv4 and an IPv6 session: Euro-IX BGP communities
-(standard and large, prepend-to-peer),
-RFC 7999 blackhole and the next-hop check, as configured in
-``[global.route-server]``.  Each client must hold exactly the expected
-prefixes, control communities stripped and prepends applied.  The same
-inputs go through BIRD as route server (``rs client``, the community
-filters written below) to three more BIRD clients, and each pair of
-clients of the two route servers must hold the same routes.
+"""The fastbgp daemon as an IXP route server (RFC 7947) with three
+clients -- BIRD 2, GoBGP and FRR --, each over an IPv4 and an IPv6 session:
+Euro-IX BGP communities (standard and large, prepend-to-peer), RFC 7999
+blackhole and the next-hop check, as configured in ``[global.route-server]``.
+Each client must hold exactly the expected prefixes, control communities
+stripped and prepends applied.  The same inputs go through BIRD as route
+server (``rs client``, the community filters written below) to three more
+clients of the same kinds, and each pair of clients of the two route
+servers must hold the same routes.
 
-Needs root and BIRD (fastbgp/testing/lab.py); marked ``interop`` and ``slow``.
+Needs root, BIRD, GoBGP and FRR (fastbgp/testing/lab.py); marked
+``interop`` and ``slow``.
 """
 
 import ipaddress
@@ -61,6 +62,9 @@ ANNOUNCED = {
 }
 # 65001 also announces this one with a next hop that is not its own.
 WRONG_NH_PREFIX = "198.51.100.96/28"
+# One client of each kind; FRR's JSON names well-known communities, so it
+# is the client that receives none (it originates the blackhole route).
+CLIENT_KINDS = {65001: L.Bird, 65002: L.GoBGP, 65003: L.FRR}
 
 # Client AS -> {prefix: (AS path, communities, large communities, blackhole?)} expected.
 EXPECTED = {
@@ -123,6 +127,22 @@ def _client_export(asn, fam):
     if asn == 65001:
         bad = "if net = %s then bgp_next_hop = %s; " % (_prefix(WRONG_NH_PREFIX, fam), BAD_NH[fam])
     return bad + "if source = RTS_STATIC then accept; reject;"
+
+
+def _client(host, asn, rs_host):
+    """The client of AS ``asn`` (BIRD, GoBGP or FRR) peering with the route
+    server on ``rs_host`` over IPv4 and IPv6."""
+    kind = CLIENT_KINDS[asn]
+    if kind is L.Bird:
+        nbs = [L.Neighbor(rs_host.addr(fam), RS_AS, options={"export": _client_export(asn, fam)})
+               for fam in ("ipv4", "ipv6")]
+    elif kind is L.FRR:
+        # FRR must accept a first AS that is not the route server's.
+        nbs = [L.Neighbor(rs_host.addr(fam), RS_AS, options={"extra": "no bgp enforce-first-as"})
+               for fam in ("ipv4", "ipv6")]
+    else:
+        nbs = [L.Neighbor(rs_host.addr(fam), RS_AS) for fam in ("ipv4", "ipv6")]
+    return kind(host, asn, routes=_routes(asn), neighbors=nbs).start()
 
 
 def _fastbgp_config(host, clients):
@@ -217,7 +237,7 @@ def _tail(path, n=80):
 def _require():
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *L.Bird.binaries)
+    missing = L.missing_binaries("ip", *[b for kind in set(CLIENT_KINDS.values()) for b in kind.binaries])
     if missing:
         pytest.skip("not installed: %s" % ", ".join(missing))
 
@@ -236,17 +256,9 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
         log = open(logpath, "ab")
         proc = rs_host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            birds = {}
-            for asn, h in clients.items():
-                birds[asn] = L.Bird(h, asn, routes=_routes(asn), neighbors=[
-                    L.Neighbor(rs_host.addr(fam), RS_AS, options={"export": _client_export(asn, fam)})
-                    for fam in ("ipv4", "ipv6")]).start()
+            birds = {asn: _client(h, asn, rs_host) for asn, h in clients.items()}
             bird_rs = _bird_rs(rsb_host, bclients).start()
-            bbirds = {}
-            for asn, h in bclients.items():
-                bbirds[asn] = L.Bird(h, asn, routes=_routes(asn), neighbors=[
-                    L.Neighbor(rsb_host.addr(fam), RS_AS, options={"export": _client_export(asn, fam)})
-                    for fam in ("ipv4", "ipv6")]).start()
+            bbirds = {asn: _client(h, asn, rsb_host) for asn, h in bclients.items()}
             for asn in ANNOUNCED:
                 for fam in ("ipv4", "ipv6"):
                     birds[asn].wait_established(rs_host.addr(fam), timeout=40)
