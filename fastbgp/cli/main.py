@@ -157,7 +157,9 @@ _RIB_COLUMNS = ("", "Network", "Next Hop", "AS_PATH", "Age", "Attrs")
 
 def _route_row(r, with_id=False):
     net = r.prefix if not (with_id and r.path_id) else "%s (id %d)" % (r.prefix, r.path_id)
-    return ("*>" if r.best else "* ", net, r.next_hop or "", _as_path(r.as_path), _duration(r.age) if r.age is not None else "-", _attrs(r))
+    # GoBGP's RPKI mark before the best-path flag: V(alid), I(nvalid), N(ot found).
+    mark = {"valid": "V", "invalid": "I", "not-found": "N"}.get(getattr(r, "rpki", None), "")
+    return (mark + ("*>" if r.best else "* "), net, r.next_hop or "", _as_path(r.as_path), _duration(r.age) if r.age is not None else "-", _attrs(r))
 
 
 # Above this many routes the human RIB view stops building a rich table (it
@@ -840,6 +842,7 @@ def _add_optional(sub, module, command):
 LAZY_COMMANDS = (
     ("demo", "fastbgp.cli.demo", "daemon plus load test on loopback: prints a result table"),
     ("mrt", "fastbgp.cli.mrt", "read MRT dumps (RFC 6396)"),
+    ("rpki", "fastbgp.cli.rpki", "RPKI: RTR caches, VRP counts, validate a prefix"),
 )
 
 

@@ -350,6 +350,44 @@ def _check_routes(chk, routes):
                     chk.err("%s.%s[%d]" % (path, key, j), "%s: %s" % (render(v), exc))
 
 
+def _check_rpki(chk, cfg, resolved):
+    """``[rpki]`` itself, and the ``rpki`` / ``aspa`` policy conditions: they
+    need ``[rpki]`` and are known at import only (the state is computed per
+    received route, fastbgp.daemon.rpki_feed), so no export policy may use
+    them."""
+    r = cfg.rpki
+    if r is not None:
+        if not r.caches and not r.file:
+            chk.err("rpki", "needs caches or a file")
+        seen = {}
+        for i, c in enumerate(r.caches):
+            path = "rpki.caches[%d]" % i
+            if _ip(c.address) is None:
+                chk.err(path + ".address", "not an IP address: %s" % render(c.address))
+            key = (c.address, c.port)
+            if key in seen:
+                chk.err(path, "duplicate of rpki.caches[%d]" % seen[key])
+            seen.setdefault(key, i)
+        if r.file and not os.path.isfile(r.file):
+            chk.err("rpki.file", "no such file: %s" % render(r.file))
+    users = {}
+    for i, p in enumerate(cfg.policies):
+        for k, st in enumerate(p.statements):
+            for cond in ("rpki", "aspa"):
+                if getattr(st.conditions, cond) is not None:
+                    users.setdefault(p.name, "policies[%d].statements[%d].conditions.%s" % (i, k, cond))
+    for name, path in users.items():
+        if r is None:
+            chk.err(path, "needs an [rpki] section (caches or a file)")
+    exporters = [n.export_policy for n in resolved] + [
+        g.export_policy for g in cfg.peer_groups if g.export_policy is not UNSET]
+    for names in exporters:
+        for name in names:
+            if name in users:
+                chk.err(users.pop(name), "rpki / aspa conditions apply at import only: policy %s is an export "
+                        "policy" % json.dumps(name))
+
+
 def _semantic(cfg):
     """(checked config with neighbours resolved, errors)."""
     chk = _Checker()
@@ -414,6 +452,7 @@ def _semantic(cfg):
                 field = p[len(path) :].lstrip(".")
                 chk.err(path, "%s%s (with peer group %s)" % (field + ": " if field else "", m, json.dumps(d.peer_group)))
 
+    _check_rpki(chk, cfg, resolved)
     return msgspec.structs.replace(cfg, neighbors=resolved), chk.errors
 
 

@@ -35,6 +35,9 @@ class ConfigDiff(ConfigStruct):
     routes_removed: list[str] = []
     routes_changed: list[str] = []
     dynamic_changed: bool = False  # dynamic ranges or their groups changed
+    # [rpki] changed: the daemon restarts its RPKI sources on the same
+    # tables (fastbgp.daemon.rpki_feed); re-validation sends the changes.
+    rpki_changed: bool = False
 
     @property
     def empty(self):
@@ -48,6 +51,7 @@ class ConfigDiff(ConfigStruct):
             or self.routes_removed
             or self.routes_changed
             or self.dynamic_changed
+            or self.rpki_changed
         )
 
 
@@ -134,4 +138,5 @@ def diff(old, new):
         routes_removed=[str(p) for p in ro if p not in rn],
         routes_changed=[str(p) for p in rn if p in ro and ro[p] != rn[p]],
         dynamic_changed=dyn,
+        rpki_changed=old.rpki != new.rpki,
     )

@@ -387,6 +387,12 @@ class Conditions(ConfigStruct):
     neighbor: Optional[list[str]] = None  # addresses or prefixes
     family: Optional[list[Family]] = None
     origin: Optional[Origin] = None
+    # RFC 6811 origin validation state / ASPA path verification result of
+    # the route, computed at import from ``[rpki]`` (fastbgp.rpki); import
+    # policies only (config.checks).  Nothing is dropped unless a statement
+    # says so (RFC 8893 leaves the policy to the operator).
+    rpki: Optional[Literal["valid", "invalid", "not-found"]] = None
+    aspa: Optional[Literal["valid", "invalid", "unknown"]] = None
 
 class CommunityAction(ConfigStruct):
     add: list[str] = []

@@ -334,6 +334,32 @@ class _Handlers:
     async def policy(self, request):
         return _json(self.control.policy_info())
 
+    # ---- RPKI (optional in a Control: the daemon has it)
+
+    async def rpki(self, request):
+        fn = getattr(self.control, "rpki_info", None)
+        if fn is None:
+            raise _HttpError(404, "this server has no RPKI")
+        return _json(fn())
+
+    async def rpki_validate(self, request):
+        fn = getattr(self.control, "rpki_validate", None)
+        if fn is None:
+            raise _HttpError(404, "this server has no RPKI")
+        prefix = request.query.get("prefix", "")
+        asn = request.query.get("asn", "")
+        try:
+            net = ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            raise _HttpError(400, "prefix: not a prefix: %s" % _clip(prefix)) from None
+        text = asn[2:] if asn[:2].upper() == "AS" else asn
+        if not text.isdigit() or int(text) > 0xFFFFFFFF:
+            raise _HttpError(400, "asn: not an AS number: %s" % _clip(asn))
+        try:
+            return _json(fn(str(net), int(text)))
+        except LookupError as exc:
+            raise _HttpError(404, str(exc)) from None
+
     async def rib(self, request):
         fam = _family(request.match_info["family"])
         q = _rib_query(request, fam)
@@ -634,6 +660,8 @@ def make_app(control: ctl.Control, token: Optional[str] = None) -> web.Applicati
     r.add_get("/v1/neighbors/{addr}/adj-{dir:in|out}/{family}", h.adj_rib)
     r.add_get("/v1/global", h.global_info)
     r.add_get("/v1/policy", h.policy)
+    r.add_get("/v1/rpki", h.rpki)
+    r.add_get("/v1/rpki/validate", h.rpki_validate)
     r.add_get("/v1/rib/summary", h.rib_summary)  # before /rib/{family}: first match wins
     r.add_get("/v1/rib/{family}", h.rib)
     r.add_post("/v1/rib/announce", h.announce)

@@ -152,7 +152,7 @@ class RpkiInfo(msgspec.Struct):
     """``GET /v1/rpki``: the RPKI data the daemon validates with."""
 
     enabled: bool = False  # an [rpki] section is configured
-    caches: list = []  # [RpkiCacheInfo]
+    caches: list[RpkiCacheInfo] = []
     file: Optional[str] = None
     file_loaded: Optional[float] = None  # Unix time of the last good read
     file_error: Optional[str] = None

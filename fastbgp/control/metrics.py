@@ -40,6 +40,10 @@ Series (``neighbor`` is the configured address)
     fastbgp_rib_attribute_sets{family}              interned attribute sets
     fastbgp_update_processing_seconds               histogram (observe_update_latency)
     fastbgp_bmp_station_drops_total{station}        BMP stations dropped (count_bmp_drop)
+    fastbgp_rpki_vrps{family}                       VRPs in use ([rpki])
+    fastbgp_rpki_aspas                              ASPA records in use
+    fastbgp_rpki_routes{state}                      Loc-RIB best paths per RFC 6811 state
+    fastbgp_rpki_cache_up{cache} / _serial{cache}   RTR caches
     plus prometheus_client's process_* and python_* series.
 """
 
@@ -134,6 +138,45 @@ class ControlCollector(Collector):
             summary = []
         yield from self._rib(summary)
         yield from self._global()
+        yield from self._rpki()
+
+    def _rpki(self):
+        """VRPs per family and Loc-RIB best paths per RFC 6811 state (the
+        daemon recounts those in bulk at most every 30 s), when [rpki] is
+        configured."""
+        info = getattr(self.control, "rpki_info", None)
+        if info is None:
+            return
+        try:
+            r = info()
+        except Exception:
+            log.exception("metrics: reading the RPKI state failed")
+            return
+        if not r.enabled:
+            return
+        vrps = GaugeMetricFamily("fastbgp_rpki_vrps", "Validated ROA payloads in use.", labels=["family"])
+        for fam, n in sorted(r.vrps.items()):
+            vrps.add_metric([fam], n)
+        yield vrps
+        aspas = GaugeMetricFamily("fastbgp_rpki_aspas", "ASPA customer records in use.")
+        aspas.add_metric([], r.aspas)
+        yield aspas
+        routes = GaugeMetricFamily("fastbgp_rpki_routes", "Loc-RIB best paths per RFC 6811 validation state.",
+                                   labels=["state"])
+        for state, n in sorted(r.routes.items()):
+            routes.add_metric([state], n)
+        yield routes
+        up = GaugeMetricFamily("fastbgp_rpki_cache_up", "1 when the RTR session to the cache is up.",
+                               labels=["cache"])
+        serial = GaugeMetricFamily("fastbgp_rpki_cache_serial", "Serial of the cache's last End of Data.",
+                                   labels=["cache"])
+        for c in r.caches:
+            name = "%s:%d" % (c.address, c.port)
+            up.add_metric([name], 1 if c.state == "up" else 0)
+            if c.serial is not None:
+                serial.add_metric([name], c.serial)
+        yield up
+        yield serial
 
     def _global(self):
         info = getattr(self.control, "global_info", None)

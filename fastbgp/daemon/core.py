@@ -104,6 +104,8 @@ class Daemon:
         self.mrt: Optional[MrtDumper] = None  # global.mrt dumps, while running
         self.bmp = None  # bmp_feed.BmpFeed of the [[bmp]] stations, while running
         self.on_reload.append(self.reload_bmp)
+        self.rpki = None  # rpki_feed.RpkiFeed of [rpki], while running
+        self.on_reload.append(self.reload_rpki)
         self.started_at = time.time()
         # The collaborators, each after those it calls.
         self.events = EventStream(self)
@@ -159,6 +161,8 @@ class Daemon:
             raise
         self.started = True
         self.started_at = time.time()
+        # Before the neighbours: the file's VRPs are in place for the first UPDATE.
+        self.start_rpki(self.config.rpki)
         self.start_mrt_dumps(g.mrt)
         self.start_bmp(self.config.bmp)
         for r in self.config.routes:
@@ -179,6 +183,7 @@ class Daemon:
         await self.stop_mrt_dumps()
         # After the speaker too: the stations hear every Peer Down first.
         await self.stop_bmp()
+        await self.stop_rpki()
         self.exporter.close()
         self.started = False
         self.events.close()
@@ -223,6 +228,43 @@ class Daemon:
         feed, self.bmp = getattr(self, "bmp", None), None
         if feed is not None:
             await feed.close()
+
+    # -- RPKI ([rpki], daemon/rpki_feed.py) -----------------------------------------------------
+
+    def start_rpki(self, rcfg):
+        """Load the RPKI file and start the RTR client (none: nothing runs)."""
+        from fastbgp.daemon.rpki_feed import RpkiFeed
+
+        if rcfg is not None and (rcfg.caches or rcfg.file):
+            self.rpki = RpkiFeed(self, rcfg)
+            self.rpki.start()
+
+    async def stop_rpki(self):
+        feed, self.rpki = self.rpki, None
+        if feed is not None:
+            await feed.close()
+
+    async def reload_rpki(self, old, new, diff):
+        """A reload changed ``[rpki]``: the feed restarts its sources on the
+        same tables; the JSON file is re-read on every reload."""
+        if old.rpki == new.rpki:
+            if self.rpki is not None and self.rpki.cfg.file:
+                self.rpki.load_file()
+            return
+        if self.rpki is not None and new.rpki is not None and (new.rpki.caches or new.rpki.file):
+            await self.rpki.reconfigure(new.rpki)
+            return
+        await self.stop_rpki()
+        self.start_rpki(new.rpki)
+
+    def rpki_info(self) -> ctl.RpkiInfo:
+        return self.rpki.info() if self.rpki is not None else ctl.RpkiInfo()
+
+    def rpki_validate(self, prefix: str, asn: int) -> ctl.RpkiValidation:
+        """RFC 6811 state of ``prefix`` from ``asn``; LookupError without [rpki]."""
+        if self.rpki is None:
+            raise LookupError("no [rpki] configured")
+        return ctl.RpkiValidation(prefix=prefix, origin_as=asn, state=self.rpki.validate(prefix, asn))
 
     async def write_mrt_rib(self, path, timestamp=None) -> int:
         """One TABLE_DUMP_V2 snapshot of the RIBs to ``path``; see

@@ -46,6 +46,7 @@ from fastbgp.wire.constants import (
 from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr
+from fastbgp.daemon.rpki_feed import split_by_state
 
 log = logging.getLogger("fastbgp.daemon")
 
@@ -84,6 +85,10 @@ class Importer:
         local = nb.connection.local_address if nb.connection is not None else nb.cfg.local_address
         nb.pctx = PolicyContext(nb.address, nb.cfg.peer_as, nb.cfg.local_as, local_address=local)
         nb.own_next_hops = self.own_next_hops(local)
+        if nb.import_chain.uses_rpki or nb.import_chain.uses_aspa:
+            # RPKI re-validation re-imports from the pre-policy copy
+            # (fastbgp.daemon.rpki_feed), whatever ROUTE-REFRESH offers.
+            nb.pre_policy = True
 
     def own_next_hops(self, local):
         """(IPv4 NEXT_HOP values, MP_REACH next hops) that are our own
@@ -186,24 +191,25 @@ class Importer:
 
     # -- import policy ---------------------------------------------------------------------------
 
-    def import_(self, nb, fam, attrs, nh):
+    def import_(self, nb, fam, attrs, nh, state=None):
         """(attrs, next hop) to store, None (rejected), or _PER_PREFIX;
-        computed once per attribute set and peer."""
-        key = (fam, attrs, nh)
+        computed once per attribute set and peer (and RFC 6811 ``state``
+        when the chain looks at it, see announce_in)."""
+        key = (fam, attrs, nh, state)
         hit = nb.import_cache.get(key, _MISS)
         if hit is not _MISS:
             return hit
         if len(nb.import_cache) > 65536:
             nb.import_cache.clear()
         try:
-            res = self.import_eval(nb, fam, attrs, nh)
+            res = self.import_eval(nb, fam, attrs, nh, state)
         except Exception:
             log.exception("%s: import of an attribute set failed; treated as withdrawn", nb.address)
             res = None
         nb.import_cache[key] = res
         return res
 
-    def import_eval(self, nb, fam, attrs, nh):
+    def import_eval(self, nb, fam, attrs, nh, state=None):
         d = self.daemon
         src = d.sources.get(nb.pid)
         items = split_attrs(attrs)
@@ -243,9 +249,12 @@ class Importer:
         chain = nb.import_chain
         if not chain.policies and chain.default_accept:
             return (attrs, nh)
+        ctx = nb.pctx
+        if (chain.uses_rpki or chain.uses_aspa) and d.rpki is not None:
+            ctx = d.rpki.context(nb, attrs, state)  # the states for the rpki / aspa conditions
         if chain.prefix_dependent:
-            return (_PER_PREFIX, attrs, nh)
-        v = d.engine.evaluate_group(chain, attrs, nb.pctx, fam[0], "import")
+            return (_PER_PREFIX, attrs, nh, ctx)
+        v = d.engine.evaluate_group(chain, attrs, ctx, fam[0], "import")
         if v is None:
             return None
         out_nh = nh
@@ -275,12 +284,27 @@ class Importer:
                 pre.update(pid, packed, addpath, aid)
             finally:
                 table.release(aid)
-        res = self.import_(nb, fam, attrs, nh)
+        rpki = self.daemon.rpki
+        if rpki is not None and nb.import_chain.uses_rpki:
+            # RFC 6811: one bulk validation per UPDATE (one origin), then
+            # the prefixes grouped by state, each group through policy.
+            states = rpki.states(fam[0], attrs, packed, addpath)
+            for state, part in split_by_state(states, packed, addpath):
+                self.announce_post(nb, fam, attrs, nh, part, addpath, state)
+            return
+        self.announce_post(nb, fam, attrs, nh, packed, addpath, None)
+
+    def announce_post(self, nb, fam, attrs, nh, packed, addpath, state):
+        """Import policy and the post-policy Adj-RIB-In / Loc-RIB for
+        prefixes sharing one attribute set (and RFC 6811 ``state``)."""
+        pid = nb.pid
+        table = self.daemon.attrs
+        res = self.import_(nb, fam, attrs, nh, state)
         if res is None:
             self.withdraw_post(nb, fam, packed, addpath)
             return
         if res[0] is _PER_PREFIX:
-            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath)
+            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3])
             return
         out, out_nh = res
         aid = table.intern(out, source_tag(pid, out_nh))
@@ -310,14 +334,15 @@ class Importer:
             exporter.addpath_delta(fam, nb.pid, None, None, packed, addpath)
         exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(nb.pid, packed, addpath))
 
-    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath):
+    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath, ctx=None):
         """The import chain has prefix conditions: evaluate each prefix,
         then store the prefixes grouped by result."""
         afi = fam[0]
         engine = self.daemon.engine
+        ctx = ctx or nb.pctx
         buckets = {}
         for rx_id, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
-            v = engine.evaluate(nb.import_chain, "import", (afi, addr, plen), attrs, nb.pctx)
+            v = engine.evaluate(nb.import_chain, "import", (afi, addr, plen), attrs, ctx)
             if v is None:
                 key = None
             else:

@@ -117,9 +117,10 @@ class PolicyContext:
     writes.
     """
 
-    __slots__ = ("neighbor", "peer_as", "local_as", "local_ipv4", "local_ipv6", "_ip", "_key", "_hash")
+    __slots__ = ("neighbor", "peer_as", "local_as", "local_ipv4", "local_ipv6", "_ip", "_key", "_hash", "rpki", "aspa")
 
-    def __init__(self, neighbor=None, peer_as=0, local_as=0, local_address=None, local_ipv4=None, local_ipv6=None):
+    def __init__(self, neighbor=None, peer_as=0, local_as=0, local_address=None, local_ipv4=None, local_ipv6=None,
+                 rpki=None, aspa=None):
         self.neighbor = None if neighbor is None else str(neighbor)
         self._ip = None
         if neighbor is not None:
@@ -138,7 +139,12 @@ class PolicyContext:
                 local_ipv6 = local_ipv6 or packed
         self.local_ipv4 = _packed(local_ipv4, 4)
         self.local_ipv6 = _packed(local_ipv6, 16)
-        self._key = (self.neighbor, peer_as, local_as, self.local_ipv4, self.local_ipv6)
+        # The route's RPKI states at import ("valid" | "invalid" |
+        # "not-found", "valid" | "invalid" | "unknown"; None: not validated,
+        # read as not-found / unknown) for the ``rpki`` / ``aspa`` conditions.
+        self.rpki = rpki
+        self.aspa = aspa
+        self._key = (self.neighbor, peer_as, local_as, self.local_ipv4, self.local_ipv6, rpki, aspa)
         self._hash = hash(self._key)
 
     @classmethod
@@ -151,6 +157,13 @@ class PolicyContext:
 
     def __eq__(self, other):
         return isinstance(other, PolicyContext) and self._key == other._key
+
+    def with_validation(self, rpki=None, aspa=None):
+        """This context for a route with these RPKI states (one per state
+        pair and neighbour: the importer keeps them)."""
+        c = PolicyContext(self.neighbor, self.peer_as, self.local_as, local_ipv4=self.local_ipv4,
+                          local_ipv6=self.local_ipv6, rpki=rpki, aspa=aspa)
+        return c
 
     def __repr__(self):
         return "PolicyContext(neighbor=%r, peer_as=%d, local_as=%d)" % (self.neighbor, self.peer_as, self.local_as)
@@ -439,6 +452,15 @@ def _compile_conditions(c, sets, flags):
             return bool(v) and v[0] == want
 
         out.append(origin_cond)
+    # The states are part of the context (PolicyContext.rpki / .aspa), so
+    # the decision cache keys on them; the importer splits an UPDATE's
+    # prefixes by RFC 6811 state before policy (fastbgp.daemon.importer).
+    if c.rpki is not None:
+        flags.update(("ctx", "rpki"))
+        out.append(lambda r, want=c.rpki: (r.ctx.rpki or "not-found") == want)
+    if c.aspa is not None:
+        flags.update(("ctx", "aspa"))
+        out.append(lambda r, want=c.aspa: (r.ctx.aspa or "unknown") == want)
     return out
 
 
@@ -618,7 +640,8 @@ class Chain:
     """Policies in order plus the default action; obtained from
     :meth:`PolicyEngine.chain` (interned, so equal chains are one object)."""
 
-    __slots__ = ("names", "default_accept", "policies", "prefix_dependent", "uses_ctx", "uses_family", "_cache")
+    __slots__ = ("names", "default_accept", "policies", "prefix_dependent", "uses_ctx", "uses_family", "_cache",
+                 "uses_rpki", "uses_aspa")
 
     def __init__(self, names, default_accept, policies):
         self.names = names
@@ -630,6 +653,8 @@ class Chain:
         self.prefix_dependent = "prefix" in flags
         self.uses_ctx = "ctx" in flags
         self.uses_family = "family" in flags
+        self.uses_rpki = "rpki" in flags  # the importer must give the RFC 6811 state
+        self.uses_aspa = "aspa" in flags  # ... and the ASPA verification result
         self._cache = {}
 
     def __repr__(self):

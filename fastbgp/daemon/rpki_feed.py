@@ -1,0 +1,392 @@
+"""``[rpki]``: RPKI data for the daemon -- route origin validation (RFC 6811)
+and ASPA path verification at import, re-validated when the data changes.
+
+Owns: the published tables (one ``fastbgp.rpki.vrp.VrpTable`` and one
+``fastbgp.rpki.aspa.AspaTable``), fed by an
+:class:`fastbgp.rpki.client.RtrClient` over the configured caches and/or
+the static JSON file (``fastbgp.rpki.files.load_into``, re-read on reload
+and when its modification time changes, checked every FILE_POLL seconds).
+Both report to this feed through the one observer interface,
+:class:`fastbgp.rpki.client.RtrObserver`.  When both are configured they
+share the tables: the file's records and the caches' are one set, the last
+full answer of either defines it.
+
+Validation at import (called by ``fastbgp.daemon.importer``): one
+``VrpTable.validate_packed`` per UPDATE and family (the prefixes of an
+UPDATE share one AS_PATH, hence one origin, RFC 6811 §2), giving one state
+octet per prefix; the prefixes are then split by state (no split, and no
+Python object per prefix, when they all agree) and each part goes through
+the import policy with its state in the policy context.  ASPA verification
+(draft-ietf-sidrops-aspa-verification) depends on the AS_PATH and the
+neighbour only, so it is computed once per attribute set.  Only neighbours
+whose import chain has an ``rpki`` / ``aspa`` condition pay for this.
+
+Per-path state: the RFC 6811 state of a path is a function of its prefix,
+the origin AS of its attribute set and the VRP table, and the RIB keeps
+every path's attribute set id (8 octets a path in the compiled RIB), so
+the state is derived from those in bulk (``validate_packed`` per attribute
+group) when it is shown (``fastbgp global rib``, the API) or counted
+(metrics) rather than stored a second time: it is never stale.
+
+Incremental re-validation: every VRP added or removed marks its prefix in
+a per-family "changed" table (a VrpTable holding the changed prefixes with
+AS 0, which matches nothing: validating a route against it answers Invalid
+exactly when a changed VRP covers it, ``fastbgp.rpki.vrp.covered_range``).
+A task then re-imports, from the pre-policy Adj-RIB-In the importer keeps
+for every neighbour whose import chain uses ``rpki``, only the covered
+paths; the RIB update that follows changes nothing for paths whose policy
+verdict is unchanged, and the normal export sends the rest.  An ASPA
+change re-imports every path of the neighbours whose chain uses ``aspa``.
+One neighbour and family are re-imported in one go (the snapshot of its
+pre-policy paths must not outlive an UPDATE), then the loop runs.
+
+Bounds: the changed tables hold at most the VRPs of the pending changes
+(bounded by the client's MAX_PENDING records per response); the origin
+memo at most ORIGIN_MEMO attribute sets; the route counts for metrics are
+recomputed at most every COUNT_TTL seconds.
+
+Calls: the daemon's ``ribs``, ``attrs``, ``sources``, ``speaker``,
+``importer``.  Called by: the daemon (start, stop, reload), the importer
+(``states``, ``context``), the views and the API (``info``, ``validate``,
+``path_state``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+
+from fastbgp.control import contract as ctl
+from fastbgp.rib.export import IBGP, tag_source
+from fastbgp.rpki import files as rpki_files
+from fastbgp.rpki.aspa import STATE_NAMES as ASPA_NAMES
+from fastbgp.rpki.aspa import AspaTable
+from fastbgp.rpki.client import RtrClient, RtrObserver
+from fastbgp.rpki.origin import as_path_segments, origin_of_attrs
+from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable
+from fastbgp.wire import codec
+from fastbgp.wire.constants import AFI_IPV4, ROLE_CUSTOMER, ROLE_RS_CLIENT
+
+log = logging.getLogger("fastbgp.rpki")
+
+FILE_POLL = 10.0  # seconds between checks of the JSON file's modification time
+ORIGIN_MEMO = 1 << 16  # attribute sets whose origin AS is remembered
+CONTEXT_MEMO = 1 << 12  # policy contexts (neighbour x state pair) kept
+COUNT_TTL = 30.0  # seconds the per-state route counts are reused
+_WIDTH = {1: 32, 2: 128}
+_FAMILY = {1: "ipv4", 2: "ipv6"}
+
+
+def split_by_state(states, packed, addpath):
+    """[(state, packed part)] of packed NLRI ``packed`` whose i-th prefix has
+    state ``states[i]``; one part, ``packed`` itself, when all agree (the
+    usual case: no prefix is touched)."""
+    if not states:
+        return []
+    first = states[0]
+    if states.count(first) == len(states):
+        return [(first, packed)]
+    parts = {}
+    pos = 0
+    head = 5 if addpath else 1
+    for s in states:
+        end = pos + head + ((packed[pos + head - 1] + 7) >> 3)
+        parts.setdefault(s, []).append(packed[pos:end])
+        pos = end
+    return [(s, b"".join(p)) for s, p in parts.items()]
+
+
+class RpkiFeed(RtrObserver):
+    """The daemon's RPKI data and re-validation; see the module docstring."""
+
+    def __init__(self, daemon, cfg):
+        self.daemon = daemon
+        self.cfg = cfg
+        self.vrps = VrpTable()
+        self.aspas = AspaTable()
+        self.client = None
+        self.file_mtime = None
+        self.file_loaded = None
+        self.file_error = None
+        self.last_update = None  # wall clock of the last change of the tables
+        self.revalidated = 0  # paths re-imported after RPKI changes
+        self.origins = {}
+        self.contexts = {}
+        self.changed = {}  # afi -> VrpTable of changed VRP prefixes (AS 0)
+        self.aspa_dirty = False
+        self.task = None
+        self.poller = None
+        self.counts = None  # (monotonic time, {state name: paths})
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self):
+        """Load the file, start the RTR client (on the running loop)."""
+        if self.cfg.file:
+            self.load_file()
+            self.poller = asyncio.get_running_loop().create_task(self.poll_file(), name="rpki-file")
+        if self.cfg.caches:
+            self.client = RtrClient(self.cfg.caches, self, self.cfg.rtr_version, self.vrps, self.aspas)
+            self.client.start()
+
+    async def close(self):
+        for t in (self.poller, self.task):
+            if t is not None:
+                t.cancel()
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self.poller = self.task = None
+        if self.client is not None:
+            await self.client.stop()
+            self.client = None
+
+    async def reconfigure(self, new):
+        """A reload changed ``[rpki]``: restart the sources on the same
+        tables (the data stays until a new full answer replaces it, so
+        routes do not flap); a source that is gone takes its data along."""
+        await self.close()
+        old, self.cfg = self.cfg, new
+        if (old.file and not new.file) or (old.caches and not new.caches):
+            # A source is gone: start from nothing; what remains is loaded
+            # again below and the re-validation sees only the net change.
+            self.flush()
+        self.file_mtime = None
+        self.start()
+
+    def flush(self):
+        """Every VRP and ASPA withdrawn (reported like a source would)."""
+        removed = [(afi,) + e for afi in (1, 2) for e in self.vrps.entries(afi)]
+        aspas = {c: None for c, _p in self.aspas.items()}
+        self.vrps.clear()
+        self.aspas.clear()
+        if removed:
+            self.vrps_changed(removed, [])
+        if aspas:
+            self.aspas_changed(aspas)
+
+    # -- the JSON file ---------------------------------------------------------------------------
+
+    def load_file(self):
+        """(Re-)read ``[rpki] file``; a bad file keeps the data as it was
+        and is logged at WARNING with the reason."""
+        path = self.cfg.file
+        try:
+            self.file_mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            self.file_mtime = None
+        try:
+            added, removed, changes = rpki_files.load_into(path, self.vrps, self.aspas, self)
+        except rpki_files.RpkiFileError as exc:
+            self.file_error = str(exc)
+            log.warning("RPKI file not loaded, data unchanged: %s", exc)
+            return False
+        self.file_error = None
+        self.file_loaded = time.time()
+        log.info("RPKI file %s: %d VRPs added, %d removed, %d ASPA changes", path, len(added), len(removed),
+                 len(changes))
+        return True
+
+    async def poll_file(self):
+        while True:
+            await asyncio.sleep(FILE_POLL)
+            try:
+                mtime = os.stat(self.cfg.file).st_mtime_ns
+            except OSError:
+                continue
+            if mtime != self.file_mtime:
+                self.load_file()
+
+    # -- RtrObserver -----------------------------------------------------------------------------
+
+    def vrps_changed(self, added, removed):
+        self.last_update = time.time()
+        self.counts = None
+        for afi, addr, plen, _maxlen, _asn in added:
+            self.mark(afi, addr, plen)
+        for afi, addr, plen, _maxlen, _asn in removed:
+            self.mark(afi, addr, plen)
+        self.kick()
+
+    def aspas_changed(self, changed):
+        self.last_update = time.time()
+        self.aspa_dirty = True
+        self.kick()
+
+    def cache_changed(self, status):
+        pass
+
+    def mark(self, afi, addr, plen):
+        t = self.changed.get(afi)
+        if t is None:
+            t = self.changed[afi] = VrpTable()
+        t.add(afi, addr, plen, _WIDTH[afi], 0)
+
+    # -- validation at import --------------------------------------------------------------------
+
+    def origin(self, attrs):
+        """RFC 6811 §2 origin AS of an attribute block (memoised)."""
+        o = self.origins.get(attrs)
+        if o is None:
+            if len(self.origins) >= ORIGIN_MEMO:
+                self.origins.clear()
+            o = self.origins[attrs] = origin_of_attrs(attrs, self.daemon.asn)
+        return o
+
+    def states(self, afi, attrs, packed, addpath):
+        """One RFC 6811 state octet per prefix of ``packed``."""
+        return self.vrps.validate_packed(afi, packed, self.origin(attrs), addpath)
+
+    def aspa_state(self, nb, attrs):
+        """ASPA verification of a route from ``nb``: the downstream procedure
+        for routes from a provider (our RFC 9234 role is customer), upstream
+        otherwise; no neighbour check behind a transparent route server;
+        iBGP routes were verified where they entered the AS (unknown)."""
+        src = self.daemon.sources.get(nb.pid)
+        if src is None or src.kind == IBGP:
+            return "unknown"
+        neg = nb.negotiated
+        role = neg.local_role if neg is not None else None
+        downstream = role == ROLE_CUSTOMER
+        neighbor_as = None if role == ROLE_RS_CLIENT else src.peer_as
+        state = self.aspas.verify(as_path_segments(attrs), downstream, neighbor_as)
+        return ASPA_NAMES[state]
+
+    def context(self, nb, attrs, state):
+        """The policy context of a route from ``nb`` with RFC 6811 state
+        ``state`` (None: the chain does not look at it)."""
+        chain = nb.import_chain
+        rpki = STATE_NAMES[state] if state is not None else None
+        aspa = self.aspa_state(nb, attrs) if chain.uses_aspa else None
+        key = (nb.pctx, rpki, aspa)
+        c = self.contexts.get(key)
+        if c is None:
+            if len(self.contexts) >= CONTEXT_MEMO:
+                self.contexts.clear()
+            c = self.contexts[key] = nb.pctx.with_validation(rpki, aspa)
+        return c
+
+    # -- re-validation ---------------------------------------------------------------------------
+
+    def kick(self):
+        d = self.daemon
+        if (self.task is None or self.task.done()) and d.started and d.loop is not None:
+            self.task = d.loop.create_task(self.revalidate(), name="rpki-revalidate")
+
+    def users(self, what):
+        """Established neighbours whose import chain uses ``what``."""
+        speaker = self.daemon.speaker
+        out = []
+        for nb in list(speaker.neighbors.values()) if speaker is not None else ():
+            chain = nb.import_chain
+            if nb.established and chain is not None and getattr(chain, what):
+                out.append(nb)
+        return out
+
+    async def revalidate(self):
+        try:
+            while self.changed or self.aspa_dirty:
+                changed, self.changed = self.changed, {}
+                aspa, self.aspa_dirty = self.aspa_dirty, False
+                t0 = time.perf_counter()
+                n = 0
+                done = set()
+                if aspa:
+                    for nb in self.users("uses_aspa"):
+                        nb.import_cache.clear()  # its verdicts hold the old ASPA results
+                        for fam in list(self.daemon.ribs):
+                            n += self.reimport(nb, fam, None)
+                            await asyncio.sleep(0)
+                        done.add(nb.pid)
+                if changed:
+                    for nb in self.users("uses_rpki"):
+                        if nb.pid in done:
+                            continue
+                        for fam in list(self.daemon.ribs):
+                            delta = changed.get(fam[0])
+                            if delta is not None:
+                                n += self.reimport(nb, fam, delta)
+                                await asyncio.sleep(0)
+                self.revalidated += n
+                log.info("RPKI change: %d paths re-validated in %.3f s", n, time.perf_counter() - t0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not stop later re-validations
+            log.exception("RPKI re-validation failed")
+
+    def reimport(self, nb, fam, delta):
+        """Re-import the pre-policy paths of ``nb`` in ``fam`` that a VRP of
+        ``delta`` covers (all of them when ``delta`` is None); returns how
+        many.  Synchronous: the snapshot of the pre-policy paths is used
+        before any other UPDATE can change them."""
+        d = self.daemon
+        pre = d.importer.pre_ribs.get(fam)
+        if pre is None or not pre.has_peer(nb.pid) or not nb.established:
+            return 0
+        src = d.sources.get(nb.pid)
+        addpath = src is not None and fam in src.addpath_rx
+        n = 0
+        for aid, packed in list(pre.dump_peer(nb.pid, addpath)):
+            if delta is not None:
+                # Covered by a changed VRP <=> "Invalid" against the changed
+                # prefixes held with AS 0 (which no origin matches).
+                cover = delta.validate_packed(fam[0], packed, ORIGIN_NONE, addpath)
+                hit = len(cover) - cover.count(NOT_FOUND)
+                if not hit:
+                    continue
+                if hit != len(cover):
+                    packed = dict(split_by_state(cover, packed, addpath))[INVALID]
+                n += hit
+            else:
+                n += codec.count_prefixes(packed, fam[0], addpath)
+            _pid, attrs, nh = tag_source(d.attrs, aid)
+            d.importer.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre=False)
+        return n
+
+    # -- what is shown ---------------------------------------------------------------------------
+
+    def validate(self, prefix, asn):
+        """RFC 6811 state name of ``prefix`` (text) originated by ``asn``."""
+        net = ipaddress.ip_network(prefix, strict=False)
+        afi = 1 if net.version == 4 else 2
+        return STATE_NAMES[self.vrps.validate(afi, net.network_address.packed, net.prefixlen, asn)]
+
+    def path_state(self, afi, prefix, attrs):
+        """State name of one path (the views); ``prefix`` as text."""
+        net = ipaddress.ip_network(prefix, strict=False)
+        return STATE_NAMES[self.vrps.validate(afi, net.network_address.packed, net.prefixlen, self.origin(attrs))]
+
+    def route_counts(self):
+        """{state name: Loc-RIB best paths} over every family, recomputed in
+        bulk (one validate_packed per attribute group) at most every
+        COUNT_TTL seconds."""
+        now = time.monotonic()
+        if self.counts is not None and now - self.counts[0] < COUNT_TTL:
+            return self.counts[1]
+        out = {name: 0 for name in STATE_NAMES.values()}
+        d = self.daemon
+        for fam, rib in d.ribs.items():
+            for aid, packed in rib.dump_best():
+                _pid, attrs, _nh = tag_source(d.attrs, aid)
+                states = self.vrps.validate_packed(fam[0], packed, self.origin(attrs))
+                for s in (VALID, INVALID, NOT_FOUND):
+                    out[STATE_NAMES[s]] += states.count(s)
+        self.counts = (now, out)
+        return out
+
+    def info(self) -> ctl.RpkiInfo:
+        caches = []
+        if self.client is not None:
+            for s in self.client.status():
+                caches.append(ctl.RpkiCacheInfo(
+                    address=s.address, port=s.port, preference=s.preference, state=s.state, version=s.version,
+                    session_id=s.session_id, serial=s.serial, source=s.source, last_update=s.last_update,
+                    last_error=s.last_error, refresh=s.refresh, retry=s.retry, expire=s.expire))
+        return ctl.RpkiInfo(
+            enabled=True, caches=caches, file=self.cfg.file, file_loaded=self.file_loaded, file_error=self.file_error,
+            vrps={_FAMILY[afi]: self.vrps.count(afi) for afi in (AFI_IPV4, 2)}, aspas=len(self.aspas),
+            last_update=self.last_update, revalidated=self.revalidated, routes=self.route_counts())

@@ -1,0 +1,272 @@
+"""RPKI in the daemon (fastbgp.daemon.rpki_feed): the ``rpki`` / ``aspa``
+policy conditions at import, the per-UPDATE split by RFC 6811 state,
+incremental re-validation when the VRPs (or ASPA records) change, the
+views, API, metrics and CLI, and the ``[rpki]`` configuration checks.
+
+The daemon runs in process with library Speakers on loopback (the
+``test_daemon`` helpers); the RPKI data comes from a real JSON file in the
+rpki-client format read by ``fastbgp.rpki.files``.  The same flow against
+BIRD peers and a stayrtr cache is tests/interop/test_rpki_policy.py."""
+
+import json
+
+import msgspec
+import pytest
+
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
+from fastbgp.control import contract as ctl
+from fastbgp.daemon.rpki_feed import split_by_state
+from fastbgp.rib.policy import PolicyContext, compile_policies
+from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
+from test_daemon import DUT, addr, neighbor_toml, peer, until
+
+RPKI_POLICY = """
+[[policies]]
+name = "rov"
+[[policies.statements]]
+conditions = { rpki = "invalid" }
+actions = { result = "reject" }
+[[policies.statements]]
+conditions = { rpki = "valid" }
+actions = { result = "accept", set-local-pref = 200 }
+"""
+
+ASPA_POLICY = """
+[[policies]]
+name = "aspa"
+[[policies.statements]]
+conditions = { aspa = "invalid" }
+actions = { result = "reject" }
+"""
+
+
+def write_roas(path, roas, aspas=()):
+    doc = {"roas": [{"prefix": p, "maxLength": m, "asn": "AS%d" % a} for p, m, a in roas]}
+    if aspas:
+        doc["aspas"] = [{"customer_asid": c, "providers": list(ps)} for c, ps in aspas]
+    path.write_text(json.dumps(doc))
+
+
+# ----------------------------------------------------------------------------- the split by state
+
+
+def test_split_by_state_keeps_the_nlri_whole_when_states_agree():
+    packed = bytes([24, 10, 0, 0, 24, 10, 0, 1])
+    parts = split_by_state(bytes([VALID, VALID]), packed, False)
+    assert parts == [(VALID, packed)] and parts[0][1] is packed
+
+
+def test_split_by_state_groups_prefixes_in_order():
+    packed = bytes([24, 10, 0, 0, 16, 10, 1, 24, 10, 2, 0, 32, 10, 3, 0, 1])
+    parts = dict(split_by_state(bytes([VALID, INVALID, VALID, NOT_FOUND]), packed, False))
+    assert parts == {VALID: bytes([24, 10, 0, 0, 24, 10, 2, 0]), INVALID: bytes([16, 10, 1]),
+                     NOT_FOUND: bytes([32, 10, 3, 0, 1])}
+    # RFC 7911 §3: a path id before every prefix.
+    ap = bytes([0, 0, 0, 7, 24, 10, 0, 0, 0, 0, 0, 9, 8, 10])
+    assert dict(split_by_state(bytes([INVALID, NOT_FOUND]), ap, True)) == {
+        INVALID: ap[:8], NOT_FOUND: ap[8:]}
+    assert split_by_state(b"", b"", False) == []
+
+
+# ----------------------------------------------------------------------------- policy conditions
+
+
+def _engine(text):
+    return compile_policies(load_config('[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n[rpki]\ncaches = '
+                                        '[{ address = "192.0.2.1" }]\n' + text))
+
+
+def test_rpki_and_aspa_conditions_read_the_context():
+    eng = _engine(RPKI_POLICY + ASPA_POLICY)
+    attrs = b"\x40\x01\x01\x00"
+    base = PolicyContext("192.0.2.9", 65001, 65000)
+    chain = eng.chain(["rov"], "import")
+    assert chain.uses_rpki and not chain.uses_aspa and not chain.prefix_dependent
+    assert eng.evaluate_group(chain, attrs, base.with_validation("invalid")) is None
+    v = eng.evaluate_group(chain, attrs, base.with_validation("valid"))
+    assert v is not None and v.attrs != attrs  # LOCAL_PREF 200 added
+    assert eng.evaluate_group(chain, attrs, base.with_validation("not-found")).attrs == attrs
+    # Without a state the route reads as not-found (no implicit drop).
+    assert eng.evaluate_group(chain, attrs, base).attrs == attrs
+    achain = eng.chain(["aspa"], "import")
+    assert achain.uses_aspa and not achain.uses_rpki
+    assert eng.evaluate_group(achain, attrs, base.with_validation(None, "invalid")) is None
+    assert eng.evaluate_group(achain, attrs, base.with_validation(None, "unknown")) is not None
+    # The cache keys on the state: the same block gives both answers.
+    assert eng.evaluate_group(chain, attrs, base.with_validation("invalid")) is None
+    assert base.with_validation("valid") == base.with_validation("valid") != base
+
+
+# ----------------------------------------------------------------------------- configuration checks
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("[rpki]\n", "rpki", "needs caches or a file"),
+    ('[rpki]\ncaches = [{ address = "192.0.2.1" }, { address = "192.0.2.1" }]\n', "rpki.caches[1]", "duplicate"),
+    ('[rpki]\ncaches = [{ address = "cache.example" }]\n', "rpki.caches[0].address", "not an IP address"),
+    ('[rpki]\nfile = "/nonexistent/vrps.json"\n', "rpki.file", "no such file"),
+    (RPKI_POLICY, "policies[0].statements[0].conditions.rpki", "needs an [rpki] section"),
+    ('[rpki]\ncaches = [{ address = "192.0.2.1" }]\n' + RPKI_POLICY
+     + '[[neighbors]]\naddress = "192.0.2.7"\npeer-as = 65001\nexport-policy = ["rov"]\n',
+     "policies[0].statements[0].conditions.rpki", "import only"),
+])
+def test_rpki_config_errors(text, where, what):
+    with pytest.raises(ConfigError) as e:
+        load_config('[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n' + text)
+    assert any(p == where and what in m for p, m in e.value.errors), e.value.errors
+
+
+def test_rpki_reload_diff(tmp_path):
+    f = tmp_path / "vrps.json"
+    write_roas(f, [])
+    head = '[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n'
+    a = load_config(head + '[rpki]\nfile = "%s"\n' % f)
+    b = load_config(head + '[rpki]\nfile = "%s"\ncaches = [{ address = "192.0.2.1", port = 3323 }]\n' % f)
+    from fastbgp.config.diff import diff
+
+    assert diff(a, b).rpki_changed and not diff(a, b).empty
+    assert not diff(a, a).rpki_changed
+
+
+# ----------------------------------------------------------------------------- the daemon
+
+
+def _dut(tmp_path, vrps, policy="rov", extra_policy=RPKI_POLICY):
+    a_addr, c_addr = addr(), addr()
+    dut = DUT(path=tmp_path / "fastbgp.toml",
+              extra='[rpki]\nfile = "%s"\n%s' % (vrps, extra_policy),
+              neighbors=[neighbor_toml(a_addr, 65001, **{"import-policy": [policy]}),
+                         neighbor_toml(c_addr, 65003)])
+    return dut, a_addr, c_addr
+
+
+def test_daemon_drops_invalid_and_revalidates_incrementally(tmp_path, run):
+    """A's valid, invalid and not-found routes: the invalid one is rejected
+    by the import policy; a VRP change makes it valid (it reaches C), then
+    a shorter maxLength makes the valid one invalid (withdrawn from C).
+    Only routes under a changed VRP are re-imported."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.90.0.0/24", 24, 65001), ("10.90.1.0/24", 24, 64999)])
+
+    async def main():
+        dut, a_addr, c_addr = _dut(tmp_path, vrps)
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        # One UPDATE with prefixes of all three states: split by state.
+        a.announce(["10.90.0.0/24", "10.90.1.0/24", "10.90.2.0/24"])
+        a.announce(["10.91.%d.0/24" % i for i in range(20)])  # far from every VRP
+        await until(lambda: set(nc.received()) == {"10.90.0.0/24", "10.90.2.0/24"}
+                    | {"10.91.%d.0/24" % i for i in range(20)}, what="valid + not-found at C")
+        assert "10.90.1.0/24" not in {r.prefix for r in d.rib("ipv4-unicast")}
+        assert d.rib("ipv4-unicast", "10.90.0.0/24")[0].local_pref == 200  # valid: accepted with 200
+        marks = {r.prefix: r.rpki for r in d.rib("ipv4-unicast")}
+        assert marks["10.90.0.0/24"] == "valid" and marks["10.90.2.0/24"] == "not-found"
+        info = d.rpki_info()
+        assert info.enabled and info.vrps == {"ipv4": 2, "ipv6": 0} and info.file == str(vrps)
+        assert info.routes == {"valid": 1, "invalid": 0, "not-found": 21}
+        assert d.rpki_validate("10.90.1.0/24", 64999).state == "valid"
+        assert d.rpki_validate("10.90.1.0/24", 65001).state == "invalid"
+        assert d.rpki_validate("10.99.0.0/16", 65001).state == "not-found"
+
+        # The invalid route becomes valid: re-validated, accepted, sent to C.
+        write_roas(vrps, [("10.90.0.0/24", 24, 65001), ("10.90.1.0/24", 24, 65001)])
+        assert d.rpki.load_file()
+        await until(lambda: "10.90.1.0/24" in nc.received(), what="10.90.1.0/24 at C after the VRP change")
+        await until(lambda: d.rpki.revalidated == 1, what="one path re-validated")
+        assert nc.received()["10.90.1.0/24"].as_path == [65000, 65001]
+
+        # maxLength 16 on a /16: the /24s under it turn invalid (RFC 6811 §2).
+        write_roas(vrps, [("10.90.0.0/16", 16, 65001)])
+        assert d.rpki.load_file()
+        await until(lambda: not {"10.90.0.0/24", "10.90.1.0/24", "10.90.2.0/24"} & set(nc.received()),
+                    what="the three /24s under the /16 withdrawn from C")
+        # The 20 far routes were never re-imported.
+        await until(lambda: d.rpki.revalidated == 1 + 3, what="3 more paths re-validated")
+        assert len([p for p in nc.received() if p.startswith("10.91.")]) == 20
+
+        # A bad file changes nothing and says why.
+        vrps.write_text("{not json")
+        assert not d.rpki.load_file()
+        assert "not JSON" in d.rpki_info().file_error and d.rpki_info().vrps["ipv4"] == 1
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())
+
+
+def test_daemon_aspa_condition_and_aspa_change(tmp_path, run):
+    """ASPA (upstream procedure): origin 65077 attests provider 65099 only,
+    so its route through 65001 is invalid and rejected; once 65001 is
+    attested the route is re-imported and reaches C."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [], aspas=[(65077, [65099])])
+
+    async def main():
+        dut, a_addr, c_addr = _dut(tmp_path, vrps, policy="aspa", extra_policy=ASPA_POLICY)
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        a.announce(["10.92.0.0/24"], as_path=[65077])
+        a.announce(["10.92.1.0/24"], as_path=[65078])  # no ASPA: unknown, accepted
+        await until(lambda: "10.92.1.0/24" in nc.received(), what="unknown accepted")
+        assert "10.92.0.0/24" not in nc.received() and d.rpki_info().aspas == 1
+        write_roas(vrps, [], aspas=[(65077, [65001, 65099])])
+        assert d.rpki.load_file()
+        await until(lambda: "10.92.0.0/24" in nc.received(), what="valid after the ASPA change")
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())
+
+
+def test_rpki_api_metrics_and_cli(tmp_path, run, capsys):
+    """GET /v1/rpki and /v1/rpki/validate, the Prometheus gauges and the
+    CLI's rendering of the answer."""
+    pytest.importorskip("aiohttp")
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import generate_latest
+
+    from fastbgp.cli import rpki as cli_rpki
+    from fastbgp.control.api import make_app
+    from fastbgp.control.metrics import make_registry
+
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.93.0.0/24", 24, 65001), ("2001:db8::/32", 48, 65001)])
+
+    async def main():
+        dut, a_addr, _c = _dut(tmp_path, vrps)
+        d = await dut.start()
+        async with TestClient(TestServer(make_app(d))) as cl:
+            r = await cl.get("/v1/rpki")
+            info = msgspec.json.decode(await r.read(), type=ctl.RpkiInfo)
+            assert r.status == 200 and info.vrps == {"ipv4": 1, "ipv6": 1}
+            r = await cl.get("/v1/rpki/validate", params={"prefix": "2001:db8:1::/48", "asn": "AS65001"})
+            assert msgspec.json.decode(await r.read(), type=ctl.RpkiValidation).state == "valid"
+            r = await cl.get("/v1/rpki/validate", params={"prefix": "10.93.0.0/25", "asn": "65001"})
+            assert (await r.json())["state"] == "invalid"
+            for bad in ({"prefix": "x", "asn": "1"}, {"prefix": "10.0.0.0/8", "asn": "AS-1"},
+                        {"prefix": "10.0.0.0/8", "asn": str(1 << 32)}):
+                r = await cl.get("/v1/rpki/validate", params=bad)
+                assert r.status == 400, bad
+        text = generate_latest(make_registry(d, process=False)).decode()
+        assert 'fastbgp_rpki_vrps{family="ipv4"} 1.0' in text
+        assert 'fastbgp_rpki_routes{state="invalid"} 0.0' in text
+        cli_rpki.print_info(d.rpki_info())
+        await dut.stop()
+
+    run(main())
+    out = capsys.readouterr().out
+    assert "File: %s (loaded" % vrps in out and "ipv4 1, ipv6 1" in out
+    cli_rpki.print_info(ctl.RpkiInfo(enabled=True, caches=[ctl.RpkiCacheInfo(
+        address="192.0.2.1", port=3323, state="up", version=1, session_id=7, serial=42, source=True,
+        last_update=100.0, refresh=60, retry=10, expire=600)]), now=130.0)
+    out = capsys.readouterr().out
+    assert "192.0.2.1:3323 *" in out and "42" in out and "00:00:30 ago" in out
