@@ -113,7 +113,10 @@ _ATTRS = b"\x40\x01\x01\x00\x40\x02\x00"  # ORIGIN igp, empty AS_PATH
 @pytest.mark.parametrize("group,field", [
     (_Group(1, _ATTRS, b"\x18\xc6\x33\x65", bytes([224, 0, 0, 1])), "[0].next_hop: multicast"),
     (_Group(1, _ATTRS, b"\x18\xc6\x33\x65", bytes([127, 0, 0, 1])), "[0].next_hop: loopback"),
-    (_Group(1, _ATTRS + b"\x40\x03\x04\xff\xff\xff\xff", b"\x18\xc6\x33\x65"), "[0].attrs: broadcast"),
+    # The codec's attribute check refuses it first (RFC 7606 §7.3 Invalid NEXT_HOP).
+    (_Group(1, _ATTRS + b"\x40\x03\x04\xff\xff\xff\xff", b"\x18\xc6\x33\x65"),
+     "[0].attrs: UPDATE Message Error (3/8, treat-as-withdraw): NEXT_HOP 255.255.255.255"),
+    (_Group(1, _ATTRS + b"\x40\x03\x04\x7f\x00\x00\x01", b"\x18\xc6\x33\x65"), "[0].attrs: loopback"),
     (_Group(2, _ATTRS, b"\x20\x20\x01\x0d\xb8", bytes(15) + b"\x01"), "[0].next_hop: loopback"),
     (_Group(2, _ATTRS, b"\x20\x20\x01\x0d\xb8", b"\xff\x02" + bytes(13) + b"\x01"), "[0].next_hop: multicast"),
     (_Group(2, _ATTRS, b"\x20\x20\x01\x0d\xb8", b"\x20\x01\x0d\xb8" + bytes(12) + b"\xff\x02" + bytes(14)),
