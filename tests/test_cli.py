@@ -570,6 +570,9 @@ def test_global_rib_sorted_and_filtered(fastbgp, rib_routes):
 
     assert q("10.0.0.0/8", "longer-prefixes") == ["10.0.0.0/8", "10.2.0.0/16", "10.2.3.0/24", "10.10.0.0/16"]
     assert q("10.2.0.0/16", "longer-prefixes") == ["10.2.0.0/16", "10.2.3.0/24"]
+    # 10.0.0.0/8 starts at the same address as 10.0.0.0/9 but is shorter.
+    assert q("10.0.0.0/9", "longer-prefixes") == ["10.2.0.0/16", "10.2.3.0/24", "10.10.0.0/16"]
+    assert q("10.2.3.0/25", "shorter-prefixes", "community", "65000:1") == ["10.2.3.0/24"]
     assert q("10.2.3.0/24", "shorter-prefixes") == ["10.0.0.0/8", "10.2.0.0/16", "10.2.3.0/24"]
     assert q("10.2.3.0/24", "longest-match") == ["10.2.3.0/24"]
     assert q("10.2.3.9") == ["10.2.3.0/24"]

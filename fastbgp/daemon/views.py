@@ -175,11 +175,6 @@ def endpoints_text(addresses) -> list:
     return ["[%s]:%d" % (a, p) if ":" in str(a) else "%s:%d" % (a, p) for a, p, *_ in addresses]
 
 
-def prefix_key(addr: bytes, plen: int) -> int:
-    """Sort key of a prefix: address then length, numerically."""
-    return int.from_bytes(addr, "big") << 8 | plen
-
-
 # Low bits of a listing's sort key that hold the row's index into its groups.
 _INDEX_BITS = 32
 
@@ -399,23 +394,50 @@ class Views:
                                   **age_fields(received, now), rpki=self.rpki_state(fam[0], p, attrs)), attrs))
         return out
 
-    def sorted_best(self, fam, want=None, keep=None):
+    def sorted_best(self, fam, want=None, within=None):
         """(items, keys) of the Loc-RIB's best paths: ``items`` resolved now
         (see :meth:`resolved`), ``keys`` one int per prefix, sorted by
         prefix (address, then length), each carrying its item's index in
-        its low bits.  ``want(attrs)`` drops whole attribute sets,
-        ``keep(addr, plen)`` single prefixes.  One int per prefix is what a
+        its low bits.  ``want(attrs)`` drops whole attribute sets;
+        ``within`` = (network, prefix length) keeps only that prefix and
+        the ones inside it (longer prefixes).  One int per prefix is what a
         sorted full table costs (about 40 octets for IPv4)."""
         items = self.resolved(self.daemon.ribs[fam].dump_best())
         afi = fam[0]
+        lo = hi = minlen = None
+        if within is not None:
+            net, minlen = within
+            lo = int(net.network_address)
+            hi = int(net.broadcast_address)
         keys = []
+        add = keys.append
         for i, (_pid, attrs, _nh, packed, _aid) in enumerate(items):
             if want is not None and not want(attrs):
                 continue
             for _p, addr, plen in codec.unpack_prefixes(packed, afi, False):
-                if keep is None or keep(addr, plen):
-                    keys.append(prefix_key(addr, plen) << _INDEX_BITS | i)
+                a = int.from_bytes(addr, "big")
+                if lo is None or (lo <= a <= hi and plen >= minlen):
+                    add((a << 8 | plen) << _INDEX_BITS | i)
         keys.sort()
+        return items, keys
+
+    def covering(self, fam, net, want=None):
+        """(items, keys) as :meth:`sorted_best` gives them, of the best
+        paths of ``net`` and of every prefix covering it (shorter
+        prefixes): one exact lookup per length, not a walk of the table."""
+        rib = self.daemon.ribs[fam]
+        table = self.daemon.attrs
+        items, keys = [], []
+        for plen in range(net.prefixlen + 1):
+            sup = net.supernet(new_prefix=plen)
+            bp = rib.best_path(str(sup))
+            if bp is None:
+                continue
+            pid, attrs, nh = tag_source(table, bp[2])
+            if want is not None and not want(attrs):
+                continue
+            keys.append((int(sup.network_address) << 8 | plen) << _INDEX_BITS | len(items))
+            items.append((pid, attrs, nh, b"", bp[2]))
         return items, keys
 
     def rows(self, fam, items, keys, memo, check=None):
@@ -431,7 +453,12 @@ class Views:
             pid, attrs, nh, _packed, _aid = items[k & mask]
             pk = k >> _INDEX_BITS
             plen = pk & 0xFF
-            p = prefix_text(afi, (pk >> 8).to_bytes(width, "big"), plen)
+            if width == 4:
+                # inet_ntop: the same text as ipaddress for IPv4, 5x faster
+                # (a full table is a million of these).
+                p = "%s/%d" % (socket.inet_ntop(socket.AF_INET, (pk >> 8).to_bytes(4, "big")), plen)
+            else:
+                p = prefix_text(afi, (pk >> 8).to_bytes(16, "big"), plen)
             # The best path now (the RIB may have moved on since the
             # snapshot of ``items``): its receive time, when it is the same.
             bp = rib.best_path(p, received=True)
@@ -462,20 +489,17 @@ class Views:
                 if flt(attrs):
                     out.append(r)
             return out[q.offset : None if q.limit is None else q.offset + q.limit]
-        keep = None
-        if q.prefix is not None:
+        want = flt if flt.active else None
+        if q.prefix is None:
+            items, keys = self.sorted_best(fam, want)
+        else:
             net = ipaddress.ip_network(q.prefix, strict=False)
             if (net.version == 4) != (fam[0] == AFI_IPV4):
                 return []
-            base, plen0 = int(net.network_address), net.prefixlen
-            bits = net.max_prefixlen
             if q.match == "longer":
-                def keep(addr, plen):
-                    return plen >= plen0 and int.from_bytes(addr, "big") >> (bits - plen0) == base >> (bits - plen0)
+                items, keys = self.sorted_best(fam, want, (net, net.prefixlen))
             else:
-                def keep(addr, plen):
-                    return plen <= plen0 and int.from_bytes(addr, "big") >> (bits - plen) == base >> (bits - plen)
-        items, keys = self.sorted_best(fam, flt if flt.active else None, keep)
+                items, keys = self.covering(fam, net, want)
         page = keys[q.offset : None if q.limit is None else q.offset + q.limit]
         return self.rows(fam, items, page, {}, self.stale_checker(fam))
 
