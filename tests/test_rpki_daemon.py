@@ -106,6 +106,7 @@ def test_rpki_and_aspa_conditions_read_the_context():
     ('[rpki]\ncaches = [{ address = "192.0.2.1" }, { address = "192.0.2.1" }]\n', "rpki.caches[1]", "duplicate"),
     ('[rpki]\ncaches = [{ address = "cache.example" }]\n', "rpki.caches[0].address", "not an IP address"),
     ('[rpki]\nfile = "/nonexistent/vrps.json"\n', "rpki.file", "no such file"),
+    ('[rpki]\nfile = "/"\ncaches = [{ address = "192.0.2.1" }]\n', "rpki.file", "exclusive"),
     (RPKI_POLICY, "policies[0].statements[0].conditions.rpki", "needs an [rpki] section"),
     ('[rpki]\ncaches = [{ address = "192.0.2.1" }]\n' + RPKI_POLICY
      + '[[neighbors]]\naddress = "192.0.2.7"\npeer-as = 65001\nexport-policy = ["rov"]\n',
@@ -122,7 +123,7 @@ def test_rpki_reload_diff(tmp_path):
     write_roas(f, [])
     head = '[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n'
     a = load_config(head + '[rpki]\nfile = "%s"\n' % f)
-    b = load_config(head + '[rpki]\nfile = "%s"\ncaches = [{ address = "192.0.2.1", port = 3323 }]\n' % f)
+    b = load_config(head + '[rpki]\ncaches = [{ address = "192.0.2.1", port = 3323 }]\n')
     from fastbgp.config.diff import diff
 
     assert diff(a, b).rpki_changed and not diff(a, b).empty
@@ -270,3 +271,37 @@ def test_rpki_api_metrics_and_cli(tmp_path, run, capsys):
         last_update=100.0, refresh=60, retry=10, expire=600)]), now=130.0)
     out = capsys.readouterr().out
     assert "192.0.2.1:3323 *" in out and "42" in out and "00:00:30 ago" in out
+
+
+def test_reload_switches_the_rpki_file_and_rereads_it(tmp_path, run):
+    """A reload naming another file loads it (re-validating what changed);
+    a reload with the same [rpki] re-reads the file."""
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    write_roas(first, [("10.94.1.0/24", 24, 64999)])
+    write_roas(second, [("10.94.1.0/24", 24, 65001)])
+
+    async def main():
+        dut, a_addr, c_addr = _dut(tmp_path, first)
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        a.announce(["10.94.0.0/24", "10.94.1.0/24"])
+        await until(lambda: "10.94.0.0/24" in nc.received(), what="not-found route at C")
+        assert "10.94.1.0/24" not in nc.received()
+        dut.extra = dut.extra.replace(str(first), str(second))
+        dut.path.write_text(dut.text())
+        summary = await d.reload()
+        assert summary.get("rpki-changed") is True, summary
+        await until(lambda: "10.94.1.0/24" in nc.received(), what="valid with the second file")
+        write_roas(second, [("10.94.1.0/24", 24, 64999)])
+        summary = await d.reload()
+        assert not summary.get("rpki-changed")
+        await until(lambda: "10.94.1.0/24" not in nc.received(), what="invalid again after re-reading")
+        assert na.counters.established_count == 1 and nc.counters.established_count == 1
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())

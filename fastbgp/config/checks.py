@@ -359,6 +359,10 @@ def _check_rpki(chk, cfg, resolved):
     if r is not None:
         if not r.caches and not r.file:
             chk.err("rpki", "needs caches or a file")
+        if r.caches and r.file:
+            # Each source publishes a full set into the one table (the last
+            # full answer defines it): two would undo each other.
+            chk.err("rpki.file", "caches and a file are exclusive: use one source")
         seen = {}
         for i, c in enumerate(r.caches):
             path = "rpki.caches[%d]" % i

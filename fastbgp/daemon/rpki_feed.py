@@ -7,9 +7,8 @@ Owns: the published tables (one ``fastbgp.rpki.vrp.VrpTable`` and one
 the static JSON file (``fastbgp.rpki.files.load_into``, re-read on reload
 and when its modification time changes, checked every FILE_POLL seconds).
 Both report to this feed through the one observer interface,
-:class:`fastbgp.rpki.client.RtrObserver`.  When both are configured they
-share the tables: the file's records and the caches' are one set, the last
-full answer of either defines it.
+:class:`fastbgp.rpki.client.RtrObserver`; the configuration has one or the
+other (config.checks: each publishes full sets into the same tables).
 
 Validation at import (called by ``fastbgp.daemon.importer``): one
 ``VrpTable.validate_packed`` per UPDATE and family (the prefixes of an
@@ -151,9 +150,10 @@ class RpkiFeed(RtrObserver):
         routes do not flap); a source that is gone takes its data along."""
         await self.close()
         old, self.cfg = self.cfg, new
-        if (old.file and not new.file) or (old.caches and not new.caches):
-            # A source is gone: start from nothing; what remains is loaded
-            # again below and the re-validation sees only the net change.
+        if bool(old.file) != bool(new.file):
+            # The source kind changed: start from nothing; the new source's
+            # first answer fills the tables again and the re-validation
+            # (which runs after this) sees only the net change for the file.
             self.flush()
         self.file_mtime = None
         self.start()
