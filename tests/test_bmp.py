@@ -594,3 +594,46 @@ def test_tshark_decodes_every_message(tmp_path):
     out = res.stdout
     assert out.count("OPEN Message (1)") == 2 and "Type: Peer Up Notification (3)" in out
     assert out.index("Malformed") > out.rindex("OPEN Message (1)") if "Malformed" in out else True
+
+
+def test_api_announcements_reach_stations_live(run):
+    """Our own routes announced / withdrawn through the API
+    (Originator.observe) reach the Loc-RIB (RFC 9069) and Adj-RIB-Out
+    (RFC 8671) views at once, not with the next dump; a route offered to C
+    only is in C's Adj-RIB-Out and not in A's."""
+    from fastbgp.control import contract as ctl
+
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr, c_addr = addr(), addr()
+        bmp = ('[[bmp]]\naddress = "%s"\nport = %d\npolicy = "pre"\nloc-rib = true\nadj-rib-out = true\n'
+               'stats-interval = 0\n' % (host, st.port))
+        dut = DUT(extra=bmp, neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(c_addr, 65003)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        await until(lambda: len(st.of(bm.PEER_UP)) == 3, what="Peer Up of A, C and the Loc-RIB")
+        await d.announce(ctl.Announce(prefixes=["10.5.0.0/24", "10.5.1.0/24"], next_hop="192.0.2.7"))
+        await d.announce(ctl.Announce(prefixes=["10.5.2.0/24"], next_hop="192.0.2.7", neighbors=[c_addr]))
+        await until(lambda: set(route_state(st.msgs, 3, False)) == {"10.5.0.0/24", "10.5.1.0/24", "10.5.2.0/24"},
+                    what="our routes in the station's Loc-RIB")
+        await until(lambda: set(route_state(st.msgs, 0, True, out=True, peer=c_addr)) == {
+            "10.5.0.0/24", "10.5.1.0/24", "10.5.2.0/24"}, what="C's Adj-RIB-Out")
+        await until(lambda: set(route_state(st.msgs, 0, True, out=True, peer=a_addr)) == {
+            "10.5.0.0/24", "10.5.1.0/24"}, what="A's Adj-RIB-Out, without C's route")
+        await until(lambda: "10.5.2.0/24" in nc.received())
+        assert "10.5.2.0/24" not in na.received()
+        await d.withdraw(ctl.Announce(prefixes=["10.5.1.0/24", "10.5.2.0/24"]))
+        await until(lambda: set(route_state(st.msgs, 3, False)) == {"10.5.0.0/24"}, what="Loc-RIB withdrawals")
+        await until(lambda: set(route_state(st.msgs, 0, True, out=True, peer=c_addr)) == {"10.5.0.0/24"},
+                    what="C's Adj-RIB-Out withdrawals")
+        assert st.conns == 1  # no reconnection, no second dump
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+        await st.close()
+
+    run(main(), timeout=60)

@@ -20,6 +20,19 @@ def test_announce_route_with_every_attribute():
     assert r.communities == ["65000:1", "no-export"] and r.large_communities == ["1:2:3"]
 
 
+def test_extended_communities_path_information_and_selectors():
+    c = parse_command("neighbor 192.0.2.2, neighbor 192.0.2.1 announce route 10.0.0.0/24 next-hop self "
+                      "extended-community [ target:65000:1 origin:192.0.2.1:7 0x0002FDE800000002 ] "
+                      "path-information 0.0.1.2")
+    r = c.request
+    assert r.ext_communities == ["target:65000:1", "origin:192.0.2.1:7", "0x0002FDE800000002"]
+    assert r.path_id == 258 and r.neighbors == ["192.0.2.1", "192.0.2.2"]
+    assert parse_command("announce route 10.0.0.0/24 next-hop self path-information 7").request.path_id == 7
+    w = parse_command("neighbor 192.0.2.1 withdraw route 10.0.0.0/24 path-information 7 "
+                      "extended-community [ target:1:1 ]")
+    assert (w.request.path_id, w.request.neighbors, w.request.ext_communities) == (7, ["192.0.2.1"], [])
+
+
 def test_healthcheck_spelling():
     # What ExaBGP's healthcheck writes (exabgp/application/healthcheck.py).
     c = parse_command("announce route 192.0.2.10/32 next-hop self med 100")
@@ -62,8 +75,12 @@ def test_other_commands():
     ("announce route 10.0.0.0/24 next-hop self as-path ( 1 2 )", "AS_SET"),
     ("announce route 10.0.0.0/24 next-hop self community [ 70000:1 ]", "70000"),
     ("announce route 10.0.0.0/24 next-hop self origin bgp", "origin"),
-    ("announce route 10.0.0.0/24 next-hop self extended-community [ target:1:1 ]", "extended-community"),
-    ("announce route 10.0.0.0/24 next-hop self path-information 1.2.3.4", "path-information"),
+    ("announce route 10.0.0.0/24 next-hop self extended-community [ color:1:1 ]", "ext_communities"),
+    ("announce route 10.0.0.0/24 next-hop self extended-community [ target:1:70000 ] "
+     "extended-community 0x12", "ext_communities"),
+    ("announce route 10.0.0.0/24 next-hop self path-information 1.2.3.4", "16 bits"),
+    ("announce route 10.0.0.0/24 next-hop self path-information 1.2.3", "dotted quad"),
+    ("announce route 10.0.0.0/24 next-hop self path-information 65536", "16 bits"),
     ("announce route 10.0.0.0/24 next-hop self split /16", "split"),
     ("announce route 10.0.0.0/24 next-hop self colour blue", "unknown attribute"),
     ("announce eor ipv4 flow", "family"),

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 
+import msgspec
 import pytest
 
 from test_daemon import DUT, addr, neighbor_toml, peer, until
@@ -38,7 +39,7 @@ import sys
 sys.stdout.write("frobnicate\\n")
 sys.stdout.write("announce route 10.9.0.1/24 next-hop 192.0.2.1\\n")
 sys.stdout.write("announce route 10.9.0.0/24 next-hop 0.0.0.0\\n")
-sys.stdout.write("announce route 10.9.9.0/24 next-hop self extended-community [ target:1:1 ]\\n")
+sys.stdout.write("announce route 10.9.9.0/24 next-hop self extended-community [ color:1:1 ]\\n")
 sys.stdout.write("neighbor 192.0.2.99 announce route 10.9.8.0/24 next-hop self\\n")
 sys.stdout.write("x" * 2000000 + "\\n")
 sys.stdout.buffer.write(b"\\xff\\xfe\\x00 announce\\n")
@@ -121,7 +122,7 @@ def test_hostile_commands_get_error_lines(run, tmp_path):
             assert "unknown command" in got[0]
             assert "host bits" in got[1]
             assert "RFC 4271 §6.3" in got[2]
-            assert "extended-community" in got[3]
+            assert "ext_communities" in got[3]
             assert "not configured" in got[4]
             assert "longer than" in got[5]
             prefixes = sorted(r.prefix for r in d.rib("ipv4-unicast"))
@@ -129,6 +130,17 @@ def test_hostile_commands_get_error_lines(run, tmp_path):
             r = d.rib("ipv4-unicast", "10.9.1.0/24")[0]
             assert r.as_path == [65001, 65002] and r.communities == ["65000:1"]
             assert d.processes.programs["hostile"].errors == 7
+            # The counters in /metrics (control.metrics, process_info).
+            from prometheus_client import generate_latest
+            from fastbgp.control.metrics import make_registry
+            text = generate_latest(make_registry(d, process=False)).decode()
+            for line in ('fastbgp_process_commands_total{process="hostile",result="error"} 7.0',
+                         'fastbgp_process_commands_total{process="hostile",result="ok"} 3.0',
+                         'fastbgp_process_up{process="hostile"} 1.0',
+                         'fastbgp_process_restarts_total{process="hostile"} 0.0',
+                         'fastbgp_process_events_dropped_total{process="hostile"} 0.0'):
+                assert line in text, (line, [x for x in text.splitlines() if "process" in x])
+            assert 'fastbgp_process_events_total{process="hostile"} 10.0' in text  # the ten answers
         finally:
             await dut.stop()
 
@@ -326,3 +338,130 @@ def test_eor_refresh_flush_clear_and_shutdown(run, tmp_path):
             await dut.stop()
 
     run(main())
+
+
+def test_selectors_extended_communities_and_path_ids(run, tmp_path):
+    """``neighbor A announce`` offers a route to A only, extended
+    communities reach the peer, ``path-information`` gives ADD-PATH peers
+    one path per id; the same from ``[[routes]]`` in the file."""
+    go, answers = tmp_path / "go", tmp_path / "answers"
+
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        routes = ('[[routes]]\nprefix = "10.6.0.0/24"\nneighbors = ["%s"]\next-communities = ["target:65000:9"]\n'
+                  '[[routes]]\nprefix = "10.6.1.0/24"\npath-id = 4\n'
+                  '[[routes]]\nprefix = "10.6.1.0/24"\npath-id = 6\nmed = 1\n' % b_addr)
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
+                             neighbor_toml(c_addr, 65003, **{"add-path": {"send": ["ipv4-unicast"]}})],
+                  extra=routes + process_toml("sel", _script(tmp_path, "sel", SCRIPTED), go, answers))
+        d = await dut.start()
+        try:
+            a, na = await peer(dut, 65001, a_addr)
+            b, nb = await peer(dut, 65002, b_addr)
+            c, nc = await peer(dut, 65003, c_addr, addpath_receive=["ipv4-unicast"])
+            for n in (na, nb, nc):
+                await n.wait_established(5)
+            go.write_text("\n".join([
+                "neighbor %s announce route 10.8.0.0/24 next-hop self extended-community [ target:65000:7 "
+                "origin:192.0.2.1:3 ]" % a_addr,
+                "announce route 10.8.1.0/24 next-hop self path-information 1 med 10",
+                "announce route 10.8.1.0/24 next-hop self path-information 0.0.0.2 med 20",
+                "neighbor %s, neighbor %s announce route 10.8.2.0/24 next-hop self" % (a_addr, b_addr),
+                "neighbor %s withdraw route 10.8.2.0/24" % a_addr,
+                "withdraw route 10.8.1.0/24 path-information 1",
+            ]) + "\n")
+            await until(lambda: len(_lines(answers)) == 6, timeout=20, what="six answers")
+            assert _lines(answers) == ["done"] * 6
+            await until(lambda: "10.8.2.0/24" in nb.received() and "10.8.2.0/24" not in na.received(),
+                        what="10.8.2.0/24 kept for B, withdrawn from A")
+            await until(lambda: {pid for (p, pid) in nc.received_paths() if p == "10.8.1.0/24"} == {2},
+                        what="path 1 withdrawn at C")
+            ra = na.received()
+            assert ra["10.8.0.0/24"].ext_communities == ["target:65000:7", "origin:192.0.2.1:3"]
+            for n in (nb, nc):
+                assert "10.8.0.0/24" not in n.received()
+            assert "10.8.2.0/24" not in nc.received()
+            assert ra["10.8.1.0/24"].med == 20 and nb.received()["10.8.1.0/24"].med == 20
+            # From the file: scoped to B with its extended community, and two
+            # paths of 10.6.1.0/24 with ids 4 and 6 at the ADD-PATH peer.
+            assert nb.received()["10.6.0.0/24"].ext_communities == ["target:65000:9"]
+            assert "10.6.0.0/24" not in na.received() and "10.6.0.0/24" not in nc.received()
+            assert {pid for (p, pid) in nc.received_paths() if p == "10.6.1.0/24"} == {4, 6}
+            assert len(d.rib("ipv4-unicast", "10.6.1.0/24")) == 2
+            for s in (a, b, c):
+                await s.stop()
+        finally:
+            await dut.stop()
+
+    run(main())
+
+
+def test_open_and_keepalive_events(run, tmp_path):
+    """``receive = ["opens", "keepalives"]``: the peer's OPEN (through
+    Session.observe_opens, hooked before it arrives) and its KEEPALIVEs
+    (Session.observe_keepalives) as ExaBGP JSON."""
+    out = tmp_path / "events"
+
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)],
+                  extra=process_toml("msgs", _script(tmp_path, "msgs", RECORDER), out, receive=["opens", "keepalives"]))
+        await dut.start()
+        try:
+            sp, nb = await peer(dut, 65001, a_addr, hold_time=3)
+            await nb.wait_established(5)
+
+            def events():
+                got = []
+                for x in _lines(out):
+                    try:
+                        got.append(json.loads(x))
+                    except ValueError:
+                        pass
+                return got
+
+            await until(lambda: len([e for e in events() if e["type"] == "keepalive"]) >= 2, timeout=10,
+                        what="two keepalive lines")
+            opens = [e for e in events() if e["type"] == "open"]
+            assert len(opens) == 1, opens
+            o = opens[0]["neighbor"]
+            assert o["direction"] == "receive" and o["address"]["peer"] == a_addr
+            assert (o["open"]["asn"], o["open"]["hold_time"], o["open"]["router_id"]) == (
+                65001, 3, a_addr.replace("127.", "11.", 1))
+            ka = [e for e in events() if e["type"] == "keepalive"][0]["neighbor"]
+            assert ka["direction"] == "receive" and ka["address"]["peer"] == a_addr
+            assert not any(e["type"] == "update" for e in events())  # not asked for
+            await sp.stop()
+        finally:
+            await dut.stop()
+
+    run(main())
+
+
+def test_reload_summary_lists_bmp_processes_and_path_ids():
+    """config.diff: [[bmp]] stations and [[processes]] programs added,
+    removed and changed, and routes named with their path id, reach the
+    reload summary (contract.change_lines)."""
+    from fastbgp.config.checks import load_config
+    from fastbgp.config.diff import diff
+    from fastbgp.control.contract import change_lines
+
+    head = '[global]\nasn = 65000\nrouter-id = "192.0.2.1"\n'
+    old = load_config(head + '[[bmp]]\naddress = "192.0.2.50"\n[[bmp]]\naddress = "192.0.2.51"\n'
+                             '[[processes]]\nname = "a"\nrun = ["/bin/cat"]\n'
+                             '[[processes]]\nname = "b"\nrun = ["/bin/cat"]\n'
+                             '[[routes]]\nprefix = "10.0.0.0/24"\npath-id = 1\n')
+    new = load_config(head + '[[bmp]]\naddress = "192.0.2.50"\npolicy = "both"\n[[bmp]]\naddress = "192.0.2.52"\n'
+                             '[[processes]]\nname = "a"\nrun = ["/bin/cat", "-u"]\n'
+                             '[[processes]]\nname = "c"\nrun = ["/bin/cat"]\n'
+                             '[[routes]]\nprefix = "10.0.0.0/24"\npath-id = 1\n'
+                             '[[routes]]\nprefix = "10.0.0.0/24"\npath-id = 2\n')
+    d = diff(old, new)
+    assert not d.empty
+    assert (d.bmp_added, d.bmp_removed, d.bmp_changed) == (["192.0.2.52:11019"], ["192.0.2.51:11019"],
+                                                           ["192.0.2.50:11019"])
+    assert (d.processes_added, d.processes_removed, d.processes_changed) == (["c"], ["b"], ["a"])
+    assert d.routes_added == ["10.0.0.0/24 path-id 2"] and not d.routes_changed
+    lines = change_lines(msgspec.to_builtins(d))
+    assert "bmp changed: 192.0.2.50:11019" in lines and "processes removed: b" in lines
+    assert diff(new, new).empty

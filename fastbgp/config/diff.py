@@ -9,7 +9,7 @@ from typing import Literal
 
 from fastbgp.config.schema import SET_KINDS, ConfigStruct, GlobalConfig, Neighbor
 
-__all__ = ["diff", "ConfigDiff", "NeighborChange"]
+__all__ = ["diff", "ConfigDiff", "NeighborChange", "route_name"]
 
 
 class NeighborChange(ConfigStruct):
@@ -38,6 +38,14 @@ class ConfigDiff(ConfigStruct):
     # [rpki] changed: the daemon restarts its RPKI sources on the same
     # tables (fastbgp.daemon.rpki_feed); re-validation sends the changes.
     rpki_changed: bool = False
+    # [[bmp]] stations ("address:port") and [[processes]] programs (names);
+    # the daemon reconnects / restarts what changed (reload hooks).
+    bmp_added: list[str] = []
+    bmp_removed: list[str] = []
+    bmp_changed: list[str] = []
+    processes_added: list[str] = []
+    processes_removed: list[str] = []
+    processes_changed: list[str] = []
 
     @property
     def empty(self):
@@ -52,7 +60,27 @@ class ConfigDiff(ConfigStruct):
             or self.routes_changed
             or self.dynamic_changed
             or self.rpki_changed
+            or self.bmp_added
+            or self.bmp_removed
+            or self.bmp_changed
+            or self.processes_added
+            or self.processes_removed
+            or self.processes_changed
         )
+
+
+def route_name(r) -> str:
+    """How a configured route is named in a diff: its prefix, and its
+    RFC 7911 path id when it has one (a prefix may be originated once per
+    path id)."""
+    p = str(ipaddress.ip_network(r.prefix))
+    return p if r.path_id is None else "%s path-id %d" % (p, r.path_id)
+
+
+def _keyed(old, new):
+    """(added, removed, changed) names of two {name: entry} dicts."""
+    return ([k for k in new if k not in old], [k for k in old if k not in new],
+            [k for k in new if k in old and old[k] != new[k]])
 
 
 _SOFT_IMPORT_FIELDS = {"import_policy", "default_import"}
@@ -122,8 +150,11 @@ def diff(old, new):
             changed.append(NeighborChange(address=addr, fields=names, action="soft", soft_import=soft_in, soft_export=soft_out))
         elif fields:
             changed.append(NeighborChange(address=addr, fields=names, action="none"))
-    ro = {ipaddress.ip_network(r.prefix): r for r in old.routes}
-    rn = {ipaddress.ip_network(r.prefix): r for r in new.routes}
+    ro = {route_name(r): r for r in old.routes}
+    rn = {route_name(r): r for r in new.routes}
+    bmp = _keyed({"%s:%d" % (b.address, b.port): b for b in old.bmp},
+                 {"%s:%d" % (b.address, b.port): b for b in new.bmp})
+    procs = _keyed({p.name: p for p in old.processes}, {p.name: p for p in new.processes})
     groups_used = {d.peer_group for d in old.dynamic_neighbors} | {d.peer_group for d in new.dynamic_neighbors}
     dyn = old.dynamic_neighbors != new.dynamic_neighbors or any(
         old.peer_group(g) != new.peer_group(g) for g in groups_used
@@ -139,4 +170,10 @@ def diff(old, new):
         routes_changed=[str(p) for p in rn if p in ro and ro[p] != rn[p]],
         dynamic_changed=dyn,
         rpki_changed=old.rpki != new.rpki,
+        bmp_added=bmp[0],
+        bmp_removed=bmp[1],
+        bmp_changed=bmp[2],
+        processes_added=procs[0],
+        processes_removed=procs[1],
+        processes_changed=procs[2],
     )

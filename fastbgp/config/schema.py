@@ -446,6 +446,16 @@ class Route(ConfigStruct):
     med: Optional[U32] = None
     local_pref: Optional[U32] = None
     origin: Origin = "igp"
+    # "target:A:N" | "origin:A:N" | "0x" and 16 hex digits (RFC 4360;
+    # fastbgp.wire.communities.parse_ext_community).
+    ext_communities: list[str] = []
+    # RFC 7911 path identifier: several routes of one prefix, each sent with
+    # its own id to ADD-PATH peers.  16 bits: ids we send are (source, id)
+    # packed in 32 bits (fastbgp.rib.export.addpath_id), ours is source 0.
+    path_id: Optional[Annotated[int, Meta(ge=0, le=0xFFFF)]] = None
+    # Offered only to these neighbours (addresses); empty: to every one
+    # the export policy allows.
+    neighbors: list[str] = []
 
 
 # ----------------------------------------------------------------- rpki
@@ -505,7 +515,7 @@ class BmpStation(ConfigStruct):
 # ------------------------------------------------------------ processes
 
 
-ProcessEvent = Literal["updates", "neighbor-changes", "notifications"]
+ProcessEvent = Literal["updates", "neighbor-changes", "notifications", "opens", "keepalives"]
 
 
 class ProcessConfig(ConfigStruct):

@@ -349,6 +349,22 @@ def change_lines(summary: dict) -> list[str]:
     return lines
 
 
+class ProcessInfo(msgspec.Struct):
+    """One ``[[processes]]`` program and its counters (since the daemon
+    started; they survive the program's restarts)."""
+
+    name: str
+    pid: Optional[int] = None  # None while not running
+    queued: int = 0  # events waiting to be written to it
+    events: int = 0  # events queued for it
+    dropped: int = 0  # of those, dropped because it read too slowly
+    overflows: int = 0  # times its queue was full
+    dumps: int = 0  # table dumps written to it
+    restarts: int = 0
+    commands: int = 0  # command lines read from it
+    errors: int = 0  # of those, answered with an error
+
+
 class Event(msgspec.Struct, tag_field="event", tag=str.lower):
     """Base of the watch stream; one NDJSON line per event."""
 

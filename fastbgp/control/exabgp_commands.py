@@ -7,9 +7,10 @@ Supported (ExaBGP 4.x spelling)::
       announce route P next-hop N|self [med M] [local-preference L]
                      [as-path [ A B ... ]] [community [ C ... ]]
                      [large-community [ G:L1:L2 ... ]] [origin igp|egp|incomplete]
-                     [split /N]
+                     [extended-community [ target:A:N origin:A:N 0x<16 hex> ... ]]
+                     [path-information N|A.B.C.D] [split /N]
       announce attributes <the same attributes> nlri P1 P2 ...
-      withdraw route P [attributes, ignored]
+      withdraw route P [path-information N] [other attributes, ignored]
       withdraw attributes ... nlri P1 P2 ...
       announce eor [AFI SAFI]
       announce route-refresh [AFI SAFI]
@@ -19,11 +20,12 @@ Supported (ExaBGP 4.x spelling)::
 
 Routes become :class:`fastbgp.control.contract.Announce` requests, so the
 API's validation applies unchanged (canonical prefixes, the next-hop host
-rule of RFC 4271 §6.3, AS numbers, community syntax).  What fastbgp cannot
-originate is refused with a reason rather than half applied:
-``extended-community`` and ``path-information`` (originated routes carry
-neither yet), ``atomic-aggregate``/``aggregator``/labels/route
-distinguishers, AS_SETs.
+rule of RFC 4271 §6.3, AS numbers, community syntax).  ``neighbor A``
+selectors become the request's ``neighbors``: the route is offered to
+those neighbours only (a withdrawal naming some of them keeps it for the
+others).  What fastbgp cannot originate is refused with a reason rather
+than half applied: ``atomic-aggregate``/``aggregator``/labels/route
+distinguishers, AS_SETs, path identifiers above 65535.
 
 Every input is hostile: :func:`parse_command` raises
 :class:`CommandError` (a ValueError) with a one-line reason for anything it
@@ -51,9 +53,6 @@ MAX_REASON = 300  # characters of an error reason
 
 _FAMILIES = {("ipv4", "unicast"), ("ipv6", "unicast")}
 _REFUSED = {
-    "extended-community": "extended-community is not supported: fastbgp does not originate extended communities",
-    "path-information": "path-information is not supported: fastbgp originates one path per prefix (no ADD-PATH "
-                        "identifier of its own)",
     "atomic-aggregate": "atomic-aggregate is not supported on originated routes",
     "aggregator": "aggregator is not supported on originated routes",
     "label": "labels are not supported (fastbgp routes unicast only)",
@@ -195,6 +194,10 @@ def _attributes(r: _Reader, fields: dict, prefixes: list, withdraw: bool, bulk: 
             fields["communities"] = r.values("community")
         elif key == "large-community":
             fields["large_communities"] = r.values("large-community")
+        elif key == "extended-community":
+            fields["ext_communities"] = r.values("extended-community")
+        elif key == "path-information":
+            fields["path_id"] = _path_id(r.take("path-information value"))
         elif key == "split":
             s = r.take("split value")
             split = _int(s[1:] if s.startswith("/") else s, "split", 128)
@@ -204,6 +207,22 @@ def _attributes(r: _Reader, fields: dict, prefixes: list, withdraw: bool, bulk: 
         else:
             raise CommandError("unknown attribute %r" % key[:64])
     return split
+
+
+def _path_id(text: str) -> int:
+    """ExaBGP writes a path identifier as an integer or a dotted quad
+    (RFC 7911 §3: four octets)."""
+    if "." in text:
+        try:
+            value = int(ipaddress.IPv4Address(text))
+        except ValueError:
+            raise CommandError("path-information: %r is not an integer or a dotted quad" % text[:64]) from None
+    else:
+        value = _int(text, "path-information", 0xFFFFFFFF)
+    if value > 0xFFFF:
+        raise CommandError("path-information %s: fastbgp's path identifiers are 16 bits (0..65535; the 32 "
+                           "bits on the wire also name the source)" % text[:64])
+    return value
 
 
 def _split(prefixes: list, length: int) -> list:
@@ -243,7 +262,10 @@ def _route(r: _Reader, verb: str, neighbors: list) -> Command:
     if split is not None:
         prefixes = _split(prefixes, split)
     if withdraw:
-        fields = {}
+        # A withdrawal names the prefix (and its path); the rest does not matter.
+        fields = {k: v for k, v in fields.items() if k == "path_id"}
+    if neighbors:
+        fields["neighbors"] = neighbors
     try:
         # convert, not the constructor: msgspec checks the Meta ranges
         # (AS numbers, u32) only when converting.

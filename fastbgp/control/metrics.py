@@ -40,6 +40,14 @@ Series (``neighbor`` is the configured address)
     fastbgp_rib_attribute_sets{family}              interned attribute sets
     fastbgp_update_processing_seconds               histogram (observe_update_latency)
     fastbgp_bmp_station_drops_total{station}        BMP stations dropped (count_bmp_drop)
+    fastbgp_process_up{process}                     1 while a [[processes]] program runs
+    fastbgp_process_queued_events{process}          events waiting to be written to it
+    fastbgp_process_events_total{process}           events queued for it
+    fastbgp_process_events_dropped_total{process}   dropped: it read too slowly (queue-limit)
+    fastbgp_process_overflows_total{process}        times its queue was full
+    fastbgp_process_dumps_total{process}            table dumps written to it
+    fastbgp_process_restarts_total{process}         restarts after it exited (or overflowed)
+    fastbgp_process_commands_total{process,result}  command lines read: ok | error
     fastbgp_rpki_vrps{family}                       VRPs in use ([rpki])
     fastbgp_rpki_aspas                              ASPA records in use
     fastbgp_rpki_routes{state}                      Loc-RIB best paths per RFC 6811 state
@@ -139,6 +147,44 @@ class ControlCollector(Collector):
         yield from self._rib(summary)
         yield from self._global()
         yield from self._rpki()
+        yield from self._processes()
+
+    def _processes(self):
+        """The [[processes]] programs' counters (daemon.processes)."""
+        info = getattr(self.control, "process_info", None)
+        if info is None:
+            return
+        try:
+            progs = list(info())
+        except Exception:
+            log.exception("metrics: reading the processes' counters failed")
+            return
+        if not progs:
+            return
+        up = GaugeMetricFamily("fastbgp_process_up", "1 while the program runs.", labels=["process"])
+        queued = GaugeMetricFamily("fastbgp_process_queued_events", "Events waiting to be written to the program.",
+                                   labels=["process"])
+        counters = [(CounterMetricFamily("fastbgp_process_" + name, text, labels=["process"]), field)
+                    for name, text, field in (
+                        ("events", "Events queued for the program.", "events"),
+                        ("events_dropped", "Events dropped because the program read too slowly.", "dropped"),
+                        ("overflows", "Times the program's event queue was full.", "overflows"),
+                        ("dumps", "Table dumps written to the program.", "dumps"),
+                        ("restarts", "Times the program was restarted.", "restarts"))]
+        commands = CounterMetricFamily("fastbgp_process_commands", "Command lines read from the program.",
+                                       labels=["process", "result"])
+        for p in progs:
+            up.add_metric([p.name], 0 if p.pid is None else 1)
+            queued.add_metric([p.name], p.queued)
+            for family, field in counters:
+                family.add_metric([p.name], getattr(p, field))
+            commands.add_metric([p.name, "ok"], p.commands - p.errors)
+            commands.add_metric([p.name, "error"], p.errors)
+        yield up
+        yield queued
+        for family, _field in counters:
+            yield family
+        yield commands
 
     def _rpki(self):
         """VRPs per family and Loc-RIB best paths per RFC 6811 state (the

@@ -28,10 +28,12 @@ A peer going down takes its routes out of the Loc-RIB without an UPDATE:
 while a station wants the Loc-RIB, the feed keeps the packed prefixes each
 peer announced (a few octets a prefix, compacted from the RIB as it grows)
 and, after the peer's Peer Down, sends the Loc-RIB state of each of them
-(withdrawn, or the path that replaced it), in slices.  Loc-RIB changes
-with neither cause -- our own API announcements, graceful-restart sweeps,
-soft reconfiguration -- reach a station with its next dump (reconnect or
-reload).
+(withdrawn, or the path that replaced it), in slices.  Our own API
+announcements and withdrawals (``Originator.observe``) queue the Loc-RIB
+and Adj-RIB-Out state of the prefixes they named like a received UPDATE
+does.  Loc-RIB changes with none of these causes -- graceful-restart
+sweeps, soft reconfiguration -- reach a station with its next dump
+(reconnect or reload).
 
 Calls: the daemon's ``speaker``, ``ribs``, ``attrs``, ``importer.pre_ribs``,
 ``config``.  Called by: the daemon (``start_bmp`` / ``stop_bmp``, reload).
@@ -49,7 +51,7 @@ from typing import Optional
 
 from fastbgp.bmp import messages as bm
 from fastbgp.bmp.station import Station
-from fastbgp.rib.export import tag_source
+from fastbgp.rib.export import scope_of, tag_source
 from fastbgp.session.fsm import Reason, State
 from fastbgp.wire import capabilities as caps_mod
 from fastbgp.wire import codec
@@ -117,6 +119,28 @@ def count_duplicates(daemon, p, body):
                         n += 1
                     break
     return n
+
+
+def down_reason(nb, session, reason):
+    """RFC 7854 §4.9 reason and data of a session's end: the
+    NOTIFICATION that ended it (sent: 1, received: 3) as a whole BGP
+    message, else 4 for a connection the peer closed, else 2."""
+    ln = getattr(session, "loss_notification", None)
+    if ln is not None:
+        sent, code, subcode, data = ln
+    elif reason in (Reason.NOTIFICATION_SENT, Reason.NOTIFICATION_RECEIVED):
+        sent = reason is Reason.NOTIFICATION_SENT
+        n = nb.last_notification_sent if sent else nb.last_notification_received
+        if n is None:
+            return bm.DOWN_LOCAL_NO_NOTIFICATION, b"\x00\x00"
+        code, subcode, data = n.code, n.subcode, n.data
+    elif reason in _REMOTE_CLOSE:
+        return bm.DOWN_REMOTE_NO_NOTIFICATION, b""
+    else:
+        # RFC 7854 §4.9 reason 2: the FSM event; 0 when it has no RFC 4271 number.
+        return bm.DOWN_LOCAL_NO_NOTIFICATION, b"\x00\x00"
+    pdu = codec.build_notification(code, subcode, bytes(data))
+    return (bm.DOWN_LOCAL_NOTIFICATION if sent else bm.DOWN_REMOTE_NOTIFICATION), pdu
 
 
 class _Peer:
@@ -204,6 +228,7 @@ class BmpFeed:
         self.work_prefixes = 0
         self.worker: Optional[asyncio.Task] = None
         self._unsubscribe_state = daemon.speaker.subscribe(self.state_change)
+        self._unsubscribe_local = daemon.originator.observe(self.local_changed)
         descr = "fastbgp BGP-4 speaker, AS%d, router id %s" % (g.asn, g.router_id)
         for cfg in stations_cfg:
             kw = {} if backoff_min is None else {"backoff_min": backoff_min}
@@ -228,6 +253,7 @@ class BmpFeed:
 
     async def close(self):
         self._unsubscribe_state()
+        self._unsubscribe_local()
         for task in self.tasks:
             task.cancel()
         if self.worker is not None:
@@ -302,7 +328,7 @@ class BmpFeed:
             return
         for u in p.unsubscribe:
             u()
-        why, data = self.down_reason(nb, p.session, reason)
+        why, data = down_reason(nb, p.session, reason)
         msg = bm.peer_down(bm.stamp(p.pre_hdr, time.time()), why, data)
         for t in self.targets:
             if t.station.up and t.knows(p):
@@ -314,28 +340,6 @@ class BmpFeed:
             for t in list(self.tasks):
                 if t.done():
                     self.tasks.discard(t)
-
-    @staticmethod
-    def down_reason(nb, session, reason):
-        """RFC 7854 §4.9 reason and data of a session's end: the
-        NOTIFICATION that ended it (sent: 1, received: 3) as a whole BGP
-        message, else 4 for a connection the peer closed, else 2."""
-        ln = getattr(session, "loss_notification", None)
-        if ln is not None:
-            sent, code, subcode, data = ln
-        elif reason in (Reason.NOTIFICATION_SENT, Reason.NOTIFICATION_RECEIVED):
-            sent = reason is Reason.NOTIFICATION_SENT
-            n = nb.last_notification_sent if sent else nb.last_notification_received
-            if n is None:
-                return bm.DOWN_LOCAL_NO_NOTIFICATION, b"\x00\x00"
-            code, subcode, data = n.code, n.subcode, n.data
-        elif reason in _REMOTE_CLOSE:
-            return bm.DOWN_REMOTE_NO_NOTIFICATION, b""
-        else:
-            # RFC 7854 §4.9 reason 2: the FSM event; 0 when it has no RFC 4271 number.
-            return bm.DOWN_LOCAL_NO_NOTIFICATION, b"\x00\x00"
-        pdu = codec.build_notification(code, subcode, bytes(data))
-        return (bm.DOWN_LOCAL_NOTIFICATION if sent else bm.DOWN_REMOTE_NOTIFICATION), pdu
 
     # -- live route monitoring ---------------------------------------------------------------
 
@@ -390,6 +394,18 @@ class BmpFeed:
         except Exception:
             log.exception("BMP: post-policy monitoring of an UPDATE from %s failed", nb.address)
 
+    def local_changed(self, fam, entries):
+        """Our routes changed through the API: the Loc-RIB (RFC 9069) and
+        Adj-RIB-Out (RFC 8671) state of ``entries``, queued for the worker
+        like a received UPDATE's (``p`` None: no post-policy view)."""
+        try:
+            loc = any(t.cfg.loc_rib and t.station.up for t in self.targets)
+            out = any(t.cfg.adj_rib_out and t.station.up for t in self.targets)
+            if fam in self.daemon.ribs and (loc or out):
+                self.queue_work(None, fam, entries, False, loc, out)
+        except Exception:
+            log.exception("BMP: monitoring of our own routes failed")
+
     def queue_work(self, p, fam, entries, post, loc, out):
         self.work.append((p, fam, entries, post, loc, out))
         self.work_prefixes += len(entries)
@@ -419,7 +435,7 @@ class BmpFeed:
                         if fam in q.nb.groups:
                             self.send_current("out", q, fam, entries)
             except Exception:
-                log.exception("BMP: monitoring of an UPDATE from %s failed", p.nb.address)
+                log.exception("BMP: monitoring of an UPDATE from %s failed", "us" if p is None else p.nb.address)
             if loop.time() - t0 > SLICE_SECONDS:
                 await asyncio.sleep(0)
                 t0 = loop.time()
@@ -545,6 +561,9 @@ class BmpFeed:
                 spid, attrs, nh = tag_source(d.attrs, b[1])
                 src = d.sources.get(spid)
                 o = g.export(src, attrs, nh) if src is not None else None
+                scope = scope_of(src, fam, e) if o is not None else None
+                if scope is not None and p.nb.address not in scope:
+                    o = None  # our route offered to other neighbours only
                 if o is not None and len(o) == 3:
                     o = g.export_prefix(src, o[0], o[1], (afi, e[1:] + bytes(width + 1 - len(e)), e[0]))
             if o is None:

@@ -330,6 +330,10 @@ class Daemon:
     def policy_info(self) -> ctl.PolicyInfo:
         return self.views.policy_info()
 
+    def process_info(self) -> list:
+        """The ``[[processes]]`` programs' counters (list of ctl.ProcessInfo)."""
+        return self.processes.info()
+
     async def announce(self, request: ctl.Announce) -> int:
         return self.originator.announce(request)
 

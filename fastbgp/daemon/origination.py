@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
+import msgspec
+
 
 from fastbgp.config import schema as cfgmod
+from fastbgp.config.diff import route_name
 from fastbgp.control import contract as ctl
 from fastbgp.rib.export import source_tag
 from fastbgp.rib.policy import NEXT_HOP_SELF, encode_route
@@ -40,9 +43,20 @@ _INJECT_CTX = codec.Context(as4=True, extended_message=True)
 
 
 def route_key(route: cfgmod.Route) -> tuple:
-    """(family, packed prefix) of a configured or requested route."""
+    """(family, key in ``local_routes``) of a configured or requested route:
+    the packed prefix, preceded by the 4-octet path id when the route has
+    one (RFC 7911 §3 layout; ids are below 2**16, so such a key is never
+    also a packed prefix)."""
     (afi, addr, plen), _block, _nh = encode_route(route)
-    return (afi, 1), bytes((plen,)) + addr[: (plen + 7) >> 3]
+    packed = bytes((plen,)) + addr[: (plen + 7) >> 3]
+    if route.path_id is not None:
+        packed = route.path_id.to_bytes(4, "big") + packed
+    return (afi, 1), packed
+
+
+def _prefix_of(key):
+    """The packed prefix of a ``local_routes`` key (see route_key)."""
+    return key if len(key) == 1 + ((key[0] + 7) >> 3) else key[4:]
 
 
 class Originator:
@@ -54,36 +68,96 @@ class Originator:
         self.exporter = exporter
         self.local_routes: dict = {IPV4_UNICAST: {}, IPV6_UNICAST: {}}  # family -> {packed prefix: origin}
         self.injected = {IPV4_UNICAST: 0, IPV6_UNICAST: 0}  # prefixes injected (mrt inject), not tracked one by one
+        # Routes offered to some neighbours only: (family, key) -> the
+        # config Route (to re-scope it when a withdrawal names some of its
+        # neighbours).  Their sets live in the local Source's ``scopes``,
+        # where the update groups look (only when there are any).
+        self.scoped: dict = {}
+        self._observers: tuple = ()  # observe(): told of every API announce / withdraw
+
+    def observe(self, observer):
+        """Call ``observer(family, [packed prefix, ...])`` after each API
+        announcement or withdrawal changed our routes (the BMP feed reports
+        the Loc-RIB / Adj-RIB-Out state of those prefixes).  Returns the
+        unsubscribe call.  An observer must not raise."""
+        self._observers = self._observers + (observer,)
+
+        def unsubscribe():
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return unsubscribe
+
+    def _tell(self, routes):
+        if not self._observers or not routes:
+            return
+        by_fam = {}
+        for r in routes:
+            fam, key = route_key(r)
+            by_fam.setdefault(fam, {})[_prefix_of(key)] = None
+        for fam, entries in by_fam.items():
+            for observer in self._observers:
+                observer(fam, list(entries))
+
+    def _source(self):
+        return self.daemon.sources[LOCAL_PID]
 
     def originate_route(self, route, origin):
         (afi, addr, plen), block, nh = encode_route(route)
         fam = (afi, 1)
         packed = bytes((plen,)) + addr[: (plen + 7) >> 3]
         nhb = b"" if (nh == NEXT_HOP_SELF or fam == IPV4_UNICAST) else nh
-        self.local_routes[fam][packed] = origin
-        self._install(fam, block, nhb, packed)
+        key = packed
+        addpath = route.path_id is not None
+        src = self._source()
+        if addpath:
+            # RFC 7911 §3: our path id in front of the prefix.  Dumps of our
+            # paths keep the ids from now on (ADD-PATH groups).
+            key = route.path_id.to_bytes(4, "big") + packed
+            if fam not in src.addpath_rx:
+                src.addpath_rx = frozenset(src.addpath_rx) | {fam}
+        scope = frozenset(route.neighbors) if route.neighbors else None
+        per = (src.scopes or {}).get(fam) or {}
+        if per.get(packed) != scope and key in self.local_routes[fam]:
+            # The neighbour set changed: withdrawn from the old set first, so
+            # that nobody keeps a route it is no longer offered.
+            self.unoriginate(fam, key)
+        if scope is not None:
+            if src.scopes is None:
+                src.scopes = {}
+            src.scopes.setdefault(fam, {})[packed] = scope
+            self.scoped[(fam, key)] = route
+        elif per.pop(packed, None) is not None:
+            self.scoped = {k: r for k, r in self.scoped.items() if k[0] != fam or _prefix_of(k[1]) != packed}
+        self.local_routes[fam][key] = origin
+        self._install(fam, block, nhb, key, addpath)
 
-    def _install(self, fam, block, nh, packed):
+    def _install(self, fam, block, nh, packed, addpath=False):
         """Our own paths (pseudo-peer LOCAL_PID) for the packed prefixes, with
         one interned attribute set, into the RIB and the ADD-PATH groups."""
         table = self.daemon.attrs
         aid = table.intern(block, source_tag(LOCAL_PID, nh))
         try:
             if self.exporter.addpath_groups(fam):
-                self.exporter.addpath_delta(fam, LOCAL_PID, block, nh, packed, False)
-            self.importer.update_rib(fam, LOCAL_PID, packed, False, aid)
+                self.exporter.addpath_delta(fam, LOCAL_PID, block, nh, packed, addpath)
+            self.importer.update_rib(fam, LOCAL_PID, packed, addpath, aid)
         finally:
             table.release(aid)
 
     def unoriginate(self, fam, packed):
+        """Withdraw our path of ``packed`` (a ``local_routes`` key)."""
         if self.local_routes[fam].pop(packed, None) is None:
             # Injected routes (mrt inject) are not listed one by one: look in
             # the RIB itself for a path of ours.
             if not self.injected.get(fam) or not self.has_local_path(fam, packed):
                 return False
+        addpath = _prefix_of(packed) is not packed
         if self.exporter.addpath_groups(fam):
-            self.exporter.addpath_delta(fam, LOCAL_PID, None, None, packed, False)
-        self.exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(LOCAL_PID, packed, False))
+            self.exporter.addpath_delta(fam, LOCAL_PID, None, None, packed, addpath)
+        self.exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(LOCAL_PID, packed, addpath))
+        if self.scoped.pop((fam, packed), None) is not None:
+            prefix = _prefix_of(packed)
+            if not any(fam == f and _prefix_of(k) == prefix for f, k in self.scoped):
+                self._source().scopes[fam].pop(prefix, None)
         return True
 
     def has_local_path(self, fam, packed):
@@ -97,8 +171,8 @@ class Originator:
         any more (withdrawn through the API, ``global rib del``) originated
         again -- the file is what a reload makes true.  Returns the
         prefixes so restored, sorted."""
-        old_routes = {str(ipaddress.ip_network(r.prefix)): r for r in old.routes}
-        new_routes = {str(ipaddress.ip_network(r.prefix)): r for r in new.routes}
+        old_routes = {route_name(r): r for r in old.routes}
+        new_routes = {route_name(r): r for r in new.routes}
         for p in d.routes_removed:
             self.unoriginate(*route_key(old_routes[p]))
         done = set(d.routes_added) | set(d.routes_changed)
@@ -114,7 +188,8 @@ class Originator:
             if packed not in self.local_routes[fam]:
                 self.originate_route(r, "config")
                 restored.append(p)
-        return sorted(restored, key=lambda p: (ipaddress.ip_network(p).version, ipaddress.ip_network(p)))
+        return sorted(restored, key=lambda p: (ipaddress.ip_network(p.split()[0]).version,
+                                               ipaddress.ip_network(p.split()[0]), p))
 
     # -- the API ---------------------------------------------------------------------------------
 
@@ -126,7 +201,7 @@ class Originator:
         out = []
         for p in req.prefixes:
             if withdraw:
-                out.append(cfgmod.Route(prefix=p))
+                out.append(cfgmod.Route(prefix=p, path_id=req.path_id, neighbors=list(req.neighbors)))
                 continue
             if req.next_hop is not None:
                 nh_v6, net_v6 = ":" in req.next_hop, ":" in p
@@ -135,21 +210,54 @@ class Originator:
                                      % (6 if nh_v6 else 4, 6 if net_v6 else 4, p))
             out.append(cfgmod.Route(prefix=p, next_hop=req.next_hop, as_path=list(req.as_path), origin=req.origin,
                                     communities=list(req.communities), large_communities=list(req.large_communities),
-                                    med=req.med, local_pref=req.local_pref))
+                                    med=req.med, local_pref=req.local_pref,
+                                    ext_communities=list(req.ext_communities), path_id=req.path_id,
+                                    neighbors=list(req.neighbors)))
         return out
 
     def announce(self, request: ctl.Announce) -> int:
+        if request.neighbors:
+            sp = self.daemon.speaker
+            known = {nb.address for nb in sp.neighbors.values()} if sp is not None else set()
+            unknown = [a for a in request.neighbors if a not in known]
+            if unknown:
+                raise ValueError("neighbors: %s not configured" % ", ".join(unknown[:10]))
         routes = self.routes_from_request(request)
         for r in routes:
             self.originate_route(r, "api")
+        self._tell(routes)
         return len(routes)
 
     def withdraw(self, request: ctl.Announce) -> int:
         n = 0
+        changed = []
         for r in self.routes_from_request(request, withdraw=True):
-            if self.unoriginate(*route_key(r)):
+            if (r.neighbors and self.withdraw_from(r)) or self.unoriginate(*route_key(r)):
                 n += 1
+                changed.append(r)
+        self._tell(changed)
         return n
+
+    def withdraw_from(self, r) -> bool:
+        """A withdrawal naming neighbours (ExaBGP's ``neighbor A withdraw
+        route ...``): the route stays offered to the neighbours it does not
+        name.  False when it names all of them (withdraw it altogether)."""
+        fam, key = route_key(r)
+        if key not in self.local_routes[fam]:
+            return False
+        kept = self.scoped.get((fam, key))
+        sp = self.daemon.speaker
+        everyone = {nb.address for nb in sp.neighbors.values()} if sp is not None else set()
+        offered = set(kept.neighbors) if kept is not None else everyone
+        left = offered - set(r.neighbors)
+        if not left:
+            return False
+        if kept is None:
+            raise ValueError("%s is offered to every neighbour; a withdrawal naming some of them needs the "
+                             "route's attributes: announce it again naming the neighbours that keep it" % r.prefix)
+        self.originate_route(cfgmod.Route(**dict(msgspec.structs.asdict(kept), neighbors=sorted(left))),
+                             self.local_routes[fam][key])
+        return True
 
     # -- routes injected in bulk (fastbgp mrt inject) --------------------------------------------
 

@@ -47,6 +47,7 @@ from fastbgp.control.exabgp_json import PeerInfo, make_encoder
 from fastbgp.session.fsm import State
 from fastbgp.wire import codec
 from fastbgp.wire.communities import parse_community
+from fastbgp.wire.messages import decode_open
 from fastbgp.daemon.common import SLICE_SECONDS
 
 __all__ = ["ProcessManager", "Program", "ACK_LIMIT", "BACKOFF_MAX"]
@@ -89,7 +90,7 @@ class Program:
         self.shutdown_requested = False
         self.proc = None
         self.task = None
-        self.announced: dict = {}  # prefix -> None: what this program originated (clear / shutdown)
+        self.announced: dict = {}  # (prefix, path id) -> None: what this program originated (clear / shutdown)
         # Counters (GET-able by tests and logs).
         self.events = 0
         self.dropped = 0
@@ -226,6 +227,14 @@ class Program:
             return enc.state(item[1], item[2], item[3])
         if kind == "notification":
             return enc.notification(item[1], item[2], item[3], item[4], item[5])
+        if kind == "keepalive":
+            return enc.keepalive(item[1], "receive")
+        if kind == "open":
+            try:
+                o = decode_open(item[2])
+            except Exception as exc:  # hostile bytes: the session refuses them too (RFC 4271 §6.2)
+                return enc.notice("malformed OPEN from %s: %s" % (item[1].peer_address, exc))
+            return enc.open(item[1], "receive", o)
         return enc.notice(str(item[1:]))
 
     async def _writer(self, proc):
@@ -299,6 +308,7 @@ class Program:
                 # asyncio's LimitOverrunError: what was buffered is dropped;
                 # the rest of the line follows and is dropped too.
                 if not discarding:
+                    self.commands += 1  # a command line too, answered with an error
                     self.errors += 1
                     self._answer("error command longer than %d characters" % cmds.MAX_LINE)
                 discarding = True
@@ -329,10 +339,10 @@ class Program:
         self.commands += 1
         try:
             cmd = cmds.parse_command(text)
-            if cmd.kind in ("announce", "withdraw", "clear"):
-                self.manager.check_selection(cmd.neighbors)
-            else:
-                self.manager.check_known(cmd.neighbors)  # EOR, refresh, flush: per neighbour
+            # Routes named with "neighbor A" are offered to those neighbours
+            # only (an origination entry's neighbour set); EOR, refresh and
+            # flush act per neighbour.
+            self.manager.check_known(cmd.neighbors)
             await self._run(cmd)
         except (ValueError, KeyError, RuntimeError) as exc:
             self.errors += 1
@@ -346,14 +356,19 @@ class Program:
         if cmd.kind == "announce":
             await d.announce(cmd.request)
             for p in cmd.request.prefixes:
-                self.announced[p] = None
+                self.announced[(p, cmd.request.path_id)] = None
         elif cmd.kind == "withdraw":
             await d.withdraw(cmd.request)
-            for p in cmd.request.prefixes:
-                self.announced.pop(p, None)
+            if not cmd.request.neighbors:  # else it may stay offered to others
+                for p in cmd.request.prefixes:
+                    self.announced.pop((p, cmd.request.path_id), None)
         elif cmd.kind in ("clear", "shutdown"):
-            if self.announced:
-                await d.withdraw(ctl.Announce(prefixes=list(self.announced)))
+            by_path = {}
+            for p, path_id in self.announced:
+                by_path.setdefault(path_id, []).append(p)
+            for path_id, prefixes in by_path.items():
+                await d.withdraw(ctl.Announce(prefixes=prefixes, path_id=path_id, neighbors=list(cmd.neighbors)))
+            if not cmd.neighbors:
                 self.announced.clear()
             if cmd.kind == "shutdown":
                 self.shutdown_requested = True
@@ -376,6 +391,8 @@ class ProcessManager:
         self.programs: dict = {}
         self.update_programs: tuple = ()
         self._unsubscribe = weakref.WeakKeyDictionary()  # session -> unsubscribe
+        self._unsubscribe_msgs = weakref.WeakKeyDictionary()  # session -> unsubscribe OPEN / KEEPALIVE observers
+        self.message_programs: tuple = ()  # programs that receive opens or keepalives
         self._reported = {}  # neighbour address -> (sent, received) notifications already reported
 
     def start(self):
@@ -387,6 +404,7 @@ class ProcessManager:
             self.programs[cfg.name] = p
             p.start()
         self.update_programs = tuple(p for p in self.programs.values() if "updates" in p.wants)
+        self.message_programs = tuple(p for p in self.programs.values() if p.wants & {"opens", "keepalives"})
 
     async def reload(self, old, new, diff):
         """A reload: programs removed or changed are stopped, new or changed
@@ -405,36 +423,40 @@ class ProcessManager:
                 self.programs[name] = p
                 p.start()
         self.update_programs = tuple(p for p in self.programs.values() if "updates" in p.wants)
+        self.message_programs = tuple(p for p in self.programs.values() if p.wants & {"opens", "keepalives"})
         if self.update_programs:
             for nb in self.neighbors():
                 if nb.established:
                     self.hook(nb)
+        for nb in self.neighbors() if self.message_programs else ():
+            self.hook_messages(nb)
 
     async def stop(self):
-        for unsubscribe in list(self._unsubscribe.values()):
+        for unsubscribe in list(self._unsubscribe.values()) + list(self._unsubscribe_msgs.values()):
             unsubscribe()
         self._unsubscribe.clear()
+        self._unsubscribe_msgs.clear()
+        self.message_programs = ()
         await asyncio.gather(*(p.stop() for p in self.programs.values()), return_exceptions=True)
         self.programs.clear()
         self.update_programs = ()
+
+    def info(self) -> list:
+        """Every program's counters (Control ``process_info``, /metrics)."""
+        out = []
+        for p in self.programs.values():
+            proc = p.proc
+            out.append(ctl.ProcessInfo(
+                name=p.name, pid=proc.pid if proc is not None and proc.returncode is None else None,
+                queued=len(p.queue), events=p.events, dropped=p.dropped, overflows=p.overflows, dumps=p.dumps,
+                restarts=p.restarts, commands=p.commands, errors=p.errors))
+        return out
 
     # -- neighbours --------------------------------------------------------------------------------
 
     def neighbors(self) -> list:
         sp = self.daemon.speaker
         return [] if sp is None else list(sp.neighbors.values())
-
-    def check_selection(self, addresses):
-        """ExaBGP's ``neighbor A announce ...`` selects neighbours; fastbgp
-        originates a route to every neighbour its export policy allows, so
-        a selection must name every configured neighbour (ValueError)."""
-        if not addresses:
-            return
-        self.check_known(addresses)
-        known = {nb.address for nb in self.neighbors()}
-        if set(addresses) != known:
-            raise ValueError("per-neighbour selection is not supported: fastbgp originates to every neighbour "
-                             "its export policy allows (name all of %s, or use export policy)" % ", ".join(sorted(known)))
 
     def check_known(self, addresses):
         known = {nb.address for nb in self.neighbors()}
@@ -463,6 +485,8 @@ class ProcessManager:
     def state_change(self, nb, old, new, reason):
         if not self.programs:
             return
+        if self.message_programs:
+            self.hook_messages(nb)
         if new is State.ESTABLISHED:
             self.hook(nb)
         info = None
@@ -501,3 +525,28 @@ class ProcessManager:
                 p.push(item)
 
         self._unsubscribe[s] = s.observe_updates(on_update)
+
+    def hook_messages(self, nb):
+        """Subscribe to the OPENs and KEEPALIVEs ``nb``'s session receives
+        (``Session.observe_opens`` / ``observe_keepalives``), for programs
+        whose ``receive`` has "opens" / "keepalives".  Called on every state
+        change, so a session is hooked before its OPEN arrives."""
+        s = nb.session
+        if s is None or s in self._unsubscribe_msgs:
+            return
+        manager = self
+
+        def on_open(body):
+            item = ("open", _peer_info(nb), bytes(body))
+            for p in manager.message_programs:
+                if "opens" in p.wants:
+                    p.push(item)
+
+        def on_keepalive():
+            item = ("keepalive", _peer_info(nb))
+            for p in manager.message_programs:
+                if "keepalives" in p.wants:
+                    p.push(item)
+
+        offs = (s.observe_opens(on_open), s.observe_keepalives(on_keepalive))
+        self._unsubscribe_msgs[s] = lambda: [off() for off in offs]

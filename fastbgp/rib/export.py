@@ -88,6 +88,7 @@ __all__ = [
     "UpdateGroup",
     "Delta",
     "source_tag",
+    "scope_of",
     "untag",
     "tag_source",
     "group_key",
@@ -133,7 +134,7 @@ def tag_source(table, aid):
 class Source:
     """What the export rules need to know about the peer a path came from."""
 
-    __slots__ = ("pid", "kind", "rr_client", "router_id", "peer_as", "address", "addpath_rx")
+    __slots__ = ("pid", "kind", "rr_client", "router_id", "peer_as", "address", "addpath_rx", "scopes")
 
     def __init__(self, pid, kind, rr_client=False, router_id=0, peer_as=0, address=None, addpath_rx=frozenset()):
         self.pid = pid
@@ -143,6 +144,10 @@ class Source:
         self.peer_as = peer_as
         self.address = address
         self.addpath_rx = addpath_rx  # families received with path ids (ADD-PATH dumps)
+        # Our own routes offered to some neighbours only: family -> {packed
+        # prefix (no path id): frozenset of neighbour addresses}; None or
+        # empty for every other source (nothing is looked up then).
+        self.scopes = None
 
     def __repr__(self):
         return "Source(%d, %s)" % (self.pid, ("local", "ebgp", "ibgp", "rs")[self.kind])
@@ -223,20 +228,33 @@ def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_add
     )
 
 
+def scope_of(src, family, entry):
+    """The neighbour addresses a path of ``src`` for the packed prefix
+    ``entry`` (no path id) is offered to, or None: every neighbour."""
+    sc = src.scopes
+    if not sc:
+        return None
+    per = sc.get(family)
+    return per.get(entry) if per else None
+
+
 class _Out:
     """Messages produced by one Delta for one group: ``common`` goes to
     every member; ``by_src[pid]`` to every member but ``pid``, which gets
-    ``echo[pid]`` (the same prefixes, withdrawn) instead."""
+    ``echo[pid]`` (the same prefixes, withdrawn) instead; ``scoped``:
+    [(addresses, messages, withdrawals or None)] -- the messages to the
+    members whose address is in the set, the withdrawals to the others."""
 
-    __slots__ = ("common", "by_src", "echo")
+    __slots__ = ("common", "by_src", "echo", "scoped")
 
     def __init__(self):
         self.common = []
         self.by_src = {}
         self.echo = {}
+        self.scoped = []
 
     def __bool__(self):
-        return bool(self.common or self.by_src or self.echo)
+        return bool(self.common or self.by_src or self.echo or self.scoped)
 
 
 class UpdateGroup:
@@ -493,6 +511,10 @@ class UpdateGroup:
             src = sources.get(pid)
             if src is None:
                 continue
+            if src.scopes:
+                packed = self._scoped(res, src, attrs, nh, packed, delta.addpath, withdraw_rejected, withdraw)
+                if not packed:
+                    continue
             out = self.export(src, attrs, nh)
             if out is None:
                 if withdraw_rejected:
@@ -530,6 +552,43 @@ class UpdateGroup:
             else:
                 res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
         return res
+
+    def _scoped(self, res, src, attrs, nh, packed, addpath, withdraw_rejected, withdraw):
+        """Our routes offered to some neighbours only (``Source.scopes``):
+        their prefixes are encoded once per neighbour set into
+        ``res.scoped`` (members outside the set get them withdrawn, as if
+        the export rejected them); the other prefixes are returned."""
+        per = src.scopes.get(self.family)
+        if not per:
+            return packed
+        afi = self.afi
+        rest = []
+        by_scope = {}
+        for path_id, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
+            entry = bytes((plen,)) + addr[: (plen + 7) >> 3]
+            scope = per.get(entry)
+            if addpath:
+                entry = path_id.to_bytes(4, "big") + entry
+            (rest if scope is None else by_scope.setdefault(scope, [])).append(entry)
+        if not by_scope:
+            return packed
+        out = self.export(src, attrs, nh)
+        for scope, entries in by_scope.items():
+            pk = b"".join(entries)
+            if out is None:
+                if withdraw_rejected:
+                    withdraw.append(pk)
+                continue
+            accepted = (self._split_per_prefix(src, out[0], out[1], pk, addpath) if len(out) == 3
+                        else ((out, pk),))
+            for o, part in accepted:
+                if o is None:
+                    if withdraw_rejected:
+                        withdraw.append(part)
+                    continue
+                res.scoped.append((scope, self._pack(o, part),
+                                   self._pack_withdraws(part) if withdraw_rejected else None))
+        return b"".join(rest)
 
     def _split_per_prefix(self, src, block, nh, packed, addpath):
         """The export chain looks at prefixes: evaluate each one, then

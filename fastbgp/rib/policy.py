@@ -48,6 +48,7 @@ from fastbgp.wire.as4 import attr_spans, decode_segments, encode_attr, encode_se
 from fastbgp.wire.communities import (
     parse_community,
     parse_community_pattern,
+    parse_ext_community,
     parse_large_community,
     parse_large_community_pattern,
 )
@@ -60,6 +61,7 @@ from fastbgp.wire.constants import (
     AS_SET,
     ATTR_AS_PATH,
     ATTR_COMMUNITIES,
+    ATTR_EXT_COMMUNITIES,
     ATTR_LARGE_COMMUNITY,
     ATTR_LOCAL_PREF,
     ATTR_MED,
@@ -933,6 +935,10 @@ def encode_route(route):
     if route.large_communities:
         ls = dict.fromkeys(struct.pack(">III", *parse_large_community(c)) for c in route.large_communities)
         attrs.append((ATTR_LARGE_COMMUNITY, b"".join(ls)))
+    if route.ext_communities:
+        # RFC 4360 §2: eight octets each; duplicates dropped like the others.
+        es = list(dict.fromkeys(parse_ext_community(c) for c in route.ext_communities))
+        attrs.append((ATTR_EXT_COMMUNITIES, struct.pack(">%dQ" % len(es), *es)))
     attrs.sort(key=lambda a: a[0])
     block = b"".join(encode_attr(WELL_KNOWN_FLAGS[t], t, v) for t, v in attrs)
     plen = net.prefixlen

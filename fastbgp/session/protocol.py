@@ -473,6 +473,8 @@ class Session:
         self._write_timer = None
         self._abort_next_drop = False
         self._update_observers: tuple = ()  # observe_updates()
+        self._open_observers: tuple = ()  # observe_opens()
+        self._keepalive_observers: tuple = ()  # observe_keepalives()
 
     def __repr__(self):
         return "<Session %s %s %s>" % (
@@ -866,8 +868,12 @@ class Session:
         if mtype == MSG_UPDATE:
             self._on_update(body)
         elif mtype == MSG_KEEPALIVE:
+            for observer in self._keepalive_observers:
+                observer()
             self.handle(Event.KEEPALIVE_MSG)
         elif mtype == MSG_OPEN:
+            for observer in self._open_observers:
+                observer(body)
             self._on_open(body)
         elif mtype == MSG_NOTIFICATION:
             self._on_notification(body)
@@ -883,6 +889,29 @@ class Session:
 
         def unsubscribe():
             self._update_observers = tuple(o for o in self._update_observers if o is not observer)
+
+        return unsubscribe
+
+    def observe_opens(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``observer(body)`` with the body of every OPEN this session
+        receives, as received and before it is checked (it may be
+        malformed: RFC 4271 §6.2 errors are handled after).  Returns the
+        unsubscribe call; an observer must not raise."""
+        self._open_observers = self._open_observers + (observer,)
+
+        def unsubscribe():
+            self._open_observers = tuple(o for o in self._open_observers if o is not observer)
+
+        return unsubscribe
+
+    def observe_keepalives(self, observer: Callable[[], None]) -> Callable[[], None]:
+        """Call ``observer()`` for every KEEPALIVE this session receives
+        (RFC 4271 §4.4), before the FSM handles it.  Returns the unsubscribe
+        call; an observer must not raise."""
+        self._keepalive_observers = self._keepalive_observers + (observer,)
+
+        def unsubscribe():
+            self._keepalive_observers = tuple(o for o in self._keepalive_observers if o is not observer)
 
         return unsubscribe
 

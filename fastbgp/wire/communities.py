@@ -36,6 +36,7 @@ __all__ = [
     "parse_large_community_pattern",
     "format_large_community",
     "format_ext_community",
+    "parse_ext_community",
 ]
 
 # Names of the well-known communities (IANA registry; RFC 8642 describes
@@ -148,3 +149,37 @@ def format_ext_community(value: int) -> str:
         if t == 0x02:  # four-octet AS specific (RFC 5668 §2)
             return "%s:%d:%d" % (name, (value >> 16) & 0xFFFFFFFF, value & 0xFFFF)
     return "0x%016x" % value
+
+
+_EXT_SUBTYPES = {"target": 2, "origin": 3}
+
+
+def parse_ext_community(text) -> int:
+    """An extended community as the 64-bit value of its eight octets, from
+    the spellings :func:`format_ext_community` writes: ``"target:A:N"`` /
+    ``"origin:A:N"`` (route target / route origin, RFC 4360 §4) with ``A``
+    a two-octet AS (type 0x00, ``N`` 32 bits, RFC 4360 §3.1), an IPv4
+    address (type 0x01, ``N`` 16 bits, §3.2) or a four-octet AS above 65535
+    (type 0x02, ``N`` 16 bits, RFC 5668 §2); or 16 hex digits after
+    ``0x`` (any type, as sent).  ValueError otherwise."""
+    s = str(text).strip().lower()
+    if s.startswith("0x"):
+        digits = s[2:]
+        if len(digits) != 16 or any(c not in "0123456789abcdef" for c in digits):
+            raise ValueError("%r is not 0x and 16 hex digits" % str(text))
+        return int(digits, 16)
+    parts = s.split(":")
+    if len(parts) != 3 or parts[0] not in _EXT_SUBTYPES:
+        raise ValueError("%r is not target:A:N, origin:A:N or 0x and 16 hex digits" % str(text))
+    sub = _EXT_SUBTYPES[parts[0]]
+    admin, local = parts[1], parts[2]
+    if "." in admin:
+        try:
+            ip = int(ipaddress.IPv4Address(admin))
+        except ValueError:
+            raise ValueError("%r: %r is not an IPv4 address" % (str(text), admin)) from None
+        return (0x01 << 56) | (sub << 48) | (ip << 16) | _number(local, 0xFFFF)
+    asn = _number(admin, 0xFFFFFFFF)
+    if asn <= 0xFFFF:
+        return (0x00 << 56) | (sub << 48) | (asn << 32) | _number(local, 0xFFFFFFFF)
+    return (0x02 << 56) | (sub << 48) | (asn << 16) | _number(local, 0xFFFF)
