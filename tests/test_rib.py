@@ -451,6 +451,11 @@ def test_receive_time_per_path(rib_impl):
     assert r.paths("10.0.0.0/24", received=True) == [(2, 0, a1, 0, 1001)]
     r.update(1, pk("10.0.0.0/24"), False, a1, now=5000)
     assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, 5000)
+    # The best paths' times of packed NLRI in one call (None: not held).
+    assert r.best_received(pk("10.0.1.0/24", "10.9.0.0/16", "10.0.0.0/24")) == [(1, 3000), None, (1, 5000)]
+    assert r.best_received(b"") == []
+    with pytest.raises(ValueError):
+        r.best_received(b"\x21\x0a")
     # No time given: the wall clock, read once for the call.
     import time
 
@@ -737,6 +742,7 @@ def _state(r, table):
         [r.best_path(p) for p in r.prefixes()],
         [r.paths(p, received=True) for p in r.prefixes()],
         [r.best_path(p, received=True) for p in r.prefixes()],
+        r.best_received(pk(*PARITY_PREFIXES)),
         list(r.dump_best()),
         list(r.dump_best(exclude_peer=1)),
         [list(r.dump_peer(p, addpath=True)) for p in sorted(PARITY_PEERS)],

@@ -100,6 +100,14 @@ def route_base(memo, attrs, nh) -> dict:
     return base
 
 
+def wire_prefix(pk: int, width: int) -> bytes:
+    """The NLRI form (RFC 4271 §4.3: length, then the significant octets)
+    of a listing's prefix key ``address << 8 | length``."""
+    plen = pk & 0xFF
+    nb = (plen + 7) >> 3
+    return bytes((plen,)) + ((pk >> 8) >> (8 * (width - nb))).to_bytes(nb, "big")
+
+
 def age_fields(received, now) -> dict:
     """A Route's ``received`` and ``age`` from a path's RIB receive time
     (Unix seconds of its last change: the age BIRD and GoBGP show); the
@@ -448,6 +456,10 @@ class Views:
         mask = (1 << _INDEX_BITS) - 1
         rib = self.daemon.ribs[fam]
         now = time.time()
+        # The best paths' receive times in one RIB call for the rows (no
+        # prefix text parsed per row); the RIB may have moved on since
+        # ``items``, so a time only where the best path's source is the same.
+        recvs = iter(rib.best_received(b"".join(wire_prefix(k >> _INDEX_BITS, width) for k in keys)))
         out = []
         for k in keys:
             pid, attrs, nh, _packed, _aid = items[k & mask]
@@ -459,10 +471,8 @@ class Views:
                 p = "%s/%d" % (socket.inet_ntop(socket.AF_INET, (pk >> 8).to_bytes(4, "big")), plen)
             else:
                 p = prefix_text(afi, (pk >> 8).to_bytes(16, "big"), plen)
-            # The best path now (the RIB may have moved on since the
-            # snapshot of ``items``): its receive time, when it is the same.
-            bp = rib.best_path(p, received=True)
-            recv = bp[4] if bp is not None and bp[0] == pid else None
+            bp = next(recvs)
+            recv = bp[1] if bp is not None and bp[0] == pid else None
             out.append(ctl.Route(prefix=p, source=source_name(sources, pid), best=True,
                                  stale=bool(check and check(p, pid)), **route_base(memo, attrs, nh),
                                  **age_fields(recv, now), rpki=self.rpki_state(afi, p, attrs)))

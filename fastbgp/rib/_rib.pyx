@@ -47,6 +47,7 @@ compiler inlines, as in one class):
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
+from libc.time cimport time as c_time
 from libcpp.algorithm cimport sort
 from libcpp.string cimport string
 from libcpp.unordered_map cimport unordered_map
@@ -1260,7 +1261,9 @@ cdef class Rib(_Changes):
         is read once per call when omitted."""
         cdef int peer = self._check_peer(peer_id)
         cdef uint32_t aid = self._check_attr(attr_id)
-        cdef uint32_t when = received_time(now)
+        # The clock read once per call (the twin reads time.time(): the
+        # same whole Unix second).
+        cdef uint32_t when = <uint32_t>c_time(NULL) if now is None else received_time(now)
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
@@ -1485,6 +1488,33 @@ cdef class Rib(_Changes):
         if received:
             return (p.peer, p.path_id, p.attr_id, p.flags, p.recv)
         return (p.peer, p.path_id, p.attr_id, p.flags)
+
+    def best_received(self, packed):
+        """[(peer_id, received) of the best path, or None] for each prefix of
+        packed NLRI (no path ids), in order: the receive times of a listing
+        in one call, without a prefix string per row."""
+        cdef bytes b = _as_bytes(packed)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef PKey k
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *bp
+        cdef list out = []
+        self._validate(b, False)
+        while pos < n:
+            pos = self._read(p, pos, &k)
+            s = self._find(&k)
+            if s == NULL:
+                out.append(None)
+                continue
+            body = self._body(s)
+            if body.best == BEST_NONE:
+                out.append(None)
+                continue
+            bp = &_paths(body)[body.best]
+            out.append((bp.peer, bp.recv))
+        return out
 
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""

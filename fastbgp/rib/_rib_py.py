@@ -645,6 +645,21 @@ class Rib:
         q = e[e[0] + 1]
         return q if received else q[:4]
 
+    def best_received(self, packed):
+        """[(peer_id, received) of the best path, or None] for each prefix of
+        packed NLRI (no path ids), in order: the receive times of a listing
+        in one call, without a prefix string per row."""
+        out = []
+        t = self._t
+        for _pid, key in self._parse(packed, False):
+            e = t.get(key)
+            if e is None or e[0] < 0:
+                out.append(None)
+            else:
+                q = e[e[0] + 1]
+                out.append((q[0], q[4]))
+        return out
+
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""
         p = self.best_path(prefix)
