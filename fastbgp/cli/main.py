@@ -405,14 +405,13 @@ def _print_neighbor(n):
                        ("Keepalives", "keepalive"), ("Route Refresh", "refresh")):
         t.add_row("    " + label, str(getattr(c, "sent_" + key)), str(getattr(c, "received_" + key)))
     t.add_row("    Discarded", "", str(c.received_discarded))
-    t.add_row("    Refused connections", "", str(c.refused))
-    t.add_row("    Half-open closed", "", str(c.half_open_closed))
     t.add_row("    Total", str(c.sent_total), str(c.received_total))
     con.print(t)
     con.print("  Route statistics:", markup=False)
     con.print("    Advertised: %10d" % n.prefixes_advertised, markup=False)
     con.print("    Received:   %10d" % n.prefixes_received, markup=False)
     con.print("    Accepted:   %10d" % n.prefixes_accepted, markup=False)
+    con.print("  Connections refused: %d, closed half-open: %d" % (c.refused, c.half_open_closed), markup=False)
 
 
 def _yes(v):
