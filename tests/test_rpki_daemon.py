@@ -305,3 +305,54 @@ def test_reload_switches_the_rpki_file_and_rereads_it(tmp_path, run):
         await dut.stop()
 
     run(main())
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_cli_rpki_and_rib_marks(tmp_path, loop_factory, capsys, monkeypatch):
+    """`fastbgp rpki`, `fastbgp rpki validate` and the V/I/N mark of
+    `fastbgp global rib` against a daemon run by run_daemon (test_api's
+    harness: the peer announces 203.0.113.0/24 and /25 from AS 65020)."""
+    pytest.importorskip("aiohttp")
+    from test_api import Harness
+
+    from fastbgp.cli import main as cli
+
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("203.0.113.0/24", 24, 65020)])  # the /25 is longer than maxLength: invalid
+
+    class RpkiHarness(Harness):
+        def write_config(self, description="the peer", extra=""):
+            super().write_config(description, extra + '\n[rpki]\nfile = "%s"\n' % vrps)
+
+    h = RpkiHarness(tmp_path / "h", loop_factory)
+    (tmp_path / "h").mkdir()
+    h.start()
+    try:
+        monkeypatch.setenv("FASTBGP_API_SOCKET", h.socket)
+        monkeypatch.delenv("FASTBGP_API_URL", raising=False)
+        monkeypatch.delenv("FASTBGP_API_TOKEN", raising=False)
+
+        def run(*words):
+            capsys.readouterr()
+            rc = cli.main(list(words))
+            out, err = capsys.readouterr()
+            assert rc == 0, err
+            return out
+
+        rows = {ln.split()[1]: ln.split()[0] for ln in run("global", "rib").splitlines()[2:] if ln.strip()}
+        assert rows["203.0.113.0/24"] == "V*>" and rows["203.0.113.128/25"] == "I*>", rows
+        rows = {ln.split()[1]: ln.split()[0] for ln in run("global", "rib", "-a", "ipv6").splitlines()[2:]
+                if ln.strip()}
+        assert rows["2001:db8:100::/48"] == "N*>"
+        out = run("rpki")
+        assert "VRPs: ipv4 1, ipv6 0" in out and "Best paths: valid 1, invalid 1, not-found 1" in out
+        assert run("rpki", "validate", "203.0.113.0/24", "AS65020").strip() == "203.0.113.0/24 from AS65020: valid"
+        assert json.loads(run("rpki", "validate", "203.0.113.0/25", "65020", "-j"))["state"] == "invalid"
+        assert json.loads(run("rpki", "-j"))["vrps"] == {"ipv4": 1, "ipv6": 0}
+        assert json.loads(run("global", "rib", "203.0.113.0/24", "-j"))[0]["rpki"] == "valid"
+        capsys.readouterr()
+        assert cli.main(["rpki", "validate", "203.0.113.0/24"]) == 2  # usage
+    finally:
+        h.stop()
