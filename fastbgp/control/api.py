@@ -32,6 +32,10 @@ Endpoints (all under /v1)
                                                  refused connections)
     ``GET  /policy``                             PolicyInfo (policies, defined
                                                  sets, each neighbour's chains)
+    ``GET  /rpki``                               RpkiInfo (RTR caches, file, VRPs
+                                                 per family, best paths per state)
+    ``GET  /rpki/validate?prefix=P&asn=N``       RpkiValidation (RFC 6811 state;
+                                                 404 without [rpki])
     ``GET  /rib/{family}``                       [Route] sorted by prefix;
                                                  ``?prefix=P`` with
                                                  ``&match=exact|longest|longer|shorter``
