@@ -454,6 +454,10 @@ def test_receive_time_per_path(rib_impl):
     # The best paths' times of packed NLRI in one call (None: not held).
     assert r.best_received(pk("10.0.1.0/24", "10.9.0.0/16", "10.0.0.0/24")) == [(1, 3000), None, (1, 5000)]
     assert r.best_received(b"") == []
+    assert r.path_received(2, pk("10.0.0.0/24", "10.0.1.0/24")) == [1001, None]
+    assert r.path_received(1, pk((0, "10.0.0.0/24"), (7, "10.0.0.0/24"), addpath=True), True) == [5000, None]
+    with pytest.raises(KeyError):
+        r.path_received(77, b"")
     with pytest.raises(ValueError):
         r.best_received(b"\x21\x0a")
     # No time given: the wall clock, read once for the call.
@@ -743,6 +747,8 @@ def _state(r, table):
         [r.paths(p, received=True) for p in r.prefixes()],
         [r.best_path(p, received=True) for p in r.prefixes()],
         r.best_received(pk(*PARITY_PREFIXES)),
+        [r.path_received(p, pk(*[(i, x) for i in range(3) for x in PARITY_PREFIXES], addpath=True), True)
+         for p in sorted(PARITY_PEERS)],
         list(r.dump_best()),
         list(r.dump_best(exclude_peer=1)),
         [list(r.dump_peer(p, addpath=True)) for p in sorted(PARITY_PEERS)],

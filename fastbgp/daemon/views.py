@@ -338,11 +338,13 @@ class Views:
         for pid, attrs, nh, packed, aid in items:
             base = route_base(memo, attrs, nh)
             source = source_name(sources, pid)
+            # The group's receive times in one RIB call (no prefix text per row).
+            recvs = iter(rib.path_received(pid, packed, addpath) if rib.has_peer(pid) else ())
             for path_id, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
                 p = prefix_text(afi, addr, plen)
                 is_best = best if best is not None else (rib.best(p) == (pid, aid))
                 stale = bool(stale_check and stale_check(p, pid))
-                recv = next((q[4] for q in rib.paths(p, received=True) if q[0] == pid and q[1] == path_id), None)
+                recv = next(recvs, None)
                 out.append(ctl.Route(prefix=p, source=source, best=is_best, stale=stale,
                                      path_id=path_id if addpath else None, **base, **age_fields(recv, now),
                                      rpki=self.rpki_state(afi, p, attrs)))
@@ -402,13 +404,14 @@ class Views:
                                   **age_fields(received, now), rpki=self.rpki_state(fam[0], p, attrs)), attrs))
         return out
 
-    def sorted_best(self, fam, want=None, within=None):
+    def sorted_best(self, fam, want=None, within=None, source=None):
         """(items, keys) of the Loc-RIB's best paths: ``items`` resolved now
         (see :meth:`resolved`), ``keys`` one int per prefix, sorted by
         prefix (address, then length), each carrying its item's index in
         its low bits.  ``want(attrs)`` drops whole attribute sets;
         ``within`` = (network, prefix length) keeps only that prefix and
-        the ones inside it (longer prefixes).  One int per prefix is what a
+        the ones inside it (longer prefixes); ``source``, a peer id, only
+        its paths.  One int per prefix is what a
         sorted full table costs (about 40 octets for IPv4)."""
         items = self.resolved(self.daemon.ribs[fam].dump_best())
         afi = fam[0]
@@ -419,8 +422,8 @@ class Views:
             hi = int(net.broadcast_address)
         keys = []
         add = keys.append
-        for i, (_pid, attrs, _nh, packed, _aid) in enumerate(items):
-            if want is not None and not want(attrs):
+        for i, (pid, attrs, _nh, packed, _aid) in enumerate(items):
+            if (source is not None and pid != source) or (want is not None and not want(attrs)):
                 continue
             for _p, addr, plen in codec.unpack_prefixes(packed, afi, False):
                 a = int.from_bytes(addr, "big")
@@ -429,7 +432,7 @@ class Views:
         keys.sort()
         return items, keys
 
-    def covering(self, fam, net, want=None):
+    def covering(self, fam, net, want=None, source=None):
         """(items, keys) as :meth:`sorted_best` gives them, of the best
         paths of ``net`` and of every prefix covering it (shorter
         prefixes): one exact lookup per length, not a walk of the table."""
@@ -442,7 +445,7 @@ class Views:
             if bp is None:
                 continue
             pid, attrs, nh = tag_source(table, bp[2])
-            if want is not None and not want(attrs):
+            if (source is not None and pid != source) or (want is not None and not want(attrs)):
                 continue
             keys.append((int(sup.network_address) << 8 | plen) << _INDEX_BITS | len(items))
             items.append((pid, attrs, nh, b"", bp[2]))
@@ -493,23 +496,33 @@ class Views:
         the rows returned are built as Routes."""
         fam = family(family_name)
         flt = RouteFilter(q)
+        source = None
+        if q.source == "local":
+            source = LOCAL_PID
+        elif q.source is not None:
+            try:
+                source = self.peers.get(q.source).pid
+            except KeyError:
+                return []
+            if source is None or source < 0:
+                return []  # never up: no paths
         if q.prefix is not None and q.match in ("exact", "longest"):
             out = []
             for r, attrs in self.paths_of(family_name, q.prefix, q.match == "longest"):
-                if flt(attrs):
+                if flt(attrs) and (q.source is None or r.source == q.source):
                     out.append(r)
             return out[q.offset : None if q.limit is None else q.offset + q.limit]
         want = flt if flt.active else None
         if q.prefix is None:
-            items, keys = self.sorted_best(fam, want)
+            items, keys = self.sorted_best(fam, want, source=source)
         else:
             net = ipaddress.ip_network(q.prefix, strict=False)
             if (net.version == 4) != (fam[0] == AFI_IPV4):
                 return []
             if q.match == "longer":
-                items, keys = self.sorted_best(fam, want, (net, net.prefixlen))
+                items, keys = self.sorted_best(fam, want, (net, net.prefixlen), source)
             else:
-                items, keys = self.covering(fam, net, want)
+                items, keys = self.covering(fam, net, want, source)
         page = keys[q.offset : None if q.limit is None else q.offset + q.limit]
         return self.rows(fam, items, page, {}, self.stale_checker(fam))
 

@@ -1516,6 +1516,38 @@ cdef class Rib(_Changes):
             out.append((bp.peer, bp.recv))
         return out
 
+    def path_received(self, peer_id, packed, bint addpath=False):
+        """[receive time of ``peer_id``'s path, or None] for each prefix of
+        packed NLRI (with ``addpath``, the path of each prefix's path id),
+        in order: an Adj-RIB-In listing's times in one call."""
+        cdef int peer = self._check_peer(peer_id)
+        cdef bytes b = _as_bytes(packed)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef PKey k
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef uint32_t pid = 0
+        cdef bint found
+        cdef int at
+        cdef list out = []
+        self._validate(b, addpath)
+        while pos < n:
+            if addpath:
+                pid = (<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16) | (<uint32_t>p[pos + 2] << 8) | p[pos + 3]
+                pos += 4
+            pos = self._read(p, pos, &k)
+            s = self._find(&k)
+            if s == NULL:
+                out.append(None)
+                continue
+            body = self._body(s)
+            paths = _paths(body)
+            at = _path_pos(paths, body.n, <uint16_t>peer, pid, &found)
+            out.append(paths[at].recv if found else None)
+        return out
+
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""
         p = self.best_path(prefix)

@@ -660,6 +660,24 @@ class Rib:
                 out.append((q[0], q[4]))
         return out
 
+    def path_received(self, peer_id, packed, addpath=False):
+        """[receive time of ``peer_id``'s path, or None] for each prefix of
+        packed NLRI (with ``addpath``, the path of each prefix's path id),
+        in order: an Adj-RIB-In listing's times in one call."""
+        self._peer(peer_id)
+        out = []
+        t = self._t
+        for pid, key in self._parse(packed, addpath):
+            e = t.get(key)
+            got = None
+            if e is not None:
+                for q in e[1:]:
+                    if q[0] == peer_id and q[1] == pid:
+                        got = q[4]
+                        break
+            out.append(got)
+        return out
+
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""
         p = self.best_path(prefix)
