@@ -567,6 +567,7 @@ def test_rib_query_is_filtered_by_the_daemon(harness):
     ("match=longer", "match"),
     ("match=widest&prefix=10.0.0.0/8", "match"),
     ("colour=red", "colour"),
+    ("source=somewhere", "source"),
     ("prefix=2001:db8::/32&match=longer", "prefix"),
 ])
 def test_rib_query_rejects_bad_parameters(harness, query, field):

@@ -585,6 +585,10 @@ def test_global_rib_sorted_and_filtered(fastbgp, rib_routes):
     assert q("10.0.0.0/8", "longer-prefixes", "limit", "2") == ["10.0.0.0/8", "10.2.0.0/16"]
     assert q("10.0.0.0/8", "longer-prefixes", "limit", "2", "offset", "2") == ["10.2.3.0/24", "10.10.0.0/16"]
     assert q("community", "65000:999") == []
+    assert q("source", "local") == ["9.0.0.0/8", "10.0.0.0/8", "10.2.0.0/16", "10.2.3.0/24", "10.10.0.0/16"]
+    assert q("source", "127.0.0.2") == PEER_PREFIXES
+    assert q("10.0.0.0/8", "longer-prefixes", "source", "127.0.0.2") == [] and q("source", "127.0.0.3") == []
+    assert q("203.0.113.0/24", "longer-prefixes", "source", "127.0.0.2") == PEER_PREFIXES
     rc, out, _ = fastbgp("global", "rib", "10.0.0.0/8", "longer-prefixes", "community", "65000:1")
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["Network", "Next"] and len([ln for ln in lines[2:] if ln.strip()]) == 2

@@ -549,8 +549,9 @@ async def _rib_change(c, args, verb, words):
         # or in both when no -a was given.
         prefixes = []
         for f in ([fam] if fam else UNICAST_NAMES):
-            routes = await c.request("GET", "/v1/rib/" + f, type=list[ctl.Route])
-            prefixes.extend(sorted({r.prefix for r in routes if r.source == "local"}))
+            # Only our own routes travel, whatever the size of the table.
+            routes = await c.request("GET", "/v1/rib/" + f, params={"source": "local"}, type=list[ctl.Route])
+            prefixes.extend(r.prefix for r in routes)
         if not prefixes:
             print("nothing originated to withdraw")
             return 0
@@ -878,7 +879,8 @@ def build_parser(argv=None):
         "global", parents=[common], help="the daemon (AS, router id, listeners, RIB sizes) and its Loc-RIB",
         usage="fastbgp global [-j]\n"
               "       fastbgp global rib [PREFIX|ADDRESS [longer-prefixes|shorter-prefixes|longest-match]] "
-              "[community C] [large-community L] [aspath REGEX] [origin-as N] [limit N] [offset N] [-a FAMILY] [-j]\n"
+              "[community C] [large-community L] [aspath REGEX] [origin-as N] [source ADDR|local] [limit N] [offset N] "
+              "[-a FAMILY] [-j]\n"
               "       fastbgp global rib summary [-a FAMILY] [-j]\n"
               "       fastbgp global rib add PREFIX... [nexthop A] [aspath \"A B\"] [origin igp|egp|incomplete] "
               "[community C...] [large-community L...] [med N] [local-pref N] [-a FAMILY]\n"

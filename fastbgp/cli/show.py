@@ -220,6 +220,7 @@ RIB_FILTER_WORDS = {
     "large-community": "large_community",
     "aspath": "as_path", "as-path": "as_path",
     "origin-as": "origin_as",
+    "source": "source",
     "limit": "limit",
     "offset": "offset",
 }
@@ -235,7 +236,7 @@ _MATCH_WORDS = {
 def rib_query_words(words):
     """``[PREFIX|ADDRESS [longer-prefixes|shorter-prefixes|longest-match]]
     [community C] [large-community L] [aspath REGEX] [origin-as N]
-    [limit N] [offset N]`` -> the API's query parameters (checked by the
+    [source ADDR|local] [limit N] [offset N]`` -> the API's query parameters (checked by the
     daemon's RibQuery; the prefix's family by the caller)."""
     params = {}
     words = list(words)
@@ -252,7 +253,7 @@ def rib_query_words(words):
         if field is None:
             raise UsageError("unexpected %r (use: global rib [PREFIX|ADDRESS [longer-prefixes|shorter-prefixes|"
                              "longest-match]] [community C] [large-community L] [aspath REGEX] [origin-as N] "
-                             "[limit N] [offset N])" % w)
+                             "[source ADDR|local] [limit N] [offset N])" % w)
         if not words:
             raise UsageError("%s needs a value" % w)
         if field in params:

@@ -42,6 +42,7 @@ Endpoints (all under /v1)
                                                  (``&longest=1`` too),
                                                  ``community``, ``large_community``,
                                                  ``as_path`` (regex), ``origin_as``,
+                                                 ``source`` (neighbour or local),
                                                  ``offset``, ``limit`` (contract.RibQuery;
                                                  filtered in the daemon), or
                                                  ``?stream=1`` NDJSON
@@ -541,7 +542,8 @@ class _Handlers:
 _RIB_PARAMS = {"prefix": "prefix", "match": "match", "community": "community",
                "large_community": "large_community", "large-community": "large_community",
                "as_path": "as_path", "as-path": "as_path", "aspath": "as_path",
-               "origin_as": "origin_as", "origin-as": "origin_as", "offset": "offset", "limit": "limit"}
+               "origin_as": "origin_as", "origin-as": "origin_as", "source": "source",
+               "offset": "offset", "limit": "limit"}
 
 
 def _rib_query(request: web.Request, fam: str) -> ctl.RibQuery:

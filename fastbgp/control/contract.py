@@ -232,6 +232,7 @@ class RibQuery(msgspec.Struct, forbid_unknown_fields=True):
     large_community: Optional[str] = None
     as_path: Optional[Annotated[str, Meta(max_length=MAX_REGEX)]] = None  # Python regex, searched
     origin_as: Optional[ASN] = None
+    source: Optional[str] = None  # a neighbour's address, or "local" (our own routes)
     offset: Annotated[int, Meta(ge=0)] = 0
     limit: Optional[Annotated[int, Meta(ge=1, le=MAX_RIB_LIMIT)]] = None
 
@@ -247,6 +248,12 @@ class RibQuery(msgspec.Struct, forbid_unknown_fields=True):
                     parse(v)
                 except ValueError as exc:
                     raise FieldError((field,), "%s: %s" % (render(v), exc)) from None
+        if self.source is not None and self.source != "local":
+            try:
+                self.source = str(ipaddress.ip_address(self.source.strip()))
+            except ValueError:
+                raise FieldError(("source",), "expected a neighbour address or local, got %s"
+                                 % render(self.source)) from None
         if self.as_path is not None:
             try:
                 re.compile(self.as_path)
@@ -256,7 +263,8 @@ class RibQuery(msgspec.Struct, forbid_unknown_fields=True):
     @property
     def filtered(self) -> bool:
         return (self.prefix is not None or self.community is not None or self.large_community is not None
-                or self.as_path is not None or self.origin_as is not None or self.offset > 0
+                or self.as_path is not None or self.origin_as is not None or self.source is not None
+                or self.offset > 0
                 or self.limit is not None)
 
 
