@@ -22,7 +22,8 @@ import logging
 from collections import deque
 
 from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, rewrite_path_ids
-from fastbgp.rib.export import self_next_hops, tag_source
+from fastbgp.rib.export import PathRanker, prefix_entries, self_next_hops, tag_source
+from fastbgp.rib.confed import of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.rib.route_server import settings as route_server_settings
 from fastbgp.wire import codec
@@ -114,6 +115,13 @@ class ExportQueue:
         self.queue.clear()
 
 
+def confed_peer(nb):
+    """RFC 5065 §4: ``nb`` is in another member AS of our confederation (an
+    EBGP kind whose routes keep their internal attributes, see
+    fastbgp.rib.confed)."""
+    return bool(getattr(nb.config, "confederation_member", False))
+
+
 def peer_kind(nb):
     """(kind, route-reflector client) of a daemon neighbour: RS, EBGP or IBGP."""
     cfg = nb.cfg
@@ -134,6 +142,7 @@ class Exporter:
         self.pending_joins: dict = {}  # group key -> (group, [(member, epoch, eor)]) not started yet
         self.queue = None
         self.changes = 0  # Loc-RIB ChangeSets exported so far
+        self.rankers: dict = {}  # family -> PathRanker, for ADD-PATH best-N groups
 
     def start(self, loop):
         self.queue = ExportQueue(loop)
@@ -146,6 +155,45 @@ class Exporter:
     def groups_of(self, fam, addpath):
         return [g for g in self.groups.values()
                 if g.family == fam and g.addpath == addpath and g.members and not g.exports_nothing]
+
+    def best_n_groups(self, fam):
+        """The ADD-PATH groups of ``fam`` sent the best N paths per prefix."""
+        return [g for g in self.groups_of(fam, True) if g.send_max]
+
+    def ranker(self, fam):
+        rib = self.daemon.ribs[fam]
+        r = self.rankers.get(fam)
+        if r is None or r.rib is not rib:
+            r = self.rankers[fam] = PathRanker(rib)
+        r.begin()
+        return r
+
+    def submit_best_n(self, fam, packed, addpath, forced=frozenset()):
+        """Queue a best-N refresh of the prefixes of ``packed``.  Queued,
+        never inline: the importer calls the ADD-PATH hooks before it
+        changes the RIB, and the ranking must see the change."""
+        if self.best_n_groups(fam):
+            self.queue.submit(self.best_n_refresh(fam, prefix_entries(packed, fam[0], addpath), forced),
+                              heavy=True)
+
+    def best_n_refresh(self, fam, entries, forced=frozenset()):
+        """Export work: RFC 7911 §5 best-N for the prefixes ``entries``
+        (packed, no path id) -- ranked from the RIB as it is now, compared
+        with what each best-N group was sent (see UpdateGroup.ranked_delta)."""
+        sources = self.daemon.sources
+        table = self.daemon.attrs
+        for i in range(0, len(entries), SLICE_PREFIXES // 4):
+            groups = self.best_n_groups(fam)
+            if not groups:
+                return
+            ranker = self.ranker(fam)
+            n = max(g.send_max for g in groups)
+            ranked = {e: ranker.top(e, n) for e in entries[i:i + SLICE_PREFIXES // 4]}
+            for g in groups:
+                out = g.process(g.ranked_delta(ranked, table, forced), sources)
+                if out:
+                    distribute(g, out)
+            yield
 
     def addpath_groups(self, fam):
         for g in self.groups.values():
@@ -177,7 +225,14 @@ class Exporter:
             delta = Delta(fam, (), [(pid, ours)], addpath=True)
         else:
             delta = Delta(fam, [(pid, attrs, nh, ours)], addpath=True)
-        self.queue.submit(self.run_delta(delta))
+        if any(not g.send_max for g in self.groups_of(fam, True)):
+            self.queue.submit(self.run_delta(delta))
+        forced = frozenset()
+        if attrs is not None:
+            # A changed path keeps its id: re-sent if it stays in the top N.
+            forced = frozenset((i, bytes((plen,)) + a[: (plen + 7) >> 3])
+                               for i, a, plen in codec.unpack_prefixes(ours, afi, True))
+        self.submit_best_n(fam, ours, True, forced)
 
     def addpath_withdraw_all(self, pid, fam):
         if not self.addpath_groups(fam):
@@ -186,8 +241,11 @@ class Exporter:
         src = self.daemon.sources.get(pid)
         rx = src is not None and fam in src.addpath_rx
         wd = [(pid, rewrite_path_ids(packed, fam[0], rx, pid)) for _aid, packed in rib.dump_peer(pid, rx)]
-        if wd:
+        if wd and any(not g.send_max for g in self.groups_of(fam, True)):
             self.queue.submit(self.run_delta(Delta(fam, (), wd, addpath=True)), heavy=True)
+        if wd:
+            # Called before the RIB drops them: queued, ranked after.
+            self.submit_best_n(fam, b"".join(p for _pid, p in wd), True)
 
     def addpath_announce_all(self, pid, fam):
         rib = self.daemon.ribs[fam]
@@ -197,14 +255,18 @@ class Exporter:
         for aid, packed in rib.dump_peer(pid, rx):
             spid, attrs, nh = tag_source(self.daemon.attrs, aid)
             ann.append((spid, attrs, nh, rewrite_path_ids(packed, fam[0], rx, pid)))
-        if ann:
+        if ann and any(not g.send_max for g in self.groups_of(fam, True)):
             self.queue.submit(self.run_delta(Delta(fam, ann, addpath=True)), heavy=True)
+        if ann:
+            self.submit_best_n(fam, b"".join(a[3] for a in ann), True)
 
     def run_delta(self, delta):
         """Export work: encode ``delta`` per group and queue it to members."""
         sources = self.daemon.sources
         for part in slices(delta):
             for g in self.groups_of(part.family, part.addpath):
+                if g.send_max:
+                    continue  # best-N groups: best_n_refresh
                 out = g.process(part, sources)
                 if out:
                     distribute(g, out)
@@ -223,16 +285,22 @@ class Exporter:
         nh4, nh6 = self_next_hops(local)
         otc = kind != IBGP and neg.local_role in (ROLE_PROVIDER, ROLE_PEER, ROLE_RS)
         rsp = d.engine.route_server
+        # RFC 7911 §5: best N paths per prefix when send-max is set (0: all).
+        send_max = cfg.add_path.send_max if fam in session.ctx.addpath_tx else 0
         key = group_key(fam, chain, session.ctx, kind, rr, nb.local_as, nh4 if fam == IPV4_UNICAST else nh6,
                         nb.address, d.cluster_id, otc,
-                        peer_as=cfg.peer_as if kind == RS and rsp is not None and rsp.euro_ix else None)
+                        peer_as=cfg.peer_as if kind == RS and rsp is not None and rsp.euro_ix else None,
+                        send_max=send_max)
+        key = key + (confed_peer(nb),)  # RFC 5065: confederation peers get their own groups
         g = self.groups.get(key)
         if g is None:
             pctx = PolicyContext(nb.address, cfg.peer_as, nb.local_as, local_address=local)
             ctx = codec.Context(as4=session.ctx.as4, addpath_tx=frozenset(session.ctx.addpath_tx) & {fam},
                                 extended_message=session.ctx.extended_message)
             g = UpdateGroup(key, fam, ctx, d.engine, chain, pctx, kind, rr, nb.local_as, nh4, nh6,
-                            d.cluster_id, otc)
+                            d.cluster_id, otc, send_max=send_max)
+            g.confed = confed_of_config(d.config.global_)
+            g.confed_peer = confed_peer(nb)
             self.groups[key] = g
         return g
 
@@ -308,11 +376,15 @@ class Exporter:
             return
         g = nb.groups.get(fam)
         if rejoin or g is None:
+            held = None
             if g is not None:
+                held = g.sent if g.send_max else None
                 g.members.pop(nb.pid, None)
                 if not g.members and self.groups.get(g.key) is g:
                     del self.groups[g.key]
             g = self.group_for(nb, fam)
+            if held and g.send_max and not g.sent:
+                g.sent = held  # best-N: what the member holds, so the dump withdraws what left
             g.members[nb.pid] = nb
             nb.groups[fam] = g
         if brackets:
@@ -338,6 +410,19 @@ class Exporter:
         rib = self.daemon.ribs[fam]
         table = self.daemon.attrs
         items = []
+        if g.send_max:
+            # RFC 7911 §5: the best N of every prefix; what the member held
+            # before (a refresh) and is no longer among them is withdrawn.
+            ranker = self.ranker(fam)
+            entries = []
+            for _aid, packed in rib.dump_best():
+                entries.extend(prefix_entries(packed, fam[0], False))
+            ranked = {e: ranker.top(e, g.send_max) for e in entries}
+            for e in [e for e in g.sent if e not in ranked]:
+                ranked[e] = []  # no longer in the RIB: its ids are withdrawn
+            delta = g.ranked_delta(ranked, table, exclude=exclude, dump=True)
+            delta.rejected_as_withdraw = rejected_as_withdraw
+            return delta
         if g.addpath:
             # RFC 7911: every path of every peer, with our path ids.
             for spid, src in list(self.daemon.sources.items()):

@@ -78,6 +78,7 @@ from fastbgp.wire.constants import (
 )
 from fastbgp.rib.policy import NEXT_HOP_SELF
 from fastbgp.rib.attrs import KNOWN_ATTRS
+from fastbgp.rib.confed import prepend as confed_prepend, strip as confed_strip
 
 __all__ = [
     "LOCAL",
@@ -94,6 +95,8 @@ __all__ = [
     "group_key",
     "addpath_id",
     "rewrite_path_ids",
+    "PathRanker",
+    "prefix_entries",
 ]
 
 log = logging.getLogger("fastbgp.export")
@@ -205,11 +208,14 @@ class Delta:
         return cls(family, ann, cs.withdrawn, n=cs.n_announced + cs.n_withdrawn)
 
 
-def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc, peer_as=None):
+def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc, peer_as=None,
+              send_max=0):
     """Peers with equal keys receive byte-identical UPDATEs for ``family``.
     ``peer_as``: the member's AS when what it receives depends on it
     (route-server clients under Euro-IX communities, see
-    :mod:`fastbgp.rib.route_server`), else None."""
+    :mod:`fastbgp.rib.route_server`), else None.  ``send_max``: ADD-PATH
+    best-N (RFC 7911 §5); such a group has one member, because what it was
+    sent per prefix (``UpdateGroup.sent``) is that member's own history."""
     return (
         family,
         chain.names,
@@ -225,7 +231,7 @@ def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_add
         cluster_id if kind == IBGP else None,
         otc,
         peer_as,
-    )
+    ) + (((send_max, member_address),) if send_max else ())
 
 
 def scope_of(src, family, entry):
@@ -268,7 +274,7 @@ class UpdateGroup:
     """
 
     def __init__(self, key, family, ctx, engine, chain, pctx, kind, rr_client, local_as, nh4, nh6,
-                 cluster_id=None, otc=False):
+                 cluster_id=None, otc=False, send_max=0):
         self.key = key
         self.family = family
         self.afi, self.safi = family
@@ -284,12 +290,21 @@ class UpdateGroup:
         self.cluster_id = cluster_id  # 4 octets
         self.otc = otc
         self.addpath = family in ctx.addpath_tx
+        # RFC 7911 §5 best-N ("add-n"): at most this many paths per prefix
+        # (0: every path); ``sent``: packed prefix (no path id) -> our path
+        # ids the member holds, best first -- kept only for such a group.
+        self.send_max = send_max if self.addpath else 0
+        self.sent = {}
         # No policy and a default of reject (RFC 8212 for eBGP): nothing is
         # ever advertised, so nothing ever needs withdrawing either.
         self.exports_nothing = not chain.policies and not chain.default_accept
         self.members = {}
         self._cache = {}
         self.updates_encoded = 0  # messages built, for tests and stats
+        # RFC 5065: our confederation (fastbgp.rib.confed.Confederation) or
+        # None; ``confed_peer``: the members are in another member AS.
+        self.confed = None
+        self.confed_peer = False
 
     def __repr__(self):
         return "<UpdateGroup %s %s %d members>" % (
@@ -348,10 +363,15 @@ class UpdateGroup:
         if comm is not None:
             cs = set(struct.unpack(">%dI" % (len(comm[1]) // 4), comm[1][: len(comm[1]) & ~3]))
             # RFC 1997: NO_ADVERTISE goes to no peer; NO_EXPORT and
-            # NO_EXPORT_SUBCONFED stay inside the AS (no confederations here).
+            # NO_EXPORT_SUBCONFED stay inside the AS; in a confederation
+            # (RFC 5065 §4) NO_EXPORT goes to other member ASes, and
+            # NO_EXPORT_SUBCONFED stays in our member AS.
             if COMMUNITY_NO_ADVERTISE in cs:
                 return None
-            if self.kind in (EBGP, RS) and (COMMUNITY_NO_EXPORT in cs or COMMUNITY_NO_EXPORT_SUBCONFED in cs):
+            if self.confed_peer:
+                if COMMUNITY_NO_EXPORT_SUBCONFED in cs:
+                    return None
+            elif self.kind in (EBGP, RS) and (COMMUNITY_NO_EXPORT in cs or COMMUNITY_NO_EXPORT_SUBCONFED in cs):
                 return None
         if src.kind != LOCAL:
             # RFC 4271 §5 / §9: an unrecognised optional transitive
@@ -365,7 +385,18 @@ class UpdateGroup:
                     items[t] = (f | FLAG_PARTIAL, v)
                 else:
                     del items[t]
-        if self.kind in (EBGP, RS):
+        if self.confed_peer:
+            # RFC 5065 §5.2: LOCAL_PREF, MED and NEXT_HOP cross member-AS
+            # boundaries; reflection attributes (RFC 4456 §8) are the member
+            # AS's own.
+            items.pop(ATTR_ORIGINATOR_ID, None)
+            items.pop(ATTR_CLUSTER_LIST, None)
+        elif self.kind in (EBGP, RS):
+            if self.confed is not None and ATTR_AS_PATH in items:
+                # RFC 5065 §5: no confederation segment leaves the
+                # confederation (the identifier goes in front in _finish).
+                f, v = items[ATTR_AS_PATH]
+                items[ATTR_AS_PATH] = (f, confed_strip(v))
             # RFC 4271 §5.1.5: LOCAL_PREF is not sent to external peers.
             # RFC 4456 §8: ORIGINATOR_ID and CLUSTER_LIST are the AS's own.
             for t in (ATTR_LOCAL_PREF, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST):
@@ -402,6 +433,8 @@ class UpdateGroup:
     def _finish(self, src, block, nh, policy_nh, v4):
         """Rules that apply after the export policy: AS_PATH prepend, next
         hop, LOCAL_PREF presence, reflection attributes, OTC."""
+        if self.confed_peer:
+            return self._finish_confed(block, nh, policy_nh, v4)
         items = {t: (f, v) for f, t, v in split_attrs(block)}
         kind = self.kind
         if policy_nh == NEXT_HOP_SELF:
@@ -466,6 +499,34 @@ class UpdateGroup:
                 # per attribute set and group, like everything here.
                 return rsp.finish(block, nh, self.pctx.peer_as, self.local_as, v4)
         return (block, nh)
+
+    def _finish_confed(self, block, nh, policy_nh, v4):
+        """:meth:`_finish` towards a confederation peer (RFC 5065 §4, §5.2):
+        our member AS in front in an AS_CONFED_SEQUENCE, LOCAL_PREF kept (100
+        when none, as to an internal peer, RFC 4271 §5.1.5), the next hop
+        unchanged unless policy set one or the route is ours and names none."""
+        items = {t: (f, v) for f, t, v in split_attrs(block)}
+        if policy_nh == NEXT_HOP_SELF:
+            policy_nh = self.nh4 if v4 else self.nh6
+        f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
+        items[ATTR_AS_PATH] = (f, confed_prepend(v, self.local_as))
+        if ATTR_LOCAL_PREF not in items:
+            items[ATTR_LOCAL_PREF] = (WELL_KNOWN_FLAGS[ATTR_LOCAL_PREF], b"\x00\x00\x00\x64")
+        if policy_nh is not None:
+            if v4:
+                if len(policy_nh) == 4:
+                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], policy_nh)
+            else:
+                nh = policy_nh
+        elif v4 and ATTR_NEXT_HOP not in items:
+            if self.nh4 is None:
+                return None
+            items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+        elif not v4 and not nh:
+            nh = self.nh6
+        if not v4 and not nh:
+            return None
+        return (_encode(items), nh)
 
     # ------------------------------------------------------------ encoding
 
@@ -553,6 +614,42 @@ class UpdateGroup:
                 res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
         return res
 
+    def ranked_delta(self, ranked, table, forced=frozenset(), exclude=None, dump=False):
+        """An ADD-PATH Delta bringing the member from ``sent`` to the best
+        ``send_max`` paths of each prefix of ``ranked`` ({packed prefix:
+        [(peer id, received path id, attr id)] best first, see
+        :class:`PathRanker`}): withdrawals of the path ids that left the top
+        N, announcements of those that entered and of the ids in ``forced``
+        ({(our path id, packed prefix)}: paths whose attributes changed).
+        ``dump``: everything in the top N is announced (a full table or a
+        refresh; ids the member held that left the top N still withdrawn); the
+        paths of ``exclude`` (the member itself) keep their slot but are
+        never sent to it (split horizon)."""
+        n = self.send_max
+        sent = self.sent
+        by_aid = {}
+        wd = []
+        for entry, paths in ranked.items():
+            top = paths[:n]
+            ids = tuple(addpath_id(p, r) for p, r, _a in top)
+            old = sent.get(entry, ())
+            for i in old:
+                if i not in ids:
+                    wd.append(i.to_bytes(4, "big") + entry)
+            for (p, _r, aid), i in zip(top, ids):
+                if p != exclude and (dump or i not in old or (i, entry) in forced):
+                    by_aid.setdefault(aid, []).append(i.to_bytes(4, "big") + entry)
+            if ids:
+                sent[entry] = ids
+            else:
+                sent.pop(entry, None)
+        announced = []
+        for aid, entries in by_aid.items():
+            spid, attrs, nh = tag_source(table, aid)
+            announced.append((spid, attrs, nh, b"".join(entries)))
+        return Delta(self.family, announced, [(0, b"".join(wd))] if wd else [], addpath=True, dump=dump,
+                     n=len(ranked))
+
     def _scoped(self, res, src, attrs, nh, packed, addpath, withdraw_rejected, withdraw):
         """Our routes offered to some neighbours only (``Source.scopes``):
         their prefixes are encoded once per neighbour set into
@@ -606,6 +703,83 @@ class UpdateGroup:
             else:
                 lst.append(entry)
         return [(out, b"".join(entries)) for out, entries in buckets.items()]
+
+
+def prefix_entries(packed, afi, addpath):
+    """Packed prefixes (no path ids) of packed NLRI, each once, in order."""
+    out = {}
+    for _pid, addr, plen in codec.unpack_prefixes(packed, afi, addpath):
+        out[bytes((plen,)) + addr[: (plen + 7) >> 3]] = None
+    return list(out)
+
+
+class PathRanker:
+    """The paths of a prefix in the order of the decision process, for
+    ADD-PATH best-N (RFC 7911 §5; draft-ietf-idr-add-paths-guidelines
+    "add-n"): the best path, then the best of the others, and so on.
+
+    The RIB keeps only the best; the rest are ranked by the same decision
+    process (RFC 4271 §9.1, one implementation of it) run on a scratch RIB
+    of the same class that shares the attribute table: the candidates go
+    in, the best is taken out, until N are ranked.  Per prefix in Python,
+    so only best-N groups pay for it."""
+
+    def __init__(self, rib):
+        self.rib = rib
+        self.scratch = type(rib)(rib.afi, attrs=rib.attrs, always_compare_med=rib.always_compare_med)
+        self.peers = {}  # peer id -> peer_info the scratch RIB has
+        self.checked = set()  # peers compared with the RIB's since begin()
+
+    def begin(self):
+        """A new batch: peer records are compared with the RIB's again."""
+        self.checked = set()
+
+    def _sync(self, pid):
+        if pid in self.checked:
+            return
+        info = self.rib.peer_info(pid)
+        if self.peers.get(pid) != info:
+            sc = self.scratch
+            if sc.has_peer(pid):
+                sc.remove_peer(pid)
+            sc.add_peer(pid, info["peer_as"], info["local_as"], info["router_id"], info["address"],
+                        info["ibgp"], info["rr_client"])
+            self.peers[pid] = info
+        self.checked.add(pid)
+
+    def top(self, entry, n):
+        """[(peer id, received path id, attr id)] of the packed prefix
+        ``entry``, best first, at most ``n``."""
+        rib = self.rib
+        plen = entry[0]
+        width = 4 if rib.afi == 1 else 16
+        net = ipaddress.ip_network((entry[1:].ljust(width, b"\0"), plen))
+        paths = rib.paths(net)
+        if not paths or n <= 0:
+            return []
+        best = rib.best_path(net)
+        if best is None:
+            return []
+        out = [best[:3]]
+        if n == 1 or len(paths) == 1:
+            return out
+        sc = self.scratch
+        rest = [p for p in paths if p[0] != best[0] or p[1] != best[1]]
+        for p in rest:
+            self._sync(p[0])
+            sc.update(p[0], p[1].to_bytes(4, "big") + entry, True, p[2])
+        try:
+            while len(out) < n and rest:
+                q = sc.best_path(net)
+                if q is None:
+                    break
+                out.append(q[:3])
+                sc.withdraw(q[0], q[1].to_bytes(4, "big") + entry, True)
+                rest.remove(next(p for p in rest if p[0] == q[0] and p[1] == q[1]))
+        finally:
+            for p in rest:
+                sc.withdraw(p[0], p[1].to_bytes(4, "big") + entry, True)
+        return out
 
 
 def _encode(items):
