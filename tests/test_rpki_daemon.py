@@ -12,6 +12,8 @@ import json
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
@@ -67,6 +69,40 @@ def test_split_by_state_groups_prefixes_in_order():
     assert dict(split_by_state(bytes([INVALID, NOT_FOUND]), ap, True)) == {
         INVALID: ap[:8], NOT_FOUND: ap[8:]}
     assert split_by_state(b"", b"", False) == []
+
+
+def _nlri(prefixes, addpath):
+    out = b""
+    for i, (plen, a) in enumerate(prefixes):
+        out += (i.to_bytes(4, "big") if addpath else b"") + bytes((plen,)) + a[: (plen + 7) >> 3]
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 32), st.binary(min_size=4, max_size=4), st.integers(0, 2)), max_size=40),
+       st.booleans())
+def test_partition_packed_twins_agree(both_vrps, routes, addpath):
+    """The compiled partition equals the twin and the per-prefix reference."""
+    packed = _nlri([(p, a) for p, a, _s in routes], addpath)
+    states = bytes(s for _p, _a, s in routes)
+    want = [b"", b"", b""]
+    for i, (plen, a, s) in enumerate(routes):
+        want[s] += (i.to_bytes(4, "big") if addpath else b"") + _nlri([(plen, a)], False)
+    for impl in both_vrps:
+        assert impl.partition_packed(packed, states, addpath) == tuple(want)
+
+
+@pytest.mark.parametrize("packed, states", [
+    (bytes([24, 10, 0]), bytes([0])),  # cut inside the prefix
+    (bytes([24, 10, 0, 0]), b""),  # fewer states than prefixes
+    (bytes([24, 10, 0, 0]), bytes([0, 1])),  # more
+    (bytes([24, 10, 0, 0]), bytes([3])),  # not a state
+    (bytes([129]) + bytes(17), bytes([0])),  # no family has /129
+])
+def test_partition_packed_refuses_what_does_not_match(both_vrps, packed, states):
+    for impl in both_vrps:
+        with pytest.raises(ValueError):
+            impl.partition_packed(packed, states)
 
 
 # ----------------------------------------------------------------------------- policy conditions

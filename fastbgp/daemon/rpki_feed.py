@@ -65,7 +65,7 @@ from fastbgp.rpki.aspa import STATE_NAMES as ASPA_NAMES
 from fastbgp.rpki.aspa import AspaTable
 from fastbgp.rpki.client import RtrClient, RtrObserver
 from fastbgp.rpki.origin import as_path_segments, origin_of_attrs
-from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable
+from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable, partition_packed
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4, ROLE_CUSTOMER, ROLE_RS_CLIENT
 
@@ -88,14 +88,8 @@ def split_by_state(states, packed, addpath):
     first = states[0]
     if states.count(first) == len(states):
         return [(first, packed)]
-    parts = {}
-    pos = 0
-    head = 5 if addpath else 1
-    for s in states:
-        end = pos + head + ((packed[pos + head - 1] + 7) >> 3)
-        parts.setdefault(s, []).append(packed[pos:end])
-        pos = end
-    return [(s, b"".join(p)) for s, p in parts.items()]
+    parts = partition_packed(packed, states, addpath)  # compiled, one pass
+    return [(s, parts[s]) for s in (NOT_FOUND, VALID, INVALID) if parts[s]]
 
 
 class RpkiFeed(RtrObserver):

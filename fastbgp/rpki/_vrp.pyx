@@ -25,6 +25,7 @@ per VRP:
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 from libcpp.vector cimport vector
 
 IMPLEMENTATION = "cython"
@@ -422,3 +423,50 @@ cdef class VrpTable:
                 i = self._pool[i].next
         out.sort()
         return out
+
+
+def partition_packed(packed, states, addpath=False):
+    """(NOT_FOUND part, VALID part, INVALID part) of the packed NLRI
+    ``packed`` whose i-th prefix has state ``states[i]`` (the output of
+    ``validate_packed``), each part packed NLRI in input order: how the RIB
+    groups one UPDATE's prefixes by state without a Python object per
+    prefix.  ValueError when the NLRI is malformed or the states do not
+    match it one to one (or hold a value that is not a state)."""
+    cdef bytes data = packed if type(packed) is bytes else bytes(packed)
+    cdef bytes st = states if type(states) is bytes else bytes(states)
+    cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
+    cdef const uint8_t *s = <const uint8_t *>PyBytes_AS_STRING(st)
+    cdef Py_ssize_t pos = 0, n = PyBytes_GET_SIZE(data), ns = PyBytes_GET_SIZE(st), k = 0, start, size
+    cdef Py_ssize_t fill[3]
+    cdef bint ap = bool(addpath)
+    cdef int head = 5 if ap else 1
+    cdef int bad = 0
+    cdef uint8_t c
+    fill[0] = fill[1] = fill[2] = 0
+    cdef uint8_t *o = <uint8_t *>malloc(3 * n + 1)  # each part at most the whole input
+    if o == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            while pos < n:
+                start = pos
+                if pos + head > n:
+                    bad = 1
+                    break
+                size = head + ((p[pos + head - 1] + 7) >> 3)
+                if p[pos + head - 1] > 128 or pos + size > n or k >= ns or s[k] > 2:
+                    bad = 1
+                    break
+                c = s[k]
+                memcpy(o + c * n + fill[c], p + start, size)
+                fill[c] += size
+                pos += size
+                k += 1
+            if k != ns:
+                bad = 1
+        if bad:
+            raise ValueError("malformed NLRI or states not one per prefix")
+        return (PyBytes_FromStringAndSize(<char *>o, fill[0]), PyBytes_FromStringAndSize(<char *>o + n, fill[1]),
+                PyBytes_FromStringAndSize(<char *>o + 2 * n, fill[2]))
+    finally:
+        free(o)

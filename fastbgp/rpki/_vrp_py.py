@@ -166,3 +166,28 @@ class VrpTable:
                 out.append((addr, key & 0xFF, maxlen, asn))
         out.sort()
         return out
+
+
+def partition_packed(packed, states, addpath=False):
+    """(NOT_FOUND part, VALID part, INVALID part) of the packed NLRI
+    ``packed`` whose i-th prefix has state ``states[i]``; see the compiled
+    module.  ValueError when the NLRI is malformed or the states do not
+    match it one to one."""
+    packed = bytes(packed)
+    states = bytes(states)
+    parts = (bytearray(), bytearray(), bytearray())
+    head = 5 if addpath else 1
+    pos, n, k = 0, len(packed), 0
+    while pos < n:
+        if pos + head > n:
+            raise ValueError("malformed NLRI or states not one per prefix")
+        plen = packed[pos + head - 1]
+        size = head + ((plen + 7) >> 3)
+        if plen > 128 or pos + size > n or k >= len(states) or states[k] > 2:
+            raise ValueError("malformed NLRI or states not one per prefix")
+        parts[states[k]].extend(packed[pos : pos + size])
+        pos += size
+        k += 1
+    if k != len(states):
+        raise ValueError("malformed NLRI or states not one per prefix")
+    return tuple(bytes(b) for b in parts)

@@ -20,6 +20,11 @@ bits are ignored):
   one AS_PATH, hence one origin);
 * ``count(afi)``, ``len()``, ``clear()``, ``entries(afi)`` (sorted tuples).
 
+``partition_packed(packed, states, addpath=False)`` -> (NOT_FOUND part,
+VALID part, INVALID part): the prefixes of one packed NLRI grouped by the
+states ``validate_packed`` gave them, in input order, without a Python
+object per prefix (the daemon's import policy runs once per part).
+
 Incremental re-validation: a VRP added or removed can change the state of
 exactly the routes inside its prefix (any length: longer than maxLength
 turns NotFound into Invalid), which :func:`covered_range` gives as an
@@ -31,7 +36,7 @@ from fastbgp import implementation as _select
 from fastbgp.rpki._vrp_py import INVALID, NOT_FOUND, ORIGIN_NONE, VALID  # noqa: F401
 
 # The names every implementation provides; tests check both modules export them.
-API = ("IMPLEMENTATION", "VrpTable", "NOT_FOUND", "VALID", "INVALID", "ORIGIN_NONE")
+API = ("IMPLEMENTATION", "VrpTable", "NOT_FOUND", "VALID", "INVALID", "ORIGIN_NONE", "partition_packed")
 
 STATE_NAMES = {NOT_FOUND: "not-found", VALID: "valid", INVALID: "invalid"}
 
