@@ -423,7 +423,7 @@ def test_graceful_restart_stale(rib_impl):
 
 
 def test_receive_time_per_path(rib_impl):
-    # Age since the last change (as BIRD and GoBGP show it): set when a path
+    # Age since the last change (as BIRD keeps it): set when a path
     # is added or its attributes change, kept on an identical announcement
     # and across RFC 4724 stale marking, gone with the path.
     table, r = make(rib_impl)

@@ -110,7 +110,7 @@ def wire_prefix(pk: int, width: int) -> bytes:
 
 def age_fields(received, now) -> dict:
     """A Route's ``received`` and ``age`` from a path's RIB receive time
-    (Unix seconds of its last change: the age BIRD and GoBGP show); the
+    (Unix seconds of its last change: BIRD's notion of a route's age); the
     age is never negative when the wall clock stepped back."""
     if received is None:
         return {}

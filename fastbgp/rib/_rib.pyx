@@ -21,7 +21,7 @@ object per route:
   (16 bits), flags (stale, RFC 4724) and its receive time (uint32 Unix
   seconds, valid until 2106: set when the path is added or its attributes
   change, kept when the same attributes are announced again -- "age since
-  the last change" as BIRD and GoBGP show it; read once per call, not per
+  the last change", as BIRD keeps it; read once per call, not per
   prefix).
 
 Bulk operations walk the packed NLRI straight from ParsedUpdate in two
