@@ -145,6 +145,7 @@ def _check_global(chk, g):
             chk.err(path, "needs a strftime field (%Y, %H, ...): every dump would overwrite the last")
     if g.mrt.updates and g.mrt.rib and g.mrt.updates.path == g.mrt.rib.path:
         chk.err("global.mrt.rib.path", "same template as global.mrt.updates.path")
+    _check_confederation(chk, g)
     rs = g.route_server
     for version in (4, 6):
         text = getattr(rs, "blackhole_next_hop_ipv%d" % version)
@@ -154,6 +155,32 @@ def _check_global(chk, g):
         ip = _check_next_hop(chk, path, text)
         if ip is not None and ip.version != version:
             chk.err(path, "not an IPv%d address: %s" % (version, json.dumps(text)))
+
+
+def _check_confederation(chk, g):
+    """RFC 5065 §4: global.asn is one of the member ASes, the identifier is
+    none of them."""
+    c = g.confederation
+    if c is None:
+        return
+    path = "global.confederation"
+    _check_asn(chk, path + ".identifier", c.identifier)
+    for i, m in enumerate(c.members):
+        _check_asn(chk, "%s.members[%d]" % (path, i), m)
+    if g.asn not in c.members:
+        chk.err(path + ".members", "must contain our own member AS (global.asn = %d)" % g.asn)
+    if c.identifier in c.members:
+        chk.err(path + ".identifier", "must not be a member AS (%d is in members)" % c.identifier)
+    if len(set(c.members)) != len(c.members):
+        chk.err(path + ".members", "lists an AS twice")
+
+
+def _check_confed_neighbor(chk, path, n, g):
+    """A neighbour cannot be in the confederation identifier's AS: outsiders
+    see us as that AS, members peer with their member AS (RFC 5065 §4)."""
+    c = g.confederation
+    if c is not None and n.peer_as == c.identifier:
+        chk.err(path + ".peer-as", "is the confederation identifier; a member peers with its member AS")
 
 
 def _check_settings(chk, path, s, policies):
@@ -431,6 +458,7 @@ def _semantic(cfg):
             seen.setdefault(r.address, i)
             _check_resolved(chk, path, r)
             _check_own_families(chk, path, n, r.families)
+            _check_confed_neighbor(chk, path, r, g)
         resolved.append(r)
 
     ranges = {}

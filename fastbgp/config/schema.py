@@ -47,6 +47,7 @@ __all__ = [
     "ConfigStruct",
     "Config",
     "GlobalConfig",
+    "Confederation",
     "ApiConfig",
     "MetricsConfig",
     "LogConfig",
@@ -186,6 +187,15 @@ class RouteServerPolicy(ConfigStruct):
     next_hop_check: bool = False
 
 
+class Confederation(ConfigStruct):
+    """RFC 5065: ``global.asn`` is our member AS of the confederation
+    ``identifier`` (the AS outsiders see); ``members``: every member AS,
+    ours included (see :mod:`fastbgp.rib.confed`)."""
+
+    identifier: ASN
+    members: Annotated[list[ASN], Meta(min_length=1, max_length=1024)]
+
+
 class GlobalConfig(ConfigStruct):
     asn: ASN
     router_id: str  # RFC 6286: a non-zero 32-bit value, written as IPv4
@@ -200,6 +210,21 @@ class GlobalConfig(ConfigStruct):
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     mrt: MrtConfig = msgspec.field(default_factory=MrtConfig)
     route_server: RouteServerPolicy = msgspec.field(default_factory=RouteServerPolicy)
+    confederation: Optional[Confederation] = None  # RFC 5065
+
+    def session_as(self, peer_as):
+        """Our AS towards ``peer_as`` when the neighbour sets no local-as:
+        ``asn``, or the confederation identifier for a neighbour outside
+        the confederation (RFC 5065 §4)."""
+        c = self.confederation
+        if c is None or peer_as == self.asn or peer_as in c.members:
+            return self.asn
+        return c.identifier
+
+    def confederation_peer(self, peer_as):
+        """RFC 5065 §4: ``peer_as`` is another member AS of our confederation."""
+        c = self.confederation
+        return c is not None and peer_as != self.asn and peer_as in c.members
 
     def listen_endpoints(self):
         """[(address, port)] to listen on."""
@@ -695,7 +720,7 @@ def resolve_neighbor(n, group, glob):
             n, **{f: _overlay(getattr(n, f), getattr(group, f)) for f in _PeerSettings.__struct_fields__}
         )
     peer_as = _unset(n.peer_as, 0)
-    local_as = _unset(n.local_as, glob.asn)
+    local_as = _unset(n.local_as, glob.session_as(peer_as))
     ebgp = peer_as != local_as
     try:
         ip = ipaddress.ip_address(n.address)
@@ -728,7 +753,8 @@ def resolve_neighbor(n, group, glob):
         restart_time=_unset(gr.restart_time, DEFAULT_RESTART_TIME),
         helper_only=_unset(gr.helper_only, False),
     )
-    default_policy = "reject" if ebgp else "accept"  # RFC 8212 §3
+    # RFC 8212 §3; a confederation peer is inside our AS (RFC 5065 §4).
+    default_policy = "reject" if ebgp and not glob.confederation_peer(peer_as) else "accept"
     return msgspec.structs.replace(
         n,
         address=address,

@@ -26,6 +26,7 @@ import time
 from fastbgp.rib import Rib
 from fastbgp.rib.export import IBGP, RS, source_tag, tag_source
 from fastbgp.rib.route_server import allowed_next_hops
+from fastbgp.rib.confed import is_loop as confed_is_loop, malformed as confed_malformed, of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
 from fastbgp.wire.as4 import decode_segments, split_attrs
@@ -209,6 +210,25 @@ class Importer:
         nb.import_cache[key] = res
         return res
 
+    def confed_reject(self, nb, src, items):
+        """RFC 5065 §5: an AS_PATH malformed at the confederation boundary
+        (treat-as-withdraw, RFC 7606 §7.2), or, in a confederation, a loop
+        (RFC 5065 §5.2; the check above covers a path without one).  Once
+        per attribute set (the import cache)."""
+        confed = confed_of_config(self.daemon.config.global_)
+        if confed is None and src.kind == IBGP:
+            return False
+        path = next((v for _f, t, v in items if t == ATTR_AS_PATH), b"")
+        reason = None
+        if src.kind != IBGP:
+            reason = confed_malformed(path, confed is not None and confed.is_peer(src.peer_as))
+        if reason is None and confed is not None and confed_is_loop(path, confed):
+            reason = "confederation loop"
+        if reason is not None:
+            log.info("%s: %s; treated as withdrawn (RFC 5065 §5)", nb.address, reason)
+            return True
+        return False
+
     def import_eval(self, nb, fam, attrs, nh, state=None):
         d = self.daemon
         src = d.sources.get(nb.pid)
@@ -231,6 +251,8 @@ class Importer:
                     return None
             elif t == ATTR_OTC:
                 otc = v
+        if self.confed_reject(nb, src, items):
+            return None
         rsp = d.engine.route_server
         if rsp is not None and src.kind == RS and not rsp.import_check(
                 nb.address, allowed_next_hops(nb.address, nb.cfg.route_server_next_hops), attrs, nh):

@@ -30,15 +30,16 @@ from fastbgp.session.fsm import Reason, State
 from fastbgp.session.speaker import GracefulRestartConfig, NeighborConfig
 from fastbgp.wire.errors import CEASE_OTHER_CONFIG_CHANGE
 from fastbgp.daemon.common import LOCAL_PID
-from fastbgp.daemon.exporter import peer_kind
+from fastbgp.daemon.exporter import confed_peer, peer_kind
 
 log = logging.getLogger("fastbgp.daemon")
 
 MAX_PID = 0xFFFF
 
 
-def neighbor_config(n: cfgmod.Neighbor) -> NeighborConfig:
-    """The session settings of a resolved configuration neighbour."""
+def neighbor_config(n: cfgmod.Neighbor, glob=None) -> NeighborConfig:
+    """The session settings of a resolved configuration neighbour
+    (``glob``: the global configuration, for its confederation)."""
     t = n.timers
     gr = None
     if n.graceful_restart.enabled:
@@ -75,6 +76,7 @@ def neighbor_config(n: cfgmod.Neighbor) -> NeighborConfig:
         role_strict=n.role_strict,
         admin_down=n.admin_down,
         max_queued_bytes=n.max_queued_bytes,
+        confederation_member=glob is not None and glob.confederation_peer(n.peer_as),
     )
 
 
@@ -122,7 +124,7 @@ class PeerRegistry:
         nb.pid = -1
 
     def add_neighbor(self, cfgn, dynamic=False):
-        return self.daemon.speaker.add_daemon_neighbor(neighbor_config(cfgn), cfgn, dynamic)
+        return self.daemon.speaker.add_daemon_neighbor(neighbor_config(cfgn, self.daemon.config.global_), cfgn, dynamic)
 
     def remove_neighbor(self, address, message="", config_change=False):
         speaker = self.daemon.speaker
@@ -184,7 +186,9 @@ class PeerRegistry:
                 # old one may survive.
                 self.exporter.export_cs(fam, rib.remove_peer(nb.pid), heavy=True)
                 nb.stale_fams.discard(fam)
-            rib.add_peer(nb.pid, neg.peer_asn, nb.local_as, rid, addr, ibgp=kind == IBGP, rr_client=rr)
+            # RFC 5065 §5.3: a confederation peer's routes rank as internal.
+            rib.add_peer(nb.pid, neg.peer_asn, nb.local_as, rid, addr, ibgp=kind == IBGP or confed_peer(nb),
+                         rr_client=rr)
         self.sources[nb.pid] = Source(nb.pid, kind, rr, rid, neg.peer_asn, addr, frozenset(session.ctx.addpath_rx))
         # Without ROUTE-REFRESH (RFC 2918) the only way to re-run import
         # policy later is a copy of what the peer sent.

@@ -63,7 +63,10 @@ def negotiate_open(session, op, remote_caps, *, cfg, local_as: int, router_id: i
     """capabilities.Negotiated of ``session``'s capabilities and the peer's
     OPEN ``op``; BGPError (OPEN Message Error) when the peer is not the
     one configured."""
-    neg = caps_mod.negotiate(session.local_capabilities, remote_caps, local_as, op.asn, ebgp,
+    # RFC 5065 §4: a confederation peer's UPDATEs are decoded as internal
+    # ones (Negotiated.ebgp only selects the codec's RFC 7606 §7.5 discard).
+    internal_attrs = getattr(cfg, "confederation_member", False)
+    neg = caps_mod.negotiate(session.local_capabilities, remote_caps, local_as, op.asn, ebgp and not internal_attrs,
                              strict_role=cfg.role_strict)
     if neg.peer_asn != cfg.peer_as:
         # RFC 4271 §6.2: Bad Peer AS.

@@ -188,6 +188,10 @@ class NeighborConfig(msgspec.Struct, forbid_unknown_fields=True):
     # dropped with Cease / Out of Resources (RFC 4486 §3, subcode 8) rather
     # than let its queue grow without bound.
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    # RFC 5065 §4: the peer is in another member AS of our confederation:
+    # an eBGP session whose UPDATEs keep the internal attributes (LOCAL_PREF
+    # is not discarded on receipt as it is from other external peers).
+    confederation_member: bool = False
 
     def __post_init__(self):
         self.address = _transport.normalize_address(self.address)
