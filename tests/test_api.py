@@ -560,6 +560,7 @@ def test_rib_query_is_filtered_by_the_daemon(harness):
     ("large_community=1:2", "large_community"),
     ("as_path=(", "as_path"),
     ("as_path=" + "x" * 300, "as_path"),
+    ("as_path=(1%2B)%2B2", "as_path"),  # (1+)+2: exponential backtracking
     ("limit=0", "limit"),
     ("limit=100001", "limit"),
     ("offset=-1", "offset"),
@@ -599,3 +600,18 @@ def test_watch_reports_withdrawn_prefixes(harness):
     events = harness.run_client(_watch_until(harness, trigger, want), timeout=30)
     ev = next(e for e in events if isinstance(e, ctl.UpdateReceived) and e.withdrawn_prefixes)
     assert ev.neighbor == "127.0.0.2" and ev.withdrawn == 1 and ev.prefixes == []
+
+
+@pytest.mark.parametrize("pattern,refused", [
+    ("^65001 ", False), ("65020$", False), ("^(65001 )+65002", False), ("^6500[0-9]+$", False),
+    ("[(+]+", False), (r"\(x+\)+", False), ("(6500[12] )*", False),
+    ("(1+)+2", True), ("(a*)*", True), ("((a+)b)*", True), ("(1|12)*", True), ("(ab{2,})*", True),
+    (".*.*.*.*1", True),
+])
+def test_as_path_regex_cost_is_bounded(pattern, refused):
+    """Patterns whose matching can blow up (Python's re cannot be stopped,
+    and a RIB query runs on the daemon's loop) are refused before use."""
+    assert (ctl.regex_cost_problem(pattern) is not None) == refused
+    if refused:
+        with pytest.raises(Exception, match="as_path"):
+            ctl.RibQuery(as_path=pattern)

@@ -219,6 +219,52 @@ MAX_RIB_LIMIT = 100_000
 MAX_REGEX = 256
 
 
+# Unbounded repetitions (*, +, {n,}) one AS-path regex may hold: each can
+# multiply the backtracking work by the path's length.
+MAX_REGEX_REPEATS = 3
+
+
+def regex_cost_problem(pattern: str) -> Optional[str]:
+    """Why ``pattern`` could take exponential time (a repeated group that
+    itself repeats or alternates: ``(1+)+``, ``(1|12)*``), or holds more than
+    MAX_REGEX_REPEATS unbounded repetitions; None when it is cheap enough.
+    Python's ``re`` cannot be interrupted, and the query runs on the
+    daemon's event loop."""
+    stack = []  # per open group: [holds a repetition, holds an alternation]
+    repeats = 0
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":  # a character class: nothing inside repeats
+            j = pattern.find("]", i + 2)
+            i = n if j < 0 else j + 1
+            continue
+        rep = c in "*+" or (c == "{" and re.match(r"\{\d*,\}", pattern[i:]) is not None)
+        if rep:
+            repeats += 1
+            for g in stack:
+                g[0] = True
+        if c == "(":
+            stack.append([False, False])
+        elif c == "|" and stack:
+            stack[-1][1] = True
+        elif c == ")" and stack:
+            inner_rep, inner_alt = stack.pop()
+            nxt = pattern[i + 1 : i + 2]
+            if nxt in ("*", "+", "{") and (inner_rep or inner_alt):
+                return "a repeated group that %s inside can take exponential time" % (
+                    "repeats" if inner_rep else "alternates")
+            if inner_rep and stack:
+                stack[-1][0] = True
+        i += 1
+    if repeats > MAX_REGEX_REPEATS:
+        return "at most %d unbounded repetitions (*, +, {n,}), got %d" % (MAX_REGEX_REPEATS, repeats)
+    return None
+
+
 class RibQuery(msgspec.Struct, forbid_unknown_fields=True):
     """The filters of ``GET /v1/rib/{family}`` (query parameters), applied
     by the daemon.  ``prefix`` with ``match``: exact (every path of it),
@@ -259,6 +305,9 @@ class RibQuery(msgspec.Struct, forbid_unknown_fields=True):
                 re.compile(self.as_path)
             except re.error as exc:
                 raise FieldError(("as_path",), "not a regular expression: %s" % exc) from None
+            problem = regex_cost_problem(self.as_path)
+            if problem is not None:
+                raise FieldError(("as_path",), "refused: %s" % problem)
 
     @property
     def filtered(self) -> bool:
