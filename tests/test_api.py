@@ -531,7 +531,7 @@ QUERY_ROUTES = [("100.64.0.0/10", [65010]), ("100.64.8.0/21", [65010, 65011]), (
                 ("100.127.0.0/16", [65011])]
 
 
-def test_rib_query_is_filtered_by_the_daemon(harness):
+def test_rib_query_is_filtered_by_the_daemon(harness, monkeypatch):
     for p, path in QUERY_ROUTES:
         body = {"prefixes": [p], "as_path": path, "communities": ["65001:%d" % path[-1]]}
         assert http(harness, "POST", "/v1/rib/announce", body)[0] == 200
@@ -551,6 +551,12 @@ def test_rib_query_is_filtered_by_the_daemon(harness):
         assert get("as_path=%5E65010%20") == ["100.64.8.0/21"]  # "^65010 "
         assert get("prefix=100.64.0.0/10&match=longer&offset=1&limit=2") == ["100.64.8.0/21", "100.64.9.0/24"]
         assert get("prefix=100.64.0.0/10&match=longer&offset=9") == []
+        # Streamed in chunks (here of one row): still one JSON array, or NDJSON.
+        monkeypatch.setattr(api, "STREAM_CHUNK", 1)
+        assert get("prefix=100.64.0.0/10&match=longer&limit=3") == ["100.64.0.0/10", "100.64.8.0/21", "100.64.9.0/24"]
+        status, headers, body = http(harness, "GET", "/v1/rib/ipv4-unicast?origin_as=65011&stream=1")
+        assert status == 200 and headers["Content-Type"].startswith("application/x-ndjson")
+        assert [msgspec.json.decode(ln)["prefix"] for ln in body.splitlines()] == ["100.64.8.0/21", "100.127.0.0/16"]
     finally:
         http(harness, "POST", "/v1/rib/withdraw", {"prefixes": [p for p, _ in QUERY_ROUTES]})
 

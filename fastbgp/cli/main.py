@@ -589,24 +589,17 @@ async def _show_rib(c, args, words):
     else:
         fam = _family(args)
     path = "/v1/rib/" + fam
+    # Filtered by the daemon (contract.RibQuery): only the matching rows
+    # travel, and they are printed as they stream in.
     if args.json:
-        if params:
-            _write(await c.request("GET", path, params=params, raw=True) + b"\n")
-        else:
-            # A full table goes straight through as it streams in.
-            async for chunk in c.chunks(path):
-                _write(chunk)
-            _write(b"\n")
-        return 0
-    if params:
-        # Filtered by the daemon (contract.RibQuery): only the matching rows travel.
-        routes = await c.request("GET", path, params=params, type=list[ctl.Route])
-        _print_routes([_route_row(r) for r in routes])
+        async for chunk in c.chunks(path, params=params or None):
+            _write(chunk)
+        _write(b"\n")
         return 0
     decoder = msgspec.json.Decoder(ctl.Route)
     rows = []
     line = None
-    async for raw in c.lines(path, params={"stream": "1"}):
+    async for raw in c.lines(path, params={**params, "stream": "1"}):
         row = _route_row(decoder.decode(raw))
         if line is not None:
             sys.stdout.write(line(row) + "\n")

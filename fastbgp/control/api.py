@@ -368,12 +368,15 @@ class _Handlers:
     async def rib(self, request):
         fam = _family(request.match_info["family"])
         q = _rib_query(request, fam)
-        if q.filtered:
-            return _json(self.control.query_rib(fam, q))
         ndjson = _flag(request, "stream")
+        if q.filtered:
+            if not ndjson and q.prefix is not None and q.match in ("exact", "longest"):
+                return _json(self.control.query_rib(fam, q))  # the paths of one prefix
+            # Streamed: a filter may match most of a full table.
+            return await self._stream_rib(request, fam, ndjson, self.control.iter_query(fam, q, STREAM_CHUNK))
         if not ndjson and self._paths(fam) <= STREAM_THRESHOLD:
             return _json(self.control.rib(fam))
-        return await self._stream_rib(request, fam, ndjson)
+        return await self._stream_rib(request, fam, ndjson, self.control.iter_rib(fam, STREAM_CHUNK))
 
     def _paths(self, fam) -> int:
         for s in self.control.rib_summary():
@@ -381,11 +384,10 @@ class _Handlers:
                 return s.paths
         return 0
 
-    async def _stream_rib(self, request, fam, ndjson):
+    async def _stream_rib(self, request, fam, ndjson, agen):
         resp = web.StreamResponse(headers={"Content-Type": NDJSON if ndjson else JSON})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        agen = self.control.iter_rib(fam, STREAM_CHUNK)
         first = True
         try:
             if not ndjson:

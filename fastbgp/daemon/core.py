@@ -324,6 +324,9 @@ class Daemon:
     def query_rib(self, family: str, query: ctl.RibQuery) -> list:
         return self.views.query_rib(family, query)
 
+    def iter_query(self, family: str, query: ctl.RibQuery, chunk: int = 10000) -> AsyncIterator[list]:
+        return self.views.iter_query(family, query, chunk)
+
     def global_info(self) -> ctl.GlobalInfo:
         return self.views.global_info()
 

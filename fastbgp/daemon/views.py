@@ -494,6 +494,29 @@ class Views:
         """The Loc-RIB filtered by ``q`` (see RibQuery), sorted by prefix,
         ``q.offset`` rows skipped and at most ``q.limit`` returned.  Only
         the rows returned are built as Routes."""
+        fam, items, page, routes = self.query_page(family_name, q)
+        if routes is not None:
+            return routes
+        return self.rows(fam, items, page, {}, self.stale_checker(fam))
+
+    async def iter_query(self, family_name: str, q: ctl.RibQuery, chunk: int = 10000) -> AsyncIterator[list]:
+        """:meth:`query_rib` in chunks of ``chunk`` rows, the loop free
+        between them: a query matching much of a full table is never one
+        list of Routes."""
+        fam, items, page, routes = self.query_page(family_name, q)
+        if routes is not None:
+            yield routes
+            return
+        memo = {}
+        check = self.stale_checker(fam)
+        for start in range(0, len(page), chunk):
+            yield self.rows(fam, items, page[start : start + chunk], memo, check)
+            await asyncio.sleep(0)
+
+    def query_page(self, family_name: str, q: ctl.RibQuery) -> tuple:
+        """(family, items, keys of the page, None) as :meth:`sorted_best`
+        gives them, or (family, None, None, [Route]) for an exact or
+        longest-match lookup (every path of one prefix)."""
         fam = family(family_name)
         flt = RouteFilter(q)
         source = None
@@ -503,28 +526,27 @@ class Views:
             try:
                 source = self.peers.get(q.source).pid
             except KeyError:
-                return []
+                return fam, None, None, []
             if source is None or source < 0:
-                return []  # never up: no paths
+                return fam, None, None, []  # never up: no paths
         if q.prefix is not None and q.match in ("exact", "longest"):
             out = []
             for r, attrs in self.paths_of(family_name, q.prefix, q.match == "longest"):
                 if flt(attrs) and (q.source is None or r.source == q.source):
                     out.append(r)
-            return out[q.offset : None if q.limit is None else q.offset + q.limit]
+            return fam, None, None, out[q.offset : None if q.limit is None else q.offset + q.limit]
         want = flt if flt.active else None
         if q.prefix is None:
             items, keys = self.sorted_best(fam, want, source=source)
         else:
             net = ipaddress.ip_network(q.prefix, strict=False)
             if (net.version == 4) != (fam[0] == AFI_IPV4):
-                return []
+                return fam, None, None, []
             if q.match == "longer":
                 items, keys = self.sorted_best(fam, want, (net, net.prefixlen), source)
             else:
                 items, keys = self.covering(fam, net, want, source)
-        page = keys[q.offset : None if q.limit is None else q.offset + q.limit]
-        return self.rows(fam, items, page, {}, self.stale_checker(fam))
+        return fam, items, keys[q.offset : None if q.limit is None else q.offset + q.limit], None
 
     def adj_rib_in(self, address: str, family_name: str) -> list:
         nb = self.peers.get(address)
