@@ -62,7 +62,9 @@ Endpoints (all under /v1)
     :data:`STREAM_THRESHOLD` paths (or with ``?stream=1``) it is sent
     chunked from ``Control.iter_rib``, still as one JSON array unless
     ``stream=1`` asked for NDJSON (one Route per line), so the format a
-    client gets does not depend on the table's size.
+    client gets does not depend on the table's size.  A filtered query
+    (anything but one prefix's paths) is always sent that way, from
+    ``Control.iter_query``.
 
 Watch
     One event per line until the client goes away.  A blank line is sent
