@@ -748,3 +748,18 @@ def test_usage_errors_name_no_internal_dest(words, capsys):
     err = capsys.readouterr().err
     line = next(ln for ln in err.splitlines() if "arguments are required:" in ln)
     assert re.search(r"\b(mrt_command|command|what|func|files)\b", line.split("required:")[1]) is None, err
+
+
+def test_event_lines_are_text():
+    """An UPDATE line names its prefixes (+ announced, - withdrawn, then
+    how many more); an event kind this CLI does not know is printed as its
+    JSON, never as a Python repr."""
+    ev = ctl.UpdateReceived(time=0.0, neighbor="192.0.2.2", announced=20, withdrawn=1, prefixes=["10.0.0.0/24"],
+                            withdrawn_prefixes=["10.9.0.0/16"])
+    assert cli._event_line(ev).endswith("[UPDATE] 192.0.2.2 +20 -1 +10.0.0.0/24 -10.9.0.0/16 (19 more)")
+
+    class Novel(ctl.Event):
+        detail: str = "x"
+
+    line = cli._event_line(Novel(time=0.0))
+    assert line.endswith('[NOVEL] {"event":"novel","time":0.0,"detail":"x"}') and "Novel(" not in line

@@ -637,7 +637,9 @@ def _event_line(ev):
             shown.append("(%d more)" % more)
         return "%s [UPDATE] %s +%d -%d%s" % (ts, ev.neighbor, ev.announced, ev.withdrawn,
                                             (" " + " ".join(shown)) if shown else "")
-    return "%s [%s] %r" % (ts, type(ev).__name__.upper(), ev)
+    import msgspec
+
+    return "%s [%s] %s" % (ts, type(ev).__name__.upper(), msgspec.json.encode(ev).decode())
 
 
 def _monitor_filter(words):
