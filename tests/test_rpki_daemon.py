@@ -141,8 +141,6 @@ def test_rpki_and_aspa_conditions_read_the_context():
     ("[rpki]\n", "rpki", "needs caches or a file"),
     ('[rpki]\ncaches = [{ address = "192.0.2.1" }, { address = "192.0.2.1" }]\n', "rpki.caches[1]", "duplicate"),
     ('[rpki]\ncaches = [{ address = "cache.example" }]\n', "rpki.caches[0].address", "not an IP address"),
-    ('[rpki]\nfile = "/nonexistent/vrps.json"\n', "rpki.file", "no such file"),
-    ('[rpki]\nfile = "/"\ncaches = [{ address = "192.0.2.1" }]\n', "rpki.file", "exclusive"),
     (RPKI_POLICY, "policies[0].statements[0].conditions.rpki", "needs an [rpki] section"),
     ('[rpki]\ncaches = [{ address = "192.0.2.1" }]\n' + RPKI_POLICY
      + '[[neighbors]]\naddress = "192.0.2.7"\npeer-as = 65001\nexport-policy = ["rov"]\n',
@@ -392,3 +390,95 @@ def test_cli_rpki_and_rib_marks(tmp_path, loop_factory, capsys, monkeypatch):
         assert cli.main(["rpki", "validate", "203.0.113.0/24"]) == 2  # usage
     finally:
         h.stop()
+
+
+# ----------------------------------------------------------------------------- two sources
+
+
+class _Idle:
+    """What RpkiFeed reads of a daemon that is not running."""
+
+    started = False
+    loop = None
+    asn = 65000
+
+
+def test_two_sources_publish_their_union():
+    """RTR caches and a file together: a VRP stays while either source has
+    it; an ASPA customer's providers are the union of both records."""
+    from fastbgp.rpki.client import RtrObserver
+    from fastbgp.daemon.rpki_feed import RpkiFeed
+
+    cfg = load_config('[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n[rpki]\nfile = "/nonexistent.json"\n'
+                      'caches = [{ address = "192.0.2.1" }]\n').rpki
+    feed = RpkiFeed(_Idle(), cfg)
+    seen = []
+
+    class Spy(RtrObserver):
+        def vrps_changed(self, added, removed):
+            seen.append((sorted(added), sorted(removed)))
+
+    feed.vrps_changed = Spy().vrps_changed
+    rtr, fil = feed.rtr_in, feed.file_in
+    assert rtr is not fil and rtr.vrps is not feed.vrps
+    v = (1, bytes([10, 0, 0, 0]), 8, 24, 65001)
+    w = (1, bytes([10, 1, 0, 0]), 16, 16, 65002)
+    for src, vrp in ((rtr, v), (fil, v), (fil, w)):
+        src.vrps.add(*vrp)
+        src.vrps_changed([vrp], [])
+    assert seen == [([v], []), ([w], [])] and len(feed.vrps) == 2
+    rtr.vrps.remove(*v)
+    rtr.vrps_changed([], [v])  # the file still has it
+    assert len(seen) == 2 and feed.vrps.contains(*v)
+    fil.vrps.remove(*v)
+    fil.vrps_changed([], [v])
+    assert seen[-1] == ([], [v]) and not feed.vrps.contains(*v)
+    rtr.aspas.set(65010, [1, 2])
+    rtr.aspas_changed({65010: (1, 2)})
+    fil.aspas.set(65010, [3])
+    fil.aspas_changed({65010: (3,)})
+    assert feed.aspas.get(65010) == frozenset({1, 2, 3})
+    rtr.aspas.remove(65010)
+    rtr.aspas_changed({65010: None})
+    assert feed.aspas.get(65010) == frozenset({3})
+    fil.aspas.remove(65010)
+    fil.aspas_changed({65010: None})
+    assert feed.aspas.get(65010) is None
+
+
+def test_daemon_with_an_unreachable_cache_and_a_late_file(tmp_path, run, caplog):
+    """A file that does not exist yet is a WARNING, not an error; once
+    written it is loaded and its VRPs apply next to the (unreachable)
+    cache's none."""
+    import logging
+
+    from fastbgp.testing.net import free_port
+
+    vrps = tmp_path / "late.json"
+    dead = free_port("127.0.0.1")  # nothing listens there
+
+    async def main():
+        a_addr, c_addr = addr(), addr()
+        dut = DUT(path=tmp_path / "fastbgp.toml",
+                  extra='[rpki]\nfile = "%s"\ncaches = [{ address = "127.0.0.1", port = %d, retry = 1 }]\n%s'
+                        % (vrps, dead, RPKI_POLICY),
+                  neighbors=[neighbor_toml(a_addr, 65001, **{"import-policy": ["rov"]}), neighbor_toml(c_addr, 65003)])
+        with caplog.at_level(logging.WARNING, logger="fastbgp.rpki"):
+            d = await dut.start()
+        assert any("RPKI file not loaded" in r.getMessage() for r in caplog.records)
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        a.announce(["10.95.0.0/24"])
+        await until(lambda: "10.95.0.0/24" in nc.received(), what="not-found accepted")
+        write_roas(vrps, [("10.95.0.0/24", 24, 64999)])
+        assert d.rpki.load_file()  # what the poller does when the file appears
+        await until(lambda: "10.95.0.0/24" not in nc.received(), what="invalid withdrawn")
+        info = d.rpki_info()
+        assert info.vrps["ipv4"] == 1 and info.caches[0].state in ("down", "connecting")
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())

@@ -386,10 +386,6 @@ def _check_rpki(chk, cfg, resolved):
     if r is not None:
         if not r.caches and not r.file:
             chk.err("rpki", "needs caches or a file")
-        if r.caches and r.file:
-            # Each source publishes a full set into the one table (the last
-            # full answer defines it): two would undo each other.
-            chk.err("rpki.file", "caches and a file are exclusive: use one source")
         seen = {}
         for i, c in enumerate(r.caches):
             path = "rpki.caches[%d]" % i
@@ -399,8 +395,8 @@ def _check_rpki(chk, cfg, resolved):
             if key in seen:
                 chk.err(path, "duplicate of rpki.caches[%d]" % seen[key])
             seen.setdefault(key, i)
-        if r.file and not os.path.isfile(r.file):
-            chk.err("rpki.file", "no such file: %s" % render(r.file))
+        # A missing file is not an error: rpki-client may write it later;
+        # the daemon warns and loads it when it appears (rpki_feed.FILE_POLL).
     users = {}
     for i, p in enumerate(cfg.policies):
         for k, st in enumerate(p.statements):

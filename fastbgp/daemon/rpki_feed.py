@@ -6,9 +6,9 @@ Owns: the published tables (one ``fastbgp.rpki.vrp.VrpTable`` and one
 :class:`fastbgp.rpki.client.RtrClient` over the configured caches and/or
 the static JSON file (``fastbgp.rpki.files.load_into``, re-read on reload
 and when its modification time changes, checked every FILE_POLL seconds).
-Both report to this feed through the one observer interface,
-:class:`fastbgp.rpki.client.RtrObserver`; the configuration has one or the
-other (config.checks: each publishes full sets into the same tables).
+Both report through the one observer interface,
+:class:`fastbgp.rpki.client.RtrObserver`; with both configured each keeps
+its own tables and the published ones are their union (:class:`SourceInput`).
 
 Validation at import (called by ``fastbgp.daemon.importer``): one
 ``VrpTable.validate_packed`` per UPDATE and family (the prefixes of an
@@ -92,6 +92,50 @@ def split_by_state(states, packed, addpath):
     return [(s, parts[s]) for s in (NOT_FOUND, VALID, INVALID) if parts[s]]
 
 
+class SourceInput(RtrObserver):
+    """Where one source (the RTR client or the file) writes its full data
+    set.  Alone, it writes the published tables themselves (``other`` is
+    None) and its reports go straight to the feed.  With a second source,
+    each has its own tables and the published ones are their union: a VRP
+    is published while either source has it, an ASPA customer's providers
+    are the union of both records (RFC 8210 §10 lets a router combine
+    caches; an rpki-client file is one more cache here)."""
+
+    def __init__(self, feed, vrps, aspas):
+        self.feed = feed
+        self.vrps = vrps
+        self.aspas = aspas
+        self.other = None  # the other source's SourceInput when there are two
+
+    def vrps_changed(self, added, removed):
+        if self.other is None:
+            self.feed.vrps_changed(added, removed)
+            return
+        pub, other = self.feed.vrps, self.other.vrps
+        add = [v for v in added if pub.add(*v)]
+        rem = [v for v in removed if not other.contains(*v) and pub.remove(*v)]
+        if add or rem:
+            self.feed.vrps_changed(add, rem)
+
+    def aspas_changed(self, changed):
+        if self.other is None:
+            self.feed.aspas_changed(changed)
+            return
+        out = {}
+        pub = self.feed.aspas
+        for c in changed:
+            mine, theirs = self.aspas.get(c), self.other.aspas.get(c)
+            if mine is None and theirs is None:
+                if pub.remove(c):
+                    out[c] = None
+            else:
+                providers = (mine or frozenset()) | (theirs or frozenset())
+                if pub.set(c, providers):
+                    out[c] = tuple(sorted(providers))
+        if out:
+            self.feed.aspas_changed(out)
+
+
 class RpkiFeed(RtrObserver):
     """The daemon's RPKI data and re-validation; see the module docstring."""
 
@@ -100,6 +144,8 @@ class RpkiFeed(RtrObserver):
         self.cfg = cfg
         self.vrps = VrpTable()
         self.aspas = AspaTable()
+        self.rtr_in = self.file_in = None
+        self.layout()
         self.client = None
         self.file_mtime = None
         self.file_loaded = None
@@ -116,39 +162,63 @@ class RpkiFeed(RtrObserver):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def shape(self, cfg=None):
+        cfg = cfg or self.cfg
+        return bool(cfg.caches), bool(cfg.file)
+
+    def layout(self):
+        """The sources' tables: the published ones for a single source, own
+        tables merged by SourceInput for two."""
+        if all(self.shape()):
+            self.rtr_in = SourceInput(self, VrpTable(), AspaTable())
+            self.file_in = SourceInput(self, VrpTable(), AspaTable())
+            self.rtr_in.other, self.file_in.other = self.file_in, self.rtr_in
+        else:
+            self.rtr_in = self.file_in = SourceInput(self, self.vrps, self.aspas)
+
     def start(self):
         """Load the file, start the RTR client (on the running loop)."""
         if self.cfg.file:
             self.load_file()
             self.poller = asyncio.get_running_loop().create_task(self.poll_file(), name="rpki-file")
         if self.cfg.caches:
-            self.client = RtrClient(self.cfg.caches, self, self.cfg.rtr_version, self.vrps, self.aspas)
+            src = self.rtr_in
+            self.client = RtrClient(self.cfg.caches, src, self.cfg.rtr_version, src.vrps, src.aspas)
             self.client.start()
 
-    async def close(self):
-        for t in (self.poller, self.task):
-            if t is not None:
-                t.cancel()
-                try:
-                    await t
-                except (asyncio.CancelledError, Exception):
-                    pass
-        self.poller = self.task = None
+    async def stop_sources(self):
+        if self.poller is not None:
+            self.poller.cancel()
+            try:
+                await self.poller
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.poller = None
         if self.client is not None:
             await self.client.stop()
             self.client = None
 
+    async def close(self):
+        await self.stop_sources()
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.task = None
+
     async def reconfigure(self, new):
         """A reload changed ``[rpki]``: restart the sources on the same
         tables (the data stays until a new full answer replaces it, so
-        routes do not flap); a source that is gone takes its data along."""
-        await self.close()
+        routes do not flap).  When a source is added or removed the tables
+        start from nothing (reported, so re-validation follows); a pending
+        re-validation carries on."""
+        await self.stop_sources()
         old, self.cfg = self.cfg, new
-        if bool(old.file) != bool(new.file):
-            # The source kind changed: start from nothing; the new source's
-            # first answer fills the tables again and the re-validation
-            # (which runs after this) sees only the net change for the file.
+        if self.shape(old) != self.shape(new):
             self.flush()
+            self.layout()
         self.file_mtime = None
         self.start()
 
@@ -156,10 +226,11 @@ class RpkiFeed(RtrObserver):
         """Every VRP and ASPA withdrawn (reported like a source would)."""
         removed = [(afi,) + e for afi in (1, 2) for e in self.vrps.entries(afi)]
         aspas = {c: None for c, _p in self.aspas.items()}
-        self.vrps.clear()
-        self.aspas.clear()
+        for t in {id(x): x for x in (self.vrps, self.aspas, self.rtr_in.vrps, self.rtr_in.aspas,
+                                     self.file_in.vrps, self.file_in.aspas)}.values():
+            t.clear()
         if removed:
-            self.vrps_changed(removed, [])
+            self.vrps_changed([], removed)
         if aspas:
             self.aspas_changed(aspas)
 
@@ -174,7 +245,8 @@ class RpkiFeed(RtrObserver):
         except OSError:
             self.file_mtime = None
         try:
-            added, removed, changes = rpki_files.load_into(path, self.vrps, self.aspas, self)
+            src = self.file_in
+            added, removed, changes = rpki_files.load_into(path, src.vrps, src.aspas, src)
         except rpki_files.RpkiFileError as exc:
             self.file_error = str(exc)
             log.warning("RPKI file not loaded, data unchanged: %s", exc)
