@@ -482,3 +482,32 @@ def test_daemon_with_an_unreachable_cache_and_a_late_file(tmp_path, run, caplog)
         await dut.stop()
 
     run(main())
+
+
+def test_daemon_ipv6_routes_validated_in_mp_reach(tmp_path, run):
+    """IPv6 prefixes (MP_REACH_NLRI, RFC 4760) split by state like IPv4."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("2001:db8:1::/48", 48, 65001), ("2001:db8:2::/48", 48, 64999)])
+    fams = {"families": ["ipv4-unicast", "ipv6-unicast"]}
+
+    async def main():
+        a_addr, c_addr = addr(), addr()
+        dut = DUT(path=tmp_path / "fastbgp.toml", extra='[rpki]\nfile = "%s"\n%s' % (vrps, RPKI_POLICY),
+                  neighbors=[neighbor_toml(a_addr, 65001, **{"import-policy": ["rov"]}, **fams),
+                             neighbor_toml(c_addr, 65003, **fams)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr, **fams)
+        c, nc = await peer(dut, 65003, c_addr, **fams)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        a.announce(["2001:db8:1::/48", "2001:db8:2::/48", "2001:db8:3::/48"], next_hop="2001:db8::1")
+        await until(lambda: {"2001:db8:1::/48", "2001:db8:3::/48"} <= set(nc.received("ipv6-unicast")),
+                    what="valid + not-found IPv6 at C")
+        assert "2001:db8:2::/48" not in {r.prefix for r in d.rib("ipv6-unicast")}
+        assert {r.prefix: r.rpki for r in d.rib("ipv6-unicast")} == {"2001:db8:1::/48": "valid",
+                                                                     "2001:db8:3::/48": "not-found"}
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())

@@ -10,7 +10,8 @@ Owns:
   version negotiation, refresh/retry/expire timers) reporting changes to an
   explicit observer (``RtrObserver``);
 * ``vrp.py`` (compiled ``_vrp.pyx`` + twin ``_vrp_py.py``): the VRP table
-  and validation of a route or of a whole packed NLRI;
+  and validation of a route or of a whole packed NLRI, and
+  ``partition_packed`` (a packed NLRI grouped by those states);
 * ``origin.py``: the origin AS of an AS_PATH per RFC 6811 §2;
 * ``aspa.py``: the ASPA table and upstream/downstream path verification;
 * ``files.py``: the static source (rpki-client / stayrtr JSON), loaded into
