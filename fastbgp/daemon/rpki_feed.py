@@ -13,17 +13,17 @@ its own tables and the published ones are their union (:class:`SourceInput`).
 Validation at import (called by ``fastbgp.daemon.importer``): one
 ``VrpTable.validate_packed`` per UPDATE and family (the prefixes of an
 UPDATE share one AS_PATH, hence one origin, RFC 6811 §2), giving one state
-octet per prefix; the prefixes are then split by state (no split, and no
-Python object per prefix, when they all agree) and each part goes through
+octet per prefix; the prefixes are then grouped by state (nothing to do
+when they all agree, else ``partition_packed``: compiled, one pass, no
+Python object per prefix) and each group goes through
 the import policy with its state in the policy context.  ASPA verification
 (draft-ietf-sidrops-aspa-verification) depends on the AS_PATH and the
 neighbour only, so it is computed once per attribute set.  Only neighbours
 whose import chain has an ``rpki`` / ``aspa`` condition pay for this.
 
 Per-path state: the RFC 6811 state of a path is a function of its prefix,
-the origin AS of its attribute set and the VRP table, and the RIB keeps
-every path's attribute set id (8 octets a path in the compiled RIB), so
-the state is derived from those in bulk (``validate_packed`` per attribute
+the origin AS of its attribute set and the VRP table, and the RIB's path
+record already holds the attribute set id, so the state is derived from those in bulk (``validate_packed`` per attribute
 group) when it is shown (``fastbgp global rib``, the API) or counted
 (metrics) rather than stored a second time: it is never stale.
 
