@@ -290,6 +290,9 @@ class _PeerSettings(ConfigStruct):
     timers: Timers | UnsetType = UNSET
     families: list[Family] | UnsetType = UNSET
     add_path: AddPath | UnsetType = UNSET
+    # RFC 8950: advertise the Extended Next Hop capability for IPv4 unicast
+    # with IPv6 next hops, and use it when the peer does too (default false).
+    extended_next_hop: bool | UnsetType = UNSET
     graceful_restart: GracefulRestart | UnsetType = UNSET
     prefix_limit: dict[Family, PrefixLimit] | UnsetType = UNSET
     route_server_client: bool | UnsetType = UNSET  # RFC 7947
@@ -770,6 +773,7 @@ def resolve_neighbor(n, group, glob):
         timers=timers,
         families=families,
         add_path=add_path,
+        extended_next_hop=_unset(n.extended_next_hop, False),
         graceful_restart=graceful_restart,
         prefix_limit={f: v for f, v in _unset(n.prefix_limit, {}).items() if f in families},
         route_server_client=_unset(n.route_server_client, False),

@@ -29,6 +29,7 @@ from fastbgp.rib.route_server import settings as route_server_settings
 from fastbgp.wire import codec
 from fastbgp.wire.constants import (
     AFI_IPV4,
+    AFI_IPV6,
     IPV4_UNICAST,
     ROLE_PEER,
     ROLE_PROVIDER,
@@ -287,10 +288,15 @@ class Exporter:
         rsp = d.engine.route_server
         # RFC 7911 §5: best N paths per prefix when send-max is set (0: all).
         send_max = cfg.add_path.send_max if fam in session.ctx.addpath_tx else 0
-        key = group_key(fam, chain, session.ctx, kind, rr, nb.local_as, nh4 if fam == IPV4_UNICAST else nh6,
+        # RFC 8950 §4: IPv6 next hops for IPv4 only when configured here
+        # and the peer's OPEN said it takes them.
+        enh = (fam == IPV4_UNICAST and cfg.extended_next_hop
+               and (fam[0], fam[1], AFI_IPV6) in neg.extended_nexthop_tx)
+        key = group_key(fam, chain, session.ctx, kind, rr, nb.local_as,
+                        ((nh4, nh6) if enh else nh4) if fam == IPV4_UNICAST else nh6,
                         nb.address, d.cluster_id, otc,
                         peer_as=cfg.peer_as if kind == RS and rsp is not None and rsp.euro_ix else None,
-                        send_max=send_max)
+                        send_max=send_max, enh=enh)
         key = key + (confed_peer(nb),)  # RFC 5065: confederation peers get their own groups
         g = self.groups.get(key)
         if g is None:
@@ -298,7 +304,7 @@ class Exporter:
             ctx = codec.Context(as4=session.ctx.as4, addpath_tx=frozenset(session.ctx.addpath_tx) & {fam},
                                 extended_message=session.ctx.extended_message)
             g = UpdateGroup(key, fam, ctx, d.engine, chain, pctx, kind, rr, nb.local_as, nh4, nh6,
-                            d.cluster_id, otc, send_max=send_max)
+                            d.cluster_id, otc, send_max=send_max, enh=enh)
             g.confed = confed_of_config(d.config.global_)
             g.confed_peer = confed_peer(nb)
             self.groups[key] = g

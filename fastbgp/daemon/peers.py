@@ -71,6 +71,7 @@ def neighbor_config(n: cfgmod.Neighbor, glob=None) -> NeighborConfig:
         families=list(n.families),
         addpath_send=list(n.add_path.send),
         addpath_receive=list(n.add_path.receive),
+        extended_next_hop=n.extended_next_hop,
         graceful_restart=gr,
         role=n.role,
         role_strict=n.role_strict,

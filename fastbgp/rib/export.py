@@ -209,13 +209,14 @@ class Delta:
 
 
 def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc, peer_as=None,
-              send_max=0):
+              send_max=0, enh=False):
     """Peers with equal keys receive byte-identical UPDATEs for ``family``.
     ``peer_as``: the member's AS when what it receives depends on it
     (route-server clients under Euro-IX communities, see
     :mod:`fastbgp.rib.route_server`), else None.  ``send_max``: ADD-PATH
     best-N (RFC 7911 §5); such a group has one member, because what it was
-    sent per prefix (``UpdateGroup.sent``) is that member's own history."""
+    sent per prefix (``UpdateGroup.sent``) is that member's own history.
+    ``enh``: IPv4 routes may carry an IPv6 next hop (RFC 8950, negotiated)."""
     return (
         family,
         chain.names,
@@ -231,7 +232,7 @@ def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_add
         cluster_id if kind == IBGP else None,
         otc,
         peer_as,
-    ) + (((send_max, member_address),) if send_max else ())
+    ) + (((send_max, member_address),) if send_max else ()) + (("enh",) if enh else ())
 
 
 def scope_of(src, family, entry):
@@ -274,7 +275,7 @@ class UpdateGroup:
     """
 
     def __init__(self, key, family, ctx, engine, chain, pctx, kind, rr_client, local_as, nh4, nh6,
-                 cluster_id=None, otc=False, send_max=0):
+                 cluster_id=None, otc=False, send_max=0, enh=False):
         self.key = key
         self.family = family
         self.afi, self.safi = family
@@ -295,6 +296,10 @@ class UpdateGroup:
         # ids the member holds, best first -- kept only for such a group.
         self.send_max = send_max if self.addpath else 0
         self.sent = {}
+        # RFC 8950 §4: the members said they accept IPv4 NLRI with an IPv6
+        # next hop; used when there is no IPv4 one to send (an IPv6
+        # session's own address, or an IPv6 next hop passed on unchanged).
+        self.enh = enh and family == IPV4_UNICAST
         # No policy and a default of reject (RFC 8212 for eBGP): nothing is
         # ever advertised, so nothing ever needs withdrawing either.
         self.exports_nothing = not chain.policies and not chain.default_accept
@@ -439,6 +444,8 @@ class UpdateGroup:
         kind = self.kind
         if policy_nh == NEXT_HOP_SELF:
             policy_nh = self.nh4 if v4 else self.nh6
+            if v4 and policy_nh is None and self.enh:
+                policy_nh = self.nh6  # RFC 8950 §4: our IPv6 address
         if kind == EBGP:
             # RFC 4271 §5.1.2: our AS goes first in the AS_PATH.
             f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
@@ -447,9 +454,15 @@ class UpdateGroup:
             # address on the session, unless policy chose one.
             if policy_nh is None:
                 if v4:
-                    if self.nh4 is None:
+                    if self.nh4 is not None:
+                        items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+                    elif self.enh and self.nh6:
+                        # RFC 8950 §4 (an IPv6 session): our IPv6 address,
+                        # in MP_REACH_NLRI, no NEXT_HOP attribute.
+                        items.pop(ATTR_NEXT_HOP, None)
+                        nh = self.nh6
+                    else:
                         return None
-                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
                 else:
                     nh = self.nh6
             items.pop(ATTR_LOCAL_PREF, None)  # a policy may have set it
@@ -474,13 +487,23 @@ class UpdateGroup:
             # own routes that name none, which get ours.
             if policy_nh is None:
                 if v4 and ATTR_NEXT_HOP not in items:
-                    if self.nh4 is None:
+                    if self.enh and nh:
+                        pass  # RFC 8950: the IPv6 next hop it came with, unchanged
+                    elif self.nh4 is not None:
+                        items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+                    elif self.enh and self.nh6:
+                        nh = self.nh6
+                    else:
                         return None
-                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
                 elif not v4 and not nh:
                     nh = self.nh6
         if policy_nh is not None and not v4:
             nh = policy_nh
+        elif policy_nh is not None and len(policy_nh) == 16 and self.enh:
+            items.pop(ATTR_NEXT_HOP, None)
+            nh = policy_nh
+        if v4 and self.enh and ATTR_NEXT_HOP in items:
+            nh = b""  # the classic NEXT_HOP form (see _pack)
         if kind == IBGP and nh and len(nh) == 32:
             # RFC 2545 §3: a link-local next hop only means something on the
             # link it was learned on; internal peers get the global one.
@@ -491,6 +514,8 @@ class UpdateGroup:
             items[ATTR_OTC] = (FLAG_OPTIONAL | FLAG_TRANSITIVE, self.local_as.to_bytes(4, "big"))
         if not v4 and not nh:
             return None  # no usable next hop for an MP_REACH_NLRI
+        if v4 and self.enh and not nh and ATTR_NEXT_HOP not in items:
+            return None  # neither a NEXT_HOP nor an RFC 8950 one
         block = _encode(items)
         if kind == RS:
             rsp = getattr(self.engine, "route_server", None)
@@ -533,8 +558,9 @@ class UpdateGroup:
     def _pack(self, out, packed):
         attrs, nh = out
         self.updates_encoded += 1
-        if self.family == IPV4_UNICAST:
+        if self.family == IPV4_UNICAST and not (nh and self.enh and not self.confed_peer):
             return codec.pack_updates(attrs, packed, self.ctx)
+        # RFC 4760 §3; RFC 8950 §3 for IPv4 NLRI with an IPv6 next hop.
         return codec.pack_updates(attrs, packed, self.ctx, self.afi, self.safi, nh)
 
     def _pack_withdraws(self, packed):

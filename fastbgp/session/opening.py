@@ -3,7 +3,7 @@ checks of the peer's OPEN.
 
 Owns: which capabilities a NeighborConfig turns into (RFC 5492; graceful
 restart RFC 4724 §3 with the Restart State bit after our own restart, ADD-PATH
-RFC 7911, BGP role RFC 9234, FQDN), and the negotiation of a received OPEN
+RFC 7911, extended next hop RFC 8950, BGP role RFC 9234, FQDN), and the negotiation of a received OPEN
 with the RFC 4271 §6.2 peer AS / BGP identifier checks.
 
 Pure functions, called by :class:`fastbgp.session.speaker.Neighbor` when its
@@ -15,6 +15,7 @@ for the negotiation); the collision that may follow is
 from __future__ import annotations
 
 from fastbgp.wire import capabilities as caps_mod
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, IPV4_UNICAST, SAFI_UNICAST
 from fastbgp.wire.errors import ERR_OPEN, OPEN_BAD_BGP_ID, OPEN_BAD_PEER_AS, BGPError
 
 __all__ = ["local_capabilities", "negotiate_open"]
@@ -32,6 +33,10 @@ def local_capabilities(cfg, local_as: int, restarting: bool) -> list:
             out.append(C.EnhancedRouteRefresh())
     if cfg.extended_message:
         out.append(C.ExtendedMessage())
+    if cfg.extended_next_hop and IPV4_UNICAST in fams:
+        # RFC 8950 §3-4: we take IPv4 unicast NLRI with IPv6 next hops (and,
+        # once the peer says the same, send them).
+        out.append(C.ExtendedNextHop([(AFI_IPV4, SAFI_UNICAST, AFI_IPV6)]))
     gr = cfg.graceful_restart
     if gr is not None:
         flags = C.GracefulRestart.NOTIFICATION if gr.notification else 0

@@ -178,6 +178,7 @@ class NeighborConfig(msgspec.Struct, forbid_unknown_fields=True):
     admin_down: bool = False
     four_octet_as: bool = True
     extended_message: bool = False
+    extended_next_hop: bool = False  # RFC 8950: IPv4 unicast with IPv6 next hops
     route_refresh: bool = True
     enhanced_route_refresh: bool = True
     hostname: Optional[str] = None
