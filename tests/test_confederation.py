@@ -370,3 +370,14 @@ def test_daemon_between_member_peer_outside_peer_and_ibgp(run, caplog):
         await dut.stop()
 
     run(main())
+
+
+def test_reload_with_a_changed_confederation_resets_every_session():
+    from fastbgp.config.diff import diff
+
+    nbs = neighbor_toml("192.0.2.2", OTHER) + neighbor_toml("192.0.2.4", ME)
+    old = load_config(config_text(neighbors=nbs))
+    new = load_config(config_text(glob=CONFED_GLOBAL.replace("65003", "65004"), neighbors=nbs))
+    d = diff(old, new)
+    assert {c.address: c.action for c in d.changed} == {"192.0.2.2": "reset", "192.0.2.4": "reset"}
+    assert "confederation" in d.global_changed

@@ -88,7 +88,8 @@ _SOFT_EXPORT_FIELDS = {"export_policy", "default_export"}
 # Used as they are, without touching the session.
 _NO_ACTION_FIELDS = {"description", "prefix_limit", "peer_group"}
 # Global keys that change what every session sends in its OPEN.
-_GLOBAL_RESET = {"asn", "router_id"}
+# RFC 5065: a confederation change can change every session's AS and kind.
+_GLOBAL_RESET = {"asn", "router_id", "confederation"}
 
 
 def _kebab(name):
