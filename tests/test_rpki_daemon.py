@@ -511,3 +511,36 @@ def test_daemon_ipv6_routes_validated_in_mp_reach(tmp_path, run):
         await dut.stop()
 
     run(main())
+
+
+def test_aspa_procedure_follows_the_rfc9234_role():
+    """From a provider (our role: customer) the downstream procedure, else
+    upstream; no neighbour check behind a route server; iBGP: unknown."""
+    import types
+
+    from fastbgp.daemon.rpki_feed import RpkiFeed
+    from fastbgp.rib.export import EBGP, IBGP, Source
+    from fastbgp.wire.as4 import encode_attr, encode_segments
+    from fastbgp.wire.constants import ROLE_CUSTOMER, ROLE_PEER, ROLE_RS_CLIENT
+
+    daemon = _Idle()
+    daemon.sources = {1: Source(1, EBGP, peer_as=65001), 2: Source(2, IBGP, peer_as=65000)}
+    cfg = load_config('[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n[rpki]\nfile = "/x.json"\n').rpki
+    feed = RpkiFeed(daemon, cfg)
+    feed.aspas.set(65077, [65050])
+    feed.aspas.set(65050, [65999])
+    feed.aspas.set(65001, [65050])
+    attrs = encode_attr(0x40, 2, encode_segments([(2, [65001, 65050, 65077])], 4))
+
+    def nb(pid, role):
+        return types.SimpleNamespace(pid=pid, negotiated=types.SimpleNamespace(local_role=role))
+
+    # Up 65077 -> 65050, down 65050 -> 65001 -> us: valid only from a provider.
+    assert feed.aspa_state(nb(1, ROLE_CUSTOMER), attrs) == "valid"
+    assert feed.aspa_state(nb(1, ROLE_PEER), attrs) == "invalid"
+    assert feed.aspa_state(nb(1, None), attrs) == "invalid"
+    assert feed.aspa_state(nb(2, ROLE_CUSTOMER), attrs) == "unknown"  # iBGP
+    # A transparent route server: the path need not start with its AS.
+    rs_path = encode_attr(0x40, 2, encode_segments([(2, [65050, 65077])], 4))
+    assert feed.aspa_state(nb(1, ROLE_RS_CLIENT), rs_path) == "valid"
+    assert feed.aspa_state(nb(1, ROLE_PEER), rs_path) == "invalid"  # neighbour check: 65001 expected first
