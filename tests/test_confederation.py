@@ -134,6 +134,9 @@ def test_config_resolves_session_as_and_default_policy():
     ("confederation = { identifier = %d, members = [] }" % IDENT, ME, "", "confederation"),
     ("confederation = { identifier = 0, members = [65001] }", ME, "", "identifier"),
     (CONFED_GLOBAL, ME, neighbor_toml("192.0.2.9", IDENT), "neighbors[0].peer-as"),
+    (CONFED_GLOBAL, ME, neighbor_toml("192.0.2.9", OTHER, **{"route-server-client": True}),
+     "neighbors[0].route-server-client"),
+    (CONFED_GLOBAL, ME, neighbor_toml("192.0.2.9", OTHER, role="peer"), "neighbors[0].role"),
 ])
 def test_config_errors(glob, asn, neighbors, where):
     with pytest.raises(ConfigError) as ei:

@@ -181,6 +181,13 @@ def _check_confed_neighbor(chk, path, n, g):
     c = g.confederation
     if c is not None and n.peer_as == c.identifier:
         chk.err(path + ".peer-as", "is the confederation identifier; a member peers with its member AS")
+    if g.confederation_peer(n.peer_as):
+        # A confederation peer is inside our AS: no route-server or RFC 9234
+        # role semantics (those are between ASes).
+        if n.route_server_client:
+            chk.err(path + ".route-server-client", "not for a confederation peer (RFC 5065 §4)")
+        if n.role is not None:
+            chk.err(path + ".role", "BGP roles are not for confederation peers (RFC 5065 §4, RFC 9234)")
 
 
 def _check_settings(chk, path, s, policies):
