@@ -192,3 +192,40 @@ def test_daemon_send_max_zero_sends_every_path(run):
         await dut.stop()
 
     run(main())
+
+
+@pytest.mark.timeout(60)
+def test_daemon_best_n_table_in_several_slices(run):
+    """A joining peer's table spans several ranking slices (BEST_N_SLICE):
+    every prefix with exactly its best two paths."""
+    from fastbgp.daemon.exporter import BEST_N_SLICE
+
+    async def main():
+        n = BEST_N_SLICE * 2 + 100
+        prefixes = ["10.%d.%d.0/24" % (100 + i // 256, i % 256) for i in range(n)]
+        addrs = [addr() for _ in range(3)]
+        d_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a, 65001 + i) for i, a in enumerate(addrs)]
+                  + [neighbor_toml(d_addr, 65009, **{"add-path": {"send": ["ipv4-unicast"], "send-max": 2}})])
+        d = await dut.start()
+        speakers = []
+        for i, a in enumerate(addrs):
+            s, nbr = await peer(dut, 65001 + i, a)
+            await nbr.wait_established(5)
+            s.announce(prefixes, as_path=list(range(65100, 65101 + i)))
+            speakers.append(s)
+        sample = prefixes[:: BEST_N_SLICE // 2] + [prefixes[-1]]
+        await until(lambda: all(len(d.rib("ipv4-unicast", p)) == 3 for p in sample), timeout=20,
+                    what="three paths for sampled prefixes")
+        dd, nd = await peer(dut, 65009, d_addr, addpath_receive=["ipv4-unicast"])
+        await nd.wait_established(5)
+        await until(lambda: len(nd.received_paths()) == 2 * n, timeout=20, what="two paths per prefix at D")
+        per = {}
+        for (p, _pid), r in nd.received_paths().items():
+            per.setdefault(str(p), []).append(r.as_path[1])
+        assert len(per) == n and all(sorted(v) == [65001, 65002] for v in per.values())
+        for s in speakers + [dd]:
+            await s.stop()
+        await dut.stop()
+
+    run(main())

@@ -46,6 +46,9 @@ log = logging.getLogger("fastbgp.daemon")
 INLINE_LIMIT = 20000
 # Slice size of big deltas and dumps, in prefixes (about 1 ms of encoding).
 SLICE_PREFIXES = 16384
+# Prefixes ranked per slice for ADD-PATH best-N (about 10 us each with four
+# paths and N = 2 on the compiled RIB: ~10 ms a slice).
+BEST_N_SLICE = 1024
 
 
 class ExportQueue:
@@ -183,13 +186,13 @@ class Exporter:
         with what each best-N group was sent (see UpdateGroup.ranked_delta)."""
         sources = self.daemon.sources
         table = self.daemon.attrs
-        for i in range(0, len(entries), SLICE_PREFIXES // 4):
+        for i in range(0, len(entries), BEST_N_SLICE):
             groups = self.best_n_groups(fam)
             if not groups:
                 return
             ranker = self.ranker(fam)
             n = max(g.send_max for g in groups)
-            ranked = {e: ranker.top(e, n) for e in entries[i:i + SLICE_PREFIXES // 4]}
+            ranked = {e: ranker.top(e, n) for e in entries[i:i + BEST_N_SLICE]}
             for g in groups:
                 out = g.process(g.ranked_delta(ranked, table, forced), sources)
                 if out:
@@ -228,6 +231,8 @@ class Exporter:
             delta = Delta(fam, [(pid, attrs, nh, ours)], addpath=True)
         if any(not g.send_max for g in self.groups_of(fam, True)):
             self.queue.submit(self.run_delta(delta))
+        if not self.best_n_groups(fam):
+            return
         forced = frozenset()
         if attrs is not None:
             # A changed path keeps its id: re-sent if it stays in the top N.
@@ -298,6 +303,10 @@ class Exporter:
                         peer_as=cfg.peer_as if kind == RS and rsp is not None and rsp.euro_ix else None,
                         send_max=send_max, enh=enh)
         key = key + (confed_peer(nb),)  # RFC 5065: confederation peers get their own groups
+        # RFC 8097: iBGP peers that asked for the validation state community.
+        signal = kind == IBGP and cfg.rpki_signal and d.rpki is not None
+        if signal:
+            key = key + ("rpki-signal",)
         g = self.groups.get(key)
         if g is None:
             pctx = PolicyContext(nb.address, cfg.peer_as, nb.local_as, local_address=local)
@@ -307,6 +316,7 @@ class Exporter:
                             d.cluster_id, otc, send_max=send_max, enh=enh)
             g.confed = confed_of_config(d.config.global_)
             g.confed_peer = confed_peer(nb)
+            g.rpki_signal = signal
             self.groups[key] = g
         return g
 
@@ -363,7 +373,7 @@ class Exporter:
             nb.groups[fam] = g
         pids = {nb.pid for nb, _e, _r in joiners}
         sources = self.daemon.sources
-        for part in slices(self.table_delta(g, None)):
+        for part in self.table_parts(g, None):
             out = g.process(part, sources, members=pids)
             joiners = [(nb, epoch, eor) for nb, epoch, eor in joiners if nb.epoch == epoch and nb.groups.get(fam) is g]
             if out:
@@ -416,19 +426,6 @@ class Exporter:
         rib = self.daemon.ribs[fam]
         table = self.daemon.attrs
         items = []
-        if g.send_max:
-            # RFC 7911 §5: the best N of every prefix; what the member held
-            # before (a refresh) and is no longer among them is withdrawn.
-            ranker = self.ranker(fam)
-            entries = []
-            for _aid, packed in rib.dump_best():
-                entries.extend(prefix_entries(packed, fam[0], False))
-            ranked = {e: ranker.top(e, g.send_max) for e in entries}
-            for e in [e for e in g.sent if e not in ranked]:
-                ranked[e] = []  # no longer in the RIB: its ids are withdrawn
-            delta = g.ranked_delta(ranked, table, exclude=exclude, dump=True)
-            delta.rejected_as_withdraw = rejected_as_withdraw
-            return delta
         if g.addpath:
             # RFC 7911: every path of every peer, with our path ids.
             for spid, src in list(self.daemon.sources.items()):
@@ -445,12 +442,38 @@ class Exporter:
         return Delta(fam, items, [] if g.addpath else b"", addpath=g.addpath, dump=True,
                      rejected_as_withdraw=rejected_as_withdraw)
 
+    def table_parts(self, g, exclude, rejected_as_withdraw=False):
+        """The group's full table as dump Deltas of about SLICE_PREFIXES
+        prefixes (see :meth:`table_delta`); for a best-N group ranked a
+        slice at a time (the ranking is per prefix in Python)."""
+        if not g.send_max:
+            yield from slices(self.table_delta(g, exclude, rejected_as_withdraw))
+            return
+        # RFC 7911 §5: the best N of every prefix; what the member held
+        # before (a refresh) and is no longer among them is withdrawn.
+        fam = g.family
+        rib = self.daemon.ribs[fam]
+        table = self.daemon.attrs
+        entries = []
+        for _aid, packed in rib.dump_best():
+            entries.extend(prefix_entries(packed, fam[0], False))
+        gone = set(g.sent).difference(entries)
+        step = BEST_N_SLICE
+        for i in range(0, max(len(entries), 1), step):
+            ranker = self.ranker(fam)
+            ranked = {e: ranker.top(e, g.send_max) for e in entries[i:i + step]}
+            if i + step >= len(entries):
+                for e in gone:
+                    ranked[e] = []  # no longer in the RIB: its ids are withdrawn
+            delta = g.ranked_delta(ranked, table, exclude=exclude, dump=True)
+            delta.rejected_as_withdraw = rejected_as_withdraw
+            yield delta
+
     def dump_to(self, nb, g, epoch, rejected_as_withdraw):
         """The group's Adj-RIB-Out for one member, in slices."""
         fam = g.family
-        delta = self.table_delta(g, nb.pid, rejected_as_withdraw)
         sources = self.daemon.sources
-        for part in slices(delta):
+        for part in self.table_parts(g, nb.pid, rejected_as_withdraw):
             if nb.epoch != epoch or nb.groups.get(fam) is not g:
                 return
             out = g.process(part, sources, single=True)
