@@ -229,3 +229,14 @@ def test_daemon_best_n_table_in_several_slices(run):
         await dut.stop()
 
     run(main())
+
+
+def test_config_check_send_max_needs_send():
+    from fastbgp.config.checks import load_config
+    from fastbgp.config.errors import ConfigError
+    head = '[global]\nasn = 65000\nrouter-id = "192.0.2.1"\n[[neighbors]]\naddress = "192.0.2.2"\npeer-as = 65001\n'
+    with pytest.raises(ConfigError) as ei:
+        load_config(head + "add-path = { send-max = 2 }\n")
+    assert "send-max" in str(ei.value)
+    cfg = load_config(head + 'add-path = { send = ["ipv4-unicast"], send-max = 2 }\n')
+    assert cfg.neighbors[0].add_path.send_max == 2

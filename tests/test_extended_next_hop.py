@@ -194,3 +194,12 @@ def test_daemon_ipv6_session_carries_ipv4_routes(run):
         await dut.stop()
 
     run(main())
+
+
+def test_config_check_needs_ipv4_unicast():
+    from fastbgp.config.errors import ConfigError
+    text = ('[global]\nasn = 65000\nrouter-id = "192.0.2.1"\n[[neighbors]]\naddress = "2001:db8::2"\n'
+            'peer-as = 65001\nextended-next-hop = true\n')
+    with pytest.raises(ConfigError) as ei:
+        load_config(text)
+    assert "extended-next-hop" in str(ei.value)

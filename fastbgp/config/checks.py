@@ -265,6 +265,12 @@ def _check_resolved(chk, path, n):
         elif n.route_server_client and n.role != "rs":
             chk.err(path + ".role", "a route-server-client's local role is \"rs\", got %s" % json.dumps(n.role))
 
+    if n.extended_next_hop and "ipv4-unicast" not in n.families:
+        # RFC 8950 §4: the capability is about carrying IPv4 NLRI.
+        chk.err(path + ".extended-next-hop", "needs ipv4-unicast in families (RFC 8950)")
+    if n.add_path.send_max and not n.add_path.send:
+        chk.err(path + ".add-path.send-max", "needs add-path send families (RFC 7911)")
+
 
 def _check_defined_sets(chk, ds):
     names = {}
