@@ -426,36 +426,37 @@ def test_receive_time_per_path(rib_impl):
     # Age since the last change (as BIRD keeps it): set when a path
     # is added or its attributes change, kept on an identical announcement
     # and across RFC 4724 stale marking, gone with the path.
+    T = 1_700_000_000
     table, r = make(rib_impl)
     a1 = table.intern(mkattrs(path=(65001,)))
     a2 = table.intern(mkattrs(path=(65001, 7)))
-    r.update(1, pk("10.0.0.0/24", "10.0.1.0/24"), False, a1, now=1000)
-    r.update(2, pk("10.0.0.0/24"), False, a1, now=1001)
-    assert r.paths("10.0.0.0/24", received=True) == [(1, 0, a1, 0, 1000), (2, 0, a1, 0, 1001)]
+    r.update(1, pk("10.0.0.0/24", "10.0.1.0/24"), False, a1, now=T + 1000)
+    r.update(2, pk("10.0.0.0/24"), False, a1, now=T + 1001)
+    assert r.paths("10.0.0.0/24", received=True) == [(1, 0, a1, 0, T + 1000), (2, 0, a1, 0, T + 1001)]
     assert r.paths("10.0.0.0/24") == [(1, 0, a1, 0), (2, 0, a1, 0)]
-    assert r.best_path("10.0.0.0/24", received=True) == (1, 0, a1, 0, 1000)
+    assert r.best_path("10.0.0.0/24", received=True) == (1, 0, a1, 0, T + 1000)
     # The same attributes again: nothing changed, the time stays.
-    assert not r.update(1, pk("10.0.0.0/24"), False, a1, now=2000)
-    assert r.paths("10.0.0.0/24", received=True)[0][4] == 1000
+    assert not r.update(1, pk("10.0.0.0/24"), False, a1, now=T + 2000)
+    assert r.paths("10.0.0.0/24", received=True)[0][4] == T + 1000
     # New attributes: the time restarts, only for the path that changed.
-    r.update(1, pk("10.0.1.0/24"), False, a2, now=3000)
-    assert r.paths("10.0.1.0/24", received=True) == [(1, 0, a2, 0, 3000)]
-    assert r.paths("10.0.0.0/24", received=True)[0][4] == 1000
+    r.update(1, pk("10.0.1.0/24"), False, a2, now=T + 3000)
+    assert r.paths("10.0.1.0/24", received=True) == [(1, 0, a2, 0, T + 3000)]
+    assert r.paths("10.0.0.0/24", received=True)[0][4] == T + 1000
     # Stale marking and the refresh that clears it keep the time.
     r.mark_stale(1)
-    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, rib_pkg.PATH_STALE, 1000)
-    r.update(1, pk("10.0.0.0/24"), False, a1, now=4000)
-    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, 1000)
+    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, rib_pkg.PATH_STALE, T + 1000)
+    r.update(1, pk("10.0.0.0/24"), False, a1, now=T + 4000)
+    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, T + 1000)
     # Withdrawn and announced again: a new path, a new time.
     r.withdraw(1, pk("10.0.0.0/24"))
-    assert r.paths("10.0.0.0/24", received=True) == [(2, 0, a1, 0, 1001)]
-    r.update(1, pk("10.0.0.0/24"), False, a1, now=5000)
-    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, 5000)
+    assert r.paths("10.0.0.0/24", received=True) == [(2, 0, a1, 0, T + 1001)]
+    r.update(1, pk("10.0.0.0/24"), False, a1, now=T + 5000)
+    assert r.paths("10.0.0.0/24", received=True)[0] == (1, 0, a1, 0, T + 5000)
     # The best paths' times of packed NLRI in one call (None: not held).
-    assert r.best_received(pk("10.0.1.0/24", "10.9.0.0/16", "10.0.0.0/24")) == [(1, 3000), None, (1, 5000)]
+    assert r.best_received(pk("10.0.1.0/24", "10.9.0.0/16", "10.0.0.0/24")) == [(1, T + 3000), None, (1, T + 5000)]
     assert r.best_received(b"") == []
-    assert r.path_received(2, pk("10.0.0.0/24", "10.0.1.0/24")) == [1001, None]
-    assert r.path_received(1, pk((0, "10.0.0.0/24"), (7, "10.0.0.0/24"), addpath=True), True) == [5000, None]
+    assert r.path_received(2, pk("10.0.0.0/24", "10.0.1.0/24")) == [T + 1001, None]
+    assert r.path_received(1, pk((0, "10.0.0.0/24"), (7, "10.0.0.0/24"), addpath=True), True) == [T + 5000, None]
     with pytest.raises(KeyError):
         r.path_received(77, b"")
     with pytest.raises(ValueError):
@@ -472,6 +473,12 @@ def test_receive_time_per_path(rib_impl):
         with pytest.raises(ValueError):
             r.update(4, pk("10.0.2.0/24"), False, a1, now=bad)
     assert "10.0.2.0/24" not in r
+    # Kept as 31 bits of seconds since 2020-01-01 (the compiled path record
+    # is 14 octets): earlier clocks read as 2020-01-01, never an error.
+    r.update(4, pk("10.0.2.0/24"), False, a1, now=1000)
+    r.update(4, pk("10.0.3.0/24"), False, a1, now=0xFFFFFFFF)
+    assert r.best_received(pk("10.0.2.0/24", "10.0.3.0/24")) == [(4, rib_pkg.RECEIVED_MIN), (4, rib_pkg.RECEIVED_MAX)]
+    assert rib_pkg.RECEIVED_MIN == 1577836800 and rib_pkg.RECEIVED_MAX - rib_pkg.RECEIVED_MIN == 0x7FFFFFFF
     table.release(a1)
     table.release(a2)
 

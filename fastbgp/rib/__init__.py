@@ -36,7 +36,7 @@ For MP_REACH families intern ``(u.attrs, next_hop)`` and export with
 
 from fastbgp import implementation as _select
 
-from fastbgp.rib._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, MAX_RECEIVED, PATH_STALE, ChangeSet  # noqa: F401
+from fastbgp.rib._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, RECEIVED_MAX, RECEIVED_MIN, ChangeSet  # noqa: F401
 from fastbgp.rib.attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
 
 # The names every implementation provides; tests check both modules export them.

@@ -17,12 +17,13 @@ object per route:
 * per slot, the paths of that prefix sorted by (peer_id, path_id): one path
   is stored inline in the slot, two or more in a malloc'ed array sized
   exactly, and the index of the best path;
-* a path is 16 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
-  (16 bits), flags (stale, RFC 4724) and its receive time (uint32 Unix
-  seconds, valid until 2106: set when the path is added or its attributes
-  change, kept when the same attributes are announced again -- "age since
-  the last change", as BIRD keeps it; read once per call, not per
-  prefix).
+* a path is 14 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
+  (16 bits) and one 32-bit stamp: its receive time in the top 31 bits
+  (seconds since RECEIVED_MIN, 2020-01-01, so until 2088; set when the
+  path is added or its attributes change, kept when the same attributes
+  are announced again -- "age since the last change", as BIRD keeps it;
+  the clock is read once per call, not per prefix) and the RFC 4724 stale
+  flag in bit 0.
 
 Bulk operations walk the packed NLRI straight from ParsedUpdate in two
 phases: apply every path change (recording the old best of each prefix the
@@ -72,6 +73,8 @@ from fastbgp.rib._rib_py import (
     peer_record,
     prefix_str,
     received_time,
+    RECEIVED_MAX,
+    RECEIVED_MIN,
 )
 
 IMPLEMENTATION = "cython"
@@ -83,7 +86,12 @@ cdef extern from *:
     /* pack(4): a pointer in the path union must not force 8-octet alignment,
        which would grow every IPv4 slot from 28 to 32 octets. */
     #pragma pack(push, 4)
-    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint16_t flags; uint32_t recv; } RibPath;
+    /* pack(2) for the path record alone: 14 octets in the per-prefix
+       arrays a full table from many peers is made of (x86 and arm64 load
+       the 2-aligned words as they are). */
+    #pragma pack(push, 2)
+    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint32_t stamp; } RibPath;
+    #pragma pack(pop)
     typedef union { RibPath one; RibPath *many; } RibPaths;
     typedef struct { uint16_t n; uint16_t best; RibPaths u; } SlotBody;
     typedef struct { uint64_t key; SlotBody b; } Slot4;
@@ -119,6 +127,9 @@ cdef extern from *:
     static const uint64_t RIB_MIX = 0xC2B2AE3D27D4EB4FULL;
     static const uint64_t RIB_WITHDRAW = 0xFFFFFFFFFFFFFFFFULL;
     static const uint64_t RIB_ALL = 0xFFFFFFFFFFFFFFFFULL;
+    /* Receive times kept (the twin's RECEIVED_MIN / RECEIVED_MAX). */
+    static const uint64_t RIB_RECV_MIN = 1577836800ULL;
+    static const uint64_t RIB_RECV_MAX = 1577836800ULL + 0x7FFFFFFFULL;
 
     /* Hash probes are cache misses on a table of tens of MB: bulk operations
        parse a chunk of prefixes first and prefetch slots a few ahead. */
@@ -162,8 +173,7 @@ cdef extern from *:
         uint32_t attr_id
         uint32_t path_id
         uint16_t peer
-        uint16_t flags
-        uint32_t recv
+        uint32_t stamp
     ctypedef union RibPaths:
         RibPath one
         RibPath *many
@@ -202,6 +212,8 @@ cdef extern from *:
     const uint64_t RIB_MIX
     const uint64_t RIB_WITHDRAW
     const uint64_t RIB_ALL
+    const uint64_t RIB_RECV_MIN
+    const uint64_t RIB_RECV_MAX
     uint64_t rib_mask64(int plen) nogil
     void rib_prefetch(const void *p) nogil
     void *rib_alloc_table(size_t bytes) nogil
@@ -212,7 +224,7 @@ cdef enum:
     BEST_NONE = 0x7FFF  # SlotBody.best when the prefix has no path
     BEST_MARK = 0x8000  # set on a slot touched by the current operation
     MAXP = 0x7FFF  # paths per prefix: best is a 15-bit index beside BEST_MARK
-    STALE = 1  # RibPath.flags: RFC 4724 stale
+    STALE = 1  # RibPath.stamp bit 0: RFC 4724 stale
     F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
     MIN_CAP = 64
     SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
@@ -227,6 +239,8 @@ if (sizeof(AttrRec) != 4 * _attrs.WORDS or _attrs.F_ORIGINATOR_ID != F_ORIGINATO
         or (_attrs.W_LP_INV, _attrs.W_PATH, _attrs.W_MED, _attrs.W_NEIGHBOR_AS, _attrs.W_ORIGINATOR_ID,
             _attrs.W_CLUSTER_LEN, _attrs.W_FLAGS, _attrs.W_REFS) != (0, 1, 2, 3, 4, 5, 6, 7)):
     raise ImportError("fastbgp.rib._rib was built against another attribute record layout; rebuild it")
+if (RIB_RECV_MIN, RIB_RECV_MAX) != (RECEIVED_MIN, RECEIVED_MAX) or sizeof(RibPath) != 14:
+    raise ImportError("fastbgp.rib._rib was built with another receive-time range; rebuild it")
 
 
 cdef struct PeerInfo:
@@ -249,6 +263,21 @@ cdef struct Touch:
     uint32_t path_id
     uint16_t peer
     uint8_t had  # the prefix had a best path before the operation
+
+
+cdef inline uint32_t _stamp(uint64_t t) noexcept nogil:
+    """The receive-time part of RibPath.stamp (stale bit clear) of Unix
+    seconds ``t``, clamped to RECEIVED_MIN..RECEIVED_MAX like the twin's
+    received_time."""
+    if t < RIB_RECV_MIN:
+        t = RIB_RECV_MIN
+    elif t > RIB_RECV_MAX:
+        t = RIB_RECV_MAX
+    return <uint32_t>((t - RIB_RECV_MIN) << 1)
+
+
+cdef inline uint32_t _received(uint32_t stamp) noexcept nogil:
+    return (stamp >> 1) + <uint32_t>RIB_RECV_MIN
 
 
 cdef inline bytes _as_bytes(object data):
@@ -1066,8 +1095,7 @@ cdef class _Changes(_Selection):
         cdef size_t j, added = 0
         np.attr_id = aid
         np.peer = <uint16_t>peer
-        np.flags = 0
-        np.recv = now
+        np.stamp = now
         while pos < n:
             pos = self._parse_chunk(p, pos, n, addpath)
             for j in range(self.items.size()):
@@ -1088,8 +1116,8 @@ cdef class _Changes(_Selection):
                         # The route changed: its age restarts.  The same
                         # attributes again (a refresh, RFC 4724 re-learning
                         # a stale path) keep the time of the last change.
-                        paths[at].recv = now
-                    paths[at].flags &= ~STALE
+                        paths[at].stamp = now
+                    paths[at].stamp &= ~(<uint32_t>STALE)
                 elif body.n >= MAXP:
                     self.refused += 1
                 else:
@@ -1213,7 +1241,7 @@ cdef class _Changes(_Selection):
             had = False
             for j in range(hi - 1, lo - 1, -1):
                 paths = _paths(body)
-                if stale_only and not paths[j].flags & STALE:
+                if stale_only and not paths[j].stamp & STALE:
                     continue
                 if not had:
                     old = paths[body.best]
@@ -1263,7 +1291,7 @@ cdef class Rib(_Changes):
         cdef uint32_t aid = self._check_attr(attr_id)
         # The clock read once per call (the twin reads time.time(): the
         # same whole Unix second).
-        cdef uint32_t when = <uint32_t>c_time(NULL) if now is None else received_time(now)
+        cdef uint32_t when = _stamp(<uint64_t>c_time(NULL) if now is None else <uint64_t>received_time(now))
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
@@ -1362,7 +1390,7 @@ cdef class Rib(_Changes):
             paths = _paths(body)
             j = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
             while j < body.n and paths[j].peer == peer:
-                paths[j].flags |= STALE
+                paths[j].stamp |= STALE
                 marked += 1
                 j += 1
         return marked
@@ -1472,8 +1500,9 @@ cdef class Rib(_Changes):
         cdef SlotBody *b = self._body(s)
         cdef RibPath *p = _paths(b)
         if received:
-            return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].flags, p[i].recv) for i in range(b.n)]
-        return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].flags) for i in range(b.n)]
+            return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].stamp & STALE, _received(p[i].stamp))
+                    for i in range(b.n)]
+        return [(p[i].peer, p[i].path_id, p[i].attr_id, p[i].stamp & STALE) for i in range(b.n)]
 
     def best_path(self, prefix, bint received=False):
         """(peer_id, path_id, attr_id, flags) of the best path, or None;
@@ -1486,8 +1515,8 @@ cdef class Rib(_Changes):
             return None
         cdef RibPath *p = &_paths(b)[b.best]
         if received:
-            return (p.peer, p.path_id, p.attr_id, p.flags, p.recv)
-        return (p.peer, p.path_id, p.attr_id, p.flags)
+            return (p.peer, p.path_id, p.attr_id, p.stamp & STALE, _received(p.stamp))
+        return (p.peer, p.path_id, p.attr_id, p.stamp & STALE)
 
     def best_received(self, packed):
         """[(peer_id, received) of the best path, or None] for each prefix of
@@ -1513,7 +1542,7 @@ cdef class Rib(_Changes):
                 out.append(None)
                 continue
             bp = &_paths(body)[body.best]
-            out.append((bp.peer, bp.recv))
+            out.append((bp.peer, _received(bp.stamp)))
         return out
 
     def path_received(self, peer_id, packed, bint addpath=False):
@@ -1545,7 +1574,7 @@ cdef class Rib(_Changes):
             body = self._body(s)
             paths = _paths(body)
             at = _path_pos(paths, body.n, <uint16_t>peer, pid, &found)
-            out.append(paths[at].recv if found else None)
+            out.append(_received(paths[at].stamp) if found else None)
         return out
 
     def best(self, prefix):

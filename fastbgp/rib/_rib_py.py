@@ -24,7 +24,10 @@ IMPLEMENTATION = "python"
 PATH_STALE = 1  # RFC 4724 §4.2: kept across a restart until refreshed or swept
 MAX_PATHS = 0x7FFF  # paths per prefix (the compiled RIB keeps the count in 15 bits)
 MAX_PEER_ID = 0xFFFF  # peer ids are 16-bit in the compiled path record
-MAX_RECEIVED = 0xFFFFFFFF  # receive times are uint32 Unix seconds (until 2106)
+# Receive times: the compiled RIB keeps 31 bits of seconds since
+# RECEIVED_MIN beside the stale flag; earlier or later times are clamped.
+RECEIVED_MIN = 1577836800  # 2020-01-01T00:00:00Z
+RECEIVED_MAX = RECEIVED_MIN + 0x7FFFFFFF  # 2088-01-19
 
 
 class ChangeSet(msgspec.Struct, frozen=True, gc=False):
@@ -85,10 +88,11 @@ def received_time(now):
     monotonic one because the same value is the MRT "originated time"
     (RFC 6396 §4.3.4) and the API's receive timestamp."""
     if now is None:
-        return int(time.time()) & MAX_RECEIVED
-    if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= MAX_RECEIVED:
-        raise ValueError("now must be Unix seconds, an int in 0..%d" % MAX_RECEIVED)
-    return now
+        now = int(time.time())
+    elif isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= 0xFFFFFFFF:
+        raise ValueError("now must be Unix seconds, an int in 0..%d" % 0xFFFFFFFF)
+    # A clock before 2020 (a box without time yet) must not fail an UPDATE.
+    return min(max(now, RECEIVED_MIN), RECEIVED_MAX)
 
 
 def family_bits(afi):
@@ -732,7 +736,8 @@ __all__ = [
     "PATH_STALE",
     "MAX_PATHS",
     "MAX_PEER_ID",
-    "MAX_RECEIVED",
+    "RECEIVED_MAX",
+    "RECEIVED_MIN",
     "Rib",
     "make_changeset",
     "parse_prefix",
