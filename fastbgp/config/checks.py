@@ -264,6 +264,11 @@ def _check_resolved(chk, path, n):
             chk.err(path + ".role", "BGP roles apply to eBGP sessions only (RFC 9234)")
         elif n.route_server_client and n.role != "rs":
             chk.err(path + ".role", "a route-server-client's local role is \"rs\", got %s" % json.dumps(n.role))
+    for key, on in (("rpki-signal", n.rpki_signal), ("rpki-accept-signal", n.rpki_accept_signal)):
+        if on and n.ebgp and n.peer_as:
+            # RFC 8097 §2: the state community is never sent to, nor taken
+            # from, an external peer.
+            chk.err(path + "." + key, "needs an iBGP session (RFC 8097 §2)")
 
     if n.extended_next_hop and "ipv4-unicast" not in n.families:
         # RFC 8950 §4: the capability is about carrying IPv4 NLRI.

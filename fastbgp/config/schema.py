@@ -293,6 +293,10 @@ class _PeerSettings(ConfigStruct):
     # RFC 8950: advertise the Extended Next Hop capability for IPv4 unicast
     # with IPv6 next hops, and use it when the peer does too (default false).
     extended_next_hop: bool | UnsetType = UNSET
+    # RFC 8097: send the origin validation state extended community on our
+    # routes to this (iBGP) neighbour; trust the one it sends (default false).
+    rpki_signal: bool | UnsetType = UNSET
+    rpki_accept_signal: bool | UnsetType = UNSET
     graceful_restart: GracefulRestart | UnsetType = UNSET
     prefix_limit: dict[Family, PrefixLimit] | UnsetType = UNSET
     route_server_client: bool | UnsetType = UNSET  # RFC 7947
@@ -774,6 +778,8 @@ def resolve_neighbor(n, group, glob):
         families=families,
         add_path=add_path,
         extended_next_hop=_unset(n.extended_next_hop, False),
+        rpki_signal=_unset(n.rpki_signal, False),
+        rpki_accept_signal=_unset(n.rpki_accept_signal, False),
         graceful_restart=graceful_restart,
         prefix_limit={f: v for f, v in _unset(n.prefix_limit, {}).items() if f in families},
         route_server_client=_unset(n.route_server_client, False),

@@ -303,6 +303,10 @@ class Exporter:
                         peer_as=cfg.peer_as if kind == RS and rsp is not None and rsp.euro_ix else None,
                         send_max=send_max, enh=enh)
         key = key + (confed_peer(nb),)  # RFC 5065: confederation peers get their own groups
+        # RFC 8097: iBGP peers that asked for the validation state community.
+        signal = kind == IBGP and cfg.rpki_signal and d.rpki is not None
+        if signal:
+            key = key + ("rpki-signal",)
         g = self.groups.get(key)
         if g is None:
             pctx = PolicyContext(nb.address, cfg.peer_as, nb.local_as, local_address=local)
@@ -312,6 +316,7 @@ class Exporter:
                             d.cluster_id, otc, send_max=send_max, enh=enh)
             g.confed = confed_of_config(d.config.global_)
             g.confed_peer = confed_peer(nb)
+            g.rpki_signal = signal
             self.groups[key] = g
         return g
 

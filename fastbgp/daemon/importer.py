@@ -86,7 +86,9 @@ class Importer:
         local = nb.connection.local_address if nb.connection is not None else nb.cfg.local_address
         nb.pctx = PolicyContext(nb.address, nb.cfg.peer_as, nb.cfg.local_as, local_address=local)
         nb.own_next_hops = self.own_next_hops(local)
-        if nb.import_chain.uses_rpki or nb.import_chain.uses_aspa:
+        rpki = self.daemon.rpki
+        signal = rpki is not None and rpki.refresh_signal()
+        if nb.import_chain.uses_rpki or nb.import_chain.uses_aspa or signal:
             # RPKI re-validation re-imports from the pre-policy copy
             # (fastbgp.daemon.rpki_feed), whatever ROUTE-REFRESH offers.
             nb.pre_policy = True
@@ -307,10 +309,10 @@ class Importer:
             finally:
                 table.release(aid)
         rpki = self.daemon.rpki
-        if rpki is not None and nb.import_chain.uses_rpki:
+        if rpki is not None and (nb.import_chain.uses_rpki or rpki.signal):
             # RFC 6811: one bulk validation per UPDATE (one origin), then
             # the prefixes grouped by state, each group through policy.
-            states = rpki.states(fam[0], attrs, packed, addpath)
+            states = rpki.states(fam[0], attrs, packed, addpath, nb)
             for state, part in split_by_state(states, packed, addpath):
                 self.announce_post(nb, fam, attrs, nh, part, addpath, state)
             return
@@ -326,9 +328,10 @@ class Importer:
             self.withdraw_post(nb, fam, packed, addpath)
             return
         if res[0] is _PER_PREFIX:
-            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3])
+            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3], state)
             return
         out, out_nh = res
+        out = self.signal_state(out, state)
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
             if self.exporter.addpath_groups(fam):
@@ -336,6 +339,15 @@ class Importer:
             self.update_rib(fam, pid, packed, addpath, aid)
         finally:
             table.release(aid)
+
+    def signal_state(self, attrs, state):
+        """RFC 8097: while some iBGP neighbour asks for it, a path's RFC
+        6811 state rides in its stored attributes (one attribute set per
+        state; the export removes it for everyone else)."""
+        rpki = self.daemon.rpki
+        if state is None or rpki is None or not rpki.signal:
+            return attrs
+        return rpki.with_state(attrs, state)
 
     def update_rib(self, fam, pid, packed, addpath, aid):
         """Rib.update and export.  When the table grew by exactly the number
@@ -356,7 +368,7 @@ class Importer:
             exporter.addpath_delta(fam, nb.pid, None, None, packed, addpath)
         exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(nb.pid, packed, addpath))
 
-    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath, ctx=None):
+    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath, ctx=None, state=None):
         """The import chain has prefix conditions: evaluate each prefix,
         then store the prefixes grouped by result."""
         afi = fam[0]
@@ -371,7 +383,7 @@ class Importer:
                 out_nh = nh
                 if fam != IPV4_UNICAST and isinstance(v.next_hop, bytes) and len(v.next_hop) == 16:
                     out_nh = v.next_hop
-                key = (v.attrs, out_nh)
+                key = (self.signal_state(v.attrs, state), out_nh)
             entry = bytes((plen,)) + addr[: (plen + 7) >> 3]
             if addpath:
                 entry = rx_id.to_bytes(4, "big") + entry

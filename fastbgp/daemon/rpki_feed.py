@@ -64,6 +64,7 @@ from fastbgp.rpki import files as rpki_files
 from fastbgp.rpki.aspa import STATE_NAMES as ASPA_NAMES
 from fastbgp.rpki.aspa import AspaTable
 from fastbgp.rpki.client import RtrClient, RtrObserver
+from fastbgp.rpki.community import received_state, with_state
 from fastbgp.rpki.origin import as_path_segments, origin_of_attrs
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable, partition_packed
 from fastbgp.wire import codec
@@ -159,6 +160,12 @@ class RpkiFeed(RtrObserver):
         self.task = None
         self.poller = None
         self.counts = None  # (monotonic time, {state name: paths})
+        # RFC 8097: some neighbour asked for the state community, so every
+        # imported path carries its state in its attributes (see mark).
+        self.signal = False
+        self.resignal = False  # the flag changed: re-import every neighbour
+        self.marked = {}  # (attrs, state) -> attrs with the community
+        self.signalled = {}  # attrs -> state its RFC 8097 community carries
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -303,9 +310,49 @@ class RpkiFeed(RtrObserver):
             o = self.origins[attrs] = origin_of_attrs(attrs, self.daemon.asn)
         return o
 
-    def states(self, afi, attrs, packed, addpath):
-        """One RFC 6811 state octet per prefix of ``packed``."""
+    def states(self, afi, attrs, packed, addpath, nb=None):
+        """One RFC 6811 state octet per prefix of ``packed``; from an iBGP
+        neighbour configured with ``rpki-accept-signal``, the state its
+        RFC 8097 community carries when there is one (like BIRD / Junos)."""
+        if nb is not None and nb.cfg.rpki_accept_signal:
+            src = self.daemon.sources.get(nb.pid)
+            if src is not None and src.kind == IBGP:
+                got = self.signalled.get(attrs, -1)
+                if got == -1:
+                    if len(self.signalled) >= ORIGIN_MEMO:
+                        self.signalled.clear()
+                    got = self.signalled[attrs] = received_state(attrs)
+                if got is not None:
+                    return bytes((got,)) * codec.count_prefixes(packed, afi, addpath)
         return self.vrps.validate_packed(afi, packed, self.origin(attrs), addpath)
+
+    def refresh_signal(self):
+        """Whether some neighbour asks for RFC 8097 signalling (checked when
+        a neighbour's policy is bound: a session start, a reload); when that
+        changes every established neighbour is imported again so that the
+        stored paths gain or lose their state community."""
+        speaker = self.daemon.speaker
+        nbs = list(speaker.neighbors.values()) if speaker is not None else ()
+        signal = any(nb.cfg.rpki_signal for nb in nbs)
+        if signal != self.signal:
+            self.signal = signal
+            self.marked.clear()
+            if any(nb.established for nb in nbs):
+                self.resignal = True
+                self.kick()
+        return signal
+
+    def with_state(self, attrs, state):
+        """``attrs`` carrying ``state`` in an RFC 8097 community (once per
+        attribute set and state; the export strips it for everyone but the
+        iBGP peers that asked, fastbgp.rpki.community.export_ext)."""
+        key = (attrs, state)
+        out = self.marked.get(key)
+        if out is None:
+            if len(self.marked) >= ORIGIN_MEMO:
+                self.marked.clear()
+            out = self.marked[key] = with_state(attrs, state)
+        return out
 
     def aspa_state(self, nb, attrs):
         """ASPA verification of a route from ``nb``: the downstream procedure
@@ -349,13 +396,21 @@ class RpkiFeed(RtrObserver):
         out = []
         for nb in list(speaker.neighbors.values()) if speaker is not None else ():
             chain = nb.import_chain
-            if nb.established and chain is not None and getattr(chain, what):
+            if nb.established and chain is not None and (getattr(chain, what) or
+                                                          (what == "uses_rpki" and self.signal)):
                 out.append(nb)
         return out
 
     async def revalidate(self):
         try:
-            while self.changed or self.aspa_dirty:
+            while self.changed or self.aspa_dirty or self.resignal:
+                if self.resignal:
+                    self.resignal = False
+                    speaker = self.daemon.speaker
+                    for nb in list(speaker.neighbors.values()) if speaker is not None else ():
+                        if nb.established:
+                            self.daemon.importer.soft_in(nb)
+                            await asyncio.sleep(0)
                 changed, self.changed = self.changed, {}
                 aspa, self.aspa_dirty = self.aspa_dirty, False
                 t0 = time.perf_counter()

@@ -61,6 +61,7 @@ from fastbgp.wire.constants import (
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
     ATTR_COMMUNITIES,
+    ATTR_EXT_COMMUNITIES,
     ATTR_LOCAL_PREF,
     ATTR_MED,
     ATTR_NEXT_HOP,
@@ -78,6 +79,7 @@ from fastbgp.wire.constants import (
 )
 from fastbgp.rib.policy import NEXT_HOP_SELF
 from fastbgp.rib.attrs import KNOWN_ATTRS
+from fastbgp.rpki.community import export_ext
 from fastbgp.rib.confed import prepend as confed_prepend, strip as confed_strip
 
 __all__ = [
@@ -310,6 +312,9 @@ class UpdateGroup:
         # None; ``confed_peer``: the members are in another member AS.
         self.confed = None
         self.confed_peer = False
+        # RFC 8097: the members asked for the origin validation state
+        # community (iBGP only; see fastbgp.rpki.community.export_ext).
+        self.rpki_signal = False
 
     def __repr__(self):
         return "<UpdateGroup %s %s %d members>" % (
@@ -411,6 +416,17 @@ class UpdateGroup:
                 # not propagated to other neighbouring ASes.  (RFC 7947
                 # §2.2.3: a route server passes it on untouched.)
                 items.pop(ATTR_MED, None)
+        ext = items.get(ATTR_EXT_COMMUNITIES)
+        if ext is not None:
+            # RFC 4360 §2: no non-transitive extended community leaves the
+            # AS; RFC 8097 §2: the validation state only to iBGP peers that
+            # asked for it.  Once per attribute set (the cache above).
+            value = export_ext(ext[1], self.kind in (EBGP, RS) and not self.confed_peer,
+                               self.rpki_signal and self.kind == IBGP)
+            if value is None:
+                del items[ATTR_EXT_COMMUNITIES]
+            elif value is not ext[1]:
+                items[ATTR_EXT_COMMUNITIES] = (ext[0], value)
         block = _encode(items)
         v4 = self.family == IPV4_UNICAST
         policy_nh = None
