@@ -203,3 +203,21 @@ def test_config_check_needs_ipv4_unicast():
     with pytest.raises(ConfigError) as ei:
         load_config(text)
     assert "extended-next-hop" in str(ei.value)
+
+
+def test_rfc7999_blackhole_next_hop_wins_over_rfc8950(rib_impl):
+    """A route-server client with the capability gets an IPv6-next-hop route
+    as it came -- unless the RS rewrites the next hop to the IPv4 blackhole
+    address (RFC 7999): then the classic NEXT_HOP, not the IPv6 one."""
+    from fastbgp.rib.route_server import RouteServerPolicy
+    from fastbgp.wire.constants import COMMUNITY_BLACKHOLE
+
+    table, rib, sources, group = world(rib_impl)
+    g = group(RS, True, V4_SELF)
+    g.engine.route_server = RouteServerPolicy(blackhole=True, blackhole_nh4="192.0.2.66")
+    plain = put(table, rib, 2, "10.3.0.0/24", block(None, path=(64998,)), nh=V6_PEER)
+    assert sent(g, table, plain, sources) == [(None, V6_PEER, [(0, bytes((10, 3, 0, 0)), 24)])]
+    bh = block(None, path=(64998,)) + encode_attr(0xC0, 8, COMMUNITY_BLACKHOLE.to_bytes(4, "big"))
+    cs = put(table, rib, 2, "10.3.1.0/24", bh, nh=V6_PEER)
+    assert sent(g, table, cs, sources) == [(ipaddress.IPv4Address("192.0.2.66").packed, None,
+                                            [(0, bytes((10, 3, 1, 0)), 24)])]

@@ -538,7 +538,13 @@ class UpdateGroup:
             if rsp is not None and rsp.active:
                 # IXP policy (Euro-IX communities, RFC 7999 blackhole): once
                 # per attribute set and group, like everything here.
-                return rsp.finish(block, nh, self.pctx.peer_as, self.local_as, v4)
+                out = rsp.finish(block, nh, self.pctx.peer_as, self.local_as, v4)
+                if out is not None and v4 and self.enh and out[1] and any(
+                        t == ATTR_NEXT_HOP for _f, t, _v in split_attrs(out[0])):
+                    # An IPv4 next hop set there (RFC 7999 blackhole) wins
+                    # over the RFC 8950 one: the classic form.
+                    out = (out[0], b"")
+                return out
         return (block, nh)
 
     def _finish_confed(self, block, nh, policy_nh, v4):
