@@ -1,0 +1,659 @@
+#!/usr/bin/env python
+"""RPKI route origin validation against BIRD 2, in one namespace lab.
+
+One stayrtr (Debian) serves ~500k VRPs to BIRD 2 (``protocol rpki``) and to
+the fastbgp daemon (``[rpki]`` caches); one feeder sends both the same
+1M IPv4 + 200k IPv6 DFZ-shaped routes.  Routes and VRPs are exactly those of
+bench/rpki_bench.py (``routes_of``: the load generator's DFZ-shaped tables
+with one origin per IPv4 /16 or IPv6 /32, one UPDATE per run of up to 8
+prefixes of one origin; ``derive_vrps``: ~5% of the routes Invalid, some by
+max-length).
+
+Both daemons validate at import and keep the state with the route:
+
+* BIRD: an import filter ``case roa_check(r4|r6, net, bgp_path.last)`` adds
+  the large community (64500, 100, 0|1|2) for NotFound/Valid/Invalid;
+* fastbgp: an import policy with ``rpki = "valid" | "invalid" |
+  "not-found"`` conditions adding the same large communities (so the
+  importer validates every UPDATE, ``daemon/rpki_feed.py``).
+
+Measured, per daemon (one at a time; the other idles):
+
+* seconds from the feeder's first UPDATE to every route in the RIB (BIRD:
+  ``show protocols all`` imported counts; fastbgp: ``GET /v1/rib/summary``
+  prefixes), polled every 0.2 s;
+* RSS (/proc/PID/status VmRSS): idle (no VRPs, no routes), with the VRPs
+  (RTR synced), loaded (all routes); the VRP set = RSS growth across the
+  RTR sync; BIRD's ``show memory`` "Routing tables" before and after too;
+* counts per RFC 6811 state -- BIRD: routes carrying each community
+  (``show route ... where (64500,100,N) ~ bgp_large_community count``) and
+  a second count by ``roa_check`` at query time; fastbgp: ``GET /v1/rpki``
+  ``routes`` (Loc-RIB best paths validated in bulk) -- and the same routes
+  validated in this process against the same VRPs (``VrpTable`` compiled,
+  ``validate_packed``).  All three must be equal, state by state.
+
+Run as root (namespaces)::
+
+    python bench/rpki_vs_bird.py                    # 1M + 200k routes, ~500k VRPs
+    python bench/rpki_vs_bird.py --v4 50000 --v6 10000 --runs 1
+    python bench/rpki_vs_bird.py --write bench/RESULTS.md
+
+The feeder is this file (``--role feeder``): a lean BGP speaker writing
+pre-encoded UPDATEs (``codec.pack_updates``) on SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+DUT_AS = 64500
+FEEDER_AS = 65001
+RTR_PORT = 8282
+TAG = 100  # large community (64500, 100, state): 0 not-found, 1 valid, 2 invalid
+STATES = ("valid", "invalid", "not-found")
+TAG_OF = {"valid": 1, "invalid": 2, "not-found": 0}
+BIRD_STATE = {"valid": "ROA_VALID", "invalid": "ROA_INVALID", "not-found": "ROA_UNKNOWN"}
+
+
+def _status(path, **event):
+    event["t"] = time.monotonic()
+    with open(path, "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+def _events(path):
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.endswith("\n")]
+    except FileNotFoundError:
+        return []
+
+
+def _wait(pred, timeout, what, procs=(), interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        out = pred()
+        if out:
+            return out
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError("a process exited (%s) while waiting for %s" % (p.returncode, what))
+        if time.monotonic() > deadline:
+            raise TimeoutError("no %s after %ss" % (what, timeout))
+        time.sleep(interval)
+
+
+def _wait_event(path, name, timeout, procs=()):
+    def find():
+        for ev in _events(path):
+            if ev["event"] == name:
+                return ev
+            if ev["event"] == "notification":
+                raise RuntimeError("%s: NOTIFICATION %s" % (path, ev.get("data")))
+        return None
+    return _wait(find, timeout, "%r in %s" % (name, path), procs, 0.05)
+
+
+# ============================================================== the data
+
+
+def make_data(v4, v6):
+    """(families, vrps) exactly as bench/rpki_bench.py builds them."""
+    import rpki_bench
+
+    families = [rpki_bench.routes_of("ipv4", v4, 1), rpki_bench.routes_of("ipv6", v6, 2)]
+    return families, rpki_bench.derive_vrps(families, 3)
+
+
+def write_stayrtr_json(path, vrps):
+    """stayrtr's cache file (the rpki-client JSON shape), written whole then
+    renamed so stayrtr never reads half of it."""
+    import ipaddress
+
+    roas = []
+    for afi, addr, plen, maxlen, asn in vrps:
+        net = ipaddress.ip_network((ipaddress.ip_address(addr), plen))
+        roas.append({"prefix": str(net), "maxLength": maxlen, "asn": "AS%d" % asn})
+    with open(path + ".tmp", "w") as f:
+        json.dump({"metadata": {"buildtime": "2024-01-01T00:00:00Z"}, "roas": roas}, f)
+    os.rename(path + ".tmp", path)
+
+
+def encode_updates(families, next_hop4, next_hop6):
+    """Every UPDATE the feeder sends: one per group (prefixes sharing one
+    origin), AS_PATH (FEEDER_AS, origin); IPv6 in MP_REACH_NLRI."""
+    import ipaddress
+
+    from fastbgp.wire import codec
+    from fastbgp.wire.as4 import encode_attr, encode_segments
+
+    nh4 = ipaddress.IPv4Address(next_hop4).packed
+    nh6 = ipaddress.IPv6Address(next_hop6).packed
+    out = []
+    for afi, _width, _routes, groups in families:
+        for packed, origin in groups:
+            attrs = encode_attr(0x40, 1, b"\x00") + encode_attr(0x40, 2, encode_segments([(2, [FEEDER_AS, origin])], 4))
+            if afi == 1:
+                out += codec.pack_updates(attrs + encode_attr(0x40, 3, nh4), packed, codec.DEFAULT_CONTEXT)
+            else:
+                out += codec.pack_updates(attrs, packed, codec.DEFAULT_CONTEXT, afi=2, safi=1, next_hop=nh6)
+    out.append(codec.build_eor(1, 1))
+    out.append(codec.build_eor(2, 1))
+    return out
+
+
+def expected_counts(families, vrps):
+    """{state: routes} from this process's compiled VRP table, and the CPU
+    seconds of building it and validating every route."""
+    from fastbgp.rpki import vrp as vrp_sel
+    from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
+
+    impl = vrp_sel.load("cython")
+    t0 = time.process_time()
+    table = impl.VrpTable()
+    for v in vrps:
+        table.add(*v)
+    t1 = time.process_time()
+    states = [b"".join(table.validate_packed(afi, packed, origin) for packed, origin in groups)
+              for afi, _w, _r, groups in families]
+    t2 = time.process_time()
+    names = {VALID: "valid", INVALID: "invalid", NOT_FOUND: "not-found"}
+    return {names[s]: sum(st.count(s) for st in states) for s in names}, t1 - t0, t2 - t1
+
+
+# ============================================================== the feeder
+
+
+class FeederPeer(asyncio.Protocol):
+    """OPEN (IPv4 + IPv6 unicast, 4-octet AS), keepalives, then the
+    pre-encoded UPDATEs on SIGUSR1."""
+
+    def __init__(self, status, router_id):
+        self.status = status
+        self.router_id = router_id
+        self.transport = None
+        self.established = asyncio.get_event_loop().create_future()
+        self.closed = asyncio.get_event_loop().create_future()
+
+    def connection_made(self, transport):
+        from fastbgp.wire import capabilities as caps, codec
+
+        self.transport = transport
+        self.reader = codec.MessageReader()
+        pairs = caps.encode_all([caps.Multiprotocol(1, 1), caps.Multiprotocol(2, 1), caps.FourOctetAS(FEEDER_AS)])
+        transport.write(codec.build_open(FEEDER_AS, 240, self.router_id, pairs))
+
+    def data_received(self, data):
+        from fastbgp.wire import codec
+
+        for mtype, body in self.reader.feed(data):
+            if mtype == 1:
+                self.transport.write(codec.KEEPALIVE)
+            elif mtype == 4 and not self.established.done():
+                self.established.set_result(None)
+                _status(self.status, event="established")
+                asyncio.get_event_loop().call_later(60, self.keepalive)
+            elif mtype == 3:
+                _status(self.status, event="notification", data=bytes(body).hex())
+
+    def keepalive(self):
+        from fastbgp.wire import codec
+
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(codec.KEEPALIVE)
+            asyncio.get_event_loop().call_later(60, self.keepalive)
+
+    def connection_lost(self, exc):
+        _status(self.status, event="closed", error=str(exc))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def feeder(args):
+    import ipaddress
+
+    loop = asyncio.get_running_loop()
+    with open(args.data, "rb") as f:
+        blob = f.read()
+    go = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, go.set)
+    peer = FeederPeer(args.status, int(ipaddress.IPv4Address(args.local)))
+    deadline = loop.time() + 60
+    while True:
+        try:
+            await loop.create_connection(lambda: peer, args.target, 179, local_addr=(args.local, 0))
+            break
+        except OSError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    await peer.established
+    await go.wait()
+    _status(args.status, event="go")
+    peer.transport.write(blob)
+    await peer.closed
+
+
+# ============================================================== the daemons
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """HTTP over the daemon's API unix socket (filesystem path: reachable
+    from outside its namespace)."""
+
+    def __init__(self, path, timeout=120):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def api_get(sock, path):
+    c = UnixHTTP(sock)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError("GET %s: %d %s" % (path, r.status, body[:200]))
+        return json.loads(body)
+    finally:
+        c.close()
+
+
+def fastbgp_tagged(sock, states):
+    """{state: paths carrying its import-time tag whose state the daemon
+    shows (``rpki`` of the path row) is that state}: the tag set at import
+    agrees with the state derived at query time.  Only the small states:
+    a streamed row per path."""
+    out = {}
+    for state in states:
+        n = 0
+        for fam in ("ipv4-unicast", "ipv6-unicast"):
+            c = UnixHTTP(sock, timeout=600)
+            try:
+                c.request("GET", "/v1/rib/%s?large_community=%d:%d:%d&stream=1" % (fam, DUT_AS, TAG, TAG_OF[state]))
+                r = c.getresponse()
+                if r.status != 200:
+                    raise RuntimeError("tagged %s: %d %s" % (state, r.status, r.read()[:200]))
+                for line in r:
+                    row = json.loads(line)
+                    paths = row.get("paths", [row])
+                    n += sum(1 for p in paths if p.get("rpki") == state)
+            finally:
+                c.close()
+        out[state] = n
+    return out
+
+
+def fastbgp_config(host, feeder, cache, api_sock, plain=False):
+    pol = []
+    for state in STATES:
+        pol += ["[[policies.statements]]", "conditions = { rpki = \"%s\" }" % state,
+                "actions = { result = \"accept\", large-communities = { add = [\"%d:%d:%d\"] } }"
+                % (DUT_AS, TAG, TAG_OF[state])]
+    return "\n".join([
+        "[global]", "asn = %d" % DUT_AS, 'router-id = "%s"' % host.ipv4, 'listen = ["%s"]' % host.ipv4,
+        "[global.api]", 'socket = "%s"' % api_sock,
+        "[global.log]", 'level = "warning"',
+        "[rpki]", 'caches = [{ address = "%s", port = %d, retry = 1 }]' % (cache.ipv4, RTR_PORT),
+        "[[policies]]", 'name = "rov"', *pol,
+        "[[neighbors]]", 'address = "%s"' % feeder.ipv4, "peer-as = %d" % FEEDER_AS, "passive = true",
+        'families = ["ipv4-unicast", "ipv6-unicast"]', 'import-policy = [%s]' % ('' if plain else '"rov"'),
+        'default-import = "accept"', 'default-export = "reject"', "timers = { hold-time = 240 }",
+    ]) + "\n"
+
+
+BIRD_RPKI = """\
+roa4 table r4;
+roa6 table r6;
+protocol rpki rtr1 {
+  roa4 { table r4; };
+  roa6 { table r6; };
+  remote %(cache)s port %(port)d;
+  retry keep 1;
+}
+filter rov {
+  if net.type = NET_IP4 then {
+    case roa_check(r4, net, bgp_path.last) {
+      ROA_VALID: bgp_large_community.add((%(asn)d, %(tag)d, 1));
+      ROA_INVALID: bgp_large_community.add((%(asn)d, %(tag)d, 2));
+      else: bgp_large_community.add((%(asn)d, %(tag)d, 0));
+    }
+  } else {
+    case roa_check(r6, net, bgp_path.last) {
+      ROA_VALID: bgp_large_community.add((%(asn)d, %(tag)d, 1));
+      ROA_INVALID: bgp_large_community.add((%(asn)d, %(tag)d, 2));
+      else: bgp_large_community.add((%(asn)d, %(tag)d, 0));
+    }
+  }
+  accept;
+}
+"""
+
+
+def rov_bird(lab_module):
+    """BIRD with the ROA tables and the ``rov`` filter declared before the
+    BGP protocol that uses them (BIRD resolves names as it parses)."""
+
+    class RovBird(lab_module.Bird):
+        def __init__(self, *a, preamble="", **kw):
+            super().__init__(*a, **kw)
+            self.preamble = preamble
+
+        def config_text(self):
+            return self.preamble + super().config_text()
+
+    return RovBird
+
+
+def bird_count(bird, table, where=None):
+    argv = ["show", "route", "table", table] + (["where", where] if where else []) + ["count"]
+    out = bird.birdc(*argv).stdout
+    m = re.search(r"(\d+) of (\d+) routes", out)
+    if not m:
+        raise RuntimeError("birdc %s: %s" % (" ".join(argv), out[-300:]))
+    return int(m.group(1))
+
+
+def bird_imported(bird, proto):
+    out = bird.birdc("show", "protocols", "all", proto).stdout
+    return sum(int(x) for x in re.findall(r"Routes:\s+(\d+) imported", out))
+
+
+def bird_tables_memory(bird):
+    out = bird.birdc("show", "memory").stdout
+    m = re.search(r"Routing tables:\s+([\d.]+)\s*(\w+)", out)
+    if not m:
+        return None
+    scale = {"B": 1 / 1e6, "kB": 1 / 1e3, "MB": 1, "GB": 1e3}.get(m.group(2), 1)
+    return float(m.group(1)) * scale * (1.024 if m.group(2) in ("kB", "MB") else 1)
+
+
+# ============================================================== one run
+
+
+def blob_for(families, host, cache={}):
+    """The feeder's UPDATEs (next hops: its own addresses), encoded once per
+    address pair and kept in a file the feeder reads."""
+    key = (host.ipv4, host.ipv6)
+    if key not in cache:
+        path = "/tmp/rpki_vs_bird.%d.%s.bin" % (os.getpid(), host.ipv4)
+        with open(path, "wb") as f:
+            f.write(b"".join(encode_updates(families, host.ipv4, host.ipv6)))
+        cache[key] = path
+    return cache[key]
+
+
+def run_once(args, families, vrps, total, verbose=True):
+    from fastbgp.testing import lab as L
+
+    out = {"bird": {}, "fastbgp": {}}
+    n4 = sum(v[0] == 1 for v in vrps)
+    n6 = len(vrps) - n4
+    with L.Lab() as lab:
+        c = lab.add_host("c")
+        b = lab.add_host("b")
+        d = lab.add_host("d")
+        fb = lab.add_host("fb")
+        fd = lab.add_host("fd")
+        procs = []
+        # daemons first, the cache later: idle RSS is without VRPs
+        bird = rov_bird(L)(b, DUT_AS, neighbors=[L.Neighbor(fb.ipv4, FEEDER_AS, passive=True, hold_time=240,
+                                                        families=("ipv4", "ipv6"),
+                                                        options={"import": "all" if args.plain else "filter rov",
+                                                                 "export": "none"})],
+                      preamble=BIRD_RPKI % {"cache": c.ipv4, "port": RTR_PORT, "asn": DUT_AS, "tag": TAG})
+        bird.start()
+        procs.append(bird.proc)
+        api_sock = os.path.join(d.workdir, "api.sock")
+        cfg = os.path.join(d.workdir, "fastbgp.toml")
+        with open(cfg, "w") as f:
+            f.write(fastbgp_config(d, fd, c, api_sock, args.plain))
+        dlog = open(os.path.join(d.workdir, "fastbgp.log"), "ab")
+        dproc = d.popen([sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config", cfg],
+                        stdout=dlog, stderr=subprocess.STDOUT, cwd=ROOT)
+        procs.append(dproc)
+        _wait(lambda: os.path.exists(api_sock), 30, "the fastbgp API socket", procs)
+        time.sleep(2.0)
+        out["bird"]["rss_idle"] = rss_mb(bird.proc.pid)
+        out["fastbgp"]["rss_idle"] = rss_mb(dproc.pid)
+        out["bird"]["tables_idle"] = bird_tables_memory(bird)
+
+        cache_path = os.path.join(c.workdir, "vrps.json")
+        write_stayrtr_json(cache_path, vrps)
+        slog = open(os.path.join(c.workdir, "stayrtr.log"), "ab")
+        sp = c.popen(["stayrtr", "-cache", cache_path, "-checktime=false", "-bind", "%s:%d" % (c.ipv4, RTR_PORT),
+                      "-refresh", "3600", "-metrics.addr", "%s:9847" % c.ipv4], stdout=slog, stderr=subprocess.STDOUT)
+        procs.append(sp)
+        t0 = time.monotonic()
+        _wait(lambda: bird_count(bird, "r4") == n4 and bird_count(bird, "r6") == n6, 300, "BIRD's VRPs", procs, 0.5)
+        out["bird"]["rtr_sync"] = time.monotonic() - t0
+        last_rpki = [0.0]
+
+        def fastbgp_vrps():
+            last_rpki[0] = time.monotonic()
+            r = api_get(api_sock, "/v1/rpki")
+            return r["vrps"].get("ipv4") == n4 and r["vrps"].get("ipv6") == n6
+        _wait(fastbgp_vrps, 300, "fastbgp's VRPs", procs, 0.5)
+        out["fastbgp"]["rtr_sync"] = time.monotonic() - t0  # after BIRD's: an upper bound
+        time.sleep(2.0)
+        out["bird"]["rss_vrps"] = rss_mb(bird.proc.pid)
+        out["fastbgp"]["rss_vrps"] = rss_mb(dproc.pid)
+        out["bird"]["tables_vrps"] = bird_tables_memory(bird)
+
+        feeders = {}
+        for kind, host, target in (("bird", fb, b), ("fastbgp", fd, d)):
+            st = os.path.join(host.workdir, "status")
+            p = host.popen([sys.executable, os.path.abspath(__file__), "--role", "feeder", "--target", target.ipv4,
+                            "--local", host.ipv4, "--data", blob_for(families, host), "--status", st], cwd=ROOT)
+            procs.append(p)
+            feeders[kind] = (p, st)
+        for kind, (p, st) in feeders.items():
+            _wait_event(st, "established", 60, procs)
+
+        def bird_done():
+            return bird_imported(bird, "n1") >= total
+
+        def fastbgp_done():
+            s = api_get(api_sock, "/v1/rib/summary")
+            rows = s if isinstance(s, list) else s.get("families", s.get("summary", []))
+            return sum(r["prefixes"] for r in rows) >= total
+
+        for kind, done in (("bird", bird_done), ("fastbgp", fastbgp_done)):
+            p, st = feeders[kind]
+            os.kill(p.pid, signal.SIGUSR1)
+            go = _wait_event(st, "go", 30, procs)["t"]
+            _wait(done, args.timeout, "%s holding %d routes" % (kind, total), procs, 0.2)
+            out[kind]["seconds"] = time.monotonic() - go
+            out[kind]["rss_loaded"] = rss_mb((bird.proc if kind == "bird" else dproc).pid)
+            if verbose:
+                print("  %s: %.1f s" % (kind, out[kind]["seconds"]), flush=True)
+        out["bird"]["tables_loaded"] = bird_tables_memory(bird)
+
+        out["bird"]["counts_query"] = {
+            s: bird_count(bird, "master4", "roa_check(r4, net, bgp_path.last) = %s" % BIRD_STATE[s])
+            + bird_count(bird, "master6", "roa_check(r6, net, bgp_path.last) = %s" % BIRD_STATE[s]) for s in STATES}
+        counts = {}
+        for state in STATES:
+            w = "(%d,%d,%d) ~ bgp_large_community" % (DUT_AS, TAG, TAG_OF[state])
+            counts[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
+        # without the import filter the state is only known at query time
+        out["bird"]["counts"] = out["bird"]["counts_query"] if args.plain else counts
+        if not args.plain:
+            out["fastbgp"]["tagged"] = fastbgp_tagged(api_sock, ("invalid", "not-found"))
+        # /v1/rpki's route counts are reused for 30 s (rpki_feed.COUNT_TTL):
+        # ask once more than that after the last look
+        time.sleep(max(0.0, 31.0 - (time.monotonic() - last_rpki[0])))
+        t = time.monotonic()
+        out["fastbgp"]["counts"] = {k: v for k, v in api_get(api_sock, "/v1/rpki")["routes"].items() if k in STATES}
+        out["fastbgp"]["count_seconds"] = time.monotonic() - t
+        dproc.terminate()
+        dproc.wait(30)
+        dlog.close()
+        slog.close()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--role", choices=["feeder", "fastbgp"])
+    ap.add_argument("--target")
+    ap.add_argument("--local")
+    ap.add_argument("--data")
+    ap.add_argument("--status")
+    ap.add_argument("--config")
+    ap.add_argument("--v4", type=int, default=1_000_000)
+    ap.add_argument("--v6", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--plain", action="store_true",
+                    help="baseline: no validation at import (BIRD import all, fastbgp no policy); "
+                         "the states are still counted at query time")
+    ap.add_argument("--write", help="append the result as Markdown to this file")
+    args = ap.parse_args(argv)
+    if args.role == "feeder":
+        import uvloop
+
+        uvloop.run(feeder(args))
+        return 0
+    if args.role == "fastbgp":
+        import uvloop
+
+        from fastbgp.daemon.process import run_daemon
+
+        uvloop.run(run_daemon(args.config, api=True, metrics=False, log_level="warning"))
+        return 0
+
+    t = time.perf_counter()
+    families, vrps = make_data(args.v4, args.v6)
+    total = len(families[0][2]) + len(families[1][2])
+    expected, build_cpu, validate_cpu = expected_counts(families, vrps)
+    print("setup: %d IPv4 + %d IPv6 routes, %d VRPs (%d IPv4, %d IPv6), %.1f s" % (
+        len(families[0][2]), len(families[1][2]), len(vrps), sum(v[0] == 1 for v in vrps),
+        sum(v[0] == 2 for v in vrps), time.perf_counter() - t), flush=True)
+    print("in-process (compiled VrpTable): build %.2f s, validate %d routes %.2f s CPU; %s" % (
+        build_cpu, total, validate_cpu, expected), flush=True)
+    runs = []
+    try:
+        for i in range(args.runs):
+            print("run %d of %d" % (i + 1, args.runs), flush=True)
+            r = run_once(args, families, vrps, total)
+            runs.append(r)
+            for kind in ("bird", "fastbgp"):
+                assert r[kind]["counts"] == expected, (kind, r[kind]["counts"], expected)
+            assert r["bird"]["counts_query"] == expected, ("bird roa_check", r["bird"]["counts_query"], expected)
+            for state, n in r["fastbgp"].get("tagged", {}).items():
+                assert n == expected[state], ("fastbgp tagged", state, n, expected[state])
+    finally:
+        for path in blob_for.__defaults__[0].values():
+            os.unlink(path)
+    text = report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
+    print(text)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write("\n" + text)
+    return 0
+
+
+def _med(runs, kind, key):
+    vals = [r[kind][key] for r in runs if r[kind].get(key) is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def _version():
+    bird = subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip().split()[-1]
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    stay = subprocess.run(["stayrtr", "-version"], capture_output=True, text=True)
+    return bird, head, (stay.stdout + stay.stderr).strip().splitlines()[0] if (stay.stdout + stay.stderr) else "?"
+
+
+def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu):
+    from fastbgp.wire.bench import machine
+
+    bird_v, head, stay_v = _version()
+    n = len(runs)
+    what = "median of %d runs" % n if n > 1 else "one run"
+    mode = ("baseline: no validation at import (BIRD `import all`, fastbgp no import policy; "
+            "the states counted at query time)" if args.plain else "validation at import")
+    lines = [
+        "## RPKI origin validation against BIRD, %s (bench/rpki_vs_bird.py, %s)" % (mode, time.strftime("%Y-%m-%d")),
+        "",
+        "`sudo python bench/rpki_vs_bird.py --v4 %d --v6 %d --runs %d%s` -- %s; machine: %s; BIRD %s, "
+        "fastbgp git %s, stayrtr %s." % (args.v4, args.v6, args.runs, " --plain" if args.plain else "", what,
+                                         machine(), bird_v, head, stay_v),
+        "%d IPv4 + %d IPv6 routes (bench/rpki_bench.py routes_of), %d VRPs (%d IPv4, %d IPv6; derive_vrps) "
+        "served by one stayrtr to both daemons over RTR; one feeder per daemon sends the same UPDATEs; %s" % (
+            len(families[0][2]), len(families[1][2]), len(vrps), sum(v[0] == 1 for v in vrps),
+            sum(v[0] == 2 for v in vrps),
+            "no import filter or policy." if args.plain else
+            "each daemon validates at import (BIRD: roa_check in the import filter; fastbgp: rpki conditions "
+            "in the import policy) and tags the state as a large community."),
+        "",
+        "| | BIRD %s | fastbgp | ratio BIRD/fastbgp |" % bird_v,
+        "|---|---:|---:|---:|",
+    ]
+    b, f = "bird", "fastbgp"
+    sec_b, sec_f = _med(runs, b, "seconds"), _med(runs, f, "seconds")
+    lines.append("| first UPDATE -> all %d routes in the RIB%s (s) | %.1f | %.1f | %.2fx |" % (
+        total, "" if args.plain else ", validated and tagged", sec_b, sec_f, sec_b / sec_f))
+    for key, label in (("rss_idle", "RSS idle, no VRPs (MB)"), ("rss_vrps", "RSS with the VRPs (MB)"),
+                       ("rss_loaded", "RSS loaded (MB)")):
+        lines.append("| %s | %.0f | %.0f | |" % (label, _med(runs, b, key), _med(runs, f, key)))
+    vb = statistics.median([r[b]["rss_vrps"] - r[b]["rss_idle"] for r in runs])
+    vf = statistics.median([r[f]["rss_vrps"] - r[f]["rss_idle"] for r in runs])
+    lines.append("| VRP set: RSS growth across the RTR sync (MB) | %.1f | %.1f | |" % (vb, vf))
+    tb = [r[b]["tables_vrps"] - r[b]["tables_idle"] for r in runs
+          if r[b].get("tables_vrps") is not None and r[b].get("tables_idle") is not None]
+    if tb:
+        lines.append("| VRP set: BIRD `show memory` routing tables growth (MB) | %.1f | | |" % statistics.median(tb))
+    lines.append("| RTR sync of %d VRPs from stayrtr start (s; fastbgp's checked after BIRD's) | %.1f | <= %.1f | |"
+                 % (len(vrps), _med(runs, b, "rtr_sync"), _med(runs, f, "rtr_sync")))
+    for s in STATES:
+        lines.append("| %s routes | %d | %d | in-process: %d |" % (s, runs[-1][b]["counts"][s], runs[-1][f]["counts"][s],
+                                                                    expected[s]))
+    tagged = runs[-1][f].get("tagged")
+    if tagged:
+        lines.append("| fastbgp paths tagged at import and shown with that state | | %s | |" % ", ".join(
+            "%s %d" % kv for kv in tagged.items()))
+    lines += [
+        "",
+        "Counts equal in every run (BIRD %sby roa_check at query time, fastbgp by GET /v1/rpki, "
+        "and this process's compiled VrpTable: build %.2f s, validate_packed over all routes %.2f s CPU). "
+        "fastbgp's /v1/rpki bulk recount of %d best paths took %.1f s. RSS: /proc/PID/status VmRSS; "
+        "the daemons are fed one after the other (BIRD first), the other one idle." % (
+            "" if args.plain else "by its tags and ", build_cpu, validate_cpu, total, _med(runs, f, "count_seconds")),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
