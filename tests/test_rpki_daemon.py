@@ -544,3 +544,148 @@ def test_aspa_procedure_follows_the_rfc9234_role():
     rs_path = encode_attr(0x40, 2, encode_segments([(2, [65050, 65077])], 4))
     assert feed.aspa_state(nb(1, ROLE_RS_CLIENT), rs_path) == "valid"
     assert feed.aspa_state(nb(1, ROLE_PEER), rs_path) == "invalid"  # neighbour check: 65001 expected first
+
+
+# ----------------------------------------------------------------------------- per-path marks in the RIB
+
+_MARK_PREFIXES = ["10.98.%d.0/24" % i for i in range(6)]
+_mark_op = st.one_of(
+    st.tuples(st.just("update"), st.integers(1, 3), st.lists(st.sampled_from(_MARK_PREFIXES), min_size=1, max_size=4),
+              st.integers(0, 1), st.integers(0, 3)),
+    st.tuples(st.just("withdraw"), st.integers(1, 3), st.lists(st.sampled_from(_MARK_PREFIXES), min_size=1,
+                                                               max_size=4)),
+    st.tuples(st.just("drop"), st.integers(1, 3)),
+    st.tuples(st.just("stale"), st.integers(1, 3)),
+    st.tuples(st.just("sweep"), st.integers(1, 3)),
+)
+
+
+def _packed(prefixes):
+    import ipaddress
+
+    out = b""
+    for p in prefixes:
+        n = ipaddress.ip_network(p)
+        out += bytes((n.prefixlen,)) + n.network_address.packed[:3]
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_mark_op, max_size=30))
+def test_rib_marks_counted_per_peer_in_both_twins(ops):
+    """Rib.update's ``mark`` (the daemon's RFC 6811 state per path) is kept
+    per path and counted per peer as paths come, change and go; both twins
+    agree with a plain model after every operation, and a changed mark
+    alone is no route change (empty ChangeSet, age kept)."""
+    from fastbgp import rib as rib_pkg
+    from fastbgp.rib.attrs import AttrTable
+    from fastbgp.testing.plugin import implementation
+
+    worlds = []
+    for name in ("cython", "python"):
+        impl = implementation(rib_pkg, name)
+        table = AttrTable()
+        r = impl.Rib(1, table)
+        for p in (1, 2, 3):
+            r.add_peer(p, 65000 + p, 65000, "10.0.0.%d" % p, "192.0.2.%d" % p)
+        aids = [table.intern(b"\x40\x01\x01\x00\x40\x02\x00" + bytes((0x40, 3, 4, 192, 0, 2, k))) for k in (1, 2)]
+        worlds.append((r, aids))
+    model = {}  # (peer, prefix) -> [mark, stale]
+    for step, op in enumerate(ops):
+        kind, peer = op[0], op[1]
+        outs = []
+        for r, aids in worlds:
+            if kind == "update":
+                outs.append(r.update(peer, _packed(op[2]), False, aids[op[3]], now=1_700_000_000 + step, mark=op[4]))
+            elif kind == "withdraw":
+                outs.append(r.withdraw(peer, _packed(op[2])))
+            elif kind == "drop":
+                outs.append(r.drop_peer(peer))
+            elif kind == "stale":
+                outs.append(r.mark_stale(peer))
+            else:
+                outs.append(r.sweep_stale(peer))
+        assert outs[0] == outs[1], op
+        if kind == "update":
+            for p in op[2]:
+                model[(peer, p)] = [op[4], False]
+        elif kind == "withdraw":
+            for p in op[2]:
+                model.pop((peer, p), None)
+        elif kind == "drop":
+            model = {k: v for k, v in model.items() if k[0] != peer}
+        elif kind == "stale":
+            for k, v in model.items():
+                if k[0] == peer:
+                    v[1] = True
+        else:
+            model = {k: v for k, v in model.items() if k[0] != peer or not v[1]}
+        for p in (1, 2, 3):
+            want = tuple(sum(1 for k, v in model.items() if k[0] == p and v[0] == m) for m in range(4))
+            for r, _aids in worlds:
+                assert r.peer_marks(p) == want, (op, p)
+    # Only the mark changes: nothing to export, the receive time is kept.
+    for r, aids in worlds:
+        r.update(1, _packed(["10.99.0.0/24"]), False, aids[0], now=1_700_000_000, mark=1)
+        cs = r.update(1, _packed(["10.99.0.0/24"]), False, aids[0], now=1_800_000_000, mark=3)
+        assert not cs and r.peer_marks(1)[3] >= 1
+        assert r.paths("10.99.0.0/24", received=True)[0][4] == 1_700_000_000
+        with pytest.raises(ValueError):
+            r.update(1, _packed(["10.99.0.0/24"]), False, aids[0], mark=4)
+
+
+def test_state_counted_for_every_path_per_neighbour(tmp_path, run, capsys):
+    """Every path of every neighbour (not only best paths, and neighbours
+    whose policy ignores RPKI too) is counted per state, per neighbour and
+    family, and the counts follow withdrawals, VRP changes and a session
+    going down without a recount: API, neighbour view, CLI and gauge."""
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import generate_latest
+
+    from fastbgp.cli.main import _print_neighbor
+    from fastbgp.control.metrics import make_registry
+
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.88.0.0/24", 24, 65001), ("10.88.1.0/24", 24, 64999)])
+    a_addr, b_addr = addr(), addr()
+
+    async def main():
+        dut = DUT(path=tmp_path / "fastbgp.toml", extra='[rpki]\nfile = "%s"\n' % vrps,
+                  neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        await na.wait_established(5)
+        await nb.wait_established(5)
+        prefixes = ["10.88.0.0/24", "10.88.1.0/24", "10.88.2.0/24"]
+        a.announce(prefixes)
+        b.announce(prefixes, as_path=[65001])  # the same origin: the same states, second paths
+        one = {"valid": 1, "invalid": 1, "not-found": 1}
+        await until(lambda: d.rpki_info().routes == {"valid": 2, "invalid": 2, "not-found": 2},
+                    what="both neighbours' paths counted")
+        assert d.neighbor(a_addr).rpki == one and d.neighbor(b_addr).rpki == one
+        rows = {(r.address, r.family): (r.valid, r.invalid, r.not_found) for r in d.rpki_info().neighbors}
+        assert rows == {(a_addr, "ipv4-unicast"): (1, 1, 1), (b_addr, "ipv4-unicast"): (1, 1, 1)}
+        a.withdraw(["10.88.2.0/24"])
+        await until(lambda: d.neighbor(a_addr).rpki["not-found"] == 0, what="withdrawal counted")
+        # The invalid route turns valid: re-marked in the RIB for both
+        # (their import ignores RPKI), no re-import.
+        write_roas(vrps, [("10.88.0.0/24", 24, 65001), ("10.88.1.0/24", 24, 65001)])
+        assert d.rpki.load_file()
+        await until(lambda: d.neighbor(a_addr).rpki == {"valid": 2, "invalid": 0, "not-found": 0},
+                    what="A re-validated")
+        await until(lambda: d.neighbor(b_addr).rpki == {"valid": 2, "invalid": 0, "not-found": 1},
+                    what="B re-validated")
+        _print_neighbor(d.neighbor(a_addr))
+        text = generate_latest(make_registry(d, process=False)).decode()
+        assert ('fastbgp_rpki_neighbor_routes{family="ipv4-unicast",neighbor="%s",state="valid"} 2.0' % b_addr
+                in text), text
+        assert 'fastbgp_rpki_routes{state="valid"} 4.0' in text
+        await b.stop()
+        await until(lambda: d.rpki_info().routes == {"valid": 2, "invalid": 0, "not-found": 0},
+                    what="B's paths gone with its session")
+        await a.stop()
+        await dut.stop()
+
+    run(main())
+    assert "RPKI: V 2, I 0, N 0 paths" in capsys.readouterr().out

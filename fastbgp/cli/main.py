@@ -387,6 +387,10 @@ def _print_neighbor(n):
             for p in n.prefix_limits))
     else:
         lines.append("  Prefix limits: none")
+    if n.rpki is not None:
+        # RFC 6811 states of its post-policy paths, V/I/N as gobgp shows them.
+        lines.append("  RPKI: V %d, I %d, N %d paths" % (
+            n.rpki.get("valid", 0), n.rpki.get("invalid", 0), n.rpki.get("not-found", 0)))
     if up:
         lines.append("  Neighbor capabilities:")
         lines.append("    Families: %s" % (", ".join(n.families) or "-"))

@@ -96,6 +96,9 @@ class NeighborDetail(NeighborSummary):
     default_import: str = ""  # "accept" | "reject" (RFC 8212 for eBGP)
     default_export: str = ""
     prefix_limits: list["PrefixLimitInfo"] = []
+    # [rpki]: its post-policy paths per RFC 6811 state ("valid", "invalid",
+    # "not-found"); None without [rpki].
+    rpki: Optional[dict] = None
 
 
 class PrefixLimitInfo(msgspec.Struct):
@@ -160,7 +163,21 @@ class RpkiInfo(msgspec.Struct):
     aspas: int = 0  # ASPA customer records
     last_update: Optional[float] = None  # Unix time the data last changed
     revalidated: int = 0  # paths re-imported after changes
-    routes: dict = {}  # "valid" / "invalid" / "not-found" -> Loc-RIB best paths
+    # "valid" / "invalid" / "not-found" -> paths in every neighbour's
+    # post-policy Adj-RIB-In (every path, not only the best ones)
+    routes: dict = {}
+    neighbors: list["RpkiNeighborRoutes"] = []  # the same per neighbour and family
+
+
+class RpkiNeighborRoutes(msgspec.Struct):
+    """Paths of one neighbour in one family per RFC 6811 state (kept by the
+    RIB per path, counted as paths come and go)."""
+
+    address: str
+    family: str
+    valid: int = 0
+    invalid: int = 0
+    not_found: int = 0
 
 
 class RpkiValidation(msgspec.Struct):

@@ -50,7 +50,8 @@ Series (``neighbor`` is the configured address)
     fastbgp_process_commands_total{process,result}  command lines read: ok | error
     fastbgp_rpki_vrps{family}                       VRPs in use ([rpki])
     fastbgp_rpki_aspas                              ASPA records in use
-    fastbgp_rpki_routes{state}                      Loc-RIB best paths per RFC 6811 state
+    fastbgp_rpki_routes{state}                      Adj-RIB-In paths (all, post-policy) per RFC 6811 state
+    fastbgp_rpki_neighbor_routes{neighbor,family,state}  the same per neighbour and family
     fastbgp_rpki_cache_up{cache} / _serial{cache}   RTR caches
     plus prometheus_client's process_* and python_* series.
 """
@@ -187,9 +188,9 @@ class ControlCollector(Collector):
         yield commands
 
     def _rpki(self):
-        """VRPs per family and Loc-RIB best paths per RFC 6811 state (the
-        daemon recounts those in bulk at most every 30 s), when [rpki] is
-        configured."""
+        """VRPs per family and every post-policy path per RFC 6811 state,
+        in all and per neighbour and family (counters the RIB keeps per
+        path, read here, never recounted), when [rpki] is configured."""
         info = getattr(self.control, "rpki_info", None)
         if info is None:
             return
@@ -207,11 +208,17 @@ class ControlCollector(Collector):
         aspas = GaugeMetricFamily("fastbgp_rpki_aspas", "ASPA customer records in use.")
         aspas.add_metric([], r.aspas)
         yield aspas
-        routes = GaugeMetricFamily("fastbgp_rpki_routes", "Loc-RIB best paths per RFC 6811 validation state.",
-                                   labels=["state"])
+        routes = GaugeMetricFamily("fastbgp_rpki_routes", "Adj-RIB-In paths (post-policy, every path) per RFC "
+                                   "6811 validation state.", labels=["state"])
         for state, n in sorted(r.routes.items()):
             routes.add_metric([state], n)
         yield routes
+        per = GaugeMetricFamily("fastbgp_rpki_neighbor_routes", "Adj-RIB-In paths (post-policy) of a neighbour "
+                                "per family and RFC 6811 validation state.", labels=["neighbor", "family", "state"])
+        for row in r.neighbors:
+            for state, n in (("valid", row.valid), ("invalid", row.invalid), ("not-found", row.not_found)):
+                per.add_metric([row.address, row.family, state], n)
+        yield per
         up = GaugeMetricFamily("fastbgp_rpki_cache_up", "1 when the RTR session to the cache is up.",
                                labels=["cache"])
         serial = GaugeMetricFamily("fastbgp_rpki_cache_serial", "Serial of the cache's last End of Data.",

@@ -47,7 +47,7 @@ from fastbgp.wire.constants import (
 from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr
-from fastbgp.daemon.rpki_feed import split_by_state
+from fastbgp.daemon.rpki_feed import path_mark, split_by_state
 
 log = logging.getLogger("fastbgp.daemon")
 
@@ -309,9 +309,11 @@ class Importer:
             finally:
                 table.release(aid)
         rpki = self.daemon.rpki
-        if rpki is not None and (nb.import_chain.uses_rpki or rpki.signal):
+        if rpki is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin), then
-            # the prefixes grouped by state, each group through policy.
+            # the prefixes grouped by state, each group through policy and
+            # into the RIB with its state (every path of every neighbour,
+            # counted per neighbour by the RIB: Rib.peer_marks).
             states = rpki.states(fam[0], attrs, packed, addpath, nb)
             for state, part in split_by_state(states, packed, addpath):
                 self.announce_post(nb, fam, attrs, nh, part, addpath, state)
@@ -323,7 +325,9 @@ class Importer:
         prefixes sharing one attribute set (and RFC 6811 ``state``)."""
         pid = nb.pid
         table = self.daemon.attrs
-        res = self.import_(nb, fam, attrs, nh, state)
+        # The chain sees the state only when it asks (one cache entry per
+        # attribute set otherwise).
+        res = self.import_(nb, fam, attrs, nh, state if nb.import_chain.uses_rpki else None)
         if res is None:
             self.withdraw_post(nb, fam, packed, addpath)
             return
@@ -336,7 +340,7 @@ class Importer:
         try:
             if self.exporter.addpath_groups(fam):
                 self.exporter.addpath_delta(fam, pid, out, out_nh, packed, addpath)
-            self.update_rib(fam, pid, packed, addpath, aid)
+            self.update_rib(fam, pid, packed, addpath, aid, path_mark(state))
         finally:
             table.release(aid)
 
@@ -349,7 +353,7 @@ class Importer:
             return attrs
         return rpki.with_state(attrs, state)
 
-    def update_rib(self, fam, pid, packed, addpath, aid):
+    def update_rib(self, fam, pid, packed, addpath, aid, mark=0):
         """Rib.update and export.  When the table grew by exactly the number
         of prefixes whose best path changed, every one of them is new: no
         peer can hold an older route for them, so neither the withdrawals of
@@ -357,7 +361,7 @@ class Importer:
         source are needed (a first full table costs no extra message)."""
         rib = self.daemon.ribs[fam]
         before = len(rib)
-        cs = rib.update(pid, packed, addpath, aid)
+        cs = rib.update(pid, packed, addpath, aid, mark=mark)
         self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced)
 
     def withdraw_post(self, nb, fam, packed, addpath):
@@ -398,7 +402,7 @@ class Importer:
             try:
                 if self.exporter.addpath_groups(fam):
                     self.exporter.addpath_delta(fam, nb.pid, key[0], key[1], pk, addpath)
-                self.update_rib(fam, nb.pid, pk, addpath, aid)
+                self.update_rib(fam, nb.pid, pk, addpath, aid, path_mark(state))
             finally:
                 table.release(aid)
 

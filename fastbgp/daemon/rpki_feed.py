@@ -41,8 +41,7 @@ pre-policy paths must not outlive an UPDATE), then the loop runs.
 
 Bounds: the changed tables hold at most the VRPs of the pending changes
 (bounded by the client's MAX_PENDING records per response); the origin
-memo at most ORIGIN_MEMO attribute sets; the route counts for metrics are
-recomputed at most every COUNT_TTL seconds.
+memo at most ORIGIN_MEMO attribute sets (so are the RFC 8097 memos).
 
 Calls: the daemon's ``ribs``, ``attrs``, ``sources``, ``speaker``,
 ``importer``.  Called by: the daemon (start, stop, reload), the importer
@@ -69,15 +68,26 @@ from fastbgp.rpki.origin import as_path_segments, origin_of_attrs
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable, partition_packed
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4, ROLE_CUSTOMER, ROLE_RS_CLIENT
+from fastbgp.wire.families import family_name
 
 log = logging.getLogger("fastbgp.rpki")
 
 FILE_POLL = 10.0  # seconds between checks of the JSON file's modification time
 ORIGIN_MEMO = 1 << 16  # attribute sets whose origin AS is remembered
 CONTEXT_MEMO = 1 << 12  # policy contexts (neighbour x state pair) kept
-COUNT_TTL = 30.0  # seconds the per-state route counts are reused
 _WIDTH = {1: 32, 2: 128}
 _FAMILY = {1: "ipv4", 2: "ipv6"}
+
+
+def path_mark(state):
+    """The RIB mark of a path with RFC 6811 ``state`` (None: not validated):
+    0 for none, else the state + 1 (``Rib.update``'s ``mark``)."""
+    return 0 if state is None else state + 1
+
+
+def state_counts(marks):
+    """{state name: paths} of a ``Rib.peer_marks`` tuple."""
+    return {STATE_NAMES[s]: marks[s + 1] for s in (VALID, INVALID, NOT_FOUND)}
 
 
 def split_by_state(states, packed, addpath):
@@ -159,7 +169,7 @@ class RpkiFeed(RtrObserver):
         self.aspa_dirty = False
         self.task = None
         self.poller = None
-        self.counts = None  # (monotonic time, {state name: paths})
+        self.unmarked = True  # paths imported before [rpki] was on: one full pass at start
         # RFC 8097: some neighbour asked for the state community, so every
         # imported path carries its state in its attributes (see mark).
         self.signal = False
@@ -192,6 +202,8 @@ class RpkiFeed(RtrObserver):
             src = self.rtr_in
             self.client = RtrClient(self.cfg.caches, src, self.cfg.rtr_version, src.vrps, src.aspas)
             self.client.start()
+        if self.unmarked:
+            self.kick()
 
     async def stop_sources(self):
         if self.poller is not None:
@@ -278,7 +290,6 @@ class RpkiFeed(RtrObserver):
 
     def vrps_changed(self, added, removed):
         self.last_update = time.time()
-        self.counts = None
         for afi, addr, plen, _maxlen, _asn in added:
             self.mark(afi, addr, plen)
         for afi, addr, plen, _maxlen, _asn in removed:
@@ -403,16 +414,15 @@ class RpkiFeed(RtrObserver):
 
     async def revalidate(self):
         try:
-            while self.changed or self.aspa_dirty or self.resignal:
+            while self.changed or self.aspa_dirty or self.resignal or self.unmarked:
                 if self.resignal:
                     self.resignal = False
-                    speaker = self.daemon.speaker
-                    for nb in list(speaker.neighbors.values()) if speaker is not None else ():
-                        if nb.established:
-                            self.daemon.importer.soft_in(nb)
-                            await asyncio.sleep(0)
+                    for nb in self.established():
+                        self.daemon.importer.soft_in(nb)
+                        await asyncio.sleep(0)
                 changed, self.changed = self.changed, {}
                 aspa, self.aspa_dirty = self.aspa_dirty, False
+                full, self.unmarked = self.unmarked, False
                 t0 = time.perf_counter()
                 n = 0
                 done = set()
@@ -423,21 +433,68 @@ class RpkiFeed(RtrObserver):
                             n += self.reimport(nb, fam, None)
                             await asyncio.sleep(0)
                         done.add(nb.pid)
-                if changed:
-                    for nb in self.users("uses_rpki"):
+                if changed or full:
+                    rpki_users = {nb.pid for nb in self.users("uses_rpki")}
+                    for nb in self.established():
                         if nb.pid in done:
                             continue
                         for fam in list(self.daemon.ribs):
-                            delta = changed.get(fam[0])
-                            if delta is not None:
+                            delta = None if full else changed.get(fam[0])
+                            if delta is None and not full:
+                                continue
+                            if nb.pid in rpki_users:
                                 n += self.reimport(nb, fam, delta)
-                                await asyncio.sleep(0)
+                            else:
+                                n += self.remark(nb, fam, delta)
+                            await asyncio.sleep(0)
                 self.revalidated += n
                 log.info("RPKI change: %d paths re-validated in %.3f s", n, time.perf_counter() - t0)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not stop later re-validations
             log.exception("RPKI re-validation failed")
+
+    def established(self):
+        speaker = self.daemon.speaker
+        return [nb for nb in (list(speaker.neighbors.values()) if speaker is not None else ()) if nb.established]
+
+    @staticmethod
+    def covered(delta, afi, packed, addpath):
+        """(the prefixes of ``packed`` a VRP of ``delta`` covers, how many);
+        all of them when ``delta`` is None."""
+        if delta is None:
+            return packed, codec.count_prefixes(packed, afi, addpath)
+        # Covered by a changed VRP <=> "Invalid" against the changed
+        # prefixes held with AS 0 (which no origin matches).
+        cover = delta.validate_packed(afi, packed, ORIGIN_NONE, addpath)
+        hit = len(cover) - cover.count(NOT_FOUND)
+        if hit and hit != len(cover):
+            packed = dict(split_by_state(cover, packed, addpath))[INVALID]
+        return packed, hit
+
+    def remark(self, nb, fam, delta):
+        """A neighbour whose import does not depend on the state: its
+        post-policy paths under a VRP of ``delta`` (all when None) get
+        their new state in the RIB only (``Rib.update`` with the same
+        attribute id changes the mark, nothing else: no export).  Returns
+        how many paths."""
+        d = self.daemon
+        rib = d.ribs.get(fam)
+        if rib is None or not rib.has_peer(nb.pid):
+            return 0
+        src = d.sources.get(nb.pid)
+        addpath = src is not None and fam in src.addpath_rx
+        n = 0
+        for aid, packed in list(rib.dump_peer(nb.pid, addpath)):
+            packed, hit = self.covered(delta, fam[0], packed, addpath)
+            if not hit:
+                continue
+            n += hit
+            _pid, attrs, _nh = tag_source(d.attrs, aid)
+            states = self.vrps.validate_packed(fam[0], packed, self.origin(attrs), addpath)
+            for state, part in split_by_state(states, packed, addpath):
+                rib.update(nb.pid, part, addpath, aid, mark=path_mark(state))
+        return n
 
     def reimport(self, nb, fam, delta):
         """Re-import the pre-policy paths of ``nb`` in ``fam`` that a VRP of
@@ -452,18 +509,10 @@ class RpkiFeed(RtrObserver):
         addpath = src is not None and fam in src.addpath_rx
         n = 0
         for aid, packed in list(pre.dump_peer(nb.pid, addpath)):
-            if delta is not None:
-                # Covered by a changed VRP <=> "Invalid" against the changed
-                # prefixes held with AS 0 (which no origin matches).
-                cover = delta.validate_packed(fam[0], packed, ORIGIN_NONE, addpath)
-                hit = len(cover) - cover.count(NOT_FOUND)
-                if not hit:
-                    continue
-                if hit != len(cover):
-                    packed = dict(split_by_state(cover, packed, addpath))[INVALID]
-                n += hit
-            else:
-                n += codec.count_prefixes(packed, fam[0], addpath)
+            packed, hit = self.covered(delta, fam[0], packed, addpath)
+            if not hit:
+                continue
+            n += hit
             _pid, attrs, nh = tag_source(d.attrs, aid)
             d.importer.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre=False)
         return n
@@ -481,22 +530,40 @@ class RpkiFeed(RtrObserver):
         net = ipaddress.ip_network(prefix, strict=False)
         return STATE_NAMES[self.vrps.validate(afi, net.network_address.packed, net.prefixlen, self.origin(attrs))]
 
-    def route_counts(self):
-        """{state name: Loc-RIB best paths} over every family, recomputed in
-        bulk (one validate_packed per attribute group) at most every
-        COUNT_TTL seconds."""
-        now = time.monotonic()
-        if self.counts is not None and now - self.counts[0] < COUNT_TTL:
-            return self.counts[1]
+    def neighbor_counts(self, nb):
+        """{state name: paths} of neighbour ``nb``'s post-policy Adj-RIB-In
+        over every family: counters the RIB keeps per path as paths come,
+        change state and go (``Rib.peer_marks``), so nothing is recounted."""
         out = {name: 0 for name in STATE_NAMES.values()}
-        d = self.daemon
-        for fam, rib in d.ribs.items():
-            for aid, packed in rib.dump_best():
-                _pid, attrs, _nh = tag_source(d.attrs, aid)
-                states = self.vrps.validate_packed(fam[0], packed, self.origin(attrs))
-                for s in (VALID, INVALID, NOT_FOUND):
-                    out[STATE_NAMES[s]] += states.count(s)
-        self.counts = (now, out)
+        for rib in self.daemon.ribs.values():
+            if rib.has_peer(nb.pid):
+                for k, v in state_counts(rib.peer_marks(nb.pid)).items():
+                    out[k] += v
+        return out
+
+    def route_counts(self):
+        """{state name: paths} over every neighbour's post-policy
+        Adj-RIB-In (every path, not only the best ones)."""
+        out = {name: 0 for name in STATE_NAMES.values()}
+        speaker = self.daemon.speaker
+        for nb in list(speaker.neighbors.values()) if speaker is not None else ():
+            for k, v in self.neighbor_counts(nb).items():
+                out[k] += v
+        return out
+
+    def neighbor_rows(self):
+        """[RpkiNeighborRoutes] per neighbour and family holding paths."""
+        out = []
+        speaker = self.daemon.speaker
+        nbs = list(speaker.neighbors.values()) if speaker is not None else ()
+        for fam, rib in sorted(self.daemon.ribs.items()):
+            for nb in nbs:
+                if rib.has_peer(nb.pid):
+                    m = rib.peer_marks(nb.pid)
+                    if any(m[1:]):
+                        out.append(ctl.RpkiNeighborRoutes(
+                            address=nb.address, family=family_name(fam), valid=m[VALID + 1],
+                            invalid=m[INVALID + 1], not_found=m[NOT_FOUND + 1]))
         return out
 
     def info(self) -> ctl.RpkiInfo:
@@ -510,4 +577,5 @@ class RpkiFeed(RtrObserver):
         return ctl.RpkiInfo(
             enabled=True, caches=caches, file=self.cfg.file, file_loaded=self.file_loaded, file_error=self.file_error,
             vrps={_FAMILY[afi]: self.vrps.count(afi) for afi in (AFI_IPV4, 2)}, aspas=len(self.aspas),
-            last_update=self.last_update, revalidated=self.revalidated, routes=self.route_counts())
+            last_update=self.last_update, revalidated=self.revalidated, routes=self.route_counts(),
+            neighbors=self.neighbor_rows())

@@ -26,7 +26,7 @@ from typing import AsyncIterator, Optional
 import msgspec
 
 from fastbgp.control import contract as ctl
-from fastbgp.rib.export import tag_source
+from fastbgp.rib.export import scope_of, tag_source
 from fastbgp.rib.policy import render_as_path
 from fastbgp.wire.communities import parse_community, parse_large_community
 from fastbgp.wire import codec, messages
@@ -239,6 +239,9 @@ class Views:
         d.default_export = str(cfg.default_export or "")
         d.prefix_limits = [ctl.PrefixLimitInfo(family=str(f), max=lim.max, restart_after=lim.restart_after)
                            for f, lim in sorted((cfg.prefix_limit or {}).items())]
+        rpki = self.daemon.rpki
+        if rpki is not None:
+            d.rpki = rpki.neighbor_counts(nb)  # kept per path by the RIB: no recount
         return d
 
     def summary(self, nb, cls, stats):
@@ -583,6 +586,11 @@ class Views:
                 if len(res) == 3:
                     o = g.export_prefix(src, res[0], res[1], (afi, addr, plen))
                     if o is None:
+                        continue
+                if src.scopes:
+                    # Our route offered to some neighbours only (Source.scopes).
+                    scope = scope_of(src, fam, bytes((plen,)) + addr[: (plen + 7) >> 3])
+                    if scope is not None and nb.address not in scope:
                         continue
                 base = route_base(memo, o[0], o[1])
                 out.append(ctl.Route(prefix=prefix_text(afi, addr, plen), source=source_name(d.sources, pid),

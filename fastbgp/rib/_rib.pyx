@@ -17,13 +17,14 @@ object per route:
 * per slot, the paths of that prefix sorted by (peer_id, path_id): one path
   is stored inline in the slot, two or more in a malloc'ed array sized
   exactly, and the index of the best path;
-* a path is 14 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
+* a path is 15 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
   (16 bits) and one 32-bit stamp: its receive time in the top 31 bits
   (seconds since RECEIVED_MIN, 2020-01-01, so until 2088; set when the
   path is added or its attributes change, kept when the same attributes
   are announced again -- "age since the last change", as BIRD keeps it;
   the clock is read once per call, not per prefix) and the RFC 4724 stale
-  flag in bit 0.
+  flag in bit 0; then one mark octet (``update``'s ``mark``, 0..3, counted
+  per peer by ``peer_marks``: the RPKI state of the path for the daemon).
 
 Bulk operations walk the packed NLRI straight from ParsedUpdate in two
 phases: apply every path change (recording the old best of each prefix the
@@ -86,11 +87,12 @@ cdef extern from *:
     /* pack(4): a pointer in the path union must not force 8-octet alignment,
        which would grow every IPv4 slot from 28 to 32 octets. */
     #pragma pack(push, 4)
-    /* pack(2) for the path record alone: 14 octets in the per-prefix
+    /* pack(1) for the path record alone: 15 octets in the per-prefix
        arrays a full table from many peers is made of (x86 and arm64 load
-       the 2-aligned words as they are). */
-    #pragma pack(push, 2)
-    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint32_t stamp; } RibPath;
+       unaligned words as they are); the mark octet (Rib.update's ``mark``)
+       costs nothing inline in a slot (28 / 40 octets either way). */
+    #pragma pack(push, 1)
+    typedef struct { uint32_t attr_id; uint32_t path_id; uint16_t peer; uint32_t stamp; uint8_t mark; } RibPath;
     #pragma pack(pop)
     typedef union { RibPath one; RibPath *many; } RibPaths;
     typedef struct { uint16_t n; uint16_t best; RibPaths u; } SlotBody;
@@ -174,6 +176,7 @@ cdef extern from *:
         uint32_t path_id
         uint16_t peer
         uint32_t stamp
+        uint8_t mark
     ctypedef union RibPaths:
         RibPath one
         RibPath *many
@@ -239,7 +242,7 @@ if (sizeof(AttrRec) != 4 * _attrs.WORDS or _attrs.F_ORIGINATOR_ID != F_ORIGINATO
         or (_attrs.W_LP_INV, _attrs.W_PATH, _attrs.W_MED, _attrs.W_NEIGHBOR_AS, _attrs.W_ORIGINATOR_ID,
             _attrs.W_CLUSTER_LEN, _attrs.W_FLAGS, _attrs.W_REFS) != (0, 1, 2, 3, 4, 5, 6, 7)):
     raise ImportError("fastbgp.rib._rib was built against another attribute record layout; rebuild it")
-if (RIB_RECV_MIN, RIB_RECV_MAX) != (RECEIVED_MIN, RECEIVED_MAX) or sizeof(RibPath) != 14:
+if (RIB_RECV_MIN, RIB_RECV_MAX) != (RECEIVED_MIN, RECEIVED_MAX) or sizeof(RibPath) != 15:
     raise ImportError("fastbgp.rib._rib was built with another receive-time range; rebuild it")
 
 
@@ -249,6 +252,7 @@ cdef struct PeerInfo:
     uint32_t router_id
     uint8_t addr[16]
     uint64_t npaths
+    uint64_t nmark[4]  # paths held per mark (Rib.update's ``mark``)
 
 
 cdef struct Item:
@@ -921,6 +925,7 @@ cdef class _Selection(_SlotTable):
         info.router_id = rec[1]
         memcpy(info.addr, <const char *>(<bytes>rec[2]), 16)
         info.npaths = 0
+        memset(info.nmark, 0, sizeof(info.nmark))
         self.peers[pid] = info
         self.peer_recs[pid] = rec
 
@@ -933,6 +938,12 @@ cdef class _Selection(_SlotTable):
 
     def peer_path_count(self, peer_id):
         return self.peers[self._check_peer(peer_id)].npaths
+
+    def peer_marks(self, peer_id):
+        """(paths of ``peer_id`` held with mark 0, 1, 2, 3): kept as paths
+        come and go, so reading it costs nothing."""
+        cdef PeerInfo *info = &self.peers[self._check_peer(peer_id)]
+        return (info.nmark[0], info.nmark[1], info.nmark[2], info.nmark[3])
 
     @cython.final
     cdef int _check_peer(self, peer_id) except -1:
@@ -1082,7 +1093,7 @@ cdef class _Changes(_Selection):
 
     @cython.final
     cdef size_t _apply_update(self, const unsigned char *p, Py_ssize_t n, bint addpath, int peer,
-                              uint32_t aid, uint32_t now) except? 0xFFFFFFFFFFFFFFFF:
+                              uint32_t aid, uint32_t now, uint8_t mark) except? 0xFFFFFFFFFFFFFFFF:
         """Phase 1 of update: store the paths; returns how many were added."""
         cdef Py_ssize_t pos = 0
         cdef char *s
@@ -1096,6 +1107,8 @@ cdef class _Changes(_Selection):
         np.attr_id = aid
         np.peer = <uint16_t>peer
         np.stamp = now
+        np.mark = mark
+        cdef uint64_t *nmark = self.peers[peer].nmark
         while pos < n:
             pos = self._parse_chunk(p, pos, n, addpath)
             for j in range(self.items.size()):
@@ -1118,6 +1131,11 @@ cdef class _Changes(_Selection):
                         # a stale path) keep the time of the last change.
                         paths[at].stamp = now
                     paths[at].stamp &= ~(<uint32_t>STALE)
+                    if paths[at].mark != mark:
+                        # A new mark alone is no route change (same age).
+                        nmark[paths[at].mark] -= 1
+                        nmark[mark] += 1
+                        paths[at].mark = mark
                 elif body.n >= MAXP:
                     self.refused += 1
                 else:
@@ -1127,6 +1145,7 @@ cdef class _Changes(_Selection):
                     added += 1
                     self.npaths += 1
                     self.peers[peer].npaths += 1
+                    nmark[mark] += 1
         return added
 
     @cython.final
@@ -1159,6 +1178,7 @@ cdef class _Changes(_Selection):
                 if not body.best & BEST_MARK:
                     self._touch(s, body)
                 self._decref(paths[at].attr_id)
+                self.peers[peer].nmark[paths[at].mark] -= 1
                 self._remove_path(body, at)
                 removed += 1
                 self.npaths -= 1
@@ -1247,6 +1267,7 @@ cdef class _Changes(_Selection):
                     old = paths[body.best]
                     had = True
                 self._decref(paths[j].attr_id)
+                self.peers[peer].nmark[paths[j].mark] -= 1
                 self._remove_path(body, j)
                 removed += 1
             if not had:
@@ -1281,13 +1302,17 @@ cdef class Rib(_Changes):
 
     # ------------------------------------------------------------ bulk operations
 
-    def update(self, peer_id, packed, bint addpath=False, attr_id=None, now=None):
+    def update(self, peer_id, packed, bint addpath=False, attr_id=None, now=None, int mark=0):
         """Store the paths of ``peer_id`` for every prefix of packed NLRI with
         the interned attributes ``attr_id`` (replacing that peer's previous
         path of the same path id; clearing its stale mark).  ``now``: the
         receive time (Unix seconds) of the paths added or changed; the clock
-        is read once per call when omitted."""
+        is read once per call when omitted.  ``mark`` (0..3) tags the paths
+        (a changed mark alone is no route change: no ChangeSet entry, same
+        age); ``peer_marks`` counts them."""
         cdef int peer = self._check_peer(peer_id)
+        if not 0 <= mark < 4:
+            raise ValueError("mark %r is not in 0..3" % (mark,))
         cdef uint32_t aid = self._check_attr(attr_id)
         # The clock read once per call (the twin reads time.time(): the
         # same whole Unix second).
@@ -1305,7 +1330,8 @@ cdef class Rib(_Changes):
         self._begin()
         self.touched.clear()
         try:
-            self._apply_update(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath, peer, aid, when)
+            self._apply_update(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath, peer, aid, when,
+                               <uint8_t>mark)
         except BaseException:
             self._abort()
             raise

@@ -24,6 +24,7 @@ IMPLEMENTATION = "python"
 PATH_STALE = 1  # RFC 4724 §4.2: kept across a restart until refreshed or swept
 MAX_PATHS = 0x7FFF  # paths per prefix (the compiled RIB keeps the count in 15 bits)
 MAX_PEER_ID = 0xFFFF  # peer ids are 16-bit in the compiled path record
+MARKS = 4  # path marks 0..3 (Rib.update's ``mark``; one octet in the compiled record)
 # Receive times: the compiled RIB keeps 31 bits of seconds since
 # RECEIVED_MIN beside the stale flag; earlier or later times are clamped.
 RECEIVED_MIN = 1577836800  # 2020-01-01T00:00:00Z
@@ -194,11 +195,13 @@ class Rib:
         full = (1 << self._bits) - 1
         self._masks = [full ^ ((1 << (self._bits - n)) - 1) for n in range(self._bits + 1)]
         # key (address << 8 | length) -> [best index or -1, path, path, ...];
-        # a path is (peer_id, path_id, attr_id, flags, received), sorted by
-        # (peer_id, path_id); received = Unix seconds of its last change.
+        # a path is (peer_id, path_id, attr_id, flags, received, mark),
+        # sorted by (peer_id, path_id); received = Unix seconds of its last
+        # change; mark = the caller's 2-bit tag (update's ``mark``).
         self._t = {}
         self._peers = {}  # peer_id -> peer_record tuple
         self._peer_paths = {}  # peer_id -> paths held
+        self._peer_marks = {}  # peer_id -> [paths held with mark 0, 1, 2, 3]
         self._len_count = [0] * (self._bits + 1)
         self._npaths = 0
         self.refused = 0  # paths not stored because a prefix had MAX_PATHS
@@ -211,11 +214,13 @@ class Rib:
             raise ValueError("peer %d still has paths: drop_peer first" % peer_id)
         self._peers[peer_id] = rec
         self._peer_paths[peer_id] = 0
+        self._peer_marks[peer_id] = [0] * MARKS
 
     def remove_peer(self, peer_id):
         cs = self.drop_peer(peer_id)
         del self._peers[peer_id]
         del self._peer_paths[peer_id]
+        del self._peer_marks[peer_id]
         return cs
 
     def has_peer(self, peer_id):
@@ -227,6 +232,12 @@ class Rib:
     def peer_path_count(self, peer_id):
         self._peer(peer_id)
         return self._peer_paths[peer_id]
+
+    def peer_marks(self, peer_id):
+        """(paths of ``peer_id`` held with mark 0, 1, 2, 3): kept as paths
+        come and go, so reading it costs nothing."""
+        self._peer(peer_id)
+        return tuple(self._peer_marks[peer_id])
 
     def _peer(self, peer_id):
         rec = self._peers.get(peer_id)
@@ -350,13 +361,18 @@ class Rib:
 
     # ------------------------------------------------------------ bulk operations
 
-    def update(self, peer_id, packed, addpath=False, attr_id=None, now=None):
+    def update(self, peer_id, packed, addpath=False, attr_id=None, now=None, mark=0):
         """Store the paths of ``peer_id`` for every prefix of packed NLRI with
         the interned attributes ``attr_id`` (replacing that peer's previous
         path of the same path id; clearing its stale mark).  ``now``: the
         receive time (Unix seconds) of the paths added or changed; the clock
-        is read once per call when omitted."""
+        is read once per call when omitted.  ``mark`` (0..3) tags the paths
+        (a changed mark alone is no route change: no ChangeSet entry, same
+        age); ``peer_marks`` counts them."""
         self._peer(peer_id)
+        if not 0 <= mark < MARKS:
+            raise ValueError("mark %r is not in 0..3" % (mark,))
+        marks = self._peer_marks[peer_id]
         table = self.attrs
         if not table.is_live(attr_id):
             raise KeyError("attribute id %r is not allocated" % (attr_id,))
@@ -400,11 +416,14 @@ class Rib:
                     # attributes again (a refresh, RFC 4724 re-learning a
                     # stale path) keep the time of the last change.
                     when = now
-                e[found] = (peer_id, pid, attr_id, q[3] & ~PATH_STALE, when)
+                marks[q[5]] -= 1
+                marks[mark] += 1
+                e[found] = (peer_id, pid, attr_id, q[3] & ~PATH_STALE, when, mark)
             elif len(e) - 1 >= MAX_PATHS:
                 self.refused += 1
             else:
-                e.insert(ins, (peer_id, pid, attr_id, 0, now))
+                e.insert(ins, (peer_id, pid, attr_id, 0, now, mark))
+                marks[mark] += 1
                 rec[ri] += 1
                 added += 1
         self._npaths += added
@@ -454,6 +473,7 @@ class Rib:
             if key not in touched:
                 touched[key] = self._triple(e)
             q = e.pop(found)
+            self._peer_marks[peer_id][q[5]] -= 1
             oi = q[2] * WORDS + W_REFS
             rec[oi] -= 1
             if rec[oi] == 0:
@@ -505,6 +525,7 @@ class Rib:
                         old = self._triple(e)
                         hit = True
                     del e[j]
+                    self._peer_marks[peer_id][q[5]] -= 1
                     oi = q[2] * WORDS + W_REFS
                     rec[oi] -= 1
                     if rec[oi] == 0:
@@ -560,7 +581,7 @@ class Rib:
             for j in range(1, len(e)):
                 q = e[j]
                 if q[0] == peer_id:
-                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE, q[4])
+                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE, q[4], q[5])
                     marked += 1
         return marked
 
@@ -638,7 +659,7 @@ class Rib:
         e = self._entry(prefix)
         if e is None:
             return []
-        return list(e[1:]) if received else [q[:4] for q in e[1:]]
+        return [q[:5] for q in e[1:]] if received else [q[:4] for q in e[1:]]
 
     def best_path(self, prefix, received=False):
         """(peer_id, path_id, attr_id, flags) of the best path, or None;
@@ -647,7 +668,7 @@ class Rib:
         if e is None or e[0] < 0:
             return None
         q = e[e[0] + 1]
-        return q if received else q[:4]
+        return q[:5] if received else q[:4]
 
     def best_received(self, packed):
         """[(peer_id, received) of the best path, or None] for each prefix of
