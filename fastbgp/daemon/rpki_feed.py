@@ -10,30 +10,43 @@ Both report through the one observer interface,
 :class:`fastbgp.rpki.client.RtrObserver`; with both configured each keeps
 its own tables and the published ones are their union (:class:`SourceInput`).
 
-Validation at import (called by ``fastbgp.daemon.importer``): one
-``VrpTable.validate_packed`` per UPDATE and family (the prefixes of an
-UPDATE share one AS_PATH, hence one origin, RFC 6811 §2), giving one state
-octet per prefix; the prefixes are then grouped by state (nothing to do
-when they all agree, else ``partition_packed``: compiled, one pass, no
-Python object per prefix) and each group goes through
-the import policy with its state in the policy context.  ASPA verification
-(draft-ietf-sidrops-aspa-verification) depends on the AS_PATH and the
-neighbour only, so it is computed once per attribute set.  Only neighbours
-whose import chain has an ``rpki`` / ``aspa`` condition pay for this.
+Validation at import (called by ``fastbgp.daemon.importer``): every path
+of every neighbour, one ``VrpTable.validate_packed`` per UPDATE and family
+(the prefixes of an UPDATE share one AS_PATH, hence one origin, RFC 6811
+§2), giving one state octet per prefix; the prefixes are then grouped by
+state (nothing to do when they all agree, else ``partition_packed``:
+compiled, one pass, no Python object per prefix) and each group goes
+through the import policy (with its state in the policy context when the
+chain has an ``rpki`` condition) and into the RIB with its state.  ASPA
+verification (draft-ietf-sidrops-aspa-verification) depends on the AS_PATH
+and the neighbour only, so it is computed once per attribute set, and only
+for neighbours whose import chain has an ``aspa`` condition.
 
-Per-path state: the RFC 6811 state of a path is a function of its prefix,
-the origin AS of its attribute set and the VRP table, and the RIB's path
-record already holds the attribute set id, so the state is derived from those in bulk (``validate_packed`` per attribute
-group) when it is shown (``fastbgp global rib``, the API) or counted
-(metrics) rather than stored a second time: it is never stale.
+Per-path state: the RIB keeps one mark octet per path (``Rib.update``'s
+``mark``: 0 not validated, else the state + 1, :func:`path_mark`) and
+counts the marks per peer as paths come, change and go
+(``Rib.peer_marks``), so the per-neighbour and total counts (API, CLI,
+gauges) are read, never recounted.  ``fastbgp global rib`` shows the state
+computed from the prefix and origin (``path_state``).
+
+RFC 8097 signalling: while some iBGP neighbour has ``rpki-signal``, each
+stored path carries its state in the origin validation state extended
+community (``with_state``: once per attribute set and state, so attribute
+sets split by state at most three ways); the export keeps it for the
+update groups of those neighbours only (``fastbgp.rpki.community.export_ext``,
+once per attribute set and group).  From an iBGP neighbour with
+``rpki-accept-signal`` a received community gives the state instead of the
+VRPs (``states``).
 
 Incremental re-validation: every VRP added or removed marks its prefix in
 a per-family "changed" table (a VrpTable holding the changed prefixes with
 AS 0, which matches nothing: validating a route against it answers Invalid
 exactly when a changed VRP covers it, ``fastbgp.rpki.vrp.covered_range``).
 A task then re-imports, from the pre-policy Adj-RIB-In the importer keeps
-for every neighbour whose import chain uses ``rpki``, only the covered
-paths; the RIB update that follows changes nothing for paths whose policy
+for every neighbour whose import chain uses ``rpki`` (every neighbour while
+RFC 8097 signalling is on), only the covered paths, and re-marks in the RIB
+the covered paths of the other neighbours (``remark``: same attribute id,
+new mark, nothing exported); the RIB update that follows changes nothing for paths whose policy
 verdict is unchanged, and the normal export sends the rest.  An ASPA
 change re-imports every path of the neighbours whose chain uses ``aspa``.
 One neighbour and family are re-imported in one go (the snapshot of its

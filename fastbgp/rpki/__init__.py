@@ -17,7 +17,9 @@ Owns:
 * ``files.py``: the static source (rpki-client / stayrtr JSON), loaded into
   the same tables with the same change reports (``load_into``);
 * ``sync.py``: full-set differences and applying changes to the tables.
-* ``community.py``: the RFC 8097 origin validation state extended community.
+* ``community.py``: the RFC 8097 origin validation state extended community
+  (the value, reading / setting it in an attribute block, and what the
+  export keeps: ``export_ext``, RFC 4360 §2 non-transitive ones never to eBGP).
 
 Does no BGP: the RIB asks for a state per path (``VrpTable.validate_packed``
 with ``origin.origin_as``) and re-validates the routes in
