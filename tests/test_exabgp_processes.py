@@ -380,6 +380,9 @@ def test_selectors_extended_communities_and_path_ids(run, tmp_path):
             assert ra["10.8.0.0/24"].ext_communities == ["target:65000:7", "origin:192.0.2.1:3"]
             for n in (nb, nc):
                 assert "10.8.0.0/24" not in n.received()
+            # The API's Adj-RIB-Out view says the same (views.adj_rib_out).
+            assert "10.8.0.0/24" in {r.prefix for r in d.adj_rib_out(a_addr, "ipv4-unicast")}
+            assert "10.8.0.0/24" not in {r.prefix for r in d.adj_rib_out(b_addr, "ipv4-unicast")}
             assert "10.8.2.0/24" not in nc.received()
             assert ra["10.8.1.0/24"].med == 20 and nb.received()["10.8.1.0/24"].med == 20
             # From the file: scoped to B with its extended community, and two

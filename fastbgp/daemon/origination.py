@@ -148,7 +148,7 @@ class Originator:
         if self.local_routes[fam].pop(packed, None) is None:
             # Injected routes (mrt inject) are not listed one by one: look in
             # the RIB itself for a path of ours.
-            if not self.injected.get(fam) or not self.has_local_path(fam, packed):
+            if not self.injected.get(fam) or _prefix_of(packed) is not packed or not self.has_local_path(fam, packed):
                 return False
         addpath = _prefix_of(packed) is not packed
         if self.exporter.addpath_groups(fam):
