@@ -120,3 +120,33 @@ def test_command_shaped_tokens_parse_or_are_refused(tokens):
         parse_command(" ".join(tokens))
     except CommandError:
         pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, (1 << 64) - 1))
+def test_extended_community_text_parses_back(value):
+    """wire.communities: what format_ext_community writes parses back to
+    the same eight octets (RFC 4360), but for a four-octet AS below 65536
+    (shown like a two-octet one); the 0x form always does."""
+    from fastbgp.wire.communities import format_ext_community, parse_ext_community
+
+    text = format_ext_community(value)
+    assert parse_ext_community("0x%016x" % value) == value
+    t, sub, asn = value >> 56, (value >> 48) & 0xFF, (value >> 16) & 0xFFFFFFFF
+    if not (t == 0x02 and sub in (2, 3) and asn <= 0xFFFF):
+        assert parse_ext_community(text) == value
+
+
+def test_table_dump_line_carries_extended_communities():
+    import json
+
+    from fastbgp.control import contract as ctl
+    from fastbgp.control.exabgp_json import PeerInfo, make_encoder
+    from fastbgp.daemon.processes import ProcessManager
+
+    r = ctl.Route(prefix="10.0.0.0/24", next_hop="192.0.2.1", as_path=[65001], ext_communities=["target:65000:7"],
+                  source="192.0.2.1")
+    line = ProcessManager.route_line(make_encoder("json"), {"192.0.2.1": PeerInfo(peer_address="192.0.2.1")},
+                                     "ipv4-unicast", r)
+    attr = json.loads(line)["neighbor"]["message"]["update"]["attribute"]
+    assert attr["extended-community"] == [{"value": (2 << 48) | (65000 << 32) | 7, "string": "target:65000:7"}]

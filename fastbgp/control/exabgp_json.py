@@ -210,7 +210,8 @@ def _dump_family(name: str) -> str:
 def route_attributes(attrs: dict, api_version: int = 4) -> dict:
     """The ``attribute`` object of a RIB entry: ``attrs`` holds origin
     (name), as_path (ASNs, a nested list for an AS_SET), med, local_pref,
-    communities (ints) and large_communities (triples)."""
+    communities (ints), large_communities (triples) and ext_communities
+    (64-bit ints)."""
     out = {"origin": attrs.get("origin") or "igp"}
     path = attrs.get("as_path") or []
     if api_version >= 5:
@@ -240,6 +241,9 @@ def route_attributes(attrs: dict, api_version: int = 4) -> dict:
         out["community"] = [[c >> 16, c & 0xFFFF] for c in attrs["communities"]]
     if attrs.get("large_communities"):
         out["large-community"] = [list(c) for c in attrs["large_communities"]]
+    if attrs.get("ext_communities"):
+        # The same spelling as a received UPDATE's (exa_attributes).
+        out["extended-community"] = [{"value": v, "string": exa_ext_community(v)} for v in attrs["ext_communities"]]
     return out
 
 

@@ -46,7 +46,7 @@ from fastbgp.control import contract as ctl
 from fastbgp.control.exabgp_json import PeerInfo, make_encoder
 from fastbgp.session.fsm import State
 from fastbgp.wire import codec
-from fastbgp.wire.communities import parse_community
+from fastbgp.wire.communities import parse_community, parse_ext_community
 from fastbgp.wire.messages import decode_open
 from fastbgp.daemon.common import SLICE_SECONDS
 
@@ -478,6 +478,7 @@ class ProcessManager:
             "origin": r.origin, "as_path": r.as_path, "med": r.med, "local_pref": r.local_pref,
             "communities": [parse_community(c) for c in r.communities],
             "large_communities": [tuple(int(x) for x in c.split(":")) for c in r.large_communities],
+            "ext_communities": [parse_ext_community(c) for c in r.ext_communities],
         })
 
     # -- events from the daemon --------------------------------------------------------------------

@@ -161,7 +161,9 @@ def parse_ext_community(text) -> int:
     a two-octet AS (type 0x00, ``N`` 32 bits, RFC 4360 §3.1), an IPv4
     address (type 0x01, ``N`` 16 bits, §3.2) or a four-octet AS above 65535
     (type 0x02, ``N`` 16 bits, RFC 5668 §2); or 16 hex digits after
-    ``0x`` (any type, as sent).  ValueError otherwise."""
+    ``0x`` (any type, as sent).  ValueError otherwise.  (A four-octet AS
+    specific value whose AS is below 65536 is shown like a two-octet one;
+    only its ``0x`` form parses back to the same type.)"""
     s = str(text).strip().lower()
     if s.startswith("0x"):
         digits = s[2:]
