@@ -554,6 +554,8 @@ _mark_op = st.one_of(
               st.integers(0, 1), st.integers(0, 3)),
     st.tuples(st.just("withdraw"), st.integers(1, 3), st.lists(st.sampled_from(_MARK_PREFIXES), min_size=1,
                                                                max_size=4)),
+    st.tuples(st.just("set"), st.integers(1, 3), st.lists(st.sampled_from(_MARK_PREFIXES), min_size=1, max_size=4),
+              st.integers(0, 3)),
     st.tuples(st.just("drop"), st.integers(1, 3)),
     st.tuples(st.just("stale"), st.integers(1, 3)),
     st.tuples(st.just("sweep"), st.integers(1, 3)),
@@ -576,7 +578,8 @@ def test_rib_marks_counted_per_peer_in_both_twins(ops):
     """Rib.update's ``mark`` (the daemon's RFC 6811 state per path) is kept
     per path and counted per peer as paths come, change and go; both twins
     agree with a plain model after every operation, and a changed mark
-    alone is no route change (empty ChangeSet, age kept)."""
+    alone is no route change (empty ChangeSet, age kept).  ``set_mark``
+    (re-validation) changes the mark only, never the stale flag."""
     from fastbgp import rib as rib_pkg
     from fastbgp.rib.attrs import AttrTable
     from fastbgp.testing.plugin import implementation
@@ -599,6 +602,8 @@ def test_rib_marks_counted_per_peer_in_both_twins(ops):
                 outs.append(r.update(peer, _packed(op[2]), False, aids[op[3]], now=1_700_000_000 + step, mark=op[4]))
             elif kind == "withdraw":
                 outs.append(r.withdraw(peer, _packed(op[2])))
+            elif kind == "set":
+                outs.append(r.set_mark(peer, _packed(op[2]), False, op[3]))
             elif kind == "drop":
                 outs.append(r.drop_peer(peer))
             elif kind == "stale":
@@ -606,12 +611,21 @@ def test_rib_marks_counted_per_peer_in_both_twins(ops):
             else:
                 outs.append(r.sweep_stale(peer))
         assert outs[0] == outs[1], op
+        assert [r.paths(p) for p in _MARK_PREFIXES for r in (worlds[0][0],)] == \
+            [worlds[1][0].paths(p) for p in _MARK_PREFIXES], op
         if kind == "update":
             for p in op[2]:
                 model[(peer, p)] = [op[4], False]
         elif kind == "withdraw":
             for p in op[2]:
                 model.pop((peer, p), None)
+        elif kind == "set":
+            # Only the mark: a stale path stays stale (swept below).
+            want = sum(1 for p in set(op[2]) if (peer, p) in model and model[(peer, p)][0] != op[3])
+            assert outs[0] == want, op
+            for p in op[2]:
+                if (peer, p) in model:
+                    model[(peer, p)][0] = op[3]
         elif kind == "drop":
             model = {k: v for k, v in model.items() if k[0] != peer}
         elif kind == "stale":

@@ -488,8 +488,8 @@ class RpkiFeed(RtrObserver):
     def remark(self, nb, fam, delta):
         """A neighbour whose import does not depend on the state: its
         post-policy paths under a VRP of ``delta`` (all when None) get
-        their new state in the RIB only (``Rib.update`` with the same
-        attribute id changes the mark, nothing else: no export).  Returns
+        their new state in the RIB only (``Rib.set_mark``: not the
+        attributes, age or RFC 4724 stale flag; nothing to export).  Returns
         how many paths."""
         d = self.daemon
         rib = d.ribs.get(fam)
@@ -506,7 +506,7 @@ class RpkiFeed(RtrObserver):
             _pid, attrs, _nh = tag_source(d.attrs, aid)
             states = self.vrps.validate_packed(fam[0], packed, self.origin(attrs), addpath)
             for state, part in split_by_state(states, packed, addpath):
-                rib.update(nb.pid, part, addpath, aid, mark=path_mark(state))
+                rib.set_mark(nb.pid, part, addpath, path_mark(state))
         return n
 
     def reimport(self, nb, fam, delta):

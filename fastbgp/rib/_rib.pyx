@@ -1349,6 +1349,45 @@ cdef class Rib(_Changes):
         self._collect_zero()
         return self._finish()
 
+    def set_mark(self, peer_id, packed, bint addpath=False, int mark=0):
+        """Set the mark (``update``'s ``mark``) of the paths ``peer_id``
+        holds for the prefixes of packed NLRI; nothing else changes (not the
+        attributes, age, stale flag or best path: no ChangeSet).  Returns
+        how many paths changed mark."""
+        cdef int peer = self._check_peer(peer_id)
+        if not 0 <= mark < 4:
+            raise ValueError("mark %r is not in 0..3" % (mark,))
+        cdef bytes b = _as_bytes(packed)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+        if self._validate(b, addpath) == 0:
+            return 0
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t pos = 0
+        cdef char *s
+        cdef SlotBody *body
+        cdef RibPath *paths
+        cdef Item *it
+        cdef bint found
+        cdef int at
+        cdef size_t j, changed = 0
+        cdef uint64_t *nmark = self.peers[peer].nmark
+        while pos < n:
+            pos = self._parse_chunk(p, pos, n, addpath)
+            for j in range(self.items.size()):
+                it = &self.items[j]
+                s = self._find_at(&it.key, it.home)
+                if s == NULL:
+                    continue
+                body = self._body(s)
+                paths = _paths(body)
+                at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
+                if found and paths[at].mark != mark:
+                    nmark[paths[at].mark] -= 1
+                    nmark[mark] += 1
+                    paths[at].mark = <uint8_t>mark
+                    changed += 1
+        return changed
+
     def withdraw(self, peer_id, packed, bint addpath=False):
         """Remove the paths of ``peer_id`` for every prefix of packed NLRI
         (unknown prefixes and paths are ignored, RFC 4271 §9 has no error for

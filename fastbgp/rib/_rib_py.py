@@ -445,6 +445,31 @@ class Rib:
             table.collect(zero)
         return make_changeset({g: bytes(b) for g, b in groups.items()}, b"", n_ann, 0)
 
+    def set_mark(self, peer_id, packed, addpath=False, mark=0):
+        """Set the mark (``update``'s ``mark``) of the paths ``peer_id``
+        holds for the prefixes of packed NLRI; nothing else changes (not the
+        attributes, age, stale flag or best path: no ChangeSet).  Returns
+        how many paths changed mark."""
+        self._peer(peer_id)
+        if not 0 <= mark < MARKS:
+            raise ValueError("mark %r is not in 0..3" % (mark,))
+        marks = self._peer_marks[peer_id]
+        changed = 0
+        for pid, key in self._parse(packed, addpath):
+            e = self._t.get(key)
+            if e is None:
+                continue
+            for j in range(1, len(e)):
+                q = e[j]
+                if q[0] == peer_id and q[1] == pid:
+                    if q[5] != mark:
+                        marks[q[5]] -= 1
+                        marks[mark] += 1
+                        e[j] = q[:5] + (mark,)
+                        changed += 1
+                    break
+        return changed
+
     def withdraw(self, peer_id, packed, addpath=False):
         """Remove the paths of ``peer_id`` for every prefix of packed NLRI
         (unknown prefixes and paths are ignored, RFC 4271 §9 has no error for
