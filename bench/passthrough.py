@@ -52,22 +52,32 @@ BASE = 16 << 24  # prefixes 16.0.0.0/24 upwards: 1M /24 end at 31.255.255.0/24
 # ============================================================== speakers
 
 
-def _status(path, **event):
+def write_status(path, **event):
     event["t"] = time.monotonic()
     with open(path, "a") as f:
         f.write(json.dumps(event) + "\n")
 
 
-class _Peer:
+class Peer:
     """A minimal BGP speaker over a uvloop Protocol: OPEN exchange,
-    keepalives, and a hook per UPDATE body."""
+    keepalives, and a hook per UPDATE body.
 
-    def __init__(self, asn, router_id, status, on_update=None, on_established=None):
+    ``hold`` is the Hold Time offered in the OPEN; keepalives go out every
+    hold/3 seconds (RFC 4271 §10), so a short hold time stays up.  ``afi``
+    is the one unicast family offered (1 IPv4, 2 IPv6); ``on_keepalive``
+    is called with the arrival time of each KEEPALIVE (bench/scale.py
+    checks the target's keepalives are on time while it is loaded)."""
+
+    def __init__(self, asn, router_id, status, on_update=None, on_established=None, hold=240, afi=1,
+                 on_keepalive=None):
         self.asn = asn
         self.router_id = router_id
         self.status = status
         self.on_update = on_update
         self.on_established = on_established
+        self.hold = hold
+        self.afi = afi
+        self.on_keepalive = on_keepalive
         self.transport = None
         self.established = False
         self.closed = asyncio.get_event_loop().create_future()
@@ -78,8 +88,8 @@ class _Peer:
 
         self.transport = transport
         self.reader = codec.MessageReader()
-        pairs = caps.encode_all([caps.Multiprotocol(1, 1), caps.RouteRefresh(), caps.FourOctetAS(self.asn)])
-        transport.write(codec.build_open(self.asn if self.asn < 65536 else 23456, 240, self.router_id, pairs))
+        pairs = caps.encode_all([caps.Multiprotocol(self.afi, 1), caps.RouteRefresh(), caps.FourOctetAS(self.asn)])
+        transport.write(codec.build_open(self.asn if self.asn < 65536 else 23456, self.hold, self.router_id, pairs))
 
     def data_received(self, data):
         from fastbgp.wire import codec
@@ -91,25 +101,27 @@ class _Peer:
             elif mtype == 1:
                 self.transport.write(codec.KEEPALIVE)
             elif mtype == 4:
+                if self.on_keepalive is not None:
+                    self.on_keepalive(time.monotonic())
                 if not self.established:
                     self.established = True
-                    _status(self.status, event="established")
+                    write_status(self.status, event="established")
                     loop = asyncio.get_event_loop()
-                    loop.call_later(60, self._keepalive)
+                    loop.call_later(self.hold / 3, self._keepalive)
                     if self.on_established is not None:
                         self.on_established()
             elif mtype == 3:
-                _status(self.status, event="notification", data=bytes(body).hex())
+                write_status(self.status, event="notification", data=bytes(body).hex())
 
     def _keepalive(self):
         from fastbgp.wire import codec
 
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(codec.KEEPALIVE)
-            asyncio.get_event_loop().call_later(60, self._keepalive)
+            asyncio.get_event_loop().call_later(self.hold / 3, self._keepalive)
 
     def connection_lost(self, exc):
-        _status(self.status, event="closed", error=str(exc))
+        write_status(self.status, event="closed", error=str(exc))
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -156,13 +168,13 @@ async def _sender(args):
 
     loop = asyncio.get_running_loop()
     msgs = build_table(args.first, args.count, args.groups, args.asn, args.local)
-    _status(args.status, event="ready", messages=len(msgs), octets=sum(map(len, msgs)))
+    write_status(args.status, event="ready", messages=len(msgs), octets=sum(map(len, msgs)))
     go = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, go.set)
-    peer = _Peer(args.asn, int(ipaddress.IPv4Address(args.local)), args.status)
-    await _connect(loop, lambda: peer, args.target, args.port, args.local)
+    peer = Peer(args.asn, int(ipaddress.IPv4Address(args.local)), args.status)
+    await connect(loop, lambda: peer, args.target, args.port, args.local)
     await go.wait()
-    _status(args.status, event="go")
+    write_status(args.status, event="go")
     peer.transport.writelines(msgs)
     await peer.closed
 
@@ -181,22 +193,22 @@ async def _receiver(args):
         p = codec.parse_update(body, ctx)
         if state["first"] is None and p.n_announced:
             state["first"] = True
-            _status(args.status, event="first")
+            write_status(args.status, event="first")
         state["ann"] += p.n_announced
         state["wd"] += p.n_withdrawn
         if state["ann"] >= state["next"]:
             state["next"] += 100_000
-            _status(args.status, event="progress", announced=state["ann"], withdrawn=state["wd"])
+            write_status(args.status, event="progress", announced=state["ann"], withdrawn=state["wd"])
         if not state["done"] and state["ann"] - state["wd"] >= want:
             state["done"] = True
-            _status(args.status, event="done", announced=state["ann"], withdrawn=state["wd"])
+            write_status(args.status, event="done", announced=state["ann"], withdrawn=state["wd"])
 
-    peer = _Peer(args.asn, int(ipaddress.IPv4Address(args.local)), args.status, on_update=on_update)
-    await _connect(loop, lambda: peer, args.target, args.port, args.local)
+    peer = Peer(args.asn, int(ipaddress.IPv4Address(args.local)), args.status, on_update=on_update)
+    await connect(loop, lambda: peer, args.target, args.port, args.local)
     await peer.closed
 
 
-async def _connect(loop, factory, host, port, local):
+async def connect(loop, factory, host, port, local):
     deadline = loop.time() + 60
     while True:
         try:
@@ -223,7 +235,7 @@ def _role_main(args):
 # ============================================================== orchestration
 
 
-def _rss(pid):
+def rss_mb(pid):
     """(VmRSS, VmHWM) in MB of a process and its threads."""
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -234,7 +246,7 @@ def _rss(pid):
     return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
 
 
-def _events(path):
+def read_events(path):
     try:
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
@@ -242,10 +254,10 @@ def _events(path):
         return []
 
 
-def _wait_event(path, name, timeout, procs=()):
+def wait_event(path, name, timeout, procs=()):
     deadline = time.monotonic() + timeout
     while True:
-        for ev in _events(path):
+        for ev in read_events(path):
             if ev["event"] == name:
                 return ev
             if ev["event"] == "notification":
@@ -283,7 +295,7 @@ def _fastbgp_config(t, senders, receiver, rs):
 PROFILE = None  # --profile: py-spy output file for the fastbgp target
 
 
-def _start_target(kind, lab, t, senders, receiver, rs):
+def start_target(kind, lab, t, senders, receiver, rs):
     """(pid to measure, process, stop function)."""
     from fastbgp.testing import lab as L
 
@@ -341,7 +353,7 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
         t = lab.add_host("t", ipv6=None)
         r = lab.add_host("r", ipv6=None)
         ss = [lab.add_host("s%d" % i, ipv6=None) for i in range(n_senders)]
-        pid, tproc, stop = _start_target(kind, lab, t, ss, r, rs)
+        pid, tproc, stop = start_target(kind, lab, t, ss, r, rs)
         me = os.path.abspath(__file__)
         procs = [tproc]
         try:
@@ -349,7 +361,7 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
             rp = r.popen([sys.executable, me, "--role", "receiver", "--target", t.ipv4, "--local", r.ipv4,
                           "--asn", str(RECEIVER_AS), "--count", str(prefixes), "--status", rstat], cwd=ROOT)
             procs.append(rp)
-            _wait_event(rstat, "established", 60, procs)
+            wait_event(rstat, "established", 60, procs)
             per = prefixes // n_senders
             sstats = []
             sprocs = []
@@ -362,23 +374,23 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
                 sprocs.append(sp)
             procs += sprocs
             for st in sstats:
-                _wait_event(st, "established", 120, procs)
+                wait_event(st, "established", 120, procs)
             time.sleep(1.0)  # let the target settle (timers, first keepalives)
-            idle = _rss(pid)
+            idle = rss_mb(pid)
             for sp in sprocs:
                 os.kill(sp.pid, signal.SIGUSR1)
-            go = min(_wait_event(st, "go", 30, procs)["t"] for st in sstats)
+            go = min(wait_event(st, "go", 30, procs)["t"] for st in sstats)
             try:
-                done = _wait_event(rstat, "done", timeout, procs)
+                done = wait_event(rstat, "done", timeout, procs)
             except TimeoutError:
-                prog = [e for e in _events(rstat) if e["event"] == "progress"]
+                prog = [e for e in read_events(rstat) if e["event"] == "progress"]
                 have = prog[-1]["announced"] if prog else 0
                 raise TimeoutError("> %gs (timeout; %s of %s at the receiver)"
                                    % (timeout, "{:,}".format(have), "{:,}".format(prefixes))) from None
             seconds = done["t"] - go
-            loaded = _rss(pid)
+            loaded = rss_mb(pid)
             time.sleep(0.5)
-            loaded = max(loaded, _rss(pid))
+            loaded = max(loaded, rss_mb(pid))
             return {"target": kind, "shape": shape, "prefixes": prefixes, "senders": n_senders,
                     "seconds": seconds, "rss_idle_mb": idle[0], "rss_mb": loaded[0], "hwm_mb": loaded[1],
                     "received": done.get("announced"), "withdrawn": done.get("withdrawn")}
