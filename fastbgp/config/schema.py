@@ -185,6 +185,10 @@ class RouteServerPolicy(ConfigStruct):
     # A client may only announce its own address as next hop (or one of its
     # ``route-server-next-hops``); other routes are rejected.
     next_hop_check: bool = False
+    # RFC 7947 §2.3.2.1: when a client's export decision rejects the best
+    # path of a prefix, send it the best path that passes instead (path
+    # hiding mitigation, as BIRD's `secondary`).  See fastbgp.rib.route_server.
+    path_hiding: Annotated[bool, Meta(description="send a client the best path its export accepts")] = True
 
 
 class Confederation(ConfigStruct):

@@ -18,6 +18,7 @@ going), the daemon's neighbours (join, redump, leave) and reload.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import deque
 
@@ -25,7 +26,7 @@ from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, re
 from fastbgp.rib.export import PathRanker, prefix_entries, self_next_hops, tag_source
 from fastbgp.rib.confed import of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
-from fastbgp.rib.route_server import settings as route_server_settings
+from fastbgp.rib.route_server import PathHiding, settings as route_server_settings
 from fastbgp.wire import codec
 from fastbgp.wire.constants import (
     AFI_IPV4,
@@ -209,6 +210,10 @@ class Exporter:
         """Hand a Loc-RIB ChangeSet to the update groups of its family.
         ``fresh``: every prefix in it is new to the Loc-RIB (see
         :meth:`fastbgp.daemon.importer.Importer.update_rib`)."""
+        if heavy:
+            # A whole-peer change (down, sweep, ...) may take non-best paths
+            # that path hiding chose: those prefixes are chosen again, after.
+            self.submit_rehide(fam, cs)
         if not cs:
             return
         self.changes += 1
@@ -219,6 +224,84 @@ class Exporter:
         delta = Delta.from_changeset(fam, cs, self.daemon.attrs)
         delta.fresh = fresh
         self.queue.submit(self.run_delta(delta), heavy=heavy or delta.n > INLINE_LIMIT)
+
+    # -- RFC 7947 §2.3 path hiding (fastbgp.rib.route_server.PathHiding) --------------------------
+
+    def hiding_groups(self, fam):
+        return [g for g in self.groups_of(fam, False) if g.hiding is not None]
+
+    def set_hiding(self, g):
+        """Path hiding on or off for group ``g`` as configured; True when
+        that changed."""
+        rs = getattr(self.daemon.config.global_, "route_server", None)
+        on = g.kind == RS and not g.addpath and rs is not None and rs.path_hiding
+        if on == (g.hiding is not None):
+            return False
+        g.hiding = PathHiding(self.ranker, lambda aid: tag_source(self.daemon.attrs, aid)) if on else None
+        return True
+
+    def submit_rehide(self, fam, cs=None):
+        if any(g.hiding.chosen for g in self.hiding_groups(fam)):
+            self.queue.submit(self.rehide_chosen(fam), heavy=True)
+
+    def rehide_chosen(self, fam):
+        """Export work: every prefix of every group sent a non-best path is
+        chosen again."""
+        sources = self.daemon.sources
+        for g in self.hiding_groups(fam):
+            entries = list(g.hiding.chosen)
+            for i in range(0, len(entries), BEST_N_SLICE):
+                out = g.rehide(entries[i:i + BEST_N_SLICE], sources)
+                if out:
+                    distribute(g, out)
+                yield
+
+    def hiding_touch(self, fam, pid, packed, addpath, aid, cs):
+        """After the RIB took an UPDATE of ``pid`` (``aid``: the attribute
+        id announced, None for a withdrawal) whose Loc-RIB change was
+        ``cs``: path hiding chooses again where a non-best path changed --
+        a prefix sent a non-best path, or (an announcement) one whose best
+        the group rejects while the new path passes.  Nothing to do, per
+        group, when every prefix's best changed (``cs`` covers them all:
+        UpdateGroup.process decides those)."""
+        try:
+            n = codec.count_prefixes(packed, fam[0], addpath)
+        except ValueError:
+            return
+        if cs and cs.n_announced + cs.n_withdrawn >= n and not addpath:
+            return
+        if not self.hiding_groups(fam):
+            return
+        src = self.daemon.sources.get(pid)
+        new = None if aid is None or src is None else tag_source(self.daemon.attrs, aid)
+        entries = prefix_entries(packed, fam[0], addpath)
+        self.queue.submit(self.rehide_touched(fam, entries, src, new))
+
+    def rehide_touched(self, fam, entries, src, new):
+        rib = self.daemon.ribs[fam]
+        sources = self.daemon.sources
+        width = 4 if fam[0] == AFI_IPV4 else 16
+        for g in self.hiding_groups(fam):
+            chosen = g.hiding.chosen
+            todo = [e for e in entries if e in chosen]
+            if new is not None and g.export(src, new[1], new[2]) is not None:
+                done = set(todo)
+                for e in entries:
+                    if e in done:
+                        continue
+                    best = rib.best_path(ipaddress.ip_network((e[1:].ljust(width, b"\0"), e[0])))
+                    if best is None:
+                        continue
+                    bsrc = sources.get(best[0])
+                    spid, attrs, nh = tag_source(self.daemon.attrs, best[2])
+                    if bsrc is None or best[0] in g.hiding.own_pids(g.members, None) \
+                            or g.export(bsrc, attrs, nh) is None:
+                        todo.append(e)
+            if todo:
+                out = g.rehide(todo, sources)
+                if out:
+                    distribute(g, out)
+        yield
 
     def addpath_delta(self, fam, pid, attrs, nh, packed, addpath):
         """An Adj-RIB-In change of ``pid`` for the ADD-PATH groups (attrs
@@ -317,6 +400,7 @@ class Exporter:
             g.confed = confed_of_config(d.config.global_)
             g.confed_peer = confed_peer(nb)
             g.rpki_signal = signal
+            self.set_hiding(g)
             self.groups[key] = g
         return g
 
@@ -335,6 +419,8 @@ class Exporter:
         for g in list(self.groups.values()):
             if g.kind == RS and route_server_settings(g.engine) != route_server_settings(engine):
                 rs_members.extend(g.members.values())
+            if self.set_hiding(g):
+                rs_members.extend(g.members.values())  # RFC 7947 §2.3 path hiding switched
             chain = engine.chain(g.chain.names, "export", "accept" if g.chain.default_accept else "reject")
             g.set_policy(engine, chain, g.pctx)
         for nb in {id(m): m for m in rs_members}.values():
@@ -436,7 +522,9 @@ class Exporter:
                     p2, attrs, nh = tag_source(table, aid)
                     items.append((p2, attrs, nh, rewrite_path_ids(packed, fam[0], rx, spid)))
         else:
-            for aid, packed in rib.dump_best(exclude_peer=exclude):
+            # Path hiding (RFC 7947 §2.3) sends the member another path for
+            # the prefixes whose best is its own: UpdateGroup.process.
+            for aid, packed in rib.dump_best(exclude_peer=None if g.hiding is not None else exclude):
                 pid, attrs, nh = tag_source(table, aid)
                 items.append((pid, attrs, nh, packed))
         return Delta(fam, items, [] if g.addpath else b"", addpath=g.addpath, dump=True,
@@ -476,7 +564,7 @@ class Exporter:
         for part in self.table_parts(g, nb.pid, rejected_as_withdraw):
             if nb.epoch != epoch or nb.groups.get(fam) is not g:
                 return
-            out = g.process(part, sources, single=True)
+            out = g.process(part, sources, single=True, exclude=nb.pid)
             nb.send_messages(out.common)
             if out.scoped:
                 send_scoped(nb, out.scoped)

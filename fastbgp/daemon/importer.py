@@ -296,7 +296,9 @@ class Importer:
         exporter = self.exporter
         if exporter.addpath_groups(fam):
             exporter.addpath_delta(fam, nb.pid, None, None, packed, addpath)
-        exporter.export_cs(fam, rib.withdraw(nb.pid, packed, addpath))
+        cs = rib.withdraw(nb.pid, packed, addpath)
+        exporter.export_cs(fam, cs)
+        exporter.hiding_touch(fam, nb.pid, packed, addpath, None, cs)  # RFC 7947 §2.3
 
     def announce_in(self, nb, fam, attrs, nh, packed, addpath, keep_pre=True):
         pid = nb.pid
@@ -363,6 +365,7 @@ class Importer:
         before = len(rib)
         cs = rib.update(pid, packed, addpath, aid, mark=mark)
         self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced)
+        self.exporter.hiding_touch(fam, pid, packed, addpath, aid, cs)  # RFC 7947 §2.3: non-best paths
 
     def withdraw_post(self, nb, fam, packed, addpath):
         """Rejected by import: out of the post-policy Adj-RIB-In (the
@@ -370,7 +373,9 @@ class Importer:
         exporter = self.exporter
         if exporter.addpath_groups(fam):
             exporter.addpath_delta(fam, nb.pid, None, None, packed, addpath)
-        exporter.export_cs(fam, self.daemon.ribs[fam].withdraw(nb.pid, packed, addpath))
+        cs = self.daemon.ribs[fam].withdraw(nb.pid, packed, addpath)
+        exporter.export_cs(fam, cs)
+        exporter.hiding_touch(fam, nb.pid, packed, addpath, None, cs)  # RFC 7947 §2.3
 
     def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath, ctx=None, state=None):
         """The import chain has prefix conditions: evaluate each prefix,

@@ -315,6 +315,9 @@ class UpdateGroup:
         # RFC 8097: the members asked for the origin validation state
         # community (iBGP only; see fastbgp.rpki.community.export_ext).
         self.rpki_signal = False
+        # RFC 7947 §2.3: route-server path hiding mitigation
+        # (fastbgp.rib.route_server.PathHiding) or None.
+        self.hiding = None
 
     def __repr__(self):
         return "<UpdateGroup %s %s %d members>" % (
@@ -590,7 +593,7 @@ class UpdateGroup:
             return codec.pack_withdraws(packed, self.ctx)
         return codec.pack_withdraws(packed, self.ctx, self.afi, self.safi)
 
-    def process(self, delta, sources, single=False, members=None):
+    def process(self, delta, sources, single=False, members=None, exclude=None):
         """Encode ``delta`` for this group: an _Out (see there).
 
         ``single``: a dump for one member that already left out its own
@@ -598,7 +601,9 @@ class UpdateGroup:
         paths must be kept apart (default: the group's members); a dump for
         joining members passes theirs.  A dump withdraws nothing for what
         the export rejects unless the delta asks for it (soft reset out),
-        and needs no echo withdrawals (a joining member holds nothing)."""
+        and needs no echo withdrawals (a joining member holds nothing).
+        ``exclude``: the member a ``single`` dump is for (path hiding needs
+        it, see :attr:`hiding`)."""
         res = _Out()
         if delta.addpath != self.addpath or self.exports_nothing:
             return res
@@ -608,6 +613,14 @@ class UpdateGroup:
             members = self.members
         withdraw_rejected = delta.rejected_as_withdraw or not (single or delta.dump or delta.fresh)
         withdraw = []  # packed prefixes withdrawn from everyone
+        # RFC 7947 §2.3: prefixes whose best path this group may not have
+        # (export rejects it, or it is a lone member's own) -> the best that
+        # passes, chosen by self.hiding after the loop: [(source pid, packed)].
+        hide = None
+        own = ()
+        if self.hiding is not None and not delta.addpath:
+            hide = []
+            own = self.hiding.own_pids(members, exclude)
         if delta.addpath:
             for _pid, packed in delta.withdrawn:
                 if packed:
@@ -624,9 +637,14 @@ class UpdateGroup:
                 packed = self._scoped(res, src, attrs, nh, packed, delta.addpath, withdraw_rejected, withdraw)
                 if not packed:
                     continue
+            if pid in own:
+                hide.append((pid, packed))
+                continue
             out = self.export(src, attrs, nh)
             if out is None:
-                if withdraw_rejected:
+                if hide is not None:
+                    hide.append((pid, packed))
+                elif withdraw_rejected:
                     withdraw.append(packed)
                 continue
             if len(out) == 3:
@@ -635,20 +653,16 @@ class UpdateGroup:
                 accepted = ((out, packed),)
             for o, pk in accepted:
                 if o is None:
-                    if withdraw_rejected:
+                    if hide is not None:
+                        hide.append((pid, pk))
+                    elif withdraw_rejected:
                         withdraw.append(pk)
                     continue
-                msgs = self._pack(o, pk)
-                if pid in members:
-                    lst = res.by_src.get(pid)
-                    if lst is None:
-                        res.by_src[pid] = msgs
-                        res.echo[pid] = [pk]
-                    else:
-                        lst.extend(msgs)
-                        res.echo[pid].append(pk)
-                else:
-                    res.common.extend(msgs)
+                if hide is not None and self.hiding.chosen:
+                    self.hiding.forget(pk, self.afi)  # the best passes again
+                self.emit(res, pid, members, o, pk)
+        if hide:
+            self.hiding.resolve(self, hide, sources, members, own, res, withdraw, withdraw_rejected, delta.fresh)
         if withdraw:
             # Withdrawals first: a prefix is never in both lists of one
             # delta, and a peer short of memory is better off losing first.
@@ -660,6 +674,39 @@ class UpdateGroup:
                 res.echo = {}
             else:
                 res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
+        return res
+
+    def emit(self, res, pid, members, out, packed):
+        """Encode ``packed`` with ``out`` (attrs, MP next hop) into ``res``:
+        to every member, or, when the path is member ``pid``'s own, to the
+        others (``pid`` gets the prefixes withdrawn: split horizon)."""
+        msgs = self._pack(out, packed)
+        if pid in members:
+            lst = res.by_src.get(pid)
+            if lst is None:
+                res.by_src[pid] = msgs
+                res.echo[pid] = [packed]
+            else:
+                lst.extend(msgs)
+                res.echo[pid].append(packed)
+        else:
+            res.common.extend(msgs)
+
+    def rehide(self, entries, sources):
+        """Path hiding: choose again for the packed prefixes ``entries``
+        (a non-best path changed or went); an _Out for every member."""
+        res = _Out()
+        if self.hiding is None or self.exports_nothing:
+            return res
+        members = self.members
+        withdraw = []
+        hide = [(None, b"".join(entries))]
+        self.hiding.resolve(self, hide, sources, members, self.hiding.own_pids(members, None), res, withdraw,
+                            False, False)
+        if withdraw:
+            res.common[:0] = self._pack_withdraws(b"".join(withdraw))
+        if res.echo:
+            res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
         return res
 
     def ranked_delta(self, ranked, table, forced=frozenset(), exclude=None, dump=False):
@@ -828,6 +875,49 @@ class PathRanker:
             for p in rest:
                 sc.withdraw(p[0], p[1].to_bytes(4, "big") + entry, True)
         return out
+
+
+    def first(self, entry, accept):
+        """The first path of the packed prefix ``entry`` in decision order
+        for which ``accept((peer id, received path id, attr id))`` is not
+        None: (rank, path, that result), rank 0 being the best; None when
+        no path is accepted.  Ranks lazily: a prefix whose best is accepted
+        costs one call (RFC 7947 §2.3 path hiding, see
+        fastbgp.rib.route_server.PathHiding)."""
+        rib = self.rib
+        plen = entry[0]
+        width = 4 if rib.afi == 1 else 16
+        net = ipaddress.ip_network((entry[1:].ljust(width, b"\0"), plen))
+        best = rib.best_path(net)
+        if best is None:
+            return None
+        got = accept(best[:3])
+        if got is not None:
+            return 0, best[:3], got
+        paths = rib.paths(net)
+        rest = [p for p in paths if p[0] != best[0] or p[1] != best[1]]
+        if not rest:
+            return None
+        sc = self.scratch
+        for p in rest:
+            self._sync(p[0])
+            sc.update(p[0], p[1].to_bytes(4, "big") + entry, True, p[2])
+        try:
+            rank = 1
+            while rest:
+                q = sc.best_path(net)
+                if q is None:
+                    return None
+                got = accept(q[:3])
+                if got is not None:
+                    return rank, q[:3], got
+                rank += 1
+                sc.withdraw(q[0], q[1].to_bytes(4, "big") + entry, True)
+                rest.remove(next(p for p in rest if p[0] == q[0] and p[1] == q[1]))
+            return None
+        finally:
+            for p in rest:
+                sc.withdraw(p[0], p[1].to_bytes(4, "big") + entry, True)
 
 
 def _encode(items):

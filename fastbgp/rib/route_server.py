@@ -45,6 +45,7 @@ import logging
 import struct
 
 from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
+from fastbgp.wire import codec
 from fastbgp.wire.constants import (
     AS_SEQUENCE,
     ATTR_AS_PATH,
@@ -57,7 +58,8 @@ from fastbgp.wire.constants import (
     WELL_KNOWN_FLAGS,
 )
 
-__all__ = ["RouteServerPolicy", "from_config", "settings", "allowed_next_hops", "PREPEND_STD", "PREPEND_LARGE"]
+__all__ = ["RouteServerPolicy", "PathHiding", "from_config", "settings", "allowed_next_hops", "PREPEND_STD",
+           "PREPEND_LARGE"]
 
 log = logging.getLogger("fastbgp.route_server")
 
@@ -224,6 +226,107 @@ class RouteServerPolicy:
         return False
 
 
+class PathHiding:
+    """RFC 7947 §2.3 path hiding mitigation for one update group of
+    route-server clients (``[global.route-server] path-hiding``, the
+    §2.3.2.1 recommendation; BIRD's ``secondary`` with per-client tables).
+
+    Without a table per client: the group exports the Loc-RIB's best paths
+    as usual (decisions cached per attribute set); only a prefix whose best
+    it rejects -- export policy, Euro-IX "do not announce to", the next-hop
+    and AS rules, or a lone member's own path (split horizon) -- is ranked
+    (:meth:`fastbgp.rib.export.PathRanker.first`, the RIB's own decision
+    process) until a path passes, and that path is sent instead.
+
+    ``chosen``: packed prefix -> (peer id << 32 | received path id) of the
+    non-best path the group was sent; only those prefixes, so that a later
+    change of one of their paths (the importer's ``hiding_touch``) or of a
+    peer (a whole-peer change) chooses again.  A prefix whose best passes
+    costs nothing here; the common case stores nothing.
+
+    Limits: while the export queue lags behind the RIB, the ranking sees the
+    RIB as it is now (later changes choose again); a prefix new to the
+    Loc-RIB (``Delta.fresh``) has one path unless its source sends ADD-PATH,
+    so it is ranked only then."""
+
+    def __init__(self, ranker_of, source_of):
+        # family -> fastbgp.rib.export.PathRanker of the RIB as it is now.
+        self.ranker_of = ranker_of
+        # attr id -> (source peer id, attrs, MP next hop): export.tag_source
+        # on the daemon's attribute table.
+        self.source_of = source_of
+        self.chosen = {}
+
+    @staticmethod
+    def own_pids(members, exclude):
+        """Peers whose paths the group may not be sent: the member a dump is
+        for, or the only member (a group of several keeps the by-source
+        split horizon of UpdateGroup.process)."""
+        if exclude is not None:
+            return (exclude,)
+        if len(members) == 1:
+            return tuple(members)
+        return ()
+
+    def forget(self, packed, afi):
+        """The best path of these prefixes passes again."""
+        chosen = self.chosen
+        for e in _entries(packed, afi):
+            chosen.pop(e, None)
+
+    def resolve(self, g, hide, sources, members, own, res, withdraw, withdraw_rejected, fresh):
+        """Choose for the prefixes of ``hide`` ([(source pid, packed)]) and
+        encode into ``res`` (an export._Out of group ``g``); prefixes where
+        no path passes go to ``withdraw`` when the members may hold one."""
+        afi = g.afi
+        width = 4 if afi == 1 else 16
+        source_of = self.source_of
+        chosen = self.chosen
+        ranker = self.ranker_of(g.family)
+        by_out = {}
+        for spid, packed in hide:
+            if fresh:
+                src = sources.get(spid)
+                if src is None or g.family not in src.addpath_rx:
+                    continue  # new to the Loc-RIB: one path, already rejected
+            for entry in _entries(packed, afi):
+                prefix = (afi, entry[1:].ljust(width, b"\0"), entry[0])
+
+                def accept(path, prefix=prefix):
+                    pid = path[0]
+                    src = sources.get(pid)
+                    if src is None or pid in own:
+                        return None
+                    _spid, attrs, nh = source_of(path[2])
+                    out = g.export(src, attrs, nh)
+                    if out is not None and len(out) == 3:
+                        out = g.export_prefix(src, out[0], out[1], prefix)
+                    return out
+
+                hit = ranker.first(entry, accept)
+                if hit is None:
+                    if withdraw_rejected or entry in chosen:
+                        withdraw.append(entry)
+                    chosen.pop(entry, None)
+                    continue
+                rank, path, out = hit
+                if rank:
+                    chosen[entry] = (path[0] << 32) | path[1]
+                else:
+                    chosen.pop(entry, None)
+                lst = by_out.get((out, path[0]))
+                if lst is None:
+                    by_out[(out, path[0])] = [entry]
+                else:
+                    lst.append(entry)
+        for (out, pid), entries in by_out.items():
+            g.emit(res, pid, members, out, b"".join(entries))
+
+    def pids(self):
+        """Peers whose paths some chosen prefix uses."""
+        return {v >> 32 for v in self.chosen.values()}
+
+
 def allowed_next_hops(address, extra=()):
     """Packed addresses a client at ``address`` may name as next hop."""
     out = set()
@@ -252,6 +355,11 @@ def settings(engine):
         return None
     return (rsp.euro_ix, rsp.blackhole, rsp.blackhole_no_export, rsp.blackhole_nh4, rsp.blackhole_nh6,
             rsp.next_hop_check)
+
+
+def _entries(packed, afi):
+    """Packed prefixes (length octet + significant octets) of packed NLRI."""
+    return [bytes((plen,)) + addr[: (plen + 7) >> 3] for _pid, addr, plen in codec.unpack_prefixes(packed, afi, False)]
 
 
 def _text(hop):
