@@ -7,6 +7,9 @@ iBGP neighbours configured with ``rpki-accept-signal``.
 In process: the daemon with library Speakers on loopback (the
 ``test_daemon`` helpers) and a real rpki-client JSON file."""
 
+import pathlib
+import re
+
 import pytest
 
 from fastbgp.config.checks import load_config
@@ -147,3 +150,99 @@ def test_accept_signal_from_ibgp(tmp_path, run):
         await dut.stop()
 
     run(main())
+
+
+# ----------------------------------------------------------------------------- with BIRD 2 in the lab
+
+LAB_AS = 64500
+LAB_VALID, LAB_INVALID, LAB_NOT_FOUND = "198.51.100.0/25", "198.51.100.128/25", "203.0.113.0/24"
+SAID_INVALID, SAID_VALID = "203.0.113.128/26", "203.0.113.192/26"  # from the iBGP BIRD, with the community
+_LAB_RUNNER = ("import asyncio, sys\nfrom fastbgp.daemon.process import run_daemon\n"
+               "asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level='info'))\n")
+
+
+def _lab_config(dut, vrps, b1, b2, b3):
+    nb = ('[[neighbors]]\naddress = "%s"\npeer-as = %d\ndefault-import = "accept"\ndefault-export = "accept"\n'
+          'timers = { connect-retry = 2, idle-hold = 1 }\n')
+    return ('[global]\nasn = %d\nrouter-id = "%s"\nlisten = ["%s"]\n[rpki]\nfile = "%s"\n%s\n'
+            % (LAB_AS, dut.ipv4, dut.ipv4, vrps, RPKI_POLICY)
+            + nb % (b1.ipv4, 65001)
+            + nb % (b2.ipv4, LAB_AS) + 'rpki-signal = true\nrpki-accept-signal = true\nimport-policy = ["rov"]\n'
+            + nb % (b3.ipv4, 65003))
+
+
+def _bird_ext(bird, prefix):
+    """The RFC 8097 states BIRD holds for ``prefix`` (its ``show route``
+    prints our community as ``(generic, 0x43000000, 0xN)``), or None when
+    it has no route for it."""
+    out = bird.birdc("show", "route", "for", prefix, "all").stdout
+    if prefix not in out:
+        return None
+    ext = re.findall(r"BGP\.ext_community:(.*)", out)
+    return sorted(int(v, 16) for line in ext for v in re.findall(r"\(generic, 0x43000000, 0x([0-9a-f]+)\)", line))
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_signal_with_bird_peers(tmp_path):
+    """fastbgp between BIRD 2 peers: the iBGP BIRD (rpki-signal) receives
+    each route with its RFC 8097 state, the eBGP BIRD with none; the
+    state the iBGP BIRD puts on its own routes is trusted
+    (rpki-accept-signal): "invalid" is rejected by the rov import policy
+    (the VRPs alone say not-found), "valid" is passed on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fastbgp.testing import lab as L
+
+    if not L.is_root():
+        pytest.skip("interop lab needs root (network namespaces)")
+    missing = L.missing_binaries("ip", *L.Bird.binaries)
+    if missing:
+        pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with L.Lab() as lab:
+        dut, h1, h2, h3 = (lab.add_host(n) for n in ("dut", "b1", "b2", "b3"))
+        vrps = os.path.join(dut.workdir, "vrps.json")
+        write_roas(pathlib.Path(vrps), [(LAB_VALID, 25, 65001), (LAB_INVALID, 25, 64999)])
+        path = os.path.join(dut.workdir, "fastbgp.toml")
+        with open(path, "w") as f:
+            f.write(_lab_config(dut, vrps, h1, h2, h3))
+        logpath = os.path.join(dut.workdir, "fastbgp.log")
+        log = open(logpath, "ab")
+        proc = dut.popen([sys.executable, "-c", _LAB_RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        try:
+            b1 = L.Bird(h1, 65001, neighbors=[L.Neighbor(dut.ipv4, LAB_AS)],
+                        routes=[L.Route(LAB_VALID), L.Route(LAB_INVALID), L.Route(LAB_NOT_FOUND)]).start()
+            export = ("if net = %s then bgp_ext_community.add((generic, 0x43000000, 2)); "
+                      "if net = %s then bgp_ext_community.add((generic, 0x43000000, 0)); accept;"
+                      % (SAID_INVALID, SAID_VALID))
+            b2 = L.Bird(h2, LAB_AS, neighbors=[L.Neighbor(dut.ipv4, LAB_AS, options={"extra": "direct;",
+                                                                                      "export": export})],
+                        routes=[L.Route(SAID_INVALID, as_path=(65001,)), L.Route(SAID_VALID, as_path=(65001,))]).start()
+            b3 = L.Bird(h3, 65003, neighbors=[L.Neighbor(dut.ipv4, LAB_AS)]).start()
+            for b in (b1, b2, b3):
+                b.wait_established(dut.ipv4, timeout=40)
+            want = {LAB_VALID: [0], LAB_INVALID: [2], LAB_NOT_FOUND: [1]}  # RFC 8097 §2 values
+            L.wait_for(lambda: all(_bird_ext(b2, p) == v for p, v in want.items()), 30,
+                       what="the states at the iBGP BIRD", on_timeout=lambda: {p: _bird_ext(b2, p) for p in want})
+            b3.wait_route(SAID_VALID, timeout=30)
+            for p in list(want) + [SAID_VALID]:
+                L.wait_for(lambda p=p: _bird_ext(b3, p) == [], 10, what="%s at the eBGP BIRD without state" % p,
+                           on_timeout=lambda p=p: b3.birdc("show", "route", "for", p, "all").stdout)
+            assert _bird_ext(b3, SAID_INVALID) is None  # trusted "invalid": rejected by rov
+            assert "Traceback" not in open(logpath, errors="replace").read()
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()

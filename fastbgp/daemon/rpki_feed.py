@@ -461,7 +461,11 @@ class RpkiFeed(RtrObserver):
                                 n += self.remark(nb, fam, delta)
                             await asyncio.sleep(0)
                 self.revalidated += n
-                log.info("RPKI change: %d paths re-validated in %.3f s", n, time.perf_counter() - t0)
+                if changed or aspa:
+                    log.info("RPKI change: %d paths re-validated in %.3f s", n, time.perf_counter() - t0)
+                elif n:
+                    log.info("RPKI: %d paths held before [rpki] started validated in %.3f s", n,
+                             time.perf_counter() - t0)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not stop later re-validations
