@@ -703,3 +703,35 @@ def test_state_counted_for_every_path_per_neighbour(tmp_path, run, capsys):
 
     run(main())
     assert "RPKI: V 2, I 0, N 0 paths" in capsys.readouterr().out
+
+
+def test_paths_held_before_rpki_starts_are_validated(tmp_path, run):
+    """A reload that adds [rpki] validates the paths already held (one
+    pass at start) so the counts cover them too; no route is re-sent."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.87.0.0/24", 24, 65001), ("10.87.1.0/24", 24, 64999)])
+
+    async def main():
+        a_addr, c_addr = addr(), addr()
+        dut = DUT(path=tmp_path / "fastbgp.toml", neighbors=[neighbor_toml(a_addr, 65001),
+                                                             neighbor_toml(c_addr, 65003)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        await na.wait_established(5)
+        await nc.wait_established(5)
+        a.announce(["10.87.0.0/24", "10.87.1.0/24", "10.87.2.0/24"])
+        await until(lambda: len(nc.received()) == 3, what="three routes at C")
+        assert d.rpki is None and d.neighbor(a_addr).rpki is None
+        updates = nc.counters.received.update
+        dut.extra = '[rpki]\nfile = "%s"\n' % vrps
+        dut.path.write_text(dut.text())
+        assert (await d.reload()).get("rpki-changed") is True
+        await until(lambda: d.neighbor(a_addr).rpki == {"valid": 1, "invalid": 1, "not-found": 1},
+                    what="the held paths validated")
+        assert nc.counters.received.update == updates
+        for s in (a, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())
