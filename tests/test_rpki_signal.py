@@ -152,6 +152,37 @@ def test_accept_signal_from_ibgp(tmp_path, run):
     run(main())
 
 
+def test_signal_turned_on_by_reload(tmp_path, run):
+    """A reload gives S rpki-signal: S's session restarts, the routes
+    already held get their state (A is asked for its routes again,
+    ROUTE-REFRESH) and S receives them with it."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.86.0.0/24", 24, 65001)])
+    a_addr, s_addr = addr(), addr()
+
+    async def main():
+        dut = DUT(path=tmp_path / "fastbgp.toml", extra='[rpki]\nfile = "%s"\n' % vrps,
+                  neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(s_addr, 65000)])
+        d = await dut.start()
+        (a, na), (s, ns) = await peer(dut, 65001, a_addr), await peer(dut, 65000, s_addr)
+        await na.wait_established(5)
+        await ns.wait_established(5)
+        a.announce(["10.86.0.0/24", "10.86.1.0/24"])
+        await until(lambda: len(ns.received()) == 2, what="two routes at S")
+        assert all(not ovs_of(r) for r in ns.received().values())
+        dut.neighbors[1] = neighbor_toml(s_addr, 65000, **{"rpki-signal": True})
+        dut.path.write_text(dut.text())
+        await d.reload()
+        await until(lambda: {p: ovs_of(r) for p, r in ns.received().items()}
+                    == {"10.86.0.0/24": [OVS[VALID]], "10.86.1.0/24": [OVS[NOT_FOUND]]},
+                    timeout=10, what="the states at S after the reload")
+        for sp in (a, s):
+            await sp.stop()
+        await dut.stop()
+
+    run(main())
+
+
 # ----------------------------------------------------------------------------- with BIRD 2 in the lab
 
 LAB_AS = 64500
