@@ -249,6 +249,36 @@ async def feeder(args):
     await peer.closed
 
 
+async def rtr_client_rss(args):
+    """The RTR client alone (fastbgp.rpki.client.RtrClient with its
+    VrpTable, no daemon): RSS before the sync, right after End of Data,
+    and after gc + malloc_trim (what stays is the table and the client,
+    not the freed lists of the sync)."""
+    import ctypes
+    import gc
+
+    from fastbgp.rpki import client as C
+
+    done = asyncio.Event()
+
+    class Watch(C.RtrObserver):
+        def vrps_changed(self, added, removed):
+            done.set()
+
+    gc.collect()
+    before = rss_mb(os.getpid())
+    client = C.RtrClient([C.CacheSpec(address=args.target, port=RTR_PORT, retry=1)], Watch())
+    task = client.start()
+    await done.wait()
+    synced = rss_mb(os.getpid())
+    await asyncio.sleep(1.0)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    _status(args.status, event="rss", before=before, synced=synced, trimmed=rss_mb(os.getpid()),
+            vrps=len(client.vrps))
+    task.cancel()
+
+
 # ============================================================== the daemons
 
 
@@ -258,6 +288,14 @@ def rss_mb(pid):
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process, every thread (/proc/PID/stat
+    utime and stime): less disturbed than wall time on a shared machine."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -411,119 +449,158 @@ def blob_for(families, host, cache={}):
     return cache[key]
 
 
-def run_once(args, families, vrps, total, verbose=True):
-    from fastbgp.testing import lab as L
+class LabRun:
+    """One run: the lab, both daemons, one stayrtr, two feeders; ``out``
+    holds the figures per daemon."""
 
-    out = {"bird": {}, "fastbgp": {}}
-    n4 = sum(v[0] == 1 for v in vrps)
-    n6 = len(vrps) - n4
-    with L.Lab() as lab:
-        c = lab.add_host("c")
-        b = lab.add_host("b")
-        d = lab.add_host("d")
-        fb = lab.add_host("fb")
-        fd = lab.add_host("fd")
-        procs = []
+    def __init__(self, args, lab, families, vrps, total):
+        from fastbgp.testing import lab as L
+
+        self.args, self.lab, self.families, self.vrps, self.total = args, lab, families, vrps, total
+        self.n4 = sum(v[0] == 1 for v in vrps)
+        self.n6 = len(vrps) - self.n4
+        self.out = {"bird": {}, "fastbgp": {}}
+        self.procs = []
+        self.c, self.b, self.d = lab.add_host("c"), lab.add_host("b"), lab.add_host("d")
+        self.fb, self.fd = lab.add_host("fb"), lab.add_host("fd")
+        self.api_sock = os.path.join(self.d.workdir, "api.sock")
+        self.dlog_path = os.path.join(self.d.workdir, "fastbgp.log")
+        self.last_rpki = 0.0
         # daemons first, the cache later: idle RSS is without VRPs
-        bird = rov_bird(L)(b, DUT_AS, neighbors=[L.Neighbor(fb.ipv4, FEEDER_AS, passive=True, hold_time=240,
-                                                        families=("ipv4", "ipv6"),
-                                                        options={"import": "all" if args.plain else "filter rov",
-                                                                 "export": "none"})],
-                      preamble=BIRD_RPKI % {"cache": c.ipv4, "port": RTR_PORT, "asn": DUT_AS, "tag": TAG})
-        bird.start()
-        procs.append(bird.proc)
-        api_sock = os.path.join(d.workdir, "api.sock")
-        cfg = os.path.join(d.workdir, "fastbgp.toml")
+        imp = "all" if args.plain else "filter rov"
+        nb = L.Neighbor(self.fb.ipv4, FEEDER_AS, passive=True, hold_time=240, families=("ipv4", "ipv6"),
+                        options={"import": imp, "export": "none"})
+        self.bird = rov_bird(L)(self.b, DUT_AS, neighbors=[nb], preamble=BIRD_RPKI % {
+            "cache": self.c.ipv4, "port": RTR_PORT, "asn": DUT_AS, "tag": TAG})
+        self.bird.start()
+        self.procs.append(self.bird.proc)
+        cfg = os.path.join(self.d.workdir, "fastbgp.toml")
         with open(cfg, "w") as f:
-            f.write(fastbgp_config(d, fd, c, api_sock, args.plain))
-        dlog = open(os.path.join(d.workdir, "fastbgp.log"), "ab")
-        dproc = d.popen([sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config", cfg],
-                        stdout=dlog, stderr=subprocess.STDOUT, cwd=ROOT)
-        procs.append(dproc)
-        _wait(lambda: os.path.exists(api_sock), 30, "the fastbgp API socket", procs)
-        time.sleep(2.0)
-        out["bird"]["rss_idle"] = rss_mb(bird.proc.pid)
-        out["fastbgp"]["rss_idle"] = rss_mb(dproc.pid)
-        out["bird"]["tables_idle"] = bird_tables_memory(bird)
+            f.write(fastbgp_config(self.d, self.fd, self.c, self.api_sock, args.plain))
+        with open(self.dlog_path, "ab") as log:
+            self.dproc = self.d.popen([sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config",
+                                       cfg], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.procs.append(self.dproc)
 
+    def log_tail(self):
+        with open(self.dlog_path, errors="replace") as f:
+            return "--- fastbgp log ---\n" + f.read()[-3000:]
+
+    def pid(self, kind):
+        return self.bird.proc.pid if kind == "bird" else self.dproc.pid
+
+    def rss(self):
+        return {kind: rss_mb(self.pid(kind)) for kind in ("bird", "fastbgp")}
+
+    def idle(self):
+        _wait(lambda: os.path.exists(self.api_sock), 30, "the fastbgp API socket", self.procs)
+        time.sleep(2.0)
+        for kind, mb in self.rss().items():
+            self.out[kind]["rss_idle"] = mb
+        self.out["bird"]["tables_idle"] = bird_tables_memory(self.bird)
+
+    def fastbgp_vrps(self):
+        self.last_rpki = time.monotonic()
+        r = api_get(self.api_sock, "/v1/rpki")
+        return r["vrps"].get("ipv4") == self.n4 and r["vrps"].get("ipv6") == self.n6
+
+    def rtr_sync(self):
+        c, bird = self.c, self.bird
+        st = os.path.join(self.fb.workdir, "rtr-rss")
+        alone = self.fb.popen([sys.executable, os.path.abspath(__file__), "--role", "rtr-rss", "--target", c.ipv4,
+                               "--status", st], cwd=ROOT)
         cache_path = os.path.join(c.workdir, "vrps.json")
-        write_stayrtr_json(cache_path, vrps)
-        slog = open(os.path.join(c.workdir, "stayrtr.log"), "ab")
-        sp = c.popen(["stayrtr", "-cache", cache_path, "-checktime=false", "-bind", "%s:%d" % (c.ipv4, RTR_PORT),
-                      "-refresh", "3600", "-metrics.addr", "%s:9847" % c.ipv4], stdout=slog, stderr=subprocess.STDOUT)
-        procs.append(sp)
+        write_stayrtr_json(cache_path, self.vrps)
+        with open(os.path.join(c.workdir, "stayrtr.log"), "ab") as log:
+            self.procs.append(c.popen(["stayrtr", "-cache", cache_path, "-checktime=false", "-bind",
+                                       "%s:%d" % (c.ipv4, RTR_PORT), "-refresh", "3600", "-metrics.addr",
+                                       "%s:9847" % c.ipv4], stdout=log, stderr=subprocess.STDOUT))
         t0 = time.monotonic()
-        _wait(lambda: bird_count(bird, "r4") == n4 and bird_count(bird, "r6") == n6, 300, "BIRD's VRPs", procs, 0.5)
-        out["bird"]["rtr_sync"] = time.monotonic() - t0
-        last_rpki = [0.0]
-
-        def fastbgp_vrps():
-            last_rpki[0] = time.monotonic()
-            r = api_get(api_sock, "/v1/rpki")
-            return r["vrps"].get("ipv4") == n4 and r["vrps"].get("ipv6") == n6
-        _wait(fastbgp_vrps, 300, "fastbgp's VRPs", procs, 0.5)
-        out["fastbgp"]["rtr_sync"] = time.monotonic() - t0  # after BIRD's: an upper bound
+        _wait(lambda: bird_count(bird, "r4") == self.n4 and bird_count(bird, "r6") == self.n6, 300, "BIRD's VRPs",
+              self.procs, 0.5)
+        self.out["bird"]["rtr_sync"] = time.monotonic() - t0
+        _wait(self.fastbgp_vrps, 300, "fastbgp's VRPs", self.procs, 0.5)
+        self.out["fastbgp"]["rtr_sync"] = time.monotonic() - t0  # checked after BIRD's: an upper bound
         time.sleep(2.0)
-        out["bird"]["rss_vrps"] = rss_mb(bird.proc.pid)
-        out["fastbgp"]["rss_vrps"] = rss_mb(dproc.pid)
-        out["bird"]["tables_vrps"] = bird_tables_memory(bird)
+        for kind, mb in self.rss().items():
+            self.out[kind]["rss_vrps"] = mb
+        self.out["bird"]["tables_vrps"] = bird_tables_memory(bird)
+        ev = _wait_event(st, "rss", 300, [alone])
+        self.out["fastbgp"]["client_alone"] = (ev["synced"] - ev["before"], ev["trimmed"] - ev["before"])
+        alone.wait(10)
 
+    def bird_done(self):
+        return bird_imported(self.bird, "n1") >= self.total
+
+    def fastbgp_done(self):
+        return sum(r["prefixes"] for r in api_get(self.api_sock, "/v1/rib/summary")) >= self.total
+
+    def feed(self):
+        """Both feeders connect; then each daemon is fed alone, BIRD first."""
         feeders = {}
-        for kind, host, target in (("bird", fb, b), ("fastbgp", fd, d)):
+        for kind, host, target in (("bird", self.fb, self.b), ("fastbgp", self.fd, self.d)):
             st = os.path.join(host.workdir, "status")
             p = host.popen([sys.executable, os.path.abspath(__file__), "--role", "feeder", "--target", target.ipv4,
-                            "--local", host.ipv4, "--data", blob_for(families, host), "--status", st], cwd=ROOT)
-            procs.append(p)
+                            "--local", host.ipv4, "--data", blob_for(self.families, host), "--status", st], cwd=ROOT)
+            self.procs.append(p)
             feeders[kind] = (p, st)
-        for kind, (p, st) in feeders.items():
-            _wait_event(st, "established", 60, procs)
-
-        def bird_done():
-            return bird_imported(bird, "n1") >= total
-
-        def fastbgp_done():
-            s = api_get(api_sock, "/v1/rib/summary")
-            rows = s if isinstance(s, list) else s.get("families", s.get("summary", []))
-            return sum(r["prefixes"] for r in rows) >= total
-
-        for kind, done in (("bird", bird_done), ("fastbgp", fastbgp_done)):
+        for _p, st in feeders.values():
+            _wait_event(st, "established", 60, self.procs)
+        for kind, done in (("bird", self.bird_done), ("fastbgp", self.fastbgp_done)):
             p, st = feeders[kind]
+            cpu0 = cpu_seconds(self.pid(kind))
             os.kill(p.pid, signal.SIGUSR1)
-            go = _wait_event(st, "go", 30, procs)["t"]
-            _wait(done, args.timeout, "%s holding %d routes" % (kind, total), procs, 0.2)
-            out[kind]["seconds"] = time.monotonic() - go
-            out[kind]["rss_loaded"] = rss_mb((bird.proc if kind == "bird" else dproc).pid)
-            if verbose:
-                print("  %s: %.1f s" % (kind, out[kind]["seconds"]), flush=True)
-        out["bird"]["tables_loaded"] = bird_tables_memory(bird)
+            go = _wait_event(st, "go", 30, self.procs)["t"]
+            _wait(done, self.args.timeout, "%s holding %d routes" % (kind, self.total), self.procs, 0.2)
+            self.out[kind]["seconds"] = time.monotonic() - go
+            self.out[kind]["cpu"] = cpu_seconds(self.pid(kind)) - cpu0
+            self.out[kind]["rss_loaded"] = self.rss()[kind]
+            print("  %s: %.1f s, %.1f s CPU" % (kind, self.out[kind]["seconds"], self.out[kind]["cpu"]), flush=True)
+        self.out["bird"]["tables_loaded"] = bird_tables_memory(self.bird)
 
+    def count(self):
+        bird, out = self.bird, self.out
         out["bird"]["counts_query"] = {
             s: bird_count(bird, "master4", "roa_check(r4, net, bgp_path.last) = %s" % BIRD_STATE[s])
             + bird_count(bird, "master6", "roa_check(r6, net, bgp_path.last) = %s" % BIRD_STATE[s]) for s in STATES}
-        counts = {}
+        tags = {}
         for state in STATES:
             w = "(%d,%d,%d) ~ bgp_large_community" % (DUT_AS, TAG, TAG_OF[state])
-            counts[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
+            tags[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
         # without the import filter the state is only known at query time
-        out["bird"]["counts"] = out["bird"]["counts_query"] if args.plain else counts
-        if not args.plain:
-            out["fastbgp"]["tagged"] = fastbgp_tagged(api_sock, ("invalid", "not-found"))
+        out["bird"]["counts"] = out["bird"]["counts_query"] if self.args.plain else tags
+        if not self.args.plain:
+            out["fastbgp"]["tagged"] = fastbgp_tagged(self.api_sock, ("invalid", "not-found"))
         # /v1/rpki's route counts are reused for 30 s (rpki_feed.COUNT_TTL):
         # ask once more than that after the last look
-        time.sleep(max(0.0, 31.0 - (time.monotonic() - last_rpki[0])))
+        time.sleep(max(0.0, 31.0 - (time.monotonic() - self.last_rpki)))
         t = time.monotonic()
-        out["fastbgp"]["counts"] = {k: v for k, v in api_get(api_sock, "/v1/rpki")["routes"].items() if k in STATES}
+        routes = api_get(self.api_sock, "/v1/rpki")["routes"]
         out["fastbgp"]["count_seconds"] = time.monotonic() - t
-        dproc.terminate()
-        dproc.wait(30)
-        dlog.close()
-        slog.close()
-    return out
+        out["fastbgp"]["counts"] = {k: v for k, v in routes.items() if k in STATES}
+
+
+def run_once(args, families, vrps, total):
+    from fastbgp.testing import lab as L
+
+    with L.Lab() as lab:
+        run = LabRun(args, lab, families, vrps, total)
+        try:
+            run.idle()
+            run.rtr_sync()
+            run.feed()
+            run.count()
+        except Exception:
+            print(run.log_tail(), file=sys.stderr)
+            raise
+        run.dproc.terminate()
+        run.dproc.wait(30)
+        return run.out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--role", choices=["feeder", "fastbgp"])
+    ap.add_argument("--role", choices=["feeder", "fastbgp", "rtr-rss"])
     ap.add_argument("--target")
     ap.add_argument("--local")
     ap.add_argument("--data")
@@ -542,6 +619,11 @@ def main(argv=None):
         import uvloop
 
         uvloop.run(feeder(args))
+        return 0
+    if args.role == "rtr-rss":
+        import uvloop
+
+        uvloop.run(rtr_client_rss(args))
         return 0
     if args.role == "fastbgp":
         import uvloop
@@ -624,12 +706,20 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
     sec_b, sec_f = _med(runs, b, "seconds"), _med(runs, f, "seconds")
     lines.append("| first UPDATE -> all %d routes in the RIB%s (s) | %.1f | %.1f | %.2fx |" % (
         total, "" if args.plain else ", validated and tagged", sec_b, sec_f, sec_b / sec_f))
+    cpu_b, cpu_f = _med(runs, b, "cpu"), _med(runs, f, "cpu")
+    lines.append("| the same, CPU seconds of the daemon process (utime + stime) | %.1f | %.1f | %.2fx |" % (
+        cpu_b, cpu_f, cpu_b / cpu_f))
     for key, label in (("rss_idle", "RSS idle, no VRPs (MB)"), ("rss_vrps", "RSS with the VRPs (MB)"),
                        ("rss_loaded", "RSS loaded (MB)")):
         lines.append("| %s | %.0f | %.0f | |" % (label, _med(runs, b, key), _med(runs, f, key)))
     vb = statistics.median([r[b]["rss_vrps"] - r[b]["rss_idle"] for r in runs])
     vf = statistics.median([r[f]["rss_vrps"] - r[f]["rss_idle"] for r in runs])
     lines.append("| VRP set: RSS growth across the RTR sync (MB) | %.1f | %.1f | |" % (vb, vf))
+    alone = [r[f]["client_alone"] for r in runs if r[f].get("client_alone")]
+    if alone:
+        lines.append("| VRP set: RtrClient alone in a process, RSS growth at End of Data / after gc+malloc_trim "
+                     "(MB) | | %.1f / %.1f | |" % (statistics.median(a[0] for a in alone),
+                                                   statistics.median(a[1] for a in alone)))
     tb = [r[b]["tables_vrps"] - r[b]["tables_idle"] for r in runs
           if r[b].get("tables_vrps") is not None and r[b].get("tables_idle") is not None]
     if tb:
