@@ -185,6 +185,9 @@ def test_daemon_path_hiding(run):
         assert nb.received()[P].next_hop == a_addr
         await until(lambda: all(r.next_hop == b_addr for r in nc.received().values()), what="C keeps B's")
         assert set(nc.received()) == {P, q}
+        # A's own best paths: A gets B's (split horizon hides them otherwise).
+        await until(lambda: set(na.received()) == {P, q} and all(r.next_hop == b_addr
+                                                               for r in na.received().values()), what="A gets B's")
         # The hidden path is withdrawn: C gets a withdrawal (the best is unchanged).
         b.withdraw([P])
         await until(lambda: set(nc.received()) == {q}, what="C's P withdrawn")
@@ -225,6 +228,32 @@ def test_daemon_path_hiding_off(run):
         await until(lambda: set(nb.received()) == {P} and nc.received() == {}, what="P hidden from C")
         assert len(d.rib("ipv4-unicast")) == 1
         for s in (a, b, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())
+
+
+def test_daemon_own_best_first_then_alternative(run):
+    """The member's own path arrives first (new to the Loc-RIB), the
+    alternative later as a non-best path: the member gets the alternative."""
+    async def main():
+        a_addr, b_addr = addr(), addr()
+        rs = {"route-server-client": True}
+        dut = DUT(asn=RS_AS, glob="[global.route-server]\neuro-ix-communities = true\n", neighbors=[
+            neighbor_toml(a_addr, 65001, **rs), neighbor_toml(b_addr, 65002, **rs)])
+        await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        for n in (na, nb):
+            await n.wait_established(5)
+        a.announce([P])
+        await until(lambda: set(nb.received()) == {P}, what="B has A's path")
+        b.announce([P], as_path=(65100,))
+        await until(lambda: set(na.received()) == {P} and na.received()[P].next_hop == b_addr, what="A gets B's")
+        b.withdraw([P])
+        await until(lambda: na.received() == {}, what="A's alternative withdrawn")
+        for s in (a, b):
             await s.stop()
         await dut.stop()
 

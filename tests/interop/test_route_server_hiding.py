@@ -1,0 +1,223 @@
+"""Route-server path hiding mitigation (RFC 7947 §2.3.2.1) in the lab: the
+fastbgp daemon as route server (Euro-IX communities on, ``path-hiding`` at
+its default) with four BIRD 2 clients over IPv4 and IPv6, and BIRD 2 as
+route server on the same inputs with four more BIRD clients -- BIRD's own
+mitigation: a sorted table and ``secondary`` on each client's channel (the
+next route in order is tried when the export filter rejects the best).
+Each client must receive the same prefixes with the same next hops (and AS
+paths) from both route servers, before and after a hidden path is
+withdrawn.
+
+Needs root and BIRD (fastbgp/testing/lab.py); marked ``interop`` and ``slow``.
+"""
+
+import ipaddress
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fastbgp.testing import lab as L
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER = textwrap.dedent("""
+    import sys
+    import uvloop
+    from fastbgp.daemon.process import run_daemon
+    uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="info"))
+""")
+
+RS_AS = 64500
+FAMS = ("ipv4", "ipv6")
+P1, P2, P3, P4, P5 = ("198.51.100.%d/28" % (16 * i) for i in range(5))
+
+# Client AS -> [(prefix, AS path after the client's own, communities)].
+ANNOUNCED = {
+    # The best paths (shortest AS path) -- but not to 65003 (P1), nor to
+    # 65003 and 65004 (P3).
+    65001: [(P1, (), ("0:65003",)), (P2, (), ()), (P3, (), ("0:65003", "0:65004"))],
+    # Longer paths for the same prefixes: what the hidden clients get.
+    65002: [(P1, (65102,), ()), (P3, (65102,), ()), (P4, (), ())],
+    # P2 too, longer: 65001's own best hides it from 65001 (split horizon).
+    65003: [(P2, (65103, 65103), ()), (P5, (), ("0:65004",))],
+    65004: [],
+}
+
+
+def v6(prefix):
+    """198.51.100.X/28 -> 2001:db8:100:X::/64."""
+    return str(ipaddress.ip_network("2001:db8:100:%s::/64" % prefix.split("/")[0].split(".")[3]))
+
+
+def _prefix(prefix, fam):
+    return prefix if fam == "ipv4" else v6(prefix)
+
+
+def _routes(asn):
+    return [L.Route(_prefix(p, fam), as_path=path, communities=c) for fam in FAMS for p, path, c in ANNOUNCED[asn]]
+
+
+def _client(host, asn, rs_host):
+    nbs = [L.Neighbor(rs_host.addr(fam), RS_AS) for fam in FAMS]
+    return L.Bird(host, asn, routes=_routes(asn), neighbors=nbs).start()
+
+
+def _fastbgp_config(host, clients):
+    lines = ["[global]", "asn = %d" % RS_AS, 'router-id = "%s"' % host.ipv4,
+             'listen = ["%s", "[%s]:179"]' % (host.ipv4, host.ipv6),
+             "[global.route-server]", "euro-ix-communities = true"]
+    for asn, h in clients.items():
+        for fam in FAMS:
+            lines += ["[[neighbors]]", 'address = "%s"' % h.addr(fam), "peer-as = %d" % asn,
+                      "route-server-client = true", 'default-import = "accept"', 'default-export = "accept"',
+                      "timers = { connect-retry = 2, idle-hold = 1 }"]
+    return "\n".join(lines) + "\n"
+
+
+def _bird_rs_config(host, clients):
+    """BIRD 2 as route server with path hiding mitigation: sorted tables and
+    ``secondary`` channels, the Euro-IX "do not announce to" rule in each
+    client's export filter (control communities stripped)."""
+    out = ["ipv4 table rs4 sorted;", "ipv6 table rs6 sorted;"]
+    for asn, h in clients.items():
+        for fam in FAMS:
+            table = "rs4" if fam == "ipv4" else "rs6"
+            out += [
+                "protocol bgp c%d_%s {" % (asn, fam),
+                "  local %s as %d;" % (host.addr(fam), RS_AS),
+                "  neighbor %s as %d;" % (h.addr(fam), asn),
+                "  rs client;",
+                "  connect delay time 1; connect retry time 2; error wait time 1, 5;",
+                "  %s { table %s; secondary; import all;" % (fam, table),
+                "    export filter { if (0,%d) ~ bgp_community then reject; "
+                "bgp_community.delete([(0,*)]); accept; }; };" % asn,
+                "}",
+            ]
+    return "\n".join(out) + "\n"
+
+
+def _view(client, fam):
+    """{prefix: (next hop, AS path)} of every route the client learnt over
+    BGP, best or not: a client prefers its own static route for a prefix it
+    announces (Bird.rib shows best paths only), yet what the route server
+    sent it for that prefix is what path hiding is about."""
+    text = client.birdc("show", "route", "table", "master4" if fam == "ipv4" else "master6", "all").stdout
+    out = {}
+    prefix = cur = None
+    for line in text.splitlines():
+        m = re.match(r"^(\S+)?\s+\S+\s+\[(\S+)\s", line)
+        if not line.startswith("\t") and m and not line.startswith(("BIRD ", "Table ")):
+            prefix = m.group(1) or prefix
+            cur = {} if m.group(2) in ("n1", "n2") else None
+            if cur is not None:
+                out[prefix] = cur
+            continue
+        if cur is None:
+            continue
+        key, _, val = line.strip().partition(":")
+        if key == "BGP.next_hop":
+            cur["nh"] = val.split()[0]
+        elif key == "BGP.as_path":
+            cur["path"] = tuple(int(x) for x in val.split())
+    return {p: (r.get("nh"), r.get("path", ())) for p, r in out.items()}
+
+
+def _expected(asn, clients, fam, withdrawn=()):
+    """{prefix: (next hop, AS path)} client ``asn`` should hold: per prefix
+    the shortest path among the other clients' that passes its rules."""
+    out = {}
+    for src, items in ANNOUNCED.items():
+        if src == asn:
+            continue
+        for p, path, comms in items:
+            if (src, p) in withdrawn or "0:%d" % asn in comms:
+                continue
+            cand = (len(path), clients[src].addr(fam), (src,) + tuple(path))
+            key = _prefix(p, fam)
+            if key not in out or cand < out[key]:
+                out[key] = cand
+    return {p: (nh, path) for p, (_n, nh, path) in out.items()}
+
+
+def _tail(path, n=80):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def test_route_server_path_hiding_fastbgp_and_bird():
+    if not L.is_root():
+        pytest.skip("interop lab needs root (network namespaces)")
+    missing = L.missing_binaries("ip", *L.Bird.binaries)
+    if missing:
+        pytest.skip("not installed: %s" % ", ".join(missing))
+    with L.Lab() as lab:
+        rs_host = lab.add_host("rs")
+        clients = {asn: lab.add_host("h%d" % (asn - 65000)) for asn in ANNOUNCED}
+        rsb_host = lab.add_host("rsb")
+        bclients = {asn: lab.add_host("k%d" % (asn - 65000)) for asn in ANNOUNCED}
+        path = os.path.join(rs_host.workdir, "fastbgp.toml")
+        with open(path, "w") as fh:
+            fh.write(_fastbgp_config(rs_host, clients))
+        logpath = os.path.join(rs_host.workdir, "fastbgp.log")
+        log = open(logpath, "ab")
+        proc = rs_host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            fb = {asn: _client(h, asn, rs_host) for asn, h in clients.items()}
+            bird_rs = L.Bird(rsb_host, RS_AS, extra_config=_bird_rs_config(rsb_host, bclients)).start()
+            bb = {asn: _client(h, asn, rsb_host) for asn, h in bclients.items()}
+            for asn in ANNOUNCED:
+                for fam in FAMS:
+                    fb[asn].wait_established(rs_host.addr(fam), timeout=40)
+                    bb[asn].wait_established(rsb_host.addr(fam), timeout=40)
+
+            def check(withdrawn=()):
+                for asn in ANNOUNCED:
+                    for fam in FAMS:
+                        for cl, hosts, what, diag in ((fb, clients, "fastbgp", lambda: _tail(logpath)),
+                                                      (bb, bclients, "BIRD", bird_rs.log_tail)):
+                            want = _expected(asn, hosts, fam, withdrawn)
+                            L.wait_for(lambda: _view(cl[asn], fam) == want, timeout=30,
+                                       what="AS%d's %s routes from the %s RS" % (asn, fam, what),
+                                       on_timeout=lambda: "%s != %s\n%s" % (_view(cl[asn], fam), want, diag()))
+                    # Same prefixes and next hops (as host index) from both.
+                    for fam in FAMS:
+                        a = {p: (_host_of(nh, clients, fam), ap) for p, (nh, ap) in _view(fb[asn], fam).items()}
+                        b = {p: (_host_of(nh, bclients, fam), ap) for p, (nh, ap) in _view(bb[asn], fam).items()}
+                        assert a == b, (asn, fam, a, b)
+
+            check()
+            # The path 65003 and 65004 were given for P1/P3 is withdrawn by
+            # 65002: they lose P1 and P3 (the best is unchanged).
+            for cl in (fb, bb):
+                for fam in FAMS:
+                    cl[65002].withdraw(_prefix(P1, fam))
+                    cl[65002].withdraw(_prefix(P3, fam))
+            check(withdrawn={(65002, P1), (65002, P3)})
+            assert proc.poll() is None, _tail(logpath)
+        except Exception:
+            print(_tail(logpath))
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _host_of(nh, hosts, fam):
+    """The client AS whose address ``nh`` is."""
+    for asn, h in hosts.items():
+        if ipaddress.ip_address(h.addr(fam)) == ipaddress.ip_address(nh):
+            return asn
+    return nh
