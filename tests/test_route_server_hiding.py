@@ -258,3 +258,22 @@ def test_daemon_own_best_first_then_alternative(run):
         await dut.stop()
 
     run(main())
+
+
+def test_third_path_when_two_are_rejected(rib_impl):
+    """Ranking beyond the second path (the scratch RIB of PathRanker)."""
+    table, rib, sources, groups = world(rib_impl)
+    g3 = groups[3]
+    tag = (std(0, 65003),)
+    announce(table, rib, 4, [P], block(path=(65004, 65100, 65100), nh="192.0.2.4"))
+    announce(table, rib, 2, [P], block(path=(65002, 65100), nh="192.0.2.2", communities=tag))
+    cs = announce(table, rib, 1, [P], block(path=(65001,), nh="192.0.2.1", communities=tag))
+    got, gone = out_of(g3, cs, table, sources)
+    assert fields(got[P])[3] == "192.0.2.4" and gone == [] and g3.hiding.chosen == {entry(P): 4 << 32}
+    # Client 2 drops the tag: the second path now passes and is chosen.
+    announce(table, rib, 2, [P], block(path=(65002, 65100), nh="192.0.2.2"))
+    got, _gone = received(g3.rehide([entry(P)], sources).common)
+    assert fields(got[P])[3] == "192.0.2.2" and g3.hiding.chosen == {entry(P): 2 << 32}
+    # The scratch RIB is left empty and the attribute table consistent.
+    assert g3.hiding.ranker_of(IPV4_UNICAST).scratch.path_count() == 0
+    assert rib.path_count() == 3

@@ -658,7 +658,7 @@ class UpdateGroup:
                     elif withdraw_rejected:
                         withdraw.append(pk)
                     continue
-                if hide is not None and self.hiding.chosen:
+                if hide is not None and self.hiding.chosen and not delta.fresh:
                     self.hiding.forget(pk, self.afi)  # the best passes again
                 self.emit(res, pid, members, o, pk)
         if hide:
@@ -898,6 +898,10 @@ class PathRanker:
         rest = [p for p in paths if p[0] != best[0] or p[1] != best[1]]
         if not rest:
             return None
+        if len(rest) == 1:
+            # One other path: second by definition, no ranking needed.
+            got = accept(rest[0][:3])
+            return None if got is None else (1, rest[0][:3], got)
         sc = self.scratch
         for p in rest:
             self._sync(p[0])

@@ -284,6 +284,7 @@ class PathHiding:
         chosen = self.chosen
         ranker = self.ranker_of(g.family)
         by_out = {}
+        memo = {}  # (peer id, attr id) -> export result, for chains that do not look at the prefix
         for spid, packed in hide:
             if fresh:
                 src = sources.get(spid)
@@ -294,13 +295,18 @@ class PathHiding:
 
                 def accept(path, prefix=prefix):
                     pid = path[0]
-                    src = sources.get(pid)
-                    if src is None or pid in own:
-                        return None
-                    _spid, attrs, nh = source_of(path[2])
-                    out = g.export(src, attrs, nh)
+                    key = (pid, path[2])
+                    out = memo.get(key, memo)
+                    if out is memo:
+                        src = sources.get(pid)
+                        if src is None or pid in own:
+                            out = None
+                        else:
+                            _spid, attrs, nh = source_of(path[2])
+                            out = g.export(src, attrs, nh)
+                        memo[key] = out
                     if out is not None and len(out) == 3:
-                        out = g.export_prefix(src, out[0], out[1], prefix)
+                        out = g.export_prefix(sources[pid], out[0], out[1], prefix)
                     return out
 
                 hit = ranker.first(entry, accept)
