@@ -277,3 +277,40 @@ def test_third_path_when_two_are_rejected(rib_impl):
     # The scratch RIB is left empty and the attribute table consistent.
     assert g3.hiding.ranker_of(IPV4_UNICAST).scratch.path_count() == 0
     assert rib.path_count() == 3
+
+
+def test_reload_switches_path_hiding(tmp_path, run):
+    """``path-hiding`` changed by a reload: the clients' tables are re-sent
+    (off: C loses the path it had instead of the hidden best; on again: C
+    gets it back)."""
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        rs = {"route-server-client": True}
+        glob = "[global.route-server]\neuro-ix-communities = true\n"
+        dut = DUT(asn=RS_AS, path=tmp_path / "fastbgp.toml", glob=glob, neighbors=[
+            neighbor_toml(a_addr, 65001, **rs), neighbor_toml(b_addr, 65002, **rs),
+            neighbor_toml(c_addr, 65003, **rs)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        for n in (na, nb, nc):
+            await n.wait_established(5)
+        b.announce([P], as_path=(65100,))
+        a.announce([P], communities=["0:65003"])
+        await until(lambda: set(nb.received()) == {P} and nb.received()[P].next_hop == a_addr, what="B has A's")
+        await until(lambda: set(nc.received()) == {P} and nc.received()[P].next_hop == b_addr, what="C has B's")
+        dut.glob = glob + "path-hiding = false\n"
+        dut.path.write_text(dut.text())
+        await d.reload()
+        await until(lambda: nc.received() == {}, what="C's P withdrawn with path hiding off")
+        dut.glob = glob
+        dut.path.write_text(dut.text())
+        await d.reload()
+        await until(lambda: set(nc.received()) == {P} and nc.received()[P].next_hop == b_addr, what="C has B's again")
+        assert nc.counters.established_count == 1
+        for s in (a, b, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())
