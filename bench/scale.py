@@ -64,7 +64,7 @@ def _p8_sender(args):
 
     async def main():
         loop = asyncio.get_running_loop()
-        msgs = PT.build_table(0, args.count, args.groups, args.asn, args.local)
+        msgs = p8_table(args)
         PT.write_status(args.status, event="ready", messages=len(msgs))
         go = asyncio.Event()
         loop.add_signal_handler(signal.SIGUSR1, go.set)
@@ -81,6 +81,27 @@ def _p8_sender(args):
         await peer.closed
 
     uvloop.run(main())
+
+
+def _dfz_plan(count, groups):
+    """fastbgp/loadtest's DFZ-shaped IPv4 table (scenario.DFZ_V4 length
+    mix), the same prefixes for every peer (overlap 1)."""
+    from fastbgp.loadtest.generator import TablePlan
+    from fastbgp.loadtest.scenario import Table
+
+    return TablePlan(Table(prefixes=count, lengths="dfz", per_group=max(1, count // groups), overlap=1.0))
+
+
+def p8_table(args):
+    """The UPDATEs a P8 sender announces: /24s (bench/passthrough.py's
+    table) or the DFZ length mix, AS path and next hop its own."""
+    if args.lengths == "24":
+        return PT.build_table(0, args.count, args.groups, args.asn, args.local)
+    from fastbgp.loadtest.generator import Encoding, PeerInfo
+    from fastbgp.wire import codec
+
+    stream = _dfz_plan(args.count, args.groups).stream(PeerInfo(0, args.asn, args.local, True), Encoding())
+    return stream.messages() + [codec.build_eor(1, 1)]
 
 
 def _v4_index(packed, base):
@@ -108,12 +129,23 @@ def _p8_receiver(args):
         loop = asyncio.get_running_loop()
         ctx = codec.Context(as4=True)
         held = np.zeros(args.count, dtype=np.uint8)
+        keys = None
+        if args.lengths != "24":
+            from fastbgp.loadtest import gen
+
+            keys = {k: i for i, k in enumerate(_dfz_plan(args.count, args.groups).keys(0))}
         st = {"n": 0, "ann": 0, "wd": 0, "bad": 0, "last": None, "updates": 0}
 
         def apply(packed, value):
             if not packed:
                 return
-            idx = _v4_index(packed, PT.BASE) if len(packed) % 4 == 0 else None
+            if keys is not None:
+                try:
+                    idx = np.array([keys.get(k, -1) for k in gen.split_keys(packed, 32, False)], dtype=np.int64)
+                except ValueError:
+                    idx = None
+            else:
+                idx = _v4_index(packed, PT.BASE) if len(packed) % 4 == 0 else None
             if idx is None or (idx < 0).any() or (idx >= args.count).any():
                 st["bad"] += 1
                 return
@@ -227,6 +259,8 @@ class _Session:
         self.extra = 0
         self.malformed = 0
         self.done_at = None
+        self.updates = 0  # UPDATE messages and prefixes announced to this session (churn shows here)
+        self.announced = 0
 
     def indices(self, packed):
         import numpy as np
@@ -291,6 +325,8 @@ def _p9_clients(args):
                 def on_update(body, s=s):
                     now = time.monotonic()
                     p = codec.parse_update(body, ctx)
+                    s.updates += 1
+                    s.announced += p.n_announced
                     if s.afi == 1:
                         s.apply(p.withdrawn, 0, now)
                         s.apply(p.nlri, 1, now)
@@ -324,11 +360,23 @@ def _p9_clients(args):
             done = [s for s in sessions if s.done_at is not None]
             closed = sum(1 for p, _, _ in peers if p.closed.done())
             if len(done) == len(sessions):
-                PT.write_status(args.status, event="done", last=max(s.done_at for s in done), sessions=len(done))
+                PT.write_status(args.status, event="done", last=max(s.done_at for s in done), sessions=len(done),
+                                want=sum(s.want for s in sessions))
                 break
             PT.write_status(args.status, event="progress", done=len(done), closed=closed,
                             extra=sum(s.extra for s in sessions), malformed=sum(s.malformed for s in sessions),
                             good=sum(s.good for s in sessions), want=sum(s.want for s in sessions))
+        # What arrives after every session is exact (late duplicates) is
+        # counted too: reported once the route server has been quiet 3 s.
+        last = -1
+        while True:
+            await asyncio.sleep(3)
+            n = sum(s.updates for s in sessions)
+            if n == last:
+                break
+            last = n
+        PT.write_status(args.status, event="totals", updates=n, announced=sum(s.announced for s in sessions),
+                        exact=sum(1 for s in sessions if s.done_at is not None))
         await asyncio.Event().wait()
 
     uvloop.run(main())
@@ -364,7 +412,7 @@ def _peak(pid, until, sample):
     return best
 
 
-def run_p8(kind, peers, count, groups, timeout, lengths="24"):
+def run_p8(kind, peers, count, groups, timeout, lengths):
     from fastbgp.testing import lab as L
 
     deadline = time.monotonic() + timeout
@@ -378,14 +426,15 @@ def run_p8(kind, peers, count, groups, timeout, lengths="24"):
             rstat = os.path.join(r.workdir, "status")
             procs.append(r.popen([sys.executable, ME, "--role", "p8-receiver", "--target", t.ipv4, "--local", r.ipv4,
                                   "--asn", str(PT.RECEIVER_AS), "--count", str(count), "--hold", str(P8_HOLD),
-                                  "--quiet", str(P8_QUIET), "--status", rstat], cwd=ROOT))
+                                  "--quiet", str(P8_QUIET), "--lengths", lengths, "--status", rstat], cwd=ROOT))
             _wait(rstat, "established", 60, procs, timeout, "receiver session")
             sstats, sprocs = [], []
             for i, s in enumerate(ss):
                 st = os.path.join(s.workdir, "status")
                 sprocs.append(s.popen([sys.executable, ME, "--role", "p8-sender", "--target", t.ipv4, "--local",
                                        s.ipv4, "--asn", str(PT.SENDER_AS0 + i), "--count", str(count), "--groups",
-                                       str(groups), "--hold", str(P8_HOLD), "--status", st], cwd=ROOT))
+                                       str(groups), "--hold", str(P8_HOLD), "--lengths", lengths, "--status", st],
+                                      cwd=ROOT))
                 sstats.append(st)
             procs += sprocs
             for st in sstats:
@@ -509,11 +558,17 @@ def run_p9(kind, timeout):
             peak = _peak(pid, deadline, lambda: any(e["event"] == "done" for e in PT.read_events(cstat)))
             done = _wait(cstat, "done", max(1, deadline - time.monotonic()), procs, timeout, "client sessions")
             loaded = PT.rss_mb(pid)
+            try:
+                totals = _wait(cstat, "totals", 60, procs, timeout)
+            except ScenarioTimeout:
+                totals = {}
             # The clients' own CPU over the run: near the run's length means
             # the clients, not the route server, set the pace.
             return {"target": kind, "seconds": done["last"] - go, "rss_idle_mb": idle[0], "rss_mb": loaded[0],
                     "peak_mb": max(peak, loaded[1]), "sessions": done["sessions"],
-                    "clients_cpu_s": _cpu_seconds(cp.pid) - cpu0}
+                    "clients_cpu_s": _cpu_seconds(cp.pid) - cpu0, "want": done["want"],
+                    "updates": totals.get("updates"), "announced": totals.get("announced"),
+                    "exact_after": totals.get("exact")}
         finally:
             _stop(stop, procs)
 
@@ -548,6 +603,7 @@ BARS = {
 
 
 def _verdict(scn, r, bird):
+    scn = scn[:2]  # P8DFZ is judged as P8
     if "error" in r:
         return "not met (%s)" % r["error"]
     if scn == "P9":
@@ -568,24 +624,25 @@ def _verdict(scn, r, bird):
     return "met" if not fails else "not met: " + ", ".join(fails)
 
 
-def table(scn, title, rows):
+def table(label, title, rows):
+    scn = label[:2]  # P8DFZ has P8's columns and bar
     bird = next((r for r in rows if r["target"] == "bird"), None)
     head = ["target", "version", "seconds", "RSS idle MB", "RSS loaded MB", "RSS peak MB", "B/path",
             "time vs BIRD", "RSS vs BIRD"]
     if scn == "P8":
         head.append("max keepalive gap s")
     if scn == "P9":
-        head.append("clients' CPU s")
+        head += ["clients' CPU s", "UPDATEs / prefixes sent to clients (needed)"]
     head += ["bar", "verdict"]
-    md = ["**%s** %s" % (scn, title), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md = ["**%s** %s" % (label, title), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
-            cells = [r["target"], version(r["target"]), r["error"]]
+            cells = [r["target"], (VERSIONS.get(r["target"]) or version(r["target"])), r["error"]]
             cells += [""] * (len(head) - len(cells) - 2)
         else:
             ok_bird = bird is not None and "error" not in bird
             bpp = r.get("bytes_per_path")
-            cells = [r["target"], version(r["target"]),
+            cells = [r["target"], (VERSIONS.get(r["target"]) or version(r["target"])),
                      "%.2f" % r["seconds"] + (" (runs %s)" % r["all_seconds"] if len(r.get("all_seconds", [])) > 1 else ""),
                      "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"], "%.0f" % r["peak_mb"],
                      "%.1f" % bpp if bpp is not None else "",
@@ -595,9 +652,13 @@ def table(scn, title, rows):
                 cells.append("%.1f" % r["max_keepalive_gap"])
             if scn == "P9":
                 cells.append("%.1f" % r["clients_cpu_s"])
+                cells.append("{:,} / {:,} ({:,})".format(r["updates"] or 0, r["announced"] or 0, r["want"]))
         cells += [BARS[scn], _verdict(scn, r, bird)]
         md.append("| " + " | ".join(cells) + " |")
     return "\n".join(md)
+
+
+VERSIONS = {}  # target -> version, read once when the run starts (HEAD may move during a run)
 
 
 def version(kind):
@@ -623,8 +684,9 @@ def main(argv=None):
     ap.add_argument("--hold", type=int, default=P8_HOLD)
     ap.add_argument("--quiet", type=float, default=P8_QUIET)
     ap.add_argument("--status")
+    ap.add_argument("--lengths", default="24", choices=["24", "dfz"], help="P8 roles: /24s or the DFZ length mix")
     ap.add_argument("--targets", default="fastbgp,bird")
-    ap.add_argument("--scenarios", default="p1,p4,p8,p9")
+    ap.add_argument("--scenarios", default="p1,p4,p8,p8dfz,p9")
     ap.add_argument("--repeat", type=int, default=3, help="runs of P1 and P4 (median); P8 and P9 run once")
     ap.add_argument("--p8-peers", type=int, default=20)
     ap.add_argument("--p8-prefixes", type=int, default=1_000_000)
@@ -642,6 +704,8 @@ def main(argv=None):
     from fastbgp.wire.bench import machine
 
     targets = args.targets.split(",")
+    for kind in targets:
+        VERSIONS[kind] = version(kind)
     out = []
     for scn in args.scenarios.lower().split(","):
         rows = []
@@ -651,8 +715,9 @@ def main(argv=None):
                     r = run_passthrough(kind, "passthrough", args.timeout, args.repeat)
                 elif scn == "p4":
                     r = run_passthrough(kind, "route-server", args.timeout, args.repeat)
-                elif scn == "p8":
-                    r = run_p8(kind, args.p8_peers, args.p8_prefixes, 1000, args.p8_timeout)
+                elif scn in ("p8", "p8dfz"):
+                    r = run_p8(kind, args.p8_peers, args.p8_prefixes, 1000, args.p8_timeout,
+                               "dfz" if scn == "p8dfz" else "24")
                 else:
                     r = run_p9(kind, args.p9_timeout)
             except (ScenarioTimeout, RuntimeError, TimeoutError) as exc:
@@ -667,6 +732,9 @@ def main(argv=None):
             "p8": "full tables, %d peers x the same %s /24s (own AS path each) -> 1 receiver = %sM paths; "
                   "B/path = (loaded - idle RSS) / paths; hold time %d s" % (
                       args.p8_peers, "{:,}".format(args.p8_prefixes), args.p8_peers * args.p8_prefixes / 1e6, P8_HOLD),
+            "p8dfz": "full tables as P8, the DFZ length mix (fastbgp/loadtest scenario.DFZ_V4: 60%% /24, "
+                     "12%% /22, 9%% /23, ... /12) instead of /24s, %d peers x %s prefixes" % (
+                         args.p8_peers, "{:,}".format(args.p8_prefixes)),
             "p9": "IXP route server, %d clients x (IPv4 + IPv6 session) x %d prefixes, Euro-IX control "
                   "communities on 10%%, until every session holds exactly its expected set" % (
                       P9_CLIENTS, P9_PREFIXES),
