@@ -314,3 +314,28 @@ def test_reload_switches_path_hiding(tmp_path, run):
         await dut.stop()
 
     run(main())
+
+
+def test_group_of_several_members(rib_impl):
+    """A group of two members (two sessions of one AS): a rejected best is
+    replaced for both; a best that is one member's own keeps the by-source
+    split horizon (the other member gets it, the source a withdrawal)."""
+    table, rib, sources, groups = world(rib_impl)
+    g = groups[3]
+    g.members[4] = object()  # client 4's session shares client 3's group
+    q = "10.7.1.0/24"
+    announce(table, rib, 2, [P, q], block(path=(65002, 65100), nh="192.0.2.2"))
+    cs = announce(table, rib, 1, [P], block(path=(65001,), nh="192.0.2.1", communities=(std(0, 65003),)))
+    out = g.process(Delta.from_changeset(IPV4_UNICAST, cs, table), sources)
+    got, gone = received(out.common)
+    assert fields(got[P])[3] == "192.0.2.2" and gone == [] and not out.by_src
+    cs = announce(table, rib, 3, [q], block(path=(65003,), nh="192.0.2.3"))
+    out = g.process(Delta.from_changeset(IPV4_UNICAST, cs, table), sources)
+    assert received(out.common) == ({}, [])
+    assert set(received(out.by_src[3])[0]) == {q} and received(out.echo[3])[1] == [q]
+    # A dump for member 3 alone: its own best is not sent back, the rest is.
+    got3 = received(g.process(Delta(IPV4_UNICAST, [(sp, a, n, pk) for sp, a, n, pk in
+                                                    ((*tag_source(table, aid), packed) for aid, packed in
+                                                     rib.dump_best(exclude_peer=3))], b"", dump=True),
+                              sources, single=True, exclude=3).common)[0]
+    assert set(got3) == {P} and fields(got3[P])[3] == "192.0.2.2"

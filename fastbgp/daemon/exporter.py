@@ -522,9 +522,10 @@ class Exporter:
                     p2, attrs, nh = tag_source(table, aid)
                     items.append((p2, attrs, nh, rewrite_path_ids(packed, fam[0], rx, spid)))
         else:
-            # Path hiding (RFC 7947 §2.3) sends the member another path for
-            # the prefixes whose best is its own: UpdateGroup.process.
-            for aid, packed in rib.dump_best(exclude_peer=None if g.hiding is not None else exclude):
+            # Path hiding (RFC 7947 §2.3) sends a group's only member another
+            # path for the prefixes whose best is its own: UpdateGroup.process.
+            own_hiding = g.hiding is not None and len(g.members) == 1
+            for aid, packed in rib.dump_best(exclude_peer=None if own_hiding else exclude):
                 pid, attrs, nh = tag_source(table, aid)
                 items.append((pid, attrs, nh, packed))
         return Delta(fam, items, [] if g.addpath else b"", addpath=g.addpath, dump=True,

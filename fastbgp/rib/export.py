@@ -620,7 +620,7 @@ class UpdateGroup:
         own = ()
         if self.hiding is not None and not delta.addpath:
             hide = []
-            own = self.hiding.own_pids(members, exclude)
+            own = self.hiding.own_pids(self.members, exclude)
         if delta.addpath:
             for _pid, packed in delta.withdrawn:
                 if packed:
@@ -701,7 +701,7 @@ class UpdateGroup:
         members = self.members
         withdraw = []
         hide = [(None, b"".join(entries))]
-        self.hiding.resolve(self, hide, sources, members, self.hiding.own_pids(members, None), res, withdraw,
+        self.hiding.resolve(self, hide, sources, members, self.hiding.own_pids(self.members, None), res, withdraw,
                             False, False)
         if withdraw:
             res.common[:0] = self._pack_withdraws(b"".join(withdraw))

@@ -258,14 +258,16 @@ class PathHiding:
         self.chosen = {}
 
     @staticmethod
-    def own_pids(members, exclude):
+    def own_pids(group_members, exclude):
         """Peers whose paths the group may not be sent: the member a dump is
-        for, or the only member (a group of several keeps the by-source
-        split horizon of UpdateGroup.process)."""
+        for, or the group's only member.  A group of several keeps the
+        by-source split horizon of UpdateGroup.process (a member gets no
+        other path for a prefix whose best is its own: what the others get
+        is encoded once for all of them)."""
         if exclude is not None:
             return (exclude,)
-        if len(members) == 1:
-            return tuple(members)
+        if len(group_members) == 1:
+            return tuple(group_members)
         return ()
 
     def forget(self, packed, afi):
