@@ -37,6 +37,7 @@ import random
 import socket
 import struct
 import time
+import weakref
 from collections import deque
 from typing import Callable, Optional, Protocol
 
@@ -69,7 +70,8 @@ from fastbgp.session.fsm import (
     notification_event,
 )
 
-__all__ = ["Connection", "Session", "SessionOwner", "READ_BUDGET_BYTES", "READ_BUDGET_MESSAGES"]
+__all__ = ["Connection", "Session", "SessionOwner", "TurnScheduler", "READ_BUDGET_BYTES", "READ_BUDGET_MESSAGES",
+           "TURN_BUDGET_BYTES", "TURN_BUDGET_MESSAGES"]
 
 log = logging.getLogger("fastbgp.session")
 
@@ -78,6 +80,14 @@ log = logging.getLogger("fastbgp.session")
 # running while a full table streams in.
 READ_BUDGET_BYTES = 64 * 1024
 READ_BUDGET_MESSAGES = 256
+# The same, summed over every connection of the event loop (TurnScheduler):
+# with many sessions ready in one turn the per-connection budget alone let
+# their sum hold the loop for seconds (150 sessions x 64 KiB is 2.4M
+# prefixes imported before any timer ran), so KEEPALIVEs were late
+# (RFC 4271 §4.4, §10).  Two connections' worth: a single session keeps its
+# full per-connection budget.
+TURN_BUDGET_BYTES = 2 * READ_BUDGET_BYTES
+TURN_BUDGET_MESSAGES = 2 * READ_BUDGET_MESSAGES
 # Transport write buffer limits: UPDATE producers wait (Connection.drain)
 # above the high mark, so a KEEPALIVE queued behind them waits at most
 # this much data.
@@ -124,6 +134,112 @@ class SessionOwner(Protocol):
 
 
 # --------------------------------------------------------------------------
+# TurnScheduler: the loop-wide receive budget
+
+
+class TurnScheduler:
+    """Shares one receive budget per event-loop turn among every
+    :class:`Connection` of a loop.
+
+    A connection with framed messages ``offer``s itself: it is processed at
+    once if this turn's budget is not spent and nobody is waiting, else it
+    is queued (its reading paused) and served on a later turn, round robin,
+    one pass per turn.  The budget is reset by a callback queued with
+    ``call_soon`` in every turn that used some, so between two resets at
+    most ``budget_messages`` messages and ``budget_bytes`` octets (plus the
+    one message that crossed the mark) are processed, and the loop's timers
+    (KEEPALIVE sending, hold timers: RFC 4271 §4.4) run in between.
+
+    One instance per loop (:meth:`for_loop`): the loop is the shared
+    resource, so every Speaker on it (each owns a reference, ``
+    Speaker.scheduler``) and every outbound connection draws on the same
+    budget.  The accounting (``max_turn_*``, ``turns``, ``deferred``) is
+    the scheduler's own and is what the tests check.
+    """
+
+    _by_loop: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_loop(cls, loop: asyncio.AbstractEventLoop) -> "TurnScheduler":
+        sched = cls._by_loop.get(loop)
+        if sched is None:
+            sched = cls._by_loop[loop] = cls(loop)
+        return sched
+
+    def __init__(self, loop, *, budget_bytes: int = TURN_BUDGET_BYTES, budget_messages: int = TURN_BUDGET_MESSAGES):
+        self.loop = loop
+        self.budget_bytes = budget_bytes
+        self.budget_messages = budget_messages
+        self.bytes_left = budget_bytes
+        self.messages_left = budget_messages
+        # Connections waiting for a turn; each at most once (Connection.queued),
+        # so the queue is bounded by the number of connections.
+        self.ready: deque = deque()
+        self.armed = False
+        self.turns = 0  # budget windows in which something was processed
+        self.deferred = 0  # connections put off to a later turn
+        self.max_turn_bytes = 0
+        self.max_turn_messages = 0
+        self.turn_bytes = 0
+        self.turn_messages = 0
+
+    def offer(self, conn: "Connection") -> None:
+        """``conn`` has messages to process and is not queued."""
+        if self.ready or self.bytes_left <= 0 or self.messages_left <= 0:
+            self.defer(conn)
+        else:
+            self._serve(conn)
+
+    def defer(self, conn: "Connection") -> None:
+        """Queue ``conn`` for a later turn, its reading paused meanwhile."""
+        conn.queued = True
+        conn.pause_input()
+        self.ready.append(conn)
+        self.deferred += 1
+        self._arm()
+
+    def _serve(self, conn: "Connection") -> None:
+        nbytes, nmsgs, more = conn.process(min(READ_BUDGET_BYTES, self.bytes_left),
+                                           min(READ_BUDGET_MESSAGES, self.messages_left))
+        if nbytes or nmsgs:
+            self.bytes_left -= nbytes
+            self.messages_left -= nmsgs
+            self.turn_bytes += nbytes
+            self.turn_messages += nmsgs
+            self._arm()
+        if more:
+            self.defer(conn)
+
+    def _arm(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self.loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        """A new turn: close the last window's accounting, reset the budget,
+        serve the waiting connections once each while it lasts."""
+        self.armed = False
+        if self.turn_messages or self.turn_bytes:
+            self.turns += 1
+            if self.turn_bytes > self.max_turn_bytes:
+                self.max_turn_bytes = self.turn_bytes
+            if self.turn_messages > self.max_turn_messages:
+                self.max_turn_messages = self.turn_messages
+            self.turn_bytes = self.turn_messages = 0
+        self.bytes_left = self.budget_bytes
+        self.messages_left = self.budget_messages
+        ready = self.ready
+        for _ in range(len(ready)):
+            if self.bytes_left <= 0 or self.messages_left <= 0:
+                break
+            conn = ready.popleft()
+            conn.queued = False
+            self._serve(conn)
+        if ready:
+            self._arm()
+
+
+# --------------------------------------------------------------------------
 # Connection: the asyncio Protocol
 
 
@@ -132,8 +248,10 @@ class Connection(asyncio.Protocol):
     :class:`Session` (``session.attach``).  Data that arrives before that is
     framed and kept, not processed."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, outbound: bool, on_made=None):
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, outbound: bool, on_made=None,
+                 scheduler: Optional[TurnScheduler] = None):
         self.loop = loop
+        self.scheduler = scheduler if scheduler is not None else TurnScheduler.for_loop(loop)
         self.outbound = outbound
         self.on_made = on_made
         self.session: Optional[Session] = None
@@ -153,7 +271,7 @@ class Connection(asyncio.Protocol):
         # our queue was received all the same).
         self.last_rx = 0.0
         self._pending: deque = deque()
-        self._scheduled = False
+        self.queued = False  # waiting in the scheduler's ready queue
         self._read_paused = False
         self._reader_failed = False
         self._drain_waiters: list = []
@@ -219,8 +337,8 @@ class Connection(asyncio.Protocol):
         if msgs:
             self.last_rx = self.loop.time()
             self._pending.extend(msgs)
-        if self.session is not None and not self._scheduled:
-            self._run()
+        if self.session is not None and not self.queued and self._pending:
+            self.scheduler.offer(self)
 
     def eof_received(self):
         return False  # close the transport; connection_lost follows
@@ -256,18 +374,18 @@ class Connection(asyncio.Protocol):
 
     # -- receive processing ---------------------------------------------------
 
-    def _run(self):
-        """Process queued messages within the per-turn budget; reschedule
-        (with reading paused) while more remain."""
-        self._scheduled = False
+    def process(self, max_bytes: int, max_messages: int):
+        """Process queued messages until either budget is spent (called by
+        the scheduler).  Returns (octets, messages, more): what was used
+        and whether messages remain, reading paused until they are done."""
         pending = self._pending
-        budget = READ_BUDGET_BYTES
-        count = READ_BUDGET_MESSAGES
+        budget = max_bytes
+        count = max_messages
         while pending:
             session = self.session
             if session is None or self.closed or self.detached:
                 pending.clear()
-                return
+                break
             item = pending.popleft()
             try:
                 if type(item) is tuple:
@@ -286,28 +404,35 @@ class Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("internal error handling failed; aborting %r", self)
                     self.abort()
-                    return
+                    pending.clear()
+                    break
             if budget <= 0 or count <= 0:
                 break
-        if pending and not self.closed and not self.detached and self.session is not None:
-            if not self._read_paused:
-                self._read_paused = True
-                self.transport.pause_reading()
-            self._scheduled = True
-            self.loop.call_soon(self._run)
+        more = bool(pending) and not self.closed and not self.detached and self.session is not None
+        if more:
+            self.pause_input()
         elif self._read_paused and not self.closed and not self.detached:
             self._read_paused = False
             try:
                 self.transport.resume_reading()
             except Exception:  # closing transport
                 pass
+        return max_bytes - budget, max_messages - count, more
+
+    def pause_input(self):
+        """Stop reading while framed messages wait for their turn."""
+        if not self._read_paused and not self.closed and self.transport is not None:
+            self._read_paused = True
+            try:
+                self.transport.pause_reading()
+            except Exception:  # closing transport
+                pass
 
     def start_processing(self):
         """Called by the session when it attaches: process whatever arrived
         before (on a later loop turn, after the attach transition)."""
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._run)
+        if self._pending and not self.queued:
+            self.scheduler.defer(self)
 
     # -- sending ----------------------------------------------------------------
 

@@ -58,7 +58,7 @@ from fastbgp.session.fsm import Event, Reason, State
 from fastbgp.session.graceful_restart import GracefulRestart
 from fastbgp.session.listeners import ListenerManager
 from fastbgp.session.opening import local_capabilities, negotiate_open
-from fastbgp.session.protocol import Connection, Session
+from fastbgp.session.protocol import Connection, Session, TurnScheduler
 from fastbgp.session.routes import (
     PathSpec,
     RouteAttributes,
@@ -770,6 +770,7 @@ class Speaker:
         self.neighbors: dict = {}
         self.rib_out = RibOut()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.scheduler: Optional[TurnScheduler] = None  # set by start(), with the loop
         self.started = False
         self.listeners = ListenerManager(lambda: self.neighbors.values(), self._new_connection, dual_stack=dual_stack)
         self._subscribers = Subscribers("state")
@@ -831,6 +832,10 @@ class Speaker:
         if self.started:
             return
         self.loop = asyncio.get_running_loop()
+        # The loop-wide receive budget per turn (shared with every other
+        # Speaker on this loop): many sessions' bursts cannot hold the loop
+        # past their KEEPALIVE timers.
+        self.scheduler = TurnScheduler.for_loop(self.loop)
         await self.listeners.start(self.listen)
         self.started = True
         for nb in self.neighbors.values():
@@ -844,7 +849,7 @@ class Speaker:
         self.listen = list(self.listeners.endpoints)
 
     def _new_connection(self):
-        return Connection(self.loop, outbound=False, on_made=self._accept)
+        return Connection(self.loop, outbound=False, on_made=self._accept, scheduler=self.scheduler)
 
     @property
     def listen_addresses(self) -> list:
