@@ -153,6 +153,10 @@ def _fastbgp_config(host, clients):
         'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH["ipv4"],
         'blackhole-next-hop-ipv6 = "%s"' % BLACKHOLE_NH["ipv6"],
         "next-hop-check = true",
+        # Like the BIRD RS below (no `secondary`): FRR and GoBGP send the routes they learn back,
+        # which path hiding mitigation (RFC 7947 §2.3.2.1, on by default) would offer to the
+        # clients the best is hidden from; that is tests/interop/test_route_server_hiding.py's subject.
+        "path-hiding = false",
     ]
     for asn, h in clients.items():
         for fam in ("ipv4", "ipv6"):
