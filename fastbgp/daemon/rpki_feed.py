@@ -495,19 +495,12 @@ class RpkiFeed(RtrObserver):
         their new state in the RIB only (``Rib.set_mark``: not the
         attributes, age or RFC 4724 stale flag; nothing to export).  Returns
         how many paths."""
-        d = self.daemon
-        rib = d.ribs.get(fam)
+        rib = self.daemon.ribs.get(fam)
         if rib is None or not rib.has_peer(nb.pid):
             return 0
-        src = d.sources.get(nb.pid)
-        addpath = src is not None and fam in src.addpath_rx
         n = 0
-        for aid, packed in list(rib.dump_peer(nb.pid, addpath)):
-            packed, hit = self.covered(delta, fam[0], packed, addpath)
-            if not hit:
-                continue
+        for attrs, _nh, packed, addpath, hit in self._covered_paths(rib, nb, fam, delta):
             n += hit
-            _pid, attrs, _nh = tag_source(d.attrs, aid)
             states = self.vrps.validate_packed(fam[0], packed, self.origin(attrs), addpath)
             for state, part in split_by_state(states, packed, addpath):
                 rib.set_mark(nb.pid, part, addpath, path_mark(state))
@@ -522,17 +515,25 @@ class RpkiFeed(RtrObserver):
         pre = d.importer.pre_ribs.get(fam)
         if pre is None or not pre.has_peer(nb.pid) or not nb.established:
             return 0
-        src = d.sources.get(nb.pid)
-        addpath = src is not None and fam in src.addpath_rx
         n = 0
-        for aid, packed in list(pre.dump_peer(nb.pid, addpath)):
-            packed, hit = self.covered(delta, fam[0], packed, addpath)
-            if not hit:
-                continue
+        for attrs, nh, packed, addpath, hit in self._covered_paths(pre, nb, fam, delta):
             n += hit
-            _pid, attrs, nh = tag_source(d.attrs, aid)
             d.importer.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre=False)
         return n
+
+    def _covered_paths(self, table, nb, fam, delta):
+        """(attributes, next hop, packed prefixes, ADD-PATH, how many) of
+        each attribute set ``nb`` has in ``table`` (a Rib) for the prefixes
+        a VRP of ``delta`` covers (all when None).  The table is read into a
+        list first, so the caller may change it while iterating."""
+        d = self.daemon
+        src = d.sources.get(nb.pid)
+        addpath = src is not None and fam in src.addpath_rx
+        for aid, packed in list(table.dump_peer(nb.pid, addpath)):
+            packed, hit = self.covered(delta, fam[0], packed, addpath)
+            if hit:
+                _pid, attrs, nh = tag_source(d.attrs, aid)
+                yield attrs, nh, packed, addpath, hit
 
     # -- what is shown ---------------------------------------------------------------------------
 
