@@ -6,68 +6,28 @@ next hop self, MED of another AS not passed on) and withdrawals propagated.
 Needs root and the daemons (fastbgp/testing/lab.py); marked ``interop``.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNNER = textwrap.dedent("""
-    import sys
-    import uvloop
-    from fastbgp.daemon.process import run_daemon
-    uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="debug"))
-""")
 
-
-def _require(*classes):
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *[b for c in classes for b in c.binaries])
-    if missing:
-        pytest.skip("not installed: %s" % ", ".join(missing))
-
-
-def _start_fastbgp(host, neighbors, extra=""):
-    """Run the daemon in ``host``; ``neighbors``: [(address, peer_as, extra toml)]."""
-    lines = ["[global]", "asn = 65000", 'router-id = "%s"' % host.ipv4, 'listen = ["%s", "%s"]' % (host.ipv4, host.ipv6)]
-    for address, asn, more in neighbors:
-        lines += ["[[neighbors]]", 'address = "%s"' % address, "peer-as = %d" % asn,
-                  'default-import = "accept"', 'default-export = "accept"',
-                  "timers = { connect-retry = 2, idle-hold = 1 }"]
-        if more:
-            lines.append(more)
-    path = os.path.join(host.workdir, "fastbgp.toml")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n" + extra)
-    log = open(os.path.join(host.workdir, "fastbgp.log"), "ab")
-    proc = host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    return proc, os.path.join(host.workdir, "fastbgp.log")
-
-
-def _log_tail(path, n=60):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
+def _config(host, neighbors):
+    """fastbgp in AS 65000; ``neighbors``: [(address, peer_as, extra toml)]."""
+    return global_toml(65000, host, listen=[host.ipv4, host.ipv6]) + "".join(
+        neighbor_toml(address, asn, *([more] if more else [])) for address, asn, more in neighbors)
 
 
 def test_daemon_between_bird_and_gobgp():
-    _require(L.Bird, L.GoBGP)
+    require(*L.Bird.binaries, *L.GoBGP.binaries)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         b = lab.add_host("bird")
         g = lab.add_host("gobgp")
-        proc, logpath = _start_fastbgp(f, [(b.ipv4, 65001, ""), (b.ipv6, 65001, ""),
-                                           (g.ipv4, 65002, ""), (g.ipv6, 65002, "")])
-        try:
+        with LabDaemon(f, _config(f, [(b.ipv4, 65001, ""), (b.ipv6, 65001, ""),
+                                      (g.ipv4, 65002, ""), (g.ipv6, 65002, "")]), log_level="debug") as fb:
             bird = L.Bird(b, 65001, neighbors=[L.Neighbor(f.ipv4, 65000), L.Neighbor(f.ipv6, 65000)],
                           routes=[L.Route("198.51.100.0/24", as_path=(65100,), med=10, communities=("65001:100",),
                                           large_communities=("65001:1:2",)),
@@ -97,21 +57,17 @@ def test_daemon_between_bird_and_gobgp():
             # BIRD goes away: its routes are withdrawn from GoBGP.
             bird.stop()
             gobgp.wait_route("2001:db8:1::/48", present=False)
-            assert proc.poll() is None, _log_tail(logpath)
-        except Exception:
-            print(_log_tail(logpath))
-            raise
+            fb.assert_alive()
 
 
 def test_daemon_route_server_with_frr_and_bird():
-    _require(L.Bird, L.FRR)
+    require(*L.Bird.binaries, *L.FRR.binaries)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         b = lab.add_host("bird")
         r = lab.add_host("frr")
         rs = "route-server-client = true"
-        proc, logpath = _start_fastbgp(f, [(b.ipv4, 65001, rs), (r.ipv4, 65003, rs)])
-        try:
+        with LabDaemon(f, _config(f, [(b.ipv4, 65001, rs), (r.ipv4, 65003, rs)]), log_level="debug") as fb:
             bird = L.Bird(b, 65001, neighbors=[L.Neighbor(f.ipv4, 65000)],
                           routes=[L.Route("198.51.100.0/24", as_path=(65100,), med=10)]).start()
             # FRR must accept a first AS that is not the route server's.
@@ -122,7 +78,4 @@ def test_daemon_route_server_with_frr_and_bird():
             # RFC 7947 §2.2: no route-server AS, next hop and MED untouched.
             got = frr.wait_route("198.51.100.0/24")
             assert (got["next_hop"], got["as_path"], got["med"]) == (b.ipv4, [65001, 65100], 10)
-            assert proc.poll() is None, _log_tail(logpath)
-        except Exception:
-            print(_log_tail(logpath))
-            raise
+            fb.assert_alive()

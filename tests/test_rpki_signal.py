@@ -16,6 +16,9 @@ from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 from fastbgp.rpki.community import export_ext, ovs_community, received_state, with_state
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
+from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, require
+from fastbgp.testing.daemonlab import neighbor_toml as lab_neighbor
 from fastbgp.wire.as4 import split_attrs
 from fastbgp.wire.communities import parse_ext_community
 from test_daemon import DUT, addr, neighbor_toml, peer, until
@@ -188,18 +191,14 @@ def test_signal_turned_on_by_reload(tmp_path, run):
 LAB_AS = 64500
 LAB_VALID, LAB_INVALID, LAB_NOT_FOUND = "198.51.100.0/25", "198.51.100.128/25", "203.0.113.0/24"
 SAID_INVALID, SAID_VALID = "203.0.113.128/26", "203.0.113.192/26"  # from the iBGP BIRD, with the community
-_LAB_RUNNER = ("import asyncio, sys\nfrom fastbgp.daemon.process import run_daemon\n"
-               "asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level='info'))\n")
 
 
 def _lab_config(dut, vrps, b1, b2, b3):
-    nb = ('[[neighbors]]\naddress = "%s"\npeer-as = %d\ndefault-import = "accept"\ndefault-export = "accept"\n'
-          'timers = { connect-retry = 2, idle-hold = 1 }\n')
-    return ('[global]\nasn = %d\nrouter-id = "%s"\nlisten = ["%s"]\n[rpki]\nfile = "%s"\n%s\n'
-            % (LAB_AS, dut.ipv4, dut.ipv4, vrps, RPKI_POLICY)
-            + nb % (b1.ipv4, 65001)
-            + nb % (b2.ipv4, LAB_AS) + 'rpki-signal = true\nrpki-accept-signal = true\nimport-policy = ["rov"]\n'
-            + nb % (b3.ipv4, 65003))
+    return (global_toml(LAB_AS, dut, "[rpki]", 'file = "%s"' % vrps, RPKI_POLICY)
+            + lab_neighbor(b1.ipv4, 65001)
+            + lab_neighbor(b2.ipv4, LAB_AS, "rpki-signal = true", "rpki-accept-signal = true",
+                           'import-policy = ["rov"]')
+            + lab_neighbor(b3.ipv4, 65003))
 
 
 def _bird_ext(bird, prefix):
@@ -222,30 +221,12 @@ def test_signal_with_bird_peers(tmp_path):
     state the iBGP BIRD puts on its own routes is trusted
     (rpki-accept-signal): "invalid" is rejected by the rov import policy
     (the VRPs alone say not-found), "valid" is passed on."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from fastbgp.testing import lab as L
-
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *L.Bird.binaries)
-    if missing:
-        pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    require(*L.Bird.binaries)
     with L.Lab() as lab:
         dut, h1, h2, h3 = (lab.add_host(n) for n in ("dut", "b1", "b2", "b3"))
-        vrps = os.path.join(dut.workdir, "vrps.json")
-        write_roas(pathlib.Path(vrps), [(LAB_VALID, 25, 65001), (LAB_INVALID, 25, 64999)])
-        path = os.path.join(dut.workdir, "fastbgp.toml")
-        with open(path, "w") as f:
-            f.write(_lab_config(dut, vrps, h1, h2, h3))
-        logpath = os.path.join(dut.workdir, "fastbgp.log")
-        log = open(logpath, "ab")
-        proc = dut.popen([sys.executable, "-c", _LAB_RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=root)
-        try:
+        vrps = pathlib.Path(dut.workdir) / "vrps.json"
+        write_roas(vrps, [(LAB_VALID, 25, 65001), (LAB_INVALID, 25, 64999)])
+        with LabDaemon(dut, _lab_config(dut, vrps, h1, h2, h3), loop="asyncio") as fb:
             b1 = L.Bird(h1, 65001, neighbors=[L.Neighbor(dut.ipv4, LAB_AS)],
                         routes=[L.Route(LAB_VALID), L.Route(LAB_INVALID), L.Route(LAB_NOT_FOUND)]).start()
             export = ("if net = %s then bgp_ext_community.add((generic, 0x43000000, 2)); "
@@ -265,15 +246,4 @@ def test_signal_with_bird_peers(tmp_path):
                 L.wait_for(lambda p=p: _bird_ext(b3, p) == [], 10, what="%s at the eBGP BIRD without state" % p,
                            on_timeout=lambda p=p: b3.birdc("show", "route", "for", p, "all").stdout)
             assert _bird_ext(b3, SAID_INVALID) is None  # trusted "invalid": rejected by rov
-            assert "Traceback" not in open(logpath, errors="replace").read()
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+            assert "Traceback" not in fb.log_text()

@@ -5,7 +5,9 @@ fixtures, the asyncio/uvloop event-loop fan-out, ``free_port`` and the
 ``corpora`` folder), the one coroutine runner (``loops.run``), the one
 free-port probe (``net.free_port``), the benchmark helpers of bench/
 (``benchmarks``), the network-namespace lab for interop tests and benchmarks
-against real BGP daemons (``lab``, stdlib only), a raw BGP peer that
+against real BGP daemons (``lab``, stdlib only), the fastbgp daemon as a
+process in a lab host (``daemonlab``: config from TOML text, log, API,
+stop; used by the interop tests and ``faultlab``), a raw BGP peer that
 misbehaves by timing for the lab's fault tests (``slowpeer``: slow reader,
 non-reader, feeder with churn, session flapper), and where the shared test
 corpora live (``CORPORA``).

@@ -23,7 +23,9 @@ never re-established them, every witness route still in the daemon's
 Adj-RIB-In, every src route still at the witness, KEEPALIVEs from BIRD
 counted at the negotiated rate, the daemon process alive.
 :meth:`FaultLab.api` reads the daemon's HTTP API (stdlib client over the
-unix socket), :meth:`FaultLab.log_records` its JSON log.
+unix socket), :meth:`FaultLab.log_records` its JSON log: both through
+:class:`fastbgp.testing.daemonlab.LabDaemon` (``self.daemon``), which runs
+the daemon.
 
 Used as a module-scoped fixture by tests/interop/test_faults_*.py:
 ``with FaultLab() as fl: ...`` closes every process and namespace (by pid,
@@ -32,16 +34,11 @@ through the Lab) whether the tests passed or not.
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from typing import Optional
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import ApiError, LabDaemon
 
 __all__ = ["FaultLab", "ApiError"]
 
@@ -53,25 +50,6 @@ WITNESS_HOLD = 9  # seconds: BIRD drops the session after 9 s without a KEEPALIV
 WITNESS_V6_ROUTES = 20_000  # 2001:db8:1000::/48 upwards
 WITNESS_V4 = ("198.51.100.0/25", "198.51.100.128/25")
 SRC_ROUTES = 256  # 203.0.113.0/32 .. 203.0.113.255/32
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-class ApiError(RuntimeError):
-    def __init__(self, status: int, body: str):
-        super().__init__("HTTP %d: %s" % (status, body[:300]))
-        self.status = status
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 10.0):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
 
 
 def witness_v6_prefixes(n: int = WITNESS_V6_ROUTES) -> list:
@@ -91,7 +69,7 @@ class FaultLab:
         self.n_src = src_routes
         self.extra_neighbors = extra_neighbors
         self.lab = L.Lab()
-        self.proc: Optional[subprocess.Popen] = None
+        self.daemon: Optional[LabDaemon] = None
         self.baseline: dict = {}
 
     # -- lifecycle ---------------------------------------------------------------
@@ -119,15 +97,13 @@ class FaultLab:
         self.ah.run(["ip", "addr", "add", self.unconfigured + "/24", "dev", L.Host.ifname], check=True)
         self.attacker = self.ah.ipv4
         self.address = self.fb.ipv4
-        self.socket_path = os.path.join(self.fb.workdir, "api.sock")
-        self.logpath = os.path.join(self.fb.workdir, "fastbgp.log")
-        self.config_path = os.path.join(self.fb.workdir, "fastbgp.toml")
-        with open(self.config_path, "w") as f:
-            f.write(self.config_text())
-        self._log = open(self.logpath, "ab")
-        self.proc = self.fb.popen([sys.executable, "-m", "fastbgp", "daemon", "-c", self.config_path],
-                                  stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self._log.close()
+        # `python -m fastbgp daemon -c`, as an operator runs it (API on).
+        self.daemon = LabDaemon(self.fb, "", cli=True)
+        self.socket_path = self.daemon.socket_path
+        self.logpath = self.daemon.logpath
+        self.config_path = self.daemon.config_path
+        self.daemon.config_text = self.config_text()
+        self.proc = self.daemon.start().proc
         hold = {"hold_time": WITNESS_HOLD}
         self.witness = L.Bird(self.wh, WITNESS_AS,
                               neighbors=[L.Neighbor(self.fb.ipv4, DAEMON_AS, **hold),
@@ -153,7 +129,7 @@ class FaultLab:
         lines = [
             "[global]", "asn = %d" % DAEMON_AS, 'router-id = "%s"' % self.fb.ipv4,
             'listen = ["%s", "%s"]' % (self.fb.ipv4, self.fb.ipv6),
-            "[global.api]", 'socket = "%s"' % self.socket_path,
+            self.daemon.api_toml().rstrip("\n"),
             "[global.log]", 'level = "info"', "json = true",
         ]
         for addr, asn, more in ((w.ipv4, WITNESS_AS, ["timers = { hold-time = %d, connect-retry = 2, idle-hold = 1 }"
@@ -170,17 +146,7 @@ class FaultLab:
 
     # -- the daemon's API and log ------------------------------------------------------
     def api(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10.0):
-        conn = _UnixHTTPConnection(self.socket_path, timeout)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-            resp = conn.getresponse()
-            text = resp.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
-        if resp.status >= 400:
-            raise ApiError(resp.status, text)
-        return json.loads(text) if text else None
+        return self.daemon.api(method, path, body, timeout)
 
     def neighbor(self, address: str) -> dict:
         return self.api("GET", "/v1/neighbors/%s" % address)
@@ -190,27 +156,13 @@ class FaultLab:
         return self.api("GET", "/v1/rib/%s?prefix=%s" % (family, prefix))
 
     def log_records(self, since: int = 0) -> list:
-        """The daemon's JSON log records, from line ``since`` on (other
-        lines, e.g. a traceback on stderr, come as {"raw": text})."""
-        out = []
-        with open(self.logpath, errors="replace") as f:
-            for i, line in enumerate(f):
-                if i < since:
-                    continue
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    out.append({"raw": line.rstrip("\n"), "level": "raw", "msg": line})
-        return out
+        return self.daemon.log_records(since)
 
     def log_mark(self) -> int:
-        """Current number of log lines (pass to log_records)."""
-        with open(self.logpath, "rb") as f:
-            return sum(1 for _ in f)
+        return self.daemon.log_mark()
 
     def log_tail(self, n: int = 40) -> str:
-        with open(self.logpath, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
+        return self.daemon.log_tail(n)
 
     def describe(self) -> str:
         parts = ["--- fastbgp log tail ---", self.log_tail()]
@@ -220,7 +172,7 @@ class FaultLab:
         return "\n".join(parts)
 
     def daemon_alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.daemon is not None and self.daemon.alive()
 
     # -- witness -----------------------------------------------------------------------
     def _converged(self) -> bool:

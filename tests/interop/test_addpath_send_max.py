@@ -9,45 +9,19 @@ Needs root and GoBGP (fastbgp/testing/lab.py); marked ``interop`` and
 """
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER = textwrap.dedent("""
-    import sys
-    import uvloop
-    from fastbgp.daemon.process import run_daemon
-    uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="info"))
-""")
 PREFIXES = ["198.51.100.%d/28" % (16 * i) for i in range(4)]
 ADDPATH_RX = """
   [neighbors.afi-safis.add-paths.config]
     receive = true
 """
-
-
-def _require(*classes):
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *[b for c in classes for b in c.binaries])
-    if missing:
-        pytest.skip("not installed: %s" % ", ".join(missing))
-
-
-def _log_tail(path, n=60):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 def held(gobgp, src):
@@ -66,27 +40,15 @@ def held(gobgp, src):
 
 
 def test_gobgp_receiver_gets_best_two_of_three():
-    _require(L.GoBGP)
+    require(*L.GoBGP.binaries)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         senders = [lab.add_host("s%d" % i) for i in range(3)]
         rx = lab.add_host("rx")
-        lines = ["[global]", "asn = 65000", 'router-id = "%s"' % f.ipv4, 'listen = ["%s"]' % f.ipv4]
-        for i, h in enumerate(senders):
-            lines += ["[[neighbors]]", 'address = "%s"' % h.ipv4, "peer-as = %d" % (65001 + i),
-                      'default-import = "accept"', 'default-export = "accept"',
-                      "timers = { connect-retry = 2, idle-hold = 1 }"]
-        lines += ["[[neighbors]]", 'address = "%s"' % rx.ipv4, "peer-as = 65009",
-                  'default-import = "accept"', 'default-export = "accept"',
-                  "timers = { connect-retry = 2, idle-hold = 1 }",
-                  'add-path = { send = ["ipv4-unicast"], send-max = 2 }']
-        path = os.path.join(f.workdir, "fastbgp.toml")
-        with open(path, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        logpath = os.path.join(f.workdir, "fastbgp.log")
-        proc = f.popen([sys.executable, "-c", RUNNER, path], stdout=open(logpath, "ab"), stderr=subprocess.STDOUT,
-                       cwd=ROOT)
-        try:
+        text = (global_toml(65000, f)
+                + "".join(neighbor_toml(h.ipv4, 65001 + i) for i, h in enumerate(senders))
+                + neighbor_toml(rx.ipv4, 65009, 'add-path = { send = ["ipv4-unicast"], send-max = 2 }'))
+        with LabDaemon(f, text) as fb:
             # Sender i's AS_PATH has i + 1 hops behind it: sender 0 is best.
             gs = [L.GoBGP(h, 65001 + i, neighbors=[L.Neighbor(f.ipv4, 65000)],
                           routes=[L.Route(p, as_path=tuple(range(65100, 65101 + i))) for p in PREFIXES]).start()
@@ -98,18 +60,11 @@ def test_gobgp_receiver_gets_best_two_of_three():
             best2 = sorted([[65000, 65001, 65100], [65000, 65002, 65100, 65101]])
             L.wait_for(lambda: held(recv, f.ipv4) == {p: best2 for p in PREFIXES}, 30,
                        what="the best two paths of every prefix at GoBGP",
-                       on_timeout=lambda: "%r\n%s" % (held(recv, f.ipv4), _log_tail(logpath)))
+                       on_timeout=lambda: "%r\n%s" % (held(recv, f.ipv4), fb.log_tail()))
             # The best sender withdraws one prefix: the third path enters.
             gs[0].withdraw(PREFIXES[0])
             then = sorted([[65000, 65002, 65100, 65101], [65000, 65003, 65100, 65101, 65102]])
             want = dict({p: best2 for p in PREFIXES[1:]}, **{PREFIXES[0]: then})
             L.wait_for(lambda: held(recv, f.ipv4) == want, 30, what="the third path after a withdrawal",
-                       on_timeout=lambda: "%r\n%s" % (held(recv, f.ipv4), _log_tail(logpath)))
-            assert proc.poll() is None, _log_tail(logpath)
-        except Exception:
-            print(_log_tail(logpath))
-            raise
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+                       on_timeout=lambda: "%r\n%s" % (held(recv, f.ipv4), fb.log_tail()))
+            fb.assert_alive()

@@ -18,71 +18,24 @@ Needs root, bird and FRR; marked ``interop`` and ``slow``.
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER = textwrap.dedent("""
-    import sys
-    import asyncio
-    from fastbgp.daemon.process import run_daemon
-    asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="info"))
-""")
 IDENT, ME, FRR_AS, OUT_AS = 64600, 65001, 65002, 64777
 FROM_FRR, FROM_FRR_NOEXP, FROM_OUT = "198.51.100.0/24", "198.51.100.128/25", "203.0.113.0/24"
 
 
-def _require():
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *L.Bird.binaries, *L.FRR.binaries)
-    if missing:
-        pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
-
-
 def _config(dut, frr, bird_in, bird_out):
-    return textwrap.dedent("""
-        [global]
-        asn = %d
-        router-id = "%s"
-        listen = ["%s"]
-        confederation = { identifier = %d, members = [%d, %d] }
-
-        [[neighbors]]
-        address = "%s"
-        peer-as = %d
-        timers = { connect-retry = 2, idle-hold = 1 }
-
-        [[neighbors]]
-        address = "%s"
-        peer-as = %d
-        timers = { connect-retry = 2, idle-hold = 1 }
-
-        [[neighbors]]
-        address = "%s"
-        peer-as = %d
-        default-import = "accept"
-        default-export = "accept"
-        timers = { connect-retry = 2, idle-hold = 1 }
-    """) % (ME, dut.ipv4, dut.ipv4, IDENT, ME, FRR_AS, frr.ipv4, FRR_AS, bird_in.ipv4, ME, bird_out.ipv4, OUT_AS)
-
-
-def _tail(path, n=60):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
+    return (global_toml(ME, dut, "confederation = { identifier = %d, members = [%d, %d] }" % (IDENT, ME, FRR_AS))
+            + neighbor_toml(frr.ipv4, FRR_AS, accept=False)
+            + neighbor_toml(bird_in.ipv4, ME, accept=False)
+            + neighbor_toml(bird_out.ipv4, OUT_AS))
 
 
 def _frr_path(frr, prefix):
@@ -98,17 +51,10 @@ def _frr_path(frr, prefix):
 
 
 def test_routes_cross_the_confederation():
-    _require()
+    require(*L.Bird.binaries, *L.FRR.binaries)
     with L.Lab() as lab:
         dut, hf, hi, ho = (lab.add_host(n) for n in ("dut", "frr", "bin", "bout"))
-        path = os.path.join(dut.workdir, "fastbgp.toml")
-        with open(path, "w") as f:
-            f.write(_config(dut, hf, hi, ho))
-        logpath = os.path.join(dut.workdir, "fastbgp.log")
-        log = open(logpath, "ab")
-        proc = None
-        try:
-            proc = dut.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        with LabDaemon(dut, _config(dut, hf, hi, ho), loop="asyncio") as fb:
             confed = "bgp confederation identifier %d\nbgp confederation peers %d" % (IDENT, ME)
             frr = L.FRR(hf, FRR_AS, neighbors=[L.Neighbor(dut.ipv4, ME, options={"extra": confed})],
                         routes=[L.Route(FROM_FRR, local_pref=250),
@@ -147,20 +93,4 @@ def test_routes_cross_the_confederation():
             b_in.wait_route(FROM_FRR_NOEXP, timeout=30)
             time.sleep(2)  # exported to both groups in one pass: 2 s is ample
             assert FROM_FRR_NOEXP not in b_out.rib("ipv4")
-            assert proc.poll() is None, _tail(logpath)
-            assert "Traceback" not in _tail(logpath, 2000), _tail(logpath, 2000)
-        except Exception:
-            print(_tail(logpath, 200))
-            raise
-        finally:
-            if proc is not None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            log.close()
+            fb.assert_clean()

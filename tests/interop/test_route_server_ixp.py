@@ -13,24 +13,13 @@ Needs root, BIRD, GoBGP and FRR (fastbgp/testing/lab.py); marked
 """
 
 import ipaddress
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER = textwrap.dedent("""
-    import sys
-    import uvloop
-    from fastbgp.daemon.process import run_daemon
-    uvloop.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="info"))
-""")
 
 RS_AS = 64500
 BLACKHOLE_NH = {"ipv4": "192.0.2.66", "ipv6": "2001:db8::66"}
@@ -146,25 +135,21 @@ def _client(host, asn, rs_host):
 
 
 def _fastbgp_config(host, clients):
-    lines = [
-        "[global]", "asn = %d" % RS_AS, 'router-id = "%s"' % host.ipv4,
-        'listen = ["%s", "[%s]:179"]' % (host.ipv4, host.ipv6),
-        "[global.route-server]", "euro-ix-communities = true", "blackhole = true",
-        'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH["ipv4"],
-        'blackhole-next-hop-ipv6 = "%s"' % BLACKHOLE_NH["ipv6"],
-        "next-hop-check = true",
-        # Like the BIRD RS below (no `secondary`): FRR and GoBGP send the routes they learn back,
-        # which path hiding mitigation (RFC 7947 §2.3.2.1, on by default) would offer to the
-        # clients the best is hidden from; that is tests/interop/test_route_server_hiding.py's subject.
-        "path-hiding = false",
-    ]
+    text = global_toml(RS_AS, host, "[global.route-server]", "euro-ix-communities = true", "blackhole = true",
+                       'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH["ipv4"],
+                       'blackhole-next-hop-ipv6 = "%s"' % BLACKHOLE_NH["ipv6"],
+                       "next-hop-check = true",
+                       # Like the BIRD RS below (no `secondary`): FRR and GoBGP send the routes
+                       # they learn back, which path hiding mitigation (RFC 7947 §2.3.2.1, on by
+                       # default) would offer to the clients the best is hidden from; that is
+                       # tests/interop/test_route_server_hiding.py's subject.
+                       "path-hiding = false",
+                       listen=[host.ipv4, "[%s]:179" % host.ipv6])
     for asn, h in clients.items():
         for fam in ("ipv4", "ipv6"):
-            lines += ["[[neighbors]]", 'address = "%s"' % h.addr(fam), "peer-as = %d" % asn,
-                      "route-server-client = true", 'default-import = "accept"', 'default-export = "accept"',
-                      "timers = { connect-retry = 2, idle-hold = 1 }",
-                      "prefix-limit = { %s-unicast = { max = 100 } }" % fam]
-    return "\n".join(lines) + "\n"
+            text += neighbor_toml(h.addr(fam), asn, "route-server-client = true",
+                                  "prefix-limit = { %s-unicast = { max = 100 } }" % fam)
+    return text
 
 
 def _bird_rs_export(peer, fam):
@@ -230,20 +215,8 @@ def _wait_set(client, asn, fam, rs, diag):
                on_timeout=lambda: "%s\n%s" % (sorted(client.rib(fam)), diag()))
 
 
-def _tail(path, n=80):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
-
-
 def _require():
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *[b for kind in set(CLIENT_KINDS.values()) for b in kind.binaries])
-    if missing:
-        pytest.skip("not installed: %s" % ", ".join(missing))
+    require(*[b for kind in set(CLIENT_KINDS.values()) for b in kind.binaries])
 
 
 def test_route_server_ixp_policy_fastbgp_and_bird():
@@ -253,13 +226,7 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
         clients = {asn: lab.add_host("c%d" % (asn - 65000)) for asn in ANNOUNCED}
         rsb_host = lab.add_host("rsb")
         bclients = {asn: lab.add_host("d%d" % (asn - 65000)) for asn in ANNOUNCED}
-        path = os.path.join(rs_host.workdir, "fastbgp.toml")
-        with open(path, "w") as fh:
-            fh.write(_fastbgp_config(rs_host, clients))
-        logpath = os.path.join(rs_host.workdir, "fastbgp.log")
-        log = open(logpath, "ab")
-        proc = rs_host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        try:
+        with LabDaemon(rs_host, _fastbgp_config(rs_host, clients)) as fb:
             birds = {asn: _client(h, asn, rs_host) for asn, h in clients.items()}
             bird_rs = _bird_rs(rsb_host, bclients).start()
             bbirds = {asn: _client(h, asn, rsb_host) for asn, h in bclients.items()}
@@ -269,13 +236,13 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
                     bbirds[asn].wait_established(rsb_host.addr(fam), timeout=40)
             for asn in ANNOUNCED:
                 for fam in ("ipv4", "ipv6"):
-                    _wait_set(birds[asn], asn, fam, "the fastbgp RS", lambda: _tail(logpath))
+                    _wait_set(birds[asn], asn, fam, "the fastbgp RS", fb.log_tail)
                     _check_client(birds[asn].rib(fam), asn, clients, fam)
             # The next-hop check saw and rejected 65001's third-party next
             # hops: one WARNING per session.
-            L.wait_for(lambda: _tail(logpath, 400).count("next-hop-check") == 2, timeout=10,
+            L.wait_for(lambda: fb.log_tail(400).count("next-hop-check") == 2, timeout=10,
                        what="next-hop-check warnings")
-            warn = [line for line in _tail(logpath, 400).splitlines() if "next-hop-check" in line]
+            warn = [line for line in fb.log_tail(400).splitlines() if "next-hop-check" in line]
             assert sorted(BAD_NH[fam] in w for w in warn for fam in BAD_NH).count(True) == 2, warn
             # BIRD as route server on the same inputs: the same routes.
             for asn in ANNOUNCED:
@@ -285,15 +252,4 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
                     fb = {p: v[:3] for p, v in _view(birds[asn].rib(fam)).items()}
                     bd = {p: v[:3] for p, v in _view(bbirds[asn].rib(fam)).items()}
                     assert fb == bd, (asn, fam, fb, bd)
-            assert proc.poll() is None, _tail(logpath)
-        except Exception:
-            print(_tail(logpath))
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+            fb.assert_alive()

@@ -14,35 +14,18 @@ because the chain uses ``rpki``) and the normal export announces it to AS
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER = textwrap.dedent("""
-    import sys
-    from fastbgp.daemon.process import run_daemon
-    import asyncio
-    asyncio.run(run_daemon(sys.argv[1], api=False, metrics=False, log_level="info"))
-""")
 PORT = 8282
 DUT_AS = 64500
 VALID, INVALID, NOT_FOUND = "198.51.100.0/25", "198.51.100.128/25", "203.0.113.0/24"
-
-
-def _require():
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", "stayrtr", *L.Bird.binaries)
-    if missing:
-        pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
 
 
 def _write_vrps(path, invalid_owner):
@@ -56,71 +39,31 @@ def _write_vrps(path, invalid_owner):
 
 
 def _config(host, cache, b1, b2):
-    return textwrap.dedent("""
-        [global]
-        asn = %d
-        router-id = "%s"
-        listen = ["%s"]
-
-        [rpki]
-        caches = [{ address = "%s", port = %d }]
-
-        [[policies]]
-        name = "rov"
-        [[policies.statements]]
-        conditions = { rpki = "invalid" }
-        actions = { result = "reject" }
-
-        [[neighbors]]
-        address = "%s"
-        peer-as = 65001
-        import-policy = ["rov"]
-        default-import = "accept"
-        default-export = "accept"
-        timers = { connect-retry = 2, idle-hold = 1 }
-
-        [[neighbors]]
-        address = "%s"
-        peer-as = 65002
-        default-import = "accept"
-        default-export = "accept"
-        timers = { connect-retry = 2, idle-hold = 1 }
-    """) % (DUT_AS, host.ipv4, host.ipv4, cache.ipv4, PORT, b1.ipv4, b2.ipv4)
-
-
-def _tail(path, n=60):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
+    return (global_toml(DUT_AS, host,
+                        "[rpki]", 'caches = [{ address = "%s", port = %d }]' % (cache.ipv4, PORT),
+                        "[[policies]]", 'name = "rov"', "[[policies.statements]]",
+                        'conditions = { rpki = "invalid" }', 'actions = { result = "reject" }')
+            + neighbor_toml(b1.ipv4, 65001, 'import-policy = ["rov"]')
+            + neighbor_toml(b2.ipv4, 65002))
 
 
 def test_rpki_invalid_dropped_then_revalidated():
-    _require()
+    require("stayrtr", *L.Bird.binaries)
     with L.Lab() as lab:
         cache_host, dut, h1, h2 = (lab.add_host(n) for n in ("rtr", "dut", "b1", "b2"))
         vrps = os.path.join(cache_host.workdir, "vrps.json")
         _write_vrps(vrps, invalid_owner=64999)
-        stay_log = open(os.path.join(cache_host.workdir, "stayrtr.log"), "ab")
-        stay = cache_host.popen(["stayrtr", "-cache", vrps, "-checktime=false", "-refresh", "1",
-                                 "-bind", "%s:%d" % (cache_host.ipv4, PORT),
-                                 "-metrics.addr", "%s:9847" % cache_host.ipv4],
-                                stdout=stay_log, stderr=subprocess.STDOUT)
-        path = os.path.join(dut.workdir, "fastbgp.toml")
-        with open(path, "w") as f:
-            f.write(_config(dut, cache_host, h1, h2))
-        logpath = os.path.join(dut.workdir, "fastbgp.log")
-        log = open(logpath, "ab")
-        proc = None
-        try:
-            L.wait_for(lambda: cache_host.run(["ss", "-ltn"]).stdout.count(":%d " % PORT), 10,
-                       what="stayrtr listening")
-            proc = dut.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        # stayrtr keeps its own descriptor of the log; the Lab stops it by pid.
+        with open(os.path.join(cache_host.workdir, "stayrtr.log"), "ab") as stay_log:
+            cache_host.popen(["stayrtr", "-cache", vrps, "-checktime=false", "-refresh", "1",
+                              "-bind", "%s:%d" % (cache_host.ipv4, PORT),
+                              "-metrics.addr", "%s:9847" % cache_host.ipv4],
+                             stdout=stay_log, stderr=subprocess.STDOUT)
+        L.wait_for(lambda: cache_host.run(["ss", "-ltn"]).stdout.count(":%d " % PORT), 10,
+                   what="stayrtr listening")
+        with LabDaemon(dut, _config(dut, cache_host, h1, h2), loop="asyncio") as fb:
             # The VRPs before any route: the first UPDATE is validated.
-            L.wait_for(lambda: "RPKI change" in _tail(logpath) or proc.poll() is not None, 20,
-                       what="the first VRPs from stayrtr", on_timeout=lambda: _tail(logpath))
-            assert proc.poll() is None, _tail(logpath)
+            fb.wait_log("RPKI change", 20, what="the first VRPs from stayrtr")
             b1 = L.Bird(h1, 65001, neighbors=[L.Neighbor(dut.ipv4, DUT_AS)],
                         routes=[L.Route(VALID), L.Route(INVALID), L.Route(NOT_FOUND)]).start()
             b2 = L.Bird(h2, 65002, neighbors=[L.Neighbor(dut.ipv4, DUT_AS)]).start()
@@ -138,25 +81,5 @@ def test_rpki_invalid_dropped_then_revalidated():
             _write_vrps(vrps, invalid_owner=65001)
             b2.wait_route(INVALID, timeout=30)
             assert set(b2.rib("ipv4")) >= {VALID, INVALID, NOT_FOUND}
-            L.wait_for(lambda: "RPKI change: 1 paths re-validated" in _tail(logpath, 400), 10,
-                       what="the re-validation log line", on_timeout=lambda: _tail(logpath))
-            assert proc.poll() is None, _tail(logpath)
-            assert "Traceback" not in _tail(logpath, 2000), _tail(logpath, 2000)
-        except Exception:
-            print(_tail(logpath, 200))
-            raise
-        finally:
-            for p in (proc, stay):
-                if p is None:
-                    continue
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-            log.close()
-            stay_log.close()
+            fb.wait_log("RPKI change: 1 paths re-validated", 10, what="the re-validation log line")
+            fb.assert_clean()
