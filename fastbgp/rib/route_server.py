@@ -285,6 +285,18 @@ class PathHiding:
         source_of = self.source_of
         chosen = self.chosen
         ranker = self.ranker_of(g.family)
+        rib = ranker.rib
+        if rib.path_count() == len(rib):
+            # One path per prefix in the whole RIB (disjoint announcements,
+            # an IXP's usual case): nothing to choose from, no per-prefix work.
+            for _spid, packed in hide:
+                if withdraw_rejected:
+                    withdraw.append(packed)
+                elif chosen:
+                    withdraw.extend(e for e in _entries(packed, afi) if e in chosen)
+                if chosen:
+                    self.forget(packed, afi)
+            return
         by_out = {}
         memo = {}  # (peer id, attr id) -> export result, for chains that do not look at the prefix
         for spid, packed in hide:
