@@ -339,3 +339,52 @@ def test_group_of_several_members(rib_impl):
                                                      rib.dump_best(exclude_peer=3))], b"", dump=True),
                               sources, single=True, exclude=3).common)[0]
     assert set(got3) == {P} and fields(got3[P])[3] == "192.0.2.2"
+
+
+def test_daemon_prefix_dependent_export_policy(run):
+    """C's export policy rejects A's routes for one prefix only (a chain
+    that looks at the prefix): C gets B's path for that prefix, A's for the
+    other -- with A's paths first in the RIB and B's arriving as non-best."""
+    policy = """
+[[defined-sets.prefix-sets]]
+name = "p91"
+prefixes = ["10.91.0.0/24"]
+[[defined-sets.as-path-sets]]
+name = "via-a"
+as-paths = ["^65001$"]
+
+[[policies]]
+name = "to-c"
+[[policies.statements]]
+conditions = { prefix-set = "p91", as-path-set = "via-a" }
+actions = { result = "reject" }
+[[policies.statements]]
+actions = { result = "accept" }
+"""
+
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        rs = {"route-server-client": True}
+        dut = DUT(asn=RS_AS, extra=policy, neighbors=[
+            neighbor_toml(a_addr, 65001, **rs), neighbor_toml(b_addr, 65002, **rs),
+            neighbor_toml(c_addr, 65003, **rs, **{"export-policy": ["to-c"]})])
+        await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        for n in (na, nb, nc):
+            await n.wait_established(5)
+        both = ["10.91.0.0/24", "10.91.1.0/24"]
+        a.announce(both)
+        await until(lambda: set(nc.received()) == {"10.91.1.0/24"}, what="C has A's 10.91.1.0/24 only")
+        b.announce(both, as_path=(65100,))
+        await until(lambda: set(nc.received()) == set(both) and nc.received()["10.91.0.0/24"].next_hop == b_addr,
+                    what="C gets B's 10.91.0.0/24")
+        assert nc.received()["10.91.1.0/24"].next_hop == a_addr
+        b.withdraw(both)
+        await until(lambda: set(nc.received()) == {"10.91.1.0/24"}, what="B's withdrawn from C")
+        for s in (a, b, c):
+            await s.stop()
+        await dut.stop()
+
+    run(main())

@@ -293,9 +293,13 @@ class Exporter:
                     if best is None:
                         continue
                     bsrc = sources.get(best[0])
-                    spid, attrs, nh = tag_source(self.daemon.attrs, best[2])
-                    if bsrc is None or best[0] in g.hiding.own_pids(g.members, None) \
-                            or g.export(bsrc, attrs, nh) is None:
+                    _spid, attrs, nh = tag_source(self.daemon.attrs, best[2])
+                    out = None
+                    if bsrc is not None and best[0] not in g.hiding.own_pids(g.members, None):
+                        out = g.export(bsrc, attrs, nh)
+                        if out is not None and len(out) == 3:  # the chain looks at the prefix
+                            out = g.export_prefix(bsrc, out[0], out[1], (fam[0], e[1:].ljust(width, b"\0"), e[0]))
+                    if out is None:
                         todo.append(e)
             if todo:
                 out = g.rehide(todo, sources)
