@@ -229,6 +229,17 @@ cdef class VrpTable:
         _mask(hi, lo, plen)
         return width
 
+    cdef inline uint32_t _find(self, uint32_t i, uint32_t asn, uint8_t maxlen, uint32_t *prev) noexcept:
+        """The pool index of (asn, maxlen) in the chain that starts at
+        ``i``, or NIL; ``prev``: the entry before it (NIL: it is the head)."""
+        prev[0] = NIL
+        while i != NIL:
+            if self._pool[i].asn == asn and self._pool[i].maxlen == maxlen:
+                return i
+            prev[0] = i
+            i = self._pool[i].next
+        return NIL
+
     def add(self, afi, addr, plen, maxlen, asn):
         """Add one VRP; False when it was already there."""
         cdef uint64_t hi, lo
@@ -236,13 +247,11 @@ cdef class VrpTable:
         cdef int f = afi - 1
         cdef uint32_t fl = (afi << 8) | plen
         cdef uint32_t head = vrpmap_get(self._map, hi, lo, fl)
-        cdef uint32_t i = head
+        cdef uint32_t i, prev
         cdef uint32_t a = asn
         cdef uint8_t m = maxlen
-        while i != NIL:
-            if self._pool[i].asn == a and self._pool[i].maxlen == m:
-                return False
-            i = self._pool[i].next
+        if self._find(head, a, m, &prev) != NIL:
+            return False
         cdef Entry e
         e.asn = a
         e.maxlen = m
@@ -267,15 +276,8 @@ cdef class VrpTable:
         self._args(afi, addr, plen, maxlen, asn, &hi, &lo)
         cdef int f = afi - 1
         cdef uint32_t fl = (afi << 8) | plen
-        cdef uint32_t head = vrpmap_get(self._map, hi, lo, fl)
-        cdef uint32_t i = head, prev = NIL
-        cdef uint32_t a = asn
-        cdef uint8_t m = maxlen
-        while i != NIL:
-            if self._pool[i].asn == a and self._pool[i].maxlen == m:
-                break
-            prev = i
-            i = self._pool[i].next
+        cdef uint32_t prev
+        cdef uint32_t i = self._find(vrpmap_get(self._map, hi, lo, fl), asn, maxlen, &prev)
         if i == NIL:
             return False
         if prev == NIL:
@@ -295,14 +297,8 @@ cdef class VrpTable:
         """True when this exact VRP is in the table."""
         cdef uint64_t hi, lo
         self._args(afi, addr, plen, maxlen, asn, &hi, &lo)
-        cdef uint32_t i = vrpmap_get(self._map, hi, lo, (afi << 8) | plen)
-        cdef uint32_t a = asn
-        cdef uint8_t m = maxlen
-        while i != NIL:
-            if self._pool[i].asn == a and self._pool[i].maxlen == m:
-                return True
-            i = self._pool[i].next
-        return False
+        cdef uint32_t prev
+        return self._find(vrpmap_get(self._map, hi, lo, (afi << 8) | plen), asn, maxlen, &prev) != NIL
 
     cdef int _state(self, int f, uint32_t fam, uint64_t hi, uint64_t lo, int plen, long long origin) noexcept nogil:
         cdef int length
