@@ -278,29 +278,39 @@ class Exporter:
         self.queue.submit(self.rehide_touched(fam, entries, src, new))
 
     def rehide_touched(self, fam, entries, src, new):
+        """Export work for :meth:`hiding_touch`.  The best path of each
+        prefix is looked up once, then each group decides once per (best
+        path's peer, attribute id): the cost is per prefix once, plus per
+        group and distinct best attribute set -- not per group and prefix."""
         rib = self.daemon.ribs[fam]
         sources = self.daemon.sources
         width = 4 if fam[0] == AFI_IPV4 else 16
-        for g in self.hiding_groups(fam):
+        groups = self.hiding_groups(fam)
+        bests = None  # (peer id, attr id) of the best -> [entries], when the new path may be chosen
+        for g in groups:
             chosen = g.hiding.chosen
-            todo = [e for e in entries if e in chosen]
-            if new is not None and g.export(src, new[1], new[2]) is not None:
+            todo = [e for e in entries if e in chosen] if chosen else []
+            own = g.hiding.own_pids(g.members, None)
+            if new is not None and src.pid not in own and g.export(src, new[1], new[2]) is not None:
+                if bests is None:
+                    bests = {}
+                    for e in entries:
+                        best = rib.best_path(ipaddress.ip_network((e[1:].ljust(width, b"\0"), e[0])))
+                        if best is not None:
+                            bests.setdefault((best[0], best[2]), []).append(e)
                 done = set(todo)
-                for e in entries:
-                    if e in done:
-                        continue
-                    best = rib.best_path(ipaddress.ip_network((e[1:].ljust(width, b"\0"), e[0])))
-                    if best is None:
-                        continue
-                    bsrc = sources.get(best[0])
-                    _spid, attrs, nh = tag_source(self.daemon.attrs, best[2])
+                for (bpid, aid), ents in bests.items():
+                    bsrc = sources.get(bpid)
                     out = None
-                    if bsrc is not None and best[0] not in g.hiding.own_pids(g.members, None):
+                    if bsrc is not None and bpid not in own:
+                        _spid, attrs, nh = tag_source(self.daemon.attrs, aid)
                         out = g.export(bsrc, attrs, nh)
-                        if out is not None and len(out) == 3:  # the chain looks at the prefix
-                            out = g.export_prefix(bsrc, out[0], out[1], (fam[0], e[1:].ljust(width, b"\0"), e[0]))
-                    if out is None:
-                        todo.append(e)
+                    if out is not None and len(out) == 3:
+                        # The chain looks at the prefix: per prefix.
+                        todo.extend(e for e in ents if e not in done and g.export_prefix(
+                            bsrc, out[0], out[1], (fam[0], e[1:].ljust(width, b"\0"), e[0])) is None)
+                    elif out is None:
+                        todo.extend(e for e in ents if e not in done)
             if todo:
                 out = g.rehide(todo, sources)
                 if out:
