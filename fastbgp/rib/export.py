@@ -41,6 +41,13 @@ Split horizon towards a member that is itself the source.  Prefixes whose
 best path came from member P are not sent to P; P gets a withdrawal of them
 instead, because P may hold an older best path of ours for them.
 
+Route-server path hiding (RFC 7947 §2.3).  A group of route-server clients
+with ``[global.route-server] path-hiding`` has ``UpdateGroup.hiding`` (a
+:class:`fastbgp.rib.route_server.PathHiding`): the prefixes whose best path
+the group rejects (or, for a lone member, whose best is its own) are ranked
+by :meth:`PathRanker.first` until a path passes, and that one is sent; only
+those prefixes are remembered, per group.
+
 ADD-PATH send (RFC 7911).  A group whose members receive several paths per
 prefix is fed from the Adj-RIBs-In rather than from best-path changes: every
 accepted path of every peer is exported with a path identifier derived from
