@@ -1,13 +1,15 @@
 """Tables and small helpers the daemon's modules share.
 
 Owns: the RIB's pseudo-peer id of our own routes (``LOCAL_PID``), the time budget of
-one slice of long work (``SLICE_SECONDS``), and two helpers on wire data
-(prefix text, adding an attribute to a block).
+one slice of long work (``SLICE_SECONDS``), two helpers on wire data
+(prefix text, adding an attribute to a block) and the shutdown of a
+background task (``cancel_and_wait``).
 Calls: ``fastbgp.wire`` only.  Called by: every other module of the daemon.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 from fastbgp.wire.as4 import encode_attr, split_attrs
@@ -27,6 +29,17 @@ def family(name) -> tuple:
 
 def prefix_text(afi, addr, plen) -> str:
     return "%s/%d" % (ipaddress.ip_address(addr), plen)
+
+
+async def cancel_and_wait(task) -> None:
+    """Cancel ``task`` and wait until it has ended.  What it ends with
+    (a result, the CancelledError, or an error raised while unwinding) is
+    dropped: the caller is shutting it down and must not fail on it."""
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
 
 
 def add_attr(attrs, t, flags, value):

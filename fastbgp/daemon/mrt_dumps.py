@@ -32,7 +32,7 @@ from fastbgp.mrt import writer
 from fastbgp.rib.export import tag_source
 from fastbgp.wire.as4 import attr_spans
 from fastbgp.wire.constants import AFI_IPV4, ATTR_MP_REACH_NLRI, ATTR_MP_UNREACH_NLRI, IPV4_UNICAST
-from fastbgp.daemon.common import LOCAL_PID, SLICE_SECONDS
+from fastbgp.daemon.common import LOCAL_PID, SLICE_SECONDS, cancel_and_wait
 
 log = logging.getLogger("fastbgp.daemon")
 
@@ -256,11 +256,7 @@ class MrtDumper:
         self._unhook_all()
         t = self.rib_task
         if t is not None and not t.done():
-            t.cancel()
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(t)
         self.w = None
         if self.updates is not None:
             try:

@@ -71,6 +71,7 @@ import os
 import time
 
 from fastbgp.control import contract as ctl
+from fastbgp.daemon.common import cancel_and_wait
 from fastbgp.rib.export import IBGP, tag_source
 from fastbgp.rpki import files as rpki_files
 from fastbgp.rpki.aspa import STATE_NAMES as ASPA_NAMES
@@ -220,11 +221,7 @@ class RpkiFeed(RtrObserver):
 
     async def stop_sources(self):
         if self.poller is not None:
-            self.poller.cancel()
-            try:
-                await self.poller
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(self.poller)
             self.poller = None
         if self.client is not None:
             await self.client.stop()
@@ -233,11 +230,7 @@ class RpkiFeed(RtrObserver):
     async def close(self):
         await self.stop_sources()
         if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(self.task)
             self.task = None
 
     async def reconfigure(self, new):
