@@ -21,10 +21,14 @@ Measured, per daemon (one at a time; the other idles):
 
 * seconds from the feeder's first UPDATE to every route in the RIB (BIRD:
   ``show protocols all`` imported counts; fastbgp: ``GET /v1/rib/summary``
-  prefixes), polled every 0.2 s;
+  prefixes), polled every 0.2 s, and the CPU seconds the daemon process
+  used meanwhile (/proc/PID/stat utime + stime: steadier than wall time on
+  a shared machine);
 * RSS (/proc/PID/status VmRSS): idle (no VRPs, no routes), with the VRPs
   (RTR synced), loaded (all routes); the VRP set = RSS growth across the
   RTR sync; BIRD's ``show memory`` "Routing tables" before and after too;
+  for fastbgp also ``RtrClient`` alone in a process (``--role rtr-rss``):
+  its RSS growth at End of Data and after gc + malloc_trim;
 * counts per RFC 6811 state -- BIRD: routes carrying each community
   (``show route ... where (64500,100,N) ~ bgp_large_community count``) and
   a second count by ``roa_check`` at query time; fastbgp: ``GET /v1/rpki``
@@ -36,6 +40,7 @@ Run as root (namespaces)::
 
     python bench/rpki_vs_bird.py                    # 1M + 200k routes, ~500k VRPs
     python bench/rpki_vs_bird.py --v4 50000 --v6 10000 --runs 1
+    python bench/rpki_vs_bird.py --plain            # baseline: no validation at import
     python bench/rpki_vs_bird.py --write bench/RESULTS.md
 
 The feeder is this file (``--role feeder``): a lean BGP speaker writing
@@ -478,8 +483,10 @@ class LabRun:
         with open(cfg, "w") as f:
             f.write(fastbgp_config(self.d, self.fd, self.c, self.api_sock, args.plain))
         with open(self.dlog_path, "ab") as log:
-            self.dproc = self.d.popen([sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config",
-                                       cfg], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            argv = [sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config", cfg]
+            if args.profile:
+                argv += ["--profile", os.path.abspath(args.profile)]
+            self.dproc = self.d.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.procs.append(self.dproc)
 
     def log_tail(self):
@@ -613,6 +620,7 @@ def main(argv=None):
     ap.add_argument("--plain", action="store_true",
                     help="baseline: no validation at import (BIRD import all, fastbgp no policy); "
                          "the states are still counted at query time")
+    ap.add_argument("--profile", help="cProfile the fastbgp daemon into this file (pstats)")
     ap.add_argument("--write", help="append the result as Markdown to this file")
     args = ap.parse_args(argv)
     if args.role == "feeder":
@@ -630,6 +638,12 @@ def main(argv=None):
 
         from fastbgp.daemon.process import run_daemon
 
+        if args.profile:  # cProfile of the whole daemon, written when SIGTERM ends it
+            import cProfile
+
+            cProfile.runctx("uvloop.run(run_daemon(config, api=True, metrics=False, log_level='warning'))",
+                            {"uvloop": uvloop, "run_daemon": run_daemon, "config": args.config}, {}, args.profile)
+            return 0
         uvloop.run(run_daemon(args.config, api=True, metrics=False, log_level="warning"))
         return 0
 
