@@ -1149,6 +1149,22 @@ cdef class _Changes(_Selection):
         return added
 
     @cython.final
+    cdef inline RibPath *_peer_path(self, Item *it, uint16_t peer, char **slot, SlotBody **body,
+                                    int *at) noexcept nogil:
+        """The path of ``peer`` for the prefix and path id of ``it``, or
+        NULL when the table holds none; ``slot``, ``body`` and ``at`` say
+        where it stands.  Shared by withdraw and set_mark (inline: their
+        per-prefix loops compile as when each wrote it out)."""
+        cdef bint found
+        slot[0] = self._find_at(&it.key, it.home)
+        if slot[0] == NULL:
+            return NULL
+        body[0] = self._body(slot[0])
+        cdef RibPath *paths = _paths(body[0])
+        at[0] = _path_pos(paths, body[0].n, peer, it.path_id, &found)
+        return &paths[at[0]] if found else NULL
+
+    @cython.final
     cdef size_t _apply_withdraw(self, const unsigned char *p, Py_ssize_t n, bint addpath,
                                 int peer) except? 0xFFFFFFFFFFFFFFFF:
         """Phase 1 of withdraw: remove the paths; returns how many.  Slots
@@ -1157,9 +1173,8 @@ cdef class _Changes(_Selection):
         cdef Py_ssize_t pos = 0
         cdef char *s
         cdef SlotBody *body
-        cdef RibPath *paths
+        cdef RibPath *path
         cdef Item *it
-        cdef bint found
         cdef int at
         cdef size_t j, removed = 0
         while pos < n:
@@ -1167,18 +1182,13 @@ cdef class _Changes(_Selection):
             for j in range(self.items.size()):
                 self._prefetch_item(j + AHEAD)
                 it = &self.items[j]
-                s = self._find_at(&it.key, it.home)
-                if s == NULL:
-                    continue
-                body = self._body(s)
-                paths = _paths(body)
-                at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
-                if not found:
+                path = self._peer_path(it, <uint16_t>peer, &s, &body, &at)
+                if path == NULL:
                     continue
                 if not body.best & BEST_MARK:
                     self._touch(s, body)
-                self._decref(paths[at].attr_id)
-                self.peers[peer].nmark[paths[at].mark] -= 1
+                self._decref(path.attr_id)
+                self.peers[peer].nmark[path.mark] -= 1
                 self._remove_path(body, at)
                 removed += 1
                 self.npaths -= 1
@@ -1365,26 +1375,18 @@ cdef class Rib(_Changes):
         cdef Py_ssize_t pos = 0
         cdef char *s
         cdef SlotBody *body
-        cdef RibPath *paths
-        cdef Item *it
-        cdef bint found
+        cdef RibPath *path
         cdef int at
         cdef size_t j, changed = 0
         cdef uint64_t *nmark = self.peers[peer].nmark
         while pos < n:
             pos = self._parse_chunk(p, pos, n, addpath)
             for j in range(self.items.size()):
-                it = &self.items[j]
-                s = self._find_at(&it.key, it.home)
-                if s == NULL:
-                    continue
-                body = self._body(s)
-                paths = _paths(body)
-                at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
-                if found and paths[at].mark != mark:
-                    nmark[paths[at].mark] -= 1
+                path = self._peer_path(&self.items[j], <uint16_t>peer, &s, &body, &at)
+                if path != NULL and path.mark != mark:
+                    nmark[path.mark] -= 1
                     nmark[mark] += 1
-                    paths[at].mark = <uint8_t>mark
+                    path.mark = <uint8_t>mark
                     changed += 1
         return changed
 
