@@ -235,14 +235,39 @@ def _role_main(args):
 # ============================================================== orchestration
 
 
+def _descendants(pid):
+    """pid and every process below it (OpenBGPD's RIB lives in a child)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def rss_mb(pid):
-    """(VmRSS, VmHWM) in MB of a process and its threads."""
+    """(VmRSS, VmHWM) in MB of a process and its threads, summed over the
+    process and its descendants (the HWM sum is each one's own peak)."""
     out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(("VmRSS", "VmHWM")):
-                k, v = line.split(":")
-                out[k] = int(v.split()[0]) / 1024
+    for p in _descendants(pid):
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith(("VmRSS", "VmHWM")):
+                        k, v = line.split(":")
+                        out[k] = out.get(k, 0.0) + int(v.split()[0]) / 1024
+        except FileNotFoundError:
+            if p == pid:
+                raise
     return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
 
 
@@ -324,6 +349,8 @@ def start_target(kind, lab, t, senders, receiver, rs):
                 s.ipv4, "\nneighbor %s route-server-client" % s.ipv4 if rs else "")}
         elif kind == "gobgp" and rs:
             opts = {"route_server_client": True}
+        elif kind == "openbgpd" and rs:
+            opts = {"extra": "transparent-as yes"}
         neighbors.append(L.Neighbor(s.ipv4, SENDER_AS0 + i, passive=True, hold_time=240, options=opts))
     ropts = {}
     if kind == "bird":
@@ -332,6 +359,8 @@ def start_target(kind, lab, t, senders, receiver, rs):
         ropts = {"af_extra": "neighbor %s route-server-client" % receiver.ipv4}
     elif kind == "gobgp" and rs:
         ropts = {"route_server_client": True}
+    elif kind == "openbgpd" and rs:
+        ropts = {"extra": "transparent-as yes"}
     neighbors.append(L.Neighbor(receiver.ipv4, RECEIVER_AS, passive=True, hold_time=240, options=ropts))
     if kind == "bird":
         d = L.Bird(t, TARGET_AS, neighbors=neighbors)
@@ -339,6 +368,11 @@ def start_target(kind, lab, t, senders, receiver, rs):
         d = L.FRR(t, TARGET_AS, neighbors=neighbors, extra_config="route-map NONE deny 10\n")
     elif kind == "gobgp":
         d = L.GoBGP(t, TARGET_AS, neighbors=neighbors, log_level="warn")
+    elif kind == "openbgpd":
+        # Last matching rule wins in OpenBGPD unless `quick`: nothing back
+        # to the senders, the lab's closing "allow to any" for the receiver.
+        d = L.OpenBGPD(t, TARGET_AS, neighbors=neighbors,
+                       extra_config="\n".join("deny quick to %s" % s.ipv4 for s in senders))
     else:
         raise ValueError(kind)
     d.start()
