@@ -181,6 +181,9 @@ cdef bint _scan(const unsigned char* v, Py_ssize_t i, Py_ssize_t n, Attrs* a):
         if ve > n or seen[t >> 6] & (1ULL << (t & 63)):
             return False  # RFC 7606 §3 (g): a repeated attribute is the formatter's case
         seen[t >> 6] |= 1ULL << (t & 63)
+        # One branch per attribute, written out on purpose: each checks its
+        # own length (RFC 4271 §5) and fills its own field; this is the
+        # compiled per-attribute loop of the dump fast path.
         if t == 1:
             if ve - vs != 1 or v[vs] > 2:
                 return False
