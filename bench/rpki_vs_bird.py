@@ -514,8 +514,9 @@ class LabRun:
     def rtr_sync(self):
         c, bird = self.c, self.bird
         st = os.path.join(self.fb.workdir, "rtr-rss")
-        alone = self.fb.popen([sys.executable, os.path.abspath(__file__), "--role", "rtr-rss", "--target", c.ipv4,
-                               "--status", st], cwd=ROOT)
+        with open(os.path.join(self.fb.workdir, "rtr-rss.log"), "ab") as log:  # its retries while stayrtr starts
+            alone = self.fb.popen([sys.executable, os.path.abspath(__file__), "--role", "rtr-rss", "--target",
+                                   c.ipv4, "--status", st], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         cache_path = os.path.join(c.workdir, "vrps.json")
         write_stayrtr_json(cache_path, self.vrps)
         with open(os.path.join(c.workdir, "stayrtr.log"), "ab") as log:
