@@ -88,6 +88,17 @@ READ_BUDGET_MESSAGES = 256
 # full per-connection budget.
 TURN_BUDGET_BYTES = 2 * READ_BUDGET_BYTES
 TURN_BUDGET_MESSAGES = 2 * READ_BUDGET_MESSAGES
+# With many connections waiting, each gets an equal share of a turn's
+# budget, but at least this much (one full message): a connection's turn
+# then comes round every few loop turns, not once per N x 64 KiB.
+MIN_SLICE_BYTES = 4096
+MIN_SLICE_MESSAGES = 4
+# Framed messages waiting for their turn, per connection: reading goes on
+# below this (each message framed restarts the HoldTimer, RFC 4271 §4.4, so
+# a peer's KEEPALIVE behind its table is seen while the table waits) and
+# pauses above it (the socket buffer and TCP flow control hold the rest).
+# At most this plus one read (256 KiB) per connection.
+PENDING_HIGH_BYTES = 256 * 1024
 # Transport write buffer limits: UPDATE producers wait (Connection.drain)
 # above the high mark, so a KEEPALIVE queued behind them waits at most
 # this much data.
@@ -144,7 +155,10 @@ class TurnScheduler:
     A connection with framed messages ``offer``s itself: it is processed at
     once if this turn's budget is not spent and nobody is waiting, else it
     is queued (its reading paused) and served on a later turn, round robin,
-    one pass per turn.  The budget is reset by a callback queued with
+    one pass per turn, each an equal share of the budget (at least
+    MIN_SLICE_*): with N connections waiting each is served every few
+    turns.  Queued connections keep reading (framing restarts their hold
+    timers) up to PENDING_HIGH_BYTES of framed messages.  The budget is reset by a callback queued with
     ``call_soon`` in every turn that used some, so between two resets at
     most ``budget_messages`` messages and ``budget_bytes`` octets (plus the
     one message that crossed the mark) are processed, and the loop's timers
@@ -182,6 +196,8 @@ class TurnScheduler:
         self.max_turn_messages = 0
         self.turn_bytes = 0
         self.turn_messages = 0
+        self.turn_no = 0  # _turn calls, ever
+        self.max_wait_turns = 0  # most turns a connection waited in the queue
 
     def offer(self, conn: "Connection") -> None:
         """``conn`` has messages to process and is not queued."""
@@ -191,16 +207,16 @@ class TurnScheduler:
             self._serve(conn)
 
     def defer(self, conn: "Connection") -> None:
-        """Queue ``conn`` for a later turn, its reading paused meanwhile."""
+        """Queue ``conn`` for a later turn."""
         conn.queued = True
-        conn.pause_input()
+        conn.queued_turn = self.turn_no
         self.ready.append(conn)
         self.deferred += 1
         self._arm()
 
-    def _serve(self, conn: "Connection") -> None:
-        nbytes, nmsgs, more = conn.process(min(READ_BUDGET_BYTES, self.bytes_left),
-                                           min(READ_BUDGET_MESSAGES, self.messages_left))
+    def _serve(self, conn: "Connection", share_bytes: int = READ_BUDGET_BYTES,
+               share_messages: int = READ_BUDGET_MESSAGES) -> None:
+        nbytes, nmsgs, more = conn.process(min(share_bytes, self.bytes_left), min(share_messages, self.messages_left))
         if nbytes or nmsgs:
             self.bytes_left -= nbytes
             self.messages_left -= nmsgs
@@ -219,6 +235,7 @@ class TurnScheduler:
         """A new turn: close the last window's accounting, reset the budget,
         serve the waiting connections once each while it lasts."""
         self.armed = False
+        self.turn_no += 1
         if self.turn_messages or self.turn_bytes:
             self.turns += 1
             if self.turn_bytes > self.max_turn_bytes:
@@ -229,12 +246,17 @@ class TurnScheduler:
         self.bytes_left = self.budget_bytes
         self.messages_left = self.budget_messages
         ready = self.ready
-        for _ in range(len(ready)):
+        waiting = len(ready)
+        share_bytes = min(READ_BUDGET_BYTES, max(MIN_SLICE_BYTES, self.budget_bytes // max(waiting, 1)))
+        share_messages = min(READ_BUDGET_MESSAGES, max(MIN_SLICE_MESSAGES, self.budget_messages // max(waiting, 1)))
+        for _ in range(waiting):
             if self.bytes_left <= 0 or self.messages_left <= 0:
                 break
             conn = ready.popleft()
             conn.queued = False
-            self._serve(conn)
+            if self.turn_no - conn.queued_turn > self.max_wait_turns:
+                self.max_wait_turns = self.turn_no - conn.queued_turn
+            self._serve(conn, share_bytes, share_messages)
         if ready:
             self._arm()
 
@@ -272,6 +294,8 @@ class Connection(asyncio.Protocol):
         self.last_rx = 0.0
         self._pending: deque = deque()
         self.queued = False  # waiting in the scheduler's ready queue
+        self.queued_turn = 0  # the scheduler's turn_no when it was queued
+        self.pending_bytes = 0  # message octets framed, not yet processed
         self._read_paused = False
         self._reader_failed = False
         self._drain_waiters: list = []
@@ -337,6 +361,9 @@ class Connection(asyncio.Protocol):
         if msgs:
             self.last_rx = self.loop.time()
             self._pending.extend(msgs)
+            self.pending_bytes += sum([len(m[1]) for m in msgs])
+            if self.pending_bytes >= PENDING_HIGH_BYTES:
+                self.pause_input()
         if self.session is not None and not self.queued and self._pending:
             self.scheduler.offer(self)
 
@@ -391,6 +418,7 @@ class Connection(asyncio.Protocol):
                 if type(item) is tuple:
                     mtype, body = item
                     budget -= len(body)
+                    self.pending_bytes -= len(body)
                     count -= 1
                     session.on_message(self, mtype, body)
                 elif isinstance(item, BGPError):
@@ -409,7 +437,9 @@ class Connection(asyncio.Protocol):
             if budget <= 0 or count <= 0:
                 break
         more = bool(pending) and not self.closed and not self.detached and self.session is not None
-        if more:
+        if not pending:
+            self.pending_bytes = 0
+        if more and self.pending_bytes >= PENDING_HIGH_BYTES:
             self.pause_input()
         elif self._read_paused and not self.closed and not self.detached:
             self._read_paused = False
@@ -420,7 +450,7 @@ class Connection(asyncio.Protocol):
         return max_bytes - budget, max_messages - count, more
 
     def pause_input(self):
-        """Stop reading while framed messages wait for their turn."""
+        """Stop reading while PENDING_HIGH_BYTES of framed messages wait."""
         if not self._read_paused and not self.closed and self.transport is not None:
             self._read_paused = True
             try:
