@@ -40,10 +40,15 @@ Protocol behaviour:
 
 Bounds: a PDU is at most ``pdu.MAX_PDU_LEN`` octets (1 MiB; longer is
 Corrupt Data), the socket buffer is asyncio's (reading pauses past 128 KiB
-unread), at most MAX_PENDING records wait for End of Data, one connection
-per client at a time plus one probe of a more preferred cache.  A full
-answer is compared with the published set in memory (both sets at once,
-once per Reset Query).
+unread); the stream is read READ_CHUNK octets at a time and every complete
+PDU of the buffer parsed in one pass, so the buffer holds at most one chunk
+plus one incomplete PDU (under MAX_PDU_LEN + READ_CHUNK).  At most
+MAX_PENDING records wait for End of Data: a full answer's VRPs in a VrpTable
+of their own (no Python object per VRP), an incremental one's in a dict.  A
+full answer is compared with the published set in memory (both sets at
+once, once per Reset Query); after a change of at least
+``sync.RELEASE_AFTER`` VRPs the freed memory is handed back
+(``sync.release_memory``: gc, then malloc_trim on Linux/glibc).
 """
 
 import asyncio
@@ -72,6 +77,9 @@ CONNECT_TIMEOUT = 10.0
 # A cache that stays silent this long in the middle of a response, or does
 # not take a PDU we write, has lost the session.
 RESPONSE_TIMEOUT = 60.0
+# Octets asked of the socket per read: a 500k-VRP answer (11 MB) is ~170
+# reads instead of 1M (two per PDU), with one timeout per read, not per PDU.
+READ_CHUNK = 1 << 16
 
 
 class RtrObserver:
@@ -165,22 +173,22 @@ class _Pending:
         self.full = full
         self.vrps = vrps
         self.aspas = aspas
-        self.vrp_ops = set() if full else {}
+        # Full answer: a VrpTable (add/remove say whether the VRP was there,
+        # which are RFC 8210 §12 codes 7 and 6); incremental: {vrp: announce}.
+        self.vrp_ops = VrpTable() if full else {}
         self.aspa_ops = {}
         self.count = 0
 
     def prefix(self, p):
-        vrp = (p.afi, p.addr, p.plen, p.maxlen, p.asn)
         if self.full:
+            # parse_pdu checked the lengths, so the table takes every Prefix.
             if p.announce:
-                if vrp in self.vrp_ops:
+                if not self.vrp_ops.add(p.afi, p.addr, p.plen, p.maxlen, p.asn):
                     return P.DUPLICATE_ANNOUNCEMENT
-                self.vrp_ops.add(vrp)
-            elif vrp in self.vrp_ops:
-                self.vrp_ops.discard(vrp)
-            else:
+            elif not self.vrp_ops.remove(p.afi, p.addr, p.plen, p.maxlen, p.asn):
                 return P.WITHDRAWAL_OF_UNKNOWN
             return None
+        vrp = (p.afi, p.addr, p.plen, p.maxlen, p.asn)
         ops = self.vrp_ops
         if vrp in ops:
             if ops[vrp] == p.announce:
@@ -224,9 +232,18 @@ class _Connection:
         self.querying = False
         self.session_id = None  # of the Cache Response being received
         self.refresh_at = 0.0
-        self.raw = b""  # the last PDU read
+        self.buf = bytearray()  # octets read and not yet parsed (an incomplete PDU)
+        self.chunk = b""  # the octets of the PDUs parsed from the last read
+        self.span = (0, 0)  # where the PDU being handled is in ``chunk``
+        self.ready = []  # PDUs parsed from the buffer, not yet handled: (pdu, start, stop)
         self.serial_tried = False  # a Serial Query was sent
         self.updated = False  # an End of Data was applied
+
+    @property
+    def raw(self):
+        """The octets of the PDU being handled, encapsulated as received in
+        an Error Report (RFC 8210 §5.11); sliced only when one is sent."""
+        return self.chunk[self.span[0] : self.span[1]]
 
     async def send(self, data):
         self.writer.write(data)
@@ -259,28 +276,31 @@ class _Connection:
         self.session_id = None
         await self.send(P.encode(P.ResetQuery(self.version)))
 
-    async def read(self, timeout):
+    async def fill(self, timeout):
+        """Read one chunk into the buffer and parse every complete PDU in it
+        (``pdu.parse_buffer``) onto ``ready``; False when ``timeout`` passed
+        with nothing read between PDUs.  Inside a PDU the wait is
+        RESPONSE_TIMEOUT whatever ``timeout`` is."""
+        partial = bool(self.buf)
         try:
-            head = await asyncio.wait_for(self.reader.readexactly(P.HEADER_LEN), timeout)
+            chunk = await asyncio.wait_for(self.reader.read(READ_CHUNK), RESPONSE_TIMEOUT if partial else timeout)
         except asyncio.TimeoutError:
-            return None
-        except asyncio.IncompleteReadError as exc:
-            raise SessionEnd("closed by the cache" if not exc.partial else "closed inside a PDU header") from None
+            if partial:
+                raise SessionEnd("stalled inside a PDU") from None
+            return False
         except OSError as exc:
             raise SessionEnd(str(exc) or type(exc).__name__) from None
-        framing = P.pdu_length(head)
-        if isinstance(framing, P.PduError):
-            await self.fail(framing)
-        try:
-            body = await asyncio.wait_for(self.reader.readexactly(framing[2] - P.HEADER_LEN), RESPONSE_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise SessionEnd("stalled inside a PDU") from None
-        except asyncio.IncompleteReadError:
-            raise SessionEnd("closed inside a PDU") from None
-        except OSError as exc:
-            raise SessionEnd(str(exc) or type(exc).__name__) from None
-        self.raw = head + body  # encapsulated as received in an Error Report (RFC 8210 §5.11)
-        return P.parse_pdu(self.raw)
+        if not chunk:
+            if not partial:
+                raise SessionEnd("closed by the cache")
+            raise SessionEnd("closed inside a PDU header" if len(self.buf) < P.HEADER_LEN else "closed inside a PDU")
+        buf = self.buf
+        buf += chunk
+        items, end = P.parse_buffer(buf)
+        self.chunk = bytes(buf[: max(end, items[-1][2] if items else 0)])
+        self.ready = items
+        del buf[:end]
+        return True
 
     async def run(self):
         await self.query()
@@ -289,15 +309,20 @@ class _Connection:
                 timeout = RESPONSE_TIMEOUT
             else:
                 timeout = max(0.0, self.refresh_at - time.monotonic())
-            pdu = await self.read(timeout)
-            if pdu is None:
+            if not await self.fill(timeout):
                 if self.querying:
                     raise SessionEnd("no answer for %d s" % RESPONSE_TIMEOUT)
                 await self.query()  # refresh timer (RFC 8210 §6)
                 continue
-            if isinstance(pdu, P.PduError):
-                await self.fail(pdu)
-            await self.handle(pdu)
+            ready, self.ready = self.ready, []
+            for pdu, start, stop in ready:
+                self.span = (start, stop)
+                if isinstance(pdu, P.PduError):
+                    await self.fail(pdu)
+                if type(pdu) is P.Prefix and pdu.version == self.version and self.answered:
+                    await self.record(pdu)  # the bulk of a response: straight to the pending set
+                else:
+                    await self.handle(pdu)
 
     async def check_version(self, pdu):
         if pdu.version == self.version:
@@ -314,7 +339,8 @@ class _Connection:
                                    "version %d in a version %d session" % (pdu.version, self.version)))
 
     async def handle(self, pdu):
-        log.debug("RTR %s: received %s", self.cache.name(), type(pdu).__name__)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("RTR %s: received %s", self.cache.name(), type(pdu).__name__)
         await self.check_version(pdu)
         if isinstance(pdu, P.ErrorReport):
             self.error_report(pdu)
@@ -383,8 +409,10 @@ class _Connection:
         c.set_timers(pdu.refresh, pdu.retry, pdu.expire)
         st.session_id, st.serial, st.version = self.session_id, pdu.serial, self.version
         st.last_update, st.last_error, st.state = time.time(), None, "up"
-        self.client.publish(c, self.pending)
+        changed = self.client.publish(c, self.pending)
         self.pending, self.querying, self.session_id = None, False, None
+        if changed >= sync.RELEASE_AFTER:
+            sync.release_memory()  # the sync's tuples, lists and pending table are gone now
         self.updated = True
         self.refresh_at = time.monotonic() + st.refresh
 
@@ -537,16 +565,19 @@ class RtrClient:
         """Apply a complete response (End of Data) from ``cache``."""
         if pending.full:
             added, removed, aspa_changes = sync.full_diff(self.vrps, self.aspas, pending.vrp_ops, pending.aspa_ops)
+            pending.vrp_ops = None  # the response's own table goes before the published one grows
         else:
             added = sorted(v for v, a in pending.vrp_ops.items() if a)
             removed = sorted(v for v, a in pending.vrp_ops.items() if not a)
             aspa_changes = pending.aspa_ops
         self._apply(added, removed, aspa_changes)
+        changed = len(added) + len(removed)
         if self.source is not cache and self.source is not None:
             self.source.status.session_id = None  # its serial no longer describes our data
         self.source = cache
         self.expires_at = time.monotonic() + cache.status.expire
         self._notify("cache_changed", cache.status)
+        return changed
 
     def _apply(self, added, removed, aspa_changes):
         sync.apply(self.vrps, self.aspas, added, removed, aspa_changes)

@@ -6,7 +6,9 @@ struct or a :class:`PduError` carrying the Error Report code to answer with
 (RFC 8210 §12); it never raises.  :func:`encode` is the one builder (the
 client sends queries and Error Reports with it, tests and the test cache
 build every other PDU with it).  :func:`pdu_length` reads the length field
-of a header so a reader can frame the stream before parsing.
+of a header so a reader can frame the stream before parsing;
+:func:`parse_buffer` frames and parses every complete PDU of a stream
+buffer in one pass (the client reads large chunks, not one PDU at a time).
 
 Every PDU starts with the 8-octet header (RFC 8210 §5.1): version, type, a
 16-bit field (session id, error code, flags or zero) and the 32-bit length
@@ -280,6 +282,35 @@ def parse_pdu(data):
     if ptype == ASPA and version >= 2:  # 8210bis: version 2 only
         return _parse_aspa(data, version)
     return PduError(UNSUPPORTED_PDU_TYPE, data, "PDU type %d in version %d" % (ptype, version))
+
+
+def parse_buffer(buf, pos=0):
+    """Every complete PDU of the stream buffer ``buf`` from offset ``pos``:
+    ``(items, end)`` where ``items`` lists ``(parse_pdu result, start, stop)``
+    in order and ``end`` is the offset of the first octet not consumed (the
+    start of an incomplete PDU).  The bulk entry point of a reader that takes
+    the stream in large chunks; each PDU still goes through
+    :func:`parse_pdu`.  A header whose length is impossible (see
+    :func:`pdu_length`) ends the list with its PduError, checked as soon as
+    its 8 octets are there so a hostile length never makes the reader wait
+    for or buffer more.  Never raises."""
+    items = []
+    n = len(buf)
+    view = memoryview(buf)
+    try:
+        while n - pos >= HEADER_LEN:
+            framing = pdu_length(view[pos : pos + HEADER_LEN])
+            if isinstance(framing, PduError):
+                items.append((framing, pos, pos + HEADER_LEN))
+                return items, pos
+            stop = pos + framing[2]
+            if stop > n:
+                break
+            items.append((parse_pdu(view[pos:stop]), pos, stop))
+            pos = stop
+    finally:
+        view.release()
+    return items, pos
 
 
 def _header(version, ptype, field, body):
