@@ -148,6 +148,10 @@ class Exporter:
         self.queue = None
         self.changes = 0  # Loc-RIB ChangeSets exported so far
         self.rankers: dict = {}  # family -> PathRanker, for ADD-PATH best-N groups
+        # family -> hooks(): asked on every received UPDATE, recomputed only
+        # after groups_changed() (a member joined or left, a policy or path
+        # hiding switched), so that a feature that is off costs a dict get.
+        self.hook_cache: dict = {}
 
     def start(self, loop):
         self.queue = ExportQueue(loop)
@@ -160,6 +164,20 @@ class Exporter:
     def groups_of(self, fam, addpath):
         return [g for g in self.groups.values()
                 if g.family == fam and g.addpath == addpath and g.members and not g.exports_nothing]
+
+    def hooks(self, fam):
+        """(any group to export to, any ADD-PATH group, any path-hiding
+        group) for ``fam``, each as groups_of / hiding_groups would say."""
+        h = self.hook_cache.get(fam)
+        if h is None:
+            plain = self.groups_of(fam, False)
+            h = self.hook_cache[fam] = (bool(plain), bool(self.groups_of(fam, True)),
+                                        any(g.hiding is not None for g in plain))
+        return h
+
+    def groups_changed(self):
+        """Called wherever a group's members, policy or path hiding change."""
+        self.hook_cache.clear()
 
     def best_n_groups(self, fam):
         """The ADD-PATH groups of ``fam`` sent the best N paths per prefix."""
@@ -201,10 +219,7 @@ class Exporter:
             yield
 
     def addpath_groups(self, fam):
-        for g in self.groups.values():
-            if g.family == fam and g.addpath and g.members and not g.exports_nothing:
-                return True
-        return False
+        return self.hooks(fam)[1]
 
     def export_cs(self, fam, cs, heavy=False, fresh=False):
         """Hand a Loc-RIB ChangeSet to the update groups of its family.
@@ -219,7 +234,7 @@ class Exporter:
         self.changes += 1
         if self.events.watchers:
             self.events.best_changes(fam, cs)
-        if not self.groups_of(fam, False):
+        if not self.hooks(fam)[0]:
             return
         delta = Delta.from_changeset(fam, cs, self.daemon.attrs)
         delta.fresh = fresh
@@ -238,6 +253,7 @@ class Exporter:
         if on == (g.hiding is not None):
             return False
         g.hiding = PathHiding(self.ranker, lambda aid: tag_source(self.daemon.attrs, aid)) if on else None
+        self.groups_changed()
         return True
 
     def submit_rehide(self, fam, cs=None):
@@ -264,6 +280,8 @@ class Exporter:
         the group rejects while the new path passes.  Nothing to do, per
         group, when every prefix's best changed (``cs`` covers them all:
         UpdateGroup.process decides those)."""
+        if not self.hooks(fam)[2]:
+            return  # no path hiding: not even the prefixes counted
         try:
             n = codec.count_prefixes(packed, fam[0], addpath)
         except ValueError:
@@ -416,6 +434,7 @@ class Exporter:
             g.rpki_signal = signal
             self.set_hiding(g)
             self.groups[key] = g
+            self.groups_changed()
         return g
 
     def leave_groups(self, nb):
@@ -424,6 +443,7 @@ class Exporter:
             if not g.members and self.groups.get(g.key) is g:
                 del self.groups[g.key]
         nb.groups = {}
+        self.groups_changed()
 
     def set_policies(self, engine):
         """After a reload: every group's export chain from the new engine.
@@ -437,6 +457,7 @@ class Exporter:
                 rs_members.extend(g.members.values())  # RFC 7947 §2.3 path hiding switched
             chain = engine.chain(g.chain.names, "export", "accept" if g.chain.default_accept else "reject")
             g.set_policy(engine, chain, g.pctx)
+        self.groups_changed()  # exports_nothing may have changed
         for nb in {id(m): m for m in rs_members}.values():
             self.redump_all(nb)
             self.daemon.importer.soft_in(nb)  # its routes through the next-hop check again
@@ -471,6 +492,7 @@ class Exporter:
         for nb, _epoch, _eor in joiners:
             g.members[nb.pid] = nb
             nb.groups[fam] = g
+        self.groups_changed()
         pids = {nb.pid for nb, _e, _r in joiners}
         sources = self.daemon.sources
         for part in self.table_parts(g, None):
@@ -503,6 +525,7 @@ class Exporter:
                 g.sent = held  # best-N: what the member holds, so the dump withdraws what left
             g.members[nb.pid] = nb
             nb.groups[fam] = g
+            self.groups_changed()
         if brackets:
             nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_BORR)])
         yield from self.dump_to(nb, g, epoch, rejected_as_withdraw)

@@ -176,7 +176,7 @@ class Importer:
                         nb.address, ours)
         if parsed.is_eor:
             nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
-        if touched is not None:
+        if touched is not None and nb.cfg.prefix_limit:
             lim = nb.cfg.prefix_limit.get(family_name(touched))
             if lim is not None and ribs[touched].peer_path_count(nb.pid) > lim.max:
                 nb.config.prefix_limit_restart = float(lim.restart_after) or None
@@ -329,7 +329,10 @@ class Importer:
         table = self.daemon.attrs
         # The chain sees the state only when it asks (one cache entry per
         # attribute set otherwise).
-        res = self.import_(nb, fam, attrs, nh, state if nb.import_chain.uses_rpki else None)
+        seen = state if nb.import_chain.uses_rpki else None
+        res = nb.import_cache.get((fam, attrs, nh, seen), _MISS)  # import_'s cache, hit inline
+        if res is _MISS:
+            res = self.import_(nb, fam, attrs, nh, seen)
         if res is None:
             self.withdraw_post(nb, fam, packed, addpath)
             return
@@ -337,12 +340,13 @@ class Importer:
             self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3], state)
             return
         out, out_nh = res
-        out = self.signal_state(out, state)
+        if state is not None:
+            out = self.signal_state(out, state)
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
             if self.exporter.addpath_groups(fam):
                 self.exporter.addpath_delta(fam, pid, out, out_nh, packed, addpath)
-            self.update_rib(fam, pid, packed, addpath, aid, path_mark(state))
+            self.update_rib(fam, pid, packed, addpath, aid, 0 if state is None else path_mark(state))
         finally:
             table.release(aid)
 
