@@ -443,3 +443,221 @@ def test_observer_failure_does_not_stop_the_client(run, caplog):
 def test_bad_version_argument():
     with pytest.raises(ValueError):
         C.RtrClient([], version=3)
+
+
+# ------------------------------------------ the chunked reader (bulk parse path)
+
+def many_vrps(n):
+    """n distinct VRPs of both families (an answer much larger than one read)."""
+    out = []
+    for i in range(n):
+        if i % 4:
+            out.append((1, bytes((10, i >> 8 & 0xFF, i & 0xFF, 0)), 24, 24, 64496 + i % 7))
+        else:
+            out.append((2, bytes.fromhex("20010db8") + i.to_bytes(2, "big") + bytes(10), 48, 48, 64496))
+    return out
+
+
+class ChunkCache:
+    """Answers the k-th Reset Query with ``answers[k]``: a list of octet
+    strings, each written on its own with a pause between, so the client
+    reads them in separate chunks.  Records what the client sends."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.received = []
+        self.writers = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+
+    async def serve(self, reader, writer):
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readexactly(8)
+                body = await reader.readexactly(struct.unpack("!I", head[4:])[0] - 8)
+                self.received.append(P.parse_pdu(head + body))
+                if not isinstance(self.received[-1], P.ResetQuery) or not self.answers:
+                    break
+                pieces = self.answers.pop(0)
+                for piece in pieces:
+                    if isinstance(piece, asyncio.Event):  # hold the rest until the test sets it
+                        await piece.wait()
+                        continue
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                if pieces and pieces[-1] is CLOSE:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client ended the connection, or the test stopped the server
+        finally:
+            writer.close()
+
+    def errors(self):
+        return [q for q in self.received if isinstance(q, P.ErrorReport)]
+
+
+CLOSE = b""  # as the last piece of an answer: the cache closes the connection there
+
+
+def answer(vrps, session=7, serial=1):
+    return [P.encode(P.CacheResponse(2, session))] + [P.encode(P.Prefix(2, True, *v)) for v in vrps] + \
+        [P.encode(P.EndOfData(2, session, serial, 1, 1, 600))]
+
+
+def test_large_answer_in_one_write_and_pdus_split_across_reads(run):
+    """Thousands of PDUs in one write (many in each read), then an answer cut
+    at odd offsets so headers and bodies straddle reads: both give exactly
+    the cache's set, applied once at End of Data."""
+    async def main():
+        vrps = many_vrps(6000)
+        whole = b"".join(answer(vrps))
+        assert len(whole) > 2 * C.READ_CHUNK
+        small = b"".join(answer([V1, V2, V3]))
+        cuts = [0, 3, 8 + 5, 8 + 20 + 11, 8 + 20 + 20 + 8, len(small) - 1, len(small)]
+        split = [small[a:b] for a, b in zip(cuts, cuts[1:])]
+        cache = await ChunkCache([[whole]]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache)], rec)
+        client.start()
+        try:
+            await until(lambda: len(rec.vrp_events) == 1)
+            assert rec.vrp_events[0] == (sorted(vrps), []) and published(client) == set(vrps)
+        finally:
+            await client.stop()
+            await cache.stop()
+        cache = await ChunkCache([split]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache)], rec)
+        client.start()
+        try:
+            await until(lambda: len(rec.vrp_events) == 1)
+            assert rec.vrp_events[0] == (sorted([V1, V2, V3]), []) and cache.errors() == []
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=30)
+
+
+@pytest.mark.parametrize("where", ["middle", "split"])
+def test_bad_pdu_in_the_middle_of_a_chunk(run, caplog, where):
+    """A malformed PDU among thousands in one read (or cut across two reads)
+    is answered with an Error Report encapsulating exactly it; nothing of
+    that answer is published, the next connection's clean answer is."""
+    async def main():
+        vrps = many_vrps(3000)
+        pieces = answer(vrps)
+        bad = _raw(P.IPV4_PREFIX, 0, bytes((1, 24, 20, 0)) + bytes(8))  # maxLength < length
+        stream = b"".join(pieces[:1500]) + bad + b"".join(pieces[1500:])
+        at = len(b"".join(pieces[:1500])) + 9
+        first = [stream] if where == "middle" else [stream[:at], stream[at:]]
+        cache = await ChunkCache([first, answer([V1, V4])]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache)], rec)
+        caplog.set_level(logging.INFO, "fastbgp.rpki")
+        client.start()
+        try:
+            await until(lambda: rec.vrp_events)
+            assert [(e.code, e.pdu) for e in cache.errors()] == [(P.CORRUPT_DATA, bad)]
+            assert rec.vrp_events == [(sorted([V1, V4]), [])] and published(client) == {V1, V4}
+            assert any(r.levelno == logging.WARNING and "lost" in r.getMessage() for r in caplog.records)
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=30)
+
+
+@pytest.mark.parametrize("cut, reason", [(4, "closed inside a PDU header"), (12, "closed inside a PDU")])
+def test_cache_closing_inside_a_pdu(run, caplog, cut, reason):
+    async def main():
+        # the Cache Response, then ``cut`` octets of a Prefix PDU, then EOF
+        pieces = [P.encode(P.CacheResponse(2, 7)) + P.encode(P.Prefix(2, True, *V1))[:cut], CLOSE]
+        cache = await ChunkCache([pieces, answer([V2])]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache)], rec)
+        caplog.set_level(logging.INFO, "fastbgp.rpki")
+        client.start()
+        try:
+            await until(lambda: rec.vrp_events, timeout=5)
+            assert rec.vrp_events == [([V2], [])]
+            assert any(r.levelno == logging.WARNING and reason in r.getMessage() for r in caplog.records)
+        finally:
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=20)
+
+
+def test_large_full_answer_releases_memory_after_sync():
+    """sync.full_diff gives the same change set from a VrpTable as from a
+    set; release_memory runs malloc_trim on Linux/glibc only."""
+    import platform
+    import sys
+
+    from fastbgp.rpki import sync
+    from fastbgp.rpki.aspa import AspaTable
+    from fastbgp.rpki.vrp import VrpTable
+
+    old, new = VrpTable(), VrpTable()
+    before, after = set(many_vrps(500)[:300]), set(many_vrps(500)[200:])
+    for v in before:
+        old.add(*v)
+    for v in after:
+        new.add(*v)
+    assert sync.full_diff(old, AspaTable(), new, {}) == sync.full_diff(old, AspaTable(), after, {})
+    expect = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert sync.release_memory() is expect
+
+
+def test_pending_full_answer_holds_no_python_object_per_vrp(run):
+    """While a full answer is being received its VRPs wait in a VrpTable
+    (compiled: outside the Python heap), not as one tuple each: the Python
+    heap grows by far less than the ~150 octets a VRP tuple takes."""
+    import tracemalloc
+
+    from fastbgp.rpki import vrp
+
+    if vrp.IMPLEMENTATION == "python":
+        pytest.skip("the compiled VRP table is not built")
+
+    async def main():
+        vrps = many_vrps(20000)
+        pieces = answer(vrps)
+        gate = asyncio.Event()
+        cache = await ChunkCache([[b"".join(pieces[:-1]), gate, pieces[-1]]]).start()
+        rec = Recorder()
+        client = C.RtrClient([spec(cache)], rec)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            client.start()
+            samples = []
+            for _ in range(150):  # until the client has read all but End of Data: the heap stays put
+                await asyncio.sleep(0.2)
+                samples.append(tracemalloc.get_traced_memory()[0])
+                if len(samples) > 4 and max(samples[-4:]) - min(samples[-4:]) < 100_000 and \
+                        cache.writers and all(w.transport.get_write_buffer_size() == 0 for w in cache.writers):
+                    break
+            grown = samples[-1] - base
+            assert grown < 20 * len(vrps), grown
+            gate.set()
+            await until(lambda: rec.vrp_events)
+            assert rec.vrp_events[0] == (sorted(vrps), [])
+        finally:
+            tracemalloc.stop()
+            await client.stop()
+            await cache.stop()
+
+    run(main(), timeout=60)

@@ -146,3 +146,60 @@ def test_aspa_in_draft_10_layout_as_stayrtr_sends_it():
     assert P.parse_pdu(withdraw) == P.Aspa(2, False, 64496, ())
     bad_count = bytes.fromhex("020b000000000018010000030000fbf00000fbfe0000fbff")
     assert P.parse_pdu(bad_count).code == P.CORRUPT_DATA  # count disagrees with the length
+
+
+# ------------------------------------------------- parse_buffer: the bulk path
+
+def _stream(pdus):
+    return b"".join(P.encode(p) for p in pdus)
+
+
+@given(st.lists(st.one_of(prefixes(), end_of_data(), aspas()), min_size=1, max_size=30), st.data())
+@settings(max_examples=200, deadline=None)
+def test_parse_buffer_frames_like_parse_pdu_wherever_the_stream_is_cut(pdus, data):
+    raw = [P.encode(p) for p in pdus]
+    stream = b"".join(raw)
+    cut = data.draw(st.integers(0, len(stream)))
+    items, end = P.parse_buffer(bytearray(stream[:cut]))
+    # every PDU wholly before the cut, parsed by parse_pdu; end at the first incomplete one
+    whole, pos = [], 0
+    for r in raw:
+        if pos + len(r) > cut:
+            break
+        whole.append((P.parse_pdu(r), pos, pos + len(r)))
+        pos += len(r)
+    assert items == whole and end == pos
+    # the rest, appended later, parses from there: the two halves give every PDU
+    rest, end2 = P.parse_buffer(stream, end)
+    assert [i[0] for i in items + rest] == [P.parse_pdu(r) for r in raw] and end2 == len(stream)
+
+
+def test_parse_buffer_bad_pdu_in_the_middle():
+    good = [P.Prefix(2, True, 1, bytes((192, 0, 2, 0)), 24, 24, 64496)] * 3
+    bad = struct.pack("!BBHI", 2, P.IPV4_PREFIX, 0, 20) + bytes((1, 33, 33, 0)) + bytes(8)
+    stream = _stream(good[:2]) + bad + _stream(good[2:])
+    items, end = P.parse_buffer(stream)
+    assert end == len(stream) and len(items) == 4
+    err, start, stop = items[2]
+    # the malformed PDU is an item of its own, its octets the ones encapsulated
+    assert isinstance(err, P.PduError) and err.code == P.CORRUPT_DATA and err.pdu == bad
+    assert stream[start:stop] == bad and items[3][0] == good[2]
+
+
+@pytest.mark.parametrize("length", [0, 7, P.MAX_PDU_LEN + 1, 1 << 31])
+def test_parse_buffer_stops_at_an_impossible_length_at_once(length):
+    good = _stream([P.CacheResponse(2, 7)])
+    bad = struct.pack("!BBHI", 2, P.IPV4_PREFIX, 0, length)
+    # only the bad header is there: no waiting for the octets it announces
+    items, end = P.parse_buffer(good + bad + b"\xff" * 100)
+    assert [i[0] for i in items[:1]] == [P.CacheResponse(2, 7)]
+    err, start, stop = items[1]
+    assert len(items) == 2 and (err.code, err.pdu) == (P.CORRUPT_DATA, bad) and end == start == len(good)
+
+
+@given(st.binary(max_size=200), st.integers(0, 210))
+@settings(max_examples=300, deadline=None)
+def test_parse_buffer_never_raises(data, pos):
+    items, end = P.parse_buffer(bytearray(data), min(pos, len(data)))
+    assert min(pos, len(data)) <= end <= len(data)
+    assert all(isinstance(i[0], P.PduError) or i[2] <= end for i in items)
