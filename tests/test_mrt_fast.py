@@ -189,6 +189,41 @@ def test_mrt_dump_imports_only_what_it_uses(corpora):
     assert not mods & {"fastbgp.cli.demo", "fastbgp.control.api", "fastbgp.daemon.core"}
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("twin", [False, True], ids=["compiled", "twin"])
+@pytest.mark.parametrize("afi", [1, 2], ids=["ipv4", "ipv6"])
+def test_mrt_dump_of_a_table_dump_v2_rib_loads_no_msgspec(corpora, tmp_path, afi, twin):
+    """Issue 14: a RIB the fast path prints whole (collector-style routes:
+    an AS path, a next hop) is dumped without msgspec, the codec or the
+    record classes -- they cost most of the start-up -- and, for IPv4,
+    without socket.  A lab dump whose entries need the slow formatter (an
+    empty AS_PATH, say) still loads them, so this file is written here."""
+    import os
+
+    peers, routes = _bview_rib(corpora / "bgpdump" / "test_data" / "bview.20020722.2337.gz", afi)
+    path = tmp_path / "small-rib.mrt"
+    with MrtWriter(str(path)) as w:
+        w.write_rib(peers, list(routes)[:300], timestamp=1027380000, collector_id="192.0.2.254")
+    # The module list goes to stderr at exit, after the CLI's own output.
+    code = ("import atexit, sys\natexit.register(lambda: sys.stderr.write(' '.join(sorted(sys.modules))))\n"
+            "from fastbgp.cli import main\nsys.exit(main.main(['mrt', 'dump', %r]))" % str(path))
+    env = dict(os.environ)
+    env.pop("FASTBGP_NO_EXTENSIONS", None)
+    if twin:
+        env["FASTBGP_NO_EXTENSIONS"] = "1"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"".join(mrt_dump.iter_bytes(str(path), fast=False))
+    assert len(p.stdout.splitlines()) >= 300
+    mods = p.stderr.decode()
+    mods = set(mods.split())
+    assert "fastbgp.mrt.dumpimpl" in mods and ("fastbgp.mrt._dump_py" in mods) == twin
+    loaded = mods & {"msgspec", "fastbgp.wire.codec", "fastbgp.wire.types", "asyncio"}
+    assert not loaded, sorted(loaded)
+    if afi == 1:
+        assert "socket" not in mods  # IPv4 text comes from tables, not inet_ntop
+
+
 def test_selector_exports_the_compiled_module_when_built(mrt_dump_impl, request):
     from fastbgp.mrt import dumpimpl
 

@@ -37,15 +37,11 @@ those bytes), then glued to each prefix string.
 """
 
 import gc
-import socket
 import struct
 import sys
 
-import msgspec
-
 from fastbgp.wire import as4 as _as4
 from fastbgp.wire.as4 import attr_spans
-from fastbgp.wire import codec as codec_selector
 from fastbgp.mrt import reader as M
 from fastbgp.wire.communities import format_large_community
 from fastbgp.wire.constants import (
@@ -55,9 +51,11 @@ from fastbgp.wire.constants import (
     MESSAGE_TYPE_NAMES,
 )
 
-_ntop = socket.inet_ntop
-_AF4 = socket.AF_INET
-_AF6 = socket.AF_INET6
+# Address text from the reader's helpers, which import socket only for the
+# first IPv6 address (start-up of an IPv4 dump).
+_ntop4 = M.ntop4
+_ntop6 = M.ntop6
+_pton = M.ip_bytes
 _SLASH = ["/%d" % i for i in range(256)]
 # Dotted-quad pieces: indexing these beats inet_ntop (which goes through
 # sprintf) for the IPv4 prefixes and next hops of every line.
@@ -82,7 +80,7 @@ def _v6(b):
     a lone zero group is shortened to "::" when there is no longer run, and
     ::a.b.c.d (IPv4-compatible) form is used for 7 leading zero groups
     unless the address is ::1 (the classic BIND inet_ntop)."""
-    s = _ntop(_AF6, b)
+    s = _ntop6(b)
     if "::" in s:
         if s[0] == ":" and b[:14] == _Z14 and b[14] | (b[15] > 1) and "." not in s:
             return "::%d.%d.%d.%d" % (b[12], b[13], b[14], b[15])
@@ -98,7 +96,7 @@ def _ip_text(s):
     """bgpdump's form of an address string from the reader."""
     if ":" not in s:
         return s
-    return _v6(socket.inet_pton(_AF6, s))
+    return _v6(_pton(s))
 
 
 _NH_CACHE = {}
@@ -112,7 +110,7 @@ def _nh_text(nh):
     if s is None:
         n = len(nh)
         if n == 4:
-            s = _ntop(_AF4, nh)
+            s = _ntop4(nh)
         elif n >= 16:
             s = _v6(nh[:16])
         else:
@@ -247,7 +245,7 @@ def _attr_parts(block, width=4):
             as_path_v = block[vs:ve]
         elif t == 3:
             if ve - vs == 4:
-                nh = _ntop(_AF4, block[vs:ve])
+                nh = _ntop4(block[vs:ve])
         elif t == 4:
             if ve - vs == 4:
                 med = str(_U32(block, vs)[0])
@@ -344,7 +342,7 @@ def _tail_text(tail):
         elif t == 6:
             ag = "AG"
         elif t == 7:
-            agg = "%d %s" % (_U32(tail, i)[0], _ntop(_AF4, tail[i + 4 : j]))
+            agg = "%d %s" % (_U32(tail, i)[0], _ntop4(tail[i + 4 : j]))
     s = f"|{lp}|{med}|{comm}|{ag}|{agg}|\n"
     if len(_TAIL_CACHE) >= _CACHE_LIMIT:
         _TAIL_CACHE.clear()
@@ -380,7 +378,7 @@ def _merge_2octet(as_path_v, as4_path_v, agg_v, as4_agg_v):
 def _agg_text(v, width):
     if v is None or len(v) < width + 4:
         return ""
-    return "%d %s" % (int.from_bytes(v[:width], "big"), _ntop(_AF4, v[width : width + 4]))
+    return "%d %s" % (int.from_bytes(v[:width], "big"), _ntop4(v[width : width + 4]))
 
 
 def _lenient_prefixes(packed, afi, addpath):
@@ -485,8 +483,7 @@ class BgpdumpFormatter:
     (or twin) ``unpack_prefixes``."""
 
     def __init__(self, codec=None):
-        self.codec = codec if codec is not None else codec_selector
-        self._unpack = self.codec.unpack_prefixes
+        self._codec = codec  # None: fastbgp.wire.codec's selection, on first use
         self._attrs4 = {}  # canonical attrs -> (pre, nh, post)
         self._rib = {}  # raw RIB entry attrs -> (pre, nh, post)
         self._td1 = {}  # raw TABLE_DUMP attrs -> (pre, nh, post)
@@ -497,13 +494,20 @@ class BgpdumpFormatter:
         self._who_cache = {}
         self._heads = {}
         self._misses = self._lookups = 0
-        self._dispatch = {
-            M.Bgp4mpMessage: self._message,
-            M.RibRecord: self._rib_record,
-            M.TableDump: self._table_dump,
-            M.Bgp4mpStateChange: self._state,
-            M.PeerIndexTable: self._peer_index,
-        }
+        self._dispatch = None  # made on first use: the record classes load msgspec
+
+    def __getattr__(self, name):
+        # codec and _unpack are loaded on first use: the records the -m fast
+        # path prints need neither (nor msgspec, which wire.codec imports).
+        if name not in ("codec", "_unpack"):
+            raise AttributeError("%r object has no attribute %r" % (self.__class__.__name__, name))
+        if self._codec is None:
+            from fastbgp.wire import codec as codec_selector
+
+            self._codec = codec_selector
+        self.codec = self._codec
+        self._unpack = self._codec.unpack_prefixes
+        return getattr(self, name)
 
     # -- helpers
 
@@ -570,13 +574,21 @@ class BgpdumpFormatter:
 
     def dispatch(self):
         """{record class: method(rec, out)} -- what lines() does, for loops."""
+        if self._dispatch is None:
+            self._dispatch = {
+                M.Bgp4mpMessage: self._message,
+                M.RibRecord: self._rib_record,
+                M.TableDump: self._table_dump,
+                M.Bgp4mpStateChange: self._state,
+                M.PeerIndexTable: self._peer_index,
+            }
         return self._dispatch
 
     def lines(self, rec, out=None):
         """Append the lines of ``rec`` to ``out`` (a new list by default)."""
         if out is None:
             out = []
-        meth = self._dispatch.get(rec.__class__)
+        meth = self.dispatch().get(rec.__class__)
         if meth is not None:
             meth(rec, out)
         return out
@@ -586,7 +598,12 @@ class BgpdumpFormatter:
         out.append("%s%s|STATE|%s%d|%d\n" % (label, self._time(rec), self._who(rec.peer_ip, rec.peer_as), rec.old_state, rec.new_state))
 
     def _peer_index(self, rec, out):
-        self._peers = tuple(self._who(p.ip, p.asn) for p in rec.peers)
+        self.peer_table([(p.ip, p.asn) for p in rec.peers])
+
+    def peer_table(self, peers):
+        """A PEER_INDEX_TABLE's (ip text, asn) pairs: the peers RIB entries
+        index from here on (RFC 6396 §4.3.1)."""
+        self._peers = tuple(self._who(ip, asn) for ip, asn in peers)
         self._peer_bytes = None
 
     def peer_bytes(self):
@@ -703,11 +720,11 @@ class BgpdumpFormatter:
         pre, nh, post, _r, _u = _attr_parts(block, 4 if rec.as4 else 2)
         hw = head + "|W|" + who
         for afi, (pid, a, ln) in withdrawn:
-            p = (_ntop(_AF4, a) if afi == 1 else _v6(a)) + _SLASH[ln]
+            p = (_ntop4(a) if afi == 1 else _v6(a)) + _SLASH[ln]
             out.append(hw + p + ("|" + str(pid) if addpath else "") + "\n")
         ha = head + "|A|" + who
         for afi, (pid, a, ln), mnh in announced:
-            p = (_ntop(_AF4, a) if afi == 1 else _v6(a)) + _SLASH[ln]
+            p = (_ntop4(a) if afi == 1 else _v6(a)) + _SLASH[ln]
             out.append(ha + p + ("|" + str(pid) if addpath else "") + "|" + pre + (nh if mnh is None else _nh_text(mnh)) + post)
 
     def _rib_parts(self, attrs, update):
@@ -868,7 +885,7 @@ def _prefix_text(p):
     if ":" not in p:
         return p
     a, _, ln = p.partition("/")
-    return _v6(socket.inet_pton(_AF6, a)) + "/" + ln
+    return _v6(_pton(a)) + "/" + ln
 
 
 def _rib_next_hop(v):
@@ -901,7 +918,7 @@ def _attrs_json(block, width=4):
                 except _BadPath:
                     d["as_path"] = "! Error !"
         elif t == 3 and len(v) == 4:
-            d["next_hop"] = _ntop(_AF4, v)
+            d["next_hop"] = _ntop4(v)
         elif t == 4 and len(v) == 4:
             d["med"] = int.from_bytes(v, "big")
         elif t == 5 and len(v) == 4:
@@ -909,13 +926,13 @@ def _attrs_json(block, width=4):
         elif t == 6:
             d["atomic_aggregate"] = True
         elif t == 7 and len(v) == width + 4:
-            d["aggregator"] = "%d %s" % (int.from_bytes(v[:width], "big"), _ntop(_AF4, v[width:]))
+            d["aggregator"] = "%d %s" % (int.from_bytes(v[:width], "big"), _ntop4(v[width:]))
         elif t == 8:
             d["communities"] = _communities(v[: len(v) & ~3]).split()
         elif t == 9 and len(v) == 4:
-            d["originator_id"] = _ntop(_AF4, v)
+            d["originator_id"] = _ntop4(v)
         elif t == 10:
-            d["cluster_list"] = [_ntop(_AF4, v[k : k + 4]) for k in range(0, len(v) - 3, 4)]
+            d["cluster_list"] = [_ntop4(v[k : k + 4]) for k in range(0, len(v) - 3, 4)]
         elif t == 16:
             d["ext_communities"] = [v[k : k + 8].hex() for k in range(0, len(v) - 7, 8)]
         elif t == 32:
@@ -931,7 +948,7 @@ def _attrs_json(block, width=4):
             except _BadPath:
                 d["as4_path"] = "! Error !"
         elif t == 18 and width == 2 and len(v) == 8:
-            d["as4_aggregator"] = "%d %s" % (int.from_bytes(v[:4], "big"), _ntop(_AF4, v[4:]))
+            d["as4_aggregator"] = "%d %s" % (int.from_bytes(v[:4], "big"), _ntop4(v[4:]))
         else:
             other.append({"type": t, "flags": flags, "value": v.hex()})
     if other:
@@ -940,7 +957,7 @@ def _attrs_json(block, width=4):
 
 
 def _prefix_str(afi, item):
-    return (_ntop(_AF4, item[1]) if afi == 1 else _ntop(_AF6, item[1])) + _SLASH[item[2]]
+    return (_ntop4(item[1]) if afi == 1 else _ntop6(item[1])) + _SLASH[item[2]]
 
 
 def _prefix_list(codec, packed, afi, addpath):
@@ -948,10 +965,10 @@ def _prefix_list(codec, packed, afi, addpath):
         items = codec.unpack_prefixes(packed, afi, addpath)
     except ValueError:
         items = _lenient_prefixes(packed, afi, addpath)
-    fam = _AF4 if afi == 1 else _AF6
+    fam = _ntop4 if afi == 1 else _ntop6
     if addpath:
-        return [[_ntop(fam, a) + _SLASH[ln], pid] for pid, a, ln in items]
-    return [_ntop(fam, a) + _SLASH[ln] for _pid, a, ln in items]
+        return [[fam(a) + _SLASH[ln], pid] for pid, a, ln in items]
+    return [fam(a) + _SLASH[ln] for _pid, a, ln in items]
 
 
 class JsonFormatter:
@@ -967,7 +984,12 @@ class JsonFormatter:
     STATE_CHANGE old/new state names.  Problems show as ``error``."""
 
     def __init__(self, codec=None):
+        import msgspec  # here, not at import: -m output never needs it
+
+        from fastbgp.wire import codec as codec_selector
+
         self.codec = codec if codec is not None else codec_selector
+        self._raw = msgspec.Raw
         self._enc = msgspec.json.Encoder()
         self._peers = ()
         self._cache = {}
@@ -979,7 +1001,7 @@ class JsonFormatter:
     def _attrs(self, block, width=4):
         hit = self._cache.get((width, block))
         if hit is None:
-            hit = msgspec.Raw(self._enc.encode(_attrs_json(block, width)))
+            hit = self._raw(self._enc.encode(_attrs_json(block, width)))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[(width, block)] = hit
@@ -1079,7 +1101,7 @@ class JsonFormatter:
         elif mt == 1:
             try:
                 o = codec.parse_open(rec.message[19:])
-                d["open"] = {"version": o.version, "asn": o.asn, "hold_time": o.hold_time, "bgp_id": _ntop(_AF4, o.bgp_id.to_bytes(4, "big")),
+                d["open"] = {"version": o.version, "asn": o.asn, "hold_time": o.hold_time, "bgp_id": _ntop4(o.bgp_id.to_bytes(4, "big")),
                              "capabilities": [[c, v.hex()] for c, v in o.capabilities]}  # fmt: skip
             except Exception as exc:  # noqa: BLE001 -- any decode problem is reported, not raised
                 d["error"] = str(exc)
@@ -1143,23 +1165,43 @@ def iter_bytes(source, codec=None, reader=None, impl=None, fast=True):
         from fastbgp.mrt import dumpimpl as impl
     if reader is None:
         reader = M.MrtReader(source, codec=codec)
-    f = BgpdumpFormatter(reader.codec)
+    f = BgpdumpFormatter(reader.codec_choice)
     st = f.fast_state(reader)
     run = impl.format_run
     out = bytearray()
     ready = []  # full chunks the fast path made inside the reader
+    header = M.HEADER.unpack_from
+    TDV2, PIT = M.TABLE_DUMP_V2, M.PEER_INDEX_TABLE
 
     def fast(buf, pos):
         k, pos = run(buf, pos, st, out)
+        n = len(buf)
+        while n - pos >= 12:
+            _ts, typ, sub, ln = header(buf, pos)
+            end = pos + 12 + ln
+            if typ != TDV2 or sub != PIT or end > n:
+                break
+            # RFC 6396 §4.3.1: the peers the RIB records after it index.  Read
+            # here by the reader's own parser, without a record object, so a
+            # TABLE_DUMP_V2 dump the fast path prints never loads msgspec.
+            try:
+                _collector, _view, peers = M.peer_index_fields(buf[pos + 12 : end])
+            except (M.MrtFormatError, IndexError, struct.error):
+                break  # the reader yields it as a CorruptRecord
+            f.peer_table([(p[1], p[2]) for p in peers])
+            k2, pos = run(buf, end, st, out)
+            k += 1 + k2
         if len(out) >= FLUSH:
             ready.append(bytes(out))
             del out[:]
         return k, pos
 
     reader.fast = fast if use_fast else None
-    dispatch = f.dispatch()
+    dispatch = None  # made on the first record the fast path declines
     lines = []
     for rec in reader:
+        if dispatch is None:
+            dispatch = f.dispatch()
         meth = dispatch.get(rec.__class__)
         if meth is not None:
             meth(rec, lines)

@@ -27,24 +27,33 @@ Writing is :mod:`fastbgp.mrt.writer`.
 """
 
 import os
-import socket
 import struct
 import zlib
 
-from fastbgp.wire import codec as _default_codec
 from fastbgp.wire.as4 import attr_spans, encode_attr
-from fastbgp.wire.types import Context
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, ATTR_MP_REACH_NLRI, FLAG_EXTENDED_LENGTH, SAFI_MULTICAST, SAFI_UNICAST
 from fastbgp.wire.errors import BGPError
 
 # The record vocabulary is part of the reader's API: ``reader.RibRecord`` is
-# what MrtReader yields.  It is defined once, in records.py.
+# what MrtReader yields.  It is defined once, in records.py; the record
+# classes (msgspec Structs), the codec and the session contexts are loaded
+# on first use (module __getattr__ below), so that ``fastbgp mrt dump``,
+# whose compiled fast path prints RIB runs from their bytes, starts without
+# msgspec (about 14 ms).
 from fastbgp.mrt import records
-from fastbgp.mrt.records import *  # noqa: F403
-from fastbgp.mrt.records import (
+from fastbgp.mrt.records import (  # noqa: F401 (re-exported)
     BGP4MP,
     BGP4MP_ENTRY,
     BGP4MP_ET,
+    BGP4MP_MESSAGE,
+    BGP4MP_MESSAGE_ADDPATH,
+    BGP4MP_MESSAGE_AS4,
+    BGP4MP_MESSAGE_AS4_ADDPATH,
+    BGP4MP_MESSAGE_AS4_LOCAL,
+    BGP4MP_MESSAGE_AS4_LOCAL_ADDPATH,
+    BGP4MP_MESSAGE_LOCAL,
+    BGP4MP_MESSAGE_LOCAL_ADDPATH,
+    BGP4MP_SNAPSHOT,
     BGP4MP_STATE_CHANGE,
     BGP4MP_STATE_CHANGE_AS4,
     ET_TYPES,
@@ -54,21 +63,24 @@ from fastbgp.mrt.records import (
     RIB_FAMILIES,
     RIB_GENERIC,
     RIB_GENERIC_ADDPATH,
+    RIB_IPV4_MULTICAST,
+    RIB_IPV4_MULTICAST_ADDPATH,
+    RIB_IPV4_UNICAST,
+    RIB_IPV4_UNICAST_ADDPATH,
+    RIB_IPV6_MULTICAST,
+    RIB_IPV6_MULTICAST_ADDPATH,
+    RIB_IPV6_UNICAST,
+    RIB_IPV6_UNICAST_ADDPATH,
+    STATE_NAMES,
+    SUBTYPE_NAMES,
     TABLE_DUMP,
     TABLE_DUMP_AFI_IPV4,
+    TABLE_DUMP_AFI_IPV6,
     TABLE_DUMP_V2,
-    Bgp4mpEntry,
-    Bgp4mpMessage,
-    Bgp4mpStateChange,
-    CorruptRecord,
+    TYPE_NAMES,
     MrtFormatError,
-    Peer,
-    PeerIndexTable,
-    RibEntry,
-    RibRecord,
-    TableDump,
-    TruncatedRecord,
-    UnknownRecord,
+    ip_bytes,
+    prefix_bytes,
 )
 
 __all__ = (
@@ -80,10 +92,33 @@ _ALL_FAMILIES = frozenset(((AFI_IPV4, SAFI_UNICAST), (AFI_IPV4, SAFI_MULTICAST),
 # Session contexts implied by the record subtypes.  RFC 8654 messages may sit
 # in any MRT record, so extended_message is always on; ebgp stays off so no
 # LOCAL_PREF is dropped from what the collector saw.
-CTX_AS2 = Context(as4=False, extended_message=True)
-CTX_AS4 = Context(as4=True, extended_message=True)
-CTX_AS2_ADDPATH = Context(as4=False, addpath_rx=_ALL_FAMILIES, extended_message=True)
-CTX_AS4_ADDPATH = Context(as4=True, addpath_rx=_ALL_FAMILIES, extended_message=True)
+_CODEC = None
+
+
+def _wire():
+    """The default codec (fastbgp.wire.codec's selection), imported with the
+    session contexts CTX_* (wire.types' msgspec Structs) on first need."""
+    global _CODEC, CTX_AS2, CTX_AS4, CTX_AS2_ADDPATH, CTX_AS4_ADDPATH
+    if _CODEC is None:
+        from fastbgp.wire import codec
+        from fastbgp.wire.types import Context
+
+        CTX_AS2 = Context(as4=False, extended_message=True)
+        CTX_AS4 = Context(as4=True, extended_message=True)
+        CTX_AS2_ADDPATH = Context(as4=False, addpath_rx=_ALL_FAMILIES, extended_message=True)
+        CTX_AS4_ADDPATH = Context(as4=True, addpath_rx=_ALL_FAMILIES, extended_message=True)
+        _CODEC = codec
+    return _CODEC
+
+
+def __getattr__(name):
+    # PEP 562: ``reader.RibRecord`` and ``reader.CTX_AS4`` load on first use.
+    if name in records.STRUCT_NAMES:
+        return getattr(records, name)
+    if name.startswith("CTX_"):
+        _wire()
+        return globals()[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 _MARKER = b"\xff" * 16
@@ -98,6 +133,7 @@ _BGP4MP_LAYOUT[BGP4MP_ENTRY] = (_H2, 8, False, False, 2)
 
 
 def message_context(as4, addpath):
+    _wire()
     if addpath:
         return CTX_AS4_ADDPATH if as4 else CTX_AS2_ADDPATH
     return CTX_AS4 if as4 else CTX_AS2
@@ -233,10 +269,31 @@ _ENTRY_AP = struct.Struct(">HIIH").unpack_from
 _TD1_V6 = struct.Struct(">HH16sBBI16sHH").unpack_from
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_ntop = socket.inet_ntop
-_AF_INET = socket.AF_INET
-_AF_INET6 = socket.AF_INET6
 _IP_CACHE = {}
+_DOT = ["%d." % i for i in range(256)]
+_DEC = [str(i) for i in range(256)]
+_SLASH = ["/%d" % i for i in range(256)]
+_NTOP6 = None
+
+
+def ntop6(b):
+    """inet_ntop of a 16-octet IPv6 address.  socket is imported on the
+    first IPv6 address, not at start-up (an IPv4 dump never needs it)."""
+    global _NTOP6
+    if _NTOP6 is None:
+        import functools
+        import socket
+
+        _NTOP6 = functools.partial(socket.inet_ntop, socket.AF_INET6)
+    return _NTOP6(b)
+
+
+def ntop4(b):
+    """Dotted quad of a 4-octet IPv4 address (table lookups, no sprintf);
+    ValueError for any other length, as inet_ntop."""
+    if len(b) != 4:
+        raise ValueError("illegal IP address length %d" % len(b))
+    return f"{_DOT[b[0]]}{_DOT[b[1]]}{_DOT[b[2]]}{_DEC[b[3]]}"
 
 
 def ip_str(b):
@@ -245,20 +302,15 @@ def ip_str(b):
     if s is None:
         if len(_IP_CACHE) > 4096:
             _IP_CACHE.clear()
-        s = _IP_CACHE[b] = _ntop(_AF_INET if len(b) == 4 else _AF_INET6, b)
+        s = _IP_CACHE[b] = ntop4(b) if len(b) == 4 else ntop6(b)
     return s
-
-
-_DOT = ["%d." % i for i in range(256)]
-_DEC = [str(i) for i in range(256)]
-_SLASH = ["/%d" % i for i in range(256)]
 
 
 def prefix_text(addr, plen):
     """'address/length' (uncached: prefixes rarely repeat within a file)."""
     if len(addr) == 4:
         return f"{_DOT[addr[0]]}{_DOT[addr[1]]}{_DOT[addr[2]]}{_DEC[addr[3]]}{_SLASH[plen]}"
-    return _ntop(_AF_INET6, addr) + _SLASH[plen]
+    return ntop6(addr) + _SLASH[plen]
 
 
 def _packed_prefix(data, pos, end, maxbits):
@@ -300,6 +352,39 @@ def _expand_mp_reach(attrs, afi, safi):
     return attrs
 
 
+def peer_index_fields(b):
+    """(collector id, view name, [(bgp_id, ip, asn, as4)]) of a
+    PEER_INDEX_TABLE body; MrtFormatError, IndexError or struct.error if it
+    is malformed.  The one parser of the table: MrtReader builds Peer
+    records from it, the -m fast path of fastbgp.mrt.dump reads it direct."""
+    # RFC 6396 §4.3.1.
+    if len(b) < 8:
+        raise MrtFormatError("PEER_INDEX_TABLE header overruns the record")
+    collector = ip_str(b[0:4])
+    (vlen,) = _U16.unpack_from(b, 4)
+    view = b[6 : 6 + vlen].decode("utf-8", "replace")
+    p = 6 + vlen
+    (count,) = _U16.unpack_from(b, p)
+    p += 2
+    peers = []
+    for _ in range(count):
+        ptype = b[p]
+        w = 16 if ptype & 1 else 4
+        if p + 5 + w > len(b):
+            raise MrtFormatError("PEER_INDEX_TABLE overruns the record")
+        bgp_id = ip_str(b[p + 1 : p + 5])
+        ip = b[p + 5 : p + 5 + w]
+        p += 5 + w
+        if ptype & 2:
+            (asn,) = _U32.unpack_from(b, p)
+            p += 4
+        else:
+            (asn,) = _U16.unpack_from(b, p)
+            p += 2
+        peers.append((bgp_id, ip_str(ip), asn, bool(ptype & 2)))
+    return collector, view, peers
+
+
 class _AttrCache:
     """Bounded cache of (ParsedUpdate, error) of attribute-only UPDATEs
     keyed by the raw attribute bytes: RIB dumps repeat the same attributes
@@ -312,6 +397,7 @@ class _AttrCache:
     __slots__ = ("data", "family", "limit", "parse")
 
     def __init__(self, parse, family=None, limit=1 << 16):
+        _wire()  # CTX_AS2 / CTX_AS4
         self.parse = parse
         self.family = family
         self.data = {}
@@ -365,7 +451,7 @@ class MrtReader:
         # records it declines are decoded and yielded as usual.
         self.fast = fast
         self.max_record = max_record
-        self.codec = codec if codec is not None else _default_codec
+        self._codec = codec  # None: fastbgp.wire.codec's selection, loaded on first use
         self.parse = parse
         self.chunk = chunk
         self.truncated = None
@@ -374,9 +460,25 @@ class MrtReader:
         self.stream_errors = []  # decompression problems (the stream ended there)
         self.not_mrt = None  # why the stream is not MRT at all (then nothing is yielded)
         self.offset = 0  # of the last record yielded, in the decompressed stream
-        self._parse = self.codec.parse_update
         self._rib_caches = {}  # (afi, safi) -> _AttrCache of RIB entry attributes
-        self._td1_cache = _AttrCache(self.codec.parse_update)  # TABLE_DUMP / BGP4MP_ENTRY
+
+    @property
+    def codec_choice(self):
+        """The codec given to the constructor (None: the default, which
+        ``codec`` loads on first use)."""
+        return self._codec
+
+    def __getattr__(self, name):
+        # codec, _parse and _td1_cache (TABLE_DUMP / BGP4MP_ENTRY attributes)
+        # are made on first use: a dump the fast path prints needs none.
+        if name not in ("codec", "_parse", "_td1_cache"):
+            raise AttributeError("%r object has no attribute %r" % (self.__class__.__name__, name))
+        codec = _wire() if self._codec is None else self._codec
+        _wire()
+        self.codec = codec
+        self._parse = codec.parse_update
+        self._td1_cache = _AttrCache(codec.parse_update)
+        return getattr(self, name)
 
     def __iter__(self):
         f, own = _open_source(self.source)
@@ -420,7 +522,7 @@ class MrtReader:
                             if typ in ET_TYPES and ln >= 4:
                                 usec = _U32.unpack_from(body)[0]
                                 body = body[4:]
-                            rec = CorruptRecord(ts, usec, typ, sub, offset, str(exc) or exc.__class__.__name__, body)
+                            rec = records.CorruptRecord(ts, usec, typ, sub, offset, str(exc) or exc.__class__.__name__, body)
                         yield rec
                         continue
                     if ln > self.max_record:
@@ -430,7 +532,7 @@ class MrtReader:
                         self.corrupt += 1
                         reason = "record length %d exceeds %d: not an MRT stream from here on" % (ln, self.max_record)
                         self.stream_errors.append(reason)
-                        yield CorruptRecord(ts, 0, typ, sub, base + pos, reason, b"")
+                        yield records.CorruptRecord(ts, 0, typ, sub, base + pos, reason, b"")
                         return
                     need = end - pos
                 else:
@@ -456,9 +558,9 @@ class MrtReader:
                         # file just ends here.
                         if len(buf) >= 12:
                             ts, typ, sub, ln = unpack(buf, 0)
-                            rec = TruncatedRecord(ts, 0, typ, sub, base, ln, buf[12:])
+                            rec = records.TruncatedRecord(ts, 0, typ, sub, base, ln, buf[12:])
                         else:
-                            rec = TruncatedRecord(0, 0, 0, 0, base, 0, buf)
+                            rec = records.TruncatedRecord(0, 0, 0, 0, base, 0, buf)
                         self.truncated = rec
                         yield rec
                     return
@@ -496,13 +598,13 @@ class MrtReader:
                 return self._rib(ts, usec, typ, sub, body)
         elif typ == TABLE_DUMP and (sub == 1 or sub == 2):
             return self._table_dump(ts, usec, typ, sub, body)
-        return UnknownRecord(ts, usec, typ, sub, body)
+        return records.UnknownRecord(ts, usec, typ, sub, body)
 
     def _bgp4mp(self, ts, usec, typ, sub, b, p):
         """BGP4MP / BGP4MP_ET record whose body starts at b[p]."""
         info = _BGP4MP_LAYOUT.get(sub)
         if info is None:
-            return UnknownRecord(ts, usec, typ, sub, b[p:])
+            return records.UnknownRecord(ts, usec, typ, sub, b[p:])
         hdr, hl, as4, addpath, kind = info
         # RFC 6396 §4.4.1: peer AS, local AS, interface index, AFI, peer IP,
         # local IP; the AS fields are 4 octets in the *_AS4 subtypes.
@@ -541,10 +643,10 @@ class MrtReader:
                         update, error, addpath = self._parse_update(msg[19:], as4, addpath)
                 else:
                     update, error, addpath = self._parse_update(msg[19:], as4, addpath)
-            return Bgp4mpMessage(ts, usec, typ, sub, peer_as, local_as, ifindex, afi, peer_ip, local_ip, msg, update, error, addpath)
+            return records.Bgp4mpMessage(ts, usec, typ, sub, peer_as, local_as, ifindex, afi, peer_ip, local_ip, msg, update, error, addpath)
         if kind == 0:
             old, new = struct.unpack_from(">HH", b, q)
-            return Bgp4mpStateChange(ts, usec, typ, sub, peer_as, local_as, ifindex, afi, peer_ip, local_ip, old, new)
+            return records.Bgp4mpStateChange(ts, usec, typ, sub, peer_as, local_as, ifindex, afi, peer_ip, local_ip, old, new)
         return self._bgp4mp_entry(ts, usec, typ, sub, b, q, peer_as, local_as, ifindex, afi, peer_ip, local_ip)
 
     def _parse_update(self, body, as4, addpath):
@@ -579,7 +681,7 @@ class MrtReader:
         update = error = None
         if self.parse:
             update, error = self._td1_cache.get(attrs)
-        return Bgp4mpEntry(
+        return records.Bgp4mpEntry(
             ts, usec, typ, sub, peer_as, local_as, ifindex, afi, peer_ip, local_ip,
             view, status, originated, eafi, safi, nh, prefix_text(addr, plen), attrs, update, error,
         )  # fmt: skip
@@ -604,37 +706,15 @@ class MrtReader:
         if self.parse:
             update, error = self._td1_cache.get(attrs)
         peer_ip = _IP_CACHE.get(peer) or ip_str(peer)
-        return TableDump(ts, usec, typ, sub, view, seq, prefix_text(addr, plen), status, originated, peer_ip, peer_as, attrs, update, error)
+        return records.TableDump(ts, usec, typ, sub, view, seq, prefix_text(addr, plen), status, originated, peer_ip, peer_as, attrs, update, error)
 
     def _peer_index(self, ts, usec, typ, sub, b):
-        # RFC 6396 §4.3.1.
-        if len(b) < 8:
-            raise MrtFormatError("PEER_INDEX_TABLE header overruns the record")
-        collector = ip_str(b[0:4])
-        (vlen,) = _U16.unpack_from(b, 4)
-        view = b[6 : 6 + vlen].decode("utf-8", "replace")
-        p = 6 + vlen
-        (count,) = _U16.unpack_from(b, p)
-        p += 2
-        peers = []
-        for _ in range(count):
-            ptype = b[p]
-            w = 16 if ptype & 1 else 4
-            if p + 5 + w > len(b):
-                raise MrtFormatError("PEER_INDEX_TABLE overruns the record")
-            bgp_id = ip_str(b[p + 1 : p + 5])
-            ip = b[p + 5 : p + 5 + w]
-            p += 5 + w
-            if ptype & 2:
-                (asn,) = _U32.unpack_from(b, p)
-                p += 4
-            else:
-                (asn,) = _U16.unpack_from(b, p)
-                p += 2
-            peers.append(Peer(bgp_id, ip_str(ip), asn, bool(ptype & 2)))
-        return PeerIndexTable(ts, usec, typ, sub, collector, view, tuple(peers))
+        collector, view, peers = peer_index_fields(b)
+        peer = records.Peer
+        return records.PeerIndexTable(ts, usec, typ, sub, collector, view, tuple(peer(*p) for p in peers))
 
     def _rib(self, ts, usec, typ, sub, b):
+        entry = records.RibEntry
         (seq,) = _U32.unpack_from(b)
         n = len(b)
         nlri = b""
@@ -682,10 +762,10 @@ class MrtReader:
             p += alen
             if parse:
                 update, error = get(attrs)
-                entries.append(RibEntry(pidx, orig, attrs, pid, update, error))
+                entries.append(entry(pidx, orig, attrs, pid, update, error))
             else:
-                entries.append(RibEntry(pidx, orig, attrs, pid))
-        return RibRecord(ts, usec, typ, sub, seq, afi, safi, prefix, tuple(entries), nlri)
+                entries.append(entry(pidx, orig, attrs, pid))
+        return records.RibRecord(ts, usec, typ, sub, seq, afi, safi, prefix, tuple(entries), nlri)
 
 
 def read(source, codec=None, parse=True):

@@ -5,12 +5,13 @@ Structs -- that :class:`fastbgp.mrt.reader.MrtReader` yields and
 
 Addresses travel as text in the records ("192.0.2.1", "2001:db8::/32");
 ``ip_bytes`` and ``prefix_bytes`` turn them back into octets.
+
+The record types are made on first use (PEP 562 ``__getattr__``): the
+numbers are all ``fastbgp mrt dump`` needs when its compiled fast path
+prints every record, and msgspec costs about 14 ms of start-up.
 """
 
-import socket
 import struct
-
-import msgspec
 
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_MULTICAST, SAFI_UNICAST
 
@@ -176,219 +177,237 @@ HEADER = struct.Struct(">IHHI")
 
 # ---------------------------------------------------------------- records
 
-
-class MrtRecord(msgspec.Struct, frozen=True, gc=False):
-    """Common header (RFC 6396 §2): seconds, microseconds (non-zero only in
-    _ET records), type and subtype."""
-
-    timestamp: int
-    microsecond: int
-    type: int
-    subtype: int
-
-    @property
-    def time(self):
-        return self.timestamp + self.microsecond / 1e6
-
-    @property
-    def type_name(self):
-        return TYPE_NAMES.get(self.type, str(self.type))
-
-    @property
-    def subtype_name(self):
-        return SUBTYPE_NAMES.get(self.type, {}).get(self.subtype, str(self.subtype))
+# The record classes, in the order they are defined.
+STRUCT_NAMES = (
+    "MrtRecord", "TableDump", "Peer", "PeerIndexTable", "RibEntry", "RibRecord", "Bgp4mpStateChange",
+    "Bgp4mpMessage", "Bgp4mpEntry", "UnknownRecord", "CorruptRecord", "TruncatedRecord", "RECORD_TYPES",
+)  # fmt: skip
 
 
-class TableDump(MrtRecord, frozen=True, gc=False):
-    """TABLE_DUMP (RFC 6396 §4.2): one prefix as seen from one peer.
-    AS numbers are 2 octets wide in this type."""
+def _define():
+    """Define the record classes (and RECORD_TYPES) as module globals."""
+    global MrtRecord, TableDump, Peer, PeerIndexTable, RibEntry, RibRecord, Bgp4mpStateChange
+    global Bgp4mpMessage, Bgp4mpEntry, UnknownRecord, CorruptRecord, TruncatedRecord, RECORD_TYPES
+    import msgspec
 
-    view: int
-    sequence: int
-    prefix: str  # "address/length", address as stored (host bits kept)
-    status: int
-    originated: int
-    peer_ip: str
-    peer_as: int
-    attrs: bytes  # the path attributes as stored
-    update: object = None  # ParsedUpdate of the attributes, or None
-    error: object = None  # why update is None (str)
+    class MrtRecord(msgspec.Struct, frozen=True, gc=False):
+        """Common header (RFC 6396 §2): seconds, microseconds (non-zero only in
+        _ET records), type and subtype."""
+
+        timestamp: int
+        microsecond: int
+        type: int
+        subtype: int
+
+        @property
+        def time(self):
+            return self.timestamp + self.microsecond / 1e6
+
+        @property
+        def type_name(self):
+            return TYPE_NAMES.get(self.type, str(self.type))
+
+        @property
+        def subtype_name(self):
+            return SUBTYPE_NAMES.get(self.type, {}).get(self.subtype, str(self.subtype))
+
+    class TableDump(MrtRecord, frozen=True, gc=False):
+        """TABLE_DUMP (RFC 6396 §4.2): one prefix as seen from one peer.
+        AS numbers are 2 octets wide in this type."""
+
+        view: int
+        sequence: int
+        prefix: str  # "address/length", address as stored (host bits kept)
+        status: int
+        originated: int
+        peer_ip: str
+        peer_as: int
+        attrs: bytes  # the path attributes as stored
+        update: object = None  # ParsedUpdate of the attributes, or None
+        error: object = None  # why update is None (str)
+
+    class Peer(msgspec.Struct, frozen=True, gc=False):
+        """One PEER_INDEX_TABLE entry (RFC 6396 §4.3.1)."""
+
+        bgp_id: str
+        ip: str
+        asn: int
+        as4: bool = True  # peer type bit 1: the AS field is 4 octets wide
+
+    class PeerIndexTable(MrtRecord, frozen=True, gc=False):
+        collector_id: str
+        view_name: str
+        peers: tuple
+
+    class RibEntry(msgspec.Struct, frozen=True, gc=False):
+        """One RIB entry (RFC 6396 §4.3.4; path_id per RFC 8050 §4)."""
+
+        peer_index: int
+        originated: int
+        attrs: bytes  # as stored (4-octet AS, abbreviated MP_REACH_NLRI)
+        path_id: int = 0
+        update: object = None  # ParsedUpdate of the attributes (no NLRI), or None
+        error: object = None
+
+        @property
+        def next_hop(self):
+            """The route's next hop bytes: NEXT_HOP, else the MP_REACH next hop."""
+            u = self.update
+            if u is None:
+                return b""
+            if u.mp_reach is not None:
+                return u.mp_reach[2]
+            return u.next_hop
+
+    class RibRecord(MrtRecord, frozen=True, gc=False):
+        """RIB_IPV4/IPV6_UNICAST/MULTICAST, RIB_GENERIC and their RFC 8050
+        *_ADDPATH variants: one prefix and every peer's route to it."""
+
+        sequence: int
+        afi: int
+        safi: int
+        prefix: str  # "address/length" (host bits cleared); "" when the family is unknown
+        entries: tuple
+        nlri: bytes = b""  # RIB_GENERIC: the NLRI as stored
+
+        @property
+        def addpath(self):
+            return self.subtype >= RIB_IPV4_UNICAST_ADDPATH
+
+    class Bgp4mpStateChange(MrtRecord, frozen=True, gc=False):
+        """STATE_CHANGE / STATE_CHANGE_AS4 (RFC 6396 §4.4.1, §4.4.4)."""
+
+        peer_as: int
+        local_as: int
+        ifindex: int
+        afi: int
+        peer_ip: str
+        local_ip: str
+        old_state: int
+        new_state: int
+
+    class Bgp4mpMessage(MrtRecord, frozen=True, gc=False):
+        """MESSAGE and its AS4 / LOCAL / ADDPATH variants (RFC 6396 §4.4.2,
+        §4.4.3, §4.4.6, §4.4.7; RFC 8050 §3).  ``message`` is the whole BGP
+        message, 19-octet header included."""
+
+        peer_as: int
+        local_as: int
+        ifindex: int
+        afi: int
+        peer_ip: str
+        local_ip: str
+        message: bytes
+        update: object = None  # ParsedUpdate for a well-formed UPDATE
+        error: object = None  # str: why an UPDATE (or the header) did not decode
+        # The UPDATE carries RFC 7911 path identifiers: set by the *_ADDPATH
+        # subtypes, and also when an UPDATE only parses with path ids (BIRD 1.6
+        # wrote ADD-PATH sessions under the plain subtypes).
+        addpath: bool = False
+
+        @property
+        def msg_type(self):
+            m = self.message
+            return m[18] if len(m) > 18 else 0
+
+        @property
+        def body(self):
+            return self.message[19:]
+
+        @property
+        def as4(self):
+            return MESSAGE_SUBTYPES.get(self.subtype, (True, False, False))[0]
+
+        @property
+        def local(self):
+            return MESSAGE_SUBTYPES.get(self.subtype, (True, False, False))[1]
+
+    class Bgp4mpEntry(MrtRecord, frozen=True, gc=False):
+        """The deprecated BGP4MP_ENTRY (subtype 2) that OpenBGPD writes for
+        table dumps: BGP4MP header, then view, status, originated time, AFI,
+        SAFI, next hop, one prefix and its attributes (2-octet AS_PATH)."""
+
+        peer_as: int
+        local_as: int
+        ifindex: int
+        afi: int
+        peer_ip: str
+        local_ip: str
+        view: int
+        status: int
+        originated: int
+        entry_afi: int
+        safi: int
+        next_hop: bytes
+        prefix: str
+        attrs: bytes
+        update: object = None
+        error: object = None
+
+    class UnknownRecord(MrtRecord, frozen=True, gc=False):
+        """A type/subtype this reader does not decode (kept verbatim)."""
+
+        data: bytes
+
+    class CorruptRecord(MrtRecord, frozen=True, gc=False):
+        """A record whose body does not match its declared type; the stream
+        goes on with the next record (the length field is still trusted)."""
+
+        offset: int  # of the record header in the decompressed stream
+        reason: str
+        data: bytes
+
+    class TruncatedRecord(MrtRecord, frozen=True, gc=False):
+        """The stream ended inside a record (a dump cut short).  Header fields
+        are 0 when even the 12-octet header was incomplete."""
+
+        offset: int
+        length: int  # declared body length (0 if unknown)
+        data: bytes  # what was there
+
+    # Every record class MrtReader yields.
+    RECORD_TYPES = (
+        TableDump,
+        PeerIndexTable,
+        RibRecord,
+        Bgp4mpStateChange,
+        Bgp4mpMessage,
+        Bgp4mpEntry,
+        UnknownRecord,
+        CorruptRecord,
+        TruncatedRecord,
+    )
 
 
-class Peer(msgspec.Struct, frozen=True, gc=False):
-    """One PEER_INDEX_TABLE entry (RFC 6396 §4.3.1)."""
-
-    bgp_id: str
-    ip: str
-    asn: int
-    as4: bool = True  # peer type bit 1: the AS field is 4 octets wide
-
-
-class PeerIndexTable(MrtRecord, frozen=True, gc=False):
-    collector_id: str
-    view_name: str
-    peers: tuple
-
-
-class RibEntry(msgspec.Struct, frozen=True, gc=False):
-    """One RIB entry (RFC 6396 §4.3.4; path_id per RFC 8050 §4)."""
-
-    peer_index: int
-    originated: int
-    attrs: bytes  # as stored (4-octet AS, abbreviated MP_REACH_NLRI)
-    path_id: int = 0
-    update: object = None  # ParsedUpdate of the attributes (no NLRI), or None
-    error: object = None
-
-    @property
-    def next_hop(self):
-        """The route's next hop bytes: NEXT_HOP, else the MP_REACH next hop."""
-        u = self.update
-        if u is None:
-            return b""
-        if u.mp_reach is not None:
-            return u.mp_reach[2]
-        return u.next_hop
-
-
-class RibRecord(MrtRecord, frozen=True, gc=False):
-    """RIB_IPV4/IPV6_UNICAST/MULTICAST, RIB_GENERIC and their RFC 8050
-    *_ADDPATH variants: one prefix and every peer's route to it."""
-
-    sequence: int
-    afi: int
-    safi: int
-    prefix: str  # "address/length" (host bits cleared); "" when the family is unknown
-    entries: tuple
-    nlri: bytes = b""  # RIB_GENERIC: the NLRI as stored
-
-    @property
-    def addpath(self):
-        return self.subtype >= RIB_IPV4_UNICAST_ADDPATH
-
-
-class Bgp4mpStateChange(MrtRecord, frozen=True, gc=False):
-    """STATE_CHANGE / STATE_CHANGE_AS4 (RFC 6396 §4.4.1, §4.4.4)."""
-
-    peer_as: int
-    local_as: int
-    ifindex: int
-    afi: int
-    peer_ip: str
-    local_ip: str
-    old_state: int
-    new_state: int
-
-
-class Bgp4mpMessage(MrtRecord, frozen=True, gc=False):
-    """MESSAGE and its AS4 / LOCAL / ADDPATH variants (RFC 6396 §4.4.2,
-    §4.4.3, §4.4.6, §4.4.7; RFC 8050 §3).  ``message`` is the whole BGP
-    message, 19-octet header included."""
-
-    peer_as: int
-    local_as: int
-    ifindex: int
-    afi: int
-    peer_ip: str
-    local_ip: str
-    message: bytes
-    update: object = None  # ParsedUpdate for a well-formed UPDATE
-    error: object = None  # str: why an UPDATE (or the header) did not decode
-    # The UPDATE carries RFC 7911 path identifiers: set by the *_ADDPATH
-    # subtypes, and also when an UPDATE only parses with path ids (BIRD 1.6
-    # wrote ADD-PATH sessions under the plain subtypes).
-    addpath: bool = False
-
-    @property
-    def msg_type(self):
-        m = self.message
-        return m[18] if len(m) > 18 else 0
-
-    @property
-    def body(self):
-        return self.message[19:]
-
-    @property
-    def as4(self):
-        return MESSAGE_SUBTYPES.get(self.subtype, (True, False, False))[0]
-
-    @property
-    def local(self):
-        return MESSAGE_SUBTYPES.get(self.subtype, (True, False, False))[1]
-
-
-class Bgp4mpEntry(MrtRecord, frozen=True, gc=False):
-    """The deprecated BGP4MP_ENTRY (subtype 2) that OpenBGPD writes for
-    table dumps: BGP4MP header, then view, status, originated time, AFI,
-    SAFI, next hop, one prefix and its attributes (2-octet AS_PATH)."""
-
-    peer_as: int
-    local_as: int
-    ifindex: int
-    afi: int
-    peer_ip: str
-    local_ip: str
-    view: int
-    status: int
-    originated: int
-    entry_afi: int
-    safi: int
-    next_hop: bytes
-    prefix: str
-    attrs: bytes
-    update: object = None
-    error: object = None
-
-
-class UnknownRecord(MrtRecord, frozen=True, gc=False):
-    """A type/subtype this reader does not decode (kept verbatim)."""
-
-    data: bytes
-
-
-class CorruptRecord(MrtRecord, frozen=True, gc=False):
-    """A record whose body does not match its declared type; the stream
-    goes on with the next record (the length field is still trusted)."""
-
-    offset: int  # of the record header in the decompressed stream
-    reason: str
-    data: bytes
-
-
-class TruncatedRecord(MrtRecord, frozen=True, gc=False):
-    """The stream ended inside a record (a dump cut short).  Header fields
-    are 0 when even the 12-octet header was incomplete."""
-
-    offset: int
-    length: int  # declared body length (0 if unknown)
-    data: bytes  # what was there
+def __getattr__(name):
+    # PEP 562: the first use of a record class defines them all.
+    if name in STRUCT_NAMES:
+        if "MrtRecord" not in globals():
+            _define()
+        return globals()[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 class MrtFormatError(ValueError):
     pass
 
 
-# Every record class MrtReader yields.
-RECORD_TYPES = (
-    TableDump,
-    PeerIndexTable,
-    RibRecord,
-    Bgp4mpStateChange,
-    Bgp4mpMessage,
-    Bgp4mpEntry,
-    UnknownRecord,
-    CorruptRecord,
-    TruncatedRecord,
-)
-
-
 # ---------------------------------------------------------------- addresses
+
+
+_PTON = None
 
 
 def ip_bytes(s):
     """The 4 or 16 octets of an address in text form (the inverse of
     ``fastbgp.mrt.reader.ip_str``)."""
-    return socket.inet_pton(socket.AF_INET6 if ":" in s else socket.AF_INET, s)
+    global _PTON
+    if _PTON is None:
+        import socket  # on first use: a dump that only reads never needs it
+
+        _PTON = socket.inet_pton, socket.AF_INET, socket.AF_INET6
+    pton, af4, af6 = _PTON
+    return pton(af6 if ":" in s else af4, s)
 
 
 def prefix_bytes(prefix):
