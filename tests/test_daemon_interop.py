@@ -21,7 +21,7 @@ def _config(host, neighbors):
 
 
 def test_daemon_between_bird_and_gobgp():
-    require(*L.Bird.binaries, *L.GoBGP.binaries)
+    require(L.Bird, L.GoBGP)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         b = lab.add_host("bird")
@@ -61,7 +61,7 @@ def test_daemon_between_bird_and_gobgp():
 
 
 def test_daemon_route_server_with_frr_and_bird():
-    require(*L.Bird.binaries, *L.FRR.binaries)
+    require(L.Bird, L.FRR)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         b = lab.add_host("bird")

@@ -221,7 +221,7 @@ def test_signal_with_bird_peers(tmp_path):
     state the iBGP BIRD puts on its own routes is trusted
     (rpki-accept-signal): "invalid" is rejected by the rov import policy
     (the VRPs alone say not-found), "valid" is passed on."""
-    require(*L.Bird.binaries)
+    require(L.Bird)
     with L.Lab() as lab:
         dut, h1, h2, h3 = (lab.add_host(n) for n in ("dut", "b1", "b2", "b3"))
         vrps = pathlib.Path(dut.workdir) / "vrps.json"

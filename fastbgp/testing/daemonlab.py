@@ -18,7 +18,7 @@ Two ways to run it:
   unix socket in the workdir that :meth:`LabDaemon.api` reads).
 
 Also here: :func:`require` (skip a lab test unless root and the programs are
-installed) and :func:`neighbor_toml` / :func:`global_toml`, the
+installed; tests/interop/conftest.py re-exports it) and :func:`neighbor_toml` / :func:`global_toml`, the
 configuration blocks the lab tests repeat.
 """
 
@@ -57,12 +57,15 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when stopping the daemo
 LAB_TIMERS = "timers = { connect-retry = 2, idle-hold = 1 }"
 
 
-def require(*binaries: str) -> None:
-    """pytest.skip unless running as root with ``ip`` and ``binaries``."""
+def require(*needs) -> None:
+    """pytest.skip (with the reason) unless running as root with ``ip`` and
+    what ``needs`` names: program names, or lab daemon classes (their
+    ``binaries``)."""
     import pytest
 
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
+    binaries = [b for n in needs for b in ([n] if isinstance(n, str) else n.binaries)]
     missing = L.missing_binaries("ip", *binaries)
     if missing:
         pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
@@ -122,7 +125,11 @@ class LabDaemon:
         self.proc: Optional[subprocess.Popen] = None
 
     # -- lifecycle ---------------------------------------------------------------
-    def start(self) -> "LabDaemon":
+    def start(self, config_text: Optional[str] = None) -> "LabDaemon":
+        """Write the configuration (``config_text`` if given: one that
+        needs this object's paths, e.g. :meth:`api_toml`) and run."""
+        if config_text is not None:
+            self.config_text = config_text
         with open(self.config_path, "w") as f:
             f.write(self.config_text)
         if self.cli:
@@ -149,7 +156,9 @@ class LabDaemon:
             p.wait()
 
     def __enter__(self) -> "LabDaemon":
-        return self.start()
+        # ``with LabDaemon(...)`` starts it; ``with d.start(text)`` must not
+        # start a second daemon on the same addresses.
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:

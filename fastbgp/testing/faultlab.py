@@ -102,8 +102,7 @@ class FaultLab:
         self.socket_path = self.daemon.socket_path
         self.logpath = self.daemon.logpath
         self.config_path = self.daemon.config_path
-        self.daemon.config_text = self.config_text()
-        self.proc = self.daemon.start().proc
+        self.proc = self.daemon.start(self.config_text()).proc
         hold = {"hold_time": WITNESS_HOLD}
         self.witness = L.Bird(self.wh, WITNESS_AS,
                               neighbors=[L.Neighbor(self.fb.ipv4, DAEMON_AS, **hold),

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from fastbgp.testing import lab as _lab
+from fastbgp.testing.daemonlab import require  # noqa: F401  (imported from here by the interop tests)
 
 
 def pytest_configure(config):
@@ -16,16 +17,6 @@ def pytest_configure(config):
         "interop: runs real BGP daemons (bird2, gobgpd, frr, exabgp, openbgpd) in network namespaces; "
         "needs root and .ci/install-peers.sh",
     )
-
-
-def require(*daemon_classes):
-    """Skip (with the reason) unless we are root and every binary the given
-    lab helpers need is installed."""
-    if not _lab.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = _lab.missing_binaries("ip", *[b for cls in daemon_classes for b in cls.binaries])
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (run .ci/install-peers.sh)")
 
 
 def lab_namespaces(prefix: str) -> list:

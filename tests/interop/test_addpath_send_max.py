@@ -40,7 +40,7 @@ def held(gobgp, src):
 
 
 def test_gobgp_receiver_gets_best_two_of_three():
-    require(*L.GoBGP.binaries)
+    require(L.GoBGP)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         senders = [lab.add_host("s%d" % i) for i in range(3)]

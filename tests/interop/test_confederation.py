@@ -51,7 +51,7 @@ def _frr_path(frr, prefix):
 
 
 def test_routes_cross_the_confederation():
-    require(*L.Bird.binaries, *L.FRR.binaries)
+    require(L.Bird, L.FRR)
     with L.Lab() as lab:
         dut, hf, hi, ho = (lab.add_host(n) for n in ("dut", "frr", "bin", "bout"))
         with LabDaemon(dut, _config(dut, hf, hi, ho), loop="asyncio") as fb:

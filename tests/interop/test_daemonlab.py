@@ -20,8 +20,7 @@ def test_cli_daemon_api_log_and_stop():
         f = lab.add_host("fb")
         peer = lab.add_host("peer")
         fb = LabDaemon(f, "", cli=True)
-        fb.config_text = global_toml(65000, f, fb.api_toml().rstrip("\n")) + neighbor_toml(peer.ipv4, 65001)
-        with fb:
+        with fb.start(global_toml(65000, f, fb.api_toml().rstrip("\n")) + neighbor_toml(peer.ipv4, 65001)):
             fb.wait_api(30)
             [n] = fb.api("GET", "/v1/neighbors")
             assert n["address"] == peer.ipv4 and n["peer_as"] == 65001, n
@@ -30,6 +29,10 @@ def test_cli_daemon_api_log_and_stop():
             assert info.value.status == 404
             fb.wait_log("daemon started", 10)
             fb.assert_clean()
+        # One daemon: entering the block after start() starts no second one
+        # (it would fail to bind the same address, into the same log).
+        text = fb.log_text()
+        assert text.count("daemon started") == 1 and "already in use" not in text, text
         assert not fb.alive()
         assert fb.proc.returncode is not None
 

@@ -23,7 +23,7 @@ SERVICE = "198.51.100.10/32"
 
 
 def _require():
-    require(SYSTEM_PYTHON, *L.Bird.binaries)
+    require(SYSTEM_PYTHON, L.Bird)
     probe = subprocess.run([SYSTEM_PYTHON, "-m", "exabgp", "healthcheck", "--help"], capture_output=True, timeout=30)
     if probe.returncode != 0:
         pytest.skip("exabgp's healthcheck is not installed (Debian package exabgp)")

@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -31,9 +30,9 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, require
 from fastbgp.testing.net import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = [pytest.mark.interop, pytest.mark.slow]
 TOKEN = "lab-token-2f6c1a0e9b"
 API_PORT = 8080
@@ -41,13 +40,6 @@ METRICS_PORT = 9179
 HOLD = 9  # BIRD and fastbgp agree on 9 s: keepalives every 3 s
 N_ROUTES = 200  # each way: BIRD 198.18.x.0/24, fastbgp 198.19.x.0/24 (RFC 2544 range)
 MAX_BODY = 64 * 1024 * 1024  # fastbgp.control.api.MAX_BODY, the documented cap
-
-RUNNER = textwrap.dedent("""
-    import sys
-    import uvloop
-    from fastbgp.daemon.process import run_daemon
-    uvloop.run(run_daemon(sys.argv[1]))
-""")
 
 # The hostile client, run in the ``cli`` namespace: {"host", "port", "cases"}
 # on stdin, one JSON result per case on stdout.  Raw HTTP/1.1 over asyncio
@@ -161,14 +153,6 @@ CLIENT = textwrap.dedent(r'''
 # ------------------------------------------------------------ the lab
 
 
-def _require():
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", *L.Bird.binaries)
-    if missing:
-        pytest.skip("not installed: %s" % ", ".join(missing))
-
-
 class Fixture:
     """The lab, the daemon process, the witness and the helpers the tests use."""
 
@@ -178,8 +162,10 @@ class Fixture:
         self.bh = lab.add_host("bird")
         self.cli = lab.add_host("cli")
         self.socket = os.path.join(self.fb.workdir, "run", "api.sock")
-        self.config_path = os.path.join(self.fb.workdir, "fastbgp.toml")
-        self.log_path = os.path.join(self.fb.workdir, "fastbgp.log")
+        # `python -m fastbgp daemon -c`: API (unix socket and TCP) and metrics on.
+        self.fbd = LabDaemon(self.fb, "", cli=True)
+        self.config_path = self.fbd.config_path
+        self.log_path = self.fbd.logpath
         self.description = "witness"
 
     # -- configuration
@@ -210,10 +196,7 @@ class Fixture:
     # -- processes
 
     def start(self):
-        self.write_config(self.config_text())
-        self.log = open(self.log_path, "ab")
-        self.proc = self.fb.popen([sys.executable, "-c", RUNNER, self.config_path], stdout=self.log,
-                                  stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = self.fbd.start(self.config_text()).proc
         self.bird = L.Bird(self.bh, 65001, neighbors=[L.Neighbor(self.fb.ipv4, 65000, hold_time=HOLD)],
                            routes=[L.Route("198.18.%d.0/24" % i) for i in range(N_ROUTES)]).start()
         self.bird.wait_established(self.fb.ipv4)
@@ -244,11 +227,7 @@ class Fixture:
             self._sampler.join(5)
 
     def log_tail(self, n=80):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return self.fbd.log_tail(n)
 
     def log_size(self):
         return os.path.getsize(self.log_path)
@@ -339,7 +318,7 @@ class Fixture:
 
 @pytest.fixture(scope="module")
 def lab():
-    _require()
+    require(L.Bird)
     with L.Lab() as lab:
         fx = Fixture(lab)
         try:
@@ -349,9 +328,7 @@ def lab():
             raise
         finally:
             fx.stop_sampling()
-            log = getattr(fx, "log", None)
-            if log is not None:
-                log.close()
+            fx.fbd.stop()
 
 
 # ------------------------------------------------------------ API abuse

@@ -26,12 +26,12 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import ROOT, LabDaemon
 
 from .conftest import require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ASN = 65000
 TABLE = 100_000  # feeder prefixes (/27s of 10.0.0.0/8)
 GROUPS = 2_000  # feeder attribute sets
@@ -158,6 +158,7 @@ class Bed:
         self.hosts = {n: lab.add_host(n, ipv6=None) for n in
                       ("wit", "feed", "slow", "stall", "g1", "g2", "g3", "gs", "vstop", "vkill", "flap")}
         self.peers = []
+        self.fbd = LabDaemon(self.fb, "", cli=True)
 
     def addr(self, name):
         return self.hosts[name].ipv4
@@ -165,7 +166,7 @@ class Bed:
     def config(self) -> str:
         fb = self.fb
         lines = ["[global]", "asn = %d" % ASN, 'router-id = "%s"' % fb.ipv4, 'listen = ["%s"]' % fb.ipv4,
-                 "[global.api]", 'socket = "%s"' % os.path.join(fb.workdir, "api.sock"),
+                 self.fbd.api_toml().rstrip("\n"),
                  "[global.metrics]", 'listen = "127.0.0.1:%d"' % METRICS_PORT,
                  "[global.log]", 'level = "info"']
 
@@ -190,13 +191,8 @@ class Bed:
         return "\n".join(lines) + "\n"
 
     def start(self):
-        path = os.path.join(self.fb.workdir, "fastbgp.toml")
-        with open(path, "w") as f:
-            f.write(self.config())
-        self.logpath = os.path.join(self.fb.workdir, "fastbgp.log")
-        self._log = open(self.logpath, "ab")
-        self.daemon = self.fb.popen([sys.executable, "-m", "fastbgp", "daemon", "-c", path],
-                                    stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.logpath = self.fbd.logpath
+        self.daemon = self.fbd.start(self.config()).proc
         wit = self.hosts["wit"]
         routes = [L.Route("172.16.%d.%d/32" % (i // 256, i % 256)) for i in range(WITNESS_ROUTES)]
         self.bird = L.Bird(wit, 65001, neighbors=[L.Neighbor(self.fb.ipv4, ASN, hold_time=WITNESS_HOLD)],
@@ -243,8 +239,7 @@ class Bed:
         L.wait_for(lambda: not any(self.up(self.addr(n)) for n in names), 20, what="peers down")
 
     def close(self):
-        if self._log is not None:
-            self._log.close()
+        self.fbd.stop()
 
     # -- peers and the daemon's side ------------------------------------------------------------
 
@@ -284,8 +279,7 @@ class Bed:
             proc.wait(5)
 
     def log(self) -> str:
-        with open(self.logpath, errors="replace") as f:
-            return f.read()
+        return self.fbd.log_text()
 
     def warnings(self, address, since=0) -> list:
         return [line for line in self.log()[since:].splitlines() if "level=warning" in line and address in line]

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def test_ipv4_over_ipv6_session_with_frr():
-    require(*L.Bird.binaries, *L.FRR.binaries)
+    require(L.Bird, L.FRR)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         r = lab.add_host("frr", ipv4=None)  # IPv6 only: IPv4 routes can only use IPv6 next hops

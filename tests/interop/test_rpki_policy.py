@@ -48,7 +48,7 @@ def _config(host, cache, b1, b2):
 
 
 def test_rpki_invalid_dropped_then_revalidated():
-    require("stayrtr", *L.Bird.binaries)
+    require("stayrtr", L.Bird)
     with L.Lab() as lab:
         cache_host, dut, h1, h2 = (lab.add_host(n) for n in ("rtr", "dut", "b1", "b2"))
         vrps = os.path.join(cache_host.workdir, "vrps.json")
