@@ -154,12 +154,13 @@ class TurnScheduler:
 
     A connection with framed messages ``offer``s itself: it is processed at
     once if this turn's budget is not spent and nobody is waiting, else it
-    is queued (its reading paused) and served on a later turn, round robin,
-    one pass per turn, each an equal share of the budget (at least
-    MIN_SLICE_*): with N connections waiting each is served every few
-    turns.  Queued connections keep reading (framing restarts their hold
-    timers) up to PENDING_HIGH_BYTES of framed messages.  The budget is reset by a callback queued with
-    ``call_soon`` in every turn that used some, so between two resets at
+    is queued and served on a later turn, round robin, one pass per turn,
+    each an equal share of the budget (at least MIN_SLICE_*): with N
+    connections waiting each is served every few turns.  Queued
+    connections keep reading (framing restarts their hold timers) up to
+    PENDING_HIGH_BYTES of framed messages.  The budget is reset by a
+    callback queued with ``call_soon`` in every turn that used some, so
+    between two resets at
     most ``budget_messages`` messages and ``budget_bytes`` octets (plus the
     one message that crossed the mark) are processed, and the loop's timers
     (KEEPALIVE sending, hold timers: RFC 4271 §4.4) run in between.
@@ -216,7 +217,13 @@ class TurnScheduler:
 
     def _serve(self, conn: "Connection", share_bytes: int = READ_BUDGET_BYTES,
                share_messages: int = READ_BUDGET_MESSAGES) -> None:
-        nbytes, nmsgs, more = conn.process(min(share_bytes, self.bytes_left), min(share_messages, self.messages_left))
+        try:
+            nbytes, nmsgs, more = conn.process(min(share_bytes, self.bytes_left),
+                                               min(share_messages, self.messages_left))
+        except Exception:  # a bug must not leave the others queued forever
+            log.exception("processing failed on %r; aborting it", conn)
+            conn.abort()
+            return
         if nbytes or nmsgs:
             self.bytes_left -= nbytes
             self.messages_left -= nmsgs
