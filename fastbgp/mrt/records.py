@@ -11,6 +11,7 @@ numbers are all ``fastbgp mrt dump`` needs when its compiled fast path
 prints every record, and msgspec costs about 14 ms of start-up.
 """
 
+import threading
 import struct
 
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_MULTICAST, SAFI_UNICAST
@@ -186,8 +187,7 @@ STRUCT_NAMES = (
 
 def _define():
     """Define the record classes (and RECORD_TYPES) as module globals."""
-    global MrtRecord, TableDump, Peer, PeerIndexTable, RibEntry, RibRecord, Bgp4mpStateChange
-    global Bgp4mpMessage, Bgp4mpEntry, UnknownRecord, CorruptRecord, TruncatedRecord, RECORD_TYPES
+    global MrtRecord, TableDump, Peer, PeerIndexTable, RibEntry, RibRecord
     import msgspec
 
     class MrtRecord(msgspec.Struct, frozen=True, gc=False):
@@ -273,6 +273,14 @@ def _define():
         @property
         def addpath(self):
             return self.subtype >= RIB_IPV4_UNICAST_ADDPATH
+
+    _define_messages(msgspec)
+
+
+def _define_messages(msgspec):
+    """The BGP4MP record classes and those of records that did not decode
+    (the second half of _define: one function would pass 120 lines)."""
+    global Bgp4mpStateChange, Bgp4mpMessage, Bgp4mpEntry, UnknownRecord, CorruptRecord, TruncatedRecord, RECORD_TYPES
 
     class Bgp4mpStateChange(MrtRecord, frozen=True, gc=False):
         """STATE_CHANGE / STATE_CHANGE_AS4 (RFC 6396 §4.4.1, §4.4.4)."""
@@ -379,11 +387,15 @@ def _define():
     )
 
 
+_DEFINING = threading.Lock()
+
+
 def __getattr__(name):
     # PEP 562: the first use of a record class defines them all.
     if name in STRUCT_NAMES:
-        if "MrtRecord" not in globals():
-            _define()
+        with _DEFINING:  # two threads must not make two sets of classes
+            if "RECORD_TYPES" not in globals():
+                _define()
         return globals()[name]
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
