@@ -249,7 +249,7 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
                 for fam in ("ipv4", "ipv6"):
                     _wait_set(bbirds[asn], asn, fam, "the BIRD RS", bird_rs.log_tail)
                     _check_client(bbirds[asn].rib(fam), asn, bclients, fam)
-                    fb = {p: v[:3] for p, v in _view(birds[asn].rib(fam)).items()}
+                    ours = {p: v[:3] for p, v in _view(birds[asn].rib(fam)).items()}
                     bd = {p: v[:3] for p, v in _view(bbirds[asn].rib(fam)).items()}
-                    assert fb == bd, (asn, fam, fb, bd)
+                    assert ours == bd, (asn, fam, ours, bd)
             fb.assert_alive()
