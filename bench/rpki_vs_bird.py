@@ -596,6 +596,10 @@ def run_once(args, families, vrps, total):
         try:
             run.idle()
             run.rtr_sync()
+            if args.rtr_only:
+                run.dproc.terminate()
+                run.dproc.wait(30)
+                return run.out
             run.feed()
             run.count()
         except Exception:
@@ -623,6 +627,8 @@ def main(argv=None):
                          "the states are still counted at query time")
     ap.add_argument("--profile", help="cProfile the fastbgp daemon into this file (pstats)")
     ap.add_argument("--write", help="append the result as Markdown to this file")
+    ap.add_argument("--rtr-only", action="store_true",
+                    help="only the RTR sync part (VRPs to both daemons and the lone client; no routes fed)")
     args = ap.parse_args(argv)
     if args.role == "feeder":
         import uvloop
@@ -648,6 +654,8 @@ def main(argv=None):
         uvloop.run(run_daemon(args.config, api=True, metrics=False, log_level="warning"))
         return 0
 
+    if args.rtr_only:
+        return rtr_only(args)
     t = time.perf_counter()
     families, vrps = make_data(args.v4, args.v6)
     total = len(families[0][2]) + len(families[1][2])
@@ -676,6 +684,22 @@ def main(argv=None):
     if args.write:
         with open(args.write, "a") as f:
             f.write("\n" + text)
+    return 0
+
+
+def rtr_only(args):
+    """``--rtr-only``: the RTR sync figures alone, medians of ``--runs``."""
+    families, vrps = make_data(args.v4, args.v6)
+    runs = [run_once(args, families, vrps, 0) for _ in range(args.runs)]
+    for r in runs:
+        print(json.dumps(r), flush=True)
+    med = statistics.median
+    print("rtr-only, %d VRPs, median of %d: sync BIRD %.1f s, fastbgp <= %.1f s; RSS growth across the sync "
+          "BIRD %.1f MB, fastbgp daemon %.1f MB; RtrClient alone at End of Data %.1f MB, after gc + malloc_trim %.1f MB"
+          % (len(vrps), len(runs), med(r["bird"]["rtr_sync"] for r in runs), med(r["fastbgp"]["rtr_sync"] for r in runs),
+             med(r["bird"]["rss_vrps"] - r["bird"]["rss_idle"] for r in runs),
+             med(r["fastbgp"]["rss_vrps"] - r["fastbgp"]["rss_idle"] for r in runs),
+             med(r["fastbgp"]["client_alone"][0] for r in runs), med(r["fastbgp"]["client_alone"][1] for r in runs)))
     return 0
 
 
