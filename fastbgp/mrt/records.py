@@ -11,7 +11,7 @@ numbers are all ``fastbgp mrt dump`` needs when its compiled fast path
 prints every record, and msgspec costs about 14 ms of start-up.
 """
 
-import threading
+import _thread  # not threading: its import costs more start-up than the rest of this module
 import struct
 
 from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, SAFI_MULTICAST, SAFI_UNICAST
@@ -387,7 +387,7 @@ def _define_messages(msgspec):
     )
 
 
-_DEFINING = threading.Lock()
+_DEFINING = _thread.allocate_lock()
 
 
 def __getattr__(name):
