@@ -735,3 +735,27 @@ def test_paths_held_before_rpki_starts_are_validated(tmp_path, run):
         await dut.stop()
 
     run(main())
+
+
+def test_first_load_with_an_empty_rib_keeps_no_revalidation_set(tmp_path, run):
+    """The start-up sync finds no path to re-validate, so it must not copy
+    every VRP into the changed-prefix set (memory: ~40 MB per 500k VRPs);
+    a later change with routes held does."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.%d.0.0/16" % i, 24, 65001) for i in range(200)])
+
+    async def main():
+        dut, a_addr, _c = _dut(tmp_path, vrps)
+        d = await dut.start()
+        assert d.rpki_info().vrps["ipv4"] == 200
+        assert not d.rpki.changed  # nothing held: nothing marked
+        a, na = await peer(dut, 65001, a_addr)
+        await na.wait_established(5)
+        a.announce(["10.0.0.0/24"])
+        await until(lambda: d.rib("ipv4-unicast", "10.0.0.0/24"), what="the route held")
+        d.rpki.vrps_changed([(1, bytes([10, 200, 0, 0]), 16, 24, 65001)], [])
+        assert 1 in d.rpki.changed  # a route is held in IPv4: the change is marked
+        await a.stop()
+        await dut.stop()
+
+    run(main())

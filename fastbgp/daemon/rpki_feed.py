@@ -296,10 +296,18 @@ class RpkiFeed(RtrObserver):
 
     def vrps_changed(self, added, removed):
         self.last_update = time.time()
+        # The tables are already changed when this is called, so a path
+        # imported from now on is validated against them.  With no path held
+        # in that family (the first sync at start-up) there is nothing to
+        # re-validate: building the changed-prefix set would copy every VRP
+        # a second time (~40 MB for 500k VRPs) only to find no route.
+        held = {fam[0] for fam, rib in self.daemon.ribs.items() if rib.path_count()}
         for afi, addr, plen, _maxlen, _asn in added:
-            self.mark(afi, addr, plen)
+            if afi in held:
+                self.mark(afi, addr, plen)
         for afi, addr, plen, _maxlen, _asn in removed:
-            self.mark(afi, addr, plen)
+            if afi in held:
+                self.mark(afi, addr, plen)
         self.kick()
 
     def aspas_changed(self, changed):
