@@ -526,7 +526,7 @@ def _p9_target(kind, t):
     sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
     import test_route_server_ixp as ixp  # the BIRD route-server filters of the interop test, reused
 
-    bird = ixp._bird_rs(t, {P9_AS0 + k: _ClientAddrs(k) for k in range(P9_CLIENTS)})
+    bird = ixp.bird_route_server(t, {P9_AS0 + k: _ClientAddrs(k) for k in range(P9_CLIENTS)})
     for n in bird.neighbors:
         n.passive = True
     bird.start()

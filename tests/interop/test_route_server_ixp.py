@@ -179,7 +179,7 @@ def _bird_rs_export(peer, fam):
     ])
 
 
-def _bird_rs(host, clients):
+def bird_route_server(host, clients):
     # BIRD's `next hop check` is arouteserver's "bgp_next_hop != from".
     nbs = [L.Neighbor(h.addr(fam), asn, options={"extra": "rs client;",
                                                  "import": "if bgp_next_hop != from then reject; accept;",
@@ -228,7 +228,7 @@ def test_route_server_ixp_policy_fastbgp_and_bird():
         bclients = {asn: lab.add_host("d%d" % (asn - 65000)) for asn in ANNOUNCED}
         with LabDaemon(rs_host, _fastbgp_config(rs_host, clients)) as fb:
             birds = {asn: _client(h, asn, rs_host) for asn, h in clients.items()}
-            bird_rs = _bird_rs(rsb_host, bclients).start()
+            bird_rs = bird_route_server(rsb_host, bclients).start()
             bbirds = {asn: _client(h, asn, rsb_host) for asn, h in bclients.items()}
             for asn in ANNOUNCED:
                 for fam in ("ipv4", "ipv6"):
