@@ -802,6 +802,14 @@ class FSM:
             acts += [_STOP_KEEPALIVE, _STOP_HOLD]
         return State.OPENCONFIRM, reason, acts
 
+    def update_hold_time(self) -> int:
+        """Hot path of Established + event 27 (UpdateMsg), RFC 4271 §8.2.2:
+        ``handle(Event.UPDATE_MSG)`` in Established stays in Established,
+        restarts the HoldTimer and processes the UPDATE.  The session calls
+        this instead (only in Established) to skip building a Transition
+        per UPDATE; returns the HoldTimer's seconds (0: no HoldTimer)."""
+        return self.negotiated_hold_time
+
     def _restart_hold(self) -> list:
         # RFC 4271 §8.2.2: restart the HoldTimer "if the negotiated HoldTime
         # value is non-zero".

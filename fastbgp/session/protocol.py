@@ -1096,9 +1096,20 @@ class Session:
             log.info("%s: %s", self.owner.config.address, exc)
             self.handle(Event.UPDATE_MSG_ERR, error=exc)
             return
-        t = self.handle(Event.UPDATE_MSG)
-        if t is not None and _A.PROCESS_UPDATE in t.kinds:
-            self.owner.session_update(self, parsed)
+        if self.disposed or self.fsm.state is not State.ESTABLISHED:
+            t = self.handle(Event.UPDATE_MSG)
+            if t is not None and _A.PROCESS_UPDATE in t.kinds:
+                self.owner.session_update(self, parsed)
+            return
+        # Hot path, the same as handle(Event.UPDATE_MSG) in Established
+        # (RFC 4271 §8.2.2 event 27: restart the HoldTimer, process the
+        # UPDATE) without a Transition and an action tuple per UPDATE.
+        hold = self.fsm.update_hold_time()
+        if hold:
+            self._hold_deadline = self.loop.time() + hold
+            if "hold" not in self._timers:
+                self._arm_hold(hold)
+        self.owner.session_update(self, parsed)
 
     def _on_open(self, body):
         state = self.fsm.state
