@@ -48,7 +48,7 @@ from fastbgp.session.fsm import State
 from fastbgp.wire import codec
 from fastbgp.wire.communities import parse_community, parse_ext_community
 from fastbgp.wire.messages import decode_open
-from fastbgp.daemon.common import SLICE_SECONDS
+from fastbgp.daemon.common import SLICE_SECONDS, cancel_and_wait
 
 __all__ = ["ProcessManager", "Program", "ACK_LIMIT", "BACKOFF_MAX"]
 
@@ -136,11 +136,7 @@ class Program:
         if self.proc is not None:
             await self._stop_proc(self.proc)
         if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(self.task)
 
     def _terminate(self):
         p = self.proc
