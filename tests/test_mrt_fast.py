@@ -224,6 +224,37 @@ def test_mrt_dump_of_a_table_dump_v2_rib_loads_no_msgspec(corpora, tmp_path, afi
         assert "socket" not in mods  # IPv4 text comes from tables, not inet_ntop
 
 
+MRTPARSE_RIBS = ("quagga_rib", "bird-mrtdump_rib", "bird6-mrtdump_rib")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("twin", [False, True], ids=["compiled", "twin"])
+@pytest.mark.parametrize("name", MRTPARSE_RIBS)
+def test_mrt_dump_of_dumper_ribs_loads_no_msgspec(corpora, name, twin):
+    """Issue 14: Quagga's RIB (full MP_REACH_NLRI form, entries with no
+    attributes) and BIRD's (RFC 8050 ADDPATH entries, empty AS_PATH, IPv6
+    entries without a next hop) are printed whole by the fast path, so
+    neither msgspec nor the codec is imported (socket may be, for IPv6)."""
+    import os
+
+    path = corpora / "mrtparse" / name
+    if not path.is_file():
+        pytest.skip("mrtparse sample %s not in the corpora" % name)
+    code = ("import atexit, sys\natexit.register(lambda: sys.stderr.write(' '.join(sorted(sys.modules))))\n"
+            "from fastbgp.cli import main\nsys.exit(main.main(['mrt', 'dump', %r]))" % str(path))
+    env = dict(os.environ)
+    env.pop("FASTBGP_NO_EXTENSIONS", None)
+    if twin:
+        env["FASTBGP_NO_EXTENSIONS"] = "1"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout and p.stdout == b"".join(mrt_dump.iter_bytes(str(path), fast=False))
+    mods = set(p.stderr.decode().split())
+    assert ("fastbgp.mrt._dump_py" in mods) == twin
+    loaded = mods & {"msgspec", "fastbgp.wire.codec", "fastbgp.wire.types", "asyncio"}
+    assert not loaded, sorted(loaded)
+
+
 def test_selector_exports_the_compiled_module_when_built(mrt_dump_impl, request):
     from fastbgp.mrt import dumpimpl
 

@@ -189,9 +189,9 @@ cdef bint _scan(const unsigned char* v, Py_ssize_t i, Py_ssize_t n, Attrs* a):
                 return False
             a.origin = v[vs]
         elif t == 2:
-            # 4-octet AS_SEQUENCE / AS_SET segments filling the value.
-            if ve == vs:
-                return False
+            # 4-octet AS_SEQUENCE / AS_SET segments filling the value; an
+            # empty AS_PATH (iBGP routes in BIRD / OpenBGPD RIB dumps, RFC
+            # 4271 §5.1.2) prints as an empty field, like bgpdump.
             k = vs
             while k < ve:
                 if k + 2 > ve or (v[k] != 1 and v[k] != 2) or v[k + 1] == 0:
@@ -340,18 +340,36 @@ cdef bint _rib_tail(bytearray out, const unsigned char* v, Py_ssize_t s, Py_ssiz
     NEXT_HOP), or False with nothing written."""
     cdef Attrs a
     cdef Py_ssize_t start = PyByteArray_GET_SIZE(out)
+    cdef unsigned int nhlen
+    if s == e:
+        # No attributes at all (Quagga writes such entries): bgpdump's
+        # defaults for every field.
+        _put(out, b"||INCOMPLETE|255.255.255.255|0|0||NAG||\n", 40)
+        return True
     if not _scan(v, s, e, &a) or a.mpu_s >= 0 or a.origin < 0 or a.path_s < 0:
         return False
     _pre(out, v, &a)
     if a.mpr_s >= 0:
-        if v[a.mpr_s] + 1 != a.mpr_e - a.mpr_s or not _nh(out, v, a.mpr_s + 1, v[a.mpr_s]):
+        if v[a.mpr_s] + 1 == a.mpr_e - a.mpr_s:
+            # RFC 6396 §4.3.4: next-hop length and next hop only.
+            if not _nh(out, v, a.mpr_s + 1, v[a.mpr_s]):
+                PyByteArray_Resize(out, start)
+                return False
+        else:
+            # Quagga writes the full RFC 4760 §3 form (AFI, SAFI, next-hop
+            # length, next hop, reserved): its next hop, as bgpdump reads it.
+            nhlen = v[a.mpr_s + 3] if a.mpr_e - a.mpr_s >= 5 else 0
+            if nhlen == 0 or a.mpr_s + 4 + nhlen > a.mpr_e or not _nh(out, v, a.mpr_s + 4, nhlen):
+                PyByteArray_Resize(out, start)
+                return False
+    elif a.nh >= 0:
+        if afi != 1:
             PyByteArray_Resize(out, start)
             return False
-    elif afi == 1 and a.nh >= 0:
         _nh(out, v, a.nh, 4)
     else:
-        PyByteArray_Resize(out, start)
-        return False
+        # No next hop at all (BIRD's IPv6 entries): bgpdump's default.
+        _put(out, b"255.255.255.255", 15)
     _post(out, v, &a)
     return True
 
@@ -524,8 +542,10 @@ cdef bytes _head(const char* label, Py_ssize_t ln, unsigned int ts):
 
 
 cdef bint _rib(const unsigned char* buf, Py_ssize_t b, Py_ssize_t end, unsigned int ts, int afi,
-               object st, list peers, bytearray out) except -1:
+               bint addpath, object st, list peers, bytearray out) except -1:
     cdef Py_ssize_t p = b + 4, nb, k, alen, start = PyByteArray_GET_SIZE(out)
+    cdef Py_ssize_t hl = 12 if addpath else 8
+    cdef unsigned int pid
     cdef unsigned int plen, idx, count, i
     cdef char txt[72]
     cdef bytes pfx, head, tail
@@ -546,15 +566,17 @@ cdef bint _rib(const unsigned char* buf, Py_ssize_t b, Py_ssize_t end, unsigned 
     p += 2
     cache = st.rib4 if afi == 1 else st.rib6
     npeers = len(peers)
-    head = _head(b"TABLE_DUMP2|", 12, ts)
+    head = _head(b"TABLE_DUMP2_AP|", 15, ts) if addpath else _head(b"TABLE_DUMP2|", 12, ts)
     for i in range(count):
-        # RFC 6396 §4.3.4: peer index, originated time, attribute length.
-        if p + 8 > end:
+        # RFC 6396 §4.3.4: peer index, originated time, (RFC 8050 §4: path
+        # identifier,) attribute length.
+        if p + hl > end:
             PyByteArray_Resize(out, start)
             return False
         idx = (buf[p] << 8) | buf[p + 1]
-        alen = (buf[p + 6] << 8) | buf[p + 7]
-        p += 8
+        alen = (buf[p + hl - 2] << 8) | buf[p + hl - 1]
+        pid = _u32(buf, p + 6) if addpath else 0
+        p += hl
         if p + alen > end:
             PyByteArray_Resize(out, start)
             return False
@@ -564,6 +586,9 @@ cdef bint _rib(const unsigned char* buf, Py_ssize_t b, Py_ssize_t end, unsigned 
             _putb(out, head)
             _putb(out, <bytes>peers[idx])
             _putb(out, pfx)
+            if addpath:
+                _put(out, b"|", 1)
+                _putdec(out, pid)
             if tail is not None:
                 _putb(out, tail)
             else:
@@ -636,10 +661,11 @@ def format_run(bytes buf, Py_ssize_t pos, object st, bytearray out):
         if <unsigned long>(n - pos - 12) < ln:
             break
         end = pos + 12 + <Py_ssize_t>ln
-        if typ == TABLE_DUMP_V2 and (sub == 2 or sub == 4):
+        if typ == TABLE_DUMP_V2 and (sub == 2 or sub == 4 or sub == 8 or sub == 10):
             if peers is None:
                 peers = st.peers  # only a PEER_INDEX_TABLE changes it, never inside a run
-            ok = _rib(d, pos + 12, end, ts, 1 if sub == 2 else 2, st, peers, out)
+            # RFC 6396 §4.3 / RFC 8050 §4: 2, 4 unicast; 8, 10 their ADDPATH forms.
+            ok = _rib(d, pos + 12, end, ts, 1 if sub == 2 or sub == 8 else 2, sub >= 8, st, peers, out)
         elif typ == TABLE_DUMP and (sub == 1 or sub == 2):
             ok = _table_dump(d, pos + 12, end, ts, sub, st, out)
         elif (typ == BGP4MP or typ == BGP4MP_ET) and sub == 4:

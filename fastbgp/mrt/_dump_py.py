@@ -11,7 +11,8 @@ length checks out are printed here.  ``st`` is a
 fastbgp.mrt.dump.FastState: byte caches and the functions that fill them.
 
 Handled (RFC 6396): TABLE_DUMP AFI_IPv4 / AFI_IPv6 (§4.2), TABLE_DUMP_V2
-RIB_IPV4_UNICAST / RIB_IPV6_UNICAST (§4.3.2, §4.3.4) and BGP4MP /
+RIB_IPV4_UNICAST / RIB_IPV6_UNICAST (§4.3.2, §4.3.4) and their RFC 8050
+ADDPATH forms, and BGP4MP /
 BGP4MP_ET MESSAGE_AS4 (§4.4.3) holding well-formed messages.  The
 attribute text of a RIB entry or UPDATE is made here only when every
 attribute the line shows is plainly well formed (see ``_scan``); otherwise
@@ -34,9 +35,9 @@ def _v4(a, plen):
     return b"%d.%d.%d.%d/%d" % (a[0], a[1], a[2], a[3], plen)
 
 
-def _rib(buf, b, end, ts, afi, st, peers, out):
-    """One RIB_IPV4/IPV6_UNICAST body at buf[b:end]; False if it does not
-    check out (nothing written then)."""
+def _rib(buf, b, end, ts, afi, addpath, st, peers, out):
+    """One RIB_IPV4/IPV6_UNICAST(_ADDPATH) body at buf[b:end]; False if it
+    does not check out (nothing written then)."""
     maxbits = 32 if afi == 1 else 128
     p = b + 4  # RFC 6396 §4.3.2: sequence number, then the prefix
     if p >= end:
@@ -60,15 +61,18 @@ def _rib(buf, b, end, ts, afi, st, peers, out):
         pfx = st.v6(bytes(a) + bytes(16 - nb)) + b"/%d" % plen
         cache = st.rib6
     npeers = len(peers)
-    head = b"TABLE_DUMP2|%d|B|" % ts
+    head = (b"TABLE_DUMP2_AP|%d|B|" if addpath else b"TABLE_DUMP2|%d|B|") % ts
+    hl = 12 if addpath else 8
     lines = []
     for _ in range(count):
-        # RFC 6396 §4.3.4: peer index, originated time, attribute length.
-        if p + 8 > end:
+        # RFC 6396 §4.3.4: peer index, originated time, (RFC 8050 §4: path
+        # identifier,) attribute length.
+        if p + hl > end:
             return False
         idx = (buf[p] << 8) | buf[p + 1]
-        alen = (buf[p + 6] << 8) | buf[p + 7]
-        p += 8
+        alen = (buf[p + hl - 2] << 8) | buf[p + hl - 1]
+        pid = b"|%d" % int.from_bytes(buf[p + 6 : p + 10], "big") if addpath else b""
+        p += hl
         if p + alen > end:
             return False
         if idx < npeers:
@@ -83,7 +87,7 @@ def _rib(buf, b, end, ts, afi, st, peers, out):
                     if len(cache) >= st.limit:
                         cache.clear()
                     cache[attrs] = tail
-            lines.append(head + peers[idx] + pfx + tail)
+            lines.append(head + peers[idx] + pfx + pid + tail)
         p += alen
     out += b"".join(lines)
     return True
@@ -142,7 +146,9 @@ def _scan(v, i, n):
         if t == 1 and (ln != 1 or v[vs] > 2):
             return None
         if t == 2:
-            if ln == 0 or ln > 1024:
+            # An empty AS_PATH (iBGP routes in BIRD / OpenBGPD RIB dumps,
+            # RFC 4271 §5.1.2) prints as an empty field, like bgpdump.
+            if ln > 1024:
                 return None
             k = vs
             while k < ve:
@@ -164,15 +170,26 @@ def _nh_ok(n):
 def _rib_tail(v, s, e, afi, st):
     """b"|pre nh post" of RIB entry attributes v[s:e], or None (see
     _dump.pyx: the same conditions)."""
+    if s == e:
+        # No attributes at all (Quagga writes such entries): bgpdump's
+        # defaults for every field.
+        return st.rib_text(b"")
     a = _scan(v, s, e)
     if a is None or 15 in a or 1 not in a or 2 not in a:
         return None
     if 14 in a:
         ms, me = a[14]
-        if v[ms] + 1 != me - ms or not _nh_ok(v[ms]):
+        if v[ms] + 1 == me - ms:
+            # RFC 6396 §4.3.4: next-hop length and next hop only.
+            if not _nh_ok(v[ms]):
+                return None
+        elif me - ms < 5 or not _nh_ok(v[ms + 3]) or ms + 4 + v[ms + 3] > me:
+            # Quagga writes the full RFC 4760 §3 form (AFI, SAFI, next-hop
+            # length, next hop, reserved): its next hop, as bgpdump reads it.
             return None
-    elif afi != 1 or 3 not in a:
+    elif 3 in a and afi != 1:
         return None
+    # No next hop at all (BIRD's IPv6 entries): bgpdump's 255.255.255.255.
     return st.rib_text(bytes(v[s:e]))
 
 
@@ -299,10 +316,11 @@ def format_run(buf, pos, st, out):
         end = pos + 12 + int.from_bytes(buf[pos + 8 : pos + 12], "big")
         if end > n:
             break
-        if typ == _TABLE_DUMP_V2 and (sub == 2 or sub == 4):
+        if typ == _TABLE_DUMP_V2 and sub in (2, 4, 8, 10):
             if peers is None:
                 peers = st.peers  # only a PEER_INDEX_TABLE changes it, never inside a run
-            ok = _rib(buf, pos + 12, end, ts, 1 if sub == 2 else 2, st, peers, out)
+            # RFC 6396 §4.3 / RFC 8050 §4: 2, 4 unicast; 8, 10 their ADDPATH forms.
+            ok = _rib(buf, pos + 12, end, ts, 1 if sub in (2, 8) else 2, sub >= 8, st, peers, out)
         elif typ == _TABLE_DUMP and (sub == 1 or sub == 2):
             ok = _table_dump(buf, pos + 12, end, ts, sub, st, out)
         elif (typ == _BGP4MP or typ == _BGP4MP_ET) and sub == 4:
