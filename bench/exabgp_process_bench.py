@@ -22,6 +22,20 @@ run, the median per speaker, and the ratio of the medians.
 
     python bench/exabgp_process_bench.py --prefixes 1000000 --groups 1000 --runs 3
     python bench/exabgp_process_bench.py --prefixes 200000 --groups 50000 --runs 3
+
+``--source bird`` (root: fastbgp/testing/lab.py namespaces) replaces the
+sender by BIRD 2 in its own namespace, originating the N /24s from a
+generated ``protocol static`` whose routes carry MED = prefix index // (N/G),
+i.e. G attribute groups (MED rather than communities: one attribute in each
+static route's block, kept by the lab's BIRD export filter).  For each run
+and speaker BIRD is started afresh, waits until all N routes are in its
+table, and only then does the speaker (in the other namespace) connect, so
+each gets the whole table the same way.  Measured there: seconds from the
+speaker's own "state up" event (``neighbor-changes``, both speakers) to the
+consumer having parsed every prefix; the time from the first UPDATE line is
+printed too.
+
+    python bench/exabgp_process_bench.py --source bird --prefixes 1000000 --groups 1000 --runs 3
 """
 
 from __future__ import annotations
@@ -59,11 +73,16 @@ def consumer(result, want):
     n = 0
     lines = 0
     done = False
+    t_up = t_first = None
     for line in sys.stdin:
         lines += 1
         e = json.loads(line)
+        if e.get("type") == "state" and t_up is None and e.get("neighbor", {}).get("state") == "up":
+            t_up = time.time()  # the speaker's "session Established" event (neighbor-changes)
         if e.get("type") != "update":
             continue
+        if t_first is None:
+            t_first = time.time()
         upd = e["neighbor"]["message"].get("update")
         if not upd:
             continue
@@ -73,7 +92,7 @@ def consumer(result, want):
         if not done and n >= want:
             done = True
             with open(result, "w") as f:
-                json.dump({"t1": time.time(), "prefixes": n, "lines": lines}, f)
+                json.dump({"t1": time.time(), "prefixes": n, "lines": lines, "t_up": t_up, "t_first": t_first}, f)
 
 
 # ============================================================== sender
@@ -222,6 +241,118 @@ def one_run(name, make, count, groups, timeout):
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ============================================================== --source bird (namespace lab)
+
+BIRD_AS = 65001
+BASE = 16 << 24  # 16.0.0.0/24 upwards, as bench/passthrough.py
+
+
+def bird_static(count, groups):
+    """BIRD 2 ``protocol static`` text: ``count`` /24s, the MED of each set
+    from its index so the table has ``groups`` distinct attribute sets
+    (runs of consecutive prefixes share one), exported by the lab's default
+    BIRD export filter (which keeps a static route's MED)."""
+    per = -(-count // groups)
+    out = ["protocol static s_bench {", "  ipv4;"]
+    for i in range(count):
+        a = BASE + (i << 8)
+        out.append("  route %d.%d.%d.0/24 blackhole { bgp_med = %d; };" % (a >> 24, (a >> 16) & 255, (a >> 8) & 255,
+                                                                         i // per))
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _bird_fastbgp(t, b, result, count):
+    path = os.path.join(t.workdir, "fastbgp.toml")
+    run = ", ".join('"%s"' % a for a in _consumer_argv(result, count))
+    with open(path, "w") as f:
+        f.write('[global]\nasn = %d\nrouter-id = "%s"\nlisten = []\n' % (TARGET_AS, t.ipv4))
+        f.write('[[neighbors]]\naddress = "%s"\npeer-as = %d\nlocal-address = "%s"\n'
+                'default-import = "accept"\ndefault-export = "accept"\n'
+                "timers = { connect-retry = 1, hold-time = 240 }\n" % (b.ipv4, BIRD_AS, t.ipv4))
+        f.write('[[processes]]\nname = "consumer"\nrun = [%s]\nreceive = ["updates", "neighbor-changes"]\n' % run)
+    return [sys.executable, "-c", RUNNER, path], dict(os.environ)
+
+
+def _bird_exabgp(t, b, result, count):
+    path = os.path.join(t.workdir, "exabgp.conf")
+    with open(path, "w") as f:
+        f.write("process consumer {\n    run %s;\n    encoder json;\n}\n" % " ".join(_consumer_argv(result, count)))
+        f.write("neighbor %s {\n    router-id %s;\n    local-address %s;\n    local-as %d;\n    peer-as %d;\n"
+                "    hold-time 240;\n    family { ipv4 unicast; }\n"
+                "    api { processes [ consumer ]; neighbor-changes; receive { parsed; update; } }\n}\n"
+                % (b.ipv4, t.ipv4, t.ipv4, TARGET_AS, BIRD_AS))
+    env = dict(os.environ, exabgp_daemon_user="root", exabgp_daemon_daemonize="false",
+               exabgp_log_destination=os.path.join(t.workdir, "exabgp.log"), exabgp_tcp_bind="",
+               exabgp_api_cli="false")
+    env.pop("PYTHONPATH", None)
+    return [shutil.which("exabgp") or "/usr/sbin/exabgp", path], env
+
+
+def bird_run(lab, t, b, static, name, count, timeout):
+    """One run: a fresh BIRD (so the table goes out from the start, the
+    same way for every speaker) holding ``count`` static routes, then the
+    speaker under test connecting to it.  Seconds from the speaker's
+    Established event (its "state up" JSON line) to the program having
+    parsed every prefix; also from the first UPDATE line."""
+    from fastbgp.testing import lab as L
+
+    result = os.path.join(t.workdir, "result.json")
+    if os.path.exists(result):
+        os.unlink(result)
+    bird = L.Bird(b, BIRD_AS, neighbors=[L.Neighbor(t.ipv4, TARGET_AS, passive=True, hold_time=240)],
+                  extra_config=static)
+    target = None
+    try:
+        bird.start()
+        deadline = time.time() + 120
+        while True:  # every static route in BIRD's table before the speaker connects
+            out = bird.birdc("show", "route", "count").stdout
+            if "%d of %d routes" % (count, count) in out or " %d routes" % count in out.replace("of ", ""):
+                break
+            if time.time() > deadline:
+                raise RuntimeError("BIRD did not load %d routes: %s" % (count, out))
+            time.sleep(0.2)
+        argv, env = (_bird_fastbgp if name == "fastbgp" else _bird_exabgp)(t, b, result, count)
+        log = open(os.path.join(t.workdir, name + ".out"), "wb")
+        target = t.popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while not os.path.exists(result):
+            if target.poll() is not None:
+                raise RuntimeError("%s exited: %s" % (name, open(os.path.join(t.workdir, name + ".out")).read()[-2000:]))
+            if time.time() > deadline:
+                raise RuntimeError("%s: no result within %d s" % (name, timeout))
+            time.sleep(0.02)
+        time.sleep(0.05)
+        with open(result) as f:
+            r = json.load(f)
+        if r.get("t_up") is None:
+            raise RuntimeError("%s: no 'state up' line before the updates" % name)
+        return {"seconds": r["t1"] - r["t_up"], "from_first": r["t1"] - r["t_first"], "prefixes": r["prefixes"],
+                "lines": r["lines"]}
+    finally:
+        if target is not None:
+            _kill(target)
+        bird.stop()
+
+
+def bench_bird(args, targets):
+    from fastbgp.testing import lab as L
+
+    static = bird_static(args.count, args.groups)
+    times = {x: [] for x in targets}
+    with L.Lab() as lab:
+        t = lab.add_host("t", ipv6=None)
+        b = lab.add_host("b", ipv6=None)
+        for i in range(args.runs):
+            for x in targets:
+                r = bird_run(lab, t, b, static, x, args.count, args.timeout)
+                times[x].append(r["seconds"])
+                print("run %d %-8s %8.3f s from Established (%.3f s from the first UPDATE line)  %d prefixes in %d "
+                      "JSON lines" % (i + 1, x, r["seconds"], r["from_first"], r["prefixes"], r["lines"]), flush=True)
+    return times
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--role", choices=["bench", "sender", "consumer"], default="bench")
@@ -230,6 +361,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--targets", default="fastbgp,exabgp")
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--source", choices=["sender", "bird"], default="sender",
+                    help="who sends the table: this file's pre-encoded sender on loopback, or BIRD 2 in a "
+                         "namespace lab (root) originating it from static routes, MED = group")
     ap.add_argument("--port", type=int)
     ap.add_argument("--status")
     ap.add_argument("--result")
@@ -243,14 +377,17 @@ def main():
     makers = {"fastbgp": fastbgp_target, "exabgp": exabgp_target}
     targets = args.targets.split(",")
     times = {t: [] for t in targets}
-    for i in range(args.runs):
+    for i in range(args.runs if args.source == "sender" else 0):
         for t in targets:
             r = one_run(t, makers[t], args.count, args.groups, args.timeout)
             times[t].append(r["seconds"])
             print("run %d %-8s %8.3f s  %d prefixes in %d JSON lines" % (i + 1, t, r["seconds"], r["prefixes"],
                                                                        r["lines"]), flush=True)
+    if args.source == "bird":
+        times = bench_bird(args, targets)
     med = {t: statistics.median(v) for t, v in times.items()}
-    print("%d prefixes, %d attribute groups, %d run(s):" % (args.count, args.groups, args.runs))
+    print("%d prefixes, %d attribute groups, %d run(s), source %s:" % (args.count, args.groups, args.runs,
+                                                                      args.source))
     for t in targets:
         print("  %-8s median %.3f s  (runs: %s)" % (t, med[t], ", ".join("%.3f" % x for x in times[t])))
     if "fastbgp" in med and "exabgp" in med:
