@@ -297,17 +297,21 @@ class RpkiFeed(RtrObserver):
     def vrps_changed(self, added, removed):
         self.last_update = time.time()
         # The tables are already changed when this is called, so a path
-        # imported from now on is validated against them.  With no path held
-        # in that family (the first sync at start-up) there is nothing to
-        # re-validate: building the changed-prefix set would copy every VRP
-        # a second time (~40 MB for 500k VRPs) only to find no route.
-        held = {fam[0] for fam, rib in self.daemon.ribs.items() if rib.path_count()}
-        for afi, addr, plen, _maxlen, _asn in added:
-            if afi in held:
+        # imported from now on is validated against them.  With no session
+        # up (the first sync at start-up) no path is held, before or after
+        # policy, so there is nothing to re-validate: building the
+        # changed-prefix set would copy every VRP a second time (~40 MB for
+        # 500k VRPs) only to find no route.  (Not "no path in the RIB": a
+        # route rejected by an rpki condition lives only in the pre-policy
+        # Adj-RIB-In and must be re-imported when its VRP changes.)
+        if self.established():
+            for afi, addr, plen, _maxlen, _asn in added:
                 self.mark(afi, addr, plen)
-        for afi, addr, plen, _maxlen, _asn in removed:
-            if afi in held:
+            for afi, addr, plen, _maxlen, _asn in removed:
                 self.mark(afi, addr, plen)
+        else:
+            log.info("RPKI change: %d VRPs added, %d removed; no session up, nothing to re-validate",
+                     len(added), len(removed))
         self.kick()
 
     def aspas_changed(self, changed):
