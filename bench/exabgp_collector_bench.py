@@ -38,13 +38,14 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from exabgp_process_bench import kill_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -232,19 +233,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _kill(p):
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 def _wait(path, timeout, procs, what):
     deadline = time.time() + timeout
     while not os.path.exists(path):
@@ -313,7 +301,7 @@ def one_run(n, count, groups, timeout, process=True, settle=30.0, debug_loop=Fal
             res = json.load(f)
     finally:
         for p in reversed(procs):
-            _kill(p)
+            kill_group(p)
     up = [x for x in st if x["up"] is not None]
     gaps = [x["max_gap"] for x in up]
     t0 = min(x["t0"] for x in up)

@@ -188,7 +188,9 @@ def exabgp_target(work, port, result, count):
     return [shutil.which("exabgp") or "/usr/sbin/exabgp", path], env
 
 
-def _kill(p):
+def kill_group(p):
+    """SIGTERM ``p``'s process group, SIGKILL after 5 s (also used by
+    exabgp_collector_bench.py)."""
     if p.poll() is None:
         try:
             os.killpg(p.pid, signal.SIGTERM)
@@ -237,7 +239,7 @@ def one_run(name, make, count, groups, timeout):
         return {"seconds": r["t1"] - t0, "prefixes": r["prefixes"], "lines": r["lines"]}
     finally:
         for p in reversed(procs):
-            _kill(p)
+            kill_group(p)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -332,7 +334,7 @@ def bird_run(lab, t, b, static, name, count, timeout):
                 "lines": r["lines"]}
     finally:
         if target is not None:
-            _kill(target)
+            kill_group(target)
         bird.stop()
 
 
