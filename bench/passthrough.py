@@ -429,13 +429,19 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
                     "seconds": seconds, "rss_idle_mb": idle[0], "rss_mb": loaded[0], "hwm_mb": loaded[1],
                     "received": done.get("announced"), "withdrawn": done.get("withdrawn")}
         finally:
-            try:
-                stop()
-            except Exception:
-                pass
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
+            stop_all(stop, procs)
+
+
+def stop_all(stop, procs):
+    """Stop a target (``stop()``; its failure is not the figure's) and kill
+    whatever of ``procs`` still runs (also used by bench/scale.py)."""
+    try:
+        stop()
+    except Exception:
+        pass
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
 
 
 def _version(kind):

@@ -467,7 +467,7 @@ def run_p8(kind, peers, count, groups, timeout, lengths):
                     "max_keepalive_gap": max(gaps), "announced": conv["announced"], "withdrawn": conv["withdrawn"],
                     "bad": conv["bad"]}
         finally:
-            _stop(stop, procs)
+            PT.stop_all(stop, procs)
 
 
 def _cpu_seconds(pid):
@@ -475,16 +475,6 @@ def _cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(stop, procs):
-    try:
-        stop()
-    except Exception:
-        pass
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
 
 
 def _p9_fastbgp_config(t):
@@ -575,7 +565,7 @@ def run_p9(kind, timeout):
                     "updates": totals.get("updates"), "announced": totals.get("announced"),
                     "exact_after": totals.get("exact")}
         finally:
-            _stop(stop, procs)
+            PT.stop_all(stop, procs)
 
 
 def run_passthrough(kind, shape, timeout, repeat):
