@@ -25,6 +25,7 @@ configuration blocks the lab tests repeat.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ from typing import Optional
 
 from fastbgp.testing import lab as L
 
-__all__ = ["LabDaemon", "ApiError", "require", "neighbor_toml", "global_toml", "ROOT"]
+__all__ = ["LabDaemon", "ApiError", "require", "neighbor_toml", "global_toml", "ipv4_unicast_toml", "ROOT"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # argv: config path, log level, "uvloop" or "asyncio".
@@ -86,6 +87,16 @@ def neighbor_toml(address: str, peer_as: int, *more: str, accept: bool = True) -
     if accept:
         lines += ['default-import = "accept"', 'default-export = "accept"']
     return "\n".join(lines + [LAB_TIMERS, *more]) + "\n"
+
+
+def ipv4_unicast_toml(address: str) -> tuple:
+    """The ``[[neighbors]]`` lines (for :func:`neighbor_toml`'s ``more``)
+    that make a session to ``address`` carry IPv4 unicast: none over IPv4;
+    over IPv6 the family and RFC 8950 extended next hop (IPv4 routes with
+    IPv6 next hops), the daemon side of :func:`fastbgp.testing.lab.ipv4_neighbor`."""
+    if ipaddress.ip_address(address).version == 4:
+        return ()
+    return ('families = ["ipv4-unicast"]', "extended-next-hop = true")
 
 
 class ApiError(RuntimeError):

@@ -500,6 +500,23 @@ class Neighbor:
         raise TypeError(f"cannot make a Neighbor from {spec!r}")
 
 
+# The transports a lab test can run its sessions over (parametrize on it).
+TRANSPORTS = ("ipv4", "ipv6")
+
+
+def ipv4_neighbor(address: str, asn: int, **kw) -> Neighbor:
+    """A Neighbor for a session to ``address`` that carries IPv4 unicast
+    whatever the transport: over IPv6 its families default to ("ipv4",)
+    and RFC 8950 extended next hop is on (IPv4 routes with IPv6 next hops:
+    the address on the shared link, so BIRD's single-hop eBGP resolves it
+    as directly connected).  GoBGP advertises the capability by itself on
+    IPv6 sessions; Bird and FRR read the ``extended_next_hop`` option."""
+    if _family_of(address) == "ipv6":
+        kw.setdefault("families", ("ipv4",))
+        kw["options"] = dict(kw.get("options") or {}, extended_next_hop=True)
+    return Neighbor(address, asn, **kw)
+
+
 @dataclass
 class Route:
     """A route a daemon originates.  ``as_path`` lists ASNs *after* the
@@ -718,7 +735,9 @@ class Bird(Daemon):
 
     Neighbor.options: ``multihop`` (int), ``next_hop_self`` (bool),
     ``import``/``export`` (BIRD filter text, default ``all``),
-    ``extra`` (text pasted into the protocol block).
+    ``extended_next_hop`` (bool: RFC 8950 on the ipv4 channel, for IPv4
+    routes over an IPv6 session), ``extra`` (text pasted into the protocol
+    block).
     Originated routes are static ``blackhole`` routes whose BGP attributes
     are set in the static route's own filter block; announce()/withdraw()
     rewrite the config and run ``birdc configure``.
@@ -786,6 +805,8 @@ class Bird(Daemon):
                 imp = imp if imp in ("all", "none") or imp.startswith("filter") else f"filter {{ {imp} }}"
                 exp = exp if exp in ("all", "none") or exp.startswith("filter") else f"filter {{ {exp} }}"
                 nhs = " next hop self;" if o.get("next_hop_self") else ""
+                if fam == "ipv4" and o.get("extended_next_hop"):
+                    nhs += " extended next hop on;"  # RFC 8950
                 out.append(f"  {fam} {{ import {imp}; export {exp};{nhs} }};")
             out.append("}")
         if self.extra_config:
@@ -1122,8 +1143,10 @@ class FRR(Daemon):
     root with ``-S`` (skip runas).  Every path (zserv socket, vty sockets,
     pid files) is inside the daemon's temp dir, so instances never clash.
 
-    Neighbor.options: ``multihop`` (int), ``extra`` (lines under
-    ``router bgp``), ``af_extra`` (lines in each address-family).
+    Neighbor.options: ``multihop`` (int), ``extended_next_hop`` (bool:
+    RFC 8950 capability, for IPv4 routes over an IPv6 session), ``extra``
+    (lines under ``router bgp``), ``af_extra`` (lines in each
+    address-family).
     """
 
     kind = "frr"
@@ -1192,6 +1215,8 @@ class FRR(Daemon):
                 out.append(f" neighbor {a} timers {max(1, int(n.hold_time) // 3)} {int(n.hold_time)}")
             if n.options.get("multihop"):
                 out.append(f" neighbor {a} ebgp-multihop {int(n.options['multihop'])}")
+            if n.options.get("extended_next_hop"):
+                out.append(f" neighbor {a} capability extended-nexthop")  # RFC 8950
             for line in n.options.get("extra", "").splitlines():
                 out.append(" " + line.strip())
         for fam in ("ipv4", "ipv6"):

@@ -2,7 +2,8 @@
 GoBGP senders give the fastbgp daemon three paths for each prefix, a GoBGP
 receiver with ADD-PATH receive (``add-paths.config.receive``) and
 ``send-max = 2`` on our side must hold exactly the best two per prefix; when
-the best sender withdraws, the third path takes its place.
+the best sender withdraws, the third path takes its place.  Over IPv4 and
+over IPv6 transport (IPv4 routes with RFC 8950 IPv6 next hops).
 
 Needs root and GoBGP (fastbgp/testing/lab.py); marked ``interop`` and
 ``slow``.
@@ -13,7 +14,7 @@ import json
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, ipv4_unicast_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -39,32 +40,36 @@ def held(gobgp, src):
     return {k: sorted(v) for k, v in out.items()}
 
 
-def test_gobgp_receiver_gets_best_two_of_three():
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_gobgp_receiver_gets_best_two_of_three(transport):
     require(L.GoBGP)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         senders = [lab.add_host("s%d" % i) for i in range(3)]
         rx = lab.add_host("rx")
-        text = (global_toml(65000, f)
-                + "".join(neighbor_toml(h.ipv4, 65001 + i) for i, h in enumerate(senders))
-                + neighbor_toml(rx.ipv4, 65009, 'add-path = { send = ["ipv4-unicast"], send-max = 2 }'))
+        me = f.addr(transport)
+        text = (global_toml(65000, f, listen=[me])
+                + "".join(neighbor_toml(h.addr(transport), 65001 + i, *ipv4_unicast_toml(me))
+                          for i, h in enumerate(senders))
+                + neighbor_toml(rx.addr(transport), 65009, *ipv4_unicast_toml(me),
+                                'add-path = { send = ["ipv4-unicast"], send-max = 2 }'))
         with LabDaemon(f, text) as fb:
             # Sender i's AS_PATH has i + 1 hops behind it: sender 0 is best.
-            gs = [L.GoBGP(h, 65001 + i, neighbors=[L.Neighbor(f.ipv4, 65000)],
+            gs = [L.GoBGP(h, 65001 + i, neighbors=[L.ipv4_neighbor(me, 65000)],
                           routes=[L.Route(p, as_path=tuple(range(65100, 65101 + i))) for p in PREFIXES]).start()
                   for i, h in enumerate(senders)]
-            recv = L.GoBGP(rx, 65009, neighbors=[L.Neighbor(f.ipv4, 65000, options={"toml": ADDPATH_RX})]).start()
+            recv = L.GoBGP(rx, 65009, neighbors=[L.ipv4_neighbor(me, 65000, options={"toml": ADDPATH_RX})]).start()
             for g in gs:
-                g.wait_established(f.ipv4)
-            recv.wait_established(f.ipv4)
+                g.wait_established(me)
+            recv.wait_established(me)
             best2 = sorted([[65000, 65001, 65100], [65000, 65002, 65100, 65101]])
-            L.wait_for(lambda: held(recv, f.ipv4) == {p: best2 for p in PREFIXES}, 30,
+            L.wait_for(lambda: held(recv, me) == {p: best2 for p in PREFIXES}, 30,
                        what="the best two paths of every prefix at GoBGP",
-                       on_timeout=lambda: "%r\n%s" % (held(recv, f.ipv4), fb.log_tail()))
+                       on_timeout=lambda: "%r\n%s" % (held(recv, me), fb.log_tail()))
             # The best sender withdraws one prefix: the third path enters.
             gs[0].withdraw(PREFIXES[0])
             then = sorted([[65000, 65002, 65100, 65101], [65000, 65003, 65100, 65101, 65102]])
             want = dict({p: best2 for p in PREFIXES[1:]}, **{PREFIXES[0]: then})
-            L.wait_for(lambda: held(recv, f.ipv4) == want, 30, what="the third path after a withdrawal",
-                       on_timeout=lambda: "%r\n%s" % (held(recv, f.ipv4), fb.log_tail()))
+            L.wait_for(lambda: held(recv, me) == want, 30, what="the third path after a withdrawal",
+                       on_timeout=lambda: "%r\n%s" % (held(recv, me), fb.log_tail()))
             fb.assert_alive()

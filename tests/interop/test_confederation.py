@@ -14,6 +14,9 @@ sees only AS 64600.
 * NO_EXPORT on the outside route (FRR sets it for a second prefix) keeps
   that prefix inside the confederation.
 
+Over IPv4 and over IPv6 transport (every session; the IPv4 routes then
+carry RFC 8950 IPv6 next hops, the addresses of the same hosts).
+
 Needs root, bird and FRR; marked ``interop`` and ``slow``.
 """
 
@@ -23,7 +26,7 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, ipv4_unicast_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -31,11 +34,13 @@ IDENT, ME, FRR_AS, OUT_AS = 64600, 65001, 65002, 64777
 FROM_FRR, FROM_FRR_NOEXP, FROM_OUT = "198.51.100.0/24", "198.51.100.128/25", "203.0.113.0/24"
 
 
-def _config(dut, frr, bird_in, bird_out):
-    return (global_toml(ME, dut, "confederation = { identifier = %d, members = [%d, %d] }" % (IDENT, ME, FRR_AS))
-            + neighbor_toml(frr.ipv4, FRR_AS, accept=False)
-            + neighbor_toml(bird_in.ipv4, ME, accept=False)
-            + neighbor_toml(bird_out.ipv4, OUT_AS))
+def _config(dut, frr, bird_in, bird_out, transport):
+    enh = ipv4_unicast_toml(dut.addr(transport))
+    return (global_toml(ME, dut, "confederation = { identifier = %d, members = [%d, %d] }" % (IDENT, ME, FRR_AS),
+                        listen=[dut.addr(transport)])
+            + neighbor_toml(frr.addr(transport), FRR_AS, *enh, accept=False)
+            + neighbor_toml(bird_in.addr(transport), ME, *enh, accept=False)
+            + neighbor_toml(bird_out.addr(transport), OUT_AS, *enh))
 
 
 def _frr_path(frr, prefix):
@@ -50,47 +55,61 @@ def _frr_path(frr, prefix):
     return None
 
 
-def test_routes_cross_the_confederation():
+# Known defect (fastbgp/rib/export.py, UpdateGroup._finish_confed and
+# _pack): towards a confederation peer an IPv4 route whose next hop is an
+# RFC 8950 IPv6 one (no NEXT_HOP attribute) is dropped when the session has
+# no IPv4 address (``self.nh4 is None`` -> None), and _pack never uses the
+# RFC 8950 form for confederation peers.  Strict: passes again -> XPASS
+# fails, and this mark goes.
+CONFED_ENH_DEFECT = pytest.mark.xfail(raises=TimeoutError, strict=True, reason=(
+    "rib/export.py _finish_confed drops IPv4 routes with RFC 8950 IPv6 next hops towards confederation peers"))
+
+
+@pytest.mark.parametrize("transport", ["ipv4", pytest.param("ipv6", marks=CONFED_ENH_DEFECT)])
+def test_routes_cross_the_confederation(transport):
     require(L.Bird, L.FRR)
     with L.Lab() as lab:
         dut, hf, hi, ho = (lab.add_host(n) for n in ("dut", "frr", "bin", "bout"))
-        with LabDaemon(dut, _config(dut, hf, hi, ho), loop="asyncio") as fb:
+        me = dut.addr(transport)
+        with LabDaemon(dut, _config(dut, hf, hi, ho, transport), loop="asyncio") as fb:
             confed = "bgp confederation identifier %d\nbgp confederation peers %d" % (IDENT, ME)
-            frr = L.FRR(hf, FRR_AS, neighbors=[L.Neighbor(dut.ipv4, ME, options={"extra": confed})],
+            frr = L.FRR(hf, FRR_AS, neighbors=[L.ipv4_neighbor(me, ME, options={"extra": confed})],
                         routes=[L.Route(FROM_FRR, local_pref=250),
                                 L.Route(FROM_FRR_NOEXP, local_pref=250, communities=("no-export",))]).start()
             # The iBGP BIRD is in the confederation too (it refuses
             # AS_CONFED segments otherwise) and shares the LAN with FRR:
             # "direct" resolves the unchanged next hop without an IGP.
-            b_in = L.Bird(hi, ME, neighbors=[L.Neighbor(dut.ipv4, ME, options={
+            b_in = L.Bird(hi, ME, neighbors=[L.ipv4_neighbor(me, ME, options={
                 "extra": "direct; confederation %d;" % IDENT})]).start()
-            b_out = L.Bird(ho, OUT_AS, neighbors=[L.Neighbor(dut.ipv4, IDENT)],
+            b_out = L.Bird(ho, OUT_AS, neighbors=[L.ipv4_neighbor(me, IDENT)],
                            routes=[L.Route(FROM_OUT, med=5)]).start()
             for d in (frr, b_in, b_out):
-                d.wait_established(dut.ipv4, timeout=40)
+                d.wait_established(me, timeout=40)
 
             # Member AS 65002 -> our iBGP peer: LOCAL_PREF preserved across
             # members, the member AS crossed in the path.
             b_in.wait_route(FROM_FRR, timeout=30)
             r = b_in.rib("ipv4")[FROM_FRR]
-            assert r["local_pref"] == 250 and r["as_path"] == [FRR_AS] and r["next_hop"] == hf.ipv4, r
+            assert r["local_pref"] == 250 and r["as_path"] == [FRR_AS] and r["next_hop"] == hf.addr(transport), r
             assert "(%d)" % FRR_AS in b_in.birdc("show", "route", FROM_FRR, "all").stdout  # a confed segment
             # ... -> outside: only the identifier, our next hop (BIRD gives
             # every eBGP route its default LOCAL_PREF, so that is not read).
             b_out.wait_route(FROM_FRR, timeout=30)
             r = b_out.rib("ipv4")[FROM_FRR]
-            assert r["as_path"] == [IDENT] and r["next_hop"] == dut.ipv4, r
+            assert r["as_path"] == [IDENT] and r["next_hop"] == me, r
             assert "(%d)" % FRR_AS not in b_out.birdc("show", "route", FROM_FRR, "all").stdout
-
-            # Outside -> member AS 65002: AS_CONFED_SEQUENCE (65001) in front,
-            # MED and next hop unchanged, LOCAL_PREF sent.
-            frr.wait_route(FROM_OUT, timeout=30)
-            segs, med, lp, nh = _frr_path(frr, FROM_OUT)
-            assert segs == [("as-confed-sequence", [ME]), ("as-sequence", [OUT_AS])], segs
-            assert med == 5 and lp == 100 and nh == ho.ipv4, (med, lp, nh)
 
             # NO_EXPORT stays inside the confederation (RFC 1997, RFC 5065 §4).
             b_in.wait_route(FROM_FRR_NOEXP, timeout=30)
             time.sleep(2)  # exported to both groups in one pass: 2 s is ample
             assert FROM_FRR_NOEXP not in b_out.rib("ipv4")
+            fb.assert_clean()
+
+            # Outside -> member AS 65002: AS_CONFED_SEQUENCE (65001) in front,
+            # MED and next hop unchanged, LOCAL_PREF sent.  (Last: the IPv6
+            # variant fails here, see CONFED_ENH_DEFECT.)
+            frr.wait_route(FROM_OUT, timeout=20)
+            segs, med, lp, nh = _frr_path(frr, FROM_OUT)
+            assert segs == [("as-confed-sequence", [ME]), ("as-sequence", [OUT_AS])], segs
+            assert med == 5 and lp == 100 and nh == ho.addr(transport), (med, lp, nh)
             fb.assert_clean()
