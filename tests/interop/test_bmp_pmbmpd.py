@@ -7,7 +7,10 @@ dissector as a second opinion on a capture of the same connection::
 pmbmpd's view must match ours exactly: the peer up, the pre-policy routes
 (what BIRD sent), the post-policy routes (our Adj-RIB-In after import
 policy), the Loc-RIB (RFC 9069), the statistics, then the peer down after
-BIRD stops.  Needs root, bird, pmbmpd and tshark; marked interop and slow.
+BIRD stops.  Over IPv4 and over IPv6 transport (the BGP session and the BMP
+connection; the IPv4 routes then carry RFC 8950 IPv6 next hops, and the
+BMP per-peer headers name the peer's IPv6 address).  Needs root, bird,
+pmbmpd and tshark; marked interop and slow.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import ipv4_unicast_toml
 from .conftest import require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -53,14 +57,14 @@ def _wait(pred, timeout, what):
 class Pmbmpd:
     """pmbmpd in a lab host, logging every decoded BMP message as JSON lines."""
 
-    def __init__(self, host):
+    def __init__(self, host, transport="ipv4"):
         self.host = host
         self.log = os.path.join(host.workdir, "bmp.json")
         self.conf = os.path.join(host.workdir, "pmbmpd.conf")
         with open(self.conf, "w") as f:
             f.write("bmp_daemon_ip: %s\nbmp_daemon_port: %d\nbmp_daemon_msglog_file: %s\n"
                     "bmp_daemon_msglog_output: json\nlogfile: %s\n"
-                    % (host.ipv4, BMP_PORT, self.log, os.path.join(host.workdir, "pmbmpd.log")))
+                    % (host.addr(transport), BMP_PORT, self.log, os.path.join(host.workdir, "pmbmpd.log")))
         self.proc = host.popen(["pmbmpd", "-f", self.conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def messages(self):
@@ -96,7 +100,8 @@ class Pmbmpd:
         return table
 
 
-def test_bmp_to_pmbmpd_and_tshark():
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_bmp_to_pmbmpd_and_tshark(transport):
     require(L.Bird)
     for tool in ("pmbmpd", "tshark"):
         if shutil.which(tool) is None:
@@ -105,7 +110,8 @@ def test_bmp_to_pmbmpd_and_tshark():
         f = lab.add_host("fb")
         b = lab.add_host("bird")
         pm = lab.add_host("pm")
-        collector = Pmbmpd(pm)
+        me, peer = f.addr(transport), b.addr(transport)
+        collector = Pmbmpd(pm, transport)
         cap = os.path.join(pm.workdir, "bmp.pcap")
         tshark = pm.popen(["tshark", "-i", "eth0", "-w", cap, "-f", "tcp port %d" % BMP_PORT],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -115,7 +121,7 @@ def test_bmp_to_pmbmpd_and_tshark():
             fh.write(textwrap.dedent("""\
                 [global]
                 asn = 65000
-                router-id = "{fb}"
+                router-id = "{rid}"
                 listen = ["{fb}"]
                 [global.api]
                 socket = "{sock}"
@@ -141,21 +147,22 @@ def test_bmp_to_pmbmpd_and_tshark():
                 import-policy = ["in"]
                 default-export = "accept"
                 timers = {{ connect-retry = 2, idle-hold = 1 }}
-                """).format(fb=f.ipv4, sock=sock, pm=pm.ipv4, port=BMP_PORT, bird=b.ipv4))
+                """).format(rid=f.ipv4, fb=me, sock=sock, pm=pm.addr(transport), port=BMP_PORT, bird=peer)
+                     + "".join(line + "\n" for line in ipv4_unicast_toml(me)))
         logpath = os.path.join(f.workdir, "fastbgp.log")
         log = open(logpath, "ab")
         _wait(lambda: os.path.exists(collector.log) or collector.proc.poll() is None, 10, "pmbmpd")
         time.sleep(1.0)  # pmbmpd and tshark listening
         proc = f.popen([sys.executable, "-c", RUNNER, conf], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            bird = L.Bird(b, 65001, neighbors=[L.Neighbor(f.ipv4, 65000)],
+            bird = L.Bird(b, 65001, neighbors=[L.ipv4_neighbor(me, 65000)],
                           routes=[L.Route(p, as_path=(65100,)) for p in ACCEPTED + REJECTED]).start()
-            bird.wait_established(f.ipv4)
+            bird.wait_established(me)
             _wait(lambda: len(collector.routes("loc")) == len(ACCEPTED), 30, "Loc-RIB at pmbmpd")
             _wait(lambda: len(collector.routes("post")) == len(ACCEPTED), 30, "post-policy")
             _wait(lambda: len(collector.routes("pre")) == len(ACCEPTED + REJECTED), 30,
                   "pre-policy")
-            _wait(lambda: [m for m in collector.of("stats") if m.get("peer_ip") == b.ipv4], 10, "statistics")
+            _wait(lambda: [m for m in collector.of("stats") if m.get("peer_ip") == peer], 10, "statistics")
             # Our RIB, through our API, against pmbmpd's.
             env = dict(os.environ, FASTBGP_API_SOCKET=sock)
 
@@ -166,27 +173,32 @@ def test_bmp_to_pmbmpd_and_tshark():
                 return json.loads(res.stdout)
 
             ours_loc = {r["prefix"] for r in cli("global", "rib") if r.get("best")}
-            ours_post = {r["prefix"] for r in cli("neighbor", b.ipv4, "adj-in")}
+            ours_post = {r["prefix"] for r in cli("neighbor", peer, "adj-in")}
             assert ours_loc == set(ACCEPTED) and ours_post == set(ACCEPTED)
             assert set(collector.routes("loc")) == ours_loc
-            assert set(collector.routes("post", b.ipv4)) == ours_post
-            assert set(collector.routes("pre", b.ipv4)) == set(ACCEPTED + REJECTED)
-            post = collector.routes("post", b.ipv4)[ACCEPTED[0]]
+            assert set(collector.routes("post", peer)) == ours_post
+            assert set(collector.routes("pre", peer)) == set(ACCEPTED + REJECTED)
+            post = collector.routes("post", peer)[ACCEPTED[0]]
             assert post.get("local_pref") == 200 and post.get("as_path") == "65001 65100", post
-            pre = collector.routes("pre", b.ipv4)[ACCEPTED[0]]
+            pre = collector.routes("pre", peer)[ACCEPTED[0]]
             assert pre.get("local_pref") in (None, 0) and pre.get("as_path") == "65001 65100", pre
+            # BIRD's own next hop in the Adj-RIB-In views (pmbmpd 1.7.7 logs
+            # an RFC 8950 IPv6 one of an IPv4 route as "": tshark checks
+            # those below).
+            if transport == "ipv4":
+                assert pre.get("bgp_nexthop") == peer and post.get("bgp_nexthop") == peer, (pre, post)
             ups = collector.of("peer_up")
-            assert any(m.get("peer_ip") == b.ipv4 and m.get("peer_asn") == 65001 for m in ups), ups
+            assert any(m.get("peer_ip") == peer and m.get("peer_asn") == 65001 for m in ups), ups
             init = collector.of("init")
             assert init and "fastbgp" in json.dumps(init[0]), init
-            stats = [m for m in collector.of("stats") if m.get("peer_ip") == b.ipv4]
+            stats = [m for m in collector.of("stats") if m.get("peer_ip") == peer]
             by_type = {m.get("counter_type"): m.get("counter_value") for m in stats}
             assert by_type.get(0) == len(REJECTED) and by_type.get(7) == len(ACCEPTED), stats
             assert by_type.get(1) == 0, stats  # nothing was sent twice
             # BIRD stops: Peer Down with its Cease, the Loc-RIB emptied.
             bird.stop()
-            _wait(lambda: [m for m in collector.of("peer_down") if m.get("peer_ip") == b.ipv4], 20, "peer down")
-            down = [m for m in collector.of("peer_down") if m.get("peer_ip") == b.ipv4][0]
+            _wait(lambda: [m for m in collector.of("peer_down") if m.get("peer_ip") == peer], 20, "peer down")
+            down = [m for m in collector.of("peer_down") if m.get("peer_ip") == peer][0]
             assert down.get("reason_type") in (1, 3, 4), down
             _wait(lambda: not collector.routes("loc"), 20, "Loc-RIB emptied")
             assert proc.poll() is None
@@ -208,18 +220,26 @@ def test_bmp_to_pmbmpd_and_tshark():
         # tests/test_bmp.py).
         res = subprocess.run(["tshark", "-r", cap, "-d", "tcp.port==%d,bmp" % BMP_PORT, "-T", "fields",
                               "-e", "bmp.type", "-e", "bmp.peer.type", "-e", "_ws.malformed",
+                              "-e", "bgp.update.path_attribute.next_hop",
+                              "-e", "bgp.update.path_attribute.mp_reach_nlri.next_hop.ipv6",
                               "-E", "occurrence=a", "-E", "aggregator=,"],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
         types = []
+        next_hops = set()
         for line in res.stdout.splitlines():
             cols = line.split("\t")
             if not cols[0]:
                 continue
             ts = [int(x) for x in cols[0].split(",")]
             types += ts
+            # Every route in the BMP stream (pre, post, Loc-RIB) is BIRD's
+            # with its next hop: IPv4 in NEXT_HOP, or over IPv6 the RFC 8950
+            # one in MP_REACH_NLRI.
+            next_hops |= {a for c in cols[3:5] for a in c.split(",") if a}
             if len(cols) > 2 and cols[2]:
                 # Only the Loc-RIB Peer Up (type 3, peer type 3) may be flagged.
                 assert 3 in ts and "3" in cols[1].split(","), line
         assert types[0] == 4 and types.count(3) >= 2 and 0 in types and 1 in types and 2 in types, types[:40]
         assert types[-1] == 5, types[-10:]
+        assert next_hops == {peer}, next_hops

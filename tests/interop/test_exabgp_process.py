@@ -1,7 +1,9 @@
 """ExaBGP's own health-check program (Debian's exabgp 4.2,
 ``python3 -m exabgp healthcheck``) run unchanged as a fastbgp
 ``[[processes]]`` program: the service address it announces reaches a BIRD
-peer, and is withdrawn when the check fails (the checked file goes).
+peer, and is withdrawn when the check fails (the checked file goes).  Over
+IPv4 and over IPv6 transport (the IPv4 service route then takes our IPv6
+address as its RFC 8950 next hop).
 
 Needs root, BIRD and the exabgp package (fastbgp/testing/lab.py); marked
 ``interop`` and ``slow``.
@@ -13,7 +15,7 @@ import subprocess
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, ipv4_unicast_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -29,25 +31,28 @@ def _require():
         pytest.skip("exabgp's healthcheck is not installed (Debian package exabgp)")
 
 
-def test_exabgp_healthcheck_under_fastbgp():
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_exabgp_healthcheck_under_fastbgp(transport):
     _require()
     with L.Lab() as lab:
         f = lab.add_host("fb")
         b = lab.add_host("bird")
+        me = f.addr(transport)
         flag = os.path.join(f.workdir, "service-ok")
         open(flag, "w").close()
         hc = [SYSTEM_PYTHON, "-m", "exabgp", "healthcheck", "--cmd", "test -f %s" % flag, "--ip", SERVICE,
               "--no-ip-setup", "--interval", "1", "--fast-interval", "1", "--rise", "1", "--fall", "1",
               "--withdraw-on-down", "--no-syslog"]
-        cfg = (global_toml(65000, f) + neighbor_toml(b.ipv4, 65001)
+        cfg = (global_toml(65000, f, listen=[me]) + neighbor_toml(b.addr(transport), 65001, *ipv4_unicast_toml(me))
                + '[[processes]]\nname = "healthcheck"\nrun = [%s]\n' % ", ".join('"%s"' % a for a in hc))
         with LabDaemon(f, cfg) as fb:
-            bird = L.Bird(b, 65001, neighbors=[L.Neighbor(f.ipv4, 65000)]).start()
-            bird.wait_established(f.ipv4)
+            bird = L.Bird(b, 65001, neighbors=[L.ipv4_neighbor(me, 65000)]).start()
+            bird.wait_established(me)
             # The check passes: the service address is announced, next hop
-            # ours ("next-hop self"), with the healthcheck's up metric as MED.
+            # ours on the session ("next-hop self"), with the healthcheck's
+            # up metric as MED.
             r = bird.wait_route(SERVICE, timeout=30)
-            assert (r["next_hop"], r["as_path"], r["med"]) == (f.ipv4, [65000], 100), r
+            assert (r["next_hop"], r["as_path"], r["med"]) == (me, [65000], 100), r
             # The check fails: the healthcheck withdraws, BIRD loses the route.
             os.unlink(flag)
             bird.wait_route(SERVICE, present=False, timeout=30)

@@ -9,7 +9,9 @@ changes so that the Invalid route becomes Valid: the client gets the
 serial update, the daemon re-validates only the covered route from its
 pre-policy Adj-RIB-In (BIRD 2 speaks ROUTE-REFRESH, so this copy is kept
 because the chain uses ``rpki``) and the normal export announces it to AS
-65002.  Needs root, bird and stayrtr; marked ``interop`` and ``slow``.
+65002.  Over IPv4 and over IPv6 transport (the RTR connection to stayrtr
+and both BGP sessions; the IPv4 routes then carry RFC 8950 IPv6 next
+hops).  Needs root, bird and stayrtr; marked ``interop`` and ``slow``.
 """
 
 import json
@@ -19,7 +21,7 @@ import subprocess
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, ipv4_unicast_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -38,37 +40,42 @@ def _write_vrps(path, invalid_owner):
     os.rename(path + ".tmp", path)  # stayrtr never reads half a file
 
 
-def _config(host, cache, b1, b2):
+def _config(host, cache, b1, b2, transport):
+    enh = ipv4_unicast_toml(host.addr(transport))
     return (global_toml(DUT_AS, host,
-                        "[rpki]", 'caches = [{ address = "%s", port = %d }]' % (cache.ipv4, PORT),
+                        "[rpki]", 'caches = [{ address = "%s", port = %d }]' % (cache.addr(transport), PORT),
                         "[[policies]]", 'name = "rov"', "[[policies.statements]]",
-                        'conditions = { rpki = "invalid" }', 'actions = { result = "reject" }')
-            + neighbor_toml(b1.ipv4, 65001, 'import-policy = ["rov"]')
-            + neighbor_toml(b2.ipv4, 65002))
+                        'conditions = { rpki = "invalid" }', 'actions = { result = "reject" }',
+                        listen=[host.addr(transport)])
+            + neighbor_toml(b1.addr(transport), 65001, *enh, 'import-policy = ["rov"]')
+            + neighbor_toml(b2.addr(transport), 65002, *enh))
 
 
-def test_rpki_invalid_dropped_then_revalidated():
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_rpki_invalid_dropped_then_revalidated(transport):
     require("stayrtr", L.Bird)
     with L.Lab() as lab:
         cache_host, dut, h1, h2 = (lab.add_host(n) for n in ("rtr", "dut", "b1", "b2"))
+        me, cache = dut.addr(transport), cache_host.addr(transport)
+        bind = "[%s]" % cache if transport == "ipv6" else cache
         vrps = os.path.join(cache_host.workdir, "vrps.json")
         _write_vrps(vrps, invalid_owner=64999)
         # stayrtr keeps its own descriptor of the log; the Lab stops it by pid.
         with open(os.path.join(cache_host.workdir, "stayrtr.log"), "ab") as stay_log:
             cache_host.popen(["stayrtr", "-cache", vrps, "-checktime=false", "-refresh", "1",
-                              "-bind", "%s:%d" % (cache_host.ipv4, PORT),
-                              "-metrics.addr", "%s:9847" % cache_host.ipv4],
+                              "-bind", "%s:%d" % (bind, PORT),
+                              "-metrics.addr", "%s:9847" % bind],
                              stdout=stay_log, stderr=subprocess.STDOUT)
         L.wait_for(lambda: cache_host.run(["ss", "-ltn"]).stdout.count(":%d " % PORT), 10,
                    what="stayrtr listening")
-        with LabDaemon(dut, _config(dut, cache_host, h1, h2), loop="asyncio") as fb:
+        with LabDaemon(dut, _config(dut, cache_host, h1, h2, transport), loop="asyncio") as fb:
             # The VRPs before any route: the first UPDATE is validated.
             fb.wait_log("RPKI change", 20, what="the first VRPs from stayrtr")
-            b1 = L.Bird(h1, 65001, neighbors=[L.Neighbor(dut.ipv4, DUT_AS)],
+            b1 = L.Bird(h1, 65001, neighbors=[L.ipv4_neighbor(me, DUT_AS)],
                         routes=[L.Route(VALID), L.Route(INVALID), L.Route(NOT_FOUND)]).start()
-            b2 = L.Bird(h2, 65002, neighbors=[L.Neighbor(dut.ipv4, DUT_AS)]).start()
-            b1.wait_established(dut.ipv4, timeout=40)
-            b2.wait_established(dut.ipv4, timeout=40)
+            b2 = L.Bird(h2, 65002, neighbors=[L.ipv4_neighbor(me, DUT_AS)]).start()
+            b1.wait_established(me, timeout=40)
+            b2.wait_established(me, timeout=40)
             b2.wait_route(VALID, timeout=30)
             b2.wait_route(NOT_FOUND, timeout=30)
             rib = b2.rib("ipv4")
