@@ -1,7 +1,7 @@
 """``fastbgp rpki``: the daemon's RPKI data (``GET /v1/rpki``) and
 ``fastbgp rpki validate PREFIX ASN`` (``GET /v1/rpki/validate``).
 
-Shows the RTR caches (state, version, session id, serial, timers, last
+Shows the RTR caches (transport, state, version, session id, serial, timers, last
 update, last error), the JSON file, VRP counts per family, ASPA records and
 the Loc-RIB's best paths per RFC 6811 state.  Registered lazily by
 ``fastbgp.cli.main`` (imported only when the word is on the command line).
@@ -73,10 +73,11 @@ def print_info(info, now=None):
         return
     out = console()
     if info.caches:
-        t = table("Cache", "Pref", "State", "Version", "Session", "Serial", "Refresh/Retry/Expire", "Last update",
+        t = table("Cache", "Transport", "Pref", "State", "Version", "Session", "Serial", "Refresh/Retry/Expire", "Last update",
                   "Last error")
         for c in info.caches:
-            t.add_row("%s:%d%s" % (c.address, c.port, " *" if c.source else ""), str(c.preference), c.state,
+            t.add_row("%s:%d%s" % (c.address, c.port, " *" if c.source else ""), c.transport, str(c.preference),
+                      c.state,
                       "-" if c.version is None else str(c.version),
                       "-" if c.session_id is None else str(c.session_id),
                       "-" if c.serial is None else str(c.serial),

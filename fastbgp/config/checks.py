@@ -395,6 +395,52 @@ def _check_routes(chk, routes):
                     chk.err("%s.%s[%d]" % (path, key, j), "%s: %s" % (render(v), exc))
 
 
+def _check_rtr_transport(chk, path, c):
+    """``transport`` / ``ssh`` of one RTR cache: SSH needs asyncssh, a user,
+    a password or private key, and a way to verify the cache's host key
+    (RFC 8210 §9.1: routers SHOULD verify it), unless explicitly waived;
+    the key files are read here so that a bad one stops the load."""
+    ssh = c.ssh
+    if c.transport != "ssh":
+        if ssh is not None:
+            chk.err(path + ".ssh", 'given but transport is "tcp" (set transport = "ssh")')
+        return
+    try:
+        import asyncssh
+    except ImportError:
+        chk.err(path + ".transport", '"ssh" needs the asyncssh package (pip install \'fastbgp[ssh]\')')
+        return
+    if ssh is None:
+        chk.err(path + ".ssh", 'needed with transport = "ssh": user, password or private-key, known-hosts or '
+                "host-key")
+        return
+    path += ".ssh"
+    if ssh.password is None and ssh.private_key is None:
+        chk.err(path, "needs password or private-key")
+    verifiers = [k for k, v in (("known-hosts", ssh.known_hosts), ("host-key", ssh.host_key),
+                                ("insecure-accept-any-host-key", ssh.insecure_accept_any_host_key)) if v]
+    if not verifiers:
+        chk.err(path, "needs known-hosts or host-key to verify the cache's host key (or "
+                "insecure-accept-any-host-key = true to accept any)")
+    elif len(verifiers) > 1:
+        chk.err(path, "%s: set one of them" % " and ".join(verifiers))
+    if ssh.private_key is not None:
+        try:
+            asyncssh.read_private_key(ssh.private_key)
+        except (OSError, asyncssh.KeyImportError, ValueError) as exc:
+            chk.err(path + ".private-key", "cannot use %s: %s" % (render(ssh.private_key), exc))
+    if ssh.known_hosts is not None:
+        try:
+            asyncssh.read_known_hosts(ssh.known_hosts)
+        except (OSError, ValueError) as exc:
+            chk.err(path + ".known-hosts", "cannot use %s: %s" % (render(ssh.known_hosts), exc))
+    if ssh.host_key is not None:
+        try:
+            asyncssh.import_public_key(ssh.host_key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            chk.err(path + ".host-key", "not a public key: %s" % exc)
+
+
 def _check_rpki(chk, cfg, resolved):
     """``[rpki]`` itself, and the ``rpki`` / ``aspa`` policy conditions: they
     need ``[rpki]`` and are known at import only (the state is computed per
@@ -413,6 +459,7 @@ def _check_rpki(chk, cfg, resolved):
             if key in seen:
                 chk.err(path, "duplicate of rpki.caches[%d]" % seen[key])
             seen.setdefault(key, i)
+            _check_rtr_transport(chk, path, c)
         # A missing file is not an error: rpki-client may write it later;
         # the daemon warns and loads it when it appears (rpki_feed.FILE_POLL).
     users = {}

@@ -510,6 +510,30 @@ class RpkiCache(ConfigStruct):
     refresh: Optional[Annotated[int, Meta(ge=1, le=86400)]] = None
     retry: Optional[Annotated[int, Meta(ge=1, le=7200)]] = None
     expire: Optional[Annotated[int, Meta(ge=1, le=172800)]] = None
+    # "ssh": SSH with the "rpki-rtr" subsystem (RFC 8210 §9.1), settings in
+    # ``ssh``; needs the asyncssh package (checked by load_config).
+    transport: Literal["tcp", "ssh"] = "tcp"
+    ssh: Optional["RpkiSsh"] = None
+
+
+# An OpenSSH public key line ("ssh-ed25519 AAAA... [comment]"), as in
+# known_hosts without the host names or in a host's *.pub file.
+SshPublicKey = Annotated[str, Meta(pattern=r"^(ssh-|ecdsa-|sk-)[A-Za-z0-9@._-]+ [A-Za-z0-9+/]+=*( .*)?$")]
+
+
+class RpkiSsh(ConfigStruct):
+    """``ssh = {...}`` of a cache with ``transport = "ssh"``: the user, a
+    password and/or a private key file, and how the cache's host key is
+    verified (RFC 8210 §9.1: routers SHOULD verify it): a ``known-hosts``
+    file or a pinned ``host-key``; an unknown key is refused unless
+    ``insecure-accept-any-host-key = true``.  Never read: ~/.ssh, an agent."""
+
+    user: Annotated[str, Meta(min_length=1, max_length=255)]
+    password: Optional[Annotated[str, Meta(min_length=1, max_length=1024)]] = None
+    private_key: Optional[Name] = None  # an unencrypted OpenSSH / PEM private key file
+    known_hosts: Optional[Name] = None  # an OpenSSH known_hosts file ("[address]:port" when not 22)
+    host_key: Optional[SshPublicKey] = None  # the cache's public host key, pinned
+    insecure_accept_any_host_key: bool = False  # skip host key verification (labs only)
 
 
 class RpkiConfig(ConfigStruct):
@@ -569,6 +593,10 @@ class ProcessConfig(ConfigStruct):
     queue_limit: Annotated[int, Meta(ge=16, le=10_000_000)] = 100_000
     on_overflow: Literal["resync", "restart"] = "resync"
     ack: bool = True  # "done" / "error ..." after every command, as ExaBGP 4 (api.ack)
+    # JSON encoder: received UPDATEs of one neighbour are folded into one
+    # update line per attribute set for up to this many milliseconds
+    # (fastbgp.control.exabgp_coalesce); 0: one line per UPDATE, as ExaBGP.
+    coalesce_ms: Annotated[int, Meta(ge=0, le=10_000)] = 100
     env: dict[str, str] = {}
 
 

@@ -149,6 +149,7 @@ class RpkiCacheInfo(msgspec.Struct):
     refresh: int = 0
     retry: int = 0
     expire: int = 0
+    transport: str = "tcp"  # tcp | ssh (RFC 8210 §9 / §9.1)
 
 
 class RpkiInfo(msgspec.Struct):

@@ -596,7 +596,8 @@ class RpkiFeed(RtrObserver):
                 caches.append(ctl.RpkiCacheInfo(
                     address=s.address, port=s.port, preference=s.preference, state=s.state, version=s.version,
                     session_id=s.session_id, serial=s.serial, source=s.source, last_update=s.last_update,
-                    last_error=s.last_error, refresh=s.refresh, retry=s.retry, expire=s.expire))
+                    last_error=s.last_error, refresh=s.refresh, retry=s.retry, expire=s.expire,
+                    transport=s.transport))
         return ctl.RpkiInfo(
             enabled=True, caches=caches, file=self.cfg.file, file_loaded=self.file_loaded, file_error=self.file_error,
             vrps={_FAMILY[afi]: self.vrps.count(afi) for afi in (AFI_IPV4, 2)}, aspas=len(self.aspas),

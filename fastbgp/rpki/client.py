@@ -40,7 +40,8 @@ Protocol behaviour:
 
 Bounds: a PDU is at most ``pdu.MAX_PDU_LEN`` octets (1 MiB; longer is
 Corrupt Data), the socket buffer is asyncio's (reading pauses past 128 KiB
-unread); the stream is read READ_CHUNK octets at a time and every complete
+unread) or, over SSH, the channel's receive window (``transport.SSH_WINDOW``,
+2 MiB); the stream is read READ_CHUNK octets at a time and every complete
 PDU of the buffer parsed in one pass, so the buffer holds at most one chunk
 plus one incomplete PDU (under MAX_PDU_LEN + READ_CHUNK).  At most
 MAX_PENDING records wait for End of Data: a full answer's VRPs in a VrpTable
@@ -60,6 +61,7 @@ import msgspec
 
 from fastbgp.rpki import pdu as P
 from fastbgp.rpki import sync
+from fastbgp.rpki import transport as T
 from fastbgp.rpki.aspa import AspaTable
 from fastbgp.rpki.vrp import VrpTable
 
@@ -112,6 +114,21 @@ class CacheStatus(msgspec.Struct):
     refresh: int = DEFAULT_REFRESH
     retry: int = DEFAULT_RETRY
     expire: int = DEFAULT_EXPIRE
+    transport: str = "tcp"  # tcp | ssh (fastbgp.rpki.transport)
+
+
+class SshSpec(msgspec.Struct, frozen=True):
+    """How to reach a cache over SSH; ``fastbgp.config.schema.RpkiSsh`` has
+    the same fields.  The host key is verified against ``host_key`` (an
+    OpenSSH public key line) or the ``known_hosts`` file, unless
+    ``insecure_accept_any_host_key``."""
+
+    user: str
+    password: Optional[str] = None
+    private_key: Optional[str] = None  # an unencrypted OpenSSH / PEM private key file
+    known_hosts: Optional[str] = None
+    host_key: Optional[str] = None
+    insecure_accept_any_host_key: bool = False
 
 
 class CacheSpec(msgspec.Struct, frozen=True):
@@ -124,6 +141,8 @@ class CacheSpec(msgspec.Struct, frozen=True):
     refresh: Optional[int] = None
     retry: Optional[int] = None
     expire: Optional[int] = None
+    transport: str = "tcp"  # "tcp" | "ssh": see fastbgp.rpki.transport
+    ssh: Optional[SshSpec] = None  # with transport "ssh"
 
 
 class SessionEnd(Exception):
@@ -150,7 +169,7 @@ class _Cache:
         self.rank = rank  # (preference, configuration order)
         self.version = max_version
         self.retry_at = 0.0
-        self.status = CacheStatus(spec.address, spec.port, spec.preference)
+        self.status = CacheStatus(spec.address, spec.port, spec.preference, transport=T.transport_of(spec))
         self.set_timers(None, None, None)
 
     def set_timers(self, refresh, retry, expire):
@@ -162,7 +181,7 @@ class _Cache:
         st.expire = s.expire or (_clamp(expire, P.EXPIRE_RANGE) if expire else DEFAULT_EXPIRE)
 
     def name(self):
-        return "%s:%d" % (self.spec.address, self.spec.port)
+        return T.describe(self.spec)
 
 
 class _Pending:
@@ -219,7 +238,9 @@ class _Pending:
 
 
 class _Connection:
-    """One TCP session with one cache: the RFC 8210 §8 conversation."""
+    """One session with one cache: the RFC 8210 §8 conversation, over the
+    reader / writer of ``fastbgp.rpki.transport.open_transport`` (TCP or
+    SSH: the same reads, the same parser)."""
 
     def __init__(self, client, cache, reader, writer):
         self.client = client
@@ -473,15 +494,18 @@ class RtrClient:
 
     async def _connect(self, caches):
         """(cache, reader, writer) of the first cache in ``caches`` that is
-        due and answers the TCP connection, else None."""
+        due and answers (a TCP connection, or an SSH connection with the
+        "rpki-rtr" subsystem: ``transport.open_transport``), else None.  A
+        refused connection, an SSH authentication or host key failure is a
+        WARNING naming the cache and the reason; retried after its retry
+        interval."""
         now = time.monotonic()
         for c in caches:
             if c.retry_at > now:
                 continue
             self._set_state(c, "connecting")
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(c.spec.address, c.spec.port), CONNECT_TIMEOUT)
+                reader, writer = await T.open_transport(c.spec, CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError) as exc:
                 c.retry_at = time.monotonic() + c.status.retry
                 c.status.last_error = "connect: %s" % (exc or type(exc).__name__)
