@@ -468,3 +468,52 @@ def test_reload_summary_lists_bmp_processes_and_path_ids():
     lines = change_lines(msgspec.to_builtins(d))
     assert "bmp changed: 192.0.2.50:11019" in lines and "processes removed: b" in lines
     assert diff(new, new).empty
+
+
+@pytest.mark.parametrize("window", [0, 200])
+def test_coalesced_update_lines(run, tmp_path, window):
+    """400 UPDATEs of one prefix each in 4 attribute sets reach the program
+    as 400 lines with ``coalesce-ms = 0`` (one per UPDATE, as ExaBGP) and
+    as far fewer lines by default (a line per attribute set per run), the
+    same routes either way and each within the window."""
+    out = tmp_path / "events"
+    n = 400
+
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)],
+                  extra=process_toml("rec", _script(tmp_path, "rec", RECORDER), out, receive=["updates"],
+                                     **{"coalesce-ms": window}))
+        d = await dut.start()
+        try:
+            sp, nb = await peer(dut, 65001, a_addr)
+            await nb.wait_established(5)
+            for i in range(n):
+                sp.announce(["10.7.%d.%d/32" % (i >> 8, i & 255)], as_path=[65001], med=i % 4)
+            routes = {}
+
+            def seen():
+                routes.clear()
+                for x in _lines(out):
+                    try:
+                        e = json.loads(x)
+                    except ValueError:
+                        continue  # a line being written
+                    upd = e["neighbor"]["message"].get("update", {})
+                    for by_nh in upd.get("announce", {}).values():
+                        for xs in by_nh.values():
+                            routes.update((x["nlri"], upd["attribute"]["med"]) for x in xs)
+                return len(routes)
+
+            await until(lambda: seen() == n, timeout=30, what="every route at the program")
+            assert routes == {"10.7.%d.%d/32" % (i >> 8, i & 255): i % 4 for i in range(n)}
+            lines = sum('"announce"' in x for x in _lines(out))
+            if window:
+                assert lines < n // 4, lines
+                assert d.processes.programs["rec"].coalescer.updates >= n - 4
+            else:
+                assert lines == n and d.processes.programs["rec"].coalescer is None
+        finally:
+            await dut.stop()
+
+    run(main())

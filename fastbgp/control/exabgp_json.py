@@ -48,7 +48,7 @@ from fastbgp.wire.constants import AFI_IPV4, AS_CONFED_SEQUENCE, AS_CONFED_SET, 
 from fastbgp.wire.as4 import encode_attr, split_attrs
 from fastbgp.wire.errors import BGPError
 
-__all__ = ["route_attributes", "PeerInfo", "JsonEncoder", "TextEncoder", "exa_family", "exa_ext_community", "make_encoder"]
+__all__ = ["nh_text", "route_attributes", "PeerInfo", "JsonEncoder", "TextEncoder", "exa_family", "exa_ext_community", "make_encoder"]
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -71,7 +71,7 @@ _MISSING = object()
 _TYPE = operator.itemgetter(1)
 
 
-def _nh_text(nh) -> str:
+def nh_text(nh) -> str:
     """The first (global) next hop of an MP_REACH_NLRI, as ExaBGP keys it
     (RFC 2545 §3: 16 or 32 octets; RFC 8950: an IPv4 one for IPv4 NLRI)."""
     if len(nh) == 4:
@@ -336,10 +336,16 @@ class JsonEncoder:
             p = impl.parse_update(bytes(body), ctx)
         except (BGPError, ValueError, IndexError) as exc:
             return self.error(peer, "undecodable UPDATE: %s" % exc)
-        if p.action or p.errors or p.is_eor or (p.mp_reach is not None and p.mp_reach[:2] not in _FAST) \
-                or (p.mp_unreach is not None and p.mp_unreach[:2] not in _FAST):
+        if not self.plain(p):
             return self.update_slow(peer, body, ctx, direction)
         return self.update_fast(peer, p, ctx, direction)
+
+    @staticmethod
+    def plain(p) -> bool:
+        """Whether :meth:`update_fast` writes this ParsedUpdate: prefix
+        families only, nothing RFC 7606 repaired, not an End-of-RIB."""
+        return not (p.action or p.errors or p.is_eor or (p.mp_reach is not None and p.mp_reach[:2] not in _FAST)
+                    or (p.mp_unreach is not None and p.mp_unreach[:2] not in _FAST))
 
     def update_slow(self, peer: PeerInfo, body: bytes, ctx, direction: str = "in") -> str:
         try:
@@ -363,7 +369,7 @@ class JsonEncoder:
             announce["ipv4 unicast"] = {nh: self._nlri_raw(AFI_IPV4, p.nlri, (AFI_IPV4, 1) in rx)}
         if p.mp_reach is not None and p.mp_reach[3]:
             afi, safi, nh, packed = p.mp_reach
-            announce.setdefault(exa_family((afi, safi)), {})[_nh_text(nh)] = self._nlri_raw(afi, packed,
+            announce.setdefault(exa_family((afi, safi)), {})[nh_text(nh)] = self._nlri_raw(afi, packed,
                                                                                           (afi, safi) in rx)
         if announce:
             upd["announce"] = announce
@@ -407,28 +413,49 @@ class JsonEncoder:
         return raw
 
     def _nlri_raw(self, afi, packed, addpath):
+        return self.nlri_join(self.nlri_texts(afi, packed, addpath), addpath)
+
+    def nlri_texts(self, afi, packed, addpath) -> list:
+        """The prefixes of packed NLRI as texts, one per prefix and unique
+        per (prefix, path id): the bare prefix ("192.0.2.0/24") without
+        ADD-PATH, the whole JSON object with it (:meth:`nlri_join` makes
+        the list)."""
         items = (self.impl or codec).unpack_prefixes(packed, afi, addpath)
         if afi == AFI_IPV4:
             ntoa = socket.inet_ntoa
             if addpath:
-                parts = ['{"nlri":"%s%s","path-information":"%s"}' % (ntoa(a[:4]), _PLEN[n], ntoa(i.to_bytes(4, "big")))
-                         for i, a, n in items]
-            else:
-                # The hot case (a full table): no Python code runs per prefix
-                # (map/itemgetter iterate in C; unpack_prefixes gives 4-octet
-                # IPv4 addresses), one join around the texts.
-                if not items:
-                    return msgspec.Raw(b"[]")
-                texts = map(operator.add, map(ntoa, map(_ADDR, items)), map(_PLEN.__getitem__, map(_LEN, items)))
-                return msgspec.Raw(('[{"nlri":"' + '"},{"nlri":"'.join(texts) + '"}]').encode())
-        else:
-            v6 = ipaddress.IPv6Address
-            if addpath:
-                parts = ['{"nlri":"%s%s","path-information":"%s"}' % (v6(a[:16]).compressed, _PLEN[n],
-                                                                      ipaddress.IPv4Address(i)) for i, a, n in items]
-            else:
-                parts = ['{"nlri":"' + v6(a[:16]).compressed + _PLEN[n] + '"}' for _i, a, n in items]
-        return msgspec.Raw(("[" + ",".join(parts) + "]").encode())
+                return ['{"nlri":"%s%s","path-information":"%s"}' % (ntoa(a[:4]), _PLEN[n], ntoa(i.to_bytes(4, "big")))
+                        for i, a, n in items]
+            # The hot case (a full table): no Python code runs per prefix
+            # (map/itemgetter iterate in C; unpack_prefixes gives 4-octet
+            # IPv4 addresses).
+            return list(map(operator.add, map(ntoa, map(_ADDR, items)), map(_PLEN.__getitem__, map(_LEN, items))))
+        v6 = ipaddress.IPv6Address
+        if addpath:
+            return ['{"nlri":"%s%s","path-information":"%s"}' % (v6(a[:16]).compressed, _PLEN[n],
+                                                                 ipaddress.IPv4Address(i)) for i, a, n in items]
+        return [v6(a[:16]).compressed + _PLEN[n] for _i, a, n in items]
+
+    @staticmethod
+    def nlri_join(texts, addpath) -> msgspec.Raw:
+        """ExaBGP's list of NLRI objects for :meth:`nlri_texts`' texts (one
+        join around them)."""
+        if not texts:
+            return msgspec.Raw(b"[]")
+        if addpath:
+            return msgspec.Raw(("[" + ",".join(texts) + "]").encode())
+        return msgspec.Raw(('[{"nlri":"' + '"},{"nlri":"'.join(texts) + '"}]').encode())
+
+    def attribute_raw(self, block):
+        """The "attribute" object of a canonical attribute block (None when
+        ExaBGP shows nothing there); cached, see _attributes_raw."""
+        return self._attributes_raw(block)
+
+    def update_line(self, peer: PeerInfo, direction: str, update: dict) -> str:
+        """An update line around a ready ``message.update`` object (for
+        fastbgp.control.exabgp_coalesce, which folds several UPDATEs into
+        one)."""
+        return self._line("update", peer, self._neighbor(peer, direction, message={"update": update}))
 
     def route(self, peer: PeerInfo, family: str, prefix: str, next_hop, attrs: dict) -> str:
         """One route of a table dump (a RIB entry, not a received message)

@@ -40,6 +40,8 @@ from fastbgp.wire.constants import (
 )
 from fastbgp.daemon.common import SLICE_SECONDS
 
+_MISSING = object()
+
 log = logging.getLogger("fastbgp.daemon")
 
 # A delta bigger than this (prefixes) is processed by the export worker in
@@ -152,6 +154,7 @@ class Exporter:
         # after groups_changed() (a member joined or left, a policy or path
         # hiding switched), so that a feature that is off costs a dict get.
         self.hook_cache: dict = {}
+        self.sole_cache: dict = {}  # family -> sole_member's answer
 
     def start(self, loop):
         self.queue = ExportQueue(loop)
@@ -178,6 +181,19 @@ class Exporter:
     def groups_changed(self):
         """Called wherever a group's members, policy or path hiding change."""
         self.hook_cache.clear()
+        self.sole_cache.clear()
+
+    def sole_member(self, fam):
+        """The peer id of the only member of ``fam``'s plain update groups
+        (None when there are none or several, or a group hides paths):
+        what a change made only of that peer's new routes goes to nobody."""
+        sole = self.sole_cache.get(fam, _MISSING)
+        if sole is _MISSING:
+            groups = self.groups_of(fam, False)
+            pids = {pid for g in groups for pid in g.members}
+            sole = pids.pop() if len(pids) == 1 and all(g.hiding is None for g in groups) else None
+            self.sole_cache[fam] = sole
+        return sole
 
     def best_n_groups(self, fam):
         """The ADD-PATH groups of ``fam`` sent the best N paths per prefix."""
@@ -221,10 +237,11 @@ class Exporter:
     def addpath_groups(self, fam):
         return self.hooks(fam)[1]
 
-    def export_cs(self, fam, cs, heavy=False, fresh=False):
+    def export_cs(self, fam, cs, heavy=False, fresh=False, source=None):
         """Hand a Loc-RIB ChangeSet to the update groups of its family.
         ``fresh``: every prefix in it is new to the Loc-RIB (see
-        :meth:`fastbgp.daemon.importer.Importer.update_rib`)."""
+        :meth:`fastbgp.daemon.importer.Importer.update_rib`); ``source``:
+        the peer id whose paths made every change of ``cs``."""
         if heavy:
             # A whole-peer change (down, sweep, ...) may take non-best paths
             # that path hiding chose: those prefixes are chosen again, after.
@@ -235,6 +252,12 @@ class Exporter:
         if self.events.watchers:
             self.events.best_changes(fam, cs)
         if not self.hooks(fam)[0]:
+            return
+        if fresh and source is not None and self.sole_member(fam) == source:
+            # Split horizon: new prefixes whose best path came from the
+            # only member go to nobody, and no one holds an older route of
+            # ours to withdraw (the one-peer collector, or a full table
+            # arriving before the others are up): nothing to encode.
             return
         delta = Delta.from_changeset(fam, cs, self.daemon.attrs)
         delta.fresh = fresh

@@ -368,7 +368,7 @@ class Importer:
         rib = self.daemon.ribs[fam]
         before = len(rib)
         cs = rib.update(pid, packed, addpath, aid, mark=mark)
-        self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced)
+        self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
         self.exporter.hiding_touch(fam, pid, packed, addpath, aid, cs)  # RFC 7947 §2.3: non-best paths
 
     def withdraw_post(self, nb, fam, packed, addpath):

@@ -43,6 +43,7 @@ import weakref
 
 from fastbgp.control import exabgp_commands as cmds
 from fastbgp.control import contract as ctl
+from fastbgp.control.exabgp_coalesce import UpdateCoalescer
 from fastbgp.control.exabgp_json import PeerInfo, make_encoder
 from fastbgp.session.fsm import State
 from fastbgp.wire import codec
@@ -80,6 +81,10 @@ class Program:
         self.name = cfg.name
         self.wants = frozenset(cfg.receive)
         self.encoder = make_encoder(cfg.encoder, cfg.api_version)
+        # Received UPDATEs folded per attribute set (JSON only; a run lasts
+        # at most coalesce-ms, see fastbgp.control.exabgp_coalesce).
+        self.coalescer = UpdateCoalescer(self.encoder) if cfg.coalesce_ms and cfg.encoder == "json" else None
+        self.window = cfg.coalesce_ms / 1000.0
         self.queue: collections.deque = collections.deque()
         self.wake = asyncio.Event()
         self.ack_room = asyncio.Event()
@@ -236,34 +241,70 @@ class Program:
     async def _writer(self, proc):
         loop = asyncio.get_running_loop()
         out = proc.stdin
+        coal = self.coalescer
         try:
             while True:
                 if self.resync:
                     self.resync = False
+                    if coal is not None:
+                        await self._write(out, coal.flush())  # taken off the queue before the loss
                     await self._dump(out)
                     continue
                 if not self.queue:
-                    self.wake.clear()
-                    await self.wake.wait()
+                    await self._idle(loop, out)
                     continue
                 t0 = loop.time()
                 parts = []
                 q = self.queue
                 n = 0
                 while q:
-                    parts.append(self._encode(q.popleft()))
+                    item = q.popleft()
+                    if coal is not None:
+                        if item[0] == "update":
+                            parts += coal.add(item[1], item[3], item[2], now=t0)
+                        else:
+                            parts += coal.flush()  # a run never spans another event
+                            parts.append(self._encode(item))
+                    else:
+                        parts.append(self._encode(item))
                     n += 1
                     if not n & 15 and loop.time() - t0 > SLICE_SECONDS:
                         break
-                parts.append("")
-                out.write("\n".join(parts).encode())
-                await out.drain()
+                if coal is not None and coal.groups and t0 - coal.started >= self.window:
+                    parts += coal.flush()
+                await self._write(out, parts)
                 self.overflowing = False
                 # drain() does not yield while the pipe has room: the BGP
                 # sessions get the loop between slices.
                 await asyncio.sleep(0)
         except (BrokenPipeError, ConnectionResetError) as exc:
             log.warning("process %s: its stdin closed (%s)", self.name, exc)
+
+    async def _idle(self, loop, out):
+        """Nothing queued: wait for an event, or, while a coalesced run is
+        open, until its window ends (then write it)."""
+        coal = self.coalescer
+        if coal is None or not coal.groups:
+            self.wake.clear()
+            await self.wake.wait()
+            return
+        left = coal.started + self.window - loop.time()
+        if left <= 0:
+            await self._write(out, coal.flush())
+            return
+        self.wake.clear()
+        timer = loop.call_later(left, self.wake.set)
+        try:
+            await self.wake.wait()
+        finally:
+            timer.cancel()
+
+    @staticmethod
+    async def _write(out, lines):
+        if lines:
+            lines.append("")
+            out.write("\n".join(lines).encode())
+            await out.drain()
 
     async def _dump(self, out):
         """A notice of what was lost, then the Loc-RIB as update lines."""
