@@ -431,9 +431,13 @@ def _check_rtr_transport(chk, path, c):
             chk.err(path + ".private-key", "cannot use %s: %s" % (render(ssh.private_key), exc))
     if ssh.known_hosts is not None:
         try:
-            asyncssh.read_known_hosts(ssh.known_hosts)
+            known = asyncssh.read_known_hosts(ssh.known_hosts).match(c.address, c.address, c.port)
         except (OSError, ValueError) as exc:
             chk.err(path + ".known-hosts", "cannot use %s: %s" % (render(ssh.known_hosts), exc))
+        else:
+            if not known[0] and not known[1]:  # no host key and no CA key: every connection would be refused
+                host = c.address if c.port == 22 else "[%s]:%d" % (c.address, c.port)
+                chk.err(path + ".known-hosts", "%s has no key for %s" % (render(ssh.known_hosts), host))
     if ssh.host_key is not None:
         try:
             asyncssh.import_public_key(ssh.host_key)

@@ -518,7 +518,8 @@ class RpkiCache(ConfigStruct):
 
 # An OpenSSH public key line ("ssh-ed25519 AAAA... [comment]"), as in
 # known_hosts without the host names or in a host's *.pub file.
-SshPublicKey = Annotated[str, Meta(pattern=r"^(ssh-|ecdsa-|sk-)[A-Za-z0-9@._-]+ [A-Za-z0-9+/]+=*( .*)?$")]
+SshPublicKey = Annotated[str, Meta(pattern=r"^(ssh-|ecdsa-|sk-)[A-Za-z0-9@._-]+ [A-Za-z0-9+/]+=*( .*)?$",
+                                   description='an OpenSSH public key line "TYPE BASE64 [comment]"')]
 
 
 class RpkiSsh(ConfigStruct):

@@ -1,0 +1,179 @@
+"""``[rpki]`` caches over SSH (RFC 8210 §9.1): the ``transport`` / ``ssh``
+settings are checked at load, each problem named by its field; fastbgp
+imports and runs TCP caches without asyncssh, and refuses an SSH cache
+without it.  Keys are made in tmp_path; nothing reads ~/.ssh (HOME points
+at tmp_path while the transport's options are built)."""
+
+import os
+import subprocess
+import sys
+
+import msgspec
+import pytest
+
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
+
+asyncssh = pytest.importorskip("asyncssh")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAD = '[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n[rpki]\n'
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sshkeys")
+    host = asyncssh.generate_private_key("ssh-ed25519")
+    client = asyncssh.generate_private_key("ssh-ed25519")
+    client.write_private_key(str(d / "client"))
+    (d / "known_hosts").write_bytes(b"[192.0.2.1]:2222 " + host.export_public_key())
+    (d / "other_hosts").write_bytes(b"[192.0.2.99]:2222 " + host.export_public_key())
+    (d / "broken").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n")
+    return {"dir": d, "host_pub": host.export_public_key().decode().strip(), "client": str(d / "client"),
+            "known_hosts": str(d / "known_hosts"), "other_hosts": str(d / "other_hosts"),
+            "broken": str(d / "broken")}
+
+
+def cache(ssh=None, transport="ssh", extra=""):
+    """One [[rpki.caches]] table at 192.0.2.1:2222."""
+    text = HEAD + '[[rpki.caches]]\naddress = "192.0.2.1"\nport = 2222\n'
+    if transport is not None:
+        text += 'transport = "%s"\n' % transport
+    text += extra
+    if ssh is not None:
+        text += "[rpki.caches.ssh]\n" + "".join("%s = %s\n" % (k, v) for k, v in ssh.items())
+    return text
+
+
+def q(s):
+    return '"%s"' % s
+
+
+def errors(text):
+    with pytest.raises(ConfigError) as e:
+        load_config(text)
+    return e.value.errors
+
+
+def has(errs, where, what):
+    return any(p == where and what in m for p, m in errs)
+
+
+def test_valid_ssh_caches(keys):
+    cfg = load_config(cache({"user": q("rpki"), "password": q("x"), "host-key": q(keys["host_pub"])}))
+    c = cfg.rpki.caches[0]
+    assert c.transport == "ssh" and c.ssh.user == "rpki" and c.ssh.host_key == keys["host_pub"]
+    cfg = load_config(cache({"user": q("rpki"), "private-key": q(keys["client"]),
+                             "known-hosts": q(keys["known_hosts"])}))
+    assert cfg.rpki.caches[0].ssh.private_key == keys["client"]
+    cfg = load_config(cache({"user": q("rpki"), "password": q("x"), "insecure-accept-any-host-key": "true"}))
+    assert cfg.rpki.caches[0].ssh.insecure_accept_any_host_key
+    # the default stays plain TCP
+    assert load_config(cache(transport=None)).rpki.caches[0].transport == "tcp"
+
+
+@pytest.mark.parametrize("ssh, transport, where, what", [
+    (None, "ssh", "rpki.caches[0].ssh", 'needed with transport = "ssh"'),
+    ({"user": q("rpki"), "password": q("x"), "insecure-accept-any-host-key": "true"}, "tcp",
+     "rpki.caches[0].ssh", 'given but transport is "tcp"'),
+    ({"user": q("rpki"), "insecure-accept-any-host-key": "true"}, "ssh", "rpki.caches[0].ssh",
+     "needs password or private-key"),
+    ({"user": q("rpki"), "password": q("x")}, "ssh", "rpki.caches[0].ssh", "needs known-hosts or host-key"),
+    ({"user": q("rpki"), "password": q("x"), "host-key": "HOSTKEY", "insecure-accept-any-host-key": "true"}, "ssh",
+     "rpki.caches[0].ssh", "host-key and insecure-accept-any-host-key: set one"),
+    ({"user": q("rpki"), "password": q("x"), "host-key": "HOSTKEY", "known-hosts": "KNOWN"}, "ssh",
+     "rpki.caches[0].ssh", "known-hosts and host-key: set one"),
+    ({"user": q("rpki"), "private-key": q("/nonexistent/key"), "host-key": "HOSTKEY"}, "ssh",
+     "rpki.caches[0].ssh.private-key", "cannot use"),
+    ({"user": q("rpki"), "private-key": "BROKEN", "host-key": "HOSTKEY"}, "ssh",
+     "rpki.caches[0].ssh.private-key", "cannot use"),
+    ({"user": q("rpki"), "password": q("x"), "known-hosts": q("/nonexistent/known_hosts")}, "ssh",
+     "rpki.caches[0].ssh.known-hosts", "cannot use"),
+    ({"user": q("rpki"), "password": q("x"), "known-hosts": "OTHER"}, "ssh",
+     "rpki.caches[0].ssh.known-hosts", "has no key for [192.0.2.1]:2222"),
+    ({"user": q("rpki"), "password": q("x"), "host-key": q("ssh-ed25519 AAAAnotakey")}, "ssh",
+     "rpki.caches[0].ssh.host-key", "not a public key"),
+])
+def test_ssh_semantic_errors(keys, ssh, transport, where, what):
+    if ssh is not None:
+        subst = {"HOSTKEY": q(keys["host_pub"]), "KNOWN": q(keys["known_hosts"]), "OTHER": q(keys["other_hosts"]),
+                 "BROKEN": q(keys["broken"])}
+        ssh = {k: subst.get(v, v) for k, v in ssh.items()}
+    errs = errors(cache(ssh, transport))
+    assert has(errs, where, what), errs
+
+
+@pytest.mark.parametrize("ssh, transport, where, what", [
+    (None, "udp", "rpki.caches[0].transport", "tcp"),
+    ({"password": q("x")}, "ssh", "rpki.caches[0].ssh", "user"),
+    ({"user": q(""), "password": q("x")}, "ssh", "rpki.caches[0].ssh.user", "1 to 255 characters"),
+    ({"user": q("rpki"), "password": q("")}, "ssh", "rpki.caches[0].ssh.password", "1 to 1024 characters"),
+    ({"user": q("rpki"), "host-key": q("AAAA only base64")}, "ssh", "rpki.caches[0].ssh.host-key", "OpenSSH public key line"),
+    ({"user": q("rpki"), "passwd": q("x")}, "ssh", "rpki.caches[0].ssh", "passwd"),
+    ({"user": q("rpki"), "insecure-accept-any-host-key": q("yes")}, "ssh",
+     "rpki.caches[0].ssh.insecure-accept-any-host-key", "bool"),
+])
+def test_ssh_type_errors(ssh, transport, where, what):
+    errs = errors(cache(ssh, transport))
+    assert any(p.startswith(where) and what in m or what in p for p, m in errs), errs
+    assert all(p.startswith(where) for p, _m in errs), errs
+
+
+def test_every_problem_of_a_cache_is_reported(keys):
+    errs = errors(cache({"user": q("rpki")}))
+    assert has(errs, "rpki.caches[0].ssh", "needs password or private-key")
+    assert has(errs, "rpki.caches[0].ssh", "needs known-hosts or host-key")
+
+
+def test_ssh_options_never_read_home(keys, tmp_path, monkeypatch):
+    """The options handed to asyncssh name only the configured files:
+    ~/.ssh (here a HOME full of traps), agents, GSSAPI and X.509 are off."""
+    from fastbgp.rpki import client as C
+    from fastbgp.rpki import transport as T
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n  User trap\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent"))
+    spec = msgspec.convert({"address": "192.0.2.1", "port": 2222, "transport": "ssh",
+                            "ssh": {"user": "rpki", "private_key": keys["client"], "host_key": keys["host_pub"]}},
+                           C.CacheSpec)
+    opts = T.ssh_options(spec, asyncssh)
+    assert opts["username"] == "rpki" and opts["config"] is None and opts["agent_path"] is None
+    assert opts["gss_host"] is None and opts["x509_trusted_certs"] is None and opts["x509_trusted_cert_paths"] == []
+    assert len(opts["client_keys"]) == 1 and opts["password"] is None
+    trusted = opts["known_hosts"][0]
+    assert [k.export_public_key().decode().split()[:2] for k in trusted] == [keys["host_pub"].split()[:2]]
+    # no verifier given in code (the config refuses it): refused, not silently trusting
+    bare = msgspec.structs.replace(spec, ssh=msgspec.structs.replace(spec.ssh, host_key=None))
+    with pytest.raises(ConnectionError, match="no known-hosts or host-key"):
+        T.ssh_options(bare, asyncssh)
+    with pytest.raises(ConnectionError, match="cannot read private-key"):
+        T.ssh_options(msgspec.structs.replace(spec, ssh=msgspec.structs.replace(spec.ssh, private_key=keys["broken"])),
+                      asyncssh)
+
+
+NO_ASYNCSSH = r"""
+import sys
+sys.modules["asyncssh"] = None  # import asyncssh raises ImportError, as when it is not installed
+import fastbgp.rpki.client, fastbgp.rpki.transport, fastbgp.daemon.rpki_feed, fastbgp.cli.rpki
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
+head = '[global]\nasn = 65000\nrouter-id = "10.0.0.1"\n[rpki]\n'
+load_config(head + 'caches = [{ address = "192.0.2.1" }]\n')
+assert not fastbgp.rpki.transport.ssh_available()
+try:
+    load_config(head + '[[rpki.caches]]\naddress = "192.0.2.1"\ntransport = "ssh"\n'
+                '[rpki.caches.ssh]\nuser = "rpki"\npassword = "x"\ninsecure-accept-any-host-key = true\n')
+except ConfigError as e:
+    print(e)
+"""
+
+
+def test_without_asyncssh():
+    """fastbgp imports and loads TCP caches without asyncssh; an SSH cache
+    is a config error naming the field and the package."""
+    out = subprocess.run([sys.executable, "-c", NO_ASYNCSSH], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "rpki.caches[0].transport" in out.stdout and "asyncssh" in out.stdout, out.stdout
