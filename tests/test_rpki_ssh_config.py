@@ -177,3 +177,48 @@ def test_without_asyncssh():
     out = subprocess.run([sys.executable, "-c", NO_ASYNCSSH], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "rpki.caches[0].transport" in out.stdout and "asyncssh" in out.stdout, out.stdout
+
+
+def test_daemon_shows_the_transport(tmp_path, run, keys, caplog, capsys):
+    """A daemon with an SSH cache that does not answer: the cache is listed
+    with its transport in ``GET /v1/rpki`` and ``fastbgp rpki``, its failure
+    is a WARNING naming it and the reason, and the daemon keeps running."""
+    import asyncio
+    import logging
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from test_daemon import DUT, addr
+
+    from fastbgp.cli import rpki as cli_rpki
+    from fastbgp.control import contract as ctl
+    from fastbgp.control.api import make_app
+    from fastbgp.testing.net import free_port
+
+    host = addr()
+    port = free_port(host)  # nothing listens there: every connection is refused
+    extra = ('[rpki]\n[[rpki.caches]]\naddress = "%s"\nport = %d\ntransport = "ssh"\nretry = 1\n'
+             '[rpki.caches.ssh]\nuser = "rpki"\npassword = "x"\nhost-key = "%s"\n' % (host, port, keys["host_pub"]))
+    caplog.set_level(logging.WARNING, logger="fastbgp.rpki")
+
+    async def main():
+        dut = DUT(extra=extra)
+        d = await dut.start()
+        try:
+            async with TestClient(TestServer(make_app(d))) as cl:
+                for _ in range(100):
+                    r = await cl.get("/v1/rpki")
+                    info = msgspec.json.decode(await r.read(), type=ctl.RpkiInfo)
+                    if info.caches and info.caches[0].last_error:
+                        break
+                    await asyncio.sleep(0.05)
+            assert info.caches[0].transport == "ssh" and info.caches[0].state in ("down", "connecting")
+            assert "connect" in info.caches[0].last_error
+            cli_rpki.print_info(info)
+        finally:
+            await dut.stop()
+
+    run(main())
+    out = capsys.readouterr().out
+    assert "%s:%d" % (host, port) in out and "ssh" in out
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("RTR cache %s:%d (ssh) unreachable: connect:" % (host, port) in m for m in warned), warned
