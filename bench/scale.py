@@ -190,12 +190,13 @@ def p9_kind(j):
     return j % 4, (j + 1) % P9_CLIENTS
 
 
-def p9_expected(c, clients=P9_CLIENTS, per=P9_PREFIXES):
+def p9_expected(c, clients=None, per=P9_PREFIXES):
     """Bool array over every session's prefix index: what client c must
     hold in one family (the Euro-IX semantics, written independently of
     either route server's implementation)."""
     import numpy as np
 
+    clients = P9_CLIENTS if clients is None else clients
     exp = np.ones(clients * per, dtype=bool)
     exp[c * per:(c + 1) * per] = False  # its own routes do not come back
     g0 = per // P9_GROUPS
@@ -245,6 +246,24 @@ def _p9_messages(k, afi, v4, v6):
 
 
 
+def p9_control_left(attrs, rs=PT.TARGET_AS):
+    """Whether a route's attributes still carry a Euro-IX control community
+    (``0:*`` or ``rs:*`` standard, ``rs:*:*`` large): a route server must
+    remove them before sending (the clients count such prefixes)."""
+    from fastbgp.wire.as4 import attr_spans
+
+    for _flags, t, vs, ve, _start in attr_spans(attrs):
+        if t == 8:  # COMMUNITIES, RFC 1997: 4 octets each, the AS in the first two
+            for i in range(vs, ve - 3, 4):
+                if int.from_bytes(attrs[i:i + 2], "big") in (0, rs):
+                    return True
+        elif t == 32:  # LARGE_COMMUNITY, RFC 8092: 12 octets each, global administrator first
+            for i in range(vs, ve - 11, 12):
+                if int.from_bytes(attrs[i:i + 4], "big") == rs:
+                    return True
+    return False
+
+
 class _Session:
     """One client session's view: a bitmap over every prefix index of its
     family, with running counts of held expected and unexpected prefixes."""
@@ -261,6 +280,7 @@ class _Session:
         self.done_at = None
         self.updates = 0  # UPDATE messages and prefixes announced to this session (churn shows here)
         self.announced = 0
+        self.control_left = 0  # prefixes announced with a control community still on them
 
     def indices(self, packed):
         import numpy as np
@@ -314,6 +334,7 @@ def _p9_clients(args):
         loop = asyncio.get_running_loop()
         ctx = codec.Context(as4=True)
         exps = [p9_expected(c) for c in range(P9_CLIENTS)]
+        leaky = {}  # attribute block -> carries a control community (a few thousand distinct blocks)
         sessions, peers, msgs = [], [], []
         go = asyncio.Event()
         loop.add_signal_handler(signal.SIGUSR1, go.set)
@@ -327,6 +348,12 @@ def _p9_clients(args):
                     p = codec.parse_update(body, ctx)
                     s.updates += 1
                     s.announced += p.n_announced
+                    if p.n_announced and p.attrs:
+                        left = leaky.get(p.attrs)
+                        if left is None:
+                            left = leaky[p.attrs] = p9_control_left(p.attrs)
+                        if left:
+                            s.control_left += p.n_announced
                     if s.afi == 1:
                         s.apply(p.withdrawn, 0, now)
                         s.apply(p.nlri, 1, now)
@@ -364,6 +391,7 @@ def _p9_clients(args):
                                 want=sum(s.want for s in sessions))
                 break
             PT.write_status(args.status, event="progress", done=len(done), closed=closed,
+                            control_left=sum(s.control_left for s in sessions),
                             extra=sum(s.extra for s in sessions), malformed=sum(s.malformed for s in sessions),
                             good=sum(s.good for s in sessions), want=sum(s.want for s in sessions))
         # What arrives after every session is exact (late duplicates) is
@@ -376,6 +404,7 @@ def _p9_clients(args):
                 break
             last = n
         PT.write_status(args.status, event="totals", updates=n, announced=sum(s.announced for s in sessions),
+                        control_left=sum(s.control_left for s in sessions),
                         exact=sum(1 for s in sessions if s.done_at is not None))
         await asyncio.Event().wait()
 
@@ -511,6 +540,12 @@ def _p9_target(kind, t):
         proc = t.popen([sys.executable, os.path.join(HERE, "passthrough.py"), "--role", "fastbgp", "--config", path],
                        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         return proc.pid, proc, lambda: (proc.terminate(), proc.wait(10), log.close())
+    if kind in ("frr", "openbgpd"):
+        import p9_route_servers as RS
+
+        cls = RS.FrrRouteServer if kind == "frr" else RS.OpenbgpdRouteServer
+        d = cls(t, PT.TARGET_AS, {P9_AS0 + k: p9_addresses(k) for k in range(P9_CLIENTS)}).start()
+        return d.proc.pid, d.proc, d.stop
     if kind != "bird":
         raise ValueError(kind)
     sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
@@ -541,7 +576,7 @@ def run_p9(kind, timeout):
         try:
             cstat = os.path.join(c.workdir, "status")
             cp = c.popen([sys.executable, ME, "--role", "p9-clients", "--target", t.ipv4, "--target6", t.ipv6,
-                          "--status", cstat], cwd=ROOT)
+                          "--p9-clients", str(P9_CLIENTS), "--status", cstat], cwd=ROOT)
             procs.append(cp)
             _wait(cstat, "all-established", min(180, deadline - time.monotonic()), procs, timeout,
                   "sessions establishing")
@@ -550,8 +585,12 @@ def run_p9(kind, timeout):
             cpu0 = _cpu_seconds(cp.pid)
             os.kill(cp.pid, signal.SIGUSR1)
             go = _wait(cstat, "go", 30, procs, timeout)["t"]
-            peak = _peak(pid, deadline, lambda: any(e["event"] == "done" for e in PT.read_events(cstat)))
-            done = _wait(cstat, "done", max(1, deadline - time.monotonic()), procs, timeout, "client sessions")
+            try:
+                peak = _peak(pid, deadline, lambda: any(e["event"] == "done" for e in PT.read_events(cstat)))
+                done = _wait(cstat, "done", max(1, deadline - time.monotonic()), procs, timeout, "client sessions")
+            except ScenarioTimeout as exc:
+                raise ScenarioTimeout("%s (at %.0f s after go%s)" % (str(exc).split(" (")[0], time.monotonic() - go,
+                                                                   _p9_progress(cstat))) from None
             loaded = PT.rss_mb(pid)
             try:
                 totals = _wait(cstat, "totals", 60, procs, timeout)
@@ -563,9 +602,20 @@ def run_p9(kind, timeout):
                     "peak_mb": max(peak, loaded[1]), "sessions": done["sessions"],
                     "clients_cpu_s": _cpu_seconds(cp.pid) - cpu0, "want": done["want"],
                     "updates": totals.get("updates"), "announced": totals.get("announced"),
-                    "exact_after": totals.get("exact")}
+                    "exact_after": totals.get("exact"), "control_left": totals.get("control_left")}
         finally:
             PT.stop_all(stop, procs)
+
+
+def _p9_progress(cstat):
+    """The clients' last progress line, for a run that did not finish:
+    sessions exact, prefixes held (expected / unexpected), sessions lost."""
+    prog = [e for e in PT.read_events(cstat) if e["event"] == "progress"]
+    if not prog:
+        return ""
+    e = prog[-1]
+    return "; then: %d of %d sessions exact, {:,} of {:,} expected prefixes held, {:,} unexpected, %d sessions " \
+           "closed".format(e["good"], e["want"], e["extra"]) % (e["done"], 2 * P9_CLIENTS, e["closed"])
 
 
 def run_passthrough(kind, shape, timeout, repeat):
@@ -627,7 +677,8 @@ def table(label, title, rows):
     if scn == "P8":
         head.append("max keepalive gap s")
     if scn == "P9":
-        head += ["clients' CPU s", "UPDATEs / prefixes sent to clients (needed)"]
+        head += ["clients' CPU s", "UPDATEs / prefixes sent to clients (needed)",
+                 "prefixes sent with a control community"]
     head += ["bar", "verdict"]
     md = ["**%s** %s" % (label, title), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -648,6 +699,7 @@ def table(label, title, rows):
             if scn == "P9":
                 cells.append("%.1f" % r["clients_cpu_s"])
                 cells.append("{:,} / {:,} ({:,})".format(r["updates"] or 0, r["announced"] or 0, r["want"]))
+                cells.append("{:,}".format(r["control_left"]) if r.get("control_left") is not None else "")
         cells += [BARS[scn], _verdict(scn, r, bird)]
         md.append("| " + " | ".join(cells) + " |")
     return "\n".join(md)
@@ -668,6 +720,7 @@ def version(kind):
 
 
 def main(argv=None):
+    global P9_CLIENTS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--role", choices=["p8-sender", "p8-receiver", "p9-clients"])
     ap.add_argument("--target")
@@ -689,8 +742,11 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=120, help="P1/P4 bound, seconds")
     ap.add_argument("--p8-timeout", type=float, default=300)
     ap.add_argument("--p9-timeout", type=float, default=300)
+    ap.add_argument("--p9-clients", type=int, default=P9_CLIENTS,
+                    help="P9 clients (default %d; fewer for a quick check of a target's config)" % P9_CLIENTS)
     ap.add_argument("--write", help="append the tables as Markdown to this file")
     args = ap.parse_args(argv)
+    P9_CLIENTS = args.p9_clients
     if args.role == "p8-sender":
         return _p8_sender(args)
     if args.role == "p8-receiver":
@@ -714,12 +770,10 @@ def main(argv=None):
                 elif scn in ("p8", "p8dfz"):
                     r = run_p8(kind, args.p8_peers, args.p8_prefixes, 1000, args.p8_timeout,
                                "dfz" if scn == "p8dfz" else "24")
-                elif kind in ("fastbgp", "bird"):
-                    r = run_p9(kind, args.p9_timeout)
                 else:
-                    r = {"target": kind, "error": "not run: no Euro-IX route-server config written for %s" % kind}
+                    r = run_p9(kind, args.p9_timeout)
             except (ScenarioTimeout, RuntimeError, TimeoutError) as exc:
-                r = {"target": kind, "error": str(exc).splitlines()[0][:160]}
+                r = {"target": kind, "error": str(exc).splitlines()[0][:400]}
             print(scn, r, flush=True)
             rows.append(r)
         title = {
