@@ -16,6 +16,10 @@ temporary directory; HOME points there too, so nothing reads ~/.ssh.
   key are WARNINGs naming the cache and the reason, retried every retry
   interval, no data and no crash; a client preferring an SSH cache falls
   back to a TCP cache while the SSH one is down and switches back to it.
+* ``test_daemon_over_ssh``: the daemon started as an operator does
+  (``python -m fastbgp daemon``) with an SSH cache in its ``[rpki]``:
+  ``GET /v1/rpki`` and ``fastbgp rpki`` show the cache up over SSH with
+  the file's VRP counts.
 """
 
 import ipaddress
@@ -29,6 +33,7 @@ import sys
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -308,3 +313,36 @@ def test_ssh_refusals_and_failover(lab):
         in prefer.log()
     assert prefer.total() == 50 and len(prefer.vrps()) == 50
     prefer.stop()
+
+
+def test_daemon_over_ssh(lab):
+    _require()
+    a, b = lab.add_host("a"), lab.add_host("b")
+    keydir, host_pub, _other = keys(lab)
+    known = os.path.join(keydir, "known_hosts")
+    with open(known, "w") as f:
+        f.write("[%s]:%d %s\n" % (a.ipv4, SSH_PORT, host_pub))
+    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), keydir, tcp=False)
+    roas = many_roas(500)
+    cache.write(roas)
+    cache.start()
+    n4 = sum(":" not in r["prefix"] for r in roas)
+    rpki = ["[[rpki.caches]]", 'address = "%s"' % a.ipv4, "port = %d" % SSH_PORT, 'transport = "ssh"',
+            "[rpki.caches.ssh]", 'user = "rpki"', 'private-key = "%s"' % os.path.join(keydir, "client"),
+            'known-hosts = "%s"' % known]
+    fb = LabDaemon(b, "", cli=True)
+    with fb.start(global_toml(64500, b, listen=[b.ipv4]) + fb.api_toml() + "\n".join(rpki) + "\n"):
+        fb.wait_api()
+
+        def synced():
+            info = fb.api("GET", "/v1/rpki")
+            return info if info["vrps"] == {"ipv4": n4, "ipv6": len(roas) - n4} else None
+        info = L.wait_for(synced, 20, what="the daemon's VRPs over SSH", on_timeout=fb.log_tail)
+        c = info["caches"][0]
+        assert (c["transport"], c["state"], c["port"], c["source"]) == ("ssh", "up", SSH_PORT, True)
+        out = b.run([sys.executable, "-m", "fastbgp", "rpki", "--socket", fb.socket_path], cwd=ROOT,
+                    env=dict(os.environ, COLUMNS="200")).stdout
+        row = [ln for ln in out.splitlines() if "%s:%d" % (a.ipv4, SSH_PORT) in ln]
+        assert row and " ssh " in row[0] and " up " in row[0], out
+        assert "ipv4 %d, ipv6 %d" % (n4, len(roas) - n4) in out, out
+        fb.assert_clean()
