@@ -19,7 +19,8 @@ Two ways to run it:
 
 Also here: :func:`require` (skip a lab test unless root and the programs are
 installed; tests/interop/conftest.py re-exports it) and :func:`neighbor_toml` / :func:`global_toml`, the
-configuration blocks the lab tests repeat.
+configuration blocks the lab tests repeat (:func:`ipv4_unicast_toml`: the neighbour lines that carry
+IPv4 routes over an IPv6 session, for tests parametrized over ``lab.TRANSPORTS``).
 """
 
 from __future__ import annotations
