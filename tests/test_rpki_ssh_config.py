@@ -2,7 +2,9 @@
 settings are checked at load, each problem named by its field; fastbgp
 imports and runs TCP caches without asyncssh, and refuses an SSH cache
 without it.  Keys are made in tmp_path; nothing reads ~/.ssh (HOME points
-at tmp_path while the transport's options are built)."""
+at tmp_path while the transport's options are built).  Also: the daemon
+shows an SSH cache's transport (API, CLI), and a cache filling the SSH
+channel with stderr does not stall the PDUs."""
 
 import os
 import subprocess
@@ -222,3 +224,64 @@ def test_daemon_shows_the_transport(tmp_path, run, keys, caplog, capsys):
     assert "%s:%d" % (host, port) in out and "ssh" in out
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("RTR cache %s:%d (ssh) unreachable: connect:" % (host, port) in m for m in warned), warned
+
+
+def test_ssh_stderr_never_blocks_the_pdus(keys, run):
+    """A cache writing more than the channel window (2 MiB) to the
+    subsystem's stderr before its answer: the client drops stderr, so the
+    window reopens and the PDUs arrive (unread, stderr held the window and
+    the session stalled).  The cache is asyncssh's server on loopback
+    speaking RTR with fastbgp's PDU builders; stayrtr never writes stderr."""
+    import asyncio
+
+    from fastbgp.rpki import client as C
+    from fastbgp.rpki import pdu as P
+    from fastbgp.rpki import transport as T
+    from fastbgp.testing.net import free_port
+
+    server_key = asyncssh.generate_private_key("ssh-ed25519")
+    got = []
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username):
+            return True
+
+        def password_auth_supported(self):
+            return True
+
+        def validate_password(self, username, password):
+            return (username, password) == ("rpki", "pw")
+
+    async def cache(process):
+        got.append(process.subsystem)
+        query = await process.stdin.readexactly(8)
+        assert query[1] == 2  # Reset Query
+        process.stderr.write(b"e" * (T.SSH_WINDOW + (1 << 20)))
+        vrp = (1, bytes([192, 0, 2, 0]), 24, 24, 64496)
+        process.stdout.write(P.encode(P.CacheResponse(2, 7)) + P.encode(P.Prefix(2, True, *vrp))
+                             + P.encode(P.EndOfData(2, 7, 1, 3600, 600, 7200)))
+        await process.stdin.read()  # until the client goes
+        process.exit(0)
+
+    async def main():
+        port = free_port("127.0.0.1")
+        server = await asyncssh.listen("127.0.0.1", port, server_host_keys=[server_key], server_factory=Server,
+                                       process_factory=cache, encoding=None, allow_pty=False)
+        spec = msgspec.convert({"address": "127.0.0.1", "port": port, "transport": "ssh", "retry": 1, "ssh": {
+            "user": "rpki", "password": "pw", "host_key": server_key.export_public_key().decode()}}, C.CacheSpec)
+        client = C.RtrClient([spec])
+        client.start()
+        try:
+            for _ in range(200):
+                if len(client.vrps):
+                    break
+                await asyncio.sleep(0.05)
+            assert len(client.vrps) == 1, client.status()
+            assert client.status()[0].state == "up" and client.status()[0].transport == "ssh"
+        finally:
+            await client.stop()
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+    assert got and got[0] == "rpki-rtr"

@@ -20,7 +20,8 @@ pinned key, unless ``insecure-accept-any-host-key`` says otherwise.
 Bounds: what the cache sends and the client has not read yet is held by
 asyncssh up to the channel's receive window (2 MiB, ``SSH_WINDOW``); past
 it the cache must wait (SSH flow control, RFC 4254 §5.2), as TCP's window
-does for plain TCP.
+does for plain TCP.  The channel's stderr (RTR defines none) shares that
+window: it is read and dropped as it comes, so it can never stall the PDUs.
 """
 
 import asyncio
@@ -88,14 +89,34 @@ class SshReader:
             raise ConnectionError("ssh: %s" % _reason(exc)) from None
 
 
+async def _discard(stream, errors):
+    """Read and drop the channel's stderr: RTR defines none, and unread it
+    would hold the shared channel window (RFC 4254 §5.2) until the cache
+    could send no more PDUs."""
+    dropped = 0
+    try:
+        while True:
+            data = await stream.read(SSH_MAX_PACKET)
+            if not data:
+                break
+            dropped += len(data)
+    except errors:
+        pass  # the channel's end is reported by the PDU reader
+    if dropped:
+        log.debug("RTR over SSH: %d octets of stderr from the cache dropped", dropped)
+
+
 class SshWriter:
     """The channel's outgoing side; ``close()`` also ends the SSH
-    connection (one connection per RTR session)."""
+    connection (one connection per RTR session) and the stderr reader."""
 
-    def __init__(self, writer, conn, asyncssh):
+    def __init__(self, writer, conn, asyncssh, stderr=None):
         self.writer = writer
         self.conn = conn
         self.errors = (asyncssh.Error,)
+        self.stderr = None
+        if stderr is not None:
+            self.stderr = asyncio.ensure_future(_discard(stderr, (asyncssh.Error, asyncssh.SignalReceived, OSError)))
 
     def write(self, data):
         try:
@@ -110,6 +131,8 @@ class SshWriter:
             raise ConnectionError("ssh: %s" % _reason(exc)) from None
 
     def close(self):
+        if self.stderr is not None:
+            self.stderr.cancel()
         self.writer.close()
         self.conn.close()
 
@@ -167,7 +190,7 @@ async def _open_ssh(spec):
     except (asyncssh.Error, ValueError) as exc:  # ValueError: asyncssh's key / known_hosts checks
         raise ConnectionError("ssh: %s" % _reason(exc)) from None
     try:
-        writer, reader, _stderr = await conn.open_session(
+        writer, reader, stderr = await conn.open_session(
             subsystem=SSH_SUBSYSTEM, encoding=None, request_pty=False, window=SSH_WINDOW,
             max_pktsize=SSH_MAX_PACKET)
     except (asyncssh.Error, OSError) as exc:
@@ -176,4 +199,4 @@ async def _open_ssh(spec):
     except BaseException:  # cancelled (connect timeout): never leave the connection open
         conn.close()
         raise
-    return SshReader(reader, asyncssh), SshWriter(writer, conn, asyncssh)
+    return SshReader(reader, asyncssh), SshWriter(writer, conn, asyncssh, stderr)
