@@ -19,7 +19,7 @@ temporary directory; HOME points there too, so nothing reads ~/.ssh.
 * ``test_daemon_over_ssh``: the daemon started as an operator does
   (``python -m fastbgp daemon``) with an SSH cache in its ``[rpki]``:
   ``GET /v1/rpki`` and ``fastbgp rpki`` show the cache up over SSH with
-  the file's VRP counts.
+  the file's VRP counts; the cache stopped, its data expires.
 """
 
 import ipaddress
@@ -328,6 +328,7 @@ def test_daemon_over_ssh(lab):
     cache.start()
     n4 = sum(":" not in r["prefix"] for r in roas)
     rpki = ["[[rpki.caches]]", 'address = "%s"' % a.ipv4, "port = %d" % SSH_PORT, 'transport = "ssh"',
+            "expire = 3", "retry = 1",
             "[rpki.caches.ssh]", 'user = "rpki"', 'private-key = "%s"' % os.path.join(keydir, "client"),
             'known-hosts = "%s"' % known]
     fb = LabDaemon(b, "", cli=True)
@@ -345,4 +346,12 @@ def test_daemon_over_ssh(lab):
         row = [ln for ln in out.splitlines() if "%s:%d" % (a.ipv4, SSH_PORT) in ln]
         assert row and " ssh " in row[0] and " up " in row[0], out
         assert "ipv4 %d, ipv6 %d" % (n4, len(roas) - n4) in out, out
+
+        # the cache gone: the session loss is a WARNING, the data expires 3 s
+        # after the last End of Data, as over TCP
+        cache.stop()
+        fb.wait_log("RTR session to %s:%d (ssh) lost" % (a.ipv4, SSH_PORT), 10, what="the loss warning")
+        L.wait_for(lambda: fb.api("GET", "/v1/rpki")["vrps"] == {"ipv4": 0, "ipv6": 0}, 15, what="expiry",
+                   on_timeout=fb.log_tail)
+        assert "expired" in fb.log_text() and fb.api("GET", "/v1/rpki")["caches"][0]["state"] == "down"
         fb.assert_clean()
