@@ -6,7 +6,10 @@ Owns: peer ids (16 bits, the smallest free one reused first), ``sources``
 and MRT), adding and removing configured and dynamic neighbours, looking a
 neighbour up by address, and what a session going up or down does to the
 RIBs: a new speaker's peer entry, graceful-restart stale marking and
-sweeping (RFC 4724 §4.2, RFC 7313 §4), withdrawing a peer's routes.
+sweeping (RFC 4724 §4.2, RFC 7313 §4), withdrawing a peer's routes --
+in slices of :data:`SWEEP_SLICE` table slots, so that a full table going down
+never holds the event loop (the other sessions' KEEPALIVEs and hold timers,
+the API) for the whole table.
 
 Calls: the daemon's ``speaker`` (``add_daemon_neighbor``,
 ``remove_neighbor``), ``ribs``, ``config``, ``loop`` and ``mrt``; the
@@ -35,6 +38,21 @@ from fastbgp.daemon.exporter import confed_peer, peer_kind
 log = logging.getLogger("fastbgp.daemon")
 
 MAX_PID = 0xFFFF
+
+# RFC 4271 §8.2.2 / §9: a session that ends takes its routes with it.  Removing
+# a full table in one callback held the event loop for seconds (fastbgp issue
+# 12): every other session's KEEPALIVEs and hold timer, and the API, waited.
+# So the routes are marked stale in one C pass (Rib.mark_stale: ~20 ms for a
+# million paths on the compiled RIB), then removed by export work
+# (PeerRegistry.sweep_slices) SWEEP_SLICE table slots at a time
+# (Rib.sweep_stale_slice; up to 80 % of the slots hold a prefix), the export
+# queue giving the loop back between slices.  Bound: README "Operating limits".
+SWEEP_SLICE = 16384
+# Passes over the table before the rest goes in one call: a pass misses the
+# prefixes that moved to slots already passed (the table grew, shrank or lost
+# prefixes between two slices); each shrink of the table as a big peer's
+# routes go starts a new pass.
+SWEEP_PASSES = 16
 
 
 def neighbor_config(n: cfgmod.Neighbor, glob=None) -> NeighborConfig:
@@ -91,6 +109,10 @@ class PeerRegistry:
         self.sources: dict = {}
         self._free_pids: list = []
         self._next_pid = 1
+        # (pid, family, post-policy?) -> token of the sliced sweep in progress;
+        # a sweep whose token is no longer here stops at its next slice.
+        self.sweeps: dict = {}
+        self.sweep_slice = SWEEP_SLICE
         for rib in daemon.ribs.values():
             self.register_local(rib)
 
@@ -114,6 +136,7 @@ class PeerRegistry:
 
     def release_pid(self, nb):
         """The neighbour is gone: its routes leave the RIBs, its id is free."""
+        self.cancel_sweeps(nb.pid)
         for fam, rib in self.daemon.ribs.items():
             if rib.has_peer(nb.pid):
                 self.exporter.export_cs(fam, rib.remove_peer(nb.pid), heavy=True)
@@ -145,6 +168,8 @@ class PeerRegistry:
             return
         if nb.state not in (State.IDLE, State.ACTIVE) or nb.connection is not None or nb.stale_fams:
             return  # a session is coming up again, or stale routes wait for it
+        if self.sweeping(nb.pid):
+            return  # its routes are still going (sweep_slices calls again at the end)
         log.info("dynamic neighbour %s removed", nb.address)
         speaker.neighbors.pop(nb.address, None)
         nb.deconfigure("")
@@ -185,6 +210,7 @@ class PeerRegistry:
                     continue
                 # A different speaker behind the address: nothing stale of the
                 # old one may survive.
+                self.sweeps.pop((nb.pid, fam, True), None)
                 self.exporter.export_cs(fam, rib.remove_peer(nb.pid), heavy=True)
                 nb.stale_fams.discard(fam)
             # RFC 5065 §5.3: a confederation peer's routes rank as internal.
@@ -195,6 +221,7 @@ class PeerRegistry:
         # policy later is a copy of what the peer sent.
         nb.pre_policy = not neg.route_refresh
         for fam, pre in self.importer.pre_ribs.items():
+            self.sweeps.pop((nb.pid, fam, False), None)
             if pre.has_peer(nb.pid):
                 pre.remove_peer(nb.pid)
         self.importer.bind_policy(nb)
@@ -207,20 +234,25 @@ class PeerRegistry:
         exporter = self.exporter
         exporter.leave_groups(nb)
         for fam, pre in self.importer.pre_ribs.items():
-            if pre.has_peer(nb.pid):
-                pre.drop_peer(nb.pid)
+            if pre.has_peer(nb.pid) and pre.peer_path_count(nb.pid):
+                self.start_sweep(nb, fam, pre, False)
         stale = False
         for fam, rib in self.daemon.ribs.items():
             if not rib.has_peer(nb.pid) or not rib.peer_path_count(nb.pid):
                 nb.stale_fams.discard(fam)
                 continue
             if fam in keep:
+                # A sweep still going (an earlier session) stops: every path
+                # is stale now and waits for the restart (RFC 4724 §4.2).
+                self.sweeps.pop((nb.pid, fam, True), None)
                 rib.mark_stale(nb.pid)
                 nb.stale_fams.add(fam)
                 stale = True
                 continue
+            # Withdrawn from ADD-PATH members now, by path id (the RIB still
+            # holds them); later joiners queue behind the sweep.
             exporter.addpath_withdraw_all(nb.pid, fam)
-            exporter.export_cs(fam, rib.drop_peer(nb.pid), heavy=True)
+            self.start_sweep(nb, fam, rib, True)
             nb.stale_fams.discard(fam)
         if stale and session is not None:
             cap = session.negotiated.graceful_restart
@@ -228,13 +260,77 @@ class PeerRegistry:
             # itself once its sink has cleared (here: marked) the routes.
             log.info("%s: graceful restart: keeping routes stale for %ds", nb.address, cap.restart_time)
 
+    # -- withdrawing a peer's routes in slices -----------------------------------------------------
+
+    def sweeping(self, pid):
+        return any(key[0] == pid for key in self.sweeps)
+
+    def cancel_sweeps(self, pid):
+        for key in [k for k in self.sweeps if k[0] == pid]:
+            del self.sweeps[key]
+
+    def start_sweep(self, nb, fam, rib, post):
+        """Withdraw every path ``nb`` holds in ``rib`` (the Loc-RIB side when
+        ``post``, else its pre-policy copy) in slices: marked stale now, then
+        removed by export work queued behind what is queued already."""
+        key = (nb.pid, fam, post)
+        token = self.sweeps[key] = object()  # replaces (stops) a sweep of an earlier session
+        rib.mark_stale(nb.pid)
+        best_n = b""
+        if post and self.exporter.best_n_groups(fam):
+            # RFC 7911 best-N ranks from the RIB: every prefix of the peer
+            # again once its paths are gone (a non-best one counts too).
+            best_n = b"".join(packed for _aid, packed in rib.dump_peer(nb.pid, False))
+        self.exporter.queue.submit(self.sweep_slices(nb, fam, rib, key, token, best_n), heavy=True)
+
+    def sweep_slices(self, nb, fam, rib, key, token, best_n):
+        """Export work: remove the stale paths of ``nb`` in ``rib``, one
+        ``sweep_slice`` table slots per step (:data:`SWEEP_SLICE`) until no
+        path of it is stale.
+
+        A session of the same peer that comes up meanwhile keeps what it
+        sends: its paths replace the stale ones (Rib.update clears the mark,
+        RFC 4724 §4.2) and only paths still stale are removed.  Its table
+        dump is queued behind this work, so it never gets a stale route.
+        Another stale marking of the family (graceful restart, RFC 7313
+        BoRR), a full sweep, a different speaker or the neighbour's removal
+        takes over: the token goes and this stops at its next step."""
+        pid, _fam, post = key
+        exporter = self.exporter
+        start = passes = 0
+        while self.sweeps.get(key) is token and rib.has_peer(pid):
+            if not rib.peer_stale_count(pid):
+                break
+            if passes >= SWEEP_PASSES:
+                cs = rib.sweep_stale(pid)  # the table kept moving under the sweep: the rest at once
+            else:
+                cs, start = rib.sweep_stale_slice(pid, start, self.sweep_slice)
+                passes += start == 0
+            if post:
+                # Not heavy: path hiding chooses again once, at the end.
+                exporter.export_cs(fam, cs)
+            yield
+        if self.sweeps.get(key) is not token:
+            return
+        del self.sweeps[key]
+        if post:
+            exporter.submit_rehide(fam)
+            if best_n:
+                exporter.submit_best_n(fam, best_n, False)
+        if nb.dynamic and nb.pid == pid and not self.sweeping(pid):
+            nb.loop.call_soon(self.remove_dynamic, nb)
+
+    # -- refresh and graceful restart -------------------------------------------------------------
+
     def mark_stale(self, nb, fam):
+        self.sweeps.pop((nb.pid, fam, True), None)  # RFC 7313 §4: EoRR sweeps whatever is stale
         rib = self.daemon.ribs[fam]
         if rib.has_peer(nb.pid) and rib.mark_stale(nb.pid):
             nb.stale_fams.add(fam)
 
     def sweep(self, nb, fam):
         nb.stale_fams.discard(fam)
+        self.sweeps.pop((nb.pid, fam, True), None)  # everything stale goes now
         rib = self.daemon.ribs[fam]
         if not rib.has_peer(nb.pid):
             return

@@ -253,6 +253,7 @@ cdef struct PeerInfo:
     uint8_t addr[16]
     uint64_t npaths
     uint64_t nmark[4]  # paths held per mark (Rib.update's ``mark``)
+    uint64_t nstale  # paths held marked stale (RFC 4724 §4.2), for sweeps in slices
 
 
 cdef struct Item:
@@ -925,6 +926,7 @@ cdef class _Selection(_SlotTable):
         info.router_id = rec[1]
         memcpy(info.addr, <const char *>(<bytes>rec[2]), 16)
         info.npaths = 0
+        info.nstale = 0
         memset(info.nmark, 0, sizeof(info.nmark))
         self.peers[pid] = info
         self.peer_recs[pid] = rec
@@ -944,6 +946,11 @@ cdef class _Selection(_SlotTable):
         come and go, so reading it costs nothing."""
         cdef PeerInfo *info = &self.peers[self._check_peer(peer_id)]
         return (info.nmark[0], info.nmark[1], info.nmark[2], info.nmark[3])
+
+    def peer_stale_count(self, peer_id):
+        """Paths of ``peer_id`` marked stale (RFC 4724 §4.2): kept as paths
+        are marked, refreshed and removed, so reading it costs nothing."""
+        return self.peers[self._check_peer(peer_id)].nstale
 
     @cython.final
     cdef int _check_peer(self, peer_id) except -1:
@@ -1121,6 +1128,8 @@ cdef class _Changes(_Selection):
                 paths = _paths(body)
                 at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
                 if found:
+                    if paths[at].stamp & STALE:
+                        self.peers[peer].nstale -= 1  # refreshed (RFC 4724 §4.2)
                     if paths[at].attr_id != aid:
                         # New reference first: the old one may be the same set.
                         self.arec[aid].refs += 1
@@ -1189,6 +1198,8 @@ cdef class _Changes(_Selection):
                     self._touch(s, body)
                 self._decref(path.attr_id)
                 self.peers[peer].nmark[path.mark] -= 1
+                if path.stamp & STALE:
+                    self.peers[peer].nstale -= 1
                 self._remove_path(body, at)
                 removed += 1
                 self.npaths -= 1
@@ -1237,15 +1248,32 @@ cdef class _Changes(_Selection):
             if s != NULL:
                 self._delete(s)
         self.dead.clear()
-        self._maybe_shrink()
+        if self.used * 8 < self.cap and not self._stale_held():
+            self._maybe_shrink()
         return 0
 
     @cython.final
-    cdef object _remove_where(self, peer_id, bint stale_only):
-        cdef int peer = self._check_peer(peer_id)
-        if not self.peers[peer].npaths:
+    cdef bint _stale_held(self) noexcept nogil:
+        """Some peer holds stale paths.  The table does not shrink then: a
+        sweep in slices (sweep_stale_slice) removes prefixes in slot order,
+        which is hash order, and those still waiting would crowd into a
+        narrow run of the smaller table's slots (one probe run of thousands,
+        each deletion in it walking the rest: seconds).  The removal of the
+        last stale path shrinks it."""
+        cdef size_t i
+        for i in range(self.peers.size()):
+            if self.peers[i].nstale:
+                return True
+        return False
+
+    @cython.final
+    cdef object _remove_where(self, int peer, bint stale_only, size_t first, size_t end):
+        """Delete the paths of ``peer`` (only those marked stale when
+        ``stale_only``) held in the slots ``first`` to ``end`` - 1; the
+        changes in ascending prefix order."""
+        if not (self.peers[peer].nstale if stale_only else self.peers[peer].npaths):
             return empty_changeset()
-        cdef size_t i, removed = 0
+        cdef size_t i, removed = 0, stale = 0
         cdef int j, lo, hi
         cdef char *s
         cdef SlotBody *body
@@ -1256,7 +1284,7 @@ cdef class _Changes(_Selection):
         cdef EmitRec rec
         self._begin()
         self.recs.clear()
-        for i in range(self.cap):
+        for i in range(first, min(end, self.cap)):
             s = self.slots + i * self.ssize
             if self._is_empty(s):
                 continue
@@ -1278,6 +1306,8 @@ cdef class _Changes(_Selection):
                     had = True
                 self._decref(paths[j].attr_id)
                 self.peers[peer].nmark[paths[j].mark] -= 1
+                if paths[j].stamp & STALE:
+                    stale += 1
                 self._remove_path(body, j)
                 removed += 1
             if not had:
@@ -1297,6 +1327,7 @@ cdef class _Changes(_Selection):
                 self.recs.push_back(rec)
         self.npaths -= removed
         self.peers[peer].npaths -= removed
+        self.peers[peer].nstale -= stale
         self._drop_dead()
         self._collect_zero()
         self._emit_sorted()
@@ -1434,7 +1465,7 @@ cdef class Rib(_Changes):
     def drop_peer(self, peer_id):
         """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
         §9: its routes are withdrawn from the Loc-RIB)."""
-        return self._remove_where(peer_id, False)
+        return self._remove_where(self._check_peer(peer_id), False, 0, self.cap)
 
     def mark_stale(self, peer_id):
         """RFC 4724 §4.2: the session of a Graceful Restart peer went down;
@@ -1457,6 +1488,8 @@ cdef class Rib(_Changes):
             paths = _paths(body)
             j = _path_pos(paths, body.n, <uint16_t>peer, 0, &found)
             while j < body.n and paths[j].peer == peer:
+                if not paths[j].stamp & STALE:
+                    self.peers[peer].nstale += 1
                 paths[j].stamp |= STALE
                 marked += 1
                 j += 1
@@ -1465,7 +1498,28 @@ cdef class Rib(_Changes):
     def sweep_stale(self, peer_id):
         """RFC 4724 §4.2: End-of-RIB received (or the restart / stale timer
         fired): delete the paths of ``peer_id`` still marked stale."""
-        return self._remove_where(peer_id, True)
+        return self._remove_where(self._check_peer(peer_id), True, 0, self.cap)
+
+    def sweep_stale_slice(self, peer_id, start, max_slots):
+        """One slice of :meth:`sweep_stale`, so that no one call holds the
+        caller for a whole table: the stale paths of ``peer_id`` held in
+        ``max_slots`` table slots from slot ``start`` go.  Returns
+        (ChangeSet, next): ``next`` is the slot to go on from, 0 once the
+        end of the table was reached (one pass done).  Prefixes move
+        between slots when the table changes between two calls, so a pass
+        can miss some: go on until :meth:`peer_stale_count` is 0.  Which
+        prefixes a slice holds is this table's own order (the twin's
+        differs); the changes of a whole sweep do not."""
+        cdef int peer = self._check_peer(peer_id)
+        if not isinstance(start, int) or not isinstance(max_slots, int) or start < 0 or max_slots < 1:
+            raise ValueError("start must be an int >= 0, max_slots an int >= 1")
+        cdef size_t cap = self.cap
+        if start >= cap:
+            return empty_changeset(), 0
+        cdef size_t first = start
+        cdef size_t end = cap if max_slots >= cap - first else first + <size_t>max_slots
+        cs = self._remove_where(peer, True, first, end)
+        return cs, (0 if end >= cap else end)
 
     def remove_peer(self, peer_id):
         cs = self.drop_peer(peer_id)

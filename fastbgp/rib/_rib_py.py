@@ -13,6 +13,7 @@ limits.
 """
 
 import ipaddress
+import itertools
 import time
 
 import msgspec
@@ -183,7 +184,131 @@ def peer_dict(rec):
 # ---------------------------------------------------------------- the RIB
 
 
-class Rib:
+class _PeerRemoval:
+    """Whole-peer removal and RFC 4724 stale marking and sweeping: a part
+    of :class:`Rib` (kept apart so that class stays within its size), with
+    the same attributes."""
+
+    def _remove_where(self, peer_id, stale_only, keys=None):
+        """Delete the paths of ``peer_id`` (only those marked stale when
+        ``stale_only``) at the prefixes ``keys`` (every prefix when None);
+        the changes in ascending prefix order."""
+        self._peer(peer_id)
+        if not (self._peer_stale if stale_only else self._peer_paths)[peer_id]:
+            return empty_changeset()
+        rec = self.attrs.records
+        t = self._t
+        zero = []
+        recs = []
+        dead = []
+        removed = stale = 0
+        for key in t if keys is None else keys:
+            e = t[key]
+            old = None
+            hit = False
+            for j in range(len(e) - 1, 0, -1):
+                q = e[j]
+                if q[0] == peer_id and (not stale_only or q[3] & PATH_STALE):
+                    if not hit:
+                        old = self._triple(e)
+                        hit = True
+                    del e[j]
+                    self._peer_marks[peer_id][q[5]] -= 1
+                    stale += q[3] & PATH_STALE
+                    oi = q[2] * WORDS + W_REFS
+                    rec[oi] -= 1
+                    if rec[oi] == 0:
+                        zero.append(q[2])
+                    removed += 1
+            if not hit:
+                continue
+            if len(e) == 1:
+                dead.append(key)
+                recs.append((key, None))
+                continue
+            e[0] = self._select(e)
+            new = self._triple(e)
+            if new != old:
+                recs.append((key, (new[0], new[2])))
+        for key in dead:
+            del t[key]
+            self._len_count[key & 0xFF] -= 1
+        self._npaths -= removed
+        self._peer_paths[peer_id] -= removed
+        self._peer_stale[peer_id] -= stale
+        if zero:
+            self.attrs.collect(zero)
+        recs.sort(key=lambda r: r[0])
+        groups = {}
+        wd = bytearray()
+        n_ann = n_wd = 0
+        for key, g in recs:
+            if g is None:
+                wd += self._wire(key)
+                n_wd += 1
+            else:
+                buf = groups.get(g)
+                if buf is None:
+                    buf = groups[g] = bytearray()
+                buf += self._wire(key)
+                n_ann += 1
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
+
+    def drop_peer(self, peer_id):
+        """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
+        §9: its routes are withdrawn from the Loc-RIB)."""
+        return self._remove_where(peer_id, False)
+
+    def mark_stale(self, peer_id):
+        """RFC 4724 §4.2: the session of a Graceful Restart peer went down;
+        keep its paths (still used for forwarding and best path) but mark
+        them stale.  Returns the number of paths marked."""
+        self._peer(peer_id)
+        if not self._peer_paths[peer_id]:
+            return 0
+        marked = 0
+        for e in self._t.values():
+            for j in range(1, len(e)):
+                q = e[j]
+                if q[0] == peer_id:
+                    if not q[3] & PATH_STALE:
+                        self._peer_stale[peer_id] += 1
+                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE, q[4], q[5])
+                    marked += 1
+        return marked
+
+    def sweep_stale(self, peer_id):
+        """RFC 4724 §4.2: End-of-RIB received (or the restart / stale timer
+        fired): delete the paths of ``peer_id`` still marked stale."""
+        return self._remove_where(peer_id, True)
+
+    def sweep_stale_slice(self, peer_id, start, max_slots):
+        """One slice of :meth:`sweep_stale`, so that no one call holds the
+        caller for a whole table: the stale paths of ``peer_id`` held in
+        ``max_slots`` table slots from slot ``start`` go.  Returns
+        (ChangeSet, next): ``next`` is the slot to go on from, 0 once the
+        end of the table was reached (one pass done).  Prefixes move
+        between slots when the table changes between two calls, so a pass
+        can miss some: go on until :meth:`peer_stale_count` is 0.  Here a
+        slot is a prefix in the dict's order (the compiled RIB's hash
+        table has empty slots too): which prefixes a slice holds differs
+        between the two, the changes of a whole sweep do not."""
+        self._peer(peer_id)
+        if not isinstance(start, int) or not isinstance(max_slots, int) or start < 0 or max_slots < 1:
+            raise ValueError("start must be an int >= 0, max_slots an int >= 1")
+        t = self._t
+        size = len(t)
+        if start >= size:
+            return empty_changeset(), 0
+        keys = list(itertools.islice(t, start, start + max_slots))
+        cs = self._remove_where(peer_id, True, keys)
+        if start + len(keys) >= size:
+            return cs, 0
+        # Prefixes left without paths left the dict: the next ones moved up.
+        return cs, start + len(keys) - (size - len(t))
+
+
+class Rib(_PeerRemoval):
     """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
 
     def __init__(self, afi, attrs=None, always_compare_med=False):
@@ -202,6 +327,7 @@ class Rib:
         self._peers = {}  # peer_id -> peer_record tuple
         self._peer_paths = {}  # peer_id -> paths held
         self._peer_marks = {}  # peer_id -> [paths held with mark 0, 1, 2, 3]
+        self._peer_stale = {}  # peer_id -> paths held marked stale
         self._len_count = [0] * (self._bits + 1)
         self._npaths = 0
         self.refused = 0  # paths not stored because a prefix had MAX_PATHS
@@ -215,12 +341,14 @@ class Rib:
         self._peers[peer_id] = rec
         self._peer_paths[peer_id] = 0
         self._peer_marks[peer_id] = [0] * MARKS
+        self._peer_stale[peer_id] = 0
 
     def remove_peer(self, peer_id):
         cs = self.drop_peer(peer_id)
         del self._peers[peer_id]
         del self._peer_paths[peer_id]
         del self._peer_marks[peer_id]
+        del self._peer_stale[peer_id]
         return cs
 
     def has_peer(self, peer_id):
@@ -238,6 +366,12 @@ class Rib:
         come and go, so reading it costs nothing."""
         self._peer(peer_id)
         return tuple(self._peer_marks[peer_id])
+
+    def peer_stale_count(self, peer_id):
+        """Paths of ``peer_id`` marked stale (RFC 4724 §4.2): kept as paths
+        are marked, refreshed and removed, so reading it costs nothing."""
+        self._peer(peer_id)
+        return self._peer_stale[peer_id]
 
     def _peer(self, peer_id):
         rec = self._peers.get(peer_id)
@@ -406,6 +540,8 @@ class Rib:
             if found:
                 q = e[found]
                 when = q[4]
+                if q[3] & PATH_STALE:
+                    self._peer_stale[peer_id] -= 1  # refreshed (RFC 4724 §4.2)
                 if q[2] != attr_id:
                     rec[ri] += 1
                     oi = q[2] * WORDS + W_REFS
@@ -499,6 +635,8 @@ class Rib:
                 touched[key] = self._triple(e)
             q = e.pop(found)
             self._peer_marks[peer_id][q[5]] -= 1
+            if q[3] & PATH_STALE:
+                self._peer_stale[peer_id] -= 1
             oi = q[2] * WORDS + W_REFS
             rec[oi] -= 1
             if rec[oi] == 0:
@@ -529,91 +667,6 @@ class Rib:
         if zero:
             self.attrs.collect(zero)
         return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
-
-    def _remove_where(self, peer_id, stale_only):
-        self._peer(peer_id)
-        if not self._peer_paths[peer_id]:
-            return empty_changeset()
-        rec = self.attrs.records
-        t = self._t
-        zero = []
-        recs = []
-        dead = []
-        removed = 0
-        for key, e in t.items():
-            old = None
-            hit = False
-            for j in range(len(e) - 1, 0, -1):
-                q = e[j]
-                if q[0] == peer_id and (not stale_only or q[3] & PATH_STALE):
-                    if not hit:
-                        old = self._triple(e)
-                        hit = True
-                    del e[j]
-                    self._peer_marks[peer_id][q[5]] -= 1
-                    oi = q[2] * WORDS + W_REFS
-                    rec[oi] -= 1
-                    if rec[oi] == 0:
-                        zero.append(q[2])
-                    removed += 1
-            if not hit:
-                continue
-            if len(e) == 1:
-                dead.append(key)
-                recs.append((key, None))
-                continue
-            e[0] = self._select(e)
-            new = self._triple(e)
-            if new != old:
-                recs.append((key, (new[0], new[2])))
-        for key in dead:
-            del t[key]
-            self._len_count[key & 0xFF] -= 1
-        self._npaths -= removed
-        self._peer_paths[peer_id] -= removed
-        if zero:
-            self.attrs.collect(zero)
-        recs.sort(key=lambda r: r[0])
-        groups = {}
-        wd = bytearray()
-        n_ann = n_wd = 0
-        for key, g in recs:
-            if g is None:
-                wd += self._wire(key)
-                n_wd += 1
-            else:
-                buf = groups.get(g)
-                if buf is None:
-                    buf = groups[g] = bytearray()
-                buf += self._wire(key)
-                n_ann += 1
-        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
-
-    def drop_peer(self, peer_id):
-        """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
-        §9: its routes are withdrawn from the Loc-RIB)."""
-        return self._remove_where(peer_id, False)
-
-    def mark_stale(self, peer_id):
-        """RFC 4724 §4.2: the session of a Graceful Restart peer went down;
-        keep its paths (still used for forwarding and best path) but mark
-        them stale.  Returns the number of paths marked."""
-        self._peer(peer_id)
-        if not self._peer_paths[peer_id]:
-            return 0
-        marked = 0
-        for e in self._t.values():
-            for j in range(1, len(e)):
-                q = e[j]
-                if q[0] == peer_id:
-                    e[j] = (q[0], q[1], q[2], q[3] | PATH_STALE, q[4], q[5])
-                    marked += 1
-        return marked
-
-    def sweep_stale(self, peer_id):
-        """RFC 4724 §4.2: End-of-RIB received (or the restart / stale timer
-        fired): delete the paths of ``peer_id`` still marked stale."""
-        return self._remove_where(peer_id, True)
 
     # ------------------------------------------------------------ dumps
 
