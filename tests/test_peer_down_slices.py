@@ -118,7 +118,7 @@ def test_sweep_while_the_table_changes(rib_impl, seed):
     its paths: the sweep still ends with what one sweep at the end gives."""
     rnd = random.Random(seed)
     ops = []
-    for i in range(200):
+    for i in range(120):
         kind = rnd.choice(("add", "add", "withdraw", "refresh"))
         pfx = ["11.%d.%d.0/24" % (rnd.randrange(40), rnd.randrange(256)) for _ in range(rnd.randrange(1, 300))]
         if kind == "refresh":
@@ -411,3 +411,95 @@ def test_peer_back_mid_sweep_keeps_its_fresh_routes(run):
             await dut.stop()
 
     run(main(), timeout=120)
+
+
+def test_addpath_members_and_a_joiner_mid_sweep(run):
+    """ADD-PATH members (every path; best 1) get exactly A's paths withdrawn;
+    one joining while A's routes go gets none of them."""
+    n, overlap = 3000, 1000
+
+    async def main():
+        a_addr, b_addr, d_addr, e_addr, f_addr = addr(), addr(), addr(), addr(), addr()
+        every = {"add-path": {"send": ["ipv4-unicast"], "send-max": 0}}
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
+                             neighbor_toml(d_addr, 65004, **every), neighbor_toml(e_addr, 65005, **every),
+                             neighbor_toml(f_addr, 65006, **{"add-path": {"send": ["ipv4-unicast"], "send-max": 1}})])
+        d = await dut.start()
+        d.peers.sweep_slice = 64
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        dd, nd = await peer(dut, 65004, d_addr, addpath_receive=["ipv4-unicast"])
+        ff, nf = await peer(dut, 65006, f_addr, addpath_receive=["ipv4-unicast"])
+        ee = None
+        try:
+            for x in (na, nb, nd, nf):
+                await x.wait_established(5)
+            table = prefixes(n)
+            b.announce(table[:overlap], as_path=[65200, 65201])
+            a.announce(table, as_path=[65100])
+            await until(lambda: len(nd.received_paths()) == n + overlap and len(nf.received_paths()) == n,
+                        timeout=20, what="every path at D, the best at F")
+            await until(lambda: d.exporter.queue.idle, what="export idle")
+            pid = d.peers.get(a_addr).pid
+            gate = asyncio.Event()
+            d.exporter.queue.submit(hold(gate), heavy=True)
+            await a.stop()
+            await until(lambda: d.peers.sweeping(pid), what="sweep queued")
+            ee, ne = await peer(dut, 65005, e_addr, addpath_receive=["ipv4-unicast"])
+            await ne.wait_established(5)
+            gate.set()
+            want = {p: [65000, 65002, 65200, 65201] for p in table[:overlap]}
+            for x in (nd, ne, nf):
+                await until(lambda x=x: {str(p): r.as_path for (p, _i), r in x.received_paths().items()} == want,
+                            timeout=20, what="B's paths only")
+            await asyncio.sleep(0.2)
+            for x in (nd, ne, nf):
+                assert len(x.received_paths()) == overlap
+        finally:
+            for s in (a, b, dd, ff) + ((ee,) if ee else ()):
+                await s.stop()
+            await dut.stop()
+
+    run(main(), timeout=60)
+
+
+def test_pre_policy_copy_goes_in_slices(run):
+    """A peer without ROUTE-REFRESH: the copy of what it sent (kept to
+    re-run import policy) goes in slices too, and holds only what the
+    next session sends."""
+    n = 20000
+
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)])
+        d = await dut.start()
+        d.peers.sweep_slice = 2  # with nothing to export, slices are quick: many of them
+        a, na = await peer(dut, 65001, a_addr, route_refresh=False)
+        a2 = None
+        try:
+            await na.wait_established(5)
+            table = prefixes(n)
+            a.announce(table, as_path=[65100])
+            rib = d.ribs[(1, 1)]
+            pid = d.peers.get(a_addr).pid
+            await until(lambda: rib.peer_path_count(pid) == n, what="A's table in")
+            pre = d.importer.pre_ribs[(1, 1)]
+            assert pre.peer_path_count(pid) == n
+            loop = asyncio.get_running_loop()
+            ticks = Ticks(loop, lambda: pre.peer_path_count(pid))
+            await a.stop()
+            await until(lambda: not d.peers.sweeping(pid) and d.exporter.queue.idle, what="sweep end")
+            ticks.stop()
+            assert pre.peer_path_count(pid) == 0 and rib.peer_path_count(pid) == 0 and len(rib) == 0
+            assert any(0 < k < n for k in ticks.seen), "the pre-policy copy went in one callback"
+            a2, na2 = await peer(dut, 65001, a_addr, route_refresh=False)
+            a2.announce(table[:10], as_path=[65100])
+            await na2.wait_established(5)
+            await until(lambda: rib.peer_path_count(pid) == 10, what="A's routes again")
+            assert pre.peer_path_count(pid) == 10 and pre.peer_stale_count(pid) == 0
+        finally:
+            for s in (a,) + ((a2,) if a2 else ()):
+                await s.stop()
+            await dut.stop()
+
+    run(main(), timeout=60)
