@@ -220,6 +220,37 @@ def test_stale_count(rib_impl):
         r.peer_stale_count(2)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_stale_count_follows_random_operations(rib_impl, seed):
+    """peer_stale_count equals the stale paths held, counted one by one,
+    after every operation of a random sequence."""
+    rnd = random.Random(seed)
+    table, r, space = build(rib_impl, seed, n=60)
+    aids = [table.intern(mkattrs(path=(65001, k))) for k in range(3)]
+    start = {1: 0, 2: 0}
+    for _ in range(150):
+        peer_id = rnd.choice((1, 2))
+        op = rnd.randrange(7)
+        pfx = rnd.sample(space, 5)
+        if op == 0:
+            r.mark_stale(peer_id)
+        elif op == 1:
+            r.update(peer_id, pk(*[(rnd.randrange(3), p) for p in pfx], addpath=True), True, rnd.choice(aids))
+        elif op == 2:
+            r.withdraw(peer_id, pk(*[(rnd.randrange(3), p) for p in pfx], addpath=True), True)
+        elif op == 3:
+            _cs, start[peer_id] = r.sweep_stale_slice(peer_id, start[peer_id], rnd.randrange(1, 40))
+        elif op == 4:
+            r.sweep_stale(peer_id)
+        elif op == 5 and rnd.random() < 0.2:
+            r.drop_peer(peer_id)
+        for q in (1, 2):
+            held = sum(1 for p in space if p in r for x in r.paths(p) if x[0] == q and x[3])
+            assert r.peer_stale_count(q) == held
+    for aid in aids:
+        table.release(aid)
+
+
 def test_slice_arguments(rib_impl):
     table, r, _ = build(rib_impl, 4, n=20)
     with pytest.raises(KeyError):
