@@ -285,3 +285,58 @@ def test_ssh_stderr_never_blocks_the_pdus(keys, run):
 
     run(main())
     assert got and got[0] == "rpki-rtr"
+
+
+def test_ssh_cache_gone_while_we_answer(keys, run, caplog):
+    """A cache that sends a malformed PDU and closes the channel at once:
+    the Error Report cannot be written (the channel is closed, asyncssh
+    raises BrokenPipeError); the session still ends with the reason of
+    RFC 8210 §12, a WARNING, and is retried, never an escaped OSError."""
+    import asyncio
+    import logging
+
+    from fastbgp.rpki import client as C
+    from fastbgp.testing.net import free_port
+
+    server_key = asyncssh.generate_private_key("ssh-ed25519")
+    served = []
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username):
+            return True
+
+        def password_auth_supported(self):
+            return True
+
+        def validate_password(self, username, password):
+            return password == "pw"
+
+    async def cache(process):
+        await process.stdin.readexactly(8)  # the Reset Query
+        served.append(1)
+        process.stdout.write(b"\x02\x63\x00\x00\x00\x00\x00\x08")  # PDU type 99: Unsupported PDU Type
+        process.exit(0)
+
+    async def main():
+        port = free_port("127.0.0.1")
+        server = await asyncssh.listen("127.0.0.1", port, server_host_keys=[server_key], server_factory=Server,
+                                       process_factory=cache, encoding=None)
+        spec = msgspec.convert({"address": "127.0.0.1", "port": port, "transport": "ssh", "retry": 1, "ssh": {
+            "user": "rpki", "password": "pw", "host_key": server_key.export_public_key().decode()}}, C.CacheSpec)
+        client = C.RtrClient([spec])
+        client.start()
+        try:
+            for _ in range(100):
+                if len(served) >= 2:  # retried after the retry interval
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await client.stop()
+            server.close()
+            await server.wait_closed()
+
+    caplog.set_level(logging.WARNING, logger="fastbgp.rpki")
+    run(main())
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert len(served) >= 2 and lost, caplog.text
+    assert all("(ssh) lost: sent Error Report" in m and "Unsupported PDU Type" in m for m in lost), lost

@@ -267,8 +267,8 @@ class _Connection:
         return self.chunk[self.span[0] : self.span[1]]
 
     async def send(self, data):
-        self.writer.write(data)
         try:
+            self.writer.write(data)  # an SSH channel already closed raises here (transport.SshWriter)
             await asyncio.wait_for(self.writer.drain(), RESPONSE_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as exc:
             raise SessionEnd("cannot write: %s" % (exc or type(exc).__name__)) from None
