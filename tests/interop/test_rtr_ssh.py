@@ -3,7 +3,7 @@ against stayrtr's SSH server, in the namespace lab: stayrtr serves a JSON
 file from host "a" (192.0.2.1) over TCP and SSH at once, clients run in
 host "b" and print every change they report as a JSON line.
 
-The host key and the client key are made with ssh-keygen in the lab's
+The host key and the client keys are made with asyncssh in the lab's
 temporary directory; HOME points there too, so nothing reads ~/.ssh.
 
 * ``test_ssh_sync_password_key_and_tcp``: three clients (SSH with a
@@ -74,7 +74,7 @@ asyncio.run(main())
 def _require():
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", "stayrtr", "ssh-keygen")
+    missing = L.missing_binaries("ip", "stayrtr")
     if missing:
         pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
     pytest.importorskip("asyncssh")
@@ -106,8 +106,13 @@ def many_roas(n, seed=11):
 
 
 def keygen(path, comment):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], check=True,
-                   timeout=30, env={"HOME": os.path.dirname(path), "PATH": os.environ["PATH"]})
+    """An Ed25519 key pair: ``path`` (OpenSSH private key, unencrypted) and
+    ``path.pub``; returns the public key line."""
+    import asyncssh
+
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
+    key.write_private_key(path)
+    key.write_public_key(path + ".pub")
     with open(path + ".pub") as f:
         return f.read().strip()
 
