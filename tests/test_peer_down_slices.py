@@ -70,12 +70,19 @@ def changes(cs_list):
     return sorted(wd), sorted(ann)
 
 
+PASSES = []  # passes over the table the last sweep_in_slices took
+
+
 def sweep_in_slices(r, peer_id, max_slots, between=None):
     """Slices until nothing of ``peer_id`` is stale; ``between(i)`` runs
     after slice ``i``.  Returns the ChangeSets."""
     out, start, i = [], 0, 0
+    PASSES[:] = [1]
     while r.peer_stale_count(peer_id):
         cs, start = r.sweep_stale_slice(peer_id, start, max_slots)
+        if start is None:
+            start = 0
+            PASSES[0] += 1
         out.append(cs)
         if between is not None:
             between(i)
@@ -93,6 +100,9 @@ def test_sliced_sweep_equals_drop_peer(rib_impl, seed, max_slots):
     assert sliced.mark_stale(1) == sliced.peer_path_count(1) == sliced.peer_stale_count(1) > 100
     parts = sweep_in_slices(sliced, 1, max_slots)
     assert len(parts) > 1 or max_slots == 100000
+    # Nothing else changes the table: one pass, or two for the few prefixes
+    # a deletion moved back into slots already passed.
+    assert PASSES[0] <= 2, PASSES
     assert changes(parts) == changes([cs]) and changes([cs])[0] and changes([cs])[1]
     assert state(sliced, space) == state(whole, space)
     assert sliced.peer_path_count(1) == 0 and sliced.path_count() == whole.path_count()
@@ -239,7 +249,8 @@ def test_stale_count_follows_random_operations(rib_impl, seed):
         elif op == 2:
             r.withdraw(peer_id, pk(*[(rnd.randrange(3), p) for p in pfx], addpath=True), True)
         elif op == 3:
-            _cs, start[peer_id] = r.sweep_stale_slice(peer_id, start[peer_id], rnd.randrange(1, 40))
+            _cs, nxt = r.sweep_stale_slice(peer_id, start[peer_id], rnd.randrange(1, 40))
+            start[peer_id] = nxt or 0
         elif op == 4:
             r.sweep_stale(peer_id)
         elif op == 5 and rnd.random() < 0.2:
@@ -262,7 +273,7 @@ def test_slice_arguments(rib_impl):
     # Nothing marked: nothing goes; past the end: one pass done.
     assert not r.sweep_stale_slice(1, 0, 1000)[0] and r.path_count() == n
     r.mark_stale(1)
-    assert r.sweep_stale_slice(1, 10 ** 9, 10) == (r.sweep_stale_slice(1, 10 ** 9, 10)[0], 0)
+    assert r.sweep_stale_slice(1, 10 ** 9, 10) == (EMPTY, None)
     assert r.path_count() == n
 
 
@@ -522,7 +533,7 @@ def test_pre_policy_copy_goes_in_slices(run):
             await until(lambda: not d.peers.sweeping(pid) and d.exporter.queue.idle, what="sweep end")
             ticks.stop()
             assert pre.peer_path_count(pid) == 0 and rib.peer_path_count(pid) == 0 and len(rib) == 0
-            assert any(0 < k < n for k in ticks.seen), "the pre-policy copy went in one callback"
+            assert any(0 < k < n for k in ticks.seen), "the pre-policy copy went in one callback: %r" % sorted(set(ticks.seen))[:20]
             a2, na2 = await peer(dut, 65001, a_addr, route_refresh=False)
             a2.announce(table[:10], as_path=[65100])
             await na2.wait_established(5)

@@ -306,7 +306,9 @@ class PeerRegistry:
                 cs = rib.sweep_stale(pid)  # the table kept moving under the sweep: the rest at once
             else:
                 cs, start = rib.sweep_stale_slice(pid, start, self.sweep_slice)
-                passes += start == 0
+                if start is None:  # a pass over the table done: what it missed is in the next
+                    passes += 1
+                    start = 0
             if post:
                 # Not heavy: path hiding chooses again once, at the end.
                 exporter.export_cs(fam, cs)

@@ -1504,8 +1504,8 @@ cdef class Rib(_Changes):
         """One slice of :meth:`sweep_stale`, so that no one call holds the
         caller for a whole table: the stale paths of ``peer_id`` held in
         ``max_slots`` table slots from slot ``start`` go.  Returns
-        (ChangeSet, next): ``next`` is the slot to go on from, 0 once the
-        end of the table was reached (one pass done).  Prefixes move
+        (ChangeSet, next): ``next`` is the slot to go on from, None once
+        the end of the table was reached (one pass done).  Prefixes move
         between slots when the table changes between two calls, so a pass
         can miss some: go on until :meth:`peer_stale_count` is 0.  Which
         prefixes a slice holds is this table's own order (the twin's
@@ -1515,11 +1515,11 @@ cdef class Rib(_Changes):
             raise ValueError("start must be an int >= 0, max_slots an int >= 1")
         cdef size_t cap = self.cap
         if start >= cap:
-            return empty_changeset(), 0
+            return empty_changeset(), None
         cdef size_t first = start
         cdef size_t end = cap if max_slots >= cap - first else first + <size_t>max_slots
         cs = self._remove_where(peer, True, first, end)
-        return cs, (0 if end >= cap else end)
+        return cs, (None if end >= cap else end)
 
     def remove_peer(self, peer_id):
         cs = self.drop_peer(peer_id)

@@ -286,8 +286,8 @@ class _PeerRemoval:
         """One slice of :meth:`sweep_stale`, so that no one call holds the
         caller for a whole table: the stale paths of ``peer_id`` held in
         ``max_slots`` table slots from slot ``start`` go.  Returns
-        (ChangeSet, next): ``next`` is the slot to go on from, 0 once the
-        end of the table was reached (one pass done).  Prefixes move
+        (ChangeSet, next): ``next`` is the slot to go on from, None once
+        the end of the table was reached (one pass done).  Prefixes move
         between slots when the table changes between two calls, so a pass
         can miss some: go on until :meth:`peer_stale_count` is 0.  Here a
         slot is a prefix in the dict's order (the compiled RIB's hash
@@ -299,11 +299,11 @@ class _PeerRemoval:
         t = self._t
         size = len(t)
         if start >= size:
-            return empty_changeset(), 0
+            return empty_changeset(), None
         keys = list(itertools.islice(t, start, start + max_slots))
         cs = self._remove_where(peer_id, True, keys)
         if start + len(keys) >= size:
-            return cs, 0
+            return cs, None
         # Prefixes left without paths left the dict: the next ones moved up.
         return cs, start + len(keys) - (size - len(t))
 
