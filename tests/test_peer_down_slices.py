@@ -8,9 +8,13 @@ RIB level (both implementations): a sliced sweep
 (``Rib.sweep_stale_slice`` until ``Rib.peer_stale_count`` is 0) ends with
 the table, reference counts and changes of ``drop_peer``, also while the
 table changes between slices; fresh paths survive it.
-Daemon level (real sessions on loopback, both event loops): the largest gap
-between ticks of a periodic callback while 200,000 routes go, the exact
-withdrawals a third peer receives, and the peer coming back mid-sweep."""
+Daemon level (real sessions on loopback, both event loops): a periodic
+callback runs while 200,000 routes go (and sees part of them gone), the
+exact withdrawals a third peer receives, ADD-PATH members and one joining
+during the sweep, the pre-policy copy of a peer without ROUTE-REFRESH, and
+the peer coming back after its routes were marked and before the slices ran
+(held behind other export work; the RIB-level tests come back between
+slices)."""
 
 import asyncio
 import random

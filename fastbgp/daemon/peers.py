@@ -40,7 +40,7 @@ log = logging.getLogger("fastbgp.daemon")
 MAX_PID = 0xFFFF
 
 # RFC 4271 §8.2.2 / §9: a session that ends takes its routes with it.  Removing
-# a full table in one callback held the event loop 0.3-0.6 s for a million
+# a full table in one callback held the event loop 0.3-0.8 s for a million
 # routes, growing with the table (fastbgp issue 12): every other session's
 # KEEPALIVEs and hold timer, and the API, waited.
 # So the routes are marked stale in one C pass (Rib.mark_stale: ~20 ms for a
