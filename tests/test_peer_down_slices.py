@@ -549,3 +549,48 @@ def test_pre_policy_copy_goes_in_slices(run):
             await dut.stop()
 
     run(main(), timeout=60)
+
+
+def test_dynamic_neighbor_stays_until_its_routes_went(run):
+    """A dynamic neighbour is removed (its peer id freed) only once the
+    sweep of its routes ended: the id cannot go to another neighbour while
+    its stale paths are still in the RIB."""
+
+    async def main():
+        dyn = addr()
+        extra = """
+[[peer-groups]]
+name = "edge"
+peer-as = 65020
+default-import = "accept"
+default-export = "accept"
+
+[[dynamic-neighbors]]
+prefix = "%s/32"
+peer-group = "edge"
+""" % dyn
+        dut = DUT(extra=extra)
+        d = await dut.start()
+        s, n = await peer(dut, 65020, dyn)
+        try:
+            await n.wait_established(5)
+            s.announce(prefixes(3000))
+            rib = d.ribs[(1, 1)]
+            await until(lambda: len(rib) == 3000, what="routes in")
+            await until(lambda: d.exporter.queue.idle, what="export idle")
+            pid = d.peers.get(dyn).pid
+            gate = asyncio.Event()
+            d.exporter.queue.submit(hold(gate), heavy=True)
+            await s.stop()
+            await until(lambda: d.neighbor(dyn).state != "established", what="session down")
+            await asyncio.sleep(0.2)
+            assert [x.address for x in d.neighbors()] == [dyn] and d.peers.sweeping(pid)
+            assert rib.peer_stale_count(pid) == 3000
+            gate.set()
+            await until(lambda: d.neighbors() == [], what="dynamic neighbour removed")
+            assert len(rib) == 0 and not d.peers.sweeping(pid)
+        finally:
+            await s.stop()
+            await dut.stop()
+
+    run(main(), timeout=60)
