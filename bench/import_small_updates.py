@@ -110,11 +110,18 @@ async def run(args):
     def total():
         return sum(len(r) for r in ribs.values())
 
-    async def feed(bodies):
-        on_message, conn = session.on_message, session.conn
+    async def feed(bodies, batch=args.batch):
+        # Connection.process hands UPDATEs framed in a row to
+        # Session.on_updates (at most READ_BUDGET_MESSAGES per read turn);
+        # --batch 1: one Session.on_message per UPDATE.
+        on_message, on_updates, conn = session.on_message, session.on_updates, session.conn
         t0 = time.process_time()
-        for body in bodies:
-            on_message(conn, MSG_UPDATE, body)
+        if batch <= 1:
+            for body in bodies:
+                on_message(conn, MSG_UPDATE, body)
+        else:
+            for i in range(0, len(bodies), batch):
+                on_updates(conn, bodies[i:i + batch])
         dt = time.process_time() - t0
         await asyncio.sleep(0)
         return dt
@@ -172,6 +179,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--impl", choices=["cython", "python", "both"], default="both")
     ap.add_argument("--profile", help="write a cProfile of one extra round here")
+    ap.add_argument("--batch", type=int, default=256,
+                    help="UPDATEs per Session.on_updates call (1: on_message per UPDATE)")
     ap.add_argument("--json", action="store_true", help="one JSON line (used for the child process)")
     args = ap.parse_args()
     if args.impl == "both":
@@ -183,7 +192,7 @@ def main():
             else:
                 env.pop("FASTBGP_NO_EXTENSIONS", None)
             cmd = [sys.executable, __file__, "--updates", str(args.updates), "--rounds", str(args.rounds),
-                   "--impl", impl, "--json"]
+                   "--impl", impl, "--batch", str(args.batch), "--json"]
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise SystemExit(res.stderr)

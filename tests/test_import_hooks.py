@@ -65,7 +65,8 @@ def test_import_small_updates_bench_counts_every_route(run):
 
     expected = sum(codec.count_prefixes(p.nlri, 1) + (codec.count_prefixes(p.mp_reach[3], 2) if p.mp_reach else 0)
                    for p in (codec.parse_update(b, codec.Context(as4=True)) for b in ann))
-    res = run(bench.run(argparse.Namespace(updates=2000, rounds=2, profile=None)))
-    assert res["updates"] == len(ann) and res["routes"] == expected
+    for batch in (1, 256):  # Session.on_message per UPDATE, and Session.on_updates
+        res = run(bench.run(argparse.Namespace(updates=2000, rounds=2, profile=None, batch=batch)))
+        assert res["updates"] == len(ann) and res["routes"] == expected
     assert len(res["us_per_update"]) == 2 and len(res["importer_us_per_update"]) == 2
     assert all(x > 0 for x in res["us_per_update"] + res["importer_us_per_update"])

@@ -78,6 +78,9 @@ class DaemonRoutes(RouteSink):
     def update_received(self, session, parsed) -> None:
         self.daemon.importer.update_in(self.nb, session, parsed)
 
+    def updates_received(self, session, parsed_list) -> int:
+        return self.daemon.importer.updates_in(self.nb, session, parsed_list)
+
     def route_refresh(self, session, family, subtype) -> None:
         nb = self.nb
         if family not in self.daemon.ribs:

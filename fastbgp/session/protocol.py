@@ -126,7 +126,8 @@ class SessionOwner(Protocol):
     carries), ``session_open`` with the peer's OPEN (negotiate, check,
     resolve collisions; False: this session lost and was dumped),
     ``session_changed`` after every state change, ``session_clear_routes``
-    for the FSM's clear-routes action, ``session_update`` /
+    for the FSM's clear-routes action, ``session_update`` (one UPDATE) /
+    ``session_updates`` (UPDATEs framed in a row, in order) /
     ``session_route_refresh`` for messages to process in Established,
     ``session_notification`` for every NOTIFICATION sent or received, and
     ``session_connected`` / ``session_connect_failed`` when an outbound
@@ -138,6 +139,7 @@ class SessionOwner(Protocol):
     def session_changed(self, session, transition) -> None: ...
     def session_clear_routes(self, session, transition) -> None: ...
     def session_update(self, session, parsed) -> None: ...
+    def session_updates(self, session, parsed_list) -> None: ...
     def session_route_refresh(self, session, afi, safi, subtype) -> None: ...
     def session_notification(self, session, sent, code, subcode, data) -> None: ...
     def session_connected(self, session, conn) -> None: ...
@@ -427,7 +429,24 @@ class Connection(asyncio.Protocol):
                     budget -= len(body)
                     self.pending_bytes -= len(body)
                     count -= 1
-                    session.on_message(self, mtype, body)
+                    if mtype == MSG_UPDATE and pending and budget > 0 and count > 0:
+                        # UPDATEs in a row go up as one batch (Session.on_updates).
+                        bodies = [body]
+                        while pending and budget > 0 and count > 0:
+                            nxt = pending[0]
+                            if type(nxt) is not tuple or nxt[0] != MSG_UPDATE:
+                                break
+                            pending.popleft()
+                            budget -= len(nxt[1])
+                            self.pending_bytes -= len(nxt[1])
+                            count -= 1
+                            bodies.append(nxt[1])
+                        if len(bodies) > 1:
+                            session.on_updates(self, bodies)
+                        else:
+                            session.on_message(self, mtype, body)
+                    else:
+                        session.on_message(self, mtype, body)
                 elif isinstance(item, BGPError):
                     session.on_stream_error(self, item)
                 else:
@@ -572,10 +591,219 @@ class Connection(asyncio.Protocol):
 
 
 # --------------------------------------------------------------------------
+# MessageReceiver: what a Session does with each received message
+
+
+class MessageReceiver:
+    """The receive side of :class:`Session` (its base class): messages
+    from the attached Connection dispatched by type, the observers of
+    received OPENs, UPDATEs and KEEPALIVEs, and each message's handling
+    before the FSM sees its event.  Uses the Session's ``owner``, ``fsm``,
+    ``ctx``, ``conn``, ``handle`` and error bookkeeping."""
+
+    def on_message(self, conn, mtype, body):
+        if conn is not self.conn:
+            return
+        self.owner.counters.received.count(mtype)
+        if mtype == MSG_UPDATE:
+            self._on_update(body)
+        elif mtype == MSG_KEEPALIVE:
+            for observer in self._keepalive_observers:
+                observer()
+            self.handle(Event.KEEPALIVE_MSG)
+        elif mtype == MSG_OPEN:
+            for observer in self._open_observers:
+                observer(body)
+            self._on_open(body)
+        elif mtype == MSG_NOTIFICATION:
+            self._on_notification(body)
+        elif mtype == MSG_ROUTE_REFRESH:
+            self._on_route_refresh(body)
+
+    def observe_updates(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``observer(body)`` with every UPDATE body this session
+        receives in Established, as received and before it is parsed (the
+        MRT dumper and BMP subscribe here).  Returns the unsubscribe call.
+        An observer must not raise: it runs on the session's hot path."""
+        self._update_observers = self._update_observers + (observer,)
+
+        def unsubscribe():
+            self._update_observers = tuple(o for o in self._update_observers if o is not observer)
+
+        return unsubscribe
+
+    def observe_opens(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``observer(body)`` with the body of every OPEN this session
+        receives, as received and before it is checked (it may be
+        malformed: RFC 4271 §6.2 errors are handled after).  Returns the
+        unsubscribe call; an observer must not raise."""
+        self._open_observers = self._open_observers + (observer,)
+
+        def unsubscribe():
+            self._open_observers = tuple(o for o in self._open_observers if o is not observer)
+
+        return unsubscribe
+
+    def observe_keepalives(self, observer: Callable[[], None]) -> Callable[[], None]:
+        """Call ``observer()`` for every KEEPALIVE this session receives
+        (RFC 4271 §4.4), before the FSM handles it.  Returns the unsubscribe
+        call; an observer must not raise."""
+        self._keepalive_observers = self._keepalive_observers + (observer,)
+
+        def unsubscribe():
+            self._keepalive_observers = tuple(o for o in self._keepalive_observers if o is not observer)
+
+        return unsubscribe
+
+    def _on_update(self, body):
+        if self.fsm.state is not State.ESTABLISHED:
+            # RFC 4271 §8.2.2: UPDATE before Established is an FSM error.
+            self.handle(Event.UPDATE_MSG)
+            return
+        for observer in self._update_observers:
+            observer(body)
+        try:
+            parsed = codec.parse_update(body, self.ctx)
+        except BGPError as exc:
+            self._update_error(exc)
+            return
+        if self.disposed or self.fsm.state is not State.ESTABLISHED:
+            t = self.handle(Event.UPDATE_MSG)
+            if t is not None and _A.PROCESS_UPDATE in t.kinds:
+                self.owner.session_update(self, parsed)
+            return
+        self._restart_hold()
+        self.owner.session_update(self, parsed)
+
+    def on_updates(self, conn, bodies):
+        """UPDATEs framed one after the other (Connection.process): the
+        same as on_message for each, in order, with what is the same for
+        all of them done once -- the HoldTimer restart, and the owner's
+        ``session_updates`` takes the whole list (one call through the
+        layers above instead of one per UPDATE: a router sends a table as
+        hundreds of thousands of small UPDATEs).  An UPDATE the codec
+        refuses ends the batch: those before it are processed, then the
+        error is handled (RFC 4271 §6.3, RFC 7606)."""
+        if conn is not self.conn:
+            return
+        self.owner.counters.received.count(MSG_UPDATE, len(bodies))
+        if self.disposed or self.fsm.state is not State.ESTABLISHED:
+            for body in bodies:  # FSM errors, one at a time
+                if conn is not self.conn:
+                    return
+                self._on_update(body)
+            return
+        observers = self._update_observers
+        parse = codec.parse_update
+        ctx = self.ctx
+        parsed = []
+        error = None
+        for body in bodies:
+            for observer in observers:
+                observer(body)
+            try:
+                parsed.append(parse(body, ctx))
+            except BGPError as exc:
+                error = exc
+                break
+        if parsed:
+            # RFC 4271 §8.2.2 event 27 in Established: restart the
+            # HoldTimer, process the UPDATEs.
+            self._restart_hold()
+            self.owner.session_updates(self, parsed)
+        if error is not None and conn is self.conn and not self.disposed \
+                and self.fsm.state is State.ESTABLISHED:
+            self._update_error(error)
+
+    def _restart_hold(self):
+        """The hot path of handle(Event.UPDATE_MSG) in Established (RFC
+        4271 §8.2.2 event 27: restart the HoldTimer) without a Transition
+        and an action tuple per UPDATE."""
+        hold = self.fsm.update_hold_time()
+        if hold:
+            self._hold_deadline = self.loop.time() + hold
+            if "hold" not in self._timers:
+                self._arm_hold(hold)
+
+    def _update_error(self, exc):
+        if exc.action == ACTION_AFISAFI_DISABLE:
+            # RFC 7606 §5.3 allows disabling just the AFI/SAFI; like
+            # GoBGP we reset the session instead (the NOTIFICATION is
+            # the codec's).
+            exc = BGPError(exc.code, exc.subcode, exc.data, exc.reason, ACTION_SESSION_RESET, exc.attr_type)
+        self._error(str(exc))
+        log.info("%s: %s", self.owner.config.address, exc)
+        self.handle(Event.UPDATE_MSG_ERR, error=exc)
+
+    def _on_open(self, body):
+        state = self.fsm.state
+        if state not in (State.OPENSENT, State.CONNECT, State.ACTIVE):
+            # RFC 6608 §4: an OPEN in OpenConfirm/Established is an FSM error.
+            self.handle(Event.BGP_OPEN, hold_time=self.fsm.hold_time)
+            return
+        try:
+            parsed = codec.parse_open(body)
+            remote_caps = caps_mod.decode_all(parsed.capabilities)
+            self.remote_open = parsed
+            self.remote_capabilities = remote_caps
+            self.remote_id = parsed.bgp_id
+            # Negotiation, peer AS / BGP identifier checks and collision
+            # resolution (RFC 4271 §6.2, §6.8) are the owner's.
+            keep = self.owner.session_open(self, parsed, remote_caps)
+        except BGPError as exc:
+            self._error(str(exc))
+            log.info("%s: OPEN rejected: %s", self.owner.config.address, exc)
+            self.handle(Event.BGP_OPEN_MSG_ERR, error=exc)
+            return
+        if not keep or self.conn is None or self.disposed:
+            return  # lost a collision: already dumped
+        neg = self.negotiated
+        if neg is not None:
+            self.ctx = neg.context()
+            # RFC 8654 §4: after negotiation, messages may be 65535 octets.
+            self.conn.reader.max_len = self.ctx.max_message_len
+        self.handle(Event.BGP_OPEN, hold_time=parsed.hold_time)
+
+    def _on_notification(self, body):
+        try:
+            code, subcode, data = codec.parse_notification(body)
+        except BGPError:
+            code, subcode, data = 0, 0, bytes(body)
+        text = "NOTIFICATION received: %d/%d" % (code, subcode)
+        if self.loss_notification is None:
+            # The loss line describes this NOTIFICATION itself (names, data):
+            # only ``last_error`` keeps the short form, so it is not said twice.
+            self.last_error = text
+            self.loss_notification = (False, code, subcode, bytes(data))
+        else:
+            self._error(text)
+        try:
+            self.owner.session_notification(self, False, code, subcode, data)
+        except Exception:
+            log.exception("notification bookkeeping failed")
+        self.handle(notification_event(code, subcode))
+
+    def _on_route_refresh(self, body):
+        if self.fsm.state is not State.ESTABLISHED:
+            self.handle(Event.ROUTE_REFRESH_MSG)  # FSM error before Established
+            return
+        try:
+            afi, subtype, safi = codec.parse_route_refresh(body)
+        except BGPError as exc:
+            # RFC 7313 §5: ROUTE-REFRESH Message Error, session reset.
+            self._error(str(exc))
+            self.handle(Event.UPDATE_MSG_ERR, error=exc)
+            return
+        t = self.handle(Event.ROUTE_REFRESH_MSG)
+        if t is not None and _A.PROCESS_ROUTE_REFRESH in t.kinds:
+            self.owner.session_route_refresh(self, afi, safi, subtype)
+
+
+# --------------------------------------------------------------------------
 # Session: one FSM and its timers
 
 
-class Session:
+class Session(MessageReceiver):
     """Drives one :class:`fastbgp.session.fsm.FSM`: executes its actions, feeds it
     timer expiries and messages from the attached :class:`Connection`.
 
@@ -1022,154 +1250,3 @@ class Session:
         self.handle(Event.AUTOMATIC_STOP, reason=Reason.FSM_ERROR, subcode=CEASE_OUT_OF_RESOURCES)
         if self.conn is conn:  # states where AUTOMATIC_STOP does not drop
             self._drop_tcp()
-
-    def on_message(self, conn, mtype, body):
-        if conn is not self.conn:
-            return
-        self.owner.counters.received.count(mtype)
-        if mtype == MSG_UPDATE:
-            self._on_update(body)
-        elif mtype == MSG_KEEPALIVE:
-            for observer in self._keepalive_observers:
-                observer()
-            self.handle(Event.KEEPALIVE_MSG)
-        elif mtype == MSG_OPEN:
-            for observer in self._open_observers:
-                observer(body)
-            self._on_open(body)
-        elif mtype == MSG_NOTIFICATION:
-            self._on_notification(body)
-        elif mtype == MSG_ROUTE_REFRESH:
-            self._on_route_refresh(body)
-
-    def observe_updates(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
-        """Call ``observer(body)`` with every UPDATE body this session
-        receives in Established, as received and before it is parsed (the
-        MRT dumper and BMP subscribe here).  Returns the unsubscribe call.
-        An observer must not raise: it runs on the session's hot path."""
-        self._update_observers = self._update_observers + (observer,)
-
-        def unsubscribe():
-            self._update_observers = tuple(o for o in self._update_observers if o is not observer)
-
-        return unsubscribe
-
-    def observe_opens(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
-        """Call ``observer(body)`` with the body of every OPEN this session
-        receives, as received and before it is checked (it may be
-        malformed: RFC 4271 §6.2 errors are handled after).  Returns the
-        unsubscribe call; an observer must not raise."""
-        self._open_observers = self._open_observers + (observer,)
-
-        def unsubscribe():
-            self._open_observers = tuple(o for o in self._open_observers if o is not observer)
-
-        return unsubscribe
-
-    def observe_keepalives(self, observer: Callable[[], None]) -> Callable[[], None]:
-        """Call ``observer()`` for every KEEPALIVE this session receives
-        (RFC 4271 §4.4), before the FSM handles it.  Returns the unsubscribe
-        call; an observer must not raise."""
-        self._keepalive_observers = self._keepalive_observers + (observer,)
-
-        def unsubscribe():
-            self._keepalive_observers = tuple(o for o in self._keepalive_observers if o is not observer)
-
-        return unsubscribe
-
-    def _on_update(self, body):
-        if self.fsm.state is not State.ESTABLISHED:
-            # RFC 4271 §8.2.2: UPDATE before Established is an FSM error.
-            self.handle(Event.UPDATE_MSG)
-            return
-        for observer in self._update_observers:
-            observer(body)
-        try:
-            parsed = codec.parse_update(body, self.ctx)
-        except BGPError as exc:
-            if exc.action == ACTION_AFISAFI_DISABLE:
-                # RFC 7606 §5.3 allows disabling just the AFI/SAFI; like
-                # GoBGP we reset the session instead (the NOTIFICATION is
-                # the codec's).
-                exc = BGPError(exc.code, exc.subcode, exc.data, exc.reason, ACTION_SESSION_RESET, exc.attr_type)
-            self._error(str(exc))
-            log.info("%s: %s", self.owner.config.address, exc)
-            self.handle(Event.UPDATE_MSG_ERR, error=exc)
-            return
-        if self.disposed or self.fsm.state is not State.ESTABLISHED:
-            t = self.handle(Event.UPDATE_MSG)
-            if t is not None and _A.PROCESS_UPDATE in t.kinds:
-                self.owner.session_update(self, parsed)
-            return
-        # Hot path, the same as handle(Event.UPDATE_MSG) in Established
-        # (RFC 4271 §8.2.2 event 27: restart the HoldTimer, process the
-        # UPDATE) without a Transition and an action tuple per UPDATE.
-        hold = self.fsm.update_hold_time()
-        if hold:
-            self._hold_deadline = self.loop.time() + hold
-            if "hold" not in self._timers:
-                self._arm_hold(hold)
-        self.owner.session_update(self, parsed)
-
-    def _on_open(self, body):
-        state = self.fsm.state
-        if state not in (State.OPENSENT, State.CONNECT, State.ACTIVE):
-            # RFC 6608 §4: an OPEN in OpenConfirm/Established is an FSM error.
-            self.handle(Event.BGP_OPEN, hold_time=self.fsm.hold_time)
-            return
-        try:
-            parsed = codec.parse_open(body)
-            remote_caps = caps_mod.decode_all(parsed.capabilities)
-            self.remote_open = parsed
-            self.remote_capabilities = remote_caps
-            self.remote_id = parsed.bgp_id
-            # Negotiation, peer AS / BGP identifier checks and collision
-            # resolution (RFC 4271 §6.2, §6.8) are the owner's.
-            keep = self.owner.session_open(self, parsed, remote_caps)
-        except BGPError as exc:
-            self._error(str(exc))
-            log.info("%s: OPEN rejected: %s", self.owner.config.address, exc)
-            self.handle(Event.BGP_OPEN_MSG_ERR, error=exc)
-            return
-        if not keep or self.conn is None or self.disposed:
-            return  # lost a collision: already dumped
-        neg = self.negotiated
-        if neg is not None:
-            self.ctx = neg.context()
-            # RFC 8654 §4: after negotiation, messages may be 65535 octets.
-            self.conn.reader.max_len = self.ctx.max_message_len
-        self.handle(Event.BGP_OPEN, hold_time=parsed.hold_time)
-
-    def _on_notification(self, body):
-        try:
-            code, subcode, data = codec.parse_notification(body)
-        except BGPError:
-            code, subcode, data = 0, 0, bytes(body)
-        text = "NOTIFICATION received: %d/%d" % (code, subcode)
-        if self.loss_notification is None:
-            # The loss line describes this NOTIFICATION itself (names, data):
-            # only ``last_error`` keeps the short form, so it is not said twice.
-            self.last_error = text
-            self.loss_notification = (False, code, subcode, bytes(data))
-        else:
-            self._error(text)
-        try:
-            self.owner.session_notification(self, False, code, subcode, data)
-        except Exception:
-            log.exception("notification bookkeeping failed")
-        self.handle(notification_event(code, subcode))
-
-    def _on_route_refresh(self, body):
-        if self.fsm.state is not State.ESTABLISHED:
-            self.handle(Event.ROUTE_REFRESH_MSG)  # FSM error before Established
-            return
-        try:
-            afi, subtype, safi = codec.parse_route_refresh(body)
-        except BGPError as exc:
-            # RFC 7313 §5: ROUTE-REFRESH Message Error, session reset.
-            self._error(str(exc))
-            self.handle(Event.UPDATE_MSG_ERR, error=exc)
-            return
-        t = self.handle(Event.ROUTE_REFRESH_MSG)
-        if t is not None and _A.PROCESS_ROUTE_REFRESH in t.kinds:
-            self.owner.session_route_refresh(self, afi, safi, subtype)

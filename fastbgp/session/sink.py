@@ -40,6 +40,8 @@ from __future__ import annotations
 import abc
 from typing import Collection, Optional
 
+from fastbgp.session.fsm import State
+
 __all__ = ["RouteSink"]
 
 
@@ -71,6 +73,18 @@ class RouteSink(abc.ABC):
         """One UPDATE (the codec's ParsedUpdate) received in Established.
         May end the session (prefix limit); the neighbour then does not
         notify its update subscribers."""
+
+    def updates_received(self, session, parsed_list) -> int:
+        """UPDATEs received one after the other, in order: update_received
+        for each until one ends the session.  Returns how many were
+        processed.  A sink may take the list at once (the daemon does)."""
+        done = 0
+        for parsed in parsed_list:
+            self.update_received(session, parsed)
+            done += 1
+            if session.fsm.state is not State.ESTABLISHED:
+                break
+        return done
 
     @abc.abstractmethod
     def route_refresh(self, session, family: tuple, subtype: int) -> None:

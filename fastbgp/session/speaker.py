@@ -631,19 +631,9 @@ class Neighbor:
             self.graceful_restart.session_ended(session, t, self._last_rx_notification)
 
     def session_update(self, session, parsed):
-        c = self.counters
-        c.last_update_received = time.time()
+        self.counters.last_update_received = time.time()
         if parsed.errors:
-            # RFC 7606: errors the codec handled without a reset (treat-as-
-            # withdraw, attribute discard) are counted and logged here, for
-            # every sink alike.
-            handled = "treat-as-withdraw" if parsed.action == ACTION_TREAT_AS_WITHDRAW else "attribute-discard"
-            if parsed.action == ACTION_TREAT_AS_WITHDRAW:
-                c.treat_as_withdraw += 1
-            else:
-                c.attribute_discard += 1
-            log.warning("%s: UPDATE error handled as %s: %s", self.address, handled,
-                        "; ".join(str(e) for e in parsed.errors))
+            self._handled_errors(parsed)
         self.sink.update_received(session, parsed)
         if session.fsm.state is not State.ESTABLISHED:
             return  # the sink ended the session (prefix limit)
@@ -651,6 +641,35 @@ class Neighbor:
             self._update_subscribers.notify(self, parsed)
         if self.waiters.entries:
             self.waiters.check()
+
+    def session_updates(self, session, parsed_list):
+        """UPDATEs received in a row: as session_update for each, the sink
+        taking the whole list (Sink.updates_received)."""
+        self.counters.last_update_received = time.time()
+        for parsed in parsed_list:
+            if parsed.errors:
+                self._handled_errors(parsed)
+        done = self.sink.updates_received(session, parsed_list)
+        if session.fsm.state is not State.ESTABLISHED:
+            done -= 1  # the last one processed ended the session (prefix limit): not published
+        if self._update_subscribers.callbacks:
+            for parsed in parsed_list[:done]:
+                self._update_subscribers.notify(self, parsed)
+        if self.waiters.entries and session.fsm.state is State.ESTABLISHED:
+            self.waiters.check()
+
+    def _handled_errors(self, parsed):
+        """RFC 7606: errors the codec handled without a reset (treat-as-
+        withdraw, attribute discard) are counted and logged here, for every
+        sink alike."""
+        c = self.counters
+        handled = "treat-as-withdraw" if parsed.action == ACTION_TREAT_AS_WITHDRAW else "attribute-discard"
+        if parsed.action == ACTION_TREAT_AS_WITHDRAW:
+            c.treat_as_withdraw += 1
+        else:
+            c.attribute_discard += 1
+        log.warning("%s: UPDATE error handled as %s: %s", self.address, handled,
+                    "; ".join(str(e) for e in parsed.errors))
 
     def session_route_refresh(self, session, afi, safi, subtype):
         fam = (afi, safi)

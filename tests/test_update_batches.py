@@ -1,0 +1,176 @@
+"""UPDATEs framed in a row go up as one batch (Connection.process ->
+Session.on_updates -> Speaker.session_updates -> Sink.updates_received ->
+Importer.updates_in and its fast lane).  A batch must leave exactly what
+one call per UPDATE leaves, stop where one call per UPDATE would stop (a
+malformed UPDATE, a prefix limit), and never process an UPDATE of a
+session that already ended."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from fastbgp.rib.export import tag_source
+from fastbgp.wire import messages as m
+from fastbgp.wire.constants import MSG_UPDATE
+from fastbgp.wire.types import Context
+
+from test_daemon import DUT, addr, neighbor_toml, peer, until
+
+pytestmark = pytest.mark.timeout(60)
+AS4 = Context(as4=True)
+V4 = ["10.%d.%d.0/24" % (i // 16, i % 16) for i in range(48)]
+V6 = ["2001:db8:%x::/48" % i for i in range(16)]
+FAMS = ["ipv4-unicast", "ipv6-unicast"]
+
+
+def body(rnd, peer_as, own_nh):
+    """A random UPDATE: announcements (IPv4 NLRI or MP_REACH, a few
+    attribute sets), withdrawals of either family, sometimes both, now and
+    then our own address as next hop (RFC 4271 §6.3: ignored)."""
+    kind = rnd.random()
+    wd = rnd.sample(V4, rnd.randint(0, 3)) if kind < 0.3 else []
+    wd6 = rnd.sample(V6, rnd.randint(0, 2)) if 0.2 < kind < 0.4 else []
+    attrs = [m.Origin(0), m.AsPath([m.Segment(2, [peer_as, 65100 + rnd.randint(0, 3)])]), m.Med(rnd.randint(0, 2))]
+    ann = ann6 = []
+    if kind > 0.25:
+        if rnd.random() < 0.7:
+            ann = rnd.sample(V4, rnd.randint(1, 5))
+            attrs.append(m.NextHop(own_nh if rnd.random() < 0.05 else "192.0.2.%d" % rnd.randint(1, 2)))
+        else:
+            ann6 = rnd.sample(V6, rnd.randint(1, 3))
+            attrs.append(m.MpReach(afi=2, safi=1, next_hops=["2001:db8::%d" % rnd.randint(1, 2)],
+                                   nlri=[m.Prefix(p) for p in ann6]))
+    if wd6:
+        attrs.append(m.MpUnreach(afi=2, safi=1, nlri=[m.Prefix(p) for p in wd6]))
+    if not ann and not ann6:
+        attrs = [a for a in attrs if isinstance(a, m.MpUnreach)]
+    if not (ann or ann6 or wd or wd6):
+        wd = [V4[0]]
+    u = m.Update(withdrawn=[m.Prefix(p) for p in wd], attributes=attrs, nlri=[m.Prefix(p) for p in ann])
+    return m.encode_update(u, AS4)
+
+
+def table(d, pid):
+    """{(family, packed prefix): (attrs, next hop)} of one neighbour's paths."""
+    out = {}
+    for fam, rib in d.ribs.items():
+        if not rib.has_peer(pid):
+            continue
+        for aid, packed in rib.dump_peer(pid, False):
+            _pid, attrs, nh = tag_source(d.attrs, aid)
+            for entry in split(packed):
+                out[(fam, entry)] = (attrs, nh)
+    return out
+
+
+def split(packed):
+    i = 0
+    while i < len(packed):
+        n = 1 + (packed[i] + 7) // 8
+        yield bytes(packed[i:i + n])
+        i += n
+
+
+async def two_peers(dut, **kw):
+    a_addr, b_addr = addr(), addr()
+    dut.neighbors = [neighbor_toml(a_addr, 65001, families=FAMS, **kw), neighbor_toml(b_addr, 65001, families=FAMS, **kw)]
+    d = await dut.start()
+    a, na = await peer(dut, 65001, a_addr, families=FAMS)
+    b, nb = await peer(dut, 65001, b_addr, families=FAMS)
+    await na.wait_established(5)
+    await nb.wait_established(5)
+    await until(lambda: all(x.session is not None and x.session.state.name == "ESTABLISHED"
+                            for x in (d.speaker.neighbors[a_addr], d.speaker.neighbors[b_addr])), what="both up")
+    return d, (a, b), (d.speaker.neighbors[a_addr], d.speaker.neighbors[b_addr])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batches_leave_what_single_updates_leave(run, seed):
+    """The same 600 random UPDATEs to two neighbours: one Session.on_message
+    per UPDATE for the first, Session.on_updates in random-sized batches for
+    the second; both neighbours' paths end equal, every step of the way."""
+    async def main():
+        dut = DUT(neighbors=[])
+        d, speakers, (one, many) = await two_peers(dut)
+        try:
+            rnd = random.Random(seed)
+            own = dut.addr
+            bodies = [body(rnd, 65001, own) for _ in range(600)]
+            i = 0
+            while i < len(bodies):
+                n = rnd.randint(1, 40)
+                chunk = bodies[i:i + n]
+                for x in chunk:
+                    one.session.on_message(one.session.conn, MSG_UPDATE, x)
+                many.session.on_updates(many.session.conn, chunk)
+                i += n
+                assert table(d, one.pid) == table(d, many.pid)
+            assert table(d, one.pid), "the sequence left routes"
+            assert one.counters.received.update == many.counters.received.update
+        finally:
+            for s in speakers:
+                await s.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_a_malformed_update_ends_the_batch(run):
+    """UPDATEs before it are imported, the session is reset with the
+    codec's NOTIFICATION (RFC 4271 §6.3), nothing after it is imported."""
+    async def main():
+        dut = DUT(neighbors=[])
+        d, speakers, (a, _b) = await two_peers(dut)
+        try:
+            good = [m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001])]),
+                                                         m.NextHop("192.0.2.1")],
+                                             nlri=[m.Prefix("10.50.%d.0/24" % i)]), AS4) for i in range(3)]
+            bad = bytearray(m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001])]),
+                                                                 m.NextHop("192.0.2.1")],
+                                                     nlri=[m.Prefix("10.50.9.0/24")]), AS4))
+            assert bad[4:7] == b"\x40\x01\x01"
+            bad[7] = 9  # ORIGIN 9: RFC 7606 §7.1 treat-as-withdraw, the batch goes on
+            bad = bytes(bad)
+            cut = b"\x00\x00\x00\x09\x40\x01"  # attribute block overruns the message: session reset
+            a.session.on_updates(a.session.conn, good[:1] + [bad] + good[1:2] + [cut] + good[2:])
+            assert sorted(p for (_f, p) in table(d, a.pid)) == sorted(
+                bytes([24, 10, 50, i]) for i in (0, 1))  # the third came after the reset
+            await until(lambda: speakers[0].neighbors[dut.addr].last_notification_received is not None,
+                        what="the NOTIFICATION at the peer")
+            n = speakers[0].neighbors[dut.addr].last_notification_received
+            assert n.code == 3  # UPDATE Message Error
+        finally:
+            for s in speakers:
+                await s.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_prefix_limit_inside_a_batch(run):
+    """RFC 4486 Cease 6/1 when the limit is crossed in the middle of a
+    batch: the UPDATEs after it are not imported, the peer gets 6/1."""
+    async def main():
+        dut = DUT(neighbors=[])
+        d, speakers, (a, _b) = await two_peers(dut, **{"prefix-limit": {"ipv4-unicast": {"max": 5}}})
+        try:
+            ups = [m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001])]),
+                                                        m.NextHop("192.0.2.1")],
+                                            nlri=[m.Prefix("10.60.%d.0/24" % i), m.Prefix("10.61.%d.0/24" % i)]),
+                                   AS4) for i in range(6)]
+            session = a.session
+            session.on_updates(session.conn, ups)
+            assert session.state.name != "ESTABLISHED"
+            await until(lambda: speakers[0].neighbors[dut.addr].last_notification_received is not None,
+                        what="Cease 6/1 at the peer")
+            n = speakers[0].neighbors[dut.addr].last_notification_received
+            assert (n.code, n.subcode) == (6, 1)
+            await until(lambda: not table(d, a.pid), what="its routes dropped")
+        finally:
+            for s in speakers:
+                await s.stop()
+            await dut.stop()
+
+    run(main())
