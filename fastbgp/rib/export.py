@@ -573,14 +573,24 @@ class UpdateGroup:
             if v4:
                 if len(policy_nh) == 4:
                     items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], policy_nh)
+                elif self.enh:
+                    items.pop(ATTR_NEXT_HOP, None)  # RFC 8950 §4
+                    nh = policy_nh
             else:
                 nh = policy_nh
         elif v4 and ATTR_NEXT_HOP not in items:
-            if self.nh4 is None:
+            if self.enh and nh:
+                pass  # RFC 8950: the IPv6 next hop it came with, unchanged
+            elif self.nh4 is not None:
+                items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+            elif self.enh and self.nh6:
+                nh = self.nh6
+            else:
                 return None
-            items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
         elif not v4 and not nh:
             nh = self.nh6
+        if v4 and ATTR_NEXT_HOP in items:
+            nh = b""  # the classic NEXT_HOP form (see _pack)
         if not v4 and not nh:
             return None
         return (_encode(items), nh)
@@ -590,7 +600,7 @@ class UpdateGroup:
     def _pack(self, out, packed):
         attrs, nh = out
         self.updates_encoded += 1
-        if self.family == IPV4_UNICAST and not (nh and self.enh and not self.confed_peer):
+        if self.family == IPV4_UNICAST and not (nh and self.enh):
             return codec.pack_updates(attrs, packed, self.ctx)
         # RFC 4760 §3; RFC 8950 §3 for IPv4 NLRI with an IPv6 next hop.
         return codec.pack_updates(attrs, packed, self.ctx, self.afi, self.safi, nh)

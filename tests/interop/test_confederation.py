@@ -55,17 +55,7 @@ def _frr_path(frr, prefix):
     return None
 
 
-# Known defect (fastbgp/rib/export.py, UpdateGroup._finish_confed and
-# _pack): towards a confederation peer an IPv4 route whose next hop is an
-# RFC 8950 IPv6 one (no NEXT_HOP attribute) is dropped when the session has
-# no IPv4 address (``self.nh4 is None`` -> None), and _pack never uses the
-# RFC 8950 form for confederation peers.  Strict: passes again -> XPASS
-# fails, and this mark goes.
-CONFED_ENH_DEFECT = pytest.mark.xfail(raises=TimeoutError, strict=True, reason=(
-    "rib/export.py _finish_confed drops IPv4 routes with RFC 8950 IPv6 next hops towards confederation peers"))
-
-
-@pytest.mark.parametrize("transport", ["ipv4", pytest.param("ipv6", marks=CONFED_ENH_DEFECT)])
+@pytest.mark.parametrize("transport", ["ipv4", "ipv6"])
 def test_routes_cross_the_confederation(transport):
     require(L.Bird, L.FRR)
     with L.Lab() as lab:
@@ -106,8 +96,8 @@ def test_routes_cross_the_confederation(transport):
             fb.assert_clean()
 
             # Outside -> member AS 65002: AS_CONFED_SEQUENCE (65001) in front,
-            # MED and next hop unchanged, LOCAL_PREF sent.  (Last: the IPv6
-            # variant fails here, see CONFED_ENH_DEFECT.)
+            # MED and next hop unchanged (over IPv6, the RFC 8950 IPv6 next
+            # hop it came with), LOCAL_PREF sent.
             frr.wait_route(FROM_OUT, timeout=20)
             segs, med, lp, nh = _frr_path(frr, FROM_OUT)
             assert segs == [("as-confed-sequence", [ME]), ("as-sequence", [OUT_AS])], segs
