@@ -74,6 +74,7 @@ from fastbgp.rib._rib_py import (
     peer_record,
     prefix_str,
     received_time,
+    MAX_HELD_GROUPS,
     RECEIVED_MAX,
     RECEIVED_MIN,
 )
@@ -312,6 +313,40 @@ cdef inline int _path_pos(RibPath *p, int n, uint16_t peer, uint32_t pid, bint *
     return lo
 
 
+cdef inline Py_ssize_t _read_key(const unsigned char *p, Py_ssize_t pos, PKey *k, bint v6) noexcept nogil:
+    """Parse one (already validated) prefix at p[pos] into ``k``, host bits
+    cleared; the position after it.  Shared by the slot table and HeldSet."""
+    cdef int plen = p[pos], nb = (plen + 7) >> 3, i
+    cdef uint64_t hi = 0, lo = 0
+    cdef uint32_t addr = 0
+    if v6:
+        for i in range(nb):
+            if i < 8:
+                hi |= <uint64_t>p[pos + 1 + i] << (56 - 8 * i)
+            else:
+                lo |= <uint64_t>p[pos + 1 + i] << (120 - 8 * i)
+        k.hi = hi & rib_mask64(plen)
+        k.lo = lo & rib_mask64(plen - 64)
+    else:
+        for i in range(nb):
+            addr |= <uint32_t>p[pos + 1 + i] << (24 - 8 * i)
+        addr &= rib_mask32(plen)
+        k.hi = 0
+        k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
+    k.len = plen
+    return pos + 1 + nb
+
+
+cdef inline uint64_t _hash_key(const PKey *k, bint v6) noexcept nogil:
+    """What Fibonacci hashing multiplies (see _SlotTable._home)."""
+    cdef uint64_t x
+    if v6:
+        x = (k.hi * RIB_GOLDEN) ^ (k.lo * RIB_MIX) ^ k.len
+        x ^= x >> 32
+        return x
+    return k.lo
+
+
 # ---------------------------------------------------------------- hash table
 
 
@@ -390,13 +425,7 @@ cdef class _SlotTable:
     cdef inline size_t _home(self, const PKey *k) noexcept nogil:
         # Fibonacci hashing keeps the top bits of key * 2^64/phi: consecutive
         # prefixes (sorted dumps) spread over the whole table.
-        cdef uint64_t x
-        if self.v6:
-            x = (k.hi * RIB_GOLDEN) ^ (k.lo * RIB_MIX) ^ k.len
-            x ^= x >> 32
-        else:
-            x = k.lo
-        return <size_t>((x * RIB_GOLDEN) >> self.shift)
+        return <size_t>((_hash_key(k, self.v6) * RIB_GOLDEN) >> self.shift)
 
     @cython.final
     cdef inline char *_find(self, const PKey *k) noexcept nogil:
@@ -590,25 +619,7 @@ cdef class _SlotTable:
     @cython.final
     cdef inline Py_ssize_t _read(self, const unsigned char *p, Py_ssize_t pos, PKey *k) noexcept nogil:
         """Parse one (already validated) prefix at p[pos]; host bits cleared."""
-        cdef int plen = p[pos], nb = (plen + 7) >> 3, i
-        cdef uint64_t hi = 0, lo = 0
-        cdef uint32_t addr = 0
-        if self.v6:
-            for i in range(nb):
-                if i < 8:
-                    hi |= <uint64_t>p[pos + 1 + i] << (56 - 8 * i)
-                else:
-                    lo |= <uint64_t>p[pos + 1 + i] << (120 - 8 * i)
-            k.hi = hi & rib_mask64(plen)
-            k.lo = lo & rib_mask64(plen - 64)
-        else:
-            for i in range(nb):
-                addr |= <uint32_t>p[pos + 1 + i] << (24 - 8 * i)
-            addr &= rib_mask32(plen)
-            k.hi = 0
-            k.lo = (<uint64_t>addr << 8) | <uint64_t>plen
-        k.len = plen
-        return pos + 1 + nb
+        return _read_key(p, pos, k, self.v6)
 
     @cython.final
     cdef Py_ssize_t _validate(self, bytes b, bint addpath) except -1:
@@ -1339,7 +1350,15 @@ cdef class _Changes(_Selection):
 
 @cython.final
 cdef class Rib(_Changes):
-    """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
+    """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib).
+
+    ``held``: the :class:`HeldSet` of this family (which update groups were
+    sent which prefixes: fastbgp.rib.export)."""
+
+    cdef readonly object held
+
+    def __cinit__(self, afi, *args, **kwargs):
+        self.held = HeldSet(afi)
 
     # ------------------------------------------------------------ bulk operations
 
@@ -1767,3 +1786,299 @@ cdef class Rib(_Changes):
         # glibc adds an 8-octet header and rounds up to 16: ~16 per block.
         cdef size_t arrays = self.ovf_paths * sizeof(RibPath) + self.ovf_arrays * 16
         return self.cap * self.ssize + arrays + self.peers.size() * sizeof(PeerInfo)
+
+
+# ---------------------------------------------------------------- Adj-RIB-Out record
+
+
+cdef class HeldSet:
+    """Which update groups hold which prefixes (the compact Adj-RIB-Out of
+    fastbgp.rib.export): one open-addressing table (linear probing,
+    backward-shift deletion, like the slot table) of fixed-size entries in
+    one array of uint64 words -- the prefix key (IPv4 one word ``addr << 8 |
+    len``, IPv6 three: high, low, length) then one bit per group index, in
+    as many 64-bit words as the highest index allocated needs (the table is
+    rebuilt wider when an index past them is allocated).  Kept apart from
+    the path slots: a prefix that left the Loc-RIB is still held by the
+    groups that were not yet sent its withdrawal, and neither table
+    resizing nor sweeping of the paths touches it.  An entry goes when its
+    last bit is cleared.  Same behaviour as the twin's HeldSet."""
+
+    cdef readonly int afi
+    cdef bint v6
+    cdef int bits
+    cdef uint64_t *tab
+    cdef size_t cap, mask, used, kw, words, stride
+    cdef int shift
+    cdef vector[uint8_t] in_use  # group index -> allocated
+
+    def __cinit__(self, afi):
+        self.bits = family_bits(afi)
+        self.afi = afi
+        self.v6 = self.bits == 128
+        self.kw = 3 if self.v6 else 1
+        self.words = 1
+        self.stride = self.kw + 1
+        self.tab = NULL
+        self.cap = 0
+        self._rebuild(MIN_CAP, 1)
+
+    def __dealloc__(self):
+        free(self.tab)
+
+    @cython.final
+    cdef inline bint _empty(self, const uint64_t *e) noexcept nogil:
+        return e[2] == RIB_ALL if self.v6 else e[0] == RIB_ALL
+
+    @cython.final
+    cdef inline bint _eq(self, const uint64_t *e, const PKey *k) noexcept nogil:
+        if self.v6:
+            return e[0] == k.hi and e[1] == k.lo and e[2] == k.len
+        return e[0] == k.lo
+
+    @cython.final
+    cdef inline void _key(self, const uint64_t *e, PKey *k) noexcept nogil:
+        if self.v6:
+            k.hi = e[0]
+            k.lo = e[1]
+            k.len = <uint32_t>e[2]
+        else:
+            k.hi = 0
+            k.lo = e[0]
+            k.len = <uint32_t>(e[0] & 0xFF)
+
+    @cython.final
+    cdef inline size_t _home(self, const PKey *k) noexcept nogil:
+        return <size_t>((_hash_key(k, self.v6) * RIB_GOLDEN) >> self.shift)
+
+    @cython.final
+    cdef uint64_t *_find(self, const PKey *k) noexcept nogil:
+        cdef size_t i = self._home(k)
+        cdef uint64_t *e
+        while True:
+            e = self.tab + i * self.stride
+            if self._empty(e):
+                return NULL
+            if self._eq(e, k):
+                return e
+            i = (i + 1) & self.mask
+
+    @cython.final
+    cdef uint64_t *_add(self, const PKey *k) noexcept nogil:
+        """A new entry for ``k`` (absent; room reserved), no bit set."""
+        cdef size_t i = self._home(k)
+        cdef uint64_t *e
+        while True:
+            e = self.tab + i * self.stride
+            if self._empty(e):
+                break
+            i = (i + 1) & self.mask
+        if self.v6:
+            e[0] = k.hi
+            e[1] = k.lo
+            e[2] = k.len
+        else:
+            e[0] = k.lo
+        memset(e + self.kw, 0, self.words * sizeof(uint64_t))
+        self.used += 1
+        return e
+
+    @cython.final
+    cdef inline bint _bare(self, const uint64_t *e) noexcept nogil:
+        cdef size_t w
+        for w in range(self.kw, self.stride):
+            if e[w]:
+                return False
+        return True
+
+    @cython.final
+    cdef void _delete(self, uint64_t *e) noexcept nogil:
+        """Empty entry ``e`` and close the gap (see _SlotTable._delete)."""
+        cdef size_t i = <size_t>(e - self.tab) // self.stride
+        cdef size_t j = i, h
+        cdef PKey k
+        cdef uint64_t *ej
+        self.used -= 1
+        while True:
+            j = (j + 1) & self.mask
+            ej = self.tab + j * self.stride
+            if self._empty(ej):
+                break
+            self._key(ej, &k)
+            h = self._home(&k)
+            if i <= j:
+                if i < h and h <= j:
+                    continue
+            elif i < h or h <= j:
+                continue
+            memcpy(self.tab + i * self.stride, ej, self.stride * sizeof(uint64_t))
+            i = j
+        memset(self.tab + i * self.stride, 0xFF, self.stride * sizeof(uint64_t))
+
+    @cython.final
+    cdef int _rebuild(self, size_t newcap, size_t words) except -1:
+        """Move every entry with a bit set into a table of ``newcap``
+        entries of ``words`` mask words."""
+        cdef size_t stride = self.kw + words
+        cdef uint64_t *new = <uint64_t *>rib_alloc_table(newcap * stride * sizeof(uint64_t))
+        if new == NULL:
+            raise MemoryError()
+        memset(new, 0xFF, newcap * stride * sizeof(uint64_t))
+        cdef uint64_t *old = self.tab
+        cdef size_t oldcap = self.cap, oldstride = self.stride, oldwords = self.words, i, j, keep
+        cdef int log2 = 0
+        cdef PKey k
+        cdef uint64_t *e
+        cdef uint64_t *d
+        while (<size_t>1 << log2) < newcap:
+            log2 += 1
+        self.tab = new
+        self.cap = newcap
+        self.mask = newcap - 1
+        self.shift = 64 - log2
+        self.words = words
+        self.stride = stride
+        self.used = 0
+        keep = oldwords if oldwords < words else words
+        for i in range(oldcap):
+            e = old + i * oldstride
+            if self._empty(e):
+                continue
+            for j in range(self.kw, self.kw + keep):
+                if e[j]:
+                    break
+            else:
+                continue  # no bit left
+            self._key(e, &k)
+            j = self._home(&k)
+            while not self._empty(new + j * stride):
+                j = (j + 1) & self.mask
+            d = new + j * stride
+            memcpy(d, e, (self.kw + keep) * sizeof(uint64_t))
+            if words > keep:
+                memset(d + self.kw + keep, 0, (words - keep) * sizeof(uint64_t))
+            self.used += 1
+        free(old)
+        return 0
+
+    @cython.final
+    cdef size_t _fit(self, size_t n) noexcept nogil:
+        """Capacity for ``n`` entries: at most 80 % full, 40 % after growth."""
+        cdef size_t cap = MIN_CAP
+        while n * 5 > cap * 2:
+            cap *= 2
+        return cap
+
+    @cython.final
+    cdef size_t _group(self, group) except? 0xFFFFFFFF:
+        if not isinstance(group, int) or not 0 <= group < <Py_ssize_t>self.in_use.size() \
+                or not self.in_use[<size_t>group]:
+            raise ValueError("group index %r is not allocated" % (group,))
+        return <size_t>group
+
+    def new_group(self):
+        """The lowest free group index (its bit clear everywhere), or None
+        when MAX_HELD_GROUPS are allocated."""
+        cdef size_t i
+        for i in range(self.in_use.size()):
+            if not self.in_use[i]:
+                self.in_use[i] = 1
+                return i
+        i = self.in_use.size()
+        if i >= MAX_HELD_GROUPS:
+            return None
+        self.in_use.push_back(1)
+        if i // 64 >= self.words:
+            self._rebuild(self.cap, i // 64 + 1)
+        return i
+
+    def free_group(self, group):
+        """Release ``group``: its bit is cleared from every prefix (entries
+        left with none go) and the index may be handed out again."""
+        cdef size_t g = self._group(group), i
+        cdef size_t w = self.kw + (g >> 6)
+        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        for i in range(self.cap):
+            if not self._empty(self.tab + i * self.stride):
+                self.tab[i * self.stride + w] &= ~bit
+        self.in_use[g] = 0
+        self._rebuild(self.cap, self.words)  # drops the entries with no bit left
+        if self.used * 8 < self.cap and self.cap > MIN_CAP:
+            self._rebuild(self._fit(self.used), self.words)
+
+    def mark(self, group, packed):
+        """Set ``group``'s bit on every prefix of packed NLRI (no path ids):
+        it was sent them.  Returns how many were not held by it before."""
+        cdef size_t g = self._group(group)
+        cdef size_t w = self.kw + (g >> 6)
+        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        cdef bytes b = _as_bytes(packed)
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
+        cdef PKey k
+        cdef uint64_t *e
+        cdef size_t added = 0
+        if nlri_count(p, 0, n, self.bits, False) < 0:
+            raise ValueError("malformed NLRI")
+        while pos < n:
+            pos = _read_key(p, pos, &k, self.v6)
+            e = self._find(&k)
+            if e == NULL:
+                if (self.used + 1) * 5 > self.cap * 4:
+                    self._rebuild(self.cap * 2, self.words)
+                e = self._add(&k)
+            if not e[w] & bit:
+                e[w] |= bit
+                added += 1
+        return added
+
+    def filter(self, group, packed, bint clear=False):
+        """The prefixes of packed NLRI (no path ids) that ``group`` holds,
+        packed as given, in order; with ``clear`` the group no longer holds
+        them (it is being sent their withdrawal)."""
+        cdef size_t g = self._group(group)
+        cdef size_t w = self.kw + (g >> 6)
+        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        cdef bytes b = _as_bytes(packed)
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0, start
+        cdef PKey k
+        cdef uint64_t *e
+        cdef string out
+        if nlri_count(p, 0, n, self.bits, False) < 0:
+            raise ValueError("malformed NLRI")
+        while pos < n:
+            start = pos
+            pos = _read_key(p, pos, &k, self.v6)
+            e = self._find(&k)
+            if e == NULL or not e[w] & bit:
+                continue
+            out.append(<const char *>p + start, pos - start)
+            if clear:
+                e[w] &= ~bit
+                if self._bare(e):
+                    self._delete(e)
+        if clear and self.used * 8 < self.cap and self.cap > MIN_CAP:
+            self._rebuild(self._fit(self.used), self.words)
+        return PyBytes_FromStringAndSize(out.data(), out.size())
+
+    def count(self, group):
+        """Prefixes ``group`` holds."""
+        cdef size_t g = self._group(group), i, c = 0
+        cdef size_t w = self.kw + (g >> 6)
+        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        for i in range(self.cap):
+            if not self._empty(self.tab + i * self.stride) and self.tab[i * self.stride + w] & bit:
+                c += 1
+        return c
+
+    def groups(self):
+        """The group indexes allocated, ascending."""
+        return [i for i in range(self.in_use.size()) if self.in_use[i]]
+
+    def __len__(self):
+        return self.used
+
+    def memory_usage(self):
+        """Bytes of the entry array."""
+        return self.cap * self.stride * sizeof(uint64_t)

@@ -30,6 +30,10 @@ MARKS = 4  # path marks 0..3 (Rib.update's ``mark``; one octet in the compiled r
 # RECEIVED_MIN beside the stale flag; earlier or later times are clamped.
 RECEIVED_MIN = 1577836800  # 2020-01-01T00:00:00Z
 RECEIVED_MAX = RECEIVED_MIN + 0x7FFFFFFF  # 2088-01-19
+# Update-group indexes a HeldSet hands out (0..MAX_HELD_GROUPS-1): a group
+# past them gets none and is sent every withdrawal (fastbgp.rib.export).
+# Each 64 indexes in use add 8 octets to every held prefix of the family.
+MAX_HELD_GROUPS = 1024
 
 
 class ChangeSet(msgspec.Struct, frozen=True, gc=False):
@@ -179,6 +183,132 @@ def peer_dict(rec):
         "local_as": local_as,
         "rr_client": rr,
     }
+
+
+def parse_nlri(packed, addpath, bits, masks):
+    """[(path_id, key, start, end)] of packed NLRI: ``key`` is ``address <<
+    8 | length`` with host bits cleared, packed[start:end] the prefix (path
+    id excluded).  The whole buffer is validated before anything is used."""
+    p = packed if isinstance(packed, bytes) else bytes(packed)
+    n = len(p)
+    width = bits // 8
+    out = []
+    i = 0
+    pid = 0
+    while i < n:
+        if addpath:
+            if i + 4 >= n:
+                raise ValueError("malformed NLRI")
+            pid = int.from_bytes(p[i : i + 4], "big")
+            i += 4
+        plen = p[i]
+        if plen > bits:
+            raise ValueError("malformed NLRI")
+        nb = (plen + 7) >> 3
+        end = i + 1 + nb
+        if end > n:
+            raise ValueError("malformed NLRI")
+        addr = (int.from_bytes(p[i + 1 : end], "big") << (8 * (width - nb))) & masks[plen]
+        out.append((pid, (addr << 8) | plen, i, end))
+        i = end
+    return out
+
+
+class HeldSet:
+    """Which update groups hold which prefixes (the compact Adj-RIB-Out of
+    fastbgp.rib.export): prefix key -> int whose bit ``i`` says group index
+    ``i`` was sent the prefix and not yet its withdrawal.  Twin of the
+    compiled HeldSet (an open-addressing table of uint64 words, one bit per
+    group), kept apart from the paths so a prefix that left the Loc-RIB is
+    still known to be held.  Group indexes: the lowest free one, up to
+    MAX_HELD_GROUPS."""
+
+    def __init__(self, afi):
+        self.afi = afi
+        self._bits = family_bits(afi)
+        full = (1 << self._bits) - 1
+        self._masks = [full ^ ((1 << (self._bits - n)) - 1) for n in range(self._bits + 1)]
+        self._t = {}
+        self._in_use = []
+
+    def _group(self, group):
+        if not isinstance(group, int) or not 0 <= group < len(self._in_use) or not self._in_use[group]:
+            raise ValueError("group index %r is not allocated" % (group,))
+        return group
+
+    def new_group(self):
+        """The lowest free group index (its bit clear everywhere), or None
+        when MAX_HELD_GROUPS are allocated."""
+        for i, used in enumerate(self._in_use):
+            if not used:
+                self._in_use[i] = True
+                return i
+        if len(self._in_use) >= MAX_HELD_GROUPS:
+            return None
+        self._in_use.append(True)
+        return len(self._in_use) - 1
+
+    def free_group(self, group):
+        """Release ``group``: its bit is cleared from every prefix (entries
+        left with none go) and the index may be handed out again."""
+        keep = ~(1 << self._group(group))
+        self._t = {k: m & keep for k, m in self._t.items() if m & keep}
+        self._in_use[group] = False
+
+    def mark(self, group, packed):
+        """Set ``group``'s bit on every prefix of packed NLRI (no path ids):
+        it was sent them.  Returns how many were not held by it before."""
+        bit = 1 << self._group(group)
+        t = self._t
+        added = 0
+        for _pid, key, _s, _e in parse_nlri(packed, False, self._bits, self._masks):
+            m = t.get(key, 0)
+            if not m & bit:
+                t[key] = m | bit
+                added += 1
+        return added
+
+    def filter(self, group, packed, clear=False):
+        """The prefixes of packed NLRI (no path ids) that ``group`` holds,
+        packed as given, in order; with ``clear`` the group no longer holds
+        them (it is being sent their withdrawal)."""
+        bit = 1 << self._group(group)
+        p = packed if isinstance(packed, bytes) else bytes(packed)
+        t = self._t
+        out = []
+        gone = 0
+        for _pid, key, start, end in parse_nlri(p, False, self._bits, self._masks):
+            m = t.get(key, 0)
+            if not m & bit:
+                continue
+            out.append(p[start:end])
+            if clear:
+                m &= ~bit
+                if m:
+                    t[key] = m
+                else:
+                    del t[key]
+                    gone += 1
+        if gone > len(t):
+            self._t = dict(t)  # a dict never shrinks by itself: give the memory back
+        return b"".join(out)
+
+    def count(self, group):
+        """Prefixes ``group`` holds."""
+        bit = 1 << self._group(group)
+        return sum(1 for m in self._t.values() if m & bit)
+
+    def groups(self):
+        """The group indexes allocated, ascending."""
+        return [i for i, used in enumerate(self._in_use) if used]
+
+    def __len__(self):
+        return len(self._t)
+
+    def memory_usage(self):
+        import sys
+
+        return sys.getsizeof(self._t) + sum(sys.getsizeof(k) + sys.getsizeof(m) for k, m in self._t.items())
 
 
 # ---------------------------------------------------------------- the RIB
@@ -331,6 +461,7 @@ class Rib(_PeerRemoval):
         self._len_count = [0] * (self._bits + 1)
         self._npaths = 0
         self.refused = 0  # paths not stored because a prefix had MAX_PATHS
+        self.held = HeldSet(afi)  # which update groups were sent which prefixes
 
     # ------------------------------------------------------------ peers
 
@@ -384,31 +515,7 @@ class Rib(_PeerRemoval):
     def _parse(self, packed, addpath):
         """[(path_id, key)] of packed NLRI.  Validated as a whole first (the
         same rules as codec.count_prefixes) so a bad buffer changes nothing."""
-        p = packed if isinstance(packed, bytes) else bytes(packed)
-        n = len(p)
-        bits = self._bits
-        width = self._width
-        masks = self._masks
-        out = []
-        i = 0
-        pid = 0
-        while i < n:
-            if addpath:
-                if i + 4 >= n:
-                    raise ValueError("malformed NLRI")
-                pid = int.from_bytes(p[i : i + 4], "big")
-                i += 4
-            plen = p[i]
-            if plen > bits:
-                raise ValueError("malformed NLRI")
-            nb = (plen + 7) >> 3
-            end = i + 1 + nb
-            if end > n:
-                raise ValueError("malformed NLRI")
-            addr = (int.from_bytes(p[i + 1 : end], "big") << (8 * (width - nb))) & masks[plen]
-            out.append((pid, (addr << 8) | plen))
-            i = end
-        return out
+        return [(pid, key) for pid, key, _s, _e in parse_nlri(packed, addpath, self._bits, self._masks)]
 
     def _wire(self, key):
         plen = key & 0xFF
@@ -835,6 +942,8 @@ __all__ = [
     "PATH_STALE",
     "MAX_PATHS",
     "MAX_PEER_ID",
+    "MAX_HELD_GROUPS",
+    "HeldSet",
     "RECEIVED_MAX",
     "RECEIVED_MIN",
     "Rib",

@@ -1,0 +1,205 @@
+"""The compact Adj-RIB-Out record (``Rib.held``, a HeldSet): which update
+groups were sent which prefixes, one bit per group index and prefix, kept
+apart from the paths so it outlives a prefix's removal from the Loc-RIB.
+
+Every test taking ``rib_impl`` runs on the compiled RIB and on its twin;
+``test_parity_random`` compares the two on random operation sequences.
+"""
+
+import ipaddress
+import random
+
+import pytest
+
+from fastbgp.rib import AttrTable
+from fastbgp.rib._rib_py import MAX_HELD_GROUPS
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.constants import AS_SEQUENCE
+
+
+def pk(*prefixes):
+    """Packed NLRI of prefix strings."""
+    out = b""
+    for text in prefixes:
+        net = ipaddress.ip_network(text, strict=False)
+        nb = (net.prefixlen + 7) >> 3
+        out += bytes((net.prefixlen,)) + net.network_address.packed[:nb]
+    return out
+
+
+def v4(i, plen=24):
+    return str(ipaddress.IPv4Network(((10 << 24) + (i << (32 - plen)), plen)))
+
+
+def attrs_block(asn=65001):
+    return (encode_attr(0x40, 1, b"\x00") + encode_attr(0x40, 2, encode_segments([(AS_SEQUENCE, [asn])], 4))
+            + encode_attr(0x40, 3, bytes((192, 0, 2, 1))))
+
+
+def test_mark_filter_clear(rib_impl):
+    h = rib_impl.Rib(1).held
+    g = h.new_group()
+    assert g == 0 and h.groups() == [0]
+    assert h.mark(g, pk("10.0.0.0/24", "10.0.1.0/24")) == 2
+    assert h.mark(g, pk("10.0.1.0/24")) == 0  # already held
+    assert h.count(g) == 2 and len(h) == 2
+    # Only what the group holds passes, in input order, as given.
+    ask = pk("10.0.2.0/24", "10.0.1.0/24", "10.0.0.0/24")
+    assert h.filter(g, ask) == pk("10.0.1.0/24", "10.0.0.0/24")
+    assert h.count(g) == 2  # no clear: still held
+    assert h.filter(g, ask, clear=True) == pk("10.0.1.0/24", "10.0.0.0/24")
+    assert h.count(g) == 0 and len(h) == 0
+    assert h.filter(g, ask) == b""
+
+
+def test_groups_are_independent(rib_impl):
+    h = rib_impl.Rib(1).held
+    a, b = h.new_group(), h.new_group()
+    h.mark(a, pk("10.0.0.0/24"))
+    h.mark(b, pk("10.0.0.0/24", "10.0.9.0/24"))
+    assert h.filter(a, pk("10.0.0.0/24"), clear=True) == pk("10.0.0.0/24")
+    # b still holds it: the entry stays.
+    assert h.filter(b, pk("10.0.0.0/24", "10.0.9.0/24")) == pk("10.0.0.0/24", "10.0.9.0/24")
+    assert len(h) == 2 and h.count(a) == 0
+
+
+def test_host_bits_and_ipv6(rib_impl):
+    h = rib_impl.Rib(1).held
+    g = h.new_group()
+    h.mark(g, bytes((24, 10, 0, 0)))
+    # The same prefix with host bits set is the same prefix (RFC 4271
+    # §4.3); it is returned as it was given.
+    odd = bytes((23, 10, 0, 1))
+    h.mark(g, odd)
+    assert h.filter(g, bytes((23, 10, 0, 0))) == bytes((23, 10, 0, 0))
+    h6 = rib_impl.Rib(2).held
+    g6 = h6.new_group()
+    h6.mark(g6, pk("2001:db8::/32", "2001:db8:1::/48", "::/0", "2001:db8::1/128"))
+    assert h6.filter(g6, pk("2001:db8::/33", "::/0", "2001:db8::1/128", "2001:db8::/32"), clear=True) == pk(
+        "::/0", "2001:db8::1/128", "2001:db8::/32")
+    assert len(h6) == 1 and h6.count(g6) == 1
+
+
+def test_malformed_changes_nothing(rib_impl):
+    h = rib_impl.Rib(1).held
+    g = h.new_group()
+    h.mark(g, pk("10.0.0.0/24"))
+    for bad in (bytes((33, 1, 2, 3, 4, 5)), pk("10.0.1.0/24") + bytes((24, 10))):
+        with pytest.raises(ValueError):
+            h.mark(g, bad)
+        with pytest.raises(ValueError):
+            h.filter(g, bad, clear=True)
+    assert h.count(g) == 1 and len(h) == 1
+    with pytest.raises(ValueError):
+        h.mark(5, pk("10.0.0.0/24"))  # not allocated
+    with pytest.raises(ValueError):
+        h.filter(-1, pk("10.0.0.0/24"))
+
+
+def test_group_index_reuse_clears_bits(rib_impl):
+    h = rib_impl.Rib(1).held
+    a, b, c = h.new_group(), h.new_group(), h.new_group()
+    assert (a, b, c) == (0, 1, 2)
+    h.mark(b, pk("10.0.0.0/24", "10.0.1.0/24"))
+    h.mark(c, pk("10.0.1.0/24"))
+    h.free_group(b)
+    assert h.groups() == [0, 2]
+    assert len(h) == 1  # 10.0.0.0/24 was held by b alone: gone
+    with pytest.raises(ValueError):
+        h.count(b)
+    again = h.new_group()
+    assert again == b  # the lowest free index
+    assert h.count(again) == 0  # a reused index starts empty
+    assert h.filter(again, pk("10.0.0.0/24", "10.0.1.0/24")) == b""
+    assert h.count(c) == 1
+
+
+def test_past_64_groups_and_the_bound(rib_impl):
+    h = rib_impl.Rib(1).held
+    gs = [h.new_group() for _ in range(130)]
+    assert gs == list(range(130))
+    h.mark(0, pk("10.0.0.0/24"))
+    h.mark(63, pk("10.0.0.0/24", "10.0.3.0/24"))
+    h.mark(64, pk("10.0.1.0/24"))
+    h.mark(129, pk("10.0.2.0/24", "10.0.0.0/24"))
+    ask = pk("10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24")
+    assert h.filter(0, ask) == pk("10.0.0.0/24")
+    assert h.filter(63, ask) == pk("10.0.0.0/24", "10.0.3.0/24")
+    assert h.filter(64, ask) == pk("10.0.1.0/24")
+    assert h.filter(129, ask, clear=True) == pk("10.0.0.0/24", "10.0.2.0/24")
+    assert h.filter(129, ask) == b"" and len(h) == 3
+    more = [h.new_group() for _ in range(MAX_HELD_GROUPS - 130)]
+    assert more[-1] == MAX_HELD_GROUPS - 1
+    assert h.new_group() is None  # bounded: such a group is sent every withdrawal
+    h.free_group(700)
+    assert h.new_group() == 700
+    assert h.filter(63, ask) == pk("10.0.0.0/24", "10.0.3.0/24")
+
+
+def test_grows_shrinks_and_outlives_the_paths(rib_impl):
+    """Held bits survive the RIB's table growth, the sliced stale sweep and
+    the removal of a prefix from the Loc-RIB: they are only cleared by a
+    withdrawal sent (filter with clear) or the group's release."""
+    table = AttrTable()
+    r = rib_impl.Rib(1, table)
+    h = r.held
+    g = h.new_group()
+    r.add_peer(1, 65001, 65000, "192.0.2.1", "192.0.2.1")
+    aid = table.intern(attrs_block())
+    first = b"".join(pk(v4(i)) for i in range(100))
+    r.update(1, first, attr_id=aid)
+    h.mark(g, first)
+    # Grow the RIB's table many times over.
+    rest = b"".join(pk(v4(i)) for i in range(100, 20000))
+    r.update(1, rest, attr_id=aid)
+    assert h.filter(g, first) == first and h.count(g) == 100
+    # Sweep every path in slices: the prefixes leave the Loc-RIB.
+    r.mark_stale(1)
+    withdrawn = []
+    while r.peer_stale_count(1):  # passes miss prefixes that moved: go on
+        start = 0
+        while start is not None:
+            cs, start = r.sweep_stale_slice(1, start, 997)
+            withdrawn.append(cs.withdrawn)
+    assert len(r) == 0
+    gone = b"".join(withdrawn)
+    # Of the 20,000 withdrawals, the group is sent the 100 it holds.
+    out = h.filter(g, gone, clear=True)
+    assert sorted(out[i:i + 4] for i in range(0, len(out), 4)) == sorted(
+        first[i:i + 4] for i in range(0, len(first), 4))
+    assert len(h) == 0
+    # The held table grows and gives memory back too.
+    big = b"".join(pk(v4(i, 28)) for i in range(50000))
+    small_mem = h.memory_usage()
+    h.mark(g, big)
+    assert h.count(g) == 50000 and h.memory_usage() > small_mem
+    assert h.filter(g, big, clear=True) == big
+    assert len(h) == 0 and h.memory_usage() < 4096 * 8
+
+
+def test_parity_random(both_ribs):
+    c, p = both_ribs
+    rnd = random.Random(7)
+    hc, hp = c.Rib(1).held, p.Rib(1).held
+    pool = [pk(v4(i, rnd.choice((16, 20, 24)))) for i in range(300)]
+    for step in range(3000):
+        op = rnd.random()
+        groups = hc.groups()
+        assert groups == hp.groups()
+        if op < 0.05 or not groups:
+            assert hc.new_group() == hp.new_group()
+            continue
+        g = rnd.choice(groups)
+        if op < 0.08:
+            hc.free_group(g)
+            hp.free_group(g)
+            continue
+        packed = b"".join(rnd.sample(pool, rnd.randint(0, 20)))
+        if op < 0.55:
+            assert hc.mark(g, packed) == hp.mark(g, packed)
+        else:
+            clear = rnd.random() < 0.5
+            assert hc.filter(g, packed, clear) == hp.filter(g, packed, clear), step
+        assert len(hc) == len(hp)
+    for g in hc.groups():
+        assert hc.count(g) == hp.count(g)
