@@ -32,9 +32,28 @@ class FrrRouteServer(L.FRR):
     community lists have no "the neighbor's AS" wildcard, so each client
     gets its own lists (and so its own update group)."""
 
+    READY_TIMEOUT = 300  # seconds: bgpd reads 400 neighbors and 200 route-maps before its vty answers
+
     def __init__(self, host, rs_as, clients):
         super().__init__(host, rs_as)
         self.clients = dict(clients)
+
+    def _wait_ready(self, check, timeout=20):
+        # lab.FRR.start() waits 20 s for the vty; this configuration needs longer.
+        super()._wait_ready(check, max(timeout, self.READY_TIMEOUT))
+
+    def wait_accepting(self, timeout: float = 120) -> None:
+        """Until no session is Idle: bgpd holds its peers Idle for a while
+        after reading the configuration and closes the connections it
+        accepts meanwhile (bench/scale.py's clients dial once)."""
+        import json
+
+        def ready():
+            data = json.loads(self.vtysh("show bgp summary json").stdout or "{}")
+            peers = [p for fam in data.values() if isinstance(fam, dict) for p in fam.get("peers", {}).values()]
+            return len(peers) == 2 * len(self.clients) and all(p.get("state") != "Idle" for p in peers)
+
+        L.wait_for(ready, timeout, interval=1.0, what="%r to accept its clients" % self)
 
     def _policy(self) -> list:
         rs = self.asn
@@ -78,7 +97,11 @@ class FrrRouteServer(L.FRR):
 
     def config_text(self) -> str:
         out = ["hostname " + self.host.name, "log file %s informational" % self.logfile,
-               "log timestamp precision 3"]
+               "log timestamp precision 3",
+               # One northbound commit for the whole file: bgpd otherwise
+               # commits (and validates the whole YANG tree) after every
+               # route-map and list line, minutes for 200 route-maps.
+               "XFRR_start_configuration"]
         out += self._policy()
         out += ["router bgp %d" % self.asn, " bgp router-id %s" % self.router_id,
                 " no bgp ebgp-requires-policy", " no bgp network import-check", " no bgp default ipv4-unicast",
@@ -94,7 +117,7 @@ class FrrRouteServer(L.FRR):
             for asn, addrs in self.clients.items():
                 out.append("  neighbor %s route-map RS-OUT-%d out" % (addrs[idx], asn))
             out.append(" exit-address-family")
-        out.append("exit")
+        out += ["exit", "XFRR_end_configuration"]
         return "\n".join(out) + "\n"
 
 

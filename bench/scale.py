@@ -545,6 +545,8 @@ def _p9_target(kind, t):
 
         cls = RS.FrrRouteServer if kind == "frr" else RS.OpenbgpdRouteServer
         d = cls(t, PT.TARGET_AS, {P9_AS0 + k: p9_addresses(k) for k in range(P9_CLIENTS)}).start()
+        if kind == "frr":
+            d.wait_accepting()
         return d.proc.pid, d.proc, d.stop
     if kind != "bird":
         raise ValueError(kind)
@@ -572,6 +574,9 @@ def run_p9(kind, timeout):
                 f.write("addr add %s/24 dev eth0\naddr add %s/64 dev eth0 nodad\n" % (v4, v6))
         c.run(["ip", "-batch", batch], check=True)
         pid, tproc, stop = _p9_target(kind, t)
+        # The bound starts once the target is up: FRR takes about two
+        # minutes to read this configuration (not part of the figure).
+        deadline = time.monotonic() + timeout
         procs = [tproc]
         try:
             cstat = os.path.join(c.workdir, "status")
