@@ -186,6 +186,33 @@ def test_parity_notification_and_refresh(both_codecs, body):
     assert outcome(c.parse_header, body + bytes(8)) == outcome(p.parse_header, body + bytes(8))
 
 
+@CHEAP
+@given(packed=st.one_of(st.binary(max_size=40),
+                        st.lists(st.integers(0, 32).flatmap(lambda n: st.binary(min_size=(n + 7) // 8, max_size=(n + 7) // 8)
+                                                             .map(lambda a, n=n: bytes([n]) + a)), max_size=8)
+                        .map(b"".join)),
+       afi=st.sampled_from([1, 2]))
+def test_parity_prefix_texts(both_codecs, packed, afi):
+    """prefix_texts: the same texts (or the same ValueError) from both
+    twins, and the texts of unpack_prefixes' prefixes."""
+    c, p = both_codecs
+
+    def texts(impl):
+        try:
+            return ("ok", impl.prefix_texts(packed, afi))
+        except ValueError:
+            return ("malformed",)
+
+    got = texts(c)
+    assert got == texts(p)
+    if got[0] == "ok":
+        import ipaddress
+
+        want = [str(ipaddress.ip_network((int.from_bytes(a, "big"), n) if afi == 1 else (a, n)))
+                for _i, a, n in p.unpack_prefixes(packed, afi)]
+        assert got[1] == want
+
+
 def feed_trace(codec, chunks, max_len):
     r = codec.MessageReader(max_len)
     trace = []

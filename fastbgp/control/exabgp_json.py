@@ -418,23 +418,19 @@ class JsonEncoder:
     def nlri_texts(self, afi, packed, addpath) -> list:
         """The prefixes of packed NLRI as texts, one per prefix and unique
         per (prefix, path id): the bare prefix ("192.0.2.0/24") without
-        ADD-PATH, the whole JSON object with it (:meth:`nlri_join` makes
-        the list)."""
-        items = (self.impl or codec).unpack_prefixes(packed, afi, addpath)
+        ADD-PATH (``codec.prefix_texts``), the whole JSON object with it
+        (:meth:`nlri_join` makes the list)."""
+        impl = self.impl or codec
+        if not addpath:
+            return impl.prefix_texts(packed, afi)
+        items = impl.unpack_prefixes(packed, afi, addpath)
         if afi == AFI_IPV4:
             ntoa = socket.inet_ntoa
-            if addpath:
-                return ['{"nlri":"%s%s","path-information":"%s"}' % (ntoa(a[:4]), _PLEN[n], ntoa(i.to_bytes(4, "big")))
-                        for i, a, n in items]
-            # The hot case (a full table): no Python code runs per prefix
-            # (map/itemgetter iterate in C; unpack_prefixes gives 4-octet
-            # IPv4 addresses).
-            return list(map(operator.add, map(ntoa, map(_ADDR, items)), map(_PLEN.__getitem__, map(_LEN, items))))
+            return ['{"nlri":"%s%s","path-information":"%s"}' % (ntoa(a[:4]), _PLEN[n], ntoa(i.to_bytes(4, "big")))
+                    for i, a, n in items]
         v6 = ipaddress.IPv6Address
-        if addpath:
-            return ['{"nlri":"%s%s","path-information":"%s"}' % (v6(a[:16]).compressed, _PLEN[n],
-                                                                 ipaddress.IPv4Address(i)) for i, a, n in items]
-        return [v6(a[:16]).compressed + _PLEN[n] for _i, a, n in items]
+        return ['{"nlri":"%s%s","path-information":"%s"}' % (v6(a[:16]).compressed, _PLEN[n],
+                                                             ipaddress.IPv4Address(i)) for i, a, n in items]
 
     @staticmethod
     def nlri_join(texts, addpath) -> msgspec.Raw:

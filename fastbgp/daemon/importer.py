@@ -165,7 +165,12 @@ class Importer:
             if lim is not None:
                 limits[fam] = lim
         own4, own_mp = nb.own_next_hops
-        return fams, own4, own_mp, limits
+        # The exporter's hook flags per family, once per batch: update
+        # groups change only in queued export work or when this session
+        # ends (the batch stops there).  ADD-PATH groups: the general path.
+        hooks = {f: self.exporter.hooks(f) for f in fams}
+        fams = frozenset(f for f in fams if not hooks[f][1])
+        return fams, own4, own_mp, limits, hooks
 
     def fast_announce(self, nb, session, lane, p) -> bool:
         """process_update for the commonest UPDATEs -- only IPv4 NLRI or
@@ -174,7 +179,7 @@ class Importer:
         general path's layers; False (nothing done) for anything else."""
         if p.withdrawn or p.mp_unreach is not None or p.action:
             return False
-        fams, own4, own_mp, limits = lane
+        fams, own4, own_mp, limits, hooks = lane
         mpr = p.mp_reach
         if p.nlri:
             if mpr is not None or IPV4_UNICAST not in fams or p.next_hop in own4:
@@ -189,18 +194,28 @@ class Importer:
         else:
             return False
         res = nb.import_cache.get((fam, p.attrs, nh, None), _MISS)
-        if res is _MISS or res is None or res[0] is _PER_PREFIX or self.exporter.addpath_groups(fam):
+        if res is _MISS or res is None or res[0] is _PER_PREFIX:
             return False
         out, out_nh = res
         pid = nb.pid
         table = self.daemon.attrs
+        rib = self.daemon.ribs[fam]
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
-            self.update_rib(fam, pid, packed, False, aid)
+            # update_rib, with the hook flags of the batch.
+            before = len(rib)
+            cs = rib.update(pid, packed, False, aid, mark=0)
+            plain, _addpath, hiding = hooks[fam]
+            if plain:  # (no watchers of best-path changes: fast_lane)
+                self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
+            elif cs:
+                self.exporter.changes += 1  # what export_cs counts, with nobody to export to
+            if hiding:
+                self.exporter.hiding_touch(fam, pid, packed, False, aid, cs)  # RFC 7947 §2.3
         finally:
             table.release(aid)
         lim = limits.get(fam) if limits else None
-        if lim is not None and self.daemon.ribs[fam].peer_path_count(pid) > lim.max:
+        if lim is not None and rib.peer_path_count(pid) > lim.max:
             nb.config.prefix_limit_restart = float(lim.restart_after) or None
             nb.prefix_limit_exceeded(session, fam, lim.max)
         return True

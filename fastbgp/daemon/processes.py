@@ -7,10 +7,10 @@ notifications) on its stdin in ExaBGP's JSON or text encoder
 its stdout (:mod:`fastbgp.control.exabgp_commands`), answering each with
 ``done`` or ``error <reason>`` when ``ack`` is on (ExaBGP 4's default).
 
-A slow reader never back-pressures a BGP session: the sessions' raw
-UPDATEs reach a program through ``Session.observe_updates`` as a tuple
-appended to the program's bounded queue (``queue-limit`` events; nothing is
-decoded on the session's path).  A writer task encodes and writes in slices
+A slow reader never back-pressures a BGP session: the sessions' UPDATEs
+reach a program through ``Session.observe_parsed_updates`` (as received and
+as the session parsed them) as a tuple appended to the program's bounded
+queue (``queue-limit`` events; nothing more is done on the session's path).  A writer task encodes and writes in slices
 of ``SLICE_SECONDS`` and waits for the pipe.  When the queue is full the
 events are dropped, counted and logged, and then either (``on-overflow``)
 
@@ -28,7 +28,7 @@ exception.  Routes a program announced stay when it exits or restarts
 
 Owns: the programs (``programs``: name -> :class:`Program`) and their
 counters.  Calls: the daemon's Control methods (announce, withdraw,
-soft_reset, iter_rib), its speaker's neighbours, ``Session.observe_updates``.
+soft_reset, iter_rib), its speaker's neighbours, ``Session.observe_parsed_updates``.
 Called by: the daemon (``start``, ``stop``, ``state_change``, ``reload``
 after a configuration reload).
 """
@@ -219,7 +219,7 @@ class Program:
         kind = item[0]
         enc = self.encoder
         if kind == "update":
-            return enc.update(item[1], item[3], item[2])
+            return enc.update(item[1], item[3], item[2])  # parsed again only when not folded
         if kind == "ack":
             self.pending_acks -= 1
             self.ack_room.set()
@@ -261,7 +261,7 @@ class Program:
                     item = q.popleft()
                     if coal is not None:
                         if item[0] == "update":
-                            parts += coal.add(item[1], item[3], item[2], now=t0)
+                            parts += coal.add(item[1], item[3], item[2], now=t0, parsed=item[4])
                         else:
                             parts += coal.flush()  # a run never spans another event
                             parts.append(self._encode(item))
@@ -548,8 +548,9 @@ class ProcessManager:
                         p.push(("notification", info, direction, n.code, n.subcode, bytes(n.data)))
 
     def hook(self, nb):
-        """Subscribe to the raw UPDATEs of ``nb``'s session (only when a
-        program wants updates): one tuple appended per UPDATE per program."""
+        """Subscribe to the UPDATEs of ``nb``'s session, as received and as
+        parsed (only when a program wants updates): one tuple appended per
+        UPDATE per program."""
         s = nb.session
         if not self.update_programs or s is None or s in self._unsubscribe:
             return
@@ -557,12 +558,15 @@ class ProcessManager:
         ctx = s.ctx
         manager = self
 
-        def on_update(body):
-            item = ("update", info, ctx, bytes(body))
+        def on_update(body, parsed):
+            item = ("update", info, ctx, body if type(body) is bytes else bytes(body), parsed)
             for p in manager.update_programs:
                 p.push(item)
 
-        self._unsubscribe[s] = s.observe_updates(on_update)
+        # Decoded by the session already (nothing parsed twice); an UPDATE
+        # the session refuses is not written: the program sees the
+        # NOTIFICATION and the state change that follow (RFC 4271 §6).
+        self._unsubscribe[s] = s.observe_parsed_updates(on_update)
 
     def hook_messages(self, nb):
         """Subscribe to the OPENs and KEEPALIVEs ``nb``'s session receives

@@ -296,10 +296,15 @@ class AttrTable:
 
     def release(self, attr_id):
         """Drop one reference; the entry is freed when none is left."""
-        self._check(attr_id)
+        rec = self.records
+        # is_live inline: once per received UPDATE.
+        if type(attr_id) is not int or not 0 <= attr_id < len(self._blocks) \
+                or not rec[attr_id * WORDS + W_FLAGS] & F_LIVE:
+            self._check(attr_id)  # raises (a bool or an int subclass: the careful check)
         i = attr_id * WORDS + W_REFS
-        self.records[i] -= 1
-        if self.records[i] == 0:
+        n = rec[i] - 1
+        rec[i] = n
+        if n == 0:
             self._free_id(attr_id)
 
     def collect(self, ids):

@@ -632,6 +632,20 @@ class MessageReceiver:
 
         return unsubscribe
 
+    def observe_parsed_updates(self, observer: Callable[[bytes, object], None]) -> Callable[[], None]:
+        """Call ``observer(body, parsed)`` with every UPDATE this session
+        receives in Established that the codec accepted (``parsed``: its
+        ParsedUpdate, RFC 7606 action included), before it is processed:
+        for consumers that need it decoded (the ExaBGP process API), so
+        nothing is parsed twice.  Returns the unsubscribe call; an observer
+        must not raise."""
+        self._parsed_observers = self._parsed_observers + (observer,)
+
+        def unsubscribe():
+            self._parsed_observers = tuple(o for o in self._parsed_observers if o is not observer)
+
+        return unsubscribe
+
     def observe_opens(self, observer: Callable[[bytes], None]) -> Callable[[], None]:
         """Call ``observer(body)`` with the body of every OPEN this session
         receives, as received and before it is checked (it may be
@@ -667,6 +681,8 @@ class MessageReceiver:
         except BGPError as exc:
             self._update_error(exc)
             return
+        for observer in self._parsed_observers:
+            observer(body, parsed)
         if self.disposed or self.fsm.state is not State.ESTABLISHED:
             t = self.handle(Event.UPDATE_MSG)
             if t is not None and _A.PROCESS_UPDATE in t.kinds:
@@ -694,6 +710,7 @@ class MessageReceiver:
                 self._on_update(body)
             return
         observers = self._update_observers
+        parsed_observers = self._parsed_observers
         parse = codec.parse_update
         ctx = self.ctx
         parsed = []
@@ -702,10 +719,13 @@ class MessageReceiver:
             for observer in observers:
                 observer(body)
             try:
-                parsed.append(parse(body, ctx))
+                p = parse(body, ctx)
             except BGPError as exc:
                 error = exc
                 break
+            parsed.append(p)
+            for observer in parsed_observers:
+                observer(body, p)
         if parsed:
             # RFC 4271 §8.2.2 event 27 in Established: restart the
             # HoldTimer, process the UPDATEs.
@@ -865,6 +885,7 @@ class Session(MessageReceiver):
         self._update_observers: tuple = ()  # observe_updates()
         self._open_observers: tuple = ()  # observe_opens()
         self._keepalive_observers: tuple = ()  # observe_keepalives()
+        self._parsed_observers: tuple = ()  # observe_parsed_updates()
 
     def __repr__(self):
         return "<Session %s %s %s>" % (

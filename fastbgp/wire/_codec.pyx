@@ -13,7 +13,11 @@ length check against the owning buffer.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcmp, memcpy, memset
+from libc.stdio cimport snprintf
+from cpython.unicode cimport PyUnicode_DecodeASCII
 cimport cython
+
+import ipaddress as _ipaddress
 
 from fastbgp.wire import as4
 from fastbgp.wire.types import DEFAULT_CONTEXT, ParsedOpen, ParsedUpdate
@@ -431,6 +435,40 @@ def unpack_prefixes(packed, int afi=1, bint addpath=False):
             # RFC 4271 §4.3: trailing bits past the length are irrelevant.
             addr[nb - 1] &= (0xFF << (8 - (plen & 7))) & 0xFF
         out.append((pid, PyBytes_FromStringAndSize(<char *>addr, width), plen))
+        pos += 1 + nb
+    return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def prefix_texts(packed, int afi=1):
+    """The prefixes of a packed NLRI field without path ids as texts
+    ("192.0.2.0/24", "2001:db8::/32": host bits cleared as in
+    unpack_prefixes, IPv6 in RFC 5952 form as ``ipaddress`` writes it);
+    ValueError when malformed.  IPv4 is written here in C (a full table's
+    JSON for ExaBGP programs is mostly this); IPv6 by ``ipaddress``, as the
+    twin does."""
+    cdef bytes b = _bytes(packed)
+    if afi != 1:
+        return ["%s/%d" % (_ipaddress.IPv6Address(a).compressed, n) for _i, a, n in unpack_prefixes(b, afi, False)]
+    count_prefixes(b, 1, False)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    cdef unsigned char addr[4]
+    cdef char text[24]
+    cdef Py_ssize_t pos = 0
+    cdef int plen, nb, k
+    cdef list out = []
+    while pos < n:
+        plen = p[pos]
+        nb = (plen + 7) >> 3
+        memset(addr, 0, 4)
+        memcpy(addr, p + pos + 1, nb)
+        if plen & 7:
+            # RFC 4271 §4.3: trailing bits past the length are irrelevant.
+            addr[nb - 1] &= (0xFF << (8 - (plen & 7))) & 0xFF
+        k = snprintf(text, 24, "%d.%d.%d.%d/%d", addr[0], addr[1], addr[2], addr[3], plen)
+        out.append(PyUnicode_DecodeASCII(text, k, NULL))
         pos += 1 + nb
     return out
 

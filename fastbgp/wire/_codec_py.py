@@ -6,6 +6,8 @@ FASTBGP_NO_EXTENSIONS=1.  Tests run every codec test on both.  Keep the two in
 step: a change here is a change in _codec.pyx.
 """
 
+import ipaddress
+
 from fastbgp.wire import as4
 from fastbgp.wire.types import DEFAULT_CONTEXT, ParsedOpen, ParsedUpdate
 from fastbgp.wire.constants import (
@@ -329,6 +331,18 @@ def unpack_prefixes(packed, afi=AFI_IPV4, addpath=False):
         out.append((pid, bytes(addr) + bytes(width - nb), plen))
         pos += 1 + nb
     return out
+
+
+def prefix_texts(packed, afi=AFI_IPV4):
+    """The prefixes of a packed NLRI field without path ids as texts
+    ("192.0.2.0/24", "2001:db8::/32": host bits cleared as in
+    unpack_prefixes, IPv6 in RFC 5952 form as ``ipaddress`` writes it);
+    ValueError when malformed.  For writers of text (the ExaBGP JSON
+    encoder), one str per prefix."""
+    items = unpack_prefixes(packed, afi, False)
+    if afi == AFI_IPV4:
+        return ["%d.%d.%d.%d/%d" % (a[0], a[1], a[2], a[3], n) for _i, a, n in items]
+    return ["%s/%d" % (ipaddress.IPv6Address(a).compressed, n) for _i, a, n in items]
 
 
 def pack_prefixes(prefixes, addpath=False):

@@ -28,6 +28,7 @@ API = (
     "build_eor",
     "count_prefixes",
     "unpack_prefixes",
+    "prefix_texts",
     "pack_prefixes",
 )
 
