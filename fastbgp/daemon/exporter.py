@@ -456,15 +456,30 @@ class Exporter:
             g.confed_peer = confed_peer(nb)
             g.rpki_signal = signal
             self.set_hiding(g)
-            self.groups[key] = g
-            self.groups_changed()
+            self.add_group(g)
         return g
+
+    def add_group(self, g):
+        """``g`` becomes a live group: it gets its index in the family's
+        compact Adj-RIB-Out (fastbgp.rib.export, ``Rib.held``)."""
+        self.groups[g.key] = g
+        rib = self.daemon.ribs.get(g.family)
+        if rib is not None:
+            g.attach_held(rib.held)
+        self.groups_changed()
+
+    def drop_group(self, g):
+        """``g`` lost its last member: gone, its index and bits freed (a
+        later group starts holding nothing, and its members get a dump)."""
+        if self.groups.get(g.key) is g:
+            del self.groups[g.key]
+        g.release_held()
 
     def leave_groups(self, nb):
         for fam, g in list(nb.groups.items()):
             g.members.pop(nb.pid, None)
-            if not g.members and self.groups.get(g.key) is g:
-                del self.groups[g.key]
+            if not g.members:
+                self.drop_group(g)
         nb.groups = {}
         self.groups_changed()
 
@@ -505,7 +520,8 @@ class Exporter:
             del self.pending_joins[g.key]  # from now on, later joiners queue a new batch
         live = self.groups.get(g.key)
         if live is None:
-            self.groups[g.key] = live = g
+            self.add_group(g)  # it died while the join was queued
+            live = g
         g = live
         fam = g.family
         joiners = [(nb, epoch, eor) for nb, epoch, eor in joiners
@@ -541,8 +557,8 @@ class Exporter:
             if g is not None:
                 held = g.sent if g.send_max else None
                 g.members.pop(nb.pid, None)
-                if not g.members and self.groups.get(g.key) is g:
-                    del self.groups[g.key]
+                if not g.members:
+                    self.drop_group(g)
             g = self.group_for(nb, fam)
             if held and g.send_max and not g.sent:
                 g.sent = held  # best-N: what the member holds, so the dump withdraws what left

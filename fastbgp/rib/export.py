@@ -28,18 +28,49 @@ source and the export rules that depend on where a route came from (iBGP
 split horizon, reflection, MED) need no per-prefix lookup, even for a full
 dump from ``Rib.dump_best``.
 
-No Adj-RIB-Out is stored per peer or group (it would cost a second table
-of the Loc-RIB's size per group); what a group holds is, by construction,
-the Loc-RIB through its export rules, and the API computes it that way.
-The price is a few withdrawals that may be superfluous -- for a prefix
-whose new best path the export rejects, and towards the source of a new
-best path (below) -- which a peer ignores for a route it does not hold
-(RFC 4271 §9).  None is sent when every prefix of a change is new to the
+Adj-RIB-Out, compact.  No route is stored per peer or group: what a group
+announces is, by construction, the Loc-RIB through its export rules.  What
+is stored is one bit per (prefix, group): ``Rib.held`` (a HeldSet of the
+compiled RIB or its twin, kept apart from the path slots so that it outlives
+a prefix's removal from the Loc-RIB, the table's resizing and the sliced
+stale sweep) says which groups were sent an announcement of a prefix and
+not yet its withdrawal.  Each group gets a small index when the daemon
+creates it (:meth:`UpdateGroup.attach_held`) and frees it when the group
+dies (its bits cleared everywhere); at most ``MAX_HELD_GROUPS`` (1024) per
+family are tracked, a group past them is sent every withdrawal as if
+nothing were tracked.  The bit is set when an announcement is encoded for
+the group (one ``mark`` call per attribute group) and cleared when a
+withdrawal is; every withdrawal list -- a prefix gone from the Loc-RIB (a
+peer down, a stale sweep, a withdrawal), a new best path the export
+rejects, the split-horizon echo below -- is first cut down to what the
+group holds (one ``filter`` call per list).  So a peer is not sent the
+withdrawal of a prefix its export policy always rejected, nor a
+neighbour's whole table when that neighbour goes down, only what it was
+sent of it.  None is sent when every prefix of a change is new to the
 Loc-RIB (``Delta.fresh``), so a first full table costs no extra message.
 
-Split horizon towards a member that is itself the source.  Prefixes whose
-best path came from member P are not sent to P; P gets a withdrawal of them
-instead, because P may hold an older best path of ours for them.
+"Held" is per group, all members alike: a member joining a group is sent
+the group's whole table (the join dump), so after it every member holds
+what the group holds, with one exception per member -- split horizon:
+prefixes whose best path came from member P are not sent to P, and their
+bit means "the other members hold it".  When the best path of a prefix
+moves to P, P is sent a withdrawal (the echo), because P may hold an older
+best path of ours.  That echo is filtered by the bit: P gets none when its
+group never held the prefix, but still gets a superfluous one when the
+group holds it only because P itself was the source of the previous best
+(telling would need the source of what was sent, per prefix and group).
+When P is the group's only member, nobody is sent P's own path, and the
+echo clears the bit.
+
+What remains superfluous: that echo; the withdrawals of a soft reset out
+(``rejected_as_withdraw``: the member may hold routes of the group it was
+in before, so everything the export rejects is withdrawn, unfiltered) and
+those of routes offered to some neighbours only (``Source.scopes``,
+withdrawn unfiltered from the others); ADD-PATH groups are not tracked
+(their withdrawals name path ids).  And announcements are not filtered: a
+new best path whose exported attributes for the group are the ones sent
+before is announced again (telling would cost the attribute id sent, 4
+octets per prefix and group, where the bit costs one).
 
 Route-server path hiding (RFC 7947 §2.3).  A group of route-server clients
 with ``[global.route-server] path-hiding`` has ``UpdateGroup.hiding`` (a
@@ -273,7 +304,54 @@ class _Out:
         return bool(self.common or self.by_src or self.echo or self.scoped)
 
 
-class UpdateGroup:
+class HeldOut:
+    """What an update group holds (the compact Adj-RIB-Out of the module
+    docstring): a part of :class:`UpdateGroup`, kept apart so that class
+    stays within its size.  ``held``: the family's HeldSet (``Rib.held``)
+    or None (not tracked), ``held_index``: the group's bit in it."""
+
+    held = None
+    held_index = None
+
+    def attach_held(self, held):
+        """Track what this group holds in ``held`` (the family's
+        ``Rib.held``) under a new index; nothing when the group is ADD-PATH
+        or every index is taken (MAX_HELD_GROUPS)."""
+        if self.held is not None or self.addpath:
+            return
+        index = held.new_group()
+        if index is None:
+            log.warning("%r: more update groups than MAX_HELD_GROUPS in one family; this one is sent every "
+                        "withdrawal", self)
+            return
+        self.held, self.held_index = held, index
+
+    def release_held(self):
+        """The group is gone: its index and bits are freed."""
+        if self.held is not None:
+            held, self.held = self.held, None
+            held.free_group(self.held_index)
+            self.held_index = None
+
+    def _held_only(self, packed):
+        """The withdrawals of ``packed`` this group must be sent: those of
+        the prefixes it holds (now no longer held)."""
+        if self.held is None or not packed:
+            return packed
+        return self.held.filter(self.held_index, packed, True)
+
+    def _pack_echo(self, echo):
+        """{pid: [packed]} of split-horizon withdrawals -> {pid: messages},
+        leaving out members with nothing to withdraw."""
+        out = {}
+        for pid, pks in echo.items():
+            packed = b"".join(pks)
+            if packed:
+                out[pid] = self._pack_withdraws(packed)
+        return out
+
+
+class UpdateGroup(HeldOut):
     """Peers that receive the same UPDATE bytes for one family.
 
     ``members``: pid -> the daemon's neighbour object (anything with
@@ -683,31 +761,49 @@ class UpdateGroup:
         if withdraw:
             # Withdrawals first: a prefix is never in both lists of one
             # delta, and a peer short of memory is better off losing first.
-            res.common[:0] = self._pack_withdraws(b"".join(withdraw))
+            # Only those of prefixes the group holds, except for a soft
+            # reset out (the member may hold what another group sent it).
+            packed = b"".join(withdraw)
+            if not delta.rejected_as_withdraw:
+                packed = self._held_only(packed)
+            if packed:
+                res.common[:0] = self._pack_withdraws(packed)
         if res.echo:
             if delta.dump or delta.addpath or delta.fresh:
                 # A joining member holds nothing yet; an ADD-PATH member
                 # never got its own paths (they have our path ids).
                 res.echo = {}
             else:
-                res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
+                res.echo = self._pack_echo(res.echo)
         return res
 
     def emit(self, res, pid, members, out, packed):
         """Encode ``packed`` with ``out`` (attrs, MP next hop) into ``res``:
         to every member, or, when the path is member ``pid``'s own, to the
         others (``pid`` gets the prefixes withdrawn: split horizon)."""
-        msgs = self._pack(out, packed)
+        held = self.held
         if pid in members:
+            echo = packed
+            if held is not None:
+                # Split horizon (module docstring): ``pid`` may hold what
+                # the group holds; the others are sent the new path, and
+                # when there are none, nobody holds the prefix any more.
+                others = any(m != pid for m in self.members) or any(m != pid for m in members)
+                echo = held.filter(self.held_index, packed, not others)
+                if others:
+                    held.mark(self.held_index, packed)
+            msgs = self._pack(out, packed)
             lst = res.by_src.get(pid)
             if lst is None:
                 res.by_src[pid] = msgs
-                res.echo[pid] = [packed]
+                res.echo[pid] = [echo]
             else:
                 lst.extend(msgs)
-                res.echo[pid].append(packed)
+                res.echo[pid].append(echo)
         else:
-            res.common.extend(msgs)
+            if held is not None:
+                held.mark(self.held_index, packed)
+            res.common.extend(self._pack(out, packed))
 
     def rehide(self, entries, sources):
         """Path hiding: choose again for the packed prefixes ``entries``
@@ -720,10 +816,11 @@ class UpdateGroup:
         hide = [(None, b"".join(entries))]
         self.hiding.resolve(self, hide, sources, members, self.hiding.own_pids(self.members, None), res, withdraw,
                             False, False)
-        if withdraw:
-            res.common[:0] = self._pack_withdraws(b"".join(withdraw))
+        packed = self._held_only(b"".join(withdraw))
+        if packed:
+            res.common[:0] = self._pack_withdraws(packed)
         if res.echo:
-            res.echo = {pid: self._pack_withdraws(b"".join(pks)) for pid, pks in res.echo.items()}
+            res.echo = self._pack_echo(res.echo)
         return res
 
     def ranked_delta(self, ranked, table, forced=frozenset(), exclude=None, dump=False):
@@ -795,6 +892,8 @@ class UpdateGroup:
                     if withdraw_rejected:
                         withdraw.append(part)
                     continue
+                if self.held is not None:
+                    self.held.mark(self.held_index, part)  # some members hold it
                 res.scoped.append((scope, self._pack(o, part),
                                    self._pack_withdraws(part) if withdraw_rejected else None))
         return b"".join(rest)
