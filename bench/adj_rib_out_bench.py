@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Cost of the compact Adj-RIB-Out (``Rib.held``, fastbgp.rib.export):
+in-process, on the compiled RIB, one eBGP update group (export accept).
+
+* dump: a full table of N IPv4 /24s (2,000 attribute sets from one peer)
+  exported to the group as a join dump (``Rib.dump_best``, attribute ids
+  resolved, ``UpdateGroup.process`` on the slices the exporter cuts) --
+  untracked, then tracked (one ``mark`` per attribute group and slice);
+* down: the peer's table leaves the Loc-RIB (``Rib.drop_peer``'s
+  ChangeSet) and is encoded for the group -- untracked (N withdrawals),
+  tracked while the group holds everything (N withdrawals, filtered), and
+  tracked while it holds 100 prefixes (100 withdrawals);
+* memory: octets of the HeldSet per prefix held.
+
+Each round rebuilds nothing but the group; the figures are medians over
+the rounds, the ratios taken within this run.
+
+    python bench/adj_rib_out_bench.py             # 1,000,000 prefixes, 5 rounds
+    python bench/adj_rib_out_bench.py 200000 3
+"""
+
+import statistics
+import sys
+import time
+
+from fastbgp.daemon.exporter import slices
+from fastbgp.rib import IMPLEMENTATION, AttrTable, Rib
+from fastbgp.rib.export import EBGP, Delta, Source, UpdateGroup, source_tag, tag_source
+from fastbgp.rib.policy import PolicyContext, PolicyEngine
+from fastbgp.wire import codec, messages
+from fastbgp.wire.constants import IPV4_UNICAST
+
+SETS = 2000
+SRC, MEMBER = 1, 2
+
+
+def attrs(i):
+    return messages.encode_attributes([
+        messages.Origin(value=0),
+        messages.AsPath(segments=[messages.Segment(type=2, asns=[65001, 64512 + i])]),
+        messages.NextHop(address="192.0.2.1")])
+
+
+def build(n):
+    table = AttrTable()
+    rib = Rib(1, table)
+    rib.add_peer(SRC, 65001, 65000, "192.0.2.1", "192.0.2.1")
+    per = max(n // SETS, 1)
+    k = 0
+    for s in range(SETS):
+        nlri = bytearray()
+        for _ in range(per):
+            if k >= n:
+                break
+            nlri += bytes([24]) + ((1 << 24) + k * 256).to_bytes(4, "big")[:3]
+            k += 1
+        if nlri:
+            rib.update(SRC, bytes(nlri), attr_id=table.intern(attrs(s), source_tag(SRC)))
+    return table, rib
+
+
+def group():
+    engine = PolicyEngine({})
+    chain = engine.chain([], "export", "accept")
+    g = UpdateGroup(("bench",), IPV4_UNICAST, codec.Context(as4=True), engine, chain,
+                    PolicyContext("192.0.2.9", 65009, 65000), EBGP, False, 65000, bytes((192, 0, 2, 254)), None)
+    g.members[MEMBER] = None
+    return g
+
+
+def dump_delta(table, rib):
+    items = []
+    for aid, packed in rib.dump_best():
+        pid, a, nh = tag_source(table, aid)
+        items.append((pid, a, nh, packed))
+    return Delta(IPV4_UNICAST, items, b"", dump=True)
+
+
+def export_dump(g, table, rib, sources):
+    """The exporter's join dump of the whole table to ``g``: the RIB's
+    dump, attribute ids resolved, encoded slice by slice."""
+    t0 = time.perf_counter()
+    msgs = 0
+    for part in slices(dump_delta(table, rib)):
+        out = g.process(part, sources, members={MEMBER})
+        msgs += len(out.common)
+    return time.perf_counter() - t0, msgs
+
+
+def export_down(g, delta, sources):
+    t0 = time.perf_counter()
+    out = g.process(delta, sources)
+    return time.perf_counter() - t0, out.common
+
+
+def main(n=1_000_000, rounds=5):
+    table, rib = build(n)
+    sources = {SRC: Source(SRC, EBGP, peer_as=65001, router_id=1)}
+    # The peer's table gone, as a peer down would export it: the ChangeSet
+    # of drop_peer on a copy of the RIB (the held set stays in ``rib``).
+    _t2, copy = build(n)
+    down = Delta.from_changeset(IPV4_UNICAST, copy.drop_peer(SRC), _t2)
+    few = b"".join(bytes([24]) + ((1 << 24) + k * 256).to_bytes(4, "big")[:3] for k in range(100))
+    res = {k: [] for k in ("dump_off", "dump_on", "down_off", "down_on", "down_few")}
+    mem = None
+    for _ in range(rounds):
+        g = group()
+        export_dump(g, table, rib, sources)  # the export cache warm, as in a running daemon
+        t, m_off = export_dump(g, table, rib, sources)
+        res["dump_off"].append(t)
+        t, _c = export_down(g, down, sources)
+        res["down_off"].append(t)
+        g.attach_held(rib.held)
+        t, m_on = export_dump(g, table, rib, sources)
+        res["dump_on"].append(t)
+        assert m_on == m_off and rib.held.count(g.held_index) == n
+        mem = rib.held.memory_usage() / len(rib.held)
+        t, common = export_down(g, down, sources)
+        res["down_on"].append(t)
+        assert len(rib.held) == 0 and sum(len(x) for x in common) > 4 * n
+        rib.held.mark(g.held_index, few)
+        t, common = export_down(g, down, sources)
+        res["down_few"].append(t)
+        assert len(common) == 1 and len(rib.held) == 0
+        g.release_held()
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print("implementation %s, %d prefixes, %d attribute sets, median of %d rounds" % (IMPLEMENTATION, n, SETS,
+                                                                                     rounds))
+    print("dump to one group:    untracked %.3f s  tracked %.3f s  ratio %.3f" % (
+        med["dump_off"], med["dump_on"], med["dump_on"] / med["dump_off"]))
+    print("peer down, %d wd:  untracked %.4f s  tracked %.4f s  (+%.0f ns per prefix)" % (
+        n, med["down_off"], med["down_on"], (med["down_on"] - med["down_off"]) * 1e9 / n))
+    print("peer down, group held 100: %.4f s (+%.0f ns per prefix looked up; 100 withdrawals encoded)" % (
+        med["down_few"], (med["down_few"] - med["down_off"]) * 1e9 / n))
+    print("held set: %.1f octets per prefix held (table at %d entries)" % (mem, n))
+    return med
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    main(*args)
