@@ -70,14 +70,37 @@ def build(updates, seed=7):
     return [bytes(m[19:]) for m in ann], [bytes(m[19:]) for m in wd], len({a for a in ann})
 
 
-def config_text(port):
-    return "\n".join([
-        "[global]", "asn = %d" % DUT_AS, 'router-id = "10.9.0.1"', 'listen = ["%s:%d"]' % (DUT_ADDR, port),
-        "[global.log]", 'level = "warning"',
-        "[[neighbors]]", 'address = "%s"' % FEEDER_ADDR, "peer-as = %d" % FEEDER_AS, "passive = true",
-        'families = ["ipv4-unicast", "ipv6-unicast"]',
-        'default-import = "accept"', 'default-export = "reject"', "timers = { hold-time = 240 }",
-    ]) + "\n"
+def write_vrps(updates, path, seed=7):
+    """The VRPs bench/rpki_vs_bird.py derives for the same routes, as an
+    rpki-client / stayrtr JSON file (``[rpki] file``)."""
+    from rpki_bench import derive_vrps, routes_of
+    from rpki_vs_bird import write_stayrtr_json
+
+    n_prefixes = int(updates * 1.6)
+    fams = [routes_of("ipv4", n_prefixes * 5 // 6, seed), routes_of("ipv6", n_prefixes // 6, seed + 1)]
+    vrps = derive_vrps(fams, seed)
+    write_stayrtr_json(path, vrps)
+    return len(vrps)
+
+
+def config_text(port, vrp_file=None):
+    lines = ["[global]", "asn = %d" % DUT_AS, 'router-id = "10.9.0.1"', 'listen = ["%s:%d"]' % (DUT_ADDR, port),
+             "[global.log]", 'level = "warning"']
+    policy = ""
+    if vrp_file:
+        # bench/rpki_vs_bird.py's import policy: the state as a large community.
+        from rpki_vs_bird import STATES, TAG, TAG_OF
+
+        lines += ["[rpki]", 'file = "%s"' % vrp_file, "[[policies]]", 'name = "rov"']
+        for state in STATES:
+            lines += ["[[policies.statements]]", 'conditions = { rpki = "%s" }' % state,
+                      'actions = { result = "accept", large-communities = { add = ["%d:%d:%d"] } }'
+                      % (DUT_AS, TAG, TAG_OF[state])]
+        policy = '"rov"'
+    lines += ["[[neighbors]]", 'address = "%s"' % FEEDER_ADDR, "peer-as = %d" % FEEDER_AS, "passive = true",
+              'families = ["ipv4-unicast", "ipv6-unicast"]', "import-policy = [%s]" % policy,
+              'default-import = "accept"', 'default-export = "reject"', "timers = { hold-time = 240 }"]
+    return "\n".join(lines) + "\n"
 
 
 async def run(args):
@@ -90,8 +113,21 @@ async def run(args):
     from fastbgp.wire.constants import MSG_UPDATE
 
     port = free_port(DUT_ADDR)
-    daemon = Daemon(load_config(config_text(port)), None)
+    vrp_file = None
+    if getattr(args, "rpki", False):
+        import tempfile
+
+        vrp_file = os.path.join(tempfile.mkdtemp(prefix="fastbgp-bench-"), "vrps.json")
+        write_vrps(args.updates, vrp_file)
+    daemon = Daemon(load_config(config_text(port, vrp_file)), None)
     await daemon.start()
+    if vrp_file:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not len(daemon.rpki.vrps):
+            if loop.time() > deadline:
+                raise SystemExit("the VRP file was not loaded")
+            await asyncio.sleep(0.05)
     sp = Speaker(FEEDER_AS, "11.9.0.2")
     await sp.start()
     sp.add_neighbor(NeighborConfig(address=DUT_ADDR, peer_as=DUT_AS, port=port, local_address=FEEDER_ADDR,
@@ -179,6 +215,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--impl", choices=["cython", "python", "both"], default="both")
     ap.add_argument("--profile", help="write a cProfile of one extra round here")
+    ap.add_argument("--rpki", action="store_true",
+                    help="VRPs from a file and bench/rpki_vs_bird.py's import policy (rpki conditions)")
     ap.add_argument("--batch", type=int, default=256,
                     help="UPDATEs per Session.on_updates call (1: on_message per UPDATE)")
     ap.add_argument("--json", action="store_true", help="one JSON line (used for the child process)")
@@ -192,7 +230,7 @@ def main():
             else:
                 env.pop("FASTBGP_NO_EXTENSIONS", None)
             cmd = [sys.executable, __file__, "--updates", str(args.updates), "--rounds", str(args.rounds),
-                   "--impl", impl, "--batch", str(args.batch), "--json"]
+                   "--impl", impl, "--batch", str(args.batch), "--json"] + (["--rpki"] if args.rpki else [])
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise SystemExit(res.stderr)

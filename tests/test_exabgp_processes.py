@@ -511,6 +511,8 @@ def test_coalesced_update_lines(run, tmp_path, window):
             if window:
                 assert lines < n // 4, lines
                 assert d.processes.programs["rec"].coalescer.updates >= n - 4
+                info = d.processes.info()[0]
+                assert info.updates_folded >= n - 4 and 0 < info.update_lines < n // 4 and info.runs_unfolded == 0
             else:
                 assert lines == n and d.processes.programs["rec"].coalescer is None
         finally:

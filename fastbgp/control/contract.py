@@ -438,6 +438,9 @@ class ProcessInfo(msgspec.Struct):
     restarts: int = 0
     commands: int = 0  # command lines read from it
     errors: int = 0  # of those, answered with an error
+    updates_folded: int = 0  # received UPDATEs written in coalesced lines (coalesce-ms)
+    update_lines: int = 0  # update lines written for them
+    runs_unfolded: int = 0  # runs written one line per UPDATE (a prefix repeated within the window)
 
 
 class Event(msgspec.Struct, tag_field="event", tag=str.lower):

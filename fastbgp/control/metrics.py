@@ -47,6 +47,9 @@ Series (``neighbor`` is the configured address)
     fastbgp_process_overflows_total{process}        times its queue was full
     fastbgp_process_dumps_total{process}            table dumps written to it
     fastbgp_process_restarts_total{process}         restarts after it exited (or overflowed)
+    fastbgp_process_updates_folded_total{process}   received UPDATEs written in coalesced lines
+    fastbgp_process_update_lines_total{process}     the lines written for them
+    fastbgp_process_runs_unfolded_total{process}    runs written one line per UPDATE
     fastbgp_process_commands_total{process,result}  command lines read: ok | error
     fastbgp_rpki_vrps{family}                       VRPs in use ([rpki])
     fastbgp_rpki_aspas                              ASPA records in use
@@ -171,7 +174,11 @@ class ControlCollector(Collector):
                         ("events_dropped", "Events dropped because the program read too slowly.", "dropped"),
                         ("overflows", "Times the program's event queue was full.", "overflows"),
                         ("dumps", "Table dumps written to the program.", "dumps"),
-                        ("restarts", "Times the program was restarted.", "restarts"))]
+                        ("restarts", "Times the program was restarted.", "restarts"),
+                        ("updates_folded", "Received UPDATEs written in coalesced lines.", "updates_folded"),
+                        ("update_lines", "Update lines written for the coalesced UPDATEs.", "update_lines"),
+                        ("runs_unfolded", "Coalescing runs written one line per UPDATE (a prefix repeated).",
+                         "runs_unfolded"))]
         commands = CounterMetricFamily("fastbgp_process_commands", "Command lines read from the program.",
                                        labels=["process", "result"])
         for p in progs:

@@ -486,7 +486,10 @@ class ProcessManager:
             out.append(ctl.ProcessInfo(
                 name=p.name, pid=proc.pid if proc is not None and proc.returncode is None else None,
                 queued=len(p.queue), events=p.events, dropped=p.dropped, overflows=p.overflows, dumps=p.dumps,
-                restarts=p.restarts, commands=p.commands, errors=p.errors))
+                restarts=p.restarts, commands=p.commands, errors=p.errors,
+                **({} if p.coalescer is None else {"updates_folded": p.coalescer.updates,
+                                                   "update_lines": p.coalescer.lines,
+                                                   "runs_unfolded": p.coalescer.unfolded})))
         return out
 
     # -- neighbours --------------------------------------------------------------------------------
