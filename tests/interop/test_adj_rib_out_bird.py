@@ -1,0 +1,89 @@
+"""A BIRD peer counts the withdrawals the fastbgp daemon sends it: after a
+neighbour with a 20,000-prefix table goes down, BIRD -- whose export
+policy on the daemon passes 100 of those prefixes -- receives exactly 100
+withdrawals (``Import withdraws`` of ``birdc show protocols all``), not
+20,000 (fastbgp.rib.export: withdrawals follow what each update group was
+sent, ``Rib.held``).
+
+IPv6 sessions and 2001:db8::/32 prefixes (the only documentation space
+with room for such a table).  The source is a fastbgp library Speaker in
+its own lab host (tests/interop/fastbgp_peer.py); a second one announces a
+prefix after the first went, so that everything the daemon queued before
+it has reached BIRD when it arrives.
+
+Needs root and BIRD; marked ``interop`` and ``slow``.
+"""
+
+import ipaddress
+import re
+
+import pytest
+
+from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+
+from .fastbgp_peer import FastBGP
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
+
+N = 20_000
+TABLE = [str(ipaddress.ip_network("2001:db8:%x::/48" % i)) for i in range(N)]
+# The first 96 (2001:db8:0-5f::/48) and the last 4 (2001:db8:4e1c-4e1f::/48):
+# 100 prefixes; the last ones arriving at BIRD show the whole table was taken.
+KEPT = TABLE[:96] + TABLE[-4:]
+SENTINEL = "2001:db8:ffff::/48"
+POLICY = """
+[[defined-sets.prefix-sets]]
+name = "some"
+prefixes = ["2001:db8::/42 le 48", "2001:db8:40::/43 le 48", "2001:db8:4e1c::/46 le 48", "2001:db8:ffff::/48"]
+
+[[policies]]
+name = "some"
+[[policies.statements]]
+name = "some"
+conditions = { prefix-set = "some" }
+actions = { result = "accept" }
+"""
+
+
+def import_withdraws(bird, peer_ip):
+    """BIRD's count of withdrawals received on the session with ``peer_ip``."""
+    text = bird.protocol_info(peer_ip)
+    m = re.search(r"Import withdraws:\s+(\d+)", text)
+    if m is None:
+        raise AssertionError("no withdraw counters in:\n" + text)
+    return int(m.group(1))
+
+
+def test_peer_down_withdraws_at_bird_only_what_it_was_sent():
+    require(L.Bird)
+    assert len(set(KEPT)) == 100
+    with L.Lab() as lab:
+        dut = lab.add_host("dut")
+        src = lab.add_host("src")
+        late = lab.add_host("late")
+        bh = lab.add_host("bird")
+        config = global_toml(65000, dut, listen=["[%s]:179" % dut.ipv6]) + POLICY
+        config += neighbor_toml(src.ipv6, 65001) + neighbor_toml(late.ipv6, 65002)
+        config += neighbor_toml(bh.ipv6, 65003, 'default-import = "accept"', 'default-export = "reject"',
+                                'export-policy = ["some"]', accept=False)
+        with LabDaemon(dut, config) as fb:
+            bird = L.Bird(bh, 65003, neighbors=[L.Neighbor(dut.ipv6, 65000)]).start()
+            source = FastBGP(src, 65001, neighbors=[L.Neighbor(dut.ipv6, 65000, passive=True)]).start()
+            other = FastBGP(late, 65002, neighbors=[L.Neighbor(dut.ipv6, 65000, passive=True)]).start()
+            bird.wait_established(dut.ipv6, timeout=40)
+            source.wait_established(dut.ipv6, timeout=40)
+            other.wait_established(dut.ipv6, timeout=40)
+            source.call("announce", prefixes=TABLE, as_path=[])
+            L.wait_for(lambda: set(bird.rib("ipv6")) == set(KEPT), timeout=60, what="the 100 kept prefixes at BIRD",
+                       on_timeout=lambda: "%d at BIRD\n%s" % (len(bird.rib("ipv6")), fb.log_tail()))
+            assert import_withdraws(bird, dut.ipv6) == 0
+            source.stop()
+            L.wait_for(lambda: not bird.rib("ipv6"), timeout=60, what="the source's routes gone at BIRD",
+                       on_timeout=fb.log_tail)
+            # Whatever the daemon still had queued for BIRD comes before this.
+            other.call("announce", prefixes=[SENTINEL], as_path=[])
+            L.wait_for(lambda: SENTINEL in bird.rib("ipv6"), timeout=30, what="the sentinel at BIRD",
+                       on_timeout=fb.log_tail)
+            assert import_withdraws(bird, dut.ipv6) == 100
+            fb.assert_alive()
