@@ -2051,7 +2051,7 @@ cdef class HeldSet:
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
         cdef uint64_t *e
-        cdef size_t added = 0, i, m
+        cdef size_t added = 0, i, m, newcap
         cdef HeldItem *it
         if nlri_count(p, 0, n, self.bits, False) < 0:
             raise ValueError("malformed NLRI")
@@ -2061,7 +2061,10 @@ cdef class HeldSet:
             # Room for the whole chunk first (grow at 80 % load): entry
             # positions stay put while it is applied.
             if (self.used + m) * 5 > self.cap * 4:
-                self._rebuild(self._fit(self.used + m), self.words)
+                newcap = self.cap
+                while (self.used + m) * 5 > newcap * 4:
+                    newcap *= 2
+                self._rebuild(newcap, self.words)
             self._homes()
             for i in range(m):
                 if i + AHEAD < m:
