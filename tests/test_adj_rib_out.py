@@ -203,3 +203,10 @@ def test_parity_random(both_ribs):
         assert len(hc) == len(hp)
     for g in hc.groups():
         assert hc.count(g) == hp.count(g)
+
+
+def test_both_have_the_same_methods(both_ribs):
+    c, p = both_ribs
+    public = lambda obj: {n for n in dir(obj) if not n.startswith("_")}  # noqa: E731
+    assert public(c.Rib(1).held) == public(p.Rib(1).held)
+    assert type(c.Rib(2).held).__name__ == type(p.Rib(2).held).__name__ == "HeldSet"
