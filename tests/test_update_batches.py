@@ -86,14 +86,58 @@ async def two_peers(dut, **kw):
     return d, (a, b), (d.speaker.neighbors[a_addr], d.speaker.neighbors[b_addr])
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_batches_leave_what_single_updates_leave(run, seed):
+ROV = """
+[rpki]
+file = "%s"
+[[policies]]
+name = "rov"
+[[policies.statements]]
+conditions = { rpki = "invalid" }
+actions = { result = "reject" }
+[[policies.statements]]
+conditions = { rpki = "valid" }
+actions = { result = "accept", large-communities = { add = ["65000:1:1"] } }
+"""
+VRPS = {"roas": [{"prefix": "10.0.0.0/16", "maxLength": 24, "asn": "AS65100"},
+                 {"prefix": "10.1.0.0/16", "maxLength": 20, "asn": "AS65101"},
+                 {"prefix": "2001:db8::/32", "maxLength": 48, "asn": "AS65102"}]}
+
+
+def pre_table(d, pid):
+    """The pre-policy Adj-RIB-In copy of one neighbour (RPKI re-validation)."""
+    out = {}
+    for fam, rib in d.importer.pre_ribs.items():
+        if rib.has_peer(pid):
+            for aid, packed in rib.dump_peer(pid, False):
+                _pid, attrs, nh = tag_source(d.attrs, aid)
+                for entry in split(packed):
+                    out[(fam, entry)] = (attrs, nh)
+    return out
+
+
+@pytest.mark.parametrize("seed,mode", [(1, "plain"), (2, "plain"), (3, "rpki"), (4, "rpki")])
+def test_batches_leave_what_single_updates_leave(run, tmp_path, seed, mode):
     """The same 600 random UPDATEs to two neighbours: one Session.on_message
     per UPDATE for the first, Session.on_updates in random-sized batches for
-    the second; both neighbours' paths end equal, every step of the way."""
+    the second (the fast lane, fastbgp.daemon.fastlane); both neighbours'
+    paths end equal, every step of the way -- also with RPKI validation, an
+    import policy on the state (invalid rejected, valid tagged) and the
+    pre-policy copy it needs."""
     async def main():
-        dut = DUT(neighbors=[])
-        d, speakers, (one, many) = await two_peers(dut)
+        import json
+
+        kw = {}
+        extra = ""
+        if mode == "rpki":
+            vrps = tmp_path / "vrps.json"
+            vrps.write_text(json.dumps(VRPS))
+            extra = ROV % vrps
+            kw = {"import-policy": ["rov"]}
+        dut = DUT(neighbors=[], extra=extra)
+        d, speakers, (one, many) = await two_peers(dut, **kw)
+        if mode == "rpki":
+            await until(lambda: len(d.rpki.vrps) == 3, what="the VRPs loaded")
+            assert one.pre_policy and many.pre_policy
         try:
             rnd = random.Random(seed)
             own = dut.addr
@@ -107,7 +151,13 @@ def test_batches_leave_what_single_updates_leave(run, seed):
                 many.session.on_updates(many.session.conn, chunk)
                 i += n
                 assert table(d, one.pid) == table(d, many.pid)
+                assert pre_table(d, one.pid) == pre_table(d, many.pid)
             assert table(d, one.pid), "the sequence left routes"
+            assert d.importer.fast_updates >= 20, "the fast lane took its share"
+            if mode == "rpki":
+                assert len(pre_table(d, one.pid)) > len(table(d, one.pid)), "some were rejected as invalid"
+                marks = {fam: rib.peer_marks(many.pid) for fam, rib in d.ribs.items() if rib.has_peer(many.pid)}
+                assert marks == {fam: rib.peer_marks(one.pid) for fam, rib in d.ribs.items() if rib.has_peer(one.pid)}
             assert one.counters.received.update == many.counters.received.update
         finally:
             for s in speakers:

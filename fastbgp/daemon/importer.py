@@ -48,12 +48,11 @@ from fastbgp.wire.constants import (
 from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr
+from fastbgp.daemon.fastlane import MISS, PER_PREFIX, FastLane
 from fastbgp.daemon.rpki_feed import path_mark, split_by_state
 
 log = logging.getLogger("fastbgp.daemon")
 
-_MISS = object()
-_PER_PREFIX = object()  # import verdict: the chain looks at prefixes
 
 
 class Importer:
@@ -65,6 +64,7 @@ class Importer:
         self.events = events
         self.pre_ribs: dict = {}  # family -> Rib of pre-policy paths (soft reconfiguration inbound)
         self.observe = None
+        self.fast_updates = 0  # UPDATEs the fast lane took (fastbgp.daemon.fastlane)
         self.setup_observe(daemon.config)
 
     def setup_observe(self, config):
@@ -124,19 +124,21 @@ class Importer:
 
     def updates_in(self, nb, session, parsed_list) -> int:
         """UPDATEs received in a row (Sink.updates_received): each as
-        update_in would, plain IPv4 announcements whose attribute set the
-        import cache already knows straight into the RIB (fast_announce).
+        update_in would, plain announcements whose attribute set the import
+        cache already knows straight into the RIB (fastbgp.daemon.fastlane).
         Stops after an UPDATE that ended the session (prefix limit);
         returns how many were processed."""
         t0 = time.perf_counter() if self.observe is not None else 0.0
-        lane = self.fast_lane(nb, session)
+        lane = FastLane.of(self, nb, session)
         done = 0
         for parsed in parsed_list:
             done += 1
-            if lane is None or not self.fast_announce(nb, session, lane, parsed):
+            if lane is None or not lane.announce(parsed):
                 self.process_update(nb, session, parsed)
-            elif not lane[3]:
-                continue  # no prefix limit: the session is still up
+            else:
+                self.fast_updates += 1
+                if not lane.limits:
+                    continue  # no prefix limit: the session is still up
             if session.fsm.state is not State.ESTABLISHED or nb.session is not session:
                 break
         if self.observe is not None:
@@ -146,79 +148,6 @@ class Importer:
             for _ in range(done):
                 self.observe(spent)
         return done
-
-    def fast_lane(self, nb, session):
-        """What fast_announce needs for this batch, or None when every
-        UPDATE must take process_update: RPKI validation, a pre-policy
-        copy or watchers of received UPDATEs."""
-        d = self.daemon
-        if d.rpki is not None or nb.pre_policy or self.events.watchers:
-            return None
-        neg = session.negotiated
-        if neg is None:
-            return None
-        # Families routed here, negotiated, without ADD-PATH receive.
-        fams = frozenset(f for f in neg.families if f in d.ribs and f not in session.ctx.addpath_rx)
-        limits = {}
-        for fam in fams if nb.cfg.prefix_limit else ():
-            lim = nb.cfg.prefix_limit.get(family_name(fam))
-            if lim is not None:
-                limits[fam] = lim
-        own4, own_mp = nb.own_next_hops
-        # The exporter's hook flags per family, once per batch: update
-        # groups change only in queued export work or when this session
-        # ends (the batch stops there).  ADD-PATH groups: the general path.
-        hooks = {f: self.exporter.hooks(f) for f in fams}
-        fams = frozenset(f for f in fams if not hooks[f][1])
-        return fams, own4, own_mp, limits, hooks
-
-    def fast_announce(self, nb, session, lane, p) -> bool:
-        """process_update for the commonest UPDATEs -- only IPv4 NLRI or
-        only an MP_REACH_NLRI, no error handled, an attribute set already
-        through import policy (the neighbour's import cache) -- without the
-        general path's layers; False (nothing done) for anything else."""
-        if p.withdrawn or p.mp_unreach is not None or p.action:
-            return False
-        fams, own4, own_mp, limits, hooks = lane
-        mpr = p.mp_reach
-        if p.nlri:
-            if mpr is not None or IPV4_UNICAST not in fams or p.next_hop in own4:
-                return False  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
-            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
-        elif mpr is not None and mpr[3]:
-            fam = (mpr[0], mpr[1])
-            nh = bytes(mpr[2])
-            if fam not in fams or nh[:16] in own_mp:
-                return False
-            packed = mpr[3]
-        else:
-            return False
-        res = nb.import_cache.get((fam, p.attrs, nh, None), _MISS)
-        if res is _MISS or res is None or res[0] is _PER_PREFIX:
-            return False
-        out, out_nh = res
-        pid = nb.pid
-        table = self.daemon.attrs
-        rib = self.daemon.ribs[fam]
-        aid = table.intern(out, source_tag(pid, out_nh))
-        try:
-            # update_rib, with the hook flags of the batch.
-            before = len(rib)
-            cs = rib.update(pid, packed, False, aid, mark=0)
-            plain, _addpath, hiding = hooks[fam]
-            if plain:  # (no watchers of best-path changes: fast_lane)
-                self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
-            elif cs:
-                self.exporter.changes += 1  # what export_cs counts, with nobody to export to
-            if hiding:
-                self.exporter.hiding_touch(fam, pid, packed, False, aid, cs)  # RFC 7947 §2.3
-        finally:
-            table.release(aid)
-        lim = limits.get(fam) if limits else None
-        if lim is not None and rib.peer_path_count(pid) > lim.max:
-            nb.config.prefix_limit_restart = float(lim.restart_after) or None
-            nb.prefix_limit_exceeded(session, fam, lim.max)
-        return True
 
     def process_update(self, nb, session, parsed):
         c = nb.counters
@@ -294,12 +223,12 @@ class Importer:
     # -- import policy ---------------------------------------------------------------------------
 
     def import_(self, nb, fam, attrs, nh, state=None):
-        """(attrs, next hop) to store, None (rejected), or _PER_PREFIX;
+        """(attrs, next hop) to store, None (rejected), or PER_PREFIX;
         computed once per attribute set and peer (and RFC 6811 ``state``
         when the chain looks at it, see announce_in)."""
         key = (fam, attrs, nh, state)
-        hit = nb.import_cache.get(key, _MISS)
-        if hit is not _MISS:
+        hit = nb.import_cache.get(key, MISS)
+        if hit is not MISS:
             return hit
         if len(nb.import_cache) > 65536:
             nb.import_cache.clear()
@@ -376,7 +305,7 @@ class Importer:
         if (chain.uses_rpki or chain.uses_aspa) and d.rpki is not None:
             ctx = d.rpki.context(nb, attrs, state)  # the states for the rpki / aspa conditions
         if chain.prefix_dependent:
-            return (_PER_PREFIX, attrs, nh, ctx)
+            return (PER_PREFIX, attrs, nh, ctx)
         v = d.engine.evaluate_group(chain, attrs, ctx, fam[0], "import")
         if v is None:
             return None
@@ -429,13 +358,13 @@ class Importer:
         # The chain sees the state only when it asks (one cache entry per
         # attribute set otherwise).
         seen = state if nb.import_chain.uses_rpki else None
-        res = nb.import_cache.get((fam, attrs, nh, seen), _MISS)  # import_'s cache, hit inline
-        if res is _MISS:
+        res = nb.import_cache.get((fam, attrs, nh, seen), MISS)  # import_'s cache, hit inline
+        if res is MISS:
             res = self.import_(nb, fam, attrs, nh, seen)
         if res is None:
             self.withdraw_post(nb, fam, packed, addpath)
             return
-        if res[0] is _PER_PREFIX:
+        if res[0] is PER_PREFIX:
             self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3], state)
             return
         out, out_nh = res

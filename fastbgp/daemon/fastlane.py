@@ -1,0 +1,145 @@
+"""The import fast lane: the commonest received UPDATE straight into the RIB.
+
+A router sends a table as hundreds of thousands of small UPDATEs; the
+general path (:meth:`fastbgp.daemon.importer.Importer.process_update`)
+handles every case -- withdrawals, RFC 7606 actions, next hops that are
+ours, ADD-PATH, per-prefix policy, families split by RPKI state -- through
+several layers per UPDATE.  :class:`FastLane` takes, for one batch of
+UPDATEs of one session (``Importer.updates_in``), the case that is most of
+a table: only IPv4 NLRI or only one MP_REACH_NLRI, nothing RFC 7606 had to
+repair, an attribute set whose import verdict the neighbour's import cache
+already holds, and (with RPKI) one RFC 6811 state for all its prefixes.
+It does exactly what the general path does for it, in one call:
+
+* the pre-policy Adj-RIB-In copy when the neighbour keeps one (soft
+  reconfiguration, RPKI re-validation);
+* RFC 6811 validation (one bulk call per UPDATE) and the RFC 8097 state
+  community when some iBGP neighbour asks for it;
+* the post-policy Adj-RIB-In / Loc-RIB with the path's state mark, the
+  export of the change (with the batch's exporter hook flags) and RFC
+  7947 §2.3 path hiding;
+* the neighbour's prefix limit (RFC 4486 Cease 6/1).
+
+Anything else returns False before touching anything, and the caller
+takes the general path.  Both paths are run on the same random UPDATE
+sequences by tests/test_update_batches.py and must leave the same RIBs.
+
+Owns: nothing beyond one batch.  Calls: the importer's daemon (RIBs,
+attribute table, RPKI feed), its exporter and pre-policy RIBs.  Called by:
+fastbgp.daemon.importer only.
+"""
+
+from __future__ import annotations
+
+from fastbgp.daemon.rpki_feed import path_mark
+from fastbgp.rib.export import source_tag
+from fastbgp.wire.constants import IPV4_UNICAST
+from fastbgp.wire.families import family_name
+
+__all__ = ["FastLane", "PER_PREFIX", "MISS"]
+
+# Import cache verdicts (Importer.import_): the chain looks at prefixes.
+PER_PREFIX = object()
+MISS = object()
+
+
+class FastLane:
+    """One batch's fast path for one neighbour; see the module docstring."""
+
+    __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "hooks", "rpki", "pre",
+                 "uses_rpki")
+
+    @classmethod
+    def of(cls, importer, nb, session):
+        """The lane for this batch, or None when every UPDATE must take the
+        general path (no negotiation yet, someone watching received UPDATEs)."""
+        if importer.events.watchers or session.negotiated is None:
+            return None
+        return cls(importer, nb, session)
+
+    def __init__(self, importer, nb, session):
+        d = importer.daemon
+        self.importer = importer
+        self.nb = nb
+        self.session = session
+        # Families routed here, negotiated, without ADD-PATH receive.
+        fams = [f for f in session.negotiated.families if f in d.ribs and f not in session.ctx.addpath_rx]
+        self.limits = {}
+        for fam in fams if nb.cfg.prefix_limit else ():
+            lim = nb.cfg.prefix_limit.get(family_name(fam))
+            if lim is not None:
+                self.limits[fam] = lim
+        self.own4, self.own_mp = nb.own_next_hops
+        # The exporter's hook flags per family, once per batch: update
+        # groups change only in queued export work or when this session
+        # ends (the batch stops there).  ADD-PATH groups: the general path.
+        self.hooks = {f: importer.exporter.hooks(f) for f in fams}
+        self.fams = frozenset(f for f in fams if not self.hooks[f][1])
+        self.rpki = d.rpki
+        self.pre = nb.pre_policy
+        self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
+
+    def announce(self, p) -> bool:
+        """The general path's work for ParsedUpdate ``p`` when it is the
+        common case; False (nothing done) otherwise."""
+        if p.withdrawn or p.mp_unreach is not None or p.action:
+            return False
+        mpr = p.mp_reach
+        if p.nlri:
+            if mpr is not None or IPV4_UNICAST not in self.fams or p.next_hop in self.own4:
+                return False  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
+            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
+        elif mpr is not None and mpr[3]:
+            fam = (mpr[0], mpr[1])
+            nh = bytes(mpr[2])
+            if fam not in self.fams or nh[:16] in self.own_mp:
+                return False
+            packed = mpr[3]
+        else:
+            return False
+        nb = self.nb
+        state = None
+        rpki = self.rpki
+        if rpki is not None:
+            # RFC 6811: one bulk validation; the lane takes one state only.
+            states = rpki.states(fam[0], p.attrs, packed, False, nb)
+            if not states or states.count(states[0]) != len(states):
+                return False
+            state = states[0]
+        res = nb.import_cache.get((fam, p.attrs, nh, state if self.uses_rpki else None), MISS)
+        if res is MISS or res is None or res[0] is PER_PREFIX:
+            return False
+        imp = self.importer
+        d = imp.daemon
+        table = d.attrs
+        pid = nb.pid
+        if self.pre:
+            pre = imp.pre_rib(fam, nb)
+            paid = table.intern(p.attrs, source_tag(pid, nh))
+            try:
+                pre.update(pid, packed, False, paid)
+            finally:
+                table.release(paid)
+        out, out_nh = res
+        if state is not None:
+            out = imp.signal_state(out, state)  # RFC 8097
+        rib = d.ribs[fam]
+        aid = table.intern(out, source_tag(pid, out_nh))
+        try:
+            before = len(rib)
+            cs = rib.update(pid, packed, False, aid, mark=path_mark(state))
+            plain, _addpath, hiding = self.hooks[fam]
+            exporter = imp.exporter
+            if plain:  # (no watchers of best-path changes: see of())
+                exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
+            elif cs:
+                exporter.changes += 1  # what export_cs counts, with nobody to export to
+            if hiding:
+                exporter.hiding_touch(fam, pid, packed, False, aid, cs)  # RFC 7947 §2.3
+        finally:
+            table.release(aid)
+        lim = self.limits.get(fam) if self.limits else None
+        if lim is not None and rib.peer_path_count(pid) > lim.max:
+            nb.config.prefix_limit_restart = float(lim.restart_after) or None
+            nb.prefix_limit_exceeded(self.session, fam, lim.max)
+        return True
