@@ -5,6 +5,10 @@ batches of peers waiting to join one, the count of Loc-RIB changes (the
 views' cache key) and the :class:`ExportQueue` that runs large work in
 slices.  Every message to a peer's Adj-RIB-Out is encoded here, once per
 group, and the same list of bytes queued to each member (``send_messages``).
+A live group has an index in its family's ``Rib.held`` (what it was sent,
+so withdrawals go only to groups that hold the prefix: see
+fastbgp.rib.export), taken in :meth:`Exporter.add_group` and freed in
+:meth:`Exporter.drop_group` when its last member leaves.
 
 Calls: the daemon's shared state (``ribs``, ``attrs``, ``sources``,
 ``engine``, ``cluster_id``), the members' ``send_messages`` / ``epoch`` /
