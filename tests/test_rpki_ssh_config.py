@@ -226,6 +226,20 @@ def test_daemon_shows_the_transport(tmp_path, run, keys, caplog, capsys):
     assert any("RTR cache %s:%d (ssh) unreachable: connect:" % (host, port) in m for m in warned), warned
 
 
+class PasswordServer(asyncssh.SSHServer):
+    """asyncssh's server side for the loopback caches below: user "rpki",
+    password "pw"."""
+
+    def begin_auth(self, username):
+        return True
+
+    def password_auth_supported(self):
+        return True
+
+    def validate_password(self, username, password):
+        return (username, password) == ("rpki", "pw")
+
+
 def test_ssh_stderr_never_blocks_the_pdus(keys, run):
     """A cache writing more than the channel window (2 MiB) to the
     subsystem's stderr before its answer: the client drops stderr, so the
@@ -242,15 +256,7 @@ def test_ssh_stderr_never_blocks_the_pdus(keys, run):
     server_key = asyncssh.generate_private_key("ssh-ed25519")
     got = []
 
-    class Server(asyncssh.SSHServer):
-        def begin_auth(self, username):
-            return True
-
-        def password_auth_supported(self):
-            return True
-
-        def validate_password(self, username, password):
-            return (username, password) == ("rpki", "pw")
+    Server = PasswordServer
 
     async def cache(process):
         got.append(process.subsystem)
@@ -301,15 +307,7 @@ def test_ssh_cache_gone_while_we_answer(keys, run, caplog):
     server_key = asyncssh.generate_private_key("ssh-ed25519")
     served = []
 
-    class Server(asyncssh.SSHServer):
-        def begin_auth(self, username):
-            return True
-
-        def password_auth_supported(self):
-            return True
-
-        def validate_password(self, username, password):
-            return password == "pw"
+    Server = PasswordServer
 
     async def cache(process):
         await process.stdin.readexactly(8)  # the Reset Query

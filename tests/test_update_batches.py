@@ -17,6 +17,7 @@ from fastbgp.wire.constants import MSG_UPDATE
 from fastbgp.wire.types import Context
 
 from test_daemon import DUT, addr, neighbor_toml, peer, until
+from test_rpki_daemon import RPKI_POLICY
 
 pytestmark = pytest.mark.timeout(60)
 AS4 = Context(as4=True)
@@ -86,18 +87,7 @@ async def two_peers(dut, **kw):
     return d, (a, b), (d.speaker.neighbors[a_addr], d.speaker.neighbors[b_addr])
 
 
-ROV = """
-[rpki]
-file = "%s"
-[[policies]]
-name = "rov"
-[[policies.statements]]
-conditions = { rpki = "invalid" }
-actions = { result = "reject" }
-[[policies.statements]]
-conditions = { rpki = "valid" }
-actions = { result = "accept", large-communities = { add = ["65000:1:1"] } }
-"""
+ROV = '[rpki]\nfile = "%s"\n' + RPKI_POLICY  # invalid rejected, valid with LOCAL_PREF 200
 VRPS = {"roas": [{"prefix": "10.0.0.0/16", "maxLength": 24, "asn": "AS65100"},
                  {"prefix": "10.1.0.0/16", "maxLength": 20, "asn": "AS65101"},
                  {"prefix": "2001:db8::/32", "maxLength": 48, "asn": "AS65102"}]}

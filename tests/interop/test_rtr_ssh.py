@@ -35,6 +35,8 @@ import pytest
 from fastbgp.testing import lab as L
 from fastbgp.testing.daemonlab import LabDaemon, global_toml
 
+from .test_rtr_stayrtr import Client as StayrtrClient
+
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(90)]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -158,34 +160,25 @@ class Stayrtr:
             return "--- stayrtr ---\n" + "\n".join(f.read().splitlines()[-30:])
 
 
-class Client:
+def known_hosts(keydir, address, host_pub):
+    """A known-hosts file naming the cache's SSH host key (OpenSSH's
+    ``[address]:port key`` form for a port other than 22)."""
+    known = os.path.join(keydir, "known_hosts")
+    with open(known, "w") as f:
+        f.write("[%s]:%d %s\n" % (address, SSH_PORT, host_pub))
+    return known
+
+
+class Client(StayrtrClient):
+    """An RtrClient process in ``host`` with these cache specs (events,
+    log, wait and total as the TCP tests' client); never reads ~/.ssh."""
+
     def __init__(self, host, name, caches, home):
         self.events_path = os.path.join(host.workdir, name + ".jsonl")
         self.log_path = os.path.join(host.workdir, name + ".log")
         with open(self.events_path, "wb") as out, open(self.log_path, "wb") as err:
             self.proc = host.popen([sys.executable, "-c", RUNNER, json.dumps(caches)], stdout=out, stderr=err,
                                    cwd=ROOT, env=dict(os.environ, HOME=home, SSH_AUTH_SOCK=""))
-
-    def events(self, kind=None):
-        with open(self.events_path) as f:
-            out = [json.loads(line) for line in f if line.endswith("\n")]
-        return [e for e in out if kind is None or e["t"] == kind]
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def wait(self, pred, timeout, what):
-        def check():
-            if self.proc.poll() is not None:
-                raise L.DaemonExited("client exited:\n" + self.log()[-3000:])
-            return pred()
-        return L.wait_for(check, timeout, interval=0.1, what=what,
-                          on_timeout=lambda: "--- client ---\n" + self.log()[-3000:])
-
-    def total(self):
-        ev = self.events("vrps")
-        return ev[-1]["total"] if ev else 0
 
     def vrps(self):
         """The VRP set the reports add up to."""
@@ -217,9 +210,7 @@ def test_ssh_sync_password_key_and_tcp(lab):
     _require()
     a, b = lab.add_host("a"), lab.add_host("b")
     keydir, host_pub, _other = keys(lab)
-    known = os.path.join(keydir, "known_hosts")
-    with open(known, "w") as f:
-        f.write("[%s]:%d %s\n" % (a.ipv4, SSH_PORT, host_pub))
+    known = known_hosts(keydir, a.ipv4, host_pub)
     cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), keydir)
     roas = many_roas(3000)
     cache.write(roas)
@@ -324,9 +315,7 @@ def test_daemon_over_ssh(lab):
     _require()
     a, b = lab.add_host("a"), lab.add_host("b")
     keydir, host_pub, _other = keys(lab)
-    known = os.path.join(keydir, "known_hosts")
-    with open(known, "w") as f:
-        f.write("[%s]:%d %s\n" % (a.ipv4, SSH_PORT, host_pub))
+    known = known_hosts(keydir, a.ipv4, host_pub)
     cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), keydir, tcp=False)
     roas = many_roas(500)
     cache.write(roas)
