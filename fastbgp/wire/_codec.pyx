@@ -407,6 +407,20 @@ def count_prefixes(packed, int afi=1, bint addpath=False):
     return c
 
 
+cdef inline int _copy_prefix(const unsigned char *p, Py_ssize_t pos, unsigned char *addr, int width) noexcept:
+    """The address of the prefix whose length octet is p[pos] into
+    ``addr`` (``width`` octets, zero-filled); returns the length.  The
+    field was checked whole (count_prefixes) before."""
+    cdef int plen = p[pos]
+    cdef int nb = (plen + 7) >> 3
+    memset(addr, 0, width)
+    memcpy(addr, p + pos + 1, nb)
+    if plen & 7:
+        # RFC 4271 §4.3: trailing bits past the length are irrelevant.
+        addr[nb - 1] &= (0xFF << (8 - (plen & 7))) & 0xFF
+    return plen
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def unpack_prefixes(packed, int afi=1, bint addpath=False):
@@ -427,15 +441,9 @@ def unpack_prefixes(packed, int afi=1, bint addpath=False):
         if addpath:
             pid = (<unsigned long>p[pos] << 24) | (p[pos + 1] << 16) | (p[pos + 2] << 8) | p[pos + 3]
             pos += 4
-        plen = p[pos]
-        nb = (plen + 7) >> 3
-        memset(addr, 0, 16)
-        memcpy(addr, p + pos + 1, nb)
-        if plen & 7:
-            # RFC 4271 §4.3: trailing bits past the length are irrelevant.
-            addr[nb - 1] &= (0xFF << (8 - (plen & 7))) & 0xFF
+        plen = _copy_prefix(p, pos, addr, 16)
         out.append((pid, PyBytes_FromStringAndSize(<char *>addr, width), plen))
-        pos += 1 + nb
+        pos += 1 + ((plen + 7) >> 3)
     return out
 
 
@@ -460,16 +468,10 @@ def prefix_texts(packed, int afi=1):
     cdef int plen, nb, k
     cdef list out = []
     while pos < n:
-        plen = p[pos]
-        nb = (plen + 7) >> 3
-        memset(addr, 0, 4)
-        memcpy(addr, p + pos + 1, nb)
-        if plen & 7:
-            # RFC 4271 §4.3: trailing bits past the length are irrelevant.
-            addr[nb - 1] &= (0xFF << (8 - (plen & 7))) & 0xFF
+        plen = _copy_prefix(p, pos, addr, 4)
         k = snprintf(text, 24, "%d.%d.%d.%d/%d", addr[0], addr[1], addr[2], addr[3], plen)
         out.append(PyUnicode_DecodeASCII(text, k, NULL))
-        pos += 1 + nb
+        pos += 1 + ((plen + 7) >> 3)
     return out
 
 
