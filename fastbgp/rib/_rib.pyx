@@ -337,6 +337,15 @@ cdef inline Py_ssize_t _read_key(const unsigned char *p, Py_ssize_t pos, PKey *k
     return pos + 1 + nb
 
 
+cdef inline uint64_t _mix_key(uint64_t x) noexcept nogil:
+    """A bit mix (xor-shift-multiply) before Fibonacci hashing, so that
+    keys differing only in high bits spread over all homes."""
+    x ^= x >> 29
+    x *= <uint64_t>0xBF58476D1CE4E5B9ULL
+    x ^= x >> 32
+    return x
+
+
 cdef inline uint64_t _hash_key(const PKey *k, bint v6) noexcept nogil:
     """What Fibonacci hashing multiplies (see _SlotTable._home)."""
     cdef uint64_t x
@@ -423,9 +432,11 @@ cdef class _SlotTable:
 
     @cython.final
     cdef inline size_t _home(self, const PKey *k) noexcept nogil:
-        # Fibonacci hashing keeps the top bits of key * 2^64/phi: consecutive
-        # prefixes (sorted dumps) spread over the whole table.
-        return <size_t>((_hash_key(k, self.v6) * RIB_GOLDEN) >> self.shift)
+        # Fibonacci hashing keeps the top bits of key * 2^64/phi, after a
+        # mix (as HeldSet._home): IPv4 /24 keys (addr << 8 | 24) share
+        # their low 16 bits, and multiplying alone left most homes unused
+        # (long probe runs on every insert and lookup of a full table).
+        return <size_t>((_mix_key(_hash_key(k, self.v6)) * RIB_GOLDEN) >> self.shift)
 
     @cython.final
     cdef inline char *_find(self, const PKey *k) noexcept nogil:
@@ -1859,11 +1870,7 @@ cdef class HeldSet:
         # Mixed before the Fibonacci step: IPv4 /24 keys (addr << 8 | 24)
         # share their low 16 bits, and multiplying alone sends a table of
         # them to a third of the homes (probe runs ~50 long at half load).
-        cdef uint64_t x = _hash_key(k, self.v6)
-        x ^= x >> 29
-        x *= <uint64_t>0xBF58476D1CE4E5B9ULL
-        x ^= x >> 32
-        return <size_t>((x * RIB_GOLDEN) >> self.shift)
+        return <size_t>((_mix_key(_hash_key(k, self.v6)) * RIB_GOLDEN) >> self.shift)
 
     @cython.final
     cdef uint64_t *_find(self, const PKey *k, size_t i) noexcept nogil:
