@@ -3,8 +3,10 @@
 Owns the contract between a daemon and its clients (``contract.py``: the
 ``Control`` protocol and its msgspec structs, which validate requests), the
 HTTP/JSON API server (``api.py``), Prometheus metrics (``metrics.py``), the
-listening sockets both bind (``sockets.py``) and structured logging
-(``logs.py``).
+listening sockets both bind (``sockets.py``), structured logging
+(``logs.py``) and ExaBGP's process API spelling: its JSON/text encoders
+(``exabgp_json.py``), the folding of UPDATE runs into fewer JSON lines
+(``exabgp_coalesce.py``) and its text commands (``exabgp_commands.py``).
 
 May import: ``fastbgp.wire``, ``fastbgp.config`` and the standard library.
 It serves any object implementing ``contract.Control`` and never imports

@@ -13,6 +13,13 @@ calls, who calls it):
                    session going up or down does to the RIBs
 * ``importer``     received UPDATEs -> import policy -> Adj-RIB-In/Loc-RIB,
                    pre-policy copies, soft reconfiguration inbound
+* ``fastlane``     the importer's fast path for the commonest UPDATE of a
+                   batch (one call instead of the general path's layers)
+* ``rpki_feed``    RPKI: VRP/ASPA sources, validation at import,
+                   incremental re-validation
+* ``bmp_feed``     ``[[bmp]]`` stations: what the daemon tells them
+* ``processes``    ``[[processes]]``: ExaBGP-style programs, their events
+                   and commands
 * ``exporter``     update groups, joins and dumps, the export queue
 * ``origination``  our own routes: configured, from the API, injected
 * ``views``        read views for the control plane (neighbours, RIBs)
