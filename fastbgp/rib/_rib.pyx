@@ -235,6 +235,10 @@ cdef enum:
     CHUNK = 512  # prefixes parsed ahead of the hash probes
     SCRATCH_KEEP = 4096  # scratch entries kept allocated between operations
     AHEAD = 12  # prefetch distance, in prefixes
+    PACKED_GROUPS = 24  # HeldSet: group bits beside an IPv4 key (40 bits) in one word
+
+# HeldSet: the group bits of a packed (one-word IPv4) entry.
+cdef uint64_t PACKED_MASK = ((<uint64_t>1) << PACKED_GROUPS) - 1
 
 
 # The attribute record layout is shared with attrs.py: refuse to run on a
@@ -1815,7 +1819,10 @@ cdef class HeldSet:
     one array of uint64 words -- the prefix key (IPv4 one word ``addr << 8 |
     len``, IPv6 three: high, low, length) then one bit per group index, in
     as many 64-bit words as the highest index allocated needs (the table is
-    rebuilt wider when an index past them is allocated).  Kept apart from
+    rebuilt wider when an index past them is allocated).  IPv4 entries are
+    one word while no index past PACKED_GROUPS (24) was ever allocated in
+    the family: the 40-bit key above the group bits (8 octets per prefix
+    instead of 16; a route server's many groups widen it once).  Kept apart from
     the path slots: a prefix that left the Loc-RIB is still held by the
     groups that were not yet sent its withdrawal, and neither table
     resizing nor sweeping of the paths touches it.  An entry goes when its
@@ -1827,6 +1834,9 @@ cdef class HeldSet:
     cdef uint64_t *tab
     cdef size_t cap, mask, used, kw, words, stride
     cdef int shift
+    # IPv4 while at most PACKED_GROUPS indexes were ever allocated: one
+    # word per entry, the key (40 bits) above the group bits (24).
+    cdef bint packed
     cdef vector[uint8_t] in_use  # group index -> allocated
     cdef vector[HeldItem] items  # scratch: a chunk of parsed prefixes
 
@@ -1836,10 +1846,11 @@ cdef class HeldSet:
         self.v6 = self.bits == 128
         self.kw = 3 if self.v6 else 1
         self.words = 1
-        self.stride = self.kw + 1
+        self.packed = not self.v6
+        self.stride = 1 if self.packed else self.kw + 1
         self.tab = NULL
         self.cap = 0
-        self._rebuild(MIN_CAP, 1)
+        self._rebuild(MIN_CAP, 1, self.packed)
 
     def __dealloc__(self):
         free(self.tab)
@@ -1852,7 +1863,19 @@ cdef class HeldSet:
     cdef inline bint _eq(self, const uint64_t *e, const PKey *k) noexcept nogil:
         if self.v6:
             return e[0] == k.hi and e[1] == k.lo and e[2] == k.len
+        if self.packed:
+            return (e[0] >> PACKED_GROUPS) == k.lo
         return e[0] == k.lo
+
+    @cython.final
+    cdef inline void _loc(self, size_t g, size_t *w, uint64_t *bit) noexcept nogil:
+        """Where group ``g``'s bit is in an entry: word and mask."""
+        if self.packed:
+            w[0] = 0
+            bit[0] = (<uint64_t>1) << g
+        else:
+            w[0] = self.kw + (g >> 6)
+            bit[0] = (<uint64_t>1) << (g & 63)
 
     @cython.final
     cdef inline void _key(self, const uint64_t *e, PKey *k) noexcept nogil:
@@ -1862,8 +1885,8 @@ cdef class HeldSet:
             k.len = <uint32_t>e[2]
         else:
             k.hi = 0
-            k.lo = e[0]
-            k.len = <uint32_t>(e[0] & 0xFF)
+            k.lo = e[0] >> PACKED_GROUPS if self.packed else e[0]
+            k.len = <uint32_t>(k.lo & 0xFF)
 
     @cython.final
     cdef inline size_t _home(self, const PKey *k) noexcept nogil:
@@ -1897,6 +1920,10 @@ cdef class HeldSet:
             e[0] = k.hi
             e[1] = k.lo
             e[2] = k.len
+        elif self.packed:
+            e[0] = k.lo << PACKED_GROUPS  # no bit set
+            self.used += 1
+            return e
         else:
             e[0] = k.lo
         memset(e + self.kw, 0, self.words * sizeof(uint64_t))
@@ -1906,6 +1933,8 @@ cdef class HeldSet:
     @cython.final
     cdef inline bint _bare(self, const uint64_t *e) noexcept nogil:
         cdef size_t w
+        if self.packed:
+            return not e[0] & PACKED_MASK
         for w in range(self.kw, self.stride):
             if e[w]:
                 return False
@@ -1936,20 +1965,23 @@ cdef class HeldSet:
         memset(self.tab + i * self.stride, 0xFF, self.stride * sizeof(uint64_t))
 
     @cython.final
-    cdef int _rebuild(self, size_t newcap, size_t words) except -1:
+    cdef int _rebuild(self, size_t newcap, size_t words, bint packed) except -1:
         """Move every entry with a bit set into a table of ``newcap``
-        entries of ``words`` mask words."""
-        cdef size_t stride = self.kw + words
+        entries of ``words`` mask words (``packed``: IPv4 entries of one
+        word, see the class)."""
+        cdef size_t stride = 1 if packed else self.kw + words
         cdef uint64_t *new = <uint64_t *>rib_alloc_table(newcap * stride * sizeof(uint64_t))
         if new == NULL:
             raise MemoryError()
         memset(new, 0xFF, newcap * stride * sizeof(uint64_t))
         cdef uint64_t *old = self.tab
         cdef size_t oldcap = self.cap, oldstride = self.stride, oldwords = self.words, i, j, keep
+        cdef bint oldpacked = self.packed
         cdef int log2 = 0
         cdef PKey k
         cdef uint64_t *e
         cdef uint64_t *d
+        cdef uint64_t low = 0
         while (<size_t>1 << log2) < newcap:
             log2 += 1
         self.tab = new
@@ -1962,22 +1994,41 @@ cdef class HeldSet:
         keep = oldwords if oldwords < words else words
         for i in range(oldcap):
             e = old + i * oldstride
-            if self._empty(e):
-                continue
-            for j in range(self.kw, self.kw + keep):
-                if e[j]:
-                    break
+            if self.v6 and e[2] == RIB_ALL or not self.v6 and e[0] == RIB_ALL:
+                continue  # empty
+            if oldpacked:
+                low = e[0] & PACKED_MASK
+                if not low:
+                    continue  # no bit left
+                k.hi = 0
+                k.lo = e[0] >> PACKED_GROUPS
             else:
-                continue  # no bit left
-            self._key(e, &k)
-            j = self._home(&k)
-            while not self._empty(new + j * stride):
+                for j in range(self.kw, self.kw + keep):
+                    if e[j]:
+                        break
+                else:
+                    continue  # no bit left
+                k.hi = e[0] if self.v6 else 0
+                k.lo = e[1] if self.v6 else e[0]
+            k.len = <uint32_t>e[2] if self.v6 else <uint32_t>(k.lo & 0xFF)
+            j = self._home(&k)  # (the key, not the layout: the same home in either)
+            while True:
+                d = new + j * stride
+                if self.v6 and d[2] == RIB_ALL or not self.v6 and d[0] == RIB_ALL:
+                    break
                 j = (j + 1) & self.mask
-            d = new + j * stride
-            memcpy(d, e, (self.kw + keep) * sizeof(uint64_t))
-            if words > keep:
-                memset(d + self.kw + keep, 0, (words - keep) * sizeof(uint64_t))
+            if packed:  # (from packed only: an index past PACKED_GROUPS makes a table wide, never back)
+                d[0] = (k.lo << PACKED_GROUPS) | low
+            elif oldpacked:
+                d[0] = k.lo
+                d[1] = low
+                memset(d + 2, 0, (words - 1) * sizeof(uint64_t))
+            else:
+                memcpy(d, e, (self.kw + keep) * sizeof(uint64_t))
+                if words > keep:
+                    memset(d + self.kw + keep, 0, (words - keep) * sizeof(uint64_t))
             self.used += 1
+        self.packed = packed
         free(old)
         return 0
 
@@ -2030,30 +2081,34 @@ cdef class HeldSet:
         if i >= MAX_HELD_GROUPS:
             return None
         self.in_use.push_back(1)
-        if i // 64 >= self.words:
-            self._rebuild(self.cap, i // 64 + 1)
+        if self.packed and i >= PACKED_GROUPS:
+            self._rebuild(self.cap, i // 64 + 1, False)  # one word no longer holds every bit
+        elif i // 64 >= self.words:
+            self._rebuild(self.cap, i // 64 + 1, False)
         return i
 
     def free_group(self, group):
         """Release ``group``: its bit is cleared from every prefix (entries
         left with none go) and the index may be handed out again."""
         cdef size_t g = self._group(group), i
-        cdef size_t w = self.kw + (g >> 6)
-        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        cdef size_t w
+        cdef uint64_t bit
+        self._loc(g, &w, &bit)
         for i in range(self.cap):
             if not self._empty(self.tab + i * self.stride):
                 self.tab[i * self.stride + w] &= ~bit
         self.in_use[g] = 0
-        self._rebuild(self.cap, self.words)  # drops the entries with no bit left
+        self._rebuild(self.cap, self.words, self.packed)  # drops the entries with no bit left
         if self.used * 8 < self.cap and self.cap > MIN_CAP:
-            self._rebuild(self._fit(self.used), self.words)
+            self._rebuild(self._fit(self.used), self.words, self.packed)
 
     def mark(self, group, packed):
         """Set ``group``'s bit on every prefix of packed NLRI (no path ids):
         it was sent them.  Returns how many were not held by it before."""
         cdef size_t g = self._group(group)
-        cdef size_t w = self.kw + (g >> 6)
-        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        cdef size_t w
+        cdef uint64_t bit
+        self._loc(g, &w, &bit)
         cdef bytes b = _as_bytes(packed)
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
@@ -2071,7 +2126,7 @@ cdef class HeldSet:
                 newcap = self.cap
                 while (self.used + m) * 5 > newcap * 4:
                     newcap *= 2
-                self._rebuild(newcap, self.words)
+                self._rebuild(newcap, self.words, self.packed)
             self._homes()
             for i in range(m):
                 if i + AHEAD < m:
@@ -2092,8 +2147,9 @@ cdef class HeldSet:
         packed as given, in order; with ``clear`` the group no longer holds
         them (it is being sent their withdrawal)."""
         cdef size_t g = self._group(group)
-        cdef size_t w = self.kw + (g >> 6)
-        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        cdef size_t w
+        cdef uint64_t bit
+        self._loc(g, &w, &bit)
         cdef bytes b = _as_bytes(packed)
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
@@ -2124,14 +2180,15 @@ cdef class HeldSet:
         if self.items.capacity() > CHUNK:
             self.items.shrink_to_fit()
         if clear and self.used * 8 < self.cap and self.cap > MIN_CAP:
-            self._rebuild(self._fit(self.used), self.words)
+            self._rebuild(self._fit(self.used), self.words, self.packed)
         return PyBytes_FromStringAndSize(out.data(), out.size())
 
     def count(self, group):
         """Prefixes ``group`` holds."""
         cdef size_t g = self._group(group), i, c = 0
-        cdef size_t w = self.kw + (g >> 6)
-        cdef uint64_t bit = (<uint64_t>1) << (g & 63)
+        cdef size_t w
+        cdef uint64_t bit
+        self._loc(g, &w, &bit)
         for i in range(self.cap):
             if not self._empty(self.tab + i * self.stride) and self.tab[i * self.stride + w] & bit:
                 c += 1
