@@ -210,3 +210,24 @@ def test_both_have_the_same_methods(both_ribs):
     public = lambda obj: {n for n in dir(obj) if not n.startswith("_")}  # noqa: E731
     assert public(c.Rib(1).held) == public(p.Rib(1).held)
     assert type(c.Rib(2).held).__name__ == type(p.Rib(2).held).__name__ == "HeldSet"
+
+
+def test_the_25th_group_keeps_every_bit(rib_impl):
+    """IPv4 entries are one word (key and 24 group bits) until a 25th index
+    is allocated; the table is then rebuilt wide with every bit kept --
+    extreme keys included (0.0.0.0/0, 255.255.255.255/32)."""
+    h = rib_impl.Rib(1).held
+    gs = [h.new_group() for _ in range(24)]
+    prefixes = ["0.0.0.0/0", "255.255.255.255/32"] + ["10.%d.%d.0/24" % (i >> 8, i & 255) for i in range(3000)]
+    for i, p in enumerate(prefixes):
+        h.mark(gs[i % 24], pk(p))
+        h.mark(gs[(i * 7) % 24], pk(p))
+    ask = pk(*prefixes)
+    before = {g: h.filter(g, ask) for g in gs}
+    assert before[0] and before[23] and len(h) == len(prefixes)
+    assert h.new_group() == 24
+    assert {g: h.filter(g, ask) for g in gs} == before and len(h) == len(prefixes)
+    h.mark(24, pk("255.255.255.255/32"))
+    assert h.filter(24, ask, clear=True) == pk("255.255.255.255/32")
+    assert h.filter(23, ask, clear=True) == before[23]
+    assert h.filter(23, ask) == b"" and {g: h.filter(g, ask) for g in gs[:23]} == {g: before[g] for g in gs[:23]}
