@@ -27,6 +27,16 @@ unix socket), :meth:`FaultLab.log_records` its JSON log: both through
 :class:`fastbgp.testing.daemonlab.LabDaemon` (``self.daemon``), which runs
 the daemon.
 
+``FaultLab(transport="ipv6")`` runs every BGP session over IPv6 instead:
+the witness holds one session with fb over IPv6 carrying both IPv6 unicast
+and IPv4 unicast (RFC 8950 IPv6 next hops for the IPv4 routes), src and
+the attacker's neighbour carry IPv4 unicast over IPv6, ``attacker``,
+``address`` and ``unconfigured`` are IPv6 addresses (2001:db8::/32,
+``nodad``), and ``attacker_id`` (the attacker's BGP Identifier and the
+NEXT_HOP of its IPv4 routes, RFC 4271 §4.2/§5.1.3: four octets) stays its
+IPv4 address.  Under ``transport="ipv4"`` (the default) ``attacker_id`` is
+``attacker``.
+
 Used as a module-scoped fixture by tests/interop/test_faults_*.py:
 ``with FaultLab() as fl: ...`` closes every process and namespace (by pid,
 through the Lab) whether the tests passed or not.
@@ -38,7 +48,7 @@ import time
 from typing import Optional
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import ApiError, LabDaemon
+from fastbgp.testing.daemonlab import ApiError, LabDaemon, ipv4_unicast_toml
 
 __all__ = ["FaultLab", "ApiError"]
 
@@ -64,7 +74,10 @@ class FaultLab:
     """The topology above; ``start()``/``close()`` or a ``with`` block."""
 
     def __init__(self, witness_v6_routes: int = WITNESS_V6_ROUTES, src_routes: int = SRC_ROUTES,
-                 extra_neighbors: str = ""):
+                 extra_neighbors: str = "", transport: str = "ipv4"):
+        if transport not in L.TRANSPORTS:
+            raise ValueError("transport must be one of %s" % (L.TRANSPORTS,))
+        self.transport = transport
         self.n_v6 = witness_v6_routes
         self.n_src = src_routes
         self.extra_neighbors = extra_neighbors
@@ -93,10 +106,22 @@ class FaultLab:
         self.sh = lab.add_host("src")
         self.ah = lab.add_host("attacker")
         # A second address on the attacker host, configured nowhere.
-        self.unconfigured = "192.0.2.%d" % (200 + len(lab.hosts))
-        self.ah.run(["ip", "addr", "add", self.unconfigured + "/24", "dev", L.Host.ifname], check=True)
-        self.attacker = self.ah.ipv4
-        self.address = self.fb.ipv4
+        if self.transport == "ipv6":
+            self.unconfigured = "2001:db8::%x" % (0xc8 + len(lab.hosts))
+            self.ah.run(["ip", "-6", "addr", "add", self.unconfigured + "/64", "dev", L.Host.ifname, "nodad"],
+                        check=True)
+        else:
+            self.unconfigured = "192.0.2.%d" % (200 + len(lab.hosts))
+            self.ah.run(["ip", "addr", "add", self.unconfigured + "/24", "dev", L.Host.ifname], check=True)
+        self.attacker = self.ah.addr(self.transport)
+        self.attacker_id = self.ah.ipv4
+        self.address = self.fb.addr(self.transport)
+        # (witness address at fb, fb address at the witness, routes fb holds from it)
+        if self.transport == "ipv6":
+            self.witness_sessions = [(self.wh.ipv6, self.fb.ipv6, self.n_v6 + len(WITNESS_V4))]
+        else:
+            self.witness_sessions = [(self.wh.ipv4, self.fb.ipv4, len(WITNESS_V4)),
+                                     (self.wh.ipv6, self.fb.ipv6, self.n_v6)]
         # `python -m fastbgp daemon -c`, as an operator runs it (API on).
         self.daemon = LabDaemon(self.fb, "", cli=True)
         self.socket_path = self.daemon.socket_path
@@ -104,18 +129,21 @@ class FaultLab:
         self.config_path = self.daemon.config_path
         self.proc = self.daemon.start(self.config_text()).proc
         hold = {"hold_time": WITNESS_HOLD}
-        self.witness = L.Bird(self.wh, WITNESS_AS,
-                              neighbors=[L.Neighbor(self.fb.ipv4, DAEMON_AS, **hold),
-                                         L.Neighbor(self.fb.ipv6, DAEMON_AS, **hold)],
+        if self.transport == "ipv6":
+            # One session over IPv6 for both families (RFC 4760, RFC 8950).
+            wn = [L.ipv4_neighbor(self.fb.ipv6, DAEMON_AS, families=("ipv4", "ipv6"), **hold)]
+        else:
+            wn = [L.Neighbor(self.fb.ipv4, DAEMON_AS, **hold), L.Neighbor(self.fb.ipv6, DAEMON_AS, **hold)]
+        self.witness = L.Bird(self.wh, WITNESS_AS, neighbors=wn,
                               routes=[L.Route(p) for p in witness_v6_prefixes(self.n_v6)]
                               + [L.Route(p) for p in WITNESS_V4]).start()
-        self.src = L.Bird(self.sh, SRC_AS, neighbors=[L.Neighbor(self.fb.ipv4, DAEMON_AS)],
+        self.src = L.Bird(self.sh, SRC_AS, neighbors=[L.ipv4_neighbor(self.address, DAEMON_AS)],
                           routes=[L.Route(p) for p in src_prefixes(self.n_src)]).start()
         deadline = time.monotonic() + timeout
         try:
-            for addr in (self.fb.ipv4, self.fb.ipv6):
+            for _, addr, _ in self.witness_sessions:
                 self.witness.wait_established(addr, timeout=max(1, deadline - time.monotonic()))
-            self.src.wait_established(self.fb.ipv4, timeout=max(1, deadline - time.monotonic()))
+            self.src.wait_established(self.address, timeout=max(1, deadline - time.monotonic()))
             L.wait_for(self._converged, max(1, deadline - time.monotonic()), interval=0.5,
                        what="witness and src routes through the daemon", on_timeout=self.describe)
         except Exception:
@@ -131,14 +159,19 @@ class FaultLab:
             self.daemon.api_toml().rstrip("\n"),
             "[global.log]", 'level = "info"', "json = true",
         ]
-        for addr, asn, more in ((w.ipv4, WITNESS_AS, ["timers = { hold-time = %d, connect-retry = 2, idle-hold = 1 }"
-                                                      % WITNESS_HOLD]),
-                                (w.ipv6, WITNESS_AS, ["timers = { hold-time = %d, connect-retry = 2, idle-hold = 1 }"
-                                                      % WITNESS_HOLD]),
-                                (self.sh.ipv4, SRC_AS, ["timers = { connect-retry = 2, idle-hold = 1 }"]),
+        wtimers = "timers = { hold-time = %d, connect-retry = 2, idle-hold = 1 }" % WITNESS_HOLD
+        if self.transport == "ipv6":
+            witness = [(w.ipv6, WITNESS_AS, ['families = ["ipv4-unicast", "ipv6-unicast"]',
+                                             "extended-next-hop = true", wtimers])]
+        else:
+            witness = [(w.ipv4, WITNESS_AS, [wtimers]), (w.ipv6, WITNESS_AS, [wtimers])]
+        src = self.sh.addr(self.transport)
+        for addr, asn, more in (*witness,
+                                (src, SRC_AS, ["timers = { connect-retry = 2, idle-hold = 1 }",
+                                               *ipv4_unicast_toml(src)]),
                                 (self.attacker, ATTACKER_AS,
                                  ["passive = true", "damp-peer-oscillations = false",
-                                  "timers = { idle-hold = 1, max-idle-hold = 1 }"])):
+                                  "timers = { idle-hold = 1, max-idle-hold = 1 }", *ipv4_unicast_toml(self.attacker)])):
             lines += ["[[neighbors]]", 'address = "%s"' % addr, "peer-as = %d" % asn,
                       'default-import = "accept"', 'default-export = "accept"', *more]
         return "\n".join(lines) + "\n" + self.extra_neighbors
@@ -177,10 +210,9 @@ class FaultLab:
     def _converged(self) -> bool:
         if not self.daemon_alive():
             raise L.DaemonExited("fastbgp exited:\n" + self.describe())
-        v6 = self.neighbor(self.wh.ipv6)
-        v4 = self.neighbor(self.wh.ipv4)
-        if v6["prefixes_received"] != self.n_v6 or v4["prefixes_received"] != len(WITNESS_V4):
-            return False
+        for addr, _, count in self.witness_sessions:
+            if self.neighbor(addr)["prefixes_received"] != count:
+                return False
         got = set(self.witness.rib("ipv4"))
         return set(src_prefixes(self.n_src)) <= got
 
@@ -188,7 +220,7 @@ class FaultLab:
         """{daemon address: 'since' column of BIRD's protocol} (the time the
         session last changed state, ISO to the millisecond)."""
         out = {}
-        for addr in (self.fb.ipv4, self.fb.ipv6):
+        for _, addr, _ in self.witness_sessions:
             lines = self.witness.protocol_info(addr).splitlines()
             # "Name Proto Table State Since Info" then the protocol's line:
             # name BGP --- up 2026-12-05 05:50:01.123 Established
@@ -199,7 +231,7 @@ class FaultLab:
 
     def _snapshot(self) -> dict:
         snap = {"time": time.monotonic(), "bird": self._bird_since()}
-        for addr in (self.wh.ipv4, self.wh.ipv6):
+        for addr, _, _ in self.witness_sessions:
             n = self.neighbor(addr)
             snap[addr] = {"established_count": n["established_count"],
                           "keepalives": n["counters"]["received_keepalive"],
@@ -217,7 +249,7 @@ class FaultLab:
         for addr, state in now["bird"].items():
             assert state[0] == "up" and "Established" in state[2], "witness session with %s: %r" % (addr, state)
         elapsed = now["time"] - base["time"]
-        for addr, count in ((self.wh.ipv4, len(WITNESS_V4)), (self.wh.ipv6, self.n_v6)):
+        for addr, _, count in self.witness_sessions:
             n = self.neighbor(addr)
             assert n["state"] == "established", "daemon: witness %s is %s" % (addr, n["state"])
             assert n["established_count"] == base[addr]["established_count"], "witness %s re-established" % addr

@@ -41,7 +41,7 @@ import time
 
 from fastbgp.wire import as4, codec
 from fastbgp.wire import capabilities as caps
-from fastbgp.wire.constants import AFI_IPV4, MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN, MSG_UPDATE, SAFI_UNICAST
+from fastbgp.wire.constants import AFI_IPV4, AFI_IPV6, MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN, MSG_UPDATE, SAFI_UNICAST
 from fastbgp.wire.errors import BGPError
 
 __all__ = ["main", "Peer"]
@@ -109,6 +109,10 @@ class Peer:
         """OPEN both ways, then KEEPALIVE both ways (RFC 4271 §8.2.2)."""
         a = self.args
         mine = [caps.Multiprotocol(AFI_IPV4, SAFI_UNICAST), caps.FourOctetAS(a.asn), caps.RouteRefresh()]
+        if a.extended_next_hop:
+            # RFC 8950 §3: IPv4 unicast NLRI with IPv6 next hops (for a
+            # session over IPv6 transport).
+            mine.append(caps.ExtendedNextHop([(AFI_IPV4, SAFI_UNICAST, AFI_IPV6)]))
         rid = int(ipaddress.IPv4Address(a.router_id))
         await self.send(codec.build_open(a.asn, a.hold, rid, caps.encode_all(mine)))
         got_open = False
@@ -354,6 +358,8 @@ def parse_args(argv=None):
     ap.add_argument("--retry", type=float, default=20.0, help="seconds to keep trying to open the session")
     ap.add_argument("--churn-flag", help="feed: churn only while this file exists")
     ap.add_argument("--count", type=int, default=1, help="flap: sessions")
+    ap.add_argument("--extended-next-hop", action="store_true",
+                    help="advertise RFC 8950 IPv4 unicast with IPv6 next hops")
     return ap.parse_args(argv)
 
 

@@ -5,7 +5,11 @@ One daemon per module, with a feeder (a raw peer announcing a 100k table,
 with churn when asked) and a WITNESS (real BIRD, 1,000 routes each way).
 Each test brings in one kind of bad peer: a slow reader, a peer that never
 reads, a slow member of an update group, BIRD SIGSTOPped and GoBGP
-SIGKILLed mid-table, 300 session flaps.  Each asserts that the witness
+SIGKILLed mid-table, 300 session flaps.  The slow reader and the SIGKILLed
+peer also come over IPv6 transport (issue 12), watched by a second BIRD
+witness whose session with the daemon runs over IPv6 too (IPv4 routes
+with RFC 8950 next hops both ways); they run last, as the IPv6 witness's
+routes reach the IPv4 one.  Each asserts that the witness
 session never dropped, kept all its routes both ways, and that our
 KEEPALIVEs kept time (one sent each interval, by /metrics; BIRD's hold
 timer never ran down by two intervals), and the daemon's own figures (log WARNINGs with the
@@ -26,7 +30,7 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import ROOT, LabDaemon
+from fastbgp.testing.daemonlab import ROOT, LabDaemon, ipv4_unicast_toml
 
 from .conftest import require
 
@@ -44,6 +48,8 @@ WITNESS_HOLD = 9
 METRICS_PORT = 9179
 MiB = 1024 * 1024
 ASNS = {"slow": 65010, "stall": 65011, "g1": 65020, "g2": 65021, "g3": 65022, "gs": 65023}
+# Hosts whose sessions with the daemon run over IPv6 (the rest: IPv4).
+IPV6_HOSTS = ("wit6", "slow6", "vkill6")
 
 
 # -------------------------------------------------------------------- helpers
@@ -86,8 +92,9 @@ class Witness:
     """BIRD on the witness host: samples its session with the daemon every
     0.3 s in a thread (state, since, remaining hold time, routes)."""
 
-    def __init__(self, bird, peer_ip, keepalives_sent):
+    def __init__(self, bird, peer_ip, keepalives_sent, table=TABLE):
         self.bird = bird
+        self.table = table  # routes it gets from the daemon when no victim is up
         self.peer_ip = peer_ip
         self.keepalives_sent = keepalives_sent  # () -> the daemon's count, from /metrics
         self.samples = []
@@ -154,18 +161,22 @@ class Bed:
 
     def __init__(self, lab):
         self.lab = lab
-        self.fb = lab.add_host("fb", ipv6=None)
+        self.fb = lab.add_host("fb")
         self.hosts = {n: lab.add_host(n, ipv6=None) for n in
                       ("wit", "feed", "slow", "stall", "g1", "g2", "g3", "gs", "vstop", "vkill", "flap")}
+        self.hosts.update({n: lab.add_host(n) for n in IPV6_HOSTS})
         self.peers = []
         self.fbd = LabDaemon(self.fb, "", cli=True)
 
+    def transport(self, name) -> str:
+        return "ipv6" if name in IPV6_HOSTS else "ipv4"
+
     def addr(self, name):
-        return self.hosts[name].ipv4
+        return self.hosts[name].addr(self.transport(name))
 
     def config(self) -> str:
         fb = self.fb
-        lines = ["[global]", "asn = %d" % ASN, 'router-id = "%s"' % fb.ipv4, 'listen = ["%s"]' % fb.ipv4,
+        lines = ["[global]", "asn = %d" % ASN, 'router-id = "%s"' % fb.ipv4, 'listen = ["%s", "%s"]' % (fb.ipv4, fb.ipv6),
                  self.fbd.api_toml().rstrip("\n"),
                  "[global.metrics]", 'listen = "127.0.0.1:%d"' % METRICS_PORT,
                  "[global.log]", 'level = "info"']
@@ -174,7 +185,8 @@ class Bed:
             return ["[[neighbors]]", 'address = "%s"' % self.addr(name), "peer-as = %d" % asn,
                     'default-import = "accept"', 'default-export = "%s"' % export,
                     "passive = %s" % ("true" if passive else "false"),
-                    "timers = { hold-time = %d, connect-retry = 1, idle-hold = %d }" % (hold, idle_hold), *more]
+                    "timers = { hold-time = %d, connect-retry = 1, idle-hold = %d }" % (hold, idle_hold),
+                    *ipv4_unicast_toml(self.addr(name)), *more]
 
         lines += nb("wit", 65001, passive=False, hold=WITNESS_HOLD)
         lines += nb("feed", 65002, export="reject")
@@ -188,6 +200,11 @@ class Bed:
         lines += nb("vstop", 65030, hold=6)
         lines += nb("vkill", 65031, hold=6)
         lines += nb("flap", 65040, "damp-peer-oscillations = false", export="reject", idle_hold=0)
+        # Over IPv6 transport (IPv4 unicast, RFC 8950): the IPv6 witness
+        # (started by the wit6 fixture, it dials us), a slow reader, a victim.
+        lines += nb("wit6", 65003, hold=WITNESS_HOLD)
+        lines += nb("slow6", 65012, "max-queued-bytes = %d" % SMALL_CAP)
+        lines += nb("vkill6", 65032, hold=6)
         return "\n".join(lines) + "\n"
 
     def start(self):
@@ -246,8 +263,11 @@ class Bed:
     def peer(self, name, mode, asn, *more):
         host = self.hosts[name]
         out = os.path.join(host.workdir, "%s-%d.jsonl" % (mode, len(self.peers)))
-        argv = [sys.executable, "-m", "fastbgp.testing.slowpeer", "--mode", mode, "--peer", self.fb.ipv4,
-                "--local", host.ipv4, "--asn", asn, "--router-id", host.ipv4, *more]
+        t = self.transport(name)
+        argv = [sys.executable, "-m", "fastbgp.testing.slowpeer", "--mode", mode, "--peer", self.fb.addr(t),
+                "--local", host.addr(t), "--asn", asn, "--router-id", host.ipv4, *more]
+        if t == "ipv6":
+            argv.append("--extended-next-hop")
         with open(out, "wb") as f:
             proc = host.popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
         proc.out = out
@@ -469,7 +489,7 @@ def wait_victim_routes(bed, name, wit, n):
     """The daemon has ``n`` routes of ``name`` and passed them to the witness."""
     L.wait_for(lambda: bed.metric("fastbgp_prefixes_received", bed.addr(name)) == n, 30,
                what="%d routes from %s" % (n, name))
-    L.wait_for(lambda: wit.info()["imported"] == TABLE + n, 30, what="witness has %s's routes" % name)
+    L.wait_for(lambda: wit.info()["imported"] == wit.table + n, 30, what="witness has %s's routes" % name)
 
 
 @pytest.mark.timeout(120)
@@ -510,20 +530,20 @@ def test_sigstopped_bird_mid_table_is_dropped_by_the_hold_timer(bed):
     assert not bed.up(addr)
 
 
-@pytest.mark.timeout(120)
-def test_sigkilled_gobgp_mid_table_is_cleaned_up(bed):
-    """GoBGP killed (SIGKILL) while the table streams to it: the reset is
-    seen at once, a WARNING, its routes withdrawn within a few seconds."""
-    host = bed.hosts["vkill"]
-    addr = bed.addr("vkill")
+def sigkilled_gobgp_mid_table(bed, name, asn, base, witness):
+    """GoBGP on host ``name`` (over its transport) killed while the table
+    streams to it; checks ``witness`` (a session of the same transport)."""
+    host = bed.hosts[name]
+    addr = bed.addr(name)
+    ours = bed.fb.addr(bed.transport(name))
     bed.churn(True)
-    with bed.witness as wit:
+    with witness as wit:
         mark = len(bed.log())
-        v = L.GoBGP(host, 65031, neighbors=[L.Neighbor(bed.fb.ipv4, ASN, hold_time=6)], routes=victim_routes(251))
+        v = L.GoBGP(host, asn, neighbors=[L.ipv4_neighbor(ours, ASN, hold_time=6)], routes=victim_routes(base))
         try:
             v.start()
-            v.wait_established(bed.fb.ipv4, 30)
-            wait_victim_routes(bed, "vkill", wit, VICTIM_ROUTES)
+            v.wait_established(ours, 30)
+            wait_victim_routes(bed, name, wit, VICTIM_ROUTES)
             os.kill(v.proc.pid, signal.SIGKILL)
             t0 = time.monotonic()
             v.proc.wait(10)
@@ -531,16 +551,23 @@ def test_sigkilled_gobgp_mid_table_is_cleaned_up(bed):
                            interval=0.05, what="session loss WARNING for %s" % addr,
                            on_timeout=lambda: bed.log()[mark:][-3000:])[0]
             took = time.monotonic() - t0
-            L.wait_for(lambda: wit.info()["imported"] == TABLE, 15, interval=0.1, what="victim routes withdrawn")
+            L.wait_for(lambda: wit.info()["imported"] == wit.table, 15, interval=0.1, what="victim routes withdrawn")
             gone = time.monotonic() - t0
         finally:
             bed.churn(False)
             v.stop()
-    low, _ = wit.check(TABLE)
-    print("SIGKILL: WARNING after %.2fs (%s), routes gone at the witness after %.2fs; witness hold timer low %.1fs"
-          % (took, w.split("msg=", 1)[-1][:120], gone, low))
+    low, _ = wit.check(wit.table)
+    print("SIGKILL (%s): WARNING after %.2fs (%s), routes gone at the witness after %.2fs; witness hold timer low %.1fs"
+          % (bed.transport(name), took, w.split("msg=", 1)[-1][:120], gone, low))
     assert "connection" in w, w  # reset / closed by the peer, not a timer
     assert took < 3 and gone < 5
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_gobgp_mid_table_is_cleaned_up(bed):
+    """GoBGP killed (SIGKILL) while the table streams to it: the reset is
+    seen at once, a WARNING, its routes withdrawn within a few seconds."""
+    sigkilled_gobgp_mid_table(bed, "vkill", 65031, 251, bed.witness)
 
 
 @pytest.mark.timeout(150)
@@ -569,3 +596,60 @@ def test_300_session_flaps_leak_neither_memory_nor_fds(bed):
     assert established >= 320
     assert after["rss"] - before["rss"] < 5 * MiB
     assert after["fds"] == before["fds"]
+
+
+# ------------------------------------------------------- over IPv6 transport (last: see the docstring)
+
+
+@pytest.fixture(scope="module")
+def wit6(bed):
+    """A second BIRD witness whose session with the daemon runs over IPv6
+    (IPv4 unicast with RFC 8950 next hops), holding 1,000 routes of its own;
+    it gets the feeder's table and the first witness's routes."""
+    ours = bed.fb.ipv6
+    routes = [L.Route("172.17.%d.%d/32" % (i // 256, i % 256)) for i in range(WITNESS_ROUTES)]
+    bird = L.Bird(bed.hosts["wit6"], 65003, neighbors=[L.ipv4_neighbor(ours, ASN, hold_time=WITNESS_HOLD)],
+                  routes=routes).start()
+    try:
+        bird.wait_established(ours, timeout=60)
+        w = Witness(bird, ours, lambda: bed.metric("fastbgp_messages_sent_total", bed.addr("wit6"), type="keepalive"),
+                    table=TABLE + WITNESS_ROUTES)
+        L.wait_for(lambda: w.info()["imported"] == w.table, 60, what="IPv6 witness has the table")
+        yield w
+    finally:
+        bird.stop()
+
+
+@pytest.mark.timeout(150)
+def test_slow_reader_over_ipv6_is_dropped_at_the_queue_cap(bed, wit6):
+    """The slow reader (~12 KB/s, churn flowing) over IPv6 transport:
+    Cease / Out of Resources (6/8) at the cap with the figures, counted in
+    /metrics, the IPv6 witness undisturbed."""
+    addr = bed.addr("slow6")
+    bed.churn(True)
+    try:
+        time.sleep(3)
+        with wit6 as wit:
+            mark = len(bed.log())
+            p = bed.peer("slow6", "slow", 65012, "--rate", 12000, "--rcvbuf", 4096)
+            bed.wait_event(p, "established", 30)
+            t0 = time.monotonic()
+            w = dropped_out_of_resources(bed, "slow6", mark, "over its cap", 60)
+            took = time.monotonic() - t0
+            assert re.search(r"\d+ octets queued \+ \d+ in the socket buffer > %d" % SMALL_CAP, w), w
+            assert bed.metric("fastbgp_neighbor_out_of_resources_total", addr) == 1
+            assert not bed.up(addr)
+            bed.kill(p)
+        bed.churn(False)
+        low, _ = wit.check(wit.table)
+        print("slow reader over IPv6: dropped after %.1f s; IPv6 witness hold timer low %.1fs" % (took, low))
+    finally:
+        bed.churn(False)
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_gobgp_mid_table_over_ipv6_is_cleaned_up(bed, wit6):
+    """GoBGP over IPv6 transport (IPv4 routes, RFC 8950) SIGKILLed while the
+    table streams to it: WARNING at once, routes withdrawn at the IPv6
+    witness within a few seconds."""
+    sigkilled_gobgp_mid_table(bed, "vkill6", 65032, 252, wit6)

@@ -14,7 +14,13 @@ message header errors (RFC 4271 §6.1); OPEN errors (§6.2, RFC 5492, RFC
 configured peer's address (RFC 4271 §6.8 / issue 10 defect 5).
 
 One lab for the whole module (about 2 s to build); cases run one after the
-other against it.
+other against it.  A representative subset (two header errors, two OPEN
+errors, two treat-as-withdraw cases, one attribute discard, two session
+resets, the unconfigured source, the half-open flood) also runs over IPv6
+transport (issue 12): a second lab, ``FaultLab(transport="ipv6")``, where
+the attacker, src and the witness all talk BGP to the daemon over IPv6 and
+IPv4 routes reach the witness with RFC 8950 next hops.  Their test ids
+carry ``ipv6-``; the IPv4 ids are unchanged.
 """
 
 from __future__ import annotations
@@ -68,6 +74,35 @@ def fl():
         assert not os.path.exists(lab.lab.tmpdir or "/nonexistent"), "lab temp dir left behind"
 
 
+@pytest.fixture(scope="module")
+def fl6():
+    require(L.Bird)
+    lab = FaultLab(transport="ipv6")
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.close()
+        procs = [p.pid for p in lab.lab._procs if p.poll() is None]
+        assert not procs, "lab processes still running: %s" % procs
+        assert not lab_namespaces(lab.lab.prefix), "lab namespaces left behind"
+        assert not os.path.exists(lab.lab.tmpdir or "/nonexistent"), "lab temp dir left behind"
+
+
+@pytest.fixture
+def flt(request, transport):
+    """The lab of the case's transport (``fl`` or ``fl6``)."""
+    return request.getfixturevalue("fl6" if transport == "ipv6" else "fl")
+
+
+def over_transports(names, ipv6) -> list:
+    """(transport, case) params: every case in ``names`` over IPv4 (ids as
+    before), the ones in ``ipv6`` also over IPv6 (ids ``ipv6-<case>``)."""
+    assert set(ipv6) <= set(names), set(ipv6) - set(names)
+    return ([pytest.param("ipv4", n, id=n) for n in names]
+            + [pytest.param("ipv6", n, id="ipv6-" + n) for n in ipv6])
+
+
 _case = iter(range(1, 1000))
 
 
@@ -77,6 +112,7 @@ def case_prefix() -> str:
 
 
 def attacker_session(fl, **kw) -> RawPeer:
+    kw.setdefault("bgp_id", fl.attacker_id)
     return RawPeer.establish(fl.ah.ns, fl.attacker, fl.address, kw.pop("asn", ATTACKER_AS), **kw)
 
 
@@ -99,7 +135,7 @@ def wait_paths(fl, prefix, present: bool, timeout: float = 5.0):
 def announce(peer, fl, prefix, replace=None) -> None:
     """A valid UPDATE for ``prefix`` from the attacker, with attributes in
     ``replace`` (type code -> raw attribute bytes, b"" to leave it out)."""
-    attrs = standard_attrs(ATTACKER_AS, fl.attacker)
+    attrs = standard_attrs(ATTACKER_AS, fl.attacker_id)
     attrs.update(replace or {})
     peer.send_message(MSG_UPDATE, update_body(b"".join(attrs.values()), nlri=prefixes(prefix)))
 
@@ -154,8 +190,10 @@ WITHDRAW_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(WITHDRAW_CASES))
-def test_update_treat_as_withdraw(fl, case):
+@pytest.mark.parametrize("transport,case", over_transports(list(WITHDRAW_CASES), ["next-hop-0.0.0.0",
+                                                                                     "missing-next-hop"]))
+def test_update_treat_as_withdraw(flt, case):
+    fl = flt
     prefix = case_prefix()
     mark = fl.log_mark()
     with attacker_session(fl) as peer:
@@ -198,8 +236,9 @@ DISCARD_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(DISCARD_CASES))
-def test_update_attribute_discard(fl, case):
+@pytest.mark.parametrize("transport,case", over_transports(list(DISCARD_CASES), ["aggregator-as-0"]))
+def test_update_attribute_discard(flt, case):
+    fl = flt
     code, good, bad, bird_name = DISCARD_CASES[case]
     prefix = case_prefix()
     mark = fl.log_mark()
@@ -228,7 +267,7 @@ def _mp_reach_v4(next_hop: str, prefix: str) -> bytes:
 
 def _reset_cases(fl, prefix):
     """name -> (UPDATE body, code, subcode, names as logged)."""
-    std = standard_attrs(ATTACKER_AS, fl.attacker)
+    std = standard_attrs(ATTACKER_AS, fl.attacker_id)
     attrs = b"".join(std.values())
     nlri = prefixes(prefix)
     mal = "UPDATE Message Error / "
@@ -248,7 +287,7 @@ def _reset_cases(fl, prefix):
         # no NLRI to withdraw: §5.2 makes it a session reset.
         "origin-flags-no-nlri": (update_body(bad_origin), 3, 4, mal + "attr-flags"),
         # RFC 7606 §7.11 / §3 c: MP_REACH_NLRI with wrong flags or too short.
-        "mp-reach-flags": (update_body(attrs + attribute(OT, 14, _mp_reach_v4(fl.attacker, prefix))), 3, 4,
+        "mp-reach-flags": (update_body(attrs + attribute(OT, 14, _mp_reach_v4(fl.attacker_id, prefix))), 3, 4,
                            mal + "attr-flags"),
         "mp-reach-length-3": (update_body(attrs + attribute(O_, 14, b"\x00\x01\x01")), 3, 9, mal + "optional-attr"),
         # RFC 7606 §3 g: MP_UNREACH_NLRI twice.
@@ -261,8 +300,9 @@ RESET_NAMES = ["withdrawn-length-overrun", "attribute-length-overrun", "nlri-pre
                "mp-reach-length-3", "mp-unreach-repeated"]
 
 
-@pytest.mark.parametrize("case", RESET_NAMES)
-def test_update_session_reset(fl, case):
+@pytest.mark.parametrize("transport,case", over_transports(RESET_NAMES, ["nlri-prefix-length-33", "mp-reach-flags"]))
+def test_update_session_reset(flt, case):
+    fl = flt
     prefix = case_prefix()
     body, code, subcode, name = _reset_cases(fl, prefix)[case]
     mark = fl.log_mark()
@@ -297,8 +337,9 @@ HEADER_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(HEADER_CASES))
-def test_header_errors(fl, case):
+@pytest.mark.parametrize("transport,case", over_transports(list(HEADER_CASES), ["bad-marker", "length-18"]))
+def test_header_errors(flt, case):
+    fl = flt
     data, subcode, notif_data, name = HEADER_CASES[case]
     mark = fl.log_mark()
     with attacker_session(fl) as peer:
@@ -317,22 +358,22 @@ def _open_with_params(params: bytes, asn: int = ATTACKER_AS, bgp_id: str = "192.
 
 
 def _open_cases(fl):
-    ours = fl.address
+    ours = fl.fb.ipv4  # the daemon's BGP Identifier (its router-id)
     four = caps.FourOctetAS(ATTACKER_AS)
     v4 = caps.Multiprotocol(AFI_IPV4, SAFI_UNICAST)
     cap_param = b"\x02\x06" + bytes((65, 4)) + struct.pack("!I", ATTACKER_AS)
     op = "OPEN Message Error / "
     return {
         # name: (OPEN body, subcode, names as logged) -- RFC 4271 §6.2
-        "version-3": (open_body(ATTACKER_AS, fl.attacker, version=3), 1, op + "unsupported-version"),
-        "peer-as-wrong": (open_body(65099, fl.attacker), 2, op + "bad-peer-as"),
-        "peer-as-0": (open_body(0, fl.attacker, capabilities=[v4]), 2, op + "bad-peer-as"),  # RFC 7607
+        "version-3": (open_body(ATTACKER_AS, fl.attacker_id, version=3), 1, op + "unsupported-version"),
+        "peer-as-wrong": (open_body(65099, fl.attacker_id), 2, op + "bad-peer-as"),
+        "peer-as-0": (open_body(0, fl.attacker_id, capabilities=[v4]), 2, op + "bad-peer-as"),  # RFC 7607
         # RFC 6793 §4.2.1: the capability's AS is the one that counts.
-        "four-octet-as-capability-wrong": (open_body(ATTACKER_AS, fl.attacker, capabilities=[v4, caps.FourOctetAS(65099)]),
+        "four-octet-as-capability-wrong": (open_body(ATTACKER_AS, fl.attacker_id, capabilities=[v4, caps.FourOctetAS(65099)]),
                                            2, op + "bad-peer-as"),
         "bgp-id-0": (open_body(ATTACKER_AS, "0.0.0.0"), 3, op + "bad-bgp-id"),
-        "hold-time-1": (open_body(ATTACKER_AS, fl.attacker, hold_time=1), 6, op + "unacceptable-hold-time"),
-        "hold-time-2": (open_body(ATTACKER_AS, fl.attacker, hold_time=2), 6, op + "unacceptable-hold-time"),
+        "hold-time-1": (open_body(ATTACKER_AS, fl.attacker_id, hold_time=1), 6, op + "unacceptable-hold-time"),
+        "hold-time-2": (open_body(ATTACKER_AS, fl.attacker_id, hold_time=2), 6, op + "unacceptable-hold-time"),
         # RFC 5492 §4 / RFC 4271 §6.2: an optional parameter other than
         # capabilities (type 2) is unsupported.
         "unsupported-optional-parameter": (_open_with_params(cap_param + b"\x03\x02\xab\xcd"), 4,
@@ -346,8 +387,9 @@ OPEN_NAMES = ["version-3", "peer-as-wrong", "peer-as-0", "four-octet-as-capabili
               "hold-time-2", "unsupported-optional-parameter", "optional-parameters-length-wrong"]
 
 
-@pytest.mark.parametrize("case", OPEN_NAMES)
-def test_open_errors(fl, case):
+@pytest.mark.parametrize("transport,case", over_transports(OPEN_NAMES, ["peer-as-wrong", "hold-time-1"]))
+def test_open_errors(flt, case):
+    fl = flt
     body, subcode, name = _open_cases(fl)[case]
     mark = fl.log_mark()
     deadline = time.monotonic() + 10
@@ -551,7 +593,11 @@ def test_notification_received_logged_truncated(fl):
 UNCONFIGURED_CONNECTIONS = 200
 
 
-def test_unconfigured_source_refused_quickly_and_log_rate_limited(fl):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_unconfigured_source_refused_quickly_and_log_rate_limited(flt):
+    fl = flt
+    # RFC 4271 §4.2: the BGP Identifier is four octets whatever the transport.
+    ident = fl.unconfigured if fl.transport == "ipv4" else fl.attacker_id
     mark = fl.log_mark()
     slowest = 0.0
     refused_in_connect = 0
@@ -568,7 +614,7 @@ def test_unconfigured_source_refused_quickly_and_log_rate_limited(fl):
                 if i % 2:
                     # Half of them even get an OPEN out before being refused.
                     try:
-                        peer.send_message(MSG_OPEN, open_body(ATTACKER_AS, fl.unconfigured))
+                        peer.send_message(MSG_OPEN, open_body(ATTACKER_AS, ident))
                     except OSError:
                         pass
                 # RFC 4271 §8: no session and no NOTIFICATION for an unknown peer.
@@ -592,10 +638,12 @@ def test_unconfigured_source_refused_quickly_and_log_rate_limited(fl):
 HALF_OPEN_FLOOD = 30
 
 
-def test_half_open_flood_from_configured_address(fl):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_half_open_flood_from_configured_address(flt):
     """Connections from the configured peer's address that never send an
     OPEN must not lock the real peer out (issue 10 defect 5; at most
     Sessions.HALF_OPEN_MAX are kept, the oldest replaced)."""
+    fl = flt
     wait_active(fl)
     mark = fl.log_mark()
     idle = []
