@@ -164,6 +164,23 @@ cdef extern from *:
         return malloc(bytes);
     }
 
+    /* A table freed after it grew (the old one, ``bytes`` long).  glibc
+       keeps freed chunks of this size in the heap (its mmap threshold rises
+       as large blocks come and go), so a table grown by doubling leaves
+       about its own size behind in the process's RSS; hand those pages back
+       once per big free (malloc_trim, man 3 malloc_trim: a walk of the free
+       lists, a few ms; a growth step happens log2(size) times). */
+    #if defined(__GLIBC__)
+    #include <malloc.h>
+    #endif
+    static void rib_free_table(void *p, size_t bytes) {
+        free(p);
+    #if defined(__GLIBC__)
+        if (bytes >= ((size_t)8 << 20))
+            malloc_trim(0);
+    #endif
+    }
+
     /* Network masks: the first plen bits set (plen = 0..64 / 0..32). */
     static inline uint64_t rib_mask64(int plen) {
         return plen <= 0 ? 0 : (plen >= 64 ? RIB_ALL : ~(RIB_ALL >> plen));
@@ -221,6 +238,7 @@ cdef extern from *:
     uint64_t rib_mask64(int plen) nogil
     void rib_prefetch(const void *p) nogil
     void *rib_alloc_table(size_t bytes) nogil
+    void rib_free_table(void *p, size_t bytes) nogil
     uint32_t rib_mask32(int plen) nogil
 
 
@@ -540,7 +558,7 @@ cdef class _SlotTable:
             while not self._is_empty(new + j * self.ssize):
                 j = (j + 1) & self.mask
             memcpy(new + j * self.ssize, s, self.ssize)
-        free(old)
+        rib_free_table(old, oldcap * self.ssize)
         return 0
 
     @cython.final
@@ -2029,7 +2047,7 @@ cdef class HeldSet:
                     memset(d + self.kw + keep, 0, (words - keep) * sizeof(uint64_t))
             self.used += 1
         self.packed = packed
-        free(old)
+        rib_free_table(old, oldcap * oldstride * sizeof(uint64_t))
         return 0
 
     @cython.final
