@@ -591,13 +591,8 @@ class UpdateGroup(HeldOut):
             # own routes that name none, which get ours.
             if policy_nh is None:
                 if v4 and ATTR_NEXT_HOP not in items:
-                    if self.enh and nh:
-                        pass  # RFC 8950: the IPv6 next hop it came with, unchanged
-                    elif self.nh4 is not None:
-                        items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
-                    elif self.enh and self.nh6:
-                        nh = self.nh6
-                    else:
+                    nh = self._v4_next_hop(items, nh)
+                    if nh is None:
                         return None
                 elif not v4 and not nh:
                     nh = self.nh6
@@ -657,13 +652,8 @@ class UpdateGroup(HeldOut):
             else:
                 nh = policy_nh
         elif v4 and ATTR_NEXT_HOP not in items:
-            if self.enh and nh:
-                pass  # RFC 8950: the IPv6 next hop it came with, unchanged
-            elif self.nh4 is not None:
-                items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
-            elif self.enh and self.nh6:
-                nh = self.nh6
-            else:
+            nh = self._v4_next_hop(items, nh)
+            if nh is None:
                 return None
         elif not v4 and not nh:
             nh = self.nh6
@@ -674,6 +664,21 @@ class UpdateGroup(HeldOut):
         return (_encode(items), nh)
 
     # ------------------------------------------------------------ encoding
+
+    def _v4_next_hop(self, items, nh):
+        """An IPv4 route without a NEXT_HOP attribute (our own, or one that
+        came with an RFC 8950 IPv6 next hop): the IPv6 next hop it came with
+        when this group takes them, else our IPv4 address (added to
+        ``items``), else our IPv6 one (RFC 8950 §4).  Returns the MP next
+        hop to use (b"" for the classic NEXT_HOP), None when there is none."""
+        if self.enh and nh:
+            return nh  # RFC 8950: unchanged
+        if self.nh4 is not None:
+            items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+            return nh or b""
+        if self.enh and self.nh6:
+            return self.nh6
+        return None
 
     def _pack(self, out, packed):
         attrs, nh = out
