@@ -16,16 +16,17 @@ It does exactly what the general path does for it, in one call:
 * RFC 6811 validation (one bulk call per UPDATE) and the RFC 8097 state
   community when some iBGP neighbour asks for it;
 * the post-policy Adj-RIB-In / Loc-RIB with the path's state mark, the
-  export of the change (with the batch's exporter hook flags) and RFC
-  7947 §2.3 path hiding;
+  export of the change and RFC 7947 §2.3 path hiding (the importer's own
+  ``keep_pre``, ``signal_state``, ``update_rib`` and ``over_limit``: the
+  lane only skips the general path's dispatch);
 * the neighbour's prefix limit (RFC 4486 Cease 6/1).
 
 Anything else returns False before touching anything, and the caller
 takes the general path.  Both paths are run on the same random UPDATE
 sequences by tests/test_update_batches.py and must leave the same RIBs.
 
-Owns: nothing beyond one batch.  Calls: the importer's daemon (RIBs,
-attribute table, RPKI feed), its exporter and pre-policy RIBs.  Called by:
+Owns: nothing beyond one batch.  Calls: the importer (the steps above),
+its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
 fastbgp.daemon.importer only.
 """
 
@@ -46,7 +47,7 @@ MISS = object()
 class FastLane:
     """One batch's fast path for one neighbour; see the module docstring."""
 
-    __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "hooks", "rpki", "pre",
+    __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "rpki", "pre",
                  "uses_rpki")
 
     @classmethod
@@ -70,11 +71,10 @@ class FastLane:
             if lim is not None:
                 self.limits[fam] = lim
         self.own4, self.own_mp = nb.own_next_hops
-        # The exporter's hook flags per family, once per batch: update
+        # Families with ADD-PATH update groups take the general path (the
         # groups change only in queued export work or when this session
-        # ends (the batch stops there).  ADD-PATH groups: the general path.
-        self.hooks = {f: importer.exporter.hooks(f) for f in fams}
-        self.fams = frozenset(f for f in fams if not self.hooks[f][1])
+        # ends, and the batch stops there).
+        self.fams = frozenset(f for f in fams if not importer.exporter.hooks(f)[1])
         self.rpki = d.rpki
         self.pre = nb.pre_policy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
@@ -110,36 +110,17 @@ class FastLane:
         if res is MISS or res is None or res[0] is PER_PREFIX:
             return False
         imp = self.importer
-        d = imp.daemon
-        table = d.attrs
+        table = imp.daemon.attrs
         pid = nb.pid
         if self.pre:
-            pre = imp.pre_rib(fam, nb)
-            paid = table.intern(p.attrs, source_tag(pid, nh))
-            try:
-                pre.update(pid, packed, False, paid)
-            finally:
-                table.release(paid)
+            imp.keep_pre(nb, fam, p.attrs, nh, packed, False)
         out, out_nh = res
-        if state is not None:
-            out = imp.signal_state(out, state)  # RFC 8097
-        rib = d.ribs[fam]
+        out = imp.signal_state(out, state)  # RFC 8097
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
-            before = len(rib)
-            cs = rib.update(pid, packed, False, aid, mark=path_mark(state))
-            plain, _addpath, hiding = self.hooks[fam]
-            exporter = imp.exporter
-            if plain:  # (no watchers of best-path changes: see of())
-                exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
-            elif cs:
-                exporter.changes += 1  # what export_cs counts, with nobody to export to
-            if hiding:
-                exporter.hiding_touch(fam, pid, packed, False, aid, cs)  # RFC 7947 §2.3
+            imp.update_rib(fam, pid, packed, False, aid, path_mark(state))
         finally:
             table.release(aid)
-        lim = self.limits.get(fam) if self.limits else None
-        if lim is not None and rib.peer_path_count(pid) > lim.max:
-            nb.config.prefix_limit_restart = float(lim.restart_after) or None
-            nb.prefix_limit_exceeded(self.session, fam, lim.max)
+        if self.limits:
+            imp.over_limit(nb, self.session, fam, self.limits.get(fam))
         return True

@@ -116,11 +116,17 @@ class Importer:
             return
         t0 = time.perf_counter()
         self.process_update(nb, session, parsed)
-        # From the UPDATE being framed (at the latest when its burst
-        # arrived) to its routes being in the RIB and queued for export.
+        self.observe_latency(session, t0, 1)
+
+    def observe_latency(self, session, t0, n):
+        """``n`` UPDATEs' processing latency for the metrics: from their
+        being framed (at the latest when their burst arrived) to their
+        routes being in the RIB and queued for export."""
         conn = session.conn
         queued = self.daemon.loop.time() - conn.last_rx if conn is not None and conn.last_rx else 0.0
-        observe(max(time.perf_counter() - t0, queued))
+        spent = max(time.perf_counter() - t0, queued)
+        for _ in range(n):
+            self.observe(spent)
 
     def updates_in(self, nb, session, parsed_list) -> int:
         """UPDATEs received in a row (Sink.updates_received): each as
@@ -142,11 +148,7 @@ class Importer:
             if session.fsm.state is not State.ESTABLISHED or nb.session is not session:
                 break
         if self.observe is not None:
-            conn = session.conn
-            queued = self.daemon.loop.time() - conn.last_rx if conn is not None and conn.last_rx else 0.0
-            spent = max(time.perf_counter() - t0, queued)
-            for _ in range(done):
-                self.observe(spent)
+            self.observe_latency(session, t0, done)
         return done
 
     def process_update(self, nb, session, parsed):
@@ -205,13 +207,20 @@ class Importer:
         if parsed.is_eor:
             nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
         if touched is not None and nb.cfg.prefix_limit:
-            lim = nb.cfg.prefix_limit.get(family_name(touched))
-            if lim is not None and ribs[touched].peer_path_count(nb.pid) > lim.max:
-                nb.config.prefix_limit_restart = float(lim.restart_after) or None
-                nb.prefix_limit_exceeded(session, touched, lim.max)
+            if self.over_limit(nb, session, touched, nb.cfg.prefix_limit.get(family_name(touched))):
                 return
         if self.events.watchers:
             self.events.update_received(nb, parsed)
+
+    def over_limit(self, nb, session, fam, lim):
+        """RFC 4486 Cease 6/1 when the neighbour holds more than ``lim``
+        (its ``prefix-limit`` for ``fam``, None: none) paths of ``fam``;
+        True when the session was ended."""
+        if lim is None or self.daemon.ribs[fam].peer_path_count(nb.pid) <= lim.max:
+            return False
+        nb.config.prefix_limit_restart = float(lim.restart_after) or None
+        nb.prefix_limit_exceeded(session, fam, lim.max)
+        return True
 
     def ignore_own(self, nb, fam, packed, addpath):
         """Prefixes whose next hop is ours: not reachable through this peer,
@@ -329,15 +338,8 @@ class Importer:
         exporter.hiding_touch(fam, nb.pid, packed, addpath, None, cs)  # RFC 7947 §2.3
 
     def announce_in(self, nb, fam, attrs, nh, packed, addpath, keep_pre=True):
-        pid = nb.pid
-        table = self.daemon.attrs
         if keep_pre and nb.pre_policy:
-            pre = self.pre_rib(fam, nb)
-            aid = table.intern(attrs, source_tag(pid, nh))
-            try:
-                pre.update(pid, packed, addpath, aid)
-            finally:
-                table.release(aid)
+            self.keep_pre(nb, fam, attrs, nh, packed, addpath)
         rpki = self.daemon.rpki
         if rpki is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin), then
@@ -349,6 +351,16 @@ class Importer:
                 self.announce_post(nb, fam, attrs, nh, part, addpath, state)
             return
         self.announce_post(nb, fam, attrs, nh, packed, addpath, None)
+
+    def keep_pre(self, nb, fam, attrs, nh, packed, addpath):
+        """The paths as received into the pre-policy Adj-RIB-In copy (soft
+        reconfiguration inbound, RPKI re-validation)."""
+        table = self.daemon.attrs
+        aid = table.intern(attrs, source_tag(nb.pid, nh))
+        try:
+            self.pre_rib(fam, nb).update(nb.pid, packed, addpath, aid)
+        finally:
+            table.release(aid)
 
     def announce_post(self, nb, fam, attrs, nh, packed, addpath, state):
         """Import policy and the post-policy Adj-RIB-In / Loc-RIB for
@@ -368,13 +380,12 @@ class Importer:
             self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3], state)
             return
         out, out_nh = res
-        if state is not None:
-            out = self.signal_state(out, state)
+        out = self.signal_state(out, state)
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
             if self.exporter.addpath_groups(fam):
                 self.exporter.addpath_delta(fam, pid, out, out_nh, packed, addpath)
-            self.update_rib(fam, pid, packed, addpath, aid, 0 if state is None else path_mark(state))
+            self.update_rib(fam, pid, packed, addpath, aid, path_mark(state))
         finally:
             table.release(aid)
 
