@@ -59,10 +59,10 @@ from .fastbgp_peer import FastBGP
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-@pytest.fixture(scope="module")
-def fl():
+def _fault_lab(transport):
+    """One FaultLab for the module; afterwards nothing of it is left."""
     require(L.Bird)
-    lab = FaultLab()
+    lab = FaultLab(transport=transport)
     try:
         lab.start()
         yield lab
@@ -72,21 +72,16 @@ def fl():
         assert not procs, "lab processes still running: %s" % procs
         assert not lab_namespaces(lab.lab.prefix), "lab namespaces left behind"
         assert not os.path.exists(lab.lab.tmpdir or "/nonexistent"), "lab temp dir left behind"
+
+
+@pytest.fixture(scope="module")
+def fl():
+    yield from _fault_lab("ipv4")
 
 
 @pytest.fixture(scope="module")
 def fl6():
-    require(L.Bird)
-    lab = FaultLab(transport="ipv6")
-    try:
-        lab.start()
-        yield lab
-    finally:
-        lab.close()
-        procs = [p.pid for p in lab.lab._procs if p.poll() is None]
-        assert not procs, "lab processes still running: %s" % procs
-        assert not lab_namespaces(lab.lab.prefix), "lab namespaces left behind"
-        assert not os.path.exists(lab.lab.tmpdir or "/nonexistent"), "lab temp dir left behind"
+    yield from _fault_lab("ipv6")
 
 
 @pytest.fixture
