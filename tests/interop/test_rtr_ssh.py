@@ -35,7 +35,7 @@ import pytest
 from fastbgp.testing import lab as L
 from fastbgp.testing.daemonlab import LabDaemon, global_toml
 
-from .test_rtr_stayrtr import Client as StayrtrClient
+from .test_rtr_stayrtr import Client as StayrtrClient, hexed, require_stayrtr, vrp
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -74,21 +74,8 @@ asyncio.run(main())
 
 
 def _require():
-    if not L.is_root():
-        pytest.skip("interop lab needs root (network namespaces)")
-    missing = L.missing_binaries("ip", "stayrtr")
-    if missing:
-        pytest.skip("not installed: %s (run .ci/install-peers.sh)" % ", ".join(missing))
+    require_stayrtr()
     pytest.importorskip("asyncssh")
-
-
-def vrp(prefix, maxlen, asn):
-    return {"prefix": prefix, "maxLength": maxlen, "asn": "AS%d" % asn}
-
-
-def hexed(prefix, maxlen, asn):
-    net = ipaddress.ip_network(prefix)
-    return [1 if net.version == 4 else 2, net.network_address.packed.hex(), net.prefixlen, maxlen, asn]
 
 
 def many_roas(n, seed=11):

@@ -60,7 +60,7 @@ asyncio.run(main())
 """
 
 
-def _require():
+def require_stayrtr():
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
     missing = L.missing_binaries("ip", "stayrtr")
@@ -150,7 +150,7 @@ ASPAS = {64496: [64510, 64511]}
 
 
 def test_rtr_against_stayrtr(lab):
-    _require()
+    require_stayrtr()
     a, b = lab.add_host("a"), lab.add_host("b")
     cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"))
     cache.write(ROAS, ASPAS)
@@ -216,7 +216,7 @@ def test_rtr_against_stayrtr(lab):
 
 
 def test_version_negotiated_down_to_0(lab):
-    _require()
+    require_stayrtr()
     a, b = lab.add_host("a"), lab.add_host("b")
     cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"))
     cache.write(ROAS)
@@ -260,7 +260,7 @@ def test_validation_matches_bird(lab):
     from fastbgp.rpki.files import load_into
     from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID, VrpTable
 
-    _require()
+    require_stayrtr()
     if L.missing_binaries("bird", "birdc"):
         pytest.skip("bird2 not installed")
     rnd = random.Random(5)
