@@ -154,6 +154,7 @@ class Exporter:
         self.queue = None
         self.changes = 0  # Loc-RIB ChangeSets exported so far
         self.rankers: dict = {}  # family -> PathRanker, for ADD-PATH best-N groups
+        self.path_helds: dict = {}  # family -> HeldSet of the ADD-PATH groups (path_held)
         # family -> hooks(): asked on every received UPDATE, recomputed only
         # after groups_changed() (a member joined or left, a policy or path
         # hiding switched), so that a feature that is off costs a dict get.
@@ -469,8 +470,17 @@ class Exporter:
         self.groups[g.key] = g
         rib = self.daemon.ribs.get(g.family)
         if rib is not None:
-            g.attach_held(rib.held)
+            g.attach_held(rib.held, self.path_held(g.family, rib) if g.addpath else None)
         self.groups_changed()
+
+    def path_held(self, fam, rib):
+        """The HeldSet of what the ADD-PATH groups of ``fam`` hold, keyed by
+        (our path id, prefix) (fastbgp.rib.export.path_keys): one of the
+        RIB's own class, IPv6-wide, made when the first such group is."""
+        held = self.path_helds.get(fam)
+        if held is None:
+            held = self.path_helds[fam] = type(rib.held)(AFI_IPV6)
+        return held
 
     def drop_group(self, g):
         """``g`` lost its last member: gone, its index and bits freed (a
@@ -556,24 +566,36 @@ class Exporter:
         if nb.epoch != epoch or not nb.established or nb.removed:
             return
         g = nb.groups.get(fam)
+        # What the member holds: what its group held when it left it (the
+        # queue runs one item at a time, so nothing changes that group's
+        # bits meanwhile).  A group it was the last member of stays out of
+        # ``groups`` but keeps its bits until the dump is done.
+        prior = g
+        ghost = None
         if rejoin or g is None:
             held = None
             if g is not None:
                 held = g.sent if g.send_max else None
                 g.members.pop(nb.pid, None)
                 if not g.members:
-                    self.drop_group(g)
+                    if self.groups.get(g.key) is g:
+                        del self.groups[g.key]
+                    ghost = g
             g = self.group_for(nb, fam)
             if held and g.send_max and not g.sent:
                 g.sent = held  # best-N: what the member holds, so the dump withdraws what left
             g.members[nb.pid] = nb
             nb.groups[fam] = g
             self.groups_changed()
-        if brackets:
-            nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_BORR)])
-        yield from self.dump_to(nb, g, epoch, rejected_as_withdraw)
-        if brackets and nb.epoch == epoch:
-            nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_EORR)])
+        try:
+            if brackets:
+                nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_BORR)])
+            yield from self.dump_to(nb, g, epoch, rejected_as_withdraw, prior)
+            if brackets and nb.epoch == epoch:
+                nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_EORR)])
+        finally:
+            if ghost is not None:
+                ghost.release_held()
 
     def redump_all(self, nb):
         """Soft reset out (RFC 2918 spirit, without a refresh request): each
@@ -638,14 +660,15 @@ class Exporter:
             delta.rejected_as_withdraw = rejected_as_withdraw
             yield delta
 
-    def dump_to(self, nb, g, epoch, rejected_as_withdraw):
-        """The group's Adj-RIB-Out for one member, in slices."""
+    def dump_to(self, nb, g, epoch, rejected_as_withdraw, prior=None):
+        """The group's Adj-RIB-Out for one member, in slices; ``prior``:
+        the group whose bits say what the member holds (soft reset out)."""
         fam = g.family
         sources = self.daemon.sources
         for part in self.table_parts(g, nb.pid, rejected_as_withdraw):
             if nb.epoch != epoch or nb.groups.get(fam) is not g:
                 return
-            out = g.process(part, sources, single=True, exclude=nb.pid)
+            out = g.process(part, sources, single=True, exclude=nb.pid, prior=prior)
             nb.send_messages(out.common)
             if out.scoped:
                 send_scoped(nb, out.scoped)
@@ -696,8 +719,9 @@ def distribute(g, out, targets=None):
 
 def send_scoped(m, scoped):
     """Our routes offered to some neighbours only (see export._Out)."""
-    for addresses, msgs, withdrawals in scoped:
+    for addresses, msgs, withdrawals, to in scoped:
         if m.address in addresses:
-            m.send_messages(msgs)
-        elif withdrawals:
+            if msgs:
+                m.send_messages(msgs)
+        elif withdrawals and (to is None or m.address in to):
             m.send_messages(withdrawals)

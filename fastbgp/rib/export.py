@@ -95,6 +95,7 @@ import struct
 from fastbgp.wire import codec
 from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
 from fastbgp.wire.constants import (
+    AFI_IPV4,
     AS_SEQUENCE,
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
@@ -137,6 +138,8 @@ __all__ = [
     "rewrite_path_ids",
     "PathRanker",
     "prefix_entries",
+    "path_keys",
+    "from_path_keys",
 ]
 
 log = logging.getLogger("fastbgp.export")
@@ -289,8 +292,9 @@ class _Out:
     """Messages produced by one Delta for one group: ``common`` goes to
     every member; ``by_src[pid]`` to every member but ``pid``, which gets
     ``echo[pid]`` (the same prefixes, withdrawn) instead; ``scoped``:
-    [(addresses, messages, withdrawals or None)] -- the messages to the
-    members whose address is in the set, the withdrawals to the others."""
+    [(addresses, messages, withdrawals or None, to)] -- the messages to the
+    members whose address is in the set, the withdrawals to the others
+    (``to`` None) or to the others whose address is in ``to``."""
 
     __slots__ = ("common", "by_src", "echo", "scoped")
 
@@ -307,38 +311,178 @@ class _Out:
 class HeldOut:
     """What an update group holds (the compact Adj-RIB-Out of the module
     docstring): a part of :class:`UpdateGroup`, kept apart so that class
-    stays within its size.  ``held``: the family's HeldSet (``Rib.held``)
-    or None (not tracked), ``held_index``: the group's bit in it."""
+    stays within its size.  ``held``: the HeldSet the group's bits are in
+    (the family's ``Rib.held``; for an ADD-PATH group the exporter's
+    HeldSet of path keys, see :func:`path_keys`) or None (not tracked),
+    ``held_index``: the group's bit in it.  ``holders``: {entry: frozenset
+    of neighbour addresses} for the prefixes the group holds only for the
+    members a scoped route was offered to (``Source.scopes``), with
+    ``scope_index`` (a second bit of the group, set on those prefixes) so
+    that an announcement to every member finds them without a per-prefix
+    loop."""
 
     held = None
     held_index = None
+    paths = False  # the bits are keyed by (our path id, prefix): ADD-PATH
+    scope_index = None
+    holders = None
 
-    def attach_held(self, held):
+    def attach_held(self, held, path_held=None):
         """Track what this group holds in ``held`` (the family's
-        ``Rib.held``) under a new index; nothing when the group is ADD-PATH
-        or every index is taken (MAX_HELD_GROUPS)."""
-        if self.held is not None or self.addpath:
+        ``Rib.held``), or for an ADD-PATH group in ``path_held`` (a HeldSet
+        of IPv6 width, see :func:`path_keys`), under a new index; nothing
+        when there is none or every index is taken (MAX_HELD_GROUPS)."""
+        if self.held is not None:
             return
+        if self.addpath:
+            held = path_held
+            if held is None:
+                return
         index = held.new_group()
         if index is None:
             log.warning("%r: more update groups than MAX_HELD_GROUPS in one family; this one is sent every "
                         "withdrawal", self)
             return
-        self.held, self.held_index = held, index
+        self.held, self.held_index, self.paths = held, index, self.addpath
 
     def release_held(self):
-        """The group is gone: its index and bits are freed."""
+        """The group is gone: its indexes and bits are freed."""
         if self.held is not None:
             held, self.held = self.held, None
             held.free_group(self.held_index)
-            self.held_index = None
+            if self.scope_index is not None:
+                held.free_group(self.scope_index)
+            self.held_index = self.scope_index = self.holders = None
 
-    def _held_only(self, packed):
-        """The withdrawals of ``packed`` this group must be sent: those of
-        the prefixes it holds (now no longer held)."""
+    def _bits(self, index, packed, clear):
+        """``held.filter`` for packed NLRI of this group's kind (with our
+        path ids when ``paths``: the ADD-PATH prefixes that have no key are
+        always returned, as if held)."""
+        if not self.paths:
+            return self.held.filter(index, packed, clear)
+        keys, loose = path_keys(packed, self.afi)
+        return (from_path_keys(self.held.filter(index, keys, clear)) if keys else b"") + loose
+
+    def _set_bits(self, index, packed):
+        if self.paths:
+            packed = path_keys(packed, self.afi)[0]
+        if packed:
+            self.held.mark(index, packed)
+
+    def held_filter(self, packed, clear=False):
+        """The prefixes (paths) of ``packed`` this group may hold, packed;
+        with ``clear`` they are no longer held (being withdrawn).  All of
+        ``packed`` when the group is not tracked."""
         if self.held is None or not packed:
             return packed
-        return self.held.filter(self.held_index, packed, True)
+        return self._bits(self.held_index, packed, clear)
+
+    def held_mark(self, packed):
+        """The group was sent (some of its members were sent) ``packed``."""
+        if self.held is not None and packed:
+            self._set_bits(self.held_index, packed)
+
+    def _entries(self, packed):
+        """Packed prefixes of ``packed`` one by one (with path ids when
+        ``paths``)."""
+        if self.paths:
+            return [pid.to_bytes(4, "big") + bytes((plen,)) + addr[: (plen + 7) >> 3]
+                    for pid, addr, plen in codec.unpack_prefixes(packed, self.afi, True)]
+        return [bytes((plen,)) + addr[: (plen + 7) >> 3] for _p, addr, plen in codec.unpack_prefixes(packed, self.afi)]
+
+    def _to_all(self, packed):
+        """``packed`` is announced to every member: prefixes held by the
+        members of a scope only are held by all now."""
+        if self.scope_index is not None and self.holders:
+            for e in self._entries(self._bits(self.scope_index, packed, True)):
+                self.holders.pop(e, None)
+
+    def _held_only(self, packed, res=None):
+        """The withdrawals of ``packed`` this group must be sent: those of
+        the prefixes it holds (now no longer held).  With ``res`` (an
+        _Out), those held by the members of a scope only go to them, in
+        ``res.scoped``, and are left out of what is returned."""
+        packed = self.held_filter(packed, True)
+        if not packed or self.scope_index is None or not self.holders:
+            return packed
+        hits = self._bits(self.scope_index, packed, True)
+        if not hits:
+            return packed
+        holders = self.holders
+        by = {}
+        for e in self._entries(hits):
+            h = holders.pop(e, None)
+            if h is not None:
+                by.setdefault(h, []).append(e)
+        if res is None or not by:
+            return packed
+        cut = {e for es in by.values() for e in es}
+        for h, es in by.items():
+            res.scoped.append((frozenset(), [], self._pack_withdraws(b"".join(es)), h))
+        return b"".join(e for e in self._entries(packed) if e not in cut)
+
+    def _scoped_held(self, res, scope, msgs, part, withdraw_rejected):
+        """Scoped announcement ``part`` (see :meth:`UpdateGroup._scoped`)
+        into ``res.scoped``: ``msgs`` to the members in ``scope``; the
+        members outside it that may hold the prefixes are sent their
+        withdrawal (all of them when the group is not tracked)."""
+        if self.held is None:
+            res.scoped.append((scope, msgs, self._pack_withdraws(part) if withdraw_rejected else None, None))
+            return
+        res.scoped.append((scope, msgs, None, None))
+        holders = self.holders
+        if holders is None:
+            holders = self.holders = {}
+        if withdraw_rejected:
+            was = self.held_filter(part)
+            if was:
+                by = {}
+                for e in self._entries(was):
+                    by.setdefault(holders.get(e), []).append(e)
+                for h, es in by.items():
+                    if h is None or h - scope:
+                        res.scoped.append((scope, [], self._pack_withdraws(b"".join(es)), h))
+        if self.scope_index is None:
+            self.scope_index = self.held.new_group()
+            if self.scope_index is None:
+                # No index left: a scoped prefix counts as held by all.
+                self.holders = {}
+                self.held_mark(part)
+                return
+        self.held_mark(part)
+        self._set_bits(self.scope_index, part)
+        for e in self._entries(part):
+            holders[e] = scope
+
+    def emit(self, res, pid, members, out, packed):
+        """Encode ``packed`` with ``out`` (attrs, MP next hop) into ``res``:
+        to every member, or, when the path is member ``pid``'s own, to the
+        others (``pid`` gets the prefixes withdrawn: split horizon)."""
+        tracked = self.held is not None
+        if tracked:
+            self._to_all(packed)
+        if pid in members:
+            echo = packed
+            if tracked:
+                # Split horizon (module docstring): ``pid`` may hold what
+                # the group holds; the others are sent the new path, and
+                # when there are none, nobody holds the prefix any more.
+                others = any(m != pid for m in self.members) or any(m != pid for m in members)
+                echo = self.held_filter(packed, not others)
+                if others:
+                    self.held_mark(packed)
+            msgs = self._pack(out, packed)
+            lst = res.by_src.get(pid)
+            if lst is None:
+                res.by_src[pid] = msgs
+                res.echo[pid] = [echo]
+            else:
+                lst.extend(msgs)
+                res.echo[pid].append(echo)
+        else:
+            if tracked:
+                self.held_mark(packed)
+            res.common.extend(self._pack(out, packed))
 
     def _pack_echo(self, echo):
         """{pid: [packed]} of split-horizon withdrawals -> {pid: messages},
@@ -349,6 +493,36 @@ class HeldOut:
             if packed:
                 out[pid] = self._pack_withdraws(packed)
         return out
+
+
+def path_keys(packed, afi):
+    """ADD-PATH NLRI (our path ids) -> (keys, loose): ``keys`` packed IPv6
+    prefixes that stand for the paths one to one -- the path id, then the
+    prefix, (32 + length) bits long -- for a HeldSet of IPv6 width;
+    ``loose``: the paths of IPv6 prefixes longer than /96, which have no
+    key (they are never marked, and always withdrawn)."""
+    keys = []
+    loose = []
+    limit = 32 if afi == AFI_IPV4 else 96
+    for pid, addr, plen in codec.unpack_prefixes(packed, afi, True):
+        nb = (plen + 7) >> 3
+        if plen > limit:
+            loose.append(pid.to_bytes(4, "big") + bytes((plen,)) + addr[:nb])
+        else:
+            keys.append(bytes((plen + 32,)) + pid.to_bytes(4, "big") + addr[:nb])
+    return b"".join(keys), b"".join(loose)
+
+
+def from_path_keys(keys):
+    """Inverse of :func:`path_keys`' ``keys``: ADD-PATH NLRI."""
+    out = []
+    i, n = 0, len(keys)
+    while i < n:
+        bits = keys[i]
+        end = i + 1 + ((bits + 7) >> 3)
+        out.append(keys[i + 1:i + 5] + bytes((bits - 32,)) + keys[i + 5:end])
+        i = end
+    return b"".join(out)
 
 
 class UpdateGroup(HeldOut):
@@ -693,7 +867,7 @@ class UpdateGroup(HeldOut):
             return codec.pack_withdraws(packed, self.ctx)
         return codec.pack_withdraws(packed, self.ctx, self.afi, self.safi)
 
-    def process(self, delta, sources, single=False, members=None, exclude=None):
+    def process(self, delta, sources, single=False, members=None, exclude=None, prior=None):
         """Encode ``delta`` for this group: an _Out (see there).
 
         ``single``: a dump for one member that already left out its own
@@ -703,7 +877,9 @@ class UpdateGroup(HeldOut):
         the export rejects unless the delta asks for it (soft reset out),
         and needs no echo withdrawals (a joining member holds nothing).
         ``exclude``: the member a ``single`` dump is for (path hiding needs
-        it, see :attr:`hiding`)."""
+        it, see :attr:`hiding`).  ``prior``: for a soft reset out, the group
+        the member was in before (a HeldOut): what it holds, so what the
+        export rejects is withdrawn only if that group holds it."""
         res = _Out()
         if delta.addpath != self.addpath or self.exports_nothing:
             return res
@@ -766,11 +942,15 @@ class UpdateGroup(HeldOut):
         if withdraw:
             # Withdrawals first: a prefix is never in both lists of one
             # delta, and a peer short of memory is better off losing first.
-            # Only those of prefixes the group holds, except for a soft
-            # reset out (the member may hold what another group sent it).
+            # Only those of prefixes the group holds; for a soft reset out,
+            # of those the member's group before it held (``prior``: the
+            # member may hold what another group sent it), cleared when
+            # that group is this one and the member its only one.
             packed = b"".join(withdraw)
             if not delta.rejected_as_withdraw:
-                packed = self._held_only(packed)
+                packed = self._held_only(packed, res)
+            elif prior is not None:
+                packed = prior.held_filter(packed, prior is self and len(self.members) <= 1)
             if packed:
                 res.common[:0] = self._pack_withdraws(packed)
         if res.echo:
@@ -781,34 +961,6 @@ class UpdateGroup(HeldOut):
             else:
                 res.echo = self._pack_echo(res.echo)
         return res
-
-    def emit(self, res, pid, members, out, packed):
-        """Encode ``packed`` with ``out`` (attrs, MP next hop) into ``res``:
-        to every member, or, when the path is member ``pid``'s own, to the
-        others (``pid`` gets the prefixes withdrawn: split horizon)."""
-        held = self.held
-        if pid in members:
-            echo = packed
-            if held is not None:
-                # Split horizon (module docstring): ``pid`` may hold what
-                # the group holds; the others are sent the new path, and
-                # when there are none, nobody holds the prefix any more.
-                others = any(m != pid for m in self.members) or any(m != pid for m in members)
-                echo = held.filter(self.held_index, packed, not others)
-                if others:
-                    held.mark(self.held_index, packed)
-            msgs = self._pack(out, packed)
-            lst = res.by_src.get(pid)
-            if lst is None:
-                res.by_src[pid] = msgs
-                res.echo[pid] = [echo]
-            else:
-                lst.extend(msgs)
-                res.echo[pid].append(echo)
-        else:
-            if held is not None:
-                held.mark(self.held_index, packed)
-            res.common.extend(self._pack(out, packed))
 
     def rehide(self, entries, sources):
         """Path hiding: choose again for the packed prefixes ``entries``
@@ -821,7 +973,7 @@ class UpdateGroup(HeldOut):
         hide = [(None, b"".join(entries))]
         self.hiding.resolve(self, hide, sources, members, self.hiding.own_pids(self.members, None), res, withdraw,
                             False, False)
-        packed = self._held_only(b"".join(withdraw))
+        packed = self._held_only(b"".join(withdraw), res)
         if packed:
             res.common[:0] = self._pack_withdraws(packed)
         if res.echo:
@@ -867,8 +1019,9 @@ class UpdateGroup(HeldOut):
     def _scoped(self, res, src, attrs, nh, packed, addpath, withdraw_rejected, withdraw):
         """Our routes offered to some neighbours only (``Source.scopes``):
         their prefixes are encoded once per neighbour set into
-        ``res.scoped`` (members outside the set get them withdrawn, as if
-        the export rejected them); the other prefixes are returned."""
+        ``res.scoped`` (members outside the set that may hold them get them
+        withdrawn, as if the export rejected them: :meth:`_scoped_held`);
+        the other prefixes are returned."""
         per = src.scopes.get(self.family)
         if not per:
             return packed
@@ -897,10 +1050,7 @@ class UpdateGroup(HeldOut):
                     if withdraw_rejected:
                         withdraw.append(part)
                     continue
-                if self.held is not None:
-                    self.held.mark(self.held_index, part)  # some members hold it
-                res.scoped.append((scope, self._pack(o, part),
-                                   self._pack_withdraws(part) if withdraw_rejected else None))
+                self._scoped_held(res, scope, self._pack(o, part), part, withdraw_rejected)
         return b"".join(rest)
 
     def _split_per_prefix(self, src, block, nh, packed, addpath):

@@ -1,0 +1,331 @@
+"""The compact Adj-RIB-Out (fastbgp.rib.export, ``Rib.held``) where it was
+not exact before: a soft reset out withdraws only what the member's group
+before it held (``prior``); a route offered to some neighbours only
+(``Source.scopes``) is withdrawn only from the members that may hold it;
+ADD-PATH groups track (path id, prefix) in a HeldSet of path keys
+(:func:`path_keys`).
+
+Unit tests on :class:`UpdateGroup` run on the compiled RIB's HeldSet and
+on its twin (``rib_impl``); the daemon tests count the withdrawals library
+Speakers receive."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from fastbgp.control import contract as ctl
+from fastbgp.rib.export import EBGP, LOCAL, Delta, Source, UpdateGroup, from_path_keys, path_keys
+from fastbgp.rib.policy import PolicyContext, PolicyEngine
+from fastbgp.wire import codec, messages
+from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
+
+from test_daemon import DUT, addr, neighbor_toml, peer, until
+
+pytestmark = pytest.mark.timeout(120)
+
+SRC, LOC = 1, 0
+A, B = 10, 11  # member pids
+A_ADDR, B_ADDR = "192.0.2.10", "192.0.2.11"
+
+
+def pk(*prefixes, ids=None):
+    out = b""
+    for i, text in enumerate(prefixes):
+        net = ipaddress.ip_network(text, strict=False)
+        if ids is not None:
+            out += ids[i].to_bytes(4, "big")
+        out += bytes((net.prefixlen,)) + net.network_address.packed[: (net.prefixlen + 7) >> 3]
+    return out
+
+
+ATTRS = messages.encode_attributes([
+    messages.Origin(value=0), messages.AsPath(segments=[messages.Segment(type=2, asns=[65001])]),
+    messages.NextHop(address="192.0.2.1")])
+
+
+class Member:
+    def __init__(self, pid, address):
+        self.pid = pid
+        self.address = address
+
+
+def group(rib_impl, addpath=False, members=((A, A_ADDR), (B, B_ADDR))):
+    engine = PolicyEngine({})
+    chain = engine.chain([], "export", "accept")
+    ctx = codec.Context(as4=True, addpath_tx=frozenset({IPV4_UNICAST}) if addpath else frozenset())
+    g = UpdateGroup(("t", addpath), IPV4_UNICAST, ctx, engine, chain, PolicyContext("192.0.2.9", 65009, 65000),
+                    EBGP, False, 65000, bytes((192, 0, 2, 254)), None)
+    for pid, address in members:
+        g.members[pid] = Member(pid, address)
+    rib = rib_impl.Rib(1)
+    g.attach_held(rib.held, type(rib.held)(2) if addpath else None)
+    return g
+
+
+def withdrawn(msgs, addpath=False):
+    """Packed prefixes withdrawn by ``msgs``."""
+    ctx = codec.Context(as4=True, addpath_rx=frozenset({IPV4_UNICAST}) if addpath else frozenset())
+    return b"".join(codec.parse_update(m[19:], ctx).withdrawn for m in msgs)
+
+
+def announced(msgs, addpath=False):
+    ctx = codec.Context(as4=True, addpath_rx=frozenset({IPV4_UNICAST}) if addpath else frozenset())
+    return b"".join(codec.parse_update(m[19:], ctx).nlri for m in msgs)
+
+
+def sources(scopes=None):
+    src = Source(SRC, EBGP, peer_as=65001, router_id=1)
+    loc = Source(LOC, LOCAL)
+    loc.scopes = scopes
+    return {SRC: src, LOC: loc}
+
+
+def test_path_keys_round_trip():
+    ids = [7, 0xFFFFFFFF, 1 << 16]
+    v4 = pk("10.0.0.0/24", "0.0.0.0/0", "10.1.2.3/32", ids=ids)
+    keys, loose = path_keys(v4, 1)
+    assert loose == b"" and from_path_keys(keys) == v4
+    # One key per path: the same prefix under two ids is two keys.
+    assert len({k for k in codec.unpack_prefixes(keys, 2)}) == 3
+    v6 = pk("2001:db8::/32", "2001:db8::/96", "2001:db8::1/128", "::/0", ids=[1, 2, 3, 4])
+    keys, loose = path_keys(v6, 2)
+    assert loose == pk("2001:db8::1/128", ids=[3])  # longer than /96: no key
+    assert from_path_keys(keys) == pk("2001:db8::/32", "2001:db8::/96", "::/0", ids=[1, 2, 4])
+
+
+def test_soft_reset_withdraws_only_what_prior_group_held(rib_impl):
+    """A dump with rejected_as_withdraw: without ``prior`` every rejected
+    prefix is withdrawn (the member may hold anything); with it, those the
+    member's group before held."""
+    new = group(rib_impl, members=((A, A_ADDR),))
+    old = group(rib_impl, members=())
+    old.held_mark(pk("10.0.1.0/24"))
+    # The new group's export rejects both (NO_ADVERTISE); the old group held one.
+    attrs = ATTRS + codec_community(0xFFFFFF02)
+    delta = Delta(IPV4_UNICAST, [(SRC, attrs, b"", pk("10.0.0.0/24", "10.0.1.0/24"))], dump=True,
+                  rejected_as_withdraw=True)
+    out = new.process(delta, sources(), single=True, exclude=A)
+    assert withdrawn(out.common) == pk("10.0.0.0/24", "10.0.1.0/24")
+    out = new.process(delta, sources(), single=True, exclude=A, prior=old)
+    assert withdrawn(out.common) == pk("10.0.1.0/24")
+    assert old.held.count(old.held_index) == 1  # another group's bits are not cleared
+    # The member's own group, it its only member: its bits are cleared.
+    new.held_mark(pk("10.0.0.0/24"))
+    out = new.process(delta, sources(), single=True, exclude=A, prior=new)
+    assert withdrawn(out.common) == pk("10.0.0.0/24") and new.held.count(new.held_index) == 0
+
+
+def codec_community(value):
+    return messages.encode_attributes([messages.Communities(values=[value])])
+
+
+def test_scoped_route_withdrawn_only_from_its_members(rib_impl):
+    g = group(rib_impl)
+    x = pk("10.5.0.0/24")
+    scope = frozenset({A_ADDR})
+    srcs = sources({IPV4_UNICAST: {x: scope}})
+    # Our route for X, offered to A only; X was in the Loc-RIB before (not
+    # fresh) but the group never held it: B is sent nothing.
+    out = g.process(Delta(IPV4_UNICAST, [(LOC, ATTRS, b"", x)]), srcs)
+    assert not out.common
+    sent = {m.address: (announced(msgs), withdrawn(w or [])) for m in g.members.values()
+            for (addrs, msgs, w, to) in out.scoped if m.address in addrs or (w and (to is None or m.address in to))}
+    assert sent == {A_ADDR: (x, b"")}
+    # X leaves the Loc-RIB: only A, which holds it, is sent the withdrawal.
+    out = g.process(Delta(IPV4_UNICAST, (), x), srcs)
+    assert not out.common
+    assert [(set(addrs), msgs, withdrawn(w), set(to)) for addrs, msgs, w, to in out.scoped] == [
+        (set(), [], x, {A_ADDR})]
+    assert g.held.count(g.held_index) == 0 and not g.holders
+    # Offered to A again, then a peer's path for X goes to everyone: B
+    # holds it too, so its later withdrawal goes to every member.
+    g.process(Delta(IPV4_UNICAST, [(LOC, ATTRS, b"", x)]), srcs)
+    out = g.process(Delta(IPV4_UNICAST, [(SRC, ATTRS, b"", x)]), srcs)
+    assert announced(out.common) == x and not g.holders
+    out = g.process(Delta(IPV4_UNICAST, (), x), srcs)
+    assert withdrawn(out.common) == x and not out.scoped
+    # Held by every member, then offered to A only: B is sent the withdrawal.
+    g.process(Delta(IPV4_UNICAST, [(SRC, ATTRS, b"", x)]), srcs)
+    out = g.process(Delta(IPV4_UNICAST, [(LOC, ATTRS, b"", x)]), srcs)
+    wd = [(set(addrs), withdrawn(w), to) for addrs, _m, w, to in out.scoped if w]
+    assert wd == [({A_ADDR}, x, None)]
+
+
+def test_addpath_group_withdraws_only_paths_it_holds(rib_impl):
+    g = group(rib_impl, addpath=True)
+    assert g.held is not None and g.paths
+    one, two = pk("10.7.0.0/24", ids=[0x10001]), pk("10.7.0.0/24", ids=[0x10002])
+    # A path the export rejects (NO_ADVERTISE), then withdrawn: nothing sent.
+    rejected = ATTRS + codec_community(0xFFFFFF02)
+    out = g.process(Delta(IPV4_UNICAST, [(SRC, rejected, b"", two)], addpath=True), sources())
+    assert not out.common
+    out = g.process(Delta(IPV4_UNICAST, (), [(SRC, two)], addpath=True), sources())
+    assert not out.common
+    # An announced path: its withdrawal is sent, once.
+    out = g.process(Delta(IPV4_UNICAST, [(SRC, ATTRS, b"", one)], addpath=True), sources())
+    assert announced(out.common, True) == one
+    out = g.process(Delta(IPV4_UNICAST, (), [(SRC, one + two)], addpath=True), sources())
+    assert withdrawn(out.common, True) == one
+    out = g.process(Delta(IPV4_UNICAST, (), [(SRC, one)], addpath=True), sources())
+    assert not out.common
+    g.release_held()
+    assert g.held is None
+
+
+def test_addpath_group_ipv6_long_prefixes_always_withdrawn(rib_impl):
+    engine = PolicyEngine({})
+    chain = engine.chain([], "export", "accept")
+    ctx = codec.Context(as4=True, addpath_tx=frozenset({IPV6_UNICAST}))
+    g = UpdateGroup(("t6",), IPV6_UNICAST, ctx, engine, chain, PolicyContext("2001:db8::9", 65009, 65000),
+                    EBGP, False, 65000, None, ipaddress.ip_address("2001:db8::fe").packed)
+    g.members[A] = Member(A, A_ADDR)
+    g.attach_held(rib_impl.Rib(2).held, type(rib_impl.Rib(2).held)(2))
+    short, host = pk("2001:db8:1::/48", ids=[5]), pk("2001:db8::1/128", ids=[5])
+    out = g.process(Delta(IPV6_UNICAST, (), [(SRC, short + host)], addpath=True), sources())
+    ctx_rx = codec.Context(as4=True, addpath_rx=frozenset({IPV6_UNICAST}))
+    got = b"".join(codec.parse_update(m[19:], ctx_rx).mp_unreach[2] for m in out.common)
+    assert got == host
+
+
+# ----------------------------------------------------------------------------- through the daemon
+
+SOME = """
+[[defined-sets.prefix-sets]]
+name = "some"
+prefixes = ["10.9.0.0/16 le 24"%s]
+
+[[policies]]
+name = "some"
+[[policies.statements]]
+name = "some"
+conditions = { prefix-set = "some" }
+actions = { result = "accept" }
+"""
+ONLY_SOME = {"export-policy": ["some"], "default-export": "reject"}
+
+
+def wd_count(nb):
+    return nb.counters.received.withdraw_prefix
+
+
+async def synced(nb, prefix, as_path, paths=False):
+    def seen():
+        got = nb.received_paths() if paths else nb.received()
+        return any((k[0] if paths else k) == prefix and r.as_path == as_path for k, r in got.items())
+
+    await until(seen, what="%s with %s" % (prefix, as_path))
+
+
+def test_soft_reset_out_withdraws_only_what_the_peer_holds(run, tmp_path):
+    """C's export passes 10.9/16 only.  A soft reset out re-sends C its
+    table and withdraws nothing (before: every prefix the export rejects);
+    after a reload that narrows C's policy, exactly what C held and is now
+    rejected is withdrawn."""
+    async def main():
+        a_addr, c_addr = addr(), addr()
+        path = tmp_path / "fastbgp.toml"
+        dut = DUT(path=path, extra=SOME % "", neighbors=[neighbor_toml(a_addr, 65001),
+                                                         neighbor_toml(c_addr, 65003, **ONLY_SOME)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        try:
+            await na.wait_established(5)
+            await nc.wait_established(5)
+            rejected = ["10.1.%d.0/24" % i for i in range(20)]
+            a.announce(rejected + ["10.9.0.0/24", "10.9.1.0/24"], as_path=[65100])
+            await synced(nc, "10.9.1.0/24", [65000, 65001, 65100])
+            await d.soft_reset(c_addr, "out")
+            await until(lambda: d.exporter.queue.idle, what="the re-sent table")
+            a.announce(["10.9.2.0/24"], as_path=[65100])
+            await synced(nc, "10.9.2.0/24", [65000, 65001, 65100])
+            assert wd_count(nc) == 0 and set(nc.received()) == {"10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"}
+            # C's policy now passes 10.9.0.0/24 and the 10.1/16 ones: one
+            # withdrawal (10.9.1.0/24 and 10.9.2.0/24) -- two prefixes.
+            path.write_text(dut.text(extra=(SOME % "").replace('"10.9.0.0/16 le 24"',
+                                                               '"10.9.0.0/24", "10.1.0.0/16 le 24"'),
+                                     neighbors=[neighbor_toml(a_addr, 65001),
+                                                neighbor_toml(c_addr, 65003, **ONLY_SOME)]))
+            await d.reload()
+            await until(lambda: "10.1.19.0/24" in nc.received() and "10.9.1.0/24" not in nc.received(),
+                        what="C's table under the new policy")
+            await until(lambda: d.exporter.queue.idle, what="the re-sent table")
+            a.announce(["10.1.99.0/24"], as_path=[65100])
+            await synced(nc, "10.1.99.0/24", [65000, 65001, 65100])
+            assert wd_count(nc) == 2
+        finally:
+            for sp in (a, c):
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_scoped_route_withdrawn_only_where_offered(run):
+    """A and B share an update group; our route offered to A only is
+    withdrawn from A only (before: from B too, which never had it)."""
+    async def main():
+        a_addr, b_addr = addr(), addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        try:
+            await na.wait_established(5)
+            await nb.wait_established(5)
+            assert d.neighbor(a_addr) is not None
+            x, sync = "10.5.2.0/24", "10.5.3.0/24"
+            await d.announce(ctl.Announce(prefixes=[x], next_hop="192.0.2.7", neighbors=[a_addr]))
+            await until(lambda: x in na.received(), what="X at A")
+            await d.withdraw(ctl.Announce(prefixes=[x]))
+            await until(lambda: x not in na.received(), what="X withdrawn at A")
+            await d.announce(ctl.Announce(prefixes=[sync], next_hop="192.0.2.7"))
+            await until(lambda: sync in nb.received() and sync in na.received(), what="the sync prefix")
+            assert x not in nb.received()
+            assert wd_count(na) == 1 and wd_count(nb) == 0
+        finally:
+            for sp in (a, b):
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_addpath_peer_not_sent_withdrawals_of_paths_it_never_had(run):
+    """C receives every path (ADD-PATH send) of 10.9/16 only: A's paths
+    its export rejects are not withdrawn from it (before: each one), and
+    when A goes down it is sent the withdrawal of the one path it has."""
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        dut = DUT(extra=SOME % "", neighbors=[
+            neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
+            neighbor_toml(c_addr, 65003, **dict(ONLY_SOME, **{"add-path": {"send": ["ipv4-unicast"]}}))])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        c, nc = await peer(dut, 65003, c_addr, addpath_receive=["ipv4-unicast"])
+        try:
+            for n in (na, nb, nc):
+                await n.wait_established(5)
+            assert d.neighbor(c_addr).addpath_tx == ["ipv4-unicast"]
+            rejected = ["10.1.%d.0/24" % i for i in range(10)]
+            a.announce(rejected + ["10.9.0.0/24"], as_path=[65100])
+            await synced(nc, "10.9.0.0/24", [65000, 65001, 65100], paths=True)
+            a.announce(rejected, as_path=[65100, 65101])  # changed, still rejected
+            a.withdraw(rejected[:5])
+            b.announce(["10.9.1.0/24"], as_path=[65200])
+            await synced(nc, "10.9.1.0/24", [65000, 65002, 65200], paths=True)
+            assert wd_count(nc) == 0
+            await a.stop()
+            await until(lambda: len(nc.received_paths()) == 1, what="A's path withdrawn at C")
+            b.announce(["10.9.2.0/24"], as_path=[65200])
+            await synced(nc, "10.9.2.0/24", [65000, 65002, 65200], paths=True)
+            assert wd_count(nc) == 1
+        finally:
+            for sp in (a, b, c):
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
