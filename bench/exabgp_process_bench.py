@@ -43,6 +43,17 @@ parses BIRD's UPDATEs with the compiled codec and counts their prefixes
 keeps up: measured here, one prefix per UPDATE (1,000,000 UPDATEs, 4.3 s),
 slower than fastbgp (whose slower reads let BIRD fill ~5 prefixes per
 UPDATE): the time of this scenario is mostly BIRD's way of sending.
+
+``--targets floor`` (with ``--source bird``) is the same bare reader, but it
+reads nothing for ``--floor-pause`` seconds (default 1.0) after Established.
+BIRD's socket fills, so BIRD keeps feeding its table into its per-attribute
+buckets instead of cutting one small UPDATE per prefix; when the reader
+starts, the table arrives in full UPDATEs.  With a pause just longer than
+BIRD's own feed this is the least time any reader can take to get the whole
+table from BIRD 2 in this lab (a shorter pause lets BIRD go back to small
+UPDATEs part-way): it bounds what the ratio against ExaBGP can be.
+
+    python bench/exabgp_process_bench.py --source bird --targets floor,sink,fastbgp,exabgp --floor-pause 0.9
 """
 
 from __future__ import annotations
@@ -105,7 +116,7 @@ def consumer(result, want):
 # ============================================================== sink (--source bird: a bare reader)
 
 
-async def sink(peer, local, result, want):
+async def sink(peer, local, result, want, pause=0.0):
     """A bare reader of BIRD's table: a BGP session (OPEN, KEEPALIVEs)
     whose UPDATEs are parsed by fastbgp's compiled codec and their prefixes
     counted -- no RIB, no JSON, no program ("lines" = UPDATEs received)."""
@@ -132,6 +143,9 @@ async def sink(peer, local, result, want):
                     self.t.write(codec.KEEPALIVE)
                 elif mtype == 4 and state["t_up"] is None:
                     state["t_up"] = time.time()  # Established (RFC 4271 §8.2.2)
+                    if pause > 0:  # --targets floor: let BIRD's socket fill while it feeds its table
+                        self.t.pause_reading()
+                        loop.call_later(pause, self.t.resume_reading)
                 elif mtype == 2:
                     if state["t_first"] is None:
                         state["t_first"] = time.time()
@@ -333,9 +347,9 @@ def _bird_fastbgp(t, b, result, count):
     return [sys.executable, "-c", RUNNER, path], dict(os.environ)
 
 
-def _bird_sink(t, b, result, count):
+def _bird_sink(t, b, result, count, pause=0.0):
     argv = [sys.executable, os.path.abspath(__file__), "--role", "sink", "--peer", b.ipv4, "--local", t.ipv4,
-            "--result", result, "--count", str(count)]
+            "--result", result, "--count", str(count), "--floor-pause", str(pause)]
     return argv, dict(os.environ, PYTHONPATH=os.pathsep.join((ROOT, HERE)))
 
 
@@ -354,7 +368,34 @@ def _bird_exabgp(t, b, result, count):
     return [shutil.which("exabgp") or "/usr/sbin/exabgp", path], env
 
 
-def bird_run(lab, t, b, static, name, count, timeout):
+def bird_feed_seconds(bird, count, timeout=30.0):
+    """--targets floor: seconds from BIRD showing the session Established
+    to its export counter ("Export updates", accepted) reaching ``count``,
+    polled with birdc every ~10 ms while the reader is paused -- how long
+    BIRD takes to feed its table to a peer when it is not also sending
+    (None when the counter did not get there)."""
+    name = None
+    t_est = None
+    end = time.time() + timeout
+    while time.time() < end:
+        if name is None:
+            rows = bird.birdc("show", "protocols").stdout.splitlines()
+            name = next((r.split()[0] for r in rows if " BGP " in r), None)
+            continue
+        out = bird.birdc("show", "protocols", "all", name).stdout
+        now = time.time()
+        if t_est is None and "Established" in out:
+            t_est = now
+        for row in out.splitlines():
+            cells = row.split()
+            if t_est is not None and row.strip().startswith("Export updates:") and cells[-1].isdigit() \
+                    and int(cells[-1]) >= count:
+                return now - t_est
+        time.sleep(0.01)
+    return None
+
+
+def bird_run(lab, t, b, static, name, count, timeout, pause=1.0):
     """One run: a fresh BIRD (so the table goes out from the start, the
     same way for every speaker) holding ``count`` static routes, then the
     speaker under test connecting to it.  Seconds from the speaker's
@@ -378,9 +419,14 @@ def bird_run(lab, t, b, static, name, count, timeout):
             if time.time() > deadline:
                 raise RuntimeError("BIRD did not load %d routes: %s" % (count, out))
             time.sleep(0.2)
-        argv, env = {"fastbgp": _bird_fastbgp, "exabgp": _bird_exabgp, "sink": _bird_sink}[name](t, b, result, count)
+        if name == "floor":
+            argv, env = _bird_sink(t, b, result, count, pause)
+        else:
+            argv, env = {"fastbgp": _bird_fastbgp, "exabgp": _bird_exabgp, "sink": _bird_sink}[name](t, b, result,
+                                                                                                   count)
         log = open(os.path.join(t.workdir, name + ".out"), "wb")
         target = t.popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        feed = bird_feed_seconds(bird, count) if name == "floor" else None
         deadline = time.time() + timeout
         while not os.path.exists(result):
             if target.poll() is not None:
@@ -394,7 +440,7 @@ def bird_run(lab, t, b, static, name, count, timeout):
         if r.get("t_up") is None:
             raise RuntimeError("%s: no 'state up' line before the updates" % name)
         return {"seconds": r["t1"] - r["t_up"], "from_first": r["t1"] - r["t_first"], "prefixes": r["prefixes"],
-                "lines": r["lines"]}
+                "lines": r["lines"], "feed": feed}
     finally:
         if target is not None:
             kill_group(target)
@@ -411,10 +457,14 @@ def bench_bird(args, targets):
         b = lab.add_host("b", ipv6=None)
         for i in range(args.runs):
             for x in targets:
-                r = bird_run(lab, t, b, static, x, args.count, args.timeout)
+                r = bird_run(lab, t, b, static, x, args.count, args.timeout, args.floor_pause)
                 times[x].append(r["seconds"])
                 print("run %d %-8s %8.3f s from Established (%.3f s from the first UPDATE line)  %d prefixes in %d "
-                      "JSON lines" % (i + 1, x, r["seconds"], r["from_first"], r["prefixes"], r["lines"]), flush=True)
+                      "%s" % (i + 1, x, r["seconds"], r["from_first"], r["prefixes"], r["lines"],
+                              "UPDATEs" if x in ("sink", "floor") else "JSON lines"), flush=True)
+                if r["feed"] is not None:
+                    print("      BIRD fed its %d routes to the paused reader in %.3f s (birdc export counter)"
+                          % (args.count, r["feed"]), flush=True)
     return times
 
 
@@ -429,6 +479,9 @@ def main():
     ap.add_argument("--source", choices=["sender", "bird"], default="sender",
                     help="who sends the table: this file's pre-encoded sender on loopback, or BIRD 2 in a "
                          "namespace lab (root) originating it from static routes, MED = group")
+    ap.add_argument("--floor-pause", type=float, default=1.0,
+                    help="--targets floor (and --role sink): seconds the bare reader reads nothing after "
+                         "Established")
     ap.add_argument("--port", type=int)
     ap.add_argument("--peer", help="--role sink: BIRD's address")
     ap.add_argument("--local", help="--role sink: our address")
@@ -440,7 +493,7 @@ def main():
     if args.role == "sink":
         import uvloop
 
-        return uvloop.run(sink(args.peer, args.local, args.result, args.count))
+        return uvloop.run(sink(args.peer, args.local, args.result, args.count, args.floor_pause))
     if args.role == "sender":
         import uvloop
 
@@ -465,6 +518,9 @@ def main():
         print("  ExaBGP / fastbgp: %.1fx" % (med["exabgp"] / med["fastbgp"]))
     if "sink" in med and "exabgp" in med:
         print("  ExaBGP / bare reader: %.1fx" % (med["exabgp"] / med["sink"]))
+    if "floor" in med and "exabgp" in med:
+        print("  ExaBGP / BIRD's floor (bare reader after a %.2f s pause): %.1fx" % (args.floor_pause,
+                                                                                   med["exabgp"] / med["floor"]))
 
 
 if __name__ == "__main__":
