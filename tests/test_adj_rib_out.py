@@ -231,3 +231,102 @@ def test_the_25th_group_keeps_every_bit(rib_impl):
     assert h.filter(24, ask, clear=True) == pk("255.255.255.255/32")
     assert h.filter(23, ask, clear=True) == before[23]
     assert h.filter(23, ask) == b"" and {g: h.filter(g, ask) for g in gs[:23]} == {g: before[g] for g in gs[:23]}
+
+
+def v6(i, plen=48):
+    return str(ipaddress.IPv6Network(((0x2001_0DB8 << 96) + (i << (128 - plen)), plen)))
+
+
+@pytest.mark.parametrize("afi,wide", [(1, False), (2, False), (1, True)], ids=["ipv4", "ipv6", "ipv4-25-groups"])
+def test_parity_with_the_loc_rib(both_ribs, afi, wide):
+    """The compiled RIB keeps the group bits of a prefix in the Loc-RIB in
+    its slot and moves them to the HeldSet's own table when the prefix
+    leaves (and back when it returns): random announcements, withdrawals,
+    peer drops, marks, filters and group releases give the twin's answers;
+    ``wide`` allocates a 25th index midway (every tag moves out)."""
+    c, p = both_ribs
+    rnd = random.Random(11 + afi + wide)
+    ribs = []
+    for mod in (c, p):
+        table = AttrTable()
+        r = mod.Rib(afi, table)
+        for peer in (1, 2):
+            r.add_peer(peer, 65000 + peer, 65000, "192.0.2.%d" % peer, "192.0.2.%d" % peer)
+        ribs.append((r, [table.intern(attrs_block(65000 + k)) for k in range(3)]))
+    name = v4 if afi == 1 else v6
+    lens = (16, 20, 24, 32) if afi == 1 else (32, 48, 64, 128)
+    pool = [pk(name(i, rnd.choice(lens))) for i in range(400)]
+    held = [r.held for r, _a in ribs]
+    for step in range(4000):
+        op = rnd.random()
+        packed = b"".join(rnd.sample(pool, rnd.randint(0, 30)))
+        peer = rnd.choice((1, 2))
+        if wide and step == 2000:
+            while len(held[0].groups()) <= 24:
+                assert held[0].new_group() == held[1].new_group()
+        groups = held[0].groups()
+        assert groups == held[1].groups()
+        if op < 0.2:
+            k = rnd.randrange(3)
+            cs = [r.update(peer, packed, attr_id=aids[k]) for r, aids in ribs]
+            assert cs[0] == cs[1]
+        elif op < 0.3:
+            assert ribs[0][0].withdraw(peer, packed) == ribs[1][0].withdraw(peer, packed)
+        elif op < 0.31:
+            assert ribs[0][0].drop_peer(peer) == ribs[1][0].drop_peer(peer)
+        elif op < 0.36 or not groups:
+            if len(groups) < (30 if wide else 20):
+                assert held[0].new_group() == held[1].new_group()
+        elif op < 0.38:
+            g = rnd.choice(groups)
+            held[0].free_group(g)
+            held[1].free_group(g)
+        elif op < 0.7:
+            g = rnd.choice(groups)
+            assert held[0].mark(g, packed) == held[1].mark(g, packed), step
+        else:
+            g = rnd.choice(groups)
+            clear = rnd.random() < 0.5
+            assert held[0].filter(g, packed, clear) == held[1].filter(g, packed, clear), step
+        assert len(held[0]) == len(held[1]), step
+        assert len(ribs[0][0]) == len(ribs[1][0])
+    everything = b"".join(pool)
+    for g in held[0].groups():
+        assert held[0].count(g) == held[1].count(g)
+        assert held[0].filter(g, everything) == held[1].filter(g, everything)
+    # The Rib goes, its HeldSet stays (an update group keeps it): the bits
+    # that were in the slots are still there.
+    before = {g: held[0].filter(g, everything) for g in held[0].groups()}
+    n = len(held[0])
+    del ribs[:]
+    assert n and {g: held[0].filter(g, everything) for g in held[0].groups()} == before and len(held[0]) == n
+    assert {g: held[1].filter(g, everything) for g in held[1].groups()} == before
+
+
+@pytest.mark.parametrize("afi", [1, 2])
+def test_prefixes_in_the_loc_rib_cost_the_held_set_nothing(rib_impl, afi):
+    """Compiled: the bits of a prefix in the Loc-RIB are in its slot (the
+    HeldSet's own table stays at its minimum); a peer down moves them into
+    that table until the withdrawals are sent; the prefixes' return moves
+    them back (and the table gives its memory back)."""
+    if rib_impl.IMPLEMENTATION != "cython":
+        pytest.skip("the twin keeps one dict (no slots)")
+    table = AttrTable()
+    r = rib_impl.Rib(afi, table)
+    r.add_peer(1, 65001, 65000, "192.0.2.1", "192.0.2.1")
+    h = r.held
+    a, b = h.new_group(), h.new_group()
+    name = v4 if afi == 1 else v6
+    packed = b"".join(pk(name(i)) for i in range(20000))
+    r.update(1, packed, attr_id=table.intern(attrs_block()))
+    empty = h.memory_usage()
+    few = b"".join(pk(name(i)) for i in range(100))
+    assert h.mark(a, packed) == 20000 and h.mark(b, few) == 100
+    assert len(h) == 20000 and h.memory_usage() == empty
+    gone = r.drop_peer(1).withdrawn
+    assert len(r) == 0 and len(h) == 20000 and h.memory_usage() > 20000 * 8
+    r.update(1, packed, attr_id=table.intern(attrs_block()))
+    assert len(h) == 20000 and h.memory_usage() == empty and h.count(a) == 20000
+    r.drop_peer(1)
+    assert h.filter(b, gone, clear=True) == few
+    assert h.filter(a, gone, clear=True) == gone and len(h) == 0 and h.memory_usage() == empty

@@ -56,6 +56,7 @@ from libcpp.unordered_map cimport unordered_map
 from libcpp.vector cimport vector
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython cimport array
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cython.operator cimport dereference as deref
 cimport cython
 
@@ -254,9 +255,13 @@ cdef enum:
     SCRATCH_KEEP = 4096  # scratch entries kept allocated between operations
     AHEAD = 12  # prefetch distance, in prefixes
     PACKED_GROUPS = 24  # HeldSet: group bits beside an IPv4 key (40 bits) in one word
+    KEY_BITS4 = 40  # an IPv4 slot key (addr << 8 | len); the 24 bits above it are the slot's tag
+    LEN_BITS6 = 8  # the length in an IPv6 slot's len word; the 24 bits above it are the slot's tag
 
-# HeldSet: the group bits of a packed (one-word IPv4) entry.
+# HeldSet: the group bits of a packed (one-word IPv4) entry, and of a slot's
+# tag (the spare bits of its key: see _SlotTable._tag).
 cdef uint64_t PACKED_MASK = ((<uint64_t>1) << PACKED_GROUPS) - 1
+cdef uint64_t KEY_MASK4 = ((<uint64_t>1) << KEY_BITS4) - 1
 
 
 # The attribute record layout is shared with attrs.py: refuse to run on a
@@ -399,12 +404,17 @@ cdef class _SlotTable:
     cdef size_t ovf_arrays, ovf_paths  # paths kept outside the slots, for memory_usage
     cdef size_t len_count[129]  # prefixes held per length, for longest_match
     cdef vector[Item] items  # scratch: the chunk of parsed prefixes being applied
+    # The family's HeldSet (Rib.held) while its group bits live in the
+    # slots' tags; a reference owned by Rib (taken in __cinit__, given back
+    # in __dealloc__ after the tags are moved out), so it outlives them.
+    cdef PyObject *hsp
 
     def __cinit__(self, afi, *args, **kwargs):
         self.bits = family_bits(afi)
         self.afi = afi
         self.v6 = self.bits == 128
         self.ssize = sizeof(Slot6) if self.v6 else sizeof(Slot4)
+        self.hsp = NULL
         memset(self.len_count, 0, sizeof(self.len_count))
         self._resize(MIN_CAP)
 
@@ -440,17 +450,36 @@ cdef class _SlotTable:
         if self.v6:
             k.hi = (<Slot6 *>s).hi
             k.lo = (<Slot6 *>s).lo
-            k.len = (<Slot6 *>s).len
+            k.len = (<Slot6 *>s).len & 0xFF
         else:
             k.hi = 0
-            k.lo = (<Slot4 *>s).key
+            k.lo = (<Slot4 *>s).key & KEY_MASK4
             k.len = <uint32_t>(k.lo & 0xFF)
 
     @cython.final
     cdef inline bint _key_eq(self, const char *s, const PKey *k) noexcept nogil:
         if self.v6:
-            return (<Slot6 *>s).hi == k.hi and (<Slot6 *>s).lo == k.lo and (<Slot6 *>s).len == k.len
-        return (<Slot4 *>s).key == k.lo
+            return (<Slot6 *>s).hi == k.hi and (<Slot6 *>s).lo == k.lo and ((<Slot6 *>s).len & 0xFF) == k.len
+        return ((<Slot4 *>s).key & KEY_MASK4) == k.lo
+
+    # The tag of a slot: PACKED_GROUPS spare bits of its key word (above the
+    # 40-bit IPv4 key, above the 8-bit IPv6 length), where HeldSet keeps the
+    # update-group bits of a prefix in the Loc-RIB (no octet more per
+    # prefix).  An empty slot is all ones; a key's low octet (a length of at
+    # most 128) never is, whatever the tag.
+
+    @cython.final
+    cdef inline uint64_t _tag(self, const char *s) noexcept nogil:
+        if self.v6:
+            return (<Slot6 *>s).len >> LEN_BITS6
+        return (<Slot4 *>s).key >> KEY_BITS4
+
+    @cython.final
+    cdef inline void _set_tag(self, char *s, uint64_t tag) noexcept nogil:
+        if self.v6:
+            (<Slot6 *>s).len = ((<Slot6 *>s).len & 0xFF) | <uint32_t>(tag << LEN_BITS6)
+        else:
+            (<Slot4 *>s).key = ((<Slot4 *>s).key & KEY_MASK4) | (tag << KEY_BITS4)
 
     @cython.final
     cdef inline size_t _home(self, const PKey *k) noexcept nogil:
@@ -1160,12 +1189,19 @@ cdef class _Changes(_Selection):
         np.stamp = now
         np.mark = mark
         cdef uint64_t *nmark = self.peers[peer].nmark
+        cdef size_t was
+        # A prefix back in the Loc-RIB takes back the group bits its
+        # departure left in the HeldSet's table (none in a steady full table).
+        cdef bint back = self.hsp != NULL and (<HeldSet>self.hsp)._side_held()
         while pos < n:
             pos = self._parse_chunk(p, pos, n, addpath)
             for j in range(self.items.size()):
                 self._prefetch_item(j + AHEAD)
                 it = &self.items[j]
+                was = self.used
                 s = self._find_or_add(&it.key, it.home)
+                if back and self.used != was:
+                    (<HeldSet>self.hsp)._slot_new(s, &it.key)
                 body = self._body(s)
                 if not body.best & BEST_MARK:
                     self._touch(s, body)
@@ -1199,6 +1235,8 @@ cdef class _Changes(_Selection):
                     self.npaths += 1
                     self.peers[peer].npaths += 1
                     nmark[mark] += 1
+        if back:
+            (<HeldSet>self.hsp)._shrink()
         return added
 
     @cython.final
@@ -1290,6 +1328,10 @@ cdef class _Changes(_Selection):
             # Homes stay valid: deletions move entries, never the table.
             s = self._find_at(&self.dead[i], homes[i])
             if s != NULL:
+                if self._tag(s):
+                    # Groups still hold it (their withdrawal not yet sent):
+                    # the bits move to the HeldSet's own table.
+                    (<HeldSet>self.hsp)._slot_gone(&self.dead[i], self._tag(s))
                 self._delete(s)
         self.dead.clear()
         if self.used * 8 < self.cap and not self._stale_held():
@@ -1392,6 +1434,23 @@ cdef class Rib(_Changes):
 
     def __cinit__(self, afi, *args, **kwargs):
         self.held = HeldSet(afi)
+        # The slots keep the group bits of their prefixes (see _tag): hold
+        # the HeldSet by a reference of our own, outside the GC's reach, so
+        # that __dealloc__ can still move them into its table.
+        Py_INCREF(self.held)
+        self.hsp = <PyObject *>self.held
+        (<HeldSet>self.hsp)._attach(self)
+
+    def __dealloc__(self):
+        # Runs before the slots are freed (_SlotTable.__dealloc__): the
+        # HeldSet may outlive this Rib (an update group keeps it).
+        if self.hsp != NULL:
+            try:
+                (<HeldSet>self.hsp)._detach()
+            except MemoryError:
+                pass
+            Py_XDECREF(self.hsp)
+            self.hsp = NULL
 
     # ------------------------------------------------------------ bulk operations
 
@@ -1830,9 +1889,8 @@ cdef struct HeldItem:
     Py_ssize_t start, end  # the prefix's octets in the caller's buffer
 
 
-cdef class HeldSet:
-    """Which update groups hold which prefixes (the compact Adj-RIB-Out of
-    fastbgp.rib.export): one open-addressing table (linear probing,
+cdef class _HeldTable:
+    """The table of HeldSet: an open-addressing table (linear probing,
     backward-shift deletion, like the slot table) of fixed-size entries in
     one array of uint64 words -- the prefix key (IPv4 one word ``addr << 8 |
     len``, IPv6 three: high, low, length) then one bit per group index, in
@@ -1840,11 +1898,7 @@ cdef class HeldSet:
     rebuilt wider when an index past them is allocated).  IPv4 entries are
     one word while no index past PACKED_GROUPS (24) was ever allocated in
     the family: the 40-bit key above the group bits (8 octets per prefix
-    instead of 16; a route server's many groups widen it once).  Kept apart from
-    the path slots: a prefix that left the Loc-RIB is still held by the
-    groups that were not yet sent its withdrawal, and neither table
-    resizing nor sweeping of the paths touches it.  An entry goes when its
-    last bit is cleared.  Same behaviour as the twin's HeldSet."""
+    instead of 16; a route server's many groups widen it once)."""
 
     cdef readonly int afi
     cdef bint v6
@@ -1855,7 +1909,6 @@ cdef class HeldSet:
     # IPv4 while at most PACKED_GROUPS indexes were ever allocated: one
     # word per entry, the key (40 bits) above the group bits (24).
     cdef bint packed
-    cdef vector[uint8_t] in_use  # group index -> allocated
     cdef vector[HeldItem] items  # scratch: a chunk of parsed prefixes
 
     def __cinit__(self, afi):
@@ -2081,6 +2134,122 @@ cdef class HeldSet:
         return cap
 
     @cython.final
+    cdef int _side_or(self, const PKey *k, uint64_t bits) except -1:
+        """Set ``bits`` (indexes below PACKED_GROUPS) in ``k``'s entry of
+        this table, adding it if absent."""
+        cdef size_t h
+        cdef uint64_t *e
+        if (self.used + 1) * 5 > self.cap * 4:
+            self._rebuild(self.cap * 2, self.words, self.packed)
+        h = self._home(k)
+        e = self._find(k, h)
+        if e == NULL:
+            e = self._add(k, h)
+        e[0 if self.packed else self.kw] |= bits
+        return 0
+
+    @cython.final
+    cdef int _shrink(self) except -1:
+        """Give memory back once this table is under 1/8 full."""
+        if self.used * 8 < self.cap and self.cap > MIN_CAP:
+            self._rebuild(self._fit(self.used), self.words, self.packed)
+        return 0
+
+
+cdef class HeldSet(_HeldTable):
+    """Which update groups hold which prefixes (the compact Adj-RIB-Out of
+    fastbgp.rib.export): one bit per prefix and group index, in the table
+    of _HeldTable.
+
+    The HeldSet of a Rib (``Rib.held``) keeps the bits of the prefixes in
+    that Rib's slot table in the slots themselves while no index past
+    PACKED_GROUPS was ever allocated ("tagged"): the spare bits of each
+    slot's key word (_SlotTable._tag), no octet more per prefix.  Its own
+    table then holds only prefixes not in the slots: those that left the
+    Loc-RIB while some group was not yet sent their withdrawal (the Rib
+    moves the bits here when it deletes the slot, and back when the prefix
+    returns) and those marked without ever being in it.  A prefix's bits
+    are in one place, never both.  The index past PACKED_GROUPS moves every
+    slot's bits here for good.  An entry (or a tag) goes when its last bit
+    is cleared.  Same behaviour as the twin's HeldSet."""
+
+    cdef vector[uint8_t] in_use  # group index -> allocated
+    # The Rib whose slots hold the bits of its prefixes (borrowed: the Rib
+    # owns this HeldSet and detaches it before it goes), NULL when none.
+    cdef PyObject *owner
+    cdef bint tagged  # bits of prefixes in owner's slots are in their tags
+    cdef size_t ntag  # slots whose tag is not zero
+
+    def __cinit__(self, afi):
+        self.owner = NULL
+        self.tagged = False
+        self.ntag = 0
+
+    # ------------------------------------------------------------ the slots' tags
+
+    @cython.final
+    cdef int _attach(self, _SlotTable t) except -1:
+        """Keep the bits of ``t``'s prefixes in its slots (a fresh Rib)."""
+        self.owner = <PyObject *>t
+        self.tagged = self.in_use.size() <= PACKED_GROUPS
+        return 0
+
+    @cython.final
+    cdef int _detach(self) except -1:
+        """The owner goes: its slots' bits move into this table."""
+        self._untag()
+        self.owner = NULL
+        return 0
+
+    @cython.final
+    cdef int _untag(self) except -1:
+        """Move every slot's bits into this table (at most PACKED_GROUPS
+        bits each) and stop using the tags."""
+        if not self.tagged:
+            return 0
+        cdef _SlotTable t = <_SlotTable>self.owner
+        cdef size_t i, need = self.used + self.ntag
+        cdef char *s
+        cdef PKey k
+        if need * 5 > self.cap * 4:
+            self._rebuild(self._fit(need), self.words, self.packed)
+        for i in range(t.cap):
+            s = t.slots + i * t.ssize
+            if not t._is_empty(s) and t._tag(s):
+                t._get_key(s, &k)
+                self._side_or(&k, t._tag(s))
+                t._set_tag(s, 0)
+        self.ntag = 0
+        self.tagged = False
+        return 0
+
+    @cython.final
+    cdef inline bint _side_held(self) noexcept:
+        """Prefixes outside the slots are held while tagged (a prefix
+        entering the slots must take its bits from this table)."""
+        return self.tagged and self.used != 0
+
+    @cython.final
+    cdef int _slot_gone(self, const PKey *k, uint64_t tag) except -1:
+        """The owner deletes the slot of ``k`` (tag ``tag``, not zero)."""
+        self._side_or(k, tag)
+        self.ntag -= 1
+        return 0
+
+    @cython.final
+    cdef void _slot_new(self, char *s, const PKey *k) noexcept:
+        """The owner created slot ``s`` for ``k``: its bits, if any, move
+        from this table into the tag."""
+        cdef uint64_t *e = self._find(k, self._home(k))
+        cdef uint64_t bits
+        if e == NULL:
+            return
+        bits = e[0] & PACKED_MASK if self.packed else e[self.kw]
+        self._delete(e)
+        (<_SlotTable>self.owner)._set_tag(s, bits)
+        self.ntag += 1
+
+    @cython.final
     cdef size_t _group(self, group) except? 0xFFFFFFFF:
         if not isinstance(group, int) or not 0 <= group < <Py_ssize_t>self.in_use.size() \
                 or not self.in_use[<size_t>group]:
@@ -2103,6 +2272,8 @@ cdef class HeldSet:
             self._rebuild(self.cap, i // 64 + 1, False)  # one word no longer holds every bit
         elif i // 64 >= self.words:
             self._rebuild(self.cap, i // 64 + 1, False)
+        if i >= PACKED_GROUPS:
+            self._untag()  # nor does a slot's tag
         return i
 
     def free_group(self, group):
@@ -2111,7 +2282,17 @@ cdef class HeldSet:
         cdef size_t g = self._group(group), i
         cdef size_t w
         cdef uint64_t bit
+        cdef _SlotTable t
+        cdef char *s
         self._loc(g, &w, &bit)
+        if self.tagged:
+            t = <_SlotTable>self.owner
+            for i in range(t.cap):
+                s = t.slots + i * t.ssize
+                if not t._is_empty(s) and t._tag(s) & bit:
+                    t._set_tag(s, t._tag(s) & ~bit)
+                    if not t._tag(s):
+                        self.ntag -= 1
         for i in range(self.cap):
             if not self._empty(self.tab + i * self.stride):
                 self.tab[i * self.stride + w] &= ~bit
@@ -2135,6 +2316,8 @@ cdef class HeldSet:
         cdef HeldItem *it
         if nlri_count(p, 0, n, self.bits, False) < 0:
             raise ValueError("malformed NLRI")
+        if self.tagged:
+            return self._mark_tags(bit, p, n)
         while pos < n:
             pos = self._chunk(p, pos, n)
             m = self.items.size()
@@ -2160,6 +2343,99 @@ cdef class HeldSet:
             self.items.shrink_to_fit()
         return added
 
+    @cython.final
+    cdef inline void _slot_homes(self, _SlotTable t) noexcept nogil:
+        """The homes of self.items in the owner's slot table, the first
+        AHEAD prefetched."""
+        cdef size_t i
+        for i in range(self.items.size()):
+            self.items[i].home = t._home(&self.items[i].key)
+            if i < AHEAD:
+                rib_prefetch(t.slots + self.items[i].home * t.ssize)
+
+    @cython.final
+    cdef size_t _mark_tags(self, uint64_t bit, const unsigned char *p, Py_ssize_t n) except? 0xFFFFFFFF:
+        """mark while tagged: in the slot's tag when the prefix has one,
+        else in this table."""
+        cdef _SlotTable t = <_SlotTable>self.owner
+        cdef Py_ssize_t pos = 0
+        cdef size_t added = 0, i, m
+        cdef char *s
+        cdef uint64_t tag
+        cdef uint64_t *e
+        cdef HeldItem *it
+        while pos < n:
+            pos = self._chunk(p, pos, n)
+            m = self.items.size()
+            self._slot_homes(t)
+            for i in range(m):
+                if i + AHEAD < m:
+                    rib_prefetch(t.slots + self.items[i + AHEAD].home * t.ssize)
+                it = &self.items[i]
+                s = t._find_at(&it.key, it.home)
+                if s != NULL:
+                    tag = t._tag(s)
+                    if not tag & bit:
+                        if not tag:
+                            self.ntag += 1
+                        t._set_tag(s, tag | bit)
+                        added += 1
+                    continue
+                e = self._find(&it.key, self._home(&it.key))
+                if e == NULL or not e[0 if self.packed else self.kw] & bit:
+                    self._side_or(&it.key, bit)
+                    added += 1
+        if self.items.capacity() > CHUNK:
+            self.items.shrink_to_fit()
+        return added
+
+    @cython.final
+    cdef object _filter_tags(self, uint64_t bit, const unsigned char *p, Py_ssize_t n, bint clear):
+        """filter while tagged: the slot's tag when the prefix has one,
+        else this table."""
+        cdef _SlotTable t = <_SlotTable>self.owner
+        cdef Py_ssize_t pos = 0
+        cdef size_t i, m, w = 0 if self.packed else self.kw
+        cdef char *s
+        cdef uint64_t tag
+        cdef uint64_t *e
+        cdef HeldItem *it
+        cdef string out
+        while pos < n:
+            pos = self._chunk(p, pos, n)
+            m = self.items.size()
+            self._slot_homes(t)
+            for i in range(m):
+                if i + AHEAD < m:
+                    rib_prefetch(t.slots + self.items[i + AHEAD].home * t.ssize)
+                it = &self.items[i]
+                s = t._find_at(&it.key, it.home)
+                if s != NULL:
+                    tag = t._tag(s)
+                    if not tag & bit:
+                        continue
+                    out.append(<const char *>p + it.start, it.end - it.start)
+                    if clear:
+                        t._set_tag(s, tag & ~bit)
+                        if tag == bit:
+                            self.ntag -= 1
+                    continue
+                if not self.used:
+                    continue
+                e = self._find(&it.key, self._home(&it.key))
+                if e == NULL or not e[w] & bit:
+                    continue
+                out.append(<const char *>p + it.start, it.end - it.start)
+                if clear:
+                    e[w] &= ~bit
+                    if self._bare(e):
+                        self._delete(e)
+        if self.items.capacity() > CHUNK:
+            self.items.shrink_to_fit()
+        if clear:
+            self._shrink()
+        return PyBytes_FromStringAndSize(out.data(), out.size())
+
     def filter(self, group, packed, bint clear=False):
         """The prefixes of packed NLRI (no path ids) that ``group`` holds,
         packed as given, in order; with ``clear`` the group no longer holds
@@ -2177,6 +2453,8 @@ cdef class HeldSet:
         cdef HeldItem *it
         if nlri_count(p, 0, n, self.bits, False) < 0:
             raise ValueError("malformed NLRI")
+        if self.tagged:
+            return self._filter_tags(bit, p, n, clear)
         while pos < n:
             pos = self._chunk(p, pos, n)
             m = self.items.size()
@@ -2206,7 +2484,13 @@ cdef class HeldSet:
         cdef size_t g = self._group(group), i, c = 0
         cdef size_t w
         cdef uint64_t bit
+        cdef _SlotTable t
         self._loc(g, &w, &bit)
+        if self.tagged:
+            t = <_SlotTable>self.owner
+            for i in range(t.cap):
+                if not t._is_empty(t.slots + i * t.ssize) and t._tag(t.slots + i * t.ssize) & bit:
+                    c += 1
         for i in range(self.cap):
             if not self._empty(self.tab + i * self.stride) and self.tab[i * self.stride + w] & bit:
                 c += 1
@@ -2217,8 +2501,10 @@ cdef class HeldSet:
         return [i for i in range(self.in_use.size()) if self.in_use[i]]
 
     def __len__(self):
-        return self.used
+        """Prefixes held by some group."""
+        return self.used + self.ntag
 
     def memory_usage(self):
-        """Bytes of the entry array."""
+        """Bytes of the entry array (the bits kept in a Rib's slots cost
+        none: see the class)."""
         return self.cap * self.stride * sizeof(uint64_t)
