@@ -411,6 +411,7 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
                 wait_event(st, "established", 120, procs)
             time.sleep(1.0)  # let the target settle (timers, first keepalives)
             idle = rss_mb(pid)
+            cpu0 = cpu_seconds(pid)
             for sp in sprocs:
                 os.kill(sp.pid, signal.SIGUSR1)
             go = min(wait_event(st, "go", 30, procs)["t"] for st in sstats)
@@ -422,14 +423,25 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
                 raise TimeoutError("> %gs (timeout; %s of %s at the receiver)"
                                    % (timeout, "{:,}".format(have), "{:,}".format(prefixes))) from None
             seconds = done["t"] - go
+            cpu = cpu_seconds(pid) - cpu0
             loaded = rss_mb(pid)
             time.sleep(0.5)
             loaded = max(loaded, rss_mb(pid))
             return {"target": kind, "shape": shape, "prefixes": prefixes, "senders": n_senders,
                     "seconds": seconds, "rss_idle_mb": idle[0], "rss_mb": loaded[0], "hwm_mb": loaded[1],
-                    "received": done.get("announced"), "withdrawn": done.get("withdrawn")}
+                    "received": done.get("announced"), "withdrawn": done.get("withdrawn"), "cpu_s": cpu}
         finally:
             stop_all(stop, procs)
+
+
+def cpu_seconds(pid):
+    """utime + stime of the target's process so far (/proc/PID/stat fields
+    14 and 15, clock ticks): from the blast to the receiver holding
+    everything, how much CPU the target itself spent (its threads included,
+    not its child processes)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_all(stop, procs):
@@ -541,17 +553,18 @@ def main(argv=None):
             ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["seconds"])
             rows.append(ok[len(ok) // 2] if ok else runs[-1])
     table = Table(title="Pass-through: seconds to the receiver holding every prefix; target RSS")
-    for col in ("shape", "target", "version", "prefixes", "seconds", "RSS idle MB", "RSS loaded MB", "over idle MB"):
+    for col in ("shape", "target", "version", "prefixes", "seconds", "target CPU s", "RSS idle MB", "RSS loaded MB",
+                "over idle MB"):
         table.add_column(col, justify="right" if col not in ("shape", "target", "version") else "left")
-    md = ["| shape | target | version | prefixes | seconds | RSS idle MB | RSS loaded MB | over idle MB |",
-          "|---|---|---|---:|---:|---:|---:|---:|"]
+    md = ["| shape | target | version | prefixes | seconds | target CPU s | RSS idle MB | RSS loaded MB | over idle MB |",
+          "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
             cells = [r["shape"], r["target"], _version(r["target"]), "{:,}".format(r["prefixes"]),
-                     r["error"], "", "", ""]
+                     r["error"], "", "", "", ""]
         else:
             cells = [r["shape"], r["target"], _version(r["target"]), "{:,}".format(r["prefixes"]),
-                     "%.2f" % r["seconds"], "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"],
+                     "%.2f" % r["seconds"], "%.2f" % r["cpu_s"], "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"],
                      "%.0f" % (r["rss_mb"] - r["rss_idle_mb"])]
         table.add_row(*cells)
         md.append("| " + " | ".join(cells) + " |")
