@@ -117,6 +117,46 @@ def test_soft_reset_withdraws_only_what_prior_group_held(rib_impl):
     assert withdrawn(out.common) == pk("10.0.0.0/24") and new.held.count(new.held_index) == 0
 
 
+def test_soft_reset_announces_only_what_changed(rib_impl):
+    """``was`` (the export the member's table was sent with): prefixes its
+    group before holds with the same attributes are not announced again,
+    and are held by the new group; the others are."""
+    old = group(rib_impl, members=())
+    new = group(rib_impl, members=((A, A_ADDR),))
+    held, fresh = pk("10.0.0.0/24", "10.0.1.0/24"), pk("10.0.2.0/24")
+    old.held_mark(held)
+    delta = Delta(IPV4_UNICAST, [(SRC, ATTRS, b"", held + fresh)], dump=True, rejected_as_withdraw=True)
+    out = new.process(delta, sources(), single=True, exclude=A, prior=old, was=old.snapshot())
+    assert announced(out.common) == fresh
+    assert new.held.filter(new.held_index, held + fresh) == held + fresh
+    # Sent with other attributes before (another local AS in front): all
+    # announced again.
+    other = group(rib_impl, members=())
+    other.local_as = 65111
+    out = new.process(delta, sources(), single=True, exclude=A, prior=old, was=other)
+    assert announced(out.common) == held + fresh
+    # Not a soft reset (no rejected_as_withdraw): everything, as a refresh.
+    delta.rejected_as_withdraw = False
+    out = new.process(delta, sources(), single=True, exclude=A, prior=old, was=old.snapshot())
+    assert announced(out.common) == held + fresh
+
+
+def test_policy_change_keeps_the_export_before(rib_impl):
+    """set_policy keeps a copy exporting as before for the members not yet
+    re-sent their table (``sent_by``); once they all were, it is dropped."""
+    g = group(rib_impl)
+    before = g.export(sources()[SRC], ATTRS, b"")
+    engine = PolicyEngine({})
+    g.set_policy(engine, engine.chain([], "export", "reject"), g.pctx)
+    assert g.export(sources()[SRC], ATTRS, b"") is None
+    assert g.sent_by(A).export(sources()[SRC], ATTRS, b"") == before
+    g.resent(A)
+    assert g.sent_by(A).export(sources()[SRC], ATTRS, b"") is None
+    assert g.sent_by(B) is g.before
+    g.resent(B)
+    assert g.before is None
+
+
 def codec_community(value):
     return messages.encode_attributes([messages.Communities(values=[value])])
 
@@ -235,13 +275,19 @@ def test_soft_reset_out_withdraws_only_what_the_peer_holds(run, tmp_path):
             await na.wait_established(5)
             await nc.wait_established(5)
             rejected = ["10.1.%d.0/24" % i for i in range(20)]
-            a.announce(rejected + ["10.9.0.0/24", "10.9.1.0/24"], as_path=[65100])
+            a.announce(["10.9.0.0/24"], as_path=[65100, 65101])
+            a.announce(rejected + ["10.9.1.0/24"], as_path=[65100])
             await synced(nc, "10.9.1.0/24", [65000, 65001, 65100])
+            await synced(nc, "10.9.0.0/24", [65000, 65001, 65100, 65101])
+            updates = nc.counters.received.update
             await d.soft_reset(c_addr, "out")
             await until(lambda: d.exporter.queue.idle, what="the re-sent table")
             a.announce(["10.9.2.0/24"], as_path=[65100])
             await synced(nc, "10.9.2.0/24", [65000, 65001, 65100])
             assert wd_count(nc) == 0 and set(nc.received()) == {"10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"}
+            # Nothing C holds was announced again: one UPDATE, the last one.
+            assert nc.counters.received.update == updates + 1
+            updates = nc.counters.received.update
             # C's policy now passes 10.9.0.0/24 and the 10.1/16 ones: one
             # withdrawal (10.9.1.0/24 and 10.9.2.0/24) -- two prefixes.
             path.write_text(dut.text(extra=(SOME % "").replace('"10.9.0.0/16 le 24"',
@@ -255,6 +301,9 @@ def test_soft_reset_out_withdraws_only_what_the_peer_holds(run, tmp_path):
             a.announce(["10.1.99.0/24"], as_path=[65100])
             await synced(nc, "10.1.99.0/24", [65000, 65001, 65100])
             assert wd_count(nc) == 2
+            # One UPDATE of withdrawals, one of the 10.1/16 prefixes, the
+            # last one; 10.9.0.0/24 (same attributes) not again.
+            assert nc.counters.received.update == updates + 3
         finally:
             for sp in (a, c):
                 await sp.stop()

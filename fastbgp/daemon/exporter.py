@@ -492,6 +492,7 @@ class Exporter:
     def leave_groups(self, nb):
         for fam, g in list(nb.groups.items()):
             g.members.pop(nb.pid, None)
+            g.resent(nb.pid)
             if not g.members:
                 self.drop_group(g)
         nb.groups = {}
@@ -572,6 +573,10 @@ class Exporter:
         # ``groups`` but keeps its bits until the dump is done.
         prior = g
         ghost = None
+        # A soft reset out re-sends only what changed: the export the
+        # member's table was sent with, fixed now (a reload between two
+        # slices changes the groups' policies, not this).
+        was = g.sent_by(nb.pid) if g is not None and rejected_as_withdraw else None
         if rejoin or g is None:
             held = None
             if g is not None:
@@ -590,10 +595,12 @@ class Exporter:
         try:
             if brackets:
                 nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_BORR)])
-            yield from self.dump_to(nb, g, epoch, rejected_as_withdraw, prior)
+            yield from self.dump_to(nb, g, epoch, rejected_as_withdraw, prior, was)
             if brackets and nb.epoch == epoch:
                 nb.send_messages([codec.build_route_refresh(fam[0], fam[1], RR_EORR)])
         finally:
+            if prior is not None:
+                prior.resent(nb.pid)
             if ghost is not None:
                 ghost.release_held()
 
@@ -660,15 +667,16 @@ class Exporter:
             delta.rejected_as_withdraw = rejected_as_withdraw
             yield delta
 
-    def dump_to(self, nb, g, epoch, rejected_as_withdraw, prior=None):
+    def dump_to(self, nb, g, epoch, rejected_as_withdraw, prior=None, was=None):
         """The group's Adj-RIB-Out for one member, in slices; ``prior``:
-        the group whose bits say what the member holds (soft reset out)."""
+        the group whose bits say what the member holds, ``was``: the export
+        it was sent with (soft reset out, see UpdateGroup.process)."""
         fam = g.family
         sources = self.daemon.sources
         for part in self.table_parts(g, nb.pid, rejected_as_withdraw):
             if nb.epoch != epoch or nb.groups.get(fam) is not g:
                 return
-            out = g.process(part, sources, single=True, exclude=nb.pid, prior=prior)
+            out = g.process(part, sources, single=True, exclude=nb.pid, prior=prior, was=was)
             nb.send_messages(out.common)
             if out.scoped:
                 send_scoped(nb, out.scoped)

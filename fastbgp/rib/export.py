@@ -62,15 +62,24 @@ group holds it only because P itself was the source of the previous best
 When P is the group's only member, nobody is sent P's own path, and the
 echo clears the bit.
 
-What remains superfluous: that echo; the withdrawals of a soft reset out
-(``rejected_as_withdraw``: the member may hold routes of the group it was
-in before, so everything the export rejects is withdrawn, unfiltered) and
-those of routes offered to some neighbours only (``Source.scopes``,
-withdrawn unfiltered from the others); ADD-PATH groups are not tracked
-(their withdrawals name path ids).  And announcements are not filtered: a
-new best path whose exported attributes for the group are the ones sent
-before is announced again (telling would cost the attribute id sent, 4
-octets per prefix and group, where the bit costs one).
+Soft reset out (a policy reload, the API): the member leaves its group
+(kept, bits and all, until the dump is done if it was the last member) and
+is dumped its new group's table.  What the export now rejects is withdrawn
+only if the group before held it; what that group held and the export
+gives the same attributes as the export it was sent with (``before``: a
+copy of the group from before the policy change, see
+:meth:`UpdateGroup.set_policy`) is not announced again.  A route offered to
+some neighbours only (``Source.scopes``) marks the group's bit and, in
+``holders``, the neighbour set: its withdrawal goes to those members only,
+and members outside a new scope are sent one only if they may hold it.
+ADD-PATH groups have a bit per (path id, prefix) in a HeldSet of IPv6 width
+(:func:`path_keys`; IPv6 prefixes longer than /96 are not tracked).
+
+What remains superfluous: that echo; and announcements outside a soft
+reset: a new best path whose exported attributes for the group are the
+ones sent before is announced again (telling would cost the exported
+attribute set sent, per prefix and group, where the bit costs one; figures
+in bench/RESULTS.md).
 
 Route-server path hiding (RFC 7947 §2.3).  A group of route-server clients
 with ``[global.route-server] path-hiding`` has ``UpdateGroup.hiding`` (a
@@ -88,6 +97,7 @@ whole life and a withdrawal names exactly that path.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import struct
@@ -326,6 +336,50 @@ class HeldOut:
     paths = False  # the bits are keyed by (our path id, prefix): ADD-PATH
     scope_index = None
     holders = None
+    # The group's export before the last policy change (a copy of the
+    # group with the old engine and chain, see UpdateGroup.set_policy) and
+    # the members that may still hold what it exported.
+    before = None
+    before_pids = frozenset()
+
+    def sent_by(self, pid):
+        """A group whose export says what member ``pid`` was sent of the
+        prefixes this group holds: the copy from before the last policy
+        change while ``pid`` was not re-sent its table since, else a copy
+        of this one as it is now (see UpdateGroup.snapshot)."""
+        return self.before if self.before is not None and pid in self.before_pids else self.snapshot()
+
+    def resent(self, pid):
+        """Member ``pid`` was re-sent its table (or left)."""
+        if self.before is not None:
+            self.before_pids.discard(pid)
+            if not self.before_pids:
+                self.before = None
+                self.before_pids = frozenset()
+
+    def _unchanged(self, prior, was, src, attrs, nh, out, packed):
+        """A soft reset out (RFC 2918 spirit): the prefixes of ``packed``
+        the member holds with ``out`` already -- ``prior`` (its group
+        before, tracked) holds them and ``was`` (that group's export then)
+        gave the same attributes -- are not announced again, but held by
+        this group now.  Returns the rest, packed."""
+        old = was.export(src, attrs, nh)
+        if old is None:
+            return packed
+        if len(old) == 3:
+            # The chain looked at prefixes: those it gave ``out`` too.
+            same = b"".join(part for o, part in was._split_per_prefix(src, old[0], old[1], packed, self.addpath)
+                            if o == out)
+        else:
+            same = packed if old == out else b""
+        same = prior.held_filter(same) if same else b""
+        if not same:
+            return packed
+        self.held_mark(same)
+        if len(same) == len(packed):
+            return b""
+        drop = set(self._entries(same))
+        return b"".join(e for e in self._entries(packed) if e not in drop)
 
     def attach_held(self, held, path_held=None):
         """Track what this group holds in ``held`` (the family's
@@ -586,12 +640,25 @@ class UpdateGroup(HeldOut):
         )
 
     def set_policy(self, engine, chain, pctx):
-        """A reload compiled a new engine: same chain names, new objects."""
+        """A reload compiled a new engine: same chain names, new objects.
+        The export as it was is kept (``before``, with an empty cache) for
+        the members' soft reset out, which re-sends only what changed."""
+        self.before = self.snapshot({})
+        self.before_pids = set(self.members)
         self.engine = engine
         self.chain = chain
         self.pctx = pctx
         self.exports_nothing = not chain.policies and not chain.default_accept
         self._cache.clear()
+
+    def snapshot(self, cache=None):
+        """A copy of this group that exports as it does now, whatever
+        :meth:`set_policy` does to it later (its own cache: a copy of the
+        group's, or ``cache``)."""
+        snap = copy.copy(self)
+        snap._cache = dict(self._cache) if cache is None else cache
+        snap.before = None
+        return snap
 
     # ------------------------------------------------------------ export rules
 
@@ -867,7 +934,7 @@ class UpdateGroup(HeldOut):
             return codec.pack_withdraws(packed, self.ctx)
         return codec.pack_withdraws(packed, self.ctx, self.afi, self.safi)
 
-    def process(self, delta, sources, single=False, members=None, exclude=None, prior=None):
+    def process(self, delta, sources, single=False, members=None, exclude=None, prior=None, was=None):
         """Encode ``delta`` for this group: an _Out (see there).
 
         ``single``: a dump for one member that already left out its own
@@ -879,7 +946,10 @@ class UpdateGroup(HeldOut):
         ``exclude``: the member a ``single`` dump is for (path hiding needs
         it, see :attr:`hiding`).  ``prior``: for a soft reset out, the group
         the member was in before (a HeldOut): what it holds, so what the
-        export rejects is withdrawn only if that group holds it."""
+        export rejects is withdrawn only if that group holds it; ``was``:
+        that group's export when it sent it (:meth:`HeldOut.sent_by`, a
+        copy): what it holds with the attributes it would be sent again is
+        not announced again."""
         res = _Out()
         if delta.addpath != self.addpath or self.exports_nothing:
             return res
@@ -889,6 +959,12 @@ class UpdateGroup(HeldOut):
             members = self.members
         withdraw_rejected = delta.rejected_as_withdraw or not (single or delta.dump or delta.fresh)
         withdraw = []  # packed prefixes withdrawn from everyone
+        # A soft reset out: what the member holds with the same attributes
+        # is not announced again (not with path hiding or scoped routes,
+        # where what a member holds is not what its group holds).
+        if not (prior is not None and single and delta.rejected_as_withdraw and prior.held is not None
+                and self.hiding is None and prior.hiding is None and not prior.holders):
+            was = None
         # RFC 7947 §2.3: prefixes whose best path this group may not have
         # (export rejects it, or it is a lone member's own) -> the best that
         # passes, chosen by self.hiding after the loop: [(source pid, packed)].
@@ -936,6 +1012,10 @@ class UpdateGroup(HeldOut):
                     continue
                 if hide is not None and self.hiding.chosen and not delta.fresh:
                     self.hiding.forget(pk, self.afi)  # the best passes again
+                if was is not None:
+                    pk = self._unchanged(prior, was, src, attrs, nh, o, pk)
+                    if not pk:
+                        continue
                 self.emit(res, pid, members, o, pk)
         if hide:
             self.hiding.resolve(self, hide, sources, members, own, res, withdraw, withdraw_rejected, delta.fresh)

@@ -11,6 +11,11 @@ its own lab host (tests/interop/fastbgp_peer.py); a second one announces a
 prefix after the first went, so that everything the daemon queued before
 it has reached BIRD when it arrives.
 
+A second test counts what BIRD receives at a soft reset out and at a
+reload that narrows its export policy: no re-announcement of a route it
+holds with the same attributes (``Import updates``), and withdrawals only of
+what it held and the new policy rejects.
+
 Needs root and BIRD; marked ``interop`` and ``slow``.
 """
 
@@ -48,10 +53,16 @@ actions = { result = "accept" }
 
 def import_withdraws(bird, peer_ip):
     """BIRD's count of withdrawals received on the session with ``peer_ip``."""
+    return import_count(bird, peer_ip, "withdraws")
+
+
+def import_count(bird, peer_ip, what):
+    """BIRD's count of route ``what`` (updates, withdraws) received on the
+    session with ``peer_ip`` (one a prefix)."""
     text = bird.protocol_info(peer_ip)
-    m = re.search(r"Import withdraws:\s+(\d+)", text)
+    m = re.search(r"Import %s:\s+(\d+)" % what, text)
     if m is None:
-        raise AssertionError("no withdraw counters in:\n" + text)
+        raise AssertionError("no %s counters in:\n" % what + text)
     return int(m.group(1))
 
 
@@ -86,4 +97,65 @@ def test_peer_down_withdraws_at_bird_only_what_it_was_sent():
             L.wait_for(lambda: SENTINEL in bird.rib("ipv6"), timeout=30, what="the sentinel at BIRD",
                        on_timeout=fb.log_tail)
             assert import_withdraws(bird, dut.ipv6) == 100
+            fb.assert_alive()
+
+
+# The soft reset test: 2,000 prefixes, 100 of them exported to BIRD (the
+# first 96 and 2001:db8:7cc-7cf::/48), then the last 4 no longer.
+SMALL = TABLE[:2000]
+SMALL_KEPT = SMALL[:96] + SMALL[-4:]
+SENTINELS = ["2001:db8:ffff::/48", "2001:db8:fffe::/48"]
+NARROW = POLICY.replace('"2001:db8:4e1c::/46 le 48"', '"2001:db8:fffe::/47 le 48"')
+WIDE = NARROW.replace('"2001:db8:fffe::/47 le 48"', '"2001:db8:7cc::/46 le 48", "2001:db8:fffe::/47 le 48"')
+
+
+@pytest.mark.timeout(120)
+def test_soft_reset_and_reload_send_bird_only_what_changed():
+    """A soft reset out re-sends BIRD nothing it holds (before: 100
+    announcements and 1,900 withdrawals); a reload that narrows BIRD's export
+    policy withdraws the 4 prefixes it now rejects and announces nothing."""
+    require(L.Bird)
+    assert len(set(SMALL_KEPT)) == 100 and SMALL_KEPT[-1] == "2001:db8:7cf::/48"
+    with L.Lab() as lab:
+        dut = lab.add_host("dut")
+        src = lab.add_host("src")
+        late = lab.add_host("late")
+        bh = lab.add_host("bird")
+        fb = LabDaemon(dut, "", cli=True)
+
+        def config(policy):
+            text = global_toml(65000, dut, fb.api_toml().rstrip("\n"), listen=["[%s]:179" % dut.ipv6]) + policy
+            text += neighbor_toml(src.ipv6, 65001) + neighbor_toml(late.ipv6, 65002)
+            return text + neighbor_toml(bh.ipv6, 65003, 'default-import = "accept"', 'default-export = "reject"',
+                                        'export-policy = ["some"]', accept=False)
+
+        with fb.start(config(WIDE)):
+            fb.wait_api()
+            bird = L.Bird(bh, 65003, neighbors=[L.Neighbor(dut.ipv6, 65000)]).start()
+            source = FastBGP(src, 65001, neighbors=[L.Neighbor(dut.ipv6, 65000, passive=True)]).start()
+            other = FastBGP(late, 65002, neighbors=[L.Neighbor(dut.ipv6, 65000, passive=True)]).start()
+            for peer in (bird, source, other):
+                peer.wait_established(dut.ipv6, timeout=40)
+            source.call("announce", prefixes=SMALL, as_path=[])
+            L.wait_for(lambda: set(bird.rib("ipv6")) == set(SMALL_KEPT), timeout=60, what="the 100 kept at BIRD",
+                       on_timeout=lambda: "%d at BIRD\n%s" % (len(bird.rib("ipv6")), fb.log_tail()))
+            assert (import_count(bird, dut.ipv6, "updates"), import_withdraws(bird, dut.ipv6)) == (100, 0)
+            # Soft reset out: nothing changed for BIRD, nothing is sent.
+            fb.api("POST", "/v1/neighbors/%s/softreset" % bh.ipv6, {"direction": "out"})
+            # Whatever the daemon sends BIRD before this comes first.
+            other.call("announce", prefixes=SENTINELS[:1], as_path=[])
+            L.wait_for(lambda: SENTINELS[0] in bird.rib("ipv6"), timeout=30, what="the first sentinel at BIRD",
+                       on_timeout=fb.log_tail)
+            assert (import_count(bird, dut.ipv6, "updates"), import_withdraws(bird, dut.ipv6)) == (101, 0)
+            # A reload: BIRD's policy no longer passes the last 4.
+            with open(fb.config_path, "w") as f:
+                f.write(config(NARROW))
+            fb.api("POST", "/v1/reload")
+            L.wait_for(lambda: SMALL_KEPT[-1] not in bird.rib("ipv6"), timeout=30, what="the 4 withdrawn at BIRD",
+                       on_timeout=fb.log_tail)
+            other.call("announce", prefixes=SENTINELS[1:], as_path=[])
+            L.wait_for(lambda: SENTINELS[1] in bird.rib("ipv6"), timeout=30, what="the second sentinel at BIRD",
+                       on_timeout=fb.log_tail)
+            assert (import_count(bird, dut.ipv6, "updates"), import_withdraws(bird, dut.ipv6)) == (102, 4)
+            assert set(bird.rib("ipv6")) == set(SMALL_KEPT[:96] + SENTINELS)
             fb.assert_alive()
