@@ -515,12 +515,14 @@ def test_addpath_members_and_a_joiner_mid_sweep(run):
 def test_pre_policy_copy_goes_in_slices(run):
     """A peer without ROUTE-REFRESH: the copy of what it sent (kept to
     re-run import policy) goes in slices too, and holds only what the
-    next session sends."""
+    next session sends.  Its import policy rejects everything, so the copy
+    is all in ``pre_ribs`` (fastbgp.daemon.prepolicy keeps there what the
+    post-policy RIB cannot give back)."""
     n = 20000
 
     async def main():
         a_addr = addr()
-        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)])
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001, **{"default-import": "reject"})])
         d = await dut.start()
         d.peers.sweep_slice = 2  # with nothing to export, slices are quick: many of them
         a, na = await peer(dut, 65001, a_addr, route_refresh=False)
@@ -531,21 +533,22 @@ def test_pre_policy_copy_goes_in_slices(run):
             a.announce(table, as_path=[65100])
             rib = d.ribs[(1, 1)]
             pid = d.peers.get(a_addr).pid
-            await until(lambda: rib.peer_path_count(pid) == n, what="A's table in")
+            view = d.importer.prepolicy
+            await until(lambda: (1, 1) in d.importer.pre_ribs and view.count(pid, (1, 1)) == n, what="A's table in")
             pre = d.importer.pre_ribs[(1, 1)]
-            assert pre.peer_path_count(pid) == n
+            assert pre.peer_path_count(pid) == n and rib.peer_path_count(pid) == 0
             loop = asyncio.get_running_loop()
             ticks = Ticks(loop, lambda: pre.peer_path_count(pid))
             await a.stop()
             await until(lambda: not d.peers.sweeping(pid) and d.exporter.queue.idle, what="sweep end")
             ticks.stop()
-            assert pre.peer_path_count(pid) == 0 and rib.peer_path_count(pid) == 0 and len(rib) == 0
+            assert pre.peer_path_count(pid) == 0 and view.count(pid, (1, 1)) == 0 and len(rib) == 0
             assert any(0 < k < n for k in ticks.seen), "the pre-policy copy went in one callback: %r" % sorted(set(ticks.seen))[:20]
             a2, na2 = await peer(dut, 65001, a_addr, route_refresh=False)
             a2.announce(table[:10], as_path=[65100])
             await na2.wait_established(5)
-            await until(lambda: rib.peer_path_count(pid) == 10, what="A's routes again")
-            assert pre.peer_path_count(pid) == 10 and pre.peer_stale_count(pid) == 0
+            await until(lambda: pre.has_peer(pid) and pre.peer_path_count(pid) == 10, what="A's routes again")
+            assert view.count(pid, (1, 1)) == 10 and pre.peer_stale_count(pid) == 0
         finally:
             for s in (a,) + ((a2,) if a2 else ()):
                 await s.stop()

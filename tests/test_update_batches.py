@@ -94,13 +94,16 @@ VRPS = {"roas": [{"prefix": "10.0.0.0/16", "maxLength": 24, "asn": "AS65100"},
 
 
 def pre_table(d, pid):
-    """The pre-policy Adj-RIB-In copy of one neighbour (RPKI re-validation)."""
+    """The pre-policy Adj-RIB-In view of one neighbour (RPKI re-validation;
+    fastbgp.daemon.prepolicy)."""
     out = {}
-    for fam, rib in d.importer.pre_ribs.items():
-        if rib.has_peer(pid):
-            for aid, packed in rib.dump_peer(pid, False):
+    view = d.importer.prepolicy
+    for fam in d.ribs:
+        if view.has_peer(pid, fam):
+            for aid, packed in view.dump_peer(pid, fam, False):
                 _pid, attrs, nh = tag_source(d.attrs, aid)
                 for entry in split(packed):
+                    assert (fam, entry) not in out, "one path per prefix"
                     out[(fam, entry)] = (attrs, nh)
     return out
 

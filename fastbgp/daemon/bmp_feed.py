@@ -35,7 +35,7 @@ does.  Loc-RIB changes with none of these causes -- graceful-restart
 sweeps, soft reconfiguration -- reach a station with its next dump
 (reconnect or reload).
 
-Calls: the daemon's ``speaker``, ``ribs``, ``attrs``, ``importer.pre_ribs``,
+Calls: the daemon's ``speaker``, ``ribs``, ``attrs``, ``importer.prepolicy``,
 ``config``.  Called by: the daemon (``start_bmp`` / ``stop_bmp``, reload).
 """
 
@@ -512,10 +512,10 @@ class BmpFeed:
         (attributes, next hop) as exported to peer ``pid``."""
         if kind == "out":
             return self.current_out(pid, fam, entries)
+        view = None
         if kind == "pre":
-            rib = self.daemon.importer.pre_ribs.get(fam)
-            if rib is None:
-                return {}, b""
+            view = self.daemon.importer.prepolicy  # fastbgp.daemon.prepolicy
+            rib = None
         else:
             rib = self.daemon.ribs[fam]
         groups: dict = {}
@@ -527,6 +527,8 @@ class BmpFeed:
                 b = rib.best(t)
                 if b is not None:
                     aid = b[1]
+            elif view is not None:
+                aid = view.path(pid, fam, t)
             else:
                 for q in rib.paths(t):
                     if q[0] == pid:
@@ -733,9 +735,10 @@ class BmpFeed:
                 if fam in self.daemon.ribs:
                     p.nb.request_refresh(fam)
             return
-        for fam, pre in self.daemon.importer.pre_ribs.items():
-            if pre.has_peer(p.pid):
-                await self.write_groups(t, "pre", p, fam, list(pre.dump_peer(p.pid, False)))
+        view = self.daemon.importer.prepolicy  # fastbgp.daemon.prepolicy
+        for fam in list(self.daemon.ribs):
+            if view.has_peer(p.pid, fam):
+                await self.write_groups(t, "pre", p, fam, view.dump_peer(p.pid, fam, False))
 
     async def write_groups(self, t, kind, p, fam, groups):
         """Route Monitoring of (attr id, packed prefixes) groups, in slices:

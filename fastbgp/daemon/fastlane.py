@@ -11,13 +11,14 @@ repair, an attribute set whose import verdict the neighbour's import cache
 already holds, and (with RPKI) one RFC 6811 state for all its prefixes.
 It does exactly what the general path does for it, in one call:
 
-* the pre-policy Adj-RIB-In copy when the neighbour keeps one (soft
-  reconfiguration, RPKI re-validation);
+* the upkeep of the pre-policy Adj-RIB-In view when the neighbour keeps one
+  (soft reconfiguration, RPKI re-validation; ``PrePolicy.store``, which
+  mostly has nothing to store: fastbgp.daemon.prepolicy);
 * RFC 6811 validation (one bulk call per UPDATE) and the RFC 8097 state
   community when some iBGP neighbour asks for it;
 * the post-policy Adj-RIB-In / Loc-RIB with the path's state mark, the
   export of the change and RFC 7947 §2.3 path hiding (the importer's own
-  ``keep_pre``, ``signal_state``, ``update_rib`` and ``over_limit``: the
+  ``prepolicy``, ``signal_state``, ``update_rib`` and ``over_limit``: the
   lane only skips the general path's dispatch);
 * the neighbour's prefix limit (RFC 4486 Cease 6/1).
 
@@ -112,12 +113,12 @@ class FastLane:
         imp = self.importer
         table = imp.daemon.attrs
         pid = nb.pid
-        if self.pre:
-            imp.keep_pre(nb, fam, p.attrs, nh, packed, False)
         out, out_nh = res
         out = imp.signal_state(out, state)  # RFC 8097
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
+            if self.pre:
+                imp.prepolicy.store(pid, fam, p.attrs, nh, packed, False, aid)
             imp.update_rib(fam, pid, packed, False, aid, path_mark(state))
         finally:
             table.release(aid)

@@ -3,8 +3,9 @@
 Owns: each UPDATE's way in -- RFC 7606 error counting, the families, loop
 checks (RFC 4271 §9.1.2, RFC 4456 §8), RFC 9234 roles, the import policy
 once per attribute set (cached on the neighbour), per-prefix policy when the
-chain needs it -- and the pre-policy Adj-RIB-In (``pre_ribs``) kept for
-peers without ROUTE-REFRESH.  Also the UPDATE latency observer of the
+chain needs it -- and the upkeep of the pre-policy Adj-RIB-In
+(:class:`~fastbgp.daemon.prepolicy.PrePolicy`, ``prepolicy``) kept for peers
+without ROUTE-REFRESH and for RPKI re-validation.  Also the UPDATE latency observer of the
 metrics, and soft reconfiguration inbound.
 
 Calls: the daemon's shared state (``ribs``, ``attrs``, ``sources``,
@@ -23,7 +24,6 @@ import ipaddress
 import logging
 import time
 
-from fastbgp.rib import Rib
 from fastbgp.session.fsm import State
 from fastbgp.rib.export import IBGP, RS, source_tag, tag_source
 from fastbgp.rib.route_server import allowed_next_hops
@@ -49,6 +49,7 @@ from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr
 from fastbgp.daemon.fastlane import MISS, PER_PREFIX, FastLane
+from fastbgp.daemon.prepolicy import PrePolicy
 from fastbgp.daemon.rpki_feed import path_mark, split_by_state
 
 log = logging.getLogger("fastbgp.daemon")
@@ -62,7 +63,11 @@ class Importer:
         self.daemon = daemon
         self.exporter = exporter
         self.events = events
-        self.pre_ribs: dict = {}  # family -> Rib of pre-policy paths (soft reconfiguration inbound)
+        # The pre-policy Adj-RIB-In (soft reconfiguration inbound, RPKI
+        # re-validation, BMP); ``pre_ribs`` is its part the post-policy RIB
+        # cannot give back (fastbgp.daemon.prepolicy).
+        self.prepolicy = PrePolicy(daemon)
+        self.pre_ribs: dict = self.prepolicy.ribs
         self.observe = None
         self.fast_updates = 0  # UPDATEs the fast lane took (fastbgp.daemon.fastlane)
         self.setup_observe(daemon.config)
@@ -326,9 +331,7 @@ class Importer:
     # -- into the RIBs ---------------------------------------------------------------------------
 
     def withdraw_in(self, nb, fam, packed, addpath):
-        pre = self.pre_ribs.get(fam)
-        if pre is not None and pre.has_peer(nb.pid):
-            pre.withdraw(nb.pid, packed, addpath)
+        self.prepolicy.withdraw(nb.pid, fam, packed, addpath)
         rib = self.daemon.ribs[fam]
         exporter = self.exporter
         if exporter.addpath_groups(fam):
@@ -338,8 +341,10 @@ class Importer:
         exporter.hiding_touch(fam, nb.pid, packed, addpath, None, cs)  # RFC 7947 §2.3
 
     def announce_in(self, nb, fam, attrs, nh, packed, addpath, keep_pre=True):
-        if keep_pre and nb.pre_policy:
-            self.keep_pre(nb, fam, attrs, nh, packed, addpath)
+        """Prefixes ``packed`` received with (``attrs``, ``nh``) through
+        import policy into the RIBs; ``keep_pre`` False: a re-import from
+        the pre-policy view itself (soft-in, RPKI re-validation)."""
+        pre = None if not nb.pre_policy else (not keep_pre)  # PrePolicy.store's ``again``
         rpki = self.daemon.rpki
         if rpki is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin), then
@@ -348,23 +353,15 @@ class Importer:
             # counted per neighbour by the RIB: Rib.peer_marks).
             states = rpki.states(fam[0], attrs, packed, addpath, nb)
             for state, part in split_by_state(states, packed, addpath):
-                self.announce_post(nb, fam, attrs, nh, part, addpath, state)
+                self.announce_post(nb, fam, attrs, nh, part, addpath, state, pre)
             return
-        self.announce_post(nb, fam, attrs, nh, packed, addpath, None)
+        self.announce_post(nb, fam, attrs, nh, packed, addpath, None, pre)
 
-    def keep_pre(self, nb, fam, attrs, nh, packed, addpath):
-        """The paths as received into the pre-policy Adj-RIB-In copy (soft
-        reconfiguration inbound, RPKI re-validation)."""
-        table = self.daemon.attrs
-        aid = table.intern(attrs, source_tag(nb.pid, nh))
-        try:
-            self.pre_rib(fam, nb).update(nb.pid, packed, addpath, aid)
-        finally:
-            table.release(aid)
-
-    def announce_post(self, nb, fam, attrs, nh, packed, addpath, state):
+    def announce_post(self, nb, fam, attrs, nh, packed, addpath, state, pre=None):
         """Import policy and the post-policy Adj-RIB-In / Loc-RIB for
-        prefixes sharing one attribute set (and RFC 6811 ``state``)."""
+        prefixes sharing one attribute set (and RFC 6811 ``state``); ``pre``
+        not None: the pre-policy view's upkeep too (PrePolicy.store's
+        ``again``)."""
         pid = nb.pid
         table = self.daemon.attrs
         # The chain sees the state only when it asks (one cache entry per
@@ -374,15 +371,19 @@ class Importer:
         if res is MISS:
             res = self.import_(nb, fam, attrs, nh, seen)
         if res is None:
+            if pre is not None:
+                self.prepolicy.store(pid, fam, attrs, nh, packed, addpath, None, pre)
             self.withdraw_post(nb, fam, packed, addpath)
             return
         if res[0] is PER_PREFIX:
-            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3], state)
+            self.announce_per_prefix(nb, fam, res[1], res[2], packed, addpath, res[3], state, (attrs, nh, pre))
             return
         out, out_nh = res
         out = self.signal_state(out, state)
         aid = table.intern(out, source_tag(pid, out_nh))
         try:
+            if pre is not None:
+                self.prepolicy.store(pid, fam, attrs, nh, packed, addpath, aid, pre)
             if self.exporter.addpath_groups(fam):
                 self.exporter.addpath_delta(fam, pid, out, out_nh, packed, addpath)
             self.update_rib(fam, pid, packed, addpath, aid, path_mark(state))
@@ -420,9 +421,10 @@ class Importer:
         exporter.export_cs(fam, cs)
         exporter.hiding_touch(fam, nb.pid, packed, addpath, None, cs)  # RFC 7947 §2.3
 
-    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath, ctx=None, state=None):
+    def announce_per_prefix(self, nb, fam, attrs, nh, packed, addpath, ctx=None, state=None, received=None):
         """The import chain has prefix conditions: evaluate each prefix,
-        then store the prefixes grouped by result."""
+        then store the prefixes grouped by result.  ``received``: (attrs,
+        next hop, ``again``) for the pre-policy view's upkeep, or None."""
         afi = fam[0]
         engine = self.daemon.engine
         ctx = ctx or nb.pctx
@@ -441,28 +443,23 @@ class Importer:
                 entry = rx_id.to_bytes(4, "big") + entry
             buckets.setdefault(key, []).append(entry)
         table = self.daemon.attrs
+        keep = received is not None and received[2] is not None
         for key, entries in buckets.items():
             pk = b"".join(entries)
             if key is None:
+                if keep:
+                    self.prepolicy.store(nb.pid, fam, received[0], received[1], pk, addpath, None, received[2])
                 self.withdraw_post(nb, fam, pk, addpath)
                 continue
             aid = table.intern(key[0], source_tag(nb.pid, key[1]))
             try:
+                if keep:
+                    self.prepolicy.store(nb.pid, fam, received[0], received[1], pk, addpath, aid, received[2])
                 if self.exporter.addpath_groups(fam):
                     self.exporter.addpath_delta(fam, nb.pid, key[0], key[1], pk, addpath)
                 self.update_rib(fam, nb.pid, pk, addpath, aid, path_mark(state))
             finally:
                 table.release(aid)
-
-    def pre_rib(self, fam, nb):
-        pre = self.pre_ribs.get(fam)
-        if pre is None:
-            pre = self.pre_ribs[fam] = Rib(fam[0], self.daemon.attrs)
-        if not pre.has_peer(nb.pid):
-            info = self.daemon.ribs[fam].peer_info(nb.pid)
-            pre.add_peer(nb.pid, info["peer_as"], info["local_as"], info["router_id"], info["address"],
-                         ibgp=info["ibgp"], rr_client=info["rr_client"])
-        return pre
 
     # -- soft reconfiguration inbound ------------------------------------------------------------
 
@@ -476,10 +473,12 @@ class Importer:
                 if fam in self.daemon.ribs:
                     nb.request_refresh(fam)
             return
-        for fam, pre in self.pre_ribs.items():
-            if not pre.has_peer(nb.pid):
+        view = self.prepolicy
+        for fam in list(self.daemon.ribs):
+            if not view.has_peer(nb.pid, fam):
                 continue
             addpath = fam in self.daemon.sources[nb.pid].addpath_rx
-            for aid, packed in list(pre.dump_peer(nb.pid, addpath)):
-                _pid, attrs, nh = tag_source(self.daemon.attrs, aid)
+            # Read before re-importing: the re-import changes the view.
+            got = [(tag_source(self.daemon.attrs, aid), packed) for aid, packed in view.dump_peer(nb.pid, fam, addpath)]
+            for (_pid, attrs, nh), packed in got:
                 self.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre=False)

@@ -140,6 +140,7 @@ class PeerRegistry:
         for fam, rib in self.daemon.ribs.items():
             if rib.has_peer(nb.pid):
                 self.exporter.export_cs(fam, rib.remove_peer(nb.pid), heavy=True)
+        self.importer.prepolicy.reset(nb.pid)
         for pre in self.importer.pre_ribs.values():
             if pre.has_peer(nb.pid):
                 pre.remove_peer(nb.pid)
@@ -220,6 +221,7 @@ class PeerRegistry:
         # Without ROUTE-REFRESH (RFC 2918) the only way to re-run import
         # policy later is a copy of what the peer sent.
         nb.pre_policy = not neg.route_refresh
+        self.importer.prepolicy.reset(nb.pid)  # fastbgp.daemon.prepolicy: a new view
         for fam, pre in self.importer.pre_ribs.items():
             self.sweeps.pop((nb.pid, fam, False), None)
             if pre.has_peer(nb.pid):
@@ -233,6 +235,9 @@ class PeerRegistry:
         ``keep`` (stale, RFC 4724 §4.2), everything else is withdrawn."""
         exporter = self.exporter
         exporter.leave_groups(nb)
+        # The pre-policy view is its part ``pre_ribs`` alone now (swept like
+        # the rest), not the post-policy paths (fastbgp.daemon.prepolicy).
+        self.importer.prepolicy.reset(nb.pid)
         for fam, pre in self.importer.pre_ribs.items():
             if pre.has_peer(nb.pid) and pre.peer_path_count(nb.pid):
                 self.start_sweep(nb, fam, pre, False)

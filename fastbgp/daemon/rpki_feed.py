@@ -504,7 +504,8 @@ class RpkiFeed(RtrObserver):
         if rib is None or not rib.has_peer(nb.pid):
             return 0
         n = 0
-        for attrs, _nh, packed, addpath, hit in self._covered_paths(rib, nb, fam, delta):
+        addpath = self.addpath(nb, fam)
+        for attrs, _nh, packed, addpath, hit in self._covered_paths(rib.dump_peer(nb.pid, addpath), nb, fam, delta):
             n += hit
             states = self.vrps.validate_packed(fam[0], packed, self.origin(attrs), addpath)
             for state, part in split_by_state(states, packed, addpath):
@@ -517,27 +518,31 @@ class RpkiFeed(RtrObserver):
         many.  Synchronous: the snapshot of the pre-policy paths is used
         before any other UPDATE can change them."""
         d = self.daemon
-        pre = d.importer.pre_ribs.get(fam)
-        if pre is None or not pre.has_peer(nb.pid) or not nb.established:
+        view = d.importer.prepolicy  # fastbgp.daemon.prepolicy
+        if not view.has_peer(nb.pid, fam) or not nb.established:
             return 0
         n = 0
-        for attrs, nh, packed, addpath, hit in self._covered_paths(pre, nb, fam, delta):
+        addpath = self.addpath(nb, fam)
+        for attrs, nh, packed, addpath, hit in self._covered_paths(view.dump_peer(nb.pid, fam, addpath), nb, fam, delta):
             n += hit
             d.importer.announce_in(nb, fam, attrs, nh, packed, addpath, keep_pre=False)
         return n
 
-    def _covered_paths(self, table, nb, fam, delta):
+    def addpath(self, nb, fam):
+        src = self.daemon.sources.get(nb.pid)
+        return src is not None and fam in src.addpath_rx
+
+    def _covered_paths(self, groups, nb, fam, delta):
         """(attributes, next hop, packed prefixes, ADD-PATH, how many) of
-        each attribute set ``nb`` has in ``table`` (a Rib) for the prefixes
-        a VRP of ``delta`` covers (all when None).  The table is read into a
-        list first, so the caller may change it while iterating."""
+        each (attribute id, packed prefixes) of ``nb`` in ``groups`` (a
+        table's dump) for the prefixes a VRP of ``delta`` covers (all when
+        None).  Read into a list first (the ids resolved too), so the caller
+        may change the table while iterating."""
         d = self.daemon
-        src = d.sources.get(nb.pid)
-        addpath = src is not None and fam in src.addpath_rx
-        for aid, packed in list(table.dump_peer(nb.pid, addpath)):
+        addpath = self.addpath(nb, fam)
+        for (_pid, attrs, nh), packed in [(tag_source(d.attrs, aid), packed) for aid, packed in groups]:
             packed, hit = self.covered(delta, fam[0], packed, addpath)
             if hit:
-                _pid, attrs, nh = tag_source(d.attrs, aid)
                 yield attrs, nh, packed, addpath, hit
 
     # -- what is shown ---------------------------------------------------------------------------

@@ -1,0 +1,211 @@
+"""The pre-policy Adj-RIB-In view (fastbgp.daemon.prepolicy): the post-policy
+RIB read back through the received attribute sets, plus what it cannot give
+back (rejected paths, post-policy sets two received sets share).  Whatever
+the policy, it must be exactly what each neighbour sent, at every step, and
+hold what the full copy held (a neighbour forced to keep one is the
+reference); re-imports from it (soft-in, RPKI re-validation) leave the
+post-policy RIB as the reference's."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from fastbgp.daemon.prepolicy import FULL, GC_FIRST, UNION
+from fastbgp.rib.export import tag_source
+from fastbgp.wire import codec
+from fastbgp.wire.constants import MSG_UPDATE
+
+from test_daemon import DUT, addr, neighbor_toml, peer, until
+from test_update_batches import FAMS, ROV, V4, VRPS, body, pre_table, split, table
+
+pytestmark = pytest.mark.timeout(90)
+
+# Prefix conditions (the per-prefix import path), a rejection, and a MED
+# every path gets: attribute sets differing only in MED give one
+# post-policy set, which maps back to only one of them.
+MIX = """
+[[defined-sets.prefix-sets]]
+name = "some"
+prefixes = [%s]
+[[policies]]
+name = "mix"
+[[policies.statements]]
+conditions = { prefix-set = "some" }
+actions = { result = "reject" }
+[[policies.statements]]
+actions = { result = "accept", set-med = 7 }
+""" % ", ".join('"%s"' % p for p in V4[::5])
+MED = """
+[[policies]]
+name = "med"
+[[policies.statements]]
+actions = { result = "accept", set-med = 7 }
+"""
+
+
+def received(model, parsed, own4, own_mp):
+    """Apply one parsed UPDATE to ``model`` ({(family, entry): (attrs, next
+    hop)}) as RFC 4271 says the Adj-RIB-In takes it (withdrawals, then
+    announcements; our own next hop: not installed, RFC 4271 §6.3)."""
+    for e in split(parsed.withdrawn or b""):
+        model.pop(((1, 1), e), None)
+    if parsed.mp_unreach is not None and parsed.mp_unreach[2]:
+        for e in split(parsed.mp_unreach[2]):
+            model.pop(((2, 1), e), None)
+    if parsed.nlri:
+        for e in split(parsed.nlri):
+            if parsed.next_hop in own4:
+                model.pop(((1, 1), e), None)
+            else:
+                model[((1, 1), e)] = (bytes(parsed.attrs), b"")
+    mpr = parsed.mp_reach
+    if mpr is not None and mpr[3]:
+        nh = bytes(mpr[2])
+        for e in split(mpr[3]):
+            if nh[:16] in own_mp:
+                model.pop(((2, 1), e), None)
+            else:
+                model[((2, 1), e)] = (bytes(parsed.attrs), nh)
+
+
+def view_table(d, pid):
+    """The view through its per-prefix reader (BMP's) too: it must agree."""
+    out = pre_table(d, pid)
+    view = d.importer.prepolicy
+    for (fam, e), got in out.items():
+        aid = view.path(pid, fam, codec_key(fam, e))
+        assert aid is not None and tag_source(d.attrs, aid)[1:] == got
+    return out
+
+
+def codec_key(fam, entry):
+    from fastbgp.daemon.bmp_feed import prefix_key
+
+    return prefix_key(fam, entry)
+
+
+@pytest.mark.parametrize("seed,policy,cap", [(11, "rov", None), (12, "mix", None), (13, "med", None),
+                                             (14, None, None), (15, "rov", 1), (16, "mix", 1)])
+def test_view_is_what_each_neighbour_sent(run, tmp_path, seed, policy, cap):
+    """Two neighbours get the same 500 random UPDATEs: one keeps a full
+    copy (the reference), the other the union view (with ``cap``: room for
+    one mapped attribute set, the rest in ``pre_ribs``).  At every step
+    each view is what was sent and the post-policy RIBs agree; then
+    soft-in and (ROV) a VRP change re-import from the views and they
+    still agree."""
+    async def main():
+        vrps = tmp_path / "vrps.json"
+        vrps.write_text(json.dumps(VRPS))
+        extra = {"rov": ROV % vrps, "mix": MIX, "med": MED, None: ""}[policy]
+        kw = {"import-policy": [policy]} if policy else {}
+        addrs = [addr() for _ in range(2)]
+        dut = DUT(neighbors=[neighbor_toml(x, 65001, families=FAMS, **kw) for x in addrs], extra=extra)
+        d = await dut.start()
+        speakers, nbs = [], []
+        try:
+            for x in addrs:
+                sp, n = await peer(dut, 65001, x, families=FAMS, route_refresh=False)
+                speakers.append(sp)
+                await n.wait_established(5)
+            for x in addrs:
+                await until(lambda x=x: d.speaker.neighbors[x].established, what="up")
+                nbs.append(d.speaker.neighbors[x])
+            if policy == "rov":
+                await until(lambda: len(d.rpki.vrps) == 3, what="the VRPs loaded")
+            assert all(n.pre_policy for n in nbs)
+            view = d.importer.prepolicy
+            full, union = nbs
+            for fam in ((1, 1), (2, 1)):
+                view.modes[(full.pid, fam)] = FULL
+            if cap:
+                view.origins_max = cap
+            rnd = random.Random(seed)
+            model = {}
+            own4, own_mp = full.own_next_hops
+            ctx = full.session.ctx
+            for i in range(500):
+                b = body(rnd, 65001, dut.addr)
+                received(model, codec.parse_update(b, ctx), own4, own_mp)
+                for n in nbs:
+                    if i % 2:
+                        n.session.on_updates(n.session.conn, [b])
+                    else:
+                        n.session.on_message(n.session.conn, MSG_UPDATE, b)
+                if i % 25 == 0 or i == 499:
+                    for n in nbs:
+                        assert view_table(d, n.pid) == model, (i, n.address)
+                    assert table(d, union.pid) == table(d, full.pid)
+            assert model and view.modes.get((union.pid, (1, 1))) == UNION
+            kept = {n: sum(r.peer_path_count(n.pid) for r in d.importer.pre_ribs.values() if r.has_peer(n.pid))
+                    for n in nbs}
+            assert kept[full] == len(model)
+            if policy is None:
+                assert kept[union] == 0  # nothing changed by policy: nothing kept twice
+            if policy == "med":
+                assert 0 < kept[union] < len(model)  # the MEDs that share a post-policy set
+            if cap:
+                assert kept[union] > len(model) // 2  # most sets find no room
+            if policy == "rov":
+                assert len(table(d, full.pid)) < len(model), "some were rejected as invalid"
+            assert len(view.origins.get(union.pid, ())) <= (cap or GC_FIRST)
+            for n in nbs:
+                d.importer.soft_in(n)
+            for n in nbs:
+                assert view_table(d, n.pid) == model
+            assert table(d, union.pid) == table(d, full.pid)
+            if policy == "rov":
+                before = table(d, full.pid)
+                # The valid /16 becomes another AS's: its routes turn invalid, rejected.
+                vrps.write_text(json.dumps({"roas": [dict(VRPS["roas"][0], asn="AS65103")] + VRPS["roas"][1:]}))
+                done = d.rpki.revalidated
+                assert d.rpki.load_file()
+                await until(lambda: d.rpki.revalidated > done and (d.rpki.task is None or d.rpki.task.done()),
+                            what="re-validation")
+                assert table(d, full.pid) != before
+                for n in nbs:
+                    assert view_table(d, n.pid) == model
+                assert table(d, union.pid) == table(d, full.pid)
+        finally:
+            for sp in speakers:
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_view_follows_the_session(run):
+    """A session's end leaves the view with what ``pre_ribs`` holds (swept
+    like the rest), not the post-policy paths; the next session's view is
+    what it sends, in union mode again once the old paths are gone."""
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr, route_refresh=False)
+        a2 = None
+        try:
+            await na.wait_established(5)
+            a.announce(["10.160.%d.0/24" % i for i in range(30)], as_path=[65100])
+            nb = d.peers.get(a_addr)
+            pid = nb.pid
+            view = d.importer.prepolicy
+            await until(lambda: view.count(pid, (1, 1)) == 30, what="A's routes in the view")
+            assert view.modes[(pid, (1, 1))] == UNION and view.origins[pid]
+            await a.stop()
+            await until(lambda: not nb.established, what="A down")
+            assert view.count(pid, (1, 1)) == 0 and pid not in view.origins
+            await until(lambda: len(d.ribs[(1, 1)]) == 0 and not d.peers.sweeping(pid), what="swept")
+            a2, na2 = await peer(dut, 65001, a_addr, route_refresh=False)
+            a2.announce(["10.161.0.0/24"], as_path=[65100])
+            await na2.wait_established(5)
+            await until(lambda: view.count(nb.pid, (1, 1)) == 1, what="the new session's route")
+            assert view.modes[(nb.pid, (1, 1))] == UNION
+        finally:
+            for s in (a,) + ((a2,) if a2 else ()):
+                await s.stop()
+            await dut.stop()
+
+    run(main())
