@@ -21,6 +21,11 @@ it opens one session to ``--peer`` (port 179) and then, by ``--mode``:
     announce ``--prefixes`` routes, close (a Cease NOTIFICATION on even
     rounds, a TCP reset on odd ones).
 
+With ``--extended-next-hop`` (a session over IPv6 transport) the peer
+offers RFC 8950 extended next hop for IPv4 unicast, announces its IPv4
+routes in MP_REACH_NLRI with its IPv6 address as next hop and counts the
+ones it receives there too.
+
 Every mode sends KEEPALIVEs every hold time / 3 (RFC 4271 §4.4) and prints
 one JSON object a line on stdout (``established``, ``eor``, ``closed`` with
 the NOTIFICATION received if any, ``fed``, ``flaps``).  Every message is
@@ -153,7 +158,8 @@ class Peer:
 
 
 def _count_update(body: bytes) -> int:
-    """IPv4 prefixes announced in the classic NLRI field of an UPDATE."""
+    """IPv4 prefixes announced in the classic NLRI field of an UPDATE, or
+    (over IPv6 transport, RFC 8950) in its MP_REACH_NLRI."""
     n = len(body)
     wd = (body[0] << 8) | body[1] if n >= 2 else n
     at = 2 + wd
@@ -164,7 +170,11 @@ def _count_update(body: bytes) -> int:
     if at + 2 + alen > n:
         raise BGPError(3, 1, b"", "UPDATE attributes length %d overruns the message" % alen)
     nlri = body[at + 2 + alen:]
-    return codec.count_prefixes(nlri, AFI_IPV4) if nlri else 0
+    if nlri:
+        return codec.count_prefixes(nlri, AFI_IPV4)
+    # No classic NLRI: the wire parser finds any MP_REACH_NLRI (one source
+    # for the attribute walk).
+    return codec.parse_update(body).n_announced if alen else 0
 
 
 async def read_all(p: Peer) -> None:
@@ -218,13 +228,25 @@ async def stall(p: Peer) -> None:
     await p.keepalive_task
 
 
-def _attrs(asn: int, next_hop: str, med: int) -> bytes:
-    """ORIGIN IGP, AS_PATH (asn), NEXT_HOP, MED: a canonical block (type order)."""
+def _attrs(asn: int, next_hop, med: int) -> bytes:
+    """ORIGIN IGP, AS_PATH (asn), NEXT_HOP (none if ``next_hop`` is None),
+    MED: a canonical block (type order)."""
     path = bytes((_SEQUENCE, 1)) + asn.to_bytes(4, "big")
+    nh = b"" if next_hop is None else as4.encode_attr(_TRANSITIVE, _NEXT_HOP, ipaddress.IPv4Address(next_hop).packed)
     return (as4.encode_attr(_TRANSITIVE, _ORIGIN, b"\x00")
             + as4.encode_attr(_TRANSITIVE, _AS_PATH, path)
-            + as4.encode_attr(_TRANSITIVE, _NEXT_HOP, ipaddress.IPv4Address(next_hop).packed)
+            + nh
             + as4.encode_attr(_OPTIONAL, _MED, med.to_bytes(4, "big")))
+
+
+def _announcements(asn: int, local: str, med: int, packed: bytes) -> list:
+    """The UPDATEs announcing the IPv4 prefixes ``packed`` with next hop
+    ``local`` (our address): a NEXT_HOP attribute and the classic NLRI
+    field, or over IPv6 transport (``--extended-next-hop``) MP_REACH_NLRI
+    with ``local`` as RFC 8950 next hop."""
+    if ipaddress.ip_address(local).version == 6:
+        return codec.pack_updates(_attrs(asn, None, med), packed, next_hop=ipaddress.IPv6Address(local).packed)
+    return codec.pack_updates(_attrs(asn, local, med), packed)
 
 
 def _prefixes(n: int, base: str = "10.0.0.0", length: int = 27) -> list:
@@ -254,7 +276,7 @@ async def feed(p: Peer) -> None:
     groups = max(1, a.groups)
     for g in range(groups):
         packed = b"".join(pfx[g::groups])
-        for m in codec.pack_updates(_attrs(a.asn, local, g), packed):
+        for m in _announcements(a.asn, local, g, packed):
             await p.send(m)
     await p.send(codec.build_eor())
     report("fed", prefixes=len(pfx))
@@ -269,7 +291,7 @@ async def feed(p: Peer) -> None:
         chunk = pfx[i:i + a.churn] or pfx[:a.churn]
         i = (i + a.churn) % len(pfx)
         med += 1
-        for m in codec.pack_updates(_attrs(a.asn, local, med), b"".join(chunk)):
+        for m in _announcements(a.asn, local, med, b"".join(chunk)):
             await p.send(m)
         await asyncio.sleep(0.1)
     await drain
@@ -296,7 +318,7 @@ async def flap(args) -> None:
             await asyncio.wait_for(p.open_session(), 10)
             await asyncio.wait_for(_wait_eor(p), 10)
             if pfx:
-                for m in codec.pack_updates(_attrs(args.asn, args.local or p.sock.getsockname()[0], 0), pfx):
+                for m in _announcements(args.asn, args.local or p.sock.getsockname()[0], 0, pfx):
                     await p.send(m)
             if done % 2 == 0:
                 await p.send(codec.build_notification(_CEASE, _ADMIN_RESET))
