@@ -10,7 +10,14 @@ in-process, on the compiled RIB, one eBGP update group (export accept).
   ChangeSet) and is encoded for the group -- untracked (N withdrawals),
   tracked while the group holds everything (N withdrawals, filtered), and
   tracked while it holds 100 prefixes (100 withdrawals);
-* memory: octets of the HeldSet per prefix held.
+* memory: octets of the HeldSet per prefix held;
+* ids: what remembering the exported attribute set sent (to tell an
+  unchanged announcement, fastbgp.rib.export "What remains superfluous")
+  would cost -- as an id of B bits per prefix kept in the same HeldSet (2B
+  bit planes, a plane and its complement per id bit: exact, public API
+  only): writing the ids of a full dump, checking a full table of
+  re-announcements against them, octets per prefix; and as a Python dict
+  (prefix -> id), octets per prefix (tracemalloc).
 
 Each round rebuilds nothing but the group; the figures are medians over
 the rounds, the ratios taken within this run.
@@ -22,6 +29,7 @@ the rounds, the ratios taken within this run.
 import statistics
 import sys
 import time
+import tracemalloc
 
 from fastbgp.daemon.exporter import slices
 from fastbgp.rib import IMPLEMENTATION, AttrTable, Rib
@@ -93,6 +101,58 @@ def export_down(g, delta, sources):
     return time.perf_counter() - t0, out.common
 
 
+def ids_cost(table, rib, sources, bits, groups=1):
+    """(write s, check s, octets per prefix) of B-bit exported-attribute ids
+    in bit planes of ``rib.held`` for ``groups`` tracked groups holding the
+    table (times for the first group)."""
+    held = rib.held
+    mem0 = held.memory_usage()
+    gs = []
+    for _ in range(groups):
+        g = group()
+        g.attach_held(held)
+        export_dump(g, table, rib, sources)
+        gs.append((g, [(held.new_group(), held.new_group()) for _ in range(bits)]))
+    items = dump_delta(table, rib).announced
+    ids = {}
+    times = []
+    for g, planes in gs:
+        t0 = time.perf_counter()
+        for _pid, a, _nh, packed in items:
+            k = ids.setdefault(a, len(ids))
+            for j, (one, zero) in enumerate(planes):
+                on, off = (one, zero) if k >> j & 1 else (zero, one)
+                held.mark(on, packed)
+                held.filter(off, packed, True)
+        times.append(time.perf_counter() - t0)
+    mem = held.memory_usage() - mem0
+    g, planes = gs[0]
+    t0 = time.perf_counter()
+    for _pid, a, _nh, packed in items:
+        k = ids[a]
+        same = held.filter(g.held_index, packed)
+        for j, (one, zero) in enumerate(planes):
+            same = held.filter(one if k >> j & 1 else zero, same)
+        assert same == packed
+    t_check = time.perf_counter() - t0
+    n = len(rib)
+    for g, planes in gs:
+        for one, zero in planes:
+            held.free_group(one)
+            held.free_group(zero)
+        g.release_held()
+    return times[0], t_check, mem / n
+
+
+def dict_cost(n):
+    """Octets per prefix of a Python dict packed prefix -> small id."""
+    tracemalloc.start()
+    d = {bytes([24]) + ((1 << 24) + k * 256).to_bytes(4, "big")[:3]: k % SETS for k in range(n)}
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return size / len(d)
+
+
 def main(n=1_000_000, rounds=5):
     table, rib = build(n)
     sources = {SRC: Source(SRC, EBGP, peer_as=65001, router_id=1)}
@@ -133,6 +193,15 @@ def main(n=1_000_000, rounds=5):
     print("peer down, group held 100: %.4f s (+%.0f ns per prefix looked up; 100 withdrawals encoded)" % (
         med["down_few"], (med["down_few"] - med["down_off"]) * 1e9 / n))
     print("held set: %.1f octets per prefix held (table at %d entries)" % (mem, n))
+    bits = max(SETS - 1, 1).bit_length()
+    runs = [ids_cost(table, rib, sources, bits) for _ in range(max(rounds // 2, 1))]
+    t_write = statistics.median(r[0] for r in runs)
+    t_check = statistics.median(r[1] for r in runs)
+    print("ids of the attributes sent, %d bits as %d planes: write %.3f s (%.2fx the tracked dump), check %.3f s, "
+          "+%.1f octets per prefix (bits and ids)" % (bits, 2 * bits, t_write, t_write / med["dump_on"], t_check, runs[-1][2]))
+    print("  the same for two groups (%d indexes): +%.1f octets per prefix" % (
+        2 + 4 * bits, ids_cost(table, rib, sources, bits, groups=2)[2]))
+    print("ids in a Python dict: %.1f octets per prefix" % dict_cost(n))
     return med
 
 

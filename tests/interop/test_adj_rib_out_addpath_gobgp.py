@@ -1,0 +1,95 @@
+"""A GoBGP receiver with ADD-PATH receive counts the withdrawals the
+fastbgp daemon sends it (fastbgp.rib.export: an ADD-PATH update group has a
+bit per (path id, prefix) it was sent, ``path_keys``).  Two senders give
+the daemon 64 prefixes each (two paths per prefix); the receiver's export
+policy passes 16 of them, so it holds 32 paths.  A sender re-announcing
+its rejected paths and withdrawing them sends the receiver nothing; when a
+sender goes down the receiver is sent the withdrawal of its 16 paths only,
+not of all 64 (before: each of them).
+
+The senders are fastbgp library Speakers in their own lab hosts
+(tests/interop/fastbgp_peer.py).  Needs root and GoBGP; marked ``interop``
+and ``slow``.
+"""
+
+import json
+
+import pytest
+
+from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+
+from .fastbgp_peer import FastBGP
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
+
+# 198.51.100.0/24 and 203.0.113.0/24 in /28s and /29s: 16 + 16 + 32 = 64.
+KEPT = ["198.51.100.%d/28" % (16 * i) for i in range(16)]
+REJECTED = ["203.0.113.%d/28" % (16 * i) for i in range(16)] + ["203.0.113.%d/29" % (8 * i) for i in range(32)]
+POLICY = """
+[[defined-sets.prefix-sets]]
+name = "kept"
+prefixes = ["198.51.100.0/24 le 29"]
+
+[[policies]]
+name = "kept"
+[[policies.statements]]
+name = "kept"
+conditions = { prefix-set = "kept" }
+actions = { result = "accept" }
+"""
+SENTINEL = "198.51.100.8/29"
+ADDPATH_RX = """
+  [neighbors.afi-safis.add-paths.config]
+    receive = true
+"""
+
+
+def received(gobgp, peer_ip):
+    """GoBGP's message counters received from ``peer_ip`` (a dict)."""
+    res = gobgp.cli("neighbor", peer_ip, "-j", check=True)
+    data = json.loads(res.stdout or "{}") or {}
+    return data.get("state", {}).get("messages", {}).get("received", {})
+
+
+def paths(gobgp, peer_ip):
+    res = gobgp.cli("neighbor", peer_ip, "adj-in", "-a", "ipv4", "-j", check=True)
+    data = json.loads(res.stdout or "{}") or {}
+    return sum(len(v) for v in data.values())
+
+
+def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds():
+    require(L.GoBGP)
+    with L.Lab() as lab:
+        f = lab.add_host("fb")
+        s1, s2, rx = lab.add_host("s1"), lab.add_host("s2"), lab.add_host("rx")
+        me = f.ipv4
+        text = global_toml(65000, f, listen=["%s:179" % me]) + POLICY
+        text += neighbor_toml(s1.ipv4, 65001) + neighbor_toml(s2.ipv4, 65002)
+        text += neighbor_toml(rx.ipv4, 65009, 'default-export = "reject"', 'export-policy = ["kept"]',
+                              'add-path = { send = ["ipv4-unicast"] }', accept=False)
+        with LabDaemon(f, text) as fb:
+            recv = L.GoBGP(rx, 65009, neighbors=[L.ipv4_neighbor(me, 65000, options={"toml": ADDPATH_RX})]).start()
+            senders = [FastBGP(h, asn, neighbors=[L.Neighbor(me, 65000, passive=True)]).start()
+                       for h, asn in ((s1, 65001), (s2, 65002))]
+            recv.wait_established(me, timeout=40)
+            for s in senders:
+                s.wait_established(me, timeout=40)
+            for s in senders:
+                s.call("announce", prefixes=KEPT + REJECTED, as_path=[])
+            L.wait_for(lambda: paths(recv, me) == 32, timeout=30, what="two paths of the 16 kept at GoBGP",
+                       on_timeout=lambda: "%d paths\n%s" % (paths(recv, me), fb.log_tail()))
+            assert received(recv, me).get("withdraw_prefix", 0) == 0
+            # Rejected paths changed, then withdrawn: GoBGP is sent nothing.
+            senders[0].call("announce", prefixes=REJECTED, as_path=[65101])
+            senders[0].call("withdraw", prefixes=REJECTED)
+            # The second sender goes down: the withdrawals of its 16 paths.
+            senders[1].stop()
+            L.wait_for(lambda: paths(recv, me) == 16, timeout=30, what="the second sender's paths gone at GoBGP",
+                       on_timeout=lambda: "%d paths\n%s" % (paths(recv, me), fb.log_tail()))
+            # Anything queued to GoBGP before this comes first.
+            senders[0].call("announce", prefixes=[SENTINEL], as_path=[])
+            L.wait_for(lambda: paths(recv, me) == 17, timeout=30, what="the sentinel at GoBGP",
+                       on_timeout=fb.log_tail)
+            fb.assert_alive()
+            assert received(recv, me).get("withdraw_prefix", 0) == 16
