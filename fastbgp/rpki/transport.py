@@ -52,8 +52,10 @@ def ssh_available():
 
 
 def describe(spec):
-    """How a cache is named in logs: ``address:port``, plus `` (ssh)``."""
-    name = "%s:%d" % (spec.address, spec.port)
+    """How a cache is named in logs: ``address:port`` (an IPv6 address in
+    brackets, RFC 3986 §3.2.2, or its last group reads as the port), plus
+    `` (ssh)``."""
+    name = ("[%s]:%d" if ":" in spec.address else "%s:%d") % (spec.address, spec.port)
     return name + " (ssh)" if transport_of(spec) == "ssh" else name
 
 

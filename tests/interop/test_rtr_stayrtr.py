@@ -11,6 +11,12 @@ a Cache Reset), and expiry (short timers: the data outlives the cache, then
 is withdrawn).  A second test negotiates down to version 0; a third gives
 BIRD 2 (``protocol rpki`` from the same stayrtr) and our table the same VRPs
 and 700 routes and compares the RFC 6811 state of every route.
+
+The first two also run over IPv6 (issue 12, ids ``[ipv6]``): stayrtr bound
+to host a's IPv6 address, our client connecting there (its log names the
+cache ``[address]:port``).  The third stays on IPv4: only BIRD speaks RTR
+in it (our side loads the same file), and BIRD's RTR transport is not
+what is under test.
 """
 
 import json
@@ -79,10 +85,17 @@ def hexed(prefix, maxlen, asn):
     return [1 if net.version == 4 else 2, net.network_address.packed.hex(), net.prefixlen, maxlen, asn]
 
 
+def hostport(addr, port=PORT):
+    """``addr:port``, an IPv6 address in brackets (as stayrtr's -bind and
+    our client's log write it)."""
+    return ("[%s]:%d" if ":" in addr else "%s:%d") % (addr, port)
+
+
 class Stayrtr:
-    def __init__(self, host, path):
+    def __init__(self, host, path, transport="ipv4"):
         self.host = host
         self.path = path
+        self.address = host.addr(transport)
         self.proc = None
         self.log = os.path.join(host.workdir, "stayrtr.log")
 
@@ -96,8 +109,8 @@ class Stayrtr:
         os.rename(self.path + ".tmp", self.path)  # stayrtr never reads half a file
 
     def start(self, notifications=True, protocol=2):
-        argv = ["stayrtr", "-cache", self.path, "-checktime=false", "-bind", "%s:%d" % (self.host.ipv4, PORT),
-                "-refresh", "1", "-metrics.addr", "%s:9847" % self.host.ipv4, "-protocol", str(protocol),
+        argv = ["stayrtr", "-cache", self.path, "-checktime=false", "-bind", hostport(self.address),
+                "-refresh", "1", "-metrics.addr", hostport(self.address, 9847), "-protocol", str(protocol),
                 "-notifications=%s" % ("true" if notifications else "false")]
         with open(self.log, "ab") as out:
             self.proc = self.host.popen(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -149,13 +162,14 @@ ROAS = [vrp("192.0.2.0/24", 24, 64496), vrp("198.51.100.0/22", 24, 64497), vrp("
 ASPAS = {64496: [64510, 64511]}
 
 
-def test_rtr_against_stayrtr(lab):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_rtr_against_stayrtr(lab, transport):
     require_stayrtr()
     a, b = lab.add_host("a"), lab.add_host("b")
-    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"))
+    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), transport)
     cache.write(ROAS, ASPAS)
     cache.start()
-    client = Client(b, a.ipv4, refresh=8, retry=1, expire=5)
+    client = Client(b, cache.address, refresh=8, retry=1, expire=5)
 
     # start: every VRP and the ASPA record, over version 2
     first = client.wait(lambda: client.events("vrps"), 15, "the first VRPs")[0]
@@ -179,7 +193,7 @@ def test_rtr_against_stayrtr(lab):
     # cache down and back, without notifications this time: a new session; the
     # client reloads everything and reports only what changed
     cache.stop()
-    client.wait(lambda: "RTR session to %s:%d lost" % (a.ipv4, PORT) in client.log(), 10, "the loss warning")
+    client.wait(lambda: "RTR session to %s lost" % hostport(cache.address) in client.log(), 10, "the loss warning")
     assert "WARNING RTR session to" in client.log()
     roas = roas + [vrp("192.0.2.128/25", 25, 64500)]
     cache.write(roas, ASPAS)
@@ -215,13 +229,14 @@ def test_rtr_against_stayrtr(lab):
     client.proc.wait(timeout=10)
 
 
-def test_version_negotiated_down_to_0(lab):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_version_negotiated_down_to_0(lab, transport):
     require_stayrtr()
     a, b = lab.add_host("a"), lab.add_host("b")
-    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"))
+    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), transport)
     cache.write(ROAS)
     cache.start(protocol=0)
-    client = Client(b, a.ipv4, retry=1)
+    client = Client(b, cache.address, retry=1)
     client.wait(lambda: client.total() == 3, 15, "VRPs over version 0")
     up = [e for e in client.events("cache") if e["state"] == "up"]
     assert up[-1]["version"] == 0
