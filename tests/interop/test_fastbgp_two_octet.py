@@ -7,7 +7,11 @@ one side only speaks 2-octet AS numbers.
   packet log (``api { receive/send { packets; } }``) shows the wire form,
   its parsed log the path after its own merge.
 * fastbgp with ``four_octet_as=False`` against BIRD: the same with the
-  roles swapped (BIRD is the 4-octet speaker that must translate).
+  roles swapped (BIRD is the 4-octet speaker that must translate); over
+  IPv4 and over IPv6 transport (issue 12: IPv4 routes, RFC 8950 next hops
+  from BIRD; the library speaker names its IPv4 address as next hop, as it
+  sends no RFC 8950 next hop).  The ExaBGP test already runs a session of
+  each transport side by side.
 """
 
 from __future__ import annotations
@@ -152,25 +156,28 @@ def test_exabgp_two_octet_peer(lab):
     L.wait_for(lambda: "203.0.113.0/24" not in fb.received(b.ipv4), 10, what="withdrawal in fastbgp")
 
 
-def test_fastbgp_two_octet_speaker_bird(lab):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_fastbgp_two_octet_speaker_bird(lab, transport):
     """fastbgp configured as an RFC 4271-only speaker (no 4-octet AS
     capability) against BIRD, which then does the AS_TRANS translation."""
     require(L.Bird)
     a = lab.add_host("fbgp")
     b = lab.add_host("bird")
-    bird = L.Bird(b, 65002, neighbors=[L.Neighbor(a.ipv4, 65001, passive=True)],
+    ours, theirs = a.addr(transport), b.addr(transport)
+    bird = L.Bird(b, 65002, neighbors=[L.ipv4_neighbor(ours, 65001, passive=True)],
                   routes=[L.Route("203.0.113.0/24", as_path=(4200000002, 65020))]).start()
-    fb = FastBGP(a, 65001, neighbors=[L.Neighbor(b.ipv4, 65002, options={"four_octet_as": False})]).start()
-    fb.wait_established(b.ipv4)
-    assert fb.negotiated(b.ipv4)["as4"] is False
-    bird.wait_established(a.ipv4)
-    info = bird.protocol_info(a.ipv4)
+    fb = FastBGP(a, 65001, neighbors=[L.ipv4_neighbor(theirs, 65002, options={"four_octet_as": False})]).start()
+    fb.wait_established(theirs)
+    assert fb.negotiated(theirs)["as4"] is False
+    bird.wait_established(ours)
+    info = bird.protocol_info(ours)
     nb_caps = info.split("Neighbor capabilities", 1)[1].split("Session:", 1)[0]
     assert "4-octet AS numbers" not in nb_caps, info
     assert re.search(r"Session:\s+external\s*$", info, re.M), info  # not "external AS4"
 
-    fb.announce("198.51.100.0/24", as_path=[4200000001, 65010])
+    fb.announce("198.51.100.0/24", next_hop=a.ipv4, as_path=[4200000001, 65010])
     assert bird.wait_route("198.51.100.0/24")["as_path"] == [65001, 4200000001, 65010]
-    r = L.wait_for(lambda: fb.received(b.ipv4).get("203.0.113.0/24"), 10, what="BIRD's route in fastbgp")
+    r = L.wait_for(lambda: fb.received(theirs).get("203.0.113.0/24"), 10, what="BIRD's route in fastbgp")
     assert r["as_path"] == [65002, 4200000002, 65020]
+    assert r["next_hop"] == theirs  # RFC 8950 over IPv6
     assert ATTR_AS4_PATH not in r["attribute_codes"]
