@@ -734,7 +734,8 @@ class Bird(Daemon):
     """BIRD 2 (``bird -f``), controlled through its own control socket.
 
     Neighbor.options: ``multihop`` (int), ``next_hop_self`` (bool),
-    ``import``/``export`` (BIRD filter text, default ``all``),
+    ``import``/``export`` (BIRD filter text, default ``all``; or a dict
+    family -> text, for a session carrying both families),
     ``extended_next_hop`` (bool: RFC 8950 on the ipv4 channel, for IPv4
     routes over an IPv6 session), ``extra`` (text pasted into the protocol
     block).
@@ -801,7 +802,12 @@ class Bird(Daemon):
                 # BIRD only sends MED to an eBGP peer if the *export filter*
                 # set it; re-assigning it for our own static routes marks it
                 # as such, without leaking MEDs learnt from other ASes.
-                exp = o.get("export", "if source = RTS_STATIC && defined(bgp_med) then bgp_med = bgp_med; accept;")
+                exp_default = "if source = RTS_STATIC && defined(bgp_med) then bgp_med = bgp_med; accept;"
+                exp = o.get("export", exp_default)
+                if isinstance(imp, dict):
+                    imp = imp.get(fam, "all")
+                if isinstance(exp, dict):
+                    exp = exp.get(fam, exp_default)
                 imp = imp if imp in ("all", "none") or imp.startswith("filter") else f"filter {{ {imp} }}"
                 exp = exp if exp in ("all", "none") or exp.startswith("filter") else f"filter {{ {exp} }}"
                 nhs = " next hop self;" if o.get("next_hop_self") else ""

@@ -12,6 +12,14 @@ TCP with a bearer token, metrics on TCP); ``bird`` is the witness; ``cli``
 runs the hostile clients (a Python script fed its cases on stdin, answering
 JSON), since the API's TCP listener lives in the lab's network.
 
+The API abuse and bad-reload cases also run over IPv6 (issue 12; ids
+``[ipv6]``, ``[api-ipv6]``, ``[sighup-ipv6]``): a second lab where the
+witness session runs over IPv6 (IPv4 routes with RFC 8950 next hops both
+ways), the daemon listens for BGP, the API and metrics on its IPv6 address
+only, and the hostile client connects there.  The thousand-request and
+slowloris case stays on IPv4: it exercises the HTTP listener's bounds, not
+a BGP session, and the IPv6 lab's API is checked after every IPv6 case.
+
 Also here, outside the lab: a metrics server cancelled after binding
 must leave nothing listening (it used to keep serving on the socket).
 """
@@ -30,7 +38,7 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, require
+from fastbgp.testing.daemonlab import LabDaemon, ipv4_unicast_toml, require
 from fastbgp.testing.net import free_port
 
 LAB = [pytest.mark.interop, pytest.mark.slow]
@@ -156,11 +164,15 @@ CLIENT = textwrap.dedent(r'''
 class Fixture:
     """The lab, the daemon process, the witness and the helpers the tests use."""
 
-    def __init__(self, lab):
+    def __init__(self, lab, transport="ipv4"):
         self.lab = lab
+        self.transport = transport
         self.fb = lab.add_host("fb")
         self.bh = lab.add_host("bird")
         self.cli = lab.add_host("cli")
+        # The daemon's and the witness's addresses on the transport.
+        self.me = self.fb.addr(transport)
+        self.peer = self.bh.addr(transport)
         self.socket = os.path.join(self.fb.workdir, "run", "api.sock")
         # `python -m fastbgp daemon -c`: API (unix socket and TCP) and metrics on.
         self.fbd = LabDaemon(self.fb, "", cli=True)
@@ -170,18 +182,23 @@ class Fixture:
 
     # -- configuration
 
+    def hostport(self, addr, port):
+        """``addr:port`` as the configuration and ``ss`` write it."""
+        return ("[%s]:%d" if ":" in addr else "%s:%d") % (addr, port)
+
     def config_text(self, **over):
-        g = dict(listen='["%s"]' % self.fb.ipv4, api_socket=self.socket, api_tcp="%s:%d" % (self.fb.ipv4, API_PORT),
+        g = dict(listen='["%s"]' % self.me, api_socket=self.socket, api_tcp=self.hostport(self.me, API_PORT),
                  hold=HOLD, description=self.description, extra_global="", extra="")
         g.update(over)
         lines = [
             "[global]", "asn = 65000", 'router-id = "%s"' % self.fb.ipv4, "listen = %s" % g["listen"], g["extra_global"],
             "[global.api]", 'socket = "%s"' % g["api_socket"], 'tcp = "%s"' % g["api_tcp"], 'token = "%s"' % TOKEN,
-            "[global.metrics]", 'listen = "%s:%d"' % (self.fb.ipv4, METRICS_PORT),
+            "[global.metrics]", 'listen = "%s"' % self.hostport(self.me, METRICS_PORT),
             "[global.log]", 'level = "info"',
-            "[[neighbors]]", 'address = "%s"' % self.bh.ipv4, "peer-as = 65001",
+            "[[neighbors]]", 'address = "%s"' % self.peer, "peer-as = 65001",
             'description = "%s"' % g["description"], 'default-import = "accept"', 'default-export = "accept"',
             "timers = { hold-time = %s, connect-retry = 2, idle-hold = 1 }" % g["hold"],
+            *ipv4_unicast_toml(self.peer),
         ]
         for i in range(N_ROUTES):
             lines += ["[[routes]]", 'prefix = "198.19.%d.0/24"' % i]
@@ -197,9 +214,9 @@ class Fixture:
 
     def start(self):
         self.proc = self.fbd.start(self.config_text()).proc
-        self.bird = L.Bird(self.bh, 65001, neighbors=[L.Neighbor(self.fb.ipv4, 65000, hold_time=HOLD)],
+        self.bird = L.Bird(self.bh, 65001, neighbors=[L.ipv4_neighbor(self.me, 65000, hold_time=HOLD)],
                            routes=[L.Route("198.18.%d.0/24" % i) for i in range(N_ROUTES)]).start()
-        self.bird.wait_established(self.fb.ipv4)
+        self.bird.wait_established(self.me)
         L.wait_for(lambda: self.witness_routes_at_bird() == N_ROUTES, 60, what="fastbgp's routes at BIRD")
         L.wait_for(lambda: self.neighbor()["prefixes_received"] == N_ROUTES, 60, what="BIRD's routes at fastbgp")
         self.baseline = self.witness()
@@ -215,7 +232,7 @@ class Fixture:
         # (RFC 4271 §4.4: a KEEPALIVE every hold time / 3).
         while not self._sampling.wait(0.5):
             try:
-                m = re.search(r"Hold timer:\s+([\d.]+)/", self.bird.protocol_info(self.fb.ipv4))
+                m = re.search(r"Hold timer:\s+([\d.]+)/", self.bird.protocol_info(self.me))
             except Exception:
                 continue
             if m:
@@ -256,13 +273,13 @@ class Fixture:
         return asyncio.run(go())
 
     def neighbor(self):
-        status, body = self.api("GET", "/v1/neighbors/%s" % self.bh.ipv4)
+        status, body = self.api("GET", "/v1/neighbors/%s" % self.peer)
         assert status == 200, body
         return body
 
     def client(self, cases, timeout=120):
         """Run the hostile client in ``cli`` against the TCP API."""
-        spec = json.dumps({"host": self.fb.ipv4, "port": API_PORT, "cases": cases})
+        spec = json.dumps({"host": self.me, "port": API_PORT, "cases": cases})
         res = self.cli.run([sys.executable, "-c", CLIENT], input=spec, timeout=timeout)
         assert res.returncode == 0, res.stderr[-3000:]
         return json.loads(res.stdout)
@@ -283,7 +300,7 @@ class Fixture:
 
     def witness(self):
         nb = self.neighbor()
-        since = re.search(r"^\S+\s+BGP\s+\S+\s+up\s+(\S+ ?\S*)\s+Established", self.bird.protocol_info(self.fb.ipv4),
+        since = re.search(r"^\S+\s+BGP\s+\S+\s+up\s+(\S+ ?\S*)\s+Established", self.bird.protocol_info(self.me),
                           re.M)
         return {"state": nb["state"], "established_count": nb["established_count"],
                 "received": nb["prefixes_received"], "bird_since": since.group(1) if since else None,
@@ -316,11 +333,10 @@ class Fixture:
         assert self.tcp_api_answers()
 
 
-@pytest.fixture(scope="module")
-def lab():
+def _control_lab(transport):
     require(L.Bird)
     with L.Lab() as lab:
-        fx = Fixture(lab)
+        fx = Fixture(lab, transport)
         try:
             yield fx.start()
         except Exception:
@@ -329,6 +345,25 @@ def lab():
         finally:
             fx.stop_sampling()
             fx.fbd.stop()
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from _control_lab("ipv4")
+
+
+@pytest.fixture(scope="module")
+def lab6():
+    yield from _control_lab("ipv6")
+
+
+@pytest.fixture
+def labt(request, transport):
+    """The lab of the case's transport (``lab`` or ``lab6``)."""
+    return request.getfixturevalue("lab6" if transport == "ipv6" else "lab")
+
+
+over_transports = pytest.mark.parametrize("transport", L.TRANSPORTS)
 
 
 # ------------------------------------------------------------ API abuse
@@ -379,7 +414,9 @@ def _abuse_cases():
 @pytest.mark.timeout(120)
 @pytest.mark.interop
 @pytest.mark.slow
-def test_api_abuse_is_refused_with_short_4xx(lab):
+@over_transports
+def test_api_abuse_is_refused_with_short_4xx(labt):
+    lab = labt
     cases = _abuse_cases()
     # A good announce first and last: the API still does its job.
     good = {"path": "/v1/rib/announce", "token": BEARER,
@@ -434,15 +471,17 @@ def test_thousand_concurrent_requests_and_slowloris(lab):
 # (name, how to break the file, words the refusal must hold: the field)
 def _bad_files(fx):
     no_addr = "192.0.2.250"  # on the lab subnet, on no host
-    dup = "\n".join(["[[neighbors]]", 'address = "%s"' % fx.bh.ipv4, "peer-as = 65009"]) + "\n"
+    if fx.transport == "ipv6":
+        no_addr = "2001:db8::fa"
+    dup = "\n".join(["[[neighbors]]", 'address = "%s"' % fx.peer, "peer-as = 65009"]) + "\n"
     return [
         ("toml-syntax", lambda: fx.write_config(fx.config_text() + "[[neighbors\n"), ["TOML"]),
         ("unknown-key", lambda: fx.write_config(fx.config_text(extra_global="colour = 1")), ["colour"]),
         ("wrong-type", lambda: fx.write_config(fx.config_text(hold='"nine"')), ["hold-time"]),
         ("out-of-range", lambda: fx.write_config(fx.config_text(hold=70000)), ["hold-time"]),
-        ("duplicate-neighbour", lambda: fx.write_config(fx.config_text(extra=dup)), [fx.bh.ipv4]),
+        ("duplicate-neighbour", lambda: fx.write_config(fx.config_text(extra=dup)), [fx.peer]),
         ("bad-listen", lambda: fx.write_config(fx.config_text(listen='["%s"]' % no_addr)), ["global.listen"]),
-        ("api-tcp-absent-address", lambda: fx.write_config(fx.config_text(api_tcp="%s:%d" % (no_addr, API_PORT))),
+        ("api-tcp-absent-address", lambda: fx.write_config(fx.config_text(api_tcp=fx.hostport(no_addr, API_PORT))),
          ["global.api.tcp"]),
         ("api-socket-unwritable-dir",
          lambda: fx.write_config(fx.config_text(api_socket="/proc/fastbgp-lab-%d/api.sock" % os.getpid())),
@@ -480,10 +519,12 @@ def _wait_log(fx, offset, words, timeout=5.0):
 @pytest.mark.timeout(150)
 @pytest.mark.interop
 @pytest.mark.slow
+@over_transports
 @pytest.mark.parametrize("trigger", ["api", "sighup"])
-def test_bad_reloads_are_refused_and_change_nothing(lab, trigger):
+def test_bad_reloads_are_refused_and_change_nothing(labt, trigger):
+    lab = labt
     listening = lab.listeners()
-    assert "%s:%d" % (lab.fb.ipv4, API_PORT) in listening and "%s:179" % lab.fb.ipv4 in listening, listening
+    assert lab.hostport(lab.me, API_PORT) in listening and lab.hostport(lab.me, 179) in listening, listening
     failures = []
     for i, (name, breaking, words) in enumerate(_bad_files(lab)):
         offset = lab.log_size()

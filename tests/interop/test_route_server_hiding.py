@@ -8,6 +8,11 @@ Each client must receive the same prefixes with the same next hops (and AS
 paths) from both route servers, before and after a hidden path is
 withdrawn.
 
+``transport``: ``ipv4``, each client has one session per family with each
+route server (IPv4 routes over IPv4); ``ipv6`` (issue 12), one session over
+IPv6 carrying both families, the IPv4 routes with RFC 8950 next hops (the
+clients' IPv6 addresses, passed on unchanged by both route servers).
+
 Needs root and BIRD (fastbgp/testing/lab.py); marked ``interop`` and ``slow``.
 """
 
@@ -62,42 +67,62 @@ def _routes(asn):
     return [L.Route(_prefix(p, fam), as_path=path, communities=c) for fam in FAMS for p, path, c in ANNOUNCED[asn]]
 
 
-def _client(host, asn, rs_host):
-    nbs = [L.Neighbor(rs_host.addr(fam), RS_AS) for fam in FAMS]
+def _sessions(transport):
+    """[(session transport, families it carries)] of each client with each
+    route server."""
+    if transport == "ipv6":
+        return [("ipv6", FAMS)]
+    return [(fam, (fam,)) for fam in FAMS]
+
+
+def _nh_family(fam, transport):
+    """The family of the next hops of ``fam`` routes (RFC 8950 over IPv6)."""
+    return "ipv6" if transport == "ipv6" else fam
+
+
+def _client(host, asn, rs_host, transport):
+    nbs = [L.ipv4_neighbor(rs_host.addr(t), RS_AS, families=fams) if t == "ipv6" and "ipv4" in fams
+           else L.Neighbor(rs_host.addr(t), RS_AS) for t, fams in _sessions(transport)]
     return L.Bird(host, asn, routes=_routes(asn), neighbors=nbs).start()
 
 
-def _fastbgp_config(host, clients):
+def _fastbgp_config(host, clients, transport):
     lines = ["[global]", "asn = %d" % RS_AS, 'router-id = "%s"' % host.ipv4,
              'listen = ["%s", "[%s]:179"]' % (host.ipv4, host.ipv6),
              "[global.route-server]", "euro-ix-communities = true"]
     for asn, h in clients.items():
-        for fam in FAMS:
-            lines += ["[[neighbors]]", 'address = "%s"' % h.addr(fam), "peer-as = %d" % asn,
+        for t, fams in _sessions(transport):
+            lines += ["[[neighbors]]", 'address = "%s"' % h.addr(t), "peer-as = %d" % asn,
                       "route-server-client = true", 'default-import = "accept"', 'default-export = "accept"',
                       "timers = { connect-retry = 2, idle-hold = 1 }"]
+            if fams != (t,):
+                lines += ["families = [%s]" % ", ".join('"%s-unicast"' % f for f in fams), "extended-next-hop = true"]
     return "\n".join(lines) + "\n"
 
 
-def _bird_rs_config(host, clients):
+def _bird_rs_config(host, clients, transport):
     """BIRD 2 as route server with path hiding mitigation: sorted tables and
     ``secondary`` channels, the Euro-IX "do not announce to" rule in each
     client's export filter (control communities stripped)."""
     out = ["ipv4 table rs4 sorted;", "ipv6 table rs6 sorted;"]
     for asn, h in clients.items():
-        for fam in FAMS:
-            table = "rs4" if fam == "ipv4" else "rs6"
+        for t, fams in _sessions(transport):
             out += [
-                "protocol bgp c%d_%s {" % (asn, fam),
-                "  local %s as %d;" % (host.addr(fam), RS_AS),
-                "  neighbor %s as %d;" % (h.addr(fam), asn),
+                "protocol bgp c%d_%s {" % (asn, t),
+                "  local %s as %d;" % (host.addr(t), RS_AS),
+                "  neighbor %s as %d;" % (h.addr(t), asn),
                 "  rs client;",
                 "  connect delay time 1; connect retry time 2; error wait time 1, 5;",
-                "  %s { table %s; secondary; import all;" % (fam, table),
-                "    export filter { if (0,%d) ~ bgp_community then reject; "
-                "bgp_community.delete([(0,*)]); accept; }; };" % asn,
-                "}",
             ]
+            for fam in fams:
+                table = "rs4" if fam == "ipv4" else "rs6"
+                enh = " extended next hop on;" if fam != t else ""  # RFC 8950
+                out += [
+                    "  %s { table %s; secondary; import all;%s" % (fam, table, enh),
+                    "    export filter { if (0,%d) ~ bgp_community then reject; "
+                    "bgp_community.delete([(0,*)]); accept; }; };" % asn,
+                ]
+            out.append("}")
     return "\n".join(out) + "\n"
 
 
@@ -127,7 +152,7 @@ def _view(client, fam):
     return {p: (r.get("nh"), r.get("path", ())) for p, r in out.items()}
 
 
-def _expected(asn, clients, fam, withdrawn=()):
+def _expected(asn, clients, fam, transport, withdrawn=()):
     """{prefix: (next hop, AS path)} client ``asn`` should hold: per prefix
     the shortest path among the other clients' that passes its rules."""
     out = {}
@@ -137,7 +162,7 @@ def _expected(asn, clients, fam, withdrawn=()):
         for p, path, comms in items:
             if (src, p) in withdrawn or "0:%d" % asn in comms:
                 continue
-            cand = (len(path), clients[src].addr(fam), (src,) + tuple(path))
+            cand = (len(path), clients[src].addr(_nh_family(fam, transport)), (src,) + tuple(path))
             key = _prefix(p, fam)
             if key not in out or cand < out[key]:
                 out[key] = cand
@@ -152,7 +177,8 @@ def _tail(path, n=80):
         return ""
 
 
-def test_route_server_path_hiding_fastbgp_and_bird():
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_route_server_path_hiding_fastbgp_and_bird(transport):
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
     missing = L.missing_binaries("ip", *L.Bird.binaries)
@@ -165,32 +191,33 @@ def test_route_server_path_hiding_fastbgp_and_bird():
         bclients = {asn: lab.add_host("k%d" % (asn - 65000)) for asn in ANNOUNCED}
         path = os.path.join(rs_host.workdir, "fastbgp.toml")
         with open(path, "w") as fh:
-            fh.write(_fastbgp_config(rs_host, clients))
+            fh.write(_fastbgp_config(rs_host, clients, transport))
         logpath = os.path.join(rs_host.workdir, "fastbgp.log")
         log = open(logpath, "ab")
         proc = rs_host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
-            fb = {asn: _client(h, asn, rs_host) for asn, h in clients.items()}
-            bird_rs = L.Bird(rsb_host, RS_AS, extra_config=_bird_rs_config(rsb_host, bclients)).start()
-            bb = {asn: _client(h, asn, rsb_host) for asn, h in bclients.items()}
+            fb = {asn: _client(h, asn, rs_host, transport) for asn, h in clients.items()}
+            bird_rs = L.Bird(rsb_host, RS_AS, extra_config=_bird_rs_config(rsb_host, bclients, transport)).start()
+            bb = {asn: _client(h, asn, rsb_host, transport) for asn, h in bclients.items()}
             for asn in ANNOUNCED:
-                for fam in FAMS:
-                    fb[asn].wait_established(rs_host.addr(fam), timeout=40)
-                    bb[asn].wait_established(rsb_host.addr(fam), timeout=40)
+                for t, _ in _sessions(transport):
+                    fb[asn].wait_established(rs_host.addr(t), timeout=40)
+                    bb[asn].wait_established(rsb_host.addr(t), timeout=40)
 
             def check(withdrawn=()):
                 for asn in ANNOUNCED:
                     for fam in FAMS:
                         for cl, hosts, what, diag in ((fb, clients, "fastbgp", lambda: _tail(logpath)),
                                                       (bb, bclients, "BIRD", bird_rs.log_tail)):
-                            want = _expected(asn, hosts, fam, withdrawn)
+                            want = _expected(asn, hosts, fam, transport, withdrawn)
                             L.wait_for(lambda: _view(cl[asn], fam) == want, timeout=30,
                                        what="AS%d's %s routes from the %s RS" % (asn, fam, what),
                                        on_timeout=lambda: "%s != %s\n%s" % (_view(cl[asn], fam), want, diag()))
                     # Same prefixes and next hops (as host index) from both.
                     for fam in FAMS:
-                        a = {p: (_host_of(nh, clients, fam), ap) for p, (nh, ap) in _view(fb[asn], fam).items()}
-                        b = {p: (_host_of(nh, bclients, fam), ap) for p, (nh, ap) in _view(bb[asn], fam).items()}
+                        nf = _nh_family(fam, transport)
+                        a = {p: (_host_of(nh, clients, nf), ap) for p, (nh, ap) in _view(fb[asn], fam).items()}
+                        b = {p: (_host_of(nh, bclients, nf), ap) for p, (nh, ap) in _view(bb[asn], fam).items()}
                         assert a == b, (asn, fam, a, b)
 
             check()

@@ -8,6 +8,12 @@ server (``rs client``, the community filters written below) to three more
 clients of the same kinds, and each pair of clients of the two route
 servers must hold the same routes.
 
+``transport`` (issue 12): ``ipv4``, each client has one session per family
+with each route server; ``ipv6``, one session over IPv6 carrying both
+families, the IPv4 routes with RFC 8950 next hops (the clients' IPv6
+addresses: the next-hop check then compares IPv6 addresses for IPv4
+routes too, and a client's third-party next hop is an IPv6 one).
+
 Needs root, BIRD, GoBGP and FRR (fastbgp/testing/lab.py); marked
 ``interop`` and ``slow``.
 """
@@ -25,6 +31,7 @@ RS_AS = 64500
 BLACKHOLE_NH = {"ipv4": "192.0.2.66", "ipv6": "2001:db8::66"}
 BAD_NH = {"ipv4": "192.0.2.50", "ipv6": "2001:db8::50"}  # addresses on the IXP LAN that are nobody's
 NO_EXPORT = "65535:65281"
+FAMS = ("ipv4", "ipv6")
 BLACKHOLE = "65535:666"
 
 # Client AS -> [(prefix, communities, large communities)] it announces.
@@ -99,42 +106,74 @@ def _prefix(prefix, fam):
     return prefix if fam == "ipv4" else v6(prefix)
 
 
-def _routes(asn):
+def _routes(asn, next_hops):
+    """The client's routes; ``next_hops``: family -> the next hop to give
+    (None: the daemon's default)."""
     out = []
     for fam in ("ipv4", "ipv6"):
-        out += [L.Route(_prefix(p, fam), communities=c, large_communities=lc) for p, c, lc in ANNOUNCED[asn]]
+        out += [L.Route(_prefix(p, fam), communities=c, large_communities=lc, next_hop=next_hops.get(fam))
+                for p, c, lc in ANNOUNCED[asn]]
         if asn == 65001:
             out.append(L.Route(_prefix(WRONG_NH_PREFIX, fam)))
     return out
 
 
-def _client_export(asn, fam):
+def _sessions(transport):
+    """[(session transport, families it carries)] of each client with each
+    route server."""
+    if transport == "ipv6":
+        return [("ipv6", FAMS)]
+    return [(fam, (fam,)) for fam in FAMS]
+
+
+def _nh_family(fam, transport):
+    """The family of the next hops of ``fam`` routes (RFC 8950 over IPv6)."""
+    return "ipv6" if transport == "ipv6" else fam
+
+
+def _client_export(asn, fam, transport):
     """BIRD client export filter: its static routes; 65001 names a next hop
     that is not its own for WRONG_NH_PREFIX (third-party next hop on the
     shared LAN, which BIRD keeps)."""
     bad = ""
     if asn == 65001:
-        bad = "if net = %s then bgp_next_hop = %s; " % (_prefix(WRONG_NH_PREFIX, fam), BAD_NH[fam])
+        bad = "if net = %s then bgp_next_hop = %s; " % (_prefix(WRONG_NH_PREFIX, fam),
+                                                       BAD_NH[_nh_family(fam, transport)])
     return bad + "if source = RTS_STATIC then accept; reject;"
 
 
-def _client(host, asn, rs_host):
+def _neighbor(address, fams, asn=RS_AS, **options):
+    """A client's (or, with the client's ``asn``, the BIRD route server's)
+    Neighbor carrying ``fams``: over IPv6 with IPv4 among them, RFC 8950
+    extended next hop on."""
+    if ":" in address and "ipv4" in fams:
+        return L.ipv4_neighbor(address, asn, families=fams, options=options)
+    return L.Neighbor(address, asn, families=fams, options=options)
+
+
+def _client(host, asn, rs_host, transport):
     """The client of AS ``asn`` (BIRD, GoBGP or FRR) peering with the route
-    server on ``rs_host`` over IPv4 and IPv6."""
+    server on ``rs_host`` (both families, over ``transport``)."""
     kind = CLIENT_KINDS[asn]
-    if kind is L.Bird:
-        nbs = [L.Neighbor(rs_host.addr(fam), RS_AS, options={"export": _client_export(asn, fam)})
-               for fam in ("ipv4", "ipv6")]
-    elif kind is L.FRR:
-        # FRR must accept a first AS that is not the route server's.
-        nbs = [L.Neighbor(rs_host.addr(fam), RS_AS, options={"extra": "no bgp enforce-first-as"})
-               for fam in ("ipv4", "ipv6")]
-    else:
-        nbs = [L.Neighbor(rs_host.addr(fam), RS_AS) for fam in ("ipv4", "ipv6")]
-    return kind(host, asn, routes=_routes(asn), neighbors=nbs).start()
+    nbs = []
+    for t, fams in _sessions(transport):
+        if kind is L.Bird:
+            opts = {"export": {fam: _client_export(asn, fam, transport) for fam in fams}}
+        elif kind is L.FRR:
+            # FRR must accept a first AS that is not the route server's.
+            opts = {"extra": "no bgp enforce-first-as"}
+        else:
+            opts = {}
+        nbs.append(_neighbor(rs_host.addr(t), fams, **opts))
+    # GoBGP originates with the host's address of the route's family as next
+    # hop and keeps it on an IPv6 session: over IPv6 it is given its IPv6
+    # address, the RFC 8950 next hop BIRD and FRR choose themselves (an IPv4
+    # next hop would need the route servers told the client's IPv4 address).
+    nhs = {"ipv4": host.ipv6} if kind is L.GoBGP and transport == "ipv6" else {}
+    return kind(host, asn, routes=_routes(asn, nhs), neighbors=nbs).start()
 
 
-def _fastbgp_config(host, clients):
+def _fastbgp_config(host, clients, transport):
     text = global_toml(RS_AS, host, "[global.route-server]", "euro-ix-communities = true", "blackhole = true",
                        'blackhole-next-hop-ipv4 = "%s"' % BLACKHOLE_NH["ipv4"],
                        'blackhole-next-hop-ipv6 = "%s"' % BLACKHOLE_NH["ipv6"],
@@ -146,9 +185,11 @@ def _fastbgp_config(host, clients):
                        "path-hiding = false",
                        listen=[host.ipv4, "[%s]:179" % host.ipv6])
     for asn, h in clients.items():
-        for fam in ("ipv4", "ipv6"):
-            text += neighbor_toml(h.addr(fam), asn, "route-server-client = true",
-                                  "prefix-limit = { %s-unicast = { max = 100 } }" % fam)
+        for t, fams in _sessions(transport):
+            more = ["prefix-limit = { %s }" % ", ".join("%s-unicast = { max = 100 }" % f for f in fams)]
+            if fams != (t,):
+                more += ["families = [%s]" % ", ".join('"%s-unicast"' % f for f in fams), "extended-next-hop = true"]
+            text += neighbor_toml(h.addr(t), asn, "route-server-client = true", *more)
     return text
 
 
@@ -179,12 +220,12 @@ def _bird_rs_export(peer, fam):
     ])
 
 
-def bird_route_server(host, clients):
+def bird_route_server(host, clients, transport):
     # BIRD's `next hop check` is arouteserver's "bgp_next_hop != from".
-    nbs = [L.Neighbor(h.addr(fam), asn, options={"extra": "rs client;",
-                                                 "import": "if bgp_next_hop != from then reject; accept;",
-                                                 "export": _bird_rs_export(asn, fam)})
-           for asn, h in clients.items() for fam in ("ipv4", "ipv6")]
+    nbs = [_neighbor(h.addr(t), fams, asn=asn, extra="rs client;",
+                     **{"import": "if bgp_next_hop != from then reject; accept;",
+                        "export": {fam: _bird_rs_export(asn, fam) for fam in fams}})
+           for asn, h in clients.items() for t, fams in _sessions(transport)]
     return L.Bird(host, RS_AS, neighbors=nbs)
 
 
@@ -196,14 +237,14 @@ def _expected(asn, fam):
     return {_prefix(p, fam): v for p, v in EXPECTED[asn].items()}
 
 
-def _check_client(rib, asn, client_hosts, fam):
+def _check_client(rib, asn, client_hosts, fam, transport):
     """Exactly the expected prefixes, attributes and next hops."""
     want = _expected(asn, fam)
     assert set(rib) == set(want), (asn, sorted(rib), sorted(want))
     for prefix, (path, comms, large, bh) in want.items():
         r = rib[prefix]
         origin_as = path[0]
-        nh = BLACKHOLE_NH[fam] if bh else client_hosts[origin_as].addr(fam)
+        nh = BLACKHOLE_NH[fam] if bh else client_hosts[origin_as].addr(_nh_family(fam, transport))
         got = (r["as_path"], sorted(r["communities"]), sorted(r["large_communities"]), r["next_hop"])
         assert got == (path, sorted(comms), sorted(large), nh), (asn, fam, prefix, got)
 
@@ -219,36 +260,39 @@ def _require():
     require(*set(CLIENT_KINDS.values()))
 
 
-def test_route_server_ixp_policy_fastbgp_and_bird():
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_route_server_ixp_policy_fastbgp_and_bird(transport):
     _require()
     with L.Lab() as lab:
         rs_host = lab.add_host("rs")
         clients = {asn: lab.add_host("c%d" % (asn - 65000)) for asn in ANNOUNCED}
         rsb_host = lab.add_host("rsb")
         bclients = {asn: lab.add_host("d%d" % (asn - 65000)) for asn in ANNOUNCED}
-        with LabDaemon(rs_host, _fastbgp_config(rs_host, clients)) as fb:
-            birds = {asn: _client(h, asn, rs_host) for asn, h in clients.items()}
-            bird_rs = bird_route_server(rsb_host, bclients).start()
-            bbirds = {asn: _client(h, asn, rsb_host) for asn, h in bclients.items()}
+        with LabDaemon(rs_host, _fastbgp_config(rs_host, clients, transport)) as fb:
+            birds = {asn: _client(h, asn, rs_host, transport) for asn, h in clients.items()}
+            bird_rs = bird_route_server(rsb_host, bclients, transport).start()
+            bbirds = {asn: _client(h, asn, rsb_host, transport) for asn, h in bclients.items()}
             for asn in ANNOUNCED:
-                for fam in ("ipv4", "ipv6"):
-                    birds[asn].wait_established(rs_host.addr(fam), timeout=40)
-                    bbirds[asn].wait_established(rsb_host.addr(fam), timeout=40)
+                for t, _ in _sessions(transport):
+                    birds[asn].wait_established(rs_host.addr(t), timeout=40)
+                    bbirds[asn].wait_established(rsb_host.addr(t), timeout=40)
             for asn in ANNOUNCED:
-                for fam in ("ipv4", "ipv6"):
+                for fam in FAMS:
                     _wait_set(birds[asn], asn, fam, "the fastbgp RS", fb.log_tail)
-                    _check_client(birds[asn].rib(fam), asn, clients, fam)
+                    _check_client(birds[asn].rib(fam), asn, clients, fam, transport)
             # The next-hop check saw and rejected 65001's third-party next
-            # hops: one WARNING per session.
-            L.wait_for(lambda: fb.log_tail(400).count("next-hop-check") == 2, timeout=10,
+            # hops: one WARNING per session, naming the first one.
+            n = len(_sessions(transport))
+            L.wait_for(lambda: fb.log_tail(400).count("next-hop-check") == n, timeout=10,
                        what="next-hop-check warnings")
             warn = [line for line in fb.log_tail(400).splitlines() if "next-hop-check" in line]
-            assert sorted(BAD_NH[fam] in w for w in warn for fam in BAD_NH).count(True) == 2, warn
+            bad = {BAD_NH[_nh_family(fam, transport)] for fam in FAMS}
+            assert len(warn) == n and all(any(b in w for b in bad) for w in warn), warn
             # BIRD as route server on the same inputs: the same routes.
             for asn in ANNOUNCED:
-                for fam in ("ipv4", "ipv6"):
+                for fam in FAMS:
                     _wait_set(bbirds[asn], asn, fam, "the BIRD RS", bird_rs.log_tail)
-                    _check_client(bbirds[asn].rib(fam), asn, bclients, fam)
+                    _check_client(bbirds[asn].rib(fam), asn, bclients, fam, transport)
                     ours = {p: v[:3] for p, v in _view(birds[asn].rib(fam)).items()}
                     bd = {p: v[:3] for p, v in _view(bbirds[asn].rib(fam)).items()}
                     assert ours == bd, (asn, fam, ours, bd)
