@@ -1964,7 +1964,12 @@ cdef class _HeldTable:
         # Mixed before the Fibonacci step: IPv4 /24 keys (addr << 8 | 24)
         # share their low 16 bits, and multiplying alone sends a table of
         # them to a third of the homes (probe runs ~50 long at half load).
-        return <size_t>((_mix_key(_hash_key(k, self.v6)) * RIB_GOLDEN) >> self.shift)
+        # Not the slot table's hash (the key xor-ed first): prefixes leave
+        # the slots in slot order -- a peer down, a sliced sweep -- and come
+        # here; in that table's order this one's homes would rise with each
+        # entry, and linear probing then piles them into one run while the
+        # table grows (seconds for a full table, measured).
+        return <size_t>((_mix_key(_hash_key(k, self.v6) ^ RIB_MIX) * RIB_GOLDEN) >> self.shift)
 
     @cython.final
     cdef uint64_t *_find(self, const PKey *k, size_t i) noexcept nogil:
