@@ -2,6 +2,11 @@
 collisions (both sides connecting and listening), keepalives on a short
 hold time, hold timer expiry when the peer freezes, the peer crashing and
 coming back, speaker shutdown, and a table of some size in both directions.
+
+The hold-timer/crash and DelayOpen cases run over IPv4 and over IPv6
+transport (issue 12; IPv4 routes with RFC 8950 next hops over IPv6); the
+collision and extended-message cases hold a session of each transport side
+by side, the large-table and frozen-peer ones run over IPv6.
 """
 
 from __future__ import annotations
@@ -107,7 +112,8 @@ def test_collisions_and_keepalives(lab, kind):
     assert after["counters"]["sent"]["keepalive"] >= neg_hold["counters"]["sent"]["keepalive"] + 2
 
 
-def test_hold_timer_expiry_and_peer_crash(lab):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_hold_timer_expiry_and_peer_crash(lab, transport):
     """GoBGP frozen (SIGSTOP) -> our hold timer expires -> NOTIFICATION 4/0
     -> GoBGP, thawed, reads it and reconnects.  Then BIRD killed (SIGKILL):
     its routes go; restarted, the session and routes come back."""
@@ -115,26 +121,27 @@ def test_hold_timer_expiry_and_peer_crash(lab):
     a = lab.add_host("fbgp")
     hg = lab.add_host("gobgp")
     hb = lab.add_host("bird")
-    gobgp = L.GoBGP(hg, 65003, neighbors=[L.Neighbor(a.ipv4, FB_AS, passive=True, hold_time=3)],
+    ours, g, b = a.addr(transport), hg.addr(transport), hb.addr(transport)
+    gobgp = L.GoBGP(hg, 65003, neighbors=[L.ipv4_neighbor(ours, FB_AS, passive=True, hold_time=3)],
                     routes=["203.0.113.0/24"]).start()
-    bird = L.Bird(hb, 65004, neighbors=[L.Neighbor(a.ipv4, FB_AS, passive=True)],
+    bird = L.Bird(hb, 65004, neighbors=[L.ipv4_neighbor(ours, FB_AS, passive=True)],
                   routes=[L.Route("198.51.100.0/24", communities=("65004:1",))]).start()
-    fb = FastBGP(a, FB_AS, neighbors=[L.Neighbor(hg.ipv4, 65003, hold_time=3),
-                                      L.Neighbor(hb.ipv4, 65004)]).start()
-    fb.wait_established(hg.ipv4)
-    fb.wait_established(hb.ipv4)
-    L.wait_for(lambda: "203.0.113.0/24" in fb.received(hg.ipv4), 10, what="GoBGP route")
+    fb = FastBGP(a, FB_AS, neighbors=[L.ipv4_neighbor(g, 65003, hold_time=3),
+                                      L.ipv4_neighbor(b, 65004)]).start()
+    fb.wait_established(g)
+    fb.wait_established(b)
+    L.wait_for(lambda: "203.0.113.0/24" in fb.received(g), 10, what="GoBGP route")
 
     os.killpg(gobgp.proc.pid, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
-        L.wait_for(lambda: fb.state(hg.ipv4) != "established", 8, what="hold timer expiry")
+        L.wait_for(lambda: fb.state(g) != "established", 8, what="hold timer expiry")
         assert 1.5 <= time.monotonic() - t0 <= 6.0
-        sent = fb.notifications(hg.ipv4)["sent"]
+        sent = fb.notifications(g)["sent"]
         assert (sent["code"], sent["subcode"]) == (4, 0)
-        assert fb.info(hg.ipv4)["last_error"] == "hold timer expired"
-        assert fb.received(hg.ipv4) == {}
-        assert fb.state(hb.ipv4) == "established"  # the other peer is unaffected
+        assert fb.info(g)["last_error"] == "hold timer expired"
+        assert fb.received(g) == {}
+        assert fb.state(b) == "established"  # the other peer is unaffected
     finally:
         os.killpg(gobgp.proc.pid, signal.SIGCONT)
     # GoBGP's own hold timer expired too while it was frozen.  Thawed, it
@@ -144,19 +151,19 @@ def test_hold_timer_expiry_and_peer_crash(lab):
     # down for the hold timer on its side too.
     L.wait_for(lambda: re.search(r'received notification" Code=4 .*Subcode=0|hold timer expired', gobgp.log_text()), 10,
                what="GoBGP tearing down for the hold timer", on_timeout=gobgp.log_tail)
-    fb.wait_established(hg.ipv4, timeout=30)
-    L.wait_for(lambda: "203.0.113.0/24" in fb.received(hg.ipv4), 10, what="GoBGP route back")
+    fb.wait_established(g, timeout=30)
+    L.wait_for(lambda: "203.0.113.0/24" in fb.received(g), 10, what="GoBGP route back")
 
     # BIRD crashes: the kernel closes its sockets, no NOTIFICATION
     bird.proc.send_signal(signal.SIGKILL)
     bird.proc.wait(5)
-    L.wait_for(lambda: fb.state(hb.ipv4) != "established", 10, what="BIRD session down")
-    assert fb.received(hb.ipv4) == {}
+    L.wait_for(lambda: fb.state(b) != "established", 10, what="BIRD session down")
+    assert fb.received(b) == {}
     bird.start()
-    fb.wait_established(hb.ipv4, timeout=30)
-    r = L.wait_for(lambda: fb.received(hb.ipv4).get("198.51.100.0/24"), 10, what="BIRD route back")
+    fb.wait_established(b, timeout=30)
+    r = L.wait_for(lambda: fb.received(b).get("198.51.100.0/24"), 10, what="BIRD route back")
     assert r["communities"] == ["65004:1"]
-    assert fb.info(hb.ipv4)["established_count"] == 2
+    assert fb.info(b)["established_count"] == 2
 
 
 def test_speaker_stop_and_large_table(lab):
@@ -297,7 +304,8 @@ def test_frozen_peer_during_table_transfer(lab):
     assert fb.state(b.ipv6) == "established"
 
 
-def test_delay_open_zero_hold_and_unknown_peer(lab):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_delay_open_zero_hold_and_unknown_peer(lab, transport):
     """RFC 4271 DelayOpen with BIRD (which sends its OPEN at once: ours
     answers it before the timer) and FRR (``timers delayopen``: both wait,
     our timer expires first); hold time 0 with BIRD (no KEEPALIVEs after
@@ -308,34 +316,35 @@ def test_delay_open_zero_hold_and_unknown_peer(lab):
     hb = lab.add_host("bird")
     hf = lab.add_host("frr")
     hx = lab.add_host("stranger")
-    bird = L.Bird(hb, 65002, neighbors=[L.Neighbor(a.ipv4, FB_AS, passive=True, hold_time=0)]).start()
-    L.FRR(hf, 65004, neighbors=[L.Neighbor(a.ipv4, FB_AS, passive=True,
-                                           options={"extra": f"neighbor {a.ipv4} timers delayopen 4"})]).start()
-    stranger = L.Bird(hx, 65009, neighbors=[L.Neighbor(a.ipv4, FB_AS)]).start()
+    ours, b, f, x = a.addr(transport), hb.addr(transport), hf.addr(transport), hx.addr(transport)
+    bird = L.Bird(hb, 65002, neighbors=[L.ipv4_neighbor(ours, FB_AS, passive=True, hold_time=0)]).start()
+    L.FRR(hf, 65004, neighbors=[L.ipv4_neighbor(ours, FB_AS, passive=True,
+                                              options={"extra": f"neighbor {ours} timers delayopen 4"})]).start()
+    stranger = L.Bird(hx, 65009, neighbors=[L.ipv4_neighbor(ours, FB_AS)]).start()
     delay = {"delay_open": 2}
     t0 = time.monotonic()
-    fb = FastBGP(a, FB_AS, neighbors=[L.Neighbor(hb.ipv4, 65002, hold_time=0, options=delay),
-                                      L.Neighbor(hf.ipv4, 65004, options=delay)],
-                 listen=[(a.ipv4, 179)]).start()
-    fb.wait_established(hb.ipv4, timeout=10)
+    fb = FastBGP(a, FB_AS, neighbors=[L.ipv4_neighbor(b, 65002, hold_time=0, options=delay),
+                                      L.ipv4_neighbor(f, 65004, options=delay)],
+                 listen=[(ours, 179)]).start()
+    fb.wait_established(b, timeout=10)
     assert time.monotonic() - t0 < 2.0  # BIRD's OPEN cut our DelayOpen short
-    hist = [h[2] for h in fb.info(hb.ipv4)["history"]]
+    hist = [h[2] for h in fb.info(b)["history"]]
     assert "delay-open-expired" not in hist, hist
-    fb.wait_established(hf.ipv4, timeout=10)
+    fb.wait_established(f, timeout=10)
     assert time.monotonic() - t0 >= 2.0
-    hist = [h[1:] for h in fb.info(hf.ipv4)["history"]]
+    hist = [h[1:] for h in fb.info(f)["history"]]
     assert ["OPENSENT", "delay-open-expired"] in hist, hist
 
     # hold time 0: no KEEPALIVEs at all once Established
-    k0 = fb.info(hb.ipv4)["counters"]
-    assert re.search(r"Hold timer:\s+0\.000/0", bird.protocol_info(a.ipv4))
+    k0 = fb.info(b)["counters"]
+    assert re.search(r"Hold timer:\s+0\.000/0", bird.protocol_info(ours))
     time.sleep(2.5)
-    k1 = fb.info(hb.ipv4)["counters"]
+    k1 = fb.info(b)["counters"]
     assert k1["sent"]["keepalive"] == k0["sent"]["keepalive"] <= 1
     assert k1["received"]["keepalive"] == k0["received"]["keepalive"] <= 1
-    assert fb.state(hb.ipv4) == "established"
+    assert fb.state(b) == "established"
 
     # the stranger (BIRD retries every 2 s) never gets a session
-    assert stranger.neighbor_state(a.ipv4) != "established"
-    L.wait_for(lambda: f"connection from unknown peer {hx.ipv4} refused" in fb.log_text(), 5,
+    assert stranger.neighbor_state(ours) != "established"
+    L.wait_for(lambda: f"connection from unknown peer {x} refused" in fb.log_text(), 5,
                what="refused connection logged", on_timeout=fb.log_tail)
