@@ -2213,11 +2213,13 @@ cdef class HeldSet(_HeldTable):
         if not self.tagged:
             return 0
         cdef _SlotTable t = <_SlotTable>self.owner
-        cdef size_t i, need = self.used + self.ntag
+        cdef size_t i, need = self.used + self.ntag, cap = self.cap
         cdef char *s
         cdef PKey k
-        if need * 5 > self.cap * 4:
-            self._rebuild(self._fit(need), self.words, self.packed)
+        while need * 5 > cap * 4:  # room for all at once, the load of growth (80 %)
+            cap *= 2
+        if cap != self.cap:
+            self._rebuild(cap, self.words, self.packed)
         for i in range(t.cap):
             s = t.slots + i * t.ssize
             if not t._is_empty(s) and t._tag(s):
