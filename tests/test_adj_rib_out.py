@@ -360,3 +360,24 @@ def test_a_held_table_leaving_the_loc_rib_costs_little(rib_impl):
     off = min(drop(False) for _ in range(3))
     on = min(drop(True) for _ in range(3))
     assert on < 10 * off + 0.05, (on, off)
+
+
+def test_the_25th_group_moves_the_slot_bits_at_growth_load(rib_impl):
+    """Compiled: a 25th index moves every slot's bits into the HeldSet's
+    own (wide: 16-octet) entries at once, in a table at most as roomy as
+    growth leaves it (>= 40 % full), every bit kept."""
+    if rib_impl.IMPLEMENTATION != "cython":
+        pytest.skip("the twin keeps one dict (no slots)")
+    table = AttrTable()
+    r = rib_impl.Rib(1, table)
+    r.add_peer(1, 65001, 65000, "192.0.2.1", "192.0.2.1")
+    packed = b"".join(pk(v4(i)) for i in range(20000))
+    r.update(1, packed, attr_id=table.intern(attrs_block()))
+    h = r.held
+    gs = [h.new_group() for _ in range(24)]
+    h.mark(gs[0], packed)
+    h.mark(gs[23], packed[:400])
+    assert h.memory_usage() < 4096
+    assert h.new_group() == 24
+    assert len(h) == 20000 and h.count(gs[0]) == 20000 and h.filter(gs[23], packed) == packed[:400]
+    assert h.memory_usage() <= 20000 * 16 / 0.4
