@@ -168,6 +168,14 @@ def test_view_is_what_each_neighbour_sent(run, tmp_path, seed, policy, cap):
                 for n in nbs:
                     assert view_table(d, n.pid) == model
                 assert table(d, union.pid) == table(d, full.pid)
+            # Sessions gone, paths swept: no attribute set is still referenced
+            # (the lane's batch ids, the views' mapping).
+            for sp in speakers:
+                await sp.stop()
+            await until(lambda: not any(n.established for n in nbs), what="both down")
+            await until(lambda: not any(d.peers.sweeping(n.pid) for n in nbs) and d.exporter.queue.idle
+                        and not any(len(r) for r in d.ribs.values()), what="swept")
+            assert not view.origins and len(d.attrs) == 0
         finally:
             for sp in speakers:
                 await sp.stop()
@@ -198,6 +206,7 @@ def test_view_follows_the_session(run):
             await until(lambda: not nb.established, what="A down")
             assert view.count(pid, (1, 1)) == 0 and pid not in view.origins
             await until(lambda: len(d.ribs[(1, 1)]) == 0 and not d.peers.sweeping(pid), what="swept")
+            assert len(d.attrs) == 0  # nothing of the session still referenced
             a2, na2 = await peer(dut, 65001, a_addr, route_refresh=False)
             a2.announce(["10.161.0.0/24"], as_path=[65100])
             await na2.wait_established(5)

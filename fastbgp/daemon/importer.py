@@ -142,16 +142,20 @@ class Importer:
         t0 = time.perf_counter() if self.observe is not None else 0.0
         lane = FastLane.of(self, nb, session)
         done = 0
-        for parsed in parsed_list:
-            done += 1
-            if lane is None or not lane.announce(parsed):
-                self.process_update(nb, session, parsed)
-            else:
-                self.fast_updates += 1
-                if not lane.limits:
-                    continue  # no prefix limit: the session is still up
-            if session.fsm.state is not State.ESTABLISHED or nb.session is not session:
-                break
+        try:
+            for parsed in parsed_list:
+                done += 1
+                if lane is None or not lane.announce(parsed):
+                    self.process_update(nb, session, parsed)
+                else:
+                    self.fast_updates += 1
+                    if not lane.limits:
+                        continue  # no prefix limit: the session is still up
+                if session.fsm.state is not State.ESTABLISHED or nb.session is not session:
+                    break
+        finally:
+            if lane is not None:
+                lane.close()
         if self.observe is not None:
             self.observe_latency(session, t0, done)
         return done

@@ -37,7 +37,7 @@ twice the size left by the previous such pass (GC_FIRST at first) or the
 bound; when the bound is still reached, new attribute sets go to ``ribs``.
 
 Calls: the daemon's ``ribs`` and ``attrs``.  Called by: the importer and
-its fast lane (``mode``, ``store``, ``withdraw``), fastbgp.daemon.peers
+its fast lane (``store``, ``drop``, ``withdraw``), fastbgp.daemon.peers
 (``reset``, ``ribs``), and the readers (``dump_peer``, ``path``,
 ``has_peer``, ``count``): the importer's soft-in, RPKI re-validation, the
 BMP feed.
@@ -112,11 +112,13 @@ class PrePolicy:
         """Prefixes ``packed`` received from ``pid`` with (``attrs``,
         ``nh``), stored in the post-policy RIB under ``post_aid`` (None:
         rejected by import policy).  ``again``: a re-import from this view
-        (soft-in, RPKI re-validation), which a full copy already holds."""
+        (soft-in, RPKI re-validation), which a full copy already holds.
+        True when the post-policy path gives the received one back (the
+        same arguments with another ``packed`` then need only ``drop``)."""
         if self.mode(pid, fam) == FULL:
             if not again:
                 self.keep(pid, fam, attrs, nh, packed, addpath)
-            return
+            return False
         if post_aid is not None:
             m = self.origins.get(pid)
             if m is None:
@@ -125,13 +127,17 @@ class PrePolicy:
             if got is None:
                 got = self.map(m, pid, attrs, nh, post_aid)
             if got is not None and got[0] == attrs and got[1] == nh:
-                # The post-policy path gives the received one back: nothing
-                # of these prefixes stays here.
-                pre = self.ribs.get(fam)
-                if pre is not None and pre.has_peer(pid) and pre.peer_path_count(pid):
-                    pre.withdraw(pid, packed, addpath)
-                return
+                self.drop(pid, fam, packed, addpath)
+                return True
         self.keep(pid, fam, attrs, nh, packed, addpath)
+        return False
+
+    def drop(self, pid, fam, packed, addpath):
+        """The post-policy paths of ``packed`` give the received ones back:
+        nothing of these prefixes stays in ``ribs``."""
+        pre = self.ribs.get(fam)
+        if pre is not None and pre.has_peer(pid) and pre.peer_path_count(pid):
+            pre.withdraw(pid, packed, addpath)
 
     def map(self, m, pid, attrs, nh, post_aid):
         """A new ``origins`` entry: post-policy ``post_aid`` comes from
