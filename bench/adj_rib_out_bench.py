@@ -10,7 +10,12 @@ in-process, on the compiled RIB, one eBGP update group (export accept).
   ChangeSet) and is encoded for the group -- untracked (N withdrawals),
   tracked while the group holds everything (N withdrawals, filtered), and
   tracked while it holds 100 prefixes (100 withdrawals);
-* memory: octets of the HeldSet per prefix held;
+* memory: octets of the HeldSet per prefix held (none while the prefix is
+  in the Loc-RIB: its bits are in the RIB's slot);
+* left: the peer's table leaves the Loc-RIB while the group holds it
+  (``Rib.drop_peer`` on a tracked RIB: every prefix's bits move from its
+  slot to the HeldSet's own table), seconds against untracked and octets
+  per prefix of that table;
 * ids: what remembering the exported attribute set sent (to tell an
   unchanged announcement, fastbgp.rib.export "What remains superfluous")
   would cost -- as an id of B bits per prefix kept in the same HeldSet (2B
@@ -153,6 +158,27 @@ def dict_cost(n):
     return size / len(d)
 
 
+def left_cost(n, sources):
+    """(drop_peer seconds untracked, tracked, octets per prefix of the
+    HeldSet's own table) when a group that holds the whole table loses it:
+    the bits of a prefix in the Loc-RIB live in its RIB slot and move to the
+    HeldSet's own table when it leaves, until its withdrawal is sent."""
+    _t, rib = build(n)
+    t0 = time.perf_counter()
+    rib.drop_peer(SRC)
+    off = time.perf_counter() - t0
+    table, rib = build(n)
+    g = group()
+    g.attach_held(rib.held)
+    export_dump(g, table, rib, sources)
+    assert rib.held.count(g.held_index) == n
+    t0 = time.perf_counter()
+    rib.drop_peer(SRC)
+    on = time.perf_counter() - t0
+    assert len(rib) == 0 and len(rib.held) == n
+    return off, on, rib.held.memory_usage() / n
+
+
 def main(n=1_000_000, rounds=5):
     table, rib = build(n)
     sources = {SRC: Source(SRC, EBGP, peer_as=65001, router_id=1)}
@@ -192,7 +218,7 @@ def main(n=1_000_000, rounds=5):
         n, med["down_off"], med["down_on"], (med["down_on"] - med["down_off"]) * 1e9 / n))
     print("peer down, group held 100: %.4f s (+%.0f ns per prefix looked up; 100 withdrawals encoded)" % (
         med["down_few"], (med["down_few"] - med["down_off"]) * 1e9 / n))
-    print("held set: %.1f octets per prefix held (table at %d entries)" % (mem, n))
+    print("held set: %.1f octets per prefix held in the Loc-RIB (its bits in the RIB's slots; %d held)" % (mem, n))
     bits = max(SETS - 1, 1).bit_length()
     runs = [ids_cost(table, rib, sources, bits) for _ in range(max(rounds // 2, 1))]
     t_write = statistics.median(r[0] for r in runs)
@@ -202,6 +228,10 @@ def main(n=1_000_000, rounds=5):
     print("  the same for two groups (%d indexes): +%.1f octets per prefix" % (
         2 + 4 * bits, ids_cost(table, rib, sources, bits, groups=2)[2]))
     print("ids in a Python dict: %.1f octets per prefix" % dict_cost(n))
+    left = [left_cost(n, sources) for _ in range(min(rounds, 3))]
+    off, on = statistics.median(r[0] for r in left), statistics.median(r[1] for r in left)
+    print("table left the Loc-RIB while held: drop_peer untracked %.3f s  tracked %.3f s  ratio %.2f; "
+          "the held set's own table then %.1f octets per prefix held" % (off, on, on / off, left[-1][2]))
     return med
 
 
