@@ -20,7 +20,8 @@ Two ways to run it:
 Also here: :func:`require` (skip a lab test unless root and the programs are
 installed; tests/interop/conftest.py re-exports it) and :func:`neighbor_toml` / :func:`global_toml`, the
 configuration blocks the lab tests repeat (:func:`ipv4_unicast_toml`: the neighbour lines that carry
-IPv4 routes over an IPv6 session, for tests parametrized over ``lab.TRANSPORTS``).
+IPv4 routes over an IPv6 session, for tests parametrized over ``lab.TRANSPORTS``; :func:`families_toml`
+the same for any families), and :func:`transport_fixtures`, a module's IPv4 and IPv6 lab fixtures.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from typing import Optional
 
 from fastbgp.testing import lab as L
 
-__all__ = ["LabDaemon", "ApiError", "require", "neighbor_toml", "global_toml", "ipv4_unicast_toml", "ROOT"]
+__all__ = ["LabDaemon", "ApiError", "require", "neighbor_toml", "global_toml", "ipv4_unicast_toml", "families_toml",
+           "transport_fixtures", "ROOT"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # argv: config path, log level, "uvloop" or "asyncio".
@@ -95,9 +97,41 @@ def ipv4_unicast_toml(address: str) -> tuple:
     that make a session to ``address`` carry IPv4 unicast: none over IPv4;
     over IPv6 the family and RFC 8950 extended next hop (IPv4 routes with
     IPv6 next hops), the daemon side of :func:`fastbgp.testing.lab.ipv4_neighbor`."""
-    if ipaddress.ip_address(address).version == 4:
+    return families_toml(address, ("ipv4",))
+
+
+def families_toml(address: str, families: tuple) -> tuple:
+    """The ``[[neighbors]]`` lines that make a session to ``address`` carry
+    ``families`` (none when that is the address's own family; with IPv4
+    over IPv6, RFC 8950 extended next hop): the daemon side of
+    :func:`fastbgp.testing.lab.session_neighbor`."""
+    own = "ipv4" if ipaddress.ip_address(address).version == 4 else "ipv6"
+    if tuple(families) == (own,):
         return ()
-    return ('families = ["ipv4-unicast"]', "extended-next-hop = true")
+    lines = ("families = [%s]" % ", ".join('"%s-unicast"' % f for f in families),)
+    return lines + (("extended-next-hop = true",) if own == "ipv6" and "ipv4" in families else ())
+
+
+def transport_fixtures(start, names: tuple) -> tuple:
+    """Three pytest fixtures for a module whose lab comes over either
+    transport: ``names[0]`` and ``names[1]``, module-scoped, the labs
+    ``start("ipv4")`` and ``start("ipv6")`` yield (``start``: a generator
+    function that also cleans up), and ``names[2]``, the one of the test's
+    ``transport`` parameter.  Assign them to module globals:
+    ``fl, fl6, flt = transport_fixtures(_fault_lab, ("fl", "fl6", "flt"))``."""
+    import pytest
+
+    def lab4():
+        yield from start("ipv4")
+
+    def lab6():
+        yield from start("ipv6")
+
+    def pick(request, transport):
+        return request.getfixturevalue(names[1] if transport == "ipv6" else names[0])
+
+    return (pytest.fixture(scope="module", name=names[0])(lab4), pytest.fixture(scope="module", name=names[1])(lab6),
+            pytest.fixture(name=names[2])(pick))
 
 
 class ApiError(RuntimeError):

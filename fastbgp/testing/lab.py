@@ -517,6 +517,32 @@ def ipv4_neighbor(address: str, asn: int, **kw) -> Neighbor:
     return Neighbor(address, asn, **kw)
 
 
+def transport_sessions(transport: str, families: tuple = ("ipv4", "ipv6")) -> list:
+    """[(session transport, families it carries)] for a peer that exchanges
+    ``families`` with another: over ``ipv4``, one session per family over
+    its own transport; over ``ipv6``, one IPv6 session carrying them all
+    (IPv4 routes with RFC 8950 next hops)."""
+    if transport not in TRANSPORTS:
+        raise ValueError("transport must be one of %s" % (TRANSPORTS,))
+    if transport == "ipv6":
+        return [("ipv6", tuple(families))]
+    return [(fam, (fam,)) for fam in families]
+
+
+def next_hop_family(family: str, transport: str) -> str:
+    """The family of the next hops of ``family`` routes on the sessions of
+    :func:`transport_sessions`."""
+    return "ipv6" if transport == "ipv6" else family
+
+
+def session_neighbor(address: str, asn: int, families: tuple, **kw) -> Neighbor:
+    """A Neighbor for a session to ``address`` carrying ``families``: with
+    IPv4 over IPv6, RFC 8950 extended next hop on (:func:`ipv4_neighbor`)."""
+    if _family_of(address) == "ipv6" and "ipv4" in families:
+        return ipv4_neighbor(address, asn, families=tuple(families), **kw)
+    return Neighbor(address, asn, families=tuple(families), **kw)
+
+
 @dataclass
 class Route:
     """A route a daemon originates.  ``as_path`` lists ASNs *after* the

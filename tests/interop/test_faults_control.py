@@ -38,7 +38,7 @@ import time
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, ipv4_unicast_toml, require
+from fastbgp.testing.daemonlab import LabDaemon, ipv4_unicast_toml, require, transport_fixtures
 from fastbgp.testing.net import free_port
 
 LAB = [pytest.mark.interop, pytest.mark.slow]
@@ -347,20 +347,8 @@ def _control_lab(transport):
             fx.fbd.stop()
 
 
-@pytest.fixture(scope="module")
-def lab():
-    yield from _control_lab("ipv4")
-
-
-@pytest.fixture(scope="module")
-def lab6():
-    yield from _control_lab("ipv6")
-
-
-@pytest.fixture
-def labt(request, transport):
-    """The lab of the case's transport (``lab`` or ``lab6``)."""
-    return request.getfixturevalue("lab6" if transport == "ipv6" else "lab")
+# ``labt``: the lab of the case's transport (``lab`` or ``lab6``).
+lab, lab6, labt = transport_fixtures(_control_lab, ("lab", "lab6", "labt"))
 
 
 over_transports = pytest.mark.parametrize("transport", L.TRANSPORTS)

@@ -35,6 +35,7 @@ import pytest
 
 from fastbgp.testing import lab as L
 from fastbgp.testing.attacker import RawPeer, attribute, open_body, prefixes, standard_attrs, update_body
+from fastbgp.testing.daemonlab import transport_fixtures
 from fastbgp.testing.faultlab import ATTACKER_AS, FaultLab
 from fastbgp.wire import capabilities as caps
 from fastbgp.wire import messages as M
@@ -77,20 +78,8 @@ def _fault_lab(transport):
         assert not os.path.exists(lab.lab.tmpdir or "/nonexistent"), "lab temp dir left behind"
 
 
-@pytest.fixture(scope="module")
-def fl():
-    yield from _fault_lab("ipv4")
-
-
-@pytest.fixture(scope="module")
-def fl6():
-    yield from _fault_lab("ipv6")
-
-
-@pytest.fixture
-def flt(request, transport):
-    """The lab of the case's transport (``fl`` or ``fl6``)."""
-    return request.getfixturevalue("fl6" if transport == "ipv6" else "fl")
+# ``flt``: the lab of the case's transport (``fl`` or ``fl6``).
+fl, fl6, flt = transport_fixtures(_fault_lab, ("fl", "fl6", "flt"))
 
 
 def over_transports(names, ipv6=None) -> list:

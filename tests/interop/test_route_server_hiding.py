@@ -26,6 +26,7 @@ import textwrap
 import pytest
 
 from fastbgp.testing import lab as L
+from fastbgp.testing.daemonlab import families_toml
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -67,22 +68,8 @@ def _routes(asn):
     return [L.Route(_prefix(p, fam), as_path=path, communities=c) for fam in FAMS for p, path, c in ANNOUNCED[asn]]
 
 
-def _sessions(transport):
-    """[(session transport, families it carries)] of each client with each
-    route server."""
-    if transport == "ipv6":
-        return [("ipv6", FAMS)]
-    return [(fam, (fam,)) for fam in FAMS]
-
-
-def _nh_family(fam, transport):
-    """The family of the next hops of ``fam`` routes (RFC 8950 over IPv6)."""
-    return "ipv6" if transport == "ipv6" else fam
-
-
 def _client(host, asn, rs_host, transport):
-    nbs = [L.ipv4_neighbor(rs_host.addr(t), RS_AS, families=fams) if t == "ipv6" and "ipv4" in fams
-           else L.Neighbor(rs_host.addr(t), RS_AS) for t, fams in _sessions(transport)]
+    nbs = [L.session_neighbor(rs_host.addr(t), RS_AS, fams) for t, fams in L.transport_sessions(transport)]
     return L.Bird(host, asn, routes=_routes(asn), neighbors=nbs).start()
 
 
@@ -91,12 +78,10 @@ def _fastbgp_config(host, clients, transport):
              'listen = ["%s", "[%s]:179"]' % (host.ipv4, host.ipv6),
              "[global.route-server]", "euro-ix-communities = true"]
     for asn, h in clients.items():
-        for t, fams in _sessions(transport):
+        for t, fams in L.transport_sessions(transport):
             lines += ["[[neighbors]]", 'address = "%s"' % h.addr(t), "peer-as = %d" % asn,
                       "route-server-client = true", 'default-import = "accept"', 'default-export = "accept"',
-                      "timers = { connect-retry = 2, idle-hold = 1 }"]
-            if fams != (t,):
-                lines += ["families = [%s]" % ", ".join('"%s-unicast"' % f for f in fams), "extended-next-hop = true"]
+                      "timers = { connect-retry = 2, idle-hold = 1 }", *families_toml(h.addr(t), fams)]
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +91,7 @@ def _bird_rs_config(host, clients, transport):
     client's export filter (control communities stripped)."""
     out = ["ipv4 table rs4 sorted;", "ipv6 table rs6 sorted;"]
     for asn, h in clients.items():
-        for t, fams in _sessions(transport):
+        for t, fams in L.transport_sessions(transport):
             out += [
                 "protocol bgp c%d_%s {" % (asn, t),
                 "  local %s as %d;" % (host.addr(t), RS_AS),
@@ -162,7 +147,7 @@ def _expected(asn, clients, fam, transport, withdrawn=()):
         for p, path, comms in items:
             if (src, p) in withdrawn or "0:%d" % asn in comms:
                 continue
-            cand = (len(path), clients[src].addr(_nh_family(fam, transport)), (src,) + tuple(path))
+            cand = (len(path), clients[src].addr(L.next_hop_family(fam, transport)), (src,) + tuple(path))
             key = _prefix(p, fam)
             if key not in out or cand < out[key]:
                 out[key] = cand
@@ -200,7 +185,7 @@ def test_route_server_path_hiding_fastbgp_and_bird(transport):
             bird_rs = L.Bird(rsb_host, RS_AS, extra_config=_bird_rs_config(rsb_host, bclients, transport)).start()
             bb = {asn: _client(h, asn, rsb_host, transport) for asn, h in bclients.items()}
             for asn in ANNOUNCED:
-                for t, _ in _sessions(transport):
+                for t, _ in L.transport_sessions(transport):
                     fb[asn].wait_established(rs_host.addr(t), timeout=40)
                     bb[asn].wait_established(rsb_host.addr(t), timeout=40)
 
@@ -215,7 +200,7 @@ def test_route_server_path_hiding_fastbgp_and_bird(transport):
                                        on_timeout=lambda: "%s != %s\n%s" % (_view(cl[asn], fam), want, diag()))
                     # Same prefixes and next hops (as host index) from both.
                     for fam in FAMS:
-                        nf = _nh_family(fam, transport)
+                        nf = L.next_hop_family(fam, transport)
                         a = {p: (_host_of(nh, clients, nf), ap) for p, (nh, ap) in _view(fb[asn], fam).items()}
                         b = {p: (_host_of(nh, bclients, nf), ap) for p, (nh, ap) in _view(bb[asn], fam).items()}
                         assert a == b, (asn, fam, a, b)

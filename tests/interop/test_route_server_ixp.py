@@ -23,7 +23,7 @@ import ipaddress
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import LabDaemon, global_toml, neighbor_toml, require
+from fastbgp.testing.daemonlab import LabDaemon, families_toml, global_toml, neighbor_toml, require
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -118,19 +118,6 @@ def _routes(asn, next_hops):
     return out
 
 
-def _sessions(transport):
-    """[(session transport, families it carries)] of each client with each
-    route server."""
-    if transport == "ipv6":
-        return [("ipv6", FAMS)]
-    return [(fam, (fam,)) for fam in FAMS]
-
-
-def _nh_family(fam, transport):
-    """The family of the next hops of ``fam`` routes (RFC 8950 over IPv6)."""
-    return "ipv6" if transport == "ipv6" else fam
-
-
 def _client_export(asn, fam, transport):
     """BIRD client export filter: its static routes; 65001 names a next hop
     that is not its own for WRONG_NH_PREFIX (third-party next hop on the
@@ -138,17 +125,8 @@ def _client_export(asn, fam, transport):
     bad = ""
     if asn == 65001:
         bad = "if net = %s then bgp_next_hop = %s; " % (_prefix(WRONG_NH_PREFIX, fam),
-                                                       BAD_NH[_nh_family(fam, transport)])
+                                                       BAD_NH[L.next_hop_family(fam, transport)])
     return bad + "if source = RTS_STATIC then accept; reject;"
-
-
-def _neighbor(address, fams, asn=RS_AS, **options):
-    """A client's (or, with the client's ``asn``, the BIRD route server's)
-    Neighbor carrying ``fams``: over IPv6 with IPv4 among them, RFC 8950
-    extended next hop on."""
-    if ":" in address and "ipv4" in fams:
-        return L.ipv4_neighbor(address, asn, families=fams, options=options)
-    return L.Neighbor(address, asn, families=fams, options=options)
 
 
 def _client(host, asn, rs_host, transport):
@@ -156,7 +134,7 @@ def _client(host, asn, rs_host, transport):
     server on ``rs_host`` (both families, over ``transport``)."""
     kind = CLIENT_KINDS[asn]
     nbs = []
-    for t, fams in _sessions(transport):
+    for t, fams in L.transport_sessions(transport):
         if kind is L.Bird:
             opts = {"export": {fam: _client_export(asn, fam, transport) for fam in fams}}
         elif kind is L.FRR:
@@ -164,7 +142,7 @@ def _client(host, asn, rs_host, transport):
             opts = {"extra": "no bgp enforce-first-as"}
         else:
             opts = {}
-        nbs.append(_neighbor(rs_host.addr(t), fams, **opts))
+        nbs.append(L.session_neighbor(rs_host.addr(t), RS_AS, fams, options=opts))
     # GoBGP originates with the host's address of the route's family as next
     # hop and keeps it on an IPv6 session: over IPv6 it is given its IPv6
     # address, the RFC 8950 next hop BIRD and FRR choose themselves (an IPv4
@@ -185,11 +163,10 @@ def _fastbgp_config(host, clients, transport):
                        "path-hiding = false",
                        listen=[host.ipv4, "[%s]:179" % host.ipv6])
     for asn, h in clients.items():
-        for t, fams in _sessions(transport):
-            more = ["prefix-limit = { %s }" % ", ".join("%s-unicast = { max = 100 }" % f for f in fams)]
-            if fams != (t,):
-                more += ["families = [%s]" % ", ".join('"%s-unicast"' % f for f in fams), "extended-next-hop = true"]
-            text += neighbor_toml(h.addr(t), asn, "route-server-client = true", *more)
+        for t, fams in L.transport_sessions(transport):
+            limits = ", ".join("%s-unicast = { max = 100 }" % f for f in fams)
+            text += neighbor_toml(h.addr(t), asn, "route-server-client = true", "prefix-limit = { %s }" % limits,
+                                  *families_toml(h.addr(t), fams))
     return text
 
 
@@ -222,10 +199,10 @@ def _bird_rs_export(peer, fam):
 
 def bird_route_server(host, clients, transport):
     # BIRD's `next hop check` is arouteserver's "bgp_next_hop != from".
-    nbs = [_neighbor(h.addr(t), fams, asn=asn, extra="rs client;",
-                     **{"import": "if bgp_next_hop != from then reject; accept;",
-                        "export": {fam: _bird_rs_export(asn, fam) for fam in fams}})
-           for asn, h in clients.items() for t, fams in _sessions(transport)]
+    nbs = [L.session_neighbor(h.addr(t), asn, fams, options={
+               "extra": "rs client;", "import": "if bgp_next_hop != from then reject; accept;",
+               "export": {fam: _bird_rs_export(asn, fam) for fam in fams}})
+           for asn, h in clients.items() for t, fams in L.transport_sessions(transport)]
     return L.Bird(host, RS_AS, neighbors=nbs)
 
 
@@ -244,7 +221,7 @@ def _check_client(rib, asn, client_hosts, fam, transport):
     for prefix, (path, comms, large, bh) in want.items():
         r = rib[prefix]
         origin_as = path[0]
-        nh = BLACKHOLE_NH[fam] if bh else client_hosts[origin_as].addr(_nh_family(fam, transport))
+        nh = BLACKHOLE_NH[fam] if bh else client_hosts[origin_as].addr(L.next_hop_family(fam, transport))
         got = (r["as_path"], sorted(r["communities"]), sorted(r["large_communities"]), r["next_hop"])
         assert got == (path, sorted(comms), sorted(large), nh), (asn, fam, prefix, got)
 
@@ -273,7 +250,7 @@ def test_route_server_ixp_policy_fastbgp_and_bird(transport):
             bird_rs = bird_route_server(rsb_host, bclients, transport).start()
             bbirds = {asn: _client(h, asn, rsb_host, transport) for asn, h in bclients.items()}
             for asn in ANNOUNCED:
-                for t, _ in _sessions(transport):
+                for t, _ in L.transport_sessions(transport):
                     birds[asn].wait_established(rs_host.addr(t), timeout=40)
                     bbirds[asn].wait_established(rsb_host.addr(t), timeout=40)
             for asn in ANNOUNCED:
@@ -282,11 +259,11 @@ def test_route_server_ixp_policy_fastbgp_and_bird(transport):
                     _check_client(birds[asn].rib(fam), asn, clients, fam, transport)
             # The next-hop check saw and rejected 65001's third-party next
             # hops: one WARNING per session, naming the first one.
-            n = len(_sessions(transport))
+            n = len(L.transport_sessions(transport))
             L.wait_for(lambda: fb.log_tail(400).count("next-hop-check") == n, timeout=10,
                        what="next-hop-check warnings")
             warn = [line for line in fb.log_tail(400).splitlines() if "next-hop-check" in line]
-            bad = {BAD_NH[_nh_family(fam, transport)] for fam in FAMS}
+            bad = {BAD_NH[L.next_hop_family(fam, transport)] for fam in FAMS}
             assert len(warn) == n and all(any(b in w for b in bad) for w in warn), warn
             # BIRD as route server on the same inputs: the same routes.
             for asn in ANNOUNCED:
