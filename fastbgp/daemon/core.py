@@ -119,7 +119,9 @@ class Daemon:
         # Their tables under the daemon's names (the same objects).
         self.sources: dict = self.peers.sources  # pid -> export.Source
         self.groups: dict = self.exporter.groups  # key -> UpdateGroup
-        self.pre_ribs: dict = self.importer.pre_ribs  # family -> pre-policy Rib
+        # family -> Rib of the pre-policy paths the post-policy RIB cannot
+        # give back; the whole view: importer.prepolicy (daemon/prepolicy.py)
+        self.pre_ribs: dict = self.importer.pre_ribs
         self.local_routes: dict = self.originator.local_routes  # family -> {packed prefix: origin}
 
     def __repr__(self):

@@ -14,8 +14,8 @@ the API) for the whole table.
 Calls: the daemon's ``speaker`` (``add_daemon_neighbor``,
 ``remove_neighbor``), ``ribs``, ``config``, ``loop`` and ``mrt``; the
 :class:`~fastbgp.daemon.exporter.Exporter` (withdrawals go out through it,
-members leave their groups); the importer's ``bind_policy`` and
-``pre_ribs``.
+members leave their groups); the importer's ``bind_policy``,
+``pre_ribs`` and ``prepolicy.reset`` (fastbgp.daemon.prepolicy).
 Called by: the daemon's neighbours and their route sink (``alloc_pid``,
 ``peer_up``/``peer_down``, ``mark_stale``/``sweep``, ``path_count``,
 ``add_neighbor``/``remove_dynamic``), the views (``get``, ``path_count``) and reload.

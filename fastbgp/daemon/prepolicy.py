@@ -15,8 +15,9 @@ the union of:
   -- those the import policy rejected, and those whose post-policy
   attribute set cannot be mapped back to one received set (see below);
 * the neighbour's post-policy paths, each read back through ``origins``:
-  per neighbour, {post-policy attribute id: (received attrs, received next
-  hop, received attribute id)}.  An entry is made the first time a
+  per neighbour, {post-policy attribute id: [received attrs, received next
+  hop, received attribute id]} (the id interned when a reader first needs
+  it: most received sets are never read back, and interning parses them).  An entry is made the first time a
   post-policy set is stored and is never changed: when another received
   set later gives the same post-policy set (a policy that strips
   something), those paths go to ``ribs`` instead.  The RFC 8097 state
@@ -65,7 +66,7 @@ class PrePolicy:
         self.daemon = daemon
         self.ribs: dict = {}  # family -> Rib: what the post-policy RIB cannot give back
         self.modes: dict = {}  # (pid, family) -> FULL | UNION, decided at the first store
-        self.origins: dict = {}  # pid -> {post attr id: (attrs, next hop, received attr id)}
+        self.origins: dict = {}  # pid -> {post attr id: [attrs, next hop, received attr id or None]}
         self.origins_max = ORIGINS_MAX  # entries of ``origins`` per neighbour
         self.collect_at: dict = {}  # pid -> size of ``origins[pid]`` that triggers a collection
 
@@ -82,7 +83,8 @@ class PrePolicy:
             table = self.daemon.attrs
             for post, (_a, _n, got) in m.items():
                 table.release(post)
-                table.release(got)
+                if got is not None:
+                    table.release(got)
 
     def mode(self, pid, fam):
         """FULL or UNION for ``pid`` in ``fam``; decided at the first path
@@ -150,14 +152,23 @@ class PrePolicy:
             # times on average.
             for dead in [k for k, v in m.items() if table.refcount(k) == (2 if v[2] == k else 1)]:
                 table.release(dead)
-                table.release(m.pop(dead)[2])
+                got = m.pop(dead)[2]
+                if got is not None:
+                    table.release(got)
             self.collect_at[pid] = max(GC_FIRST, 2 * len(m))
             if len(m) >= self.origins_max:
                 return None
         post_attrs, tagged = table.key(post_aid)
         table.intern(post_attrs, tagged)  # this table's reference to post_aid
-        got = m[post_aid] = (attrs, nh, table.intern(attrs, source_tag(pid, nh)))
+        got = m[post_aid] = [attrs, nh, None]
         return got
+
+    def received_id(self, pid, got):
+        """The received attribute id of an ``origins`` entry (interned
+        once, held by the entry)."""
+        if got[2] is None:
+            got[2] = self.daemon.attrs.intern(got[0], source_tag(pid, got[1]))
+        return got[2]
 
     def keep(self, pid, fam, attrs, nh, packed, addpath):
         table = self.daemon.attrs
@@ -201,7 +212,7 @@ class PrePolicy:
                     packed = self.not_in(pre, pid, packed, addpath)
                     if not packed:
                         continue
-                out.setdefault(got[2], bytearray()).extend(packed)
+                out.setdefault(self.received_id(pid, got), bytearray()).extend(packed)
         return [(aid, bytes(packed)) for aid, packed in out.items()]
 
     @staticmethod
@@ -227,7 +238,7 @@ class PrePolicy:
             for q in self.daemon.ribs[fam].paths(key):
                 if q[0] == pid:
                     got = m.get(q[2])
-                    return got[2] if got is not None else None
+                    return self.received_id(pid, got) if got is not None else None
         return None
 
     def count(self, pid, fam):
