@@ -218,10 +218,11 @@ class HeldSet:
     """Which update groups hold which prefixes (the compact Adj-RIB-Out of
     fastbgp.rib.export): prefix key -> int whose bit ``i`` says group index
     ``i`` was sent the prefix and not yet its withdrawal.  Twin of the
-    compiled HeldSet (an open-addressing table of uint64 words, one bit per
-    group), kept apart from the paths so a prefix that left the Loc-RIB is
-    still known to be held.  Group indexes: the lowest free one, up to
-    MAX_HELD_GROUPS."""
+    compiled HeldSet (one bit per group: in the Rib's slot while the prefix
+    is in the Loc-RIB and at most 24 indexes were ever allocated, else in an
+    open-addressing table of uint64 words), kept apart from the paths here
+    so a prefix that left the Loc-RIB is still known to be held.  Group
+    indexes: the lowest free one, up to MAX_HELD_GROUPS."""
 
     def __init__(self, afi):
         self.afi = afi
