@@ -732,6 +732,10 @@ cdef int _scan_attrs(_State state, const unsigned char *p, Py_ssize_t a0, Py_ssi
         elif t == 14:
             state.mp_reach, c = _mp_reach(p + vs, ln, state.addpath_rx, state.lenient, _slice(p, start, ve))
             state.n_ann += c
+            if c and not state.lenient:
+                why = _mp_next_hop_bad(p + vs + 4, p[vs + 3])
+                if why is not None:
+                    state.record(BGPError(3, 8, _slice(p, start, ve), why, A_WITHDRAW, t))
             kept.dirty = True
             continue
         elif t == 15:
@@ -909,6 +913,23 @@ cdef tuple _mp_reach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bi
             # RFC 7606 §5.3: NLRI we cannot parse leaves no withdraw option.
             raise BGPError(3, 9, data, "malformed MP_REACH_NLRI prefixes", A_AFISAFI, 14)
     return (afi, safi, nh, nlri), count
+
+
+cdef object _mp_next_hop_bad(const unsigned char *nh, Py_ssize_t n):
+    """Why the next hop of an MP_REACH_NLRI is not a host address, or None
+    (the twin's _mp_next_hop_bad has the rules and their RFCs)."""
+    cdef Py_ssize_t i
+    if n == 4:
+        if nh[0] == 0 or nh[0] >= 224:
+            return "MP_REACH_NLRI next hop %d.%d.%d.%d is not a host address" % (nh[0], nh[1], nh[2], nh[3])
+    elif n == 16 or n == 32:
+        if nh[0] == 0xFF:
+            return "MP_REACH_NLRI next hop %s is a multicast address" % _ipaddress.IPv6Address(_slice(nh, 0, 16))
+        for i in range(n):
+            if nh[i]:
+                return None
+        return "MP_REACH_NLRI next hop is the unspecified address"
+    return None
 
 
 cdef tuple _mp_unreach(const unsigned char *v, Py_ssize_t n, object addpath_rx, bytes data):

@@ -489,6 +489,29 @@ def _mp_reach(v, ctx, lenient, data=b""):
     return (afi, safi, nh, nlri), count
 
 
+def _mp_next_hop_bad(nh):
+    """Why the next hop of an MP_REACH_NLRI is not a host address, or None.
+
+    RFC 4271 §6.3 (a semantically incorrect next hop: the route is ignored,
+    treat-as-withdraw as for NEXT_HOP, RFC 7606 §7.3), applied to the next
+    hops RFC 4760 §3 carries -- the RFC 8950 IPv6 next hop of IPv4 routes
+    over IPv6 transport included: a 4-octet one by the NEXT_HOP rule (0/8,
+    224/4 and up), a 16- or 32-octet one (RFC 2545 §3) when its global
+    address is multicast or it is all zero (global and link-local).  An
+    unspecified global before a link-local one stays (BIRD's "double"
+    link-local format), and so does loopback, as 127/8 does."""
+    n = len(nh)
+    if n == 4:
+        if nh[0] == 0 or nh[0] >= 224:
+            return "MP_REACH_NLRI next hop %d.%d.%d.%d is not a host address" % (nh[0], nh[1], nh[2], nh[3])
+    elif n == 16 or n == 32:
+        if nh[0] == 0xFF:
+            return "MP_REACH_NLRI next hop %s is a multicast address" % ipaddress.IPv6Address(bytes(nh[:16]))
+        if not any(nh):
+            return "MP_REACH_NLRI next hop is the unspecified address"
+    return None
+
+
 def _mp_unreach(v, ctx, data=b""):
     n = len(v)
     if n < 3:
@@ -618,6 +641,9 @@ def _scan_attrs(state, body, a0, a1):
         elif t == ATTR_MP_REACH_NLRI:
             state.mp_reach, c = _mp_reach(body[vs:ve], ctx, state.lenient, bytes(body[start:ve]))
             state.n_ann += c
+            why = _mp_next_hop_bad(state.mp_reach[2]) if c and not state.lenient else None
+            if why is not None:
+                state.record(BGPError(3, 8, bytes(body[start:ve]), why, ACTION_TREAT_AS_WITHDRAW, t))
             state.dirty = True
             continue
         elif t == ATTR_MP_UNREACH_NLRI:
