@@ -218,3 +218,48 @@ def test_view_follows_the_session(run):
             await dut.stop()
 
     run(main())
+
+
+def test_graceful_restart_keeps_stale_paths_out_of_the_view(run):
+    """RFC 4724: the stale paths a restarting peer left in the post-policy
+    RIB are not what its new session sent: that session's view is a full
+    copy (FULL), holding only what it sends, and the stale path swept at
+    End-of-RIB never shows in it."""
+    from fastbgp.session.speaker import NeighborConfig, Speaker
+
+    async def main():
+        a_addr = addr()
+        gr = {"enabled": True, "restart-time": 30}
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001, **{"graceful-restart": gr})])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr, graceful_restart=True, route_refresh=False)
+        a2 = None
+        try:
+            await na.wait_established(5)
+            a.announce(["10.170.0.0/24", "10.170.1.0/24"], as_path=[65100])
+            nb = d.peers.get(a_addr)
+            view = d.importer.prepolicy
+            await until(lambda: view.count(nb.pid, (1, 1)) == 2, what="A's routes in the view")
+            assert view.modes[(nb.pid, (1, 1))] == UNION
+            await a.stop(notify=False)
+            await until(lambda: all(r.stale for r in d.rib("ipv4-unicast")) and len(d.rib("ipv4-unicast")) == 2,
+                        what="stale routes")
+            assert view.count(nb.pid, (1, 1)) == 0
+            a2 = Speaker(65001, a_addr.replace("127.", "11.", 1), restarting=True)
+            a2.announce(["10.170.0.0/24"], as_path=[65100, 65101])
+            await a2.start()
+            na2 = a2.add_neighbor(NeighborConfig(address=dut.addr, peer_as=65000, port=dut.port, local_address=a_addr,
+                                                 families=["ipv4-unicast"], graceful_restart=True, route_refresh=False,
+                                                 idle_hold_time=0.1, connect_retry=1.0))
+            await na2.wait_established(5)
+            await until(lambda: [r.prefix for r in d.rib("ipv4-unicast")] == ["10.170.0.0/24"], what="sweep at EoR")
+            assert view.modes[(nb.pid, (1, 1))] == FULL
+            got = pre_table(d, nb.pid)
+            assert [e for (_f, e) in got] == [bytes([24, 10, 170, 0])]
+            assert table(d, nb.pid) == got  # no policy: as received
+        finally:
+            for s in (a,) + ((a2,) if a2 else ()):
+                await s.stop()
+            await dut.stop()
+
+    run(main())
