@@ -876,3 +876,67 @@ def test_parity_bulk_table(both_ribs):
         log.append((len(r), r.path_count(), len(table)))
         outs.append(log)
     assert outs[0] == outs[1]
+
+
+# -------------------------------------------------------------------- MED step, many candidates
+#
+# RFC 4271 §9.1.2.2 (c) for one prefix with up to 40 paths.  The compiled
+# RIB has two ways through the MED step: a double loop up to SMALL_MED
+# candidates and a sorted copy of (neighbour AS, MED) keys beyond, with a
+# shortcut when every candidate has its own neighbour AS (a route server's or
+# a full-table collector's usual case).  Both must pick what the oracle
+# above picks, and the twin must agree, whatever the arrivals and withdrawals.
+
+MANY_PEERS = {100 + i: (64600 + i, "10.9.0.%d" % (200 - i), "10.2.0.%d" % (i + 1)) for i in range(40)}
+# (neighbour AS index, MED or None) per peer; then churn: (peer index, AS
+# index, MED or None), a 1-tuple withdraws.
+_many_route = st.tuples(st.integers(0, 5), st.one_of(st.none(), st.integers(0, 3)))
+_many_op = st.one_of(st.tuples(st.integers(0, 39), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 3))),
+                     st.tuples(st.integers(0, 39)))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.permutations(range(40)), routes=st.lists(_many_route, min_size=40, max_size=40),
+       churn=st.lists(_many_op, max_size=40), always=st.booleans(), distinct=st.booleans())
+def test_med_step_many_candidates(order, routes, churn, always, distinct):
+    both = [make(implementation(rib_pkg, name), always_compare_med=always, peers=MANY_PEERS)
+            for name in ("cython", "python")]
+    ops = [(i,) + routes[i] for i in order] + list(churn)
+    for op in ops:
+        peer = 100 + op[0]
+        for table, r in both:
+            if len(op) == 1:
+                r.withdraw(peer, pk("10.0.0.0/24"))
+                continue
+            # ``distinct``: every peer its own neighbour AS (the shortcut);
+            # else six shared ASes, so MEDs are compared.
+            kw = {"path": (64600 + op[0] if distinct else 64000 + op[1],)}
+            if op[2] is not None:
+                kw["med"] = op[2]
+            announce(r, table, peer, ["10.0.0.0/24"], **kw)
+        (t0, r0), (t1, r1) = both
+        assert len(r0) == len(r1)
+        if len(r0):
+            assert r0.best_path("10.0.0.0/24") == _oracle_best(r0, t0, r0.paths("10.0.0.0/24"), always)
+            assert r1.best_path("10.0.0.0/24") == _oracle_best(r1, t1, r1.paths("10.0.0.0/24"), always)
+
+
+def test_the_clock_read_is_never_behind_the_wall_clock(rib_impl):
+    """``update`` without ``now`` reads the wall clock as time.time() does:
+    a path is never stamped with a second before the one time.time() said
+    just before the call (the coarse clock of C's time() lags it by up to a
+    few milliseconds after each second boundary).  Updates for 1.2 s, so
+    through at least one boundary."""
+    import time
+
+    table, r = make(rib_impl)
+    aids = [table.intern(mkattrs(path=(65001,))), table.intern(mkattrs(path=(65001, 7)))]
+    packed = pk("10.0.0.0/24")
+    end = time.monotonic() + 1.2
+    n = 0
+    while time.monotonic() < end:
+        t0 = int(time.time())
+        r.update(1, packed, False, aids[n % 2])  # attributes alternate: the time restarts each call
+        got = r.paths("10.0.0.0/24", received=True)[0][4]
+        assert t0 <= got <= int(time.time()), (t0, got)
+        n += 1

@@ -49,7 +49,6 @@ compiler inlines, as in one class):
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
-from libc.time cimport time as c_time
 from libcpp.algorithm cimport sort
 from libcpp.string cimport string
 from libcpp.unordered_map cimport unordered_map
@@ -182,6 +181,19 @@ cdef extern from *:
     #endif
     }
 
+    /* Unix seconds of the wall clock as Python's time.time() reads it
+       (clock_gettime, CLOCK_REALTIME).  Not time(): glibc serves that from
+       the coarse clock, which lags a few milliseconds behind after each
+       second boundary -- a path stamped a second earlier than the twin
+       (and time.time() before the call) would say. */
+    #include <time.h>
+    static inline uint64_t rib_now(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+            return (uint64_t)time(NULL);
+        return (uint64_t)ts.tv_sec;
+    }
+
     /* Network masks: the first plen bits set (plen = 0..64 / 0..32). */
     static inline uint64_t rib_mask64(int plen) {
         return plen <= 0 ? 0 : (plen >= 64 ? RIB_ALL : ~(RIB_ALL >> plen));
@@ -241,6 +253,7 @@ cdef extern from *:
     void *rib_alloc_table(size_t bytes) nogil
     void rib_free_table(void *p, size_t bytes) nogil
     uint32_t rib_mask32(int plen) nogil
+    uint64_t rib_now() nogil
 
 
 cdef enum:
@@ -783,7 +796,7 @@ cdef class _Selection(_SlotTable):
         # Sized for the worst case once; untouched pages of these large
         # allocations are never faulted in, so they cost address space only.
         self.cand = <uint16_t *>malloc(MAXP * sizeof(uint16_t))
-        self.medkeys = <uint64_t *>malloc(MAXP * sizeof(uint64_t))
+        self.medkeys = <uint64_t *>malloc(2 * MAXP * sizeof(uint64_t))
         if self.cand == NULL or self.medkeys == NULL:
             raise MemoryError()
 
@@ -926,10 +939,11 @@ cdef class _Selection(_SlotTable):
     cdef int _med_filter(self, RibPath *p, uint16_t *c, int m) noexcept nogil:
         cdef AttrRec *R = self.arec
         cdef int i, j, k = 0, lo, hi, mid
-        cdef uint32_t low, med, nbr
-        cdef uint32_t keep = 0
+        cdef uint32_t low
         cdef uint64_t want
         cdef uint64_t *keys = self.medkeys
+        cdef uint64_t *srt
+        cdef AttrRec *a
         cdef bint ok
         if self.always_compare_med:
             low = 0xFFFFFFFF
@@ -941,41 +955,46 @@ cdef class _Selection(_SlotTable):
                     c[k] = c[i]
                     k += 1
             return k
+        # One (neighbour AS, MED) key per candidate, in candidate order: the
+        # loops below compare keys, not records reached through the paths.
+        for i in range(m):
+            a = &R[p[c[i]].attr_id]
+            keys[i] = (<uint64_t>a.nbr_as << 32) | a.med
         if m <= SMALL_MED:
             # Keep a route unless another one from the same neighbour AS has
             # a lower MED; decide for all before compacting.
             for i in range(m):
-                med = R[p[c[i]].attr_id].med
-                nbr = R[p[c[i]].attr_id].nbr_as
                 ok = True
                 for j in range(m):
-                    if R[p[c[j]].attr_id].nbr_as == nbr and R[p[c[j]].attr_id].med < med:
+                    if (keys[j] >> 32) == (keys[i] >> 32) and keys[j] < keys[i]:
                         ok = False
                         break
                 if ok:
-                    keep |= (<uint32_t>1) << i
-            for i in range(m):
-                if keep & ((<uint32_t>1) << i):
                     c[k] = c[i]
                     k += 1
             return k
-        # Many candidates (a route server's table): sort (neighbour AS, MED)
-        # once; the lowest MED of each AS is the first key of its run.
+        # Many candidates (a route server's table): a sorted copy of the keys;
+        # the lowest MED of each AS is the first key of its run.  When every
+        # run has one key (all neighbour ASes differ), nobody is removed.
+        srt = keys + m
+        memcpy(srt, keys, m * sizeof(uint64_t))
+        sort(srt, srt + m)
+        for i in range(1, m):
+            if (srt[i] >> 32) == (srt[i - 1] >> 32):
+                break
+        else:
+            return m
         for i in range(m):
-            keys[i] = (<uint64_t>R[p[c[i]].attr_id].nbr_as << 32) | R[p[c[i]].attr_id].med
-        sort(keys, keys + m)
-        for i in range(m):
-            nbr = R[p[c[i]].attr_id].nbr_as
-            want = <uint64_t>nbr << 32
+            want = (keys[i] >> 32) << 32
             lo = 0
             hi = m
             while lo < hi:
                 mid = (lo + hi) >> 1
-                if keys[mid] < want:
+                if srt[mid] < want:
                     lo = mid + 1
                 else:
                     hi = mid
-            if <uint32_t>keys[lo] == R[p[c[i]].attr_id].med:
+            if srt[lo] == keys[i]:
                 c[k] = c[i]
                 k += 1
         return k
@@ -1468,7 +1487,7 @@ cdef class Rib(_Changes):
         cdef uint32_t aid = self._check_attr(attr_id)
         # The clock read once per call (the twin reads time.time(): the
         # same whole Unix second).
-        cdef uint32_t when = _stamp(<uint64_t>c_time(NULL) if now is None else <uint64_t>received_time(now))
+        cdef uint32_t when = _stamp(rib_now() if now is None else <uint64_t>received_time(now))
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
