@@ -7,9 +7,13 @@ ours, ADD-PATH, per-prefix policy, families split by RPKI state -- through
 several layers per UPDATE.  :class:`FastLane` takes, for one batch of
 UPDATEs of one session (``Importer.updates_in``), the case that is most of
 a table: only IPv4 NLRI or only one MP_REACH_NLRI, nothing RFC 7606 had to
-repair, an attribute set whose import verdict the neighbour's import cache
-already holds, and (with RPKI) one RFC 6811 state for all its prefixes.
-It does exactly what the general path does for it, in one call:
+repair, an import verdict that does not depend on the prefix, and (with
+RPKI) one RFC 6811 state for all its prefixes.  It does exactly what the
+general path does for it, in one call:
+
+* the import verdict through the importer's own ``import_`` (its cache,
+  filled on a miss as the general path would fill it); a rejection
+  withdraws the prefixes (``withdraw_post``);
 
 * the upkeep of the pre-policy Adj-RIB-In view when the neighbour keeps one
   (soft reconfiguration, RPKI re-validation; ``PrePolicy.store``, which
@@ -31,8 +35,8 @@ change within a batch: the import verdicts, the policy, the VRPs and the
 RFC 8097 flag change only between batches (a reload, the RTR client), and
 a session that ends ends the batch.
 
-Anything else returns False before touching anything, and the caller
-takes the general path.  Both paths are run on the same random UPDATE
+Anything else returns False before touching anything but the import
+cache, and the caller takes the general path.  Both paths are run on the same random UPDATE
 sequences by tests/test_update_batches.py and must leave the same RIBs.
 
 Owns: nothing beyond one batch (``close`` releases its attribute ids).  Calls: the importer (the steps above),
@@ -132,8 +136,18 @@ class FastLane:
         key = (fam, p.attrs, nh, state)
         got = self.seen.get(key)
         if got is None:
-            res = nb.import_cache.get((fam, p.attrs, nh, state if self.uses_rpki else None), MISS)
-            if res is MISS or res is None or res[0] is PER_PREFIX:
+            seen = state if self.uses_rpki else None  # the chain sees the state only when it asks
+            res = nb.import_cache.get((fam, p.attrs, nh, seen), MISS)
+            if res is MISS:
+                res = imp.import_(nb, fam, p.attrs, nh, seen)
+            if res is None:
+                # Rejected by import policy: withdrawn from the post-policy
+                # RIB, kept in the pre-policy view.
+                if self.pre:
+                    self.view.store(pid, fam, p.attrs, nh, packed, False, None)
+                imp.withdraw_post(nb, fam, packed, False)
+                return True
+            if res[0] is PER_PREFIX:
                 return False
             out, out_nh = res
             out = imp.signal_state(out, state)  # RFC 8097
