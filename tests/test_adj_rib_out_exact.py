@@ -378,3 +378,53 @@ def test_addpath_peer_not_sent_withdrawals_of_paths_it_never_had(run):
             await dut.stop()
 
     run(main())
+
+
+def test_joiner_not_sent_again_what_its_dump_sent(run):
+    """C's join dump waits in the export queue while A's routes enter the
+    RIB (their exports queued behind the join): the dump sends them, and
+    the queued changes are not sent to C again (before: every prefix
+    twice).  B is up too, so A's routes are exported (not only to A)."""
+    n = 2000
+    table = ["10.%d.%d.0/24" % (i >> 8, i & 255) for i in range(n)]
+
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
+                             neighbor_toml(c_addr, 65003)])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        c = None
+        gate = []
+
+        def hold():
+            while not gate:
+                yield
+
+        try:
+            await na.wait_established(5)
+            await nb.wait_established(5)
+            await until(lambda: d.exporter.queue.idle and not d.exporter.pending_joins, what="A and B joined")
+            d.exporter.queue.submit(hold(), heavy=True)  # export work waits behind this
+            c, nc = await peer(dut, 65003, c_addr)
+            announced = []
+            nc.subscribe_updates(lambda _nb, parsed: announced.append(parsed.n_announced))
+            await until(lambda: d.exporter.pending_joins, what="C's join queued")
+            a.announce(table, as_path=[])
+            await until(lambda: len(d.ribs[(1, 1)]) == n, what="A's routes in the RIB")
+            gate.append(True)
+            await until(lambda: len(nc.received()) == n and d.exporter.queue.idle, timeout=20,
+                        what="the table at C")
+            a.announce(["10.200.0.0/24"], as_path=[])
+            await until(lambda: "10.200.0.0/24" in nc.received(), what="the last prefix at C")
+            assert sum(announced) == n + 1
+            assert len(nb.received()) == n + 1
+        finally:
+            gate.append(True)
+            for sp in (a, b, c):
+                if sp is not None:
+                    await sp.stop()
+            await dut.stop()
+
+    run(main())

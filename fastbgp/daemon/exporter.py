@@ -8,7 +8,9 @@ group, and the same list of bytes queued to each member (``send_messages``).
 A live group has an index in its family's ``Rib.held`` (what it was sent,
 so withdrawals go only to groups that hold the prefix: see
 fastbgp.rib.export), taken in :meth:`Exporter.add_group` and freed in
-:meth:`Exporter.drop_group` when its last member leaves.
+:meth:`Exporter.drop_group` when its last member leaves.  A member's
+join dump reads the RIB when it runs: the changes exported before it and
+still queued behind it are not sent to that member (``Exporter.joined``).
 
 Calls: the daemon's shared state (``ribs``, ``attrs``, ``sources``,
 ``engine``, ``cluster_id``), the members' ``send_messages`` / ``epoch`` /
@@ -155,6 +157,10 @@ class Exporter:
         self.changes = 0  # Loc-RIB ChangeSets exported so far
         self.rankers: dict = {}  # family -> PathRanker, for ADD-PATH best-N groups
         self.path_helds: dict = {}  # family -> HeldSet of the ADD-PATH groups (path_held)
+        # (member pid, family) -> ``changes`` when its join dump read the
+        # RIB: the changes up to it, still queued, are not sent to it (see
+        # joined); an entry goes once a later change is exported.
+        self.dumped: dict = {}
         # family -> hooks(): asked on every received UPDATE, recomputed only
         # after groups_changed() (a member joined or left, a policy or path
         # hiding switched), so that a feature that is off costs a dict get.
@@ -266,6 +272,7 @@ class Exporter:
             return
         delta = Delta.from_changeset(fam, cs, self.daemon.attrs)
         delta.fresh = fresh
+        delta.seq = self.changes
         self.queue.submit(self.run_delta(delta), heavy=heavy or delta.n > INLINE_LIMIT)
 
     # -- RFC 7947 §2.3 path hiding (fastbgp.rib.route_server.PathHiding) --------------------------
@@ -413,13 +420,31 @@ class Exporter:
         """Export work: encode ``delta`` per group and queue it to members."""
         sources = self.daemon.sources
         for part in slices(delta):
+            skip = self.joined(part)
             for g in self.groups_of(part.family, part.addpath):
                 if g.send_max:
                     continue  # best-N groups: best_n_refresh
                 out = g.process(part, sources)
                 if out:
-                    distribute(g, out)
+                    distribute(g, out, skip=skip)
             yield
+
+    def joined(self, delta):
+        """The members that joined (a table dump) after ``delta``'s change
+        was made: the dump read the RIB with it, so they hold its end state
+        (its announcements again would repeat what they hold, and they hold
+        nothing it withdraws).  None when there are none."""
+        if not self.dumped or delta.seq is None:
+            return None
+        skip = set()
+        for key, seq in list(self.dumped.items()):
+            if key[1] != delta.family:
+                continue
+            if delta.seq <= seq:
+                skip.add(key[0])
+            else:
+                del self.dumped[key]  # changes are exported in order: none older is left
+        return skip or None
 
     # -- members ---------------------------------------------------------------------------------
 
@@ -493,6 +518,7 @@ class Exporter:
         for fam, g in list(nb.groups.items()):
             g.members.pop(nb.pid, None)
             g.resent(nb.pid)
+            self.dumped.pop((nb.pid, fam), None)
             if not g.members:
                 self.drop_group(g)
         nb.groups = {}
@@ -549,6 +575,10 @@ class Exporter:
         self.groups_changed()
         pids = {nb.pid for nb, _e, _r in joiners}
         sources = self.daemon.sources
+        # The dump reads the RIB now (the first slice), with every change
+        # exported so far; those still queued are not sent to the joiners.
+        for pid in pids:
+            self.dumped[(pid, fam)] = self.changes
         for part in self.table_parts(g, None):
             out = g.process(part, sources, members=pids)
             joiners = [(nb, epoch, eor) for nb, epoch, eor in joiners if nb.epoch == epoch and nb.groups.get(fam) is g]
@@ -697,21 +727,30 @@ def slices(delta):
         piece.append(item)
         size += len(item[3]) // (4 if afi == AFI_IPV4 else 8) + 1
         if size >= SLICE_PREFIXES:
-            yield Delta(delta.family, piece, delta.withdrawn if first else ([] if delta.addpath else b""),
-                        delta.addpath, delta.rejected_as_withdraw, delta.dump)
+            yield _piece(delta, piece, first)
             first = False
             piece = []
             size = 0
     if piece or first:
-        yield Delta(delta.family, piece, delta.withdrawn if first else ([] if delta.addpath else b""),
-                    delta.addpath, delta.rejected_as_withdraw, delta.dump)
+        yield _piece(delta, piece, first)
 
 
-def distribute(g, out, targets=None):
+def _piece(delta, announced, first):
+    """A slice of ``delta`` (the withdrawals go with the first)."""
+    out = Delta(delta.family, announced, delta.withdrawn if first else ([] if delta.addpath else b""),
+                delta.addpath, delta.rejected_as_withdraw, delta.dump)
+    out.seq = delta.seq
+    return out
+
+
+def distribute(g, out, targets=None, skip=None):
     """Queue a group's encoded messages to its members (or ``targets``,
-    [(pid, member)]): the same list objects to each (see export._Out)."""
+    [(pid, member)]): the same list objects to each (see export._Out);
+    none to the pids in ``skip`` (Exporter.joined)."""
     common, by_src, echo = out.common, out.by_src, out.echo
     for pid, m in (list(g.members.items()) if targets is None else targets):
+        if skip and pid in skip:
+            continue
         if common:
             m.send_messages(common)
         if by_src:

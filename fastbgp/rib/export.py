@@ -237,7 +237,7 @@ class Delta:
     before the policy changed.
     """
 
-    __slots__ = ("family", "announced", "withdrawn", "addpath", "rejected_as_withdraw", "dump", "fresh", "n")
+    __slots__ = ("family", "announced", "withdrawn", "addpath", "rejected_as_withdraw", "dump", "fresh", "n", "seq")
 
     def __init__(self, family, announced=(), withdrawn=b"", addpath=False, rejected_as_withdraw=False, dump=False,
                  n=0):
@@ -251,6 +251,10 @@ class Delta:
         # older route for it, so nothing needs withdrawing on its behalf.
         self.fresh = False
         self.n = n  # prefixes, for slicing decisions
+        # The Loc-RIB change it comes from (Exporter.changes when made), or
+        # None: a member that joined with a table dump read after it was
+        # made holds its end state already (Exporter.joined).
+        self.seq = None
 
     @classmethod
     def from_changeset(cls, family, cs, table):
