@@ -42,9 +42,11 @@ Incremental re-validation: every VRP added or removed marks its prefix in
 a per-family "changed" table (a VrpTable holding the changed prefixes with
 AS 0, which matches nothing: validating a route against it answers Invalid
 exactly when a changed VRP covers it, ``fastbgp.rpki.vrp.covered_range``).
-A task then re-imports, from the pre-policy Adj-RIB-In the importer keeps
-for every neighbour whose import chain uses ``rpki`` (every neighbour while
-RFC 8097 signalling is on), only the covered paths, and re-marks in the RIB
+A task then re-imports, from the pre-policy Adj-RIB-In view the importer
+keeps for every neighbour whose import chain uses ``rpki`` (every neighbour
+while RFC 8097 signalling is on; ``fastbgp.daemon.prepolicy``: the
+post-policy paths read back, plus those the policy rejected), only the
+covered paths, and re-marks in the RIB
 the covered paths of the other neighbours (``remark``: same attribute id,
 new mark, nothing exported); the RIB update that follows changes nothing for paths whose policy
 verdict is unchanged, and the normal export sends the rest.  An ASPA
