@@ -263,3 +263,61 @@ def test_graceful_restart_keeps_stale_paths_out_of_the_view(run):
             await dut.stop()
 
     run(main())
+
+
+def add_path_table(d, pid, pre):
+    """{(path id, entry): (attrs, next hop)} of IPv4 paths with ADD-PATH,
+    pre-policy view or post-policy RIB."""
+    out = {}
+    groups = d.importer.prepolicy.dump_peer(pid, (1, 1), True) if pre else d.ribs[(1, 1)].dump_peer(pid, True)
+    for aid, packed in groups:
+        _pid, attrs, nh = tag_source(d.attrs, aid)
+        i = 0
+        while i < len(packed):
+            n = 5 + (packed[i + 4] + 7) // 8
+            key = (int.from_bytes(packed[i:i + 4], "big"), bytes(packed[i + 4:i + n]))
+            assert key not in out, "one path per prefix and path id"
+            out[key] = (attrs, nh)
+            i += n
+    return out
+
+
+def test_view_with_add_path(run):
+    """RFC 7911: the view keeps each path id apart, as the full copy does
+    (rejected ones, shared post-policy sets, withdrawals of one path id)."""
+    async def main():
+        addrs = [addr(), addr()]
+        kw = {"import-policy": ["mix"], "add-path": {"receive": ["ipv4-unicast"]}}
+        dut = DUT(neighbors=[neighbor_toml(x, 65001, **kw) for x in addrs], extra=MIX)
+        d = await dut.start()
+        speakers = []
+        try:
+            for x in addrs:
+                sp, n = await peer(dut, 65001, x, route_refresh=False, addpath_send=["ipv4-unicast"])
+                speakers.append(sp)
+                await n.wait_established(5)
+            await until(lambda: all(d.speaker.neighbors[x].established for x in addrs), what="up")
+            full, union = (d.speaker.neighbors[x] for x in addrs)
+            view = d.importer.prepolicy
+            view.modes[(full.pid, (1, 1))] = FULL
+            for sp in speakers:
+                for pid_, med in ((1, 0), (2, 1), (3, 2)):
+                    sp.announce(V4[:20], next_hop="192.0.2.1", as_path=[65100], med=med, path_id=pid_)
+                sp.withdraw(V4[5:8], path_id=2)
+            want = 60 - 3
+            await until(lambda: all(len(add_path_table(d, n.pid, True)) == want for n in (full, union)),
+                        what="both views")
+            assert add_path_table(d, union.pid, True) == add_path_table(d, full.pid, True)
+            post = add_path_table(d, full.pid, False)
+            assert post == add_path_table(d, union.pid, False) and 0 < len(post) < want
+            assert view.modes[(union.pid, (1, 1))] == UNION
+            for n in (full, union):
+                d.importer.soft_in(n)
+            assert add_path_table(d, union.pid, True) == add_path_table(d, full.pid, True)
+            assert add_path_table(d, union.pid, False) == post
+        finally:
+            for sp in speakers:
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
