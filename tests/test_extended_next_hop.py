@@ -221,3 +221,72 @@ def test_rfc7999_blackhole_next_hop_wins_over_rfc8950(rib_impl):
     cs = put(table, rib, 2, "10.3.1.0/24", bh, nh=V6_PEER)
     assert sent(g, table, cs, sources) == [(ipaddress.IPv4Address("192.0.2.66").packed, None,
                                             [(0, bytes((10, 3, 1, 0)), 24)])]
+
+
+def test_library_speaker_encoding_needs_the_peer_capability():
+    """RFC 8950 §4: an IPv6 next hop for IPv4 unicast only to a peer that
+    advertised Extended Next Hop for it; then the NLRI go in MP_REACH_NLRI
+    with 16 octets (32 with a link-local address)."""
+    from fastbgp.session.routes import build_spec, wire_attributes
+
+    spec = build_spec("2001:db8::9", [65600], "igp", None, None, (), (), (), False, None, None)
+    with pytest.raises(ValueError, match="extended next hop"):
+        wire_attributes(spec, IPV4_UNICAST, ebgp=True, local_as=65001, local_address="2001:db8::1", local_role=None)
+    attrs, nh = wire_attributes(spec, IPV4_UNICAST, ebgp=True, local_as=65001, local_address="2001:db8::1",
+                                local_role=None, ipv6_next_hop=True)
+    assert nh == ipaddress.IPv6Address("2001:db8::9").packed
+    assert ATTR_NEXT_HOP not in {t for _f, t, _v in split_attrs(attrs)}
+    ll = build_spec("2001:db8::9", [], "igp", None, None, (), (), (), False, None, "fe80::9")
+    _attrs, nh = wire_attributes(ll, IPV4_UNICAST, ebgp=True, local_as=65001, local_address="2001:db8::1",
+                                 local_role=None, ipv6_next_hop=True)
+    assert nh == ipaddress.IPv6Address("2001:db8::9").packed + ipaddress.IPv6Address("fe80::9").packed
+    # Next-hop-self over an IPv6 session: our IPv6 address.
+    own = build_spec(None, [], "igp", None, None, (), (), (), False, None, None)
+    _attrs, nh = wire_attributes(own, IPV4_UNICAST, ebgp=True, local_as=65001, local_address="2001:db8::1",
+                                 local_role=None, ipv6_next_hop=True)
+    assert nh == V6_SELF
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.timeout(60)
+def test_library_speakers_send_ipv4_routes_with_ipv6_next_hops(run):
+    """Two library speakers over ::1 that both advertise Extended Next Hop:
+    IPv4 routes go with the IPv6 next hop given, or with the sender's own
+    IPv6 address when none is; a peer without the capability gets none of
+    them (the encoding error is logged, the session stays up)."""
+    fams = ["ipv4-unicast", "ipv6-unicast"]
+
+    async def main():
+        port = free_port("::1")
+        b = Speaker(65002, "10.0.0.2", listen=[("::1", port)])
+        c = Speaker(65003, "10.0.0.3", listen=[("::1", free_port("::1"))])
+        a = Speaker(65001, "10.0.0.1")
+        a2 = Speaker(65004, "10.0.0.4")
+        async with a, a2, b, c:
+            nb = b.add_neighbor(NeighborConfig(address="::1", peer_as=65001, passive=True, families=fams,
+                                               extended_next_hop=True))
+            to_b = a.add_neighbor(NeighborConfig(address="::1", peer_as=65002, port=port, local_address="::1",
+                                                 families=fams, extended_next_hop=True, idle_hold_time=0.1))
+            await to_b.wait_established(5)
+            await nb.wait_established(5)
+            assert (1, 1, 2) in to_b.session.negotiated.extended_nexthop_tx
+            a.announce(["10.77.0.0/24"], "2001:db8::9", as_path=[65700])
+            a.announce(["10.78.0.0/24"], as_path=[65700])
+            await until(lambda: len(nb.received("ipv4-unicast")) == 2, what="both IPv4 routes at b")
+            got = {str(p): str(v.next_hop) for p, v in nb.received("ipv4-unicast").items()}
+            assert got == {"10.77.0.0/24": "2001:db8::9", "10.78.0.0/24": "::1"}
+            # A peer that did not advertise the capability: no IPv4 route
+            # with an IPv6 next hop reaches it, the session stays up.
+            nc = c.add_neighbor(NeighborConfig(address="::1", peer_as=65004, passive=True, families=fams))
+            to_c = a2.add_neighbor(NeighborConfig(address="::1", peer_as=65003, port=c.port, local_address="::1",
+                                                  families=fams, extended_next_hop=True, idle_hold_time=0.1))
+            await to_c.wait_established(5)
+            await nc.wait_established(5)
+            assert (1, 1, 2) not in to_c.session.negotiated.extended_nexthop_tx
+            a2.announce(["10.77.0.0/24"], "2001:db8::9", as_path=[65700])
+            a2.announce(["2001:db8:77::/48"], "2001:db8::9", as_path=[65700])
+            await until(lambda: len(nc.received("ipv6-unicast")) == 1, what="the IPv6 route at c")
+            assert nc.received("ipv4-unicast") == {}
+            assert to_c.established and nc.established
+
+    run(main())

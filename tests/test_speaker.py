@@ -156,8 +156,10 @@ def test_announce_argument_checks():
     s = Speaker(65001, "10.0.0.1")
     with pytest.raises(ValueError, match="IPv4 next hop"):
         s.announce(["2001:db8::/32"], "192.0.2.1")
-    with pytest.raises(ValueError, match="IPv6 next hop"):
-        s.announce(["10.0.0.0/8"], "2001:db8::1")
+    # RFC 8950: an IPv4 route may have an IPv6 next hop; whether a session
+    # takes it is decided when it is encoded for that session.
+    assert s.announce(["10.9.0.0/16"], "2001:db8::1") == 1
+    assert s.withdraw(["10.9.0.0/16"]) == 1
     with pytest.raises(ValueError):
         s.announce(["10.0.0.0/8"], "192.0.2.1", origin="bogus")
     with pytest.raises(ValueError):

@@ -39,7 +39,7 @@ from typing import Optional
 
 from fastbgp.session.routes import PathSpec, family_of, key_prefix, wire_attributes
 from fastbgp.wire import codec
-from fastbgp.wire.constants import IPV4_UNICAST, MSG_UPDATE, RR_BORR, RR_EORR
+from fastbgp.wire.constants import AFI_IPV6, IPV4_UNICAST, MSG_UPDATE, RR_BORR, RR_EORR
 
 __all__ = ["ANNOUNCE", "WITHDRAW", "EOR", "RAW", "MSGS", "Batch", "RibOut", "AdjRibOut"]
 
@@ -424,7 +424,7 @@ class AdjRibOut:
         if kind == WITHDRAW:
             return codec.pack_withdraws(packed, ctx, afi, safi)
         attrs, nh = self._attributes(session, item.spec, fam)
-        if fam == IPV4_UNICAST:
+        if fam == IPV4_UNICAST and nh is None:
             return codec.pack_updates(attrs, packed, ctx)
         return codec.pack_updates(attrs, packed, ctx, afi, safi, nh)
 
@@ -444,6 +444,7 @@ class AdjRibOut:
             local_as=nb.local_as,
             local_address=conn.local_address if conn is not None else nb.config.local_address,
             local_role=neg.local_role if neg is not None else None,
+            ipv6_next_hop=neg is not None and (fam[0], fam[1], AFI_IPV6) in neg.extended_nexthop_tx,
         )
         session.attr_cache[key] = out
         return out

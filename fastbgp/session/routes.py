@@ -256,12 +256,12 @@ def build_spec(next_hop, as_path, origin, med, local_pref, communities, large_co
 
 
 def check_next_hop(groups, spec):
-    """The next hop must be of the prefixes' family (no RFC 8950)."""
+    """An IPv6 route needs an IPv6 next hop.  An IPv4 route may have an IPv6
+    one (RFC 8950): whether a session may carry it is known only when it is
+    encoded for that session (``wire_attributes``)."""
     if spec.next_hop is None:
         return
     v6 = ":" in spec.next_hop
-    if v6 and IPV4_UNICAST in groups:
-        raise ValueError("IPv6 next hop %s for IPv4 prefixes is not supported (RFC 8950)" % spec.next_hop)
     if not v6 and IPV6_UNICAST in groups:
         raise ValueError("IPv4 next hop %s for IPv6 prefixes: give an IPv6 next hop" % spec.next_hop)
 
@@ -277,10 +277,12 @@ def announcement(prefixes, path_id, next_hop, as_path, origin, med, local_pref, 
 
 
 def wire_attributes(spec: PathSpec, fam, *, ebgp: bool, local_as: int, local_address: Optional[str],
-                    local_role: Optional[int]) -> tuple:
+                    local_role: Optional[int], ipv6_next_hop: bool = False) -> tuple:
     """(canonical attribute block, MP_REACH next hop or None) of ``spec``
     for one session: ``local_address`` is its own address (next-hop-self),
-    ``local_role`` our negotiated RFC 9234 role."""
+    ``local_role`` our negotiated RFC 9234 role, ``ipv6_next_hop`` whether
+    the peer takes IPv6 next hops for this IPv4 family (RFC 8950 §4: it
+    advertised the Extended Next Hop capability for it)."""
     M = messages
     attrs = [M.Origin(spec.origin)]
     path = list(spec.as_path)
@@ -291,9 +293,18 @@ def wire_attributes(spec: PathSpec, fam, *, ebgp: bool, local_as: int, local_add
     mp_nh = None
     if fam[0] == AFI_IPV4:
         nh = spec.next_hop or local_address
-        if nh is None or ":" in nh:
+        if nh is not None and ":" in nh:
+            if not ipv6_next_hop:
+                raise ValueError("IPv6 next hop %s for %s: the peer did not advertise the extended next hop "
+                                 "capability for it (RFC 8950 §4)" % (nh, family_text(fam)))
+            # RFC 8950 §3: the IPv4 NLRI travel in MP_REACH_NLRI with a
+            # 16-octet next hop, or 32 with a link-local address.
+            mp_nh = socket.inet_pton(socket.AF_INET6, nh)
+            if spec.link_local:
+                mp_nh += socket.inet_pton(socket.AF_INET6, spec.link_local)
+        elif nh is None:
             raise ValueError("no IPv4 next hop for %s (session runs over IPv6: give next_hop)" % family_text(fam))
-        if fam == IPV4_UNICAST:
+        elif fam == IPV4_UNICAST:
             attrs.append(M.NextHop(nh))
         else:
             mp_nh = socket.inet_pton(socket.AF_INET, nh)
