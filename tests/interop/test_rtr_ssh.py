@@ -11,7 +11,8 @@ temporary directory; HOME points there too, so nothing reads ~/.ssh.
   plain TCP) get the same 3,000 VRPs (several reads, several SSH packets);
   a file change reaches both SSH clients as Serial Notify then an
   incremental answer; the cache down and back: WARNING, then a new session
-  whose full answer reports only the difference.
+  whose full answer reports only the difference.  Over IPv4 and IPv6
+  transport (issue 12).
 * ``test_ssh_refusals_and_failover``: a wrong password and an unknown host
   key are WARNINGs naming the cache and the reason, retried every retry
   interval, no data and no crash; a client preferring an SSH cache falls
@@ -35,7 +36,7 @@ import pytest
 from fastbgp.testing import lab as L
 from fastbgp.testing.daemonlab import LabDaemon, global_toml
 
-from .test_rtr_stayrtr import Client as StayrtrClient, hexed, require_stayrtr, vrp
+from .test_rtr_stayrtr import Client as StayrtrClient, hexed, hostport, require_stayrtr, vrp
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -110,8 +111,9 @@ class Stayrtr:
     """stayrtr serving ``path`` over TCP and/or SSH (password and key
     authentication, the user "rpki")."""
 
-    def __init__(self, host, path, keydir, tcp=True, ssh=True):
+    def __init__(self, host, path, keydir, tcp=True, ssh=True, transport="ipv4"):
         self.host, self.path, self.keydir, self.tcp, self.ssh = host, path, keydir, tcp, ssh
+        self.address = host.addr(transport)
         self.proc = None
         self.log = os.path.join(host.workdir, "stayrtr.log")
 
@@ -122,12 +124,12 @@ class Stayrtr:
         os.rename(self.path + ".tmp", self.path)  # stayrtr never reads half a file
 
     def start(self):
-        ip = self.host.ipv4
+        ip = self.address
         # without TCP, stayrtr's plain listener goes to loopback (it always opens one)
         argv = ["stayrtr", "-cache", self.path, "-checktime=false", "-refresh", "1", "-metrics.addr",
-                "%s:9847" % ip, "-bind", "%s:%d" % (ip if self.tcp else "127.0.0.1", TCP_PORT)]
+                hostport(ip, 9847), "-bind", hostport(ip if self.tcp else "127.0.0.1", TCP_PORT)]
         if self.ssh:
-            argv += ["-ssh.bind", "%s:%d" % (ip, SSH_PORT), "-ssh.key", os.path.join(self.keydir, "host"),
+            argv += ["-ssh.bind", hostport(ip, SSH_PORT), "-ssh.key", os.path.join(self.keydir, "host"),
                      "-ssh.method.password", "-ssh.auth.user", "rpki", "-ssh.auth.password", PASSWORD,
                      "-ssh.method.key", "-ssh.auth.key.file", os.path.join(self.keydir, "client.pub")]
         with open(self.log, "ab") as out:
@@ -193,19 +195,24 @@ def ssh_cache(addr, **ssh):
     return {"address": addr, "port": SSH_PORT, "transport": "ssh", "retry": 1, "ssh": dict(user="rpki", **ssh)}
 
 
-def test_ssh_sync_password_key_and_tcp(lab):
+@pytest.mark.parametrize("transport", L.TRANSPORTS)
+def test_ssh_sync_password_key_and_tcp(lab, transport):
+    """Over IPv6 too (issue 12): stayrtr's TCP and SSH listeners on host a's
+    IPv6 address, the known-hosts entry in OpenSSH's ``[address]:port``
+    form, the log naming the cache ``[address]:port``."""
     _require()
     a, b = lab.add_host("a"), lab.add_host("b")
     keydir, host_pub, _other = keys(lab)
-    known = known_hosts(keydir, a.ipv4, host_pub)
-    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), keydir)
+    cache = Stayrtr(a, os.path.join(a.workdir, "vrps.json"), keydir, transport=transport)
+    addr = cache.address
+    known = known_hosts(keydir, addr, host_pub)
     roas = many_roas(3000)
     cache.write(roas)
     cache.start()
-    pw = Client(b, "password", [ssh_cache(a.ipv4, password=PASSWORD, host_key=host_pub)], keydir)
-    key = Client(b, "key", [ssh_cache(a.ipv4, private_key=os.path.join(keydir, "client"), known_hosts=known)],
+    pw = Client(b, "password", [ssh_cache(addr, password=PASSWORD, host_key=host_pub)], keydir)
+    key = Client(b, "key", [ssh_cache(addr, private_key=os.path.join(keydir, "client"), known_hosts=known)],
                  keydir)
-    tcp = Client(b, "tcp", [{"address": a.ipv4, "port": TCP_PORT, "retry": 1}], keydir)
+    tcp = Client(b, "tcp", [{"address": addr, "port": TCP_PORT, "retry": 1}], keydir)
     want = {tuple(hexed(r["prefix"], r["maxLength"], int(r["asn"][2:]))) for r in roas}
     for c in (tcp, pw, key):
         c.wait(lambda c=c: c.total() == len(want), 20, "3000 VRPs")
@@ -232,7 +239,7 @@ def test_ssh_sync_password_key_and_tcp(lab):
     # session whose full answer is reported as the difference only
     cache.stop()
     for c in (pw, key):
-        c.wait(lambda c=c: "WARNING RTR session to %s:%d (ssh) lost" % (a.ipv4, SSH_PORT) in c.log(), 10,
+        c.wait(lambda c=c: "WARNING RTR session to %s (ssh) lost" % hostport(addr, SSH_PORT) in c.log(), 10,
                "the loss warning")
     roas = roas + [vrp("192.0.2.128/25", 25, 64501)]
     cache.write(roas)
