@@ -17,6 +17,7 @@ from fastbgp.daemon.prepolicy import FULL, GC_FIRST, UNION
 from fastbgp.rib.export import tag_source
 from fastbgp.wire import codec
 from fastbgp.wire.constants import MSG_UPDATE
+from fastbgp.wire.types import DEFAULT_CONTEXT
 
 from test_daemon import DUT, addr, neighbor_toml, peer, until
 from test_update_batches import FAMS, ROV, V4, VRPS, body, pre_table, split, table
@@ -321,3 +322,58 @@ def test_view_with_add_path(run):
             await dut.stop()
 
     run(main())
+
+
+def test_bmp_pre_policy_dump_reads_the_view(run, tmp_path):
+    """RFC 7854 §5: a station added while a peer without ROUTE-REFRESH is
+    up gets its pre-policy routes from the view: the rejected one (kept in
+    ``pre_ribs``) and the accepted ones (read back from the post-policy
+    RIB) with their attributes as received, not as the policy set them."""
+    from test_bmp import StationServer, route_state
+
+    policy = """
+[[defined-sets.prefix-sets]]
+name = "no"
+prefixes = ["10.9.0.0/16 le 32"]
+[[policies]]
+name = "in"
+[[policies.statements]]
+conditions = { prefix-set = "no" }
+actions = { result = "reject" }
+[[policies.statements]]
+actions = { set-local-pref = 222, result = "accept" }
+"""
+
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr = addr()
+        path = tmp_path / "d.toml"
+        dut = DUT(path=path, extra=policy, neighbors=[neighbor_toml(a_addr, 65001, **{"import-policy": ["in"]})])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr, route_refresh=False)
+        try:
+            await na.wait_established(5)
+            a.announce(["10.1.0.0/24", "10.1.1.0/24", "10.9.0.0/24"], as_path=[65100])
+            pid = d.peers.get(a_addr).pid
+            await until(lambda: d.importer.prepolicy.count(pid, (1, 1)) == 3, what="A's routes")
+            assert d.importer.pre_ribs[(1, 1)].peer_path_count(pid) == 1  # the rejected one only
+            bmp = '[[bmp]]\naddress = "%s"\nport = %d\npolicy = "pre"\nstats-interval = 0\n' % (host, st.port)
+            dut.extra = bmp + policy
+            path.write_text(dut.text())
+            await d.reload()
+            await until(lambda: len(route_state(st.msgs, 0, False)) == 3, what="the pre-policy dump")
+            pre = route_state(st.msgs, 0, False)
+            assert sorted(pre) == ["10.1.0.0/24", "10.1.1.0/24", "10.9.0.0/24"]
+            lp222 = b"\x40\x05\x04\x00\x00\x00\xde"  # LOCAL_PREF 222, as the policy sets it
+            post = table(d, pid)
+            assert len(post) == 2 and all(lp222 in attrs for attrs, _nh in post.values())
+            for body in pre.values():
+                attrs = codec.parse_update(body[19:], DEFAULT_CONTEXT).attrs
+                assert lp222 not in bytes(attrs)  # as received
+        finally:
+            await a.stop()
+            await dut.stop()
+            await st.close()
+
+    run(main(), timeout=60)
