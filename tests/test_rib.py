@@ -940,3 +940,33 @@ def test_the_clock_read_is_never_behind_the_wall_clock(rib_impl):
         got = r.paths("10.0.0.0/24", received=True)[0][4]
         assert t0 <= got <= int(time.time()), (t0, got)
         n += 1
+
+
+def test_slot_array_moves_to_huge_pages_once_busy():
+    """Compiled RIB only (the twin has no slot array): one full feed of
+    200,000 prefixes leaves the array (262,144 slots, over 4 MiB) in small
+    pages; the same prefixes from three more peers (1,000 per UPDATE) make it
+    take twice its size in paths, so it is moved once, at the same size, into huge pages --
+    and every prefix and path is still found, with the same best paths."""
+    impl = implementation(rib_pkg, "cython")
+    peers = {i: (64600 + i, "10.9.0.%d" % i, "10.2.0.%d" % i) for i in range(1, 5)}
+    table, r = make(impl, peers=peers)
+    n = 200_000
+    packed = b"".join(bytes((24,)) + ((16 << 24) + (k << 8)).to_bytes(4, "big")[:3] for k in range(n))
+
+    def text(k):
+        return "%d.%d.%d.0/24" % (16 + (k >> 16), (k >> 8) & 255, k & 255)
+
+    for peer in peers:
+        aid = table.intern(mkattrs(path=(64600 + peer, 7)))
+        for at in range(0, len(packed), 4000):  # 1,000 prefixes per UPDATE
+            r.update(peer, packed[at : at + 4000], False, aid)
+        table.release(aid)
+        if peer == 1:
+            assert not r.huge
+            best_before = [r.best_path(text(k)) for k in (0, 1, n // 2, n - 1)]
+    assert r.huge
+    assert len(r) == n and r.path_count() == 4 * n
+    # Lowest router id wins: peer 1 throughout.
+    assert [r.best_path(text(k)) for k in (0, 1, n // 2, n - 1)] == best_before
+    assert all(len(r.paths(text(k))) == 4 for k in range(0, n, 997))

@@ -145,15 +145,21 @@ cdef extern from *:
     }
 
     /* Slot arrays of full tables are tens of MB probed at random: with 4 KiB
-       pages nearly every probe is also a TLB miss.  Ask for transparent huge
-       pages (a hint; where unavailable this is a plain allocation). */
+       pages nearly every probe is also a TLB miss.  ``huge``: ask for
+       transparent huge pages (a hint; where unavailable this is a plain
+       allocation).  The first touch of fresh huge pages is not free: the
+       kernel zeroes (and may compact for) each 2 MiB page at once, which on
+       the VM this was measured on cost a fresh process ~2 ms per MiB -- 0.1 s
+       for the 56 MiB table of 1M prefixes, as much as inserting them -- while
+       4 KiB pages come recycled.  So the caller asks for huge pages only for
+       a table that has proven busy (_SlotTable._reserve). */
     #include <stdlib.h>
     #if defined(__linux__)
     #include <sys/mman.h>
     #endif
-    static void *rib_alloc_table(size_t bytes) {
+    static void *rib_alloc_table(size_t bytes, int huge) {
     #if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (bytes >= ((size_t)4 << 20)) {
+        if (huge && bytes >= ((size_t)4 << 20)) {
             void *p = NULL;
             if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
                 return NULL;
@@ -250,7 +256,7 @@ cdef extern from *:
     const uint64_t RIB_RECV_MAX
     uint64_t rib_mask64(int plen) nogil
     void rib_prefetch(const void *p) nogil
-    void *rib_alloc_table(size_t bytes) nogil
+    void *rib_alloc_table(size_t bytes, int huge) nogil
     void rib_free_table(void *p, size_t bytes) nogil
     uint32_t rib_mask32(int plen) nogil
     uint64_t rib_now() nogil
@@ -263,6 +269,7 @@ cdef enum:
     STALE = 1  # RibPath.stamp bit 0: RFC 4724 stale
     F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
     MIN_CAP = 64
+    HUGE_MIN = 4 << 20  # octets: smaller slot arrays never ask for huge pages (rib_alloc_table)
     SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
     CHUNK = 512  # prefixes parsed ahead of the hash probes
     SCRATCH_KEEP = 4096  # scratch entries kept allocated between operations
@@ -412,6 +419,8 @@ cdef class _SlotTable:
     cdef int bits
     cdef char *slots
     cdef size_t cap, mask, used, ssize
+    cdef size_t stored  # paths stored (update) since the slot array was allocated
+    cdef readonly bint huge  # the slot array asked for transparent huge pages (see _reserve)
     cdef int shift
     cdef size_t npaths
     cdef size_t ovf_arrays, ovf_paths  # paths kept outside the slots, for memory_usage
@@ -576,7 +585,7 @@ cdef class _SlotTable:
 
     @cython.final
     cdef int _resize(self, size_t newcap) except -1:
-        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize)
+        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize, self.huge)
         if new == NULL:
             raise MemoryError()
         memset(new, 0xFF, newcap * self.ssize)  # all-ones = empty for both layouts
@@ -601,6 +610,7 @@ cdef class _SlotTable:
                 j = (j + 1) & self.mask
             memcpy(new + j * self.ssize, s, self.ssize)
         rib_free_table(old, oldcap * self.ssize)
+        self.stored = 0
         return 0
 
     @cython.final
@@ -610,7 +620,21 @@ cdef class _SlotTable:
         cdef size_t newcap = self.cap
         while need * 5 > newcap * 4:
             newcap *= 2
-        if newcap != self.cap:
+        # Huge pages once the array has taken twice its size in paths since
+        # it was allocated (rib_alloc_table: their first touch costs about as
+        # much as filling the array once).  A single full table (1M
+        # prefixes, 2M slots) stays in 4 KiB pages (0.15-0.16 s to insert in a
+        # fresh process, 0.21-0.25 s with huge pages from the start); many
+        # peers' paths for the same prefixes (20 x 1M) move the array once,
+        # early, and keep the huge pages' gain (bench/rib_floor.py p8: 5.6 s
+        # of RIB CPU, 6.6 s in 4 KiB pages throughout).  Once huge, a
+        # growing array stays huge.
+        self.stored += extra
+        cdef bint promote = not self.huge and self.stored >= 2 * self.cap and \
+            self.cap * self.ssize >= HUGE_MIN
+        if promote:
+            self.huge = True
+        if newcap != self.cap or promote:
             self._resize(newcap)
         return 0
 
@@ -2065,7 +2089,7 @@ cdef class _HeldTable:
         entries of ``words`` mask words (``packed``: IPv4 entries of one
         word, see the class)."""
         cdef size_t stride = 1 if packed else self.kw + words
-        cdef uint64_t *new = <uint64_t *>rib_alloc_table(newcap * stride * sizeof(uint64_t))
+        cdef uint64_t *new = <uint64_t *>rib_alloc_table(newcap * stride * sizeof(uint64_t), 1)
         if new == NULL:
             raise MemoryError()
         memset(new, 0xFF, newcap * stride * sizeof(uint64_t))
