@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 from fastbgp.control import contract as ctl
-from fastbgp.daemon.rpki_feed import split_by_state
+from fastbgp.rpki.vrp import split_by_state
 from fastbgp.rib.policy import PolicyContext, compile_policies
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
 from test_daemon import DUT, addr, neighbor_toml, peer, until

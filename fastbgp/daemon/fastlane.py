@@ -46,7 +46,7 @@ fastbgp.daemon.importer only.
 
 from __future__ import annotations
 
-from fastbgp.daemon.rpki_feed import path_mark
+from fastbgp.rpki.vrp import path_mark
 from fastbgp.rib.export import source_tag
 from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.wire.families import family_name

@@ -50,7 +50,7 @@ from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr
 from fastbgp.daemon.fastlane import MISS, PER_PREFIX, FastLane
 from fastbgp.daemon.prepolicy import PrePolicy
-from fastbgp.daemon.rpki_feed import path_mark, split_by_state
+from fastbgp.rpki.vrp import path_mark, split_by_state
 
 log = logging.getLogger("fastbgp.daemon")
 

@@ -81,7 +81,7 @@ from fastbgp.rpki.aspa import AspaTable
 from fastbgp.rpki.client import RtrClient, RtrObserver
 from fastbgp.rpki.community import received_state, with_state
 from fastbgp.rpki.origin import as_path_segments, origin_of_attrs
-from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable, partition_packed
+from fastbgp.rpki.vrp import INVALID, NOT_FOUND, ORIGIN_NONE, STATE_NAMES, VALID, VrpTable, path_mark, split_by_state
 from fastbgp.wire import codec
 from fastbgp.wire.constants import AFI_IPV4, ROLE_CUSTOMER, ROLE_RS_CLIENT
 from fastbgp.wire.families import family_name
@@ -95,28 +95,9 @@ _WIDTH = {1: 32, 2: 128}
 _FAMILY = {1: "ipv4", 2: "ipv6"}
 
 
-def path_mark(state):
-    """The RIB mark of a path with RFC 6811 ``state`` (None: not validated):
-    0 for none, else the state + 1 (``Rib.update``'s ``mark``)."""
-    return 0 if state is None else state + 1
-
-
 def state_counts(marks):
     """{state name: paths} of a ``Rib.peer_marks`` tuple."""
     return {STATE_NAMES[s]: marks[s + 1] for s in (VALID, INVALID, NOT_FOUND)}
-
-
-def split_by_state(states, packed, addpath):
-    """[(state, packed part)] of packed NLRI ``packed`` whose i-th prefix has
-    state ``states[i]``; one part, ``packed`` itself, when all agree (the
-    usual case: no prefix is touched)."""
-    if not states:
-        return []
-    first = states[0]
-    if states.count(first) == len(states):
-        return [(first, packed)]
-    parts = partition_packed(packed, states, addpath)  # compiled, one pass
-    return [(s, parts[s]) for s in (NOT_FOUND, VALID, INVALID) if parts[s]]
 
 
 class SourceInput(RtrObserver):

@@ -65,3 +65,22 @@ def is_covered(afi, vrp_addr, vrp_plen, route_addr, route_plen):
     width = 32 if afi == 1 else 128
     r = int.from_bytes(bytes(route_addr).ljust(width // 8, b"\0")[: width // 8], "big")
     return first <= r <= last
+
+
+def path_mark(state):
+    """The RIB mark of a path with RFC 6811 ``state`` (None: not validated):
+    0 for none, else the state + 1 (``Rib.update``'s ``mark``)."""
+    return 0 if state is None else state + 1
+
+
+def split_by_state(states, packed, addpath):
+    """[(state, packed part)] of packed NLRI ``packed`` whose i-th prefix has
+    state ``states[i]``; one part, ``packed`` itself, when all agree (the
+    usual case: no prefix is touched)."""
+    if not states:
+        return []
+    first = states[0]
+    if states.count(first) == len(states):
+        return [(first, packed)]
+    parts = partition_packed(packed, states, addpath)  # noqa: F821 (bound by _select.export above); one pass
+    return [(s, parts[s]) for s in (NOT_FOUND, VALID, INVALID) if parts[s]]
