@@ -598,6 +598,62 @@ def test_bad_input_changes_nothing(rib_impl):
     assert r.paths("10.0.0.0/24") == [(1, 0, aid, 0)]
 
 
+class _IntId(int):
+    """An int subclass: the compiled RIB's fast liveness check takes exact
+    ints only and must leave the rest to AttrTable.is_live."""
+
+
+def test_attr_id_checked_as_is_live(rib_impl):
+    """update() accepts exactly the ids AttrTable.is_live accepts (the
+    compiled RIB reads the records in C) and raises the same KeyError for
+    the others, changing nothing."""
+    table, r = make(rib_impl)
+    filler = [table.intern(mkattrs(med=m)) for m in range(3)]  # ids 0..2
+    table.release(filler[1])  # a freed id inside the records
+    live = filler[2]
+    bad = [-1, -(2 ** 63), 2 ** 31, 2 ** 32 + live, 2 ** 63, 2 ** 64 + live, 3, filler[1], None, 2.0, "2", b"\x02",
+           _IntId(7), False]  # False is id 0 as an int: live only while id 0 is
+    table.release(filler[0])
+    for attr_id in bad:
+        assert not table.is_live(attr_id)
+        with pytest.raises(KeyError) as err:
+            r.update(1, pk("10.1.0.0/24"), False, attr_id)
+        assert err.value.args == ("attribute id %r is not allocated" % (attr_id,),)
+    assert len(r) == 0 and r.path_count() == 0 and table.refcount(live) == 1
+    # An int subclass and a bool naming a live id are accepted, as by is_live.
+    cs = r.update(1, pk("10.1.0.0/24"), False, _IntId(live))
+    assert cs.n_announced == 1 and cs.by_source == {(1, live): pk("10.1.0.0/24")}
+    one = table.intern(mkattrs(med=99))
+    assert one == 0 and table.is_live(False)
+    cs = r.update(2, pk("10.1.0.0/24"), False, False)
+    assert r.paths("10.1.0.0/24")[1][:3] == (2, 0, 0) and table.refcount(0) == 2
+    assert table.refcount(live) == 2
+
+
+def test_changeset_dicts_are_fresh_and_joined(rib_impl):
+    """Every operation returns its own ChangeSet dicts (a consumer editing
+    one cannot affect another, empty ones included); ``announced`` joins the
+    groups of one attr_id best from several peers in first-appearance order
+    and shares the bytes object when there is one group."""
+    table, r = make(rib_impl)
+    e1, e2 = r.withdraw(1, pk("10.9.0.0/24")), r.withdraw(1, pk("10.9.0.0/24"))
+    assert e1 == e2 == rib_pkg.EMPTY and not e1
+    assert e1.announced is not e2.announced and e1.by_source is not e2.by_source
+    aid = table.intern(mkattrs(path=(65001, 65002)))
+    r.update(1, pk("10.0.0.0/24", "10.0.2.0/24"), False, aid)
+    r.update(2, pk("10.0.1.0/24"), False, aid)
+    _, short = announce(r, table, 3, ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"], path=(65003,))
+    cs = r.drop_peer(3)  # ascending prefix order: peer 1, peer 2, peer 1
+    assert cs.by_source == {(1, aid): pk("10.0.0.0/24", "10.0.2.0/24"), (2, aid): pk("10.0.1.0/24")}
+    assert list(cs.announced) == [aid] and cs.announced[aid] == pk("10.0.0.0/24", "10.0.2.0/24", "10.0.1.0/24")
+    assert cs.n_announced == 3 and cs.withdrawn == b"" and cs.n_withdrawn == 0
+    cs = r.withdraw(2, pk("10.0.1.0/24"))
+    assert cs.announced == {} and unpk(cs.withdrawn) == ["10.0.1.0/24"] and cs.by_source == {}
+    cs = r.update(2, pk("10.0.1.0/24"), False, aid)
+    assert cs.announced[aid] is cs.by_source[(2, aid)]
+    table.release(aid)
+
+
 def test_peer_registration(rib_impl):
     table, r = make(rib_impl, peers={})
     r.add_peer(3, 65000, 65000, "3.3.3.3", b"\x0a\x00\x00\x03", rr_client=True)

@@ -56,6 +56,7 @@ from libcpp.vector cimport vector
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython cimport array
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cython.operator cimport dereference as deref
 cimport cython
 
@@ -65,9 +66,8 @@ import array  # noqa: F401  (initialises the array type cimported above)
 
 from fastbgp.rib import attrs as _attrs
 from fastbgp.rib._rib_py import (
-    empty_changeset,
+    ChangeSet,
     family_bits,
-    make_changeset,
     parse_address,
     parse_prefix,
     peer_dict,
@@ -292,6 +292,18 @@ if (sizeof(AttrRec) != 4 * _attrs.WORDS or _attrs.F_ORIGINATOR_ID != F_ORIGINATO
     raise ImportError("fastbgp.rib._rib was built against another attribute record layout; rebuild it")
 if (RIB_RECV_MIN, RIB_RECV_MAX) != (RECEIVED_MIN, RECEIVED_MAX) or sizeof(RibPath) != 15:
     raise ImportError("fastbgp.rib._rib was built with another receive-time range; rebuild it")
+
+# Liveness of an attribute id, read from the AttrTable's records in C (one
+# source: the numbers are attrs.py's).
+cdef Py_ssize_t A_WORDS = _attrs.WORDS
+cdef Py_ssize_t A_W_FLAGS = _attrs.W_FLAGS
+cdef uint32_t A_F_LIVE = _attrs.F_LIVE
+
+
+cdef inline object _empty_changeset():
+    """A fresh empty ChangeSet, as the twin's ``empty_changeset`` (its dicts
+    are mutable, so never one shared object)."""
+    return ChangeSet({}, b"", 0, 0, {})
 
 
 cdef struct PeerInfo:
@@ -856,9 +868,24 @@ cdef class _Selection(_SlotTable):
 
     @cython.final
     cdef uint32_t _check_attr(self, attr_id) except? 0xFFFFFFFF:
-        if not self.attrs.is_live(attr_id):
-            raise KeyError("attribute id %r is not allocated" % (attr_id,))
-        return <uint32_t>attr_id
+        """``attr_id`` as a C id, or KeyError unless AttrTable.is_live.
+
+        Once per UPDATE: an exact int is checked here against the records
+        (in range, F_LIVE set), without a call into Python; anything else (a
+        bool, an int subclass, not an int) asks the table itself, so the
+        answer is always is_live's."""
+        cdef array.array rec
+        cdef long long v
+        cdef int overflow = 0
+        if type(attr_id) is int:
+            v = PyLong_AsLongLongAndOverflow(attr_id, &overflow)
+            rec = self.attrs.records
+            if (not overflow and 0 <= v < len(rec) // A_WORDS
+                    and rec.data.as_uints[v * A_WORDS + A_W_FLAGS] & A_F_LIVE):
+                return <uint32_t>v
+        elif self.attrs.is_live(attr_id):
+            return <uint32_t>attr_id
+        raise KeyError("attribute id %r is not allocated" % (attr_id,))
 
     # ------------------------------------------------------------ best path
 
@@ -1170,15 +1197,29 @@ cdef class _Changes(_Selection):
 
     @cython.final
     cdef object _finish(self):
+        """The ChangeSet of the operation, equal to the twin's
+        ``make_changeset``: ``by_source`` (peer, attr_id) -> prefixes and
+        ``announced`` attr_id -> the same prefixes, the groups of one attr_id
+        joined in first-appearance order, built in one pass here."""
         cdef size_t i
         cdef uint64_t g
+        cdef dict groups, announced
+        if self.g_key.size() == 0 and self.wd.size() == 0:
+            self._reset_output()
+            return _empty_changeset()
         groups = {}
+        announced = {}
         for i in range(self.g_key.size()):
             g = self.g_key[i]
-            groups[(<int>(g >> 32), <long>(g & 0xFFFFFFFF))] = PyBytes_FromStringAndSize(
-                self.g_buf[i].data(), self.g_buf[i].size())
+            data = PyBytes_FromStringAndSize(self.g_buf[i].data(), self.g_buf[i].size())
+            aid = <long>(g & 0xFFFFFFFF)
+            groups[(<int>(g >> 32), aid)] = data
+            prev = announced.get(aid)
+            # One group per attr_id is the usual case: both dicts then hold
+            # the same bytes object.
+            announced[aid] = data if prev is None else prev + data
         wd = PyBytes_FromStringAndSize(self.wd.data(), self.wd.size())
-        cs = make_changeset(groups, wd, self.n_ann, self.n_wd)
+        cs = ChangeSet(announced, wd, self.n_ann, self.n_wd, groups)
         self._reset_output()
         return cs
 
@@ -1401,7 +1442,7 @@ cdef class _Changes(_Selection):
         ``stale_only``) held in the slots ``first`` to ``end`` - 1; the
         changes in ascending prefix order."""
         if not (self.peers[peer].nstale if stale_only else self.peers[peer].npaths):
-            return empty_changeset()
+            return _empty_changeset()
         cdef size_t i, removed = 0, stale = 0
         cdef int j, lo, hi
         cdef char *s
@@ -1515,7 +1556,7 @@ cdef class Rib(_Changes):
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
-            return empty_changeset()
+            return _empty_changeset()
         cdef PKey k
         cdef SlotBody *body
         cdef RibPath *bp
@@ -1583,7 +1624,7 @@ cdef class Rib(_Changes):
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
-            return empty_changeset()
+            return _empty_changeset()
         cdef PKey k
         cdef SlotBody *body
         cdef RibPath *bp
@@ -1669,7 +1710,7 @@ cdef class Rib(_Changes):
             raise ValueError("start must be an int >= 0, max_slots an int >= 1")
         cdef size_t cap = self.cap
         if start >= cap:
-            return empty_changeset(), None
+            return _empty_changeset(), None
         cdef size_t first = start
         cdef size_t end = cap if max_slots >= cap - first else first + <size_t>max_slots
         cs = self._remove_where(peer, True, first, end)
