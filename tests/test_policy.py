@@ -675,3 +675,90 @@ def test_encode_route():
     assert afi == AFI_IPV6 and plen == 32 and nh is NEXT_HOP_SELF
     assert ATTR_NEXT_HOP not in d and d[1] == b"\x02" and d[ATTR_LOCAL_PREF] == (100).to_bytes(4, "big")
     assert d[ATTR_LARGE_COMMUNITY] == struct.pack(">III", 65000, 1, 1)
+
+
+# ------------------------------------------------ fast paths vs the general one
+
+# Conditions and actions the property test draws statements from: the fast
+# paths (one changed attribute spliced into a sorted block, community edits
+# on a route without the attribute encoded at compile time, views split on
+# first use) must give what evaluate_uncached's general path gives.
+_FAST_CONDS = ['rpki = "valid"', 'rpki = "invalid"', 'rpki = "not-found"', 'community-set = "cs"',
+               'large-community-set = "ls"', 'as-path-set = "two"', 'origin = "igp"', ""]
+_FAST_ACTS = ['large-communities = { add = ["65000:9:1"] }', 'large-communities = { add = ["65000:1:1", "65000:9:2"] }',
+              'large-communities = { remove = ["65000:1:*"] }', 'large-communities = { replace = ["65000:7:7"] }',
+              'communities = { add = ["65000:9"] }', 'communities = { remove = ["65000:*"] }',
+              'communities = { replace = [] }', "set-local-pref = 300", "set-med = 7",
+              "as-path-prepend = { asn = 65000, count = 2 }", 'set-next-hop = "192.0.2.77"']
+_RPKI_HEAD = '[rpki]\ncaches = [{ address = "192.0.2.1" }]\n'
+
+
+def _fast_engine(statements, default):
+    body = SETS + '[[policies]]\nname = "p"\n'
+    for cond, acts, result in statements:
+        body += "[[policies.statements]]\nconditions = { %s }\nactions = { %s }\n" % (
+            cond, ", ".join(list(acts) + ['result = "%s"' % result]))
+    e = compile_policies(load_config(HEAD + _RPKI_HEAD + body))
+    return e, e.chain(["p"], default=default)
+
+
+_block_items = st.lists(
+    st.sampled_from([
+        (0x40, 1, b"\x00"), (0x40, 1, b"\x02"), (0x40, 2, encode_segments([(AS_SEQUENCE, [65001, 64512])], 4)),
+        (0x40, 2, b""), (0x40, 3, bytes([198, 51, 100, 1])), (0x80, 4, (5).to_bytes(4, "big")),
+        (0x40, 5, (100).to_bytes(4, "big")), (0xC0, 8, struct.pack(">II", c(65000, 1), c(65001, 3))),
+        (0xC0, 8, b""), (0xD0, 8, struct.pack(">I", c(65000, 9))),  # extended length, 4 octets
+        (0xC0, 32, struct.pack(">III", 65000, 1, 1) * 2), (0xC0, 32, struct.pack(">III", 65000, 9, 1)),
+        (0xC0, 99, b"opaque"), (0xD0, 120, bytes(300)),
+    ]),
+    max_size=9,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    items=_block_items,
+    shuffle=st.booleans(),
+    statements=st.lists(
+        st.tuples(st.sampled_from(_FAST_CONDS), st.lists(st.sampled_from(_FAST_ACTS), max_size=3, unique_by=lambda a: a.split(" =")[0]),
+                  st.sampled_from(["accept", "next", "reject"])),
+        min_size=1, max_size=4),
+    default=st.sampled_from(["accept", "reject"]),
+)
+def test_fast_paths_agree_with_the_general_path(items, shuffle, statements, default):
+    """Random blocks (sorted or not, duplicate types included) through random
+    chains: the cached, shortcut evaluation equals the general one for every
+    RFC 6811 state, and the accepted block is the very input object when
+    nothing changed."""
+    if not shuffle:
+        items = sorted(items, key=lambda i: i[1])
+    block = b"".join(encode_attr(f, t, v) for f, t, v in items)
+    e, ch = _fast_engine(statements, default)
+    base = PolicyContext("192.0.2.9", 65001, 65000)
+    for state in ("valid", "invalid", "not-found", None):
+        ctx = base.with_validation(state)
+        for afi in (AFI_IPV4, AFI_IPV6):
+            want = e.evaluate_uncached(ch, "import", (afi, b"", 0), block, ctx)
+            got = e.evaluate_group(ch, block, ctx, afi)
+            assert got == want
+            if got is not None and got.attrs == block:
+                assert got.attrs is block
+
+
+def test_rov_chain_splices_the_tag_into_the_block():
+    """bench/rpki_vs_bird.py's ROV policy: the state's large community is
+    inserted in type order, the other attributes' bytes untouched, and the
+    result is the general path's."""
+    e, ch = _fast_engine([('rpki = "%s"' % s, ['large-communities = { add = ["65000:9:%d"] }' % i], "accept")
+                          for i, s in enumerate(("valid", "invalid", "not-found"))], "accept")
+    g = attrs(comms=[c(65000, 1)], med=5)
+    for i, state in enumerate(("valid", "invalid", "not-found")):
+        ctx = PolicyContext("192.0.2.9", 65001, 65000).with_validation(state)
+        v = e.evaluate_group(ch, g, ctx)
+        assert v.attrs == g + encode_attr(0xC0, 32, struct.pack(">III", 65000, 9, i))
+        assert v == e.evaluate_uncached(ch, "import", P("192.0.2.0/24"), g, ctx)
+    # A large community already there: kept first, the tag appended.
+    g2 = attrs(large=[(65000, 1, 1)], order=[32, 1, 2, 3])
+    v = e.evaluate_group(ch, g2, PolicyContext().with_validation("valid"))
+    assert by_type(v.attrs)[ATTR_LARGE_COMMUNITY] == struct.pack(">III", 65000, 1, 1) + struct.pack(">III", 65000, 9, 0)
+    assert [t for _f, t, _v in split_attrs(v.attrs)] == [1, 2, 3, 32]

@@ -107,6 +107,11 @@ class Verdict(NamedTuple):
     next_hop: object = None
 
 
+# Verdict(attrs, next_hop) without the generated __new__'s Python frame
+# (one per evaluation): _verdict(Verdict, (attrs, next_hop)).
+_verdict = tuple.__new__
+
+
 # ------------------------------------------------------------------ context
 
 
@@ -256,47 +261,90 @@ def _large(value):
 
 
 class _View:
-    """One attribute block, split once and memoised (shared by every
-    evaluation of the same block)."""
+    """One attribute block, split on first use (a chain whose conditions
+    read no attribute, e.g. an RFC 6811 ROV policy, may never split it) and
+    memoised (shared by every evaluation of the same block)."""
 
-    __slots__ = ("attrs", "items", "_as_path", "_comms", "_large", "memo")
+    __slots__ = ("attrs", "_index", "_sorted", "_as_path", "_comms", "_large", "_memo")
 
     def __init__(self, block):
         self.attrs = block
-        # ``items``: type -> (flags, value, the whole attribute as received).
-        items = {t: (f, block[vs:ve], block[st:ve]) for f, t, vs, ve, st in attr_spans(block)}
-        self.items = items
+        self._index = None
+        self._sorted = False  # types strictly increasing (no duplicate either)
         self._as_path = None
         self._comms = None
         self._large = None
-        self.memo = {}
+        self._memo = None
+
+    def index(self):
+        """type -> (flags, value start, value end, attribute start), from
+        the one parser (wire.as4.attr_spans); no bytes are copied."""
+        idx = self._index
+        if idx is None:
+            spans = attr_spans(self.attrs)
+            idx = self._index = {t: (f, vs, ve, st) for f, t, vs, ve, st in spans}
+            # A duplicate type makes the index shorter than the block.
+            self._sorted = len(idx) == len(spans) and all(spans[k][1] < spans[k + 1][1] for k in range(len(spans) - 1))
+        return idx
+
+    def value(self, t):
+        it = self.index().get(t)
+        return None if it is None else self.attrs[it[1] : it[2]]
+
+    @property
+    def memo(self):
+        m = self._memo
+        if m is None:
+            m = self._memo = {}
+        return m
 
     def as_path(self):
         if self._as_path is None:
-            it = self.items.get(ATTR_AS_PATH)
-            self._as_path = render_as_path(decode_segments(it[1], 4)) if it else ""
+            v = self.value(ATTR_AS_PATH)
+            self._as_path = render_as_path(decode_segments(v, 4)) if v is not None else ""
         return self._as_path
 
     def communities(self):
         if self._comms is None:
-            it = self.items.get(ATTR_COMMUNITIES)
-            self._comms = frozenset(_communities(it[1])) if it else frozenset()
+            v = self.value(ATTR_COMMUNITIES)
+            self._comms = frozenset(_communities(v)) if v is not None else frozenset()
         return self._comms
 
     def large(self):
         if self._large is None:
-            it = self.items.get(ATTR_LARGE_COMMUNITY)
-            self._large = frozenset(_large(it[1])) if it else frozenset()
+            v = self.value(ATTR_LARGE_COMMUNITY)
+            self._large = frozenset(_large(v)) if v is not None else frozenset()
         return self._large
+
+    def splice(self, t, encoded):
+        """The block with attribute ``t`` replaced by (or, absent, inserted
+        as) ``encoded`` (b"": removed), or None when the block's types are
+        not strictly increasing (then only the general rebuild keeps the
+        exact bytes).  In a sorted block the attributes before ``t`` and
+        after it are contiguous runs, so the rebuild sorted by type code
+        is these two slices around the new attribute."""
+        idx = self.index()
+        if not self._sorted:
+            return None
+        block = self.attrs
+        p = q = len(block)
+        for ft, (_f, _vs, ve, st) in idx.items():
+            if ft >= t:
+                p, q = (st, ve) if ft == t else (st, st)
+                break
+        return block[:p] + encoded + block[q:]
 
 
 class _Route:
     """One evaluation: the shared view plus this evaluation's changes."""
 
-    __slots__ = ("view", "mods", "ctx", "afi", "pfx", "next_hop", "trace")
+    __slots__ = ("view", "mods", "ctx", "afi", "pfx", "next_hop", "trace", "general")
 
-    def __init__(self, view, ctx, afi, pfx):
+    def __init__(self, view, ctx, afi, pfx, general=False):
         self.view = view
+        # True: no shortcut (splice, constants encoded at compile time), the
+        # reference evaluate_uncached() gives and the tests compare with.
+        self.general = general
         self.mods = {}  # type -> (flags, value), or None when removed
         self.ctx = ctx
         self.afi = afi
@@ -308,16 +356,14 @@ class _Route:
         if t in self.mods:
             fv = self.mods[t]
             return None if fv is None else fv[1]
-        it = self.view.items.get(t)
-        return None if it is None else it[1]
+        return self.view.value(t)
 
     def set(self, t, value):
         if t in self.mods and self.mods[t] is not None:
             flags = self.mods[t][0]
-        elif t in self.view.items:
-            flags = self.view.items[t][0]
         else:
-            flags = WELL_KNOWN_FLAGS[t]
+            it = self.view.index().get(t)
+            flags = WELL_KNOWN_FLAGS[t] if it is None else it[0]
         self.mods[t] = (flags & ~FLAG_EXTENDED_LENGTH, value)
 
     def remove(self, t):
@@ -342,18 +388,31 @@ class _Route:
         return self.view.as_path()
 
     def result(self):
-        """The block after the changes (the original object when none)."""
+        """The block after the changes (the original object when none):
+        attributes sorted by type code, the changed ones re-encoded."""
         mods = self.mods
         view = self.view
         if not mods:
             return view.attrs
-        parts = [(t, it[2]) for t, it in view.items.items() if t not in mods]
+        out = None
+        if len(mods) == 1 and not self.general:
+            # One change (set-local-pref, a community added...): splice.
+            for t, fv in mods.items():
+                out = view.splice(t, b"" if fv is None else encode_attr(fv[0], t, fv[1]))
+        if out is None:
+            out = self.rebuild()
+        return view.attrs if out == view.attrs else out
+
+    def rebuild(self):
+        """result() the general way: every attribute, sorted by type."""
+        mods = self.mods
+        block = self.view.attrs
+        parts = [(t, block[it[3] : it[2]]) for t, it in self.view.index().items() if t not in mods]
         for t, fv in mods.items():
             if fv is not None:
                 parts.append((t, encode_attr(fv[0], t, fv[1])))
         parts.sort(key=lambda p: p[0])
-        out = b"".join(p[1] for p in parts)
-        return view.attrs if out == view.attrs else out
+        return b"".join(p[1] for p in parts)
 
 
 # ------------------------------------------------------------- conditions
@@ -525,11 +584,21 @@ def _compile_actions(a, flags):
     edit = _community_editor(a.communities, False)
     if edit is not None:
 
-        def communities_act(r, edit=edit):
+        def pack(new):
+            return struct.pack(">%dI" % len(new), *new)
+
+        # The outcome on a route without the attribute is a constant,
+        # encoded once here rather than at every evaluation.
+        fresh = pack(edit(()))
+
+        def communities_act(r, edit=edit, fresh=fresh):
             cur = r.value(ATTR_COMMUNITIES)
-            new = edit(_communities(cur) if cur else ())
+            if cur:
+                new = pack(edit(_communities(cur)))
+            else:
+                new = pack(edit(())) if r.general else fresh
             if new:
-                r.set(ATTR_COMMUNITIES, struct.pack(">%dI" % len(new), *new))
+                r.set(ATTR_COMMUNITIES, new)
             elif cur is not None:
                 r.remove(ATTR_COMMUNITIES)  # an empty COMMUNITIES is not sent
 
@@ -537,11 +606,16 @@ def _compile_actions(a, flags):
     edit = _community_editor(a.large_communities, True)
     if edit is not None:
 
-        def large_act(r, edit=edit):
+        fresh = b"".join(edit(()))
+
+        def large_act(r, edit=edit, fresh=fresh):
             cur = r.value(ATTR_LARGE_COMMUNITY)
-            new = edit(_large(cur) if cur else ())
+            if cur:
+                new = b"".join(edit(_large(cur)))
+            else:
+                new = b"".join(edit(())) if r.general else fresh
             if new:
-                r.set(ATTR_LARGE_COMMUNITY, b"".join(new))
+                r.set(ATTR_LARGE_COMMUNITY, new)
             elif cur is not None:
                 r.remove(ATTR_LARGE_COMMUNITY)
 
@@ -599,8 +673,12 @@ def _compile_actions(a, flags):
     return out
 
 
+def _always(r):
+    return True
+
+
 class _Statement:
-    __slots__ = ("name", "conds", "mode", "actions", "result")
+    __slots__ = ("name", "conds", "mode", "actions", "result", "test")
 
     def __init__(self, st, sets, flags):
         self.name = st.name
@@ -608,6 +686,14 @@ class _Statement:
         self.mode = _MODES[st.match]
         self.actions = tuple(_compile_actions(st.actions, flags))
         self.result = _RESULTS[st.actions.result]
+        # fn(route) -> bool the chain runs: the lone condition itself when
+        # there is one under all/any (one call, not two), else matches().
+        if not self.conds:
+            self.test = _always
+        elif len(self.conds) == 1 and self.mode != _INVERT:
+            self.test = self.conds[0]
+        else:
+            self.test = self.matches
 
     def matches(self, r):
         conds = self.conds
@@ -736,20 +822,20 @@ class PolicyEngine:
             v = self._views[attrs] = _View(attrs)
         return v
 
-    def _run(self, chain, view, ctx, afi, pfx, trace=None):
+    def _run(self, chain, view, ctx, afi, pfx, trace=None, general=False):
         self.evaluations += 1
-        r = _Route(view, ctx, afi, pfx)
+        r = _Route(view, ctx, afi, pfx, general)
         r.trace = trace
         for pol in chain.policies:
             for st in pol.statements:
-                if st.matches(r):
+                if st.test(r):
                     for act in st.actions:
                         act(r)
                     if st.result == _ACCEPT:
-                        return Verdict(r.result(), r.next_hop)
+                        return _verdict(Verdict, (r.result(), r.next_hop))
                     if st.result == _REJECT:
                         return None
-        return Verdict(r.result(), r.next_hop) if chain.default_accept else None
+        return _verdict(Verdict, (r.result(), r.next_hop)) if chain.default_accept else None
 
     def _cached(self, chain, attrs, ctx, afi, pfx):
         """The verdict through the chain's decision cache.
@@ -768,13 +854,24 @@ class PolicyEngine:
         cache = chain._cache
         node = cache.get(key)
         while node is not None:
-            if type(node) is _Leaf:
+            if type(node) is Verdict:
                 self.hits += 1
-                return node.verdict
+                return node
+            if node is _REJECTED:
+                self.hits += 1
+                return None
             node = node.yes if node.matcher.match(afi, pfx[0], pfx[1]) else node.no
-        trace = [] if chain.prefix_dependent else None
-        verdict = self._run(chain, self._view(attrs), ctx, afi, pfx, trace)
-        leaf = _Leaf(verdict)
+        if chain.prefix_dependent:
+            trace = []
+            view = self._view(attrs)  # shared by the block's other prefixes
+        else:
+            # Cached above by block: a second run would be for another
+            # context or family only, so keeping the view would mostly
+            # hold memory (and give the collector work).
+            trace = None
+            view = _View(attrs)
+        verdict = self._run(chain, view, ctx, afi, pfx, trace)
+        leaf = _REJECTED if verdict is None else verdict  # a leaf: the verdict itself
         if not trace:
             if len(cache) >= self.cache_size:
                 cache.clear()
@@ -837,12 +934,12 @@ class PolicyEngine:
         return self._cached(chain, attrs, ctx, pafi, (value, plen))
 
     def evaluate_uncached(self, target, direction, prefix, attrs, ctx=None, afi=None):
-        """evaluate() without any cache: the reference the caches must agree
-        with (tests, debugging)."""
+        """evaluate() without any cache or shortcut: the reference the caches
+        and the fast paths must agree with (tests, debugging)."""
         chain = self.chain(target, direction)
         ctx = self._context(target, ctx)
         pafi, value, plen = _prefix(prefix, afi)
-        return self._run(chain, _View(attrs), ctx, pafi, (value, plen))
+        return self._run(chain, _View(attrs), ctx, pafi, (value, plen), general=True)
 
     def apply(self, target, direction, prefix, attrs, ctx=None, afi=None):
         """evaluate(), returning the attribute block or None (rejected)."""
@@ -850,11 +947,9 @@ class PolicyEngine:
         return None if v is None else v.attrs
 
 
-class _Leaf:
-    __slots__ = ("verdict",)
-
-    def __init__(self, verdict):
-        self.verdict = verdict
+# The decision-cache leaf of a rejected route (an accepted one's leaf is its
+# Verdict).
+_REJECTED = object()
 
 
 class _Ask:
