@@ -284,7 +284,7 @@ class _View:
             spans = attr_spans(self.attrs)
             idx = self._index = {t: (f, vs, ve, st) for f, t, vs, ve, st in spans}
             # A duplicate type makes the index shorter than the block.
-            self._sorted = len(idx) == len(spans) and all(spans[k][1] < spans[k + 1][1] for k in range(len(spans) - 1))
+            self._sorted = len(idx) == len(spans) and list(idx) == sorted(idx)
         return idx
 
     def value(self, t):
