@@ -277,19 +277,25 @@ class _View:
         self._memo = None
 
     def index(self):
-        """type -> (flags, value start, value end, attribute start), from
-        the one parser (wire.as4.attr_spans); no bytes are copied."""
+        """type -> (flags, type, value start, value end, attribute start),
+        wire.as4.attr_spans's tuples (the one parser); no bytes are copied."""
         idx = self._index
         if idx is None:
-            spans = attr_spans(self.attrs)
-            idx = self._index = {t: (f, vs, ve, st) for f, t, vs, ve, st in spans}
-            # A duplicate type makes the index shorter than the block.
-            self._sorted = len(idx) == len(spans) and list(idx) == sorted(idx)
+            idx = self._index = {}
+            prev = -1
+            ordered = True  # types strictly increasing: no duplicate either
+            for sp in attr_spans(self.attrs):
+                t = sp[1]
+                if t <= prev:
+                    ordered = False
+                prev = t
+                idx[t] = sp  # a duplicate type: the last one, as before
+            self._sorted = ordered
         return idx
 
     def value(self, t):
         it = self.index().get(t)
-        return None if it is None else self.attrs[it[1] : it[2]]
+        return None if it is None else self.attrs[it[2] : it[3]]
 
     @property
     def memo(self):
@@ -328,9 +334,9 @@ class _View:
             return None
         block = self.attrs
         p = q = len(block)
-        for ft, (_f, _vs, ve, st) in idx.items():
+        for ft, sp in idx.items():
             if ft >= t:
-                p, q = (st, ve) if ft == t else (st, st)
+                p, q = (sp[4], sp[3]) if ft == t else (sp[4], sp[4])
                 break
         return block[:p] + encoded + block[q:]
 
@@ -407,7 +413,7 @@ class _Route:
         """result() the general way: every attribute, sorted by type."""
         mods = self.mods
         block = self.view.attrs
-        parts = [(t, block[it[3] : it[2]]) for t, it in self.view.index().items() if t not in mods]
+        parts = [(t, block[it[4] : it[3]]) for t, it in self.view.index().items() if t not in mods]
         for t, fv in mods.items():
             if fv is not None:
                 parts.append((t, encode_attr(fv[0], t, fv[1])))
