@@ -557,7 +557,9 @@ def _p9_target(kind, t):
     sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
     import test_route_server_ixp as ixp  # the BIRD route-server filters of the interop test, reused
 
-    bird = ixp.bird_route_server(t, {P9_AS0 + k: _ClientAddrs(k) for k in range(P9_CLIENTS)})
+    # "ipv4": the interop test's transport with one session per family
+    # (IPv4 and IPv6), as P9's clients connect.
+    bird = ixp.bird_route_server(t, {P9_AS0 + k: _ClientAddrs(k) for k in range(P9_CLIENTS)}, "ipv4")
     for n in bird.neighbors:
         n.passive = True
     bird.start()
