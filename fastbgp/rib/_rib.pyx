@@ -175,14 +175,17 @@ cdef extern from *:
        as large blocks come and go), so a table grown by doubling leaves
        about its own size behind in the process's RSS; hand those pages back
        once per big free (malloc_trim, man 3 malloc_trim: a walk of the free
-       lists, a few ms; a growth step happens log2(size) times). */
+       lists, a few ms; a growth step happens log2(size) times).  From 4 MiB,
+       the size from which a slot array may move to huge pages at any time
+       (_SlotTable._reserve): once glibc's threshold has risen, the old
+       array would otherwise stay in the RSS after that move. */
     #if defined(__GLIBC__)
     #include <malloc.h>
     #endif
     static void rib_free_table(void *p, size_t bytes) {
         free(p);
     #if defined(__GLIBC__)
-        if (bytes >= ((size_t)8 << 20))
+        if (bytes >= ((size_t)4 << 20))
             malloc_trim(0);
     #endif
     }
