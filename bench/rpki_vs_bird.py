@@ -66,6 +66,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from passthrough import cpu_seconds  # noqa: E402 (bench/ on sys.path first): the one /proc CPU reader
+
 DUT_AS = 64500
 FEEDER_AS = 65001
 RTR_PORT = 8282
@@ -293,14 +295,6 @@ def rss_mb(pid):
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of a process, every thread (/proc/PID/stat
-    utime and stime): less disturbed than wall time on a shared machine."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class UnixHTTP(http.client.HTTPConnection):

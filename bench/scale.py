@@ -503,13 +503,6 @@ def run_p8(kind, peers, count, groups, timeout, lengths):
             PT.stop_all(stop, procs)
 
 
-def _cpu_seconds(pid):
-    """utime + stime of a process (/proc/PID/stat fields 14 and 15)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _p9_fastbgp_config(t):
     lines = [
         "[global]", "asn = %d" % PT.TARGET_AS, 'router-id = "%s"' % t.ipv4,
@@ -593,7 +586,7 @@ def run_p9(kind, timeout):
                   "sessions establishing")
             time.sleep(1.0)
             idle = PT.rss_mb(pid)
-            cpu0 = _cpu_seconds(cp.pid)
+            cpu0 = PT.cpu_seconds(cp.pid)
             os.kill(cp.pid, signal.SIGUSR1)
             go = _wait(cstat, "go", 30, procs, timeout)["t"]
             try:
@@ -611,7 +604,7 @@ def run_p9(kind, timeout):
             # the clients, not the route server, set the pace.
             return {"target": kind, "seconds": done["last"] - go, "rss_idle_mb": idle[0], "rss_mb": loaded[0],
                     "peak_mb": max(peak, loaded[1]), "sessions": done["sessions"],
-                    "clients_cpu_s": _cpu_seconds(cp.pid) - cpu0, "want": done["want"],
+                    "clients_cpu_s": PT.cpu_seconds(cp.pid) - cpu0, "want": done["want"],
                     "updates": totals.get("updates"), "announced": totals.get("announced"),
                     "exact_after": totals.get("exact"), "control_left": totals.get("control_left")}
         finally:
