@@ -419,11 +419,9 @@ def bird_run(lab, t, b, static, name, count, timeout, pause=1.0):
             if time.time() > deadline:
                 raise RuntimeError("BIRD did not load %d routes: %s" % (count, out))
             time.sleep(0.2)
-        if name == "floor":
-            argv, env = _bird_sink(t, b, result, count, pause)
-        else:
-            argv, env = {"fastbgp": _bird_fastbgp, "exabgp": _bird_exabgp, "sink": _bird_sink}[name](t, b, result,
-                                                                                                   count)
+        make = {"fastbgp": _bird_fastbgp, "exabgp": _bird_exabgp, "sink": _bird_sink,
+                "floor": lambda *a: _bird_sink(*a, pause=pause)}[name]
+        argv, env = make(t, b, result, count)
         log = open(os.path.join(t.workdir, name + ".out"), "wb")
         target = t.popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         feed = bird_feed_seconds(bird, count) if name == "floor" else None
