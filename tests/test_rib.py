@@ -911,6 +911,67 @@ def test_parity_random_operations(ops, always):
         assert len(r) == 0 and r.path_count() == 0 and len(table) == 0
 
 
+_run = st.tuples(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(PARITY_PREFIXES)), max_size=5),
+                st.one_of(st.none(), st.integers(0, len(PARITY_ATTRS) - 1)), st.integers(0, 3))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(setup=st.lists(st.tuples(st.sampled_from(sorted(PARITY_PEERS)), st.sampled_from(PARITY_PREFIXES),
+                                st.integers(0, len(PARITY_ATTRS) - 1)), max_size=12),
+       runs=st.lists(_run, max_size=8), peer=st.sampled_from(sorted(PARITY_PEERS)), addpath=st.booleans())
+def test_update_many_equals_the_calls_one_by_one(setup, runs, peer, addpath):
+    """Rib.update_many (the import fast lane's batch): the table ends as
+    after the same update/withdraw calls one by one, on both twins, and its
+    one ChangeSet is the diff of best paths across the whole batch."""
+    worlds = [make(implementation(rib_pkg, name), peers=PARITY_PEERS) for name in ("cython", "python", "cython")]
+    for table, r in worlds:
+        for other, prefix, ai in setup:
+            aid = table.intern(mkattrs(**PARITY_ATTRS[ai]))
+            r.update(other, pk(prefix), False, aid, now=1_700_000_000)
+            table.release(aid)
+    before = _snapshot(worlds[0][1])
+    results = []
+    for n, (table, r) in enumerate(worlds):
+        aids = [table.intern(mkattrs(**a)) for a in PARITY_ATTRS]
+        batch = []
+        for items, ai, mark in runs:
+            packed = pk(*(items if addpath else [p for _i, p in items]), addpath=addpath)
+            batch.append((packed, None if ai is None else aids[ai], mark))
+        if n < 2:
+            results.append(r.update_many(peer, batch, addpath, now=1_700_000_100))
+        else:  # the reference: the same calls one by one
+            for packed, aid, mark in batch:
+                if aid is None:
+                    r.withdraw(peer, packed, addpath)
+                else:
+                    r.update(peer, packed, addpath, aid, now=1_700_000_100, mark=mark)
+        for aid in aids:
+            table.release(aid)
+    assert results[0] == results[1]
+    states = [_state(r, table) + ([r.peer_marks(p) for p in sorted(PARITY_PEERS)],) for table, r in worlds]
+    assert states[0] == states[1] == states[2]
+    _check_changeset(results[0], before, _snapshot(worlds[0][1]))
+
+
+def test_update_many_checks_every_run_first(rib_impl):
+    table, r = make(rib_impl)
+    aid = table.intern(mkattrs())
+    r.update(1, pk("10.0.0.0/24"), False, aid)
+    state = _snapshot(r)
+    bad = [[(pk("10.0.1.0/24"), aid, 0), (b"\x21\x0a", aid, 0)],  # malformed NLRI
+           [(pk("10.0.1.0/24"), aid, 0), (pk("10.0.0.0/24"), None, 0), (pk("10.0.2.0/24"), aid, 4)],
+           [(pk("10.0.0.0/24"), None, 0), (pk("10.0.1.0/24"), 999, 0)]]
+    for runs in bad:
+        with pytest.raises((ValueError, KeyError)):
+            r.update_many(1, runs)
+        assert _snapshot(r) == state and r.path_count() == 1
+    assert not r.update_many(1, [])
+    # A prefix announced and withdrawn within one batch: no change at all.
+    cs = r.update_many(1, [(pk("10.0.3.0/24"), aid, 0), (pk("10.0.3.0/24"), None, 0)])
+    assert not cs and len(r) == 1 and "10.0.3.0/24" not in r
+    table.release(aid)
+
+
 def test_parity_bulk_table(both_ribs):
     # A few thousand prefixes over several attribute sets and peers: same
     # change sets and dumps from both implementations.

@@ -74,9 +74,13 @@ def split(packed):
         i += n
 
 
-async def two_peers(dut, **kw):
+async def two_peers(dut, rx=None, **kw):
+    """Two senders of AS 65001 (and ``rx``, an address: a neighbour of AS
+    65002 configured for the caller to connect)."""
     a_addr, b_addr = addr(), addr()
     dut.neighbors = [neighbor_toml(a_addr, 65001, families=FAMS, **kw), neighbor_toml(b_addr, 65001, families=FAMS, **kw)]
+    if rx is not None:
+        dut.neighbors.append(neighbor_toml(rx, 65002, families=FAMS))
     d = await dut.start()
     a, na = await peer(dut, 65001, a_addr, families=FAMS)
     b, nb = await peer(dut, 65001, b_addr, families=FAMS)
@@ -127,7 +131,13 @@ def test_batches_leave_what_single_updates_leave(run, tmp_path, seed, mode):
             extra = ROV % vrps
             kw = {"import-policy": ["rov"]}
         dut = DUT(neighbors=[], extra=extra)
-        d, speakers, (one, many) = await two_peers(dut, **kw)
+        rx_addr = addr()
+        d, speakers, (one, many) = await two_peers(dut, rx=rx_addr, **kw)
+        # A receiver: what the batches export must end as the Loc-RIB (the
+        # lane exports one Rib.update_many per batch; fastbgp.daemon.fastlane).
+        rx, nrx = await peer(dut, 65002, rx_addr, families=FAMS)
+        speakers = (*speakers, rx)
+        await nrx.wait_established(5)
         if mode == "rpki":
             await until(lambda: len(d.rpki.vrps) == 3, what="the VRPs loaded")
             assert one.pre_policy and many.pre_policy
@@ -145,6 +155,11 @@ def test_batches_leave_what_single_updates_leave(run, tmp_path, seed, mode):
                 i += n
                 assert table(d, one.pid) == table(d, many.pid)
                 assert pre_table(d, one.pid) == pre_table(d, many.pid)
+            assert any(d.rib(fam) for fam in FAMS), "some routes to export"
+            for fam in FAMS:
+                want = {r.prefix: r.as_path[-1] for r in d.rib(fam)}
+                await until(lambda: {p: r.as_path[-1] for p, r in nrx.received(fam).items()} == want,
+                            what="the receiver holds the Loc-RIB (%s)" % fam)
             assert table(d, one.pid), "the sequence left routes"
             assert d.importer.fast_updates >= 20, "the fast lane took its share"
             if mode == "rpki":

@@ -26,6 +26,13 @@ general path does for it, in one call:
   lane only skips the general path's dispatch);
 * the neighbour's prefix limit (RFC 4486 Cease 6/1).
 
+The RIB changes of a batch wait in per-family runs and go into the RIB in
+one ``Rib.update_many`` with one export (``flush``), before the general path
+takes an UPDATE and when the batch ends: the table and what is exported end
+the same as UPDATE by UPDATE (a prefix changed twice in a batch is exported
+once, with its last path).  Not with a prefix limit or path hiding, which
+look at each UPDATE's own change.
+
 Within a batch the lane remembers, per (family, attribute set, next hop,
 state), the stored attribute id (holding a reference to it until
 ``close``), its RIB mark and whether the pre-policy view maps it back: a
@@ -39,7 +46,7 @@ Anything else returns False before touching anything but the import
 cache, and the caller takes the general path.  Both paths are run on the same random UPDATE
 sequences by tests/test_update_batches.py and must leave the same RIBs.
 
-Owns: nothing beyond one batch (``close`` releases its attribute ids).  Calls: the importer (the steps above),
+Owns: nothing beyond one batch (``close`` makes its deferred RIB changes and releases its attribute ids).  Calls: the importer (the steps above),
 its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
 fastbgp.daemon.importer only.
 """
@@ -62,7 +69,7 @@ class FastLane:
     """One batch's fast path for one neighbour; see the module docstring."""
 
     __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "rpki", "pre",
-                 "uses_rpki", "view", "seen")
+                 "uses_rpki", "view", "seen", "defer", "runs")
 
     @classmethod
     def of(cls, importer, nb, session):
@@ -89,6 +96,12 @@ class FastLane:
         # groups change only in queued export work or when this session
         # ends, and the batch stops there).
         self.fams = frozenset(f for f in fams if not importer.exporter.hooks(f)[1])
+        # Families whose RIB changes wait for flush(): not with a prefix
+        # limit (checked after every UPDATE) nor with RFC 7947 §2.3 path
+        # hiding (hiding_touch needs each UPDATE's own ChangeSet).
+        self.defer = frozenset() if self.limits else frozenset(
+            f for f in self.fams if not importer.exporter.hooks(f)[2])
+        self.runs = {}  # family -> [(packed, attribute id or None, mark)] not yet in the RIB
         self.rpki = d.rpki
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
@@ -97,8 +110,26 @@ class FastLane:
         # view maps it back); one reference per id held until close().
         self.seen = {}
 
+    def flush(self):
+        """The deferred announcements and rejections into the RIB, one
+        Rib.update_many and one export per family.  Called before anything
+        else may read or change this neighbour's paths: the general path
+        (Importer.updates_in) and close."""
+        if not self.runs:
+            return
+        runs, self.runs = self.runs, {}
+        for fam, batch in runs.items():
+            self.importer.update_rib_many(fam, self.nb.pid, batch)
+
     def close(self):
-        """The batch is over: the attribute ids it held are released."""
+        """The batch is over: its RIB changes are made, the attribute ids it
+        held are released."""
+        try:
+            self.flush()
+        finally:
+            self.release()
+
+    def release(self):
         seen, self.seen = self.seen, {}
         release = self.importer.daemon.attrs.release
         for aid, _mark, _ok in seen.values():
@@ -145,7 +176,10 @@ class FastLane:
                 # RIB, kept in the pre-policy view.
                 if self.pre:
                     self.view.store(pid, fam, p.attrs, nh, packed, False, None)
-                imp.withdraw_post(nb, fam, packed, False)
+                if fam in self.defer:
+                    self.runs.setdefault(fam, []).append((packed, None, 0))
+                else:
+                    imp.withdraw_post(nb, fam, packed, False)
                 return True
             if res[0] is PER_PREFIX:
                 return False
@@ -161,6 +195,12 @@ class FastLane:
                     self.view.drop(pid, fam, packed, False)  # what store does when it maps back
                 else:
                     self.view.store(pid, fam, p.attrs, nh, packed, False, aid)
+        if fam in self.defer:
+            runs = self.runs.get(fam)
+            if runs is None:
+                runs = self.runs[fam] = []
+            runs.append((packed, aid, got[1]))
+            return True
         imp.update_rib(fam, pid, packed, False, aid, got[1])
         if self.limits:
             imp.over_limit(nb, self.session, fam, self.limits.get(fam))

@@ -146,6 +146,8 @@ class Importer:
             for parsed in parsed_list:
                 done += 1
                 if lane is None or not lane.announce(parsed):
+                    if lane is not None:
+                        lane.flush()  # in order: the general path sees the RIB as UPDATE by UPDATE
                     self.process_update(nb, session, parsed)
                 else:
                     self.fast_updates += 1
@@ -414,6 +416,16 @@ class Importer:
         cs = rib.update(pid, packed, addpath, aid, mark=mark)
         self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
         self.exporter.hiding_touch(fam, pid, packed, addpath, aid, cs)  # RFC 7947 §2.3: non-best paths
+
+    def update_rib_many(self, fam, pid, runs):
+        """Rib.update_many of ``runs`` (the fast lane's deferred batch, see
+        fastbgp.daemon.fastlane) and one export, ``fresh`` as update_rib
+        says.  No hiding_touch: the lane defers nothing where path hiding
+        is on."""
+        rib = self.daemon.ribs[fam]
+        before = len(rib)
+        cs = rib.update_many(pid, runs)
+        self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
 
     def withdraw_post(self, nb, fam, packed, addpath):
         """Rejected by import: out of the post-policy Adj-RIB-In (the

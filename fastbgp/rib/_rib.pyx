@@ -1560,11 +1560,6 @@ cdef class Rib(_Changes):
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
             return _empty_changeset()
-        cdef PKey k
-        cdef SlotBody *body
-        cdef RibPath *bp
-        cdef Touch *t
-        cdef size_t i
         self._reserve(<size_t>count)
         self._begin()
         self.touched.clear()
@@ -1574,17 +1569,85 @@ cdef class Rib(_Changes):
         except BaseException:
             self._abort()
             raise
-        # Phase 2: one best-path selection per touched prefix; report the
-        # prefixes whose best path is not the one they had before the call.
+        return self._settle()
+
+    def update_many(self, peer_id, runs, bint addpath=False, now=None):
+        """``update`` (``attr_id`` given) or ``withdraw`` (``attr_id`` None)
+        of each ``(packed, attr_id, mark)`` of ``runs``, in order, as one
+        operation: the table ends as after those calls one by one, and the
+        one ChangeSet returned has every prefix whose best path after the
+        last run is not the one it had before the first (a prefix changed
+        and changed back is not in it).  Every run is checked before any is
+        applied: a bad one raises and changes nothing.  The receive time is
+        read once for all of them."""
+        cdef int peer = self._check_peer(peer_id)
+        cdef uint32_t when = _stamp(rib_now() if now is None else <uint64_t>received_time(now))
+        cdef Py_ssize_t adds = 0, count
+        cdef int mark
+        cdef bytes b
+        # Check every run first (nothing is applied when one is bad), and
+        # count the prefixes announcements may add: the table grows at most
+        # once, before the first run, so the slots the touched list points
+        # at never move.
+        for run in runs:
+            packed, attr_id, mark = run
+            b = _as_bytes(packed)
+            count = self._validate(b, addpath)
+            if attr_id is not None:
+                self._check_attr(attr_id)
+                if not 0 <= mark < 4:
+                    raise ValueError("mark %r is not in 0..3" % (mark,))
+                adds += count
+        if adds:
+            self._reserve(<size_t>adds)
+        self._begin()
+        self.touched.clear()
+        try:
+            for run in runs:
+                packed, attr_id, mark = run
+                b = _as_bytes(packed)
+                if attr_id is None:
+                    self._apply_withdraw(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath,
+                                         peer)
+                else:
+                    self._apply_update(<const unsigned char *>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), addpath,
+                                       peer, <uint32_t>attr_id, when, <uint8_t>mark)
+        except BaseException:
+            self._abort()
+            raise
+        return self._settle()
+
+    @cython.final
+    cdef object _settle(self):
+        """Phases 2 and 3 of update, withdraw and update_many: one best-path
+        selection per touched prefix, the prefixes whose best path is not
+        the one they had before the operation reported (withdrawn when none
+        is left), then the prefixes without paths dropped."""
+        cdef PKey k
+        cdef SlotBody *body
+        cdef RibPath *bp
+        cdef Touch *t
+        cdef size_t i
         for i in range(self.touched.size()):
             t = &self.touched[i]
             body = self._body(t.slot)
+            if body.n == 0:
+                body.best = BEST_NONE
+                self._get_key(t.slot, &k)
+                if t.had:
+                    self._emit_wd(&k)
+                self.dead.push_back(k)
+                continue
             body.best = self._select(body)
             bp = &_paths(body)[body.best]
             if not t.had or bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
                 self._get_key(t.slot, &k)
                 self._emit_ann(bp.peer, bp.attr_id, &k)
         self.touched.clear()
+        # Deletions move entries within the table: only after every
+        # touched slot was read.
+        if self.dead.size():
+            self._drop_dead()
         self._collect_zero()
         return self._finish()
 
@@ -1628,11 +1691,6 @@ cdef class Rib(_Changes):
         cdef Py_ssize_t count = self._validate(b, addpath)
         if count == 0:
             return _empty_changeset()
-        cdef PKey k
-        cdef SlotBody *body
-        cdef RibPath *bp
-        cdef Touch *t
-        cdef size_t i
         self._begin()
         self.touched.clear()
         try:
@@ -1640,25 +1698,7 @@ cdef class Rib(_Changes):
         except BaseException:
             self._abort()
             raise
-        # Phase 2: new best paths, changes.
-        for i in range(self.touched.size()):
-            t = &self.touched[i]
-            body = self._body(t.slot)
-            self._get_key(t.slot, &k)
-            if body.n == 0:
-                body.best = BEST_NONE
-                self._emit_wd(&k)
-                self.dead.push_back(k)
-                continue
-            body.best = self._select(body)
-            bp = &_paths(body)[body.best]
-            if bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
-                self._emit_ann(bp.peer, bp.attr_id, &k)
-        self.touched.clear()
-        # Phase 3: drop prefixes without paths.
-        self._drop_dead()
-        self._collect_zero()
-        return self._finish()
+        return self._settle()
 
     def drop_peer(self, peer_id):
         """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /

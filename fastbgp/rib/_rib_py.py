@@ -616,21 +616,52 @@ class Rib(_PeerRemoval):
         (a changed mark alone is no route change: no ChangeSet entry, same
         age); ``peer_marks`` counts them."""
         self._peer(peer_id)
-        if not 0 <= mark < MARKS:
-            raise ValueError("mark %r is not in 0..3" % (mark,))
-        marks = self._peer_marks[peer_id]
-        table = self.attrs
-        if not table.is_live(attr_id):
-            raise KeyError("attribute id %r is not allocated" % (attr_id,))
-        now = received_time(now)
+        self._check_run(attr_id, mark)
         items = self._parse(packed, addpath)
         if not items:
             return empty_changeset()
-        rec = table.records
+        touched, zero = {}, []
+        self._put(peer_id, items, attr_id, received_time(now), mark, touched, zero)
+        return self._settle(touched, zero)
+
+    def update_many(self, peer_id, runs, addpath=False, now=None):
+        """``update`` (``attr_id`` given) or ``withdraw`` (``attr_id`` None)
+        of each ``(packed, attr_id, mark)`` of ``runs``, in order, as one
+        operation: the table ends as after those calls one by one, and the
+        one ChangeSet returned has every prefix whose best path after the
+        last run is not the one it had before the first (a prefix changed
+        and changed back is not in it).  Every run is checked before any is
+        applied: a bad one raises and changes nothing.  The receive time is
+        read once for all of them."""
+        self._peer(peer_id)
+        now = received_time(now)
+        parsed = []
+        for packed, attr_id, mark in runs:
+            if attr_id is not None:
+                self._check_run(attr_id, mark)
+            parsed.append((self._parse(packed, addpath), attr_id, mark))
+        touched, zero = {}, []
+        for items, attr_id, mark in parsed:
+            if attr_id is None:
+                self._take(peer_id, items, touched, zero)
+            else:
+                self._put(peer_id, items, attr_id, now, mark, touched, zero)
+        return self._settle(touched, zero)
+
+    def _check_run(self, attr_id, mark):
+        if not 0 <= mark < MARKS:
+            raise ValueError("mark %r is not in 0..3" % (mark,))
+        if not self.attrs.is_live(attr_id):
+            raise KeyError("attribute id %r is not allocated" % (attr_id,))
+
+    def _put(self, peer_id, items, attr_id, now, mark, touched, zero):
+        """Phase 1 of update: the paths stored, their prefixes' best paths
+        before the operation recorded in ``touched`` (key -> triple or
+        None), attribute ids left unreferenced appended to ``zero``."""
+        marks = self._peer_marks[peer_id]
+        rec = self.attrs.records
         ri = attr_id * WORDS + W_REFS
         t = self._t
-        touched = {}
-        zero = []
         added = 0
         for pid, key in items:
             e = t.get(key)
@@ -676,22 +707,6 @@ class Rib(_PeerRemoval):
                 added += 1
         self._npaths += added
         self._peer_paths[peer_id] += added
-        groups = {}
-        n_ann = 0
-        for key, old in touched.items():
-            e = t[key]
-            e[0] = self._select(e)
-            new = self._triple(e)
-            if new != old:
-                g = (new[0], new[2])
-                buf = groups.get(g)
-                if buf is None:
-                    buf = groups[g] = bytearray()
-                buf += self._wire(key)
-                n_ann += 1
-        if zero:
-            table.collect(zero)
-        return make_changeset({g: bytes(b) for g, b in groups.items()}, b"", n_ann, 0)
 
     def set_mark(self, peer_id, packed, addpath=False, mark=0):
         """Set the mark (``update``'s ``mark``) of the paths ``peer_id``
@@ -726,10 +741,15 @@ class Rib(_PeerRemoval):
         items = self._parse(packed, addpath)
         if not items:
             return empty_changeset()
+        touched, zero = {}, []
+        self._take(peer_id, items, touched, zero)
+        return self._settle(touched, zero)
+
+    def _take(self, peer_id, items, touched, zero):
+        """Phase 1 of withdraw (see ``_put``): the paths removed; prefixes
+        left without any stay (an empty entry) until ``_settle``."""
         rec = self.attrs.records
         t = self._t
-        touched = {}
-        zero = []
         removed = 0
         for pid, key in items:
             e = t.get(key)
@@ -756,6 +776,12 @@ class Rib(_PeerRemoval):
             removed += 1
         self._npaths -= removed
         self._peer_paths[peer_id] -= removed
+
+    def _settle(self, touched, zero):
+        """Phases 2 and 3: one best-path selection per touched prefix; the
+        ChangeSet of the prefixes whose best path is not the one they had
+        before the operation (withdrawn when none is left, and dropped)."""
+        t = self._t
         groups = {}
         wd = bytearray()
         n_ann = n_wd = 0
@@ -764,8 +790,9 @@ class Rib(_PeerRemoval):
             if len(e) == 1:
                 del t[key]
                 self._len_count[key & 0xFF] -= 1
-                wd += self._wire(key)
-                n_wd += 1
+                if old is not None:
+                    wd += self._wire(key)
+                    n_wd += 1
                 continue
             e[0] = self._select(e)
             new = self._triple(e)
