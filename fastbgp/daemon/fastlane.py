@@ -68,8 +68,8 @@ MISS = object()
 class FastLane:
     """One batch's fast path for one neighbour; see the module docstring."""
 
-    __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "rpki", "pre",
-                 "uses_rpki", "view", "seen", "defer", "runs")
+    __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "pre",
+                 "uses_rpki", "view", "seen", "defer", "runs", "states")
 
     @classmethod
     def of(cls, importer, nb, session):
@@ -102,7 +102,7 @@ class FastLane:
         self.defer = frozenset() if self.limits else frozenset(
             f for f in self.fams if not importer.exporter.hooks(f)[2])
         self.runs = {}  # family -> [(packed, attribute id or None, mark)] not yet in the RIB
-        self.rpki = d.rpki
+        self.states = None if d.rpki is None else d.rpki.validator(nb)
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
@@ -155,10 +155,9 @@ class FastLane:
             return False
         nb = self.nb
         state = None
-        rpki = self.rpki
-        if rpki is not None:
+        if self.states is not None:
             # RFC 6811: one bulk validation; the lane takes one state only.
-            states = rpki.states(fam[0], p.attrs, packed, False, nb)
+            states = self.states(fam[0], p.attrs, packed)
             if not states or states.count(states[0]) != len(states):
                 return False
             state = states[0]

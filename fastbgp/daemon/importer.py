@@ -260,18 +260,19 @@ class Importer:
         nb.import_cache[key] = res
         return res
 
-    def confed_reject(self, nb, src, items):
+    def confed_reject(self, nb, src, items, segs=None):
         """RFC 5065 §5: an AS_PATH malformed at the confederation boundary
         (treat-as-withdraw, RFC 7606 §7.2), or, in a confederation, a loop
         (RFC 5065 §5.2; the check above covers a path without one).  Once
-        per attribute set (the import cache)."""
+        per attribute set (the import cache).  ``segs``: the AS_PATH of
+        ``items`` decoded, when the caller has it."""
         confed = confed_of_config(self.daemon.config.global_)
         if confed is None and src.kind == IBGP:
             return False
         path = next((v for _f, t, v in items if t == ATTR_AS_PATH), b"")
         reason = None
         if src.kind != IBGP:
-            reason = confed_malformed(path, confed is not None and confed.is_peer(src.peer_as))
+            reason = confed_malformed(path, confed is not None and confed.is_peer(src.peer_as), segs)
         if reason is None and confed is not None and confed_is_loop(path, confed):
             reason = "confederation loop"
         if reason is not None:
@@ -283,11 +284,12 @@ class Importer:
         d = self.daemon
         src = d.sources.get(nb.pid)
         items = split_attrs(attrs)
-        otc = None
+        otc = segs = None
         for _f, t, v in items:
             if t == ATTR_AS_PATH and src.kind != IBGP:
                 # RFC 4271 §9.1.2: a path holding our own AS is a loop.
-                for _st, asns in decode_segments(v, 4):
+                segs = decode_segments(v, 4)
+                for _st, asns in segs:
                     if nb.local_as in asns or d.asn in asns:
                         return None
             elif t == ATTR_ORIGINATOR_ID and src.kind == IBGP:
@@ -301,7 +303,7 @@ class Importer:
                     return None
             elif t == ATTR_OTC:
                 otc = v
-        if self.confed_reject(nb, src, items):
+        if self.confed_reject(nb, src, items, segs):
             return None
         rsp = d.engine.route_server
         if rsp is not None and src.kind == RS and not rsp.import_check(

@@ -113,12 +113,14 @@ def is_loop(value, confed):
     return False
 
 
-def malformed(value, from_confed_peer):
+def malformed(value, from_confed_peer, segs=None):
     """RFC 5065 §5 error handling, the reason or None: confederation
     segments from a neighbour outside the confederation, or a path from a
     confederation peer whose first segment is not AS_CONFED_SEQUENCE.  Both
-    are a malformed AS_PATH, i.e. treat-as-withdraw (RFC 7606 §7.2)."""
-    segs = decode_segments(value, 4)
+    are a malformed AS_PATH, i.e. treat-as-withdraw (RFC 7606 §7.2).
+    ``segs``: ``value`` already decoded by the caller (decode_segments)."""
+    if segs is None:
+        segs = decode_segments(value, 4)
     if from_confed_peer:
         if not segs or segs[0][0] != AS_CONFED_SEQUENCE:
             return "path from a confederation peer does not start with AS_CONFED_SEQUENCE"
