@@ -330,3 +330,73 @@ def test_mutated_updates_never_crash_and_keep_invariants(codec, data):
         if pu.treat_as_withdraw:
             assert pu.attrs == b"" and pu.nlri == b"" and pu.mp_reach is None and pu.n_announced == 0
         assert pu.n_announced >= 0 and pu.n_withdrawn >= 0
+
+
+# ---------------------------------------------------------------- attribute blocks
+
+def _twins():
+    """(compiled, pure-Python) codec modules; the compiled one skipped only
+    under FASTBGP_NO_EXTENSIONS (fastbgp.testing.plugin.implementation)."""
+    from fastbgp.testing.plugin import implementation
+    from fastbgp.wire import codec as selector
+    return implementation(selector, "cython"), implementation(selector, "python")
+
+
+def _reads(f, *args):
+    """What an attribute-block reader did: its result, or that it read past
+    the end (IndexError, which its callers catch)."""
+    try:
+        return ("ok", f(*args))
+    except IndexError:
+        return ("past the end",)
+
+
+def _attr_blocks():
+    # Well-formed blocks of random attributes (some Extended Length), then
+    # possibly cut short or with junk appended.
+    attr = st.tuples(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=300))
+    def block(attrs):
+        out = b""
+        for fl, t, v in attrs:
+            if fl & 0x10 or len(v) > 255:
+                out += bytes((fl | 0x10, t, len(v) >> 8, len(v) & 0xFF)) + v
+            else:
+                out += bytes((fl, t, len(v))) + v
+        return out
+    good = st.lists(attr, max_size=6).map(block)
+    return st.one_of(st.binary(max_size=64), good,
+                     st.tuples(good, st.integers(0, 400)).map(lambda x: x[0][:x[1]]),
+                     st.tuples(good, st.binary(max_size=5)).map(lambda x: x[0] + x[1]))
+
+
+@CHEAP
+@given(block=_attr_blocks(), start=st.integers(0, 20), end=st.one_of(st.none(), st.integers(0, 500)))
+def test_attribute_block_readers_agree(block, start, end):
+    """attr_spans / split_attrs of the compiled codec equal fastbgp.wire.as4's
+    (the twin's) on any bytes: same spans and values, IndexError at the same
+    inputs, the same clipping where a length points past the end."""
+    _codec, _codec_py = _twins()
+    assert _reads(_codec.split_attrs, block) == _reads(_codec_py.split_attrs, block)
+    assert _reads(_codec.split_attrs, bytearray(block)) == _reads(_codec_py.split_attrs, bytearray(block))
+    assert _reads(_codec.attr_spans, block) == _reads(_codec_py.attr_spans, block)
+    assert _reads(_codec.attr_spans, block, start, end) == _reads(_codec_py.attr_spans, block, start, end)
+
+
+def _paths():
+    seg = st.tuples(st.integers(0, 255), st.lists(st.integers(0, 2**32 - 1), max_size=8))
+    def encode(segs, width):
+        return b"".join(bytes((t, len(a))) + b"".join(x.to_bytes(4, "big")[4 - width:] for x in a) for t, a in segs)
+    return st.one_of(
+        st.binary(max_size=40),
+        st.tuples(st.lists(seg, max_size=4), st.sampled_from([2, 4]), st.integers(0, 80)).map(
+            lambda x: encode(x[0], x[1])[:x[2]] if x[2] < 80 else encode(x[0], x[1])))
+
+
+@CHEAP
+@given(value=_paths(), width=st.sampled_from([2, 4, 1, 3, 9]))
+def test_as_path_decoders_agree(value, width):
+    """decode_segments of the compiled codec equals as4's on any bytes and
+    width, truncated ASNs and counts included."""
+    _codec, _codec_py = _twins()
+    assert _reads(_codec.decode_segments, value, width) == _reads(_codec_py.decode_segments, value, width)
+    assert _reads(_codec.decode_segments, memoryview(value), width) == _reads(_codec_py.decode_segments, value, width)

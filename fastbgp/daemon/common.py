@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from fastbgp.wire.as4 import encode_attr, split_attrs
+from fastbgp.wire.as4 import encode_attr
+from fastbgp.wire.codec import split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.families import UNICAST, parse_family
 
 LOCAL_PID = 0  # the RIB's pseudo-peer for routes originated here

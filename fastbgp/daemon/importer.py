@@ -30,7 +30,7 @@ from fastbgp.rib.route_server import allowed_next_hops
 from fastbgp.rib.confed import is_loop as confed_is_loop, malformed as confed_malformed, of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
-from fastbgp.wire.as4 import decode_segments, split_attrs
+from fastbgp.wire.codec import decode_segments, split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,

@@ -26,7 +26,7 @@ import heapq
 from array import array
 from typing import NamedTuple
 
-from fastbgp.wire.as4 import decode_segments, split_attrs
+from fastbgp.wire.codec import decode_segments, split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,

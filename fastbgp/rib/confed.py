@@ -28,7 +28,8 @@ originated inside the confederation (no AS_SEQUENCE) are compared together.
 
 from __future__ import annotations
 
-from fastbgp.wire.as4 import decode_segments, encode_segments
+from fastbgp.wire.as4 import encode_segments
+from fastbgp.wire.codec import decode_segments  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET
 
 __all__ = ["Confederation", "of_config", "strip", "prepend", "has_segments", "is_loop", "malformed"]

@@ -103,7 +103,8 @@ import logging
 import struct
 
 from fastbgp.wire import codec
-from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.codec import decode_segments, split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
     AFI_IPV4,
     AS_SEQUENCE,

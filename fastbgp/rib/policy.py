@@ -44,7 +44,8 @@ import struct
 from typing import NamedTuple
 
 from fastbgp.config.schema import Neighbor, parse_prefix_entry
-from fastbgp.wire.as4 import attr_spans, decode_segments, encode_attr, encode_segments
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.codec import attr_spans, decode_segments  # compiled when built (as4's otherwise)
 from fastbgp.wire.communities import (
     parse_community,
     parse_community_pattern,

@@ -44,7 +44,8 @@ import ipaddress
 import logging
 import struct
 
-from fastbgp.wire.as4 import decode_segments, encode_attr, encode_segments, split_attrs
+from fastbgp.wire.as4 import encode_attr, encode_segments
+from fastbgp.wire.codec import decode_segments, split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire import codec
 from fastbgp.wire.constants import (
     AS_SEQUENCE,

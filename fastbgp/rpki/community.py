@@ -11,7 +11,8 @@ extended communities.  RFC 8097 numbers the states differently from
 import struct
 
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
-from fastbgp.wire.as4 import encode_attr, split_attrs
+from fastbgp.wire.as4 import encode_attr
+from fastbgp.wire.codec import split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import ATTR_EXT_COMMUNITIES
 
 OVS_TYPE = 0x43

@@ -5,7 +5,7 @@ with the wire layer's own walkers (``as4.attr_spans`` /
 """
 
 from fastbgp.rpki.vrp import ORIGIN_NONE
-from fastbgp.wire.as4 import attr_spans, decode_segments
+from fastbgp.wire.codec import attr_spans, decode_segments  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, ATTR_AS_PATH
 
 

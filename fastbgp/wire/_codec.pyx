@@ -395,6 +395,99 @@ def build_route_refresh(int afi, int safi, int subtype=0):
     return frame(5, bytes((afi >> 8, afi & 0xFF, subtype, safi)))
 
 
+# ---------------------------------------------------------------- attribute blocks
+# The C twins of fastbgp.wire.as4's attr_spans, split_attrs and
+# decode_segments (the pure-Python versions, which _codec_py exports): the
+# same results on any bytes, the same IndexError where they read past the
+# end (callers reading unvalidated bytes catch it), the same silent clipping
+# where a length points past it.  Each new attribute set is split and its
+# AS_PATH decoded by import checks, policy, RFC 6811 and the RIB's record.
+
+cdef inline Py_ssize_t _span(const unsigned char *p, Py_ssize_t size, Py_ssize_t i, Py_ssize_t *vs) except -1:
+    """Value start (``vs``) and end of the attribute at ``i`` (< its
+    bound); IndexError where as4.attr_spans would index past ``size``."""
+    if i + 1 >= size:
+        raise IndexError("index out of range")
+    if p[i] & 0x10:  # RFC 4271 §4.3 Extended Length
+        if i + 3 >= size:
+            raise IndexError("index out of range")
+        vs[0] = i + 4
+        return i + 4 + ((<Py_ssize_t>p[i + 2] << 8) | p[i + 3])
+    if i + 2 >= size:
+        raise IndexError("index out of range")
+    vs[0] = i + 3
+    return i + 3 + p[i + 2]
+
+
+def attr_spans(block, Py_ssize_t start=0, end=None):
+    """as4.attr_spans: [(flags, type, value start, value end, attribute
+    start)] of the attributes in ``block[start:end]``."""
+    if start < 0 or (end is not None and end < 0):
+        return as4.attr_spans(block, start, end)  # negative indexes wrap there
+    cdef bytes b = _bytes(block)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t n = size if end is None else <Py_ssize_t>end
+    cdef Py_ssize_t i = start, vs = 0, ve
+    out = []
+    while i < n:
+        ve = _span(p, size, i, &vs)
+        out.append((p[i], p[i + 1], vs, ve, i))
+        i = ve
+    return out
+
+
+def split_attrs(block):
+    """as4.split_attrs: [(flags, type, value)] of an attribute block."""
+    cdef bytes b = _bytes(block)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, vs = 0, ve, a, e
+    out = []
+    while i < n:
+        ve = _span(p, n, i, &vs)
+        a = vs if vs < n else n
+        e = ve if ve < n else n
+        out.append((p[i], p[i + 1], PyBytes_FromStringAndSize(<const char *>p + a, e - a)))
+        i = ve
+    return out
+
+
+def decode_segments(value, int width):
+    """as4.decode_segments: [(segment type, [asn, ...])] of an AS_PATH /
+    AS4_PATH value with ``width``-octet ASNs."""
+    if not 1 <= width <= 8:
+        return as4.decode_segments(value, width)
+    cdef bytes b = _bytes(value)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, a, e, j
+    cdef int st, cnt, k
+    cdef unsigned long long v
+    segs = []
+    while i < n:
+        if i + 1 >= n:
+            raise IndexError("index out of range")
+        st = p[i]
+        cnt = p[i + 1]
+        i += 2
+        asns = []
+        for k in range(cnt):
+            # A truncated ASN reads what is there, as int.from_bytes of a
+            # clipped slice does.
+            a = i + k * width
+            e = a + width
+            if e > n:
+                e = n
+            v = 0
+            for j in range(a, e):
+                v = (v << 8) | p[j]
+            asns.append(v)
+        i += cnt * width
+        segs.append((st, asns))
+    return segs
+
+
 # ---------------------------------------------------------------- prefixes
 
 def count_prefixes(packed, int afi=1, bint addpath=False):

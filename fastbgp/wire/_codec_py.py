@@ -55,6 +55,12 @@ from fastbgp.wire.errors import (
 
 IMPLEMENTATION = "python"
 
+# The attribute-block readers are fastbgp.wire.as4's (the compiled codec has
+# their C twins).
+attr_spans = as4.attr_spans
+split_attrs = as4.split_attrs
+decode_segments = as4.decode_segments
+
 _MARKER = b"\xff" * 16
 KEEPALIVE = _MARKER + b"\x00\x13\x04"
 

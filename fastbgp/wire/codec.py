@@ -30,6 +30,9 @@ API = (
     "unpack_prefixes",
     "prefix_texts",
     "pack_prefixes",
+    "attr_spans",
+    "split_attrs",
+    "decode_segments",
 )
 
 _select.export(globals(), "._codec", "._codec_py", "codec", API)
