@@ -101,7 +101,8 @@ class FastLane:
         # hiding (hiding_touch needs each UPDATE's own ChangeSet).
         self.defer = frozenset() if self.limits else frozenset(
             f for f in self.fams if not importer.exporter.hooks(f)[2])
-        self.runs = {}  # family -> [(packed, attribute id or None, mark)] not yet in the RIB
+        # family -> [(packed, attribute id or None, mark)] not yet in the RIB
+        self.runs = {f: [] for f in self.defer}
         self.states = None if d.rpki is None else d.rpki.validator(nb)
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
@@ -115,11 +116,10 @@ class FastLane:
         Rib.update_many and one export per family.  Called before anything
         else may read or change this neighbour's paths: the general path
         (Importer.updates_in) and close."""
-        if not self.runs:
-            return
-        runs, self.runs = self.runs, {}
-        for fam, batch in runs.items():
-            self.importer.update_rib_many(fam, self.nb.pid, batch)
+        for fam, batch in self.runs.items():
+            if batch:
+                self.runs[fam] = []
+                self.importer.update_rib_many(fam, self.nb.pid, batch)
 
     def close(self):
         """The batch is over: its RIB changes are made, the attribute ids it
@@ -133,7 +133,8 @@ class FastLane:
         seen, self.seen = self.seen, {}
         release = self.importer.daemon.attrs.release
         for aid, _mark, _ok in seen.values():
-            release(aid)
+            if aid is not None:
+                release(aid)
 
     def announce(self, p) -> bool:
         """The general path's work for ParsedUpdate ``p`` when it is the
@@ -153,54 +154,65 @@ class FastLane:
             packed = mpr[3]
         else:
             return False
-        nb = self.nb
+        attrs = p.attrs
         state = None
         if self.states is not None:
             # RFC 6811: one bulk validation; the lane takes one state only.
-            states = self.states(fam[0], p.attrs, packed)
+            states = self.states(fam[0], attrs, packed)
             if not states or states.count(states[0]) != len(states):
                 return False
             state = states[0]
-        imp = self.importer
-        pid = nb.pid
-        key = (fam, p.attrs, nh, state)
+        key = (fam, attrs, nh, state)
         got = self.seen.get(key)
         if got is None:
-            seen = state if self.uses_rpki else None  # the chain sees the state only when it asks
-            res = nb.import_cache.get((fam, p.attrs, nh, seen), MISS)
-            if res is MISS:
-                res = imp.import_(nb, fam, p.attrs, nh, seen)
-            if res is None:
-                # Rejected by import policy: withdrawn from the post-policy
-                # RIB, kept in the pre-policy view.
-                if self.pre:
-                    self.view.store(pid, fam, p.attrs, nh, packed, False, None)
-                if fam in self.defer:
-                    self.runs.setdefault(fam, []).append((packed, None, 0))
-                else:
-                    imp.withdraw_post(nb, fam, packed, False)
-                return True
-            if res[0] is PER_PREFIX:
+            got = self.first(key, packed)
+            if got is None:
                 return False
-            out, out_nh = res
-            out = imp.signal_state(out, state)  # RFC 8097
-            aid = imp.daemon.attrs.intern(out, source_tag(pid, out_nh))  # released by close()
-            ok = self.view.store(pid, fam, p.attrs, nh, packed, False, aid) if self.pre else False
-            got = self.seen[key] = (aid, path_mark(state), ok)
-        else:
-            aid = got[0]
-            if self.pre:
-                if got[2]:
-                    self.view.drop(pid, fam, packed, False)  # what store does when it maps back
-                else:
-                    self.view.store(pid, fam, p.attrs, nh, packed, False, aid)
-        if fam in self.defer:
-            runs = self.runs.get(fam)
-            if runs is None:
-                runs = self.runs[fam] = []
-            runs.append((packed, aid, got[1]))
+        elif self.pre:
+            if got[2]:
+                self.view.drop(self.nb.pid, fam, packed, False)  # what store does when it maps back
+            else:
+                self.view.store(self.nb.pid, fam, attrs, nh, packed, False, got[0])
+        runs = self.runs.get(fam)
+        if runs is not None:
+            runs.append((packed, got[0], got[1]))
             return True
-        imp.update_rib(fam, pid, packed, False, aid, got[1])
+        imp = self.importer
+        if got[0] is None:
+            imp.withdraw_post(self.nb, fam, packed, False)
+            return True
+        imp.update_rib(fam, self.nb.pid, packed, False, got[0], got[1])
         if self.limits:
-            imp.over_limit(nb, self.session, fam, self.limits.get(fam))
+            imp.over_limit(self.nb, self.session, fam, self.limits.get(fam))
         return True
+
+    def first(self, key, packed):
+        """The first UPDATE of the batch with ``key`` (family, attributes,
+        next hop, state): its import verdict, and the pre-policy view's
+        upkeep for it; what ``seen`` keeps for the next ones --
+        (attribute id or None when rejected, RIB mark, the view maps it
+        back) -- or None for the general path (the chain looks at
+        prefixes)."""
+        fam, attrs, nh, state = key
+        nb = self.nb
+        imp = self.importer
+        pid = nb.pid
+        seen = state if self.uses_rpki else None  # the chain sees the state only when it asks
+        res = nb.import_cache.get((fam, attrs, nh, seen), MISS)
+        if res is MISS:
+            res = imp.import_(nb, fam, attrs, nh, seen)
+        if res is None:
+            # Rejected by import policy: withdrawn from the post-policy RIB,
+            # kept in the pre-policy view (every time: nothing maps it back).
+            if self.pre:
+                self.view.store(pid, fam, attrs, nh, packed, False, None)
+            got = self.seen[key] = (None, 0, False)
+            return got
+        if res[0] is PER_PREFIX:
+            return None
+        out, out_nh = res
+        out = imp.signal_state(out, state)  # RFC 8097
+        aid = imp.daemon.attrs.intern(out, source_tag(pid, out_nh))  # released by close()
+        ok = self.view.store(pid, fam, attrs, nh, packed, False, aid) if self.pre else False
+        got = self.seen[key] = (aid, path_mark(state), ok)
+        return got
