@@ -44,6 +44,10 @@ ATTRS = messages.encode_attributes([
     messages.Origin(value=0), messages.AsPath(segments=[messages.Segment(type=2, asns=[65001])]),
     messages.NextHop(address="192.0.2.1")])
 
+ATTRS6 = messages.encode_attributes([
+    messages.Origin(value=0), messages.AsPath(segments=[messages.Segment(type=2, asns=[65001])])])
+NH6 = ipaddress.ip_address("2001:db8::1").packed
+
 
 class Member:
     def __init__(self, pid, address):
@@ -214,7 +218,9 @@ def test_addpath_group_withdraws_only_paths_it_holds(rib_impl):
     assert g.held is None
 
 
-def test_addpath_group_ipv6_long_prefixes_always_withdrawn(rib_impl):
+def test_addpath_group_ipv6_long_prefixes_withdrawn_only_when_held(rib_impl):
+    """IPv6 paths longer than /96 have no HeldSet key (path_keys): the
+    group keeps them apart, and withdraws them exactly as the others."""
     engine = PolicyEngine({})
     chain = engine.chain([], "export", "accept")
     ctx = codec.Context(as4=True, addpath_tx=frozenset({IPV6_UNICAST}))
@@ -222,11 +228,30 @@ def test_addpath_group_ipv6_long_prefixes_always_withdrawn(rib_impl):
                     EBGP, False, 65000, None, ipaddress.ip_address("2001:db8::fe").packed)
     g.members[A] = Member(A, A_ADDR)
     g.attach_held(rib_impl.Rib(2).held, type(rib_impl.Rib(2).held)(2))
-    short, host = pk("2001:db8:1::/48", ids=[5]), pk("2001:db8::1/128", ids=[5])
-    out = g.process(Delta(IPV6_UNICAST, (), [(SRC, short + host)], addpath=True), sources())
+    short, host, other = (pk("2001:db8:1::/48", ids=[5]), pk("2001:db8::1/128", ids=[5]),
+                          pk("2001:db8::2:0/112", ids=[6]))
     ctx_rx = codec.Context(as4=True, addpath_rx=frozenset({IPV6_UNICAST}))
-    got = b"".join(codec.parse_update(m[19:], ctx_rx).mp_unreach[2] for m in out.common)
-    assert got == host
+
+    def withdrawn6(out):
+        return b"".join(codec.parse_update(m[19:], ctx_rx).mp_unreach[2] for m in out.common)
+
+    def announced6(out):
+        return b"".join(codec.parse_update(m[19:], ctx_rx).mp_reach[3] for m in out.common)
+
+    # Never sent: nothing to withdraw, short or long.
+    out = g.process(Delta(IPV6_UNICAST, (), [(SRC, short + host)], addpath=True), sources())
+    assert not out.common
+    # Sent the host route and the /112: each withdrawn once, the rest not.
+    out = g.process(Delta(IPV6_UNICAST, [(SRC, ATTRS6, NH6, host + other)], addpath=True), sources())
+    assert announced6(out) == host + other
+    out = g.process(Delta(IPV6_UNICAST, (), [(SRC, short + host)], addpath=True), sources())
+    assert withdrawn6(out) == host
+    out = g.process(Delta(IPV6_UNICAST, (), [(SRC, host + other)], addpath=True), sources())
+    assert withdrawn6(out) == other
+    out = g.process(Delta(IPV6_UNICAST, (), [(SRC, other)], addpath=True), sources())
+    assert not out.common
+    g.release_held()
+    assert g.loose is None
 
 
 # ----------------------------------------------------------------------------- through the daemon

@@ -73,7 +73,9 @@ some neighbours only (``Source.scopes``) marks the group's bit and, in
 ``holders``, the neighbour set: its withdrawal goes to those members only,
 and members outside a new scope are sent one only if they may hold it.
 ADD-PATH groups have a bit per (path id, prefix) in a HeldSet of IPv6 width
-(:func:`path_keys`; IPv6 prefixes longer than /96 are not tracked).
+(:func:`path_keys`); the paths of IPv6 prefixes longer than /96, which have
+no key there, in a set per group index (``HeldOut.loose``: rare outside
+host routes, one bytes object each).
 
 What remains superfluous: that echo; and announcements outside a soft
 reset: a new best path whose exported attributes for the group are the
@@ -341,6 +343,9 @@ class HeldOut:
     paths = False  # the bits are keyed by (our path id, prefix): ADD-PATH
     scope_index = None
     holders = None
+    # ADD-PATH IPv6 paths longer than /96 (no HeldSet key, see path_keys):
+    # {index: set of their wire entries, our path id first}.
+    loose = None
     # The group's export before the last policy change (a copy of the
     # group with the old engine and chain, see UpdateGroup.set_policy) and
     # the members that may still hold what it exported.
@@ -411,20 +416,31 @@ class HeldOut:
             held.free_group(self.held_index)
             if self.scope_index is not None:
                 held.free_group(self.scope_index)
-            self.held_index = self.scope_index = self.holders = None
+            self.held_index = self.scope_index = self.holders = self.loose = None
 
     def _bits(self, index, packed, clear):
         """``held.filter`` for packed NLRI of this group's kind (with our
-        path ids when ``paths``: the ADD-PATH prefixes that have no key are
-        always returned, as if held)."""
+        path ids when ``paths``: keys in the HeldSet, the longest IPv6
+        prefixes in ``loose``)."""
         if not self.paths:
             return self.held.filter(index, packed, clear)
         keys, loose = path_keys(packed, self.afi)
-        return (from_path_keys(self.held.filter(index, keys, clear)) if keys else b"") + loose
+        out = from_path_keys(self.held.filter(index, keys, clear)) if keys else b""
+        held = self.loose.get(index) if loose and self.loose else None
+        if held:
+            got = [e for e in loose_entries(loose) if e in held]
+            if clear:
+                held.difference_update(got)
+            out += b"".join(got)
+        return out
 
     def _set_bits(self, index, packed):
         if self.paths:
-            packed = path_keys(packed, self.afi)[0]
+            packed, loose = path_keys(packed, self.afi)
+            if loose:
+                if self.loose is None:
+                    self.loose = {}
+                self.loose.setdefault(index, set()).update(loose_entries(loose))
         if packed:
             self.held.mark(index, packed)
 
@@ -559,7 +575,7 @@ def path_keys(packed, afi):
     prefixes that stand for the paths one to one -- the path id, then the
     prefix, (32 + length) bits long -- for a HeldSet of IPv6 width;
     ``loose``: the paths of IPv6 prefixes longer than /96, which have no
-    key (they are never marked, and always withdrawn)."""
+    key, as they came (HeldOut keeps them in a set: loose_entries)."""
     keys = []
     loose = []
     limit = 32 if afi == AFI_IPV4 else 96
@@ -570,6 +586,18 @@ def path_keys(packed, afi):
         else:
             keys.append(bytes((plen + 32,)) + pid.to_bytes(4, "big") + addr[:nb])
     return b"".join(keys), b"".join(loose)
+
+
+def loose_entries(loose):
+    """The paths of path_keys' ``loose`` one by one (bytes: our path id,
+    length, address octets)."""
+    out = []
+    i, n = 0, len(loose)
+    while i < n:
+        end = i + 5 + ((loose[i + 4] + 7) >> 3)
+        out.append(loose[i:end])
+        i = end
+    return out
 
 
 def from_path_keys(keys):
