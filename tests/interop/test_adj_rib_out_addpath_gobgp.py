@@ -5,7 +5,9 @@ the daemon 64 prefixes each (two paths per prefix); the receiver's export
 policy passes 16 of them, so it holds 32 paths.  A sender re-announcing
 its rejected paths and withdrawing them sends the receiver nothing; when a
 sender goes down the receiver is sent the withdrawal of its 16 paths only,
-not of all 64 (before: each of them).
+not of all 64 (before: each of them).  The IPv6 run does the same with
+/128 and /112 prefixes among them (kept apart from the HeldSet, which has
+no key for paths longer than /96).
 
 The senders are fastbgp library Speakers in their own lab hosts
 (tests/interop/fastbgp_peer.py).  Needs root and GoBGP; marked ``interop``
@@ -39,6 +41,13 @@ conditions = { prefix-set = "kept" }
 actions = { result = "accept" }
 """
 SENTINEL = "198.51.100.8/29"
+# The IPv6 run: prefixes longer than /96 (no HeldSet key, kept apart by the
+# group: fastbgp.rib.export.HeldOut.loose) beside shorter ones.
+KEPT6 = ["2001:db8:100::%x/128" % i for i in range(1, 9)] + ["2001:db8:100:1::%x:0/112" % i for i in range(1, 9)]
+REJECTED6 = (["2001:db8:200::%x/128" % i for i in range(1, 33)] + ["2001:db8:200:1::%x:0/112" % i for i in range(1, 9)]
+             + ["2001:db8:200:%x::/64" % i for i in range(2, 10)])
+POLICY6 = POLICY.replace('"198.51.100.0/24 le 29"', '"2001:db8:100::/48 le 128"')
+SENTINEL6 = "2001:db8:100:2::/64"
 ADDPATH_RX = """
   [neighbors.afi-safis.add-paths.config]
     receive = true
@@ -52,44 +61,48 @@ def received(gobgp, peer_ip):
     return data.get("state", {}).get("messages", {}).get("received", {})
 
 
-def paths(gobgp, peer_ip):
-    res = gobgp.cli("neighbor", peer_ip, "adj-in", "-a", "ipv4", "-j", check=True)
+def paths(gobgp, peer_ip, family="ipv4"):
+    res = gobgp.cli("neighbor", peer_ip, "adj-in", "-a", family, "-j", check=True)
     data = json.loads(res.stdout or "{}") or {}
     return sum(len(v) for v in data.values())
 
 
-def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds():
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds(family):
     require(L.GoBGP)
+    v6 = family == "ipv6"
+    kept, rejected, sentinel = (KEPT6, REJECTED6, SENTINEL6) if v6 else (KEPT, REJECTED, SENTINEL)
     with L.Lab() as lab:
         f = lab.add_host("fb")
         s1, s2, rx = lab.add_host("s1"), lab.add_host("s2"), lab.add_host("rx")
-        me = f.ipv4
-        text = global_toml(65000, f, listen=["%s:179" % me]) + POLICY
-        text += neighbor_toml(s1.ipv4, 65001) + neighbor_toml(s2.ipv4, 65002)
-        text += neighbor_toml(rx.ipv4, 65009, 'default-export = "reject"', 'export-policy = ["kept"]',
-                              'add-path = { send = ["ipv4-unicast"] }', accept=False)
+        me = f.ipv6 if v6 else f.ipv4
+        addr = (lambda h: h.ipv6) if v6 else (lambda h: h.ipv4)
+        text = global_toml(65000, f, listen=["[%s]:179" % me if v6 else "%s:179" % me]) + (POLICY6 if v6 else POLICY)
+        text += neighbor_toml(addr(s1), 65001) + neighbor_toml(addr(s2), 65002)
+        text += neighbor_toml(addr(rx), 65009, 'default-export = "reject"', 'export-policy = ["kept"]',
+                              'add-path = { send = ["%s-unicast"] }' % family, accept=False)
         with LabDaemon(f, text) as fb:
-            recv = L.GoBGP(rx, 65009, neighbors=[L.ipv4_neighbor(me, 65000, options={"toml": ADDPATH_RX})]).start()
+            recv = L.GoBGP(rx, 65009, neighbors=[L.Neighbor(me, 65000, options={"toml": ADDPATH_RX})]).start()
             senders = [FastBGP(h, asn, neighbors=[L.Neighbor(me, 65000, passive=True)]).start()
                        for h, asn in ((s1, 65001), (s2, 65002))]
             recv.wait_established(me, timeout=40)
             for s in senders:
                 s.wait_established(me, timeout=40)
             for s in senders:
-                s.call("announce", prefixes=KEPT + REJECTED, as_path=[])
-            L.wait_for(lambda: paths(recv, me) == 32, timeout=30, what="two paths of the 16 kept at GoBGP",
-                       on_timeout=lambda: "%d paths\n%s" % (paths(recv, me), fb.log_tail()))
+                s.call("announce", prefixes=kept + rejected, as_path=[])
+            L.wait_for(lambda: paths(recv, me, family) == 32, timeout=30, what="two paths of the 16 kept at GoBGP",
+                       on_timeout=lambda: "%d paths\n%s" % (paths(recv, me, family), fb.log_tail()))
             assert received(recv, me).get("withdraw_prefix", 0) == 0
             # Rejected paths changed, then withdrawn: GoBGP is sent nothing.
-            senders[0].call("announce", prefixes=REJECTED, as_path=[65101])
-            senders[0].call("withdraw", prefixes=REJECTED)
+            senders[0].call("announce", prefixes=rejected, as_path=[65101])
+            senders[0].call("withdraw", prefixes=rejected)
             # The second sender goes down: the withdrawals of its 16 paths.
             senders[1].stop()
-            L.wait_for(lambda: paths(recv, me) == 16, timeout=30, what="the second sender's paths gone at GoBGP",
-                       on_timeout=lambda: "%d paths\n%s" % (paths(recv, me), fb.log_tail()))
+            L.wait_for(lambda: paths(recv, me, family) == 16, timeout=30, what="the second sender's paths gone at GoBGP",
+                       on_timeout=lambda: "%d paths\n%s" % (paths(recv, me, family), fb.log_tail()))
             # Anything queued to GoBGP before this comes first.
-            senders[0].call("announce", prefixes=[SENTINEL], as_path=[])
-            L.wait_for(lambda: paths(recv, me) == 17, timeout=30, what="the sentinel at GoBGP",
+            senders[0].call("announce", prefixes=[sentinel], as_path=[])
+            L.wait_for(lambda: paths(recv, me, family) == 17, timeout=30, what="the sentinel at GoBGP",
                        on_timeout=fb.log_tail)
             fb.assert_alive()
             assert received(recv, me).get("withdraw_prefix", 0) == 16
