@@ -337,6 +337,46 @@ def test_soft_reset_out_withdraws_only_what_the_peer_holds(run, tmp_path):
     run(main())
 
 
+def test_source_changing_its_own_best_route_gets_no_withdrawal(run):
+    """Split horizon (fastbgp.rib.export, the echo): A changes the route
+    whose best path is already its own -- B and C get the new one, A no
+    withdrawal (before: one per change, though split horizon had kept our
+    route from it).  When the best moves from A to B, B does get one: it
+    held A's route from us."""
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
+                             neighbor_toml(c_addr, 65003)])
+        d = await dut.start()
+        speakers = [await peer(dut, asn, x) for asn, x in ((65001, a_addr), (65002, b_addr), (65003, c_addr))]
+        (a, na), (b, nb), (c, nc) = speakers
+        try:
+            for _sp, n in speakers:
+                await n.wait_established(5)
+            await until(lambda: len({id(g) for g in d.exporter.groups.values() if g.members}) == 1,
+                        what="one update group for the three")
+            a.announce(["10.5.0.0/24", "10.5.1.0/24"], as_path=[65100])
+            await synced(nc, "10.5.1.0/24", [65000, 65001, 65100])
+            await synced(nb, "10.5.1.0/24", [65000, 65001, 65100])
+            for n in range(3):
+                a.announce(["10.5.0.0/24", "10.5.1.0/24"], as_path=[65100] + [65200 + n] * (n + 1))
+                await synced(nc, "10.5.1.0/24", [65000, 65001, 65100] + [65200 + n] * (n + 1))
+                await synced(nb, "10.5.1.0/24", [65000, 65001, 65100] + [65200 + n] * (n + 1))
+            await until(lambda: d.exporter.queue.idle, what="export done")
+            assert wd_count(na) == 0 and not na.received()
+            # B's path is shorter: the best moves to B, which held A's route.
+            b.announce(["10.5.1.0/24"], as_path=[])
+            await synced(na, "10.5.1.0/24", [65000, 65002])
+            await until(lambda: wd_count(nb) == 1, what="B's echo withdrawal")
+            assert "10.5.1.0/24" not in nb.received() and wd_count(na) == 0
+        finally:
+            for sp, _n in speakers:
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
+
+
 def test_scoped_route_withdrawn_only_where_offered(run):
     """A and B share an update group; our route offered to A only is
     withdrawn from A only (before: from B too, which never had it)."""

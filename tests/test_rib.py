@@ -827,9 +827,16 @@ def _snapshot(r):
     return {p: r.best_path(p) for p in r.prefixes()}
 
 
-def _check_changeset(cs, before, after):
-    """A ChangeSet is exactly the diff of best paths across the operation."""
+def _check_changeset(cs, before, after, same=True):
+    """A ChangeSet is exactly the diff of best paths across the operation;
+    with ``same`` (update / withdraw / update_many) its same_source is
+    exactly the changed prefixes whose best was the same peer's before."""
     changed = {p: b for p, b in after.items() if before.get(p) is None or before[p][:3] != b[:3]}
+    if same:
+        assert sorted(unpk(cs.same_source)) == sorted(
+            p for p, b in changed.items() if before.get(p) is not None and before[p][0] == b[0])
+    else:
+        assert cs.same_source == b""
     got = {}
     for (peer, aid), packed in cs.by_source.items():
         for p in unpk(packed):
@@ -900,7 +907,7 @@ def test_parity_random_operations(ops, always):
         table, r = worlds[0]
         after = _snapshot(r)
         if op[0] != "stale":
-            _check_changeset(results[0], before, after)
+            _check_changeset(results[0], before, after, same=op[0] in ("update", "withdraw"))
         else:
             assert after == {p: b[:3] + (b[3] | rib_pkg.PATH_STALE if b[0] == op[1] else b[3],) for p, b in before.items()}
         for p in r.prefixes():

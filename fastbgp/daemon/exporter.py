@@ -740,6 +740,8 @@ def _piece(delta, announced, first):
     out = Delta(delta.family, announced, delta.withdrawn if first else ([] if delta.addpath else b""),
                 delta.addpath, delta.rejected_as_withdraw, delta.dump)
     out.seq = delta.seq
+    out.fresh = delta.fresh  # true of every part
+    out.same_source = delta.same_source  # a set of prefixes: any part may look them up
     return out
 
 

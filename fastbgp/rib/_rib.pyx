@@ -1124,6 +1124,7 @@ cdef class _Changes(_Selection):
     cdef uint64_t g_last
     cdef size_t g_last_i
     cdef string wd
+    cdef string same  # ChangeSet.same_source of update / withdraw / update_many
     cdef size_t n_ann, n_wd
 
     # ------------------------------------------------------------ output
@@ -1179,6 +1180,7 @@ cdef class _Changes(_Selection):
         self.g_buf.clear()
         self.g_idx.clear()
         self.wd.clear()
+        self.same.clear()
         self.n_ann = 0
         self.n_wd = 0
         # A full-table dump or drop leaves scratch sized for a million
@@ -1222,7 +1224,8 @@ cdef class _Changes(_Selection):
             # the same bytes object.
             announced[aid] = data if prev is None else prev + data
         wd = PyBytes_FromStringAndSize(self.wd.data(), self.wd.size())
-        cs = ChangeSet(announced, wd, self.n_ann, self.n_wd, groups)
+        same = PyBytes_FromStringAndSize(self.same.data(), self.same.size())
+        cs = ChangeSet(announced, wd, self.n_ann, self.n_wd, groups, same)
         self._reset_output()
         return cs
 
@@ -1643,6 +1646,9 @@ cdef class Rib(_Changes):
             if not t.had or bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
                 self._get_key(t.slot, &k)
                 self._emit_ann(bp.peer, bp.attr_id, &k)
+                if t.had and bp.peer == t.peer:
+                    # The peer had the best path before too (ChangeSet.same_source).
+                    self._put_prefix(&self.same, &k, False, 0)
         self.touched.clear()
         # Deletions move entries within the table: only after every
         # touched slot was read.

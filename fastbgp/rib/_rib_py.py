@@ -49,6 +49,12 @@ class ChangeSet(msgspec.Struct, frozen=True, gc=False):
     one attribute set is best from a single peer (the usual case) both dicts
     share the same bytes object.
 
+    ``same_source``: those announced prefixes (packed, in the same order)
+    whose best path before the update / withdraw / update_many was already
+    one of the same peer's: that peer holds none of our routes for them
+    (split horizon kept them from it), so it needs no withdrawal of one
+    (fastbgp.rib.export, the echo).  Empty for whole-table operations.
+
     Order: prefixes follow the order of the input for update/withdraw, and
     ascending prefix order for whole-table operations; the order of dict
     entries is the order of their first prefix.
@@ -59,6 +65,7 @@ class ChangeSet(msgspec.Struct, frozen=True, gc=False):
     n_announced: int
     n_withdrawn: int
     by_source: dict
+    same_source: bytes = b""
 
     def __bool__(self):
         return bool(self.n_announced or self.n_withdrawn)
@@ -73,7 +80,7 @@ def empty_changeset():
     return ChangeSet({}, b"", 0, 0, {})
 
 
-def make_changeset(groups, withdrawn, n_announced, n_withdrawn):
+def make_changeset(groups, withdrawn, n_announced, n_withdrawn, same_source=b""):
     """ChangeSet from {(peer_id, attr_id): bytes} in first-appearance order."""
     if not groups and not withdrawn:
         return empty_changeset()
@@ -81,7 +88,7 @@ def make_changeset(groups, withdrawn, n_announced, n_withdrawn):
     for (_peer, aid), data in groups.items():
         prev = announced.get(aid)
         announced[aid] = data if prev is None else prev + data
-    return ChangeSet(announced, withdrawn, n_announced, n_withdrawn, groups)
+    return ChangeSet(announced, withdrawn, n_announced, n_withdrawn, groups, same_source)
 
 
 # ---------------------------------------------------------------- arguments
@@ -784,6 +791,7 @@ class Rib(_PeerRemoval):
         t = self._t
         groups = {}
         wd = bytearray()
+        same = bytearray()
         n_ann = n_wd = 0
         for key, old in touched.items():
             e = t[key]
@@ -803,9 +811,11 @@ class Rib(_PeerRemoval):
                     buf = groups[g] = bytearray()
                 buf += self._wire(key)
                 n_ann += 1
+                if old is not None and old[0] == new[0]:
+                    same += self._wire(key)
         if zero:
             self.attrs.collect(zero)
-        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd, bytes(same))
 
     # ------------------------------------------------------------ dumps
 

@@ -56,11 +56,12 @@ prefixes whose best path came from member P are not sent to P, and their
 bit means "the other members hold it".  When the best path of a prefix
 moves to P, P is sent a withdrawal (the echo), because P may hold an older
 best path of ours.  That echo is filtered by the bit: P gets none when its
-group never held the prefix, but still gets a superfluous one when the
-group holds it only because P itself was the source of the previous best
-(telling would need the source of what was sent, per prefix and group).
-When P is the group's only member, nobody is sent P's own path, and the
-echo clears the bit.
+group never held the prefix, nor when P itself was the source of the
+previous best too (the RIB reports those prefixes, ``ChangeSet.same_source``:
+a peer changing its own best route is not sent a withdrawal of it; not
+with path hiding, which may have sent P another path).  When P is the
+group's only member, nobody is sent P's own path, and the echo clears the
+bit.
 
 Soft reset out (a policy reload, the API): the member leaves its group
 (kept, bits and all, until the dump is done if it was the last member) and
@@ -77,8 +78,8 @@ ADD-PATH groups have a bit per (path id, prefix) in a HeldSet of IPv6 width
 no key there, in a set per group index (``HeldOut.loose``: rare outside
 host routes, one bytes object each).
 
-What remains superfluous: that echo; and announcements outside a soft
-reset: a new best path whose exported attributes for the group are the
+What remains superfluous: announcements outside a soft reset: a new best
+path whose exported attributes for the group are the
 ones sent before is announced again (telling would cost the exported
 attribute set sent, per prefix and group, where the bit costs one; figures
 in bench/RESULTS.md).
@@ -240,7 +241,8 @@ class Delta:
     before the policy changed.
     """
 
-    __slots__ = ("family", "announced", "withdrawn", "addpath", "rejected_as_withdraw", "dump", "fresh", "n", "seq")
+    __slots__ = ("family", "announced", "withdrawn", "addpath", "rejected_as_withdraw", "dump", "fresh", "n", "seq",
+                 "same_source")
 
     def __init__(self, family, announced=(), withdrawn=b"", addpath=False, rejected_as_withdraw=False, dump=False,
                  n=0):
@@ -258,6 +260,9 @@ class Delta:
         # None: a member that joined with a table dump read after it was
         # made holds its end state already (Exporter.joined).
         self.seq = None
+        # Announced prefixes whose best path was already the same source's
+        # before the change (ChangeSet.same_source): no echo for them.
+        self.same_source = b""
 
     @classmethod
     def from_changeset(cls, family, cs, table):
@@ -265,7 +270,9 @@ class Delta:
         for aid, packed in cs.announced.items():
             pid, attrs, nh = tag_source(table, aid)
             ann.append((pid, attrs, nh, packed))
-        return cls(family, ann, cs.withdrawn, n=cs.n_announced + cs.n_withdrawn)
+        d = cls(family, ann, cs.withdrawn, n=cs.n_announced + cs.n_withdrawn)
+        d.same_source = cs.same_source
+        return d
 
 
 def group_key(family, chain, ctx, kind, rr_client, local_as, nh_self, member_address, cluster_id, otc, peer_as=None,
@@ -1072,8 +1079,20 @@ class UpdateGroup(HeldOut):
                 # never got its own paths (they have our path ids).
                 res.echo = {}
             else:
+                if delta.same_source and self.hiding is None:
+                    self._drop_own(res.echo, delta.same_source)
                 res.echo = self._pack_echo(res.echo)
         return res
+
+    def _drop_own(self, echo, same):
+        """Split horizon: no echo for a prefix whose best path was the
+        member's own before the change too -- split horizon kept ours from
+        it then, so it holds nothing of ours to withdraw.  (Not with path
+        hiding, which may have sent it another path: fastbgp.rib.route_server.)
+        One set entry per such prefix, only when there are some."""
+        own = set(self._entries(same))
+        for pid, pks in echo.items():
+            echo[pid] = [b"".join(e for e in self._entries(pk) if e not in own) for pk in pks]
 
     def rehide(self, entries, sources):
         """Path hiding: choose again for the packed prefixes ``entries``
