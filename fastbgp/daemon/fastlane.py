@@ -101,7 +101,9 @@ class FastLane:
         # hiding (hiding_touch needs each UPDATE's own ChangeSet).
         self.defer = frozenset() if self.limits else frozenset(
             f for f in self.fams if not importer.exporter.hooks(f)[2])
-        # family -> [(packed, attribute id or None, mark)] not yet in the RIB
+        # family -> [(packed, attribute id or None, mark)] not yet in the RIB:
+        # one entry per UPDATE of the batch at most, and a batch is bounded
+        # by its connection's turn (Connection.process: octets and messages).
         self.runs = {f: [] for f in self.defer}
         self.states = None if d.rpki is None else d.rpki.validator(nb)
         self.pre = nb.pre_policy
