@@ -1081,6 +1081,28 @@ class GoBGP(Daemon):
                 return _GOBGP_STATES.get(n.get("state", {}).get("session_state", 0), "unknown")
         return "unknown"
 
+    def adj_in_paths(self, peer_ip: str, family: str = "ipv4") -> dict:
+        """{prefix: sorted [AS path]} of every path held from ``peer_ip``
+        (several per prefix with ADD-PATH)."""
+        res = self.cli("neighbor", peer_ip, "adj-in", "-a", family, "-j", check=True)
+        data = json.loads(res.stdout or "{}") or {}
+        out = {}
+        for prefix, paths in data.items():
+            for p in paths:
+                asp = []
+                for a in p.get("attrs", []):
+                    if a.get("type") == 2:
+                        asp = [n for seg in a.get("as_paths") or [] for n in seg.get("asns", [])]
+                out.setdefault(prefix, []).append(asp)
+        return {k: sorted(v) for k, v in out.items()}
+
+    def messages_received(self, peer_ip: str) -> dict:
+        """GoBGP's counters of what it received from ``peer_ip`` (update,
+        withdraw_prefix, ...)."""
+        res = self.cli("neighbor", peer_ip, "-j", check=True)
+        data = json.loads(res.stdout or "{}") or {}
+        return data.get("state", {}).get("messages", {}).get("received", {})
+
     def rib(self, family: str = "ipv4", include_local: bool = False) -> dict:
         res = self.cli("global", "rib", "-a", family, "-j", check=True)
         data = json.loads(res.stdout or "{}") or {}

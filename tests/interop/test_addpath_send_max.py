@@ -9,8 +9,6 @@ Needs root and GoBGP (fastbgp/testing/lab.py); marked ``interop`` and
 ``slow``.
 """
 
-import json
-
 import pytest
 
 from fastbgp.testing import lab as L
@@ -23,21 +21,6 @@ ADDPATH_RX = """
   [neighbors.afi-safis.add-paths.config]
     receive = true
 """
-
-
-def held(gobgp, src):
-    """{prefix: sorted [AS path]} of every path the receiver holds from ``src``."""
-    res = gobgp.cli("neighbor", src, "adj-in", "-a", "ipv4", "-j", check=True)
-    data = json.loads(res.stdout or "{}") or {}
-    out = {}
-    for prefix, paths in data.items():
-        for p in paths:
-            asp = []
-            for a in p.get("attrs", []):
-                if a.get("type") == 2:
-                    asp = [n for seg in a.get("as_paths", []) for n in seg.get("asns", [])]
-            out.setdefault(prefix, []).append(asp)
-    return {k: sorted(v) for k, v in out.items()}
 
 
 @pytest.mark.parametrize("transport", L.TRANSPORTS)
@@ -63,13 +46,13 @@ def test_gobgp_receiver_gets_best_two_of_three(transport):
                 g.wait_established(me)
             recv.wait_established(me)
             best2 = sorted([[65000, 65001, 65100], [65000, 65002, 65100, 65101]])
-            L.wait_for(lambda: held(recv, me) == {p: best2 for p in PREFIXES}, 30,
+            L.wait_for(lambda: recv.adj_in_paths(me) == {p: best2 for p in PREFIXES}, 30,
                        what="the best two paths of every prefix at GoBGP",
-                       on_timeout=lambda: "%r\n%s" % (held(recv, me), fb.log_tail()))
+                       on_timeout=lambda: "%r\n%s" % (recv.adj_in_paths(me), fb.log_tail()))
             # The best sender withdraws one prefix: the third path enters.
             gs[0].withdraw(PREFIXES[0])
             then = sorted([[65000, 65002, 65100, 65101], [65000, 65003, 65100, 65101, 65102]])
             want = dict({p: best2 for p in PREFIXES[1:]}, **{PREFIXES[0]: then})
-            L.wait_for(lambda: held(recv, me) == want, 30, what="the third path after a withdrawal",
-                       on_timeout=lambda: "%r\n%s" % (held(recv, me), fb.log_tail()))
+            L.wait_for(lambda: recv.adj_in_paths(me) == want, 30, what="the third path after a withdrawal",
+                       on_timeout=lambda: "%r\n%s" % (recv.adj_in_paths(me), fb.log_tail()))
             fb.assert_alive()

@@ -14,8 +14,6 @@ The senders are fastbgp library Speakers in their own lab hosts
 and ``slow``.
 """
 
-import json
-
 import pytest
 
 from fastbgp.testing import lab as L
@@ -54,17 +52,8 @@ ADDPATH_RX = """
 """
 
 
-def received(gobgp, peer_ip):
-    """GoBGP's message counters received from ``peer_ip`` (a dict)."""
-    res = gobgp.cli("neighbor", peer_ip, "-j", check=True)
-    data = json.loads(res.stdout or "{}") or {}
-    return data.get("state", {}).get("messages", {}).get("received", {})
-
-
 def paths(gobgp, peer_ip, family="ipv4"):
-    res = gobgp.cli("neighbor", peer_ip, "adj-in", "-a", family, "-j", check=True)
-    data = json.loads(res.stdout or "{}") or {}
-    return sum(len(v) for v in data.values())
+    return sum(len(v) for v in gobgp.adj_in_paths(peer_ip, family).values())
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
@@ -92,7 +81,7 @@ def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds(family):
                 s.call("announce", prefixes=kept + rejected, as_path=[])
             L.wait_for(lambda: paths(recv, me, family) == 32, timeout=30, what="two paths of the 16 kept at GoBGP",
                        on_timeout=lambda: "%d paths\n%s" % (paths(recv, me, family), fb.log_tail()))
-            assert received(recv, me).get("withdraw_prefix", 0) == 0
+            assert recv.messages_received(me).get("withdraw_prefix", 0) == 0
             # Rejected paths changed, then withdrawn: GoBGP is sent nothing.
             senders[0].call("announce", prefixes=rejected, as_path=[65101])
             senders[0].call("withdraw", prefixes=rejected)
@@ -105,4 +94,4 @@ def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds(family):
             L.wait_for(lambda: paths(recv, me, family) == 17, timeout=30, what="the sentinel at GoBGP",
                        on_timeout=fb.log_tail)
             fb.assert_alive()
-            assert received(recv, me).get("withdraw_prefix", 0) == 16
+            assert recv.messages_received(me).get("withdraw_prefix", 0) == 16

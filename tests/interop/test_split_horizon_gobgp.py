@@ -8,8 +8,6 @@ from the daemon and is sent its withdrawal; A is sent B's route.
 Needs root and GoBGP; marked ``interop`` and ``slow``.
 """
 
-import json
-
 import pytest
 
 from fastbgp.testing import lab as L
@@ -20,24 +18,9 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 PREFIXES = ["198.51.100.%d/28" % (16 * i) for i in range(8)]
 
 
-def counters(gobgp, peer_ip):
-    """GoBGP's message counters received from ``peer_ip`` (a dict)."""
-    res = gobgp.cli("neighbor", peer_ip, "-j", check=True)
-    data = json.loads(res.stdout or "{}") or {}
-    return data.get("state", {}).get("messages", {}).get("received", {})
-
-
 def adj_in(gobgp, peer_ip):
     """{prefix: AS path} of what GoBGP holds from ``peer_ip``."""
-    res = gobgp.cli("neighbor", peer_ip, "adj-in", "-a", "ipv4", "-j", check=True)
-    data = json.loads(res.stdout or "{}") or {}
-    out = {}
-    for prefix, paths in data.items():
-        for p in paths:
-            for a in p.get("attrs", []):
-                if a.get("type") == 2:
-                    out[prefix] = [x for seg in a.get("as_paths") or [] for x in seg.get("asns", [])]
-    return out
+    return {p: paths[0] for p, paths in gobgp.adj_in_paths(peer_ip).items()}
 
 
 def originate(gobgp, host, prefixes, as_path):
@@ -77,12 +60,12 @@ def test_source_changing_its_own_best_routes_is_sent_no_withdrawal(transport):
                 originate(a, ha, PREFIXES, path)
                 L.wait_for(lambda: all(adj_in(b, me).get(p) == [65000, 65001] + path for p in PREFIXES), timeout=30,
                            what="change %d at B" % n, on_timeout=fb.log_tail)
-            assert counters(a, me).get("withdraw_prefix", 0) == 0 and not adj_in(a, me)
+            assert a.messages_received(me).get("withdraw_prefix", 0) == 0 and not adj_in(a, me)
             # B's path is shorter: the best moves to B, which held A's route.
             originate(b, hb, PREFIXES[:1], [])
             L.wait_for(lambda: adj_in(a, me).get(PREFIXES[0]) == [65000, 65002], timeout=30,
                        what="B's route at A", on_timeout=fb.log_tail)
-            L.wait_for(lambda: counters(b, me).get("withdraw_prefix", 0) == 1, timeout=30,
-                       what="B's echo withdrawal", on_timeout=lambda: "%s\n%s" % (counters(b, me), fb.log_tail()))
+            L.wait_for(lambda: b.messages_received(me).get("withdraw_prefix", 0) == 1, timeout=30,
+                       what="B's echo withdrawal", on_timeout=lambda: "%s\n%s" % (b.messages_received(me), fb.log_tail()))
             fb.assert_alive()
-            assert PREFIXES[0] not in adj_in(b, me) and counters(a, me).get("withdraw_prefix", 0) == 0
+            assert PREFIXES[0] not in adj_in(b, me) and a.messages_received(me).get("withdraw_prefix", 0) == 0
