@@ -221,14 +221,9 @@ def route_state(msgs, peer_type, post, out=False, peer=None):
 # ----------------------------------------------------------------------------- the daemon's feed
 
 
-def test_daemon_feed_peer_up_routes_stats_peer_down(run):
-    async def main():
-        host = addr()
-        st = await StationServer().start(host)
-        a_addr = addr()
-        bmp = '[[bmp]]\naddress = "%s"\nport = %d\npolicy = "both"\nloc-rib = true\nstats-interval = 1\n' % (
-            host, st.port)
-        policy = """
+# Import policy "in": 10.9.0.0/16 and longer rejected, the rest accepted
+# with LOCAL_PREF 222 (pre- and post-policy routes then differ both ways).
+IMPORT_POLICY = """
 [[defined-sets.prefix-sets]]
 name = "no"
 prefixes = ["10.9.0.0/16 le 32"]
@@ -240,7 +235,16 @@ actions = { result = "reject" }
 [[policies.statements]]
 actions = { set-local-pref = 222, result = "accept" }
 """
-        dut = DUT(extra=bmp + policy, neighbors=[neighbor_toml(a_addr, 65001, **{"import-policy": ["in"]})])
+
+
+def test_daemon_feed_peer_up_routes_stats_peer_down(run):
+    async def main():
+        host = addr()
+        st = await StationServer().start(host)
+        a_addr = addr()
+        bmp = '[[bmp]]\naddress = "%s"\nport = %d\npolicy = "both"\nloc-rib = true\nstats-interval = 1\n' % (
+            host, st.port)
+        dut = DUT(extra=bmp + IMPORT_POLICY, neighbors=[neighbor_toml(a_addr, 65001, **{"import-policy": ["in"]})])
         d = await dut.start()
         a, na = await peer(dut, 65001, a_addr)
         await na.wait_established(5)

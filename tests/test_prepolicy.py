@@ -329,20 +329,8 @@ def test_bmp_pre_policy_dump_reads_the_view(run, tmp_path):
     up gets its pre-policy routes from the view: the rejected one (kept in
     ``pre_ribs``) and the accepted ones (read back from the post-policy
     RIB) with their attributes as received, not as the policy set them."""
-    from test_bmp import StationServer, route_state
+    from test_bmp import IMPORT_POLICY as policy, StationServer, route_state
 
-    policy = """
-[[defined-sets.prefix-sets]]
-name = "no"
-prefixes = ["10.9.0.0/16 le 32"]
-[[policies]]
-name = "in"
-[[policies.statements]]
-conditions = { prefix-set = "no" }
-actions = { result = "reject" }
-[[policies.statements]]
-actions = { set-local-pref = 222, result = "accept" }
-"""
 
     async def main():
         host = addr()
