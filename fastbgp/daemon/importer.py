@@ -408,25 +408,28 @@ class Importer:
         return rpki.with_state(attrs, state)
 
     def update_rib(self, fam, pid, packed, addpath, aid, mark=0):
-        """Rib.update and export.  When the table grew by exactly the number
-        of prefixes whose best path changed, every one of them is new: no
-        peer can hold an older route for them, so neither the withdrawals of
-        what an export rejects nor the split-horizon withdrawals to the
-        source are needed (a first full table costs no extra message)."""
+        """Rib.update and export (see export_grown)."""
         rib = self.daemon.ribs[fam]
         before = len(rib)
         cs = rib.update(pid, packed, addpath, aid, mark=mark)
-        self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
+        self.export_grown(fam, rib, before, cs, pid)
         self.exporter.hiding_touch(fam, pid, packed, addpath, aid, cs)  # RFC 7947 §2.3: non-best paths
 
     def update_rib_many(self, fam, pid, runs):
         """Rib.update_many of ``runs`` (the fast lane's deferred batch, see
-        fastbgp.daemon.fastlane) and one export, ``fresh`` as update_rib
-        says.  No hiding_touch: the lane defers nothing where path hiding
-        is on."""
+        fastbgp.daemon.fastlane) and one export.  No hiding_touch: the lane
+        defers nothing where path hiding is on."""
         rib = self.daemon.ribs[fam]
         before = len(rib)
-        cs = rib.update_many(pid, runs)
+        self.export_grown(fam, rib, before, rib.update_many(pid, runs), pid)
+
+    def export_grown(self, fam, rib, before, cs, pid):
+        """Export ``cs``, made by ``pid``'s paths in ``rib`` (``before``
+        prefixes until then).  When the table grew by exactly the number of
+        prefixes whose best path changed, every one of them is new: no peer
+        can hold an older route for them, so neither the withdrawals of what
+        an export rejects nor the split-horizon withdrawals to the source
+        are needed (a first full table costs no extra message)."""
         self.exporter.export_cs(fam, cs, fresh=bool(cs) and len(rib) - before == cs.n_announced, source=pid)
 
     def withdraw_post(self, nb, fam, packed, addpath):
