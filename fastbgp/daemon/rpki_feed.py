@@ -346,13 +346,8 @@ class RpkiFeed(RtrObserver):
         if nb.cfg.rpki_accept_signal:
             return lambda afi, attrs, packed: self.states(afi, attrs, packed, False, nb)
         validate = self.vrps.validate_packed
-        origins = self.origins
         origin = self.origin
-
-        def states(afi, attrs, packed):
-            o = origins.get(attrs)
-            return validate(afi, packed, origin(attrs) if o is None else o)
-        return states
+        return lambda afi, attrs, packed: validate(afi, packed, origin(attrs))
 
     def refresh_signal(self):
         """Whether some neighbour asks for RFC 8097 signalling (checked when
