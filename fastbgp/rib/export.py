@@ -435,7 +435,7 @@ class HeldOut:
         out = from_path_keys(self.held.filter(index, keys, clear)) if keys else b""
         held = self.loose.get(index) if loose and self.loose else None
         if held:
-            got = [e for e in loose_entries(loose) if e in held]
+            got = [e for e in self._entries(loose) if e in held]
             if clear:
                 held.difference_update(got)
             out += b"".join(got)
@@ -447,7 +447,7 @@ class HeldOut:
             if loose:
                 if self.loose is None:
                     self.loose = {}
-                self.loose.setdefault(index, set()).update(loose_entries(loose))
+                self.loose.setdefault(index, set()).update(self._entries(loose))
         if packed:
             self.held.mark(index, packed)
 
@@ -582,7 +582,7 @@ def path_keys(packed, afi):
     prefixes that stand for the paths one to one -- the path id, then the
     prefix, (32 + length) bits long -- for a HeldSet of IPv6 width;
     ``loose``: the paths of IPv6 prefixes longer than /96, which have no
-    key, as they came (HeldOut keeps them in a set: loose_entries)."""
+    key, as they came (HeldOut keeps them in a set, entry by entry)."""
     keys = []
     loose = []
     limit = 32 if afi == AFI_IPV4 else 96
@@ -593,18 +593,6 @@ def path_keys(packed, afi):
         else:
             keys.append(bytes((plen + 32,)) + pid.to_bytes(4, "big") + addr[:nb])
     return b"".join(keys), b"".join(loose)
-
-
-def loose_entries(loose):
-    """The paths of path_keys' ``loose`` one by one (bytes: our path id,
-    length, address octets)."""
-    out = []
-    i, n = 0, len(loose)
-    while i < n:
-        end = i + 5 + ((loose[i + 4] + 7) >> 3)
-        out.append(loose[i:end])
-        i = end
-    return out
 
 
 def from_path_keys(keys):
