@@ -49,6 +49,12 @@ SMALL_CAP = 1024 * 1024
 WITNESS_HOLD = 9
 METRICS_PORT = 9179
 MiB = 1024 * 1024
+# The daemon's RSS under churn sits at one of two levels about 9 MB apart
+# (56.9 or 66.1 MB here, for many seconds at a time, whether or not a bad
+# peer was ever dropped: glibc returns the heap's top only when nothing
+# live sits above it).  RSS compared across a test allows that swing; a
+# leak is looked for over several drops, where it adds up past it.
+RSS_SWING = 12 * MiB
 # The bad peers' hosts (each with a twin "<name>6" whose session runs
 # over IPv6) and their ASNs.
 PEER_HOSTS = ("slow", "stall", "g1", "g2", "g3", "gs", "vstop", "vkill", "flap")
@@ -443,8 +449,9 @@ def test_slow_reader_is_dropped_at_the_queue_cap(bed, transport, wit):
               "witness hold timer low %.1fs" % (transport, ["%.1f" % t for t in took], before["rss"] / MiB,
                                                 rss.peak / MiB, ["%.1f" % (a / MiB) for a in afters], low))
         # What was queued for a dropped peer is released: the next ones
-        # reuse it instead of adding theirs (the defect grew ~2.3 MB/s).
-        assert afters[-1] - afters[0] < 3 * MiB
+        # reuse it instead of adding theirs (the defect grew ~2.3 MB/s, some
+        # 30 MB over three drops).  The margin is RSS_SWING (see there).
+        assert afters[-1] - afters[0] < RSS_SWING
         assert rss.peak - before["rss"] < 24 * MiB
     finally:
         bed.churn(False)
@@ -454,31 +461,40 @@ def test_slow_reader_is_dropped_at_the_queue_cap(bed, transport, wit):
 @pytest.mark.timeout(120)
 def test_non_reading_peer_is_dropped_by_the_progress_deadline(bed, transport, wit):
     """A peer that never reads after the OPEN exchange (keepalives still
-    sent, so its hold timer never fires): the write progress deadline."""
+    sent, so its hold timer never fires): the write progress deadline.
+    Three such peers in a row: the last leaves the daemon's RSS where the
+    first left it (what was queued for a dropped peer is released)."""
     name = on("stall", transport)
-    mark = len(bed.log())
     bed.churn(True)
     try:
         time.sleep(3)  # churn's own steady state (attribute sets come and go) before measuring
         before = bed.status()
+        afters, took = [], []
         with wit, RssSampler(bed.daemon.pid) as rss:
-            p = bed.peer(name, "stall", asn_of(name), "--hold", 3, "--rcvbuf", 4096)
-            bed.wait_event(p, "established", 20)
-            t0 = time.monotonic()
-            dropped_out_of_resources(bed, name, mark, "output stalled", 40)
-            took = time.monotonic() - t0
+            for i in range(3):
+                mark = len(bed.log())
+                count = bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr(name)) or 0
+                p = bed.peer(name, "stall", asn_of(name), "--hold", 3, "--rcvbuf", 4096)
+                bed.wait_event(p, "established", 20)
+                t0 = time.monotonic()
+                dropped_out_of_resources(bed, name, mark, "output stalled", 40)
+                took.append(time.monotonic() - t0)
+                assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr(name)) == count + 1
+                assert not bed.up(bed.addr(name))
+                bed.kill(p)
+                time.sleep(2)
+                afters.append(bed.status()["rss"])
         bed.churn(False)
-        assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr(name)) >= 1
-        assert not bed.up(bed.addr(name))
-        time.sleep(2)
-        after = bed.status()
         low, _ = wit.check(wit.table)
-        print("non-reader (%s): dropped after %.1fs; RSS before %.1f MB, peak %.1f MB, after %.1f MB; "
-              "witness hold timer low %.1fs" % (transport, took, before["rss"] / MiB, rss.peak / MiB,
-                                                after["rss"] / MiB, low))
-        assert took < 3 * 3 + 5  # a window (hold 3 s) after the last progress, checked every quarter
-        assert after["rss"] - before["rss"] < 8 * MiB
-        bed.kill(p)
+        print("non-reader (%s): dropped after %s s; RSS before %.1f MB, peak %.1f MB, after each %s MB; "
+              "witness hold timer low %.1fs" % (transport, ["%.1f" % t for t in took], before["rss"] / MiB,
+                                                rss.peak / MiB, ["%.1f" % (a / MiB) for a in afters], low))
+        for t in took:
+            assert t < 3 * 3 + 5  # a window (hold 3 s) after the last progress, checked every quarter
+        # Not after - before: see RSS_SWING.  A leak (the defect: ~2.3 MB/s,
+        # ~9 MB per 3.8 s drop) shows as the later peers adding to the first.
+        assert afters[-1] - afters[0] < RSS_SWING
+        assert rss.peak - before["rss"] < 24 * MiB
     finally:
         bed.churn(False)
 
@@ -529,7 +545,7 @@ def test_slow_member_does_not_hold_back_its_update_group(bed, transport, wit):
     # Bounded: the slow member's queue is capped at 1 MiB; a member that
     # bloated the group would hold the whole table per churn round.
     assert rss.peak - before["rss"] < 16 * MiB
-    assert after["rss"] - before["rss"] < 8 * MiB
+    assert after["rss"] - before["rss"] < RSS_SWING
     assert bed.metric("fastbgp_neighbor_out_of_resources_total", bed.addr(slow)) >= 1
 
 
@@ -653,5 +669,5 @@ def test_300_session_flaps_leak_neither_memory_nor_fds(bed, transport, wit):
                                                           after["fds"], low))
     assert done["done"] == 300, open(p.out).read()[-2000:]
     assert established >= 320
-    assert after["rss"] - before["rss"] < 5 * MiB
+    assert after["rss"] - before["rss"] < RSS_SWING  # 40 kB per flap would add up past it
     assert after["fds"] == before["fds"]
