@@ -3,7 +3,9 @@ not exact before: a soft reset out withdraws only what the member's group
 before it held (``prior``); a route offered to some neighbours only
 (``Source.scopes``) is withdrawn only from the members that may hold it;
 ADD-PATH groups track (path id, prefix) in a HeldSet of path keys
-(:func:`path_keys`).
+(:func:`path_keys`); a new best path that the group's export turns into
+what the group holds already is not announced again
+(``ChangeSet.replaced``, :meth:`HeldOut.unchanged_best`).
 
 Unit tests on :class:`UpdateGroup` run on the compiled RIB's HeldSet and
 on its twin (``rib_impl``); the daemon tests count the withdrawals library
@@ -21,7 +23,7 @@ from fastbgp.rib.policy import PolicyContext, PolicyEngine
 from fastbgp.wire import codec, messages
 from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
 
-from test_daemon import DUT, addr, neighbor_toml, peer, until
+from test_daemon import DUT, addr, best, neighbor_toml, peer, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,6 +86,64 @@ def sources(scopes=None):
     loc = Source(LOC, LOCAL)
     loc.scopes = scopes
     return {SRC: src, LOC: loc}
+
+
+def med(value):
+    return messages.encode_attributes([messages.Med(value=value)])
+
+
+X, Y = 2, 3  # two neighbours of one AS: what they send differs only in MED
+
+
+def two_sources():
+    out = sources()
+    out[X] = Source(X, EBGP, peer_as=65001, router_id=2)
+    out[Y] = Source(Y, EBGP, peer_as=65001, router_id=3)
+    return out
+
+
+def moved(packed, old=(X, ATTRS + med(10)), new=(Y, ATTRS + med(20)), srcs=None, **kw):
+    """The Delta of ``packed`` moving from ``old`` (pid, attrs) to ``new``."""
+    srcs = srcs or two_sources()
+    d = Delta(IPV4_UNICAST, [(new[0], new[1], b"", packed)], **kw)
+    d.replaced = {(new[0], new[1], b""): [(srcs[old[0]], old[1], b"", packed)]}
+    return d
+
+
+def test_new_best_exported_alike_is_not_announced_again(rib_impl):
+    """The best moves from X to Y (same AS path, MEDs differ: an eBGP
+    group drops MED, so both export alike): the group is sent only the
+    prefixes it does not hold; a different export, a fresh change, a path
+    from a member, or members still holding a former policy's export: all
+    announced as before."""
+    g = group(rib_impl)
+    srcs = two_sources()
+    held, other = pk("10.0.0.0/24", "10.0.2.0/24"), pk("10.0.1.0/24")
+    g.held_mark(held)
+    assert g.export(srcs[X], ATTRS + med(10), b"") == g.export(srcs[Y], ATTRS + med(20), b"")
+    out = g.process(moved(pk("10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24")), srcs)
+    assert announced(out.common) == other and not withdrawn(out.common)
+    assert g.held.filter(g.held_index, held + other) == held + other  # bits stay, the sent one is held
+    # Another AS path before: exported otherwise, so announced.
+    longer = messages.encode_attributes([
+        messages.Origin(value=0), messages.AsPath(segments=[messages.Segment(type=2, asns=[65001, 65001])]),
+        messages.NextHop(address="192.0.2.1")])
+    out = g.process(moved(held, old=(X, longer)), srcs)
+    assert announced(out.common) == held
+    for kw in (dict(fresh=True), dict(dump=True)):
+        d = moved(held)
+        for k, v in kw.items():
+            setattr(d, k, v)
+        assert announced(g.process(d, srcs).common) == held
+    # The path before was member A's own: split horizon kept it from A.
+    srcs[A] = Source(A, EBGP, peer_as=65001, router_id=10)
+    out = g.process(moved(held, old=(A, ATTRS + med(10)), srcs=srcs), srcs)
+    assert announced(out.common) == held
+    # A policy change not yet re-sent to every member (UpdateGroup.before).
+    engine = PolicyEngine({})
+    g.set_policy(engine, engine.chain([], "export", "accept"), g.pctx)
+    assert g.before is not None
+    assert announced(g.process(moved(held), srcs).common) == held
 
 
 def test_path_keys_round_trip():
@@ -487,6 +547,56 @@ def test_joiner_not_sent_again_what_its_dump_sent(run):
             assert len(nb.received()) == n + 1
         finally:
             gate.append(True)
+            for sp in (a, b, c):
+                if sp is not None:
+                    await sp.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_best_moving_to_a_path_exported_alike_sends_nothing(run):
+    """A and B are iBGP peers sending the same route with different
+    LOCAL_PREFs; C (eBGP) is sent neither LOCAL_PREF and our address as next
+    hop, so both give it the same route.  A withdrawing, coming back, and
+    its session going down move the best path between them: C gets no
+    UPDATE for any of it (before: one per move); B's withdrawal at the end
+    reaches C."""
+    prefixes = ["10.6.%d.0/24" % i for i in range(8)]
+
+    async def main():
+        a_addr, b_addr, c_addr = addr(), addr(), addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65000), neighbor_toml(b_addr, 65000),
+                             neighbor_toml(c_addr, 65003)])
+        d = await dut.start()
+        a, na = await peer(dut, 65000, a_addr)
+        b, nb = await peer(dut, 65000, b_addr)
+        c, nc = await peer(dut, 65003, c_addr)
+        try:
+            for n in (na, nb, nc):
+                await n.wait_established(5)
+            b.announce(prefixes, as_path=[65100], local_pref=100)
+            await synced(nc, prefixes[-1], [65000, 65100])
+            a.announce(prefixes, as_path=[65100], local_pref=200)
+            await until(lambda: all(best(d, p).source == a_addr for p in prefixes), what="A's paths best")
+            await until(lambda: d.exporter.queue.idle, what="export done")
+            updates = nc.counters.received.update
+            a.withdraw(prefixes[:4])
+            await until(lambda: all(best(d, p).source == b_addr for p in prefixes[:4]), what="B's paths best")
+            a.announce(prefixes[:4], as_path=[65100], local_pref=200)
+            await until(lambda: all(best(d, p).source == a_addr for p in prefixes), what="A's paths best again")
+            await a.stop()
+            a = None
+            await until(lambda: all(best(d, p).source == b_addr for p in prefixes), what="B's paths best")
+            await until(lambda: d.exporter.queue.idle, what="export done")
+            assert nc.counters.received.update == updates and wd_count(nc) == 0
+            assert set(nc.received()) == set(prefixes)
+            b.announce(prefixes[2:4], as_path=[65100, 65101], local_pref=100)  # exported otherwise: sent
+            await synced(nc, prefixes[3], [65000, 65100, 65101])
+            b.withdraw(prefixes[:2])
+            await until(lambda: wd_count(nc) == 2, what="B's withdrawal at C")
+            assert set(nc.received()) == set(prefixes[2:])
+        finally:
             for sp in (a, b, c):
                 if sp is not None:
                     await sp.stop()

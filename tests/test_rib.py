@@ -827,11 +827,22 @@ def _snapshot(r):
     return {p: r.best_path(p) for p in r.prefixes()}
 
 
-def _check_changeset(cs, before, after, same=True):
+def _keys(table, snap):
+    """AttrTable.key of each prefix's best path in ``snap``, read before an
+    operation may free the ids."""
+    return {p: table.key(b[2]) for p, b in snap.items()}
+
+
+def _check_changeset(cs, before, after, same=True, keys=None):
     """A ChangeSet is exactly the diff of best paths across the operation;
     with ``same`` (update / withdraw / update_many) its same_source is
-    exactly the changed prefixes whose best was the same peer's before."""
+    exactly the changed prefixes whose best was the same peer's before;
+    its ``replaced`` names, for each changed prefix that had a best path,
+    that path's attributes (``keys``: _keys before) and the new attr_id."""
     changed = {p: b for p, b in after.items() if before.get(p) is None or before[p][:3] != b[:3]}
+    if keys is not None:
+        got = [(new, a, nh, p) for new, lst in cs.replaced.items() for a, nh, packed in lst for p in unpk(packed)]
+        assert sorted(got) == sorted((b[2],) + keys[p] + (p,) for p, b in changed.items() if p in before)
     if same:
         assert sorted(unpk(cs.same_source)) == sorted(
             p for p, b in changed.items() if before.get(p) is not None and before[p][0] == b[0])
@@ -880,6 +891,7 @@ def test_parity_random_operations(ops, always):
     worlds = [make(impl, always_compare_med=always, peers=PARITY_PEERS) for impl in both]
     for step, op in enumerate(ops):
         before = _snapshot(worlds[0][1])
+        keys = _keys(worlds[0][0], before)
         results = []
         for table, r in worlds:
             kind = op[0]
@@ -907,7 +919,7 @@ def test_parity_random_operations(ops, always):
         table, r = worlds[0]
         after = _snapshot(r)
         if op[0] != "stale":
-            _check_changeset(results[0], before, after, same=op[0] in ("update", "withdraw"))
+            _check_changeset(results[0], before, after, same=op[0] in ("update", "withdraw"), keys=keys)
         else:
             assert after == {p: b[:3] + (b[3] | rib_pkg.PATH_STALE if b[0] == op[1] else b[3],) for p, b in before.items()}
         for p in r.prefixes():
@@ -937,6 +949,7 @@ def test_update_many_equals_the_calls_one_by_one(setup, runs, peer, addpath):
             r.update(other, pk(prefix), False, aid, now=1_700_000_000)
             table.release(aid)
     before = _snapshot(worlds[0][1])
+    keys = _keys(worlds[0][0], before)
     results = []
     for n, (table, r) in enumerate(worlds):
         aids = [table.intern(mkattrs(**a)) for a in PARITY_ATTRS]
@@ -957,7 +970,7 @@ def test_update_many_equals_the_calls_one_by_one(setup, runs, peer, addpath):
     assert results[0] == results[1]
     states = [_state(r, table) + ([r.peer_marks(p) for p in sorted(PARITY_PEERS)],) for table, r in worlds]
     assert states[0] == states[1] == states[2]
-    _check_changeset(results[0], before, _snapshot(worlds[0][1]))
+    _check_changeset(results[0], before, _snapshot(worlds[0][1]), keys=keys)
 
 
 def test_update_many_checks_every_run_first(rib_impl):

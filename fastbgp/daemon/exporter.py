@@ -270,7 +270,7 @@ class Exporter:
             # ours to withdraw (the one-peer collector, or a full table
             # arriving before the others are up): nothing to encode.
             return
-        delta = Delta.from_changeset(fam, cs, self.daemon.attrs)
+        delta = Delta.from_changeset(fam, cs, self.daemon.attrs, self.daemon.sources)
         delta.fresh = fresh
         delta.seq = self.changes
         self.queue.submit(self.run_delta(delta), heavy=heavy or delta.n > INLINE_LIMIT)
@@ -742,6 +742,7 @@ def _piece(delta, announced, first):
     out.seq = delta.seq
     out.fresh = delta.fresh  # true of every part
     out.same_source = delta.same_source  # a set of prefixes: any part may look them up
+    out.replaced = delta.replaced  # keyed by announced entry: each part finds its own
     return out
 
 

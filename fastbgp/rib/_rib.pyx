@@ -57,7 +57,6 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython cimport array
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cython.operator cimport dereference as deref
 cimport cython
 
 from fastbgp.wire._codec cimport nlri_count
@@ -74,6 +73,7 @@ from fastbgp.rib._rib_py import (
     peer_record,
     prefix_str,
     received_time,
+    replaced_paths,
     MAX_HELD_GROUPS,
     RECEIVED_MAX,
     RECEIVED_MIN,
@@ -118,10 +118,34 @@ cdef extern from *:
     };
     struct EmitRec {
         PKey key; uint64_t group; uint32_t path_id;
+        uint32_t old;  /* attr_id of the best path before (ChangeSet.replaced) */
         bool operator<(const EmitRec &o) const {
             if (key < o.key) return true;
             if (o.key < key) return false;
             return path_id < o.path_id;
+        }
+    };
+    /* Packed prefixes grouped by a 64-bit key, groups in order of their
+       first prefix (a ChangeSet's announced groups, its replaced pairs). */
+    struct RibGroups {
+        std::vector<uint64_t> key; std::vector<std::string> buf;
+        std::unordered_map<uint64_t, size_t> idx; uint64_t last; size_t last_i;
+        RibGroups() : last(0), last_i(0) {}
+        std::string *get(uint64_t g) {
+            if (!key.empty() && g == last) return &buf[last_i];
+            std::unordered_map<uint64_t, size_t>::iterator it = idx.find(g);
+            size_t i;
+            if (it == idx.end()) {
+                i = key.size(); idx[g] = i; key.push_back(g); buf.push_back(std::string());
+            } else {
+                i = it->second;
+            }
+            last = g; last_i = i;
+            return &buf[i];
+        }
+        void clear(size_t keep) {
+            key.clear(); buf.clear(); idx.clear();
+            if (buf.capacity() > keep) { buf.shrink_to_fit(); key.shrink_to_fit(); }
         }
     };
     static const uint64_t RIB_EMPTY4 = 0xFFFFFFFFFFFFFFFFULL;
@@ -245,10 +269,16 @@ cdef extern from *:
         uint64_t hi
         uint64_t lo
         uint32_t len
+    cdef cppclass RibGroups:
+        vector[uint64_t] key
+        vector[string] buf
+        string *get(uint64_t g) except +
+        void clear(size_t keep)
     ctypedef struct EmitRec:
         PKey key
         uint64_t group
         uint32_t path_id
+        uint32_t old
     const uint64_t RIB_EMPTY4
     const uint32_t RIB_EMPTY6
     const uint64_t RIB_GOLDEN
@@ -1118,39 +1148,49 @@ cdef class _Changes(_Selection):
     cdef vector[Touch] touched
     cdef vector[PKey] dead
     cdef vector[EmitRec] recs
-    cdef vector[uint64_t] g_key
-    cdef vector[string] g_buf
-    cdef unordered_map[uint64_t, size_t] g_idx
-    cdef uint64_t g_last
-    cdef size_t g_last_i
+    cdef RibGroups groups  # (peer << 32 | attr_id) -> announced prefixes
     cdef string wd
     cdef string same  # ChangeSet.same_source of update / withdraw / update_many
+    # ChangeSet.replaced: (old attr_id << 32 | new attr_id) -> prefixes.
+    cdef RibGroups moved
+    cdef object replaced  # _take_moved's dict until _finish
     cdef size_t n_ann, n_wd
 
     # ------------------------------------------------------------ output
 
     @cython.final
-    cdef string *_group(self, uint64_t g) except NULL:
-        cdef size_t i
-        cdef unordered_map[uint64_t, size_t].iterator it
-        if self.g_key.size() and g == self.g_last:
-            return &self.g_buf[self.g_last_i]
-        it = self.g_idx.find(g)
-        if it == self.g_idx.end():
-            i = self.g_key.size()
-            self.g_idx[g] = i
-            self.g_key.push_back(g)
-            self.g_buf.push_back(string())
-        else:
-            i = deref(it).second
-        self.g_last = g
-        self.g_last_i = i
-        return &self.g_buf[i]
+    cdef inline string *_group(self, uint64_t g) except NULL:
+        return self.groups.get(g)
 
     @cython.final
     cdef inline int _emit_ann(self, uint16_t peer, uint32_t aid, const PKey *k) except -1:
         self._put_prefix(self._group((<uint64_t>peer << 32) | aid), k, False, 0)
         self.n_ann += 1
+        return 0
+
+    @cython.final
+    cdef int _emit_moved(self, uint32_t old_aid, uint32_t new_aid, const PKey *k) except -1:
+        """Prefix ``k`` moved from a best path with ``old_aid`` to one with
+        ``new_aid`` (ChangeSet.replaced)."""
+        self._put_prefix(self.moved.get((<uint64_t>old_aid << 32) | new_aid), k, False, 0)
+        return 0
+
+    @cython.final
+    cdef int _take_moved(self) except -1:
+        """ChangeSet.replaced of the operation, kept for _finish: the old
+        ids are read through AttrTable.key here, before _collect_zero may
+        free them."""
+        cdef size_t i
+        cdef uint64_t g
+        if self.moved.key.size() == 0:
+            self.replaced = None
+            return 0
+        pairs = {}
+        for i in range(self.moved.key.size()):
+            g = self.moved.key[i]
+            pairs[(<long>(g >> 32), <long>(g & 0xFFFFFFFF))] = PyBytes_FromStringAndSize(
+                self.moved.buf[i].data(), self.moved.buf[i].size())
+        self.replaced = replaced_paths(self.attrs, pairs)
         return 0
 
     @cython.final
@@ -1171,16 +1211,17 @@ cdef class _Changes(_Selection):
                 self._emit_wd(&r.key)
             else:
                 self._emit_ann(<uint16_t>(r.group >> 32), <uint32_t>(r.group & 0xFFFFFFFF), &r.key)
+                self._emit_moved(r.old, <uint32_t>(r.group & 0xFFFFFFFF), &r.key)
         self.recs.clear()
         return 0
 
     @cython.final
     cdef void _reset_output(self):
-        self.g_key.clear()
-        self.g_buf.clear()
-        self.g_idx.clear()
+        self.groups.clear(SCRATCH_KEEP)
         self.wd.clear()
         self.same.clear()
+        self.moved.clear(SCRATCH_KEEP)
+        self.replaced = None
         self.n_ann = 0
         self.n_wd = 0
         # A full-table dump or drop leaves scratch sized for a million
@@ -1196,9 +1237,6 @@ cdef class _Changes(_Selection):
         if self.dead.capacity() > SCRATCH_KEEP:
             self.dead.clear()
             self.dead.shrink_to_fit()
-        if self.g_buf.capacity() > SCRATCH_KEEP:
-            self.g_buf.shrink_to_fit()
-            self.g_key.shrink_to_fit()
 
     @cython.final
     cdef object _finish(self):
@@ -1209,14 +1247,14 @@ cdef class _Changes(_Selection):
         cdef size_t i
         cdef uint64_t g
         cdef dict groups, announced
-        if self.g_key.size() == 0 and self.wd.size() == 0:
+        if self.groups.key.size() == 0 and self.wd.size() == 0:
             self._reset_output()
             return _empty_changeset()
         groups = {}
         announced = {}
-        for i in range(self.g_key.size()):
-            g = self.g_key[i]
-            data = PyBytes_FromStringAndSize(self.g_buf[i].data(), self.g_buf[i].size())
+        for i in range(self.groups.key.size()):
+            g = self.groups.key[i]
+            data = PyBytes_FromStringAndSize(self.groups.buf[i].data(), self.groups.buf[i].size())
             aid = <long>(g & 0xFFFFFFFF)
             groups[(<int>(g >> 32), aid)] = data
             prev = announced.get(aid)
@@ -1225,7 +1263,7 @@ cdef class _Changes(_Selection):
             announced[aid] = data if prev is None else prev + data
         wd = PyBytes_FromStringAndSize(self.wd.data(), self.wd.size())
         same = PyBytes_FromStringAndSize(self.same.data(), self.same.size())
-        cs = ChangeSet(announced, wd, self.n_ann, self.n_wd, groups, same)
+        cs = ChangeSet(announced, wd, self.n_ann, self.n_wd, groups, same, self.replaced or {})
         self._reset_output()
         return cs
 
@@ -1233,9 +1271,9 @@ cdef class _Changes(_Selection):
     cdef list _finish_groups(self):
         cdef size_t i
         out = []
-        for i in range(self.g_key.size()):
-            out.append((<long>(self.g_key[i] & 0xFFFFFFFF),
-                        PyBytes_FromStringAndSize(self.g_buf[i].data(), self.g_buf[i].size())))
+        for i in range(self.groups.key.size()):
+            out.append((<long>(self.groups.key[i] & 0xFFFFFFFF),
+                        PyBytes_FromStringAndSize(self.groups.buf[i].data(), self.groups.buf[i].size())))
         self._reset_output()
         return out
 
@@ -1500,13 +1538,15 @@ cdef class _Changes(_Selection):
             bp = &_paths(body)[body.best]
             if bp.peer != old.peer or bp.path_id != old.path_id or bp.attr_id != old.attr_id:
                 rec.group = (<uint64_t>bp.peer << 32) | bp.attr_id
+                rec.old = old.attr_id
                 self.recs.push_back(rec)
         self.npaths -= removed
         self.peers[peer].npaths -= removed
         self.peers[peer].nstale -= stale
         self._drop_dead()
-        self._collect_zero()
         self._emit_sorted()
+        self._take_moved()
+        self._collect_zero()
         return self._finish()
 
 
@@ -1646,14 +1686,17 @@ cdef class Rib(_Changes):
             if not t.had or bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
                 self._get_key(t.slot, &k)
                 self._emit_ann(bp.peer, bp.attr_id, &k)
-                if t.had and bp.peer == t.peer:
-                    # The peer had the best path before too (ChangeSet.same_source).
-                    self._put_prefix(&self.same, &k, False, 0)
+                if t.had:
+                    if bp.peer == t.peer:
+                        # The peer had the best path before too (ChangeSet.same_source).
+                        self._put_prefix(&self.same, &k, False, 0)
+                    self._emit_moved(t.attr_id, bp.attr_id, &k)
         self.touched.clear()
         # Deletions move entries within the table: only after every
         # touched slot was read.
         if self.dead.size():
             self._drop_dead()
+        self._take_moved()
         self._collect_zero()
         return self._finish()
 

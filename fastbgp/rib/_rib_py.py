@@ -55,6 +55,14 @@ class ChangeSet(msgspec.Struct, frozen=True, gc=False):
     (split horizon kept them from it), so it needs no withdrawal of one
     (fastbgp.rib.export, the echo).  Empty for whole-table operations.
 
+    ``replaced``: new attr_id -> [(attrs, next hop, packed)], for the
+    announced prefixes that had another best path before the operation:
+    ``AttrTable.key`` of that path's attr_id (read before the operation
+    could free it) and those of the prefixes that moved from it to a path
+    with the new attr_id.  An update group that holds them and exports both
+    paths alike need not be sent them again (fastbgp.rib.export).  Pairs
+    in order of their first prefix.
+
     Order: prefixes follow the order of the input for update/withdraw, and
     ascending prefix order for whole-table operations; the order of dict
     entries is the order of their first prefix.
@@ -66,6 +74,7 @@ class ChangeSet(msgspec.Struct, frozen=True, gc=False):
     n_withdrawn: int
     by_source: dict
     same_source: bytes = b""
+    replaced: dict = {}
 
     def __bool__(self):
         return bool(self.n_announced or self.n_withdrawn)
@@ -80,15 +89,33 @@ def empty_changeset():
     return ChangeSet({}, b"", 0, 0, {})
 
 
-def make_changeset(groups, withdrawn, n_announced, n_withdrawn, same_source=b""):
-    """ChangeSet from {(peer_id, attr_id): bytes} in first-appearance order."""
+def make_changeset(groups, withdrawn, n_announced, n_withdrawn, same_source=b"", replaced=None):
+    """ChangeSet from {(peer_id, attr_id): bytes} in first-appearance order;
+    ``replaced``: {new attr_id: [(attrs, next hop, packed)]} or None."""
     if not groups and not withdrawn:
         return empty_changeset()
     announced = {}
     for (_peer, aid), data in groups.items():
         prev = announced.get(aid)
         announced[aid] = data if prev is None else prev + data
-    return ChangeSet(announced, withdrawn, n_announced, n_withdrawn, groups, same_source)
+    return ChangeSet(announced, withdrawn, n_announced, n_withdrawn, groups, same_source, replaced or {})
+
+
+def replaced_paths(table, pairs):
+    """ChangeSet.replaced from {(old attr_id, new attr_id): packed} in
+    first-appearance order: the old ids read through ``table.key`` (call it
+    before the operation's unreferenced ids are collected)."""
+    out = {}
+    keys = {}
+    for (old, new), data in pairs.items():
+        k = keys.get(old)
+        if k is None:
+            k = keys[old] = table.key(old)
+        lst = out.get(new)
+        if lst is None:
+            lst = out[new] = []
+        lst.append((k[0], k[1], bytes(data)))
+    return out
 
 
 # ---------------------------------------------------------------- arguments
@@ -362,25 +389,24 @@ class _PeerRemoval:
                 continue
             if len(e) == 1:
                 dead.append(key)
-                recs.append((key, None))
+                recs.append((key, None, 0))
                 continue
             e[0] = self._select(e)
             new = self._triple(e)
             if new != old:
-                recs.append((key, (new[0], new[2])))
+                recs.append((key, (new[0], new[2]), old[2]))
         for key in dead:
             del t[key]
             self._len_count[key & 0xFF] -= 1
         self._npaths -= removed
         self._peer_paths[peer_id] -= removed
         self._peer_stale[peer_id] -= stale
-        if zero:
-            self.attrs.collect(zero)
         recs.sort(key=lambda r: r[0])
         groups = {}
+        moved = {}
         wd = bytearray()
         n_ann = n_wd = 0
-        for key, g in recs:
+        for key, g, old_aid in recs:
             if g is None:
                 wd += self._wire(key)
                 n_wd += 1
@@ -390,7 +416,11 @@ class _PeerRemoval:
                     buf = groups[g] = bytearray()
                 buf += self._wire(key)
                 n_ann += 1
-        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd)
+                self._moved(moved, old_aid, g[1], key)
+        replaced = replaced_paths(self.attrs, moved) if moved else None
+        if zero:
+            self.attrs.collect(zero)
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd, b"", replaced)
 
     def drop_peer(self, peer_id):
         """Remove every path of ``peer_id`` (session down, RFC 4271 §8.2.2 /
@@ -792,6 +822,7 @@ class Rib(_PeerRemoval):
         groups = {}
         wd = bytearray()
         same = bytearray()
+        moved = {}
         n_ann = n_wd = 0
         for key, old in touched.items():
             e = t[key]
@@ -811,11 +842,23 @@ class Rib(_PeerRemoval):
                     buf = groups[g] = bytearray()
                 buf += self._wire(key)
                 n_ann += 1
-                if old is not None and old[0] == new[0]:
-                    same += self._wire(key)
+                if old is not None:
+                    if old[0] == new[0]:
+                        same += self._wire(key)
+                    self._moved(moved, old[2], new[2], key)
+        replaced = replaced_paths(self.attrs, moved) if moved else None
         if zero:
             self.attrs.collect(zero)
-        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd, bytes(same))
+        return make_changeset({g: bytes(b) for g, b in groups.items()}, bytes(wd), n_ann, n_wd, bytes(same),
+                              replaced)
+
+    def _moved(self, moved, old_aid, new_aid, key):
+        """Prefix ``key`` moved from a best path with ``old_aid`` to one
+        with ``new_aid`` (ChangeSet.replaced)."""
+        buf = moved.get((old_aid, new_aid))
+        if buf is None:
+            buf = moved[(old_aid, new_aid)] = bytearray()
+        buf += self._wire(key)
 
     # ------------------------------------------------------------ dumps
 

@@ -78,11 +78,16 @@ ADD-PATH groups have a bit per (path id, prefix) in a HeldSet of IPv6 width
 no key there, in a set per group index (``HeldOut.loose``: rare outside
 host routes, one bytes object each).
 
-What remains superfluous: announcements outside a soft reset: a new best
-path whose exported attributes for the group are the
-ones sent before is announced again (telling would cost the exported
-attribute set sent, per prefix and group, where the bit costs one; figures
-in bench/RESULTS.md).
+A new best path that the group's export turns into what the group holds
+already is not announced again (outside a dump or soft reset, which have
+their own rule above): the RIB reports, for every announced prefix, the
+attributes of the best path it had before the operation
+(``ChangeSet.replaced``, read before the operation could free them), and
+:meth:`HeldOut.unchanged_best` leaves out the prefixes the group holds
+whose path before exports to the same attributes and next hop.  Nothing is
+stored per prefix for it.  Not when that path was a member's own (split
+horizon kept it from that member), nor with path hiding, scoped routes,
+ADD-PATH, or while members may hold a former policy's export (``before``).
 
 Route-server path hiding (RFC 7947 §2.3).  A group of route-server clients
 with ``[global.route-server] path-hiding`` has ``UpdateGroup.hiding`` (a
@@ -242,7 +247,7 @@ class Delta:
     """
 
     __slots__ = ("family", "announced", "withdrawn", "addpath", "rejected_as_withdraw", "dump", "fresh", "n", "seq",
-                 "same_source")
+                 "same_source", "replaced")
 
     def __init__(self, family, announced=(), withdrawn=b"", addpath=False, rejected_as_withdraw=False, dump=False,
                  n=0):
@@ -263,15 +268,34 @@ class Delta:
         # Announced prefixes whose best path was already the same source's
         # before the change (ChangeSet.same_source): no echo for them.
         self.same_source = b""
+        # Announced prefixes that had another best path before the change
+        # (ChangeSet.replaced): {(pid, attrs, nh) of an announced entry:
+        # [(Source of the path before, its attrs, its nh, packed)]}; a
+        # group that holds them and exports both paths alike is not sent
+        # them again (UpdateGroup.unchanged_best).
+        self.replaced = {}
 
     @classmethod
-    def from_changeset(cls, family, cs, table):
+    def from_changeset(cls, family, cs, table, sources=None):
+        """The Delta of RIB ChangeSet ``cs``; ``sources`` (pid -> Source,
+        read now: a peer going down leaves it after this call) fills
+        ``replaced``, else it stays empty."""
         ann = []
+        rep = {}
         for aid, packed in cs.announced.items():
             pid, attrs, nh = tag_source(table, aid)
             ann.append((pid, attrs, nh, packed))
+            was = cs.replaced.get(aid) if sources is not None else None
+            if was:
+                lst = rep[(pid, attrs, nh)] = []
+                for oattrs, otagged, opk in was:
+                    opid, onh = untag(otagged)
+                    osrc = sources.get(opid)
+                    if osrc is not None:
+                        lst.append((osrc, oattrs, onh, opk))
         d = cls(family, ann, cs.withdrawn, n=cs.n_announced + cs.n_withdrawn)
         d.same_source = cs.same_source
+        d.replaced = rep
         return d
 
 
@@ -393,6 +417,41 @@ class HeldOut:
         if not same:
             return packed
         self.held_mark(same)
+        if len(same) == len(packed):
+            return b""
+        drop = set(self._entries(same))
+        return b"".join(e for e in self._entries(packed) if e not in drop)
+
+    def replaced_of(self, delta, single, was):
+        """``delta.replaced`` when this group may leave out what it holds
+        already (unchanged_best), else None: not for a dump or soft reset
+        (a member that joins or is re-sent holds what its old group held),
+        new prefixes (nobody holds them), ADD-PATH, untracked groups, path
+        hiding or scoped routes (a member may hold other than the group's
+        best) nor while members may hold exports of a policy since changed
+        (``before``)."""
+        if (not delta.replaced or single or delta.dump or delta.fresh or delta.addpath or was is not None
+                or self.held is None or self.paths or self.hiding is not None or self.holders
+                or self.before is not None):
+            return None
+        return delta.replaced
+
+    def unchanged_best(self, was, out, packed, members):
+        """RFC 4271 §9.2 asks for an UPDATE when what a peer is sent
+        changes: of ``packed``, announced with ``out`` (attrs, nh), the
+        prefixes whose best path before the change -- ``was``, the
+        Delta.replaced entries of this announcement -- gave this group
+        ``out`` too and which the group holds are left out (their bits stay
+        set).  Not when the path before was a member's own: split horizon
+        kept it from that member, which needs the announcement.  Returns
+        the rest, packed."""
+        same = [opk for osrc, oattrs, onh, opk in was
+                if osrc.pid not in members and not osrc.scopes and self.export(osrc, oattrs, onh) == out]
+        if not same:
+            return packed
+        same = self.held_filter(b"".join(same))
+        if not same:
+            return packed
         if len(same) == len(packed):
             return b""
         drop = set(self._entries(same))
@@ -993,6 +1052,7 @@ class UpdateGroup(HeldOut):
         if not (prior is not None and single and delta.rejected_as_withdraw and prior.held is not None
                 and self.hiding is None and prior.hiding is None and not prior.holders):
             was = None
+        replaced = self.replaced_of(delta, single, was)
         # RFC 7947 §2.3: prefixes whose best path this group may not have
         # (export rejects it, or it is a lone member's own) -> the best that
         # passes, chosen by self.hiding after the loop: [(source pid, packed)].
@@ -1042,8 +1102,10 @@ class UpdateGroup(HeldOut):
                     self.hiding.forget(pk, self.afi)  # the best passes again
                 if was is not None:
                     pk = self._unchanged(prior, was, src, attrs, nh, o, pk)
-                    if not pk:
-                        continue
+                elif replaced and pid not in members and not src.scopes and (pid, attrs, nh) in replaced:
+                    pk = self.unchanged_best(replaced[(pid, attrs, nh)], o, pk, members)
+                if not pk:
+                    continue
                 self.emit(res, pid, members, o, pk)
         if hide:
             self.hiding.resolve(self, hide, sources, members, own, res, withdraw, withdraw_rejected, delta.fresh)
