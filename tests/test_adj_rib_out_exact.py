@@ -135,10 +135,21 @@ def test_new_best_exported_alike_is_not_announced_again(rib_impl):
         for k, v in kw.items():
             setattr(d, k, v)
         assert announced(g.process(d, srcs).common) == held
-    # The path before was member A's own: split horizon kept it from A.
+    # The path before was member A's own: split horizon kept it from A,
+    # which alone is sent it; now member B's own too: B, which held A's
+    # from us, alone is sent the withdrawal.  The others are sent nothing.
     srcs[A] = Source(A, EBGP, peer_as=65001, router_id=10)
+    srcs[B] = Source(B, EBGP, peer_as=65001, router_id=11)
     out = g.process(moved(held, old=(A, ATTRS + med(10)), srcs=srcs), srcs)
-    assert announced(out.common) == held
+    assert not out.common and not out.by_src
+    assert [(set(to), announced(m), w) for to, m, w, _ in out.scoped] == [({A_ADDR}, held, None)]
+    out = g.process(moved(held, old=(A, ATTRS + med(10)), new=(B, ATTRS + med(20)), srcs=srcs), srcs)
+    assert not out.common and not out.by_src and not out.echo
+    assert [(set(to), announced(m), withdrawn(m)) for to, m, _w, _ in out.scoped] == [
+        ({A_ADDR}, held, b""), ({B_ADDR}, b"", held)]
+    # A member changing its own path (exported alike): nobody is sent anything.
+    out = g.process(moved(held, old=(A, ATTRS + med(10)), new=(A, ATTRS + med(20)), srcs=srcs), srcs)
+    assert not out
     # A policy change not yet re-sent to every member (UpdateGroup.before).
     engine = PolicyEngine({})
     g.set_policy(engine, engine.chain([], "export", "accept"), g.pctx)
@@ -555,6 +566,25 @@ def test_joiner_not_sent_again_what_its_dump_sent(run):
     run(main())
 
 
+async def three(asns):
+    """The daemon with neighbours A, B, C of ``asns`` (library Speakers),
+    sessions up: (dut, daemon, their addresses, [(speaker, neighbour)])."""
+    addrs = [addr() for _ in asns]
+    dut = DUT(neighbors=[neighbor_toml(x, asn) for x, asn in zip(addrs, asns)])
+    d = await dut.start()
+    speakers = [await peer(dut, asn, x) for x, asn in zip(addrs, asns)]
+    for _sp, n in speakers:
+        await n.wait_established(5)
+    return dut, d, addrs, speakers
+
+
+async def stop_all(dut, speakers):
+    for sp in speakers:
+        if sp is not None:
+            await sp.stop()
+    await dut.stop()
+
+
 def test_best_moving_to_a_path_exported_alike_sends_nothing(run):
     """A and B are iBGP peers sending the same route with different
     LOCAL_PREFs; C (eBGP) is sent neither LOCAL_PREF and our address as next
@@ -565,16 +595,9 @@ def test_best_moving_to_a_path_exported_alike_sends_nothing(run):
     prefixes = ["10.6.%d.0/24" % i for i in range(8)]
 
     async def main():
-        a_addr, b_addr, c_addr = addr(), addr(), addr()
-        dut = DUT(neighbors=[neighbor_toml(a_addr, 65000), neighbor_toml(b_addr, 65000),
-                             neighbor_toml(c_addr, 65003)])
-        d = await dut.start()
-        a, na = await peer(dut, 65000, a_addr)
-        b, nb = await peer(dut, 65000, b_addr)
-        c, nc = await peer(dut, 65003, c_addr)
+        dut, d, (a_addr, b_addr, _c), speakers = await three((65000, 65000, 65003))
+        (a, _na), (b, _nb), (c, nc) = speakers
         try:
-            for n in (na, nb, nc):
-                await n.wait_established(5)
             b.announce(prefixes, as_path=[65100], local_pref=100)
             await synced(nc, prefixes[-1], [65000, 65100])
             a.announce(prefixes, as_path=[65100], local_pref=200)
@@ -597,9 +620,41 @@ def test_best_moving_to_a_path_exported_alike_sends_nothing(run):
             await until(lambda: wd_count(nc) == 2, what="B's withdrawal at C")
             assert set(nc.received()) == set(prefixes[2:])
         finally:
-            for sp in (a, b, c):
-                if sp is not None:
-                    await sp.stop()
-            await dut.stop()
+            await stop_all(dut, (a, b, c))
+
+    run(main())
+
+
+def test_best_moving_between_members_exported_alike(run):
+    """A and B, two routers of AS 65001, and C share one update group.  The
+    best path of A's prefixes moves to B (A withdraws them; MED chose A
+    before): C is sent nothing (it holds that very route), A is sent B's
+    route (split horizon had kept its own from it) and B the withdrawal of
+    the route it held from us, A's."""
+    prefixes = ["10.7.%d.0/24" % i for i in range(8)]
+
+    async def main():
+        dut, d, (a_addr, b_addr, _c), speakers = await three((65001, 65001, 65003))
+        (a, na), (b, nb), (c, nc) = speakers
+        try:
+            await until(lambda: len({id(g) for g in d.exporter.groups.values() if g.members}) == 1,
+                        what="one update group for the three")
+            b.announce(prefixes, as_path=[65100], med=20)
+            await synced(nc, prefixes[-1], [65000, 65001, 65100])
+            a.announce(prefixes, as_path=[65100], med=10)
+            await until(lambda: all(best(d, p).source == a_addr for p in prefixes), what="A's paths best")
+            await until(lambda: d.exporter.queue.idle, what="export done")
+            before = [(n.counters.received.update, wd_count(n)) for _sp, n in speakers]
+            a.withdraw(prefixes[:4])
+            await until(lambda: all(best(d, p).source == b_addr for p in prefixes[:4]), what="B's paths best")
+            await until(lambda: wd_count(nb) == before[1][1] + 4, what="B's withdrawal of A's route")
+            await until(lambda: na.counters.received.update > before[0][0], what="B's route at A")
+            c.announce(["10.8.0.0/24"], as_path=[65003])  # a marker: A and B get it after the rest
+            await until(lambda: "10.8.0.0/24" in nb.received() and "10.8.0.0/24" in na.received(), what="the marker")
+            assert (nc.counters.received.update, wd_count(nc)) == before[2]
+            assert wd_count(na) == before[0][1]
+            assert nb.counters.received.update == before[1][0] + 2  # the withdrawal, the marker
+        finally:
+            await stop_all(dut, [sp for sp, _n in speakers])
 
     run(main())

@@ -85,9 +85,11 @@ attributes of the best path it had before the operation
 (``ChangeSet.replaced``, read before the operation could free them), and
 :meth:`HeldOut.unchanged_best` leaves out the prefixes the group holds
 whose path before exports to the same attributes and next hop.  Nothing is
-stored per prefix for it.  Not when that path was a member's own (split
-horizon kept it from that member), nor with path hiding, scoped routes,
-ADD-PATH, or while members may hold a former policy's export (``before``).
+stored per prefix for it.  Split horizon still has its due: the member
+whose own path it was before (it holds nothing) is sent the announcement,
+and the member whose own path it is now (it holds ours) the withdrawal,
+each alone.  Not with path hiding, scoped routes, ADD-PATH, or while
+members may hold a former policy's export (``before``).
 
 Route-server path hiding (RFC 7947 §2.3).  A group of route-server clients
 with ``[global.route-server] path-hiding`` has ``UpdateGroup.hiding`` (a
@@ -436,26 +438,43 @@ class HeldOut:
             return None
         return delta.replaced
 
-    def unchanged_best(self, was, out, packed, members):
+    def unchanged_best(self, was, out, packed, pid, res):
         """RFC 4271 §9.2 asks for an UPDATE when what a peer is sent
-        changes: of ``packed``, announced with ``out`` (attrs, nh), the
-        prefixes whose best path before the change -- ``was``, the
-        Delta.replaced entries of this announcement -- gave this group
-        ``out`` too and which the group holds are left out (their bits stay
-        set).  Not when the path before was a member's own: split horizon
-        kept it from that member, which needs the announcement.  Returns
-        the rest, packed."""
-        same = [opk for osrc, oattrs, onh, opk in was
-                if osrc.pid not in members and not osrc.scopes and self.export(osrc, oattrs, onh) == out]
+        changes: of ``packed``, announced with ``out`` (attrs, nh) for a
+        path of ``pid``, the prefixes whose best path before the change --
+        ``was``, the Delta.replaced entries of this announcement -- gave
+        this group ``out`` too and which the group holds are left out (their
+        bits stay set).  Split horizon kept a member's own path from it, so
+        for those prefixes the member whose path it was before is sent the
+        announcement, and member ``pid``, which held that path from us, its
+        withdrawal, each alone (``res.scoped``).  Returns the rest, packed."""
+        members = self.members
+        same = []
+        for osrc, oattrs, onh, opk in was:
+            if osrc.scopes or self.export(osrc, oattrs, onh) != out:
+                continue
+            same.append((osrc.pid, opk))
         if not same:
             return packed
-        same = self.held_filter(b"".join(same))
-        if not same:
+        held = self.held_filter(b"".join(pk for _o, pk in same))
+        if not held:
             return packed
-        if len(same) == len(packed):
+        keep = set(self._entries(held))
+        lost = []  # the held prefixes whose path before was not pid's own
+        for opid, opk in same:
+            if opid == pid:
+                continue
+            mine = b"".join(e for e in self._entries(opk) if e in keep)
+            if not mine:
+                continue
+            lost.append(mine)
+            if opid in members:
+                res.scoped.append((frozenset((members[opid].address,)), self._pack(out, mine), None, None))
+        if lost and pid in members:
+            res.scoped.append((frozenset((members[pid].address,)), self._pack_withdraws(b"".join(lost)), None, None))
+        if len(held) == len(packed):
             return b""
-        drop = set(self._entries(same))
-        return b"".join(e for e in self._entries(packed) if e not in drop)
+        return b"".join(e for e in self._entries(packed) if e not in keep)
 
     def attach_held(self, held, path_held=None):
         """Track what this group holds in ``held`` (the family's
@@ -1052,7 +1071,7 @@ class UpdateGroup(HeldOut):
         if not (prior is not None and single and delta.rejected_as_withdraw and prior.held is not None
                 and self.hiding is None and prior.hiding is None and not prior.holders):
             was = None
-        replaced = self.replaced_of(delta, single, was)
+        replaced = self.replaced_of(delta, single, was) if members is self.members else None
         # RFC 7947 §2.3: prefixes whose best path this group may not have
         # (export rejects it, or it is a lone member's own) -> the best that
         # passes, chosen by self.hiding after the loop: [(source pid, packed)].
@@ -1102,8 +1121,8 @@ class UpdateGroup(HeldOut):
                     self.hiding.forget(pk, self.afi)  # the best passes again
                 if was is not None:
                     pk = self._unchanged(prior, was, src, attrs, nh, o, pk)
-                elif replaced and pid not in members and not src.scopes and (pid, attrs, nh) in replaced:
-                    pk = self.unchanged_best(replaced[(pid, attrs, nh)], o, pk, members)
+                elif replaced and not src.scopes and (pid, attrs, nh) in replaced:
+                    pk = self.unchanged_best(replaced[(pid, attrs, nh)], o, pk, pid, res)
                 if not pk:
                     continue
                 self.emit(res, pid, members, o, pk)
