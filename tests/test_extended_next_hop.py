@@ -290,3 +290,40 @@ def test_library_speakers_send_ipv4_routes_with_ipv6_next_hops(run):
             assert to_c.established and nc.established
 
     run(main())
+
+
+def test_ipv6_next_hop_for_ipv4_routes_refused_unless_we_offered_it(run):
+    """RFC 8950 §4: IPv4 routes with an IPv6 next hop from a peer we did not
+    send the Extended Next Hop capability are handled as withdrawn (BIRD
+    does the same), with a WARNING that names the knob; the session stays
+    up and an IPv4 next hop in MP_REACH_NLRI is still taken."""
+    async def main():
+        a_addr = addr()
+        dut = DUT(neighbors=[neighbor_toml(a_addr, 65004)])
+        d = await dut.start()
+        a, na = await peer(dut, 65004, a_addr)
+        try:
+            await na.wait_established(5)
+            assert not d.speaker.neighbors[a_addr].session.negotiated.extended_nexthop_tx
+            prefix = codec.pack_prefixes([(0, bytes((10, 67, 0, 0)), 24)])
+            na.send_messages(codec.pack_updates(block(None, path=(65004,)), prefix, na.session.ctx, 1, 1, V6_PEER))
+            # An IPv4 next hop in MP_REACH_NLRI (RFC 4760): taken.  Sent after
+            # the refused one, so once it is in the RIB the first was handled.
+            na.send_messages(codec.pack_updates(block(None, path=(65004,)),
+                                                codec.pack_prefixes([(0, bytes((10, 68, 0, 0)), 24)]),
+                                                na.session.ctx, 1, 1, bytes((192, 0, 2, 44))))
+            await until(lambda: d.rib("ipv4-unicast", "10.68.0.0/24"), what="the IPv4 next hop route")
+            assert not d.rib("ipv4-unicast", "10.67.0.0/24")
+            assert na.established
+            # A path we held from the peer goes when it comes with an IPv6 next hop.
+            na.send_messages(codec.pack_updates(block(None, path=(65004,)),
+                                                codec.pack_prefixes([(0, bytes((10, 68, 0, 0)), 24)]),
+                                                na.session.ctx, 1, 1, V6_PEER))
+            await until(lambda: not d.rib("ipv4-unicast", "10.68.0.0/24"), what="the path withdrawn")
+            assert na.established
+            assert d.speaker.neighbors[a_addr].counters.treat_as_withdraw == 2
+        finally:
+            await a.stop()
+            await dut.stop()
+
+    run(main())

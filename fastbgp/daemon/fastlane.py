@@ -151,8 +151,9 @@ class FastLane:
         elif mpr is not None and mpr[3]:
             fam = (mpr[0], mpr[1])
             nh = bytes(mpr[2])
-            if fam not in self.fams or nh[:16] in self.own_mp:
-                return False
+            if fam not in self.fams or nh[:16] in self.own_mp or (len(nh) != 4 and fam == IPV4_UNICAST
+                                                                  and not self.nb.cfg.extended_next_hop):
+                return False  # our next hop, or RFC 8950 §4 not offered: process_update says why
             packed = mpr[3]
         else:
             return False

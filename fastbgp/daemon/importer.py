@@ -204,6 +204,16 @@ class Importer:
                 nh = bytes(mpr[2])
                 if twd:
                     self.withdraw_in(nb, fam, mpr[3], fam in rx)
+                elif len(nh) != 4 and fam == IPV4_UNICAST and not nb.cfg.extended_next_hop:
+                    # RFC 8950 §4: IPv6 next hops for IPv4 NLRI only from a
+                    # peer we told (Extended Next Hop capability) that we take
+                    # them; a next hop we cannot use: treat-as-withdraw, as
+                    # for any unusable next hop (RFC 7606 §7.3; BIRD does so).
+                    self.withdraw_in(nb, fam, mpr[3], fam in rx)
+                    c.treat_as_withdraw += 1
+                    log.warning("%s: UPDATE with IPv4 routes and an IPv6 next hop, but we did not advertise the "
+                                "Extended Next Hop capability (RFC 8950 §4; extended-next-hop = true takes them): "
+                                "handled as withdrawn (RFC 7606)", nb.address)
                 elif nh[:16] in own_mp:
                     # RFC 4271 §6.3 (the global next hop of RFC 2545 §3 for IPv6).
                     ours += self.ignore_own(nb, fam, mpr[3], fam in rx)
