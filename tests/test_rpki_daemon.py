@@ -19,6 +19,7 @@ from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 from fastbgp.control import contract as ctl
 from fastbgp.rpki.vrp import split_by_state
+from fastbgp.wire.as4 import encode_attr
 from fastbgp.rib.policy import PolicyContext, compile_policies
 from fastbgp.rpki.vrp import INVALID, NOT_FOUND, VALID
 from test_daemon import DUT, addr, neighbor_toml, peer, until
@@ -337,6 +338,28 @@ def test_reload_switches_the_rpki_file_and_rereads_it(tmp_path, run):
         for s in (a, c):
             await s.stop()
         await dut.stop()
+
+    run(main())
+
+
+def test_reload_with_another_asn_takes_it_as_the_origin_of_an_empty_path(tmp_path, run):
+    """RFC 6811 §2: a route with an empty AS_PATH originates in our own AS;
+    after a reload that changes it, the memoised origin is the new one."""
+    vrps = tmp_path / "vrps.json"
+    write_roas(vrps, [("10.96.0.0/24", 24, 65000)])
+    empty_path = encode_attr(0x40, 1, b"\x00") + encode_attr(0x40, 2, b"")
+
+    async def main():
+        dut, _a, _c = _dut(tmp_path, vrps)
+        d = await dut.start()
+        try:
+            assert d.rpki.origin(empty_path) == 65000
+            dut.asn = 65009
+            dut.path.write_text(dut.text())
+            await d.reload()
+            assert d.asn == 65009 and d.rpki.origin(empty_path) == 65009
+        finally:
+            await dut.stop()
 
     run(main())
 

@@ -118,6 +118,8 @@ def _set_identity(daemon, g_new):
     sp.router_id = g_new.router_id
     sp.router_id_int = int(ipaddress.IPv4Address(g_new.router_id))
     daemon.sources[LOCAL_PID].router_id = sp.router_id_int
+    if daemon.rpki is not None:
+        daemon.rpki.identity_changed()
 
 
 def _apply_neighbors(daemon, new, d) -> list:

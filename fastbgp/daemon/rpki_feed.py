@@ -322,6 +322,11 @@ class RpkiFeed(RtrObserver):
             o = self.origins[attrs] = origin_of_attrs(attrs, self.daemon.asn)
         return o
 
+    def identity_changed(self):
+        """The daemon's AS changed (a reload): the RFC 6811 origin of an
+        empty AS_PATH was the old one in the memo."""
+        self.origins.clear()
+
     def states(self, afi, attrs, packed, addpath, nb=None):
         """One RFC 6811 state octet per prefix of ``packed``; from an iBGP
         neighbour configured with ``rpki-accept-signal``, the state its
