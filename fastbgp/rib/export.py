@@ -459,21 +459,22 @@ class HeldOut:
         held = self.held_filter(b"".join(pk for _o, pk in same))
         if not held:
             return packed
-        keep = set(self._entries(held))
-        lost = []  # the held prefixes whose path before was not pid's own
-        for opid, opk in same:
-            if opid == pid:
-                continue
-            mine = b"".join(e for e in self._entries(opk) if e in keep)
-            if not mine:
-                continue
-            lost.append(mine)
-            if opid in members:
-                res.scoped.append((frozenset((members[opid].address,)), self._pack(out, mine), None, None))
-        if lost and pid in members:
-            res.scoped.append((frozenset((members[pid].address,)), self._pack_withdraws(b"".join(lost)), None, None))
+        if pid in members or any(opid in members for opid, _pk in same):
+            # Split horizon's due, member by member (each part read through
+            # the bits: no per-prefix object).
+            lost = []  # the held prefixes whose path before was not pid's own
+            for opid, opk in same:
+                mine = self.held_filter(opk) if opid != pid else b""
+                if mine:
+                    lost.append(mine)
+                    if opid in members:
+                        res.scoped.append((frozenset((members[opid].address,)), self._pack(out, mine), None, None))
+            if lost and pid in members:
+                res.scoped.append((frozenset((members[pid].address,)), self._pack_withdraws(b"".join(lost)), None,
+                                   None))
         if len(held) == len(packed):
-            return b""
+            return b""  # the usual case when a whole attribute group moved: nothing to split
+        keep = set(self._entries(held))
         return b"".join(e for e in self._entries(packed) if e not in keep)
 
     def attach_held(self, held, path_held=None):
