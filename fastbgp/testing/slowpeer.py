@@ -14,8 +14,8 @@ it opens one session to ``--peer`` (port 179) and then, by ``--mode``:
     only our output side can notice.
 ``feed``
     announces ``--prefixes`` /27s of 10.0.0.0/8 in ``--groups`` attribute
-    sets, then re-announces ``--churn`` of them with a new MED every 100 ms
-    while the file ``--churn-flag`` exists (no flag: always).
+    sets, then re-announces ``--churn`` of them with a new community every
+    100 ms while the file ``--churn-flag`` exists (no flag: always).
 ``flap``
     ``--count`` sessions one after the other: OPEN, wait for the End-of-RIB,
     announce ``--prefixes`` routes, close (a Cease NOTIFICATION on even
@@ -53,8 +53,9 @@ __all__ = ["main", "Peer"]
 
 BGP_PORT = 179
 EOR_BODY = b"\x00\x00\x00\x00"  # IPv4 unicast End-of-RIB: an empty UPDATE
-# RFC 4271 §4.3 attribute type codes and flags used by the feeder.
-_ORIGIN, _AS_PATH, _NEXT_HOP, _MED = 1, 2, 3, 4
+# RFC 4271 §4.3 attribute type codes and flags used by the feeder (and
+# RFC 1997 COMMUNITIES).
+_ORIGIN, _AS_PATH, _NEXT_HOP, _COMMUNITIES = 1, 2, 3, 8
 _TRANSITIVE, _OPTIONAL = 0x40, 0x80
 _SEQUENCE = 2
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -228,25 +229,30 @@ async def stall(p: Peer) -> None:
     await p.keepalive_task
 
 
-def _attrs(asn: int, next_hop, med: int) -> bytes:
+def _attrs(asn: int, next_hop, tag: int) -> bytes:
     """ORIGIN IGP, AS_PATH (asn), NEXT_HOP (none if ``next_hop`` is None),
-    MED: a canonical block (type order)."""
+    COMMUNITIES (asn:tag, both mod 65536): a canonical block (type order).
+    A community rather than a MED marks each set: an eBGP export passes it
+    on, so every peer the daemon exports to is sent each change (a route
+    whose MED alone changed is the same route to them, and the daemon
+    sends them nothing: fastbgp.rib.export, unchanged_best)."""
     path = bytes((_SEQUENCE, 1)) + asn.to_bytes(4, "big")
     nh = b"" if next_hop is None else as4.encode_attr(_TRANSITIVE, _NEXT_HOP, ipaddress.IPv4Address(next_hop).packed)
+    community = ((asn & 0xFFFF) << 16) | (tag & 0xFFFF)
     return (as4.encode_attr(_TRANSITIVE, _ORIGIN, b"\x00")
             + as4.encode_attr(_TRANSITIVE, _AS_PATH, path)
             + nh
-            + as4.encode_attr(_OPTIONAL, _MED, med.to_bytes(4, "big")))
+            + as4.encode_attr(_OPTIONAL | _TRANSITIVE, _COMMUNITIES, community.to_bytes(4, "big")))
 
 
-def _announcements(asn: int, local: str, med: int, packed: bytes) -> list:
+def _announcements(asn: int, local: str, tag: int, packed: bytes) -> list:
     """The UPDATEs announcing the IPv4 prefixes ``packed`` with next hop
     ``local`` (our address): a NEXT_HOP attribute and the classic NLRI
     field, or over IPv6 transport (``--extended-next-hop``) MP_REACH_NLRI
     with ``local`` as RFC 8950 next hop."""
     if ipaddress.ip_address(local).version == 6:
-        return codec.pack_updates(_attrs(asn, None, med), packed, next_hop=ipaddress.IPv6Address(local).packed)
-    return codec.pack_updates(_attrs(asn, local, med), packed)
+        return codec.pack_updates(_attrs(asn, None, tag), packed, next_hop=ipaddress.IPv6Address(local).packed)
+    return codec.pack_updates(_attrs(asn, local, tag), packed)
 
 
 def _prefixes(n: int, base: str = "10.0.0.0", length: int = 27) -> list:
@@ -280,18 +286,18 @@ async def feed(p: Peer) -> None:
             await p.send(m)
     await p.send(codec.build_eor())
     report("fed", prefixes=len(pfx))
-    med = groups
+    tag = groups
     i = 0
     while a.churn and pfx and not drain.done():
         if a.churn_flag and not os.path.exists(a.churn_flag):
             await asyncio.sleep(0.1)
             continue
-        # Re-announce a window of the table with a new MED: every peer the
-        # daemon exports to gets these changes.
+        # Re-announce a window of the table with a new community: every
+        # peer the daemon exports to gets these changes.
         chunk = pfx[i:i + a.churn] or pfx[:a.churn]
         i = (i + a.churn) % len(pfx)
-        med += 1
-        for m in _announcements(a.asn, local, med, b"".join(chunk)):
+        tag += 1
+        for m in _announcements(a.asn, local, tag, b"".join(chunk)):
             await p.send(m)
         await asyncio.sleep(0.1)
     await drain
