@@ -150,6 +150,12 @@ def test_new_best_exported_alike_is_not_announced_again(rib_impl):
     # A member changing its own path (exported alike): nobody is sent anything.
     out = g.process(moved(held, old=(A, ATTRS + med(10)), new=(A, ATTRS + med(20)), srcs=srcs), srcs)
     assert not out
+    # The best moving to a lone member's own path: the echo as before,
+    # which clears the bits (nobody else holds the prefixes).
+    lone = group(rib_impl, members=((B, B_ADDR),))
+    lone.held_mark(held)
+    out = lone.process(moved(held, new=(B, ATTRS + med(20)), srcs=srcs), srcs)
+    assert not out.common and lone.held.filter(lone.held_index, held) == b""
     # A policy change not yet re-sent to every member (UpdateGroup.before).
     engine = PolicyEngine({})
     g.set_policy(engine, engine.chain([], "export", "accept"), g.pctx)

@@ -449,6 +449,8 @@ class HeldOut:
         announcement, and member ``pid``, which held that path from us, its
         withdrawal, each alone (``res.scoped``).  Returns the rest, packed."""
         members = self.members
+        if pid in members and len(members) == 1:
+            return packed  # a lone member's own path: emit's echo also clears the bits
         same = []
         for osrc, oattrs, onh, opk in was:
             if osrc.scopes or self.export(osrc, oattrs, onh) != out:
