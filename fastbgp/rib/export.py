@@ -419,10 +419,7 @@ class HeldOut:
         if not same:
             return packed
         self.held_mark(same)
-        if len(same) == len(packed):
-            return b""
-        drop = set(self._entries(same))
-        return b"".join(e for e in self._entries(packed) if e not in drop)
+        return self._without(packed, same)
 
     def replaced_of(self, delta, single, was):
         """``delta.replaced`` when this group may leave out what it holds
@@ -474,10 +471,7 @@ class HeldOut:
             if lost and pid in members:
                 res.scoped.append((frozenset((members[pid].address,)), self._pack_withdraws(b"".join(lost)), None,
                                    None))
-        if len(held) == len(packed):
-            return b""  # the usual case when a whole attribute group moved: nothing to split
-        keep = set(self._entries(held))
-        return b"".join(e for e in self._entries(packed) if e not in keep)
+        return self._without(packed, held)
 
     def attach_held(self, held, path_held=None):
         """Track what this group holds in ``held`` (the family's
@@ -544,6 +538,15 @@ class HeldOut:
         """The group was sent (some of its members were sent) ``packed``."""
         if self.held is not None and packed:
             self._set_bits(self.held_index, packed)
+
+    def _without(self, packed, part):
+        """``packed`` without ``part``, a selection of its prefixes (same
+        order).  No Python object per prefix when ``part`` is all of it --
+        the usual case, a whole attribute group."""
+        if len(part) == len(packed):
+            return b""
+        drop = set(self._entries(part))
+        return b"".join(e for e in self._entries(packed) if e not in drop)
 
     def _entries(self, packed):
         """Packed prefixes of ``packed`` one by one (with path ids when
