@@ -2,8 +2,9 @@
 
 Owns: the RIB's pseudo-peer id of our own routes (``LOCAL_PID``), the time budget of
 one slice of long work (``SLICE_SECONDS``), two helpers on wire data
-(prefix text, adding an attribute to a block) and the shutdown of a
-background task (``cancel_and_wait``).
+(prefix text, adding an attribute to a block), the RFC 8950 receive
+rule (``next_hop_refused``) and the shutdown of a background task
+(``cancel_and_wait``).
 Calls: ``fastbgp.wire`` only.  Called by: every other module of the daemon.
 """
 
@@ -14,6 +15,7 @@ import ipaddress
 
 from fastbgp.wire.as4 import encode_attr
 from fastbgp.wire.codec import split_attrs  # compiled when built (as4's otherwise)
+from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.wire.families import UNICAST, parse_family
 
 LOCAL_PID = 0  # the RIB's pseudo-peer for routes originated here
@@ -48,3 +50,11 @@ def add_attr(attrs, t, flags, value):
     items = {tt: (f, v) for f, tt, v in split_attrs(attrs)}
     items[t] = (flags, value)
     return b"".join(encode_attr(items[k][0], k, items[k][1]) for k in sorted(items))
+
+
+def next_hop_refused(cfg, fam, nh) -> bool:
+    """RFC 8950 §4: an IPv6 next hop (16 or 32 octets) for IPv4 NLRI is
+    taken only from a peer we offered the Extended Next Hop capability
+    (``cfg``: its neighbour configuration).  The import's general path and
+    its fast lane both ask here."""
+    return len(nh) != 4 and fam == IPV4_UNICAST and not cfg.extended_next_hop

@@ -53,6 +53,7 @@ fastbgp.daemon.importer only.
 
 from __future__ import annotations
 
+from fastbgp.daemon.common import next_hop_refused
 from fastbgp.rpki.vrp import path_mark
 from fastbgp.rib.export import source_tag
 from fastbgp.wire.constants import IPV4_UNICAST
@@ -151,8 +152,7 @@ class FastLane:
         elif mpr is not None and mpr[3]:
             fam = (mpr[0], mpr[1])
             nh = bytes(mpr[2])
-            if fam not in self.fams or nh[:16] in self.own_mp or (len(nh) != 4 and fam == IPV4_UNICAST
-                                                                  and not self.nb.cfg.extended_next_hop):
+            if fam not in self.fams or nh[:16] in self.own_mp or next_hop_refused(self.nb.cfg, fam, nh):
                 return False  # our next hop, or RFC 8950 §4 not offered: process_update says why
             packed = mpr[3]
         else:

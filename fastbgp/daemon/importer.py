@@ -47,7 +47,7 @@ from fastbgp.wire.constants import (
 )
 from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 from fastbgp.wire.families import family_name
-from fastbgp.daemon.common import add_attr
+from fastbgp.daemon.common import add_attr, next_hop_refused
 from fastbgp.daemon.fastlane import MISS, PER_PREFIX, FastLane
 from fastbgp.daemon.prepolicy import PrePolicy
 from fastbgp.rpki.vrp import path_mark, split_by_state
@@ -204,11 +204,9 @@ class Importer:
                 nh = bytes(mpr[2])
                 if twd:
                     self.withdraw_in(nb, fam, mpr[3], fam in rx)
-                elif len(nh) != 4 and fam == IPV4_UNICAST and not nb.cfg.extended_next_hop:
-                    # RFC 8950 §4: IPv6 next hops for IPv4 NLRI only from a
-                    # peer we told (Extended Next Hop capability) that we take
-                    # them; a next hop we cannot use: treat-as-withdraw, as
-                    # for any unusable next hop (RFC 7606 §7.3; BIRD does so).
+                elif next_hop_refused(nb.cfg, fam, nh):
+                    # RFC 8950 §4, a next hop we cannot use: treat-as-withdraw,
+                    # as for any unusable next hop (RFC 7606 §7.3; BIRD does so).
                     self.withdraw_in(nb, fam, mpr[3], fam in rx)
                     c.treat_as_withdraw += 1
                     log.warning("%s: UPDATE with IPv4 routes and an IPv6 next hop, but we did not advertise the "
