@@ -331,7 +331,6 @@ def test_bmp_pre_policy_dump_reads_the_view(run, tmp_path):
     RIB) with their attributes as received, not as the policy set them."""
     from test_bmp import IMPORT_POLICY as policy, StationServer, route_state
 
-
     async def main():
         host = addr()
         st = await StationServer().start(host)
