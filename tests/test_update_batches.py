@@ -7,12 +7,14 @@ session that already ended."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
 
 from fastbgp.rib.export import tag_source
 from fastbgp.wire import messages as m
+from fastbgp.wire.as4 import split_attrs
 from fastbgp.wire.constants import MSG_UPDATE
 from fastbgp.wire.types import Context
 
@@ -228,6 +230,114 @@ def test_prefix_limit_inside_a_batch(run):
             await until(lambda: not table(d, a.pid), what="its routes dropped")
         finally:
             for s in speakers:
+                await s.stop()
+            await dut.stop()
+
+    run(main())
+
+
+NO_TO_R = (65002).to_bytes(4, "big")  # Euro-IX 0:65002, do not announce to AS 65002
+
+
+def rs_body(rnd, own_nh):
+    """A random IPv4 UPDATE of route-server client AS 65001: a few
+    announcements with the client's own next hop, sometimes the Euro-IX
+    "do not announce to AS 65002" community (0:65002), sometimes
+    withdrawals."""
+    wd = rnd.sample(V4, rnd.randint(1, 3)) if rnd.random() < 0.25 else []
+    ann = [] if wd and rnd.random() < 0.5 else rnd.sample(V4, rnd.randint(1, 4))
+    attrs = []
+    if ann:
+        attrs = [m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100 + rnd.randint(0, 2)])]), m.NextHop(own_nh)]
+        if rnd.random() < 0.3:
+            attrs.append(m.Communities([(0 << 16) | 65002]))
+    return m.encode_update(m.Update(withdrawn=[m.Prefix(p) for p in wd], attributes=attrs,
+                                    nlri=[m.Prefix(p) for p in ann]), AS4)
+
+
+def test_batches_with_route_server_path_hiding(run):
+    """A route server with RFC 7947 §2.3 path hiding: client A's UPDATEs go
+    up in batches (the fast lane defers them and touches the hidden paths
+    after each batch, Exporter.hiding_touch_many).  Client C holds the best
+    path of the first half of the prefixes, told by Euro-IX 0:65002 not to
+    be sent to R (AS 65002), and a worse path of the rest; A's paths come
+    and go, some of them tagged 0:65002 too.  R holds A's path where C's is
+    hidden from it (A's non-best paths are what path hiding picks), Q holds
+    the overall best; both exactly, at every checkpoint.  And a batch of
+    one-prefix UPDATEs with one attribute set reaches each client as a
+    handful of UPDATEs, not one each."""
+    from test_route_server_policy import RS_AS
+
+    async def main():
+        addrs = {k: addr() for k in "acrq"}
+        asns = {"a": 65001, "c": 65003, "r": 65002, "q": 65004}
+        rs = {"route-server-client": True}
+        dut = DUT(asn=RS_AS, glob="[global.route-server]\neuro-ix-communities = true\n",
+                  neighbors=[neighbor_toml(addrs[k], asns[k], **rs) for k in "acrq"])
+        d = await dut.start()
+        sp = {}
+        for k in "acrq":
+            sp[k] = await peer(dut, asns[k], addrs[k])
+        try:
+            for _s, n in sp.values():
+                await n.wait_established(5)
+            a = d.speaker.neighbors[addrs["a"]]
+            await until(lambda: a.session is not None and a.session.state.name == "ESTABLISHED", what="A up")
+            c_best = V4[:24]
+            sp["c"][0].announce(c_best, communities=["0:65002"])  # (65003): better than A's
+            sp["c"][0].announce(V4[24:], as_path=(65003, 65200))  # worse than A's
+            nr, nq = sp["r"][1], sp["q"][1]
+            await until(lambda: len(nq.received()) == len(V4), what="Q holds C's paths")
+
+            def want(for_r):
+                """{prefix: next hop} R (``for_r``) or Q should hold."""
+                held = {}  # A's prefixes: carrying 0:65002?
+                for (_f, entry), (attrs, _nh) in table(d, a.pid).items():
+                    comms = b"".join(v for _fl, t, v in split_attrs(attrs) if t == 8)
+                    held[entry] = any(comms[j:j + 4] == NO_TO_R for j in range(0, len(comms), 4))
+                out = {}
+                for p in V4:
+                    net = ipaddress.ip_network(p)
+                    entry = bytes([net.prefixlen]) + net.network_address.packed[:3]
+                    a_ok = entry in held and not (for_r and held[entry])
+                    if p in c_best:
+                        if not for_r:
+                            out[p] = addrs["c"]
+                        elif a_ok:
+                            out[p] = addrs["a"]  # C's is hidden from R: A's non-best path
+                    else:
+                        out[p] = addrs["a"] if a_ok else addrs["c"]
+                return out
+
+            async def check():
+                for who, for_r in ((nr, True), (nq, False)):
+                    await until(lambda: {p: r.next_hop for p, r in who.received().items()} == want(for_r),
+                                what="%s holds its paths" % ("R" if for_r else "Q"))
+
+            # One batch of one-prefix UPDATEs, one attribute set: a few UPDATEs to each.
+            before = (nr.counters.received.update, nq.counters.received.update)
+            same = [m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100])]),
+                                                         m.NextHop(addrs["a"])], nlri=[m.Prefix(p)]), AS4)
+                    for p in V4]
+            a.session.on_updates(a.session.conn, same)
+            await check()
+            assert len(nr.received()) == len(V4), "R got A's paths where C's are hidden"
+            got = (nr.counters.received.update - before[0], nq.counters.received.update - before[1])
+            assert max(got) <= 4, got
+            rnd = random.Random(11)
+            bodies = [rs_body(rnd, addrs["a"]) for _ in range(400)]
+            fast0 = d.importer.fast_updates
+            i = 0
+            while i < len(bodies):
+                n = rnd.randint(1, 60)
+                a.session.on_updates(a.session.conn, bodies[i:i + n])
+                i += n
+                if rnd.random() < 0.2 or i >= len(bodies):
+                    await check()
+            assert d.importer.fast_updates - fast0 >= 100, "the fast lane took its share"
+            assert want(True) != want(False), "some paths hidden from R"
+        finally:
+            for s, _n in sp.values():
                 await s.stop()
             await dut.stop()
 

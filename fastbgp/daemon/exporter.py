@@ -330,6 +330,32 @@ class Exporter:
         entries = prefix_entries(packed, fam[0], addpath)
         self.queue.submit(self.rehide_touched(fam, entries, src, new))
 
+    def hiding_touch_many(self, fam, pid, runs, cs):
+        """hiding_touch for the fast lane's batch (Importer.update_rib_many):
+        ``runs`` [(packed, attribute id or None, mark)] of ``pid`` went into
+        the RIB in one Rib.update_many whose Loc-RIB change was ``cs``.
+
+        When ``cs`` holds as many prefixes as the runs together, the runs'
+        prefixes were distinct and every one changed its best: nothing to
+        do, as for one UPDATE.  Otherwise the runs' prefixes are touched
+        once per attribute id (one export, so a client gets one UPDATE per
+        attribute set), after the whole batch: rehide_touched chooses again
+        from the RIB as it stands, so a prefix that a later run changed
+        again is only looked at once more (per UPDATE too, the prefixes
+        whose best changed are rehidden with the others)."""
+        if not self.hooks(fam)[2] or not self.hiding_groups(fam):
+            return
+        afi = fam[0]
+        if cs and cs.n_announced + cs.n_withdrawn >= sum(codec.count_prefixes(r[0], afi, False) for r in runs):
+            return
+        by_aid = {}  # attribute id (None: withdrawn) -> {entry: None}, in order, no repeats
+        for packed, aid, _mark in runs:
+            by_aid.setdefault(aid, {}).update(dict.fromkeys(prefix_entries(packed, afi, False)))
+        src = self.daemon.sources.get(pid)
+        for aid, entries in by_aid.items():
+            new = None if aid is None or src is None else tag_source(self.daemon.attrs, aid)
+            self.queue.submit(self.rehide_touched(fam, list(entries), src, new))
+
     def rehide_touched(self, fam, entries, src, new):
         """Export work for :meth:`hiding_touch`.  The best path of each
         prefix is looked up once, then each group decides once per (best

@@ -30,8 +30,10 @@ The RIB changes of a batch wait in per-family runs and go into the RIB in
 one ``Rib.update_many`` with one export (``flush``), before the general path
 takes an UPDATE and when the batch ends: the table and what is exported end
 the same as UPDATE by UPDATE (a prefix changed twice in a batch is exported
-once, with its last path).  Not with a prefix limit or path hiding, which
-look at each UPDATE's own change.
+once, with its last path).  Not with a prefix limit, which looks at each
+UPDATE's own change.  With RFC 7947 §2.3 path hiding each run is touched
+after the batch (``Exporter.hiding_touch_many``): a route server's client
+gets one UPDATE per attribute set of a batch, not one per UPDATE received.
 
 Within a batch the lane remembers, per (family, attribute set, next hop,
 state), the stored attribute id (holding a reference to it until
@@ -98,10 +100,8 @@ class FastLane:
         # ends, and the batch stops there).
         self.fams = frozenset(f for f in fams if not importer.exporter.hooks(f)[1])
         # Families whose RIB changes wait for flush(): not with a prefix
-        # limit (checked after every UPDATE) nor with RFC 7947 §2.3 path
-        # hiding (hiding_touch needs each UPDATE's own ChangeSet).
-        self.defer = frozenset() if self.limits else frozenset(
-            f for f in self.fams if not importer.exporter.hooks(f)[2])
+        # limit (checked after every UPDATE).
+        self.defer = frozenset() if self.limits else self.fams
         # family -> [(packed, attribute id or None, mark)] not yet in the RIB:
         # one entry per UPDATE of the batch at most, and a batch is bounded
         # by its connection's turn (Connection.process: octets and messages).

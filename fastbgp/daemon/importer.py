@@ -425,11 +425,13 @@ class Importer:
 
     def update_rib_many(self, fam, pid, runs):
         """Rib.update_many of ``runs`` (the fast lane's deferred batch, see
-        fastbgp.daemon.fastlane) and one export.  No hiding_touch: the lane
-        defers nothing where path hiding is on."""
+        fastbgp.daemon.fastlane), one export, then RFC 7947 §2.3 path hiding
+        for the runs' non-best paths."""
         rib = self.daemon.ribs[fam]
         before = len(rib)
-        self.export_grown(fam, rib, before, rib.update_many(pid, runs), pid)
+        cs = rib.update_many(pid, runs)
+        self.export_grown(fam, rib, before, cs, pid)
+        self.exporter.hiding_touch_many(fam, pid, runs, cs)
 
     def export_grown(self, fam, rib, before, cs, pid):
         """Export ``cs``, made by ``pid``'s paths in ``rib`` (``before``
