@@ -664,3 +664,26 @@ def test_best_moving_between_members_exported_alike(run):
             await stop_all(dut, [sp for sp, _n in speakers])
 
     run(main())
+
+
+def test_sets_exported_alike_share_their_updates(rib_impl):
+    """Attribute sets the group's export makes alike (eBGP drops the MED)
+    go out in one UPDATE run, not one per set received; a member's own path
+    stays apart (split horizon), and a set exported otherwise too."""
+    g = group(rib_impl)
+    srcs = two_sources()
+    srcs[A] = Source(A, EBGP, peer_as=65001, router_id=10)
+    longer = messages.encode_attributes([
+        messages.Origin(value=0), messages.AsPath(segments=[messages.Segment(type=2, asns=[65001, 65002])]),
+        messages.NextHop(address="192.0.2.1")])
+    d = Delta(IPV4_UNICAST, [(X, ATTRS + med(10), b"", pk("10.0.0.0/24")),
+                             (SRC, longer, b"", pk("10.0.1.0/24")),
+                             (Y, ATTRS + med(20), b"", pk("10.0.2.0/24")),
+                             (A, ATTRS + med(30), b"", pk("10.0.3.0/24")),
+                             (X, ATTRS + med(40), b"", pk("10.0.4.0/24"))])
+    d.fresh = True
+    out = g.process(d, srcs)
+    assert len(out.common) == 2
+    assert announced(out.common[:1]) == pk("10.0.0.0/24", "10.0.2.0/24", "10.0.4.0/24")
+    assert announced(out.common[1:]) == pk("10.0.1.0/24")
+    assert list(out.by_src) == [A] and announced(out.by_src[A]) == pk("10.0.3.0/24")

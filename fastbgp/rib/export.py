@@ -1071,6 +1071,7 @@ class UpdateGroup(HeldOut):
             members = self.members
         withdraw_rejected = delta.rejected_as_withdraw or not (single or delta.dump or delta.fresh)
         withdraw = []  # packed prefixes withdrawn from everyone
+        emits = {}  # (member whose own path it is or None, export) -> [packed]: emit()'s, in order
         # A soft reset out: what the member holds with the same attributes
         # is not announced again (not with path hiding or scoped routes,
         # where what a member holds is not what its group holds).
@@ -1129,9 +1130,13 @@ class UpdateGroup(HeldOut):
                     pk = self._unchanged(prior, was, src, attrs, nh, o, pk)
                 elif replaced and not src.scopes and (pid, attrs, nh) in replaced:
                     pk = self.unchanged_best(replaced[(pid, attrs, nh)], o, pk, pid, res)
-                if not pk:
-                    continue
-                self.emit(res, pid, members, o, pk)
+                if pk:
+                    # One UPDATE run per (who may not get it, export): sets
+                    # the export makes alike (a stripped control community,
+                    # MED or LOCAL_PREF) share their UPDATEs.
+                    emits.setdefault((pid if pid in members else None, o), []).append(pk)
+        for (pid, o), pks in emits.items():
+            self.emit(res, pid, members, o, b"".join(pks))
         if hide:
             self.hiding.resolve(self, hide, sources, members, own, res, withdraw, withdraw_rejected, delta.fresh)
         if withdraw:
