@@ -687,3 +687,52 @@ def test_sets_exported_alike_share_their_updates(rib_impl):
     assert announced(out.common[:1]) == pk("10.0.0.0/24", "10.0.2.0/24", "10.0.4.0/24")
     assert announced(out.common[1:]) == pk("10.0.1.0/24")
     assert list(out.by_src) == [A] and announced(out.by_src[A]) == pk("10.0.3.0/24")
+
+
+def test_route_server_control_community_change_sends_the_others_nothing(run):
+    """A route server with path hiding (RFC 7947 §2.3).  Client A tags 4 of
+    its 8 prefixes "do not announce to AS 65004" (Euro-IX 0:65004) and then
+    untags them: D gets the 4 withdrawals and then the routes again; C,
+    whose export of A's paths is the same either way (the control community
+    is stripped), gets no UPDATE at all (before: 4 each time).  Where C
+    holds a hidden path's alternative (A's tagged 0:65003, B's path sent
+    instead), A untagging is sent to C."""
+    from test_route_server_policy import RS_AS
+
+    prefixes = ["10.8.%d.0/24" % i for i in range(8)]
+
+    async def main():
+        addrs = [addr() for _ in range(4)]
+        asns = (65001, 65002, 65003, 65004)
+        rs = {"route-server-client": True}
+        dut = DUT(asn=RS_AS, glob="[global.route-server]\neuro-ix-communities = true\n",
+                  neighbors=[neighbor_toml(x, asn, **rs) for x, asn in zip(addrs, asns)])
+        d = await dut.start()
+        speakers = [await peer(dut, asn, x) for x, asn in zip(addrs, asns)]
+        (a, _na), (b, _nb), (c, nc), (_dd, nd) = speakers
+        try:
+            for _sp, n in speakers:
+                await n.wait_established(5)
+            a.announce(prefixes, as_path=[65100])
+            await until(lambda: set(nc.received()) == set(prefixes) and set(nd.received()) == set(prefixes),
+                        what="C and D hold A's paths")
+            await until(lambda: d.exporter.queue.idle, what="export done")
+            updates = nc.counters.received.update
+            a.announce(prefixes[:4], as_path=[65100], communities=["0:65004"])
+            await until(lambda: set(nd.received()) == set(prefixes[4:]), what="D's 4 withdrawn")
+            a.announce(prefixes[:4], as_path=[65100])
+            await until(lambda: set(nd.received()) == set(prefixes), what="D holds them again")
+            await until(lambda: d.exporter.queue.idle, what="export done")
+            assert nc.counters.received.update == updates and wd_count(nc) == 0
+            # C holds B's path for 2 prefixes (A's hidden from it); A untags: C gets A's.
+            b.announce(prefixes[:2], as_path=[65100, 65101])
+            a.announce(prefixes[:2], as_path=[65100], communities=["0:65003"])
+            await until(lambda: all(nc.received()[p].next_hop == addrs[1] for p in prefixes[:2]),
+                        what="C holds B's paths")
+            a.announce(prefixes[:2], as_path=[65100])
+            await until(lambda: all(nc.received()[p].next_hop == addrs[0] for p in prefixes[:2]),
+                        what="C holds A's paths again")
+        finally:
+            await stop_all(dut, [s for s, _n in speakers])
+
+    run(main())

@@ -425,13 +425,13 @@ class HeldOut:
         """``delta.replaced`` when this group may leave out what it holds
         already (unchanged_best), else None: not for a dump or soft reset
         (a member that joins or is re-sent holds what its old group held),
-        new prefixes (nobody holds them), ADD-PATH, untracked groups, path
-        hiding or scoped routes (a member may hold other than the group's
-        best) nor while members may hold exports of a policy since changed
-        (``before``)."""
+        new prefixes (nobody holds them), ADD-PATH, untracked groups, scoped
+        routes (a member may hold other than the group's best) nor while
+        members may hold exports of a policy since changed (``before``).
+        With path hiding, process() asks only for prefixes the group was
+        sent the best path of (none of them ``hiding.chosen``)."""
         if (not delta.replaced or single or delta.dump or delta.fresh or delta.addpath or was is not None
-                or self.held is None or self.paths or self.hiding is not None or self.holders
-                or self.before is not None):
+                or self.held is None or self.paths or self.holders or self.before is not None):
             return None
         return delta.replaced
 
@@ -1124,11 +1124,12 @@ class UpdateGroup(HeldOut):
                     elif withdraw_rejected:
                         withdraw.append(pk)
                     continue
+                alt = False  # RFC 7947 §2.3: the group held another path for some of pk
                 if hide is not None and self.hiding.chosen and not delta.fresh:
-                    self.hiding.forget(pk, self.afi)  # the best passes again
+                    alt = self.hiding.forget(pk, self.afi)  # the best passes again
                 if was is not None:
                     pk = self._unchanged(prior, was, src, attrs, nh, o, pk)
-                elif replaced and not src.scopes and (pid, attrs, nh) in replaced:
+                elif replaced and not alt and not src.scopes and (pid, attrs, nh) in replaced:
                     pk = self.unchanged_best(replaced[(pid, attrs, nh)], o, pk, pid, res)
                 if pk:
                     # One UPDATE run per (who may not get it, export): sets

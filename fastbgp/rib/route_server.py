@@ -272,10 +272,14 @@ class PathHiding:
         return ()
 
     def forget(self, packed, afi):
-        """The best path of these prefixes passes again."""
+        """The best path of these prefixes passes again.  True when the
+        group held another path (a chosen one) for some of them."""
         chosen = self.chosen
+        was = False
         for e in _entries(packed, afi):
-            chosen.pop(e, None)
+            if chosen.pop(e, None) is not None:
+                was = True
+        return was
 
     def resolve(self, g, hide, sources, members, own, res, withdraw, withdraw_rejected, fresh):
         """Choose for the prefixes of ``hide`` ([(source pid, packed)]) and
