@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -456,23 +457,33 @@ def stop_all(stop, procs):
             p.kill()
 
 
-def _version(kind):
+def code_state():
+    """(HEAD's short hash, a digest of the working tree's changes to
+    tracked files, "" when there are none): what the fastbgp under test is."""
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    diff = subprocess.run(["git", "-C", ROOT, "diff", "HEAD"], capture_output=True).stdout
+    return head.stdout.strip(), hashlib.sha1(diff).hexdigest()[:8] if diff else ""
+
+
+def version(kind, start=None):
+    """The version a results table names for ``kind``: the peer daemon's
+    own, or for fastbgp the git commit (``+changes`` while the working tree
+    differs from it).  ``start``: code_state() when the run began; a run
+    the code changed under is said to be one (it measured two versions).
+    The one version reader of the bench scripts."""
+    argv = {"bird": ["bird", "--version"], "openbgpd": ["bgpd", "-V"], "frr": ["/usr/lib/frr/bgpd", "--version"],
+            "gobgp": ["gobgpd", "--version"]}
     try:
-        if kind == "bird":
-            return subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip().split()[-1]
-        if kind == "gobgp":
-            return subprocess.run(["gobgpd", "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
-        if kind == "frr":
-            return subprocess.run(["/usr/lib/frr/bgpd", "--version"], capture_output=True,
-                                  text=True).stdout.split("\n")[0].split()[-1]
-        if kind == "fastbgp":
-            out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-            dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True).stdout.strip()
-            return "git " + out.stdout.strip() + ("+changes" if dirty else "")
+        if kind in argv:
+            out = subprocess.run(argv[kind], capture_output=True, text=True)
+            return (out.stderr or out.stdout).strip().split("\n")[0].split()[-1]
+        head, changes = state = code_state()
+        label = "git " + head + ("+changes" if changes else "")
+        if start is not None and start != state:
+            label += " (the code changed during this run: not one version)"
+        return label
     except Exception:
-        pass
-    return "?"
+        return "?"
 
 
 NOTES = """\
@@ -560,10 +571,10 @@ def main(argv=None):
           "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            cells = [r["shape"], r["target"], _version(r["target"]), "{:,}".format(r["prefixes"]),
+            cells = [r["shape"], r["target"], version(r["target"]), "{:,}".format(r["prefixes"]),
                      r["error"], "", "", "", ""]
         else:
-            cells = [r["shape"], r["target"], _version(r["target"]), "{:,}".format(r["prefixes"]),
+            cells = [r["shape"], r["target"], version(r["target"]), "{:,}".format(r["prefixes"]),
                      "%.2f" % r["seconds"], "%.2f" % r["cpu_s"], "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"],
                      "%.0f" % (r["rss_mb"] - r["rss_idle_mb"])]
         table.add_row(*cells)

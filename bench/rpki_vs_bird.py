@@ -66,7 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from passthrough import cpu_seconds  # noqa: E402 (bench/ on sys.path first): the one /proc CPU reader
+from passthrough import code_state, cpu_seconds, version  # noqa: E402 (bench/ on sys.path first): the one /proc CPU and version readers
 
 DUT_AS = 64500
 FEEDER_AS = 65001
@@ -650,6 +650,7 @@ def main(argv=None):
 
     if args.rtr_only:
         return rtr_only(args)
+    args.code_start = code_state()  # what report() names, warning when it changed during the run
     t = time.perf_counter()
     families, vrps = make_data(args.v4, args.v6)
     total = len(families[0][2]) + len(families[1][2])
@@ -702,18 +703,15 @@ def _med(runs, kind, key):
     return statistics.median(vals) if vals else float("nan")
 
 
-def _version():
-    bird = subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip().split()[-1]
-    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+def _stayrtr_version():
     stay = subprocess.run(["stayrtr", "-version"], capture_output=True, text=True)
-    return bird, head, (stay.stdout + stay.stderr).strip().splitlines()[0] if (stay.stdout + stay.stderr) else "?"
+    return (stay.stdout + stay.stderr).strip().splitlines()[0] if (stay.stdout + stay.stderr) else "?"
 
 
 def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu):
     from fastbgp.wire.bench import machine
 
-    bird_v, head, stay_v = _version()
+    bird_v, head, stay_v = version("bird"), version("fastbgp", args.code_start), _stayrtr_version()
     n = len(runs)
     what = "median of %d runs" % n if n > 1 else "one run"
     mode = ("baseline: no validation at import (BIRD `import all`, fastbgp no import policy; "
@@ -722,7 +720,7 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
         "## RPKI origin validation against BIRD, %s (bench/rpki_vs_bird.py, %s)" % (mode, time.strftime("%Y-%m-%d")),
         "",
         "`sudo python bench/rpki_vs_bird.py --v4 %d --v6 %d --runs %d%s` -- %s; machine: %s; BIRD %s, "
-        "fastbgp git %s, stayrtr %s." % (args.v4, args.v6, args.runs, " --plain" if args.plain else "", what,
+        "fastbgp %s, stayrtr %s." % (args.v4, args.v6, args.runs, " --plain" if args.plain else "", what,
                                          machine(), bird_v, head, stay_v),
         "%d IPv4 + %d IPv6 routes (bench/rpki_bench.py routes_of), %d VRPs (%d IPv4, %d IPv6; derive_vrps) "
         "served by one stayrtr to both daemons over RTR; one feeder per daemon sends the same UPDATEs; %s" % (

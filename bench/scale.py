@@ -689,12 +689,12 @@ def table(label, title, rows):
     md = ["**%s** %s" % (label, title), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
-            cells = [r["target"], (VERSIONS.get(r["target"]) or version(r["target"])), r["error"]]
+            cells = [r["target"], version_cell(r["target"]), r["error"]]
             cells += [""] * (len(head) - len(cells) - 2)
         else:
             ok_bird = bird is not None and "error" not in bird
             bpp = r.get("bytes_per_path")
-            cells = [r["target"], (VERSIONS.get(r["target"]) or version(r["target"])),
+            cells = [r["target"], version_cell(r["target"]),
                      "%.2f" % r["seconds"] + (" (runs %s)" % r["all_seconds"] if len(r.get("all_seconds", [])) > 1 else ""),
                      "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"], "%.0f" % r["peak_mb"],
                      "%.1f" % bpp if bpp is not None else "",
@@ -712,17 +712,15 @@ def table(label, title, rows):
 
 
 VERSIONS = {}  # target -> version, read once when the run starts (HEAD may move during a run)
+START = {}  # "code": passthrough.code_state() when the run started
 
 
-def version(kind):
-    if kind in ("bird", "openbgpd", "frr"):
-        argv = {"bird": ["bird", "--version"], "openbgpd": ["bgpd", "-V"], "frr": ["/usr/lib/frr/bgpd", "--version"]}
-        out = subprocess.run(argv[kind], capture_output=True, text=True)
-        return (out.stderr or out.stdout).strip().split("\n")[0].split()[-1]
-    out = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return "git " + out.stdout.strip() + ("+changes" if dirty else "")
+def version_cell(kind):
+    """The version column: the one read at the start, and for fastbgp a
+    warning when the code changed since (the run measured two versions)."""
+    if kind != "fastbgp":
+        return VERSIONS.get(kind) or PT.version(kind)
+    return PT.version(kind, START.get("code"))
 
 
 def main(argv=None):
@@ -762,8 +760,9 @@ def main(argv=None):
     from fastbgp.wire.bench import machine
 
     targets = args.targets.split(",")
+    START["code"] = PT.code_state()
     for kind in targets:
-        VERSIONS[kind] = version(kind)
+        VERSIONS[kind] = PT.version(kind)
     out = []
     for scn in args.scenarios.lower().split(","):
         rows = []
