@@ -314,43 +314,37 @@ class Exporter:
         a prefix sent a non-best path, or (an announcement) one whose best
         the group rejects while the new path passes.  Nothing to do, per
         group, when every prefix's best changed (``cs`` covers them all:
-        UpdateGroup.process decides those)."""
-        if not self.hooks(fam)[2]:
-            return  # no path hiding: not even the prefixes counted
-        try:
-            n = codec.count_prefixes(packed, fam[0], addpath)
-        except ValueError:
-            return
-        if cs and cs.n_announced + cs.n_withdrawn >= n and not addpath:
-            return
-        if not self.hiding_groups(fam):
-            return
-        src = self.daemon.sources.get(pid)
-        new = None if aid is None or src is None else tag_source(self.daemon.attrs, aid)
-        entries = prefix_entries(packed, fam[0], addpath)
-        self.queue.submit(self.rehide_touched(fam, entries, src, new))
+        UpdateGroup.process decides those).  One run of
+        :meth:`hiding_touch_many`."""
+        self.hiding_touch_many(fam, pid, ((packed, aid, 0),), cs, addpath)
 
-    def hiding_touch_many(self, fam, pid, runs, cs):
-        """hiding_touch for the fast lane's batch (Importer.update_rib_many):
-        ``runs`` [(packed, attribute id or None, mark)] of ``pid`` went into
-        the RIB in one Rib.update_many whose Loc-RIB change was ``cs``.
+    def hiding_touch_many(self, fam, pid, runs, cs, addpath=False):
+        """hiding_touch for several UPDATEs of ``pid`` at once (the fast
+        lane's batch, Importer.update_rib_many): ``runs`` [(packed,
+        attribute id or None, mark)] went into the RIB in one operation
+        whose Loc-RIB change was ``cs``.
 
         When ``cs`` holds as many prefixes as the runs together, the runs'
         prefixes were distinct and every one changed its best: nothing to
-        do, as for one UPDATE.  Otherwise the runs' prefixes are touched
-        once per attribute id (one export, so a client gets one UPDATE per
-        attribute set), after the whole batch: rehide_touched chooses again
-        from the RIB as it stands, so a prefix that a later run changed
-        again is only looked at once more (per UPDATE too, the prefixes
-        whose best changed are rehidden with the others)."""
+        do (not with ADD-PATH, where a prefix stands for several paths).
+        Otherwise the runs' prefixes are touched once per attribute id (one
+        export, so a client gets one UPDATE per attribute set), after all
+        of them: rehide_touched chooses again from the RIB as it stands, so
+        a prefix that a later run changed again is only looked at once more
+        (for one UPDATE too, the prefixes whose best changed are rehidden
+        with the others)."""
         if not self.hooks(fam)[2] or not self.hiding_groups(fam):
-            return
+            return  # no path hiding: not even the prefixes counted
         afi = fam[0]
-        if cs and cs.n_announced + cs.n_withdrawn >= sum(codec.count_prefixes(r[0], afi, False) for r in runs):
-            return
         by_aid = {}  # attribute id (None: withdrawn) -> {entry: None}, in order, no repeats
-        for packed, aid, _mark in runs:
-            by_aid.setdefault(aid, {}).update(dict.fromkeys(prefix_entries(packed, afi, False)))
+        try:
+            if cs and not addpath and (cs.n_announced + cs.n_withdrawn
+                                       >= sum(codec.count_prefixes(r[0], afi, False) for r in runs)):
+                return
+            for packed, aid, _mark in runs:
+                by_aid.setdefault(aid, {}).update(dict.fromkeys(prefix_entries(packed, afi, addpath)))
+        except ValueError:
+            return  # not NLRI: nothing to choose for
         src = self.daemon.sources.get(pid)
         for aid, entries in by_aid.items():
             new = None if aid is None or src is None else tag_source(self.daemon.attrs, aid)
