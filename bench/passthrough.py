@@ -468,18 +468,19 @@ def code_state():
 def version(kind, start=None):
     """The version a results table names for ``kind``: the peer daemon's
     own, or for fastbgp the git commit (``+changes`` while the working tree
-    differs from it).  ``start``: code_state() when the run began; a run
-    the code changed under is said to be one (it measured two versions).
-    The one version reader of the bench scripts."""
+    differs from it).  ``start``: code_state() when the run began, the
+    version named; a run the code changed under is said to be one (it
+    measured two versions).  The one version reader of the bench scripts."""
     argv = {"bird": ["bird", "--version"], "openbgpd": ["bgpd", "-V"], "frr": ["/usr/lib/frr/bgpd", "--version"],
             "gobgp": ["gobgpd", "--version"]}
     try:
         if kind in argv:
             out = subprocess.run(argv[kind], capture_output=True, text=True)
             return (out.stderr or out.stdout).strip().split("\n")[0].split()[-1]
-        head, changes = state = code_state()
+        now = code_state()
+        head, changes = start or now
         label = "git " + head + ("+changes" if changes else "")
-        if start is not None and start != state:
+        if start is not None and start != now:
             label += " (the code changed during this run: not one version)"
         return label
     except Exception:

@@ -718,9 +718,9 @@ START = {}  # "code": passthrough.code_state() when the run started
 def version_cell(kind):
     """The version column: the one read at the start, and for fastbgp a
     warning when the code changed since (the run measured two versions)."""
-    if kind != "fastbgp":
-        return VERSIONS.get(kind) or PT.version(kind)
-    return PT.version(kind, START.get("code"))
+    if kind == "fastbgp" and "code" in START:
+        return PT.version(kind, START["code"])
+    return VERSIONS.get(kind) or PT.version(kind)
 
 
 def main(argv=None):
