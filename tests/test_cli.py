@@ -478,6 +478,8 @@ def test_neighbor_policy_and_limits(fastbgp, policy_config):
     assert "Export policy: to-customers (default reject)" in out
     assert "Prefix limits: ipv4-unicast 100, restart after 30 s" in out
     assert "Connections refused: 0, closed half-open: 0" in out
+    assert "UPDATE errors handled (RFC 7606): treat-as-withdraw 0, attribute-discard 0; prefixes with our own " \
+           "next hop ignored: 0" in out
     rc, out, _ = fastbgp("neighbor", "127.0.0.3", "-j")
     d = msgspec.json.decode(out, type=ctl.NeighborDetail)
     assert d.prefix_limits == [ctl.PrefixLimitInfo(family="ipv4-unicast", max=100, restart_after=30)]

@@ -292,7 +292,7 @@ def test_library_speakers_send_ipv4_routes_with_ipv6_next_hops(run):
     run(main())
 
 
-def test_ipv6_next_hop_for_ipv4_routes_refused_unless_we_offered_it(run):
+def test_ipv6_next_hop_for_ipv4_routes_refused_unless_we_offered_it(run, caplog):
     """RFC 8950 §4: IPv4 routes with an IPv6 next hop from a peer we did not
     send the Extended Next Hop capability are handled as withdrawn (BIRD
     does the same), with a WARNING that names the knob; the session stays
@@ -322,6 +322,9 @@ def test_ipv6_next_hop_for_ipv4_routes_refused_unless_we_offered_it(run):
             await until(lambda: not d.rib("ipv4-unicast", "10.68.0.0/24"), what="the path withdrawn")
             assert na.established
             assert d.speaker.neighbors[a_addr].counters.treat_as_withdraw == 2
+            # One WARNING for both (Neighbor.warn_repeated), naming the knob.
+            warned = [r.getMessage() for r in caplog.records if "RFC 8950 §4" in r.getMessage()]
+            assert len(warned) == 1 and "extended-next-hop = true" in warned[0], warned
         finally:
             await a.stop()
             await dut.stop()

@@ -8,9 +8,11 @@ import logging
 
 import msgspec
 import pytest
+from prometheus_client import generate_latest
 
 from fastbgp.config.errors import explain
 from fastbgp.control import contract as ctl
+from fastbgp.control import metrics
 from fastbgp.daemon.origination import Originator
 from fastbgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST
 from fastbgp.wire.nexthop import check_next_hop
@@ -160,9 +162,14 @@ def test_daemon_ignores_routes_with_own_next_hop(run, caplog):
         for p in ("10.61.0.0/24", "10.62.0.0/24", "10.63.0.0/24"):
             assert d.rib("ipv4-unicast", p) == [], p
         assert sorted(r.prefix for r in d.adj_rib_in(a_addr, "ipv4-unicast")) == ["10.60.0.0/24", "10.64.0.0/24"]
+        # Logged once (Neighbor.warn_repeated: a table of such UPDATEs must
+        # not flood the log), every prefix counted.
         warned = [r.getMessage() for r in caplog.records if "our own address as next hop" in r.getMessage()]
-        assert warned == ["%s: UPDATE with our own address as next hop: 2 prefixes ignored (RFC 4271 §6.3)" % a_addr,
-                          "%s: UPDATE with our own address as next hop: 1 prefixes ignored (RFC 4271 §6.3)" % a_addr]
+        assert warned == ["%s: UPDATE with our own address as next hop: 2 prefixes ignored (RFC 4271 §6.3)" % a_addr]
+        assert d.speaker.neighbors[a_addr].counters.own_next_hop == 3
+        assert d.neighbor(a_addr).counters.own_next_hop == 3  # the API (and `fastbgp neighbor`)
+        text = generate_latest(metrics.make_registry(d, process=False)).decode()
+        assert 'fastbgp_prefixes_own_next_hop_total{neighbor="%s"} 3.0' % a_addr in text
         await a.stop()
         await dut.stop()
 

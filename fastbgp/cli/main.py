@@ -416,6 +416,8 @@ def _print_neighbor(n):
     con.print("    Received:   %10d" % n.prefixes_received, markup=False)
     con.print("    Accepted:   %10d" % n.prefixes_accepted, markup=False)
     con.print("  Connections refused: %d, closed half-open: %d" % (c.refused, c.half_open_closed), markup=False)
+    con.print("  UPDATE errors handled (RFC 7606): treat-as-withdraw %d, attribute-discard %d; prefixes with our "
+              "own next hop ignored: %d" % (c.treat_as_withdraw, c.attribute_discard, c.own_next_hop), markup=False)
 
 
 def _yes(v):

@@ -53,6 +53,12 @@ class Counters(msgspec.Struct):
     # closed before their OPEN to make room for a newer one.
     refused: int = 0
     half_open_closed: int = 0
+    # UPDATEs whose errors were handled without a reset (RFC 7606), and
+    # prefixes ignored because their next hop is one of our addresses (RFC
+    # 4271 §6.3): logged at most once a minute each, counted here.
+    treat_as_withdraw: int = 0
+    attribute_discard: int = 0
+    own_next_hop: int = 0
 
 
 class NeighborSummary(msgspec.Struct):

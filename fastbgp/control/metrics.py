@@ -34,6 +34,8 @@ Series (``neighbor`` is the configured address)
     fastbgp_neighbor_connections_refused_total{neighbor}  from its address while Idle, or
                                                     the losing side of a collision
     fastbgp_neighbor_half_open_closed_total{neighbor}     closed before their OPEN for a newer one
+    fastbgp_update_errors_handled_total{neighbor,action}  treat-as-withdraw|attribute-discard (RFC 7606)
+    fastbgp_prefixes_own_next_hop_total{neighbor}   ignored: the next hop is ours (RFC 4271 §6.3)
     fastbgp_connections_refused_unknown_total       from addresses with no neighbour (RFC 4271 §8)
     fastbgp_rib_prefixes{family}                    Loc-RIB prefixes
     fastbgp_rib_paths{family}                       Loc-RIB paths
@@ -289,6 +291,12 @@ class ControlCollector(Collector):
         half_open = CounterMetricFamily("fastbgp_neighbor_half_open_closed",
                                         "Connections from the neighbour's address closed before their OPEN "
                                         "to make room for a newer one.", labels=["neighbor"])
+        handled = CounterMetricFamily("fastbgp_update_errors_handled",
+                                      "UPDATEs whose errors were handled without a session reset (RFC 7606).",
+                                      labels=["neighbor", "action"])
+        own_nh = CounterMetricFamily("fastbgp_prefixes_own_next_hop",
+                                     "Prefixes ignored because their next hop is our own address (RFC 4271 §6.3).",
+                                     labels=["neighbor"])
         for n in neighbors:
             a = n.address
             nup.add_metric([a, str(n.peer_as)], 1 if n.state == "established" else 0)
@@ -306,7 +314,11 @@ class ControlCollector(Collector):
             p_tx.add_metric([a], n.prefixes_advertised)
             refused.add_metric([a], c.refused)
             half_open.add_metric([a], c.half_open_closed)
-        yield from (nup, admin, uptime, estab, sent, recv, disc, oor, p_rx, p_acc, p_tx, refused, half_open)
+            handled.add_metric([a, "treat-as-withdraw"], c.treat_as_withdraw)
+            handled.add_metric([a, "attribute-discard"], c.attribute_discard)
+            own_nh.add_metric([a], c.own_next_hop)
+        yield from (nup, admin, uptime, estab, sent, recv, disc, oor, p_rx, p_acc, p_tx, refused, half_open,
+                    handled, own_nh)
 
     def _rib(self, summary):
         prefixes = GaugeMetricFamily("fastbgp_rib_prefixes", "Prefixes in the Loc-RIB.", labels=["family"])

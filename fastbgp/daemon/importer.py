@@ -209,9 +209,9 @@ class Importer:
                     # as for any unusable next hop (RFC 7606 §7.3; BIRD does so).
                     self.withdraw_in(nb, fam, mpr[3], fam in rx)
                     c.treat_as_withdraw += 1
-                    log.warning("%s: UPDATE with IPv4 routes and an IPv6 next hop, but we did not advertise the "
-                                "Extended Next Hop capability (RFC 8950 §4; extended-next-hop = true takes them): "
-                                "handled as withdrawn (RFC 7606)", nb.address)
+                    nb.warn_repeated(log, "rfc8950", "%s: UPDATE with IPv4 routes and an IPv6 next hop, but we did "
+                                     "not advertise the Extended Next Hop capability (RFC 8950 §4; extended-next-hop "
+                                     "= true takes them): handled as withdrawn (RFC 7606)", nb.address)
                 elif nh[:16] in own_mp:
                     # RFC 4271 §6.3 (the global next hop of RFC 2545 §3 for IPv6).
                     ours += self.ignore_own(nb, fam, mpr[3], fam in rx)
@@ -221,8 +221,9 @@ class Importer:
                 # RFC 4760 §6: a family that was not negotiated is ignored.
                 c.received.discarded += 1
         if ours:
-            log.warning("%s: UPDATE with our own address as next hop: %d prefixes ignored (RFC 4271 §6.3)",
-                        nb.address, ours)
+            c.own_next_hop += ours
+            nb.warn_repeated(log, "own-next-hop", "%s: UPDATE with our own address as next hop: %d prefixes "
+                             "ignored (RFC 4271 §6.3)", nb.address, ours)
         if parsed.is_eor:
             nb.eor_received(IPV4_UNICAST if mpu is None else (mpu[0], mpu[1]))
         if touched is not None and nb.cfg.prefix_limit:

@@ -253,6 +253,8 @@ class Views:
             received_notification=r.notification, received_keepalive=r.keepalive, received_refresh=r.refresh,
             received_discarded=r.discarded, received_total=r.total,
             out_of_resources=c.out_of_resources, refused=c.refused, half_open_closed=c.half_open_closed,
+            treat_as_withdraw=c.treat_as_withdraw, attribute_discard=c.attribute_discard,
+            own_next_hop=c.own_next_hop,
         )
         st = stats.get(nb.pid, (0, 0))
         received = self.peers.path_count(nb)

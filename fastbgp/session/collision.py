@@ -26,7 +26,7 @@ import msgspec
 
 from fastbgp.session import transport as _transport
 from fastbgp.session.cease import cease_for
-from fastbgp.session.counters import RefusedConnections
+from fastbgp.session.counters import LogLimit
 from fastbgp.session.fsm import Collision, Event, Reason, State, resolve_collision
 from fastbgp.session.protocol import Session
 
@@ -84,7 +84,7 @@ class Sessions:
         self._seq = 0
         # The same one-line-per-interval limiter as unknown-peer refusals,
         # keyed by this neighbour's address only.
-        self.evictions = RefusedConnections(self.EVICT_LOG_INTERVAL, max_addresses=1)
+        self.evictions = LogLimit(self.EVICT_LOG_INTERVAL, max_keys=1)
 
     def start(self) -> Session:
         self.main = Session(self.neighbor, primary=True)
@@ -225,7 +225,7 @@ class Sessions:
         Cease 6/7 (RFC 4486) if we sent our OPEN on it, else just close."""
         nb = self.neighbor
         nb.counters.half_open_closed += 1
-        suppressed = self.evictions.refuse(nb.address, time.monotonic())
+        suppressed = self.evictions.note(nb.address, time.monotonic())
         if suppressed is not None:
             log.info("%s: closing the %s connection that sent no OPEN for a newer one%s", nb.address,
                      "outbound" if victim.outbound else "inbound",

@@ -16,7 +16,7 @@ from fastbgp.wire.constants import (
     MSG_UPDATE,
 )
 
-__all__ = ["MessageCounts", "Counters", "RefusedConnections"]
+__all__ = ["MessageCounts", "Counters", "LogLimit", "RefusedConnections"]
 
 _FIELD = {
     MSG_OPEN: "open",
@@ -73,6 +73,9 @@ class Counters(msgspec.Struct):
     # RFC 7606 errors handled without a session reset.
     treat_as_withdraw: int = 0
     attribute_discard: int = 0
+    # Prefixes handled as withdrawn because their next hop is one of our
+    # own addresses (RFC 4271 §6.3).
+    own_next_hop: int = 0
     # Connections: attempts made, failed, accepted, refused (unknown peer or
     # Idle / second collision connection).
     connect_attempts: int = 0
@@ -94,45 +97,48 @@ class Counters(msgspec.Struct):
         return msgspec.to_builtins(self)
 
 
-class RefusedConnections:
-    """Connections refused from addresses with no neighbour (RFC 4271 §8),
-    counted in ``total`` and per source address, with the log rate limit:
-    :meth:`refuse` allows one log line per source per ``interval`` seconds.
+class LogLimit:
+    """A log line that may repeat with every message a peer sends (or every
+    connection a stranger makes): counted in ``total`` and per key, logged
+    at most once per key per ``interval`` seconds -- :meth:`note` says when
+    to log and how many were not logged since the last line.  A peer must
+    not be able to flood the log (a full table of UPDATEs that all carry
+    the same fault would otherwise be a million lines).
 
-    Sources are hostile and unbounded, so ``by_address`` keeps the
-    ``max_addresses`` (1,024) sources refused most recently; an older one is
+    Keys may be hostile and unbounded (source addresses), so ``by_key``
+    keeps the ``max_keys`` keys noted most recently; an older one is
     forgotten (its count and its rate limit) and starts again from zero."""
 
-    __slots__ = ("total", "by_address", "interval", "max_addresses")
+    __slots__ = ("total", "by_key", "interval", "max_keys")
 
-    MAX_ADDRESSES = 1024
+    MAX_KEYS = 1024
     INTERVAL = 60.0
 
-    def __init__(self, interval: float = INTERVAL, max_addresses: int = MAX_ADDRESSES):
+    def __init__(self, interval: float = INTERVAL, max_keys: int = MAX_KEYS):
         self.total = 0
-        # address -> [refused, time of the last log line, suppressed since]
-        self.by_address: OrderedDict = OrderedDict()
+        # key -> [noted, time of the last log line, not logged since]
+        self.by_key: OrderedDict = OrderedDict()
         self.interval = interval
-        self.max_addresses = max_addresses
+        self.max_keys = max_keys
 
-    def count(self, address) -> int:
-        """Connections refused from ``address`` (while it is remembered)."""
-        entry = self.by_address.get(address)
+    def count(self, key) -> int:
+        """Times ``key`` was noted (while it is remembered)."""
+        entry = self.by_key.get(key)
         return 0 if entry is None else entry[0]
 
-    def refuse(self, address, now: float) -> Optional[int]:
-        """Count one refused connection from ``address`` at ``now``
-        (monotonic seconds).  Returns None when it is not to be logged,
-        else how many were not logged since the last line."""
+    def note(self, key, now: float) -> Optional[int]:
+        """Count one occurrence of ``key`` at ``now`` (monotonic seconds).
+        Returns None when it is not to be logged, else how many were not
+        logged since the last line."""
         self.total += 1
-        by = self.by_address
-        entry = by.get(address)
+        by = self.by_key
+        entry = by.get(key)
         if entry is None:
-            if len(by) >= self.max_addresses:
+            if len(by) >= self.max_keys:
                 by.popitem(last=False)
-            by[address] = [1, now, 0]
+            by[key] = [1, now, 0]
             return 0
-        by.move_to_end(address)
+        by.move_to_end(key)
         entry[0] += 1
         if now - entry[1] < self.interval:
             entry[2] += 1
@@ -141,3 +147,24 @@ class RefusedConnections:
         entry[1] = now
         entry[2] = 0
         return suppressed
+
+    def clear(self) -> None:
+        """Forget every key: the next occurrence of each is logged."""
+        self.by_key.clear()
+
+
+class RefusedConnections(LogLimit):
+    """Connections refused from addresses with no neighbour (RFC 4271 §8):
+    a :class:`LogLimit` keyed by source address (``refuse``; the latest
+    1,024 sources in ``by_address``)."""
+
+    __slots__ = ()
+
+    def __init__(self, interval: float = LogLimit.INTERVAL, max_addresses: int = LogLimit.MAX_KEYS):
+        super().__init__(interval, max_addresses)
+
+    refuse = LogLimit.note
+
+    @property
+    def by_address(self) -> OrderedDict:
+        return self.by_key

@@ -53,7 +53,7 @@ from fastbgp.session.adj_rib_in import AdjRibIn
 from fastbgp.session.adj_rib_out import AdjRibOut, Batch, RibOut
 from fastbgp.session.cease import PrefixLimit, log_session_end, notification_text, shutdown_data
 from fastbgp.session.collision import CollisionRecord, Sessions
-from fastbgp.session.counters import Counters, RefusedConnections
+from fastbgp.session.counters import Counters, LogLimit, RefusedConnections
 from fastbgp.session.fsm import Event, Reason, State
 from fastbgp.session.graceful_restart import GracefulRestart
 from fastbgp.session.listeners import ListenerManager
@@ -292,6 +292,9 @@ class Neighbor:
         self.ebgp = config.peer_as != self.local_as
         self.router_id = speaker.router_id_int
         self.counters = Counters()
+        # WARNINGs about what the peer sends that may come with every UPDATE
+        # (warn_repeated): one line per kind per minute; at most 16 kinds.
+        self.repeated = LogLimit(LogLimit.INTERVAL, max_keys=16)
         self.history: deque = deque(maxlen=64)
         self.end_of_rib_received: set = set()
         self.end_of_rib_sent: set = set()
@@ -668,8 +671,22 @@ class Neighbor:
             c.treat_as_withdraw += 1
         else:
             c.attribute_discard += 1
-        log.warning("%s: UPDATE error handled as %s: %s", self.address, handled,
-                    "; ".join(str(e) for e in parsed.errors))
+        self.warn_repeated(log, handled, "%s: UPDATE error handled as %s: %s", self.address, handled,
+                           "; ".join(str(e) for e in parsed.errors))
+
+    def warn_repeated(self, logger, kind: str, msg: str, *args) -> None:
+        """Log WARNING ``msg % args`` about something the peer sends that may
+        come with every UPDATE of a table (RFC 7606 errors, unusable next
+        hops): the first of ``kind`` in a session, then at most one line per
+        kind per minute, ending with how many were not logged (the counters
+        count every one).  A peer must not be able to flood the log."""
+        suppressed = self.repeated.note(kind, time.monotonic())
+        if suppressed is None:
+            return
+        if suppressed:
+            msg += " (%d more like it not logged since the last line)"
+            args += (suppressed,)
+        logger.warning(msg, *args)
 
     def session_route_refresh(self, session, afi, safi, subtype):
         fam = (afi, safi)
@@ -719,6 +736,7 @@ class Neighbor:
         c = self.counters
         c.established_count += 1
         c.uptime = time.time()
+        self.repeated.clear()  # a new session's first fault of each kind is logged
         self.end_of_rib_received = set()
         self.end_of_rib_sent = set()
         self.sink.session_up(session)
