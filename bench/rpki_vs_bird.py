@@ -60,6 +60,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -349,7 +350,7 @@ def fastbgp_tagged(sock, states):
     return out
 
 
-def fastbgp_config(host, feeder, cache, api_sock, plain=False):
+def fastbgp_config(host, feeder, cache, api_sock, plain=False, log_level="warning"):
     pol = []
     for state in STATES:
         pol += ["[[policies.statements]]", "conditions = { rpki = \"%s\" }" % state,
@@ -358,7 +359,7 @@ def fastbgp_config(host, feeder, cache, api_sock, plain=False):
     return "\n".join([
         "[global]", "asn = %d" % DUT_AS, 'router-id = "%s"' % host.ipv4, 'listen = ["%s"]' % host.ipv4,
         "[global.api]", 'socket = "%s"' % api_sock,
-        "[global.log]", 'level = "warning"',
+        "[global.log]", 'level = "%s"' % log_level,
         "[rpki]", 'caches = [{ address = "%s", port = %d, retry = 1 }]' % (cache.ipv4, RTR_PORT),
         "[[policies]]", 'name = "rov"', *pol,
         "[[neighbors]]", 'address = "%s"' % feeder.ipv4, "peer-as = %d" % FEEDER_AS, "passive = true",
@@ -467,21 +468,42 @@ class LabRun:
         self.last_rpki = 0.0
         # daemons first, the cache later: idle RSS is without VRPs
         imp = "all" if args.plain else "filter rov"
+        opts = {"import": imp, "export": "none"}
+        if args.revalidate:
+            # BIRD 2.0 re-runs its import filter only on `reload in`; kept
+            # Adj-RIB-In, so that needs no route refresh (RFC 9324).
+            opts["channel_extra"] = "import table on;"
         nb = L.Neighbor(self.fb.ipv4, FEEDER_AS, passive=True, hold_time=240, families=("ipv4", "ipv6"),
-                        options={"import": imp, "export": "none"})
+                        options=opts)
         self.bird = rov_bird(L)(self.b, DUT_AS, neighbors=[nb], preamble=BIRD_RPKI % {
             "cache": self.c.ipv4, "port": RTR_PORT, "asn": DUT_AS, "tag": TAG})
         self.bird.start()
         self.procs.append(self.bird.proc)
         cfg = os.path.join(self.d.workdir, "fastbgp.toml")
         with open(cfg, "w") as f:
-            f.write(fastbgp_config(self.d, self.fd, self.c, self.api_sock, args.plain))
+            # --revalidate: at INFO the daemon logs each re-validation's paths and seconds
+            f.write(fastbgp_config(self.d, self.fd, self.c, self.api_sock, args.plain,
+                                   "info" if args.revalidate else "warning"))
         with open(self.dlog_path, "ab") as log:
             argv = [sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config", cfg]
             if args.profile:
                 argv += ["--profile", os.path.abspath(args.profile)]
             self.dproc = self.d.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.procs.append(self.dproc)
+
+    @property
+    def cache_path(self):
+        return os.path.join(self.c.workdir, "vrps.json")
+
+    def start_stayrtr(self, refresh):
+        """stayrtr serving ``cache_path``, re-read every ``refresh`` seconds."""
+        c = self.c
+        with open(os.path.join(c.workdir, "stayrtr.log"), "ab") as log:
+            p = c.popen(["stayrtr", "-cache", self.cache_path, "-checktime=false", "-bind",
+                         "%s:%d" % (c.ipv4, RTR_PORT), "-refresh", str(refresh), "-metrics.addr",
+                         "%s:9847" % c.ipv4], stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
 
     def log_tail(self):
         with open(self.dlog_path, errors="replace") as f:
@@ -511,12 +533,8 @@ class LabRun:
         with open(os.path.join(self.fb.workdir, "rtr-rss.log"), "ab") as log:  # its retries while stayrtr starts
             alone = self.fb.popen([sys.executable, os.path.abspath(__file__), "--role", "rtr-rss", "--target",
                                    c.ipv4, "--status", st], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        cache_path = os.path.join(c.workdir, "vrps.json")
-        write_stayrtr_json(cache_path, self.vrps)
-        with open(os.path.join(c.workdir, "stayrtr.log"), "ab") as log:
-            self.procs.append(c.popen(["stayrtr", "-cache", cache_path, "-checktime=false", "-bind",
-                                       "%s:%d" % (c.ipv4, RTR_PORT), "-refresh", "3600", "-metrics.addr",
-                                       "%s:9847" % c.ipv4], stdout=log, stderr=subprocess.STDOUT))
+        write_stayrtr_json(self.cache_path, self.vrps)
+        self.stayrtr = self.start_stayrtr(3600)
         t0 = time.monotonic()
         _wait(lambda: bird_count(bird, "r4") == self.n4 and bird_count(bird, "r6") == self.n6, 300, "BIRD's VRPs",
               self.procs, 0.5)
@@ -582,6 +600,143 @@ class LabRun:
         out["fastbgp"]["counts"] = {k: v for k, v in routes.items() if k in STATES}
 
 
+class Revalidation:
+    """``--revalidate``: the VRP set changes under the loaded routes, and
+    each daemon brings every path's state up to date.
+
+    stayrtr is restarted on the same file re-read every second (the import
+    phase ran with a one-hour refresh: re-reading the 30 MB file every
+    second would have loaded the machine); once both daemons hold its data
+    again, the file is rewritten for each step:
+
+    1. 1,000 changes (bench/rpki_bench.py ``changes_for``: 500 VRPs removed,
+       500 added, half of them on routes not covered before);
+    2. every VRP gone but one unrelated VRP (every path becomes NotFound);
+    3. every VRP back: the initial validation of routes already held.
+
+    Per step and daemon: seconds from the file's rewrite until every path
+    shows its new state, and the daemon's CPU seconds meanwhile (both
+    daemons work at once: stayrtr notifies both).  fastbgp re-validates on
+    its own (the paths the changed VRPs cover, incrementally): its
+    neighbour's state counts (``GET /v1/neighbors/ADDR`` ``rpki``, kept per
+    path by the RIB) polled every 0.05 s.  BIRD 2.0 does not re-run import
+    filters when its ROA tables change (BIRD 2.13 added that): as its
+    operators do, ``birdc reload in n1`` (from the kept Adj-RIB-In) once the
+    RTR serial has moved (polled every 0.05 s); done when its tag counts
+    are the new ones (polled back to back: one poll is two table scans).
+    """
+
+    DUMMY = (1, bytes((198, 51, 100, 0)), 24, 24, 64496)  # TEST-NET-2: no route of the bench
+
+    def __init__(self, run):
+        self.run = run
+
+    def bird_serial(self):
+        out = self.run.bird.birdc("show", "protocols", "all", "rtr1").stdout
+        m = re.search(r"Serial number:\s+(\d+)", out)
+        return int(m.group(1)) if m else None
+
+    def fastbgp_counts(self):
+        d = api_get(self.run.api_sock, "/v1/neighbors/%s" % self.run.fd.ipv4)
+        return {s: d["rpki"][s] for s in STATES}
+
+    def bird_tags(self, states=STATES):
+        bird = self.run.bird
+        out = {}
+        for state in states:
+            w = "(%d,%d,%d) ~ bgp_large_community" % (DUT_AS, TAG, TAG_OF[state])
+            out[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
+        return out
+
+    def resync(self):
+        """stayrtr restarted with a one-second refresh; both daemons hold
+        its data again (new session: a full sync each)."""
+        run = self.run
+        run.stayrtr.terminate()
+        run.stayrtr.wait(10)
+        run.procs.remove(run.stayrtr)
+        run.stayrtr = run.start_stayrtr(1)
+        time.sleep(1.0)
+        _wait(lambda: self.bird_serial() is not None and "Established" in run.bird.birdc(
+            "show", "protocols", "all", "rtr1").stdout, 120, "BIRD's RTR session again", run.procs, 0.5)
+        _wait(lambda: any(c["state"] == "up" and c["source"] for c in api_get(run.api_sock, "/v1/rpki")["caches"]),
+              120, "fastbgp's RTR session again", run.procs, 0.5)
+        time.sleep(3.0)  # both daemons' re-syncs done (same data: nothing to re-validate)
+
+    def step(self, name, new_vrps, expected):
+        run = self.run
+        before = self.fastbgp_counts()
+        watch = max(STATES, key=lambda s: abs(expected[s] - before[s]))  # BIRD: the count that moves most
+        serial0 = self.bird_serial()
+        cpu0 = {k: cpu_seconds(run.pid(k)) for k in ("bird", "fastbgp")}
+        res = {"name": name, "vrps": len(new_vrps), "expected": expected, "before": before}
+        deadline = time.monotonic() + run.args.timeout
+        got = {}
+
+        def fastbgp_done():  # in a thread: BIRD's polls must not delay it
+            try:
+                while time.monotonic() < deadline:
+                    if self.fastbgp_counts() == expected:
+                        got["t"] = time.monotonic()
+                        got["cpu"] = cpu_seconds(run.pid("fastbgp")) - cpu0["fastbgp"]
+                        return
+                    time.sleep(0.05)
+            except Exception as exc:  # reported below
+                got["error"] = exc
+
+        with open(run.dlog_path, errors="replace") as f:
+            log_at = len(f.read())
+        t0, t0_unix = time.monotonic(), time.time()
+        write_stayrtr_json(run.cache_path, new_vrps)
+        th = threading.Thread(target=fastbgp_done, daemon=True)
+        th.start()
+        _wait(lambda: self.bird_serial() != serial0, run.args.timeout, "BIRD's new RTR serial", run.procs, 0.05)
+        res["bird_roa"] = time.monotonic() - t0
+        run.bird.birdc("reload", "in", "n1", check=True)
+        _wait(lambda: self.bird_tags((watch,))[watch] == expected[watch], run.args.timeout,
+              "BIRD's re-filtered routes", run.procs, 0.1)
+        res["bird"] = time.monotonic() - t0
+        res["bird_cpu"] = cpu_seconds(run.pid("bird")) - cpu0["bird"]
+        th.join(max(0.0, deadline - time.monotonic()))
+        if "t" not in got:
+            raise RuntimeError("fastbgp did not re-validate (%s): %s" % (name, got.get("error", "timeout")))
+        res["fastbgp"], res["fastbgp_cpu"] = got["t"] - t0, got["cpu"]
+        res["bird_counts"] = self.bird_tags()
+        res["fastbgp_counts"] = self.fastbgp_counts()
+        rp = api_get(run.api_sock, "/v1/rpki")
+        res["fastbgp_vrps"] = rp["last_update"] - t0_unix  # its VRP tables changed (RTR End of Data applied)
+        # The daemon's own account: paths re-validated and the seconds it took
+        # (rpki_feed.revalidate's INFO line, once per pass).
+        with open(run.dlog_path, errors="replace") as f:
+            passes = re.findall(r"RPKI change: (\d+) paths re-validated in ([\d.]+) s", f.read()[log_at:])
+        res["fastbgp_paths"] = sum(int(n) for n, _s in passes)
+        res["fastbgp_revalidate_s"] = sum(float(x) for _n, x in passes)
+        print("  %s: BIRD %.2f s (ROA tables %.2f s; %.1f s CPU), fastbgp %.2f s (VRP tables %.2f s; %.1f s CPU; "
+              "its log: %d paths re-validated in %.2f s)" % (
+                  name, res["bird"], res["bird_roa"], res["bird_cpu"], res["fastbgp"], res["fastbgp_vrps"],
+                  res["fastbgp_cpu"], res["fastbgp_paths"], res["fastbgp_revalidate_s"]), flush=True)
+        return res
+
+    def __call__(self):
+        import rpki_bench
+
+        run = self.run
+        self.resync()
+        removed, added = rpki_bench.changes_for(run.vrps, run.families, 3)
+        gone = set(removed)
+        changed = [v for v in run.vrps if v not in gone] + added
+        steps = [("1,000 VRP changes", changed), ("every VRP withdrawn", [self.DUMMY]),
+                 ("every VRP back: initial validation of the loaded routes", run.vrps)]
+        out = []
+        for name, new in steps:
+            expected = expected_counts(run.families, new)[0]
+            r = self.step(name, new, expected)
+            for kind in ("bird", "fastbgp"):
+                assert r[kind + "_counts"] == expected, (name, kind, r[kind + "_counts"], expected)
+            out.append(r)
+        return out
+
+
 def run_once(args, families, vrps, total):
     from fastbgp.testing import lab as L
 
@@ -596,6 +751,8 @@ def run_once(args, families, vrps, total):
                 return run.out
             run.feed()
             run.count()
+            if args.revalidate:
+                run.out["revalidation"] = Revalidation(run)()
         except Exception:
             print(run.log_tail(), file=sys.stderr)
             raise
@@ -621,6 +778,9 @@ def main(argv=None):
                          "the states are still counted at query time")
     ap.add_argument("--profile", help="cProfile the fastbgp daemon into this file (pstats)")
     ap.add_argument("--write", help="append the result as Markdown to this file")
+    ap.add_argument("--revalidate", action="store_true",
+                    help="after the import: 1,000 VRP changes, every VRP withdrawn, every VRP back, each "
+                         "re-validated by both daemons (BIRD: `reload in` from `import table`)")
     ap.add_argument("--rtr-only", action="store_true",
                     help="only the RTR sync part (VRPs to both daemons and the lone client; no routes fed)")
     args = ap.parse_args(argv)
@@ -642,10 +802,10 @@ def main(argv=None):
         if args.profile:  # cProfile of the whole daemon, written when SIGTERM ends it
             import cProfile
 
-            cProfile.runctx("uvloop.run(run_daemon(config, api=True, metrics=False, log_level='warning'))",
+            cProfile.runctx("uvloop.run(run_daemon(config, api=True, metrics=False))",
                             {"uvloop": uvloop, "run_daemon": run_daemon, "config": args.config}, {}, args.profile)
             return 0
-        uvloop.run(run_daemon(args.config, api=True, metrics=False, log_level="warning"))
+        uvloop.run(run_daemon(args.config, api=True, metrics=False))  # the config's log level
         return 0
 
     if args.rtr_only:
@@ -764,6 +924,8 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
     if tagged:
         lines.append("| fastbgp paths tagged at import and shown with that state | | %s | |" % ", ".join(
             "%s %d" % kv for kv in tagged.items()))
+    if runs[-1].get("revalidation"):
+        lines += revalidation_table(runs, bird_v)
     lines += [
         "",
         "Counts equal in every run (BIRD %sby roa_check at query time, fastbgp by GET /v1/rpki, "
@@ -774,6 +936,38 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
         "",
     ]
     return "\n".join(lines)
+
+
+def revalidation_table(runs, bird_v):
+    """The --revalidate steps: medians over the runs, per step."""
+    med = statistics.median
+    lines = [
+        "",
+        "Re-validation of the loaded routes (`--revalidate`, class Revalidation: stayrtr's file rewritten; "
+        "BIRD `import table on`, `birdc reload in` once its RTR serial moved; fastbgp on its own). Seconds "
+        "from the rewrite until every path shows its new state; both daemons work at once:",
+        "",
+        "| step | routes whose state changes | BIRD %s: ROA tables / all paths (s) | BIRD CPU s | fastbgp: VRP "
+        "tables / all paths (s) | fastbgp CPU s | fastbgp's log: paths re-validated, in s | ratio BIRD/fastbgp "
+        "(all paths; after the tables changed) |" % bird_v,
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, step in enumerate(runs[-1]["revalidation"]):
+        rs = [r["revalidation"][i] for r in runs]
+        moved = sum(abs(step["expected"][s] - step["before"][s]) for s in STATES) // 2
+        b, f = med(x["bird"] for x in rs), med(x["fastbgp"] for x in rs)
+        b_after = med(x["bird"] - x["bird_roa"] for x in rs)
+        f_after = med(x["fastbgp"] - x["fastbgp_vrps"] for x in rs)
+        lines.append("| %s | >= %d | %.2f / %.2f | %.2f | %.2f / %.2f | %.2f | %d in %.2f | %.2fx; %.2fx |" % (
+            step["name"], moved, med(x["bird_roa"] for x in rs), b, med(x["bird_cpu"] for x in rs),
+            med(x["fastbgp_vrps"] for x in rs), f, med(x["fastbgp_cpu"] for x in rs),
+            med(x["fastbgp_paths"] for x in rs), med(x["fastbgp_revalidate_s"] for x in rs), b / f,
+            b_after / f_after if f_after > 0 else float("nan")))
+    lines.append("")
+    lines.append("States after each step, both daemons equal to this process's VrpTable: %s." % "; ".join(
+        "%s: %s" % (st["name"], ", ".join("%s %d" % (k, st["expected"][k]) for k in STATES))
+        for st in runs[-1]["revalidation"]))
+    return lines
 
 
 if __name__ == "__main__":

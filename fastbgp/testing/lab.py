@@ -764,7 +764,8 @@ class Bird(Daemon):
     family -> text, for a session carrying both families),
     ``extended_next_hop`` (bool: RFC 8950 on the ipv4 channel, for IPv4
     routes over an IPv6 session), ``extra`` (text pasted into the protocol
-    block).
+    block), ``channel_extra`` (text pasted into each channel block, e.g.
+    ``import table on;``).
     Originated routes are static ``blackhole`` routes whose BGP attributes
     are set in the static route's own filter block; announce()/withdraw()
     rewrite the config and run ``birdc configure``.
@@ -839,7 +840,8 @@ class Bird(Daemon):
                 nhs = " next hop self;" if o.get("next_hop_self") else ""
                 if fam == "ipv4" and o.get("extended_next_hop"):
                     nhs += " extended next hop on;"  # RFC 8950
-                out.append(f"  {fam} {{ import {imp}; export {exp};{nhs} }};")
+                extra = " " + o["channel_extra"] if o.get("channel_extra") else ""
+                out.append(f"  {fam} {{ import {imp}; export {exp};{nhs}{extra} }};")
             out.append("}")
         if self.extra_config:
             out.append(self.extra_config)
