@@ -915,7 +915,8 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
         "## RPKI origin validation against BIRD, %s (bench/rpki_vs_bird.py, %s)" % (mode, time.strftime("%Y-%m-%d")),
         "",
         "`sudo python bench/rpki_vs_bird.py --v4 %d --v6 %d --runs %d%s` -- %s; machine: %s; BIRD %s, "
-        "fastbgp %s, stayrtr %s." % (args.v4, args.v6, args.runs, " --plain" if args.plain else "", what,
+        "fastbgp %s, stayrtr %s." % (args.v4, args.v6, args.runs, (" --plain" if args.plain else "")
+                                         + (" --revalidate" if args.revalidate else ""), what,
                                          machine(), bird_v, head, stay_v),
         "%d IPv4 + %d IPv6 routes (bench/rpki_bench.py routes_of), %d VRPs (%d IPv4, %d IPv6; derive_vrps) "
         "served by one stayrtr to both daemons over RTR; one feeder per daemon sends the same UPDATEs; %s" % (
