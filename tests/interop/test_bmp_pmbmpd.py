@@ -113,8 +113,20 @@ def test_bmp_to_pmbmpd_and_tshark(transport):
         me, peer = f.addr(transport), b.addr(transport)
         collector = Pmbmpd(pm, transport)
         cap = os.path.join(pm.workdir, "bmp.pcap")
-        tshark = pm.popen(["tshark", "-i", "eth0", "-w", cap, "-f", "tcp port %d" % BMP_PORT],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tshark_err = os.path.join(pm.workdir, "tshark.err")
+        with open(tshark_err, "wb") as err:
+            tshark = pm.popen(["tshark", "-i", "eth0", "-w", cap, "-f", "tcp port %d" % BMP_PORT],
+                              stdout=subprocess.DEVNULL, stderr=err)
+
+        def capturing():
+            # tshark says so on stderr once its capture runs; a fixed sleep
+            # was not enough on a loaded machine (the capture began after the
+            # BMP Initiation and Peer Up had gone by).
+            with open(tshark_err, errors="replace") as fh:
+                return "Capture started" in fh.read() or tshark.poll() is not None
+
+        _wait(capturing, 30, "tshark capturing")
+        assert tshark.poll() is None, open(tshark_err, errors="replace").read()
         sock = os.path.join(f.workdir, "api.sock")
         conf = os.path.join(f.workdir, "fastbgp.toml")
         with open(conf, "w") as fh:
@@ -152,7 +164,7 @@ def test_bmp_to_pmbmpd_and_tshark(transport):
         logpath = os.path.join(f.workdir, "fastbgp.log")
         log = open(logpath, "ab")
         _wait(lambda: os.path.exists(collector.log) or collector.proc.poll() is None, 10, "pmbmpd")
-        time.sleep(1.0)  # pmbmpd and tshark listening
+        time.sleep(1.0)  # pmbmpd listening
         proc = f.popen([sys.executable, "-c", RUNNER, conf], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             bird = L.Bird(b, 65001, neighbors=[L.ipv4_neighbor(me, 65000)],
