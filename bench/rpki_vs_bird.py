@@ -420,6 +420,16 @@ def bird_count(bird, table, where=None):
     return int(m.group(1))
 
 
+def bird_tagged(bird):
+    """{state: BIRD routes carrying its import-time tag}: two table scans
+    per state, in BIRD's own thread."""
+    out = {}
+    for state in STATES:
+        w = "(%d,%d,%d) ~ bgp_large_community" % (DUT_AS, TAG, TAG_OF[state])
+        out[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
+    return out
+
+
 def bird_imported(bird, proto):
     out = bird.birdc("show", "protocols", "all", proto).stdout
     return sum(int(x) for x in re.findall(r"Routes:\s+(\d+) imported", out))
@@ -583,12 +593,8 @@ class LabRun:
         out["bird"]["counts_query"] = {
             s: bird_count(bird, "master4", "roa_check(r4, net, bgp_path.last) = %s" % BIRD_STATE[s])
             + bird_count(bird, "master6", "roa_check(r6, net, bgp_path.last) = %s" % BIRD_STATE[s]) for s in STATES}
-        tags = {}
-        for state in STATES:
-            w = "(%d,%d,%d) ~ bgp_large_community" % (DUT_AS, TAG, TAG_OF[state])
-            tags[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
         # without the import filter the state is only known at query time
-        out["bird"]["counts"] = out["bird"]["counts_query"] if self.args.plain else tags
+        out["bird"]["counts"] = out["bird"]["counts_query"] if self.args.plain else bird_tagged(bird)
         if not self.args.plain:
             out["fastbgp"]["tagged"] = fastbgp_tagged(self.api_sock, ("invalid", "not-found"))
         # /v1/rpki's route counts are reused for 30 s (rpki_feed.COUNT_TTL):
@@ -644,14 +650,6 @@ class Revalidation:
         d = api_get(self.run.api_sock, "/v1/neighbors/%s" % self.run.fd.ipv4)
         return {s: d["rpki"][s] for s in STATES}
 
-    def bird_tags(self, states=STATES):
-        bird = self.run.bird
-        out = {}
-        for state in states:
-            w = "(%d,%d,%d) ~ bgp_large_community" % (DUT_AS, TAG, TAG_OF[state])
-            out[state] = bird_count(bird, "master4", w) + bird_count(bird, "master6", w)
-        return out
-
     def bird_busy_until(self, done, deadline, quiet=0.3, sample=0.05):
         """When BIRD's reload ended, asking BIRD as little as possible: a
         ``show route`` count is a table scan in BIRD's own (single) thread,
@@ -659,9 +657,10 @@ class Revalidation:
         10 ms ticks) is sampled every ``sample`` s; whenever it has been
         idle for ``quiet`` s, ``done()`` (its tag counts) is asked: if
         true, the reload ended at the last sample where BIRD was busy (>=
-        40%% of the interval).  BIRD reloads in more than one burst (the
-        ipv4 and ipv6 channels, about a second apart here), hence the check
-        rather than the first idle spell."""
+        40%% of the interval).  An idle spell alone does not say the reload is
+        over, hence the check (BIRD also shows a second burst about a second
+        after a reload, its counts already right before it; what that burst
+        is was not found)."""
         pid = self.run.pid("bird")
         last_busy = time.monotonic()
         prev = cpu_seconds(pid)
@@ -679,8 +678,8 @@ class Revalidation:
         raise TimeoutError("BIRD's reload not done")
 
     def resync(self):
-        """stayrtr restarted with a one-second refresh; both daemons hold
-        its data again (new session: a full sync each)."""
+        """stayrtr restarted with a ``REFRESH``-second refresh; both daemons
+        hold its data again (new session: a full sync each)."""
         run = self.run
         run.stayrtr.terminate()
         run.stayrtr.wait(10)
@@ -730,13 +729,13 @@ class Revalidation:
         _wait(lambda: self.bird_serial() != serial0, run.args.timeout, "BIRD's new RTR serial", run.procs, 0.05)
         res["bird_roa"] = time.monotonic() - t0
         run.bird.birdc("reload", "in", "n1", check=True)
-        res["bird"] = self.bird_busy_until(lambda: self.bird_tags() == expected, deadline) - t0
+        res["bird"] = self.bird_busy_until(lambda: bird_tagged(run.bird) == expected, deadline) - t0
         res["bird_cpu"] = cpu_seconds(run.pid("bird")) - cpu0["bird"]  # its checks' scans included
         th.join(max(0.0, deadline - time.monotonic()))
         if "t" not in got:
             raise RuntimeError("fastbgp did not re-validate (%s): %s" % (name, got.get("error", "timeout")))
         res["fastbgp"], res["fastbgp_cpu"] = got["t"] - t0, got["cpu"]
-        res["bird_counts"] = self.bird_tags()
+        res["bird_counts"] = bird_tagged(run.bird)
         res["fastbgp_counts"] = self.fastbgp_counts()
         rp = api_get(run.api_sock, "/v1/rpki")
         res["fastbgp_vrps"] = rp["last_update"] - t0_unix  # its VRP tables changed (RTR End of Data applied)
