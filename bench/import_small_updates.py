@@ -31,7 +31,9 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -44,8 +46,11 @@ DUT_AS, FEEDER_AS = 64500, 64501
 DUT_ADDR, FEEDER_ADDR = "127.0.9.1", "127.0.9.2"
 
 
-def build(updates, seed=7):
-    """(announce bodies, withdraw bodies): about ``updates`` UPDATEs."""
+def build(updates, seed=7, distinct=None):
+    """(announce bodies, withdraw bodies): about ``updates`` UPDATEs.
+    ``distinct``: a number; every UPDATE then carries its own LARGE_COMMUNITY
+    (FEEDER_AS:distinct:n), so each brings an attribute set never seen
+    before (a new number for each round keeps every round cold)."""
     from rpki_bench import routes_of
 
     from fastbgp.wire import codec
@@ -57,11 +62,17 @@ def build(updates, seed=7):
     nh4 = bytes([192, 0, 2, 1])
     nh6 = bytes.fromhex("20010db8000000000000000000000001")
     ann, wd = [], []
+    n = 0
     for afi, _width, _routes, groups in fams:
         for packed, origin in groups:
             attrs = encode_attr(0x40, 1, b"\x00") + encode_attr(0x40, 2, encode_segments([(2, [FEEDER_AS, origin])], 4))
             if afi == 1:
-                ann += codec.pack_updates(attrs + encode_attr(0x40, 3, nh4), packed, codec.DEFAULT_CONTEXT)
+                attrs += encode_attr(0x40, 3, nh4)
+            if distinct is not None:
+                n += 1  # sorted by type code, as routers send them
+                attrs += encode_attr(0xC0, 32, struct.pack("!III", FEEDER_AS, distinct, n))
+            if afi == 1:
+                ann += codec.pack_updates(attrs, packed, codec.DEFAULT_CONTEXT)
             else:
                 ann += codec.pack_updates(attrs, packed, codec.DEFAULT_CONTEXT, afi=2, safi=1, next_hop=nh6)
         wd += codec.pack_withdraws(b"".join(p for p, _o in groups), codec.DEFAULT_CONTEXT, afi=afi, safi=1)
@@ -182,6 +193,8 @@ async def run(args):
 
     times = []
     for r in range(args.rounds + (1 if args.profile else 0)):
+        if args.distinct:
+            ann, wd, _ = build(args.updates, distinct=r + 1)  # untimed: new attribute sets each round
         if args.profile and r == args.rounds:
             import cProfile
 
@@ -197,7 +210,10 @@ async def run(args):
         await clear()
     parsed = [codec.parse_update(b, session.ctx) for b in ann]
     imp_times = []
-    for _r in range(args.rounds):
+    for r in range(args.rounds):
+        if args.distinct:
+            ann, wd, _ = build(args.updates, distinct=1000 + r)
+            parsed = [codec.parse_update(b, session.ctx) for b in ann]
         imp_times.append(await feed_importer(parsed))
         await clear()
     await sp.stop()
@@ -206,7 +222,8 @@ async def run(args):
     imp = [t / len(ann) * 1e6 for t in imp_times]
     return {"impl": {"codec": codec.IMPLEMENTATION, "rib": RIB_IMPL}, "updates": len(ann), "routes": routes,
             "us_per_update": [round(x, 2) for x in per], "median_us": round(statistics.median(per), 2),
-            "importer_us_per_update": [round(x, 2) for x in imp], "importer_median_us": round(statistics.median(imp), 2)}
+            "importer_us_per_update": [round(x, 2) for x in imp], "importer_median_us": round(statistics.median(imp), 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def main():
@@ -219,6 +236,9 @@ def main():
                     help="VRPs from a file and bench/rpki_vs_bird.py's import policy (rpki conditions)")
     ap.add_argument("--batch", type=int, default=256,
                     help="UPDATEs per Session.on_updates call (1: on_message per UPDATE)")
+    ap.add_argument("--distinct", action="store_true",
+                    help="every UPDATE its own attribute set (a LARGE_COMMUNITY numbering it), new in every "
+                         "round: a real table, where a router packs the prefixes sharing a set into one UPDATE")
     ap.add_argument("--json", action="store_true", help="one JSON line (used for the child process)")
     args = ap.parse_args()
     if args.impl == "both":
@@ -230,7 +250,8 @@ def main():
             else:
                 env.pop("FASTBGP_NO_EXTENSIONS", None)
             cmd = [sys.executable, __file__, "--updates", str(args.updates), "--rounds", str(args.rounds),
-                   "--impl", impl, "--batch", str(args.batch), "--json"] + (["--rpki"] if args.rpki else [])
+                   "--impl", impl, "--batch", str(args.batch), "--json"] + (["--rpki"] if args.rpki else []) \
+                + (["--distinct"] if args.distinct else [])
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise SystemExit(res.stderr)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import random
+import struct
+import types
 
 import pytest
 
-from fastbgp.daemon.prepolicy import FULL, GC_FIRST, UNION
-from fastbgp.rib.export import tag_source
+from fastbgp.daemon.prepolicy import FULL, GC_FIRST, UNION, PrePolicy
+from fastbgp.rib.attrs import AttrTable
+from fastbgp.rib.export import source_tag, tag_source
 from fastbgp.wire import codec
+from fastbgp.wire.as4 import encode_attr
 from fastbgp.wire.constants import MSG_UPDATE
 from fastbgp.wire.types import DEFAULT_CONTEXT
 
@@ -364,3 +368,35 @@ def test_bmp_pre_policy_dump_reads_the_view(run, tmp_path):
             await st.close()
 
     run(main(), timeout=60)
+
+
+def test_a_full_origins_table_is_not_looked_through_for_every_new_set():
+    """A neighbour whose every UPDATE brings a new attribute set (a real
+    table: a router packs the prefixes sharing a set into one UPDATE) fills
+    ``origins``; each further set is refused (kept as received instead).  A
+    pass over the table comes only after as many refusals as it holds
+    entries: one pass per refusal made the import quadratic (a 96k-UPDATE
+    table with the bound at 65,536 never finished in 20 minutes).  Entries
+    whose paths went are found by the next pass, and new sets map again."""
+    table = AttrTable()
+    view = PrePolicy(types.SimpleNamespace(attrs=table, ribs={}))
+    view.origins_max = cap = 64
+    m = view.origins[1] = {}
+
+    def new_set(i):
+        attrs = encode_attr(0x40, 1, b"\x00") + encode_attr(0xC0, 32, struct.pack("!III", 1, 7, i))
+        aid = table.intern(attrs, source_tag(1))  # the post-policy path's reference
+        return attrs, aid, view.map(m, 1, attrs, b"", aid)
+
+    held = []
+    for i in range(cap + 10 * cap):
+        _attrs, aid, got = new_set(i)
+        assert (got is not None) == (i < cap), i
+        held.append(aid)
+    assert len(m) == cap
+    assert 1 <= view.collections <= 10, view.collections  # was 640: one per refusal
+    for aid in held[:cap]:  # the mapped sets' paths are withdrawn
+        table.release(aid)
+    mapped = [new_set(10_000 + i)[2] is not None for i in range(cap + 1)]
+    assert any(mapped), "the table stayed full after its paths went"
+    assert len(m) <= cap

@@ -34,8 +34,9 @@ only since a reload) every path goes to ``ribs``, as a full copy.
 
 Bounds: ``origins`` holds at most ORIGINS_MAX entries per neighbour.  The
 entries no post-policy path uses any more are dropped whenever it reaches
-twice the size left by the previous such pass (GC_FIRST at first) or the
-bound; when the bound is still reached, new attribute sets go to ``ribs``.
+twice the size left by the previous such pass (GC_FIRST at first); when the
+bound is reached, new attribute sets go to ``ribs``, and the table is
+looked through again after as many of those as it has entries.
 
 Calls: the daemon's ``ribs`` and ``attrs``.  Called by: the importer and
 its fast lane (``store``, ``drop``, ``withdraw``), fastbgp.daemon.peers
@@ -69,6 +70,8 @@ class PrePolicy:
         self.origins: dict = {}  # pid -> {post attr id: [attrs, next hop, received attr id or None]}
         self.origins_max = ORIGINS_MAX  # entries of ``origins`` per neighbour
         self.collect_at: dict = {}  # pid -> size of ``origins[pid]`` that triggers a collection
+        self.refused: dict = {}  # pid -> new sets refused (table full) since its last collection
+        self.collections = 0  # passes over an ``origins`` table (collect), for tests and profiling
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -78,6 +81,7 @@ class PrePolicy:
         for key in [k for k in self.modes if k[0] == pid]:
             del self.modes[key]
         self.collect_at.pop(pid, None)
+        self.refused.pop(pid, None)
         m = self.origins.pop(pid, None)
         if m:
             table = self.daemon.attrs
@@ -145,23 +149,39 @@ class PrePolicy:
         """A new ``origins`` entry: post-policy ``post_aid`` comes from
         (``attrs``, ``nh``); None when the table is full."""
         table = self.daemon.attrs
-        if len(m) >= self.collect_at.get(pid, GC_FIRST) or len(m) >= self.origins_max:
-            # Entries only this table still holds (two references of its
-            # own when the policy changed nothing): no path uses them.  Next
-            # time at twice what is left, so each entry is looked at O(1)
-            # times on average.
-            for dead in [k for k, v in m.items() if table.refcount(k) == (2 if v[2] == k else 1)]:
-                table.release(dead)
-                got = m.pop(dead)[2]
-                if got is not None:
-                    table.release(got)
-            self.collect_at[pid] = max(GC_FIRST, 2 * len(m))
-            if len(m) >= self.origins_max:
-                return None
+        n = len(m)
+        full = n >= self.origins_max
+        # A full table is looked through again only after as many refusals
+        # as it has entries: a peer whose every UPDATE brings a new set (a
+        # real table: a router packs the prefixes sharing a set into one
+        # UPDATE) would otherwise cost a pass over ORIGINS_MAX entries per
+        # UPDATE once the table is full.
+        if n >= self.collect_at.get(pid, GC_FIRST) or (full and self.refused.get(pid, 0) >= n):
+            self.collect(m, pid)
+            full = len(m) >= self.origins_max
+        if full:
+            self.refused[pid] = self.refused.get(pid, 0) + 1
+            return None
         post_attrs, tagged = table.key(post_aid)
         table.intern(post_attrs, tagged)  # this table's reference to post_aid
         got = m[post_aid] = [attrs, nh, None]
         return got
+
+    def collect(self, m, pid):
+        """Drop the ``origins`` entries of ``pid`` no post-policy path uses:
+        those only this table still holds (two references of its own when
+        the policy changed nothing).  The next pass comes at twice what is
+        left (or, when full, after as many refusals), so each entry is
+        looked at O(1) times on average."""
+        table = self.daemon.attrs
+        self.collections += 1
+        for dead in [k for k, v in m.items() if table.refcount(k) == (2 if v[2] == k else 1)]:
+            table.release(dead)
+            got = m.pop(dead)[2]
+            if got is not None:
+                table.release(got)
+        self.collect_at[pid] = max(GC_FIRST, 2 * len(m))
+        self.refused[pid] = 0
 
     def received_id(self, pid, got):
         """The received attribute id of an ``origins`` entry (interned
