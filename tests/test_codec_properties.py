@@ -8,7 +8,7 @@
 (c) robustness: nothing but BGPError ever escapes the parsers.
 """
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import bgpgen as g
@@ -400,3 +400,30 @@ def test_as_path_decoders_agree(value, width):
     _codec, _codec_py = _twins()
     assert _reads(_codec.decode_segments, value, width) == _reads(_codec_py.decode_segments, value, width)
     assert _reads(_codec.decode_segments, memoryview(value), width) == _reads(_codec_py.decode_segments, value, width)
+
+
+@CHEAP
+@given(block=st.one_of(_attr_blocks(), _paths().map(lambda v: bytes((0x40, 2, len(v))) + v if len(v) < 256 else v)))
+@example(block=bytes.fromhex("400206020100000001" "400206020100000002"))  # two AS_PATHs: the first counts
+@example(block=bytes.fromhex("40020e" "0201000000fd" "0102000000010000000200"))  # AS_SET last, its last ASN cut short
+@example(block=bytes.fromhex("40020a" "020100000007" "0200" "0300"))  # empty segments after
+@example(block=bytes.fromhex("40020b" "0202000000010000000c"))  # AS_SEQUENCE of two
+def test_final_segment_readers_agree(block):
+    """final_segment (the RFC 6811 origin's segment) of the compiled codec
+    equals as4's on any bytes, and is what decode_segments of the first
+    AS_PATH gives for its last non-empty segment."""
+    _codec, _codec_py = _twins()
+    got = _reads(_codec.final_segment, block)
+    assert got == _reads(_codec_py.final_segment, block)
+    assert _reads(_codec.final_segment, bytearray(block)) == got
+    spans = _reads(_codec_py.attr_spans, block)
+    if spans[0] == "ok":
+        path = next((block[s[2]:s[3]] for s in spans[1] if s[1] == 2), b"")
+        segs = _reads(_codec_py.decode_segments, path, 4)
+        if segs[0] == "ok":
+            full = [(t, a[-1]) for t, a in segs[1] if a]
+            assert got == ("ok", full[-1] if full else None)
+        else:
+            assert got == segs
+    else:
+        assert got == spans

@@ -40,6 +40,6 @@ from fastbgp.rib._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, RECEI
 from fastbgp.rib.attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
 
 # The names every implementation provides; tests check both modules export them.
-API = ("IMPLEMENTATION", "Rib")
+API = ("IMPLEMENTATION", "Rib", "record_words")
 
 _select.export(globals(), "._rib", "._rib_py", "RIB", API)

@@ -59,7 +59,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 cimport cython
 
-from fastbgp.wire._codec cimport nlri_count
+from fastbgp.wire._codec cimport attr_end, nlri_count, segment_at
 
 import array  # noqa: F401  (initialises the array type cimported above)
 
@@ -2691,3 +2691,119 @@ cdef class HeldSet(_HeldTable):
         """Bytes of the entry array (the bits kept in a Rib's slots cost
         none: see the class)."""
         return self.cap * self.stride * sizeof(uint64_t)
+
+
+# ------------------------------------------------------- attribute records
+
+from fastbgp.wire import constants as _c
+
+# The type codes and segment types record_words compares with as C
+# literals (RFC 4271 §4.3, RFC 1997, 4456, 4360, 8092, 5065).
+if ((_c.ATTR_ORIGIN, _c.ATTR_AS_PATH, _c.ATTR_NEXT_HOP, _c.ATTR_MED, _c.ATTR_LOCAL_PREF, _c.ATTR_ATOMIC_AGGREGATE,
+     _c.ATTR_COMMUNITIES, _c.ATTR_ORIGINATOR_ID, _c.ATTR_CLUSTER_LIST, _c.ATTR_EXT_COMMUNITIES,
+     _c.ATTR_LARGE_COMMUNITY, _c.AS_SET, _c.AS_SEQUENCE, _c.AS_CONFED_SEQUENCE, _c.AS_CONFED_SET,
+     _c.ORIGIN_INCOMPLETE, _c.FLAG_TRANSITIVE, _c.FLAG_EXTENDED_LENGTH)
+        != (1, 2, 3, 4, 5, 6, 8, 9, 10, 16, 32, 1, 2, 3, 4, 2, 0x40, 0x10)):
+    raise ImportError("fastbgp.rib._rib: record_words' type codes differ from fastbgp.wire.constants")
+
+# attrs.KNOWN_ATTRS as a table: what parse_fields calls "recognised".
+cdef bint _KNOWN[256]
+for _t in range(256):
+    _KNOWN[_t] = _t in _attrs.KNOWN_ATTRS
+# RFC 1997 / 8326 / 7999 well-known communities -> their W_FLAGS bit.
+cdef dict _WELL_KNOWN = dict(_attrs.WELL_KNOWN_COMMUNITY_FLAGS)
+cdef uint32_t _WELL_KNOWN_MIN = min(_WELL_KNOWN)  # no other community needs a look-up
+
+
+cdef inline uint32_t _u32(const unsigned char *p) noexcept:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+def record_words(attrs, next_hop=b"", bint med_missing_as_worst=False):
+    """attrs.parse_fields(...)[0] in one C walk: the record words (less the
+    refcount) of one canonical attribute block, what AttrTable.intern
+    stores for each new set.  Identical results and IndexError on the same
+    inputs (tests/test_attr_record.py)."""
+    cdef bytes b = attrs if type(attrs) is bytes else bytes(attrs)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef bint has_nh = len(next_hop) > 0
+    cdef Py_ssize_t i = 0, vs = 0, ve, e, n, k, j, c
+    cdef uint32_t origin = 2  # ORIGIN_INCOMPLETE: absent only on locally built sets
+    cdef uint32_t flags = _attrs.F_LIVE, lp = 0, med = 0, originator = 0, cluster_len = 0, nbr = 0, comm
+    cdef uint64_t path_len = 0, asn
+    cdef bint has_lp = False, has_med = False, has_orig = False, nbr_done
+    cdef int t, st, cnt
+    while i < size:
+        ve = attr_end(p, size, i, &vs)
+        t = p[i + 1]
+        e = ve if ve < size else size  # the value, clipped as split_attrs clips it
+        if vs > e:
+            vs = e
+        n = e - vs
+        if t == 1 and n == 1:  # ORIGIN
+            origin = p[vs]
+        elif t == 2:  # AS_PATH: its length (RFC 4271 §9.1.2.2 a, RFC 5065 §5.3) and neighbour AS
+            path_len = 0
+            nbr = 0
+            nbr_done = False
+            k = vs
+            while k < e:
+                k = segment_at(p, e, k, &st, &cnt)
+                if st == 2:  # AS_SEQUENCE
+                    path_len += cnt
+                elif st == 1:  # AS_SET
+                    path_len += 1
+                if not nbr_done and st != 3 and st != 4:  # confederation segments skipped
+                    nbr_done = True
+                    if st == 2 and cnt:
+                        asn = 0
+                        for j in range(k, min(k + 4, e)):  # cut short: what is there
+                            asn = (asn << 8) | p[j]
+                        nbr = <uint32_t>asn
+                k += cnt * 4
+        elif t == 3 and not has_nh:  # NEXT_HOP
+            has_nh = n > 0
+        elif t == 4:  # MULTI_EXIT_DISC
+            has_med = n == 4
+            med = _u32(p + vs) if has_med else 0
+        elif t == 5:  # LOCAL_PREF
+            has_lp = n == 4
+            lp = _u32(p + vs) if has_lp else 0
+        elif t == 6:
+            flags |= _attrs.F_ATOMIC_AGGREGATE
+        elif t == 8:  # COMMUNITIES, and the well-known ones among them
+            flags |= _attrs.F_COMMUNITIES
+            c = vs
+            while c + 3 < e:
+                comm = _u32(p + c)
+                if comm >= _WELL_KNOWN_MIN:
+                    flags |= <uint32_t>_WELL_KNOWN.get(comm, 0)
+                c += 4
+        elif t == 9:  # ORIGINATOR_ID
+            has_orig = n == 4
+            originator = _u32(p + vs) if has_orig else 0
+        elif t == 10:  # CLUSTER_LIST
+            cluster_len = <uint32_t>(n // 4)
+        elif t == 16:
+            flags |= _attrs.F_EXT_COMMUNITIES
+        elif t == 32:
+            flags |= _attrs.F_LARGE_COMMUNITIES
+        elif not _KNOWN[t]:
+            flags |= _attrs.F_UNKNOWN_TRANSITIVE if p[i] & 0x40 else _attrs.F_UNKNOWN_NON_TRANSITIVE
+        i = ve
+    if has_nh:
+        flags |= _attrs.F_NEXT_HOP
+    if has_lp:
+        flags |= _attrs.F_LOCAL_PREF
+    else:
+        lp = _attrs.DEFAULT_LOCAL_PREF
+    if has_med:
+        flags |= _attrs.F_MED
+    else:
+        med = _attrs.MED_WORST if med_missing_as_worst else 0
+    if has_orig:
+        flags |= _attrs.F_ORIGINATOR_ID
+    if path_len > 0xFFFFFF:
+        path_len = 0xFFFFFF
+    return [0xFFFFFFFF - lp, <uint32_t>(path_len << 8) | origin, med, nbr, originator, cluster_len, flags]

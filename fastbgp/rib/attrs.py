@@ -87,7 +87,7 @@ F_UNKNOWN_TRANSITIVE = 1 << 13  # propagate_attrs will set the Partial bit
 F_UNKNOWN_NON_TRANSITIVE = 1 << 14  # propagate_attrs will drop something
 F_NEXT_HOP = 1 << 15  # a next hop is known (NEXT_HOP attribute or MP next hop)
 
-_WELL_KNOWN_COMMUNITY_FLAGS = {
+WELL_KNOWN_COMMUNITY_FLAGS = {
     COMMUNITY_NO_EXPORT: F_NO_EXPORT,
     COMMUNITY_NO_ADVERTISE: F_NO_ADVERTISE,
     COMMUNITY_NO_EXPORT_SUBCONFED: F_NO_EXPORT_SUBCONFED,
@@ -185,7 +185,7 @@ def parse_fields(attrs, next_hop=b"", med_missing_as_worst=False):
             flags |= F_COMMUNITIES
             communities = tuple(int.from_bytes(v[i : i + 4], "big") for i in range(0, len(v) - 3, 4))
             for c in communities:
-                flags |= _WELL_KNOWN_COMMUNITY_FLAGS.get(c, 0)
+                flags |= WELL_KNOWN_COMMUNITY_FLAGS.get(c, 0)
         elif t == ATTR_ORIGINATOR_ID:
             originator = _u32(v)
         elif t == ATTR_CLUSTER_LIST:
@@ -253,8 +253,13 @@ class AttrTable:
     One table may serve several RIBs (IPv4 and IPv6 of the same daemon).
     """
 
-    def __init__(self, med_missing_as_worst=False):
+    def __init__(self, med_missing_as_worst=False, record_words=None):
         self.med_missing_as_worst = bool(med_missing_as_worst)
+        if record_words is None:
+            # The selected RIB's (compiled when built): a new set's record
+            # in one C walk rather than parse_fields (its twin).
+            from fastbgp.rib import record_words
+        self._words = record_words  # (attrs, next_hop, med_missing_as_worst) -> the record words
         self._ids = {}  # key -> id; key = attrs, or (attrs, next_hop)
         self._blocks = []  # id -> attrs bytes (None when free)
         self._nh = []  # id -> MP next hop given to intern (b"" if none)
@@ -278,7 +283,7 @@ class AttrTable:
         if aid is not None:
             rec[aid * WORDS + W_REFS] += 1
             return aid
-        words, _info = parse_fields(attrs, next_hop, self.med_missing_as_worst)
+        words = self._words(attrs, next_hop, self.med_missing_as_worst)
         words.append(1)
         if self._free:
             aid = heapq.heappop(self._free)
@@ -408,7 +413,7 @@ class AttrTable:
         return self.info(attr_id).communities
 
     def has_community(self, attr_id, community):
-        flag = _WELL_KNOWN_COMMUNITY_FLAGS.get(community)
+        flag = WELL_KNOWN_COMMUNITY_FLAGS.get(community)
         if flag is not None:
             return self.has_flag(attr_id, flag)
         return community in self.communities(attr_id)

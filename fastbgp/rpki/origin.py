@@ -5,7 +5,7 @@ with the wire layer's own walkers (``as4.attr_spans`` /
 """
 
 from fastbgp.rpki.vrp import ORIGIN_NONE
-from fastbgp.wire.codec import attr_spans, decode_segments  # compiled when built (as4's otherwise)
+from fastbgp.wire.codec import attr_spans, decode_segments, final_segment  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, ATTR_AS_PATH
 
 
@@ -37,5 +37,14 @@ def as_path_segments(attrs):
 
 
 def origin_of_attrs(attrs, local_as):
-    """``origin_as`` of the AS_PATH in a canonical attribute block."""
-    return origin_as(as_path_segments(attrs), local_as)
+    """``origin_as`` of the AS_PATH in a canonical attribute block, read
+    from its final segment only (once per new attribute set at import)."""
+    fin = final_segment(attrs)
+    if fin is None:
+        return local_as
+    st, last = fin
+    if st == AS_SEQUENCE:
+        return last
+    if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+        return local_as
+    return ORIGIN_NONE

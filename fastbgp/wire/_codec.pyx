@@ -403,9 +403,10 @@ def build_route_refresh(int afi, int safi, int subtype=0):
 # where a length points past it.  Each new attribute set is split and its
 # AS_PATH decoded by import checks, policy, RFC 6811 and the RIB's record.
 
-cdef inline Py_ssize_t _span(const unsigned char *p, Py_ssize_t size, Py_ssize_t i, Py_ssize_t *vs) except -1:
+cdef Py_ssize_t attr_end(const unsigned char *p, Py_ssize_t size, Py_ssize_t i, Py_ssize_t *vs) except -1:
     """Value start (``vs``) and end of the attribute at ``i`` (< its
-    bound); IndexError where as4.attr_spans would index past ``size``."""
+    bound); IndexError where as4.attr_spans would index past ``size``.
+    Declared in _codec.pxd: the compiled RIB frames attributes with it."""
     if i + 1 >= size:
         raise IndexError("index out of range")
     if p[i] & 0x10:  # RFC 4271 §4.3 Extended Length
@@ -431,7 +432,7 @@ def attr_spans(block, Py_ssize_t start=0, end=None):
     cdef Py_ssize_t i = start, vs = 0, ve
     out = []
     while i < n:
-        ve = _span(p, size, i, &vs)
+        ve = attr_end(p, size, i, &vs)
         out.append((p[i], p[i + 1], vs, ve, i))
         i = ve
     return out
@@ -445,12 +446,23 @@ def split_attrs(block):
     cdef Py_ssize_t i = 0, vs = 0, ve, a, e
     out = []
     while i < n:
-        ve = _span(p, n, i, &vs)
+        ve = attr_end(p, n, i, &vs)
         a = vs if vs < n else n
         e = ve if ve < n else n
         out.append((p[i], p[i + 1], PyBytes_FromStringAndSize(<const char *>p + a, e - a)))
         i = ve
     return out
+
+
+cdef Py_ssize_t segment_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t i, int *st, int *cnt) except -1:
+    """The AS_PATH segment header at ``i`` (< ``n``): its type and ASN
+    count, and where its ASNs start; IndexError where as4.decode_segments
+    would index past ``n``.  Declared in _codec.pxd."""
+    if i + 1 >= n:
+        raise IndexError("index out of range")
+    st[0] = p[i]
+    cnt[0] = p[i + 1]
+    return i + 2
 
 
 def decode_segments(value, int width):
@@ -466,11 +478,7 @@ def decode_segments(value, int width):
     cdef unsigned long long v
     segs = []
     while i < n:
-        if i + 1 >= n:
-            raise IndexError("index out of range")
-        st = p[i]
-        cnt = p[i + 1]
-        i += 2
+        i = segment_at(p, n, i, &st, &cnt)
         asns = []
         for k in range(cnt):
             # A truncated ASN reads what is there, as int.from_bytes of a
@@ -486,6 +494,43 @@ def decode_segments(value, int width):
         i += cnt * width
         segs.append((st, asns))
     return segs
+
+
+def final_segment(block):
+    """as4.final_segment: (segment type, last ASN) of the last non-empty
+    segment of the first AS_PATH, or None; no list is built (the RFC 6811
+    origin of every new attribute set at import)."""
+    cdef bytes b = _bytes(block)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, vs = 0, ve, a = -1, n = 0, j, k, e
+    cdef int st, cnt, last_st = -1
+    cdef unsigned long long v, last = 0
+    while i < size:  # every attribute framed, as attr_spans does
+        ve = attr_end(p, size, i, &vs)
+        if p[i + 1] == 2 and a < 0:  # ATTR_AS_PATH, the first one
+            a = vs if vs < size else size
+            n = ve if ve < size else size
+        i = ve
+    if a < 0:
+        return None
+    i = a
+    while i < n:
+        i = segment_at(p, n, i, &st, &cnt)
+        if cnt:
+            # The last ASN reads what is there when cut short, as
+            # decode_segments does.
+            k = i + (cnt - 1) * 4
+            e = k + 4 if k + 4 < n else n
+            v = 0
+            for j in range(k, e):
+                v = (v << 8) | p[j]
+            last = v
+            last_st = st
+        i += cnt * 4
+    if last_st < 0:
+        return None
+    return (last_st, last)
 
 
 # ---------------------------------------------------------------- prefixes

@@ -60,6 +60,7 @@ IMPLEMENTATION = "python"
 attr_spans = as4.attr_spans
 split_attrs = as4.split_attrs
 decode_segments = as4.decode_segments
+final_segment = as4.final_segment
 
 _MARKER = b"\xff" * 16
 KEEPALIVE = _MARKER + b"\x00\x13\x04"

@@ -71,6 +71,22 @@ def decode_segments(value, width):
     return segs
 
 
+def final_segment(block):
+    """(segment type, last ASN) of the last non-empty segment of the first
+    AS_PATH in a canonical (4-octet) attribute block, or None when there is
+    no AS_PATH or no ASN in it: what RFC 6811 §2 takes the origin AS from.
+    The same reads (and IndexError) as attr_spans and decode_segments."""
+    path = None
+    for _flags, t, vs, ve, _start in attr_spans(block):
+        if t == ATTR_AS_PATH and path is None:
+            path = block[vs:ve]
+    last = None
+    for st, asns in decode_segments(path or b"", 4):
+        if asns:
+            last = (st, asns[-1])
+    return last
+
+
 def encode_segments(segs, width):
     out = bytearray()
     for st, asns in segs:

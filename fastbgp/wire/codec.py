@@ -33,6 +33,7 @@ API = (
     "attr_spans",
     "split_attrs",
     "decode_segments",
+    "final_segment",
 )
 
 _select.export(globals(), "._codec", "._codec_py", "codec", API)
