@@ -269,16 +269,15 @@ class Importer:
         nb.import_cache[key] = res
         return res
 
-    def confed_reject(self, nb, src, items, segs=None):
+    def confed_reject(self, nb, src, path, segs=None):
         """RFC 5065 §5: an AS_PATH malformed at the confederation boundary
         (treat-as-withdraw, RFC 7606 §7.2), or, in a confederation, a loop
         (RFC 5065 §5.2; the check above covers a path without one).  Once
-        per attribute set (the import cache).  ``segs``: the AS_PATH of
-        ``items`` decoded, when the caller has it."""
+        per attribute set (the import cache).  ``path``: the AS_PATH value
+        (b"" when absent); ``segs``: it decoded, when the caller has it."""
         confed = confed_of_config(self.daemon.config.global_)
         if confed is None and src.kind == IBGP:
             return False
-        path = next((v for _f, t, v in items if t == ATTR_AS_PATH), b"")
         reason = None
         if src.kind != IBGP:
             reason = confed_malformed(path, confed is not None and confed.is_peer(src.peer_as), segs)
@@ -292,10 +291,12 @@ class Importer:
     def import_eval(self, nb, fam, attrs, nh, state=None):
         d = self.daemon
         src = d.sources.get(nb.pid)
-        items = split_attrs(attrs)
-        otc = segs = None
-        for _f, t, v in items:
-            if t == ATTR_AS_PATH and src.kind != IBGP:
+        otc = segs = path = None
+        for _f, t, v in split_attrs(attrs):
+            if t == ATTR_AS_PATH and path is None:  # one in a canonical block (RFC 7606 §3 g)
+                path = v
+                if src.kind == IBGP:
+                    continue
                 # RFC 4271 §9.1.2: a path holding our own AS is a loop.
                 segs = decode_segments(v, 4)
                 for _st, asns in segs:
@@ -312,7 +313,7 @@ class Importer:
                     return None
             elif t == ATTR_OTC:
                 otc = v
-        if self.confed_reject(nb, src, items, segs):
+        if self.confed_reject(nb, src, path or b"", segs):
             return None
         rsp = d.engine.route_server
         if rsp is not None and src.kind == RS and not rsp.import_check(

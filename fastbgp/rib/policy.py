@@ -567,15 +567,10 @@ def _community_editor(act, large):
         if replace is not None:
             base = replace
         else:
-            base = [m for m in current if not removed(m)] if pats else list(current)
-            base += add
-        seen = set()
-        out = []
-        for m in base:  # RFC 8092 §5: duplicates SHOULD NOT be sent; same for RFC 1997
-            if m not in seen:
-                seen.add(m)
-                out.append(m)
-        return out
+            base = [*(m for m in current if not removed(m)), *add] if pats else [*current, *add]
+        # RFC 8092 §5: duplicates SHOULD NOT be sent; same for RFC 1997.
+        # dict.fromkeys keeps the first of each, in order.
+        return list(dict.fromkeys(base))
 
     return edit
 
