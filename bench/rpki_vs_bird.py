@@ -41,6 +41,7 @@ Run as root (namespaces)::
     python bench/rpki_vs_bird.py                    # 1M + 200k routes, ~500k VRPs
     python bench/rpki_vs_bird.py --v4 50000 --v6 10000 --runs 1
     python bench/rpki_vs_bird.py --plain            # baseline: no validation at import
+    python bench/rpki_vs_bird.py --distinct         # every UPDATE a new attribute set (a real table)
     python bench/rpki_vs_bird.py --write bench/RESULTS.md
 
 The feeder is this file (``--role feeder``): a lean BGP speaker writing
@@ -58,6 +59,7 @@ import re
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -142,9 +144,12 @@ def write_stayrtr_json(path, vrps):
     os.rename(path + ".tmp", path)
 
 
-def encode_updates(families, next_hop4, next_hop6):
+def encode_updates(families, next_hop4, next_hop6, distinct=False):
     """Every UPDATE the feeder sends: one per group (prefixes sharing one
-    origin), AS_PATH (FEEDER_AS, origin); IPv6 in MP_REACH_NLRI."""
+    origin), AS_PATH (FEEDER_AS, origin); IPv6 in MP_REACH_NLRI.
+    ``distinct``: each UPDATE also carries a LARGE_COMMUNITY
+    (FEEDER_AS:1:n) numbering it, so each brings a new attribute set, as in
+    a real table (a router packs the prefixes sharing a set into one UPDATE)."""
     import ipaddress
 
     from fastbgp.wire import codec
@@ -153,11 +158,17 @@ def encode_updates(families, next_hop4, next_hop6):
     nh4 = ipaddress.IPv4Address(next_hop4).packed
     nh6 = ipaddress.IPv6Address(next_hop6).packed
     out = []
+    n = 0
     for afi, _width, _routes, groups in families:
         for packed, origin in groups:
             attrs = encode_attr(0x40, 1, b"\x00") + encode_attr(0x40, 2, encode_segments([(2, [FEEDER_AS, origin])], 4))
             if afi == 1:
-                out += codec.pack_updates(attrs + encode_attr(0x40, 3, nh4), packed, codec.DEFAULT_CONTEXT)
+                attrs += encode_attr(0x40, 3, nh4)
+            if distinct:
+                n += 1  # attributes sorted by type code, as routers send them
+                attrs += encode_attr(0xC0, 32, struct.pack("!III", FEEDER_AS, 1, n))
+            if afi == 1:
+                out += codec.pack_updates(attrs, packed, codec.DEFAULT_CONTEXT)
             else:
                 out += codec.pack_updates(attrs, packed, codec.DEFAULT_CONTEXT, afi=2, safi=1, next_hop=nh6)
     out.append(codec.build_eor(1, 1))
@@ -447,14 +458,17 @@ def bird_tables_memory(bird):
 # ============================================================== one run
 
 
-def blob_for(families, host, cache={}):
+BLOBS: dict = {}  # (IPv4, IPv6 address) -> the feeder's file, removed at the end
+
+
+def blob_for(families, host, distinct=False, cache=BLOBS):
     """The feeder's UPDATEs (next hops: its own addresses), encoded once per
     address pair and kept in a file the feeder reads."""
     key = (host.ipv4, host.ipv6)
     if key not in cache:
         path = "/tmp/rpki_vs_bird.%d.%s.bin" % (os.getpid(), host.ipv4)
         with open(path, "wb") as f:
-            f.write(b"".join(encode_updates(families, host.ipv4, host.ipv6)))
+            f.write(b"".join(encode_updates(families, host.ipv4, host.ipv6, distinct)))
         cache[key] = path
     return cache[key]
 
@@ -571,7 +585,7 @@ class LabRun:
         for kind, host, target in (("bird", self.fb, self.b), ("fastbgp", self.fd, self.d)):
             st = os.path.join(host.workdir, "status")
             p = host.popen([sys.executable, os.path.abspath(__file__), "--role", "feeder", "--target", target.ipv4,
-                            "--local", host.ipv4, "--data", blob_for(self.families, host), "--status", st], cwd=ROOT)
+                            "--local", host.ipv4, "--data", blob_for(self.families, host, self.args.distinct), "--status", st], cwd=ROOT)
             self.procs.append(p)
             feeders[kind] = (p, st)
         for _p, st in feeders.values():
@@ -807,6 +821,8 @@ def main(argv=None):
     ap.add_argument("--v6", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--distinct", action="store_true",
+                    help="every UPDATE its own attribute set (a LARGE_COMMUNITY numbering it), as in a real table")
     ap.add_argument("--plain", action="store_true",
                     help="baseline: no validation at import (BIRD import all, fastbgp no policy); "
                          "the states are still counted at query time")
@@ -866,7 +882,7 @@ def main(argv=None):
             for state, n in r["fastbgp"].get("tagged", {}).items():
                 assert n == expected[state], ("fastbgp tagged", state, n, expected[state])
     finally:
-        for path in blob_for.__defaults__[0].values():
+        for path in BLOBS.values():
             os.unlink(path)
     text = report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
     print(text)
@@ -915,7 +931,8 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
         "",
         "`sudo python bench/rpki_vs_bird.py --v4 %d --v6 %d --runs %d%s` -- %s; machine: %s; BIRD %s, "
         "fastbgp %s, stayrtr %s." % (args.v4, args.v6, args.runs, (" --plain" if args.plain else "")
-                                         + (" --revalidate" if args.revalidate else ""), what,
+                                         + (" --revalidate" if args.revalidate else "")
+                                         + (" --distinct" if args.distinct else ""), what,
                                          machine(), bird_v, head, stay_v),
         "%d IPv4 + %d IPv6 routes (bench/rpki_bench.py routes_of), %d VRPs (%d IPv4, %d IPv6; derive_vrps) "
         "served by one stayrtr to both daemons over RTR; one feeder per daemon sends the same UPDATEs; %s" % (
@@ -923,7 +940,9 @@ def report(args, runs, families, vrps, total, expected, build_cpu, validate_cpu)
             sum(v[0] == 2 for v in vrps),
             "no import filter or policy." if args.plain else
             "each daemon validates at import (BIRD: roa_check in the import filter; fastbgp: rpki conditions "
-            "in the import policy) and tags the state as a large community."),
+            "in the import policy) and tags the state as a large community.")
+        + (" Every UPDATE carries its own attribute set (`--distinct`: a LARGE_COMMUNITY numbering it), "
+           "as in a real table." if args.distinct else ""),
         "",
         "| | BIRD %s | fastbgp | ratio BIRD/fastbgp |" % bird_v,
         "|---|---:|---:|---:|",

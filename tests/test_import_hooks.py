@@ -65,8 +65,12 @@ def test_import_small_updates_bench_counts_every_route(run):
 
     expected = sum(codec.count_prefixes(p.nlri, 1) + (codec.count_prefixes(p.mp_reach[3], 2) if p.mp_reach else 0)
                    for p in (codec.parse_update(b, codec.Context(as4=True)) for b in ann))
-    for batch in (1, 256):  # Session.on_message per UPDATE, and Session.on_updates
-        res = run(bench.run(argparse.Namespace(updates=2000, rounds=2, profile=None, batch=batch)))
+    for batch, distinct in ((1, False), (256, False), (256, True)):  # Session.on_message per UPDATE, and on_updates
+        res = run(bench.run(argparse.Namespace(updates=2000, rounds=2, profile=None, batch=batch, distinct=distinct)))
         assert res["updates"] == len(ann) and res["routes"] == expected
+    # --distinct: the same UPDATEs, each with an attribute set of its own, new in every round
+    sets = [{codec.parse_update(b, codec.Context(as4=True)).attrs for b in bench.build(2000, distinct=r)[0]}
+            for r in (1, 2)]
+    assert len(sets[0]) == len(sets[1]) == len(ann) and not sets[0] & sets[1]
     assert len(res["us_per_update"]) == 2 and len(res["importer_us_per_update"]) == 2
     assert all(x > 0 for x in res["us_per_update"] + res["importer_us_per_update"])

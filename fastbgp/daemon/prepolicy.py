@@ -54,7 +54,10 @@ from fastbgp.wire import codec
 
 __all__ = ["PrePolicy", "FULL", "UNION", "ORIGINS_MAX"]
 
-ORIGINS_MAX = 1 << 16  # post-policy attribute sets mapped back, per neighbour
+# Post-policy attribute sets mapped back, per neighbour: room for a full
+# table's (a real one brings a new set with nearly every UPDATE; 65,536
+# sent most of them to ``ribs``, a second copy that costs more to make).
+ORIGINS_MAX = 1 << 20
 GC_FIRST = 1024  # ``origins`` entries of a neighbour before the first look for unused ones
 FULL = 1  # every path in ``ribs`` (a full copy)
 UNION = 2  # ``ribs`` + the post-policy RIB read back through ``origins``
