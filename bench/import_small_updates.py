@@ -23,12 +23,17 @@ pure-Python twins.  ``--profile FILE`` writes a cProfile of one more round.
 
     python bench/import_small_updates.py                 # 200k UPDATEs, compiled + pure Python
     python bench/import_small_updates.py --impl cython --profile /tmp/imp.prof
+    python bench/import_small_updates.py --impl cython --rpki --distinct   # a new attribute set per UPDATE
+
+The garbage collector runs with the daemon's thresholds
+(fastbgp.daemon.process.GC_THRESHOLDS) unless ``--python-gc``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -223,7 +228,8 @@ async def run(args):
     return {"impl": {"codec": codec.IMPLEMENTATION, "rib": RIB_IMPL}, "updates": len(ann), "routes": routes,
             "us_per_update": [round(x, 2) for x in per], "median_us": round(statistics.median(per), 2),
             "importer_us_per_update": [round(x, 2) for x in imp], "importer_median_us": round(statistics.median(imp), 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "gc_thresholds": list(gc.get_threshold())}
 
 
 def main():
@@ -239,6 +245,9 @@ def main():
     ap.add_argument("--distinct", action="store_true",
                     help="every UPDATE its own attribute set (a LARGE_COMMUNITY numbering it), new in every "
                          "round: a real table, where a router packs the prefixes sharing a set into one UPDATE")
+    ap.add_argument("--python-gc", action="store_true",
+                    help="keep Python's collector thresholds (default: the daemon's, "
+                         "fastbgp.daemon.process.GC_THRESHOLDS, as `fastbgp daemon` runs)")
     ap.add_argument("--json", action="store_true", help="one JSON line (used for the child process)")
     args = ap.parse_args()
     if args.impl == "both":
@@ -251,7 +260,7 @@ def main():
                 env.pop("FASTBGP_NO_EXTENSIONS", None)
             cmd = [sys.executable, __file__, "--updates", str(args.updates), "--rounds", str(args.rounds),
                    "--impl", impl, "--batch", str(args.batch), "--json"] + (["--rpki"] if args.rpki else []) \
-                + (["--distinct"] if args.distinct else [])
+                + (["--distinct"] if args.distinct else []) + (["--python-gc"] if args.python_gc else [])
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise SystemExit(res.stderr)
@@ -270,6 +279,10 @@ def main():
         uvloop.install()
     except ImportError:
         pass
+    if not args.python_gc:
+        from fastbgp.daemon.process import GC_THRESHOLDS
+
+        gc.set_threshold(*GC_THRESHOLDS)
     res = asyncio.run(run(args))
     print(json.dumps(res) if args.json else res)
 

@@ -4,6 +4,7 @@ export rules and policy, update groups, reload, ADD-PATH, graceful restart
 and prefix limits through real BGP sessions."""
 
 import asyncio
+import gc
 import ipaddress
 import itertools
 import socket
@@ -16,7 +17,7 @@ from fastbgp.config.errors import ConfigError
 from fastbgp.control import contract as ctl
 from fastbgp.session import protocol as session_mod
 from fastbgp.daemon.core import Daemon
-from fastbgp.daemon.process import run_daemon
+from fastbgp.daemon.process import GC_THRESHOLDS, run_daemon
 from fastbgp.session.fsm import State
 from fastbgp.session.speaker import NeighborConfig, Speaker
 from fastbgp.testing.net import free_port
@@ -505,14 +506,17 @@ def test_run_daemon_serves_and_stops(tmp_path, run):
     async def main():
         stop = asyncio.Event()
         seen = []
+        before = gc.get_threshold()
         task = asyncio.create_task(run_daemon(str(path), api=False, metrics=False, stop_event=stop,
                                               ready=seen.append))
         await until(lambda: seen)
         d = seen[0]
         assert [r.prefix for r in d.rib("ipv4-unicast")] == ["10.80.0.0/24"]
         assert d.rib("ipv4-unicast")[0].source == "local"
+        assert gc.get_threshold() == GC_THRESHOLDS  # the daemon's collector thresholds while it runs
         stop.set()
         assert await task == 0
+        assert gc.get_threshold() == before
 
     run(main())
 
