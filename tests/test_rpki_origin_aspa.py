@@ -5,7 +5,7 @@ on hand-checked topologies."""
 import pytest
 
 from fastbgp.rpki import aspa as A
-from fastbgp.rpki.origin import as_path_segments, origin_as, origin_of_attrs
+from fastbgp.rpki.origin import as_path_segments, origin_of_attrs
 from fastbgp.rpki.vrp import ORIGIN_NONE
 from fastbgp.wire import codec
 from fastbgp.wire.as4 import encode_attr, encode_segments
@@ -36,12 +36,18 @@ def parsed_attrs(segments):
     ([(AS_SEQUENCE, [4200000000])], 4200000000),  # 4-octet ASN
 ])
 def test_origin_as(segments, want):
-    assert origin_as(segments, LOCAL) == want
-    if segments:  # the same through the codec's canonical block
-        attrs = parsed_attrs(segments)
-        assert origin_of_attrs(attrs, LOCAL) == want
-        assert [(st, list(a)) for st, a in as_path_segments(attrs)] == \
-            [(st, list(a)) for st, a in segments]
+    # the codec's canonical block, and a block built by hand
+    attrs = parsed_attrs(segments)
+    assert origin_of_attrs(attrs, LOCAL) == want
+    assert origin_of_attrs(encode_attr(0x40, 2, encode_segments(segments, 4)), LOCAL) == want
+    assert [(st, list(a)) for st, a in as_path_segments(attrs)] == \
+        [(st, list(a)) for st, a in segments]
+
+
+def test_origin_skips_empty_final_segments():
+    """RFC 6811 §2 reads the last AS of the final segment that has one."""
+    path = bytes((AS_SEQUENCE, 1)) + (64500).to_bytes(4, "big") + bytes((AS_SET, 0))
+    assert origin_of_attrs(encode_attr(0x40, 2, path), LOCAL) == 64500
 
 
 def test_origin_without_as_path_attribute():

@@ -22,7 +22,7 @@ Owns:
   export keeps: ``export_ext``, RFC 4360 §2 non-transitive ones never to eBGP).
 
 Does no BGP: the RIB asks for a state per path (``VrpTable.validate_packed``
-with ``origin.origin_as``) and re-validates the routes in
+with ``origin.origin_of_attrs``) and re-validates the routes in
 ``vrp.covered_range`` of every VRP the client reports changed.
 
 May import: ``fastbgp.wire``, ``fastbgp.config``, ``fastbgp.implementation``,

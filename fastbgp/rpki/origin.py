@@ -1,30 +1,12 @@
 """The origin AS of a route (RFC 6811 §2) and its AS_PATH for ASPA, read
 from the canonical attribute block the codec gives (4-octet ASNs, RFC 6793)
-with the wire layer's own walkers (``as4.attr_spans`` /
+with the wire layer's own walkers (``as4.attr_spans``, ``as4.final_segment`` /
 ``as4.decode_segments``): nothing here parses attributes by hand.
 """
 
 from fastbgp.rpki.vrp import ORIGIN_NONE
 from fastbgp.wire.codec import attr_spans, decode_segments, final_segment  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, ATTR_AS_PATH
-
-
-def origin_as(segments, local_as):
-    """The Route Origin ASN of RFC 6811 §2 from decoded AS_PATH segments
-    [(segment type, [asn, ...])]: the rightmost AS of the final segment when
-    it is an AS_SEQUENCE; ``local_as`` (the speaker's own AS) when the path is
-    empty or the final segment is AS_CONFED_SEQUENCE / AS_CONFED_SET;
-    ORIGIN_NONE when it is of any other type (AS_SET), which makes a covered
-    route Invalid and an uncovered one NotFound."""
-    segs = [s for s in segments if s[1]]
-    if not segs:
-        return local_as
-    st, asns = segs[-1]
-    if st == AS_SEQUENCE:
-        return asns[-1]
-    if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
-        return local_as
-    return ORIGIN_NONE
 
 
 def as_path_segments(attrs):
@@ -37,8 +19,13 @@ def as_path_segments(attrs):
 
 
 def origin_of_attrs(attrs, local_as):
-    """``origin_as`` of the AS_PATH in a canonical attribute block, read
-    from its final segment only (once per new attribute set at import)."""
+    """The Route Origin ASN of RFC 6811 §2 of a canonical attribute block:
+    the rightmost AS of the AS_PATH's final (non-empty) segment when it is an
+    AS_SEQUENCE; ``local_as`` (the speaker's own AS) when the path is empty
+    or the final segment is AS_CONFED_SEQUENCE / AS_CONFED_SET; ORIGIN_NONE
+    when it is of any other type (AS_SET), which makes a covered route
+    Invalid and an uncovered one NotFound.  Only the final segment is read
+    (the codec's final_segment), once per new attribute set at import."""
     fin = final_segment(attrs)
     if fin is None:
         return local_as
