@@ -216,22 +216,32 @@ def test_slow_reader_never_stalls_the_session(run, tmp_path, mode):
             # Then the program catches up: it is told it lost events, and the
             # dumps that follow (one per overflow) and the live updates leave
             # it with every route.
-            def seen():
-                dumped = set()
+            def events():
+                got = []
                 for x in _lines(out):
                     try:
-                        e = json.loads(x)
+                        got.append(json.loads(x))
                     except ValueError:
                         continue  # a line being written
+                return got
+
+            def seen():
+                dumped = set()
+                for e in events():
                     if e["type"] == "update":
                         for by_nh in e["neighbor"]["message"].get("update", {}).get("announce", {}).values():
                             dumped.update(x["nlri"] for xs in by_nh.values() for x in xs)
                 return dumped
 
-            await until(lambda: len(seen()) == n, timeout=30, what="every route at the program")
-            events = [json.loads(x) for x in _lines(out)]
-            notices = [e for e in events if e["type"] == "notice"]
-            assert "lost" in notices[0]["notice"] and "table dump done" in notices[1]["notice"]
+            def notices():
+                return [e["notice"] for e in events() if e["type"] == "notice"]
+
+            # The dump's last UPDATE line can reach the file before its
+            # "table dump done" notice does: wait for both.
+            await until(lambda: len(seen()) == n and any("table dump done" in x for x in notices()),
+                        timeout=30, what="every route and the dump's end at the program")
+            got = notices()
+            assert "lost" in got[0] and "table dump done" in got[1]
             if mode == "restart":
                 assert prog.restarts >= 1
         finally:
