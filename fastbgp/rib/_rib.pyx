@@ -59,7 +59,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 cimport cython
 
-from fastbgp.wire._codec cimport attr_end, nlri_count, segment_at
+from fastbgp.wire._codec cimport asn_at, attr_end, nlri_count, segment_at
 
 import array  # noqa: F401  (initialises the array type cimported above)
 
@@ -2713,6 +2713,15 @@ for _t in range(256):
 # RFC 1997 / 8326 / 7999 well-known communities -> their W_FLAGS bit.
 cdef dict _WELL_KNOWN = dict(_attrs.WELL_KNOWN_COMMUNITY_FLAGS)
 cdef uint32_t _WELL_KNOWN_MIN = min(_WELL_KNOWN)  # no other community needs a look-up
+# attrs' W_FLAGS bits and defaults as C values: read once here, not looked
+# up in the module for every attribute of every new set.
+cdef uint32_t _F_LIVE = _attrs.F_LIVE, _F_NEXT_HOP = _attrs.F_NEXT_HOP, _F_LOCAL_PREF = _attrs.F_LOCAL_PREF
+cdef uint32_t _F_MED = _attrs.F_MED, _F_ORIGINATOR_ID = _attrs.F_ORIGINATOR_ID
+cdef uint32_t _F_ATOMIC_AGGREGATE = _attrs.F_ATOMIC_AGGREGATE, _F_COMMUNITIES = _attrs.F_COMMUNITIES
+cdef uint32_t _F_EXT_COMMUNITIES = _attrs.F_EXT_COMMUNITIES, _F_LARGE_COMMUNITIES = _attrs.F_LARGE_COMMUNITIES
+cdef uint32_t _F_UNKNOWN_TRANSITIVE = _attrs.F_UNKNOWN_TRANSITIVE
+cdef uint32_t _F_UNKNOWN_NON_TRANSITIVE = _attrs.F_UNKNOWN_NON_TRANSITIVE
+cdef uint32_t _DEFAULT_LOCAL_PREF = _attrs.DEFAULT_LOCAL_PREF, _MED_WORST = _attrs.MED_WORST
 
 
 cdef inline uint32_t _u32(const unsigned char *p) noexcept:
@@ -2728,10 +2737,10 @@ def record_words(attrs, next_hop=b"", bint med_missing_as_worst=False):
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
     cdef bint has_nh = len(next_hop) > 0
-    cdef Py_ssize_t i = 0, vs = 0, ve, e, n, k, j, c
+    cdef Py_ssize_t i = 0, vs = 0, ve, e, n, k, c
     cdef uint32_t origin = 2  # ORIGIN_INCOMPLETE: absent only on locally built sets
-    cdef uint32_t flags = _attrs.F_LIVE, lp = 0, med = 0, originator = 0, cluster_len = 0, nbr = 0, comm
-    cdef uint64_t path_len = 0, asn
+    cdef uint32_t flags = _F_LIVE, lp = 0, med = 0, originator = 0, cluster_len = 0, nbr = 0, comm
+    cdef uint64_t path_len = 0
     cdef bint has_lp = False, has_med = False, has_orig = False, nbr_done
     cdef int t, st, cnt
     while i < size:
@@ -2757,10 +2766,7 @@ def record_words(attrs, next_hop=b"", bint med_missing_as_worst=False):
                 if not nbr_done and st != 3 and st != 4:  # confederation segments skipped
                     nbr_done = True
                     if st == 2 and cnt:
-                        asn = 0
-                        for j in range(k, min(k + 4, e)):  # cut short: what is there
-                            asn = (asn << 8) | p[j]
-                        nbr = <uint32_t>asn
+                        nbr = <uint32_t>asn_at(p, k, e, 4)
                 k += cnt * 4
         elif t == 3 and not has_nh:  # NEXT_HOP
             has_nh = n > 0
@@ -2771,9 +2777,9 @@ def record_words(attrs, next_hop=b"", bint med_missing_as_worst=False):
             has_lp = n == 4
             lp = _u32(p + vs) if has_lp else 0
         elif t == 6:
-            flags |= _attrs.F_ATOMIC_AGGREGATE
+            flags |= _F_ATOMIC_AGGREGATE
         elif t == 8:  # COMMUNITIES, and the well-known ones among them
-            flags |= _attrs.F_COMMUNITIES
+            flags |= _F_COMMUNITIES
             c = vs
             while c + 3 < e:
                 comm = _u32(p + c)
@@ -2786,24 +2792,24 @@ def record_words(attrs, next_hop=b"", bint med_missing_as_worst=False):
         elif t == 10:  # CLUSTER_LIST
             cluster_len = <uint32_t>(n // 4)
         elif t == 16:
-            flags |= _attrs.F_EXT_COMMUNITIES
+            flags |= _F_EXT_COMMUNITIES
         elif t == 32:
-            flags |= _attrs.F_LARGE_COMMUNITIES
+            flags |= _F_LARGE_COMMUNITIES
         elif not _KNOWN[t]:
-            flags |= _attrs.F_UNKNOWN_TRANSITIVE if p[i] & 0x40 else _attrs.F_UNKNOWN_NON_TRANSITIVE
+            flags |= _F_UNKNOWN_TRANSITIVE if p[i] & 0x40 else _F_UNKNOWN_NON_TRANSITIVE
         i = ve
     if has_nh:
-        flags |= _attrs.F_NEXT_HOP
+        flags |= _F_NEXT_HOP
     if has_lp:
-        flags |= _attrs.F_LOCAL_PREF
+        flags |= _F_LOCAL_PREF
     else:
-        lp = _attrs.DEFAULT_LOCAL_PREF
+        lp = _DEFAULT_LOCAL_PREF
     if has_med:
-        flags |= _attrs.F_MED
+        flags |= _F_MED
     else:
-        med = _attrs.MED_WORST if med_missing_as_worst else 0
+        med = _MED_WORST if med_missing_as_worst else 0
     if has_orig:
-        flags |= _attrs.F_ORIGINATOR_ID
+        flags |= _F_ORIGINATOR_ID
     if path_len > 0xFFFFFF:
         path_len = 0xFFFFFF
     return [0xFFFFFFFF - lp, <uint32_t>(path_len << 8) | origin, med, nbr, originator, cluster_len, flags]

@@ -465,6 +465,19 @@ cdef Py_ssize_t segment_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t i, i
     return i + 2
 
 
+cdef unsigned long long asn_at(const unsigned char *p, Py_ssize_t a, Py_ssize_t n, int width) noexcept:
+    """The ``width``-octet ASN at ``a``; one cut short by ``n`` reads what
+    is there (as int.from_bytes of a clipped slice does), 0 when nothing is.
+    Declared in _codec.pxd."""
+    cdef Py_ssize_t e = a + width, j
+    cdef unsigned long long v = 0
+    if e > n:
+        e = n
+    for j in range(a, e):
+        v = (v << 8) | p[j]
+    return v
+
+
 def decode_segments(value, int width):
     """as4.decode_segments: [(segment type, [asn, ...])] of an AS_PATH /
     AS4_PATH value with ``width``-octet ASNs."""
@@ -473,24 +486,12 @@ def decode_segments(value, int width):
     cdef bytes b = _bytes(value)
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
-    cdef Py_ssize_t i = 0, a, e, j
+    cdef Py_ssize_t i = 0
     cdef int st, cnt, k
-    cdef unsigned long long v
     segs = []
     while i < n:
         i = segment_at(p, n, i, &st, &cnt)
-        asns = []
-        for k in range(cnt):
-            # A truncated ASN reads what is there, as int.from_bytes of a
-            # clipped slice does.
-            a = i + k * width
-            e = a + width
-            if e > n:
-                e = n
-            v = 0
-            for j in range(a, e):
-                v = (v << 8) | p[j]
-            asns.append(v)
+        asns = [asn_at(p, i + k * width, n, width) for k in range(cnt)]
         i += cnt * width
         segs.append((st, asns))
     return segs
@@ -503,9 +504,9 @@ def final_segment(block):
     cdef bytes b = _bytes(block)
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
-    cdef Py_ssize_t i = 0, vs = 0, ve, a = -1, n = 0, j, k, e
+    cdef Py_ssize_t i = 0, vs = 0, ve, a = -1, n = 0
     cdef int st, cnt, last_st = -1
-    cdef unsigned long long v, last = 0
+    cdef unsigned long long last = 0
     while i < size:  # every attribute framed, as attr_spans does
         ve = attr_end(p, size, i, &vs)
         if p[i + 1] == 2 and a < 0:  # ATTR_AS_PATH, the first one
@@ -518,14 +519,7 @@ def final_segment(block):
     while i < n:
         i = segment_at(p, n, i, &st, &cnt)
         if cnt:
-            # The last ASN reads what is there when cut short, as
-            # decode_segments does.
-            k = i + (cnt - 1) * 4
-            e = k + 4 if k + 4 < n else n
-            v = 0
-            for j in range(k, e):
-                v = (v << 8) | p[j]
-            last = v
+            last = asn_at(p, i + (cnt - 1) * 4, n, 4)
             last_st = st
         i += cnt * 4
     if last_st < 0:
