@@ -213,12 +213,12 @@ async def run(args):
         if r == 0:
             routes = total()
         await clear()
-    parsed = [codec.parse_update(b, session.ctx) for b in ann]
     imp_times = []
     for r in range(args.rounds):
-        if args.distinct:
-            ann, wd, _ = build(args.updates, distinct=1000 + r)
-            parsed = [codec.parse_update(b, session.ctx) for b in ann]
+        if args.distinct or r == 0:
+            if args.distinct:
+                ann, wd, _ = build(args.updates, distinct=1000 + r)
+            parsed = [codec.parse_update(b, session.ctx) for b in ann]  # untimed
         imp_times.append(await feed_importer(parsed))
         await clear()
     await sp.stop()
