@@ -30,6 +30,12 @@ if not os.environ.get("FASTBGP_NO_EXTENSIONS"):
                 language="c++",
                 extra_compile_args=["-O3"],
             ),
+            # The daemon's import lane: its per-UPDATE step.
+            Extension(
+                "fastbgp.daemon._lanestep",
+                ["fastbgp/daemon/_lanestep.pyx"],
+                extra_compile_args=["-O3"],
+            ),
             # fastbgp mrt dump -m: RIB records straight from their bytes.
             Extension(
                 "fastbgp.mrt._dump",

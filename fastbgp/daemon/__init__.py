@@ -15,6 +15,8 @@ calls, who calls it):
                    pre-policy copies, soft reconfiguration inbound
 * ``fastlane``     the importer's fast path for the commonest UPDATE of a
                    batch (one call instead of the general path's layers)
+* ``lanestep``     its per-UPDATE step: compiled ``_lanestep.pyx``, twin
+                   ``_lanestep_py.py``
 * ``rpki_feed``    RPKI: VRP/ASPA sources, validation at import,
                    incremental re-validation
 * ``bmp_feed``     ``[[bmp]]`` stations: what the daemon tells them

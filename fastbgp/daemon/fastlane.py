@@ -7,8 +7,7 @@ ours, ADD-PATH, per-prefix policy, families split by RPKI state -- through
 several layers per UPDATE.  :class:`FastLane` takes, for one batch of
 UPDATEs of one session (``Importer.updates_in``), the case that is most of
 a table: only IPv4 NLRI or only one MP_REACH_NLRI, nothing RFC 7606 had to
-repair, an import verdict that does not depend on the prefix, and (with
-RPKI) one RFC 6811 state for all its prefixes.  It does exactly what the
+repair, and an import verdict that does not depend on the prefix.  It does exactly what the
 general path does for it, in one call:
 
 * the import verdict through the importer's own ``import_`` (its cache,
@@ -18,8 +17,9 @@ general path does for it, in one call:
 * the upkeep of the pre-policy Adj-RIB-In view when the neighbour keeps one
   (soft reconfiguration, RPKI re-validation; ``PrePolicy.store``, which
   mostly has nothing to store: fastbgp.daemon.prepolicy);
-* RFC 6811 validation (one bulk call per UPDATE) and the RFC 8097 state
-  community when some iBGP neighbour asks for it;
+* RFC 6811 validation (one bulk call per UPDATE, the prefixes grouped by
+  state) and the RFC 8097 state community when some iBGP neighbour asks
+  for it;
 * the post-policy Adj-RIB-In / Loc-RIB with the path's state mark, the
   export of the change and RFC 7947 §2.3 path hiding (the importer's own
   ``prepolicy``, ``signal_state``, ``update_rib`` and ``over_limit``: the
@@ -44,21 +44,26 @@ change within a batch: the import verdicts, the policy, the VRPs and the
 RFC 8097 flag change only between batches (a reload, the RTR client), and
 a session that ends ends the batch.
 
-Anything else returns False before touching anything but the import
-cache, and the caller takes the general path.  Both paths are run on the same random UPDATE
-sequences by tests/test_update_batches.py and must leave the same RIBs.
+The per-UPDATE step is ``take`` of fastbgp.daemon.lanestep (compiled
+``_lanestep.pyx``, pure-Python twin ``_lanestep_py.py``, whose docstring is
+the contract): it runs through the batch while the UPDATEs are the lane's
+and stops before the first that is not, having changed nothing of it but
+the import cache (and the pre-policy view as the general path will change
+it again); the caller takes the general path for that one.  An
+UPDATE whose prefixes have several RFC 6811 states is the lane's too, split
+by state as the general path splits it.  Both paths are run on the same
+random UPDATE sequences by tests/test_update_batches.py, with each
+implementation of the step, and must leave the same RIBs.
 
 Owns: nothing beyond one batch (``close`` makes its deferred RIB changes and releases its attribute ids).  Calls: the importer (the steps above),
 its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
-fastbgp.daemon.importer only.
+fastbgp.daemon.importer and the lane step (``first``, ``apply``; fastbgp.daemon.lanestep).
 """
 
 from __future__ import annotations
 
-from fastbgp.daemon.common import next_hop_refused
 from fastbgp.rpki.vrp import path_mark
 from fastbgp.rib.export import source_tag
-from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.wire.families import family_name
 
 __all__ = ["FastLane", "PER_PREFIX", "MISS"]
@@ -139,55 +144,17 @@ class FastLane:
             if aid is not None:
                 release(aid)
 
-    def announce(self, p) -> bool:
-        """The general path's work for ParsedUpdate ``p`` when it is the
-        common case; False (nothing done) otherwise."""
-        if p.withdrawn or p.mp_unreach is not None or p.action:
-            return False
-        mpr = p.mp_reach
-        if p.nlri:
-            if mpr is not None or IPV4_UNICAST not in self.fams or p.next_hop in self.own4:
-                return False  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
-            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
-        elif mpr is not None and mpr[3]:
-            fam = (mpr[0], mpr[1])
-            nh = bytes(mpr[2])
-            if fam not in self.fams or nh[:16] in self.own_mp or next_hop_refused(self.nb.cfg, fam, nh):
-                return False  # our next hop, or RFC 8950 §4 not offered: process_update says why
-            packed = mpr[3]
-        else:
-            return False
-        attrs = p.attrs
-        state = None
-        if self.states is not None:
-            # RFC 6811: one bulk validation; the lane takes one state only.
-            states = self.states(fam[0], attrs, packed)
-            if not states or states.count(states[0]) != len(states):
-                return False
-            state = states[0]
-        key = (fam, attrs, nh, state)
-        got = self.seen.get(key)
-        if got is None:
-            got = self.first(key, packed)
-            if got is None:
-                return False
-        elif self.pre:
-            if got[2]:
-                self.view.drop(self.nb.pid, fam, packed, False)  # what store does when it maps back
-            else:
-                self.view.store(self.nb.pid, fam, attrs, nh, packed, False, got[0])
-        runs = self.runs.get(fam)
-        if runs is not None:
-            runs.append((packed, got[0], got[1]))
-            return True
+    def apply(self, fam, packed, got):
+        """An UPDATE's RIB change made at once (a family not deferred: the
+        neighbour has a prefix limit, checked after each UPDATE's change);
+        ``got`` is what ``seen`` keeps for its key."""
         imp = self.importer
         if got[0] is None:
             imp.withdraw_post(self.nb, fam, packed, False)
-            return True
+            return
         imp.update_rib(fam, self.nb.pid, packed, False, got[0], got[1])
         if self.limits:
             imp.over_limit(self.nb, self.session, fam, self.limits.get(fam))
-        return True
 
     def first(self, key, packed):
         """The first UPDATE of the batch with ``key`` (family, attributes,

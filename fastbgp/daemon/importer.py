@@ -48,6 +48,7 @@ from fastbgp.wire.constants import (
 from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
 from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr, next_hop_refused
+from fastbgp.daemon import lanestep
 from fastbgp.daemon.fastlane import MISS, PER_PREFIX, FastLane
 from fastbgp.daemon.prepolicy import PrePolicy
 from fastbgp.rpki.vrp import path_mark, split_by_state
@@ -70,6 +71,9 @@ class Importer:
         self.pre_ribs: dict = self.prepolicy.ribs
         self.observe = None
         self.fast_updates = 0  # UPDATEs the fast lane took (fastbgp.daemon.fastlane)
+        # The lane's per-UPDATE step: the selected implementation
+        # (fastbgp.daemon.lanestep); tests set each one's ``take`` in turn.
+        self.lane_take = lanestep.take
         self.setup_observe(daemon.config)
 
     def setup_observe(self, config):
@@ -141,23 +145,31 @@ class Importer:
         returns how many were processed."""
         t0 = time.perf_counter() if self.observe is not None else 0.0
         lane = FastLane.of(self, nb, session)
-        done = 0
+        take = self.lane_take
+        n = len(parsed_list)
+        i = 0
         try:
-            for parsed in parsed_list:
-                done += 1
-                if lane is None or not lane.announce(parsed):
-                    if lane is not None:
-                        lane.flush()  # in order: the general path sees the RIB as UPDATE by UPDATE
-                    self.process_update(nb, session, parsed)
-                else:
-                    self.fast_updates += 1
-                    if not lane.limits:
-                        continue  # no prefix limit: the session is still up
+            while i < n:
+                if lane is not None:
+                    # The lane's run of UPDATEs (fastbgp.daemon._lanestep_py):
+                    # up to the first one it does not take, or one at a
+                    # time with a prefix limit.
+                    j = take(lane, parsed_list, i)
+                    if j > i:
+                        self.fast_updates += j - i
+                        i = j
+                        if lane.limits and (session.fsm.state is not State.ESTABLISHED or nb.session is not session):
+                            break
+                        continue
+                    lane.flush()  # in order: the general path sees the RIB as UPDATE by UPDATE
+                self.process_update(nb, session, parsed_list[i])
+                i += 1
                 if session.fsm.state is not State.ESTABLISHED or nb.session is not session:
                     break
         finally:
             if lane is not None:
                 lane.close()
+        done = i
         if self.observe is not None:
             self.observe_latency(session, t0, done)
         return done

@@ -144,9 +144,15 @@ class PrePolicy:
     def drop(self, pid, fam, packed, addpath):
         """The post-policy paths of ``packed`` give the received ones back:
         nothing of these prefixes stays in ``ribs``."""
+        if self.holds(pid, fam):
+            self.ribs[fam].withdraw(pid, packed, addpath)
+
+    def holds(self, pid, fam) -> bool:
+        """Whether ``ribs`` holds some path of ``pid`` in ``fam`` (else
+        ``drop`` has nothing to do; the import lane asks once per batch
+        step: fastbgp.daemon._lanestep_py)."""
         pre = self.ribs.get(fam)
-        if pre is not None and pre.has_peer(pid) and pre.peer_path_count(pid):
-            pre.withdraw(pid, packed, addpath)
+        return pre is not None and pre.has_peer(pid) and pre.peer_path_count(pid) > 0
 
     def map(self, m, pid, attrs, nh, post_aid):
         """A new ``origins`` entry: post-policy ``post_aid`` comes from

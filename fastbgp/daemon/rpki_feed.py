@@ -352,7 +352,13 @@ class RpkiFeed(RtrObserver):
             return lambda afi, attrs, packed: self.states(afi, attrs, packed, False, nb)
         validate = self.vrps.validate_packed
         origin = self.origin
-        return lambda afi, attrs, packed: validate(afi, packed, origin(attrs))
+        known = self.origins.get  # origin's memo read inline: one call less per UPDATE
+
+        def states(afi, attrs, packed):
+            o = known(attrs)
+            return validate(afi, packed, origin(attrs) if o is None else o)
+
+        return states
 
     def refresh_signal(self):
         """Whether some neighbour asks for RFC 8097 signalling (checked when

@@ -69,6 +69,8 @@ mrt_dump_impl = _fan_out("mrt_dump_impl", "fastbgp.mrt.dumpimpl")
 both_mrt_dumps = _pair("both_mrt_dumps", "fastbgp.mrt.dumpimpl")
 vrp_impl = _fan_out("vrp_impl", "fastbgp.rpki.vrp")
 both_vrps = _pair("both_vrps", "fastbgp.rpki.vrp")
+lane_impl = _fan_out("lane_impl", "fastbgp.daemon.lanestep")
+both_lanes = _pair("both_lanes", "fastbgp.daemon.lanestep")
 
 
 @pytest.fixture(scope="module", params=loops.LOOPS)

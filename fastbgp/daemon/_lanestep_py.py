@@ -1,0 +1,122 @@
+"""The import fast lane's per-UPDATE step, pure Python: the twin of the
+compiled ``_lanestep.pyx`` (identical behaviour; tests run both).
+
+``take(lane, parsed, i)`` does, for ``parsed[i]``, ``parsed[i + 1]``, ...,
+what :class:`fastbgp.daemon.fastlane.FastLane` does for the common case of
+a batch (see that module's docstring) and returns the index of the first
+UPDATE it did not take (``len(parsed)`` when it took them all):
+
+* it stops *before* an UPDATE that is not the lane's (a withdrawal, an RFC
+  7606 action, our next hop, a chain that looks at prefixes ...): nothing
+  of it was done but the import cache's fill (and what the general path
+  stores again into the pre-policy view, unchanged), and the caller hands
+  it to the general path;
+* with a prefix limit (``lane.limits``: every RIB change is made at once and
+  checked) it stops *after* each UPDATE it took, so that the caller sees a
+  session the limit ended.
+
+Per UPDATE: the family, next hop and packed prefixes; RFC 6811 validation
+through ``lane.states`` (one bulk call), the prefixes grouped by state as
+the general path groups them (``split_by_state``: one part, the UPDATE's
+own, when they agree); per part the batch's memo ``lane.seen`` of
+(family, attributes, next hop, state), filled by ``lane.first`` on a miss;
+the pre-policy view's upkeep (``lane.view``: ``drop`` when the stored path
+gives the received one back, else ``store``); the RIB change appended to
+``lane.runs`` (or made at once by ``lane.apply`` with a prefix limit).
+
+Called by: fastbgp.daemon.importer (``Importer.updates_in``), through the
+selector fastbgp.daemon.lanestep.
+"""
+
+from __future__ import annotations
+
+from fastbgp.daemon.common import next_hop_refused
+from fastbgp.rpki.vrp import split_by_state
+from fastbgp.wire.constants import IPV4_UNICAST
+
+IMPLEMENTATION = "python"
+
+__all__ = ["IMPLEMENTATION", "take"]
+
+
+def take(lane, parsed, i):
+    """See the module docstring."""
+    n = len(parsed)
+    fams = lane.fams
+    own4, own_mp = lane.own4, lane.own_mp
+    cfg = lane.nb.cfg
+    states_of = lane.states
+    seen = lane.seen
+    runs_of = lane.runs
+    pre = lane.pre
+    view = lane.view
+    pid = lane.nb.pid
+    # The view holds nothing of this peer in a family: drop has nothing to
+    # do there (recomputed after anything that may store into it).
+    holds = {} if pre else None
+    while i < n:
+        p = parsed[i]
+        if p.withdrawn or p.mp_unreach is not None or p.action:
+            return i
+        mpr = p.mp_reach
+        if p.nlri:
+            if mpr is not None or IPV4_UNICAST not in fams or p.next_hop in own4:
+                return i  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
+            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
+        elif mpr is not None and mpr[3]:
+            fam = (mpr[0], mpr[1])
+            nh = bytes(mpr[2])
+            if fam not in fams or nh[:16] in own_mp or next_hop_refused(cfg, fam, nh):
+                return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
+            packed = mpr[3]
+        else:
+            return i
+        attrs = p.attrs
+        if states_of is None:
+            parts = ((None, packed),)
+        else:
+            # RFC 6811: one bulk validation per UPDATE (one origin); the
+            # prefixes grouped by state as the general path groups them.
+            states = states_of(fam[0], attrs, packed)
+            if not states:
+                return i
+            if states.count(states[0]) == len(states):
+                parts = ((states[0], packed),)
+            elif fam not in runs_of:
+                return i  # a prefix limit: the general path checks it once for the whole UPDATE
+            else:
+                parts = split_by_state(states, packed, False)
+        # Every part's verdict before any RIB change: a chain that looks at
+        # prefixes sends the whole UPDATE to the general path (which stores
+        # again, unchanged, what ``first`` stored into the view for a part).
+        gots = []
+        for state, part in parts:
+            key = (fam, attrs, nh, state)
+            got = seen.get(key)
+            fresh = got is None
+            if fresh:
+                got = lane.first(key, part)
+                if got is None:
+                    return i
+                if pre:
+                    holds.clear()  # first may have stored into the view
+            gots.append((got, part, fresh))
+        runs = runs_of.get(fam)
+        for got, part, fresh in gots:
+            if pre and not fresh:
+                if got[2]:
+                    h = holds.get(fam)
+                    if h is None:
+                        h = holds[fam] = view.holds(pid, fam)
+                    if h:
+                        view.drop(pid, fam, part, False)  # what store does when it maps back
+                else:
+                    view.store(pid, fam, attrs, nh, part, False, got[0])
+                    holds.pop(fam, None)
+            if runs is None:
+                lane.apply(fam, part, got)
+                return i + 1
+            runs.append((part, got[0], got[1]))
+        i += 1
+    return i
+
