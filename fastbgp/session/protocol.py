@@ -430,17 +430,22 @@ class Connection(asyncio.Protocol):
                     self.pending_bytes -= len(body)
                     count -= 1
                     if mtype == MSG_UPDATE and pending and budget > 0 and count > 0:
-                        # UPDATEs in a row go up as one batch (Session.on_updates).
+                        # UPDATEs in a row go up as one batch (Session.on_updates);
+                        # the octets are accounted once for the batch.
                         bodies = [body]
-                        while pending and budget > 0 and count > 0:
+                        append = bodies.append
+                        used = 0
+                        while pending and budget > used and count > 0:
                             nxt = pending[0]
                             if type(nxt) is not tuple or nxt[0] != MSG_UPDATE:
                                 break
                             pending.popleft()
-                            budget -= len(nxt[1])
-                            self.pending_bytes -= len(nxt[1])
+                            nxt = nxt[1]
+                            used += len(nxt)
                             count -= 1
-                            bodies.append(nxt[1])
+                            append(nxt)
+                        budget -= used
+                        self.pending_bytes -= used
                         if len(bodies) > 1:
                             session.on_updates(self, bodies)
                         else:
@@ -715,17 +720,25 @@ class MessageReceiver:
         ctx = self.ctx
         parsed = []
         error = None
-        for body in bodies:
-            for observer in observers:
-                observer(body)
+        if not observers and not parsed_observers:
+            append = parsed.append  # nobody watches: the parse alone per UPDATE
             try:
-                p = parse(body, ctx)
+                for body in bodies:
+                    append(parse(body, ctx))
             except BGPError as exc:
                 error = exc
-                break
-            parsed.append(p)
-            for observer in parsed_observers:
-                observer(body, p)
+        else:
+            for body in bodies:
+                for observer in observers:
+                    observer(body)
+                try:
+                    p = parse(body, ctx)
+                except BGPError as exc:
+                    error = exc
+                    break
+                parsed.append(p)
+                for observer in parsed_observers:
+                    observer(body, p)
         if parsed:
             # RFC 4271 §8.2.2 event 27 in Established: restart the
             # HoldTimer, process the UPDATEs.
