@@ -27,7 +27,8 @@ ALLOWED = {
     "control": {"wire", "config"},
     # BMP (RFC 7854) client: fed by the daemon through observers, encodes with wire/.
     "bmp": {"wire", "config", "session", "rib", "rpki"},
-    "daemon": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp"},
+    # implementation: the import lane's compiled step or its twin (daemon/lanestep.py).
+    "daemon": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "implementation"},
     "loadtest": {"wire", "session", "config", "mrt", "implementation"},
     "testing": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "daemon", "loadtest",
                 "implementation"},

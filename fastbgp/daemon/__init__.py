@@ -33,5 +33,6 @@ calls, who calls it):
 * ``common``       the routed families and helpers the modules share
 
 May import: every layer below it (``wire``, ``session``, ``config``,
-``rib``, ``mrt``, ``control``).  Only the CLI imports the daemon.
+``rib``, ``rpki``, ``mrt``, ``control``, ``bmp``) and ``implementation``
+(the lane step's compiled module or twin).  Only the CLI imports the daemon.
 """
