@@ -8,6 +8,7 @@
 (c) robustness: nothing but BGPError ever escapes the parsers.
 """
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -427,3 +428,60 @@ def test_final_segment_readers_agree(block):
             assert got == segs
     else:
         assert got == spans
+
+
+def _member_lists(width):
+    # Lists with repeats (a few distinct members drawn again and again),
+    # possibly with an incomplete member at the end.
+    member = st.sampled_from([bytes([k]) * width for k in range(4)]) | st.binary(min_size=width, max_size=width)
+    return st.tuples(st.lists(member, max_size=80), st.binary(max_size=width - 1)).map(lambda x: b"".join(x[0]) + x[1])
+
+
+@CHEAP
+@given(data=st.data(), width=st.sampled_from([4, 12, 8, 1, 16, 0, 17]))
+@example(data=None, width=12)
+def test_add_members_readers_agree(data, width):
+    """add_members (a policy's community "add") of the compiled codec equals
+    as4's: every member once, the value's first, in order; also past the
+    compiled one's pairwise limit and for widths it hands to the twin."""
+    _codec, _codec_py = _twins()
+    if data is None:  # a long list: the dict's dedupe, not the pairwise one
+        value, add = bytes(range(12)) * 50 + bytes(12) * 30, bytes(12) + bytes(range(1, 13))
+    elif width < 1:
+        value, add = b"abc", b"d"
+    else:
+        value, add = data.draw(_member_lists(width)), data.draw(_member_lists(width))
+    if width < 1:  # a caller's error: the same exception from both
+        with pytest.raises(ZeroDivisionError):
+            _codec_py.add_members(value, add, width)
+        with pytest.raises(ZeroDivisionError):
+            _codec.add_members(value, add, width)
+        return
+    got = _codec.add_members(value, add, width)
+    assert got == _codec_py.add_members(value, add, width)
+    assert _codec.add_members(bytearray(value), memoryview(add), width) == got
+    members = [got[k:k + width] for k in range(0, len(got), width)]
+    assert len(members) == len(set(members))
+    whole = [m for m in (value[:len(value) - len(value) % width] + add[:len(add) - len(add) % width])]
+    assert set(members) == {bytes(whole[k:k + width]) for k in range(0, len(whole), width)}
+
+
+@CHEAP
+@given(block=_attr_blocks(), t=st.integers(0, 255), encoded=st.binary(max_size=20))
+@example(block=bytes.fromhex("400101004003040a000001"), t=2, encoded=b"\x40\x02\x00")  # inserted between
+@example(block=bytes.fromhex("400101004002004003040a000001"), t=2, encoded=b"")  # removed
+@example(block=bytes.fromhex("4003040a000001400101"), t=32, encoded=b"x")  # not sorted: None
+@example(block=bytes.fromhex("400101004001010140"), t=32, encoded=b"x")  # a duplicate: None
+@example(block=bytes.fromhex("400101004002ff"), t=2, encoded=b"y")  # the length runs past the end
+def test_splice_attr_readers_agree(block, t, encoded):
+    """splice_attr (an import policy's one change, spliced into a sorted
+    block) of the compiled codec equals as4's on any bytes; in a sorted,
+    well-formed block it is the block rebuilt in type order."""
+    _codec, _codec_py = _twins()
+    got = _reads(_codec.splice_attr, block, t, encoded)
+    assert got == _reads(_codec_py.splice_attr, block, t, encoded)
+    spans = _reads(_codec_py.attr_spans, block)
+    if got[0] == "ok" and got[1] is not None and spans[1] and spans[1][-1][3] == len(block):
+        parts = {s[1]: block[s[4]:s[3]] for s in spans[1]}
+        parts[t] = encoded
+        assert got[1] == b"".join(parts[k] for k in sorted(parts))

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 from fastbgp.config.schema import Neighbor, parse_prefix_entry
 from fastbgp.wire.as4 import encode_attr, encode_segments
-from fastbgp.wire.codec import attr_spans, decode_segments  # compiled when built (as4's otherwise)
+from fastbgp.wire.codec import add_members, attr_spans, decode_segments, splice_attr  # compiled when built (as4's otherwise)
 from fastbgp.wire.communities import (
     parse_community,
     parse_community_pattern,
@@ -266,12 +266,11 @@ class _View:
     read no attribute, e.g. an RFC 6811 ROV policy, may never split it) and
     memoised (shared by every evaluation of the same block)."""
 
-    __slots__ = ("attrs", "_index", "_sorted", "_as_path", "_comms", "_large", "_memo")
+    __slots__ = ("attrs", "_index", "_as_path", "_comms", "_large", "_memo")
 
     def __init__(self, block):
         self.attrs = block
         self._index = None
-        self._sorted = False  # types strictly increasing (no duplicate either)
         self._as_path = None
         self._comms = None
         self._large = None
@@ -283,15 +282,8 @@ class _View:
         idx = self._index
         if idx is None:
             idx = self._index = {}
-            prev = -1
-            ordered = True  # types strictly increasing: no duplicate either
             for sp in attr_spans(self.attrs):
-                t = sp[1]
-                if t <= prev:
-                    ordered = False
-                prev = t
-                idx[t] = sp  # a duplicate type: the last one, as before
-            self._sorted = ordered
+                idx[sp[1]] = sp  # a duplicate type: the last one, as before
         return idx
 
     def value(self, t):
@@ -327,19 +319,8 @@ class _View:
         """The block with attribute ``t`` replaced by (or, absent, inserted
         as) ``encoded`` (b"": removed), or None when the block's types are
         not strictly increasing (then only the general rebuild keeps the
-        exact bytes).  In a sorted block the attributes before ``t`` and
-        after it are contiguous runs, so the rebuild sorted by type code
-        is these two slices around the new attribute."""
-        idx = self.index()
-        if not self._sorted:
-            return None
-        block = self.attrs
-        p = q = len(block)
-        for ft, sp in idx.items():
-            if ft >= t:
-                p, q = (sp[4], sp[3]) if ft == t else (sp[4], sp[4])
-                break
-        return block[:p] + encoded + block[q:]
+        exact bytes): codec.splice_attr, one pass in C when compiled."""
+        return splice_attr(self.attrs, t, encoded)
 
 
 class _Route:
@@ -536,10 +517,13 @@ def _compile_conditions(c, sets, flags):
 
 
 def _community_editor(act, large):
-    """fn(list of current members) -> new list, or None when ``act`` is
-    None.  Members are ints (RFC 1997) or 12-byte values (RFC 8092)."""
+    """(fn(list of current members) -> new list, ``adds``), or (None, None)
+    when ``act`` is None.  Members are ints (RFC 1997) or 12-byte values
+    (RFC 8092).  ``adds``: when ``act`` only adds, the members it adds as
+    wire octets (then codec.add_members of the current value is the same
+    edit, without a Python object per member), else None."""
     if act is None:
-        return None
+        return None, None
     if large:
 
         def enc(s):
@@ -562,6 +546,9 @@ def _community_editor(act, large):
 
     add = [enc(s) for s in act.add]
     replace = None if act.replace is None else [enc(s) for s in act.replace]
+    adds = None
+    if not pats and replace is None:
+        adds = b"".join(add) if large else struct.pack(">%dI" % len(add), *add)
 
     def edit(current):
         if replace is not None:
@@ -572,7 +559,7 @@ def _community_editor(act, large):
         # dict.fromkeys keeps the first of each, in order.
         return list(dict.fromkeys(base))
 
-    return edit
+    return edit, adds
 
 
 def _compile_actions(a, flags):
@@ -583,7 +570,7 @@ def _compile_actions(a, flags):
     if a.set_med is not None:
         v = a.set_med.to_bytes(4, "big")
         out.append(lambda r, v=v: r.set(ATTR_MED, v))
-    edit = _community_editor(a.communities, False)
+    edit, adds = _community_editor(a.communities, False)
     if edit is not None:
 
         def pack(new):
@@ -593,9 +580,11 @@ def _compile_actions(a, flags):
         # encoded once here rather than at every evaluation.
         fresh = pack(edit(()))
 
-        def communities_act(r, edit=edit, fresh=fresh):
+        def communities_act(r, edit=edit, fresh=fresh, adds=adds):
             cur = r.value(ATTR_COMMUNITIES)
-            if cur:
+            if cur and adds is not None and not r.general and not len(cur) % 4:
+                new = add_members(cur, adds, 4)  # the same edit in one call
+            elif cur:
                 new = pack(edit(_communities(cur)))
             else:
                 new = pack(edit(())) if r.general else fresh
@@ -605,14 +594,16 @@ def _compile_actions(a, flags):
                 r.remove(ATTR_COMMUNITIES)  # an empty COMMUNITIES is not sent
 
         out.append(communities_act)
-    edit = _community_editor(a.large_communities, True)
+    edit, adds = _community_editor(a.large_communities, True)
     if edit is not None:
 
         fresh = b"".join(edit(()))
 
-        def large_act(r, edit=edit, fresh=fresh):
+        def large_act(r, edit=edit, fresh=fresh, adds=adds):
             cur = r.value(ATTR_LARGE_COMMUNITY)
-            if cur:
+            if cur and adds is not None and not r.general:
+                new = add_members(cur, adds, 12)  # the same edit in one call
+            elif cur:
                 new = b"".join(edit(_large(cur)))
             else:
                 new = b"".join(edit(())) if r.general else fresh

@@ -527,6 +527,64 @@ def final_segment(block):
     return (last_st, last)
 
 
+# Beyond this many members the twin's dict dedupes (linear) instead of the
+# pairwise comparison below: a hostile list of thousands costs no more than
+# in Python.
+cdef enum:
+    _MEMBERS_PAIRWISE = 64
+
+
+def add_members(value, add, int width):
+    """as4.add_members: the members of ``value`` then those of ``add`` it
+    lacks, each once, in order (a policy's community "add")."""
+    cdef bytes v = _bytes(value), a = _bytes(add)
+    if width < 1 or width > 16:
+        return as4.add_members(v, a, width)
+    cdef Py_ssize_t nv = PyBytes_GET_SIZE(v) // width, na = PyBytes_GET_SIZE(a) // width
+    if nv + na > _MEMBERS_PAIRWISE:
+        return as4.add_members(v, a, width)
+    cdef unsigned char out[_MEMBERS_PAIRWISE * 16]
+    cdef const unsigned char *src
+    cdef Py_ssize_t k, j, count = 0
+    for k in range(nv + na):
+        src = <const unsigned char *>PyBytes_AS_STRING(v) + k * width if k < nv else \
+            <const unsigned char *>PyBytes_AS_STRING(a) + (k - nv) * width
+        for j in range(count):
+            if memcmp(out + j * width, src, width) == 0:
+                break
+        else:
+            memcpy(out + count * width, src, width)
+            count += 1
+    return PyBytes_FromStringAndSize(<const char *>out, count * width)
+
+
+def splice_attr(block, int type_code, encoded):
+    """as4.splice_attr: ``block`` with attribute ``type_code`` replaced,
+    inserted in type order or (``encoded`` b"") removed; None when the
+    types are not strictly increasing."""
+    cdef bytes b = _bytes(block), e = _bytes(encoded)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, vs = 0, ve, start = size, stop = size
+    cdef int prev = -1
+    cdef bint found = False, unsorted = False
+    while i < size:  # every attribute framed (as attr_spans does) before any verdict
+        ve = attr_end(p, size, i, &vs)
+        if p[i + 1] <= prev:
+            unsorted = True
+        prev = p[i + 1]
+        if not found and p[i + 1] >= type_code:
+            found = True
+            start = i
+            stop = ve if p[i + 1] == type_code else i
+        i = ve
+    if unsorted:
+        return None
+    if stop > size:
+        stop = size  # a length past the end: the slice clips, as in the twin
+    return b[:start] + e + b[stop:]
+
+
 # ---------------------------------------------------------------- prefixes
 
 def count_prefixes(packed, int afi=1, bint addpath=False):

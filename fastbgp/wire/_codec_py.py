@@ -61,6 +61,8 @@ attr_spans = as4.attr_spans
 split_attrs = as4.split_attrs
 decode_segments = as4.decode_segments
 final_segment = as4.final_segment
+add_members = as4.add_members
+splice_attr = as4.splice_attr
 
 _MARKER = b"\xff" * 16
 KEEPALIVE = _MARKER + b"\x00\x13\x04"

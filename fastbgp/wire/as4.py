@@ -87,6 +87,38 @@ def final_segment(block):
     return last
 
 
+def add_members(value, add, width):
+    """The members (``width`` octets each: 4 for COMMUNITIES, 12 for
+    LARGE_COMMUNITY) of attribute value ``value`` followed by those of
+    ``add`` it lacks, each member once, in order (RFC 1997, RFC 8092 §5:
+    duplicates SHOULD NOT be sent); an incomplete member at the end of
+    either is left out.  What a policy's "add" does to a route's list."""
+    members = [value[k : k + width] for k in range(0, len(value) - len(value) % width, width)]
+    members += [add[k : k + width] for k in range(0, len(add) - len(add) % width, width)]
+    return b"".join(dict.fromkeys(members))
+
+
+def splice_attr(block, type_code, encoded):
+    """``block`` with attribute ``type_code`` replaced by (absent: inserted
+    before the first attribute of a higher type as) ``encoded``, b""
+    removing it; None when the types are not strictly increasing (a
+    duplicate or an unsorted block: only a full rebuild keeps the exact
+    bytes then).  In a sorted block the attributes before and after the
+    type are two contiguous runs, so no other attribute is re-encoded."""
+    spans = attr_spans(block)
+    prev = -1
+    for sp in spans:
+        if sp[1] <= prev:
+            return None
+        prev = sp[1]
+    p = q = len(block)
+    for sp in spans:
+        if sp[1] >= type_code:
+            p, q = (sp[4], sp[3]) if sp[1] == type_code else (sp[4], sp[4])
+            break
+    return block[:p] + encoded + block[q:]
+
+
 def encode_segments(segs, width):
     out = bytearray()
     for st, asns in segs:

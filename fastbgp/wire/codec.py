@@ -34,6 +34,8 @@ API = (
     "split_attrs",
     "decode_segments",
     "final_segment",
+    "add_members",
+    "splice_attr",
 )
 
 _select.export(globals(), "._codec", "._codec_py", "codec", API)
