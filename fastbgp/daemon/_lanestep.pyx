@@ -9,7 +9,6 @@ look-ups, the one-state check) costs C calls instead of bytecode.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from fastbgp.daemon.common import next_hop_refused
-from fastbgp.rpki.vrp import split_by_state
 from fastbgp.wire.constants import IPV4_UNICAST
 
 IMPLEMENTATION = "cython"
@@ -37,8 +36,8 @@ cdef inline bint _one_state(object states):
 
 cdef int _upkeep(object view, dict holds, object pid, object fam, object attrs, object nh, object part,
                  tuple got) except -1:
-    """The pre-policy view's upkeep for a part whose key the batch has
-    seen (the twin's loop body, shared by the one-part and split cases)."""
+    """The pre-policy view's upkeep for an UPDATE whose key the batch has
+    seen (see the twin)."""
     cdef object h
     if got[2]:
         h = holds.get(fam)
@@ -66,10 +65,7 @@ def take(lane, list parsed, Py_ssize_t i):
     cdef object view = lane.view
     cdef object pid = lane.nb.pid
     cdef dict holds = {}
-    cdef object p, mpr, fam, nh, packed, attrs, state, states, key, got, runs, part
-    cdef list gots
-    cdef tuple g
-    cdef bint fresh
+    cdef object p, mpr, fam, nh, packed, attrs, state, states, key, got, runs
     while i < n:
         p = parsed[i]
         if p.withdrawn or p.mp_unreach is not None or p.action:
@@ -99,25 +95,12 @@ def take(lane, list parsed, Py_ssize_t i):
             if not states:
                 return i
             if not _one_state(states):
-                if runs is None:
-                    return i  # a prefix limit: the general path checks it once for the whole UPDATE
-                # Every part's verdict before any RIB change (see the twin).
-                gots = []
-                for state, part in split_by_state(states, packed, False):
-                    key = (fam, attrs, nh, state)
-                    got = seen.get(key)
-                    fresh = got is None
-                    if fresh:
-                        got = lane.first(key, part)
-                        if got is None:
-                            return i
-                        if pre:
-                            holds.clear()  # first may have stored into the view
-                    gots.append((got, part, fresh))
-                for g in gots:
-                    if pre and not g[2]:
-                        _upkeep(view, holds, pid, fam, attrs, nh, g[1], <tuple>g[0])
-                    (<list>runs).append((g[1], g[0][0], g[0][1]))
+                # A prefix limit: the general path checks it once for the
+                # whole UPDATE.
+                if runs is None or not lane.split(fam, attrs, nh, states, packed):
+                    return i
+                if pre:
+                    holds.clear()  # split may have stored into the view
                 i += 1
                 continue
             state = states[0]

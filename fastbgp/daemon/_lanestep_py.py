@@ -19,7 +19,8 @@ Per UPDATE: the family, next hop and packed prefixes; RFC 6811 validation
 through ``lane.states`` (one bulk call), the prefixes grouped by state as
 the general path groups them (``split_by_state``: one part, the UPDATE's
 own, when they agree); per part the batch's memo ``lane.seen`` of
-(family, attributes, next hop, state), filled by ``lane.first`` on a miss;
+(family, attributes, next hop, state), filled by ``lane.first`` on a miss
+(an UPDATE of several states goes through ``lane.split``);
 the pre-policy view's upkeep (``lane.view``: ``drop`` when the stored path
 gives the received one back, else ``store``); the RIB change appended to
 ``lane.runs`` (or made at once by ``lane.apply`` with a prefix limit).
@@ -31,7 +32,6 @@ selector fastbgp.daemon.lanestep.
 from __future__ import annotations
 
 from fastbgp.daemon.common import next_hop_refused
-from fastbgp.rpki.vrp import split_by_state
 from fastbgp.wire.constants import IPV4_UNICAST
 
 IMPLEMENTATION = "python"
@@ -72,51 +72,47 @@ def take(lane, parsed, i):
         else:
             return i
         attrs = p.attrs
-        if states_of is None:
-            parts = ((None, packed),)
-        else:
+        runs = runs_of.get(fam)
+        state = None
+        if states_of is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
             states = states_of(fam[0], attrs, packed)
             if not states:
                 return i
-            if states.count(states[0]) == len(states):
-                parts = ((states[0], packed),)
-            elif fam not in runs_of:
-                return i  # a prefix limit: the general path checks it once for the whole UPDATE
-            else:
-                parts = split_by_state(states, packed, False)
-        # Every part's verdict before any RIB change: a chain that looks at
-        # prefixes sends the whole UPDATE to the general path (which stores
-        # again, unchanged, what ``first`` stored into the view for a part).
-        gots = []
-        for state, part in parts:
-            key = (fam, attrs, nh, state)
-            got = seen.get(key)
-            fresh = got is None
-            if fresh:
-                got = lane.first(key, part)
-                if got is None:
+            if states.count(states[0]) != len(states):
+                # A prefix limit: the general path checks it once for the
+                # whole UPDATE.
+                if runs is None or not lane.split(fam, attrs, nh, states, packed):
                     return i
                 if pre:
-                    holds.clear()  # first may have stored into the view
-            gots.append((got, part, fresh))
-        runs = runs_of.get(fam)
-        for got, part, fresh in gots:
-            if pre and not fresh:
-                if got[2]:
-                    h = holds.get(fam)
-                    if h is None:
-                        h = holds[fam] = view.holds(pid, fam)
-                    if h:
-                        view.drop(pid, fam, part, False)  # what store does when it maps back
-                else:
-                    view.store(pid, fam, attrs, nh, part, False, got[0])
-                    holds.pop(fam, None)
-            if runs is None:
-                lane.apply(fam, part, got)
-                return i + 1
-            runs.append((part, got[0], got[1]))
+                    holds.clear()  # split may have stored into the view
+                i += 1
+                continue
+            state = states[0]
+        # One part, the UPDATE's own: the commonest case.
+        key = (fam, attrs, nh, state)
+        got = seen.get(key)
+        if got is None:
+            got = lane.first(key, packed)
+            if got is None:
+                return i
+            if pre:
+                holds.clear()  # first may have stored into the view
+        elif pre:
+            if got[2]:
+                h = holds.get(fam)
+                if h is None:
+                    h = holds[fam] = view.holds(pid, fam)
+                if h:
+                    view.drop(pid, fam, packed, False)  # what store does when it maps back
+            else:
+                view.store(pid, fam, attrs, nh, packed, False, got[0])
+                holds.pop(fam, None)
+        if runs is None:
+            lane.apply(fam, packed, got)
+            return i + 1
+        runs.append((packed, got[0], got[1]))
         i += 1
     return i
 

@@ -57,12 +57,12 @@ implementation of the step, and must leave the same RIBs.
 
 Owns: nothing beyond one batch (``close`` makes its deferred RIB changes and releases its attribute ids).  Calls: the importer (the steps above),
 its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
-fastbgp.daemon.importer and the lane step (``first``, ``apply``; fastbgp.daemon.lanestep).
+fastbgp.daemon.importer and the lane step (``first``, ``split``, ``apply``; fastbgp.daemon.lanestep).
 """
 
 from __future__ import annotations
 
-from fastbgp.rpki.vrp import path_mark
+from fastbgp.rpki.vrp import path_mark, split_by_state
 from fastbgp.rib.export import source_tag
 from fastbgp.wire.families import family_name
 
@@ -155,6 +155,36 @@ class FastLane:
         imp.update_rib(fam, self.nb.pid, packed, False, got[0], got[1])
         if self.limits:
             imp.over_limit(self.nb, self.session, fam, self.limits.get(fam))
+
+    def split(self, fam, attrs, nh, states, packed) -> bool:
+        """An UPDATE of a deferred family whose prefixes have several RFC
+        6811 ``states``: each part of one state as an UPDATE of its own,
+        grouped as the general path groups them (``split_by_state``).
+        Every part's verdict comes before any change: False when the chain
+        looks at prefixes (the general path then takes the UPDATE, and
+        stores again, unchanged, what ``first`` stored into the view for a
+        part).  Rare in a table, so not compiled; the lane step's caller
+        forgets what it knew of the view afterwards."""
+        runs = self.runs[fam]
+        gots = []
+        for state, part in split_by_state(states, packed, False):
+            key = (fam, attrs, nh, state)
+            got = self.seen.get(key)
+            fresh = got is None
+            if fresh:
+                got = self.first(key, part)
+                if got is None:
+                    return False
+            gots.append((got, part, fresh))
+        pid = self.nb.pid
+        for got, part, fresh in gots:
+            if self.pre and not fresh:
+                if got[2]:
+                    self.view.drop(pid, fam, part, False)  # what store does when it maps back
+                else:
+                    self.view.store(pid, fam, attrs, nh, part, False, got[0])
+            runs.append((part, got[0], got[1]))
+        return True
 
     def first(self, key, packed):
         """The first UPDATE of the batch with ``key`` (family, attributes,
