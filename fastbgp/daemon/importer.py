@@ -146,6 +146,8 @@ class Importer:
         t0 = time.perf_counter() if self.observe is not None else 0.0
         lane = FastLane.of(self, nb, session)
         take = self.lane_take
+        if type(parsed_list) is not list:
+            parsed_list = list(parsed_list)  # the compiled step reads a list
         n = len(parsed_list)
         i = 0
         try:
