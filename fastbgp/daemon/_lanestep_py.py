@@ -16,12 +16,11 @@ UPDATE it did not take (``len(parsed)`` when it took them all):
   session the limit ended.
 
 Per UPDATE: the family, next hop and packed prefixes; RFC 6811 validation
-through ``lane.states`` (one bulk call), the prefixes grouped by state as
-the general path groups them (``split_by_state``: one part, the UPDATE's
-own, when they agree); per part the batch's memo ``lane.seen`` of
-(family, attributes, next hop, state), filled by ``lane.first`` on a miss
-(an UPDATE of several states goes through ``lane.split``);
-the pre-policy view's upkeep (``lane.view``: ``drop`` when the stored path
+through ``lane.states`` (one bulk call; an UPDATE whose prefixes have
+several states goes whole through ``lane.split``, which groups them as the
+general path does); the batch's memo ``lane.seen`` of (family, attributes,
+next hop, state), filled by ``lane.first`` on a miss; the pre-policy view's
+upkeep (``lane.view``: ``drop`` when the stored path
 gives the received one back, else ``store``); the RIB change appended to
 ``lane.runs`` (or made at once by ``lane.apply`` with a prefix limit).
 

@@ -315,13 +315,6 @@ class _View:
             self._large = frozenset(_large(v)) if v is not None else frozenset()
         return self._large
 
-    def splice(self, t, encoded):
-        """The block with attribute ``t`` replaced by (or, absent, inserted
-        as) ``encoded`` (b"": removed), or None when the block's types are
-        not strictly increasing (then only the general rebuild keeps the
-        exact bytes): codec.splice_attr, one pass in C when compiled."""
-        return splice_attr(self.attrs, t, encoded)
-
 
 class _Route:
     """One evaluation: the shared view plus this evaluation's changes."""
@@ -384,9 +377,11 @@ class _Route:
             return view.attrs
         out = None
         if len(mods) == 1 and not self.general:
-            # One change (set-local-pref, a community added...): splice.
+            # One change (set-local-pref, a community added...): spliced
+            # into the block (codec.splice_attr; None when the block's types
+            # are not strictly increasing: only the rebuild keeps its bytes).
             for t, fv in mods.items():
-                out = view.splice(t, b"" if fv is None else encode_attr(fv[0], t, fv[1]))
+                out = splice_attr(view.attrs, t, b"" if fv is None else encode_attr(fv[0], t, fv[1]))
         if out is None:
             out = self.rebuild()
         return view.attrs if out == view.attrs else out
