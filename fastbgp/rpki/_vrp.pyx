@@ -14,6 +14,9 @@ per VRP:
   backward-shift deletion) for both families, 24-octet slots keyed by the
   VRP prefix (high 64 bits, low 64 bits, family << 8 | length; host bits
   cleared) holding the index of the first VRP on that prefix in a pool;
+* in front of the slots, a one-hash filter of eight bits per slot
+  (1 MiB for 500k VRPs) that stays in cache: a probe for a prefix holding
+  no VRP, which is most probes, mostly stops there (VrpMap below);
 * the pool: 12-octet records (ASN, max length, index of the next VRP on the
   same prefix), freed records chained on a free list and reused;
 * per family a count of VRPs per prefix length, so validating a route probes
@@ -53,29 +56,66 @@ cdef extern from *:
     /* One slot of the open-addressing table; fl == 0 marks it empty (a
        real key has the family in fl's high bits). */
     struct VrpSlot { uint64_t hi; uint64_t lo; uint32_t fl; uint32_t head; };
+    /* The slots, and a filter in front of them: one bit per slot of
+       capacity x 8 (1 MiB for 500k VRPs), set for every key added, so that
+       validation's probe of a length holding no VRP on the route's
+       address -- most probes: every length down to the covering VRP, all
+       of them for a NotFound route -- reads a word of a table that stays
+       in cache instead of a slot of one that does not (k = 1 at 16 bits
+       per key: about 6 % of empty probes go on to the slots).  A removed
+       key's bit stays set (a wasted probe, never a wrong answer) until
+       the filter is rebuilt: when the slots grow, and when removals since
+       the last rebuild reach a quarter of the keys. */
     struct VrpMap {
         VrpSlot *slots; size_t mask; size_t used;
-        VrpMap() : slots(NULL), mask(0), used(0) { clear(); }
-        ~VrpMap() { free(slots); }
+        uint64_t *bits; size_t bmask; size_t removed;
+        VrpMap() : slots(NULL), mask(0), used(0), bits(NULL), bmask(0), removed(0) { clear(); }
+        ~VrpMap() { free(slots); free(bits); }
         void clear() {
             VrpSlot *s = (VrpSlot *)calloc(1024, sizeof(VrpSlot));
-            if (!s) throw std::bad_alloc();
-            free(slots);
+            uint64_t *b = (uint64_t *)calloc(1024 * 8 / 64, sizeof(uint64_t));
+            if (!s || !b) { free(s); free(b); throw std::bad_alloc(); }
+            free(slots); free(bits);
             slots = s; mask = 1023; used = 0;
+            bits = b; bmask = 1024 * 8 - 1; removed = 0;
         }
     };
-    static inline size_t vrp_home(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+    static inline uint64_t vrp_hash(uint64_t hi, uint64_t lo, uint32_t fl) {
         uint64_t h = hi ^ (lo * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)fl << 56) ^ fl;
         h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 29; h *= 0x94D049BB133111EBULL; h ^= h >> 32;
-        return (size_t)h & m->mask;
+        return h;
+    }
+    /* Slot index from the low bits, filter bit from the high ones. */
+    static inline size_t vrp_home(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+        return (size_t)vrp_hash(hi, lo, fl) & m->mask;
+    }
+    static inline size_t vrp_bit(const VrpMap *m, uint64_t h) {
+        return (size_t)(h >> 24) & m->bmask;
     }
     static inline uint32_t vrpmap_get(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
-        size_t i = vrp_home(m, hi, lo, fl);
+        uint64_t h = vrp_hash(hi, lo, fl);
+        size_t b = vrp_bit(m, h);
+        if (!((m->bits[b >> 6] >> (b & 63)) & 1)) return 0xFFFFFFFFu;
+        size_t i = (size_t)h & m->mask;
         for (;;) {
             const VrpSlot *s = &m->slots[i];
             if (!s->fl) return 0xFFFFFFFFu;
             if (s->fl == fl && s->hi == hi && s->lo == lo) return s->head;
             i = (i + 1) & m->mask;
+        }
+    }
+    /* The filter sized for the slots (8 bits per slot) from the keys held. */
+    static void vrpmap_refilter(VrpMap *m) {
+        size_t nbits = (m->mask + 1) * 8;
+        uint64_t *b = (uint64_t *)calloc(nbits / 64, sizeof(uint64_t));
+        if (!b) throw std::bad_alloc();
+        free(m->bits);
+        m->bits = b; m->bmask = nbits - 1; m->removed = 0;
+        for (size_t k = 0; k <= m->mask; k++) {
+            const VrpSlot *s = &m->slots[k];
+            if (!s->fl) continue;
+            size_t bit = vrp_bit(m, vrp_hash(s->hi, s->lo, s->fl));
+            b[bit >> 6] |= (uint64_t)1 << (bit & 63);
         }
     }
     static void vrpmap_grow(VrpMap *m) {
@@ -92,13 +132,20 @@ cdef extern from *:
             ns[i] = old[k];
         }
         free(old);
+        vrpmap_refilter(m);
     }
     static inline void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) {
         if ((m->used + 1) * 2 > m->mask + 1) vrpmap_grow(m);  /* load factor <= 1/2 */
-        size_t i = vrp_home(m, hi, lo, fl);
+        uint64_t h = vrp_hash(hi, lo, fl);
+        size_t i = (size_t)h & m->mask;
         for (;;) {
             VrpSlot *s = &m->slots[i];
-            if (!s->fl) { s->hi = hi; s->lo = lo; s->fl = fl; s->head = v; m->used++; return; }
+            if (!s->fl) {
+                s->hi = hi; s->lo = lo; s->fl = fl; s->head = v; m->used++;
+                size_t b = vrp_bit(m, h);
+                m->bits[b >> 6] |= (uint64_t)1 << (b & 63);
+                return;
+            }
             if (s->fl == fl && s->hi == hi && s->lo == lo) { s->head = v; return; }
             i = (i + 1) & m->mask;
         }
@@ -122,6 +169,8 @@ cdef extern from *:
         }
         m->slots[i].fl = 0;
         m->used--;
+        /* The key's filter bit may be shared: left set until a rebuild. */
+        if (++m->removed * 4 > m->used + 64) vrpmap_refilter(m);
     }
     static inline void vrpmap_dump(const VrpMap *m, std::vector<VrpKey> &keys, std::vector<uint32_t> &heads) {
         for (size_t k = 0; k <= m->mask; k++) {
@@ -141,7 +190,7 @@ cdef extern from *:
         void clear() except +
     uint32_t vrpmap_get(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
     void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) except +
-    void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
+    void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) except +
     void vrpmap_dump(VrpMap *m, vector[VrpKey] &keys, vector[uint32_t] &heads) except +
 
 
