@@ -18,7 +18,7 @@ UPDATE it did not take (``len(parsed)`` when it took them all):
 Per UPDATE: the family, next hop and packed prefixes; RFC 6811 validation
 through ``lane.states`` (one bulk call; an UPDATE whose prefixes have
 several states goes whole through ``lane.split``, which groups them as the
-general path does); the batch's memo ``lane.seen`` of (family, attributes,
+general path does); the session's memo ``lane.seen`` of (family, attributes,
 next hop, state), filled by ``lane.first`` on a miss; the pre-policy view's
 upkeep (``lane.view``: ``drop`` when the stored path
 gives the received one back, else ``store``); the RIB change appended to

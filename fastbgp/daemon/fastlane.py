@@ -35,14 +35,30 @@ UPDATE's own change.  With RFC 7947 §2.3 path hiding each run is touched
 after the batch (``Exporter.hiding_touch_many``): a route server's client
 gets one UPDATE per attribute set of a batch, not one per UPDATE received.
 
-Within a batch the lane remembers, per (family, attribute set, next hop,
-state), the stored attribute id (holding a reference to it until
-``close``), its RIB mark and whether the pre-policy view maps it back: a
-table's UPDATEs share few attribute sets, so most of them cost one RFC
-6811 validation, one dict look-up and the RIB update.  Nothing of it can
-change within a batch: the import verdicts, the policy, the VRPs and the
-RFC 8097 flag change only between batches (a reload, the RTR client), and
-a session that ends ends the batch.
+The lane remembers, per (family, attribute set, next hop, state), the
+stored attribute id (holding a reference to it), its RIB mark and whether
+the pre-policy view maps it back: a table's UPDATEs share few attribute
+sets, so most of them cost one RFC 6811 validation, one dict look-up and
+the RIB update.  The memo (:class:`LaneMemo`) outlives the batch: a
+router sends the UPDATEs of one set in a row, and a batch (at most 256
+UPDATEs, one read turn) mostly ends inside such a run, so a memo per batch
+would work each set out about twice (measured on bench/rpki_vs_bird.py's
+table: 112k first looks for 54k sets).  What it remembers holds as long
+as its inputs do, and every change of them drops it
+(``Importer.forget_lane``):
+
+* the import verdict: the neighbour's import cache (a new one with every
+  bound chain -- a reload, a soft reset, a session -- is another memo), or
+  that cache cleared for new ASPA data (``Importer.forget_imports``);
+* the stored set: the RFC 8097 flag (``RpkiFeed.refresh_signal``);
+* the view's answer: its reset at the session's start and end (the memo
+  is of one session and released when it ends: ``Peers.peer_down``);
+* the RFC 6811 state is part of the key, worked out per UPDATE.
+
+The VRPs, the policy and the flag change only between batches (a reload,
+the RTR client), and a session that ends ends the batch.  The memo is
+bounded (``LaneMemo.MAX`` sets, dropped whole beyond it, like the import
+cache).
 
 The per-UPDATE step is ``take`` of fastbgp.daemon.lanestep (compiled
 ``_lanestep.pyx``, pure-Python twin ``_lanestep_py.py``, whose docstring is
@@ -55,7 +71,9 @@ by state as the general path splits it.  Both paths are run on the same
 random UPDATE sequences by tests/test_update_batches.py, with each
 implementation of the step, and must leave the same RIBs.
 
-Owns: nothing beyond one batch (``close`` makes its deferred RIB changes and releases its attribute ids).  Calls: the importer (the steps above),
+Owns: a FastLane, nothing beyond one batch (``close`` makes its deferred
+RIB changes); a LaneMemo, the ids it holds for one session's sets until
+``Importer.forget_lane`` (or ``close``, when full or dropped).  Calls: the importer (the steps above),
 its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
 fastbgp.daemon.importer and the lane step (``first``, ``split``, ``apply``; fastbgp.daemon.lanestep).
 """
@@ -66,18 +84,52 @@ from fastbgp.rpki.vrp import path_mark, split_by_state
 from fastbgp.rib.export import source_tag
 from fastbgp.wire.families import family_name
 
-__all__ = ["FastLane", "PER_PREFIX", "MISS"]
+__all__ = ["FastLane", "LaneMemo", "PER_PREFIX", "MISS"]
 
 # Import cache verdicts (Importer.import_): the chain looks at prefixes.
 PER_PREFIX = object()
 MISS = object()
 
 
+class LaneMemo:
+    """What the lane worked out for one session's attribute sets, kept
+    across its batches (see the module docstring for what drops it):
+    ``seen`` maps (family, attrs, next hop, state) to (attribute id or
+    None when rejected, RIB mark, the view maps it back), one reference
+    held per id.  ``cache`` is the import cache the verdicts came from."""
+
+    __slots__ = ("session", "cache", "seen", "busy", "dead")
+
+    MAX = 8192  # sets remembered per neighbour (and ids held); beyond it the memo starts over
+
+    def __init__(self, session, cache):
+        self.session = session
+        self.cache = cache
+        self.seen = {}
+        self.busy = False  # a batch is using it (its RIB changes may wait on the ids)
+        self.dead = False  # dropped while busy: released when the batch ends
+
+    def holds(self, session, cache) -> bool:
+        """Still what the lane may use for a batch of ``session``."""
+        return self.session is session and self.cache is cache and not self.dead
+
+    def drop(self, table):
+        """Release the ids held, or, while a batch uses them, once it ends."""
+        if self.busy:
+            self.dead = True
+            return
+        seen, self.seen = self.seen, {}
+        release = table.release
+        for aid, _mark, _ok in seen.values():
+            if aid is not None:
+                release(aid)
+
+
 class FastLane:
     """One batch's fast path for one neighbour; see the module docstring."""
 
     __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "pre",
-                 "uses_rpki", "view", "seen", "defer", "runs", "states")
+                 "uses_rpki", "view", "seen", "defer", "runs", "states", "memo")
 
     @classmethod
     def of(cls, importer, nb, session):
@@ -115,9 +167,15 @@ class FastLane:
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
+        memo = nb.lane_memo
+        if memo is None or not memo.holds(session, nb.import_cache):
+            importer.forget_lane(nb)
+            memo = nb.lane_memo = LaneMemo(session, nb.import_cache)
+        memo.busy = True
+        self.memo = memo
         # (family, attrs, next hop, state) -> (attribute id, RIB mark, the
-        # view maps it back); one reference per id held until close().
-        self.seen = {}
+        # view maps it back); one reference per id, held by the memo.
+        self.seen = memo.seen
 
     def flush(self):
         """The deferred announcements and rejections into the RIB, one
@@ -130,19 +188,17 @@ class FastLane:
                 self.importer.update_rib_many(fam, self.nb.pid, batch)
 
     def close(self):
-        """The batch is over: its RIB changes are made, the attribute ids it
-        held are released."""
+        """The batch is over: its RIB changes are made; the memo is kept
+        for the next batch unless it was dropped meanwhile or is full."""
+        memo = self.memo
         try:
             self.flush()
         finally:
-            self.release()
-
-    def release(self):
-        seen, self.seen = self.seen, {}
-        release = self.importer.daemon.attrs.release
-        for aid, _mark, _ok in seen.values():
-            if aid is not None:
-                release(aid)
+            memo.busy = False
+            if memo.dead or len(memo.seen) > LaneMemo.MAX:
+                if self.nb.lane_memo is memo:
+                    self.nb.lane_memo = None
+                memo.drop(self.importer.daemon.attrs)
 
     def apply(self, fam, packed, got):
         """An UPDATE's RIB change made at once (a family not deferred: the
@@ -212,7 +268,7 @@ class FastLane:
             return None
         out, out_nh = res
         out = imp.signal_state(out, state)  # RFC 8097
-        aid = imp.daemon.attrs.intern(out, source_tag(pid, out_nh))  # released by close()
+        aid = imp.daemon.attrs.intern(out, source_tag(pid, out_nh))  # held by the memo
         ok = self.view.store(pid, fam, attrs, nh, packed, False, aid) if self.pre else False
         got = self.seen[key] = (aid, path_mark(state), ok)
         return got

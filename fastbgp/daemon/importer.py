@@ -93,6 +93,7 @@ class Importer:
         engine (again after a reload)."""
         nb.import_chain = self.daemon.engine.chain(nb.cfg, "import")
         nb.import_cache = {}
+        self.forget_lane(nb)  # its verdicts came from the old chain
         local = nb.connection.local_address if nb.connection is not None else nb.cfg.local_address
         nb.pctx = PolicyContext(nb.address, nb.cfg.peer_as, nb.cfg.local_as, local_address=local)
         nb.own_next_hops = self.own_next_hops(local)
@@ -102,6 +103,23 @@ class Importer:
             # RPKI re-validation re-imports from the pre-policy copy
             # (fastbgp.daemon.rpki_feed), whatever ROUTE-REFRESH offers.
             nb.pre_policy = True
+
+    def forget_lane(self, nb):
+        """Drop what the import fast lane remembers of ``nb``'s attribute
+        sets across batches (fastbgp.daemon.fastlane.LaneMemo) and the
+        references it holds: when the session ends, and whenever a verdict
+        it remembers may no longer hold (a new import chain, the import
+        cache cleared, the RFC 8097 flag changed)."""
+        memo = nb.lane_memo
+        if memo is not None:
+            nb.lane_memo = None
+            memo.drop(self.daemon.attrs)
+
+    def forget_imports(self, nb):
+        """The import cache's verdicts of ``nb`` no longer hold (the ASPA
+        data they saw changed): forgotten, with the lane's."""
+        nb.import_cache.clear()
+        self.forget_lane(nb)
 
     def own_next_hops(self, local):
         """(IPv4 NEXT_HOP values, MP_REACH next hops) that are our own

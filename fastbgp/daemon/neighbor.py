@@ -141,6 +141,7 @@ class DaemonNeighbor(Neighbor):
         self.import_chain = None
         self.pctx: Optional[PolicyContext] = None
         self.import_cache: dict = {}
+        self.lane_memo = None  # the import fast lane's sets of this session (fastbgp.daemon.fastlane.LaneMemo)
         self.groups: dict = {}  # family -> UpdateGroup
         self.stale_fams: set = set()
         self.pre_policy = False  # keep the Adj-RIB-In before policy (no route refresh)

@@ -15,7 +15,8 @@ Calls: the daemon's ``speaker`` (``add_daemon_neighbor``,
 ``remove_neighbor``), ``ribs``, ``config``, ``loop`` and ``mrt``; the
 :class:`~fastbgp.daemon.exporter.Exporter` (withdrawals go out through it,
 members leave their groups); the importer's ``bind_policy``,
-``pre_ribs`` and ``prepolicy.reset`` (fastbgp.daemon.prepolicy).
+``pre_ribs``, ``prepolicy.reset`` (fastbgp.daemon.prepolicy) and
+``forget_lane`` (the fast lane's sets of a session that ended).
 Called by: the daemon's neighbours and their route sink (``alloc_pid``,
 ``peer_up``/``peer_down``, ``mark_stale``/``sweep``, ``path_count``,
 ``add_neighbor``/``remove_dynamic``), the views (``get``, ``path_count``) and reload.
@@ -141,6 +142,7 @@ class PeerRegistry:
             if rib.has_peer(nb.pid):
                 self.exporter.export_cs(fam, rib.remove_peer(nb.pid), heavy=True)
         self.importer.prepolicy.reset(nb.pid)
+        self.importer.forget_lane(nb)
         for pre in self.importer.pre_ribs.values():
             if pre.has_peer(nb.pid):
                 pre.remove_peer(nb.pid)
@@ -238,6 +240,7 @@ class PeerRegistry:
         # The pre-policy view is its part ``pre_ribs`` alone now (swept like
         # the rest), not the post-policy paths (fastbgp.daemon.prepolicy).
         self.importer.prepolicy.reset(nb.pid)
+        self.importer.forget_lane(nb)  # the lane's sets of the session: released
         for fam, pre in self.importer.pre_ribs.items():
             if pre.has_peer(nb.pid) and pre.peer_path_count(nb.pid):
                 self.start_sweep(nb, fam, pre, False)

@@ -371,6 +371,8 @@ class RpkiFeed(RtrObserver):
         if signal != self.signal:
             self.signal = signal
             self.marked.clear()
+            for nb in nbs:
+                self.daemon.importer.forget_lane(nb)  # its stored sets carry the state or not
             if any(nb.established for nb in nbs):
                 self.resignal = True
                 self.kick()
@@ -451,7 +453,7 @@ class RpkiFeed(RtrObserver):
                 done = set()
                 if aspa:
                     for nb in self.users("uses_aspa"):
-                        nb.import_cache.clear()  # its verdicts hold the old ASPA results
+                        self.daemon.importer.forget_imports(nb)  # its verdicts hold the old ASPA results
                         for fam in list(self.daemon.ribs):
                             n += self.reimport(nb, fam, None)
                             await asyncio.sleep(0)
