@@ -425,3 +425,89 @@ def test_batches_with_route_server_path_hiding(run):
             await dut.stop()
 
     run(main())
+
+
+LP_POLICY = """
+[[policies]]
+name = "lp"
+[[policies.statements]]
+actions = { result = "accept", set-local-pref = %d }
+"""
+
+
+def test_the_lane_memo_spans_batches_until_its_inputs_change(run, tmp_path, lane_impl, monkeypatch):
+    """The lane works out an attribute set once per session, not once per
+    batch (fastbgp.daemon.fastlane.LaneMemo): a second batch with the same
+    set takes the memo.  A reload binding a new import policy makes the
+    next batch follow the new verdict; the import cache cleared for ASPA
+    data (forget_imports) and the session's end release the ids it held."""
+    from fastbgp.daemon.fastlane import FastLane
+
+    firsts = []
+    real_first = FastLane.first
+
+    def counting_first(self, key, packed):
+        firsts.append(key)
+        return real_first(self, key, packed)
+
+    monkeypatch.setattr(FastLane, "first", counting_first)
+
+    def local_pref(attrs):
+        return {t: v for _f, t, v in split_attrs(attrs)}.get(5)
+
+    async def main():
+        path = tmp_path / "fastbgp.toml"
+        a_addr = addr()
+        dut = DUT(path=path, extra=LP_POLICY % 150,
+                  neighbors=[neighbor_toml(a_addr, 65001, families=FAMS, **{"import-policy": ["lp"]})])
+        d = await dut.start()
+        d.importer.lane_take = lane_impl.take
+        a, na = await peer(dut, 65001, a_addr, families=FAMS)
+        try:
+            await na.wait_established(5)
+            nb = d.speaker.neighbors[a_addr]
+            await until(lambda: nb.session is not None and nb.session.state.name == "ESTABLISHED", what="up")
+
+            def up(prefixes, origin=65100):
+                return [m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, origin])]),
+                                                             m.NextHop("192.0.2.1")],
+                                                 nlri=[m.Prefix(p)]), AS4) for p in prefixes]
+
+            nb.session.on_updates(nb.session.conn, up(["10.0.1.0/24", "10.0.2.0/24"]))
+            memo = nb.lane_memo
+            assert len(firsts) == 1 and len(memo.seen) == 1
+            nb.session.on_updates(nb.session.conn, up(["10.0.3.0/24", "10.0.4.0/24"]))
+            assert len(firsts) == 1, "the second batch took the memo"
+            assert nb.lane_memo is memo
+            lps = {local_pref(attrs) for attrs, _nh in table(d, nb.pid).values()}
+            assert lps == {(150).to_bytes(4, "big")} and len(table(d, nb.pid)) == 4
+            # A new policy: the same set's next UPDATE follows it.
+            dut.extra = LP_POLICY % 250
+            path.write_text(dut.text())
+            await d.reload()
+            assert nb.lane_memo is None, "a new import chain drops the memo"
+            nb.session.on_updates(nb.session.conn, up(["10.0.5.0/24", "10.0.6.0/24"]))
+            assert len(firsts) == 2
+            got = table(d, nb.pid)
+            assert local_pref(got[((1, 1), bytes([24, 10, 0, 5]))][0]) == (250).to_bytes(4, "big")
+            assert local_pref(got[((1, 1), bytes([24, 10, 0, 6]))][0]) == (250).to_bytes(4, "big")
+            # The import cache cleared (new ASPA data): the memo's ids released.
+            memo = nb.lane_memo
+            (aid, _mark, _ok), = memo.seen.values()
+            held = d.attrs.refcount(aid)
+            d.importer.forget_imports(nb)
+            assert nb.lane_memo is None and not memo.seen and d.attrs.refcount(aid) == held - 1
+            nb.session.on_updates(nb.session.conn, up(["10.0.7.0/24"]))
+            assert len(firsts) == 3
+            # The session ends: nothing of it stays referenced.
+            await a.stop()
+            await until(lambda: not nb.established, what="down")
+            assert nb.lane_memo is None
+            await until(lambda: not any(len(r) for r in d.ribs.values()) and not d.peers.sweeping(nb.pid),
+                        what="swept")
+            assert len(d.attrs) == 0
+        finally:
+            await a.stop()
+            await dut.stop()
+
+    run(main())
