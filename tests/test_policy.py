@@ -729,7 +729,9 @@ def test_fast_paths_agree_with_the_general_path(items, shuffle, statements, defa
     """Random blocks (sorted or not, duplicate types included) through random
     chains: the cached, shortcut evaluation equals the general one for every
     RFC 6811 state, and the accepted block is the very input object when
-    nothing changed."""
+    nothing changed.  So does the evaluation without the chain's cache (the
+    daemon's import, which keeps its own), which leaves that cache as it
+    was."""
     if not shuffle:
         items = sorted(items, key=lambda i: i[1])
     block = b"".join(encode_attr(f, t, v) for f, t, v in items)
@@ -739,10 +741,13 @@ def test_fast_paths_agree_with_the_general_path(items, shuffle, statements, defa
         ctx = base.with_validation(state)
         for afi in (AFI_IPV4, AFI_IPV6):
             want = e.evaluate_uncached(ch, "import", (afi, b"", 0), block, ctx)
+            held = len(ch._cache)
+            direct = e.evaluate_group(ch, block, ctx, afi, cached=False)
+            assert direct == want and len(ch._cache) == held
             got = e.evaluate_group(ch, block, ctx, afi)
             assert got == want
             if got is not None and got.attrs == block:
-                assert got.attrs is block
+                assert got.attrs is block and direct.attrs is block
 
 
 def test_rov_chain_splices_the_tag_into_the_block():

@@ -370,7 +370,8 @@ class Importer:
             ctx = d.rpki.context(nb, attrs, state)  # the states for the rpki / aspa conditions
         if chain.prefix_dependent:
             return (PER_PREFIX, attrs, nh, ctx)
-        v = d.engine.evaluate_group(chain, attrs, ctx, fam[0], "import")
+        # Once per set and neighbour: the import cache (import_) keeps the verdict.
+        v = d.engine.evaluate_group(chain, attrs, ctx, fam[0], "import", cached=False)
         if v is None:
             return None
         out_nh = nh

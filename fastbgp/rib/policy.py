@@ -885,15 +885,22 @@ class PolicyEngine:
             node = child
         return verdict
 
-    def evaluate_group(self, chain, attrs, ctx=None, afi=AFI_IPV4, direction="import"):
+    def evaluate_group(self, chain, attrs, ctx=None, afi=AFI_IPV4, direction="import", cached=True):
         """Verdict (or None) for every prefix of family ``afi`` carrying
         ``attrs``; the chain must be prefix-independent.  Cached: the chain
-        runs once per distinct block (and context/family when used)."""
+        runs once per distinct block (and context/family when used).
+        ``cached`` False: a caller that keeps its own verdict per block
+        (the daemon's import cache) has the chain run without this cache,
+        which would hold a second entry (and a Verdict for the collector
+        to look at) for every attribute set a table brings."""
         target = chain
         chain = self.chain(chain, direction)
         if chain.prefix_dependent:
             raise ValueError("%r has prefix conditions: evaluate per prefix" % (chain,))
-        return self._cached(chain, attrs, self._context(target, ctx), afi, None)
+        ctx = self._context(target, ctx)
+        if not cached:
+            return self._run(chain, _View(attrs), ctx, afi, None)
+        return self._cached(chain, attrs, ctx, afi, None)
 
     def apply_group(self, chain, attrs, ctx=None, afi=AFI_IPV4, direction="import"):
         """evaluate_group, returning the block or None."""
