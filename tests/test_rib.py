@@ -293,6 +293,24 @@ def test_addpath_lowest_path_id_breaks_final_tie(rib_impl):
     assert cs.n_announced == 1 and unpk(cs.announced[aid]) == ["10.0.0.0/24"]
 
 
+def test_retain_is_one_more_reference():
+    """AttrTable.retain (PrePolicy's hold on a post-policy set) counts as
+    an intern of the same set: the entry lives until every reference is
+    released; a freed or unknown id is refused."""
+    table = AttrTable()
+    block = encode_attr(0x40, 1, b"\x00")
+    a = table.intern(block)
+    assert table.retain(a) == a and table.refcount(a) == 2
+    table.release(a)
+    assert table.is_live(a) and table.refcount(a) == 1
+    table.release(a)
+    assert not table.is_live(a)
+    for bad in (a, 99, -1, "0", None):
+        with pytest.raises(KeyError):
+            table.retain(bad)
+    assert table.intern(block) == a and table.refcount(a) == 1
+
+
 # ---------------------------------------------------------------- operations
 
 

@@ -171,8 +171,7 @@ class PrePolicy:
         if full:
             self.refused[pid] = self.refused.get(pid, 0) + 1
             return None
-        post_attrs, tagged = table.key(post_aid)
-        table.intern(post_attrs, tagged)  # this table's reference to post_aid
+        table.retain(post_aid)  # this table's reference to post_aid
         got = m[post_aid] = [attrs, nh, None]
         return got
 

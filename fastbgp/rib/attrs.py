@@ -299,6 +299,16 @@ class AttrTable:
         self._ids[key] = aid
         return aid
 
+    def retain(self, attr_id):
+        """One more reference to a live ``attr_id``, owned by the caller:
+        ``intern(*key(attr_id))`` without building and hashing the key."""
+        rec = self.records
+        if type(attr_id) is not int or not 0 <= attr_id < len(self._blocks) \
+                or not rec[attr_id * WORDS + W_FLAGS] & F_LIVE:
+            self._check(attr_id)  # raises (a bool or an int subclass: the careful check)
+        rec[attr_id * WORDS + W_REFS] += 1
+        return attr_id
+
     def release(self, attr_id):
         """Drop one reference; the entry is freed when none is left."""
         rec = self.records
