@@ -56,8 +56,8 @@ cdef extern from *:
     /* One slot of the open-addressing table; fl == 0 marks it empty (a
        real key has the family in fl's high bits). */
     struct VrpSlot { uint64_t hi; uint64_t lo; uint32_t fl; uint32_t head; };
-    /* The slots, and a filter in front of them: one bit per slot of
-       capacity x 8 (1 MiB for 500k VRPs), set for every key added, so that
+    /* The slots, and a filter in front of them: eight bits per slot
+       (1 MiB for 500k VRPs), one set for every key added, so that
        validation's probe of a length holding no VRP on the route's
        address -- most probes: every length down to the covering VRP, all
        of them for a NotFound route -- reads a word of a table that stays
