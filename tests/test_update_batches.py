@@ -293,7 +293,8 @@ def test_a_malformed_update_ends_the_batch(run):
 
 def test_prefix_limit_inside_a_batch(run, lane_impl):
     """RFC 4486 Cease 6/1 when the limit is crossed in the middle of a
-    batch: the UPDATEs after it are not imported, the peer gets 6/1."""
+    batch: the UPDATEs after it are not imported, the peer gets 6/1, and
+    the attribute sets the lane held are released."""
     async def main():
         dut = DUT(neighbors=[])
         d, speakers, (a, _b) = await two_peers(dut, **{"prefix-limit": {"ipv4-unicast": {"max": 5}}})
@@ -311,6 +312,10 @@ def test_prefix_limit_inside_a_batch(run, lane_impl):
             n = speakers[0].neighbors[dut.addr].last_notification_received
             assert (n.code, n.subcode) == (6, 1)
             await until(lambda: not table(d, a.pid), what="its routes dropped")
+            # The session ended inside the batch, while the lane's memo was
+            # in use: it is released when the batch ends.
+            assert a.lane_memo is None
+            await until(lambda: len(d.attrs) == 0, what="nothing of the session still referenced")
         finally:
             for s in speakers:
                 await s.stop()
