@@ -516,3 +516,53 @@ def test_the_lane_memo_spans_batches_until_its_inputs_change(run, tmp_path, lane
             await dut.stop()
 
     run(main())
+
+
+def test_the_lane_memo_goes_with_the_rfc8097_flag(run, tmp_path, lane_impl):
+    """When some neighbour starts asking for RFC 8097 signalling, the sets
+    stored from then on carry the state community: the next batch must not
+    take the set the memo holds from before (RpkiFeed.refresh_signal drops
+    it; a dynamic neighbour is not rebound by the reload that changed the
+    flag)."""
+    import json
+
+    import msgspec
+
+    from fastbgp.wire.constants import ATTR_EXT_COMMUNITIES
+
+    async def main():
+        vrps = tmp_path / "vrps.json"
+        vrps.write_text(json.dumps(VRPS))
+        a_addr = addr()
+        dut = DUT(extra=ROV % vrps,
+                  neighbors=[neighbor_toml(a_addr, 65001, families=FAMS, **{"import-policy": ["rov"]})])
+        d = await dut.start()
+        d.importer.lane_take = lane_impl.take
+        a, na = await peer(dut, 65001, a_addr, families=FAMS)
+        try:
+            await na.wait_established(5)
+            nb = d.speaker.neighbors[a_addr]
+            await until(lambda: nb.session is not None and nb.session.state.name == "ESTABLISHED"
+                        and len(d.rpki.vrps) == 3, what="up, the VRPs loaded")
+
+            def up(prefix):
+                return m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100])]),
+                                                            m.NextHop("192.0.2.1")],
+                                                nlri=[m.Prefix(prefix)]), AS4)
+
+            def ext(prefix):
+                attrs, _nh = table(d, nb.pid)[((1, 1), bytes([24, 10, 0, int(prefix.split(".")[2])]))]
+                return {t: v for _f, t, v in split_attrs(attrs)}.get(ATTR_EXT_COMMUNITIES)
+
+            nb.session.on_updates(nb.session.conn, [up("10.0.1.0/24"), up("10.0.2.0/24")])
+            assert nb.lane_memo is not None and ext("10.0.1.0/24") is None
+            nb.cfg = msgspec.structs.replace(nb.cfg, rpki_signal=True)
+            assert d.rpki.refresh_signal()
+            assert nb.lane_memo is None
+            nb.session.on_updates(nb.session.conn, [up("10.0.3.0/24")])
+            assert ext("10.0.3.0/24") == bytes((0x43, 0x00, 0, 0, 0, 0, 0, 0)), "valid (0) signalled"
+        finally:
+            await a.stop()
+            await dut.stop()
+
+    run(main())
