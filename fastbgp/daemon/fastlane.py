@@ -47,9 +47,9 @@ table: 112k first looks for 54k sets).  What it remembers holds as long
 as its inputs do, and every change of them drops it
 (``Importer.forget_lane``):
 
-* the import verdict: the neighbour's import cache (a new one with every
-  bound chain -- a reload, a soft reset, a session -- is another memo), or
-  that cache cleared for new ASPA data (``Importer.forget_imports``);
+* the import verdict: every chain bound (a reload, a soft reset, a
+  session: ``Importer.bind_policy``, which starts a new import cache too),
+  and that cache cleared for new ASPA data (``Importer.forget_imports``);
 * the stored set: the RFC 8097 flag (``RpkiFeed.refresh_signal``);
 * the view's answer: its reset at the session's start and end (the memo
   is of one session and released when it ends: ``Peers.peer_down``);
@@ -96,22 +96,21 @@ class LaneMemo:
     across its batches (see the module docstring for what drops it):
     ``seen`` maps (family, attrs, next hop, state) to (attribute id or
     None when rejected, RIB mark, the view maps it back), one reference
-    held per id.  ``cache`` is the import cache the verdicts came from."""
+    held per id."""
 
-    __slots__ = ("session", "cache", "seen", "busy", "dead")
+    __slots__ = ("session", "seen", "busy", "dead")
 
     MAX = 8192  # sets remembered per neighbour (and ids held); beyond it the memo starts over
 
-    def __init__(self, session, cache):
+    def __init__(self, session):
         self.session = session
-        self.cache = cache
         self.seen = {}
         self.busy = False  # a batch is using it (its RIB changes may wait on the ids)
         self.dead = False  # dropped while busy: released when the batch ends
 
-    def holds(self, session, cache) -> bool:
+    def holds(self, session) -> bool:
         """Still what the lane may use for a batch of ``session``."""
-        return self.session is session and self.cache is cache and not self.dead
+        return self.session is session and not self.dead
 
     def drop(self, table):
         """Release the ids held, or, while a batch uses them, once it ends."""
@@ -168,9 +167,9 @@ class FastLane:
         self.view = importer.prepolicy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
         memo = nb.lane_memo
-        if memo is None or not memo.holds(session, nb.import_cache):
+        if memo is None or not memo.holds(session):
             importer.forget_lane(nb)
-            memo = nb.lane_memo = LaneMemo(session, nb.import_cache)
+            memo = nb.lane_memo = LaneMemo(session)
         memo.busy = True
         self.memo = memo
         # (family, attrs, next hop, state) -> (attribute id, RIB mark, the
