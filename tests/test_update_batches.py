@@ -114,6 +114,30 @@ def pre_table(d, pid):
     return out
 
 
+def announcement(prefix, origin=65100):
+    """An UPDATE of AS 65001 announcing ``prefix`` (originated by
+    ``origin``) with next hop 192.0.2.1."""
+    return m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, origin])]),
+                                                m.NextHop("192.0.2.1")],
+                                    nlri=[m.Prefix(prefix)]), AS4)
+
+
+async def one_neighbour(dut, a_addr, lane_impl):
+    """``dut`` started with ``lane_impl``'s lane step and a peer of AS
+    65001 at ``a_addr`` established: (daemon, peer, its daemon neighbour)."""
+    d = await dut.start()
+    d.importer.lane_take = lane_impl.take
+    a, na = await peer(dut, 65001, a_addr, families=FAMS)
+    try:
+        await na.wait_established(5)
+        nb = d.speaker.neighbors[a_addr]
+        await until(lambda: nb.session is not None and nb.session.state.name == "ESTABLISHED", what="up")
+    except BaseException:
+        await a.stop()  # the caller stops dut
+        raise
+    return d, a, nb
+
+
 def test_both_lane_steps_export_the_api(both_lanes):
     from fastbgp.daemon import lanestep
 
@@ -227,10 +251,7 @@ def test_the_pre_policy_view_follows_a_batch(run, tmp_path, lane_impl):
         d.importer.lane_take = lane_impl.take
         await until(lambda: len(d.rpki.vrps) == 3, what="the VRPs loaded")
         try:
-            def up(prefix, origin):
-                return m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, origin])]),
-                                                            m.NextHop("192.0.2.1")],
-                                                nlri=[m.Prefix(prefix)]), AS4)
+            up = announcement
 
             batches = [
                 # After a new set's first UPDATE (first() stores into the view):
@@ -465,18 +486,12 @@ def test_the_lane_memo_spans_batches_until_its_inputs_change(run, tmp_path, lane
         a_addr = addr()
         dut = DUT(path=path, extra=LP_POLICY % 150,
                   neighbors=[neighbor_toml(a_addr, 65001, families=FAMS, **{"import-policy": ["lp"]})])
-        d = await dut.start()
-        d.importer.lane_take = lane_impl.take
-        a, na = await peer(dut, 65001, a_addr, families=FAMS)
+        a = None
         try:
-            await na.wait_established(5)
-            nb = d.speaker.neighbors[a_addr]
-            await until(lambda: nb.session is not None and nb.session.state.name == "ESTABLISHED", what="up")
+            d, a, nb = await one_neighbour(dut, a_addr, lane_impl)
 
-            def up(prefixes, origin=65100):
-                return [m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, origin])]),
-                                                             m.NextHop("192.0.2.1")],
-                                                 nlri=[m.Prefix(p)]), AS4) for p in prefixes]
+            def up(prefixes):
+                return [announcement(p) for p in prefixes]
 
             nb.session.on_updates(nb.session.conn, up(["10.0.1.0/24", "10.0.2.0/24"]))
             memo = nb.lane_memo
@@ -512,7 +527,8 @@ def test_the_lane_memo_spans_batches_until_its_inputs_change(run, tmp_path, lane
                         what="swept")
             assert len(d.attrs) == 0
         finally:
-            await a.stop()
+            if a is not None:
+                await a.stop()
             await dut.stop()
 
     run(main())
@@ -536,19 +552,11 @@ def test_the_lane_memo_goes_with_the_rfc8097_flag(run, tmp_path, lane_impl):
         a_addr = addr()
         dut = DUT(extra=ROV % vrps,
                   neighbors=[neighbor_toml(a_addr, 65001, families=FAMS, **{"import-policy": ["rov"]})])
-        d = await dut.start()
-        d.importer.lane_take = lane_impl.take
-        a, na = await peer(dut, 65001, a_addr, families=FAMS)
+        a = None
         try:
-            await na.wait_established(5)
-            nb = d.speaker.neighbors[a_addr]
-            await until(lambda: nb.session is not None and nb.session.state.name == "ESTABLISHED"
-                        and len(d.rpki.vrps) == 3, what="up, the VRPs loaded")
-
-            def up(prefix):
-                return m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100])]),
-                                                            m.NextHop("192.0.2.1")],
-                                                nlri=[m.Prefix(prefix)]), AS4)
+            d, a, nb = await one_neighbour(dut, a_addr, lane_impl)
+            await until(lambda: len(d.rpki.vrps) == 3, what="the VRPs loaded")
+            up = announcement
 
             def ext(prefix):
                 attrs, _nh = table(d, nb.pid)[((1, 1), bytes([24, 10, 0, int(prefix.split(".")[2])]))]
@@ -562,7 +570,8 @@ def test_the_lane_memo_goes_with_the_rfc8097_flag(run, tmp_path, lane_impl):
             nb.session.on_updates(nb.session.conn, [up("10.0.3.0/24")])
             assert ext("10.0.3.0/24") == bytes((0x43, 0x00, 0, 0, 0, 0, 0, 0)), "valid (0) signalled"
         finally:
-            await a.stop()
+            if a is not None:
+                await a.stop()
             await dut.stop()
 
     run(main())
