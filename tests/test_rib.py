@@ -1127,6 +1127,39 @@ def test_slot_array_moves_to_huge_pages_once_busy():
     assert all(len(r.paths(text(k))) == 4 for k in range(0, n, 997))
 
 
+def test_a_big_slot_array_grows_by_half_and_keeps_every_prefix():
+    """Compiled RIB only: past 2^20 IPv4 slots (28 MiB) the array grows by
+    half, not double, so 900,000 prefixes sit in 1.57M slots, not 2.1M;
+    at that size (not a power of two) every prefix is still found, and
+    withdrawing every other one in a scattered order (backward-shift
+    deletion across the array's end) leaves exactly the others."""
+    impl = implementation(rib_pkg, "cython")
+    table, r = make(impl, peers={1: PEERS[1]})
+    n = 900_000
+
+    def run(ks):
+        return b"".join(bytes((24,)) + ((16 << 24) + (k << 8)).to_bytes(4, "big")[:3] for k in ks)
+
+    aid = table.intern(mkattrs(path=(65001, 7)))
+    for at in range(0, n, 1000):
+        r.update(1, run(range(at, at + 1000)), False, aid)
+    table.release(aid)
+    assert len(r) == n
+    assert r.memory_usage() < (1 << 21) * 28  # doubling would have taken 2^21 slots
+    gone = [(k * 7919) % n for k in range(n)][::2]  # a permutation's every other element
+    for at in range(0, len(gone), 1000):
+        r.withdraw(1, run(gone[at : at + 1000]))
+    left = set(range(n)) - set(gone)
+
+    def text(k):
+        return "%d.%d.%d.0/24" % (16 + (k >> 16), (k >> 8) & 255, k & 255)
+
+    assert len(r) == len(left)
+    assert r.prefixes() == [text(k) for k in sorted(left)]  # the slots, in address order
+    for k in range(0, n, 97):  # and found by probing, or not
+        assert (text(k) in r) == (k in left)
+
+
 def test_moving_to_huge_pages_gives_the_old_array_back():
     """Compiled RIB only: after an earlier big table came and went (glibc's
     mmap threshold has risen, so slot arrays come from the heap), moving a

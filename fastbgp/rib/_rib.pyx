@@ -174,13 +174,24 @@ cdef extern from *:
        allocation).  The first touch of fresh huge pages is not free: the
        kernel zeroes (and may compact for) each 2 MiB page at once, which on
        the VM this was measured on cost a fresh process ~2 ms per MiB -- 0.1 s
-       for the 56 MiB table of 1M prefixes, as much as inserting them -- while
+       for a table of 1M prefixes (56 MiB then), as much as inserting them -- while
        4 KiB pages come recycled.  So the caller asks for huge pages only for
        a table that has proven busy (_SlotTable._reserve). */
     #include <stdlib.h>
     #if defined(__linux__)
     #include <sys/mman.h>
     #endif
+    /* A 64-bit hash onto [0, n) by its top bits ("fastrange", Lemire
+       2019): any table size, not only powers of two, for the price of one
+       multiply; for n = 2^k it is the top k bits, as a shift would give. */
+    static inline size_t rib_range(uint64_t h, size_t n) {
+    #if defined(__SIZEOF_INT128__)
+        return (size_t)(((unsigned __int128)h * (unsigned __int128)n) >> 64);
+    #else
+        return (size_t)(((h >> 32) * (uint64_t)n) >> 32);  /* n < 2^32 here */
+    #endif
+    }
+
     static void *rib_alloc_table(size_t bytes, int huge) {
     #if defined(__linux__) && defined(MADV_HUGEPAGE)
         if (huge && bytes >= ((size_t)4 << 20)) {
@@ -289,6 +300,7 @@ cdef extern from *:
     const uint64_t RIB_RECV_MAX
     uint64_t rib_mask64(int plen) nogil
     void rib_prefetch(const void *p) nogil
+    size_t rib_range(uint64_t h, size_t n) nogil
     void *rib_alloc_table(size_t bytes, int huge) nogil
     void rib_free_table(void *p, size_t bytes) nogil
     uint32_t rib_mask32(int plen) nogil
@@ -303,6 +315,7 @@ cdef enum:
     F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
     MIN_CAP = 64
     HUGE_MIN = 4 << 20  # octets: smaller slot arrays never ask for huge pages (rib_alloc_table)
+    GROW_BY_HALF = 16 << 20  # octets: a slot array this big grows by half, a smaller one doubles (_reserve)
     SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
     CHUNK = 512  # prefixes parsed ahead of the hash probes
     SCRATCH_KEEP = 4096  # scratch entries kept allocated between operations
@@ -463,10 +476,9 @@ cdef class _SlotTable:
     cdef bint v6
     cdef int bits
     cdef char *slots
-    cdef size_t cap, mask, used, ssize
+    cdef size_t cap, used, ssize  # cap: any size from MIN_CAP (see _home, _reserve)
     cdef size_t stored  # paths stored (update) since the slot array was allocated
     cdef readonly bint huge  # the slot array asked for transparent huge pages (see _reserve)
-    cdef int shift
     cdef size_t npaths
     cdef size_t ovf_arrays, ovf_paths  # paths kept outside the slots, for memory_usage
     cdef size_t len_count[129]  # prefixes held per length, for longest_match
@@ -553,8 +565,17 @@ cdef class _SlotTable:
         # Fibonacci hashing keeps the top bits of key * 2^64/phi, after a
         # mix (as HeldSet._home): IPv4 /24 keys (addr << 8 | 24) share
         # their low 16 bits, and multiplying alone left most homes unused
-        # (long probe runs on every insert and lookup of a full table).
-        return <size_t>((_mix_key(_hash_key(k, self.v6)) * RIB_GOLDEN) >> self.shift)
+        # (long probe runs on every insert and lookup of a full table).  The
+        # top bits choose the home (rib_range), so the table can have any
+        # size (_reserve grows a big one by half) and keeps its order: a table
+        # rebuilt from this one's slot order inserts with rising homes.
+        return rib_range(_mix_key(_hash_key(k, self.v6)) * RIB_GOLDEN, self.cap)
+
+    @cython.final
+    cdef inline size_t _next(self, size_t i) noexcept nogil:
+        """The slot after ``i``, cyclically (the linear probe's step)."""
+        i += 1
+        return 0 if i == self.cap else i
 
     @cython.final
     cdef inline char *_find(self, const PKey *k) noexcept nogil:
@@ -569,7 +590,7 @@ cdef class _SlotTable:
                 return NULL
             if self._key_eq(s, k):
                 return s
-            i = (i + 1) & self.mask
+            i = self._next(i)
 
     @cython.final
     cdef char *_find_or_add(self, const PKey *k, size_t i) noexcept nogil:
@@ -584,7 +605,7 @@ cdef class _SlotTable:
                 break
             if self._key_eq(s, k):
                 return s
-            i = (i + 1) & self.mask
+            i = self._next(i)
         if self.v6:
             (<Slot6 *>s).hi = k.hi
             (<Slot6 *>s).lo = k.lo
@@ -611,7 +632,7 @@ cdef class _SlotTable:
         self.len_count[k.len] -= 1
         self.used -= 1
         while True:
-            j = (j + 1) & self.mask
+            j = self._next(j)
             sj = self.slots + j * self.ssize
             if self._is_empty(sj):
                 break
@@ -636,15 +657,10 @@ cdef class _SlotTable:
         memset(new, 0xFF, newcap * self.ssize)  # all-ones = empty for both layouts
         cdef char *old = self.slots
         cdef size_t oldcap = self.cap, i, j
-        cdef int log2 = 0
         cdef PKey k
         cdef char *s
-        while (<size_t>1 << log2) < newcap:
-            log2 += 1
         self.slots = new
         self.cap = newcap
-        self.mask = newcap - 1
-        self.shift = 64 - log2
         for i in range(oldcap):
             s = old + i * self.ssize
             if self._is_empty(s):
@@ -652,7 +668,7 @@ cdef class _SlotTable:
             self._get_key(s, &k)
             j = self._home(&k)
             while not self._is_empty(new + j * self.ssize):
-                j = (j + 1) & self.mask
+                j = self._next(j)
             memcpy(new + j * self.ssize, s, self.ssize)
         rib_free_table(old, oldcap * self.ssize)
         self.stored = 0
@@ -660,16 +676,24 @@ cdef class _SlotTable:
 
     @cython.final
     cdef int _reserve(self, size_t extra) except -1:
-        # Grow at 80 % load: linear probing stays short below that.
+        # Grow at 80 % load: linear probing stays short below that.  Double
+        # while the array is small; from GROW_BY_HALF octets by half, so a
+        # big table ends between 1.25 and 1.9 slots per prefix, not 2.5: a
+        # full IPv4 table (1M prefixes, just past 80 % of 2^20 slots) in
+        # 1.57M slots (42 MiB), not 2.1M (56 MiB).  Doubling up to there
+        # keeps the moves and first touches of the small steps as they were
+        # (bench/rib_floor.py p1: by half from the start cost 20 % more
+        # RIB CPU).
         cdef size_t need = self.used + extra
         cdef size_t newcap = self.cap
         while need * 5 > newcap * 4:
-            newcap *= 2
+            newcap = newcap * 2 if newcap * self.ssize < GROW_BY_HALF else newcap + newcap // 2
         # Huge pages once the array has taken twice its size in paths since
         # it was allocated (rib_alloc_table: their first touch costs about as
         # much as filling the array once).  A single full table (1M
-        # prefixes, 2M slots) stays in 4 KiB pages (0.15-0.16 s to insert in a
-        # fresh process, 0.21-0.25 s with huge pages from the start); many
+        # prefixes) stays in 4 KiB pages (with the 2M slots of the time:
+        # 0.15-0.16 s to insert in a fresh process, 0.21-0.25 s with huge
+        # pages from the start); many
         # peers' paths for the same prefixes (20 x 1M) move the array once,
         # early, and keep the huge pages' gain (bench/rib_floor.py p8: 5.6 s
         # of RIB CPU, 6.6 s in 4 KiB pages throughout).  Once huge, a
@@ -691,7 +715,7 @@ cdef class _SlotTable:
         if self.cap <= MIN_CAP or self.used * 8 >= self.cap:
             return 0
         while newcap > MIN_CAP and self.used * 5 <= (newcap // 2) * 2:
-            newcap //= 2
+            newcap = max(MIN_CAP, newcap // 2)
         if newcap != self.cap:
             self._resize(newcap)
         return 0
