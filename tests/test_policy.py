@@ -750,6 +750,38 @@ def test_fast_paths_agree_with_the_general_path(items, shuffle, statements, defa
                 assert got.attrs is block and direct.attrs is block
 
 
+def test_a_chain_blind_to_the_block_replays_its_plan():
+    """A chain whose conditions read only the context (RFC 6811 state) and
+    whose actions are data (tag, LOCAL_PREF) is worked out once per
+    context and family and replayed on every new block, with the general
+    path's result; a condition on the block, or a prepend among the actions
+    that apply, runs the chain itself every time."""
+    rov = [('rpki = "invalid"', [], "reject"),
+           ('rpki = "valid"', ['large-communities = { add = ["65000:9:1"] }', 'communities = { add = ["65000:9"] }',
+                               "set-local-pref = 200"], "accept")]
+    e, ch = _fast_engine(rov, "accept")
+    blocks = [attrs(comms=[c(65000, k)], med=k) for k in range(4)]
+    # Extended Length on short values: the edited attribute is re-encoded
+    # without it, as _Route.set does.
+    blocks.append(b"".join(encode_attr(f, t, v) for f, t, v in (
+        (0x40, 1, b"\x00"), (0x40, 2, encode_segments([(AS_SEQUENCE, [65001])], 4)), (0x40, 3, bytes([198, 51, 100, 1])),
+        (0xD0, 8, struct.pack(">I", c(65000, 9))), (0xD0, 32, struct.pack(">III", 65000, 1, 1)))))
+    for state in ("valid", "invalid", "not-found"):
+        ctx = PolicyContext("192.0.2.9", 65001, 65000).with_validation(state)
+        for g in blocks:
+            assert e.evaluate_group(ch, g, ctx, cached=False) == \
+                e.evaluate_uncached(ch, "import", P("192.0.2.0/24"), g, ctx)
+    assert e.replays == 15 and len(ch._plans) == 3
+    for extra in (('community-set = "cs"', [], "next"),
+                  ('rpki = "valid"', ["as-path-prepend = { asn = 65000, count = 2 }"], "next")):
+        e, ch = _fast_engine([extra] + rov, "accept")
+        ctx = PolicyContext("192.0.2.9", 65001, 65000).with_validation("valid")
+        for g in blocks:
+            assert e.evaluate_group(ch, g, ctx, cached=False) == \
+                e.evaluate_uncached(ch, "import", P("192.0.2.0/24"), g, ctx)
+        assert e.replays == 0
+
+
 def test_rov_chain_splices_the_tag_into_the_block():
     """bench/rpki_vs_bird.py's ROV policy: the state's large community is
     inserted in type order, the other attributes' bytes untouched, and the

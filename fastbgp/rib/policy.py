@@ -409,8 +409,12 @@ def _set_ref(ref):
 
 def _compile_conditions(c, sets, flags):
     """[(fn(route) -> bool)] for the conditions that are set; records in
-    ``flags`` what the chain depends on."""
+    ``flags`` what the chain depends on: "attrs" unless every condition is
+    one of those known to read only the context and family (counted in
+    ``blind``), so a condition added later reads the block until said
+    otherwise."""
     out = []
+    blind = 0
     if c.prefix_set is not None:
         name, mode = _set_ref(c.prefix_set)
         matcher = sets["prefix"][name]
@@ -484,10 +488,12 @@ def _compile_conditions(c, sets, flags):
             return False
 
         out.append(neighbor_cond)
+        blind += 1
     if c.family is not None:
         afis = frozenset(parse_family(f)[0] for f in c.family)
         flags.add("family")
         out.append(lambda r, afis=afis: r.afi in afis)
+        blind += 1
     if c.origin is not None:
         want = _ORIGINS[c.origin]
 
@@ -502,9 +508,13 @@ def _compile_conditions(c, sets, flags):
     if c.rpki is not None:
         flags.update(("ctx", "rpki"))
         out.append(lambda r, want=c.rpki: (r.ctx.rpki or "not-found") == want)
+        blind += 1
     if c.aspa is not None:
         flags.update(("ctx", "aspa"))
         out.append(lambda r, want=c.aspa: (r.ctx.aspa or "unknown") == want)
+        blind += 1
+    if blind != len(out):
+        flags.add("attrs")
     return out
 
 
@@ -557,14 +567,22 @@ def _community_editor(act, large):
     return edit, adds
 
 
-def _compile_actions(a, flags):
+def _compile_actions(a, flags, edits):
+    """[(fn(route))] for the actions that are set, and in ``edits`` one
+    entry per action: what it does to the block as data, for
+    PolicyEngine._replay -- (type, value): set the attribute to it; (type,
+    members, width, fresh): add members (codec.add_members), ``fresh``
+    being the value when the block has none -- or None for an action only
+    its function can do (a prepend, a next hop, a community removal)."""
     out = []
     if a.set_local_pref is not None:
         v = a.set_local_pref.to_bytes(4, "big")
         out.append(lambda r, v=v: r.set(ATTR_LOCAL_PREF, v))
+        edits.append((ATTR_LOCAL_PREF, v))
     if a.set_med is not None:
         v = a.set_med.to_bytes(4, "big")
         out.append(lambda r, v=v: r.set(ATTR_MED, v))
+        edits.append((ATTR_MED, v))
     edit, adds = _community_editor(a.communities, False)
     if edit is not None:
 
@@ -589,6 +607,7 @@ def _compile_actions(a, flags):
                 r.remove(ATTR_COMMUNITIES)  # an empty COMMUNITIES is not sent
 
         out.append(communities_act)
+        edits.append(None if adds is None else (ATTR_COMMUNITIES, adds, 4, fresh))
     edit, adds = _community_editor(a.large_communities, True)
     if edit is not None:
 
@@ -608,6 +627,7 @@ def _compile_actions(a, flags):
                 r.remove(ATTR_LARGE_COMMUNITY)
 
         out.append(large_act)
+        edits.append(None if adds is None else (ATTR_LARGE_COMMUNITY, adds, 12, fresh))
     if a.as_path_prepend is not None:
         asn, count = a.as_path_prepend.asn, a.as_path_prepend.count
         if asn is None:
@@ -631,6 +651,7 @@ def _compile_actions(a, flags):
             r.set(ATTR_AS_PATH, encode_segments(segs, 4))
 
         out.append(prepend_act)
+        edits.append(None)
     if a.next_hop_self:
         flags.add("ctx")
         flags.add("family")
@@ -645,6 +666,7 @@ def _compile_actions(a, flags):
                 r.set(ATTR_NEXT_HOP, addr)
 
         out.append(nh_self_act)
+        edits.append(None)
     if a.set_next_hop is not None:
         packed = ipaddress.ip_address(a.set_next_hop).packed
         flags.add("family")
@@ -658,6 +680,7 @@ def _compile_actions(a, flags):
                     r.set(ATTR_NEXT_HOP, packed)
 
         out.append(nh_act)
+        edits.append(None)
     return out
 
 
@@ -666,13 +689,17 @@ def _always(r):
 
 
 class _Statement:
-    __slots__ = ("name", "conds", "mode", "actions", "result", "test")
+    __slots__ = ("name", "conds", "mode", "actions", "edits", "result", "test")
 
     def __init__(self, st, sets, flags):
         self.name = st.name
         self.conds = tuple(_compile_conditions(st.conditions, sets, flags))
         self.mode = _MODES[st.match]
-        self.actions = tuple(_compile_actions(st.actions, flags))
+        edits = []
+        self.actions = tuple(_compile_actions(st.actions, flags, edits))
+        assert len(edits) == len(self.actions)
+        # The actions as data (see _compile_actions), None when one is not.
+        self.edits = None if None in edits else tuple(edits)
         self.result = _RESULTS[st.actions.result]
         # fn(route) -> bool the chain runs: the lone condition itself when
         # there is one under all/any (one call, not two), else matches().
@@ -717,7 +744,7 @@ class Chain:
     :meth:`PolicyEngine.chain` (interned, so equal chains are one object)."""
 
     __slots__ = ("names", "default_accept", "policies", "prefix_dependent", "uses_ctx", "uses_family", "_cache",
-                 "uses_rpki", "uses_aspa")
+                 "uses_rpki", "uses_aspa", "blind", "_plans")
 
     def __init__(self, names, default_accept, policies):
         self.names = names
@@ -732,6 +759,10 @@ class Chain:
         self.uses_rpki = "rpki" in flags  # the importer must give the RFC 6811 state
         self.uses_aspa = "aspa" in flags  # ... and the ASPA verification result
         self._cache = {}
+        # No condition reads the block (nor a prefix): which statements
+        # apply depends on the context and family alone (PolicyEngine._plan).
+        self.blind = not flags & {"attrs", "prefix"}
+        self._plans = {}  # (context, family) -> the plan; bounded by PLANS_MAX
 
     def __repr__(self):
         return "Chain(%r, default=%s)" % (list(self.names), "accept" if self.default_accept else "reject")
@@ -749,6 +780,7 @@ class PolicyEngine:
         self.cache_size = cache_size
         self.view_cache_size = view_cache_size
         self.evaluations = 0  # full chain runs (cache misses included)
+        self.replays = 0  # of which replayed plans (_group)
         self.hits = 0
         # IXP route-server policy (fastbgp.rib.route_server), None when off.
         self.route_server = None
@@ -810,6 +842,47 @@ class PolicyEngine:
             v = self._views[attrs] = _View(attrs)
         return v
 
+    def _group(self, chain, attrs, ctx, afi):
+        """The verdict of a prefix-independent ``chain`` for ``attrs``: the
+        plan replayed when there is one (_replay), else a full run."""
+        if chain.blind:
+            plan = chain._plans.get((ctx, afi))
+            if plan is None:
+                if len(chain._plans) >= PLANS_MAX:
+                    chain._plans.clear()
+                plan = chain._plans[(ctx, afi)] = self._plan(chain, ctx, afi)
+            if plan is _REJECTED:
+                self.evaluations += 1
+                self.replays += 1
+                return None
+            if plan is not _UNPLANNED:
+                out = _replay(attrs, plan)
+                if out is not None:
+                    self.evaluations += 1
+                    self.replays += 1
+                    return _verdict(Verdict, (out, None))
+        return self._run(chain, _View(attrs), ctx, afi, None)
+
+    def _plan(self, chain, ctx, afi):
+        """What a blind ``chain`` does for (``ctx``, ``afi``), whatever the
+        block: _REJECTED, the edits of the statements that apply, in order
+        (_compile_actions), or _UNPLANNED when one of them has an action
+        that is not data.  The conditions run on an empty block: by
+        Chain.blind none of them reads it."""
+        r = _Route(_View(b""), ctx, afi, None)
+        edits = []
+        for pol in chain.policies:
+            for st in pol.statements:
+                if st.test(r):
+                    if st.edits is None:
+                        return _UNPLANNED
+                    edits += st.edits
+                    if st.result == _ACCEPT:
+                        return tuple(edits)
+                    if st.result == _REJECT:
+                        return _REJECTED
+        return tuple(edits) if chain.default_accept else _REJECTED
+
     def _run(self, chain, view, ctx, afi, pfx, trace=None, general=False):
         self.evaluations += 1
         r = _Route(view, ctx, afi, pfx, general)
@@ -856,9 +929,9 @@ class PolicyEngine:
             # Cached above by block: a second run would be for another
             # context or family only, so keeping the view would mostly
             # hold memory (and give the collector work).
-            trace = None
-            view = _View(attrs)
-        verdict = self._run(chain, view, ctx, afi, pfx, trace)
+            trace = view = None
+        verdict = self._run(chain, view, ctx, afi, pfx, trace) if view is not None else \
+            self._group(chain, attrs, ctx, afi)
         leaf = _REJECTED if verdict is None else verdict  # a leaf: the verdict itself
         if not trace:
             if len(cache) >= self.cache_size:
@@ -899,7 +972,7 @@ class PolicyEngine:
             raise ValueError("%r has prefix conditions: evaluate per prefix" % (chain,))
         ctx = self._context(target, ctx)
         if not cached:
-            return self._run(chain, _View(attrs), ctx, afi, None)
+            return self._group(chain, attrs, ctx, afi)
         return self._cached(chain, attrs, ctx, afi, None)
 
     def apply_group(self, chain, attrs, ctx=None, afi=AFI_IPV4, direction="import"):
@@ -945,6 +1018,40 @@ class PolicyEngine:
 # The decision-cache leaf of a rejected route (an accepted one's leaf is its
 # Verdict).
 _REJECTED = object()
+_UNPLANNED = object()  # PolicyEngine._plan: a statement that applies has an action that is not data
+PLANS_MAX = 4096  # plans per chain (contexts x families; more only with many neighbours' contexts), then start over
+
+
+def _replay(block, edits):
+    """``block`` after ``edits`` (_compile_actions's data form), byte for
+    byte what _Route.result gives after the actions themselves; None when
+    only they can say (the block's types not strictly increasing, a value
+    whose length is not a multiple of its members', an edit that would
+    remove the attribute): the caller runs the chain."""
+    out = block
+    for e in edits:
+        t = e[0]
+        cur = None
+        flags = WELL_KNOWN_FLAGS[t]  # _Route.set's, for an attribute the block lacks
+        for sp in attr_spans(out):
+            if sp[1] == t:
+                cur = out[sp[2] : sp[3]]
+                flags = sp[0]
+                break
+        if len(e) == 2:
+            new = e[1]
+        elif cur:
+            if len(cur) % e[2]:
+                return None
+            new = add_members(cur, e[1], e[2])
+        else:
+            new = e[3]
+            if not new:
+                return None  # _Route.remove's case
+        out = splice_attr(out, t, encode_attr(flags & ~FLAG_EXTENDED_LENGTH, t, new))
+        if out is None:
+            return None
+    return block if out == block else out
 
 
 class _Ask:
