@@ -383,6 +383,29 @@ def test_attribute_block_readers_agree(block, start, end):
     assert _reads(_codec.attr_spans, block, start, end) == _reads(_codec_py.attr_spans, block, start, end)
 
 
+@CHEAP
+@given(block=_attr_blocks(), types=st.lists(st.integers(0, 40), max_size=6).map(tuple) | st.just((2, 9, 10, 35)))
+@example(block=bytes.fromhex("400206020100000001" "400206020100000002"), types=(2,))  # two AS_PATHs: the first
+@example(block=bytes.fromhex("400206020100000001"), types=(2, 2))  # a type asked twice: its first place
+def test_attr_values_readers_agree(block, types):
+    """attr_values of the compiled codec equals as4's on any bytes: the
+    value of each type's first attribute (clipped as a slice clips), None
+    when absent, IndexError where attr_spans raises it."""
+    _codec, _codec_py = _twins()
+    got = _reads(_codec.attr_values, block, types)
+    assert got == _reads(_codec_py.attr_values, block, types)
+    assert _reads(_codec.attr_values, bytearray(block), types) == got
+    spans = _reads(_codec_py.attr_spans, block)
+    if spans[0] == "ok":
+        want = [None] * len(types)
+        for _f, t, vs, ve, _s in spans[1]:
+            if t in types and want[types.index(t)] is None:
+                want[types.index(t)] = block[vs:ve]
+        assert got == ("ok", tuple(want))
+    else:
+        assert got == spans
+
+
 def _paths():
     seg = st.tuples(st.integers(0, 255), st.lists(st.integers(0, 2**32 - 1), max_size=8))
     def encode(segs, width):

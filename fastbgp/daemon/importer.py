@@ -30,7 +30,7 @@ from fastbgp.rib.route_server import allowed_next_hops
 from fastbgp.rib.confed import is_loop as confed_is_loop, malformed as confed_malformed, of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
-from fastbgp.wire.codec import decode_segments, split_attrs  # compiled when built (as4's otherwise)
+from fastbgp.wire.codec import attr_values, decode_segments  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
@@ -55,6 +55,8 @@ from fastbgp.rpki.vrp import path_mark, split_by_state
 
 log = logging.getLogger("fastbgp.daemon")
 
+# What import_eval reads of a new attribute set, in one walk (codec.attr_values).
+_IMPORT_READS = (ATTR_AS_PATH, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST, ATTR_OTC)
 
 
 class Importer:
@@ -323,28 +325,23 @@ class Importer:
     def import_eval(self, nb, fam, attrs, nh, state=None):
         d = self.daemon
         src = d.sources.get(nb.pid)
-        otc = segs = path = None
-        for _f, t, v in split_attrs(attrs):
-            if t == ATTR_AS_PATH and path is None:  # one in a canonical block (RFC 7606 §3 g)
-                path = v
-                if src.kind == IBGP:
-                    continue
-                # RFC 4271 §9.1.2: a path holding our own AS is a loop.
-                segs = decode_segments(v, 4)
-                for _st, asns in segs:
-                    if nb.local_as in asns or d.asn in asns:
-                        return None
-            elif t == ATTR_ORIGINATOR_ID and src.kind == IBGP:
-                # RFC 4456 §8: our own route reflected back to us.
-                if int.from_bytes(v, "big") == int(ipaddress.IPv4Address(d.router_id)):
+        # One attribute of each type in a canonical block (RFC 7606 §3 g).
+        path, originator, clusters, otc = attr_values(attrs, _IMPORT_READS)
+        segs = None
+        if src.kind == IBGP:
+            # RFC 4456 §8: our own route reflected back to us, or our
+            # CLUSTER_ID in the list: a loop.
+            if originator is not None and int.from_bytes(originator, "big") == int(ipaddress.IPv4Address(d.router_id)):
+                return None
+            cid = d.cluster_id
+            if clusters is not None and any(clusters[i : i + 4] == cid for i in range(0, len(clusters) - 3, 4)):
+                return None
+        elif path is not None:
+            # RFC 4271 §9.1.2: a path holding our own AS is a loop.
+            segs = decode_segments(path, 4)
+            for _st, asns in segs:
+                if nb.local_as in asns or d.asn in asns:
                     return None
-            elif t == ATTR_CLUSTER_LIST and src.kind == IBGP:
-                # RFC 4456 §8: our CLUSTER_ID in the list is a loop.
-                cid = d.cluster_id
-                if any(v[i : i + 4] == cid for i in range(0, len(v) - 3, 4)):
-                    return None
-            elif t == ATTR_OTC:
-                otc = v
         if self.confed_reject(nb, src, path or b"", segs):
             return None
         rsp = d.engine.route_server

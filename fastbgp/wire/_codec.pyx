@@ -527,6 +527,41 @@ def final_segment(block):
     return (last_st, last)
 
 
+cdef enum:
+    _VALUES_MAX = 16  # types attr_values looks for in C; more go to the twin
+
+
+def attr_values(block, tuple types):
+    """as4.attr_values: the value of the first attribute of each type in
+    ``types``, None for a type the block lacks (one walk, no list of every
+    attribute)."""
+    cdef Py_ssize_t nt = len(types), k
+    if nt > _VALUES_MAX:
+        return as4.attr_values(block, types)
+    cdef int want[_VALUES_MAX]
+    for k in range(nt):
+        t = types[k]
+        want[k] = t if type(t) is int and 0 <= t <= 255 else -1
+    if -1 in [want[k] for k in range(nt)]:
+        return as4.attr_values(block, types)  # a type no attribute can have: the twin says what that gives
+    cdef bytes b = _bytes(block)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, vs = 0, ve, a, e
+    out = [None] * nt
+    while i < size:  # every attribute framed, as attr_spans does
+        ve = attr_end(p, size, i, &vs)
+        for k in range(nt):
+            if want[k] == p[i + 1]:
+                if out[k] is None:
+                    a = vs if vs < size else size
+                    e = ve if ve < size else size
+                    out[k] = PyBytes_FromStringAndSize(<const char *>p + a, e - a)
+                break  # the first of equal types, as types.index finds it
+        i = ve
+    return tuple(out)
+
+
 # Beyond this many members the twin's dict dedupes (linear) instead of the
 # pairwise comparison below: a hostile list of thousands costs no more than
 # in Python.

@@ -87,6 +87,20 @@ def final_segment(block):
     return last
 
 
+def attr_values(block, types):
+    """The value of the first attribute of each type in ``types`` (a tuple
+    of type codes), None for a type the block lacks: what an import check
+    reads from a new attribute set, in one walk.  The same reads (and
+    IndexError) as attr_spans."""
+    out = [None] * len(types)
+    for _flags, t, vs, ve, _start in attr_spans(block):
+        if t in types:
+            k = types.index(t)
+            if out[k] is None:
+                out[k] = block[vs:ve]
+    return tuple(out)
+
+
 def add_members(value, add, width):
     """The members (``width`` octets each: 4 for COMMUNITIES, 12 for
     LARGE_COMMUNITY) of attribute value ``value`` followed by those of

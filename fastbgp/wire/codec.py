@@ -34,6 +34,7 @@ API = (
     "split_attrs",
     "decode_segments",
     "final_segment",
+    "attr_values",
     "add_members",
     "splice_attr",
 )
