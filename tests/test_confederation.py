@@ -375,6 +375,35 @@ def test_daemon_between_member_peer_outside_peer_and_ibgp(run, caplog):
     run(main())
 
 
+def test_daemon_outside_any_confederation_drops_confed_segments_from_ebgp(run, caplog):
+    """A daemon with no confederation configured: an eBGP path holding an
+    AS_CONFED_SEQUENCE or AS_CONFED_SET (before or after the AS_SEQUENCE)
+    is malformed (RFC 5065 §5, treat-as-withdraw); the same prefixes with a
+    plain path are taken."""
+    async def main():
+        x_addr, i_addr = addr(), addr()
+        dut = DUT(asn=ME, neighbors=[neighbor_toml(x_addr, 64777), neighbor_toml(i_addr, ME)])
+        d = await dut.start()
+        x, nx = await peer(dut, 64777, x_addr)
+        i, ni = await peer(dut, ME, i_addr)
+        for n in (nx, ni):
+            await n.wait_established(5)
+        with caplog.at_level(logging.INFO, logger="fastbgp.daemon"):
+            nx.send_messages(raw_update("10.30.0.0/24", block(path((CSQ, (OTHER,)), (SQ, (64777,))), nh=x_addr)))
+            nx.send_messages(raw_update("10.31.0.0/24", block(path((SQ, (64777,)), (CST, (OTHER,))), nh=x_addr)))
+            nx.send_messages(raw_update("10.32.0.0/24", block(path((SQ, (64777, 64888))), nh=x_addr)))
+            await until(lambda: "10.32.0.0/24" in ni.received(), what="a good route behind the bad ones")
+        assert not {"10.30.0.0/24", "10.31.0.0/24"} & {r.prefix for r in d.rib("ipv4-unicast")}
+        assert len([r for r in caplog.records if "RFC 5065" in r.getMessage()]) == 2
+        nx.send_messages(raw_update("10.30.0.0/24", block(path((SQ, (64777,))), nh=x_addr)))
+        await until(lambda: "10.30.0.0/24" in ni.received(), what="the prefix with a plain path")
+        for s in (x, i):
+            await s.stop()
+        await dut.stop()
+
+    run(main())
+
+
 def test_reload_with_a_changed_confederation_resets_every_session():
     from fastbgp.config.diff import diff
 

@@ -32,6 +32,8 @@ from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
 from fastbgp.wire.codec import attr_values, decode_segments  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
+    AS_CONFED_SEQUENCE,
+    AS_CONFED_SET,
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
     ATTR_ORIGINATOR_ID,
@@ -328,6 +330,7 @@ class Importer:
         # One attribute of each type in a canonical block (RFC 7606 §3 g).
         path, originator, clusters, otc = attr_values(attrs, _IMPORT_READS)
         segs = None
+        confed_segs = False
         if src.kind == IBGP:
             # RFC 4456 §8: our own route reflected back to us, or our
             # CLUSTER_ID in the list: a loop.
@@ -339,10 +342,15 @@ class Importer:
         elif path is not None:
             # RFC 4271 §9.1.2: a path holding our own AS is a loop.
             segs = decode_segments(path, 4)
-            for _st, asns in segs:
+            for st, asns in segs:
                 if nb.local_as in asns or d.asn in asns:
                     return None
-        if self.confed_reject(nb, src, path or b"", segs):
+                if st == AS_CONFED_SEQUENCE or st == AS_CONFED_SET:
+                    confed_segs = True
+        # RFC 5065 §5: only a confederation member, or a path holding
+        # confederation segments, has anything confed_reject can refuse.
+        if (confed_segs or confed_of_config(d.config.global_) is not None) and \
+                self.confed_reject(nb, src, path or b"", segs):
             return None
         rsp = d.engine.route_server
         if rsp is not None and src.kind == RS and not rsp.import_check(
