@@ -32,8 +32,7 @@ from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
 from fastbgp.wire.codec import attr_values, decode_segments  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
-    AS_CONFED_SEQUENCE,
-    AS_CONFED_SET,
+    AS_CONFED_SEGMENTS,
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
     ATTR_ORIGINATOR_ID,
@@ -345,7 +344,7 @@ class Importer:
             for st, asns in segs:
                 if nb.local_as in asns or d.asn in asns:
                     return None
-                if st == AS_CONFED_SEQUENCE or st == AS_CONFED_SET:
+                if st in AS_CONFED_SEGMENTS:
                     confed_segs = True
         # RFC 5065 §5: only a confederation member, or a path holding
         # confederation segments, has anything confed_reject can refuse.

@@ -28,8 +28,7 @@ from typing import NamedTuple
 
 from fastbgp.wire.codec import decode_segments, split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
-    AS_CONFED_SEQUENCE,
-    AS_CONFED_SET,
+    AS_CONFED_SEGMENTS,
     AS_SEQUENCE,
     AS_SET,
     ATTR_AS_PATH,
@@ -147,7 +146,7 @@ def neighbor_as(segments):
     starts with an AS_SET (a route originated inside our AS, whose MEDs are
     then compared together)."""
     for st, asns in segments:
-        if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+        if st in AS_CONFED_SEGMENTS:
             continue
         if st == AS_SEQUENCE and asns:
             return asns[0]

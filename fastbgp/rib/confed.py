@@ -30,11 +30,9 @@ from __future__ import annotations
 
 from fastbgp.wire.as4 import encode_segments
 from fastbgp.wire.codec import decode_segments  # compiled when built (as4's otherwise)
-from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET
+from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SEGMENTS, AS_SEQUENCE, AS_SET
 
 __all__ = ["Confederation", "of_config", "strip", "prepend", "has_segments", "is_loop", "malformed"]
-
-_CONFED = (AS_CONFED_SEQUENCE, AS_CONFED_SET)
 
 
 class Confederation:
@@ -73,7 +71,7 @@ def of_config(glob):
 
 def has_segments(value):
     """Whether an AS_PATH value holds an AS_CONFED_SEQUENCE or AS_CONFED_SET."""
-    return any(st in _CONFED for st, _asns in decode_segments(value, 4))
+    return any(st in AS_CONFED_SEGMENTS for st, _asns in decode_segments(value, 4))
 
 
 def strip(value):
@@ -81,9 +79,9 @@ def strip(value):
     removed, for a peer outside the confederation.  The value itself when
     there is none (no copy)."""
     segs = decode_segments(value, 4)
-    if not any(st in _CONFED for st, _asns in segs):
+    if not any(st in AS_CONFED_SEGMENTS for st, _asns in segs):
         return value
-    kept = [(st, asns) for st, asns in segs if st not in _CONFED]
+    kept = [(st, asns) for st, asns in segs if st not in AS_CONFED_SEGMENTS]
     # Removing a leading confederation segment may leave two AS_SEQUENCEs
     # side by side only if they were apart before; nothing to merge then.
     return encode_segments(kept, 4)
@@ -106,7 +104,7 @@ def is_loop(value, confed):
     segment (the route went round inside the confederation), or the
     identifier in an AS_SEQUENCE / AS_SET (it left and came back)."""
     for st, asns in decode_segments(value, 4):
-        if st in _CONFED:
+        if st in AS_CONFED_SEGMENTS:
             if confed.member_as in asns:
                 return True
         elif st in (AS_SEQUENCE, AS_SET) and confed.identifier in asns:
@@ -126,6 +124,6 @@ def malformed(value, from_confed_peer, segs=None):
         if not segs or segs[0][0] != AS_CONFED_SEQUENCE:
             return "path from a confederation peer does not start with AS_CONFED_SEQUENCE"
         return None
-    if any(st in _CONFED for st, _asns in segs):
+    if any(st in AS_CONFED_SEGMENTS for st, _asns in segs):
         return "AS_CONFED segments from a peer outside the confederation"
     return None

@@ -56,6 +56,7 @@ from fastbgp.wire.communities import (
 from fastbgp.wire.constants import (
     AFI_IPV4,
     AFI_IPV6,
+    AS_CONFED_SEGMENTS,
     AS_CONFED_SEQUENCE,
     AS_CONFED_SET,
     AS_SEQUENCE,
@@ -642,7 +643,7 @@ def _compile_actions(a, flags, edits):
             # Confederation segments stay in front (RFC 5065 §5.3); the
             # prepend goes into the first AS_SEQUENCE after them.
             i = 0
-            while i < len(segs) and segs[i][0] in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+            while i < len(segs) and segs[i][0] in AS_CONFED_SEGMENTS:
                 i += 1
             if i < len(segs) and segs[i][0] == AS_SEQUENCE:
                 segs[i] = (AS_SEQUENCE, [who] * count + segs[i][1])

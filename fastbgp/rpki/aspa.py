@@ -7,7 +7,7 @@ segments (``fastbgp.rpki.origin.as_path_segments``) and the relation of the
 neighbour the route came from.
 """
 
-from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE
+from fastbgp.wire.constants import AS_CONFED_SEGMENTS, AS_SEQUENCE
 
 # Verification results; the same numbers as the RFC 6811 states of
 # ``fastbgp.rpki.vrp`` so the RIB stores either in two bits.
@@ -80,7 +80,7 @@ class AspaTable:
         neighbour check; pass None for a transparent route server)."""
         path = []
         for st, asns in segments:
-            if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+            if st in AS_CONFED_SEGMENTS:
                 continue  # our own confederation's hops (RFC 5065): not inter-AS
             if st != AS_SEQUENCE:
                 return INVALID  # the draft: an AS_SET makes the path Invalid

@@ -6,7 +6,7 @@ with the wire layer's own walkers (``as4.attr_spans``, ``as4.final_segment`` /
 
 from fastbgp.rpki.vrp import ORIGIN_NONE
 from fastbgp.wire.codec import attr_spans, decode_segments, final_segment  # compiled when built (as4's otherwise)
-from fastbgp.wire.constants import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, ATTR_AS_PATH
+from fastbgp.wire.constants import AS_CONFED_SEGMENTS, AS_SEQUENCE, ATTR_AS_PATH
 
 
 def as_path_segments(attrs):
@@ -32,6 +32,6 @@ def origin_of_attrs(attrs, local_as):
     st, last = fin
     if st == AS_SEQUENCE:
         return last
-    if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+    if st in AS_CONFED_SEGMENTS:
         return local_as
     return ORIGIN_NONE

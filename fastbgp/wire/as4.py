@@ -7,8 +7,7 @@ it receives were already validated by the codec.
 """
 
 from fastbgp.wire.constants import (
-    AS_CONFED_SEQUENCE,
-    AS_CONFED_SET,
+    AS_CONFED_SEGMENTS,
     AS_SEQUENCE,
     AS_SET,
     AS_TRANS,
@@ -152,7 +151,7 @@ def path_length(segs):
     for st, asns in segs:
         if st == AS_SET:
             n += 1
-        elif st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+        elif st not in AS_CONFED_SEGMENTS:
             n += len(asns)
     return n
 
@@ -165,9 +164,9 @@ def _merge_paths(segs2, segs4):
     head = []
     kept = 0
     for st, asns in segs2:
-        if kept >= drop_to and st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+        if kept >= drop_to and st not in AS_CONFED_SEGMENTS:
             break
-        if st in (AS_CONFED_SEQUENCE, AS_CONFED_SET):
+        if st in AS_CONFED_SEGMENTS:
             head.append((st, asns))
         elif st == AS_SET:
             head.append((st, asns))
@@ -195,10 +194,10 @@ def merge_from_2octet(attrs):
     as4_path = None
     if ATTR_AS4_PATH in by_type:
         as4_path = decode_segments(by_type[ATTR_AS4_PATH], 4)
-        if any(st in (AS_CONFED_SEQUENCE, AS_CONFED_SET) for st, _ in as4_path):
+        if any(st in AS_CONFED_SEGMENTS for st, _ in as4_path):
             # RFC 6793 §6: confederation segments have no place in AS4_PATH.
             notes.append("AS_CONFED_* segments dropped from AS4_PATH")
-            as4_path = [(st, a) for st, a in as4_path if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
+            as4_path = [(st, a) for st, a in as4_path if st not in AS_CONFED_SEGMENTS]
     agg = by_type.get(ATTR_AGGREGATOR)
     agg4 = by_type.get(ATTR_AS4_AGGREGATOR)
     new_agg = None
@@ -245,7 +244,7 @@ def to_2octet(block):
             out += encode_attr(f, t, encode_segments(narrow, 2))
             # RFC 6793 §4.2.2: AS4_PATH never carries confederation segments
             # (and an empty one would be malformed, §6).
-            segs4 = [(st, a) for st, a in segs if st not in (AS_CONFED_SEQUENCE, AS_CONFED_SET)]
+            segs4 = [(st, a) for st, a in segs if st not in AS_CONFED_SEGMENTS]
             if wide and segs4:
                 extra.append(encode_attr(FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_AS4_PATH, encode_segments(segs4, 4)))
         elif t == ATTR_AGGREGATOR and len(v) == 8:

@@ -121,6 +121,7 @@ AS_SET = 1
 AS_SEQUENCE = 2
 AS_CONFED_SEQUENCE = 3
 AS_CONFED_SET = 4
+AS_CONFED_SEGMENTS = (AS_CONFED_SEQUENCE, AS_CONFED_SET)  # the RFC 5065 ones, which leave with the confederation
 
 # Capability codes (IANA "Capability Codes").
 CAP_MULTIPROTOCOL = 1  # RFC 4760
