@@ -925,14 +925,14 @@ class PolicyEngine:
             node = node.yes if node.matcher.match(afi, pfx[0], pfx[1]) else node.no
         if chain.prefix_dependent:
             trace = []
-            view = self._view(attrs)  # shared by the block's other prefixes
+            # The view is shared by the block's other prefixes.
+            verdict = self._run(chain, self._view(attrs), ctx, afi, pfx, trace)
         else:
             # Cached above by block: a second run would be for another
-            # context or family only, so keeping the view would mostly
-            # hold memory (and give the collector work).
-            trace = view = None
-        verdict = self._run(chain, view, ctx, afi, pfx, trace) if view is not None else \
-            self._group(chain, attrs, ctx, afi)
+            # context or family only, so keeping a view would mostly hold
+            # memory (and give the collector work).
+            trace = None
+            verdict = self._group(chain, attrs, ctx, afi)
         leaf = _REJECTED if verdict is None else verdict  # a leaf: the verdict itself
         if not trace:
             if len(cache) >= self.cache_size:

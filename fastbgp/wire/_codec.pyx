@@ -541,9 +541,9 @@ def attr_values(block, tuple types):
     cdef int want[_VALUES_MAX]
     for k in range(nt):
         t = types[k]
-        want[k] = t if type(t) is int and 0 <= t <= 255 else -1
-    if -1 in [want[k] for k in range(nt)]:
-        return as4.attr_values(block, types)  # a type no attribute can have: the twin says what that gives
+        if type(t) is not int or not 0 <= t <= 255:
+            return as4.attr_values(block, types)  # a type no attribute can have: the twin says what that gives
+        want[k] = t
     cdef bytes b = _bytes(block)
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
