@@ -1097,6 +1097,16 @@ def test_the_clock_read_is_never_behind_the_wall_clock(rib_impl):
         n += 1
 
 
+def _slash24s(ks, first=16):
+    """Packed NLRI of the /24s numbered ``ks`` counting from ``first``.0.0.0/24."""
+    return b"".join(bytes((24,)) + ((first << 24) + (k << 8)).to_bytes(4, "big")[:3] for k in ks)
+
+
+def _slash24(k):
+    """The text of /24 number ``k`` of _slash24s (from 16.0.0.0/24)."""
+    return "%d.%d.%d.0/24" % (16 + (k >> 16), (k >> 8) & 255, k & 255)
+
+
 def test_slot_array_moves_to_huge_pages_once_busy():
     """Compiled RIB only (the twin has no slot array): one full feed of
     200,000 prefixes leaves the array (262,144 slots, over 4 MiB) in small
@@ -1107,11 +1117,8 @@ def test_slot_array_moves_to_huge_pages_once_busy():
     peers = {i: (64600 + i, "10.9.0.%d" % i, "10.2.0.%d" % i) for i in range(1, 5)}
     table, r = make(impl, peers=peers)
     n = 200_000
-    packed = b"".join(bytes((24,)) + ((16 << 24) + (k << 8)).to_bytes(4, "big")[:3] for k in range(n))
-
-    def text(k):
-        return "%d.%d.%d.0/24" % (16 + (k >> 16), (k >> 8) & 255, k & 255)
-
+    packed = _slash24s(range(n))
+    text = _slash24
     for peer in peers:
         aid = table.intern(mkattrs(path=(64600 + peer, 7)))
         for at in range(0, len(packed), 4000):  # 1,000 prefixes per UPDATE
@@ -1136,28 +1143,20 @@ def test_a_big_slot_array_grows_by_half_and_keeps_every_prefix():
     impl = implementation(rib_pkg, "cython")
     table, r = make(impl, peers={1: PEERS[1]})
     n = 900_000
-
-    def run(ks):
-        return b"".join(bytes((24,)) + ((16 << 24) + (k << 8)).to_bytes(4, "big")[:3] for k in ks)
-
     aid = table.intern(mkattrs(path=(65001, 7)))
     for at in range(0, n, 1000):
-        r.update(1, run(range(at, at + 1000)), False, aid)
+        r.update(1, _slash24s(range(at, at + 1000)), False, aid)
     table.release(aid)
     assert len(r) == n
     assert r.memory_usage() < (1 << 21) * 28  # doubling would have taken 2^21 slots
     gone = [(k * 7919) % n for k in range(n)][::2]  # a permutation's every other element
     for at in range(0, len(gone), 1000):
-        r.withdraw(1, run(gone[at : at + 1000]))
+        r.withdraw(1, _slash24s(gone[at : at + 1000]))
     left = set(range(n)) - set(gone)
-
-    def text(k):
-        return "%d.%d.%d.0/24" % (16 + (k >> 16), (k >> 8) & 255, k & 255)
-
     assert len(r) == len(left)
-    assert r.prefixes() == [text(k) for k in sorted(left)]  # the slots, in address order
+    assert r.prefixes() == [_slash24(k) for k in sorted(left)]  # the slots, in address order
     for k in range(0, n, 97):  # and found by probing, or not
-        assert (text(k) in r) == (k in left)
+        assert (_slash24(k) in r) == (k in left)
 
 
 def test_moving_to_huge_pages_gives_the_old_array_back():
@@ -1173,8 +1172,7 @@ def test_moving_to_huge_pages_gives_the_old_array_back():
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     def runs(base, n):
-        return [b"".join(bytes((24,)) + ((base << 24) + (k << 8)).to_bytes(4, "big")[:3]
-                         for k in range(s, min(n, s + 1000))) for s in range(0, n, 1000)]
+        return [_slash24s(range(s, min(n, s + 1000)), base) for s in range(0, n, 1000)]
 
     impl = implementation(rib_pkg, "cython")
     table, warm = make(impl, peers={1: (65001, "1.1.1.1", "10.0.0.1")})
