@@ -522,6 +522,63 @@ def test_addpath_peer_not_sent_withdrawals_of_paths_it_never_had(run):
     run(main())
 
 
+def test_addpath_paths_exported_as_before_are_not_sent_again(run):
+    """C is sent every path (ADD-PATH send), D the best two (send-max 2),
+    of A's and B's 20 prefixes.  A and B announce them again with another
+    MED, which an eBGP peer is not sent (RFC 4271 §5.1.3): C and D are sent
+    nothing (before: every path again under its id, UpdateGroup.unchanged_paths
+    and ranked_delta's rule).  A new AS path still reaches both, under the
+    path ids they hold."""
+    table = ["10.9.%d.0/24" % i for i in range(20)]
+    sentinel = "10.9.200.0/24"
+
+    async def main():
+        a_addr, b_addr, c_addr, d_addr = addr(), addr(), addr(), addr()
+        dut = DUT(neighbors=[
+            neighbor_toml(a_addr, 65001), neighbor_toml(b_addr, 65002),
+            neighbor_toml(c_addr, 65003, **{"add-path": {"send": ["ipv4-unicast"]}}),
+            neighbor_toml(d_addr, 65004, **{"add-path": {"send": ["ipv4-unicast"], "send-max": 2}})])
+        d = await dut.start()
+        a, na = await peer(dut, 65001, a_addr)
+        b, nb = await peer(dut, 65002, b_addr)
+        c, nc = await peer(dut, 65003, c_addr, addpath_receive=["ipv4-unicast"])
+        e, ne = await peer(dut, 65004, d_addr, addpath_receive=["ipv4-unicast"])
+        speakers = (a, b, c, e)
+
+        def meds(value):
+            return all(sorted(r.med for r in d.rib("ipv4-unicast", p)) == [value, value + 1] for p in table)
+
+        try:
+            for n in (na, nb, nc, ne):
+                await n.wait_established(5)
+            a.announce(table, as_path=[65100], med=10)
+            b.announce(table, as_path=[65200], med=11)
+            await until(lambda: len(nc.received_paths()) == 40 and len(ne.received_paths()) == 40
+                        and d.exporter.queue.idle, what="two paths of each prefix at C and D")
+            assert all(r.med is None for r in nc.received_paths().values())
+            ids = (dict(nc.received_paths()), dict(ne.received_paths()))
+            sent = (nc.counters.received.update, ne.counters.received.update)
+            a.announce(table, as_path=[65100], med=20)
+            b.announce(table, as_path=[65200], med=21)
+            await until(lambda: meds(20), what="the new MEDs in the RIB")
+            a.announce([sentinel], as_path=[65100])  # anything queued before it comes first
+            for n in (nc, ne):
+                await synced(n, sentinel, [65000, 65001, 65100], paths=True)
+            assert (nc.counters.received.update, ne.counters.received.update) == (sent[0] + 1, sent[1] + 1)
+            # A changed AS path is sent, under the same ids.
+            a.announce(table[:5], as_path=[65100, 65101], med=20)
+            for n, held in zip((nc, ne), ids):
+                await synced(n, table[4], [65000, 65001, 65100, 65101], paths=True)
+                assert set(n.received_paths()) == set(held) | {k for k in n.received_paths() if str(k[0]) == sentinel}
+            assert wd_count(nc) == wd_count(ne) == 0
+        finally:
+            for sp in speakers:
+                await sp.stop()
+            await dut.stop()
+
+    run(main())
+
+
 def test_joiner_not_sent_again_what_its_dump_sent(run):
     """C's join dump waits in the export queue while A's routes enter the
     RIB (their exports queued behind the join): the dump sends them, and

@@ -440,6 +440,30 @@ def test_graceful_restart_stale(rib_impl):
     assert r.sweep_stale(1) == rib_pkg.EMPTY and r.mark_stale(9) == 0
 
 
+def test_paths_by_attr_groups_a_peers_paths_before_a_change(rib_impl):
+    # What an ADD-PATH export was sent before a path is replaced: the
+    # peer's paths of the given prefixes by attribute id, in input order,
+    # path ids kept; prefixes it has no path for (or another peer's) left out.
+    table, r = make(rib_impl)
+    a1 = table.intern(mkattrs(path=(65001,)))
+    a2 = table.intern(mkattrs(path=(65001, 7)))
+    r.update(1, pk("10.0.0.0/24", "10.0.2.0/24"), False, a1)
+    r.update(1, pk("10.0.1.0/24"), False, a2)
+    r.update(2, pk("10.0.3.0/24"), False, a1)
+    # Host bits as given come back as given (the entries are the input's).
+    got = r.paths_by_attr(1, pk("10.0.1.0/24", "10.0.0.0/24", "10.0.3.0/24", "10.9.0.0/16", "10.0.2.1/24"))
+    assert got == [(a2, pk("10.0.1.0/24")), (a1, pk("10.0.0.0/24", "10.0.2.1/24"))]
+    assert r.paths_by_attr(2, pk("10.0.0.0/24")) == []
+    assert r.paths_by_attr(1, b"") == []
+    r.update(3, pk((5, "10.0.0.0/24"), (6, "10.0.0.0/24"), addpath=True), True, a2)
+    assert r.paths_by_attr(3, pk((6, "10.0.0.0/24"), (7, "10.0.0.0/24"), (5, "10.0.0.0/24"), addpath=True), True) \
+        == [(a2, pk((6, "10.0.0.0/24"), (5, "10.0.0.0/24"), addpath=True))]
+    with pytest.raises(KeyError):
+        r.paths_by_attr(77, b"")
+    with pytest.raises(ValueError):
+        r.paths_by_attr(1, b"\x21\x0a")
+
+
 def test_receive_time_per_path(rib_impl):
     # Age since the last change (as BIRD keeps it): set when a path
     # is added or its attributes change, kept on an identical announcement
@@ -829,6 +853,8 @@ def _state(r, table):
         [r.best_path(p, received=True) for p in r.prefixes()],
         r.best_received(pk(*PARITY_PREFIXES)),
         [r.path_received(p, pk(*[(i, x) for i in range(3) for x in PARITY_PREFIXES], addpath=True), True)
+         for p in sorted(PARITY_PEERS)],
+        [r.paths_by_attr(p, pk(*[(i, x) for i in range(3) for x in PARITY_PREFIXES], addpath=True), True)
          for p in sorted(PARITY_PEERS)],
         list(r.dump_best()),
         list(r.dump_best(exclude_peer=1)),

@@ -29,7 +29,7 @@ import logging
 from collections import deque
 
 from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, rewrite_path_ids
-from fastbgp.rib.export import PathRanker, prefix_entries, self_next_hops, tag_source
+from fastbgp.rib.export import PathRanker, changed_ids, paths_before, prefix_entries, self_next_hops, tag_source
 from fastbgp.rib.confed import of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.rib.route_server import PathHiding, settings as route_server_settings
@@ -218,7 +218,7 @@ class Exporter:
         r.begin()
         return r
 
-    def submit_best_n(self, fam, packed, addpath, forced=frozenset()):
+    def submit_best_n(self, fam, packed, addpath, forced=None):
         """Queue a best-N refresh of the prefixes of ``packed``.  Queued,
         never inline: the importer calls the ADD-PATH hooks before it
         changes the RIB, and the ranking must see the change."""
@@ -226,7 +226,7 @@ class Exporter:
             self.queue.submit(self.best_n_refresh(fam, prefix_entries(packed, fam[0], addpath), forced),
                               heavy=True)
 
-    def best_n_refresh(self, fam, entries, forced=frozenset()):
+    def best_n_refresh(self, fam, entries, forced=None):
         """Export work: RFC 7911 §5 best-N for the prefixes ``entries``
         (packed, no path id) -- ranked from the RIB as it is now, compared
         with what each best-N group was sent (see UpdateGroup.ranked_delta)."""
@@ -392,23 +392,26 @@ class Exporter:
 
     def addpath_delta(self, fam, pid, attrs, nh, packed, addpath):
         """An Adj-RIB-In change of ``pid`` for the ADD-PATH groups (attrs
-        None: withdrawn)."""
-        afi = fam[0]
-        ours = rewrite_path_ids(packed, afi, addpath, pid)
+        None: withdrawn).  Called before the RIB changes: an announcement
+        reads the paths it replaces (``paths_before``), so that a group that
+        holds a path and exports it as before is not sent it again (RFC 4271
+        §9.2: an UPDATE when what the peer is sent changes)."""
+        ours = rewrite_path_ids(packed, fam[0], addpath, pid)
+        before = ()
         if attrs is None:
             delta = Delta(fam, (), [(pid, ours)], addpath=True)
         else:
             delta = Delta(fam, [(pid, attrs, nh, ours)], addpath=True)
+            before = paths_before(self.daemon.ribs.get(fam), self.daemon.attrs, self.daemon.sources.get(pid), fam,
+                                  packed, addpath)
+            if before:
+                delta.replaced = {(pid, attrs, nh): before}
         if any(not g.send_max for g in self.groups_of(fam, True)):
             self.queue.submit(self.run_delta(delta))
-        if not self.best_n_groups(fam):
-            return
-        forced = frozenset()
-        if attrs is not None:
-            # A changed path keeps its id: re-sent if it stays in the top N.
-            forced = frozenset((i, bytes((plen,)) + a[: (plen + 7) >> 3])
-                               for i, a, plen in codec.unpack_prefixes(ours, afi, True))
-        self.submit_best_n(fam, ours, True, forced)
+        if self.best_n_groups(fam):
+            # A changed path keeps its id: re-sent if it stays in the top N
+            # and its export changed (UpdateGroup.ranked_delta).
+            self.submit_best_n(fam, ours, True, changed_ids(ours, before, fam[0]) if attrs is not None else None)
 
     def addpath_withdraw_all(self, pid, fam):
         if not self.addpath_groups(fam):

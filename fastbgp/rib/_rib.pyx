@@ -1977,6 +1977,27 @@ cdef class Rib(_Changes):
             out.append((bp.peer, _received(bp.stamp)))
         return out
 
+    cdef RibPath *_path_at(self, const unsigned char *p, Py_ssize_t *pos, bint addpath, int peer) noexcept nogil:
+        """The path of ``peer`` (with ``addpath``, of the entry's path id)
+        for the packed entry at ``pos`` (validated), or NULL; ``pos`` moves
+        past the entry."""
+        cdef PKey k
+        cdef uint32_t pid = 0
+        cdef bint found
+        cdef int at
+        if addpath:
+            pid = (<uint32_t>p[pos[0]] << 24) | (<uint32_t>p[pos[0] + 1] << 16) | (<uint32_t>p[pos[0] + 2] << 8) \
+                | p[pos[0] + 3]
+            pos[0] += 4
+        pos[0] = self._read(p, pos[0], &k)
+        cdef char *s = self._find(&k)
+        if s == NULL:
+            return NULL
+        cdef SlotBody *body = self._body(s)
+        cdef RibPath *paths = _paths(body)
+        at = _path_pos(paths, body.n, <uint16_t>peer, pid, &found)
+        return &paths[at] if found else NULL
+
     def path_received(self, peer_id, packed, bint addpath=False):
         """[receive time of ``peer_id``'s path, or None] for each prefix of
         packed NLRI (with ``addpath``, the path of each prefix's path id),
@@ -1985,29 +2006,40 @@ cdef class Rib(_Changes):
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
-        cdef PKey k
-        cdef char *s
-        cdef SlotBody *body
-        cdef RibPath *paths
-        cdef uint32_t pid = 0
-        cdef bint found
-        cdef int at
+        cdef RibPath *path
         cdef list out = []
         self._validate(b, addpath)
         while pos < n:
-            if addpath:
-                pid = (<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16) | (<uint32_t>p[pos + 2] << 8) | p[pos + 3]
-                pos += 4
-            pos = self._read(p, pos, &k)
-            s = self._find(&k)
-            if s == NULL:
-                out.append(None)
-                continue
-            body = self._body(s)
-            paths = _paths(body)
-            at = _path_pos(paths, body.n, <uint16_t>peer, pid, &found)
-            out.append(_received(paths[at].stamp) if found else None)
+            path = self._path_at(p, &pos, addpath, peer)
+            out.append(None if path == NULL else _received(path.stamp))
         return out
+
+    def paths_by_attr(self, peer_id, packed, bint addpath=False):
+        """[(attr_id, packed)]: the prefixes of packed NLRI (with
+        ``addpath``, each prefix's path id, kept in the output) for which
+        ``peer_id`` has a path, grouped by that path's attribute id, groups
+        in the order of their first prefix, prefixes in input order.  What
+        an ADD-PATH export was sent before a path is replaced
+        (fastbgp.daemon.exporter ``addpath_delta``): read before the
+        update, one call per UPDATE."""
+        cdef int peer = self._check_peer(peer_id)
+        cdef bytes b = _as_bytes(packed)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0, start
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef RibPath *path
+        cdef dict groups = {}
+        cdef list parts
+        self._validate(b, addpath)
+        while pos < n:
+            start = pos
+            path = self._path_at(p, &pos, addpath, peer)
+            if path == NULL:
+                continue
+            parts = groups.get(path.attr_id)
+            if parts is None:
+                parts = groups[path.attr_id] = []
+            parts.append(PyBytes_FromStringAndSize(<const char *>p + start, pos - start))
+        return [(aid, b"".join(parts)) for aid, parts in groups.items()]
 
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""

@@ -980,6 +980,23 @@ class Rib(_PeerRemoval):
             out.append(got)
         return out
 
+    def paths_by_attr(self, peer_id, packed, addpath=False):
+        """``peer_id``'s paths of the prefixes of packed NLRI, as
+        [(attr_id, packed entries)] in order of first appearance (the
+        compiled twin's docstring is the contract)."""
+        self._peer(peer_id)
+        t = self._t
+        groups = {}
+        for pid, key, s, e in parse_nlri(packed, addpath, self._bits, self._masks):
+            ent = t.get(key)
+            if ent is None:
+                continue
+            for q in ent[1:]:
+                if q[0] == peer_id and q[1] == pid:
+                    groups.setdefault(q[2], []).append(bytes(packed[s - 4 if addpath else s : e]))
+                    break
+        return [(aid, b"".join(parts)) for aid, parts in groups.items()]
+
     def best(self, prefix):
         """(peer_id, attr_id) of the best path, or None."""
         p = self.best_path(prefix)

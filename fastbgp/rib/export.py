@@ -88,8 +88,14 @@ whose path before exports to the same attributes and next hop.  Nothing is
 stored per prefix for it.  Split horizon still has its due: the member
 whose own path it was before (it holds nothing) is sent the announcement,
 and the member whose own path it is now (it holds ours) the withdrawal,
-each alone.  Not with path hiding, scoped routes, ADD-PATH, or while
-members may hold a former policy's export (``before``).
+each alone.  Not with path hiding, scoped routes, or while members may
+hold a former policy's export (``before``).  ADD-PATH has the same rule
+per path: a path keeps its identifier when its source replaces it, so the
+exporter reads the source's paths before the RIB changes
+(``Rib.paths_by_attr``, Delta.replaced) and a group that holds a path and
+exports the old and the new attributes alike is not sent it again
+(:meth:`HeldOut.unchanged_paths`; for best-N groups, ranked_delta's
+``forced``).
 
 Route-server path hiding (RFC 7947 §2.3).  A group of route-server clients
 with ``[global.route-server] path-hiding`` has ``UpdateGroup.hiding`` (a
@@ -234,6 +240,35 @@ def rewrite_path_ids(packed, afi, rx_addpath, src_pid):
     items = codec.unpack_prefixes(packed, afi, rx_addpath)
     base = (src_pid & 0xFFFF) << 16
     return codec.pack_prefixes([(base | (pid & 0xFFFF), addr, plen) for pid, addr, plen in items], True)
+
+
+def paths_before(rib, table, src, fam, packed, addpath):
+    """[(Source, attrs, nh, packed with our path ids)]: the paths of
+    ``src`` for the prefixes of ``packed`` as ``rib`` holds them now (its
+    ADD-PATH announcement is about to replace them), grouped by attribute
+    set (Delta.replaced's form).  Nothing for a source whose routes are
+    offered to some neighbours only."""
+    if src is None or src.scopes or rib is None or not rib.has_peer(src.pid):
+        return []
+    out = []
+    for aid, sub in rib.paths_by_attr(src.pid, packed, addpath):
+        _spid, oattrs, onh = tag_source(table, aid)
+        out.append((src, oattrs, onh, rewrite_path_ids(sub, fam[0], addpath, src.pid)))
+    return out
+
+
+def changed_ids(ours, before, afi):
+    """UpdateGroup.ranked_delta's ``forced`` for an ADD-PATH announcement
+    ``ours`` (our path ids) replacing the paths ``before`` (paths_before):
+    {(path id, packed prefix): (Source, attrs, nh) before, or None when the
+    path is new (always re-sent)}."""
+    forced = {}
+    for i, a, plen in codec.unpack_prefixes(ours, afi, True):
+        forced[(i, bytes((plen,)) + a[: (plen + 7) >> 3])] = None
+    for src, oattrs, onh, opk in before:
+        for i, a, plen in codec.unpack_prefixes(opk, afi, True):
+            forced[(i, bytes((plen,)) + a[: (plen + 7) >> 3])] = (src, oattrs, onh)
+    return forced
 
 
 class Delta:
@@ -423,15 +458,16 @@ class HeldOut:
 
     def replaced_of(self, delta, single, was):
         """``delta.replaced`` when this group may leave out what it holds
-        already (unchanged_best), else None: not for a dump or soft reset
-        (a member that joins or is re-sent holds what its old group held),
-        new prefixes (nobody holds them), ADD-PATH, untracked groups, scoped
-        routes (a member may hold other than the group's best) nor while
-        members may hold exports of a policy since changed (``before``).
+        already (unchanged_best; for ADD-PATH, unchanged_paths), else None:
+        not for a dump or soft reset (a member that joins or is re-sent
+        holds what its old group held), new prefixes (nobody holds them),
+        best-N groups (ranked_delta has its own rule), untracked groups,
+        scoped routes (a member may hold other than the group's best) nor
+        while members may hold exports of a policy since changed (``before``).
         With path hiding, process() asks only for prefixes the group was
         sent the best path of (none of them ``hiding.chosen``)."""
-        if (not delta.replaced or single or delta.dump or delta.fresh or delta.addpath or was is not None
-                or self.held is None or self.paths or self.holders or self.before is not None):
+        if (not delta.replaced or single or delta.dump or delta.fresh or was is not None or self.send_max
+                or self.held is None or self.holders or self.before is not None):
             return None
         return delta.replaced
 
@@ -472,6 +508,60 @@ class HeldOut:
                 res.scoped.append((frozenset((members[pid].address,)), self._pack_withdraws(b"".join(lost)), None,
                                    None))
         return self._without(packed, held)
+
+    def unchanged(self, delta, was, out, packed, pid, res):
+        """unchanged_best, or unchanged_paths for an ADD-PATH delta."""
+        if delta.addpath:
+            return self.unchanged_paths(was, out, packed)
+        return self.unchanged_best(was, out, packed, pid, res)
+
+    def _export_moved(self, forced, key, aid, table):
+        """ranked_delta's rule for a held path id in ``forced``: re-sent
+        unless this group exports the path now (attribute id ``aid``) as
+        it did the path before (RFC 4271 §9.2)."""
+        if key not in forced:
+            return False
+        was = forced[key]
+        if was is None:
+            return True
+        src, oattrs, onh = was
+        _pid, attrs, nh = tag_source(table, aid)
+        return self._entry_export(src, attrs, nh, key[1]) != self._entry_export(src, oattrs, onh, key[1])
+
+    def _entry_export(self, src, attrs, nh, entry):
+        """The export of one packed prefix ``entry`` (no path id)."""
+        out = self.export(src, attrs, nh)
+        if out is not None and len(out) == 3:
+            width = 4 if self.afi == 1 else 16
+            out = self.export_prefix(src, out[0], out[1], (self.afi, entry[1:].ljust(width, b"\0"), entry[0]))
+        return out
+
+    def unchanged_paths(self, was, out, packed):
+        """The ADD-PATH form of unchanged_best: a path keeps its identifier
+        when its source replaces it (RFC 7911 §3), so of ``packed`` (our
+        path ids), announced with ``out``, the paths whose attributes
+        before -- ``was``, the Delta.replaced entries: the same source's
+        paths, the same ids -- this group exported as ``out`` too (per
+        prefix when the chain looks at prefixes) and which it holds are left
+        out (their bits stay set).  Split horizon needs nothing here: the
+        source's own paths were never sent to it, and stay its own.
+        Returns the rest, packed."""
+        same = []
+        for osrc, oattrs, onh, opk in was:
+            old = self.export(osrc, oattrs, onh)
+            if old is None:
+                continue
+            if len(old) == 3:
+                same.extend(part for o, part in self._split_per_prefix(osrc, old[0], old[1], opk, True) if o == out)
+            elif old == out:
+                same.append(opk)
+        held = self.held_filter(b"".join(same)) if same else b""
+        if not held:
+            return packed
+        # ``same`` may hold paths of another part of the announcement (a
+        # chain that looks at prefixes): only those of ``packed`` go.
+        drop = set(self._entries(held))
+        return b"".join(e for e in self._entries(packed) if e not in drop)
 
     def attach_held(self, held, path_held=None):
         """Track what this group holds in ``held`` (the family's
@@ -1130,7 +1220,7 @@ class UpdateGroup(HeldOut):
                 if was is not None:
                     pk = self._unchanged(prior, was, src, attrs, nh, o, pk)
                 elif replaced and not alt and not src.scopes and (pid, attrs, nh) in replaced:
-                    pk = self.unchanged_best(replaced[(pid, attrs, nh)], o, pk, pid, res)
+                    pk = self.unchanged(delta, replaced[(pid, attrs, nh)], o, pk, pid, res)
                 if pk:
                     # One UPDATE run per (who may not get it, export): sets
                     # the export makes alike (a stripped control community,
@@ -1193,13 +1283,15 @@ class UpdateGroup(HeldOut):
             res.echo = self._pack_echo(res.echo)
         return res
 
-    def ranked_delta(self, ranked, table, forced=frozenset(), exclude=None, dump=False):
+    def ranked_delta(self, ranked, table, forced=None, exclude=None, dump=False):
         """An ADD-PATH Delta bringing the member from ``sent`` to the best
         ``send_max`` paths of each prefix of ``ranked`` ({packed prefix:
         [(peer id, received path id, attr id)] best first, see
         :class:`PathRanker`}): withdrawals of the path ids that left the top
         N, announcements of those that entered and of the ids in ``forced``
-        ({(our path id, packed prefix)}: paths whose attributes changed).
+        ({(our path id, packed prefix): (Source, attrs, nh) of the path
+        before its attributes changed, or None}) that this group exports
+        otherwise now than before (None: always).
         ``dump``: everything in the top N is announced (a full table or a
         refresh; ids the member held that left the top N still withdrawn); the
         paths of ``exclude`` (the member itself) keep their slot but are
@@ -1216,7 +1308,8 @@ class UpdateGroup(HeldOut):
                 if i not in ids:
                     wd.append(i.to_bytes(4, "big") + entry)
             for (p, _r, aid), i in zip(top, ids):
-                if p != exclude and (dump or i not in old or (i, entry) in forced):
+                if p != exclude and (dump or i not in old or (forced and self._export_moved(forced, (i, entry), aid,
+                                                                                            table))):
                     by_aid.setdefault(aid, []).append(i.to_bytes(4, "big") + entry)
             if ids:
                 sent[entry] = ids

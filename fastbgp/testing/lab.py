@@ -1165,6 +1165,16 @@ class GoBGP(Daemon):
         self.routes[prefix] = r
         self._add(r)
 
+    def replace(self, prefix: str, next_hop: Optional[str] = None, **attrs) -> None:
+        """Replace the route of *prefix* in place: GoBGP's ``global rib
+        add`` over the route it holds sends one UPDATE with the new
+        attributes and no withdrawal before it (``announce`` withdraws
+        first)."""
+        _check_doc_addr(prefix)
+        r = Route(prefix, next_hop, **attrs)
+        self.routes[prefix] = r
+        self._add(r)
+
     def withdraw(self, prefix: str) -> None:
         self.routes.pop(prefix, None)
         self.cli("global", "rib", "-a", _family_of(prefix), "del", prefix, check=True)

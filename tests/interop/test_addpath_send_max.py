@@ -2,7 +2,9 @@
 GoBGP senders give the fastbgp daemon three paths for each prefix, a GoBGP
 receiver with ADD-PATH receive (``add-paths.config.receive``) and
 ``send-max = 2`` on our side must hold exactly the best two per prefix; when
-the best sender withdraws, the third path takes its place.  Over IPv4 and
+the best sender withdraws, the third path takes its place; a path in the
+top two changing only its MED (not sent to an eBGP peer) sends the receiver
+nothing.  Over IPv4 and
 over IPv6 transport (IPv4 routes with RFC 8950 IPv6 next hops).
 
 Needs root and GoBGP (fastbgp/testing/lab.py); marked ``interop`` and
@@ -17,6 +19,7 @@ from fastbgp.testing.daemonlab import LabDaemon, global_toml, ipv4_unicast_toml,
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
 PREFIXES = ["198.51.100.%d/28" % (16 * i) for i in range(4)]
+SENTINEL = "198.51.100.192/28"
 ADDPATH_RX = """
   [neighbors.afi-safis.add-paths.config]
     receive = true
@@ -55,4 +58,15 @@ def test_gobgp_receiver_gets_best_two_of_three(transport):
             want = dict({p: best2 for p in PREFIXES[1:]}, **{PREFIXES[0]: then})
             L.wait_for(lambda: recv.adj_in_paths(me) == want, 30, what="the third path after a withdrawal",
                        on_timeout=lambda: "%r\n%s" % (recv.adj_in_paths(me), fb.log_tail()))
+            # A path in the top two replaced with only a new MED, which an
+            # eBGP peer is not sent (RFC 4271 §5.1.3): the receiver holds
+            # it as it would be sent again, so it is sent nothing; the
+            # sentinel, announced after it by the same sender, shows that
+            # anything the change caused has arrived.
+            updates = recv.messages_received(me).get("update", 0)
+            gs[1].replace(PREFIXES[1], as_path=(65100, 65101), med=7)
+            gs[1].announce(SENTINEL, as_path=(65100,))  # after the change, on the same session
+            L.wait_for(lambda: SENTINEL in recv.adj_in_paths(me), 30, what="the sentinel at GoBGP",
+                       on_timeout=fb.log_tail)
+            assert recv.messages_received(me).get("update", 0) == updates + 1
             fb.assert_alive()

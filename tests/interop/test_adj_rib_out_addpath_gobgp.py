@@ -5,7 +5,9 @@ the daemon 64 prefixes each (two paths per prefix); the receiver's export
 policy passes 16 of them, so it holds 32 paths.  A sender re-announcing
 its rejected paths and withdrawing them sends the receiver nothing; when a
 sender goes down the receiver is sent the withdrawal of its 16 paths only,
-not of all 64 (before: each of them).  The IPv6 run does the same with
+not of all 64 (before: each of them).  Kept paths announced again with
+only a new MED (not sent to an eBGP peer) send the receiver nothing
+(before: each path again).  The IPv6 run does the same with
 /128 and /112 prefixes among them (kept apart from the HeldSet, which has
 no key for paths longer than /96).
 
@@ -66,11 +68,14 @@ def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds(family):
         s1, s2, rx = lab.add_host("s1"), lab.add_host("s2"), lab.add_host("rx")
         me = f.ipv6 if v6 else f.ipv4
         addr = (lambda h: h.ipv6) if v6 else (lambda h: h.ipv4)
-        text = global_toml(65000, f, listen=["[%s]:179" % me if v6 else "%s:179" % me]) + (POLICY6 if v6 else POLICY)
+        fb = LabDaemon(f, "", cli=True)
+        text = global_toml(65000, f, fb.api_toml().rstrip("\n"), listen=["[%s]:179" % me if v6 else "%s:179" % me])
+        text += POLICY6 if v6 else POLICY
         text += neighbor_toml(addr(s1), 65001) + neighbor_toml(addr(s2), 65002)
         text += neighbor_toml(addr(rx), 65009, 'default-export = "reject"', 'export-policy = ["kept"]',
                               'add-path = { send = ["%s-unicast"] }' % family, accept=False)
-        with LabDaemon(f, text) as fb:
+        with fb.start(text):
+            fb.wait_api(30)
             recv = L.GoBGP(rx, 65009, neighbors=[L.Neighbor(me, 65000, options={"toml": ADDPATH_RX})]).start()
             senders = [FastBGP(h, asn, neighbors=[L.Neighbor(me, 65000, passive=True)]).start()
                        for h, asn in ((s1, 65001), (s2, 65002))]
@@ -82,6 +87,23 @@ def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds(family):
             L.wait_for(lambda: paths(recv, me, family) == 32, timeout=30, what="two paths of the 16 kept at GoBGP",
                        on_timeout=lambda: "%d paths\n%s" % (paths(recv, me, family), fb.log_tail()))
             assert recv.messages_received(me).get("withdraw_prefix", 0) == 0
+            # Kept paths announced again with a MED, which an eBGP peer is
+            # not sent (RFC 4271 §5.1.3): each path's export is as before,
+            # so GoBGP is sent nothing for them; the sentinel shows that
+            # anything queued before it has arrived (UPDATEs counted).
+            updates = recv.messages_received(me).get("update", 0)
+            for s in senders:
+                s.call("announce", prefixes=kept, as_path=[], med=50)
+            L.wait_for(lambda: all(r.get("med") == 50 for r in fb.api("GET", "/v1/rib/%s-unicast" % family)
+                                   if r["prefix"] in kept),
+                       timeout=30, what="the new MEDs in fastbgp's RIB", on_timeout=fb.log_tail)
+            senders[0].call("announce", prefixes=[sentinel], as_path=[])
+            L.wait_for(lambda: paths(recv, me, family) == 33, timeout=30, what="the sentinel at GoBGP",
+                       on_timeout=fb.log_tail)
+            assert recv.messages_received(me).get("update", 0) == updates + 1
+            senders[0].call("withdraw", prefixes=[sentinel])
+            L.wait_for(lambda: paths(recv, me, family) == 32, timeout=30, what="the sentinel gone at GoBGP",
+                       on_timeout=fb.log_tail)
             # Rejected paths changed, then withdrawn: GoBGP is sent nothing.
             senders[0].call("announce", prefixes=rejected, as_path=[65101])
             senders[0].call("withdraw", prefixes=rejected)
@@ -94,4 +116,4 @@ def test_addpath_receiver_sent_withdrawals_only_of_paths_it_holds(family):
             L.wait_for(lambda: paths(recv, me, family) == 17, timeout=30, what="the sentinel at GoBGP",
                        on_timeout=fb.log_tail)
             fb.assert_alive()
-            assert recv.messages_received(me).get("withdraw_prefix", 0) == 16
+            assert recv.messages_received(me).get("withdraw_prefix", 0) == 16 + 1  # and the first sentinel
