@@ -8,8 +8,10 @@ import logging
 import struct
 
 import pytest
+from prometheus_client import generate_latest
 
 from fastbgp.config.checks import load_config
+from fastbgp.control import metrics
 from fastbgp.config.errors import ConfigError
 from fastbgp.rib import AttrTable
 from fastbgp.rib.export import RS, Delta, Source, UpdateGroup, source_tag, tag_source
@@ -353,6 +355,11 @@ def test_daemon_route_server_policy(run, caplog):
         assert set(bh.communities) == {"blackhole", "no-export"} and bh.next_hop == "192.0.2.66"
         assert d.engine.route_server.next_hop_rejected == {a_addr: 2}
         assert len([r for r in caplog.records if "next-hop-check" in r.getMessage()]) == 1
+        # Visible: the API's neighbour counters (`fastbgp neighbor`) and /metrics.
+        assert [d.neighbor(x).counters.rs_next_hop_rejected for x in (a_addr, b_addr)] == [2, 0]
+        text = generate_latest(metrics.make_registry(d, process=False)).decode()
+        assert 'fastbgp_route_server_next_hop_rejected_total{neighbor="%s"} 2.0' % a_addr in text
+        assert 'fastbgp_route_server_next_hop_rejected_total{neighbor="%s"} 0.0' % b_addr in text
         # Per-client max-prefix holds for a route-server client too (RFC 4486 Cease 6/1).
         a.announce(["10.81.%d.0/24" % i for i in range(20)])
         await until(lambda: na.last_notification_received is not None, what="Cease 6/1")

@@ -418,6 +418,9 @@ def _print_neighbor(n):
     con.print("  Connections refused: %d, closed half-open: %d" % (c.refused, c.half_open_closed), markup=False)
     con.print("  UPDATE errors handled (RFC 7606): treat-as-withdraw %d, attribute-discard %d; prefixes with our "
               "own next hop ignored: %d" % (c.treat_as_withdraw, c.attribute_discard, c.own_next_hop), markup=False)
+    if c.rs_next_hop_rejected:
+        con.print("  Route-server next-hop check: %d attribute sets rejected (next hop not the client's own)"
+                  % c.rs_next_hop_rejected, markup=False)
 
 
 def _yes(v):

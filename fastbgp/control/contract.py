@@ -59,6 +59,12 @@ class Counters(msgspec.Struct):
     treat_as_withdraw: int = 0
     attribute_discard: int = 0
     own_next_hop: int = 0
+    # Attribute sets of a route-server client rejected by the route
+    # server's next-hop check (the client's own address, or one of its
+    # route-server-next-hops, only): logged once per client, counted here
+    # once per set (the import cache keeps the verdict); since the
+    # [global.route-server] settings were last loaded.
+    rs_next_hop_rejected: int = 0
 
 
 class NeighborSummary(msgspec.Struct):

@@ -36,6 +36,8 @@ Series (``neighbor`` is the configured address)
     fastbgp_neighbor_half_open_closed_total{neighbor}     closed before their OPEN for a newer one
     fastbgp_update_errors_handled_total{neighbor,action}  treat-as-withdraw|attribute-discard (RFC 7606)
     fastbgp_prefixes_own_next_hop_total{neighbor}   ignored: the next hop is ours (RFC 4271 §6.3)
+    fastbgp_route_server_next_hop_rejected_total{neighbor}  attribute sets of a route-server
+                                                    client refused by the next-hop check
     fastbgp_connections_refused_unknown_total       from addresses with no neighbour (RFC 4271 §8)
     fastbgp_rib_prefixes{family}                    Loc-RIB prefixes
     fastbgp_rib_paths{family}                       Loc-RIB paths
@@ -297,6 +299,10 @@ class ControlCollector(Collector):
         own_nh = CounterMetricFamily("fastbgp_prefixes_own_next_hop",
                                      "Prefixes ignored because their next hop is our own address (RFC 4271 §6.3).",
                                      labels=["neighbor"])
+        rs_nh = CounterMetricFamily("fastbgp_route_server_next_hop_rejected",
+                                    "Attribute sets of a route-server client rejected by the next-hop check "
+                                    "(not the client's own address nor one of its route-server-next-hops).",
+                                    labels=["neighbor"])
         for n in neighbors:
             a = n.address
             nup.add_metric([a, str(n.peer_as)], 1 if n.state == "established" else 0)
@@ -317,8 +323,9 @@ class ControlCollector(Collector):
             handled.add_metric([a, "treat-as-withdraw"], c.treat_as_withdraw)
             handled.add_metric([a, "attribute-discard"], c.attribute_discard)
             own_nh.add_metric([a], c.own_next_hop)
+            rs_nh.add_metric([a], c.rs_next_hop_rejected)
         yield from (nup, admin, uptime, estab, sent, recv, disc, oor, p_rx, p_acc, p_tx, refused, half_open,
-                    handled, own_nh)
+                    handled, own_nh, rs_nh)
 
     def _rib(self, summary):
         prefixes = GaugeMetricFamily("fastbgp_rib_prefixes", "Prefixes in the Loc-RIB.", labels=["family"])

@@ -256,6 +256,9 @@ class Views:
             treat_as_withdraw=c.treat_as_withdraw, attribute_discard=c.attribute_discard,
             own_next_hop=c.own_next_hop,
         )
+        rsp = self.daemon.engine.route_server
+        if rsp is not None:
+            counters.rs_next_hop_rejected = rsp.next_hop_rejected.get(nb.address, 0)
         st = stats.get(nb.pid, (0, 0))
         received = self.peers.path_count(nb)
         reason = nb.last_reason
