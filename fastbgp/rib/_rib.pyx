@@ -991,8 +991,9 @@ cdef class _Selection(_SlotTable):
         cdef PeerInfo *P = self.peers.data()
         cdef uint16_t *c = self.cand
         cdef int m = 0, i, k
-        cdef uint64_t r, rbest = 0
-        cdef uint32_t v, low
+        cdef uint64_t r, rbest = 0, kk, kbest
+        cdef uint64_t *keys = self.medkeys  # free again after the MED step
+        cdef uint32_t v
         cdef AttrRec *a
         cdef const uint8_t *addr
         cdef const uint8_t *alow
@@ -1013,42 +1014,26 @@ cdef class _Selection(_SlotTable):
             # (c) lowest MULTI_EXIT_DISC among routes from the same neighbour AS.
             m = self._med_filter(p, c, m)
         if m > 1:
-            # (d) routes learned via eBGP beat routes learned via iBGP.
-            k = 0
-            for i in range(m):
-                if P[p[c[i]].peer].ebgp:
-                    c[k] = c[i]
-                    k += 1
-            if k:
-                m = k
-        # (e) interior cost: no IGP here, all equal.
-        if m > 1:
-            # (f) lowest BGP Identifier of the advertising speaker; RFC 4456
-            # §9: the ORIGINATOR_ID stands in for it when present.
-            low = 0xFFFFFFFF
+            # The steps after MED are each "keep the least", so one key
+            # orders them all, most significant first: (d) routes learned
+            # via eBGP beat routes learned via iBGP; (e) interior cost: no
+            # IGP here, all equal; (f) lowest BGP Identifier of the
+            # advertising speaker, RFC 4456 §9: the ORIGINATOR_ID standing in
+            # for it when present; RFC 4456 §9: shortest CLUSTER_LIST (absent
+            # = 0; a list in one message has fewer than 2^16 entries).  One
+            # pass for the least key, one to keep its holders.
+            kbest = 0xFFFFFFFFFFFFFFFF
             for i in range(m):
                 a = &R[p[c[i]].attr_id]
                 v = a.originator if a.flags & F_ORIGINATOR else P[p[c[i]].peer].router_id
-                if v < low:
-                    low = v
+                kk = ((<uint64_t>(not P[p[c[i]].peer].ebgp)) << 48) | (<uint64_t>v << 16) | \
+                    (a.cluster_len if a.cluster_len < 0xFFFF else 0xFFFF)
+                keys[i] = kk
+                if kk < kbest:
+                    kbest = kk
             k = 0
             for i in range(m):
-                a = &R[p[c[i]].attr_id]
-                v = a.originator if a.flags & F_ORIGINATOR else P[p[c[i]].peer].router_id
-                if v == low:
-                    c[k] = c[i]
-                    k += 1
-            m = k
-        if m > 1:
-            # RFC 4456 §9: shortest CLUSTER_LIST (absent = 0).
-            low = 0xFFFFFFFF
-            for i in range(m):
-                v = R[p[c[i]].attr_id].cluster_len
-                if v < low:
-                    low = v
-            k = 0
-            for i in range(m):
-                if R[p[c[i]].attr_id].cluster_len == low:
+                if keys[i] == kbest:
                     c[k] = c[i]
                     k += 1
             m = k
