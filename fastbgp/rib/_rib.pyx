@@ -317,6 +317,7 @@ cdef enum:
     HUGE_MIN = 4 << 20  # octets: smaller slot arrays never ask for huge pages (rib_alloc_table)
     GROW_BY_HALF = 16 << 20  # octets: a slot array this big grows by half, a smaller one doubles (_reserve)
     SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
+    PATH_ROOM_EXACT = 7  # paths per prefix up to which its array has no spare room (_path_room)
     MED_DISTINCT_MAX = 32  # candidates up to which the MED step first checks that no two share an AS
     MED_AS_SLOTS = 64  # _distinct_as's table: twice MED_DISTINCT_MAX, a power of two
     CHUNK = 512  # prefixes parsed ahead of the hash probes
@@ -419,6 +420,13 @@ cdef inline bint _distinct_as(const uint64_t *keys, int m) noexcept nogil:
         used[h] = 1
         table[h] = asn
     return True
+
+
+cdef inline int _path_room(int n) noexcept nogil:
+    """Paths a prefix's array has room for when it holds ``n`` (>= 2): n
+    itself up to PATH_ROOM_EXACT, then n rounded up to even (SlotBody has no
+    field for it)."""
+    return n if n <= PATH_ROOM_EXACT else n + (n & 1)
 
 
 cdef inline RibPath *_paths(SlotBody *b) noexcept nogil:
@@ -771,16 +779,22 @@ cdef class _SlotTable:
             self.ovf_arrays += 1
             self.ovf_paths += 2
             return 0
-        # Exact size: a prefix gains paths one peer at a time, and glibc
-        # usually grows a small block in place.
-        arr = <RibPath *>realloc(b.u.many, (n + 1) * sizeof(RibPath))
-        if arr == NULL:
-            raise MemoryError()
+        # Past PATH_ROOM_EXACT paths, room for an even number (_path_room):
+        # a prefix gains paths one peer at a time, and between two of its
+        # arrivals a full table's other prefixes take the memory after its
+        # block, so glibc rarely grows it in place -- every other arrival
+        # needs no move.  At most one path's room (15 octets) is unused, in
+        # a prefix of 9 paths or more: under 2 octets per path.
+        arr = b.u.many
+        if _path_room(n) == n:
+            arr = <RibPath *>realloc(arr, _path_room(n + 1) * sizeof(RibPath))
+            if arr == NULL:
+                raise MemoryError()
+            self.ovf_paths += _path_room(n + 1) - n
         memmove(arr + pos + 1, arr + pos, (n - pos) * sizeof(RibPath))
         arr[pos] = np[0]
         b.u.many = arr
         b.n = n + 1
-        self.ovf_paths += 1
         return 0
 
     @cython.final
@@ -801,10 +815,13 @@ cdef class _SlotTable:
             arr = b.u.many
             memmove(arr + pos, arr + pos + 1, (n - pos - 1) * sizeof(RibPath))
             b.n = n - 1
-            self.ovf_paths -= 1
-            arr = <RibPath *>realloc(arr, (n - 1) * sizeof(RibPath))
-            if arr != NULL:
-                b.u.many = arr
+            if _path_room(n - 1) != _path_room(n):
+                # Shrinking does not fail in practice; if it did, the block
+                # would only keep more room than it needs.
+                arr = <RibPath *>realloc(arr, _path_room(n - 1) * sizeof(RibPath))
+                if arr != NULL:
+                    b.u.many = arr
+                    self.ovf_paths -= _path_room(n) - _path_room(n - 1)
 
     # ------------------------------------------------------------ packed prefixes
 
