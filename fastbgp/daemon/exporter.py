@@ -374,16 +374,11 @@ class Exporter:
                 done = set(todo)
                 for (bpid, aid), ents in bests.items():
                     bsrc = sources.get(bpid)
-                    out = None
-                    if bsrc is not None and bpid not in own:
-                        _spid, attrs, nh = tag_source(self.daemon.attrs, aid)
-                        out = g.export(bsrc, attrs, nh)
-                    if out is not None and len(out) == 3:
-                        # The chain looks at the prefix: per prefix.
-                        todo.extend(e for e in ents if e not in done and g.export_prefix(
-                            bsrc, out[0], out[1], (fam[0], e[1:].ljust(width, b"\0"), e[0])) is None)
-                    elif out is None:
+                    if bsrc is None or bpid in own:
                         todo.extend(e for e in ents if e not in done)
+                        continue
+                    _spid, attrs, nh = tag_source(self.daemon.attrs, aid)
+                    todo.extend(e for e in ents if e not in done and g.export_entry(bsrc, attrs, nh, e) is None)
             if todo:
                 out = g.rehide(todo, sources)
                 if out:

@@ -526,10 +526,11 @@ class HeldOut:
             return True
         src, oattrs, onh = was
         _pid, attrs, nh = tag_source(table, aid)
-        return self._entry_export(src, attrs, nh, key[1]) != self._entry_export(src, oattrs, onh, key[1])
+        return self.export_entry(src, attrs, nh, key[1]) != self.export_entry(src, oattrs, onh, key[1])
 
-    def _entry_export(self, src, attrs, nh, entry):
-        """The export of one packed prefix ``entry`` (no path id)."""
+    def export_entry(self, src, attrs, nh, entry):
+        """The export of one packed prefix ``entry`` (no path id): export's,
+        per prefix when the chain looks at prefixes (export_prefix)."""
         out = self.export(src, attrs, nh)
         if out is not None and len(out) == 3:
             width = 4 if self.afi == 1 else 16
