@@ -299,3 +299,35 @@ def test_short_borr_eorr_reaches_route_refresh_error(codec, body):
     with pytest.raises(BGPError) as exc:
         codec.parse_route_refresh(got[0][1])
     assert (exc.value.code, exc.value.subcode, exc.value.data) == (7, 1, msg)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_framed_counts_the_bodies_of_the_last_feed(codec, seed):
+    rnd = random.Random(seed)
+    data = b"".join(STREAM) * 3
+    cuts = sorted(rnd.sample(range(1, len(data)), rnd.randint(1, 30)))
+    r = codec.MessageReader()
+    for a, b in zip([0] + cuts, cuts + [len(data)]):
+        got = r.feed(data[a:b])
+        assert r.framed == sum(len(body) for _t, body in got)
+
+
+def test_take_run_pops_the_leading_updates_within_the_budgets(codec):
+    from collections import deque
+
+    u = [bytes([i]) * (10 + i) for i in range(6)]
+    err = BGPError(1, 1, b"", "marker")
+    q = deque([(2, u[1]), (2, u[2]), (4, b""), (2, u[3])])
+    assert codec.take_run(q, u[0], 1000, 100) == ([u[0], u[1], u[2]], len(u[1]) + len(u[2]))
+    assert list(q) == [(4, b""), (2, u[3])], "a KEEPALIVE ends the run"
+    q = deque([(2, u[1]), (2, u[2]), (2, u[3])])
+    assert codec.take_run(q, u[0], 1000, 2) == ([u[0], u[1], u[2]], len(u[1]) + len(u[2]))
+    assert len(q) == 1, "at most max_count after the first"
+    q = deque([(2, u[1]), (2, u[2]), (2, u[3])])
+    # Octets: fewer than max_octets taken before each pop; the last may pass.
+    assert codec.take_run(q, u[0], len(u[1]) + 1, 100) == ([u[0], u[1], u[2]], len(u[1]) + len(u[2]))
+    q = deque([(2, u[1]), err, (2, u[2])])
+    assert codec.take_run(q, u[0], 1000, 100)[0] == [u[0], u[1]]
+    assert q[0] is err, "a framing error waits its turn"
+    q = deque()
+    assert codec.take_run(q, u[0], 0, 0) == ([u[0]], 0)

@@ -126,7 +126,7 @@ async def one_neighbour(dut, a_addr, lane_impl):
     """``dut`` started with ``lane_impl``'s lane step and a peer of AS
     65001 at ``a_addr`` established: (daemon, peer, its daemon neighbour)."""
     d = await dut.start()
-    d.importer.lane_take = lane_impl.take
+    d.importer.lane_step = lane_impl
     a, na = await peer(dut, 65001, a_addr, families=FAMS)
     try:
         await na.wait_established(5)
@@ -191,7 +191,7 @@ def test_batches_leave_what_single_updates_leave(run, tmp_path, seed, mode, lane
         dut = DUT(neighbors=[], extra=extra)
         rx_addr = addr()
         d, speakers, (one, many) = await two_peers(dut, rx=rx_addr, **kw)
-        d.importer.lane_take = lane_impl.take
+        d.importer.lane_step = lane_impl
         # A receiver: what the batches export must end as the Loc-RIB (the
         # lane exports one Rib.update_many per batch; fastbgp.daemon.fastlane).
         rx, nrx = await peer(dut, 65002, rx_addr, families=FAMS)
@@ -248,7 +248,7 @@ def test_the_pre_policy_view_follows_a_batch(run, tmp_path, lane_impl):
         vrps.write_text(json.dumps(VRPS))
         dut = DUT(neighbors=[], extra=ROV % vrps)
         d, speakers, (one, many) = await two_peers(dut, **{"import-policy": ["rov"]})
-        d.importer.lane_take = lane_impl.take
+        d.importer.lane_step = lane_impl
         await until(lambda: len(d.rpki.vrps) == 3, what="the VRPs loaded")
         try:
             up = announcement
@@ -319,7 +319,7 @@ def test_prefix_limit_inside_a_batch(run, lane_impl):
     async def main():
         dut = DUT(neighbors=[])
         d, speakers, (a, _b) = await two_peers(dut, **{"prefix-limit": {"ipv4-unicast": {"max": 5}}})
-        d.importer.lane_take = lane_impl.take
+        d.importer.lane_step = lane_impl
         try:
             ups = [m.encode_update(m.Update(attributes=[m.Origin(0), m.AsPath([m.Segment(2, [65001])]),
                                                         m.NextHop("192.0.2.1")],
@@ -572,6 +572,118 @@ def test_the_lane_memo_goes_with_the_rfc8097_flag(run, tmp_path, lane_impl):
         finally:
             if a is not None:
                 await a.stop()
+            await dut.stop()
+
+    run(main())
+
+
+def test_bodies_with_a_known_attribute_block_are_not_parsed(run, lane_impl, monkeypatch):
+    """The lane learns the key of a plain announcement it took (its octets
+    less the prefixes: FastLane.learn); later bodies with that key go into
+    the RIB without a parse (take_raw), in this batch and the next -- IPv4
+    NLRI and IPv6 in MP_REACH_NLRI alike, whatever the prefixes.  A
+    withdrawal or another key is parsed; what ends in the RIB is what the
+    parse would have given."""
+    from fastbgp.wire import codec
+
+    parses = []
+    real_parse = codec.parse_update
+
+    def counting_parse(body, *a, **kw):
+        parses.append(body)
+        return real_parse(body, *a, **kw)
+
+    async def main():
+        dut = DUT(neighbors=[])
+        d, speakers, (one, many) = await two_peers(dut)
+        d.importer.lane_step = lane_impl
+        try:
+            ups = [announcement("10.60.%d.0/24" % i) for i in range(20)]
+            wd = m.encode_update(m.Update(withdrawn=[m.Prefix("10.60.3.0/24")]), AS4)
+            other = announcement("10.61.0.0/24", origin=65200)
+            def v6_of(*prefixes):
+                return m.encode_update(m.Update(attributes=[
+                    m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100])]),
+                    m.MpReach(afi=2, safi=1, next_hops=["2001:db8::1"], nlri=[m.Prefix(p) for p in prefixes])]), AS4)
+
+            v6 = v6_of("2001:db8:60::/48")
+            first = ups[:10] + [wd, other, v6]
+            second = ups[10:] + [other, v6_of("2001:db8:61::/48", "2001:db8:62::/47")]
+            monkeypatch.setattr(codec, "parse_update", counting_parse)
+            many.session.on_updates(many.session.conn, first)
+            assert parses == [ups[0], wd, other, v6], "one parse per block the lane did not know"
+            del parses[:]
+            many.session.on_updates(many.session.conn, second)
+            assert parses == [], "the next batch knows the three keys"
+            monkeypatch.setattr(codec, "parse_update", real_parse)
+            for x in first + second:
+                one.session.on_message(one.session.conn, MSG_UPDATE, x)
+            assert table(d, one.pid) == table(d, many.pid)
+            assert len(table(d, many.pid)) == 20 - 1 + 1 + 3
+            assert len(many.lane_memo.raw) == 3
+        finally:
+            for s in speakers:
+                await s.stop()
+            await dut.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("damage", ["nlri-overrun", "nlri-too-long", "attr-length", "empty-nlri", "mp-nlri-overrun",
+                                    "mp-nlri-too-long"])
+def test_a_known_attribute_block_does_not_hide_a_malformed_body(run, lane_impl, damage):
+    """A body whose attribute block the lane knows, but whose lengths or
+    NLRI are broken, gets exactly the codec's verdict (RFC 4271 §6.3, RFC
+    7606 §5.3: a session reset with the codec's NOTIFICATION, those before
+    it imported) -- the raw step never takes it; an UPDATE with the block
+    and no NLRI at all is parsed too (nothing to announce)."""
+    async def main():
+        dut = DUT(neighbors=[])
+        d, speakers, (a, _b) = await two_peers(dut)
+        d.importer.lane_step = lane_impl
+        try:
+            ups = [announcement("10.70.%d.0/24" % i) for i in range(3)]
+            bad = bytearray(announcement("10.70.9.0/24"))
+            alen = (bad[2] << 8) | bad[3]
+            if damage.startswith("mp-"):
+                # IPv6 in MP_REACH_NLRI (RFC 4760 §3), the prefix last: a
+                # /48 is its length octet and 6 octets.
+                def v6(prefix):
+                    return m.encode_update(m.Update(attributes=[
+                        m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100])]),
+                        m.MpReach(afi=2, safi=1, next_hops=["2001:db8::1"], nlri=[m.Prefix(prefix)])]), AS4)
+
+                ups = [v6("2001:db8:%x::/48" % (0x70 + i)) for i in range(3)]
+                bad = bytearray(v6("2001:db8:79::/48"))
+                assert bad[-7] == 48
+                bad[-7] = 56 if damage == "mp-nlri-overrun" else 129
+            elif damage == "nlri-overrun":
+                bad[4 + alen] = 25  # a /25 whose address octets are missing
+            elif damage == "nlri-too-long":
+                bad[4 + alen] = 33  # RFC 4271 §4.3: longer than 32 bits
+            elif damage == "attr-length":
+                bad[3] += 10  # the block overruns into the NLRI and past the end
+            else:
+                del bad[4 + alen:]
+            a.session.on_updates(a.session.conn, ups[:2] + [bytes(bad)] + ups[2:])
+            got = sorted(p for (_f, p) in table(d, a.pid))
+            if damage == "empty-nlri":
+                # RFC 4271 §4.3 / RFC 7606 §5.2: attributes without NLRI -- no
+                # route, no error; the batch goes on.
+                assert got == sorted(bytes([24, 10, 70, i]) for i in (0, 1, 2))
+                assert a.established
+                return
+            if damage.startswith("mp-"):
+                assert got == sorted(bytes([48, 0x20, 0x01, 0x0d, 0xb8, 0, 0x70 + i]) for i in (0, 1)), \
+                    "the third came after the reset"
+            else:
+                assert got == sorted(bytes([24, 10, 70, i]) for i in (0, 1)), "the third came after the reset"
+            await until(lambda: speakers[0].neighbors[dut.addr].last_notification_received is not None,
+                        what="the NOTIFICATION at the peer")
+            assert speakers[0].neighbors[dut.addr].last_notification_received.code == 3
+        finally:
+            for s in speakers:
+                await s.stop()
             await dut.stop()
 
     run(main())

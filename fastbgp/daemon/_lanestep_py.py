@@ -24,81 +24,122 @@ upkeep (``lane.view``: ``drop`` when the stored path
 gives the received one back, else ``store``); the RIB change appended to
 ``lane.runs`` (or made at once by ``lane.apply`` with a prefix limit).
 
-Called by: fastbgp.daemon.importer (``Importer.updates_in``), through the
-selector fastbgp.daemon.lanestep.
+``take_raw(lane, bodies, i)`` is the same step for UPDATE *bodies* that
+were not parsed: it takes ``bodies[i]``, ``bodies[i + 1]``, ... while the
+session's memo ``lane.raw`` knows each one's ``raw_key`` (``FastLane.learn``
+maps the key of a body the codec parsed without error or action to that
+parse's family, canonical attributes and next hop), and stops before the
+first body it does not take -- which the caller parses and hands to
+``take``.  ``raw_key(body)`` is None unless the body is a plain
+announcement of one of two shapes, else the body's octets less its
+prefixes:
+
+* IPv4 NLRI: no withdrawn routes, a well-formed non-empty NLRI field;
+  the key is the attribute block as received;
+* one MP_REACH_NLRI of IPv4 or IPv6 unicast (RFC 4760 §3), no IPv4 NLRI,
+  no withdrawn routes, no MP_UNREACH_NLRI, its NLRI well-formed and not
+  empty; the key is the attribute block without the MP_REACH_NLRI's
+  length field and prefixes (the flags, type, AFI, SAFI, next hop and
+  reserved octet stay in it).
+
+The codec's parse of such a body depends on nothing but its key, that
+its prefixes are well-formed and not empty, and the session's context
+(fixed for the memo's life): so a body with a known key gives exactly what
+``take`` would get from its parse, and the step goes on as ``take`` does
+from there.  The key starts with its shape (4 or 6), so that the shapes
+never meet.
+
+Called by: fastbgp.daemon.importer (``Importer.updates_in`` and
+``Importer.bodies_in``), through the selector fastbgp.daemon.lanestep.
 """
 
 from __future__ import annotations
 
 from fastbgp.daemon.common import next_hop_refused
+from fastbgp.wire import codec
 from fastbgp.wire.constants import IPV4_UNICAST
 
 IMPLEMENTATION = "python"
 
-__all__ = ["IMPLEMENTATION", "take"]
+__all__ = ["IMPLEMENTATION", "Step", "take", "take_raw", "raw_key"]
+
+# What step() tells its caller about one UPDATE.
+STOP = 0  # not the lane's: nothing of it was done (see the module docstring)
+NEXT = 1  # taken; go on
+AFTER = 2  # taken and its RIB change made at once (a prefix limit): stop after it
 
 
-def take(lane, parsed, i):
-    """See the module docstring."""
-    n = len(parsed)
-    fams = lane.fams
-    own4, own_mp = lane.own4, lane.own_mp
-    cfg = lane.nb.cfg
-    states_of = lane.states
-    seen = lane.seen
-    runs_of = lane.runs
-    pre = lane.pre
-    view = lane.view
-    pid = lane.nb.pid
-    # The view holds nothing of this peer in a family: drop has nothing to
-    # do there (recomputed after anything that may store into it).
-    holds = {} if pre else None
-    while i < n:
-        p = parsed[i]
-        if p.withdrawn or p.mp_unreach is not None or p.action:
-            return i
-        mpr = p.mp_reach
-        if p.nlri:
-            if mpr is not None or IPV4_UNICAST not in fams or p.next_hop in own4:
-                return i  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
-            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
-        elif mpr is not None and mpr[3]:
-            fam = (mpr[0], mpr[1])
-            nh = bytes(mpr[2])
-            if fam not in fams or nh[:16] in own_mp or next_hop_refused(cfg, fam, nh):
-                return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
-            packed = mpr[3]
-        else:
-            return i
-        attrs = p.attrs
-        runs = runs_of.get(fam)
+class Step:
+    """What the lane step reads of one batch's lane (a FastLane), once:
+    made by the importer per batch and passed to every take / take_raw."""
+
+    __slots__ = ("lane", "fams", "own4", "own_mp", "cfg", "states_of", "rov", "seen", "runs_of", "pre", "view",
+                 "pid", "holds")
+
+    def __init__(self, lane):
+        self.lane = lane
+        self.fams = lane.fams
+        self.own4, self.own_mp = lane.own4, lane.own_mp
+        self.cfg = lane.nb.cfg
+        self.states_of = lane.states
+        self.rov = lane.rov
+        self.seen = lane.seen
+        self.runs_of = lane.runs
+        self.pre = lane.pre
+        self.view = lane.view
+        self.pid = lane.nb.pid
+        # The view holds nothing of this peer in a family: drop has nothing to
+        # do there (recomputed after anything that may store into it).
+        self.holds = {} if self.pre else None
+
+    def step(self, fam, attrs, nh, packed, entry=None):
+        """One UPDATE of the lane's shape (family, canonical attributes,
+        next hop, packed prefixes): STOP, NEXT or AFTER.  ``entry``: the
+        raw memo's entry of its key (take_raw), whose slots 4-7 keep what
+        ``seen`` gave for each state (not-found, valid, invalid, none)."""
+        lane = self.lane
+        pre = self.pre
+        runs = self.runs_of.get(fam)
         state = None
-        if states_of is not None:
+        if self.states_of is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
-            states = states_of(fam[0], attrs, packed)
+            rov = self.rov
+            if rov is not None:
+                validate, known, origin = rov  # RpkiFeed.plain_validation
+                o = known.get(attrs)
+                states = validate(fam[0], packed, origin(attrs) if o is None else o)
+            else:
+                states = self.states_of(fam[0], attrs, packed)
             if not states:
-                return i
+                return STOP
             if states.count(states[0]) != len(states):
                 # A prefix limit: the general path checks it once for the
                 # whole UPDATE.
                 if runs is None or not lane.split(fam, attrs, nh, states, packed):
-                    return i
+                    return STOP
                 if pre:
-                    holds.clear()  # split may have stored into the view
-                i += 1
-                continue
+                    self.holds.clear()  # split may have stored into the view
+                return NEXT
             state = states[0]
         # One part, the UPDATE's own: the commonest case.
-        key = (fam, attrs, nh, state)
-        got = seen.get(key)
+        slot = -1 if entry is None else (7 if state is None else (4 + state if 0 <= state <= 2 else -1))
+        got = entry[slot] if slot >= 0 else None
+        fresh = False
         if got is None:
-            got = lane.first(key, packed)
+            key = (fam, attrs, nh, state)
+            got = self.seen.get(key)
             if got is None:
-                return i
-            if pre:
-                holds.clear()  # first may have stored into the view
-        elif pre:
+                fresh = True
+                got = lane.first(key, packed)
+                if got is None:
+                    return STOP
+                if pre:
+                    self.holds.clear()  # first may have stored into the view
+            if slot >= 0:
+                entry[slot] = got  # what seen holds for the key, for the memo's life
+        if pre and not fresh:
+            view, pid, holds = self.view, self.pid, self.holds
             if got[2]:
                 h = holds.get(fam)
                 if h is None:
@@ -110,8 +151,118 @@ def take(lane, parsed, i):
                 holds.pop(fam, None)
         if runs is None:
             lane.apply(fam, packed, got)
-            return i + 1
+            return AFTER
         runs.append((packed, got[0], got[1]))
+        return NEXT
+
+
+def take(st, parsed, i):
+    """See the module docstring (``st``: the batch's Step)."""
+    n = len(parsed)
+    fams = st.fams
+    if st.pre:
+        st.holds.clear()  # the general path may have stored into the view since
+    while i < n:
+        p = parsed[i]
+        if p.withdrawn or p.mp_unreach is not None or p.action:
+            return i
+        mpr = p.mp_reach
+        if p.nlri:
+            if mpr is not None or IPV4_UNICAST not in fams or p.next_hop in st.own4:
+                return i  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
+            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
+        elif mpr is not None and mpr[3]:
+            fam = (mpr[0], mpr[1])
+            nh = bytes(mpr[2])
+            if fam not in fams or nh[:16] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
+                return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
+            packed = mpr[3]
+        else:
+            return i
+        r = st.step(fam, p.attrs, nh, packed)
+        if r != NEXT:
+            return i + 1 if r == AFTER else i  # AFTER: a prefix limit may have ended the session
         i += 1
     return i
 
+
+def raw_key(body):
+    """The memo key of UPDATE ``body`` (see the module docstring), or None."""
+    shape = _raw_shape(body)
+    return None if shape is None else shape[0]
+
+
+def _raw_shape(body):
+    """(key, start, end of the prefixes) of a body raw_key accepts, or None."""
+    m = len(body)
+    # RFC 4271 §4.3: withdrawn routes length, path attribute length.
+    if m < 4 or body[0] or body[1]:
+        return None  # withdrawals (or too short: the codec says why)
+    a1 = 4 + ((body[2] << 8) | body[3])
+    if a1 > m:
+        return None  # lengths that overrun: the codec's error
+    if a1 < m:
+        if not _well_formed(body[a1:], 1):
+            return None  # malformed NLRI: the codec's error
+        return b"\x04" + bytes(body[4:a1]), a1, m
+    mp = None
+    try:
+        spans = codec.attr_spans(body, 4, a1)  # the codec's framing of the attributes (RFC 4271 §4.3)
+    except IndexError:
+        return None  # a header that overruns the block: the codec's error
+    for _flags, code, vs, ve, pos in spans:
+        if ve > a1:
+            return None
+        if code == 15 or (code == 14 and mp is not None):
+            return None  # RFC 7606 §3 g, withdrawals: the general path
+        if code == 14:
+            mp = (pos, vs, ve)
+    if mp is None:
+        return None  # nothing announced
+    hs, vs, ve = mp
+    # RFC 4760 §3: AFI, SAFI, next hop length, next hop, reserved, NLRI.
+    if ve - vs < 5 or body[vs + 2] != 1 or body[vs] != 0 or body[vs + 1] not in (1, 2):
+        return None  # only unicast IPv4 / IPv6 (the NLRI encoding checked here)
+    ns = vs + 5 + body[vs + 3]
+    if ns >= ve or not _well_formed(body[ns:ve], body[vs + 1]):
+        return None
+    return b"\x06" + bytes(body[4:hs + 2]) + bytes(body[vs:ns]) + bytes(body[ve:a1]), ns, ve
+
+
+def _well_formed(packed, afi):
+    """Some prefixes, each well-formed for ``afi`` (the codec's check)."""
+    try:
+        return codec.count_prefixes(packed, afi) > 0
+    except ValueError:
+        return False
+
+
+def take_raw(st, bodies, i):
+    """See the module docstring (``st``: the batch's Step)."""
+    n = len(bodies)
+    raw = st.lane.raw
+    fams = st.fams
+    if st.pre:
+        st.holds.clear()  # the general path may have stored into the view since
+    while i < n:
+        body = bodies[i]
+        shape = _raw_shape(body)
+        if shape is None:
+            return i
+        key, ns, ne = shape
+        hit = raw.get(key)
+        if hit is None:
+            return i
+        fam, attrs, nh, next_hop = hit[0], hit[1], hit[2], hit[3]
+        if fam not in fams:
+            return i
+        if key[0] == 4:
+            if next_hop in st.own4:
+                return i  # RFC 4271 §6.3: process_update logs it
+        elif next_hop in st.own_mp or next_hop_refused(st.cfg, fam, nh):
+            return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
+        r = st.step(fam, attrs, nh, bytes(body[ns:ne]), hit)
+        if r != NEXT:
+            return i + 1 if r == AFTER else i  # AFTER: a prefix limit may have ended the session
+        i += 1
+    return i

@@ -60,6 +60,16 @@ the RTR client), and a session that ends ends the batch.  The memo is
 bounded (``LaneMemo.MAX`` sets, dropped whole beyond it, like the import
 cache).
 
+The memo also skips the codec for most of a table (``Importer.bodies_in``,
+when nobody observes the session's messages): after the lane took a
+parsed UPDATE, ``learn`` keeps what the parse gave under the body's
+``raw_key`` -- its octets less its prefixes, for a plain announcement of
+IPv4 NLRI or of one unicast MP_REACH_NLRI -- and ``take_raw`` takes the
+next bodies with a known key straight from their octets, checking only
+that their prefixes are well-formed.  A parse depends on nothing else (the
+session's context is fixed for the memo's life), so nothing but the
+memo's own life drops these entries (``LaneMemo.MAX`` keys too).
+
 The per-UPDATE step is ``take`` of fastbgp.daemon.lanestep (compiled
 ``_lanestep.pyx``, pure-Python twin ``_lanestep_py.py``, whose docstring is
 the contract): it runs through the batch while the UPDATEs are the lane's
@@ -75,13 +85,14 @@ Owns: a FastLane, nothing beyond one batch (``close`` makes its deferred
 RIB changes); a LaneMemo, the ids it holds for one session's sets until
 ``Importer.forget_lane`` (or ``close``, when full or dropped).  Calls: the importer (the steps above),
 its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
-fastbgp.daemon.importer and the lane step (``first``, ``split``, ``apply``; fastbgp.daemon.lanestep).
+fastbgp.daemon.importer (``learn`` too) and the lane step (``first``, ``split``, ``apply``; fastbgp.daemon.lanestep).
 """
 
 from __future__ import annotations
 
 from fastbgp.rpki.vrp import path_mark, split_by_state
 from fastbgp.rib.export import source_tag
+from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.wire.families import family_name
 
 __all__ = ["FastLane", "LaneMemo", "PER_PREFIX", "MISS"]
@@ -98,13 +109,16 @@ class LaneMemo:
     None when rejected, RIB mark, the view maps it back), one reference
     held per id."""
 
-    __slots__ = ("session", "seen", "busy", "dead")
+    __slots__ = ("session", "seen", "raw", "busy", "dead")
 
-    MAX = 8192  # sets remembered per neighbour (and ids held); beyond it the memo starts over
+    MAX = 8192  # sets remembered per neighbour (and ids held), and raw blocks; beyond it the memo starts over
 
     def __init__(self, session):
         self.session = session
         self.seen = {}
+        # The raw_key of a plain announcement's body (its octets less its
+        # prefixes) -> what its parse gave the lane (FastLane.learn).
+        self.raw = {}
         self.busy = False  # a batch is using it (its RIB changes may wait on the ids)
         self.dead = False  # dropped while busy: released when the batch ends
 
@@ -118,6 +132,7 @@ class LaneMemo:
             self.dead = True
             return
         seen, self.seen = self.seen, {}
+        self.raw = {}
         release = table.release
         for aid, _mark, _ok in seen.values():
             if aid is not None:
@@ -128,7 +143,7 @@ class FastLane:
     """One batch's fast path for one neighbour; see the module docstring."""
 
     __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "pre",
-                 "uses_rpki", "view", "seen", "defer", "runs", "states", "memo")
+                 "uses_rpki", "view", "seen", "raw", "defer", "runs", "states", "rov", "memo")
 
     @classmethod
     def of(cls, importer, nb, session):
@@ -163,6 +178,8 @@ class FastLane:
         # by its connection's turn (Connection.process: octets and messages).
         self.runs = {f: [] for f in self.defer}
         self.states = None if d.rpki is None else d.rpki.validator(nb)
+        # The same in parts for the lane step (RpkiFeed.plain_validation).
+        self.rov = None if d.rpki is None else d.rpki.plain_validation(nb)
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
@@ -175,6 +192,7 @@ class FastLane:
         # (family, attrs, next hop, state) -> (attribute id, RIB mark, the
         # view maps it back); one reference per id, held by the memo.
         self.seen = memo.seen
+        self.raw = memo.raw
 
     def flush(self):
         """The deferred announcements and rejections into the RIB, one
@@ -194,7 +212,7 @@ class FastLane:
             self.flush()
         finally:
             memo.busy = False
-            if memo.dead or len(memo.seen) > LaneMemo.MAX:
+            if memo.dead or len(memo.seen) > LaneMemo.MAX or len(memo.raw) > LaneMemo.MAX:
                 if self.nb.lane_memo is memo:
                     self.nb.lane_memo = None
                 memo.drop(self.importer.daemon.attrs)
@@ -240,6 +258,27 @@ class FastLane:
                     self.view.store(pid, fam, attrs, nh, part, False, got[0])
             runs.append((part, got[0], got[1]))
         return True
+
+    def learn(self, key, parsed):
+        """``parsed``, the codec's parse of an UPDATE whose ``raw_key`` is
+        ``key`` (None: not of a shape the memo takes), was taken by the
+        lane step: remember what the parse gave for the key, so that
+        ``take_raw`` takes the next bodies with the same key without a
+        parse (fastbgp.daemon._lanestep_py).  Only for a parse without
+        errors or an RFC 7606 action: [family, canonical attributes, next
+        hop as the lane keys it, the value checked against our own
+        addresses, then what ``seen`` gives for the set in each RFC 6811
+        state -- not-found, valid, invalid, not validated -- filled by the
+        step as it learns it (``seen`` never changes an entry while the
+        memo lives)]."""
+        if key is None or parsed.errors or parsed.action:
+            return
+        if key[0] == 4:
+            self.raw[key] = [IPV4_UNICAST, parsed.attrs, b"", parsed.next_hop, None, None, None, None]
+        else:
+            mpr = parsed.mp_reach
+            nh = bytes(mpr[2])
+            self.raw[key] = [(mpr[0], mpr[1]), parsed.attrs, nh, nh[:16], None, None, None, None]
 
     def first(self, key, packed):
         """The first UPDATE of the batch with ``key`` (family, attributes,

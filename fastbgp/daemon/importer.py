@@ -25,6 +25,7 @@ import logging
 import time
 
 from fastbgp.session.fsm import State
+from fastbgp.session.sink import parse_updates
 from fastbgp.rib.export import IBGP, RS, source_tag, tag_source
 from fastbgp.rib.route_server import allowed_next_hops
 from fastbgp.rib.confed import is_loop as confed_is_loop, malformed as confed_malformed, of_config as confed_of_config
@@ -46,7 +47,7 @@ from fastbgp.wire.constants import (
     ROLE_RS,
     ROLE_RS_CLIENT,
 )
-from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW
+from fastbgp.wire.errors import ACTION_TREAT_AS_WITHDRAW, BGPError
 from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr, next_hop_refused
 from fastbgp.daemon import lanestep
@@ -58,6 +59,12 @@ log = logging.getLogger("fastbgp.daemon")
 
 # What import_eval reads of a new attribute set, in one walk (codec.attr_values).
 _IMPORT_READS = (ATTR_AS_PATH, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST, ATTR_OTC)
+
+
+def ended(nb, session) -> bool:
+    """``session`` of ``nb`` is no longer the neighbour's Established one
+    (an UPDATE just ended it: a prefix limit): nothing after it is processed."""
+    return session.fsm.state is not State.ESTABLISHED or nb.session is not session
 
 
 class Importer:
@@ -74,9 +81,10 @@ class Importer:
         self.pre_ribs: dict = self.prepolicy.ribs
         self.observe = None
         self.fast_updates = 0  # UPDATEs the fast lane took (fastbgp.daemon.fastlane)
-        # The lane's per-UPDATE step: the selected implementation
-        # (fastbgp.daemon.lanestep); tests set each one's ``take`` in turn.
-        self.lane_take = lanestep.take
+        # The lane's per-UPDATE step: the selected implementation's module
+        # (fastbgp.daemon.lanestep: Step, take, take_raw, raw_key); tests
+        # set each implementation in turn.
+        self.lane_step = lanestep
         self.setup_observe(daemon.config)
 
     def setup_observe(self, config):
@@ -166,7 +174,9 @@ class Importer:
         returns how many were processed."""
         t0 = time.perf_counter() if self.observe is not None else 0.0
         lane = FastLane.of(self, nb, session)
-        take = self.lane_take
+        steps = self.lane_step
+        take = steps.take
+        st = steps.Step(lane) if lane is not None else None
         if type(parsed_list) is not list:
             parsed_list = list(parsed_list)  # the compiled step reads a list
         n = len(parsed_list)
@@ -177,17 +187,17 @@ class Importer:
                     # The lane's run of UPDATEs (fastbgp.daemon._lanestep_py):
                     # up to the first one it does not take, or one at a
                     # time with a prefix limit.
-                    j = take(lane, parsed_list, i)
+                    j = take(st, parsed_list, i)
                     if j > i:
                         self.fast_updates += j - i
                         i = j
-                        if lane.limits and (session.fsm.state is not State.ESTABLISHED or nb.session is not session):
+                        if lane.limits and ended(nb, session):
                             break
                         continue
                     lane.flush()  # in order: the general path sees the RIB as UPDATE by UPDATE
                 self.process_update(nb, session, parsed_list[i])
                 i += 1
-                if session.fsm.state is not State.ESTABLISHED or nb.session is not session:
+                if ended(nb, session):
                     break
         finally:
             if lane is not None:
@@ -196,6 +206,67 @@ class Importer:
         if self.observe is not None:
             self.observe_latency(session, t0, done)
         return done
+
+    def bodies_in(self, nb, session, bodies, handled):
+        """UPDATE bodies received in a row, not parsed
+        (DaemonRoutes.bodies_received; the contract is
+        RouteSink.bodies_received): as updates_in for their parses, but the
+        lane takes straight from the bodies the plain IPv4 announcements
+        whose attribute block it has seen (``take_raw``,
+        FastLane.learn), and only the others are parsed here, one at a
+        time (``handled(parsed)`` for those with errors the codec
+        handled).  Returns the codec's error for the first body it
+        refused, else None; stops after an UPDATE that ended the session."""
+        lane = FastLane.of(self, nb, session)
+        if lane is None:
+            parsed, error = parse_updates(bodies, session.ctx)
+            for p in parsed:
+                if p.errors:
+                    handled(p)
+            if parsed:
+                self.updates_in(nb, session, parsed)
+            return error
+        t0 = time.perf_counter() if self.observe is not None else 0.0
+        steps = self.lane_step
+        take, take_raw, raw_key = steps.take, steps.take_raw, steps.raw_key
+        st = steps.Step(lane)
+        parse, ctx = codec.parse_update, session.ctx
+        if type(bodies) is not list:
+            bodies = list(bodies)  # the compiled step reads a list
+        n = len(bodies)
+        i = 0
+        error = None
+        try:
+            while i < n:
+                j = take_raw(st, bodies, i)
+                if j > i:
+                    self.fast_updates += j - i
+                    i = j
+                    if lane.limits and ended(nb, session):
+                        break
+                    continue
+                body = bodies[i]
+                try:
+                    p = parse(body, ctx)
+                except BGPError as exc:
+                    error = exc
+                    break
+                if p.errors:
+                    handled(p)
+                if take(st, [p], 0):
+                    self.fast_updates += 1
+                    lane.learn(raw_key(body), p)
+                else:
+                    lane.flush()  # in order: the general path sees the RIB as UPDATE by UPDATE
+                    self.process_update(nb, session, p)
+                i += 1
+                if ended(nb, session):
+                    break
+        finally:
+            lane.close()
+        if self.observe is not None:
+            self.observe_latency(session, t0, i)
+        return error
 
     def process_update(self, nb, session, parsed):
         c = nb.counters

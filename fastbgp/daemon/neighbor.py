@@ -81,6 +81,9 @@ class DaemonRoutes(RouteSink):
     def updates_received(self, session, parsed_list) -> int:
         return self.daemon.importer.updates_in(self.nb, session, parsed_list)
 
+    def bodies_received(self, session, bodies, handled):
+        return self.daemon.importer.bodies_in(self.nb, session, bodies, handled)
+
     def route_refresh(self, session, family, subtype) -> None:
         nb = self.nb
         if family not in self.daemon.ribs:

@@ -127,7 +127,10 @@ class SessionOwner(Protocol):
     resolve collisions; False: this session lost and was dumped),
     ``session_changed`` after every state change, ``session_clear_routes``
     for the FSM's clear-routes action, ``session_update`` (one UPDATE) /
-    ``session_updates`` (UPDATEs framed in a row, in order) /
+    ``session_updates`` (UPDATEs framed in a row, in order, parsed for
+    the session's observers) / ``session_bodies`` (the same not parsed,
+    nobody observing: the owner parses them and returns the codec's error
+    for the first it refuses, or None) /
     ``session_route_refresh`` for messages to process in Established,
     ``session_notification`` for every NOTIFICATION sent or received, and
     ``session_connected`` / ``session_connect_failed`` when an outbound
@@ -140,6 +143,7 @@ class SessionOwner(Protocol):
     def session_clear_routes(self, session, transition) -> None: ...
     def session_update(self, session, parsed) -> None: ...
     def session_updates(self, session, parsed_list) -> None: ...
+    def session_bodies(self, session, bodies) -> Optional[BGPError]: ...
     def session_route_refresh(self, session, afi, safi, subtype) -> None: ...
     def session_notification(self, session, sent, code, subcode, data) -> None: ...
     def session_connected(self, session, conn) -> None: ...
@@ -370,7 +374,7 @@ class Connection(asyncio.Protocol):
         if msgs:
             self.last_rx = self.loop.time()
             self._pending.extend(msgs)
-            self.pending_bytes += sum([len(m[1]) for m in msgs])
+            self.pending_bytes += self.reader.framed
             if self.pending_bytes >= PENDING_HIGH_BYTES:
                 self.pause_input()
         if self.session is not None and not self.queued and self._pending:
@@ -432,18 +436,8 @@ class Connection(asyncio.Protocol):
                     if mtype == MSG_UPDATE and pending and budget > 0 and count > 0:
                         # UPDATEs in a row go up as one batch (Session.on_updates);
                         # the octets are accounted once for the batch.
-                        bodies = [body]
-                        append = bodies.append
-                        used = 0
-                        while pending and budget > used and count > 0:
-                            nxt = pending[0]
-                            if type(nxt) is not tuple or nxt[0] != MSG_UPDATE:
-                                break
-                            pending.popleft()
-                            nxt = nxt[1]
-                            used += len(nxt)
-                            count -= 1
-                            append(nxt)
+                        bodies, used = codec.take_run(pending, body, budget, count)
+                        count -= len(bodies) - 1
                         budget -= used
                         self.pending_bytes -= used
                         if len(bodies) > 1:
@@ -699,12 +693,13 @@ class MessageReceiver:
     def on_updates(self, conn, bodies):
         """UPDATEs framed one after the other (Connection.process): the
         same as on_message for each, in order, with what is the same for
-        all of them done once -- the HoldTimer restart, and the owner's
-        ``session_updates`` takes the whole list (one call through the
-        layers above instead of one per UPDATE: a router sends a table as
-        hundreds of thousands of small UPDATEs).  An UPDATE the codec
-        refuses ends the batch: those before it are processed, then the
-        error is handled (RFC 4271 §6.3, RFC 7606)."""
+        all of them done once -- the HoldTimer restart, and the owner takes
+        the whole list (one call through the layers above instead of one
+        per UPDATE: a router sends a table as hundreds of thousands of
+        small UPDATEs): the bodies (``session_bodies``) when nobody
+        observes the messages, else their parses (``session_updates``).
+        An UPDATE the codec refuses ends the batch: those before it are
+        processed, then the error is handled (RFC 4271 §6.3, RFC 7606)."""
         if conn is not self.conn:
             return
         self.owner.counters.received.count(MSG_UPDATE, len(bodies))
@@ -716,29 +711,32 @@ class MessageReceiver:
             return
         observers = self._update_observers
         parsed_observers = self._parsed_observers
+        if not observers and not parsed_observers:
+            # Nobody watches the messages: the owner parses and processes
+            # the bodies (SessionOwner.session_bodies; the daemon's import
+            # lane skips the parse of what it knows).  RFC 4271 §8.2.2
+            # event 27 in Established: restart the HoldTimer.
+            self._restart_hold()
+            error = self.owner.session_bodies(self, bodies)
+            if error is not None and conn is self.conn and not self.disposed \
+                    and self.fsm.state is State.ESTABLISHED:
+                self._update_error(error)
+            return
         parse = codec.parse_update
         ctx = self.ctx
         parsed = []
         error = None
-        if not observers and not parsed_observers:
-            append = parsed.append  # nobody watches: the parse alone per UPDATE
+        for body in bodies:
+            for observer in observers:
+                observer(body)
             try:
-                for body in bodies:
-                    append(parse(body, ctx))
+                p = parse(body, ctx)
             except BGPError as exc:
                 error = exc
-        else:
-            for body in bodies:
-                for observer in observers:
-                    observer(body)
-                try:
-                    p = parse(body, ctx)
-                except BGPError as exc:
-                    error = exc
-                    break
-                parsed.append(p)
-                for observer in parsed_observers:
-                    observer(body, p)
+                break
+            parsed.append(p)
+            for observer in parsed_observers:
+                observer(body, p)
         if parsed:
             # RFC 4271 §8.2.2 event 27 in Established: restart the
             # HoldTimer, process the UPDATEs.

@@ -17,7 +17,8 @@ Order of the calls for one session (all from the event loop):
   restart looks at what is stale; then ``restart_reestablished`` (only when
   something is stale); then the neighbour starts its sender and calls
   ``send_table(session)``.
-* ``update_received`` for every UPDATE in Established; End-of-RIB inside
+* ``update_received`` for every UPDATE in Established (``bodies_received``
+  / ``updates_received`` for UPDATEs framed in a row); End-of-RIB inside
   it is reported back through ``Neighbor.eor_received``, which calls
   ``end_of_rib``.
 * ``route_refresh`` for a ROUTE-REFRESH whose family was negotiated and
@@ -41,8 +42,26 @@ import abc
 from typing import Collection, Optional
 
 from fastbgp.session.fsm import State
+from fastbgp.wire import codec
+from fastbgp.wire.errors import BGPError
 
-__all__ = ["RouteSink"]
+__all__ = ["RouteSink", "parse_updates"]
+
+
+def parse_updates(bodies, ctx) -> tuple:
+    """(ParsedUpdates, error): the codec's parse of UPDATE ``bodies`` in
+    order with the session context ``ctx``, up to the first it refuses
+    (RFC 4271 §6.3, RFC 7606: its BGPError, else None); none after that one
+    is parsed."""
+    parse = codec.parse_update
+    parsed = []
+    append = parsed.append
+    try:
+        for body in bodies:
+            append(parse(body, ctx))
+    except BGPError as exc:
+        return parsed, exc
+    return parsed, None
 
 
 class RouteSink(abc.ABC):
@@ -85,6 +104,25 @@ class RouteSink(abc.ABC):
             if session.fsm.state is not State.ESTABLISHED:
                 break
         return done
+
+    def bodies_received(self, session, bodies, handled) -> Optional[BGPError]:
+        """UPDATE bodies received one after the other in Established, not
+        yet parsed (nobody watches the messages themselves): each parsed
+        with ``session.ctx``, ``handled(parsed)`` for one that carries
+        errors the codec handled (RFC 7606 treat-as-withdraw, attribute
+        discard: the neighbour counts and logs them), then processed as
+        updates_received would, in order, until one ends the session.
+        Returns the codec's BGPError for the first body it refused (those
+        before it processed, none after it parsed), else None.  A sink may
+        skip the parse of a body whose outcome it already knows (the
+        daemon's import lane does)."""
+        parsed, error = parse_updates(bodies, session.ctx)
+        for p in parsed:
+            if p.errors:
+                handled(p)
+        if parsed:
+            self.updates_received(session, parsed)
+        return error
 
     @abc.abstractmethod
     def route_refresh(self, session, family: tuple, subtype: int) -> None:

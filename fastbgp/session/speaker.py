@@ -67,7 +67,7 @@ from fastbgp.session.routes import (
     group_prefixes,
     pack_prefix,
 )
-from fastbgp.session.sink import RouteSink
+from fastbgp.session.sink import RouteSink, parse_updates
 from fastbgp.session.waiters import StateChange, Subscribers, Waiters
 from fastbgp.wire.constants import (
     DEFAULT_MAX_QUEUED_BYTES,
@@ -660,6 +660,24 @@ class Neighbor:
                 self._update_subscribers.notify(self, parsed)
         if self.waiters.entries and session.fsm.state is State.ESTABLISHED:
             self.waiters.check()
+
+    def session_bodies(self, session, bodies):
+        """UPDATE bodies framed in a row, nobody watching the messages
+        (Session.on_updates): parsed and processed in order by the sink
+        (RouteSink.bodies_received) -- or here, when update subscribers
+        want every ParsedUpdate -- as session_updates would.  Returns the
+        codec's error for the first body it refused (those before it
+        processed), else None."""
+        if self._update_subscribers.callbacks:
+            parsed, error = parse_updates(bodies, session.ctx)
+            if parsed:
+                self.session_updates(session, parsed)
+            return error
+        self.counters.last_update_received = time.time()
+        error = self.sink.bodies_received(session, bodies, self._handled_errors)
+        if self.waiters.entries and session.fsm.state is State.ESTABLISHED:
+            self.waiters.check()
+        return error
 
     def _handled_errors(self, parsed):
         """RFC 7606: errors the codec handled without a reset (treat-as-

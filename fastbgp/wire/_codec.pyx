@@ -22,6 +22,9 @@ import ipaddress as _ipaddress
 from fastbgp.wire import as4
 from fastbgp.wire.types import DEFAULT_CONTEXT, ParsedOpen, ParsedUpdate
 from fastbgp.wire.errors import BGPError
+from fastbgp.wire.constants import MSG_UPDATE
+
+cdef object _MSG_UPDATE = MSG_UPDATE
 
 IMPLEMENTATION = "cython"
 
@@ -214,15 +217,18 @@ cdef _check_header(Py_ssize_t length, int mtype, Py_ssize_t max_len):
 cdef class MessageReader:
     """Incremental framer: feed TCP stream chunks of any size, get complete
     messages as (type, body) with the header validated (RFC 4271 §6.1).
-    After an error the reader stays failed."""
+    After an error the reader stays failed.  ``framed``: the octets of the
+    bodies the last feed returned (what a queue of them holds)."""
 
     cdef bytes _buf
     cdef public Py_ssize_t max_len
+    cdef readonly Py_ssize_t framed
     cdef object _failed
 
     def __init__(self, max_len=MAX_MESSAGE_LEN):
         self._buf = b""
         self.max_len = max_len
+        self.framed = 0
         self._failed = None
 
     @property
@@ -245,6 +251,8 @@ cdef class MessageReader:
         cdef Py_ssize_t length
         cdef int mtype
         cdef list out = []
+        cdef Py_ssize_t framed = 0
+        self.framed = 0
         try:
             while n - pos >= HEADER_LEN:
                 if memcmp(p + pos, PyBytes_AS_STRING(_MARKER), 16) != 0:
@@ -256,10 +264,12 @@ cdef class MessageReader:
                 if n - pos < length:
                     break
                 out.append((mtype, _slice(p, pos + HEADER_LEN, pos + length)))
+                framed += length - HEADER_LEN
                 pos += length
         except BGPError as exc:
             self._failed = exc
             raise
+        self.framed = framed
         if pos == n:
             self._buf = b""
         elif pos == 0:
@@ -267,6 +277,28 @@ cdef class MessageReader:
         else:
             self._buf = buf[pos:]
         return out
+
+
+def take_run(pending, first, Py_ssize_t max_octets, Py_ssize_t max_count):
+    """([first, ...], octets): ``first`` (an UPDATE body already taken)
+    and the UPDATE bodies that lead ``pending`` -- a deque of what feed
+    returns, (type, body) tuples, and other items -- popped while fewer
+    than ``max_octets`` octets and ``max_count`` bodies were taken after
+    ``first``; ``octets`` counts the popped bodies.  The last one taken may
+    pass ``max_octets``; anything else than an UPDATE ends the run."""
+    cdef list bodies = [first]
+    cdef Py_ssize_t used = 0, count = 0
+    cdef object item, body
+    while pending and used < max_octets and count < max_count:
+        item = pending[0]
+        if type(item) is not tuple or len(<tuple>item) != 2 or (<tuple>item)[0] != _MSG_UPDATE:
+            break
+        pending.popleft()
+        body = (<tuple>item)[1]
+        used += len(body)
+        count += 1
+        bodies.append(body)
+    return bodies, used
 
 
 def parse_header(data):

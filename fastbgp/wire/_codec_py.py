@@ -108,14 +108,17 @@ def _known_family(afi, safi):
 class MessageReader:
     """Incremental framer: feed it TCP stream chunks of any size, get back
     complete messages as (type, body) with the 19-octet header validated
-    (RFC 4271 §6.1).  After an error the reader stays failed."""
+    (RFC 4271 §6.1).  After an error the reader stays failed.  ``framed``:
+    the octets of the bodies the last feed returned (what a queue of them
+    holds)."""
 
-    __slots__ = ("_buf", "_pos", "max_len", "_failed")
+    __slots__ = ("_buf", "_pos", "max_len", "framed", "_failed")
 
     def __init__(self, max_len=MAX_MESSAGE_LEN):
         self._buf = bytearray()
         self._pos = 0
         self.max_len = max_len
+        self.framed = 0
         self._failed = None
 
     @property
@@ -133,6 +136,7 @@ class MessageReader:
         out = []
         pos = 0
         n = len(buf)
+        framed = self.framed = 0
         try:
             while n - pos >= HEADER_LEN:
                 if buf[pos : pos + 16] != _MARKER:
@@ -144,12 +148,34 @@ class MessageReader:
                 if n - pos < length:
                     break
                 out.append((mtype, bytes(buf[pos + HEADER_LEN : pos + length])))
+                framed += length - HEADER_LEN
                 pos += length
         except BGPError as exc:
             self._failed = exc
             raise
+        self.framed = framed
         self._pos = pos
         return out
+
+
+def take_run(pending, first, max_octets, max_count):
+    """([first, ...], octets): ``first`` (an UPDATE body already taken)
+    and the UPDATE bodies that lead ``pending`` -- a deque of what feed
+    returns, (type, body) tuples, and other items -- popped while fewer
+    than ``max_octets`` octets and ``max_count`` bodies were taken after
+    ``first``; ``octets`` counts the popped bodies.  The last one taken may
+    pass ``max_octets``; anything else than an UPDATE ends the run."""
+    bodies = [first]
+    used = count = 0
+    while pending and used < max_octets and count < max_count:
+        item = pending[0]
+        if type(item) is not tuple or len(item) != 2 or item[0] != MSG_UPDATE:
+            break
+        pending.popleft()
+        used += len(item[1])
+        count += 1
+        bodies.append(item[1])
+    return bodies, used
 
 
 def _check_header(length, mtype, max_len):

@@ -14,6 +14,7 @@ API = (
     "IMPLEMENTATION",
     "KEEPALIVE",
     "MessageReader",
+    "take_run",
     "parse_header",
     "frame",
     "parse_open",
