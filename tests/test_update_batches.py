@@ -13,7 +13,7 @@ import random
 import pytest
 
 from fastbgp.rib.export import tag_source
-from fastbgp.wire import messages as m
+from fastbgp.wire import codec, messages as m
 from fastbgp.wire.as4 import split_attrs
 from fastbgp.wire.constants import MSG_UPDATE
 from fastbgp.wire.types import Context
@@ -154,8 +154,6 @@ def lane_takes(bodies, own):
     of one family without withdrawals or our own next hop -- with RPKI
     also those whose prefixes have several states (split as the general
     path splits them)."""
-    from fastbgp.wire import codec
-
     n = 0
     for b in bodies:
         p = codec.parse_update(b, AS4)
@@ -577,21 +575,27 @@ def test_the_lane_memo_goes_with_the_rfc8097_flag(run, tmp_path, lane_impl):
     run(main())
 
 
-def test_bodies_with_a_known_attribute_block_are_not_parsed(run, lane_impl, monkeypatch):
-    """The lane learns the key of a plain announcement it took (its octets
-    less the prefixes: FastLane.learn); later bodies with that key go into
-    the RIB without a parse (take_raw), in this batch and the next -- IPv4
-    NLRI and IPv6 in MP_REACH_NLRI alike, whatever the prefixes.  A
-    withdrawal or another key is parsed; what ends in the RIB is what the
-    parse would have given."""
-    from fastbgp.wire import codec
-
+def counted_parses():
+    """(bodies parsed, a codec.parse_update that records them there, the
+    real one): to count the parses a batch costs."""
     parses = []
     real_parse = codec.parse_update
 
     def counting_parse(body, *a, **kw):
         parses.append(body)
         return real_parse(body, *a, **kw)
+
+    return parses, counting_parse, real_parse
+
+
+def test_bodies_with_a_known_attribute_block_are_not_parsed(run, lane_impl, monkeypatch):
+    """The lane learns the key of a plain announcement it took (its octets
+    less the prefixes) from its set's second UPDATE; later bodies with that
+    key go into the RIB without a parse (take_raw), in this batch and the
+    next -- IPv4 NLRI and IPv6 in MP_REACH_NLRI alike, whatever the
+    prefixes.  A withdrawal or another key is parsed; what ends in the RIB
+    is what the parse would have given."""
+    parses, counting_parse, real_parse = counted_parses()
 
     async def main():
         dut = DUT(neighbors=[])
@@ -611,15 +615,20 @@ def test_bodies_with_a_known_attribute_block_are_not_parsed(run, lane_impl, monk
             second = ups[10:] + [other, v6_of("2001:db8:61::/48", "2001:db8:62::/47")]
             monkeypatch.setattr(codec, "parse_update", counting_parse)
             many.session.on_updates(many.session.conn, first)
-            assert parses == [ups[0], wd, other, v6], "one parse per block the lane did not know"
+            # A set's first UPDATE is parsed, and its second, whose key the
+            # lane then learns (a first may be the set's only UPDATE).
+            assert parses == [ups[0], ups[1], wd, other, v6], "two parses per set the lane did not know"
             del parses[:]
             many.session.on_updates(many.session.conn, second)
-            assert parses == [], "the next batch knows the three keys"
+            assert parses == [other, second[-1]], "the next batch's second UPDATEs of the other sets"
+            del parses[:]
+            many.session.on_updates(many.session.conn, [announcement("10.60.99.0/24"), other, second[-1]])
+            assert parses == [], "the keys are known"
             monkeypatch.setattr(codec, "parse_update", real_parse)
-            for x in first + second:
+            for x in first + second + [announcement("10.60.99.0/24"), other, second[-1]]:
                 one.session.on_message(one.session.conn, MSG_UPDATE, x)
             assert table(d, one.pid) == table(d, many.pid)
-            assert len(table(d, many.pid)) == 20 - 1 + 1 + 3
+            assert len(table(d, many.pid)) == 20 + 1 - 1 + 1 + 3
             assert len(many.lane_memo.raw) == 3
         finally:
             for s in speakers:
@@ -681,6 +690,55 @@ def test_a_known_attribute_block_does_not_hide_a_malformed_body(run, lane_impl, 
             await until(lambda: speakers[0].neighbors[dut.addr].last_notification_received is not None,
                         what="the NOTIFICATION at the peer")
             assert speakers[0].neighbors[dut.addr].last_notification_received.code == 3
+        finally:
+            for s in speakers:
+                await s.stop()
+            await dut.stop()
+
+    run(main())
+
+
+PREFIX_POLICY = """
+[[defined-sets.prefix-sets]]
+name = "blocked"
+prefixes = ["10.80.1.0/24", "2001:db8:81::/48"]
+
+[[policies]]
+name = "pfx"
+[[policies.statements]]
+conditions = { prefix-set = "blocked" }
+actions = { result = "reject" }
+[[policies.statements]]
+actions = { result = "accept", set-local-pref = 120 }
+"""
+
+
+def test_bodies_under_a_prefix_dependent_policy_are_parsed_once(run, lane_impl, monkeypatch):
+    """An import chain that looks at prefixes is the general path's (the
+    lane stops at every UPDATE): a batch of bodies is still parsed once
+    each -- the step hands its parse to the importer -- and the RIB ends
+    as with one UPDATE at a time."""
+    parses, counting_parse, real_parse = counted_parses()
+
+    async def main():
+        dut = DUT(neighbors=[], extra=PREFIX_POLICY)
+        d, speakers, (one, many) = await two_peers(dut, **{"import-policy": ["pfx"]})
+        d.importer.lane_step = lane_impl
+        try:
+            bodies = [announcement("10.80.%d.0/24" % i) for i in range(4)]
+            bodies += [m.encode_update(m.Update(attributes=[
+                m.Origin(0), m.AsPath([m.Segment(2, [65001, 65100])]),
+                m.MpReach(afi=2, safi=1, next_hops=["2001:db8::1"], nlri=[m.Prefix("2001:db8:%x::/48" % (0x80 + i))])]),
+                AS4) for i in range(3)]
+            monkeypatch.setattr(codec, "parse_update", counting_parse)
+            many.session.on_updates(many.session.conn, bodies)
+            assert parses == bodies, "each body parsed once"
+            monkeypatch.setattr(codec, "parse_update", real_parse)
+            for x in bodies:
+                one.session.on_message(one.session.conn, MSG_UPDATE, x)
+            got = table(d, many.pid)
+            assert got == table(d, one.pid)
+            assert len(got) == 5 and ((1, 1), bytes([24, 10, 80, 1])) not in got
         finally:
             for s in speakers:
                 await s.stop()

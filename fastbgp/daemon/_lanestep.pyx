@@ -13,6 +13,7 @@ from fastbgp.wire._codec cimport attr_end, nlri_count
 
 from fastbgp.daemon.common import next_hop_refused
 from fastbgp.wire.constants import IPV4_UNICAST
+from fastbgp.wire.errors import BGPError
 
 IMPLEMENTATION = "cython"
 
@@ -25,6 +26,7 @@ cdef enum:
     STOP = 0
     NEXT = 1
     AFTER = 2
+    FIRST = 3
 
 
 cdef inline bint _one_state(object states):
@@ -84,7 +86,7 @@ cdef class Step:
         return 0
 
     cdef int step(self, object fam, object attrs, object nh, object packed, list entry) except -1:
-        """One UPDATE of the lane's shape: STOP, NEXT or AFTER; ``entry``
+        """One UPDATE of the lane's shape: STOP, NEXT, FIRST or AFTER; ``entry``
         the raw memo's entry of its key or None (see the twin)."""
         cdef object runs = self.runs_of.get(fam)
         cdef object state = None, states, key, got = None, o
@@ -137,41 +139,56 @@ cdef class Step:
             self.lane.apply(fam, packed, got)
             return AFTER
         (<list>runs).append((packed, got[0], got[1]))
-        return NEXT
+        return FIRST if fresh else NEXT
 
 
 def take(Step st, list parsed, Py_ssize_t i):
     """See the twin's docstring (fastbgp.daemon._lanestep_py)."""
     cdef Py_ssize_t n = len(parsed)
-    cdef object fams = st.fams
-    cdef object p, mpr, fam, nh, packed
     cdef int r
     if st.pre:
         st.holds.clear()  # the general path may have stored into the view since
     while i < n:
-        p = parsed[i]
-        if p.withdrawn or p.mp_unreach is not None or p.action:
-            return i
-        mpr = p.mp_reach
-        packed = p.nlri
-        if packed:
-            if mpr is not None or _IPV4 not in fams or p.next_hop in st.own4:
-                return i  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
-            fam = _IPV4
-            nh = b""
-        elif mpr is not None and mpr[3]:
-            fam = (mpr[0], mpr[1])
-            nh = bytes(mpr[2])
-            if fam not in fams or nh[:16] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
-                return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
-            packed = mpr[3]
-        else:
-            return i
-        r = st.step(fam, p.attrs, nh, packed, None)
-        if r != NEXT:
+        r = _take_parsed(st, parsed[i])
+        if r == STOP or r == AFTER:
             return i + 1 if r == AFTER else i  # AFTER: a prefix limit may have ended the session
         i += 1
     return i
+
+
+cdef int _take_parsed(Step st, object p) except -1:
+    """``take`` for one ParsedUpdate: STOP, NEXT, FIRST or AFTER (see the twin)."""
+    cdef object mpr, fam, nh, packed
+    if p.withdrawn or p.mp_unreach is not None or p.action:
+        return STOP
+    mpr = p.mp_reach
+    packed = p.nlri
+    if packed:
+        if mpr is not None or _IPV4 not in st.fams or p.next_hop in st.own4:
+            return STOP  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
+        fam = _IPV4
+        nh = b""
+    elif mpr is not None and mpr[3]:
+        fam = (mpr[0], mpr[1])
+        nh = bytes(mpr[2])
+        if fam not in st.fams or nh[:16] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
+            return STOP  # our next hop, or RFC 8950 §4 not offered: process_update says why
+        packed = mpr[3]
+    else:
+        return STOP
+    return st.step(fam, p.attrs, nh, packed, None)
+
+
+cdef int _learn(dict raw, bytes key, object p) except -1:
+    """The memo entry of ``key`` from ``p`` (see the twin)."""
+    cdef object mpr, nh
+    if PyBytes_AS_STRING(key)[0] == 4:
+        raw[key] = [_IPV4, p.attrs, b"", p.next_hop, None, None, None, None]
+    else:
+        mpr = p.mp_reach
+        nh = bytes(mpr[2])
+        raw[key] = [(mpr[0], mpr[1]), p.attrs, nh, nh[:16], None, None, None, None]
+    return 0
 
 
 def raw_key(body):
@@ -241,40 +258,58 @@ cdef object _raw_shape(const unsigned char *p, Py_ssize_t m, Py_ssize_t *ns, Py_
     return key
 
 
-def take_raw(Step st, list bodies, Py_ssize_t i):
+def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
     """See the twin's docstring (fastbgp.daemon._lanestep_py): plain
-    announcements taken from their bodies, without a parse, when the memo
+    announcements taken from their bodies, without a parse when the memo
     knows their key."""
     cdef Py_ssize_t n = len(bodies), ns = 0, ne = 0
     cdef dict raw = st.lane.raw
     cdef object fams = st.fams
-    cdef object body, key, hit, fam, nh
-    cdef const unsigned char *p
+    cdef object body, key, hit, fam, nh, p
+    cdef const unsigned char *b
     cdef int r
     if st.pre:
         st.holds.clear()  # the general path may have stored into the view since
     while i < n:
         body = bodies[i]
         if type(body) is not bytes:
-            return i  # framing gives bytes; anything else through the parse
-        p = <const unsigned char *>PyBytes_AS_STRING(body)
-        key = _raw_shape(p, PyBytes_GET_SIZE(body), &ns, &ne)
+            return i, None  # framing gives bytes; anything else through the caller's parse
+        b = <const unsigned char *>PyBytes_AS_STRING(body)
+        key = _raw_shape(b, PyBytes_GET_SIZE(body), &ns, &ne)
         if key is None:
-            return i
+            return i, None
         hit = raw.get(key)
         if hit is None:
-            return i
+            # A key not seen yet: the codec's parse, taken as take would.
+            try:
+                p = parse(body, ctx)
+            except BGPError:
+                return i, None  # the caller parses it again for the error
+            if p.errors:
+                return i, p  # the caller counts and logs what the codec handled
+            r = _take_parsed(st, p)
+            if r == STOP:
+                return i, p
+            if r == AFTER:
+                return i + 1, None  # a prefix limit may have ended the session
+            if r == NEXT:
+                # The set's second UPDATE or later: worth a key.  Not the
+                # first, which may well be its only one (a table where each
+                # UPDATE brings its own set would fill the memo for nothing).
+                _learn(raw, key, p)
+            i += 1
+            continue
         fam = (<list>hit)[0]
         nh = (<list>hit)[2]
         if fam not in fams:
-            return i
+            return i, None
         if PyBytes_AS_STRING(key)[0] == 4:
             if (<list>hit)[3] in st.own4:
-                return i  # RFC 4271 §6.3: process_update logs it
+                return i, None  # RFC 4271 §6.3: process_update logs it
         elif (<list>hit)[3] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
-            return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
-        r = st.step(fam, (<list>hit)[1], nh, PyBytes_FromStringAndSize(<const char *>p + ns, ne - ns), <list>hit)
-        if r != NEXT:
-            return i + 1 if r == AFTER else i  # AFTER: a prefix limit may have ended the session
+            return i, None  # our next hop, or RFC 8950 §4 not offered: process_update says why
+        r = st.step(fam, (<list>hit)[1], nh, PyBytes_FromStringAndSize(<const char *>b + ns, ne - ns), <list>hit)
+        if r == STOP or r == AFTER:
+            return (i + 1 if r == AFTER else i), None
         i += 1
-    return i
+    return i, None

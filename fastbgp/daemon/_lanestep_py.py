@@ -1,8 +1,9 @@
 """The import fast lane's per-UPDATE step, pure Python: the twin of the
 compiled ``_lanestep.pyx`` (identical behaviour; tests run both).
 
-``take(lane, parsed, i)`` does, for ``parsed[i]``, ``parsed[i + 1]``, ...,
-what :class:`fastbgp.daemon.fastlane.FastLane` does for the common case of
+``take(st, parsed, i)`` (``st``: the batch's ``Step(lane)``) does, for
+``parsed[i]``, ``parsed[i + 1]``, ..., what
+:class:`fastbgp.daemon.fastlane.FastLane` does for the common case of
 a batch (see that module's docstring) and returns the index of the first
 UPDATE it did not take (``len(parsed)`` when it took them all):
 
@@ -24,15 +25,20 @@ upkeep (``lane.view``: ``drop`` when the stored path
 gives the received one back, else ``store``); the RIB change appended to
 ``lane.runs`` (or made at once by ``lane.apply`` with a prefix limit).
 
-``take_raw(lane, bodies, i)`` is the same step for UPDATE *bodies* that
-were not parsed: it takes ``bodies[i]``, ``bodies[i + 1]``, ... while the
-session's memo ``lane.raw`` knows each one's ``raw_key`` (``FastLane.learn``
-maps the key of a body the codec parsed without error or action to that
-parse's family, canonical attributes and next hop), and stops before the
-first body it does not take -- which the caller parses and hands to
-``take``.  ``raw_key(body)`` is None unless the body is a plain
-announcement of one of two shapes, else the body's octets less its
-prefixes:
+``take_raw(st, bodies, i, parse, ctx)`` is the same step for UPDATE
+*bodies* that were not parsed, and returns (index, parse): it takes
+``bodies[i]``, ``bodies[i + 1]``, ... and stops before the first body it
+does not take, giving back that body's parse when it made one (else None:
+the caller parses it, the codec's error included).  A body whose
+``raw_key`` the session's memo ``lane.raw`` knows is taken straight from
+its octets; one with a new key is parsed (``parse(body, ctx)``) and taken
+as ``take`` takes it; then, when its set was in ``seen`` already (its
+second UPDATE or later: a set's first UPDATE may be its only one), its key
+is remembered with what the parse gave (family, canonical attributes,
+next hop: ``_learn``).  Not when the codec handled errors in it (the
+caller counts and logs those).
+``raw_key(body)`` is None unless the body is a plain announcement of one
+of two shapes, else the body's octets less its prefixes:
 
 * IPv4 NLRI: no withdrawn routes, a well-formed non-empty NLRI field;
   the key is the attribute block as received;
@@ -58,6 +64,7 @@ from __future__ import annotations
 from fastbgp.daemon.common import next_hop_refused
 from fastbgp.wire import codec
 from fastbgp.wire.constants import IPV4_UNICAST
+from fastbgp.wire.errors import BGPError
 
 IMPLEMENTATION = "python"
 
@@ -67,6 +74,7 @@ __all__ = ["IMPLEMENTATION", "Step", "take", "take_raw", "raw_key"]
 STOP = 0  # not the lane's: nothing of it was done (see the module docstring)
 NEXT = 1  # taken; go on
 AFTER = 2  # taken and its RIB change made at once (a prefix limit): stop after it
+FIRST = 3  # taken, the first of its set in the session's memo (lane.first worked it out)
 
 
 class Step:
@@ -94,7 +102,7 @@ class Step:
 
     def step(self, fam, attrs, nh, packed, entry=None):
         """One UPDATE of the lane's shape (family, canonical attributes,
-        next hop, packed prefixes): STOP, NEXT or AFTER.  ``entry``: the
+        next hop, packed prefixes): STOP, NEXT, FIRST or AFTER.  ``entry``: the
         raw memo's entry of its key (take_raw), whose slots 4-7 keep what
         ``seen`` gave for each state (not-found, valid, invalid, none)."""
         lane = self.lane
@@ -153,37 +161,56 @@ class Step:
             lane.apply(fam, packed, got)
             return AFTER
         runs.append((packed, got[0], got[1]))
-        return NEXT
+        return FIRST if fresh else NEXT
 
 
 def take(st, parsed, i):
     """See the module docstring (``st``: the batch's Step)."""
     n = len(parsed)
-    fams = st.fams
     if st.pre:
         st.holds.clear()  # the general path may have stored into the view since
     while i < n:
-        p = parsed[i]
-        if p.withdrawn or p.mp_unreach is not None or p.action:
-            return i
-        mpr = p.mp_reach
-        if p.nlri:
-            if mpr is not None or IPV4_UNICAST not in fams or p.next_hop in st.own4:
-                return i  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
-            fam, nh, packed = IPV4_UNICAST, b"", p.nlri
-        elif mpr is not None and mpr[3]:
-            fam = (mpr[0], mpr[1])
-            nh = bytes(mpr[2])
-            if fam not in fams or nh[:16] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
-                return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
-            packed = mpr[3]
-        else:
-            return i
-        r = st.step(fam, p.attrs, nh, packed)
-        if r != NEXT:
+        r = _take_parsed(st, parsed[i])
+        if r == STOP or r == AFTER:
             return i + 1 if r == AFTER else i  # AFTER: a prefix limit may have ended the session
         i += 1
     return i
+
+
+def _take_parsed(st, p):
+    """``take`` for one ParsedUpdate: STOP, NEXT, FIRST or AFTER."""
+    if p.withdrawn or p.mp_unreach is not None or p.action:
+        return STOP
+    mpr = p.mp_reach
+    if p.nlri:
+        if mpr is not None or IPV4_UNICAST not in st.fams or p.next_hop in st.own4:
+            return STOP  # RFC 4271 §6.3 (our next hop): handled and logged by process_update
+        fam, nh, packed = IPV4_UNICAST, b"", p.nlri
+    elif mpr is not None and mpr[3]:
+        fam = (mpr[0], mpr[1])
+        nh = bytes(mpr[2])
+        if fam not in st.fams or nh[:16] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
+            return STOP  # our next hop, or RFC 8950 §4 not offered: process_update says why
+        packed = mpr[3]
+    else:
+        return STOP
+    return st.step(fam, p.attrs, nh, packed)
+
+
+def _learn(raw, key, p):
+    """The memo entry of ``key`` from ``p``, its body's parse, which the lane
+    took (so without errors or an RFC 7606 action): [family, canonical
+    attributes, next hop as the lane keys it, the value checked against our
+    own addresses, then what ``seen`` gives for the set in each RFC 6811
+    state -- not-found, valid, invalid, not validated -- filled by the step
+    as it learns it (``seen`` never changes an entry while the memo
+    lives)]."""
+    if key[0] == 4:
+        raw[key] = [IPV4_UNICAST, p.attrs, b"", p.next_hop, None, None, None, None]
+    else:
+        mpr = p.mp_reach
+        nh = bytes(mpr[2])
+        raw[key] = [(mpr[0], mpr[1]), p.attrs, nh, nh[:16], None, None, None, None]
 
 
 def raw_key(body):
@@ -237,8 +264,9 @@ def _well_formed(packed, afi):
         return False
 
 
-def take_raw(st, bodies, i):
-    """See the module docstring (``st``: the batch's Step)."""
+def take_raw(st, bodies, i, parse, ctx):
+    """See the module docstring (``st``: the batch's Step; ``parse``: the
+    codec's parse_update, with the session context ``ctx``)."""
     n = len(bodies)
     raw = st.lane.raw
     fams = st.fams
@@ -248,21 +276,39 @@ def take_raw(st, bodies, i):
         body = bodies[i]
         shape = _raw_shape(body)
         if shape is None:
-            return i
+            return i, None
         key, ns, ne = shape
         hit = raw.get(key)
         if hit is None:
-            return i
+            # A key not seen yet: the codec's parse, taken as ``take`` would.
+            try:
+                p = parse(body, ctx)
+            except BGPError:
+                return i, None  # the caller parses it again for the error
+            if p.errors:
+                return i, p  # the caller counts and logs what the codec handled
+            r = _take_parsed(st, p)
+            if r == STOP:
+                return i, p
+            if r == AFTER:
+                return i + 1, None  # a prefix limit may have ended the session
+            if r == NEXT:
+                # The set's second UPDATE or later: worth a key.  Not the
+                # first, which may well be its only one (a table where each
+                # UPDATE brings its own set would fill the memo for nothing).
+                _learn(raw, key, p)
+            i += 1
+            continue
         fam, attrs, nh, next_hop = hit[0], hit[1], hit[2], hit[3]
         if fam not in fams:
-            return i
+            return i, None
         if key[0] == 4:
             if next_hop in st.own4:
-                return i  # RFC 4271 §6.3: process_update logs it
+                return i, None  # RFC 4271 §6.3: process_update logs it
         elif next_hop in st.own_mp or next_hop_refused(st.cfg, fam, nh):
-            return i  # our next hop, or RFC 8950 §4 not offered: process_update says why
+            return i, None  # our next hop, or RFC 8950 §4 not offered: process_update says why
         r = st.step(fam, attrs, nh, bytes(body[ns:ne]), hit)
-        if r != NEXT:
-            return i + 1 if r == AFTER else i  # AFTER: a prefix limit may have ended the session
+        if r == STOP or r == AFTER:
+            return (i + 1 if r == AFTER else i), None
         i += 1
-    return i
+    return i, None

@@ -62,7 +62,8 @@ cache).
 
 The memo also skips the codec for most of a table (``Importer.bodies_in``,
 when nobody observes the session's messages): after the lane took a
-parsed UPDATE, ``learn`` keeps what the parse gave under the body's
+parsed UPDATE of a set it had seen (not a set's first UPDATE, which may be
+its only one), the step keeps what the parse gave under the body's
 ``raw_key`` -- its octets less its prefixes, for a plain announcement of
 IPv4 NLRI or of one unicast MP_REACH_NLRI -- and ``take_raw`` takes the
 next bodies with a known key straight from their octets, checking only
@@ -85,14 +86,13 @@ Owns: a FastLane, nothing beyond one batch (``close`` makes its deferred
 RIB changes); a LaneMemo, the ids it holds for one session's sets until
 ``Importer.forget_lane`` (or ``close``, when full or dropped).  Calls: the importer (the steps above),
 its daemon's attribute table and RPKI feed, its exporter's hook flags.  Called by:
-fastbgp.daemon.importer (``learn`` too) and the lane step (``first``, ``split``, ``apply``; fastbgp.daemon.lanestep).
+fastbgp.daemon.importer and the lane step (``first``, ``split``, ``apply``; fastbgp.daemon.lanestep).
 """
 
 from __future__ import annotations
 
 from fastbgp.rpki.vrp import path_mark, split_by_state
 from fastbgp.rib.export import source_tag
-from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.wire.families import family_name
 
 __all__ = ["FastLane", "LaneMemo", "PER_PREFIX", "MISS"]
@@ -117,7 +117,7 @@ class LaneMemo:
         self.session = session
         self.seen = {}
         # The raw_key of a plain announcement's body (its octets less its
-        # prefixes) -> what its parse gave the lane (FastLane.learn).
+        # prefixes) -> what its parse gave the lane (the lane step's entry).
         self.raw = {}
         self.busy = False  # a batch is using it (its RIB changes may wait on the ids)
         self.dead = False  # dropped while busy: released when the batch ends
@@ -258,27 +258,6 @@ class FastLane:
                     self.view.store(pid, fam, attrs, nh, part, False, got[0])
             runs.append((part, got[0], got[1]))
         return True
-
-    def learn(self, key, parsed):
-        """``parsed``, the codec's parse of an UPDATE whose ``raw_key`` is
-        ``key`` (None: not of a shape the memo takes), was taken by the
-        lane step: remember what the parse gave for the key, so that
-        ``take_raw`` takes the next bodies with the same key without a
-        parse (fastbgp.daemon._lanestep_py).  Only for a parse without
-        errors or an RFC 7606 action: [family, canonical attributes, next
-        hop as the lane keys it, the value checked against our own
-        addresses, then what ``seen`` gives for the set in each RFC 6811
-        state -- not-found, valid, invalid, not validated -- filled by the
-        step as it learns it (``seen`` never changes an entry while the
-        memo lives)]."""
-        if key is None or parsed.errors or parsed.action:
-            return
-        if key[0] == 4:
-            self.raw[key] = [IPV4_UNICAST, parsed.attrs, b"", parsed.next_hop, None, None, None, None]
-        else:
-            mpr = parsed.mp_reach
-            nh = bytes(mpr[2])
-            self.raw[key] = [(mpr[0], mpr[1]), parsed.attrs, nh, nh[:16], None, None, None, None]
 
     def first(self, key, packed):
         """The first UPDATE of the batch with ``key`` (family, attributes,

@@ -211,11 +211,12 @@ class Importer:
         """UPDATE bodies received in a row, not parsed
         (DaemonRoutes.bodies_received; the contract is
         RouteSink.bodies_received): as updates_in for their parses, but the
-        lane takes straight from the bodies the plain IPv4 announcements
-        whose attribute block it has seen (``take_raw``,
-        FastLane.learn), and only the others are parsed here, one at a
-        time (``handled(parsed)`` for those with errors the codec
-        handled).  Returns the codec's error for the first body it
+        lane's ``take_raw`` takes the plain announcements from the bodies
+        -- without a parse when it knows their key (their octets less
+        their prefixes), else parsing them itself -- and only the bodies it
+        does not take are handled here, one at a time (the parse it made,
+        or a parse here; ``handled(parsed)`` for those with errors the
+        codec handled).  Returns the codec's error for the first body it
         refused, else None; stops after an UPDATE that ended the session."""
         lane = FastLane.of(self, nb, session)
         if lane is None:
@@ -228,7 +229,7 @@ class Importer:
             return error
         t0 = time.perf_counter() if self.observe is not None else 0.0
         steps = self.lane_step
-        take, take_raw, raw_key = steps.take, steps.take_raw, steps.raw_key
+        take, take_raw = steps.take, steps.take_raw
         st = steps.Step(lane)
         parse, ctx = codec.parse_update, session.ctx
         if type(bodies) is not list:
@@ -238,24 +239,26 @@ class Importer:
         error = None
         try:
             while i < n:
-                j = take_raw(st, bodies, i)
+                j, p = take_raw(st, bodies, i, parse, ctx)
                 if j > i:
                     self.fast_updates += j - i
                     i = j
                     if lane.limits and ended(nb, session):
                         break
-                    continue
-                body = bodies[i]
-                try:
-                    p = parse(body, ctx)
-                except BGPError as exc:
-                    error = exc
-                    break
+                    if p is None:
+                        continue  # the end, a prefix limit's stop, or a body to look at again
+                # bodies[i] is not the lane's: ``p`` its parse when the step made one.
+                fresh = p is None
+                if fresh:
+                    try:
+                        p = parse(bodies[i], ctx)
+                    except BGPError as exc:
+                        error = exc
+                        break
                 if p.errors:
                     handled(p)
-                if take(st, [p], 0):
-                    self.fast_updates += 1
-                    lane.learn(raw_key(body), p)
+                if fresh and take(st, [p], 0):
+                    self.fast_updates += 1  # a body of no key the lane knows how to take
                 else:
                     lane.flush()  # in order: the general path sees the RIB as UPDATE by UPDATE
                     self.process_update(nb, session, p)
