@@ -92,7 +92,7 @@ cdef class Step:
         cdef object state = None, states, key, got = None, o
         cdef Py_ssize_t slot = -1
         cdef bint fresh = False
-        if self.states_of is not None:
+        if self.rov or self.states_of is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
             if self.rov:

@@ -17,9 +17,9 @@ UPDATE it did not take (``len(parsed)`` when it took them all):
   session the limit ended.
 
 Per UPDATE: the family, next hop and packed prefixes; RFC 6811 validation
-through ``lane.states`` (one bulk call; an UPDATE whose prefixes have
-several states goes whole through ``lane.split``, which groups them as the
-general path does); the session's memo ``lane.seen`` of (family, attributes,
+through ``lane.rov`` or ``lane.states`` (one bulk call; an UPDATE whose
+prefixes have several states goes whole through ``lane.split``, which
+groups them as the general path does); the session's memo ``lane.seen`` of (family, attributes,
 next hop, state), filled by ``lane.first`` on a miss; the pre-policy view's
 upkeep (``lane.view``: ``drop`` when the stored path
 gives the received one back, else ``store``); the RIB change appended to
@@ -109,10 +109,10 @@ class Step:
         pre = self.pre
         runs = self.runs_of.get(fam)
         state = None
-        if self.states_of is not None:
+        rov = self.rov
+        if rov is not None or self.states_of is not None:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
-            rov = self.rov
             if rov is not None:
                 validate, known, origin = rov  # RpkiFeed.plain_validation
                 o = known.get(attrs)

@@ -177,9 +177,11 @@ class FastLane:
         # one entry per UPDATE of the batch at most, and a batch is bounded
         # by its connection's turn (Connection.process: octets and messages).
         self.runs = {f: [] for f in self.defer}
-        self.states = None if d.rpki is None else d.rpki.validator(nb)
-        # The same in parts for the lane step (RpkiFeed.plain_validation).
+        # RFC 6811 at import: the VRPs' parts for the lane step
+        # (RpkiFeed.plain_validation), else, for a neighbour whose RFC 8097
+        # community may give the state, one function (RpkiFeed.validator).
         self.rov = None if d.rpki is None else d.rpki.plain_validation(nb)
+        self.states = None if d.rpki is None or self.rov is not None else d.rpki.validator(nb)
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki

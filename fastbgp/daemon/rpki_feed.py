@@ -343,34 +343,26 @@ class RpkiFeed(RtrObserver):
                     return bytes((got,)) * codec.count_prefixes(packed, afi, addpath)
         return self.vrps.validate_packed(afi, packed, self.origin(attrs), addpath)
 
-    def validator(self, nb):
-        """``states`` for the UPDATEs of ``nb`` as a function of (afi,
-        attrs, packed) without ADD-PATH: the import fast lane's per-UPDATE
-        call, with what is the same for a whole batch looked up once (the
-        VRP table changes in place, only between batches)."""
-        if nb.cfg.rpki_accept_signal:
-            return lambda afi, attrs, packed: self.states(afi, attrs, packed, False, nb)
-        rov = self.plain_validation(nb)
-        validate, known, origin = rov
-        known = known.get  # origin's memo read inline: one call less per UPDATE
-
-        def states(afi, attrs, packed):
-            o = known(attrs)
-            return validate(afi, packed, origin(attrs) if o is None else o)
-
-        return states
-
     def plain_validation(self, nb):
-        """What ``validator``'s function does, as its parts, for a caller
-        that calls them itself (the compiled lane step, one Python call
-        less per UPDATE): (``VrpTable.validate_packed``, the origin memo,
-        ``origin``) -- the states of ``packed`` are
-        ``validate(afi, packed, memo.get(attrs) or origin(attrs))``, the
-        memo read first (an origin may be 0).  None for a neighbour whose
-        RFC 8097 community gives the state (``rpki-accept-signal``)."""
+        """How the import fast lane validates the UPDATEs of ``nb`` (without
+        ADD-PATH) against our VRPs, as parts the lane step calls itself
+        (one Python call less per UPDATE), looked up once per batch (the VRP
+        table changes in place, only between batches):
+        (``VrpTable.validate_packed``, the origin memo, ``origin``) -- the
+        states of ``packed`` are ``validate(afi, packed, memo.get(attrs) or
+        origin(attrs))``, the memo read first (an origin may be 0).  None
+        for a neighbour whose RFC 8097 community may give the state
+        (``rpki-accept-signal``): ``validator`` then."""
         if nb.cfg.rpki_accept_signal:
             return None
         return self.vrps.validate_packed, self.origins, self.origin
+
+    def validator(self, nb):
+        """``states`` for the UPDATEs of an ``rpki-accept-signal`` neighbour
+        ``nb`` as a function of (afi, attrs, packed) without ADD-PATH: the
+        import fast lane's per-UPDATE call where plain_validation does not
+        serve."""
+        return lambda afi, attrs, packed: self.states(afi, attrs, packed, False, nb)
 
     def refresh_signal(self):
         """Whether some neighbour asks for RFC 8097 signalling (checked when
