@@ -25,7 +25,6 @@ import logging
 import time
 
 from fastbgp.session.fsm import State
-from fastbgp.session.sink import parse_updates
 from fastbgp.rib.export import IBGP, RS, source_tag, tag_source
 from fastbgp.rib.route_server import allowed_next_hops
 from fastbgp.rib.confed import is_loop as confed_is_loop, malformed as confed_malformed, of_config as confed_of_config
@@ -207,10 +206,11 @@ class Importer:
             self.observe_latency(session, t0, done)
         return done
 
-    def bodies_in(self, nb, session, bodies, handled):
-        """UPDATE bodies received in a row, not parsed
-        (DaemonRoutes.bodies_received; the contract is
-        RouteSink.bodies_received): as updates_in for their parses, but the
+    def bodies_in(self, nb, session, lane, bodies, handled):
+        """UPDATE bodies received in a row, not parsed, with the batch's
+        ``lane`` (DaemonRoutes.bodies_received, when FastLane.of gives one;
+        the contract is RouteSink.bodies_received): as updates_in for their
+        parses, but the
         lane's ``take_raw`` takes the plain announcements from the bodies
         -- without a parse when it knows their key (their octets less
         their prefixes), else parsing them itself -- and only the bodies it
@@ -218,15 +218,6 @@ class Importer:
         or a parse here; ``handled(parsed)`` for those with errors the
         codec handled).  Returns the codec's error for the first body it
         refused, else None; stops after an UPDATE that ended the session."""
-        lane = FastLane.of(self, nb, session)
-        if lane is None:
-            parsed, error = parse_updates(bodies, session.ctx)
-            for p in parsed:
-                if p.errors:
-                    handled(p)
-            if parsed:
-                self.updates_in(nb, session, parsed)
-            return error
         t0 = time.perf_counter() if self.observe is not None else 0.0
         steps = self.lane_step
         take, take_raw = steps.take, steps.take_raw

@@ -27,6 +27,7 @@ from typing import Optional
 from fastbgp.config import schema as cfgmod
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.session.fsm import State
+from fastbgp.daemon.fastlane import FastLane
 from fastbgp.session.sink import RouteSink
 from fastbgp.session.speaker import Neighbor, Speaker
 from fastbgp.wire import codec
@@ -82,7 +83,12 @@ class DaemonRoutes(RouteSink):
         return self.daemon.importer.updates_in(self.nb, session, parsed_list)
 
     def bodies_received(self, session, bodies, handled):
-        return self.daemon.importer.bodies_in(self.nb, session, bodies, handled)
+        importer = self.daemon.importer
+        lane = FastLane.of(importer, self.nb, session)
+        if lane is None:
+            # Every UPDATE through the general path: parsed, then updates_received.
+            return super().bodies_received(session, bodies, handled)
+        return importer.bodies_in(self.nb, session, lane, bodies, handled)
 
     def route_refresh(self, session, family, subtype) -> None:
         nb = self.nb
