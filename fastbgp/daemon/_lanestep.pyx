@@ -7,7 +7,9 @@ look-ups, the one-state check) costs C calls instead of bytecode.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memcpy
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.string cimport memcmp, memcpy
 
 from fastbgp.wire._codec cimport attr_end, nlri_count
 
@@ -20,6 +22,9 @@ IMPLEMENTATION = "cython"
 __all__ = ["IMPLEMENTATION", "Step", "take", "take_raw", "raw_key"]
 
 cdef object _IPV4 = IPV4_UNICAST
+
+# VrpTable.states_api's function (fastbgp.rpki._vrp).
+ctypedef Py_ssize_t (*states_fn)(object, int, const unsigned char *, Py_ssize_t, long long, unsigned char *) noexcept
 
 # What _Step.step tells its caller about one UPDATE (see the twin).
 cdef enum:
@@ -48,11 +53,18 @@ cdef inline bint _one_state(object states):
 cdef class Step:
     """What the lane step reads of one batch's lane, once (see the twin)."""
     cdef object lane, fams, own4, own_mp, cfg, states_of, view, pid
-    cdef object rov_validate, rov_origin
+    cdef object rov_table, rov_origin
+    cdef states_fn rov_states  # the compiled VrpTable's states (VrpTable.states_api), or NULL
+    cdef unsigned char *buf  # room for rov_states' output
+    cdef Py_ssize_t bufcap
+    cdef object last_attrs, last_origin  # step: the last attribute block validated and its origin
+    cdef bytes last_key  # take_raw: the last key it found in the memo, and
+    cdef list last_hit  # that key's entry (the memo's raw dict is the lane's for the batch)
     cdef dict seen, runs_of, holds, rov_known
     cdef bint pre, rov
 
     def __cinit__(self, lane):
+        cdef object api
         self.lane = lane
         self.fams = lane.fams
         self.own4 = lane.own4
@@ -62,13 +74,53 @@ cdef class Step:
         rov = lane.rov
         self.rov = rov is not None
         if self.rov:
-            self.rov_validate, self.rov_known, self.rov_origin = rov  # RpkiFeed.plain_validation
+            self.rov_table, self.rov_known, self.rov_origin = rov  # RpkiFeed.plain_validation
+            api = getattr(self.rov_table, "states_api", None)  # not on the twin VrpTable
+            if api is not None:
+                self.rov_states = <states_fn>PyCapsule_GetPointer(api(), b"fastbgp.rpki._vrp.states")
         self.seen = lane.seen
         self.runs_of = lane.runs
         self.pre = bool(lane.pre)
         self.view = lane.view
         self.pid = lane.nb.pid
         self.holds = {}
+
+    def __dealloc__(self):
+        PyMem_Free(self.buf)
+
+    cdef object _validate(self, object fam, object attrs, object packed):
+        """RFC 6811: the states of ``packed`` (one origin, the UPDATE's) as
+        validate_packed gives them, or, through the compiled table, the one
+        state all its prefixes share (a small int) without a bytes object;
+        b"" when there are none."""
+        cdef object o
+        cdef Py_ssize_t n, k, j
+        cdef unsigned char *b
+        if self.last_origin is not None and attrs is self.last_attrs:
+            o = self.last_origin  # a set's UPDATEs come in a row
+        else:
+            o = self.rov_known.get(attrs)
+            if o is None:
+                o = self.rov_origin(attrs)
+            self.last_attrs = attrs
+            self.last_origin = o
+        if self.rov_states == NULL or type(packed) is not bytes:
+            return self.rov_table.validate_packed(fam[0], packed, o)
+        n = PyBytes_GET_SIZE(packed)
+        if n > self.bufcap:
+            b = <unsigned char *>PyMem_Realloc(self.buf, n)
+            if b == NULL:
+                raise MemoryError()
+            self.buf = b
+            self.bufcap = n
+        k = self.rov_states(self.rov_table, 1 if fam is _IPV4 else <int>fam[0],
+                            <const unsigned char *>PyBytes_AS_STRING(packed), n, <long long>o, self.buf)
+        if k < 0:
+            raise ValueError("malformed NLRI")  # as validate_packed
+        for j in range(1, k):
+            if self.buf[j] != self.buf[0]:
+                return PyBytes_FromStringAndSize(<const char *>self.buf, k)
+        return self.buf[0] if k else b""
 
     cdef int _upkeep(self, object fam, object attrs, object nh, object part, tuple got) except -1:
         """The pre-policy view's upkeep for an UPDATE whose key the memo
@@ -96,23 +148,23 @@ cdef class Step:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
             if self.rov:
-                o = self.rov_known.get(attrs)
-                if o is None:
-                    o = self.rov_origin(attrs)
-                states = self.rov_validate(fam[0], packed, o)
+                states = self._validate(fam, attrs, packed)
+                if type(states) is int:
+                    state = states  # one state: the commonest case, without a bytes object
             else:
                 states = self.states_of(fam[0], attrs, packed)
-            if not states:
-                return STOP
-            if not _one_state(states):
-                # A prefix limit: the general path checks it once for the
-                # whole UPDATE.
-                if runs is None or not self.lane.split(fam, attrs, nh, states, packed):
+            if state is None:
+                if not states:
                     return STOP
-                if self.pre:
-                    self.holds.clear()  # split may have stored into the view
-                return NEXT
-            state = states[0]
+                if not _one_state(states):
+                    # A prefix limit: the general path checks it once for the
+                    # whole UPDATE.
+                    if runs is None or not self.lane.split(fam, attrs, nh, states, packed):
+                        return STOP
+                    if self.pre:
+                        self.holds.clear()  # split may have stored into the view
+                    return NEXT
+                state = states[0]
         # One part, the UPDATE's own: the commonest case, without a list.
         if entry is not None:
             if state is None:
@@ -193,80 +245,122 @@ cdef int _learn(dict raw, bytes key, object p) except -1:
 
 def raw_key(body):
     """See the twin's docstring (fastbgp.daemon._lanestep_py)."""
-    cdef Py_ssize_t ns, ne
+    cdef Shape sh
     if type(body) is not bytes:
         body = bytes(body)
-    return _raw_shape(<const unsigned char *>PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), &ns, &ne)
+    if not _shape(<const unsigned char *>PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), &sh):
+        return None
+    return _key_of(<const unsigned char *>PyBytes_AS_STRING(body), &sh)
 
 
-cdef object _raw_shape(const unsigned char *p, Py_ssize_t m, Py_ssize_t *ns, Py_ssize_t *ne):
-    """The key of a body raw_key accepts, its prefixes at [ns, ne); else
-    None (see the twin)."""
-    cdef Py_ssize_t a1, pos, vs, ve, hs = -1, mvs = 0, mve = 0, s, k
+cdef struct Shape:
+    # Where a body raw_key accepts keeps its parts: the path attribute
+    # block's end (a1), its prefixes at [ns, ne); for one MP_REACH_NLRI
+    # (kind 6), the attribute's header (hs), value start (mvs) and end (mve).
+    int kind  # 4: IPv4 NLRI, 6: one unicast MP_REACH_NLRI
+    Py_ssize_t a1, ns, ne, hs, mvs, mve
+
+
+cdef bint _shape(const unsigned char *p, Py_ssize_t m, Shape *sh):
+    """Whether the body has a raw key (see the twin's _raw_shape), its parts
+    in ``sh``; no allocation."""
+    cdef Py_ssize_t a1, pos, vs, ve, hs = -1, mvs = 0, mve = 0, s
     cdef int code
-    cdef bytes key
-    cdef char *out
     # RFC 4271 §4.3: withdrawn routes length, path attribute length.
     if m < 4 or p[0] or p[1]:
-        return None  # withdrawals (or too short: the codec says why)
+        return False  # withdrawals (or too short: the codec says why)
     a1 = 4 + ((p[2] << 8) | p[3])
     if a1 > m:
-        return None  # lengths that overrun: the codec's error
+        return False  # lengths that overrun: the codec's error
+    sh.a1 = a1
     if a1 < m:
         if nlri_count(p, a1, m, 32, False) <= 0:
-            return None  # malformed NLRI: the codec's error
-        ns[0] = a1
-        ne[0] = m
-        key = PyBytes_FromStringAndSize(NULL, a1 - 3)
-        out = PyBytes_AS_STRING(key)
-        out[0] = 4
-        memcpy(out + 1, p + 4, a1 - 4)
-        return key
+            return False  # malformed NLRI: the codec's error
+        sh.kind = 4
+        sh.ns = a1
+        sh.ne = m
+        return True
     pos = 4
     while pos < a1:
         try:
             ve = attr_end(p, a1, pos, &vs)  # the codec's framing of one attribute (RFC 4271 §4.3)
         except IndexError:
-            return None  # a header that overruns the block: the codec's error
+            return False  # a header that overruns the block: the codec's error
         if ve > a1:
-            return None
+            return False
         code = p[pos + 1]
         if code == 15 or (code == 14 and hs >= 0):
-            return None  # RFC 7606 §3 g, withdrawals: the general path
+            return False  # RFC 7606 §3 g, withdrawals: the general path
         if code == 14:
             hs = pos
             mvs = vs
             mve = ve
         pos = ve
     if hs < 0:
-        return None  # nothing announced
+        return False  # nothing announced
     # RFC 4760 §3: AFI, SAFI, next hop length, next hop, reserved, NLRI.
     if mve - mvs < 5 or p[mvs + 2] != 1 or p[mvs] != 0 or (p[mvs + 1] != 1 and p[mvs + 1] != 2):
-        return None  # only unicast IPv4 / IPv6 (the NLRI encoding checked here)
+        return False  # only unicast IPv4 / IPv6 (the NLRI encoding checked here)
     s = mvs + 5 + p[mvs + 3]
     if s >= mve or nlri_count(p, s, mve, 32 if p[mvs + 1] == 1 else 128, False) <= 0:
-        return None
-    ns[0] = s
-    ne[0] = mve
-    k = (hs + 2 - 4) + (s - mvs) + (a1 - mve)
+        return False
+    sh.kind = 6
+    sh.ns = s
+    sh.ne = mve
+    sh.hs = hs
+    sh.mvs = mvs
+    sh.mve = mve
+    return True
+
+
+cdef object _key_of(const unsigned char *p, const Shape *sh):
+    """The raw key of a body of shape ``sh``: its octets less its prefixes
+    (and, for MP_REACH_NLRI, less that attribute's length field)."""
+    cdef bytes key
+    cdef char *out
+    cdef Py_ssize_t k, head
+    if sh.kind == 4:
+        key = PyBytes_FromStringAndSize(NULL, sh.a1 - 3)
+        out = PyBytes_AS_STRING(key)
+        out[0] = 4
+        memcpy(out + 1, p + 4, sh.a1 - 4)
+        return key
+    head = sh.hs + 2 - 4  # the attributes before MP_REACH_NLRI, and its flags and type
+    k = head + (sh.ns - sh.mvs) + (sh.a1 - sh.mve)
     key = PyBytes_FromStringAndSize(NULL, 1 + k)
     out = PyBytes_AS_STRING(key)
     out[0] = 6
-    memcpy(out + 1, p + 4, hs + 2 - 4)
-    memcpy(out + 1 + (hs - 2), p + mvs, s - mvs)
-    memcpy(out + 1 + (hs - 2) + (s - mvs), p + mve, a1 - mve)
+    memcpy(out + 1, p + 4, head)
+    memcpy(out + 1 + head, p + sh.mvs, sh.ns - sh.mvs)
+    memcpy(out + 1 + head + (sh.ns - sh.mvs), p + sh.mve, sh.a1 - sh.mve)
     return key
+
+
+cdef bint _has_key(const unsigned char *p, const Shape *sh, bytes key):
+    """Whether ``_key_of(p, sh)`` would equal ``key``, without building it."""
+    cdef const char *q = PyBytes_AS_STRING(key)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(key), head, mid
+    if q[0] != sh.kind:
+        return False
+    if sh.kind == 4:
+        return n == sh.a1 - 3 and memcmp(q + 1, p + 4, sh.a1 - 4) == 0
+    head = sh.hs + 2 - 4
+    mid = sh.ns - sh.mvs
+    return n == 1 + head + mid + (sh.a1 - sh.mve) and memcmp(q + 1, p + 4, head) == 0 and \
+        memcmp(q + 1 + head, p + sh.mvs, mid) == 0 and \
+        memcmp(q + 1 + head + mid, p + sh.mve, sh.a1 - sh.mve) == 0
 
 
 def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
     """See the twin's docstring (fastbgp.daemon._lanestep_py): plain
     announcements taken from their bodies, without a parse when the memo
     knows their key."""
-    cdef Py_ssize_t n = len(bodies), ns = 0, ne = 0
+    cdef Py_ssize_t n = len(bodies)
     cdef dict raw = st.lane.raw
     cdef object fams = st.fams
     cdef object body, key, hit, fam, nh, p
     cdef const unsigned char *b
+    cdef Shape sh
     cdef int r
     if st.pre:
         st.holds.clear()  # the general path may have stored into the view since
@@ -275,40 +369,48 @@ def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
         if type(body) is not bytes:
             return i, None  # framing gives bytes; anything else through the caller's parse
         b = <const unsigned char *>PyBytes_AS_STRING(body)
-        key = _raw_shape(b, PyBytes_GET_SIZE(body), &ns, &ne)
-        if key is None:
+        if not _shape(b, PyBytes_GET_SIZE(body), &sh):
             return i, None
-        hit = raw.get(key)
-        if hit is None:
-            # A key not seen yet: the codec's parse, taken as take would.
-            try:
-                p = parse(body, ctx)
-            except BGPError:
-                return i, None  # the caller parses it again for the error
-            if p.errors:
-                return i, p  # the caller counts and logs what the codec handled
-            r = _take_parsed(st, p)
-            if r == STOP:
-                return i, p
-            if r == AFTER:
-                return i + 1, None  # a prefix limit may have ended the session
-            if r == NEXT:
-                # The set's second UPDATE or later: worth a key.  Not the
-                # first, which may well be its only one (a table where each
-                # UPDATE brings its own set would fill the memo for nothing).
-                _learn(raw, key, p)
-            i += 1
-            continue
-        fam = (<list>hit)[0]
-        nh = (<list>hit)[2]
-        if fam not in fams:
-            return i, None
-        if PyBytes_AS_STRING(key)[0] == 4:
-            if (<list>hit)[3] in st.own4:
-                return i, None  # RFC 4271 §6.3: process_update logs it
-        elif (<list>hit)[3] in st.own_mp or next_hop_refused(st.cfg, fam, nh):
-            return i, None  # our next hop, or RFC 8950 §4 not offered: process_update says why
-        r = st.step(fam, (<list>hit)[1], nh, PyBytes_FromStringAndSize(<const char *>b + ns, ne - ns), <list>hit)
+        if st.last_key is not None and _has_key(b, &sh, st.last_key):
+            # The key of the batch's last body taken from the memo (a
+            # router sends a set's UPDATEs in a row): the same entry, whose
+            # checks below passed for this batch's Step.
+            hit = st.last_hit
+        else:
+            key = _key_of(b, &sh)
+            hit = raw.get(key)
+            if hit is None:
+                # A key not seen yet: the codec's parse, taken as take would.
+                try:
+                    p = parse(body, ctx)
+                except BGPError:
+                    return i, None  # the caller parses it again for the error
+                if p.errors:
+                    return i, p  # the caller counts and logs what the codec handled
+                r = _take_parsed(st, p)
+                if r == STOP:
+                    return i, p
+                if r == AFTER:
+                    return i + 1, None  # a prefix limit may have ended the session
+                if r == NEXT:
+                    # The set's second UPDATE or later: worth a key.  Not the
+                    # first, which may well be its only one (a table where each
+                    # UPDATE brings its own set would fill the memo for nothing).
+                    _learn(raw, key, p)
+                i += 1
+                continue
+            fam = (<list>hit)[0]
+            if fam not in fams:
+                return i, None
+            if sh.kind == 4:
+                if (<list>hit)[3] in st.own4:
+                    return i, None  # RFC 4271 §6.3: process_update logs it
+            elif (<list>hit)[3] in st.own_mp or next_hop_refused(st.cfg, fam, (<list>hit)[2]):
+                return i, None  # our next hop, or RFC 8950 §4 not offered: process_update says why
+            st.last_key = key
+            st.last_hit = hit
+        r = st.step((<list>hit)[0], (<list>hit)[1], (<list>hit)[2],
+                    PyBytes_FromStringAndSize(<const char *>b + sh.ns, sh.ne - sh.ns), <list>hit)
         if r == STOP or r == AFTER:
             return (i + 1 if r == AFTER else i), None
         i += 1

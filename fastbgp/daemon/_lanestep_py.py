@@ -114,9 +114,9 @@ class Step:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
             if rov is not None:
-                validate, known, origin = rov  # RpkiFeed.plain_validation
+                table, known, origin = rov  # RpkiFeed.plain_validation
                 o = known.get(attrs)
-                states = validate(fam[0], packed, origin(attrs) if o is None else o)
+                states = table.validate_packed(fam[0], packed, origin(attrs) if o is None else o)
             else:
                 states = self.states_of(fam[0], attrs, packed)
             if not states:

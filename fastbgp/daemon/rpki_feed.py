@@ -348,14 +348,15 @@ class RpkiFeed(RtrObserver):
         ADD-PATH) against our VRPs, as parts the lane step calls itself
         (one Python call less per UPDATE), looked up once per batch (the VRP
         table changes in place, only between batches):
-        (``VrpTable.validate_packed``, the origin memo, ``origin``) -- the
-        states of ``packed`` are ``validate(afi, packed, memo.get(attrs) or
-        origin(attrs))``, the memo read first (an origin may be 0).  None
-        for a neighbour whose RFC 8097 community may give the state
+        (the ``VrpTable``, the origin memo, ``origin``) -- the states of
+        ``packed`` are ``table.validate_packed(afi, packed, memo.get(attrs)
+        or origin(attrs))``, the memo read first (an origin may be 0); the
+        compiled step calls the compiled table's ``states_api`` instead.
+        None for a neighbour whose RFC 8097 community may give the state
         (``rpki-accept-signal``): ``validator`` then."""
         if nb.cfg.rpki_accept_signal:
             return None
-        return self.vrps.validate_packed, self.origins, self.origin
+        return self.vrps, self.origins, self.origin
 
     def validator(self, nb):
         """``states`` for the UPDATEs of an ``rpki-accept-signal`` neighbour

@@ -169,14 +169,8 @@ cdef extern from *:
     }
 
     /* Slot arrays of full tables are tens of MB probed at random: with 4 KiB
-       pages nearly every probe is also a TLB miss.  ``huge``: ask for
-       transparent huge pages (a hint; where unavailable this is a plain
-       allocation).  The first touch of fresh huge pages is not free: the
-       kernel zeroes (and may compact for) each 2 MiB page at once, which on
-       the VM this was measured on cost a fresh process ~2 ms per MiB -- 0.1 s
-       for a table of 1M prefixes (56 MiB then), as much as inserting them -- while
-       4 KiB pages come recycled.  So the caller asks for huge pages only for
-       a table that has proven busy (_SlotTable._reserve). */
+       pages nearly every probe is also a TLB miss, hence the huge pages
+       rib_alloc_table may ask for. */
     #include <stdlib.h>
     #if defined(__linux__)
     #include <sys/mman.h>
@@ -192,37 +186,61 @@ cdef extern from *:
     #endif
     }
 
+    /* Slot arrays from RIB_MAP_MIN octets are mappings of their own
+       (mmap), not heap blocks: freeing one hands its pages straight back
+       (munmap), and a new one asks for its pages in one call
+       (MAP_POPULATE) instead of one page fault per 4 KiB page on its first
+       touch.  On the VM this was measured on, a fresh 64 MiB array cost
+       33 ms to allocate and fill through malloc, 23 ms populated; a full
+       table's growth steps touch about twice its final size.  A heap block
+       would also leave about its own size behind in the RSS when freed
+       (glibc's mmap threshold rises as large blocks come and go).  Huge
+       pages (``huge``) are a hint, asked for a table that has proven busy
+       (_SlotTable._reserve): the mapping is aligned to 2 MiB and left
+       unpopulated, since the first touch of fresh huge pages is not free
+       (the kernel zeroes, and may compact for, each 2 MiB at once: ~2 ms per
+       MiB for a fresh process here, as much as inserting the prefixes).
+       Where mmap is not there, plain malloc and free. */
+    #define RIB_MAP_MIN ((size_t)4 << 20)
+    #define RIB_HUGE_ALIGN ((size_t)2 << 20)
     static void *rib_alloc_table(size_t bytes, int huge) {
-    #if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (huge && bytes >= ((size_t)4 << 20)) {
-            void *p = NULL;
-            if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+    #if defined(__linux__) && defined(MAP_POPULATE)
+        if (bytes >= RIB_MAP_MIN) {
+            size_t len = bytes + (huge ? RIB_HUGE_ALIGN : 0);
+            char *p = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS | (huge ? 0 : MAP_POPULATE), -1, 0);
+            if (p == (char *)MAP_FAILED)
                 return NULL;
-            (void)madvise(p, bytes, MADV_HUGEPAGE);
+            if (huge) {
+                /* Keep the 2 MiB-aligned ``bytes`` of the mapping, unmap the rest. */
+                size_t head = (RIB_HUGE_ALIGN - ((size_t)p & (RIB_HUGE_ALIGN - 1))) & (RIB_HUGE_ALIGN - 1);
+                if (head)
+                    munmap(p, head);
+                size_t tail = len - head - bytes;
+                size_t keep = (bytes + 4095) & ~(size_t)4095;  /* whole pages */
+                if (tail > keep - bytes)
+                    munmap(p + head + keep, tail - (keep - bytes));
+                p += head;
+    #if defined(MADV_HUGEPAGE)
+                (void)madvise(p, bytes, MADV_HUGEPAGE);
+    #endif
+            }
             return p;
         }
     #endif
         return malloc(bytes);
     }
 
-    /* A table freed after it grew (the old one, ``bytes`` long).  glibc
-       keeps freed chunks of this size in the heap (its mmap threshold rises
-       as large blocks come and go), so a table grown by doubling leaves
-       about its own size behind in the process's RSS; hand those pages back
-       once per big free (malloc_trim, man 3 malloc_trim: a walk of the free
-       lists, a few ms; a growth step happens log2(size) times).  From 4 MiB,
-       the size from which a slot array may move to huge pages at any time
-       (_SlotTable._reserve): once glibc's threshold has risen, the old
-       array would otherwise stay in the RSS after that move. */
-    #if defined(__GLIBC__)
-    #include <malloc.h>
-    #endif
+    /* Frees what rib_alloc_table gave for the same ``bytes``. */
     static void rib_free_table(void *p, size_t bytes) {
-        free(p);
-    #if defined(__GLIBC__)
-        if (bytes >= ((size_t)4 << 20))
-            malloc_trim(0);
+    #if defined(__linux__) && defined(MAP_POPULATE)
+        if (bytes >= RIB_MAP_MIN) {
+            if (p != NULL)
+                munmap(p, bytes);
+            return;
+        }
     #endif
+        free(p);
     }
 
     /* Unix seconds of the wall clock as Python's time.time() reads it
@@ -540,7 +558,7 @@ cdef class _SlotTable:
                     b = self._body(s)
                     if b.n > 1:
                         free(b.u.many)
-            free(self.slots)
+            rib_free_table(self.slots, self.cap * self.ssize)
 
     # ------------------------------------------------------------ slots
 
@@ -2187,7 +2205,7 @@ cdef class _HeldTable:
         self._rebuild(MIN_CAP, 1, self.packed)
 
     def __dealloc__(self):
-        free(self.tab)
+        rib_free_table(self.tab, self.cap * self.stride * sizeof(uint64_t))
 
     @cython.final
     cdef inline bint _empty(self, const uint64_t *e) noexcept nogil:
