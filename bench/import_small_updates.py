@@ -24,6 +24,10 @@ pure-Python twins.  ``--profile FILE`` writes a cProfile of one more round.
     python bench/import_small_updates.py                 # 200k UPDATEs, compiled + pure Python
     python bench/import_small_updates.py --impl cython --profile /tmp/imp.prof
     python bench/import_small_updates.py --impl cython --rpki --distinct   # a new attribute set per UPDATE
+    python bench/import_small_updates.py --impl cython --rpki --cold --updates 736000  # rpki_vs_bird's table, cold
+
+``--cold`` makes every round a session's first table (rounds after the
+first otherwise find the import cache and the lane memo warm).
 
 The garbage collector runs with the daemon's thresholds
 (fastbgp.daemon.process.GC_THRESHOLDS) unless ``--python-gc``.
@@ -191,6 +195,10 @@ async def run(args):
 
     async def clear():
         await feed(wd)
+        if args.cold:
+            # The next round as a session's first table: the import cache
+            # and the fast lane's memo (fastbgp.daemon.fastlane) forgotten.
+            daemon.importer.forget_imports(nb)
         for _ in range(100):
             await asyncio.sleep(0.01)
             if total() == 0:
@@ -248,6 +256,8 @@ def main():
     ap.add_argument("--python-gc", action="store_true",
                     help="keep Python's collector thresholds (default: the daemon's, "
                          "fastbgp.daemon.process.GC_THRESHOLDS, as `fastbgp daemon` runs)")
+    ap.add_argument("--cold", action="store_true",
+                    help="forget the import cache and the lane memo between rounds (each round a first table)")
     ap.add_argument("--json", action="store_true", help="one JSON line (used for the child process)")
     args = ap.parse_args()
     if args.impl == "both":
@@ -260,7 +270,8 @@ def main():
                 env.pop("FASTBGP_NO_EXTENSIONS", None)
             cmd = [sys.executable, __file__, "--updates", str(args.updates), "--rounds", str(args.rounds),
                    "--impl", impl, "--batch", str(args.batch), "--json"] + (["--rpki"] if args.rpki else []) \
-                + (["--distinct"] if args.distinct else []) + (["--python-gc"] if args.python_gc else [])
+                + (["--distinct"] if args.distinct else []) + (["--python-gc"] if args.python_gc else []) \
+                + (["--cold"] if args.cold else [])
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise SystemExit(res.stderr)

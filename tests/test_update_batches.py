@@ -464,7 +464,8 @@ def test_the_lane_memo_spans_batches_until_its_inputs_change(run, tmp_path, lane
     batch (fastbgp.daemon.fastlane.LaneMemo): a second batch with the same
     set takes the memo.  A reload binding a new import policy makes the
     next batch follow the new verdict; the import cache cleared for ASPA
-    data (forget_imports) and the session's end release the ids it held."""
+    data (forget_imports), End-of-RIB and the session's end release the
+    ids it held."""
     from fastbgp.daemon.fastlane import FastLane
 
     firsts = []
@@ -517,6 +518,18 @@ def test_the_lane_memo_spans_batches_until_its_inputs_change(run, tmp_path, lane
             assert nb.lane_memo is None and not memo.seen and d.attrs.refcount(aid) == held - 1
             nb.session.on_updates(nb.session.conn, up(["10.0.7.0/24"]))
             assert len(firsts) == 3
+            # End-of-RIB (RFC 4724 §2), inside a batch: the memo goes once
+            # the batch is over, its ids released; the routes around it in.
+            memo = nb.lane_memo
+            (aid, _mark, _ok), = memo.seen.values()
+            held = d.attrs.refcount(aid)
+            eor = b"\x00\x00\x00\x00"
+            nb.session.on_updates(nb.session.conn, up(["10.0.8.0/24"]) + [eor] + up(["10.0.9.0/24"]))
+            assert nb.lane_memo is None and not memo.seen
+            assert d.attrs.refcount(aid) == held + 2 - 1, "two more paths hold it, the memo no longer"
+            assert len(table(d, nb.pid)) == 9
+            nb.session.on_updates(nb.session.conn, up(["10.0.10.0/24"]))
+            assert len(firsts) == 4 and nb.lane_memo is not None, "a new memo after End-of-RIB"
             # The session ends: nothing of it stays referenced.
             await a.stop()
             await until(lambda: not nb.established, what="down")

@@ -112,6 +112,11 @@ class DaemonRoutes(RouteSink):
         return self.nb.stale_fams
 
     def end_of_rib(self, family) -> None:
+        # RFC 4724 §2: the peer's initial table of ``family`` is in.  The
+        # import lane's memo paid while it came (a table's attribute sets
+        # recur through it); what follows is churn, so the memo and the
+        # ids it holds go now rather than with the session.
+        self.daemon.importer.forget_lane(self.nb)
         if family in self.nb.stale_fams:
             # RFC 4724 §4.2: End-of-RIB ends the wait; what is still stale goes.
             self.daemon.peers.sweep(self.nb, family)
