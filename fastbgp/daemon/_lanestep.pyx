@@ -88,22 +88,26 @@ cdef class Step:
     def __dealloc__(self):
         PyMem_Free(self.buf)
 
-    cdef object _validate(self, object fam, object attrs, object packed):
+    cdef object _validate(self, object fam, object attrs, object packed, list entry):
         """RFC 6811: the states of ``packed`` (one origin, the UPDATE's) as
         validate_packed gives them, or, through the compiled table, the one
         state all its prefixes share (a small int) without a bytes object;
-        b"" when there are none."""
-        cdef object o
+        b"" when there are none.  The origin kept in the raw memo's
+        ``entry`` when there is one (see the twin's _learn)."""
+        cdef object o = None if entry is None else entry[8]
         cdef Py_ssize_t n, k, j
         cdef unsigned char *b
-        if self.last_origin is not None and attrs is self.last_attrs:
-            o = self.last_origin  # a set's UPDATEs come in a row
-        else:
-            o = self.rov_known.get(attrs)
-            if o is None:
-                o = self.rov_origin(attrs)
-            self.last_attrs = attrs
-            self.last_origin = o
+        if o is None:
+            if self.last_origin is not None and attrs is self.last_attrs:
+                o = self.last_origin  # the same set as the UPDATE before
+            else:
+                o = self.rov_known.get(attrs)
+                if o is None:
+                    o = self.rov_origin(attrs)
+                self.last_attrs = attrs
+                self.last_origin = o
+            if entry is not None:
+                entry[8] = o
         if self.rov_states == NULL or type(packed) is not bytes:
             return self.rov_table.validate_packed(fam[0], packed, o)
         n = PyBytes_GET_SIZE(packed)
@@ -148,7 +152,7 @@ cdef class Step:
             # RFC 6811: one bulk validation per UPDATE (one origin); the
             # prefixes grouped by state as the general path groups them.
             if self.rov:
-                states = self._validate(fam, attrs, packed)
+                states = self._validate(fam, attrs, packed, entry)
                 if type(states) is int:
                     state = states  # one state: the commonest case, without a bytes object
             else:
@@ -235,11 +239,11 @@ cdef int _learn(dict raw, bytes key, object p) except -1:
     """The memo entry of ``key`` from ``p`` (see the twin)."""
     cdef object mpr, nh
     if PyBytes_AS_STRING(key)[0] == 4:
-        raw[key] = [_IPV4, p.attrs, b"", p.next_hop, None, None, None, None]
+        raw[key] = [_IPV4, p.attrs, b"", p.next_hop, None, None, None, None, None]
     else:
         mpr = p.mp_reach
         nh = bytes(mpr[2])
-        raw[key] = [(mpr[0], mpr[1]), p.attrs, nh, nh[:16], None, None, None, None]
+        raw[key] = [(mpr[0], mpr[1]), p.attrs, nh, nh[:16], None, None, None, None, None]
     return 0
 
 

@@ -115,8 +115,14 @@ class Step:
             # prefixes grouped by state as the general path groups them.
             if rov is not None:
                 table, known, origin = rov  # RpkiFeed.plain_validation
-                o = known.get(attrs)
-                states = table.validate_packed(fam[0], packed, origin(attrs) if o is None else o)
+                o = None if entry is None else entry[8]
+                if o is None:
+                    o = known.get(attrs)
+                    if o is None:
+                        o = origin(attrs)
+                    if entry is not None:
+                        entry[8] = o
+                states = table.validate_packed(fam[0], packed, o)
             else:
                 states = self.states_of(fam[0], attrs, packed)
             if not states:
@@ -204,13 +210,15 @@ def _learn(raw, key, p):
     own addresses, then what ``seen`` gives for the set in each RFC 6811
     state -- not-found, valid, invalid, not validated -- filled by the step
     as it learns it (``seen`` never changes an entry while the memo
-    lives)]."""
+    lives), then the RFC 6811 origin of its attributes once the step
+    validated one of its UPDATEs (the daemon's AS, which an empty AS_PATH
+    gives, changes only with a reload, which drops the memo)]."""
     if key[0] == 4:
-        raw[key] = [IPV4_UNICAST, p.attrs, b"", p.next_hop, None, None, None, None]
+        raw[key] = [IPV4_UNICAST, p.attrs, b"", p.next_hop, None, None, None, None, None]
     else:
         mpr = p.mp_reach
         nh = bytes(mpr[2])
-        raw[key] = [(mpr[0], mpr[1]), p.attrs, nh, nh[:16], None, None, None, None]
+        raw[key] = [(mpr[0], mpr[1]), p.attrs, nh, nh[:16], None, None, None, None, None]
 
 
 def raw_key(body):
