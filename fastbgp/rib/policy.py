@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 from fastbgp.config.schema import Neighbor, parse_prefix_entry
 from fastbgp.wire.as4 import encode_attr, encode_segments
-from fastbgp.wire.codec import add_members, attr_spans, decode_segments, splice_attr  # compiled when built (as4's otherwise)
+from fastbgp.wire.codec import add_members, attr_spans, decode_segments, replay_edits, splice_attr  # compiled when built (as4's otherwise)
 from fastbgp.wire.communities import (
     parse_community,
     parse_community_pattern,
@@ -571,7 +571,7 @@ def _community_editor(act, large):
 def _compile_actions(a, flags, edits):
     """[(fn(route))] for the actions that are set, and in ``edits`` one
     entry per action: what it does to the block as data, for
-    PolicyEngine._replay -- (type, value): set the attribute to it; (type,
+    codec.replay_edits -- (type, value): set the attribute to it; (type,
     members, width, fresh): add members (codec.add_members), ``fresh``
     being the value when the block has none -- or None for an action only
     its function can do (a prepend, a next hop, a community removal)."""
@@ -845,7 +845,7 @@ class PolicyEngine:
 
     def _group(self, chain, attrs, ctx, afi):
         """The verdict of a prefix-independent ``chain`` for ``attrs``: the
-        plan replayed when there is one (_replay), else a full run."""
+        plan replayed when there is one (codec.replay_edits), else a full run."""
         if chain.blind:
             plan = chain._plans.get((ctx, afi))
             if plan is None:
@@ -857,7 +857,7 @@ class PolicyEngine:
                 self.replays += 1
                 return None
             if plan is not _UNPLANNED:
-                out = _replay(attrs, plan)
+                out = replay_edits(attrs, plan)
                 if out is not None:
                     self.evaluations += 1
                     self.replays += 1
@@ -1021,38 +1021,6 @@ class PolicyEngine:
 _REJECTED = object()
 _UNPLANNED = object()  # PolicyEngine._plan: a statement that applies has an action that is not data
 PLANS_MAX = 4096  # plans per chain (contexts x families; more only with many neighbours' contexts), then start over
-
-
-def _replay(block, edits):
-    """``block`` after ``edits`` (_compile_actions's data form), byte for
-    byte what _Route.result gives after the actions themselves; None when
-    only they can say (the block's types not strictly increasing, a value
-    whose length is not a multiple of its members', an edit that would
-    remove the attribute): the caller runs the chain."""
-    out = block
-    for e in edits:
-        t = e[0]
-        cur = None
-        flags = WELL_KNOWN_FLAGS[t]  # _Route.set's, for an attribute the block lacks
-        for sp in attr_spans(out):
-            if sp[1] == t:
-                cur = out[sp[2] : sp[3]]
-                flags = sp[0]
-                break
-        if len(e) == 2:
-            new = e[1]
-        elif cur:
-            if len(cur) % e[2]:
-                return None
-            new = add_members(cur, e[1], e[2])
-        else:
-            new = e[3]
-            if not new:
-                return None  # _Route.remove's case
-        out = splice_attr(out, t, encode_attr(flags & ~FLAG_EXTENDED_LENGTH, t, new))
-        if out is None:
-            return None
-    return block if out == block else out
 
 
 class _Ask:

@@ -23,6 +23,7 @@ from fastbgp.wire import as4
 from fastbgp.wire.types import DEFAULT_CONTEXT, ParsedOpen, ParsedUpdate
 from fastbgp.wire.errors import BGPError
 from fastbgp.wire.constants import MSG_UPDATE
+from fastbgp.wire.constants import WELL_KNOWN_FLAGS as _WELL_KNOWN_FLAGS
 
 cdef object _MSG_UPDATE = MSG_UPDATE
 
@@ -623,6 +624,56 @@ def add_members(value, add, int width):
             memcpy(out + count * width, src, width)
             count += 1
     return PyBytes_FromStringAndSize(<const char *>out, count * width)
+
+
+def replay_edits(block, edits):
+    """as4.replay_edits: ``block`` after an import policy's edits (None
+    when only its actions can say).  Once per attribute set and import
+    chain (the policy engine's plans), with one scan per edit."""
+    cdef bytes out = _bytes(block), hdr
+    cdef const unsigned char *p
+    cdef Py_ssize_t size, i, vs = 0, ve, cs = 0, ce = 0, n
+    cdef int t, flags
+    cdef bint found
+    cdef object cur, new
+    for e in edits:
+        t = e[0]
+        flags = _WELL_KNOWN_FLAGS[t]  # first, as in the twin (a KeyError for a type without)
+        # Every attribute framed, as as4.attr_spans frames the whole block.
+        p = <const unsigned char *>PyBytes_AS_STRING(out)
+        size = PyBytes_GET_SIZE(out)
+        i = 0
+        found = False
+        while i < size:
+            ve = attr_end(p, size, i, &vs)
+            if not found and p[i + 1] == t:
+                found = True
+                flags = p[i]
+                cs = vs
+                ce = ve
+            i = ve
+        cur = out[cs:ce] if found else None
+        if len(e) == 2:
+            new = e[1]
+        elif cur:
+            if len(cur) % e[2]:
+                return None
+            new = add_members(cur, e[1], e[2])
+        else:
+            new = e[3]
+            if not new:
+                return None  # what removing the attribute would take
+        # as4.encode_attr with the Extended Length bit cleared first.
+        flags &= ~0x10
+        n = len(new)
+        if n > 255:
+            hdr = bytes((flags | 0x10, t, n >> 8, n & 0xFF))
+        else:
+            hdr = bytes((flags, t, n))
+        out = splice_attr(out, t, hdr + new)
+        if out is None:
+            return None
+    return block if out == block else out
 
 
 def splice_attr(block, int type_code, encoded):

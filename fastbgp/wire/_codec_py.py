@@ -64,6 +64,7 @@ final_segment = as4.final_segment
 attr_values = as4.attr_values
 add_members = as4.add_members
 splice_attr = as4.splice_attr
+replay_edits = as4.replay_edits
 
 _MARKER = b"\xff" * 16
 KEEPALIVE = _MARKER + b"\x00\x13\x04"

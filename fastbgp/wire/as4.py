@@ -18,6 +18,7 @@ from fastbgp.wire.constants import (
     FLAG_EXTENDED_LENGTH,
     FLAG_OPTIONAL,
     FLAG_TRANSITIVE,
+    WELL_KNOWN_FLAGS,
 )
 
 
@@ -109,6 +110,42 @@ def add_members(value, add, width):
     members = [value[k : k + width] for k in range(0, len(value) - len(value) % width, width)]
     members += [add[k : k + width] for k in range(0, len(add) - len(add) % width, width)]
     return b"".join(dict.fromkeys(members))
+
+
+def replay_edits(block, edits):
+    """``block`` after ``edits``, an import policy's changes as data
+    (fastbgp.rib.policy._compile_actions: (type, value) sets the attribute
+    to ``value``; (type, members, width, fresh) adds ``members`` with
+    add_members, ``fresh`` being the value when the block has none), each
+    spliced in with splice_attr; None when only the actions themselves can
+    say (types not strictly increasing, a value whose length is not a
+    multiple of its members', an add to an absent attribute with nothing
+    to add).  An attribute the block lacks gets its well-known flags;
+    ``block`` itself when nothing changed."""
+    out = block
+    for e in edits:
+        t = e[0]
+        cur = None
+        flags = WELL_KNOWN_FLAGS[t]
+        for sp in attr_spans(out):
+            if sp[1] == t:
+                cur = out[sp[2] : sp[3]]
+                flags = sp[0]
+                break
+        if len(e) == 2:
+            new = e[1]
+        elif cur:
+            if len(cur) % e[2]:
+                return None
+            new = add_members(cur, e[1], e[2])
+        else:
+            new = e[3]
+            if not new:
+                return None  # what removing the attribute would take
+        out = splice_attr(out, t, encode_attr(flags & ~FLAG_EXTENDED_LENGTH, t, new))
+        if out is None:
+            return None
+    return block if out == block else out
 
 
 def splice_attr(block, type_code, encoded):

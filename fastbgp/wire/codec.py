@@ -38,6 +38,7 @@ API = (
     "attr_values",
     "add_members",
     "splice_attr",
+    "replay_edits",
 )
 
 _select.export(globals(), "._codec", "._codec_py", "codec", API)
