@@ -65,8 +65,10 @@ def test_import_small_updates_bench_counts_every_route(run):
 
     expected = sum(codec.count_prefixes(p.nlri, 1) + (codec.count_prefixes(p.mp_reach[3], 2) if p.mp_reach else 0)
                    for p in (codec.parse_update(b, codec.Context(as4=True)) for b in ann))
-    for batch, distinct in ((1, False), (256, False), (256, True)):  # Session.on_message per UPDATE, and on_updates
-        res = run(bench.run(argparse.Namespace(updates=2000, rounds=2, profile=None, batch=batch, distinct=distinct)))
+    # Session.on_message per UPDATE, and on_updates; --distinct; --cold (the lane memo forgotten between rounds)
+    for batch, distinct, cold in ((1, False, False), (256, False, True), (256, True, False)):
+        res = run(bench.run(argparse.Namespace(updates=2000, rounds=2, profile=None, batch=batch, distinct=distinct,
+                                               cold=cold)))
         assert res["updates"] == len(ann) and res["routes"] == expected
     # --distinct: the same UPDATEs, each with an attribute set of its own, new in every round
     sets = [{codec.parse_update(b, codec.Context(as4=True)).attrs for b in bench.build(2000, distinct=r)[0]}
