@@ -57,7 +57,6 @@ cdef class Step:
     cdef states_fn rov_states  # the compiled VrpTable's states (VrpTable.states_api), or NULL
     cdef unsigned char *buf  # room for rov_states' output
     cdef Py_ssize_t bufcap
-    cdef object last_attrs, last_origin  # step: the last attribute block validated and its origin
     cdef bytes last_key  # take_raw: the last key it found in the memo, and
     cdef list last_hit  # that key's entry (the memo's raw dict is the lane's for the batch)
     cdef dict seen, runs_of, holds, rov_known
@@ -98,14 +97,9 @@ cdef class Step:
         cdef Py_ssize_t n, k, j
         cdef unsigned char *b
         if o is None:
-            if self.last_origin is not None and attrs is self.last_attrs:
-                o = self.last_origin  # the same set as the UPDATE before
-            else:
-                o = self.rov_known.get(attrs)
-                if o is None:
-                    o = self.rov_origin(attrs)
-                self.last_attrs = attrs
-                self.last_origin = o
+            o = self.rov_known.get(attrs)
+            if o is None:
+                o = self.rov_origin(attrs)
             if entry is not None:
                 entry[8] = o
         if self.rov_states == NULL or type(packed) is not bytes:
@@ -317,42 +311,64 @@ cdef bint _shape(const unsigned char *p, Py_ssize_t m, Shape *sh):
     return True
 
 
+cdef int _key_parts(const unsigned char *p, const Shape *sh, const unsigned char **part, Py_ssize_t *size) noexcept:
+    """The pieces of the body that follow the kind octet in its raw key,
+    their count: for IPv4 NLRI the attribute block; for MP_REACH_NLRI the
+    attributes before it with its flags and type, its value up to the
+    prefixes, the attributes after it (the one layout _key_of and _has_key
+    share)."""
+    if sh.kind == 4:
+        part[0] = p + 4
+        size[0] = sh.a1 - 4
+        return 1
+    part[0] = p + 4
+    size[0] = sh.hs + 2 - 4
+    part[1] = p + sh.mvs
+    size[1] = sh.ns - sh.mvs
+    part[2] = p + sh.mve
+    size[2] = sh.a1 - sh.mve
+    return 3
+
+
 cdef object _key_of(const unsigned char *p, const Shape *sh):
     """The raw key of a body of shape ``sh``: its octets less its prefixes
     (and, for MP_REACH_NLRI, less that attribute's length field)."""
-    cdef bytes key
-    cdef char *out
-    cdef Py_ssize_t k, head
-    if sh.kind == 4:
-        key = PyBytes_FromStringAndSize(NULL, sh.a1 - 3)
-        out = PyBytes_AS_STRING(key)
-        out[0] = 4
-        memcpy(out + 1, p + 4, sh.a1 - 4)
-        return key
-    head = sh.hs + 2 - 4  # the attributes before MP_REACH_NLRI, and its flags and type
-    k = head + (sh.ns - sh.mvs) + (sh.a1 - sh.mve)
-    key = PyBytes_FromStringAndSize(NULL, 1 + k)
-    out = PyBytes_AS_STRING(key)
-    out[0] = 6
-    memcpy(out + 1, p + 4, head)
-    memcpy(out + 1 + head, p + sh.mvs, sh.ns - sh.mvs)
-    memcpy(out + 1 + head + (sh.ns - sh.mvs), p + sh.mve, sh.a1 - sh.mve)
+    cdef const unsigned char *part[3]
+    cdef Py_ssize_t size[3]
+    cdef Py_ssize_t k = 1, j
+    cdef int count = _key_parts(p, sh, part, size)
+    for j in range(count):
+        k += size[j]
+    cdef bytes key = PyBytes_FromStringAndSize(NULL, k)
+    cdef char *out = PyBytes_AS_STRING(key)
+    out[0] = <char>sh.kind
+    k = 1
+    for j in range(count):
+        memcpy(out + k, part[j], size[j])
+        k += size[j]
     return key
 
 
 cdef bint _has_key(const unsigned char *p, const Shape *sh, bytes key):
     """Whether ``_key_of(p, sh)`` would equal ``key``, without building it."""
     cdef const char *q = PyBytes_AS_STRING(key)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(key), head, mid
+    cdef const unsigned char *part[3]
+    cdef Py_ssize_t size[3]
+    cdef Py_ssize_t k = 1, j
+    cdef int count
     if q[0] != sh.kind:
         return False
-    if sh.kind == 4:
-        return n == sh.a1 - 3 and memcmp(q + 1, p + 4, sh.a1 - 4) == 0
-    head = sh.hs + 2 - 4
-    mid = sh.ns - sh.mvs
-    return n == 1 + head + mid + (sh.a1 - sh.mve) and memcmp(q + 1, p + 4, head) == 0 and \
-        memcmp(q + 1 + head, p + sh.mvs, mid) == 0 and \
-        memcmp(q + 1 + head + mid, p + sh.mve, sh.a1 - sh.mve) == 0
+    count = _key_parts(p, sh, part, size)
+    for j in range(count):
+        k += size[j]
+    if k != PyBytes_GET_SIZE(key):
+        return False
+    k = 1
+    for j in range(count):
+        if memcmp(q + k, part[j], size[j]) != 0:
+            return False
+        k += size[j]
+    return True
 
 
 def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
@@ -362,7 +378,7 @@ def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
     cdef Py_ssize_t n = len(bodies)
     cdef dict raw = st.lane.raw
     cdef object fams = st.fams
-    cdef object body, key, hit, fam, nh, p
+    cdef object body, key, hit, fam, p
     cdef const unsigned char *b
     cdef Shape sh
     cdef int r
