@@ -453,6 +453,51 @@ def test_final_segment_readers_agree(block):
         assert got == spans
 
 
+_FEW_ASNS = [0, 1, 7, 64512, 4200000000, 2**32 - 1]
+
+
+def _looping_paths():
+    # AS_PATHs over a few ASNs (so that the ASNs asked about are often in
+    # them), every segment type, sometimes cut short.
+    seg = st.tuples(st.sampled_from([1, 2, 3, 4, 0, 9]), st.lists(st.sampled_from(_FEW_ASNS), max_size=6))
+    def encode(x):
+        segs, cut = x
+        v = b"".join(bytes((t, len(a))) + b"".join(n.to_bytes(4, "big") for n in a) for t, a in segs)
+        return v[:cut] if cut < len(v) else v
+    return st.tuples(st.lists(seg, max_size=4), st.integers(0, 120)).map(encode)
+
+
+@CHEAP
+@given(block=st.one_of(_attr_blocks(), _looping_paths().map(lambda v: bytes((0x40, 2, len(v))) + v if len(v) < 256 else v),
+                       st.tuples(_looping_paths(), _looping_paths()).map(
+                           lambda x: b"".join(bytes((0x40, 2, len(v))) + v for v in x if len(v) < 256))),
+       asns=st.lists(st.sampled_from(_FEW_ASNS) | st.integers(-2, 2**64), max_size=10).map(tuple))
+@example(block=bytes.fromhex("40020a" "0201000000070301" "00000008"), asns=(8,))  # a loop inside a confederation segment
+@example(block=bytes.fromhex("400206" "030100000007" "400206" "020100000008"), asns=(8,))  # the second AS_PATH does not count
+@example(block=bytes.fromhex("400207" "020100000008" "02"), asns=(8,))  # a loop, then a segment cut short
+def test_path_has_readers_agree(block, asns):
+    """path_has (the import's loop and confederation check) of the compiled
+    codec equals as4's on any bytes and ASNs, and is what decode_segments
+    of the first AS_PATH says."""
+    from fastbgp.wire import as4
+
+    _codec, _codec_py = _twins()
+    got = _reads(_codec.path_has, block, asns)
+    assert got == _reads(_codec_py.path_has, block, asns)
+    assert _reads(_codec.path_has, bytearray(block), asns) == got
+    values = _reads(_codec_py.attr_values, block, (2,))
+    if values[0] != "ok":
+        assert got == values
+        return
+    segs = _reads(_codec_py.decode_segments, values[1][0] or b"", 4)
+    if segs[0] != "ok":
+        assert got == segs
+    elif any(a in m for _t, m in segs[1] for a in asns):
+        assert got == ("ok", as4.PATH_LOOP)
+    else:
+        assert got == ("ok", as4.PATH_CONFED if any(t in (3, 4) for t, _m in segs[1]) else as4.PATH_PLAIN)
+
+
 def _member_lists(width):
     # Lists with repeats (a few distinct members drawn again and again),
     # possibly with an incomplete member at the end.

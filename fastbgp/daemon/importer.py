@@ -30,9 +30,9 @@ from fastbgp.rib.route_server import allowed_next_hops
 from fastbgp.rib.confed import is_loop as confed_is_loop, malformed as confed_malformed, of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.wire import codec
-from fastbgp.wire.codec import attr_values, decode_segments  # compiled when built (as4's otherwise)
+from fastbgp.wire.as4 import PATH_CONFED, PATH_LOOP
+from fastbgp.wire.codec import attr_values, path_has  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import (
-    AS_CONFED_SEGMENTS,
     ATTR_AS_PATH,
     ATTR_CLUSTER_LIST,
     ATTR_ORIGINATOR_ID,
@@ -51,6 +51,7 @@ from fastbgp.wire.families import family_name
 from fastbgp.daemon.common import add_attr, next_hop_refused
 from fastbgp.daemon import lanestep
 from fastbgp.daemon.fastlane import MISS, PER_PREFIX, FastLane
+from fastbgp.daemon.plain_import import SHAPE, PlainImport
 from fastbgp.daemon.prepolicy import PrePolicy
 from fastbgp.rpki.vrp import path_mark, split_by_state
 
@@ -369,18 +370,18 @@ class Importer:
         nb.import_cache[key] = res
         return res
 
-    def confed_reject(self, nb, src, path, segs=None):
+    def confed_reject(self, nb, src, path):
         """RFC 5065 §5: an AS_PATH malformed at the confederation boundary
         (treat-as-withdraw, RFC 7606 §7.2), or, in a confederation, a loop
         (RFC 5065 §5.2; the check above covers a path without one).  Once
         per attribute set (the import cache).  ``path``: the AS_PATH value
-        (b"" when absent); ``segs``: it decoded, when the caller has it."""
+        (b"" when absent)."""
         confed = confed_of_config(self.daemon.config.global_)
         if confed is None and src.kind == IBGP:
             return False
         reason = None
         if src.kind != IBGP:
-            reason = confed_malformed(path, confed is not None and confed.is_peer(src.peer_as), segs)
+            reason = confed_malformed(path, confed is not None and confed.is_peer(src.peer_as))
         if reason is None and confed is not None and confed_is_loop(path, confed):
             reason = "confederation loop"
         if reason is not None:
@@ -389,11 +390,20 @@ class Importer:
         return False
 
     def import_eval(self, nb, fam, attrs, nh, state=None):
+        cache = nb.import_cache
+        plain = cache.get(SHAPE, MISS)
+        if plain is MISS:
+            # Once per import cache: what of the steps below this
+            # neighbour's sets can need (fastbgp.daemon.plain_import).
+            plain = cache[SHAPE] = PlainImport.of(self, nb)
+        if plain is not None:
+            res = plain.verdict(fam, attrs, nh, state)
+            if res is not MISS:
+                return res
         d = self.daemon
         src = d.sources.get(nb.pid)
         # One attribute of each type in a canonical block (RFC 7606 §3 g).
         path, originator, clusters, otc = attr_values(attrs, _IMPORT_READS)
-        segs = None
         confed_segs = False
         if src.kind == IBGP:
             # RFC 4456 §8: our own route reflected back to us, or our
@@ -405,16 +415,14 @@ class Importer:
                 return None
         elif path is not None:
             # RFC 4271 §9.1.2: a path holding our own AS is a loop.
-            segs = decode_segments(path, 4)
-            for st, asns in segs:
-                if nb.local_as in asns or d.asn in asns:
-                    return None
-                if st in AS_CONFED_SEGMENTS:
-                    confed_segs = True
+            held = path_has(attrs, (nb.local_as, d.asn))
+            if held == PATH_LOOP:
+                return None
+            confed_segs = held == PATH_CONFED
         # RFC 5065 §5: only a confederation member, or a path holding
         # confederation segments, has anything confed_reject can refuse.
         if (confed_segs or confed_of_config(d.config.global_) is not None) and \
-                self.confed_reject(nb, src, path or b"", segs):
+                self.confed_reject(nb, src, path or b""):
             return None
         rsp = d.engine.route_server
         if rsp is not None and src.kind == RS and not rsp.import_check(

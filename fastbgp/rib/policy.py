@@ -83,6 +83,7 @@ __all__ = [
     "Chain",
     "Verdict",
     "NEXT_HOP_SELF",
+    "NOT_REPLAYED",
     "PrefixMatcher",
     "render_as_path",
     "encode_route",
@@ -846,23 +847,42 @@ class PolicyEngine:
     def _group(self, chain, attrs, ctx, afi):
         """The verdict of a prefix-independent ``chain`` for ``attrs``: the
         plan replayed when there is one (codec.replay_edits), else a full run."""
-        if chain.blind:
-            plan = chain._plans.get((ctx, afi))
-            if plan is None:
-                if len(chain._plans) >= PLANS_MAX:
-                    chain._plans.clear()
-                plan = chain._plans[(ctx, afi)] = self._plan(chain, ctx, afi)
-            if plan is _REJECTED:
-                self.evaluations += 1
-                self.replays += 1
-                return None
-            if plan is not _UNPLANNED:
-                out = replay_edits(attrs, plan)
-                if out is not None:
-                    self.evaluations += 1
-                    self.replays += 1
-                    return _verdict(Verdict, (out, None))
+        plan = self.group_plan(chain, ctx, afi)
+        if plan is not None:
+            v = self.replay_plan(plan, attrs)
+            if v is not NOT_REPLAYED:
+                return v
         return self._run(chain, _View(attrs), ctx, afi, None)
+
+    def group_plan(self, chain, ctx, afi):
+        """What a prefix-independent ``chain`` does to any block in
+        (``ctx``, ``afi``), for replay_plan; None when it has no plan (a
+        condition reads the block, or an action that applies is not data).
+        A caller with many blocks of one (chain, context, family) may keep
+        it: it holds as long as the chain (this engine) does."""
+        if not chain.blind:
+            return None
+        plan = chain._plans.get((ctx, afi))
+        if plan is None:
+            if len(chain._plans) >= PLANS_MAX:
+                chain._plans.clear()
+            plan = chain._plans[(ctx, afi)] = self._plan(chain, ctx, afi)
+        return None if plan is _UNPLANNED else plan
+
+    def replay_plan(self, plan, attrs):
+        """The verdict of a group_plan for ``attrs`` (None: rejected), or
+        NOT_REPLAYED when the block defeats the replay (codec.replay_edits
+        gives None): the caller then runs the chain (evaluate_group)."""
+        if plan is _REJECTED:
+            self.evaluations += 1
+            self.replays += 1
+            return None
+        out = replay_edits(attrs, plan)
+        if out is None:
+            return NOT_REPLAYED
+        self.evaluations += 1
+        self.replays += 1
+        return _verdict(Verdict, (out, None))
 
     def _plan(self, chain, ctx, afi):
         """What a blind ``chain`` does for (``ctx``, ``afi``), whatever the
@@ -1020,6 +1040,7 @@ class PolicyEngine:
 # Verdict).
 _REJECTED = object()
 _UNPLANNED = object()  # PolicyEngine._plan: a statement that applies has an action that is not data
+NOT_REPLAYED = object()  # PolicyEngine.replay_plan: the block defeats the replay (run the chain)
 PLANS_MAX = 4096  # plans per chain (contexts x families; more only with many neighbours' contexts), then start over
 
 

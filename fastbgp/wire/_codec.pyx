@@ -561,6 +561,54 @@ def final_segment(block):
 
 
 cdef enum:
+    _HAS_MAX = 8  # ASNs path_has compares in C; more go to the twin
+
+
+def path_has(block, tuple asns):
+    """as4.path_has: PATH_LOOP when the first AS_PATH holds one of
+    ``asns``, else PATH_CONFED when it has a confederation segment, else
+    PATH_PLAIN; no list is built (every new attribute set at import)."""
+    cdef Py_ssize_t na = len(asns), k
+    if na > _HAS_MAX:
+        return as4.path_has(block, asns)
+    cdef unsigned long long want[_HAS_MAX]
+    for k in range(na):
+        v = asns[k]
+        if type(v) is not int or not 0 <= v <= 0xFFFFFFFF:
+            return as4.path_has(block, asns)  # no 4-octet ASN is that: the twin says what it gives
+        want[k] = v
+    cdef bytes b = _bytes(block)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, vs = 0, ve, a = -1, n = 0, j
+    cdef int st, cnt
+    cdef bint loop = False, confed = False
+    cdef unsigned long long asn
+    while i < size:  # every attribute framed, as attr_values does
+        ve = attr_end(p, size, i, &vs)
+        if p[i + 1] == 2 and a < 0:  # ATTR_AS_PATH, the first one
+            a = vs if vs < size else size
+            n = ve if ve < size else size
+        i = ve
+    if a < 0:
+        return as4.PATH_PLAIN
+    i = a
+    while i < n:  # every segment read before answering, as decode_segments does
+        i = segment_at(p, n, i, &st, &cnt)
+        if st == 3 or st == 4:  # RFC 5065 AS_CONFED_SEQUENCE, AS_CONFED_SET
+            confed = True
+        for j in range(cnt):
+            asn = asn_at(p, i + j * 4, n, 4)
+            for k in range(na):
+                if asn == want[k]:
+                    loop = True
+        i += cnt * 4
+    if loop:
+        return as4.PATH_LOOP
+    return as4.PATH_CONFED if confed else as4.PATH_PLAIN
+
+
+cdef enum:
     _VALUES_MAX = 16  # types attr_values looks for in C; more go to the twin
 
 

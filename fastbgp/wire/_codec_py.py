@@ -61,6 +61,7 @@ attr_spans = as4.attr_spans
 split_attrs = as4.split_attrs
 decode_segments = as4.decode_segments
 final_segment = as4.final_segment
+path_has = as4.path_has
 attr_values = as4.attr_values
 add_members = as4.add_members
 splice_attr = as4.splice_attr

@@ -87,6 +87,26 @@ def final_segment(block):
     return last
 
 
+# path_has: what the first AS_PATH of a block holds (an import's loop check).
+PATH_PLAIN = 0  # none of the ASNs asked about, no confederation segment (or no AS_PATH)
+PATH_LOOP = 1  # one of the ASNs, in any segment
+PATH_CONFED = 2  # none of them, but an AS_CONFED_SEQUENCE or AS_CONFED_SET
+
+
+def path_has(block, asns):
+    """PATH_LOOP, PATH_CONFED or PATH_PLAIN for the first AS_PATH of a
+    canonical (4-octet) attribute block and the ASNs ``asns`` (a tuple):
+    the import's RFC 4271 §9.1.2 loop check and its RFC 5065 test for
+    confederation segments, in one walk.  The whole path is read before
+    the answer, so the same reads (and IndexError) as attr_values then
+    decode_segments."""
+    path = attr_values(block, (ATTR_AS_PATH,))[0]
+    segs = decode_segments(path or b"", 4)
+    if any(a in members for _st, members in segs for a in asns):
+        return PATH_LOOP
+    return PATH_CONFED if any(st in AS_CONFED_SEGMENTS for st, _members in segs) else PATH_PLAIN
+
+
 def attr_values(block, types):
     """The value of the first attribute of each type in ``types`` (a tuple
     of type codes), None for a type the block lacks: what an import check

@@ -35,6 +35,7 @@ API = (
     "split_attrs",
     "decode_segments",
     "final_segment",
+    "path_has",
     "attr_values",
     "add_members",
     "splice_attr",
