@@ -599,7 +599,7 @@ class LabRun:
             self.out[kind]["seconds"] = time.monotonic() - go
             self.out[kind]["cpu"] = cpu_seconds(self.pid(kind)) - cpu0
             self.out[kind]["rss_loaded"] = self.rss()[kind]
-            print("  %s: %.1f s, %.1f s CPU" % (kind, self.out[kind]["seconds"], self.out[kind]["cpu"]), flush=True)
+            print("  %s: %.2f s, %.2f s CPU" % (kind, self.out[kind]["seconds"], self.out[kind]["cpu"]), flush=True)
         self.out["bird"]["tables_loaded"] = bird_tables_memory(self.bird)
 
     def count(self):

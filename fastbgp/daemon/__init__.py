@@ -13,6 +13,8 @@ calls, who calls it):
                    session going up or down does to the RIBs
 * ``importer``     received UPDATEs -> import policy -> Adj-RIB-In/Loc-RIB,
                    pre-policy copies, soft reconfiguration inbound
+* ``plain_import`` the import verdict of a plain eBGP neighbour (loop check
+                   and the chain's plan, no general walk)
 * ``fastlane``     the importer's fast path for the commonest UPDATE of a
                    batch (one call instead of the general path's layers)
 * ``lanestep``     its per-UPDATE step: compiled ``_lanestep.pyx``, twin

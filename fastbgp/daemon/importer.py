@@ -2,8 +2,9 @@
 
 Owns: each UPDATE's way in -- RFC 7606 error counting, the families, loop
 checks (RFC 4271 §9.1.2, RFC 4456 §8), RFC 9234 roles, the import policy
-once per attribute set (cached on the neighbour), per-prefix policy when the
-chain needs it -- and the upkeep of the pre-policy Adj-RIB-In
+once per attribute set (cached on the neighbour; for a plain eBGP neighbour
+through its :class:`~fastbgp.daemon.plain_import.PlainImport`), per-prefix
+policy when the chain needs it -- and the upkeep of the pre-policy Adj-RIB-In
 (:class:`~fastbgp.daemon.prepolicy.PrePolicy`, ``prepolicy``) kept for peers
 without ROUTE-REFRESH and for RPKI re-validation.  Also the UPDATE latency observer of the
 metrics, and soft reconfiguration inbound.
