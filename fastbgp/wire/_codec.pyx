@@ -530,6 +530,23 @@ def decode_segments(value, int width):
     return segs
 
 
+cdef int first_path(const unsigned char *p, Py_ssize_t size, Py_ssize_t *a, Py_ssize_t *n) except -1:
+    """Whether the block has an AS_PATH, and the span [a, n) of the first
+    one's value (clipped to the block); every attribute is framed, so
+    IndexError where as4.attr_spans (and attr_values) would index past
+    ``size``."""
+    cdef Py_ssize_t i = 0, vs = 0, ve
+    cdef bint found = False
+    while i < size:
+        ve = attr_end(p, size, i, &vs)
+        if p[i + 1] == 2 and not found:  # ATTR_AS_PATH, the first one
+            a[0] = vs if vs < size else size
+            n[0] = ve if ve < size else size
+            found = True
+        i = ve
+    return found
+
+
 def final_segment(block):
     """as4.final_segment: (segment type, last ASN) of the last non-empty
     segment of the first AS_PATH, or None; no list is built (the RFC 6811
@@ -537,16 +554,10 @@ def final_segment(block):
     cdef bytes b = _bytes(block)
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
-    cdef Py_ssize_t i = 0, vs = 0, ve, a = -1, n = 0
+    cdef Py_ssize_t i, a, n
     cdef int st, cnt, last_st = -1
     cdef unsigned long long last = 0
-    while i < size:  # every attribute framed, as attr_spans does
-        ve = attr_end(p, size, i, &vs)
-        if p[i + 1] == 2 and a < 0:  # ATTR_AS_PATH, the first one
-            a = vs if vs < size else size
-            n = ve if ve < size else size
-        i = ve
-    if a < 0:
+    if not first_path(p, size, &a, &n):
         return None
     i = a
     while i < n:
@@ -580,17 +591,11 @@ def path_has(block, tuple asns):
     cdef bytes b = _bytes(block)
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
-    cdef Py_ssize_t i = 0, vs = 0, ve, a = -1, n = 0, j
+    cdef Py_ssize_t i, a, n, j
     cdef int st, cnt
     cdef bint loop = False, confed = False
     cdef unsigned long long asn
-    while i < size:  # every attribute framed, as attr_values does
-        ve = attr_end(p, size, i, &vs)
-        if p[i + 1] == 2 and a < 0:  # ATTR_AS_PATH, the first one
-            a = vs if vs < size else size
-            n = ve if ve < size else size
-        i = ve
-    if a < 0:
+    if not first_path(p, size, &a, &n):
         return as4.PATH_PLAIN
     i = a
     while i < n:  # every segment read before answering, as decode_segments does
