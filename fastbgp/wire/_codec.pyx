@@ -530,21 +530,21 @@ def decode_segments(value, int width):
     return segs
 
 
-cdef int first_path(const unsigned char *p, Py_ssize_t size, Py_ssize_t *a, Py_ssize_t *n) except -1:
-    """Whether the block has an AS_PATH, and the span [a, n) of the first
-    one's value (clipped to the block); every attribute is framed, so
-    IndexError where as4.attr_spans (and attr_values) would index past
-    ``size``."""
+cdef int first_attr(const unsigned char *p, Py_ssize_t size, int t, Py_ssize_t *a, Py_ssize_t *n) except -2:
+    """The flags of the block's first attribute of type ``t`` and the span
+    [a, n) of its value (clipped to the block, as a slice would be), or -1
+    when it has none; every attribute is framed, so IndexError where
+    as4.attr_spans (and attr_values) would index past ``size``."""
     cdef Py_ssize_t i = 0, vs = 0, ve
-    cdef bint found = False
+    cdef int flags = -1
     while i < size:
         ve = attr_end(p, size, i, &vs)
-        if p[i + 1] == 2 and not found:  # ATTR_AS_PATH, the first one
+        if p[i + 1] == t and flags < 0:
             a[0] = vs if vs < size else size
             n[0] = ve if ve < size else size
-            found = True
+            flags = p[i]
         i = ve
-    return found
+    return flags
 
 
 def final_segment(block):
@@ -557,7 +557,7 @@ def final_segment(block):
     cdef Py_ssize_t i, a, n
     cdef int st, cnt, last_st = -1
     cdef unsigned long long last = 0
-    if not first_path(p, size, &a, &n):
+    if first_attr(p, size, 2, &a, &n) < 0:  # ATTR_AS_PATH
         return None
     i = a
     while i < n:
@@ -595,7 +595,7 @@ def path_has(block, tuple asns):
     cdef int st, cnt
     cdef bint loop = False, confed = False
     cdef unsigned long long asn
-    if not first_path(p, size, &a, &n):
+    if first_attr(p, size, 2, &a, &n) < 0:  # ATTR_AS_PATH
         return as4.PATH_PLAIN
     i = a
     while i < n:  # every segment read before answering, as decode_segments does
@@ -685,27 +685,19 @@ def replay_edits(block, edits):
     chain (the policy engine's plans), with one scan per edit."""
     cdef bytes out = _bytes(block), hdr
     cdef const unsigned char *p
-    cdef Py_ssize_t size, i, vs = 0, ve, cs = 0, ce = 0, n
-    cdef int t, flags
-    cdef bint found
+    cdef Py_ssize_t cs = 0, ce = 0, n
+    cdef int t, flags, got
     cdef object cur, new
     for e in edits:
         t = e[0]
         flags = _WELL_KNOWN_FLAGS[t]  # first, as in the twin (a KeyError for a type without)
         # Every attribute framed, as as4.attr_spans frames the whole block.
         p = <const unsigned char *>PyBytes_AS_STRING(out)
-        size = PyBytes_GET_SIZE(out)
-        i = 0
-        found = False
-        while i < size:
-            ve = attr_end(p, size, i, &vs)
-            if not found and p[i + 1] == t:
-                found = True
-                flags = p[i]
-                cs = vs
-                ce = ve
-            i = ve
-        cur = out[cs:ce] if found else None
+        got = first_attr(p, PyBytes_GET_SIZE(out), t, &cs, &ce)
+        cur = None
+        if got >= 0:
+            flags = got
+            cur = out[cs:ce]
         if len(e) == 2:
             new = e[1]
         elif cur:
