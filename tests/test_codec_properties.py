@@ -580,6 +580,8 @@ def _replays(f, block, edits):
 @example(block=bytes.fromhex("400101004003040a000001c0200c") + bytes(12),
          edits=((32, bytes(12), 12, bytes(12)),))  # already there: the block itself
 @example(block=bytes.fromhex("400101"), edits=((5, bytes(300)),))  # a value past 255 octets
+@example(block=bytes.fromhex("400101"), edits=((5, bytes(255)),))  # the longest without Extended Length
+@example(block=bytes.fromhex("400101"), edits=((5, bytes(256)),))  # the shortest with it
 def test_replay_edits_readers_agree(block, edits):
     """replay_edits (a planned import policy applied to a block) of the
     compiled codec equals as4's on any bytes and edits: the same block,

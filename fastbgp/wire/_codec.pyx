@@ -683,7 +683,7 @@ def replay_edits(block, edits):
     """as4.replay_edits: ``block`` after an import policy's edits (None
     when only its actions can say).  Once per attribute set and import
     chain (the policy engine's plans), with one scan per edit."""
-    cdef bytes out = _bytes(block), hdr
+    cdef bytes out = _bytes(block)
     cdef const unsigned char *p
     cdef Py_ssize_t cs = 0, ce = 0, n
     cdef int t, flags, got
@@ -708,17 +708,69 @@ def replay_edits(block, edits):
             new = e[3]
             if not new:
                 return None  # what removing the attribute would take
-        # as4.encode_attr with the Extended Length bit cleared first.
-        flags &= ~0x10
-        n = len(new)
-        if n > 255:
-            hdr = bytes((flags | 0x10, t, n >> 8, n & 0xFF))
-        else:
-            hdr = bytes((flags, t, n))
-        out = splice_attr(out, t, hdr + new)
+        # as4.encode_attr (Extended Length bit cleared first, set again
+        # for a value over 255 octets) spliced in: one new block, built in
+        # place (once per attribute set and chain, but a table brings tens
+        # of thousands of sets).
+        out = _splice_value(out, t, flags & ~0x10, _bytes(new))
         if out is None:
             return None
     return block if out == block else out
+
+
+cdef int _splice_span(bytes b, int type_code, Py_ssize_t *start, Py_ssize_t *stop) except -2:
+    """Where attribute ``type_code`` sits in ``b`` (``start``..``stop``,
+    an empty span where it would be inserted in type order): 0, or -1
+    when the types are not strictly increasing; IndexError as
+    as4.attr_spans, every attribute being framed before any verdict."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t i = 0, vs = 0, ve
+    cdef int prev = -1
+    cdef bint found = False, unsorted = False
+    start[0] = stop[0] = size
+    while i < size:
+        ve = attr_end(p, size, i, &vs)
+        if p[i + 1] <= prev:
+            unsorted = True
+        prev = p[i + 1]
+        if not found and p[i + 1] >= type_code:
+            found = True
+            start[0] = i
+            stop[0] = ve if p[i + 1] == type_code else i
+        i = ve
+    if unsorted:
+        return -1
+    if stop[0] > size:
+        stop[0] = size  # a length past the end: the slice clips, as in the twin
+    return 0
+
+
+cdef object _splice_value(bytes b, int t, int flags, bytes value):
+    """splice_attr(b, t, as4.encode_attr(flags, t, value)) with
+    ``flags`` lacking the Extended Length bit, in one allocation."""
+    cdef Py_ssize_t start, stop, n = PyBytes_GET_SIZE(value), h = 4 if n > 255 else 3
+    if n > 0xFFFF:
+        raise ValueError("bytes must be in range(0, 256)")  # as encode_attr's length octets
+    if _splice_span(b, t, &start, &stop) < 0:
+        return None
+    cdef const char *p = PyBytes_AS_STRING(b)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, start + h + n + size - stop)
+    cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)
+    memcpy(o, p, start)
+    o += start
+    if h == 4:  # RFC 4271 §4.3 Extended Length
+        o[0] = <unsigned char>(flags | 0x10)
+        o[2] = <unsigned char>(n >> 8)
+        o[3] = <unsigned char>(n & 0xFF)
+    else:
+        o[0] = <unsigned char>flags
+        o[2] = <unsigned char>n
+    o[1] = <unsigned char>t
+    memcpy(o + h, PyBytes_AS_STRING(value), n)
+    memcpy(o + h + n, p + stop, size - stop)
+    return out
 
 
 def splice_attr(block, int type_code, encoded):
@@ -726,25 +778,9 @@ def splice_attr(block, int type_code, encoded):
     inserted in type order or (``encoded`` b"") removed; None when the
     types are not strictly increasing."""
     cdef bytes b = _bytes(block), e = _bytes(encoded)
-    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(b)
-    cdef Py_ssize_t i = 0, vs = 0, ve, start = size, stop = size
-    cdef int prev = -1
-    cdef bint found = False, unsorted = False
-    while i < size:  # every attribute framed (as attr_spans does) before any verdict
-        ve = attr_end(p, size, i, &vs)
-        if p[i + 1] <= prev:
-            unsorted = True
-        prev = p[i + 1]
-        if not found and p[i + 1] >= type_code:
-            found = True
-            start = i
-            stop = ve if p[i + 1] == type_code else i
-        i = ve
-    if unsorted:
+    cdef Py_ssize_t start, stop
+    if _splice_span(b, type_code, &start, &stop) < 0:
         return None
-    if stop > size:
-        stop = size  # a length past the end: the slice clips, as in the twin
     return b[:start] + e + b[stop:]
 
 
