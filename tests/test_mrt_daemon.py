@@ -259,8 +259,22 @@ def _received(h, fam, prefix):
     return {q[0]: q[4] for q in h.call(lambda: h.daemon.ribs[fam].paths(prefix, received=True))}
 
 
+def _table_of_the_updates_test(h):
+    """The routes test_updates_dump_holds_what_the_peer_sent leaves in the
+    RIB (V4[0] with its MED and communities, V6[0]), announced here when
+    this test runs without it (``-k``): the module's tests share one daemon."""
+    if [r.prefix for r in h.rib("ipv4-unicast")] == [V4[0]] and len(h.rib("ipv6-unicast")) == 1:
+        return
+    h.call(h.speaker.announce, [V4[0]], as_path=[65020], med=7, communities=["65002:1"],
+           large_communities=["65002:1:2"])
+    h.call(h.speaker.announce, V6, next_hop="2001:db8::2", as_path=[65020, 65021])
+    h.wait_for(lambda: [r.prefix for r in h.rib("ipv4-unicast")] == [V4[0]] and len(h.rib("ipv6-unicast")) == 1,
+               "the routes in the RIB")
+
+
 def test_rib_snapshot_holds_the_routes(harness):
     h = harness
+    _table_of_the_updates_test(h)
     # The IPv6 route changes (a MED) in a later second than the IPv4 one
     # was received: RFC 6396 §4.3.4's originated time must be each path's
     # own receive time, not one per peer or the time of the dump.

@@ -359,8 +359,8 @@ def test_bmp_pre_policy_dump_reads_the_view(run, tmp_path):
             lp222 = b"\x40\x05\x04\x00\x00\x00\xde"  # LOCAL_PREF 222, as the policy sets it
             post = table(d, pid)
             assert len(post) == 2 and all(lp222 in attrs for attrs, _nh in post.values())
-            for body in pre.values():
-                attrs = codec.parse_update(body[19:], DEFAULT_CONTEXT).attrs
+            for msg in pre.values():
+                attrs = codec.parse_update(msg[19:], DEFAULT_CONTEXT).attrs
                 assert lp222 not in bytes(attrs)  # as received
         finally:
             await a.stop()
