@@ -35,10 +35,12 @@ def select(load):
 def export(namespace, compiled, twin, what, api):
     """Fill a selector module's ``namespace`` (its ``globals()``): ``load``
     and ``NO_EXTENSIONS`` (the contract fastbgp.testing.plugin relies on) and
-    the names ``api`` taken from the selected implementation."""
+    the names ``api`` taken from the selected implementation, which it
+    returns."""
     load = loader(namespace["__package__"], compiled, twin, what)
     impl = select(load)
     namespace["NO_EXTENSIONS"] = NO_EXTENSIONS
     namespace["load"] = load
     for name in api:
         namespace[name] = getattr(impl, name)
+    return impl

@@ -37,9 +37,19 @@ For MP_REACH families intern ``(u.attrs, next_hop)`` and export with
 from fastbgp import implementation as _select
 
 from fastbgp.rib._rib_py import EMPTY, MAX_PATHS, MAX_PEER_ID, PATH_STALE, RECEIVED_MAX, RECEIVED_MIN, ChangeSet  # noqa: F401
-from fastbgp.rib.attrs import AttrInfo, AttrTable, propagate_attrs  # noqa: F401
+from fastbgp.rib import attrs as _attrs
+from fastbgp.rib.attrs import AttrInfo, propagate_attrs  # noqa: F401
 
 # The names every implementation provides; tests check both modules export them.
 API = ("IMPLEMENTATION", "Rib", "record_words")
 
-_select.export(globals(), "._rib", "._rib_py", "RIB", API)
+_impl = _select.export(globals(), "._rib", "._rib_py", "RIB", API)
+
+
+class AttrTable(_attrs.AttrTable):
+    """``attrs.AttrTable`` recording new sets with the selected RIB's
+    ``record_words`` (compiled when built: one C walk per new set), the
+    table the daemon and the benchmarks use."""
+
+    def __init__(self, med_missing_as_worst=False, record_words=None):
+        super().__init__(med_missing_as_worst, record_words if record_words is not None else _impl.record_words)

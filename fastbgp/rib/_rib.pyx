@@ -942,7 +942,7 @@ cdef class _Selection(_SlotTable):
     cdef vector[uint32_t] zero  # attribute ids whose last reference went
 
     def __cinit__(self, afi, attrs=None, always_compare_med=False):
-        self.attrs = attrs if attrs is not None else _attrs.AttrTable()
+        self.attrs = attrs if attrs is not None else _attrs.AttrTable(record_words=record_words)
         self.always_compare_med = bool(always_compare_med)
         self.peer_recs = {}
         # Sized for the worst case once; untouched pages of these large

@@ -18,7 +18,7 @@ import time
 
 import msgspec
 
-from fastbgp.rib.attrs import F_ORIGINATOR_ID, W_FLAGS, W_REFS, WORDS, AttrTable, parse_fields
+from fastbgp.rib.attrs import F_ORIGINATOR_ID, W_FLAGS, W_REFS, WORDS, AttrTable, record_words  # noqa: F401 (API)
 
 IMPLEMENTATION = "python"
 
@@ -83,13 +83,6 @@ class ChangeSet(msgspec.Struct, frozen=True, gc=False):
 # For comparisons only: operations return a fresh empty ChangeSet each time,
 # so a consumer that edits the dicts of one cannot affect another.
 EMPTY = ChangeSet({}, b"", 0, 0, {})
-
-
-def record_words(attrs, next_hop=b"", med_missing_as_worst=False):
-    """The record words (less the refcount) of one canonical attribute
-    block, what AttrTable.intern stores for each new set: parse_fields'
-    first half.  The compiled RIB walks the block in C instead."""
-    return parse_fields(attrs, next_hop, med_missing_as_worst)[0]
 
 
 def empty_changeset():
@@ -493,7 +486,7 @@ class Rib(_PeerRemoval):
     def __init__(self, afi, attrs=None, always_compare_med=False):
         self._bits = family_bits(afi)
         self.afi = afi
-        self.attrs = attrs if attrs is not None else AttrTable()
+        self.attrs = attrs if attrs is not None else AttrTable(record_words=record_words)
         self.always_compare_med = bool(always_compare_med)
         self._width = self._bits // 8
         full = (1 << self._bits) - 1

@@ -154,6 +154,17 @@ def neighbor_as(segments):
     return 0
 
 
+def record_words(attrs, next_hop=b"", med_missing_as_worst=False):
+    """The record words (less the refcount) of one canonical attribute
+    block, what AttrTable.intern stores for each new set: parse_fields'
+    first half.  The compiled RIB's record_words walks the block in C
+    (tests/test_attr_record.py holds the two equal)."""
+    return parse_fields(attrs, next_hop, med_missing_as_worst)[0]
+
+
+_OWN_WORDS = record_words  # AttrTable's default (its parameter has the same name)
+
+
 def parse_fields(attrs, next_hop=b"", med_missing_as_worst=False):
     """(words for the record minus the refcount, AttrInfo fields dict) of one
     canonical attribute block.  ``next_hop``: the MP_REACH next hop, which
@@ -254,11 +265,10 @@ class AttrTable:
 
     def __init__(self, med_missing_as_worst=False, record_words=None):
         self.med_missing_as_worst = bool(med_missing_as_worst)
-        if record_words is None:
-            # The selected RIB's (compiled when built): a new set's record
-            # in one C walk rather than parse_fields (its twin).
-            from fastbgp.rib import record_words
-        self._words = record_words  # (attrs, next_hop, med_missing_as_worst) -> the record words
+        # (attrs, next_hop, med_missing_as_worst) -> the record words: this
+        # module's own unless the caller gives the compiled RIB's (one C walk
+        # per new set; fastbgp.rib.AttrTable does, as the RIBs' defaults do).
+        self._words = record_words if record_words is not None else _OWN_WORDS
         self._ids = {}  # key -> id; key = attrs, or (attrs, next_hop)
         self._blocks = []  # id -> attrs bytes (None when free)
         self._nh = []  # id -> MP next hop given to intern (b"" if none)
