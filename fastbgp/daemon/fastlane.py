@@ -278,9 +278,7 @@ class FastLane:
         imp = self.importer
         pid = nb.pid
         seen = state if self.uses_rpki else None  # the chain sees the state only when it asks
-        res = nb.import_cache.get((fam, attrs, nh, seen), MISS)
-        if res is MISS:
-            res = imp.import_(nb, fam, attrs, nh, seen)
+        res = imp.import_(nb, fam, attrs, nh, seen)  # its cache first (one look-up), filled on a miss
         if res is None:
             # Rejected by import policy: withdrawn from the post-policy RIB,
             # kept in the pre-policy view (every time: nothing maps it back).
