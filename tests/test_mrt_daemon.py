@@ -73,6 +73,9 @@ interval = 1
 
 V4 = ["203.0.113.0/24", "203.0.113.128/25"]
 V6 = ["2001:db8:100::/48"]
+# What the peer announces with them (the dumps' expected lines read these values).
+V4_ATTRS = dict(as_path=[65020], med=7, communities=["65002:1"], large_communities=["65002:1:2"])
+V6_ATTRS = dict(next_hop="2001:db8::2", as_path=[65020, 65021])
 BGPDUMP = shutil.which("bgpdump")
 
 
@@ -183,8 +186,8 @@ def _bgpdump(path, *opts):
 def test_updates_dump_holds_what_the_peer_sent(harness):
     h = harness
     sent = _capture_sent(h)
-    h.call(h.speaker.announce, V4, as_path=[65020], med=7, communities=["65002:1"], large_communities=["65002:1:2"])
-    h.call(h.speaker.announce, V6, next_hop="2001:db8::2", as_path=[65020, 65021])
+    h.call(h.speaker.announce, V4, **V4_ATTRS)
+    h.call(h.speaker.announce, V6, **V6_ATTRS)
     h.wait_for(lambda: len(h.rib("ipv4-unicast")) == 2 and len(h.rib("ipv6-unicast")) == 1, "routes in the RIB")
     h.call(h.speaker.withdraw, [V4[1]])
     h.wait_for(lambda: len(h.rib("ipv4-unicast")) == 1, "withdrawal in the RIB")
@@ -263,13 +266,14 @@ def _table_of_the_updates_test(h):
     """The routes test_updates_dump_holds_what_the_peer_sent leaves in the
     RIB (V4[0] with its MED and communities, V6[0]), announced here when
     this test runs without it (``-k``): the module's tests share one daemon."""
-    if [r.prefix for r in h.rib("ipv4-unicast")] == [V4[0]] and len(h.rib("ipv6-unicast")) == 1:
+    def left():
+        return [r.prefix for r in h.rib("ipv4-unicast")] == [V4[0]] and len(h.rib("ipv6-unicast")) == 1
+
+    if left():
         return
-    h.call(h.speaker.announce, [V4[0]], as_path=[65020], med=7, communities=["65002:1"],
-           large_communities=["65002:1:2"])
-    h.call(h.speaker.announce, V6, next_hop="2001:db8::2", as_path=[65020, 65021])
-    h.wait_for(lambda: [r.prefix for r in h.rib("ipv4-unicast")] == [V4[0]] and len(h.rib("ipv6-unicast")) == 1,
-               "the routes in the RIB")
+    h.call(h.speaker.announce, [V4[0]], **V4_ATTRS)
+    h.call(h.speaker.announce, V6, **V6_ATTRS)
+    h.wait_for(left, "the routes in the RIB")
 
 
 def test_rib_snapshot_holds_the_routes(harness):
@@ -281,7 +285,7 @@ def test_rib_snapshot_holds_the_routes(harness):
     (t4,) = _received(h, IPV4_UNICAST, V4[0]).values()
     while int(time.time()) <= t4:
         time.sleep(0.05)
-    h.call(h.speaker.announce, V6, next_hop="2001:db8::2", as_path=[65020, 65021], med=9)
+    h.call(h.speaker.announce, V6, med=9, **V6_ATTRS)
     h.wait_for(lambda: [r.med for r in h.rib("ipv6-unicast")] == [9], "the changed IPv6 route")
     (t6,) = _received(h, IPV6_UNICAST, V6[0]).values()
     assert t6 > t4
