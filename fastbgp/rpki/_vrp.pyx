@@ -11,10 +11,9 @@ Layout, chosen so 500k VRPs fit in tens of megabytes with no Python object
 per VRP:
 
 * one open-addressing hash table (linear probing, load at most 1/2,
-  backward-shift deletion) for both families, 32-octet slots keyed by the
+  backward-shift deletion) for both families, 24-octet slots keyed by the
   VRP prefix (high 64 bits, low 64 bits, family << 8 | length; host bits
-  cleared) holding the index of the first VRP on that prefix in a pool,
-  and that VRP's ASN and max length (read without the pool);
+  cleared) holding the index of the first VRP on that prefix in a pool;
 * in front of the slots, a one-hash filter of eight bits per slot
   (1 MiB for 500k VRPs) that stays in cache: a probe for a prefix holding
   no VRP, which is most probes, mostly stops there (VrpMap below);
@@ -56,12 +55,8 @@ cdef extern from *:
     #include <new>
     struct VrpKey { uint64_t hi; uint64_t lo; uint32_t fl; };
     /* One slot of the open-addressing table; fl == 0 marks it empty (a
-       real key has the family in fl's high bits).  The ASN and max length
-       of the chain's head VRP are kept in the slot as well: a route is
-       mostly Valid by the head of the first chain it finds, which then
-       costs no read of the pool (a second cache miss per route).  32
-       octets, so no slot straddles two cache lines. */
-    struct VrpSlot { uint64_t hi; uint64_t lo; uint32_t fl; uint32_t head; uint32_t asn; uint32_t maxlen; };
+       real key has the family in fl's high bits). */
+    struct VrpSlot { uint64_t hi; uint64_t lo; uint32_t fl; uint32_t head; };
     /* The slots, and a filter in front of them: eight bits per slot
        (1 MiB for 500k VRPs), one set for every key added, so that
        validation's probe of a length holding no VRP on the route's
@@ -98,22 +93,17 @@ cdef extern from *:
     static inline size_t vrp_bit(const VrpMap *m, uint64_t h) {
         return (size_t)(h >> 24) & m->bmask;
     }
-    /* The slot of a key, or NULL. */
-    static inline const VrpSlot *vrpmap_slot(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
+    static inline uint32_t vrpmap_get(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
         uint64_t h = vrp_hash(hi, lo, fl);
         size_t b = vrp_bit(m, h);
-        if (!((m->bits[b >> 6] >> (b & 63)) & 1)) return NULL;
+        if (!((m->bits[b >> 6] >> (b & 63)) & 1)) return 0xFFFFFFFFu;
         size_t i = (size_t)h & m->mask;
         for (;;) {
             const VrpSlot *s = &m->slots[i];
-            if (!s->fl) return NULL;
-            if (s->fl == fl && s->hi == hi && s->lo == lo) return s;
+            if (!s->fl) return 0xFFFFFFFFu;
+            if (s->fl == fl && s->hi == hi && s->lo == lo) return s->head;
             i = (i + 1) & m->mask;
         }
-    }
-    static inline uint32_t vrpmap_get(const VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) {
-        const VrpSlot *s = vrpmap_slot(m, hi, lo, fl);
-        return s ? s->head : 0xFFFFFFFFu;
     }
     /* The filter sized for the slots (8 bits per slot) from the keys held. */
     static void vrpmap_refilter(VrpMap *m) {
@@ -145,21 +135,19 @@ cdef extern from *:
         free(old);
         vrpmap_refilter(m);
     }
-    /* Key -> head v of its chain, whose ASN and max length are asn and maxlen. */
-    static inline void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v,
-                                  uint32_t asn, uint32_t maxlen) {
+    static inline void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) {
         if ((m->used + 1) * 2 > m->mask + 1) vrpmap_grow(m);  /* load factor <= 1/2 */
         uint64_t h = vrp_hash(hi, lo, fl);
         size_t i = (size_t)h & m->mask;
         for (;;) {
             VrpSlot *s = &m->slots[i];
             if (!s->fl) {
-                s->hi = hi; s->lo = lo; s->fl = fl; s->head = v; s->asn = asn; s->maxlen = maxlen; m->used++;
+                s->hi = hi; s->lo = lo; s->fl = fl; s->head = v; m->used++;
                 size_t b = vrp_bit(m, h);
                 m->bits[b >> 6] |= (uint64_t)1 << (b & 63);
                 return;
             }
-            if (s->fl == fl && s->hi == hi && s->lo == lo) { s->head = v; s->asn = asn; s->maxlen = maxlen; return; }
+            if (s->fl == fl && s->hi == hi && s->lo == lo) { s->head = v; return; }
             i = (i + 1) & m->mask;
         }
     }
@@ -198,16 +186,11 @@ cdef extern from *:
         uint64_t hi
         uint64_t lo
         uint32_t fl
-    cdef struct VrpSlot:
-        uint32_t head
-        uint32_t asn
-        uint32_t maxlen
     cdef cppclass VrpMap:
         VrpMap() except +
         void clear() except +
     uint32_t vrpmap_get(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
-    const VrpSlot *vrpmap_slot(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) nogil
-    void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v, uint32_t asn, uint32_t maxlen) except +
+    void vrpmap_set(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl, uint32_t v) except +
     void vrpmap_erase(VrpMap *m, uint64_t hi, uint64_t lo, uint32_t fl) except +
     void vrpmap_dump(VrpMap *m, vector[VrpKey] &keys, vector[uint32_t] &heads) except +
 
@@ -332,7 +315,7 @@ cdef class VrpTable:
                 raise MemoryError("VRP pool full")
             i = <uint32_t>self._pool.size()
             self._pool.push_back(e)
-        vrpmap_set(self._map, hi, lo, fl, i, a, m)
+        vrpmap_set(self._map, hi, lo, fl, i)
         self._lengths[f][plen] += 1
         self._count[f] += 1
         return True
@@ -343,7 +326,7 @@ cdef class VrpTable:
         self._args(afi, addr, plen, maxlen, asn, &hi, &lo)
         cdef int f = afi - 1
         cdef uint32_t fl = (afi << 8) | plen
-        cdef uint32_t prev, j
+        cdef uint32_t prev
         cdef uint32_t i = self._find(vrpmap_get(self._map, hi, lo, fl), asn, maxlen, &prev)
         if i == NIL:
             return False
@@ -351,8 +334,7 @@ cdef class VrpTable:
             if self._pool[i].next == NIL:
                 vrpmap_erase(self._map, hi, lo, fl)
             else:
-                j = self._pool[i].next
-                vrpmap_set(self._map, hi, lo, fl, j, self._pool[j].asn, self._pool[j].maxlen)
+                vrpmap_set(self._map, hi, lo, fl, self._pool[i].next)
         else:
             self._pool[prev].next = self._pool[i].next
         self._pool[i].next = self._free
@@ -373,7 +355,6 @@ cdef class VrpTable:
         cdef bint found = False
         cdef uint64_t h, l
         cdef uint32_t i
-        cdef const VrpSlot *s
         # Most specific first: a route with a VRP of its own length (the
         # usual ROA) is found Valid by the first probe.
         for length in range(plen, -1, -1):
@@ -382,18 +363,13 @@ cdef class VrpTable:
             h = hi
             l = lo
             _mask(&h, &l, length)
-            s = vrpmap_slot(self._map, h, l, (fam << 8) | length)
-            if s != NULL:
+            i = vrpmap_get(self._map, h, l, (fam << 8) | length)
+            if i != NIL:
                 found = True
                 # RFC 6811 §2: a VRP matches when it covers the route, its
                 # ASN equals the origin and the route is no longer than
                 # maxLength; AS 0 never matches (RFC 6483 §4), nor does
-                # origin NONE.  The head's ASN and max length from the slot
-                # (the pool holds the same), the rest of the chain from
-                # the pool.
-                if s.asn == origin and plen <= <int>s.maxlen and s.asn != 0:
-                    return S_VALID
-                i = self._pool[s.head].next
+                # origin NONE.
                 while i != NIL:
                     if self._pool[i].asn == origin and plen <= self._pool[i].maxlen and self._pool[i].asn != 0:
                         return S_VALID
