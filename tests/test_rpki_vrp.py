@@ -75,6 +75,34 @@ def test_rfc6811_rules(vrp_impl):
     assert len(t) == 0 and t.validate(1, *v4("192.0.2.0/24"), 64496) == NOT_FOUND
 
 
+@pytest.mark.parametrize("afi, net", [(1, "192.0.2.0/24"), (2, "2001:db8::/48"),
+                                       (2, "2001:db8::1:0:0/96"), (2, "2001:db8::/96")])
+def test_a_chain_head_removed_or_replaced(vrp_impl, afi, net):
+    """Several VRPs on one prefix: the newest is the chain's head (the
+    compiled slot keeps its ASN and max length when the key's low 64 bits
+    are zero: IPv4, IPv6 up to /64, the /96 whose bits 64-95 are zero,
+    not the other /96); removing the
+    head, a middle VRP or the tail leaves the others deciding alone."""
+    t = vrp_impl.VrpTable()
+    addr, plen = v6(net)
+    addr = addr[:4] if afi == 1 else addr
+    for asn, extra in ((64496, 0), (64497, 1), (64498, 0)):
+        assert t.add(afi, addr, plen, plen + extra, asn)
+    longer = plen + 1
+    assert [t.validate(afi, addr, plen, a) for a in (64496, 64497, 64498, 64499)] == [VALID] * 3 + [INVALID]
+    assert [t.validate(afi, addr, longer, a) for a in (64496, 64497, 64498)] == [INVALID, VALID, INVALID]
+    assert t.remove(afi, addr, plen, plen, 64498)  # the head
+    assert [t.validate(afi, addr, plen, a) for a in (64496, 64497, 64498)] == [VALID, VALID, INVALID]
+    assert t.remove(afi, addr, plen, plen + 1, 64497)  # the new head
+    assert [t.validate(afi, addr, longer, a) for a in (64496, 64497)] == [INVALID, INVALID]
+    assert t.add(afi, addr, plen, plen + 1, 64499)  # a new head again
+    assert t.remove(afi, addr, plen, plen, 64496)  # the tail
+    assert [t.validate(afi, addr, longer, a) for a in (64496, 64499)] == [INVALID, VALID]
+    assert t.entries(afi) == [(addr, plen, plen + 1, 64499)]
+    assert t.remove(afi, addr, plen, plen + 1, 64499)
+    assert t.validate(afi, addr, plen, 64499) == NOT_FOUND and len(t) == 0
+
+
 def test_ipv6_and_families_are_separate(vrp_impl):
     t = vrp_impl.VrpTable()
     t.add(2, *v6("2001:db8::/32"), 48, 64496)
@@ -291,7 +319,8 @@ def test_many_adds_and_removes_stay_equal_to_the_twin(both_vrps):
         else:
             afi = rnd.choice((1, 2))
             width = 32 if afi == 1 else 128
-            plen = rnd.randint(8, 24 if afi == 1 else 48)
+            # IPv6 past /64 now and then: keys whose low 64 bits count
+            plen = rnd.randint(8, 24) if afi == 1 else rnd.choice((rnd.randint(8, 48), rnd.randint(60, 126)))
             value = rnd.getrandbits(width) & (((1 << plen) - 1) << (width - plen))
             v = (afi, value.to_bytes(width // 8, "big"), plen, plen + rnd.randint(0, 2), rnd.randint(1, 5))
             added = [t.add(*v) for t in tables]
