@@ -275,6 +275,11 @@ cdef class VrpTable:
     cdef uint32_t _free
     cdef Py_ssize_t _lengths[2][129]
     cdef Py_ssize_t _count[2]
+    # The VRP that made the last Valid route Valid (see _state); _vfam 0:
+    # none.  Forgotten on every change of the table.
+    cdef uint32_t _vfam, _vasn
+    cdef int _vlen, _vmax
+    cdef uint64_t _vhi, _vlo
 
     def __cinit__(self):
         self._map = new VrpMap()
@@ -288,6 +293,7 @@ cdef class VrpTable:
         self._pool.clear()
         self._pool.shrink_to_fit()
         self._free = NIL
+        self._vfam = 0
         cdef int f, i
         for f in range(2):
             self._count[f] = 0
@@ -347,6 +353,7 @@ cdef class VrpTable:
             i = <uint32_t>self._pool.size()
             self._pool.push_back(e)
         vrpmap_set(self._map, hi, lo, fl, i, a, m)
+        self._vfam = 0
         self._lengths[f][plen] += 1
         self._count[f] += 1
         return True
@@ -361,6 +368,7 @@ cdef class VrpTable:
         cdef uint32_t i = self._find(vrpmap_get(self._map, hi, lo, fl), asn, maxlen, &prev)
         if i == NIL:
             return False
+        self._vfam = 0  # the remembered Valid VRP may be this one
         if prev == NIL:
             if self._pool[i].next == NIL:
                 vrpmap_erase(self._map, hi, lo, fl)
@@ -382,12 +390,35 @@ cdef class VrpTable:
         cdef uint32_t prev
         return self._find(vrpmap_get(self._map, hi, lo, (afi << 8) | plen), asn, maxlen, &prev) != NIL
 
+    cdef inline void _remember(self, uint32_t fam, uint64_t h, uint64_t l, int length, int maxlen,
+                               uint32_t asn) noexcept nogil:
+        self._vfam = fam
+        self._vhi = h
+        self._vlo = l
+        self._vlen = length
+        self._vmax = maxlen
+        self._vasn = asn
+
     cdef int _state(self, int f, uint32_t fam, uint64_t hi, uint64_t lo, int plen, long long origin) noexcept nogil:
         cdef int length
         cdef bint found = False
         cdef uint64_t h, l
         cdef uint32_t i
         cdef const VrpSlot *s
+        cdef uint32_t asn
+        cdef int maxlen
+        # RFC 6811 §2: one covering VRP that matches makes a route Valid,
+        # whatever else covers it.  Routes come in address order, those of
+        # one UPDATE sharing an origin, so the VRP that made the last route
+        # Valid often covers and matches the next one too: checked first,
+        # it spares the probes below (a route of a /24 under a /16's VRP
+        # probes nine lengths).  Any change of the table forgets it.
+        if self._vfam == fam and self._vasn == origin and self._vlen <= plen <= self._vmax:
+            h = hi
+            l = lo
+            _mask(&h, &l, self._vlen)
+            if h == self._vhi and l == self._vlo:
+                return S_VALID
         # Most specific first: a route with a VRP of its own length (the
         # usual ROA) is found Valid by the first probe.
         for length in range(plen, -1, -1):
@@ -406,11 +437,15 @@ cdef class VrpTable:
                 # holds the same): the pool is read only past the head.
                 i = s.head
                 if s.fl & VRP_PACKED:
-                    if <long long>(s.lo >> 8) == origin and plen <= <int>(s.lo & 0xFF) and (s.lo >> 8) != 0:
+                    asn = <uint32_t>(s.lo >> 8)
+                    maxlen = <int>(s.lo & 0xFF)
+                    if asn == origin and plen <= maxlen and asn != 0:
+                        self._remember(fam, h, l, length, maxlen, asn)
                         return S_VALID
                     i = self._pool[i].next
                 while i != NIL:
                     if self._pool[i].asn == origin and plen <= self._pool[i].maxlen and self._pool[i].asn != 0:
+                        self._remember(fam, h, l, length, self._pool[i].maxlen, self._pool[i].asn)
                         return S_VALID
                     i = self._pool[i].next
         return S_INVALID if found else S_NOT_FOUND
