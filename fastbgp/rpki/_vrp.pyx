@@ -25,7 +25,12 @@ per VRP:
 * per family a count of VRPs per prefix length, so validating a route probes
   only the lengths up to its own that hold a VRP (RFC 6811 §2: the covering
   VRPs are exactly those on a prefix of the route's address no longer than
-  the route).
+  the route);
+* the VRP that made the last route Valid, checked before any probe (the
+  next route of an UPDATE is often under it), forgotten on any change.
+
+Slot and filter arrays from 256 KiB are mappings of their own, in
+transparent huge pages from 2 MiB (vrp_zalloc below).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
