@@ -81,16 +81,6 @@ cdef extern from *:
     static inline int slot_is(const VrpSlot *s, uint64_t hi, uint64_t lo, uint32_t fl) {
         return lo ? (s->fl == fl && s->hi == hi && s->lo == lo) : (s->fl == (fl | VRP_PACKED) && s->hi == hi);
     }
-    /* The slots, and a filter in front of them: eight bits per slot
-       (1 MiB for 500k VRPs), one set for every key added, so that
-       validation's probe of a length holding no VRP on the route's
-       address -- most probes: every length down to the covering VRP, all
-       of them for a NotFound route -- reads a word of a table that stays
-       in cache instead of a slot of one that does not (k = 1 at 16 bits
-       per key: about 6 % of empty probes go on to the slots).  A removed
-       key's bit stays set (a wasted probe, never a wrong answer) until
-       the filter is rebuilt: when the slots grow, and when removals since
-       the last rebuild reach a quarter of the keys. */
     /* Zeroed arrays for the slots and the filter.  From VRP_MAP_MIN
        octets they are mappings of their own (mmap: fresh pages are zero,
        touched as keys land), not heap blocks: a grown table's old array
@@ -98,7 +88,7 @@ cdef extern from *:
        would serve the next smaller blocks from under a raised mmap
        threshold and keep the freed arrays' pages: 500k VRPs grew a test
        process's RSS by 37.5 MB fresh and about 57 MB in a process whose
-       heap earlier work had shaped (the issue's bar is 60).  From 2 MiB
+       heap earlier work had shaped (the issue's bar is 60 MB).  From 2 MiB
        they ask for transparent huge pages: every route's validation
        reads a slot at random in 24 MiB (500k VRPs), which in 4 KiB pages
        is mostly a TLB miss too (bench/rpki_vs_bird.py's routes, in
@@ -125,6 +115,16 @@ cdef extern from *:
     #endif
         free(p);
     }
+    /* The slots, and a filter in front of them: eight bits per slot
+       (1 MiB for 500k VRPs), one set for every key added, so that
+       validation's probe of a length holding no VRP on the route's
+       address -- most probes: every length down to the covering VRP, all
+       of them for a NotFound route -- reads a word of a table that stays
+       in cache instead of a slot of one that does not (k = 1 at 16 bits
+       per key: about 6 % of empty probes go on to the slots).  A removed
+       key's bit stays set (a wasted probe, never a wrong answer) until
+       the filter is rebuilt: when the slots grow, and when removals since
+       the last rebuild reach a quarter of the keys. */
     struct VrpMap {
         VrpSlot *slots; size_t mask; size_t used;
         uint64_t *bits; size_t bmask; size_t removed;
