@@ -86,9 +86,9 @@ cdef extern from *:
        touched as keys land), not heap blocks: a grown table's old array
        goes straight back to the system (munmap).  From the heap, glibc
        would serve the next smaller blocks from under a raised mmap
-       threshold and keep the freed arrays' pages: 500k VRPs grew a test
-       process's RSS by 37.5 MB fresh and about 57 MB in a process whose
-       heap earlier work had shaped (the issue's bar is 60 MB).  From 2 MiB
+       threshold and keep the freed arrays' pages, so the RSS growth of
+       500k VRPs depended on what the process had done before (37.5 MB in
+       a fresh process; the issue's bar is 60 MB).  From 2 MiB
        they ask for transparent huge pages: every route's validation
        reads a slot at random in 24 MiB (500k VRPs), which in 4 KiB pages
        is mostly a TLB miss too (bench/rpki_vs_bird.py's routes, in
