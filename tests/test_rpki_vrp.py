@@ -81,8 +81,8 @@ def test_a_chain_head_removed_or_replaced(vrp_impl, afi, net):
     """Several VRPs on one prefix: the newest is the chain's head (the
     compiled slot keeps its ASN and max length when the key's low 64 bits
     are zero: IPv4, IPv6 up to /64, the /96 whose bits 64-95 are zero,
-    not the other /96); removing the
-    head, a middle VRP or the tail leaves the others deciding alone."""
+    not the other /96); removing the head, a middle VRP or the tail leaves
+    the others deciding alone."""
     t = vrp_impl.VrpTable()
     addr, plen = v6(net)
     addr = addr[:4] if afi == 1 else addr

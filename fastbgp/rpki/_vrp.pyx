@@ -133,17 +133,19 @@ cdef extern from *:
         size_t slot_bytes() const { return (mask + 1) * sizeof(VrpSlot); }
         size_t bit_bytes() const { return (bmask + 1) / 8; }
         void release() {
-            if (slots) vrp_zfree(slots, slot_bytes());
-            if (bits) vrp_zfree(bits, bit_bytes());
+            vrp_zfree(slots, slot_bytes());
+            vrp_zfree(bits, bit_bytes());
             slots = NULL; bits = NULL;
         }
         void clear() {
-            VrpSlot *s = (VrpSlot *)vrp_zalloc(1024 * sizeof(VrpSlot));
-            uint64_t *b = (uint64_t *)vrp_zalloc(1024 * 8 / 8);
-            if (!s || !b) { vrp_zfree(s, 1024 * sizeof(VrpSlot)); vrp_zfree(b, 1024); throw std::bad_alloc(); }
+            /* 1024 slots, and their filter of 8 bits each (1024 octets). */
+            const size_t sb = 1024 * sizeof(VrpSlot), bb = 1024;
+            VrpSlot *s = (VrpSlot *)vrp_zalloc(sb);
+            uint64_t *b = (uint64_t *)vrp_zalloc(bb);
+            if (!s || !b) { vrp_zfree(s, sb); vrp_zfree(b, bb); throw std::bad_alloc(); }
             release();
             slots = s; mask = 1023; used = 0;
-            bits = b; bmask = 1024 * 8 - 1; removed = 0;
+            bits = b; bmask = bb * 8 - 1; removed = 0;
         }
     };
     static inline uint64_t vrp_hash(uint64_t hi, uint64_t lo, uint32_t fl) {
