@@ -70,7 +70,13 @@ class PrePolicy:
         self.daemon = daemon
         self.ribs: dict = {}  # family -> Rib: what the post-policy RIB cannot give back
         self.modes: dict = {}  # (pid, family) -> FULL | UNION, decided at the first store
-        self.origins: dict = {}  # pid -> {post attr id: [attrs, next hop, received attr id or None]}
+        # pid -> {post attr id: (attrs, next hop, received attr id or None)}:
+        # tuples, not lists, because the collector stops tracking a tuple of
+        # bytes and ints once it has seen it, and a full table's 10^5-10^6
+        # entries traversed by every older-generation collection cost more
+        # than the import they come with (bench/import_small_updates.py
+        # --distinct).
+        self.origins: dict = {}
         self.origins_max = ORIGINS_MAX  # entries of ``origins`` per neighbour
         self.collect_at: dict = {}  # pid -> size of ``origins[pid]`` that triggers a collection
         self.refused: dict = {}  # pid -> new sets refused (table full) since its last collection
@@ -172,7 +178,7 @@ class PrePolicy:
             self.refused[pid] = self.refused.get(pid, 0) + 1
             return None
         table.retain(post_aid)  # this table's reference to post_aid
-        got = m[post_aid] = [attrs, nh, None]
+        got = m[post_aid] = (attrs, nh, None)
         return got
 
     def collect(self, m, pid):
@@ -191,11 +197,13 @@ class PrePolicy:
         self.collect_at[pid] = max(GC_FIRST, 2 * len(m))
         self.refused[pid] = 0
 
-    def received_id(self, pid, got):
-        """The received attribute id of an ``origins`` entry (interned
-        once, held by the entry)."""
+    def received_id(self, pid, post_aid, got):
+        """The received attribute id of ``origins[pid][post_aid]``, which is
+        ``got`` (interned once, held by the entry from then on)."""
         if got[2] is None:
-            got[2] = self.daemon.attrs.intern(got[0], source_tag(pid, got[1]))
+            rid = self.daemon.attrs.intern(got[0], source_tag(pid, got[1]))
+            self.origins[pid][post_aid] = (got[0], got[1], rid)
+            return rid
         return got[2]
 
     def keep(self, pid, fam, attrs, nh, packed, addpath):
@@ -240,7 +248,7 @@ class PrePolicy:
                     packed = self.not_in(pre, pid, packed, addpath)
                     if not packed:
                         continue
-                out.setdefault(self.received_id(pid, got), bytearray()).extend(packed)
+                out.setdefault(self.received_id(pid, aid, got), bytearray()).extend(packed)
         return [(aid, bytes(packed)) for aid, packed in out.items()]
 
     @staticmethod
@@ -266,7 +274,7 @@ class PrePolicy:
             for q in self.daemon.ribs[fam].paths(key):
                 if q[0] == pid:
                     got = m.get(q[2])
-                    return self.received_id(pid, got) if got is not None else None
+                    return self.received_id(pid, q[2], got) if got is not None else None
         return None
 
     def count(self, pid, fam):
