@@ -48,6 +48,7 @@ BMP feed.
 from __future__ import annotations
 
 from fastbgp.rib import Rib
+from fastbgp.rib.attrs import W_REFS, WORDS
 from fastbgp.rib.export import source_tag
 from fastbgp.rpki.vrp import NOT_FOUND, VALID, partition_packed
 from fastbgp.wire import codec
@@ -189,7 +190,11 @@ class PrePolicy:
         looked at O(1) times on average."""
         table = self.daemon.attrs
         self.collections += 1
-        for dead in [k for k, v in m.items() if table.refcount(k) == (2 if v[2] == k else 1)]:
+        # The counts read from the table's records (its documented layout):
+        # every id here is live, held by this table, so refcount's check
+        # per entry (three calls) is not needed.
+        rec = table.records
+        for dead in [k for k, v in m.items() if rec[k * WORDS + W_REFS] == (2 if v[2] == k else 1)]:
             table.release(dead)
             got = m.pop(dead)[2]
             if got is not None:

@@ -67,6 +67,7 @@ W_CLUSTER_LEN = 5  # CLUSTER_LIST entries
 W_FLAGS = 6
 W_REFS = 7
 WORDS = 8
+_ZERO_RECORD = array("I", bytes(4 * WORDS))  # a freed id's record (copied from, never changed)
 
 # W_FLAGS bits.
 F_LIVE = 1 << 0  # the id is allocated
@@ -345,7 +346,7 @@ class AttrTable:
         self._blocks[aid] = None
         self._nh[aid] = b""
         base = aid * WORDS
-        self.records[base : base + WORDS] = array("I", bytes(4 * WORDS))
+        self.records[base : base + WORDS] = _ZERO_RECORD
         heapq.heappush(self._free, aid)
 
     def _check(self, attr_id):
