@@ -277,8 +277,12 @@ class FastLane:
         nb = self.nb
         imp = self.importer
         pid = nb.pid
-        seen = state if self.uses_rpki else None  # the chain sees the state only when it asks
-        res = imp.import_(nb, fam, attrs, nh, seen)  # its cache first (one look-up), filled on a miss
+        # The chain sees the state only when it asks; then the import
+        # cache's key is this memo's own.
+        if self.uses_rpki:
+            res = imp.import_(nb, fam, attrs, nh, state, key)  # its cache first (one look-up), filled on a miss
+        else:
+            res = imp.import_(nb, fam, attrs, nh, None)
         if res is None:
             # Rejected by import policy: withdrawn from the post-policy RIB,
             # kept in the pre-policy view (every time: nothing maps it back).

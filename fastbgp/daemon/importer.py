@@ -353,11 +353,14 @@ class Importer:
 
     # -- import policy ---------------------------------------------------------------------------
 
-    def import_(self, nb, fam, attrs, nh, state=None):
+    def import_(self, nb, fam, attrs, nh, state=None, key=None):
         """(attrs, next hop) to store, None (rejected), or PER_PREFIX;
         computed once per attribute set and peer (and RFC 6811 ``state``
-        when the chain looks at it, see announce_in)."""
-        key = (fam, attrs, nh, state)
+        when the chain looks at it, see announce_in).  ``key``: the tuple
+        (fam, attrs, nh, state) when the caller holds one (the fast lane's
+        memo key), kept instead of a new one."""
+        if key is None:
+            key = (fam, attrs, nh, state)
         hit = nb.import_cache.get(key, MISS)
         if hit is not MISS:
             return hit

@@ -12,7 +12,7 @@ the neighbour, the family and the RFC 6811 state, such as RFC 8893's
 * rejected when its AS_PATH holds our AS or the session's local AS
   (RFC 4271 §9.1.2), one compiled walk (``codec.path_has``);
 * else the chain's plan for (context, family) replayed on the block
-  (``PolicyEngine.group_plan`` / ``replay_plan``, codec.replay_edits).
+  (``PolicyEngine.group_plan`` / ``replay_block``, codec.replay_edits).
 
 :class:`PlainImport` is that, worked out for one neighbour when its import
 cache starts (it is kept in that cache, so it goes whenever the cache's
@@ -105,8 +105,7 @@ class PlainImport:
             plan = self.plans[key] = self.engine.group_plan(self.chain, ctx, fam[0])
         if plan is None:
             return MISS
-        v = self.engine.replay_plan(plan, attrs)
-        if v is NOT_REPLAYED:
+        out = self.engine.replay_block(plan, attrs)  # a replayed plan never sets a next hop
+        if out is NOT_REPLAYED:
             return MISS
-        # A replayed plan never sets a next hop (Verdict.next_hop None).
-        return None if v is None else (v.attrs, nh)
+        return None if out is None else (out, nh)

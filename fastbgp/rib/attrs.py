@@ -285,8 +285,10 @@ class AttrTable:
         ``attrs``.  For MP_REACH families pass its next hop: two UPDATEs with
         equal attributes but different next hops are different paths.
         """
-        attrs = bytes(attrs)
-        next_hop = bytes(next_hop)
+        if type(attrs) is not bytes:  # the import's blocks are bytes already: no call for them
+            attrs = bytes(attrs)
+        if type(next_hop) is not bytes:
+            next_hop = bytes(next_hop)
         key = (attrs, next_hop) if next_hop else attrs
         aid = self._ids.get(key)
         rec = self.records

@@ -873,6 +873,16 @@ class PolicyEngine:
         """The verdict of a group_plan for ``attrs`` (None: rejected), or
         NOT_REPLAYED when the block defeats the replay (codec.replay_edits
         gives None): the caller then runs the chain (evaluate_group)."""
+        out = self.replay_block(plan, attrs)
+        if out is None or out is NOT_REPLAYED:
+            return out
+        return _verdict(Verdict, (out, None))
+
+    def replay_block(self, plan, attrs):
+        """replay_plan's answer without the Verdict, for a caller that
+        wants only the block (a replayed plan never sets a next hop): the
+        new attributes, None (rejected) or NOT_REPLAYED.  One per new
+        attribute set of a table (fastbgp.daemon.plain_import)."""
         if plan is _REJECTED:
             self.evaluations += 1
             self.replays += 1
@@ -882,7 +892,7 @@ class PolicyEngine:
             return NOT_REPLAYED
         self.evaluations += 1
         self.replays += 1
-        return _verdict(Verdict, (out, None))
+        return out
 
     def _plan(self, chain, ctx, afi):
         """What a blind ``chain`` does for (``ctx``, ``afi``), whatever the
