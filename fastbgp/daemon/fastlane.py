@@ -148,7 +148,8 @@ class FastLane:
     """One batch's fast path for one neighbour; see the module docstring."""
 
     __slots__ = ("importer", "nb", "session", "fams", "own4", "own_mp", "limits", "pre",
-                 "uses_rpki", "view", "seen", "raw", "defer", "runs", "states", "rov", "memo")
+                 "uses_rpki", "view", "seen", "raw", "defer", "runs", "states", "rov", "memo",
+                 "signal", "attrs", "tag")
 
     @classmethod
     def of(cls, importer, nb, session):
@@ -190,6 +191,12 @@ class FastLane:
         self.pre = nb.pre_policy
         self.view = importer.prepolicy
         self.uses_rpki = nb.import_chain is not None and nb.import_chain.uses_rpki
+        # For first(), once per batch: RFC 8097 signalling on (the flag
+        # changes only between batches: RpkiFeed.refresh_signal), the
+        # attribute table, the intern tag of this peer's IPv4 sets.
+        self.signal = d.rpki is not None and d.rpki.signal
+        self.attrs = d.attrs
+        self.tag = source_tag(nb.pid)
         memo = nb.lane_memo
         if memo is None or not memo.holds(session):
             importer.forget_lane(nb)
@@ -293,8 +300,9 @@ class FastLane:
         if res[0] is PER_PREFIX:
             return None
         out, out_nh = res
-        out = imp.signal_state(out, state)  # RFC 8097
-        aid = imp.daemon.attrs.intern(out, source_tag(pid, out_nh))  # held by the memo
+        if self.signal:
+            out = imp.signal_state(out, state)  # RFC 8097
+        aid = self.attrs.intern(out, source_tag(pid, out_nh) if out_nh else self.tag)  # held by the memo
         ok = self.view.store(pid, fam, attrs, nh, packed, False, aid) if self.pre else False
         got = self.seen[key] = (aid, path_mark(state), ok)
         return got
