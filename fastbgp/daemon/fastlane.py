@@ -138,10 +138,7 @@ class LaneMemo:
             return
         seen, self.seen = self.seen, {}
         self.raw = {}
-        release = table.release
-        for aid, _mark, _ok in seen.values():
-            if aid is not None:
-                release(aid)
+        table.release_many([aid for aid, _mark, _ok in seen.values() if aid is not None])
 
 
 class FastLane:
