@@ -1219,37 +1219,3 @@ def test_moving_to_huge_pages_gives_the_old_array_back():
         calls += 1
         assert calls < 10_000
     assert rss() - before < 3 << 20, (before, rss())
-
-
-def test_release_many_is_release_of_each_id_in_turn():
-    """AttrTable.release_many (the lane memo's and the pre-policy map's
-    bulk release) leaves the table as releasing each id in order does,
-    freeing an id at its last reference; a bad id raises KeyError as
-    release does, with the ids before it released and none after."""
-    def fresh():
-        t = AttrTable()
-        ids = [t.intern(mkattrs(path=(65001, i))) for i in range(4)]
-        t.retain(ids[1])
-        t.retain(ids[1])
-        t.retain(ids[2])
-        return t, ids
-
-    one, ids = fresh()
-    for aid in [ids[0], ids[1], ids[2], ids[1], ids[2]]:
-        one.release(aid)
-    many, ids_m = fresh()
-    many.release_many([ids_m[0], ids_m[1], ids_m[2], ids_m[1], ids_m[2]])
-    assert ids == ids_m
-    for aid in ids:
-        assert many.is_live(aid) == one.is_live(aid)
-        if one.is_live(aid):
-            assert many.refcount(aid) == one.refcount(aid)
-    assert not many.is_live(ids[0]) and not many.is_live(ids[2])
-    assert many.refcount(ids[1]) == 1 and many.refcount(ids[3]) == 1
-    assert len(many) == len(one) == 2
-    t, ids = fresh()
-    with pytest.raises(KeyError):
-        t.release_many([ids[3], 999, ids[1]])
-    assert not t.is_live(ids[3]) and t.refcount(ids[1]) == 3
-    with pytest.raises(KeyError):
-        t.release_many(["not an id"])

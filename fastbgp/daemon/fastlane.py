@@ -138,7 +138,10 @@ class LaneMemo:
             return
         seen, self.seen = self.seen, {}
         self.raw = {}
-        table.release_many([aid for aid, _mark, _ok in seen.values() if aid is not None])
+        release = table.release
+        for aid, _mark, _ok in seen.values():
+            if aid is not None:
+                release(aid)
 
 
 class FastLane:

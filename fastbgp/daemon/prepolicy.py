@@ -198,13 +198,11 @@ class PrePolicy:
         # every id here is live, held by this table, so refcount's check
         # per entry (three calls) is not needed.
         rec = table.records
-        ids = []
         for dead in [k for k, v in m.items() if rec[k * WORDS + W_REFS] == (2 if v[2] == k else 1)]:
-            ids.append(dead)
+            table.release(dead)
             got = m.pop(dead)[2]
             if got is not None:
-                ids.append(got)
-        table.release_many(ids)
+                table.release(got)
         self.collect_at[pid] = max(GC_FIRST, 2 * len(m))
         self.refused[pid] = 0
 

@@ -334,22 +334,6 @@ class AttrTable:
         if n == 0:
             self._free_id(attr_id)
 
-    def release_many(self, ids):
-        """``release`` of each id of ``ids`` in turn, in one call (a memo
-        or map of a table's sets let go at once); a bad id raises as
-        release does, the ones before it released."""
-        rec = self.records
-        n_ids = len(self._blocks)
-        for attr_id in ids:
-            if type(attr_id) is not int or not 0 <= attr_id < n_ids \
-                    or not rec[attr_id * WORDS + W_FLAGS] & F_LIVE:
-                self._check(attr_id)
-            i = attr_id * WORDS + W_REFS
-            n = rec[i] - 1
-            rec[i] = n
-            if n == 0:
-                self._free_id(attr_id)
-
     def collect(self, ids):
         """Called by the RIBs after a bulk operation with the ids whose count
         fell to zero during it."""
