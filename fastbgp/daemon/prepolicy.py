@@ -131,9 +131,7 @@ class PrePolicy:
         (soft-in, RPKI re-validation), which a full copy already holds.
         True when the post-policy path gives the received one back (the
         same arguments with another ``packed`` then need only ``drop``)."""
-        # Once per new attribute set of a table: mode's and drop's work
-        # written out: three Python calls fewer per set.
-        if (self.modes.get((pid, fam)) or self.mode(pid, fam)) == FULL:
+        if self.mode(pid, fam) == FULL:
             if not again:
                 self.keep(pid, fam, attrs, nh, packed, addpath)
             return False
@@ -145,9 +143,7 @@ class PrePolicy:
             if got is None:
                 got = self.map(m, pid, attrs, nh, post_aid)
             if got is not None and got[0] == attrs and got[1] == nh:
-                pre = self.ribs.get(fam)
-                if pre is not None and pre.has_peer(pid) and pre.peer_path_count(pid) > 0:
-                    pre.withdraw(pid, packed, addpath)
+                self.drop(pid, fam, packed, addpath)
                 return True
         self.keep(pid, fam, attrs, nh, packed, addpath)
         return False
