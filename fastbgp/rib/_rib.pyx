@@ -395,6 +395,11 @@ cdef struct Touch:
     uint32_t path_id
     uint16_t peer
     uint8_t had  # the prefix had a best path before the operation
+    # The operation's only change to the prefix was one new path, stored at
+    # index ``add_at`` (_apply_update): _settle may then weigh it against
+    # the old best alone (_Selection._select_added).
+    uint8_t add1
+    uint16_t add_at
 
 
 cdef inline uint32_t _stamp(uint64_t t) noexcept nogil:
@@ -1088,6 +1093,70 @@ cdef class _Selection(_SlotTable):
         return c[0]
 
     @cython.final
+    cdef inline uint64_t _tie_key(self, const RibPath *q) noexcept nogil:
+        """The key of _select's steps after MED for one path: (d) eBGP
+        first, (f) the BGP Identifier (RFC 4456 §9: ORIGINATOR_ID when
+        present), then the shortest CLUSTER_LIST; lower is better."""
+        cdef AttrRec *a = &self.arec[q.attr_id]
+        cdef PeerInfo *pi = &self.peers[q.peer]
+        cdef uint32_t v = a.originator if a.flags & F_ORIGINATOR else pi.router_id
+        return ((<uint64_t>(not pi.ebgp)) << 48) | (<uint64_t>v << 16) | \
+            (a.cluster_len if a.cluster_len < 0xFFFF else 0xFFFF)
+
+    @cython.final
+    cdef uint16_t _select_added(self, SlotBody *b, int old, int at) noexcept nogil:
+        """_select's answer when the only change since it chose ``old`` (an
+        index before the insert) is one new path, now at index ``at``, from
+        two attribute records instead of all of them.
+
+        RFC 4271 §9.1.2.2's steps remove candidates; a new path can only
+        add candidates and remove others.  When it ranks worse than the old
+        best on LOCAL_PREF / AS_PATH / ORIGIN it is out at the first step
+        and the rest runs as before; when it ranks better it alone is left.
+        On a tie, the old best stays unless the new path removes it (same
+        neighbour AS, lower MED) or would beat it later: both cases, and any
+        case where the new path's own survival of the MED step is in doubt,
+        go through _select.  A full table from many peers, each path
+        arriving alone, mostly ends here (bench/rib_floor.py p8)."""
+        cdef RibPath *p = _paths(b)
+        cdef AttrRec *R = self.arec
+        if old >= at:
+            old += 1
+        cdef AttrRec *ao = &R[p[old].attr_id]
+        cdef AttrRec *an = &R[p[at].attr_id]
+        cdef uint64_t ro = (<uint64_t>ao.lp_inv << 32) | ao.path
+        cdef uint64_t rn = (<uint64_t>an.lp_inv << 32) | an.path
+        if rn > ro:
+            return <uint16_t>old
+        if rn < ro:
+            return <uint16_t>at
+        # Equal rank: (c) MED.  With always-compare-med the old best holds
+        # the lowest MED of its rank; otherwise only its own neighbour AS
+        # compares.
+        if self.always_compare_med or an.nbr_as == ao.nbr_as:
+            if an.med > ao.med:
+                return <uint16_t>old  # removed by the old best
+            if an.med < ao.med:
+                return self._select(b)  # it removes the old best
+        cdef uint64_t ko = self._tie_key(&p[old])
+        cdef uint64_t kn = self._tie_key(&p[at])
+        cdef int c
+        if kn > ko:
+            return <uint16_t>old
+        if kn == ko:
+            c = memcmp(self.peers[p[at].peer].addr, self.peers[p[old].peer].addr, 16)
+            if c > 0 or (c == 0 and at > old):
+                return <uint16_t>old
+        # The new path would win.  It survives the MED step for sure when it
+        # shares the old best's neighbour AS and MED (anything removing it
+        # would have removed the old best) or MED is compared across ASes
+        # (the old best's MED is the lowest); else another path of its AS
+        # with a lower MED may remove it: look at them all.
+        if self.always_compare_med or an.nbr_as == ao.nbr_as:
+            return <uint16_t>at
+        return self._select(b)
+
+    @cython.final
     cdef int _med_filter(self, RibPath *p, uint16_t *c, int m) noexcept nogil:
         cdef AttrRec *R = self.arec
         cdef int i, j, k = 0, lo, hi, mid
@@ -1219,6 +1288,10 @@ cdef class _Changes(_Selection):
 
     cdef public Py_ssize_t refused  # paths refused: the prefix had MAXP already
     cdef vector[Touch] touched
+    # A prefix was touched twice by the operation (ADD-PATH ids, a prefix
+    # repeated in update_many's runs): its Touch.add1 says nothing of the
+    # second change, so _settle selects among all paths of every prefix.
+    cdef bint retouch
     cdef vector[PKey] dead
     cdef vector[EmitRec] recs
     cdef RibGroups groups  # (peer << 32 | attr_id) -> announced prefixes
@@ -1359,6 +1432,8 @@ cdef class _Changes(_Selection):
         cdef RibPath *bp
         t.slot = s
         t.had = b.best != BEST_NONE
+        t.add1 = 0
+        t.add_at = 0
         if t.had:
             bp = &_paths(b)[b.best]
             t.peer = bp.peer
@@ -1385,6 +1460,7 @@ cdef class _Changes(_Selection):
         cdef bint found
         cdef int at
         cdef size_t j, added = 0
+        cdef bint fresh
         np.attr_id = aid
         np.peer = <uint16_t>peer
         np.stamp = now
@@ -1404,8 +1480,11 @@ cdef class _Changes(_Selection):
                 if back and self.used != was:
                     (<HeldSet>self.hsp)._slot_new(s, &it.key)
                 body = self._body(s)
-                if not body.best & BEST_MARK:
+                fresh = not body.best & BEST_MARK
+                if fresh:
                     self._touch(s, body)
+                else:
+                    self.retouch = True
                 paths = _paths(body)
                 at = _path_pos(paths, body.n, <uint16_t>peer, it.path_id, &found)
                 if found:
@@ -1431,6 +1510,9 @@ cdef class _Changes(_Selection):
                 else:
                     np.path_id = it.path_id
                     self._insert_path(body, at, &np)
+                    if fresh:
+                        self.touched.back().add1 = 1
+                        self.touched.back().add_at = <uint16_t>at
                     self.arec[aid].refs += 1
                     added += 1
                     self.npaths += 1
@@ -1479,6 +1561,8 @@ cdef class _Changes(_Selection):
                     continue
                 if not body.best & BEST_MARK:
                     self._touch(s, body)
+                else:
+                    self.retouch = True
                 self._decref(path.attr_id)
                 self.peers[peer].nmark[path.mark] -= 1
                 if path.stamp & STALE:
@@ -1497,6 +1581,7 @@ cdef class _Changes(_Selection):
         cdef size_t i
         cdef SlotBody *body
         cdef PKey k
+        self.retouch = False
         for i in range(self.touched.size()):
             body = self._body(self.touched[i].slot)
             body.best = self._select(body)
@@ -1744,6 +1829,8 @@ cdef class Rib(_Changes):
         cdef RibPath *bp
         cdef Touch *t
         cdef size_t i
+        cdef bint retouch = self.retouch
+        self.retouch = False
         for i in range(self.touched.size()):
             t = &self.touched[i]
             body = self._body(t.slot)
@@ -1754,7 +1841,10 @@ cdef class Rib(_Changes):
                     self._emit_wd(&k)
                 self.dead.push_back(k)
                 continue
-            body.best = self._select(body)
+            if t.add1 and t.had and not retouch:
+                body.best = self._select_added(body, body.best & ~BEST_MARK, t.add_at)
+            else:
+                body.best = self._select(body)
             bp = &_paths(body)[body.best]
             if not t.had or bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
                 self._get_key(t.slot, &k)
