@@ -1297,3 +1297,51 @@ def test_one_new_path_at_a_time_picks_what_a_full_selection_picks(ops, always):
         if r0.paths(prefix):
             assert r0.best_path(prefix) == _oracle_best(r0, t0, r0.paths(prefix), always)
             assert r1.best_path(prefix) == _oracle_best(r1, t1, r1.paths(prefix), always)
+
+
+# -------------------------------------------------------------------- path arrays (pathslab.h)
+
+
+def test_path_arrays_through_every_block_size_and_back():
+    """Compiled RIB only (the twin keeps lists): 30,000 prefixes gain paths
+    from 70 peers in turns -- through every block size of the slab and past
+    its largest (64 paths: a chunk of its own) -- in an order that
+    interleaves prefixes and peers, then lose them in another order.  Every
+    prefix keeps exactly its paths in (peer, path id) order and the lowest
+    router id is best throughout; memory_usage grows with the paths and
+    falls back once they are gone (emptied chunks are unmapped, past 16 MiB
+    of spare ones)."""
+    impl = implementation(rib_pkg, "cython")
+    peers = {i: (64000 + i, "10.%d.%d.1" % (i // 200, i % 200 + 1), "10.200.%d.1" % i) for i in range(1, 71)}
+    table, r = make(impl, peers=peers)
+    n = 30_000
+    text = _slash24
+    empty = r.memory_usage()
+    aids = {p: table.intern(mkattrs(path=(64000 + p,))) for p in peers}
+    order = sorted(peers, key=lambda p: (p * 37) % 71)  # not in router-id order
+    halves = [_slash24s(range(0, n, 2)), _slash24s(range(1, n, 2))]
+    every = _slash24s(range(n))
+    for k, peer in enumerate(order):
+        # Half the prefixes in one UPDATE, the other half in another, the
+        # halves taken in turn so arrays of two sizes are cut together.
+        for half in ((k % 2), 1 - (k % 2)):
+            r.update(peer, halves[half], False, aids[peer])
+        if k in (1, 6, 7, 8, 63, 64, 65, 69):
+            held = sorted(order[: k + 1])
+            for i in range(0, n, 2711):
+                assert [p[0] for p in r.paths(text(i))] == held
+                assert r.best_path(text(i))[0] == held[0]
+    full = r.memory_usage()
+    assert r.path_count() == 70 * n and full > empty + 70 * n * 15
+    for k, peer in enumerate(sorted(peers, key=lambda p: (p * 11) % 71)):
+        r.withdraw(peer, every)
+        if k in (4, 5, 6, 62, 63, 64, 68):
+            left = sorted(set(peers) - set(sorted(peers, key=lambda p: (p * 11) % 71)[: k + 1]))
+            for i in range(0, n, 2711):
+                assert [p[0] for p in r.paths(text(i))] == left
+                assert r.best_path(text(i))[0] == left[0]
+    assert len(r) == 0 and r.path_count() == 0
+    # What is left: the (shrunk) slot array and at most 16 spare chunks.
+    assert r.memory_usage() <= empty + 16 * 2**20 < full
+    for aid in aids.values():
+        table.release(aid)

@@ -15,8 +15,9 @@ object per route:
   len`` in one uint64, IPv6 (high 64 bits, low 64 bits, len); host bits are
   cleared on the way in (RFC 4271 §4.3: they are irrelevant);
 * per slot, the paths of that prefix sorted by (peer_id, path_id): one path
-  is stored inline in the slot, two or more in a malloc'ed array sized
-  exactly, and the index of the best path;
+  is stored inline in the slot, two or more in an array sized
+  exactly (up to 7 paths, then to an even count) from a slab of blocks
+  per size (pathslab.h), and the index of the best path;
 * a path is 15 octets: attr_id (AttrTable id), path_id (RFC 7911), peer_id
   (16 bits) and one 32-bit stamp: its receive time in the top 31 bits
   (seconds since RECEIVED_MIN, 2020-01-01, so until 2088; set when the
@@ -47,7 +48,7 @@ compiler inlines, as in one class):
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 from libcpp.algorithm cimport sort
 from libcpp.string cimport string
@@ -325,6 +326,17 @@ cdef extern from *:
     uint64_t rib_now() nogil
 
 
+# The path arrays' blocks (pathslab.h says why not malloc).
+cdef extern from "pathslab.h":
+    ctypedef struct PathSlab:
+        size_t chunks
+    const int PS_PATH
+    void *ps_alloc(PathSlab *s, uint32_t cap) nogil
+    void ps_free(PathSlab *s, void *p) nogil
+    void ps_release(PathSlab *s) nogil
+    size_t ps_bytes(const PathSlab *s) nogil
+
+
 cdef enum:
     BEST_NONE = 0x7FFF  # SlotBody.best when the prefix has no path
     BEST_MARK = 0x8000  # set on a slot touched by the current operation
@@ -357,7 +369,7 @@ if (sizeof(AttrRec) != 4 * _attrs.WORDS or _attrs.F_ORIGINATOR_ID != F_ORIGINATO
         or (_attrs.W_LP_INV, _attrs.W_PATH, _attrs.W_MED, _attrs.W_NEIGHBOR_AS, _attrs.W_ORIGINATOR_ID,
             _attrs.W_CLUSTER_LEN, _attrs.W_FLAGS, _attrs.W_REFS) != (0, 1, 2, 3, 4, 5, 6, 7)):
     raise ImportError("fastbgp.rib._rib was built against another attribute record layout; rebuild it")
-if (RIB_RECV_MIN, RIB_RECV_MAX) != (RECEIVED_MIN, RECEIVED_MAX) or sizeof(RibPath) != 15:
+if (RIB_RECV_MIN, RIB_RECV_MAX) != (RECEIVED_MIN, RECEIVED_MAX) or sizeof(RibPath) != 15 or PS_PATH != 15:
     raise ImportError("fastbgp.rib._rib was built with another receive-time range; rebuild it")
 
 # Liveness of an attribute id, read from the AttrTable's records in C (one
@@ -535,7 +547,7 @@ cdef class _SlotTable:
     cdef size_t stored  # paths stored (update) since the slot array was allocated
     cdef readonly bint huge  # the slot array asked for transparent huge pages (see _reserve)
     cdef size_t npaths
-    cdef size_t ovf_arrays, ovf_paths  # paths kept outside the slots, for memory_usage
+    cdef PathSlab *slab  # the arrays of prefixes with two paths or more
     cdef size_t len_count[129]  # prefixes held per length, for longest_match
     cdef vector[Item] items  # scratch: the chunk of parsed prefixes being applied
     # The family's HeldSet (Rib.held) while its group bits live in the
@@ -550,6 +562,9 @@ cdef class _SlotTable:
         self.ssize = sizeof(Slot6) if self.v6 else sizeof(Slot4)
         self.hsp = NULL
         memset(self.len_count, 0, sizeof(self.len_count))
+        self.slab = <PathSlab *>calloc(1, sizeof(PathSlab))
+        if self.slab == NULL:
+            raise MemoryError()
         self._resize(MIN_CAP)
 
     def __dealloc__(self):
@@ -562,8 +577,11 @@ cdef class _SlotTable:
                 if not self._is_empty(s):
                     b = self._body(s)
                     if b.n > 1:
-                        free(b.u.many)
+                        ps_free(self.slab, b.u.many)
             rib_free_table(self.slots, self.cap * self.ssize)
+        if self.slab != NULL:
+            ps_release(self.slab)
+            free(self.slab)
 
     # ------------------------------------------------------------ slots
 
@@ -788,7 +806,7 @@ cdef class _SlotTable:
             return 0
         if n == 1:
             one = b.u.one
-            arr = <RibPath *>malloc(2 * sizeof(RibPath))
+            arr = <RibPath *>ps_alloc(self.slab, 2)
             if arr == NULL:
                 raise MemoryError()
             if pos == 0:
@@ -799,21 +817,26 @@ cdef class _SlotTable:
                 arr[1] = np[0]
             b.u.many = arr
             b.n = 2
-            self.ovf_arrays += 1
-            self.ovf_paths += 2
             return 0
         # Past PATH_ROOM_EXACT paths, room for an even number (_path_room):
-        # a prefix gains paths one peer at a time, and between two of its
-        # arrivals a full table's other prefixes take the memory after its
-        # block, so glibc rarely grows it in place -- every other arrival
-        # needs no move.  At most one path's room (15 octets) is unused, in
-        # a prefix of 9 paths or more: under 2 octets per path.
+        # a prefix gains paths one peer at a time, and a block of the slab
+        # never grows in place -- every other arrival needs no new block.
+        # At most one path's room (15 octets) is unused, in a prefix of 9
+        # paths or more: under 2 octets per path.
         arr = b.u.many
+        cdef RibPath *grown
         if _path_room(n) == n:
-            arr = <RibPath *>realloc(arr, _path_room(n + 1) * sizeof(RibPath))
-            if arr == NULL:
+            # Into a block of the next size, the new path copied in place.
+            grown = <RibPath *>ps_alloc(self.slab, _path_room(n + 1))
+            if grown == NULL:
                 raise MemoryError()
-            self.ovf_paths += _path_room(n + 1) - n
+            memcpy(grown, arr, pos * sizeof(RibPath))
+            grown[pos] = np[0]
+            memcpy(grown + pos + 1, arr + pos, (n - pos) * sizeof(RibPath))
+            ps_free(self.slab, arr)
+            b.u.many = grown
+            b.n = n + 1
+            return 0
         memmove(arr + pos + 1, arr + pos, (n - pos) * sizeof(RibPath))
         arr[pos] = np[0]
         b.u.many = arr
@@ -825,26 +848,31 @@ cdef class _SlotTable:
         cdef int n = b.n
         cdef RibPath keep
         cdef RibPath *arr
+        cdef RibPath *small
         if n == 1:
             b.n = 0
         elif n == 2:
             keep = b.u.many[1 - pos]
-            free(b.u.many)
+            ps_free(self.slab, b.u.many)
             b.u.one = keep
             b.n = 1
-            self.ovf_arrays -= 1
-            self.ovf_paths -= 2
         else:
             arr = b.u.many
-            memmove(arr + pos, arr + pos + 1, (n - pos - 1) * sizeof(RibPath))
-            b.n = n - 1
+            small = NULL
             if _path_room(n - 1) != _path_room(n):
-                # Shrinking does not fail in practice; if it did, the block
-                # would only keep more room than it needs.
-                arr = <RibPath *>realloc(arr, _path_room(n - 1) * sizeof(RibPath))
-                if arr != NULL:
-                    b.u.many = arr
-                    self.ovf_paths -= _path_room(n) - _path_room(n - 1)
+                small = <RibPath *>ps_alloc(self.slab, _path_room(n - 1))
+            if small != NULL:
+                memcpy(small, arr, pos * sizeof(RibPath))
+                memcpy(small + pos, arr + pos + 1, (n - pos - 1) * sizeof(RibPath))
+                ps_free(self.slab, arr)
+                b.u.many = small
+            else:
+                # Same room, or no memory for the smaller block: this one
+                # stays, larger than the paths need (ps_free reads its size
+                # from its chunk; _insert_path only ever grows into a new
+                # block).
+                memmove(arr + pos, arr + pos + 1, (n - pos - 1) * sizeof(RibPath))
+            b.n = n - 1
 
     # ------------------------------------------------------------ packed prefixes
 
@@ -2244,11 +2272,9 @@ cdef class Rib(_Changes):
 
     def memory_usage(self):
         """Bytes held by the structure itself (excluding the AttrTable): the
-        slot array plus the path arrays of multi-path prefixes (with glibc's
-        per-block overhead, estimated)."""
-        # glibc adds an 8-octet header and rounds up to 16: ~16 per block.
-        cdef size_t arrays = self.ovf_paths * sizeof(RibPath) + self.ovf_arrays * 16
-        return self.cap * self.ssize + arrays + self.peers.size() * sizeof(PeerInfo)
+        slot array plus the path arrays of multi-path prefixes (their slab
+        chunks whole, pathslab.h)."""
+        return self.cap * self.ssize + ps_bytes(self.slab) + self.peers.size() * sizeof(PeerInfo)
 
 
 # ---------------------------------------------------------------- Adj-RIB-Out record
