@@ -169,9 +169,6 @@ cdef extern from *:
     #endif
     }
 
-    /* Slot arrays of full tables are tens of MB probed at random: with 4 KiB
-       pages nearly every probe is also a TLB miss, hence the huge pages
-       rib_alloc_table may ask for. */
     #include <stdlib.h>
     #if defined(__linux__)
     #include <sys/mman.h>
@@ -196,11 +193,15 @@ cdef extern from *:
        table's growth steps touch about twice its final size.  A heap block
        would also leave about its own size behind in the RSS when freed
        (glibc's mmap threshold rises as large blocks come and go).  Huge
-       pages (``huge``) are a hint, asked for a table that has proven busy
-       (_SlotTable._reserve): the mapping is aligned to 2 MiB and left
-       unpopulated, since the first touch of fresh huge pages is not free
-       (the kernel zeroes, and may compact for, each 2 MiB at once: ~2 ms per
-       MiB for a fresh process here, as much as inserting the prefixes).
+       pages (``huge``) are a hint, asked for by HeldSet's table: the mapping
+       is aligned to 2 MiB and left unpopulated, since the first touch of
+       fresh huge pages is not free (the kernel zeroes, and may compact for,
+       each 2 MiB at once: ~2 ms per MiB for a fresh process here, as much
+       as inserting the prefixes).  The slot array does not ask: moved to
+       huge pages once busy (20 full tables), that first touch cost more
+       than the TLB misses they saved (bench/scale.py P8 on the Intel VM,
+       four alternated pairs: 1.90-2.16 s in 4 KiB pages against
+       2.08-2.46 s; bench/rib_floor.py p8 1.64-1.79 s against 1.73-1.85 s).
        Where mmap is not there, plain malloc and free. */
     #define RIB_MAP_MIN ((size_t)4 << 20)
     #define RIB_HUGE_ALIGN ((size_t)2 << 20)
@@ -344,7 +345,6 @@ cdef enum:
     STALE = 1  # RibPath.stamp bit 0: RFC 4724 stale
     F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
     MIN_CAP = 64
-    HUGE_MIN = 4 << 20  # octets: smaller slot arrays never ask for huge pages (rib_alloc_table)
     GROW_BY_HALF = 16 << 20  # octets: a slot array this big grows by half, a smaller one doubles (_reserve)
     SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
     PATH_ROOM_EXACT = 7  # paths per prefix up to which its array has no spare room (_path_room)
@@ -544,8 +544,6 @@ cdef class _SlotTable:
     cdef int bits
     cdef char *slots
     cdef size_t cap, used, ssize  # cap: any size from MIN_CAP (see _home, _reserve)
-    cdef size_t stored  # paths stored (update) since the slot array was allocated
-    cdef readonly bint huge  # the slot array asked for transparent huge pages (see _reserve)
     cdef size_t npaths
     cdef PathSlab *slab  # the arrays of prefixes with two paths or more
     cdef size_t len_count[129]  # prefixes held per length, for longest_match
@@ -724,7 +722,7 @@ cdef class _SlotTable:
 
     @cython.final
     cdef int _resize(self, size_t newcap) except -1:
-        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize, self.huge)
+        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize, 0)
         if new == NULL:
             raise MemoryError()
         memset(new, 0xFF, newcap * self.ssize)  # all-ones = empty for both layouts
@@ -744,7 +742,6 @@ cdef class _SlotTable:
                 j = self._next(j)
             memcpy(new + j * self.ssize, s, self.ssize)
         rib_free_table(old, oldcap * self.ssize)
-        self.stored = 0
         return 0
 
     @cython.final
@@ -761,22 +758,7 @@ cdef class _SlotTable:
         cdef size_t newcap = self.cap
         while need * 5 > newcap * 4:
             newcap = newcap * 2 if newcap * self.ssize < GROW_BY_HALF else newcap + newcap // 2
-        # Huge pages once the array has taken twice its size in paths since
-        # it was allocated (rib_alloc_table: their first touch costs about as
-        # much as filling the array once).  A single full table (1M
-        # prefixes) stays in 4 KiB pages (with the 2M slots of the time:
-        # 0.15-0.16 s to insert in a fresh process, 0.21-0.25 s with huge
-        # pages from the start); many
-        # peers' paths for the same prefixes (20 x 1M) move the array once,
-        # early, and keep the huge pages' gain (bench/rib_floor.py p8: 5.6 s
-        # of RIB CPU, 6.6 s in 4 KiB pages throughout).  Once huge, a
-        # growing array stays huge.
-        self.stored += extra
-        cdef bint promote = not self.huge and self.stored >= 2 * self.cap and \
-            self.cap * self.ssize >= HUGE_MIN
-        if promote:
-            self.huge = True
-        if newcap != self.cap or promote:
+        if newcap != self.cap:
             self._resize(newcap)
         return 0
 

@@ -479,10 +479,6 @@ class _PeerRemoval:
 class Rib(_PeerRemoval):
     """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
 
-    # The compiled RIB's slot array moves to transparent huge pages once busy
-    # (its ``huge``); this one keeps its prefixes in a dict: never.
-    huge = False
-
     def __init__(self, afi, attrs=None, always_compare_med=False):
         self._bits = family_bits(afi)
         self.afi = afi
