@@ -417,7 +417,7 @@ def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
     cdef Py_ssize_t n = len(bodies)
     cdef dict raw = st.lane.raw
     cdef object fams = st.fams
-    cdef object body, key, hit, fam, p, seen
+    cdef object body, key, hit, fam, p, known
     cdef const unsigned char *b
     cdef Shape sh
     cdef int r
@@ -432,8 +432,8 @@ def take_raw(Step st, list bodies, Py_ssize_t i, parse, ctx):
         if not _shape(b, PyBytes_GET_SIZE(body), &sh):
             return i, None
         slot = _key_hash(b, &sh) & (KEYS_SEEN - 1)
-        seen = (<list>st.seen_keys)[slot]
-        if seen is not None and _has_key(b, &sh, <bytes>seen):
+        known = (<list>st.seen_keys)[slot]
+        if known is not None and _has_key(b, &sh, <bytes>known):
             # A key this batch found in the memo (KEYS_SEEN): the same
             # entry, whose checks below passed for this batch's Step.
             hit = (<list>st.seen_hits)[slot]

@@ -48,7 +48,7 @@ compiler inlines, as in one class):
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 from libcpp.algorithm cimport sort
 from libcpp.string cimport string
@@ -330,7 +330,7 @@ cdef extern from *:
 # The path arrays' blocks (pathslab.h says why not malloc).
 cdef extern from "pathslab.h":
     ctypedef struct PathSlab:
-        size_t chunks
+        pass
     const int PS_PATH
     void *ps_alloc(PathSlab *s, uint32_t cap) nogil
     void ps_free(PathSlab *s, void *p) nogil
@@ -342,6 +342,7 @@ cdef enum:
     BEST_NONE = 0x7FFF  # SlotBody.best when the prefix has no path
     BEST_MARK = 0x8000  # set on a slot touched by the current operation
     MAXP = 0x7FFF  # paths per prefix: best is a 15-bit index beside BEST_MARK
+    ADD_NONE = 0xFFFF  # Touch.add_at: no single new path (past any index under MAXP)
     STALE = 1  # RibPath.stamp bit 0: RFC 4724 stale
     F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
     MIN_CAP = 64
@@ -407,10 +408,9 @@ cdef struct Touch:
     uint32_t path_id
     uint16_t peer
     uint8_t had  # the prefix had a best path before the operation
-    # The operation's only change to the prefix was one new path, stored at
-    # index ``add_at`` (_apply_update): _settle may then weigh it against
-    # the old best alone (_Selection._select_added).
-    uint8_t add1
+    # When the operation's only change to the prefix was one new path: the
+    # index it was stored at (_apply_update), and _settle may weigh it
+    # against the old best alone (_Selection._select_added); else ADD_NONE.
     uint16_t add_at
 
 
@@ -1043,7 +1043,6 @@ cdef class _Selection(_SlotTable):
         cdef int m = 0, i, k
         cdef uint64_t r, rbest = 0, kk, kbest
         cdef uint64_t *keys = self.medkeys  # free again after the MED step
-        cdef uint32_t v
         cdef AttrRec *a
         cdef const uint8_t *addr
         cdef const uint8_t *alow
@@ -1070,14 +1069,11 @@ cdef class _Selection(_SlotTable):
             # IGP here, all equal; (f) lowest BGP Identifier of the
             # advertising speaker, RFC 4456 §9: the ORIGINATOR_ID standing in
             # for it when present; RFC 4456 §9: shortest CLUSTER_LIST (absent
-            # = 0; a list in one message has fewer than 2^16 entries).  One
-            # pass for the least key, one to keep its holders.
+            # = 0; a list in one message has fewer than 2^16 entries): see
+            # _tie_key.  One pass for the least key, one to keep its holders.
             kbest = 0xFFFFFFFFFFFFFFFF
             for i in range(m):
-                a = &R[p[c[i]].attr_id]
-                v = a.originator if a.flags & F_ORIGINATOR else P[p[c[i]].peer].router_id
-                kk = ((<uint64_t>(not P[p[c[i]].peer].ebgp)) << 48) | (<uint64_t>v << 16) | \
-                    (a.cluster_len if a.cluster_len < 0xFFFF else 0xFFFF)
+                kk = self._tie_key(&p[c[i]])
                 keys[i] = kk
                 if kk < kbest:
                     kbest = kk
@@ -1104,9 +1100,11 @@ cdef class _Selection(_SlotTable):
 
     @cython.final
     cdef inline uint64_t _tie_key(self, const RibPath *q) noexcept nogil:
-        """The key of _select's steps after MED for one path: (d) eBGP
-        first, (f) the BGP Identifier (RFC 4456 §9: ORIGINATOR_ID when
-        present), then the shortest CLUSTER_LIST; lower is better."""
+        """The one key of the selection's steps after MED for a path, most
+        significant first: (d) eBGP first, (f) the BGP Identifier (RFC 4456
+        §9: ORIGINATOR_ID when present), then the shortest CLUSTER_LIST (a
+        list in one message has fewer than 2^16 entries); lower is better.
+        Used by _select and _select_added."""
         cdef AttrRec *a = &self.arec[q.attr_id]
         cdef PeerInfo *pi = &self.peers[q.peer]
         cdef uint32_t v = a.originator if a.flags & F_ORIGINATOR else pi.router_id
@@ -1299,7 +1297,7 @@ cdef class _Changes(_Selection):
     cdef public Py_ssize_t refused  # paths refused: the prefix had MAXP already
     cdef vector[Touch] touched
     # A prefix was touched twice by the operation (ADD-PATH ids, a prefix
-    # repeated in update_many's runs): its Touch.add1 says nothing of the
+    # repeated in update_many's runs): its Touch.add_at says nothing of the
     # second change, so _settle selects among all paths of every prefix.
     cdef bint retouch
     cdef vector[PKey] dead
@@ -1442,8 +1440,7 @@ cdef class _Changes(_Selection):
         cdef RibPath *bp
         t.slot = s
         t.had = b.best != BEST_NONE
-        t.add1 = 0
-        t.add_at = 0
+        t.add_at = ADD_NONE
         if t.had:
             bp = &_paths(b)[b.best]
             t.peer = bp.peer
@@ -1521,7 +1518,6 @@ cdef class _Changes(_Selection):
                     np.path_id = it.path_id
                     self._insert_path(body, at, &np)
                     if fresh:
-                        self.touched.back().add1 = 1
                         self.touched.back().add_at = <uint16_t>at
                     self.arec[aid].refs += 1
                     added += 1
@@ -1851,7 +1847,7 @@ cdef class Rib(_Changes):
                     self._emit_wd(&k)
                 self.dead.push_back(k)
                 continue
-            if t.add1 and t.had and not retouch:
+            if t.add_at != ADD_NONE and t.had and not retouch:
                 body.best = self._select_added(body, body.best & ~BEST_MARK, t.add_at)
             else:
                 body.best = self._select(body)
