@@ -41,7 +41,7 @@ from fastbgp.rib import attrs as _attrs
 from fastbgp.rib.attrs import AttrInfo, propagate_attrs  # noqa: F401
 
 # The names every implementation provides; tests check both modules export them.
-API = ("IMPLEMENTATION", "Rib", "record_words")
+API = ("IMPLEMENTATION", "Rib", "prefix_shard", "record_words")
 
 _impl = _select.export(globals(), "._rib", "._rib_py", "RIB", API)
 

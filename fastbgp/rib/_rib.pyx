@@ -67,6 +67,7 @@ import array  # noqa: F401  (initialises the array type cimported above)
 from fastbgp.rib import attrs as _attrs
 from fastbgp.rib._rib_py import (
     ChangeSet,
+    check_shards,
     family_bits,
     parse_address,
     parse_prefix,
@@ -528,6 +529,46 @@ cdef inline uint64_t _hash_key(const PKey *k, bint v6) noexcept nogil:
     return k.lo
 
 
+cdef inline uint64_t _fmix64(uint64_t x) noexcept nogil:
+    """MurmurHash3's 64-bit finaliser (the twin's _fmix64)."""
+    x ^= x >> 33
+    x *= <uint64_t>0xFF51AFD7ED558CCDULL
+    x ^= x >> 33
+    x *= <uint64_t>0xC4CEB9FE1A85EC53ULL
+    x ^= x >> 33
+    return x
+
+
+cdef inline uint32_t _key_shard(const PKey *k, bint v6, uint32_t shards) noexcept nogil:
+    """The shard of prefix ``k`` among ``shards``: the twin's shard_of_key
+    (its docstring is the definition; the results are identical).  Another
+    function of the key than the home slot's (_SlotTable._home), so the
+    prefixes of one shard still spread over all the homes of its table."""
+    cdef uint64_t h
+    if v6:
+        h = _fmix64(k.hi ^ _fmix64(k.lo ^ <uint64_t>k.len))
+    else:
+        h = _fmix64(k.lo)
+    return <uint32_t>(((h >> 32) * shards) >> 32)
+
+
+def prefix_shard(packed_prefix, afi, shards):
+    """The shard (0..shards-1) of ONE packed prefix (its length octet then
+    the address octets it needs, no path id) in a RIB split ``shards`` ways
+    (Rib(shards=shards, shard=k) keeps the prefixes for which this is k);
+    the twin's prefix_shard, whose shard_of_key gives the definition."""
+    check_shards(shards, 0)
+    cdef int bits = family_bits(afi)
+    cdef bytes b = _as_bytes(packed_prefix)
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    cdef PKey k
+    if n == 0 or p[0] > bits or n != 1 + ((p[0] + 7) >> 3):
+        raise ValueError("packed_prefix must be one prefix: a length octet (0..%d) and its address octets" % bits)
+    _read_key(p, 0, &k, bits == 128)
+    return _key_shard(&k, bits == 128, <uint32_t>shards)
+
+
 # ---------------------------------------------------------------- hash table
 
 
@@ -548,6 +589,9 @@ cdef class _SlotTable:
     cdef PathSlab *slab  # the arrays of prefixes with two paths or more
     cdef size_t len_count[129]  # prefixes held per length, for longest_match
     cdef vector[Item] items  # scratch: the chunk of parsed prefixes being applied
+    # Rib(shards=, shard=): with nshards > 1 the table keeps only the
+    # prefixes whose _key_shard is myshard (_parse_chunk skips the others).
+    cdef uint32_t nshards, myshard
     # The family's HeldSet (Rib.held) while its group bits live in the
     # slots' tags; a reference owned by Rib (taken in __cinit__, given back
     # in __dealloc__ after the tags are moved out), so it outlives them.
@@ -559,6 +603,8 @@ cdef class _SlotTable:
         self.v6 = self.bits == 128
         self.ssize = sizeof(Slot6) if self.v6 else sizeof(Slot4)
         self.hsp = NULL
+        self.nshards = 1
+        self.myshard = 0
         memset(self.len_count, 0, sizeof(self.len_count))
         self.slab = <PathSlab *>calloc(1, sizeof(PathSlab))
         if self.slab == NULL:
@@ -875,9 +921,15 @@ cdef class _SlotTable:
     cdef Py_ssize_t _parse_chunk(self, const unsigned char *p, Py_ssize_t pos, Py_ssize_t n,
                                  bint addpath) except -1:
         """Parse up to CHUNK prefixes from p[pos:n] into self.items with their
-        home slots, prefetching the first few; returns the new position."""
+        home slots, prefetching the first few; returns the new position.
+        In a sharded RIB the prefixes of other shards are skipped here,
+        before their home is computed: every operation that stores, removes
+        or marks paths reads its input through here, and the slot lookup
+        (a cache miss per prefix in a big table) is the cost a worker must
+        not pay for the prefixes of the others."""
         cdef Item it
         cdef size_t i = 0
+        cdef bint sharded = self.nshards > 1  # unsharded: one predictable branch per prefix
         self.items.clear()
         it.path_id = 0
         while pos < n and i < CHUNK:
@@ -885,12 +937,32 @@ cdef class _SlotTable:
                 it.path_id = (<uint32_t>p[pos] << 24) | (<uint32_t>p[pos + 1] << 16) | (<uint32_t>p[pos + 2] << 8) | p[pos + 3]
                 pos += 4
             pos = self._read(p, pos, &it.key)
+            if sharded and _key_shard(&it.key, self.v6, self.nshards) != self.myshard:
+                continue
             it.home = self._home(&it.key)
             if i < AHEAD:
                 rib_prefetch(self.slots + it.home * self.ssize)
             self.items.push_back(it)
             i += 1
         return pos
+
+    @cython.final
+    cdef Py_ssize_t _count_own(self, bytes b, bint addpath, Py_ssize_t count):
+        """Prefixes of (validated) packed NLRI ``b`` (``count`` in all) that
+        this RIB keeps: ``count`` when unsharded, else those of its shard --
+        what _reserve must make room for (all of them would grow the table
+        to ``shards`` times what it holds)."""
+        if self.nshards == 1:
+            return count
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0, own = 0
+        cdef PKey k
+        while pos < n:
+            if addpath:
+                pos += 4
+            pos = self._read(p, pos, &k)
+            own += _key_shard(&k, self.v6, self.nshards) == self.myshard
+        return own
 
     @cython.final
     cdef inline void _prefetch_item(self, size_t i) noexcept nogil:
@@ -956,7 +1028,10 @@ cdef class _Selection(_SlotTable):
     cdef uint64_t *medkeys  # scratch: (neighbour AS, MED) keys
     cdef vector[uint32_t] zero  # attribute ids whose last reference went
 
-    def __cinit__(self, afi, attrs=None, always_compare_med=False):
+    def __cinit__(self, afi, attrs=None, always_compare_med=False, *, shards=1, shard=0):
+        # shards > 1: this RIB keeps only the prefixes of shard ``shard``
+        # (prefix_shard); checked first, before anything is allocated.
+        self.nshards, self.myshard = check_shards(shards, shard)
         self.attrs = attrs if attrs is not None else _attrs.AttrTable(record_words=record_words)
         self.always_compare_med = bool(always_compare_med)
         self.peer_recs = {}
@@ -1746,6 +1821,42 @@ cdef class Rib(_Changes):
             Py_XDECREF(self.hsp)
             self.hsp = NULL
 
+    @property
+    def shards(self):
+        """Shards the prefix space is split in (1: this RIB keeps every prefix)."""
+        return self.nshards
+
+    @property
+    def shard(self):
+        """The shard (0..shards-1) whose prefixes this RIB keeps."""
+        return self.myshard
+
+    def own(self, packed, bint addpath=False):
+        """The prefixes of packed NLRI ``packed`` this RIB keeps (its shard),
+        packed as given (path ids too with ``addpath``), in order: what a
+        caller working beside the RIB on a received UPDATE (ADD-PATH export
+        of the Adj-RIB-In change, path hiding) must look at in a sharded
+        daemon.  Unsharded: ``packed`` itself.  ValueError when malformed,
+        as update and withdraw."""
+        cdef bytes b = _as_bytes(packed)
+        self._validate(b, addpath)
+        if self.nshards == 1:
+            return b
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0, start
+        cdef PKey k
+        cdef string out
+        while pos < n:
+            start = pos
+            if addpath:
+                pos += 4
+            pos = self._read(p, pos, &k)
+            if _key_shard(&k, self.v6, self.nshards) == self.myshard:
+                out.append(<const char *>p + start, pos - start)
+        if <Py_ssize_t>out.size() == n:
+            return b
+        return out
+
     # ------------------------------------------------------------ bulk operations
 
     def update(self, peer_id, packed, bint addpath=False, attr_id=None, now=None, int mark=0):
@@ -1765,6 +1876,8 @@ cdef class Rib(_Changes):
         cdef uint32_t when = _stamp(rib_now() if now is None else <uint64_t>received_time(now))
         cdef bytes b = _as_bytes(packed)
         cdef Py_ssize_t count = self._validate(b, addpath)
+        if count and self.nshards > 1:
+            count = self._count_own(b, addpath, count)
         if count == 0:
             return _empty_changeset()
         self._reserve(<size_t>count)
@@ -1804,7 +1917,7 @@ cdef class Rib(_Changes):
                 self._check_attr(attr_id)
                 if not 0 <= mark < 4:
                     raise ValueError("mark %r is not in 0..3" % (mark,))
-                adds += count
+                adds += self._count_own(b, addpath, count)
         if adds:
             self._reserve(<size_t>adds)
         self._begin()

@@ -248,6 +248,91 @@ def parse_nlri(packed, addpath, bits, masks):
     return out
 
 
+MAX_SHARDS = 64  # Rib(shards=...): worker processes splitting the prefix space
+_M64 = (1 << 64) - 1
+
+
+def _fmix64(x):
+    """MurmurHash3's 64-bit finaliser (full avalanche)."""
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & _M64
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & _M64
+    x ^= x >> 33
+    return x
+
+
+def shard_of_key(key, v6, shards):
+    """The shard (0..shards-1) of the prefix with key ``address << 8 |
+    length`` (host bits cleared, as parse_nlri gives it) -- THE shard
+    function, mirrored by the compiled RIB's ``_key_shard``:
+
+    * IPv4: h = fmix64(addr << 8 | len), the key the compiled RIB keeps in
+      PKey.lo;
+    * IPv6: h = fmix64(hi ^ fmix64(lo ^ len)), hi / lo the top / bottom 64
+      bits of the address;
+    * shard = ((h >> 32) * shards) >> 32 (multiply-high of the top 32 bits).
+
+    A fixed function of the prefix alone (not of the table size, the peer
+    or the path id), so every worker of a sharded daemon agrees on it.
+    MurmurHash3's finaliser rather than the slot table's mix: the home slot
+    takes the top bits of another function of the key, and a shard choice
+    correlated with it would leave a shard's table using a part of its
+    homes (long probe runs)."""
+    if shards == 1:
+        return 0
+    if v6:
+        addr = key >> 8
+        h = _fmix64((addr >> 64) ^ _fmix64((addr & _M64) ^ (key & 0xFF)))
+    else:
+        h = _fmix64(key)
+    return ((h >> 32) * shards) >> 32
+
+
+def _own_packed(b, addpath, bits, shards, shard):
+    """Rib.own of validated packed NLRI ``b`` in a RIB of ``bits``-bit
+    addresses keeping shard ``shard`` of ``shards``."""
+    out, pos, n = [], 0, len(b)
+    while pos < n:
+        start = pos
+        if addpath:
+            pos += 4
+        plen = b[pos]
+        size = (plen + 7) >> 3
+        addr = int.from_bytes(b[pos + 1:pos + 1 + size], "big") << (bits - 8 * size)
+        addr = addr >> (bits - plen) << (bits - plen)
+        pos += 1 + size
+        if shard_of_key((addr << 8) | plen, bits == 128, shards) == shard:
+            out.append(b[start:pos])
+    own = b"".join(out)
+    return b if len(own) == n else own
+
+
+def check_shards(shards, shard):
+    """Rib(shards=, shard=) validated: (shards, shard) as ints."""
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise ValueError("shards must be an int in 1..%d, not %r" % (MAX_SHARDS, shards))
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shards:
+        raise ValueError("shard must be an int in 0..%d (below shards=%d), not %r" % (shards - 1, shards, shard))
+    return shards, shard
+
+
+def prefix_shard(packed_prefix, afi, shards):
+    """The shard (0..shards-1) of ONE packed prefix (its length octet then
+    the address octets it needs, no path id) in a RIB split ``shards`` ways
+    (Rib(shards=shards, shard=k) keeps the prefixes for which this is k);
+    see shard_of_key for the definition.  ValueError on a malformed
+    prefix, an unknown AFI or shards outside 1..MAX_SHARDS."""
+    check_shards(shards, 0)
+    bits = family_bits(afi)
+    p = packed_prefix if isinstance(packed_prefix, bytes) else bytes(packed_prefix)
+    if not p or p[0] > bits or len(p) != 1 + ((p[0] + 7) >> 3):
+        raise ValueError("packed_prefix must be one prefix: a length octet (0..%d) and its address octets" % bits)
+    plen = p[0]
+    addr = (int.from_bytes(p[1:], "big") << (bits - 8 * (len(p) - 1))) >> (bits - plen) << (bits - plen)
+    return shard_of_key((addr << 8) | plen, bits == 128, shards)
+
+
 class HeldSet:
     """Which update groups hold which prefixes (the compact Adj-RIB-Out of
     fastbgp.rib.export): prefix key -> int whose bit ``i`` says group index
@@ -479,8 +564,11 @@ class _PeerRemoval:
 class Rib(_PeerRemoval):
     """Loc-RIB + Adj-RIB-In of one address family (see fastbgp.rib)."""
 
-    def __init__(self, afi, attrs=None, always_compare_med=False):
+    def __init__(self, afi, attrs=None, always_compare_med=False, *, shards=1, shard=0):
         self._bits = family_bits(afi)
+        # shards > 1: this RIB keeps only the prefixes of shard ``shard``
+        # (prefix_shard): the others of every packed input are skipped.
+        self._shards, self._shard = check_shards(shards, shard)
         self.afi = afi
         self.attrs = attrs if attrs is not None else AttrTable(record_words=record_words)
         self.always_compare_med = bool(always_compare_med)
@@ -554,6 +642,38 @@ class Rib(_PeerRemoval):
         """[(path_id, key)] of packed NLRI.  Validated as a whole first (the
         same rules as codec.count_prefixes) so a bad buffer changes nothing."""
         return [(pid, key) for pid, key, _s, _e in parse_nlri(packed, addpath, self._bits, self._masks)]
+
+    def _parse_own(self, packed, addpath):
+        """``_parse`` keeping only this shard's prefixes (all when unsharded):
+        the input of every operation that stores or removes paths.  The
+        whole buffer is still validated; a foreign prefix is never looked
+        up, stored or reported."""
+        items = self._parse(packed, addpath)
+        if self._shards == 1:
+            return items
+        v6, shards, mine = self._bits == 128, self._shards, self._shard
+        return [it for it in items if shard_of_key(it[1], v6, shards) == mine]
+
+    @property
+    def shards(self):
+        """Shards the prefix space is split in (1: this RIB keeps every prefix)."""
+        return self._shards
+
+    @property
+    def shard(self):
+        """The shard (0..shards-1) whose prefixes this RIB keeps."""
+        return self._shard
+
+    def own(self, packed, addpath=False):
+        """The prefixes of packed NLRI ``packed`` this RIB keeps (its shard),
+        packed as given (path ids too with ``addpath``), in order: what a
+        caller working beside the RIB on a received UPDATE (ADD-PATH export
+        of the Adj-RIB-In change, path hiding) must look at in a sharded
+        daemon.  Unsharded: ``packed`` itself.  ValueError when malformed,
+        as update and withdraw."""
+        b = packed if isinstance(packed, bytes) else bytes(packed)
+        self._parse(b, addpath)  # validated as update and withdraw do
+        return b if self._shards == 1 else _own_packed(b, addpath, self._bits, self._shards, self._shard)
 
     def _wire(self, key):
         plen = key & 0xFF
@@ -650,7 +770,7 @@ class Rib(_PeerRemoval):
         age); ``peer_marks`` counts them."""
         self._peer(peer_id)
         self._check_run(attr_id, mark)
-        items = self._parse(packed, addpath)
+        items = self._parse_own(packed, addpath)
         if not items:
             return empty_changeset()
         touched, zero = {}, []
@@ -672,7 +792,7 @@ class Rib(_PeerRemoval):
         for packed, attr_id, mark in runs:
             if attr_id is not None:
                 self._check_run(attr_id, mark)
-            parsed.append((self._parse(packed, addpath), attr_id, mark))
+            parsed.append((self._parse_own(packed, addpath), attr_id, mark))
         touched, zero = {}, []
         for items, attr_id, mark in parsed:
             if attr_id is None:
@@ -751,7 +871,7 @@ class Rib(_PeerRemoval):
             raise ValueError("mark %r is not in 0..3" % (mark,))
         marks = self._peer_marks[peer_id]
         changed = 0
-        for pid, key in self._parse(packed, addpath):
+        for pid, key in self._parse_own(packed, addpath):
             e = self._t.get(key)
             if e is None:
                 continue
@@ -771,7 +891,7 @@ class Rib(_PeerRemoval):
         (unknown prefixes and paths are ignored, RFC 4271 §9 has no error for
         withdrawing what was never announced)."""
         self._peer(peer_id)
-        items = self._parse(packed, addpath)
+        items = self._parse_own(packed, addpath)
         if not items:
             return empty_changeset()
         touched, zero = {}, []
@@ -1041,11 +1161,13 @@ __all__ = [
     "MAX_PATHS",
     "MAX_PEER_ID",
     "MAX_HELD_GROUPS",
+    "MAX_SHARDS",
     "HeldSet",
     "RECEIVED_MAX",
     "RECEIVED_MIN",
     "Rib",
     "make_changeset",
     "parse_prefix",
+    "prefix_shard",
     "prefix_str",
 ]
