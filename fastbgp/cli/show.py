@@ -32,6 +32,7 @@ def print_global(g):
         ("Router-ID", g.router_id),
         ("Listening Port", ", ".join(g.listen) or "none (outbound only)"),
         ("Uptime", _duration(g.uptime)),
+        ("Workers", "%d (each holds 1/%d of the prefixes)" % (g.workers, g.workers) if g.workers > 1 else "1"),
         ("Neighbors", "%d configured, %d established" % (g.neighbors, g.established)),
         ("Refused connections", "%d from unconfigured addresses, %d from neighbours, %d half-open closed"
          % (g.refused_unknown, g.refused_neighbors, g.half_open_closed)),

@@ -215,6 +215,12 @@ class GlobalConfig(ConfigStruct):
     mrt: MrtConfig = msgspec.field(default_factory=MrtConfig)
     route_server: RouteServerPolicy = msgspec.field(default_factory=RouteServerPolicy)
     confederation: Optional[Confederation] = None  # RFC 5065
+    # Processes sharing the work (fastbgp.daemon.front): N > 1 runs N
+    # workers, each holding one shard of the prefix space, behind one front
+    # process that holds the TCP sessions; 0 = one per CPU core the daemon
+    # may run on.  A configuration using what workers cannot share yet runs
+    # in one process and the log says why (front.single_reasons).
+    workers: Annotated[int, Meta(ge=0, le=64)] = 0
 
     def session_as(self, peer_as):
         """Our AS towards ``peer_as`` when the neighbour sets no local-as:

@@ -78,6 +78,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import logging
 import os
@@ -103,6 +104,7 @@ __all__ = [
     "LogLevel",
     "BadRequest",
     "ListenerError",
+    "UpstreamError",
     "InjectGroup",
     "MSGPACK",
 ]
@@ -193,6 +195,20 @@ class _HttpError(Exception):
         self.message = message
         self.extra = extra
         super().__init__(message)
+
+
+class UpstreamError(_HttpError):
+    """An answer of another API server this one relays to (a Control such
+    as :class:`fastbgp.control.fanout.FanoutControl`): its error passed on
+    with its status, message and fields as they are (clipped there), or 502
+    when it could not answer."""
+
+
+async def _call(value):
+    """What a Control method returned: a Control may implement any method
+    as a coroutine (or return an awaitable), e.g. one that asks other
+    servers; a plain value is used as it is."""
+    return await value if inspect.isawaitable(value) else value
 
 
 def _decode(body: bytes, typ, decode=msgspec.json.decode, what="JSON"):
@@ -287,24 +303,24 @@ class _Handlers:
 
     # ---- neighbours
 
-    def _neighbor(self, request) -> ctl.NeighborDetail:
+    async def _neighbor(self, request) -> ctl.NeighborDetail:
         addr = normalize_address(request.match_info["addr"])
         try:
-            return self.control.neighbor(addr)
+            return await _call(self.control.neighbor(addr))
         except KeyError:
             raise _HttpError(404, "unknown neighbor %s" % addr) from None
 
     async def neighbors(self, request):
-        return _json(self.control.neighbors())
+        return _json(await _call(self.control.neighbors()))
 
     async def neighbor(self, request):
-        return _json(self._neighbor(request))
+        return _json(await self._neighbor(request))
 
     async def neighbor_action(self, request):
         action = request.match_info["action"]
         body = await _read(request)
         args = _decode(body, NeighborAction) if body.strip() else NeighborAction()
-        addr = self._neighbor(request).address
+        addr = (await self._neighbor(request)).address
         try:
             if action == "enable":
                 await self.control.enable(addr)
@@ -325,7 +341,7 @@ class _Handlers:
         fam = _family(request.match_info["family"])
         getter = self.control.adj_rib_in if request.match_info["dir"] == "in" else self.control.adj_rib_out
         try:
-            routes = getter(addr, fam)
+            routes = await _call(getter(addr, fam))
         except KeyError:
             raise _HttpError(404, "unknown neighbor %s" % addr) from None
         return _json(routes)
@@ -333,13 +349,13 @@ class _Handlers:
     # ---- RIB
 
     async def rib_summary(self, request):
-        return _json(self.control.rib_summary())
+        return _json(await _call(self.control.rib_summary()))
 
     async def global_info(self, request):
-        return _json(self.control.global_info())
+        return _json(await _call(self.control.global_info()))
 
     async def policy(self, request):
-        return _json(self.control.policy_info())
+        return _json(await _call(self.control.policy_info()))
 
     # ---- RPKI (optional in a Control: the daemon has it)
 
@@ -347,7 +363,7 @@ class _Handlers:
         fn = getattr(self.control, "rpki_info", None)
         if fn is None:
             raise _HttpError(404, "this server has no RPKI")
-        return _json(fn())
+        return _json(await _call(fn()))
 
     async def rpki_validate(self, request):
         fn = getattr(self.control, "rpki_validate", None)
@@ -363,7 +379,7 @@ class _Handlers:
         if not text.isdigit() or int(text) > 0xFFFFFFFF:
             raise _HttpError(400, "asn: not an AS number: %s" % _clip(asn))
         try:
-            return _json(fn(str(net), int(text)))
+            return _json(await _call(fn(str(net), int(text))))
         except LookupError as exc:
             raise _HttpError(404, str(exc)) from None
 
@@ -373,15 +389,18 @@ class _Handlers:
         ndjson = _flag(request, "stream")
         if q.filtered:
             if not ndjson and q.prefix is not None and q.match in ("exact", "longest"):
-                return _json(self.control.query_rib(fam, q))  # the paths of one prefix
-            # Streamed: a filter may match most of a full table.
-            return await self._stream_rib(request, fam, ndjson, self.control.iter_query(fam, q, STREAM_CHUNK))
-        if not ndjson and self._paths(fam) <= STREAM_THRESHOLD:
-            return _json(self.control.rib(fam))
-        return await self._stream_rib(request, fam, ndjson, self.control.iter_rib(fam, STREAM_CHUNK))
+                return _json(await _call(self.control.query_rib(fam, q)))  # the paths of one prefix
+            # Streamed: a filter may match most of a full table.  An
+            # awaitable iterator is awaited first (it may fail as a whole
+            # while an error status can still be sent).
+            agen = await _call(self.control.iter_query(fam, q, STREAM_CHUNK))
+            return await self._stream_rib(request, fam, ndjson, agen)
+        if not ndjson and await self._paths(fam) <= STREAM_THRESHOLD:
+            return _json(await _call(self.control.rib(fam)))
+        return await self._stream_rib(request, fam, ndjson, await _call(self.control.iter_rib(fam, STREAM_CHUNK)))
 
-    def _paths(self, fam) -> int:
-        for s in self.control.rib_summary():
+    async def _paths(self, fam) -> int:
+        for s in await _call(self.control.rib_summary()):
             if s.family == fam:
                 return s.paths
         return 0
@@ -468,14 +487,14 @@ class _Handlers:
             name = logs.level_name(logs.parse_level(level))
         except ValueError as exc:
             raise BadRequest("level", str(exc)) from None
-        self.control.set_log_level(name)
+        await _call(self.control.set_log_level(name))
         log.info("log level set to %s", name)
         return _json({"level": name})
 
     async def watch(self, request):
         resp = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
-        agen = self.control.watch()
+        agen = await _call(self.control.watch())
         nxt = None
         try:
             # Start the generator before answering: a generator subscribes
@@ -598,6 +617,9 @@ async def _errors(request, handler):
     """Every failure as {"error": ...}: the CLI shows the message as is."""
     try:
         return await handler(request)
+    except UpstreamError as exc:
+        # Already clipped where it was made: the same text one daemon gives.
+        return _error(exc.status, exc.message, **exc.extra)
     except _HttpError as exc:
         resp = _clipped_error(exc.status, exc.message, **exc.extra)
         if exc.status == 408:

@@ -224,6 +224,9 @@ class GlobalInfo(msgspec.Struct):
     refused_unknown: int = 0
     refused_neighbors: int = 0
     half_open_closed: int = 0
+    # Processes sharing the prefix space (``[global] workers``,
+    # fastbgp.daemon.front); 1: one process.
+    workers: int = 1
 
 
 class NeighborPolicy(msgspec.Struct):
@@ -487,7 +490,12 @@ AnyEvent = StateChange | BestChange | UpdateReceived
 
 class Control(Protocol):
     """What the daemon offers its front ends.  Neighbour addresses are strings
-    as configured; ``family`` is "ipv4-unicast" or "ipv6-unicast"."""
+    as configured; ``family`` is "ipv4-unicast" or "ipv6-unicast".
+
+    An implementation may make any method a coroutine (or return an
+    awaitable): ``api.py`` awaits what a call returns when it is awaitable,
+    so a Control that asks other servers (``fanout.FanoutControl``) fits.
+    The iterators may be awaitable too (awaited before the answer starts)."""
 
     def neighbors(self) -> list[NeighborSummary]: ...
 

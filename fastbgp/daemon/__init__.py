@@ -30,8 +30,15 @@ calls, who calls it):
 * ``events``       the watch stream (state, UPDATE and best-path events)
 * ``mrt_dumps``    ``global.mrt``: UPDATE dumps and TABLE_DUMP_V2 snapshots
 * ``reload``       applying a new configuration to a running daemon
-* ``process``      ``run_daemon`` / ``main_daemon``: signals, API and
-                   metrics servers, the event loop
+* ``process``      ``run_daemon`` / ``run_process`` / ``main_daemon``:
+                   signals, API and metrics servers, the event loop, one
+                   process or a front and its workers
+* ``front``        ``workers = N``: the front process (listeners, dialing,
+                   the merged API) and its N workers' lifecycle
+* ``relay``        one TCP session relayed to N workers, their messages
+                   merged into one session
+* ``worker``       a worker: a whole daemon keeping one prefix shard,
+                   handed its sessions by the front
 * ``common``       the routed families and helpers the modules share
 
 May import: every layer below it (``wire``, ``session``, ``config``,

@@ -3,20 +3,26 @@
 Owns: the RIB's pseudo-peer id of our own routes (``LOCAL_PID``), the time budget of
 one slice of long work (``SLICE_SECONDS``), two helpers on wire data
 (prefix text, adding an attribute to a block), the RFC 8950 receive
-rule (``next_hop_refused``) and the shutdown of a background task
-(``cancel_and_wait``).
-Calls: ``fastbgp.wire`` only.  Called by: every other module of the daemon.
+rule (``next_hop_refused``), the shutdown of a background task
+(``cancel_and_wait``) and the daemon process's signals
+(``install_signals``).
+Calls: ``fastbgp.wire`` and ``fastbgp.config``'s ConfigError.  Called by: every other module of the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import signal
 
+from fastbgp.config.errors import ConfigError
 from fastbgp.wire.as4 import encode_attr
 from fastbgp.wire.codec import split_attrs  # compiled when built (as4's otherwise)
 from fastbgp.wire.constants import IPV4_UNICAST
 from fastbgp.wire.families import UNICAST, parse_family
+
+log = logging.getLogger("fastbgp.daemon")
 
 LOCAL_PID = 0  # the RIB's pseudo-peer for routes originated here
 # Long work (export slices, bulk inject, RIB snapshots) yields to the loop
@@ -58,3 +64,29 @@ def next_hop_refused(cfg, fam, nh) -> bool:
     (``cfg``: its neighbour configuration).  The import's general path and
     its fast lane both ask here."""
     return len(nh) != 4 and fam == IPV4_UNICAST and not cfg.extended_next_hop
+
+
+def install_signals(loop, daemon, stop) -> list:
+    """SIGHUP reloads (``daemon.reload()``: a Daemon, or the front of
+    ``workers = N``; a bad file is logged and changes nothing); SIGTERM and
+    SIGINT set ``stop``.  Returns the signals installed (none off the main
+    thread)."""
+
+    async def sighup():
+        try:
+            await daemon.reload()
+        except ConfigError:
+            pass  # logged by the reload, at WARNING with the reason
+        except Exception:
+            log.exception("reload failed")
+
+    installed = []
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(sighup()))
+        installed.append(signal.SIGHUP)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        pass
+    return installed

@@ -82,7 +82,14 @@ class Daemon:
     binds the listeners and starts every neighbour; ``await stop()``.
     """
 
-    def __init__(self, config: cfgmod.Config, config_path=None, *, dual_stack: bool = False):
+    def __init__(self, config: cfgmod.Config, config_path=None, *, dual_stack: bool = False,
+                 shard: tuple = (0, 1), adapt=None, counts=None):
+        """``shard`` (k, N): this daemon is worker k of N (``workers = N``,
+        fastbgp.daemon.front) and its RIBs keep only shard k of the prefix
+        space; ``counts``: the workers' shared_counts.SharedCounts (prefix
+        limits on every shard's paths).  ``adapt``: a function of a Config
+        to the Config to run, applied to every file a reload reads too (a
+        worker's own settings)."""
         if not isinstance(config, cfgmod.Config):
             raise TypeError("Daemon needs a config.Config (config.load_config)")
         self.config = config
@@ -90,7 +97,10 @@ class Daemon:
         self.dual_stack = dual_stack
         self.engine = compile_policies(config)
         self.attrs = AttrTable()
-        self.ribs = {IPV4_UNICAST: Rib(AFI_IPV4, self.attrs), IPV6_UNICAST: Rib(AFI_IPV6, self.attrs)}
+        self.shard, self.shards = shard
+        self.adapt = adapt
+        self.counts = counts
+        self.ribs = {IPV4_UNICAST: self.new_rib(AFI_IPV4), IPV6_UNICAST: self.new_rib(AFI_IPV6)}
         self.cluster_id = ipaddress.IPv4Address(config.global_.effective_cluster_id).packed
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.speaker: Optional[DaemonSpeaker] = None
@@ -123,6 +133,13 @@ class Daemon:
         # give back; the whole view: importer.prepolicy (daemon/prepolicy.py)
         self.pre_ribs: dict = self.importer.pre_ribs
         self.local_routes: dict = self.originator.local_routes  # family -> {packed prefix: origin}
+
+    def new_rib(self, afi):
+        """A RIB of ``afi`` on the daemon's attribute table, keeping only
+        the daemon's shard of the prefix space."""
+        if self.shards == 1:
+            return Rib(afi, self.attrs)
+        return Rib(afi, self.attrs, shards=self.shards, shard=self.shard)
 
     def __repr__(self):
         return "<Daemon AS%d %s>" % (self.config.global_.asn, self.config.global_.router_id)
@@ -172,6 +189,11 @@ class Daemon:
         for n in self.config.neighbors:
             self.peers.add_neighbor(n)
         self.processes.start()
+        if self.shards > 1:
+            # fastbgp.daemon.front logs "daemon started" for the whole.
+            log.info("worker %d of %d started: AS%d router id %s, %d neighbours", self.shard, self.shards, g.asn,
+                     g.router_id, len(self.config.neighbors))
+            return
         log.info("daemon started: AS%d router id %s, %d neighbours, listening on %s", g.asn, g.router_id,
                  len(self.config.neighbors), ", ".join(endpoints_text(self.speaker.listen_addresses)) or "nothing")
 
@@ -353,7 +375,8 @@ class Daemon:
         if not self.config_path:
             raise ConfigError([("", "the daemon was not started from a configuration file")])
         try:
-            return await self.apply_config(load_config(self.config_path))
+            new = load_config(self.config_path)
+            return await self.apply_config(new if self.adapt is None else self.adapt(new))
         except ConfigError as exc:
             log.warning("reload refused, configuration unchanged:\n%s", exc)
             raise

@@ -62,6 +62,11 @@ log = logging.getLogger("fastbgp.daemon")
 _IMPORT_READS = (ATTR_AS_PATH, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST, ATTR_OTC)
 
 
+def _all_prefixes(ribs, fam, packed, addpath):
+    """An unsharded daemon handles every prefix (Importer.own_prefixes)."""
+    return packed
+
+
 def ended(nb, session) -> bool:
     """``session`` of ``nb`` is no longer the neighbour's Established one
     (an UPDATE just ended it: a prefix limit): nothing after it is processed."""
@@ -275,53 +280,66 @@ class Importer:
             c.received.withdraw_update += 1
             c.received.withdraw_prefix += parsed.n_withdrawn
         touched = None
-        if parsed.withdrawn:
-            self.withdraw_in(nb, IPV4_UNICAST, parsed.withdrawn, IPV4_UNICAST in rx)
+        # A worker of a sharded daemon (fastbgp.daemon.front) handles only
+        # its shard's prefixes, everywhere, not only in the RIB: the
+        # ADD-PATH export of the Adj-RIB-In change, path hiding, RPKI.
+        own = self.own_prefixes if self.daemon.shards > 1 else _all_prefixes
+        wd = own(ribs, IPV4_UNICAST, parsed.withdrawn, IPV4_UNICAST in rx)
+        if wd:
+            self.withdraw_in(nb, IPV4_UNICAST, wd, IPV4_UNICAST in rx)
         mpu = parsed.mp_unreach
         if mpu is not None and mpu[2]:
             fam = (mpu[0], mpu[1])
             if fam in fams and fam in ribs:
-                self.withdraw_in(nb, fam, mpu[2], fam in rx)
+                wd = own(ribs, fam, mpu[2], fam in rx)
+                if wd:
+                    self.withdraw_in(nb, fam, wd, fam in rx)
             else:
                 c.received.discarded += 1
         twd = parsed.action == ACTION_TREAT_AS_WITHDRAW
         if parsed.nlri:
             if IPV4_UNICAST in fams:
                 touched = IPV4_UNICAST
-                if twd:
-                    self.withdraw_in(nb, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
+                nlri = own(ribs, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
+                if not nlri:
+                    pass  # every prefix is another worker's
+                elif twd:
+                    self.withdraw_in(nb, IPV4_UNICAST, nlri, IPV4_UNICAST in rx)
                 elif parsed.next_hop in own4:
                     # RFC 4271 §6.3: a NEXT_HOP that is our own address is
                     # semantically incorrect; the route is not installed.
-                    ours += self.ignore_own(nb, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
+                    ours += self.ignore_own(nb, IPV4_UNICAST, nlri, IPV4_UNICAST in rx)
                 else:
-                    self.announce_in(nb, IPV4_UNICAST, parsed.attrs, b"", parsed.nlri, IPV4_UNICAST in rx)
+                    self.announce_in(nb, IPV4_UNICAST, parsed.attrs, b"", nlri, IPV4_UNICAST in rx)
             else:
                 c.received.discarded += 1
         mpr = parsed.mp_reach
         if mpr is not None and mpr[3]:
             fam = (mpr[0], mpr[1])
-            if fam in fams and fam in ribs:
+            if fam not in fams or fam not in ribs:
+                # RFC 4760 §6: a family that was not negotiated is ignored.
+                c.received.discarded += 1
+                nlri = b""
+            else:
                 touched = fam
+                nlri = own(ribs, fam, mpr[3], fam in rx)
+            if nlri:
                 nh = bytes(mpr[2])
                 if twd:
-                    self.withdraw_in(nb, fam, mpr[3], fam in rx)
+                    self.withdraw_in(nb, fam, nlri, fam in rx)
                 elif next_hop_refused(nb.cfg, fam, nh):
                     # RFC 8950 §4, a next hop we cannot use: treat-as-withdraw,
                     # as for any unusable next hop (RFC 7606 §7.3; BIRD does so).
-                    self.withdraw_in(nb, fam, mpr[3], fam in rx)
+                    self.withdraw_in(nb, fam, nlri, fam in rx)
                     c.treat_as_withdraw += 1
                     nb.warn_repeated(log, "rfc8950", "%s: UPDATE with IPv4 routes and an IPv6 next hop, but we did "
                                      "not advertise the Extended Next Hop capability (RFC 8950 §4; extended-next-hop "
                                      "= true takes them): handled as withdrawn (RFC 7606)", nb.address)
                 elif nh[:16] in own_mp:
                     # RFC 4271 §6.3 (the global next hop of RFC 2545 §3 for IPv6).
-                    ours += self.ignore_own(nb, fam, mpr[3], fam in rx)
+                    ours += self.ignore_own(nb, fam, nlri, fam in rx)
                 else:
-                    self.announce_in(nb, fam, parsed.attrs, nh, mpr[3], fam in rx)
-            else:
-                # RFC 4760 §6: a family that was not negotiated is ignored.
-                c.received.discarded += 1
+                    self.announce_in(nb, fam, parsed.attrs, nh, nlri, fam in rx)
         if ours:
             c.own_next_hop += ours
             nb.warn_repeated(log, "own-next-hop", "%s: UPDATE with our own address as next hop: %d prefixes "
@@ -334,11 +352,24 @@ class Importer:
         if self.events.watchers:
             self.events.update_received(nb, parsed)
 
+    @staticmethod
+    def own_prefixes(ribs, fam, packed, addpath):
+        """The prefixes of ``packed`` in this worker's shard (Rib.own)."""
+        return ribs[fam].own(packed, addpath) if packed else packed
+
     def over_limit(self, nb, session, fam, lim):
         """RFC 4486 Cease 6/1 when the neighbour holds more than ``lim``
         (its ``prefix-limit`` for ``fam``, None: none) paths of ``fam``;
         True when the session was ended."""
-        if lim is None or self.daemon.ribs[fam].peer_path_count(nb.pid) <= lim.max:
+        if lim is None:
+            return False
+        count = self.daemon.ribs[fam].peer_path_count(nb.pid)
+        counts = self.daemon.counts
+        if counts is not None:
+            # A worker of ``workers = N``: the limit is on every shard's
+            # paths (fastbgp.daemon.shared_counts).
+            count = counts.total(nb.address, fam, count)
+        if count <= lim.max:
             return False
         nb.config.prefix_limit_restart = float(lim.restart_after) or None
         nb.prefix_limit_exceeded(session, fam, lim.max)
@@ -544,6 +575,11 @@ class Importer:
         fastbgp.daemon.fastlane), one export, then RFC 7947 §2.3 path hiding
         for the runs' non-best paths."""
         rib = self.daemon.ribs[fam]
+        if self.daemon.shards > 1:
+            # A worker: the fast lane's runs hold every prefix of the
+            # UPDATEs; path hiding must see only this shard's (the RIB
+            # skips the others itself).
+            runs = [(rib.own(packed, False), aid, mark) for packed, aid, mark in runs]
         before = len(rib)
         cs = rib.update_many(pid, runs)
         self.export_grown(fam, rib, before, cs, pid)

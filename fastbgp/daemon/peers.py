@@ -262,6 +262,13 @@ class PeerRegistry:
             exporter.addpath_withdraw_all(nb.pid, fam)
             self.start_sweep(nb, fam, rib, True)
             nb.stale_fams.discard(fam)
+        counts = self.daemon.counts
+        if counts is not None and nb.cfg.prefix_limit:
+            # Workers: what this one still counts for the neighbour's limit
+            # (the paths graceful restart keeps; the rest are going).
+            for fam, rib in self.daemon.ribs.items():
+                if rib.has_peer(nb.pid):
+                    counts.publish(nb.address, fam, rib.peer_path_count(nb.pid) if fam in keep else 0)
         if stale and session is not None:
             cap = session.negotiated.graceful_restart
             # The neighbour's graceful-restart helper arms the restart timer

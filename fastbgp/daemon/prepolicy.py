@@ -47,7 +47,6 @@ BMP feed.
 
 from __future__ import annotations
 
-from fastbgp.rib import Rib
 from fastbgp.rib.attrs import W_REFS, WORDS
 from fastbgp.rib.export import source_tag
 from fastbgp.rpki.vrp import NOT_FOUND, VALID, partition_packed
@@ -115,7 +114,7 @@ class PrePolicy:
         """``ribs[fam]`` with ``pid`` added (as in the post-policy RIB)."""
         pre = self.ribs.get(fam)
         if pre is None:
-            pre = self.ribs[fam] = Rib(fam[0], self.daemon.attrs)
+            pre = self.ribs[fam] = self.daemon.new_rib(fam[0])
         if not pre.has_peer(pid):
             info = self.daemon.ribs[fam].peer_info(pid)
             pre.add_peer(pid, info["peer_as"], info["local_as"], info["router_id"], info["address"],

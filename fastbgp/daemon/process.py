@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from typing import Optional
 
+from fastbgp.daemon.common import install_signals
 from fastbgp.daemon.core import Daemon
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
@@ -151,31 +151,6 @@ class _Servers:
             await asyncio.gather(*list(self.retiring), return_exceptions=True)
 
 
-def _install_signals(loop, daemon, stop) -> list:
-    """SIGHUP reloads (a bad file is logged and changes nothing); SIGTERM and
-    SIGINT set ``stop``.  Returns the signals installed (none off the main
-    thread)."""
-
-    async def sighup():
-        try:
-            await daemon.reload()
-        except ConfigError:
-            pass  # logged by Daemon.reload, at WARNING with the reason
-        except Exception:
-            log.exception("reload failed")
-
-    installed = []
-    try:
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(sighup()))
-        installed.append(signal.SIGHUP)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-        pass
-    return installed
-
-
 async def run_daemon(config_path, *, log_level: Optional[str] = None, log_json: Optional[bool] = None,
                      api: bool = True, metrics: bool = True, ready=None, stop_event: Optional[asyncio.Event] = None,
                      dual_stack: bool = False) -> int:
@@ -219,7 +194,7 @@ async def _run(cfg, config_path, log_level, log_json, api, metrics, ready, stop_
         await daemon.stop()
         raise
     stop = stop_event or asyncio.Event()
-    installed = _install_signals(loop, daemon, stop)
+    installed = install_signals(loop, daemon, stop)
     if ready is not None:
         ready(daemon)
     try:
@@ -235,6 +210,26 @@ async def _run(cfg, config_path, log_level, log_json, api, metrics, ready, stop_
     return 0
 
 
+async def run_process(config_path, *, log_level: Optional[str] = None, log_json: Optional[bool] = None) -> int:
+    """The ``fastbgp daemon`` process: one daemon (``run_daemon``) or, with
+    ``workers`` above 1, a front and its workers (fastbgp.daemon.front);
+    one daemon all the same when the configuration uses what workers
+    cannot share yet (WARNING with the reasons)."""
+    from fastbgp.daemon import front
+
+    cfg = load_config(config_path)
+    n = front.worker_count(cfg)
+    if n > 1:
+        why = front.single_reasons(cfg)
+        if not why:
+            _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
+            return await front.run_front(cfg, config_path, n, log_level=log_level, log_json=log_json)
+        _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
+        log.warning("workers = %d asked, running in one process: %s cannot be shared by workers yet",
+                    n, ", ".join(why))
+    return await run_daemon(config_path, log_level=log_level, log_json=log_json)
+
+
 def main_daemon(args) -> int:
     """``fastbgp daemon``: ``args.config`` (path); optional ``args.log_level``,
     ``args.log_json``.  Runs on uvloop when installed, until signalled; exit
@@ -247,8 +242,8 @@ def main_daemon(args) -> int:
         loop_factory = None  # asyncio's default loop
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(run_daemon(args.config, log_level=getattr(args, "log_level", None),
-                                         log_json=getattr(args, "log_json", None)))
+            return runner.run(run_process(args.config, log_level=getattr(args, "log_level", None),
+                                          log_json=getattr(args, "log_json", None)))
     except ConfigError as exc:
         print("fastbgp: configuration error in %s:\n%s" % (exc.source, exc), file=sys.stderr)
         return 2

@@ -55,6 +55,8 @@ async def apply_config(daemon, new: cfgmod.Config) -> dict:
         raise
     daemon.config = new
     daemon.engine = engine
+    if g_old.workers != g_new.workers:
+        log.warning("global.workers changed to %d: it takes effect when the daemon restarts", g_new.workers)
     daemon.importer.setup_observe(new)
     if g_old.mrt != g_new.mrt:
         await daemon.stop_mrt_dumps()

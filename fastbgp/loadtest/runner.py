@@ -50,8 +50,28 @@ QUIET_WINDOW = 0.5
 DRAIN_MAX = 60.0
 
 
+def _with_children(pids) -> list:
+    """``pids`` and their descendants (a daemon's workers, OpenBGPD's RIB
+    process), read from /proc/PID/task/TID/children."""
+    out, todo, seen = [], list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        out.append(pid)
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 class TargetProbe:
-    """CPU seconds and RSS of the target's processes, read from /proc."""
+    """CPU seconds and RSS of the target's processes and their children
+    (``workers = N``: the front and its workers), read from /proc."""
 
     def __init__(self, pids):
         self.pids = list(pids)
@@ -66,7 +86,7 @@ class TargetProbe:
         cpu = 0.0
         rss = 0
         ok = False
-        for pid in self.pids:
+        for pid in _with_children(self.pids):
             try:
                 with open("/proc/%d/stat" % pid, "rb") as f:
                     stat = f.read()
@@ -81,7 +101,8 @@ class TargetProbe:
                             break
                 ok = True
             except (OSError, ValueError, IndexError) as exc:
-                self.errors.add("target pid %d: %s" % (pid, exc))
+                if pid in self.pids:  # a child may end between two reads
+                    self.errors.add("target pid %d: %s" % (pid, exc))
         if not ok:
             return None, None
         self.last_rss = rss

@@ -143,7 +143,9 @@ class Sessions:
             return
         cfg = nb.config
         sock = conn.socket
-        if sock is not None:
+        # A relayed connection (Speaker.adopt) is a local socket: the
+        # process holding the TCP connection applied the TTL policy there.
+        if sock is not None and conn.addresses is None:
             try:
                 _transport.apply_ttl(sock, ttl=cfg.ttl, gtsm=cfg.gtsm, ebgp=nb.ebgp,
                                      peer_family=_transport.address_family(nb.address))

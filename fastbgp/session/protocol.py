@@ -284,8 +284,12 @@ class Connection(asyncio.Protocol):
     framed and kept, not processed."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, outbound: bool, on_made=None,
-                 scheduler: Optional[TurnScheduler] = None):
+                 scheduler: Optional[TurnScheduler] = None, addresses: Optional[tuple] = None):
         self.loop = loop
+        # (peer address, peer port, local address, local port) of a TCP
+        # connection another process holds and relays over a local socket
+        # (``Speaker.adopt``); None: read them from the socket itself.
+        self.addresses = addresses
         self.scheduler = scheduler if scheduler is not None else TurnScheduler.for_loop(loop)
         self.outbound = outbound
         self.on_made = on_made
@@ -331,8 +335,11 @@ class Connection(asyncio.Protocol):
         except Exception:  # pragma: no cover - every transport we use has it
             pass
         try:
-            peer = transport.get_extra_info("peername")
-            local = transport.get_extra_info("sockname")
+            if self.addresses is not None:
+                peer, local = self.addresses[:2], self.addresses[2:]
+            else:
+                peer = transport.get_extra_info("peername")
+                local = transport.get_extra_info("sockname")
             self.peer_address = _transport.normalize_address(peer[0])
             self.peer_port = peer[1]
             self.local_address = _transport.normalize_address(local[0])

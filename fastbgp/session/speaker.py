@@ -906,6 +906,22 @@ class Speaker:
     def _new_connection(self):
         return Connection(self.loop, outbound=False, on_made=self._accept, scheduler=self.scheduler)
 
+    async def adopt(self, sock, addresses: tuple) -> None:
+        """Take ``sock`` (a connected stream socket) as a connection accepted
+        from a peer, when another process holds the TCP connection and
+        relays its bytes (``workers = N``: fastbgp.daemon.front).
+        ``addresses``: (peer address, peer port, local address, local port)
+        of that TCP connection.  Checked like any accepted connection: from
+        an unknown peer it is closed."""
+        conn = Connection(self.loop, outbound=False, on_made=self._accept, scheduler=self.scheduler,
+                          addresses=addresses)
+        try:
+            await self.loop.connect_accepted_socket(lambda: conn, sock)
+        except BaseException:
+            if conn.transport is None:
+                sock.close()
+            raise
+
     @property
     def listen_addresses(self) -> list:
         """[(address, port)] actually bound."""

@@ -156,14 +156,18 @@ class LabDaemon:
     """The daemon in ``host`` from ``config_text`` (see the module docstring)."""
 
     def __init__(self, host, config_text: str, *, log_level: str = "info", loop: str = "uvloop",
-                 cli: bool = False, tail_on_error: int = 200):
+                 cli: bool = False, tail_on_error: int = 200, workers: int = 0):
         if loop not in ("uvloop", "asyncio"):
             raise ValueError("loop: uvloop or asyncio, not %r" % (loop,))
         self.host = host
         self.config_text = config_text
         self.log_level = log_level
         self.loop = loop
-        self.cli = cli
+        # workers > 0: ``workers = N`` added to [global] and the daemon run
+        # as an operator runs it (``cli``): a front and N workers
+        # (fastbgp.daemon.front), the API in the workdir unless configured.
+        self.workers = workers
+        self.cli = cli or workers > 0
         self.tail_on_error = tail_on_error
         self.config_path = os.path.join(host.workdir, "fastbgp.toml")
         self.logpath = os.path.join(host.workdir, "fastbgp.log")
@@ -177,7 +181,7 @@ class LabDaemon:
         if config_text is not None:
             self.config_text = config_text
         with open(self.config_path, "w") as f:
-            f.write(self.config_text)
+            f.write(self.with_workers(self.config_text))
         if self.cli:
             argv = [sys.executable, "-m", "fastbgp", "daemon", "-c", self.config_path]
         else:
@@ -185,6 +189,19 @@ class LabDaemon:
         with open(self.logpath, "ab") as log:  # the child keeps its own descriptor
             self.proc = self.host.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         return self
+
+    def with_workers(self, text: str) -> str:
+        """``text`` with this daemon's ``workers`` setting (and an API
+        socket in the workdir when it configures none)."""
+        if not self.workers:
+            return text
+        head, sep, rest = text.partition("[global]\n")
+        if not sep:
+            raise ValueError("a configuration with workers needs a [global] table")
+        text = head + sep + "workers = %d\n" % self.workers + rest
+        if "[global.api]" not in text:
+            text += "\n" + self.api_toml()
+        return text
 
     def stop(self, timeout: float = STOP_GRACE) -> None:
         """SIGTERM to the daemon's process group, SIGKILL after ``timeout``."""

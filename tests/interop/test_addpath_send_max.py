@@ -26,8 +26,9 @@ ADDPATH_RX = """
 """
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "2-workers"])
 @pytest.mark.parametrize("transport", L.TRANSPORTS)
-def test_gobgp_receiver_gets_best_two_of_three(transport):
+def test_gobgp_receiver_gets_best_two_of_three(transport, workers):
     require(L.GoBGP)
     with L.Lab() as lab:
         f = lab.add_host("fb")
@@ -39,7 +40,7 @@ def test_gobgp_receiver_gets_best_two_of_three(transport):
                           for i, h in enumerate(senders))
                 + neighbor_toml(rx.addr(transport), 65009, *ipv4_unicast_toml(me),
                                 'add-path = { send = ["ipv4-unicast"], send-max = 2 }'))
-        with LabDaemon(f, text) as fb:
+        with LabDaemon(f, text, workers=workers) as fb:
             # Sender i's AS_PATH has i + 1 hops behind it: sender 0 is best.
             gs = [L.GoBGP(h, 65001 + i, neighbors=[L.ipv4_neighbor(me, 65000)],
                           routes=[L.Route(p, as_path=tuple(range(65100, 65101 + i))) for p in PREFIXES]).start()

@@ -55,13 +55,14 @@ def _frr_path(frr, prefix):
     return None
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "2-workers"])
 @pytest.mark.parametrize("transport", ["ipv4", "ipv6"])
-def test_routes_cross_the_confederation(transport):
+def test_routes_cross_the_confederation(transport, workers):
     require(L.Bird, L.FRR)
     with L.Lab() as lab:
         dut, hf, hi, ho = (lab.add_host(n) for n in ("dut", "frr", "bin", "bout"))
         me = dut.addr(transport)
-        with LabDaemon(dut, _config(dut, hf, hi, ho, transport), loop="asyncio") as fb:
+        with LabDaemon(dut, _config(dut, hf, hi, ho, transport), loop="asyncio", workers=workers) as fb:
             confed = "bgp confederation identifier %d\nbgp confederation peers %d" % (IDENT, ME)
             frr = L.FRR(hf, FRR_AS, neighbors=[L.ipv4_neighbor(me, ME, options={"extra": confed})],
                         routes=[L.Route(FROM_FRR, local_pref=250),

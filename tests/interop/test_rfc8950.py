@@ -22,8 +22,9 @@ from fastbgp.testing.daemonlab import LabDaemon, global_toml, ipv4_unicast_toml,
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "2-workers"])
 @pytest.mark.parametrize("transport", L.TRANSPORTS)
-def test_ipv4_over_ipv6_session_with_frr(transport):
+def test_ipv4_over_ipv6_session_with_frr(transport, workers):
     require(L.Bird, L.FRR)
     with L.Lab() as lab:
         f = lab.add_host("fb")
@@ -34,7 +35,7 @@ def test_ipv4_over_ipv6_session_with_frr(transport):
         text = (global_toml(65000, f, listen=[f.ipv4, f.ipv6])
                 + neighbor_toml(r.ipv6, 65003, 'families = ["ipv4-unicast", "ipv6-unicast"]', "extended-next-hop = true")
                 + neighbor_toml(b.addr(transport), 65001, *ipv4_unicast_toml(me)))
-        with LabDaemon(f, text, log_level="debug") as fb:
+        with LabDaemon(f, text, log_level="debug", workers=workers) as fb:
             bird = L.Bird(b, 65001, router_id="192.0.2.201", neighbors=[L.ipv4_neighbor(me, 65000)],
                           routes=[L.Route("198.51.100.0/24", as_path=(65100,))]).start()
             frr = L.FRR(r, 65003, router_id="192.0.2.203",

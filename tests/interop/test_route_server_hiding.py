@@ -162,8 +162,11 @@ def _tail(path, n=80):
         return ""
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "2-workers"])
 @pytest.mark.parametrize("transport", L.TRANSPORTS)
-def test_route_server_path_hiding_fastbgp_and_bird(transport):
+def test_route_server_path_hiding_fastbgp_and_bird(transport, workers):
+    """``workers = 2`` too (``fastbgp daemon``: a front and two workers,
+    each choosing the hidden paths of its half of the prefixes)."""
     if not L.is_root():
         pytest.skip("interop lab needs root (network namespaces)")
     missing = L.missing_binaries("ip", *L.Bird.binaries)
@@ -175,11 +178,17 @@ def test_route_server_path_hiding_fastbgp_and_bird(transport):
         rsb_host = lab.add_host("rsb")
         bclients = {asn: lab.add_host("k%d" % (asn - 65000)) for asn in ANNOUNCED}
         path = os.path.join(rs_host.workdir, "fastbgp.toml")
+        text = _fastbgp_config(rs_host, clients, transport)
+        argv = [sys.executable, "-c", RUNNER, path]
+        if workers:
+            text = text.replace("[global]\n", "[global]\nworkers = %d\n" % workers, 1)
+            text += '\n[global.api]\nsocket = "%s"\n' % os.path.join(rs_host.workdir, "api.sock")
+            argv = [sys.executable, "-m", "fastbgp", "daemon", "-c", path]
         with open(path, "w") as fh:
-            fh.write(_fastbgp_config(rs_host, clients, transport))
+            fh.write(text)
         logpath = os.path.join(rs_host.workdir, "fastbgp.log")
         log = open(logpath, "ab")
-        proc = rs_host.popen([sys.executable, "-c", RUNNER, path], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = rs_host.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             fb = {asn: _client(h, asn, rs_host, transport) for asn, h in clients.items()}
             bird_rs = L.Bird(rsb_host, RS_AS, extra_config=_bird_rs_config(rsb_host, bclients, transport)).start()

@@ -1,0 +1,488 @@
+"""``workers = N``: one daemon spread over N worker processes and a front.
+
+At full-table scale one process spends its core storing and choosing paths
+(bench/RESULTS.md, P8: a dozen prefix-table look-ups per path).  With
+``[global] workers = N`` (0: one per core) ``fastbgp daemon`` runs N
+workers (fastbgp.daemon.worker), each a whole daemon whose RIB keeps one
+shard of the prefix space (a fixed hash of the prefix: fastbgp.rib
+``prefix_shard``), and this front, which
+
+* listens and dials for BGP exactly as one daemon would (the neighbours'
+  TCP MD5 keys and RFC 5082 settings, connect-retry), and relays each TCP
+  connection to every worker (fastbgp.daemon.relay: each worker runs the
+  session's FSM on the peer's bytes; their output is merged into one
+  session);
+* serves the configured API (and its CLI) over the workers
+  (fastbgp.control.fanout: tables concatenated, counts summed, actions sent
+  to all), so nothing outside sees more than one daemon;
+* reloads (SIGHUP, ``POST /v1/reload``: every worker re-reads the file) and
+  stops them (SIGTERM/SIGINT: each sends its Cease, worker 0's reaches the
+  peer); a worker that dies stops the whole daemon (exit status 1, logged:
+  a supervisor restarts it whole, never half a table).
+
+What one process has and workers cannot share yet keeps the daemon in one
+process, logged at WARNING with the reason (:func:`single_reasons`): BMP
+stations, ``[[processes]]``, MRT dumps and a metrics endpoint.  Prefix
+limits are judged on every shard's paths (fastbgp.daemon.shared_counts).
+
+Owns: :class:`Front`, :func:`worker_count`, :func:`single_reasons`.
+Calls: the session layer's listeners and transport, fastbgp.daemon.relay,
+the control API.  Called by: fastbgp.daemon.process (``main_daemon``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import types
+from typing import Optional
+
+from fastbgp.config.checks import load_config
+from fastbgp.config.errors import ConfigError
+from fastbgp.control.fanout import FanoutControl
+from fastbgp.daemon.peers import neighbor_config
+from fastbgp.daemon import shared_counts
+from fastbgp.daemon.common import install_signals
+from fastbgp.daemon.relay import SessionRelay
+from fastbgp.daemon.views import endpoints_text
+from fastbgp.session import transport as _transport
+from fastbgp.session.listeners import ListenerManager
+
+log = logging.getLogger("fastbgp.daemon")
+
+READY_TIMEOUT = 120.0  # seconds a worker may take to start (it loads the RPKI file first)
+STOP_TIMEOUT = 10.0  # seconds workers get to send their Ceases and exit
+CONNECT_TIMEOUT = 10.0
+# Bytes of a local relay socket's kernel buffers: a full-size UPDATE batch
+# fits, so a worker reads the peer's table in few, large reads.
+RELAY_BUFFER = 1 << 20
+CONTROL_BUFFER = 1 << 20  # octets of connections handed over, queued towards one worker
+
+
+def worker_count(cfg) -> int:
+    """How many workers ``cfg`` asks for (``workers = 0``: one per core
+    this process may run on)."""
+    n = cfg.global_.workers
+    if n == 0:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # pragma: no cover - not Linux
+            n = os.cpu_count() or 1
+    return max(1, n)
+
+
+def single_reasons(cfg) -> list:
+    """Why ``cfg`` must run in one process (module docstring); empty when
+    workers can share it."""
+    why = []
+    if cfg.bmp:
+        why.append("[[bmp]] stations")
+    if cfg.processes:
+        why.append("[[processes]]")
+    if cfg.global_.mrt.updates is not None or cfg.global_.mrt.rib is not None:
+        why.append("[global.mrt] dumps")
+    if cfg.global_.metrics.listen:
+        why.append("global.metrics.listen")
+    return why
+
+
+class _Proc:
+    """One worker process and its control channel."""
+
+    def __init__(self, k, proc, ctl, api_socket):
+        self.k = k
+        self.proc = proc
+        self.ctl = ctl  # our end of the SOCK_SEQPACKET pair
+        self.api_socket = api_socket
+
+    def send(self, req: dict, fd: Optional[int] = None) -> None:
+        data = json.dumps(req).encode()
+        if fd is None:
+            self.ctl.send(data)
+        else:
+            socket.send_fds(self.ctl, [data], [fd])
+
+
+class Front:
+    """The front process of ``workers = N`` (module docstring)."""
+
+    def __init__(self, cfg, config_path, n: int, *, log_level: str = "info", log_json: bool = False):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.n = n
+        self.log_level = log_level
+        self.log_json = log_json
+        self.procs: list = []
+        self.relays: set = set()
+        self.dialers: dict = {}  # address -> task
+        self.live: dict = {}  # peer address -> number of relays running
+        self.listeners: Optional[ListenerManager] = None
+        self.nbs: list = []
+        self.dir: Optional[str] = None
+        self.stopped = asyncio.Event()
+        self.exit_status = 0
+        self.stopping = False
+        self.refused = 0  # connections from addresses with no neighbour (RFC 4271 §8)
+        self.tasks: set = set()
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="fastbgp-workers-")
+        self.counts_path = os.path.join(self.dir, "prefix-counts")
+        try:
+            shared_counts.create(self.counts_path, self.n)
+            for k in range(self.n):
+                self.procs.append(await self._spawn(k))
+            await asyncio.gather(*(self._ready(p) for p in self.procs))
+            for p in self.procs:
+                self._task(self._watch(p))
+            self._set_neighbors(self.cfg)
+            self.listeners = ListenerManager(lambda: self.nbs, self._accepted)
+            await self.listeners.start(self.cfg.global_.listen_endpoints())
+        except BaseException:
+            await self._stop_workers("daemon start failed")
+            raise
+        self._dial_all(self.cfg)
+        log.info("daemon started: AS%d router id %s, %d neighbours, %d workers, listening on %s",
+                 self.cfg.global_.asn, self.cfg.global_.router_id, len(self.cfg.neighbors), self.n,
+                 ", ".join("%s:%d" % a[:2] for a in self.listeners.addresses) or "nothing")
+
+    async def _spawn(self, k) -> _Proc:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Room for many connections handed over while the worker is busy:
+        # a full channel refuses the connection (logged), never blocks.
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONTROL_BUFFER)
+        api_socket = os.path.join(self.dir, "worker%d.sock" % k)
+        args = [sys.executable, "-m", "fastbgp.daemon.worker", os.path.abspath(self.config_path), str(k), str(self.n),
+                str(theirs.fileno()), api_socket, self.counts_path, self.log_level] + (["json"] if self.log_json else [])
+        try:
+            proc = await asyncio.create_subprocess_exec(*args, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        mine.setblocking(False)
+        return _Proc(k, proc, mine, api_socket)
+
+    async def _ready(self, p: _Proc) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            msg = await asyncio.wait_for(loop.sock_recv(p.ctl, 4096), READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise OSError("worker %d did not start within %gs" % (p.k, READY_TIMEOUT)) from None
+        if not msg:
+            status = await p.proc.wait()
+            raise OSError("worker %d exited at start (status %s): see its messages above" % (p.k, status))
+
+    async def _watch(self, p: _Proc) -> None:
+        status = await p.proc.wait()
+        if not self.stopping:
+            log.error("worker %d (pid %d) exited with status %s: stopping the daemon", p.k, p.proc.pid, status)
+            self.exit_status = 1
+            self.stopped.set()
+
+    async def _stop_workers(self, message: str) -> None:
+        self.stopping = True
+        for p in self.procs:
+            try:
+                p.send({"op": "stop", "message": message})
+            except OSError:
+                pass
+        for p in self.procs:
+            try:
+                await asyncio.wait_for(p.proc.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.error("worker %d did not stop within %gs: killed", p.k, STOP_TIMEOUT)
+                p.proc.kill()
+                await p.proc.wait()
+            p.ctl.close()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    async def stop(self, message: str = "daemon shutting down") -> None:
+        self.stopping = True
+        for r in self.relays:
+            r.closing = True
+        for t in self.dialers.values():
+            t.cancel()
+        if self.listeners is not None:
+            self.listeners.close()
+        await self._stop_workers(message)
+        for r in list(self.relays):
+            r.end("daemon stopping")
+
+    @property
+    def api_sockets(self) -> list:
+        return [p.api_socket for p in self.procs]
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _set_neighbors(self, cfg):
+        self.nbs = [types.SimpleNamespace(address=n.address, config=neighbor_config(n, cfg.global_))
+                    for n in cfg.neighbors]
+
+    def _accepted(self):
+        return _Incoming(self)
+
+    def relay(self, sock, peer_t=None, *, addresses: tuple) -> Optional[SessionRelay]:
+        """Relay a TCP connection (``addresses``: peer, port, local, port) to
+        every worker: a local socket pair per worker, one end handed over
+        the control channel."""
+        loop = asyncio.get_running_loop()
+        peer = addresses[0]
+        theirs, mine = [], []
+        try:
+            for p in self.procs:
+                a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                for s in (a, b):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RELAY_BUFFER)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_BUFFER)
+                    s.setblocking(False)
+                theirs.append(a)
+                mine.append(b)
+            for p, s in zip(self.procs, theirs):
+                p.send({"op": "conn", "addresses": list(addresses)}, s.fileno())
+        except OSError as exc:
+            log.error("cannot hand the connection from %s to the workers: %s", peer, exc)
+            for s in mine:
+                s.close()
+            return None
+        finally:
+            for s in theirs:
+                s.close()
+        r = SessionRelay(loop, peer, self.n, on_end=self._ended)
+        self.relays.add(r)
+        self.live[peer] = self.live.get(peer, 0) + 1
+        self._task(self._start_relay(r, sock, peer_t, mine))
+        return r
+
+    def _task(self, coro):
+        """A task kept referenced until it ends (the loop holds tasks weakly)."""
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+        return t
+
+    async def _start_relay(self, r, sock, peer_t, mine):
+        try:
+            await r.start(sock, mine, peer_transport=peer_t)
+        except Exception as exc:
+            log.error("relaying the session with %s failed: %s", r.peer, exc)
+
+    def _ended(self, r):
+        self.relays.discard(r)
+        left = self.live.get(r.peer, 1) - 1
+        if left:
+            self.live[r.peer] = left
+        else:
+            self.live.pop(r.peer, None)
+
+    # -- dialing ------------------------------------------------------------------------------
+
+    def _dial_all(self, cfg):
+        want = {n.address: n for n in cfg.neighbors if not n.passive and not n.admin_down}
+        for addr in list(self.dialers):
+            if addr not in want:
+                self.dialers.pop(addr).cancel()
+        for addr, n in want.items():
+            if addr not in self.dialers:
+                self.dialers[addr] = asyncio.get_running_loop().create_task(self._dial(n, cfg.global_))
+
+    async def _dial(self, n, glob):
+        """Connect to ``n`` whenever no session with it is relayed: at once,
+        then every connect-retry after a failed attempt (RFC 4271 §8.1.1)
+        and after the idle hold time once a session ended."""
+        nc = neighbor_config(n, glob)
+        while True:
+            if self.live.get(n.address):
+                await asyncio.sleep(nc.idle_hold_time)
+                continue
+            try:
+                sock = await _transport.open_connection(
+                    nc.address, nc.port, timeout=CONNECT_TIMEOUT, local_address=nc.local_address,
+                    md5_password=nc.md5_password, ttl=nc.ttl, gtsm=nc.gtsm, ebgp=n.ebgp)
+            except OSError as exc:
+                log.debug("connect to %s failed: %s", n.address, exc)
+                await asyncio.sleep(nc.connect_retry)
+                continue
+            peer, local = sock.getpeername(), sock.getsockname()
+            r = self.relay(sock, addresses=(_transport.normalize_address(peer[0]), peer[1],
+                                            _transport.normalize_address(local[0]), local[1]))
+            if r is None:
+                sock.close()
+            else:
+                await r.done.wait()
+            # The workers' FSMs refuse connections while Idle (RFC 4271
+            # §8.2.2) for the idle hold time after a session ended.
+            await asyncio.sleep(nc.idle_hold_time + 0.5)
+
+    # -- reload --------------------------------------------------------------------------------
+
+    async def rebind(self, cfg) -> None:
+        """A reload's listeners, before anything else changes: all of
+        ``cfg``'s bound or none (ConfigError naming the setting)."""
+        if self.cfg.global_.listen_endpoints() != cfg.global_.listen_endpoints():
+            try:
+                await self.listeners.rebind(cfg.global_.listen_endpoints())
+            except OSError as exc:
+                raise ConfigError([("global.listen", "cannot listen for BGP: %s" % (exc.strerror or exc))]) from None
+
+    def reloaded(self, cfg) -> None:
+        """After the workers took a new file: the front's TCP MD5 keys and
+        whom it dials."""
+        old_nbs, self.cfg = self.nbs, cfg
+        self._set_neighbors(cfg)
+        kept = {nb.address for nb in self.nbs}
+        for nb in old_nbs:
+            if nb.address not in kept:
+                self.listeners.neighbor_removed(nb.address, nb.config.md5_password)
+        for nb in self.nbs:
+            self.listeners.neighbor_added(nb.address, nb.config.md5_password)
+        self._dial_all(cfg)
+
+
+class _Incoming:
+    """The asyncio protocol of a connection a listener accepted: checks the
+    peer and hands the connection to a relay."""
+
+    def __init__(self, front: Front):
+        self.front = front
+        self.relay = None
+        self.early: list = []
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        addr = _transport.normalize_address(peer[0])
+        front = self.front
+        n = None if front.stopping else front.cfg.neighbor_for(addr)
+        if n is None:
+            # RFC 4271 §8: only configured neighbours (the workers would
+            # refuse it too; no need to trouble them).
+            front.refused += 1
+            log.info("connection from unknown peer %s refused", addr)
+            transport.abort()
+            return
+        nc = neighbor_config(n, front.cfg.global_)
+        try:
+            # The TTL policy of the session (RFC 5082, eBGP single hop) on
+            # the TCP socket: the workers only see local sockets.
+            _transport.apply_ttl(transport.get_extra_info("socket"), ttl=nc.ttl, gtsm=nc.gtsm, ebgp=n.ebgp,
+                                 peer_family=_transport.address_family(addr))
+        except OSError as exc:
+            log.error("%s: cannot apply TTL settings to the accepted connection: %s", addr, exc)
+            transport.abort()
+            return
+        transport.pause_reading()
+        self.relay = self.front.relay(None, transport, addresses=(addr, peer[1],
+                                                                 _transport.normalize_address(local[0]), local[1]))
+        if self.relay is None:
+            transport.abort()
+
+    def data_received(self, data):
+        if self.relay is not None:
+            self.relay.from_peer(data)
+
+    def eof_received(self):
+        return False
+
+    def pause_writing(self):
+        if self.relay is not None:
+            self.relay.peer_paused(True)
+
+    def resume_writing(self):
+        if self.relay is not None:
+            self.relay.peer_paused(False)
+
+    def connection_lost(self, exc):
+        if self.relay is not None:
+            self.relay.lost(None, exc)
+
+
+async def run_front(cfg, config_path, n: int, *, log_level=None, log_json=None, ready=None,
+                    stop_event: Optional[asyncio.Event] = None) -> int:
+    """Run the front of ``workers = n`` until SIGTERM/SIGINT, ``stop_event``
+    or a worker's death (status 1)."""
+    from fastbgp.control import api as api_mod
+
+    loop = asyncio.get_running_loop()
+    g = cfg.global_
+    front = Front(cfg, config_path, n, log_level=log_level or g.log.level,
+                  log_json=g.log.json if log_json is None else log_json)
+    await front.start()
+    control = FrontControl(front)
+    try:
+        server = await api_mod.serve(control, g.api)
+    except BaseException:
+        await front.stop()
+        raise
+    stop = stop_event or asyncio.Event()
+
+    installed = install_signals(loop, control, stop)
+    if ready is not None:
+        ready(front)
+    try:
+        waits = [loop.create_task(front.stopped.wait()), loop.create_task(stop.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in waits:
+                t.cancel()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.stop()
+        await front.stop()
+        await control.close()
+    return front.exit_status
+
+
+class FrontControl(FanoutControl):
+    """The API's control object: the workers' merged view
+    (fastbgp.control.fanout), with what only the front knows: its
+    listeners, the connections it refused, the number of workers, its own
+    log level, and a reload that also updates the front."""
+
+    def __init__(self, front: Front):
+        super().__init__(front.api_sockets)
+        self.front = front
+
+    async def global_info(self):
+        g = await super().global_info()
+        f = self.front
+        g.listen = endpoints_text(f.listeners.addresses) if f.listeners is not None else []
+        g.refused_unknown += f.refused
+        g.workers = f.n
+        return g
+
+    async def reload(self) -> dict:
+        """Every worker re-reads the file (each refuses a bad one, changing
+        nothing), then the front takes its part.  A file asking for what
+        workers cannot share is refused here first: they would each run
+        it."""
+        try:
+            cfg = load_config(self.front.config_path)
+            why = single_reasons(cfg)
+            if why:
+                raise ConfigError([("global.workers", "the daemon runs with %d workers, which cannot share %s: "
+                                    "restart it to run in one process" % (self.front.n, ", ".join(why)))])
+        except ConfigError as exc:
+            log.warning("reload refused, configuration unchanged:\n%s", exc)
+            raise
+        await self.front.rebind(cfg)
+        out = await super().reload()
+        self.front.reloaded(cfg)
+        return out
+
+    async def set_log_level(self, level: str) -> None:
+        await super().set_log_level(level)
+        from fastbgp.control import logs
+
+        logs.set_level(level)
