@@ -228,9 +228,13 @@ def _role_main(args):
     elif args.role == "receiver":
         uvloop.run(_receiver(args))
     elif args.role == "fastbgp":
-        from fastbgp.daemon.process import run_daemon
+        from fastbgp.daemon.process import run_daemon, run_process
 
-        uvloop.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
+        if args.workers:
+            # ``workers = N``: the front and its workers, as ``fastbgp daemon`` runs them.
+            uvloop.run(run_process(args.config, log_level="warning"))
+        else:
+            uvloop.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
 
 
 # ============================================================== orchestration
@@ -296,12 +300,26 @@ def wait_event(path, name, timeout, procs=()):
         time.sleep(0.02)
 
 
-def _fastbgp_config(t, senders, receiver, rs):
+def fastbgp_workers(kind):
+    """The ``workers`` of a fastbgp target: "fastbgp" runs one process,
+    "fastbgp-wN" a front and N workers (fastbgp.daemon.front)."""
+    if kind == "fastbgp":
+        return 0
+    if kind.startswith("fastbgp-w") and kind[9:].isdigit():
+        return int(kind[9:])
+    return None
+
+
+def _fastbgp_config(t, senders, receiver, rs, workers=0):
     lines = [
         "[global]",
         "asn = %d" % TARGET_AS,
         'router-id = "%s"' % t.ipv4,
         'listen = ["%s"]' % t.ipv4,
+    ]
+    if workers:
+        lines += ["workers = %d" % workers, "[global.api]", 'socket = "%s"' % os.path.join(t.workdir, "api.sock")]
+    lines += [
         "[global.log]",
         'level = "warning"',
     ]
@@ -325,12 +343,15 @@ def start_target(kind, lab, t, senders, receiver, rs):
     """(pid to measure, process, stop function)."""
     from fastbgp.testing import lab as L
 
-    if kind == "fastbgp":
+    workers = fastbgp_workers(kind)
+    if workers is not None:
         path = os.path.join(t.workdir, "fastbgp.toml")
         with open(path, "w") as f:
-            f.write(_fastbgp_config(t, senders, receiver, rs))
+            f.write(_fastbgp_config(t, senders, receiver, rs, workers))
         log = open(os.path.join(t.workdir, "fastbgp.log"), "ab")
         argv = [sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config", path]
+        if workers:
+            argv += ["--workers", str(workers)]
         if PROFILE:
             argv = ["py-spy", "record", "-r", "2000", "-f", "speedscope" if PROFILE.endswith(".json") else ("raw" if PROFILE.endswith(".txt") else "flamegraph"),
                     "-o", PROFILE, "--"] + argv
@@ -436,13 +457,19 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
 
 
 def cpu_seconds(pid):
-    """utime + stime of the target's process so far (/proc/PID/stat fields
-    14 and 15, clock ticks): from the blast to the receiver holding
-    everything, how much CPU the target itself spent (its threads included,
-    not its child processes)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime so far (/proc/PID/stat fields 14 and 15, clock ticks)
+    of the target's process and its descendants (OpenBGPD's RIB, fastbgp's
+    workers): from the blast to the receiver holding everything, how much
+    CPU the target spent."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stop_all(stop, procs):
@@ -514,6 +541,7 @@ How it is measured (bench/passthrough.py):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--role", choices=["sender", "receiver", "fastbgp"])
+    ap.add_argument("--workers", type=int, default=0, help="--role fastbgp: run the front and N workers")
     ap.add_argument("--target", default=None)
     ap.add_argument("--port", type=int, default=179)
     ap.add_argument("--local")

@@ -529,13 +529,19 @@ class _ClientAddrs:
 
 
 def _p9_target(kind, t):
-    if kind == "fastbgp":
+    workers = PT.fastbgp_workers(kind)
+    if workers is not None:
         path = os.path.join(t.workdir, "fastbgp.toml")
+        text = _p9_fastbgp_config(t)
+        argv = [sys.executable, os.path.join(HERE, "passthrough.py"), "--role", "fastbgp", "--config", path]
+        if workers:
+            text = text.replace("[global]\n", "[global]\nworkers = %d\n" % workers, 1)
+            text += '\n[global.api]\nsocket = "%s"\n' % os.path.join(t.workdir, "api.sock")
+            argv += ["--workers", str(workers)]
         with open(path, "w") as f:
-            f.write(_p9_fastbgp_config(t))
+            f.write(text)
         log = open(os.path.join(t.workdir, "fastbgp.log"), "ab")
-        proc = t.popen([sys.executable, os.path.join(HERE, "passthrough.py"), "--role", "fastbgp", "--config", path],
-                       stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = t.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         return proc.pid, proc, lambda: (proc.terminate(), proc.wait(10), log.close())
     if kind in ("frr", "openbgpd"):
         import p9_route_servers as RS
@@ -718,7 +724,7 @@ START = {}  # "code": passthrough.code_state() when the run started
 def version_cell(kind):
     """The version column: the one read at the start, and for fastbgp a
     warning when the code changed since (the run measured two versions)."""
-    if kind == "fastbgp" and "code" in START:
+    if kind.startswith("fastbgp") and "code" in START:
         return PT.version(kind, START["code"])
     return VERSIONS.get(kind) or PT.version(kind)
 
