@@ -12,6 +12,7 @@ reload asking for one is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import ipaddress
 import itertools
@@ -56,7 +57,7 @@ def api(sock, path, method="GET"):
     finally:
         c.close()
     assert r.status < 400, (r.status, text)
-    return json.loads(text)
+    return json.loads(text) if text else None
 
 
 def children(pid):
@@ -132,8 +133,6 @@ class Front:
 
 
 async def until(pred, timeout, what):
-    import asyncio
-
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
@@ -215,6 +214,28 @@ def test_workers_pass_a_table_exactly_and_answer_as_one_daemon(tmp_path):
             await b.stop()
 
     loops.run(main(), timeout=110)
+
+
+def test_the_front_dials_only_when_the_workers_want_a_session(tmp_path):
+    """A neighbour down by configuration is not dialed (the workers' FSMs
+    are Idle); enabled through the API, it is."""
+    async def main():
+        a_addr, front_addr = next(_ADDRS), next(_ADDRS)
+        a, na, pa = await speaker(65002, a_addr, front_addr)
+        fb = Front(tmp_path, [(a_addr, 65002, pa)], addr=front_addr)
+        fb.path.write_text(fb.text + "admin-down = true\n")
+        fb.start()
+        try:
+            fb.wait_api()
+            await asyncio.sleep(3)
+            assert not na.established and na.counters.accepted == 0, na.counters.accepted
+            api(fb.sock, "/v1/neighbors/%s/enable" % a_addr, "POST")
+            await until(lambda: na.established, 15, "the session after enable")
+        finally:
+            fb.stop()
+            await a.stop()
+
+    loops.run(main(), timeout=60)
 
 
 def test_a_worker_that_dies_stops_the_daemon(tmp_path):

@@ -59,6 +59,7 @@ log = logging.getLogger("fastbgp.daemon")
 READY_TIMEOUT = 120.0  # seconds a worker may take to start (it loads the RPKI file first)
 STOP_TIMEOUT = 10.0  # seconds workers get to send their Ceases and exit
 CONNECT_TIMEOUT = 10.0
+DIAL_POLL = 1.0  # seconds between looks at whether a neighbour wants a connection
 # Bytes of a local relay socket's kernel buffers: a full-size UPDATE batch
 # fits, so a worker reads the peer's table in few, large reads.
 RELAY_BUFFER = 1 << 20
@@ -130,6 +131,9 @@ class Front:
         self.stopping = False
         self.refused = 0  # connections from addresses with no neighbour (RFC 4271 §8)
         self.tasks: set = set()
+        # async (address) -> the workers' NeighborDetail (FrontControl.neighbor):
+        # whether to dial (``_wants``); None: dial whenever no session is up.
+        self.state_probe = None
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -149,7 +153,6 @@ class Front:
         except BaseException:
             await self._stop_workers("daemon start failed")
             raise
-        self._dial_all(self.cfg)
         log.info("daemon started: AS%d router id %s, %d neighbours, %d workers, listening on %s",
                  self.cfg.global_.asn, self.cfg.global_.router_id, len(self.cfg.neighbors), self.n,
                  ", ".join("%s:%d" % a[:2] for a in self.listeners.addresses) or "nothing")
@@ -284,8 +287,10 @@ class Front:
 
     # -- dialing ------------------------------------------------------------------------------
 
-    def _dial_all(self, cfg):
-        want = {n.address: n for n in cfg.neighbors if not n.passive and not n.admin_down}
+    def dial(self, cfg):
+        """Dial the neighbours of ``cfg`` that are not passive (once the
+        front runs; again after a reload)."""
+        want = {n.address: n for n in cfg.neighbors if not n.passive}
         for addr in list(self.dialers):
             if addr not in want:
                 self.dialers.pop(addr).cancel()
@@ -294,13 +299,15 @@ class Front:
                 self.dialers[addr] = asyncio.get_running_loop().create_task(self._dial(n, cfg.global_))
 
     async def _dial(self, n, glob):
-        """Connect to ``n`` whenever no session with it is relayed: at once,
-        then every connect-retry after a failed attempt (RFC 4271 §8.1.1)
-        and after the idle hold time once a session ended."""
+        """Connect to ``n`` whenever no session with it is relayed and the
+        workers' FSM for it wants one (worker 0's state is Active: not
+        administratively down, not in its idle hold after a session ended,
+        RFC 4271 §8.2.2); after a failed attempt, again after connect-retry
+        (RFC 4271 §8.1.1)."""
         nc = neighbor_config(n, glob)
         while True:
-            if self.live.get(n.address):
-                await asyncio.sleep(nc.idle_hold_time)
+            if self.live.get(n.address) or not await self._wants(n.address):
+                await asyncio.sleep(DIAL_POLL)
                 continue
             try:
                 sock = await _transport.open_connection(
@@ -315,11 +322,21 @@ class Front:
                                             _transport.normalize_address(local[0]), local[1]))
             if r is None:
                 sock.close()
+                await asyncio.sleep(nc.connect_retry)
             else:
                 await r.done.wait()
-            # The workers' FSMs refuse connections while Idle (RFC 4271
-            # §8.2.2) for the idle hold time after a session ended.
-            await asyncio.sleep(nc.idle_hold_time + 0.5)
+
+    async def _wants(self, address) -> bool:
+        """Worker 0's FSM for ``address`` waits for a connection (every
+        worker's is in the same state: they see the same sessions)."""
+        if self.state_probe is None:
+            return True
+        try:
+            nb = await self.state_probe(address)
+        except Exception as exc:  # a worker going away: its watcher stops the daemon
+            log.debug("state of %s unknown: %s", address, exc)
+            return False
+        return not nb.admin_down and nb.state == "active"
 
     # -- reload --------------------------------------------------------------------------------
 
@@ -343,7 +360,7 @@ class Front:
                 self.listeners.neighbor_removed(nb.address, nb.config.md5_password)
         for nb in self.nbs:
             self.listeners.neighbor_added(nb.address, nb.config.md5_password)
-        self._dial_all(cfg)
+        self.dial(cfg)
 
 
 class _Incoming:
@@ -418,6 +435,8 @@ async def run_front(cfg, config_path, n: int, *, log_level=None, log_json=None, 
                   log_json=g.log.json if log_json is None else log_json)
     await front.start()
     control = FrontControl(front)
+    front.state_probe = control.neighbor
+    front.dial(cfg)
     try:
         server = await api_mod.serve(control, g.api)
     except BaseException:
@@ -478,6 +497,8 @@ class FrontControl(FanoutControl):
             raise
         await self.front.rebind(cfg)
         out = await super().reload()
+        if cfg.global_.api != self.front.cfg.global_.api:
+            log.warning("global.api changed: with workers it takes effect when the daemon restarts")
         self.front.reloaded(cfg)
         return out
 
