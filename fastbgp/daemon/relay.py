@@ -229,7 +229,7 @@ class _WorkerSide(asyncio.Protocol):
         self.framer = Framer()
 
     def data_received(self, data):
-        self.relay.from_worker(self.k, data)
+        self.relay.from_worker(self.k, self.framer, data)
 
     def pause_writing(self):
         self.relay.worker_paused(self.k, True)
@@ -280,8 +280,8 @@ class SessionRelay:
                 self.peer_t.pause_reading()
             for k, s in enumerate(worker_socks):
                 side = _WorkerSide(self, k)
-                self.sides.append(side)
                 self.worker_t[k], _ = await loop.connect_accepted_socket(lambda side=side: side, s)
+                self.sides.append(side)  # its socket is the transport's now
                 self.worker_t[k].set_write_buffer_limits(high=WORKER_HIGH, low=WORKER_LOW)
                 if self.over:
                     break
@@ -328,11 +328,11 @@ class SessionRelay:
 
     # -- the workers' messages, merged, to the peer -------------------------------------
 
-    def from_worker(self, k, data):
+    def from_worker(self, k, framer, data):
         if self.over:
             return
         try:
-            out = self.merge.take(k, self.sides[k].framer.feed(data))
+            out = self.merge.take(k, framer.feed(data))
         except (ValueError, OverflowError) as exc:
             log.error("session with %s: %s; closing it", self.peer, exc)
             self.end(str(exc))
@@ -364,10 +364,13 @@ class SessionRelay:
     def end(self, why):
         """Close every socket of the session: the peer's after what is
         queued for it was written (a NOTIFICATION among it), the workers'
-        at once (each sees its connection end)."""
+        at once (each sees its connection end).  ``why``: for the debug
+        log (None: a side closed, or the merge ended it)."""
         if self.over:
             return
         self.over = True
+        if why:
+            log.debug("session with %s: relay ended: %s", self.peer, why)
         if self.peer_t is not None:
             self.peer_t.close()
         for t in self.worker_t:
