@@ -40,6 +40,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 import types
 from typing import Optional
 
@@ -52,6 +53,7 @@ from fastbgp.daemon.common import install_signals
 from fastbgp.daemon.relay import SessionRelay
 from fastbgp.daemon.views import endpoints_text
 from fastbgp.session import transport as _transport
+from fastbgp.session.counters import RefusedConnections
 from fastbgp.session.listeners import ListenerManager
 
 log = logging.getLogger("fastbgp.daemon")
@@ -129,7 +131,7 @@ class Front:
         self.stopped = asyncio.Event()
         self.exit_status = 0
         self.stopping = False
-        self.refused = 0  # connections from addresses with no neighbour (RFC 4271 §8)
+        self.refused = RefusedConnections()  # from addresses with no neighbour (RFC 4271 §8)
         self.tasks: set = set()
         # async (address) -> the workers' NeighborDetail (FrontControl.neighbor):
         # whether to dial (``_wants``); None: dial whenever no session is up.
@@ -382,9 +384,12 @@ class _Incoming:
         n = None if front.stopping else front.cfg.neighbor_for(addr)
         if n is None:
             # RFC 4271 §8: only configured neighbours (the workers would
-            # refuse it too; no need to trouble them).
-            front.refused += 1
-            log.info("connection from unknown peer %s refused", addr)
+            # refuse it too; no need to trouble them).  Counted per source,
+            # logged at most once a minute per source, as one daemon does.
+            suppressed = front.refused.refuse(addr, time.monotonic())
+            if suppressed is not None:
+                log.info("connection from unknown peer %s refused%s", addr,
+                         " (%d more refused since the last line)" % suppressed if suppressed else "")
             transport.abort()
             return
         nc = neighbor_config(n, front.cfg.global_)
@@ -477,7 +482,7 @@ class FrontControl(FanoutControl):
         g = await super().global_info()
         f = self.front
         g.listen = endpoints_text(f.listeners.addresses) if f.listeners is not None else []
-        g.refused_unknown += f.refused
+        g.refused_unknown += f.refused.total
         g.workers = f.n
         return g
 

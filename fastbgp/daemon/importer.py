@@ -56,7 +56,9 @@ from fastbgp.daemon.plain_import import SHAPE, PlainImport
 from fastbgp.daemon.prepolicy import PrePolicy
 from fastbgp.rpki.vrp import path_mark, split_by_state
 
-log = logging.getLogger("fastbgp.daemon")
+# A child of the daemon's logger: what it says is about the prefixes this
+# process imports (with ``workers = N``, each worker says it for its shard).
+log = logging.getLogger("fastbgp.daemon.import")
 
 # What import_eval reads of a new attribute set, in one walk (codec.attr_values).
 _IMPORT_READS = (ATTR_AS_PATH, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST, ATTR_OTC)

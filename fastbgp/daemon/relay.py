@@ -34,7 +34,8 @@ write back-pressure then applies); the messages of workers 1..N-1 held
 before worker 0's KEEPALIVE are capped at ``HELD_MAX`` octets (beyond:
 the session is ended, a worker misbehaving).
 
-May import: the standard library and fastbgp.wire.
+May import: the standard library, fastbgp.wire and fastbgp.session (the
+wording of a NOTIFICATION).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import asyncio
 import logging
 from typing import Callable, Optional
 
+from fastbgp.session.cease import describe_notification
 from fastbgp.wire import messages
 
 log = logging.getLogger("fastbgp.daemon.relay")
@@ -53,6 +55,7 @@ MAX_MESSAGE = 65535  # RFC 8654 extended messages; 4096 without
 WORKER_HIGH = 4 << 20  # octets queued towards one worker before the peer is paused
 WORKER_LOW = 1 << 20
 HELD_MAX = 16 << 20
+NOTIFICATION_GRACE = 1.0  # seconds the other workers keep a session one of them ended
 # RFC 7313 §3.2: the "Message Subtype" of a ROUTE-REFRESH message.
 RR_REQUEST, RR_BORR, RR_EORR = 0, 1, 2
 
@@ -200,9 +203,11 @@ class Framer:
 
 
 def notification_text(msg: Optional[bytes]) -> str:
+    """'NOTIFICATION sent 2/4 (OPEN Message Error / ...)' of a whole
+    NOTIFICATION message, as the session layer words it."""
     if not msg or len(msg) < HEADER + 2:
         return "no NOTIFICATION"
-    return "NOTIFICATION %d/%d" % (msg[HEADER], msg[HEADER + 1])
+    return describe_notification(True, msg[HEADER], msg[HEADER + 1], bytes(msg[HEADER + 2:]))
 
 
 class _PeerSide(asyncio.Protocol):
@@ -342,9 +347,13 @@ class SessionRelay:
         if self.merge.ended:
             # A session lost is a WARNING with its reason; the daemon
             # stopping (``closing``) is no loss.
-            log.log(logging.INFO if self.closing else logging.WARNING, "session with %s ended by worker %d: %s sent",
+            log.log(logging.INFO if self.closing else logging.WARNING, "session with %s ended by worker %d: %s",
                     self.peer, self.merge.ended_by, notification_text(self.merge.notification))
-            self.end(None)
+            # The other workers reach the same NOTIFICATION on the same
+            # octets (or their own hold timer's): a moment to send (to
+            # nobody) and log it, each with its reason, before their
+            # sockets close under them.
+            self.end(None, NOTIFICATION_GRACE)
 
     def peer_paused(self, paused):
         self.peer_write_paused = paused
@@ -354,6 +363,11 @@ class SessionRelay:
 
     # -- the end -------------------------------------------------------------------------------
 
+    def _close_workers(self):
+        for t in self.worker_t:
+            if t is not None and not t.is_closing():
+                t.close()
+
     def lost(self, k, exc):
         if self.over:
             return
@@ -361,11 +375,12 @@ class SessionRelay:
             log.debug("session with %s: worker 0 closed it", self.peer)
         self.end(None)
 
-    def end(self, why):
+    def end(self, why, grace: float = 0.0):
         """Close every socket of the session: the peer's after what is
         queued for it was written (a NOTIFICATION among it), the workers'
-        at once (each sees its connection end).  ``why``: for the debug
-        log (None: a side closed, or the merge ended it)."""
+        at once, or ``grace`` seconds later (each sees its connection end).
+        ``why``: for the debug log (None: a side closed, or the merge ended
+        it)."""
         if self.over:
             return
         self.over = True
@@ -373,9 +388,10 @@ class SessionRelay:
             log.debug("session with %s: relay ended: %s", self.peer, why)
         if self.peer_t is not None:
             self.peer_t.close()
-        for t in self.worker_t:
-            if t is not None:
-                t.close()
+        if grace:
+            self.loop.call_later(grace, self._close_workers)
+        else:
+            self._close_workers()
         self.done.set()
         if self.on_end is not None:
             cb, self.on_end = self.on_end, None

@@ -156,6 +156,9 @@ class _Tag(logging.Filter):
 # (route-server checks, exports) is about the worker's own prefixes.
 SESSION_LOGGERS = ("fastbgp.speaker", "fastbgp.session", "fastbgp.daemon", "fastbgp.rpki", "fastbgp.api",
                    "fastbgp.metrics")
+# ... but under them, what is about the worker's own prefixes (the
+# importer's: our own address as next hop, RFC 8950, confederation loops).
+SHARD_LOGGERS = ("fastbgp.daemon.import",)
 
 
 def _logs(k: int, level: str, as_json: bool):
@@ -168,6 +171,8 @@ def _logs(k: int, level: str, as_json: bool):
     if k:
         for name in SESSION_LOGGERS:
             logging.getLogger(name).setLevel(max(logging.ERROR, logging.getLevelName(level.upper())))
+        for name in SHARD_LOGGERS:
+            logging.getLogger(name).setLevel(logging.getLevelName(level.upper()))
 
 
 def main(argv=None) -> int:
