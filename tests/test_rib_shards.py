@@ -328,3 +328,33 @@ def test_malformed_input_raises_as_unsharded(rib_impl, bad, addpath):
         assert len(set(errors)) == 1, errors
     assert [_table(r) for r in ribs] == before
     table.release(aid)
+
+
+@pytest.mark.parametrize("afi", [1, 2])
+@pytest.mark.parametrize("addpath", [False, True])
+def test_own_keeps_the_shards_prefixes_as_given(rib_impl, afi, addpath):
+    """Rib.own: the prefixes of the shard, in order, with their path ids;
+    the shards' parts together are the input; unsharded, the input itself
+    (not even looked at); sharded, malformed input raises."""
+    rnd = random.Random(afi * 2 + addpath)
+    if afi == 1:
+        texts = ["%d.%d.%d.0/%d" % (rnd.randrange(1, 224), rnd.randrange(256), rnd.randrange(256), rnd.randrange(8, 25))
+                 for _ in range(400)]
+    else:
+        texts = ["2001:db8:%x::/%d" % (rnd.randrange(65536), rnd.randrange(32, 49)) for _ in range(400)]
+    texts = [str(ipaddress.ip_network(t, strict=False)) for t in texts]
+    items = [(i, t) for i, t in enumerate(texts)] if addpath else texts
+    packed = pk(*items, addpath=addpath)
+    table = AttrTable()
+    parts = []
+    for k in range(3):
+        got = rib_impl.Rib(afi, table, shards=3, shard=k).own(packed, addpath)
+        want = [x for x in items if _shard_of(rib_impl, x[1] if addpath else x, afi, 3) == k]
+        assert unpk(got, afi, addpath) == want
+        parts.append(want)
+    assert sorted(sum(parts, []), key=str) == sorted(items, key=str)
+    whole = rib_impl.Rib(afi, table)
+    assert whole.own(packed, addpath) is packed
+    assert whole.own(b"\x21", addpath) == b"\x21"  # not looked at: the RIB operation checks it
+    with pytest.raises(ValueError):
+        rib_impl.Rib(afi, table, shards=3, shard=0).own(packed + b"\x81", addpath)

@@ -137,8 +137,6 @@ class Daemon:
     def new_rib(self, afi):
         """A RIB of ``afi`` on the daemon's attribute table, keeping only
         the daemon's shard of the prefix space."""
-        if self.shards == 1:
-            return Rib(afi, self.attrs)
         return Rib(afi, self.attrs, shards=self.shards, shard=self.shard)
 
     def __repr__(self):

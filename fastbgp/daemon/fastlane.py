@@ -236,8 +236,7 @@ class FastLane:
         neighbour has a prefix limit, checked after each UPDATE's change);
         ``got`` is what ``seen`` keeps for its key."""
         imp = self.importer
-        if imp.daemon.shards > 1:
-            packed = imp.daemon.ribs[fam].own(packed, False)  # a worker: its shard only (Importer.process_update)
+        packed = imp.daemon.ribs[fam].own(packed, False)  # a worker: its shard only (Importer.process_update)
         if got[0] is None:
             imp.withdraw_post(self.nb, fam, packed, False)
             return

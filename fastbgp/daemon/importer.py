@@ -64,11 +64,6 @@ log = logging.getLogger("fastbgp.daemon.import")
 _IMPORT_READS = (ATTR_AS_PATH, ATTR_ORIGINATOR_ID, ATTR_CLUSTER_LIST, ATTR_OTC)
 
 
-def _all_prefixes(ribs, fam, packed, addpath):
-    """An unsharded daemon handles every prefix (Importer.own_prefixes)."""
-    return packed
-
-
 def ended(nb, session) -> bool:
     """``session`` of ``nb`` is no longer the neighbour's Established one
     (an UPDATE just ended it: a prefix limit): nothing after it is processed."""
@@ -283,17 +278,17 @@ class Importer:
             c.received.withdraw_prefix += parsed.n_withdrawn
         touched = None
         # A worker of a sharded daemon (fastbgp.daemon.front) handles only
-        # its shard's prefixes, everywhere, not only in the RIB: the
-        # ADD-PATH export of the Adj-RIB-In change, path hiding, RPKI.
-        own = self.own_prefixes if self.daemon.shards > 1 else _all_prefixes
-        wd = own(ribs, IPV4_UNICAST, parsed.withdrawn, IPV4_UNICAST in rx)
+        # its shard's prefixes (Rib.own; unsharded: all of them), everywhere,
+        # not only in the RIB: the ADD-PATH export of the Adj-RIB-In change,
+        # path hiding, RPKI.
+        wd = ribs[IPV4_UNICAST].own(parsed.withdrawn, IPV4_UNICAST in rx)
         if wd:
             self.withdraw_in(nb, IPV4_UNICAST, wd, IPV4_UNICAST in rx)
         mpu = parsed.mp_unreach
         if mpu is not None and mpu[2]:
             fam = (mpu[0], mpu[1])
             if fam in fams and fam in ribs:
-                wd = own(ribs, fam, mpu[2], fam in rx)
+                wd = ribs[fam].own(mpu[2], fam in rx)
                 if wd:
                     self.withdraw_in(nb, fam, wd, fam in rx)
             else:
@@ -302,7 +297,7 @@ class Importer:
         if parsed.nlri:
             if IPV4_UNICAST in fams:
                 touched = IPV4_UNICAST
-                nlri = own(ribs, IPV4_UNICAST, parsed.nlri, IPV4_UNICAST in rx)
+                nlri = ribs[IPV4_UNICAST].own(parsed.nlri, IPV4_UNICAST in rx)
                 if not nlri:
                     pass  # every prefix is another worker's
                 elif twd:
@@ -324,7 +319,7 @@ class Importer:
                 nlri = b""
             else:
                 touched = fam
-                nlri = own(ribs, fam, mpr[3], fam in rx)
+                nlri = ribs[fam].own(mpr[3], fam in rx)
             if nlri:
                 nh = bytes(mpr[2])
                 if twd:
@@ -353,11 +348,6 @@ class Importer:
                 return
         if self.events.watchers:
             self.events.update_received(nb, parsed)
-
-    @staticmethod
-    def own_prefixes(ribs, fam, packed, addpath):
-        """The prefixes of ``packed`` in this worker's shard (Rib.own)."""
-        return ribs[fam].own(packed, addpath) if packed else packed
 
     def over_limit(self, nb, session, fam, lim):
         """RFC 4486 Cease 6/1 when the neighbour holds more than ``lim``

@@ -1836,12 +1836,14 @@ cdef class Rib(_Changes):
         packed as given (path ids too with ``addpath``), in order: what a
         caller working beside the RIB on a received UPDATE (ADD-PATH export
         of the Adj-RIB-In change, path hiding) must look at in a sharded
-        daemon.  Unsharded: ``packed`` itself.  ValueError when malformed,
-        as update and withdraw."""
+        daemon.  Unsharded: ``packed`` itself, at once (not looked at: the
+        RIB operation it goes to checks it), so callers need not ask
+        whether the RIB is sharded.  Sharded: ValueError when malformed, as
+        update and withdraw."""
+        if self.nshards == 1:
+            return packed
         cdef bytes b = _as_bytes(packed)
         self._validate(b, addpath)
-        if self.nshards == 1:
-            return b
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0, start
         cdef PKey k

@@ -669,11 +669,15 @@ class Rib(_PeerRemoval):
         packed as given (path ids too with ``addpath``), in order: what a
         caller working beside the RIB on a received UPDATE (ADD-PATH export
         of the Adj-RIB-In change, path hiding) must look at in a sharded
-        daemon.  Unsharded: ``packed`` itself.  ValueError when malformed,
-        as update and withdraw."""
+        daemon.  Unsharded: ``packed`` itself, at once (not looked at: the
+        RIB operation it goes to checks it), so callers need not ask
+        whether the RIB is sharded.  Sharded: ValueError when malformed, as
+        update and withdraw."""
+        if self._shards == 1:
+            return packed
         b = packed if isinstance(packed, bytes) else bytes(packed)
         self._parse(b, addpath)  # validated as update and withdraw do
-        return b if self._shards == 1 else _own_packed(b, addpath, self._bits, self._shards, self._shard)
+        return _own_packed(b, addpath, self._bits, self._shards, self._shard)
 
     def _wire(self, key):
         plen = key & 0xFF
