@@ -50,7 +50,7 @@ from fastbgp.control.fanout import FanoutControl
 from fastbgp.daemon.peers import neighbor_config
 from fastbgp.daemon import shared_counts
 from fastbgp.daemon.common import install_signals
-from fastbgp.daemon.relay import SessionRelay
+from fastbgp.daemon.relay import PeerSide, SessionRelay
 from fastbgp.daemon.views import endpoints_text
 from fastbgp.session import transport as _transport
 from fastbgp.session.counters import RefusedConnections
@@ -365,18 +365,16 @@ class Front:
         self.dial(cfg)
 
 
-class _Incoming:
+class _Incoming(PeerSide):
     """The asyncio protocol of a connection a listener accepted: checks the
-    peer and hands the connection to a relay."""
+    peer and hands the connection to a relay, then forwards to it as
+    :class:`fastbgp.daemon.relay.PeerSide` does."""
 
     def __init__(self, front: Front):
+        super().__init__(None)
         self.front = front
-        self.relay = None
-        self.early: list = []
-        self.transport = None
 
     def connection_made(self, transport):
-        self.transport = transport
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         addr = _transport.normalize_address(peer[0])
@@ -386,10 +384,7 @@ class _Incoming:
             # RFC 4271 §8: only configured neighbours (the workers would
             # refuse it too; no need to trouble them).  Counted per source,
             # logged at most once a minute per source, as one daemon does.
-            suppressed = front.refused.refuse(addr, time.monotonic())
-            if suppressed is not None:
-                log.info("connection from unknown peer %s refused%s", addr,
-                         " (%d more refused since the last line)" % suppressed if suppressed else "")
+            front.refused.refuse_logged(addr, time.monotonic(), log)
             transport.abort()
             return
         nc = neighbor_config(n, front.cfg.global_)
@@ -403,29 +398,10 @@ class _Incoming:
             transport.abort()
             return
         transport.pause_reading()
-        self.relay = self.front.relay(None, transport, addresses=(addr, peer[1],
-                                                                 _transport.normalize_address(local[0]), local[1]))
+        self.relay = front.relay(None, transport, addresses=(addr, peer[1],
+                                                            _transport.normalize_address(local[0]), local[1]))
         if self.relay is None:
             transport.abort()
-
-    def data_received(self, data):
-        if self.relay is not None:
-            self.relay.from_peer(data)
-
-    def eof_received(self):
-        return False
-
-    def pause_writing(self):
-        if self.relay is not None:
-            self.relay.peer_paused(True)
-
-    def resume_writing(self):
-        if self.relay is not None:
-            self.relay.peer_paused(False)
-
-    def connection_lost(self, exc):
-        if self.relay is not None:
-            self.relay.lost(None, exc)
 
 
 async def run_front(cfg, config_path, n: int, *, log_level=None, log_json=None, ready=None,

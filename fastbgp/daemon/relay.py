@@ -46,18 +46,22 @@ from typing import Callable, Optional
 
 from fastbgp.session.cease import describe_notification
 from fastbgp.wire import messages
+from fastbgp.wire.constants import (HEADER_LEN, MAX_EXTENDED_MESSAGE_LEN, MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN,
+                                    MSG_ROUTE_REFRESH, MSG_UPDATE, RR_BORR, RR_EORR, RR_NORMAL)
 
 log = logging.getLogger("fastbgp.daemon.relay")
 
-OPEN, UPDATE, NOTIFICATION, KEEPALIVE, ROUTE_REFRESH = 1, 2, 3, 4, 5
-HEADER = 19  # RFC 4271 §4.1: marker (16), length (2), type (1)
-MAX_MESSAGE = 65535  # RFC 8654 extended messages; 4096 without
+# The message types, the header's size, the largest message (RFC 8654) and
+# the ROUTE-REFRESH subtypes (RFC 7313 §3.2) under the names used here.
+OPEN, UPDATE, NOTIFICATION, KEEPALIVE, ROUTE_REFRESH = MSG_OPEN, MSG_UPDATE, MSG_NOTIFICATION, MSG_KEEPALIVE, \
+    MSG_ROUTE_REFRESH
+HEADER = HEADER_LEN
+MAX_MESSAGE = MAX_EXTENDED_MESSAGE_LEN
+RR_REQUEST = RR_NORMAL
 WORKER_HIGH = 4 << 20  # octets queued towards one worker before the peer is paused
 WORKER_LOW = 1 << 20
 HELD_MAX = 16 << 20
 NOTIFICATION_GRACE = 1.0  # seconds the other workers keep a session one of them ended
-# RFC 7313 §3.2: the "Message Subtype" of a ROUTE-REFRESH message.
-RR_REQUEST, RR_BORR, RR_EORR = 0, 1, 2
 
 # The longest End-of-RIB marker: header, two empty lengths, an
 # MP_UNREACH_NLRI attribute with the extended-length flag, AFI and SAFI.
@@ -210,21 +214,31 @@ def notification_text(msg: Optional[bytes]) -> str:
     return describe_notification(True, msg[HEADER], msg[HEADER + 1], bytes(msg[HEADER + 2:]))
 
 
-class _PeerSide(asyncio.Protocol):
+class PeerSide(asyncio.Protocol):
+    """The asyncio protocol of the peer's TCP connection: its octets and
+    events to ``relay`` (None while there is none yet: nothing forwarded)."""
+
     def __init__(self, relay):
         self.relay = relay
 
     def data_received(self, data):
-        self.relay.from_peer(data)
+        if self.relay is not None:
+            self.relay.from_peer(data)
+
+    def eof_received(self):
+        return False  # close the transport; connection_lost follows
 
     def pause_writing(self):
-        self.relay.peer_paused(True)
+        if self.relay is not None:
+            self.relay.peer_paused(True)
 
     def resume_writing(self):
-        self.relay.peer_paused(False)
+        if self.relay is not None:
+            self.relay.peer_paused(False)
 
     def connection_lost(self, exc):
-        self.relay.lost(None, exc)
+        if self.relay is not None:
+            self.relay.lost(None, exc)
 
 
 class _WorkerSide(asyncio.Protocol):
@@ -280,7 +294,7 @@ class SessionRelay:
             if peer_transport is not None:
                 self.peer_t = peer_transport
             else:
-                self.peer_t, _ = await loop.connect_accepted_socket(lambda: _PeerSide(self), peer_sock)
+                self.peer_t, _ = await loop.connect_accepted_socket(lambda: PeerSide(self), peer_sock)
                 peer_sock = None
                 self.peer_t.pause_reading()
             for k, s in enumerate(worker_socks):

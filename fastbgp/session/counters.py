@@ -165,6 +165,15 @@ class RefusedConnections(LogLimit):
 
     refuse = LogLimit.note
 
+    def refuse_logged(self, address, now: float, logger) -> None:
+        """``refuse`` ``address`` and say so on ``logger`` (INFO) when a
+        line is due: the one wording of the speaker and of the front of
+        ``workers = N``."""
+        suppressed = self.refuse(address, now)
+        if suppressed is not None:
+            logger.info("connection from unknown peer %s refused%s", address,
+                        " (%d more refused since the last line)" % suppressed if suppressed else "")
+
     @property
     def by_address(self) -> OrderedDict:
         return self.by_key

@@ -944,10 +944,7 @@ class Speaker:
             # RFC 4271 §8: connections are only accepted from configured
             # neighbours.  Counted per source, logged at most once a minute
             # per source: a scanner must not flood the log.
-            suppressed = self.refused.refuse(conn.peer_address, time.monotonic())
-            if suppressed is not None:
-                log.info("connection from unknown peer %s refused%s", conn.peer_address,
-                         " (%d more refused since the last line)" % suppressed if suppressed else "")
+            self.refused.refuse_logged(conn.peer_address, time.monotonic(), log)
             conn.abort()
             return
         nb.accept(conn)
