@@ -241,22 +241,11 @@ def _role_main(args):
 
 
 def _descendants(pid):
-    """pid and every process below it (OpenBGPD's RIB lives in a child)."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
+    """pid and every process below it (OpenBGPD's RIB lives in a child,
+    fastbgp's workers under their front)."""
+    from fastbgp.loadtest import procnet
+
+    return procnet.descendants([pid])
 
 
 def rss_mb(pid):
@@ -310,16 +299,12 @@ def fastbgp_workers(kind):
     return None
 
 
-def _fastbgp_config(t, senders, receiver, rs, workers=0):
+def _fastbgp_config(t, senders, receiver, rs):
     lines = [
         "[global]",
         "asn = %d" % TARGET_AS,
         'router-id = "%s"' % t.ipv4,
         'listen = ["%s"]' % t.ipv4,
-    ]
-    if workers:
-        lines += ["workers = %d" % workers, "[global.api]", 'socket = "%s"' % os.path.join(t.workdir, "api.sock")]
-    lines += [
         "[global.log]",
         'level = "warning"',
     ]
@@ -347,7 +332,12 @@ def start_target(kind, lab, t, senders, receiver, rs):
     if workers is not None:
         path = os.path.join(t.workdir, "fastbgp.toml")
         with open(path, "w") as f:
-            f.write(_fastbgp_config(t, senders, receiver, rs, workers))
+            text = _fastbgp_config(t, senders, receiver, rs)
+            if workers:
+                from fastbgp.testing.daemonlab import workers_toml
+
+                text = workers_toml(text, workers, os.path.join(t.workdir, "api.sock"))
+            f.write(text)
         log = open(os.path.join(t.workdir, "fastbgp.log"), "ab")
         argv = [sys.executable, os.path.abspath(__file__), "--role", "fastbgp", "--config", path]
         if workers:

@@ -535,8 +535,9 @@ def _p9_target(kind, t):
         text = _p9_fastbgp_config(t)
         argv = [sys.executable, os.path.join(HERE, "passthrough.py"), "--role", "fastbgp", "--config", path]
         if workers:
-            text = text.replace("[global]\n", "[global]\nworkers = %d\n" % workers, 1)
-            text += '\n[global.api]\nsocket = "%s"\n' % os.path.join(t.workdir, "api.sock")
+            from fastbgp.testing.daemonlab import workers_toml
+
+            text = workers_toml(text, workers, os.path.join(t.workdir, "api.sock"))
             argv += ["--workers", str(workers)]
         with open(path, "w") as f:
             f.write(text)

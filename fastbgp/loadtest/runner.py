@@ -17,6 +17,7 @@ import msgspec
 
 from fastbgp.wire import bench as _bench
 from fastbgp.loadtest import generator as gen
+from fastbgp.loadtest import procnet
 from fastbgp.loadtest.engine import LocalGroup, RemoteGroup, slice_indices, split
 from fastbgp.loadtest.peer import ESTABLISHED, MonitorSession, SessionConfig, Ticker
 from fastbgp.loadtest.report import (
@@ -50,25 +51,6 @@ QUIET_WINDOW = 0.5
 DRAIN_MAX = 60.0
 
 
-def _with_children(pids) -> list:
-    """``pids`` and their descendants (a daemon's workers, OpenBGPD's RIB
-    process), read from /proc/PID/task/TID/children."""
-    out, todo, seen = [], list(pids), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        out.append(pid)
-        try:
-            for tid in os.listdir("/proc/%d/task" % pid):
-                with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except (OSError, ValueError):
-            pass
-    return out
-
-
 class TargetProbe:
     """CPU seconds and RSS of the target's processes and their children
     (``workers = N``: the front and its workers), read from /proc."""
@@ -86,7 +68,7 @@ class TargetProbe:
         cpu = 0.0
         rss = 0
         ok = False
-        for pid in _with_children(self.pids):
+        for pid in procnet.descendants(self.pids):
             try:
                 with open("/proc/%d/stat" % pid, "rb") as f:
                     stat = f.read()

@@ -40,7 +40,7 @@ from typing import Optional
 from fastbgp.testing import lab as L
 
 __all__ = ["LabDaemon", "ApiError", "require", "neighbor_toml", "global_toml", "ipv4_unicast_toml", "families_toml",
-           "transport_fixtures", "ROOT"]
+           "transport_fixtures", "workers_toml", "ROOT"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # argv: config path, log level, "uvloop" or "asyncio".
@@ -81,6 +81,20 @@ def global_toml(asn: int, host, *more: str, listen: Optional[list] = None) -> st
     addrs = [host.ipv4] if listen is None else listen
     return "\n".join(["[global]", "asn = %d" % asn, 'router-id = "%s"' % host.ipv4,
                       "listen = [%s]" % ", ".join('"%s"' % a for a in addrs), *more]) + "\n"
+
+
+def workers_toml(text: str, workers: int, api_socket: str) -> str:
+    """The configuration ``text`` (with a ``[global]`` table) run as a
+    front and ``workers`` workers (fastbgp.daemon.front): ``workers = N``
+    in ``[global]``, and the API, which the front always serves, on
+    ``api_socket`` unless ``text`` configures one."""
+    head, sep, rest = text.partition("[global]\n")
+    if not sep:
+        raise ValueError("a configuration with workers needs a [global] table")
+    text = head + sep + "workers = %d\n" % workers + rest
+    if "[global.api]" not in text:
+        text += '\n[global.api]\nsocket = "%s"\n' % api_socket
+    return text
 
 
 def neighbor_toml(address: str, peer_as: int, *more: str, accept: bool = True) -> str:
@@ -192,16 +206,8 @@ class LabDaemon:
 
     def with_workers(self, text: str) -> str:
         """``text`` with this daemon's ``workers`` setting (and an API
-        socket in the workdir when it configures none)."""
-        if not self.workers:
-            return text
-        head, sep, rest = text.partition("[global]\n")
-        if not sep:
-            raise ValueError("a configuration with workers needs a [global] table")
-        text = head + sep + "workers = %d\n" % self.workers + rest
-        if "[global.api]" not in text:
-            text += "\n" + self.api_toml()
-        return text
+        socket in the workdir when it configures none): workers_toml."""
+        return workers_toml(text, self.workers, self.socket_path) if self.workers else text
 
     def stop(self, timeout: float = STOP_GRACE) -> None:
         """SIGTERM to the daemon's process group, SIGKILL after ``timeout``."""

@@ -26,7 +26,7 @@ import textwrap
 import pytest
 
 from fastbgp.testing import lab as L
-from fastbgp.testing.daemonlab import families_toml
+from fastbgp.testing.daemonlab import families_toml, workers_toml
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -181,8 +181,7 @@ def test_route_server_path_hiding_fastbgp_and_bird(transport, workers):
         text = _fastbgp_config(rs_host, clients, transport)
         argv = [sys.executable, "-c", RUNNER, path]
         if workers:
-            text = text.replace("[global]\n", "[global]\nworkers = %d\n" % workers, 1)
-            text += '\n[global.api]\nsocket = "%s"\n' % os.path.join(rs_host.workdir, "api.sock")
+            text = workers_toml(text, workers, os.path.join(rs_host.workdir, "api.sock"))
             argv = [sys.executable, "-m", "fastbgp", "daemon", "-c", path]
         with open(path, "w") as fh:
             fh.write(text)
