@@ -153,13 +153,14 @@ class _Servers:
 
 async def run_daemon(config_path, *, log_level: Optional[str] = None, log_json: Optional[bool] = None,
                      api: bool = True, metrics: bool = True, ready=None, stop_event: Optional[asyncio.Event] = None,
-                     dual_stack: bool = False) -> int:
+                     dual_stack: bool = False, config=None) -> int:
     """Run ``fastbgp daemon -c config_path`` until SIGTERM/SIGINT (or
     ``stop_event``).  ConfigError propagates before anything starts.
     ``log_level``/``log_json`` override ``[global.log]``; ``api``/``metrics``
     False skip those listeners; ``ready(daemon)`` is called once running.
-    SIGHUP reloads the file (a bad file is logged and changes nothing)."""
-    cfg = load_config(config_path)
+    SIGHUP reloads the file (a bad file is logged and changes nothing).
+    ``config``: the file, loaded already (``run_process``)."""
+    cfg = load_config(config_path) if config is None else config
     _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
     gc_before = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -220,14 +221,13 @@ async def run_process(config_path, *, log_level: Optional[str] = None, log_json:
     cfg = load_config(config_path)
     n = front.worker_count(cfg)
     if n > 1:
+        _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
         why = front.single_reasons(cfg)
         if not why:
-            _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
             return await front.run_front(cfg, config_path, n, log_level=log_level, log_json=log_json)
-        _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
         log.warning("workers = %d asked, running in one process: %s cannot be shared by workers yet",
                     n, ", ".join(why))
-    return await run_daemon(config_path, log_level=log_level, log_json=log_json)
+    return await run_daemon(config_path, log_level=log_level, log_json=log_json, config=cfg)
 
 
 def main_daemon(args) -> int:
