@@ -69,7 +69,17 @@ class SharedCounts:
         self.stride = REGION // 8
         # key -> word index of its count, per worker (found once, kept).
         self.where: list = [dict() for _ in range(workers)]
+        # (address, family) -> key: worked out once, not per UPDATE.
+        self.keys: dict = {}
         self.full = False
+
+    def _key(self, address: str, fam) -> tuple:
+        key = self.keys.get((address, fam))
+        if key is None:
+            if len(self.keys) >= MAX_ENTRIES:
+                self.keys.clear()  # bounded as the regions are (dynamic neighbours come and go)
+            key = self.keys[(address, fam)] = _key(address, fam)
+        return key
 
     def close(self) -> None:
         self.words.release()
@@ -109,7 +119,7 @@ class SharedCounts:
     def total(self, address: str, fam, mine: int) -> int:
         """Publish ``mine`` (this worker's count of ``address``'s paths of
         ``fam``) and return the sum over every worker."""
-        key = _key(address, fam)
+        key = self._key(address, fam)
         at = self._mine(key)
         if at < 0:
             return mine
@@ -125,6 +135,6 @@ class SharedCounts:
 
     def publish(self, address: str, fam, mine: int) -> None:
         """Set this worker's count (a session's end: what it still holds)."""
-        at = self._mine(_key(address, fam))
+        at = self._mine(self._key(address, fam))
         if at >= 0:
             self.words[at] = mine

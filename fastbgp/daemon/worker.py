@@ -86,8 +86,7 @@ class Worker:
         server = await api_mod.serve(self.daemon, cfg.global_.api)
         self.ctl.setblocking(False)
         loop.add_reader(self.ctl.fileno(), self._control)
-        for sig in (signal.SIGTERM,):
-            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         self.ctl.send(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
         try:
             await self.stop.wait()
