@@ -5,13 +5,14 @@ one slice of long work (``SLICE_SECONDS``), two helpers on wire data
 (prefix text, adding an attribute to a block), the RFC 8950 receive
 rule (``next_hop_refused``), the shutdown of a background task
 (``cancel_and_wait``) and the daemon process's signals
-(``install_signals``).
+(``handled_signals``).
 Calls: ``fastbgp.wire`` and ``fastbgp.config``'s ConfigError.  Called by: every other module of the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -66,11 +67,25 @@ def next_hop_refused(cfg, fam, nh) -> bool:
     return len(nh) != 4 and fam == IPV4_UNICAST and not cfg.extended_next_hop
 
 
-def install_signals(loop, daemon, stop) -> list:
-    """SIGHUP reloads (``daemon.reload()``: a Daemon, or the front of
-    ``workers = N``; a bad file is logged and changes nothing); SIGTERM and
-    SIGINT set ``stop``.  Returns the signals installed (none off the main
-    thread)."""
+@contextlib.contextmanager
+def handled_signals(loop, daemon, stop):
+    """While in the block: SIGHUP reloads (``daemon.reload()``: a Daemon,
+    or the front of ``workers = N``; a bad file is logged and changes
+    nothing); SIGTERM and SIGINT set ``stop``.  None off the main thread.
+    The handlers go when the block ends, before what follows it (the
+    daemon's stop) can be disturbed by a reload."""
+    installed = _install_signals(loop, daemon, stop)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            try:
+                loop.remove_signal_handler(sig)
+            except Exception:
+                pass
+
+
+def _install_signals(loop, daemon, stop) -> list:
 
     async def sighup():
         try:

@@ -49,7 +49,7 @@ from fastbgp.config.errors import ConfigError
 from fastbgp.control.fanout import FanoutControl
 from fastbgp.daemon.peers import neighbor_config
 from fastbgp.daemon import shared_counts
-from fastbgp.daemon.common import install_signals
+from fastbgp.daemon.common import handled_signals
 from fastbgp.daemon.relay import PeerSide, SessionRelay
 from fastbgp.daemon.views import endpoints_text
 from fastbgp.session import transport as _transport
@@ -424,20 +424,17 @@ async def run_front(cfg, config_path, n: int, *, log_level=None, log_json=None, 
         await front.stop()
         raise
     stop = stop_event or asyncio.Event()
-
-    installed = install_signals(loop, control, stop)
-    if ready is not None:
-        ready(front)
     try:
-        waits = [loop.create_task(front.stopped.wait()), loop.create_task(stop.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in waits:
-                t.cancel()
+        with handled_signals(loop, control, stop):
+            if ready is not None:
+                ready(front)
+            waits = [loop.create_task(front.stopped.wait()), loop.create_task(stop.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in waits:
+                    t.cancel()
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
         await server.stop()
         await front.stop()
         await control.close()

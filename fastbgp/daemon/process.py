@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import Optional
 
-from fastbgp.daemon.common import install_signals
+from fastbgp.daemon.common import handled_signals
 from fastbgp.daemon.core import Daemon
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
@@ -195,17 +195,12 @@ async def _run(cfg, config_path, log_level, log_json, api, metrics, ready, stop_
         await daemon.stop()
         raise
     stop = stop_event or asyncio.Event()
-    installed = install_signals(loop, daemon, stop)
-    if ready is not None:
-        ready(daemon)
     try:
-        await stop.wait()
+        with handled_signals(loop, daemon, stop):
+            if ready is not None:
+                ready(daemon)
+            await stop.wait()
     finally:
-        for sig in installed:
-            try:
-                loop.remove_signal_handler(sig)
-            except Exception:
-                pass
         await servers.stop()
         await daemon.stop(message="daemon shutting down")
     return 0
