@@ -228,11 +228,11 @@ def _role_main(args):
     elif args.role == "receiver":
         uvloop.run(_receiver(args))
     elif args.role == "fastbgp":
-        from fastbgp.daemon.process import run_daemon, run_process
+        from fastbgp.daemon.process import main_daemon, run_daemon
 
         if args.workers:
             # ``workers = N``: the front and its workers, as ``fastbgp daemon`` runs them.
-            uvloop.run(run_process(args.config, log_level="warning"))
+            sys.exit(main_daemon(argparse.Namespace(config=args.config, log_level="warning")))
         else:
             uvloop.run(run_daemon(args.config, api=False, metrics=False, log_level="warning"))
 
@@ -263,6 +263,27 @@ def rss_mb(pid):
             if p == pid:
                 raise
     return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+
+
+def pss_mb(pid):
+    """Proportional set size in MB summed over the process and its
+    descendants: each page shared by k processes counts 1/k in each, so
+    the sum is the memory the whole daemon occupies (a front and workers
+    forked from it share their imported modules; their RSS sum counts
+    those pages once per process).  Shared libraries count their share
+    with every other process mapping them, for BIRD as for fastbgp."""
+    total = 0.0
+    for p in _descendants(pid):
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) / 1024
+                        break
+        except FileNotFoundError:
+            if p == pid:
+                raise
+    return total
 
 
 def read_events(path):
@@ -423,6 +444,7 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
                 wait_event(st, "established", 120, procs)
             time.sleep(1.0)  # let the target settle (timers, first keepalives)
             idle = rss_mb(pid)
+            pss_idle = pss_mb(pid)
             cpu0 = cpu_seconds(pid)
             for sp in sprocs:
                 os.kill(sp.pid, signal.SIGUSR1)
@@ -437,10 +459,13 @@ def run_case(kind, shape, prefixes, groups, n_senders, timeout, verbose=False):
             seconds = done["t"] - go
             cpu = cpu_seconds(pid) - cpu0
             loaded = rss_mb(pid)
+            pss = pss_mb(pid)
             time.sleep(0.5)
             loaded = max(loaded, rss_mb(pid))
+            pss = max(pss, pss_mb(pid))
             return {"target": kind, "shape": shape, "prefixes": prefixes, "senders": n_senders,
                     "seconds": seconds, "rss_idle_mb": idle[0], "rss_mb": loaded[0], "hwm_mb": loaded[1],
+                    "pss_idle_mb": pss_idle, "pss_mb": pss,
                     "received": done.get("announced"), "withdrawn": done.get("withdrawn"), "cpu_s": cpu}
         finally:
             stop_all(stop, procs)
@@ -584,18 +609,18 @@ def main(argv=None):
             rows.append(ok[len(ok) // 2] if ok else runs[-1])
     table = Table(title="Pass-through: seconds to the receiver holding every prefix; target RSS")
     for col in ("shape", "target", "version", "prefixes", "seconds", "target CPU s", "RSS idle MB", "RSS loaded MB",
-                "over idle MB"):
+                "over idle MB", "PSS loaded MB"):
         table.add_column(col, justify="right" if col not in ("shape", "target", "version") else "left")
-    md = ["| shape | target | version | prefixes | seconds | target CPU s | RSS idle MB | RSS loaded MB | over idle MB |",
-          "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    md = ["| shape | target | version | prefixes | seconds | target CPU s | RSS idle MB | RSS loaded MB | over idle MB "
+          "| PSS loaded MB |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
             cells = [r["shape"], r["target"], version(r["target"]), "{:,}".format(r["prefixes"]),
-                     r["error"], "", "", "", ""]
+                     r["error"], "", "", "", "", ""]
         else:
             cells = [r["shape"], r["target"], version(r["target"]), "{:,}".format(r["prefixes"]),
                      "%.2f" % r["seconds"], "%.2f" % r["cpu_s"], "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"],
-                     "%.0f" % (r["rss_mb"] - r["rss_idle_mb"])]
+                     "%.0f" % (r["rss_mb"] - r["rss_idle_mb"]), "%.0f" % r["pss_mb"]]
         table.add_row(*cells)
         md.append("| " + " | ".join(cells) + " |")
     console.print(table)

@@ -165,10 +165,12 @@ def test_workers_pass_a_table_exactly_and_answer_as_one_daemon(tmp_path):
             assert g["workers"] == 2
             workers = children(fb.proc.pid)
             assert len(workers) == 2, workers
-            # The workers' private API sockets: in a directory of the front's.
-            with open("/proc/%d/cmdline" % workers[0], "rb") as f:
-                private = os.path.dirname(next(a for a in f.read().decode().split("\0") if a.endswith(".sock")))
-            assert os.path.isdir(private)
+            # The workers' private directory (API sockets, the shared
+            # prefix counts): a worker holds its count file open.
+            fd_dir = "/proc/%d/fd" % workers[0]
+            private = os.path.dirname(next(t for t in (os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir))
+                                           if t.endswith("/prefix-counts")))
+            assert os.path.isdir(private) and os.path.basename(private).startswith("fastbgp-workers-")
             await until(lambda: len(nb.received("ipv4-unicast")) == len(V4)
                         and len(nb.received("ipv6-unicast")) == len(V6), 60, "the whole table at the receiver")
             await nb.wait_end_of_rib(timeout=10)
@@ -251,6 +253,44 @@ def test_a_worker_that_dies_stops_the_daemon(tmp_path):
         assert "worker 1 (pid %d) exited" % workers[1] in fb.log_text()
     finally:
         fb.stop()
+
+
+def _rollup(pid) -> dict:
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        return {line.split(":")[0]: int(line.split()[1]) for line in f if line.split()[-1:] == ["kB"]}
+
+
+def test_workers_are_forked_sharing_the_front_s_modules_and_never_outlive_it(tmp_path):
+    """The workers are forked from the front once it imported the daemon
+    (fastbgp.daemon.spawn): megabytes of their heap are the front's pages,
+    shared copy-on-write (a worker started afresh shares none of its heap);
+    and each holds only its own control channel, so a front killed outright
+    is seen by every worker, which then stops."""
+    fb = Front(tmp_path, [])
+    fb.start()
+    try:
+        fb.wait_api()
+        workers = children(fb.proc.pid)
+        assert len(workers) == 2
+        fd_dir = "/proc/%d/fd" % workers[0]
+        private = os.path.dirname(next(t for t in (os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir))
+                                       if t.endswith("/prefix-counts")))
+        for w in workers:
+            # Shared_Dirty: pages written before the fork, shared since.
+            assert _rollup(w)["Shared_Dirty"] > 8 * 1024, _rollup(w)
+        fb.proc.kill()
+        fb.proc.wait(10)
+        deadline = time.monotonic() + 20
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(w) for w in workers), "a worker outlived its front"
+        assert not os.path.exists(private)  # removed by worker 0
+        assert "the front process is gone" in fb.log_text()
+    finally:
+        fb.stop()
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
 
 
 def test_a_prefix_limit_counts_every_shard(tmp_path):

@@ -35,6 +35,8 @@ calls, who calls it):
                    process or a front and its workers
 * ``front``        ``workers = N``: the front process (listeners, dialing,
                    the merged API) and its N workers' lifecycle
+* ``spawn``        the workers forked before the front's loop runs (their
+                   imported modules shared copy-on-write), and watched
 * ``relay``        one TCP session relayed to N workers, their messages
                    merged into one session
 * ``worker``       a worker: a whole daemon keeping one prefix shard,

@@ -33,13 +33,9 @@ the control API.  Called by: fastbgp.daemon.process (``main_daemon``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import shutil
 import socket
-import sys
-import tempfile
 import time
 import types
 from typing import Optional
@@ -48,7 +44,6 @@ from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 from fastbgp.control.fanout import FanoutControl
 from fastbgp.daemon.peers import neighbor_config
-from fastbgp.daemon import shared_counts
 from fastbgp.daemon.common import handled_signals
 from fastbgp.daemon.relay import PeerSide, SessionRelay
 from fastbgp.daemon.views import endpoints_text
@@ -65,7 +60,6 @@ DIAL_POLL = 1.0  # seconds between looks at whether a neighbour wants a connecti
 # Bytes of a local relay socket's kernel buffers: a full-size UPDATE batch
 # fits, so a worker reads the peer's table in few, large reads.
 RELAY_BUFFER = 1 << 20
-CONTROL_BUFFER = 1 << 20  # octets of connections handed over, queued towards one worker
 
 
 def worker_count(cfg) -> int:
@@ -95,39 +89,20 @@ def single_reasons(cfg) -> list:
     return why
 
 
-class _Proc:
-    """One worker process and its control channel."""
-
-    def __init__(self, k, proc, ctl, api_socket):
-        self.k = k
-        self.proc = proc
-        self.ctl = ctl  # our end of the SOCK_SEQPACKET pair
-        self.api_socket = api_socket
-
-    def send(self, req: dict, fd: Optional[int] = None) -> None:
-        data = json.dumps(req).encode()
-        if fd is None:
-            self.ctl.send(data)
-        else:
-            socket.send_fds(self.ctl, [data], [fd])
-
-
 class Front:
     """The front process of ``workers = N`` (module docstring)."""
 
-    def __init__(self, cfg, config_path, n: int, *, log_level: str = "info", log_json: bool = False):
+    def __init__(self, cfg, config_path, workers):
         self.cfg = cfg
         self.config_path = config_path
-        self.n = n
-        self.log_level = log_level
-        self.log_json = log_json
-        self.procs: list = []
+        self.workers = workers  # fastbgp.daemon.spawn.Workers, forked before the loop ran
+        self.n = len(workers.procs)
+        self.procs: list = workers.procs
         self.relays: set = set()
         self.dialers: dict = {}  # address -> task
         self.live: dict = {}  # peer address -> number of relays running
         self.listeners: Optional[ListenerManager] = None
         self.nbs: list = []
-        self.dir: Optional[str] = None
         self.stopped = asyncio.Event()
         self.exit_status = 0
         self.stopping = False
@@ -140,12 +115,7 @@ class Front:
     # -- workers ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="fastbgp-workers-")
-        self.counts_path = os.path.join(self.dir, "prefix-counts")
         try:
-            shared_counts.create(self.counts_path, self.n)
-            for k in range(self.n):
-                self.procs.append(await self._spawn(k))
             await asyncio.gather(*(self._ready(p) for p in self.procs))
             for p in self.procs:
                 self._task(self._watch(p))
@@ -159,35 +129,20 @@ class Front:
                  self.cfg.global_.asn, self.cfg.global_.router_id, len(self.cfg.neighbors), self.n,
                  ", ".join("%s:%d" % a[:2] for a in self.listeners.addresses) or "nothing")
 
-    async def _spawn(self, k) -> _Proc:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # Room for many connections handed over while the worker is busy:
-        # a full channel refuses the connection (logged), never blocks.
-        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONTROL_BUFFER)
-        api_socket = os.path.join(self.dir, "worker%d.sock" % k)
-        args = [sys.executable, "-m", "fastbgp.daemon.worker", os.path.abspath(self.config_path), str(k), str(self.n),
-                str(theirs.fileno()), api_socket, self.counts_path, self.log_level] + (["json"] if self.log_json else [])
-        try:
-            proc = await asyncio.create_subprocess_exec(*args, pass_fds=(theirs.fileno(),))
-        finally:
-            theirs.close()
-        mine.setblocking(False)
-        return _Proc(k, proc, mine, api_socket)
-
-    async def _ready(self, p: _Proc) -> None:
+    async def _ready(self, p) -> None:
         loop = asyncio.get_running_loop()
         try:
             msg = await asyncio.wait_for(loop.sock_recv(p.ctl, 4096), READY_TIMEOUT)
         except asyncio.TimeoutError:
             raise OSError("worker %d did not start within %gs" % (p.k, READY_TIMEOUT)) from None
         if not msg:
-            status = await p.proc.wait()
+            status = await p.wait()
             raise OSError("worker %d exited at start (status %s): see its messages above" % (p.k, status))
 
-    async def _watch(self, p: _Proc) -> None:
-        status = await p.proc.wait()
+    async def _watch(self, p) -> None:
+        status = await p.wait()
         if not self.stopping:
-            log.error("worker %d (pid %d) exited with status %s: stopping the daemon", p.k, p.proc.pid, status)
+            log.error("worker %d (pid %d) exited with status %s: stopping the daemon", p.k, p.pid, status)
             self.exit_status = 1
             self.stopped.set()
 
@@ -200,14 +155,12 @@ class Front:
                 pass
         for p in self.procs:
             try:
-                await asyncio.wait_for(p.proc.wait(), STOP_TIMEOUT)
+                await asyncio.wait_for(p.wait(), STOP_TIMEOUT)
             except asyncio.TimeoutError:
                 log.error("worker %d did not stop within %gs: killed", p.k, STOP_TIMEOUT)
-                p.proc.kill()
-                await p.proc.wait()
-            p.ctl.close()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+                p.kill()
+                await p.wait()
+        self.workers.remove()
 
     async def stop(self, message: str = "daemon shutting down") -> None:
         self.stopping = True
@@ -404,16 +357,15 @@ class _Incoming(PeerSide):
             transport.abort()
 
 
-async def run_front(cfg, config_path, n: int, *, log_level=None, log_json=None, ready=None,
-                    stop_event: Optional[asyncio.Event] = None) -> int:
-    """Run the front of ``workers = n`` until SIGTERM/SIGINT, ``stop_event``
-    or a worker's death (status 1)."""
+async def run_front(cfg, config_path, workers, *, ready=None, stop_event: Optional[asyncio.Event] = None) -> int:
+    """Run the front of ``workers`` (fastbgp.daemon.spawn.Workers: forked
+    before the loop ran) until SIGTERM/SIGINT, ``stop_event`` or a worker's
+    death (status 1)."""
     from fastbgp.control import api as api_mod
 
     loop = asyncio.get_running_loop()
     g = cfg.global_
-    front = Front(cfg, config_path, n, log_level=log_level or g.log.level,
-                  log_json=g.log.json if log_json is None else log_json)
+    front = Front(cfg, config_path, workers)
     await front.start()
     control = FrontControl(front)
     front.state_probe = control.neighbor

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import sys
 from typing import Optional
 
@@ -206,22 +207,40 @@ async def _run(cfg, config_path, log_level, log_json, api, metrics, ready, stop_
     return 0
 
 
-async def run_process(config_path, *, log_level: Optional[str] = None, log_json: Optional[bool] = None) -> int:
-    """The ``fastbgp daemon`` process: one daemon (``run_daemon``) or, with
-    ``workers`` above 1, a front and its workers (fastbgp.daemon.front);
-    one daemon all the same when the configuration uses what workers
-    cannot share yet (WARNING with the reasons)."""
+def prepare_process(config_path, *, log_level: Optional[str] = None, log_json: Optional[bool] = None):
+    """What ``fastbgp daemon`` does before its event loop runs: the
+    configuration loaded (ConfigError), and with ``workers`` above 1 the
+    workers forked (fastbgp.daemon.spawn: only safe before the loop runs).
+    One process all the same when the configuration uses what workers
+    cannot share yet (WARNING with the reasons).  Returns (configuration,
+    workers or None); in a forked worker it never returns."""
     from fastbgp.daemon import front
 
     cfg = load_config(config_path)
     n = front.worker_count(cfg)
-    if n > 1:
-        _setup_logs(log_level or cfg.global_.log.level, cfg.global_.log.json if log_json is None else log_json)
-        why = front.single_reasons(cfg)
-        if not why:
-            return await front.run_front(cfg, config_path, n, log_level=log_level, log_json=log_json)
+    if n <= 1:
+        return cfg, None
+    level = log_level or cfg.global_.log.level
+    as_json = cfg.global_.log.json if log_json is None else log_json
+    _setup_logs(level, as_json)
+    why = front.single_reasons(cfg)
+    if why:
         log.warning("workers = %d asked, running in one process: %s cannot be shared by workers yet",
                     n, ", ".join(why))
+        return cfg, None
+    from fastbgp.daemon import spawn
+
+    return cfg, spawn.start_workers(os.path.abspath(config_path), n, log_level=level, log_json=as_json)
+
+
+async def run_process(config_path, cfg, workers, *, log_level: Optional[str] = None,
+                      log_json: Optional[bool] = None) -> int:
+    """The ``fastbgp daemon`` process once :func:`prepare_process` ran: one
+    daemon (``run_daemon``) or the front of ``workers``."""
+    if workers is not None:
+        from fastbgp.daemon import front
+
+        return await front.run_front(cfg, config_path, workers)
     return await run_daemon(config_path, log_level=log_level, log_json=log_json, config=cfg)
 
 
@@ -235,10 +254,12 @@ def main_daemon(args) -> int:
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover
         loop_factory = None  # asyncio's default loop
+    log_level, log_json = getattr(args, "log_level", None), getattr(args, "log_json", None)
+    workers = None
     try:
+        cfg, workers = prepare_process(args.config, log_level=log_level, log_json=log_json)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(run_process(args.config, log_level=getattr(args, "log_level", None),
-                                          log_json=getattr(args, "log_json", None)))
+            return runner.run(run_process(args.config, cfg, workers, log_level=log_level, log_json=log_json))
     except ConfigError as exc:
         print("fastbgp: configuration error in %s:\n%s" % (exc.source, exc), file=sys.stderr)
         return 2
@@ -247,3 +268,8 @@ def main_daemon(args) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if workers is not None:
+            # Normally done by the front already; the workers see their
+            # channels close and stop on their own.
+            workers.remove()

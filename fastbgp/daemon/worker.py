@@ -23,25 +23,33 @@ socket passed along (SCM_RIGHTS), ``{"op": "stop", "message": ...}``; the
 worker sends ``{"op": "ready"}`` once it runs.  The front's end closing
 stops the worker too (it never outlives its front).
 
-Run as ``python -m fastbgp.daemon.worker CONFIG K N CONTROL_FD API_SOCKET
-COUNTS [LOG_LEVEL] [json]`` (COUNTS: the file of
-fastbgp.daemon.shared_counts the front created).
+Started by :func:`run` in a process fastbgp.daemon.spawn forked from the
+front (COUNTS: the file of fastbgp.daemon.shared_counts it created).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
-import sys
 
 import msgspec
 
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - asyncio's own loop then
+    uvloop = None
+
 from fastbgp.config.checks import load_config
+from fastbgp.control import api as api_mod
+from fastbgp.control import logs
 from fastbgp.daemon.core import Daemon
+from fastbgp.daemon.process import GC_THRESHOLDS
 from fastbgp.daemon.shared_counts import SharedCounts
 
 log = logging.getLogger("fastbgp.daemon.worker")
@@ -73,10 +81,9 @@ class Worker:
         self.stop = asyncio.Event()
         self.stop_message = "daemon shutting down"
         self.adopting: set = set()
+        self.orphaned = False  # the front went away without telling us
 
     async def run(self) -> int:
-        from fastbgp.control import api as api_mod
-
         loop = asyncio.get_running_loop()
         cfg = adapt(load_config(self.config_path), self.api_socket)
         self.daemon = Daemon(cfg, self.config_path, shard=(self.k, self.n),
@@ -94,6 +101,10 @@ class Worker:
             loop.remove_reader(self.ctl.fileno())
             await server.stop()
             await self.daemon.stop(message=self.stop_message)
+            if self.orphaned and self.k == 0:
+                # The front's private directory (API sockets, prefix counts):
+                # the front removes it; gone without a word, it cannot.
+                shutil.rmtree(os.path.dirname(self.api_socket), ignore_errors=True)
         return 0
 
     def _control(self):
@@ -107,6 +118,9 @@ class Worker:
             return
         if not msg:
             # The front is gone: a worker never outlives it.
+            log.error("worker %d: the front process is gone: stopping", self.k)
+            self.orphaned = True
+            self.stop_message = "daemon front process gone"
             self.stop.set()
             return
         try:
@@ -161,12 +175,7 @@ SHARD_LOGGERS = ("fastbgp.daemon.import",)
 
 
 def _logs(k: int, level: str, as_json: bool):
-    try:
-        from fastbgp.control import logs
-
-        logs.setup(level=level, json=as_json).addFilter(_Tag(k))
-    except ImportError:  # pragma: no cover
-        logging.basicConfig(level=level.upper())
+    logs.setup(level=level, json=as_json).addFilter(_Tag(k))
     if k:
         for name in SESSION_LOGGERS:
             logging.getLogger(name).setLevel(max(logging.ERROR, logging.getLevelName(level.upper())))
@@ -174,29 +183,15 @@ def _logs(k: int, level: str, as_json: bool):
             logging.getLogger(name).setLevel(logging.getLevelName(level.upper()))
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    config_path, k, n, fd, api_socket, counts_path = argv[0], int(argv[1]), int(argv[2]), int(argv[3]), argv[4], argv[5]
-    level = argv[6] if len(argv) > 6 else "info"
-    _logs(k, level, len(argv) > 7 and argv[7] == "json")
+def run(config_path, k: int, n: int, ctl: socket.socket, api_socket: str, counts_path: str, level: str = "info",
+        as_json: bool = False) -> int:
+    """Worker ``k`` of ``n``, in the process fastbgp.daemon.spawn forked for
+    it: runs until told to stop or its front is gone; the exit status."""
+    _logs(k, level, as_json)
     # The front handles the terminal's Ctrl-C and SIGHUP (it tells the
     # workers what to do); SIGTERM alone stops a worker directly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    ctl = socket.socket(fileno=fd)
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        loop_factory = None
-    from fastbgp.daemon.process import GC_THRESHOLDS
-    import gc
-
     gc.set_threshold(*GC_THRESHOLDS)
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
         return runner.run(Worker(config_path, k, n, ctl, api_socket, counts_path).run())
-
-
-if __name__ == "__main__":
-    sys.exit(main())
