@@ -318,11 +318,13 @@ class Exporter:
         :meth:`hiding_touch_many`."""
         self.hiding_touch_many(fam, pid, ((packed, aid, 0),), cs, addpath)
 
-    def hiding_touch_many(self, fam, pid, runs, cs, addpath=False):
+    def hiding_touch_many(self, fam, pid, runs, cs, addpath=False, rib=None):
         """hiding_touch for several UPDATEs of ``pid`` at once (the fast
         lane's batch, Importer.update_rib_many): ``runs`` [(packed,
         attribute id or None, mark)] went into the RIB in one operation
-        whose Loc-RIB change was ``cs``.
+        whose Loc-RIB change was ``cs``.  ``rib``: that RIB, when it was
+        its ``update_many`` and the runs may hold prefixes of other shards
+        (a worker's: only its own are looked at).
 
         When ``cs`` holds as many prefixes as the runs together, the runs'
         prefixes were distinct and every one changed its best: nothing to
@@ -338,9 +340,14 @@ class Exporter:
         afi = fam[0]
         by_aid = {}  # attribute id (None: withdrawn) -> {entry: None}, in order, no repeats
         try:
-            if cs and not addpath and (cs.n_announced + cs.n_withdrawn
-                                       >= sum(codec.count_prefixes(r[0], afi, False) for r in runs)):
-                return
+            if cs and not addpath:
+                # The RIB counted the runs' prefixes of its shard already.
+                total = rib.last_count if rib is not None else sum(codec.count_prefixes(r[0], afi, False)
+                                                                   for r in runs)
+                if cs.n_announced + cs.n_withdrawn >= total:
+                    return
+            if rib is not None:
+                runs = [(rib.own(packed, addpath), aid, mark) for packed, aid, mark in runs]
             for packed, aid, _mark in runs:
                 by_aid.setdefault(aid, {}).update(dict.fromkeys(prefix_entries(packed, afi, addpath)))
         except ValueError:

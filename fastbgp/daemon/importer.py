@@ -567,15 +567,14 @@ class Importer:
         fastbgp.daemon.fastlane), one export, then RFC 7947 §2.3 path hiding
         for the runs' non-best paths."""
         rib = self.daemon.ribs[fam]
-        if self.daemon.shards > 1:
-            # A worker: the fast lane's runs hold every prefix of the
-            # UPDATEs; path hiding must see only this shard's (the RIB
-            # skips the others itself).
-            runs = [(rib.own(packed, False), aid, mark) for packed, aid, mark in runs]
         before = len(rib)
         cs = rib.update_many(pid, runs)
         self.export_grown(fam, rib, before, cs, pid)
-        self.exporter.hiding_touch_many(fam, pid, runs, cs)
+        # The runs hold every prefix of the UPDATEs; in a worker path hiding
+        # must see only this shard's (the RIB skipped the others itself).
+        # The RIB counted them: the runs are only filtered when there is
+        # hiding to do.
+        self.exporter.hiding_touch_many(fam, pid, runs, cs, rib=rib)
 
     def export_grown(self, fam, rib, before, cs, pid):
         """Export ``cs``, made by ``pid``'s paths in ``rib`` (``before``

@@ -588,6 +588,9 @@ class Rib(_PeerRemoval):
         self._npaths = 0
         self.refused = 0  # paths not stored because a prefix had MAX_PATHS
         self.held = HeldSet(afi)  # which update groups were sent which prefixes
+        # The prefixes of this shard in the last update_many's runs (as the
+        # compiled Rib's docstring says).
+        self.last_count = 0
 
     # ------------------------------------------------------------ peers
 
@@ -797,6 +800,7 @@ class Rib(_PeerRemoval):
             if attr_id is not None:
                 self._check_run(attr_id, mark)
             parsed.append((self._parse_own(packed, addpath), attr_id, mark))
+        self.last_count = sum(len(items) for items, _aid, _mark in parsed)
         touched, zero = {}, []
         for items, attr_id, mark in parsed:
             if attr_id is None:
