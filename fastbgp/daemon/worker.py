@@ -95,6 +95,12 @@ class Worker:
         loop.add_reader(self.ctl.fileno(), self._control)
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         self.ctl.send(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
+        # What the start built (the configuration, policies, the API's app)
+        # lives as long as the worker: out of the collector's sight, as the
+        # front's imports are (fastbgp.daemon.spawn), so the collections
+        # of a table's import never walk it again (P4, three alternated
+        # pairs: 0.153-0.161 s against 0.165-0.169 s).
+        gc.freeze()
         try:
             await self.stop.wait()
         finally:
