@@ -68,6 +68,23 @@ def children(pid):
         return []
 
 
+def private_dir(worker):
+    """The workers' private directory (API sockets, the shared prefix
+    counts): a worker holds its count file open."""
+    fd_dir = "/proc/%d/fd" % worker
+    return os.path.dirname(next(t for t in (os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir))
+                                if t.endswith("/prefix-counts")))
+
+
+def started_workers(fb):
+    """Start ``fb`` without neighbours' sessions to wait for: its two workers' pids."""
+    fb.start()
+    fb.wait_api()
+    workers = children(fb.proc.pid)
+    assert len(workers) == 2, workers
+    return workers
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -165,11 +182,7 @@ def test_workers_pass_a_table_exactly_and_answer_as_one_daemon(tmp_path):
             assert g["workers"] == 2
             workers = children(fb.proc.pid)
             assert len(workers) == 2, workers
-            # The workers' private directory (API sockets, the shared
-            # prefix counts): a worker holds its count file open.
-            fd_dir = "/proc/%d/fd" % workers[0]
-            private = os.path.dirname(next(t for t in (os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir))
-                                           if t.endswith("/prefix-counts")))
+            private = private_dir(workers[0])
             assert os.path.isdir(private) and os.path.basename(private).startswith("fastbgp-workers-")
             await until(lambda: len(nb.received("ipv4-unicast")) == len(V4)
                         and len(nb.received("ipv6-unicast")) == len(V6), 60, "the whole table at the receiver")
@@ -242,11 +255,8 @@ def test_the_front_dials_only_when_the_workers_want_a_session(tmp_path):
 
 def test_a_worker_that_dies_stops_the_daemon(tmp_path):
     fb = Front(tmp_path, [])
-    fb.start()
     try:
-        fb.wait_api()
-        workers = children(fb.proc.pid)
-        assert len(workers) == 2
+        workers = started_workers(fb)
         os.kill(workers[1], signal.SIGKILL)
         assert fb.proc.wait(20) == 1
         assert not alive(workers[0])
@@ -267,14 +277,10 @@ def test_workers_are_forked_sharing_the_front_s_modules_and_never_outlive_it(tmp
     and each holds only its own control channel, so a front killed outright
     is seen by every worker, which then stops."""
     fb = Front(tmp_path, [])
-    fb.start()
+    workers = []
     try:
-        fb.wait_api()
-        workers = children(fb.proc.pid)
-        assert len(workers) == 2
-        fd_dir = "/proc/%d/fd" % workers[0]
-        private = os.path.dirname(next(t for t in (os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir))
-                                       if t.endswith("/prefix-counts")))
+        workers = started_workers(fb)
+        private = private_dir(workers[0])
         for w in workers:
             # Shared_Dirty: pages written before the fork, shared since.
             assert _rollup(w)["Shared_Dirty"] > 8 * 1024, _rollup(w)
