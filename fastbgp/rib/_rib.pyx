@@ -800,11 +800,14 @@ cdef class _SlotTable:
         # 1.57M slots (42 MiB), not 2.1M (56 MiB).  Doubling up to there
         # keeps the moves and first touches of the small steps as they were
         # (bench/rib_floor.py p1: by half from the start cost 20 % more
-        # RIB CPU).
+        # RIB CPU).  A shard of N holds 1/N of the daemon's prefixes: it
+        # turns to growing by half at 1/N of that size, so the N shards end
+        # with the slots one table would have (two shards of a full table:
+        # 786k slots each, 22 MiB, not 2^20 and 28 MiB).
         cdef size_t need = self.used + extra
         cdef size_t newcap = self.cap
         while need * 5 > newcap * 4:
-            newcap = newcap * 2 if newcap * self.ssize < GROW_BY_HALF else newcap + newcap // 2
+            newcap = newcap * 2 if newcap * self.ssize * self.nshards < GROW_BY_HALF else newcap + newcap // 2
         if newcap != self.cap:
             self._resize(newcap)
         return 0
