@@ -3,7 +3,8 @@
 At full-table scale one process spends its core storing and choosing paths
 (bench/RESULTS.md, P8: a dozen prefix-table look-ups per path).  With
 ``[global] workers = N`` (0: one per core) ``fastbgp daemon`` runs N
-workers (fastbgp.daemon.worker), each a whole daemon whose RIB keeps one
+workers (fastbgp.daemon.worker, forked before this front's event loop
+starts: fastbgp.daemon.spawn), each a whole daemon whose RIB keeps one
 shard of the prefix space (a fixed hash of the prefix: fastbgp.rib
 ``prefix_shard``), and this front, which
 
@@ -27,7 +28,7 @@ limits are judged on every shard's paths (fastbgp.daemon.shared_counts).
 
 Owns: :class:`Front`, :func:`worker_count`, :func:`single_reasons`.
 Calls: the session layer's listeners and transport, fastbgp.daemon.relay,
-the control API.  Called by: fastbgp.daemon.process (``main_daemon``).
+the control API, the workers' handles (fastbgp.daemon.spawn.Workers, given).  Called by: fastbgp.daemon.process (``main_daemon``).
 """
 
 from __future__ import annotations
