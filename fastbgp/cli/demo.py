@@ -114,6 +114,9 @@ def summary(report, peers) -> str:
     ann = next((p for p in report.phases if p.kind == "announce"), None)
     rss = report.target.peak_rss_kb
     rss_text = ", peak RSS %.0f MiB" % (rss / 1024) if rss else ""
+    pss = report.target.peak_pss_kb
+    if rss and pss:  # a front and its workers: they share pages
+        rss_text += " summed over its processes (%.0f MiB PSS, shared pages counted once)" % (pss / 1024)
     if ann is None:
         return "fastbgp demo: no announce phase ran, nothing was measured."
     dlv = ""

@@ -77,6 +77,9 @@ class TargetFigures(_S):
     cpu: Optional[float] = None  # seconds over the run
     peak_rss_kb: Optional[int] = None
     final_rss_kb: Optional[int] = None
+    # PSS summed, for a target of several processes (runner.TargetProbe):
+    # what it occupies, its shared pages counted once.
+    peak_pss_kb: Optional[int] = None
 
 
 class MonitorFigures(_S):
@@ -238,7 +241,8 @@ def merge(reports: list) -> Report:
     tg = [r.target for r in reports if r.target.pids]
     if tg:
         out.target = TargetFigures(pids=sorted({p for x in tg for p in x.pids}), cpu=_max(x.cpu for x in tg),
-                                   peak_rss_kb=_max(x.peak_rss_kb for x in tg), final_rss_kb=_max(x.final_rss_kb for x in tg))
+                                   peak_rss_kb=_max(x.peak_rss_kb for x in tg), final_rss_kb=_max(x.final_rss_kb for x in tg),
+                                   peak_pss_kb=_max(x.peak_pss_kb for x in tg))
     out.peers = sorted((p for r in reports for p in r.peers), key=lambda p: p.get("index", 0))
     # Timelines: each shifted to the merged start; sent figures add up at
     # equal times only approximately, so they are kept per slice.
@@ -357,8 +361,10 @@ def render_table(report: Report, console=None) -> None:
     console.print(line)
     if report.target.pids:
         tg = report.target
-        console.print("target pid %s: CPU %s s, peak RSS %s MiB" % (
-            ",".join(map(str, tg.pids)), _fmt_s(tg.cpu), "-" if tg.peak_rss_kb is None else "%.1f" % (tg.peak_rss_kb / 1024)))
+        console.print("target pid %s: CPU %s s, peak RSS %s MiB%s" % (
+            ",".join(map(str, tg.pids)), _fmt_s(tg.cpu), "-" if tg.peak_rss_kb is None else "%.1f" % (tg.peak_rss_kb / 1024),
+            "" if tg.peak_pss_kb is None else " summed over its processes (peak PSS %.1f MiB: the pages they share "
+                                              "counted once)" % (tg.peak_pss_kb / 1024)))
     console.print(columns_text(keep), style="dim", highlight=False)
     for m in report.measured:
         console.print("measured: " + m, highlight=False)

@@ -53,12 +53,20 @@ DRAIN_MAX = 60.0
 
 class TargetProbe:
     """CPU seconds and RSS of the target's processes and their children
-    (``workers = N``: the front and its workers), read from /proc."""
+    (``workers = N``: the front and its workers), read from /proc.
+
+    RSS summed over several processes counts a page they share once in
+    each: a front and the workers forked from it share their modules'
+    pages.  For such a target the probe also sums PSS (each shared page
+    counted 1/k in each of the k processes sharing it: what the target
+    occupies), ``peak_pss``; for one process it stays None (reading it walks
+    the page tables, not worth it where it adds nothing to RSS)."""
 
     def __init__(self, pids):
         self.pids = list(pids)
         self.peak_rss = None
         self.last_rss = None
+        self.peak_pss = None
         self.errors = set()
 
     def sample(self):
@@ -66,9 +74,10 @@ class TargetProbe:
         if not self.pids:
             return None, None
         cpu = 0.0
-        rss = 0
+        rss = pss = 0
         ok = False
-        for pid in procnet.descendants(self.pids):
+        procs = procnet.descendants(self.pids)
+        for pid in procs:
             try:
                 with open("/proc/%d/stat" % pid, "rb") as f:
                     stat = f.read()
@@ -76,11 +85,9 @@ class TargetProbe:
                 # are fields 14 and 15 (proc(5)).
                 rest = stat[stat.rindex(b")") + 2 :].split()
                 cpu += (int(rest[11]) + int(rest[12])) / _CLK
-                with open("/proc/%d/status" % pid, "rb") as f:
-                    for line in f:
-                        if line.startswith(b"VmRSS:"):
-                            rss += int(line.split()[1])
-                            break
+                rss += _status_kb(pid, b"VmRSS:")
+                if len(procs) > 1:
+                    pss += _rollup_kb(pid, b"Pss:")
                 ok = True
             except (OSError, ValueError, IndexError) as exc:
                 if pid in self.pids:  # a child may end between two reads
@@ -90,7 +97,26 @@ class TargetProbe:
         self.last_rss = rss
         if self.peak_rss is None or rss > self.peak_rss:
             self.peak_rss = rss
+        if pss and (self.peak_pss is None or pss > self.peak_pss):
+            self.peak_pss = pss
         return cpu, rss
+
+
+def _status_kb(pid, key: bytes) -> int:
+    with open("/proc/%d/status" % pid, "rb") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def _rollup_kb(pid, key: bytes) -> int:
+    # /proc/PID/smaps_rollup: Linux 4.14.
+    with open("/proc/%d/smaps_rollup" % pid, "rb") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
 
 
 class Expectation:
@@ -736,7 +762,8 @@ class Runner:
         cpu, rss = self.probe.sample()
         if self.probe.pids:
             first_cpu = None
-            rep.target = TargetFigures(pids=self.probe.pids, peak_rss_kb=self.probe.peak_rss, final_rss_kb=rss)
+            rep.target = TargetFigures(pids=self.probe.pids, peak_rss_kb=self.probe.peak_rss, final_rss_kb=rss,
+                                       peak_pss_kb=self.probe.peak_pss)
             cpus = [p.target_cpu for p in rep.phases if p.target_cpu is not None]
             rep.target.cpu = round(sum(cpus), 3) if cpus else first_cpu
         self.errors.extend(sorted(self.probe.errors))
