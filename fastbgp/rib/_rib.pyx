@@ -952,24 +952,26 @@ cdef class _SlotTable:
         return pos
 
     @cython.final
+    cdef inline bint _grows(self, size_t extra) noexcept nogil:
+        """_reserve(extra) would grow the table (past 80 % full)."""
+        return (self.used + extra) * 5 > self.cap * 4
+
+    @cython.final
     cdef int _reserve_own(self, bytes b, bint addpath, Py_ssize_t count) except -1:
         """_reserve for the prefixes of (validated) ``b`` (``count`` in all)
         this RIB keeps.  Counting a sharded RIB's own ones hashes every
         prefix once more (4 % of a worker's CPU taking a table): done only
         when room for all of them would grow the table (then for its shard
         only), which is near a growth step alone."""
-        if self.nshards > 1 and (self.used + <size_t>count) * 5 > self.cap * 4:
-            count = self._count_own(b, addpath, count)
+        if self.nshards > 1 and self._grows(<size_t>count):
+            count = self._count_own(b, addpath)
         return self._reserve(<size_t>count)
 
     @cython.final
-    cdef Py_ssize_t _count_own(self, bytes b, bint addpath, Py_ssize_t count):
-        """Prefixes of (validated) packed NLRI ``b`` (``count`` in all) that
-        this RIB keeps: ``count`` when unsharded, else those of its shard --
-        what _reserve must make room for (all of them would grow the table
-        to ``shards`` times what it holds)."""
-        if self.nshards == 1:
-            return count
+    cdef Py_ssize_t _count_own(self, bytes b, bint addpath):
+        """Prefixes of (validated) packed NLRI ``b`` that this sharded RIB
+        keeps -- what _reserve must make room for (all of them would grow
+        the table to ``shards`` times what it holds)."""
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0, own = 0
         cdef PKey k
@@ -1939,13 +1941,12 @@ cdef class Rib(_Changes):
                 if not 0 <= mark < 4:
                     raise ValueError("mark %r is not in 0..3" % (mark,))
                 adds += count
-        if self.nshards > 1 and adds and (self.used + <size_t>adds) * 5 > self.cap * 4:
+        if self.nshards > 1 and adds and self._grows(<size_t>adds):
             adds = 0
             for run in runs:
                 packed, attr_id, mark = run
                 if attr_id is not None:
-                    b = _as_bytes(packed)
-                    adds += self._count_own(b, addpath, self._validate(b, addpath))
+                    adds += self._count_own(_as_bytes(packed), addpath)  # validated above
         if adds:
             self._reserve(<size_t>adds)
         self._begin()
