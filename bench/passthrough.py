@@ -248,21 +248,26 @@ def _descendants(pid):
     return procnet.descendants([pid])
 
 
-def rss_mb(pid):
-    """(VmRSS, VmHWM) in MB of a process and its threads, summed over the
-    process and its descendants (the HWM sum is each one's own peak)."""
-    out = {}
+def _summed_kb(pid, name, keys):
+    """procnet.proc_kb of ``pid`` and its descendants, summed (a child that
+    ended meanwhile left out)."""
+    from fastbgp.loadtest import procnet
+
+    total = [0] * len(keys)
     for p in _descendants(pid):
         try:
-            with open("/proc/%d/status" % p) as f:
-                for line in f:
-                    if line.startswith(("VmRSS", "VmHWM")):
-                        k, v = line.split(":")
-                        out[k] = out.get(k, 0.0) + int(v.split()[0]) / 1024
+            total = [a + b for a, b in zip(total, procnet.proc_kb(p, name, keys))]
         except FileNotFoundError:
             if p == pid:
                 raise
-    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+    return total
+
+
+def rss_mb(pid):
+    """(VmRSS, VmHWM) in MB of a process and its threads, summed over the
+    process and its descendants (the HWM sum is each one's own peak)."""
+    rss, hwm = _summed_kb(pid, "status", (b"VmRSS:", b"VmHWM:"))
+    return rss / 1024, hwm / 1024
 
 
 def pss_mb(pid):
@@ -272,18 +277,7 @@ def pss_mb(pid):
     forked from it share their imported modules; their RSS sum counts
     those pages once per process).  Shared libraries count their share
     with every other process mapping them, for BIRD as for fastbgp."""
-    total = 0.0
-    for p in _descendants(pid):
-        try:
-            with open("/proc/%d/smaps_rollup" % p) as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) / 1024
-                        break
-        except FileNotFoundError:
-            if p == pid:
-                raise
-    return total
+    return _summed_kb(pid, "smaps_rollup", (b"Pss:",))[0] / 1024
 
 
 def read_events(path):

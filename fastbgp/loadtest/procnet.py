@@ -13,7 +13,8 @@ namespace a sock_diag lookup of the exact connection gives the same figure
 (``idiag_rqueue``) for a few microseconds instead of a table walk.
 
 Also the target's processes: :func:`descendants` (a daemon's workers,
-OpenBGPD's RIB process), whose CPU and memory are the target's too.
+OpenBGPD's RIB process), whose CPU and memory are the target's too, and
+:func:`proc_kb` (their memory figures).
 """
 
 from __future__ import annotations
@@ -164,4 +165,18 @@ def descendants(pids) -> list:
                     todo += [int(c) for c in f.read().split()]
         except (OSError, ValueError):
             pass
+    return out
+
+
+def proc_kb(pid, name: str, keys) -> list:
+    """The kB figures of /proc/PID/``name`` (``status``: ``VmRSS:``,
+    ``VmHWM:``; ``smaps_rollup``, Linux 4.14: ``Pss:``) for the line
+    prefixes ``keys`` (bytes), in their order; 0 where a line is absent.
+    OSError when the process is gone."""
+    out = [0] * len(keys)
+    with open("/proc/%d/%s" % (pid, name), "rb") as f:
+        for line in f:
+            for i, key in enumerate(keys):
+                if line.startswith(key):
+                    out[i] = int(line.split()[1])
     return out

@@ -85,9 +85,9 @@ class TargetProbe:
                 # are fields 14 and 15 (proc(5)).
                 rest = stat[stat.rindex(b")") + 2 :].split()
                 cpu += (int(rest[11]) + int(rest[12])) / _CLK
-                rss += _status_kb(pid, b"VmRSS:")
+                rss += procnet.proc_kb(pid, "status", (b"VmRSS:",))[0]
                 if len(procs) > 1:
-                    pss += _rollup_kb(pid, b"Pss:")
+                    pss += procnet.proc_kb(pid, "smaps_rollup", (b"Pss:",))[0]
                 ok = True
             except (OSError, ValueError, IndexError) as exc:
                 if pid in self.pids:  # a child may end between two reads
@@ -100,23 +100,6 @@ class TargetProbe:
         if pss and (self.peak_pss is None or pss > self.peak_pss):
             self.peak_pss = pss
         return cpu, rss
-
-
-def _status_kb(pid, key: bytes) -> int:
-    with open("/proc/%d/status" % pid, "rb") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    return 0
-
-
-def _rollup_kb(pid, key: bytes) -> int:
-    # /proc/PID/smaps_rollup: Linux 4.14.
-    with open("/proc/%d/smaps_rollup" % pid, "rb") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    return 0
 
 
 class Expectation:
