@@ -244,21 +244,26 @@ async def run_process(config_path, cfg, workers, *, log_level: Optional[str] = N
     return await run_daemon(config_path, log_level=log_level, log_json=log_json, config=cfg)
 
 
+def loop_factory():
+    """The event loop a daemon's process runs: uvloop's when installed,
+    else asyncio's (None).  One choice for ``fastbgp daemon`` and its workers."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return None
+    return uvloop.new_event_loop
+
+
 def main_daemon(args) -> int:
     """``fastbgp daemon``: ``args.config`` (path); optional ``args.log_level``,
     ``args.log_json``.  Runs on uvloop when installed, until signalled; exit
     status 2 on a configuration error."""
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        loop_factory = None  # asyncio's default loop
     log_level, log_json = getattr(args, "log_level", None), getattr(args, "log_json", None)
+    factory = loop_factory()  # imported before the workers are forked: theirs too
     workers = None
     try:
         cfg, workers = prepare_process(args.config, log_level=log_level, log_json=log_json)
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(run_process(args.config, cfg, workers, log_level=log_level, log_json=log_json))
     except ConfigError as exc:
         print("fastbgp: configuration error in %s:\n%s" % (exc.source, exc), file=sys.stderr)

@@ -152,10 +152,7 @@ def start_workers(config_path: str, n: int, *, log_level: str, log_json: bool) -
     except BaseException:
         for p in procs:
             p.kill()
-            try:
-                os.waitpid(p.pid, 0)
-            except ChildProcessError:
-                pass
+            p._reap()
         Workers(directory, counts_path, procs).remove()
         raise
     return Workers(directory, counts_path, procs)

@@ -40,16 +40,11 @@ import socket
 
 import msgspec
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - asyncio's own loop then
-    uvloop = None
-
 from fastbgp.config.checks import load_config
 from fastbgp.control import api as api_mod
 from fastbgp.control import logs
 from fastbgp.daemon.core import Daemon
-from fastbgp.daemon.process import GC_THRESHOLDS
+from fastbgp.daemon.process import GC_THRESHOLDS, loop_factory
 from fastbgp.daemon.shared_counts import SharedCounts
 
 log = logging.getLogger("fastbgp.daemon.worker")
@@ -199,5 +194,5 @@ def run(config_path, k: int, n: int, ctl: socket.socket, api_socket: str, counts
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gc.set_threshold(*GC_THRESHOLDS)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(Worker(config_path, k, n, ctl, api_socket, counts_path).run())
