@@ -114,6 +114,24 @@ def test_group_index_reuse_clears_bits(rib_impl):
     assert h.count(c) == 1
 
 
+def test_route_server_clients_leaving_one_by_one(rib_impl):
+    """Groups holding the same prefixes freed one at a time: the prefixes
+    stay (held by the others) until the last one goes, then the table
+    gives its memory back."""
+    h = rib_impl.Rib(1).held
+    gs = [h.new_group() for _ in range(30)]  # past PACKED_GROUPS: wide entries
+    table = b"".join(pk(v4(i, 24)) for i in range(2000))
+    for g in gs:
+        h.mark(g, table)
+    full = h.memory_usage()
+    for g in gs[:-1]:
+        h.free_group(g)
+        assert len(h) == 2000 and h.memory_usage() == full
+    assert h.groups() == [gs[-1]] and h.filter(gs[-1], table) == table
+    h.free_group(gs[-1])
+    assert len(h) == 0 and h.memory_usage() < full
+
+
 def test_past_64_groups_and_the_bound(rib_impl):
     h = rib_impl.Rib(1).held
     gs = [h.new_group() for _ in range(130)]

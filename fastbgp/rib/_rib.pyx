@@ -2819,11 +2819,20 @@ cdef class HeldSet(_HeldTable):
                     t._set_tag(s, t._tag(s) & ~bit)
                     if not t._tag(s):
                         self.ntag -= 1
+        cdef size_t bare = 0
+        cdef uint64_t *e
         for i in range(self.cap):
-            if not self._empty(self.tab + i * self.stride):
-                self.tab[i * self.stride + w] &= ~bit
+            e = self.tab + i * self.stride
+            if not self._empty(e) and e[w] & bit:
+                e[w] &= ~bit
+                if self._bare(e):
+                    bare += 1
         self.in_use[g] = 0
-        self._rebuild(self.cap, self.words, self.packed)  # drops the entries with no bit left
+        if bare:
+            # Drops the entries with no bit left.  None: the table stays
+            # as it is (a route server's clients leaving one by one hold
+            # the same prefixes: each would have copied the whole table).
+            self._rebuild(self.cap, self.words, self.packed)
         if self.used * 8 < self.cap and self.cap > MIN_CAP:
             self._rebuild(self._fit(self.used), self.words, self.packed)
 
