@@ -535,13 +535,11 @@ def _p9_target(kind, t):
     workers = PT.fastbgp_workers(kind)
     if workers is not None:
         path = os.path.join(t.workdir, "fastbgp.toml")
-        text = _p9_fastbgp_config(t)
-        argv = [sys.executable, os.path.join(HERE, "passthrough.py"), "--role", "fastbgp", "--config", path]
-        if workers:
-            from fastbgp.testing.daemonlab import workers_toml
+        from fastbgp.testing.daemonlab import workers_toml
 
-            text = workers_toml(text, workers, os.path.join(t.workdir, "api.sock"))
-            argv += ["--workers", str(workers)]
+        argv = [sys.executable, os.path.join(HERE, "passthrough.py"), "--role", "fastbgp", "--config", path]
+        # As ``fastbgp daemon`` runs it (passthrough.start_target).
+        text = workers_toml(_p9_fastbgp_config(t), workers or 1, os.path.join(t.workdir, "api.sock"))
         with open(path, "w") as f:
             f.write(text)
         log = open(os.path.join(t.workdir, "fastbgp.log"), "ab")
@@ -695,7 +693,8 @@ def _verdict(scn, r, bird):
 def table(label, title, rows):
     scn = label[:2]  # P8DFZ has P8's columns and bar
     bird = next((r for r in rows if r["target"] == "bird"), None)
-    head = ["target", "version", "seconds", "RSS idle MB", "RSS loaded MB", "RSS peak MB", "PSS loaded MB", "B/path",
+    head = ["target", "version", "seconds", "RSS idle MB", "RSS loaded MB", "RSS peak MB", "PSS loaded MB",
+            "PSS settled MB", "B/path",
             "time vs BIRD", "RSS vs BIRD", "PSS vs BIRD"]
     if scn == "P8":
         head.append("max keepalive gap s")
@@ -714,6 +713,7 @@ def table(label, title, rows):
             cells = [r["target"], version_cell(r["target"]),
                      "%.2f" % r["seconds"] + (" (runs %s)" % r["all_seconds"] if len(r.get("all_seconds", [])) > 1 else ""),
                      "%.0f" % r["rss_idle_mb"], "%.0f" % r["rss_mb"], "%.0f" % r["peak_mb"], "%.0f" % r["pss_mb"],
+                     "%.0f" % r["pss_settled_mb"] if r.get("pss_settled_mb") is not None else "",
                      "%.1f" % bpp if bpp is not None else "",
                      "%.2fx" % (r["seconds"] / bird["seconds"]) if ok_bird else "",
                      "%.2fx" % (r["rss_mb"] / bird["rss_mb"]) if ok_bird else "",
