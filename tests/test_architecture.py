@@ -16,19 +16,21 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "fastbgp"
 # Sub-package (or top-level module) -> the fastbgp layers it may import.
 ALLOWED = {
     "implementation": set(),
+    # heap: malloc_trim after a burst (the RTR client's full syncs, the daemon's imports).
+    "heap": set(),
     "wire": {"implementation"},
     "config": {"wire"},
     "session": {"wire"},
     # RPKI: RTR client, VRP/ASPA tables and origin/path validation; the RIB keeps
     # one validation state per path and asks rpki/ for it, so rpki sits below rib.
-    "rpki": {"wire", "config", "implementation"},
+    "rpki": {"wire", "config", "implementation", "heap"},
     "rib": {"wire", "config", "implementation", "rpki"},
     "mrt": {"wire", "implementation"},
     "control": {"wire", "config"},
     # BMP (RFC 7854) client: fed by the daemon through observers, encodes with wire/.
     "bmp": {"wire", "config", "session", "rib", "rpki"},
     # implementation: the import lane's compiled step or its twin (daemon/lanestep.py).
-    "daemon": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "implementation"},
+    "daemon": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "implementation", "heap"},
     "loadtest": {"wire", "session", "config", "mrt", "implementation"},
     "testing": {"wire", "config", "session", "rib", "rpki", "mrt", "control", "bmp", "daemon", "loadtest",
                 "implementation"},

@@ -28,6 +28,7 @@ calls, who calls it):
 * ``origination``  our own routes: configured, from the API, injected
 * ``views``        read views for the control plane (neighbours, RIBs)
 * ``events``       the watch stream (state, UPDATE and best-path events)
+* ``trim``         a burst's freed heap returned once the daemon is quiet
 * ``mrt_dumps``    ``global.mrt``: UPDATE dumps and TABLE_DUMP_V2 snapshots
 * ``reload``       applying a new configuration to a running daemon
 * ``process``      ``run_daemon`` / ``run_process`` / ``main_daemon``:
@@ -44,6 +45,6 @@ calls, who calls it):
 * ``common``       the routed families and helpers the modules share
 
 May import: every layer below it (``wire``, ``session``, ``config``,
-``rib``, ``rpki``, ``mrt``, ``control``, ``bmp``) and ``implementation``
+``rib``, ``rpki``, ``mrt``, ``control``, ``bmp``), ``heap`` and ``implementation``
 (the lane step's compiled module or twin).  Only the CLI imports the daemon.
 """

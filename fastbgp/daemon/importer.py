@@ -84,6 +84,7 @@ class Importer:
         self.pre_ribs: dict = self.prepolicy.ribs
         self.observe = None
         self.fast_updates = 0  # UPDATEs the fast lane took (fastbgp.daemon.fastlane)
+        self.calls = 0  # update_in / updates_in calls: the import's activity (fastbgp.daemon.trim)
         # The lane's per-UPDATE step: the selected implementation's module
         # (fastbgp.daemon.lanestep: Step, take, take_raw, raw_key); tests
         # set each implementation in turn.
@@ -150,6 +151,7 @@ class Importer:
     # -- one UPDATE ------------------------------------------------------------------------------
 
     def update_in(self, nb, session, parsed):
+        self.calls += 1
         observe = self.observe
         if observe is None:
             # Metrics off: not even a clock read per UPDATE.
@@ -175,6 +177,7 @@ class Importer:
         cache already knows straight into the RIB (fastbgp.daemon.fastlane).
         Stops after an UPDATE that ended the session (prefix limit);
         returns how many were processed."""
+        self.calls += 1
         t0 = time.perf_counter() if self.observe is not None else 0.0
         lane = FastLane.of(self, nb, session)
         steps = self.lane_step

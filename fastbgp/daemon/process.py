@@ -19,7 +19,7 @@ import sys
 from typing import Optional
 
 from fastbgp.daemon.common import handled_signals
-from fastbgp.daemon.core import Daemon
+from fastbgp.daemon.core import Daemon, preload
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 
@@ -230,7 +230,8 @@ def prepare_process(config_path, *, log_level: Optional[str] = None, log_json: O
         return cfg, None
     from fastbgp.daemon import spawn
 
-    return cfg, spawn.start_workers(os.path.abspath(config_path), n, log_level=level, log_json=as_json)
+    preload(cfg)
+    return cfg, spawn.start_workers(os.path.abspath(config_path), n, log_level=level, log_json=as_json, config=cfg)
 
 
 async def run_process(config_path, cfg, workers, *, log_level: Optional[str] = None,

@@ -129,8 +129,11 @@ class Workers:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_workers(config_path: str, n: int, *, log_level: str, log_json: bool) -> Workers:
-    """Fork ``n`` workers running ``config_path`` (module docstring).  In the
+def start_workers(config_path: str, n: int, *, log_level: str, log_json: bool, config=None) -> Workers:
+    """Fork ``n`` workers running ``config_path`` (module docstring), from
+    ``config`` when given: the front's own parse of that file, so front and
+    workers start from the same text even if the file changes meanwhile,
+    and the workers parse nothing (their copy is the front's pages).  In the
     parent: the :class:`Workers` (each worker says ``ready`` on its channel
     once it runs).  In a child: never returns.  OSError when a worker cannot
     be started (those already started see their channel close and exit)."""
@@ -148,7 +151,7 @@ def start_workers(config_path: str, n: int, *, log_level: str, log_json: bool) -
         gc.collect()
         gc.freeze()  # no collection in any process writes these objects again
         for k in range(n):
-            procs.append(_fork(k, n, config_path, directory, counts_path, procs, log_level, log_json))
+            procs.append(_fork(k, n, config_path, config, directory, counts_path, procs, log_level, log_json))
     except BaseException:
         for p in procs:
             p.kill()
@@ -158,7 +161,7 @@ def start_workers(config_path: str, n: int, *, log_level: str, log_json: bool) -
     return Workers(directory, counts_path, procs)
 
 
-def _fork(k, n, config_path, directory, counts_path, started, log_level, log_json) -> WorkerProcess:
+def _fork(k, n, config_path, config, directory, counts_path, started, log_level, log_json) -> WorkerProcess:
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONTROL_BUFFER)
     api_socket = os.path.join(directory, "worker%d.sock" % k)
@@ -172,7 +175,8 @@ def _fork(k, n, config_path, directory, counts_path, started, log_level, log_jso
                 p.ctl.close()
             mine.close()
             random.seed()  # not the front's sequence
-            status = worker.run(config_path, k, n, theirs, api_socket, counts_path, log_level, log_json)
+            status = worker.run(config_path, k, n, theirs, api_socket, counts_path, log_level, log_json,
+                                config=config)
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

@@ -66,8 +66,10 @@ def adapt(cfg, api_socket: str):
 
 
 class Worker:
-    def __init__(self, config_path, k: int, n: int, ctl: socket.socket, api_socket: str, counts_path: str):
+    def __init__(self, config_path, k: int, n: int, ctl: socket.socket, api_socket: str, counts_path: str,
+                 config=None):
         self.config_path = config_path
+        self.config = config  # the front's parse of config_path (None: read it here)
         self.counts_path = counts_path
         self.k, self.n = k, n
         self.ctl = ctl
@@ -80,7 +82,8 @@ class Worker:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        cfg = adapt(load_config(self.config_path), self.api_socket)
+        cfg = adapt(self.config if self.config is not None else load_config(self.config_path), self.api_socket)
+        self.config = None
         self.daemon = Daemon(cfg, self.config_path, shard=(self.k, self.n),
                              adapt=lambda c: adapt(c, self.api_socket),
                              counts=SharedCounts(self.counts_path, self.n, self.k))
@@ -185,9 +188,10 @@ def _logs(k: int, level: str, as_json: bool):
 
 
 def run(config_path, k: int, n: int, ctl: socket.socket, api_socket: str, counts_path: str, level: str = "info",
-        as_json: bool = False) -> int:
+        as_json: bool = False, config=None) -> int:
     """Worker ``k`` of ``n``, in the process fastbgp.daemon.spawn forked for
-    it: runs until told to stop or its front is gone; the exit status."""
+    it: runs until told to stop or its front is gone; the exit status.
+    ``config``: the front's parse of ``config_path`` (None: read the file)."""
     _logs(k, level, as_json)
     # The front handles the terminal's Ctrl-C and SIGHUP (it tells the
     # workers what to do); SIGTERM alone stops a worker directly.
@@ -195,4 +199,4 @@ def run(config_path, k: int, n: int, ctl: socket.socket, api_socket: str, counts
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gc.set_threshold(*GC_THRESHOLDS)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(Worker(config_path, k, n, ctl, api_socket, counts_path).run())
+        return runner.run(Worker(config_path, k, n, ctl, api_socket, counts_path, config).run())

@@ -26,5 +26,5 @@ with ``origin.origin_of_attrs``) and re-validates the routes in
 ``vrp.covered_range`` of every VRP the client reports changed.
 
 May import: ``fastbgp.wire``, ``fastbgp.config``, ``fastbgp.implementation``,
-the standard library and msgspec (never session, rib, daemon or cli).
+``fastbgp.heap``, the standard library and msgspec (never session, rib, daemon or cli).
 """

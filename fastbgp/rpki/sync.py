@@ -11,11 +11,9 @@ being received).  :func:`release_memory` hands the heap freed after a large
 change back to the system.
 """
 
-import ctypes
-import ctypes.util
 import gc
-import platform
-import sys
+
+from fastbgp import heap
 
 # A change set at least this large is followed by release_memory(): the
 # tuples and lists of a full sync are freed at once but glibc keeps the
@@ -66,15 +64,8 @@ def apply(vrps, aspas, added, removed, aspa_changes):
 
 def release_memory():
     """Collect garbage and return freed heap pages to the system after a
-    large change (Linux with glibc only: ``malloc_trim(0)``, man 3
-    malloc_trim; elsewhere only ``gc.collect()``).  Returns True when
+    large change (fastbgp.heap.trim: ``malloc_trim(0)`` on Linux with
+    glibc; elsewhere only ``gc.collect()``).  Returns True when
     malloc_trim ran."""
     gc.collect()
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # no libc by that name, or no malloc_trim in it
-        return False
-    return True
+    return heap.trim()
