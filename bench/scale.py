@@ -610,10 +610,12 @@ def run_p9(kind, timeout):
                 totals = _wait(cstat, "totals", 60, procs, timeout)
             except ScenarioTimeout:
                 totals = {}
+            settled = PT.pss_mb(pid)  # the route server quiet for 3 s (the clients' "totals")
             # The clients' own CPU over the run: near the run's length means
             # the clients, not the route server, set the pace.
             return {"target": kind, "seconds": done["last"] - go, "rss_idle_mb": idle[0], "rss_mb": loaded[0],
-                    "pss_idle_mb": pss_idle, "pss_mb": pss, "peak_mb": max(peak, loaded[1]), "sessions": done["sessions"],
+                    "pss_idle_mb": pss_idle, "pss_mb": pss, "pss_settled_mb": settled, "peak_mb": max(peak, loaded[1]),
+                    "sessions": done["sessions"],
                     "clients_cpu_s": PT.cpu_seconds(cp.pid) - cpu0, "want": done["want"],
                     "updates": totals.get("updates"), "announced": totals.get("announced"),
                     "exact_after": totals.get("exact"), "control_left": totals.get("control_left")}
