@@ -51,6 +51,29 @@ def test_trimmer_trims_once_per_burst_and_only_once_it_is_quiet(run):
     run(main(), timeout=10)
 
 
+def test_a_step_smaller_than_min_step_is_no_burst(run):
+    """The front's KEEPALIVEs move its count a little at a time: no trim
+    until a whole ``min_step`` has gone through since the last one."""
+
+    async def main():
+        count = [0]
+        calls = []
+        t = HeapTrimmer(lambda: count[0], interval=0.01, trim=lambda: calls.append(count[0]) or True, min_step=100)
+        t.start(asyncio.get_running_loop())
+        try:
+            for _ in range(5):
+                count[0] += 19
+                await asyncio.sleep(0.05)
+            assert calls == []  # 95 in all
+            count[0] += 19
+            await asyncio.sleep(0.3)
+            assert calls == [114]
+        finally:
+            t.stop()
+
+    run(main(), timeout=10)
+
+
 _PROBE = textwrap.dedent("""
     import asyncio, sys
     from fastbgp.config.checks import load_config

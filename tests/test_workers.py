@@ -352,3 +352,37 @@ def test_what_workers_cannot_share_runs_in_one_process_and_a_reload_cannot_ask_f
         assert fb.proc.poll() is None
     finally:
         fb.stop()
+
+
+def test_after_a_burst_the_front_and_every_worker_give_freed_heap_back(tmp_path):
+    """Once a table went through and the daemon is quiet, each of the three
+    processes trims its heap once (fastbgp.daemon.trim), each saying so at
+    debug level; not again while nothing happens."""
+
+    async def main():
+        a_addr, front_addr = next(_ADDRS), next(_ADDRS)
+        a, na, pa = await speaker(65002, a_addr, front_addr)
+        fb = Front(tmp_path, [(a_addr, 65002, pa)], addr=front_addr, extra='[global.log]\nlevel = "debug"\n')
+        table = [str(ipaddress.IPv4Network((0x0B000000 + (i << 8), 24))) for i in range(20000)]  # > TRIM_OCTETS
+        a.announce(table, next_hop=a_addr)
+        fb.start()
+        try:
+            fb.wait_api()
+            await until(lambda: sum(r["prefixes"] for r in api(fb.sock, "/v1/global")["ribs"]) == len(table), 60,
+                        "the table in the workers")
+
+            def trims():
+                return [line for line in fb.log_text().splitlines() if "freed heap pages returned" in line]
+
+            await until(lambda: len(trims()) >= 3, 20, "a trim in the front and in each worker")
+            lines = trims()
+            assert sum("worker=0" in line for line in lines) == 1, lines
+            assert sum("worker=1" in line for line in lines) == 1, lines
+            assert sum("worker=" not in line for line in lines) == 1, lines
+            await asyncio.sleep(2.5)  # quiet: no second trim for the same burst
+            assert len(trims()) == 3, trims()
+        finally:
+            fb.stop()
+            await a.stop()
+
+    loops.run(main(), timeout=110)

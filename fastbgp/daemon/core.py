@@ -138,7 +138,7 @@ class Daemon:
         self.events = EventStream(self)
         self.exporter = Exporter(self, self.events)
         # A burst's freed heap back to the system once it settled.
-        self.trimmer = HeapTrimmer(lambda: (self.importer.calls, self.exporter.changes, self.exporter.queue.items_run))
+        self.trimmer = HeapTrimmer(lambda: self.importer.calls + self.exporter.changes + self.exporter.queue.items_run)
         self.importer = Importer(self, self.exporter, self.events)
         self.peers = PeerRegistry(self, self.importer, self.exporter)
         self.originator = Originator(self, self.importer, self.exporter)

@@ -28,7 +28,8 @@ limits are judged on every shard's paths (fastbgp.daemon.shared_counts).
 
 Owns: :class:`Front`, :func:`worker_count`, :func:`single_reasons`.
 Calls: the session layer's listeners and transport, fastbgp.daemon.relay,
-the control API, the workers' handles (fastbgp.daemon.spawn.Workers, given).  Called by: fastbgp.daemon.process (``main_daemon``).
+fastbgp.daemon.trim (its relay buffers freed after a burst), the control
+API, the workers' handles (fastbgp.daemon.spawn.Workers, given).  Called by: fastbgp.daemon.process (``main_daemon``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from fastbgp.control.fanout import FanoutControl
 from fastbgp.daemon.peers import neighbor_config
 from fastbgp.daemon.common import handled_signals
 from fastbgp.daemon.relay import PeerSide, SessionRelay
+from fastbgp.daemon.trim import HeapTrimmer
 from fastbgp.daemon.views import endpoints_text
 from fastbgp.session import transport as _transport
 from fastbgp.session.counters import RefusedConnections
@@ -57,6 +59,9 @@ log = logging.getLogger("fastbgp.daemon")
 READY_TIMEOUT = 120.0  # seconds a worker may take to start (it loads the RPKI file first)
 STOP_TIMEOUT = 10.0  # seconds workers get to send their Ceases and exit
 CONNECT_TIMEOUT = 10.0
+# Octets relayed (both ways) that make a burst worth trimming the front's
+# heap after (fastbgp.daemon.trim): not its sessions' KEEPALIVEs.
+TRIM_OCTETS = 64 << 10
 DIAL_POLL = 1.0  # seconds between looks at whether a neighbour wants a connection
 # Bytes of a local relay socket's kernel buffers: a full-size UPDATE batch
 # fits, so a worker reads the peer's table in few, large reads.
@@ -100,6 +105,8 @@ class Front:
         self.n = len(workers.procs)
         self.procs: list = workers.procs
         self.relays: set = set()
+        self.relayed = 0  # octets of the relays that ended (the trimmer's activity count)
+        self.trimmer = HeapTrimmer(self.activity, min_step=TRIM_OCTETS)
         self.dialers: dict = {}  # address -> task
         self.live: dict = {}  # peer address -> number of relays running
         self.listeners: Optional[ListenerManager] = None
@@ -112,6 +119,11 @@ class Front:
         # async (address) -> the workers' NeighborDetail (FrontControl.neighbor):
         # whether to dial (``_wants``); None: dial whenever no session is up.
         self.state_probe = None
+
+    def activity(self) -> int:
+        """Octets relayed so far, both ways: a burst's freed buffers go back
+        once it stopped moving (fastbgp.daemon.trim)."""
+        return self.relayed + sum(r.octets_in + r.octets_out for r in self.relays)
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -235,6 +247,7 @@ class Front:
 
     def _ended(self, r):
         self.relays.discard(r)
+        self.relayed += r.octets_in + r.octets_out
         left = self.live.get(r.peer, 1) - 1
         if left:
             self.live[r.peer] = left
@@ -368,12 +381,14 @@ async def run_front(cfg, config_path, workers, *, ready=None, stop_event: Option
     g = cfg.global_
     front = Front(cfg, config_path, workers)
     await front.start()
+    front.trimmer.start(loop)
     control = FrontControl(front)
     front.state_probe = control.neighbor
     front.dial(cfg)
     try:
         server = await api_mod.serve(control, g.api)
     except BaseException:
+        front.trimmer.stop()
         await front.stop()
         raise
     stop = stop_event or asyncio.Event()
@@ -388,6 +403,7 @@ async def run_front(cfg, config_path, workers, *, ready=None, stop_event: Option
                 for t in waits:
                     t.cancel()
     finally:
+        front.trimmer.stop()
         await server.stop()
         await front.stop()
         await control.close()

@@ -280,7 +280,8 @@ class SessionRelay:
         self.wired = False  # every worker's socket is connected
         self.early: list = []  # the peer's octets read before that
         self.done = asyncio.Event()  # set once every socket is closed
-        self.octets_in = 0
+        self.octets_in = 0  # from the peer
+        self.octets_out = 0  # from the workers
 
     async def start(self, peer_sock, worker_socks, peer_transport=None) -> None:
         """Wire the peer's side: its socket ``peer_sock`` (a connection we
@@ -350,6 +351,7 @@ class SessionRelay:
     def from_worker(self, k, framer, data):
         if self.over:
             return
+        self.octets_out += len(data)
         try:
             out = self.merge.take(k, framer.feed(data))
         except (ValueError, OverflowError) as exc:
