@@ -4,8 +4,10 @@ Owns: the RIB's pseudo-peer id of our own routes (``LOCAL_PID``), the time budge
 one slice of long work (``SLICE_SECONDS``), two helpers on wire data
 (prefix text, adding an attribute to a block), the RFC 8950 receive
 rule (``next_hop_refused``), the shutdown of a background task
-(``cancel_and_wait``) and the daemon process's signals
-(``handled_signals``).
+(``cancel_and_wait``), the daemon process's signals
+(``handled_signals``), its collector thresholds (``GC_THRESHOLDS``) and
+event loop (``loop_factory``), the same for ``fastbgp daemon`` and its
+workers.
 Calls: ``fastbgp.wire`` and ``fastbgp.config``'s ConfigError.  Called by: every other module of the daemon.
 """
 
@@ -29,6 +31,36 @@ LOCAL_PID = 0  # the RIB's pseudo-peer for routes originated here
 # Long work (export slices, bulk inject, RIB snapshots) yields to the loop
 # when a slice ran this long, so keepalives and the API keep running.
 SLICE_SECONDS = 0.005
+
+
+# The cyclic garbage collector's thresholds while a daemon runs (Python's
+# default: 700, 10, 10).  A daemon importing a table allocates a few
+# container objects per UPDATE and keeps a few per attribute set.
+# * The middle generation, which holds what every young collection
+#   kept, is collected once per 500,000 net allocations (5,000 x 100):
+#   at Python's 7,000 the kept sets were traversed over and over (a table
+#   whose every UPDATE brings a new set imported 15-20% slower).
+# * The young generation is collected every 5,000, while what it holds
+#   is still in the CPU cache: each object's first look costs about 70 ns
+#   then, against about 190 ns when 50,000 had piled up (50,000 x 10 before
+#   2026-12-07: 0.41 s of collections per two such tables against 0.22 s;
+#   the same tables imported 3% faster the first time, 8% when sets
+#   are replaced; DFZ-shaped UPDATEs and the general path unchanged;
+#   bench/import_small_updates.py, bench/RESULTS.md).  A young collection
+#   takes about 0.35 ms.
+# Full collections still happen (the last 10 and CPython's 25% rule), so
+# cycles are still freed.
+GC_THRESHOLDS = (5_000, 100, 10)
+
+
+def loop_factory():
+    """The event loop a daemon's process runs: uvloop's when installed,
+    else asyncio's (None).  One choice for ``fastbgp daemon`` and its workers."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return None
+    return uvloop.new_event_loop
 
 
 def family(name) -> tuple:

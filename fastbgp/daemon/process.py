@@ -18,31 +18,12 @@ import os
 import sys
 from typing import Optional
 
-from fastbgp.daemon.common import handled_signals
+from fastbgp.daemon.common import GC_THRESHOLDS, handled_signals, loop_factory
 from fastbgp.daemon.core import Daemon, preload
 from fastbgp.config.checks import load_config
 from fastbgp.config.errors import ConfigError
 
 log = logging.getLogger("fastbgp.daemon")
-
-# The cyclic garbage collector's thresholds while a daemon runs (Python's
-# default: 700, 10, 10).  A daemon importing a table allocates a few
-# container objects per UPDATE and keeps a few per attribute set.
-# * The middle generation, which holds what every young collection
-#   kept, is collected once per 500,000 net allocations (5,000 x 100):
-#   at Python's 7,000 the kept sets were traversed over and over (a table
-#   whose every UPDATE brings a new set imported 15-20% slower).
-# * The young generation is collected every 5,000, while what it holds
-#   is still in the CPU cache: each object's first look costs about 70 ns
-#   then, against about 190 ns when 50,000 had piled up (50,000 x 10 before
-#   2026-12-07: 0.41 s of collections per two such tables against 0.22 s;
-#   the same tables imported 3% faster the first time, 8% when sets
-#   are replaced; DFZ-shaped UPDATEs and the general path unchanged;
-#   bench/import_small_updates.py, bench/RESULTS.md).  A young collection
-#   takes about 0.35 ms.
-# Full collections still happen (the last 10 and CPython's 25% rule), so
-# cycles are still freed.
-GC_THRESHOLDS = (5_000, 100, 10)
 
 
 def _setup_logs(level, json):
@@ -243,16 +224,6 @@ async def run_process(config_path, cfg, workers, *, log_level: Optional[str] = N
 
         return await front.run_front(cfg, config_path, workers)
     return await run_daemon(config_path, log_level=log_level, log_json=log_json, config=cfg)
-
-
-def loop_factory():
-    """The event loop a daemon's process runs: uvloop's when installed,
-    else asyncio's (None).  One choice for ``fastbgp daemon`` and its workers."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return None
-    return uvloop.new_event_loop
 
 
 def main_daemon(args) -> int:

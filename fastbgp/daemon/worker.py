@@ -44,7 +44,7 @@ from fastbgp.config.checks import load_config
 from fastbgp.control import api as api_mod
 from fastbgp.control import logs
 from fastbgp.daemon.core import Daemon
-from fastbgp.daemon.process import GC_THRESHOLDS, loop_factory
+from fastbgp.daemon.common import GC_THRESHOLDS, loop_factory
 from fastbgp.daemon.shared_counts import SharedCounts
 
 log = logging.getLogger("fastbgp.daemon.worker")
