@@ -29,7 +29,8 @@ import logging
 from collections import deque
 
 from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, rewrite_path_ids
-from fastbgp.rib.export import PathRanker, changed_ids, paths_before, prefix_entries, self_next_hops, tag_source
+from fastbgp.rib.export import PathRanker, SharedExports, changed_ids, paths_before, prefix_entries
+from fastbgp.rib.export import self_next_hops, tag_source
 from fastbgp.rib.confed import of_config as confed_of_config
 from fastbgp.rib.policy import PolicyContext
 from fastbgp.rib.route_server import PathHiding, settings as route_server_settings
@@ -166,6 +167,10 @@ class Exporter:
         # hiding switched), so that a feature that is off costs a dict get.
         self.hook_cache: dict = {}
         self.sole_cache: dict = {}  # family -> sole_member's answer
+        # What groups without export policy share of their exports (a route
+        # server's clients: an attribute set worked through once, not per
+        # client); bounded, see SharedExports.
+        self.shared = SharedExports()
 
     def start(self, loop):
         self.queue = ExportQueue(loop)
@@ -510,6 +515,7 @@ class Exporter:
             g.confed = confed_of_config(d.config.global_)
             g.confed_peer = confed_peer(nb)
             g.rpki_signal = signal
+            g.shared = self.shared
             self.set_hiding(g)
             self.add_group(g)
         return g

@@ -782,7 +782,124 @@ def from_path_keys(keys):
     return b"".join(out)
 
 
-class UpdateGroup(HeldOut):
+class SharedExports:
+    """Exports that groups may share: an update group without export policy
+    exports an attribute set from a class of source the same as every other
+    group of its profile (UpdateGroup._profile: family, kind, next hops of
+    its own, ...) up to the step that is its member's own (the route
+    server's Euro-IX communities, UpdateGroup._ixp).  A route server's
+    clients are such groups, one per client AS: each new attribute set is
+    worked through the export rules once, not once per client.
+
+    Keyed by (profile, the group's own cache key); computed on the first
+    group's miss.  Bounded as each group's cache is (CACHE_LIMIT entries,
+    dropped whole when full: recomputed, never wrong).  The entries are
+    pure functions of their key, so nothing is cleared on a policy change
+    (a group with a policy never comes here)."""
+
+    def __init__(self, limit=CACHE_LIMIT):
+        self.limit = limit
+        self.computed = 0  # entries worked out (the rest were shared), for tests and stats
+        self._memo = {}
+
+    def get(self, key, compute):
+        """The entry of ``key``, from ``compute()`` when there is none."""
+        memo = self._memo
+        out = memo.get(key, memo)
+        if out is memo:
+            if len(memo) >= self.limit:
+                memo.clear()
+            out = memo[key] = compute()
+            self.computed += 1
+        return out
+
+    def __len__(self):
+        return len(self._memo)
+
+
+class _MemberFree:
+    """The parts of UpdateGroup's export that read the group's settings and
+    never its member (kept apart so that class stays within its size):
+    what :class:`SharedExports` keys on (``_profile``), the step that is the
+    member's own (``_ixp``), and the next-hop rules of ``_finish``."""
+
+    def _profile(self):
+        """Every setting of this group that ``_export`` reads when there is
+        no export policy, but for the member's AS (``_ixp`` only): groups
+        with equal profiles export alike up to that step.  A setting read
+        there and missing here would let groups share what they must not:
+        tests/test_shared_exports.py changes each one alone."""
+        return (self.family, self.kind, self.rr_client, self.confed_peer, self.confed is not None, self.rpki_signal,
+                self.otc, self.enh, self.local_as, self.nh4, self.nh6, self.cluster_id)
+
+    def _ixp(self, out, v4):
+        """The member's own step of the export (after the rules every group
+        of its profile shares): IXP policy (Euro-IX communities, RFC 7999
+        blackhole) for a route-server client, once per attribute set and
+        group, like everything here."""
+        if out is None or self.kind != RS or self.confed_peer:
+            return out
+        rsp = getattr(self.engine, "route_server", None)
+        if rsp is None or not rsp.active:
+            return out
+        out = rsp.finish(out[0], out[1], self.pctx.peer_as, self.local_as, v4)
+        if out is not None and v4 and self.enh and out[1] and any(
+                t == ATTR_NEXT_HOP for _f, t, _v in split_attrs(out[0])):
+            # An IPv4 next hop set there (RFC 7999 blackhole) wins over the
+            # RFC 8950 one: the classic form.
+            out = (out[0], b"")
+        return out
+
+    def _finish_confed(self, block, nh, policy_nh, v4):
+        """:meth:`_finish` towards a confederation peer (RFC 5065 §4, §5.2):
+        our member AS in front in an AS_CONFED_SEQUENCE, LOCAL_PREF kept (100
+        when none, as to an internal peer, RFC 4271 §5.1.5), the next hop
+        unchanged unless policy set one or the route is ours and names none."""
+        items = {t: (f, v) for f, t, v in split_attrs(block)}
+        if policy_nh == NEXT_HOP_SELF:
+            policy_nh = self.nh4 if v4 else self.nh6
+        f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
+        items[ATTR_AS_PATH] = (f, confed_prepend(v, self.local_as))
+        if ATTR_LOCAL_PREF not in items:
+            items[ATTR_LOCAL_PREF] = (WELL_KNOWN_FLAGS[ATTR_LOCAL_PREF], b"\x00\x00\x00\x64")
+        if policy_nh is not None:
+            if v4:
+                if len(policy_nh) == 4:
+                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], policy_nh)
+                elif self.enh:
+                    items.pop(ATTR_NEXT_HOP, None)  # RFC 8950 §4
+                    nh = policy_nh
+            else:
+                nh = policy_nh
+        elif v4 and ATTR_NEXT_HOP not in items:
+            nh = self._v4_next_hop(items, nh)
+            if nh is None:
+                return None
+        elif not v4 and not nh:
+            nh = self.nh6
+        if v4 and ATTR_NEXT_HOP in items:
+            nh = b""  # the classic NEXT_HOP form (see _pack)
+        if not v4 and not nh:
+            return None
+        return (_encode(items), nh)
+
+    def _v4_next_hop(self, items, nh):
+        """An IPv4 route without a NEXT_HOP attribute (our own, or one that
+        came with an RFC 8950 IPv6 next hop): the IPv6 next hop it came with
+        when this group takes them, else our IPv4 address (added to
+        ``items``), else our IPv6 one (RFC 8950 §4).  Returns the MP next
+        hop to use (b"" for the classic NEXT_HOP), None when there is none."""
+        if self.enh and nh:
+            return nh  # RFC 8950: unchanged
+        if self.nh4 is not None:
+            items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
+            return nh or b""
+        if self.enh and self.nh6:
+            return self.nh6
+        return None
+
+
+class UpdateGroup(HeldOut, _MemberFree):
     """Peers that receive the same UPDATE bytes for one family.
 
     ``members``: pid -> the daemon's neighbour object (anything with
@@ -834,6 +951,9 @@ class UpdateGroup(HeldOut):
         # RFC 7947 §2.3: route-server path hiding mitigation
         # (fastbgp.rib.route_server.PathHiding) or None.
         self.hiding = None
+        # The exporter's SharedExports (its groups without export policy
+        # share their exports through it), or None: each its own.
+        self.shared = None
 
     def __repr__(self):
         return "<UpdateGroup %s %s %d members>" % (
@@ -888,14 +1008,21 @@ class UpdateGroup(HeldOut):
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
         try:
-            out = self._export(src, attrs, nh)
+            shared = self.shared
+            if shared is not None and not self.chain.policies and self.chain.default_accept:
+                # No export policy: groups of one profile share the result
+                # up to the member's own step (SharedExports).
+                out = self._ixp(shared.get((self._profile(), key), lambda: self._export(src, attrs, nh, False)),
+                                self.family == IPV4_UNICAST)
+            else:
+                out = self._export(src, attrs, nh)
         except Exception:
             log.exception("export of an attribute set from %r failed; not sent", src)
             out = None
         cache[key] = out
         return out
 
-    def _export(self, src, attrs, nh):
+    def _export(self, src, attrs, nh, ixp=True):
         if not self._allowed(src):
             return None
         items = {}
@@ -969,7 +1096,7 @@ class UpdateGroup(HeldOut):
             if verdict is None:
                 return None
             block, policy_nh = verdict.attrs, verdict.next_hop
-        return self._finish(src, block, nh, policy_nh, v4)
+        return self._finish(src, block, nh, policy_nh, v4, ixp)
 
     def export_prefix(self, src, block, nh, prefix):
         """Per-prefix tail of :meth:`export` for prefix-dependent chains;
@@ -983,7 +1110,7 @@ class UpdateGroup(HeldOut):
             hit = self._cache[key] = self._finish(src, verdict.attrs, nh, verdict.next_hop, self.family == IPV4_UNICAST)
         return hit
 
-    def _finish(self, src, block, nh, policy_nh, v4):
+    def _finish(self, src, block, nh, policy_nh, v4, ixp=True):
         """Rules that apply after the export policy: AS_PATH prepend, next
         hop, LOCAL_PREF presence, reflection attributes, OTC."""
         if self.confed_peer:
@@ -1059,70 +1186,10 @@ class UpdateGroup(HeldOut):
             return None  # no usable next hop for an MP_REACH_NLRI
         if v4 and self.enh and not nh and ATTR_NEXT_HOP not in items:
             return None  # neither a NEXT_HOP nor an RFC 8950 one
-        block = _encode(items)
-        if kind == RS:
-            rsp = getattr(self.engine, "route_server", None)
-            if rsp is not None and rsp.active:
-                # IXP policy (Euro-IX communities, RFC 7999 blackhole): once
-                # per attribute set and group, like everything here.
-                out = rsp.finish(block, nh, self.pctx.peer_as, self.local_as, v4)
-                if out is not None and v4 and self.enh and out[1] and any(
-                        t == ATTR_NEXT_HOP for _f, t, _v in split_attrs(out[0])):
-                    # An IPv4 next hop set there (RFC 7999 blackhole) wins
-                    # over the RFC 8950 one: the classic form.
-                    out = (out[0], b"")
-                return out
-        return (block, nh)
-
-    def _finish_confed(self, block, nh, policy_nh, v4):
-        """:meth:`_finish` towards a confederation peer (RFC 5065 §4, §5.2):
-        our member AS in front in an AS_CONFED_SEQUENCE, LOCAL_PREF kept (100
-        when none, as to an internal peer, RFC 4271 §5.1.5), the next hop
-        unchanged unless policy set one or the route is ours and names none."""
-        items = {t: (f, v) for f, t, v in split_attrs(block)}
-        if policy_nh == NEXT_HOP_SELF:
-            policy_nh = self.nh4 if v4 else self.nh6
-        f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
-        items[ATTR_AS_PATH] = (f, confed_prepend(v, self.local_as))
-        if ATTR_LOCAL_PREF not in items:
-            items[ATTR_LOCAL_PREF] = (WELL_KNOWN_FLAGS[ATTR_LOCAL_PREF], b"\x00\x00\x00\x64")
-        if policy_nh is not None:
-            if v4:
-                if len(policy_nh) == 4:
-                    items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], policy_nh)
-                elif self.enh:
-                    items.pop(ATTR_NEXT_HOP, None)  # RFC 8950 §4
-                    nh = policy_nh
-            else:
-                nh = policy_nh
-        elif v4 and ATTR_NEXT_HOP not in items:
-            nh = self._v4_next_hop(items, nh)
-            if nh is None:
-                return None
-        elif not v4 and not nh:
-            nh = self.nh6
-        if v4 and ATTR_NEXT_HOP in items:
-            nh = b""  # the classic NEXT_HOP form (see _pack)
-        if not v4 and not nh:
-            return None
-        return (_encode(items), nh)
+        out = (_encode(items), nh)
+        return self._ixp(out, v4) if ixp else out
 
     # ------------------------------------------------------------ encoding
-
-    def _v4_next_hop(self, items, nh):
-        """An IPv4 route without a NEXT_HOP attribute (our own, or one that
-        came with an RFC 8950 IPv6 next hop): the IPv6 next hop it came with
-        when this group takes them, else our IPv4 address (added to
-        ``items``), else our IPv6 one (RFC 8950 §4).  Returns the MP next
-        hop to use (b"" for the classic NEXT_HOP), None when there is none."""
-        if self.enh and nh:
-            return nh  # RFC 8950: unchanged
-        if self.nh4 is not None:
-            items[ATTR_NEXT_HOP] = (WELL_KNOWN_FLAGS[ATTR_NEXT_HOP], self.nh4)
-            return nh or b""
-        if self.enh and self.nh6:
-            return self.nh6
-        return None
 
     def _pack(self, out, packed):
         attrs, nh = out
