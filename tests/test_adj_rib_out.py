@@ -213,14 +213,53 @@ def test_parity_random(both_ribs):
             hp.free_group(g)
             continue
         packed = b"".join(rnd.sample(pool, rnd.randint(0, 20)))
-        if op < 0.55:
+        if op < 0.45:
             assert hc.mark(g, packed) == hp.mark(g, packed)
+        elif op < 0.55:
+            some = rnd.sample(groups, rnd.randint(1, len(groups)))
+            assert hc.mark_groups(some, packed) == hp.mark_groups(some, packed)
         else:
             clear = rnd.random() < 0.5
             assert hc.filter(g, packed, clear) == hp.filter(g, packed, clear), step
         assert len(hc) == len(hp)
     for g in hc.groups():
         assert hc.count(g) == hp.count(g)
+
+
+@pytest.mark.parametrize("afi", [1, 2])
+@pytest.mark.parametrize("ngroups", [3, 24, 70])
+@pytest.mark.parametrize("in_rib", [True, False])
+def test_marking_many_groups_at_once_is_marking_each(rib_impl, afi, ngroups, in_rib):
+    """HeldSet.mark_groups (a route server's clients sent one announcement)
+    sets what one mark per group would: the bits a model of the groups
+    says, and says how many were newly set; in the slots' tags (a prefix in
+    the Loc-RIB, up to 24 groups), in the table's packed words, past one
+    64-bit word."""
+    name = v4 if afi == 1 else v6
+    table = AttrTable()
+    r = rib_impl.Rib(afi, table)
+    r.add_peer(1, 65001, 65000, "192.0.2.1", "192.0.2.1")
+    if in_rib:
+        r.update(1, pk(*(name(i) for i in range(0, 200, 2))), attr_id=table.intern(attrs_block()))
+    h = r.held
+    groups = [h.new_group() for _ in range(ngroups)]
+    model = {g: set() for g in groups}
+    rnd = random.Random(ngroups + afi)
+    for _step in range(60):
+        some_prefixes = rnd.sample(range(200), rnd.randint(0, 25))
+        some = rnd.sample(groups, rnd.randint(1, len(groups)))
+        new = sum(len(set(some_prefixes) - model[g]) for g in set(some))
+        for g in some:
+            model[g].update(some_prefixes)
+        assert h.mark_groups(some, pk(*(name(i) for i in some_prefixes))) == new
+    for g in groups:
+        assert h.filter(g, pk(*(name(i) for i in range(200)))) == pk(*(name(i) for i in sorted(model[g])))
+        assert h.count(g) == len(model[g])
+    assert h.mark_groups([], pk(name(1))) == 0
+    with pytest.raises(ValueError):
+        h.mark_groups([groups[0], 999], pk(name(1)))
+    with pytest.raises(ValueError):
+        h.mark_groups(groups, pk(name(1)) + b"\x21")
 
 
 def test_both_have_the_same_methods(both_ribs):
@@ -299,9 +338,12 @@ def test_parity_with_the_loc_rib(both_ribs, afi, wide):
             g = rnd.choice(groups)
             held[0].free_group(g)
             held[1].free_group(g)
-        elif op < 0.7:
+        elif op < 0.6:
             g = rnd.choice(groups)
             assert held[0].mark(g, packed) == held[1].mark(g, packed), step
+        elif op < 0.7:
+            some = rnd.sample(groups, rnd.randint(1, len(groups)))
+            assert held[0].mark_groups(some, packed) == held[1].mark_groups(some, packed), step
         else:
             g = rnd.choice(groups)
             clear = rnd.random() < 0.5

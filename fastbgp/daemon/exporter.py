@@ -28,7 +28,7 @@ import ipaddress
 import logging
 from collections import deque
 
-from fastbgp.rib.export import EBGP, IBGP, RS, Delta, UpdateGroup, group_key, rewrite_path_ids
+from fastbgp.rib.export import EBGP, IBGP, RS, Delta, MarkBatch, UpdateGroup, group_key, rewrite_path_ids
 from fastbgp.rib.export import PathRanker, SharedExports, changed_ids, paths_before, prefix_entries
 from fastbgp.rib.export import self_next_hops, tag_source
 from fastbgp.rib.confed import of_config as confed_of_config
@@ -167,9 +167,7 @@ class Exporter:
         # hiding switched), so that a feature that is off costs a dict get.
         self.hook_cache: dict = {}
         self.sole_cache: dict = {}  # family -> sole_member's answer
-        # What groups without export policy share of their exports (a route
-        # server's clients: an attribute set worked through once, not per
-        # client); bounded, see SharedExports.
+        # Exports shared by the groups without export policy (SharedExports).
         self.shared = SharedExports()
 
     def start(self, loop):
@@ -450,13 +448,7 @@ class Exporter:
         """Export work: encode ``delta`` per group and queue it to members."""
         sources = self.daemon.sources
         for part in slices(delta):
-            skip = self.joined(part)
-            for g in self.groups_of(part.family, part.addpath):
-                if g.send_max:
-                    continue  # best-N groups: best_n_refresh
-                out = g.process(part, sources)
-                if out:
-                    distribute(g, out, skip=skip)
+            export_part(self.groups_of(part.family, part.addpath), part, sources, self.joined(part))
             yield
 
     def joined(self, delta):
@@ -775,6 +767,23 @@ def _piece(delta, announced, first):
     out.same_source = delta.same_source  # a set of prefixes: any part may look them up
     out.replaced = delta.replaced  # keyed by announced entry: each part finds its own
     return out
+
+
+def export_part(groups, part, sources, skip):
+    """``part`` of a change (a Delta) encoded by each of ``groups`` and
+    queued to its members but those in ``skip``.  What the groups announce
+    is marked held once per announcement for all of them (MarkBatch: one
+    look-up per prefix, not one per group), before the next part."""
+    marks = MarkBatch()
+    try:
+        for g in groups:
+            if g.send_max:
+                continue  # best-N groups: best_n_refresh
+            out = g.process(part, sources, marks=marks)
+            if out:
+                distribute(g, out, skip=skip)
+    finally:
+        marks.flush()
 
 
 def distribute(g, out, targets=None, skip=None):

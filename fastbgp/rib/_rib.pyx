@@ -259,6 +259,17 @@ cdef extern from *:
         return (uint64_t)ts.tv_sec;
     }
 
+    /* Bits set in x (HeldSet counts the group bits it sets). */
+    static inline int rib_popcount(uint64_t x) {
+    #if defined(__GNUC__)
+        return __builtin_popcountll(x);
+    #else
+        int c = 0;
+        for (; x; x &= x - 1) c++;
+        return c;
+    #endif
+    }
+
     /* Network masks: the first plen bits set (plen = 0..64 / 0..32). */
     static inline uint64_t rib_mask64(int plen) {
         return plen <= 0 ? 0 : (plen >= 64 ? RIB_ALL : ~(RIB_ALL >> plen));
@@ -320,6 +331,7 @@ cdef extern from *:
     const uint64_t RIB_RECV_MIN
     const uint64_t RIB_RECV_MAX
     uint64_t rib_mask64(int plen) nogil
+    int rib_popcount(uint64_t x) nogil
     void rib_prefetch(const void *p) nogil
     size_t rib_range(uint64_t h, size_t n) nogil
     void *rib_alloc_table(size_t bytes, int huge) nogil
@@ -2839,20 +2851,43 @@ cdef class HeldSet(_HeldTable):
     def mark(self, group, packed):
         """Set ``group``'s bit on every prefix of packed NLRI (no path ids):
         it was sent them.  Returns how many were not held by it before."""
-        cdef size_t g = self._group(group)
-        cdef size_t w
-        cdef uint64_t bit
-        self._loc(g, &w, &bit)
+        return self.mark_groups((group,), packed)
+
+    def mark_groups(self, groups, packed):
+        """:meth:`mark` for every group of ``groups`` at once (one
+        announcement sent alike to many groups: a route server's clients):
+        each prefix is looked up once, not once per group.  Returns how many
+        (prefix, group) bits were not set before."""
+        cdef size_t g, w, w0, nw
+        cdef uint64_t bit, tagbits = 0
+        cdef vector[uint64_t] masks
+        masks.resize(1 if self.packed else self.words, 0)
+        for group in groups:
+            g = self._group(group)
+            self._loc(g, &w, &bit)
+            tagbits |= bit
+            masks[0 if self.packed else w - self.kw] |= bit
         cdef bytes b = _as_bytes(packed)
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(b), pos = 0
-        cdef uint64_t *e
-        cdef size_t added = 0, i, m, newcap
-        cdef HeldItem *it
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
         if nlri_count(p, 0, n, self.bits, False) < 0:
             raise ValueError("malformed NLRI")
         if self.tagged:
-            return self._mark_tags(bit, p, n)
+            return self._mark_tags(tagbits, p, n)  # every index below PACKED_GROUPS: one mask
+        w0 = 0 if self.packed else self.kw
+        nw = masks.size()
+        return self._mark_masks(masks.data(), w0, nw, p, n)
+
+    @cython.final
+    cdef size_t _mark_masks(self, const uint64_t *masks, size_t w0, size_t nw, const unsigned char *p,
+                            Py_ssize_t n) except? 0xFFFFFFFF:
+        """mark_groups in this table: ``masks`` over the ``nw`` group words
+        of an entry from word ``w0``."""
+        cdef Py_ssize_t pos = 0
+        cdef uint64_t *e
+        cdef uint64_t new
+        cdef size_t added = 0, i, k, m, newcap
+        cdef HeldItem *it
         while pos < n:
             pos = self._chunk(p, pos, n)
             m = self.items.size()
@@ -2871,9 +2906,11 @@ cdef class HeldSet(_HeldTable):
                 e = self._find(&it.key, it.home)
                 if e == NULL:
                     e = self._add(&it.key, it.home)
-                if not e[w] & bit:
-                    e[w] |= bit
-                    added += 1
+                for k in range(nw):
+                    new = masks[k] & ~e[w0 + k]
+                    if new:
+                        e[w0 + k] |= new
+                        added += <size_t>rib_popcount(new)
         if self.items.capacity() > CHUNK:
             self.items.shrink_to_fit()
         return added
@@ -2890,8 +2927,9 @@ cdef class HeldSet(_HeldTable):
 
     @cython.final
     cdef size_t _mark_tags(self, uint64_t bit, const unsigned char *p, Py_ssize_t n) except? 0xFFFFFFFF:
-        """mark while tagged: in the slot's tag when the prefix has one,
-        else in this table."""
+        """mark_groups while tagged (``bit``: the groups' bits, all below
+        PACKED_GROUPS): in the slot's tag when the prefix has one, else in
+        this table.  Returns how many bits were not set before."""
         cdef _SlotTable t = <_SlotTable>self.owner
         cdef Py_ssize_t pos = 0
         cdef size_t added = 0, i, m
@@ -2910,16 +2948,17 @@ cdef class HeldSet(_HeldTable):
                 s = t._find_at(&it.key, it.home)
                 if s != NULL:
                     tag = t._tag(s)
-                    if not tag & bit:
+                    if tag & bit != bit:
                         if not tag:
                             self.ntag += 1
                         t._set_tag(s, tag | bit)
-                        added += 1
+                        added += <size_t>rib_popcount(bit & ~tag)
                     continue
                 e = self._find(&it.key, self._home(&it.key))
-                if e == NULL or not e[0 if self.packed else self.kw] & bit:
+                tag = 0 if e == NULL else e[0 if self.packed else self.kw]
+                if tag & bit != bit:
                     self._side_or(&it.key, bit)
-                    added += 1
+                    added += <size_t>rib_popcount(bit & ~tag)
         if self.items.capacity() > CHUNK:
             self.items.shrink_to_fit()
         return added

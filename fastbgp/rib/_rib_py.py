@@ -378,14 +378,24 @@ class HeldSet:
     def mark(self, group, packed):
         """Set ``group``'s bit on every prefix of packed NLRI (no path ids):
         it was sent them.  Returns how many were not held by it before."""
-        bit = 1 << self._group(group)
+        return self.mark_groups((group,), packed)
+
+    def mark_groups(self, groups, packed):
+        """:meth:`mark` for every group of ``groups`` at once (one
+        announcement sent alike to many groups: a route server's clients):
+        each prefix is looked up once, not once per group.  Returns how many
+        (prefix, group) bits were not set before."""
+        bits = 0
+        for group in groups:
+            bits |= 1 << self._group(group)
         t = self._t
         added = 0
         for _pid, key, _s, _e in parse_nlri(packed, False, self._bits, self._masks):
             m = t.get(key, 0)
-            if not m & bit:
-                t[key] = m | bit
-                added += 1
+            new = bits & ~m
+            if new:
+                t[key] = m | bits
+                added += bin(new).count("1")
         return added
 
     def filter(self, group, packed, clear=False):

@@ -630,6 +630,14 @@ class HeldOut:
         if self.held is not None and packed:
             self._set_bits(self.held_index, packed)
 
+    def _mark(self, packed, marks):
+        """held_mark, now or with ``marks`` (a MarkBatch, or None) once the
+        change went to every group (not for ADD-PATH keys)."""
+        if marks is not None and self.held is not None and not self.paths and packed:
+            marks.add(self.held, self.held_index, packed)
+        else:
+            self.held_mark(packed)
+
     def _without(self, packed, part):
         """``packed`` without ``part``, a selection of its prefixes (same
         order).  No Python object per prefix when ``part`` is all of it --
@@ -711,10 +719,11 @@ class HeldOut:
         for e in self._entries(part):
             holders[e] = scope
 
-    def emit(self, res, pid, members, out, packed):
+    def emit(self, res, pid, members, out, packed, marks=None):
         """Encode ``packed`` with ``out`` (attrs, MP next hop) into ``res``:
         to every member, or, when the path is member ``pid``'s own, to the
-        others (``pid`` gets the prefixes withdrawn: split horizon)."""
+        others (``pid`` gets the prefixes withdrawn: split horizon).  The
+        group's marks go to ``marks`` when given (see MarkBatch)."""
         tracked = self.held is not None
         if tracked:
             self._to_all(packed)
@@ -727,7 +736,7 @@ class HeldOut:
                 others = any(m != pid for m in self.members) or any(m != pid for m in members)
                 echo = self.held_filter(packed, not others)
                 if others:
-                    self.held_mark(packed)
+                    self._mark(packed, marks)
             msgs = self._pack(out, packed)
             lst = res.by_src.get(pid)
             if lst is None:
@@ -738,7 +747,7 @@ class HeldOut:
                 res.echo[pid].append(echo)
         else:
             if tracked:
-                self.held_mark(packed)
+                self._mark(packed, marks)
             res.common.extend(self._pack(out, packed))
 
     def _pack_echo(self, echo):
@@ -815,6 +824,35 @@ class SharedExports:
 
     def __len__(self):
         return len(self._memo)
+
+
+class MarkBatch:
+    """The Adj-RIB-Out marks of one change, gathered over the update groups
+    that export it (fastbgp.daemon.exporter's run_delta) and made once per
+    announcement: ``HeldSet.mark_groups`` looks each prefix up once for all
+    the groups sent it alike (a route server's clients: one look-up, not
+    one per client).  A group only ever reads its own bits, and run_delta
+    flushes the batch before the next change: no group reads a bit whose
+    mark is still here.  Bounded by the change: an entry per (HeldSet,
+    announcement) of it."""
+
+    def __init__(self):
+        self._by = {}
+
+    def add(self, held, index, packed):
+        """Group ``index`` of ``held`` was sent ``packed``."""
+        key = (id(held), packed)  # equal announcements of many groups: one entry
+        entry = self._by.get(key)
+        if entry is None:
+            self._by[key] = (held, [index])
+        else:
+            entry[1].append(index)
+
+    def flush(self):
+        """Make every mark gathered (the batch is empty after)."""
+        by, self._by = self._by, {}
+        for (_held_id, packed), (held, indexes) in by.items():
+            held.mark_groups(indexes, packed)
 
 
 class _MemberFree:
@@ -1204,7 +1242,7 @@ class UpdateGroup(HeldOut, _MemberFree):
             return codec.pack_withdraws(packed, self.ctx)
         return codec.pack_withdraws(packed, self.ctx, self.afi, self.safi)
 
-    def process(self, delta, sources, single=False, members=None, exclude=None, prior=None, was=None):
+    def process(self, delta, sources, single=False, members=None, exclude=None, prior=None, was=None, marks=None):
         """Encode ``delta`` for this group: an _Out (see there).
 
         ``single``: a dump for one member that already left out its own
@@ -1219,7 +1257,8 @@ class UpdateGroup(HeldOut, _MemberFree):
         export rejects is withdrawn only if that group holds it; ``was``:
         that group's export when it sent it (:meth:`HeldOut.sent_by`, a
         copy): what it holds with the attributes it would be sent again is
-        not announced again."""
+        not announced again.  ``marks``: a MarkBatch the group's marks of
+        what it announces go to (Exporter.run_delta), or None: made here."""
         res = _Out()
         if delta.addpath != self.addpath or self.exports_nothing:
             return res
@@ -1295,7 +1334,7 @@ class UpdateGroup(HeldOut, _MemberFree):
                     # MED or LOCAL_PREF) share their UPDATEs.
                     emits.setdefault((pid if pid in members else None, o), []).append(pk)
         for (pid, o), pks in emits.items():
-            self.emit(res, pid, members, o, b"".join(pks))
+            self.emit(res, pid, members, o, b"".join(pks), marks)
         if hide:
             self.hiding.resolve(self, hide, sources, members, own, res, withdraw, withdraw_rejected, delta.fresh)
         if withdraw:
