@@ -133,3 +133,74 @@ def test_any_interleaving_sends_each_update_once_and_end_of_rib_last(n, data):
     for s in streams:
         ups = s[2:-1]
         assert [u for u in sent if u in ups] == ups
+
+
+def long_update(i, n=3):
+    """An UPDATE too long to be an End-of-RIB: ``n`` withdrawn /24s."""
+    nlri = b"".join(b"\x18" + ((i * 16 + j) & 0xFFFFFF).to_bytes(3, "big") for j in range(n))
+    return msg(R.UPDATE, len(nlri).to_bytes(2, "big") + nlri + b"\x00\x00")
+
+
+def one_by_one(stream):
+    """The stream's messages, each alone (the reference the framer's runs
+    must merge as)."""
+    out, pos = [], 0
+    while pos < len(stream):
+        ln = int.from_bytes(stream[pos + 16:pos + 18], "big")
+        out.append(stream[pos:pos + ln])
+        pos += ln
+    return out
+
+
+def test_framer_joins_long_updates_into_runs_and_keeps_the_rest_alone():
+    assert long_update(1) and len(long_update(1)) > R.EOR_MAX and len(update(1)) <= R.EOR_MAX
+    stream = (OPEN + KEEPALIVE + long_update(1) + long_update(2) + update(3) + long_update(4) + eor()
+              + long_update(5) + long_update(6))
+    assert R.Framer().feed(stream) == [OPEN, KEEPALIVE, long_update(1) + long_update(2), update(3), long_update(4),
+                                       eor(), long_update(5) + long_update(6)]
+    # Cut anywhere: a run ends where the read ends (never inside a message).
+    f = R.Framer()
+    got = []
+    for i in range(0, len(stream), 50):
+        got += f.feed(stream[i:i + 50])
+    assert b"".join(got) == stream
+    assert all(one_by_one(item) == [item] or all(m[18] == R.UPDATE and len(m) > R.EOR_MAX for m in one_by_one(item))
+               for item in got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 3), st.data())
+def test_runs_are_merged_as_their_messages_one_by_one(n, data):
+    """Workers' streams of session messages, long and short UPDATEs,
+    End-of-RIBs, refreshes and a NOTIFICATION now and then, cut into reads
+    at random: what the peer gets is the same octets, whether the framer's
+    runs or each message alone go through Merge; so is the held bound."""
+    kinds = st.sampled_from(["long", "long", "long", "short", "eor", "keepalive", "refresh", "notify", "notify-long"])
+    long_open = msg(R.OPEN, b"\x04" + b"\x00" * 9 + b"\x02\x10" + b"\x41\x04\x00\x00\xfd\xe9" * 2 + b"\x02\x04\x00\x01")
+    streams = []
+    for k in range(n):
+        body = b""
+        for j, kind in enumerate(data.draw(st.lists(kinds, max_size=12))):
+            body += {"long": lambda: long_update(1000 * k + j, data.draw(st.integers(2, 40))),
+                     "short": lambda: update(1000 * k + j), "eor": eor, "keepalive": lambda: KEEPALIVE,
+                     "refresh": lambda: refresh(R.RR_BORR) if j % 2 else refresh(R.RR_EORR),
+                     "notify": lambda: NOTIFY,
+                     "notify-long": lambda: msg(R.NOTIFICATION, b"\x06\x04" + b"!" * 20)}[kind]()
+        first = long_open if data.draw(st.booleans()) else OPEN  # an OPEN with capabilities is long
+        streams.append(first + (KEEPALIVE if k == 0 or data.draw(st.booleans()) else b"") + body)
+    reads = []
+    pos = [0] * n
+    while any(pos[k] < len(streams[k]) for k in range(n)):
+        k = data.draw(st.sampled_from([k for k in range(n) if pos[k] < len(streams[k])]))
+        step = data.draw(st.integers(1, 400))
+        reads.append((k, streams[k][pos[k]:pos[k] + step]))
+        pos[k] += step
+    merged, reference = R.Merge(n), R.Merge(n)
+    framers, cutters = [R.Framer() for _ in range(n)], [R.Framer() for _ in range(n)]
+    got, want = [], []
+    for k, chunk in reads:
+        got += merged.take(k, framers[k].feed(chunk))
+        want += reference.take(k, [m for item in cutters[k].feed(chunk) for m in one_by_one(item)])
+    assert b"".join(got) == b"".join(want)
+    assert (merged.ended, merged.ended_by, merged.notification, merged.held_bytes) == \
+        (reference.ended, reference.ended_by, reference.notification, reference.held_bytes)

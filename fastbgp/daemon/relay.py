@@ -94,7 +94,9 @@ class Merge:
     """The messages N workers write for one session, merged into what the
     peer gets (module docstring).  ``take(k, msgs)`` returns the messages
     to send, in order; ``ended`` is set once a NOTIFICATION went out (the
-    caller then closes the session)."""
+    caller then closes the session).  An item of ``msgs`` may also be a run
+    of UPDATEs none of which is an End-of-RIB (Framer): every rule here
+    treats such UPDATEs alike, so the run goes as one."""
 
     def __init__(self, workers: int):
         self.n = workers
@@ -181,7 +183,14 @@ class Merge:
 
 class Framer:
     """Whole BGP messages out of a worker's byte stream (our own code's
-    output, checked all the same: a bad length ends the session)."""
+    output, checked all the same: a bad length ends the session).
+
+    Consecutive UPDATEs too long to be an End-of-RIB (over ``EOR_MAX``
+    octets) come out as one bytes object, a run: Merge passes each of them
+    on as it comes (or holds it, before the gate), whole, so a run is
+    merged exactly as its messages one by one would be, without a Python
+    object and a Merge step per message (a route server's front relays
+    hundreds of thousands of them).  Every other message comes out alone."""
 
     __slots__ = ("buf",)
 
@@ -193,14 +202,24 @@ class Framer:
         buf += data
         msgs = []
         pos, n = 0, len(buf)
+        run = -1  # where the run of long UPDATEs being read started
         while n - pos >= HEADER:
             ln = (buf[pos + 16] << 8) | buf[pos + 17]
             if ln < HEADER or ln > MAX_MESSAGE:
                 raise ValueError("bad message length %d from a worker" % ln)
             if n - pos < ln:
                 break
-            msgs.append(bytes(buf[pos:pos + ln]))
+            if ln > EOR_MAX and buf[pos + 18] == UPDATE:
+                if run < 0:
+                    run = pos
+            else:
+                if run >= 0:
+                    msgs.append(bytes(buf[run:pos]))
+                    run = -1
+                msgs.append(bytes(buf[pos:pos + ln]))
             pos += ln
+        if run >= 0:
+            msgs.append(bytes(buf[run:pos]))
         if pos:
             del buf[:pos]
         return msgs
