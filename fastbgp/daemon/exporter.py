@@ -196,6 +196,8 @@ class Exporter:
         """Called wherever a group's members, policy or path hiding change."""
         self.hook_cache.clear()
         self.sole_cache.clear()
+        # One group exporting anything: nothing to share (SharedExports).
+        self.shared.active = sum(not g.exports_nothing for g in self.groups.values()) > 1
 
     def sole_member(self, fam):
         """The peer id of the only member of ``fam``'s plain update groups
@@ -774,7 +776,7 @@ def export_part(groups, part, sources, skip):
     queued to its members but those in ``skip``.  What the groups announce
     is marked held once per announcement for all of them (MarkBatch: one
     look-up per prefix, not one per group), before the next part."""
-    marks = MarkBatch()
+    marks = MarkBatch() if len(groups) > 1 else None  # one group: marked as it goes
     try:
         for g in groups:
             if g.send_max:
@@ -783,7 +785,8 @@ def export_part(groups, part, sources, skip):
             if out:
                 distribute(g, out, skip=skip)
     finally:
-        marks.flush()
+        if marks is not None:
+            marks.flush()
 
 
 def distribute(g, out, targets=None, skip=None):

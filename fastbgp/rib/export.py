@@ -809,6 +809,9 @@ class SharedExports:
     def __init__(self, limit=CACHE_LIMIT):
         self.limit = limit
         self.computed = 0  # entries worked out (the rest were shared), for tests and stats
+        # Off while its exporter has a single group: nothing to share, the
+        # memo would only cost (a look-up and an entry per new set).
+        self.active = True
         self._memo = {}
 
     def get(self, key, compute):
@@ -1047,7 +1050,7 @@ class UpdateGroup(HeldOut, _MemberFree):
             cache.clear()
         try:
             shared = self.shared
-            if shared is not None and not self.chain.policies and self.chain.default_accept:
+            if shared is not None and shared.active and not self.chain.policies and self.chain.default_accept:
                 # No export policy: groups of one profile share the result
                 # up to the member's own step (SharedExports).
                 out = self._ixp(shared.get((self._profile(), key), lambda: self._export(src, attrs, nh, False)),
