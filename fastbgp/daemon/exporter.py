@@ -160,13 +160,14 @@ class Exporter:
         self.path_helds: dict = {}  # family -> HeldSet of the ADD-PATH groups (path_held)
         # (member pid, family) -> ``changes`` when its join dump read the
         # RIB: the changes up to it, still queued, are not sent to it (see
-        # joined); an entry goes once a later change is exported.
+        # joined()); an entry goes once a later change is exported.
         self.dumped: dict = {}
         # family -> hooks(): asked on every received UPDATE, recomputed only
         # after groups_changed() (a member joined or left, a policy or path
         # hiding switched), so that a feature that is off costs a dict get.
         self.hook_cache: dict = {}
         self.sole_cache: dict = {}  # family -> sole_member's answer
+        self.lists: dict = {}  # (family, addpath or "hiding") -> groups_of / hiding_groups
         # Exports shared by the groups without export policy (SharedExports).
         self.shared = SharedExports()
 
@@ -179,8 +180,14 @@ class Exporter:
     # -- Loc-RIB and Adj-RIB-In changes ----------------------------------------------------------
 
     def groups_of(self, fam, addpath):
-        return [g for g in self.groups.values()
-                if g.family == fam and g.addpath == addpath and g.members and not g.exports_nothing]
+        """The groups of ``fam`` (ADD-PATH or not) with members, exporting
+        anything; a tuple kept until groups_changed() (asked per change)."""
+        got = self.lists.get((fam, addpath))
+        if got is None:
+            got = self.lists[(fam, addpath)] = tuple(
+                g for g in self.groups.values()
+                if g.family == fam and g.addpath == addpath and g.members and not g.exports_nothing)
+        return got
 
     def hooks(self, fam):
         """(any group to export to, any ADD-PATH group, any path-hiding
@@ -196,6 +203,7 @@ class Exporter:
         """Called wherever a group's members, policy or path hiding change."""
         self.hook_cache.clear()
         self.sole_cache.clear()
+        self.lists.clear()
         # One group exporting anything: nothing to share (SharedExports).
         self.shared.active = sum(not g.exports_nothing for g in self.groups.values()) > 1
 
@@ -283,7 +291,10 @@ class Exporter:
     # -- RFC 7947 §2.3 path hiding (fastbgp.rib.route_server.PathHiding) --------------------------
 
     def hiding_groups(self, fam):
-        return [g for g in self.groups_of(fam, False) if g.hiding is not None]
+        got = self.lists.get((fam, "hiding"))
+        if got is None:
+            got = self.lists[(fam, "hiding")] = tuple(g for g in self.groups_of(fam, False) if g.hiding is not None)
+        return got
 
     def set_hiding(self, g):
         """Path hiding on or off for group ``g`` as configured; True when
@@ -450,25 +461,8 @@ class Exporter:
         """Export work: encode ``delta`` per group and queue it to members."""
         sources = self.daemon.sources
         for part in slices(delta):
-            export_part(self.groups_of(part.family, part.addpath), part, sources, self.joined(part))
+            export_part(self.groups_of(part.family, part.addpath), part, sources, joined(self.dumped, part))
             yield
-
-    def joined(self, delta):
-        """The members that joined (a table dump) after ``delta``'s change
-        was made: the dump read the RIB with it, so they hold its end state
-        (its announcements again would repeat what they hold, and they hold
-        nothing it withdraws).  None when there are none."""
-        if not self.dumped or delta.seq is None:
-            return None
-        skip = set()
-        for key, seq in list(self.dumped.items()):
-            if key[1] != delta.family:
-                continue
-            if delta.seq <= seq:
-                skip.add(key[0])
-            else:
-                del self.dumped[key]  # changes are exported in order: none older is left
-        return skip or None
 
     # -- members ---------------------------------------------------------------------------------
 
@@ -769,6 +763,26 @@ def _piece(delta, announced, first):
     out.same_source = delta.same_source  # a set of prefixes: any part may look them up
     out.replaced = delta.replaced  # keyed by announced entry: each part finds its own
     return out
+
+
+def joined(dumped, delta):
+    """The members that joined (a table dump) after ``delta``'s change was
+    made: the dump read the RIB with it, so they hold its end state (its
+    announcements again would repeat what they hold, and they hold nothing
+    it withdraws).  None when there are none.  ``dumped``: the exporter's
+    {(member pid, family): change count at its dump}; entries older than
+    ``delta`` go (changes are exported in order: none older is left)."""
+    if not dumped or delta.seq is None:
+        return None
+    skip = set()
+    for key, seq in list(dumped.items()):
+        if key[1] != delta.family:
+            continue
+        if delta.seq <= seq:
+            skip.add(key[0])
+        else:
+            del dumped[key]
+    return skip or None
 
 
 def export_part(groups, part, sources, skip):
