@@ -8,6 +8,7 @@ import asyncio
 import logging
 import struct
 
+from fastbgp.session.adj_rib_out import JOIN_OCTETS
 from fastbgp.session.fsm import State
 from fastbgp.wire.errors import CEASE_OUT_OF_RESOURCES, ERR_CEASE
 
@@ -129,3 +130,48 @@ def test_slow_steady_reader_under_the_cap_keeps_its_session(run, caplog):
             await b.stop()
 
     run(main(), timeout=90)
+
+
+def test_lists_queued_together_go_out_in_one_write(run, monkeypatch):
+    """An update group queues one shared list per member and change: the
+    lists a member has waiting go to the socket in one write (one system
+    call, not one per list), in order, counted, and the shared lists are
+    left as they were."""
+
+    async def main():
+        a, b, na, nb = await pair(64 << 20)
+        try:
+            conn = na.connection
+            writes = []
+            real = conn.writelines
+            monkeypatch.setattr(conn, "writelines", lambda chunks: writes.append(list(chunks)) or real(chunks))
+            lists = [[withdraw_update(1 + i)] for i in range(10)] + [[withdraw_update(20)] * 70]
+            before = na.counters.sent.update
+            got = nb.counters.received.withdraw_update  # (End-of-RIBs may still be on their way)
+            for msgs in lists:
+                na.send_messages(msgs)  # one loop turn: the sender finds them all queued
+            await na.adj_rib_out.flush(5)
+            sent = [m for w in writes for m in w]
+            assert sent == [m for msgs in lists for m in msgs]
+            assert len(writes[0]) == 64 and len(writes) == 2  # 10 lists and part of the 11th in one write
+            assert [len(msgs) for msgs in lists] == [1] * 10 + [70]
+            assert na.counters.sent.update - before == 80 and na.adj_rib_out.queued_bytes == 0
+            # Big messages: joined up to JOIN_OCTETS (what the kernel does not
+            # take the transport copies, for each member).
+            writes.clear()
+            big = [[withdraw_update(1000)] for _ in range(12)]  # 4,023 octets each
+            for msgs in big:
+                na.send_messages(msgs)
+            await na.adj_rib_out.flush(5)
+            per = -(-JOIN_OCTETS // 4023)
+            assert [len(w) for w in writes] == [per, per, 12 - 2 * per]
+            for _ in range(500):  # B reads them all
+                if nb.counters.received.withdraw_update - got == 92:
+                    break
+                await asyncio.sleep(0.01)
+            assert nb.counters.received.withdraw_update - got == 92
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(main(), timeout=30)

@@ -58,6 +58,10 @@ MSGS = 5  # a list of encoded messages, possibly shared with other neighbours
 _KEY_OCTETS = 8
 _EOR_OCTETS = 30
 
+# Queued lists of encoded messages joined into one write, up to this many
+# octets (AdjRibOut._run).
+JOIN_OCTETS = 16 << 10
+
 # The last shared message list sized: an update group queues one list for
 # every member in a row, so it is summed once, not once per member.
 _sized = [None, 0]
@@ -365,12 +369,28 @@ class AdjRibOut:
                     return
                 self.sending = True
                 kind, item = q.popleft()
-                self.queued_bytes -= _item_octets(kind, item)
+                octets = _item_octets(kind, item)
+                self.queued_bytes -= octets
                 try:
                     msgs = self._encode(session, kind, item)
                 except Exception as exc:
                     log.error("%s: cannot encode routes for this session, skipped: %s", self.neighbor.address, exc)
                     continue
+                if kind == MSGS or kind == RAW:
+                    # Encoded messages queued behind these go in the same
+                    # write: a member of an update group is queued one list
+                    # per change (a route server's client, one per other
+                    # client's announcement), and a write per list was a
+                    # system call per list.  Up to JOIN_OCTETS: what the
+                    # kernel does not take the transport copies, for each
+                    # member (the queue holds the shared lists, not copies).
+                    # Never extended in place: the lists are shared.
+                    while q and q[0][0] == MSGS and len(msgs) < 64 and octets < JOIN_OCTETS:
+                        more = q.popleft()[1]
+                        size = _list_octets(more)
+                        self.queued_bytes -= size
+                        octets += size
+                        msgs = msgs + more
                 if not msgs:
                     continue
                 for i in range(0, len(msgs), 64):
