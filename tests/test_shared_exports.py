@@ -218,3 +218,55 @@ def test_groups_one_setting_apart_never_share_an_entry_they_would_export_apart()
                         compared += 1
                         differed += first.export(src, attrs, mp_nh) != want
     assert differed > compared // 10  # the settings do change the exports this test reads
+
+
+# ----------------------------------------------------------------------------- one change, many groups
+
+
+def test_a_change_exported_in_one_batch_is_what_each_group_makes_alone(rib_impl):
+    """ExportBatch (export_part): groups' marks made once per announcement
+    and the UPDATEs of what they export alike encoded once.  Each group's
+    messages and held bits are those it makes on its own: route-server
+    clients with and without 4-octet AS numbers (RFC 6793: another
+    encoding), an eBGP group, one a control community keeps out."""
+    from fastbgp.rib import AttrTable
+    from fastbgp.rib.export import Delta, ExportBatch
+    from test_route_server_policy import announce
+
+    def world():
+        table = AttrTable()
+        rib = rib_impl.Rib(1, table)
+        engine = engine_with(RouteServerPolicy(euro_ix=True))
+        chain = engine.chain([], "export", "accept")
+        groups = []
+        for i, (kind, asn, as4) in enumerate([(RS, 65002, True), (RS, 65003, True), (RS, 65004, False),
+                                             (EBGP, 65005, True), (RS, 65006, True)]):
+            g = make_group(engine, chain, asn, kind, shared=SharedExports())
+            g.ctx = codec.Context(as4=as4)
+            g.members[10 + i] = object()
+            g.attach_held(rib.held)
+            groups.append(g)
+        rib.add_peer(1, 65001, RS_AS, "192.0.2.1", "192.0.2.1")
+        return table, rib, groups
+
+    src = {1: Source(1, RS, peer_as=65001, address="192.0.2.1")}
+    prefixes = ["10.%d.%d.0/24" % (i // 256, i % 256) for i in range(300)]
+    outs = []
+    for batched in (True, False):
+        table, rib, groups = world()
+        sent = [[] for _ in groups]
+        for step, attrs in enumerate([block(path=(65001, 7)), block(path=(65001, 8), communities=(std(0, 65006),)),
+                                      block(path=(65001, 4200000001))]):
+            cs = announce(table, rib, 1, prefixes[step * 100:(step + 2) * 100], attrs)
+            delta = Delta.from_changeset(IPV4_UNICAST, cs, table)
+            batch = ExportBatch() if batched else None
+            for g, out in zip(groups, sent):
+                out.extend(g.process(delta, src, marks=batch).common)
+            if batch is not None:
+                batch.flush()
+        everything = codec.pack_prefixes([(0, ipaddress.ip_network(p).network_address.packed, 24) for p in prefixes])
+        outs.append((sent, [rib.held.filter(g.held_index, everything) for g in groups]))
+    assert outs[0] == outs[1]
+    sent, held = outs[0]
+    assert sent[0] == sent[1] and sent[2] != sent[0] and sent[3] != sent[0]  # AS2 encoding, our AS prepended
+    assert held[4] != held[0] and len(held[0]) == 300 * 4  # 0:65006 kept one set from 65006

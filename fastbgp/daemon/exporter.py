@@ -28,7 +28,7 @@ import ipaddress
 import logging
 from collections import deque
 
-from fastbgp.rib.export import EBGP, IBGP, RS, Delta, MarkBatch, UpdateGroup, group_key, rewrite_path_ids
+from fastbgp.rib.export import EBGP, IBGP, RS, Delta, ExportBatch, UpdateGroup, group_key, rewrite_path_ids
 from fastbgp.rib.export import PathRanker, SharedExports, changed_ids, paths_before, prefix_entries
 from fastbgp.rib.export import self_next_hops, tag_source
 from fastbgp.rib.confed import of_config as confed_of_config
@@ -788,9 +788,10 @@ def joined(dumped, delta):
 def export_part(groups, part, sources, skip):
     """``part`` of a change (a Delta) encoded by each of ``groups`` and
     queued to its members but those in ``skip``.  What the groups announce
-    is marked held once per announcement for all of them (MarkBatch: one
-    look-up per prefix, not one per group), before the next part."""
-    marks = MarkBatch() if len(groups) > 1 else None  # one group: marked as it goes
+    is marked held once per announcement for all of them (ExportBatch: one
+    look-up per prefix, not one per group), before the next part, and what
+    they export alike is encoded once."""
+    marks = ExportBatch() if len(groups) > 1 else None  # one group: all as it goes
     try:
         for g in groups:
             if g.send_max:

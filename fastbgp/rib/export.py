@@ -631,7 +631,7 @@ class HeldOut:
             self._set_bits(self.held_index, packed)
 
     def _mark(self, packed, marks):
-        """held_mark, now or with ``marks`` (a MarkBatch, or None) once the
+        """held_mark, now or with ``marks`` (an ExportBatch, or None) once the
         change went to every group (not for ADD-PATH keys)."""
         if marks is not None and self.held is not None and not self.paths and packed:
             marks.add(self.held, self.held_index, packed)
@@ -723,7 +723,7 @@ class HeldOut:
         """Encode ``packed`` with ``out`` (attrs, MP next hop) into ``res``:
         to every member, or, when the path is member ``pid``'s own, to the
         others (``pid`` gets the prefixes withdrawn: split horizon).  The
-        group's marks go to ``marks`` when given (see MarkBatch)."""
+        group's marks go to ``marks`` when given (see ExportBatch)."""
         tracked = self.held is not None
         if tracked:
             self._to_all(packed)
@@ -748,7 +748,12 @@ class HeldOut:
         else:
             if tracked:
                 self._mark(packed, marks)
-            res.common.extend(self._pack(out, packed))
+            if marks is None:
+                res.common.extend(self._pack(out, packed))
+            else:
+                # Groups exporting this alike share its UPDATEs (ExportBatch).
+                res.common.extend(marks.encoded((out, packed, self.family, self.enh, self.ctx),
+                                                lambda: self._pack(out, packed)))
 
     def _pack_echo(self, echo):
         """{pid: [packed]} of split-horizon withdrawals -> {pid: messages},
@@ -829,18 +834,25 @@ class SharedExports:
         return len(self._memo)
 
 
-class MarkBatch:
-    """The Adj-RIB-Out marks of one change, gathered over the update groups
-    that export it (fastbgp.daemon.exporter's run_delta) and made once per
-    announcement: ``HeldSet.mark_groups`` looks each prefix up once for all
-    the groups sent it alike (a route server's clients: one look-up, not
-    one per client).  A group only ever reads its own bits, and run_delta
-    flushes the batch before the next change: no group reads a bit whose
-    mark is still here.  Bounded by the change: an entry per (HeldSet,
-    announcement) of it."""
+class ExportBatch:
+    """What a change's export to many update groups does once for all of
+    them (fastbgp.daemon.exporter's export_part):
+
+    * the Adj-RIB-Out marks, made once per announcement: ``HeldSet.
+      mark_groups`` looks each prefix up once for all the groups sent it
+      alike (a route server's clients: one look-up, not one per client).
+      A group only ever reads its own bits, and the batch is flushed before
+      the next change: no group reads a bit whose mark is still here;
+    * the UPDATEs of an announcement that groups export alike (same
+      attributes and next hop, same session context), encoded once and
+      shared (the lists are never changed once built).
+
+    Bounded by the change: an entry per (HeldSet, announcement) and per
+    (export, announcement, context) of it."""
 
     def __init__(self):
         self._by = {}
+        self._packs = {}
 
     def add(self, held, index, packed):
         """Group ``index`` of ``held`` was sent ``packed``."""
@@ -851,9 +863,18 @@ class MarkBatch:
         else:
             entry[1].append(index)
 
+    def encoded(self, key, build):
+        """The messages of ``key`` (what decides the encoding), ``build()``
+        the first time."""
+        msgs = self._packs.get(key)
+        if msgs is None:
+            msgs = self._packs[key] = build()
+        return msgs
+
     def flush(self):
         """Make every mark gathered (the batch is empty after)."""
         by, self._by = self._by, {}
+        self._packs = {}
         for (_held_id, packed), (held, indexes) in by.items():
             held.mark_groups(indexes, packed)
 
@@ -1260,8 +1281,9 @@ class UpdateGroup(HeldOut, _MemberFree):
         export rejects is withdrawn only if that group holds it; ``was``:
         that group's export when it sent it (:meth:`HeldOut.sent_by`, a
         copy): what it holds with the attributes it would be sent again is
-        not announced again.  ``marks``: a MarkBatch the group's marks of
-        what it announces go to (Exporter.run_delta), or None: made here."""
+        not announced again.  ``marks``: an ExportBatch the group's marks of
+        what it announces go to, and which shares the UPDATEs of what groups
+        export alike (export_part), or None: all made here."""
         res = _Out()
         if delta.addpath != self.addpath or self.exports_nothing:
             return res

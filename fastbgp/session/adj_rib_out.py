@@ -183,7 +183,8 @@ class AdjRibOut:
         self._flush_waiters: list = []
         self._session = None
         # Octets in ``queue`` (estimated for batches), added on append and
-        # taken off when the sender pops the item for the transport.
+        # taken off when the sender pops the item for the transport; each
+        # item is (kind, item, its octets), sized once.
         self.queued_bytes = 0
 
     @property
@@ -196,8 +197,9 @@ class AdjRibOut:
     def enqueue(self, kind: int, item) -> None:
         if self._task is None:
             return  # not Established: the full table goes out on establishment
-        self.queue.append((kind, item))
-        self.queued_bytes += _item_octets(kind, item)
+        octets = _item_octets(kind, item)
+        self.queue.append((kind, item, octets))
+        self.queued_bytes += octets
         self._event.set()
         if self.queued_bytes > self._room():
             self._overflow()
@@ -208,8 +210,9 @@ class AdjRibOut:
         must not change afterwards.  Dropped when not Established."""
         # enqueue() inlined: update groups call this per member and batch.
         if msgs and self._task is not None:
-            self.queue.append((MSGS, msgs))
-            self.queued_bytes += _list_octets(msgs)
+            octets = _list_octets(msgs)
+            self.queue.append((MSGS, msgs, octets))
+            self.queued_bytes += octets
             self._event.set()
             if self.queued_bytes > self._room():
                 self._overflow()
@@ -368,8 +371,7 @@ class AdjRibOut:
                 if session.conn is not conn or conn.detached:
                     return
                 self.sending = True
-                kind, item = q.popleft()
-                octets = _item_octets(kind, item)
+                kind, item, octets = q.popleft()
                 self.queued_bytes -= octets
                 try:
                     msgs = self._encode(session, kind, item)
@@ -386,8 +388,7 @@ class AdjRibOut:
                     # member (the queue holds the shared lists, not copies).
                     # Never extended in place: the lists are shared.
                     while q and q[0][0] == MSGS and len(msgs) < 64 and octets < JOIN_OCTETS:
-                        more = q.popleft()[1]
-                        size = _list_octets(more)
+                        _kind, more, size = q.popleft()
                         self.queued_bytes -= size
                         octets += size
                         msgs = msgs + more
