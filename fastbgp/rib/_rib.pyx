@@ -150,8 +150,6 @@ cdef extern from *:
             if (buf.capacity() > keep) { buf.shrink_to_fit(); key.shrink_to_fit(); }
         }
     };
-    static const uint64_t RIB_EMPTY4 = 0xFFFFFFFFFFFFFFFFULL;
-    static const uint32_t RIB_EMPTY6 = 0xFFFFFFFFU;
     static const uint64_t RIB_GOLDEN = 0x9E3779B97F4A7C15ULL;
     static const uint64_t RIB_MIX = 0xC2B2AE3D27D4EB4FULL;
     static const uint64_t RIB_WITHDRAW = 0xFFFFFFFFFFFFFFFFULL;
@@ -206,6 +204,7 @@ cdef extern from *:
        Where mmap is not there, plain malloc and free. */
     #define RIB_MAP_MIN ((size_t)4 << 20)
     #define RIB_HUGE_ALIGN ((size_t)2 << 20)
+    /* The memory comes zeroed: fresh pages of a mapping, or calloc. */
     static void *rib_alloc_table(size_t bytes, int huge) {
     #if defined(__linux__) && defined(MAP_POPULATE)
         if (bytes >= RIB_MAP_MIN) {
@@ -231,7 +230,7 @@ cdef extern from *:
             return p;
         }
     #endif
-        return malloc(bytes);
+        return calloc(1, bytes);
     }
 
     /* Frees what rib_alloc_table gave for the same ``bytes``. */
@@ -315,6 +314,7 @@ cdef extern from *:
     cdef cppclass RibGroups:
         vector[uint64_t] key
         vector[string] buf
+        size_t last_i  # the group get() returned last
         string *get(uint64_t g) except +
         void clear(size_t keep)
     ctypedef struct EmitRec:
@@ -322,8 +322,6 @@ cdef extern from *:
         uint64_t group
         uint32_t path_id
         uint32_t old
-    const uint64_t RIB_EMPTY4
-    const uint32_t RIB_EMPTY6
     const uint64_t RIB_GOLDEN
     const uint64_t RIB_MIX
     const uint64_t RIB_WITHDRAW
@@ -597,6 +595,9 @@ cdef class _SlotTable:
     cdef int bits
     cdef char *slots
     cdef size_t cap, used, ssize  # cap: any size from MIN_CAP (see _home, _reserve)
+    # Times entries moved to other slots (_delete's backward shift, _resize):
+    # slot positions noted while it was n stay right while it is n.
+    cdef size_t moves
     cdef size_t npaths
     cdef PathSlab *slab  # the arrays of prefixes with two paths or more
     cdef size_t len_count[129]  # prefixes held per length, for longest_match
@@ -648,34 +649,41 @@ cdef class _SlotTable:
             return &(<Slot6 *>s).b
         return &(<Slot4 *>s).b
 
+    # An empty slot is all zeros, so a new slot array is ready as the
+    # allocator hands it over (fresh pages: no pass over the array to mark
+    # it empty at each growth step).  A slot in use keeps its key one
+    # higher -- the IPv4 key word's low 40 bits (addr << 8 | len, at most
+    # 0xFFFFFFFF20), the IPv6 length octet (at most 128) -- so it is
+    # never zero whatever the tag, 0.0.0.0/0 and ::/0 included.
+
     @cython.final
     cdef inline bint _is_empty(self, const char *s) noexcept nogil:
         if self.v6:
-            return (<Slot6 *>s).len == RIB_EMPTY6
-        return (<Slot4 *>s).key == RIB_EMPTY4
+            return (<Slot6 *>s).len == 0
+        return (<Slot4 *>s).key == 0
 
     @cython.final
     cdef inline void _get_key(self, const char *s, PKey *k) noexcept nogil:
         if self.v6:
             k.hi = (<Slot6 *>s).hi
             k.lo = (<Slot6 *>s).lo
-            k.len = (<Slot6 *>s).len & 0xFF
+            k.len = ((<Slot6 *>s).len & 0xFF) - 1
         else:
             k.hi = 0
-            k.lo = (<Slot4 *>s).key & KEY_MASK4
+            k.lo = ((<Slot4 *>s).key & KEY_MASK4) - 1
             k.len = <uint32_t>(k.lo & 0xFF)
 
     @cython.final
     cdef inline bint _key_eq(self, const char *s, const PKey *k) noexcept nogil:
         if self.v6:
-            return (<Slot6 *>s).hi == k.hi and (<Slot6 *>s).lo == k.lo and ((<Slot6 *>s).len & 0xFF) == k.len
-        return ((<Slot4 *>s).key & KEY_MASK4) == k.lo
+            return (<Slot6 *>s).hi == k.hi and (<Slot6 *>s).lo == k.lo and ((<Slot6 *>s).len & 0xFF) == k.len + 1
+        return ((<Slot4 *>s).key & KEY_MASK4) == k.lo + 1
 
     # The tag of a slot: PACKED_GROUPS spare bits of its key word (above the
     # 40-bit IPv4 key, above the 8-bit IPv6 length), where HeldSet keeps the
     # update-group bits of a prefix in the Loc-RIB (no octet more per
-    # prefix).  An empty slot is all ones; a key's low octet (a length of at
-    # most 128) never is, whatever the tag.
+    # prefix).  An empty slot is all zeros; a key never is, whatever the
+    # tag (_is_empty).
 
     @cython.final
     cdef inline uint64_t _tag(self, const char *s) noexcept nogil:
@@ -739,9 +747,9 @@ cdef class _SlotTable:
         if self.v6:
             (<Slot6 *>s).hi = k.hi
             (<Slot6 *>s).lo = k.lo
-            (<Slot6 *>s).len = k.len
+            (<Slot6 *>s).len = k.len + 1  # never zero (_is_empty)
         else:
-            (<Slot4 *>s).key = k.lo
+            (<Slot4 *>s).key = k.lo + 1
         b = self._body(s)
         b.n = 0
         b.best = BEST_NONE
@@ -777,20 +785,21 @@ cdef class _SlotTable:
                 continue
             memcpy(self.slots + i * self.ssize, sj, self.ssize)
             i = j
-        memset(self.slots + i * self.ssize, 0xFF, self.ssize)
+            self.moves += 1
+        memset(self.slots + i * self.ssize, 0, self.ssize)  # empty (_is_empty)
 
     @cython.final
     cdef int _resize(self, size_t newcap) except -1:
-        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize, 0)
+        cdef char *new = <char *>rib_alloc_table(newcap * self.ssize, 0)  # zeroed: every slot empty
         if new == NULL:
             raise MemoryError()
-        memset(new, 0xFF, newcap * self.ssize)  # all-ones = empty for both layouts
         cdef char *old = self.slots
         cdef size_t oldcap = self.cap, i, j
         cdef PKey k
         cdef char *s
         self.slots = new
         self.cap = newcap
+        self.moves += 1
         for i in range(oldcap):
             s = old + i * self.ssize
             if self._is_empty(s):
@@ -1414,6 +1423,20 @@ cdef class _Changes(_Selection):
     cdef RibGroups moved
     cdef object replaced  # _take_moved's dict until _finish
     cdef size_t n_ann, n_wd
+    # The slots of the prefixes each group of self.groups announces, noted
+    # by _settle (``noting``: no other operation notes them) while no entry
+    # moves (``noted_moves``).  _finish hands them on as the slots of the
+    # ChangeSet's bytes objects (``sent_*``, until the next operation's
+    # _finish or a move): an update group sent such an object has its bits
+    # set in those slots' tags by HeldSet.mark_groups, without looking each
+    # prefix up again (a table's 1M announcements: 1M hash probes saved).
+    cdef vector[vector[uint32_t]] gslots
+    cdef bint noting
+    cdef size_t noted_moves
+    cdef vector[vector[uint32_t]] sent_slots
+    cdef dict sent_ids  # id(bytes object) -> index in sent_slots; None: none known
+    cdef list sent_objs  # those objects, held so that no id is reused meanwhile
+    cdef size_t sent_moves
 
     # ------------------------------------------------------------ output
 
@@ -1426,6 +1449,29 @@ cdef class _Changes(_Selection):
         self._put_prefix(self._group((<uint64_t>peer << 32) | aid), k, False, 0)
         self.n_ann += 1
         return 0
+
+    @cython.final
+    cdef inline int _note_slot(self, const char *s) except -1:
+        """The prefix _emit_ann just announced is in slot ``s``."""
+        cdef size_t i = self.groups.last_i
+        if i >= self.gslots.size():
+            self.gslots.resize(i + 1)
+        self.gslots[i].push_back(<uint32_t>(<size_t>(s - self.slots) // self.ssize))
+        return 0
+
+    @cython.final
+    cdef vector[uint32_t] *_sent_slots_of(self, object packed):
+        """The slots of the prefixes of ``packed`` when it is one of the
+        bytes objects of the last ChangeSet (see ``gslots``) and no entry
+        moved since, else NULL."""
+        # Every operation's _finish replaces them; one that failed before it
+        # may have moved entries all the same (a growth, then MemoryError).
+        if self.sent_ids is None or self.moves != self.sent_moves:
+            return NULL
+        i = self.sent_ids.get(id(packed))
+        if i is None or self.sent_objs[<Py_ssize_t>i] is not packed:
+            return NULL
+        return &self.sent_slots[<size_t>i]
 
     @cython.final
     cdef int _emit_moved(self, uint32_t old_aid, uint32_t new_aid, const PKey *k) except -1:
@@ -1464,6 +1510,7 @@ cdef class _Changes(_Selection):
         cdef size_t i
         cdef EmitRec *r
         sort(self.recs.begin(), self.recs.end())
+        self.noting = False
         for i in range(self.recs.size()):
             r = &self.recs[i]
             if r.group == RIB_WITHDRAW:
@@ -1477,6 +1524,8 @@ cdef class _Changes(_Selection):
     @cython.final
     cdef void _reset_output(self):
         self.groups.clear(SCRATCH_KEEP)
+        self.gslots.clear()
+        self.noting = False
         self.wd.clear()
         self.same.clear()
         self.moved.clear(SCRATCH_KEEP)
@@ -1506,11 +1555,18 @@ cdef class _Changes(_Selection):
         cdef size_t i
         cdef uint64_t g
         cdef dict groups, announced
+        cdef bint known = self.noting and self.moves == self.noted_moves \
+            and self.gslots.size() == self.groups.key.size()
+        self.sent_ids = self.sent_objs = None
+        self.sent_slots.clear()
         if self.groups.key.size() == 0 and self.wd.size() == 0:
             self._reset_output()
             return _empty_changeset()
         groups = {}
         announced = {}
+        if known:
+            self.sent_ids = {}
+            self.sent_objs = []
         for i in range(self.groups.key.size()):
             g = self.groups.key[i]
             data = PyBytes_FromStringAndSize(self.groups.buf[i].data(), self.groups.buf[i].size())
@@ -1520,6 +1576,12 @@ cdef class _Changes(_Selection):
             # One group per attr_id is the usual case: both dicts then hold
             # the same bytes object.
             announced[aid] = data if prev is None else prev + data
+            if known:
+                self.sent_ids[id(data)] = i
+                self.sent_objs.append(data)
+        if known:
+            self.sent_slots.swap(self.gslots)
+            self.sent_moves = self.moves
         wd = PyBytes_FromStringAndSize(self.wd.data(), self.wd.size())
         same = PyBytes_FromStringAndSize(self.same.data(), self.same.size())
         cs = ChangeSet(announced, wd, self.n_ann, self.n_wd, groups, same, self.replaced or {})
@@ -1993,6 +2055,9 @@ cdef class Rib(_Changes):
         cdef size_t i
         cdef bint retouch = self.retouch
         self.retouch = False
+        # Slot positions fit 32 bits; nothing announced before this phase.
+        self.noting = self.cap <= 0xFFFFFFFF and self.groups.key.size() == 0
+        self.noted_moves = self.moves
         for i in range(self.touched.size()):
             t = &self.touched[i]
             body = self._body(t.slot)
@@ -2011,6 +2076,8 @@ cdef class Rib(_Changes):
             if not t.had or bp.peer != t.peer or bp.path_id != t.path_id or bp.attr_id != t.attr_id:
                 self._get_key(t.slot, &k)
                 self._emit_ann(bp.peer, bp.attr_id, &k)
+                if self.noting:
+                    self._note_slot(t.slot)
                 if t.had:
                     if bp.peer == t.peer:
                         # The peer had the best path before too (ChangeSet.same_source).
@@ -2715,6 +2782,9 @@ cdef class HeldSet(_HeldTable):
     cdef PyObject *owner
     cdef bint tagged  # bits of prefixes in owner's slots are in their tags
     cdef size_t ntag  # slots whose tag is not zero
+    # mark_groups calls served from the slots the owner noted (_mark_slots;
+    # the compiled RIB only: a figure for tests and benchmarks).
+    cdef readonly size_t marked_in_place
 
     def __cinit__(self, afi):
         self.owner = NULL
@@ -2867,6 +2937,13 @@ cdef class HeldSet(_HeldTable):
             self._loc(g, &w, &bit)
             tagbits |= bit
             masks[0 if self.packed else w - self.kw] |= bit
+        cdef vector[uint32_t] *at
+        if self.tagged:
+            # The owner's own announcement, its slots known: no parse, no look-up.
+            at = (<_Changes>self.owner)._sent_slots_of(packed)
+            if at != NULL:
+                self.marked_in_place += 1
+                return self._mark_slots(tagbits, at)
         cdef bytes b = _as_bytes(packed)
         cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(b)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
@@ -2926,6 +3003,31 @@ cdef class HeldSet(_HeldTable):
                 rib_prefetch(t.slots + self.items[i].home * t.ssize)
 
     @cython.final
+    cdef size_t _mark_slots(self, uint64_t bit, const vector[uint32_t] *at) except? 0xFFFFFFFF:
+        """_mark_tags for prefixes known to be in the owner's slots ``at``
+        (_Changes._sent_slots_of): the same tags set, without a parse or a
+        hash look-up per prefix."""
+        cdef _SlotTable t = <_SlotTable>self.owner
+        cdef size_t added = 0, i, m = at.size()
+        cdef const uint32_t *pos = at.data()
+        for i in range(m):
+            if i + AHEAD < m:
+                rib_prefetch(t.slots + <size_t>pos[i + AHEAD] * t.ssize)
+            added += self._tag_or(t, t.slots + <size_t>pos[i] * t.ssize, bit)
+        return added
+
+    @cython.final
+    cdef inline size_t _tag_or(self, _SlotTable t, char *s, uint64_t bit) noexcept nogil:
+        """Set ``bit`` in slot ``s``'s tag; how many of them were not set."""
+        cdef uint64_t tag = t._tag(s)
+        if tag & bit == bit:
+            return 0
+        if not tag:
+            self.ntag += 1
+        t._set_tag(s, tag | bit)
+        return <size_t>rib_popcount(bit & ~tag)
+
+    @cython.final
     cdef size_t _mark_tags(self, uint64_t bit, const unsigned char *p, Py_ssize_t n) except? 0xFFFFFFFF:
         """mark_groups while tagged (``bit``: the groups' bits, all below
         PACKED_GROUPS): in the slot's tag when the prefix has one, else in
@@ -2947,12 +3049,7 @@ cdef class HeldSet(_HeldTable):
                 it = &self.items[i]
                 s = t._find_at(&it.key, it.home)
                 if s != NULL:
-                    tag = t._tag(s)
-                    if tag & bit != bit:
-                        if not tag:
-                            self.ntag += 1
-                        t._set_tag(s, tag | bit)
-                        added += <size_t>rib_popcount(bit & ~tag)
+                    added += self._tag_or(t, s, bit)
                     continue
                 e = self._find(&it.key, self._home(&it.key))
                 tag = 0 if e == NULL else e[0 if self.packed else self.kw]

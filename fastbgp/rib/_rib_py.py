@@ -350,6 +350,10 @@ class HeldSet:
         self._masks = [full ^ ((1 << (self._bits - n)) - 1) for n in range(self._bits + 1)]
         self._t = {}
         self._in_use = []
+        # The compiled HeldSet's count of mark_groups calls served from the
+        # slots its Rib noted for its own announcements; this one has no
+        # slots, so always 0 (the marks set are the same either way).
+        self.marked_in_place = 0
 
     def _group(self, group):
         if not isinstance(group, int) or not 0 <= group < len(self._in_use) or not self._in_use[group]:
