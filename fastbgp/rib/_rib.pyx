@@ -201,8 +201,11 @@ cdef extern from *:
        than the TLB misses they saved (bench/scale.py P8 on the Intel VM,
        four alternated pairs: 1.90-2.16 s in 4 KiB pages against
        2.08-2.46 s; bench/rib_floor.py p8 1.64-1.79 s against 1.73-1.85 s).
-       Where mmap is not there, plain malloc and free. */
-    #define RIB_MAP_MIN ((size_t)4 << 20)
+       Where mmap is not there, plain malloc and free.  From 256 KiB (9,362
+       IPv4 slots): the steps below 4 MiB faulted their pages one by one too,
+       and populated they cost less (bench/rib_floor.py p4, with the next
+       two changes: 0.142-0.145 s of RIB CPU against 0.131-0.138 s). */
+    #define RIB_MAP_MIN ((size_t)256 << 10)
     #define RIB_HUGE_ALIGN ((size_t)2 << 20)
     /* The memory comes zeroed: fresh pages of a mapping, or calloc. */
     static void *rib_alloc_table(size_t bytes, int huge) {
@@ -808,7 +811,10 @@ cdef class _SlotTable:
             j = self._home(&k)
             while not self._is_empty(new + j * self.ssize):
                 j = self._next(j)
-            memcpy(new + j * self.ssize, s, self.ssize)
+            if self.v6:
+                (<Slot6 *>(new + j * self.ssize))[0] = (<Slot6 *>s)[0]
+            else:
+                (<Slot4 *>(new + j * self.ssize))[0] = (<Slot4 *>s)[0]
         rib_free_table(old, oldcap * self.ssize)
         return 0
 
@@ -1031,7 +1037,10 @@ cdef class _SlotTable:
             addr = k.lo >> 8
             for i in range(nb):
                 buf[o + i] = (addr >> (24 - 8 * i)) & 0xFF
-        out.append(<char *>buf, o + nb)
+        # Byte by byte: inline stores, where append's call and memcpy for
+        # 4 or 5 octets cost more (one prefix out per best-path change).
+        for i in range(o + nb):
+            out.push_back(<char>buf[i])
         return 0
 
     @cython.final
