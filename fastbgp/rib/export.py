@@ -1148,17 +1148,17 @@ class UpdateGroup(HeldOut, _MemberFree):
                 del items[ATTR_EXT_COMMUNITIES]
             elif value is not ext[1]:
                 items[ATTR_EXT_COMMUNITIES] = (ext[0], value)
-        block = _encode(items)
         v4 = self.family == IPV4_UNICAST
-        policy_nh = None
-        if self.chain.policies or not self.chain.default_accept:
-            if self.chain.prefix_dependent:
-                return (block, nh, True)
-            verdict = self.engine.evaluate_group(self.chain, block, self.pctx, self.afi, "export")
-            if verdict is None:
-                return None
-            block, policy_nh = verdict.attrs, verdict.next_hop
-        return self._finish(src, block, nh, policy_nh, v4, ixp)
+        if not self.chain.policies and self.chain.default_accept:
+            # No policy to read the block: _finish goes on from ``items``.
+            return self._finish(src, None, nh, None, v4, ixp, items)
+        block = _encode(items)
+        if self.chain.prefix_dependent:
+            return (block, nh, True)
+        verdict = self.engine.evaluate_group(self.chain, block, self.pctx, self.afi, "export")
+        if verdict is None:
+            return None
+        return self._finish(src, verdict.attrs, nh, verdict.next_hop, v4, ixp)
 
     def export_prefix(self, src, block, nh, prefix):
         """Per-prefix tail of :meth:`export` for prefix-dependent chains;
@@ -1172,12 +1172,15 @@ class UpdateGroup(HeldOut, _MemberFree):
             hit = self._cache[key] = self._finish(src, verdict.attrs, nh, verdict.next_hop, self.family == IPV4_UNICAST)
         return hit
 
-    def _finish(self, src, block, nh, policy_nh, v4, ixp=True):
+    def _finish(self, src, block, nh, policy_nh, v4, ixp=True, items=None):
         """Rules that apply after the export policy: AS_PATH prepend, next
-        hop, LOCAL_PREF presence, reflection attributes, OTC."""
+        hop, LOCAL_PREF presence, reflection attributes, OTC.  The attributes
+        come as ``block``, or as ``items`` ({type: (flags, value)}, this
+        call's to change) when no policy ran."""
         if self.confed_peer:
-            return self._finish_confed(block, nh, policy_nh, v4)
-        items = {t: (f, v) for f, t, v in split_attrs(block)}
+            return self._finish_confed(_encode(items) if block is None else block, nh, policy_nh, v4)
+        if items is None:
+            items = {t: (f, v) for f, t, v in split_attrs(block)}
         kind = self.kind
         if policy_nh == NEXT_HOP_SELF:
             policy_nh = self.nh4 if v4 else self.nh6
