@@ -367,6 +367,7 @@ cdef enum:
     MED_AS_SLOTS = 64  # _distinct_as's table: twice MED_DISTINCT_MAX, a power of two
     CHUNK = 512  # prefixes parsed ahead of the hash probes
     SCRATCH_KEEP = 4096  # scratch entries kept allocated between operations
+    SENT_SLOTS_MAX = 65536  # announcements whose slots _finish keeps for HeldSet.mark_groups (4 octets each)
     AHEAD = 12  # prefetch distance, in prefixes
     PACKED_GROUPS = 24  # HeldSet: group bits beside an IPv4 key (40 bits) in one word
     KEY_BITS4 = 40  # an IPv4 slot key (addr << 8 | len); the 24 bits above it are the slot's tag
@@ -1565,7 +1566,7 @@ cdef class _Changes(_Selection):
         cdef uint64_t g
         cdef dict groups, announced
         cdef bint known = self.noting and self.moves == self.noted_moves \
-            and self.gslots.size() == self.groups.key.size()
+            and self.gslots.size() == self.groups.key.size() and self.n_ann <= SENT_SLOTS_MAX
         self.sent_ids = self.sent_objs = None
         self.sent_slots.clear()
         if self.groups.key.size() == 0 and self.wd.size() == 0:
