@@ -84,10 +84,14 @@ READ_BUDGET_MESSAGES = 256
 # with many sessions ready in one turn the per-connection budget alone let
 # their sum hold the loop for seconds (150 sessions x 64 KiB is 2.4M
 # prefixes imported before any timer ran), so KEEPALIVEs were late
-# (RFC 4271 §4.4, §10).  Two connections' worth: a single session keeps its
-# full per-connection budget.
-TURN_BUDGET_BYTES = 2 * READ_BUDGET_BYTES
-TURN_BUDGET_MESSAGES = 2 * READ_BUDGET_MESSAGES
+# (RFC 4271 §4.4, §10).  Eight connections' worth: 512 KiB of full UPDATEs
+# takes ~15 ms here, 2,048 small ones ~20 ms, so timers still run many times
+# a second.  Each connection's slice is an equal share of it, and every
+# slice costs one pass through import and export: with two connections'
+# worth, ten senders got 13 KiB slices and a P4 worker spent 12 % more CPU
+# (bench/scale.py P4, 2 workers: 0.134-0.145 s against 0.118-0.126 s).
+TURN_BUDGET_BYTES = 8 * READ_BUDGET_BYTES
+TURN_BUDGET_MESSAGES = 8 * READ_BUDGET_MESSAGES
 # With many connections waiting, each gets an equal share of a turn's
 # budget, but at least this much (one full message): a connection's turn
 # then comes round every few loop turns, not once per N x 64 KiB.
