@@ -912,12 +912,12 @@ class _MemberFree:
             out = (out[0], b"")
         return out
 
-    def _finish_confed(self, block, nh, policy_nh, v4):
+    def _finish_confed(self, items, nh, policy_nh, v4):
         """:meth:`_finish` towards a confederation peer (RFC 5065 §4, §5.2):
         our member AS in front in an AS_CONFED_SEQUENCE, LOCAL_PREF kept (100
         when none, as to an internal peer, RFC 4271 §5.1.5), the next hop
-        unchanged unless policy set one or the route is ours and names none."""
-        items = {t: (f, v) for f, t, v in split_attrs(block)}
+        unchanged unless policy set one or the route is ours and names none.
+        ``items``: {type: (flags, value)}, changed here."""
         if policy_nh == NEXT_HOP_SELF:
             policy_nh = self.nh4 if v4 else self.nh6
         f, v = items.get(ATTR_AS_PATH, (WELL_KNOWN_FLAGS[ATTR_AS_PATH], b""))
@@ -1177,10 +1177,10 @@ class UpdateGroup(HeldOut, _MemberFree):
         hop, LOCAL_PREF presence, reflection attributes, OTC.  The attributes
         come as ``block``, or as ``items`` ({type: (flags, value)}, this
         call's to change) when no policy ran."""
-        if self.confed_peer:
-            return self._finish_confed(_encode(items) if block is None else block, nh, policy_nh, v4)
         if items is None:
             items = {t: (f, v) for f, t, v in split_attrs(block)}
+        if self.confed_peer:
+            return self._finish_confed(items, nh, policy_nh, v4)
         kind = self.kind
         if policy_nh == NEXT_HOP_SELF:
             policy_nh = self.nh4 if v4 else self.nh6
