@@ -360,7 +360,7 @@ cdef enum:
     STALE = 1  # RibPath.stamp bit 0: RFC 4724 stale
     F_ORIGINATOR = 2  # attrs.F_ORIGINATOR_ID, checked at import
     MIN_CAP = 64
-    GROW_BY_HALF = 16 << 20  # octets: a slot array this big grows by half, a smaller one doubles (_reserve)
+    GROW_BY_QUARTER = 16 << 20  # octets: a slot array this big grows by a quarter, a smaller one doubles (_reserve)
     SMALL_MED = 16  # candidates up to which the MED step is a plain double loop
     PATH_ROOM_EXACT = 7  # paths per prefix up to which its array has no spare room (_path_room)
     MED_DISTINCT_MAX = 32  # candidates up to which the MED step first checks that no two share an AS
@@ -709,7 +709,7 @@ cdef class _SlotTable:
         # their low 16 bits, and multiplying alone left most homes unused
         # (long probe runs on every insert and lookup of a full table).  The
         # top bits choose the home (rib_range), so the table can have any
-        # size (_reserve grows a big one by half) and keeps its order: a table
+        # size (_reserve grows a big one by a quarter) and keeps its order: a table
         # rebuilt from this one's slot order inserts with rising homes.
         return rib_range(_mix_key(_hash_key(k, self.v6)) * RIB_GOLDEN, self.cap)
 
@@ -822,20 +822,23 @@ cdef class _SlotTable:
     @cython.final
     cdef int _reserve(self, size_t extra) except -1:
         # Grow at 80 % load: linear probing stays short below that.  Double
-        # while the array is small; from GROW_BY_HALF octets by half, so a
-        # big table ends between 1.25 and 1.9 slots per prefix, not 2.5: a
-        # full IPv4 table (1M prefixes, just past 80 % of 2^20 slots) in
-        # 1.57M slots (42 MiB), not 2.1M (56 MiB).  Doubling up to there
-        # keeps the moves and first touches of the small steps as they were
-        # (bench/rib_floor.py p1: by half from the start cost 20 % more
-        # RIB CPU).  A shard of N holds 1/N of the daemon's prefixes: it
-        # turns to growing by half at 1/N of that size, so the N shards end
-        # with the slots one table would have (two shards of a full table:
-        # 786k slots each, 22 MiB, not 2^20 and 28 MiB).
+        # while the array is small; from GROW_BY_QUARTER octets by a
+        # quarter, so a big table ends between 1.25 and 1.56 slots per
+        # prefix, not 2.5: a full IPv4 table (1M prefixes, just past 80 % of
+        # 2^20 slots) in 1.31M slots (35 MiB), not 2.1M (56 MiB).  By a half
+        # it took 1.57M (42 MiB); by a quarter a big table moves its entries
+        # about four times over its growth instead of twice, which cost 2-4 %
+        # more RIB CPU for 1M prefixes and nothing measurable for 20M paths
+        # (bench/rib_floor.py p1, p4, p8).  Doubling up to there keeps the
+        # moves and first touches of the small steps as they were (by half
+        # from the start cost 20 % more RIB CPU).  A shard of N holds 1/N of
+        # the daemon's prefixes: it turns to growing by a quarter at 1/N of
+        # that size, so the N shards end with the slots one table would have
+        # (two shards of a full table: 655k slots each, 17.5 MiB).
         cdef size_t need = self.used + extra
         cdef size_t newcap = self.cap
         while need * 5 > newcap * 4:
-            newcap = newcap * 2 if newcap * self.ssize * self.nshards < GROW_BY_HALF else newcap + newcap // 2
+            newcap = newcap * 2 if newcap * self.ssize * self.nshards < GROW_BY_QUARTER else newcap + newcap // 4
         if newcap != self.cap:
             self._resize(newcap)
         return 0
