@@ -101,8 +101,11 @@ MIN_SLICE_MESSAGES = 4
 # below this (each message framed restarts the HoldTimer, RFC 4271 §4.4, so
 # a peer's KEEPALIVE behind its table is seen while the table waits) and
 # pauses above it (the socket buffer and TCP flow control hold the rest).
-# At most this plus one read (256 KiB) per connection.
-PENDING_HIGH_BYTES = 256 * 1024
+# At most this plus one read (256 KiB) per connection.  64 KiB, one
+# connection's share of a turn: with many senders at once each waits with
+# about that much framed (was 256 KiB: ten P4 senders left 3-4 MB of framed
+# UPDATEs per worker, gone at the same time, bench/RESULTS.md).
+PENDING_HIGH_BYTES = 64 * 1024
 # Transport write buffer limits: UPDATE producers wait (Connection.drain)
 # above the high mark, so a KEEPALIVE queued behind them waits at most
 # this much data.
