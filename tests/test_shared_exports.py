@@ -77,6 +77,33 @@ def test_route_server_clients_share_an_attribute_set_and_keep_their_own_euro_ix_
     assert shared.computed == 3
 
 
+
+def test_route_server_clients_told_alike_hold_one_result_object():
+    # Each group caches its member's result per attribute set; with 200
+    # clients those results are most of a route server's memory (P9), so
+    # clients told alike must share one object, not hold equal copies.
+    policy = CountingPolicy(euro_ix=True)
+    engine = engine_with(policy)
+    chain = engine.chain([], "export", "accept")
+    shared = SharedExports()
+    groups = {asn: make_group(engine, chain, asn, shared=shared) for asn in (65002, 65003, 65004)}
+    src = Source(1, RS, peer_as=65001, address="192.0.2.1")
+
+    plain = block(path=(65001, 65010))  # nothing for the Euro-IX step: the shared result itself
+    outs = [g.export(src, plain, b"") for g in groups.values()]
+    assert outs[0] is outs[1] is outs[2]
+
+    # The control community stripped alike for 65003 and 65004: one result.
+    tagged = block(communities=(std(0, 65002), std(65001, 7)))
+    outs = {asn: g.export(src, tagged, b"") for asn, g in groups.items()}
+    assert outs[65002] is None and outs[65003] == outs[65004]
+    assert outs[65003] is outs[65004]
+    # Prepended for one client only: its own result, the other's unchanged.
+    once = block(communities=(std(65501, 65003),))
+    a, b = groups[65003].export(src, once, b""), groups[65004].export(src, once, b"")
+    assert fields(a[0])[0] == [65001, 65001] and fields(b[0])[0] == [65001]
+
+
 def test_groups_with_an_export_policy_or_other_settings_are_not_shared_into():
     engine = engine_with(RouteServerPolicy(euro_ix=True))
     accept = engine.chain([], "export", "accept")

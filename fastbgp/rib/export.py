@@ -904,7 +904,12 @@ class _MemberFree:
         rsp = getattr(self.engine, "route_server", None)
         if rsp is None or not rsp.active:
             return out
-        out = rsp.finish(out[0], out[1], self.pctx.peer_as, self.local_as, v4)
+        mine = rsp.finish(out[0], out[1], self.pctx.peer_as, self.local_as, v4)
+        if mine is not None and mine[0] is out[0] and mine[1] is out[1]:
+            # Unchanged for this member: the shared result itself, so every
+            # group's cache holds one tuple for it, not one each (P9: 4 MB).
+            mine = out
+        out = mine
         if out is not None and v4 and self.enh and out[1] and any(
                 t == ATTR_NEXT_HOP for _f, t, _v in split_attrs(out[0])):
             # An IPv4 next hop set there (RFC 7999 blackhole) wins over the

@@ -69,7 +69,8 @@ PREPEND_STD = {65501: 1, 65502: 2, 65503: 3}
 # Large-community local data part 1 of the prepend actions -> count.
 PREPEND_LARGE = {101: 1, 102: 2, 103: 3}
 _LARGE_CONTROL = frozenset((0, 1)) | frozenset(PREPEND_LARGE)
-# Bound of the memo of blocks that carry no community (cleared when full).
+# Bound of the memo of blocks that carry no community and of the results
+# kept by value (each cleared when full).
 MEMO_LIMIT = 1 << 16
 
 
@@ -96,6 +97,10 @@ class RouteServerPolicy:
         self.next_hop_rejected: dict = {}
         # Blocks without any community: sent unchanged to every client.
         self._untouched: set = set()
+        # What finish made, by value: clients told alike (every client but
+        # the one a community names) share one result, not one copy each in
+        # their groups' caches (P9: 4 MB).  Bounded as the memo above.
+        self._made: dict = {}
 
     # ------------------------------------------------------------- export
 
@@ -191,7 +196,11 @@ class RouteServerPolicy:
             return block, nh
         _store(items, ATTR_COMMUNITIES, comm, struct.pack(">%dI" % len(cs), *cs) if cs else None)
         _store(items, ATTR_LARGE_COMMUNITY, lc, b"".join(struct.pack(">III", *c) for c in ls) if ls else None)
-        return b"".join(encode_attr(items[t][0] & ~FLAG_EXTENDED_LENGTH, t, items[t][1]) for t in sorted(items)), nh
+        out = b"".join(encode_attr(items[t][0] & ~FLAG_EXTENDED_LENGTH, t, items[t][1]) for t in sorted(items)), nh
+        made = self._made
+        if len(made) >= MEMO_LIMIT:
+            made.clear()
+        return made.setdefault(out, out)
 
     # ------------------------------------------------------------- import
 
