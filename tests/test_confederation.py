@@ -273,9 +273,9 @@ def test_rewrites_cached_per_attribute_set_not_per_prefix(rib_impl):
     g = groups["m"]
     prefixes = ["10.6.%d.0/24" % i for i in range(50)]
     cs = announce(table, rib, X_PID, prefixes, block(path((SQ, (64777,))), nh=X_ADDR))
-    before = len(g._cache)
+    before = g.cache_entries
     out = sent(g, table, cs, sources)
-    assert len(out) == 50 and len(g._cache) == before + 1  # one export result for 50 prefixes
+    assert len(out) == 50 and g.cache_entries == before + 1  # one export result for 50 prefixes
 
 
 def test_best_path_ignores_confed_segments_and_ranks_member_routes_internal(rib_impl):
