@@ -1081,7 +1081,7 @@ class UpdateGroup(HeldOut, _MemberFree):
         them in P9)."""
         reflect = src.kind == IBGP and self.kind == IBGP
         cls = (src.kind, src.rr_client, src.router_id if reflect else 0)
-        key = (attrs, nh) if nh else attrs
+        key = attrs if nh == b"" else (attrs, nh)
         cache = self._cache
         per = cache.get(cls)
         if per is None:
