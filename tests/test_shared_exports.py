@@ -51,7 +51,6 @@ def make_group(engine, chain, peer_as, kind=RS, *, rr=False, local_as=RS_AS, nh4
     return g
 
 
-
 def three_clients():
     """A Euro-IX route server's clients AS65002-65004 sharing exports, and
     a client AS65001 as the source: (policy, shared, groups by AS, source)."""
@@ -62,6 +61,7 @@ def three_clients():
     groups = {asn: make_group(engine, chain, asn, shared=shared) for asn in (65002, 65003, 65004)}
     src = Source(1, RS, peer_as=65001, address="192.0.2.1")
     return policy, shared, groups, src
+
 
 def test_route_server_clients_share_an_attribute_set_and_keep_their_own_euro_ix_step():
     policy, shared, groups, src = three_clients()
@@ -84,12 +84,11 @@ def test_route_server_clients_share_an_attribute_set_and_keep_their_own_euro_ix_
     assert shared.computed == 3
 
 
-
 def test_route_server_clients_told_alike_hold_one_result_object():
     # Each group caches its member's result per attribute set; with 200
     # clients those results are most of a route server's memory (P9), so
     # clients told alike must share one object, not hold equal copies.
-    policy, shared, groups, src = three_clients()
+    _policy, _shared, groups, src = three_clients()
 
     plain = block(path=(65001, 65010))  # nothing for the Euro-IX step: the shared result itself
     outs = [g.export(src, plain, b"") for g in groups.values()]
